@@ -1,0 +1,51 @@
+# Everything a new user needs: `make demo` and `make test`. Each creates .venv and installs
+# what it needs, so a fresh Debian machine with Python 3.11 is enough.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SERVERS := prometheus-node-exporter prometheus-alertmanager prometheus
+
+.PHONY: demo test lint typecheck bench soak servers clean
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "deucalion needs Python 3.11 or newer" or 0)'
+	@$(PYTHON) -m venv $(VENV) || { echo "Could not create $(VENV): install python3-venv (apt-get install python3-venv)"; exit 1; }
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/deucalion demo
+
+# The integration tests start node_exporter, Alertmanager and Prometheus from Debian's packages.
+# As root with apt-get they are installed when missing; otherwise those tests skip and say what
+# to install (with DEUCALION_REQUIRE_INTEGRATION=1 such a skip is a failure).
+servers:
+	@missing=""; \
+	for p in $(SERVERS); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing$$missing from Debian's packages"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else \
+		echo "Not installing$$missing (needs root and apt-get): the integration tests will skip."; \
+	fi
+
+test: $(VENV)/.installed servers
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check deucalion
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
+
+bench: $(VENV)/.installed servers
+	$(PY) -m benchmarks
+
+soak: $(VENV)/.installed servers
+	$(PY) -m pytest -m slow --timeout=1200 tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

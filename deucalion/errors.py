@@ -1,0 +1,51 @@
+"""deucalion's exceptions.
+
+Every error deucalion raises on purpose is a ``DeucalionError``; errors from the libraries it
+uses (aiohttp, pydantic, YAML) are translated at the boundary, so a user only ever catches
+deucalion's own::
+
+    DeucalionError
+    ├── ConfigError      bad or missing configuration: names the file and the key
+    ├── ParseError       a metrics exposition that breaks its format: names the line
+    └── ScrapeError      a target that could not be scraped: names the target
+
+Each message says what was wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "DeucalionError", "ParseError", "ScrapeError"]
+
+
+class DeucalionError(Exception):
+    """The root of every error deucalion raises on purpose."""
+
+
+class ConfigError(DeucalionError):
+    """The configuration is invalid or incomplete.
+
+    The message names the source (file, environment variable or keyword argument) and the key.
+    """
+
+
+class ParseError(DeucalionError):
+    """A metrics exposition does not follow its format.
+
+    ``lineno`` is the 1-based line where the problem is (``None`` when it concerns the whole
+    body) and ``reason`` what is wrong there.
+    """
+
+    def __init__(self, reason: str, lineno: int | None = None) -> None:
+        self.reason = reason
+        self.lineno = lineno
+        where = f"line {lineno}: " if lineno is not None else ""
+        super().__init__(f"{where}{reason}")
+
+
+class ScrapeError(DeucalionError):
+    """A target could not be scraped (down, too slow, too large, not 2xx, or malformed)."""
+
+    def __init__(self, target: str, reason: str) -> None:
+        self.target = target
+        self.reason = reason
+        super().__init__(f"scrape of {target} failed: {reason}")

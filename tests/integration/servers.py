@@ -1,0 +1,160 @@
+"""Start real Prometheus-ecosystem servers from Debian's packages on free loopback ports.
+
+Used by the integration fixtures and the benchmarks. Each server is a subprocess owned by a
+``Server`` handle that stops it (SIGTERM, then SIGKILL) on ``stop()``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Binary name -> the Debian package that provides it.
+PACKAGES = {
+    "prometheus-node-exporter": "prometheus-node-exporter",
+    "prometheus-alertmanager": "prometheus-alertmanager",
+    "prometheus": "prometheus",
+}
+
+
+class ServerUnavailable(RuntimeError):
+    """The server's binary is not installed; the message says which package to install."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def find_binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise ServerUnavailable(
+            f"{name} is not installed: run `apt-get install {PACKAGES[name]}` (or `make test` as "
+            "root, which installs it)"
+        )
+    return path
+
+
+@dataclass
+class Server:
+    """A running server process listening on 127.0.0.1:port."""
+
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    workdir: Path
+    log: Path
+    ready_path: str = "/"
+    _stopped: bool = field(default=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early:\n{self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(self.url + self.ready_path, timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} not ready in {timeout}s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _start(name: str, args: list[str], port: int, workdir: Path, ready_path: str) -> Server:
+    log = workdir / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [find_binary(name), *args], stdout=out, stderr=subprocess.STDOUT, cwd=workdir
+        )
+    server = Server(name, port, process, workdir, log, ready_path)
+    try:
+        server.wait_ready()
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def start_node_exporter(port: int | None = None) -> Server:
+    """node_exporter serving this machine's metrics."""
+    find_binary("prometheus-node-exporter")
+    port = port or free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="deucalion-node-exporter-"))
+    args = [f"--web.listen-address=127.0.0.1:{port}"]
+    return _start("prometheus-node-exporter", args, port, workdir, "/metrics")
+
+
+ALERTMANAGER_CONFIG = """\
+route:
+  receiver: blackhole
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: blackhole
+"""
+
+
+def start_alertmanager(port: int | None = None) -> Server:
+    """A single Alertmanager with no cluster and a receiver that delivers nowhere."""
+    find_binary("prometheus-alertmanager")
+    port = port or free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="deucalion-alertmanager-"))
+    (workdir / "alertmanager.yml").write_text(ALERTMANAGER_CONFIG)
+    args = [
+        f"--config.file={workdir / 'alertmanager.yml'}",
+        f"--storage.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
+    return _start("prometheus-alertmanager", args, port, workdir, "/-/ready")
+
+
+def start_prometheus(
+    scrape_targets: list[str], port: int | None = None, scrape_interval: str = "1s"
+) -> Server:
+    """Prometheus scraping ``scrape_targets`` (host:port) under job ``node``."""
+    find_binary("prometheus")
+    port = port or free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="deucalion-prometheus-"))
+    targets = ", ".join(f'"{t}"' for t in scrape_targets)
+    (workdir / "prometheus.yml").write_text(
+        f"global:\n  scrape_interval: {scrape_interval}\n  evaluation_interval: {scrape_interval}\n"
+        f"scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: [{targets}]\n"
+    )
+    args = [
+        f"--config.file={workdir / 'prometheus.yml'}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    return _start("prometheus", args, port, workdir, "/-/ready")
