@@ -1,6 +1,47 @@
-"""deucalion: anomaly-detection sidecars for services that expose Prometheus metrics."""
+"""deucalion: anomaly-detection sidecars for services that expose Prometheus metrics.
+
+Names are imported on first use, so that an observer's worker process, which imports
+``deucalion.observer``, does not pay for aiohttp and pydantic.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from deucalion._version import __version__
 from deucalion.errors import ConfigError, DeucalionError, ParseError
 
-__all__ = ["ConfigError", "DeucalionError", "ParseError", "__version__"]
+if TYPE_CHECKING:
+    from deucalion.exposition import parse_exposition
+    from deucalion.observer import MetricsObserver
+    from deucalion.provisioner import MetricsProvisioner
+
+__all__ = [
+    "ConfigError",
+    "DeucalionError",
+    "MetricsObserver",
+    "MetricsProvisioner",
+    "ParseError",
+    "__version__",
+    "parse_exposition",
+]
+
+_LAZY = {
+    "MetricsObserver": "deucalion.observer",
+    "MetricsProvisioner": "deucalion.provisioner",
+    "parse_exposition": "deucalion.exposition",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'deucalion' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

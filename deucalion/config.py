@@ -1,0 +1,435 @@
+"""deucalion's settings: one pydantic model, read from files, the environment and arguments.
+
+Sources, later wins:
+
+1. the defaults below;
+2. ``/etc/deucalion/config.yaml`` when it exists;
+3. the YAML file named by ``DEUCALION_CONFIG``;
+4. the ``config=`` argument of ``MetricsProvisioner`` (a path or a mapping);
+5. ``DEUCALION_*`` environment variables (``DEUCALION_SCRAPE_INTERVAL=5s``; a nested key with
+   ``__``: ``DEUCALION_ALERTMANAGER__URLS=http://am:9093``);
+6. keyword arguments (``MetricsProvisioner(scrape_interval="5s")``).
+
+Every problem becomes a ``ConfigError`` that names the key and the source that set it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from deucalion.errors import ConfigError
+
+__all__ = ["Settings", "load_settings", "parse_duration"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG_FILE = Path("/etc/deucalion/config.yaml")
+ENV_PREFIX = "DEUCALION_"
+# DEUCALION_* variables that are not settings: the config file itself and test switches.
+ENV_NOT_SETTINGS = {"DEUCALION_CONFIG", "DEUCALION_REQUIRE_INTEGRATION"}
+
+_DURATION = re.compile(
+    r"^(?:(?P<y>\d+)y)?(?:(?P<w>\d+)w)?(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?"
+    r"(?:(?P<m>\d+)m(?!s))?(?:(?P<s>\d+)s)?(?:(?P<ms>\d+)ms)?$"
+)
+_DURATION_UNITS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1,
+                   "ms": 0.001}
+_SIZE = re.compile(r"^(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>[KMGT]?i?B)?$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+               "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a Prometheus duration (``500ms``, ``15s``, ``1m30s``) or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 15s, 500ms or 1m, not a boolean")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            match = _DURATION.match(text)
+            if not text or match is None:
+                raise ValueError(
+                    f"{value!r} is not a duration: write it as Prometheus does (500ms, 15s, 1m, "
+                    "1h30m) or as a number of seconds"
+                ) from None
+            seconds = sum(int(n) * _DURATION_UNITS[u] for u, n in match.groupdict().items() if n)
+    else:
+        raise ValueError(f"expected a duration such as 15s, 500ms or 1m, got {value!r}")
+    if seconds < 0:
+        raise ValueError(f"a duration cannot be negative: {value!r}")
+    return seconds
+
+
+def parse_size(value: object) -> int:
+    """Bytes from a number or a size such as ``50MB`` or ``10MiB``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = _SIZE.match(str(value).strip())
+    if match is None:
+        raise ValueError(f"{value!r} is not a size: write a number of bytes or e.g. 50MB, 10MiB")
+    unit = (match["unit"] or "").upper()
+    return int(float(match["n"]) * _SIZE_UNITS[unit])
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+ByteSize = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
+
+
+def normalize_target_url(value: str) -> str:
+    """A full scrape URL from either a URL or Prometheus's ``host:port`` form."""
+    value = value.strip()
+    if "://" not in value:
+        value = f"http://{value}"
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"{value!r} is not a scrape URL: write http(s)://host:port/path or host:port"
+        )
+    try:
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError as exc:
+        raise ValueError(f"{value!r} has an invalid port: {exc}") from None
+    if not parts.path:
+        value = value.rstrip("/") + "/metrics" if not parts.query else value
+    return value
+
+
+def check_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    for name in labels:
+        if not _LABEL_NAME.match(name) or name.startswith("__"):
+            raise ValueError(
+                f"{name!r} is not a valid label name: use letters, digits and underscores, "
+                "not starting with a digit or __"
+            )
+    return dict(labels)
+
+
+class Section(BaseModel):
+    """A part of the settings: unknown keys are errors, so a typo never goes unnoticed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TargetSettings(Section):
+    """One scrape target as configured."""
+
+    url: str
+    """The scrape URL, or host:port (then http:// and /metrics are implied)."""
+    labels: dict[str, str] = Field(default_factory=dict)
+    """Labels added to this target's alerts and scores (e.g. job, team)."""
+
+    _url = field_validator("url")(classmethod(lambda cls, v: normalize_target_url(v)))
+    _labels = field_validator("labels")(classmethod(lambda cls, v: check_labels(v)))
+
+
+def _expand_targets(value: object) -> object:
+    """Accept URLs, ``{url, labels}`` objects and Prometheus-style ``{targets, labels}`` groups."""
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    if not isinstance(value, list):
+        return value
+    expanded: list[object] = []
+    for item in value:
+        if isinstance(item, str):
+            expanded.append({"url": item})
+        elif isinstance(item, Mapping) and "targets" in item and "url" not in item:
+            group_targets = item["targets"]
+            if isinstance(group_targets, str):
+                group_targets = [group_targets]
+            extra = set(item) - {"targets", "labels"}
+            if extra:
+                expanded.append(dict(item))  # let validation name the unknown key
+                continue
+            expanded.extend(
+                {"url": url, "labels": item.get("labels") or {}} for url in group_targets or []
+            )
+        else:
+            expanded.append(item)
+    return expanded
+
+
+class AlertmanagerSettings(Section):
+    """Where and how alerts are sent."""
+
+    urls: list[str] = Field(default_factory=list)
+    """Alertmanager base URLs (an HA group: every alert goes to each one)."""
+    alert_name: str = "DeucalionAnomaly"
+    """The ``alertname`` label of every alert deucalion sends."""
+    external_labels: dict[str, str] = Field(default_factory=dict)
+    """Labels added to every alert."""
+    resend_interval: PositiveDuration = 60.0
+    """How often a firing alert is sent again."""
+    timeout: PositiveDuration = 10.0
+    """Timeout of one request to an Alertmanager."""
+    queue_size: int = Field(default=10_000, gt=0)
+    """Alerts kept while Alertmanager is unreachable; the oldest are dropped past this."""
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("urls")
+    @classmethod
+    def _check_urls(cls, value: list[str]) -> list[str]:
+        checked = []
+        for url in value:
+            url = url if "://" in url else f"http://{url}"
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{url!r} is not an Alertmanager URL: write http(s)://host:port")
+            checked.append(url.rstrip("/"))
+        return checked
+
+    _labels = field_validator("external_labels")(classmethod(lambda cls, v: check_labels(v)))
+
+
+class TelemetrySettings(Section):
+    """deucalion's own HTTP server: /metrics, /healthz, /readyz."""
+
+    enabled: bool = True
+    """Serve deucalion's own metrics and health endpoints."""
+    listen: str = "127.0.0.1:9464"
+    """host:port to listen on (port 0 picks a free one)."""
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        _host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or int(port) > 65535:
+            raise ValueError(f"{value!r} is not host:port (e.g. 0.0.0.0:9464)")
+        return value
+
+
+class Settings(Section):
+    """Everything deucalion can be configured with."""
+
+    scrape_interval: PositiveDuration = 15.0
+    """Time between the starts of two cycles (scrape, then one new_data call per observer)."""
+    scrape_timeout: PositiveDuration | None = None
+    """How long one target may take; at most scrape_interval (default: 10s or the interval)."""
+    targets: Annotated[list[TargetSettings], BeforeValidator(_expand_targets)] = Field(
+        default_factory=list
+    )
+    """Targets to scrape: URLs, {url, labels} objects or {targets: [...], labels} groups."""
+    body_size_limit: ByteSize = 50 * 10**6
+    """Largest response body accepted from a target (after decompression)."""
+    observer_timeout: PositiveDuration | None = None
+    """Longest a new_data call may run before its worker is replaced (default: no limit)."""
+    shutdown_grace_period: Duration = 10.0
+    """On stop, how long calls in flight and pending alerts get before they are cut off."""
+    alertmanager: AlertmanagerSettings = Field(default_factory=AlertmanagerSettings)
+    """Where alerts go."""
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    """deucalion's own HTTP server."""
+
+    @field_validator("scrape_timeout")
+    @classmethod
+    def _check_timeout(cls, value: float | None, info: ValidationInfo) -> float | None:
+        interval = info.data.get("scrape_interval")
+        if value is not None and interval is not None and value > interval:
+            raise ValueError(
+                f"scrape_timeout ({value:g}s) is longer than scrape_interval ({interval:g}s): "
+                "a scrape must end before the next cycle starts"
+            )
+        return value
+
+    @property
+    def effective_scrape_timeout(self) -> float:
+        """The configured timeout, or 10s capped at the interval when none is configured."""
+        if self.scrape_timeout is not None:
+            return self.scrape_timeout
+        return min(10.0, self.scrape_interval)
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {path} must hold a mapping of settings (key: value), "
+            f"not a {type(data).__name__}"
+        )
+    return data
+
+
+def _env_value(raw: str) -> object:
+    """Structured values (lists, mappings) may be written as JSON or YAML flow style."""
+    stripped = raw.strip()
+    if stripped[:1] in ("[", "{"):
+        try:
+            return json.loads(stripped)
+        except ValueError:
+            try:
+                return yaml.safe_load(stripped)
+            except yaml.YAMLError:
+                return raw
+    return raw
+
+
+def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
+    layer: dict[str, Any] = {}
+    # The variables of the original sidecar injector.
+    host = environ.get("DEUCALION_ALERT_MANAGER_HOST")
+    if host:
+        port = environ.get("DEUCALION_ALERT_MANAGER_PORT", "9093")
+        base = host if "://" in host else f"http://{host}"
+        layer.setdefault("alertmanager", {})["urls"] = [f"{base}:{port}"]
+    if environ.get("DEUCALION_ALERT_NAME"):
+        layer.setdefault("alertmanager", {})["alert_name"] = environ["DEUCALION_ALERT_NAME"]
+    legacy = {"DEUCALION_ALERT_MANAGER_HOST", "DEUCALION_ALERT_MANAGER_PORT",
+              "DEUCALION_ALERT_NAME"}
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or name in ENV_NOT_SETTINGS or name in legacy:
+            continue
+        path = name[len(ENV_PREFIX):].lower().split("__")
+        node = layer
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                break
+            node = child
+        else:
+            node[path[-1]] = _env_value(raw)
+    return layer
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge mappings; anything else (lists included) is replaced whole."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _source_of(loc: tuple[int | str, ...], layers: list[tuple[str, dict[str, Any]]]) -> str:
+    """The last source that set ``loc`` (or its nearest parent), for the error message."""
+    for depth in range(len(loc), 0, -1):
+        for source, layer in reversed(layers):
+            node: Any = layer
+            for part in loc[:depth]:
+                in_mapping = isinstance(node, Mapping) and part in node
+                in_list = isinstance(node, list) and isinstance(part, int) and part < len(node)
+                if in_mapping or in_list:
+                    node = node[part]
+                else:
+                    break
+            else:
+                return str(source)
+    return "the defaults"
+
+
+def _describe(error: Mapping[str, Any], layers: list[tuple[str, dict[str, Any]]]) -> str:
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    source = _source_of(loc, layers)
+    if source.startswith("environment"):
+        source = "environment variable " + ENV_PREFIX + "__".join(
+            str(p).upper() for p in loc if isinstance(p, str)
+        )
+    if error["type"] == "extra_forbidden":
+        parent: type[BaseModel] | None = Settings
+        for part in loc[:-1]:
+            field = parent.model_fields.get(str(part)) if parent else None
+            annotation = field.annotation if field else None
+            parent = annotation if isinstance(annotation, type) and issubclass(
+                annotation, BaseModel) else (TargetSettings if part == "targets" else None)
+        known = sorted(parent.model_fields) if parent else []
+        hint = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+        return f"{source}: unknown key {key!r}{suggestion} (known keys: {', '.join(known)})"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{source}: {key}: {message}"
+
+
+def load_settings(
+    config: str | os.PathLike[str] | Mapping[str, Any] | Settings | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    default_file: Path | None = DEFAULT_CONFIG_FILE,
+    **overrides: Any,
+) -> Settings:
+    """Read and validate the settings from every source, later sources winning.
+
+    Raises ``ConfigError`` listing every problem, each with its key and source.
+    """
+    environ = os.environ if environ is None else environ
+    if isinstance(config, Settings):
+        if overrides:
+            config = config.model_dump()
+        else:
+            return config
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if default_file is not None and default_file.is_file():
+        layers.append((f"config file {default_file}", _read_yaml(default_file)))
+    if environ.get("DEUCALION_CONFIG"):
+        path = Path(environ["DEUCALION_CONFIG"])
+        layers.append((f"config file {path} (from DEUCALION_CONFIG)", _read_yaml(path)))
+    if isinstance(config, str | os.PathLike):
+        layers.append((f"config file {config}", _read_yaml(Path(config))))
+    elif isinstance(config, Mapping):
+        layers.append(("the config= argument", dict(config)))
+    elif config is not None:
+        raise ConfigError(
+            f"config= must be a path to a YAML file or a mapping of settings, "
+            f"not {type(config).__name__}"
+        )
+    env_layer = _env_layer(environ)
+    if env_layer:
+        layers.append(("environment", env_layer))
+    if overrides:
+        layers.append(("keyword arguments", dict(overrides)))
+
+    merged: dict[str, Any] = {}
+    for _, layer in layers:
+        merged = _merge(merged, layer)
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        problems = [_describe(error, layers) for error in exc.errors()]
+        raise ConfigError(
+            "invalid configuration:\n  " + "\n  ".join(problems)
+        ) from None

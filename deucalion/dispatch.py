@@ -1,0 +1,268 @@
+"""Handing data to observers, each in its own worker process.
+
+Every observer gets a ``ProcessPoolExecutor(max_workers=1)`` whose initializer installs the
+observer once (cloudpickled, so classes from ``__main__`` or a notebook work); each call then
+sends only data, so the model's state persists and a large model is never sent again. At most
+one call is in flight per observer; while it runs only the newest data waits, and older data
+is dropped and counted. A worker that dies or hangs past ``observer_timeout`` is replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import multiprocessing
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
+
+import cloudpickle
+
+from deucalion import _worker
+from deucalion.errors import ConfigError, DeucalionError
+from deucalion.observer import MetricsObserver, TargetsData
+
+__all__ = ["CallOutcome", "ObserverWorker"]
+
+log = logging.getLogger(__name__)
+
+# Replacing a worker that keeps dying waits longer each time, up to this.
+MAX_RESTART_BACKOFF = 30.0
+
+
+@dataclass
+class CallOutcome:
+    """The end of one ``new_data`` call."""
+
+    observer: MetricsObserver
+    data: TargetsData
+    result: Any = None
+    error: BaseException | None = None
+    duration: float = 0.0
+    """Seconds from hand-off to the result."""
+    latency: float = 0.0
+    """Seconds from hand-off until ``new_data`` started in the worker."""
+
+
+ResultHandler = Callable[[CallOutcome], Awaitable[None] | None]
+
+
+@dataclass
+class ObserverStats:
+    """Counters for one observer, read by telemetry."""
+
+    calls: int = 0
+    errors: int = 0
+    restarts: int = 0
+    dropped: int = 0
+    timeouts: int = 0
+
+
+class ObserverWorker:
+    """One observer, its worker process and the newest data waiting for it."""
+
+    def __init__(
+        self,
+        observer: MetricsObserver,
+        *,
+        on_result: ResultHandler | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self.observer = observer
+        self.name = observer.name
+        self.timeout = timeout
+        self.stats = ObserverStats()
+        self._on_result = on_result
+        try:
+            self._payload = cloudpickle.dumps(observer)
+        except Exception as exc:  # any pickling failure: the message names what is wrong
+            raise ConfigError(
+                f"observer {self.name} cannot be sent to its worker process: "
+                f"{type(exc).__name__}: {exc}. Keep only picklable attributes (models, arrays, "
+                "numbers); open files, sockets and locks in new_data instead"
+            ) from None
+        self._executor: concurrent.futures.ProcessPoolExecutor | None = None
+        self._pending: TargetsData | None = None
+        self._wakeup = asyncio.Event()
+        self._busy = False
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._consecutive_failures = 0
+        self.pid: int | None = None
+        self.ready = False
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the worker process and wait until the observer is installed in it."""
+        await self._spawn()
+        self._task = asyncio.create_task(self._run(), name=f"deucalion-observer-{self.name}")
+
+    async def _spawn(self) -> None:
+        # spawn, never fork: the application runs an event loop and threads that a forked
+        # child would inherit in an undefined state.
+        self._executor = concurrent.futures.ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker.install,
+            initargs=(self._payload,),
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            self.pid = await loop.run_in_executor(self._executor, _worker.ping)
+        except BrokenProcessPool:
+            self._kill_executor()
+            raise DeucalionError(
+                f"the worker process of observer {self.name} failed to start: the observer "
+                "could not be unpickled there (is its class importable, are its libraries "
+                "installed?) or the process was killed; see the log above"
+            ) from None
+        self.ready = True
+        log.debug("observer %s runs in worker pid %s", self.name, self.pid)
+
+    def submit(self, data: TargetsData) -> None:
+        """Queue data for the next call; older data still waiting is dropped and counted."""
+        if self._closing:
+            return
+        if self._pending is not None:
+            self.stats.dropped += 1
+            log.debug("observer %s is busy: dropped older pending data", self.name)
+        self._pending = data
+        self._wakeup.set()
+
+    @property
+    def busy(self) -> bool:
+        """Whether a ``new_data`` call is running now."""
+        return self._busy
+
+    async def close(self, grace: float = 0.0) -> None:
+        """Stop taking data, give the call in flight ``grace`` seconds, then end the worker."""
+        self._closing = True
+        self._pending = None
+        if self._task is not None:
+            if self._busy and grace > 0:
+                self._wakeup.set()
+                done, _ = await asyncio.wait({self._task}, timeout=grace)
+                if not done:
+                    log.warning("observer %s still busy after %gs: stopping it", self.name, grace)
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        self._kill_executor()
+        self.ready = False
+
+    def kill(self) -> None:
+        """End the worker at once, whatever it is doing; the observer takes no more data."""
+        self._closing = True
+        self._pending = None
+        self._wakeup.set()
+        self._kill_executor()
+        self.ready = False
+
+    def _kill_executor(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        # ProcessPoolExecutor has no public way to end a busy or hung worker; its processes
+        # are terminated directly so that nothing is left behind.
+        processes = list(getattr(executor, "_processes", {}).values())
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+        executor.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.join(timeout=5)
+
+    # --- the call loop -----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while not self._closing:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            data, self._pending = self._pending, None
+            if data is None or self._closing:
+                continue
+            self._busy = True
+            try:
+                outcome = await self._call(data)
+            finally:
+                self._busy = False
+            if outcome is not None and self._on_result is not None:
+                try:
+                    handled = self._on_result(outcome)
+                    if handled is not None:
+                        await handled
+                except Exception:
+                    log.exception("handling the result of observer %s failed", self.name)
+            if self._pending is not None:
+                self._wakeup.set()
+
+    async def _call(self, data: TargetsData) -> CallOutcome | None:
+        if self._executor is None:
+            await self._restart()
+        assert self._executor is not None
+        loop = asyncio.get_running_loop()
+        handed_off = time.time()
+        future = loop.run_in_executor(self._executor, _worker.call, data)
+        outcome = CallOutcome(self.observer, data)
+        try:
+            if self.timeout is not None:
+                result, started = await asyncio.wait_for(future, self.timeout)
+            else:
+                result, started = await future
+        except TimeoutError:
+            self.stats.timeouts += 1
+            self.stats.errors += 1
+            log.error("observer %s: new_data ran longer than observer_timeout (%gs); replacing "
+                      "its worker", self.name, self.timeout)
+            await self._restart()
+            return None
+        except BrokenProcessPool:
+            self.stats.errors += 1
+            log.error("observer %s: its worker process died (killed, crashed or os._exit); "
+                      "replacing it", self.name)
+            await self._restart()
+            return None
+        except Exception as exc:
+            self.stats.calls += 1
+            self.stats.errors += 1
+            self._consecutive_failures = 0
+            # The worker's traceback travels as the exception's __cause__.
+            log.error("observer %s: new_data raised %s: %s", self.name, type(exc).__name__, exc,
+                      exc_info=exc)
+            outcome.error = exc
+            outcome.duration = time.time() - handed_off
+            return outcome
+        self.stats.calls += 1
+        self._consecutive_failures = 0
+        outcome.result = result
+        outcome.duration = time.time() - handed_off
+        outcome.latency = max(0.0, started - handed_off)
+        return outcome
+
+    async def _restart(self) -> None:
+        """Replace the worker, waiting longer each time it keeps dying."""
+        self._kill_executor()
+        self.ready = False
+        delay = min(MAX_RESTART_BACKOFF, 0.5 * 2**self._consecutive_failures) \
+            if self._consecutive_failures else 0.0
+        self._consecutive_failures += 1
+        while not self._closing:
+            if delay:
+                log.info("observer %s: starting a new worker in %.1fs", self.name, delay)
+                await asyncio.sleep(delay)
+            try:
+                await self._spawn()
+            except DeucalionError as exc:
+                log.error("%s", exc)
+                delay = min(MAX_RESTART_BACKOFF, max(0.5, delay * 2))
+                continue
+            self.stats.restarts += 1
+            log.info("observer %s: new worker pid %s", self.name, self.pid)
+            return

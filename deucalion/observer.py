@@ -1,0 +1,78 @@
+"""The user's side of deucalion: ``MetricsObserver``.
+
+This module is imported in every worker process, so it imports the standard library only.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from deucalion.errors import ConfigError
+
+__all__ = ["SYNTHETIC_METRICS", "MetricsObserver", "TargetsData"]
+
+#: ``{target_url: {sample_name: {series: value}}}``, what ``new_data`` receives.
+TargetsData = dict[str, dict[str, dict[str, float]]]
+
+#: Per-target samples deucalion adds itself, as Prometheus does, when an observer desires them.
+SYNTHETIC_METRICS = frozenset({"up", "scrape_duration_seconds", "scrape_samples_scraped"})
+
+# Sample names a family name stands for, in the text and OpenMetrics formats.
+FAMILY_SUFFIXES = ("_bucket", "_sum", "_count", "_total", "_created", "_info", "_gsum", "_gcount")
+
+_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+
+
+class MetricsObserver(abc.ABC):
+    """An anomaly detector that deucalion feeds with the metrics it desires.
+
+    Subclass it, call ``super().__init__(desired_metrics)`` and implement ``new_data``. The
+    observer is copied once into its own worker process; its attributes (a model, a window of
+    past values) live on there between calls. Changes made in ``new_data`` stay in the worker:
+    the instance in the application is not updated.
+    """
+
+    def __init__(self, desired_metrics: Iterable[str]) -> None:
+        if isinstance(desired_metrics, str):
+            # A lone string would otherwise be read as a set of one-letter names.
+            desired_metrics = [desired_metrics]
+        names = frozenset(desired_metrics)
+        bad = sorted(n for n in names if not isinstance(n, str) or not _METRIC_NAME.match(n))
+        if bad:
+            raise ConfigError(
+                f"{type(self).__name__}: {bad!r} are not metric names; desired_metrics must hold "
+                "names such as 'node_cpu_seconds_total' or 'go_goroutines'"
+            )
+        if not names:
+            raise ConfigError(
+                f"{type(self).__name__} desires no metrics: pass the metric names its model "
+                "needs to super().__init__(desired_metrics)"
+            )
+        self.desired_metrics: frozenset[str] = names
+
+    @property
+    def name(self) -> str:
+        """The observer's name in logs, metrics and alerts: its class name."""
+        return type(self).__name__
+
+    def wants(self, sample_name: str) -> bool:
+        """Whether a sample belongs to this observer: its own name or its family's is desired."""
+        if sample_name in self.desired_metrics:
+            return True
+        for suffix in FAMILY_SUFFIXES:
+            if sample_name.endswith(suffix) and sample_name[: -len(suffix)] in self.desired_metrics:
+                return True
+        return False
+
+    @abc.abstractmethod
+    def new_data(self, targets_data_dict: TargetsData) -> Any:
+        """Called once per cycle, in the worker process, with every target's desired samples.
+
+        ``targets_data_dict`` maps each target's URL to ``{sample_name: {series: value}}``.
+        Return ``None`` (or ``False``, or an empty collection) when nothing is anomalous; an
+        ``Alert`` or several; a dict keyed by target URL for per-target alerts; or any other
+        value to raise one alert carrying it.
+        """

@@ -1,0 +1,343 @@
+"""``MetricsProvisioner``: registers observers and runs the cycle loop.
+
+One cycle per scrape interval: discover the targets, scrape them all at once, then hand every
+observer the desired samples of every target. Cycles run at a fixed rate without drift; a cycle
+that overruns the interval starts the next one at once and is counted, never queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Coroutine, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from deucalion.config import Settings, load_settings
+from deucalion.dispatch import CallOutcome, ObserverWorker
+from deucalion.errors import ConfigError, DeucalionError
+from deucalion.observer import SYNTHETIC_METRICS, MetricsObserver, TargetsData
+from deucalion.scrape import Scraper, ScrapeResult
+from deucalion.targets import StaticTargets, Target, TargetProvider
+
+__all__ = ["MetricsProvisioner"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CycleStats:
+    """Counters of the cycle loop, read by telemetry and tests."""
+
+    cycles: int = 0
+    overruns: int = 0
+    last_cycle_end: float | None = None
+    """``time.time()`` when the last cycle handed its data to the observers."""
+    last_cycle_duration: float = 0.0
+
+
+class MetricsProvisioner:
+    """Scrapes the targets and feeds every registered observer, each in its own process.
+
+    ``MetricsProvisioner(config=None, **settings)``: ``config`` is a YAML file's path or a
+    mapping; keyword arguments override every other source (see ``deucalion.config``).
+
+    Run it with ``provisioner.run()`` in a script (blocks until SIGINT/SIGTERM), with
+    ``await provisioner.run()`` inside an asyncio application, or in the background of one
+    with ``async with provisioner:`` or ``await start()`` / ``await stop()``.
+    """
+
+    def __init__(
+        self,
+        config: str | Any | None = None,
+        *,
+        targets_provider: TargetProvider | None = None,
+        **settings: Any,
+    ) -> None:
+        self.settings: Settings = load_settings(config, **settings)
+        self._observers: list[MetricsObserver] = []
+        self._provider = targets_provider
+        self._workers: list[ObserverWorker] = []
+        self._scraper: Scraper | None = None
+        self._cycle_task: asyncio.Task[None] | None = None
+        self._stopped: asyncio.Event | None = None
+        self._stop_lock: asyncio.Lock | None = None
+        self._running = False
+        self._known_targets: set[str] = set()
+        self._wants: dict[str, dict[str, bool]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self.stats = CycleStats()
+
+    # --- observers ---------------------------------------------------------------------------
+
+    def register(self, metricsObserver: MetricsObserver) -> MetricsObserver:
+        """Add an observer; it gets its own worker process when the provisioner starts."""
+        observer = metricsObserver
+        if not isinstance(observer, MetricsObserver):
+            raise ConfigError(
+                f"register() takes a MetricsObserver instance, not {type(observer).__name__}: "
+                "subclass deucalion.MetricsObserver and pass an instance of it"
+            )
+        if not isinstance(getattr(observer, "desired_metrics", None), frozenset):
+            raise ConfigError(
+                f"observer {type(observer).__name__} has no desired_metrics: its __init__ must "
+                "call super().__init__(desired_metrics)"
+            )
+        if self._running:
+            raise DeucalionError(
+                f"cannot register {observer.name} while the provisioner runs; register every "
+                "observer before run() or start()"
+            )
+        if any(o is observer for o in self._observers):
+            raise ConfigError(f"observer {observer.name} is registered already")
+        self._observers.append(observer)
+        return observer
+
+    @property
+    def observers(self) -> tuple[MetricsObserver, ...]:
+        """The registered observers, in order of registration."""
+        return tuple(self._observers)
+
+    @property
+    def workers(self) -> tuple[ObserverWorker, ...]:
+        """The observers' workers while running."""
+        return tuple(self._workers)
+
+    def desired_metrics(self) -> frozenset[str]:
+        """Every name some observer desires: what the scraper keeps."""
+        return frozenset().union(*(o.desired_metrics for o in self._observers))
+
+    # --- running -----------------------------------------------------------------------------
+
+    def run(self) -> Coroutine[Any, Any, None] | None:
+        """Run until stopped.
+
+        With no running event loop this blocks (on uvloop when installed), stops cleanly on
+        SIGINT or SIGTERM and returns. Inside a running loop it returns a coroutine instead:
+        ``await provisioner.run()`` runs until cancelled or ``stop()``.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            self._run_blocking()
+            return None
+        return self._run_until_stopped()
+
+    def _run_blocking(self) -> None:
+        loop_factory = None
+        try:
+            import uvloop
+
+            loop_factory = uvloop.new_event_loop
+        except ImportError:  # uvloop does not exist on every platform
+            pass
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(self._run_with_signals())
+
+    async def _run_with_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGINT, signal.SIGTERM)
+        first_signal_at: list[float] = []
+
+        def on_signal(signum: int) -> None:
+            name = signal.Signals(signum).name
+            now = loop.time()
+            if not first_signal_at:
+                first_signal_at.append(now)
+                log.info("received %s: stopping (send it again to stop at once)", name)
+                self._spawn(self.stop())
+            elif now - first_signal_at[0] > 1.0:
+                # A signal sent to the process group arrives twice at once; only a later one
+                # is the user insisting.
+                log.warning("received %s again: stopping without waiting", name)
+                self._spawn(self.stop(grace=0))
+
+        for signum in signals:
+            loop.add_signal_handler(signum, on_signal, signum)
+        try:
+            await self._run_until_stopped()
+        finally:
+            for signum in signals:
+                loop.remove_signal_handler(signum)
+
+    async def _run_until_stopped(self) -> None:
+        await self.start()
+        assert self._stopped is not None
+        try:
+            await self._stopped.wait()
+        finally:
+            # Cancelled or not, the workers and the session are always shut down.
+            await asyncio.shield(self.stop())
+
+    async def __aenter__(self) -> MetricsProvisioner:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Start the workers and the cycle loop in the background of the running loop."""
+        if self._running:
+            raise DeucalionError("this provisioner is running already")
+        if not self._observers:
+            raise ConfigError(
+                "no observer registered: call provisioner.register(my_observer) before run()"
+            )
+        provider = self._provider or self._static_provider()
+        self._provider = provider
+        self._running = True
+        self._stopped = asyncio.Event()
+        self._stop_lock = asyncio.Lock()
+        self.stats = CycleStats()
+        try:
+            self._scraper = Scraper(
+                timeout=self.settings.effective_scrape_timeout,
+                body_size_limit=self.settings.body_size_limit,
+                metrics=self.desired_metrics(),
+            )
+            self._scraper.open()
+            self._workers = [
+                ObserverWorker(o, on_result=self._on_result, timeout=self.settings.observer_timeout)
+                for o in self._observers
+            ]
+            # Workers start in parallel: each spawns an interpreter.
+            await asyncio.gather(*(w.start() for w in self._workers))
+        except BaseException:
+            await self.stop(grace=0)
+            raise
+        self._cycle_task = asyncio.create_task(self._cycle_loop(), name="deucalion-cycle-loop")
+        self._cycle_task.add_done_callback(self._on_cycle_loop_done)
+        log.info("deucalion started: %d observer(s), scrape interval %gs",
+                 len(self._workers), self.settings.scrape_interval)
+
+    def _static_provider(self) -> TargetProvider:
+        if not self.settings.targets:
+            raise ConfigError(
+                "no targets configured: list them under targets: in the config file "
+                "(DEUCALION_CONFIG=/path/config.yaml), set DEUCALION_TARGETS=http://host:port/"
+                "metrics, or pass MetricsProvisioner(targets=[...])"
+            )
+        return StaticTargets([Target(t.url, t.labels) for t in self.settings.targets])
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop scraping, give calls in flight ``grace`` seconds, and shut everything down.
+
+        ``grace`` defaults to ``shutdown_grace_period``. Calling it twice is harmless.
+        """
+        if not self._running or self._stop_lock is None:
+            return
+        grace = self.settings.shutdown_grace_period if grace is None else grace
+        if grace == 0 and self._stop_lock.locked():
+            # A stop is waiting for calls in flight: cut it short.
+            for worker in self._workers:
+                worker.kill()
+        async with self._stop_lock:
+            if not self._running:
+                return
+            if self._cycle_task is not None:
+                self._cycle_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._cycle_task
+                self._cycle_task = None
+            await asyncio.gather(*(w.close(grace) for w in self._workers))
+            if self._scraper is not None:
+                await self._scraper.close()
+                self._scraper = None
+            self._running = False
+            assert self._stopped is not None
+            self._stopped.set()
+            log.info("deucalion stopped")
+
+    @property
+    def running(self) -> bool:
+        """Whether the provisioner has started and not yet stopped."""
+        return self._running
+
+    def _on_cycle_loop_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            # A bug, not a target's or observer's fault: stop in order rather than run half.
+            log.critical("the cycle loop failed; stopping", exc_info=exc)
+            self._spawn(self.stop())
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` in the background, holding a reference until it ends."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # --- the cycle ---------------------------------------------------------------------------
+
+    async def _cycle_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = self.settings.scrape_interval
+        next_start = loop.time()
+        while True:
+            started = loop.time()
+            await self.cycle()
+            self.stats.last_cycle_duration = loop.time() - started
+            next_start += interval
+            now = loop.time()
+            if now > next_start:
+                self.stats.overruns += 1
+                log.warning("cycle took %.3fs, longer than scrape_interval (%gs): starting the "
+                            "next one now", now - started, interval)
+                next_start = now
+            else:
+                await asyncio.sleep(next_start - now)
+
+    async def cycle(self) -> list[ScrapeResult]:
+        """One cycle: scrape every target and hand each observer its data."""
+        assert self._provider is not None and self._scraper is not None
+        targets = list(await self._provider.discover())
+        urls = {t.url for t in targets}
+        gone = self._known_targets - urls
+        if gone:
+            self._scraper.forget(gone)
+        self._known_targets = urls
+        results = await self._scraper.scrape_all(targets)
+        for worker in self._workers:
+            worker.submit(self._data_for(worker.observer, results))
+        self.stats.cycles += 1
+        self.stats.last_cycle_end = time.time()
+        return results
+
+    def _data_for(self, observer: MetricsObserver, results: Iterable[ScrapeResult]) -> TargetsData:
+        """Only the samples ``observer`` desires, of every target."""
+        wants = self._wants.setdefault(observer.name + str(id(observer)), {})
+        synthetic = SYNTHETIC_METRICS & observer.desired_metrics
+        data: TargetsData = {}
+        for result in results:
+            samples: dict[str, dict[str, float]] = {}
+            for name, series in result.samples.items():
+                wanted = wants.get(name)
+                if wanted is None:
+                    wanted = wants[name] = observer.wants(name)
+                if wanted:
+                    samples[name] = series
+            if synthetic:
+                extra = result.with_synthetic()
+                for name in synthetic:
+                    samples[name] = extra[name]
+            data[result.target.url] = samples
+        return data
+
+    async def _on_result(self, outcome: CallOutcome) -> None:
+        result = outcome.result
+        if outcome.error is not None or result is None or result is False:
+            return
+        if isinstance(result, list | tuple | set | frozenset | dict | str) and not result:
+            return
+        log.info("observer %s reported: %r", outcome.observer.name, result)

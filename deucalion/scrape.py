@@ -1,0 +1,194 @@
+"""Scraping targets: one shared aiohttp session, every target at once, each bounded.
+
+A target that is down, slow, too large, answers non-2xx or serves a malformed body costs only
+its own data for that cycle: its result says ``up = 0`` and why, and a log line is written when
+its state changes (not every cycle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import aiohttp
+
+from deucalion._version import __version__
+from deucalion.errors import DeucalionError, ParseError, ScrapeError
+from deucalion.exposition import is_openmetrics, parse_exposition
+from deucalion.targets import Target
+
+__all__ = ["ScrapeResult", "Scraper"]
+
+log = logging.getLogger(__name__)
+
+# Prefer OpenMetrics, then the classic text format, as Prometheus does.
+ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+USER_AGENT = f"deucalion/{__version__}"
+# Bodies above this size are parsed in a thread so the event loop keeps serving other targets;
+# smaller ones parse in well under a millisecond, less than a thread hand-off costs.
+PARSE_INLINE_MAX_BYTES = 256 * 1024
+_SAMPLE_LINE = re.compile(rb"^[^#\s]", re.MULTILINE)
+
+
+@dataclass
+class ScrapeResult:
+    """What one scrape of one target produced."""
+
+    target: Target
+    samples: dict[str, dict[str, float]] = field(default_factory=dict)
+    """The desired samples, ``{sample_name: {series: value}}``; empty when the scrape failed."""
+    up: bool = False
+    duration: float = 0.0
+    """Seconds from the request to the parsed body."""
+    samples_scraped: int = 0
+    """Samples the target exposed (all of them, desired or not)."""
+    error: str | None = None
+
+    def with_synthetic(self) -> dict[str, dict[str, float]]:
+        """The samples plus ``up``, ``scrape_duration_seconds`` and ``scrape_samples_scraped``."""
+        data = dict(self.samples)
+        data["up"] = {"{}": 1.0 if self.up else 0.0}
+        data["scrape_duration_seconds"] = {"{}": self.duration}
+        data["scrape_samples_scraped"] = {"{}": float(self.samples_scraped)}
+        return data
+
+
+class Scraper:
+    """Scrapes targets over one aiohttp session kept for the scraper's life.
+
+    Use as ``async with Scraper(...) as scraper:``; ``close()`` twice is harmless and a closed
+    scraper cannot be reopened.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        body_size_limit: int,
+        metrics: Iterable[str] | None = None,
+    ) -> None:
+        self.timeout = timeout
+        self.body_size_limit = body_size_limit
+        self.metrics = None if metrics is None else frozenset(metrics)
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+        self._up: dict[str, bool] = {}
+
+    async def __aenter__(self) -> Scraper:
+        self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def open(self) -> None:
+        """Create the session (needs a running event loop)."""
+        if self._closed:
+            raise DeucalionError("this Scraper is closed; create a new one")
+        if self._session is None:
+            # No connection limit: every target is scraped at once, each bounded by its timeout.
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers={"User-Agent": USER_AGENT, "Accept": ACCEPT},
+                auto_decompress=True,
+            )
+
+    async def close(self) -> None:
+        """Close the session."""
+        self._closed = True
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    def forget(self, urls: Iterable[str]) -> None:
+        """Drop per-target state of targets that are gone."""
+        for url in urls:
+            self._up.pop(url, None)
+
+    async def scrape_all(self, targets: Sequence[Target]) -> list[ScrapeResult]:
+        """Scrape every target concurrently; never raises for a target's fault."""
+        return list(await asyncio.gather(*(self.scrape(t) for t in targets)))
+
+    async def scrape(self, target: Target) -> ScrapeResult:
+        """Scrape one target; a failure is reported in the result, not raised."""
+        result = ScrapeResult(target)
+        started = time.perf_counter()
+        try:
+            body, content_type = await self._fetch(target)
+            result.samples_scraped = len(_SAMPLE_LINE.findall(body))
+            openmetrics = is_openmetrics(content_type)
+            if len(body) <= PARSE_INLINE_MAX_BYTES:
+                result.samples = parse_exposition(body, openmetrics=openmetrics,
+                                                  metrics=self.metrics)
+            else:
+                result.samples = await asyncio.to_thread(
+                    parse_exposition, body, openmetrics=openmetrics, metrics=self.metrics
+                )
+            result.up = True
+        except ScrapeError as exc:
+            result.error = exc.reason
+        except ParseError as exc:
+            result.error = f"malformed exposition: {exc}"
+        result.duration = time.perf_counter() - started
+        self._note_state(result)
+        return result
+
+    async def _fetch(self, target: Target) -> tuple[bytes, str]:
+        if self._session is None:
+            self.open()
+        assert self._session is not None
+        headers = {"X-Prometheus-Scrape-Timeout-Seconds": f"{self.timeout:g}"}
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with self._session.get(target.url, headers=headers,
+                                             allow_redirects=True) as response:
+                    if not 200 <= response.status < 300:
+                        raise ScrapeError(target.url, f"HTTP {response.status} {response.reason}")
+                    if (response.content_length or 0) > self.body_size_limit and not \
+                            response.headers.get("Content-Encoding"):
+                        raise ScrapeError(target.url, self._too_large())
+                    chunks: list[bytes] = []
+                    size = 0
+                    # The limit applies to the decompressed body, so a small gzip bomb stops
+                    # as soon as it expands past it.
+                    async for chunk in response.content.iter_any():
+                        size += len(chunk)
+                        if size > self.body_size_limit:
+                            raise ScrapeError(target.url, self._too_large())
+                        chunks.append(chunk)
+                    return b"".join(chunks), response.headers.get("Content-Type", "")
+        except TimeoutError:
+            raise ScrapeError(target.url, f"timed out after {self.timeout:g}s") from None
+        except aiohttp.ClientError as exc:
+            raise ScrapeError(target.url, f"{type(exc).__name__}: {exc}") from None
+        except OSError as exc:
+            raise ScrapeError(target.url, f"{type(exc).__name__}: {exc}") from None
+
+    def _too_large(self) -> str:
+        return (
+            f"body larger than body_size_limit ({self.body_size_limit} bytes); raise "
+            "body_size_limit or desire fewer metrics"
+        )
+
+    def _note_state(self, result: ScrapeResult) -> None:
+        url = result.target.url
+        previous = self._up.get(url)
+        self._up[url] = result.up
+        if result.up and previous is False:
+            log.info("target %s is up again", url)
+        elif not result.up and previous is not False:
+            log.warning("target %s is down: %s", url, result.error)
