@@ -128,6 +128,11 @@ class MetricsProvisioner:
         return self._run_until_stopped()
 
     def _run_blocking(self) -> None:
+        if not logging.getLogger().handlers:
+            # A script that configured no logging still gets to see targets going down and
+            # observers failing; an application that configured logging keeps its own.
+            logging.basicConfig(level=logging.INFO,
+                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         loop_factory = None
         try:
             import uvloop

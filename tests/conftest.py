@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Generator
+from collections.abc import AsyncIterator, Generator
 
 import pytest
+
+from tests.helpers import TargetServer
 
 REQUIRE_INTEGRATION = os.environ.get("DEUCALION_REQUIRE_INTEGRATION", "") not in ("", "0")
 
@@ -21,3 +23,12 @@ def pytest_runtest_makereport(
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"integration test skipped with DEUCALION_REQUIRE_INTEGRATION=1: {reason}"
+
+
+@pytest.fixture
+async def target_server() -> AsyncIterator[TargetServer]:
+    """A loopback HTTP server: add endpoints with ``add()``, then ``await start()``."""
+
+    server = TargetServer()
+    yield server
+    await server.close()

@@ -47,7 +47,9 @@ def server_factory() -> Iterator[Callable[..., servers.Server]]:
     """Start any server with ``server_factory(servers.start_x, ...)``; all are stopped after."""
     started: list[servers.Server] = []
 
-    def start(starter: Callable[..., servers.Server], *args: object, **kwargs: object) -> servers.Server:
+    def start(
+        starter: Callable[..., servers.Server], *args: object, **kwargs: object
+    ) -> servers.Server:
         server = _start_or_skip(lambda: starter(*args, **kwargs))
         started.append(server)
         return server

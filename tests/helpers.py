@@ -1,0 +1,93 @@
+"""Helpers for tests: tiny metrics targets served by aiohttp on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from tests.integration.servers import free_port
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+NODE_LIKE = """\
+# HELP node_load1 1m load average.
+# TYPE node_load1 gauge
+node_load1 0.5
+# HELP node_cpu_seconds_total Seconds the CPUs spent in each mode.
+# TYPE node_cpu_seconds_total counter
+node_cpu_seconds_total{cpu="0",mode="idle"} 100.5
+node_cpu_seconds_total{mode="user",cpu="0"} 7
+# HELP http_request_duration_seconds Latency.
+# TYPE http_request_duration_seconds histogram
+http_request_duration_seconds_bucket{le="0.1"} 3
+http_request_duration_seconds_bucket{le="+Inf"} 4
+http_request_duration_seconds_sum 0.9
+http_request_duration_seconds_count 4
+go_goroutines 12
+"""
+
+
+def text(body: str, content_type: str = "text/plain; version=0.0.4; charset=utf-8") -> Handler:
+    """A handler serving a fixed body."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=body.encode(), headers={"Content-Type": content_type})
+
+    return handler
+
+
+class TargetServer:
+    """Serves handlers at paths on 127.0.0.1 and counts requests per path."""
+
+    def __init__(self) -> None:
+        self.app = web.Application()
+        self.requests: dict[str, list[web.Request]] = {}
+        self.runner: web.AppRunner | None = None
+        # Chosen now so that URLs can be handed out before the server starts.
+        self.port = free_port()
+
+    def add(self, path: str, handler: Handler) -> str:
+        async def counted(request: web.Request) -> web.StreamResponse:
+            self.requests.setdefault(path, []).append(request)
+            return await handler(request)
+
+        self.app.router.add_get(path, counted)
+        return self.url(path)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def start(self) -> None:
+        self.runner = web.AppRunner(self.app, handle_signals=False, access_log=None,
+                                    shutdown_timeout=0.1)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", self.port)
+        await site.start()
+
+    async def close(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+async def wait_for(predicate: Callable[[], Any], within: float = 20.0,
+                   interval: float = 0.05) -> Any:
+    """Poll until ``predicate()`` is truthy; fails the test after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within}s")
+        await asyncio.sleep(interval)
+
+
+def records_at_least(path: Path, count: int) -> Callable[[], bool]:
+    from tests.observers import read_records
+
+    return lambda: len(read_records(path)) >= count

@@ -1,0 +1,159 @@
+"""Settings: sources in order, durations, targets, and errors that name the key and source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deucalion.config import load_settings, parse_duration
+from deucalion.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("500ms", 0.5), ("15s", 15.0), ("1m", 60.0), ("1h30m", 5400.0), ("2", 2.0), (0.25, 0.25),
+     ("1d", 86400.0), ("1m30s500ms", 90.5)],
+)
+def test_durations_are_read_as_prometheus_writes_them(text: object, seconds: float) -> None:
+    """Prometheus durations and plain numbers of seconds both work."""
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["1x", "", "s", "-1s", "1.5m", True, [1]])
+def test_bad_durations_are_refused(bad: object) -> None:
+    """Anything else is a ValueError that shows the expected forms."""
+    with pytest.raises(ValueError):
+        parse_duration(bad)
+
+
+def test_later_sources_win(tmp_path: Path) -> None:
+    """/etc file < DEUCALION_CONFIG < config= < environment < keyword arguments."""
+    etc = tmp_path / "etc.yaml"
+    etc.write_text("scrape_interval: 1s\nscrape_timeout: 1s\nbody_size_limit: 1MB\n"
+                   "targets: [a:1]\nalertmanager: {alert_name: FromEtc}\n")
+    named = tmp_path / "named.yaml"
+    named.write_text("scrape_interval: 2s\ntargets: [b:2]\n")
+    settings = load_settings(
+        {"scrape_interval": "3s", "alertmanager": {"resend_interval": "2m"}},
+        environ={"DEUCALION_CONFIG": str(named), "DEUCALION_SCRAPE_INTERVAL": "4s"},
+        default_file=etc,
+        shutdown_grace_period=1,
+    )
+    assert settings.scrape_interval == 4.0
+    assert settings.scrape_timeout == 1.0
+    assert settings.body_size_limit == 10**6
+    assert [t.url for t in settings.targets] == ["http://b:2/metrics"]
+    assert settings.alertmanager.alert_name == "FromEtc"  # sections merge key by key
+    assert settings.alertmanager.resend_interval == 120.0
+    assert settings.shutdown_grace_period == 1.0
+
+
+def test_keyword_arguments_beat_the_environment() -> None:
+    """A keyword argument overrides the same key in the environment."""
+    settings = load_settings(environ={"DEUCALION_SCRAPE_INTERVAL": "4s"}, default_file=None,
+                             scrape_interval="5s")
+    assert settings.scrape_interval == 5.0
+
+
+def test_nested_environment_variables_and_lists() -> None:
+    """DEUCALION_SECTION__KEY sets nested keys; lists are comma-separated or JSON."""
+    settings = load_settings(environ={
+        "DEUCALION_ALERTMANAGER__URLS": "am1:9093, https://am2:9093/",
+        "DEUCALION_TARGETS": '["http://x:1/m", "y:2"]',
+        "DEUCALION_TELEMETRY__ENABLED": "false",
+    }, default_file=None)
+    assert settings.alertmanager.urls == ["http://am1:9093", "https://am2:9093"]
+    assert [t.url for t in settings.targets] == ["http://x:1/m", "http://y:2/metrics"]
+    assert settings.telemetry.enabled is False
+
+
+def test_the_original_injector_variables_still_work() -> None:
+    """DEUCALION_ALERT_NAME and DEUCALION_ALERT_MANAGER_HOST/PORT configure Alertmanager."""
+    settings = load_settings(environ={
+        "DEUCALION_ALERT_NAME": "CpuAnomaly",
+        "DEUCALION_ALERT_MANAGER_HOST": "alertmanager.monitoring",
+        "DEUCALION_ALERT_MANAGER_PORT": "9094",
+    }, default_file=None)
+    assert settings.alertmanager.alert_name == "CpuAnomaly"
+    assert settings.alertmanager.urls == ["http://alertmanager.monitoring:9094"]
+
+
+def test_target_forms() -> None:
+    """URLs, host:port, {url, labels} objects and {targets, labels} groups."""
+    settings = load_settings({"targets": [
+        "localhost:9100",
+        {"url": "https://db:9187/stats?x=1", "labels": {"team": "data"}},
+        {"targets": ["a:1", "b:2"], "labels": {"job": "node"}},
+    ]}, environ={}, default_file=None)
+    assert [(t.url, t.labels) for t in settings.targets] == [
+        ("http://localhost:9100/metrics", {}),
+        ("https://db:9187/stats?x=1", {"team": "data"}),
+        ("http://a:1/metrics", {"job": "node"}),
+        ("http://b:2/metrics", {"job": "node"}),
+    ]
+
+
+def test_timeout_defaults_to_the_interval_when_shorter_than_10s() -> None:
+    """Without scrape_timeout, a scrape may take 10s or the interval, whichever is shorter."""
+    assert load_settings(environ={}, default_file=None,
+                         scrape_interval="2s").effective_scrape_timeout == 2.0
+    assert load_settings(environ={}, default_file=None).effective_scrape_timeout == 10.0
+
+
+def test_an_unknown_key_is_named_with_its_file_and_a_suggestion(tmp_path: Path) -> None:
+    """A typo in a YAML file: the error names the file, the key and the likely intended key."""
+    path = tmp_path / "config.yaml"
+    path.write_text("scrape_interval: 1s\nalertmanager:\n  url: http://am:9093\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={}, default_file=None)
+    message = str(info.value)
+    assert f"config file {path}" in message
+    assert "unknown key 'alertmanager.url'" in message
+    assert "did you mean 'urls'" in message
+
+
+def test_every_problem_is_listed_with_its_source(tmp_path: Path) -> None:
+    """Several errors from several sources are reported together, each with its origin."""
+    path = tmp_path / "config.yaml"
+    path.write_text("scrape_interval: soon\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={"DEUCALION_CONFIG": str(path), "DEUCALION_TARGETS": "ftp://x"},
+                      default_file=None)
+    message = str(info.value)
+    assert f"config file {path} (from DEUCALION_CONFIG): scrape_interval: 'soon'" in message
+    assert "environment variable DEUCALION_TARGETS" in message
+    assert "not a scrape URL" in message
+
+
+def test_a_timeout_longer_than_the_interval_is_refused() -> None:
+    """scrape_timeout may not exceed scrape_interval, as in Prometheus."""
+    with pytest.raises(ConfigError, match=r"scrape_timeout .* is longer than scrape_interval"):
+        load_settings({"scrape_interval": "1s", "scrape_timeout": "2s"}, environ={},
+                      default_file=None)
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [("a: [unclosed", "not valid YAML at line 1"), ("- just\n- a list\n", "must hold a mapping")],
+)
+def test_a_broken_file_is_named(tmp_path: Path, content: str, problem: str) -> None:
+    """Invalid YAML, or YAML that is not a mapping, names the file and what is wrong."""
+    path = tmp_path / "broken.yaml"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=problem) as info:
+        load_settings(path, environ={}, default_file=None)
+    assert str(path) in str(info.value)
+
+
+def test_a_missing_file_is_named(tmp_path: Path) -> None:
+    """A config file that cannot be read is a ConfigError naming it."""
+    with pytest.raises(ConfigError, match=r"cannot read config file .*nope\.yaml"):
+        load_settings(tmp_path / "nope.yaml", environ={}, default_file=None)
+
+
+def test_invalid_label_names_are_refused() -> None:
+    """Target labels must be valid Prometheus label names."""
+    with pytest.raises(ConfigError, match="'bad-name' is not a valid label name"):
+        load_settings({"targets": [{"url": "a:1", "labels": {"bad-name": "x"}}]}, environ={},
+                      default_file=None)

@@ -1,0 +1,154 @@
+"""ObserverWorker: a process per observer, state kept, newest data wins, faults contained."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from deucalion.dispatch import CallOutcome, ObserverWorker
+from deucalion.errors import ConfigError
+from tests.helpers import records_at_least, wait_for
+from tests.observers import (
+    ExitOnceObserver,
+    HangOnceObserver,
+    ModulesObserver,
+    RaisingObserver,
+    RecordingObserver,
+    read_records,
+)
+
+DATA = {"http://t/metrics": {"up": {"{}": 1.0}}}
+
+
+async def started(worker: ObserverWorker) -> ObserverWorker:
+    await worker.start()
+    return worker
+
+
+async def test_state_persists_in_a_process_of_its_own(tmp_path: Path) -> None:
+    """An attribute changed in new_data is still changed at the next call, in another process."""
+    path = tmp_path / "calls.jsonl"
+    worker = await started(ObserverWorker(RecordingObserver({"up"}, path)))
+    try:
+        for _ in range(3):
+            worker.submit(DATA)
+            await wait_for(lambda: not worker.busy and worker._pending is None)
+            await asyncio.sleep(0.05)
+        await wait_for(records_at_least(path, 3))
+    finally:
+        await worker.close()
+    records = read_records(path)
+    assert [r["calls"] for r in records] == [1, 2, 3]
+    assert {r["pid"] for r in records} == {worker.pid}
+    assert worker.pid != os.getpid()
+    assert records[0]["data"] == DATA
+
+
+async def test_a_busy_observer_gets_only_the_newest_data(tmp_path: Path) -> None:
+    """While a call runs, older pending data is dropped and counted; no backlog builds up."""
+    path = tmp_path / "calls.jsonl"
+    worker = await started(ObserverWorker(RecordingObserver({"up"}, path, sleep=0.5)))
+    try:
+        worker.submit({"first": {}})
+        await wait_for(lambda: worker.busy)
+        for i in range(5):
+            worker.submit({f"pending-{i}": {}})
+        await wait_for(records_at_least(path, 2))
+        await asyncio.sleep(0.7)
+    finally:
+        await worker.close()
+    seen = [next(iter(r["data"])) for r in read_records(path)]
+    assert seen == ["first", "pending-4"]
+    assert worker.stats.dropped == 4
+
+
+async def test_an_observer_that_raises_keeps_being_called(tmp_path: Path) -> None:
+    """new_data raising is reported in the outcome and counted; the next call goes on."""
+    path = tmp_path / "calls.jsonl"
+    outcomes: list[CallOutcome] = []
+    worker = await started(ObserverWorker(RaisingObserver({"up"}, path),
+                                          on_result=outcomes.append))
+    try:
+        for expected in (1, 2):
+            worker.submit(DATA)
+            await wait_for(lambda n=expected: len(outcomes) >= n)
+    finally:
+        await worker.close()
+    assert [type(o.error) for o in outcomes] == [ValueError, ValueError]
+    assert worker.stats.errors == 2
+    assert worker.stats.restarts == 0
+    assert [r["calls"] for r in read_records(path)] == [1, 2]
+
+
+async def test_a_worker_that_exits_is_replaced_and_called_again(tmp_path: Path) -> None:
+    """An observer calling os._exit gets a new worker, installed from the registered observer."""
+    path = tmp_path / "calls.jsonl"
+    worker = await started(ObserverWorker(ExitOnceObserver({"up"}, path)))
+    first_pid = worker.pid
+    try:
+        worker.submit(DATA)
+        await wait_for(lambda: worker.stats.restarts == 1)
+        worker.submit(DATA)
+        await wait_for(records_at_least(path, 1))
+    finally:
+        await worker.close()
+    records = read_records(path)
+    assert records[0]["pid"] == worker.pid != first_pid
+    assert records[0]["calls"] == 1
+
+
+async def test_a_hung_worker_is_replaced_after_the_observer_timeout(tmp_path: Path) -> None:
+    """With observer_timeout set, a call that hangs costs its worker, not the observer."""
+    path = tmp_path / "calls.jsonl"
+    worker = await started(ObserverWorker(HangOnceObserver({"up"}, path), timeout=0.5))
+    first_pid = worker.pid
+    try:
+        worker.submit(DATA)
+        await wait_for(lambda: worker.stats.restarts == 1)
+        worker.submit(DATA)
+        await wait_for(records_at_least(path, 1))
+    finally:
+        await worker.close()
+    assert worker.stats.timeouts == 1
+    assert read_records(path)[0]["pid"] != first_pid
+    with pytest.raises(ProcessLookupError):
+        os.kill(first_pid, 0)  # type: ignore[arg-type]
+
+
+async def test_closing_ends_the_worker_process(tmp_path: Path) -> None:
+    """close() leaves no process behind, even when a call is still running."""
+    path = tmp_path / "calls.jsonl"
+    worker = await started(ObserverWorker(RecordingObserver({"up"}, path, sleep=30)))
+    pid = worker.pid
+    worker.submit(DATA)
+    await wait_for(lambda: worker.busy)
+    await worker.close(grace=0.2)
+    assert pid is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+async def test_the_worker_does_not_import_aiohttp_or_pydantic() -> None:
+    """A worker holds the observer and the standard library, not the application's stack."""
+    outcomes: list[CallOutcome] = []
+    worker = await started(ObserverWorker(ModulesObserver({"up"}), on_result=outcomes.append))
+    try:
+        worker.submit(DATA)
+        await wait_for(lambda: outcomes)
+    finally:
+        await worker.close()
+    modules = set(outcomes[0].result)
+    assert "deucalion.observer" in modules
+    assert not {"aiohttp", "pydantic", "yaml", "prometheus_client"} & modules
+
+
+def test_an_unpicklable_observer_is_refused_with_its_name(tmp_path: Path) -> None:
+    """An observer that cannot reach its worker is a ConfigError naming it, at registration."""
+    observer = RecordingObserver({"up"}, tmp_path / "x")
+    observer.lock = threading.Lock()  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="RecordingObserver cannot be sent"):
+        ObserverWorker(observer)

@@ -1,0 +1,52 @@
+"""MetricsObserver: desired metrics are checked, and families match their samples."""
+
+from __future__ import annotations
+
+import pytest
+
+from deucalion.errors import ConfigError
+from deucalion.observer import MetricsObserver, TargetsData
+
+
+class Observer(MetricsObserver):
+    def new_data(self, targets_data_dict: TargetsData) -> None:
+        return None
+
+
+def test_a_family_name_matches_its_samples() -> None:
+    """Desiring a histogram or counter family gives its _bucket/_sum/_count/_total samples."""
+    observer = Observer({"http_request_duration_seconds", "requests", "go_goroutines"})
+    for name in ("http_request_duration_seconds_bucket", "http_request_duration_seconds_sum",
+                 "http_request_duration_seconds_count", "requests_total", "go_goroutines"):
+        assert observer.wants(name), name
+    for name in ("http_request_duration_seconds_max", "go_goroutines_x", "go_threads"):
+        assert not observer.wants(name), name
+
+
+def test_a_sample_name_matches_only_itself() -> None:
+    """Desiring x_bucket does not bring in x_sum."""
+    observer = Observer({"latency_bucket"})
+    assert observer.wants("latency_bucket")
+    assert not observer.wants("latency_sum")
+
+
+def test_a_single_string_is_one_name() -> None:
+    """desired_metrics='up' means {'up'}, not {'u', 'p'}."""
+    assert Observer("up").desired_metrics == frozenset({"up"})
+
+
+@pytest.mark.parametrize("desired", [set(), {"not a name"}, {"1abc"}, {3}])
+def test_bad_desired_metrics_name_the_observer(desired: set[object]) -> None:
+    """Empty or invalid desired metrics are a ConfigError naming the observer class."""
+    with pytest.raises(ConfigError, match="Observer"):
+        Observer(desired)  # type: ignore[arg-type]
+
+
+def test_new_data_is_abstract() -> None:
+    """A subclass without new_data cannot be instantiated."""
+
+    class Incomplete(MetricsObserver):
+        pass
+
+    with pytest.raises(TypeError, match="new_data"):
+        Incomplete({"up"})  # type: ignore[abstract]

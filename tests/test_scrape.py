@@ -1,0 +1,125 @@
+"""Scraper: content negotiation, compression, limits, and failures kept to their target."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+
+import pytest
+from aiohttp import web
+
+from deucalion.errors import DeucalionError
+from deucalion.scrape import Scraper
+from deucalion.targets import Target
+from tests.helpers import NODE_LIKE, TargetServer, text
+
+
+def scraper(**options: object) -> Scraper:
+    settings: dict[str, object] = {"timeout": 2.0, "body_size_limit": 10**6}
+    settings.update(options)
+    return Scraper(**settings)  # type: ignore[arg-type]
+
+
+async def test_it_asks_for_openmetrics_first_and_says_its_timeout(
+    target_server: TargetServer,
+) -> None:
+    """The Accept header prefers OpenMetrics, then text 0.0.4; the timeout header is sent."""
+    url = target_server.add("/metrics", text(NODE_LIKE))
+    await target_server.start()
+    async with scraper(timeout=1.5) as s:
+        result = await s.scrape(Target(url))
+    assert result.up
+    request = target_server.requests["/metrics"][0]
+    accept = request.headers["Accept"]
+    assert accept.index("application/openmetrics-text") < accept.index("text/plain")
+    assert request.headers["X-Prometheus-Scrape-Timeout-Seconds"] == "1.5"
+    assert "gzip" in request.headers.get("Accept-Encoding", "")
+    assert request.headers["User-Agent"].startswith("deucalion/")
+
+
+async def test_a_gzip_body_is_decompressed(target_server: TargetServer) -> None:
+    """A gzip-encoded exposition is read like a plain one."""
+
+    async def gzipped(request: web.Request) -> web.Response:
+        return web.Response(body=gzip.compress(NODE_LIKE.encode()), headers={
+            "Content-Encoding": "gzip", "Content-Type": "text/plain; version=0.0.4"})
+
+    url = target_server.add("/metrics", gzipped)
+    await target_server.start()
+    async with scraper(metrics={"go_goroutines"}) as s:
+        result = await s.scrape(Target(url))
+    assert result.samples == {"go_goroutines": {"{}": 12.0}}
+
+
+async def test_a_gzip_bomb_stops_at_the_size_limit(target_server: TargetServer) -> None:
+    """The limit applies to the decompressed body: a small bomb is refused, not expanded."""
+    bomb = gzip.compress(b"0" * 50_000_000)
+    assert len(bomb) < 100_000
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=bomb, headers={"Content-Encoding": "gzip"})
+
+    url = target_server.add("/metrics", handler)
+    await target_server.start()
+    async with scraper(body_size_limit=1_000_000) as s:
+        result = await s.scrape(Target(url))
+    assert not result.up
+    assert "body_size_limit" in (result.error or "")
+
+
+async def test_an_openmetrics_body_is_parsed_as_openmetrics(target_server: TargetServer) -> None:
+    """The Content-Type decides the format; OpenMetrics bodies end with # EOF."""
+    body = "# TYPE jobs counter\njobs_total 3\njobs_created 1.7e9\n# EOF\n"
+    url = target_server.add("/metrics", text(
+        body, "application/openmetrics-text; version=1.0.0; charset=utf-8"))
+    await target_server.start()
+    async with scraper(metrics={"jobs"}) as s:
+        result = await s.scrape(Target(url))
+    assert result.up, result.error
+    assert result.samples["jobs_total"] == {"{}": 3.0}
+
+
+async def test_a_down_target_is_logged_once_per_change(
+    target_server: TargetServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failing target is logged when it goes down and when it comes back, not every cycle."""
+    state = {"fail": True}
+
+    async def flappy(request: web.Request) -> web.Response:
+        return web.Response(status=503 if state["fail"] else 200, text="go_goroutines 1\n")
+
+    url = target_server.add("/metrics", flappy)
+    await target_server.start()
+    caplog.set_level(logging.INFO, logger="deucalion.scrape")
+    async with scraper() as s:
+        for _ in range(3):
+            assert not (await s.scrape(Target(url))).up
+        state["fail"] = False
+        for _ in range(2):
+            assert (await s.scrape(Target(url))).up
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [f"target {url} is down: HTTP 503 Service Unavailable",
+                        f"target {url} is up again"]
+
+
+async def test_scrape_all_reports_every_target(target_server: TargetServer) -> None:
+    """Results come back for every target, in order, whatever each one's fate."""
+    good = target_server.add("/good", text(NODE_LIKE))
+    await target_server.start()
+    targets = [Target(good), Target("http://127.0.0.1:9/metrics")]
+    async with scraper(metrics={"node_load1"}) as s:
+        results = await s.scrape_all(targets)
+    assert [r.target for r in results] == targets
+    assert [r.up for r in results] == [True, False]
+    assert results[0].samples == {"node_load1": {"{}": 0.5}}
+    assert results[0].samples_scraped == 8
+
+
+async def test_a_closed_scraper_stays_closed() -> None:
+    """close() twice is harmless; a closed scraper cannot be reopened."""
+    s = scraper()
+    async with s:
+        pass
+    await s.close()
+    with pytest.raises(DeucalionError, match="closed"):
+        s.open()
