@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import ssl
@@ -211,3 +212,32 @@ async def test_missing_certificate_fails_to_start(tmp_path: Path) -> None:
     )
     with pytest.raises(OSError):
         await start_injector(settings, host="127.0.0.1", port=0)
+
+
+async def test_renewed_certificate_is_served_without_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the certificate files change (cert-manager renewal), new connections get the new one."""
+    monkeypatch.setattr(webhook, "CERT_RELOAD_SECONDS", 0.05)
+    old = write_certificates(make_certificates(["localhost"]), tmp_path / "live")
+    new = write_certificates(make_certificates(["localhost"]), tmp_path / "renewed")
+    settings = InjectorSettings(
+        server={"cert_file": str(old["tls.crt"]), "key_file": str(old["tls.key"])}
+    )
+    trusts_new = ssl.create_default_context(cafile=str(new["ca.crt"]))
+    async with await start_injector(settings, host="127.0.0.1", port=0) as server:
+        url = server.url.replace("127.0.0.1", "localhost") + "/healthz"
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trusts_new)) as s:
+            with pytest.raises(aiohttp.ClientConnectorCertificateError):
+                await s.get(url)
+            old["tls.crt"].write_bytes(new["tls.crt"].read_bytes())
+            old["tls.key"].write_bytes(new["tls.key"].read_bytes())
+            for _ in range(200):  # the reload happens within a few polls; bounded, not timed
+                try:
+                    async with s.get(url, headers={"Connection": "close"}) as response:
+                        assert response.status == 200
+                        break
+                except aiohttp.ClientConnectorCertificateError:
+                    await asyncio.sleep(0.05)
+            else:
+                pytest.fail("the renewed certificate was never served")
