@@ -215,3 +215,35 @@ def test_settings_come_from_environment(monkeypatch: pytest.MonkeyPatch) -> None
         "am.example",
         "8443",
     )
+
+
+@pytest.mark.parametrize("restart_policy", ["Never", "OnFailure"])
+def test_run_to_completion_pods_get_a_native_sidecar(restart_policy: str) -> None:
+    """A Job's pod gets the sidecar as an init container with restartPolicy Always, so it ends."""
+    pod = app_pod()
+    pod["spec"]["restartPolicy"] = restart_policy
+    out = injected(pod)
+    assert [c["name"] for c in out["spec"]["containers"]] == ["shop"]
+    [sidecar] = out["spec"]["initContainers"]
+    assert sidecar["name"] == "deucalion" and sidecar["restartPolicy"] == "Always"
+    assert plan_injection(out, SETTINGS).patch == []
+    pod["spec"]["initContainers"] = [{"name": "setup", "image": "busybox"}]
+    names = [c["name"] for c in injected(pod)["spec"]["initContainers"]]
+    assert names == ["setup", "deucalion"]
+
+
+def test_native_sidecar_can_be_forced_or_refused() -> None:
+    """native_sidecar=always puts it in initContainers for any pod; never keeps it a container."""
+    always = InjectorSettings(sidecar={"native_sidecar": "always"})
+    assert injected(app_pod(), always)["spec"]["initContainers"][0]["name"] == "deucalion"
+    job_pod = app_pod()
+    job_pod["spec"]["restartPolicy"] = "Never"
+    never = InjectorSettings(sidecar={"native_sidecar": "never"})
+    assert len(sidecars(injected(job_pod, never))) == 1
+
+
+def test_port_clash_is_warned_about() -> None:
+    """An app container already on deucalion's port 9464 gets the pod a warning."""
+    pod = app_pod()
+    pod["spec"]["containers"][0]["ports"].append({"containerPort": 9464})
+    assert any("9464" in w for w in plan_injection(pod, SETTINGS).warnings)

@@ -182,7 +182,10 @@ def plan_injection(pod: Mapping[str, Any], settings: InjectorSettings) -> Inject
 
     Returns the JSONPatch that adds the sidecar container, its volumes and the status
     annotation, or an empty patch with the reason when the pod opted out, is already injected
-    or carries an annotation the injector cannot use. ``pod`` is not modified.
+    or carries an annotation the injector cannot use. A pod that runs to completion
+    (``restartPolicy`` Never or OnFailure, as in Jobs) gets a native sidecar: an init container
+    with ``restartPolicy: Always`` (see ``SidecarSettings.native_sidecar``). ``pod`` is not
+    modified.
     """
     names = settings.annotations
     spec = pod.get("spec")
@@ -222,12 +225,20 @@ def plan_injection(pod: Mapping[str, Any], settings: InjectorSettings) -> Inject
                 skipped=f"annotation {names.config_key} is not a ConfigMap key: {config_key!r}"
             )
 
-    warnings = []
+    warnings: list[str] = []
     if str(annotations.get("prometheus.io/scrape", "")).lower() != "true":
         warnings.append(
             "deucalion sidecar injected, but the pod has no annotation prometheus.io/scrape: "
             '"true": it will find no target to watch'
         )
+    port = settings.sidecar.telemetry_port
+    for other in spec.get("containers") or ():
+        ports = other.get("ports") if isinstance(other, Mapping) else None
+        if any(isinstance(p, Mapping) and p.get("containerPort") == port for p in ports or ()):
+            warnings.append(
+                f"container {other.get('name')!r} also uses port {port}: the deucalion sidecar "
+                f"will not be able to serve its health checks (set the injector's telemetry_port)"
+            )
     if spec.get("hostNetwork") is True:
         warnings.append(
             f"the pod uses hostNetwork: the deucalion sidecar binds port "
@@ -240,7 +251,18 @@ def plan_injection(pod: Mapping[str, Any], settings: InjectorSettings) -> Inject
         observer=str(observer) if observer is not None else None,
         config_key=config_key,
     )
-    patch: list[JsonPatchOp] = [{"op": "add", "path": "/spec/containers/-", "value": container}]
+    mode = settings.sidecar.native_sidecar
+    if mode == "always" or (mode == "auto" and spec.get("restartPolicy", "Always") != "Always"):
+        # A plain container would keep a Job's pod running forever after its work is done; a
+        # native sidecar (an init container that restarts) ends with the pod's main containers.
+        container["restartPolicy"] = "Always"
+        where = "initContainers"
+    else:
+        where = "containers"
+    if spec.get(where):
+        patch: list[JsonPatchOp] = [{"op": "add", "path": f"/spec/{where}/-", "value": container}]
+    else:
+        patch = [{"op": "add", "path": f"/spec/{where}", "value": [container]}]
     volumes = _volumes(config_map)
     if spec.get("volumes"):
         patch += [{"op": "add", "path": "/spec/volumes/-", "value": v} for v in volumes]

@@ -7,6 +7,7 @@ an environment variable (``DEUCALION_INJECTOR_<SECTION>__<FIELD>``, e.g.
 
 from __future__ import annotations
 
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -69,6 +70,8 @@ class SidecarSettings(_Section):
     """Requests and limits of the sidecar."""
     extra_env: dict[str, str] = {}
     """More environment variables for every sidecar (e.g. ``DEUCALION_LOG_LEVEL``)."""
+    native_sidecar: Literal["auto", "always", "never"] = "auto"
+    """Inject as a native sidecar (Kubernetes 1.29+); auto: for pods that run to completion."""
 
 
 class AlertmanagerSettings(_Section):
