@@ -186,7 +186,7 @@ def inject_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``injector`` (with ``serve``, the default, and ``certs``) and ``inject``."""
     injector = subparsers.add_parser(
         "injector",
