@@ -1,0 +1,16 @@
+# syntax=docker/dockerfile:1
+# An example anomaly-detection app on the deucalion base image: the image's default command runs
+# an observer from examples/, and the injector starts it as the sidecar of opted-in pods
+# (deucalion.io/image: deucalion-example-app:latest). Build from the repository root, after the
+# base image:
+#   docker build -f deploy/docker/Dockerfile -t deucalion:latest .
+#   docker build -f deploy/docker/example-app.Dockerfile -t deucalion-example-app:latest .
+ARG BASE_IMAGE=deucalion:latest
+FROM ${BASE_IMAGE}
+
+# An AD app with more dependencies installs them here, as root, before dropping back:
+#   USER root
+#   RUN pip install scikit-learn==1.5.*
+#   USER 10001:10001
+COPY --chown=10001:10001 examples/seed_example.py /app/ad_app.py
+CMD ["python", "/app/ad_app.py"]

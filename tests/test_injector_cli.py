@@ -1,0 +1,220 @@
+"""`deucalion inject -f` and `deucalion injector certs`, through argparse as the CLI runs them."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+
+from deucalion.injector import cli
+from tests.injector_reviews import sidecars
+
+MANIFEST = """\
+apiVersion: v1
+kind: Service
+metadata:
+  name: shop
+spec:
+  selector: {app: shop}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: shop}
+spec:
+  selector: {matchLabels: {app: shop}}
+  template:
+    metadata:
+      labels: {app: shop}
+      annotations: {prometheus.io/scrape: "true", prometheus.io/port: "8080"}
+    spec:
+      containers: [{name: shop, image: "example/shop:1"}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers: [{name: db, image: "example/db:1"}]
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    spec:
+      initContainers: [{name: setup, image: busybox}]
+      containers: [{name: agent, image: "example/agent:1"}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: once}
+spec:
+  template:
+    metadata: {annotations: {deucalion.io/inject: "false"}}
+    spec:
+      restartPolicy: Never
+      containers: [{name: once, image: "example/once:1"}]
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: nightly}
+spec:
+  schedule: "0 3 * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers: [{name: nightly, image: "example/nightly:1"}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: lone, annotations: {deucalion.io/image: "me/ad:2"}}
+spec:
+  containers: [{name: lone, image: "example/lone:1"}]
+---
+"""
+
+
+def run(argv: list[str]) -> int:
+    """Parse ``argv`` with a parser that has only add_commands, as the main CLI will have."""
+    parser = argparse.ArgumentParser(prog="deucalion")
+    cli.add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+def by_kind(text: str) -> dict[str, dict[str, Any]]:
+    """The objects of a multi-document YAML, keyed by kind."""
+    return {doc["kind"]: doc for doc in yaml.safe_load_all(text) if doc}
+
+
+def test_inject_file_injects_each_workload_template(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every workload kind is injected at its own template path; the Service is untouched."""
+    path = tmp_path / "app.yaml"
+    path.write_text(MANIFEST)
+    assert run(["inject", "-f", str(path), "--image", "reg/deucalion:3"]) == 0
+    captured = capsys.readouterr()
+    out = by_kind(captured.out)
+    original = by_kind(MANIFEST)
+    assert out["Service"] == original["Service"]
+    templates = {
+        "Deployment": out["Deployment"]["spec"]["template"],
+        "StatefulSet": out["StatefulSet"]["spec"]["template"],
+        "DaemonSet": out["DaemonSet"]["spec"]["template"],
+        "CronJob": out["CronJob"]["spec"]["jobTemplate"]["spec"]["template"],
+        "Pod": out["Pod"],
+    }
+    for kind, template in templates.items():
+        # The CronJob's pods run to completion, so theirs is a native sidecar (init container).
+        where = "initContainers" if kind == "CronJob" else "containers"
+        assert [c["name"] for c in template["spec"][where]].count("deucalion") == 1, kind
+        assert template["metadata"]["annotations"]["deucalion.io/status"] == "injected", kind
+        assert "deucalion-podinfo" in {v["name"] for v in template["spec"]["volumes"]}, kind
+    assert sidecars(templates["Deployment"])[0]["image"] == "reg/deucalion:3"
+    assert sidecars(templates["Pod"])[0]["image"] == "me/ad:2"
+    assert templates["DaemonSet"]["spec"]["initContainers"] == [
+        {"name": "setup", "image": "busybox"}
+    ]
+    assert out["Job"] == original["Job"]  # annotated deucalion.io/inject: "false"
+    assert "Service shop: unchanged (not a workload)" in captured.err
+    assert "CronJob nightly: injected" in captured.err
+
+
+def test_inject_reads_stdin_and_is_idempotent(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-f -` reads stdin; injecting the output again changes nothing."""
+    monkeypatch.setattr("sys.stdin", io.StringIO(MANIFEST))
+    assert run(["inject", "-f", "-", "-q"]) == 0
+    first = capsys.readouterr()
+    assert first.err == ""
+    monkeypatch.setattr("sys.stdin", io.StringIO(first.out))
+    assert run(["inject", "-f", "-"]) == 0
+    second = capsys.readouterr()
+    assert list(yaml.safe_load_all(second.out)) == list(yaml.safe_load_all(first.out))
+    assert "already injected" in second.err
+
+
+def test_inject_list_kind(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A `kind: List` (as `kubectl get -o yaml` prints) has its items injected."""
+    items = [doc for doc in yaml.safe_load_all(MANIFEST) if doc]
+    path = tmp_path / "list.yaml"
+    path.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items}))
+    assert run(["inject", "-f", str(path), "-o", str(tmp_path / "out.yaml")]) == 0
+    out = yaml.safe_load((tmp_path / "out.yaml").read_text())
+    kinds = {item["kind"]: item for item in out["items"]}
+    assert len(sidecars(kinds["Deployment"]["spec"]["template"])) == 1
+    assert "Deployment shop: injected" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("a: [unclosed\n", "not valid YAML"), ("- just\n- a list\n", "not a Kubernetes object")],
+)
+def test_inject_bad_manifest_exits_1_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    """Broken YAML or a document that is not an object: exit 1, the file named, nothing printed."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert run(["inject", "-f", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert message in captured.err and str(path) in captured.err
+
+
+def test_inject_missing_file_exits_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A manifest that does not exist is reported, not a traceback."""
+    assert run(["inject", "-f", str(tmp_path / "nope.yaml")]) == 1
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_injector_defaults_to_serve_and_has_certs() -> None:
+    """`injector` alone and `injector serve` run the server; `injector certs` makes certificates."""
+    parser = argparse.ArgumentParser(prog="deucalion")
+    cli.add_commands(parser.add_subparsers(dest="command", required=True))
+    assert parser.parse_args(["injector"]).func is cli.serve_command
+    args = parser.parse_args(["injector", "--cert", "c", "serve", "--key", "k"])
+    assert args.func is cli.serve_command and (args.cert, args.key) == ("c", "k")
+    assert parser.parse_args(["injector", "certs"]).func is cli.certs_command
+    assert parser.parse_args(["inject", "-f", "x"]).func is cli.inject_command
+
+
+def test_bad_settings_flag_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """An invalid Alertmanager URL is a usage error (2) with the reason."""
+    assert run(["inject", "-f", "-", "--alertmanager-url", "not-a-url"]) == 2
+    assert "not-a-url" in capsys.readouterr().err
+
+
+def test_certs_writes_files_and_prints_the_ca_bundle(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """certs writes CA and serving pair for the Service's DNS names and prints the caBundle."""
+    out_dir = tmp_path / "certs"
+    assert run(["injector", "certs", "--namespace", "ad", "--out-dir", str(out_dir)]) == 0
+    ca_bundle = capsys.readouterr().out.strip()
+    assert base64.b64decode(ca_bundle) == (out_dir / "ca.crt").read_bytes()
+    for key in ("ca.key", "tls.key"):
+        assert stat.S_IMODE((out_dir / key).stat().st_mode) == 0o600
+    cert = x509.load_pem_x509_certificate((out_dir / "tls.crt").read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "deucalion-injector.ad.svc" in names.get_values_for_type(x509.DNSName)
+    ca = x509.load_pem_x509_certificate((out_dir / "ca.crt").read_bytes())
+    cert.verify_directly_issued_by(ca)

@@ -1,0 +1,243 @@
+"""The webhook over real TLS: AdmissionReviews in, AdmissionReviews with a JSONPatch out."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jsonpatch
+import pytest
+
+from deucalion.injector import webhook
+from deucalion.injector.certs import make_certificates, write_certificates
+from deucalion.injector.settings import InjectorSettings
+from deucalion.injector.webhook import InjectorServer, start_injector
+from tests.injector_reviews import admission_review, app_pod, env_of, sidecars
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A CA made by deucalion's certs module and a certificate for localhost/127.0.0.1."""
+    bundle = make_certificates(["localhost"], ip_addresses=["127.0.0.1"])
+    return write_certificates(bundle, tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+async def server(tls_files: dict[str, Path]) -> AsyncIterator[InjectorServer]:
+    """The injector on a free loopback port, serving the test certificate from its files."""
+    settings = InjectorSettings(
+        server={"cert_file": str(tls_files["tls.crt"]), "key_file": str(tls_files["tls.key"])},
+        alertmanager={"urls": ["http://alertmanager.monitoring.svc:9093"]},
+    )
+    async with await start_injector(settings, host="127.0.0.1", port=0) as running:
+        yield running
+
+
+@pytest.fixture
+async def client(tls_files: dict[str, Path]) -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTPS client that trusts only the test CA (and verifies the server's name)."""
+    context = ssl.create_default_context(cafile=str(tls_files["ca.crt"]))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
+        yield session
+
+
+async def post_review(
+    client: aiohttp.ClientSession, server: InjectorServer, review: Any
+) -> dict[str, Any]:
+    """POST a review to /mutate, expect 200, return the AdmissionReview answer."""
+    async with client.post(server.url + "/mutate", json=review) as response:
+        assert response.status == 200, await response.text()
+        assert response.content_type == "application/json"
+        answer: dict[str, Any] = await response.json()
+    return answer
+
+
+def decoded_patch(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The JSONPatch of an answer, checking the envelope the API server requires."""
+    assert answer["apiVersion"] == "admission.k8s.io/v1"
+    assert answer["kind"] == "AdmissionReview"
+    response = answer["response"]
+    assert response["allowed"] is True
+    assert response["patchType"] == "JSONPatch"
+    patch: list[dict[str, Any]] = json.loads(base64.b64decode(response["patch"]))
+    return patch
+
+
+async def test_create_pod_review_gets_a_patch_that_injects(
+    server: InjectorServer, client: aiohttp.ClientSession
+) -> None:
+    """A CREATE review of an opted-in pod, over verified HTTPS, gets a patch adding the sidecar."""
+    pod = app_pod()
+    review = admission_review(pod, uid="b1e7c2a4-1111-4c7e-9a55-3f1d2c9e0a01")
+    answer = await post_review(client, server, review)
+    assert answer["response"]["uid"] == "b1e7c2a4-1111-4c7e-9a55-3f1d2c9e0a01"
+    out = jsonpatch.apply_patch(pod, decoded_patch(answer))
+    [sidecar] = sidecars(out)
+    assert env_of(sidecar)["DEUCALION_ALERT_MANAGER_HOST"] == "alertmanager.monitoring.svc"
+    assert sidecar["securityContext"]["runAsNonRoot"] is True
+    assert sidecar["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert "deucalion-podinfo" in {v["name"] for v in out["spec"]["volumes"]}
+
+
+async def test_patched_pod_sent_again_is_allowed_without_patch(
+    server: InjectorServer, client: aiohttp.ClientSession
+) -> None:
+    """Idempotence through the webhook: the injected pod gets allowed and no patch."""
+    pod = app_pod()
+    first = await post_review(client, server, admission_review(pod))
+    out = jsonpatch.apply_patch(pod, decoded_patch(first))
+    again = await post_review(client, server, admission_review(out, uid="again"))
+    assert again["response"] == {"uid": "again", "allowed": True}
+
+
+async def test_opted_out_pod_and_other_requests_pass_untouched(
+    server: InjectorServer, client: aiohttp.ClientSession
+) -> None:
+    """inject=false, UPDATE, DELETE (no object) and non-pod kinds: allowed, no patch."""
+    reviews = [
+        admission_review(app_pod(annotations={"deucalion.io/inject": "false"}), uid="u1"),
+        admission_review(app_pod(), operation="UPDATE", uid="u2"),
+        admission_review(None, operation="DELETE", uid="u3"),
+        admission_review(
+            {"kind": "Service", "spec": {}}, kind="Service", resource="services", uid="u4"
+        ),
+    ]
+    for review in reviews:
+        answer = await post_review(client, server, review)
+        uid = review["request"]["uid"]
+        assert answer["response"] == {"uid": uid, "allowed": True}, uid
+
+
+async def test_pod_without_volumes_annotations_with_init_container(
+    server: InjectorServer, client: aiohttp.ClientSession
+) -> None:
+    """A bare pod with an init container is injected; kubectl is warned there is no target."""
+    pod = app_pod()
+    del pod["metadata"]["annotations"], pod["spec"]["volumes"]
+    pod["spec"]["initContainers"] = [{"name": "init", "image": "busybox"}]
+    answer = await post_review(client, server, admission_review(pod))
+    assert any("prometheus.io/scrape" in w for w in answer["response"]["warnings"])
+    out = jsonpatch.apply_patch(pod, decoded_patch(answer))
+    assert [c["name"] for c in out["spec"]["containers"]] == ["shop", "deucalion"]
+    assert out["spec"]["initContainers"] == [{"name": "init", "image": "busybox"}]
+
+
+VALID = admission_review(app_pod(), uid="x")
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"this is not json", "not JSON"),
+        (b"[1, 2]", "not an object"),
+        (json.dumps({**VALID, "kind": "Pod"}).encode(), "kind"),
+        (json.dumps({**VALID, "apiVersion": "admission.k8s.io/v1beta1"}).encode(), "apiVersion"),
+        (json.dumps({k: v for k, v in VALID.items() if k != "request"}).encode(), "request"),
+        (
+            json.dumps(
+                {**VALID, "request": {k: v for k, v in VALID["request"].items() if k != "uid"}}
+            ).encode(),
+            "request.uid",
+        ),
+        (
+            json.dumps({**VALID, "request": {**VALID["request"], "operation": "EXPLODE"}}).encode(),
+            "request.operation",
+        ),
+    ],
+    ids=["not-json", "array", "wrong-kind", "v1beta1", "no-request", "no-uid", "bad-operation"],
+)
+async def test_malformed_bodies_get_400_with_the_reason(
+    server: InjectorServer, client: aiohttp.ClientSession, body: bytes, reason: str
+) -> None:
+    """A body that is not a valid v1 AdmissionReview gets 400 naming what is wrong."""
+    async with client.post(
+        server.url + "/mutate", data=body, headers={"Content-Type": "application/json"}
+    ) as response:
+        assert response.status == 400
+        assert reason in await response.text()
+    # ...and the server goes on serving.
+    async with client.get(server.url + "/healthz") as response:
+        assert response.status == 200
+
+
+async def test_a_bug_in_planning_lets_the_pod_pass(
+    server: InjectorServer, client: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected error while planning is answered allowed, no patch, with a warning."""
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(webhook, "plan_injection", broken)
+    answer = await post_review(client, server, admission_review(app_pod(), uid="bug"))
+    assert answer["response"]["allowed"] is True and "patch" not in answer["response"]
+    assert answer["response"]["warnings"]
+
+
+async def test_healthz_and_tls_is_real(
+    server: InjectorServer, client: aiohttp.ClientSession
+) -> None:
+    """/healthz answers over HTTPS; a client that does not trust the test CA is refused."""
+    assert server.url.startswith("https://127.0.0.1:")
+    async with client.get(server.url + "/healthz") as response:
+        assert response.status == 200 and (await response.text()).strip() == "ok"
+    async with aiohttp.ClientSession() as untrusting:
+        with pytest.raises(aiohttp.ClientConnectorCertificateError):
+            await untrusting.get(server.url + "/healthz")
+
+
+async def test_close_is_idempotent_and_releases_the_port(tls_files: dict[str, Path]) -> None:
+    """close() twice is harmless, and after it the port no longer accepts connections."""
+    settings = InjectorSettings(
+        server={"cert_file": str(tls_files["tls.crt"]), "key_file": str(tls_files["tls.key"])}
+    )
+    server = await start_injector(settings, host="127.0.0.1", port=0)
+    await server.close()
+    await server.close()
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.ClientConnectorError):
+            await session.get(server.url.replace("https", "http") + "/healthz")
+
+
+async def test_missing_certificate_fails_to_start(tmp_path: Path) -> None:
+    """Starting without the certificate files raises OSError instead of serving plain HTTP."""
+    settings = InjectorSettings(
+        server={"cert_file": str(tmp_path / "no.crt"), "key_file": str(tmp_path / "no.key")}
+    )
+    with pytest.raises(OSError):
+        await start_injector(settings, host="127.0.0.1", port=0)
+
+
+async def test_renewed_certificate_is_served_without_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the certificate files change (cert-manager renewal), new connections get the new one."""
+    monkeypatch.setattr(webhook, "CERT_RELOAD_SECONDS", 0.05)
+    old = write_certificates(make_certificates(["localhost"]), tmp_path / "live")
+    new = write_certificates(make_certificates(["localhost"]), tmp_path / "renewed")
+    settings = InjectorSettings(
+        server={"cert_file": str(old["tls.crt"]), "key_file": str(old["tls.key"])}
+    )
+    trusts_new = ssl.create_default_context(cafile=str(new["ca.crt"]))
+    async with await start_injector(settings, host="127.0.0.1", port=0) as server:
+        url = server.url.replace("127.0.0.1", "localhost") + "/healthz"
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trusts_new)) as s:
+            with pytest.raises(aiohttp.ClientConnectorCertificateError):
+                await s.get(url)
+            old["tls.crt"].write_bytes(new["tls.crt"].read_bytes())
+            old["tls.key"].write_bytes(new["tls.key"].read_bytes())
+            for _ in range(200):  # the reload happens within a few polls; bounded, not timed
+                try:
+                    async with s.get(url, headers={"Connection": "close"}) as response:
+                        assert response.status == 200
+                        break
+                except aiohttp.ClientConnectorCertificateError:
+                    await asyncio.sleep(0.05)
+            else:
+                pytest.fail("the renewed certificate was never served")
