@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--interval", type=float, default=1.0, help="scrape interval in seconds")
     demo.add_argument("--metrics", help="comma-separated metric names to watch")
     demo.set_defaults(func=_demo)
+
+    from deucalion.injector.cli import add_commands as add_injector_commands
+
+    add_injector_commands(commands)
     return parser
 
 
