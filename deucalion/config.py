@@ -44,8 +44,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_FILE = Path("/etc/deucalion/config.yaml")
 ENV_PREFIX = "DEUCALION_"
-# DEUCALION_* variables that are not settings: the config file itself and test switches.
+# DEUCALION_* variables that are not settings: the config file itself, test switches, and the
+# injector's own settings (read by deucalion.injector.settings).
 ENV_NOT_SETTINGS = {"DEUCALION_CONFIG", "DEUCALION_REQUIRE_INTEGRATION"}
+ENV_OTHER_PREFIXES = ("DEUCALION_INJECTOR_", "DEUCALION_SOAK_", "DEUCALION_BENCH_")
 
 _DURATION = re.compile(
     r"^(?:(?P<y>\d+)y)?(?:(?P<w>\d+)w)?(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?"
@@ -320,7 +322,8 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
     legacy = {"DEUCALION_ALERT_MANAGER_HOST", "DEUCALION_ALERT_MANAGER_PORT",
               "DEUCALION_ALERT_NAME"}
     for name, raw in sorted(environ.items()):
-        if not name.startswith(ENV_PREFIX) or name in ENV_NOT_SETTINGS or name in legacy:
+        if (not name.startswith(ENV_PREFIX) or name in ENV_NOT_SETTINGS or name in legacy
+                or name.startswith(ENV_OTHER_PREFIXES)):
             continue
         path = name[len(ENV_PREFIX):].lower().split("__")
         node = layer

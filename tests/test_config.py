@@ -157,3 +157,16 @@ def test_invalid_label_names_are_refused() -> None:
     with pytest.raises(ConfigError, match="'bad-name' is not a valid label name"):
         load_settings({"targets": [{"url": "a:1", "labels": {"bad-name": "x"}}]}, environ={},
                       default_file=None)
+
+
+def test_an_unknown_environment_variable_is_named() -> None:
+    """A typo'd DEUCALION_ variable is an error naming the variable, not silently ignored."""
+    with pytest.raises(ConfigError, match="environment variable DEUCALION_SCRAPE_INTERVL"):
+        load_settings(environ={"DEUCALION_SCRAPE_INTERVL": "5s"}, default_file=None)
+
+
+def test_the_injectors_own_variables_are_not_settings() -> None:
+    """DEUCALION_INJECTOR_* configure the injector and are ignored by the sidecar's settings."""
+    settings = load_settings(environ={"DEUCALION_INJECTOR_SIDECAR__IMAGE": "x:1"},
+                             default_file=None)
+    assert settings.scrape_interval == 15.0
