@@ -42,8 +42,8 @@ _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 # Label names starting with "__" are reserved; prometheus_client rejects them too.
 _LABEL = r"(?!__)[a-zA-Z_][a-zA-Z0-9_]*"
 # A label value whose only escapes are the three canonical ones is already in our notation.
-_CANON_VALUE = r'"(?:[^"\\\n]|\\[\\"n])*"'
-_ANY_VALUE = r'"(?:[^"\\\n]|\\.)*"'
+_CANON_VALUE = r'"[^"\\\n]*+(?:\\[\\"n][^"\\\n]*+)*+"'
+_ANY_VALUE = r'"[^"\\\n]*+(?:\\.[^"\\\n]*+)*+"'
 _CANON_BLOCK = rf"{_LABEL}={_CANON_VALUE}(?:,{_LABEL}={_CANON_VALUE})*"
 # Text 0.0.4 allows blanks around every token inside the braces and a trailing comma.
 _LOOSE_PAIR = rf"{_LABEL}[ \t]*=[ \t]*{_ANY_VALUE}[ \t]*"
@@ -58,27 +58,38 @@ _DECIMAL = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 # ---- text 0.0.4 -------------------------------------------------------------------------------
 
 _TEXT_TYPES = "counter|gauge|histogram|summary|untyped"
+# The canonical layout Go and Python clients write is tried first: the regex engine then settles
+# most lines with its first alternative. The general alternatives accept the rest of text 0.0.4
+# (blanks and tabs between tokens, a trailing comma, any escape in label values).
+_SKIP_CANON = rf"# HELP {_NAME}(?: [^\n]*)?|# TYPE {_NAME} (?:{_TEXT_TYPES})"
 # A line that carries no sample: blank, a comment, or a well-formed HELP or TYPE line.
-_TEXT_SKIP_LINE = (
+_SKIP_ANY = (
     rf"[ \t]*(?:#(?:[ \t]+(?:HELP[ \t]+{_NAME}(?:[ \t][^\n]*)?"
     rf"|TYPE[ \t]+{_NAME}[ \t]+(?:{_TEXT_TYPES})[ \t]*)"
     r"|(?![ \t]+(?:HELP|TYPE)(?:[ \t\n]|\Z))[^\n]*))?"
 )
-# After the name: groups (canonical label block, loose label block, value).
-_TEXT_REST = (
+# The value is only told apart from its neighbours here; float() decides whether it is a
+# number (under a try), which is cheaper than spelling the float grammar in the regex. The
+# character class keeps out what float() would wrongly accept: "_" and non-ASCII digits.
+_RAW_VALUE = r"[0-9a-zA-Z.+-]+"
+# After the name: (canonical block, value) | (canonical block, loose block, value).
+_REST_CANON = rf"(?:\{{({_CANON_BLOCK})\}})? ({_RAW_VALUE})(?: [+-]?[0-9]+)?"
+_REST_ANY = (
     rf"(?:[ \t]*\{{({_CANON_BLOCK})?\}}[ \t]*|[ \t]*\{{({_LOOSE_BLOCK})\}}[ \t]*|[ \t]+)"
-    rf"({_VALUE})(?:[ \t]+[+-]?[0-9]+)?[ \t]*"
+    rf"({_RAW_VALUE})(?:[ \t]+[+-]?[0-9]+)?[ \t]*"
 )
-# Every match is the blank/comment lines before a sample plus the sample line itself, so the
-# matches tile the body exactly when it is valid; a gap between two matches is a bad line.
-_TEXT_FULL = re.compile(rf"(?:{_TEXT_SKIP_LINE}\n)*[ \t]*({_NAME}){_TEXT_REST}(?:\n|\Z)")
-_TEXT_TAIL = re.compile(rf"(?:{_TEXT_SKIP_LINE}\n)*{_TEXT_SKIP_LINE}")
-_TEXT_SKIP_ONE = re.compile(_TEXT_SKIP_LINE)
-_TEXT_SAMPLE_ONE = re.compile(rf"[ \t]*({_NAME}){_TEXT_REST}")
+# One match: the lines without samples before a sample, then the sample line. The last group
+# catches a line that is neither, so the matches tile the body and findall() sees every line.
+_TEXT_FULL = re.compile(
+    rf"(?:(?:{_SKIP_CANON}|{_SKIP_ANY})\n)*"
+    rf"(?:({_NAME}){_REST_CANON}\n|[ \t]*({_NAME}){_REST_ANY}\n|([^\n]*)\n?)"
+)
+_SKIP_LINE = re.compile(_SKIP_ANY)
+_SAMPLE_LINE = re.compile(rf"[ \t]*({_NAME}){_REST_ANY}")
 
-_CANON_NAMES = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="(?:[^"\\]|\\.)*"')
-_CANON_PAIRS = re.compile(r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"')
-_LOOSE_PAIRS = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"((?:[^"\\]|\\.)*)"')
+_CANON_NAMES = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="[^"\\]*+(?:\\.[^"\\]*+)*+"')
+_CANON_PAIRS = re.compile(r'[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*+(?:\\.[^"\\]*+)*+"')
+_LOOSE_PAIRS = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"([^"\\]*+(?:\\.[^"\\]*+)*+)"')
 
 _UNESCAPES = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
 _ESCAPE_SEQUENCE = re.compile(r'\\[\\"n]')
@@ -102,7 +113,7 @@ def _canonical(raw: str) -> str:
     return _escape(_unescape(raw))
 
 
-def _series_key(pairs: list[tuple[str, str]], lineno: int) -> str:
+def _series_key(pairs: list[tuple[str, str]], lineno: int | None) -> str:
     """The series key of (name, value as written) pairs, which may be unsorted."""
     pairs.sort()
     previous = None
@@ -118,7 +129,7 @@ def _series_key(pairs: list[tuple[str, str]], lineno: int) -> str:
 _ORDER_CACHE: dict[str, tuple[int, ...] | None] = {}
 
 
-def _order(names: list[str], lineno: int) -> tuple[int, ...] | None:
+def _order(names: list[str], lineno: int | None) -> tuple[int, ...] | None:
     signature = ",".join(names)
     try:
         return _ORDER_CACHE[signature]
@@ -135,63 +146,86 @@ def _order(names: list[str], lineno: int) -> tuple[int, ...] | None:
     return order
 
 
-def _text_error(text: str, pos: int) -> ParseError:
-    """The error for the first line at or after ``pos`` that is neither skippable nor a sample."""
-    lineno = text.count("\n", 0, pos) + 1
-    for line in text[pos:].split("\n"):
-        if not (_TEXT_SKIP_ONE.fullmatch(line) or _TEXT_SAMPLE_ONE.fullmatch(line)):
-            return _bad_text_line(line, lineno)
-        lineno += 1
-    return ParseError("malformed line", lineno)  # pragma: no cover - the regexes agree
+def _several_labels_key(canon: str) -> str:
+    """The series key of a canonically written block of several labels, maybe unsorted."""
+    names = _CANON_NAMES.findall(canon)
+    signature = ",".join(names)
+    order = _ORDER_CACHE[signature] if signature in _ORDER_CACHE else _order(names, None)
+    if order is None:
+        return "{" + canon + "}"
+    pairs = _CANON_PAIRS.findall(canon)
+    return "{" + ",".join([pairs[i] for i in order]) + "}"
 
 
-def _bad_text_line(line: str, lineno: int) -> ParseError:
-    shown = line if len(line) <= 80 else line[:77] + "..."
-    if line.lstrip(" \t").startswith("#"):
-        return ParseError(f"malformed HELP or TYPE line {shown!r}", lineno)
-    return ParseError(
-        f"malformed sample line {shown!r}: expected name{{labels}} value [timestamp]", lineno
-    )
+def _float(raw: str, lineno: int) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ParseError(f"invalid sample value {raw!r}", lineno) from None
+
+
+def _text_line(line: str, lineno: int) -> tuple[str, str, float] | None:
+    """Parse one text 0.0.4 line the slow, thorough way: None for a line without a sample.
+
+    The fast paths hand every line they find wrong to this function, so the error a user sees
+    always comes from here.
+    """
+    if _SKIP_LINE.fullmatch(line):
+        return None
+    match = _SAMPLE_LINE.fullmatch(line)
+    if match is None:
+        shown = line if len(line) <= 80 else line[:77] + "..."
+        if line.lstrip(" \t").startswith("#"):
+            raise ParseError(f"malformed HELP or TYPE line {shown!r}", lineno)
+        raise ParseError(
+            f"malformed sample line {shown!r}: expected name{{labels}} value [timestamp]", lineno
+        )
+    name, canon, loose, raw = match.groups()
+    value = _float(raw, lineno)
+    pairs = _LOOSE_PAIRS.findall(loose or canon or "")
+    return name, _series_key(pairs, lineno), value
+
+
+def _text_error(text: str) -> ParseError:
+    """The error of the first bad line of a text 0.0.4 body the fast path found wrong."""
+    for lineno, line in enumerate(text.split("\n"), 1):
+        try:
+            _text_line(line, lineno)
+        except ParseError as exc:
+            return exc
+    return ParseError("malformed exposition")  # pragma: no cover - the two paths agree
 
 
 def _parse_text_full(text: str) -> Samples:
+    if not text.endswith("\n"):
+        text += "\n"
     result: Samples = {}
-    pos = 0
     current_name = ""
     current: dict[str, float] = {}
-    order_cache = _ORDER_CACHE
-    for match in _TEXT_FULL.finditer(text):
-        if match.start() != pos:
-            raise _text_error(text, pos)
-        pos = match.end()
-        name, canon, loose, value = match.groups()
-        if canon is not None:
-            if canon.count('"') == 2:
-                # One label, no escaped quote: the block is the key as written.
+    try:
+        for name, canon, value, name2, canon2, loose, value2, bad in _TEXT_FULL.findall(text):
+            if not name:
+                if not name2:
+                    if bad:
+                        raise ParseError(bad)
+                    continue  # the empty match at the end of the body
+                name, canon, value = name2, canon2, value2
+            if loose:
+                key = _series_key(_LOOSE_PAIRS.findall(loose), None)
+            elif not canon:
+                key = "{}"
+            elif canon.count('"') == 2:
+                # One label and no escaped quote: the block as written is the key.
                 key = "{" + canon + "}"
             else:
-                names = _CANON_NAMES.findall(canon)
-                signature = ",".join(names)
-                if signature in order_cache:
-                    order = order_cache[signature]
-                else:
-                    order = _order(names, text.count("\n", 0, match.start(1)) + 1)
-                if order is None:
-                    key = "{" + canon + "}"
-                else:
-                    pairs = _CANON_PAIRS.findall(canon)
-                    key = "{" + ",".join([pairs[i] for i in order]) + "}"
-        elif loose is not None:
-            lineno = text.count("\n", 0, match.start(1)) + 1
-            key = _series_key(_LOOSE_PAIRS.findall(loose), lineno)
-        else:
-            key = "{}"
-        if name != current_name:
-            current_name = name
-            current = result.setdefault(name, {})
-        current[key] = float(value)
-    if not _TEXT_TAIL.fullmatch(text, pos):
-        raise _text_error(text, pos)
+                key = _several_labels_key(canon)
+            if name != current_name:
+                current_name = name
+                current = result.setdefault(name, {})
+            current[key] = float(value)
+    except (ParseError, ValueError):
+        # Something is wrong somewhere: find the line and the reason the slow way.
+        raise _text_error(text) from None
     return result
 
 
@@ -520,7 +554,8 @@ class ExpositionParser:
 
     ``metrics`` holds sample names (``x_bucket``, ``x_total``) or family names (``x`` also
     selects ``x_total``, ``x_created``, ``x_bucket``, ``x_sum``, ``x_count``, ``x_gsum``,
-    ``x_gcount`` and ``x_info``); ``None`` keeps every sample.
+    ``x_gcount`` and ``x_info``); ``None`` keeps every sample. In text 0.0.4 only the lines
+    of wanted metrics are parsed and checked; OpenMetrics bodies are always checked in full.
     """
 
     def __init__(self, metrics: Iterable[str] | None = None) -> None:
@@ -529,12 +564,12 @@ class ExpositionParser:
         if self.metrics:
             names = "|".join(re.escape(n) for n in sorted(self.metrics, key=len, reverse=True))
             suffixes = "|".join(FAMILY_SUFFIXES)
-            # "\n" first: the regex engine then jumps from line start to line start in C, and a
-            # line whose name is not wanted fails at its first characters. A wanted line that is
-            # not a valid sample falls into the last group and is reported.
+            # A leading "\n" lets the regex engine jump from line start to line start in C; a
+            # line whose name is not wanted fails at its first characters. A wanted line that
+            # is not a valid sample falls into the last group and is reported.
             self._filter = re.compile(
                 rf"\n[ \t]*((?:{names})(?:{suffixes})?)(?![a-zA-Z0-9_:])"
-                rf"(?:{_TEXT_REST}(?=\n|\Z)|([^\n]*))"
+                rf"(?:{_REST_CANON}(?=\n)|{_REST_ANY}(?=\n)|([^\n]*))"
             )
 
     def wants(self, name: str) -> bool:
@@ -550,7 +585,7 @@ class ExpositionParser:
 
     def parse(self, text: str | bytes, *, openmetrics: bool = False) -> Samples:
         """Parse one exposition; see :func:`parse_exposition`."""
-        if isinstance(text, bytes | bytearray | memoryview):
+        if not isinstance(text, str):
             text = _decode(bytes(text))
         if openmetrics:
             return _parse_openmetrics(text, None if self.metrics is None else self.wants)
@@ -558,39 +593,39 @@ class ExpositionParser:
             return _parse_text_full(text)
         if self._filter is None:
             return {}
-        return self._parse_text_filtered(text, self._filter)
+        # The newlines around let every line, the first and the last too, match the same way.
+        body = "\n" + text if text.endswith("\n") else "\n" + text + "\n"
+        return _parse_text_filtered(body, self._filter)
 
-    @staticmethod
-    def _parse_text_filtered(text: str, pattern: re.Pattern[str]) -> Samples:
-        result: Samples = {}
-        body = "\n" + text
-        for match in pattern.finditer(body):
-            name, canon, loose, value, bad = match.groups()
+
+def _parse_text_filtered(body: str, pattern: re.Pattern[str]) -> Samples:
+    """Parse the wanted lines of ``body`` (the exposition with a "\\n" before and after)."""
+    result: Samples = {}
+    for match in pattern.finditer(body):
+        name, canon, value, canon2, loose, value2, bad = match.groups()
+        try:
             if bad is not None:
-                lineno = body.count("\n", 0, match.start() + 1)
-                line = body[match.start() + 1 : match.end()]
-                raise _bad_text_line(line, lineno)
-            if canon is not None:
-                if canon.count('"') == 2:
-                    key = "{" + canon + "}"
-                else:
-                    names = _CANON_NAMES.findall(canon)
-                    order = _order(names, body.count("\n", 0, match.start() + 1))
-                    if order is None:
-                        key = "{" + canon + "}"
-                    else:
-                        pairs = _CANON_PAIRS.findall(canon)
-                        key = "{" + ",".join([pairs[i] for i in order]) + "}"
-            elif loose is not None:
-                lineno = body.count("\n", 0, match.start() + 1)
-                key = _series_key(_LOOSE_PAIRS.findall(loose), lineno)
-            else:
+                raise ParseError(bad)
+            if value is None:
+                canon, value = canon2, value2
+            if loose is not None:
+                key = _series_key(_LOOSE_PAIRS.findall(loose), None)
+            elif not canon:
                 key = "{}"
+            elif canon.count('"') == 2:
+                key = "{" + canon + "}"
+            else:
+                key = _several_labels_key(canon)
             series = result.get(name)
             if series is None:
                 series = result[name] = {}
             series[key] = float(value)
-        return result
+        except (ParseError, ValueError):
+            start = match.start() + 1
+            lineno = body.count("\n", 0, start)
+            _text_line(body[start : body.index("\n", start)], lineno)
+            raise ParseError("malformed sample line", lineno) from None  # pragma: no cover
+    return result
 
 
 def _decode(data: bytes) -> str:
