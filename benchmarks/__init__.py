@@ -1,0 +1,1 @@
+"""Benchmarks of deucalion, each side by side with what a user would use instead."""

@@ -1,0 +1,566 @@
+"""Unit, table and hypothesis tests of deucalion.exposition against prometheus_client."""
+
+from __future__ import annotations
+
+import math
+import string
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from deucalion.errors import ParseError
+from deucalion.exposition import ExpositionParser, is_openmetrics, parse_exposition
+from tests.exposition_reference import assert_same, reference, series_key
+
+# ---- examples ---------------------------------------------------------------------------------
+
+
+def test_series_keys_sort_labels_and_escape_values() -> None:
+    """Labels come out sorted by name with values escaped as in the exposition format."""
+    text = 'm{mode="idle",cpu="0"} 1\nm{b="x\\\\y\\"z\\n"} 2\nn 3\nn2{} 4\n'
+    assert parse_exposition(text) == {
+        "m": {'{cpu="0",mode="idle"}': 1.0, '{b="x\\\\y\\"z\\n"}': 2.0},
+        "n": {"{}": 3.0},
+        "n2": {"{}": 4.0},
+    }
+
+
+def test_unknown_escape_keeps_its_backslash() -> None:
+    """A backslash before any other character stays, as prometheus_client reads it."""
+    assert parse_exposition('m{a="c:\\temp"} 1') == {"m": {'{a="c:\\\\temp"}': 1.0}}
+
+
+@pytest.mark.parametrize(
+    ("written", "value"),
+    [
+        ("1e+06", 1e6),
+        ("1E-3", 1e-3),
+        ("+Inf", math.inf),
+        ("Inf", math.inf),
+        ("-Inf", -math.inf),
+        ("-1.5", -1.5),
+        (".5", 0.5),
+        ("5.", 5.0),
+        ("123456789012345678901234567890", 1.2345678901234568e29),
+    ],
+)
+def test_go_float_formats(written: str, value: float) -> None:
+    """Every float spelling Go's client writes is read to the same float as prometheus_client."""
+    assert parse_exposition(f"m {written}\n") == {"m": {"{}": value}}
+    assert_same(parse_exposition(f"m {written}\n"), reference(f"m {written}\n"))
+
+
+def test_nan_value() -> None:
+    """NaN is a value like any other."""
+    assert math.isnan(parse_exposition("m NaN")["m"]["{}"])
+
+
+def test_whitespace_comments_timestamps_and_missing_final_newline() -> None:
+    """Tabs, blanks, comments, timestamps and a body without final newline are all fine."""
+    text = (
+        "# HELP m Some help with \\n escapes.\n# TYPE m gauge\n\n  # just a comment\n#\n"
+        '\tm { b = "2" , a = "1" , }\t7\t1700000000000\n'
+        "m_total 8 -5\nlast 9"
+    )
+    assert parse_exposition(text) == {
+        "m": {'{a="1",b="2"}': 7.0},
+        "m_total": {"{}": 8.0},
+        "last": {"{}": 9.0},
+    }
+    assert_same(parse_exposition(text), reference(text))
+
+
+def test_duplicate_series_last_wins() -> None:
+    """When a body repeats a series, the last sample is kept."""
+    assert parse_exposition('m{a="1"} 1\nm{a="1"} 2\n') == {"m": {'{a="1"}': 2.0}}
+
+
+def test_bytes_are_decoded_as_utf8() -> None:
+    """A bytes body is UTF-8."""
+    assert parse_exposition('m{a="é"} 1\n'.encode()) == {"m": {'{a="é"}': 1.0}}
+
+
+def test_invalid_utf8_names_its_line() -> None:
+    """Invalid UTF-8 is a ParseError with the line, never a UnicodeDecodeError."""
+    with pytest.raises(ParseError) as info:
+        parse_exposition(b'a 1\nb 2\nc{x="\xff"} 3\n')
+    assert info.value.lineno == 3
+    assert str(info.value).startswith("line 3: ")
+
+
+@pytest.mark.parametrize(
+    ("text", "lineno"),
+    [
+        ("a 1\nb\n", 2),
+        ("a 1 2 3\n", 1),
+        ('a{b="1",b="2"} 1\n', 1),
+        ('a{b="1"} 1\na{b="1",,c="2"} 1\n', 2),
+        ("a{b=1} 1\n", 1),
+        ('a{__name__="x"} 1\n', 1),
+        ("0a 1\n", 1),
+        ("a 1_000\n", 1),
+        ("a 0x10\n", 1),
+        ("a 1\r\n", 1),
+        ("a 1 1.5\n", 1),
+        ("# TYPE a\n", 1),
+        ("# TYPE a meh\n", 1),
+        ("# HELP\n", 1),
+        ("# HELP 0a x\n", 1),
+        ("ok 1\n\n# c\nbad bad bad", 4),
+    ],
+)
+def test_malformed_text_lines_are_rejected(text: str, lineno: int) -> None:
+    """A malformed line in text 0.0.4 is a ParseError naming it, filtered or not."""
+    with pytest.raises(ParseError) as info:
+        parse_exposition(text)
+    assert info.value.lineno == lineno
+    name = text.splitlines()[lineno - 1].split("{")[0].split()[0]
+    if name[0].isalpha():  # a filter can only ask for valid names
+        with pytest.raises(ParseError) as info:
+            parse_exposition(text, metrics=[name])
+        assert info.value.lineno == lineno
+
+
+def test_filter_by_sample_and_family_name() -> None:
+    """A family name selects its _bucket/_sum/_count/_total/_created samples; others are dropped."""
+    text = (
+        'h_bucket{le="1"} 1\nh_bucket{le="+Inf"} 2\nh_sum 3\nh_count 2\nhx 9\n'
+        "c_total 5\nc_created 1\nc_totalx 1\ng 7\nother 1\n"
+    )
+    assert parse_exposition(text, metrics=["h", "c", "g_sum"]) == {
+        "h_bucket": {'{le="1"}': 1.0, '{le="+Inf"}': 2.0},
+        "h_sum": {"{}": 3.0},
+        "h_count": {"{}": 2.0},
+        "c_total": {"{}": 5.0},
+        "c_created": {"{}": 1.0},
+    }
+    assert parse_exposition(text, metrics=["h_sum", "g"]) == {
+        "h_sum": {"{}": 3.0},
+        "g": {"{}": 7.0},
+    }
+    assert parse_exposition(text, metrics=[]) == {}
+
+
+def test_filter_skips_unwanted_lines_unparsed() -> None:
+    """In text 0.0.4 a malformed line of an unwanted metric does not stop the wanted ones."""
+    assert parse_exposition('bad{ 1\nok{a="1"} 2\n', metrics=["ok"]) == {"ok": {'{a="1"}': 2.0}}
+
+
+def test_parser_is_reusable() -> None:
+    """One ExpositionParser serves many bodies, and says which names it keeps."""
+    parser = ExpositionParser(["up"])
+    assert parser.wants("up") and not parser.wants("upx") and parser.wants("up_total")
+    assert parser.parse("up 1\n") == {"up": {"{}": 1.0}}
+    assert parser.parse(b"up 0\nx 1") == {"up": {"{}": 0.0}}
+
+
+@pytest.mark.parametrize(
+    ("content_type", "expected"),
+    [
+        ("application/openmetrics-text; version=1.0.0; charset=utf-8", True),
+        ("Application/OpenMetrics-Text", True),
+        ("text/plain; version=0.0.4; charset=utf-8", False),
+        ("", False),
+    ],
+)
+def test_is_openmetrics(content_type: str, expected: bool) -> None:
+    """The Content-Type decides the format."""
+    assert is_openmetrics(content_type) is expected
+
+
+# ---- OpenMetrics: accept/reject table ---------------------------------------------------------
+# The ground of the OpenMetrics project's parser test cases (as mirrored in prometheus_client's
+# tests/openmetrics/test_parser.py), written here as data: (body, valid).
+
+H = "# TYPE a histogram\n"
+GH = "# TYPE a gaugehistogram\n"
+S = "# TYPE a summary\n"
+C = "# TYPE a counter\n"
+EOF = "# EOF\n"
+
+OPENMETRICS_CASES: list[tuple[str, bool]] = [
+    # valid
+    ("# TYPE a counter\n# HELP a help\na_total 1\n" + EOF, True),
+    (C + "a_total 9223372036854775808\n" + EOF, True),
+    ("# TYPE a gauge\n# HELP a help\na 1.2\n" + EOF, True),
+    (
+        "# TYPE a_seconds gauge\n# UNIT a_seconds seconds\n# HELP a_seconds help\na_seconds 1\n"
+        + EOF,
+        True,
+    ),
+    (S + 'a_count 1\na_sum 2\na{quantile="0.5"} 0.7\n' + EOF, True),
+    (H + 'a_bucket{le="1"} 0\na_bucket{le="+Inf"} 3\na_count 3\na_sum 2\n' + EOF, True),
+    (
+        H + 'a_bucket{le="1"} 0 # {a="b"} 0.5\na_bucket{le="2"} 2 # {a="c"} 0.5 123\n'
+        'a_bucket{le="+Inf"} 3 # {a="d"} 4 123\n' + EOF,
+        True,
+    ),
+    (H + 'a_bucket{le="+Inf"} 3\na_count 3\na_sum 2\na_created 1\n' + EOF, True),
+    (GH + 'a_bucket{le="-1"} 1\na_bucket{le="+Inf"} 3\na_gcount 3\na_gsum -5\n' + EOF, True),
+    (C + 'a_total 1 # {a="b"} 1\na_created 5\n' + EOF, True),
+    (C + "a_total 1 # {} 1\n" + EOF, True),
+    ("a 1\n" + EOF, True),
+    ("a NaN\n" + EOF, True),
+    ("a -Inf\n" + EOF, True),
+    ("# HELP a help\n# TYPE a counter\na_total 1\n" + EOF, True),
+    (C + 'a_total{foo="bar",bar="b{a}z"} 1\n' + EOF, True),
+    (C + "# HELP a \na_total 1\n" + EOF, True),
+    (C + "a_total{} 1\n" + EOF, True),
+    ("# TYPE a gauge\na 1\n# EOF", True),
+    (C + 'a_total{foo="b\\"a\\nr"} 1\na_total{foo="b\\\\a\\z"} 2\n' + EOF, True),
+    (
+        C + 'a_total{foo="1"} 1 000\na_total{foo="2"} 1 0.0\na_total{foo="3"} 1 1.1\n'
+        'a_total{foo="5"} 1 1.5e3\n' + EOF,
+        True,
+    ),
+    ('# TYPE a info\na_info{x="y"} 1\n' + EOF, True),
+    ('# TYPE a stateset\na{a="x"} 1\na{a="y"} 0\n' + EOF, True),
+    ("# TYPE a unknown\na 1\n" + EOF, True),
+    ("a 1 1\na 2 2\n" + EOF, True),
+    ('a{x="1"} 1\na{x="2"} 1\n# TYPE b gauge\nb 1\n' + EOF, True),
+    # no EOF, text after it, blank lines
+    ("", False),
+    ("a 1\n", False),
+    ("a 1\n# EOF\nblah", False),
+    ("a 1\n# EOFblah", False),
+    ("a 1\n# EOF\n\n", False),
+    ("a 1\n\n# EOF\n", False),
+    # labels
+    ("a{a=1} 1\n" + EOF, False),
+    ('a{a="1} 1\n' + EOF, False),
+    ("a{a='1'} 1\n" + EOF, False),
+    ('a{a="1"b="2"} 1\n' + EOF, False),
+    ('a{a="1",,b="2"} 1\n' + EOF, False),
+    ('a{a="1",b="2",} 1\n' + EOF, False),
+    ('a{,a="1"} 1\n' + EOF, False),
+    ('a{a="1",a="1"} 1\n' + EOF, False),
+    ('a{__x="1"} 1\n' + EOF, False),
+    ('a{a="1"}1\n' + EOF, False),
+    # values and timestamps
+    ("a\n" + EOF, False),
+    ("a \n" + EOF, False),
+    ("a a\n" + EOF, False),
+    ("a  1\n" + EOF, False),
+    ("a 1\t\n" + EOF, False),
+    ("a 1 \n" + EOF, False),
+    ("a 1_0\n" + EOF, False),
+    ("a 1 z\n" + EOF, False),
+    ("a 1 1z\n" + EOF, False),
+    ("a 1 1.1.1\n" + EOF, False),
+    ("a 1 NaN\n" + EOF, False),
+    ("a 1 Inf\n" + EOF, False),
+    ("a 1 1e999\n" + EOF, False),
+    # metric names
+    ("0a 1\n" + EOF, False),
+    ("a.b 1\n" + EOF, False),
+    ("a-b 1\n" + EOF, False),
+    # metadata
+    ("# HELP\n" + EOF, False),
+    ("# HELP \n" + EOF, False),
+    ("# HELP a\n" + EOF, False),
+    ("# HELP a\t\n" + EOF, False),
+    (" # HELP a meh\n" + EOF, False),
+    ("# TYPE\n" + EOF, False),
+    ("# TYPE a\n" + EOF, False),
+    ("# TYPE a meh\n" + EOF, False),
+    ("# TYPE a meh \n" + EOF, False),
+    ("# TYPE a gauge \n" + EOF, False),
+    ("# TYPE a untyped\n" + EOF, False),
+    ("# UNIT\n" + EOF, False),
+    ("# UNIT a\n" + EOF, False),
+    ("# UNIT a seconds\n" + EOF, False),
+    ("# UNIT a_seconds seconds \n" + EOF, False),
+    ("# TYPE x_u info\n# UNIT x_u u\n" + EOF, False),
+    ("# TYPE x_u stateset\n# UNIT x_u u\n" + EOF, False),
+    ("# comment\na 1\n" + EOF, False),
+    ("# TYPE a gauge\n# TYPE a gauge\n" + EOF, False),
+    ("# HELP a x\n# HELP a y\n" + EOF, False),
+    ("# UNIT a_s s\n# UNIT a_s s\n" + EOF, False),
+    ("# TYPE a gauge\na 1\n# HELP a late\n" + EOF, False),
+    # families: interleaved, clashing
+    ("# TYPE a gauge\na 1\n# TYPE b gauge\nb 1\na 2\n" + EOF, False),
+    (C + "a_total 1\n# TYPE a_total gauge\na_total 2\n" + EOF, False),
+    ('a{x="1"} 1\na{x="2"} 1\na{x="1"} 1\n' + EOF, False),
+    # counters
+    (C + "a 1\n" + EOF, False),
+    (C + "a_total -1\n" + EOF, False),
+    (C + "a_total NaN\n" + EOF, False),
+    # exemplars
+    (H + 'a_bucket{le="+Inf"} 1 #\n' + EOF, False),
+    (H + 'a_bucket{le="+Inf"} 1# {} 1\n' + EOF, False),
+    (H + 'a_bucket{le="+Inf"} 1 #{} 1\n' + EOF, False),
+    (H + 'a_bucket{le="+Inf"} 1 # {}1\n' + EOF, False),
+    (H + 'a_bucket{le="+Inf"} 1 # {} 1 \n' + EOF, False),
+    (H + 'a_bucket{le="+Inf"} 1 # {} 1 1 \n' + EOF, False),
+    ('# TYPE a gauge\na 1 # {a="b"} 1\n' + EOF, False),
+    (C + 'a_total 1 # {a="' + "x" * 128 + '"} 1\n' + EOF, False),
+    # histograms
+    (H + 'a_bucket{le="1"} 1\n' + EOF, False),
+    (H + 'a_bucket{le="2"} 1\na_bucket{le="1"} 1\na_bucket{le="+Inf"} 1\n' + EOF, False),
+    (H + 'a_bucket{le="1"} 2\na_bucket{le="+Inf"} 1\n' + EOF, False),
+    (H + "a_bucket 1\n" + EOF, False),
+    (H + 'a_bucket{le="NaN"} 1\n' + EOF, False),
+    (H + 'a_bucket{le="Inf"} 1\n' + EOF, False),
+    (H + 'a_bucket{le="x"} 1\n' + EOF, False),
+    (H + 'a_bucket{le="+Inf"} 1.5\n' + EOF, False),
+    (H + 'a_bucket{le="+Inf"} 1\na_count 2\na_sum 1\n' + EOF, False),
+    (H + 'a_bucket{le="+Inf"} 1\na_sum 1\n' + EOF, False),
+    (H + 'a_bucket{le="+Inf"} 1\na_count 1\n' + EOF, False),
+    (H + 'a_bucket{le="-1"} 0\na_bucket{le="+Inf"} 1\na_count 1\na_sum 1\n' + EOF, False),
+    (H + 'a_bucket{le="+Inf"} 1\na_count 1.5\na_sum 1\n' + EOF, False),
+    (H + 'a_bucket{le="+Inf"} -1\n' + EOF, False),
+    (GH + 'a_bucket{le="+Inf"} 1\na_gcount 1\na_gsum -1\n' + EOF, False),
+    # summaries, statesets, infos
+    (S + "a 1\n" + EOF, False),
+    (S + 'a{quantile="2"} 1\n' + EOF, False),
+    (S + 'a{quantile="x"} 1\n' + EOF, False),
+    (S + 'a{quantile="0.5"} -1\n' + EOF, False),
+    (S + "a_count 1 1\na_sum 2\n" + EOF, False),
+    ("# TYPE a stateset\na 1\n" + EOF, False),
+    ('# TYPE a stateset\na{a="x"} 2\n' + EOF, False),
+    ("# TYPE a info\na_info 2\n" + EOF, False),
+    # timestamps
+    ("a 1 2\na 1 1\n" + EOF, False),
+]
+
+# Bodies the OpenMetrics standard forbids that prometheus_client's parser lets through.
+PROMETHEUS_CLIENT_LAXER = {
+    ('a{a="1", b="2"} 1\n' + EOF),
+    ("#  HELP a x\n" + EOF),
+}
+OPENMETRICS_CASES += [(body, False) for body in sorted(PROMETHEUS_CLIENT_LAXER)]
+
+
+def _om_accepts(text: str) -> bool:
+    try:
+        parse_exposition(text, openmetrics=True)
+    except ParseError:
+        return False
+    return True
+
+
+def _prometheus_client_accepts(text: str) -> bool:
+    try:
+        reference(text, openmetrics=True)
+    except Exception:  # it raises ValueError, KeyError, IndexError... on bad input
+        return False
+    return True
+
+
+@pytest.mark.parametrize(("text", "valid"), OPENMETRICS_CASES)
+def test_openmetrics_cases(text: str, valid: bool) -> None:
+    """Strict OpenMetrics accepts and rejects what the standard's test cases expect."""
+    assert _om_accepts(text) is valid
+    if text not in PROMETHEUS_CLIENT_LAXER:
+        assert _prometheus_client_accepts(text) is valid
+    if valid:
+        assert_same(parse_exposition(text, openmetrics=True), reference(text, openmetrics=True))
+
+
+def test_openmetrics_filter_still_checks_every_line() -> None:
+    """With a filter, OpenMetrics rules still apply to lines of unwanted metrics."""
+    with pytest.raises(ParseError) as info:
+        parse_exposition(
+            "a 1\n# TYPE b counter\nb_total -1\n# EOF\n", openmetrics=True, metrics=["a"]
+        )
+    assert info.value.lineno == 3
+    assert parse_exposition("a 1\nb 2\n# EOF\n", openmetrics=True, metrics=["a"]) == {
+        "a": {"{}": 1.0}
+    }
+
+
+# ---- hypothesis: generated expositions --------------------------------------------------------
+
+metric_names = st.from_regex(r"[a-zA-Z_:][a-zA-Z0-9_:]{0,12}", fullmatch=True)
+label_names = st.from_regex(r"[a-zA-Z][a-zA-Z0-9_]{0,6}", fullmatch=True)
+label_values = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+@st.composite
+def numbers(draw: st.DrawFn) -> str:
+    """A sample value in one of the spellings clients write."""
+    number = draw(st.floats(allow_nan=True, allow_infinity=True))
+    style = draw(st.sampled_from(["repr", "go", "int", "special", "g"]))
+    if math.isnan(number) or style == "special":
+        return draw(st.sampled_from(["NaN", "+Inf", "-Inf", "Inf", "nan", "-inf"]))
+    if math.isinf(number):
+        return "+Inf" if number > 0 else "-Inf"
+    if style == "go":
+        return f"{number:g}".replace("e+0", "e+0")
+    if style == "int":
+        return str(draw(st.integers(-(10**20), 10**20)))
+    if style == "g":
+        return f"{number:.17g}"
+    return repr(number)
+
+
+@st.composite
+def text_expositions(draw: st.DrawFn) -> str:
+    """A valid text 0.0.4 body in varied but legal layout."""
+    blank = st.sampled_from([" ", "\t", "  ", " \t"])
+    lines: list[str] = []
+    for _ in range(draw(st.integers(0, 6))):
+        name = draw(metric_names)
+        if draw(st.booleans()):
+            lines.append(f"# HELP {name} {draw(st.text(string.printable.strip(), max_size=20))}")
+        if draw(st.booleans()):
+            typ = draw(st.sampled_from(["gauge", "untyped", "summary", "histogram"]))
+            lines.append(f"# TYPE {name} {typ}")
+        if draw(st.booleans()):
+            lines.append("")
+        for _ in range(draw(st.integers(0, 5))):
+            sample = name + draw(st.sampled_from(["", "", "_sum", "_count", "_bucket"]))
+            names = draw(st.lists(label_names, max_size=4, unique=True))
+            pairs = [f'{n}="{_escape(draw(label_values))}"' for n in names]
+            if draw(st.booleans()):
+                block = "{" + ",".join(pairs) + "}"
+            else:
+                sep = draw(blank)
+                block = "{" + sep + f"{sep},{sep}".join(pairs) + (sep + "," if pairs else "") + "}"
+            if not pairs and draw(st.booleans()):
+                block = ""
+            line = draw(st.sampled_from(["", " ", "\t"])) + sample
+            line += (draw(blank) if not block else "") + block + draw(blank) + draw(numbers())
+            if draw(st.booleans()):
+                line += draw(blank) + str(draw(st.integers(-(2**40), 2**40)))
+            lines.append(line + draw(st.sampled_from(["", "", " ", "\t"])))
+    body = "\n".join(lines)
+    return body + ("\n" if lines and draw(st.booleans()) else "")
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(text_expositions())
+@example("m 1e+06\n")
+def test_text_matches_prometheus_client(text: str) -> None:
+    """On generated text 0.0.4 bodies every value equals prometheus_client's."""
+    ours = parse_exposition(text)
+    assert_same(ours, reference(text))
+    for name in list(ours)[:2]:
+        wanted = ExpositionParser([name])
+        expected = {n: series for n, series in ours.items() if wanted.wants(n)}
+        assert_same(parse_exposition(text, metrics=[name]), expected)
+
+
+@st.composite
+def openmetrics_expositions(draw: st.DrawFn) -> str:
+    """A valid OpenMetrics body: gauges, counters, histograms and unknowns, with metadata."""
+    lines: list[str] = []
+    names = draw(
+        st.lists(st.from_regex(r"[a-z][a-z0-9]{0,8}", fullmatch=True), max_size=5, unique=True)
+    )
+    for index, base in enumerate(names):
+        name = f"{base}_{index}"
+        typ = draw(st.sampled_from(["gauge", "counter", "histogram", "unknown"]))
+        lines.append(f"# TYPE {name} {typ}")
+        if draw(st.booleans()):
+            lines.append(f"# HELP {name} {draw(st.text(string.ascii_letters + ' ', max_size=10))}")
+        label_sets = draw(st.lists(st.lists(label_names, max_size=3, unique=True), max_size=3))
+        seen: set[str] = set()
+        for labels in label_sets:
+            pairs = [(n, draw(label_values)) for n in labels if n != "le"]
+            key = series_key(dict(pairs))
+            if key in seen:
+                continue
+            seen.add(key)
+            block = ",".join(f'{n}="{_escape(v)}"' for n, v in pairs)
+            with_braces = "{" + block + "}" if block or draw(st.booleans()) else ""
+            if typ in ("gauge", "unknown"):
+                lines.append(f"{name}{with_braces} {draw(numbers())}")
+            elif typ == "counter":
+                value = draw(st.floats(min_value=0, allow_infinity=False))
+                exemplar = ' # {t="x"} 1.5' if draw(st.booleans()) else ""
+                lines.append(f"{name}_total{with_braces} {value!r}{exemplar}")
+            else:
+                bounds = sorted(set(draw(st.lists(st.floats(-1e6, 1e6), max_size=3))))
+                counts = sorted(
+                    draw(
+                        st.lists(
+                            st.integers(0, 10**6),
+                            min_size=len(bounds) + 1,
+                            max_size=len(bounds) + 1,
+                        )
+                    )
+                )
+                sep = "," if block else ""
+                for bound, count in zip([*map(repr, bounds), "+Inf"], counts, strict=True):
+                    lines.append(f'{name}_bucket{{{block}{sep}le="{bound}"}} {count}')
+                if not bounds or bounds[0] >= 0:
+                    lines.append(f"{name}_count{with_braces} {counts[-1]}")
+                    lines.append(f"{name}_sum{with_braces} {draw(st.floats(0, 1e9))!r}")
+    return "\n".join([*lines, "# EOF"]) + ("\n" if draw(st.booleans()) else "")
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(openmetrics_expositions())
+def test_openmetrics_matches_prometheus_client(text: str) -> None:
+    """On generated OpenMetrics bodies every value equals prometheus_client's."""
+    assert_same(parse_exposition(text, openmetrics=True), reference(text, openmetrics=True))
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(openmetrics_expositions(), st.data())
+def test_openmetrics_mutations_rejected_like_prometheus_client(
+    text: str, data: st.DataObject
+) -> None:
+    """A valid body with a line dropped or two swapped is rejected iff prometheus_client does."""
+    lines = text.split("\n")
+    i = data.draw(st.integers(0, len(lines) - 1))
+    j = data.draw(st.integers(0, len(lines) - 1))
+    if data.draw(st.booleans()):
+        lines[i], lines[j] = lines[j], lines[i]
+    else:
+        del lines[i]
+    mutated = "\n".join(lines)
+    assert _om_accepts(mutated) is _prometheus_client_accepts(mutated), mutated
+
+
+# ---- hypothesis: nothing but ParseError -------------------------------------------------------
+
+
+def _parse_everyway(data: str | bytes) -> None:
+    for openmetrics in (False, True):
+        for metrics in (None, ["a", "b_total", "m"]):
+            try:
+                parse_exposition(data, openmetrics=openmetrics, metrics=metrics)
+            except ParseError:
+                pass
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=200))
+def test_random_bytes_only_raise_parse_error(data: bytes) -> None:
+    """Random bytes, invalid UTF-8 included, either parse or raise ParseError."""
+    _parse_everyway(data)
+
+
+@settings(max_examples=300)
+@given(
+    st.text(st.sampled_from(list('ab_m{}="\\, \t\n#0123456789.+-eEInfaN:TYPEHLPUOF')), max_size=80)
+)
+def test_random_text_only_raises_parse_error(text: str) -> None:
+    """Random text from the format's own alphabet either parses or raises ParseError."""
+    _parse_everyway(text)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(text_expositions(), openmetrics_expositions()), st.data())
+def test_truncated_bodies_only_raise_parse_error(text: str, data: st.DataObject) -> None:
+    """Any prefix of a valid body either parses or raises ParseError."""
+    cut = data.draw(st.integers(0, len(text)))
+    _parse_everyway(text[:cut])
+    _parse_everyway(text.encode()[:cut])
+
+
+def test_huge_label_value() -> None:
+    """A label value of a megabyte parses; one without its closing quote is a ParseError."""
+    value = "x" * 1_000_000
+    assert parse_exposition(f'm{{a="{value}"}} 1\n')["m"] == {f'{{a="{value}"}}': 1.0}
+    with pytest.raises(ParseError):
+        parse_exposition(f'm{{a="{value}}} 1\n')
+    with pytest.raises(ParseError):
+        parse_exposition(f'm{{a="{value}}} 1\n', openmetrics=True)
