@@ -14,6 +14,7 @@ every configured Alertmanager (an HA group: each gets every alert).
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import logging
 import math
@@ -293,9 +294,12 @@ class AlertmanagerClient:
         """Send one batch; whether it is done with (sent, or refused for good)."""
         headers = dict(self._headers()) if self._headers is not None else {}
         try:
-            async with self._session.post(f"{self.url}/api/v2/alerts", json=batch,
-                                          headers=headers, timeout=self._timeout,
-                                          ssl=self._ssl) as response:
+            # asyncio.timeout bounds the whole exchange, the body included, whatever the
+            # transport does with aiohttp's own timeout.
+            async with asyncio.timeout(self._timeout.total), self._session.post(
+                f"{self.url}/api/v2/alerts", json=batch, headers=headers,
+                timeout=self._timeout, ssl=self._ssl,
+            ) as response:
                 if 200 <= response.status < 300:
                     self.stats.sent += len(batch)
                     if not self._reachable:
@@ -315,6 +319,11 @@ class AlertmanagerClient:
             reason = f"no answer within {self._timeout.total:g}s"
         except (aiohttp.ClientError, OSError) as exc:
             self.stats.failed += len(batch)
+            reason = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:
+            # A bug must not end the sending task: the alerts stay queued and are retried.
+            self.stats.failed += len(batch)
+            log.exception("sending alerts to Alertmanager %s failed unexpectedly", self.name)
             reason = f"{type(exc).__name__}: {exc}"
         if self._reachable:
             self._reachable = False
@@ -380,7 +389,9 @@ class AlertSender:
         s = self.settings
         if s.basic_auth_username is not None:
             password = s.basic_auth_password.get_secret_value() if s.basic_auth_password else ""
-            return {"Authorization": aiohttp.BasicAuth(s.basic_auth_username, password).encode()}
+            # Encoded here: aiohttp.BasicAuth is deprecated and its replacement is new (3.14).
+            credentials = f"{s.basic_auth_username}:{password}".encode()
+            return {"Authorization": "Basic " + base64.b64encode(credentials).decode("ascii")}
         token = s.bearer_token.get_secret_value() if s.bearer_token is not None else None
         if s.bearer_token_file is not None:
             # Read per request so a rotated token is picked up; the file is tiny.
