@@ -210,6 +210,7 @@ class AlertmanagerClient:
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._reachable = True
+        self._drops_logged = False
 
     @property
     def queued(self) -> int:
@@ -242,6 +243,10 @@ class AlertmanagerClient:
             dropped += 1
         if dropped:
             self.stats.dropped += dropped
+            if self._drops_logged:
+                return
+            # Once per outage: the counter tells the rest, the log must not flood.
+            self._drops_logged = True
             log.error("alert queue of Alertmanager %s is full (%d): dropped the %d oldest "
                       "alert(s); raise alertmanager.queue_size or bring it back",
                       self.name, self._queue_size, dropped)
@@ -302,6 +307,7 @@ class AlertmanagerClient:
             ) as response:
                 if 200 <= response.status < 300:
                     self.stats.sent += len(batch)
+                    self._drops_logged = False
                     if not self._reachable:
                         self._reachable = True
                         log.info("Alertmanager %s is reachable again", self.name)

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aioresponses import CallbackResult, aioresponses
+from pydantic import SecretStr
 from yarl import URL
 
 from deucalion.alertmanager import (
@@ -23,6 +24,7 @@ from deucalion.alertmanager import (
 )
 from deucalion.alerts import Alert
 from deucalion.config import AlertmanagerSettings, load_settings
+from deucalion.errors import ConfigError
 from deucalion.targets import Target
 
 AM = "http://am.example:9093"
@@ -300,10 +302,10 @@ async def test_invalid_alert_is_dropped_with_an_error_naming_the_observer(
 
 async def test_sender_sends_auth_headers() -> None:
     """Basic auth and bearer tokens (inline or from a file) are sent as Authorization."""
-    basic = AlertSender(AlertmanagerSettings(basic_auth_username="u", basic_auth_password="p"),
-                        scrape_interval=1)
+    settings = AlertmanagerSettings(basic_auth_username="u", basic_auth_password=SecretStr("p"))
+    basic = AlertSender(settings, scrape_interval=1)
     assert basic._auth_headers() == {"Authorization": "Basic dTpw"}
-    inline = AlertSender(AlertmanagerSettings(bearer_token="tok"), scrape_interval=1)
+    inline = AlertSender(AlertmanagerSettings(bearer_token=SecretStr("tok")), scrape_interval=1)
     assert inline._auth_headers() == {"Authorization": "Bearer tok"}
 
 
@@ -319,11 +321,16 @@ def test_bearer_token_file_is_read_per_request(tmp_path: Path) -> None:
 
 def test_secrets_never_show_in_reprs_or_dumps() -> None:
     """Passwords and tokens are SecretStr: hidden in repr, str and JSON dumps."""
-    settings = AlertmanagerSettings(basic_auth_username="u", basic_auth_password="hunter2")
-    token = AlertmanagerSettings(bearer_token="s3cr3t")
+    settings = AlertmanagerSettings(basic_auth_username="u",
+                                    basic_auth_password=SecretStr("hunter2"))
+    token = AlertmanagerSettings(bearer_token=SecretStr("s3cr3t"))
     for text in (repr(settings), str(settings), settings.model_dump_json(), repr(token),
                  token.model_dump_json()):
         assert "hunter2" not in text and "s3cr3t" not in text
+    with pytest.raises(ConfigError) as error:
+        load_settings(default_file=None, environ={}, alertmanager={
+            "basic_auth_username": "u", "bearer_token": "s3cr3t", "basic_auth_password": 3j})
+    assert "s3cr3t" not in str(error.value)
 
 
 def test_original_injector_environment_variables_still_work() -> None:
