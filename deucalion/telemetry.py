@@ -22,6 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from deucalion.dispatch import CallOutcome
+from deucalion.errors import ConfigError
 from deucalion.scrape import ScrapeResult
 
 if TYPE_CHECKING:
@@ -93,6 +94,13 @@ async def start_telemetry_server(
     try:
         site = web.TCPSite(runner, host, int(port))
         await site.start()
+    except OSError as exc:
+        await asyncio.shield(runner.cleanup())
+        raise ConfigError(
+            f"cannot serve deucalion's metrics on telemetry.listen {listen}: "
+            f"{exc.strerror or exc}; choose another host:port (port 0 picks a free one) or set "
+            "telemetry.enabled: false"
+        ) from None
     except BaseException:
         await asyncio.shield(runner.cleanup())
         raise

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
 import deucalion as dc
+from deucalion.errors import ConfigError
 from deucalion.provisioner import MetricsProvisioner
 from deucalion.targets import Target
 from deucalion.telemetry import start_telemetry_server
@@ -92,6 +93,17 @@ async def test_server_binds_port_0_and_serves_every_endpoint() -> None:
     finally:
         await server.close()
         await server.close()
+
+
+async def test_a_port_in_use_is_a_config_error_naming_the_setting() -> None:
+    """A taken telemetry.listen port fails with a ConfigError saying what to change."""
+    first = await start_telemetry_server("127.0.0.1:0", registry=CollectorRegistry())
+    try:
+        with pytest.raises(ConfigError, match=r"telemetry\.listen"):
+            await start_telemetry_server(first.url.removeprefix("http://"),
+                                         registry=CollectorRegistry())
+    finally:
+        await first.close()
 
 
 def test_two_provisioners_have_separate_registries() -> None:
