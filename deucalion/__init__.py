@@ -13,11 +13,13 @@ from deucalion._version import __version__
 from deucalion.errors import ConfigError, DeucalionError, ParseError
 
 if TYPE_CHECKING:
+    from deucalion.alerts import Alert
     from deucalion.exposition import parse_exposition
     from deucalion.observer import MetricsObserver
     from deucalion.provisioner import MetricsProvisioner
 
 __all__ = [
+    "Alert",
     "ConfigError",
     "DeucalionError",
     "MetricsObserver",
@@ -28,6 +30,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "Alert": "deucalion.alerts",
     "MetricsObserver": "deucalion.observer",
     "MetricsProvisioner": "deucalion.provisioner",
     "parse_exposition": "deucalion.exposition",

@@ -1,4 +1,22 @@
-"""``Alert``: what an observer returns to raise an alert.
+"""``Alert``, and how whatever ``new_data`` returns becomes alerts.
+
+The return contract of ``new_data``:
+
+- ``None``, ``False``, ``0`` or an empty collection: nothing is anomalous.
+- An ``Alert``, or an iterable of them: sent as they are.
+- A dict whose keys are all targets of the data passed in: one alert per target whose value is
+  not ``None``/``False`` (nor ``0``, ``""`` or empty), labelled with that target. A value may be
+  an ``Alert``, a dict (its annotations), a string (its ``description``), ``True``, or a number.
+  A number is the target's anomaly *score*: it is always exported as the gauge
+  ``deucalion_anomaly_score``, and alerts (with annotation ``value``) only when it is not 0
+  and not NaN, so returning ``{target: score}`` for every target plots every score and alerts
+  on the non-zero ones.
+- Any other dict: the annotations of one alert.
+- A string (annotation ``description``) or a number (annotation ``value``; 0 and NaN are no
+  alert, as above): one alert.
+
+The interpretation is pure and never raises: problems (a list holding something that is not an
+``Alert``) are returned as messages for the caller to log.
 
 This module is imported in worker processes (observers create alerts there), so it imports
 the standard library only.
@@ -6,10 +24,27 @@ the standard library only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+import json
+import math
+import numbers
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-__all__ = ["Alert"]
+__all__ = [
+    "Alert",
+    "Interpretation",
+    "TargetLike",
+    "alert_labels",
+    "alerts_from_result",
+    "interpret_result",
+    "label_problems",
+]
+
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_NOT_LABEL_CHAR = re.compile(r"[^a-zA-Z0-9_]")
 
 
 @dataclass(frozen=True)
@@ -26,3 +61,195 @@ class Alert:
     annotations: Mapping[str, str] = field(default_factory=dict)
     target: str | None = field(default=None, kw_only=True)
     score: float | None = field(default=None, kw_only=True)
+
+
+class TargetLike(Protocol):
+    """What labelling needs of a target (``deucalion.targets.Target`` is one)."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+
+    @property
+    def instance(self) -> str: ...
+
+    @property
+    def job(self) -> str: ...
+
+
+@dataclass
+class Interpretation:
+    """What one ``new_data`` result means."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    scores: dict[str | None, float] = field(default_factory=dict)
+    """Anomaly score per target URL (``None``: a score not about one target)."""
+    problems: list[str] = field(default_factory=list)
+    """What could not be understood, one message each, for the log."""
+
+
+def _is_number(value: object) -> bool:
+    # numbers.Real covers numpy's scalars too; bool is a separate case everywhere.
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _no_anomaly(value: object) -> bool:
+    """None, False, 0, NaN, or an empty string or collection."""
+    if value is None or value is False:
+        return True
+    if _is_number(value):
+        number = float(value)  # type: ignore[arg-type]
+        return number == 0 or math.isnan(number)
+    if isinstance(value, str | bytes | Mapping | list | tuple | set | frozenset):
+        return len(value) == 0
+    return False
+
+
+def _text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if _is_number(value):
+        return str(value)
+    try:
+        return json.dumps(value, default=str, sort_keys=True)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _annotations_from_dict(value: Mapping[Any, Any]) -> dict[str, str]:
+    """Any dict as annotations; keys become valid annotation names, values strings."""
+    annotations: dict[str, str] = {}
+    for key, item in value.items():
+        name = _NOT_LABEL_CHAR.sub("_", str(key)) or "_"
+        if name[0].isdigit():
+            name = "_" + name
+        annotations[name] = _text(item)
+    return annotations
+
+
+def _add_score(scores: dict[str | None, float], target: str | None, score: float) -> None:
+    # Several alerts about one target: the worst score is the one to plot.
+    previous = scores.get(target)
+    scores[target] = score if previous is None or not score <= previous else previous
+
+
+def interpret_result(result: object, data: Mapping[str, Any]) -> Interpretation:
+    """The alerts and scores that ``result``, returned for ``data``, stands for."""
+    out = Interpretation()
+    if isinstance(result, Alert):
+        _take_alert(out, result, None)
+    elif isinstance(result, Mapping):
+        if result and data and all(isinstance(k, str) and k in data for k in result):
+            for url, value in result.items():
+                _take_target_value(out, url, value)
+        elif result:
+            out.alerts.append(Alert(annotations=_annotations_from_dict(result)))
+    elif _is_number(result):
+        number = float(result)  # type: ignore[arg-type]
+        out.scores[None] = number
+        if not _no_anomaly(number):
+            out.alerts.append(Alert(annotations={"value": str(result)}, score=number))
+    elif result is True:
+        out.alerts.append(Alert())
+    elif _no_anomaly(result):
+        pass
+    elif isinstance(result, str):
+        out.alerts.append(Alert(annotations={"description": result}))
+    elif isinstance(result, Iterable) and not isinstance(result, bytes):
+        for index, item in enumerate(result):
+            if isinstance(item, Alert):
+                _take_alert(out, item, None)
+            else:
+                out.problems.append(
+                    f"item {index} of the returned {type(result).__name__} is a "
+                    f"{type(item).__name__}, not a deucalion.Alert: ignored"
+                )
+    else:
+        out.alerts.append(Alert(annotations={"description": _text(result)}))
+    return out
+
+
+def _take_alert(out: Interpretation, alert: Alert, target: str | None) -> None:
+    if target is not None and alert.target is None:
+        alert = dataclasses.replace(alert, target=target)
+    out.alerts.append(alert)
+    if alert.score is not None:
+        try:
+            _add_score(out.scores, alert.target, float(alert.score))
+        except (TypeError, ValueError):
+            out.problems.append(f"the score of {alert!r} is not a number: not exported")
+
+
+def _take_target_value(out: Interpretation, url: str, value: object) -> None:
+    if _is_number(value):
+        number = float(value)  # type: ignore[arg-type]
+        _add_score(out.scores, url, number)
+        if not _no_anomaly(number):
+            out.alerts.append(Alert(annotations={"value": str(value)}, target=url, score=number))
+    elif _no_anomaly(value):
+        pass
+    elif value is True:
+        out.alerts.append(Alert(target=url))
+    elif isinstance(value, Alert):
+        _take_alert(out, value, url)
+    elif isinstance(value, Mapping):
+        out.alerts.append(Alert(annotations=_annotations_from_dict(value), target=url))
+    elif isinstance(value, str):
+        out.alerts.append(Alert(annotations={"description": value}, target=url))
+    elif isinstance(value, Iterable) and all(isinstance(v, Alert) for v in value):
+        for item in value:
+            _take_alert(out, item, url)
+    else:
+        out.alerts.append(Alert(annotations={"description": _text(value)}, target=url))
+
+
+def alerts_from_result(result: object, data: Mapping[str, Any]) -> list[Alert]:
+    """Just the alerts of ``interpret_result`` (problems are dropped: use it to log them)."""
+    return interpret_result(result, data).alerts
+
+
+def alert_labels(
+    alert: Alert,
+    *,
+    alert_name: str,
+    observer: str,
+    external_labels: Mapping[str, str] | None = None,
+    target: TargetLike | None = None,
+) -> dict[str, str]:
+    """The full label set deucalion sends for ``alert``, which identifies it.
+
+    Later wins: ``external_labels``, the target's configured labels, its ``instance`` and
+    ``job``, ``alertname``, the alert's own labels (so an alert may set its own ``alertname``
+    or ``severity``), and ``observer``, always the observer's class name so that observers
+    never resolve each other's alerts.
+    """
+    labels: dict[str, str] = dict(external_labels or {})
+    if target is not None:
+        labels.update(target.labels)
+        labels["instance"] = target.instance
+        labels["job"] = target.job
+    labels["alertname"] = alert_name
+    labels.update(alert.labels)
+    labels["observer"] = observer
+    return labels
+
+
+def label_problems(labels: Mapping[Any, Any], kind: str = "label") -> list[str]:
+    """What makes ``labels`` (or annotations) unacceptable to Alertmanager; empty when valid."""
+    problems: list[str] = []
+    for name, value in labels.items():
+        if not isinstance(name, str) or not _LABEL_NAME.match(name):
+            problems.append(
+                f"{kind} name {name!r} is invalid: use letters, digits and underscores, "
+                "not starting with a digit"
+            )
+        elif not isinstance(value, str):
+            problems.append(f"{kind} {name} has the value {value!r}, not a string")
+        else:
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                problems.append(f"{kind} {name} has a value that is not valid UTF-8")
+    return problems

@@ -31,9 +31,11 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from deucalion.errors import ConfigError
@@ -189,7 +191,19 @@ class AlertmanagerSettings(Section):
     timeout: PositiveDuration = 10.0
     """Timeout of one request to an Alertmanager."""
     queue_size: int = Field(default=10_000, gt=0)
-    """Alerts kept while Alertmanager is unreachable; the oldest are dropped past this."""
+    """Alerts kept per Alertmanager while it is unreachable; the oldest are dropped past this."""
+    basic_auth_username: str | None = None
+    """User name for HTTP basic authentication to the Alertmanagers."""
+    basic_auth_password: SecretStr | None = None
+    """Password for HTTP basic authentication (never logged)."""
+    bearer_token: SecretStr | None = None
+    """Bearer token sent as ``Authorization: Bearer`` (never logged)."""
+    bearer_token_file: Path | None = None
+    """File holding the bearer token, read again for every request so rotation works."""
+    tls_ca_file: Path | None = None
+    """CA certificate(s) that sign the Alertmanagers' TLS certificates."""
+    tls_insecure_skip_verify: bool = False
+    """Do not verify the Alertmanagers' TLS certificates (testing only)."""
 
     @field_validator("urls", mode="before")
     @classmethod
@@ -212,9 +226,20 @@ class AlertmanagerSettings(Section):
 
     _labels = field_validator("external_labels")(classmethod(lambda cls, v: check_labels(v)))
 
+    @model_validator(mode="after")
+    def _check_auth(self) -> AlertmanagerSettings:
+        if self.bearer_token is not None and self.bearer_token_file is not None:
+            raise ValueError("set bearer_token or bearer_token_file, not both")
+        bearer = self.bearer_token is not None or self.bearer_token_file is not None
+        if bearer and self.basic_auth_username is not None:
+            raise ValueError("set basic auth or a bearer token, not both")
+        if self.basic_auth_password is not None and self.basic_auth_username is None:
+            raise ValueError("basic_auth_password is set without basic_auth_username")
+        return self
+
 
 class TelemetrySettings(Section):
-    """deucalion's own HTTP server: /metrics, /healthz, /readyz."""
+    """deucalion's own HTTP server: /metrics, /healthz, /readyz, /alerts."""
 
     enabled: bool = True
     """Serve deucalion's own metrics and health endpoints."""

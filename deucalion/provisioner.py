@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from deucalion.alertmanager import AlertSender, Payload
 from deucalion.config import Settings, load_settings
 from deucalion.dispatch import CallOutcome, ObserverWorker
 from deucalion.errors import ConfigError, DeucalionError
 from deucalion.observer import SYNTHETIC_METRICS, MetricsObserver, TargetsData
 from deucalion.scrape import Scraper, ScrapeResult
 from deucalion.targets import StaticTargets, Target, TargetProvider
+from deucalion.telemetry import Telemetry
 
 __all__ = ["MetricsProvisioner"]
 
@@ -71,6 +73,9 @@ class MetricsProvisioner:
         self._wants: dict[str, dict[str, bool]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self.stats = CycleStats()
+        self.alert_sender: AlertSender | None = None
+        self.telemetry = Telemetry(self)
+        self._targets_by_url: dict[str, Target] = {}
 
     # --- observers ---------------------------------------------------------------------------
 
@@ -217,6 +222,7 @@ class MetricsProvisioner:
             ]
             # Workers start in parallel: each spawns an interpreter.
             await asyncio.gather(*(w.start() for w in self._workers))
+            await self._start_alerting()
         except BaseException:
             await self.stop(grace=0)
             raise
@@ -249,12 +255,14 @@ class MetricsProvisioner:
         async with self._stop_lock:
             if not self._running:
                 return
+            deadline = asyncio.get_running_loop().time() + grace
             if self._cycle_task is not None:
                 self._cycle_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._cycle_task
                 self._cycle_task = None
             await asyncio.gather(*(w.close(grace) for w in self._workers))
+            await self._stop_alerting(deadline - asyncio.get_running_loop().time())
             if self._scraper is not None:
                 await self._scraper.close()
                 self._scraper = None
@@ -313,6 +321,7 @@ class MetricsProvisioner:
             self._scraper.forget(gone)
         self._known_targets = urls
         results = await self._scraper.scrape_all(targets)
+        self._record_scrapes(results)
         for worker in self._workers:
             worker.submit(self._data_for(worker.observer, results))
         self.stats.cycles += 1
@@ -339,10 +348,43 @@ class MetricsProvisioner:
             data[result.target.url] = samples
         return data
 
+    # --- alerts and telemetry ----------------------------------------------------------------
+
+    async def _start_alerting(self) -> None:
+        """Start deucalion's HTTP server, then the alert sender (its alerts link to /alerts)."""
+        if self.settings.telemetry.enabled:
+            await self.telemetry.start(self.settings.telemetry.listen, alerts=self.firing_alerts)
+        server = self.telemetry.server
+        self.alert_sender = AlertSender(
+            self.settings.alertmanager,
+            scrape_interval=self.settings.scrape_interval,
+            generator_url=f"{server.public_url}/alerts" if server is not None else "",
+        )
+        await self.alert_sender.start()
+
+    async def _stop_alerting(self, grace: float) -> None:
+        """Flush pending alerts within ``grace`` seconds, then close the HTTP server."""
+        sender, self.alert_sender = self.alert_sender, None
+        if sender is not None:
+            await sender.close(max(0.0, grace))
+        await self.telemetry.close()
+
+    def firing_alerts(self) -> list[Payload]:
+        """The alerts firing now, as sent to Alertmanager (what ``/alerts`` serves)."""
+        return self.alert_sender.firing() if self.alert_sender is not None else []
+
+    def _record_scrapes(self, results: list[ScrapeResult]) -> None:
+        self.telemetry.scrapes = results
+        current = {r.target.url: r.target for r in results}
+        gone = self._targets_by_url.keys() - current.keys()
+        if gone and self.alert_sender is not None:
+            self.alert_sender.forget_targets(gone)
+        self._targets_by_url = current
+
     async def _on_result(self, outcome: CallOutcome) -> None:
-        result = outcome.result
-        if outcome.error is not None or result is None or result is False:
+        self.telemetry.record_call(outcome)
+        # A failed call says nothing about the alerts: they stay as they were.
+        if outcome.error is not None or self.alert_sender is None:
             return
-        if isinstance(result, list | tuple | set | frozenset | dict | str) and not result:
-            return
-        log.info("observer %s reported: %r", outcome.observer.name, result)
+        self.alert_sender.observe(outcome.observer.name, outcome.result, outcome.data,
+                                  self._targets_by_url, group=id(outcome.observer))

@@ -1,0 +1,465 @@
+"""Sending alerts to Prometheus Alertmanager (API v2), with Prometheus's alert lifecycle.
+
+``AlertLifecycle`` decides what to send and when, as Prometheus does: a new alert is sent at
+once with ``startsAt`` = when it was first reported; while it keeps being reported it is sent
+again every ``resend_interval`` with ``endsAt`` = now + 4 x max(scrape interval, resend
+interval), so it expires by itself if deucalion dies; once an observer's successful call no
+longer returns it, it is resolved (``endsAt`` = now) and re-sent as resolved for 15 minutes.
+
+``AlertmanagerClient`` delivers to one Alertmanager from a bounded queue in its own task, so a
+slow or down Alertmanager never slows the scrape cycle. ``AlertSender`` ties both together for
+every configured Alertmanager (an HA group: each gets every alert).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import logging
+import math
+import random
+import ssl
+import time
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+
+from deucalion._version import __version__
+from deucalion.alerts import (
+    Interpretation,
+    TargetLike,
+    alert_labels,
+    interpret_result,
+    label_problems,
+)
+from deucalion.config import AlertmanagerSettings
+
+__all__ = ["AlertLifecycle", "AlertSender", "AlertmanagerClient", "AlertmanagerStats"]
+
+log = logging.getLogger(__name__)
+
+#: How long a resolved alert is still sent, as Prometheus does.
+RESOLVED_RETENTION = 15 * 60.0
+#: Most alerts in one request.
+MAX_BATCH = 256
+#: Most bytes of an Alertmanager's error response quoted in the log.
+MAX_ERROR_BODY = 1024
+
+Payload = dict[str, Any]
+LabelSet = frozenset[tuple[str, str]]
+
+
+def rfc3339(timestamp: float) -> str:
+    """``timestamp`` (seconds since the epoch) as Alertmanager's API writes times."""
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without the user name and password it may hold, for logs."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    netloc = parts.hostname or ""
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass
+class _Tracked:
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: float
+    last_sent: float
+    resolved_at: float | None = None
+
+
+class AlertLifecycle:
+    """Which alerts to send now: firing, re-sent while firing, resolved, re-sent resolved.
+
+    Alerts are identified by their full label set within a group (one group per observer).
+    ``clock`` returns seconds since the epoch; tests pass a fake one.
+    """
+
+    def __init__(
+        self,
+        *,
+        resend_interval: float,
+        lifetime: float,
+        generator_url: str = "",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.resend_interval = resend_interval
+        self.lifetime = lifetime
+        self.generator_url = generator_url
+        self._clock = clock
+        self._groups: dict[Hashable, dict[LabelSet, _Tracked]] = {}
+
+    def update(
+        self, group: Hashable, alerts: Iterable[tuple[Mapping[str, str], Mapping[str, str]]]
+    ) -> list[Payload]:
+        """Record one successful call's ``(labels, annotations)``; return what to send now."""
+        now = self._clock()
+        tracked = self._groups.setdefault(group, {})
+        current: dict[LabelSet, tuple[Mapping[str, str], Mapping[str, str]]] = {}
+        for pair in alerts:
+            current[frozenset(pair[0].items())] = pair
+        out: list[Payload] = []
+        for key, (labels, notes) in current.items():
+            state = tracked.get(key)
+            if state is None or state.resolved_at is not None:
+                # New, or back after being resolved: a new alert with a new start.
+                state = tracked[key] = _Tracked(dict(labels), dict(notes), now, -math.inf)
+                log.info("alert firing: %s", _describe(state.labels))
+            changed = state.annotations != notes
+            state.annotations = dict(notes)
+            if changed or now - state.last_sent >= self.resend_interval:
+                state.last_sent = now
+                out.append(self._payload(state, now))
+        for key, state in list(tracked.items()):
+            if key in current:
+                continue
+            if state.resolved_at is None:
+                state.resolved_at = state.last_sent = now
+                log.info("alert resolved: %s", _describe(state.labels))
+                out.append(self._payload(state, now))
+            elif now - state.resolved_at >= RESOLVED_RETENTION:
+                del tracked[key]
+            elif now - state.last_sent >= self.resend_interval:
+                state.last_sent = now
+                out.append(self._payload(state, now))
+        return out
+
+    def firing(self) -> list[Payload]:
+        """Every alert firing now, as it would be sent."""
+        now = self._clock()
+        return [self._payload(state, now) for group in self._groups.values()
+                for state in group.values() if state.resolved_at is None]
+
+    def _payload(self, state: _Tracked, now: float) -> Payload:
+        ends_at = state.resolved_at if state.resolved_at is not None else now + self.lifetime
+        payload: Payload = {
+            "labels": dict(state.labels),
+            "annotations": dict(state.annotations),
+            "startsAt": rfc3339(state.starts_at),
+            "endsAt": rfc3339(ends_at),
+        }
+        if self.generator_url:
+            payload["generatorURL"] = self.generator_url
+        return payload
+
+
+def _describe(labels: Mapping[str, str]) -> str:
+    return "{" + ", ".join(f"{k}={v!r}" for k, v in sorted(labels.items())) + "}"
+
+
+@dataclass
+class AlertmanagerStats:
+    """Counters of one Alertmanager, read by telemetry (alerts, not requests)."""
+
+    sent: int = 0
+    """Alerts Alertmanager accepted."""
+    failed: int = 0
+    """Alerts in requests that failed (connection error, timeout, 5xx: retried; 4xx: not)."""
+    rejected: int = 0
+    """Alerts Alertmanager refused with a 4xx answer; these are not retried."""
+    dropped: int = 0
+    """Alerts dropped, oldest first, because the queue was full."""
+
+
+class AlertmanagerClient:
+    """One Alertmanager: a bounded queue and a task that posts it in batches, retrying.
+
+    A newer version of an alert already queued replaces it (only the latest state matters),
+    so an outage fills the queue with distinct alerts, not with re-sends.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        session: aiohttp.ClientSession,
+        *,
+        timeout: float = 10.0,
+        queue_size: int = 10_000,
+        headers: Callable[[], Mapping[str, str]] | None = None,
+        ssl_context: ssl.SSLContext | bool = True,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        batch_size: int = MAX_BATCH,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.name = redact_url(self.url)
+        self.stats = AlertmanagerStats()
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._queue_size = queue_size
+        self._headers = headers
+        self._ssl = ssl_context
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._batch_size = batch_size
+        self._queue: collections.OrderedDict[LabelSet, Payload] = collections.OrderedDict()
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self._reachable = True
+        self._drops_logged = False
+
+    @property
+    def queued(self) -> int:
+        """Alerts waiting to be sent."""
+        return len(self._queue)
+
+    def start(self) -> None:
+        """Start the sending task."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(),
+                                             name=f"deucalion-alertmanager-{self.name}")
+
+    def enqueue(self, payloads: Iterable[Payload]) -> None:
+        """Queue alerts to send; never blocks. Past ``queue_size`` the oldest are dropped."""
+        added = False
+        for payload in payloads:
+            key = frozenset(payload["labels"].items())
+            self._queue.pop(key, None)
+            self._queue[key] = payload
+            added = True
+        self._trim()
+        if added:
+            self._idle.clear()
+            self._wakeup.set()
+
+    def _trim(self) -> None:
+        dropped = 0
+        while len(self._queue) > self._queue_size:
+            self._queue.popitem(last=False)
+            dropped += 1
+        if dropped:
+            self.stats.dropped += dropped
+            if self._drops_logged:
+                return
+            # Once per outage: the counter tells the rest, the log must not flood.
+            self._drops_logged = True
+            log.error("alert queue of Alertmanager %s is full (%d): dropped the %d oldest "
+                      "alert(s); raise alertmanager.queue_size or bring it back",
+                      self.name, self._queue_size, dropped)
+
+    async def close(self, grace: float = 0.0) -> None:
+        """Send what is queued within ``grace`` seconds, then stop. Twice is harmless."""
+        if self._task is None:
+            return
+        if grace > 0 and not self._idle.is_set():
+            try:
+                await asyncio.wait_for(self._idle.wait(), grace)
+            except TimeoutError:
+                pass
+        if self._queue:
+            log.warning("Alertmanager %s: %d alert(s) not sent before shutdown", self.name,
+                        len(self._queue))
+        task, self._task = self._task, None
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    async def _run(self) -> None:
+        attempt = 0
+        while True:
+            if not self._queue:
+                self._idle.set()
+                await self._wakeup.wait()
+            self._wakeup.clear()
+            batch = [self._queue.popitem(last=False) for _ in
+                     range(min(self._batch_size, len(self._queue)))]
+            if not batch:
+                continue
+            if await self._post([payload for _, payload in batch]):
+                attempt = 0
+                continue
+            # Put the batch back in front, unless a newer version of an alert came meanwhile.
+            for key, payload in reversed(batch):
+                if key not in self._queue:
+                    self._queue[key] = payload
+                    self._queue.move_to_end(key, last=False)
+            self._trim()
+            delay = min(self._backoff_max, self._backoff_base * 2**attempt)
+            attempt += 1
+            # Jitter keeps an HA group's senders (and many sidecars) from retrying in step.
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+
+    async def _post(self, batch: list[Payload]) -> bool:
+        """Send one batch; whether it is done with (sent, or refused for good)."""
+        headers = dict(self._headers()) if self._headers is not None else {}
+        try:
+            # asyncio.timeout bounds the whole exchange, the body included, whatever the
+            # transport does with aiohttp's own timeout.
+            async with asyncio.timeout(self._timeout.total), self._session.post(
+                f"{self.url}/api/v2/alerts", json=batch, headers=headers,
+                timeout=self._timeout, ssl=self._ssl,
+            ) as response:
+                if 200 <= response.status < 300:
+                    self.stats.sent += len(batch)
+                    self._drops_logged = False
+                    if not self._reachable:
+                        self._reachable = True
+                        log.info("Alertmanager %s is reachable again", self.name)
+                    return True
+                body = (await response.content.read(MAX_ERROR_BODY)).decode("utf-8", "replace")
+                self.stats.failed += len(batch)
+                if 400 <= response.status < 500 and response.status != 429:
+                    self.stats.rejected += len(batch)
+                    log.error("Alertmanager %s refused %d alert(s) with HTTP %d: %s",
+                              self.name, len(batch), response.status, body.strip())
+                    return True
+                reason = f"HTTP {response.status}: {body.strip()}"
+        except TimeoutError:
+            self.stats.failed += len(batch)
+            reason = f"no answer within {self._timeout.total:g}s"
+        except (aiohttp.ClientError, OSError) as exc:
+            self.stats.failed += len(batch)
+            reason = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:
+            # A bug must not end the sending task: the alerts stay queued and are retried.
+            self.stats.failed += len(batch)
+            log.exception("sending alerts to Alertmanager %s failed unexpectedly", self.name)
+            reason = f"{type(exc).__name__}: {exc}"
+        if self._reachable:
+            self._reachable = False
+            log.warning("cannot send alerts to Alertmanager %s (%s): retrying; alerts wait in "
+                        "its queue", self.name, reason)
+        else:
+            log.debug("Alertmanager %s still failing: %s", self.name, reason)
+        return False
+
+
+class AlertSender:
+    """Turns observers' results into alerts and sends them to every configured Alertmanager.
+
+    ``start()`` opens the session and the clients' tasks; ``close(grace)`` flushes within
+    ``grace`` seconds. Without Alertmanager URLs the alerts are only logged and listed.
+    """
+
+    def __init__(
+        self,
+        settings: AlertmanagerSettings,
+        *,
+        scrape_interval: float,
+        generator_url: str = "",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.lifecycle = AlertLifecycle(
+            resend_interval=settings.resend_interval,
+            lifetime=4 * max(scrape_interval, settings.resend_interval),
+            generator_url=generator_url,
+            clock=clock,
+        )
+        self.clients: list[AlertmanagerClient] = []
+        self.scores: dict[str, dict[str | None, float]] = {}
+        """The latest anomaly score per observer name and target URL."""
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        """Open the session and start one sending task per Alertmanager."""
+        if not self.settings.urls:
+            log.warning("no Alertmanager configured (alertmanager.urls): alerts are only logged "
+                        "and listed on /alerts")
+            return
+        self._session = aiohttp.ClientSession(headers={"User-Agent": f"deucalion/{__version__}"})
+        context = self._ssl_context()
+        for url in self.settings.urls:
+            client = AlertmanagerClient(
+                url, self._session, timeout=self.settings.timeout,
+                queue_size=self.settings.queue_size, headers=self._auth_headers,
+                ssl_context=context,
+            )
+            client.start()
+            self.clients.append(client)
+
+    def _ssl_context(self) -> ssl.SSLContext | bool:
+        if self.settings.tls_insecure_skip_verify:
+            return False
+        if self.settings.tls_ca_file is not None:
+            return ssl.create_default_context(cafile=str(self.settings.tls_ca_file))
+        return True
+
+    def _auth_headers(self) -> dict[str, str]:
+        s = self.settings
+        if s.basic_auth_username is not None:
+            password = s.basic_auth_password.get_secret_value() if s.basic_auth_password else ""
+            # Encoded here: aiohttp.BasicAuth is deprecated and its replacement is new (3.14).
+            credentials = f"{s.basic_auth_username}:{password}".encode()
+            return {"Authorization": "Basic " + base64.b64encode(credentials).decode("ascii")}
+        token = s.bearer_token.get_secret_value() if s.bearer_token is not None else None
+        if s.bearer_token_file is not None:
+            # Read per request so a rotated token is picked up; the file is tiny.
+            try:
+                token = s.bearer_token_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                log.error("cannot read alertmanager.bearer_token_file %s: %s",
+                          s.bearer_token_file, exc.strerror or exc)
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def observe(
+        self,
+        observer: str,
+        result: object,
+        data: Mapping[str, Any],
+        targets: Mapping[str, TargetLike],
+        *,
+        group: Hashable | None = None,
+    ) -> Interpretation:
+        """Handle one successful ``new_data`` result of ``observer`` (its class name)."""
+        outcome = interpret_result(result, data)
+        for problem in outcome.problems:
+            log.error("observer %s returned something deucalion cannot send: %s", observer,
+                      problem)
+        alerts: list[tuple[dict[str, str], dict[str, str]]] = []
+        for alert in outcome.alerts:
+            target = targets.get(alert.target) if alert.target is not None else None
+            if alert.target is not None and target is None:
+                log.warning("observer %s: alert about unknown target %r is sent without target "
+                            "labels", observer, alert.target)
+            labels = alert_labels(alert, alert_name=self.settings.alert_name, observer=observer,
+                                  external_labels=self.settings.external_labels, target=target)
+            annotations = dict(alert.annotations)
+            problems = label_problems(labels) + label_problems(annotations, "annotation")
+            if problems:
+                log.error("observer %s: alert dropped: %s", observer, "; ".join(problems))
+                continue
+            alerts.append((labels, annotations))
+        self.scores[observer] = outcome.scores
+        self.send(self.lifecycle.update(group if group is not None else observer, alerts))
+        return outcome
+
+    def send(self, payloads: list[Payload]) -> None:
+        """Queue ``payloads`` for every Alertmanager."""
+        if payloads:
+            for client in self.clients:
+                client.enqueue(payloads)
+
+    def forget_targets(self, urls: Iterable[str]) -> None:
+        """Drop the scores of targets that are gone."""
+        gone = set(urls)
+        for scores in self.scores.values():
+            for url in gone & scores.keys():
+                del scores[url]
+
+    def firing(self) -> list[Payload]:
+        """Every alert firing now."""
+        return self.lifecycle.firing()
+
+    async def close(self, grace: float = 0.0) -> None:
+        """Flush the queues within ``grace`` seconds and close the session."""
+        await asyncio.gather(*(c.close(grace) for c in self.clients))
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()

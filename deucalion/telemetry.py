@@ -1,0 +1,269 @@
+"""deucalion's own HTTP server and metrics: ``/metrics``, ``/healthz``, ``/readyz``, ``/alerts``.
+
+Every provisioner owns a ``Telemetry`` with its own prometheus_client ``CollectorRegistry``
+(never the global one, so two provisioners in one process do not clash). Most metrics are read
+from the provisioner's state at scrape time by a custom collector, so the cycle does no
+bookkeeping for them; only the observer call durations are a histogram fed per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from deucalion.dispatch import CallOutcome
+from deucalion.errors import ConfigError
+from deucalion.scrape import ScrapeResult
+
+if TYPE_CHECKING:
+    from deucalion.provisioner import MetricsProvisioner
+
+__all__ = ["Telemetry", "TelemetryServer", "start_telemetry_server"]
+
+log = logging.getLogger(__name__)
+
+#: /healthz fails when no cycle finished for this many scrape intervals.
+HEALTHY_INTERVALS = 3
+
+
+class TelemetryServer:
+    """A running HTTP server: ``.url`` is where it listens (the real port when bound to 0)."""
+
+    def __init__(self, runner: web.AppRunner, url: str) -> None:
+        self._runner = runner
+        self.url = url
+
+    @property
+    def public_url(self) -> str:
+        """``url``, with this host's name in place of a wildcard address (for links)."""
+        host = urlsplit(self.url).hostname
+        if host in ("0.0.0.0", "::"):
+            return self.url.replace(f"[{host}]" if host == "::" else host, socket.getfqdn(), 1)
+        return self.url
+
+    async def close(self) -> None:
+        """Stop serving; twice is harmless."""
+        # Shielded: a cancelled shutdown must still release the listening socket.
+        await asyncio.shield(self._runner.cleanup())
+
+
+async def start_telemetry_server(
+    listen: str,
+    *,
+    registry: CollectorRegistry,
+    healthy: Callable[[], bool] = lambda: True,
+    ready: Callable[[], bool] = lambda: True,
+    alerts: Callable[[], Sequence[Any]] = list,
+) -> TelemetryServer:
+    """Serve ``registry`` and the health endpoints on ``listen`` (``host:port``, port 0 ok)."""
+
+    async def metrics(request: web.Request) -> web.Response:
+        body = generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(request: web.Request) -> web.Response:
+        ok = healthy()
+        return web.Response(status=200 if ok else 503, text="ok\n" if ok else "stalled\n")
+
+    async def readyz(request: web.Request) -> web.Response:
+        ok = ready()
+        return web.Response(status=200 if ok else 503, text="ready\n" if ok else "not ready\n")
+
+    async def firing(request: web.Request) -> web.Response:
+        return web.json_response(list(alerts()))
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/alerts", firing)
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, int(port))
+        await site.start()
+    except OSError as exc:
+        await asyncio.shield(runner.cleanup())
+        raise ConfigError(
+            f"cannot serve deucalion's metrics on telemetry.listen {listen}: "
+            f"{exc.strerror or exc}; choose another host:port (port 0 picks a free one) or set "
+            "telemetry.enabled: false"
+        ) from None
+    except BaseException:
+        await asyncio.shield(runner.cleanup())
+        raise
+    bound_host, bound_port = runner.addresses[0][:2]
+    shown = bound_host if ":" not in bound_host else f"[{bound_host}]"
+    url = f"http://{shown}:{bound_port}"
+    log.info("deucalion serves /metrics, /healthz, /readyz and /alerts on %s", url)
+    return TelemetryServer(runner, url)
+
+
+class Telemetry:
+    """The provisioner's metrics registry, what the cycle records for it, and its server."""
+
+    def __init__(self, provisioner: MetricsProvisioner) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.call_duration = Histogram(
+            "deucalion_observer_call_duration_seconds",
+            "Seconds from handing data to an observer until its new_data result came back.",
+            ["observer"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.scrapes: list[ScrapeResult] = []
+        """The last cycle's scrape results (targets that disappear disappear from here)."""
+        self.started_at = time.time()
+        self.server: TelemetryServer | None = None
+        self._provisioner = provisioner
+        self.registry.register(_ProvisionerCollector(provisioner, self))
+
+    def record_call(self, outcome: CallOutcome) -> None:
+        """Count one ``new_data`` call's duration."""
+        self.call_duration.labels(outcome.observer.name).observe(outcome.duration)
+
+    def healthy(self) -> bool:
+        """Whether a cycle finished within the last 3 scrape intervals (or it just started)."""
+        p = self._provisioner
+        last = max(p.stats.last_cycle_end or 0.0, self.started_at)
+        return p.running and time.time() - last <= HEALTHY_INTERVALS * p.settings.scrape_interval
+
+    def ready(self) -> bool:
+        """Whether the first cycle is done and every observer's worker is up."""
+        p = self._provisioner
+        return p.running and p.stats.cycles > 0 and all(w.ready for w in p.workers)
+
+    async def start(self, listen: str, alerts: Callable[[], Sequence[Any]]) -> None:
+        """Start the HTTP server on ``listen``."""
+        self.started_at = time.time()
+        self.server = await start_telemetry_server(
+            listen, registry=self.registry, healthy=self.healthy, ready=self.ready, alerts=alerts
+        )
+
+    async def close(self) -> None:
+        """Stop the HTTP server, if any."""
+        server, self.server = self.server, None
+        if server is not None:
+            await server.close()
+
+
+class _ProvisionerCollector(Collector):
+    """Reads the provisioner's state when /metrics is scraped."""
+
+    def __init__(self, provisioner: MetricsProvisioner, telemetry: Telemetry) -> None:
+        self._p = provisioner
+        self._t = telemetry
+
+    def collect(self) -> Iterator[Metric]:
+        p = self._p
+        yield CounterMetricFamily("deucalion_cycles", "Cycles run (scrape, then hand off).",
+                                  value=p.stats.cycles)
+        yield CounterMetricFamily("deucalion_cycle_overruns",
+                                  "Cycles that took longer than scrape_interval.",
+                                  value=p.stats.overruns)
+        yield GaugeMetricFamily("deucalion_cycle_duration_seconds",
+                                "Duration of the last cycle.", value=p.stats.last_cycle_duration)
+        yield from self._targets()
+        yield from self._observers()
+        yield from self._alerts()
+
+    def _targets(self) -> Iterator[Metric]:
+        names = ["target", "instance", "job"]
+        up = GaugeMetricFamily("deucalion_target_up", "1 if the last scrape succeeded.",
+                               labels=names)
+        duration = GaugeMetricFamily("deucalion_target_scrape_duration_seconds",
+                                     "Duration of the last scrape of the target.", labels=names)
+        samples = GaugeMetricFamily("deucalion_target_samples_scraped",
+                                    "Samples the target exposed in the last scrape.", labels=names)
+        for result in self._t.scrapes:
+            t = result.target
+            values = [t.url, t.instance, t.job]
+            up.add_metric(values, 1.0 if result.up else 0.0)
+            duration.add_metric(values, result.duration)
+            samples.add_metric(values, result.samples_scraped)
+        yield from (up, duration, samples)
+
+    def _observers(self) -> Iterator[Metric]:
+        families = {
+            "calls": CounterMetricFamily("deucalion_observer_calls",
+                                         "new_data calls that returned or raised.",
+                                         labels=["observer"]),
+            "errors": CounterMetricFamily("deucalion_observer_errors",
+                                          "new_data calls that raised, crashed or timed out.",
+                                          labels=["observer"]),
+            "restarts": CounterMetricFamily("deucalion_observer_restarts",
+                                            "Worker processes replaced.", labels=["observer"]),
+            "dropped": CounterMetricFamily("deucalion_observer_dropped_payloads",
+                                           "Data dropped because the observer was still busy.",
+                                           labels=["observer"]),
+            "timeouts": CounterMetricFamily("deucalion_observer_timeouts",
+                                            "Calls longer than observer_timeout.",
+                                            labels=["observer"]),
+        }
+        up = GaugeMetricFamily("deucalion_observer_up", "1 if the observer's worker is up.",
+                               labels=["observer"])
+        for worker in self._p.workers:
+            for field, family in families.items():
+                family.add_metric([worker.name], getattr(worker.stats, field))
+            up.add_metric([worker.name], 1.0 if worker.ready else 0.0)
+        yield from families.values()
+        yield up
+
+    def _alerts(self) -> Iterator[Metric]:
+        sender = self._p.alert_sender
+        if sender is None:
+            return
+        names = ["alertmanager"]
+        sent = CounterMetricFamily("deucalion_alerts_sent", "Alerts Alertmanager accepted.",
+                                   labels=names)
+        failed = CounterMetricFamily("deucalion_alerts_failed",
+                                     "Alerts in requests that failed (retried unless 4xx).",
+                                     labels=names)
+        rejected = CounterMetricFamily("deucalion_alerts_rejected",
+                                       "Alerts refused with a 4xx answer (not retried).",
+                                       labels=names)
+        dropped = CounterMetricFamily("deucalion_alerts_dropped",
+                                      "Alerts dropped, oldest first, from a full queue.",
+                                      labels=names)
+        queued = GaugeMetricFamily("deucalion_alerts_queued", "Alerts waiting to be sent.",
+                                   labels=names)
+        for client in sender.clients:
+            sent.add_metric([client.name], client.stats.sent)
+            failed.add_metric([client.name], client.stats.failed)
+            rejected.add_metric([client.name], client.stats.rejected)
+            dropped.add_metric([client.name], client.stats.dropped)
+            queued.add_metric([client.name], client.queued)
+        yield from (sent, failed, rejected, dropped, queued)
+        firing = GaugeMetricFamily("deucalion_alerts_firing", "Alerts firing now.",
+                                   labels=["observer"])
+        counts: dict[str, int] = {w.name: 0 for w in self._p.workers}
+        for payload in sender.firing():
+            name = payload["labels"].get("observer", "")
+            counts[name] = counts.get(name, 0) + 1
+        for name, count in counts.items():
+            firing.add_metric([name], count)
+        yield firing
+        score = GaugeMetricFamily(
+            "deucalion_anomaly_score",
+            "The latest anomaly score an observer returned, per target ('' for none).",
+            labels=["observer", "target", "instance", "job"],
+        )
+        targets = {r.target.url: r.target for r in self._t.scrapes}
+        for observer, scores in sender.scores.items():
+            for url, value in scores.items():
+                target = targets.get(url) if url is not None else None
+                score.add_metric([observer, url or "", target.instance if target else "",
+                                  target.job if target else ""], value)
+        yield score

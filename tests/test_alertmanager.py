@@ -1,0 +1,344 @@
+"""The alert lifecycle and delivery to Alertmanager (deucalion.alertmanager)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import pytest
+from aioresponses import CallbackResult, aioresponses
+from pydantic import SecretStr
+from yarl import URL
+
+from deucalion.alertmanager import (
+    RESOLVED_RETENTION,
+    AlertLifecycle,
+    AlertmanagerClient,
+    AlertSender,
+    rfc3339,
+)
+from deucalion.alerts import Alert
+from deucalion.config import AlertmanagerSettings, load_settings
+from deucalion.errors import ConfigError
+from deucalion.targets import Target
+
+AM = "http://am.example:9093"
+POST = ("POST", URL(f"{AM}/api/v2/alerts"))
+
+
+class _CompatResponse(aiohttp.ClientResponse):
+    """aioresponses 0.7.9 omits ``stream_writer``, required since aiohttp 3.14
+    (pnuckowski/aioresponses#289); an already-sent request needs only its ``output_size``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
+        super().__init__(*args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _aioresponses_compat(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let aioresponses build responses with the installed aiohttp."""
+    monkeypatch.setattr("aioresponses.core.ClientResponse", _CompatResponse)
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def payload(n: int) -> dict[str, Any]:
+    return {"labels": {"alertname": "A", "n": str(n)}, "annotations": {},
+            "startsAt": rfc3339(0), "endsAt": rfc3339(60)}
+
+
+def sent(m: aioresponses) -> list[list[dict[str, Any]]]:
+    return [call.kwargs["json"] for call in m.requests.get(POST, [])]
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """An aiohttp session closed after the test."""
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+def client(session: aiohttp.ClientSession, **kwargs: Any) -> AlertmanagerClient:
+    kwargs.setdefault("backoff_base", 0.001)
+    kwargs.setdefault("backoff_max", 0.01)
+    return AlertmanagerClient(AM, session, **kwargs)
+
+
+# --- lifecycle -------------------------------------------------------------------------------
+
+FIRING = ({"alertname": "A", "observer": "O"}, {"summary": "s"})
+
+
+def lifecycle(clock: Clock) -> AlertLifecycle:
+    return AlertLifecycle(resend_interval=60, lifetime=240, clock=clock,
+                          generator_url="http://me:9464/alerts")
+
+
+def test_new_alert_is_sent_at_once_with_its_start() -> None:
+    """A new alert is sent at once: startsAt now, endsAt now + lifetime, generatorURL."""
+    clock = Clock()
+    out = lifecycle(clock).update("o", [FIRING])
+    assert out == [{"labels": FIRING[0], "annotations": FIRING[1],
+                    "startsAt": rfc3339(clock.now), "endsAt": rfc3339(clock.now + 240),
+                    "generatorURL": "http://me:9464/alerts"}]
+
+
+def test_firing_alert_is_resent_every_resend_interval_keeping_its_start() -> None:
+    """While reported, an alert is re-sent only once resend_interval passed; startsAt stays."""
+    clock = Clock()
+    lc = lifecycle(clock)
+    start = clock.now
+    lc.update("o", [FIRING])
+    clock.now += 30
+    assert lc.update("o", [FIRING]) == []
+    clock.now += 30
+    (again,) = lc.update("o", [FIRING])
+    assert again["startsAt"] == rfc3339(start)
+    assert again["endsAt"] == rfc3339(clock.now + 240)
+
+
+def test_changed_annotations_are_sent_at_once() -> None:
+    """New annotations of a firing alert do not wait for the resend interval."""
+    clock = Clock()
+    lc = lifecycle(clock)
+    lc.update("o", [FIRING])
+    clock.now += 1
+    (out,) = lc.update("o", [(FIRING[0], {"summary": "worse"})])
+    assert out["annotations"] == {"summary": "worse"}
+
+
+def test_alert_not_reported_is_resolved_and_resent_for_15_minutes() -> None:
+    """A missing alert is sent resolved (endsAt now), re-sent while retained, then forgotten."""
+    clock = Clock()
+    lc = lifecycle(clock)
+    lc.update("o", [FIRING])
+    clock.now += 15
+    resolved_at = clock.now
+    (out,) = lc.update("o", [])
+    assert out["endsAt"] == rfc3339(resolved_at)
+    assert lc.firing() == []
+    clock.now += 60
+    (again,) = lc.update("o", [])
+    assert again["endsAt"] == rfc3339(resolved_at)
+    clock.now = resolved_at + RESOLVED_RETENTION
+    assert lc.update("o", []) == []
+    clock.now += 600
+    assert lc.update("o", []) == []
+
+
+def test_alert_back_after_resolution_is_a_new_alert() -> None:
+    """Reported again after being resolved, an alert starts anew."""
+    clock = Clock()
+    lc = lifecycle(clock)
+    lc.update("o", [FIRING])
+    clock.now += 10
+    lc.update("o", [])
+    clock.now += 10
+    (out,) = lc.update("o", [FIRING])
+    assert out["startsAt"] == rfc3339(clock.now)
+
+
+def test_observers_do_not_resolve_each_others_alerts() -> None:
+    """Alerts are tracked per observer group."""
+    clock = Clock()
+    lc = lifecycle(clock)
+    lc.update("one", [FIRING])
+    assert lc.update("two", []) == []
+    assert len(lc.firing()) == 1
+
+
+# --- delivery --------------------------------------------------------------------------------
+
+
+async def test_alerts_are_batched_at_most_256_a_request(session: aiohttp.ClientSession) -> None:
+    """600 queued alerts go out in requests of at most 256."""
+    with aioresponses() as m:
+        m.post(f"{AM}/api/v2/alerts", status=200, repeat=True)
+        c = client(session)
+        c.enqueue(payload(i) for i in range(600))
+        c.start()
+        await c.close(grace=10)
+        sizes = [len(batch) for batch in sent(m)]
+    assert sizes == [256, 256, 88]
+    assert c.stats.sent == 600 and c.queued == 0
+
+
+@pytest.mark.parametrize("failure", [
+    {"status": 503, "body": "overloaded"},
+    {"exception": aiohttp.ClientConnectionError("refused")},
+    {"timeout": True},
+], ids=["5xx", "connection-error", "timeout"])
+async def test_failures_are_retried_until_they_succeed(
+    session: aiohttp.ClientSession, failure: dict[str, Any]
+) -> None:
+    """5xx, connection errors and timeouts are retried with backoff until accepted."""
+    with aioresponses() as m:
+        m.post(f"{AM}/api/v2/alerts", **failure)
+        m.post(f"{AM}/api/v2/alerts", **failure)
+        m.post(f"{AM}/api/v2/alerts", status=200)
+        c = client(session)
+        c.start()
+        c.enqueue([payload(1)])
+        await c.close(grace=10)
+        assert len(sent(m)) == 3
+    assert c.stats.sent == 1 and c.stats.failed == 2
+
+
+async def test_a_hanging_alertmanager_is_cut_off_and_retried(
+    session: aiohttp.ClientSession,
+) -> None:
+    """A response that never comes ends at the timeout and is retried."""
+    calls = 0
+
+    async def hang_once(url: URL, **kwargs: Any) -> CallbackResult:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.sleep(3600)
+        return CallbackResult(status=200)
+
+    with aioresponses() as m:
+        m.post(f"{AM}/api/v2/alerts", callback=hang_once, repeat=True)
+        c = client(session, timeout=0.05)
+        c.start()
+        c.enqueue([payload(1)])
+        await c.close(grace=10)
+    assert calls == 2 and c.stats.sent == 1 and c.stats.failed == 1
+
+
+async def test_4xx_is_logged_with_the_body_and_not_retried(
+    session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 4xx answer is logged with Alertmanager's message and the batch is not sent again."""
+    with aioresponses() as m:
+        m.post(f"{AM}/api/v2/alerts", status=400, body="invalid label set", repeat=True)
+        c = client(session)
+        c.start()
+        c.enqueue([payload(1)])
+        await c.close(grace=10)
+        assert len(sent(m)) == 1
+    assert c.stats.rejected == 1 and c.queued == 0
+    assert "invalid label set" in caplog.text
+
+
+async def test_full_queue_drops_the_oldest_and_counts(session: aiohttp.ClientSession) -> None:
+    """Past queue_size the oldest alerts are dropped and counted; a re-send replaces in place."""
+    c = client(session, queue_size=3)
+    c.enqueue(payload(i) for i in range(3))
+    c.enqueue([payload(1)])  # a newer version of a queued alert takes no more room
+    assert c.stats.dropped == 0
+    c.enqueue([payload(7), payload(8)])
+    assert c.stats.dropped == 2 and c.queued == 3
+    with aioresponses() as m:
+        m.post(f"{AM}/api/v2/alerts", status=200)
+        c.start()
+        await c.close(grace=10)
+        (batch,) = sent(m)
+    assert [p["labels"]["n"] for p in batch] == ["1", "7", "8"]
+
+
+async def test_close_gives_up_after_the_grace_period(
+    session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With Alertmanager down, close() returns after its grace period, saying what was lost."""
+    with aioresponses() as m:
+        m.post(f"{AM}/api/v2/alerts", status=503, repeat=True)
+        c = client(session)
+        c.start()
+        c.enqueue([payload(1)])
+        await c.close(grace=0.05)
+        await c.close(grace=0.05)  # twice is harmless
+    assert "1 alert(s) not sent before shutdown" in caplog.text
+
+
+# --- the sender ------------------------------------------------------------------------------
+
+TARGET = Target("http://node:9100/metrics", {"team": "db"})
+
+
+async def test_sender_labels_alerts_and_sends_to_every_alertmanager() -> None:
+    """One observed result reaches each Alertmanager of the group, fully labelled."""
+    settings = AlertmanagerSettings(urls=[AM, "http://am2:9093"], external_labels={"env": "x"})
+    sender = AlertSender(settings, scrape_interval=15)
+    with aioresponses() as m:
+        m.post(f"{AM}/api/v2/alerts", status=200)
+        m.post("http://am2:9093/api/v2/alerts", status=200)
+        await sender.start()
+        sender.observe("Obs", {TARGET.url: "high"}, {TARGET.url: {}}, {TARGET.url: TARGET})
+        await sender.close(grace=10)
+        first = m.requests[POST][0].kwargs["json"]
+        second = m.requests[("POST", URL("http://am2:9093/api/v2/alerts"))][0].kwargs["json"]
+    assert first == second
+    assert first[0]["labels"] == {"env": "x", "team": "db", "instance": "node:9100",
+                                  "job": "deucalion", "alertname": "DeucalionAnomaly",
+                                  "observer": "Obs"}
+    assert first[0]["annotations"] == {"description": "high"}
+
+
+async def test_invalid_alert_is_dropped_with_an_error_naming_the_observer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An alert with an invalid label is logged and dropped; the valid ones still go."""
+    sender = AlertSender(AlertmanagerSettings(), scrape_interval=15)
+    with caplog.at_level(logging.ERROR):
+        sender.observe("BadObserver", [Alert({"bad-name": "v"}), Alert({"ok": "v"})], {}, {})
+    assert "BadObserver" in caplog.text and "bad-name" in caplog.text
+    assert [a["labels"]["ok"] for a in sender.firing()] == ["v"]
+
+
+async def test_sender_sends_auth_headers() -> None:
+    """Basic auth and bearer tokens (inline or from a file) are sent as Authorization."""
+    settings = AlertmanagerSettings(basic_auth_username="u", basic_auth_password=SecretStr("p"))
+    basic = AlertSender(settings, scrape_interval=1)
+    assert basic._auth_headers() == {"Authorization": "Basic dTpw"}
+    inline = AlertSender(AlertmanagerSettings(bearer_token=SecretStr("tok")), scrape_interval=1)
+    assert inline._auth_headers() == {"Authorization": "Bearer tok"}
+
+
+def test_bearer_token_file_is_read_per_request(tmp_path: Path) -> None:
+    """A rotated token file is picked up."""
+    token = tmp_path / "token"
+    token.write_text("one\n")
+    sender = AlertSender(AlertmanagerSettings(bearer_token_file=token), scrape_interval=1)
+    assert sender._auth_headers() == {"Authorization": "Bearer one"}
+    token.write_text("two")
+    assert sender._auth_headers() == {"Authorization": "Bearer two"}
+
+
+def test_secrets_never_show_in_reprs_or_dumps() -> None:
+    """Passwords and tokens are SecretStr: hidden in repr, str and JSON dumps."""
+    settings = AlertmanagerSettings(basic_auth_username="u",
+                                    basic_auth_password=SecretStr("hunter2"))
+    token = AlertmanagerSettings(bearer_token=SecretStr("s3cr3t"))
+    for text in (repr(settings), str(settings), settings.model_dump_json(), repr(token),
+                 token.model_dump_json()):
+        assert "hunter2" not in text and "s3cr3t" not in text
+    with pytest.raises(ConfigError) as error:
+        load_settings(default_file=None, environ={}, alertmanager={
+            "basic_auth_username": "u", "bearer_token": "s3cr3t", "basic_auth_password": 3j})
+    assert "s3cr3t" not in str(error.value)
+
+
+def test_original_injector_environment_variables_still_work() -> None:
+    """DEUCALION_ALERT_NAME/_ALERT_MANAGER_HOST/_PORT configure alert name and URL."""
+    settings = load_settings(default_file=None, environ={
+        "DEUCALION_ALERT_NAME": "LegacyAnomaly",
+        "DEUCALION_ALERT_MANAGER_HOST": "alertmanager.monitoring",
+        "DEUCALION_ALERT_MANAGER_PORT": "9094",
+    })
+    assert settings.alertmanager.alert_name == "LegacyAnomaly"
+    assert settings.alertmanager.urls == ["http://alertmanager.monitoring:9094"]

@@ -1,0 +1,181 @@
+"""deucalion's own HTTP server and metrics (deucalion.telemetry), over real loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.parser import text_string_to_metric_families
+
+import deucalion as dc
+from deucalion.errors import ConfigError
+from deucalion.provisioner import MetricsProvisioner
+from deucalion.targets import Target
+from deucalion.telemetry import start_telemetry_server
+
+WAIT = 30.0
+
+
+class ScoreObserver(dc.MetricsObserver):
+    """Returns each target's ``score`` gauge as its anomaly score."""
+
+    def __init__(self) -> None:
+        super().__init__({"score"})
+
+    def new_data(self, targets_data_dict: dict[str, dict[str, dict[str, float]]]) -> Any:
+        return {url: samples.get("score", {}).get("{}", 0.0)
+                for url, samples in targets_data_dict.items()}
+
+
+class MutableTargets:
+    """A target provider whose list the test changes."""
+
+    def __init__(self, targets: Sequence[Target]) -> None:
+        self.targets = list(targets)
+
+    async def discover(self) -> Sequence[Target]:
+        return list(self.targets)
+
+    async def close(self) -> None:
+        return None
+
+
+def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """``{sorted labels: value}`` of one sample name in an exposition."""
+    return {tuple(sorted(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples
+            if s.name == name}
+
+
+async def get(session: aiohttp.ClientSession, url: str) -> tuple[int, str]:
+    async with session.get(url) as response:
+        return response.status, await response.text()
+
+
+async def eventually(session: aiohttp.ClientSession, url: str, predicate: Any) -> str:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT
+    while True:
+        status, text = await get(session, url)
+        if predicate(status, text):
+            return text
+        if loop.time() > deadline:
+            pytest.fail(f"{url} never satisfied the condition; last answer {status}: {text}")
+        await asyncio.sleep(0.2)
+
+
+async def test_server_binds_port_0_and_serves_every_endpoint() -> None:
+    """Port 0 gives a real port in .url; /metrics, /healthz, /readyz and /alerts answer."""
+    registry = CollectorRegistry()
+    Counter("things", "Things.", registry=registry).inc(3)
+    state = {"healthy": True, "ready": False}
+    server = await start_telemetry_server(
+        "127.0.0.1:0", registry=registry, healthy=lambda: state["healthy"],
+        ready=lambda: state["ready"], alerts=lambda: [{"labels": {"a": "b"}}],
+    )
+    try:
+        assert not server.url.endswith(":0")
+        async with aiohttp.ClientSession() as session:
+            status, text = await get(session, server.url + "/metrics")
+            assert status == 200 and samples(text, "things_total") == {(): 3.0}
+            assert (await get(session, server.url + "/healthz"))[0] == 200
+            assert (await get(session, server.url + "/readyz"))[0] == 503
+            state.update(healthy=False, ready=True)
+            assert (await get(session, server.url + "/healthz"))[0] == 503
+            assert (await get(session, server.url + "/readyz"))[0] == 200
+            async with session.get(server.url + "/alerts") as response:
+                assert await response.json() == [{"labels": {"a": "b"}}]
+    finally:
+        await server.close()
+        await server.close()
+
+
+async def test_a_port_in_use_is_a_config_error_naming_the_setting() -> None:
+    """A taken telemetry.listen port fails with a ConfigError saying what to change."""
+    first = await start_telemetry_server("127.0.0.1:0", registry=CollectorRegistry())
+    try:
+        with pytest.raises(ConfigError, match=r"telemetry\.listen"):
+            await start_telemetry_server(first.url.removeprefix("http://"),
+                                         registry=CollectorRegistry())
+    finally:
+        await first.close()
+
+
+def test_two_provisioners_have_separate_registries() -> None:
+    """Each provisioner owns its registry: two in one process do not clash."""
+    first, second = MetricsProvisioner(targets=["a:1"]), MetricsProvisioner(targets=["b:1"])
+    assert first.telemetry.registry is not second.telemetry.registry
+
+
+@pytest.fixture
+async def scored_targets() -> AsyncIterator[list[str]]:
+    """Two loopback targets exposing ``score`` 0.5 and 0."""
+    runners = []
+    urls = []
+    for value in (0.5, 0.0):
+        app = web.Application()
+
+        async def handle(request: web.Request, value: float = value) -> web.Response:
+            return web.Response(text=f"score {value}\n")
+
+        app.router.add_get("/metrics", handle)
+        runner = web.AppRunner(app, handle_signals=False)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        runners.append(runner)
+        urls.append(f"http://127.0.0.1:{runner.addresses[0][1]}/metrics")
+    yield urls
+    for runner in runners:
+        await runner.cleanup()
+
+
+async def test_provisioner_serves_scores_scrapes_and_readiness(scored_targets: list[str]) -> None:
+    """A running provisioner exports scores and per-target metrics; gone targets vanish."""
+    hot, calm = scored_targets
+    provider = MutableTargets([Target(hot, {"job": "app"}), Target(calm)])
+    provisioner = MetricsProvisioner(scrape_interval=0.3, targets_provider=provider,
+                                     telemetry={"listen": "127.0.0.1:0"})
+    provisioner.register(ScoreObserver())
+    async with aiohttp.ClientSession() as session, provisioner:
+        server = provisioner.telemetry.server
+        assert server is not None
+        await eventually(session, server.url + "/readyz", lambda s, t: s == 200)
+        text = await eventually(session, server.url + "/metrics", lambda s, t: len(
+            samples(t, "deucalion_anomaly_score")) == 2)
+        assert samples(text, "deucalion_anomaly_score") == {
+            (("instance", hot.split("/")[2]), ("job", "app"), ("observer", "ScoreObserver"),
+             ("target", hot)): 0.5,
+            (("instance", calm.split("/")[2]), ("job", "deucalion"),
+             ("observer", "ScoreObserver"), ("target", calm)): 0.0,
+        }
+        assert set(samples(text, "deucalion_target_up").values()) == {1.0}
+        assert samples(text, "deucalion_cycles_total")[()] >= 1
+        assert samples(text, "deucalion_observer_calls_total")[(("observer", "ScoreObserver"),)]
+        assert (await get(session, server.url + "/healthz"))[0] == 200
+        async with session.get(server.url + "/alerts") as response:
+            firing = await response.json()
+        # 0.5 alerts, 0.0 is only a score.
+        assert [a["labels"]["instance"] for a in firing] == [hot.split("/")[2]]
+
+        provider.targets = [Target(calm)]
+
+        def hot_gone(status: int, text: str) -> bool:
+            return all(("target", hot) not in labels
+                       for name in ("deucalion_anomaly_score", "deucalion_target_up")
+                       for labels in samples(text, name))
+
+        await eventually(session, server.url + "/metrics", lambda s, t: hot_gone(s, t))
+    assert provisioner.telemetry.server is None
+
+
+async def test_telemetry_can_be_disabled(scored_targets: list[str]) -> None:
+    """telemetry.enabled: false starts no server."""
+    provisioner = MetricsProvisioner(targets=scored_targets[:1], telemetry={"enabled": False})
+    provisioner.register(ScoreObserver())
+    async with provisioner:
+        assert provisioner.telemetry.server is None
