@@ -261,8 +261,10 @@ def _expand_targets(value: object) -> object:
             group_targets = item["targets"]
             if isinstance(group_targets, str):
                 group_targets = [group_targets]
-            if set(item) - _GROUP_KEYS:
-                expanded.append(dict(item))  # let validation name the unknown key
+            if set(item) - _GROUP_KEYS and isinstance(group_targets, list) and group_targets:
+                # Once, not per target: validation names the unknown key a single time.
+                expanded.append({**{k: v for k, v in item.items() if k != "targets"},
+                                 "url": group_targets[0]})
                 continue
             options = {k: v for k, v in item.items() if k != "targets"}
             options["labels"] = item.get("labels") or {}
