@@ -8,6 +8,7 @@ its state changes (not every cycle).
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import re
 import ssl
@@ -49,7 +50,9 @@ def auth_headers(target: Target) -> dict[str, str]:
     """
     if target.basic_auth is not None:
         username, password = target.basic_auth
-        return {"Authorization": aiohttp.BasicAuth(username, password).encode()}
+        # Encoded here: aiohttp's BasicAuth helper is deprecated in recent versions.
+        credentials = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+        return {"Authorization": f"Basic {credentials}"}
     token = target.bearer_token
     if target.bearer_token_file is not None:
         # Read on every request: Kubernetes rotates projected service-account tokens. The file
