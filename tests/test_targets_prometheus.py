@@ -22,7 +22,7 @@ TARGETS = {"status": "success", "data": {"activeTargets": [
 ]}}
 FEDERATE = """\
 # TYPE http_requests_total untyped
-http_requests_total{code="200",env="prod",instance="a:9100",job="node",path="/x\\"y"} 5 17e11
+http_requests_total{code="200",env="prod",instance="a:9100",job="node",path="/x\\"y"} 5 1700000000
 http_requests_total{env="prod",exported_job="inner",instance="a:9100",job="node"} 1 1700000000000
 # TYPE up untyped
 up{env="prod",instance="a:9100",job="node"} 1 1700000000000
