@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
+import importlib.util
+import json
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from deucalion._version import __version__
-from deucalion.errors import DeucalionError
+from deucalion.errors import ConfigError, DeucalionError
+from deucalion.observer import MetricsObserver, TargetsData
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from deucalion.config import Settings
+    from deucalion.scrape import ScrapeResult
+    from deucalion.targets import Target, TargetProvider
+
+__all__ = ["build_parser", "load_object", "main"]
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -20,6 +32,253 @@ def _demo(args: argparse.Namespace) -> int:
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     return asyncio.run(run_demo(target=args.target, alertmanager=args.alertmanager,
                                 duration=args.duration, interval=args.interval, metrics=metrics))
+
+
+def _metric_list(text: str | None) -> list[str] | None:
+    return [m.strip() for m in text.split(",") if m.strip()] if text else None
+
+
+def _settings(path: str | None) -> Settings:
+    from deucalion.config import load_settings
+
+    return load_settings(path)
+
+
+# --- check-config -------------------------------------------------------------------------
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from deucalion.config import load_settings
+
+    # Only the file: a check of what was written, not of this shell's environment.
+    settings = load_settings(args.file, environ={}, default_file=None)
+    if settings.prometheus is not None:
+        sources = [f"federated from {settings.prometheus.url}"]
+    else:
+        sources = []
+        if settings.targets:
+            sources.append(f"{len(settings.targets)} static target(s)")
+        if settings.file_sd is not None:
+            sources.append(f"file_sd ({', '.join(settings.file_sd.files)})")
+        if settings.kubernetes is not None:
+            sources.append("kubernetes pod annotations")
+    observers = f", {len(settings.observers)} observer(s)" if settings.observers else ""
+    print(f"{args.file}: OK: {', '.join(sources) or 'no targets'}, scrape every "
+          f"{settings.scrape_interval:g}s{observers}")
+    return 0
+
+
+# --- targets and scrape: one cycle, without observers -------------------------------------
+
+
+async def _collect(settings: Settings, provider: TargetProvider, targets: Sequence[Target],
+                   metrics: Iterable[str] | None) -> list[ScrapeResult]:
+    """What ``MetricsProvisioner.cycle`` gets for ``targets``: the provider's own samples in
+    federated mode, else a scrape."""
+    from deucalion.scrape import Scraper
+    from deucalion.targets import CollectingProvider
+
+    if isinstance(provider, CollectingProvider):
+        return await provider.collect(targets, metrics)
+    async with Scraper(timeout=settings.effective_scrape_timeout,
+                       body_size_limit=settings.body_size_limit, metrics=metrics) as scraper:
+        return await scraper.scrape_all(targets)
+
+
+async def _targets(args: argparse.Namespace) -> int:
+    from deucalion.targets import build_provider
+
+    settings = _settings(args.config)
+    provider = build_provider(settings)
+    try:
+        targets = list(await provider.discover())
+        problem = getattr(provider, "last_error", None)
+        if problem:
+            print(f"discovery problem: {problem}")
+        if not targets:
+            print("no targets discovered")
+            return 1
+        # Only the synthetic samples are kept: the question is whether each target answers.
+        results = await _collect(settings, provider, targets, frozenset())
+    finally:
+        await provider.close()
+    for result in results:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(result.target.labels.items()))
+        state = (f"up    ({result.samples_scraped} samples in {result.duration:.3f}s)"
+                 if result.up else f"down  ({result.error})")
+        print(f"{result.target.url}  {{{labels}}}  {state}")
+    return 0 if all(r.up for r in results) else 1
+
+
+class _ScrapeCommand(MetricsObserver):
+    """Stands in for an observer desiring ``--metrics``, so the provisioner's own filter runs."""
+
+    def new_data(self, targets_data_dict: TargetsData) -> None:
+        """Never called."""
+        return None
+
+
+async def _scrape(args: argparse.Namespace) -> int:
+    from deucalion.config import normalize_target_url
+    from deucalion.provisioner import MetricsProvisioner
+    from deucalion.targets import Target, build_provider
+
+    metrics = _metric_list(args.metrics)
+    url = normalize_target_url(args.url)
+    settings = _settings(args.config)
+    provider: TargetProvider
+    target = Target(url)
+    try:
+        provider = build_provider(settings)
+    except ConfigError:
+        from deucalion.targets import StaticTargets
+
+        provider = StaticTargets([target])  # no targets configured: scrape the URL as given
+    try:
+        # A configured target brings its labels, credentials and TLS settings along.
+        known = {t.url: t for t in await provider.discover()}
+        target = known.get(url, target)
+        if target.url not in known:
+            from deucalion.targets import StaticTargets
+
+            await provider.close()
+            provider = StaticTargets([target])
+        scrape_metrics = None if metrics is None else frozenset(metrics)
+        results = await _collect(settings, provider, [target], scrape_metrics)
+    finally:
+        await provider.close()
+    result = results[0]
+    if metrics is None:
+        data = {url: result.with_synthetic()}
+    else:
+        provisioner = MetricsProvisioner(settings)
+        data = provisioner._data_for(_ScrapeCommand(metrics), results)
+    print(json.dumps(data, indent=2, sort_keys=True))
+    if not result.up:
+        print(f"deucalion: {url} is down: {result.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# --- run ----------------------------------------------------------------------------------
+
+
+def load_object(path: str) -> Any:
+    """The object at ``module:name`` or ``file.py:name`` (a file's directory joins sys.path)."""
+    module_path, sep, name = path.rpartition(":")
+    if not sep or not module_path or not name:
+        raise ConfigError(f"{path!r} is not an import path: write module:Class or file.py:Class")
+    if module_path.endswith(".py") or os.sep in module_path:
+        file = Path(module_path).resolve()
+        if not file.is_file():
+            raise ConfigError(f"{path}: no such file {file}")
+        sys.path.insert(0, str(file.parent))
+        module_name = f"deucalion_app_{file.stem}"
+        spec = importlib.util.spec_from_file_location(module_name, file)
+        if spec is None or spec.loader is None:
+            raise ConfigError(f"{path}: cannot load {file} as Python")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+        # Worker processes cannot import a module loaded from a file path: send it by value.
+        import cloudpickle
+
+        cloudpickle.register_pickle_by_value(module)
+    else:
+        try:
+            module = importlib.import_module(module_path)
+        except ImportError as exc:
+            raise ConfigError(f"{path}: cannot import {module_path}: {exc}") from None
+    try:
+        obj = module
+        for part in name.split("."):
+            obj = getattr(obj, part)
+    except AttributeError:
+        raise ConfigError(f"{path}: {module_path} has no {name!r}") from None
+    return obj
+
+
+def _observers(paths: Sequence[str], settings: Settings,
+               metrics: list[str] | None) -> list[MetricsObserver]:
+    from deucalion.config import ObserverSettings
+
+    configured = settings.observers
+    paths = list(paths) or list(configured)
+    if not paths:
+        raise ConfigError("no observer to run: name one (deucalion run module:Class) or list "
+                          "them under observers: in the config file")
+    observers = []
+    for path in paths:
+        entry = configured.get(path)
+        if entry is None:
+            if metrics is None:
+                raise ConfigError(
+                    f"{path}: its desired metrics are unknown: pass --metrics a,b or configure "
+                    f"observers: {{{path!r}: {{desired_metrics: [...]}}}}")
+            entry = ObserverSettings(desired_metrics=metrics)
+        cls = load_object(path)
+        try:
+            observers.append(cls(desired_metrics=set(metrics or entry.desired_metrics),
+                                 **entry.kwargs))
+        except TypeError as exc:
+            raise ConfigError(f"{path}: cannot construct it with desired_metrics and kwargs "
+                              f"{sorted(entry.kwargs)}: {exc}") from None
+    return observers
+
+
+def _run(args: argparse.Namespace) -> int:
+    from deucalion.provisioner import MetricsProvisioner
+
+    provisioner = MetricsProvisioner(args.config)
+    for observer in _observers(args.observers, provisioner.settings, _metric_list(args.metrics)):
+        provisioner.register(observer)
+    provisioner.run()
+    return 0
+
+
+def _async(command: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        return int(asyncio.run(command(args)))
+
+    return run
+
+
+def add_core_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The commands for checking, debugging and running: check-config, targets, scrape, run."""
+    check = commands.add_parser(
+        "check-config", help="validate a config file",
+        description="Validates FILE as a whole: exits 0 with a one-line summary, or 1 listing "
+        "every problem with its key.")
+    check.add_argument("file", metavar="FILE")
+    check.set_defaults(func=_check_config)
+
+    targets = commands.add_parser(
+        "targets", help="list the discovered targets and whether each answers",
+        description="Discovers the targets as `run` would and scrapes each once; exits 1 when "
+        "one is down.")
+    targets.add_argument("-c", "--config", metavar="FILE", help="config file (default: "
+                         "$DEUCALION_CONFIG, /etc/deucalion/config.yaml)")
+    targets.set_defaults(func=_async(_targets))
+
+    scrape = commands.add_parser(
+        "scrape", help="print as JSON what an observer would receive from one target",
+        description="Scrapes URL once (with a configured target's credentials when -c names "
+        "it) and prints {url: {sample: {series: value}}}, exactly what an observer desiring "
+        "--metrics receives; without --metrics, every sample.")
+    scrape.add_argument("url", metavar="URL")
+    scrape.add_argument("--metrics", help="comma-separated desired metric names")
+    scrape.add_argument("-c", "--config", metavar="FILE", help="config file")
+    scrape.set_defaults(func=_async(_scrape))
+
+    run = commands.add_parser(
+        "run", help="run observers given by import path",
+        description="Constructs each observer (module:Class or file.py:Class) with its "
+        "desired_metrics and kwargs from the observers: section of the config (or --metrics) "
+        "and runs until SIGINT/SIGTERM. Without a path, runs every configured observer.")
+    run.add_argument("observers", nargs="*", metavar="MODULE:CLASS")
+    run.add_argument("-c", "--config", metavar="FILE", help="config file")
+    run.add_argument("--metrics", help="comma-separated desired metrics (overrides the config)")
+    run.set_defaults(func=_run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--interval", type=float, default=1.0, help="scrape interval in seconds")
     demo.add_argument("--metrics", help="comma-separated metric names to watch")
     demo.set_defaults(func=_demo)
+    add_core_commands(commands)
 
     from deucalion.injector.cli import add_commands as add_injector_commands
 

@@ -20,9 +20,10 @@ import json
 import logging
 import os
 import re
+import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 import yaml
@@ -40,7 +41,17 @@ from pydantic import (
 
 from deucalion.errors import ConfigError
 
-__all__ = ["Settings", "load_settings", "parse_duration"]
+__all__ = [
+    "FileSDSettings",
+    "KubernetesSettings",
+    "ObserverSettings",
+    "PrometheusSettings",
+    "ScrapeOptions",
+    "Settings",
+    "TargetSettings",
+    "load_settings",
+    "parse_duration",
+]
 
 log = logging.getLogger(__name__)
 
@@ -139,20 +150,107 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class TargetSettings(Section):
+class BasicAuth(Section):
+    """HTTP basic authentication: a username and a password (inline or from a file)."""
+
+    username: str
+    """The user name."""
+    password: SecretStr | None = None
+    """The password; never logged."""
+    password_file: str | None = None
+    """A file holding the password (read when the targets are built)."""
+
+    @model_validator(mode="after")
+    def _one_password(self) -> BasicAuth:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set password or password_file, not both")
+        return self
+
+
+class TLSConfig(Section):
+    """How the server's certificate is checked."""
+
+    ca_file: str | None = None
+    """A PEM file of CA certificates to trust instead of the system's."""
+    insecure_skip_verify: bool = False
+    """Accept any certificate (testing only: anyone in between can read and change the data)."""
+
+
+class ClientOptions(Section):
+    """Credentials and TLS for talking to an HTTP server."""
+
+    basic_auth: BasicAuth | None = None
+    """Basic authentication (username, password or password_file)."""
+    bearer_token: SecretStr | None = None
+    """A bearer token sent as ``Authorization: Bearer ...``; never logged."""
+    bearer_token_file: str | None = None
+    """A file holding the bearer token, re-read on every request (tokens rotate)."""
+    tls_config: TLSConfig = Field(default_factory=TLSConfig)
+    """CA file and certificate verification."""
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> ClientOptions:
+        given = [name for name in ("basic_auth", "bearer_token", "bearer_token_file")
+                 if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"set only one of basic_auth, bearer_token, bearer_token_file "
+                             f"(got {', '.join(given)})")
+        return self
+
+
+class ScrapeOptions(ClientOptions):
+    """How the targets of one group are scraped; any option left unset uses the global one."""
+
+    scheme: Literal["http", "https"] = "http"
+    """The scheme of targets written as host:port."""
+    scrape_timeout: PositiveDuration | None = None
+    """How long one scrape of these targets may take (default: the global scrape_timeout)."""
+    scrape_interval: None = None
+    """Not supported per group: deucalion runs one fixed-rate cycle for all targets."""
+
+    @field_validator("scrape_interval", mode="before")
+    @classmethod
+    def _no_interval(cls, value: object) -> None:
+        if value is not None:
+            raise ValueError(
+                "a per-group scrape_interval is not supported: every target is scraped in the "
+                "same fixed-rate cycle; set the top-level scrape_interval instead"
+            )
+        return None
+
+
+class TargetSettings(ScrapeOptions):
     """One scrape target as configured."""
 
     url: str
-    """The scrape URL, or host:port (then http:// and /metrics are implied)."""
+    """The scrape URL, or host:port (then the scheme and /metrics are implied)."""
     labels: dict[str, str] = Field(default_factory=dict)
     """Labels added to this target's alerts and scores (e.g. job, team)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_scheme(cls, value: object) -> object:
+        # host:port takes the group's scheme, so normalize_target_url sees a full URL.
+        if isinstance(value, Mapping) and isinstance(value.get("url"), str):
+            url = value["url"].strip()
+            scheme = value.get("scheme") or "http"
+            if "://" not in url and scheme in ("http", "https"):
+                return {**value, "url": f"{scheme}://{url}"}
+        return value
 
     _url = field_validator("url")(classmethod(lambda cls, v: normalize_target_url(v)))
     _labels = field_validator("labels")(classmethod(lambda cls, v: check_labels(v)))
 
 
+_GROUP_KEYS = {"targets", "labels"} | set(ScrapeOptions.model_fields)
+
+
 def _expand_targets(value: object) -> object:
-    """Accept URLs, ``{url, labels}`` objects and Prometheus-style ``{targets, labels}`` groups."""
+    """Accept URLs, ``{url, labels}`` objects and Prometheus-style ``{targets, labels}`` groups.
+
+    A group's scrape options (scheme, scrape_timeout, basic_auth, ...) apply to each of its
+    targets.
+    """
     if isinstance(value, str):
         value = [v for v in value.split(",") if v.strip()]
     if not isinstance(value, list):
@@ -165,13 +263,14 @@ def _expand_targets(value: object) -> object:
             group_targets = item["targets"]
             if isinstance(group_targets, str):
                 group_targets = [group_targets]
-            extra = set(item) - {"targets", "labels"}
-            if extra:
-                expanded.append(dict(item))  # let validation name the unknown key
+            if set(item) - _GROUP_KEYS and isinstance(group_targets, list) and group_targets:
+                # Once, not per target: validation names the unknown key a single time.
+                expanded.append({**{k: v for k, v in item.items() if k != "targets"},
+                                 "url": group_targets[0]})
                 continue
-            expanded.extend(
-                {"url": url, "labels": item.get("labels") or {}} for url in group_targets or []
-            )
+            options = {k: v for k, v in item.items() if k != "targets"}
+            options["labels"] = item.get("labels") or {}
+            expanded.extend({**options, "url": url} for url in group_targets or [])
         else:
             expanded.append(item)
     return expanded
@@ -255,6 +354,88 @@ class TelemetrySettings(Section):
         return value
 
 
+def _enable_section(value: object) -> object:
+    """``section: true`` enables a section with its defaults, ``false`` leaves it out."""
+    if value is True:
+        return {}
+    if value is False:
+        return None
+    return value
+
+
+class FileSDSettings(ScrapeOptions):
+    """Targets from files in Prometheus's file_sd format (JSON or YAML)."""
+
+    files: list[str] = Field(min_length=1)
+    """Paths or globs (``/etc/deucalion/targets/*.yaml``) of files listing target groups."""
+    refresh_interval: PositiveDuration = 300.0
+    """How often every file is read again; a file whose mtime changed is read in the next cycle."""
+
+    @field_validator("files", mode="before")
+    @classmethod
+    def _split_files(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+
+class KubernetesSettings(ScrapeOptions):
+    """The sidecar's own pod: its ``prometheus.io/*`` annotations say where its metrics are."""
+
+    annotations_file: str = "/etc/deucalion/podinfo/annotations"
+    """The Downward API file of the pod's annotations; when it is absent the API is asked."""
+    labels_file: str = "/etc/deucalion/podinfo/labels"
+    """The Downward API file of the pod's labels (optional)."""
+    service_account_dir: str = "/var/run/secrets/kubernetes.io/serviceaccount"
+    """Where the service account's token, ca.crt and namespace are mounted."""
+    api_url: str | None = None
+    """The API server (default: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)."""
+    pod_name: str | None = None
+    """The pod's name (default: $POD_NAME, else the hostname)."""
+    namespace: str | None = None
+    """The pod's namespace (default: $POD_NAMESPACE, else the service account's namespace)."""
+    refresh_interval: PositiveDuration = 60.0
+    """How often the API is asked again (the annotations file is read every cycle)."""
+
+
+class PrometheusSettings(ClientOptions):
+    """Federated mode: targets and their samples come from a Prometheus server, not scrapes."""
+
+    url: str
+    """The Prometheus server's base URL, e.g. http://prometheus:9090."""
+    jobs: list[str] = Field(default_factory=list)
+    """Only targets of these jobs (default: every active target)."""
+    match_labels: dict[str, str] = Field(default_factory=dict)
+    """Only targets whose labels have these values (e.g. {namespace: shop})."""
+    timeout: PositiveDuration = 10.0
+    """Timeout of one request to Prometheus."""
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        url = value if "://" in value else f"http://{value}"
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not a Prometheus URL: write http(s)://host:port")
+        return url.rstrip("/")
+
+    @field_validator("jobs", mode="before")
+    @classmethod
+    def _split_jobs(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+
+class ObserverSettings(Section):
+    """An observer started by ``deucalion run``, keyed by its import path."""
+
+    desired_metrics: list[str] = Field(min_length=1)
+    """The metric names passed to the observer's ``desired_metrics`` argument."""
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Further keyword arguments of the observer's constructor."""
+
+
 class Settings(Section):
     """Everything deucalion can be configured with."""
 
@@ -266,6 +447,14 @@ class Settings(Section):
         default_factory=list
     )
     """Targets to scrape: URLs, {url, labels} objects or {targets: [...], labels} groups."""
+    file_sd: FileSDSettings | None = None
+    """Targets from Prometheus file_sd files, re-read when they change."""
+    kubernetes: Annotated[KubernetesSettings | None, BeforeValidator(_enable_section)] = None
+    """The pod's own prometheus.io annotations (set to true or a mapping to enable)."""
+    prometheus: PrometheusSettings | None = None
+    """Federated mode: targets and samples from a Prometheus server instead of scraping."""
+    observers: dict[str, ObserverSettings] = Field(default_factory=dict)
+    """Observers for ``deucalion run``: ``module:Class`` -> {desired_metrics, kwargs}."""
     body_size_limit: ByteSize = 50 * 10**6
     """Largest response body accepted from a target (after decompression)."""
     observer_timeout: PositiveDuration | None = None
@@ -287,6 +476,25 @@ class Settings(Section):
                 "a scrape must end before the next cycle starts"
             )
         return value
+
+    @model_validator(mode="after")
+    def _check_sources(self) -> Settings:
+        if self.prometheus is not None and (self.targets or self.file_sd or self.kubernetes):
+            raise ValueError(
+                "prometheus (federated mode) takes every target from the Prometheus server: "
+                "remove targets, file_sd and kubernetes, or remove prometheus"
+            )
+        groups: list[tuple[str, ScrapeOptions | None]] = [
+            *((f"targets.{i}", t) for i, t in enumerate(self.targets)),
+            ("file_sd", self.file_sd), ("kubernetes", self.kubernetes)]
+        for key, group in groups:
+            timeout = group.scrape_timeout if group is not None else None
+            if timeout is not None and timeout > self.scrape_interval:
+                raise ValueError(
+                    f"{key}.scrape_timeout ({timeout:g}s) is longer than scrape_interval "
+                    f"({self.scrape_interval:g}s): a scrape must end before the next cycle starts"
+                )
+        return self
 
     @property
     def effective_scrape_timeout(self) -> float:
@@ -390,21 +598,47 @@ def _source_of(loc: tuple[int | str, ...], layers: list[tuple[str, dict[str, Any
     return "the defaults"
 
 
+def _model_of(annotation: Any) -> Any:
+    """The model in ``X | None``, else the annotation itself."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        for arg in get_args(annotation):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                return arg
+    return annotation
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The settings model that the key at ``loc`` belongs to, for "known keys" hints."""
+    annotation: Any = Settings
+    for part in loc:
+        annotation = _model_of(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(str(part))
+            if field is None:
+                return None
+            annotation = field.annotation
+        elif get_origin(annotation) in (list, dict):
+            annotation = get_args(annotation)[-1]  # part is an index or a key
+        else:
+            return None
+    annotation = _model_of(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
 def _describe(error: Mapping[str, Any], layers: list[tuple[str, dict[str, Any]]]) -> str:
     loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
     key = ".".join(str(p) for p in loc) or "(top level)"
-    source = _source_of(loc, layers)
+    # A check of the whole model (loc empty) concerns every source together.
+    source = _source_of(loc, layers) if loc else (
+        " + ".join(name for name, _ in layers) or "the defaults")
     if source.startswith("environment"):
         source = "environment variable " + ENV_PREFIX + "__".join(
             str(p).upper() for p in loc if isinstance(p, str)
         )
     if error["type"] == "extra_forbidden":
-        parent: type[BaseModel] | None = Settings
-        for part in loc[:-1]:
-            field = parent.model_fields.get(str(part)) if parent else None
-            annotation = field.annotation if field else None
-            parent = annotation if isinstance(annotation, type) and issubclass(
-                annotation, BaseModel) else (TargetSettings if part == "targets" else None)
+        parent = _model_at(loc[:-1])
         known = sorted(parent.model_fields) if parent else []
         hint = difflib.get_close_matches(str(loc[-1]), known, n=1)
         suggestion = f"; did you mean {hint[0]!r}?" if hint else ""

@@ -23,7 +23,7 @@ from deucalion.dispatch import CallOutcome, ObserverWorker
 from deucalion.errors import ConfigError, DeucalionError
 from deucalion.observer import SYNTHETIC_METRICS, MetricsObserver, TargetsData
 from deucalion.scrape import Scraper, ScrapeResult
-from deucalion.targets import StaticTargets, Target, TargetProvider
+from deucalion.targets import CollectingProvider, Target, TargetProvider, build_provider
 from deucalion.telemetry import Telemetry
 
 __all__ = ["MetricsProvisioner"]
@@ -63,6 +63,7 @@ class MetricsProvisioner:
         self.settings: Settings = load_settings(config, **settings)
         self._observers: list[MetricsObserver] = []
         self._provider = targets_provider
+        self._owns_provider = False
         self._workers: list[ObserverWorker] = []
         self._scraper: Scraper | None = None
         self._cycle_task: asyncio.Task[None] | None = None
@@ -203,7 +204,8 @@ class MetricsProvisioner:
             raise ConfigError(
                 "no observer registered: call provisioner.register(my_observer) before run()"
             )
-        provider = self._provider or self._static_provider()
+        self._owns_provider = self._provider is None
+        provider = self._provider or build_provider(self.settings)
         self._provider = provider
         self._running = True
         self._stopped = asyncio.Event()
@@ -231,15 +233,6 @@ class MetricsProvisioner:
         log.info("deucalion started: %d observer(s), scrape interval %gs",
                  len(self._workers), self.settings.scrape_interval)
 
-    def _static_provider(self) -> TargetProvider:
-        if not self.settings.targets:
-            raise ConfigError(
-                "no targets configured: list them under targets: in the config file "
-                "(DEUCALION_CONFIG=/path/config.yaml), set DEUCALION_TARGETS=http://host:port/"
-                "metrics, or pass MetricsProvisioner(targets=[...])"
-            )
-        return StaticTargets([Target(t.url, t.labels) for t in self.settings.targets])
-
     async def stop(self, grace: float | None = None) -> None:
         """Stop scraping, give calls in flight ``grace`` seconds, and shut everything down.
 
@@ -266,6 +259,10 @@ class MetricsProvisioner:
             if self._scraper is not None:
                 await self._scraper.close()
                 self._scraper = None
+            if self._owns_provider and self._provider is not None:
+                # Built from the settings in start(): closed here, built anew by a next start().
+                await self._provider.close()
+                self._provider = None
             self._running = False
             assert self._stopped is not None
             self._stopped.set()
@@ -320,7 +317,11 @@ class MetricsProvisioner:
         if gone:
             self._scraper.forget(gone)
         self._known_targets = urls
-        results = await self._scraper.scrape_all(targets)
+        if isinstance(self._provider, CollectingProvider):
+            # Federated mode: the provider has the samples already (one request for all).
+            results = await self._provider.collect(targets, self.desired_metrics())
+        else:
+            results = await self._scraper.scrape_all(targets)
         self._record_scrapes(results)
         for worker in self._workers:
             worker.submit(self._data_for(worker.observer, results))

@@ -1,0 +1,199 @@
+"""Federated mode: targets and their samples come from a Prometheus server.
+
+``discover`` lists the server's active targets (``/api/v1/targets``), each identified by its
+``scrapeUrl``; ``collect`` fetches the desired samples of all of them in one ``/federate``
+request per cycle and splits them per target by its ``job`` and ``instance`` labels. The
+target labels Prometheus attached are dropped from every series, so an observer sees the same
+``{sample: {series: value}}`` as when scraping the target itself; ``up``,
+``scrape_duration_seconds`` and ``scrape_samples_scraped`` are Prometheus's own for the target.
+
+Caveat: with ``honor_labels: false`` (Prometheus's default) a label the target exports that
+clashes with a target label reaches deucalion renamed ``exported_<name>``; the server's
+``external_labels`` are kept on every series.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from deucalion.errors import ParseError, ScrapeError
+from deucalion.exposition import is_openmetrics, parse_exposition
+from deucalion.observer import FAMILY_SUFFIXES, SYNTHETIC_METRICS
+from deucalion.scrape import Scraper, ScrapeResult
+from deucalion.targets import Target, target_from_settings
+
+if TYPE_CHECKING:
+    from deucalion.config import PrometheusSettings
+
+__all__ = ["PrometheusTargets", "escape_label_value", "parse_series", "render_series"]
+
+log = logging.getLogger(__name__)
+
+_PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def escape_label_value(value: str) -> str:
+    """A label value escaped as in the exposition format (backslash, quote, newline)."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def parse_series(series: str) -> list[tuple[str, str]]:
+    """``[(name, escaped_value), ...]`` of a series key such as ``{a="1",b="x\\"y"}``.
+
+    Values stay escaped, so ``render_series(parse_series(s)) == s`` for any sorted key.
+    """
+    return _PAIR.findall(series)
+
+
+def render_series(pairs: Iterable[tuple[str, str]]) -> str:
+    """The series key of ``(name, escaped_value)`` pairs: sorted by name, ``{}`` for none."""
+    return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(pairs)) + "}"
+
+
+def _promql_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+class PrometheusTargets:
+    """The active targets of a Prometheus server, and their samples by federation."""
+
+    def __init__(self, settings: PrometheusSettings, *, body_size_limit: int) -> None:
+        self.settings = settings
+        self._client = Scraper(timeout=settings.timeout, body_size_limit=body_size_limit)
+        # The server's own credentials and TLS settings, used for every request to it.
+        self._server = target_from_settings(settings.url, {}, settings)
+        self._targets: list[Target] = []
+        self._last_errors: dict[str, str] = {}
+        self._problem: str | None = None
+        self.last_error: str | None = None
+        """Why the last request to Prometheus failed, or None."""
+
+    def _request(self, path: str, query: Sequence[tuple[str, str]] = ()) -> Target:
+        url = f"{self.settings.url}{path}"
+        if query:
+            url += "?" + urlencode(query)
+        return Target(url, basic_auth=self._server.basic_auth,
+                      bearer_token=self._server.bearer_token,
+                      bearer_token_file=self._server.bearer_token_file,
+                      ca_file=self._server.ca_file,
+                      insecure_skip_verify=self._server.insecure_skip_verify)
+
+    async def discover(self) -> Sequence[Target]:
+        """The server's active targets that match ``jobs`` and ``match_labels``."""
+        try:
+            body, _ = await self._client.fetch(self._request("/api/v1/targets",
+                                                             [("state", "active")]))
+            self._targets = self._select(json.loads(body))
+            self._note(None)
+        except ScrapeError as exc:
+            self._note(f"cannot list targets at {self.settings.url}: {exc.reason}")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            self._note(f"{self.settings.url}/api/v1/targets did not answer as Prometheus does: "
+                       f"{type(exc).__name__}: {exc}")
+        return list(self._targets)
+
+    def _select(self, answer: Any) -> list[Target]:
+        active = answer["data"]["activeTargets"]
+        selected: dict[str, Target] = {}
+        self._last_errors = {}
+        for entry in active:
+            labels: dict[str, str] = dict(entry["labels"])
+            if self.settings.jobs and labels.get("job") not in self.settings.jobs:
+                continue
+            if any(labels.get(k) != v for k, v in self.settings.match_labels.items()):
+                continue
+            url = str(entry["scrapeUrl"])
+            # One URL scraped by two jobs is one target to deucalion: the first one wins.
+            selected.setdefault(url, Target(url, labels))
+            if entry.get("lastError"):
+                self._last_errors[url] = str(entry["lastError"])
+        return list(selected.values())
+
+    def _note(self, problem: str | None) -> None:
+        self.last_error = problem
+        if problem != self._problem:
+            if problem is not None:
+                log.error("prometheus: %s; keeping the last good targets (%d)", problem,
+                          len(self._targets))
+            elif self._problem is not None:
+                log.info("prometheus %s answers again", self.settings.url)
+        self._problem = problem
+
+    def match_selectors(self, targets: Sequence[Target], metrics: Iterable[str] | None
+                        ) -> list[str]:
+        """The ``match[]`` selectors of one federate request: the desired names (with their
+        family suffixes) and the synthetic ones, one selector per job of ``targets``."""
+        matchers = []
+        if metrics is not None:
+            names = sorted(set(metrics) | SYNTHETIC_METRICS)
+            suffixes = "|".join(FAMILY_SUFFIXES)
+            matchers.append(f'__name__=~"(?:{"|".join(names)})(?:{suffixes})?"')
+        jobs = sorted({t.job for t in targets})
+        return ["{" + ",".join([*matchers, f"job={_promql_string(job)}"]) + "}" for job in jobs]
+
+    async def collect(self, targets: Sequence[Target], metrics: Iterable[str] | None
+                      ) -> list[ScrapeResult]:
+        """Every target's desired samples, from one ``/federate`` request."""
+        results = {t.url: ScrapeResult(t) for t in targets}
+        if not targets:
+            return []
+        wanted = None if metrics is None else frozenset(metrics) | SYNTHETIC_METRICS
+        query = [("match[]", s) for s in self.match_selectors(targets, metrics)]
+        try:
+            body, content_type = await self._client.fetch(self._request("/federate", query))
+            parsed = parse_exposition(body, openmetrics=is_openmetrics(content_type),
+                                      metrics=wanted)
+        except (ScrapeError, ParseError) as exc:
+            reason = exc.reason if isinstance(exc, ScrapeError) else f"malformed: {exc}"
+            self._note(f"federation failed: {reason}")
+            for result in results.values():
+                result.error = f"federation from {self.settings.url} failed: {reason}"
+            return list(results.values())
+        self._note(None)
+        self._split(parsed, targets, results)
+        return list(results.values())
+
+    def _split(self, parsed: Mapping[str, Mapping[str, float]], targets: Sequence[Target],
+               results: dict[str, ScrapeResult]) -> None:
+        by_key: dict[tuple[str, str], Target] = {}
+        target_pairs: dict[str, set[tuple[str, str]]] = {}
+        for target in targets:
+            job = escape_label_value(target.labels.get("job", ""))
+            instance = escape_label_value(target.labels.get("instance", ""))
+            by_key.setdefault((job, instance), target)
+            target_pairs[target.url] = {(k, escape_label_value(v))
+                                        for k, v in target.labels.items()}
+        synthetic: dict[str, dict[str, float]] = {}
+        for name, series_values in parsed.items():
+            for series, value in series_values.items():
+                pairs = parse_series(series)
+                labels = dict(pairs)
+                owner = by_key.get((labels.get("job", ""), labels.get("instance", "")))
+                if owner is None:
+                    continue
+                added = target_pairs[owner.url]
+                key = render_series(p for p in pairs if p not in added)
+                if name in SYNTHETIC_METRICS and key == "{}":
+                    synthetic.setdefault(owner.url, {})[name] = value
+                else:
+                    results[owner.url].samples.setdefault(name, {})[key] = value
+        for url, result in results.items():
+            own = synthetic.get(url, {})
+            result.up = own.get("up") == 1.0
+            result.duration = own.get("scrape_duration_seconds", 0.0)
+            result.samples_scraped = int(own.get("scrape_samples_scraped", 0.0))
+            if "up" not in own:
+                result.error = "Prometheus has no recent samples of this target"
+            elif not result.up:
+                result.error = self._last_errors.get(url) or "down according to Prometheus"
+            if not result.up:
+                result.samples = {}  # as a failed scrape: a down target has no data
+
+    async def close(self) -> None:
+        """Close the session to Prometheus."""
+        await self._client.close()

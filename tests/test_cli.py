@@ -1,0 +1,142 @@
+"""The deucalion command: check-config, targets, scrape, run."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from deucalion.cli import build_parser, load_object, main
+
+BODY = """\
+# TYPE http_requests_total counter
+http_requests_total{code="200",path="/a"} 10
+http_requests_total{code="500",path="/a"} 1
+# TYPE latency_seconds histogram
+latency_seconds_bucket{le="0.1"} 3
+latency_seconds_bucket{le="+Inf"} 4
+latency_seconds_sum 0.5
+latency_seconds_count 4
+other_metric 7
+"""
+
+
+@pytest.fixture
+async def target() -> AsyncIterator[str]:
+    """A tiny loopback exporter; yields its scrape URL."""
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(text=BODY, content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}/metrics"
+    await runner.cleanup()
+
+
+def test_check_config_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A valid file exits 0 with a one-line summary."""
+    config = tmp_path / "c.yaml"
+    config.write_text("scrape_interval: 5s\ntargets: [a:1, b:2]\n")
+    assert main(["check-config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "OK: 2 static target(s), scrape every 5s" in out
+
+
+def test_check_config_typo_names_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A typo'd key exits 1 and every problem is listed with file, key and a suggestion."""
+    config = tmp_path / "c.yaml"
+    config.write_text("scrape_intervall: 5s\nfile_sd: {files: [x], refresh_interval: soon}\n")
+    assert main(["check-config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert f"config file {config}: unknown key 'scrape_intervall'" in err
+    assert "did you mean 'scrape_interval'" in err
+    assert "file_sd.refresh_interval: 'soon' is not a duration" in err
+
+
+def test_check_config_examples() -> None:
+    """Every example config in examples/ is valid."""
+    examples = sorted(Path("examples").glob("*.yaml"))
+    assert examples
+    for example in examples:
+        assert main(["check-config", str(example)]) == 0, example
+
+
+async def _main_in_thread(argv: list[str]) -> int:
+    # The commands call asyncio.run themselves, so they run outside the test's loop.
+    import asyncio
+
+    return await asyncio.to_thread(main, argv)
+
+
+async def test_scrape_json_shape(target: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """scrape prints what an observer desiring --metrics receives: families, synthetic up."""
+    assert await _main_in_thread(["scrape", target, "--metrics",
+                                  "http_requests_total,latency_seconds,up"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert list(data) == [target]
+    samples = data[target]
+    assert set(samples) == {"http_requests_total", "latency_seconds_bucket", "latency_seconds_sum",
+                            "latency_seconds_count", "up"}
+    assert samples["http_requests_total"] == {'{code="200",path="/a"}': 10.0,
+                                              '{code="500",path="/a"}': 1.0}
+    assert samples["up"] == {"{}": 1.0}
+
+
+async def test_scrape_without_metrics_prints_everything(
+        target: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --metrics every sample is printed, with the synthetic ones."""
+    assert await _main_in_thread(["scrape", target]) == 0
+    samples = json.loads(capsys.readouterr().out)[target]
+    assert samples["other_metric"] == {"{}": 7.0}
+    assert samples["scrape_samples_scraped"] == {"{}": 7.0}
+
+
+async def test_scrape_down_target_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    """A target that does not answer: up = 0 in the JSON, the reason on stderr, exit 1."""
+    assert await _main_in_thread(["scrape", "127.0.0.1:1", "--metrics", "up"]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"http://127.0.0.1:1/metrics": {"up": {"{}": 0.0}}}
+    assert "is down" in captured.err
+
+
+async def test_targets_lists_up_and_down(target: str, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """targets prints each discovered target with labels and up/down plus the reason."""
+    config = tmp_path / "c.yaml"
+    config.write_text(f"targets:\n  - targets: ['{target}', 127.0.0.1:1]\n"
+                      "    labels: {job: shop}\n")
+    assert await _main_in_thread(["targets", "-c", str(config)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"{target}  {{job=shop}}  up    (7 samples in")
+    assert lines[1].startswith("http://127.0.0.1:1/metrics  {job=shop}  down  (")
+
+
+def test_load_object_from_module_and_file(tmp_path: Path) -> None:
+    """run's import paths: module:Class and file.py:Class both resolve."""
+    assert load_object("deucalion.demo:RobustZScoreObserver").__name__ == "RobustZScoreObserver"
+    app = tmp_path / "app.py"
+    app.write_text("class Detector:\n    pass\n")
+    assert load_object(f"{app}:Detector").__name__ == "Detector"
+
+
+def test_run_without_desired_metrics_says_how(capsys: pytest.CaptureFixture[str]) -> None:
+    """run with an observer whose metrics are unknown exits 1 naming --metrics and observers:."""
+    assert main(["run", "deucalion.demo:RobustZScoreObserver"]) == 1
+    err = capsys.readouterr().err
+    assert "--metrics" in err and "observers:" in err
+
+
+def test_parser_has_room_for_more_commands() -> None:
+    """The subparsers can take further command groups (the injector's add_commands)."""
+    parser = build_parser()
+    actions = [a for a in parser._actions if a.dest == "command"]
+    assert actions and {"demo", "check-config", "targets", "scrape", "run"} <= set(
+        actions[0].choices)  # type: ignore[arg-type]

@@ -1,0 +1,92 @@
+"""file_sd: Prometheus's target files, re-read when they change."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from deucalion.config import FileSDSettings
+from deucalion.targets.file_sd import FileSDTargets, parse_file_sd
+
+
+def _write(path: Path, groups: object, *, bump: int = 0) -> None:
+    path.write_text(json.dumps(groups))
+    # Filesystems with coarse timestamps: move the mtime on explicitly, so a change is seen.
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + bump * 1_000_000_000))
+
+
+def _provider(pattern: Path, **options: object) -> FileSDTargets:
+    return FileSDTargets(FileSDSettings.model_validate({"files": [str(pattern)], **options}))
+
+
+def test_parse_groups_yaml_and_json() -> None:
+    """Both formats give URLs with scheme and path, labels, and honour __metrics_path__."""
+    text = "- targets: [a:1, 'b:2']\n  labels: {job: x, __metrics_path__: /m, __meta_x: y}\n"
+    assert parse_file_sd(text) == [("http://a:1/m", {"job": "x"}), ("http://b:2/m", {"job": "x"})]
+    assert parse_file_sd(json.dumps([{"targets": ["c:3"]}]), scheme="https") == [
+        ("https://c:3/metrics", {})]
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("{targets: [a:1]}", "expected a list"),
+    ("- targets: a:1", "targets must be a list"),
+    ("- targets: [a:1]\n  labelz: {}", "unknown key 'labelz'"),
+    ("- targets: [a:1]\n  labels: {'bad-name': x}", "not a valid label name"),
+])
+def test_parse_rejects_malformed_groups(text: str, problem: str) -> None:
+    """A malformed file raises ValueError saying what is wrong."""
+    with pytest.raises(ValueError, match=problem):
+        parse_file_sd(text)
+
+
+async def test_changes_are_picked_up_without_restart(tmp_path: Path) -> None:
+    """A target added to a file, or a new file matching the glob, appears at the next discover."""
+    first = tmp_path / "a.json"
+    _write(first, [{"targets": ["127.0.0.1:1"], "labels": {"job": "a"}}])
+    provider = _provider(tmp_path / "*.json")
+    assert [t.url for t in await provider.discover()] == ["http://127.0.0.1:1/metrics"]
+
+    _write(first, [{"targets": ["127.0.0.1:1", "127.0.0.1:2"], "labels": {"job": "a"}}], bump=1)
+    _write(tmp_path / "b.json", [{"targets": ["127.0.0.1:3"], "labels": {"team": "b"}}])
+    targets = await provider.discover()
+    assert {t.url: dict(t.labels) for t in targets} == {
+        "http://127.0.0.1:1/metrics": {"job": "a"},
+        "http://127.0.0.1:2/metrics": {"job": "a"},
+        "http://127.0.0.1:3/metrics": {"team": "b"},
+    }
+    (tmp_path / "b.json").unlink()
+    assert len(await provider.discover()) == 2
+    await provider.close()
+
+
+async def test_broken_file_keeps_last_good_targets(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A file broken mid-life keeps its last good targets and the log names file and problem."""
+    path = tmp_path / "t.yaml"
+    _write(path, [{"targets": ["127.0.0.1:1"]}])
+    provider = _provider(path)
+    assert len(await provider.discover()) == 1
+    path.write_text("- targets: [127.0.0.1:1\n")  # unclosed flow sequence
+    os.utime(path, ns=(0, path.stat().st_mtime_ns + 2_000_000_000))
+    with caplog.at_level(logging.WARNING):
+        assert [t.url for t in await provider.discover()] == ["http://127.0.0.1:1/metrics"]
+    assert str(path) in caplog.text and "not a valid file_sd file" in caplog.text
+    assert provider.last_error is not None and str(path) in provider.last_error
+    _write(path, [{"targets": ["127.0.0.1:9"]}], bump=3)
+    assert [t.url for t in await provider.discover()] == ["http://127.0.0.1:9/metrics"]
+    assert provider.last_error is None
+
+
+async def test_group_options_apply_to_file_targets(tmp_path: Path) -> None:
+    """The file_sd section's scrape options (timeout, bearer token) reach every target."""
+    path = tmp_path / "t.json"
+    _write(path, [{"targets": ["127.0.0.1:1"]}])
+    provider = _provider(path, scrape_timeout="2s", bearer_token="s3cret")
+    (target,) = await provider.discover()
+    assert target.timeout == 2.0 and target.bearer_token == "s3cret"
+    assert "s3cret" not in repr(target)

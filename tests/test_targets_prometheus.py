@@ -1,0 +1,101 @@
+"""Federated mode's splitting of one /federate answer per target, against a stand-in server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from deucalion.config import PrometheusSettings
+from deucalion.targets.prometheus import PrometheusTargets, parse_series, render_series
+
+TARGETS = {"status": "success", "data": {"activeTargets": [
+    {"labels": {"instance": "a:9100", "job": "node", "env": "prod"},
+     "scrapeUrl": "http://a:9100/metrics", "health": "up", "lastError": "", "scrapePool": "node"},
+    {"labels": {"instance": "b:9100", "job": "node", "env": "prod"},
+     "scrapeUrl": "http://b:9100/metrics", "health": "down",
+     "lastError": "connection refused", "scrapePool": "node"},
+    {"labels": {"instance": "c:80", "job": "web"},
+     "scrapeUrl": "http://c:80/metrics", "health": "up", "lastError": "", "scrapePool": "web"},
+]}}
+FEDERATE = """\
+# TYPE http_requests_total untyped
+http_requests_total{code="200",env="prod",instance="a:9100",job="node",path="/x\\"y"} 5 1700000000
+http_requests_total{env="prod",exported_job="inner",instance="a:9100",job="node"} 1 1700000000000
+# TYPE up untyped
+up{env="prod",instance="a:9100",job="node"} 1 1700000000000
+up{env="prod",instance="b:9100",job="node"} 0 1700000000000
+scrape_duration_seconds{env="prod",instance="a:9100",job="node"} 0.25 1700000000000
+scrape_samples_scraped{env="prod",instance="a:9100",job="node"} 42 1700000000000
+"""
+
+
+@pytest.fixture
+async def stand_in() -> AsyncIterator[tuple[str, list[Any]]]:
+    """A loopback server answering /api/v1/targets and /federate as Prometheus does."""
+    queries: list[Any] = []
+
+    async def targets(request: web.Request) -> web.Response:
+        if "broken" in queries:
+            return web.Response(status=503, text="shutting down")
+        return web.json_response(TARGETS)
+
+    async def federate(request: web.Request) -> web.Response:
+        if "broken" in queries:
+            return web.Response(status=503, text="shutting down")
+        queries.append(request.query.getall("match[]"))
+        return web.Response(text=FEDERATE, content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/api/v1/targets", targets)
+    app.router.add_get("/federate", federate)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}", queries
+    await runner.cleanup()
+
+
+def test_series_round_trip() -> None:
+    """parse_series keeps values escaped, so rendering it again gives the same key."""
+    key = '{a="1",b="x\\"y\\\\z",c="line\\nbreak"}'
+    assert render_series(parse_series(key)) == key
+    assert render_series([]) == "{}"
+
+
+async def test_split_per_target(stand_in: tuple[str, list[Any]]) -> None:
+    """One federate request; series split per target without its target labels; up from
+    Prometheus; a down target has lastError as its reason."""
+    url, queries = stand_in
+    provider = PrometheusTargets(PrometheusSettings(url=url, jobs=["node"]),
+                                 body_size_limit=10**6)
+    targets = await provider.discover()
+    assert [t.url for t in targets] == ["http://a:9100/metrics", "http://b:9100/metrics"]
+    a, b = await provider.collect(targets, {"http_requests_total"})
+    await provider.close()
+    assert len(queries) == 1 and queries[0] == [
+        '{__name__=~"(?:http_requests_total|scrape_duration_seconds|scrape_samples_scraped|up)'
+        '(?:_bucket|_sum|_count|_total|_created|_info|_gsum|_gcount)?",job="node"}']
+    assert a.up and a.duration == 0.25 and a.samples_scraped == 42
+    assert a.samples == {"http_requests_total": {'{code="200",path="/x\\"y"}': 5.0,
+                                                 '{exported_job="inner"}': 1.0}}
+    assert not b.up and b.samples == {} and b.error == "connection refused"
+
+
+async def test_prometheus_down_keeps_targets_and_marks_them_down(
+        stand_in: tuple[str, list[Any]]) -> None:
+    """When Prometheus stops answering, the last targets stay and each is down with the reason."""
+    url, queries = stand_in
+    provider = PrometheusTargets(PrometheusSettings(url=url, match_labels={"job": "web"}),
+                                 body_size_limit=10**6)
+    (target,) = await provider.discover()
+    queries.append("broken")
+    assert await provider.discover() == [target]
+    assert provider.last_error is not None and "HTTP 503" in provider.last_error
+    (result,) = await provider.collect([target], {"up"})
+    assert not result.up and f"federation from {url} failed: HTTP 503" in (result.error or "")
+    await provider.close()
