@@ -30,13 +30,12 @@ from decimal import Decimal
 from functools import lru_cache
 
 from deucalion.errors import ParseError
+from deucalion.naming import FAMILY_SUFFIXES, family_selects
 
 __all__ = ["ExpositionParser", "is_openmetrics", "parse_exposition"]
 
 Samples = dict[str, dict[str, float]]
 
-# Suffixes by which a family name also selects its samples (prometheus_client's naming).
-FAMILY_SUFFIXES = ("_total", "_created", "_bucket", "_sum", "_count", "_gsum", "_gcount", "_info")
 
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 # Label names starting with "__" are reserved; prometheus_client rejects them too.
@@ -574,14 +573,7 @@ class ExpositionParser:
 
     def wants(self, name: str) -> bool:
         """Whether the sample called ``name`` is kept."""
-        if self.metrics is None:
-            return True
-        if name in self.metrics:
-            return True
-        return any(
-            name.endswith(suffix) and name[: -len(suffix)] in self.metrics
-            for suffix in FAMILY_SUFFIXES
-        )
+        return self.metrics is None or family_selects(self.metrics, name)
 
     def parse(self, text: str | bytes, *, openmetrics: bool = False) -> Samples:
         """Parse one exposition; see :func:`parse_exposition`."""

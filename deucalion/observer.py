@@ -6,11 +6,11 @@ This module is imported in every worker process, so it imports the standard libr
 from __future__ import annotations
 
 import abc
-import re
 from collections.abc import Iterable
 from typing import Any
 
 from deucalion.errors import ConfigError
+from deucalion.naming import METRIC_NAME, family_selects
 
 __all__ = ["SYNTHETIC_METRICS", "MetricsObserver", "TargetsData"]
 
@@ -20,10 +20,6 @@ TargetsData = dict[str, dict[str, dict[str, float]]]
 #: Per-target samples deucalion adds itself, as Prometheus does, when an observer desires them.
 SYNTHETIC_METRICS = frozenset({"up", "scrape_duration_seconds", "scrape_samples_scraped"})
 
-# Sample names a family name stands for, in the text and OpenMetrics formats.
-FAMILY_SUFFIXES = ("_bucket", "_sum", "_count", "_total", "_created", "_info", "_gsum", "_gcount")
-
-_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 
 
 class MetricsObserver(abc.ABC):
@@ -40,7 +36,7 @@ class MetricsObserver(abc.ABC):
             # A lone string would otherwise be read as a set of one-letter names.
             desired_metrics = [desired_metrics]
         names = frozenset(desired_metrics)
-        bad = sorted(n for n in names if not isinstance(n, str) or not _METRIC_NAME.match(n))
+        bad = sorted(n for n in names if not isinstance(n, str) or not METRIC_NAME.match(n))
         if bad:
             raise ConfigError(
                 f"{type(self).__name__}: {bad!r} are not metric names; desired_metrics must hold "
@@ -60,12 +56,7 @@ class MetricsObserver(abc.ABC):
 
     def wants(self, sample_name: str) -> bool:
         """Whether a sample belongs to this observer: its own name or its family's is desired."""
-        if sample_name in self.desired_metrics:
-            return True
-        for suffix in FAMILY_SUFFIXES:
-            if sample_name.endswith(suffix) and sample_name[: -len(suffix)] in self.desired_metrics:
-                return True
-        return False
+        return family_selects(self.desired_metrics, sample_name)
 
     @abc.abstractmethod
     def new_data(self, targets_data_dict: TargetsData) -> Any:

@@ -55,7 +55,7 @@ def test_opted_in_pod_gets_one_complete_sidecar() -> None:
     assert env["DEUCALION_ALERT_MANAGER_HOST"] == "am.monitoring.svc"
     assert env["DEUCALION_ALERT_MANAGER_PORT"] == "9093"
     assert env["DEUCALION_TELEMETRY__LISTEN"] == "0.0.0.0:9464"
-    assert env["DEUCALION_TARGETS_KUBERNETES__ANNOTATIONS_FILE"] == ANNOTATIONS_FILE
+    assert env["DEUCALION_KUBERNETES__ANNOTATIONS_FILE"] == ANNOTATIONS_FILE
     assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert "DEUCALION_CONFIG" not in env
@@ -247,3 +247,16 @@ def test_port_clash_is_warned_about() -> None:
     pod = app_pod()
     pod["spec"]["containers"][0]["ports"].append({"containerPort": 9464})
     assert any("9464" in w for w in plan_injection(pod, SETTINGS).warnings)
+
+
+def test_the_sidecars_environment_is_valid_deucalion_settings() -> None:
+    """The env the injector writes is read by deucalion's settings without error, as meant."""
+    from deucalion.config import load_settings
+
+    [sidecar] = sidecars(injected(app_pod()))
+    environ = {k: v for k, v in env_of(sidecar).items() if isinstance(v, str)}
+    settings = load_settings(environ=environ, default_file=None)
+    assert settings.kubernetes is not None
+    assert settings.kubernetes.annotations_file == ANNOTATIONS_FILE
+    assert settings.alertmanager.urls == ["http://am.monitoring.svc:9093", "http://am2:9093"]
+    assert settings.telemetry.listen == "0.0.0.0:9464"

@@ -79,7 +79,7 @@ async def test_split_per_target(stand_in: tuple[str, list[Any]]) -> None:
     await provider.close()
     assert len(queries) == 1 and queries[0] == [
         '{__name__=~"(?:http_requests_total|scrape_duration_seconds|scrape_samples_scraped|up)'
-        '(?:_bucket|_sum|_count|_total|_created|_info|_gsum|_gcount)?",job="node"}']
+        '(?:_total|_created|_bucket|_sum|_count|_gsum|_gcount|_info)?",job="node"}']
     assert a.up and a.duration == 0.25 and a.samples_scraped == 42
     assert a.samples == {"http_requests_total": {'{code="200",path="/x\\"y"}': 5.0,
                                                  '{exported_job="inner"}': 1.0}}

@@ -98,7 +98,7 @@ def sidecar_container(
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-        {"name": "DEUCALION_TARGETS_KUBERNETES__ANNOTATIONS_FILE", "value": ANNOTATIONS_FILE},
+        {"name": "DEUCALION_KUBERNETES__ANNOTATIONS_FILE", "value": ANNOTATIONS_FILE},
         {"name": "DEUCALION_TELEMETRY__LISTEN", "value": f"0.0.0.0:{port}"},
     ]
     alertmanager = settings.alertmanager

@@ -23,7 +23,8 @@ from urllib.parse import urlencode
 
 from deucalion.errors import ParseError, ScrapeError
 from deucalion.exposition import is_openmetrics, parse_exposition
-from deucalion.observer import FAMILY_SUFFIXES, SYNTHETIC_METRICS
+from deucalion.naming import FAMILY_SUFFIXES
+from deucalion.observer import SYNTHETIC_METRICS
 from deucalion.scrape import Scraper, ScrapeResult
 from deucalion.targets import Target, target_from_settings
 
