@@ -70,8 +70,8 @@ class MetricsProvisioner:
         self._stopped: asyncio.Event | None = None
         self._stop_lock: asyncio.Lock | None = None
         self._running = False
-        self._known_targets: set[str] = set()
-        self._wants: dict[str, dict[str, bool]] = {}
+        # Per observer (by id): sample name -> whether the observer desires it.
+        self._wants: dict[int, dict[str, bool]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self.stats = CycleStats()
         self.alert_sender: AlertSender | None = None
@@ -312,11 +312,7 @@ class MetricsProvisioner:
         """One cycle: scrape every target and hand each observer its data."""
         assert self._provider is not None and self._scraper is not None
         targets = list(await self._provider.discover())
-        urls = {t.url for t in targets}
-        gone = self._known_targets - urls
-        if gone:
-            self._scraper.forget(gone)
-        self._known_targets = urls
+        self._follow_targets(targets)
         if isinstance(self._provider, CollectingProvider):
             # Federated mode: the provider has the samples already (one request for all).
             results = await self._provider.collect(targets, self.desired_metrics())
@@ -331,7 +327,7 @@ class MetricsProvisioner:
 
     def _data_for(self, observer: MetricsObserver, results: Iterable[ScrapeResult]) -> TargetsData:
         """Only the samples ``observer`` desires, of every target."""
-        wants = self._wants.setdefault(observer.name + str(id(observer)), {})
+        wants = self._wants.setdefault(id(observer), {})
         synthetic = SYNTHETIC_METRICS & observer.desired_metrics
         data: TargetsData = {}
         for result in results:
@@ -374,13 +370,19 @@ class MetricsProvisioner:
         """The alerts firing now, as sent to Alertmanager (what ``/alerts`` serves)."""
         return self.alert_sender.firing() if self.alert_sender is not None else []
 
+    def _follow_targets(self, targets: list[Target]) -> None:
+        """Note this cycle's targets; drop what is kept for targets that are gone."""
+        current = {t.url: t for t in targets}
+        gone = self._targets_by_url.keys() - current.keys()
+        if gone:
+            assert self._scraper is not None
+            self._scraper.forget(gone)
+            if self.alert_sender is not None:
+                self.alert_sender.forget_targets(gone)
+        self._targets_by_url = current
+
     def _record_scrapes(self, results: list[ScrapeResult]) -> None:
         self.telemetry.scrapes = results
-        current = {r.target.url: r.target for r in results}
-        gone = self._targets_by_url.keys() - current.keys()
-        if gone and self.alert_sender is not None:
-            self.alert_sender.forget_targets(gone)
-        self._targets_by_url = current
 
     async def _on_result(self, outcome: CallOutcome) -> None:
         self.telemetry.record_call(outcome)
