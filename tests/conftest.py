@@ -6,10 +6,17 @@ import os
 from collections.abc import AsyncIterator, Generator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.helpers import TargetServer
 
 REQUIRE_INTEGRATION = os.environ.get("DEUCALION_REQUIRE_INTEGRATION", "") not in ("", "0")
+
+# No per-example deadline: on a loaded 2-core CI machine a slow example is not a bug, and
+# timing is never what these tests check.
+settings.register_profile("deucalion", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("deucalion")
 
 
 @pytest.hookimpl(hookwrapper=True)
