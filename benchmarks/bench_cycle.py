@@ -69,6 +69,27 @@ async def _deucalion(urls: list[str], reps: int) -> dict[str, list[float]]:
     return {"cycle": cycles, "to_new_data": to_new_data}
 
 
+async def _bare_fetch(urls: list[str], reps: int) -> list[float]:
+    """A bare aiohttp client fetching every body at once, parsing nothing: the floor that the
+    HTTP stack and the target process set on this machine."""
+    import aiohttp
+
+    times = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def fetch(url: str) -> bytes:
+            async with session.get(url) as response:
+                return await response.read()
+
+        await asyncio.gather(*(fetch(url) for url in urls))
+        for _ in range(reps):
+            await asyncio.sleep(0.05)
+            started = time.perf_counter()
+            await asyncio.gather(*(fetch(url) for url in urls))
+            times.append(time.perf_counter() - started)
+    return times
+
+
 def _baseline(urls: list[str]) -> float:
     """The original framework's cycle: one target after the other."""
     import requests
@@ -109,7 +130,7 @@ def main(quick: bool = False) -> dict[str, Any]:
     baseline_sizes = (10,) if quick else SIZES
     body, source = node_exporter_body()
     measured: dict[int, dict[str, list[float]]] = {n: {"cycle": [], "to_new_data": [],
-                                                       "baseline": []} for n in SIZES}
+                                                       "baseline": [], "bare": []} for n in SIZES}
     with TargetProcess(max(SIZES), body, LATENCY) as targets:
         urls = targets.urls
         # Interleaved rounds: noise from other work on the machine hits every side alike.
@@ -119,6 +140,7 @@ def main(quick: bool = False) -> dict[str, Any]:
                 got = run(_deucalion(urls[:n], reps // rounds))
                 measured[n]["cycle"] += got["cycle"]
                 measured[n]["to_new_data"] += got["to_new_data"]
+                measured[n]["bare"] += run(_bare_fetch(urls[:n], reps // rounds))
             if round_ < baseline_reps:
                 for n in baseline_sizes:
                     measured[n]["baseline"].append(_baseline(urls[:n]))
@@ -136,12 +158,14 @@ def main(quick: bool = False) -> dict[str, Any]:
         extrapolated = not measured[n]["baseline"]
         baseline = per_target * n if extrapolated else median(measured[n]["baseline"])
         ratio = cycle / LATENCY
-        rows.append([n, ms(LATENCY), ms(cycle), ms(to_new_data), ms(parse_one * n),
+        bare = median(measured[n]["bare"])
+        rows.append([n, ms(LATENCY), ms(bare), ms(cycle), ms(to_new_data), ms(parse_one * n),
                      f"{ratio:.2f}x",
                      ms(baseline) + (" (extrapolated)" if extrapolated else ""),
                      f"{baseline / cycle:.0f}x"])
         summary["sizes"][n] = {"cycle_s": cycle, "to_new_data_s": to_new_data,
-                               "ideal_s": LATENCY, "parse_estimate_s": parse_one * n,
+                               "ideal_s": LATENCY, "bare_fetch_s": bare,
+                               "parse_estimate_s": parse_one * n,
                                "baseline_s": baseline,
                                "baseline_extrapolated": extrapolated, "ratio_to_ideal": ratio,
                                "speedup_over_baseline": baseline / cycle,
@@ -156,13 +180,16 @@ def main(quick: bool = False) -> dict[str, Any]:
         f"{len(measured[10]['cycle'])} cycles; baseline: sequential `requests` + "
         f"`prometheus_client` parser, {len(measured[10]['baseline'])} runs"
         + (" on 10 targets, extrapolated linearly to more" if quick else "") + ".\n\n"
-        + table(["targets", "ideal ms", "deucalion cycle ms", "cycle start to new_data ms",
+        + table(["targets", "ideal ms", "bare aiohttp fetch ms", "deucalion cycle ms",
+                 "cycle start to new_data ms",
                  "of which parsing ms (est.)", "cycle / ideal", "baseline ms",
                  "baseline / deucalion"], rows)
         + f"\nTarget: 200 targets within {TARGET_RATIO:g}x the ideal: **{verdict}** "
         f"({at_200:.2f}x).\n\n"
         "The parsing estimate is `parse_exposition` timed alone on the same body, times the "
-        "targets: how much of the cycle the parser accounts for.\n"
+        "targets: how much of the cycle the parser accounts for. The bare fetch is an aiohttp "
+        "client reading every body at once and parsing nothing: the floor the HTTP stack and "
+        "the target process (on the same cores) set here.\n"
     )
     return {"markdown": markdown, **summary}
 
