@@ -1,0 +1,194 @@
+"""Footprint: deucalion against Prometheus, both scraping the same real node_exporter each second.
+
+deucalion runs as its own process (a small app: one observer desiring 3 metrics), so its numbers
+are its own: CPU seconds per cycle from /proc/<pid>/stat (utime + stime) of the application and
+every process below it (its worker), and RSS and PSS from /proc/<pid>/smaps_rollup. Prometheus
+(Debian's package) is measured the same way. Then, in fresh interpreters, how much RSS each
+import of the application adds, to show what a smaller footprint would have to drop.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import DESIRED, cpu_seconds, descendants, memory
+from benchmarks.report import ms, table
+from tests.integration.servers import ServerUnavailable, start_node_exporter, start_prometheus
+
+ROOT = Path(__file__).resolve().parents[1]
+INTERVAL = 1.0
+RSS_TARGET_MB = 64.0
+
+APP = f"""
+import sys
+import deucalion as dc
+
+class ThreeMetrics(dc.MetricsObserver):
+    def new_data(self, targets_data_dict):
+        return None
+
+provisioner = dc.MetricsProvisioner(targets=[sys.argv[1]], scrape_interval={INTERVAL},
+                                    telemetry={{"listen": "127.0.0.1:0"}})
+provisioner.register(ThreeMetrics({sorted(DESIRED)!r}))
+provisioner.run()
+"""
+
+# Imported in this order by the application; each step's RSS is measured after the previous.
+IMPORTS = ["asyncio", "cloudpickle", "yaml", "pydantic", "deucalion.config", "ssl", "aiohttp",
+           "prometheus_client", "uvloop", "deucalion.scrape", "deucalion.dispatch",
+           "deucalion.provisioner"]
+WORKER_IMPORTS = ["concurrent.futures.process", "cloudpickle", "deucalion.observer",
+                  "deucalion._worker"]
+
+
+def _tree(pid: int) -> list[int]:
+    return [pid, *descendants(pid)]
+
+
+def _name(pid: int) -> str:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    text = " ".join(part.decode(errors="replace") for part in cmdline if part)
+    if "resource_tracker" in text:
+        return "resource tracker"
+    if "multiprocessing" in text or "spawn_main" in text:
+        return "worker"
+    return "application" if " -c " in f" {text} " else text.split()[0].rpartition("/")[2]
+
+
+def import_costs(modules: list[str]) -> list[tuple[str, float]]:
+    """RSS (MB) added by importing each module in turn, in a fresh interpreter."""
+    script = (
+        "import sys, importlib\n"
+        "def rss():\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith('VmRSS:'): return int(line.split()[1]) / 1024\n"
+        "print('interpreter', rss())\n"
+        "for name in sys.argv[1:]:\n"
+        "    importlib.import_module(name); print(name, rss())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script, *modules], capture_output=True,
+                         text=True, check=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    costs: list[tuple[str, float]] = []
+    previous = 0.0
+    for line in out.splitlines():
+        name, _, value = line.rpartition(" ")
+        costs.append((name, float(value) - previous))
+        previous = float(value)
+    costs.append(("total", previous))
+    return costs
+
+
+def main(quick: bool = False) -> dict[str, Any]:
+    """Measure for 60 s (``quick``: 10 s) after a warm-up of 5 s."""
+    duration = 10.0 if quick else 60.0
+    try:
+        node = start_node_exporter()
+    except ServerUnavailable as exc:
+        return {"markdown": f"## Footprint (bench_footprint)\n\nskipped: {exc}\n",
+                "skipped": str(exc)}
+    prometheus = app = None
+    try:
+        prometheus = start_prometheus([f"127.0.0.1:{node.port}"], scrape_interval="1s")
+        app = subprocess.Popen([sys.executable, "-c", APP, f"{node.url}/metrics"], cwd=ROOT,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while not descendants(app.pid):
+            if app.poll() is not None or time.monotonic() > deadline:
+                assert app.stderr is not None
+                raise RuntimeError(f"the application did not start: {app.stderr.read()!r}")
+            time.sleep(0.1)
+        time.sleep(5)  # warm-up: connections open, worker ready, Prometheus's first blocks
+        per_process = {pid: cpu_seconds(pid) for pid in _tree(app.pid)}
+        ours_before = sum(per_process.values())
+        theirs_before = sum(cpu_seconds(p) for p in _tree(prometheus.process.pid))
+        peak: dict[str, dict[int, tuple[int, int]]] = {"deucalion": {}, "prometheus": {}}
+        started = time.monotonic()
+        while time.monotonic() - started < duration:
+            time.sleep(1.0)
+            for side, root in (("deucalion", app.pid), ("prometheus", prometheus.process.pid)):
+                for pid in _tree(root):
+                    rss, pss = memory(pid)
+                    old = peak[side].get(pid, (0, 0))
+                    peak[side][pid] = (max(old[0], rss), max(old[1], pss))
+        took = time.monotonic() - started
+        ours = sum(cpu_seconds(p) for p in _tree(app.pid)) - ours_before
+        per_process = {pid: cpu_seconds(pid) - before for pid, before in per_process.items()}
+        theirs = sum(cpu_seconds(p) for p in _tree(prometheus.process.pid)) - theirs_before
+        names = {pid: _name(pid) for pid in _tree(app.pid)}
+        assert app.poll() is None, "the application stopped during the measurement"
+    finally:
+        if app is not None:
+            app.terminate()
+            try:
+                app.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                app.kill()
+                app.wait()
+        if prometheus is not None:
+            prometheus.stop()
+        node.stop()
+
+    cycles = took / INTERVAL
+    cpu_rows = [[f"deucalion {names.get(pid, '?')}", ms(used / cycles), ""]
+                for pid, used in sorted(per_process.items())]
+    memory_rows = []
+    ours_rss = ours_pss = 0
+    for pid, (rss, pss) in sorted(peak["deucalion"].items()):
+        name = names.get(pid, "?")
+        memory_rows.append([f"deucalion {name}", f"{rss / 2**20:.1f}", f"{pss / 2**20:.1f}"])
+        if name in ("application", "worker"):
+            ours_rss += rss
+            ours_pss += pss
+    theirs_rss = sum(r for r, _ in peak["prometheus"].values())
+    theirs_pss = sum(p for _, p in peak["prometheus"].values())
+    memory_rows.append(["**deucalion application + worker**", f"{ours_rss / 2**20:.1f}",
+                        f"{ours_pss / 2**20:.1f}"])
+    memory_rows.append(["Prometheus", f"{theirs_rss / 2**20:.1f}", f"{theirs_pss / 2**20:.1f}"])
+    costs = import_costs(IMPORTS)
+    worker_costs = import_costs(WORKER_IMPORTS)
+    cpu_verdict = "met" if ours < theirs else "missed"
+    rss_verdict = "met" if ours_rss / 2**20 < RSS_TARGET_MB else "missed"
+    result = {
+        "duration_s": took, "cycles": cycles,
+        "cpu_per_cycle_s": {"deucalion": ours / cycles, "prometheus": theirs / cycles},
+        "rss_bytes": {"deucalion": ours_rss, "prometheus": theirs_rss},
+        "pss_bytes": {"deucalion": ours_pss, "prometheus": theirs_pss},
+        "processes": {str(pid): {"name": names.get(pid, "?"), "rss": r, "pss": p,
+                                 "cpu_per_cycle_s": per_process.get(pid, 0.0) / cycles}
+                      for pid, (r, p) in peak["deucalion"].items()},
+        "import_rss_mb": dict(costs), "worker_import_rss_mb": dict(worker_costs),
+        "target": {"cpu": cpu_verdict, "rss": rss_verdict},
+    }
+    markdown = (
+        "## Footprint (bench_footprint)\n\n"
+        f"Both scrape one real node_exporter every {INTERVAL:g}s for {took:.0f}s after a 5s "
+        "warm-up; deucalion's observer desires 3 metrics. CPU is user + system time of the "
+        "process and its children; memory is the peak over the run.\n\n"
+        + table(["", "CPU ms per cycle", "ratio"], [
+            ["deucalion (application + worker)", ms(ours / cycles), f"{ours / theirs:.2f}x"
+             if theirs else "-"], *cpu_rows,
+            ["Prometheus", ms(theirs / cycles), "1x"]])
+        + "\n" + table(["process", "RSS MB", "PSS MB"], memory_rows)
+        + f"\nTargets: less CPU per cycle than Prometheus: **{cpu_verdict}**; application plus "
+        f"one worker under {RSS_TARGET_MB:g} MB RSS: **{rss_verdict}** "
+        f"({ours_rss / 2**20:.1f} MB).\n\n"
+        "RSS each import adds, in a fresh interpreter, in the application's order and in a "
+        "worker's:\n\n"
+        + table(["application import", "+RSS MB"], [[n, f"{v:.1f}"] for n, v in costs])
+        + "\n" + table(["worker import", "+RSS MB"], [[n, f"{v:.1f}"] for n, v in worker_costs])
+    )
+    return {"markdown": markdown, **result}
+
+
+if __name__ == "__main__":
+    print(main(quick=True)["markdown"])
