@@ -6,6 +6,7 @@ memory stays close to a bare interpreter plus the user's model.
 
 from __future__ import annotations
 
+import marshal
 import os
 import signal
 import time
@@ -31,7 +32,9 @@ def ping() -> int:
     return os.getpid()
 
 
-def call(data: dict[str, Any]) -> tuple[Any, float]:
-    """Run ``new_data`` on the installed observer; returns its result and when it started."""
+def call(payload: bytes) -> tuple[Any, float]:
+    """Run ``new_data`` on the data in ``payload`` (marshalled); returns the result and when
+    ``new_data`` started."""
+    data = marshal.loads(payload)
     started = time.time()
     return _observer.new_data(data), started

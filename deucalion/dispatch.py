@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import marshal
 import multiprocessing
 import time
 from collections.abc import Awaitable, Callable
@@ -209,7 +210,10 @@ class ObserverWorker:
         assert self._executor is not None
         loop = asyncio.get_running_loop()
         handed_off = time.time()
-        future = loop.run_in_executor(self._executor, _worker.call, data)
+        # The data holds only dicts, strings and floats: marshal writes and reads it several
+        # times faster than pickle, and the pool then pickles one bytes object.
+        payload = marshal.dumps(data)
+        future = loop.run_in_executor(self._executor, _worker.call, payload)
         outcome = CallOutcome(self.observer, data)
         try:
             if self.timeout is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import re
 import ssl
 import time
 from collections.abc import Iterable, Sequence
@@ -39,7 +38,18 @@ USER_AGENT = f"deucalion/{__version__}"
 # Bodies above this size are parsed in a thread so the event loop keeps serving other targets;
 # smaller ones parse in well under a millisecond, less than a thread hand-off costs.
 PARSE_INLINE_MAX_BYTES = 256 * 1024
-_SAMPLE_LINE = re.compile(rb"^[^#\s]", re.MULTILINE)
+
+
+def count_samples(body: bytes) -> int:
+    """The sample lines of an exposition: its lines less comments and blank lines.
+
+    Counted with ``bytes.count``, which runs at memchr speed: a regular expression over every
+    line cost more than the filtered parse itself.
+    """
+    lines = body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
+    comments = body.count(b"\n#") + body.startswith(b"#")
+    blank = body.count(b"\n\n") + body.startswith(b"\n")
+    return max(0, lines - comments - blank)
 
 
 def auth_headers(target: Target) -> dict[str, str]:
@@ -181,7 +191,7 @@ class Scraper:
         started = time.perf_counter()
         try:
             body, content_type = await self._fetch(target)
-            result.samples_scraped = len(_SAMPLE_LINE.findall(body))
+            result.samples_scraped = count_samples(body)
             openmetrics = is_openmetrics(content_type)
             if len(body) <= PARSE_INLINE_MAX_BYTES:
                 result.samples = parse_exposition(body, openmetrics=openmetrics,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gzip
 import logging
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from deucalion.errors import DeucalionError
-from deucalion.scrape import Scraper
+from deucalion.exposition import parse_exposition
+from deucalion.scrape import Scraper, count_samples
 from deucalion.targets import Target
 from tests.helpers import NODE_LIKE, TargetServer, text
 
@@ -123,3 +125,25 @@ async def test_a_closed_scraper_stays_closed() -> None:
     await s.close()
     with pytest.raises(DeucalionError, match="closed"):
         s.open()
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"", 0),
+        (b"a 1", 1),
+        (b"a 1\nb 2\n", 2),
+        (b"# HELP a x\n# TYPE a gauge\na 1\n\nb{x=\"#\"} 2\n# EOF\n", 2),
+        (b"\n\na 1\n# c\n", 1),
+    ],
+)
+def test_count_samples_counts_sample_lines(body: bytes, expected: int) -> None:
+    """Comments, blank lines and a missing final newline are not samples."""
+    assert count_samples(body) == expected
+
+
+def test_count_samples_agrees_with_a_full_parse_of_real_output() -> None:
+    """On node_exporter's captured output, the count equals the samples a full parse finds."""
+    body = (Path(__file__).parents[1] / "benchmarks" / "node_exporter.prom").read_bytes()
+    parsed = parse_exposition(body)
+    assert count_samples(body) == sum(len(series) for series in parsed.values())
