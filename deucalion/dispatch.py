@@ -119,7 +119,9 @@ class ObserverWorker:
             raise DeucalionError(
                 f"the worker process of observer {self.name} failed to start: the observer "
                 "could not be unpickled there (is its class importable, are its libraries "
-                "installed?) or the process was killed; see the log above"
+                "installed?), the process was killed, or the application's script starts the "
+                "provisioner outside `if __name__ == \"__main__\":` (worker processes import "
+                "the script again); see the log above"
             ) from None
         self.ready = True
         log.debug("observer %s runs in worker pid %s", self.name, self.pid)

@@ -70,6 +70,8 @@ class MetricsProvisioner:
         self._stopped: asyncio.Event | None = None
         self._stop_lock: asyncio.Lock | None = None
         self._running = False
+        self._collector: CollectingProvider | None = None
+        self._desired: frozenset[str] = frozenset()
         # Per observer (by id): sample name -> whether the observer desires it.
         self._wants: dict[int, dict[str, bool]] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -207,6 +209,9 @@ class MetricsProvisioner:
         self._owns_provider = self._provider is None
         provider = self._provider or build_provider(self.settings)
         self._provider = provider
+        # Decided once: an isinstance check against a runtime Protocol is slow on a hot path.
+        self._collector = provider if isinstance(provider, CollectingProvider) else None
+        self._desired = self.desired_metrics()
         self._running = True
         self._stopped = asyncio.Event()
         self._stop_lock = asyncio.Lock()
@@ -215,7 +220,7 @@ class MetricsProvisioner:
             self._scraper = Scraper(
                 timeout=self.settings.effective_scrape_timeout,
                 body_size_limit=self.settings.body_size_limit,
-                metrics=self.desired_metrics(),
+                metrics=self._desired,
             )
             self._scraper.open()
             self._workers = [
@@ -313,9 +318,9 @@ class MetricsProvisioner:
         assert self._provider is not None and self._scraper is not None
         targets = list(await self._provider.discover())
         self._follow_targets(targets)
-        if isinstance(self._provider, CollectingProvider):
+        if self._collector is not None:
             # Federated mode: the provider has the samples already (one request for all).
-            results = await self._provider.collect(targets, self.desired_metrics())
+            results = await self._collector.collect(targets, self._desired)
         else:
             results = await self._scraper.scrape_all(targets)
         self._record_scrapes(results)
