@@ -19,29 +19,35 @@ import difflib
 import json
 import logging
 import os
-import re
 import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
-from urllib.parse import urlsplit
+from typing import Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ValidationError
 
 from deucalion.errors import ConfigError
+from deucalion.settings import (
+    AlertmanagerSettings,
+    ClientOptions,
+    FileSDSettings,
+    KubernetesSettings,
+    ObserverSettings,
+    PrometheusSettings,
+    ScrapeOptions,
+    Settings,
+    TargetSettings,
+    TelemetrySettings,
+    check_labels,
+    normalize_target_url,
+    parse_duration,
+)
 
+# The models are re-exported: ``deucalion.config`` is the front door to configuration.
 __all__ = [
+    "AlertmanagerSettings",
+    "ClientOptions",
     "FileSDSettings",
     "KubernetesSettings",
     "ObserverSettings",
@@ -49,7 +55,10 @@ __all__ = [
     "ScrapeOptions",
     "Settings",
     "TargetSettings",
+    "TelemetrySettings",
+    "check_labels",
     "load_settings",
+    "normalize_target_url",
     "parse_duration",
 ]
 
@@ -61,448 +70,6 @@ ENV_PREFIX = "DEUCALION_"
 # injector's own settings (read by deucalion.injector.settings).
 ENV_NOT_SETTINGS = {"DEUCALION_CONFIG", "DEUCALION_REQUIRE_INTEGRATION"}
 ENV_OTHER_PREFIXES = ("DEUCALION_INJECTOR_", "DEUCALION_SOAK_", "DEUCALION_BENCH_")
-
-_DURATION = re.compile(
-    r"^(?:(?P<y>\d+)y)?(?:(?P<w>\d+)w)?(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?"
-    r"(?:(?P<m>\d+)m(?!s))?(?:(?P<s>\d+)s)?(?:(?P<ms>\d+)ms)?$"
-)
-_DURATION_UNITS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1,
-                   "ms": 0.001}
-_SIZE = re.compile(r"^(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>[KMGT]?i?B)?$", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-               "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from a Prometheus duration (``500ms``, ``15s``, ``1m30s``) or a number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 15s, 500ms or 1m, not a boolean")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            match = _DURATION.match(text)
-            if not text or match is None:
-                raise ValueError(
-                    f"{value!r} is not a duration: write it as Prometheus does (500ms, 15s, 1m, "
-                    "1h30m) or as a number of seconds"
-                ) from None
-            seconds = sum(int(n) * _DURATION_UNITS[u] for u, n in match.groupdict().items() if n)
-    else:
-        raise ValueError(f"expected a duration such as 15s, 500ms or 1m, got {value!r}")
-    if seconds < 0:
-        raise ValueError(f"a duration cannot be negative: {value!r}")
-    return seconds
-
-
-def parse_size(value: object) -> int:
-    """Bytes from a number or a size such as ``50MB`` or ``10MiB``."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    match = _SIZE.match(str(value).strip())
-    if match is None:
-        raise ValueError(f"{value!r} is not a size: write a number of bytes or e.g. 50MB, 10MiB")
-    unit = (match["unit"] or "").upper()
-    return int(float(match["n"]) * _SIZE_UNITS[unit])
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
-ByteSize = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
-
-
-def normalize_target_url(value: str) -> str:
-    """A full scrape URL from either a URL or Prometheus's ``host:port`` form."""
-    value = value.strip()
-    if "://" not in value:
-        value = f"http://{value}"
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(
-            f"{value!r} is not a scrape URL: write http(s)://host:port/path or host:port"
-        )
-    try:
-        parts.port  # noqa: B018 - raises on a port out of range
-    except ValueError as exc:
-        raise ValueError(f"{value!r} has an invalid port: {exc}") from None
-    if not parts.path:
-        value = value.rstrip("/") + "/metrics" if not parts.query else value
-    return value
-
-
-def check_labels(labels: Mapping[str, str]) -> dict[str, str]:
-    for name in labels:
-        if not _LABEL_NAME.match(name) or name.startswith("__"):
-            raise ValueError(
-                f"{name!r} is not a valid label name: use letters, digits and underscores, "
-                "not starting with a digit or __"
-            )
-    return dict(labels)
-
-
-class Section(BaseModel):
-    """A part of the settings: unknown keys are errors, so a typo never goes unnoticed."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class BasicAuth(Section):
-    """HTTP basic authentication: a username and a password (inline or from a file)."""
-
-    username: str
-    """The user name."""
-    password: SecretStr | None = None
-    """The password; never logged."""
-    password_file: str | None = None
-    """A file holding the password (read when the targets are built)."""
-
-    @model_validator(mode="after")
-    def _one_password(self) -> BasicAuth:
-        if self.password is not None and self.password_file is not None:
-            raise ValueError("set password or password_file, not both")
-        return self
-
-
-class TLSConfig(Section):
-    """How the server's certificate is checked."""
-
-    ca_file: str | None = None
-    """A PEM file of CA certificates to trust instead of the system's."""
-    insecure_skip_verify: bool = False
-    """Accept any certificate (testing only: anyone in between can read and change the data)."""
-
-
-class ClientOptions(Section):
-    """Credentials and TLS for talking to an HTTP server."""
-
-    basic_auth: BasicAuth | None = None
-    """Basic authentication (username, password or password_file)."""
-    bearer_token: SecretStr | None = None
-    """A bearer token sent as ``Authorization: Bearer ...``; never logged."""
-    bearer_token_file: str | None = None
-    """A file holding the bearer token, re-read on every request (tokens rotate)."""
-    tls_config: TLSConfig = Field(default_factory=TLSConfig)
-    """CA file and certificate verification."""
-
-    @model_validator(mode="after")
-    def _one_credential(self) -> ClientOptions:
-        given = [name for name in ("basic_auth", "bearer_token", "bearer_token_file")
-                 if getattr(self, name) is not None]
-        if len(given) > 1:
-            raise ValueError(f"set only one of basic_auth, bearer_token, bearer_token_file "
-                             f"(got {', '.join(given)})")
-        return self
-
-
-class ScrapeOptions(ClientOptions):
-    """How the targets of one group are scraped; any option left unset uses the global one."""
-
-    scheme: Literal["http", "https"] = "http"
-    """The scheme of targets written as host:port."""
-    scrape_timeout: PositiveDuration | None = None
-    """How long one scrape of these targets may take (default: the global scrape_timeout)."""
-    scrape_interval: None = None
-    """Not supported per group: deucalion runs one fixed-rate cycle for all targets."""
-
-    @field_validator("scrape_interval", mode="before")
-    @classmethod
-    def _no_interval(cls, value: object) -> None:
-        if value is not None:
-            raise ValueError(
-                "a per-group scrape_interval is not supported: every target is scraped in the "
-                "same fixed-rate cycle; set the top-level scrape_interval instead"
-            )
-        return None
-
-
-class TargetSettings(ScrapeOptions):
-    """One scrape target as configured."""
-
-    url: str
-    """The scrape URL, or host:port (then the scheme and /metrics are implied)."""
-    labels: dict[str, str] = Field(default_factory=dict)
-    """Labels added to this target's alerts and scores (e.g. job, team)."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _apply_scheme(cls, value: object) -> object:
-        # host:port takes the group's scheme, so normalize_target_url sees a full URL.
-        if isinstance(value, Mapping) and isinstance(value.get("url"), str):
-            url = value["url"].strip()
-            scheme = value.get("scheme") or "http"
-            if "://" not in url and scheme in ("http", "https"):
-                return {**value, "url": f"{scheme}://{url}"}
-        return value
-
-    _url = field_validator("url")(classmethod(lambda cls, v: normalize_target_url(v)))
-    _labels = field_validator("labels")(classmethod(lambda cls, v: check_labels(v)))
-
-
-_GROUP_KEYS = {"targets", "labels"} | set(ScrapeOptions.model_fields)
-
-
-def _expand_targets(value: object) -> object:
-    """Accept URLs, ``{url, labels}`` objects and Prometheus-style ``{targets, labels}`` groups.
-
-    A group's scrape options (scheme, scrape_timeout, basic_auth, ...) apply to each of its
-    targets.
-    """
-    if isinstance(value, str):
-        value = [v for v in value.split(",") if v.strip()]
-    if not isinstance(value, list):
-        return value
-    expanded: list[object] = []
-    for item in value:
-        if isinstance(item, str):
-            expanded.append({"url": item})
-        elif isinstance(item, Mapping) and "targets" in item and "url" not in item:
-            group_targets = item["targets"]
-            if isinstance(group_targets, str):
-                group_targets = [group_targets]
-            if set(item) - _GROUP_KEYS and isinstance(group_targets, list) and group_targets:
-                # Once, not per target: validation names the unknown key a single time.
-                expanded.append({**{k: v for k, v in item.items() if k != "targets"},
-                                 "url": group_targets[0]})
-                continue
-            options = {k: v for k, v in item.items() if k != "targets"}
-            options["labels"] = item.get("labels") or {}
-            expanded.extend({**options, "url": url} for url in group_targets or [])
-        else:
-            expanded.append(item)
-    return expanded
-
-
-class AlertmanagerSettings(Section):
-    """Where and how alerts are sent."""
-
-    urls: list[str] = Field(default_factory=list)
-    """Alertmanager base URLs (an HA group: every alert goes to each one)."""
-    alert_name: str = "DeucalionAnomaly"
-    """The ``alertname`` label of every alert deucalion sends."""
-    external_labels: dict[str, str] = Field(default_factory=dict)
-    """Labels added to every alert."""
-    resend_interval: PositiveDuration = 60.0
-    """How often a firing alert is sent again."""
-    timeout: PositiveDuration = 10.0
-    """Timeout of one request to an Alertmanager."""
-    queue_size: int = Field(default=10_000, gt=0)
-    """Alerts kept per Alertmanager while it is unreachable; the oldest are dropped past this."""
-    basic_auth_username: str | None = None
-    """User name for HTTP basic authentication to the Alertmanagers."""
-    basic_auth_password: SecretStr | None = None
-    """Password for HTTP basic authentication (never logged)."""
-    bearer_token: SecretStr | None = None
-    """Bearer token sent as ``Authorization: Bearer`` (never logged)."""
-    bearer_token_file: Path | None = None
-    """File holding the bearer token, read again for every request so rotation works."""
-    tls_ca_file: Path | None = None
-    """CA certificate(s) that sign the Alertmanagers' TLS certificates."""
-    tls_insecure_skip_verify: bool = False
-    """Do not verify the Alertmanagers' TLS certificates (testing only)."""
-
-    @field_validator("urls", mode="before")
-    @classmethod
-    def _split_urls(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
-
-    @field_validator("urls")
-    @classmethod
-    def _check_urls(cls, value: list[str]) -> list[str]:
-        checked = []
-        for url in value:
-            url = url if "://" in url else f"http://{url}"
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"{url!r} is not an Alertmanager URL: write http(s)://host:port")
-            checked.append(url.rstrip("/"))
-        return checked
-
-    _labels = field_validator("external_labels")(classmethod(lambda cls, v: check_labels(v)))
-
-    @model_validator(mode="after")
-    def _check_auth(self) -> AlertmanagerSettings:
-        if self.bearer_token is not None and self.bearer_token_file is not None:
-            raise ValueError("set bearer_token or bearer_token_file, not both")
-        bearer = self.bearer_token is not None or self.bearer_token_file is not None
-        if bearer and self.basic_auth_username is not None:
-            raise ValueError("set basic auth or a bearer token, not both")
-        if self.basic_auth_password is not None and self.basic_auth_username is None:
-            raise ValueError("basic_auth_password is set without basic_auth_username")
-        return self
-
-
-class TelemetrySettings(Section):
-    """deucalion's own HTTP server: /metrics, /healthz, /readyz, /alerts."""
-
-    enabled: bool = True
-    """Serve deucalion's own metrics and health endpoints."""
-    listen: str = "127.0.0.1:9464"
-    """host:port to listen on (port 0 picks a free one)."""
-
-    @field_validator("listen")
-    @classmethod
-    def _check_listen(cls, value: str) -> str:
-        _host, sep, port = value.rpartition(":")
-        if not sep or not port.isdigit() or int(port) > 65535:
-            raise ValueError(f"{value!r} is not host:port (e.g. 0.0.0.0:9464)")
-        return value
-
-
-def _enable_section(value: object) -> object:
-    """``section: true`` enables a section with its defaults, ``false`` leaves it out."""
-    if value is True:
-        return {}
-    if value is False:
-        return None
-    return value
-
-
-class FileSDSettings(ScrapeOptions):
-    """Targets from files in Prometheus's file_sd format (JSON or YAML)."""
-
-    files: list[str] = Field(min_length=1)
-    """Paths or globs (``/etc/deucalion/targets/*.yaml``) of files listing target groups."""
-    refresh_interval: PositiveDuration = 300.0
-    """How often every file is read again; a file whose mtime changed is read in the next cycle."""
-
-    @field_validator("files", mode="before")
-    @classmethod
-    def _split_files(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
-
-
-class KubernetesSettings(ScrapeOptions):
-    """The sidecar's own pod: its ``prometheus.io/*`` annotations say where its metrics are."""
-
-    annotations_file: str = "/etc/deucalion/podinfo/annotations"
-    """The Downward API file of the pod's annotations; when it is absent the API is asked."""
-    labels_file: str = "/etc/deucalion/podinfo/labels"
-    """The Downward API file of the pod's labels (optional)."""
-    service_account_dir: str = "/var/run/secrets/kubernetes.io/serviceaccount"
-    """Where the service account's token, ca.crt and namespace are mounted."""
-    api_url: str | None = None
-    """The API server (default: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)."""
-    pod_name: str | None = None
-    """The pod's name (default: $POD_NAME, else the hostname)."""
-    namespace: str | None = None
-    """The pod's namespace (default: $POD_NAMESPACE, else the service account's namespace)."""
-    refresh_interval: PositiveDuration = 60.0
-    """How often the API is asked again (the annotations file is read every cycle)."""
-
-
-class PrometheusSettings(ClientOptions):
-    """Federated mode: targets and their samples come from a Prometheus server, not scrapes."""
-
-    url: str
-    """The Prometheus server's base URL, e.g. http://prometheus:9090."""
-    jobs: list[str] = Field(default_factory=list)
-    """Only targets of these jobs (default: every active target)."""
-    match_labels: dict[str, str] = Field(default_factory=dict)
-    """Only targets whose labels have these values (e.g. {namespace: shop})."""
-    timeout: PositiveDuration = 10.0
-    """Timeout of one request to Prometheus."""
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        url = value if "://" in value else f"http://{value}"
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{value!r} is not a Prometheus URL: write http(s)://host:port")
-        return url.rstrip("/")
-
-    @field_validator("jobs", mode="before")
-    @classmethod
-    def _split_jobs(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
-
-
-class ObserverSettings(Section):
-    """An observer started by ``deucalion run``, keyed by its import path."""
-
-    desired_metrics: list[str] = Field(min_length=1)
-    """The metric names passed to the observer's ``desired_metrics`` argument."""
-    kwargs: dict[str, Any] = Field(default_factory=dict)
-    """Further keyword arguments of the observer's constructor."""
-
-
-class Settings(Section):
-    """Everything deucalion can be configured with."""
-
-    scrape_interval: PositiveDuration = 15.0
-    """Time between the starts of two cycles (scrape, then one new_data call per observer)."""
-    scrape_timeout: PositiveDuration | None = None
-    """How long one target may take; at most scrape_interval (default: 10s or the interval)."""
-    targets: Annotated[list[TargetSettings], BeforeValidator(_expand_targets)] = Field(
-        default_factory=list
-    )
-    """Targets to scrape: URLs, {url, labels} objects or {targets: [...], labels} groups."""
-    file_sd: FileSDSettings | None = None
-    """Targets from Prometheus file_sd files, re-read when they change."""
-    kubernetes: Annotated[KubernetesSettings | None, BeforeValidator(_enable_section)] = None
-    """The pod's own prometheus.io annotations (set to true or a mapping to enable)."""
-    prometheus: PrometheusSettings | None = None
-    """Federated mode: targets and samples from a Prometheus server instead of scraping."""
-    observers: dict[str, ObserverSettings] = Field(default_factory=dict)
-    """Observers for ``deucalion run``: ``module:Class`` -> {desired_metrics, kwargs}."""
-    body_size_limit: ByteSize = 50 * 10**6
-    """Largest response body accepted from a target (after decompression)."""
-    observer_timeout: PositiveDuration | None = None
-    """Longest a new_data call may run before its worker is replaced (default: no limit)."""
-    shutdown_grace_period: Duration = 10.0
-    """On stop, how long calls in flight and pending alerts get before they are cut off."""
-    alertmanager: AlertmanagerSettings = Field(default_factory=AlertmanagerSettings)
-    """Where alerts go."""
-    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
-    """deucalion's own HTTP server."""
-
-    @field_validator("scrape_timeout")
-    @classmethod
-    def _check_timeout(cls, value: float | None, info: ValidationInfo) -> float | None:
-        interval = info.data.get("scrape_interval")
-        if value is not None and interval is not None and value > interval:
-            raise ValueError(
-                f"scrape_timeout ({value:g}s) is longer than scrape_interval ({interval:g}s): "
-                "a scrape must end before the next cycle starts"
-            )
-        return value
-
-    @model_validator(mode="after")
-    def _check_sources(self) -> Settings:
-        if self.prometheus is not None and (self.targets or self.file_sd or self.kubernetes):
-            raise ValueError(
-                "prometheus (federated mode) takes every target from the Prometheus server: "
-                "remove targets, file_sd and kubernetes, or remove prometheus"
-            )
-        groups: list[tuple[str, ScrapeOptions | None]] = [
-            *((f"targets.{i}", t) for i, t in enumerate(self.targets)),
-            ("file_sd", self.file_sd), ("kubernetes", self.kubernetes)]
-        for key, group in groups:
-            timeout = group.scrape_timeout if group is not None else None
-            if timeout is not None and timeout > self.scrape_interval:
-                raise ValueError(
-                    f"{key}.scrape_timeout ({timeout:g}s) is longer than scrape_interval "
-                    f"({self.scrape_interval:g}s): a scrape must end before the next cycle starts"
-                )
-        return self
-
-    @property
-    def effective_scrape_timeout(self) -> float:
-        """The configured timeout, or 10s capped at the interval when none is configured."""
-        if self.scrape_timeout is not None:
-            return self.scrape_timeout
-        return min(10.0, self.scrape_interval)
-
 
 # --- loading -------------------------------------------------------------------------------
 
