@@ -40,8 +40,8 @@ provisioner.run()
 
 # Imported in this order by the application; each step's RSS is measured after the previous.
 IMPORTS = ["asyncio", "cloudpickle", "yaml", "pydantic", "deucalion.settings", "deucalion.config",
-           "ssl", "aiohttp", "prometheus_client", "uvloop", "deucalion.scrape", "deucalion.dispatch",
-           "deucalion.provisioner"]
+           "ssl", "aiohttp", "prometheus_client", "uvloop", "deucalion.scrape",
+           "deucalion.dispatch", "deucalion.provisioner"]
 WORKER_IMPORTS = ["concurrent.futures.process", "cloudpickle", "deucalion.observer",
                   "deucalion._worker"]
 
