@@ -1,14 +1,9 @@
-"""Sending alerts to Prometheus Alertmanager (API v2), with Prometheus's alert lifecycle.
-
-``AlertLifecycle`` decides what to send and when, as Prometheus does: a new alert is sent at
-once with ``startsAt`` = when it was first reported; while it keeps being reported it is sent
-again every ``resend_interval`` with ``endsAt`` = now + 4 x max(scrape interval, resend
-interval), so it expires by itself if deucalion dies; once an observer's successful call no
-longer returns it, it is resolved (``endsAt`` = now) and re-sent as resolved for 15 minutes.
+"""Delivering alerts to Prometheus Alertmanager (API v2): queues, retries, auth and TLS.
 
 ``AlertmanagerClient`` delivers to one Alertmanager from a bounded queue in its own task, so a
-slow or down Alertmanager never slows the scrape cycle. ``AlertSender`` ties both together for
-every configured Alertmanager (an HA group: each gets every alert).
+slow or down Alertmanager never slows the scrape cycle. ``AlertSender`` turns observers'
+results into alerts, asks ``deucalion.lifecycle.AlertLifecycle`` what to send now, and hands
+that to every configured Alertmanager (an HA group: each gets every alert).
 """
 
 from __future__ import annotations
@@ -17,13 +12,11 @@ import asyncio
 import base64
 import collections
 import logging
-import math
 import random
 import ssl
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -38,26 +31,16 @@ from deucalion.alerts import (
     label_problems,
 )
 from deucalion.config import AlertmanagerSettings
+from deucalion.lifecycle import AlertLifecycle, LabelSet, Payload
 
-__all__ = ["AlertLifecycle", "AlertSender", "AlertmanagerClient", "AlertmanagerStats"]
+__all__ = ["AlertSender", "AlertmanagerClient", "AlertmanagerStats"]
 
 log = logging.getLogger(__name__)
 
-#: How long a resolved alert is still sent, as Prometheus does.
-RESOLVED_RETENTION = 15 * 60.0
 #: Most alerts in one request.
 MAX_BATCH = 256
 #: Most bytes of an Alertmanager's error response quoted in the log.
 MAX_ERROR_BODY = 1024
-
-Payload = dict[str, Any]
-LabelSet = frozenset[tuple[str, str]]
-
-
-def rfc3339(timestamp: float) -> str:
-    """``timestamp`` (seconds since the epoch) as Alertmanager's API writes times."""
-    moment = datetime.fromtimestamp(timestamp, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def redact_url(url: str) -> str:
@@ -69,94 +52,6 @@ def redact_url(url: str) -> str:
     if parts.port is not None:
         netloc += f":{parts.port}"
     return urlunsplit(parts._replace(netloc=netloc))
-
-
-@dataclass
-class _Tracked:
-    labels: dict[str, str]
-    annotations: dict[str, str]
-    starts_at: float
-    last_sent: float
-    resolved_at: float | None = None
-
-
-class AlertLifecycle:
-    """Which alerts to send now: firing, re-sent while firing, resolved, re-sent resolved.
-
-    Alerts are identified by their full label set within a group (one group per observer).
-    ``clock`` returns seconds since the epoch; tests pass a fake one.
-    """
-
-    def __init__(
-        self,
-        *,
-        resend_interval: float,
-        lifetime: float,
-        generator_url: str = "",
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.resend_interval = resend_interval
-        self.lifetime = lifetime
-        self.generator_url = generator_url
-        self._clock = clock
-        self._groups: dict[Hashable, dict[LabelSet, _Tracked]] = {}
-
-    def update(
-        self, group: Hashable, alerts: Iterable[tuple[Mapping[str, str], Mapping[str, str]]]
-    ) -> list[Payload]:
-        """Record one successful call's ``(labels, annotations)``; return what to send now."""
-        now = self._clock()
-        tracked = self._groups.setdefault(group, {})
-        current: dict[LabelSet, tuple[Mapping[str, str], Mapping[str, str]]] = {}
-        for pair in alerts:
-            current[frozenset(pair[0].items())] = pair
-        out: list[Payload] = []
-        for key, (labels, notes) in current.items():
-            state = tracked.get(key)
-            if state is None or state.resolved_at is not None:
-                # New, or back after being resolved: a new alert with a new start.
-                state = tracked[key] = _Tracked(dict(labels), dict(notes), now, -math.inf)
-                log.info("alert firing: %s", _describe(state.labels))
-            changed = state.annotations != notes
-            state.annotations = dict(notes)
-            if changed or now - state.last_sent >= self.resend_interval:
-                state.last_sent = now
-                out.append(self._payload(state, now))
-        for key, state in list(tracked.items()):
-            if key in current:
-                continue
-            if state.resolved_at is None:
-                state.resolved_at = state.last_sent = now
-                log.info("alert resolved: %s", _describe(state.labels))
-                out.append(self._payload(state, now))
-            elif now - state.resolved_at >= RESOLVED_RETENTION:
-                del tracked[key]
-            elif now - state.last_sent >= self.resend_interval:
-                state.last_sent = now
-                out.append(self._payload(state, now))
-        return out
-
-    def firing(self) -> list[Payload]:
-        """Every alert firing now, as it would be sent."""
-        now = self._clock()
-        return [self._payload(state, now) for group in self._groups.values()
-                for state in group.values() if state.resolved_at is None]
-
-    def _payload(self, state: _Tracked, now: float) -> Payload:
-        ends_at = state.resolved_at if state.resolved_at is not None else now + self.lifetime
-        payload: Payload = {
-            "labels": dict(state.labels),
-            "annotations": dict(state.annotations),
-            "startsAt": rfc3339(state.starts_at),
-            "endsAt": rfc3339(ends_at),
-        }
-        if self.generator_url:
-            payload["generatorURL"] = self.generator_url
-        return payload
-
-
-def _describe(labels: Mapping[str, str]) -> str:
-    return "{" + ", ".join(f"{k}={v!r}" for k, v in sorted(labels.items())) + "}"
 
 
 @dataclass

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from deucalion.alertmanager import AlertSender, Payload
+from deucalion.alertmanager import AlertSender
 from deucalion.config import Settings, load_settings
 from deucalion.dispatch import CallOutcome, ObserverWorker
 from deucalion.errors import ConfigError, DeucalionError
+from deucalion.lifecycle import Payload
 from deucalion.observer import SYNTHETIC_METRICS, MetricsObserver, TargetsData
 from deucalion.scrape import Scraper, ScrapeResult
 from deucalion.targets import CollectingProvider, Target, TargetProvider, build_provider
