@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -24,21 +23,6 @@ from deucalion.targets import Target
 
 AM = "http://am.example:9093"
 POST = ("POST", URL(f"{AM}/api/v2/alerts"))
-
-
-class _CompatResponse(aiohttp.ClientResponse):
-    """aioresponses 0.7.9 omits ``stream_writer``, required since aiohttp 3.14
-    (pnuckowski/aioresponses#289); an already-sent request needs only its ``output_size``."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
-        super().__init__(*args, **kwargs)
-
-
-@pytest.fixture(autouse=True)
-def _aioresponses_compat(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Let aioresponses build responses with the installed aiohttp."""
-    monkeypatch.setattr("aioresponses.core.ClientResponse", _CompatResponse)
 
 
 def payload(n: int) -> dict[str, Any]:
