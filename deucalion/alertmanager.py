@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import contextlib
 import logging
 import random
 import ssl
@@ -146,24 +147,29 @@ class AlertmanagerClient:
                       "alert(s); raise alertmanager.queue_size or bring it back",
                       self.name, self._queue_size, dropped)
 
+    async def flush(self) -> None:
+        """Return once nothing is queued or in flight; bound it with ``asyncio.timeout``."""
+        if self._task is not None:
+            await self._idle.wait()
+
     async def close(self, grace: float = 0.0) -> None:
         """Send what is queued within ``grace`` seconds, then stop. Twice is harmless."""
         if self._task is None:
             return
-        if grace > 0 and not self._idle.is_set():
-            try:
-                await asyncio.wait_for(self._idle.wait(), grace)
-            except TimeoutError:
-                pass
-        if self._queue:
-            log.warning("Alertmanager %s: %d alert(s) not sent before shutdown", self.name,
-                        len(self._queue))
+        if grace > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await self.flush()
         task, self._task = self._task, None
         task.cancel()
         try:
             await task
         except asyncio.CancelledError:
             pass
+        # Counted after the task ended: a request it was making is put back in the queue.
+        if self._queue:
+            log.warning("Alertmanager %s: %d alert(s) not sent before shutdown", self.name,
+                        len(self._queue))
 
     async def _run(self) -> None:
         attempt = 0
@@ -176,19 +182,28 @@ class AlertmanagerClient:
                      range(min(self._batch_size, len(self._queue)))]
             if not batch:
                 continue
-            if await self._post([payload for _, payload in batch]):
+            try:
+                done = await self._post([payload for _, payload in batch])
+            except asyncio.CancelledError:
+                # Stopped mid-request: the batch counts as not sent, in close()'s warning too.
+                self._requeue(batch)
+                raise
+            if done:
                 attempt = 0
                 continue
-            # Put the batch back in front, unless a newer version of an alert came meanwhile.
-            for key, payload in reversed(batch):
-                if key not in self._queue:
-                    self._queue[key] = payload
-                    self._queue.move_to_end(key, last=False)
-            self._trim()
+            self._requeue(batch)
             delay = min(self._backoff_max, self._backoff_base * 2**attempt)
             attempt += 1
             # Jitter keeps an HA group's senders (and many sidecars) from retrying in step.
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+
+    def _requeue(self, batch: list[tuple[LabelSet, Payload]]) -> None:
+        """Put ``batch`` back in front, unless a newer version of an alert came meanwhile."""
+        for key, payload in reversed(batch):
+            if key not in self._queue:
+                self._queue[key] = payload
+                self._queue.move_to_end(key, last=False)
+        self._trim()
 
     async def _post(self, batch: list[Payload]) -> bool:
         """Send one batch; whether it is done with (sent, or refused for good)."""
@@ -352,8 +367,12 @@ class AlertSender:
         """Every alert firing now."""
         return self.lifecycle.firing()
 
+    async def flush(self) -> None:
+        """Return once every Alertmanager's queue is sent; bound it with ``asyncio.timeout``."""
+        await asyncio.gather(*(c.flush() for c in self.clients))
+
     async def close(self, grace: float = 0.0) -> None:
-        """Flush the queues within ``grace`` seconds and close the session."""
+        """Flush the queues within ``grace`` seconds and close the session. Twice is harmless."""
         await asyncio.gather(*(c.close(grace) for c in self.clients))
         if self._session is not None:
             session, self._session = self._session, None
