@@ -8,7 +8,6 @@ that overruns the interval starts the next one at once and is counted, never que
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import time
@@ -276,8 +275,9 @@ class MetricsProvisioner:
             deadline = loop.time() + grace
             if self._cycle_task is not None:
                 self._cycle_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._cycle_task
+                # Not awaited directly: a loop that died of a bug would raise that here and end
+                # the stop half-way; _on_cycle_loop_done has logged it already.
+                await asyncio.wait({self._cycle_task})
                 self._cycle_task = None
             await asyncio.gather(*(w.close(grace) for w in self._workers))
             flush = 0.0 if self._forced else max(
@@ -299,6 +299,11 @@ class MetricsProvisioner:
     def running(self) -> bool:
         """Whether the provisioner has started and not yet stopped."""
         return self._running
+
+    @property
+    def cycle_loop_ended(self) -> bool:
+        """Whether this run's cycle loop has ended while running (a bug killed it)."""
+        return self._cycle_task is not None and self._cycle_task.done()
 
     def _on_cycle_loop_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():
