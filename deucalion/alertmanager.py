@@ -32,6 +32,7 @@ from deucalion.alerts import (
     label_problems,
 )
 from deucalion.config import AlertmanagerSettings
+from deucalion.errors import ConfigError, DeucalionError
 from deucalion.lifecycle import AlertLifecycle, LabelSet, Payload
 
 __all__ = ["AlertSender", "AlertmanagerClient", "AlertmanagerStats"]
@@ -197,6 +198,12 @@ class AlertmanagerClient:
             # Jitter keeps an HA group's senders (and many sidecars) from retrying in step.
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
+    def _redact(self, text: str) -> str:
+        """``text`` without this Alertmanager's credentials: errors may quote the URL."""
+        text = text.replace(self.url, self.name)
+        password = urlsplit(self.url).password
+        return text.replace(password, "***") if password else text
+
     def _requeue(self, batch: list[tuple[LabelSet, Payload]]) -> None:
         """Put ``batch`` back in front, unless a newer version of an alert came meanwhile."""
         for key, payload in reversed(batch):
@@ -241,6 +248,7 @@ class AlertmanagerClient:
             self.stats.failed += len(batch)
             log.exception("sending alerts to Alertmanager %s failed unexpectedly", self.name)
             reason = f"{type(exc).__name__}: {exc}"
+        reason = self._redact(reason)
         if self._reachable:
             self._reachable = False
             log.warning("cannot send alerts to Alertmanager %s (%s): retrying; alerts wait in "
@@ -276,15 +284,19 @@ class AlertSender:
         self.scores: dict[str, dict[str | None, float]] = {}
         """The latest anomaly score per observer name and target URL."""
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     async def start(self) -> None:
         """Open the session and start one sending task per Alertmanager."""
+        if self._closed:
+            raise DeucalionError("this AlertSender is closed; create a new one")
         if not self.settings.urls:
             log.warning("no Alertmanager configured (alertmanager.urls): alerts are only logged "
                         "and listed on /alerts")
             return
-        self._session = aiohttp.ClientSession(headers={"User-Agent": f"deucalion/{__version__}"})
+        # Before the session: a bad CA file must not leave a session behind.
         context = self._ssl_context()
+        self._session = aiohttp.ClientSession(headers={"User-Agent": f"deucalion/{__version__}"})
         for url in self.settings.urls:
             client = AlertmanagerClient(
                 url, self._session, timeout=self.settings.timeout,
@@ -298,7 +310,14 @@ class AlertSender:
         if self.settings.tls_insecure_skip_verify:
             return False
         if self.settings.tls_ca_file is not None:
-            return ssl.create_default_context(cafile=str(self.settings.tls_ca_file))
+            try:
+                return ssl.create_default_context(cafile=str(self.settings.tls_ca_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(
+                    f"alertmanager.tls_ca_file {self.settings.tls_ca_file} cannot be used: "
+                    f"{getattr(exc, 'strerror', None) or exc}; give a PEM file of CA "
+                    "certificates"
+                ) from None
         return True
 
     def _auth_headers(self) -> dict[str, str]:
@@ -373,6 +392,7 @@ class AlertSender:
 
     async def close(self, grace: float = 0.0) -> None:
         """Flush the queues within ``grace`` seconds and close the session. Twice is harmless."""
+        self._closed = True
         await asyncio.gather(*(c.close(grace) for c in self.clients))
         if self._session is not None:
             session, self._session = self._session, None

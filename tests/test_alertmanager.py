@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,10 @@ from yarl import URL
 from deucalion.alertmanager import AlertmanagerClient, AlertSender
 from deucalion.alerts import Alert
 from deucalion.config import AlertmanagerSettings, load_settings
-from deucalion.errors import ConfigError
+from deucalion.errors import ConfigError, DeucalionError
 from deucalion.lifecycle import rfc3339
 from deucalion.targets import Target
+from tests.helpers import wait_for
 
 AM = "http://am.example:9093"
 POST = ("POST", URL(f"{AM}/api/v2/alerts"))
@@ -228,3 +231,63 @@ def test_original_injector_environment_variables_still_work() -> None:
     })
     assert settings.alertmanager.alert_name == "LegacyAnomaly"
     assert settings.alertmanager.urls == ["http://alertmanager.monitoring:9094"]
+
+
+async def test_credentials_in_the_url_stay_out_of_logs_and_metrics_labels(
+    session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    """user:password@ in an Alertmanager URL is redacted in its name and in quoted errors."""
+    url = "http://deucalion:s3cr3t@am.example:9093"
+    with aioresponses() as m, caplog.at_level(logging.DEBUG, logger="deucalion.alertmanager"):
+        # An error that quotes the URL, credentials and all, as some of aiohttp's do.
+        m.post(re.compile(r".*/api/v2/alerts"), repeat=True,
+               exception=aiohttp.ClientConnectionError(f"cannot reach {url}/api/v2/alerts"))
+        c = AlertmanagerClient(url, session, backoff_base=0.001, backoff_max=0.01)
+        c.start()
+        c.enqueue([payload(1)])
+        await wait_for(lambda: c.stats.failed >= 2)
+        await c.close()
+    assert c.name == "http://am.example:9093"
+    assert "cannot reach http://am.example:9093/api/v2/alerts" in caplog.text
+    assert "s3cr3t" not in caplog.text
+
+
+async def test_an_unusable_ca_file_is_a_config_error_naming_the_setting(tmp_path: Path) -> None:
+    """A missing tls_ca_file fails start() with a ConfigError, leaving no session open."""
+    settings = AlertmanagerSettings(urls=[AM], tls_ca_file=tmp_path / "missing.pem")
+    sender = AlertSender(settings, scrape_interval=1)
+    with pytest.raises(ConfigError, match=r"alertmanager\.tls_ca_file"):
+        await sender.start()
+    assert sender._session is None
+    await sender.close()
+
+
+async def test_a_closed_sender_closes_twice_but_does_not_reopen() -> None:
+    """close() twice is harmless; start() after close() is refused."""
+    sender = AlertSender(AlertmanagerSettings(urls=[AM]), scrape_interval=1)
+    await sender.start()
+    await sender.close()
+    await sender.close()
+    with pytest.raises(DeucalionError, match="closed"):
+        await sender.start()
+
+
+def test_a_gone_targets_alert_still_resolves_and_its_score_goes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When a target disappears its score is dropped and its alert is sent resolved, labelled."""
+    sender = AlertSender(AlertmanagerSettings(), scrape_interval=15)
+    sent_payloads: list[dict[str, Any]] = []
+    monkeypatch.setattr(sender, "send", sent_payloads.extend)
+    other = Target("http://other:9100/metrics")
+    both = {TARGET.url: TARGET, other.url: other}
+    sender.observe("Obs", {TARGET.url: 0.9, other.url: 0.0}, {url: {} for url in both}, both)
+    assert sender.scores["Obs"] == {TARGET.url: 0.9, other.url: 0.0}
+    (fired,) = sent_payloads
+    sender.forget_targets([TARGET.url])
+    assert sender.scores["Obs"] == {other.url: 0.0}
+    sender.observe("Obs", {other.url: 0.0}, {other.url: {}}, {other.url: other})
+    (resolved,) = sent_payloads[1:]
+    assert resolved["labels"] == fired["labels"] and resolved["labels"]["instance"] == "node:9100"
+    assert resolved["endsAt"] <= rfc3339(time.time())
+    assert sender.firing() == []
