@@ -163,10 +163,8 @@ class AlertmanagerClient:
                     await self.flush()
         task, self._task = self._task, None
         task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
+        # asyncio.wait, not a suppressed await: a cancellation of close() itself propagates.
+        await asyncio.wait({task})
         # Counted after the task ended: a request it was making is put back in the queue.
         if self._queue:
             log.warning("Alertmanager %s: %d alert(s) not sent before shutdown", self.name,
