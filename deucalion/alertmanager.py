@@ -1,14 +1,9 @@
-"""Sending alerts to Prometheus Alertmanager (API v2), with Prometheus's alert lifecycle.
-
-``AlertLifecycle`` decides what to send and when, as Prometheus does: a new alert is sent at
-once with ``startsAt`` = when it was first reported; while it keeps being reported it is sent
-again every ``resend_interval`` with ``endsAt`` = now + 4 x max(scrape interval, resend
-interval), so it expires by itself if deucalion dies; once an observer's successful call no
-longer returns it, it is resolved (``endsAt`` = now) and re-sent as resolved for 15 minutes.
+"""Delivering alerts to Prometheus Alertmanager (API v2): queues, retries, auth and TLS.
 
 ``AlertmanagerClient`` delivers to one Alertmanager from a bounded queue in its own task, so a
-slow or down Alertmanager never slows the scrape cycle. ``AlertSender`` ties both together for
-every configured Alertmanager (an HA group: each gets every alert).
+slow or down Alertmanager never slows the scrape cycle. ``AlertSender`` turns observers'
+results into alerts, asks ``deucalion.lifecycle.AlertLifecycle`` what to send now, and hands
+that to every configured Alertmanager (an HA group: each gets every alert).
 """
 
 from __future__ import annotations
@@ -16,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import contextlib
 import logging
-import math
 import random
 import ssl
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -38,26 +32,17 @@ from deucalion.alerts import (
     label_problems,
 )
 from deucalion.config import AlertmanagerSettings
+from deucalion.errors import ConfigError, DeucalionError
+from deucalion.lifecycle import AlertLifecycle, LabelSet, Payload
 
-__all__ = ["AlertLifecycle", "AlertSender", "AlertmanagerClient", "AlertmanagerStats"]
+__all__ = ["AlertSender", "AlertmanagerClient", "AlertmanagerStats"]
 
 log = logging.getLogger(__name__)
 
-#: How long a resolved alert is still sent, as Prometheus does.
-RESOLVED_RETENTION = 15 * 60.0
 #: Most alerts in one request.
 MAX_BATCH = 256
 #: Most bytes of an Alertmanager's error response quoted in the log.
 MAX_ERROR_BODY = 1024
-
-Payload = dict[str, Any]
-LabelSet = frozenset[tuple[str, str]]
-
-
-def rfc3339(timestamp: float) -> str:
-    """``timestamp`` (seconds since the epoch) as Alertmanager's API writes times."""
-    moment = datetime.fromtimestamp(timestamp, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def redact_url(url: str) -> str:
@@ -69,94 +54,6 @@ def redact_url(url: str) -> str:
     if parts.port is not None:
         netloc += f":{parts.port}"
     return urlunsplit(parts._replace(netloc=netloc))
-
-
-@dataclass
-class _Tracked:
-    labels: dict[str, str]
-    annotations: dict[str, str]
-    starts_at: float
-    last_sent: float
-    resolved_at: float | None = None
-
-
-class AlertLifecycle:
-    """Which alerts to send now: firing, re-sent while firing, resolved, re-sent resolved.
-
-    Alerts are identified by their full label set within a group (one group per observer).
-    ``clock`` returns seconds since the epoch; tests pass a fake one.
-    """
-
-    def __init__(
-        self,
-        *,
-        resend_interval: float,
-        lifetime: float,
-        generator_url: str = "",
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.resend_interval = resend_interval
-        self.lifetime = lifetime
-        self.generator_url = generator_url
-        self._clock = clock
-        self._groups: dict[Hashable, dict[LabelSet, _Tracked]] = {}
-
-    def update(
-        self, group: Hashable, alerts: Iterable[tuple[Mapping[str, str], Mapping[str, str]]]
-    ) -> list[Payload]:
-        """Record one successful call's ``(labels, annotations)``; return what to send now."""
-        now = self._clock()
-        tracked = self._groups.setdefault(group, {})
-        current: dict[LabelSet, tuple[Mapping[str, str], Mapping[str, str]]] = {}
-        for pair in alerts:
-            current[frozenset(pair[0].items())] = pair
-        out: list[Payload] = []
-        for key, (labels, notes) in current.items():
-            state = tracked.get(key)
-            if state is None or state.resolved_at is not None:
-                # New, or back after being resolved: a new alert with a new start.
-                state = tracked[key] = _Tracked(dict(labels), dict(notes), now, -math.inf)
-                log.info("alert firing: %s", _describe(state.labels))
-            changed = state.annotations != notes
-            state.annotations = dict(notes)
-            if changed or now - state.last_sent >= self.resend_interval:
-                state.last_sent = now
-                out.append(self._payload(state, now))
-        for key, state in list(tracked.items()):
-            if key in current:
-                continue
-            if state.resolved_at is None:
-                state.resolved_at = state.last_sent = now
-                log.info("alert resolved: %s", _describe(state.labels))
-                out.append(self._payload(state, now))
-            elif now - state.resolved_at >= RESOLVED_RETENTION:
-                del tracked[key]
-            elif now - state.last_sent >= self.resend_interval:
-                state.last_sent = now
-                out.append(self._payload(state, now))
-        return out
-
-    def firing(self) -> list[Payload]:
-        """Every alert firing now, as it would be sent."""
-        now = self._clock()
-        return [self._payload(state, now) for group in self._groups.values()
-                for state in group.values() if state.resolved_at is None]
-
-    def _payload(self, state: _Tracked, now: float) -> Payload:
-        ends_at = state.resolved_at if state.resolved_at is not None else now + self.lifetime
-        payload: Payload = {
-            "labels": dict(state.labels),
-            "annotations": dict(state.annotations),
-            "startsAt": rfc3339(state.starts_at),
-            "endsAt": rfc3339(ends_at),
-        }
-        if self.generator_url:
-            payload["generatorURL"] = self.generator_url
-        return payload
-
-
-def _describe(labels: Mapping[str, str]) -> str:
-    return "{" + ", ".join(f"{k}={v!r}" for k, v in sorted(labels.items())) + "}"
 
 
 @dataclass
@@ -251,24 +148,27 @@ class AlertmanagerClient:
                       "alert(s); raise alertmanager.queue_size or bring it back",
                       self.name, self._queue_size, dropped)
 
+    async def flush(self) -> None:
+        """Return once nothing is queued or in flight; bound it with ``asyncio.timeout``."""
+        if self._task is not None:
+            await self._idle.wait()
+
     async def close(self, grace: float = 0.0) -> None:
         """Send what is queued within ``grace`` seconds, then stop. Twice is harmless."""
         if self._task is None:
             return
-        if grace > 0 and not self._idle.is_set():
-            try:
-                await asyncio.wait_for(self._idle.wait(), grace)
-            except TimeoutError:
-                pass
+        if grace > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await self.flush()
+        task, self._task = self._task, None
+        task.cancel()
+        # asyncio.wait, not a suppressed await: a cancellation of close() itself propagates.
+        await asyncio.wait({task})
+        # Counted after the task ended: a request it was making is put back in the queue.
         if self._queue:
             log.warning("Alertmanager %s: %d alert(s) not sent before shutdown", self.name,
                         len(self._queue))
-        task, self._task = self._task, None
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
 
     async def _run(self) -> None:
         attempt = 0
@@ -281,19 +181,34 @@ class AlertmanagerClient:
                      range(min(self._batch_size, len(self._queue)))]
             if not batch:
                 continue
-            if await self._post([payload for _, payload in batch]):
+            try:
+                done = await self._post([payload for _, payload in batch])
+            except asyncio.CancelledError:
+                # Stopped mid-request: the batch counts as not sent, in close()'s warning too.
+                self._requeue(batch)
+                raise
+            if done:
                 attempt = 0
                 continue
-            # Put the batch back in front, unless a newer version of an alert came meanwhile.
-            for key, payload in reversed(batch):
-                if key not in self._queue:
-                    self._queue[key] = payload
-                    self._queue.move_to_end(key, last=False)
-            self._trim()
+            self._requeue(batch)
             delay = min(self._backoff_max, self._backoff_base * 2**attempt)
             attempt += 1
             # Jitter keeps an HA group's senders (and many sidecars) from retrying in step.
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+
+    def _redact(self, text: str) -> str:
+        """``text`` without this Alertmanager's credentials: errors may quote the URL."""
+        text = text.replace(self.url, self.name)
+        password = urlsplit(self.url).password
+        return text.replace(password, "***") if password else text
+
+    def _requeue(self, batch: list[tuple[LabelSet, Payload]]) -> None:
+        """Put ``batch`` back in front, unless a newer version of an alert came meanwhile."""
+        for key, payload in reversed(batch):
+            if key not in self._queue:
+                self._queue[key] = payload
+                self._queue.move_to_end(key, last=False)
+        self._trim()
 
     async def _post(self, batch: list[Payload]) -> bool:
         """Send one batch; whether it is done with (sent, or refused for good)."""
@@ -331,6 +246,7 @@ class AlertmanagerClient:
             self.stats.failed += len(batch)
             log.exception("sending alerts to Alertmanager %s failed unexpectedly", self.name)
             reason = f"{type(exc).__name__}: {exc}"
+        reason = self._redact(reason)
         if self._reachable:
             self._reachable = False
             log.warning("cannot send alerts to Alertmanager %s (%s): retrying; alerts wait in "
@@ -366,15 +282,19 @@ class AlertSender:
         self.scores: dict[str, dict[str | None, float]] = {}
         """The latest anomaly score per observer name and target URL."""
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     async def start(self) -> None:
         """Open the session and start one sending task per Alertmanager."""
+        if self._closed:
+            raise DeucalionError("this AlertSender is closed; create a new one")
         if not self.settings.urls:
             log.warning("no Alertmanager configured (alertmanager.urls): alerts are only logged "
                         "and listed on /alerts")
             return
-        self._session = aiohttp.ClientSession(headers={"User-Agent": f"deucalion/{__version__}"})
+        # Before the session: a bad CA file must not leave a session behind.
         context = self._ssl_context()
+        self._session = aiohttp.ClientSession(headers={"User-Agent": f"deucalion/{__version__}"})
         for url in self.settings.urls:
             client = AlertmanagerClient(
                 url, self._session, timeout=self.settings.timeout,
@@ -388,7 +308,14 @@ class AlertSender:
         if self.settings.tls_insecure_skip_verify:
             return False
         if self.settings.tls_ca_file is not None:
-            return ssl.create_default_context(cafile=str(self.settings.tls_ca_file))
+            try:
+                return ssl.create_default_context(cafile=str(self.settings.tls_ca_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(
+                    f"alertmanager.tls_ca_file {self.settings.tls_ca_file} cannot be used: "
+                    f"{getattr(exc, 'strerror', None) or exc}; give a PEM file of CA "
+                    "certificates"
+                ) from None
         return True
 
     def _auth_headers(self) -> dict[str, str]:
@@ -457,8 +384,13 @@ class AlertSender:
         """Every alert firing now."""
         return self.lifecycle.firing()
 
+    async def flush(self) -> None:
+        """Return once every Alertmanager's queue is sent; bound it with ``asyncio.timeout``."""
+        await asyncio.gather(*(c.flush() for c in self.clients))
+
     async def close(self, grace: float = 0.0) -> None:
-        """Flush the queues within ``grace`` seconds and close the session."""
+        """Flush the queues within ``grace`` seconds and close the session. Twice is harmless."""
+        self._closed = True
         await asyncio.gather(*(c.close(grace) for c in self.clients))
         if self._session is not None:
             session, self._session = self._session, None

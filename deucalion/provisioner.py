@@ -8,7 +8,6 @@ that overruns the interval starts the next one at once and is counted, never que
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import time
@@ -17,10 +16,11 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from deucalion.alertmanager import AlertSender, Payload
+from deucalion.alertmanager import AlertSender
 from deucalion.config import Settings, load_settings
 from deucalion.dispatch import CallOutcome, ObserverWorker
 from deucalion.errors import ConfigError, DeucalionError
+from deucalion.lifecycle import Payload
 from deucalion.observer import SYNTHETIC_METRICS, MetricsObserver, TargetsData
 from deucalion.scrape import Scraper, ScrapeResult
 from deucalion.targets import CollectingProvider, Target, TargetProvider, build_provider
@@ -29,6 +29,9 @@ from deucalion.telemetry import Telemetry
 __all__ = ["MetricsProvisioner"]
 
 log = logging.getLogger(__name__)
+
+#: The longest a stop waits for queued alerts once the calls in flight are done (seconds).
+MAX_ALERT_FLUSH = 10.0
 
 
 @dataclass
@@ -69,6 +72,8 @@ class MetricsProvisioner:
         self._cycle_task: asyncio.Task[None] | None = None
         self._stopped: asyncio.Event | None = None
         self._stop_lock: asyncio.Lock | None = None
+        self._forced = False
+        self._flush_task: asyncio.Task[None] | None = None
         self._running = False
         self._collector: CollectingProvider | None = None
         self._desired: frozenset[str] = frozenset()
@@ -215,6 +220,7 @@ class MetricsProvisioner:
         self._running = True
         self._stopped = asyncio.Event()
         self._stop_lock = asyncio.Lock()
+        self._forced = False
         self.stats = CycleStats()
         try:
             self._scraper = Scraper(
@@ -239,28 +245,49 @@ class MetricsProvisioner:
                  len(self._workers), self.settings.scrape_interval)
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stop scraping, give calls in flight ``grace`` seconds, and shut everything down.
+        """Shut everything down in order, in bounded time. Calling it twice is harmless.
 
-        ``grace`` defaults to ``shutdown_grace_period``. Calling it twice is harmless.
+        1. Scraping stops: no new cycle, no new data for the observers.
+        2. Calls in flight get ``grace`` seconds (default ``shutdown_grace_period``) to return;
+           their alerts are queued as usual. A worker still busy after that is killed.
+        3. Queued alerts get a budget of their own to reach Alertmanager: what is left of
+           ``grace``, but at least ``alertmanager.timeout`` (at most 10 s), so that a call
+           which used the whole grace period still has its alert delivered.
+        4. The Alertmanager senders, deucalion's HTTP server, the scraper and the target
+           provider close.
+
+        So a stop takes at most ``grace`` + min(``alertmanager.timeout``, 10 s), plus a moment
+        to end processes. A grace of 0 (``stop(grace=0)``, a second SIGINT/SIGTERM, or
+        ``shutdown_grace_period: 0``) is a forced stop: workers are killed and nothing is
+        waited for, the alert flush included; it also cuts short an orderly stop under way.
+        Firing alerts are not resolved (see ``_stop_alerting``).
         """
         if not self._running or self._stop_lock is None:
             return
         grace = self.settings.shutdown_grace_period if grace is None else grace
-        if grace == 0 and self._stop_lock.locked():
-            # A stop is waiting for calls in flight: cut it short.
-            for worker in self._workers:
-                worker.kill()
+        if grace == 0:
+            self._forced = True
+            if self._stop_lock.locked():
+                # A stop is waiting for calls in flight or for the flush: cut it short.
+                for worker in self._workers:
+                    worker.kill()
+                if self._flush_task is not None:
+                    self._flush_task.cancel()
         async with self._stop_lock:
             if not self._running:
                 return
-            deadline = asyncio.get_running_loop().time() + grace
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + grace
             if self._cycle_task is not None:
                 self._cycle_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._cycle_task
+                # Not awaited directly: a loop that died of a bug would raise that here and end
+                # the stop half-way; _on_cycle_loop_done has logged it already.
+                await asyncio.wait({self._cycle_task})
                 self._cycle_task = None
             await asyncio.gather(*(w.close(grace) for w in self._workers))
-            await self._stop_alerting(deadline - asyncio.get_running_loop().time())
+            flush = 0.0 if self._forced else max(
+                deadline - loop.time(), min(self.settings.alertmanager.timeout, MAX_ALERT_FLUSH))
+            await self._stop_alerting(flush)
             if self._scraper is not None:
                 await self._scraper.close()
                 self._scraper = None
@@ -277,6 +304,11 @@ class MetricsProvisioner:
     def running(self) -> bool:
         """Whether the provisioner has started and not yet stopped."""
         return self._running
+
+    @property
+    def cycle_loop_ended(self) -> bool:
+        """Whether this run's cycle loop has ended while running (a bug killed it)."""
+        return self._cycle_task is not None and self._cycle_task.done()
 
     def _on_cycle_loop_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():
@@ -364,11 +396,26 @@ class MetricsProvisioner:
         )
         await self.alert_sender.start()
 
-    async def _stop_alerting(self, grace: float) -> None:
-        """Flush pending alerts within ``grace`` seconds, then close the HTTP server."""
-        sender, self.alert_sender = self.alert_sender, None
+    async def _stop_alerting(self, flush: float) -> None:
+        """Give queued alerts up to ``flush`` seconds to be sent, then close the sender and
+        the HTTP server."""
+        # Firing alerts are deliberately not resolved, as Prometheus does not resolve them when
+        # it stops: they expire at their endsAt (4 x max(scrape interval, resend interval)
+        # after the last send). A restarted or rolled-over deucalion picks them up again
+        # without a resolve-and-fire flap, and a crash ends them just as a clean stop does.
+        sender = self.alert_sender
         if sender is not None:
-            await sender.close(max(0.0, grace))
+            if flush > 0:
+                # A task, so that a forced stop can cancel the flush without cancelling us.
+                self._flush_task = asyncio.create_task(sender.flush(),
+                                                       name="deucalion-alert-flush")
+                try:
+                    await asyncio.wait({self._flush_task}, timeout=flush)
+                finally:
+                    self._flush_task.cancel()
+                    self._flush_task = None
+            await sender.close()
+            self.alert_sender = None
         await self.telemetry.close()
 
     def firing_alerts(self) -> list[Payload]:

@@ -114,7 +114,9 @@ async def start_telemetry_server(
 class Telemetry:
     """The provisioner's metrics registry, what the cycle records for it, and its server."""
 
-    def __init__(self, provisioner: MetricsProvisioner) -> None:
+    def __init__(
+        self, provisioner: MetricsProvisioner, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.call_duration = Histogram(
             "deucalion_observer_call_duration_seconds",
@@ -125,7 +127,8 @@ class Telemetry:
         )
         self.scrapes: list[ScrapeResult] = []
         """The last cycle's scrape results (targets that disappear disappear from here)."""
-        self.started_at = time.time()
+        self._clock = clock
+        self.started_at = clock()
         self.server: TelemetryServer | None = None
         self._provisioner = provisioner
         self.registry.register(_ProvisionerCollector(provisioner, self))
@@ -135,10 +138,14 @@ class Telemetry:
         self.call_duration.labels(outcome.observer.name).observe(outcome.duration)
 
     def healthy(self) -> bool:
-        """Whether a cycle finished within the last 3 scrape intervals (or it just started)."""
+        """Whether the cycle loop runs and a cycle finished within the last 3 scrape intervals
+        (the first 3 intervals after start count as healthy: the first cycle may be slow)."""
         p = self._provisioner
+        if not p.running or p.cycle_loop_ended:
+            # A dead cycle loop is unhealthy at once, not only once its last cycle is old.
+            return False
         last = max(p.stats.last_cycle_end or 0.0, self.started_at)
-        return p.running and time.time() - last <= HEALTHY_INTERVALS * p.settings.scrape_interval
+        return self._clock() - last <= HEALTHY_INTERVALS * p.settings.scrape_interval
 
     def ready(self) -> bool:
         """Whether the first cycle is done and every observer's worker is up."""
@@ -147,7 +154,7 @@ class Telemetry:
 
     async def start(self, listen: str, alerts: Callable[[], Sequence[Any]]) -> None:
         """Start the HTTP server on ``listen``."""
-        self.started_at = time.time()
+        self.started_at = self._clock()
         self.server = await start_telemetry_server(
             listen, registry=self.registry, healthy=self.healthy, ready=self.ready, alerts=alerts
         )

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import AsyncIterator, Generator
+from types import SimpleNamespace
+from typing import Any
 
+import aiohttp
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -30,6 +34,29 @@ def pytest_runtest_makereport(
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"integration test skipped with DEUCALION_REQUIRE_INTEGRATION=1: {reason}"
+
+
+class _CompatResponse(aiohttp.ClientResponse):
+    """aioresponses 0.7.9 omits ``stream_writer``, required since aiohttp 3.14
+    (pnuckowski/aioresponses#289); an already-sent request needs only its ``output_size``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
+        super().__init__(*args, **kwargs)
+
+
+# Older aiohttp has no such parameter and would refuse it: patch only where it is required.
+_NEEDS_STREAM_WRITER = "stream_writer" in inspect.signature(aiohttp.ClientResponse).parameters
+
+
+@pytest.fixture(autouse=True)
+def _aioresponses_compat(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let aioresponses build responses with the installed aiohttp, in every test.
+
+    Remove once aioresponses passes ``stream_writer`` itself (pnuckowski/aioresponses#289).
+    """
+    if _NEEDS_STREAM_WRITER:
+        monkeypatch.setattr("aioresponses.core.ClientResponse", _CompatResponse)
 
 
 @pytest.fixture

@@ -1,12 +1,13 @@
-"""The alert lifecycle and delivery to Alertmanager (deucalion.alertmanager)."""
+"""Delivering alerts to Alertmanager: queue, batches, retries, auth (deucalion.alertmanager)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -15,45 +16,16 @@ from aioresponses import CallbackResult, aioresponses
 from pydantic import SecretStr
 from yarl import URL
 
-from deucalion.alertmanager import (
-    RESOLVED_RETENTION,
-    AlertLifecycle,
-    AlertmanagerClient,
-    AlertSender,
-    rfc3339,
-)
+from deucalion.alertmanager import AlertmanagerClient, AlertSender
 from deucalion.alerts import Alert
 from deucalion.config import AlertmanagerSettings, load_settings
-from deucalion.errors import ConfigError
+from deucalion.errors import ConfigError, DeucalionError
+from deucalion.lifecycle import rfc3339
 from deucalion.targets import Target
+from tests.helpers import wait_for
 
 AM = "http://am.example:9093"
 POST = ("POST", URL(f"{AM}/api/v2/alerts"))
-
-
-class _CompatResponse(aiohttp.ClientResponse):
-    """aioresponses 0.7.9 omits ``stream_writer``, required since aiohttp 3.14
-    (pnuckowski/aioresponses#289); an already-sent request needs only its ``output_size``."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
-        super().__init__(*args, **kwargs)
-
-
-@pytest.fixture(autouse=True)
-def _aioresponses_compat(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Let aioresponses build responses with the installed aiohttp."""
-    monkeypatch.setattr("aioresponses.core.ClientResponse", _CompatResponse)
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def payload(n: int) -> dict[str, Any]:
@@ -76,89 +48,6 @@ def client(session: aiohttp.ClientSession, **kwargs: Any) -> AlertmanagerClient:
     kwargs.setdefault("backoff_base", 0.001)
     kwargs.setdefault("backoff_max", 0.01)
     return AlertmanagerClient(AM, session, **kwargs)
-
-
-# --- lifecycle -------------------------------------------------------------------------------
-
-FIRING = ({"alertname": "A", "observer": "O"}, {"summary": "s"})
-
-
-def lifecycle(clock: Clock) -> AlertLifecycle:
-    return AlertLifecycle(resend_interval=60, lifetime=240, clock=clock,
-                          generator_url="http://me:9464/alerts")
-
-
-def test_new_alert_is_sent_at_once_with_its_start() -> None:
-    """A new alert is sent at once: startsAt now, endsAt now + lifetime, generatorURL."""
-    clock = Clock()
-    out = lifecycle(clock).update("o", [FIRING])
-    assert out == [{"labels": FIRING[0], "annotations": FIRING[1],
-                    "startsAt": rfc3339(clock.now), "endsAt": rfc3339(clock.now + 240),
-                    "generatorURL": "http://me:9464/alerts"}]
-
-
-def test_firing_alert_is_resent_every_resend_interval_keeping_its_start() -> None:
-    """While reported, an alert is re-sent only once resend_interval passed; startsAt stays."""
-    clock = Clock()
-    lc = lifecycle(clock)
-    start = clock.now
-    lc.update("o", [FIRING])
-    clock.now += 30
-    assert lc.update("o", [FIRING]) == []
-    clock.now += 30
-    (again,) = lc.update("o", [FIRING])
-    assert again["startsAt"] == rfc3339(start)
-    assert again["endsAt"] == rfc3339(clock.now + 240)
-
-
-def test_changed_annotations_are_sent_at_once() -> None:
-    """New annotations of a firing alert do not wait for the resend interval."""
-    clock = Clock()
-    lc = lifecycle(clock)
-    lc.update("o", [FIRING])
-    clock.now += 1
-    (out,) = lc.update("o", [(FIRING[0], {"summary": "worse"})])
-    assert out["annotations"] == {"summary": "worse"}
-
-
-def test_alert_not_reported_is_resolved_and_resent_for_15_minutes() -> None:
-    """A missing alert is sent resolved (endsAt now), re-sent while retained, then forgotten."""
-    clock = Clock()
-    lc = lifecycle(clock)
-    lc.update("o", [FIRING])
-    clock.now += 15
-    resolved_at = clock.now
-    (out,) = lc.update("o", [])
-    assert out["endsAt"] == rfc3339(resolved_at)
-    assert lc.firing() == []
-    clock.now += 60
-    (again,) = lc.update("o", [])
-    assert again["endsAt"] == rfc3339(resolved_at)
-    clock.now = resolved_at + RESOLVED_RETENTION
-    assert lc.update("o", []) == []
-    clock.now += 600
-    assert lc.update("o", []) == []
-
-
-def test_alert_back_after_resolution_is_a_new_alert() -> None:
-    """Reported again after being resolved, an alert starts anew."""
-    clock = Clock()
-    lc = lifecycle(clock)
-    lc.update("o", [FIRING])
-    clock.now += 10
-    lc.update("o", [])
-    clock.now += 10
-    (out,) = lc.update("o", [FIRING])
-    assert out["startsAt"] == rfc3339(clock.now)
-
-
-def test_observers_do_not_resolve_each_others_alerts() -> None:
-    """Alerts are tracked per observer group."""
-    clock = Clock()
-    lc = lifecycle(clock)
-    lc.update("one", [FIRING])
-    assert lc.update("two", []) == []
-    assert len(lc.firing()) == 1
 
 
 # --- delivery --------------------------------------------------------------------------------
@@ -342,3 +231,63 @@ def test_original_injector_environment_variables_still_work() -> None:
     })
     assert settings.alertmanager.alert_name == "LegacyAnomaly"
     assert settings.alertmanager.urls == ["http://alertmanager.monitoring:9094"]
+
+
+async def test_credentials_in_the_url_stay_out_of_logs_and_metrics_labels(
+    session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    """user:password@ in an Alertmanager URL is redacted in its name and in quoted errors."""
+    url = "http://deucalion:s3cr3t@am.example:9093"
+    with aioresponses() as m, caplog.at_level(logging.DEBUG, logger="deucalion.alertmanager"):
+        # An error that quotes the URL, credentials and all, as some of aiohttp's do.
+        m.post(re.compile(r".*/api/v2/alerts"), repeat=True,
+               exception=aiohttp.ClientConnectionError(f"cannot reach {url}/api/v2/alerts"))
+        c = AlertmanagerClient(url, session, backoff_base=0.001, backoff_max=0.01)
+        c.start()
+        c.enqueue([payload(1)])
+        await wait_for(lambda: c.stats.failed >= 2)
+        await c.close()
+    assert c.name == "http://am.example:9093"
+    assert "cannot reach http://am.example:9093/api/v2/alerts" in caplog.text
+    assert "s3cr3t" not in caplog.text
+
+
+async def test_an_unusable_ca_file_is_a_config_error_naming_the_setting(tmp_path: Path) -> None:
+    """A missing tls_ca_file fails start() with a ConfigError, leaving no session open."""
+    settings = AlertmanagerSettings(urls=[AM], tls_ca_file=tmp_path / "missing.pem")
+    sender = AlertSender(settings, scrape_interval=1)
+    with pytest.raises(ConfigError, match=r"alertmanager\.tls_ca_file"):
+        await sender.start()
+    assert sender._session is None
+    await sender.close()
+
+
+async def test_a_closed_sender_closes_twice_but_does_not_reopen() -> None:
+    """close() twice is harmless; start() after close() is refused."""
+    sender = AlertSender(AlertmanagerSettings(urls=[AM]), scrape_interval=1)
+    await sender.start()
+    await sender.close()
+    await sender.close()
+    with pytest.raises(DeucalionError, match="closed"):
+        await sender.start()
+
+
+def test_a_gone_targets_alert_still_resolves_and_its_score_goes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When a target disappears its score is dropped and its alert is sent resolved, labelled."""
+    sender = AlertSender(AlertmanagerSettings(), scrape_interval=15)
+    sent_payloads: list[dict[str, Any]] = []
+    monkeypatch.setattr(sender, "send", sent_payloads.extend)
+    other = Target("http://other:9100/metrics")
+    both = {TARGET.url: TARGET, other.url: other}
+    sender.observe("Obs", {TARGET.url: 0.9, other.url: 0.0}, {url: {} for url in both}, both)
+    assert sender.scores["Obs"] == {TARGET.url: 0.9, other.url: 0.0}
+    (fired,) = sent_payloads
+    sender.forget_targets([TARGET.url])
+    assert sender.scores["Obs"] == {other.url: 0.0}
+    sender.observe("Obs", {other.url: 0.0}, {other.url: {}}, {other.url: other})
+    (resolved,) = sent_payloads[1:]
+    assert resolved["labels"] == fired["labels"] and resolved["labels"]["instance"] == "node:9100"
+    assert resolved["endsAt"] <= rfc3339(time.time())
+    assert sender.firing() == []

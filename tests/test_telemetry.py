@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from types import SimpleNamespace
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -14,9 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import deucalion as dc
 from deucalion.errors import ConfigError
-from deucalion.provisioner import MetricsProvisioner
+from deucalion.provisioner import CycleStats, MetricsProvisioner
 from deucalion.targets import Target
-from deucalion.telemetry import start_telemetry_server
+from deucalion.telemetry import Telemetry, start_telemetry_server
+from tests.helpers import wait_for
 
 WAIT = 30.0
 
@@ -179,3 +181,103 @@ async def test_telemetry_can_be_disabled(scored_targets: list[str]) -> None:
     provisioner.register(ScoreObserver())
     async with provisioner:
         assert provisioner.telemetry.server is None
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class StubProvisioner:
+    """What Telemetry reads of a provisioner, set by the test."""
+
+    def __init__(self, scrape_interval: float) -> None:
+        self.running = True
+        self.cycle_loop_ended = False
+        self.stats = CycleStats()
+        self.settings = SimpleNamespace(scrape_interval=scrape_interval)
+        self.workers: tuple[Any, ...] = ()
+        self.alert_sender = None
+
+
+@pytest.fixture
+async def health() -> AsyncIterator[tuple[StubProvisioner, FakeClock, Callable[[], Any]]]:
+    """A stub provisioner, a fake clock, and ``status()`` of /healthz served over them."""
+    clock = FakeClock()
+    stub = StubProvisioner(scrape_interval=10)
+    telemetry = Telemetry(cast(MetricsProvisioner, stub), clock=clock)
+    server = await start_telemetry_server("127.0.0.1:0", registry=telemetry.registry,
+                                          healthy=telemetry.healthy)
+    async with aiohttp.ClientSession() as session:
+
+        async def status() -> int:
+            return (await get(session, server.url + "/healthz"))[0]
+
+        yield stub, clock, status
+    await server.close()
+
+
+async def test_healthz_is_ok_for_three_intervals_after_start_without_a_cycle(
+    health: tuple[StubProvisioner, FakeClock, Callable[[], Any]],
+) -> None:
+    """Before any cycle, /healthz is 200 for 3 scrape intervals after start, then 503."""
+    _, clock, status = health
+    clock.now += 30
+    assert await status() == 200
+    clock.now += 0.1
+    assert await status() == 503
+
+
+async def test_healthz_turns_503_when_cycles_stop(
+    health: tuple[StubProvisioner, FakeClock, Callable[[], Any]],
+) -> None:
+    """Cycles finishing keep /healthz at 200; none for over 3 intervals turns it 503."""
+    stub, clock, status = health
+    for _ in range(5):
+        clock.now += 10
+        stub.stats.last_cycle_end = clock.now
+        stub.stats.cycles += 1
+        assert await status() == 200
+    clock.now += 30.1
+    assert await status() == 503
+    stub.stats.last_cycle_end = clock.now
+    assert await status() == 200
+
+
+async def test_healthz_turns_503_at_once_when_the_cycle_loop_died(
+    health: tuple[StubProvisioner, FakeClock, Callable[[], Any]],
+) -> None:
+    """A dead cycle loop is unhealthy even though its last cycle is recent; so is a stop."""
+    stub, clock, status = health
+    stub.stats.last_cycle_end = clock.now
+    stub.cycle_loop_ended = True
+    assert await status() == 503
+    stub.cycle_loop_ended = False
+    stub.running = False
+    assert await status() == 503
+
+
+async def test_a_provisioner_whose_cycle_loop_died_reports_it(
+    scored_targets: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When cycle() raises (a bug), cycle_loop_ended is true and the provisioner stops."""
+    provisioner = MetricsProvisioner(targets=scored_targets[:1], telemetry={"enabled": False},
+                                     scrape_interval=0.1)
+    provisioner.register(ScoreObserver())
+
+    async def broken() -> list[Any]:
+        raise RuntimeError("a bug in the cycle")
+
+    monkeypatch.setattr(provisioner, "cycle", broken)
+    await provisioner.start()
+    try:
+        await wait_for(lambda: provisioner.cycle_loop_ended or not provisioner.running)
+        assert not provisioner.telemetry.healthy()
+        await wait_for(lambda: not provisioner.running)
+    finally:
+        await provisioner.stop()

@@ -1,0 +1,127 @@
+"""The alert lifecycle, as Prometheus has it: what to send to Alertmanager, and when.
+
+A new alert is sent at once with ``startsAt`` = when it was first reported; while it keeps
+being reported it is sent again every ``resend_interval`` with ``endsAt`` = now + ``lifetime``
+(4 x max(scrape interval, resend interval)), so it expires by itself if deucalion dies; once an
+observer's successful call no longer returns it, it is resolved (``endsAt`` = now) and re-sent
+as resolved for 15 minutes.
+
+Pure bookkeeping: no I/O, and the clock is injected, so tests move time by hand. Delivery is
+``deucalion.alertmanager``'s.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["RESOLVED_RETENTION", "AlertLifecycle", "LabelSet", "Payload", "rfc3339"]
+
+log = logging.getLogger(__name__)
+
+#: How long a resolved alert is still sent, as Prometheus does.
+RESOLVED_RETENTION = 15 * 60.0
+
+Payload = dict[str, Any]
+"""One alert as Alertmanager's API v2 takes it (labels, annotations, startsAt, endsAt, ...)."""
+LabelSet = frozenset[tuple[str, str]]
+"""An alert's identity: its labels, hashable."""
+
+
+def rfc3339(timestamp: float) -> str:
+    """``timestamp`` (seconds since the epoch) as Alertmanager's API writes times."""
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class _Tracked:
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: float
+    last_sent: float
+    resolved_at: float | None = None
+
+
+class AlertLifecycle:
+    """Which alerts to send now: firing, re-sent while firing, resolved, re-sent resolved.
+
+    Alerts are identified by their full label set within a group (one group per observer).
+    ``clock`` returns seconds since the epoch; tests pass a fake one.
+    """
+
+    def __init__(
+        self,
+        *,
+        resend_interval: float,
+        lifetime: float,
+        generator_url: str = "",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.resend_interval = resend_interval
+        self.lifetime = lifetime
+        self.generator_url = generator_url
+        self._clock = clock
+        self._groups: dict[Hashable, dict[LabelSet, _Tracked]] = {}
+
+    def update(
+        self, group: Hashable, alerts: Iterable[tuple[Mapping[str, str], Mapping[str, str]]]
+    ) -> list[Payload]:
+        """Record one successful call's ``(labels, annotations)``; return what to send now."""
+        now = self._clock()
+        tracked = self._groups.setdefault(group, {})
+        current: dict[LabelSet, tuple[Mapping[str, str], Mapping[str, str]]] = {}
+        for pair in alerts:
+            current[frozenset(pair[0].items())] = pair
+        out: list[Payload] = []
+        for key, (labels, notes) in current.items():
+            state = tracked.get(key)
+            if state is None or state.resolved_at is not None:
+                # New, or back after being resolved: a new alert with a new start.
+                state = tracked[key] = _Tracked(dict(labels), dict(notes), now, -math.inf)
+                log.info("alert firing: %s", _describe(state.labels))
+            changed = state.annotations != notes
+            state.annotations = dict(notes)
+            if changed or now - state.last_sent >= self.resend_interval:
+                state.last_sent = now
+                out.append(self._payload(state, now))
+        for key, state in list(tracked.items()):
+            if key in current:
+                continue
+            if state.resolved_at is None:
+                state.resolved_at = state.last_sent = now
+                log.info("alert resolved: %s", _describe(state.labels))
+                out.append(self._payload(state, now))
+            elif now - state.resolved_at >= RESOLVED_RETENTION:
+                del tracked[key]
+            elif now - state.last_sent >= self.resend_interval:
+                state.last_sent = now
+                out.append(self._payload(state, now))
+        return out
+
+    def firing(self) -> list[Payload]:
+        """Every alert firing now, as it would be sent."""
+        now = self._clock()
+        return [self._payload(state, now) for group in self._groups.values()
+                for state in group.values() if state.resolved_at is None]
+
+    def _payload(self, state: _Tracked, now: float) -> Payload:
+        ends_at = state.resolved_at if state.resolved_at is not None else now + self.lifetime
+        payload: Payload = {
+            "labels": dict(state.labels),
+            "annotations": dict(state.annotations),
+            "startsAt": rfc3339(state.starts_at),
+            "endsAt": rfc3339(ends_at),
+        }
+        if self.generator_url:
+            payload["generatorURL"] = self.generator_url
+        return payload
+
+
+def _describe(labels: Mapping[str, str]) -> str:
+    return "{" + ", ".join(f"{k}={v!r}" for k, v in sorted(labels.items())) + "}"

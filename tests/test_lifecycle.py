@@ -1,0 +1,96 @@
+"""What to send to Alertmanager and when: fire, re-send, resolve (deucalion.lifecycle)."""
+
+from __future__ import annotations
+
+from deucalion.lifecycle import RESOLVED_RETENTION, AlertLifecycle, rfc3339
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+FIRING = ({"alertname": "A", "observer": "O"}, {"summary": "s"})
+
+
+def lifecycle(clock: Clock) -> AlertLifecycle:
+    return AlertLifecycle(resend_interval=60, lifetime=240, clock=clock,
+                          generator_url="http://me:9464/alerts")
+
+
+def test_new_alert_is_sent_at_once_with_its_start() -> None:
+    """A new alert is sent at once: startsAt now, endsAt now + lifetime, generatorURL."""
+    clock = Clock()
+    out = lifecycle(clock).update("o", [FIRING])
+    assert out == [{"labels": FIRING[0], "annotations": FIRING[1],
+                    "startsAt": rfc3339(clock.now), "endsAt": rfc3339(clock.now + 240),
+                    "generatorURL": "http://me:9464/alerts"}]
+
+
+def test_firing_alert_is_resent_every_resend_interval_keeping_its_start() -> None:
+    """While reported, an alert is re-sent only once resend_interval passed; startsAt stays."""
+    clock = Clock()
+    lc = lifecycle(clock)
+    start = clock.now
+    lc.update("o", [FIRING])
+    clock.now += 30
+    assert lc.update("o", [FIRING]) == []
+    clock.now += 30
+    (again,) = lc.update("o", [FIRING])
+    assert again["startsAt"] == rfc3339(start)
+    assert again["endsAt"] == rfc3339(clock.now + 240)
+
+
+def test_changed_annotations_are_sent_at_once() -> None:
+    """New annotations of a firing alert do not wait for the resend interval."""
+    clock = Clock()
+    lc = lifecycle(clock)
+    lc.update("o", [FIRING])
+    clock.now += 1
+    (out,) = lc.update("o", [(FIRING[0], {"summary": "worse"})])
+    assert out["annotations"] == {"summary": "worse"}
+
+
+def test_alert_not_reported_is_resolved_and_resent_for_15_minutes() -> None:
+    """A missing alert is sent resolved (endsAt now), re-sent while retained, then forgotten."""
+    clock = Clock()
+    lc = lifecycle(clock)
+    lc.update("o", [FIRING])
+    clock.now += 15
+    resolved_at = clock.now
+    (out,) = lc.update("o", [])
+    assert out["endsAt"] == rfc3339(resolved_at)
+    assert lc.firing() == []
+    clock.now += 60
+    (again,) = lc.update("o", [])
+    assert again["endsAt"] == rfc3339(resolved_at)
+    clock.now = resolved_at + RESOLVED_RETENTION
+    assert lc.update("o", []) == []
+    clock.now += 600
+    assert lc.update("o", []) == []
+
+
+def test_alert_back_after_resolution_is_a_new_alert() -> None:
+    """Reported again after being resolved, an alert starts anew."""
+    clock = Clock()
+    lc = lifecycle(clock)
+    lc.update("o", [FIRING])
+    clock.now += 10
+    lc.update("o", [])
+    clock.now += 10
+    (out,) = lc.update("o", [FIRING])
+    assert out["startsAt"] == rfc3339(clock.now)
+
+
+def test_observers_do_not_resolve_each_others_alerts() -> None:
+    """Alerts are tracked per observer group."""
+    clock = Clock()
+    lc = lifecycle(clock)
+    lc.update("one", [FIRING])
+    assert lc.update("two", []) == []
+    assert len(lc.firing()) == 1
