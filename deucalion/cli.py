@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from deucalion._version import __version__
 from deucalion.errors import ConfigError, DeucalionError
 from deucalion.observer import MetricsObserver, TargetsData
+from deucalion.runner import run_main
 
 if TYPE_CHECKING:
     from deucalion.config import Settings
@@ -30,7 +31,7 @@ def _demo(args: argparse.Namespace) -> int:
     from deucalion.demo import run_demo
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-    return asyncio.run(run_demo(target=args.target, alertmanager=args.alertmanager,
+    return run_main(run_demo(target=args.target, alertmanager=args.alertmanager,
                                 duration=args.duration, interval=args.interval, metrics=metrics))
 
 

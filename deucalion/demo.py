@@ -7,6 +7,7 @@ prints each detection as it happens. Everything stays on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import statistics
@@ -20,6 +21,7 @@ from aiohttp import web
 
 from deucalion.alerts import Alert
 from deucalion.observer import MetricsObserver, TargetsData
+from deucalion.runner import stopping_on_signals
 
 __all__ = ["RobustZScoreObserver", "SyntheticTarget"]
 
@@ -208,20 +210,10 @@ async def run_demo(
               f"{', '.join(desired)}" + (f" for {duration:g}s" if duration else "")
               + (f"; alerts go to {alertmanager}" if alertmanager else "")
               + ". Ctrl-C stops.", flush=True)
+        stop = asyncio.Event()
         async with provisioner:
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            import signal
-
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(signum, stop.set)
-            try:
+            with stopping_on_signals(stop.set), contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=duration or None)
-            except TimeoutError:
-                pass
-            finally:
-                for signum in (signal.SIGINT, signal.SIGTERM):
-                    loop.remove_signal_handler(signum)
         print(f"deucalion demo: done after {provisioner.stats.cycles} cycles.", file=sys.stderr)
     finally:
         if synthetic is not None:

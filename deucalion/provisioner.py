@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from deucalion.dispatch import CallOutcome, ObserverWorker
 from deucalion.errors import ConfigError, DeucalionError
 from deucalion.lifecycle import Payload
 from deucalion.observer import SYNTHETIC_METRICS, MetricsObserver, TargetsData
+from deucalion.runner import run_main, stopping_on_signals
 from deucalion.scrape import Scraper, ScrapeResult
 from deucalion.targets import CollectingProvider, Target, TargetProvider, build_provider
 from deucalion.telemetry import Telemetry
@@ -136,51 +136,14 @@ class MetricsProvisioner:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            self._run_blocking()
+            run_main(self._run_with_signals())
             return None
         return self._run_until_stopped()
 
-    def _run_blocking(self) -> None:
-        if not logging.getLogger().handlers:
-            # A script that configured no logging still gets to see targets going down and
-            # observers failing; an application that configured logging keeps its own.
-            logging.basicConfig(level=logging.INFO,
-                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        loop_factory = None
-        try:
-            import uvloop
-
-            loop_factory = uvloop.new_event_loop
-        except ImportError:  # uvloop does not exist on every platform
-            pass
-        with asyncio.Runner(loop_factory=loop_factory) as runner:
-            runner.run(self._run_with_signals())
-
     async def _run_with_signals(self) -> None:
-        loop = asyncio.get_running_loop()
-        signals = (signal.SIGINT, signal.SIGTERM)
-        first_signal_at: list[float] = []
-
-        def on_signal(signum: int) -> None:
-            name = signal.Signals(signum).name
-            now = loop.time()
-            if not first_signal_at:
-                first_signal_at.append(now)
-                log.info("received %s: stopping (send it again to stop at once)", name)
-                self._spawn(self.stop())
-            elif now - first_signal_at[0] > 1.0:
-                # A signal sent to the process group arrives twice at once; only a later one
-                # is the user insisting.
-                log.warning("received %s again: stopping without waiting", name)
-                self._spawn(self.stop(grace=0))
-
-        for signum in signals:
-            loop.add_signal_handler(signum, on_signal, signum)
-        try:
+        with stopping_on_signals(lambda: self._spawn(self.stop()),
+                                 lambda: self._spawn(self.stop(grace=0))):
             await self._run_until_stopped()
-        finally:
-            for signum in signals:
-                loop.remove_signal_handler(signum)
 
     async def _run_until_stopped(self) -> None:
         await self.start()
