@@ -22,6 +22,7 @@ unescaped and any other backslash is kept as is, as prometheus_client does.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 import re
@@ -77,12 +78,53 @@ _REST_ANY = (
     rf"(?:[ \t]*\{{({_CANON_BLOCK})?\}}[ \t]*|[ \t]*\{{({_LOOSE_BLOCK})\}}[ \t]*|[ \t]+)"
     rf"({_RAW_VALUE})(?:[ \t]+[+-]?[0-9]+)?[ \t]*"
 )
-# One match: the lines without samples before a sample, then the sample line. The last group
-# catches a line that is neither, so the matches tile the body and findall() sees every line.
-_TEXT_FULL = re.compile(
-    rf"(?:(?:{_SKIP_CANON}|{_SKIP_ANY})\n)*"
-    rf"(?:({_NAME}){_REST_CANON}\n|[ \t]*({_NAME}){_REST_ANY}\n|([^\n]*)\n?)"
+
+# The same languages as _NAME, _LABEL and _CANON_VALUE, spelt so that the regex engine keeps no
+# backtracking state: nothing after them could match what they give back.
+_NAME_FAST = r"[a-zA-Z_:][a-zA-Z0-9_:]*+"
+_LABEL_FAST = r"(?!__)[a-zA-Z_][a-zA-Z0-9_]*+"
+_CANON_VALUE_FAST = r'"[^"\\\n]*+(?:"|(?:\\[\\"n][^"\\\n]*+)++")'
+
+
+def _text_full_pattern(skeletons: frozenset[tuple[str, ...]]) -> re.Pattern[str]:
+    """The pattern that reads a text 0.0.4 body one sample line (and the lines before it) a match.
+
+    Its groups are (name, key, value, other). The first alternative takes canonical lines whose
+    label block is empty, has one label, or has one of ``skeletons``: label names known to be
+    sorted and distinct. Such a block, braces included, is its series key as written, so the
+    pattern captures the key itself. Any other line lands whole in ``other`` for Python to read
+    (or reject), so the matches tile the body and findall() sees every line. Few groups and
+    no repeated group keep the regex engine quick: it pays for both on every match.
+    """
+    pair = f"={_CANON_VALUE_FAST}"
+    blocks = [_LABEL_FAST + pair]
+    blocks += [",".join(re.escape(name) + pair for name in names) for names in sorted(skeletons)]
+    return re.compile(
+        rf"(?:(?:{_SKIP_CANON}|{_SKIP_ANY})\n)*+"
+        rf"(?:({_NAME_FAST})(\{{(?:{'|'.join(blocks)}|)\}})?+ ({_RAW_VALUE}+)(?: [+-]?[0-9]++)?+\n"
+        r"|([^\n]*)\n?)"
+    )
+
+
+# The label-name skeletons learnt so far (sorted multi-label name sequences) and the pattern
+# that knows them, swapped together. Exporters use few; a body that shows a new one is read
+# with the general alternative until its chunk ends, then the pattern is rebuilt.
+_MAX_SKELETONS = 256
+_text_full: tuple[frozenset[tuple[str, ...]], re.Pattern[str]] = (
+    frozenset(),
+    _text_full_pattern(frozenset()),
 )
+
+
+def _learn_skeletons(new: set[tuple[str, ...]]) -> None:
+    global _text_full
+    known = _text_full[0]
+    if len(known) >= _MAX_SKELETONS:
+        return
+    skeletons = known | new
+    _text_full = (skeletons, _text_full_pattern(skeletons))
+
+
 _SKIP_LINE = re.compile(_SKIP_ANY)
 _SAMPLE_LINE = re.compile(rf"[ \t]*({_NAME}){_REST_ANY}")
 
@@ -195,37 +237,74 @@ def _text_error(text: str) -> ParseError:
     return ParseError("malformed exposition")  # pragma: no cover - the two paths agree
 
 
+# Above this size a parse pauses the garbage collector: it allocates a tuple per sample, and the
+# collections those allocations trigger scan the growing result for nothing to free.
+_GC_PAUSE_SIZE = 1 << 20
+# Bodies are read in chunks of about this size, so that skeletons learnt in one chunk speed up
+# the next: the first read of a large body with new label names is then not slow throughout.
+_CHUNK_SIZE = 1 << 16
+
+
 def _parse_text_full(text: str) -> Samples:
     if not text.endswith("\n"):
         text += "\n"
     result: Samples = {}
-    current_name = ""
-    current: dict[str, float] = {}
+    size = len(text)
+    pause_gc = size > _GC_PAUSE_SIZE and gc.isenabled()
+    if pause_gc:
+        gc.disable()
     try:
-        for name, canon, value, name2, canon2, loose, value2, bad in _TEXT_FULL.findall(text):
-            if not name:
-                if not name2:
-                    if bad:
-                        raise ParseError(bad)
-                    continue  # the empty match at the end of the body
-                name, canon, value = name2, canon2, value2
-            if loose:
-                key = _series_key(_LOOSE_PAIRS.findall(loose), None)
-            elif not canon:
-                key = "{}"
-            elif canon.count('"') == 2:
-                # One label and no escaped quote: the block as written is the key.
-                key = "{" + canon + "}"
-            else:
-                key = _several_labels_key(canon)
-            if name != current_name:
-                current_name = name
-                current = result.setdefault(name, {})
-            current[key] = float(value)
+        current_name = ""
+        current: dict[str, float] = {}
+        start = 0
+        while start < size:
+            end = text.find("\n", start + _CHUNK_SIZE) + 1 or size
+            skeletons, pattern = _text_full
+            learnt: set[tuple[str, ...]] = set()
+            for name, key, value, other in pattern.findall(text, start, end):
+                if name:
+                    # The common case, kept short: the pattern has checked the key.
+                    if name != current_name:
+                        current_name = name
+                        series = result.get(name)
+                        if series is None:
+                            series = result[name] = {}
+                        current = series
+                    current[key or "{}"] = float(value)
+                elif other:
+                    match = _SAMPLE_LINE.fullmatch(other)
+                    if match is None:
+                        raise ParseError(other)
+                    name, canon, loose, value = match.groups()
+                    key, skeleton = _general_key(loose or canon)
+                    if skeleton is not None and skeleton not in skeletons:
+                        learnt.add(skeleton)
+                    current_name = name
+                    current = result.setdefault(name, {})
+                    current[key] = float(value)
+                # else: the empty match at the end of a chunk
+            if learnt:
+                _learn_skeletons(learnt)
+            start = end
     except (ParseError, ValueError):
         # Something is wrong somewhere: find the line and the reason the slow way.
         raise _text_error(text) from None
+    finally:
+        if pause_gc:
+            gc.enable()
     return result
+
+
+def _general_key(block: str) -> tuple[str, tuple[str, ...] | None]:
+    """The series key of any label block, and its skeleton if the fast path may learn it."""
+    if not block:
+        return "{}", None
+    pairs = _LOOSE_PAIRS.findall(block)
+    names = tuple(name for name, _ in pairs)
+    key = _series_key(pairs, None)
+    if len(names) > 1 and list(names) == sorted(names):
+        return key, names
+    return key, None
 
 
 # ---- OpenMetrics 1.0 --------------------------------------------------------------------------
