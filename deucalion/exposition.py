@@ -675,9 +675,12 @@ class ExpositionParser:
             return _parse_text_full(text)
         if self._filter is None:
             return {}
+        result = _parse_text_found(text, self._needles, self._samples, self._heads)
+        if result is not None:
+            return result
         # The newlines around let every line, the first and the last too, match the same way.
         body = "\n" + text if text.endswith("\n") else "\n" + text + "\n"
-        return _parse_text_found(body, self._filter, self._needles, self._samples, self._heads)
+        return _parse_text_filtered(body, self._filter)
 
 
 def _parse_text_filtered(body: str, pattern: re.Pattern[str]) -> Samples:
@@ -695,63 +698,56 @@ def _parse_text_filtered(body: str, pattern: re.Pattern[str]) -> Samples:
 
 
 def _parse_text_found(
-    body: str,
-    pattern: re.Pattern[str],
-    names: tuple[str, ...],
-    samples: frozenset[str],
-    heads: dict[str, tuple[str, str]],
-) -> Samples:
-    """Like :func:`_parse_text_filtered`, but the regex engine only visits the wanted lines.
+    text: str, names: tuple[str, ...], samples: frozenset[str], heads: dict[str, tuple[str, str]]
+) -> Samples | None:
+    """Read the wanted lines of ``text`` where the regex engine visits only those.
 
     ``str.find`` jumps from one occurrence of a wanted name to the next in C, several times
     faster than the regex engine steps from line to line. An occurrence that starts a line is
-    read; any other (in a HELP or TYPE line, a value) is passed over. All lines of one sample
-    name are found by the same search, in order, so within a series the last line still wins.
-    An error sends the body to :func:`_parse_text_filtered`, which reports the first bad line.
+    read; any other (in a HELP or TYPE line, a longer name, a value) is passed over. All lines
+    of one sample name are found by the same search, in order, so within a series the last
+    line still wins. Returns None, for :func:`_parse_text_filtered` to do, on anything else:
+    a wanted line with blanks before its name or outside the canonical layout, or an error
+    (that function names the first bad line).
 
     ``heads`` maps the part before the value of canonical lines read before (by this parser)
     to their (sample name, or "" when unwanted; series key): a parser reads the same few lines
     scrape after scrape, and then only the value is left to check.
     """
     result: Samples = {}
-    find = body.find
+    find = text.find
     try:
         for name in names:
             pos = find(name)
             while pos >= 0:
-                # body starts with "\n", so pos - 1 is never before it.
-                before = body[pos - 1]
+                before = text[pos - 1] if pos else "\n"
                 if before == "\n":
                     end = find("\n", pos)
-                    head, _, value = body[pos:end].rpartition(" ")
+                    if end < 0:
+                        end = len(text)
+                    head, _, value = text[pos:end].rpartition(" ")
                     seen = heads.get(head)
                     if seen is None:
                         # Not read before, or it has a timestamp: the value comes from the regex.
-                        seen, value = _read_head(body, pos, samples, heads)
+                        seen, value = _read_head(text, pos, samples, heads)
+                        if seen is None:
+                            return None
                     elif not (value.isascii() and value.isprintable() and "_" not in value):
                         # float() would take what the format does not ("1_0", "\x0c1").
-                        raise ParseError(value)
-                    if seen is not None:
-                        sample, key = seen
-                        if sample:
-                            series = result.get(sample)
-                            if series is None:
-                                series = result[sample] = {}
-                            series[key] = float(value)
-                        pos = find(name, end)
-                        continue
-                    start = pos - 1
-                elif before in " \t":
-                    start = body.rfind("\n", 0, pos)
-                    if body[start + 1 : pos].strip(" \t"):
-                        start = -1  # in a HELP or TYPE line
-                else:
-                    start = -1  # in a longer name, a label value
-                if start >= 0 and (match := pattern.match(body, start)) is not None:
-                    _add_filtered(match, result)
+                        return None
+                    sample, key = seen
+                    if sample:
+                        series = result.get(sample)
+                        if series is None:
+                            series = result[sample] = {}
+                        series[key] = float(value)
+                    pos = find(name, end)
+                    continue
+                if before in " \t" and not text[text.rfind("\n", 0, pos) + 1 : pos].strip(" \t"):
+                    return None  # a line indented with blanks
                 pos = find(name, pos + len(name))
     except (ParseError, ValueError):
-        return _parse_text_filtered(body, pattern)
+        return None
     return result
 
 
@@ -777,10 +773,10 @@ def _read_head(
 
 
 _MAX_HEADS = 4096
-# A wanted line in the canonical layout: (name, label block with braces or "", value).
+# A line in the canonical layout: (name, label block with braces or "", value).
 _WANTED_LINE = re.compile(
     rf"({_NAME_FAST})(\{{{_LABEL_FAST}={_CANON_VALUE_FAST}(?:,{_LABEL_FAST}={_CANON_VALUE_FAST})*+\}}|)"
-    rf" ({_RAW_VALUE}+)(?: [+-]?[0-9]++)?+(?=\n)"
+    rf" ({_RAW_VALUE}+)(?: [+-]?[0-9]++)?+(?=\n|\Z)"
 )
 
 
