@@ -8,12 +8,17 @@ notation, labels sorted by name, values escaped, ``{}`` for none) to its value::
 Timestamps, exemplars, HELP, TYPE and UNIT are checked but not returned. When one series
 appears twice in a body, the last sample wins.
 
-Speed comes from regular expressions run over the whole body: in text 0.0.4 one pattern finds,
-validates and splits every sample line in C, and Python only touches the captured groups. With a
-metrics filter the pattern is built from the wanted names, so an unwanted line is skipped by the
-regex engine before anything of it is parsed (and, in text 0.0.4, before it is validated).
-OpenMetrics is parsed line by line with every rule of the standard that prometheus_client's
-OpenMetrics parser enforces, on every line, filter or not: it is strict, and slower.
+Speed comes from leaving the per-line work to C. A full text 0.0.4 parse is one findall() over
+the body whose pattern validates every line and captures, of a canonical sample line, its name,
+its value and its series key: the label block as written. The pattern takes a block as is only
+if it is empty, has one label, or has a sequence of label names already seen sorted and distinct
+(a "skeleton"); the lines it does not take are read in Python, which teaches the pattern their
+skeleton for the next chunk and the next scrape. Python then only converts values and fills the
+dicts. With a metrics filter, ``str.find`` jumps from one occurrence of a wanted name to the
+next and only lines starting with one are read: other lines are skipped unparsed.
+OpenMetrics is parsed by :mod:`deucalion.openmetrics`, line by line with every rule of the
+standard that prometheus_client's OpenMetrics parser enforces, on every line, filter or not: it
+is strict, and slower.
 
 Not supported (rejected): quoted UTF-8 metric and label names, native histograms, label names
 starting with ``__``. Label values may contain any escape; ``\\\\``, ``\\"`` and ``\\n`` are
@@ -23,49 +28,32 @@ unescaped and any other backslash is kept as is, as prometheus_client does.
 from __future__ import annotations
 
 import gc
-import itertools
-import math
 import re
-from collections.abc import Callable, Iterable
-from decimal import Decimal
+from collections.abc import Iterable
 from functools import lru_cache
 
+from deucalion._grammar import ANY_VALUE, CANON_VALUE, LABEL, NAME, Samples, canonical
 from deucalion.errors import ParseError
 from deucalion.naming import FAMILY_SUFFIXES, family_selects
+from deucalion.openmetrics import parse_openmetrics
 
 __all__ = ["ExpositionParser", "is_openmetrics", "parse_exposition"]
 
-Samples = dict[str, dict[str, float]]
-
-
-_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
-# Label names starting with "__" are reserved; prometheus_client rejects them too.
-_LABEL = r"(?!__)[a-zA-Z_][a-zA-Z0-9_]*"
-# A label value whose only escapes are the three canonical ones is already in our notation.
-_CANON_VALUE = r'"[^"\\\n]*+(?:\\[\\"n][^"\\\n]*+)*+"'
-_ANY_VALUE = r'"[^"\\\n]*+(?:\\.[^"\\\n]*+)*+"'
-_CANON_BLOCK = rf"{_LABEL}={_CANON_VALUE}(?:,{_LABEL}={_CANON_VALUE})*"
-# Text 0.0.4 allows blanks around every token inside the braces and a trailing comma.
-_LOOSE_PAIR = rf"{_LABEL}[ \t]*=[ \t]*{_ANY_VALUE}[ \t]*"
-_LOOSE_BLOCK = rf"[ \t]*(?:{_LOOSE_PAIR}(?:,[ \t]*{_LOOSE_PAIR})*(?:,[ \t]*)?)?"
-# Exactly the ASCII spellings Python's float() and Go's ParseFloat both read the same way.
-_VALUE = (
-    r"[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
-    r"|(?i:inf(?:inity)?|nan))"
-)
-_DECIMAL = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
-
 # ---- text 0.0.4 -------------------------------------------------------------------------------
 
+_CANON_BLOCK = rf"{LABEL}={CANON_VALUE}(?:,{LABEL}={CANON_VALUE})*"
+# Text 0.0.4 allows blanks around every token inside the braces and a trailing comma.
+_LOOSE_PAIR = rf"{LABEL}[ \t]*=[ \t]*{ANY_VALUE}[ \t]*"
+_LOOSE_BLOCK = rf"[ \t]*(?:{_LOOSE_PAIR}(?:,[ \t]*{_LOOSE_PAIR})*(?:,[ \t]*)?)?"
 _TEXT_TYPES = "counter|gauge|histogram|summary|untyped"
 # The canonical layout Go and Python clients write is tried first: the regex engine then settles
 # most lines with its first alternative. The general alternatives accept the rest of text 0.0.4
 # (blanks and tabs between tokens, a trailing comma, any escape in label values).
-_SKIP_CANON = rf"# HELP {_NAME}(?: [^\n]*)?|# TYPE {_NAME} (?:{_TEXT_TYPES})"
+_SKIP_CANON = rf"# HELP {NAME}(?: [^\n]*)?|# TYPE {NAME} (?:{_TEXT_TYPES})"
 # A line that carries no sample: blank, a comment, or a well-formed HELP or TYPE line.
 _SKIP_ANY = (
-    rf"[ \t]*(?:#(?:[ \t]+(?:HELP[ \t]+{_NAME}(?:[ \t][^\n]*)?"
-    rf"|TYPE[ \t]+{_NAME}[ \t]+(?:{_TEXT_TYPES})[ \t]*)"
+    rf"[ \t]*(?:#(?:[ \t]+(?:HELP[ \t]+{NAME}(?:[ \t][^\n]*)?"
+    rf"|TYPE[ \t]+{NAME}[ \t]+(?:{_TEXT_TYPES})[ \t]*)"
     r"|(?![ \t]+(?:HELP|TYPE)(?:[ \t\n]|\Z))[^\n]*))?"
 )
 # The value is only told apart from its neighbours here; float() decides whether it is a
@@ -79,7 +67,7 @@ _REST_ANY = (
     rf"({_RAW_VALUE})(?:[ \t]+[+-]?[0-9]+)?[ \t]*"
 )
 
-# The same languages as _NAME, _LABEL and _CANON_VALUE, spelt so that the regex engine keeps no
+# The same languages as NAME, LABEL and CANON_VALUE, spelt so that the regex engine keeps no
 # backtracking state: nothing after them could match what they give back.
 _NAME_FAST = r"[a-zA-Z_:][a-zA-Z0-9_:]*+"
 _LABEL_FAST = r"(?!__)[a-zA-Z_][a-zA-Z0-9_]*+"
@@ -126,33 +114,11 @@ def _learn_skeletons(new: set[tuple[str, ...]]) -> None:
 
 
 _SKIP_LINE = re.compile(_SKIP_ANY)
-_SAMPLE_LINE = re.compile(rf"[ \t]*({_NAME}){_REST_ANY}")
+_SAMPLE_LINE = re.compile(rf"[ \t]*({NAME}){_REST_ANY}")
 
 _CANON_NAMES = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="[^"\\]*+(?:\\.[^"\\]*+)*+"')
 _CANON_PAIRS = re.compile(r'[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*+(?:\\.[^"\\]*+)*+"')
 _LOOSE_PAIRS = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"([^"\\]*+(?:\\.[^"\\]*+)*+)"')
-
-_UNESCAPES = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
-_ESCAPE_SEQUENCE = re.compile(r'\\[\\"n]')
-
-
-def _unescape(raw: str) -> str:
-    """A label value as written (between its quotes) to the string it stands for."""
-    if "\\" not in raw:
-        return raw
-    return _ESCAPE_SEQUENCE.sub(lambda m: _UNESCAPES[m.group()], raw)
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _canonical(raw: str) -> str:
-    """A label value as written to the notation of series keys (canonical escapes)."""
-    if "\\" not in raw:
-        return raw
-    return _escape(_unescape(raw))
-
 
 def _series_key(pairs: list[tuple[str, str]], lineno: int | None) -> str:
     """The series key of (name, value as written) pairs, which may be unsorted."""
@@ -162,7 +128,7 @@ def _series_key(pairs: list[tuple[str, str]], lineno: int | None) -> str:
         if name == previous:
             raise ParseError(f"duplicate label name {name!r}", lineno)
         previous = name
-    return "{" + ",".join(f'{name}="{_canonical(raw)}"' for name, raw in pairs) + "}"
+    return "{" + ",".join(f'{name}="{canonical(raw)}"' for name, raw in pairs) + "}"
 
 
 # Label name sequence ("a,b,c") -> None when sorted and unique, else the sorting permutation.
@@ -307,323 +273,6 @@ def _general_key(block: str) -> tuple[str, tuple[str, ...] | None]:
     return key, None
 
 
-# ---- OpenMetrics 1.0 --------------------------------------------------------------------------
-
-_OM_TYPES = frozenset(
-    ["counter", "gauge", "histogram", "gaugehistogram", "stateset", "info", "summary", "unknown"]
-)
-_OM_ALLOWED_SUFFIXES = {
-    "counter": ("_total", "_created"),
-    "summary": ("", "_count", "_sum", "_created"),
-    "histogram": ("_count", "_sum", "_bucket", "_created"),
-    "gaugehistogram": ("_gcount", "_gsum", "_bucket"),
-    "info": ("_info",),
-}
-_OM_BLOCK = rf"{_LABEL}={_ANY_VALUE}(?:,{_LABEL}={_ANY_VALUE})*"
-_OM_META = re.compile(rf"# (HELP|TYPE|UNIT) ({_NAME}) (.*)")
-_OM_SAMPLE = re.compile(
-    rf"({_NAME})(?:\{{({_OM_BLOCK})?\}})? ({_VALUE})(?: ({_DECIMAL}))?"
-    rf"(?: # \{{({_OM_BLOCK})?\}} ({_VALUE})(?: ({_DECIMAL}))?)?"
-)
-_OM_PAIRS = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-_COUNTER_LIKE_NOT_NAN = frozenset(["_total", "_sum", "_count", "_bucket", "_gcount", "_gsum"])
-_COUNTER_LIKE_NOT_NEGATIVE = frozenset(["_total", "_sum", "_count", "_bucket", "_gcount"])
-
-
-def _om_timestamp(raw: str, lineno: int) -> Decimal:
-    if "e" in raw or "E" in raw:
-        value = float(raw)
-        if math.isinf(value):
-            raise ParseError(f"invalid timestamp {raw!r}", lineno)
-        return Decimal(value)
-    return Decimal(raw)
-
-
-def _om_labels(block: str | None, lineno: int) -> list[tuple[str, str]]:
-    """Sorted (name, canonical value) pairs of an OpenMetrics label block."""
-    if not block:
-        return []
-    pairs = [(name, _canonical(raw)) for name, raw in _OM_PAIRS.findall(block)]
-    pairs.sort()
-    for (a, _), (b, _) in itertools.pairwise(pairs):
-        if a == b:
-            raise ParseError(f"duplicate label name {a!r}", lineno)
-    return pairs
-
-
-class _Family:
-    """What the OpenMetrics checks need to remember of the family being read."""
-
-    def __init__(self, name: str, typ: str | None) -> None:
-        self.name = name
-        self.typ = typ
-        self.help_seen = False
-        self.unit: str | None = None
-        self.allowed: tuple[str, ...] = (name,)
-        self.has_samples = False
-        self.group: tuple[tuple[str, str], ...] | None = None
-        self.group_timestamp: Decimal | None = None
-        self.seen_groups: set[tuple[tuple[str, str], ...]] = set()
-        # (suffix, group, timestamp, le, value) of every sample, for the histogram checks.
-        self.histogram: list[
-            tuple[str, tuple[tuple[str, str], ...], Decimal | None, float, float]
-        ] = []
-        self.lineno = 0
-
-
-def _check_histogram(family: _Family) -> None:
-    """Bucket order, +Inf bucket, count and sum rules, per group of one histogram family."""
-    name = family.name
-    lineno = family.lineno
-    group: object = None
-    timestamp: object = None
-    count: float | None = None
-    bucket: float | None = None
-    value = 0.0
-    negative_buckets = has_sum = has_gsum = negative_gsum = False
-
-    def finish() -> None:
-        if bucket != math.inf:
-            raise ParseError(f"histogram {name}: +Inf bucket missing", lineno)
-        if count is not None and value != count:
-            raise ParseError(f"histogram {name}: count does not match the +Inf bucket", lineno)
-        if has_sum and count is None:
-            raise ParseError(f"histogram {name}: _count must be present with _sum", lineno)
-        if has_gsum and count is None:
-            raise ParseError(f"histogram {name}: _gcount must be present with _gsum", lineno)
-        if not (has_sum or has_gsum) and count is not None:
-            raise ParseError(f"histogram {name}: _sum must be present with _count", lineno)
-        if negative_buckets and has_sum:
-            raise ParseError(f"histogram {name}: _sum with negative buckets", lineno)
-        if not negative_buckets and negative_gsum:
-            raise ParseError(f"histogram {name}: negative _gsum without negative buckets", lineno)
-
-    for suffix, g, ts, le, sample_value in family.histogram:
-        if not suffix:
-            continue
-        if g != group or ts != timestamp:
-            if group is not None:
-                finish()
-            count = bucket = None
-            negative_buckets = has_sum = has_gsum = negative_gsum = False
-            value = 0.0
-        group, timestamp = g, ts
-        if suffix == "_bucket":
-            if le < 0:
-                negative_buckets = True
-            if bucket is not None and le <= bucket:
-                raise ParseError(f"histogram {name}: buckets out of order", lineno)
-            if sample_value < value:
-                raise ParseError(f"histogram {name}: bucket values out of order", lineno)
-            bucket, value = le, sample_value
-        elif suffix in ("_count", "_gcount"):
-            count = sample_value
-        elif suffix == "_sum":
-            has_sum = True
-        elif suffix == "_gsum":
-            has_gsum = True
-            if sample_value < 0:
-                negative_gsum = True
-    if group is not None:
-        finish()
-
-
-def _finish_family(family: _Family, seen_names: set[str]) -> None:
-    typ = family.typ or "unknown"
-    name = family.name
-    lineno = family.lineno
-    for suffix in {"", *_OM_ALLOWED_SUFFIXES.get(typ, ())}:
-        if name + suffix in seen_names:
-            raise ParseError(f"clashing name {name + suffix!r}: families must not repeat", lineno)
-        seen_names.add(name + suffix)
-    if family.unit:
-        if not name.endswith("_" + family.unit):
-            raise ParseError(f"unit {family.unit!r} does not match metric name {name}", lineno)
-        if typ in ("info", "stateset"):
-            raise ParseError(f"no unit allowed for {typ} {name}", lineno)
-    if typ in ("histogram", "gaugehistogram"):
-        _check_histogram(family)
-
-
-def _parse_openmetrics(text: str, wants: Callable[[str], bool] | None) -> Samples:
-    result: Samples = {}
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    seen_names: set[str] = set()
-    family: _Family | None = None
-    eof = False
-    for index, line in enumerate(lines):
-        lineno = index + 1
-        if eof:
-            raise ParseError("text after # EOF", lineno)
-        if not line:
-            raise ParseError("blank line (not allowed in OpenMetrics)", lineno)
-        if line[0] == "#":
-            if line == "# EOF":
-                eof = True
-                continue
-            meta = _OM_META.fullmatch(line)
-            if meta is None:
-                raise ParseError(f"malformed metadata line {line[:80]!r}", lineno)
-            kind, name, argument = meta.groups()
-            if family is not None and family.name == name:
-                if family.has_samples:
-                    raise ParseError(f"metadata for {name} after its samples", lineno)
-            else:
-                if family is not None:
-                    _finish_family(family, seen_names)
-                family = _Family(name, None)
-            family.lineno = lineno
-            if kind == "HELP":
-                if family.help_seen:
-                    raise ParseError(f"more than one HELP for {name}", lineno)
-                family.help_seen = True
-            elif kind == "TYPE":
-                if family.typ is not None:
-                    raise ParseError(f"more than one TYPE for {name}", lineno)
-                if argument not in _OM_TYPES:
-                    raise ParseError(f"invalid type {argument!r} for {name}", lineno)
-                family.typ = argument
-                family.allowed = tuple(name + s for s in _OM_ALLOWED_SUFFIXES.get(argument, ("",)))
-            else:
-                if family.unit is not None:
-                    raise ParseError(f"more than one UNIT for {name}", lineno)
-                family.unit = argument
-            continue
-        sample = _OM_SAMPLE.fullmatch(line)
-        if sample is None:
-            raise ParseError(
-                f"malformed sample line {line[:80]!r}: expected "
-                "name{labels} value [timestamp] [# {labels} value [timestamp]]",
-                lineno,
-            )
-        name, block, raw_value, raw_ts, ex_block, ex_value, ex_ts = sample.groups()
-        labels = _om_labels(block, lineno)
-        value = float(raw_value)
-        timestamp = _om_timestamp(raw_ts, lineno) if raw_ts is not None else None
-        if family is None or name not in family.allowed:
-            if family is not None:
-                _finish_family(family, seen_names)
-            family = _Family(name, "unknown")
-        family.lineno = lineno
-        family.has_samples = True
-        _check_om_sample(family, name, labels, value, timestamp, line, lineno)
-        if ex_value is not None:
-            _check_exemplar(family, name, ex_block, ex_ts, lineno)
-        if wants is None or wants(name):
-            key = "{" + ",".join(f'{n}="{v}"' for n, v in labels) + "}"
-            result.setdefault(name, {})[key] = value
-    if family is not None:
-        _finish_family(family, seen_names)
-    if not eof:
-        raise ParseError("missing # EOF at the end", len(lines) or 1)
-    return result
-
-
-def _label(labels: list[tuple[str, str]], name: str) -> str | None:
-    for n, v in labels:
-        if n == name:
-            return v
-    return None
-
-
-def _check_om_sample(
-    family: _Family,
-    name: str,
-    labels: list[tuple[str, str]],
-    value: float,
-    timestamp: Decimal | None,
-    line: str,
-    lineno: int,
-) -> None:
-    """The per-sample rules of OpenMetrics, in prometheus_client's order."""
-    fam = family.name
-    typ = family.typ
-    suffix = name[len(fam) :]
-    le = math.nan
-    if typ == "stateset" and _label(labels, fam) is None:
-        raise ParseError(f"stateset sample without its {fam!r} label", lineno)
-    if suffix == "_bucket":
-        raw_le = _label(labels, "le")
-        if raw_le is None or raw_le == "NaN":
-            raise ParseError("bucket without a valid le label", lineno)
-        le = _number_label(raw_le, "le", lineno)
-        if le == math.inf and raw_le != "+Inf":
-            raise ParseError(f"le={raw_le!r} must be written +Inf", lineno)
-        if not value.is_integer():
-            raise ParseError("bucket value must be an integer", lineno)
-    if suffix in ("_count", "_gcount") and not value.is_integer():
-        raise ParseError("count value must be an integer", lineno)
-    if typ == "summary" and not suffix:
-        raw_q = _label(labels, "quantile")
-        quantile = -1.0 if raw_q is None else _number_label(raw_q, "quantile", lineno)
-        if not 0 <= quantile <= 1:
-            raise ParseError("quantile label must be between 0 and 1", lineno)
-
-    if typ == "info":
-        group: tuple[tuple[str, str], ...] = ()
-    elif (typ == "summary" and not suffix) or typ == "stateset":
-        drop = "quantile" if typ == "summary" else fam
-        group = tuple(p for p in labels if p[0] != drop)
-    elif typ in ("histogram", "gaugehistogram") and suffix == "_bucket":
-        group = tuple(p for p in labels if p[0] != "le")
-    else:
-        group = tuple(labels)
-    if family.group is not None and group != family.group and group in family.seen_groups:
-        raise ParseError(f"samples of one group of {fam} are not together", lineno)
-    if family.group is not None and group == family.group:
-        if (timestamp is None) != (family.group_timestamp is None):
-            raise ParseError("mix of samples with and without timestamp in a group", lineno)
-        if (
-            timestamp is not None
-            and family.group_timestamp is not None
-            and family.group_timestamp > timestamp
-            and typ != "info"
-        ):
-            raise ParseError("timestamps went backwards within a group", lineno)
-    family.group = group
-    family.group_timestamp = timestamp
-    family.seen_groups.add(group)
-    if typ in ("histogram", "gaugehistogram"):
-        family.histogram.append((suffix, group, timestamp, le, value))
-
-    if typ == "stateset" and value not in (0, 1):
-        raise ParseError("stateset values must be 0 or 1", lineno)
-    if typ == "info" and value != 1:
-        raise ParseError("info values must be 1", lineno)
-    if typ == "summary" and not suffix and value < 0:
-        raise ParseError("quantile values must not be negative", lineno)
-    if suffix in _COUNTER_LIKE_NOT_NAN and math.isnan(value):
-        raise ParseError(f"{name} is counter-like and must not be NaN", lineno)
-    if suffix in _COUNTER_LIKE_NOT_NEGATIVE and value < 0:
-        raise ParseError(f"{name} is counter-like and must not be negative", lineno)
-
-
-def _number_label(raw: str, label: str, lineno: int) -> float:
-    try:
-        # float() on the unescaped value, as prometheus_client reads le and quantile.
-        return float(_unescape(raw))
-    except ValueError:
-        raise ParseError(f"{label}={raw!r} is not a number", lineno) from None
-
-
-def _check_exemplar(
-    family: _Family, name: str, block: str | None, raw_ts: str | None, lineno: int
-) -> None:
-    typ = family.typ
-    if not (
-        (typ in ("histogram", "gaugehistogram") and name.endswith("_bucket"))
-        or (typ == "counter" and name.endswith("_total"))
-    ):
-        raise ParseError("only histogram buckets and counter totals can have exemplars", lineno)
-    labels = _om_labels(block, lineno)
-    if sum(len(n) + len(_unescape(v)) for n, v in labels) > 128:
-        raise ParseError("exemplar labels longer than 128 characters", lineno)
-    if raw_ts is not None:
-        _om_timestamp(raw_ts, lineno)
-
-
 # ---- front door -------------------------------------------------------------------------------
 
 
@@ -670,7 +319,7 @@ class ExpositionParser:
         if not isinstance(text, str):
             text = _decode(bytes(text))
         if openmetrics:
-            return _parse_openmetrics(text, None if self.metrics is None else self.wants)
+            return parse_openmetrics(text, None if self.metrics is None else self.wants)
         if self.metrics is None:
             return _parse_text_full(text)
         if self._filter is None:
