@@ -84,14 +84,37 @@ def _text_full_pattern(skeletons: frozenset[tuple[str, ...]]) -> re.Pattern[str]
     (or reject), so the matches tile the body and findall() sees every line. Few groups and
     no repeated group keep the regex engine quick: it pays for both on every match.
     """
-    pair = f"={_CANON_VALUE_FAST}"
-    blocks = [_LABEL_FAST + pair]
-    blocks += [",".join(re.escape(name) + pair for name in names) for names in sorted(skeletons)]
+    blocks = f"{_LABEL_FAST}={_CANON_VALUE_FAST}"
+    if skeletons:
+        blocks += "|" + _skeleton_trie(list(skeletons))
     return re.compile(
         rf"(?:(?:{_SKIP_CANON}|{_SKIP_ANY})\n)*+"
-        rf"(?:({_NAME_FAST})(\{{(?:{'|'.join(blocks)}|)\}})?+ ({_RAW_VALUE}+)(?: [+-]?[0-9]++)?+\n"
+        rf"(?:({_NAME_FAST})(\{{(?:{blocks}|)\}})?+ ({_RAW_VALUE}+)(?: [+-]?[0-9]++)?+\n"
         r"|([^\n]*)\n?)"
     )
+
+
+def _skeleton_trie(skeletons: list[tuple[str, ...]]) -> str:
+    """An alternation of label blocks with exactly the names of one of ``skeletons``.
+
+    It is factored as a trie on the names: the regex engine picks a branch by its first
+    character instead of trying every skeleton in turn, so a process that has learnt many
+    (from many exporters) does not pay for each on every line.
+    """
+    children: dict[str, list[tuple[str, ...]]] = {}
+    for names in skeletons:
+        children.setdefault(names[0], []).append(names[1:])
+    branches = []
+    for first in sorted(children):
+        rests = children[first]
+        deeper = [rest for rest in rests if rest]
+        branch = f"{re.escape(first)}={_CANON_VALUE_FAST}"
+        if deeper:
+            # An empty alternative rather than "?", which the engine runs as a repeat.
+            end = "|" if () in rests else ""
+            branch += f"(?:,(?:{_skeleton_trie(deeper)}){end})"
+        branches.append(branch)
+    return "|".join(branches)
 
 
 # The label-name skeletons learnt so far (sorted multi-label name sequences) and the pattern

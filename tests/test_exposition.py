@@ -607,6 +607,19 @@ def test_escapes_in_keys_of_learnt_skeletons() -> None:
         assert_same(parse_exposition(text), reference(text))
 
 
+def test_overlapping_skeletons() -> None:
+    """Learnt label-name sequences that share a start only let their own blocks through."""
+    lines = ['m{a="1",b="2"} 1', 'm{a="1",b="2",c="3"} 2', 'm{a="1",c="3"} 3', 'm{b="1",a="2"} 4']
+    parse_exposition("\n".join(lines))
+    more = ['m{a="9"} 5', 'm{a="1",b="2",d="4"} 6', 'm{a="1",b="2",c="3",d="4"} 7']
+    more.append('m{a="1",a="1"} 8')
+    for text in ("\n".join(lines + more[:3]) + "\n", "\n".join(reversed(lines + more[:3]))):
+        assert parse_exposition(text) == _slow_parse(text)
+    with pytest.raises(ParseError) as info:
+        parse_exposition("\n".join(lines + more))
+    assert info.value.lineno == 8
+
+
 def test_new_skeletons_in_a_large_body() -> None:
     """A body of many chunks whose label names change midway reads like the slow path."""
     lines = [f'm{{a="{i}",b="x"}} {i}' for i in range(5000)]
