@@ -45,10 +45,12 @@ _CANON_BLOCK = rf"{LABEL}={CANON_VALUE}(?:,{LABEL}={CANON_VALUE})*"
 # Text 0.0.4 allows blanks around every token inside the braces and a trailing comma.
 _LOOSE_PAIR = rf"{LABEL}[ \t]*=[ \t]*{ANY_VALUE}[ \t]*"
 _LOOSE_BLOCK = rf"[ \t]*(?:{_LOOSE_PAIR}(?:,[ \t]*{_LOOSE_PAIR})*(?:,[ \t]*)?)?"
+
 _TEXT_TYPES = "counter|gauge|histogram|summary|untyped"
-# The canonical layout Go and Python clients write is tried first: the regex engine then settles
-# most lines with its first alternative. The general alternatives accept the rest of text 0.0.4
-# (blanks and tabs between tokens, a trailing comma, any escape in label values).
+# HELP and TYPE lines as Go and Python clients write them, tried before the general _SKIP_ANY:
+# the regex engine then settles most comment lines with its first alternative. The general
+# patterns accept the rest of text 0.0.4 (blanks and tabs between tokens, a trailing comma,
+# any escape in label values).
 _SKIP_CANON = rf"# HELP {NAME}(?: [^\n]*)?|# TYPE {NAME} (?:{_TEXT_TYPES})"
 # A line that carries no sample: blank, a comment, or a well-formed HELP or TYPE line.
 _SKIP_ANY = (
@@ -128,6 +130,7 @@ _text_full: tuple[frozenset[tuple[str, ...]], re.Pattern[str]] = (
 
 
 def _learn_skeletons(new: set[tuple[str, ...]]) -> None:
+    """Rebuild the full-parse pattern with ``new`` skeletons too, up to the cap."""
     global _text_full
     known = _text_full[0]
     if len(known) >= _MAX_SKELETONS:
