@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import string
 
@@ -10,7 +11,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from deucalion.errors import ParseError
-from deucalion.exposition import ExpositionParser, is_openmetrics, parse_exposition
+from deucalion.exposition import ExpositionParser, _text_line, is_openmetrics, parse_exposition
 from tests.exposition_reference import assert_same, reference, series_key
 
 # ---- examples ---------------------------------------------------------------------------------
@@ -564,3 +565,124 @@ def test_huge_label_value() -> None:
         parse_exposition(f'm{{a="{value}}} 1\n')
     with pytest.raises(ParseError):
         parse_exposition(f'm{{a="{value}}} 1\n', openmetrics=True)
+
+
+# ---- fast paths against the slow one ----------------------------------------------------------
+
+
+def _slow_parse(text: str) -> dict[str, dict[str, float]]:
+    """The body read line by line by the thorough reader every fast path defers to on errors."""
+    result: dict[str, dict[str, float]] = {}
+    for lineno, line in enumerate(text.split("\n"), 1):
+        sample = _text_line(line, lineno)
+        if sample is not None:
+            name, key, value = sample
+            result.setdefault(name, {})[key] = value
+    return result
+
+
+def test_sorted_and_unsorted_blocks_give_one_key() -> None:
+    """A block written unsorted gets the key of its sorted spelling, before and after learning."""
+    sorted_line = 'm{a="1",b="2",c="3"} 1\n'
+    unsorted_line = 'm{c="3",a="1",b="2"} 2\n'
+    for _ in range(2):  # the second time the pattern knows the skeleton (a, b, c)
+        assert parse_exposition(sorted_line + unsorted_line) == {"m": {'{a="1",b="2",c="3"}': 2.0}}
+        assert parse_exposition(unsorted_line + sorted_line) == {"m": {'{a="1",b="2",c="3"}': 1.0}}
+
+
+def test_learnt_skeleton_still_rejects_duplicate_labels() -> None:
+    """Knowing the skeleton (a, b) does not let a="1",a="2" through."""
+    parse_exposition('m{a="1",b="2"} 1\n')
+    with pytest.raises(ParseError) as info:
+        parse_exposition('m{a="1",b="2"} 1\nm{a="1",a="2"} 1\n')
+    assert info.value.lineno == 2
+
+
+def test_escapes_in_keys_of_learnt_skeletons() -> None:
+    """Canonical escapes stay as written in the key; others are made canonical."""
+    text = 'm{a="x\\\\y",b="q\\"\\n"} 1\nm{a="c:\\temp",b=""} 2\n'
+    expected = {"m": {'{a="x\\\\y",b="q\\"\\n"}': 1.0, '{a="c:\\\\temp",b=""}': 2.0}}
+    for _ in range(2):
+        assert parse_exposition(text) == expected
+        assert_same(parse_exposition(text), reference(text))
+
+
+def test_overlapping_skeletons() -> None:
+    """Learnt label-name sequences that share a start only let their own blocks through."""
+    lines = ['m{a="1",b="2"} 1', 'm{a="1",b="2",c="3"} 2', 'm{a="1",c="3"} 3', 'm{b="1",a="2"} 4']
+    parse_exposition("\n".join(lines))
+    more = ['m{a="9"} 5', 'm{a="1",b="2",d="4"} 6', 'm{a="1",b="2",c="3",d="4"} 7']
+    more.append('m{a="1",a="1"} 8')
+    for text in ("\n".join(lines + more[:3]) + "\n", "\n".join(reversed(lines + more[:3]))):
+        assert parse_exposition(text) == _slow_parse(text)
+    with pytest.raises(ParseError) as info:
+        parse_exposition("\n".join(lines + more))
+    assert info.value.lineno == 8
+
+
+def test_new_skeletons_in_a_large_body() -> None:
+    """A body of many chunks whose label names change midway reads like the slow path."""
+    lines = [f'm{{a="{i}",b="x"}} {i}' for i in range(5000)]
+    lines += [f'm{{b="y",c="{i}",d="\\\\"}} {i}' for i in range(5000)]
+    lines += [f'n{{d="{i}",c="z"}} {i}' for i in range(5000)]
+    text = "\n".join(lines) + "\n"
+    assert parse_exposition(text) == _slow_parse(text)
+
+
+def test_large_body_restores_garbage_collection() -> None:
+    """The garbage collector is on again after a large parse, failed or not."""
+    text = "".join(f'big{{i="{i}"}} {i}\n' for i in range(60_000))
+    assert gc.isenabled()
+    assert len(parse_exposition(text)["big"]) == 60_000
+    assert gc.isenabled()
+    with pytest.raises(ParseError) as info:
+        parse_exposition(text + "big{ 1\n")
+    assert info.value.lineno == 60_001
+    assert gc.isenabled()
+
+
+def test_filter_finds_lines_wherever_the_name_appears() -> None:
+    """Wanted names in HELP lines, inside longer names or values, or after blanks are told apart."""
+    text = (
+        "# HELP up up is up\n# TYPE up gauge\n"
+        'upx 1\nother{l="up"} 2\nup{a="1"} 3\n  up{a="2"} 4\n\tup_total 5\nnot_up 6\nup 7\n'
+    )
+    parser = ExpositionParser(["up"])
+    for _ in range(2):  # the second time the canonical lines are known by their head
+        assert parser.parse(text) == {
+            "up": {'{a="1"}': 3.0, '{a="2"}': 4.0, "{}": 7.0},
+            "up_total": {"{}": 5.0},
+        }
+
+
+def test_filter_reads_known_lines_with_new_values() -> None:
+    """A line read before, now with another value, a timestamp or a bad value, reads right."""
+    parser = ExpositionParser(["m"])
+    assert parser.parse('m{b="1",a="2"} 1\nm 2\n') == {"m": {'{a="2",b="1"}': 1.0, "{}": 2.0}}
+    assert parser.parse('m{b="1",a="2"} 3 123\nm 4\n') == {"m": {'{a="2",b="1"}': 3.0, "{}": 4.0}}
+    for bad in ("1_0", "\x0c1", "", "0x1", "1\r"):
+        with pytest.raises(ParseError) as info:
+            parser.parse(f"# c\nm 1\nm {bad}\n")
+        assert info.value.lineno == 3
+
+
+def test_filter_reports_the_first_bad_line_of_any_wanted_name() -> None:
+    """With several wanted names, the error names the first bad line in the body."""
+    with pytest.raises(ParseError) as info:
+        parse_exposition("a 1\nb x\na y\n", metrics=["b", "a"])
+    assert info.value.lineno == 2
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(text_expositions())
+def test_fast_paths_match_the_slow_path(text: str) -> None:
+    """Full and filtered parses, first and repeated (learnt skeletons, known heads), equal the
+    line-by-line reader."""
+    slow = _slow_parse(text)
+    for _ in range(2):
+        assert_same(parse_exposition(text), slow)
+        for name in list(slow)[:2]:
+            parser = ExpositionParser([name])
+            expected = {n: series for n, series in slow.items() if parser.wants(n)}
+            assert_same(parser.parse(text), expected)
+            assert_same(parser.parse(text), expected)

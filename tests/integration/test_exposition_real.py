@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import pytest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics import exposition as openmetrics_exposition
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from deucalion.errors import ParseError
 from deucalion.exposition import ExpositionParser, is_openmetrics, parse_exposition
@@ -46,6 +50,66 @@ def check_filter(body: bytes, content_type: str, full: dict[str, dict[str, float
     filtered = parser.parse(body, openmetrics=is_openmetrics(content_type))
     assert_same(filtered, {n: s for n, s in full.items() if parser.wants(n)})
     assert set(names) <= set(filtered)
+
+
+class Families(Collector):
+    """A collector yielding given metric families, for prometheus_client to write them."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        """The families, as they were given."""
+        return iter(self.families)
+
+
+def as_openmetrics(text: str) -> str:
+    """A text 0.0.4 body read by prometheus_client's text parser and written as OpenMetrics.
+
+    The text parser already names counter families without ``_total`` and their samples with
+    it (a counter typed ``x`` with a sample ``x`` comes out as ``x_total``), which is how the
+    OpenMetrics writer wants them. But a text body may hold a gauge ``x`` beside a counter
+    ``x_total`` (Go's client writes go_memstats_alloc_bytes and go_memstats_alloc_bytes_total):
+    in OpenMetrics both would be family ``x``, which no parser accepts. Such a counter is
+    written as an ``unknown`` family named as its samples.
+    """
+    families = list(text_string_to_metric_families(text))
+    others = {family.name for family in families if family.type != "counter"}
+    for index, family in enumerate(families):
+        if family.type == "counter" and family.name in others:
+            renamed = Metric(family.name + "_total", family.documentation, "unknown")
+            renamed.samples = family.samples
+            families[index] = renamed
+    return openmetrics_exposition.generate_latest(Families(families)).decode()
+
+
+def check_openmetrics_rendering(body: bytes, content_type: str) -> None:
+    """The real text body, rendered as OpenMetrics, reads as prometheus_client reads that."""
+    assert not is_openmetrics(content_type), "the server answered text 0.0.4 as expected"
+    rendered = as_openmetrics(body.decode())
+    ours = parse_exposition(rendered, openmetrics=True)
+    assert_same(ours, reference(rendered, openmetrics=True))
+    assert ours, "a real server exposes samples"
+    check_filter(rendered.encode(), "application/openmetrics-text; version=1.0.0", ours)
+
+
+@pytest.mark.parametrize("server", ["node_exporter", "alertmanager", "prometheus"])
+def test_real_text_rendered_as_openmetrics(
+    request: pytest.FixtureRequest,
+    server_factory: Callable[..., servers.Server],
+    node_exporter: servers.Server,
+    server: str,
+) -> None:
+    """Real servers answer text 0.0.4 only: their bodies, rewritten by prometheus_client as
+    OpenMetrics, read in strict OpenMetrics exactly as prometheus_client's OpenMetrics parser
+    reads them."""
+    if server == "node_exporter":
+        target = node_exporter
+    elif server == "alertmanager":
+        target = request.getfixturevalue("alertmanager")
+    else:
+        target = server_factory(servers.start_prometheus, [f"127.0.0.1:{node_exporter.port}"])
+    check_openmetrics_rendering(*fetch(target.url))
 
 
 def test_node_exporter_text(node_exporter: servers.Server) -> None:

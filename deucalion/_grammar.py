@@ -1,0 +1,61 @@
+"""The tokens text 0.0.4 and OpenMetrics share, and the label-value notation of series keys.
+
+Regular-expression fragments (no groups) for names, label names, label values and numbers, and
+the escaping rules of label values, used by :mod:`deucalion.exposition` and
+:mod:`deucalion.openmetrics`.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "ANY_VALUE",
+    "CANON_VALUE",
+    "DECIMAL",
+    "LABEL",
+    "NAME",
+    "VALUE",
+    "Samples",
+    "canonical",
+    "escape",
+    "unescape",
+]
+
+#: What a parse returns: {sample name: {series key: value}}.
+Samples = dict[str, dict[str, float]]
+
+NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+# Label names starting with "__" are reserved; prometheus_client rejects them too.
+LABEL = r"(?!__)[a-zA-Z_][a-zA-Z0-9_]*"
+# A label value whose only escapes are the three canonical ones is already in our notation.
+CANON_VALUE = r'"[^"\\\n]*+(?:\\[\\"n][^"\\\n]*+)*+"'
+ANY_VALUE = r'"[^"\\\n]*+(?:\\.[^"\\\n]*+)*+"'
+# Exactly the ASCII spellings Python's float() and Go's ParseFloat both read the same way.
+VALUE = (
+    r"[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+    r"|(?i:inf(?:inity)?|nan))"
+)
+DECIMAL = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+
+_UNESCAPES = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
+_ESCAPE_SEQUENCE = re.compile(r'\\[\\"n]')
+
+
+def unescape(raw: str) -> str:
+    """A label value as written (between its quotes) to the string it stands for."""
+    if "\\" not in raw:
+        return raw
+    return _ESCAPE_SEQUENCE.sub(lambda m: _UNESCAPES[m.group()], raw)
+
+
+def escape(value: str) -> str:
+    """A label value to the way the exposition formats write it between quotes."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def canonical(raw: str) -> str:
+    """A label value as written to the notation of series keys (canonical escapes)."""
+    if "\\" not in raw:
+        return raw
+    return escape(unescape(raw))
