@@ -6,13 +6,14 @@ memory stays close to a bare interpreter plus the user's model.
 
 from __future__ import annotations
 
-import marshal
 import os
 import signal
 import time
 from typing import Any
 
 import cloudpickle
+
+from deucalion import _payload
 
 _observer: Any = None
 
@@ -33,8 +34,8 @@ def ping() -> int:
 
 
 def call(payload: bytes) -> tuple[Any, float]:
-    """Run ``new_data`` on the data in ``payload`` (marshalled); returns the result and when
-    ``new_data`` started."""
-    data = marshal.loads(payload)
+    """Run ``new_data`` on the data in ``payload`` (see ``deucalion._payload``); returns the
+    result and when ``new_data`` started."""
+    data = _payload.decode(payload)
     started = time.time()
     return _observer.new_data(data), started

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import marshal
 import multiprocessing
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +22,7 @@ from typing import Any
 import cloudpickle
 
 from deucalion import _worker
+from deucalion._payload import LayoutError, PayloadEncoder
 from deucalion.errors import ConfigError, DeucalionError
 from deucalion.observer import MetricsObserver, TargetsData
 
@@ -86,6 +86,7 @@ class ObserverWorker:
                 "numbers); open files, sockets and locks in new_data instead"
             ) from None
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
+        self._encoder = PayloadEncoder()
         self._pending: TargetsData | None = None
         self._wakeup = asyncio.Event()
         self._busy = False
@@ -105,6 +106,8 @@ class ObserverWorker:
     async def _spawn(self) -> None:
         # spawn, never fork: the application runs an event loop and threads that a forked
         # child would inherit in an undefined state.
+        # A new worker knows no series keys yet.
+        self._encoder.reset()
         self._executor = concurrent.futures.ProcessPoolExecutor(
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
@@ -206,16 +209,15 @@ class ObserverWorker:
             if self._pending is not None:
                 self._wakeup.set()
 
-    async def _call(self, data: TargetsData) -> CallOutcome | None:
+    async def _call(self, data: TargetsData, *, resend: bool = True) -> CallOutcome | None:
         if self._executor is None:
             await self._restart()
         assert self._executor is not None
         loop = asyncio.get_running_loop()
         handed_off = time.time()
-        # The data holds only dicts, strings and floats: marshal writes and reads it several
-        # times faster than pickle, and the pool then pickles one bytes object.
-        payload = marshal.dumps(data)
-        future = loop.run_in_executor(self._executor, _worker.call, payload)
+        # Series keys go only when they changed, values as one array; the pool then pickles a
+        # single bytes object (see deucalion._payload).
+        future = loop.run_in_executor(self._executor, _worker.call, self._encoder.encode(data))
         outcome = CallOutcome(self.observer, data)
         try:
             if self.timeout is not None:
@@ -229,6 +231,12 @@ class ObserverWorker:
                       "its worker", self.name, self.timeout)
             await self._restart()
             return None
+        except LayoutError:
+            if not resend:
+                raise
+            # The worker lacks keys it should have been sent: send them all again.
+            self._encoder.reset()
+            return await self._call(data, resend=False)
         except BrokenProcessPool:
             self.stats.errors += 1
             log.error("observer %s: its worker process died (killed, crashed or os._exit); "

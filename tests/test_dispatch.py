@@ -99,6 +99,7 @@ async def test_a_worker_that_exits_is_replaced_and_called_again(tmp_path: Path) 
     records = read_records(path)
     assert records[0]["pid"] == worker.pid != first_pid
     assert records[0]["calls"] == 1
+    assert records[0]["data"] == DATA  # the new worker got every series key
 
 
 async def test_a_hung_worker_is_replaced_after_the_observer_timeout(tmp_path: Path) -> None:
