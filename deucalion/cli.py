@@ -153,7 +153,7 @@ async def _scrape(args: argparse.Namespace) -> int:
         data = {url: result.with_synthetic()}
     else:
         provisioner = MetricsProvisioner(settings)
-        data = provisioner._data_for(_ScrapeCommand(metrics), results)
+        data = provisioner.data_for(_ScrapeCommand(metrics), results)
     print(json.dumps(data, indent=2, sort_keys=True))
     if not result.up:
         print(f"deucalion: {url} is down: {result.error}", file=sys.stderr)

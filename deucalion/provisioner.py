@@ -77,8 +77,8 @@ class MetricsProvisioner:
         self._running = False
         self._collector: CollectingProvider | None = None
         self._desired: frozenset[str] = frozenset()
-        # Per observer (by id): sample name -> whether the observer desires it.
-        self._wants: dict[int, dict[str, bool]] = {}
+        # Per set of desired metrics: sample name -> whether that set selects it.
+        self._wants: dict[frozenset[str], dict[str, bool]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self.stats = CycleStats()
         self.alert_sender: AlertSender | None = None
@@ -320,14 +320,14 @@ class MetricsProvisioner:
             results = await self._scraper.scrape_all(targets)
         self._record_scrapes(results)
         for worker in self._workers:
-            worker.submit(self._data_for(worker.observer, results))
+            worker.submit(self.data_for(worker.observer, results))
         self.stats.cycles += 1
         self.stats.last_cycle_end = time.time()
         return results
 
-    def _data_for(self, observer: MetricsObserver, results: Iterable[ScrapeResult]) -> TargetsData:
+    def data_for(self, observer: MetricsObserver, results: Iterable[ScrapeResult]) -> TargetsData:
         """Only the samples ``observer`` desires, of every target."""
-        wants = self._wants.setdefault(id(observer), {})
+        wants = self._wants.setdefault(observer.desired_metrics, {})
         synthetic = SYNTHETIC_METRICS & observer.desired_metrics
         data: TargetsData = {}
         for result in results:
