@@ -14,7 +14,7 @@ import marshal
 from array import array
 from typing import Any
 
-__all__ = ["LayoutError", "PayloadEncoder", "decode"]
+__all__ = ["LayoutError", "PayloadEncoder", "decode", "release"]
 
 Key = tuple[str, str]
 # (target, sample name or None for a target without samples, series keys or None if unchanged)
@@ -30,10 +30,16 @@ class PayloadEncoder:
 
     def __init__(self) -> None:
         self._sent: dict[Key, tuple[str, ...]] = {}
+        self._stale: object = None
 
     def reset(self) -> None:
         """Forget what was sent: the next payload carries every key (for a new worker)."""
         self._sent = {}
+
+    def release(self) -> None:
+        """Free the keys the last ``encode`` replaced; call it once the payload is on its way,
+        so that freeing many old keys does not delay the hand-off."""
+        self._stale = None
 
     def encode(self, data: dict[str, dict[str, dict[str, float]]]) -> bytes:
         """The payload for ``data``; it must reach the worker before the next one is made."""
@@ -51,16 +57,24 @@ class PayloadEncoder:
                 sent[key] = keys
                 values.extend(series.values())
         # Only what this payload names is kept, so targets that are gone are forgotten.
-        self._sent = sent
+        self._stale, self._sent = previous, sent
         return marshal.dumps((entries, values.tobytes()))
 
 
 _layouts: dict[Key, tuple[str, ...]] = {}
+# The keys the last decode replaced, freed by ``release`` after new_data has started.
+_stale: object = None
+
+
+def release() -> None:
+    """Free the keys the last ``decode`` replaced (the worker calls it after ``new_data``)."""
+    global _stale
+    _stale = None
 
 
 def decode(payload: bytes) -> dict[str, dict[str, dict[str, float]]]:
     """The worker's side: the data ``payload`` carries (and remember its keys)."""
-    global _layouts
+    global _layouts, _stale
     entries, raw = marshal.loads(payload)
     values = array("d")
     values.frombytes(raw)
@@ -79,5 +93,5 @@ def decode(payload: bytes) -> dict[str, dict[str, dict[str, float]]]:
         end = position + len(keys)
         samples[name] = dict(zip(keys, values[position:end], strict=True))
         position = end
-    _layouts = layouts
+    _stale, _layouts = _layouts, layouts
     return data

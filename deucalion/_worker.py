@@ -38,4 +38,7 @@ def call(payload: bytes) -> tuple[Any, float]:
     result and when ``new_data`` started."""
     data = _payload.decode(payload)
     started = time.time()
-    return _observer.new_data(data), started
+    try:
+        return _observer.new_data(data), started
+    finally:
+        _payload.release()

@@ -82,7 +82,8 @@ async def _collect(settings: Settings, provider: TargetProvider, targets: Sequen
     if isinstance(provider, CollectingProvider):
         return await provider.collect(targets, metrics)
     async with Scraper(timeout=settings.effective_scrape_timeout,
-                       body_size_limit=settings.body_size_limit, metrics=metrics) as scraper:
+                       body_size_limit=settings.body_size_limit, metrics=metrics,
+                       compression=settings.scrape_compression) as scraper:
         return await scraper.scrape_all(targets)
 
 

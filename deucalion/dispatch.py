@@ -218,6 +218,8 @@ class ObserverWorker:
         # Series keys go only when they changed, values as one array; the pool then pickles a
         # single bytes object (see deucalion._payload).
         future = loop.run_in_executor(self._executor, _worker.call, self._encoder.encode(data))
+        # Keys this payload replaced are freed once the call is under way, not before it.
+        future.add_done_callback(lambda _: self._encoder.release())
         outcome = CallOutcome(self.observer, data)
         try:
             if self.timeout is not None:

@@ -190,6 +190,7 @@ class MetricsProvisioner:
                 timeout=self.settings.effective_scrape_timeout,
                 body_size_limit=self.settings.body_size_limit,
                 metrics=self._desired,
+                compression=self.settings.scrape_compression,
             )
             self._scraper.open()
             self._workers = [

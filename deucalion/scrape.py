@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import logging
 import ssl
 import time
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -50,6 +53,16 @@ def count_samples(body: bytes) -> int:
     comments = body.count(b"\n#") + body.startswith(b"#")
     blank = body.count(b"\n\n") + body.startswith(b"\n")
     return max(0, lines - comments - blank)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (a sidecar's own pod)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def auth_headers(target: Target) -> dict[str, str]:
@@ -136,9 +149,12 @@ class Scraper:
         timeout: float,
         body_size_limit: int,
         metrics: Iterable[str] | None = None,
+        compression: Literal["auto", "gzip", "none"] = "auto",
     ) -> None:
         self.timeout = timeout
         self.body_size_limit = body_size_limit
+        self.compression = compression
+        self._encodings: dict[str, str] = {}
         self.metrics = None if metrics is None else frozenset(metrics)
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
@@ -180,6 +196,7 @@ class Scraper:
         """Drop per-target state of targets that are gone."""
         for url in urls:
             self._up.pop(url, None)
+            self._encodings.pop(url, None)
 
     async def scrape_all(self, targets: Sequence[Target]) -> list[ScrapeResult]:
         """Scrape every target concurrently; never raises for a target's fault."""
@@ -219,7 +236,8 @@ class Scraper:
             self.open()
         assert self._session is not None
         timeout = self.timeout if target.timeout is None else target.timeout
-        headers = {"X-Prometheus-Scrape-Timeout-Seconds": f"{timeout:g}", **auth_headers(target)}
+        headers = {"X-Prometheus-Scrape-Timeout-Seconds": f"{timeout:g}",
+                   "Accept-Encoding": self._encoding(target.url), **auth_headers(target)}
         ssl_option = ssl_for(target)
         try:
             async with asyncio.timeout(timeout):
@@ -246,6 +264,15 @@ class Scraper:
             raise ScrapeError(target.url, f"{type(exc).__name__}: {exc}") from None
         except OSError as exc:
             raise ScrapeError(target.url, f"{type(exc).__name__}: {exc}") from None
+
+    def _encoding(self, url: str) -> str:
+        """The Accept-Encoding for ``url``, decided once per target."""
+        encoding = self._encodings.get(url)
+        if encoding is None:
+            gzip = self.compression == "gzip" or (
+                self.compression == "auto" and not is_loopback(urlsplit(url).hostname or ""))
+            encoding = self._encodings[url] = "gzip" if gzip else "identity"
+        return encoding
 
     def _too_large(self) -> str:
         return (

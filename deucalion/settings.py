@@ -434,6 +434,9 @@ class Settings(Section):
     """Federated mode: targets and samples from a Prometheus server instead of scraping."""
     observers: dict[str, ObserverSettings] = Field(default_factory=dict)
     """Observers for ``deucalion run``: ``module:Class`` -> {desired_metrics, kwargs}."""
+    scrape_compression: Literal["auto", "gzip", "none"] = "auto"
+    """Ask targets for gzip: ``auto`` does except on loopback, where compressing only costs
+    the watched service CPU."""
     body_size_limit: ByteSize = 50 * 10**6
     """Largest response body accepted from a target (after decompression)."""
     observer_timeout: PositiveDuration | None = None

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from deucalion.errors import DeucalionError
 from deucalion.exposition import parse_exposition
-from deucalion.scrape import Scraper, count_samples
+from deucalion.scrape import Scraper, count_samples, is_loopback
 from deucalion.targets import Target
 from tests.helpers import NODE_LIKE, TargetServer, text
 
@@ -28,7 +28,7 @@ async def test_it_asks_for_openmetrics_first_and_says_its_timeout(
     """The Accept header prefers OpenMetrics, then text 0.0.4; the timeout header is sent."""
     url = target_server.add("/metrics", text(NODE_LIKE))
     await target_server.start()
-    async with scraper(timeout=1.5) as s:
+    async with scraper(timeout=1.5, compression="gzip") as s:
         result = await s.scrape(Target(url))
     assert result.up
     request = target_server.requests["/metrics"][0]
@@ -147,3 +147,25 @@ def test_count_samples_agrees_with_a_full_parse_of_real_output() -> None:
     body = (Path(__file__).parents[1] / "benchmarks" / "node_exporter.prom").read_bytes()
     parsed = parse_exposition(body)
     assert count_samples(body) == sum(len(series) for series in parsed.values())
+
+
+async def test_loopback_targets_are_not_asked_to_compress(target_server: TargetServer) -> None:
+    """By default a target on this machine is asked for identity: gzip would only cost it CPU."""
+    url = target_server.add("/metrics", text(NODE_LIKE))
+    await target_server.start()
+    async with scraper() as s:
+        await s.scrape(Target(url))
+    async with scraper(compression="none") as s:
+        await s.scrape(Target(url))
+    encodings = [r.headers["Accept-Encoding"] for r in target_server.requests["/metrics"]]
+    assert encodings == ["identity", "identity"]
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("localhost", True), ("127.0.0.1", True), ("127.8.0.1", True), ("[::1]", True),
+     ("::1", True), ("10.0.0.1", False), ("node.example", False), ("", False)],
+)
+def test_is_loopback(host: str, loopback: bool) -> None:
+    """Loopback names and addresses are recognised; other hosts are remote."""
+    assert is_loopback(host) is loopback
