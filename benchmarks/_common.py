@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import urllib.request
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
+
+from deucalion.runner import run_main
 
 T = TypeVar("T")
 
@@ -16,16 +17,8 @@ DESIRED = frozenset({"node_cpu_seconds_total", "node_load1", "node_memory_MemAva
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` on uvloop when installed, as ``MetricsProvisioner.run()`` does."""
-    loop_factory = None
-    try:
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    except ImportError:  # uvloop does not exist on every platform
-        pass
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(coro)
+    """Run ``coro`` on the loop ``MetricsProvisioner.run()`` uses (uvloop when installed)."""
+    return run_main(coro)
 
 
 def synthetic_node_body(size: int = 100_000) -> bytes:
