@@ -40,7 +40,8 @@ def test_opted_in_pod_gets_one_complete_sidecar() -> None:
         "port": 9464,
         "scheme": "HTTP",
     }
-    assert sidecar["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # A sidecar's readiness would gate the watched service's own readiness: it has none.
+    assert "readinessProbe" not in sidecar
     assert sidecar["startupProbe"]["httpGet"]["path"] == "/healthz"
     assert set(sidecar["resources"]) == {"requests", "limits"}
     security = sidecar["securityContext"]
@@ -100,9 +101,14 @@ def test_config_annotation_mounts_the_configmap() -> None:
     )
     out = injected(pod)
     volumes = {v["name"]: v for v in out["spec"]["volumes"]}
-    assert volumes["deucalion-config"]["configMap"] == {"name": "shop-deucalion"}
+    # Optional: a missing ConfigMap must not keep the application's pod from starting.
+    assert volumes["deucalion-config"]["configMap"] == {"name": "shop-deucalion",
+                                                        "optional": True}
     [sidecar] = sidecars(out)
-    assert env_of(sidecar)["DEUCALION_CONFIG"] == "/etc/deucalion/config/ad.yaml"
+    env = env_of(sidecar)
+    assert env["DEUCALION_CONFIG"] == "/etc/deucalion/config/ad.yaml"
+    # Environment variables would override the pod's file: the injector's defaults stay out.
+    assert not {k for k in env if k.startswith(("DEUCALION_ALERT", "DEUCALION_ALERTMANAGER"))}
     assert {"name": "deucalion-config", "mountPath": "/etc/deucalion/config", "readOnly": True} in (
         sidecar["volumeMounts"]
     )

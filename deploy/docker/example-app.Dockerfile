@@ -13,4 +13,6 @@ FROM ${BASE_IMAGE}
 #   RUN pip install scikit-learn==1.5.*
 #   USER 10001:10001
 COPY --chown=10001:10001 examples/seed_example.py /app/ad_app.py
+# The seed example's stand-in model module (its `pm`), imported from the script's folder.
+COPY --chown=10001:10001 examples/stand_in_model.py /app/stand_in_model.py
 CMD ["python", "/app/ad_app.py"]

@@ -82,6 +82,23 @@ def _container_names(spec: Mapping[str, Any]) -> set[str]:
     return names
 
 
+def _alertmanager_env(settings: InjectorSettings) -> list[dict[str, Any]]:
+    """The injector's Alertmanager defaults, as deucalion's environment variables."""
+    alertmanager = settings.alertmanager
+    env: list[dict[str, Any]] = []
+    if alertmanager.urls:
+        # JSON is how deucalion reads a list from one environment variable.
+        urls = json.dumps(alertmanager.urls, separators=(",", ":"))
+        env.append({"name": "DEUCALION_ALERTMANAGER__URLS", "value": urls})
+    env.append({"name": "DEUCALION_ALERT_NAME", "value": alertmanager.alert_name})
+    host_port = alertmanager.first_host_port
+    if host_port is not None:
+        # The original framework knew one Alertmanager by host and port.
+        env.append({"name": "DEUCALION_ALERT_MANAGER_HOST", "value": host_port[0]})
+        env.append({"name": "DEUCALION_ALERT_MANAGER_PORT", "value": str(host_port[1])})
+    return env
+
+
 def sidecar_container(
     settings: InjectorSettings,
     *,
@@ -101,17 +118,10 @@ def sidecar_container(
         {"name": "DEUCALION_KUBERNETES__ANNOTATIONS_FILE", "value": ANNOTATIONS_FILE},
         {"name": "DEUCALION_TELEMETRY__LISTEN", "value": f"0.0.0.0:{port}"},
     ]
-    alertmanager = settings.alertmanager
-    if alertmanager.urls:
-        # JSON is how pydantic-settings reads a list from one environment variable.
-        urls = json.dumps(alertmanager.urls, separators=(",", ":"))
-        env.append({"name": "DEUCALION_ALERTMANAGER__URLS", "value": urls})
-    env.append({"name": "DEUCALION_ALERT_NAME", "value": alertmanager.alert_name})
-    host_port = alertmanager.first_host_port
-    if host_port is not None:
-        # The original framework knew one Alertmanager by host and port.
-        env.append({"name": "DEUCALION_ALERT_MANAGER_HOST", "value": host_port[0]})
-        env.append({"name": "DEUCALION_ALERT_MANAGER_PORT", "value": str(host_port[1])})
+    # Environment variables beat deucalion's config file: with a ConfigMap mounted, the pod's
+    # own file says where alerts go, so the injector's defaults stay out of its way.
+    if config_key is None:
+        env.extend(_alertmanager_env(settings))
     mounts: list[dict[str, Any]] = [
         {"name": PODINFO_VOLUME, "mountPath": ANNOTATIONS_FILE.rsplit("/", 1)[0], "readOnly": True},
         {"name": TMP_VOLUME, "mountPath": "/tmp"},
@@ -133,7 +143,8 @@ def sidecar_container(
         # it five minutes before liveness may restart it.
         "startupProbe": _probe("/healthz", port, period=5, failures=60),
         "livenessProbe": _probe("/healthz", port, period=10, failures=3),
-        "readinessProbe": _probe("/readyz", port, period=5, failures=3),
+        # No readiness probe: a pod is Ready only when every container is, and the service it
+        # watches must not leave its Service while the model loads or a worker restarts.
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": sidecar.run_as_user,
@@ -173,7 +184,10 @@ def _volumes(config_map: str | None) -> list[dict[str, Any]]:
         {"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}},
     ]
     if config_map is not None:
-        volumes.append({"name": CONFIG_VOLUME, "configMap": {"name": config_map}})
+        # Optional: a missing ConfigMap must not keep the application's pod from starting; the
+        # sidecar then says which config file it could not read.
+        volumes.append({"name": CONFIG_VOLUME,
+                        "configMap": {"name": config_map, "optional": True}})
     return volumes
 
 
