@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-
-from tests.integration.servers import free_port
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -48,8 +47,11 @@ class TargetServer:
         self.app = web.Application()
         self.requests: dict[str, list[web.Request]] = {}
         self.runner: web.AppRunner | None = None
-        # Chosen now so that URLs can be handed out before the server starts.
-        self.port = free_port()
+        # Bound now, so that URLs can be handed out before the server starts and no other
+        # socket can take the port meanwhile.
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.port = int(self.socket.getsockname()[1])
 
     def add(self, path: str, handler: Handler) -> str:
         async def counted(request: web.Request) -> web.StreamResponse:
@@ -66,12 +68,13 @@ class TargetServer:
         self.runner = web.AppRunner(self.app, handle_signals=False, access_log=None,
                                     shutdown_timeout=0.1)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", self.port)
+        site = web.SockSite(self.runner, self.socket)
         await site.start()
 
     async def close(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
+        self.socket.close()
 
 
 async def wait_for(predicate: Callable[[], Any], within: float = 20.0,

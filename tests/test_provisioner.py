@@ -110,7 +110,7 @@ async def test_faulty_targets_cost_only_their_own_data(
     down = "http://127.0.0.1:9/metrics"  # the discard port: nothing listens
     path = tmp_path / "calls.jsonl"
     provisioner = provisioner_for(good, garbage, slow_url, huge, error, down,
-                                  scrape_timeout=0.25, body_size_limit=100_000)
+                                  scrape_interval=1.2, scrape_timeout=1.0, body_size_limit=100_000)
     provisioner.register(RecordingObserver({"go_goroutines", "up"}, path))
     async with provisioner:
         await wait_for(records_at_least(path, 3))
