@@ -159,6 +159,9 @@ class ObserverWorker:
                 await self._task
             except asyncio.CancelledError:
                 pass
+            except Exception:
+                # A bug in the call loop must not keep the rest of the shutdown from running.
+                log.exception("observer %s: its call loop failed", self.name)
             self._task = None
         self._kill_executor()
         self.ready = False
@@ -215,24 +218,27 @@ class ObserverWorker:
         assert self._executor is not None
         loop = asyncio.get_running_loop()
         handed_off = time.time()
-        # Series keys go only when they changed, values as one array; the pool then pickles a
-        # single bytes object (see deucalion._payload).
-        future = loop.run_in_executor(self._executor, _worker.call, self._encoder.encode(data))
-        # Keys this payload replaced are freed once the call is under way, not before it.
-        future.add_done_callback(lambda _: self._encoder.release())
         outcome = CallOutcome(self.observer, data)
         try:
-            if self.timeout is not None:
-                result, started = await asyncio.wait_for(future, self.timeout)
-            else:
-                result, started = await future
-        except TimeoutError:
-            self.stats.timeouts += 1
-            self.stats.errors += 1
-            log.error("observer %s: new_data ran longer than observer_timeout (%gs); replacing "
-                      "its worker", self.name, self.timeout)
-            await self._restart()
-            return None
+            # Inside the try: a worker that died while idle breaks the pool, and then the
+            # submission itself raises BrokenProcessPool.
+            # Series keys go only when they changed, values as one array; the pool then pickles
+            # a single bytes object (see deucalion._payload).
+            future = loop.run_in_executor(self._executor, _worker.call,
+                                          self._encoder.encode(data))
+            # Keys this payload replaced are freed once the call is under way, not before it.
+            future.add_done_callback(lambda _: self._encoder.release())
+            # asyncio.wait, not wait_for: a TimeoutError that new_data itself raises is the
+            # observer's error, not the observer_timeout.
+            done, _ = await asyncio.wait({future}, timeout=self.timeout)
+            if not done:
+                self.stats.timeouts += 1
+                self.stats.errors += 1
+                log.error("observer %s: new_data ran longer than observer_timeout (%gs); "
+                          "replacing its worker", self.name, self.timeout)
+                await self._restart()
+                return None
+            result, started = future.result()
         except LayoutError:
             if not resend:
                 raise

@@ -81,3 +81,11 @@ class ModulesObserver(MetricsObserver):
 
     def new_data(self, targets_data_dict: TargetsData) -> Any:
         return sorted(sys.modules)
+
+
+class TimeoutRaisingObserver(RecordingObserver):
+    """Records the call, then raises TimeoutError (as a model calling a service might)."""
+
+    def new_data(self, targets_data_dict: TargetsData) -> Any:
+        super().new_data(targets_data_dict)
+        raise TimeoutError("the feature store timed out")

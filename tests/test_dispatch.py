@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import threading
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tests.observers import (
     ModulesObserver,
     RaisingObserver,
     RecordingObserver,
+    TimeoutRaisingObserver,
     read_records,
 )
 
@@ -153,3 +155,38 @@ def test_an_unpicklable_observer_is_refused_with_its_name(tmp_path: Path) -> Non
     observer.lock = threading.Lock()  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="RecordingObserver cannot be sent"):
         ObserverWorker(observer)
+
+
+async def test_a_worker_killed_while_idle_is_replaced_at_the_next_call(tmp_path: Path) -> None:
+    """A worker that died between calls (OOM killer, kill -9) is replaced, not silently lost."""
+    path = tmp_path / "calls.jsonl"
+    worker = await started(ObserverWorker(RecordingObserver({"up"}, path)))
+    victim = worker.pid
+    assert victim is not None
+    try:
+        os.kill(victim, signal.SIGKILL)
+        await asyncio.sleep(0.5)  # let the pool notice that its process is gone
+        worker.submit(DATA)
+        await wait_for(lambda: worker.stats.restarts == 1)
+        worker.submit(DATA)
+        await wait_for(records_at_least(path, 1))
+    finally:
+        await worker.close()
+    assert read_records(path)[0]["pid"] not in (victim, os.getpid())
+
+
+async def test_a_timeout_error_raised_by_new_data_is_the_observers_error(tmp_path: Path) -> None:
+    """new_data raising TimeoutError is an error of the call; the worker and its state stay."""
+    outcomes: list[CallOutcome] = []
+    path = tmp_path / "calls.jsonl"
+    worker = await started(ObserverWorker(TimeoutRaisingObserver({"up"}, path), timeout=30,
+                                          on_result=outcomes.append))
+    try:
+        for expected in (1, 2):
+            worker.submit(DATA)
+            await wait_for(lambda n=expected: len(outcomes) >= n)
+    finally:
+        await worker.close()
+    assert [type(o.error) for o in outcomes] == [TimeoutError, TimeoutError]
+    assert worker.stats.restarts == 0 and worker.stats.timeouts == 0
+    assert [r["calls"] for r in read_records(path)] == [1, 2]
