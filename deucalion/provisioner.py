@@ -312,7 +312,13 @@ class MetricsProvisioner:
     async def cycle(self) -> list[ScrapeResult]:
         """One cycle: scrape every target and hand each observer its data."""
         assert self._provider is not None and self._scraper is not None
-        targets = list(await self._provider.discover())
+        try:
+            targets = list(await self._provider.discover())
+        except Exception:
+            # Discovery failing (an unreadable credentials file, say) keeps the targets it had.
+            log.exception("target discovery failed; keeping the %d targets found before",
+                          len(self._targets_by_url))
+            targets = list(self._targets_by_url.values())
         self._follow_targets(targets)
         if self._collector is not None:
             # Federated mode: the provider has the samples already (one request for all).

@@ -208,23 +208,29 @@ class Scraper:
         started = time.perf_counter()
         try:
             body, content_type = await self._fetch(target)
-            result.samples_scraped = count_samples(body)
             openmetrics = is_openmetrics(content_type)
             if len(body) <= PARSE_INLINE_MAX_BYTES:
-                result.samples = parse_exposition(body, openmetrics=openmetrics,
-                                                  metrics=self.metrics)
+                result.samples_scraped, result.samples = self._read(body, openmetrics)
             else:
-                result.samples = await asyncio.to_thread(
-                    parse_exposition, body, openmetrics=openmetrics, metrics=self.metrics
-                )
+                result.samples_scraped, result.samples = await asyncio.to_thread(
+                    self._read, body, openmetrics)
             result.up = True
         except ScrapeError as exc:
             result.error = exc.reason
         except ParseError as exc:
             result.error = f"malformed exposition: {exc}"
+        except Exception as exc:
+            # Whatever goes wrong with one target costs only that target's data.
+            log.exception("scraping %s failed unexpectedly", target.url)
+            result.error = f"{type(exc).__name__}: {exc}"
         result.duration = time.perf_counter() - started
         self._note_state(result)
         return result
+
+    def _read(self, body: bytes, openmetrics: bool) -> tuple[int, dict[str, dict[str, float]]]:
+        """The sample count and the desired samples of a body (run in a thread when large)."""
+        return count_samples(body), parse_exposition(body, openmetrics=openmetrics,
+                                                     metrics=self.metrics)
 
     async def fetch(self, target: Target) -> tuple[bytes, str]:
         """The body and Content-Type at ``target.url``, with this scraper's timeout, size limit,
@@ -262,7 +268,8 @@ class Scraper:
             raise ScrapeError(target.url, f"timed out after {timeout:g}s") from None
         except aiohttp.ClientError as exc:
             raise ScrapeError(target.url, f"{type(exc).__name__}: {exc}") from None
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
+            # ValueError: aiohttp refusing what it was given (a header with a newline, say).
             raise ScrapeError(target.url, f"{type(exc).__name__}: {exc}") from None
 
     def _encoding(self, url: str) -> str:

@@ -100,6 +100,12 @@ def normalize_target_url(value: str) -> str:
     if "://" not in value:
         value = f"http://{value}"
     parts = urlsplit(value)
+    if "@" in parts.netloc:
+        # Not quoted back: the URL holds a secret.
+        raise ValueError(
+            "a target URL holds credentials (user:password@), which would show in logs and "
+            "metric labels: give them as basic_auth: {username, password} instead"
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(
             f"{value!r} is not a scrape URL: write http(s)://host:port/path or host:port"

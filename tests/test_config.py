@@ -170,3 +170,11 @@ def test_the_injectors_own_variables_are_not_settings() -> None:
     settings = load_settings(environ={"DEUCALION_INJECTOR_SIDECAR__IMAGE": "x:1"},
                              default_file=None)
     assert settings.scrape_interval == 15.0
+
+
+def test_credentials_in_a_target_url_are_refused_without_repeating_them() -> None:
+    """user:password@ in a target URL is refused, pointing to basic_auth, without the secret."""
+    with pytest.raises(ConfigError, match="basic_auth") as info:
+        load_settings({"targets": ["http://me:s3cret@host:9100/metrics"]}, environ={},
+                      default_file=None)
+    assert "s3cret" not in str(info.value)

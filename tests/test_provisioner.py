@@ -290,3 +290,37 @@ async def test_targets_that_change_between_cycles_are_followed(
     keys = [list(r["data"]) for r in read_records(path)]
     assert keys[0] == [first]
     assert keys[-1] == [second]
+
+
+class FailingDiscovery:
+    """A provider whose discovery fails after its first answer."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.calls = 0
+
+    async def discover(self) -> Sequence[Target]:
+        self.calls += 1
+        if self.calls > 1:
+            raise OSError("cannot read /secrets/password")
+        return [Target(self.url)]
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_failing_discovery_keeps_the_targets_it_had(
+    target_server: TargetServer, tmp_path: Path
+) -> None:
+    """Discovery raising does not stop the cycles: the last targets are scraped on."""
+    url = target_server.add("/metrics", text(NODE_LIKE))
+    await target_server.start()
+    path = tmp_path / "calls.jsonl"
+    discovery = FailingDiscovery(url)
+    provisioner = dc.MetricsProvisioner(scrape_interval=0.2, telemetry={"enabled": False},
+                                        targets_provider=discovery)
+    provisioner.register(RecordingObserver({"go_goroutines"}, path))
+    async with provisioner:
+        await wait_for(records_at_least(path, 3))
+    assert discovery.calls >= 3
+    assert all(r["data"] == {url: {"go_goroutines": {"{}": 12.0}}} for r in read_records(path))

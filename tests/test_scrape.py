@@ -169,3 +169,14 @@ async def test_loopback_targets_are_not_asked_to_compress(target_server: TargetS
 def test_is_loopback(host: str, loopback: bool) -> None:
     """Loopback names and addresses are recognised; other hosts are remote."""
     assert is_loopback(host) is loopback
+
+
+async def test_a_target_aiohttp_refuses_costs_only_that_target(target_server: TargetServer) -> None:
+    """A header aiohttp will not send (a token with a newline) is that target's failure."""
+    url = target_server.add("/metrics", text(NODE_LIKE))
+    await target_server.start()
+    async with scraper(metrics={"node_load1"}) as s:
+        bad, good = await s.scrape_all([Target(url + "?bad", bearer_token="abc\ndef"),
+                                        Target(url)])
+    assert not bad.up and "ValueError" in (bad.error or "")
+    assert good.up and good.samples == {"node_load1": {"{}": 0.5}}
