@@ -49,10 +49,14 @@ class MetricsObserver(abc.ABC):
             )
         self.desired_metrics: frozenset[str] = names
 
+    #: Set it (on the class or the instance) to tell apart two observers of one class.
+    observer_name: str | None = None
+
     @property
     def name(self) -> str:
-        """The observer's name in logs, metrics and alerts: its class name."""
-        return type(self).__name__
+        """The observer's name in logs, metrics and alerts (the ``observer`` label):
+        ``observer_name`` when set, else the class name."""
+        return self.observer_name or type(self).__name__
 
     def wants(self, sample_name: str) -> bool:
         """Whether a sample belongs to this observer: its own name or its family's is desired."""

@@ -107,6 +107,20 @@ class MetricsProvisioner:
             )
         if any(o is observer for o in self._observers):
             raise ConfigError(f"observer {observer.name} is registered already")
+        # Alerts and scores carry the name: two alike would resolve each other's alerts.
+        taken = {o.name for o in self._observers}
+        if observer.name in taken:
+            if observer.observer_name is not None:
+                raise ConfigError(
+                    f"two observers are named {observer.name}: alerts and scores are labelled "
+                    "with the observer's name; give each its own observer_name"
+                )
+            number = 2
+            while f"{observer.name}-{number}" in taken:
+                number += 1
+            observer.observer_name = f"{observer.name}-{number}"
+            log.info("a second %s is registered as %s (set observer_name to choose the name)",
+                     type(observer).__name__, observer.name)
         self._observers.append(observer)
         return observer
 

@@ -324,3 +324,19 @@ async def test_failing_discovery_keeps_the_targets_it_had(
         await wait_for(records_at_least(path, 3))
     assert discovery.calls >= 3
     assert all(r["data"] == {url: {"go_goroutines": {"{}": 12.0}}} for r in read_records(path))
+
+
+def test_two_observers_of_one_class_get_distinct_names(tmp_path: Path) -> None:
+    """A second instance of a class is numbered unless named; two equal names are refused."""
+    provisioner = dc.MetricsProvisioner(targets=["localhost:9100"])
+    provisioner.register(RecordingObserver({"up"}, tmp_path / "a"))
+    provisioner.register(RecordingObserver({"up"}, tmp_path / "b"))
+    named = RecordingObserver({"go_goroutines"}, tmp_path / "c")
+    named.observer_name = "goroutines"
+    provisioner.register(named)
+    assert [o.name for o in provisioner.observers] == [
+        "RecordingObserver", "RecordingObserver-2", "goroutines"]
+    clash = RecordingObserver({"up"}, tmp_path / "d")
+    clash.observer_name = "goroutines"
+    with pytest.raises(dc.ConfigError, match="two observers are named goroutines"):
+        provisioner.register(clash)
