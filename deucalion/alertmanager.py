@@ -212,8 +212,10 @@ class AlertmanagerClient:
 
     async def _post(self, batch: list[Payload]) -> bool:
         """Send one batch; whether it is done with (sent, or refused for good)."""
-        headers = dict(self._headers()) if self._headers is not None else {}
         try:
+            # Inside the try: credentials that cannot be read now (a token file being rotated)
+            # make the batch wait and retry, not go out without them and be refused for good.
+            headers = dict(self._headers()) if self._headers is not None else {}
             # asyncio.timeout bounds the whole exchange, the body included, whatever the
             # transport does with aiohttp's own timeout.
             async with asyncio.timeout(self._timeout.total), self._session.post(
@@ -331,8 +333,8 @@ class AlertSender:
             try:
                 token = s.bearer_token_file.read_text(encoding="utf-8").strip()
             except OSError as exc:
-                log.error("cannot read alertmanager.bearer_token_file %s: %s",
-                          s.bearer_token_file, exc.strerror or exc)
+                raise OSError(f"cannot read alertmanager.bearer_token_file "
+                              f"{s.bearer_token_file}: {exc.strerror or exc}") from None
         return {"Authorization": f"Bearer {token}"} if token else {}
 
     def observe(

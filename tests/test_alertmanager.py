@@ -208,6 +208,27 @@ def test_bearer_token_file_is_read_per_request(tmp_path: Path) -> None:
     assert sender._auth_headers() == {"Authorization": "Bearer two"}
 
 
+async def test_an_unreadable_token_file_keeps_the_alerts_queued(
+    session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """While the token file cannot be read nothing is sent without it; then it goes, with it."""
+    token = tmp_path / "token"
+    headers = AlertSender(AlertmanagerSettings(bearer_token_file=token),
+                          scrape_interval=1)._auth_headers
+    with aioresponses() as m:
+        m.post(f"{AM}/api/v2/alerts", status=200, repeat=True)
+        c = client(session, headers=headers)
+        c.enqueue([payload(1)])
+        c.start()
+        await asyncio.sleep(0.1)
+        assert not sent(m) and c.queued == 1 and c.stats.failed >= 1
+        token.write_text("rotated\n")
+        await c.close(grace=10)
+        calls = m.requests[POST]
+    assert c.stats.sent == 1
+    assert calls[-1].kwargs["headers"]["Authorization"] == "Bearer rotated"
+
+
 def test_secrets_never_show_in_reprs_or_dumps() -> None:
     """Passwords and tokens are SecretStr: hidden in repr, str and JSON dumps."""
     settings = AlertmanagerSettings(basic_auth_username="u",
