@@ -80,6 +80,7 @@ class MetricsProvisioner:
         # Per set of desired metrics: sample name -> whether that set selects it.
         self._wants: dict[frozenset[str], dict[str, bool]] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._failure: BaseException | None = None
         self.stats = CycleStats()
         self.alert_sender: AlertSender | None = None
         self.telemetry = Telemetry(self)
@@ -167,6 +168,11 @@ class MetricsProvisioner:
         finally:
             # Cancelled or not, the workers and the session are always shut down.
             await asyncio.shield(self.stop())
+        if self._failure is not None:
+            # run() must not look like a clean stop: a supervisor should restart the sidecar.
+            raise DeucalionError(
+                f"deucalion stopped because its cycle loop failed: {self._failure!r}"
+            ) from self._failure
 
     async def __aenter__(self) -> MetricsProvisioner:
         await self.start()
@@ -199,6 +205,7 @@ class MetricsProvisioner:
         self._stop_lock = asyncio.Lock()
         self._forced = False
         self.stats = CycleStats()
+        self._failure = None
         try:
             self._scraper = Scraper(
                 timeout=self.settings.effective_scrape_timeout,
@@ -295,6 +302,7 @@ class MetricsProvisioner:
         if exc is not None:
             # A bug, not a target's or observer's fault: stop in order rather than run half.
             log.critical("the cycle loop failed; stopping", exc_info=exc)
+            self._failure = exc
             self._spawn(self.stop())
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:

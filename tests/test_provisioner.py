@@ -340,3 +340,23 @@ def test_two_observers_of_one_class_get_distinct_names(tmp_path: Path) -> None:
     clash.observer_name = "goroutines"
     with pytest.raises(dc.ConfigError, match="two observers are named goroutines"):
         provisioner.register(clash)
+
+
+class BrokenDiscovery:
+    """A provider that returns something the cycle cannot use: a bug in the loop."""
+
+    async def discover(self) -> Sequence[Target]:
+        return [object()]  # type: ignore[list-item]
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_run_reports_a_failed_cycle_loop(tmp_path: Path) -> None:
+    """When the cycle loop itself fails, run() raises instead of returning as after a stop."""
+    provisioner = dc.MetricsProvisioner(scrape_interval=0.2, telemetry={"enabled": False},
+                                        targets_provider=BrokenDiscovery())
+    provisioner.register(RecordingObserver({"up"}, tmp_path / "x"))
+    with pytest.raises(dc.DeucalionError, match="cycle loop failed"):
+        await asyncio.wait_for(provisioner.run(), 30)  # type: ignore[arg-type]
+    assert not provisioner.running
