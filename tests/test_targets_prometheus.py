@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+import deucalion.targets.prometheus as prometheus_targets
 from deucalion.config import PrometheusSettings
 from deucalion.targets.prometheus import PrometheusTargets, parse_series, render_series
 
@@ -67,9 +68,15 @@ def test_series_round_trip() -> None:
     assert render_series([]) == "{}"
 
 
-async def test_split_per_target(stand_in: tuple[str, list[Any]]) -> None:
+@pytest.mark.parametrize("in_thread", [False, True], ids=["inline", "large-body-thread"])
+async def test_split_per_target(
+    stand_in: tuple[str, list[Any]], in_thread: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """One federate request; series split per target without its target labels; up from
-    Prometheus; a down target has lastError as its reason."""
+    Prometheus; a down target has lastError as its reason (inline, and as a large body is,
+    in a thread)."""
+    if in_thread:
+        monkeypatch.setattr(prometheus_targets, "PARSE_INLINE_MAX_BYTES", 0)
     url, queries = stand_in
     provider = PrometheusTargets(PrometheusSettings(url=url, jobs=["node"]),
                                  body_size_limit=10**6)

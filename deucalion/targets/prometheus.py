@@ -14,6 +14,7 @@ clashes with a target label reaches deucalion renamed ``exported_<name>``; the s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -25,7 +26,7 @@ from deucalion.errors import ParseError, ScrapeError
 from deucalion.exposition import is_openmetrics, parse_exposition
 from deucalion.naming import FAMILY_SUFFIXES
 from deucalion.observer import SYNTHETIC_METRICS
-from deucalion.scrape import Scraper, ScrapeResult
+from deucalion.scrape import PARSE_INLINE_MAX_BYTES, Scraper, ScrapeResult
 from deucalion.targets import Target, target_from_settings
 
 if TYPE_CHECKING:
@@ -147,8 +148,14 @@ class PrometheusTargets:
         query = [("match[]", s) for s in self.match_selectors(targets, metrics)]
         try:
             body, content_type = await self._client.fetch(self._request("/federate", query))
-            parsed = parse_exposition(body, openmetrics=is_openmetrics(content_type),
-                                      metrics=wanted)
+            openmetrics = is_openmetrics(content_type)
+            if len(body) <= PARSE_INLINE_MAX_BYTES:
+                parsed = parse_exposition(body, openmetrics=openmetrics, metrics=wanted)
+                self._split(parsed, targets, results)
+            else:
+                # One body holds every target's samples: parse and split it off the loop.
+                await asyncio.to_thread(self._parse_and_split, body, openmetrics, wanted,
+                                        targets, results)
         except (ScrapeError, ParseError) as exc:
             reason = exc.reason if isinstance(exc, ScrapeError) else f"malformed: {exc}"
             self._note(f"federation failed: {reason}")
@@ -156,8 +163,12 @@ class PrometheusTargets:
                 result.error = f"federation from {self.settings.url} failed: {reason}"
             return list(results.values())
         self._note(None)
-        self._split(parsed, targets, results)
         return list(results.values())
+
+    def _parse_and_split(self, body: bytes, openmetrics: bool, wanted: frozenset[str] | None,
+                         targets: Sequence[Target], results: dict[str, ScrapeResult]) -> None:
+        parsed = parse_exposition(body, openmetrics=openmetrics, metrics=wanted)
+        self._split(parsed, targets, results)
 
     def _split(self, parsed: Mapping[str, Mapping[str, float]], targets: Sequence[Target],
                results: dict[str, ScrapeResult]) -> None:
