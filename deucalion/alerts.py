@@ -95,6 +95,14 @@ def _is_number(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def _plain(value: object) -> object:
+    """NumPy's booleans as Python's: ``score > threshold`` on an array element gives one, and
+    it is neither ``bool`` nor a number."""
+    if type(value).__name__ == "bool_" and hasattr(value, "__bool__"):
+        return bool(value)
+    return value
+
+
 def _no_anomaly(value: object) -> bool:
     """None, False, 0, NaN, or an empty string or collection."""
     if value is None or value is False:
@@ -138,6 +146,7 @@ def _add_score(scores: dict[str | None, float], target: str | None, score: float
 def interpret_result(result: object, data: Mapping[str, Any]) -> Interpretation:
     """The alerts and scores that ``result``, returned for ``data``, stands for."""
     out = Interpretation()
+    result = _plain(result)
     if isinstance(result, Alert):
         _take_alert(out, result, None)
     elif isinstance(result, Mapping):
@@ -183,6 +192,7 @@ def _take_alert(out: Interpretation, alert: Alert, target: str | None) -> None:
 
 
 def _take_target_value(out: Interpretation, url: str, value: object) -> None:
+    value = _plain(value)
     if _is_number(value):
         number = float(value)  # type: ignore[arg-type]
         _add_score(out.scores, url, number)

@@ -136,3 +136,22 @@ def test_alerts_module_imports_only_the_standard_library() -> None:
 def test_alert_is_exported() -> None:
     """dc.Alert is the Alert type."""
     assert dc.Alert is Alert
+
+
+class bool_:
+    """Stands in for numpy.bool_: not a bool, not a number, but true or false."""
+
+    def __init__(self, value: bool) -> None:
+        self.value = value
+
+    def __bool__(self) -> bool:
+        return self.value
+
+
+def test_numpy_style_booleans_mean_true_and_false() -> None:
+    """score > threshold on a NumPy value is a bool_: False is no anomaly, True one alert."""
+    data = {"http://a/metrics": {}, "http://b/metrics": {}}
+    result = {"http://a/metrics": bool_(False), "http://b/metrics": bool_(True)}
+    alerts = interpret_result(result, data).alerts
+    assert [a.target for a in alerts] == ["http://b/metrics"]
+    assert interpret_result(bool_(False), data).alerts == []
