@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: Most alerts in one request.
 MAX_BATCH = 256
+#: Refusals of a whole batch that one bad alert, or its size, can cause: split, not dropped.
+SPLIT_ON = frozenset({400, 413, 422})
 #: Most bytes of an Alertmanager's error response quoted in the log.
 MAX_ERROR_BODY = 1024
 
@@ -108,6 +110,7 @@ class AlertmanagerClient:
         self._task: asyncio.Task[None] | None = None
         self._reachable = True
         self._drops_logged = False
+        self._split = False
 
     @property
     def queued(self) -> int:
@@ -172,13 +175,15 @@ class AlertmanagerClient:
 
     async def _run(self) -> None:
         attempt = 0
+        limit = self._batch_size
         while True:
             if not self._queue:
+                limit = self._batch_size  # a refused batch was sorted out: full size again
                 self._idle.set()
                 await self._wakeup.wait()
             self._wakeup.clear()
             batch = [self._queue.popitem(last=False) for _ in
-                     range(min(self._batch_size, len(self._queue)))]
+                     range(min(limit, len(self._queue)))]
             if not batch:
                 continue
             try:
@@ -191,6 +196,10 @@ class AlertmanagerClient:
                 attempt = 0
                 continue
             self._requeue(batch)
+            if self._split:
+                self._split = False
+                limit = max(1, len(batch) // 2)
+                continue
             delay = min(self._backoff_max, self._backoff_base * 2**attempt)
             attempt += 1
             # Jitter keeps an HA group's senders (and many sidecars) from retrying in step.
@@ -232,6 +241,14 @@ class AlertmanagerClient:
                 body = (await response.content.read(MAX_ERROR_BODY)).decode("utf-8", "replace")
                 self.stats.failed += len(batch)
                 if 400 <= response.status < 500 and response.status != 429:
+                    if len(batch) > 1 and response.status in SPLIT_ON:
+                        # One bad alert (or too large a body) refuses the whole batch: send it
+                        # in halves so that only the culprit is lost.
+                        log.warning("Alertmanager %s refused a batch of %d with HTTP %d: "
+                                    "sending it in halves", self.name, len(batch),
+                                    response.status)
+                        self._split = True
+                        return False
                     self.stats.rejected += len(batch)
                     log.error("Alertmanager %s refused %d alert(s) with HTTP %d: %s",
                               self.name, len(batch), response.status, body.strip())

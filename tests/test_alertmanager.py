@@ -124,6 +124,24 @@ async def test_4xx_is_logged_with_the_body_and_not_retried(
     assert "invalid label set" in caplog.text
 
 
+async def test_a_batch_refused_for_one_bad_alert_is_split_to_lose_only_that_one(
+    session: aiohttp.ClientSession,
+) -> None:
+    """HTTP 400 for a batch: its halves are sent again until the bad alert stands alone."""
+
+    def answer(url: URL, **kwargs: Any) -> CallbackResult:
+        bad = any(p["labels"]["n"] == "5" for p in kwargs["json"])
+        return CallbackResult(status=400 if bad else 200, body="bad alert" if bad else "")
+
+    with aioresponses() as m:
+        m.post(f"{AM}/api/v2/alerts", callback=answer, repeat=True)
+        c = client(session)
+        c.enqueue(payload(i) for i in range(8))
+        c.start()
+        await c.close(grace=10)
+    assert c.stats.sent == 7 and c.stats.rejected == 1 and c.queued == 0
+
+
 async def test_full_queue_drops_the_oldest_and_counts(session: aiohttp.ClientSession) -> None:
     """Past queue_size the oldest alerts are dropped and counted; a re-send replaces in place."""
     c = client(session, queue_size=3)
