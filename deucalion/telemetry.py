@@ -48,7 +48,9 @@ class TelemetryServer:
         """``url``, with this host's name in place of a wildcard address (for links)."""
         host = urlsplit(self.url).hostname
         if host in ("0.0.0.0", "::"):
-            return self.url.replace(f"[{host}]" if host == "::" else host, socket.getfqdn(), 1)
+            # The host name, not getfqdn(): that may ask DNS, and this runs on the event loop.
+            return self.url.replace(f"[{host}]" if host == "::" else host, socket.gethostname(),
+                                    1)
         return self.url
 
     async def close(self) -> None:
