@@ -206,24 +206,31 @@ class MetricsProvisioner:
         self._forced = False
         self.stats = CycleStats()
         self._failure = None
-        try:
-            self._scraper = Scraper(
-                timeout=self.settings.effective_scrape_timeout,
-                body_size_limit=self.settings.body_size_limit,
-                metrics=self._desired,
-                compression=self.settings.scrape_compression,
-            )
-            self._scraper.open()
-            self._workers = [
-                ObserverWorker(o, on_result=self._on_result, timeout=self.settings.observer_timeout)
-                for o in self._observers
-            ]
-            # Workers start in parallel: each spawns an interpreter.
-            await asyncio.gather(*(w.start() for w in self._workers))
-            await self._start_alerting()
-        except BaseException:
+        failed: BaseException | None = None
+        # Held while starting: a stop asked for meanwhile (SIGTERM during start-up) waits
+        # until everything it has to close exists.
+        async with self._stop_lock:
+            try:
+                self._scraper = Scraper(
+                    timeout=self.settings.effective_scrape_timeout,
+                    body_size_limit=self.settings.body_size_limit,
+                    metrics=self._desired,
+                    compression=self.settings.scrape_compression,
+                )
+                self._scraper.open()
+                self._workers = [
+                    ObserverWorker(o, on_result=self._on_result,
+                                   timeout=self.settings.observer_timeout)
+                    for o in self._observers
+                ]
+                # Workers start in parallel: each spawns an interpreter.
+                await asyncio.gather(*(w.start() for w in self._workers))
+                await self._start_alerting()
+            except BaseException as exc:
+                failed = exc
+        if failed is not None:
             await self.stop(grace=0)
-            raise
+            raise failed
         self._cycle_task = asyncio.create_task(self._cycle_loop(), name="deucalion-cycle-loop")
         self._cycle_task.add_done_callback(self._on_cycle_loop_done)
         log.info("deucalion started: %d observer(s), scrape interval %gs",

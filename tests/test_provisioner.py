@@ -360,3 +360,22 @@ async def test_run_reports_a_failed_cycle_loop(tmp_path: Path) -> None:
     with pytest.raises(dc.DeucalionError, match="cycle loop failed"):
         await asyncio.wait_for(provisioner.run(), 30)  # type: ignore[arg-type]
     assert not provisioner.running
+
+
+async def test_a_stop_during_start_up_waits_and_closes_everything(
+    target_server: TargetServer, tmp_path: Path
+) -> None:
+    """stop() while start() is still spawning workers leaves no server, worker or task behind."""
+    url = target_server.add("/metrics", text(NODE_LIKE))
+    await target_server.start()
+    provisioner = dc.MetricsProvisioner(targets=[url], scrape_interval=0.2,
+                                        telemetry={"listen": "127.0.0.1:0"})
+    provisioner.register(RecordingObserver({"up"}, tmp_path / "x"))
+    starting = asyncio.create_task(provisioner.start())
+    await asyncio.sleep(0.01)  # start() is under way: its workers are being spawned
+    await provisioner.stop()
+    await starting
+    assert not provisioner.running
+    assert provisioner.telemetry.server is None
+    assert provisioner.alert_sender is None
+    assert all(not w.ready for w in provisioner.workers)
