@@ -19,6 +19,8 @@ from types import TracebackType
 
 from aiohttp import web
 
+from tests.integration.servers import terminate
+
 ROOT = Path(__file__).resolve().parents[2]
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -51,13 +53,7 @@ class TargetProcess:
 
     def stop(self) -> None:
         """Stop the process (SIGTERM, then SIGKILL) and remove the body file."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         if self.process.stdout is not None:
             self.process.stdout.close()
         self._body_file.unlink(missing_ok=True)
