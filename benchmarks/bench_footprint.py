@@ -42,8 +42,9 @@ provisioner.run()
 IMPORTS = ["asyncio", "cloudpickle", "yaml", "pydantic", "deucalion.settings", "deucalion.config",
            "ssl", "aiohttp", "prometheus_client", "uvloop", "deucalion.scrape",
            "deucalion.dispatch", "deucalion.provisioner"]
-WORKER_IMPORTS = ["concurrent.futures.process", "cloudpickle", "deucalion.observer",
-                  "deucalion._worker"]
+# A worker imports deucalion._worker, then what unpickling the observer needs: here its base
+# class, and cloudpickle because the application's class, from a `-c` script, travels by value.
+WORKER_IMPORTS = ["deucalion._worker", "deucalion.observer", "cloudpickle"]
 
 
 def _tree(pid: int) -> list[int]:
@@ -58,7 +59,7 @@ def _name(pid: int) -> str:
     text = " ".join(part.decode(errors="replace") for part in cmdline if part)
     if "resource_tracker" in text:
         return "resource tracker"
-    if "multiprocessing" in text or "spawn_main" in text:
+    if "deucalion._worker" in text:
         return "worker"
     return "application" if " -c " in f" {text} " else text.split()[0].rpartition("/")[2]
 

@@ -1,7 +1,7 @@
 """Handing data to observers, each in its own worker process.
 
-Every observer gets a ``ProcessPoolExecutor(max_workers=1)`` whose initializer installs the
-observer once (cloudpickled, so classes from ``__main__`` or a notebook work); each call then
+Every observer gets a worker process of its own (``deucalion.worker``) that the observer is
+sent to once (cloudpickled, so classes from ``__main__`` or a notebook work); each call then
 sends only data, so the model's state persists and a large model is never sent again. At most
 one call is in flight per observer; while it runs only the newest data waits, and older data
 is dropped and counted. A worker that dies or hangs past ``observer_timeout`` is replaced.
@@ -10,21 +10,18 @@ is dropped and counted. A worker that dies or hangs past ``observer_timeout`` is
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
-import multiprocessing
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
 import cloudpickle
 
-from deucalion import _worker
 from deucalion._payload import LayoutError, PayloadEncoder
 from deucalion.errors import ConfigError, DeucalionError
 from deucalion.observer import MetricsObserver, TargetsData
+from deucalion.worker import WorkerDied, WorkerProcess
 
 __all__ = ["CallOutcome", "ObserverWorker"]
 
@@ -85,7 +82,7 @@ class ObserverWorker:
                 f"{type(exc).__name__}: {exc}. Keep only picklable attributes (models, arrays, "
                 "numbers); open files, sockets and locks in new_data instead"
             ) from None
-        self._executor: concurrent.futures.ProcessPoolExecutor | None = None
+        self._process: WorkerProcess | None = None
         self._encoder = PayloadEncoder()
         self._pending: TargetsData | None = None
         self._wakeup = asyncio.Event()
@@ -104,28 +101,21 @@ class ObserverWorker:
         self._task = asyncio.create_task(self._run(), name=f"deucalion-observer-{self.name}")
 
     async def _spawn(self) -> None:
-        # spawn, never fork: the application runs an event loop and threads that a forked
-        # child would inherit in an undefined state.
         # A new worker knows no series keys yet.
         self._encoder.reset()
-        self._executor = concurrent.futures.ProcessPoolExecutor(
-            max_workers=1,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_worker.install,
-            initargs=(self._payload,),
-        )
-        loop = asyncio.get_running_loop()
+        process = self._process = WorkerProcess(self.name)
         try:
-            self.pid = await loop.run_in_executor(self._executor, _worker.ping)
-        except BrokenProcessPool:
-            self._kill_executor()
+            await process.start(self._payload)
+        except Exception as exc:
+            self._kill_process()
+            reason = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, WorkerDied):
+                reason = f"{exc} (its output is above)"
             raise DeucalionError(
-                f"the worker process of observer {self.name} failed to start: the observer "
-                "could not be unpickled there (is its class importable, are its libraries "
-                "installed?), the process was killed, or the application's script starts the "
-                "provisioner outside `if __name__ == \"__main__\":` (worker processes import "
-                "the script again); see the log above"
-            ) from None
+                f"the worker process of observer {self.name} failed to start: {reason}. Is the "
+                "observer's class importable there, and are the libraries it uses installed?"
+            ) from exc
+        self.pid = process.pid
         self.ready = True
         log.debug("observer %s runs in worker pid %s", self.name, self.pid)
 
@@ -163,7 +153,7 @@ class ObserverWorker:
                 # A bug in the call loop must not keep the rest of the shutdown from running.
                 log.exception("observer %s: its call loop failed", self.name)
             self._task = None
-        self._kill_executor()
+        self._kill_process()
         self.ready = False
 
     def kill(self) -> None:
@@ -171,22 +161,13 @@ class ObserverWorker:
         self._closing = True
         self._pending = None
         self._wakeup.set()
-        self._kill_executor()
+        self._kill_process()
         self.ready = False
 
-    def _kill_executor(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is None:
-            return
-        # ProcessPoolExecutor has no public way to end a busy or hung worker; its processes
-        # are terminated directly so that nothing is left behind.
-        processes = list(getattr(executor, "_processes", {}).values())
-        for process in processes:
-            if process.is_alive():
-                process.kill()
-        executor.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            process.join(timeout=5)
+    def _kill_process(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            process.kill()
 
     # --- the call loop -----------------------------------------------------------------------
 
@@ -213,42 +194,38 @@ class ObserverWorker:
                 self._wakeup.set()
 
     async def _call(self, data: TargetsData, *, resend: bool = True) -> CallOutcome | None:
-        if self._executor is None:
+        if self._process is None:
             await self._restart()
-        assert self._executor is not None
-        loop = asyncio.get_running_loop()
+        assert self._process is not None
         handed_off = time.time()
         outcome = CallOutcome(self.observer, data)
         try:
-            # Inside the try: a worker that died while idle breaks the pool, and then the
-            # submission itself raises BrokenProcessPool.
-            # Series keys go only when they changed, values as one array; the pool then pickles
-            # a single bytes object (see deucalion._payload).
-            future = loop.run_in_executor(self._executor, _worker.call,
-                                          self._encoder.encode(data))
+            # Series keys go only when they changed, values as one array (see
+            # deucalion._payload).
+            call = asyncio.ensure_future(self._process.call(self._encoder.encode(data)))
             # Keys this payload replaced are freed once the call is under way, not before it.
-            future.add_done_callback(lambda _: self._encoder.release())
+            call.add_done_callback(lambda _: self._encoder.release())
             # asyncio.wait, not wait_for: a TimeoutError that new_data itself raises is the
             # observer's error, not the observer_timeout.
-            done, _ = await asyncio.wait({future}, timeout=self.timeout)
+            done, _ = await asyncio.wait({call}, timeout=self.timeout)
             if not done:
+                call.cancel()
                 self.stats.timeouts += 1
                 self.stats.errors += 1
                 log.error("observer %s: new_data ran longer than observer_timeout (%gs); "
                           "replacing its worker", self.name, self.timeout)
                 await self._restart()
                 return None
-            result, started = future.result()
+            result, started = call.result()
         except LayoutError:
             if not resend:
                 raise
             # The worker lacks keys it should have been sent: send them all again.
             self._encoder.reset()
             return await self._call(data, resend=False)
-        except BrokenProcessPool:
+        except WorkerDied as exc:
             self.stats.errors += 1
-            log.error("observer %s: its worker process died (killed, crashed or os._exit); "
-                      "replacing it", self.name)
+            log.error("observer %s: %s; replacing it", self.name, exc)
             await self._restart()
             return None
         except Exception as exc:
@@ -270,7 +247,7 @@ class ObserverWorker:
 
     async def _restart(self) -> None:
         """Replace the worker, waiting longer each time it keeps dying."""
-        self._kill_executor()
+        self._kill_process()
         self.ready = False
         delay = min(MAX_RESTART_BACKOFF, 0.5 * 2**self._consecutive_failures) \
             if self._consecutive_failures else 0.0

@@ -89,3 +89,26 @@ class TimeoutRaisingObserver(RecordingObserver):
     def new_data(self, targets_data_dict: TargetsData) -> Any:
         super().new_data(targets_data_dict)
         raise TimeoutError("the feature store timed out")
+
+
+class InterpreterObserver(MetricsObserver):
+    """Returns what its worker's interpreter was given: ``sys.argv``, ``sys.path``, the cwd."""
+
+    def new_data(self, targets_data_dict: TargetsData) -> Any:
+        return {"argv": sys.argv, "path": sys.path, "cwd": os.getcwd()}
+
+
+class UnpicklableResultObserver(MetricsObserver):
+    """Returns a value that pickle cannot carry back (a generator)."""
+
+    def new_data(self, targets_data_dict: TargetsData) -> Any:
+        return (n for n in range(3))
+
+
+class UnpicklableErrorObserver(MetricsObserver):
+    """Raises an exception that neither pickle nor cloudpickle can carry (it holds a generator)."""
+
+    def new_data(self, targets_data_dict: TargetsData) -> Any:
+        error = ValueError("feature store unreachable")
+        error.pending = (n for n in range(3))  # type: ignore[attr-defined]
+        raise error

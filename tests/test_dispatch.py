@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -16,10 +17,13 @@ from tests.helpers import records_at_least, wait_for
 from tests.observers import (
     ExitOnceObserver,
     HangOnceObserver,
+    InterpreterObserver,
     ModulesObserver,
     RaisingObserver,
     RecordingObserver,
     TimeoutRaisingObserver,
+    UnpicklableErrorObserver,
+    UnpicklableResultObserver,
     read_records,
 )
 
@@ -146,7 +150,59 @@ async def test_the_worker_does_not_import_aiohttp_or_pydantic() -> None:
         await worker.close()
     modules = set(outcomes[0].result)
     assert "deucalion.observer" in modules
-    assert not {"aiohttp", "pydantic", "yaml", "prometheus_client"} & modules
+    assert not {"aiohttp", "pydantic", "yaml", "prometheus_client", "multiprocessing",
+                "concurrent.futures", "asyncio"} & modules
+    # The observer's class is importable, so it travelled by reference: no cloudpickle needed.
+    assert "cloudpickle" not in modules
+
+
+async def test_the_worker_has_the_applications_argv_path_and_cwd() -> None:
+    """new_data sees the application's sys.argv, sys.path and working directory."""
+    outcomes: list[CallOutcome] = []
+    worker = await started(ObserverWorker(InterpreterObserver({"up"}), on_result=outcomes.append))
+    try:
+        worker.submit(DATA)
+        await wait_for(lambda: outcomes)
+    finally:
+        await worker.close()
+    seen = outcomes[0].result
+    assert seen == {"argv": sys.argv, "path": sys.path, "cwd": os.getcwd()}
+
+
+async def test_calls_use_no_thread_in_the_application() -> None:
+    """Workers are read on the event loop: starting and calling one adds no thread."""
+    before = set(threading.enumerate())
+    outcomes: list[CallOutcome] = []
+    worker = await started(ObserverWorker(ModulesObserver({"up"}), on_result=outcomes.append))
+    try:
+        worker.submit(DATA)
+        await wait_for(lambda: outcomes)
+        assert set(threading.enumerate()) == before
+    finally:
+        await worker.close()
+
+
+@pytest.mark.parametrize(("observer", "message"), [
+    (UnpicklableResultObserver({"up"}), "new_data returned what cannot be sent back"),
+    (UnpicklableErrorObserver({"up"}), "ValueError: feature store unreachable"),
+])
+async def test_what_cannot_travel_back_is_an_error_of_the_call(
+    observer: object, message: str
+) -> None:
+    """A result or exception pickle cannot carry becomes the call's error; the worker stays."""
+    outcomes: list[CallOutcome] = []
+    worker = await started(ObserverWorker(observer, on_result=outcomes.append))  # type: ignore[arg-type]
+    try:
+        for expected in (1, 2):
+            worker.submit(DATA)
+            await wait_for(lambda n=expected: len(outcomes) >= n)
+    finally:
+        await worker.close()
+    assert all(message in str(o.error) for o in outcomes), [o.error for o in outcomes]
+    assert outcomes[0].error is not None
+    # The worker's traceback comes along, naming where new_data failed.
+    assert "new_data" in str(outcomes[0].error.__cause__)
+    assert worker.stats.restarts == 0
 
 
 def test_an_unpicklable_observer_is_refused_with_its_name(tmp_path: Path) -> None:

@@ -35,8 +35,7 @@ def children_of(pid: int) -> set[int]:
 
 
 def survivors(pids: set[int], within: float = 5.0) -> list[int]:
-    """The pids still alive after ``within`` seconds (multiprocessing's resource tracker
-    notices its parent's exit a moment later)."""
+    """The pids still alive after ``within`` seconds (a worker may take a moment to exit)."""
     deadline = time.monotonic() + within
     while True:
         left = [pid for pid in pids if alive(pid)]
@@ -131,6 +130,58 @@ def test_the_seed_example_runs_and_exits_cleanly_on_sigterm(
     assert not survivors(workers), "a worker outlived the application"
     # Not a timing assertion on speed: only that shutdown is bounded by the grace period.
     assert took < 15, err
+
+
+GUARDLESS_SCRIPT = """
+import sys
+import deucalion as dc
+
+SCALE = 2.0  # a module-level global new_data uses: it travels with the class, by value
+
+class Doubler(dc.MetricsObserver):
+    def new_data(self, targets_data_dict):
+        for url, data in targets_data_dict.items():
+            load = data["node_load1"]["{}"]
+            print(sys.argv[1], url, load * SCALE, flush=True)
+
+provisioner = dc.MetricsProvisioner(targets=[sys.argv[2]], scrape_interval=0.5,
+                                    telemetry={"enabled": False})
+provisioner.register(Doubler(["node_load1"]))
+provisioner.run()
+"""
+
+
+def test_a_script_without_a_main_guard_runs_once_with_one_worker(
+    node_exporter: Server, tmp_path: Path
+) -> None:
+    """An observer class and the provisioner at a script's top level: the worker does not run
+    the script again, gets the script's argv, and is the application's only child."""
+    script = tmp_path / "app.py"
+    script.write_text(GUARDLESS_SCRIPT)
+    url = f"{node_exporter.url}/metrics"
+    process = subprocess.Popen(
+        [sys.executable, str(script), "tag-7", url], cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(2)]
+        children = children_of(process.pid)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    for line in lines:
+        tag, seen_url, value = line.split()
+        assert (tag, seen_url) == ("tag-7", url)
+        assert float(value) >= 0
+    assert err.count("deucalion started") == 1, err
+    # One worker and nothing else: no resource tracker, no second application.
+    assert len(children) == 1, children
+    assert not survivors(children)
 
 
 def test_the_seed_example_without_targets_says_how_to_configure_them(tmp_path: Path) -> None:
