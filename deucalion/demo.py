@@ -211,9 +211,11 @@ async def run_demo(
               + (f"; alerts go to {alertmanager}" if alertmanager else "")
               + ". Ctrl-C stops.", flush=True)
         stop = asyncio.Event()
-        async with provisioner:
-            with stopping_on_signals(stop.set), contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=duration or None)
+        # Signals are caught before the start: a Ctrl-C while workers start stops cleanly too.
+        with stopping_on_signals(stop.set):
+            async with provisioner:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=duration or None)
         print(f"deucalion demo: done after {provisioner.stats.cycles} cycles.", file=sys.stderr)
     finally:
         if synthetic is not None:

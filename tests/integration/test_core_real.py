@@ -196,9 +196,13 @@ def test_the_seed_example_without_targets_says_how_to_configure_them(tmp_path: P
     assert "DEUCALION_TARGETS" in process.stderr
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_the_demo_stops_on_a_signal(signum: int, tmp_path: Path) -> None:
-    """deucalion demo stops on Ctrl-C or SIGTERM with exit 0 and leaves no worker behind."""
+@pytest.mark.parametrize(("signum", "settle"), [
+    (signal.SIGINT, 1.0), (signal.SIGTERM, 1.0),
+    (signal.SIGINT, 0.0),  # while the worker is still starting
+])
+def test_the_demo_stops_on_a_signal(signum: int, settle: float, tmp_path: Path) -> None:
+    """deucalion demo stops on Ctrl-C or SIGTERM, running or still starting, with exit 0 and
+    leaves no worker behind."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "deucalion", "demo", "--duration", "60", "--interval", "0.2"],
@@ -211,7 +215,7 @@ def test_the_demo_stops_on_a_signal(signum: int, tmp_path: Path) -> None:
         while not children_of(process.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         workers = children_of(process.pid)
-        time.sleep(1)
+        time.sleep(settle)
         process.send_signal(signum)
         _, err = process.communicate(timeout=20)
     finally:
