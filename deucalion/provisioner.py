@@ -216,6 +216,7 @@ class MetricsProvisioner:
                     body_size_limit=self.settings.body_size_limit,
                     metrics=self._desired,
                     compression=self.settings.scrape_compression,
+                    count_samples="scrape_samples_scraped" in self._desired,
                 )
                 self._scraper.open()
                 self._workers = [

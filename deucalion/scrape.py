@@ -123,8 +123,8 @@ class ScrapeResult:
     up: bool = False
     duration: float = 0.0
     """Seconds from the request to the parsed body."""
-    samples_scraped: int = 0
-    """Samples the target exposed (all of them, desired or not)."""
+    samples_scraped: int | None = None
+    """Samples the target exposed (all of them, desired or not); None when not counted."""
     error: str | None = None
 
     def with_synthetic(self) -> dict[str, dict[str, float]]:
@@ -132,7 +132,8 @@ class ScrapeResult:
         data = dict(self.samples)
         data["up"] = {"{}": 1.0 if self.up else 0.0}
         data["scrape_duration_seconds"] = {"{}": self.duration}
-        data["scrape_samples_scraped"] = {"{}": float(self.samples_scraped)}
+        if self.samples_scraped is not None:
+            data["scrape_samples_scraped"] = {"{}": float(self.samples_scraped)}
         return data
 
 
@@ -140,7 +141,8 @@ class Scraper:
     """Scrapes targets over one aiohttp session kept for the scraper's life.
 
     Use as ``async with Scraper(...) as scraper:``; ``close()`` twice is harmless and a closed
-    scraper cannot be reopened.
+    scraper cannot be reopened. ``metrics`` limits the samples kept (all when None);
+    ``count_samples`` counts every sample of a body for ``ScrapeResult.samples_scraped``.
     """
 
     def __init__(
@@ -150,10 +152,14 @@ class Scraper:
         body_size_limit: int,
         metrics: Iterable[str] | None = None,
         compression: Literal["auto", "gzip", "none"] = "auto",
+        count_samples: bool = True,
     ) -> None:
         self.timeout = timeout
         self.body_size_limit = body_size_limit
         self.compression = compression
+        # Counting every line of a body costs more than the filtered parse of it (0.18 ms
+        # against 0.1 ms for node_exporter's), so it is done only when someone reads the count.
+        self.count_samples = count_samples
         self._encodings: dict[str, str] = {}
         self.metrics = None if metrics is None else frozenset(metrics)
         self._session: aiohttp.ClientSession | None = None
@@ -227,10 +233,12 @@ class Scraper:
         self._note_state(result)
         return result
 
-    def _read(self, body: bytes, openmetrics: bool) -> tuple[int, dict[str, dict[str, float]]]:
-        """The sample count and the desired samples of a body (run in a thread when large)."""
-        return count_samples(body), parse_exposition(body, openmetrics=openmetrics,
-                                                     metrics=self.metrics)
+    def _read(self, body: bytes, openmetrics: bool
+              ) -> tuple[int | None, dict[str, dict[str, float]]]:
+        """The sample count (if counted) and the desired samples of a body (run in a thread
+        when large)."""
+        count = count_samples(body) if self.count_samples else None
+        return count, parse_exposition(body, openmetrics=openmetrics, metrics=self.metrics)
 
     async def fetch(self, target: Target) -> tuple[bytes, str]:
         """The body and Content-Type at ``target.url``, with this scraper's timeout, size limit,

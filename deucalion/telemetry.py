@@ -194,14 +194,17 @@ class _ProvisionerCollector(Collector):
                                labels=names)
         duration = GaugeMetricFamily("deucalion_target_scrape_duration_seconds",
                                      "Duration of the last scrape of the target.", labels=names)
-        samples = GaugeMetricFamily("deucalion_target_samples_scraped",
-                                    "Samples the target exposed in the last scrape.", labels=names)
+        samples = GaugeMetricFamily(
+            "deucalion_target_samples_scraped",
+            "Samples the target exposed in the last scrape (counted when an observer desires "
+            "scrape_samples_scraped, or by the federating Prometheus).", labels=names)
         for result in self._t.scrapes:
             t = result.target
             values = [t.url, t.instance, t.job]
             up.add_metric(values, 1.0 if result.up else 0.0)
             duration.add_metric(values, result.duration)
-            samples.add_metric(values, result.samples_scraped)
+            if result.samples_scraped is not None:
+                samples.add_metric(values, result.samples_scraped)
         yield from (up, duration, samples)
 
     def _observers(self) -> Iterator[Metric]:

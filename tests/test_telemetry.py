@@ -156,6 +156,8 @@ async def test_provisioner_serves_scores_scrapes_and_readiness(scored_targets: l
              ("observer", "ScoreObserver"), ("target", calm)): 0.0,
         }
         assert set(samples(text, "deucalion_target_up").values()) == {1.0}
+        # No observer desires scrape_samples_scraped, so bodies are not counted.
+        assert samples(text, "deucalion_target_samples_scraped") == {}
         assert samples(text, "deucalion_cycles_total")[()] >= 1
         assert samples(text, "deucalion_observer_calls_total")[(("observer", "ScoreObserver"),)]
         assert (await get(session, server.url + "/healthz"))[0] == 200
