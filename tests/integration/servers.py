@@ -146,16 +146,21 @@ def start_alertmanager(port: int | None = None) -> Server:
 
 
 def start_prometheus(
-    scrape_targets: list[str], port: int | None = None, scrape_interval: str = "1s"
+    scrape_targets: list[str], port: int | None = None, scrape_interval: str = "1s",
+    labels: dict[str, str] | None = None,
 ) -> Server:
-    """Prometheus scraping ``scrape_targets`` (host:port) under job ``node``."""
+    """Prometheus scraping ``scrape_targets`` (host:port) under job ``node``; ``labels`` are
+    the static group's target labels (an ``instance`` among them replaces host:port)."""
     find_binary("prometheus")
     port = port or free_port()
     workdir = Path(tempfile.mkdtemp(prefix="deucalion-prometheus-"))
     targets = ", ".join(f'"{t}"' for t in scrape_targets)
+    group = f"      - targets: [{targets}]\n"
+    if labels:
+        group += "        labels: {" + ", ".join(f'{k}: "{v}"' for k, v in labels.items()) + "}\n"
     (workdir / "prometheus.yml").write_text(
         f"global:\n  scrape_interval: {scrape_interval}\n  evaluation_interval: {scrape_interval}\n"
-        f"scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: [{targets}]\n"
+        f"scrape_configs:\n  - job_name: node\n    static_configs:\n{group}"
     )
     args = [
         f"--config.file={workdir / 'prometheus.yml'}",
