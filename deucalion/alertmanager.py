@@ -363,7 +363,11 @@ class AlertSender:
         *,
         group: Hashable | None = None,
     ) -> Interpretation:
-        """Handle one successful ``new_data`` result of ``observer`` (its class name)."""
+        """Handle one successful ``new_data`` result of ``observer`` (its class name).
+
+        ``targets`` maps the URLs in ``data`` to their targets as they were when ``data`` was
+        handed to the observer: their labels label the alerts about them.
+        """
         outcome = interpret_result(result, data)
         for problem in outcome.problems:
             log.error("observer %s returned something deucalion cannot send: %s", observer,

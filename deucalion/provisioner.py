@@ -34,6 +34,22 @@ log = logging.getLogger(__name__)
 MAX_ALERT_FLUSH = 10.0
 
 
+class _HandedOff(dict[str, dict[str, dict[str, float]]]):
+    """An observer's data that remembers the targets it came from, so that the alerts of the
+    result are labelled as those targets were, even when one is gone by the time it returns."""
+
+    __slots__ = ("targets",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.targets: dict[str, Target] = {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled (for a worker, say) it is the plain dict: targets hold credentials, and the
+        # observer is promised a dict.
+        return (dict, (dict(self),))
+
+
 @dataclass
 class CycleStats:
     """Counters of the cycle loop, read by telemetry and tests."""
@@ -365,7 +381,7 @@ class MetricsProvisioner:
         """Only the samples ``observer`` desires, of every target."""
         wants = self._wants.setdefault(observer.desired_metrics, {})
         synthetic = SYNTHETIC_METRICS & observer.desired_metrics
-        data: TargetsData = {}
+        data = _HandedOff()
         for result in results:
             samples: dict[str, dict[str, float]] = {}
             for name, series in result.samples.items():
@@ -379,6 +395,7 @@ class MetricsProvisioner:
                 for name in synthetic:
                     samples[name] = extra[name]
             data[result.target.url] = samples
+            data.targets[result.target.url] = result.target
         return data
 
     # --- alerts and telemetry ----------------------------------------------------------------
@@ -440,5 +457,9 @@ class MetricsProvisioner:
         # A failed call says nothing about the alerts: they stay as they were.
         if outcome.error is not None or self.alert_sender is None:
             return
-        self.alert_sender.observe(outcome.observer.name, outcome.result, outcome.data,
-                                  self._targets_by_url, group=id(outcome.observer))
+        data = outcome.data
+        # The targets the observer saw, not today's: one may have left discovery during the
+        # call, and its alert must still say which target it is about.
+        targets = data.targets if isinstance(data, _HandedOff) else self._targets_by_url
+        self.alert_sender.observe(outcome.observer.name, outcome.result, data, targets,
+                                  group=id(outcome.observer))
