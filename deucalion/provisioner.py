@@ -421,6 +421,9 @@ class MetricsProvisioner:
         # without a resolve-and-fire flap, and a crash ends them just as a clean stop does.
         sender = self.alert_sender
         if sender is not None:
+            # The workers are closed: their alerts are no longer re-sent, and the flush below
+            # has only what is queued to deliver.
+            await sender.stop_resending()
             if flush > 0:
                 # A task, so that a forced stop can cancel the flush without cancelling us.
                 self._flush_task = asyncio.create_task(sender.flush(),

@@ -6,6 +6,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -230,3 +231,47 @@ async def test_a_target_gone_during_the_call_keeps_its_labels_on_the_alert(
     assert [a["labels"] for a in found] == [{
         "alertname": "DeucalionAnomaly", "observer": "GatedObserver",
         "instance": target.url.split("/")[2], "job": "checkout", "team": "storage"}]
+
+
+class FireThenHangObserver(dc.MetricsObserver):
+    """Reports one alert on its first call; every later call hangs."""
+
+    def __init__(self) -> None:
+        super().__init__({"spike"})
+        self.calls = 0
+
+    def new_data(self, targets_data_dict: dict[str, dict[str, dict[str, float]]]) -> Any:
+        self.calls += 1
+        if self.calls > 1:
+            time.sleep(3600)
+        return dc.Alert(labels={"severity": "page"})
+
+
+async def test_a_hung_observers_firing_alert_is_still_resent(
+    alertmanager: servers.Server, target: Target
+) -> None:
+    """The observer's second call never returns (no observer_timeout): its firing alert is sent
+    again anyway, so Alertmanager keeps moving its end instead of letting it expire."""
+    provisioner = MetricsProvisioner(
+        targets=[target.url], scrape_interval=0.5, telemetry={"enabled": False},
+        alertmanager={"urls": [alertmanager.url], "resend_interval": "1s"},
+        shutdown_grace_period=0.5)
+    provisioner.register(FireThenHangObserver())
+    async with aiohttp.ClientSession() as session, provisioner as p:
+        (worker,) = p.workers
+        first: list[dict[str, Any]] = []
+
+        async def fired() -> bool:
+            first[:] = await active_alerts(session, alertmanager.url)
+            return bool(first)
+
+        await eventually(fired)
+        await eventually(lambda: worker.busy)  # the second call, which hangs, is under way
+        first_end = datetime.fromisoformat(first[0]["endsAt"])
+
+        async def sent_again() -> bool:
+            alerts = await active_alerts(session, alertmanager.url)
+            return bool(alerts) and datetime.fromisoformat(alerts[0]["endsAt"]) > first_end
+
+        await eventually(sent_again)
+        assert worker.busy and worker.stats.calls == 1, "only the first call ever returned"
