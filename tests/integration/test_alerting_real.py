@@ -132,27 +132,29 @@ async def test_alerts_wait_while_alertmanager_is_down(
     server_factory: Callable[..., servers.Server], target: Target
 ) -> None:
     """Alerts raised while Alertmanager is down arrive once it starts; cycles never stop."""
-    port = servers.free_port()
-    url = f"http://127.0.0.1:{port}"
-    target.spike = 1
-    async with aiohttp.ClientSession() as session, provisioner_for(target, url) as p:
-        sender = p.alert_sender
-        assert sender is not None
+    # The port stays ours, refusing connections, until the Alertmanager takes it over.
+    with servers.reserve_port() as reserved:
+        url = f"http://127.0.0.1:{reserved.getsockname()[1]}"
+        target.spike = 1
+        async with aiohttp.ClientSession() as session, provisioner_for(target, url) as p:
+            sender = p.alert_sender
+            assert sender is not None
 
-        async def failing() -> bool:
-            return sender.clients[0].stats.failed > 0
+            async def failing() -> bool:
+                return sender.clients[0].stats.failed > 0
 
-        await eventually(failing)
-        cycles_while_down = p.stats.cycles
-        # Started in a thread: the fixture waits for readiness with blocking calls.
-        am = await asyncio.to_thread(server_factory, servers.start_alertmanager, port)
+            await eventually(failing)
+            cycles_at_failure = p.stats.cycles
+            await eventually(lambda: p.stats.cycles > cycles_at_failure)  # still down
+            # Started in a thread: the fixture waits for readiness with blocking calls.
+            am = await asyncio.to_thread(server_factory, servers.start_alertmanager,
+                                         listen_socket=reserved)
 
-        async def arrived() -> bool:
-            return bool(await active_alerts(session, am.url))
+            async def arrived() -> bool:
+                return bool(await active_alerts(session, am.url))
 
-        await eventually(arrived)
-        assert p.stats.cycles > cycles_while_down
-        assert sender.clients[0].stats.dropped == 0
+            await eventually(arrived)
+            assert sender.clients[0].stats.dropped == 0
 
 
 async def test_every_alertmanager_of_an_ha_group_gets_every_alert(
