@@ -45,6 +45,8 @@ MAX_BATCH = 256
 SPLIT_ON = frozenset({400, 413, 422})
 #: Most bytes of an Alertmanager's error response quoted in the log.
 MAX_ERROR_BODY = 1024
+#: The shortest wait of the re-send timer (seconds): it never spins, whatever the clock does.
+MIN_RESEND_WAIT = 0.05
 
 
 def redact_url(url: str) -> str:
@@ -278,8 +280,10 @@ class AlertmanagerClient:
 class AlertSender:
     """Turns observers' results into alerts and sends them to every configured Alertmanager.
 
-    ``start()`` opens the session and the clients' tasks; ``close(grace)`` flushes within
-    ``grace`` seconds. Without Alertmanager URLs the alerts are only logged and listed.
+    ``start()`` opens the session, the clients' tasks and the re-send timer, which sends firing
+    (and recently resolved) alerts again every ``resend_interval`` whether or not their
+    observer's call returned; ``close(grace)`` stops the timer and flushes within ``grace``
+    seconds. Without Alertmanager URLs the alerts are only logged and listed.
     """
 
     def __init__(
@@ -302,9 +306,12 @@ class AlertSender:
         """The latest anomaly score per observer name and target URL."""
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
+        self._clock = clock
+        self._resender: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Open the session and start one sending task per Alertmanager."""
+        """Open the session and start one sending task per Alertmanager, and the re-send
+        timer."""
         if self._closed:
             raise DeucalionError("this AlertSender is closed; create a new one")
         if not self.settings.urls:
@@ -322,6 +329,32 @@ class AlertSender:
             )
             client.start()
             self.clients.append(client)
+        self._resender = asyncio.create_task(self._resend_on_time(),
+                                             name="deucalion-alert-resend")
+
+    async def _resend_on_time(self) -> None:
+        # A timer of its own, as Prometheus re-sends at every evaluation: an observer whose
+        # call hangs, or whose worker is being replaced, has not said its alerts ended, and
+        # they must not expire in Alertmanager meanwhile.
+        while True:
+            due = self.lifecycle.next_resend()
+            interval = self.settings.resend_interval
+            wait = interval if due is None else due - self._clock()
+            # At most one interval: a wall clock stepped back must not hold re-sends back.
+            await asyncio.sleep(min(max(wait, MIN_RESEND_WAIT), interval))
+            try:
+                self.send(self.lifecycle.resend_due())
+            except Exception:
+                # A bug must not end the re-sends for good: the next turn tries again.
+                log.exception("re-sending the firing alerts failed")
+
+    async def stop_resending(self) -> None:
+        """Stop the re-send timer; alerts are still sent as results come. Twice is harmless."""
+        task, self._resender = self._resender, None
+        if task is not None:
+            task.cancel()
+            # asyncio.wait, not a suppressed await: a cancellation of the caller propagates.
+            await asyncio.wait({task})
 
     def _ssl_context(self) -> ssl.SSLContext | bool:
         if self.settings.tls_insecure_skip_verify:
@@ -363,7 +396,11 @@ class AlertSender:
         *,
         group: Hashable | None = None,
     ) -> Interpretation:
-        """Handle one successful ``new_data`` result of ``observer`` (its class name)."""
+        """Handle one successful ``new_data`` result of ``observer`` (its class name).
+
+        ``targets`` maps the URLs in ``data`` to their targets as they were when ``data`` was
+        handed to the observer: their labels label the alerts about them.
+        """
         outcome = interpret_result(result, data)
         for problem in outcome.problems:
             log.error("observer %s returned something deucalion cannot send: %s", observer,
@@ -408,8 +445,10 @@ class AlertSender:
         await asyncio.gather(*(c.flush() for c in self.clients))
 
     async def close(self, grace: float = 0.0) -> None:
-        """Flush the queues within ``grace`` seconds and close the session. Twice is harmless."""
+        """Stop re-sending, flush the queues within ``grace`` seconds and close the session.
+        Twice is harmless."""
         self._closed = True
+        await self.stop_resending()
         await asyncio.gather(*(c.close(grace) for c in self.clients))
         if self._session is not None:
             session, self._session = self._session, None

@@ -1,10 +1,11 @@
 """The alert lifecycle, as Prometheus has it: what to send to Alertmanager, and when.
 
-A new alert is sent at once with ``startsAt`` = when it was first reported; while it keeps
-being reported it is sent again every ``resend_interval`` with ``endsAt`` = now + ``lifetime``
-(4 x max(scrape interval, resend interval)), so it expires by itself if deucalion dies; once an
-observer's successful call no longer returns it, it is resolved (``endsAt`` = now) and re-sent
-as resolved for 15 minutes.
+A new alert is sent at once with ``startsAt`` = when it was first reported; while it fires it
+is sent again every ``resend_interval`` with ``endsAt`` = now + ``lifetime`` (4 x max(scrape
+interval, resend interval)), so it expires by itself if deucalion dies; once an observer's
+successful call no longer returns it, it is resolved (``endsAt`` = now) and re-sent as resolved
+for 15 minutes. Re-sends are due by time alone (``resend_due``), not by a call returning: an
+observer whose call hangs has not said that its alerts ended.
 
 Pure bookkeeping: no I/O, and the clock is injected, so tests move time by hand. Delivery is
 ``deucalion.alertmanager``'s.
@@ -97,12 +98,35 @@ class AlertLifecycle:
                 state.resolved_at = state.last_sent = now
                 log.info("alert resolved: %s", _describe(state.labels))
                 out.append(self._payload(state, now))
-            elif now - state.resolved_at >= RESOLVED_RETENTION:
-                del tracked[key]
-            elif now - state.last_sent >= self.resend_interval:
-                state.last_sent = now
-                out.append(self._payload(state, now))
+            else:
+                self._resend_if_due(tracked, key, state, now, out)
         return out
+
+    def resend_due(self) -> list[Payload]:
+        """The alerts of every group whose ``resend_interval`` has passed since they were last
+        sent, firing (with a new ``endsAt``) or resolved; resolved ones past their retention are
+        forgotten. Call it on a timer: it needs no call of the observer."""
+        now = self._clock()
+        out: list[Payload] = []
+        for tracked in self._groups.values():
+            for key, state in list(tracked.items()):
+                self._resend_if_due(tracked, key, state, now, out)
+        return out
+
+    def next_resend(self) -> float | None:
+        """When (on the clock) ``resend_due`` next has something to do; None if nothing is
+        tracked."""
+        last = min((state.last_sent for tracked in self._groups.values()
+                    for state in tracked.values()), default=None)
+        return None if last is None else last + self.resend_interval
+
+    def _resend_if_due(self, tracked: dict[LabelSet, _Tracked], key: LabelSet, state: _Tracked,
+                       now: float, out: list[Payload]) -> None:
+        if state.resolved_at is not None and now - state.resolved_at >= RESOLVED_RETENTION:
+            del tracked[key]
+        elif now - state.last_sent >= self.resend_interval:
+            state.last_sent = now
+            out.append(self._payload(state, now))
 
     def firing(self) -> list[Payload]:
         """Every alert firing now, as it would be sent."""

@@ -34,6 +34,22 @@ log = logging.getLogger(__name__)
 MAX_ALERT_FLUSH = 10.0
 
 
+class _HandedOff(dict[str, dict[str, dict[str, float]]]):
+    """An observer's data that remembers the targets it came from, so that the alerts of the
+    result are labelled as those targets were, even when one is gone by the time it returns."""
+
+    __slots__ = ("targets",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.targets: dict[str, Target] = {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled (for a worker, say) it is the plain dict: targets hold credentials, and the
+        # observer is promised a dict.
+        return (dict, (dict(self),))
+
+
 @dataclass
 class CycleStats:
     """Counters of the cycle loop, read by telemetry and tests."""
@@ -366,7 +382,7 @@ class MetricsProvisioner:
         """Only the samples ``observer`` desires, of every target."""
         wants = self._wants.setdefault(observer.desired_metrics, {})
         synthetic = SYNTHETIC_METRICS & observer.desired_metrics
-        data: TargetsData = {}
+        data = _HandedOff()
         for result in results:
             samples: dict[str, dict[str, float]] = {}
             for name, series in result.samples.items():
@@ -380,6 +396,7 @@ class MetricsProvisioner:
                 for name in synthetic:
                     samples[name] = extra[name]
             data[result.target.url] = samples
+            data.targets[result.target.url] = result.target
         return data
 
     # --- alerts and telemetry ----------------------------------------------------------------
@@ -405,6 +422,9 @@ class MetricsProvisioner:
         # without a resolve-and-fire flap, and a crash ends them just as a clean stop does.
         sender = self.alert_sender
         if sender is not None:
+            # The workers are closed: their alerts are no longer re-sent, and the flush below
+            # has only what is queued to deliver.
+            await sender.stop_resending()
             if flush > 0:
                 # A task, so that a forced stop can cancel the flush without cancelling us.
                 self._flush_task = asyncio.create_task(sender.flush(),
@@ -441,5 +461,9 @@ class MetricsProvisioner:
         # A failed call says nothing about the alerts: they stay as they were.
         if outcome.error is not None or self.alert_sender is None:
             return
-        self.alert_sender.observe(outcome.observer.name, outcome.result, outcome.data,
-                                  self._targets_by_url, group=id(outcome.observer))
+        data = outcome.data
+        # The targets the observer saw, not today's: one may have left discovery during the
+        # call, and its alert must still say which target it is about.
+        targets = data.targets if isinstance(data, _HandedOff) else self._targets_by_url
+        self.alert_sender.observe(outcome.observer.name, outcome.result, data, targets,
+                                  group=id(outcome.observer))

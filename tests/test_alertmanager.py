@@ -302,10 +302,12 @@ async def test_an_unusable_ca_file_is_a_config_error_naming_the_setting(tmp_path
 
 
 async def test_a_closed_sender_closes_twice_but_does_not_reopen() -> None:
-    """close() twice is harmless; start() after close() is refused."""
+    """close() twice is harmless and ends the re-send timer; start() after close() is refused."""
     sender = AlertSender(AlertmanagerSettings(urls=[AM]), scrape_interval=1)
     await sender.start()
+    assert "deucalion-alert-resend" in {t.get_name() for t in asyncio.all_tasks()}
     await sender.close()
+    assert "deucalion-alert-resend" not in {t.get_name() for t in asyncio.all_tasks()}
     await sender.close()
     with pytest.raises(DeucalionError, match="closed"):
         await sender.start()

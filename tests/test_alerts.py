@@ -155,3 +155,11 @@ def test_numpy_style_booleans_mean_true_and_false() -> None:
     alerts = interpret_result(result, data).alerts
     assert [a.target for a in alerts] == ["http://b/metrics"]
     assert interpret_result(bool_(False), data).alerts == []
+
+
+def test_a_targets_own_instance_label_is_the_alerts_instance() -> None:
+    """A target whose discovery set instance (a relabelled one) gives alerts that instance."""
+    target = Target(A, {"instance": "node-a", "job": "node"})
+    labels = alert_labels(Alert(target=A), alert_name="DeucalionAnomaly", observer="O",
+                          target=target)
+    assert labels["instance"] == "node-a"

@@ -94,3 +94,31 @@ def test_observers_do_not_resolve_each_others_alerts() -> None:
     lc.update("one", [FIRING])
     assert lc.update("two", []) == []
     assert len(lc.firing()) == 1
+
+
+def test_alerts_are_resent_on_time_without_a_new_call() -> None:
+    """resend_due re-sends firing alerts of every group once resend_interval passed, with a new
+    endsAt and their start, and resolved ones while retained; no observer call is needed."""
+    clock = Clock()
+    lc = lifecycle(clock)
+    assert lc.next_resend() is None and lc.resend_due() == []
+    start = clock.now
+    lc.update("hung", [FIRING])
+    lc.update("done", [({"alertname": "B", "observer": "P"}, {})])
+    clock.now += 10
+    lc.update("done", [])  # B resolved
+    assert lc.next_resend() == start + 60
+    clock.now = start + 59
+    assert lc.resend_due() == []
+    clock.now = start + 60
+    (again,) = lc.resend_due()
+    assert again["labels"] == FIRING[0]
+    assert again["startsAt"] == rfc3339(start) and again["endsAt"] == rfc3339(clock.now + 240)
+    assert lc.resend_due() == []
+    clock.now = start + 70
+    (resolved,) = lc.resend_due()
+    assert resolved["labels"]["alertname"] == "B" and resolved["endsAt"] == rfc3339(start + 10)
+    clock.now = start + 10 + RESOLVED_RETENTION
+    assert [p["labels"]["alertname"] for p in lc.resend_due()] == ["A"]
+    assert lc.next_resend() == clock.now + 60
+    assert len(lc.firing()) == 1

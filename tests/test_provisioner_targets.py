@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterable, Sequence
 
 from deucalion.observer import MetricsObserver, TargetsData
@@ -55,3 +56,16 @@ async def test_changing_targets_use_collect_and_forget_gone_ones() -> None:
     assert [r.target.url for r in second] == [b.url]
     assert provider.collected[-1] == [b.url]
     assert not provider.closed  # a provider passed in belongs to the caller
+
+
+def test_handed_off_data_is_a_plain_dict_once_pickled() -> None:
+    """The data keeps its targets for labelling alerts, but pickled it is only the dict: the
+    targets' credentials never travel to a worker."""
+    secret = Target("http://a:1/metrics", basic_auth=("u", "hunter2"))
+    provisioner = MetricsProvisioner(targets=["a:1"], telemetry={"enabled": False})
+    observer = Quiet({"up"})
+    data = provisioner.data_for(observer, [ScrapeResult(secret, up=True)])
+    assert data == {secret.url: {"up": {"{}": 1.0}}}
+    sent = pickle.dumps(data)
+    assert b"hunter2" not in sent
+    assert type(pickle.loads(sent)) is dict and pickle.loads(sent) == data

@@ -90,3 +90,13 @@ async def test_group_options_apply_to_file_targets(tmp_path: Path) -> None:
     (target,) = await provider.discover()
     assert target.timeout == 2.0 and target.bearer_token == "s3cret"
     assert "s3cret" not in repr(target)
+
+
+async def test_an_instance_label_in_a_file_is_the_targets_instance(tmp_path: Path) -> None:
+    """A group's instance label names its target, as in Prometheus; others keep host:port."""
+    path = tmp_path / "targets.json"
+    _write(path, [{"targets": ["10.0.0.7:9100"], "labels": {"instance": "db-primary"}},
+                  {"targets": ["10.0.0.8:9100"]}])
+    named, plain = await _provider(path).discover()
+    assert named.instance == "db-primary" and named.labels["instance"] == "db-primary"
+    assert plain.instance == "10.0.0.8:9100"

@@ -87,3 +87,16 @@ def test_no_source_is_a_clear_error() -> None:
     """Without any target source, build_provider says how to configure one."""
     with pytest.raises(ConfigError, match="no targets configured"):
         build_provider(_settings())
+
+
+async def test_a_configured_instance_label_is_the_targets_instance() -> None:
+    """instance is the group's instance label when set (not empty), else the URL's host:port."""
+    provider = build_provider(_settings(targets=[
+        {"targets": ["10.0.0.7:8080"], "labels": {"instance": "checkout-1", "job": "api"}},
+        {"targets": ["10.0.0.8:8080"], "labels": {"instance": ""}},
+        "http://10.0.0.9:8080/m",
+    ]))
+    named, empty, plain = await provider.discover()
+    assert named.instance == "checkout-1" and named.job == "api"
+    assert empty.instance == "10.0.0.8:8080"
+    assert plain.instance == "10.0.0.9:8080"

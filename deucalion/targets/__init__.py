@@ -66,9 +66,11 @@ class Target:
 
     @property
     def instance(self) -> str:
-        """``host:port``, Prometheus's ``instance`` label."""
-        parts = urlsplit(self.url)
-        return parts.netloc.rpartition("@")[2]
+        """Prometheus's ``instance`` label: the one discovery or configuration set (a federated
+        Prometheus's relabelled instance, a file_sd or static group's label), else the URL's
+        ``host:port``."""
+        # As in Prometheus, an empty label is no label: the address stands in for it.
+        return self.labels.get("instance") or urlsplit(self.url).netloc.rpartition("@")[2]
 
     @property
     def job(self) -> str:

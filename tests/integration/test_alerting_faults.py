@@ -327,30 +327,32 @@ async def test_a_full_queue_drops_the_oldest_and_delivers_the_newest(
     server_factory: Callable[..., servers.Server], targets: Targets
 ) -> None:
     """Alertmanager down, queue_size 5, 8 alerts: 3 oldest dropped and counted, 5 newest arrive."""
-    port = servers.free_port()
-    am_url = f"http://127.0.0.1:{port}"
-    # One resend an hour: only new alerts enter the queue while the test runs.
-    p = provisioner_for([targets.url("a")], [am_url], GrowingObserver(limit=8),
-                        queue_size=5, resend_interval="1h")
-    async with aiohttp.ClientSession() as session, p:
-        assert p.telemetry.server is not None
-        metrics_url = f"{p.telemetry.server.url}/metrics"
+    # The port stays ours, refusing connections, until the Alertmanager takes it over.
+    with servers.reserve_port() as reserved:
+        am_url = f"http://127.0.0.1:{reserved.getsockname()[1]}"
+        # One resend an hour: only new alerts enter the queue while the test runs.
+        p = provisioner_for([targets.url("a")], [am_url], GrowingObserver(limit=8),
+                            queue_size=5, resend_interval="1h")
+        async with aiohttp.ClientSession() as session, p:
+            assert p.telemetry.server is not None
+            metrics_url = f"{p.telemetry.server.url}/metrics"
 
-        async def dropped() -> float:
-            async with session.get(metrics_url) as response:
-                return metric(await response.text(), "deucalion_alerts_dropped_total")
+            async def dropped() -> float:
+                async with session.get(metrics_url) as response:
+                    return metric(await response.text(), "deucalion_alerts_dropped_total")
 
-        async def three_dropped() -> bool:
-            return await dropped() == 3
+            async def three_dropped() -> bool:
+                return await dropped() == 3
 
-        await eventually(three_dropped)
-        # Started in a thread: the fixture waits for readiness with blocking calls.
-        am = await asyncio.to_thread(server_factory, servers.start_alertmanager, port)
+            await eventually(three_dropped)
+            # Started in a thread: the fixture waits for readiness with blocking calls.
+            am = await asyncio.to_thread(server_factory, servers.start_alertmanager,
+                                         listen_socket=reserved)
 
-        async def five_arrived() -> bool:
-            return len(await am_alerts(session, am.url)) == 5
+            async def five_arrived() -> bool:
+                return len(await am_alerts(session, am.url)) == 5
 
-        await eventually(five_arrived)
-        received = await am_alerts(session, am.url)
-        assert await dropped() == 3
+            await eventually(five_arrived)
+            received = await am_alerts(session, am.url)
+            assert await dropped() == 3
     assert sorted(int(a["labels"]["n"]) for a in received) == [4, 5, 6, 7, 8]

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -12,6 +16,7 @@ from aiohttp import web
 
 import deucalion as dc
 from deucalion.provisioner import MetricsProvisioner
+from deucalion.targets import Target as ScrapeTarget
 from tests.integration import servers
 
 WAIT = 30.0  # upper bound for anything to happen; tests poll, they never assert durations
@@ -78,10 +83,13 @@ async def active_alerts(session: aiohttp.ClientSession, am_url: str) -> list[dic
         return alerts
 
 
-async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
+async def eventually(check: Callable[[], Awaitable[bool] | bool]) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + WAIT
-    while not await check():
+    while True:
+        result = check()
+        if await result if isinstance(result, Awaitable) else result:
+            return
         if loop.time() > deadline:
             pytest.fail(f"condition not met within {WAIT}s")
         await asyncio.sleep(0.2)
@@ -124,27 +132,29 @@ async def test_alerts_wait_while_alertmanager_is_down(
     server_factory: Callable[..., servers.Server], target: Target
 ) -> None:
     """Alerts raised while Alertmanager is down arrive once it starts; cycles never stop."""
-    port = servers.free_port()
-    url = f"http://127.0.0.1:{port}"
-    target.spike = 1
-    async with aiohttp.ClientSession() as session, provisioner_for(target, url) as p:
-        sender = p.alert_sender
-        assert sender is not None
+    # The port stays ours, refusing connections, until the Alertmanager takes it over.
+    with servers.reserve_port() as reserved:
+        url = f"http://127.0.0.1:{reserved.getsockname()[1]}"
+        target.spike = 1
+        async with aiohttp.ClientSession() as session, provisioner_for(target, url) as p:
+            sender = p.alert_sender
+            assert sender is not None
 
-        async def failing() -> bool:
-            return sender.clients[0].stats.failed > 0
+            async def failing() -> bool:
+                return sender.clients[0].stats.failed > 0
 
-        await eventually(failing)
-        cycles_while_down = p.stats.cycles
-        # Started in a thread: the fixture waits for readiness with blocking calls.
-        am = await asyncio.to_thread(server_factory, servers.start_alertmanager, port)
+            await eventually(failing)
+            cycles_at_failure = p.stats.cycles
+            await eventually(lambda: p.stats.cycles > cycles_at_failure)  # still down
+            # Started in a thread: the fixture waits for readiness with blocking calls.
+            am = await asyncio.to_thread(server_factory, servers.start_alertmanager,
+                                         listen_socket=reserved)
 
-        async def arrived() -> bool:
-            return bool(await active_alerts(session, am.url))
+            async def arrived() -> bool:
+                return bool(await active_alerts(session, am.url))
 
-        await eventually(arrived)
-        assert p.stats.cycles > cycles_while_down
-        assert sender.clients[0].stats.dropped == 0
+            await eventually(arrived)
+            assert sender.clients[0].stats.dropped == 0
 
 
 async def test_every_alertmanager_of_an_ha_group_gets_every_alert(
@@ -163,3 +173,107 @@ async def test_every_alertmanager_of_an_ha_group_gets_every_alert(
                 a["labels"] for a in seconds]
 
         await eventually(both)
+
+
+class GatedObserver(dc.MetricsObserver):
+    """Alerts on every target it is handed once ``gate`` exists (``gate.called`` says it was
+    called); handed no target at all it hangs, so that its alert is never resolved."""
+
+    def __init__(self, gate: Path) -> None:
+        super().__init__({"spike"})
+        self.gate = str(gate)
+
+    def new_data(self, targets_data_dict: dict[str, dict[str, dict[str, float]]]) -> Any:
+        if not targets_data_dict:
+            time.sleep(3600)
+        Path(self.gate + ".called").touch()
+        while not os.path.exists(self.gate):
+            time.sleep(0.02)
+        return {url: "seen" for url in targets_data_dict}
+
+
+class Leaving:
+    """Discovery that lists ``targets`` until the test empties it."""
+
+    def __init__(self, targets: list[ScrapeTarget]) -> None:
+        self.targets = targets
+
+    async def discover(self) -> Sequence[ScrapeTarget]:
+        return list(self.targets)
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_target_gone_during_the_call_keeps_its_labels_on_the_alert(
+    alertmanager: servers.Server, target: Target, tmp_path: Path
+) -> None:
+    """A target that leaves discovery while the observer works on its data: the alert about it
+    still carries its instance, job and labels, as they were when the data was handed off."""
+    gate = tmp_path / "gate"
+    discovery = Leaving([ScrapeTarget(target.url, {"job": "checkout", "team": "storage"})])
+    provisioner = MetricsProvisioner(targets_provider=discovery, scrape_interval=0.2,
+                                     alertmanager={"urls": [alertmanager.url]},
+                                     telemetry={"enabled": False}, shutdown_grace_period=0.5)
+    provisioner.register(GatedObserver(gate))
+    async with aiohttp.ClientSession() as session, provisioner as p:
+        await eventually(Path(f"{gate}.called").exists)
+        discovery.targets = []
+        cycles = p.stats.cycles
+        # Two more cycles: at least one discovered the target gone and moved on without it.
+        await eventually(lambda: p.stats.cycles >= cycles + 2)
+        gate.touch()
+        found: list[dict[str, Any]] = []
+
+        async def fired() -> bool:
+            found[:] = await active_alerts(session, alertmanager.url)
+            return bool(found)
+
+        await eventually(fired)
+    assert [a["labels"] for a in found] == [{
+        "alertname": "DeucalionAnomaly", "observer": "GatedObserver",
+        "instance": target.url.split("/")[2], "job": "checkout", "team": "storage"}]
+
+
+class FireThenHangObserver(dc.MetricsObserver):
+    """Reports one alert on its first call; every later call hangs."""
+
+    def __init__(self) -> None:
+        super().__init__({"spike"})
+        self.calls = 0
+
+    def new_data(self, targets_data_dict: dict[str, dict[str, dict[str, float]]]) -> Any:
+        self.calls += 1
+        if self.calls > 1:
+            time.sleep(3600)
+        return dc.Alert(labels={"severity": "page"})
+
+
+async def test_a_hung_observers_firing_alert_is_still_resent(
+    alertmanager: servers.Server, target: Target
+) -> None:
+    """The observer's second call never returns (no observer_timeout): its firing alert is sent
+    again anyway, so Alertmanager keeps moving its end instead of letting it expire."""
+    provisioner = MetricsProvisioner(
+        targets=[target.url], scrape_interval=0.5, telemetry={"enabled": False},
+        alertmanager={"urls": [alertmanager.url], "resend_interval": "1s"},
+        shutdown_grace_period=0.5)
+    provisioner.register(FireThenHangObserver())
+    async with aiohttp.ClientSession() as session, provisioner as p:
+        (worker,) = p.workers
+        first: list[dict[str, Any]] = []
+
+        async def fired() -> bool:
+            first[:] = await active_alerts(session, alertmanager.url)
+            return bool(first)
+
+        await eventually(fired)
+        await eventually(lambda: worker.busy)  # the second call, which hangs, is under way
+        first_end = datetime.fromisoformat(first[0]["endsAt"])
+
+        async def sent_again() -> bool:
+            alerts = await active_alerts(session, alertmanager.url)
+            return bool(alerts) and datetime.fromisoformat(alerts[0]["endsAt"]) > first_end
+
+        await eventually(sent_again)
+        assert worker.busy and worker.stats.calls == 1, "only the first call ever returned"

@@ -8,9 +8,12 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 
+import deucalion as dc
 from deucalion.cli import main
 from deucalion.config import PrometheusSettings
 from deucalion.scrape import Scraper
@@ -90,3 +93,40 @@ async def test_cli_scrape_in_federated_mode(node_exporter: servers.Server,
     assert set(federated[url]["node_cpu_seconds_total"]) == set(
         direct[url]["node_cpu_seconds_total"])
     assert federated[url]["go_info"] == direct[url]["go_info"]
+
+
+class UpObserver(dc.MetricsObserver):
+    """Alerts on every target it is handed, saying whether it is up."""
+
+    def __init__(self) -> None:
+        super().__init__({"up"})
+
+    def new_data(self, targets_data_dict: dict[str, dict[str, dict[str, float]]]) -> Any:
+        return {url: f"up={samples['up']['{}']}" for url, samples in targets_data_dict.items()}
+
+
+async def test_alerts_carry_the_instance_prometheus_gave_the_target(
+    node_exporter: servers.Server, alertmanager: servers.Server,
+    server_factory: Callable[..., servers.Server],
+) -> None:
+    """A target whose instance Prometheus relabelled alerts with that instance, not host:port."""
+    scrape_url = f"{node_exporter.url}/metrics"
+    prometheus = server_factory(servers.start_prometheus, [f"127.0.0.1:{node_exporter.port}"],
+                                labels={"instance": "node-a", "rack": "r1"})
+    _wait_until_scraped(prometheus, scrape_url)
+    provisioner = dc.MetricsProvisioner(
+        prometheus={"url": prometheus.url, "jobs": ["node"]}, scrape_interval=0.5,
+        alertmanager={"urls": [alertmanager.url]}, telemetry={"enabled": False})
+    provisioner.register(UpObserver())
+    async with aiohttp.ClientSession() as session, provisioner:
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            async with session.get(f"{alertmanager.url}/api/v2/alerts") as response:
+                alerts = await response.json()
+            if alerts or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.2)
+    assert [a["labels"] for a in alerts] == [{
+        "alertname": "DeucalionAnomaly", "observer": "UpObserver", "instance": "node-a",
+        "job": "node", "rack": "r1"}], f"the alert never arrived, or unlike this: {alerts}"
+    assert alerts[0]["annotations"] == {"description": "up=1.0"}
