@@ -394,7 +394,8 @@ class MetricsProvisioner:
             if synthetic:
                 extra = result.with_synthetic()
                 for name in synthetic:
-                    samples[name] = extra[name]
+                    if name in extra:  # scrape_samples_scraped is absent when not counted
+                        samples[name] = extra[name]
             data[result.target.url] = samples
             data.targets[result.target.url] = result.target
         return data

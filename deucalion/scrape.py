@@ -210,7 +210,8 @@ class Scraper:
 
     async def scrape(self, target: Target) -> ScrapeResult:
         """Scrape one target; a failure is reported in the result, not raised."""
-        result = ScrapeResult(target)
+        # A failed scrape counts 0 samples, as in Prometheus.
+        result = ScrapeResult(target, samples_scraped=0 if self.count_samples else None)
         started = time.perf_counter()
         try:
             body, content_type = await self._fetch(target)

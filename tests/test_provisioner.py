@@ -139,6 +139,25 @@ async def test_synthetic_samples_describe_the_scrape(
     assert 0 < data["scrape_duration_seconds"]["{}"] < 5
 
 
+async def test_a_down_target_counts_zero_samples(
+    target_server: TargetServer, tmp_path: Path
+) -> None:
+    """A failed scrape gives up 0 and scrape_samples_scraped 0, as in Prometheus."""
+
+    async def broken(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=500)
+
+    url = target_server.add("/metrics", broken)
+    await target_server.start()
+    path = tmp_path / "calls.jsonl"
+    provisioner = provisioner_for(url)
+    provisioner.register(RecordingObserver({"up", "scrape_samples_scraped"}, path))
+    async with provisioner:
+        await wait_for(records_at_least(path, 1))
+    assert read_records(path)[0]["data"][url] == {"up": {"{}": 0.0},
+                                                  "scrape_samples_scraped": {"{}": 0.0}}
+
+
 async def test_two_slow_observers_run_at_the_same_time(
     target_server: TargetServer, tmp_path: Path
 ) -> None:
