@@ -123,15 +123,15 @@ def _read_frame(stream: BinaryIO) -> tuple[int, bytes] | None:
 
 
 def _send(fd: int, kind: int, body: bytes) -> None:
+    # Header and body in one write: two writes would wake the application twice.
+    pending: list[bytes | memoryview] = [HEADER.pack(kind, len(body)), body]
     try:
-        _write_all(fd, HEADER.pack(kind, len(body)))
-        _write_all(fd, body)
+        while pending:
+            written = os.writev(fd, pending)
+            while pending and written >= len(pending[0]):
+                written -= len(pending.pop(0))
+            if written:
+                pending[0] = memoryview(pending[0])[written:]
     except BrokenPipeError:
         # The application is gone: nobody waits for this answer.
         sys.exit(0)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
