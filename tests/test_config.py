@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -178,3 +180,14 @@ def test_credentials_in_a_target_url_are_refused_without_repeating_them() -> Non
         load_settings({"targets": ["http://me:s3cret@host:9100/metrics"]}, environ={},
                       default_file=None)
     assert "s3cret" not in str(info.value)
+
+
+def test_the_application_imports_yaml_and_difflib_only_when_it_needs_them() -> None:
+    """Settings from arguments, no file and no typo: PyYAML and difflib are never imported."""
+    # They cost the application about 1 MB of RSS (issue #7); a file or a typo brings them in.
+    code = ("import sys, deucalion.provisioner; from deucalion.config import load_settings; "
+            "load_settings(default_file=None, environ={}, targets=['localhost:9100']); "
+            "loaded = {'yaml', 'difflib'} & set(sys.modules); assert not loaded, loaded; "
+            "load_settings(default_file=None, environ={'DEUCALION_TARGETS': '[a:1, b:2]'}); "
+            "assert 'yaml' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
