@@ -132,7 +132,10 @@ def check_labels(labels: Mapping[str, str]) -> dict[str, str]:
 class Section(BaseModel):
     """A part of the settings: unknown keys are errors, so a typo never goes unnoticed."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: a section's validator and serializer are built when the section is first
+    # used on its own, not at import. The application only validates Settings, whose validator
+    # holds every section; building one for each section as well cost it 0.2 MB of RSS.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class BasicAuth(Section):
