@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -178,3 +180,33 @@ def test_credentials_in_a_target_url_are_refused_without_repeating_them() -> Non
         load_settings({"targets": ["http://me:s3cret@host:9100/metrics"]}, environ={},
                       default_file=None)
     assert "s3cret" not in str(info.value)
+
+
+def test_the_application_imports_yaml_and_difflib_only_when_it_needs_them() -> None:
+    """Settings from arguments, no file and no typo: PyYAML and difflib are never imported."""
+    # They cost the application about 1 MB of RSS (issue #7); a file or a typo brings them in.
+    code = ("import sys, deucalion.provisioner; from deucalion.config import load_settings; "
+            "load_settings(default_file=None, environ={}, targets=['localhost:9100']); "
+            "loaded = {'yaml', 'difflib'} & set(sys.modules); assert not loaded, loaded; "
+            "load_settings(default_file=None, environ={'DEUCALION_TARGETS': '[a:1, b:2]'}); "
+            "assert 'yaml' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_password_in_an_alertmanager_url_shows_as_stars_but_is_kept_for_delivery() -> None:
+    """user:password@ in alertmanager.urls: repr, str and JSON show user:***@; the URL keeps it."""
+    url = "http://deucalion:s3cr3t@am.example:9093"
+    settings = load_settings(default_file=None, environ={}, targets=["localhost:9100"],
+                             alertmanager={"urls": [url, "am2:9093"]})
+    assert settings.alertmanager.urls == [url, "http://am2:9093"]
+    for text in (repr(settings), str(settings), repr(settings.alertmanager),
+                 str(settings.alertmanager), settings.model_dump_json()):
+        assert "s3cr3t" not in text
+        assert "http://deucalion:***@am.example:9093" in text and "http://am2:9093" in text
+    # Settings passed back in with overrides are dumped and validated again: nothing is lost.
+    again = load_settings(settings, default_file=None, environ={}, scrape_interval="5s")
+    assert again.alertmanager.urls == settings.alertmanager.urls
+    with pytest.raises(ConfigError, match=r"'ftp://deucalion:\*\*\*@am:9093' is not") as info:
+        load_settings(default_file=None, environ={},
+                      alertmanager={"urls": ["ftp://deucalion:s3cr3t@am:9093"]})
+    assert "s3cr3t" not in str(info.value)
