@@ -16,7 +16,12 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from aiohttp import web
+# aiohttp's low-level server (documented as aiohttp.web.Server), without aiohttp.web's
+# application, router and runner: four fixed paths need none of them, and importing
+# aiohttp.web costs the application 1.4 MB more.
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import Response, json_response
+from aiohttp.web_server import Server
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -34,13 +39,16 @@ log = logging.getLogger(__name__)
 
 #: /healthz fails when no cycle finished for this many scrape intervals.
 HEALTHY_INTERVALS = 3
+# Seconds a request still being answered at shutdown gets to finish.
+SHUTDOWN_TIMEOUT = 5.0
 
 
 class TelemetryServer:
     """A running HTTP server: ``.url`` is where it listens (the real port when bound to 0)."""
 
-    def __init__(self, runner: web.AppRunner, url: str) -> None:
-        self._runner = runner
+    def __init__(self, handler: Server, listener: asyncio.AbstractServer, url: str) -> None:
+        self._handler = handler
+        self._listener = listener
         self.url = url
 
     @property
@@ -56,7 +64,17 @@ class TelemetryServer:
     async def close(self) -> None:
         """Stop serving; twice is harmless."""
         # Shielded: a cancelled shutdown must still release the listening socket.
-        await asyncio.shield(self._runner.cleanup())
+        await asyncio.shield(_stop_serving(self._handler, self._listener))
+
+
+async def _stop_serving(handler: Server, listener: asyncio.AbstractServer) -> None:
+    # As aiohttp's runners do: stop accepting, let requests already in flight start, close
+    # idle connections, then give the others a moment to finish.
+    listener.close()
+    await asyncio.sleep(0)
+    handler.pre_shutdown()
+    await handler.shutdown(SHUTDOWN_TIMEOUT)
+    await listener.wait_closed()
 
 
 async def start_telemetry_server(
@@ -69,48 +87,48 @@ async def start_telemetry_server(
 ) -> TelemetryServer:
     """Serve ``registry`` and the health endpoints on ``listen`` (``host:port``, port 0 ok)."""
 
-    async def metrics(request: web.Request) -> web.Response:
+    def metrics() -> Response:
         body = generate_latest(registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    async def healthz(request: web.Request) -> web.Response:
+    def healthz() -> Response:
         ok = healthy()
-        return web.Response(status=200 if ok else 503, text="ok\n" if ok else "stalled\n")
+        return Response(status=200 if ok else 503, text="ok\n" if ok else "stalled\n")
 
-    async def readyz(request: web.Request) -> web.Response:
+    def readyz() -> Response:
         ok = ready()
-        return web.Response(status=200 if ok else 503, text="ready\n" if ok else "not ready\n")
+        return Response(status=200 if ok else 503, text="ready\n" if ok else "not ready\n")
 
-    async def firing(request: web.Request) -> web.Response:
-        return web.json_response(list(alerts()))
+    def firing() -> Response:
+        return json_response(list(alerts()))
 
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/alerts", firing)
+    routes: dict[str, Callable[[], Response]] = {
+        "/metrics": metrics, "/healthz": healthz, "/readyz": readyz, "/alerts": firing}
+
+    async def handle(request: BaseRequest) -> Response:
+        route = routes.get(request.path)
+        if route is None:
+            return Response(status=404, text=f"not found: deucalion serves {', '.join(routes)}\n")
+        if request.method not in ("GET", "HEAD"):
+            return Response(status=405, headers={"Allow": "GET, HEAD"}, text="use GET\n")
+        return route()
+
     host, _, port = listen.rpartition(":")
     host = host.strip("[]") or "0.0.0.0"
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
+    handler = Server(handle, access_log=None)
     try:
-        site = web.TCPSite(runner, host, int(port))
-        await site.start()
+        listener = await asyncio.get_running_loop().create_server(handler, host, int(port))
     except OSError as exc:
-        await asyncio.shield(runner.cleanup())
         raise ConfigError(
             f"cannot serve deucalion's metrics on telemetry.listen {listen}: "
             f"{exc.strerror or exc}; choose another host:port (port 0 picks a free one) or set "
             "telemetry.enabled: false"
         ) from None
-    except BaseException:
-        await asyncio.shield(runner.cleanup())
-        raise
-    bound_host, bound_port = runner.addresses[0][:2]
+    bound_host, bound_port = listener.sockets[0].getsockname()[:2]
     shown = bound_host if ":" not in bound_host else f"[{bound_host}]"
     url = f"http://{shown}:{bound_port}"
     log.info("deucalion serves /metrics, /healthz, /readyz and /alerts on %s", url)
-    return TelemetryServer(runner, url)
+    return TelemetryServer(handler, listener, url)
 
 
 class Telemetry:

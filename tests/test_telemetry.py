@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from types import SimpleNamespace
 from typing import Any, cast
@@ -95,6 +97,29 @@ async def test_server_binds_port_0_and_serves_every_endpoint() -> None:
     finally:
         await server.close()
         await server.close()
+
+
+async def test_other_paths_and_methods_are_refused_and_head_answers() -> None:
+    """Unknown paths get 404 naming the served ones, writes 405; HEAD gets headers only."""
+    server = await start_telemetry_server("127.0.0.1:0", registry=CollectorRegistry())
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(server.url + "/metrics/extra") as response:
+                assert response.status == 404
+                assert "/metrics, /healthz, /readyz, /alerts" in await response.text()
+            async with session.post(server.url + "/metrics", data=b"x") as response:
+                assert response.status == 405 and response.headers["Allow"] == "GET, HEAD"
+            async with session.head(server.url + "/healthz") as response:
+                assert response.status == 200 and await response.read() == b""
+    finally:
+        await server.close()
+
+
+def test_the_application_does_not_import_aiohttp_web() -> None:
+    """The telemetry server is aiohttp's low-level one: aiohttp.web (1.4 MB) stays unloaded."""
+    code = ("import sys, deucalion.provisioner, deucalion.telemetry; "
+            "assert 'aiohttp.web' not in sys.modules, 'aiohttp.web imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 async def test_a_port_in_use_is_a_config_error_naming_the_setting() -> None:
