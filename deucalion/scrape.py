@@ -189,6 +189,9 @@ class Scraper:
                 connector=connector,
                 headers={"User-Agent": USER_AGENT, "Accept": ACCEPT},
                 auto_decompress=True,
+                # Scrapes keep no cookies, as Prometheus's do not; and filtering a jar for
+                # every request is work the hot path can skip.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
 
     async def close(self) -> None:

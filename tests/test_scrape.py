@@ -39,6 +39,24 @@ async def test_it_asks_for_openmetrics_first_and_says_its_timeout(
     assert request.headers["User-Agent"].startswith("deucalion/")
 
 
+async def test_cookies_a_target_sets_are_not_sent_back(target_server: TargetServer) -> None:
+    """Each scrape stands alone, as Prometheus's do: a Set-Cookie never comes back."""
+
+    async def setting_cookie(request: web.Request) -> web.Response:
+        response = await text(NODE_LIKE)(request)
+        response.set_cookie("session", "abc")
+        return response
+
+    target_server.add("/metrics", setting_cookie)
+    await target_server.start()
+    # localhost, not 127.0.0.1: aiohttp's cookie jar would refuse a cookie for an IP address.
+    url = f"http://localhost:{target_server.port}/metrics"
+    async with scraper() as s:
+        results = [await s.scrape(Target(url)) for _ in range(2)]
+    assert all(r.up for r in results)
+    assert [dict(r.cookies) for r in target_server.requests["/metrics"]] == [{}, {}]
+
+
 async def test_a_gzip_body_is_decompressed(target_server: TargetServer) -> None:
     """A gzip-encoded exposition is read like a plain one."""
 
