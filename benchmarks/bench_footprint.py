@@ -39,9 +39,11 @@ provisioner.run()
 """
 
 # Imported in this order by the application; each step's RSS is measured after the previous.
-IMPORTS = ["asyncio", "cloudpickle", "yaml", "pydantic", "deucalion.settings", "deucalion.config",
+# The last step is not an import: the settings' validators are built when first used.
+LOAD_SETTINGS = "load_settings()"
+IMPORTS = ["asyncio", "cloudpickle", "pydantic", "deucalion.settings", "deucalion.config",
            "ssl", "aiohttp", "prometheus_client", "uvloop", "deucalion.scrape",
-           "deucalion.dispatch", "deucalion.provisioner"]
+           "deucalion.dispatch", "deucalion.telemetry", "deucalion.provisioner", LOAD_SETTINGS]
 # A worker imports deucalion._worker, then what unpickling the observer needs: here its base
 # class, and cloudpickle because the application's class, from a `-c` script, travels by value.
 WORKER_IMPORTS = ["deucalion._worker", "deucalion.observer", "cloudpickle"]
@@ -73,7 +75,12 @@ def import_costs(modules: list[str]) -> list[tuple[str, float]]:
         "        if line.startswith('VmRSS:'): return int(line.split()[1]) / 1024\n"
         "print('interpreter', rss())\n"
         "for name in sys.argv[1:]:\n"
-        "    importlib.import_module(name); print(name, rss())\n"
+        f"    if name == {LOAD_SETTINGS!r}:\n"
+        "        from deucalion.config import load_settings\n"
+        "        load_settings(default_file=None, environ={}, targets=['127.0.0.1:9100'])\n"
+        "    else:\n"
+        "        importlib.import_module(name)\n"
+        "    print(name, rss())\n"
     )
     out = subprocess.run([sys.executable, "-c", script, *modules], capture_output=True,
                          text=True, check=True, cwd=ROOT,
