@@ -207,7 +207,12 @@ class ObserverWorker:
             call.add_done_callback(lambda _: self._encoder.release())
             # asyncio.wait, not wait_for: a TimeoutError that new_data itself raises is the
             # observer's error, not the observer_timeout.
-            done, _ = await asyncio.wait({call}, timeout=self.timeout)
+            try:
+                done, _ = await asyncio.wait({call}, timeout=self.timeout)
+            except asyncio.CancelledError:
+                # Closing: the request dies with the worker, and nobody is left to read it.
+                call.cancel()
+                raise
             if not done:
                 call.cancel()
                 self.stats.timeouts += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -126,8 +127,10 @@ async def test_a_hung_worker_is_replaced_after_the_observer_timeout(tmp_path: Pa
         os.kill(first_pid, 0)  # type: ignore[arg-type]
 
 
-async def test_closing_ends_the_worker_process(tmp_path: Path) -> None:
-    """close() leaves no process behind, even when a call is still running."""
+async def test_closing_ends_the_worker_process(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """close() leaves no process behind, nor a request task, even when a call is running."""
     path = tmp_path / "calls.jsonl"
     worker = await started(ObserverWorker(RecordingObserver({"up"}, path, sleep=30)))
     pid = worker.pid
@@ -137,6 +140,9 @@ async def test_closing_ends_the_worker_process(tmp_path: Path) -> None:
     assert pid is not None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+    await asyncio.sleep(0.05)  # let a request task left behind fail on the closed socket
+    gc.collect()
+    assert "never retrieved" not in caplog.text
 
 
 async def test_the_worker_does_not_import_aiohttp_or_pydantic() -> None:
