@@ -180,7 +180,7 @@ def _volumes(config_map: str | None) -> list[dict[str, Any]]:
                 ]
             },
         },
-        # The root filesystem is read-only; observers and multiprocessing still need a /tmp.
+        # The root filesystem is read-only; observers and their libraries still need a /tmp.
         {"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}},
     ]
     if config_map is not None:
