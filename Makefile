@@ -7,11 +7,15 @@ SERVERS := prometheus-node-exporter prometheus-alertmanager prometheus
 
 .PHONY: demo test lint typecheck bench soak servers clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "deucalion needs Python 3.11 or newer" or 0)'
 	@$(PYTHON) -m venv $(VENV) || { echo "Could not create $(VENV): install python3-venv (apt-get install python3-venv)"; exit 1; }
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	@# strict: the editable install is a plain path (to links in build/) in a .pth file, as a
+	@# wheel's is. setuptools' default puts an import hook there instead, which every interpreter,
+	@# each observer's worker too, runs at start: 2 MB more in each. A new module needs `make`
+	@# again only outside the repository's root (tests and benchmarks import from the root).
+	$(PY) -m pip install --quiet -e '.[test]' --config-settings editable_mode=strict
 	@touch $@
 
 demo: $(VENV)/.installed
