@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from deucalion.config import load_settings, parse_duration
+from deucalion.config import AlertmanagerSettings, load_settings, parse_duration
 from deucalion.errors import ConfigError
+from deucalion.settings import hide_password
 
 
 @pytest.mark.parametrize(
@@ -210,3 +212,28 @@ def test_a_password_in_an_alertmanager_url_shows_as_stars_but_is_kept_for_delive
         load_settings(default_file=None, environ={},
                       alertmanager={"urls": ["ftp://deucalion:s3cr3t@am:9093"]})
     assert "s3cr3t" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [("http://deucalion:s3cr3t@am:9093/x", "http://deucalion:***@am:9093/x"),
+     ("deucalion:s3cr3t@am:9093", "deucalion:***@am:9093"),
+     ("//deucalion:s3cr3t@am", "//deucalion:***@am"),
+     ("https://deucalion:s3cr3t@[::1]:9093", "https://deucalion:***@[::1]:9093"),
+     ("http://deucalion:s3%40cr3t@am", "http://deucalion:***@am"),
+     ("http://deucalion:s3#cr3t@am:9093/x", "http://deucalion:***@am:9093/x"),
+     ("http://deucalion:s3cr3t@[::1", "http://deucalion:***@[::1"),
+     ("http://deucalion@am:9093", "http://deucalion@am:9093"),
+     ("http://am:9093/path@x:y", "http://am:9093/path@x:y")],
+)
+def test_hide_password_shows_everything_but_the_password(url: str, shown: str) -> None:
+    """hide_password stars the password, with or without a scheme, even in a URL urlsplit
+    refuses or one whose password holds a # not percent-encoded; nothing else changes."""
+    assert hide_password(url) == shown
+
+
+def test_a_section_validated_on_its_own_does_not_quote_a_password_in_its_error() -> None:
+    """A section built directly raises pydantic's error, which quotes no input: no password."""
+    with pytest.raises(ValidationError) as info:
+        AlertmanagerSettings(urls=["ftp://deucalion:s3cr3t@am:9093"])
+    assert "s3cr3t" not in str(info.value) and "'ftp://deucalion:***@am:9093'" in str(info.value)
