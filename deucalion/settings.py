@@ -442,7 +442,8 @@ class PrometheusSettings(ClientOptions):
     """Federated mode: targets and their samples come from a Prometheus server, not scrapes."""
 
     url: str
-    """The Prometheus server's base URL, e.g. http://prometheus:9090."""
+    """The Prometheus server's base URL, e.g. http://prometheus:9090 (a password in it is sent,
+    never shown)."""
     jobs: list[str] = Field(default_factory=list)
     """Only targets of these jobs (default: every active target)."""
     match_labels: dict[str, str] = Field(default_factory=dict)
@@ -450,14 +451,37 @@ class PrometheusSettings(ClientOptions):
     timeout: PositiveDuration = 10.0
     """Timeout of one request to Prometheus."""
 
+    _urls_with_passwords = frozenset({"url"})
+
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
         url = value if "://" in value else f"http://{value}"
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{value!r} is not a Prometheus URL: write http(s)://host:port")
+            raise ValueError(f"{hide_password(url)!r} is not a Prometheus URL: write "
+                             "http(s)://host:port")
+        try:
+            parts.port  # noqa: B018 - raises on a port out of range
+        except ValueError:
+            # A /, ? or # in a password ends the host early: what follows reads as the port.
+            raise ValueError(f"{hide_password(url)!r} has an invalid port (a password holding "
+                             "/, ? or # must be percent-encoded)") from None
         return url.rstrip("/")
+
+    @field_serializer("url", when_used="json")
+    def _dump_url(self, url: str) -> str:
+        # As for alertmanager.urls: JSON hides the password, a Python dump keeps it.
+        return hide_password(url)
+
+    @model_validator(mode="after")
+    def _one_login(self) -> PrometheusSettings:
+        if "@" in urlsplit(self.url).netloc and (
+                self.basic_auth is not None or self.bearer_token is not None
+                or self.bearer_token_file is not None):
+            raise ValueError("url holds credentials (user:password@) and basic_auth or a bearer "
+                             "token is set too: give the credentials one way")
+        return self
 
     @field_validator("jobs", mode="before")
     @classmethod

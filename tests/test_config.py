@@ -237,3 +237,25 @@ def test_a_section_validated_on_its_own_does_not_quote_a_password_in_its_error()
     with pytest.raises(ValidationError) as info:
         AlertmanagerSettings(urls=["ftp://deucalion:s3cr3t@am:9093"])
     assert "s3cr3t" not in str(info.value) and "'ftp://deucalion:***@am:9093'" in str(info.value)
+
+
+def test_a_password_in_the_prometheus_url_shows_as_stars_but_is_kept_for_requests() -> None:
+    """user:password@ in prometheus.url: repr, str, JSON and errors show user:***@ (a # in the
+    password too); the URL keeps it; it cannot be combined with basic_auth or a token."""
+    url = "http://fed:s3cr3t@prometheus:9090"
+    settings = load_settings(default_file=None, environ={}, prometheus={"url": url})
+    assert settings.prometheus is not None and settings.prometheus.url == url
+    for text in (repr(settings), str(settings), repr(settings.prometheus),
+                 str(settings.prometheus), settings.model_dump_json()):
+        assert "s3cr3t" not in text and "'http://fed:***@prometheus:9090'" in text.replace(
+            '"', "'")
+    again = load_settings(settings, default_file=None, environ={}, scrape_interval="5s")
+    assert again.prometheus is not None and again.prometheus.url == url
+    for bad, problem in [("ftp://fed:s3cr3t@prometheus:9090", "is not a Prometheus URL"),
+                         ("http://fed:s3#cr3t@prometheus:9090", "has an invalid port")]:
+        with pytest.raises(ConfigError, match=problem) as info:
+            load_settings(default_file=None, environ={}, prometheus={"url": bad})
+        assert "s3cr3t" not in str(info.value) and "fed:***@prometheus:9090" in str(info.value)
+    with pytest.raises(ConfigError, match="give the credentials one way"):
+        load_settings(default_file=None, environ={},
+                      prometheus={"url": url, "basic_auth": {"username": "other"}})
