@@ -218,3 +218,10 @@ def test_certs_writes_files_and_prints_the_ca_bundle(
     assert "deucalion-injector.ad.svc" in names.get_values_for_type(x509.DNSName)
     ca = x509.load_pem_x509_certificate((out_dir / "ca.crt").read_bytes())
     cert.verify_directly_issued_by(ca)
+
+
+def test_bad_settings_flag_hides_a_password(capsys: pytest.CaptureFixture[str]) -> None:
+    """The reason an Alertmanager URL is refused shows its password as ***."""
+    assert run(["inject", "-f", "-", "--alertmanager-url", "ftp://deucalion:s3cr3t@am:9093"]) == 2
+    err = capsys.readouterr().err
+    assert "'ftp://deucalion:***@am:9093' is not" in err and "s3cr3t" not in err
