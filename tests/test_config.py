@@ -139,7 +139,8 @@ def test_a_timeout_longer_than_the_interval_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("content", "problem"),
-    [("a: [unclosed", "not valid YAML at line 1"), ("- just\n- a list\n", "must hold a mapping")],
+    [("a: [unclosed", "not valid YAML: .* at line 1, column 13"),
+     ("- just\n- a list\n", "must hold a mapping")],
 )
 def test_a_broken_file_is_named(tmp_path: Path, content: str, problem: str) -> None:
     """Invalid YAML, or YAML that is not a mapping, names the file and what is wrong."""
@@ -259,3 +260,14 @@ def test_a_password_in_the_prometheus_url_shows_as_stars_but_is_kept_for_request
     with pytest.raises(ConfigError, match="give the credentials one way"):
         load_settings(default_file=None, environ={},
                       prometheus={"url": url, "basic_auth": {"username": "other"}})
+
+
+def test_a_broken_file_is_not_quoted(tmp_path: Path) -> None:
+    """The YAML error names line, column and problem but quotes no line: it may hold a URL's
+    password."""
+    path = tmp_path / "broken.yaml"
+    path.write_text("alertmanager:\n  urls: [http://deucalion:s3cr3t@am:9093\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={}, default_file=None)
+    assert "s3cr3t" not in str(info.value)
+    assert "expected ',' or ']', but got '<stream end>' at line 3, column 1" in str(info.value)

@@ -225,3 +225,15 @@ def test_bad_settings_flag_hides_a_password(capsys: pytest.CaptureFixture[str]) 
     assert run(["inject", "-f", "-", "--alertmanager-url", "ftp://deucalion:s3cr3t@am:9093"]) == 2
     err = capsys.readouterr().err
     assert "'ftp://deucalion:***@am:9093' is not" in err and "s3cr3t" not in err
+
+
+def test_inject_bad_manifest_is_not_quoted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Broken YAML is reported by line, column and problem, not by its line: that may hold a
+    password."""
+    path = tmp_path / "bad.yaml"
+    path.write_text("env: [{name: AM, value: 'http://deucalion:s3cr3t@am:9093'}\n")
+    assert run(["inject", "-f", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "s3cr3t" not in err and "not valid YAML: " in err and "at line 2, column 1" in err
