@@ -437,6 +437,17 @@ class KubernetesSettings(ScrapeOptions):
     refresh_interval: PositiveDuration = 60.0
     """How often the API is asked again (the annotations file is read every cycle)."""
 
+    @field_validator("api_url")
+    @classmethod
+    def _no_credentials(cls, value: str | None) -> str | None:
+        # Up to the first /, not urlsplit's netloc: a # in a password would end that early.
+        if value is not None and "@" in value.partition("://")[2].partition("/")[0]:
+            # Not quoted back: the URL holds a secret. aiohttp would also send it in place of
+            # the token, and the URL is quoted in errors.
+            raise ValueError("api_url holds credentials (user:password@): the API is asked "
+                             "with the pod's service-account token; remove them")
+        return value
+
 
 class PrometheusSettings(ClientOptions):
     """Federated mode: targets and their samples come from a Prometheus server, not scrapes."""

@@ -271,3 +271,13 @@ def test_a_broken_file_is_not_quoted(tmp_path: Path) -> None:
         load_settings(path, environ={}, default_file=None)
     assert "s3cr3t" not in str(info.value)
     assert "expected ',' or ']', but got '<stream end>' at line 3, column 1" in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["https://me:s3cr3t@k8s:6443", "https://me:s3#cr3t@k8s:6443/"])
+def test_credentials_in_the_kubernetes_api_url_are_refused_without_repeating_them(
+        url: str) -> None:
+    """user:password@ in kubernetes.api_url is refused, since the service account logs in,
+    and the error does not repeat it."""
+    with pytest.raises(ConfigError, match="service-account token") as info:
+        load_settings(default_file=None, environ={}, kubernetes={"api_url": url})
+    assert "s3" not in str(info.value)
