@@ -113,3 +113,17 @@ async def test_a_broken_file_is_not_quoted(tmp_path: Path, caplog: pytest.LogCap
         assert await provider.discover() == []
     assert "s3cr3t" not in caplog.text and "at line 2, column 1" in caplog.text
     assert provider.last_error is not None and "s3cr3t" not in provider.last_error
+
+
+@pytest.mark.parametrize("group", [
+    {"targets": ["me:s3cr3t@host:9100"]},
+    {"targets": ["http://me:s3cr3t@host:9100/m"]},
+    {"targets": ["host:9100"], "labels": {"__scheme__": "http://me:s3cr3t@x"}},
+])
+def test_credentials_in_a_target_are_refused_without_repeating_them(
+        group: dict[str, object]) -> None:
+    """user:password@ in a file's target, however it gets there, is refused as in targets:, so
+    it never reaches the scrape logs or labels, and the reason does not repeat it."""
+    with pytest.raises(ValueError, match="basic_auth") as info:
+        parse_file_sd(json.dumps([group]))
+    assert "s3cr3t" not in str(info.value)
