@@ -58,6 +58,7 @@ __all__ = [
     "load_settings",
     "normalize_target_url",
     "parse_duration",
+    "yaml_problem",
 ]
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,18 @@ ENV_OTHER_PREFIXES = ("DEUCALION_INJECTOR_", "DEUCALION_SOAK_", "DEUCALION_BENCH
 # --- loading -------------------------------------------------------------------------------
 
 
+def yaml_problem(exc: Exception) -> str:
+    """What PyYAML found wrong in a text, and where, without the line of the text it quotes:
+    that line may hold a password (in a URL, say)."""
+    words = [getattr(exc, "context", None), getattr(exc, "problem", None)]
+    what = ": ".join(str(w) for w in words if w)
+    if not what:
+        # Not a MarkedYAMLError (a ReaderError, say): its message quotes no text.
+        return " ".join(str(exc).split())
+    mark = getattr(exc, "problem_mark", None)
+    return f"{what} at line {mark.line + 1}, column {mark.column + 1}" if mark else what
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -84,9 +97,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"config file {path} is not valid YAML{where}: {exc}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {yaml_problem(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

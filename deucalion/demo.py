@@ -188,6 +188,7 @@ async def run_demo(
 ) -> int:
     """Run the demo for ``duration`` seconds (0: until cancelled); returns an exit code."""
     from deucalion.provisioner import MetricsProvisioner
+    from deucalion.settings import hide_password
 
     synthetic = None
     if target is None:
@@ -206,9 +207,12 @@ async def run_demo(
     try:
         provisioner = MetricsProvisioner(settings)
         provisioner.register(RobustZScoreObserver(desired))
+        # The URLs as validated, not as typed, so that a password shows as *** whatever the
+        # form it was written in.
+        urls = ", ".join(hide_password(url) for url in provisioner.settings.alertmanager.urls)
         print(f"deucalion demo: watching {target} every {interval:g}s for "
               f"{', '.join(desired)}" + (f" for {duration:g}s" if duration else "")
-              + (f"; alerts go to {alertmanager}" if alertmanager else "")
+              + (f"; alerts go to {urls}" if urls else "")
               + ". Ctrl-C stops.", flush=True)
         stop = asyncio.Event()
         # Signals are caught before the start: a Ctrl-C while workers start stops cleanly too.

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -37,6 +37,7 @@ __all__ = [
     "TargetSettings",
     "TelemetrySettings",
     "check_labels",
+    "hide_password",
     "normalize_target_url",
     "parse_duration",
     "parse_size",
@@ -52,6 +53,7 @@ _SIZE = re.compile(r"^(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>[KMGT]?i?B)?$", re.IGNOREC
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
                "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_SCHEME = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:)?//")
 
 
 def parse_duration(value: object) -> float:
@@ -120,14 +122,32 @@ def normalize_target_url(value: str) -> str:
     return value
 
 
-def _hide_password(url: str) -> str:
-    """``url`` with the password it may hold shown as ``***`` (the user name stays)."""
-    parts = urlsplit(url)
-    if parts.password is None:
+def hide_password(url: str) -> str:
+    """``url`` with the password it may hold shown as ``***``, for display (the user name stays).
+
+    ``http://user:pass@host:9093`` shows as ``http://user:***@host:9093``, and so does a URL
+    written without its scheme. Never raises, whatever ``url`` holds.
+    """
+    # By hand, not with urlsplit: that raises on some malformed URLs (an unclosed [) and drops
+    # tabs and newlines. The user information ends at the last @ before the path: a ? or # in
+    # a password that was not percent-encoded is hidden with it, not shown.
+    scheme = _SCHEME.match(url)
+    start = scheme.end() if scheme else 0
+    end = url.find("/", start)
+    end = len(url) if end < 0 else end
+    userinfo, at, host = url[start:end].rpartition("@")
+    if not at or ":" not in userinfo:
         return url
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    return f"{url[:start]}{userinfo.partition(':')[0]}:***@{host}{url[end:]}"
+
+
+def _hide_passwords(value: object) -> object:
+    """``hide_password`` of a URL or of each URL in a list; anything else as it is."""
+    if isinstance(value, str):
+        return hide_password(value)
+    if isinstance(value, list):
+        return [hide_password(v) if isinstance(v, str) else v for v in value]
+    return value
 
 
 def check_labels(labels: Mapping[str, str]) -> dict[str, str]:
@@ -146,7 +166,19 @@ class Section(BaseModel):
     # defer_build: a section's validator and serializer are built when the section is first
     # used on its own, not at import. The application only validates Settings, whose validator
     # holds every section; building one for each section as well cost it 0.2 MB of RSS.
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    # hide_input_in_errors: a section validated on its own (AlertmanagerSettings(urls=[...]))
+    # raises pydantic's own error, which would quote the input, passwords and all.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True,
+                              hide_input_in_errors=True)
+
+    _urls_with_passwords: ClassVar[frozenset[str]] = frozenset()
+    """Fields holding URLs (or lists of them) that may carry a password."""
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # Those URLs keep their password, for requests; repr and str, which end up in logs,
+        # hide it.
+        for name, value in super().__repr_args__():
+            yield name, _hide_passwords(value) if name in self._urls_with_passwords else value
 
 
 class BasicAuth(Section):
@@ -318,21 +350,18 @@ class AlertmanagerSettings(Section):
             url = url if "://" in url else f"http://{url}"
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"{_hide_password(url)!r} is not an Alertmanager URL: write "
+                raise ValueError(f"{hide_password(url)!r} is not an Alertmanager URL: write "
                                  "http(s)://host:port")
             checked.append(url.rstrip("/"))
         return checked
+
+    _urls_with_passwords = frozenset({"urls"})
 
     @field_serializer("urls", when_used="json")
     def _dump_urls(self, urls: list[str]) -> list[str]:
         # As SecretStr does: JSON (what gets logged or shown) hides the password; a Python
         # dump keeps it, since load_settings validates it again.
-        return [_hide_password(url) for url in urls]
-
-    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
-        # urls keep their password, for delivery; repr and str, which end up in logs, hide it.
-        for name, value in super().__repr_args__():
-            yield name, [_hide_password(url) for url in value] if name == "urls" else value
+        return [hide_password(url) for url in urls]
 
     _labels = field_validator("external_labels")(classmethod(lambda cls, v: check_labels(v)))
 
@@ -408,12 +437,24 @@ class KubernetesSettings(ScrapeOptions):
     refresh_interval: PositiveDuration = 60.0
     """How often the API is asked again (the annotations file is read every cycle)."""
 
+    @field_validator("api_url")
+    @classmethod
+    def _no_credentials(cls, value: str | None) -> str | None:
+        # Up to the first /, not urlsplit's netloc: a # in a password would end that early.
+        if value is not None and "@" in value.partition("://")[2].partition("/")[0]:
+            # Not quoted back: the URL holds a secret. aiohttp would also send it in place of
+            # the token, and the URL is quoted in errors.
+            raise ValueError("api_url holds credentials (user:password@): the API is asked "
+                             "with the pod's service-account token; remove them")
+        return value
+
 
 class PrometheusSettings(ClientOptions):
     """Federated mode: targets and their samples come from a Prometheus server, not scrapes."""
 
     url: str
-    """The Prometheus server's base URL, e.g. http://prometheus:9090."""
+    """The Prometheus server's base URL, e.g. http://prometheus:9090 (a password in it is sent,
+    never shown)."""
     jobs: list[str] = Field(default_factory=list)
     """Only targets of these jobs (default: every active target)."""
     match_labels: dict[str, str] = Field(default_factory=dict)
@@ -421,14 +462,37 @@ class PrometheusSettings(ClientOptions):
     timeout: PositiveDuration = 10.0
     """Timeout of one request to Prometheus."""
 
+    _urls_with_passwords = frozenset({"url"})
+
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
         url = value if "://" in value else f"http://{value}"
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{value!r} is not a Prometheus URL: write http(s)://host:port")
+            raise ValueError(f"{hide_password(url)!r} is not a Prometheus URL: write "
+                             "http(s)://host:port")
+        try:
+            parts.port  # noqa: B018 - raises on a port out of range
+        except ValueError:
+            # A /, ? or # in a password ends the host early: what follows reads as the port.
+            raise ValueError(f"{hide_password(url)!r} has an invalid port (a password holding "
+                             "/, ? or # must be percent-encoded)") from None
         return url.rstrip("/")
+
+    @field_serializer("url", when_used="json")
+    def _dump_url(self, url: str) -> str:
+        # As for alertmanager.urls: JSON hides the password, a Python dump keeps it.
+        return hide_password(url)
+
+    @model_validator(mode="after")
+    def _one_login(self) -> PrometheusSettings:
+        if "@" in urlsplit(self.url).netloc and (
+                self.basic_auth is not None or self.bearer_token is not None
+                or self.bearer_token_file is not None):
+            raise ValueError("url holds credentials (user:password@) and basic_auth or a bearer "
+                             "token is set too: give the credentials one way")
+        return self
 
     @field_validator("jobs", mode="before")
     @classmethod

@@ -140,3 +140,13 @@ def test_parser_has_room_for_more_commands() -> None:
     actions = [a for a in parser._actions if a.dest == "command"]
     assert actions and {"demo", "check-config", "targets", "scrape", "run"} <= set(
         actions[0].choices)  # type: ignore[arg-type]
+
+
+def test_check_config_hides_a_password_in_the_prometheus_url(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The summary of a federated config shows the Prometheus URL with its password as ***."""
+    config = tmp_path / "c.yaml"
+    config.write_text("prometheus: {url: 'http://fed:s3cr3t@prometheus:9090'}\n")
+    assert main(["check-config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "federated from http://fed:***@prometheus:9090," in out and "s3cr3t" not in out

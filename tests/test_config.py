@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from deucalion.config import load_settings, parse_duration
+from deucalion.config import AlertmanagerSettings, load_settings, parse_duration
 from deucalion.errors import ConfigError
+from deucalion.settings import hide_password
 
 
 @pytest.mark.parametrize(
@@ -137,7 +139,8 @@ def test_a_timeout_longer_than_the_interval_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("content", "problem"),
-    [("a: [unclosed", "not valid YAML at line 1"), ("- just\n- a list\n", "must hold a mapping")],
+    [("a: [unclosed", "not valid YAML: .* at line 1, column 13"),
+     ("- just\n- a list\n", "must hold a mapping")],
 )
 def test_a_broken_file_is_named(tmp_path: Path, content: str, problem: str) -> None:
     """Invalid YAML, or YAML that is not a mapping, names the file and what is wrong."""
@@ -210,3 +213,71 @@ def test_a_password_in_an_alertmanager_url_shows_as_stars_but_is_kept_for_delive
         load_settings(default_file=None, environ={},
                       alertmanager={"urls": ["ftp://deucalion:s3cr3t@am:9093"]})
     assert "s3cr3t" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [("http://deucalion:s3cr3t@am:9093/x", "http://deucalion:***@am:9093/x"),
+     ("deucalion:s3cr3t@am:9093", "deucalion:***@am:9093"),
+     ("//deucalion:s3cr3t@am", "//deucalion:***@am"),
+     ("https://deucalion:s3cr3t@[::1]:9093", "https://deucalion:***@[::1]:9093"),
+     ("http://deucalion:s3%40cr3t@am", "http://deucalion:***@am"),
+     ("http://deucalion:s3#cr3t@am:9093/x", "http://deucalion:***@am:9093/x"),
+     ("http://deucalion:s3cr3t@[::1", "http://deucalion:***@[::1"),
+     ("http://deucalion@am:9093", "http://deucalion@am:9093"),
+     ("http://am:9093/path@x:y", "http://am:9093/path@x:y")],
+)
+def test_hide_password_shows_everything_but_the_password(url: str, shown: str) -> None:
+    """hide_password stars the password, with or without a scheme, even in a URL urlsplit
+    refuses or one whose password holds a # not percent-encoded; nothing else changes."""
+    assert hide_password(url) == shown
+
+
+def test_a_section_validated_on_its_own_does_not_quote_a_password_in_its_error() -> None:
+    """A section built directly raises pydantic's error, which quotes no input: no password."""
+    with pytest.raises(ValidationError) as info:
+        AlertmanagerSettings(urls=["ftp://deucalion:s3cr3t@am:9093"])
+    assert "s3cr3t" not in str(info.value) and "'ftp://deucalion:***@am:9093'" in str(info.value)
+
+
+def test_a_password_in_the_prometheus_url_shows_as_stars_but_is_kept_for_requests() -> None:
+    """user:password@ in prometheus.url: repr, str, JSON and errors show user:***@ (a # in the
+    password too); the URL keeps it; it cannot be combined with basic_auth or a token."""
+    url = "http://fed:s3cr3t@prometheus:9090"
+    settings = load_settings(default_file=None, environ={}, prometheus={"url": url})
+    assert settings.prometheus is not None and settings.prometheus.url == url
+    for text in (repr(settings), str(settings), repr(settings.prometheus),
+                 str(settings.prometheus), settings.model_dump_json()):
+        assert "s3cr3t" not in text and "'http://fed:***@prometheus:9090'" in text.replace(
+            '"', "'")
+    again = load_settings(settings, default_file=None, environ={}, scrape_interval="5s")
+    assert again.prometheus is not None and again.prometheus.url == url
+    for bad, problem in [("ftp://fed:s3cr3t@prometheus:9090", "is not a Prometheus URL"),
+                         ("http://fed:s3#cr3t@prometheus:9090", "has an invalid port")]:
+        with pytest.raises(ConfigError, match=problem) as info:
+            load_settings(default_file=None, environ={}, prometheus={"url": bad})
+        assert "s3cr3t" not in str(info.value) and "fed:***@prometheus:9090" in str(info.value)
+    with pytest.raises(ConfigError, match="give the credentials one way"):
+        load_settings(default_file=None, environ={},
+                      prometheus={"url": url, "basic_auth": {"username": "other"}})
+
+
+def test_a_broken_file_is_not_quoted(tmp_path: Path) -> None:
+    """The YAML error names line, column and problem but quotes no line: it may hold a URL's
+    password."""
+    path = tmp_path / "broken.yaml"
+    path.write_text("alertmanager:\n  urls: [http://deucalion:s3cr3t@am:9093\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={}, default_file=None)
+    assert "s3cr3t" not in str(info.value)
+    assert "expected ',' or ']', but got '<stream end>' at line 3, column 1" in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["https://me:s3cr3t@k8s:6443", "https://me:s3#cr3t@k8s:6443/"])
+def test_credentials_in_the_kubernetes_api_url_are_refused_without_repeating_them(
+        url: str) -> None:
+    """user:password@ in kubernetes.api_url is refused, since the service account logs in,
+    and the error does not repeat it."""
+    with pytest.raises(ConfigError, match="service-account token") as info:
+        load_settings(default_file=None, environ={}, kubernetes={"api_url": url})
+    assert "s3" not in str(info.value)

@@ -218,3 +218,22 @@ def test_certs_writes_files_and_prints_the_ca_bundle(
     assert "deucalion-injector.ad.svc" in names.get_values_for_type(x509.DNSName)
     ca = x509.load_pem_x509_certificate((out_dir / "ca.crt").read_bytes())
     cert.verify_directly_issued_by(ca)
+
+
+def test_bad_settings_flag_hides_a_password(capsys: pytest.CaptureFixture[str]) -> None:
+    """The reason an Alertmanager URL is refused shows its password as ***."""
+    assert run(["inject", "-f", "-", "--alertmanager-url", "ftp://deucalion:s3cr3t@am:9093"]) == 2
+    err = capsys.readouterr().err
+    assert "'ftp://deucalion:***@am:9093' is not" in err and "s3cr3t" not in err
+
+
+def test_inject_bad_manifest_is_not_quoted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Broken YAML is reported by line, column and problem, not by its line: that may hold a
+    password."""
+    path = tmp_path / "bad.yaml"
+    path.write_text("env: [{name: AM, value: 'http://deucalion:s3cr3t@am:9093'}\n")
+    assert run(["inject", "-f", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "s3cr3t" not in err and "not valid YAML: " in err and "at line 2, column 1" in err

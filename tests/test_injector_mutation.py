@@ -7,6 +7,7 @@ from typing import Any
 
 import jsonpatch
 import pytest
+from pydantic import ValidationError
 
 from deucalion.injector.manifest import apply_patch
 from deucalion.injector.mutation import escape_pointer_token, plan_injection, pod_patch
@@ -266,3 +267,19 @@ def test_the_sidecars_environment_is_valid_deucalion_settings() -> None:
     assert settings.kubernetes.annotations_file == ANNOTATIONS_FILE
     assert settings.alertmanager.urls == ["http://am.monitoring.svc:9093", "http://am2:9093"]
     assert settings.telemetry.listen == "0.0.0.0:9464"
+
+
+def test_a_password_in_an_alertmanager_url_reaches_the_sidecar_but_is_never_shown() -> None:
+    """The sidecar's environment carries the URL whole, so it can log in; repr, str and JSON of
+    the injector's settings, and their errors, show user:***@."""
+    url = "http://deucalion:s3cr3t@am.monitoring.svc:9093"
+    settings = InjectorSettings(alertmanager={"urls": [url]})
+    [sidecar] = sidecars(injected(app_pod(), settings))
+    assert env_of(sidecar)["DEUCALION_ALERTMANAGER__URLS"] == f'["{url}"]'
+    shown = "http://deucalion:***@am.monitoring.svc:9093"
+    for text in (repr(settings), str(settings), repr(settings.alertmanager),
+                 str(settings.alertmanager), settings.model_dump_json()):
+        assert "s3cr3t" not in text and shown in text
+    with pytest.raises(ValidationError) as info:
+        InjectorSettings(alertmanager={"urls": ["ftp://deucalion:s3cr3t@am:9093"]})
+    assert "s3cr3t" not in str(info.value) and "'ftp://deucalion:***@am:9093'" in str(info.value)

@@ -100,3 +100,30 @@ async def test_an_instance_label_in_a_file_is_the_targets_instance(tmp_path: Pat
     named, plain = await _provider(path).discover()
     assert named.instance == "db-primary" and named.labels["instance"] == "db-primary"
     assert plain.instance == "10.0.0.8:9100"
+
+
+async def test_a_broken_file_is_not_quoted(tmp_path: Path, caplog: pytest.LogCaptureFixture
+                                           ) -> None:
+    """A file that is not YAML is logged with line, column and problem, not with its line,
+    which may hold a password."""
+    path = tmp_path / "t.yaml"
+    path.write_text("- targets: [deucalion:s3cr3t@host:9100\n")
+    provider = _provider(path)
+    with caplog.at_level(logging.WARNING):
+        assert await provider.discover() == []
+    assert "s3cr3t" not in caplog.text and "at line 2, column 1" in caplog.text
+    assert provider.last_error is not None and "s3cr3t" not in provider.last_error
+
+
+@pytest.mark.parametrize("group", [
+    {"targets": ["me:s3cr3t@host:9100"]},
+    {"targets": ["http://me:s3cr3t@host:9100/m"]},
+    {"targets": ["host:9100"], "labels": {"__scheme__": "http://me:s3cr3t@x"}},
+])
+def test_credentials_in_a_target_are_refused_without_repeating_them(
+        group: dict[str, object]) -> None:
+    """user:password@ in a file's target, however it gets there, is refused as in targets:, so
+    it never reaches the scrape logs or labels, and the reason does not repeat it."""
+    with pytest.raises(ValueError, match="basic_auth") as info:
+        parse_file_sd(json.dumps([group]))
+    assert "s3cr3t" not in str(info.value)

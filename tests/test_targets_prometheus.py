@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -106,3 +107,60 @@ async def test_prometheus_down_keeps_targets_and_marks_them_down(
     (result,) = await provider.collect([target], {"up"})
     assert not result.up and f"federation from {url} failed: HTTP 503" in (result.error or "")
     await provider.close()
+
+
+@pytest.fixture
+async def guarded() -> AsyncIterator[tuple[int, list[str]]]:
+    """A loopback Prometheus stand-in that lists targets to user fed, password s3cr3t (after
+    one 503), and whose /federate answers 503; yields its port and the Authorization headers
+    it got."""
+    seen: list[str] = []
+
+    async def targets(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        if len(seen) == 1:
+            return web.Response(status=503)
+        if request.headers.get("Authorization") != "Basic ZmVkOnMzY3IzdA==":  # fed:s3cr3t
+            return web.Response(status=401)
+        return web.json_response(TARGETS)
+
+    async def federate(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        return web.Response(status=503, text="shutting down")
+
+    app = web.Application()
+    app.router.add_get("/api/v1/targets", targets)
+    app.router.add_get("/federate", federate)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield site._server.sockets[0].getsockname()[1], seen  # type: ignore[union-attr]
+    await runner.cleanup()
+
+
+async def test_a_password_in_the_url_is_sent_but_never_shown(
+        guarded: tuple[int, list[str]], caplog: pytest.LogCaptureFixture) -> None:
+    """http://fed:s3cr3t@host: every request carries the credentials, while the errors, the
+    targets' reasons, the log lines and the provider's name show fed:***@."""
+    port, seen = guarded
+    caplog.set_level(logging.INFO, "deucalion")
+    provider = PrometheusTargets(PrometheusSettings(url=f"http://fed:s3cr3t@127.0.0.1:{port}"),
+                                 body_size_limit=10**6)
+    shown = f"http://fed:***@127.0.0.1:{port}"
+    try:
+        assert await provider.discover() == []
+        problems = [provider.last_error or ""]
+        assert problems[0].startswith(f"cannot list targets at {shown}: HTTP 503")
+        targets = await provider.discover()
+        assert len(targets) == 3 and provider.last_error is None
+        (result, *_) = await provider.collect(targets, {"up"})
+        assert not result.up and f"federation from {shown} failed" in (result.error or "")
+        problems += [result.error or "", provider.last_error or ""]
+        assert provider.name == shown
+    finally:
+        await provider.close()
+    assert len(seen) == 3 and set(seen) == {"Basic ZmVkOnMzY3IzdA=="}
+    logged = [r.getMessage() for r in caplog.records]
+    assert f"prometheus {shown} answers again" in logged
+    assert not [text for text in problems + logged if "s3cr3t" in text]

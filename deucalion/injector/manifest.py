@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from deucalion.config import yaml_problem
 from deucalion.errors import DeucalionError
 from deucalion.injector.mutation import JsonPatchOp, plan_injection
 from deucalion.injector.settings import InjectorSettings
@@ -130,7 +131,8 @@ def inject_manifest(text: str, settings: InjectorSettings) -> ManifestResult:
     try:
         documents = list(yaml.safe_load_all(text))
     except yaml.YAMLError as exc:
-        raise ManifestError(f"the manifest is not valid YAML: {exc}") from exc
+        # Not chained: the YAMLError quotes the line, which may hold a password.
+        raise ManifestError(f"the manifest is not valid YAML: {yaml_problem(exc)}") from None
     objects: list[dict[str, Any]] = []
     messages: list[str] = []
     for number, document in enumerate(documents, start=1):

@@ -7,11 +7,14 @@ an environment variable (``DEUCALION_INJECTOR_<SECTION>__<FIELD>``, e.g.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterator
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from deucalion.settings import hide_password
 
 __all__ = [
     "ANNOTATIONS_FILE",
@@ -30,7 +33,9 @@ ANNOTATIONS_FILE = "/etc/deucalion/podinfo/annotations"
 
 class _Section(BaseModel):
     # Attribute docstrings become field descriptions, so `--help` and the schema explain them.
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # hide_input_in_errors: pydantic's errors would quote the input, a URL's password and all.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True,
+                              hide_input_in_errors=True)
 
 
 class ResourceSettings(_Section):
@@ -78,7 +83,7 @@ class AlertmanagerSettings(_Section):
     """Where the sidecars send their alerts."""
 
     urls: list[str] = ["http://alertmanager.monitoring.svc:9093"]
-    """Alertmanager base URLs, each receives every alert."""
+    """Alertmanager base URLs, each receives every alert (a password in one is shown as ***)."""
     alert_name: str = "DeucalionAnomaly"
     """Value of ``DEUCALION_ALERT_NAME``: the alertname of the alerts the sidecars send."""
 
@@ -88,8 +93,19 @@ class AlertmanagerSettings(_Section):
         for url in urls:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"{url!r} is not an http(s) URL with a host")
+                raise ValueError(f"{hide_password(url)!r} is not an http(s) URL with a host")
         return urls
+
+    @field_serializer("urls", when_used="json")
+    def _dump_urls(self, urls: list[str]) -> list[str]:
+        # JSON is for showing; the sidecars' environment is written from the field itself,
+        # password included, so that they can log in.
+        return [hide_password(url) for url in urls]
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # repr and str end up in logs: the password shows as ***.
+        for name, value in super().__repr_args__():
+            yield name, [hide_password(url) for url in value] if name == "urls" else value
 
     @property
     def first_host_port(self) -> tuple[str, int] | None:
@@ -140,6 +156,7 @@ class InjectorSettings(BaseSettings):
         extra="forbid",
         frozen=True,
         use_attribute_docstrings=True,
+        hide_input_in_errors=True,
     )
 
     sidecar: SidecarSettings = SidecarSettings()

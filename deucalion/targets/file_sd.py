@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from deucalion.config import check_labels, normalize_target_url
+from deucalion.config import check_labels, normalize_target_url, yaml_problem
 from deucalion.targets import Target, target_from_settings
 
 if TYPE_CHECKING:
@@ -133,7 +133,10 @@ class FileSDTargets:
             except OSError as exc:
                 self._fail(path, entry, f"cannot read it: {exc.strerror or exc}")
                 continue
-            except (ValueError, yaml.YAMLError) as exc:
+            except yaml.YAMLError as exc:
+                self._fail(path, entry, f"not a valid file_sd file: {yaml_problem(exc)}")
+                continue
+            except ValueError as exc:
                 problem = " ".join(str(exc).split())
                 self._fail(path, entry, f"not a valid file_sd file: {problem}")
                 continue

@@ -19,14 +19,16 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 
 from deucalion.errors import ParseError, ScrapeError
 from deucalion.exposition import is_openmetrics, parse_exposition
 from deucalion.naming import FAMILY_SUFFIXES
 from deucalion.observer import SYNTHETIC_METRICS
 from deucalion.scrape import PARSE_INLINE_MAX_BYTES, Scraper, ScrapeResult
+from deucalion.settings import hide_password
 from deucalion.targets import Target, target_from_settings
 
 if TYPE_CHECKING:
@@ -57,6 +59,17 @@ def render_series(pairs: Iterable[tuple[str, str]]) -> str:
     return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(pairs)) + "}"
 
 
+def _split_login(url: str) -> tuple[str, tuple[str, str] | None]:
+    """``url`` without the ``user:password@`` it may hold, and that user and password."""
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url, None
+    user, _, password = userinfo.partition(":")
+    # Percent-decoded, as aiohttp does with credentials it finds in a URL.
+    return urlunsplit(parts._replace(netloc=host)), (unquote(user), unquote(password))
+
+
 def _promql_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
@@ -66,9 +79,16 @@ class PrometheusTargets:
 
     def __init__(self, settings: PrometheusSettings, *, body_size_limit: int) -> None:
         self.settings = settings
+        self.name = hide_password(settings.url)
+        """The server's URL as logs and errors show it: a password in it as ``***``."""
         self._client = Scraper(timeout=settings.timeout, body_size_limit=body_size_limit)
+        # A user and password in the URL are sent as the header they stand for, so no URL
+        # handed to aiohttp holds them: its errors and the ScrapeErrors quote the URL.
+        self._base, login = _split_login(settings.url)
         # The server's own credentials and TLS settings, used for every request to it.
-        self._server = target_from_settings(settings.url, {}, settings)
+        self._server = target_from_settings(self._base, {}, settings)
+        if login is not None:
+            self._server = replace(self._server, basic_auth=login)
         self._targets: list[Target] = []
         self._last_errors: dict[str, str] = {}
         self._problem: str | None = None
@@ -76,7 +96,7 @@ class PrometheusTargets:
         """Why the last request to Prometheus failed, or None."""
 
     def _request(self, path: str, query: Sequence[tuple[str, str]] = ()) -> Target:
-        url = f"{self.settings.url}{path}"
+        url = f"{self._base}{path}"
         if query:
             url += "?" + urlencode(query)
         return Target(url, basic_auth=self._server.basic_auth,
@@ -93,9 +113,9 @@ class PrometheusTargets:
             self._targets = self._select(json.loads(body))
             self._note(None)
         except ScrapeError as exc:
-            self._note(f"cannot list targets at {self.settings.url}: {exc.reason}")
+            self._note(f"cannot list targets at {self.name}: {exc.reason}")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            self._note(f"{self.settings.url}/api/v1/targets did not answer as Prometheus does: "
+            self._note(f"{self.name}/api/v1/targets did not answer as Prometheus does: "
                        f"{type(exc).__name__}: {exc}")
         return list(self._targets)
 
@@ -123,7 +143,7 @@ class PrometheusTargets:
                 log.error("prometheus: %s; keeping the last good targets (%d)", problem,
                           len(self._targets))
             elif self._problem is not None:
-                log.info("prometheus %s answers again", self.settings.url)
+                log.info("prometheus %s answers again", self.name)
         self._problem = problem
 
     def match_selectors(self, targets: Sequence[Target], metrics: Iterable[str] | None
@@ -160,7 +180,7 @@ class PrometheusTargets:
             reason = exc.reason if isinstance(exc, ScrapeError) else f"malformed: {exc}"
             self._note(f"federation failed: {reason}")
             for result in results.values():
-                result.error = f"federation from {self.settings.url} failed: {reason}"
+                result.error = f"federation from {self.name} failed: {reason}"
             return list(results.values())
         self._note(None)
         return list(results.values())
