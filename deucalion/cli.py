@@ -127,7 +127,10 @@ async def _scrape(args: argparse.Namespace) -> int:
     from deucalion.targets import Target, build_provider
 
     metrics = _metric_list(args.metrics)
-    url = normalize_target_url(args.url)
+    try:
+        url = normalize_target_url(args.url)
+    except ValueError as exc:
+        raise ConfigError(f"deucalion scrape URL: {exc}") from None
     settings = _settings(args.config)
     provider: TargetProvider
     target = Target(url)

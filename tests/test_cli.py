@@ -107,6 +107,20 @@ async def test_scrape_down_target_exits_1(capsys: pytest.CaptureFixture[str]) ->
     assert "is down" in captured.err
 
 
+@pytest.mark.parametrize(("url", "reason"), [
+    ("http://127.0.0.1:99999/metrics", "invalid port"),
+    ("ftp://host/metrics", "is not a scrape URL"),
+])
+async def test_scrape_of_a_bad_url_is_an_error_naming_it(
+    url: str, reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A URL that cannot be scraped is one line on stderr naming it, exit 1, no traceback."""
+    assert await _main_in_thread(["scrape", url]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("deucalion: deucalion scrape URL: ") and reason in err
+    assert url in err and "Traceback" not in err
+
+
 async def test_targets_lists_up_and_down(target: str, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     """targets prints each discovered target with labels and up/down plus the reason."""
