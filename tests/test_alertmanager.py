@@ -16,7 +16,7 @@ from aioresponses import CallbackResult, aioresponses
 from pydantic import SecretStr
 from yarl import URL
 
-from deucalion.alertmanager import AlertmanagerClient, AlertSender
+from deucalion.alertmanager import AlertmanagerClient, AlertSender, redact_url
 from deucalion.alerts import Alert
 from deucalion.config import AlertmanagerSettings, load_settings
 from deucalion.errors import ConfigError, DeucalionError
@@ -289,6 +289,17 @@ async def test_credentials_in_the_url_stay_out_of_logs_and_metrics_labels(
     assert c.name == "http://am.example:9093"
     assert "cannot reach http://am.example:9093/api/v2/alerts" in caplog.text
     assert "s3cr3t" not in caplog.text
+
+
+@pytest.mark.parametrize(("url", "name"), [
+    ("http://deucalion:s3cr3t@am.example:9093", "http://am.example:9093"),
+    ("http://deucalion:s3cr3t@[::1]:9093/prefix", "http://[::1]:9093/prefix"),
+    ("https://deucalion@am.example", "https://am.example"),
+    ("http://[::1]:9093", "http://[::1]:9093"),
+])
+def test_an_alertmanagers_name_is_its_url_without_credentials(url: str, name: str) -> None:
+    """The name (logs, metric labels) keeps host, brackets, port and path; drops user:pass@."""
+    assert redact_url(url) == name
 
 
 async def test_an_unusable_ca_file_is_a_config_error_naming_the_setting(tmp_path: Path) -> None:
