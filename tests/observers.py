@@ -112,3 +112,23 @@ class UnpicklableErrorObserver(MetricsObserver):
         error = ValueError("feature store unreachable")
         error.pending = (n for n in range(3))  # type: ignore[attr-defined]
         raise error
+
+
+class UnloadableObserver(MetricsObserver):
+    """Cannot be unpickled in its worker: as if a library it needs were missing there."""
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        raise ModuleNotFoundError("No module named 'feature_store'")
+
+    def new_data(self, targets_data_dict: TargetsData) -> Any:
+        return None
+
+
+class DyingOnLoadObserver(MetricsObserver):
+    """Ends its worker's process while being unpickled there (a crash in native code, say)."""
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        os._exit(7)
+
+    def new_data(self, targets_data_dict: TargetsData) -> Any:
+        return None

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from deucalion.dispatch import CallOutcome, ObserverWorker
-from deucalion.errors import ConfigError
+from deucalion.errors import ConfigError, DeucalionError
 from tests.helpers import records_at_least, wait_for
 from tests.observers import (
     ExitOnceObserver,
@@ -22,7 +22,9 @@ from tests.observers import (
     ModulesObserver,
     RaisingObserver,
     RecordingObserver,
+    DyingOnLoadObserver,
     TimeoutRaisingObserver,
+    UnloadableObserver,
     UnpicklableErrorObserver,
     UnpicklableResultObserver,
     read_records,
@@ -252,3 +254,19 @@ async def test_a_timeout_error_raised_by_new_data_is_the_observers_error(tmp_pat
     assert [type(o.error) for o in outcomes] == [TimeoutError, TimeoutError]
     assert worker.stats.restarts == 0 and worker.stats.timeouts == 0
     assert [r["calls"] for r in read_records(path)] == [1, 2]
+
+
+@pytest.mark.parametrize(("observer", "reason"), [
+    (UnloadableObserver({"up"}), "ModuleNotFoundError: No module named 'feature_store'"),
+    (DyingOnLoadObserver({"up"}), "ended (exit status 7)"),
+])
+async def test_a_worker_that_cannot_load_its_observer_is_an_error_saying_why(
+    observer: object, reason: str
+) -> None:
+    """start() fails naming the observer and the worker's own reason; no process is left."""
+    worker = ObserverWorker(observer)  # type: ignore[arg-type]
+    with pytest.raises(DeucalionError, match="failed to start") as info:
+        await worker.start()
+    message = str(info.value)
+    assert type(observer).__name__ in message and reason in message
+    assert worker.pid is None and not worker.ready
