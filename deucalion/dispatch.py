@@ -108,12 +108,14 @@ class ObserverWorker:
             await process.start(self._payload)
         except Exception as exc:
             self._kill_process()
-            reason = f"{type(exc).__name__}: {exc}"
             if isinstance(exc, WorkerDied):
-                reason = f"{exc} (its output is above)"
+                what = f"{exc} while starting (its output is above)"
+            else:
+                what = (f"the worker process of observer {self.name} failed to start: "
+                        f"{type(exc).__name__}: {exc}")
             raise DeucalionError(
-                f"the worker process of observer {self.name} failed to start: {reason}. Is the "
-                "observer's class importable there, and are the libraries it uses installed?"
+                f"{what}. Is the observer's class importable there, and are the libraries it "
+                "uses installed?"
             ) from exc
         self.pid = process.pid
         self.ready = True

@@ -16,13 +16,13 @@ from deucalion.dispatch import CallOutcome, ObserverWorker
 from deucalion.errors import ConfigError, DeucalionError
 from tests.helpers import records_at_least, wait_for
 from tests.observers import (
+    DyingOnLoadObserver,
     ExitOnceObserver,
     HangOnceObserver,
     InterpreterObserver,
     ModulesObserver,
     RaisingObserver,
     RecordingObserver,
-    DyingOnLoadObserver,
     TimeoutRaisingObserver,
     UnloadableObserver,
     UnpicklableErrorObserver,
@@ -265,7 +265,7 @@ async def test_a_worker_that_cannot_load_its_observer_is_an_error_saying_why(
 ) -> None:
     """start() fails naming the observer and the worker's own reason; no process is left."""
     worker = ObserverWorker(observer)  # type: ignore[arg-type]
-    with pytest.raises(DeucalionError, match="failed to start") as info:
+    with pytest.raises(DeucalionError, match="worker process of observer") as info:
         await worker.start()
     message = str(info.value)
     assert type(observer).__name__ in message and reason in message
