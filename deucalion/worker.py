@@ -81,7 +81,11 @@ class WorkerProcess:
             raise
         finally:
             theirs.close()
-        self._reader, self._writer = await asyncio.open_unix_connection(sock=ours)
+        try:
+            self._reader, self._writer = await asyncio.open_unix_connection(sock=ours)
+        except BaseException:
+            ours.close()
+            raise
         # The application's sys.argv goes first, as a spawned process's would: the observer's
         # code may read it.
         argv = marshal.dumps(sys.argv)
@@ -123,8 +127,9 @@ class WorkerProcess:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 # The socket closed because the process is ending: its status follows at once.
                 code = self.process.wait(timeout=1.0)
-        how = "still running" if code is None else (
-            f"killed by signal {-code}" if code < 0 else f"exit status {code}")
+        if code is None:
+            return f"the worker process of observer {self.name} closed its socket"
+        how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
         return f"the worker process of observer {self.name} ended ({how})"
 
     def kill(self) -> None:
