@@ -21,6 +21,7 @@ import pytest
 
 import deucalion as dc
 from benchmarks.report import HERE, machine, table, write_section
+from benchmarks.soak_plot import plot
 from tests.fault_observers import CountingObserver
 from tests.helpers import NODE_LIKE, wait_for
 from tests.integration.target_process import TargetProcess
@@ -62,6 +63,7 @@ def _report(samples: list[dict[str, Any]], verdicts: dict[str, Any]) -> None:
     rows = [[f"{s['t']:.0f}", f"{s['rss'] / 2**20:.1f}", f"{s['workers_rss'] / 2**20:.1f}",
              s["fds"], s["cycles"], s["overruns"], s["calls"], s["dropped"], s["with_data"]]
             for s in samples]
+    plotted = plot(samples)  # soak.png, when matplotlib is installed
     write_section("soak", (
         "## Soak (make soak)\n\n"
         f"{TARGETS} targets every {INTERVAL * 1000:.0f} ms for {SECONDS:.0f}s; samples of the "
@@ -70,23 +72,8 @@ def _report(samples: list[dict[str, Any]], verdicts: dict[str, Any]) -> None:
         + table(["s", "RSS MB", "worker RSS MB", "fds", "cycles", "overruns", "calls",
                  "dropped", "targets with data"], rows)
         + "\n" + "; ".join(f"{k}: {v}" for k, v in verdicts.items())
+        + ("\n\n![RSS and open file descriptors over the soak](soak.png)" if plotted else "")
         + f"\n\n_{time.strftime('%Y-%m-%d %H:%M')}, {machine()}._\n"))
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # matplotlib is not a dependency: the plot is a bonus
-        return
-    figure, axes = plt.subplots(2, 1, sharex=True)
-    times = [s["t"] for s in samples]
-    axes[0].plot(times, [s["rss"] / 2**20 for s in samples], label="application RSS MB")
-    axes[0].plot(times, [s["workers_rss"] / 2**20 for s in samples], label="worker RSS MB")
-    axes[0].legend()
-    axes[1].plot(times, [s["fds"] for s in samples], label="open fds")
-    axes[1].legend()
-    axes[1].set_xlabel("seconds")
-    figure.savefig(HERE / "soak.png")
 
 
 class _CountingHandler(logging.Handler):
