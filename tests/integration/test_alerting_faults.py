@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import deucalion as dc
 from deucalion.provisioner import MetricsProvisioner
 from tests.integration import servers
+from tests.integration.test_alerting_real import active_alerts, eventually
 from tests.integration.test_core_real import children_of, survivors
 
 pytestmark = pytest.mark.faults
@@ -171,25 +172,6 @@ def provisioner_for(urls: list[Any], alertmanagers: list[str], observer: dc.Metr
     return provisioner
 
 
-async def am_alerts(session: aiohttp.ClientSession, am_url: str) -> list[dict[str, Any]]:
-    async with session.get(f"{am_url}/api/v2/alerts", params={"active": "true"}) as response:
-        response.raise_for_status()
-        alerts: list[dict[str, Any]] = await response.json()
-        return alerts
-
-
-async def eventually(check: Callable[[], Awaitable[bool] | bool]) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT
-    while True:
-        result = check()
-        if await result if isinstance(result, Awaitable) else result:
-            return
-        if loop.time() > deadline:
-            pytest.fail(f"condition not met within {WAIT}s")
-        await asyncio.sleep(0.1)
-
-
 async def test_alerts_survive_an_alertmanager_answering_500_for_a_while(
     alertmanager: servers.Server, targets: Targets
 ) -> None:
@@ -210,13 +192,13 @@ async def test_alerts_survive_an_alertmanager_answering_500_for_a_while(
         proxy.healthy = True
 
         async def both_arrived() -> bool:
-            return len(await am_alerts(session, alertmanager.url)) == 2
+            return len(await active_alerts(session, alertmanager.url)) == 2
 
         await eventually(both_arrived)
         assert p.stats.cycles > cycles_at_first_failure
         # Re-sends after the outage carry the same identity and start.
         await eventually(lambda: proxy.forwarded >= 3)
-        received = await am_alerts(session, alertmanager.url)
+        received = await active_alerts(session, alertmanager.url)
     assert sorted(a["labels"]["app"] for a in received) == ["a", "b"]
     instance = targets.base.removeprefix("http://")
     for alert in received:
@@ -242,7 +224,7 @@ async def test_a_hung_alertmanager_does_not_hold_back_its_healthy_peer(
         hung_client = sender.clients[0]
 
         async def arrived(count: int) -> bool:
-            return len(await am_alerts(session, alertmanager.url)) == count
+            return len(await active_alerts(session, alertmanager.url)) == count
 
         await eventually(lambda: arrived(1))
         targets.spikes["b"] = 1
@@ -350,9 +332,9 @@ async def test_a_full_queue_drops_the_oldest_and_delivers_the_newest(
                                          listen_socket=reserved)
 
             async def five_arrived() -> bool:
-                return len(await am_alerts(session, am.url)) == 5
+                return len(await active_alerts(session, am.url)) == 5
 
             await eventually(five_arrived)
-            received = await am_alerts(session, am.url)
+            received = await active_alerts(session, am.url)
             assert await dropped() == 3
     assert sorted(int(a["labels"]["n"]) for a in received) == [4, 5, 6, 7, 8]
