@@ -1,7 +1,7 @@
 """Alert latency: an anomaly injected into a target until the alert shows in a real Alertmanager.
 
 A target serves ``anomaly_injection`` (0, or the number of the injection); the observer
-returns a ``deucalion.alerts.Alert`` labelled with that number when it is not 0, so every
+returns a ``deucalion.alerting.alerts.Alert`` labelled with that number when it is not 0, so every
 injection is a new alert. The time from setting the value to the alert being listed by
 ``GET /api/v2/alerts`` is reported in seconds and in scrape intervals (median and p99). Until the
 alerting layer sends alerts, no alert arrives and the benchmark reports itself skipped.
@@ -31,7 +31,7 @@ class InjectionObserver(MetricsObserver):
     """Raises one alert per injection it sees, labelled with the injection's number."""
 
     def new_data(self, targets_data_dict: TargetsData) -> Any:
-        from deucalion.alerts import Alert
+        from deucalion.alerting.alerts import Alert
 
         alerts = []
         for samples in targets_data_dict.values():
@@ -89,9 +89,9 @@ def main(quick: bool = False) -> dict[str, Any]:
     reps = 5 if quick else 50
     title = "## Alert latency (bench_alert_latency)\n\n"
     try:
-        from deucalion.alerts import Alert  # noqa: F401 - only checks the contract exists
+        from deucalion.alerting.alerts import Alert  # noqa: F401 - only checks the contract exists
     except ImportError:
-        return {"markdown": title + "skipped: alerting not available (no deucalion.alerts)\n",
+        return {"markdown": title + "skipped: alerting not available (no deucalion.alerting)\n",
                 "skipped": "alerting not available"}
     try:
         am = start_alertmanager()

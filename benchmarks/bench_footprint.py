@@ -41,7 +41,8 @@ provisioner.run()
 # Imported in this order by the application; each step's RSS is measured after the previous.
 # The last step is not an import: the settings' validators are built when first used.
 LOAD_SETTINGS = "load_settings()"
-IMPORTS = ["asyncio", "cloudpickle", "pydantic", "deucalion.settings", "deucalion.config",
+IMPORTS = ["asyncio", "cloudpickle", "pydantic", "deucalion.config.settings",
+           "deucalion.config.loading",
            "ssl", "aiohttp", "prometheus_client", "uvloop", "deucalion.scrape",
            "deucalion.dispatch", "deucalion.telemetry", "deucalion.provisioner", LOAD_SETTINGS]
 # A worker imports deucalion._worker, then what unpickling the observer needs: here its base
@@ -76,7 +77,7 @@ def import_costs(modules: list[str]) -> list[tuple[str, float]]:
         "print('interpreter', rss())\n"
         "for name in sys.argv[1:]:\n"
         f"    if name == {LOAD_SETTINGS!r}:\n"
-        "        from deucalion.config import load_settings\n"
+        "        from deucalion.config.loading import load_settings\n"
         "        load_settings(default_file=None, environ={}, targets=['127.0.0.1:9100'])\n"
         "    else:\n"
         "        importlib.import_module(name)\n"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from deucalion.exposition import ExpositionParser, parse_exposition
+from deucalion.exposition.text import ExpositionParser, parse_exposition
 
 FALLBACK = Path(__file__).with_name("node_exporter.prom")
 FILTER = ["node_cpu_seconds_total", "node_load1", "node_memory_MemAvailable_bytes"]

@@ -13,9 +13,9 @@ from deucalion._version import __version__
 from deucalion.errors import ConfigError, DeucalionError, ParseError
 
 if TYPE_CHECKING:
-    from deucalion.alerts import Alert
+    from deucalion.alerting import Alert
     from deucalion.exposition import parse_exposition
-    from deucalion.observer import MetricsObserver
+    from deucalion.observer import MetricsObserver, data_time, data_times
     from deucalion.provisioner import MetricsProvisioner
 
 __all__ = [
@@ -26,13 +26,17 @@ __all__ = [
     "MetricsProvisioner",
     "ParseError",
     "__version__",
+    "data_time",
+    "data_times",
     "parse_exposition",
 ]
 
 _LAZY = {
-    "Alert": "deucalion.alerts",
+    "Alert": "deucalion.alerting",
     "MetricsObserver": "deucalion.observer",
     "MetricsProvisioner": "deucalion.provisioner",
+    "data_time": "deucalion.observer",
+    "data_times": "deucalion.observer",
     "parse_exposition": "deucalion.exposition",
 }
 

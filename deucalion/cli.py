@@ -20,7 +20,7 @@ from deucalion.observer import MetricsObserver, TargetsData
 from deucalion.runner import run_main
 
 if TYPE_CHECKING:
-    from deucalion.config import Settings
+    from deucalion.config.loading import Settings
     from deucalion.scrape import ScrapeResult
     from deucalion.targets import Target, TargetProvider
 
@@ -40,7 +40,7 @@ def _metric_list(text: str | None) -> list[str] | None:
 
 
 def _settings(path: str | None) -> Settings:
-    from deucalion.config import load_settings
+    from deucalion.config.loading import load_settings
 
     return load_settings(path)
 
@@ -49,8 +49,8 @@ def _settings(path: str | None) -> Settings:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from deucalion.config import load_settings
-    from deucalion.settings import hide_password
+    from deucalion.config.loading import load_settings
+    from deucalion.config.settings import hide_password
 
     # Only the file: a check of what was written, not of this shell's environment.
     settings = load_settings(args.file, environ={}, default_file=None)
@@ -122,7 +122,7 @@ class _ScrapeCommand(MetricsObserver):
 
 
 async def _scrape(args: argparse.Namespace) -> int:
-    from deucalion.config import normalize_target_url
+    from deucalion.config.loading import normalize_target_url
     from deucalion.provisioner import MetricsProvisioner
     from deucalion.targets import Target, build_provider
 
@@ -206,7 +206,7 @@ def load_object(path: str) -> Any:
 
 def _observers(paths: Sequence[str], settings: Settings,
                metrics: list[str] | None) -> list[MetricsObserver]:
-    from deucalion.config import ObserverSettings
+    from deucalion.config.loading import ObserverSettings
 
     configured = settings.observers
     paths = list(paths) or list(configured)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from deucalion.alerts import Alert
+from deucalion.alerting.alerts import Alert
 from deucalion.observer import MetricsObserver, TargetsData
 from deucalion.runner import stopping_on_signals
 
@@ -187,8 +187,8 @@ async def run_demo(
     metrics: Iterable[str] | None = None,
 ) -> int:
     """Run the demo for ``duration`` seconds (0: until cancelled); returns an exit code."""
+    from deucalion.config.settings import hide_password
     from deucalion.provisioner import MetricsProvisioner
-    from deucalion.settings import hide_password
 
     synthetic = None
     if target is None:

@@ -6,19 +6,62 @@ This module is imported in every worker process, so it imports the standard libr
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from deucalion.errors import ConfigError
-from deucalion.naming import METRIC_NAME, family_selects
+from deucalion.exposition.naming import METRIC_NAME, family_selects
 
-__all__ = ["SYNTHETIC_METRICS", "MetricsObserver", "TargetsData"]
+__all__ = ["SYNTHETIC_METRICS", "MetricsObserver", "TargetsData", "data_time", "data_times"]
 
 #: ``{target_url: {sample_name: {series: value}}}``, what ``new_data`` receives.
 TargetsData = dict[str, dict[str, dict[str, float]]]
 
 #: Per-target samples deucalion adds itself, as Prometheus does, when an observer desires them.
 SYNTHETIC_METRICS = frozenset({"up", "scrape_duration_seconds", "scrape_samples_scraped"})
+
+# The scrape times of the data being handed to ``new_data``: (the cycle's, {target: its own}).
+# Set by whoever calls ``new_data`` (the worker, a backtest) around each call, so an observer
+# reads the data's time, live or replayed, and never the wall clock.
+_DATA_TIMES: ContextVar[tuple[float, Mapping[str, float]] | None] = ContextVar(
+    "deucalion_data_times", default=None
+)
+
+
+@contextlib.contextmanager
+def handing_data(cycle_time: float, target_times: Mapping[str, float]) -> Iterator[None]:
+    """Make ``data_time()`` answer ``cycle_time`` (and per target ``target_times``) inside."""
+    token = _DATA_TIMES.set((cycle_time, target_times))
+    try:
+        yield
+    finally:
+        _DATA_TIMES.reset(token)
+
+
+def data_time(target: str | None = None) -> float:
+    """The scrape time (Unix seconds) of the data ``new_data`` is being handed.
+
+    Without an argument, the cycle's time: when the cycle's scrapes started. With a target's
+    URL, when that target's scrape started. In a replay it is the recorded time. Call it from
+    ``new_data``; outside a call it raises ``RuntimeError``.
+    """
+    times = _DATA_TIMES.get()
+    if times is None:
+        raise RuntimeError("data_time() is only known inside new_data, while data is handed")
+    cycle_time, target_times = times
+    if target is None:
+        return cycle_time
+    return target_times.get(target, cycle_time)
+
+
+def data_times() -> Mapping[str, float]:
+    """Every target's scrape time for the data being handed (see ``data_time``)."""
+    times = _DATA_TIMES.get()
+    if times is None:
+        raise RuntimeError("data_times() is only known inside new_data, while data is handed")
+    return times[1]
 
 
 

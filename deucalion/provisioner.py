@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from deucalion.alertmanager import AlertSender
-from deucalion.config import Settings, load_settings
+from deucalion.alerting.alertmanager import AlertSender
+from deucalion.alerting.lifecycle import Payload
+from deucalion.config.loading import Settings, load_settings
 from deucalion.dispatch import CallOutcome, ObserverWorker
 from deucalion.errors import ConfigError, DeucalionError
-from deucalion.lifecycle import Payload
 from deucalion.observer import SYNTHETIC_METRICS, MetricsObserver, TargetsData
 from deucalion.runner import run_main, stopping_on_signals
 from deucalion.scrape import Scraper, ScrapeResult
@@ -65,7 +65,7 @@ class MetricsProvisioner:
     """Scrapes the targets and feeds every registered observer, each in its own process.
 
     ``MetricsProvisioner(config=None, **settings)``: ``config`` is a YAML file's path or a
-    mapping; keyword arguments override every other source (see ``deucalion.config``).
+    mapping; keyword arguments override every other source (see ``deucalion.config.loading``).
 
     Run it with ``provisioner.run()`` in a script (blocks until SIGINT/SIGTERM), with
     ``await provisioner.run()`` inside an asyncio application, or in the background of one

@@ -25,7 +25,7 @@ import aiohttp
 
 from deucalion._version import __version__
 from deucalion.errors import DeucalionError, ParseError, ScrapeError
-from deucalion.exposition import is_openmetrics, parse_exposition
+from deucalion.exposition.text import is_openmetrics, parse_exposition
 from deucalion.targets import Target
 
 __all__ = ["ScrapeResult", "Scraper", "auth_headers", "ssl_for"]

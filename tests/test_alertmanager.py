@@ -1,4 +1,4 @@
-"""Delivering alerts to Alertmanager: queue, batches, retries, auth (deucalion.alertmanager)."""
+"""Delivering alerts to Alertmanager: queue, batches, retries, auth (alerting.alertmanager)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from aioresponses import CallbackResult, aioresponses
 from pydantic import SecretStr
 from yarl import URL
 
-from deucalion.alertmanager import AlertmanagerClient, AlertSender, redact_url
-from deucalion.alerts import Alert
-from deucalion.config import AlertmanagerSettings, load_settings
+from deucalion.alerting.alertmanager import AlertmanagerClient, AlertSender, redact_url
+from deucalion.alerting.alerts import Alert
+from deucalion.alerting.lifecycle import rfc3339
+from deucalion.config.loading import AlertmanagerSettings, load_settings
 from deucalion.errors import ConfigError, DeucalionError
-from deucalion.lifecycle import rfc3339
 from deucalion.targets import Target
 from tests.helpers import wait_for
 
@@ -277,7 +277,8 @@ async def test_credentials_in_the_url_stay_out_of_logs_and_metrics_labels(
 ) -> None:
     """user:password@ in an Alertmanager URL is redacted in its name and in quoted errors."""
     url = "http://deucalion:s3cr3t@am.example:9093"
-    with aioresponses() as m, caplog.at_level(logging.DEBUG, logger="deucalion.alertmanager"):
+    with aioresponses() as m, caplog.at_level(
+            logging.DEBUG, logger="deucalion.alerting.alertmanager"):
         # An error that quotes the URL, credentials and all, as some of aiohttp's do.
         m.post(re.compile(r".*/api/v2/alerts"), repeat=True,
                exception=aiohttp.ClientConnectionError(f"cannot reach {url}/api/v2/alerts"))

@@ -1,4 +1,4 @@
-"""The return contract of new_data, alert labels and their validation (deucalion.alerts)."""
+"""The return contract of new_data, alert labels and their validation (alerting.alerts)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import deucalion as dc
-from deucalion.alerts import (
+from deucalion.alerting.alerts import (
     Alert,
     alert_labels,
     alerts_from_result,
@@ -127,8 +127,9 @@ def test_label_problems_name_the_invalid_label() -> None:
 
 
 def test_alerts_module_imports_only_the_standard_library() -> None:
-    """Worker processes import deucalion.alerts without aiohttp or pydantic."""
-    code = ("import sys, deucalion.alerts; bad = [m for m in sys.modules if m.split('.')[0] in "
+    """Worker processes import deucalion.alerting.alerts without aiohttp or pydantic."""
+    code = ("import sys, deucalion.alerting.alerts; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in "
             "('aiohttp', 'pydantic', 'yaml', 'prometheus_client')]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from deucalion.config import AlertmanagerSettings, load_settings, parse_duration
+from deucalion.config.loading import AlertmanagerSettings, load_settings, parse_duration
+from deucalion.config.settings import hide_password
 from deucalion.errors import ConfigError
-from deucalion.settings import hide_password
 
 
 @pytest.mark.parametrize(
@@ -188,7 +188,8 @@ def test_credentials_in_a_target_url_are_refused_without_repeating_them() -> Non
 def test_the_application_imports_yaml_and_difflib_only_when_it_needs_them() -> None:
     """Settings from arguments, no file and no typo: PyYAML and difflib are never imported."""
     # They cost the application about 1 MB of RSS (issue #7); a file or a typo brings them in.
-    code = ("import sys, deucalion.provisioner; from deucalion.config import load_settings; "
+    code = ("import sys, deucalion.provisioner; "
+            "from deucalion.config.loading import load_settings; "
             "load_settings(default_file=None, environ={}, targets=['localhost:9100']); "
             "loaded = {'yaml', 'difflib'} & set(sys.modules); assert not loaded, loaded; "
             "load_settings(default_file=None, environ={'DEUCALION_TARGETS': '[a:1, b:2]'}); "

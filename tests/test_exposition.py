@@ -1,4 +1,4 @@
-"""Unit, table and hypothesis tests of deucalion.exposition against prometheus_client."""
+"""Unit, table and hypothesis tests of deucalion.exposition.text against prometheus_client."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from deucalion.errors import ParseError
-from deucalion.exposition import ExpositionParser, _text_line, is_openmetrics, parse_exposition
+from deucalion.exposition.text import ExpositionParser, _text_line, is_openmetrics, parse_exposition
 from tests.exposition_reference import assert_same, reference, series_key
 
 # ---- examples ---------------------------------------------------------------------------------

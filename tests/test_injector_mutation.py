@@ -258,7 +258,7 @@ def test_port_clash_is_warned_about() -> None:
 
 def test_the_sidecars_environment_is_valid_deucalion_settings() -> None:
     """The env the injector writes is read by deucalion's settings without error, as meant."""
-    from deucalion.config import load_settings
+    from deucalion.config.loading import load_settings
 
     [sidecar] = sidecars(injected(app_pod()))
     environ = {k: v for k, v in env_of(sidecar).items() if isinstance(v, str)}

@@ -1,8 +1,8 @@
-"""What to send to Alertmanager and when: fire, re-send, resolve (deucalion.lifecycle)."""
+"""What to send to Alertmanager and when: fire, re-send, resolve (deucalion.alerting.lifecycle)."""
 
 from __future__ import annotations
 
-from deucalion.lifecycle import RESOLVED_RETENTION, AlertLifecycle, rfc3339
+from deucalion.alerting.lifecycle import RESOLVED_RETENTION, AlertLifecycle, rfc3339
 
 
 class Clock:

@@ -50,3 +50,21 @@ def test_new_data_is_abstract() -> None:
 
     with pytest.raises(TypeError, match="new_data"):
         Incomplete({"up"})  # type: ignore[abstract]
+
+
+def test_data_time_answers_only_while_data_is_handed() -> None:
+    """data_time() gives the handed data's scrape times inside the call and refuses outside."""
+    import pytest
+
+    import deucalion as dc
+    from deucalion.observer import handing_data
+
+    with pytest.raises(RuntimeError, match="inside new_data"):
+        dc.data_time()
+    with handing_data(100.0, {"http://a/metrics": 100.25}):
+        assert dc.data_time() == 100.0
+        assert dc.data_time("http://a/metrics") == 100.25
+        assert dc.data_time("http://unknown/metrics") == 100.0
+        assert dict(dc.data_times()) == {"http://a/metrics": 100.25}
+    with pytest.raises(RuntimeError):
+        dc.data_times()

@@ -74,7 +74,7 @@ async def test_a_forced_stop_cuts_the_alert_flush_short(
     await wait_for(lambda: am.requests > 0)
     orderly = asyncio.create_task(provisioner.stop())
     await wait_for(lambda: not provisioner.workers or not provisioner.workers[0].ready)
-    with caplog.at_level(logging.WARNING, logger="deucalion.alertmanager"):
+    with caplog.at_level(logging.WARNING, logger="deucalion.alerting.alertmanager"):
         # A bound far below the orderly stop's 10 s flush, not a measure of speed.
         await asyncio.wait_for(provisioner.stop(grace=0), 5)
         await orderly

@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from deucalion.errors import DeucalionError
-from deucalion.exposition import parse_exposition
+from deucalion.exposition.text import parse_exposition
 from deucalion.scrape import Scraper, count_samples, is_loopback
 from deucalion.targets import Target
 from tests.helpers import NODE_LIKE, TargetServer, text

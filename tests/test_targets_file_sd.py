@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from deucalion.config import FileSDSettings
+from deucalion.config.loading import FileSDSettings
 from deucalion.targets.file_sd import FileSDTargets, parse_file_sd
 
 

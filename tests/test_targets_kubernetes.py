@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from deucalion.config import KubernetesSettings
+from deucalion.config.loading import KubernetesSettings
 from deucalion.targets.kubernetes import (
     KubernetesTargets,
     parse_downward_file,

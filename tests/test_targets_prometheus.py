@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 import deucalion.targets.prometheus as prometheus_targets
-from deucalion.config import PrometheusSettings
+from deucalion.config.loading import PrometheusSettings
 from deucalion.targets.prometheus import PrometheusTargets, parse_series, render_series
 
 TARGETS = {"status": "success", "data": {"activeTargets": [

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deucalion.config import Settings, load_settings
+from deucalion.config.loading import Settings, load_settings
 from deucalion.errors import ConfigError
 from deucalion.targets import CombinedTargets, StaticTargets, Target, build_provider
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from deucalion.config import yaml_problem
+from deucalion.config.loading import yaml_problem
 from deucalion.errors import DeucalionError
 from deucalion.injector.mutation import JsonPatchOp, plan_injection
 from deucalion.injector.settings import InjectorSettings

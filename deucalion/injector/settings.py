@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from deucalion.settings import hide_password
+from deucalion.config.settings import hide_password
 
 __all__ = [
     "ANNOTATIONS_FILE",

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from deucalion.errors import ConfigError
 
 if TYPE_CHECKING:
-    from deucalion.config import ClientOptions, Settings
+    from deucalion.config.loading import ClientOptions, Settings
     from deucalion.scrape import ScrapeResult
 
 log = logging.getLogger(__name__)

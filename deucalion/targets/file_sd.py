@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from deucalion.config import check_labels, normalize_target_url, yaml_problem
+from deucalion.config.loading import check_labels, normalize_target_url, yaml_problem
 from deucalion.targets import Target, target_from_settings
 
 if TYPE_CHECKING:
-    from deucalion.config import FileSDSettings
+    from deucalion.config.loading import FileSDSettings
 
 __all__ = ["FileSDTargets", "parse_file_sd"]
 

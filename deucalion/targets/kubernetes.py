@@ -26,7 +26,7 @@ from deucalion.errors import DeucalionError
 from deucalion.targets import Target, target_from_settings
 
 if TYPE_CHECKING:
-    from deucalion.config import KubernetesSettings
+    from deucalion.config.loading import KubernetesSettings
 
 __all__ = ["KubernetesTargets", "parse_downward_file", "sanitize_label_name"]
 

@@ -23,16 +23,16 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 
+from deucalion.config.settings import hide_password
 from deucalion.errors import ParseError, ScrapeError
-from deucalion.exposition import is_openmetrics, parse_exposition
-from deucalion.naming import FAMILY_SUFFIXES
+from deucalion.exposition.naming import FAMILY_SUFFIXES
+from deucalion.exposition.text import is_openmetrics, parse_exposition
 from deucalion.observer import SYNTHETIC_METRICS
 from deucalion.scrape import PARSE_INLINE_MAX_BYTES, Scraper, ScrapeResult
-from deucalion.settings import hide_password
 from deucalion.targets import Target, target_from_settings
 
 if TYPE_CHECKING:
-    from deucalion.config import PrometheusSettings
+    from deucalion.config.loading import PrometheusSettings
 
 __all__ = ["PrometheusTargets", "escape_label_value", "parse_series", "render_series"]
 

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from deucalion.errors import ParseError
-from deucalion.exposition import ExpositionParser, is_openmetrics, parse_exposition
+from deucalion.exposition.text import ExpositionParser, is_openmetrics, parse_exposition
 from tests.exposition_reference import assert_same, reference
 from tests.integration import servers
 

@@ -15,7 +15,7 @@ import pytest
 
 import deucalion as dc
 from deucalion.cli import main
-from deucalion.config import PrometheusSettings
+from deucalion.config.loading import PrometheusSettings
 from deucalion.scrape import Scraper
 from deucalion.targets import Target
 from deucalion.targets.prometheus import PrometheusTargets

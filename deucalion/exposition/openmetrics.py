@@ -1,10 +1,10 @@
-"""Strict OpenMetrics 1.0 parsing, behind :func:`deucalion.exposition.parse_exposition`.
+"""Strict OpenMetrics 1.0 parsing, behind :func:`deucalion.exposition.text.parse_exposition`.
 
 The body is read line by line with every rule of the standard that prometheus_client's
 OpenMetrics parser enforces (metadata, family grouping, counter, histogram, summary, stateset
 and info rules, exemplars, timestamps), on every line, whatever the caller wants to keep: it is
 strict, and slower than the text 0.0.4 reader. The result has the shape of
-:func:`~deucalion.exposition.parse_exposition`'s.
+:func:`~deucalion.exposition.text.parse_exposition`'s.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import re
 from collections.abc import Callable
 from decimal import Decimal
 
-from deucalion._grammar import (
+from deucalion.errors import ParseError
+from deucalion.exposition.grammar import (
     ANY_VALUE,
     DECIMAL,
     LABEL,
@@ -25,7 +26,6 @@ from deucalion._grammar import (
     canonical,
     unescape,
 )
-from deucalion.errors import ParseError
 
 __all__ = ["parse_openmetrics"]
 

@@ -25,8 +25,7 @@ from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from deucalion.errors import ConfigError
-from deucalion.settings import (
+from deucalion.config.settings import (
     AlertmanagerSettings,
     ClientOptions,
     FileSDSettings,
@@ -41,8 +40,9 @@ from deucalion.settings import (
     normalize_target_url,
     parse_duration,
 )
+from deucalion.errors import ConfigError
 
-# The models are re-exported: ``deucalion.config`` is the front door to configuration.
+# The models are re-exported: ``deucalion.config.loading`` is the front door to configuration.
 __all__ = [
     "AlertmanagerSettings",
     "ClientOptions",

@@ -1,6 +1,6 @@
 """The schema of deucalion's settings: pydantic models, one section per concern.
 
-``Settings`` is the whole; ``deucalion.config.load_settings`` reads it from files, the
+``Settings`` is the whole; ``deucalion.config.loading.load_settings`` reads it from files, the
 environment and arguments. Value types shared by the sections (durations, sizes, target URLs,
 label names) are here too. Unknown keys are errors everywhere, so a typo never goes unnoticed.
 """

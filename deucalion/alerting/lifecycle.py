@@ -8,7 +8,7 @@ for 15 minutes. Re-sends are due by time alone (``resend_due``), not by a call r
 observer whose call hangs has not said that its alerts ended.
 
 Pure bookkeeping: no I/O, and the clock is injected, so tests move time by hand. Delivery is
-``deucalion.alertmanager``'s.
+``deucalion.alerting.alertmanager``'s.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ``AlertmanagerClient`` delivers to one Alertmanager from a bounded queue in its own task, so a
 slow or down Alertmanager never slows the scrape cycle. ``AlertSender`` turns observers'
-results into alerts, asks ``deucalion.lifecycle.AlertLifecycle`` what to send now, and hands
+results into alerts, asks ``lifecycle.AlertLifecycle`` what to send now, and hands
 that to every configured Alertmanager (an HA group: each gets every alert).
 """
 
@@ -24,16 +24,16 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 from deucalion._version import __version__
-from deucalion.alerts import (
+from deucalion.alerting.alerts import (
     Interpretation,
     TargetLike,
     alert_labels,
     interpret_result,
     label_problems,
 )
-from deucalion.config import AlertmanagerSettings
+from deucalion.alerting.lifecycle import AlertLifecycle, LabelSet, Payload
+from deucalion.config.loading import AlertmanagerSettings
 from deucalion.errors import ConfigError, DeucalionError
-from deucalion.lifecycle import AlertLifecycle, LabelSet, Payload
 
 __all__ = ["AlertSender", "AlertmanagerClient", "AlertmanagerStats"]
 

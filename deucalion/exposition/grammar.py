@@ -1,8 +1,8 @@
 """The tokens text 0.0.4 and OpenMetrics share, and the label-value notation of series keys.
 
 Regular-expression fragments (no groups) for names, label names, label values and numbers, and
-the escaping rules of label values, used by :mod:`deucalion.exposition` and
-:mod:`deucalion.openmetrics`.
+the escaping rules of label values, used by :mod:`deucalion.exposition.text` and
+:mod:`deucalion.exposition.openmetrics`.
 """
 
 from __future__ import annotations

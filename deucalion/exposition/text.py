@@ -16,7 +16,7 @@ if it is empty, has one label, or has a sequence of label names already seen sor
 skeleton for the next chunk and the next scrape. Python then only converts values and fills the
 dicts. With a metrics filter, ``str.find`` jumps from one occurrence of a wanted name to the
 next and only lines starting with one are read: other lines are skipped unparsed.
-OpenMetrics is parsed by :mod:`deucalion.openmetrics`, line by line with every rule of the
+OpenMetrics is parsed by :mod:`.openmetrics`, line by line with every rule of the
 standard that prometheus_client's OpenMetrics parser enforces, on every line, filter or not: it
 is strict, and slower.
 
@@ -32,10 +32,10 @@ import re
 from collections.abc import Iterable
 from functools import lru_cache
 
-from deucalion._grammar import ANY_VALUE, CANON_VALUE, LABEL, NAME, Samples, canonical
 from deucalion.errors import ParseError
-from deucalion.naming import FAMILY_SUFFIXES, family_selects
-from deucalion.openmetrics import parse_openmetrics
+from deucalion.exposition.grammar import ANY_VALUE, CANON_VALUE, LABEL, NAME, Samples, canonical
+from deucalion.exposition.naming import FAMILY_SUFFIXES, family_selects
+from deucalion.exposition.openmetrics import parse_openmetrics
 
 __all__ = ["ExpositionParser", "is_openmetrics", "parse_exposition"]
 
