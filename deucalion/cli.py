@@ -49,13 +49,13 @@ def _settings(path: str | None) -> Settings:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from deucalion._http import redact_url
     from deucalion.config.loading import load_settings
-    from deucalion.config.settings import hide_password
 
     # Only the file: a check of what was written, not of this shell's environment.
     settings = load_settings(args.file, environ={}, default_file=None)
     if settings.prometheus is not None:
-        sources = [f"federated from {hide_password(settings.prometheus.url)}"]
+        sources = [f"federated from {redact_url(settings.prometheus.url)}"]
     else:
         sources = []
         if settings.targets:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 from collections.abc import Iterable, Sequence
 
+from deucalion._http import Credentials
 from deucalion.observer import MetricsObserver, TargetsData
 from deucalion.provisioner import MetricsProvisioner
 from deucalion.scrape import ScrapeResult
@@ -61,7 +62,7 @@ async def test_changing_targets_use_collect_and_forget_gone_ones() -> None:
 def test_handed_off_data_is_a_plain_dict_once_pickled() -> None:
     """The data keeps its targets for labelling alerts, but pickled it is only the dict: the
     targets' credentials never travel to a worker."""
-    secret = Target("http://a:1/metrics", basic_auth=("u", "hunter2"))
+    secret = Target("http://a:1/metrics", credentials=Credentials(basic_auth=("u", "hunter2")))
     provisioner = MetricsProvisioner(targets=["a:1"], telemetry={"enabled": False})
     observer = Quiet({"up"})
     data = provisioner.data_for(observer, [ScrapeResult(secret, up=True)])

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from deucalion.config.settings import hide_password
+from deucalion._http import redact_url
 
 __all__ = [
     "ANNOTATIONS_FILE",
@@ -93,19 +93,19 @@ class AlertmanagerSettings(_Section):
         for url in urls:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"{hide_password(url)!r} is not an http(s) URL with a host")
+                raise ValueError(f"{redact_url(url)!r} is not an http(s) URL with a host")
         return urls
 
     @field_serializer("urls", when_used="json")
     def _dump_urls(self, urls: list[str]) -> list[str]:
         # JSON is for showing; the sidecars' environment is written from the field itself,
         # password included, so that they can log in.
-        return [hide_password(url) for url in urls]
+        return [redact_url(url) for url in urls]
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # repr and str end up in logs: the password shows as ***.
         for name, value in super().__repr_args__():
-            yield name, [hide_password(url) for url in value] if name == "urls" else value
+            yield name, [redact_url(url) for url in value] if name == "urls" else value
 
     @property
     def first_host_port(self) -> tuple[str, int] | None:
