@@ -41,6 +41,7 @@ __all__ = [
     "APIClient",
     "Credentials",
     "HTTPError",
+    "comma_separated",
     "redact_text",
     "redact_url",
     "split_comma_list",
@@ -177,12 +178,16 @@ def redact_text(text: str) -> str:
     return _SECRET_PARAMS.sub(r"\1***", text)
 
 
+def comma_separated(text: str) -> list[str]:
+    """The non-empty, stripped items of a comma-separated string (an environment variable's
+    value, a flag's)."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def split_comma_list(value: object) -> object:
-    """A comma-separated string (from an environment variable or a flag) as a list of its
-    non-empty, stripped items; anything else as it is, for the validator to judge."""
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    return value
+    """A comma-separated string as ``comma_separated`` gives it; anything else as it is, for
+    a settings validator to judge."""
+    return comma_separated(value) if isinstance(value, str) else value
 
 
 class HTTPError(DeucalionError):
