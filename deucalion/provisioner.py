@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from deucalion.alerting.alertmanager import AlertSender
+from deucalion.alerting.alertmanager import AlertmanagerClient, AlertSender
+from deucalion.alerting.alerts import label_result
 from deucalion.alerting.lifecycle import Payload
 from deucalion.config.loading import Settings, load_settings
 from deucalion.dispatch import CallOutcome, ObserverWorker
@@ -402,7 +403,7 @@ class MetricsProvisioner:
     async def _start_alerting(self) -> None:
         """Start deucalion's HTTP server, then the alert sender (its alerts link to /alerts)."""
         if self.settings.telemetry.enabled:
-            await self.telemetry.start(self.settings.telemetry.listen, alerts=self.firing_alerts)
+            await self.telemetry.start(self.settings.telemetry.listen)
         server = self.telemetry.server
         self.alert_sender = AlertSender(
             self.settings.alertmanager,
@@ -440,6 +441,16 @@ class MetricsProvisioner:
         """The alerts firing now, as sent to Alertmanager (what ``/alerts`` serves)."""
         return self.alert_sender.firing() if self.alert_sender is not None else []
 
+    @property
+    def alertmanagers(self) -> tuple[AlertmanagerClient, ...]:
+        """The clients of the configured Alertmanagers, while running."""
+        return tuple(self.alert_sender.clients) if self.alert_sender is not None else ()
+
+    @property
+    def scrape_interval(self) -> float:
+        """Seconds between the starts of two cycles."""
+        return self.settings.scrape_interval
+
     def _follow_targets(self, targets: list[Target]) -> None:
         """Note this cycle's targets; drop what is kept for targets that are gone."""
         current = {t.url: t for t in targets}
@@ -447,20 +458,28 @@ class MetricsProvisioner:
         if gone:
             assert self._scraper is not None
             self._scraper.forget(gone)
-            if self.alert_sender is not None:
-                self.alert_sender.forget_targets(gone)
+            self.telemetry.forget_targets(gone)
         self._targets_by_url = current
 
     def _record_scrapes(self, results: list[ScrapeResult]) -> None:
         self.telemetry.scrapes = results
 
     async def _on_result(self, outcome: CallOutcome) -> None:
-        self.telemetry.record_call(outcome)
+        name = outcome.observer.name
+        self.telemetry.record_call(name, outcome.duration)
         # The targets the observer saw, not today's: one may have left discovery during the
         # call, and its alert must still say which target it is about.
         targets = self._targets_handed(outcome.observer, outcome.data)
         # A failed call says nothing about the alerts: they stay as they were.
         if outcome.error is not None or self.alert_sender is None:
             return
-        self.alert_sender.observe(outcome.observer.name, outcome.result, outcome.data, targets,
-                                  group=id(outcome.observer))
+        settings = self.settings.alertmanager
+        labelled = label_result(outcome.result, outcome.data, targets, observer=name,
+                                alert_name=settings.alert_name,
+                                external_labels=settings.external_labels)
+        for message in labelled.errors:
+            log.error("%s", message)
+        for message in labelled.warnings:
+            log.warning("%s", message)
+        self.telemetry.record_scores(name, labelled.scores)
+        self.alert_sender.update(id(outcome.observer), labelled.alerts)

@@ -1,9 +1,10 @@
-"""Delivering alerts to Prometheus Alertmanager (API v2): queues, retries, auth and TLS.
+"""Delivering alerts to Prometheus Alertmanager (API v2): queues, batches and retries.
 
 ``AlertmanagerClient`` delivers to one Alertmanager from a bounded queue in its own task, so a
-slow or down Alertmanager never slows the scrape cycle. ``AlertSender`` turns observers'
-results into alerts, asks ``lifecycle.AlertLifecycle`` what to send now, and hands
-that to every configured Alertmanager (an HA group: each gets every alert).
+slow or down Alertmanager never slows the scrape cycle; its credentials and TLS settings come
+from ``deucalion._http``. ``AlertSender`` takes the alerts an observer reports firing (labelled
+by ``alerts.label_result``), asks ``lifecycle.AlertLifecycle`` what to send now and re-sends on
+time, and hands that to every configured Alertmanager (an HA group: each gets every alert).
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -28,13 +28,6 @@ from deucalion._http import (
     redact_text,
     redact_url,
     split_credentials,
-)
-from deucalion.alerting.alerts import (
-    Interpretation,
-    TargetLike,
-    alert_labels,
-    interpret_result,
-    label_problems,
 )
 from deucalion.alerting.lifecycle import AlertLifecycle, LabelSet, Payload
 from deucalion.config.loading import AlertmanagerSettings
@@ -282,7 +275,7 @@ class AlertmanagerClient:
 
 
 class AlertSender:
-    """Turns observers' results into alerts and sends them to every configured Alertmanager.
+    """Sends the alerts observers report to every configured Alertmanager.
 
     ``start()`` opens the session, the clients' tasks and the re-send timer, which sends firing
     (and recently resolved) alerts again every ``resend_interval`` whether or not their
@@ -306,8 +299,6 @@ class AlertSender:
             clock=clock,
         )
         self.clients: list[AlertmanagerClient] = []
-        self.scores: dict[str, dict[str | None, float]] = {}
-        """The latest anomaly score per observer name and target URL."""
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
         self._clock = clock
@@ -360,54 +351,17 @@ class AlertSender:
             # asyncio.wait, not a suppressed await: a cancellation of the caller propagates.
             await asyncio.wait({task})
 
-    def observe(
-        self,
-        observer: str,
-        result: object,
-        data: Mapping[str, Any],
-        targets: Mapping[str, TargetLike],
-        *,
-        group: Hashable | None = None,
-    ) -> Interpretation:
-        """Handle one successful ``new_data`` result of ``observer`` (its class name).
-
-        ``targets`` maps the URLs in ``data`` to their targets as they were when ``data`` was
-        handed to the observer: their labels label the alerts about them.
-        """
-        outcome = interpret_result(result, data)
-        for problem in outcome.problems:
-            log.error("observer %s returned something deucalion cannot send: %s", observer,
-                      problem)
-        alerts: list[tuple[dict[str, str], dict[str, str]]] = []
-        for alert in outcome.alerts:
-            target = targets.get(alert.target) if alert.target is not None else None
-            if alert.target is not None and target is None:
-                log.warning("observer %s: alert about unknown target %r is sent without target "
-                            "labels", observer, alert.target)
-            labels = alert_labels(alert, alert_name=self.settings.alert_name, observer=observer,
-                                  external_labels=self.settings.external_labels, target=target)
-            annotations = dict(alert.annotations)
-            problems = label_problems(labels) + label_problems(annotations, "annotation")
-            if problems:
-                log.error("observer %s: alert dropped: %s", observer, "; ".join(problems))
-                continue
-            alerts.append((labels, annotations))
-        self.scores[observer] = outcome.scores
-        self.send(self.lifecycle.update(group if group is not None else observer, alerts))
-        return outcome
+    def update(self, group: Hashable, alerts: list[tuple[dict[str, str], dict[str, str]]]
+               ) -> None:
+        """``alerts`` (labels, annotations) are what ``group`` (an observer) reports firing
+        now: send the new ones and the resolved ones to every Alertmanager."""
+        self.send(self.lifecycle.update(group, alerts))
 
     def send(self, payloads: list[Payload]) -> None:
         """Queue ``payloads`` for every Alertmanager."""
         if payloads:
             for client in self.clients:
                 client.enqueue(payloads)
-
-    def forget_targets(self, urls: Iterable[str]) -> None:
-        """Drop the scores of targets that are gone."""
-        gone = set(urls)
-        for scores in self.scores.values():
-            for url in gone & scores.keys():
-                del scores[url]
 
     def firing(self) -> list[Payload]:
         """Every alert firing now."""
