@@ -90,8 +90,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    # Imported here, not at the top: PyYAML adds 0.9 MB to the application's RSS, and a
-    # sidecar configured by its environment and arguments never reads YAML.
+    # Imported here, not at the top: PyYAML adds to the application's RSS (benchmarks/
+    # results.md), and a sidecar configured by its environment and arguments never reads YAML.
     import yaml
 
     try:

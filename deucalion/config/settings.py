@@ -147,7 +147,8 @@ class Section(BaseModel):
 
     # defer_build: a section's validator and serializer are built when the section is first
     # used on its own, not at import. The application only validates Settings, whose validator
-    # holds every section; building one for each section as well cost it 0.2 MB of RSS.
+    # holds every section; building one for each section as well cost it memory (figure in
+    # benchmarks/results.md, "Figures behind design choices").
     # hide_input_in_errors: a section validated on its own (AlertmanagerSettings(urls=[...]))
     # raises pydantic's own error, which would quote the input, passwords and all.
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True,
