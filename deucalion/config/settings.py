@@ -40,6 +40,7 @@ __all__ = [
     "TargetSettings",
     "TelemetrySettings",
     "check_labels",
+    "hide_password",
     "normalize_target_url",
     "parse_duration",
     "parse_size",
@@ -121,6 +122,10 @@ def normalize_target_url(value: str) -> str:
     if not parts.path:
         value = value.rstrip("/") + "/metrics" if not parts.query else value
     return value
+
+
+#: The name ``redact_url`` had here before it moved to ``deucalion._http``.
+hide_password = redact_url
 
 
 def _hide_passwords(value: object) -> object:
@@ -318,6 +323,9 @@ def _expand_targets(value: object) -> object:
 class AlertmanagerSettings(Section):
     """Where and how alerts are sent."""
 
+    # Described by their docstrings: the injector's --help and schema show this section too.
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     urls: list[str] = Field(default_factory=list)
     """Alertmanager base URLs (an HA group: every alert goes to each one)."""
     alert_name: str = "DeucalionAnomaly"
@@ -384,6 +392,15 @@ class AlertmanagerSettings(Section):
             raise ValueError("a URL holds credentials (user:password@) and basic auth or a "
                              "bearer token is set too: give the credentials one way")
         return self
+
+    @property
+    def first_host_port(self) -> tuple[str, int] | None:
+        """Host and port of the first URL, for the original framework's two variables."""
+        if not self.urls:
+            return None
+        parts = urlsplit(self.urls[0])
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return parts.hostname or "", port
 
     def credentials(self) -> Credentials:
         """The credentials every Alertmanager is sent (a user and password in a URL are that
