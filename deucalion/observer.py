@@ -24,7 +24,6 @@ __all__ = [
     "ScrapedTarget",
     "Selection",
     "TargetsData",
-    "check_desired_metrics",
     "data_time",
     "data_times",
     "select_data",

@@ -35,8 +35,6 @@ __all__ = [
     "StaticTargets",
     "Target",
     "TargetProvider",
-    "build_provider",
-    "target_from_settings",
 ]
 
 
