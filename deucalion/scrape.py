@@ -191,12 +191,9 @@ class Scraper:
         count = count_samples(body) if self.count_samples else None
         return count, parse_exposition(body, openmetrics=openmetrics, metrics=self.metrics)
 
-    async def fetch(self, target: Target) -> tuple[bytes, str]:
+    async def _fetch(self, target: Target) -> tuple[bytes, str]:
         """The body and Content-Type at ``target.url``, with this scraper's timeout, size limit,
         and the target's credentials and TLS settings; raises ``ScrapeError`` saying why not."""
-        return await self._fetch(target)
-
-    async def _fetch(self, target: Target) -> tuple[bytes, str]:
         if self._session is None:
             self.open()
         assert self._session is not None
