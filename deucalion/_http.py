@@ -9,6 +9,8 @@ One place for each job every HTTP client of deucalion does:
   or quoted in an error holds a secret.
 - ``redact_url``: a URL as logs and errors may show it (password and secret query parameters as
   ``***``).
+- ``comma_separated`` / ``split_comma_list``: a list setting written as one comma-separated
+  string (an environment variable, a flag).
 - ``APIClient``: GET requests to an HTTP API (Kubernetes, Prometheus) over one session, with
   these credentials, a timeout and a size limit, and none of a scrape's headers.
 
