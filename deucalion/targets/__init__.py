@@ -8,7 +8,9 @@ makes the one the settings ask for:
 - ``kubernetes:`` -> ``deucalion.targets.kubernetes.KubernetesTargets``;
 - ``prometheus:`` -> ``deucalion.targets.prometheus.PrometheusTargets`` (federated mode).
 
-``Target`` (in ``deucalion.targets.target``) is what every provider answers with. The first
+``Target`` (in ``deucalion.targets.target``) is what every provider answers with; the
+protocols and the combining providers are in ``deucalion.targets.provider``, which the
+submodules import (never this package, whose ``build_provider`` imports them). The first
 three may be combined (``CombinedTargets``). A provider that also has
 ``async collect(targets, metrics) -> list[ScrapeResult]`` (a ``CollectingProvider``) delivers
 the samples itself and replaces scraping: federated mode does.
@@ -16,18 +18,19 @@ the samples itself and replaces scraping: federated mode does.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
 from deucalion.errors import ConfigError
+from deucalion.targets.provider import (
+    CollectingProvider,
+    CombinedTargets,
+    StaticTargets,
+    TargetProvider,
+)
 from deucalion.targets.target import Target, target_from_settings
 
 if TYPE_CHECKING:
     from deucalion.config.settings import Settings
-    from deucalion.scrape import ScrapeResult
-
-log = logging.getLogger(__name__)
 
 __all__ = [
     "CollectingProvider",
@@ -36,69 +39,6 @@ __all__ = [
     "Target",
     "TargetProvider",
 ]
-
-
-class TargetProvider(Protocol):
-    """A source of targets, asked once per cycle."""
-
-    async def discover(self) -> Sequence[Target]:
-        """The targets to scrape in this cycle."""
-        ...
-
-    async def close(self) -> None:
-        """Release what the provider holds (files watched, sessions)."""
-        ...
-
-
-class StaticTargets:
-    """A fixed list of targets, from the ``targets:`` setting."""
-
-    def __init__(self, targets: Sequence[Target]) -> None:
-        self._targets = tuple(targets)
-
-    async def discover(self) -> Sequence[Target]:
-        """The configured targets."""
-        return self._targets
-
-    async def close(self) -> None:
-        """Nothing to release."""
-        return None
-
-
-@runtime_checkable
-class CollectingProvider(TargetProvider, Protocol):
-    """A provider that also delivers its targets' samples, instead of deucalion scraping them."""
-
-    async def collect(self, targets: Sequence[Target], metrics: Iterable[str] | None
-                      ) -> list[ScrapeResult]:
-        """One result per target, with the samples of ``metrics`` (all when ``None``)."""
-        ...
-
-
-class CombinedTargets:
-    """The union of several providers' targets; a URL found twice keeps its first labels."""
-
-    def __init__(self, providers: Sequence[TargetProvider]) -> None:
-        self.providers = tuple(providers)
-
-    @property
-    def last_error(self) -> str | None:
-        """The problems the providers report, if any."""
-        errors = [e for p in self.providers if (e := getattr(p, "last_error", None))]
-        return "; ".join(errors) or None
-
-    async def discover(self) -> Sequence[Target]:
-        """Every provider's targets, in the order of the providers."""
-        seen: dict[str, Target] = {}
-        for provider in self.providers:
-            for target in await provider.discover():
-                seen.setdefault(target.url, target)
-        return list(seen.values())
-
-    async def close(self) -> None:
-        """Close every provider."""
-        for provider in self.providers:
-            await provider.close()
 
 
 def build_provider(settings: Settings) -> TargetProvider:
