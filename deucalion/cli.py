@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from deucalion._version import __version__
 from deucalion.errors import ConfigError, DeucalionError
-from deucalion.observer import MetricsObserver, TargetsData
+from deucalion.observer import MetricsObserver
 from deucalion.runner import run_main
 
 if TYPE_CHECKING:
@@ -30,13 +30,15 @@ __all__ = ["build_parser", "load_object", "main"]
 def _demo(args: argparse.Namespace) -> int:
     from deucalion.demo import run_demo
 
-    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    metrics = _metric_list(args.metrics)
     return run_main(run_demo(target=args.target, alertmanager=args.alertmanager,
                                 duration=args.duration, interval=args.interval, metrics=metrics))
 
 
 def _metric_list(text: str | None) -> list[str] | None:
-    return [m.strip() for m in text.split(",") if m.strip()] if text else None
+    from deucalion._http import comma_separated
+
+    return comma_separated(text) if text else None
 
 
 def _settings(path: str | None) -> Settings:
@@ -49,13 +51,13 @@ def _settings(path: str | None) -> Settings:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from deucalion._http import redact_url
     from deucalion.config.loading import load_settings
-    from deucalion.config.settings import hide_password
 
     # Only the file: a check of what was written, not of this shell's environment.
     settings = load_settings(args.file, environ={}, default_file=None)
     if settings.prometheus is not None:
-        sources = [f"federated from {hide_password(settings.prometheus.url)}"]
+        sources = [f"federated from {redact_url(settings.prometheus.url)}"]
     else:
         sources = []
         if settings.targets:
@@ -113,20 +115,14 @@ async def _targets(args: argparse.Namespace) -> int:
     return 0 if all(r.up for r in results) else 1
 
 
-class _ScrapeCommand(MetricsObserver):
-    """Stands in for an observer desiring ``--metrics``, so the provisioner's own filter runs."""
-
-    def new_data(self, targets_data_dict: TargetsData) -> None:
-        """Never called."""
-        return None
-
-
 async def _scrape(args: argparse.Namespace) -> int:
     from deucalion.config.loading import normalize_target_url
-    from deucalion.provisioner import MetricsProvisioner
+    from deucalion.observer import check_desired_metrics, select_data
     from deucalion.targets import Target, build_provider
 
     metrics = _metric_list(args.metrics)
+    if metrics is not None:
+        check_desired_metrics(metrics, "deucalion scrape --metrics")
     try:
         url = normalize_target_url(args.url)
     except ValueError as exc:
@@ -154,11 +150,9 @@ async def _scrape(args: argparse.Namespace) -> int:
     finally:
         await provider.close()
     result = results[0]
-    if metrics is None:
-        data = {url: result.with_synthetic()}
-    else:
-        provisioner = MetricsProvisioner(settings)
-        data = provisioner.data_for(_ScrapeCommand(metrics), results)
+    # With --metrics, the very selection an observer desiring them gets its data from.
+    data = ({url: result.with_synthetic()} if metrics is None
+            else select_data(metrics, results).data)
     print(json.dumps(data, indent=2, sort_keys=True))
     if not result.up:
         print(f"deucalion: {url} is down: {result.error}", file=sys.stderr)

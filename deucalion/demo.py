@@ -187,7 +187,7 @@ async def run_demo(
     metrics: Iterable[str] | None = None,
 ) -> int:
     """Run the demo for ``duration`` seconds (0: until cancelled); returns an exit code."""
-    from deucalion.config.settings import hide_password
+    from deucalion._http import redact_url
     from deucalion.provisioner import MetricsProvisioner
 
     synthetic = None
@@ -209,7 +209,7 @@ async def run_demo(
         provisioner.register(RobustZScoreObserver(desired))
         # The URLs as validated, not as typed, so that a password shows as *** whatever the
         # form it was written in.
-        urls = ", ".join(hide_password(url) for url in provisioner.settings.alertmanager.urls)
+        urls = ", ".join(redact_url(url) for url in provisioner.settings.alertmanager.urls)
         print(f"deucalion demo: watching {target} every {interval:g}s for "
               f"{', '.join(desired)}" + (f" for {duration:g}s" if duration else "")
               + (f"; alerts go to {urls}" if urls else "")

@@ -6,6 +6,7 @@ deucalion's own::
 
     DeucalionError
     ├── ConfigError      bad or missing configuration: names the file and the key
+    │   └── CredentialsError   a token, password or CA file it names cannot be read or used
     ├── ParseError       a metrics exposition that breaks its format: names the line
     └── ScrapeError      a target that could not be scraped: names the target
 
@@ -14,7 +15,7 @@ Each message says what was wrong and what to do about it.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DeucalionError", "ParseError", "ScrapeError"]
+__all__ = ["ConfigError", "CredentialsError", "DeucalionError", "ParseError", "ScrapeError"]
 
 
 class DeucalionError(Exception):
@@ -25,6 +26,15 @@ class ConfigError(DeucalionError):
     """The configuration is invalid or incomplete.
 
     The message names the source (file, environment variable or keyword argument) and the key.
+    """
+
+
+class CredentialsError(ConfigError):
+    """A credentials or CA file the configuration names cannot be read or used.
+
+    Raised when it is read: at start for a CA file, on every request for a bearer token file
+    (tokens rotate, so a file that cannot be read now may be readable at the next request). The
+    message names the setting and the file, never the secret.
     """
 
 

@@ -1,4 +1,7 @@
-"""The user's side of deucalion: ``MetricsObserver``.
+"""The user's side of deucalion: ``MetricsObserver``, and the selection of its data.
+
+``Selection`` (or ``select_data``) is the pure function that chooses each observer's samples
+from a cycle's scrape results: the provisioner, ``deucalion scrape`` and a replay all use it.
 
 This module is imported in every worker process, so it imports the standard library only.
 """
@@ -9,12 +12,22 @@ import abc
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from deucalion.errors import ConfigError
 from deucalion.exposition.naming import METRIC_NAME, family_selects
 
-__all__ = ["SYNTHETIC_METRICS", "MetricsObserver", "TargetsData", "data_time", "data_times"]
+__all__ = [
+    "SYNTHETIC_METRICS",
+    "HandOff",
+    "MetricsObserver",
+    "ScrapedTarget",
+    "Selection",
+    "TargetsData",
+    "data_time",
+    "data_times",
+    "select_data",
+]
 
 #: ``{target_url: {sample_name: {series: value}}}``, what ``new_data`` receives.
 TargetsData = dict[str, dict[str, dict[str, float]]]
@@ -65,6 +78,115 @@ def data_times() -> Mapping[str, float]:
 
 
 
+def check_desired_metrics(desired_metrics: Iterable[str], owner: str) -> frozenset[str]:
+    """``desired_metrics`` as a set of metric names; a ``ConfigError`` naming ``owner`` (an
+    observer, a command) when one is not a metric name or there are none."""
+    if isinstance(desired_metrics, str):
+        # A lone string would otherwise be read as a set of one-letter names.
+        desired_metrics = [desired_metrics]
+    names = frozenset(desired_metrics)
+    bad = sorted(n for n in names if not isinstance(n, str) or not METRIC_NAME.match(n))
+    if bad:
+        raise ConfigError(
+            f"{owner}: {bad!r} are not metric names; desired_metrics must hold "
+            "names such as 'node_cpu_seconds_total' or 'go_goroutines'"
+        )
+    if not names:
+        raise ConfigError(
+            f"{owner} desires no metrics: pass the metric names its model "
+            "needs to super().__init__(desired_metrics)"
+        )
+    return names
+
+
+class _HasURL(Protocol):
+    @property
+    def url(self) -> str: ...
+
+
+TargetT = TypeVar("TargetT", bound=_HasURL)
+TargetT_co = TypeVar("TargetT_co", bound=_HasURL, covariant=True)
+
+
+class ScrapedTarget(Protocol[TargetT_co]):
+    """What selection reads of one target's scrape (``deucalion.scrape.ScrapeResult`` is one)."""
+
+    @property
+    def target(self) -> TargetT_co:
+        """The target (its ``url`` keys the data)."""
+        ...
+
+    @property
+    def samples(self) -> dict[str, dict[str, float]]:
+        """``{sample_name: {series: value}}`` of the scrape."""
+        ...
+
+    def with_synthetic(self) -> dict[str, dict[str, float]]:
+        """The samples plus ``up``, ``scrape_duration_seconds`` (``scrape_samples_scraped``
+        when counted)."""
+        ...
+
+
+class HandOff(NamedTuple, Generic[TargetT]):
+    """One observer's data for one cycle, and the targets it came from."""
+
+    data: TargetsData
+    """What ``new_data`` receives: ``{target_url: {sample_name: {series: value}}}``."""
+    targets: dict[str, TargetT]
+    """The targets of ``data`` by URL, as they were: their labels label the alerts about them,
+    even when one is gone by the time ``new_data`` returns."""
+
+
+class Selection:
+    """Chooses an observer's samples from a cycle's scrape results.
+
+    ``Selection(desired)(results)`` is a pure function of the desired metrics and the results:
+    a sample is kept when its name or its family's is desired (``family_selects``), and the
+    synthetic ``up``, ``scrape_duration_seconds`` and ``scrape_samples_scraped`` are added when
+    desired. It remembers, per sample name, whether it is desired: the answer never changes,
+    and a cycle asks it for every sample name of every target.
+    """
+
+    def __init__(self, desired_metrics: Iterable[str]) -> None:
+        self.desired_metrics = frozenset(desired_metrics)
+        self._synthetic = SYNTHETIC_METRICS & self.desired_metrics
+        # Bounded by the sample names the scraper keeps for this provisioner's observers.
+        self._wanted: dict[str, bool] = {}
+
+    def __call__(self, results: Iterable[ScrapedTarget[TargetT]]) -> HandOff[TargetT]:
+        """The desired samples of every target, and the targets by URL."""
+        wanted = self._wanted
+        desired = self.desired_metrics
+        synthetic = self._synthetic
+        data: TargetsData = {}
+        targets: dict[str, TargetT] = {}
+        for result in results:
+            samples: dict[str, dict[str, float]] = {}
+            for name, series in result.samples.items():
+                keep = wanted.get(name)
+                if keep is None:
+                    keep = wanted[name] = family_selects(desired, name)
+                if keep:
+                    samples[name] = series
+            if synthetic:
+                extra = result.with_synthetic()
+                for name in synthetic:
+                    if name in extra:  # scrape_samples_scraped is absent when not counted
+                        samples[name] = extra[name]
+            target = result.target
+            url = target.url
+            data[url] = samples
+            targets[url] = target
+        return HandOff(data, targets)
+
+
+def select_data(desired_metrics: Iterable[str], results: Iterable[ScrapedTarget[TargetT]]
+                ) -> HandOff[TargetT]:
+    """The data an observer desiring ``desired_metrics`` receives from ``results``, and their
+    targets (see ``Selection``, which keeps what it learns between cycles)."""
+    return Selection(desired_metrics)(results)
+
+
 class MetricsObserver(abc.ABC):
     """An anomaly detector that deucalion feeds with the metrics it desires.
 
@@ -75,21 +197,7 @@ class MetricsObserver(abc.ABC):
     """
 
     def __init__(self, desired_metrics: Iterable[str]) -> None:
-        if isinstance(desired_metrics, str):
-            # A lone string would otherwise be read as a set of one-letter names.
-            desired_metrics = [desired_metrics]
-        names = frozenset(desired_metrics)
-        bad = sorted(n for n in names if not isinstance(n, str) or not METRIC_NAME.match(n))
-        if bad:
-            raise ConfigError(
-                f"{type(self).__name__}: {bad!r} are not metric names; desired_metrics must hold "
-                "names such as 'node_cpu_seconds_total' or 'go_goroutines'"
-            )
-        if not names:
-            raise ConfigError(
-                f"{type(self).__name__} desires no metrics: pass the metric names its model "
-                "needs to super().__init__(desired_metrics)"
-            )
+        names = check_desired_metrics(desired_metrics, type(self).__name__)
         self.desired_metrics: frozenset[str] = names
 
     #: Set it (on the class or the instance) to tell apart two observers of one class.

@@ -10,17 +10,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from deucalion.alerting.alertmanager import AlertSender
+from deucalion.alerting.alertmanager import AlertmanagerClient, AlertSender
+from deucalion.alerting.alerts import label_result
 from deucalion.alerting.lifecycle import Payload
 from deucalion.config.loading import Settings, load_settings
 from deucalion.dispatch import CallOutcome, ObserverWorker
 from deucalion.errors import ConfigError, DeucalionError
-from deucalion.observer import SYNTHETIC_METRICS, MetricsObserver, TargetsData
+from deucalion.observer import MetricsObserver, Selection, TargetsData
 from deucalion.runner import run_main, stopping_on_signals
 from deucalion.scrape import Scraper, ScrapeResult
 from deucalion.targets import CollectingProvider, Target, TargetProvider, build_provider
@@ -32,22 +33,9 @@ log = logging.getLogger(__name__)
 
 #: The longest a stop waits for queued alerts once the calls in flight are done (seconds).
 MAX_ALERT_FLUSH = 10.0
-
-
-class _HandedOff(dict[str, dict[str, dict[str, float]]]):
-    """An observer's data that remembers the targets it came from, so that the alerts of the
-    result are labelled as those targets were, even when one is gone by the time it returns."""
-
-    __slots__ = ("targets",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.targets: dict[str, Target] = {}
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Pickled (for a worker, say) it is the plain dict: targets hold credentials, and the
-        # observer is promised a dict.
-        return (dict, (dict(self),))
+#: Hand-offs remembered per observer until its result comes back (a call in flight, the data
+#: pending behind it, and a few that a slow call made the worker drop).
+MAX_HANDED = 4
 
 
 @dataclass
@@ -93,8 +81,11 @@ class MetricsProvisioner:
         self._running = False
         self._collector: CollectingProvider | None = None
         self._desired: frozenset[str] = frozenset()
-        # Per set of desired metrics: sample name -> whether that set selects it.
-        self._wants: dict[frozenset[str], dict[str, bool]] = {}
+        # Per set of desired metrics, its selection (which remembers what it selects).
+        self._selections: dict[frozenset[str], Selection] = {}
+        # Per observer (its id), the data handed to it that may not have come back yet, with
+        # the targets it came from: the alerts of a result are labelled as those targets were.
+        self._handed: dict[int, list[tuple[TargetsData, dict[str, Target]]]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._failure: BaseException | None = None
         self.stats = CycleStats()
@@ -216,6 +207,7 @@ class MetricsProvisioner:
         # Decided once: an isinstance check against a runtime Protocol is slow on a hot path.
         self._collector = provider if isinstance(provider, CollectingProvider) else None
         self._desired = self.desired_metrics()
+        self._handed = {}
         self._running = True
         self._stopped = asyncio.Event()
         self._stop_lock = asyncio.Lock()
@@ -373,39 +365,45 @@ class MetricsProvisioner:
             results = await self._scraper.scrape_all(targets)
         self._record_scrapes(results)
         for worker in self._workers:
-            worker.submit(self.data_for(worker.observer, results))
+            data, sources = self._selection(worker.observer)(results)
+            self._note_handed(worker.observer, data, sources)
+            worker.submit(data)
         self.stats.cycles += 1
         self.stats.last_cycle_end = time.time()
         return results
 
-    def data_for(self, observer: MetricsObserver, results: Iterable[ScrapeResult]) -> TargetsData:
-        """Only the samples ``observer`` desires, of every target."""
-        wants = self._wants.setdefault(observer.desired_metrics, {})
-        synthetic = SYNTHETIC_METRICS & observer.desired_metrics
-        data = _HandedOff()
-        for result in results:
-            samples: dict[str, dict[str, float]] = {}
-            for name, series in result.samples.items():
-                wanted = wants.get(name)
-                if wanted is None:
-                    wanted = wants[name] = observer.wants(name)
-                if wanted:
-                    samples[name] = series
-            if synthetic:
-                extra = result.with_synthetic()
-                for name in synthetic:
-                    if name in extra:  # scrape_samples_scraped is absent when not counted
-                        samples[name] = extra[name]
-            data[result.target.url] = samples
-            data.targets[result.target.url] = result.target
-        return data
+    def _selection(self, observer: MetricsObserver) -> Selection:
+        selection = self._selections.get(observer.desired_metrics)
+        if selection is None:
+            selection = self._selections[observer.desired_metrics] = Selection(
+                observer.desired_metrics)
+        return selection
+
+    def _note_handed(self, observer: MetricsObserver, data: TargetsData,
+                     targets: dict[str, Target]) -> None:
+        handed = self._handed.setdefault(id(observer), [])
+        handed.append((data, targets))
+        if len(handed) > MAX_HANDED:
+            # Only a call running for many cycles gets here: the data between the oldest (in
+            # flight, maybe) and the newest (pending) was dropped by the worker.
+            del handed[1:-1]
+
+    def _targets_handed(self, observer: MetricsObserver, data: object) -> dict[str, Target]:
+        """The targets ``data`` came from when it was handed to ``observer``; forgets it and
+        whatever was handed before (calls return in order)."""
+        handed = self._handed.get(id(observer), [])
+        for index, (sent, targets) in enumerate(handed):
+            if sent is data:
+                del handed[:index + 1]
+                return targets
+        return self._targets_by_url
 
     # --- alerts and telemetry ----------------------------------------------------------------
 
     async def _start_alerting(self) -> None:
         """Start deucalion's HTTP server, then the alert sender (its alerts link to /alerts)."""
         if self.settings.telemetry.enabled:
-            await self.telemetry.start(self.settings.telemetry.listen, alerts=self.firing_alerts)
+            await self.telemetry.start(self.settings.telemetry.listen)
         server = self.telemetry.server
         self.alert_sender = AlertSender(
             self.settings.alertmanager,
@@ -443,6 +441,16 @@ class MetricsProvisioner:
         """The alerts firing now, as sent to Alertmanager (what ``/alerts`` serves)."""
         return self.alert_sender.firing() if self.alert_sender is not None else []
 
+    @property
+    def alertmanagers(self) -> tuple[AlertmanagerClient, ...]:
+        """The clients of the configured Alertmanagers, while running."""
+        return tuple(self.alert_sender.clients) if self.alert_sender is not None else ()
+
+    @property
+    def scrape_interval(self) -> float:
+        """Seconds between the starts of two cycles."""
+        return self.settings.scrape_interval
+
     def _follow_targets(self, targets: list[Target]) -> None:
         """Note this cycle's targets; drop what is kept for targets that are gone."""
         current = {t.url: t for t in targets}
@@ -450,21 +458,28 @@ class MetricsProvisioner:
         if gone:
             assert self._scraper is not None
             self._scraper.forget(gone)
-            if self.alert_sender is not None:
-                self.alert_sender.forget_targets(gone)
+            self.telemetry.forget_targets(gone)
         self._targets_by_url = current
 
     def _record_scrapes(self, results: list[ScrapeResult]) -> None:
         self.telemetry.scrapes = results
 
     async def _on_result(self, outcome: CallOutcome) -> None:
-        self.telemetry.record_call(outcome)
+        name = outcome.observer.name
+        self.telemetry.record_call(name, outcome.duration)
+        # The targets the observer saw, not today's: one may have left discovery during the
+        # call, and its alert must still say which target it is about.
+        targets = self._targets_handed(outcome.observer, outcome.data)
         # A failed call says nothing about the alerts: they stay as they were.
         if outcome.error is not None or self.alert_sender is None:
             return
-        data = outcome.data
-        # The targets the observer saw, not today's: one may have left discovery during the
-        # call, and its alert must still say which target it is about.
-        targets = data.targets if isinstance(data, _HandedOff) else self._targets_by_url
-        self.alert_sender.observe(outcome.observer.name, outcome.result, data, targets,
-                                  group=id(outcome.observer))
+        settings = self.settings.alertmanager
+        labelled = label_result(outcome.result, outcome.data, targets, observer=name,
+                                alert_name=settings.alert_name,
+                                external_labels=settings.external_labels)
+        for message in labelled.errors:
+            log.error("%s", message)
+        for message in labelled.warnings:
+            log.warning("%s", message)
+        self.telemetry.record_scores(name, labelled.scores)
+        self.alert_sender.update(id(outcome.observer), labelled.alerts)

@@ -8,27 +8,23 @@ its state changes (not every cycle).
 from __future__ import annotations
 
 import asyncio
-import base64
 import ipaddress
 import logging
-import ssl
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 from types import TracebackType
 from typing import Literal
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from deucalion._version import __version__
-from deucalion.errors import DeucalionError, ParseError, ScrapeError
+from deucalion._http import USER_AGENT
+from deucalion.errors import CredentialsError, DeucalionError, ParseError, ScrapeError
 from deucalion.exposition.text import is_openmetrics, parse_exposition
-from deucalion.targets import Target
+from deucalion.targets.target import Target
 
-__all__ = ["ScrapeResult", "Scraper", "auth_headers", "ssl_for"]
+__all__ = ["ACCEPT", "ScrapeResult", "Scraper"]
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +33,6 @@ ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 )
-USER_AGENT = f"deucalion/{__version__}"
 # Bodies above this size are parsed in a thread so the event loop keeps serving other targets;
 # smaller ones parse in well under a millisecond, less than a thread hand-off costs.
 PARSE_INLINE_MAX_BYTES = 256 * 1024
@@ -63,54 +58,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def auth_headers(target: Target) -> dict[str, str]:
-    """The Authorization header ``target`` is configured with (none when it has no credentials).
-
-    Raises ``ScrapeError`` naming the file when a bearer token file cannot be read; the error
-    never contains the secret.
-    """
-    if target.basic_auth is not None:
-        username, password = target.basic_auth
-        # Encoded here: aiohttp's BasicAuth helper is deprecated in recent versions.
-        credentials = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-        return {"Authorization": f"Basic {credentials}"}
-    token = target.bearer_token
-    if target.bearer_token_file is not None:
-        # Read on every request: Kubernetes rotates projected service-account tokens. The file
-        # is a few hundred bytes, read well under a millisecond.
-        try:
-            token = Path(target.bearer_token_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ScrapeError(target.url, f"cannot read bearer_token_file "
-                                          f"{target.bearer_token_file}: {exc.strerror or exc}"
-                              ) from None
-    if token:
-        return {"Authorization": f"Bearer {token}"}
-    return {}
-
-
-def ssl_for(target: Target) -> ssl.SSLContext | bool:
-    """What aiohttp's ``ssl=`` gets for ``target``: ``True`` (system CAs) unless configured."""
-    if target.ca_file is None and not target.insecure_skip_verify:
-        return True
-    try:
-        return _ssl_context(target.ca_file, target.insecure_skip_verify)
-    except (OSError, ssl.SSLError) as exc:
-        raise ScrapeError(target.url, f"cannot load tls_config.ca_file {target.ca_file}: "
-                                      f"{exc}") from None
-
-
-@lru_cache(maxsize=64)
-def _ssl_context(ca_file: str | None, insecure: bool) -> ssl.SSLContext:
-    # One context per TLS configuration, not per target or request: building one reads the CA
-    # file and costs milliseconds.
-    context = ssl.create_default_context(cafile=ca_file)
-    if insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 @dataclass
@@ -157,8 +104,8 @@ class Scraper:
         self.timeout = timeout
         self.body_size_limit = body_size_limit
         self.compression = compression
-        # Counting every line of a body costs more than the filtered parse of it (0.18 ms
-        # against 0.1 ms for node_exporter's), so it is done only when someone reads the count.
+        # Counting every line of a body costs more than the filtered parse of it (figures in
+        # benchmarks/results.md), so it is done only when someone reads the count.
         self.count_samples = count_samples
         self._encodings: dict[str, str] = {}
         self.metrics = None if metrics is None else frozenset(metrics)
@@ -244,19 +191,20 @@ class Scraper:
         count = count_samples(body) if self.count_samples else None
         return count, parse_exposition(body, openmetrics=openmetrics, metrics=self.metrics)
 
-    async def fetch(self, target: Target) -> tuple[bytes, str]:
+    async def _fetch(self, target: Target) -> tuple[bytes, str]:
         """The body and Content-Type at ``target.url``, with this scraper's timeout, size limit,
         and the target's credentials and TLS settings; raises ``ScrapeError`` saying why not."""
-        return await self._fetch(target)
-
-    async def _fetch(self, target: Target) -> tuple[bytes, str]:
         if self._session is None:
             self.open()
         assert self._session is not None
         timeout = self.timeout if target.timeout is None else target.timeout
-        headers = {"X-Prometheus-Scrape-Timeout-Seconds": f"{timeout:g}",
-                   "Accept-Encoding": self._encoding(target.url), **auth_headers(target)}
-        ssl_option = ssl_for(target)
+        try:
+            headers = {"X-Prometheus-Scrape-Timeout-Seconds": f"{timeout:g}",
+                       "Accept-Encoding": self._encoding(target.url),
+                       **target.credentials.headers()}
+            ssl_option = target.credentials.ssl()
+        except CredentialsError as exc:
+            raise ScrapeError(target.url, str(exc)) from None
         try:
             async with asyncio.timeout(timeout):
                 async with self._session.get(target.url, headers=headers, ssl=ssl_option,

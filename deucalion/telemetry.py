@@ -2,8 +2,10 @@
 
 Every provisioner owns a ``Telemetry`` with its own prometheus_client ``CollectorRegistry``
 (never the global one, so two provisioners in one process do not clash). Most metrics are read
-from the provisioner's state at scrape time by a custom collector, so the cycle does no
-bookkeeping for them; only the observer call durations are a histogram fed per call.
+at scrape time, by a custom collector, from a ``TelemetrySource`` (what telemetry reads of the
+provisioner: a narrow Protocol, so telemetry imports no provisioner), so the cycle does no
+bookkeeping for them; the observer call durations are a histogram fed per call, and the
+anomaly scores are recorded per result.
 """
 
 from __future__ import annotations
@@ -12,30 +14,123 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-# aiohttp's low-level server (documented as aiohttp.web.Server), without aiohttp.web's
-# application, router and runner: four fixed paths need none of them, and importing
-# aiohttp.web costs the application 1.4 MB more.
-from aiohttp.web_request import BaseRequest
-from aiohttp.web_response import Response, json_response
-from aiohttp.web_server import Server
+from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from deucalion.dispatch import CallOutcome
 from deucalion.errors import ConfigError
 from deucalion.scrape import ScrapeResult
 
-if TYPE_CHECKING:
-    from deucalion.provisioner import MetricsProvisioner
-
-__all__ = ["Telemetry", "TelemetryServer", "start_telemetry_server"]
+__all__ = ["Telemetry", "TelemetryServer", "TelemetrySource", "start_telemetry_server"]
 
 log = logging.getLogger(__name__)
+
+
+class CycleCounters(Protocol):
+    """The cycle loop's counters (``deucalion.provisioner.CycleStats``)."""
+
+    @property
+    def cycles(self) -> int: ...
+    @property
+    def overruns(self) -> int: ...
+    @property
+    def last_cycle_end(self) -> float | None: ...
+    @property
+    def last_cycle_duration(self) -> float: ...
+
+
+class ObserverCounters(Protocol):
+    """One observer's counters (``deucalion.dispatch.ObserverStats``)."""
+
+    @property
+    def calls(self) -> int: ...
+    @property
+    def errors(self) -> int: ...
+    @property
+    def restarts(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
+    @property
+    def timeouts(self) -> int: ...
+
+
+class ObserverState(Protocol):
+    """One observer's worker, as telemetry sees it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def ready(self) -> bool: ...
+    @property
+    def stats(self) -> ObserverCounters: ...
+
+
+class AlertmanagerCounters(Protocol):
+    """One Alertmanager's counters (``deucalion.alerting.alertmanager.AlertmanagerStats``)."""
+
+    @property
+    def sent(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+    @property
+    def rejected(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
+
+
+class AlertmanagerState(Protocol):
+    """One Alertmanager's client, as telemetry sees it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def queued(self) -> int: ...
+    @property
+    def stats(self) -> AlertmanagerCounters: ...
+
+
+class TelemetrySource(Protocol):
+    """What telemetry reads (``MetricsProvisioner`` is one)."""
+
+    @property
+    def running(self) -> bool:
+        """Whether it has started and not yet stopped."""
+        ...
+
+    @property
+    def cycle_loop_ended(self) -> bool:
+        """Whether its cycle loop ended while running."""
+        ...
+
+    @property
+    def scrape_interval(self) -> float:
+        """Seconds between the starts of two cycles."""
+        ...
+
+    @property
+    def stats(self) -> CycleCounters:
+        """The cycle loop's counters."""
+        ...
+
+    @property
+    def workers(self) -> Sequence[ObserverState]:
+        """The observers' workers."""
+        ...
+
+    @property
+    def alertmanagers(self) -> Sequence[AlertmanagerState]:
+        """The Alertmanagers' clients."""
+        ...
+
+    def firing_alerts(self) -> Sequence[Mapping[str, Any]]:
+        """The alerts firing now, as sent to Alertmanager."""
+        ...
+
 
 #: /healthz fails when no cycle finished for this many scrape intervals.
 HEALTHY_INTERVALS = 3
@@ -46,9 +141,8 @@ SHUTDOWN_TIMEOUT = 5.0
 class TelemetryServer:
     """A running HTTP server: ``.url`` is where it listens (the real port when bound to 0)."""
 
-    def __init__(self, handler: Server, listener: asyncio.AbstractServer, url: str) -> None:
-        self._handler = handler
-        self._listener = listener
+    def __init__(self, runner: web.ServerRunner, url: str) -> None:
+        self._runner = runner
         self.url = url
 
     @property
@@ -63,18 +157,9 @@ class TelemetryServer:
 
     async def close(self) -> None:
         """Stop serving; twice is harmless."""
-        # Shielded: a cancelled shutdown must still release the listening socket.
-        await asyncio.shield(_stop_serving(self._handler, self._listener))
-
-
-async def _stop_serving(handler: Server, listener: asyncio.AbstractServer) -> None:
-    # As aiohttp's runners do: stop accepting, let requests already in flight start, close
-    # idle connections, then give the others a moment to finish.
-    listener.close()
-    await asyncio.sleep(0)
-    handler.pre_shutdown()
-    await handler.shutdown(SHUTDOWN_TIMEOUT)
-    await listener.wait_closed()
+        # Shielded: a cancelled shutdown must still release the listening socket. The runner
+        # stops accepting, closes idle connections and gives the others a moment to finish.
+        await asyncio.shield(self._runner.cleanup())
 
 
 async def start_telemetry_server(
@@ -87,55 +172,66 @@ async def start_telemetry_server(
 ) -> TelemetryServer:
     """Serve ``registry`` and the health endpoints on ``listen`` (``host:port``, port 0 ok)."""
 
-    def metrics() -> Response:
+    def metrics() -> web.Response:
         body = generate_latest(registry)
-        return Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    def healthz() -> Response:
+    def healthz() -> web.Response:
         ok = healthy()
-        return Response(status=200 if ok else 503, text="ok\n" if ok else "stalled\n")
+        return web.Response(status=200 if ok else 503, text="ok\n" if ok else "stalled\n")
 
-    def readyz() -> Response:
+    def readyz() -> web.Response:
         ok = ready()
-        return Response(status=200 if ok else 503, text="ready\n" if ok else "not ready\n")
+        return web.Response(status=200 if ok else 503,
+                            text="ready\n" if ok else "not ready\n")
 
-    def firing() -> Response:
-        return json_response(list(alerts()))
+    def firing() -> web.Response:
+        return web.json_response(list(alerts()))
 
-    routes: dict[str, Callable[[], Response]] = {
+    routes: dict[str, Callable[[], web.Response]] = {
         "/metrics": metrics, "/healthz": healthz, "/readyz": readyz, "/alerts": firing}
 
-    async def handle(request: BaseRequest) -> Response:
+    async def handle(request: web.BaseRequest) -> web.Response:
         route = routes.get(request.path)
         if route is None:
-            return Response(status=404, text=f"not found: deucalion serves {', '.join(routes)}\n")
+            return web.Response(status=404,
+                                text=f"not found: deucalion serves {', '.join(routes)}\n")
         if request.method not in ("GET", "HEAD"):
-            return Response(status=405, headers={"Allow": "GET, HEAD"}, text="use GET\n")
+            return web.Response(status=405, headers={"Allow": "GET, HEAD"}, text="use GET\n")
         return route()
 
     host, _, port = listen.rpartition(":")
     host = host.strip("[]") or "0.0.0.0"
-    handler = Server(handle, access_log=None)
+    # aiohttp's low-level server (four fixed paths need no application or router), run by its
+    # runner: no signal handlers (the host application's), a bounded shutdown.
+    runner = web.ServerRunner(web.Server(handle, access_log=None), handle_signals=False,
+                              shutdown_timeout=SHUTDOWN_TIMEOUT)
+    await runner.setup()
+    site = web.TCPSite(runner, host, int(port))
     try:
-        listener = await asyncio.get_running_loop().create_server(handler, host, int(port))
+        await site.start()
     except OSError as exc:
+        await runner.cleanup()
         raise ConfigError(
             f"cannot serve deucalion's metrics on telemetry.listen {listen}: "
             f"{exc.strerror or exc}; choose another host:port (port 0 picks a free one) or set "
             "telemetry.enabled: false"
         ) from None
-    bound_host, bound_port = listener.sockets[0].getsockname()[:2]
+    bound_host, bound_port = runner.addresses[0][:2]
     shown = bound_host if ":" not in bound_host else f"[{bound_host}]"
     url = f"http://{shown}:{bound_port}"
     log.info("deucalion serves /metrics, /healthz, /readyz and /alerts on %s", url)
-    return TelemetryServer(handler, listener, url)
+    return TelemetryServer(runner, url)
 
 
 class Telemetry:
-    """The provisioner's metrics registry, what the cycle records for it, and its server."""
+    """deucalion's metrics registry, what the cycle records for it, and its server.
+
+    It reads the rest from ``source`` (the provisioner) when ``/metrics`` is scraped.
+    """
 
     def __init__(
-        self, provisioner: MetricsProvisioner, *, clock: Callable[[], float] = time.time
+        self, source: TelemetrySource, *, clock: Callable[[], float] = time.time
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.call_duration = Histogram(
@@ -147,37 +243,51 @@ class Telemetry:
         )
         self.scrapes: list[ScrapeResult] = []
         """The last cycle's scrape results (targets that disappear disappear from here)."""
+        self.scores: dict[str, dict[str | None, float]] = {}
+        """The latest anomaly score per observer name and target URL."""
         self._clock = clock
         self.started_at = clock()
         self.server: TelemetryServer | None = None
-        self._provisioner = provisioner
-        self.registry.register(_ProvisionerCollector(provisioner, self))
+        self._source = source
+        self.registry.register(_SourceCollector(source, self))
 
-    def record_call(self, outcome: CallOutcome) -> None:
-        """Count one ``new_data`` call's duration."""
-        self.call_duration.labels(outcome.observer.name).observe(outcome.duration)
+    def record_call(self, observer: str, duration: float) -> None:
+        """Count one ``new_data`` call of ``observer`` (its name) that took ``duration``."""
+        self.call_duration.labels(observer).observe(duration)
+
+    def record_scores(self, observer: str, scores: dict[str | None, float]) -> None:
+        """The anomaly scores of ``observer``'s latest result, per target URL."""
+        self.scores[observer] = scores
+
+    def forget_targets(self, urls: Iterable[str]) -> None:
+        """Drop the scores of targets that are gone."""
+        gone = set(urls)
+        for scores in self.scores.values():
+            for url in gone & scores.keys():
+                del scores[url]
 
     def healthy(self) -> bool:
         """Whether the cycle loop runs and a cycle finished within the last 3 scrape intervals
         (the first 3 intervals after start count as healthy: the first cycle may be slow)."""
-        p = self._provisioner
-        if not p.running or p.cycle_loop_ended:
+        source = self._source
+        if not source.running or source.cycle_loop_ended:
             # A dead cycle loop is unhealthy at once, not only once its last cycle is old.
             return False
-        last = max(p.stats.last_cycle_end or 0.0, self.started_at)
-        return self._clock() - last <= HEALTHY_INTERVALS * p.settings.scrape_interval
+        last = max(source.stats.last_cycle_end or 0.0, self.started_at)
+        return self._clock() - last <= HEALTHY_INTERVALS * source.scrape_interval
 
     def ready(self) -> bool:
         """Whether the first cycle is done and every observer's worker is up."""
-        p = self._provisioner
-        return p.running and p.stats.cycles > 0 and all(w.ready for w in p.workers)
+        source = self._source
+        return source.running and source.stats.cycles > 0 and all(
+            w.ready for w in source.workers)
 
-    async def start(self, listen: str, alerts: Callable[[], Sequence[Any]]) -> None:
+    async def start(self, listen: str) -> None:
         """Start the HTTP server on ``listen``."""
         self.started_at = self._clock()
         self.server = await start_telemetry_server(
-            listen, registry=self.registry, healthy=self.healthy, ready=self.ready, alerts=alerts
-        )
+            listen, registry=self.registry, healthy=self.healthy, ready=self.ready,
+            alerts=self._source.firing_alerts)
 
     async def close(self) -> None:
         """Stop the HTTP server, if any."""
@@ -186,11 +296,11 @@ class Telemetry:
             await server.close()
 
 
-class _ProvisionerCollector(Collector):
-    """Reads the provisioner's state when /metrics is scraped."""
+class _SourceCollector(Collector):
+    """Reads the source's state when /metrics is scraped."""
 
-    def __init__(self, provisioner: MetricsProvisioner, telemetry: Telemetry) -> None:
-        self._p = provisioner
+    def __init__(self, source: TelemetrySource, telemetry: Telemetry) -> None:
+        self._p = source
         self._t = telemetry
 
     def collect(self) -> Iterator[Metric]:
@@ -252,9 +362,6 @@ class _ProvisionerCollector(Collector):
         yield up
 
     def _alerts(self) -> Iterator[Metric]:
-        sender = self._p.alert_sender
-        if sender is None:
-            return
         names = ["alertmanager"]
         sent = CounterMetricFamily("deucalion_alerts_sent", "Alerts Alertmanager accepted.",
                                    labels=names)
@@ -269,7 +376,7 @@ class _ProvisionerCollector(Collector):
                                       labels=names)
         queued = GaugeMetricFamily("deucalion_alerts_queued", "Alerts waiting to be sent.",
                                    labels=names)
-        for client in sender.clients:
+        for client in self._p.alertmanagers:
             sent.add_metric([client.name], client.stats.sent)
             failed.add_metric([client.name], client.stats.failed)
             rejected.add_metric([client.name], client.stats.rejected)
@@ -279,7 +386,7 @@ class _ProvisionerCollector(Collector):
         firing = GaugeMetricFamily("deucalion_alerts_firing", "Alerts firing now.",
                                    labels=["observer"])
         counts: dict[str, int] = {w.name: 0 for w in self._p.workers}
-        for payload in sender.firing():
+        for payload in self._p.firing_alerts():
             name = payload["labels"].get("observer", "")
             counts[name] = counts.get(name, 0) + 1
         for name, count in counts.items():
@@ -291,7 +398,7 @@ class _ProvisionerCollector(Collector):
             labels=["observer", "target", "instance", "job"],
         )
         targets = {r.target.url: r.target for r in self._t.scrapes}
-        for observer, scores in sender.scores.items():
+        for observer, scores in self._t.scores.items():
             for url, value in scores.items():
                 target = targets.get(url) if url is not None else None
                 score.add_metric([observer, url or "", target.instance if target else "",

@@ -16,8 +16,8 @@ from aioresponses import CallbackResult, aioresponses
 from pydantic import SecretStr
 from yarl import URL
 
-from deucalion.alerting.alertmanager import AlertmanagerClient, AlertSender, redact_url
-from deucalion.alerting.alerts import Alert
+from deucalion.alerting.alertmanager import AlertmanagerClient, AlertSender
+from deucalion.alerting.alerts import Alert, label_result
 from deucalion.alerting.lifecycle import rfc3339
 from deucalion.config.loading import AlertmanagerSettings, load_settings
 from deucalion.errors import ConfigError, DeucalionError
@@ -177,6 +177,16 @@ async def test_close_gives_up_after_the_grace_period(
 TARGET = Target("http://node:9100/metrics", {"team": "db"})
 
 
+def observe(sender: AlertSender, observer: str, result: object, data: dict[str, Any],
+            targets: dict[str, Target]) -> list[str]:
+    """What the provisioner does with a result: label it, then update the sender; the errors."""
+    labelled = label_result(result, data, targets, observer=observer,
+                            alert_name=sender.settings.alert_name,
+                            external_labels=sender.settings.external_labels)
+    sender.update(observer, labelled.alerts)
+    return labelled.errors
+
+
 async def test_sender_labels_alerts_and_sends_to_every_alertmanager() -> None:
     """One observed result reaches each Alertmanager of the group, fully labelled."""
     settings = AlertmanagerSettings(urls=[AM, "http://am2:9093"], external_labels={"env": "x"})
@@ -185,7 +195,7 @@ async def test_sender_labels_alerts_and_sends_to_every_alertmanager() -> None:
         m.post(f"{AM}/api/v2/alerts", status=200)
         m.post("http://am2:9093/api/v2/alerts", status=200)
         await sender.start()
-        sender.observe("Obs", {TARGET.url: "high"}, {TARGET.url: {}}, {TARGET.url: TARGET})
+        observe(sender, "Obs", {TARGET.url: "high"}, {TARGET.url: {}}, {TARGET.url: TARGET})
         await sender.close(grace=10)
         first = m.requests[POST][0].kwargs["json"]
         second = m.requests[("POST", URL("http://am2:9093/api/v2/alerts"))][0].kwargs["json"]
@@ -196,34 +206,31 @@ async def test_sender_labels_alerts_and_sends_to_every_alertmanager() -> None:
     assert first[0]["annotations"] == {"description": "high"}
 
 
-async def test_invalid_alert_is_dropped_with_an_error_naming_the_observer(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """An alert with an invalid label is logged and dropped; the valid ones still go."""
+def test_invalid_alert_is_dropped_with_an_error_naming_the_observer() -> None:
+    """An alert with an invalid label is an error naming the observer; the valid ones still go."""
     sender = AlertSender(AlertmanagerSettings(), scrape_interval=15)
-    with caplog.at_level(logging.ERROR):
-        sender.observe("BadObserver", [Alert({"bad-name": "v"}), Alert({"ok": "v"})], {}, {})
-    assert "BadObserver" in caplog.text and "bad-name" in caplog.text
+    errors = observe(sender, "BadObserver", [Alert({"bad-name": "v"}), Alert({"ok": "v"})], {},
+                     {})
+    assert len(errors) == 1 and "BadObserver" in errors[0] and "bad-name" in errors[0]
     assert [a["labels"]["ok"] for a in sender.firing()] == ["v"]
 
 
 async def test_sender_sends_auth_headers() -> None:
     """Basic auth and bearer tokens (inline or from a file) are sent as Authorization."""
     settings = AlertmanagerSettings(basic_auth_username="u", basic_auth_password=SecretStr("p"))
-    basic = AlertSender(settings, scrape_interval=1)
-    assert basic._auth_headers() == {"Authorization": "Basic dTpw"}
-    inline = AlertSender(AlertmanagerSettings(bearer_token=SecretStr("tok")), scrape_interval=1)
-    assert inline._auth_headers() == {"Authorization": "Bearer tok"}
+    assert settings.credentials().headers() == {"Authorization": "Basic dTpw"}
+    inline = AlertmanagerSettings(bearer_token=SecretStr("tok"))
+    assert inline.credentials().headers() == {"Authorization": "Bearer tok"}
 
 
 def test_bearer_token_file_is_read_per_request(tmp_path: Path) -> None:
     """A rotated token file is picked up."""
     token = tmp_path / "token"
     token.write_text("one\n")
-    sender = AlertSender(AlertmanagerSettings(bearer_token_file=token), scrape_interval=1)
-    assert sender._auth_headers() == {"Authorization": "Bearer one"}
+    credentials = AlertmanagerSettings(bearer_token_file=token).credentials()
+    assert credentials.headers() == {"Authorization": "Bearer one"}
     token.write_text("two")
-    assert sender._auth_headers() == {"Authorization": "Bearer two"}
+    assert credentials.headers() == {"Authorization": "Bearer two"}
 
 
 async def test_an_unreadable_token_file_keeps_the_alerts_queued(
@@ -231,11 +238,10 @@ async def test_an_unreadable_token_file_keeps_the_alerts_queued(
 ) -> None:
     """While the token file cannot be read nothing is sent without it; then it goes, with it."""
     token = tmp_path / "token"
-    headers = AlertSender(AlertmanagerSettings(bearer_token_file=token),
-                          scrape_interval=1)._auth_headers
+    credentials = AlertmanagerSettings(bearer_token_file=token).credentials()
     with aioresponses() as m:
         m.post(f"{AM}/api/v2/alerts", status=200, repeat=True)
-        c = client(session, headers=headers)
+        c = client(session, credentials=credentials)
         c.enqueue([payload(1)])
         c.start()
         await asyncio.sleep(0.1)
@@ -298,9 +304,10 @@ async def test_credentials_in_the_url_stay_out_of_logs_and_metrics_labels(
     ("https://deucalion@am.example", "https://am.example"),
     ("http://[::1]:9093", "http://[::1]:9093"),
 ])
-def test_an_alertmanagers_name_is_its_url_without_credentials(url: str, name: str) -> None:
+async def test_an_alertmanagers_name_is_its_url_without_credentials(
+        session: aiohttp.ClientSession, url: str, name: str) -> None:
     """The name (logs, metric labels) keeps host, brackets, port and path; drops user:pass@."""
-    assert redact_url(url) == name
+    assert AlertmanagerClient(url, session).name == name
 
 
 async def test_an_unusable_ca_file_is_a_config_error_naming_the_setting(tmp_path: Path) -> None:
@@ -325,21 +332,18 @@ async def test_a_closed_sender_closes_twice_but_does_not_reopen() -> None:
         await sender.start()
 
 
-def test_a_gone_targets_alert_still_resolves_and_its_score_goes(
+def test_a_gone_targets_alert_still_resolves_labelled(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """When a target disappears its score is dropped and its alert is sent resolved, labelled."""
+    """When a target disappears its alert is sent resolved, with the labels it fired with."""
     sender = AlertSender(AlertmanagerSettings(), scrape_interval=15)
     sent_payloads: list[dict[str, Any]] = []
     monkeypatch.setattr(sender, "send", sent_payloads.extend)
     other = Target("http://other:9100/metrics")
     both = {TARGET.url: TARGET, other.url: other}
-    sender.observe("Obs", {TARGET.url: 0.9, other.url: 0.0}, {url: {} for url in both}, both)
-    assert sender.scores["Obs"] == {TARGET.url: 0.9, other.url: 0.0}
+    observe(sender, "Obs", {TARGET.url: 0.9, other.url: 0.0}, {url: {} for url in both}, both)
     (fired,) = sent_payloads
-    sender.forget_targets([TARGET.url])
-    assert sender.scores["Obs"] == {other.url: 0.0}
-    sender.observe("Obs", {other.url: 0.0}, {other.url: {}}, {other.url: other})
+    observe(sender, "Obs", {other.url: 0.0}, {other.url: {}}, {other.url: other})
     (resolved,) = sent_payloads[1:]
     assert resolved["labels"] == fired["labels"] and resolved["labels"]["instance"] == "node:9100"
     assert resolved["endsAt"] <= rfc3339(time.time())

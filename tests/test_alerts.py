@@ -16,6 +16,7 @@ from deucalion.alerting.alerts import (
     alerts_from_result,
     interpret_result,
     label_problems,
+    label_result,
 )
 from deucalion.targets import Target
 
@@ -116,6 +117,22 @@ def test_an_alert_may_set_its_own_alertname() -> None:
     """alertname comes from the config unless the alert sets it."""
     labels = alert_labels(Alert({"alertname": "DiskFull"}), alert_name="X", observer="O")
     assert labels["alertname"] == "DiskFull"
+
+
+def test_label_result_labels_with_the_targets_handed_and_reports_problems() -> None:
+    """Alerts carry the labels of the targets given; an unknown target is a warning, a bad
+    label an error, and the valid alerts are kept."""
+    target = Target(A, {"job": "node"})
+    out = label_result({A: 0.5, B: "high"}, DATA, {A: target}, observer="Obs",
+                       alert_name="Anomaly", external_labels={"env": "prod"})
+    assert [labels for labels, _ in out.alerts] == [
+        {"env": "prod", "job": "node", "instance": "a:9100", "alertname": "Anomaly",
+         "observer": "Obs"},
+        {"env": "prod", "alertname": "Anomaly", "observer": "Obs"}]
+    assert out.scores == {A: 0.5} and out.errors == []
+    assert len(out.warnings) == 1 and B in out.warnings[0]
+    bad = label_result(Alert({"bad-name": "v"}), DATA, {}, observer="Obs", alert_name="X")
+    assert bad.alerts == [] and "Obs" in bad.errors[0] and "bad-name" in bad.errors[0]
 
 
 def test_label_problems_name_the_invalid_label() -> None:

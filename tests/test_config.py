@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from deucalion._http import redact_url
 from deucalion.config.loading import AlertmanagerSettings, load_settings, parse_duration
-from deucalion.config.settings import hide_password
 from deucalion.errors import ConfigError
 
 
@@ -228,10 +228,10 @@ def test_a_password_in_an_alertmanager_url_shows_as_stars_but_is_kept_for_delive
      ("http://deucalion@am:9093", "http://deucalion@am:9093"),
      ("http://am:9093/path@x:y", "http://am:9093/path@x:y")],
 )
-def test_hide_password_shows_everything_but_the_password(url: str, shown: str) -> None:
-    """hide_password stars the password, with or without a scheme, even in a URL urlsplit
+def test_redact_url_shows_everything_but_the_password(url: str, shown: str) -> None:
+    """redact_url stars the password, with or without a scheme, even in a URL urlsplit
     refuses or one whose password holds a # not percent-encoded; nothing else changes."""
-    assert hide_password(url) == shown
+    assert redact_url(url) == shown
 
 
 def test_a_section_validated_on_its_own_does_not_quote_a_password_in_its_error() -> None:

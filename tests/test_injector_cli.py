@@ -237,3 +237,30 @@ def test_inject_bad_manifest_is_not_quoted(
     assert run(["inject", "-f", str(path)]) == 1
     err = capsys.readouterr().err
     assert "s3cr3t" not in err and "not valid YAML: " in err and "at line 2, column 1" in err
+
+
+def test_injector_settings_errors_name_the_variable_that_set_them() -> None:
+    """The injector's settings load as the sidecar's do: an error names the key and source."""
+    from deucalion.errors import ConfigError
+    from deucalion.injector.settings import InjectorSettings
+
+    with pytest.raises(ConfigError, match=r"environment variable "
+                       r"DEUCALION_INJECTOR_SIDECAR__TELEMETRY_PORT: sidecar\.telemetry_port"):
+        InjectorSettings.load(environ={"DEUCALION_INJECTOR_SIDECAR__TELEMETRY_PORT": "0"})
+    with pytest.raises(ConfigError, match=r"flags: unknown key 'sidecar.imag'; did you mean"):
+        InjectorSettings.load(environ={}, sidecar={"imag": "x"})
+
+
+def test_the_injector_hands_sidecars_the_sidecars_own_alertmanager_settings() -> None:
+    """One AlertmanagerSettings: the injector's section is the sidecar's model, comma lists
+    included; a field the sidecars would not get is refused, naming it."""
+    from deucalion.config.settings import AlertmanagerSettings
+    from deucalion.errors import ConfigError
+    from deucalion.injector.settings import InjectorSettings
+
+    settings = InjectorSettings.load(environ={
+        "DEUCALION_INJECTOR_ALERTMANAGER__URLS": "http://a:9093, http://b:9093"})
+    assert type(settings.alertmanager) is AlertmanagerSettings
+    assert settings.alertmanager.urls == ["http://a:9093", "http://b:9093"]
+    with pytest.raises(ConfigError, match=r"alertmanager\.queue_size: the injector hands"):
+        InjectorSettings.load(environ={}, alertmanager={"queue_size": 5})

@@ -215,7 +215,7 @@ def test_settings_come_from_environment(monkeypatch: pytest.MonkeyPatch) -> None
     """DEUCALION_INJECTOR_* variables set the default image and Alertmanager."""
     monkeypatch.setenv("DEUCALION_INJECTOR_SIDECAR__IMAGE", "env/deucalion:9")
     monkeypatch.setenv("DEUCALION_INJECTOR_ALERTMANAGER__URLS", '["https://am.example:8443"]')
-    [sidecar] = sidecars(injected(app_pod(), InjectorSettings()))
+    [sidecar] = sidecars(injected(app_pod(), InjectorSettings.load()))
     assert sidecar["image"] == "env/deucalion:9"
     env = env_of(sidecar)
     assert (env["DEUCALION_ALERT_MANAGER_HOST"], env["DEUCALION_ALERT_MANAGER_PORT"]) == (

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from deucalion.errors import ConfigError
-from deucalion.observer import MetricsObserver, TargetsData
+from deucalion.observer import MetricsObserver, Selection, TargetsData, select_data
+from deucalion.targets import Target
 
 
 class Observer(MetricsObserver):
@@ -68,3 +69,36 @@ def test_data_time_answers_only_while_data_is_handed() -> None:
         assert dict(dc.data_times()) == {"http://a/metrics": 100.25}
     with pytest.raises(RuntimeError):
         dc.data_times()
+
+
+class _Result:
+    """A scrape result as replay might build it: only what selection reads."""
+
+    def __init__(self, url: str, samples: dict[str, dict[str, float]], up: bool = True) -> None:
+        self.target = Target(url, {"job": "j"})
+        self.samples = samples
+        self.up = up
+
+    def with_synthetic(self) -> dict[str, dict[str, float]]:
+        return {**self.samples, "up": {"{}": 1.0 if self.up else 0.0}}
+
+
+def test_selection_keeps_desired_names_families_and_synthetic_up() -> None:
+    """A family name selects its samples, other names are left out, up is added when desired."""
+    results = [_Result("http://a/metrics", {"x_bucket": {'{le="1"}': 1.0}, "x_sum": {"{}": 2.0},
+                                            "other": {"{}": 3.0}}),
+               _Result("http://b/metrics", {}, up=False)]
+    data, targets = select_data({"x", "up"}, results)
+    assert data == {"http://a/metrics": {"x_bucket": {'{le="1"}': 1.0}, "x_sum": {"{}": 2.0},
+                                         "up": {"{}": 1.0}},
+                    "http://b/metrics": {"up": {"{}": 0.0}}}
+    assert targets == {r.target.url: r.target for r in results}
+
+
+def test_a_selection_answers_the_same_every_cycle() -> None:
+    """A Selection reused across cycles gives what a fresh one gives: it is a pure function."""
+    selection = Selection({"x_total"})
+    first = [_Result("http://a/metrics", {"x_total": {"{}": 1.0}, "y": {"{}": 1.0}})]
+    second = [_Result("http://a/metrics", {"x_total": {"{}": 2.0}, "x": {"{}": 5.0}})]
+    assert selection(first).data == select_data({"x_total"}, first).data
+    assert selection(second).data == {"http://a/metrics": {"x_total": {"{}": 2.0}}}

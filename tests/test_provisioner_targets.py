@@ -5,7 +5,8 @@ from __future__ import annotations
 import pickle
 from collections.abc import Iterable, Sequence
 
-from deucalion.observer import MetricsObserver, TargetsData
+from deucalion._http import Credentials
+from deucalion.observer import MetricsObserver, TargetsData, select_data
 from deucalion.provisioner import MetricsProvisioner
 from deucalion.scrape import ScrapeResult
 from deucalion.targets import Target
@@ -58,14 +59,12 @@ async def test_changing_targets_use_collect_and_forget_gone_ones() -> None:
     assert not provider.closed  # a provider passed in belongs to the caller
 
 
-def test_handed_off_data_is_a_plain_dict_once_pickled() -> None:
-    """The data keeps its targets for labelling alerts, but pickled it is only the dict: the
-    targets' credentials never travel to a worker."""
-    secret = Target("http://a:1/metrics", basic_auth=("u", "hunter2"))
-    provisioner = MetricsProvisioner(targets=["a:1"], telemetry={"enabled": False})
-    observer = Quiet({"up"})
-    data = provisioner.data_for(observer, [ScrapeResult(secret, up=True)])
-    assert data == {secret.url: {"up": {"{}": 1.0}}}
+def test_handed_off_data_is_a_plain_dict_without_the_targets() -> None:
+    """Selection keeps the targets apart from the data: the data is a plain dict, and pickled
+    it carries none of the targets' credentials to a worker."""
+    secret = Target("http://a:1/metrics", credentials=Credentials(basic_auth=("u", "hunter2")))
+    data, targets = select_data({"up"}, [ScrapeResult(secret, up=True)])
+    assert type(data) is dict and data == {secret.url: {"up": {"{}": 1.0}}}
+    assert targets == {secret.url: secret}
     sent = pickle.dumps(data)
-    assert b"hunter2" not in sent
-    assert type(pickle.loads(sent)) is dict and pickle.loads(sent) == data
+    assert b"hunter2" not in sent and pickle.loads(sent) == data

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from deucalion._http import Credentials
 from deucalion.errors import DeucalionError
 from deucalion.exposition.text import parse_exposition
 from deucalion.scrape import Scraper, count_samples, is_loopback
@@ -194,7 +195,8 @@ async def test_a_target_aiohttp_refuses_costs_only_that_target(target_server: Ta
     url = target_server.add("/metrics", text(NODE_LIKE))
     await target_server.start()
     async with scraper(metrics={"node_load1"}) as s:
-        bad, good = await s.scrape_all([Target(url + "?bad", bearer_token="abc\ndef"),
+        bad, good = await s.scrape_all([Target(url + "?bad", credentials=Credentials(
+                                            bearer_token="abc\ndef")),
                                         Target(url)])
     assert not bad.up and "ValueError" in (bad.error or "")
     assert good.up and good.samples == {"node_load1": {"{}": 0.5}}

@@ -10,6 +10,7 @@ import pytest
 import trustme
 from aiohttp import web
 
+from deucalion._http import Credentials
 from deucalion.scrape import Scraper
 from deucalion.targets import Target
 
@@ -46,7 +47,8 @@ async def test_basic_auth_header(plain: tuple[int, list[str | None]]) -> None:
     port, seen = plain
     async with Scraper(timeout=5, body_size_limit=10**6) as scraper:
         result = await scraper.scrape(Target(f"http://127.0.0.1:{port}/metrics",
-                                             basic_auth=("alice", "wonder")))
+                                             credentials=Credentials(
+                                                 basic_auth=("alice", "wonder"))))
     assert result.up and seen == ["Basic YWxpY2U6d29uZGVy"]
 
 
@@ -58,11 +60,13 @@ async def test_bearer_token_inline_and_file(plain: tuple[int, list[str | None]],
     token_file.write_text("one\n")
     url = f"http://127.0.0.1:{port}/metrics"
     async with Scraper(timeout=5, body_size_limit=10**6) as scraper:
-        await scraper.scrape(Target(url, bearer_token="inline"))
-        await scraper.scrape(Target(url, bearer_token_file=str(token_file)))
+        from_file = Credentials(bearer_token_file=str(token_file))
+        await scraper.scrape(Target(url, credentials=Credentials(bearer_token="inline")))
+        await scraper.scrape(Target(url, credentials=from_file))
         token_file.write_text("two")
-        await scraper.scrape(Target(url, bearer_token_file=str(token_file)))
-        missing = await scraper.scrape(Target(url, bearer_token_file=str(tmp_path / "gone")))
+        await scraper.scrape(Target(url, credentials=from_file))
+        gone = Credentials(bearer_token_file=str(tmp_path / "gone"))
+        missing = await scraper.scrape(Target(url, credentials=gone))
     assert seen == ["Bearer inline", "Bearer one", "Bearer two"]
     assert not missing.up and "cannot read bearer_token_file" in (missing.error or "")
 
@@ -93,9 +97,10 @@ async def test_tls_with_ca_file(tls_target: tuple[int, list[str | None]],
     certificate_authority.cert_pem.write_to_path(str(ca_file))
     url = f"https://127.0.0.1:{port}/metrics"
     async with Scraper(timeout=5, body_size_limit=10**6) as scraper:
-        trusted = await scraper.scrape(Target(url, ca_file=str(ca_file)))
+        trusted = await scraper.scrape(Target(url, credentials=Credentials(ca_file=str(ca_file))))
         untrusted = await scraper.scrape(Target(url))
-        skipped = await scraper.scrape(Target(url, insecure_skip_verify=True))
+        skipped = await scraper.scrape(Target(url, credentials=Credentials(
+            insecure_skip_verify=True)))
     assert trusted.up and trusted.samples == {"demo_total": {'{kind="a"}': 3.0}}
     assert not untrusted.up and "certificate" in (untrusted.error or "").lower()
     assert skipped.up

@@ -88,7 +88,7 @@ async def test_group_options_apply_to_file_targets(tmp_path: Path) -> None:
     _write(path, [{"targets": ["127.0.0.1:1"]}])
     provider = _provider(path, scrape_timeout="2s", bearer_token="s3cret")
     (target,) = await provider.discover()
-    assert target.timeout == 2.0 and target.bearer_token == "s3cret"
+    assert target.timeout == 2.0 and target.credentials.bearer_token == "s3cret"
     assert "s3cret" not in repr(target)
 
 

@@ -135,6 +135,8 @@ async def test_kubernetes_api(tmp_path: Path, api_server: Any) -> None:
                                    "app_kubernetes_io_name": "shop", "pod_template_hash": "7d9f8b"}
     assert seen[0].path == "/api/v1/namespaces/prod/pods/shop-7d9f8b-x2x4z"
     assert seen[0].headers["Authorization"] == "Bearer sa-token-value"
+    assert seen[0].headers["Accept"] == "application/json"
+    assert "X-Prometheus-Scrape-Timeout-Seconds" not in seen[0].headers
     await provider.close()
 
 
@@ -155,6 +157,20 @@ async def test_kubernetes_api_forbidden_is_explained(
     assert "HTTP 403" in provider.last_error and "`get` on `pods`" in provider.last_error
     assert "namespace prod" in caplog.text
     assert "sa-token-value" not in caplog.text
+    await provider.close()
+
+
+async def test_an_unreadable_service_account_token_is_reported_as_such(
+        tmp_path: Path, api_server: Any) -> None:
+    """Without the token file the API is not asked: last_error names the file."""
+    url, seen = await api_server(_pod({}))
+    account = _account(tmp_path)
+    (account / "token").unlink()
+    settings = KubernetesSettings(annotations_file=str(tmp_path / "absent"), api_url=url,
+                                  service_account_dir=str(account))
+    provider = KubernetesTargets(settings, environ={"POD_NAME": "p"})
+    assert await provider.discover() == [] and seen == []
+    assert provider.last_error is not None and str(account / "token") in provider.last_error
     await provider.close()
 
 

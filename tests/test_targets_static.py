@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from deucalion._http import Credentials
 from deucalion.config.loading import Settings, load_settings
 from deucalion.errors import ConfigError
 from deucalion.targets import CombinedTargets, StaticTargets, Target, build_provider
@@ -29,16 +30,17 @@ async def test_groups_carry_labels_and_options() -> None:
     a, b, c = await provider.discover()
     assert (a.url, b.url, c.url) == ("https://a:1/metrics", "https://b:2/metrics", "http://c:3/m")
     assert dict(a.labels) == {"job": "api"} and c.labels == {}
-    assert a.timeout == 3.0 and a.basic_auth == ("u", "pw") and a.insecure_skip_verify
-    assert c.timeout is None and c.basic_auth is None
+    assert a.timeout == 3.0 and a.credentials.basic_auth == ("u", "pw")
+    assert a.credentials.insecure_skip_verify
+    assert c.timeout is None and c.credentials.basic_auth is None
 
 
 def test_target_identity_pickling_and_repr() -> None:
     """A Target is its URL: options don't change equality, it pickles, secrets stay out of repr."""
-    target = Target("http://a:1/metrics", {"job": "x"}, basic_auth=("u", "hunter2"),
-                    bearer_token=None, timeout=1.0)
+    target = Target("http://a:1/metrics", {"job": "x"}, timeout=1.0,
+                    credentials=Credentials(basic_auth=("u", "hunter2")))
     assert target == Target("http://a:1/metrics")
-    assert pickle.loads(pickle.dumps(target)).basic_auth == ("u", "hunter2")
+    assert pickle.loads(pickle.dumps(target)).credentials.basic_auth == ("u", "hunter2")
     assert "hunter2" not in repr(target)
 
 

@@ -1,39 +1,37 @@
-"""Delivering alerts to Prometheus Alertmanager (API v2): queues, retries, auth and TLS.
+"""Delivering alerts to Prometheus Alertmanager (API v2): queues, batches and retries.
 
 ``AlertmanagerClient`` delivers to one Alertmanager from a bounded queue in its own task, so a
-slow or down Alertmanager never slows the scrape cycle. ``AlertSender`` turns observers'
-results into alerts, asks ``lifecycle.AlertLifecycle`` what to send now, and hands
-that to every configured Alertmanager (an HA group: each gets every alert).
+slow or down Alertmanager never slows the scrape cycle; its credentials and TLS settings come
+from ``deucalion._http``. ``AlertSender`` takes the alerts an observer reports firing (labelled
+by ``alerts.label_result``), asks ``lifecycle.AlertLifecycle`` what to send now and re-sends on
+time, and hands that to every configured Alertmanager (an HA group: each gets every alert).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import contextlib
 import logging
 import random
-import ssl
 import time
-from collections.abc import Callable, Hashable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
 
 import aiohttp
 
-from deucalion._version import __version__
-from deucalion.alerting.alerts import (
-    Interpretation,
-    TargetLike,
-    alert_labels,
-    interpret_result,
-    label_problems,
+from deucalion._http import (
+    NO_CREDENTIALS,
+    USER_AGENT,
+    Credentials,
+    redact_text,
+    redact_url,
+    split_credentials,
 )
 from deucalion.alerting.lifecycle import AlertLifecycle, LabelSet, Payload
 from deucalion.config.loading import AlertmanagerSettings
-from deucalion.errors import ConfigError, DeucalionError
+from deucalion.errors import CredentialsError, DeucalionError
 
 __all__ = ["AlertSender", "AlertmanagerClient", "AlertmanagerStats"]
 
@@ -47,15 +45,6 @@ SPLIT_ON = frozenset({400, 413, 422})
 MAX_ERROR_BODY = 1024
 #: The shortest wait of the re-send timer (seconds): it never spins, whatever the clock does.
 MIN_RESEND_WAIT = 0.05
-
-
-def redact_url(url: str) -> str:
-    """``url`` without the user name and password it may hold, for logs."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    # The host and port as written: hostname would lose an IPv6 address's brackets.
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 @dataclass
@@ -86,20 +75,26 @@ class AlertmanagerClient:
         *,
         timeout: float = 10.0,
         queue_size: int = 10_000,
-        headers: Callable[[], Mapping[str, str]] | None = None,
-        ssl_context: ssl.SSLContext | bool = True,
+        credentials: Credentials = NO_CREDENTIALS,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         batch_size: int = MAX_BATCH,
     ) -> None:
-        self.url = url.rstrip("/")
+        self._written_url = url.rstrip("/")
+        # A user and password in the URL are sent as the header they stand for, so no URL
+        # handed to aiohttp holds them (its errors quote the URL).
+        self.url, login = split_credentials(self._written_url)
         self.name = redact_url(self.url)
+        """The URL as logs and metric labels show it: without credentials."""
+        if login is not None:
+            credentials = replace(credentials, basic_auth=login)
         self.stats = AlertmanagerStats()
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._queue_size = queue_size
-        self._headers = headers
-        self._ssl = ssl_context
+        self._credentials = credentials
+        # Raises CredentialsError (a ConfigError) naming a CA file that cannot be used.
+        self._ssl = credentials.ssl()
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
         self._batch_size = batch_size
@@ -206,9 +201,10 @@ class AlertmanagerClient:
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
     def _redact(self, text: str) -> str:
-        """``text`` without this Alertmanager's credentials: errors may quote the URL."""
-        text = text.replace(self.url, self.name)
-        password = urlsplit(self.url).password
+        """``text`` without this Alertmanager's credentials, should an error quote the URL as
+        it was written."""
+        text = redact_text(text.replace(self._written_url, self.name))
+        password = urlsplit(self._written_url).password
         return text.replace(password, "***") if password else text
 
     def _requeue(self, batch: list[tuple[LabelSet, Payload]]) -> None:
@@ -224,7 +220,7 @@ class AlertmanagerClient:
         try:
             # Inside the try: credentials that cannot be read now (a token file being rotated)
             # make the batch wait and retry, not go out without them and be refused for good.
-            headers = dict(self._headers()) if self._headers is not None else {}
+            headers = self._credentials.headers()
             # asyncio.timeout bounds the whole exchange, the body included, whatever the
             # transport does with aiohttp's own timeout.
             async with asyncio.timeout(self._timeout.total), self._session.post(
@@ -254,6 +250,9 @@ class AlertmanagerClient:
                               self.name, len(batch), response.status, body.strip())
                     return True
                 reason = f"HTTP {response.status}: {body.strip()}"
+        except CredentialsError as exc:
+            self.stats.failed += len(batch)
+            reason = str(exc)
         except TimeoutError:
             self.stats.failed += len(batch)
             reason = f"no answer within {self._timeout.total:g}s"
@@ -276,7 +275,7 @@ class AlertmanagerClient:
 
 
 class AlertSender:
-    """Turns observers' results into alerts and sends them to every configured Alertmanager.
+    """Sends the alerts observers report to every configured Alertmanager.
 
     ``start()`` opens the session, the clients' tasks and the re-send timer, which sends firing
     (and recently resolved) alerts again every ``resend_interval`` whether or not their
@@ -300,8 +299,6 @@ class AlertSender:
             clock=clock,
         )
         self.clients: list[AlertmanagerClient] = []
-        self.scores: dict[str, dict[str | None, float]] = {}
-        """The latest anomaly score per observer name and target URL."""
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
         self._clock = clock
@@ -316,14 +313,14 @@ class AlertSender:
             log.warning("no Alertmanager configured (alertmanager.urls): alerts are only logged "
                         "and listed on /alerts")
             return
+        credentials = self.settings.credentials()
         # Before the session: a bad CA file must not leave a session behind.
-        context = self._ssl_context()
-        self._session = aiohttp.ClientSession(headers={"User-Agent": f"deucalion/{__version__}"})
+        credentials.ssl()
+        self._session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
         for url in self.settings.urls:
             client = AlertmanagerClient(
                 url, self._session, timeout=self.settings.timeout,
-                queue_size=self.settings.queue_size, headers=self._auth_headers,
-                ssl_context=context,
+                queue_size=self.settings.queue_size, credentials=credentials,
             )
             client.start()
             self.clients.append(client)
@@ -354,85 +351,17 @@ class AlertSender:
             # asyncio.wait, not a suppressed await: a cancellation of the caller propagates.
             await asyncio.wait({task})
 
-    def _ssl_context(self) -> ssl.SSLContext | bool:
-        if self.settings.tls_insecure_skip_verify:
-            return False
-        if self.settings.tls_ca_file is not None:
-            try:
-                return ssl.create_default_context(cafile=str(self.settings.tls_ca_file))
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(
-                    f"alertmanager.tls_ca_file {self.settings.tls_ca_file} cannot be used: "
-                    f"{getattr(exc, 'strerror', None) or exc}; give a PEM file of CA "
-                    "certificates"
-                ) from None
-        return True
-
-    def _auth_headers(self) -> dict[str, str]:
-        s = self.settings
-        if s.basic_auth_username is not None:
-            password = s.basic_auth_password.get_secret_value() if s.basic_auth_password else ""
-            # Encoded here: aiohttp.BasicAuth is deprecated and its replacement is new (3.14).
-            credentials = f"{s.basic_auth_username}:{password}".encode()
-            return {"Authorization": "Basic " + base64.b64encode(credentials).decode("ascii")}
-        token = s.bearer_token.get_secret_value() if s.bearer_token is not None else None
-        if s.bearer_token_file is not None:
-            # Read per request so a rotated token is picked up; the file is tiny.
-            try:
-                token = s.bearer_token_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise OSError(f"cannot read alertmanager.bearer_token_file "
-                              f"{s.bearer_token_file}: {exc.strerror or exc}") from None
-        return {"Authorization": f"Bearer {token}"} if token else {}
-
-    def observe(
-        self,
-        observer: str,
-        result: object,
-        data: Mapping[str, Any],
-        targets: Mapping[str, TargetLike],
-        *,
-        group: Hashable | None = None,
-    ) -> Interpretation:
-        """Handle one successful ``new_data`` result of ``observer`` (its class name).
-
-        ``targets`` maps the URLs in ``data`` to their targets as they were when ``data`` was
-        handed to the observer: their labels label the alerts about them.
-        """
-        outcome = interpret_result(result, data)
-        for problem in outcome.problems:
-            log.error("observer %s returned something deucalion cannot send: %s", observer,
-                      problem)
-        alerts: list[tuple[dict[str, str], dict[str, str]]] = []
-        for alert in outcome.alerts:
-            target = targets.get(alert.target) if alert.target is not None else None
-            if alert.target is not None and target is None:
-                log.warning("observer %s: alert about unknown target %r is sent without target "
-                            "labels", observer, alert.target)
-            labels = alert_labels(alert, alert_name=self.settings.alert_name, observer=observer,
-                                  external_labels=self.settings.external_labels, target=target)
-            annotations = dict(alert.annotations)
-            problems = label_problems(labels) + label_problems(annotations, "annotation")
-            if problems:
-                log.error("observer %s: alert dropped: %s", observer, "; ".join(problems))
-                continue
-            alerts.append((labels, annotations))
-        self.scores[observer] = outcome.scores
-        self.send(self.lifecycle.update(group if group is not None else observer, alerts))
-        return outcome
+    def update(self, group: Hashable, alerts: list[tuple[dict[str, str], dict[str, str]]]
+               ) -> None:
+        """``alerts`` (labels, annotations) are what ``group`` (an observer) reports firing
+        now: send the new ones and the resolved ones to every Alertmanager."""
+        self.send(self.lifecycle.update(group, alerts))
 
     def send(self, payloads: list[Payload]) -> None:
         """Queue ``payloads`` for every Alertmanager."""
         if payloads:
             for client in self.clients:
                 client.enqueue(payloads)
-
-    def forget_targets(self, urls: Iterable[str]) -> None:
-        """Drop the scores of targets that are gone."""
-        gone = set(urls)
-        for scores in self.scores.values():
-            for url in gone & scores.keys():
-                del scores[url]
 
     def firing(self) -> list[Payload]:
         """Every alert firing now."""

@@ -16,7 +16,9 @@ The return contract of ``new_data``:
   alert, as above): one alert.
 
 The interpretation is pure and never raises: problems (a list holding something that is not an
-``Alert``) are returned as messages for the caller to log.
+``Alert``) are returned as messages for the caller to log. ``label_result`` goes one step
+further: the label set and annotations of every alert, as sent to Alertmanager, with the target
+labels of the targets the data came from.
 
 This module is imported in worker processes (observers create alerts there), so it imports
 the standard library only.
@@ -36,11 +38,13 @@ from typing import Any, Protocol
 __all__ = [
     "Alert",
     "Interpretation",
+    "LabelledResult",
     "TargetLike",
     "alert_labels",
     "alerts_from_result",
     "interpret_result",
     "label_problems",
+    "label_result",
 ]
 
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -263,3 +267,52 @@ def label_problems(labels: Mapping[Any, Any], kind: str = "label") -> list[str]:
             except UnicodeEncodeError:
                 problems.append(f"{kind} {name} has a value that is not valid UTF-8")
     return problems
+
+
+@dataclass
+class LabelledResult:
+    """One ``new_data`` result as alerts ready for Alertmanager, and its scores."""
+
+    alerts: list[tuple[dict[str, str], dict[str, str]]] = field(default_factory=list)
+    """``(labels, annotations)`` of every alert that can be sent."""
+    scores: dict[str | None, float] = field(default_factory=dict)
+    """Anomaly score per target URL (``None``: a score not about one target)."""
+    errors: list[str] = field(default_factory=list)
+    """What could not be understood or sent, one message each (an alert was lost)."""
+    warnings: list[str] = field(default_factory=list)
+    """What was sent, but not as the observer may have meant it."""
+
+
+def label_result(
+    result: object,
+    data: Mapping[str, Any],
+    targets: Mapping[str, TargetLike],
+    *,
+    observer: str,
+    alert_name: str,
+    external_labels: Mapping[str, str] | None = None,
+) -> LabelledResult:
+    """The alerts, fully labelled, and the scores of ``result``, returned by ``observer``
+    (its name) for ``data``.
+
+    ``targets`` maps the URLs in ``data`` to their targets as they were when ``data`` was
+    handed to the observer: their labels label the alerts about them. Pure; never raises.
+    """
+    outcome = interpret_result(result, data)
+    out = LabelledResult(scores=outcome.scores)
+    out.errors.extend(f"observer {observer} returned something deucalion cannot send: {problem}"
+                      for problem in outcome.problems)
+    for alert in outcome.alerts:
+        target = targets.get(alert.target) if alert.target is not None else None
+        if alert.target is not None and target is None:
+            out.warnings.append(f"observer {observer}: alert about unknown target "
+                                f"{alert.target!r} is sent without target labels")
+        labels = alert_labels(alert, alert_name=alert_name, observer=observer,
+                              external_labels=external_labels, target=target)
+        annotations = dict(alert.annotations)
+        problems = label_problems(labels) + label_problems(annotations, "annotation")
+        if problems:
+            out.errors.append(f"observer {observer}: alert dropped: {'; '.join(problems)}")
+            continue
+        out.alerts.append((labels, annotations))
+    return out

@@ -1,4 +1,9 @@
-"""deucalion's settings: one pydantic model, read from files, the environment and arguments.
+"""deucalion's settings: pydantic models, read from files, the environment and arguments.
+
+The one mechanism for every settings model of deucalion (the sidecar's ``Settings``, the
+injector's ``InjectorSettings``): sources are layered, later wins, merged, validated once by
+the model, and every problem is a ``ConfigError`` naming the key and the source that set it
+(``validate_layers``). For the sidecar's settings:
 
 Sources, later wins:
 
@@ -19,9 +24,9 @@ import json
 import logging
 import os
 import types
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin
+from typing import Any, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -55,13 +60,17 @@ __all__ = [
     "TargetSettings",
     "TelemetrySettings",
     "check_labels",
+    "environment_layer",
     "load_settings",
     "normalize_target_url",
     "parse_duration",
+    "validate_layers",
     "yaml_problem",
 ]
 
 log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_CONFIG_FILE = Path("/etc/deucalion/config.yaml")
 ENV_PREFIX = "DEUCALION_"
@@ -90,8 +99,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    # Imported here, not at the top: PyYAML adds 0.9 MB to the application's RSS, and a
-    # sidecar configured by its environment and arguments never reads YAML.
+    # Imported here, not at the top: PyYAML adds to the application's RSS (benchmarks/
+    # results.md), and a sidecar configured by its environment and arguments never reads YAML.
     import yaml
 
     try:
@@ -124,23 +133,16 @@ def _env_value(raw: str) -> object:
     return raw
 
 
-def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
+def environment_layer(environ: Mapping[str, str], prefix: str, *,
+                      ignore: Collection[str] = (), ignore_prefixes: tuple[str, ...] = ()
+                      ) -> dict[str, Any]:
+    """The settings that ``PREFIX<KEY>`` variables set; ``__`` separates nested keys
+    (``DEUCALION_ALERTMANAGER__URLS``)."""
     layer: dict[str, Any] = {}
-    # The variables of the original sidecar injector.
-    host = environ.get("DEUCALION_ALERT_MANAGER_HOST")
-    if host:
-        port = environ.get("DEUCALION_ALERT_MANAGER_PORT", "9093")
-        base = host if "://" in host else f"http://{host}"
-        layer.setdefault("alertmanager", {})["urls"] = [f"{base}:{port}"]
-    if environ.get("DEUCALION_ALERT_NAME"):
-        layer.setdefault("alertmanager", {})["alert_name"] = environ["DEUCALION_ALERT_NAME"]
-    legacy = {"DEUCALION_ALERT_MANAGER_HOST", "DEUCALION_ALERT_MANAGER_PORT",
-              "DEUCALION_ALERT_NAME"}
     for name, raw in sorted(environ.items()):
-        if (not name.startswith(ENV_PREFIX) or name in ENV_NOT_SETTINGS or name in legacy
-                or name.startswith(ENV_OTHER_PREFIXES)):
+        if not name.startswith(prefix) or name in ignore or name.startswith(ignore_prefixes):
             continue
-        path = name[len(ENV_PREFIX):].lower().split("__")
+        path = name[len(prefix):].lower().split("__")
         node = layer
         for part in path[:-1]:
             child = node.setdefault(part, {})
@@ -150,6 +152,23 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
         else:
             node[path[-1]] = _env_value(raw)
     return layer
+
+
+def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
+    # The variables of the original sidecar injector first: DEUCALION_* ones override them.
+    layer: dict[str, Any] = {}
+    host = environ.get("DEUCALION_ALERT_MANAGER_HOST")
+    if host:
+        port = environ.get("DEUCALION_ALERT_MANAGER_PORT", "9093")
+        base = host if "://" in host else f"http://{host}"
+        layer.setdefault("alertmanager", {})["urls"] = [f"{base}:{port}"]
+    if environ.get("DEUCALION_ALERT_NAME"):
+        layer.setdefault("alertmanager", {})["alert_name"] = environ["DEUCALION_ALERT_NAME"]
+    legacy = {"DEUCALION_ALERT_MANAGER_HOST", "DEUCALION_ALERT_MANAGER_PORT",
+              "DEUCALION_ALERT_NAME"}
+    return _merge(layer, environment_layer(environ, ENV_PREFIX,
+                                           ignore=ENV_NOT_SETTINGS | legacy,
+                                           ignore_prefixes=ENV_OTHER_PREFIXES))
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -189,9 +208,9 @@ def _model_of(annotation: Any) -> Any:
     return annotation
 
 
-def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+def _model_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
     """The settings model that the key at ``loc`` belongs to, for "known keys" hints."""
-    annotation: Any = Settings
+    annotation: Any = root
     for part in loc:
         annotation = _model_of(annotation)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -209,20 +228,21 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
     return None
 
 
-def _describe(error: Mapping[str, Any], layers: list[tuple[str, dict[str, Any]]]) -> str:
+def _describe(error: Mapping[str, Any], layers: list[tuple[str, dict[str, Any]]],
+              root: type[BaseModel], env_prefix: str) -> str:
     loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
     key = ".".join(str(p) for p in loc) or "(top level)"
     # A check of the whole model (loc empty) concerns every source together.
     source = _source_of(loc, layers) if loc else (
         " + ".join(name for name, _ in layers) or "the defaults")
     if source.startswith("environment"):
-        source = "environment variable " + ENV_PREFIX + "__".join(
+        source = "environment variable " + env_prefix + "__".join(
             str(p).upper() for p in loc if isinstance(p, str)
         )
     if error["type"] == "extra_forbidden":
         import difflib  # only for a typo, not on every start
 
-        parent = _model_at(loc[:-1])
+        parent = _model_at(root, loc[:-1])
         known = sorted(parent.model_fields) if parent else []
         hint = difflib.get_close_matches(str(loc[-1]), known, n=1)
         suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
@@ -269,13 +289,23 @@ def load_settings(
     if overrides:
         layers.append(("keyword arguments", dict(overrides)))
 
+    return validate_layers(Settings, layers, env_prefix=ENV_PREFIX)
+
+
+def validate_layers(model: type[M], layers: list[tuple[str, dict[str, Any]]], *,
+                    env_prefix: str) -> M:
+    """``model`` from ``layers`` (``(source, settings)``, later wins), deep-merged.
+
+    Raises ``ConfigError`` listing every problem, each with its key and the source that set it
+    (an ``environment`` layer is named by its variable, ``env_prefix`` + ``KEY__SUBKEY``).
+    """
     merged: dict[str, Any] = {}
     for _, layer in layers:
         merged = _merge(merged, layer)
     try:
-        return Settings.model_validate(merged)
+        return model.model_validate(merged)
     except ValidationError as exc:
-        problems = [_describe(error, layers) for error in exc.errors()]
+        problems = [_describe(error, layers, model, env_prefix) for error in exc.errors()]
         raise ConfigError(
             "invalid configuration:\n  " + "\n  ".join(problems)
         ) from None

@@ -25,6 +25,9 @@ from pydantic import (
     model_validator,
 )
 
+from deucalion._http import Credentials, redact_url, split_comma_list
+from deucalion.errors import ConfigError
+
 __all__ = [
     "AlertmanagerSettings",
     "ClientOptions",
@@ -53,7 +56,6 @@ _SIZE = re.compile(r"^(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>[KMGT]?i?B)?$", re.IGNOREC
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
                "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-_SCHEME = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:)?//")
 
 
 def parse_duration(value: object) -> float:
@@ -122,31 +124,16 @@ def normalize_target_url(value: str) -> str:
     return value
 
 
-def hide_password(url: str) -> str:
-    """``url`` with the password it may hold shown as ``***``, for display (the user name stays).
-
-    ``http://user:pass@host:9093`` shows as ``http://user:***@host:9093``, and so does a URL
-    written without its scheme. Never raises, whatever ``url`` holds.
-    """
-    # By hand, not with urlsplit: that raises on some malformed URLs (an unclosed [) and drops
-    # tabs and newlines. The user information ends at the last @ before the path: a ? or # in
-    # a password that was not percent-encoded is hidden with it, not shown.
-    scheme = _SCHEME.match(url)
-    start = scheme.end() if scheme else 0
-    end = url.find("/", start)
-    end = len(url) if end < 0 else end
-    userinfo, at, host = url[start:end].rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    return f"{url[:start]}{userinfo.partition(':')[0]}:***@{host}{url[end:]}"
+#: The name ``redact_url`` had here before it moved to ``deucalion._http``.
+hide_password = redact_url
 
 
 def _hide_passwords(value: object) -> object:
-    """``hide_password`` of a URL or of each URL in a list; anything else as it is."""
+    """``redact_url`` of a URL or of each URL in a list; anything else as it is."""
     if isinstance(value, str):
-        return hide_password(value)
+        return redact_url(value)
     if isinstance(value, list):
-        return [hide_password(v) if isinstance(v, str) else v for v in value]
+        return [redact_url(v) if isinstance(v, str) else v for v in value]
     return value
 
 
@@ -165,7 +152,8 @@ class Section(BaseModel):
 
     # defer_build: a section's validator and serializer are built when the section is first
     # used on its own, not at import. The application only validates Settings, whose validator
-    # holds every section; building one for each section as well cost it 0.2 MB of RSS.
+    # holds every section; building one for each section as well cost it memory (figure in
+    # benchmarks/results.md, "Figures behind design choices").
     # hide_input_in_errors: a section validated on its own (AlertmanagerSettings(urls=[...]))
     # raises pydantic's own error, which would quote the input, passwords and all.
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True,
@@ -228,6 +216,32 @@ class ClientOptions(Section):
                              f"(got {', '.join(given)})")
         return self
 
+    def credentials(self) -> Credentials:
+        """These options as the credentials of an HTTP client.
+
+        A ``password_file`` is read now (a ``ConfigError`` names it when it cannot be); a
+        ``bearer_token_file`` is read for every request.
+        """
+        basic_auth = None
+        if self.basic_auth is not None:
+            auth = self.basic_auth
+            if auth.password_file is not None:
+                try:
+                    password = Path(auth.password_file).read_text(encoding="utf-8").strip()
+                except OSError as exc:
+                    raise ConfigError(f"basic_auth.password_file {auth.password_file}: cannot "
+                                      f"read it: {exc.strerror or exc}") from None
+            else:
+                password = auth.password.get_secret_value() if auth.password else ""
+            basic_auth = (auth.username, password)
+        return Credentials(
+            basic_auth=basic_auth,
+            bearer_token=self.bearer_token.get_secret_value() if self.bearer_token else None,
+            bearer_token_file=self.bearer_token_file,
+            ca_file=self.tls_config.ca_file,
+            insecure_skip_verify=self.tls_config.insecure_skip_verify,
+        )
+
 
 class ScrapeOptions(ClientOptions):
     """How the targets of one group are scraped; any option left unset uses the global one."""
@@ -282,8 +296,7 @@ def _expand_targets(value: object) -> object:
     A group's scrape options (scheme, scrape_timeout, basic_auth, ...) apply to each of its
     targets.
     """
-    if isinstance(value, str):
-        value = [v for v in value.split(",") if v.strip()]
+    value = split_comma_list(value)
     if not isinstance(value, list):
         return value
     expanded: list[object] = []
@@ -310,6 +323,9 @@ def _expand_targets(value: object) -> object:
 class AlertmanagerSettings(Section):
     """Where and how alerts are sent."""
 
+    # Described by their docstrings: the injector's --help and schema show this section too.
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     urls: list[str] = Field(default_factory=list)
     """Alertmanager base URLs (an HA group: every alert goes to each one)."""
     alert_name: str = "DeucalionAnomaly"
@@ -335,12 +351,8 @@ class AlertmanagerSettings(Section):
     tls_insecure_skip_verify: bool = False
     """Do not verify the Alertmanagers' TLS certificates (testing only)."""
 
-    @field_validator("urls", mode="before")
-    @classmethod
-    def _split_urls(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
+    _split_urls = field_validator("urls", mode="before")(
+        classmethod(lambda cls, v: split_comma_list(v)))
 
     @field_validator("urls")
     @classmethod
@@ -350,7 +362,7 @@ class AlertmanagerSettings(Section):
             url = url if "://" in url else f"http://{url}"
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"{hide_password(url)!r} is not an Alertmanager URL: write "
+                raise ValueError(f"{redact_url(url)!r} is not an Alertmanager URL: write "
                                  "http(s)://host:port")
             checked.append(url.rstrip("/"))
         return checked
@@ -361,7 +373,7 @@ class AlertmanagerSettings(Section):
     def _dump_urls(self, urls: list[str]) -> list[str]:
         # As SecretStr does: JSON (what gets logged or shown) hides the password; a Python
         # dump keeps it, since load_settings validates it again.
-        return [hide_password(url) for url in urls]
+        return [redact_url(url) for url in urls]
 
     _labels = field_validator("external_labels")(classmethod(lambda cls, v: check_labels(v)))
 
@@ -374,7 +386,41 @@ class AlertmanagerSettings(Section):
             raise ValueError("set basic auth or a bearer token, not both")
         if self.basic_auth_password is not None and self.basic_auth_username is None:
             raise ValueError("basic_auth_password is set without basic_auth_username")
+        if (bearer or self.basic_auth_username is not None) and any(
+                "@" in urlsplit(url).netloc for url in self.urls):
+            # aiohttp refuses a request with both, so every alert would wait forever.
+            raise ValueError("a URL holds credentials (user:password@) and basic auth or a "
+                             "bearer token is set too: give the credentials one way")
         return self
+
+    @property
+    def first_host_port(self) -> tuple[str, int] | None:
+        """Host and port of the first URL, for the original framework's two variables."""
+        if not self.urls:
+            return None
+        parts = urlsplit(self.urls[0])
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return parts.hostname or "", port
+
+    def credentials(self) -> Credentials:
+        """The credentials every Alertmanager is sent (a user and password in a URL are that
+        Alertmanager's own: ``deucalion._http.split_credentials``)."""
+        basic_auth = None
+        if self.basic_auth_username is not None:
+            password = (self.basic_auth_password.get_secret_value()
+                        if self.basic_auth_password is not None else "")
+            basic_auth = (self.basic_auth_username, password)
+        return Credentials(
+            basic_auth=basic_auth,
+            bearer_token=(self.bearer_token.get_secret_value()
+                          if self.bearer_token is not None else None),
+            bearer_token_file=(str(self.bearer_token_file)
+                               if self.bearer_token_file is not None else None),
+            ca_file=str(self.tls_ca_file) if self.tls_ca_file is not None else None,
+            insecure_skip_verify=self.tls_insecure_skip_verify,
+            token_file_key="alertmanager.bearer_token_file",
+            ca_file_key="alertmanager.tls_ca_file",
+        )
 
 
 class TelemetrySettings(Section):
@@ -411,12 +457,8 @@ class FileSDSettings(ScrapeOptions):
     refresh_interval: PositiveDuration = 300.0
     """How often every file is read again; a file whose mtime changed is read in the next cycle."""
 
-    @field_validator("files", mode="before")
-    @classmethod
-    def _split_files(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
+    _split_files = field_validator("files", mode="before")(
+        classmethod(lambda cls, v: split_comma_list(v)))
 
 
 class KubernetesSettings(ScrapeOptions):
@@ -470,20 +512,20 @@ class PrometheusSettings(ClientOptions):
         url = value if "://" in value else f"http://{value}"
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{hide_password(url)!r} is not a Prometheus URL: write "
+            raise ValueError(f"{redact_url(url)!r} is not a Prometheus URL: write "
                              "http(s)://host:port")
         try:
             parts.port  # noqa: B018 - raises on a port out of range
         except ValueError:
             # A /, ? or # in a password ends the host early: what follows reads as the port.
-            raise ValueError(f"{hide_password(url)!r} has an invalid port (a password holding "
+            raise ValueError(f"{redact_url(url)!r} has an invalid port (a password holding "
                              "/, ? or # must be percent-encoded)") from None
         return url.rstrip("/")
 
     @field_serializer("url", when_used="json")
     def _dump_url(self, url: str) -> str:
         # As for alertmanager.urls: JSON hides the password, a Python dump keeps it.
-        return hide_password(url)
+        return redact_url(url)
 
     @model_validator(mode="after")
     def _one_login(self) -> PrometheusSettings:
@@ -494,12 +536,8 @@ class PrometheusSettings(ClientOptions):
                              "token is set too: give the credentials one way")
         return self
 
-    @field_validator("jobs", mode="before")
-    @classmethod
-    def _split_jobs(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
+    _split_jobs = field_validator("jobs", mode="before")(
+        classmethod(lambda cls, v: split_comma_list(v)))
 
 
 class ObserverSettings(Section):

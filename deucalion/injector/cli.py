@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from deucalion.errors import ConfigError
 from deucalion.injector.manifest import ManifestError, inject_manifest
 from deucalion.injector.settings import InjectorSettings
 from deucalion.injector.webhook import start_injector
@@ -79,13 +80,13 @@ def _settings(args: argparse.Namespace) -> InjectorSettings:
         overrides.setdefault("server", {})["cert_file"] = args.cert
     if hasattr(args, "key"):
         overrides.setdefault("server", {})["key_file"] = args.key
-    return InjectorSettings(**overrides)
+    return InjectorSettings.load(**overrides)
 
 
 def _load_settings(args: argparse.Namespace) -> InjectorSettings | None:
     try:
         return _settings(args)
-    except (ValidationError, ValueError) as exc:
+    except (ConfigError, ValidationError, ValueError) as exc:
         print(f"deucalion: invalid injector settings: {exc}", file=sys.stderr)
         return None
 

@@ -1,23 +1,29 @@
 """The injector's settings: what it injects and where it listens.
 
-One pydantic settings model, grouped in sections. Every field can come from a keyword argument,
-an environment variable (``DEUCALION_INJECTOR_<SECTION>__<FIELD>``, e.g.
-``DEUCALION_INJECTOR_SIDECAR__IMAGE``) or a flag of ``deucalion injector`` / ``deucalion inject``.
+One pydantic model, grouped in sections, loaded as the sidecar's settings are
+(``deucalion.config.loading.validate_layers``): ``InjectorSettings.load()`` reads environment
+variables (``DEUCALION_INJECTOR_<SECTION>__<FIELD>``, e.g. ``DEUCALION_INJECTOR_SIDECAR__IMAGE``),
+then keyword arguments (the flags of ``deucalion injector`` / ``deucalion inject``), and a
+``ConfigError`` names the key and the source of every problem. The ``alertmanager`` section is
+the sidecar's own ``AlertmanagerSettings``: the injector hands its ``urls`` and ``alert_name``
+to every sidecar.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Mapping
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from deucalion.config.settings import hide_password
+from deucalion._http import redact_url, split_comma_list
+from deucalion.config.loading import environment_layer, validate_layers
+from deucalion.config.settings import AlertmanagerSettings
 
 __all__ = [
     "ANNOTATIONS_FILE",
+    "ENV_PREFIX",
     "AlertmanagerSettings",
     "AnnotationNames",
     "InjectorSettings",
@@ -79,44 +85,6 @@ class SidecarSettings(_Section):
     """Inject as a native sidecar (Kubernetes 1.29+); auto: for pods that run to completion."""
 
 
-class AlertmanagerSettings(_Section):
-    """Where the sidecars send their alerts."""
-
-    urls: list[str] = ["http://alertmanager.monitoring.svc:9093"]
-    """Alertmanager base URLs, each receives every alert (a password in one is shown as ***)."""
-    alert_name: str = "DeucalionAnomaly"
-    """Value of ``DEUCALION_ALERT_NAME``: the alertname of the alerts the sidecars send."""
-
-    @field_validator("urls")
-    @classmethod
-    def _absolute_http_urls(cls, urls: list[str]) -> list[str]:
-        for url in urls:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"{hide_password(url)!r} is not an http(s) URL with a host")
-        return urls
-
-    @field_serializer("urls", when_used="json")
-    def _dump_urls(self, urls: list[str]) -> list[str]:
-        # JSON is for showing; the sidecars' environment is written from the field itself,
-        # password included, so that they can log in.
-        return [hide_password(url) for url in urls]
-
-    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
-        # repr and str end up in logs: the password shows as ***.
-        for name, value in super().__repr_args__():
-            yield name, [hide_password(url) for url in value] if name == "urls" else value
-
-    @property
-    def first_host_port(self) -> tuple[str, int] | None:
-        """Host and port of the first URL, for the original framework's two variables."""
-        if not self.urls:
-            return None
-        parts = urlsplit(self.urls[0])
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        return parts.hostname or "", port
-
-
 class AnnotationNames(_Section):
     """The pod annotations the injector reads and writes."""
 
@@ -147,23 +115,54 @@ class ServerSettings(_Section):
     """PEM private key of the serving certificate."""
 
 
-class InjectorSettings(BaseSettings):
-    """Everything the injector needs, from keywords, ``DEUCALION_INJECTOR_*`` env or flags."""
+#: The environment variables of the injector's settings start with this.
+ENV_PREFIX = "DEUCALION_INJECTOR_"
+#: The Alertmanager settings the injector hands to the sidecars.
+SIDECAR_ALERTMANAGER_FIELDS = frozenset({"urls", "alert_name"})
 
-    model_config = SettingsConfigDict(
-        env_prefix="DEUCALION_INJECTOR_",
-        env_nested_delimiter="__",
-        extra="forbid",
-        frozen=True,
-        use_attribute_docstrings=True,
-        hide_input_in_errors=True,
-    )
+
+class InjectorSettings(_Section):
+    """Everything the injector needs, from keywords, ``DEUCALION_INJECTOR_*`` env or flags."""
 
     sidecar: SidecarSettings = SidecarSettings()
     """The injected container."""
-    alertmanager: AlertmanagerSettings = AlertmanagerSettings()
-    """The Alertmanagers the sidecars alert."""
+    alertmanager: AlertmanagerSettings = AlertmanagerSettings(
+        urls=["http://alertmanager.monitoring.svc:9093"])
+    """The Alertmanagers the sidecars alert (their urls and alert_name)."""
     annotations: AnnotationNames = AnnotationNames()
     """Annotation names read from and written to pods."""
     server: ServerSettings = ServerSettings()
     """The webhook server."""
+
+    @field_validator("alertmanager", mode="before")
+    @classmethod
+    def _absolute_urls(cls, value: object) -> object:
+        # Written into every sidecar as they are: host:port, which the sidecar itself accepts,
+        # is more likely a mistake here, so a scheme is required.
+        urls = split_comma_list(value.get("urls")) if isinstance(value, Mapping) else None
+        for url in urls if isinstance(urls, list) else []:
+            if isinstance(url, str) and "://" not in url:
+                raise ValueError(f"{redact_url(url)!r} is not an http(s) URL with a host")
+        return value
+
+    @model_validator(mode="after")
+    def _only_what_sidecars_get(self) -> InjectorSettings:
+        ignored = sorted(self.alertmanager.model_fields_set - SIDECAR_ALERTMANAGER_FIELDS)
+        if ignored:
+            raise ValueError(
+                f"alertmanager.{ignored[0]}: the injector hands the sidecars only "
+                "alertmanager.urls and alertmanager.alert_name; set the others in the "
+                "sidecar's own configuration (the deucalion.io/config ConfigMap)"
+            )
+        return self
+
+    @classmethod
+    def load(cls, *, environ: Mapping[str, str] | None = None,
+             **overrides: Any) -> InjectorSettings:
+        """The settings from ``DEUCALION_INJECTOR_*`` variables, then ``overrides`` (flags),
+        later winning; a ``ConfigError`` names the key and source of every problem."""
+        environ = os.environ if environ is None else environ
+        layers = [("environment", environment_layer(environ, ENV_PREFIX))]
+        if overrides:
+            layers.append(("flags", dict(overrides)))
+        return validate_layers(cls, layers, env_prefix=ENV_PREFIX)

@@ -8,27 +8,29 @@ makes the one the settings ask for:
 - ``kubernetes:`` -> ``deucalion.targets.kubernetes.KubernetesTargets``;
 - ``prometheus:`` -> ``deucalion.targets.prometheus.PrometheusTargets`` (federated mode).
 
-The first three may be combined (``CombinedTargets``). A provider that also has
+``Target`` (in ``deucalion.targets.target``) is what every provider answers with; the
+protocols and the combining providers are in ``deucalion.targets.provider``, which the
+submodules import (never this package, whose ``build_provider`` imports them). The first
+three may be combined (``CombinedTargets``). A provider that also has
 ``async collect(targets, metrics) -> list[ScrapeResult]`` (a ``CollectingProvider``) delivers
 the samples itself and replaces scraping: federated mode does.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
 from deucalion.errors import ConfigError
+from deucalion.targets.provider import (
+    CollectingProvider,
+    CombinedTargets,
+    StaticTargets,
+    TargetProvider,
+)
+from deucalion.targets.target import Target, target_from_settings
 
 if TYPE_CHECKING:
-    from deucalion.config.loading import ClientOptions, Settings
-    from deucalion.scrape import ScrapeResult
-
-log = logging.getLogger(__name__)
+    from deucalion.config.settings import Settings
 
 __all__ = [
     "CollectingProvider",
@@ -36,138 +38,7 @@ __all__ = [
     "StaticTargets",
     "Target",
     "TargetProvider",
-    "build_provider",
-    "target_from_settings",
 ]
-
-
-@dataclass(frozen=True)
-class Target:
-    """One scrape target: its URL (its identity), the labels alerts about it carry, and how
-    it is scraped.
-
-    Only ``url`` takes part in equality and hashing; secrets are left out of the repr.
-    """
-
-    url: str
-    labels: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
-    timeout: float | None = field(default=None, compare=False)
-    """Seconds one scrape may take; ``None`` uses the scraper's timeout."""
-    basic_auth: tuple[str, str] | None = field(default=None, compare=False, repr=False)
-    """``(username, password)`` for HTTP basic authentication."""
-    bearer_token: str | None = field(default=None, compare=False, repr=False)
-    """A bearer token sent in the Authorization header."""
-    bearer_token_file: str | None = field(default=None, compare=False)
-    """A file holding the bearer token, read on every scrape (tokens rotate)."""
-    ca_file: str | None = field(default=None, compare=False)
-    """CA certificates (PEM) to verify the target's certificate with."""
-    insecure_skip_verify: bool = field(default=False, compare=False)
-    """Accept any certificate."""
-
-    @property
-    def instance(self) -> str:
-        """Prometheus's ``instance`` label: the one discovery or configuration set (a federated
-        Prometheus's relabelled instance, a file_sd or static group's label), else the URL's
-        ``host:port``."""
-        # As in Prometheus, an empty label is no label: the address stands in for it.
-        return self.labels.get("instance") or urlsplit(self.url).netloc.rpartition("@")[2]
-
-    @property
-    def job(self) -> str:
-        """The ``job`` label: the configured one, else ``deucalion``."""
-        return self.labels.get("job", "deucalion")
-
-
-def target_from_settings(url: str, labels: Mapping[str, str], options: ClientOptions) -> Target:
-    """A ``Target`` carrying a configured group's scrape options.
-
-    A ``password_file`` is read here, once, so a missing file is reported when targets are built.
-    """
-    basic_auth = None
-    if options.basic_auth is not None:
-        auth = options.basic_auth
-        if auth.password_file is not None:
-            try:
-                password = Path(auth.password_file).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(f"basic_auth.password_file {auth.password_file}: cannot read "
-                                  f"it: {exc.strerror or exc}") from None
-        else:
-            password = auth.password.get_secret_value() if auth.password else ""
-        basic_auth = (auth.username, password)
-    return Target(
-        url,
-        dict(labels),
-        timeout=getattr(options, "scrape_timeout", None),
-        basic_auth=basic_auth,
-        bearer_token=options.bearer_token.get_secret_value() if options.bearer_token else None,
-        bearer_token_file=options.bearer_token_file,
-        ca_file=options.tls_config.ca_file,
-        insecure_skip_verify=options.tls_config.insecure_skip_verify,
-    )
-
-
-class TargetProvider(Protocol):
-    """A source of targets, asked once per cycle."""
-
-    async def discover(self) -> Sequence[Target]:
-        """The targets to scrape in this cycle."""
-        ...
-
-    async def close(self) -> None:
-        """Release what the provider holds (files watched, sessions)."""
-        ...
-
-
-class StaticTargets:
-    """A fixed list of targets, from the ``targets:`` setting."""
-
-    def __init__(self, targets: Sequence[Target]) -> None:
-        self._targets = tuple(targets)
-
-    async def discover(self) -> Sequence[Target]:
-        """The configured targets."""
-        return self._targets
-
-    async def close(self) -> None:
-        """Nothing to release."""
-        return None
-
-
-@runtime_checkable
-class CollectingProvider(TargetProvider, Protocol):
-    """A provider that also delivers its targets' samples, instead of deucalion scraping them."""
-
-    async def collect(self, targets: Sequence[Target], metrics: Iterable[str] | None
-                      ) -> list[ScrapeResult]:
-        """One result per target, with the samples of ``metrics`` (all when ``None``)."""
-        ...
-
-
-class CombinedTargets:
-    """The union of several providers' targets; a URL found twice keeps its first labels."""
-
-    def __init__(self, providers: Sequence[TargetProvider]) -> None:
-        self.providers = tuple(providers)
-
-    @property
-    def last_error(self) -> str | None:
-        """The problems the providers report, if any."""
-        errors = [e for p in self.providers if (e := getattr(p, "last_error", None))]
-        return "; ".join(errors) or None
-
-    async def discover(self) -> Sequence[Target]:
-        """Every provider's targets, in the order of the providers."""
-        seen: dict[str, Target] = {}
-        for provider in self.providers:
-            for target in await provider.discover():
-                seen.setdefault(target.url, target)
-        return list(seen.values())
-
-    async def close(self) -> None:
-        """Close every provider."""
-        for provider in self.providers:
-            await provider.close()
 
 
 def build_provider(settings: Settings) -> TargetProvider:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from deucalion.config.loading import check_labels, normalize_target_url, yaml_problem
-from deucalion.targets import Target, target_from_settings
+from deucalion.targets.target import Target, target_from_settings
 
 if TYPE_CHECKING:
     from deucalion.config.loading import FileSDSettings

@@ -20,10 +20,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
+from deucalion._http import APIClient, Credentials, HTTPError
 from deucalion.errors import DeucalionError
-from deucalion.targets import Target, target_from_settings
+from deucalion.targets.target import Target, target_from_settings
 
 if TYPE_CHECKING:
     from deucalion.config.loading import KubernetesSettings
@@ -37,6 +36,8 @@ _GO_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-
 _SIMPLE_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
                    "\\": "\\", '"': '"', "'": "'"}
 _INVALID_LABEL_CHARS = re.compile(r"[^a-zA-Z0-9_]")
+#: Seconds one request to the Kubernetes API may take.
+API_TIMEOUT = 10.0
 
 
 def _unquote_go(escaped: str) -> str:
@@ -88,12 +89,10 @@ class KubernetesTargets:
         settings: KubernetesSettings,
         *,
         environ: Mapping[str, str] | None = None,
-        session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.settings = settings
         self._environ = os.environ if environ is None else environ
-        self._session = session
-        self._own_session = session is None
+        self._api: APIClient | None = None
         self._targets: list[Target] = []
         self._fetched_at = float("-inf")
         self._problem: str | None = None
@@ -121,10 +120,10 @@ class KubernetesTargets:
         return list(self._targets)
 
     async def close(self) -> None:
-        """Close the API session, when one was opened."""
-        if self._session is not None and self._own_session:
-            session, self._session = self._session, None
-            await session.close()
+        """Close the API client, when one was opened."""
+        if self._api is not None:
+            api, self._api = self._api, None
+            await api.close()
 
     def _note(self, problem: str | None) -> None:
         self.last_error = problem
@@ -191,46 +190,38 @@ class KubernetesTargets:
         host = f"[{host}]" if ":" in host else host  # an IPv6 address
         return f"https://{host}:{port}"
 
-    async def _read_api(self) -> tuple[dict[str, str], dict[str, str]]:
-        account = Path(self.settings.service_account_dir)
-        base = self._api_url()
-        namespace, pod = self.namespace, self.pod_name
-        url = f"{base}/api/v1/namespaces/{namespace}/pods/{pod}"
-        # The service account's credentials, not the scrape options (those are the target's).
-        ca_file = account / "ca.crt"
-        api = Target(url, bearer_token_file=str(account / "token"),
-                     ca_file=str(ca_file) if ca_file.is_file() else None)
-        # Imported here: deucalion.scrape imports this package.
-        from deucalion.errors import ScrapeError
-        from deucalion.scrape import auth_headers, ssl_for
+    def _api_client(self) -> APIClient:
+        if self._api is None:
+            account = Path(self.settings.service_account_dir)
+            ca_file = account / "ca.crt"
+            # The service account's credentials, not the scrape options (those are the target's).
+            credentials = Credentials(
+                bearer_token_file=str(account / "token"),
+                ca_file=str(ca_file) if ca_file.is_file() else None,
+                token_file_key="the service account's token file",
+                ca_file_key="the service account's CA file")
+            self._api = APIClient(self._api_url(), credentials, timeout=API_TIMEOUT)
+        return self._api
 
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
+    async def _read_api(self) -> tuple[dict[str, str], dict[str, str]]:
+        api = self._api_client()
+        namespace, pod = self.namespace, self.pod_name
+        path = f"/api/v1/namespaces/{namespace}/pods/{pod}"
         try:
-            headers = {"Accept": "application/json", **auth_headers(api)}
-            async with asyncio.timeout(10), self._session.get(
-                    url, headers=headers, ssl=ssl_for(api)) as response:
-                if response.status in (401, 403):
-                    raise KubernetesError(
-                        f"the Kubernetes API answered HTTP {response.status} to GET {url}: the "
-                        f"service account may not get pods in namespace {namespace}; grant it "
-                        "`get` on `pods` with a Role and RoleBinding, or mount the pod's "
-                        f"annotations at {self.settings.annotations_file} (Downward API, no "
-                        "permission needed)"
-                    )
-                if response.status != 200:
-                    raise KubernetesError(f"the Kubernetes API answered HTTP {response.status} "
-                                          f"{response.reason} to GET {url}")
-                pod_object: Any = await response.json()
-        except ScrapeError as exc:
-            raise KubernetesError(exc.reason) from None
-        except TimeoutError:
-            raise KubernetesError(f"GET {url} timed out after 10s") from None
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
-            raise KubernetesError(f"GET {url} failed: {type(exc).__name__}: {exc}") from None
+            pod_object: Any = await api.get_json(path)
+        except HTTPError as exc:
+            if exc.status in (401, 403):
+                raise KubernetesError(
+                    f"the Kubernetes API answered {exc.reason} to GET {api.url(path)}: the "
+                    f"service account may not get pods in namespace {namespace}; grant it "
+                    "`get` on `pods` with a Role and RoleBinding, or mount the pod's "
+                    f"annotations at {self.settings.annotations_file} (Downward API, no "
+                    "permission needed)"
+                ) from None
+            raise KubernetesError(f"GET {api.url(path)} failed: {exc.reason}") from None
         metadata = pod_object.get("metadata") if isinstance(pod_object, dict) else None
         if not isinstance(metadata, dict):
-            raise KubernetesError(f"GET {url} did not return a Pod object")
+            raise KubernetesError(f"GET {api.url(path)} did not return a Pod object")
         return dict(metadata.get("annotations") or {}), dict(metadata.get("labels") or {})
 
     def _build(self, annotations: Mapping[str, str], pod_labels: Mapping[str, str]

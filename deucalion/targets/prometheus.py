@@ -15,35 +15,28 @@ clashes with a target label reaches deucalion renamed ``exported_<name>``; the s
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 
-from deucalion.config.settings import hide_password
-from deucalion.errors import ParseError, ScrapeError
+from deucalion._http import APIClient, HTTPError, redact_url
+from deucalion.errors import ParseError
+from deucalion.exposition.grammar import escape
 from deucalion.exposition.naming import FAMILY_SUFFIXES
 from deucalion.exposition.text import is_openmetrics, parse_exposition
 from deucalion.observer import SYNTHETIC_METRICS
-from deucalion.scrape import PARSE_INLINE_MAX_BYTES, Scraper, ScrapeResult
-from deucalion.targets import Target, target_from_settings
+from deucalion.scrape import ACCEPT, PARSE_INLINE_MAX_BYTES, ScrapeResult
+from deucalion.targets.target import Target
 
 if TYPE_CHECKING:
     from deucalion.config.loading import PrometheusSettings
 
-__all__ = ["PrometheusTargets", "escape_label_value", "parse_series", "render_series"]
+__all__ = ["PrometheusTargets", "parse_series", "render_series"]
 
 log = logging.getLogger(__name__)
 
 _PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-def escape_label_value(value: str) -> str:
-    """A label value escaped as in the exposition format (backslash, quote, newline)."""
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 def parse_series(series: str) -> list[tuple[str, str]]:
@@ -59,19 +52,9 @@ def render_series(pairs: Iterable[tuple[str, str]]) -> str:
     return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(pairs)) + "}"
 
 
-def _split_login(url: str) -> tuple[str, tuple[str, str] | None]:
-    """``url`` without the ``user:password@`` it may hold, and that user and password."""
-    parts = urlsplit(url)
-    userinfo, at, host = parts.netloc.rpartition("@")
-    if not at:
-        return url, None
-    user, _, password = userinfo.partition(":")
-    # Percent-decoded, as aiohttp does with credentials it finds in a URL.
-    return urlunsplit(parts._replace(netloc=host)), (unquote(user), unquote(password))
-
-
 def _promql_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    # PromQL's double-quoted strings escape as the exposition formats' label values do.
+    return f'"{escape(value)}"'
 
 
 class PrometheusTargets:
@@ -79,42 +62,27 @@ class PrometheusTargets:
 
     def __init__(self, settings: PrometheusSettings, *, body_size_limit: int) -> None:
         self.settings = settings
-        self.name = hide_password(settings.url)
+        self.name = redact_url(settings.url)
         """The server's URL as logs and errors show it: a password in it as ``***``."""
-        self._client = Scraper(timeout=settings.timeout, body_size_limit=body_size_limit)
-        # A user and password in the URL are sent as the header they stand for, so no URL
-        # handed to aiohttp holds them: its errors and the ScrapeErrors quote the URL.
-        self._base, login = _split_login(settings.url)
-        # The server's own credentials and TLS settings, used for every request to it.
-        self._server = target_from_settings(self._base, {}, settings)
-        if login is not None:
-            self._server = replace(self._server, basic_auth=login)
+        # An API client, not a Scraper: /api/v1/targets is JSON, asked for as such. A user and
+        # password in the URL are sent as the header they stand for and never shown.
+        self._api = APIClient(settings.url, settings.credentials(), timeout=settings.timeout,
+                              body_size_limit=body_size_limit)
         self._targets: list[Target] = []
         self._last_errors: dict[str, str] = {}
         self._problem: str | None = None
         self.last_error: str | None = None
         """Why the last request to Prometheus failed, or None."""
 
-    def _request(self, path: str, query: Sequence[tuple[str, str]] = ()) -> Target:
-        url = f"{self._base}{path}"
-        if query:
-            url += "?" + urlencode(query)
-        return Target(url, basic_auth=self._server.basic_auth,
-                      bearer_token=self._server.bearer_token,
-                      bearer_token_file=self._server.bearer_token_file,
-                      ca_file=self._server.ca_file,
-                      insecure_skip_verify=self._server.insecure_skip_verify)
-
     async def discover(self) -> Sequence[Target]:
         """The server's active targets that match ``jobs`` and ``match_labels``."""
         try:
-            body, _ = await self._client.fetch(self._request("/api/v1/targets",
-                                                             [("state", "active")]))
-            self._targets = self._select(json.loads(body))
+            answer = await self._api.get_json("/api/v1/targets", [("state", "active")])
+            self._targets = self._select(answer)
             self._note(None)
-        except ScrapeError as exc:
+        except HTTPError as exc:
             self._note(f"cannot list targets at {self.name}: {exc.reason}")
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:
             self._note(f"{self.name}/api/v1/targets did not answer as Prometheus does: "
                        f"{type(exc).__name__}: {exc}")
         return list(self._targets)
@@ -167,7 +135,8 @@ class PrometheusTargets:
         wanted = None if metrics is None else frozenset(metrics) | SYNTHETIC_METRICS
         query = [("match[]", s) for s in self.match_selectors(targets, metrics)]
         try:
-            body, content_type = await self._client.fetch(self._request("/federate", query))
+            # The scrape's Accept: /federate answers in an exposition format, as a target does.
+            body, content_type = await self._api.get("/federate", query, accept=ACCEPT)
             openmetrics = is_openmetrics(content_type)
             if len(body) <= PARSE_INLINE_MAX_BYTES:
                 parsed = parse_exposition(body, openmetrics=openmetrics, metrics=wanted)
@@ -176,8 +145,8 @@ class PrometheusTargets:
                 # One body holds every target's samples: parse and split it off the loop.
                 await asyncio.to_thread(self._parse_and_split, body, openmetrics, wanted,
                                         targets, results)
-        except (ScrapeError, ParseError) as exc:
-            reason = exc.reason if isinstance(exc, ScrapeError) else f"malformed: {exc}"
+        except (HTTPError, ParseError) as exc:
+            reason = exc.reason if isinstance(exc, HTTPError) else f"malformed: {exc}"
             self._note(f"federation failed: {reason}")
             for result in results.values():
                 result.error = f"federation from {self.name} failed: {reason}"
@@ -195,10 +164,10 @@ class PrometheusTargets:
         by_key: dict[tuple[str, str], Target] = {}
         target_pairs: dict[str, set[tuple[str, str]]] = {}
         for target in targets:
-            job = escape_label_value(target.labels.get("job", ""))
-            instance = escape_label_value(target.labels.get("instance", ""))
+            job = escape(target.labels.get("job", ""))
+            instance = escape(target.labels.get("instance", ""))
             by_key.setdefault((job, instance), target)
-            target_pairs[target.url] = {(k, escape_label_value(v))
+            target_pairs[target.url] = {(k, escape(v))
                                         for k, v in target.labels.items()}
         synthetic: dict[str, dict[str, float]] = {}
         for name, series_values in parsed.items():
@@ -228,4 +197,4 @@ class PrometheusTargets:
 
     async def close(self) -> None:
         """Close the session to Prometheus."""
-        await self._client.close()
+        await self._api.close()
