@@ -12,7 +12,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from deucalion.errors import ConfigError
-from deucalion.exposition.naming import METRIC_NAME, family_selects
+from deucalion.exposition.naming import Selector
 
 __all__ = ["SYNTHETIC_METRICS", "MetricsObserver", "TargetsData", "data_time", "data_times"]
 
@@ -79,12 +79,13 @@ class MetricsObserver(abc.ABC):
             # A lone string would otherwise be read as a set of one-letter names.
             desired_metrics = [desired_metrics]
         names = frozenset(desired_metrics)
-        bad = sorted(n for n in names if not isinstance(n, str) or not METRIC_NAME.match(n))
-        if bad:
+        try:
+            Selector.from_desired(names)
+        except ValueError as exc:
             raise ConfigError(
-                f"{type(self).__name__}: {bad!r} are not metric names; desired_metrics must hold "
-                "names such as 'node_cpu_seconds_total' or 'go_goroutines'"
-            )
+                f"{type(self).__name__}: {exc}; desired_metrics must hold metric names such as "
+                "'node_cpu_seconds_total' or regular expressions such as 'node_.*'"
+            ) from None
         if not names:
             raise ConfigError(
                 f"{type(self).__name__} desires no metrics: pass the metric names its model "
@@ -102,8 +103,9 @@ class MetricsObserver(abc.ABC):
         return self.observer_name or type(self).__name__
 
     def wants(self, sample_name: str) -> bool:
-        """Whether a sample belongs to this observer: its own name or its family's is desired."""
-        return family_selects(self.desired_metrics, sample_name)
+        """Whether a sample belongs to this observer: its own name or its family's is desired,
+        or matches a desired regular expression (see ``deucalion.exposition.naming``)."""
+        return Selector.from_desired(self.desired_metrics).selects(sample_name)
 
     @abc.abstractmethod
     def new_data(self, targets_data_dict: TargetsData) -> Any:

@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 from deucalion.config.settings import hide_password
 from deucalion.errors import ParseError, ScrapeError
 from deucalion.exposition.naming import FAMILY_SUFFIXES
-from deucalion.exposition.text import is_openmetrics, parse_exposition
+from deucalion.exposition.parser import is_openmetrics, parse_exposition
 from deucalion.observer import SYNTHETIC_METRICS
 from deucalion.scrape import PARSE_INLINE_MAX_BYTES, Scraper, ScrapeResult
 from deucalion.targets import Target, target_from_settings
