@@ -117,6 +117,8 @@ _WANTED_LINE = re.compile(
     rf"({_NAME_FAST})(\{{{_BLOCK_FAST}\}}|\{{\}}|)"
     rf" ({_RAW_VALUE}+)(?: [+-]?[0-9]++)?+(?=\n|\Z)"
 )
+# What float() may read: it would also take what the format does not ("1_0", "\x0c1").
+_VALUE = re.compile(rf"{_RAW_VALUE}++").fullmatch
 _SAMPLE_LINES = re.compile(r"\n[ \t]*+(?=[a-zA-Z_:])")
 _SAMPLE_LINES_BYTES = re.compile(rb"\n[ \t]*+(?=[a-zA-Z_:])")
 
@@ -160,6 +162,16 @@ def _texts(body: Body) -> Iterator[tuple[int, str, bool]]:
         return
     if not isinstance(body, list):
         body = [bytes(body)] if isinstance(body, memoryview) else [body]  # type: ignore[list-item]
+    if sum(map(len, body)) <= PIECE_CHARS:
+        # A small body is decoded at once (a copy of it is cheap).
+        whole = body[0] if len(body) == 1 else b"".join(body)
+        body.clear()
+        try:
+            yield 0, str(whole, "utf-8"), True
+        except UnicodeDecodeError as exc:
+            raise ParseError(f"invalid UTF-8 at byte {exc.start}",
+                             whole.count(b"\n", 0, exc.start) + 1) from None
+        return
     decoder = codecs.getincrementaldecoder("utf-8")()
     carry = ""
     parts: list[str] = []
@@ -395,6 +407,11 @@ class Filter:
                     needles.append(name)
         exact = selector.exact and len(needles) <= self.MAX_NEEDLES
         self._needles = tuple(needles) if exact else None
+        # One search finds the lines of every needle, in the body's order: cheaper than a
+        # str.find() per needle, each of which would scan the whole body once more.
+        self._starts = re.compile(
+            "\n(?:" + "|".join(re.escape(n) for n in sorted(needles, key=len, reverse=True)) + ")"
+        ).finditer
 
     def selects(self, name: str) -> bool:
         """Whether the sample called ``name`` is kept (remembered per name)."""
@@ -472,38 +489,33 @@ class Filter:
         """
         if text[0] not in _STARTS or _BAD_START.search(text):
             return None
+        # Every line now starts with "#" or a name (none is indented): a selected line is one
+        # that starts with "\n" and a needle, or the first one.
         result: Samples = {}
         find = text.find
         heads = self._heads
         assert self._needles is not None
+        starts = [m.start() + 1 for m in self._starts(text)]
+        if text.startswith(self._needles):
+            starts.insert(0, 0)
         try:
-            for name in self._needles:
-                pos = find(name)
-                while pos >= 0:
-                    before = text[pos - 1] if pos else "\n"
-                    if before == "\n":
-                        end = find("\n", pos)
-                        head, _, value = text[pos:end].rpartition(" ")
-                        seen = heads.get(head)
-                        if seen is None:
-                            # Not read before, or it has a timestamp: the regex reads it.
-                            seen, value = self._read_head(text, pos)
-                            if seen is None:
-                                return None
-                        elif not (value.isascii() and value.isprintable() and "_" not in value):
-                            # float() would take what the format does not ("1_0", "\x0c1").
-                            return None
-                        sample, key = seen
-                        if sample:
-                            series = result.get(sample)
-                            if series is None:
-                                series = result[sample] = {}
-                            series[key] = float(value)
-                        pos = find(name, end)
-                        continue
-                    if before in " \t" and not text[text.rfind("\n", 0, pos) + 1:pos].strip(" \t"):
-                        return None  # a line indented with blanks
-                    pos = find(name, pos + len(name))
+            for pos in starts:
+                end = find("\n", pos)
+                head, _, value = text[pos:end].rpartition(" ")
+                seen = heads.get(head)
+                if seen is None:
+                    # Not read before, or it has a timestamp: the regex reads it.
+                    seen, value = self._read_head(text, pos)
+                    if seen is None:
+                        return None
+                elif not _VALUE(value):
+                    return None
+                sample, key = seen
+                if sample:
+                    series = result.get(sample)
+                    if series is None:
+                        series = result[sample] = {}
+                    series[key] = float(value)
         except (ParseError, ValueError):
             return None
         return result
