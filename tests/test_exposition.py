@@ -583,6 +583,22 @@ def _slow_parse(text: str) -> dict[str, dict[str, float]]:
     return result
 
 
+def test_unsorted_blocks_of_many_label_orders_in_one_piece() -> None:
+    """Blocks written in several unsorted orders, with escapes, interleaved in one body, get
+    the keys of their sorted spelling, each with its own value."""
+    lines, expected = [], {}
+    for i in range(300):
+        pairs = [("b", f"{i}"), ("a", "x\\\"q" if i % 7 == 0 else "p"), ("c", f"{i % 3}")]
+        if i % 2:
+            pairs.insert(0, ("d", "é"))
+        order = [pairs[j] for j in ([2, 0, 1] if i % 3 == 0 else [1, 2, 0])] + pairs[3:]
+        lines.append("m{" + ",".join(f'{k}="{v}"' for k, v in order) + f"}} {i}")
+        expected["{" + ",".join(f'{k}="{v}"' for k, v in sorted(pairs)) + "}"] = float(i)
+    text = "\n".join(lines) + "\n"
+    assert parse_exposition(text) == {"m": expected}
+    assert_same(parse_exposition(text), reference(text))
+
+
 def test_sorted_and_unsorted_blocks_give_one_key() -> None:
     """A block written unsorted gets the key of its sorted spelling, first time and after."""
     sorted_line = 'm{a="1",b="2",c="3"} 1\n'
@@ -738,6 +754,14 @@ def test_filtered_parse_checks_how_unselected_lines_start() -> None:
     for body in ("0bad 1\nok 2\n", "ok 2\n-bad 1\nok 3\n", "ok 1\nbad x y z\n"):
         with pytest.raises(ParseError):
             parser.parse(body)
+    # A selector taking most lines reads bodies in full once it has seen one: the same rule.
+    dense = ExpositionParser(["ok.*"])
+    body = 'ok1 1\nok2{b="2",a="1"} 2\nbad{ 1\nok3 3\n'
+    expected = {"ok1": {"{}": 1.0}, "ok2": {'{a="1",b="2"}': 2.0}, "ok3": {"{}": 3.0}}
+    for _ in range(3):
+        assert dense.parse(body) == expected
+    with pytest.raises(ParseError):
+        dense.parse("ok1 1\nok2 2\n<html>\n")
 
 
 # ---- selectors ----------------------------------------------------------------------------------

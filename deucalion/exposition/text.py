@@ -34,6 +34,7 @@ from __future__ import annotations
 import codecs
 import re
 from collections.abc import Callable, Iterator
+from itertools import compress
 from operator import itemgetter
 from typing import Any
 
@@ -44,7 +45,7 @@ from deucalion.exposition.naming import Selector
 __all__ = ["PIECE_CHARS", "Filter", "count_samples", "pieces", "read_full", "read_line"]
 
 #: Bodies are decoded and read in pieces of about this many characters, ending at line ends.
-PIECE_CHARS = 1 << 18
+PIECE_CHARS = 1 << 16
 
 # ---- the grammar as regular expressions -------------------------------------------------------
 
@@ -127,10 +128,9 @@ _MAX_ORDERS = 4096
 _MAX_HEADS = 4096
 _MAX_NAMES = 65536
 
-#: What reorders the pairs of a block whose labels are not sorted.
-Reorder = Callable[[list[str]], tuple[str, ...]]
-#: Label-name sequence of a block ("{a=,b=}") -> None when sorted, else its Reorder.
-Orders = dict[str, Reorder | None]
+#: Label-name sequence of a block ("{a=,b=}") -> None when sorted, else the positions of its
+#: pairs in sorted order.
+Orders = dict[str, tuple[int, ...] | None]
 
 # ---- pieces of a body -------------------------------------------------------------------------
 
@@ -161,7 +161,9 @@ def _texts(body: Body) -> Iterator[tuple[int, str, bool]]:
             start = end
         return
     if not isinstance(body, list):
-        body = [bytes(body)] if isinstance(body, memoryview) else [body]  # type: ignore[list-item]
+        # One buffer: cut into chunks of a piece each, which are decoded one at a time.
+        view = memoryview(body)
+        body = [bytes(view[i:i + PIECE_CHARS]) for i in range(0, len(view), PIECE_CHARS)]
     if sum(map(len, body)) <= PIECE_CHARS:
         # A small body is decoded at once (a copy of it is cheap).
         whole = body[0] if len(body) == 1 else b"".join(body)
@@ -296,19 +298,35 @@ def _orders_of(matches: list[tuple[str, str, str, str]], orders: Orders) -> list
     return names.split("\n") if unsorted else None
 
 
-def _order(sequence: str) -> Reorder | None:
-    """None when the label names of ``sequence`` ("{a=,b=}") are sorted, else what puts a
-    block's pairs in order. Raises ParseError on a duplicate or reserved name."""
+def _order(sequence: str) -> tuple[int, ...] | None:
+    """None when the label names of ``sequence`` ("{a=,b=}") are sorted, else the positions of
+    the pairs in sorted order. Raises ParseError on a duplicate or reserved name."""
     labels = sequence[1:-2].split("=,") if len(sequence) > 2 else []
     if len(set(labels)) != len(labels):
         raise ParseError("duplicate label name")
     if any(label.startswith("__") for label in labels):
         raise ParseError("reserved label name")
-    permutation = sorted(range(len(labels)), key=labels.__getitem__)
-    if permutation == list(range(len(labels))):
-        return None
-    reorder: Reorder = itemgetter(*permutation)
-    return reorder
+    permutation = tuple(sorted(range(len(labels)), key=labels.__getitem__))
+    return None if permutation == tuple(range(len(labels))) else permutation
+
+
+def _sorted_keys(blocks: list[str], order: tuple[int, ...]) -> list[str]:
+    """The series keys of canonical ``blocks`` that share one unsorted label-name sequence,
+    ``order`` giving the positions of their pairs in sorted order.
+
+    Done for all the blocks at once, in C: joined, split into pairs, the pairs taken column by
+    column in sorted order and zipped back into blocks.
+    """
+    joined = "\n".join(blocks)
+    if '\\"' in joined:
+        # An escaped quote would be split on: one block at a time.
+        reorder = itemgetter(*order)
+        return ["{" + ",".join(reorder(_CANON_PAIRS.findall(block))) + "}" for block in blocks]
+    width = len(order)
+    # '{a="1",b="2"}\n{a="3",b="4"}' -> ['a="1', 'b="2', 'a="3', 'b="4']
+    pairs = joined[1:-2].replace('"}\n{', '",').split('",')
+    columns = [pairs[i::width] for i in order]
+    return ("{" + '"}\n{'.join(map('",'.join, zip(*columns, strict=True))) + '"}').split("\n")
 
 
 def _take(matches: list[tuple[str, str, str, str]], result: Samples, orders: Orders,
@@ -334,18 +352,22 @@ def _take(matches: list[tuple[str, str, str, str]], result: Samples, orders: Ord
                 count -= _take_other(other, result, selects)
                 current_name = ""
         return count
+    # Keys of the blocks written unsorted, made per label-name sequence in bulk, then taken in
+    # order as their lines come.
+    blocks = list(map(_BLOCK_OF, matches))
+    keys = {
+        sequence: iter(_sorted_keys(list(compress(blocks, map(sequence.__eq__, sequences))),
+                                    order))
+        for sequence in set(sequences)
+        if (order := orders.get(sequence)) is not None
+    }
     for (name, key, value, other), sequence in zip(matches, sequences, strict=True):
         if name:
             if name != current_name:
                 current_name = name
                 current = result.get(name) or result.setdefault(name, {})
-            order = orders[sequence] if key else None
-            if order is not None:
-                if '\\"' in key:
-                    key = "{" + ",".join(order(_CANON_PAIRS.findall(key))) + "}"
-                else:
-                    # 'a="1",b="2",' split at '",' gives the pairs less their closing quote.
-                    key = "{" + '",'.join(order((key[1:-1] + ",").split('",'))) + '"}'
+            if sequence in keys:
+                key = next(keys[sequence])
             current[key or "{}"] = float(value)
         else:
             count -= _take_other(other, result, selects)
@@ -407,6 +429,9 @@ class Filter:
                     needles.append(name)
         exact = selector.exact and len(needles) <= self.MAX_NEEDLES
         self._needles = tuple(needles) if exact else None
+        # Whether the last piece read had most of its lines selected: the next is then read in
+        # full and filtered by name, cheaper than going through it a run at a time.
+        self._dense = False
         # One search finds the lines of every needle, in the body's order: cheaper than a
         # str.find() per needle, each of which would scan the whole body once more.
         self._starts = re.compile(
@@ -435,6 +460,8 @@ class Filter:
                 counted += count_samples(piece)
             try:
                 found = self._found(piece) if self._needles is not None else None
+                if found is None and self._dense:
+                    found = self._selected_of_full(piece, orders)
                 if found is None:
                     self._runs(piece, result, orders)
                 else:
@@ -452,15 +479,41 @@ class Filter:
             raise ParseError(exc.reason, lines + text.count("\n", 0, start) + 1) from None
         return result, counted if count else None
 
-    def _runs(self, text: str, result: Samples, orders: Orders) -> None:
-        """Read ``text`` a run of same-name lines at a time, the selected runs in full."""
+    def _selected_of_full(self, text: str, orders: Orders) -> Samples | None:
+        """The selected samples of a full read of ``text``, or None when the full read finds
+        a fault (for :meth:`_runs` to judge: it may be in an unselected line)."""
+        every: Samples = {}
+        try:
+            _take(_LINES.findall(text), every, orders, None)
+        except (ParseError, ValueError):
+            return None
         selects = self.selects
+        found = {name: series for name, series in every.items() if selects(name)}
+        self._dense = 2 * len(found) > len(every)
+        return found
+
+    def _runs(self, text: str, result: Samples, orders: Orders) -> None:
+        """Read ``text`` a run of same-name lines at a time, the selected runs in full.
+
+        Selected runs next to each other (comments between them included) are read together,
+        so that a selector taking most of a body costs little more than a full read; when
+        most runs are selected, the next piece is read in full and filtered by name instead.
+        """
+        selects = self.selects
+        start = end = -1
+        runs = selected = 0
         for run in _RUNS.finditer(text):
             name = run.group(1)
-            if name is not None:
-                if selects(name):
-                    _take(_LINES.findall(text, run.start(1), run.end()), result, orders, None)
+            runs += 1
+            if name is not None and selects(name):
+                selected += 1
+                if start < 0:
+                    start = run.start(1)
+                end = run.end()
                 continue
+            if start >= 0:
+                _take(_LINES.findall(text, start, end), result, orders, None)
+                start = -1
             line = run.group(2)
             if line:
                 try:
@@ -472,6 +525,9 @@ class Filter:
                     head = re.match(rf"[ \t]*({_NAME_FAST})", line)
                     if head is None or selects(head.group(1)):
                         raise
+        if start >= 0:
+            _take(_LINES.findall(text, start, end), result, orders, None)
+        self._dense = 2 * selected > runs
 
     def _found(self, text: str) -> Samples | None:
         """Read the selected lines of ``text`` where the regex engine visits only those.
