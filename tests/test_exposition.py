@@ -875,3 +875,13 @@ def test_parsers_share_nothing() -> None:
     for module in (naming, openmetrics, parser, text):
         source = inspect.getsource(module)
         assert "global " not in source and "gc." not in source and "lru_cache" not in source
+
+
+def test_label_names_sort_as_strings_whatever_follows_them() -> None:
+    """a < a1 < a_ < ab, in every path: a digit after a shared prefix sorts after the end."""
+    text = 'm{ab="1",a_="2",a1="3",a="4"} 1\n'
+    key = '{a="4",a1="3",a_="2",ab="1"}'
+    for desired in (None, ["m"], ["m.*"], [f"n{i}" for i in range(20)] + ["m"]):
+        parser = ExpositionParser(desired)
+        for _ in range(2):
+            assert parser.parse(text) == {"m": {key: 1.0}}

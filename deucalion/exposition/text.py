@@ -92,8 +92,6 @@ _LINES = re.compile(
     r"|([^\n]*)\n?)"
 )
 _BLOCK_OF = itemgetter(1)
-# A label value in a canonical block, removed to leave the block's label names: {a=,b=}.
-_LABEL_VALUES = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"')
 _CANON_PAIRS = re.compile(r'[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*+(?:\\.[^"\\]*+)*+"')
 _LOOSE_PAIRS = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"([^"\\]*+(?:\\.[^"\\]*+)*+)"')
 
@@ -281,11 +279,9 @@ def _orders_of(matches: list[tuple[str, str, str, str]], orders: Orders) -> list
     blocks = "\n".join(map(_BLOCK_OF, matches))
     if '",' not in blocks:  # no block of two labels or more
         return None
-    # Without an escaped quote, every other piece between quotes is a value: splitting there is
-    # cheaper than a regular expression.
-    names = (
-        _LABEL_VALUES.sub("", blocks) if '\\"' in blocks else "".join(blocks.split('"')[::2])
-    )
+    # Once escaped backslashes and quotes are out of the way, every other piece between quotes
+    # is a value: splitting there is cheaper than a regular expression.
+    names = "".join(_unescaped(blocks).split('"')[::2])
     unsorted = False
     for sequence in set(names.split("\n")):
         order = orders.get(sequence, False)
@@ -296,6 +292,14 @@ def _orders_of(matches: list[tuple[str, str, str, str]], orders: Orders) -> list
             orders[sequence] = order
         unsorted = unsorted or order is not None
     return names.split("\n") if unsorted else None
+
+
+def _unescaped(blocks: str) -> str:
+    """Canonical ``blocks`` with each escaped backslash and quote replaced by a control
+    character, so that every quote left delimits a value (the label names are unchanged)."""
+    if "\\" not in blocks:
+        return blocks
+    return blocks.replace("\\\\", "\x01").replace('\\"', "\x02")
 
 
 def _order(sequence: str) -> tuple[int, ...] | None:
@@ -318,15 +322,23 @@ def _sorted_keys(blocks: list[str], order: tuple[int, ...]) -> list[str]:
     column in sorted order and zipped back into blocks.
     """
     joined = "\n".join(blocks)
-    if '\\"' in joined:
-        # An escaped quote would be split on: one block at a time.
-        reorder = itemgetter(*order)
-        return ["{" + ",".join(reorder(_CANON_PAIRS.findall(block))) + "}" for block in blocks]
+    escaped = '\\"' in joined
+    if escaped:
+        if "\x01" in joined or "\x02" in joined:
+            # The stand-ins for escapes are in the values themselves: one block at a time.
+            reorder = itemgetter(*order)
+            return ["{" + ",".join(reorder(_CANON_PAIRS.findall(block))) + "}"
+                    for block in blocks]
+        # An escaped quote would be split on: it stands aside meanwhile.
+        joined = _unescaped(joined)
     width = len(order)
     # '{a="1",b="2"}\n{a="3",b="4"}' -> ['a="1', 'b="2', 'a="3', 'b="4']
     pairs = joined[1:-2].replace('"}\n{', '",').split('",')
     columns = [pairs[i::width] for i in order]
-    return ("{" + '"}\n{'.join(map('",'.join, zip(*columns, strict=True))) + '"}').split("\n")
+    keys = "{" + '"}\n{'.join(map('",'.join, zip(*columns, strict=True))) + '"}'
+    if escaped:
+        keys = keys.replace("\x02", '\\"').replace("\x01", "\\\\")
+    return keys.split("\n")
 
 
 def _take(matches: list[tuple[str, str, str, str]], result: Samples, orders: Orders,
@@ -586,11 +598,11 @@ class Filter:
         if sample not in self._samples:
             seen = ("", "")
         elif block.count('"') > 2:
-            labels = _LABEL_VALUES.sub("", block)[1:-1].split(",")
-            if len(set(labels)) != len(labels):
+            try:
+                order = _order("".join(_unescaped(block).split('"')[::2]))
+            except ParseError:
                 return None, ""
-            pairs = sorted(zip(labels, _CANON_PAIRS.findall(block), strict=True))
-            seen = (sample, "{" + ",".join(pair for _, pair in pairs) + "}")
+            seen = (sample, block if order is None else _sorted_keys([block], order)[0])
         else:
             seen = (sample, block or "{}")
         if len(self._heads) >= _MAX_HEADS:
