@@ -364,22 +364,21 @@ def _take(matches: list[tuple[str, str, str, str]], result: Samples, orders: Ord
                 count -= _take_other(other, result, selects)
                 current_name = ""
         return count
-    # Keys of the blocks written unsorted, made per label-name sequence in bulk, then taken in
-    # order as their lines come.
-    blocks = list(map(_BLOCK_OF, matches))
-    keys = {
-        sequence: iter(_sorted_keys(list(compress(blocks, map(sequence.__eq__, sequences))),
-                                    order))
-        for sequence in set(sequences)
-        if (order := orders.get(sequence)) is not None
-    }
-    for (name, key, value, other), sequence in zip(matches, sequences, strict=True):
+    # Keys of the blocks written unsorted, made per label-name sequence in bulk and put in
+    # their lines' places.
+    keys = list(map(_BLOCK_OF, matches))
+    for sequence in set(sequences):
+        order = orders.get(sequence)
+        if order is not None:
+            lines = list(compress(range(len(keys)), map(sequence.__eq__, sequences)))
+            for line, key in zip(lines, _sorted_keys([keys[i] for i in lines], order),
+                                 strict=True):
+                keys[line] = key
+    for (name, _, value, other), key in zip(matches, keys, strict=True):
         if name:
             if name != current_name:
                 current_name = name
                 current = result.get(name) or result.setdefault(name, {})
-            if sequence in keys:
-                key = next(keys[sequence])
             current[key or "{}"] = float(value)
         else:
             count -= _take_other(other, result, selects)
