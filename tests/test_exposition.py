@@ -361,16 +361,28 @@ def test_openmetrics_cases(text: str, valid: bool) -> None:
         assert_same(parse_exposition(text, openmetrics=True), reference(text, openmetrics=True))
 
 
-def test_openmetrics_filter_still_checks_every_line() -> None:
-    """With a filter, OpenMetrics rules still apply to lines of unwanted metrics."""
-    with pytest.raises(ParseError) as info:
-        parse_exposition(
-            "a 1\n# TYPE b counter\nb_total -1\n# EOF\n", openmetrics=True, metrics=["a"]
-        )
-    assert info.value.lineno == 3
-    assert parse_exposition("a 1\nb 2\n# EOF\n", openmetrics=True, metrics=["a"]) == {
-        "a": {"{}": 1.0}
-    }
+def test_openmetrics_filter_checks_grammar_and_place_of_unwanted_lines() -> None:
+    """With a filter, lines of unwanted families are still checked for their grammar and their
+    place in the body (blank lines, # EOF, clashing names, metadata after samples); the rules of
+    their type are skipped, and the wanted families keep every rule."""
+    kept = ["a"]
+    for bad, lineno in [
+        ("a 1\n# TYPE b counter\nb_total 1 x\n# EOF\n", 3),
+        ("a 1\nb{c=1} 1\n# EOF\n", 2),
+        ("a 1\n\nb 1\n# EOF\n", 2),
+        ("a 1\nb 1\n", 2),
+        ("a 1\nb 1\n# EOF\nb 2\n", 4),
+        ("a 1\nb 1\n# TYPE b gauge\n# EOF\n", 3),
+        ("a 1\nb 1\nc 1\nb 2\n# EOF\n", 4),
+        ("# TYPE a counter\na_total -1\nb 1\n# EOF\n", 2),
+    ]:
+        with pytest.raises(ParseError) as info:
+            parse_exposition(bad, openmetrics=True, metrics=kept)
+        assert info.value.lineno == lineno, bad
+    # A negative counter (a rule of the type) of an unwanted family is not looked at.
+    assert parse_exposition(
+        "a 1\n# TYPE b counter\nb_total -1\n# EOF\n", openmetrics=True, metrics=kept
+    ) == {"a": {"{}": 1.0}}
 
 
 # ---- hypothesis: generated expositions --------------------------------------------------------

@@ -1,10 +1,13 @@
-"""Strict OpenMetrics 1.0 parsing, behind :func:`deucalion.exposition.text.parse_exposition`.
+"""Strict OpenMetrics 1.0 parsing, behind :func:`deucalion.exposition.parser.parse_exposition`.
 
 The body is read line by line with every rule of the standard that prometheus_client's
 OpenMetrics parser enforces (metadata, family grouping, counter, histogram, summary, stateset
-and info rules, exemplars, timestamps), on every line, whatever the caller wants to keep: it is
-strict, and slower than the text 0.0.4 reader. The result has the shape of
-:func:`~deucalion.exposition.text.parse_exposition`'s.
+and info rules, exemplars, timestamps). With a filter, the lines of a family none of whose
+samples is kept are checked for their grammar (name, label block, value, timestamp, exemplar
+syntax) and their place (the family they belong to, metadata before samples, names that clash,
+blank lines, ``# EOF`` last), but not for the rules of their type, duplicate labels or exemplar
+rules: that work is skipped. It is strict, and slower than the text 0.0.4 reader. The result
+has the shape of :func:`~deucalion.exposition.parser.parse_exposition`'s.
 """
 
 from __future__ import annotations
@@ -89,6 +92,8 @@ class _Family:
             tuple[str, tuple[tuple[str, str], ...], Decimal | None, float, float]
         ] = []
         self.lineno = 0
+        # Whether the caller keeps any of its samples (decided at its first sample).
+        self.wanted: bool | None = None
 
 
 def _check_histogram(family: _Family) -> None:
@@ -224,8 +229,6 @@ def parse_openmetrics(text: str, wants: Callable[[str], bool] | None) -> Samples
                 lineno,
             )
         name, block, raw_value, raw_ts, ex_block, ex_value, ex_ts = sample.groups()
-        labels = _om_labels(block, lineno)
-        value = float(raw_value)
         timestamp = _om_timestamp(raw_ts, lineno) if raw_ts is not None else None
         if family is None or name not in family.allowed:
             if family is not None:
@@ -233,6 +236,15 @@ def parse_openmetrics(text: str, wants: Callable[[str], bool] | None) -> Samples
             family = _Family(name, "unknown")
         family.lineno = lineno
         family.has_samples = True
+        if family.wanted is None:
+            family.wanted = wants is None or any(map(wants, family.allowed))
+        if not family.wanted:
+            # A family no sample of which is kept: its lines are checked for their grammar
+            # and their place (family, metadata, clashes, # EOF), not for the rules of its
+            # type, its labels or its exemplars.
+            continue
+        labels = _om_labels(block, lineno)
+        value = float(raw_value)
         _check_om_sample(family, name, labels, value, timestamp, line, lineno)
         if ex_value is not None:
             _check_exemplar(family, name, ex_block, ex_ts, lineno)
