@@ -39,7 +39,8 @@ _REGEX_SIGN = re.compile(r"[.*+?\[\](){}|^$\\]")
 
 
 def family_selects(desired: Collection[str], sample_name: str) -> bool:
-    """Whether ``sample_name`` is desired: named itself, or its family is (``x`` -> ``x_sum``)."""
+    """Whether ``sample_name`` is desired by metric names only: named itself, or its family is
+    (``x`` -> ``x_sum``). Regular expressions are not looked at: ask a :class:`Selector`."""
     if sample_name in desired:
         return True
     return any(

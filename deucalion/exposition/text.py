@@ -6,23 +6,25 @@ notation, labels sorted by name, values escaped, ``{}`` for none) to its value::
     {"node_cpu_seconds_total": {'{cpu="0",mode="idle"}': 1234.5, ...}, "up": {"{}": 1.0}}
 
 Speed comes from leaving the per-line work to C. A body is read in pieces of about
-``PIECE_CHARS`` that end at a line end (decoded one at a time, so a large body is never held
-twice). A full read of a piece is one ``findall()`` whose pattern validates every line and
-captures, of a canonical sample line, its name, its label block as written and its value; the
-lines it does not take are read by :func:`read_line`. Whether the blocks of a piece are written
-with their labels sorted (then a block is its series key as is) is decided once for the piece:
-the label names of all its blocks are extracted by one substitution, and only the distinct
-name sequences are looked at, so label sets that vary from series to series or are written
-unsorted cost no more than a lookup per line.
+``PIECE_CHARS`` that end at a line end, decoded one at a time from the chunks the body arrived
+in, so a large body is never held twice. A full read of a piece is one ``findall()`` whose
+pattern validates every line and captures, of a canonical sample line, its name, its label
+block as written and its value; the lines it does not take are read by :func:`read_line`.
+Whether the blocks of a piece have their labels sorted (then a block is its series key as is)
+is decided once per piece from the distinct label-name sequences of its blocks, extracted by
+splitting the joined blocks at their quotes; blocks written in an unsorted order are reordered
+together, per order, by splitting them into pairs and zipping the pairs back in sorted order.
+Label sets that vary from series to series or are written unsorted thus cost little more than
+sorted ones, and the first parse of a body costs what the next ones do.
 
-A filtered read (:class:`Filter`) keeps the lines of the selected metrics. It still refuses a
-body that is not an exposition: every line must *start* like one (blank, a ``#`` comment, or a
-metric name followed by ``{`` or by blanks and something that starts like a number), which is
-what tells an HTML page, JSON or garbage after valid lines apart. Lines of unselected metrics
-are not checked further; selected lines are checked in full. With a few exact names, ``str.find``
-jumps from one occurrence of a name to the next and one regular-expression search checks the
-start of every line, both in C; otherwise one pass takes the body a run of same-name lines at a
-time and asks the selector once per run (and once per name, remembered).
+A filtered read (:class:`Filter`) keeps the lines of the selected metrics and still refuses a
+body that is not an exposition. Selected lines are checked in full. With a handful of exact
+names, one search finds the lines that start with them and another checks that every line
+starts like an exposition's (blank, ``#``, or the first character of a metric name: what tells
+an HTML page, JSON or garbage after valid lines apart), and the last line is read in full (a
+body cut short). Otherwise the body is taken a run of same-name lines at a time, the selector
+asked once per name (remembered, bounded), adjacent selected runs read together; once most of
+a body is selected, the next piece is read in full and filtered by name.
 
 Not supported (rejected): quoted UTF-8 metric and label names, native histograms, label names
 starting with ``__``. Label values may contain any escape; ``\\\\``, ``\\"`` and ``\\n`` are

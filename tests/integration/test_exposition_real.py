@@ -173,7 +173,7 @@ async def test_samples_scraped_of_a_real_node_exporter(node_exporter: servers.Se
 
     async with Scraper(timeout=10, body_size_limit=10**7, metrics=["node_load1"]) as scraper:
         result = await scraper.scrape(Target(node_exporter.url + "/metrics"))
-        body, _ = await scraper.fetch(Target(node_exporter.url + "/metrics"))
+    body, _ = fetch(node_exporter.url)
     assert result.up and result.samples_scraped is not None
     theirs = sum(len(f.samples) for f in text_string_to_metric_families(body.decode()))
     # node_exporter's own counters move between the two requests; the sample lines do not.
