@@ -160,14 +160,13 @@ def _texts(body: Body) -> Iterator[tuple[int, str, bool]]:
                 lines += body.count("\n", start, end)
             start = end
         return
-    if not isinstance(body, list):
-        # One buffer: cut into chunks of a piece each, which are decoded one at a time.
-        view = memoryview(body)
-        body = [bytes(view[i:i + PIECE_CHARS]) for i in range(0, len(view), PIECE_CHARS)]
-    if sum(map(len, body)) <= PIECE_CHARS:
+    total = sum(map(len, body)) if isinstance(body, list) else len(body)
+    if total <= PIECE_CHARS:
         # A small body is decoded at once (a copy of it is cheap).
-        whole = body[0] if len(body) == 1 else b"".join(body)
-        body.clear()
+        whole = bytes(body) if not isinstance(body, list) else (
+            body[0] if len(body) == 1 else b"".join(body))
+        if isinstance(body, list):
+            body.clear()
         try:
             yield 0, str(whole, "utf-8"), True
         except UnicodeDecodeError as exc:
@@ -179,30 +178,42 @@ def _texts(body: Body) -> Iterator[tuple[int, str, bool]]:
     parts: list[str] = []
     size = 0
     decoded = 0
-    body.reverse()  # popped from the end: each chunk is dropped once decoded
-    while body:
-        chunk = body.pop()
+    for chunk in _chunks(body):
+        last = decoded + len(chunk) == total
         try:
-            text = decoder.decode(chunk, final=not body)
+            text = decoder.decode(chunk, final=last)
         except UnicodeDecodeError as exc:
             at = decoded + exc.start
             seen = carry + "".join(parts)
-            lineno = lines + seen.count("\n") + chunk.count(b"\n", 0, exc.start) + 1
+            lineno = lines + seen.count("\n") + bytes(chunk[:exc.start]).count(b"\n") + 1
             raise ParseError(f"invalid UTF-8 at byte {at}", lineno) from None
         decoded += len(chunk)
         parts.append(text)
         size += len(text)
-        if size < PIECE_CHARS and body:
+        if size < PIECE_CHARS and not last:
             continue
         joined = carry + "".join(parts) if carry or len(parts) > 1 else parts[0]
-        cut = joined.rfind("\n") + 1 if body else len(joined)
+        cut = len(joined) if last else joined.rfind("\n") + 1
         if cut:
-            yield lines, joined[:cut], not body
-            if body:
+            yield lines, joined[:cut], last
+            if not last:
                 lines += joined.count("\n", 0, cut)
         carry = joined[cut:]
         parts = []
         size = len(carry)
+
+
+def _chunks(body: bytes | bytearray | memoryview | list[bytes]) -> Iterator[bytes | memoryview]:
+    """The chunks of ``body`` to decode: a list's own, each dropped from it as it is taken (so
+    that the body is never held twice), or slices of one buffer, without copies."""
+    if isinstance(body, list):
+        body.reverse()
+        while body:
+            yield body.pop()
+        return
+    view = memoryview(body)
+    for start in range(0, len(view), PIECE_CHARS):
+        yield view[start:start + PIECE_CHARS]
 
 
 def lines_before(text: str, offset: int) -> int:
