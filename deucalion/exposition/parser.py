@@ -24,9 +24,11 @@ class ExpositionParser:
 
     ``metrics`` holds desired metrics as :class:`~deucalion.exposition.naming.Selector` reads
     them (sample or family names, regular expressions such as ``node_.*``, ``.*`` for every
-    sample), or is a ``Selector``; ``None`` keeps every sample. In text 0.0.4 the lines of
-    unselected metrics are checked only for how they start; OpenMetrics bodies are checked in
-    full. Safe to share between threads.
+    sample), or is a ``Selector``; ``None`` keeps every sample. Selected lines are checked in
+    full. In text 0.0.4, with a handful of exact names, the other lines are checked for how
+    they start and the last line in full; otherwise every line is checked in full. In
+    OpenMetrics, the lines of families none of whose samples is kept are checked for their
+    grammar and their place in the body. Safe to share between threads.
     """
 
     def __init__(self, metrics: Iterable[str] | Selector | None = None) -> None:
@@ -34,8 +36,8 @@ class ExpositionParser:
             self.selector = metrics
         else:
             self.selector = Selector.from_desired(metrics)
-        everything = self.selector is None or self.selector.everything
-        self._filter = None if everything else Filter(self.selector)  # type: ignore[arg-type]
+        selector = self.selector
+        self._filter = None if selector is None or selector.everything else Filter(selector)
         self._orders: Orders = {}
 
     @property
