@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import math
 import string
 
@@ -609,6 +610,17 @@ def test_unsorted_blocks_of_many_label_orders_in_one_piece() -> None:
     text = "\n".join(lines) + "\n"
     assert parse_exposition(text) == {"m": expected}
     assert_same(parse_exposition(text), reference(text))
+
+
+def test_unsorted_blocks_whose_values_hold_quotes_commas_and_escapes() -> None:
+    """Values that start with a comma, hold '",' or escapes keep their place when the labels
+    of unsorted blocks are put in order, in text and in OpenMetrics."""
+    values = [",", '\\",', "\\\\", '\\"', "a\\nb", "", "}", "{x}", ",,"]
+    lines = [f'm{{b="{v}",a="{w}"}} {i}' for i, (v, w) in enumerate(itertools.pairwise(values))]
+    text = "\n".join(lines) + "\n"
+    assert_same(parse_exposition(text), reference(text))
+    om = "# TYPE m gauge\n" + text + "# EOF\n"
+    assert_same(parse_exposition(om, openmetrics=True), reference(om, openmetrics=True))
 
 
 def test_sorted_and_unsorted_blocks_give_one_key() -> None:

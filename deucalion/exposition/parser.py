@@ -63,7 +63,8 @@ class ExpositionParser:
         if openmetrics:
             text = body if isinstance(body, str) else _decode(body)
             wants = None if self._filter is None else self._filter.selects
-            return parse_openmetrics(text, wants), count_samples(text) if count else None
+            samples = parse_openmetrics(text, wants, self._orders)
+            return samples, count_samples(text) if count else None
         if self._filter is None:
             samples, counted = read_full(body, self._orders)
             return samples, counted if count else None

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from itertools import compress
 from operator import itemgetter
 from typing import Any
@@ -44,7 +44,15 @@ from deucalion.errors import ParseError
 from deucalion.exposition.grammar import ANY_VALUE, NAME, Samples, canonical
 from deucalion.exposition.naming import Selector
 
-__all__ = ["PIECE_CHARS", "Filter", "count_samples", "pieces", "read_full", "read_line"]
+__all__ = [
+    "PIECE_CHARS",
+    "Filter",
+    "canonical_keys",
+    "count_samples",
+    "pieces",
+    "read_full",
+    "read_line",
+]
 
 #: Bodies are decoded and read in pieces of about this many characters, ending at line ends.
 PIECE_CHARS = 1 << 16
@@ -94,6 +102,8 @@ _LINES = re.compile(
     r"|([^\n]*)\n?)"
 )
 _BLOCK_OF = itemgetter(1)
+#: A canonical label block with braces, for the OpenMetrics reader's common case.
+BLOCK = rf"\{{(?:{_BLOCK_FAST})?+\}}"
 _CANON_PAIRS = re.compile(r'[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*+(?:\\.[^"\\]*+)*+"')
 _LOOSE_PAIRS = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"([^"\\]*+(?:\\.[^"\\]*+)*+)"')
 
@@ -285,11 +295,12 @@ def _first_error(text: str, selects: Callable[[str], bool] | None) -> ParseError
 # ---- full reads -------------------------------------------------------------------------------
 
 
-def _orders_of(matches: list[tuple[str, str, str, str]], orders: Orders) -> list[str] | None:
-    """None when every block of ``matches`` has its labels sorted; else each match's label-name
-    sequence (as ``orders`` keys, now all known). Raises ParseError on a duplicate or reserved
-    label name."""
-    blocks = "\n".join(map(_BLOCK_OF, matches))
+def _orders_of(matches: Sequence[tuple[str, ...]], orders: Orders, block: int = 1
+               ) -> list[str] | None:
+    """None when every block of ``matches`` (item ``block`` of each) has its labels sorted;
+    else each match's label-name sequence (as ``orders`` keys, now all known). Raises
+    ParseError on a duplicate or reserved label name."""
+    blocks = "\n".join(map(itemgetter(block), matches))
     if '",' not in blocks:  # no block of two labels or more
         return None
     # Once escaped backslashes and quotes are out of the way, every other piece between quotes
@@ -327,15 +338,15 @@ def _order(sequence: str) -> tuple[int, ...] | None:
     return None if permutation == tuple(range(len(labels))) else permutation
 
 
-def _sorted_keys(blocks: list[str], order: tuple[int, ...]) -> list[str]:
-    """The series keys of canonical ``blocks`` that share one unsorted label-name sequence,
-    ``order`` giving the positions of their pairs in sorted order.
+def _sorted_keys(blocks: list[str], sequence: str, order: tuple[int, ...]) -> list[str]:
+    """The series keys of canonical ``blocks`` that share one unsorted label-name ``sequence``
+    ("{b=,a=}"), ``order`` giving the positions of their labels in sorted order.
 
-    Done for all the blocks at once, in C: joined, split into pairs, the pairs taken column by
-    column in sorted order and zipped back into blocks.
+    Done for all the blocks at once, in C: joined and split at the quotes, the values taken
+    column by column in sorted order and written back into a template of the sorted names.
     """
     joined = "\n".join(blocks)
-    escaped = '\\"' in joined
+    escaped = "\\" in joined
     if escaped:
         if "\x01" in joined or "\x02" in joined:
             # The stand-ins for escapes are in the values themselves: one block at a time.
@@ -344,14 +355,37 @@ def _sorted_keys(blocks: list[str], order: tuple[int, ...]) -> list[str]:
                     for block in blocks]
         # An escaped quote would be split on: it stands aside meanwhile.
         joined = _unescaped(joined)
+    labels = sequence[1:-2].split("=,")
     width = len(order)
-    # '{a="1",b="2"}\n{a="3",b="4"}' -> ['a="1', 'b="2', 'a="3', 'b="4']
-    pairs = joined[1:-2].replace('"}\n{', '",').split('",')
-    columns = [pairs[i::width] for i in order]
-    keys = "{" + '"}\n{'.join(map('",'.join, zip(*columns, strict=True))) + '"}'
+    values = joined.split('"')[1::2]
+    template = "{" + ",".join(f'{labels[i]}="%s"' for i in order) + "}"
+    keys = list(map(template.__mod__, zip(*[values[i::width] for i in order], strict=True)))
     if escaped:
-        keys = keys.replace("\x02", '\\"').replace("\x01", "\\\\")
-    return keys.split("\n")
+        return "\n".join(keys).replace("\x02", '\\"').replace("\x01", "\\\\").split("\n")
+    return keys
+
+
+def canonical_keys(matches: Sequence[tuple[str, ...]], orders: Orders, block: int) -> list[str]:
+    """The series keys of the canonical label blocks (braces included, "" for none) that are
+    item ``block`` of each of ``matches``: sorted by label name, in bulk. Raises ParseError on
+    a duplicate or reserved label name."""
+    sequences = _orders_of(matches, orders, block)
+    keys = [key or "{}" for key in map(itemgetter(block), matches)]
+    if sequences is not None:
+        _sort_keys(keys, sequences, orders)
+    return keys
+
+
+def _sort_keys(keys: list[str], sequences: list[str], orders: Orders) -> None:
+    """Put in ``keys`` the sorted spelling of every block whose label-name sequence (the same
+    place in ``sequences``) is unsorted, per sequence in bulk."""
+    for sequence in set(sequences):
+        order = orders.get(sequence)
+        if order is not None:
+            lines = list(compress(range(len(keys)), map(sequence.__eq__, sequences)))
+            for line, key in zip(lines, _sorted_keys([keys[i] for i in lines], sequence, order),
+                                 strict=True):
+                keys[line] = key
 
 
 def _take(matches: list[tuple[str, str, str, str]], result: Samples, orders: Orders,
@@ -380,13 +414,7 @@ def _take(matches: list[tuple[str, str, str, str]], result: Samples, orders: Ord
     # Keys of the blocks written unsorted, made per label-name sequence in bulk and put in
     # their lines' places.
     keys = list(map(_BLOCK_OF, matches))
-    for sequence in set(sequences):
-        order = orders.get(sequence)
-        if order is not None:
-            lines = list(compress(range(len(keys)), map(sequence.__eq__, sequences)))
-            for line, key in zip(lines, _sorted_keys([keys[i] for i in lines], order),
-                                 strict=True):
-                keys[line] = key
+    _sort_keys(keys, sequences, orders)
     for (name, _, value, other), key in zip(matches, keys, strict=True):
         if name:
             if name != current_name:
@@ -610,11 +638,12 @@ class Filter:
         if sample not in self._samples:
             seen = ("", "")
         elif block.count('"') > 2:
+            sequence = "".join(_unescaped(block).split('"')[::2])
             try:
-                order = _order("".join(_unescaped(block).split('"')[::2]))
+                order = _order(sequence)
             except ParseError:
                 return None, ""
-            seen = (sample, block if order is None else _sorted_keys([block], order)[0])
+            seen = (sample, block if order is None else _sorted_keys([block], sequence, order)[0])
         else:
             seen = (sample, block or "{}")
         if len(self._heads) >= _MAX_HEADS:
