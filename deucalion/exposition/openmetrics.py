@@ -192,7 +192,7 @@ def _read_common(text: str, wants: Callable[[str], bool] | None, orders: Orders
         return None
     del lines[-1]
     try:
-        keys = iter(canonical_keys(lines, orders, 4))
+        keys = canonical_keys(lines, orders, 4)
     except ParseError:
         return None
     result: Samples = {}
@@ -205,8 +205,9 @@ def _read_common(text: str, wants: Callable[[str], bool] | None, orders: Orders
     group = ""
     current = ""
     series: dict[str, float] | None = None
-    for kind, name, argument, sample, _, raw_value, eof, other in lines:
-        key = next(keys)
+    for (kind, name, argument, sample, _, raw_value, eof, other), key in zip(
+        lines, keys, strict=True
+    ):
         if sample:
             if sample != current:
                 if sample not in allowed:
