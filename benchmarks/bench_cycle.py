@@ -11,6 +11,7 @@ other and ``prometheus_client.parser.text_string_to_metric_families``.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -22,7 +23,9 @@ from deucalion.provisioner import MetricsProvisioner
 from tests.integration.target_process import TargetProcess
 
 LATENCY = 0.05
-SIZES = (10, 100, 200)
+SIZES = (10, 100, 200, 1000)
+BASELINE_SIZES = (10, 100, 200)
+OBSERVERS = (1, 4, 16)
 TARGET_RATIO = 4.0
 
 
@@ -69,6 +72,44 @@ async def _deucalion(urls: list[str], reps: int) -> dict[str, list[float]]:
     return {"cycle": cycles, "to_new_data": to_new_data}
 
 
+async def _observers(urls: list[str], observers: int, reps: int) -> dict[str, float]:
+    """Cycle time and cycle start to the last observer's new_data, with ``observers``
+    observers desiring the same 3 metrics of every target."""
+    provisioner = TimedProvisioner(targets=urls, scrape_interval=3600, scrape_timeout=30,
+                                   telemetry={"enabled": False})
+    provisioner.outcomes = []
+    provisioner.called = asyncio.Event()
+    for i in range(observers):
+        observer = StartTimeObserver(DESIRED)
+        observer.observer_name = f"observer-{i}"
+        provisioner.register(observer)
+    cycles: list[float] = []
+    to_last: list[float] = []
+    async with provisioner:
+        while len(provisioner.outcomes) < observers:
+            provisioner.called.clear()
+            await provisioner.called.wait()
+        for _ in range(reps):
+            provisioner.outcomes = []
+            started_wall = time.time()
+            started = time.perf_counter()
+            await provisioner.cycle()
+            cycles.append(time.perf_counter() - started)
+            while len(provisioner.outcomes) < observers:
+                provisioner.called.clear()
+                await provisioner.called.wait()
+            to_last.append(max(o.result for o in provisioner.outcomes) - started_wall)
+            await asyncio.sleep(0.05)
+    return {"cycle_s": median(cycles), "to_last_new_data_s": median(to_last)}
+
+
+def _exponent(xs: list[int], ys: list[float]) -> float:
+    """The slope of log(y) against log(x) from the first point to the last."""
+    import math
+
+    return math.log(ys[-1] / ys[0]) / math.log(xs[-1] / xs[0])
+
+
 async def _bare_fetch(urls: list[str], reps: int) -> list[float]:
     """A bare aiohttp client fetching every body at once, parsing nothing: the floor that the
     HTTP stack and the target process set on this machine."""
@@ -113,7 +154,7 @@ def _baseline(urls: list[str]) -> float:
 
 def _parse_time(body: bytes) -> float:
     """Median time of ``parse_exposition`` on one body, desiring the 3 metrics."""
-    from deucalion.exposition.text import parse_exposition
+    from deucalion.exposition import parse_exposition
 
     times = []
     for _ in range(20):
@@ -123,11 +164,70 @@ def _parse_time(body: bytes) -> float:
     return median(times)
 
 
+async def _cpu_split(url: str, cycles: int, exclude: int) -> dict[str, float]:
+    """CPU per cycle of one target, split into receiving the body, parsing it, the rest of the
+    application's cycle (selection and hand-off) and the observer's worker."""
+    from benchmarks._common import cpu_seconds, descendants
+
+    provisioner = TimedProvisioner(targets=[url], scrape_interval=3600, scrape_timeout=10,
+                                   telemetry={"enabled": False})
+    provisioner.outcomes = []
+    provisioner.called = asyncio.Event()
+    provisioner.register(StartTimeObserver(DESIRED))
+    spent = {"receive": 0.0, "parse": 0.0}
+    async with provisioner:
+        await provisioner.called.wait()
+        scraper = provisioner._scraper
+        assert scraper is not None
+        receive, read = scraper._receive, scraper._read
+
+        async def timed_receive(target: Any) -> Any:
+            started = time.thread_time()
+            try:
+                return await receive(target)
+            finally:
+                spent["receive"] += time.thread_time() - started
+
+        def timed_read(chunks: Any, openmetrics: bool) -> Any:
+            started = time.thread_time()
+            try:
+                return read(chunks, openmetrics)
+            finally:
+                spent["parse"] += time.thread_time() - started
+
+        scraper._receive = timed_receive  # type: ignore[method-assign]
+        scraper._read = timed_read  # type: ignore[method-assign]
+        workers = [pid for pid in descendants(os.getpid()) if pid != exclude]
+        app_started = time.process_time()
+        workers_started = sum(cpu_seconds(pid) for pid in workers)
+        for _ in range(cycles):
+            provisioner.called.clear()
+            await provisioner.cycle()
+            await provisioner.called.wait()
+        app = time.process_time() - app_started
+        worker = sum(cpu_seconds(pid) for pid in workers) - workers_started
+    return {"receive": spent["receive"] / cycles, "parse": spent["parse"] / cycles,
+            "rest of the application's cycle": (app - spent["receive"] - spent["parse"]) / cycles,
+            "worker": worker / cycles}
+
+
+def cpu_split(quick: bool) -> dict[str, float]:
+    """The CPU split of a cycle scraping one real node_exporter (every 0 s, 100 cycles)."""
+    from tests.integration.servers import start_node_exporter
+
+    server = start_node_exporter()
+    try:
+        return run(_cpu_split(server.url + "/metrics", 30 if quick else 200,
+                              server.process.pid))
+    finally:
+        server.stop()
+
+
 def main(quick: bool = False) -> dict[str, Any]:
     """Run the comparison; ``quick`` runs few cycles and the baseline on 10 targets only."""
     reps = 5 if quick else 20
     baseline_reps = 2 if quick else 3
-    baseline_sizes = (10,) if quick else SIZES
+    baseline_sizes = (10,) if quick else BASELINE_SIZES
     body, source = node_exporter_body()
     measured: dict[int, dict[str, list[float]]] = {n: {"cycle": [], "to_new_data": [],
                                                        "baseline": [], "bare": []} for n in SIZES}
@@ -148,6 +248,7 @@ def main(quick: bool = False) -> dict[str, Any]:
             for n in baseline_sizes:
                 measured[n]["baseline"].append(_baseline(urls[:n]))
 
+        observers = {n: run(_observers(urls[:10], n, 3 if quick else 10)) for n in OBSERVERS}
     per_target = median(measured[10]["baseline"]) / 10
     parse_one = _parse_time(body)
     rows = []
@@ -170,6 +271,19 @@ def main(quick: bool = False) -> dict[str, Any]:
                                "baseline_extrapolated": extrapolated, "ratio_to_ideal": ratio,
                                "speedup_over_baseline": baseline / cycle,
                                "samples": measured[n]}
+    cycle_exponent = _exponent(list(SIZES), [summary["sizes"][n]["cycle_s"] for n in SIZES])
+    observer_exponent = _exponent(list(OBSERVERS),
+                                  [observers[n]["to_last_new_data_s"] for n in OBSERVERS])
+    summary["cycle_exponent"] = cycle_exponent
+    summary["observers"] = observers
+    summary["observer_exponent"] = observer_exponent
+    observer_rows = [[n, ms(o["cycle_s"]), ms(o["to_last_new_data_s"])]
+                     for n, o in observers.items()]
+    split = cpu_split(quick)
+    total = sum(split.values())
+    summary["cpu_split_s"] = split
+    split_rows = [[part, f"{seconds * 1e3:.3f}", f"{seconds / total:.0%}"]
+                  for part, seconds in split.items()]
     at_200 = summary["sizes"][200]["ratio_to_ideal"]
     verdict = "met" if at_200 < TARGET_RATIO else "missed"
     summary["target"] = {"ratio_200": at_200, "limit": TARGET_RATIO, "verdict": verdict}
@@ -185,11 +299,24 @@ def main(quick: bool = False) -> dict[str, Any]:
                  "of which parsing ms (est.)", "cycle / ideal", "baseline ms",
                  "baseline / deucalion"], rows)
         + f"\nTarget: 200 targets within {TARGET_RATIO:g}x the ideal: **{verdict}** "
-        f"({at_200:.2f}x).\n\n"
+        f"({at_200:.2f}x). Growth exponent of the cycle time from {SIZES[0]} to {SIZES[-1]} "
+        f"targets: {cycle_exponent:.2f} (the 50 ms latency is a floor: 0 would be perfect "
+        "overlap, 1 linear).\n\n"
+        "### Observers\n\n"
+        "10 targets; every observer desires the same 3 metrics and has its own worker. "
+        f"Medians of {3 if quick else 10} cycles.\n\n"
+        + table(["observers", "cycle ms", "cycle start to the last new_data ms"], observer_rows)
+        + f"\nGrowth exponent of the time to the last new_data from {OBSERVERS[0]} to "
+        f"{OBSERVERS[-1]} observers: {observer_exponent:.2f}.\n\n"
         "The parsing estimate is `parse_exposition` timed alone on the same body, times the "
         "targets: how much of the cycle the parser accounts for. The bare fetch is an aiohttp "
         "client reading every body at once and parsing nothing: the floor the HTTP stack and "
-        "the target process (on the same cores) set here.\n"
+        "the target process (on the same cores) set here.\n\n"
+        "### CPU per cycle, by part\n\n"
+        "One real node_exporter, the observer desiring 3 metrics, cycles run back to back: "
+        "thread CPU of receiving the body (aiohttp) and of parsing it, the rest of the "
+        "application's CPU (the cycle, selection, hand-off), and the worker's.\n\n"
+        + table(["part", "ms per cycle", "share"], split_rows)
     )
     return {"markdown": markdown, **summary}
 

@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from deucalion.errors import ConfigError
-from deucalion.exposition.naming import METRIC_NAME, family_selects
+from deucalion.exposition.naming import Selector
 
 __all__ = [
     "SYNTHETIC_METRICS",
@@ -79,18 +79,19 @@ def data_times() -> Mapping[str, float]:
 
 
 def check_desired_metrics(desired_metrics: Iterable[str], owner: str) -> frozenset[str]:
-    """``desired_metrics`` as a set of metric names; a ``ConfigError`` naming ``owner`` (an
-    observer, a command) when one is not a metric name or there are none."""
+    """``desired_metrics`` as a set of metric names and patterns; a ``ConfigError`` naming
+    ``owner`` (an observer, a command) when one is neither or there are none."""
     if isinstance(desired_metrics, str):
         # A lone string would otherwise be read as a set of one-letter names.
         desired_metrics = [desired_metrics]
     names = frozenset(desired_metrics)
-    bad = sorted(n for n in names if not isinstance(n, str) or not METRIC_NAME.match(n))
-    if bad:
+    try:
+        Selector.from_desired(names)
+    except ValueError as exc:
         raise ConfigError(
-            f"{owner}: {bad!r} are not metric names; desired_metrics must hold "
-            "names such as 'node_cpu_seconds_total' or 'go_goroutines'"
-        )
+            f"{owner}: {exc}; desired_metrics must hold metric names such as "
+            "'node_cpu_seconds_total' or regular expressions such as 'node_.*'"
+        ) from None
     if not names:
         raise ConfigError(
             f"{owner} desires no metrics: pass the metric names its model "
@@ -141,7 +142,8 @@ class Selection:
     """Chooses an observer's samples from a cycle's scrape results.
 
     ``Selection(desired)(results)`` is a pure function of the desired metrics and the results:
-    a sample is kept when its name or its family's is desired (``family_selects``), and the
+    a sample is kept when the desired metrics select it (``Selector``: its name or its
+    family's is desired, or a desired regular expression matches it), and the
     synthetic ``up``, ``scrape_duration_seconds`` and ``scrape_samples_scraped`` are added when
     desired. It remembers, per sample name, whether it is desired: the answer never changes,
     and a cycle asks it for every sample name of every target.
@@ -149,6 +151,7 @@ class Selection:
 
     def __init__(self, desired_metrics: Iterable[str]) -> None:
         self.desired_metrics = frozenset(desired_metrics)
+        self._selector = Selector.from_desired(self.desired_metrics)
         self._synthetic = SYNTHETIC_METRICS & self.desired_metrics
         # Bounded by the sample names the scraper keeps for this provisioner's observers.
         self._wanted: dict[str, bool] = {}
@@ -156,7 +159,7 @@ class Selection:
     def __call__(self, results: Iterable[ScrapedTarget[TargetT]]) -> HandOff[TargetT]:
         """The desired samples of every target, and the targets by URL."""
         wanted = self._wanted
-        desired = self.desired_metrics
+        selects = self._selector.selects
         synthetic = self._synthetic
         data: TargetsData = {}
         targets: dict[str, TargetT] = {}
@@ -165,7 +168,7 @@ class Selection:
             for name, series in result.samples.items():
                 keep = wanted.get(name)
                 if keep is None:
-                    keep = wanted[name] = family_selects(desired, name)
+                    keep = wanted[name] = selects(name)
                 if keep:
                     samples[name] = series
             if synthetic:
@@ -210,8 +213,9 @@ class MetricsObserver(abc.ABC):
         return self.observer_name or type(self).__name__
 
     def wants(self, sample_name: str) -> bool:
-        """Whether a sample belongs to this observer: its own name or its family's is desired."""
-        return family_selects(self.desired_metrics, sample_name)
+        """Whether a sample belongs to this observer: its own name or its family's is desired,
+        or matches a desired regular expression (see ``deucalion.exposition.naming``)."""
+        return Selector.from_desired(self.desired_metrics).selects(sample_name)
 
     @abc.abstractmethod
     def new_data(self, targets_data_dict: TargetsData) -> Any:

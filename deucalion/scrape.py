@@ -20,8 +20,14 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from deucalion._http import USER_AGENT
-from deucalion.errors import CredentialsError, DeucalionError, ParseError, ScrapeError
-from deucalion.exposition.text import is_openmetrics, parse_exposition
+from deucalion.errors import (
+    ConfigError,
+    CredentialsError,
+    DeucalionError,
+    ParseError,
+    ScrapeError,
+)
+from deucalion.exposition.parser import ExpositionParser, is_openmetrics
 from deucalion.targets.target import Target
 
 __all__ = ["ACCEPT", "ScrapeResult", "Scraper"]
@@ -36,18 +42,6 @@ ACCEPT = (
 # Bodies above this size are parsed in a thread so the event loop keeps serving other targets;
 # smaller ones parse in well under a millisecond, less than a thread hand-off costs.
 PARSE_INLINE_MAX_BYTES = 256 * 1024
-
-
-def count_samples(body: bytes) -> int:
-    """The sample lines of an exposition: its lines less comments and blank lines.
-
-    Counted with ``bytes.count``, which runs at memchr speed: a regular expression over every
-    line cost more than the filtered parse itself.
-    """
-    lines = body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
-    comments = body.count(b"\n#") + body.startswith(b"#")
-    blank = body.count(b"\n\n") + body.startswith(b"\n")
-    return max(0, lines - comments - blank)
 
 
 def is_loopback(host: str) -> bool:
@@ -88,8 +82,11 @@ class Scraper:
     """Scrapes targets over one aiohttp session kept for the scraper's life.
 
     Use as ``async with Scraper(...) as scraper:``; ``close()`` twice is harmless and a closed
-    scraper cannot be reopened. ``metrics`` limits the samples kept (all when None);
-    ``count_samples`` counts every sample of a body for ``ScrapeResult.samples_scraped``.
+    scraper cannot be reopened. ``metrics`` limits the samples kept (all when None): metric
+    names and regular expressions, as :class:`~deucalion.exposition.naming.Selector` reads
+    them. ``count_samples`` counts every sample of a body for ``ScrapeResult.samples_scraped``.
+    The scraper's :class:`~deucalion.exposition.parser.ExpositionParser` is its own: what it
+    learns from one cycle's bodies speeds up the next.
     """
 
     def __init__(
@@ -104,11 +101,15 @@ class Scraper:
         self.timeout = timeout
         self.body_size_limit = body_size_limit
         self.compression = compression
-        # Counting every line of a body costs more than the filtered parse of it (figures in
-        # benchmarks/results.md), so it is done only when someone reads the count.
+        # Counting every line of a body costs about as much as a filtered parse of it, so it is
+        # done only when someone reads the count.
         self.count_samples = count_samples
         self._encodings: dict[str, str] = {}
         self.metrics = None if metrics is None else frozenset(metrics)
+        try:
+            self.parser = ExpositionParser(self.metrics)
+        except ValueError as exc:
+            raise ConfigError(f"desired metrics: {exc}") from None
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
         self._up: dict[str, bool] = {}
@@ -164,13 +165,15 @@ class Scraper:
         result = ScrapeResult(target, samples_scraped=0 if self.count_samples else None)
         started = time.perf_counter()
         try:
-            body, content_type = await self._fetch(target)
+            chunks, size, content_type = await self._receive(target)
             openmetrics = is_openmetrics(content_type)
-            if len(body) <= PARSE_INLINE_MAX_BYTES:
-                result.samples_scraped, result.samples = self._read(body, openmetrics)
+            if size <= PARSE_INLINE_MAX_BYTES:
+                samples, counted = self._read(chunks, openmetrics)
             else:
-                result.samples_scraped, result.samples = await asyncio.to_thread(
-                    self._read, body, openmetrics)
+                samples, counted = await asyncio.to_thread(self._read, chunks, openmetrics)
+            result.samples = samples
+            if counted is not None:
+                result.samples_scraped = counted
             result.up = True
         except ScrapeError as exc:
             result.error = exc.reason
@@ -184,16 +187,19 @@ class Scraper:
         self._note_state(result)
         return result
 
-    def _read(self, body: bytes, openmetrics: bool
-              ) -> tuple[int | None, dict[str, dict[str, float]]]:
-        """The sample count (if counted) and the desired samples of a body (run in a thread
-        when large)."""
-        count = count_samples(body) if self.count_samples else None
-        return count, parse_exposition(body, openmetrics=openmetrics, metrics=self.metrics)
+    def _read(self, chunks: list[bytes], openmetrics: bool
+              ) -> tuple[dict[str, dict[str, float]], int | None]:
+        """The desired samples of a body and its sample count, if counted (run in a thread
+        when large). The chunks are consumed: the body is never held twice."""
+        return self.parser.read(chunks, openmetrics=openmetrics, count=self.count_samples)
 
-    async def _fetch(self, target: Target) -> tuple[bytes, str]:
-        """The body and Content-Type at ``target.url``, with this scraper's timeout, size limit,
-        and the target's credentials and TLS settings; raises ``ScrapeError`` saying why not."""
+    async def _receive(self, target: Target) -> tuple[list[bytes], int, str]:
+        """The body at ``target.url`` as the chunks it arrived in, its size and Content-Type,
+        with this scraper's timeout, size limit, and the target's credentials and TLS settings;
+        raises ``ScrapeError`` saying why not.
+
+        The chunks are kept as they are rather than joined: joining would hold the body twice.
+        """
         if self._session is None:
             self.open()
         assert self._session is not None
@@ -223,7 +229,7 @@ class Scraper:
                         if size > self.body_size_limit:
                             raise ScrapeError(target.url, self._too_large())
                         chunks.append(chunk)
-                    return b"".join(chunks), response.headers.get("Content-Type", "")
+                    return chunks, size, response.headers.get("Content-Type", "")
         except TimeoutError:
             raise ScrapeError(target.url, f"timed out after {timeout:g}s") from None
         except aiohttp.ClientError as exc:

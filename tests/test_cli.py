@@ -30,8 +30,17 @@ async def target() -> AsyncIterator[str]:
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(text=BODY, content_type="text/plain")
 
+    async def html(request: web.Request) -> web.Response:
+        return web.Response(text="<!DOCTYPE html>\n<html>Sign in</html>\n",
+                            content_type="text/html")
+
+    async def garbage(request: web.Request) -> web.Response:
+        return web.Response(text=BODY + "this is not an exposition\n", content_type="text/plain")
+
     app = web.Application()
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/html", html)
+    app.router.add_get("/garbage", garbage)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -97,6 +106,21 @@ async def test_scrape_without_metrics_prints_everything(
     samples = json.loads(capsys.readouterr().out)[target]
     assert samples["other_metric"] == {"{}": 7.0}
     assert samples["scrape_samples_scraped"] == {"{}": 7.0}
+
+
+@pytest.mark.parametrize("path", ["/html", "/garbage"])
+@pytest.mark.parametrize("metrics", [None, "http_requests_total,up", "http_.*,up"])
+async def test_scrape_of_a_body_that_is_not_an_exposition_exits_1(
+    target: str, path: str, metrics: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 200 answer that is no exposition is a failed scrape, with --metrics or without:
+    up = 0, the line at fault on stderr, exit 1."""
+    url = target.replace("/metrics", path)
+    argv = ["scrape", url] + (["--metrics", metrics] if metrics else [])
+    assert await _main_in_thread(argv) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)[url]["up"] == {"{}": 0.0}
+    assert "malformed exposition: line" in captured.err
 
 
 async def test_scrape_down_target_exits_1(capsys: pytest.CaptureFixture[str]) -> None:

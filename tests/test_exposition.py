@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import math
 import string
 
@@ -11,7 +12,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from deucalion.errors import ParseError
-from deucalion.exposition.text import ExpositionParser, _text_line, is_openmetrics, parse_exposition
+from deucalion.exposition.naming import Selector
+from deucalion.exposition.parser import ExpositionParser, is_openmetrics, parse_exposition
+from deucalion.exposition.text import read_line as _text_line
 from tests.exposition_reference import assert_same, reference, series_key
 
 # ---- examples ---------------------------------------------------------------------------------
@@ -359,16 +362,28 @@ def test_openmetrics_cases(text: str, valid: bool) -> None:
         assert_same(parse_exposition(text, openmetrics=True), reference(text, openmetrics=True))
 
 
-def test_openmetrics_filter_still_checks_every_line() -> None:
-    """With a filter, OpenMetrics rules still apply to lines of unwanted metrics."""
-    with pytest.raises(ParseError) as info:
-        parse_exposition(
-            "a 1\n# TYPE b counter\nb_total -1\n# EOF\n", openmetrics=True, metrics=["a"]
-        )
-    assert info.value.lineno == 3
-    assert parse_exposition("a 1\nb 2\n# EOF\n", openmetrics=True, metrics=["a"]) == {
-        "a": {"{}": 1.0}
-    }
+def test_openmetrics_filter_checks_grammar_and_place_of_unwanted_lines() -> None:
+    """With a filter, lines of unwanted families are still checked for their grammar and their
+    place in the body (blank lines, # EOF, clashing names, metadata after samples); the rules of
+    their type are skipped, and the wanted families keep every rule."""
+    kept = ["a"]
+    for bad, lineno in [
+        ("a 1\n# TYPE b counter\nb_total 1 x\n# EOF\n", 3),
+        ("a 1\nb{c=1} 1\n# EOF\n", 2),
+        ("a 1\n\nb 1\n# EOF\n", 2),
+        ("a 1\nb 1\n", 2),
+        ("a 1\nb 1\n# EOF\nb 2\n", 4),
+        ("a 1\nb 1\n# TYPE b gauge\n# EOF\n", 3),
+        ("a 1\nb 1\nc 1\nb 2\n# EOF\n", 4),
+        ("# TYPE a counter\na_total -1\nb 1\n# EOF\n", 2),
+    ]:
+        with pytest.raises(ParseError) as info:
+            parse_exposition(bad, openmetrics=True, metrics=kept)
+        assert info.value.lineno == lineno, bad
+    # A negative counter (a rule of the type) of an unwanted family is not looked at.
+    assert parse_exposition(
+        "a 1\n# TYPE b counter\nb_total -1\n# EOF\n", openmetrics=True, metrics=kept
+    ) == {"a": {"{}": 1.0}}
 
 
 # ---- hypothesis: generated expositions --------------------------------------------------------
@@ -581,8 +596,35 @@ def _slow_parse(text: str) -> dict[str, dict[str, float]]:
     return result
 
 
+def test_unsorted_blocks_of_many_label_orders_in_one_piece() -> None:
+    """Blocks written in several unsorted orders, with escapes, interleaved in one body, get
+    the keys of their sorted spelling, each with its own value."""
+    lines, expected = [], {}
+    for i in range(300):
+        pairs = [("b", f"{i}"), ("a", "x\\\"q" if i % 7 == 0 else "p"), ("c", f"{i % 3}")]
+        if i % 2:
+            pairs.insert(0, ("d", "é"))
+        order = [pairs[j] for j in ([2, 0, 1] if i % 3 == 0 else [1, 2, 0])] + pairs[3:]
+        lines.append("m{" + ",".join(f'{k}="{v}"' for k, v in order) + f"}} {i}")
+        expected["{" + ",".join(f'{k}="{v}"' for k, v in sorted(pairs)) + "}"] = float(i)
+    text = "\n".join(lines) + "\n"
+    assert parse_exposition(text) == {"m": expected}
+    assert_same(parse_exposition(text), reference(text))
+
+
+def test_unsorted_blocks_whose_values_hold_quotes_commas_and_escapes() -> None:
+    """Values that start with a comma, hold '",' or escapes keep their place when the labels
+    of unsorted blocks are put in order, in text and in OpenMetrics."""
+    values = [",", '\\",', "\\\\", '\\"', "a\\nb", "", "}", "{x}", ",,"]
+    lines = [f'm{{b="{v}",a="{w}"}} {i}' for i, (v, w) in enumerate(itertools.pairwise(values))]
+    text = "\n".join(lines) + "\n"
+    assert_same(parse_exposition(text), reference(text))
+    om = "# TYPE m gauge\n" + text + "# EOF\n"
+    assert_same(parse_exposition(om, openmetrics=True), reference(om, openmetrics=True))
+
+
 def test_sorted_and_unsorted_blocks_give_one_key() -> None:
-    """A block written unsorted gets the key of its sorted spelling, before and after learning."""
+    """A block written unsorted gets the key of its sorted spelling, first time and after."""
     sorted_line = 'm{a="1",b="2",c="3"} 1\n'
     unsorted_line = 'm{c="3",a="1",b="2"} 2\n'
     for _ in range(2):  # the second time the pattern knows the skeleton (a, b, c)
@@ -629,16 +671,19 @@ def test_new_skeletons_in_a_large_body() -> None:
     assert parse_exposition(text) == _slow_parse(text)
 
 
-def test_large_body_restores_garbage_collection() -> None:
-    """The garbage collector is on again after a large parse, failed or not."""
+def test_large_body_leaves_garbage_collection_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large parse, failed or not, never switches the host's garbage collector."""
+
+    def forbidden() -> None:
+        raise AssertionError("the parser switched the garbage collector")
+
+    monkeypatch.setattr(gc, "disable", forbidden)
+    monkeypatch.setattr(gc, "enable", forbidden)
     text = "".join(f'big{{i="{i}"}} {i}\n' for i in range(60_000))
-    assert gc.isenabled()
     assert len(parse_exposition(text)["big"]) == 60_000
-    assert gc.isenabled()
     with pytest.raises(ParseError) as info:
         parse_exposition(text + "big{ 1\n")
     assert info.value.lineno == 60_001
-    assert gc.isenabled()
 
 
 def test_filter_finds_lines_wherever_the_name_appears() -> None:
@@ -686,3 +731,181 @@ def test_fast_paths_match_the_slow_path(text: str) -> None:
             expected = {n: series for n, series in slow.items() if parser.wants(n)}
             assert_same(parser.parse(text), expected)
             assert_same(parser.parse(text), expected)
+
+
+# ---- bodies that are not expositions, filtered or not (issue 13, item 1) ----------------------
+
+NOT_EXPOSITIONS = [
+    pytest.param("<!DOCTYPE html>\n<html><body>Service Unavailable</body></html>\n", 1, id="html"),
+    pytest.param('{"status": "error", "errorType": "internal"}\n', 1, id="json"),
+    pytest.param('{\n  "node_load1": 1\n}\n', 1, id="json-pretty"),
+    pytest.param("node_load1 1\nnode_load15 2\n<html>\n", 3, id="valid-then-html"),
+    pytest.param("node_load1 1\n\x00\x01\x02garbage\n", 2, id="valid-then-binary"),
+    pytest.param("node_load1 1\nnode_load15 2\nthis is not an exposition\n", 3,
+                 id="valid-then-words"),
+    pytest.param("node_load1 1\nnode_memory_MemAvailable_byt", 2, id="cut-short"),
+    pytest.param("OK\n", 1, id="health-endpoint"),
+    pytest.param("# HELP up x\nup 1\n  <b>oops</b>\nup 2\n", 3, id="indented-html"),
+]
+DESIRED_SETS = [
+    pytest.param(["node_load1", "up"], id="few-names"),
+    pytest.param([f"name_{i}" for i in range(50)] + ["node_load1", "up"], id="many-names"),
+    pytest.param(["node_.*", "up"], id="regex"),
+    pytest.param(["absent_metric"], id="nothing-present"),
+]
+
+
+@pytest.mark.parametrize(("body", "lineno"), NOT_EXPOSITIONS)
+@pytest.mark.parametrize("desired", DESIRED_SETS)
+def test_filtered_parse_refuses_a_body_that_is_not_an_exposition(
+    body: str, lineno: int, desired: list[str]
+) -> None:
+    """HTML, JSON or garbage after valid lines is a ParseError naming its line however few
+    metrics are desired, as Prometheus fails such a scrape ("not a valid start token")."""
+    for data in (body, body.encode(), [body.encode()[:7], body.encode()[7:]]):
+        with pytest.raises(ParseError) as info:
+            ExpositionParser(desired).parse(data)
+        assert info.value.lineno == lineno
+    with pytest.raises(ParseError):
+        parse_exposition(body)
+
+
+def test_filtered_parse_checks_how_unselected_lines_start() -> None:
+    """An unselected line is checked for how it starts (and the last line in full); the rest of
+    it is not read, which is what keeps filtering cheap."""
+    parser = ExpositionParser(["ok"])
+    assert parser.parse('bad{ 1\nbad x y z\nok{a="1"} 2\n') == {"ok": {'{a="1"}': 2.0}}
+    for body in ("0bad 1\nok 2\n", "ok 2\n-bad 1\nok 3\n", "ok 1\nbad x y z\n"):
+        with pytest.raises(ParseError):
+            parser.parse(body)
+    # A selector taking most lines reads bodies in full once it has seen one: the same rule.
+    dense = ExpositionParser(["ok.*"])
+    body = 'ok1 1\nok2{b="2",a="1"} 2\nbad{ 1\nok3 3\n'
+    expected = {"ok1": {"{}": 1.0}, "ok2": {'{a="1",b="2"}': 2.0}, "ok3": {"{}": 3.0}}
+    for _ in range(3):
+        assert dense.parse(body) == expected
+    with pytest.raises(ParseError):
+        dense.parse("ok1 1\nok2 2\n<html>\n")
+
+
+# ---- selectors ----------------------------------------------------------------------------------
+
+
+SELECTOR_BODY = (
+    "# TYPE node_cpu_seconds_total counter\n"
+    'node_cpu_seconds_total{cpu="0",mode="idle"} 1\n'
+    "node_load1 0.5\nnode_load15 0.7\n"
+    "# TYPE http_latency_seconds histogram\n"
+    'http_latency_seconds_bucket{le="+Inf"} 3\nhttp_latency_seconds_sum 1.5\n'
+    "http_latency_seconds_count 3\ngo_goroutines 8\nup 1\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("desired", "expected"),
+    [
+        (["node_.*"], {"node_cpu_seconds_total", "node_load1", "node_load15"}),
+        (["node_load1"], {"node_load1"}),
+        (["node_load.*", "go_goroutines"], {"node_load1", "node_load15", "go_goroutines"}),
+        (["http_.*_seconds"], {"http_latency_seconds_bucket", "http_latency_seconds_sum",
+                               "http_latency_seconds_count"}),
+        (["http_latency_seconds"], {"http_latency_seconds_bucket", "http_latency_seconds_sum",
+                                    "http_latency_seconds_count"}),
+        (["node_cpu_seconds"], {"node_cpu_seconds_total"}),
+        ([".*"], {"node_cpu_seconds_total", "node_load1", "node_load15", "go_goroutines", "up",
+                  "http_latency_seconds_bucket", "http_latency_seconds_sum",
+                  "http_latency_seconds_count"}),
+        (["(node|go)_[a-z]+"], {"go_goroutines"}),
+        (["absent", "also_absent.*"], set()),
+    ],
+)
+def test_selectors_select_like_prometheus(desired: list[str], expected: set[str]) -> None:
+    """Names select their family; other entries are regular expressions anchored at both ends,
+    matching a sample's name or its family's; the parser and the Selector agree."""
+    selector = Selector.from_desired(desired)
+    full = parse_exposition(SELECTOR_BODY)
+    assert {name for name in full if selector.selects(name)} == expected
+    parser = ExpositionParser(desired)
+    assert parser.parse(SELECTOR_BODY) == {n: s for n, s in full.items() if n in expected}
+    assert parse_exposition(SELECTOR_BODY, metrics=desired) == parser.parse(SELECTOR_BODY)
+
+
+@pytest.mark.parametrize("bad", ["node_(", "", "a[b", "*"])
+def test_selector_refuses_what_is_neither_a_name_nor_a_regular_expression(bad: str) -> None:
+    """An entry that is no metric name and no valid regular expression is an error naming it."""
+    with pytest.raises(ValueError, match="neither a metric name nor"):
+        Selector.from_desired(["up", bad])
+
+
+def test_many_desired_names_select_like_few() -> None:
+    """Thousands of desired names (most absent) read what the full parse reads for them."""
+    text = "".join(
+        f'# TYPE m{i} gauge\nm{i}{{b="{j}",a="x"}} {j}\n' for i in range(300) for j in range(3)
+    )
+    full = parse_exposition(text)
+    desired = [f"m{i}" for i in range(0, 300, 2)] + [f"absent_{i}" for i in range(5000)]
+    assert parse_exposition(text, metrics=desired) == {
+        n: s for n, s in full.items() if int(n[1:]) % 2 == 0
+    }
+
+
+# ---- counting and chunks ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("a 1\n\n\n\nb 2\n", 2),
+        ("a 1\n  # an indented comment\n\t# another\nb 2\n", 2),
+        ("\n\n\n", 0),
+        ("  a 1\n\tb 2", 2),
+        ("# only\n# comments", 0),
+    ],
+)
+def test_every_path_counts_sample_lines_alike(body: str, expected: int) -> None:
+    """Blank runs and indented comments are not samples, for the full, filtered and
+    OpenMetrics reads alike (scrape_samples_scraped, issue 13 item 4)."""
+    from deucalion.exposition.text import count_samples
+
+    assert count_samples(body) == count_samples(body.encode()) == expected
+    for desired in (None, ["a"], ["a.*"]):
+        assert ExpositionParser(desired).read(body, count=True)[1] == expected
+
+
+def test_a_body_in_chunks_reads_like_a_whole_one() -> None:
+    """A body given as the chunks it arrived in (split inside lines and UTF-8 characters) reads
+    as the whole body does, and the chunk list is emptied as it is read."""
+    body = "".join(f'm{{a="é{i}",b="ü"}} {i}\n' for i in range(40_000)).encode()
+    expected = parse_exposition(body)
+    for desired in (None, ["m"], ["m.*"]):
+        chunks = [body[i:i + 7777] for i in range(0, len(body), 7777)]
+        assert ExpositionParser(desired).parse(chunks) == expected
+        assert chunks == []
+    bad = body + b"m{a=\xff} 1\n"
+    with pytest.raises(ParseError) as info:
+        parse_exposition([bad[i:i + 7777] for i in range(0, len(bad), 7777)])
+    assert info.value.lineno == 40_001
+
+
+def test_parsers_share_nothing() -> None:
+    """What one parser learns stays its own; the library keeps no global state."""
+    import inspect
+
+    from deucalion.exposition import naming, openmetrics, parser, text
+
+    first, second = ExpositionParser(), ExpositionParser()
+    first.parse('m{b="1",a="2"} 1\n')
+    assert first._orders and not second._orders
+    for module in (naming, openmetrics, parser, text):
+        source = inspect.getsource(module)
+        assert "global " not in source and "gc." not in source and "lru_cache" not in source
+
+
+def test_label_names_sort_as_strings_whatever_follows_them() -> None:
+    """a < a1 < a_ < ab, in every path: a digit after a shared prefix sorts after the end."""
+    text = 'm{ab="1",a_="2",a1="3",a="4"} 1\n'
+    key = '{a="4",a1="3",a_="2",ab="1"}'
+    for desired in (None, ["m"], ["m.*"], [f"n{i}" for i in range(20)] + ["m"]):
+        parser = ExpositionParser(desired)
+        for _ in range(2):
+            assert parser.parse(text) == {"m": {key: 1.0}}

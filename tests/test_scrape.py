@@ -11,8 +11,9 @@ from aiohttp import web
 
 from deucalion._http import Credentials
 from deucalion.errors import DeucalionError
-from deucalion.exposition.text import parse_exposition
-from deucalion.scrape import Scraper, count_samples, is_loopback
+from deucalion.exposition import parse_exposition
+from deucalion.exposition.text import count_samples
+from deucalion.scrape import Scraper, is_loopback
 from deucalion.targets import Target
 from tests.helpers import NODE_LIKE, TargetServer, text
 
@@ -146,6 +147,44 @@ async def test_a_closed_scraper_stays_closed() -> None:
         s.open()
 
 
+@pytest.mark.parametrize("metrics", [None, ["node_load1", "up"], ["node_.*"], [".*"]])
+async def test_a_200_that_is_not_an_exposition_is_down(
+    target_server: TargetServer, metrics: list[str] | None
+) -> None:
+    """An HTML page, JSON, or valid lines then garbage, answered with 200, is up = 0 with the
+    reason, however the metrics are filtered; the samples before the garbage are not kept."""
+    bodies = {
+        "/html": text("<html><body>Login</body></html>\n", "text/html"),
+        "/json": text('{"status":"success","data":[]}', "application/json"),
+        "/garbage": text(NODE_LIKE + "Internal error: backend down\n"),
+    }
+    urls = [target_server.add(path, handler) for path, handler in bodies.items()]
+    await target_server.start()
+    async with scraper(metrics=metrics) as s:
+        results = await s.scrape_all([Target(url) for url in urls])
+    for result in results:
+        assert not result.up, result.target.url
+        assert result.samples == {} and result.samples_scraped == 0
+        assert result.error is not None and result.error.startswith("malformed exposition: line")
+
+
+async def test_samples_scraped_counts_every_sample_line(target_server: TargetServer) -> None:
+    """scrape_samples_scraped counts sample lines only: not blank runs, not indented comments."""
+    body = "a 1\n\n\n\nb 2\n  # an indented comment\n\t# another\nc 3\n\n\n"
+    url = target_server.add("/metrics", text(body))
+    await target_server.start()
+    for metrics in (None, ["a"], ["b.*"]):
+        async with scraper(metrics=metrics) as s:
+            assert (await s.scrape(Target(url))).samples_scraped == 3
+
+
+def test_scraper_refuses_desired_metrics_that_select_nothing_sensible() -> None:
+    """A desired entry that is neither a metric name nor a regular expression is a ConfigError
+    naming it, when the scraper is built."""
+    with pytest.raises(DeucalionError, match="node_\\("):
+        scraper(metrics=["up", "node_("])
+
+
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
@@ -154,6 +193,8 @@ async def test_a_closed_scraper_stays_closed() -> None:
         (b"a 1\nb 2\n", 2),
         (b"# HELP a x\n# TYPE a gauge\na 1\n\nb{x=\"#\"} 2\n# EOF\n", 2),
         (b"\n\na 1\n# c\n", 1),
+        (b"a 1\n\n\n\nb 2\n", 2),
+        (b"a 1\n  # indented\n\t# comment\n", 1),
     ],
 )
 def test_count_samples_counts_sample_lines(body: bytes, expected: int) -> None:

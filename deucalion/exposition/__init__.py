@@ -1,12 +1,15 @@
 """Exposition: the bytes a target serves, parsed into samples.
 
-- ``text``: the Prometheus text format 0.0.4, with filtering of desired names before labels
-  are parsed; ``parse_exposition`` is the front door for both formats.
+- ``parser``: :class:`ExpositionParser` (built once per selection, reused for every body) and
+  ``parse_exposition``, the front door for both formats.
+- ``text``: reading Prometheus text 0.0.4, in full or the selected lines only.
 - ``openmetrics``: strict OpenMetrics 1.0.
 - ``grammar``: the shared lexical rules (names, label values, canonical series keys).
-- ``naming``: which sample names a desired metric name selects (families and suffixes).
+- ``naming``: which sample names desired metrics select (names, families, regular expressions):
+  :class:`Selector`, the one matcher every selection uses.
 """
 
-from deucalion.exposition.text import is_openmetrics, parse_exposition
+from deucalion.exposition.naming import Selector
+from deucalion.exposition.parser import ExpositionParser, is_openmetrics, parse_exposition
 
-__all__ = ["is_openmetrics", "parse_exposition"]
+__all__ = ["ExpositionParser", "Selector", "is_openmetrics", "parse_exposition"]

@@ -1,10 +1,13 @@
-"""Strict OpenMetrics 1.0 parsing, behind :func:`deucalion.exposition.text.parse_exposition`.
+"""Strict OpenMetrics 1.0 parsing, behind :func:`deucalion.exposition.parser.parse_exposition`.
 
 The body is read line by line with every rule of the standard that prometheus_client's
 OpenMetrics parser enforces (metadata, family grouping, counter, histogram, summary, stateset
-and info rules, exemplars, timestamps), on every line, whatever the caller wants to keep: it is
-strict, and slower than the text 0.0.4 reader. The result has the shape of
-:func:`~deucalion.exposition.text.parse_exposition`'s.
+and info rules, exemplars, timestamps). With a filter, the lines of a family none of whose
+samples is kept are checked for their grammar (name, label block, value, timestamp, exemplar
+syntax) and their place (the family they belong to, metadata before samples, names that clash,
+blank lines, ``# EOF`` last), but not for the rules of their type, duplicate labels or exemplar
+rules: that work is skipped. It is strict, and slower than the text 0.0.4 reader. The result
+has the shape of :func:`~deucalion.exposition.parser.parse_exposition`'s.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from deucalion.exposition.grammar import (
     canonical,
     unescape,
 )
+from deucalion.exposition.text import BLOCK, Orders, canonical_keys
 
 __all__ = ["parse_openmetrics"]
 
@@ -89,6 +93,8 @@ class _Family:
             tuple[str, tuple[tuple[str, str], ...], Decimal | None, float, float]
         ] = []
         self.lineno = 0
+        # Whether the caller keeps any of its samples (decided at its first sample).
+        self.wanted: bool | None = None
 
 
 def _check_histogram(family: _Family) -> None:
@@ -165,12 +171,117 @@ def _finish_family(family: _Family, seen_names: set[str]) -> None:
         _check_histogram(family)
 
 
-def parse_openmetrics(text: str, wants: Callable[[str], bool] | None) -> Samples:
+# The common case, read in bulk: counter, gauge and unknown families with HELP and TYPE lines,
+# canonical label blocks, no timestamp, no exemplar, no UNIT. Groups (kind, name, argument,
+# sample name, block, value, eof, other); any other line lands in ``other``.
+_COMMON_LINE = re.compile(
+    rf"(?:# (TYPE|HELP) ({NAME}) ([^\n]*)|({NAME})({BLOCK})? ({VALUE})|(# EOF)|([^\n]*))\n"
+)
+_COMMON_SUFFIXES = {"gauge": ("",), "unknown": ("",), "counter": ("_total", "_created")}
+
+
+def _read_common(text: str, wants: Callable[[str], bool] | None, orders: Orders
+                 ) -> Samples | None:
+    """The samples of a body made only of the common case (see ``_COMMON_LINE``), checked by
+    the rules of the standard that apply to it; None, for the line-by-line reader, on any
+    other body or any fault (which that reader then names)."""
+    if not text.endswith("\n"):
+        text += "\n"
+    lines = _COMMON_LINE.findall(text)
+    if not lines or not lines[-1][6]:
+        return None
+    del lines[-1]
+    try:
+        keys = canonical_keys(lines, orders, 4)
+    except ParseError:
+        return None
+    result: Samples = {}
+    seen_names: set[str] = set()
+    family = ""
+    kind_of: str | None = None
+    allowed: tuple[str, ...] = ()
+    help_seen = has_samples = False
+    groups: set[str] = set()
+    group = ""
+    current = ""
+    series: dict[str, float] | None = None
+    for (kind, name, argument, sample, _, raw_value, eof, other), key in zip(
+        lines, keys, strict=True
+    ):
+        if sample:
+            if sample != current:
+                if sample not in allowed:
+                    if family and not _finish_common(family, kind_of, seen_names):
+                        return None
+                    family, kind_of, allowed = sample, "unknown", (sample,)
+                    help_seen = False
+                    groups = set()
+                    group = ""
+                current = sample
+                series = None if wants is not None and not wants(sample) else (
+                    result.get(sample) or result.setdefault(sample, {}))
+            has_samples = True
+            if key != group:
+                # A group (a label set) of a family must not come back once left.
+                if key in groups:
+                    return None
+                groups.add(key)
+                group = key
+            value = float(raw_value)
+            if kind_of == "counter" and sample.endswith("_total") and not value >= 0:
+                return None  # a counter's total is neither NaN nor negative
+            if series is not None:
+                series[key] = value
+            continue
+        if not kind or eof or other:
+            return None
+        current = ""
+        if name != family:
+            if family and not _finish_common(family, kind_of, seen_names):
+                return None
+            family, kind_of, allowed = name, None, (name,)
+            help_seen = has_samples = False
+            groups = set()
+            group = ""
+        elif has_samples:
+            return None  # metadata after the family's samples
+        if kind == "TYPE":
+            if kind_of is not None or argument not in _COMMON_SUFFIXES:
+                return None
+            kind_of = argument
+            allowed = tuple(name + suffix for suffix in _COMMON_SUFFIXES[argument])
+        elif help_seen:
+            return None
+        else:
+            help_seen = True
+    if family and not _finish_common(family, kind_of, seen_names):
+        return None
+    return result
+
+
+def _finish_common(family: str, kind: str | None, seen_names: set[str]) -> bool:
+    """Note the names ``family`` takes; False when one was taken before (a clash)."""
+    suffixes = ("", "_total", "_created") if kind == "counter" else ("",)
+    for suffix in suffixes:
+        if family + suffix in seen_names:
+            return False
+        seen_names.add(family + suffix)
+    return True
+
+
+def parse_openmetrics(text: str, wants: Callable[[str], bool] | None,
+                      orders: Orders | None = None) -> Samples:
     """Parse an OpenMetrics 1.0 body, checking every line; keep the samples ``wants`` names.
 
-    ``wants`` is None to keep every sample. Raises :class:`~deucalion.errors.ParseError`
-    naming the line on anything the standard (as prometheus_client's parser reads it) forbids.
+    ``wants`` is None to keep every sample; ``orders`` is the caller's memory of label orders
+    (see :data:`~deucalion.exposition.text.Orders`). Raises
+    :class:`~deucalion.errors.ParseError` naming the line on anything the standard (as
+    prometheus_client's parser reads it) forbids. A body of the common case is read in bulk;
+    any other, or any fault, line by line.
     """
+    common = _read_common(text, wants, {} if orders is None else orders)
+    if common is not None:
+        return common
     result: Samples = {}
     lines = text.split("\n")
     if lines[-1] == "":
@@ -224,8 +335,6 @@ def parse_openmetrics(text: str, wants: Callable[[str], bool] | None) -> Samples
                 lineno,
             )
         name, block, raw_value, raw_ts, ex_block, ex_value, ex_ts = sample.groups()
-        labels = _om_labels(block, lineno)
-        value = float(raw_value)
         timestamp = _om_timestamp(raw_ts, lineno) if raw_ts is not None else None
         if family is None or name not in family.allowed:
             if family is not None:
@@ -233,6 +342,15 @@ def parse_openmetrics(text: str, wants: Callable[[str], bool] | None) -> Samples
             family = _Family(name, "unknown")
         family.lineno = lineno
         family.has_samples = True
+        if family.wanted is None:
+            family.wanted = wants is None or any(map(wants, family.allowed))
+        if not family.wanted:
+            # A family no sample of which is kept: its lines are checked for their grammar
+            # and their place (family, metadata, clashes, # EOF), not for the rules of its
+            # type, its labels or its exemplars.
+            continue
+        labels = _om_labels(block, lineno)
+        value = float(raw_value)
         _check_om_sample(family, name, labels, value, timestamp, line, lineno)
         if ex_value is not None:
             _check_exemplar(family, name, ex_block, ex_ts, lineno)

@@ -24,7 +24,7 @@ from deucalion._http import APIClient, HTTPError, redact_url
 from deucalion.errors import ParseError
 from deucalion.exposition.grammar import escape
 from deucalion.exposition.naming import FAMILY_SUFFIXES
-from deucalion.exposition.text import is_openmetrics, parse_exposition
+from deucalion.exposition.parser import is_openmetrics, parse_exposition
 from deucalion.observer import SYNTHETIC_METRICS
 from deucalion.scrape import ACCEPT, PARSE_INLINE_MAX_BYTES, ScrapeResult
 from deucalion.targets.target import Target

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from deucalion.errors import ParseError
-from deucalion.exposition.text import ExpositionParser, is_openmetrics, parse_exposition
+from deucalion.exposition import ExpositionParser, is_openmetrics, parse_exposition
 from tests.exposition_reference import assert_same, reference
 from tests.integration import servers
 
@@ -145,3 +145,36 @@ def test_prometheus(
     prometheus = server_factory(servers.start_prometheus, [f"127.0.0.1:{node_exporter.port}"])
     body, content_type = fetch(prometheus.url, openmetrics=openmetrics)
     check_filter(body, content_type, check_like_prometheus_client(body, content_type))
+
+
+async def test_a_real_servers_html_and_json_are_down_when_filtered(
+    alertmanager: servers.Server, node_exporter: servers.Server
+) -> None:
+    """Alertmanager's web page and JSON API, and node_exporter's landing page, answer 200 but
+    are no exposition: a scrape filtered to a few metrics, to a regular expression or to none
+    is up = 0 with the line at fault, as Prometheus's is (issue 13, item 1)."""
+    from deucalion.scrape import Scraper
+    from deucalion.targets import Target
+
+    urls = [alertmanager.url + "/", alertmanager.url + "/api/v2/status", node_exporter.url + "/"]
+    for metrics in (["node_load1", "up"], ["alertmanager_.*"], None):
+        async with Scraper(timeout=10, body_size_limit=10**7, metrics=metrics) as scraper:
+            results = await scraper.scrape_all([Target(url) for url in urls])
+        for result in results:
+            assert not result.up, (result.target.url, metrics)
+            assert result.error is not None and "malformed exposition: line 1" in result.error
+
+
+async def test_samples_scraped_of_a_real_node_exporter(node_exporter: servers.Server) -> None:
+    """scrape_samples_scraped of a filtered scrape of a real node_exporter is the number of
+    samples prometheus_client reads in the same body."""
+    from deucalion.scrape import Scraper
+    from deucalion.targets import Target
+
+    async with Scraper(timeout=10, body_size_limit=10**7, metrics=["node_load1"]) as scraper:
+        result = await scraper.scrape(Target(node_exporter.url + "/metrics"))
+    body, _ = fetch(node_exporter.url)
+    assert result.up and result.samples_scraped is not None
+    theirs = sum(len(f.samples) for f in text_string_to_metric_families(body.decode()))
+    # node_exporter's own counters move between the two requests; the sample lines do not.
+    assert result.samples_scraped == theirs
