@@ -537,6 +537,13 @@ class Settings(Section):
     """Largest response body accepted from a target (after decompression)."""
     observer_timeout: PositiveDuration | None = None
     """Longest a new_data call may run before its worker is replaced (default: no limit)."""
+    checkpoint_interval: PositiveDuration | None = None
+    """How often each worker pickles its observer between calls, so that a replaced worker
+    (and, with checkpoint_path, a restarted application) starts from the newest state
+    (default: never; a replaced worker starts from the observer as registered)."""
+    checkpoint_path: str | None = None
+    """A directory where each observer's newest checkpoint is written, as
+    ``<observer name>.pickle`` (with checkpoint_interval; default: kept in memory only)."""
     shutdown_grace_period: Duration = 10.0
     """On stop, how long calls in flight and pending alerts get before they are cut off."""
     alertmanager: AlertmanagerSettings = Field(default_factory=AlertmanagerSettings)
