@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from deucalion._supervision import Supervised
 from deucalion.alerting.alertmanager import AlertSender
 from deucalion.alerting.lifecycle import Payload
 from deucalion.config.loading import Settings, load_settings
@@ -159,6 +160,14 @@ class MetricsProvisioner:
     def workers(self) -> tuple[ObserverWorker, ...]:
         """The observers' workers while running."""
         return tuple(self._workers)
+
+    def supervised_tasks(self) -> list[Supervised]:
+        """Every long-lived task's supervision: each observer's call loop, each Alertmanager
+        sender and the alert re-send timer (telemetry's health and readiness read them)."""
+        tasks = [w.call_loop for w in self._workers if w.call_loop is not None]
+        if self.alert_sender is not None:
+            tasks.extend(self.alert_sender.supervised)
+        return tasks
 
     def desired_metrics(self) -> frozenset[str]:
         """Every name some observer desires: what the scraper keeps."""

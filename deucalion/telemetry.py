@@ -164,13 +164,17 @@ class Telemetry:
         if not p.running or p.cycle_loop_ended:
             # A dead cycle loop is unhealthy at once, not only once its last cycle is old.
             return False
+        if not all(task.healthy for task in p.supervised_tasks()):
+            return False  # a task in a crash loop: the sidecar needs a restart
         last = max(p.stats.last_cycle_end or 0.0, self.started_at)
         return self._clock() - last <= HEALTHY_INTERVALS * p.settings.scrape_interval
 
     def ready(self) -> bool:
-        """Whether the first cycle is done and every observer's worker is up."""
+        """Whether the first cycle is done, every observer's worker is up and every
+        long-lived task runs (none is waiting to be restarted)."""
         p = self._provisioner
-        return p.running and p.stats.cycles > 0 and all(w.ready for w in p.workers)
+        return (p.running and p.stats.cycles > 0 and all(w.ready for w in p.workers)
+                and all(task.running for task in p.supervised_tasks()))
 
     async def start(self, listen: str, alerts: Callable[[], Sequence[Any]]) -> None:
         """Start the HTTP server on ``listen``."""
