@@ -21,15 +21,18 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["CheckpointReply", "Failure", "Reply", "call", "checkpoint", "hello", "install"]
+__all__ = ["RAISED", "RESEND", "RETURNED", "CheckpointReply", "Failure", "Reply", "call",
+           "checkpoint", "hello", "install"]
 
 #: What went wrong in the worker: the exception pickled (None when it cannot be), its
 #: ``"Type: message"``, the worker's traceback as text, and where it was raised (a key that
 #: tells one error from another without the message, which often carries changing values).
 Failure = tuple[bytes | None, str, str, str]
-#: The answer to ``call``: ``(True, pickled result, when new_data started)`` or
-#: ``(False, Failure, when new_data started)``.
-Reply = tuple[bool, Any, float]
+#: The answer to ``call``: ``(RETURNED, pickled result, when new_data started)``,
+#: ``(RAISED, Failure, when new_data started)``, or ``(RESEND, None, 0.0)`` when this worker
+#: lacks series keys the payload assumes it has (see ``deucalion._payload``).
+Reply = tuple[str, Any, float]
+RETURNED, RAISED, RESEND = "returned", "raised", "resend"
 #: The answer to ``checkpoint``: ``(True, pickled observer)`` or ``(False, Failure)``.
 CheckpointReply = tuple[bool, Any]
 
@@ -83,13 +86,20 @@ def hello() -> tuple[int, Failure | None]:
     return os.getpid(), _install_failure
 
 
-def call(payload: tuple[dict[str, Any], float, Mapping[str, float]]) -> Reply:
-    """Run ``new_data`` on one cycle's data, inside ``handing_data`` so that
-    ``deucalion.data_time()`` answers the cycle's scrape times."""
-    from deucalion.observer import handing_data  # standard library only; loaded with the observer
+def call(payload: tuple[bytes, float, Mapping[str, float]]) -> Reply:
+    """Run ``new_data`` on one cycle's data (encoded by ``deucalion._payload``), inside
+    ``handing_data`` so that ``deucalion.data_time()`` answers the cycle's scrape times."""
+    # Both standard library only; the observer's unpickling loaded deucalion.observer already.
+    from deucalion import _payload
+    from deucalion.observer import handing_data
 
-    data, cycle_time, target_times = payload
+    encoded, cycle_time, target_times = payload
     del payload
+    try:
+        data = _payload.decode(encoded)
+    except _payload.LayoutError:
+        return RESEND, None, 0.0
+    del encoded
     started = time.time()
     try:
         with handing_data(cycle_time, target_times):
@@ -97,12 +107,14 @@ def call(payload: tuple[dict[str, Any], float, Mapping[str, float]]) -> Reply:
     except BaseException as exc:
         # Everything new_data raises, SystemExit, KeyboardInterrupt and MemoryError included,
         # is this call's error; the worker carries on.
-        return False, _failure(exc), started
+        return RAISED, _failure(exc), started
+    finally:
+        _payload.release()
     del data
     try:
-        return True, _dumps(result), started
+        return RETURNED, _dumps(result), started
     except BaseException as exc:
-        return False, _failure(TypeError(
+        return RAISED, _failure(TypeError(
             f"new_data returned what cannot be sent back to the application "
             f"({type(result).__name__}): {type(exc).__name__}: {exc}")), started
 

@@ -151,37 +151,25 @@ provisioner.run()
 """
 
 
-def test_a_script_without_a_main_guard_runs_once_with_one_worker(
+def test_a_script_without_a_main_guard_gets_an_error_naming_the_fix(
     node_exporter: Server, tmp_path: Path
 ) -> None:
-    """An observer class and the provisioner at a script's top level: the worker does not run
-    the script again, gets the script's argv, and is the application's only child."""
+    """An observer class and the provisioner at a script's top level: the worker, which spawn
+    starts by importing the script again, refuses to start a second provisioner, and the
+    application fails at once with an error naming `if __name__ == "__main__":`, leaving no
+    process behind."""
     script = tmp_path / "app.py"
     script.write_text(GUARDLESS_SCRIPT)
     url = f"{node_exporter.url}/metrics"
-    process = subprocess.Popen(
+    process = subprocess.run(
         [sys.executable, str(script), "tag-7", url], cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(2)]
-        children = children_of(process.pid)
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, err
-    for line in lines:
-        tag, seen_url, value = line.split()
-        assert (tag, seen_url) == ("tag-7", url)
-        assert float(value) >= 0
-    assert err.count("deucalion started") == 1, err
-    # One worker and nothing else: no resource tracker, no second application.
-    assert len(children) == 1, children
-    assert not survivors(children)
+        capture_output=True, text=True, timeout=60)
+    assert process.returncode != 0
+    assert 'if __name__ == "__main__":' in process.stderr
+    assert "worker process" in process.stderr
+    assert process.stderr.count("deucalion started") == 0, process.stderr
+    assert not process.stdout  # new_data never ran
 
 
 def test_the_seed_example_without_targets_says_how_to_configure_them(tmp_path: Path) -> None:
