@@ -35,14 +35,19 @@ class Supervised:
     coroutine too, and nothing restarts it.
     """
 
-    def __init__(self, factory: Callable[[], Coroutine[Any, Any, None]], *, name: str) -> None:
+    def __init__(
+        self, factory: Callable[[], Coroutine[Any, Any, None]], *, name: str,
+        task_name: str | None = None,
+    ) -> None:
         self.name = name
+        """What the logs call it."""
         self.deaths = 0
         """Deaths in a row (reset once a run lasts ``STEADY_AFTER`` seconds)."""
         self.restarting = False
         """Whether it is dead now, waiting for its restart."""
         self._factory = factory
-        self.task: asyncio.Task[None] = asyncio.create_task(self._supervise(), name=name)
+        self.task: asyncio.Task[None] = asyncio.create_task(self._supervise(),
+                                                            name=task_name or name)
 
     @property
     def healthy(self) -> bool:

@@ -230,7 +230,8 @@ class ObserverWorker:
             self._checkpoint = await self._in_keeper(self._read_checkpoint_file)
         self._last_checkpoint = time.monotonic()
         await self._spawn()
-        self._loop_task = Supervised(self._run, name=f"the call loop of observer {self.name}")
+        self._loop_task = Supervised(self._run, name=f"the call loop of observer {self.name}",
+                                     task_name=f"deucalion-observer-{self.name}")
 
     @property
     def call_loop(self) -> Supervised | None:

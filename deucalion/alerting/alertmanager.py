@@ -125,7 +125,8 @@ class AlertmanagerClient:
         if self._task is None:
             # Supervised: a sending task that died of a bug would leave alerts queued forever.
             self.supervised = Supervised(self._run,
-                                         name=f"the sender to Alertmanager {self.name}")
+                                         name=f"the sender to Alertmanager {self.name}",
+                                         task_name=f"deucalion-alertmanager-{self.name}")
             self._task = self.supervised.task
 
     def enqueue(self, payloads: Iterable[Payload]) -> None:
@@ -342,7 +343,8 @@ class AlertSender:
             client.start()
             self.clients.append(client)
         self._resend_supervision = Supervised(self._resend_on_time,
-                                              name="the alert re-send timer")
+                                              name="the alert re-send timer",
+                                              task_name="deucalion-alert-resend")
         self._resender = self._resend_supervision.task
 
     async def _resend_on_time(self) -> None:
