@@ -19,7 +19,10 @@ import signal
 import sys
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 __all__ = ["RAISED", "RESEND", "RETURNED", "CheckpointReply", "Failure", "Reply", "call",
            "checkpoint", "hello", "install"]
@@ -43,10 +46,11 @@ _observer: Any = None
 _install_failure: Failure | None = None
 
 
-def install(observer: bytes, parent: int) -> None:
+def install(observer: Connection, parent: int) -> None:
     """The executor's initializer: make this process die with ``parent``, then unpickle the
-    observer once. A failure is kept for ``hello`` to report, as the executor itself would
-    only log it here and call the pool broken."""
+    observer once, as the application streams it into the pipe ``observer``. A failure is kept
+    for ``hello`` to report, as the executor itself would only log it here and call the pool
+    broken."""
     global _observer, _install_failure
     _die_with(parent)
     # Ctrl-C (a signal sent to the process group) and SIGTERM reach the workers too; the
@@ -56,12 +60,15 @@ def install(observer: bytes, parent: int) -> None:
     try:
         # cloudpickle's output is plain pickle: cloudpickle itself is imported only if the
         # observer's class was sent by value (defined in __main__ or a notebook).
-        loaded = pickle.loads(observer)
+        with open(observer.fileno(), "rb", closefd=False) as stream:
+            loaded = pickle.load(stream)
         if not callable(getattr(loaded, "new_data", None)):
             raise TypeError(f"what was sent is a {type(loaded).__name__}, not an observer")
         _observer = loaded
     except BaseException as exc:
         _install_failure = _failure(exc)
+    finally:
+        observer.close()
 
 
 def _die_with(parent: int) -> None:

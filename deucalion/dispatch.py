@@ -43,7 +43,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import cloudpickle
 
@@ -140,17 +140,6 @@ def refuse_in_worker_bootstrap() -> None:
             and getattr(multiprocessing.current_process(), "_inheriting", False)):
         raise DeucalionError(f"deucalion was started while an observer's worker process "
                              f"imported your script: {MAIN_GUARD_FIX}")
-
-
-class _Installing:
-    """The pickled observer as the executor's ``initargs``: the executor keeps its initargs
-    for its whole life, this keeps the bytes only until the worker has them."""
-
-    def __init__(self, blob: bytes) -> None:
-        self.blob: bytes | None = blob
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (bytes, (self.blob or b"",))
 
 
 def _rebuild(failure: _in_worker.Failure) -> BaseException:
@@ -284,33 +273,53 @@ class ObserverWorker:
     def _new_executor(
         self, checkpoint: bytes | None
     ) -> tuple[ProcessPoolExecutor, int, _in_worker.Failure | None]:
-        """In the keeper thread: pickle the observer, start its executor's worker process
-        and ask it for its pid."""
-        if checkpoint is None:
-            try:
-                blob = cloudpickle.dumps(self.observer)
-            except Exception as exc:  # any pickling failure: the message names what is wrong
-                raise ConfigError(
-                    f"observer {self.name} cannot be sent to its worker process: "
-                    f"{type(exc).__name__}: {exc}. Keep only picklable attributes (models, "
-                    "arrays, numbers); open files, sockets and locks in new_data instead"
-                ) from None
-        else:
-            blob = checkpoint
-        installing = _Installing(blob)
-        del blob
+        """In the keeper thread: start an executor's worker process, stream the observer (or
+        a checkpoint) to its initializer and ask the worker for its pid.
+
+        The observer is pickled straight into a pipe the initializer reads from, rather than
+        into bytes passed as ``initargs``: the application then never holds a pickled copy of
+        a large model (``initargs`` live as long as the executor, and spawn copies them once
+        more on the way), and the pickler writes a large buffer with the GIL released, so the
+        event loop keeps running meanwhile.
+        """
+        reader, writer = multiprocessing.Pipe(duplex=False)
         executor = ProcessPoolExecutor(
             max_workers=1, mp_context=multiprocessing.get_context(START_METHOD),
-            # cast: the worker gets bytes, as _Installing pickles to its bytes.
-            initializer=_in_worker.install, initargs=(cast(bytes, installing), os.getpid()))
+            initializer=_in_worker.install, initargs=(reader, os.getpid()))
+        unpicklable: Exception | None = None
         try:
-            # The first submit starts the process, from this thread (see _keeper).
-            pid, failure = executor.submit(_in_worker.hello).result()
+            try:
+                # The first submit starts the process, from this thread (see _keeper); the
+                # pipe's reading end goes to it, so ours is closed: a worker that dies then
+                # breaks the pipe instead of leaving the writes below blocked.
+                hello = executor.submit(_in_worker.hello)
+            finally:
+                reader.close()
+            try:
+                with open(writer.fileno(), "wb", closefd=False) as stream:
+                    if checkpoint is None:
+                        cloudpickle.dump(self.observer, stream, protocol=pickle.HIGHEST_PROTOCOL)
+                    else:
+                        stream.write(checkpoint)
+            except BrokenPipeError:
+                pass  # the worker ended while loading: hello() says how
+            except Exception as exc:  # any pickling failure: the message names what is wrong
+                unpicklable = exc
+            finally:
+                writer.close()  # the end of the pickle, for the worker
+            pid, failure = hello.result()
         except BaseException:
             executor.shutdown(wait=True, cancel_futures=True)
-            raise
-        finally:
-            installing.blob = None  # the application keeps no pickled copy of the observer
+            if unpicklable is None:
+                raise
+            failure = None
+        if unpicklable is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+            raise ConfigError(
+                f"observer {self.name} cannot be sent to its worker process: "
+                f"{type(unpicklable).__name__}: {unpicklable}. Keep only picklable attributes "
+                "(models, arrays, numbers); open files, sockets and locks in new_data instead"
+            ) from None
         return executor, pid, failure
 
     @staticmethod

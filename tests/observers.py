@@ -211,3 +211,14 @@ class BallastObserver(MetricsObserver):
         ballast = b"\x01" * (self.megabytes << 20)  # written, so resident
         time.sleep(3600)
         return len(ballast)
+
+
+class ModelObserver(MetricsObserver):
+    """Carries a model of ``megabytes`` random bytes (nothing can compress it away)."""
+
+    def __init__(self, desired: set[str], megabytes: int) -> None:
+        super().__init__(desired)
+        self.model = os.urandom(megabytes << 20)
+
+    def new_data(self, targets_data_dict: TargetsData) -> Any:
+        return len(self.model)

@@ -29,6 +29,7 @@ from tests.observers import (
     HangOnceObserver,
     InterpreterObserver,
     LearningObserver,
+    ModelObserver,
     ModulesObserver,
     NeedsCode,
     RaisingObserver,
@@ -607,3 +608,45 @@ def test_a_busy_worker_dies_with_its_application_killed_with_sigkill(tmp_path: P
             app.wait()
         assert app.stdout is not None
         app.stdout.close()
+
+
+def rss_mb() -> float:
+    """This process's resident memory, MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+async def test_a_large_observer_is_sent_without_a_copy_or_a_stall() -> None:
+    """Starting the worker of a 200 MB observer keeps no pickled copy in the application (it
+    is pickled straight into the worker's pipe) and never stalls the event loop (the probe's
+    bound, 100 ms, is generous: pickling it to bytes on the loop took about 0.5 s)."""
+    observer = ModelObserver({"up"}, 200)
+    gaps: list[float] = []
+    stop = asyncio.Event()
+
+    async def probe() -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while not stop.is_set():
+            await asyncio.sleep(0.01)
+            now = loop.time()
+            gaps.append(now - last - 0.01)
+            last = now
+
+    before = rss_mb()
+    prober = asyncio.create_task(probe())
+    outcomes: list[CallOutcome] = []
+    worker = ObserverWorker(observer, on_result=outcomes.append)
+    try:
+        await worker.start()
+        stop.set()
+        await prober
+        grown = rss_mb() - before
+        outcome = await call_once(worker, outcomes)
+    finally:
+        await worker.close()
+    assert outcome.result == 200 << 20  # the whole model reached the worker
+    assert grown < 50, f"the application grew by {grown:.0f} MB"
+    assert max(gaps) < 0.1, f"longest gap {max(gaps) * 1000:.0f} ms"
