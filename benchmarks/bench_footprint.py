@@ -12,6 +12,7 @@ have to drop.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -103,6 +104,25 @@ def import_costs(modules: list[str]) -> list[tuple[str, float]]:
         previous = float(value)
     costs.append(("total", previous))
     return costs
+
+
+def _socket_pair_line() -> str:
+    """The socket-pair worker's figures, recorded before issue 12 removed it."""
+    recorded = ROOT / "benchmarks" / "dispatch_socketpair.json"
+    if not recorded.exists():
+        return ""
+    figures = json.loads(recorded.read_text()).get("footprint")
+    if not figures:
+        return ""
+    cpu = figures["cpu_per_cycle_s"]
+    pss, rss = figures["pss_bytes"]["deucalion"], figures["rss_bytes"]["deucalion"]
+    return (
+        "\nBefore issue 12, with the socket-pair worker (recorded in a 10 s run on the same "
+        f"machine, application + worker, no resource tracker): {pss / 2**20:.1f} MB PSS, "
+        f"{rss / 2**20:.1f} MB RSS, "
+        f"{ms(cpu['deucalion'])} ms CPU per cycle against Prometheus's {ms(cpu['prometheus'])} "
+        f"({cpu['deucalion'] / cpu['prometheus']:.2f}x).\n"
+    )
 
 
 def main(quick: bool = False) -> dict[str, Any]:
@@ -203,6 +223,7 @@ def main(quick: bool = False) -> dict[str, Any]:
             ["Prometheus", ms(theirs / cycles), "1x"],
             ["the original framework's sidecar (its paper)", f"about {ORIGINAL_CPU_MS:g}", ""]])
         + "\n" + table(["process", "RSS MB", "PSS MB"], memory_rows)
+        + _socket_pair_line()
         + f"\nTargets: CPU per cycle within {CPU_TARGET_RATIO:g}x Prometheus's: "
         f"**{cpu_verdict}** ({cpu_ratio:.2f}x); every process's PSS summed under "
         f"{PSS_TARGET_MB:g} MB: **{pss_verdict}** ({ours_pss / 2**20:.1f} MB).\n\n"

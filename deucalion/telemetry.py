@@ -245,6 +245,12 @@ class _ProvisionerCollector(Collector):
             "timeouts": CounterMetricFamily("deucalion_observer_timeouts",
                                             "Calls longer than observer_timeout.",
                                             labels=["observer"]),
+            "checkpoints": CounterMetricFamily("deucalion_observer_checkpoints",
+                                               "Checkpoints of the observer's state taken.",
+                                               labels=["observer"]),
+            "checkpoint_failures": CounterMetricFamily(
+                "deucalion_observer_checkpoint_failures",
+                "Checkpoints that failed (the previous one is kept).", labels=["observer"]),
         }
         up = GaugeMetricFamily("deucalion_observer_up", "1 if the observer's worker is up.",
                                labels=["observer"])
