@@ -222,3 +222,17 @@ class ModelObserver(MetricsObserver):
 
     def new_data(self, targets_data_dict: TargetsData) -> Any:
         return len(self.model)
+
+
+class DataTimeRecorder(RecordingObserver):
+    """Records, beside the call, what ``deucalion.data_time()`` answers for the cycle and per
+    target."""
+
+    def new_data(self, targets_data_dict: TargetsData) -> Any:
+        import deucalion as dc
+
+        record = {"pid": os.getpid(), "wall": time.time(), "cycle": dc.data_time(),
+                  "targets": {t: dc.data_time(t) for t in targets_data_dict}}
+        with open(self.path, "a") as out:
+            out.write(json.dumps(record) + "\n")
+        return None

@@ -14,7 +14,7 @@ import pytest
 import deucalion as dc
 from tests.helpers import records_at_least, wait_for
 from tests.integration.servers import Server
-from tests.observers import RecordingObserver, read_records
+from tests.observers import DataTimeRecorder, RecordingObserver, read_records
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,6 +92,51 @@ async def test_a_worker_killed_mid_call_is_replaced(node_exporter: Server, tmp_p
         await wait_for(lambda: any(r["pid"] != victim for r in read_records(path)))
     assert worker.pid != victim
     assert not alive(victim)
+
+
+async def test_an_observer_reads_the_scrape_time_of_its_data_live(
+    node_exporter: Server, tmp_path: Path
+) -> None:
+    """dc.data_time() in a live new_data is the cycle's scrape time, and dc.data_time(target)
+    that target's: both at or before the call, after the run started, the target's at or after
+    the cycle's."""
+    url = f"{node_exporter.url}/metrics"
+    path = tmp_path / "calls.jsonl"
+    provisioner = dc.MetricsProvisioner(targets=[url], scrape_interval=0.3,
+                                        telemetry={"enabled": False})
+    provisioner.register(DataTimeRecorder({"up"}, path))
+    began = time.time()
+    async with provisioner:
+        await wait_for(records_at_least(path, 3))
+    records = read_records(path)
+    cycles = [r["cycle"] for r in records]
+    assert cycles == sorted(set(cycles))  # one time per cycle, moving forward
+    for record in records:
+        assert began <= record["cycle"] <= record["targets"][url] <= record["wall"]
+
+
+async def test_what_an_observer_learned_survives_a_restart_of_the_application(
+    node_exporter: Server, tmp_path: Path
+) -> None:
+    """With checkpoint_path, an application stopped and started again resumes the observer's
+    state (its call count here) instead of starting from the registered observer."""
+    url = f"{node_exporter.url}/metrics"
+    path = tmp_path / "calls.jsonl"
+    for run in range(2):
+        provisioner = dc.MetricsProvisioner(
+            targets=[url], scrape_interval=0.2, telemetry={"enabled": False},
+            checkpoint_interval=0.2, checkpoint_path=str(tmp_path / "state"))
+        provisioner.register(RecordingObserver({"up"}, path))
+        async with provisioner:
+            await wait_for(records_at_least(path, 3 * (run + 1)))
+    calls = [r["calls"] for r in read_records(path)]
+    pids = [r["pid"] for r in read_records(path)]
+    first_run = calls[:pids.index(pids[-1])]
+    second_run = calls[pids.index(pids[-1]):]
+    assert first_run == list(range(1, len(first_run) + 1))
+    # Resumed where it stopped (a last checkpoint is taken on a clean stop), not from 1.
+    assert second_run[0] == first_run[-1] + 1
+    assert second_run == list(range(second_run[0], second_run[0] + len(second_run)))
 
 
 def test_the_seed_example_runs_and_exits_cleanly_on_sigterm(
