@@ -562,6 +562,16 @@ class Settings(Section):
             )
         return value
 
+    @field_validator("checkpoint_path")
+    @classmethod
+    def _check_checkpoint_path(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("checkpoint_interval") is None:
+            raise ValueError(
+                "checkpoint_path is set but checkpoint_interval is not: checkpoints are taken "
+                "every checkpoint_interval; set it too (say 5m), or remove checkpoint_path"
+            )
+        return value
+
     @model_validator(mode="after")
     def _check_sources(self) -> Settings:
         if self.prometheus is not None and (self.targets or self.file_sd or self.kubernetes):
