@@ -506,7 +506,9 @@ class ObserverWorker:
             try:
                 outcome.result = (pickle.loads(value) if len(value) <= UNPICKLE_INLINE_MAX_BYTES
                                   else await asyncio.to_thread(pickle.loads, value))
-            except Exception as exc:
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # the result's own code ran here: nothing may escape
                 value = (None, f"{type(exc).__name__}: {exc}",
                          "the result of new_data could not be unpickled in the application",
                          "unpickle")
