@@ -236,3 +236,10 @@ class DataTimeRecorder(RecordingObserver):
         with open(self.path, "a") as out:
             out.write(json.dumps(record) + "\n")
         return None
+
+
+class ExitAlwaysObserver(MetricsObserver):
+    """Ends its worker's process on every call (a crash in native code, say)."""
+
+    def new_data(self, targets_data_dict: TargetsData) -> Any:
+        os._exit(3)

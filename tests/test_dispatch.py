@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from tests.observers import (
     CustomStop,
     DataTimeObserver,
     DyingOnLoadObserver,
+    ExitAlwaysObserver,
     ExitOnceObserver,
     HangOnceObserver,
     InterpreterObserver,
@@ -650,3 +652,23 @@ async def test_a_large_observer_is_sent_without_a_copy_or_a_stall() -> None:
     assert outcome.result == 200 << 20  # the whole model reached the worker
     assert grown < 50, f"the application grew by {grown:.0f} MB"
     assert max(gaps) < 0.1, f"longest gap {max(gaps) * 1000:.0f} ms"
+
+
+async def test_a_worker_that_keeps_dying_is_replaced_with_growing_backoff(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each death breaks the executor (BrokenProcessPool) and a new one is started, waiting
+    longer each time while the worker keeps dying."""
+    caplog.set_level(logging.INFO, logger="deucalion.dispatch")
+    worker = await started(ObserverWorker(ExitAlwaysObserver({"up"})))
+    try:
+        for restarts in (1, 2, 3):
+            worker.submit(DATA)
+            await wait_for(lambda n=restarts: worker.stats.restarts == n)
+    finally:
+        await worker.close()
+    assert worker.stats.errors == 3
+    delays = [r.getMessage() for r in caplog.records
+              if "starting a new worker in" in r.getMessage()]
+    assert [d.rpartition(" in ")[2] for d in delays] == ["1.0s", "2.0s"]
+    assert "BrokenProcessPool" in caplog.text or "terminated abruptly" in caplog.text
