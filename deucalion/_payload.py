@@ -6,6 +6,8 @@ sample name, the series keys only when they differ from the last call's, and eve
 array of doubles; the worker keeps the keys it was last sent and rebuilds the dicts.
 
 Both sides live here and import the standard library only: the worker imports this module.
+bench_dispatch measures it inside the executor call (issue 12): it halves the hand-off of
+10,000 series and more, so it stays.
 """
 
 from __future__ import annotations

@@ -10,16 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine, Generator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from deucalion._supervision import Supervised
 from deucalion.alerting.alertmanager import AlertmanagerClient, AlertSender
 from deucalion.alerting.alerts import label_result
 from deucalion.alerting.lifecycle import Payload
 from deucalion.config.loading import Settings, load_settings
-from deucalion.dispatch import CallOutcome, ObserverWorker
+from deucalion.dispatch import CallOutcome, ObserverWorker, refuse_in_worker_bootstrap
 from deucalion.errors import ConfigError, DeucalionError
 from deucalion.observer import MetricsObserver, Selection, TargetsData
 from deucalion.runner import run_main, stopping_on_signals
@@ -36,6 +37,15 @@ MAX_ALERT_FLUSH = 10.0
 #: Hand-offs remembered per observer until its result comes back (a call in flight, the data
 #: pending behind it, and a few that a slow call made the worker drop).
 MAX_HANDED = 4
+
+
+class _Ran:
+    """What the blocking ``run()`` returns once it has run: awaiting it does nothing. So that
+    ``run()`` is typed ``Awaitable[None]`` and ``await provisioner.run()`` type-checks."""
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield
 
 
 @dataclass
@@ -142,24 +152,34 @@ class MetricsProvisioner:
         """The observers' workers while running."""
         return tuple(self._workers)
 
+    def supervised_tasks(self) -> list[Supervised]:
+        """Every long-lived task's supervision: each observer's call loop, each Alertmanager
+        sender and the alert re-send timer (telemetry's health and readiness read them)."""
+        tasks = [w.call_loop for w in self._workers if w.call_loop is not None]
+        if self.alert_sender is not None:
+            tasks.extend(self.alert_sender.supervised)
+        return tasks
+
     def desired_metrics(self) -> frozenset[str]:
         """Every name some observer desires: what the scraper keeps."""
         return frozenset().union(*(o.desired_metrics for o in self._observers))
 
     # --- running -----------------------------------------------------------------------------
 
-    def run(self) -> Coroutine[Any, Any, None] | None:
+    def run(self) -> Awaitable[None]:
         """Run until stopped.
 
         With no running event loop this blocks (on uvloop when installed), stops cleanly on
-        SIGINT or SIGTERM and returns. Inside a running loop it returns a coroutine instead:
-        ``await provisioner.run()`` runs until cancelled or ``stop()``.
+        SIGINT or SIGTERM and returns (an awaitable that is done already). Inside a running
+        loop it returns a coroutine instead: ``await provisioner.run()`` runs until cancelled
+        or ``stop()``.
         """
+        refuse_in_worker_bootstrap()
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             run_main(self._run_with_signals())
-            return None
+            return _Ran()
         return self._run_until_stopped()
 
     async def _run_with_signals(self) -> None:
@@ -195,6 +215,7 @@ class MetricsProvisioner:
 
     async def start(self) -> None:
         """Start the workers and the cycle loop in the background of the running loop."""
+        refuse_in_worker_bootstrap()
         if self._running:
             raise DeucalionError("this provisioner is running already")
         if not self._observers:
@@ -229,7 +250,9 @@ class MetricsProvisioner:
                 self._scraper.open()
                 self._workers = [
                     ObserverWorker(o, on_result=self._on_result,
-                                   timeout=self.settings.observer_timeout)
+                                   timeout=self.settings.observer_timeout,
+                                   checkpoint_interval=self.settings.checkpoint_interval,
+                                   checkpoint_path=self.settings.checkpoint_path)
                     for o in self._observers
                 ]
                 # Workers start in parallel: each spawns an interpreter.
@@ -350,6 +373,8 @@ class MetricsProvisioner:
     async def cycle(self) -> list[ScrapeResult]:
         """One cycle: scrape every target and hand each observer its data."""
         assert self._provider is not None and self._scraper is not None
+        # The cycle's scrape time, which observers read with deucalion.data_time().
+        cycle_time = time.time()
         try:
             targets = list(await self._provider.discover())
         except Exception:
@@ -364,10 +389,11 @@ class MetricsProvisioner:
         else:
             results = await self._scraper.scrape_all(targets)
         self._record_scrapes(results)
+        target_times = {r.target.url: r.scraped_at or cycle_time for r in results}
         for worker in self._workers:
             data, sources = self._selection(worker.observer)(results)
             self._note_handed(worker.observer, data, sources)
-            worker.submit(data)
+            worker.submit(data, cycle_time=cycle_time, target_times=target_times)
         self.stats.cycles += 1
         self.stats.last_cycle_end = time.time()
         return results

@@ -67,6 +67,8 @@ class ScrapeResult:
     samples_scraped: int | None = None
     """Samples the target exposed (all of them, desired or not); None when not counted."""
     error: str | None = None
+    scraped_at: float | None = None
+    """When the scrape started (Unix seconds): the time of its data. None when unknown."""
 
     def with_synthetic(self) -> dict[str, dict[str, float]]:
         """The samples plus ``up``, ``scrape_duration_seconds`` and ``scrape_samples_scraped``."""
@@ -162,7 +164,8 @@ class Scraper:
     async def scrape(self, target: Target) -> ScrapeResult:
         """Scrape one target; a failure is reported in the result, not raised."""
         # A failed scrape counts 0 samples, as in Prometheus.
-        result = ScrapeResult(target, samples_scraped=0 if self.count_samples else None)
+        result = ScrapeResult(target, samples_scraped=0 if self.count_samples else None,
+                              scraped_at=time.time())
         started = time.perf_counter()
         try:
             chunks, size, content_type = await self._receive(target)

@@ -94,6 +94,20 @@ class AlertmanagerState(Protocol):
     def stats(self) -> AlertmanagerCounters: ...
 
 
+class SupervisedTask(Protocol):
+    """What health reads of a long-lived task (``deucalion._supervision.Supervised`` is one)."""
+
+    @property
+    def healthy(self) -> bool:
+        """Whether it is not in a crash loop."""
+        ...
+
+    @property
+    def running(self) -> bool:
+        """Whether it runs now (not waiting to be restarted)."""
+        ...
+
+
 class TelemetrySource(Protocol):
     """What telemetry reads (``MetricsProvisioner`` is one)."""
 
@@ -129,6 +143,10 @@ class TelemetrySource(Protocol):
 
     def firing_alerts(self) -> Sequence[Mapping[str, Any]]:
         """The alerts firing now, as sent to Alertmanager."""
+        ...
+
+    def supervised_tasks(self) -> Sequence[SupervisedTask]:
+        """Its long-lived tasks (the alert senders', say), each restarted when it fails."""
         ...
 
 
@@ -273,14 +291,18 @@ class Telemetry:
         if not source.running or source.cycle_loop_ended:
             # A dead cycle loop is unhealthy at once, not only once its last cycle is old.
             return False
+        if not all(task.healthy for task in source.supervised_tasks()):
+            return False  # a task in a crash loop: the sidecar needs a restart
         last = max(source.stats.last_cycle_end or 0.0, self.started_at)
         return self._clock() - last <= HEALTHY_INTERVALS * source.scrape_interval
 
     def ready(self) -> bool:
-        """Whether the first cycle is done and every observer's worker is up."""
+        """Whether the first cycle is done, every observer's worker is up and every
+        long-lived task runs (none is waiting to be restarted)."""
         source = self._source
-        return source.running and source.stats.cycles > 0 and all(
-            w.ready for w in source.workers)
+        return (source.running and source.stats.cycles > 0
+                and all(w.ready for w in source.workers)
+                and all(task.running for task in source.supervised_tasks()))
 
     async def start(self, listen: str) -> None:
         """Start the HTTP server on ``listen``."""
@@ -351,6 +373,12 @@ class _SourceCollector(Collector):
             "timeouts": CounterMetricFamily("deucalion_observer_timeouts",
                                             "Calls longer than observer_timeout.",
                                             labels=["observer"]),
+            "checkpoints": CounterMetricFamily("deucalion_observer_checkpoints",
+                                               "Checkpoints of the observer's state taken.",
+                                               labels=["observer"]),
+            "checkpoint_failures": CounterMetricFamily(
+                "deucalion_observer_checkpoint_failures",
+                "Checkpoints that failed (the previous one is kept).", labels=["observer"]),
         }
         up = GaugeMetricFamily("deucalion_observer_up", "1 if the observer's worker is up.",
                                labels=["observer"])

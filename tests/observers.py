@@ -132,3 +132,114 @@ class DyingOnLoadObserver(MetricsObserver):
 
     def new_data(self, targets_data_dict: TargetsData) -> Any:
         return None
+
+
+class CustomStop(BaseException):
+    """A BaseException of the user's own, as a framework might raise to unwind."""
+
+
+class BaseExceptionObserver(RecordingObserver):
+    """Records the call, then raises a BaseException: ``SystemExit``, ``KeyboardInterrupt`` or
+    one of its own."""
+
+    def __init__(self, desired: set[str], path: Path, kind: str) -> None:
+        super().__init__(desired, path)
+        self.kind = kind
+
+    def new_data(self, targets_data_dict: TargetsData) -> Any:
+        super().new_data(targets_data_dict)
+        if self.kind == "exit":
+            sys.exit(0)
+        if self.kind == "interrupt":
+            raise KeyboardInterrupt
+        raise CustomStop("unwinding")
+
+
+class NeedsCode(Exception):
+    """An exception whose ``__init__`` takes two arguments: pickle cannot rebuild it."""
+
+    def __init__(self, what: str, code: int) -> None:
+        super().__init__(f"{what} failed with code {code}")
+        self.code = code
+
+
+class UnrebuildableErrorObserver(MetricsObserver):
+    """Raises an exception that pickles but cannot be unpickled."""
+
+    def new_data(self, targets_data_dict: TargetsData) -> Any:
+        raise NeedsCode("feature lookup", 42)
+
+
+class LearningObserver(MetricsObserver):
+    """Learns: counts its calls and the values it saw. Returns its state and its pid; turns
+    unpicklable (holds a generator) while ``unpicklable_at`` is its call count."""
+
+    def __init__(self, desired: set[str], unpicklable_at: int = 0) -> None:
+        super().__init__(desired)
+        self.seen = 0
+        self.total = 0.0
+        self.unpicklable_at = unpicklable_at
+        self.scratch: Any = None
+
+    def new_data(self, targets_data_dict: TargetsData) -> Any:
+        self.seen += 1
+        self.total += sum(v for s in targets_data_dict.values() for series in s.values()
+                          for v in series.values())
+        self.scratch = (n for n in range(3)) if self.seen == self.unpicklable_at else None
+        return {"seen": self.seen, "total": self.total, "pid": os.getpid()}
+
+
+class DataTimeObserver(MetricsObserver):
+    """Returns what ``deucalion.data_time()`` and ``data_times()`` answer in ``new_data``."""
+
+    def new_data(self, targets_data_dict: TargetsData) -> Any:
+        import deucalion as dc
+
+        return {"cycle": dc.data_time(),
+                "targets": {t: dc.data_time(t) for t in targets_data_dict},
+                "all": dict(dc.data_times())}
+
+
+class BallastObserver(MetricsObserver):
+    """Fills ``megabytes`` of memory in its worker on the first call, then hangs there."""
+
+    def __init__(self, desired: set[str], megabytes: int) -> None:
+        super().__init__(desired)
+        self.megabytes = megabytes
+
+    def new_data(self, targets_data_dict: TargetsData) -> Any:
+        ballast = b"\x01" * (self.megabytes << 20)  # written, so resident
+        time.sleep(3600)
+        return len(ballast)
+
+
+class ModelObserver(MetricsObserver):
+    """Carries a model of ``megabytes`` random bytes (nothing can compress it away)."""
+
+    def __init__(self, desired: set[str], megabytes: int) -> None:
+        super().__init__(desired)
+        self.model = os.urandom(megabytes << 20)
+
+    def new_data(self, targets_data_dict: TargetsData) -> Any:
+        return len(self.model)
+
+
+class DataTimeRecorder(RecordingObserver):
+    """Records, beside the call, what ``deucalion.data_time()`` answers for the cycle and per
+    target."""
+
+    def new_data(self, targets_data_dict: TargetsData) -> Any:
+        import deucalion as dc
+
+        record = {"pid": os.getpid(), "wall": time.time(), "cycle": dc.data_time(),
+                  "targets": {t: dc.data_time(t) for t in targets_data_dict}}
+        with open(self.path, "a") as out:
+            out.write(json.dumps(record) + "\n")
+        return None
+
+
+class ExitAlwaysObserver(MetricsObserver):
+    """Ends its worker's process on every call (a crash in native code, say)."""
+
+    def new_data(self, targets_data_dict: TargetsData) -> Any:
+        os._exit(3)

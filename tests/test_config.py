@@ -282,3 +282,14 @@ def test_credentials_in_the_kubernetes_api_url_are_refused_without_repeating_the
     with pytest.raises(ConfigError, match="service-account token") as info:
         load_settings(default_file=None, environ={}, kubernetes={"api_url": url})
     assert "s3" not in str(info.value)
+
+
+def test_checkpoints_are_durations_and_a_path_needs_an_interval(tmp_path: Path) -> None:
+    """checkpoint_interval is a duration; checkpoint_path alone is refused, saying what to
+    set."""
+    settings = load_settings({"checkpoint_interval": "5m", "checkpoint_path": str(tmp_path)},
+                             environ={}, default_file=None)
+    assert settings.checkpoint_interval == 300.0
+    assert settings.checkpoint_path == str(tmp_path)
+    with pytest.raises(ConfigError, match="checkpoint_path is set but checkpoint_interval"):
+        load_settings({"checkpoint_path": str(tmp_path)}, environ={}, default_file=None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -228,9 +229,13 @@ class StubProvisioner:
         self.scrape_interval = scrape_interval
         self.workers: tuple[Any, ...] = ()
         self.alertmanagers: tuple[Any, ...] = ()
+        self.supervised: list[Any] = []
 
     def firing_alerts(self) -> list[dict[str, Any]]:
         return []
+
+    def supervised_tasks(self) -> list[Any]:
+        return self.supervised
 
 
 @pytest.fixture
@@ -309,3 +314,16 @@ async def test_a_provisioner_whose_cycle_loop_died_reports_it(
         await wait_for(lambda: not provisioner.running)
     finally:
         await provisioner.stop()
+
+
+async def test_healthz_turns_503_when_a_long_lived_task_is_in_a_crash_loop(
+    health: tuple[StubProvisioner, FakeClock, Callable[[], Any]],
+) -> None:
+    """An observer's call loop or an Alertmanager sender that keeps dying of a bug fails
+    /healthz, so that a supervisor restarts the sidecar; one restarting does not."""
+    stub, clock, status = health
+    stub.stats.last_cycle_end = clock()
+    stub.supervised = [SimpleNamespace(healthy=True, running=False)]
+    assert await status() == 200
+    stub.supervised = [SimpleNamespace(healthy=False, running=False)]
+    assert await status() == 503

@@ -29,6 +29,7 @@ from deucalion._http import (
     redact_url,
     split_credentials,
 )
+from deucalion._supervision import Supervised
 from deucalion.alerting.lifecycle import AlertLifecycle, LabelSet, Payload
 from deucalion.config.loading import AlertmanagerSettings
 from deucalion.errors import CredentialsError, DeucalionError
@@ -103,6 +104,8 @@ class AlertmanagerClient:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
+        self.supervised: Supervised | None = None
+        """The sending task's supervision, once started."""
         self._reachable = True
         self._drops_logged = False
         self._split = False
@@ -115,8 +118,11 @@ class AlertmanagerClient:
     def start(self) -> None:
         """Start the sending task."""
         if self._task is None:
-            self._task = asyncio.create_task(self._run(),
-                                             name=f"deucalion-alertmanager-{self.name}")
+            # Supervised: a sending task that died of a bug would leave alerts queued forever.
+            self.supervised = Supervised(self._run,
+                                         name=f"the sender to Alertmanager {self.name}",
+                                         task_name=f"deucalion-alertmanager-{self.name}")
+            self._task = self.supervised.task
 
     def enqueue(self, payloads: Iterable[Payload]) -> None:
         """Queue alerts to send; never blocks. Past ``queue_size`` the oldest are dropped."""
@@ -303,6 +309,15 @@ class AlertSender:
         self._closed = False
         self._clock = clock
         self._resender: asyncio.Task[None] | None = None
+        self._resend_supervision: Supervised | None = None
+
+    @property
+    def supervised(self) -> list[Supervised]:
+        """The supervision of every long-lived task of the sender (telemetry's health)."""
+        tasks = [c.supervised for c in self.clients if c.supervised is not None]
+        if self._resender is not None and self._resend_supervision is not None:
+            tasks.append(self._resend_supervision)
+        return tasks
 
     async def start(self) -> None:
         """Open the session and start one sending task per Alertmanager, and the re-send
@@ -324,8 +339,10 @@ class AlertSender:
             )
             client.start()
             self.clients.append(client)
-        self._resender = asyncio.create_task(self._resend_on_time(),
-                                             name="deucalion-alert-resend")
+        self._resend_supervision = Supervised(self._resend_on_time,
+                                              name="the alert re-send timer",
+                                              task_name="deucalion-alert-resend")
+        self._resender = self._resend_supervision.task
 
     async def _resend_on_time(self) -> None:
         # A timer of its own, as Prometheus re-sends at every evaluation: an observer whose

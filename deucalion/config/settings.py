@@ -575,6 +575,13 @@ class Settings(Section):
     """Largest response body accepted from a target (after decompression)."""
     observer_timeout: PositiveDuration | None = None
     """Longest a new_data call may run before its worker is replaced (default: no limit)."""
+    checkpoint_interval: PositiveDuration | None = None
+    """How often each worker pickles its observer between calls, so that a replaced worker
+    (and, with checkpoint_path, a restarted application) starts from the newest state
+    (default: never; a replaced worker starts from the observer as registered)."""
+    checkpoint_path: str | None = None
+    """A directory where each observer's newest checkpoint is written, as
+    ``<observer name>.pickle`` (with checkpoint_interval; default: kept in memory only)."""
     shutdown_grace_period: Duration = 10.0
     """On stop, how long calls in flight and pending alerts get before they are cut off."""
     alertmanager: AlertmanagerSettings = Field(default_factory=AlertmanagerSettings)
@@ -590,6 +597,16 @@ class Settings(Section):
             raise ValueError(
                 f"scrape_timeout ({value:g}s) is longer than scrape_interval ({interval:g}s): "
                 "a scrape must end before the next cycle starts"
+            )
+        return value
+
+    @field_validator("checkpoint_path")
+    @classmethod
+    def _check_checkpoint_path(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("checkpoint_interval") is None:
+            raise ValueError(
+                "checkpoint_path is set but checkpoint_interval is not: checkpoints are taken "
+                "every checkpoint_interval; set it too (say 5m), or remove checkpoint_path"
             )
         return value
 

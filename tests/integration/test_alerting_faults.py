@@ -338,3 +338,44 @@ async def test_a_full_queue_drops_the_oldest_and_delivers_the_newest(
             received = await active_alerts(session, am.url)
             assert await dropped() == 3
     assert sorted(int(a["labels"]["n"]) for a in received) == [4, 5, 6, 7, 8]
+
+
+async def test_a_sender_that_dies_of_a_bug_is_restarted_and_its_alerts_arrive(
+    alertmanager: servers.Server, targets: Targets, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The task sending to an Alertmanager dies of a bug: it is logged with its traceback,
+    /readyz fails while it waits to be restarted, and once restarted the queued alert reaches
+    the real Alertmanager (before, /healthz stayed 200 and alerts queued forever)."""
+    from deucalion import _supervision
+    from deucalion.alerting.alertmanager import AlertmanagerClient
+
+    monkeypatch.setattr(_supervision, "FIRST_BACKOFF", 2.0)
+    original = AlertmanagerClient._run
+    deaths: list[int] = []
+
+    async def dies_once(self: AlertmanagerClient) -> None:
+        if not deaths:
+            deaths.append(1)
+            await self._wakeup.wait()  # die with alerts queued
+            raise RuntimeError("a bug in the sending task")
+        await original(self)
+
+    monkeypatch.setattr(AlertmanagerClient, "_run", dies_once)
+    targets.spikes["a"] = 1
+    async with aiohttp.ClientSession() as session, \
+            provisioner_for(targets.configs("a"), [alertmanager.url], SpikeObserver()) as p:
+        server = p.telemetry.server
+        assert server is not None
+        await eventually(lambda: any(t.restarting for t in p.supervised_tasks()))
+        async with session.get(server.url + "/readyz") as response:
+            assert response.status == 503
+
+        async def delivered() -> bool:
+            return len(await active_alerts(session, alertmanager.url)) == 1
+
+        await eventually(delivered)
+        async with session.get(server.url + "/readyz") as response:
+            assert response.status == 200
+    assert "the sender to Alertmanager" in caplog.text
+    assert "a bug in the sending task" in caplog.text

@@ -14,7 +14,7 @@ import pytest
 import deucalion as dc
 from tests.helpers import records_at_least, wait_for
 from tests.integration.servers import Server
-from tests.observers import RecordingObserver, read_records
+from tests.observers import DataTimeRecorder, RecordingObserver, read_records
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,6 +94,51 @@ async def test_a_worker_killed_mid_call_is_replaced(node_exporter: Server, tmp_p
     assert not alive(victim)
 
 
+async def test_an_observer_reads_the_scrape_time_of_its_data_live(
+    node_exporter: Server, tmp_path: Path
+) -> None:
+    """dc.data_time() in a live new_data is the cycle's scrape time, and dc.data_time(target)
+    that target's: both at or before the call, after the run started, the target's at or after
+    the cycle's."""
+    url = f"{node_exporter.url}/metrics"
+    path = tmp_path / "calls.jsonl"
+    provisioner = dc.MetricsProvisioner(targets=[url], scrape_interval=0.3,
+                                        telemetry={"enabled": False})
+    provisioner.register(DataTimeRecorder({"up"}, path))
+    began = time.time()
+    async with provisioner:
+        await wait_for(records_at_least(path, 3))
+    records = read_records(path)
+    cycles = [r["cycle"] for r in records]
+    assert cycles == sorted(set(cycles))  # one time per cycle, moving forward
+    for record in records:
+        assert began <= record["cycle"] <= record["targets"][url] <= record["wall"]
+
+
+async def test_what_an_observer_learned_survives_a_restart_of_the_application(
+    node_exporter: Server, tmp_path: Path
+) -> None:
+    """With checkpoint_path, an application stopped and started again resumes the observer's
+    state (its call count here) instead of starting from the registered observer."""
+    url = f"{node_exporter.url}/metrics"
+    path = tmp_path / "calls.jsonl"
+    for run in range(2):
+        provisioner = dc.MetricsProvisioner(
+            targets=[url], scrape_interval=0.2, telemetry={"enabled": False},
+            checkpoint_interval=0.2, checkpoint_path=str(tmp_path / "state"))
+        provisioner.register(RecordingObserver({"up"}, path))
+        async with provisioner:
+            await wait_for(records_at_least(path, 3 * (run + 1)))
+    calls = [r["calls"] for r in read_records(path)]
+    pids = [r["pid"] for r in read_records(path)]
+    first_run = calls[:pids.index(pids[-1])]
+    second_run = calls[pids.index(pids[-1]):]
+    assert first_run == list(range(1, len(first_run) + 1))
+    # Resumed where it stopped (a last checkpoint is taken on a clean stop), not from 1.
+    assert second_run[0] == first_run[-1] + 1
+    assert second_run == list(range(second_run[0], second_run[0] + len(second_run)))
+
+
 def test_the_seed_example_runs_and_exits_cleanly_on_sigterm(
     node_exporter: Server, tmp_path: Path
 ) -> None:
@@ -151,37 +196,25 @@ provisioner.run()
 """
 
 
-def test_a_script_without_a_main_guard_runs_once_with_one_worker(
+def test_a_script_without_a_main_guard_gets_an_error_naming_the_fix(
     node_exporter: Server, tmp_path: Path
 ) -> None:
-    """An observer class and the provisioner at a script's top level: the worker does not run
-    the script again, gets the script's argv, and is the application's only child."""
+    """An observer class and the provisioner at a script's top level: the worker, which spawn
+    starts by importing the script again, refuses to start a second provisioner, and the
+    application fails at once with an error naming `if __name__ == "__main__":`, leaving no
+    process behind."""
     script = tmp_path / "app.py"
     script.write_text(GUARDLESS_SCRIPT)
     url = f"{node_exporter.url}/metrics"
-    process = subprocess.Popen(
+    process = subprocess.run(
         [sys.executable, str(script), "tag-7", url], cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(2)]
-        children = children_of(process.pid)
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, err
-    for line in lines:
-        tag, seen_url, value = line.split()
-        assert (tag, seen_url) == ("tag-7", url)
-        assert float(value) >= 0
-    assert err.count("deucalion started") == 1, err
-    # One worker and nothing else: no resource tracker, no second application.
-    assert len(children) == 1, children
-    assert not survivors(children)
+        capture_output=True, text=True, timeout=60)
+    assert process.returncode != 0
+    assert 'if __name__ == "__main__":' in process.stderr
+    assert "worker process" in process.stderr
+    assert process.stderr.count("deucalion started") == 0, process.stderr
+    assert not process.stdout  # new_data never ran
 
 
 def test_the_seed_example_without_targets_says_how_to_configure_them(tmp_path: Path) -> None:
