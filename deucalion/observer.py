@@ -79,7 +79,7 @@ class MetricsObserver(abc.ABC):
             # A lone string would otherwise be read as a set of one-letter names.
             desired_metrics = [desired_metrics]
         names = frozenset(desired_metrics)
-        bad = sorted(n for n in names if not isinstance(n, str) or not METRIC_NAME.match(n))
+        bad = sorted(n for n in names if not isinstance(n, str) or not METRIC_NAME.fullmatch(n))
         if bad:
             raise ConfigError(
                 f"{type(self).__name__}: {bad!r} are not metric names; desired_metrics must hold "

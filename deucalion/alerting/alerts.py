@@ -43,7 +43,7 @@ __all__ = [
     "label_problems",
 ]
 
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _NOT_LABEL_CHAR = re.compile(r"[^a-zA-Z0-9_]")
 
 
@@ -97,8 +97,10 @@ def _is_number(value: object) -> bool:
 
 def _plain(value: object) -> object:
     """NumPy's booleans as Python's: ``score > threshold`` on an array element gives one, and
-    it is neither ``bool`` nor a number."""
-    if type(value).__name__ == "bool_" and hasattr(value, "__bool__"):
+    it is neither ``bool`` nor a number. Its type is ``numpy.bool_`` in NumPy 1 and
+    ``numpy.bool`` in NumPy 2 (NumPy is not imported here: workers may not have it)."""
+    kind = type(value)
+    if kind is not bool and kind.__name__ in ("bool", "bool_") and hasattr(value, "__bool__"):
         return bool(value)
     return value
 
@@ -250,7 +252,7 @@ def label_problems(labels: Mapping[Any, Any], kind: str = "label") -> list[str]:
     """What makes ``labels`` (or annotations) unacceptable to Alertmanager; empty when valid."""
     problems: list[str] = []
     for name, value in labels.items():
-        if not isinstance(name, str) or not _LABEL_NAME.match(name):
+        if not isinstance(name, str) or not _LABEL_NAME.fullmatch(name):
             problems.append(
                 f"{kind} name {name!r} is invalid: use letters, digits and underscores, "
                 "not starting with a digit"

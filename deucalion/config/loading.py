@@ -94,8 +94,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     # sidecar configured by its environment and arguments never reads YAML.
     import yaml
 
+    from deucalion.config.yaml_text import safe_load
+
     try:
-        data = yaml.safe_load(text)
+        data = safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {yaml_problem(exc)}") from None
     if data is None:
@@ -141,6 +143,12 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
                 or name.startswith(ENV_OTHER_PREFIXES)):
             continue
         path = name[len(ENV_PREFIX):].lower().split("__")
+        if path[0] not in Settings.model_fields:
+            # Not a setting: Kubernetes service links for a Service named deucalion
+            # (DEUCALION_PORT, DEUCALION_SERVICE_HOST), DEUCALION_LOG_LEVEL for the command, a
+            # variable of the user's own. Refusing them would stop the sidecar from starting.
+            _log_not_a_setting(name, path[0])
+            continue
         node = layer
         for part in path[:-1]:
             child = node.setdefault(part, {})
@@ -150,6 +158,17 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
         else:
             node[path[-1]] = _env_value(raw)
     return layer
+
+
+def _log_not_a_setting(name: str, key: str) -> None:
+    import difflib  # only for a variable that is not a setting, not on every start
+
+    hint = difflib.get_close_matches(key, list(Settings.model_fields), n=1, cutoff=0.8)
+    if hint:
+        log.warning("environment variable %s is not a setting and is ignored; did you mean %s?",
+                    name, ENV_PREFIX + hint[0].upper())
+    else:
+        log.debug("environment variable %s is not a setting: ignored", name)
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
