@@ -381,3 +381,21 @@ def test_credentials_in_the_kubernetes_api_url_are_refused_without_repeating_the
     with pytest.raises(ConfigError, match="service-account token") as info:
         load_settings(default_file=None, environ={}, kubernetes={"api_url": url})
     assert "s3" not in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["http://alice:S3c/ret@am:9093", "http://alice:S3c?ret@am:9093",
+                                 "http://alice:S3c#ret@am:9093", "alice:S3c/ret@am:9093"])
+def test_an_alertmanager_password_with_an_unencoded_separator_is_refused_unquoted(
+        url: str) -> None:
+    """A /, ? or # in an Alertmanager password would leak it in logs and labels: refused,
+    with a message that says how to fix it and does not repeat it."""
+    with pytest.raises(ConfigError, match="not percent-encoded") as raised:
+        load_settings({"alertmanager": {"urls": [url]}}, environ={}, default_file=None)
+    assert "S3c" not in str(raised.value)
+
+
+def test_an_encoded_alertmanager_password_is_accepted() -> None:
+    """The same password percent-encoded is a valid URL, kept for delivery."""
+    settings = load_settings({"alertmanager": {"urls": ["http://alice:S3c%2Fret@am:9093"]}},
+                             environ={}, default_file=None)
+    assert settings.alertmanager.urls == ["http://alice:S3c%2Fret@am:9093"]

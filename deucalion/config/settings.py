@@ -361,9 +361,21 @@ class AlertmanagerSettings(Section):
         for url in value:
             url = url if "://" in url else f"http://{url}"
             parts = urlsplit(url)
+            if "@" in url.partition("://")[2] and "@" not in parts.netloc:
+                # A /, ? or # in the password ended the host early: the URL would be read as
+                # host "alice", the rest as a path, and shown whole in logs and metric labels.
+                # Not quoted back, since the password cannot be told apart from the rest.
+                raise ValueError("an Alertmanager URL holds a user and password whose /, ? or # "
+                                 "is not percent-encoded (%2F, %3F, %23): encode them, or give "
+                                 "them as basic_auth_username and basic_auth_password")
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError(f"{hide_password(url)!r} is not an Alertmanager URL: write "
                                  "http(s)://host:port")
+            try:
+                parts.port  # noqa: B018 - raises on a port out of range
+            except ValueError:
+                raise ValueError(f"{hide_password(url)!r} has an invalid port: write "
+                                 "http(s)://host:port") from None
             checked.append(url.rstrip("/"))
         return checked
 
