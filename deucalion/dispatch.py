@@ -20,7 +20,7 @@ import cloudpickle
 
 from deucalion._payload import LayoutError, PayloadEncoder
 from deucalion.errors import ConfigError, DeucalionError
-from deucalion.observer import MetricsObserver, TargetsData
+from deucalion.observer import MetricsObserver, TargetsData, name_of
 from deucalion.worker import WorkerDied, WorkerProcess
 
 __all__ = ["CallOutcome", "ObserverWorker"]
@@ -70,7 +70,7 @@ class ObserverWorker:
         timeout: float | None = None,
     ) -> None:
         self.observer = observer
-        self.name = observer.name
+        self.name = name_of(observer)
         self.timeout = timeout
         self.stats = ObserverStats()
         self._on_result = on_result

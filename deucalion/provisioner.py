@@ -20,7 +20,8 @@ from deucalion.alerting.lifecycle import Payload
 from deucalion.config.loading import Settings, load_settings
 from deucalion.dispatch import CallOutcome, ObserverWorker
 from deucalion.errors import ConfigError, DeucalionError
-from deucalion.observer import SYNTHETIC_METRICS, MetricsObserver, TargetsData
+from deucalion.exposition.naming import family_selects
+from deucalion.observer import SYNTHETIC_METRICS, MetricsObserver, TargetsData, name_of
 from deucalion.runner import run_main, stopping_on_signals
 from deucalion.scrape import Scraper, ScrapeResult
 from deucalion.targets import CollectingProvider, Target, TargetProvider, build_provider
@@ -119,25 +120,25 @@ class MetricsProvisioner:
             )
         if self._running:
             raise DeucalionError(
-                f"cannot register {observer.name} while the provisioner runs; register every "
+                f"cannot register {name_of(observer)} while the provisioner runs; register every "
                 "observer before run() or start()"
             )
         if any(o is observer for o in self._observers):
-            raise ConfigError(f"observer {observer.name} is registered already")
+            raise ConfigError(f"observer {name_of(observer)} is registered already")
         # Alerts and scores carry the name: two alike would resolve each other's alerts.
-        taken = {o.name for o in self._observers}
-        if observer.name in taken:
+        taken = {name_of(o) for o in self._observers}
+        if name_of(observer) in taken:
             if observer.observer_name is not None:
                 raise ConfigError(
-                    f"two observers are named {observer.name}: alerts and scores are labelled "
+                    f"two observers are named {name_of(observer)}: alerts and scores are labelled "
                     "with the observer's name; give each its own observer_name"
                 )
             number = 2
-            while f"{observer.name}-{number}" in taken:
+            while f"{name_of(observer)}-{number}" in taken:
                 number += 1
-            observer.observer_name = f"{observer.name}-{number}"
+            observer.observer_name = f"{name_of(observer)}-{number}"
             log.info("a second %s is registered as %s (set observer_name to choose the name)",
-                     type(observer).__name__, observer.name)
+                     type(observer).__name__, name_of(observer))
         self._observers.append(observer)
         return observer
 
@@ -388,7 +389,7 @@ class MetricsProvisioner:
             for name, series in result.samples.items():
                 wanted = wants.get(name)
                 if wanted is None:
-                    wanted = wants[name] = observer.wants(name)
+                    wanted = wants[name] = family_selects(observer.desired_metrics, name)
                 if wanted:
                     samples[name] = series
             if synthetic:
@@ -466,5 +467,5 @@ class MetricsProvisioner:
         # The targets the observer saw, not today's: one may have left discovery during the
         # call, and its alert must still say which target it is about.
         targets = data.targets if isinstance(data, _HandedOff) else self._targets_by_url
-        self.alert_sender.observe(outcome.observer.name, outcome.result, data, targets,
+        self.alert_sender.observe(name_of(outcome.observer), outcome.result, data, targets,
                                   group=id(outcome.observer))

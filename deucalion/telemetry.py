@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 
 from deucalion.dispatch import CallOutcome
 from deucalion.errors import ConfigError
+from deucalion.observer import name_of
 from deucalion.scrape import ScrapeResult
 
 if TYPE_CHECKING:
@@ -155,7 +156,7 @@ class Telemetry:
 
     def record_call(self, outcome: CallOutcome) -> None:
         """Count one ``new_data`` call's duration."""
-        self.call_duration.labels(outcome.observer.name).observe(outcome.duration)
+        self.call_duration.labels(name_of(outcome.observer)).observe(outcome.duration)
 
     def healthy(self) -> bool:
         """Whether the cycle loop runs and a cycle finished within the last 3 scrape intervals
