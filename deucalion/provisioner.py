@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 
 #: The longest a stop waits for queued alerts once the calls in flight are done (seconds).
 MAX_ALERT_FLUSH = 10.0
+#: When, as a fraction of the scrape interval, a cycle hands its data to the observers at the
+#: latest: a target that has not answered by then is down for that cycle, so a hung target
+#: delays the others' data by at most half an interval and never makes a cycle overrun.
+HANDOFF_AT = 0.5
 
 
 class _HandedOff(dict[str, dict[str, dict[str, float]]]):
@@ -371,7 +375,8 @@ class MetricsProvisioner:
             # Federated mode: the provider has the samples already (one request for all).
             results = await self._collector.collect(targets, self._desired)
         else:
-            results = await self._scraper.scrape_all(targets)
+            results = await self._scraper.scrape_all(
+                targets, deadline=self.settings.scrape_interval * HANDOFF_AT)
         self._record_scrapes(results)
         for worker in self._workers:
             worker.submit(self.data_for(worker.observer, results))
