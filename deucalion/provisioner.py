@@ -472,5 +472,5 @@ class MetricsProvisioner:
         # The targets the observer saw, not today's: one may have left discovery during the
         # call, and its alert must still say which target it is about.
         targets = data.targets if isinstance(data, _HandedOff) else self._targets_by_url
-        self.alert_sender.observe(name_of(outcome.observer), outcome.result, data, targets,
-                                  group=id(outcome.observer))
+        await self.alert_sender.observe_in_slices(name_of(outcome.observer), outcome.result,
+                                                  data, targets, group=id(outcome.observer))

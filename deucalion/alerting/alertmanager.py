@@ -16,7 +16,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sized
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -25,13 +25,14 @@ import aiohttp
 
 from deucalion._version import __version__
 from deucalion.alerting.alerts import (
+    Alert,
     Interpretation,
     TargetLike,
     alert_labels,
     interpret_result,
     label_problems,
 )
-from deucalion.alerting.lifecycle import AlertLifecycle, LabelSet, Payload
+from deucalion.alerting.lifecycle import UPDATE_SLICE, AlertLifecycle, LabelSet, Payload
 from deucalion.config.loading import AlertmanagerSettings
 from deucalion.errors import ConfigError, DeucalionError
 
@@ -290,6 +291,16 @@ class AlertmanagerClient:
         return False
 
 
+def _small(result: object) -> bool:
+    """Whether ``result`` is cheap enough to interpret on the event loop: anything but a large
+    (or unsized, a generator say) collection."""
+    if result is None or isinstance(result, str | bytes | int | float | Alert):
+        return True
+    if isinstance(result, Sized):
+        return len(result) <= UPDATE_SLICE
+    return not isinstance(result, Iterable)
+
+
 class AlertSender:
     """Turns observers' results into alerts and sends them to every configured Alertmanager.
 
@@ -414,6 +425,38 @@ class AlertSender:
         ``targets`` maps the URLs in ``data`` to their targets as they were when ``data`` was
         handed to the observer: their labels label the alerts about them.
         """
+        outcome, alerts = self._label(observer, result, data, targets)
+        self.scores[observer] = outcome.scores
+        self.send(self.lifecycle.update(group if group is not None else observer, alerts))
+        return outcome
+
+    async def observe_in_slices(
+        self,
+        observer: str,
+        result: object,
+        data: Mapping[str, Any],
+        targets: Mapping[str, TargetLike],
+        *,
+        group: Hashable | None = None,
+    ) -> Interpretation:
+        """``observe`` without holding the event loop for a large result: its alerts are
+        interpreted and labelled in a thread, and recorded in slices."""
+        if _small(result):
+            labelled = self._label(observer, result, data, targets)
+        else:
+            labelled = await asyncio.to_thread(self._label, observer, result, data, targets)
+        outcome, alerts = labelled
+        self.scores[observer] = outcome.scores
+        self.send(await self.lifecycle.update_in_slices(
+            group if group is not None else observer, alerts))
+        return outcome
+
+    def _label(
+        self, observer: str, result: object, data: Mapping[str, Any],
+        targets: Mapping[str, TargetLike],
+    ) -> tuple[Interpretation, list[tuple[dict[str, str], dict[str, str]]]]:
+        """The interpretation of ``result`` and its valid alerts, labelled. Touches no state
+        of the sender, so it may run in a thread."""
         outcome = interpret_result(result, data)
         for problem in outcome.problems:
             log.error("observer %s returned something deucalion cannot send: %s", observer,
@@ -432,9 +475,7 @@ class AlertSender:
                 log.error("observer %s: alert dropped: %s", observer, "; ".join(problems))
                 continue
             alerts.append((labels, annotations))
-        self.scores[observer] = outcome.scores
-        self.send(self.lifecycle.update(group if group is not None else observer, alerts))
-        return outcome
+        return outcome, alerts
 
     def send(self, payloads: list[Payload]) -> None:
         """Queue ``payloads`` for every Alertmanager."""
