@@ -94,6 +94,7 @@ class MetricsProvisioner:
         self._stopped: asyncio.Event | None = None
         self._stop_lock: asyncio.Lock | None = None
         self._forced = False
+        self._stop_requested = False
         self._flush_task: asyncio.Task[None] | None = None
         self._running = False
         self._collector: CollectingProvider | None = None
@@ -225,6 +226,7 @@ class MetricsProvisioner:
         self._stopped = asyncio.Event()
         self._stop_lock = asyncio.Lock()
         self._forced = False
+        self._stop_requested = False
         self.stats = CycleStats()
         self._failure = None
         failed: BaseException | None = None
@@ -251,7 +253,15 @@ class MetricsProvisioner:
             except BaseException as exc:
                 failed = exc
         if failed is not None:
+            stopping = self._stop_requested
             await self.stop(grace=0)
+            if stopping and not isinstance(failed, asyncio.CancelledError):
+                # Stopped while starting (a second SIGINT kills the workers being started):
+                # what failed is the stop's doing, not a problem to report.
+                log.info("stopped while starting: the workers being started were stopped")
+                log.debug("start-up ended by the stop with %s: %s", type(failed).__name__,
+                          failed)
+                return
             raise failed
         self._cycle_task = asyncio.create_task(self._cycle_loop(), name="deucalion-cycle-loop")
         self._cycle_task.add_done_callback(self._on_cycle_loop_done)
@@ -278,6 +288,7 @@ class MetricsProvisioner:
         """
         if not self._running or self._stop_lock is None:
             return
+        self._stop_requested = True
         grace = self.settings.shutdown_grace_period if grace is None else grace
         if grace == 0:
             self._forced = True
@@ -432,6 +443,13 @@ class MetricsProvisioner:
             # The workers are closed: their alerts are no longer re-sent, and the flush below
             # has only what is queued to deliver.
             await sender.stop_resending()
+            waiting = [c for c in sender.clients if c.queued]
+            if flush > 0 and waiting:
+                # Said, or a stop with an Alertmanager down looks like a hang.
+                log.warning("stopping: waiting up to %.3gs for %d queued alert(s) to reach %s; "
+                            "stop again (a second SIGINT/SIGTERM) to drop them and stop now",
+                            flush, sum(c.queued for c in waiting),
+                            ", ".join(f"Alertmanager {c.name}" for c in waiting))
             if flush > 0:
                 # A task, so that a forced stop can cancel the flush without cancelling us.
                 self._flush_task = asyncio.create_task(sender.flush(),
