@@ -86,3 +86,16 @@ async def test_the_provisioner_runs_an_observer_that_uses_every_common_name(
     assert alert["annotations"]["name"] == "x"
     assert alert["annotations"]["wants"] == "coffee"
     assert alert["annotations"]["changed"] == ""
+
+
+def test_deucalion_reads_no_user_attribute_of_an_observer() -> None:
+    """No module of deucalion reads observer.name or observer.wants: the user's attributes."""
+    import re
+    from pathlib import Path
+
+    import deucalion
+
+    reads = re.compile(r"\bobserver\.(name|wants)\b")
+    found = [f"{path.name}:{n}" for path in Path(deucalion.__file__).parent.rglob("*.py")
+             for n, line in enumerate(path.read_text().splitlines(), 1) if reads.search(line)]
+    assert found == [], "use deucalion.observer.name_of(observer)"
