@@ -35,8 +35,11 @@ log = logging.getLogger(__name__)
 MAX_ALERT_FLUSH = 10.0
 #: When, as a fraction of the scrape interval, a cycle hands its data to the observers at the
 #: latest: a target that has not answered by then is down for that cycle, so a hung target
-#: delays the others' data by at most half an interval and never makes a cycle overrun.
+#: delays the others' data by at most half an interval and never makes a cycle overrun...
 HANDOFF_AT = 0.5
+#: ...but it is never earlier than this (seconds, or the whole interval when shorter): a
+#: sub-second interval would otherwise leave a scrape on a busy machine only milliseconds.
+MIN_HANDOFF = 0.5
 
 
 class _HandedOff(dict[str, dict[str, dict[str, float]]]):
@@ -386,8 +389,9 @@ class MetricsProvisioner:
             # Federated mode: the provider has the samples already (one request for all).
             results = await self._collector.collect(targets, self._desired)
         else:
+            interval = self.settings.scrape_interval
             results = await self._scraper.scrape_all(
-                targets, deadline=self.settings.scrape_interval * HANDOFF_AT)
+                targets, deadline=min(interval, max(interval * HANDOFF_AT, MIN_HANDOFF)))
         self._record_scrapes(results)
         for worker in self._workers:
             worker.submit(self.data_for(worker.observer, results))
