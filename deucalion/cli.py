@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from deucalion._version import __version__
 from deucalion.errors import ConfigError, DeucalionError
 from deucalion.observer import MetricsObserver, TargetsData
-from deucalion.runner import run_main
+from deucalion.runner import LOG_LEVELS, run_main
 
 if TYPE_CHECKING:
     from deucalion.config.loading import Settings
@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from deucalion.targets import Target, TargetProvider
 
 __all__ = ["build_parser", "load_object", "main"]
-
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _demo(args: argparse.Namespace) -> int:
