@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from deucalion._version import __version__
 from deucalion.errors import ConfigError, DeucalionError
 from deucalion.observer import MetricsObserver
-from deucalion.runner import run_main
+from deucalion.runner import LOG_LEVELS, run_main
 
 if TYPE_CHECKING:
     from deucalion.config.loading import Settings
@@ -287,8 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="deucalion", description="Anomaly detection beside services exposing Prometheus "
         "metrics.")
     parser.add_argument("--version", action="version", version=f"deucalion {__version__}")
-    parser.add_argument("--log-level", default="INFO",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default: INFO")
+    parser.add_argument("--log-level", default=None, choices=LOG_LEVELS,
+                        help="default: $DEUCALION_LOG_LEVEL, else INFO")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = commands.add_parser(
@@ -314,7 +314,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns its exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level,
+    level = args.log_level or os.environ.get("DEUCALION_LOG_LEVEL", "").strip().upper() or "INFO"
+    if level not in LOG_LEVELS:
+        parser.error(f"DEUCALION_LOG_LEVEL={level}: choose one of {', '.join(LOG_LEVELS)}")
+    logging.basicConfig(level=level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if getattr(args, "func", None) is None:
         parser.print_help()
@@ -326,6 +329,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`deucalion scrape URL | head`): as a program killed by SIGPIPE
+        # would, end quietly. stdout is pointed at /dev/null first, or the interpreter's own
+        # flush at exit fails on the same pipe with a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ from deucalion import _in_worker
 from deucalion._payload import PayloadEncoder
 from deucalion._supervision import Supervised
 from deucalion.errors import ConfigError, DeucalionError
-from deucalion.observer import MetricsObserver, TargetsData
+from deucalion.observer import MetricsObserver, TargetsData, name_of
 
 __all__ = [
     "CallOutcome",
@@ -177,7 +177,7 @@ class ObserverWorker:
         checkpoint_path: str | os.PathLike[str] | None = None,
     ) -> None:
         self.observer = observer
-        self.name = observer.name
+        self.name = name_of(observer)
         self.timeout = timeout
         self.checkpoint_interval = checkpoint_interval
         self.checkpoint_file = (

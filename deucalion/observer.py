@@ -26,6 +26,7 @@ __all__ = [
     "TargetsData",
     "data_time",
     "data_times",
+    "name_of",
     "select_data",
 ]
 
@@ -190,6 +191,13 @@ def select_data(desired_metrics: Iterable[str], results: Iterable[ScrapedTarget[
     return Selection(desired_metrics)(results)
 
 
+def name_of(observer: MetricsObserver) -> str:
+    """The observer's name in logs, metrics and alerts (the ``observer`` label): its
+    ``observer_name`` when set, else its class name."""
+    name = getattr(observer, "observer_name", None)
+    return name if isinstance(name, str) and name else type(observer).__name__
+
+
 class MetricsObserver(abc.ABC):
     """An anomaly detector that deucalion feeds with the metrics it desires.
 
@@ -206,16 +214,10 @@ class MetricsObserver(abc.ABC):
     #: Set it (on the class or the instance) to tell apart two observers of one class.
     observer_name: str | None = None
 
-    @property
-    def name(self) -> str:
-        """The observer's name in logs, metrics and alerts (the ``observer`` label):
-        ``observer_name`` when set, else the class name."""
-        return self.observer_name or type(self).__name__
-
-    def wants(self, sample_name: str) -> bool:
-        """Whether a sample belongs to this observer: its own name or its family's is desired,
-        or matches a desired regular expression (see ``deucalion.exposition.naming``)."""
-        return Selector.from_desired(self.desired_metrics).selects(sample_name)
+    # Nothing else is defined here on purpose: an observer's attributes (name, model, window,
+    # stats, ...) are its author's. deucalion reads only desired_metrics, observer_name and
+    # new_data; it names an observer with name_of() and selects its samples with Selection,
+    # never with a method a subclass could shadow.
 
     @abc.abstractmethod
     def new_data(self, targets_data_dict: TargetsData) -> Any:

@@ -8,6 +8,7 @@ that overruns the interval starts the next one at once and is counted, never que
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Coroutine, Generator
@@ -17,12 +18,12 @@ from typing import Any
 
 from deucalion._supervision import Supervised
 from deucalion.alerting.alertmanager import AlertmanagerClient, AlertSender
-from deucalion.alerting.alerts import label_result
+from deucalion.alerting.alerts import cheap_to_label, label_result
 from deucalion.alerting.lifecycle import Payload
 from deucalion.config.loading import Settings, load_settings
 from deucalion.dispatch import CallOutcome, ObserverWorker, refuse_in_worker_bootstrap
 from deucalion.errors import ConfigError, DeucalionError
-from deucalion.observer import MetricsObserver, Selection, TargetsData
+from deucalion.observer import MetricsObserver, Selection, TargetsData, name_of
 from deucalion.runner import run_main, stopping_on_signals
 from deucalion.scrape import Scraper, ScrapeResult
 from deucalion.targets import CollectingProvider, Target, TargetProvider, build_provider
@@ -37,6 +38,13 @@ MAX_ALERT_FLUSH = 10.0
 #: Hand-offs remembered per observer until its result comes back (a call in flight, the data
 #: pending behind it, and a few that a slow call made the worker drop).
 MAX_HANDED = 4
+#: When, as a fraction of the scrape interval, a cycle hands its data to the observers at the
+#: latest: a target that has not answered by then is down for that cycle, so a hung target
+#: delays the others' data by at most half an interval and never makes a cycle overrun...
+HANDOFF_AT = 0.5
+#: ...but it is never earlier than this (seconds, or the whole interval when shorter): a
+#: sub-second interval would otherwise leave a scrape on a busy machine only milliseconds.
+MIN_HANDOFF = 0.5
 
 
 class _Ran:
@@ -87,6 +95,7 @@ class MetricsProvisioner:
         self._stopped: asyncio.Event | None = None
         self._stop_lock: asyncio.Lock | None = None
         self._forced = False
+        self._stop_requested = False
         self._flush_task: asyncio.Task[None] | None = None
         self._running = False
         self._collector: CollectingProvider | None = None
@@ -120,25 +129,25 @@ class MetricsProvisioner:
             )
         if self._running:
             raise DeucalionError(
-                f"cannot register {observer.name} while the provisioner runs; register every "
+                f"cannot register {name_of(observer)} while the provisioner runs; register every "
                 "observer before run() or start()"
             )
         if any(o is observer for o in self._observers):
-            raise ConfigError(f"observer {observer.name} is registered already")
+            raise ConfigError(f"observer {name_of(observer)} is registered already")
         # Alerts and scores carry the name: two alike would resolve each other's alerts.
-        taken = {o.name for o in self._observers}
-        if observer.name in taken:
+        taken = {name_of(o) for o in self._observers}
+        if name_of(observer) in taken:
             if observer.observer_name is not None:
                 raise ConfigError(
-                    f"two observers are named {observer.name}: alerts and scores are labelled "
+                    f"two observers are named {name_of(observer)}: alerts and scores are labelled "
                     "with the observer's name; give each its own observer_name"
                 )
             number = 2
-            while f"{observer.name}-{number}" in taken:
+            while f"{name_of(observer)}-{number}" in taken:
                 number += 1
-            observer.observer_name = f"{observer.name}-{number}"
+            observer.observer_name = f"{name_of(observer)}-{number}"
             log.info("a second %s is registered as %s (set observer_name to choose the name)",
-                     type(observer).__name__, observer.name)
+                     type(observer).__name__, name_of(observer))
         self._observers.append(observer)
         return observer
 
@@ -233,6 +242,7 @@ class MetricsProvisioner:
         self._stopped = asyncio.Event()
         self._stop_lock = asyncio.Lock()
         self._forced = False
+        self._stop_requested = False
         self.stats = CycleStats()
         self._failure = None
         failed: BaseException | None = None
@@ -261,7 +271,15 @@ class MetricsProvisioner:
             except BaseException as exc:
                 failed = exc
         if failed is not None:
+            stopping = self._stop_requested
             await self.stop(grace=0)
+            if stopping and not isinstance(failed, asyncio.CancelledError):
+                # Stopped while starting (a second SIGINT kills the workers being started):
+                # what failed is the stop's doing, not a problem to report.
+                log.info("stopped while starting: the workers being started were stopped")
+                log.debug("start-up ended by the stop with %s: %s", type(failed).__name__,
+                          failed)
+                return
             raise failed
         self._cycle_task = asyncio.create_task(self._cycle_loop(), name="deucalion-cycle-loop")
         self._cycle_task.add_done_callback(self._on_cycle_loop_done)
@@ -288,6 +306,7 @@ class MetricsProvisioner:
         """
         if not self._running or self._stop_lock is None:
             return
+        self._stop_requested = True
         grace = self.settings.shutdown_grace_period if grace is None else grace
         if grace == 0:
             self._forced = True
@@ -387,7 +406,9 @@ class MetricsProvisioner:
             # Federated mode: the provider has the samples already (one request for all).
             results = await self._collector.collect(targets, self._desired)
         else:
-            results = await self._scraper.scrape_all(targets)
+            interval = self.settings.scrape_interval
+            results = await self._scraper.scrape_all(
+                targets, deadline=min(interval, max(interval * HANDOFF_AT, MIN_HANDOFF)))
         self._record_scrapes(results)
         target_times = {r.target.url: r.scraped_at or cycle_time for r in results}
         for worker in self._workers:
@@ -450,6 +471,13 @@ class MetricsProvisioner:
             # The workers are closed: their alerts are no longer re-sent, and the flush below
             # has only what is queued to deliver.
             await sender.stop_resending()
+            waiting = [c for c in sender.clients if c.queued]
+            if flush > 0 and waiting:
+                # Said, or a stop with an Alertmanager down looks like a hang.
+                log.warning("stopping: waiting up to %.3gs for %d queued alert(s) to reach %s; "
+                            "stop again (a second SIGINT/SIGTERM) to drop them and stop now",
+                            flush, sum(c.queued for c in waiting),
+                            ", ".join(f"Alertmanager {c.name}" for c in waiting))
             if flush > 0:
                 # A task, so that a forced stop can cancel the flush without cancelling us.
                 self._flush_task = asyncio.create_task(sender.flush(),
@@ -491,7 +519,7 @@ class MetricsProvisioner:
         self.telemetry.scrapes = results
 
     async def _on_result(self, outcome: CallOutcome) -> None:
-        name = outcome.observer.name
+        name = name_of(outcome.observer)
         self.telemetry.record_call(name, outcome.duration)
         # The targets the observer saw, not today's: one may have left discovery during the
         # call, and its alert must still say which target it is about.
@@ -500,12 +528,18 @@ class MetricsProvisioner:
         if outcome.error is not None or self.alert_sender is None:
             return
         settings = self.settings.alertmanager
-        labelled = label_result(outcome.result, outcome.data, targets, observer=name,
-                                alert_name=settings.alert_name,
-                                external_labels=settings.external_labels)
+        result, data = outcome.result, outcome.data
+        label = functools.partial(label_result, observer=name, alert_name=settings.alert_name,
+                                  external_labels=settings.external_labels)
+        if cheap_to_label(result):
+            labelled = label(result, data, targets)
+        else:
+            # Thousands of alerts: interpreted and labelled in a thread, so the event loop
+            # keeps scraping and sending meanwhile.
+            labelled = await asyncio.to_thread(label, result, data, targets)
         for message in labelled.errors:
             log.error("%s", message)
         for message in labelled.warnings:
             log.warning("%s", message)
         self.telemetry.record_scores(name, labelled.scores)
-        self.alert_sender.update(id(outcome.observer), labelled.alerts)
+        await self.alert_sender.update_in_slices(id(outcome.observer), labelled.alerts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: The levels DEUCALION_LOG_LEVEL may name.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # A signal sent to a process group reaches the process twice at once; only one that comes later
 # than this is the user insisting.
 INSIST_AFTER = 1.0
@@ -30,7 +33,9 @@ def run_main(main: Coroutine[Any, Any, T]) -> T:
     if not logging.getLogger().handlers:
         # A script that configured no logging still gets to see targets going down and
         # observers failing; an application that configured logging keeps its own.
-        logging.basicConfig(level=logging.INFO,
+        # DEUCALION_LOG_LEVEL (the injector's extra_env example) chooses the level there.
+        level = os.environ.get("DEUCALION_LOG_LEVEL", "").strip().upper()
+        logging.basicConfig(level=level if level in LOG_LEVELS else logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     loop_factory = None
     try:

@@ -157,9 +157,38 @@ class Scraper:
             self._up.pop(url, None)
             self._encodings.pop(url, None)
 
-    async def scrape_all(self, targets: Sequence[Target]) -> list[ScrapeResult]:
-        """Scrape every target concurrently; never raises for a target's fault."""
-        return list(await asyncio.gather(*(self.scrape(t) for t in targets)))
+    async def scrape_all(self, targets: Sequence[Target], *, deadline: float | None = None
+                         ) -> list[ScrapeResult]:
+        """Scrape every target concurrently; never raises for a target's fault.
+
+        With a ``deadline`` (seconds), return when every target has answered or at the
+        deadline, whichever comes first: a target still being scraped then is cancelled and
+        counts as down, so one slow target delays the others' data by no more than that.
+        """
+        if deadline is None:
+            return list(await asyncio.gather(*(self.scrape(t) for t in targets)))
+        tasks = [asyncio.ensure_future(self.scrape(t)) for t in targets]
+        if not tasks:
+            return []
+        try:
+            _, late = await asyncio.wait(tasks, timeout=deadline)
+        finally:
+            for task in tasks:
+                task.cancel()  # no-op for the finished ones; the caller's cancel ends all
+        if late:
+            await asyncio.wait(late)  # let the cancelled scrapes close their connections
+        results = []
+        for target, task in zip(targets, tasks, strict=True):
+            if task.cancelled():
+                result = ScrapeResult(target, duration=deadline,
+                                      samples_scraped=0 if self.count_samples else None,
+                                      error=f"no answer by the cycle's hand-off deadline "
+                                            f"({deadline:g}s)")
+                self._note_state(result)
+            else:
+                result = task.result()
+            results.append(result)
+        return results
 
     async def scrape(self, target: Target) -> ScrapeResult:
         """Scrape one target; a failure is reported in the result, not raised."""

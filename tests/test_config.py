@@ -24,11 +24,67 @@ def test_durations_are_read_as_prometheus_writes_them(text: object, seconds: flo
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("bad", ["1x", "", "s", "-1s", "1.5m", True, [1]])
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("0.5s", 0.5), ("1.5m", 90.0), ("1.5h", 5400.0), (".25s", 0.25), ("2.5ms", 0.0025),
+    ("1h0.5m", 3630.0), ("0", 0.0), ("0s", 0.0)])
+def test_decimal_durations_are_read_as_go_reads_them(text: str, seconds: float) -> None:
+    """Decimal values per unit, which Go's time.ParseDuration accepts, are unambiguous."""
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("bad", ["1x", "", "s", "-1s", "1.5.5m", "15s\nx", True, [1]])
 def test_bad_durations_are_refused(bad: object) -> None:
     """Anything else is a ValueError that shows the expected forms."""
     with pytest.raises(ValueError):
         parse_duration(bad)
+
+
+@pytest.mark.parametrize("bad", ["inf", "nan", "-inf", float("inf"), float("nan"), "1e-300",
+                                 1e-300, "0.1ms", "1e300", "400d", "2y"])
+def test_non_finite_and_absurd_durations_are_refused(bad: object) -> None:
+    """inf, nan, and durations below 1ms or above 366 days are refused."""
+    with pytest.raises(ValueError, match=r"finite|out of range"):
+        parse_duration(bad)
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("scrape_interval", "inf"), ("shutdown_grace_period", "nan"),
+    ("alertmanager.resend_interval", "1e-300")])
+def test_the_settings_from_the_issue_are_refused_with_their_key(key: str, value: str) -> None:
+    """The non-finite and absurd durations once accepted are ConfigErrors naming the key."""
+    section, _, name = key.rpartition(".")
+    config: dict[str, object] = {name: value}
+    if section:
+        config = {section: config}
+    with pytest.raises(ConfigError, match=f"{key}: .*(finite|out of range)"):
+        load_settings(config, environ={}, default_file=None)
+
+
+def test_a_key_given_twice_in_a_config_file_is_refused(tmp_path: Path) -> None:
+    """A duplicate YAML key is an error naming the file, the key and its line."""
+    config = tmp_path / "c.yaml"
+    config.write_text("scrape_interval: 5s\ntargets: [a:1]\nalertmanager:\n  urls: [am:1]\n"
+                      "  resend_interval: 1m\n  urls: [am:2]\n")
+    with pytest.raises(ConfigError, match=f"config file {config} is not valid YAML: .*"
+                       "found the key 'urls' twice at line 6"):
+        load_settings(config, environ={}, default_file=None)
+
+
+def test_a_merge_key_may_be_overridden(tmp_path: Path) -> None:
+    """YAML's <<: merge is not a duplicate: a key after it overrides the merged one."""
+    config = tmp_path / "c.yaml"
+    config.write_text("x-base: &base {resend_interval: 1m, alert_name: A}\n"
+                      "alertmanager: {<<: *base, alert_name: B}\n")
+    with pytest.raises(ConfigError, match="unknown key 'x-base'"):  # not a duplicate key
+        load_settings(config, environ={}, default_file=None)
+
+
+@pytest.mark.parametrize("name", ["team\n", "a\nb"])
+def test_a_label_name_with_a_newline_is_refused(name: str) -> None:
+    """external_labels names are matched whole: a trailing newline is not a label name."""
+    with pytest.raises(ConfigError, match="not a valid label name"):
+        load_settings({"alertmanager": {"external_labels": {name: "x"}}}, environ={},
+                      default_file=None)
 
 
 def test_later_sources_win(tmp_path: Path) -> None:
@@ -164,10 +220,53 @@ def test_invalid_label_names_are_refused() -> None:
                       default_file=None)
 
 
-def test_an_unknown_environment_variable_is_named() -> None:
-    """A typo'd DEUCALION_ variable is an error naming the variable, not silently ignored."""
-    with pytest.raises(ConfigError, match="environment variable DEUCALION_SCRAPE_INTERVL"):
-        load_settings(environ={"DEUCALION_SCRAPE_INTERVL": "5s"}, default_file=None)
+def test_a_variable_close_to_a_setting_is_ignored_with_a_warning_naming_it(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A typo'd DEUCALION_ variable does not stop the sidecar; a warning names the setting."""
+    with caplog.at_level("WARNING", logger="deucalion.config.loading"):
+        settings = load_settings(environ={"DEUCALION_SCRAPE_INTERVL": "5s"}, default_file=None)
+    assert settings.scrape_interval == 15.0
+    assert ("DEUCALION_SCRAPE_INTERVL is not a setting and is ignored; did you mean "
+            "DEUCALION_SCRAPE_INTERVAL?") in caplog.text
+
+
+SERVICE_LINKS = {  # what Kubernetes sets for a Service named deucalion with a port "metrics"
+    "DEUCALION_SERVICE_HOST": "10.0.0.7", "DEUCALION_SERVICE_PORT": "9464",
+    "DEUCALION_SERVICE_PORT_METRICS": "9464", "DEUCALION_PORT": "tcp://10.0.0.7:9464",
+    "DEUCALION_PORT_9464_TCP": "tcp://10.0.0.7:9464", "DEUCALION_PORT_9464_TCP_PROTO": "tcp",
+    "DEUCALION_PORT_9464_TCP_PORT": "9464", "DEUCALION_PORT_9464_TCP_ADDR": "10.0.0.7",
+}
+
+
+def test_service_links_and_log_level_are_not_settings(caplog: pytest.LogCaptureFixture) -> None:
+    """Kubernetes service links and DEUCALION_LOG_LEVEL are ignored, logged at debug only."""
+    environ = {**SERVICE_LINKS, "DEUCALION_LOG_LEVEL": "DEBUG", "DEUCALION_SCRAPE_INTERVAL": "5s"}
+    with caplog.at_level("DEBUG", logger="deucalion.config.loading"):
+        settings = load_settings(environ=environ, default_file=None)
+    assert settings.scrape_interval == 5.0
+    assert {r.levelname for r in caplog.records} == {"DEBUG"}
+    assert "DEUCALION_SERVICE_HOST is not a setting: ignored" in caplog.text
+
+
+def test_an_unknown_key_in_a_section_from_the_environment_is_still_an_error() -> None:
+    """Under a known section, a typo'd key is an error naming the variable."""
+    with pytest.raises(ConfigError, match="environment variable DEUCALION_ALERTMANAGER__URL"):
+        load_settings(environ={"DEUCALION_ALERTMANAGER__URL": "http://am:9093"},
+                      default_file=None)
+
+
+def test_the_command_takes_its_log_level_from_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DEUCALION_LOG_LEVEL, the injector's documented extra_env example, sets the log level."""
+    config = tmp_path / "c.yaml"
+    config.write_text("targets: [a:1]\n")
+    code = ("import logging, sys; from deucalion.cli import main; rc = main(sys.argv[1:]); "
+            "print(logging.getLevelName(logging.getLogger().level))")
+    env = {"DEUCALION_LOG_LEVEL": "warning", "PATH": "/usr/bin:/bin"}
+    run = subprocess.run([sys.executable, "-c", code, "check-config", str(config)], env=env,
+                         capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[-1] == "WARNING"
 
 
 def test_the_injectors_own_variables_are_not_settings() -> None:
@@ -293,3 +392,21 @@ def test_checkpoints_are_durations_and_a_path_needs_an_interval(tmp_path: Path) 
     assert settings.checkpoint_path == str(tmp_path)
     with pytest.raises(ConfigError, match="checkpoint_path is set but checkpoint_interval"):
         load_settings({"checkpoint_path": str(tmp_path)}, environ={}, default_file=None)
+
+
+@pytest.mark.parametrize("url", ["http://alice:S3c/ret@am:9093", "http://alice:S3c?ret@am:9093",
+                                 "http://alice:S3c#ret@am:9093", "alice:S3c/ret@am:9093"])
+def test_an_alertmanager_password_with_an_unencoded_separator_is_refused_unquoted(
+        url: str) -> None:
+    """A /, ? or # in an Alertmanager password would leak it in logs and labels: refused,
+    with a message that says how to fix it and does not repeat it."""
+    with pytest.raises(ConfigError, match="not percent-encoded") as raised:
+        load_settings({"alertmanager": {"urls": [url]}}, environ={}, default_file=None)
+    assert "S3c" not in str(raised.value)
+
+
+def test_an_encoded_alertmanager_password_is_accepted() -> None:
+    """The same password percent-encoded is a valid URL, kept for delivery."""
+    settings = load_settings({"alertmanager": {"urls": ["http://alice:S3c%2Fret@am:9093"]}},
+                             environ={}, default_file=None)
+    assert settings.alertmanager.urls == ["http://alice:S3c%2Fret@am:9093"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from deucalion.alerting.lifecycle import RESOLVED_RETENTION, AlertLifecycle, rfc3339
 
 
@@ -122,3 +124,27 @@ def test_alerts_are_resent_on_time_without_a_new_call() -> None:
     assert [p["labels"]["alertname"] for p in lc.resend_due()] == ["A"]
     assert lc.next_resend() == clock.now + 60
     assert len(lc.firing()) == 1
+
+
+def test_many_alerts_starting_or_resolving_at_once_are_logged_in_a_few_lines(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """5,000 new alerts log the first ten and a count, not 5,000 lines; so does resolving."""
+    clock = Clock()
+    lc = lifecycle(clock)
+    alerts = [({"alertname": "A", "n": str(n)}, {}) for n in range(5000)]
+    with caplog.at_level("INFO", logger="deucalion.alerting.lifecycle"):
+        assert len(lc.update("o", alerts)) == 5000
+        assert len(lc.update("o", [])) == 5000
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 22
+    assert "4990 more alerts firing (the first 10 are logged above)" in messages
+    assert "4990 more alerts resolved (the first 10 are logged above)" in messages
+
+
+async def test_an_update_in_slices_gives_the_same_answer_as_one_update() -> None:
+    """update_in_slices sends and tracks exactly what update does."""
+    alerts = [({"alertname": "A", "n": str(n)}, {"v": "1"}) for n in range(2500)]
+    one, sliced = lifecycle(Clock()), lifecycle(Clock())
+    assert await sliced.update_in_slices("o", alerts) == one.update("o", alerts)
+    assert await sliced.update_in_slices("o", alerts[:10]) == one.update("o", alerts[:10])
+    assert sliced.firing() == one.firing()

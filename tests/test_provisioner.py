@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 
 import deucalion as dc
+from deucalion.observer import name_of
 from deucalion.targets import Target
 from tests.helpers import NODE_LIKE, TargetServer, records_at_least, text, wait_for
 from tests.observers import RecordingObserver, read_records
@@ -353,7 +354,7 @@ def test_two_observers_of_one_class_get_distinct_names(tmp_path: Path) -> None:
     named = RecordingObserver({"go_goroutines"}, tmp_path / "c")
     named.observer_name = "goroutines"
     provisioner.register(named)
-    assert [o.name for o in provisioner.observers] == [
+    assert [name_of(o) for o in provisioner.observers] == [
         "RecordingObserver", "RecordingObserver-2", "goroutines"]
     clash = RecordingObserver({"up"}, tmp_path / "d")
     clash.observer_name = "goroutines"

@@ -44,3 +44,17 @@ async def test_handlers_are_removed_after_the_block() -> None:
     with stopping_on_signals(lambda: None):
         pass
     assert not loop.remove_signal_handler(signal.SIGTERM)
+
+
+def test_a_script_without_logging_takes_its_level_from_deucalion_log_level() -> None:
+    """provisioner.run() in a script that configured no logging honours DEUCALION_LOG_LEVEL."""
+    import subprocess
+    import sys
+
+    code = ("import asyncio, logging; from deucalion.runner import run_main\n"
+            "async def main(): return logging.getLevelName(logging.getLogger().level)\n"
+            "print(run_main(main()))")
+    for value, level in [("debug", "DEBUG"), ("nonsense", "INFO")]:
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={**os.environ, "DEUCALION_LOG_LEVEL": value}, check=True)
+        assert run.stdout.strip() == level, run.stderr

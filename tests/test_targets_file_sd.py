@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from deucalion.config.loading import FileSDSettings
 from deucalion.targets.file_sd import FileSDTargets, parse_file_sd
@@ -37,10 +38,21 @@ def test_parse_groups_yaml_and_json() -> None:
     ("- targets: a:1", "targets must be a list"),
     ("- targets: [a:1]\n  labelz: {}", "unknown key 'labelz'"),
     ("- targets: [a:1]\n  labels: {'bad-name': x}", "not a valid label name"),
+    ("- targets: [a:1]\n  labels: {'team\\n': x}", "not a valid label name"),
 ])
 def test_parse_rejects_malformed_groups(text: str, problem: str) -> None:
     """A malformed file raises ValueError saying what is wrong."""
     with pytest.raises(ValueError, match=problem):
+        parse_file_sd(text)
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ("- targets: [a:1]\n  labels: {team: a}\n  targets: [b:2]", "targets"),
+    ('[{"targets": ["a:1"], "labels": {"team": "a", "team": "b"}}]', "team"),
+])
+def test_a_key_given_twice_is_refused(text: str, key: str) -> None:
+    """A duplicate key, in YAML or JSON, is refused as Prometheus's strict reading does."""
+    with pytest.raises(yaml.YAMLError, match=f"found the key '{key}' twice"):
         parse_file_sd(text)
 
 

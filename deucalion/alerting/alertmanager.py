@@ -109,6 +109,7 @@ class AlertmanagerClient:
         self._reachable = True
         self._drops_logged = False
         self._split = False
+        self._culprit_out = False
 
     @property
     def queued(self) -> int:
@@ -195,6 +196,11 @@ class AlertmanagerClient:
                 raise
             if done:
                 attempt = 0
+                if self._culprit_out:
+                    # The alert at fault is out: what follows is sent in full batches again,
+                    # not one request per alert.
+                    self._culprit_out = False
+                    limit = self._batch_size
                 continue
             self._requeue(batch)
             if self._split:
@@ -232,6 +238,9 @@ class AlertmanagerClient:
             async with asyncio.timeout(self._timeout.total), self._session.post(
                 f"{self.url}/api/v2/alerts", json=batch, headers=headers,
                 timeout=self._timeout, ssl=self._ssl,
+                # A 301 or 302 is followed as a GET, which Alertmanager answers with 200 and
+                # the alerts lost: a redirect is an error, retried (below).
+                allow_redirects=False,
             ) as response:
                 if 200 <= response.status < 300:
                     self.stats.sent += len(batch)
@@ -252,10 +261,16 @@ class AlertmanagerClient:
                         self._split = True
                         return False
                     self.stats.rejected += len(batch)
+                    self._culprit_out = True
                     log.error("Alertmanager %s refused %d alert(s) with HTTP %d: %s",
                               self.name, len(batch), response.status, body.strip())
                     return True
                 reason = f"HTTP {response.status}: {body.strip()}"
+                if 300 <= response.status < 400:
+                    reason = (f"HTTP {response.status}, a redirect to "
+                              f"{response.headers.get('Location', '(no Location)')} that is not "
+                              "followed, since it would turn the POST into a GET: put the "
+                              "address it points to in alertmanager.urls")
         except CredentialsError as exc:
             self.stats.failed += len(batch)
             reason = str(exc)
@@ -373,6 +388,13 @@ class AlertSender:
         """``alerts`` (labels, annotations) are what ``group`` (an observer) reports firing
         now: send the new ones and the resolved ones to every Alertmanager."""
         self.send(self.lifecycle.update(group, alerts))
+
+    async def update_in_slices(
+        self, group: Hashable, alerts: list[tuple[dict[str, str], dict[str, str]]]
+    ) -> None:
+        """``update`` without holding the event loop for a large result: the lifecycle gives
+        the loop its turn every ``lifecycle.UPDATE_SLICE`` alerts."""
+        self.send(await self.lifecycle.update_in_slices(group, alerts))
 
     def send(self, payloads: list[Payload]) -> None:
         """Queue ``payloads`` for every Alertmanager."""

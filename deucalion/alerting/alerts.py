@@ -31,7 +31,7 @@ import json
 import math
 import numbers
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sized
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -42,12 +42,15 @@ __all__ = [
     "TargetLike",
     "alert_labels",
     "alerts_from_result",
+    "cheap_to_label",
     "interpret_result",
     "label_problems",
     "label_result",
 ]
 
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+#: Results with more alerts than this are labelled off the event loop (see ``cheap_to_label``).
+CHEAP_RESULT = 1000
 _NOT_LABEL_CHAR = re.compile(r"[^a-zA-Z0-9_]")
 
 
@@ -101,8 +104,10 @@ def _is_number(value: object) -> bool:
 
 def _plain(value: object) -> object:
     """NumPy's booleans as Python's: ``score > threshold`` on an array element gives one, and
-    it is neither ``bool`` nor a number."""
-    if type(value).__name__ == "bool_" and hasattr(value, "__bool__"):
+    it is neither ``bool`` nor a number. Its type is ``numpy.bool_`` in NumPy 1 and
+    ``numpy.bool`` in NumPy 2 (NumPy is not imported here: workers may not have it)."""
+    kind = type(value)
+    if kind is not bool and kind.__name__ in ("bool", "bool_") and hasattr(value, "__bool__"):
         return bool(value)
     return value
 
@@ -254,7 +259,7 @@ def label_problems(labels: Mapping[Any, Any], kind: str = "label") -> list[str]:
     """What makes ``labels`` (or annotations) unacceptable to Alertmanager; empty when valid."""
     problems: list[str] = []
     for name, value in labels.items():
-        if not isinstance(name, str) or not _LABEL_NAME.match(name):
+        if not isinstance(name, str) or not _LABEL_NAME.fullmatch(name):
             problems.append(
                 f"{kind} name {name!r} is invalid: use letters, digits and underscores, "
                 "not starting with a digit"
@@ -267,6 +272,16 @@ def label_problems(labels: Mapping[Any, Any], kind: str = "label") -> list[str]:
             except UnicodeEncodeError:
                 problems.append(f"{kind} {name} has a value that is not valid UTF-8")
     return problems
+
+
+def cheap_to_label(result: object) -> bool:
+    """Whether ``result`` is cheap enough to label on the event loop: anything but a large (or
+    unsized, a generator say) collection."""
+    if result is None or isinstance(result, str | bytes | int | float | Alert):
+        return True
+    if isinstance(result, Sized):
+        return len(result) <= CHEAP_RESULT
+    return not isinstance(result, Iterable)
 
 
 @dataclass

@@ -13,10 +13,11 @@ Pure bookkeeping: no I/O, and the clock is injected, so tests move time by hand.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Generator, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,10 @@ log = logging.getLogger(__name__)
 
 #: How long a resolved alert is still sent, as Prometheus does.
 RESOLVED_RETENTION = 15 * 60.0
+#: Alerts an update handles between two turns of the event loop (``update_in_slices``).
+UPDATE_SLICE = 1000
+#: Alerts starting (or resolving) in one update that are logged one by one.
+LOGGED_CHANGES = 10
 
 Payload = dict[str, Any]
 """One alert as Alertmanager's API v2 takes it (labels, annotations, startsAt, endsAt, ...)."""
@@ -40,7 +45,7 @@ def rfc3339(timestamp: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Tracked:
     labels: dict[str, str]
     annotations: dict[str, str]
@@ -74,32 +79,65 @@ class AlertLifecycle:
         self, group: Hashable, alerts: Iterable[tuple[Mapping[str, str], Mapping[str, str]]]
     ) -> list[Payload]:
         """Record one successful call's ``(labels, annotations)``; return what to send now."""
+        steps = self._updating(group, alerts)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+
+    async def update_in_slices(
+        self, group: Hashable, alerts: Iterable[tuple[Mapping[str, str], Mapping[str, str]]]
+    ) -> list[Payload]:
+        """``update``, giving the event loop its turn every ``UPDATE_SLICE`` alerts: a result
+        of 100,000 alerts would otherwise hold the loop for a second or more. Between two
+        slices the re-send timer and ``/alerts`` see the group partly updated, which is only
+        ever a state it passes through (resolutions come last)."""
+        steps = self._updating(group, alerts)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            await asyncio.sleep(0)
+
+    def _updating(
+        self, group: Hashable, alerts: Iterable[tuple[Mapping[str, str], Mapping[str, str]]]
+    ) -> Generator[None, None, list[Payload]]:
         now = self._clock()
         tracked = self._groups.setdefault(group, {})
         current: dict[LabelSet, tuple[Mapping[str, str], Mapping[str, str]]] = {}
         for pair in alerts:
             current[frozenset(pair[0].items())] = pair
         out: list[Payload] = []
-        for key, (labels, notes) in current.items():
+        news = _ChangeLog("firing")
+        for done, (key, (labels, notes)) in enumerate(current.items(), 1):
             state = tracked.get(key)
             if state is None or state.resolved_at is not None:
                 # New, or back after being resolved: a new alert with a new start.
                 state = tracked[key] = _Tracked(dict(labels), dict(notes), now, -math.inf)
-                log.info("alert firing: %s", _describe(state.labels))
+                news.add(state.labels)
             changed = state.annotations != notes
             state.annotations = dict(notes)
             if changed or now - state.last_sent >= self.resend_interval:
                 state.last_sent = now
                 out.append(self._payload(state, now))
-        for key, state in list(tracked.items()):
+            if done % UPDATE_SLICE == 0:
+                yield
+        news.close()
+        gone = _ChangeLog("resolved")
+        for done, (key, state) in enumerate(list(tracked.items()), 1):
+            if done % UPDATE_SLICE == 0:
+                yield
             if key in current:
                 continue
             if state.resolved_at is None:
                 state.resolved_at = state.last_sent = now
-                log.info("alert resolved: %s", _describe(state.labels))
+                gone.add(state.labels)
                 out.append(self._payload(state, now))
             else:
                 self._resend_if_due(tracked, key, state, now, out)
+        gone.close()
         return out
 
     def resend_due(self) -> list[Payload]:
@@ -145,6 +183,25 @@ class AlertLifecycle:
         if self.generator_url:
             payload["generatorURL"] = self.generator_url
         return payload
+
+
+class _ChangeLog:
+    """Logs the first alerts that start firing (or resolve) in one update one by one, and the
+    rest as a count: a result of 100,000 alerts must not write 100,000 lines."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.count = 0
+
+    def add(self, labels: Mapping[str, str]) -> None:
+        self.count += 1
+        if self.count <= LOGGED_CHANGES:
+            log.info("alert %s: %s", self.what, _describe(labels))
+
+    def close(self) -> None:
+        if self.count > LOGGED_CHANGES:
+            log.info("%d more alerts %s (the first %d are logged above)",
+                     self.count - LOGGED_CHANGES, self.what, LOGGED_CHANGES)
 
 
 def _describe(labels: Mapping[str, str]) -> str:

@@ -103,8 +103,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     # results.md), and a sidecar configured by its environment and arguments never reads YAML.
     import yaml
 
+    from deucalion.config.yaml_text import safe_load
+
     try:
-        data = yaml.safe_load(text)
+        data = safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {yaml_problem(exc)}") from None
     if data is None:
@@ -134,15 +136,22 @@ def _env_value(raw: str) -> object:
 
 
 def environment_layer(environ: Mapping[str, str], prefix: str, *,
-                      ignore: Collection[str] = (), ignore_prefixes: tuple[str, ...] = ()
-                      ) -> dict[str, Any]:
+                      ignore: Collection[str] = (), ignore_prefixes: tuple[str, ...] = (),
+                      fields: Collection[str] | None = None) -> dict[str, Any]:
     """The settings that ``PREFIX<KEY>`` variables set; ``__`` separates nested keys
-    (``DEUCALION_ALERTMANAGER__URLS``)."""
+    (``DEUCALION_ALERTMANAGER__URLS``). With ``fields``, a variable whose first key is not one
+    of them is not a setting: it is skipped, with a warning when it looks like a typo of one."""
     layer: dict[str, Any] = {}
     for name, raw in sorted(environ.items()):
         if not name.startswith(prefix) or name in ignore or name.startswith(ignore_prefixes):
             continue
         path = name[len(prefix):].lower().split("__")
+        if fields is not None and path[0] not in fields:
+            # Not a setting: Kubernetes service links for a Service named deucalion
+            # (DEUCALION_PORT, DEUCALION_SERVICE_HOST), DEUCALION_LOG_LEVEL for the command, a
+            # variable of the user's own. Refusing them would stop the sidecar from starting.
+            _log_not_a_setting(name, path[0], prefix, fields)
+            continue
         node = layer
         for part in path[:-1]:
             child = node.setdefault(part, {})
@@ -168,7 +177,19 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
               "DEUCALION_ALERT_NAME"}
     return _merge(layer, environment_layer(environ, ENV_PREFIX,
                                            ignore=ENV_NOT_SETTINGS | legacy,
-                                           ignore_prefixes=ENV_OTHER_PREFIXES))
+                                           ignore_prefixes=ENV_OTHER_PREFIXES,
+                                           fields=Settings.model_fields))
+
+
+def _log_not_a_setting(name: str, key: str, prefix: str, fields: Collection[str]) -> None:
+    import difflib  # only for a variable that is not a setting, not on every start
+
+    hint = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.8)
+    if hint:
+        log.warning("environment variable %s is not a setting and is ignored; did you mean %s?",
+                    name, prefix + hint[0].upper())
+    else:
+        log.debug("environment variable %s is not a setting: ignored", name)
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

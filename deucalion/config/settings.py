@@ -7,6 +7,7 @@ label names) are here too. Unknown keys are errors everywhere, so a typo never g
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -46,16 +47,23 @@ __all__ = [
     "parse_size",
 ]
 
+# Prometheus's units, each number a decimal as Go's time.ParseDuration allows (0.5s, 1.5h).
+_NUMBER = r"\d+(?:\.\d*)?|\.\d+"
 _DURATION = re.compile(
-    r"^(?:(?P<y>\d+)y)?(?:(?P<w>\d+)w)?(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?"
-    r"(?:(?P<m>\d+)m(?!s))?(?:(?P<s>\d+)s)?(?:(?P<ms>\d+)ms)?$"
+    rf"(?:(?P<y>{_NUMBER})y)?(?:(?P<w>{_NUMBER})w)?(?:(?P<d>{_NUMBER})d)?(?:(?P<h>{_NUMBER})h)?"
+    rf"(?:(?P<m>{_NUMBER})m(?!s))?(?:(?P<s>{_NUMBER})s)?(?:(?P<ms>{_NUMBER})ms)?"
 )
 _DURATION_UNITS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1,
                    "ms": 0.001}
-_SIZE = re.compile(r"^(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>[KMGT]?i?B)?$", re.IGNORECASE)
+#: The shortest and longest durations that make sense for any setting (0 aside): shorter ones
+#: are typos (1e-300) that would spin a timer, longer ones overflow the event loop's clock.
+MIN_DURATION = 0.001
+MAX_DURATION = 366 * 86400.0
+_SIZE = re.compile(r"(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>[KMGT]?i?B)?", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
                "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_SCHEME = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:)?//")
 
 
 def parse_duration(value: object) -> float:
@@ -69,17 +77,22 @@ def parse_duration(value: object) -> float:
         try:
             seconds = float(text)
         except ValueError:
-            match = _DURATION.match(text)
+            match = _DURATION.fullmatch(text)
             if not text or match is None:
                 raise ValueError(
                     f"{value!r} is not a duration: write it as Prometheus does (500ms, 15s, 1m, "
                     "1h30m) or as a number of seconds"
                 ) from None
-            seconds = sum(int(n) * _DURATION_UNITS[u] for u, n in match.groupdict().items() if n)
+            seconds = sum(float(n) * _DURATION_UNITS[u]
+                          for u, n in match.groupdict().items() if n)
     else:
         raise ValueError(f"expected a duration such as 15s, 500ms or 1m, got {value!r}")
+    if not math.isfinite(seconds):
+        raise ValueError(f"a duration must be a finite number of seconds, not {value!r}")
     if seconds < 0:
         raise ValueError(f"a duration cannot be negative: {value!r}")
+    if seconds and not MIN_DURATION <= seconds <= MAX_DURATION:
+        raise ValueError(f"{value!r} is out of range: a duration is 0 or between 1ms and 366d")
     return seconds
 
 
@@ -87,7 +100,7 @@ def parse_size(value: object) -> int:
     """Bytes from a number or a size such as ``50MB`` or ``10MiB``."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    match = _SIZE.match(str(value).strip())
+    match = _SIZE.fullmatch(str(value).strip())
     if match is None:
         raise ValueError(f"{value!r} is not a size: write a number of bytes or e.g. 50MB, 10MiB")
     unit = (match["unit"] or "").upper()
@@ -139,7 +152,7 @@ def _hide_passwords(value: object) -> object:
 
 def check_labels(labels: Mapping[str, str]) -> dict[str, str]:
     for name in labels:
-        if not _LABEL_NAME.match(name) or name.startswith("__"):
+        if not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
             raise ValueError(
                 f"{name!r} is not a valid label name: use letters, digits and underscores, "
                 "not starting with a digit or __"
@@ -361,9 +374,21 @@ class AlertmanagerSettings(Section):
         for url in value:
             url = url if "://" in url else f"http://{url}"
             parts = urlsplit(url)
+            if "@" in url.partition("://")[2] and "@" not in parts.netloc:
+                # A /, ? or # in the password ended the host early: the URL would be read as
+                # host "alice", the rest as a path, and shown whole in logs and metric labels.
+                # Not quoted back, since the password cannot be told apart from the rest.
+                raise ValueError("an Alertmanager URL holds a user and password whose /, ? or # "
+                                 "is not percent-encoded (%2F, %3F, %23): encode them, or give "
+                                 "them as basic_auth_username and basic_auth_password")
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError(f"{redact_url(url)!r} is not an Alertmanager URL: write "
                                  "http(s)://host:port")
+            try:
+                parts.port  # noqa: B018 - raises on a port out of range
+            except ValueError:
+                raise ValueError(f"{redact_url(url)!r} has an invalid port: write "
+                                 "http(s)://host:port") from None
             checked.append(url.rstrip("/"))
         return checked
 

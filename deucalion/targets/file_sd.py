@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from deucalion.config.loading import check_labels, normalize_target_url, yaml_problem
+from deucalion.config.yaml_text import safe_load
 from deucalion.targets.target import Target, target_from_settings
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ def parse_file_sd(text: str, *, scheme: str = "http") -> list[tuple[str, dict[st
     ``__scheme__`` and ``__metrics_path__`` labels set the URL, as in Prometheus; other labels
     starting with ``__`` are dropped. Raises ``ValueError`` saying what is wrong and where.
     """
-    data: Any = yaml.safe_load(text)  # JSON is YAML, so one parser reads both
+    data: Any = safe_load(text)  # JSON is YAML, so one parser reads both
     if data is None:
         return []
     if not isinstance(data, list):

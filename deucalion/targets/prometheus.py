@@ -7,9 +7,10 @@ target labels Prometheus attached are dropped from every series, so an observer 
 ``{sample: {series: value}}`` as when scraping the target itself; ``up``,
 ``scrape_duration_seconds`` and ``scrape_samples_scraped`` are Prometheus's own for the target.
 
-Caveat: with ``honor_labels: false`` (Prometheus's default) a label the target exports that
-clashes with a target label reaches deucalion renamed ``exported_<name>``; the server's
-``external_labels`` are kept on every series.
+The server's ``external_labels`` are dropped too: they are the same on every series. Caveats:
+with ``honor_labels: false`` (Prometheus's default) a label the target exports that clashes
+with a target label reaches deucalion renamed ``exported_<name>``; a label the target exports
+with the very name and value of an external label cannot be told from it and is dropped.
 """
 
 from __future__ import annotations
@@ -169,6 +170,17 @@ class PrometheusTargets:
             by_key.setdefault((job, instance), target)
             target_pairs[target.url] = {(k, escape(v))
                                         for k, v in target.labels.items()}
+        # The server's external labels are on every federated series (Prometheus adds them
+        # to the ones that lack them). A target's up series carries nothing but its target
+        # labels and those: what is left of it is the server's external labels, which are
+        # then stripped from every series of the target, as its target labels are. Learnt
+        # from each answer, so a changed configuration needs no extra request.
+        for series in parsed.get("up", {}):
+            pairs = parse_series(series)
+            labels = dict(pairs)
+            owner = by_key.get((labels.get("job", ""), labels.get("instance", "")))
+            if owner is not None:
+                target_pairs[owner.url] = target_pairs[owner.url] | set(pairs)
         synthetic: dict[str, dict[str, float]] = {}
         for name, series_values in parsed.items():
             for series, value in series_values.items():

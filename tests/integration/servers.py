@@ -202,10 +202,11 @@ def start_alertmanager(port: int | None = None, *,
 
 def start_prometheus(
     scrape_targets: list[str], port: int | None = None, scrape_interval: str = "1s",
-    labels: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None, external_labels: dict[str, str] | None = None,
 ) -> Server:
     """Prometheus scraping ``scrape_targets`` (host:port) under job ``node``; ``labels`` are
-    the static group's target labels (an ``instance`` among them replaces host:port)."""
+    the static group's target labels (an ``instance`` among them replaces host:port);
+    ``external_labels`` the server's own (``global.external_labels``)."""
     find_binary("prometheus")
     port = port or free_port()
     workdir = Path(tempfile.mkdtemp(prefix="deucalion-prometheus-"))
@@ -213,9 +214,13 @@ def start_prometheus(
     group = f"      - targets: [{targets}]\n"
     if labels:
         group += "        labels: {" + ", ".join(f'{k}: "{v}"' for k, v in labels.items()) + "}\n"
+    external = ""
+    if external_labels:
+        external = ("  external_labels: {"
+                    + ", ".join(f'{k}: "{v}"' for k, v in external_labels.items()) + "}\n")
     (workdir / "prometheus.yml").write_text(
         f"global:\n  scrape_interval: {scrape_interval}\n  evaluation_interval: {scrape_interval}\n"
-        f"scrape_configs:\n  - job_name: node\n    static_configs:\n{group}"
+        f"{external}scrape_configs:\n  - job_name: node\n    static_configs:\n{group}"
     )
     args = [
         f"--config.file={workdir / 'prometheus.yml'}",

@@ -165,7 +165,9 @@ async def test_a_hostile_target_costs_only_its_own_data(
     await target_server.start()
     path = tmp_path / "calls.jsonl"
     provisioner = dc.MetricsProvisioner(
-        targets=[good, bad], scrape_interval=1.0, scrape_timeout=0.8,
+        # The interval leaves the million series, parsed after the 0.8 s fetch, a hand-off
+        # deadline (half the interval) of 1 s on a loaded machine.
+        targets=[good, bad], scrape_interval=2.0, scrape_timeout=0.8,
         body_size_limit=BODY_SIZE_LIMIT, telemetry={"enabled": False})
     provisioner.register(SummaryObserver(
         {"good_metric", "bad_metric", "up", "scrape_samples_scraped"}, path))

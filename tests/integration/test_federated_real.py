@@ -130,3 +130,27 @@ async def test_alerts_carry_the_instance_prometheus_gave_the_target(
         "alertname": "DeucalionAnomaly", "observer": "UpObserver", "instance": "node-a",
         "job": "node", "rack": "r1"}], f"the alert never arrived, or unlike this: {alerts}"
     assert alerts[0]["annotations"] == {"description": "up=1.0"}
+
+
+async def test_a_prometheus_with_external_labels_gives_the_same_data_as_a_direct_scrape(
+    node_exporter: servers.Server, server_factory: Callable[..., servers.Server],
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The server's external labels are stripped: up is 1 and the series are the target's own."""
+    scrape_url = f"{node_exporter.url}/metrics"
+    prometheus = server_factory(servers.start_prometheus, [f"127.0.0.1:{node_exporter.port}"],
+                                external_labels={"cluster": "eu-1", "replica": "a"})
+    _wait_until_scraped(prometheus, scrape_url)
+    config = tmp_path / "federated.yaml"
+    config.write_text(f"prometheus: {{url: '{prometheus.url}'}}\n")
+    wanted = "node_cpu_seconds_total,go_info,up,scrape_duration_seconds"
+    assert await asyncio.to_thread(
+        main, ["scrape", scrape_url, "--metrics", wanted, "-c", str(config)]) == 0
+    federated = json.loads(capsys.readouterr().out)[scrape_url]
+    assert await asyncio.to_thread(main, ["scrape", scrape_url, "--metrics", wanted]) == 0
+    direct = json.loads(capsys.readouterr().out)[scrape_url]
+    assert federated["up"] == {"{}": 1.0}
+    assert set(federated["scrape_duration_seconds"]) == {"{}"}
+    assert set(federated) == set(direct)
+    assert set(federated["node_cpu_seconds_total"]) == set(direct["node_cpu_seconds_total"])
+    assert federated["go_info"] == direct["go_info"]
