@@ -12,7 +12,7 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -26,12 +26,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from deucalion.alerting.alerts import SeriesScore
 from deucalion.dispatch import CallOutcome
 from deucalion.errors import ConfigError
+from deucalion.history.labels import series_labels
 from deucalion.scrape import ScrapeResult
 
 if TYPE_CHECKING:
     from deucalion.provisioner import MetricsProvisioner
+    from deucalion.targets import Target
 
 __all__ = ["Telemetry", "TelemetryServer", "start_telemetry_server"]
 
@@ -297,3 +300,29 @@ class _ProvisionerCollector(Collector):
                 score.add_metric([observer, url or "", target.instance if target else "",
                                   target.job if target else ""], value)
         yield score
+        yield self._series_scores(sender.series_scores, targets)
+
+    @staticmethod
+    def _series_scores(series_scores: Mapping[str, Sequence[SeriesScore]],
+                       targets: Mapping[str, Target]) -> Metric:
+        """Per-series scores, labelled with the series' own labels (``exported_`` before a
+        name that clashes with deucalion's)."""
+        family = Metric("deucalion_series_anomaly_score",
+                        "The latest anomaly score an observer returned per series (Scores).",
+                        "gauge")
+        for observer, scores in series_scores.items():
+            for item in scores:
+                target = targets.get(item.target) if item.target is not None else None
+                labels = {"observer": observer, "target": item.target or "",
+                          "instance": target.instance if target else "",
+                          "job": target.job if target else "", "metric": item.metric}
+                try:
+                    own = series_labels(item.series)
+                except ValueError:
+                    own = {"series": item.series}
+                for name, value in own.items():
+                    while name in labels:
+                        name = "exported_" + name
+                    labels[name] = value
+                family.add_sample("deucalion_series_anomaly_score", labels, item.score)
+        return family

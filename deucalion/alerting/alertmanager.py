@@ -26,6 +26,7 @@ import aiohttp
 from deucalion._version import __version__
 from deucalion.alerting.alerts import (
     Interpretation,
+    SeriesScore,
     TargetLike,
     alert_labels,
     interpret_result,
@@ -302,6 +303,9 @@ class AlertSender:
         self.clients: list[AlertmanagerClient] = []
         self.scores: dict[str, dict[str | None, float]] = {}
         """The latest anomaly score per observer name and target URL."""
+        self.series_scores: dict[str, list[SeriesScore]] = {}
+        """The latest per-series scores (from a ``Scores`` result) per observer name."""
+        self._merges_logged: set[str] = set()
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
         self._clock = clock
@@ -417,9 +421,24 @@ class AlertSender:
                 log.error("observer %s: alert dropped: %s", observer, "; ".join(problems))
                 continue
             alerts.append((labels, annotations))
+        self._log_merges(observer, alerts)
         self.scores[observer] = outcome.scores
+        self.series_scores[observer] = outcome.series_scores
         self.send(self.lifecycle.update(group if group is not None else observer, alerts))
         return outcome
+
+    def _log_merges(self, observer: str,
+                    alerts: list[tuple[dict[str, str], dict[str, str]]]) -> None:
+        """Say, once per observer, that alerts with one label set were merged into one."""
+        if observer in self._merges_logged:
+            return
+        label_sets = {frozenset(labels.items()) for labels, _ in alerts}
+        if len(label_sets) < len(alerts):
+            self._merges_logged.add(observer)
+            log.warning("observer %s returned %d alerts with the same labels as another in one "
+                        "result: each label set is one alert in Alertmanager, so they were "
+                        "merged (the last one wins). Give them labels that tell them apart "
+                        "(this is logged once)", observer, len(alerts) - len(label_sets))
 
     def send(self, payloads: list[Payload]) -> None:
         """Queue ``payloads`` for every Alertmanager."""
@@ -433,6 +452,9 @@ class AlertSender:
         for scores in self.scores.values():
             for url in gone & scores.keys():
                 del scores[url]
+        for observer, series in self.series_scores.items():
+            if any(s.target in gone for s in series):
+                self.series_scores[observer] = [s for s in series if s.target not in gone]
 
     def firing(self) -> list[Payload]:
         """Every alert firing now."""

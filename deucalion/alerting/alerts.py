@@ -14,6 +14,9 @@ The return contract of ``new_data``:
 - Any other dict: the annotations of one alert.
 - A string (annotation ``description``) or a number (annotation ``value``; 0 and NaN are no
   alert, as above): one alert.
+- ``Scores``: per-series scores, exported as the gauge ``deucalion_series_anomaly_score``
+  with the series' labels, which alert by themselves never; its ``alerts`` are sent as they
+  are. (``deucalion.detectors.AlertPolicy`` turns scores held past a threshold into them.)
 
 The interpretation is pure and never raises: problems (a list holding something that is not an
 ``Alert``) are returned as messages for the caller to log.
@@ -36,6 +39,8 @@ from typing import Any, Protocol
 __all__ = [
     "Alert",
     "Interpretation",
+    "Scores",
+    "SeriesScore",
     "TargetLike",
     "alert_labels",
     "alerts_from_result",
@@ -63,6 +68,31 @@ class Alert:
     score: float | None = field(default=None, kw_only=True)
 
 
+@dataclass(frozen=True)
+class SeriesScore:
+    """The anomaly score of one series: ``metric`` (a sample name) and ``series`` (its series
+    key, ``'{cpu="0"}'``) of ``target`` (its URL; ``None`` when not about a target)."""
+
+    target: str | None
+    metric: str
+    series: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A ``new_data`` result that exports per-series scores without alerting on them.
+
+    Every score is exported as the gauge ``deucalion_series_anomaly_score`` (labelled with the
+    observer, the target and the series' own labels), and the highest per target as
+    ``deucalion_anomaly_score``; only ``alerts`` are sent to Alertmanager, so a dashboard can
+    plot scores below any threshold. NaN scores are not exported.
+    """
+
+    scores: Iterable[SeriesScore] = ()
+    alerts: Iterable[Alert] = ()
+
+
 class TargetLike(Protocol):
     """What labelling needs of a target (``deucalion.targets.Target`` is one)."""
 
@@ -88,6 +118,8 @@ class Interpretation:
     """Anomaly score per target URL (``None``: a score not about one target)."""
     problems: list[str] = field(default_factory=list)
     """What could not be understood, one message each, for the log."""
+    series_scores: list[SeriesScore] = field(default_factory=list)
+    """Per-series scores (from a ``Scores`` result), NaN ones left out."""
 
 
 def _is_number(value: object) -> bool:
@@ -149,6 +181,8 @@ def interpret_result(result: object, data: Mapping[str, Any]) -> Interpretation:
     result = _plain(result)
     if isinstance(result, Alert):
         _take_alert(out, result, None)
+    elif isinstance(result, Scores):
+        _take_scores(out, result)
     elif isinstance(result, Mapping):
         if result and data and all(isinstance(k, str) and k in data for k in result):
             for url, value in result.items():
@@ -189,6 +223,26 @@ def _take_alert(out: Interpretation, alert: Alert, target: str | None) -> None:
             _add_score(out.scores, alert.target, float(alert.score))
         except (TypeError, ValueError):
             out.problems.append(f"the score of {alert!r} is not a number: not exported")
+
+
+def _take_scores(out: Interpretation, result: Scores) -> None:
+    for index, item in enumerate(result.scores):
+        if not isinstance(item, SeriesScore) or not _is_number(item.score):
+            out.problems.append(f"score {index} of the returned Scores is {item!r}, not a "
+                                "SeriesScore with a number: not exported")
+            continue
+        score = float(item.score)
+        if math.isnan(score):
+            continue
+        out.series_scores.append(item if type(item.score) is float
+                                 else dataclasses.replace(item, score=score))
+        _add_score(out.scores, item.target, score)
+    for index, alert in enumerate(result.alerts):
+        if isinstance(alert, Alert):
+            _take_alert(out, alert, None)
+        else:
+            out.problems.append(f"alert {index} of the returned Scores is a "
+                                f"{type(alert).__name__}, not a deucalion.Alert: ignored")
 
 
 def _take_target_value(out: Interpretation, url: str, value: object) -> None:
