@@ -56,16 +56,22 @@ class Detector(abc.ABC):
         return f"{type(self).__name__}({params})"
 
 
-def mean_step(history: np.ndarray, last: int = 30) -> np.ndarray:
-    """Mean size of the non-zero steps between consecutive points of each row, over the
-    last ``last`` points: the resolution a series moves by (0 when it never moved)."""
+def typical_step(history: np.ndarray, last: int = 60) -> np.ndarray:
+    """Median size of the non-zero steps between consecutive points of each row, over the
+    last ``last`` points: the resolution a series moves by (0 when it never moved). A median,
+    so that the jump of an anomaly already in the history does not raise it."""
     recent = history[:, -last:]
     with np.errstate(all="ignore"):
-        steps = np.abs(np.diff(recent, axis=1))
-        moved = steps > 0
-        count = moved.sum(axis=1)
-        total = np.where(moved, steps, 0.0).sum(axis=1)
-        return np.where(count > 0, total / np.maximum(count, 1), 0.0)
+        steps = np.abs(np.diff(recent, axis=1)).astype(np.float32)
+        steps[~(steps > 0)] = np.inf  # zeros and NaN (gaps) are not steps: sorted last
+        steps.sort(axis=1)
+        count = np.isfinite(steps).sum(axis=1)
+        low = np.maximum((count - 1) // 2, 0)[:, None]
+        high = np.maximum(count // 2, 0)[:, None]
+        if steps.shape[1] == 0:
+            return np.zeros(len(history))
+        middle = (np.take_along_axis(steps, low, 1) + np.take_along_axis(steps, high, 1)) / 2
+        return np.where(count > 0, middle[:, 0].astype(np.float64), 0.0)
 
 
 def robust_scale_floor(
@@ -77,12 +83,18 @@ def robust_scale_floor(
     A series that sits still most of the time (a counter that moves in 0.01 s steps, a gauge
     that is 8 nearly always) has a MAD of 0 or near it, and dividing by it turns one ordinary
     step into a z-score of hundreds. The floor is the largest of: the series' typical step
-    (``step_floor``), ``relative`` times its level, and ``absolute``.
+    (``step_floor``; for a series that did not move in the window, the typical step of the
+    other series of its metric, which share its units), ``relative`` times its level, and
+    ``absolute``.
     """
     with np.errstate(all="ignore"):
         floor = np.maximum(relative * np.abs(level), absolute)
         if step_floor:
-            floor = np.maximum(floor, mean_step(history))
+            steps = typical_step(history)
+            moved = steps[steps > 0]
+            if moved.size:
+                steps = np.where(steps > 0, steps, np.median(moved))
+            floor = np.maximum(floor, steps)
     return np.where(np.isnan(floor), absolute, floor)
 
 
