@@ -56,7 +56,7 @@ class Detector(abc.ABC):
         return f"{type(self).__name__}({params})"
 
 
-def typical_step(history: np.ndarray, last: int = 60) -> np.ndarray:
+def typical_step(history: np.ndarray, last: int = 40) -> np.ndarray:
     """Median size of the non-zero steps between consecutive points of each row, over the
     last ``last`` points: the resolution a series moves by (0 when it never moved). A median,
     so that the jump of an anomaly already in the history does not raise it."""

@@ -60,7 +60,13 @@ class RobustZScore(Detector):
         newest = values[:, -1]
         history = values[:, -(self.window + 1):-1] if self.window else values[:, :-1]
         with np.errstate(all="ignore"):
-            gaps = np.isnan(history).any(axis=1)
+            finite = np.isfinite(newest)
+            # Centred on the newest value, the differences are small numbers that float32
+            # holds well, and float32 halves the time of the two partitions.
+            centred = np.empty(history.shape, dtype=np.float32)
+            np.subtract(history, np.where(finite, newest, 0.0)[:, None], out=centred,
+                        casting="unsafe")
+            gaps = np.asarray(np.isnan(centred).any(axis=1))
             ok = ~np.isnan(newest)
             if gaps.any():
                 count = (~np.isnan(history[gaps])).sum(axis=1)
@@ -71,12 +77,6 @@ class RobustZScore(Detector):
                 return scores
             # Every row is computed and the rows that cannot be scored masked at the end:
             # selecting rows first would copy the whole history.
-            finite = np.isfinite(newest)
-            # Centred on the newest value, the differences are small numbers that float32
-            # holds well, and float32 halves the time of the two partitions.
-            centred = np.empty(history.shape, dtype=np.float32)
-            np.subtract(history, np.where(finite, newest, 0.0)[:, None], out=centred,
-                        casting="unsafe")
             floor = robust_scale_floor(history, newest, relative=self.relative_floor,
                                        absolute=self.absolute_floor, step_floor=self.step_floor)
             # In place: the median of absolute deviations below needs the values, not their

@@ -5,8 +5,9 @@ times in a second, small matrix, a row per *target* (all series of a target shar
 its scrape). Columns are written left to right; when the matrix is full, the newest
 ``points - 1`` columns are moved to the front (every ``slack`` cycles), so the window is always
 one contiguous run of columns and reading it is one copy, never a per-series loop. Memory:
-8 bytes per point and series, times per target, ``slack`` columns of headroom, and a fixed cost
-per series for its key and index entries (measured in ``benchmarks/bench_history.py``).
+8 bytes per point and series, times per target, ``slack`` columns of headroom (an eighth), rows
+grown by a quarter at a time, and a fixed cost per series for its key and index entries
+(measured in ``benchmarks/bench_history.py``).
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class Window:
         self.seconds = None if seconds is None else float(seconds)
         self.forget_after = None if forget_after is None else float(forget_after)
         self._capacity = points if points is not None else _INITIAL_POINTS
-        self._slack = slack if slack is not None else max(8, self._capacity // 4)
+        self._slack = slack if slack is not None else max(8, self._capacity // 8)
         width = self._capacity + self._slack
         self._values = np.full((_INITIAL_ROWS, width), np.nan)
         self._times = np.full((4, width), np.nan)
@@ -208,7 +209,8 @@ class Window:
 
     def _grow_rows(self) -> None:
         old = self._values.shape[0]
-        new = old * 2
+        # By a quarter, not double: the matrix is most of a window's memory.
+        new = old + max(_INITIAL_ROWS, old // 4)
         self._values = np.vstack([self._values, np.full((new - old, self._values.shape[1]),
                                                         np.nan)])
         self._row_ids.extend([None] * (new - old))
@@ -240,7 +242,7 @@ class Window:
             inside = int((column_time > self._newest - self.seconds).sum())
             if inside > keep:
                 self._capacity = max(2 * self._capacity, inside + 1)
-                self._slack = max(8, self._capacity // 4)
+                self._slack = max(8, self._capacity // 8)
                 keep = inside
         width = self._capacity + self._slack
         start = self._pos - keep
