@@ -109,7 +109,7 @@ def test_seasonal_baseline_compares_with_the_same_time_a_period_ago() -> None:
     detector = SeasonalBaseline(period=period, tolerance=0.5)
     assert detector.score_series(shape.tolist(), t.tolist()) < 3
     odd = shape.copy()
-    odd[-1] += 5
+    odd[-1] += 10  # twice the amplitude, where yesterday was near its middle
     assert detector.score_series(odd.tolist(), t.tolist()) > 6
     assert math.isnan(detector.score_series(shape[:20].tolist(), t[:20].tolist()))
 
@@ -168,24 +168,33 @@ def test_a_detector_observer_needs_a_detector() -> None:
 
 # -- adapters: a dozen lines each, as a user writes them -------------------------------------
 
-def feed(observer: dc.MetricsObserver, cycles: int, spike_from: int) -> list[Scores]:
+def feed(observer: dc.MetricsObserver, cycles: int, spike_from: int,
+         blips_every: int = 0) -> list[Scores]:
+    """A latency about 100 (with a one-cycle blip of +30 every ``blips_every`` cycles), +40
+    from cycle ``spike_from`` on."""
     rng = np.random.default_rng(0)
     out = []
     for i in range(cycles):
-        value = 100.0 + rng.normal(0, 1) + (40.0 if i >= spike_from else 0.0)
+        blip = 30.0 if blips_every and i % blips_every == 7 else 0.0
+        value = 100.0 + rng.normal(0, 1) + (40.0 if i >= spike_from else blip)
         with handing_data(float(i), {T: float(i)}):
             out.append(observer.new_data({T: {"latency": {'{path="/"}': value}}}))
     return out
 
 
 def test_an_isolation_forest_runs_as_an_observer() -> None:
-    """scikit-learn's IsolationForest, trained on the first 60 cycles, alerts on a shift."""
+    """scikit-learn's IsolationForest, trained on the first 60 cycles, alerts on a shift.
+
+    The training data has the odd one-cycle blip, as real data has: a forest places its splits
+    within the values it was trained on, and the blips show it where "far" is. The blips
+    themselves never alert (they last one cycle; the policy wants three).
+    """
     from sklearn.ensemble import IsolationForest
 
     observer = DetectorObserver(
         SklearnDetector(IsolationForest(random_state=0), fit_after=60),
         {"latency"}, threshold=0.1, for_cycles=3, points=120)
-    results = feed(observer, 130, spike_from=120)
+    results = feed(observer, 130, spike_from=120, blips_every=15)
     assert all(not r.alerts for r in results[:120])
     assert any(r.alerts for r in results[120:])
     assert all(not r.scores for r in results[:59])  # untrained: no score
@@ -228,3 +237,25 @@ def test_a_custom_detector_plugs_into_the_ready_observer() -> None:
     with handing_data(0.0, {T: 0.0}):
         result = observer.new_data({T: {"g": {"{}": 3.0}}})
     assert [s.score for s in result.scores] == [3.0] and len(result.alerts) == 1
+
+
+def test_scrape_jitter_is_not_a_counters_resolution() -> None:
+    """A counter growing 0.03 or 0.04 a scrape, scraped at wobbling times, then one 0.01 tick
+    more: its rates wobble by 2 % with the times, but it moves by 0.01 / 0.5 s at least."""
+    from deucalion.history import Window
+
+    window = Window(points=60)
+    rng = np.random.default_rng(4)
+    t, counter = 0.0, 0.0
+    for i in range(60):
+        t += 0.5 + rng.uniform(-0.01, 0.01)
+        counter += 0.05 if i == 59 else 0.04 if i % 3 else 0.03
+        window.add({T: {"process_cpu_seconds_total": {"{}": round(counter, 2)}}}, time=t)
+    rates = window.interval_rates("process_cpu_seconds_total")
+    assert rates.resolution is not None and rates.resolution[0] == pytest.approx(0.02, rel=0.05)
+    for detector in (RobustZScore(), EWMAZScore()):
+        assert detector.score(rates)[0] < 3, detector
+    burning = rates.values.copy()
+    burning[0, -1] = 1.0
+    assert RobustZScore().score(Block(rates.metric, rates.keys, rates.times, burning,
+                                      rates.resolution))[0] > 30

@@ -56,41 +56,50 @@ class Detector(abc.ABC):
         return f"{type(self).__name__}({params})"
 
 
-def typical_step(history: np.ndarray, last: int = 40) -> np.ndarray:
-    """Median size of the non-zero steps between consecutive points of each row, over the
-    last ``last`` points: the resolution a series moves by (0 when it never moved). A median,
-    so that the jump of an anomaly already in the history does not raise it."""
+def typical_step(history: np.ndarray, level: np.ndarray | None = None, *,
+                 last: int = 40, jitter: float = 0.05) -> np.ndarray:
+    """Median size of the steps between consecutive points of each row, over the last
+    ``last`` points: the resolution a series moves by (0 when it never moved).
+
+    Steps of at most ``jitter`` times the series' ``level`` are not steps: a counter that
+    grows by the same amount every scrape has rates that wobble with the scrape times only,
+    and those wobbles would pass for its resolution. A median, so that the jump of an anomaly
+    already in the history does not raise it.
+    """
     recent = history[:, -last:]
+    if recent.shape[1] < 2:
+        return np.zeros(len(history))
     with np.errstate(all="ignore"):
         steps = np.abs(np.diff(recent, axis=1)).astype(np.float32)
-        steps[~(steps > 0)] = np.inf  # zeros and NaN (gaps) are not steps: sorted last
+        least = 0.0 if level is None else (jitter * np.abs(level)).astype(np.float32)[:, None]
+        steps[~(steps > least)] = np.inf  # no step, a wobble or a gap: sorted last
         steps.sort(axis=1)
         count = np.isfinite(steps).sum(axis=1)
         low = np.maximum((count - 1) // 2, 0)[:, None]
         high = np.maximum(count // 2, 0)[:, None]
-        if steps.shape[1] == 0:
-            return np.zeros(len(history))
         middle = (np.take_along_axis(steps, low, 1) + np.take_along_axis(steps, high, 1)) / 2
         return np.where(count > 0, middle[:, 0].astype(np.float64), 0.0)
 
 
 def robust_scale_floor(
     history: np.ndarray, level: np.ndarray, *, relative: float, absolute: float,
-    step_floor: bool,
+    step_floor: bool, resolution: np.ndarray | None = None,
 ) -> np.ndarray:
     """The smallest scale a z-score may divide by, per row.
 
     A series that sits still most of the time (a counter that moves in 0.01 s steps, a gauge
     that is 8 nearly always) has a MAD of 0 or near it, and dividing by it turns one ordinary
     step into a z-score of hundreds. The floor is the largest of: the series' typical step
-    (``step_floor``; for a series that did not move in the window, the typical step of the
-    other series of its metric, which share its units), ``relative`` times its level, and
-    ``absolute``.
+    (``step_floor``, see ``typical_step``; for a series that did not move in the window, the
+    typical step of the other series of its metric, which share its units), the block's
+    ``resolution`` when known, ``relative`` times its level, and ``absolute``.
     """
     with np.errstate(all="ignore"):
         floor = np.maximum(relative * np.abs(level), absolute)
+        if resolution is not None:
+            floor = np.maximum(floor, np.where(np.isfinite(resolution), resolution, 0.0))
         if step_floor:
-            steps = typical_step(history)
+            steps = typical_step(history, np.where(np.isfinite(level), level, 0.0))
             moved = steps[steps > 0]
             if moved.size:
                 steps = np.where(steps > 0, steps, np.median(moved))

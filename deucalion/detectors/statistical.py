@@ -77,16 +77,16 @@ class RobustZScore(Detector):
                 return scores
             # Every row is computed and the rows that cannot be scored masked at the end:
             # selecting rows first would copy the whole history.
-            floor = robust_scale_floor(history, newest, relative=self.relative_floor,
-                                       absolute=self.absolute_floor, step_floor=self.step_floor)
             # In place: the median of absolute deviations below needs the values, not their
             # order, so it reuses the buffer the partition reordered.
             offset = row_medians(centred, gaps, overwrite=True)
             np.subtract(centred, offset.astype(np.float32)[:, None], out=centred)
             np.abs(centred, out=centred)
             mad = row_medians(centred, gaps, overwrite=True)
-            median = newest + offset
-            floor = np.maximum(floor, self.relative_floor * np.abs(median))
+            median = np.where(finite, newest, 0.0) + offset  # of the history
+            floor = robust_scale_floor(history, median, relative=self.relative_floor,
+                                       absolute=self.absolute_floor, step_floor=self.step_floor,
+                                       resolution=block.resolution)
             scale = np.maximum(MAD_TO_SIGMA * mad, floor)
             z = np.abs(offset) / scale
             # An infinite newest value against a finite past is as anomalous as it gets.
@@ -136,7 +136,8 @@ class EWMAZScore(Detector):
             mean = (weights * filled).sum(axis=1) / total
             variance = (weights * (filled - mean[:, None]) ** 2).sum(axis=1) / total
             floor = robust_scale_floor(history, mean, relative=self.relative_floor,
-                                       absolute=self.absolute_floor, step_floor=self.step_floor)
+                                       absolute=self.absolute_floor, step_floor=self.step_floor,
+                                       resolution=block.resolution)
             z = np.abs(newest - mean) / np.maximum(np.sqrt(variance), floor)
         ok = ~np.isnan(newest) & (present.sum(axis=1) >= self.min_points)
         scores[ok] = z[ok]
@@ -189,7 +190,8 @@ class SeasonalBaseline(Detector):
             same_time = np.where(near & ~np.isnan(history), history, np.nan)
             baseline = row_medians(same_time)
             floor = robust_scale_floor(history, baseline, relative=self.relative_floor,
-                                       absolute=self.absolute_floor, step_floor=True)
+                                       absolute=self.absolute_floor, step_floor=True,
+                                       resolution=block.resolution)
             z = np.abs(newest - baseline) / floor
         return np.where(np.isnan(newest) | np.isnan(baseline), np.nan, z)
 

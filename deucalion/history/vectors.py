@@ -22,13 +22,16 @@ class Block:
     ``values`` and ``times`` are ``[series, points]`` float64 arrays, oldest point first, the
     newest cycle in the last column; NaN in both where a series has no sample (a gap: the
     target was down, the series was absent, or its value was NaN). ``times`` are the scrape
-    times (Unix seconds) of the points.
+    times (Unix seconds) of the points. ``resolution``, when known, is per series the smallest
+    change its values can show (a counter's rates move in steps of its smallest increment per
+    scrape interval); detectors never divide by less.
     """
 
     metric: str
     keys: list[SeriesRef]
     times: np.ndarray
     values: np.ndarray
+    resolution: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -44,7 +47,8 @@ class Block:
         """The rows ``rows`` (indices or a boolean mask) of this block."""
         index = np.arange(len(self.keys))[rows]
         return Block(self.metric, [self.keys[i] for i in index], self.times[index],
-                     self.values[index])
+                     self.values[index],
+                     None if self.resolution is None else self.resolution[index])
 
 
 @dataclass(frozen=True, eq=False)

@@ -483,7 +483,10 @@ class Window:
     def interval_rates(self, metric: str, target: str | None = None) -> Block:
         """Per-second increase of each counter of ``metric`` between consecutive samples (as
         PromQL's ``irate`` on each pair; a drop is a reset, counted from zero), at the later
-        sample's place. The first sample, and gaps, are NaN."""
+        sample's place. The first sample, and gaps, are NaN. The block's ``resolution`` is, per
+        counter, the smallest change between its increments (else its smallest increment) over
+        its median scrape interval: the step its rates move by, whatever the scrape times'
+        wobble (0 for a counter that never moved)."""
         block = self.block(metric, target)
         values, times = block.values, block.times
         n, points = values.shape
@@ -503,7 +506,27 @@ class Window:
             elapsed = times - previous_t
             ok = present & (previous >= 0) & (elapsed > 0)
             out[ok] = increase[ok] / elapsed[ok]
-        return Block(metric, block.keys, np.where(ok, times, np.nan), out)
+            # The smallest change between consecutive increments (a CPU counter's 0.01 s tick),
+            # else, for a counter that grew by the same amount every time, that amount.
+            steps = np.where(ok, increase, np.nan)
+            changes = np.abs(np.diff(steps, axis=1)) if points > 2 else np.empty((n, 0))
+            # Changes below a billionth of the increments are the float rounding of the
+            # subtraction, not a change.
+            noise = 1e-9 * np.nanmax(np.where(ok, np.abs(increase), 0.0), axis=1, initial=0.0)
+            smallest = np.where(changes > noise[:, None], changes, np.inf).min(axis=1,
+                                                                               initial=np.inf)
+            smallest = np.where(np.isfinite(smallest), smallest,
+                                np.where(ok & (increase > 0), increase, np.inf).min(axis=1))
+            # The median interval, gaps left out (sorted last), without nanmedian's warning
+            # for a series with no interval at all.
+            spans = np.sort(np.where(ok, elapsed, np.inf), axis=1)
+            count = ok.sum(axis=1)
+            interval = np.take_along_axis(spans, (np.maximum(count - 1, 0) // 2)[:, None],
+                                          axis=1)[:, 0]
+            interval = np.where(count > 0, interval, np.nan)
+            resolution = np.where(np.isfinite(smallest) & (interval > 0),
+                                  smallest / interval, 0.0)
+        return Block(metric, block.keys, np.where(ok, times, np.nan), out, resolution)
 
     def __repr__(self) -> str:
         bound = ", ".join(f"{k}={v!r}" for k, v in (("points", self.points),

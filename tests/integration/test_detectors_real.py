@@ -88,8 +88,9 @@ async def test_the_readme_detector_alerts_on_a_cpu_burn(
 ) -> None:
     """The README's CpuBurnObserver, on a real node_exporter, alerts when the test burns CPU.
 
-    The machine may be busy with other work, and a burn is only visible on a CPU with time to
-    spare: the test waits (up to 3 minutes) for a CPU at least half idle and burns that one.
+    The machine may be busy with other work, and a burn only shows on a CPU with time to spare
+    (on a CPU already busy it is within the noise, and rightly not an anomaly): the test waits,
+    up to 4 minutes, for a CPU at least 80 % idle and burns that one.
     """
     observer = readme_detector()()
     provisioner = MetricsProvisioner(targets=[node_exporter.url + "/metrics"],
@@ -99,13 +100,13 @@ async def test_the_readme_detector_alerts_on_a_cpu_burn(
         # Warm up: RobustZScore scores after 10 points of history.
         await wait_for(lambda: provisioner.stats.cycles >= 30, within=60)
         cpu = None
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 240
         while cpu is None and time.monotonic() < deadline:
-            idle = await asyncio.to_thread(idle_fractions)
-            if max(idle) >= 0.5:
+            idle = await asyncio.to_thread(idle_fractions, 3.0)
+            if max(idle) >= 0.8:
                 cpu = idle.index(max(idle))
         if cpu is None:
-            pytest.skip("no CPU was half idle for 3 minutes: a burn would not show")
+            pytest.skip("no CPU was 80 % idle for 4 minutes: a burn would not show")
         series = f'{{cpu="{cpu}",mode="user"}}'
 
         def about_the_burn() -> list[Any]:
