@@ -16,3 +16,12 @@ async def test_the_demo_shows_the_alertmanager_without_its_password(
     out, err = capsys.readouterr()
     assert "; alerts go to http://demo:***@127.0.0.1:9. Ctrl-C stops." in out
     assert "s3cr3t" not in out + err + caplog.text
+
+
+async def test_the_demo_detects_the_anomalies_it_injects(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """On its synthetic target the demo's observer prints detections of injected anomalies."""
+    assert await run_demo(duration=25.0, interval=0.5) == 0
+    out = capsys.readouterr().out
+    assert "injected" in out
+    assert "anomaly  demo_" in out, out
