@@ -19,9 +19,10 @@ async def test_the_demo_shows_the_alertmanager_without_its_password(
 
 
 async def test_the_demo_detects_the_anomalies_it_injects(
-        capsys: pytest.CaptureFixture[str]) -> None:
-    """On its synthetic target the demo's observer prints detections of injected anomalies."""
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """On its synthetic target the demo's observer prints detections of injected anomalies
+    (from its worker process: captured at the file descriptor)."""
     assert await run_demo(duration=25.0, interval=0.5) == 0
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out
     assert "injected" in out
     assert "anomaly  demo_" in out, out
