@@ -9,6 +9,7 @@ keeps steady whatever the rest of the machine does, while the burn test watches 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import re
 import subprocess
 import sys
@@ -29,6 +30,12 @@ from tests.helpers import wait_for
 from tests.integration import servers
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+
+# Windows stamp points with dc.data_time(), which the worker sets since issue 12's dispatch
+# (deucalion/_in_worker.py); before it lands, an observer keeping a Window cannot run live.
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("deucalion._in_worker") is None,
+    reason="the live worker does not hand dc.data_time() yet (issue 12's dispatch)")
 # One process spinning on one CPU, at the highest priority the test may set (as root, nice
 # -20: the machine's other work then gets that CPU's leftovers only, for the burn's duration).
 BURN = """\
