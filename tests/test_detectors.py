@@ -259,3 +259,26 @@ def test_scrape_jitter_is_not_a_counters_resolution() -> None:
     burning[0, -1] = 1.0
     assert RobustZScore().score(Block(rates.metric, rates.keys, rates.times, burning,
                                       rates.resolution))[0] > 30
+
+
+def test_the_readme_detector_example_runs_on_recorded_cycles() -> None:
+    """The README's CpuBurnObserver, fed CPU counters (idle, then one CPU burning), alerts on
+    that CPU's user time only after three cycles, and exports every score meanwhile."""
+    from tests.integration.test_detectors_real import readme_detector
+
+    observer = readme_detector()()
+    rng = np.random.default_rng(7)
+    user = [100.0, 200.0]
+    results = []
+    for i in range(60):
+        user[0] += 0.01 * rng.integers(0, 3)          # idle: 0 to 2 ticks a second
+        user[1] += 1.0 if i >= 50 else 0.01 * rng.integers(0, 3)  # CPU 1 burns from 50 on
+        data = {T: {"node_cpu_seconds_total": {
+            f'{{cpu="{c}",mode="{mode}"}}': (round(user[c], 2) if mode == "user" else 5.0 * i)
+            for c in (0, 1) for mode in ("idle", "user")}}}
+        with handing_data(float(i), {T: float(i)}):
+            results.append(observer.new_data(data))
+    assert all(not r.alerts for r in results[:52])
+    firing = {a.labels["series"] for a in results[-1].alerts}
+    assert firing == {'{cpu="1",mode="user"}'}
+    assert len(results[-1].scores) == 2  # user time of both CPUs, scored and exported
