@@ -13,7 +13,7 @@ grown by a quarter at a time, and a fixed cost per series for its key and index 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from deucalion.history.labels import series_labels, without_label
@@ -548,7 +548,3 @@ def _float(value: object) -> float:
     except (TypeError, ValueError):
         return math.nan
 
-
-def metric_names(data: Mapping[str, Mapping[str, Any]]) -> Iterable[str]:
-    """The sample names present in one cycle's data (for observers that watch them all)."""
-    return dict.fromkeys(m for samples in data.values() for m in samples)
