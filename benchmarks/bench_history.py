@@ -42,8 +42,9 @@ def cycles(count: int, series: int = SERIES) -> Iterator[dict[str, dict[str, dic
         values = rng.normal(100.0, 5.0, series).tolist()
         data: dict[str, dict[str, float]] = {}
         for m in range(100):
-            data[f"metric_{m}"] = dict(zip(keys, values[m * len(keys):(m + 1) * len(keys)],
-                                           strict=True))
+            data[f"metric_{m}"] = dict(
+                zip(keys, values[m * len(keys) : (m + 1) * len(keys)], strict=True)
+            )
         yield {TARGET: data}
 
 
@@ -125,8 +126,12 @@ def main(quick: bool = False) -> dict[str, Any]:
         del block
         # One block of all 10,000 series: the vectorised kernel at the issue's size.
         values = np.concatenate([b.values for b in blocks])
-        whole = type(blocks[0])("all", [k for b in blocks for k in b.keys],
-                                np.concatenate([b.times for b in blocks]), values)
+        whole = type(blocks[0])(
+            "all",
+            [k for b in blocks for k in b.keys],
+            np.concatenate([b.times for b in blocks]),
+            values,
+        )
         start = time.perf_counter()
         scores = detector.score(whole)
         z_times.append(time.perf_counter() - start)
@@ -156,24 +161,55 @@ def main(quick: bool = False) -> dict[str, Any]:
     }
     f = figures
     rows = [
-        ("add one cycle of 10,000 series (median)", f"{f['add_median_ms']:.2f} ms",
-         f"{f['naive_add_median_ms']:.2f} ms",
-         f"{f['naive_add_median_ms'] / f['add_median_ms']:.1f}x", "< 5 ms"),
-        ("add: slowest cycle (the window moves to the front of its matrix, 1 in 45) / mean",
-         f"{f['add_max_ms']:.1f} / {f['add_mean_ms']:.2f} ms", "", "", ""),
-        ("robust z-score of 10,000 series over 360 points", f"{f['robust_z_ms']:.1f} ms",
-         f"{f['naive_robust_z_ms']:.0f} ms",
-         f"{f['naive_robust_z_ms'] / f['robust_z_ms']:.0f}x", "< 20 ms"),
-        ("reading the 100 metrics' blocks (copies of the window)",
-         f"{f['read_blocks_ms']:.1f} ms", "", "", ""),
-        ("memory, 10,000 x 360", f"{f['window_bytes'] / 1e6:.1f} MB",
-         f"{f['naive_bytes'] / 1e6:.1f} MB", f"{f['naive_bytes'] / f['window_bytes']:.1f}x less",
-         ""),
-        ("memory per point, all included", f"{f['window_bytes_per_point']:.1f} B",
-         f"{f['naive_bytes_per_point']:.1f} B", "", "<= 16 B + a cost per series"),
-        ("of which: the arrays / the rest, per series (keys, index)",
-         f"{f['window_array_bytes'] / 1e6:.1f} MB / "
-         f"{f['window_fixed_bytes_per_series']:.0f} B", "", "", ""),
+        (
+            "add one cycle of 10,000 series (median)",
+            f"{f['add_median_ms']:.2f} ms",
+            f"{f['naive_add_median_ms']:.2f} ms",
+            f"{f['naive_add_median_ms'] / f['add_median_ms']:.1f}x",
+            "< 5 ms",
+        ),
+        (
+            "add: slowest cycle (the window moves to the front of its matrix, 1 in 45) / mean",
+            f"{f['add_max_ms']:.1f} / {f['add_mean_ms']:.2f} ms",
+            "",
+            "",
+            "",
+        ),
+        (
+            "robust z-score of 10,000 series over 360 points",
+            f"{f['robust_z_ms']:.1f} ms",
+            f"{f['naive_robust_z_ms']:.0f} ms",
+            f"{f['naive_robust_z_ms'] / f['robust_z_ms']:.0f}x",
+            "< 20 ms",
+        ),
+        (
+            "reading the 100 metrics' blocks (copies of the window)",
+            f"{f['read_blocks_ms']:.1f} ms",
+            "",
+            "",
+            "",
+        ),
+        (
+            "memory, 10,000 x 360",
+            f"{f['window_bytes'] / 1e6:.1f} MB",
+            f"{f['naive_bytes'] / 1e6:.1f} MB",
+            f"{f['naive_bytes'] / f['window_bytes']:.1f}x less",
+            "",
+        ),
+        (
+            "memory per point, all included",
+            f"{f['window_bytes_per_point']:.1f} B",
+            f"{f['naive_bytes_per_point']:.1f} B",
+            "",
+            "<= 16 B + a cost per series",
+        ),
+        (
+            "of which: the arrays / the rest, per series (keys, index)",
+            f"{f['window_array_bytes'] / 1e6:.1f} MB / {f['window_fixed_bytes_per_series']:.0f} B",
+            "",
+            "",
+            "",
+        ),
     ]
     table = "\n".join("| " + " | ".join(row) + " |" for row in rows)
     markdown = f"""## bench_history: windows and detectors, 10,000 series x 360 points

@@ -80,15 +80,21 @@ def test_a_series_that_never_moved_borrows_its_metrics_step() -> None:
 
 def test_detectors_give_nan_for_gaps_and_short_series_and_never_warn() -> None:
     """No newest point, too few points, NaN and Inf: NaN or inf, no exception, no warning."""
-    rows = [[math.nan] * 15 + [1.0] * 5 + [2.0],       # too few points
-            [1.0, 2.0] * 10 + [math.nan],              # no newest point (a gap)
-            [1.0, math.nan, 2.0, 2.0] * 5 + [1.5],     # gaps in the history
-            [1.0, 2.0] * 10 + [math.inf],              # an infinite value
-            [math.nan] * 21]
+    rows = [
+        [math.nan] * 15 + [1.0] * 5 + [2.0],  # too few points
+        [1.0, 2.0] * 10 + [math.nan],  # no newest point (a gap)
+        [1.0, math.nan, 2.0, 2.0] * 5 + [1.5],  # gaps in the history
+        [1.0, 2.0] * 10 + [math.inf],  # an infinite value
+        [math.nan] * 21,
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        for detector in (RobustZScore(), EWMAZScore(), SeasonalBaseline(period=5.0),
-                         Threshold(above=1.0)):
+        for detector in (
+            RobustZScore(),
+            EWMAZScore(),
+            SeasonalBaseline(period=5.0),
+            Threshold(above=1.0),
+        ):
             scores = detector.score(block_of(rows))
             assert math.isnan(scores[1]) and math.isnan(scores[4]), detector
         robust = RobustZScore().score(block_of(rows))
@@ -168,8 +174,10 @@ def test_a_detector_observer_needs_a_detector() -> None:
 
 # -- adapters: a dozen lines each, as a user writes them -------------------------------------
 
-def feed(observer: dc.MetricsObserver, cycles: int, spike_from: int,
-         blips_every: int = 0) -> list[Scores]:
+
+def feed(
+    observer: dc.MetricsObserver, cycles: int, spike_from: int, blips_every: int = 0
+) -> list[Scores]:
     """A latency about 100 (with a one-cycle blip of +30 every ``blips_every`` cycles), +40
     from cycle ``spike_from`` on."""
     rng = np.random.default_rng(0)
@@ -193,7 +201,11 @@ def test_an_isolation_forest_runs_as_an_observer() -> None:
 
     observer = DetectorObserver(
         SklearnDetector(IsolationForest(random_state=0), fit_after=60),
-        {"latency"}, threshold=0.1, for_cycles=3, points=120)
+        {"latency"},
+        threshold=0.1,
+        for_cycles=3,
+        points=120,
+    )
     results = feed(observer, 130, spike_from=120, blips_every=15)
     assert all(not r.alerts for r in results[:120])
     assert any(r.alerts for r in results[120:])
@@ -216,8 +228,9 @@ def test_a_river_half_space_trees_runs_as_an_observer() -> None:
     from river import anomaly
 
     model = anomaly.HalfSpaceTrees(seed=1, limits={"value": (0.0, 200.0)})
-    observer = DetectorObserver(RiverDetector(model, warmup=40), {"latency"},
-                                threshold=0.9, for_cycles=2, points=10)
+    observer = DetectorObserver(
+        RiverDetector(model, warmup=40), {"latency"}, threshold=0.9, for_cycles=2, points=10
+    )
     results = feed(observer, 400, spike_from=380)
     assert all(not r.alerts for r in results[:380])
     assert any(r.alerts for r in results[380:])
@@ -257,8 +270,12 @@ def test_scrape_jitter_is_not_a_counters_resolution() -> None:
         assert detector.score(rates)[0] < 3, detector
     burning = rates.values.copy()
     burning[0, -1] = 1.0
-    assert RobustZScore().score(Block(rates.metric, rates.keys, rates.times, burning,
-                                      rates.resolution))[0] > 30
+    assert (
+        RobustZScore().score(
+            Block(rates.metric, rates.keys, rates.times, burning, rates.resolution)
+        )[0]
+        > 30
+    )
 
 
 def test_the_readme_detector_example_runs_on_recorded_cycles() -> None:
@@ -271,11 +288,19 @@ def test_the_readme_detector_example_runs_on_recorded_cycles() -> None:
     user = [100.0, 200.0]
     results = []
     for i in range(60):
-        user[0] += 0.01 * rng.integers(0, 3)          # idle: 0 to 2 ticks a second
+        user[0] += 0.01 * rng.integers(0, 3)  # idle: 0 to 2 ticks a second
         user[1] += 1.0 if i >= 50 else 0.01 * rng.integers(0, 3)  # CPU 1 burns from 50 on
-        data = {T: {"node_cpu_seconds_total": {
-            f'{{cpu="{c}",mode="{mode}"}}': (round(user[c], 2) if mode == "user" else 5.0 * i)
-            for c in (0, 1) for mode in ("idle", "user")}}}
+        data = {
+            T: {
+                "node_cpu_seconds_total": {
+                    f'{{cpu="{c}",mode="{mode}"}}': (
+                        round(user[c], 2) if mode == "user" else 5.0 * i
+                    )
+                    for c in (0, 1)
+                    for mode in ("idle", "user")
+                }
+            }
+        }
         with handing_data(float(i), {T: float(i)}):
             results.append(observer.new_data(data))
     assert all(not r.alerts for r in results[:52])

@@ -30,8 +30,10 @@ U = "http://other:9100/metrics"
 # -- series keys -------------------------------------------------------------------------------
 
 label_names = st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,8}", fullmatch=True)
-label_values = st.text(alphabet=st.sampled_from(['a', '"', "\\", "\n", "n", ",", "=", "}", "{",
-                                                 " ", "é", "\t"]), max_size=8)
+label_values = st.text(
+    alphabet=st.sampled_from(["a", '"', "\\", "\n", "n", ",", "=", "}", "{", " ", "é", "\t"]),
+    max_size=8,
+)
 
 
 @given(st.dictionaries(label_names, label_values, max_size=5))
@@ -44,17 +46,33 @@ def test_labels_to_key_and_back_is_exact(labels: dict[str, str]) -> None:
 
 def test_keys_from_the_parser_round_trip() -> None:
     """Keys parse_exposition hands out, with every escape, read back exactly."""
-    text = ('m{b="x\\\\y",a="q\\"uote",c="new\\nline",d="back\\\\n",e=""} 1\n'
-            'm 2\n')
+    text = 'm{b="x\\\\y",a="q\\"uote",c="new\\nline",d="back\\\\n",e=""} 1\nm 2\n'
     keys = list(dc.parse_exposition(text)["m"])
-    assert series_labels(keys[0]) == {"a": 'q"uote', "b": "x\\y", "c": "new\nline",
-                                      "d": "back\\n", "e": ""}
+    assert series_labels(keys[0]) == {
+        "a": 'q"uote',
+        "b": "x\\y",
+        "c": "new\nline",
+        "d": "back\\n",
+        "e": "",
+    }
     assert series_labels(keys[1]) == {}
     assert [series_key(series_labels(k)) for k in keys] == keys
 
 
-@pytest.mark.parametrize("key", ["", "cpu=\"0\"", "{cpu=0}", '{cpu="0",}', '{cpu="0" mode="x"}',
-                                 '{cpu="0",cpu="1"}', '{0cpu="1"}', '{cpu="\\x"}', "{"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "",
+        'cpu="0"',
+        "{cpu=0}",
+        '{cpu="0",}',
+        '{cpu="0" mode="x"}',
+        '{cpu="0",cpu="1"}',
+        '{0cpu="1"}',
+        '{cpu="\\x"}',
+        "{",
+    ],
+)
 def test_a_malformed_key_is_a_value_error_naming_it(key: str) -> None:
     """Anything that is not a series key is refused, the message quoting it."""
     with pytest.raises(ValueError, match="is not a series key"):
@@ -71,6 +89,7 @@ def test_series_key_refuses_bad_names_and_values() -> None:
 
 
 # -- windows -----------------------------------------------------------------------------------
+
 
 def cycle(value: float, **extra: float) -> dict[str, dict[str, dict[str, float]]]:
     return {T: {"g": {'{a="1"}': value, **extra}}}
@@ -113,8 +132,10 @@ def test_gaps_are_gaps_not_zeros() -> None:
     """A series absent from a cycle, or a target that is down, leaves NaN, not 0."""
     window = Window(points=6)
     for i in range(6):
-        data = {T: {"g": {'{a="1"}': 5.0, **({'{a="2"}': 7.0} if i % 2 else {})}},
-                U: {"g": {"{}": 1.0}} if i not in (2, 3) else {"up": {"{}": 0.0}}}
+        data = {
+            T: {"g": {'{a="1"}': 5.0, **({'{a="2"}': 7.0} if i % 2 else {})}},
+            U: {"g": {"{}": 1.0}} if i not in (2, 3) else {"up": {"{}": 0.0}},
+        }
         window.add(data, time=float(i))
     block = window.block("g")
     rows = dict(zip(block.keys, block.values.tolist(), strict=True))
@@ -128,8 +149,10 @@ def test_gaps_are_gaps_not_zeros() -> None:
 def test_nan_inf_and_non_numbers_do_not_raise() -> None:
     """NaN and infinities are kept; anything that is not a number is a gap."""
     window = Window(points=3)
-    window.add({T: {"g": {"{}": math.inf, '{a="1"}': math.nan, '{a="2"}': "x"}}},  # type: ignore[dict-item]
-               time=1.0)
+    window.add(
+        {T: {"g": {"{}": math.inf, '{a="1"}': math.nan, '{a="2"}': "x"}}},  # type: ignore[dict-item]
+        time=1.0,
+    )
     latest = window.latest("g").to_dict()
     assert latest[(T, "{}")] == math.inf
     assert math.isnan(latest[(T, '{a="1"}')]) and math.isnan(latest[(T, '{a="2"}')])
@@ -173,8 +196,10 @@ def test_frame_is_a_time_indexed_dataframe_with_a_column_per_series() -> None:
     """frame() gives a UTC DatetimeIndex, one column per series, NaN in gaps."""
     window = Window(points=5)
     for i in range(3):
-        window.add({T: {"g": {'{a="1"}': float(i), **({'{a="2"}': 9.0} if i != 1 else {})}}},
-                   time=1_700_000_000.0 + i)
+        window.add(
+            {T: {"g": {'{a="1"}': float(i), **({'{a="2"}': 9.0} if i != 1 else {})}}},
+            time=1_700_000_000.0 + i,
+        )
     frame = window.frame("g", T)
     assert list(frame.columns) == ['{a="1"}', '{a="2"}']
     assert str(frame.index.tz) == "UTC" and frame.index[0].timestamp() == 1_700_000_000.0
@@ -186,6 +211,7 @@ def test_frame_is_a_time_indexed_dataframe_with_a_column_per_series() -> None:
 
 
 # -- rate / increase ---------------------------------------------------------------------------
+
 
 def test_rate_counts_resets_and_extrapolates_as_prometheus() -> None:
     """A reset adds back the value before it; the range ends are extrapolated to."""
@@ -218,7 +244,8 @@ def test_rate_with_too_few_samples_gaps_nan_and_inf_never_raises() -> None:
         assert math.isnan(rate([1.0], [1.0], 10.0))
         assert math.isnan(rate([], [], 10.0))
         assert rate([1.0, 2.0, 3.0], [1.0, math.nan, 3.0], 2.5, at=3.0) == pytest.approx(
-            increase([1.0, 3.0], [1.0, 3.0], 2.5, at=3.0) / 2.5)
+            increase([1.0, 3.0], [1.0, 3.0], 2.5, at=3.0) / 2.5
+        )
         assert not math.isfinite(rate([1.0, 2.0], [1.0, math.inf], 10.0))
     with pytest.raises(ValueError, match="range"):
         rate([1.0, 2.0], [1.0, 2.0], 0)
@@ -241,6 +268,7 @@ def test_window_rate_is_vectorised_and_handles_a_reset_and_a_gap() -> None:
 
 # -- histogram_quantile ------------------------------------------------------------------------
 
+
 def test_bucket_quantile_interpolates_within_the_bucket() -> None:
     """The rank falls in a bucket and is interpolated linearly across it."""
     buckets = [(0.1, 10.0), (0.5, 30.0), (1.0, 40.0), (math.inf, 40.0)]
@@ -249,21 +277,25 @@ def test_bucket_quantile_interpolates_within_the_bucket() -> None:
     assert bucket_quantile(0.99, buckets) == pytest.approx(0.5 + 0.5 * (39.6 - 30) / 10)
 
 
-@pytest.mark.parametrize(("q", "buckets", "expected"), [
-    (0.5, [(0.1, 10.0), (1.0, 20.0)], math.nan),                       # no +Inf bucket
-    (0.5, [(math.inf, 20.0)], math.nan),                               # one bucket
-    (0.5, [(1.0, 0.0), (math.inf, 0.0)], math.nan),                    # no observations
-    (-0.1, [(1.0, 1.0), (math.inf, 1.0)], -math.inf),
-    (1.1, [(1.0, 1.0), (math.inf, 1.0)], math.inf),
-    (math.nan, [(1.0, 1.0), (math.inf, 1.0)], math.nan),
-    (0.99, [(1.0, 10.0), (math.inf, 100.0)], 1.0),                     # in the +Inf bucket
-    (0.5, [(-1.0, 10.0), (math.inf, 20.0)], -1.0),                     # lowest bound <= 0
-    (0.5, [(math.inf, 20.0), (1.0, 20.0), (0.5, 10.0)], 0.5),          # any order
-    (0.75, [(0.5, 10.0), (1.0, 5.0), (math.inf, 20.0)], 1.0 + 0 * 1),  # non-monotonic
-    (0.0, [(1.0, 0.0), (2.0, 0.0), (math.inf, 4.0)], math.nan),        # 0/0 as Go divides
-])
+@pytest.mark.parametrize(
+    ("q", "buckets", "expected"),
+    [
+        (0.5, [(0.1, 10.0), (1.0, 20.0)], math.nan),  # no +Inf bucket
+        (0.5, [(math.inf, 20.0)], math.nan),  # one bucket
+        (0.5, [(1.0, 0.0), (math.inf, 0.0)], math.nan),  # no observations
+        (-0.1, [(1.0, 1.0), (math.inf, 1.0)], -math.inf),
+        (1.1, [(1.0, 1.0), (math.inf, 1.0)], math.inf),
+        (math.nan, [(1.0, 1.0), (math.inf, 1.0)], math.nan),
+        (0.99, [(1.0, 10.0), (math.inf, 100.0)], 1.0),  # in the +Inf bucket
+        (0.5, [(-1.0, 10.0), (math.inf, 20.0)], -1.0),  # lowest bound <= 0
+        (0.5, [(math.inf, 20.0), (1.0, 20.0), (0.5, 10.0)], 0.5),  # any order
+        (0.75, [(0.5, 10.0), (1.0, 5.0), (math.inf, 20.0)], 1.0 + 0 * 1),  # non-monotonic
+        (0.0, [(1.0, 0.0), (2.0, 0.0), (math.inf, 4.0)], math.nan),  # 0/0 as Go divides
+    ],
+)
 def test_bucket_quantile_special_cases_follow_prometheus(
-        q: float, buckets: list[tuple[float, float]], expected: float) -> None:
+    q: float, buckets: list[tuple[float, float]], expected: float
+) -> None:
     """Each special case of Prometheus's bucketQuantile answers as Prometheus does."""
     result = bucket_quantile(q, buckets)
     if math.isnan(expected):
@@ -282,9 +314,14 @@ def test_window_histogram_quantile_groups_buckets_and_skips_bad_le() -> None:
     """Buckets group by their labels without le; a bad or missing le is left out."""
     window = Window(points=5)
     for i in range(4):
-        buckets = {'{h="a",le="0.1"}': 10.0 * i, '{h="a",le="1"}': 20.0 * i,
-                   '{h="a",le="+Inf"}': 20.0 * i, '{h="a",le="x"}': 99.0,
-                   '{h="b",le="1"}': 3.0, '{h="b"}': 1.0}
+        buckets = {
+            '{h="a",le="0.1"}': 10.0 * i,
+            '{h="a",le="1"}': 20.0 * i,
+            '{h="a",le="+Inf"}': 20.0 * i,
+            '{h="a",le="x"}': 99.0,
+            '{h="b",le="1"}': 3.0,
+            '{h="b"}': 1.0,
+        }
         window.add({T: {"lat_bucket": buckets}}, time=float(i))
     now = window.histogram_quantile(0.75, "lat").to_dict()
     assert now[(T, '{h="a"}')] == pytest.approx(0.1 + 0.9 * (45 - 30) / 30)
@@ -303,20 +340,22 @@ def test_a_missing_bucket_in_a_cycle_is_missing_from_the_quantile() -> None:
 
 # -- optional extras ---------------------------------------------------------------------------
 
+
 def test_core_observer_and_history_labels_do_not_import_numpy() -> None:
     """Importing deucalion, its observer and the label helpers loads no NumPy or pandas."""
-    code = ("import sys, deucalion, deucalion.observer, deucalion.history, deucalion.detectors\n"
-            "from deucalion.history import series_labels\n"
-            "import deucalion.alerting.alerts\n"
-            "bad = {'numpy', 'pandas', 'sklearn', 'river'} & set(sys.modules)\n"
-            "assert not bad, bad\n")
+    code = (
+        "import sys, deucalion, deucalion.observer, deucalion.history, deucalion.detectors\n"
+        "from deucalion.history import series_labels\n"
+        "import deucalion.alerting.alerts\n"
+        "bad = {'numpy', 'pandas', 'sklearn', 'river'} & set(sys.modules)\n"
+        "assert not bad, bad\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_a_missing_numpy_names_the_extra_to_install() -> None:
     """Without NumPy, a Window says to install deucalion[ml]."""
-    code = ("import sys; sys.modules['numpy'] = None\n"
-            "from deucalion.history import Window\n")
+    code = "import sys; sys.modules['numpy'] = None\nfrom deucalion.history import Window\n"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode != 0
     assert "pip install 'deucalion[ml]'" in result.stderr

@@ -23,10 +23,14 @@ T = "http://node:9100/metrics"
 
 def test_scores_are_exported_and_only_their_alerts_alert() -> None:
     """A Scores result exports every score (the worst per target too) and sends its alerts."""
-    result = Scores(scores=[SeriesScore(T, "m", '{cpu="0"}', 2.0),
-                            SeriesScore(T, "m", '{cpu="1"}', 9.0),
-                            SeriesScore(T, "m", '{cpu="2"}', math.nan)],
-                    alerts=[Alert(labels={"series": '{cpu="1"}'}, target=T, score=9.0)])
+    result = Scores(
+        scores=[
+            SeriesScore(T, "m", '{cpu="0"}', 2.0),
+            SeriesScore(T, "m", '{cpu="1"}', 9.0),
+            SeriesScore(T, "m", '{cpu="2"}', math.nan),
+        ],
+        alerts=[Alert(labels={"series": '{cpu="1"}'}, target=T, score=9.0)],
+    )
     out = interpret_result(result, {T: {}})
     assert [s.series for s in out.series_scores] == ['{cpu="0"}', '{cpu="1"}']  # NaN left out
     assert out.scores == {T: 9.0}
@@ -41,9 +45,16 @@ def test_scores_below_a_threshold_raise_no_alert() -> None:
 
 def test_a_malformed_score_is_a_problem_not_an_exception() -> None:
     """Something that is not a SeriesScore with a number is reported and skipped."""
-    out = interpret_result(Scores(scores=[SeriesScore(T, "m", "{}", "high"),  # type: ignore[arg-type]
-                                          "x"],  # type: ignore[list-item]
-                                  alerts=["y"]), {T: {}})  # type: ignore[list-item]
+    out = interpret_result(
+        Scores(
+            scores=[
+                SeriesScore(T, "m", "{}", "high"),  # type: ignore[arg-type]
+                "x",
+            ],  # type: ignore[list-item]
+            alerts=["y"],
+        ),
+        {T: {}},
+    )  # type: ignore[list-item]
     assert len(out.problems) == 3 and out.series_scores == [] and out.alerts == []
 
 
@@ -60,15 +71,22 @@ def test_series_scores_are_a_gauge_labelled_with_the_series_labels() -> None:
     a series label named like one of deucalion's becomes exported_<name>."""
     family = _ProvisionerCollector._series_scores(
         {"Obs": [SeriesScore(T, "node_cpu_seconds_total", '{cpu="0",job="x\\"y"}', 7.5)]},
-        {T: Target(T, {"job": "node"})})
+        {T: Target(T, {"job": "node"})},
+    )
     registry = CollectorRegistry()
     registry.register(_Family(family))
     text = generate_latest(registry).decode()
     [sample] = [s for f in text_string_to_metric_families(text) for s in f.samples]
     assert sample.name == "deucalion_series_anomaly_score" and sample.value == 7.5
-    assert sample.labels == {"observer": "Obs", "target": T, "instance": "node:9100",
-                             "job": "node", "metric": "node_cpu_seconds_total", "cpu": "0",
-                             "exported_job": 'x"y'}
+    assert sample.labels == {
+        "observer": "Obs",
+        "target": T,
+        "instance": "node:9100",
+        "job": "node",
+        "metric": "node_cpu_seconds_total",
+        "cpu": "0",
+        "exported_job": 'x"y',
+    }
 
 
 def test_alerts_merged_by_their_labels_are_logged_once(caplog: pytest.LogCaptureFixture) -> None:
@@ -87,7 +105,11 @@ def test_series_scores_of_a_target_that_left_are_dropped() -> None:
     """forget_targets drops the per-series scores of gone targets."""
     sender = AlertSender(AlertmanagerSettings(), scrape_interval=15)
     other = "http://other:9100/metrics"
-    sender.observe("Obs", Scores(scores=[SeriesScore(T, "m", "{}", 1.0),
-                                         SeriesScore(other, "m", "{}", 2.0)]), {}, {})
+    sender.observe(
+        "Obs",
+        Scores(scores=[SeriesScore(T, "m", "{}", 1.0), SeriesScore(other, "m", "{}", 2.0)]),
+        {},
+        {},
+    )
     sender.forget_targets([T])
     assert [s.target for s in sender.series_scores["Obs"]] == [other]

@@ -41,15 +41,26 @@ class SklearnDetector(Detector):
 
     threshold = 0.0
 
-    def __init__(self, estimator: Any, *, lags: int = 1, fit_after: int = 60,
-                 refit_every: int | None = None, max_samples: int = 10_000,
-                 threshold: float = 0.0, random_state: int = 0) -> None:
-        if not hasattr(estimator, "fit") or not (hasattr(estimator, "decision_function")
-                                                 or hasattr(estimator, "score_samples")):
-            raise TypeError(f"SklearnDetector needs an estimator with fit() and "
-                            f"decision_function() or score_samples(); "
-                            f"{type(estimator).__name__} has not (LocalOutlierFactor needs "
-                            "novelty=True)")
+    def __init__(
+        self,
+        estimator: Any,
+        *,
+        lags: int = 1,
+        fit_after: int = 60,
+        refit_every: int | None = None,
+        max_samples: int = 10_000,
+        threshold: float = 0.0,
+        random_state: int = 0,
+    ) -> None:
+        if not hasattr(estimator, "fit") or not (
+            hasattr(estimator, "decision_function") or hasattr(estimator, "score_samples")
+        ):
+            raise TypeError(
+                f"SklearnDetector needs an estimator with fit() and "
+                f"decision_function() or score_samples(); "
+                f"{type(estimator).__name__} has not (LocalOutlierFactor needs "
+                "novelty=True)"
+            )
         if not isinstance(lags, int) or lags < 1:
             raise ValueError(f"SklearnDetector: lags must be a positive integer, not {lags!r}")
         self.estimator = estimator
@@ -68,8 +79,9 @@ class SklearnDetector(Detector):
         with np.errstate(all="ignore"):
             median = row_medians(values)
             mad = row_medians(np.abs(values - median[:, None]))
-            floor = robust_scale_floor(values, median, relative=0.01, absolute=1e-9,
-                                       step_floor=True)
+            floor = robust_scale_floor(
+                values, median, relative=0.01, absolute=1e-9, step_floor=True
+            )
             scale = np.maximum(MAD_TO_SIGMA * mad, floor)
             scaled: np.ndarray = (values - median[:, None]) / scale[:, None]
         return scaled
@@ -79,8 +91,10 @@ class SklearnDetector(Detector):
         ``max_samples``), for ``block.metric``."""
         scaled = self._scaled(block.values)
         if scaled.shape[1] < self.lags:
-            raise ValueError(f"SklearnDetector.fit: the block holds {scaled.shape[1]} points, "
-                             f"fewer than lags={self.lags}")
+            raise ValueError(
+                f"SklearnDetector.fit: the block holds {scaled.shape[1]} points, "
+                f"fewer than lags={self.lags}"
+            )
         windows = np.lib.stride_tricks.sliding_window_view(scaled, self.lags, axis=1)
         samples = windows.reshape(-1, self.lags)
         samples = samples[np.isfinite(samples).all(axis=1)]
@@ -102,7 +116,8 @@ class SklearnDetector(Detector):
         since = self.since_fit_[metric] = self.since_fit_.get(metric, 0) + 1
         points = int(np.isfinite(block.values).sum(axis=1).max(initial=0))
         due = (not fitted and points >= max(self.fit_after, self.lags)) or (
-            fitted and self.refit_every is not None and since >= self.refit_every)
+            fitted and self.refit_every is not None and since >= self.refit_every
+        )
         if due:
             try:
                 self.fit(block)
@@ -112,7 +127,7 @@ class SklearnDetector(Detector):
         estimator = self.estimators_.get(metric)
         if estimator is None or block.values.shape[1] < self.lags:
             return scores
-        features = self._scaled(block.values)[:, -self.lags:]
+        features = self._scaled(block.values)[:, -self.lags :]
         ok = np.isfinite(features).all(axis=1)
         if not ok.any():
             return scores
@@ -137,12 +152,16 @@ class RiverDetector(Detector):
 
     threshold = 0.9
 
-    def __init__(self, model: Any, *, lags: int = 1, warmup: int = 30,
-                 threshold: float = 0.9) -> None:
-        if not (hasattr(model, "learn_one") and hasattr(model, "score_one")
-                and hasattr(model, "clone")):
-            raise TypeError(f"RiverDetector needs a River anomaly detector (learn_one, "
-                            f"score_one, clone), not {type(model).__name__}")
+    def __init__(
+        self, model: Any, *, lags: int = 1, warmup: int = 30, threshold: float = 0.9
+    ) -> None:
+        if not (
+            hasattr(model, "learn_one") and hasattr(model, "score_one") and hasattr(model, "clone")
+        ):
+            raise TypeError(
+                f"RiverDetector needs a River anomaly detector (learn_one, "
+                f"score_one, clone), not {type(model).__name__}"
+            )
         self.model = model
         self.lags = lags
         self.warmup = warmup
@@ -159,7 +178,7 @@ class RiverDetector(Detector):
             return scores
         for i, (target, series) in enumerate(block.keys):
             key = (block.metric, target, series)
-            row = values[i, -self.lags:]
+            row = values[i, -self.lags :]
             x = float(row[-1])
             if not math.isfinite(x):
                 continue

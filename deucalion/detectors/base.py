@@ -47,8 +47,11 @@ class Detector(abc.ABC):
         """The score of the last of ``values`` (one series, oldest first) against the others;
         ``times`` default to one second apart."""
         v = np.asarray(values, dtype=np.float64).reshape(1, -1)
-        t = (np.arange(v.shape[1], dtype=np.float64) if times is None
-             else np.asarray(times, dtype=np.float64)).reshape(1, -1)
+        t = (
+            np.arange(v.shape[1], dtype=np.float64)
+            if times is None
+            else np.asarray(times, dtype=np.float64)
+        ).reshape(1, -1)
         return float(self.score(Block("series", [("", "{}")], t, v))[0])
 
     def __repr__(self) -> str:
@@ -56,8 +59,9 @@ class Detector(abc.ABC):
         return f"{type(self).__name__}({params})"
 
 
-def typical_step(history: np.ndarray, level: np.ndarray | None = None, *,
-                 last: int = 40, jitter: float = 0.05) -> np.ndarray:
+def typical_step(
+    history: np.ndarray, level: np.ndarray | None = None, *, last: int = 40, jitter: float = 0.05
+) -> np.ndarray:
     """Median size of the steps between consecutive points of each row, over the last
     ``last`` points: the resolution a series moves by (0 when it never moved).
 
@@ -82,8 +86,13 @@ def typical_step(history: np.ndarray, level: np.ndarray | None = None, *,
 
 
 def robust_scale_floor(
-    history: np.ndarray, level: np.ndarray, *, relative: float, absolute: float,
-    step_floor: bool, resolution: np.ndarray | None = None,
+    history: np.ndarray,
+    level: np.ndarray,
+    *,
+    relative: float,
+    absolute: float,
+    step_floor: bool,
+    resolution: np.ndarray | None = None,
 ) -> np.ndarray:
     """The smallest scale a z-score may divide by, per row.
 
@@ -107,8 +116,9 @@ def robust_scale_floor(
     return np.where(np.isnan(floor), absolute, floor)
 
 
-def row_medians(values: np.ndarray, gaps: np.ndarray | None = None, *,
-                overwrite: bool = False) -> np.ndarray:
+def row_medians(
+    values: np.ndarray, gaps: np.ndarray | None = None, *, overwrite: bool = False
+) -> np.ndarray:
     """The median of each row, NaN ignored (NaN for a row without values).
 
     Rows without NaN (the usual case) go through one ``np.partition`` (in place with

@@ -33,11 +33,18 @@ class AlertPolicy:
     two series never share a label set; the target's labels are added by deucalion.
     """
 
-    def __init__(self, threshold: float, for_cycles: int = 3, *,
-                 labels: Mapping[str, str] | None = None, detector: str = "") -> None:
+    def __init__(
+        self,
+        threshold: float,
+        for_cycles: int = 3,
+        *,
+        labels: Mapping[str, str] | None = None,
+        detector: str = "",
+    ) -> None:
         if not isinstance(for_cycles, int) or for_cycles < 1:
-            raise ValueError(f"AlertPolicy: for_cycles must be a positive integer, not "
-                             f"{for_cycles!r}")
+            raise ValueError(
+                f"AlertPolicy: for_cycles must be a positive integer, not {for_cycles!r}"
+            )
         if not (isinstance(threshold, int | float) and not math.isnan(threshold)):
             raise ValueError(f"AlertPolicy: threshold must be a number, not {threshold!r}")
         self.threshold = float(threshold)
@@ -68,11 +75,15 @@ class AlertPolicy:
         annotations = {
             "summary": f"{name}{where} is anomalous",
             "description": f"score {item.score:.4g} above {self.threshold:g} for {cycles} "
-                           f"cycles" + (f" ({self.detector})" if self.detector else ""),
+            f"cycles" + (f" ({self.detector})" if self.detector else ""),
             "score": f"{item.score:.6g}",
         }
-        return Alert(labels={**self.labels, "metric": item.metric, "series": item.series},
-                     annotations=annotations, target=item.target, score=item.score)
+        return Alert(
+            labels={**self.labels, "metric": item.metric, "series": item.series},
+            annotations=annotations,
+            target=item.target,
+            score=item.score,
+        )
 
 
 class DetectorObserver(MetricsObserver):
@@ -99,14 +110,20 @@ class DetectorObserver(MetricsObserver):
     ) -> None:
         super().__init__(desired_metrics)
         if not isinstance(detector, Detector):
-            raise TypeError(f"DetectorObserver needs a deucalion.detectors.Detector, not "
-                            f"{type(detector).__name__}; wrap a scikit-learn estimator in "
-                            "SklearnDetector or a River model in RiverDetector")
+            raise TypeError(
+                f"DetectorObserver needs a deucalion.detectors.Detector, not "
+                f"{type(detector).__name__}; wrap a scikit-learn estimator in "
+                "SklearnDetector or a River model in RiverDetector"
+            )
         self.detector = detector
         self.window = Window(points, seconds=seconds)
         self.counters = frozenset(counters)
-        self.policy = AlertPolicy(detector.threshold if threshold is None else threshold,
-                                  for_cycles, labels=labels, detector=type(detector).__name__)
+        self.policy = AlertPolicy(
+            detector.threshold if threshold is None else threshold,
+            for_cycles,
+            labels=labels,
+            detector=type(detector).__name__,
+        )
 
     def is_counter(self, metric: str) -> bool:
         """Whether ``metric`` is scored as a per-second rate."""

@@ -34,15 +34,24 @@ class RobustZScore(Detector):
 
     threshold = 6.0
 
-    def __init__(self, *, window: int | None = None, min_points: int = 10,
-                 relative_floor: float = 0.01, absolute_floor: float = 1e-9,
-                 step_floor: bool = True, threshold: float = 6.0) -> None:
+    def __init__(
+        self,
+        *,
+        window: int | None = None,
+        min_points: int = 10,
+        relative_floor: float = 0.01,
+        absolute_floor: float = 1e-9,
+        step_floor: bool = True,
+        threshold: float = 6.0,
+    ) -> None:
         if window is not None and (not isinstance(window, int) or window < 2):
-            raise ValueError(f"RobustZScore: window must be an integer of 2 or more, not "
-                             f"{window!r}")
+            raise ValueError(
+                f"RobustZScore: window must be an integer of 2 or more, not {window!r}"
+            )
         if not isinstance(min_points, int) or min_points < 1:
-            raise ValueError(f"RobustZScore: min_points must be a positive integer, not "
-                             f"{min_points!r}")
+            raise ValueError(
+                f"RobustZScore: min_points must be a positive integer, not {min_points!r}"
+            )
         self.window = window
         self.min_points = min_points
         self.relative_floor = relative_floor
@@ -58,14 +67,15 @@ class RobustZScore(Detector):
         if points < 2 or n == 0:
             return scores
         newest = values[:, -1]
-        history = values[:, -(self.window + 1):-1] if self.window else values[:, :-1]
+        history = values[:, -(self.window + 1) : -1] if self.window else values[:, :-1]
         with np.errstate(all="ignore"):
             finite = np.isfinite(newest)
             # Centred on the newest value, the differences are small numbers that float32
             # holds well, and float32 halves the time of the two partitions.
             centred = np.empty(history.shape, dtype=np.float32)
-            np.subtract(history, np.where(finite, newest, 0.0)[:, None], out=centred,
-                        casting="unsafe")
+            np.subtract(
+                history, np.where(finite, newest, 0.0)[:, None], out=centred, casting="unsafe"
+            )
             gaps = np.asarray(np.isnan(centred).any(axis=1))
             ok = ~np.isnan(newest)
             if gaps.any():
@@ -84,9 +94,14 @@ class RobustZScore(Detector):
             np.abs(centred, out=centred)
             mad = row_medians(centred, gaps, overwrite=True)
             median = np.where(finite, newest, 0.0) + offset  # of the history
-            floor = robust_scale_floor(history, median, relative=self.relative_floor,
-                                       absolute=self.absolute_floor, step_floor=self.step_floor,
-                                       resolution=block.resolution)
+            floor = robust_scale_floor(
+                history,
+                median,
+                relative=self.relative_floor,
+                absolute=self.absolute_floor,
+                step_floor=self.step_floor,
+                resolution=block.resolution,
+            )
             scale = np.maximum(MAD_TO_SIGMA * mad, floor)
             z = np.abs(offset) / scale
             # An infinite newest value against a finite past is as anomalous as it gets.
@@ -106,12 +121,20 @@ class EWMAZScore(Detector):
 
     threshold = 6.0
 
-    def __init__(self, *, alpha: float = 0.1, min_points: int = 10,
-                 relative_floor: float = 0.01, absolute_floor: float = 1e-9,
-                 step_floor: bool = True, threshold: float = 6.0) -> None:
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.1,
+        min_points: int = 10,
+        relative_floor: float = 0.01,
+        absolute_floor: float = 1e-9,
+        step_floor: bool = True,
+        threshold: float = 6.0,
+    ) -> None:
         if not (isinstance(alpha, int | float) and 0 < alpha < 1):
-            raise ValueError(f"EWMAZScore: alpha must be between 0 and 1 (exclusive), not "
-                             f"{alpha!r}")
+            raise ValueError(
+                f"EWMAZScore: alpha must be between 0 and 1 (exclusive), not {alpha!r}"
+            )
         self.alpha = alpha
         self.min_points = min_points
         self.relative_floor = relative_floor
@@ -135,9 +158,14 @@ class EWMAZScore(Detector):
             filled = np.where(present, history, 0.0)
             mean = (weights * filled).sum(axis=1) / total
             variance = (weights * (filled - mean[:, None]) ** 2).sum(axis=1) / total
-            floor = robust_scale_floor(history, mean, relative=self.relative_floor,
-                                       absolute=self.absolute_floor, step_floor=self.step_floor,
-                                       resolution=block.resolution)
+            floor = robust_scale_floor(
+                history,
+                mean,
+                relative=self.relative_floor,
+                absolute=self.absolute_floor,
+                step_floor=self.step_floor,
+                resolution=block.resolution,
+            )
             z = np.abs(newest - mean) / np.maximum(np.sqrt(variance), floor)
         ok = ~np.isnan(newest) & (present.sum(axis=1) >= self.min_points)
         scores[ok] = z[ok]
@@ -156,9 +184,16 @@ class SeasonalBaseline(Detector):
 
     threshold = 6.0
 
-    def __init__(self, period: float = 86400.0, *, seasons: int = 1,
-                 tolerance: float | None = None, relative_floor: float = 0.01,
-                 absolute_floor: float = 1e-9, threshold: float = 6.0) -> None:
+    def __init__(
+        self,
+        period: float = 86400.0,
+        *,
+        seasons: int = 1,
+        tolerance: float | None = None,
+        relative_floor: float = 0.01,
+        absolute_floor: float = 1e-9,
+        threshold: float = 6.0,
+    ) -> None:
         _check_positive("SeasonalBaseline", "period", period)
         if tolerance is not None:
             _check_positive("SeasonalBaseline", "tolerance", tolerance)
@@ -189,9 +224,14 @@ class SeasonalBaseline(Detector):
                 near |= np.abs(past - (now - k * self.period)[:, None]) <= tolerance
             same_time = np.where(near & ~np.isnan(history), history, np.nan)
             baseline = row_medians(same_time)
-            floor = robust_scale_floor(history, baseline, relative=self.relative_floor,
-                                       absolute=self.absolute_floor, step_floor=True,
-                                       resolution=block.resolution)
+            floor = robust_scale_floor(
+                history,
+                baseline,
+                relative=self.relative_floor,
+                absolute=self.absolute_floor,
+                step_floor=True,
+                resolution=block.resolution,
+            )
             z = np.abs(newest - baseline) / floor
         return np.where(np.isnan(newest) | np.isnan(baseline), np.nan, z)
 
@@ -203,8 +243,9 @@ class Threshold(Detector):
 
     threshold = 0.0
 
-    def __init__(self, *, above: float | None = None, below: float | None = None,
-                 threshold: float = 0.0) -> None:
+    def __init__(
+        self, *, above: float | None = None, below: float | None = None, threshold: float = 0.0
+    ) -> None:
         if above is None and below is None:
             raise ValueError("Threshold needs above=, below= or both")
         self.above = above

@@ -28,15 +28,19 @@ def series_labels(key: str) -> dict[str, str]:
     Raises ``ValueError`` naming the key when it is not in series-key notation.
     """
     if not isinstance(key, str) or len(key) < 2 or key[0] != "{" or key[-1] != "}":
-        raise ValueError(f"{key!r} is not a series key: expected labels in braces, such as "
-                         '\'{cpu="0",mode="idle"}\' or \'{}\'')
+        raise ValueError(
+            f"{key!r} is not a series key: expected labels in braces, such as "
+            "'{cpu=\"0\",mode=\"idle\"}' or '{}'"
+        )
     labels: dict[str, str] = {}
     position, end = 1, len(key) - 1
     while position < end:
         match = _PAIR.match(key, position, end)
         if match is None:
-            raise ValueError(f"{key!r} is not a series key: cannot read a label at character "
-                             f"{position} (name=\"value\" pairs, separated by commas)")
+            raise ValueError(
+                f"{key!r} is not a series key: cannot read a label at character "
+                f'{position} (name="value" pairs, separated by commas)'
+            )
         name = match.group(1)
         if name in labels:
             raise ValueError(f"{key!r} is not a series key: label {name} appears twice")
@@ -44,8 +48,9 @@ def series_labels(key: str) -> dict[str, str]:
         position = match.end()
         if position < end:
             if key[position] != ",":
-                raise ValueError(f"{key!r} is not a series key: expected ',' at character "
-                                 f"{position}")
+                raise ValueError(
+                    f"{key!r} is not a series key: expected ',' at character {position}"
+                )
             position += 1
             if position == end:  # a trailing comma is written by no one; refuse it
                 raise ValueError(f"{key!r} is not a series key: it ends with a comma")
@@ -62,8 +67,10 @@ def series_key(labels: Mapping[str, str]) -> str:
     for name in sorted(labels):
         value = labels[name]
         if not isinstance(name, str) or not re.fullmatch(_NAME, name):
-            raise ValueError(f"label name {name!r} is invalid: use letters, digits and "
-                             "underscores, not starting with a digit")
+            raise ValueError(
+                f"label name {name!r} is invalid: use letters, digits and "
+                "underscores, not starting with a digit"
+            )
         if not isinstance(value, str):
             raise ValueError(f"label {name} has the value {value!r}, not a string")
         parts.append(f'{name}="{escape(value)}"')

@@ -100,26 +100,35 @@ def extrapolated_rate(
     return np.where(ok, result, np.nan)
 
 
-def rate(times: Iterable[float], values: Iterable[float], range_seconds: float,
-         at: float | None = None) -> float:
+def rate(
+    times: Iterable[float], values: Iterable[float], range_seconds: float, at: float | None = None
+) -> float:
     """PromQL's ``rate(x[range])`` of one counter's samples, evaluated at ``at`` (default:
     the last sample's time). NaN with fewer than two samples in the range."""
     return _one(times, values, range_seconds, at, is_rate=True)
 
 
-def increase(times: Iterable[float], values: Iterable[float], range_seconds: float,
-             at: float | None = None) -> float:
+def increase(
+    times: Iterable[float], values: Iterable[float], range_seconds: float, at: float | None = None
+) -> float:
     """PromQL's ``increase(x[range])`` of one counter's samples (see ``rate``)."""
     return _one(times, values, range_seconds, at, is_rate=False)
 
 
-def _one(times: Iterable[float], values: Iterable[float], range_seconds: float,
-         at: float | None, *, is_rate: bool) -> float:
+def _one(
+    times: Iterable[float],
+    values: Iterable[float],
+    range_seconds: float,
+    at: float | None,
+    *,
+    is_rate: bool,
+) -> float:
     t = np.asarray(list(times), dtype=np.float64)
     v = np.asarray(list(values), dtype=np.float64)
     if t.shape != v.shape or t.ndim != 1:
-        raise ValueError(f"times and values must be two sequences of one length, not "
-                         f"{t.shape} and {v.shape}")
+        raise ValueError(
+            f"times and values must be two sequences of one length, not {t.shape} and {v.shape}"
+        )
     if not range_seconds > 0:
         raise ValueError(f"the range must be a positive number of seconds, not {range_seconds!r}")
     if t.size == 0:

@@ -46,9 +46,13 @@ class Block:
     def select(self, rows: np.ndarray) -> Block:
         """The rows ``rows`` (indices or a boolean mask) of this block."""
         index = np.arange(len(self.keys))[rows]
-        return Block(self.metric, [self.keys[i] for i in index], self.times[index],
-                     self.values[index],
-                     None if self.resolution is None else self.resolution[index])
+        return Block(
+            self.metric,
+            [self.keys[i] for i in index],
+            self.times[index],
+            self.values[index],
+            None if self.resolution is None else self.resolution[index],
+        )
 
 
 @dataclass(frozen=True, eq=False)

@@ -76,16 +76,19 @@ class Window:
         slack: int | None = None,
     ) -> None:
         if points is None and seconds is None:
-            raise ValueError("Window needs points=N (the last N cycles), seconds=T (the last T "
-                             "seconds), or both")
+            raise ValueError(
+                "Window needs points=N (the last N cycles), seconds=T (the last T seconds), or both"
+            )
         if points is not None and (not isinstance(points, int) or points < 2):
             raise ValueError(f"Window points must be an integer of 2 or more, not {points!r}")
         if seconds is not None and not (isinstance(seconds, int | float) and seconds > 0):
             raise ValueError(f"Window seconds must be a positive number, not {seconds!r}")
         if forget_after is not None and not (
-                isinstance(forget_after, int | float) and forget_after > 0):
-            raise ValueError(f"Window forget_after must be a positive number of seconds, not "
-                             f"{forget_after!r}")
+            isinstance(forget_after, int | float) and forget_after > 0
+        ):
+            raise ValueError(
+                f"Window forget_after must be a positive number of seconds, not {forget_after!r}"
+            )
         self.points = points
         self.seconds = None if seconds is None else float(seconds)
         self.forget_after = None if forget_after is None else float(forget_after)
@@ -115,8 +118,11 @@ class Window:
 
     # -- adding -----------------------------------------------------------------------------
 
-    def add(self, targets_data: Mapping[str, Mapping[str, Mapping[str, float]]],
-            time: float | Mapping[str, float] | None = None) -> None:
+    def add(
+        self,
+        targets_data: Mapping[str, Mapping[str, Mapping[str, float]]],
+        time: float | Mapping[str, float] | None = None,
+    ) -> None:
         """Add one cycle: ``targets_data`` is what ``new_data`` receives.
 
         Each target's points are stamped with ``time`` (a number, or one per target URL), by
@@ -146,8 +152,9 @@ class Window:
         self._adds += 1
         self._forget()
 
-    def _stamps(self, targets_data: Mapping[str, Any],
-                time: float | Mapping[str, float] | None) -> dict[str, float]:
+    def _stamps(
+        self, targets_data: Mapping[str, Any], time: float | Mapping[str, float] | None
+    ) -> dict[str, float]:
         if time is None:
             from deucalion.observer import data_time
 
@@ -157,7 +164,8 @@ class Window:
                 raise RuntimeError(
                     "Window.add() without time= must be called inside new_data, where the "
                     "data's scrape time (dc.data_time()) is known; elsewhere pass "
-                    "time=<Unix seconds>") from None
+                    "time=<Unix seconds>"
+                ) from None
         if isinstance(time, Mapping):
             missing = [t for t in targets_data if t not in time]
             if missing:
@@ -175,8 +183,9 @@ class Window:
             self._target_names[t] = target
         return t
 
-    def _series_rows(self, target: str, t: int, metric: str,
-                     series: Mapping[str, float]) -> np.ndarray:
+    def _series_rows(
+        self, target: str, t: int, metric: str, series: Mapping[str, float]
+    ) -> np.ndarray:
         by_target = self._rows.get(metric)
         if by_target is None:
             by_target = self._rows[metric] = {}
@@ -211,8 +220,9 @@ class Window:
         old = self._values.shape[0]
         # By a quarter, not double: the matrix is most of a window's memory.
         new = old + max(_INITIAL_ROWS, old // 4)
-        self._values = np.vstack([self._values, np.full((new - old, self._values.shape[1]),
-                                                        np.nan)])
+        self._values = np.vstack(
+            [self._values, np.full((new - old, self._values.shape[1]), np.nan)]
+        )
         self._row_ids.extend([None] * (new - old))
         self._row_target = np.concatenate([self._row_target, np.zeros(new - old, np.int64)])
         self._seen_add = np.concatenate([self._seen_add, np.zeros(new - old, np.int64)])
@@ -223,11 +233,11 @@ class Window:
     def _grow_targets(self) -> None:
         old = self._times.shape[0]
         new = old * 2
-        self._times = np.vstack([self._times, np.full((new - old, self._times.shape[1]),
-                                                      np.nan)])
+        self._times = np.vstack([self._times, np.full((new - old, self._times.shape[1]), np.nan)])
         self._target_names.extend([None] * (new - old))
-        self._target_seen_add = np.concatenate([self._target_seen_add,
-                                                np.zeros(new - old, np.int64)])
+        self._target_seen_add = np.concatenate(
+            [self._target_seen_add, np.zeros(new - old, np.int64)]
+        )
         self._target_time = np.concatenate([self._target_time, np.full(new - old, np.nan)])
         self._free_targets.extend(range(new - 1, old - 1, -1))
 
@@ -237,8 +247,7 @@ class Window:
         if self.points is None and self.seconds is not None:
             # Bounded by time only: keep every column still inside the window, growing when
             # the cycles come faster than the capacity foresaw.
-            column_time = np.nanmax(np.where(np.isnan(self._times), -np.inf, self._times),
-                                    axis=0)
+            column_time = np.nanmax(np.where(np.isnan(self._times), -np.inf, self._times), axis=0)
             inside = int((column_time > self._newest - self.seconds).sum())
             if inside > keep:
                 self._capacity = max(2 * self._capacity, inside + 1)
@@ -247,9 +256,9 @@ class Window:
         width = self._capacity + self._slack
         start = self._pos - keep
         values = np.full((self._values.shape[0], width), np.nan)
-        values[:, :keep] = self._values[:, start:self._pos]
+        values[:, :keep] = self._values[:, start : self._pos]
         times = np.full((self._times.shape[0], width), np.nan)
-        times[:, :keep] = self._times[:, start:self._pos]
+        times[:, :keep] = self._times[:, start : self._pos]
         self._values, self._times = values, times
         self._pos = keep
 
@@ -334,8 +343,13 @@ class Window:
     @property
     def nbytes(self) -> int:
         """Bytes of the arrays (values, times and per-series bookkeeping)."""
-        return int(self._values.nbytes + self._times.nbytes + self._row_target.nbytes
-                   + self._seen_add.nbytes + self._seen_time.nbytes)
+        return int(
+            self._values.nbytes
+            + self._times.nbytes
+            + self._row_target.nbytes
+            + self._seen_add.nbytes
+            + self._seen_time.nbytes
+        )
 
     def _columns(self) -> slice:
         span = self._capacity if self.points is not None else self._pos
@@ -366,17 +380,19 @@ class Window:
         times[np.isnan(values)] = np.nan
         return Block(metric, keys, times, values)
 
-    def series(self, target: str, metric: str, series: str = "{}") -> tuple[np.ndarray,
-                                                                              np.ndarray]:
+    def series(self, target: str, metric: str, series: str = "{}") -> tuple[np.ndarray, np.ndarray]:
         """``(times, values)`` of one series, oldest first, only the points it has (a gap
         is a jump in ``times``). Empty arrays for a series the window does not hold."""
         entry = self._rows.get(metric, {}).get(target)
         row = entry.by_key.get(series) if entry is not None else None
         if row is None:
             return np.empty(0), np.empty(0)
-        block = Block(metric, [(target, series)], self._times[[self._row_target[row]],
-                                                              self._columns()],
-                      self._values[[row], self._columns()])
+        block = Block(
+            metric,
+            [(target, series)],
+            self._times[[self._row_target[row]], self._columns()],
+            self._values[[row], self._columns()],
+        )
         if self.seconds is not None:
             old = block.times[0] <= self._target_time[self._row_target[row]] - self.seconds
             block.values[0, old] = np.nan
@@ -402,58 +418,92 @@ class Window:
             raise missing_extra("pandas", "Window.frame()") from exc
         block = self.block(metric, target)
         frames = []
-        targets = [target] if target is not None else list(dict.fromkeys(t for t, _ in
-                                                                        block.keys))
+        targets = [target] if target is not None else list(dict.fromkeys(t for t, _ in block.keys))
         for url in targets:
             index = [i for i, (t, _) in enumerate(block.keys) if t == url]
             if not index:
                 continue
             with np.errstate(all="ignore"):
-                when = np.nanmax(np.where(np.isnan(block.times[index]), -np.inf,
-                                          block.times[index]), axis=0)
+                when = np.nanmax(
+                    np.where(np.isnan(block.times[index]), -np.inf, block.times[index]), axis=0
+                )
             keep = np.isfinite(when)
             columns: Any = [block.keys[i][1] for i in index]
             if target is None:
-                columns = pd.MultiIndex.from_tuples([block.keys[i] for i in index],
-                                                    names=["target", "series"])
-            frames.append(pd.DataFrame(
-                block.values[index][:, keep].T,
-                index=pd.to_datetime(when[keep], unit="s", utc=True).rename("time"),
-                columns=columns))
+                columns = pd.MultiIndex.from_tuples(
+                    [block.keys[i] for i in index], names=["target", "series"]
+                )
+            frames.append(
+                pd.DataFrame(
+                    block.values[index][:, keep].T,
+                    index=pd.to_datetime(when[keep], unit="s", utc=True).rename("time"),
+                    columns=columns,
+                )
+            )
         if not frames:
             return pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC", name="time"))
         return frames[0] if len(frames) == 1 else pd.concat(frames, axis=1).sort_index()
 
     # -- PromQL -----------------------------------------------------------------------------
 
-    def rate(self, metric: str, range_seconds: float, *, at: float | None = None,
-             target: str | None = None) -> InstantVector:
+    def rate(
+        self,
+        metric: str,
+        range_seconds: float,
+        *,
+        at: float | None = None,
+        target: str | None = None,
+    ) -> InstantVector:
         """PromQL's ``rate(metric[range])`` for every series of ``metric``, at ``at`` (default:
         each target's newest scrape time). NaN where the range holds fewer than two samples."""
         return self._extrapolated(metric, range_seconds, at, target, is_rate=True)
 
-    def increase(self, metric: str, range_seconds: float, *, at: float | None = None,
-                 target: str | None = None) -> InstantVector:
+    def increase(
+        self,
+        metric: str,
+        range_seconds: float,
+        *,
+        at: float | None = None,
+        target: str | None = None,
+    ) -> InstantVector:
         """PromQL's ``increase(metric[range])`` (see ``rate``)."""
         return self._extrapolated(metric, range_seconds, at, target, is_rate=False)
 
-    def _extrapolated(self, metric: str, range_seconds: float, at: float | None,
-                      target: str | None, *, is_rate: bool) -> InstantVector:
+    def _extrapolated(
+        self,
+        metric: str,
+        range_seconds: float,
+        at: float | None,
+        target: str | None,
+        *,
+        is_rate: bool,
+    ) -> InstantVector:
         if not (isinstance(range_seconds, int | float) and range_seconds > 0):
-            raise ValueError(f"the range must be a positive number of seconds, not "
-                             f"{range_seconds!r}")
+            raise ValueError(
+                f"the range must be a positive number of seconds, not {range_seconds!r}"
+            )
         block = self.block(metric, target)
         if not len(block):
             return InstantVector(metric, [], np.empty(0))
-        when: float | np.ndarray = at if at is not None else self._target_time[
-            self._row_target[self._select(metric, target)[1]]]
-        values = extrapolated_rate(block.times, block.values, float(range_seconds), when,
-                                   is_rate=is_rate)
+        when: float | np.ndarray = (
+            at
+            if at is not None
+            else self._target_time[self._row_target[self._select(metric, target)[1]]]
+        )
+        values = extrapolated_rate(
+            block.times, block.values, float(range_seconds), when, is_rate=is_rate
+        )
         return InstantVector(metric, block.keys, values)
 
-    def histogram_quantile(self, q: float, metric: str, *, range_seconds: float | None = None,
-                           at: float | None = None,
-                           target: str | None = None) -> InstantVector:
+    def histogram_quantile(
+        self,
+        q: float,
+        metric: str,
+        *,
+        range_seconds: float | None = None,
+        at: float | None = None,
+        target: str | None = None,
+    ) -> InstantVector:
         """PromQL's ``histogram_quantile(q, rate(metric_bucket[range]))`` per histogram (its
         series without ``le``); without ``range_seconds``, of the buckets' newest values
         (``histogram_quantile(q, metric_bucket)``). ``metric`` is the family name or the
@@ -513,24 +563,31 @@ class Window:
             # Changes below a billionth of the increments are the float rounding of the
             # subtraction, not a change.
             noise = 1e-9 * np.nanmax(np.where(ok, np.abs(increase), 0.0), axis=1, initial=0.0)
-            smallest = np.where(changes > noise[:, None], changes, np.inf).min(axis=1,
-                                                                               initial=np.inf)
-            smallest = np.where(np.isfinite(smallest), smallest,
-                                np.where(ok & (increase > 0), increase, np.inf).min(axis=1))
+            smallest = np.where(changes > noise[:, None], changes, np.inf).min(
+                axis=1, initial=np.inf
+            )
+            smallest = np.where(
+                np.isfinite(smallest),
+                smallest,
+                np.where(ok & (increase > 0), increase, np.inf).min(axis=1),
+            )
             # The median interval, gaps left out (sorted last), without nanmedian's warning
             # for a series with no interval at all.
             spans = np.sort(np.where(ok, elapsed, np.inf), axis=1)
             count = ok.sum(axis=1)
-            interval = np.take_along_axis(spans, (np.maximum(count - 1, 0) // 2)[:, None],
-                                          axis=1)[:, 0]
+            interval = np.take_along_axis(spans, (np.maximum(count - 1, 0) // 2)[:, None], axis=1)[
+                :, 0
+            ]
             interval = np.where(count > 0, interval, np.nan)
-            resolution = np.where(np.isfinite(smallest) & (interval > 0),
-                                  smallest / interval, 0.0)
+            resolution = np.where(np.isfinite(smallest) & (interval > 0), smallest / interval, 0.0)
         return Block(metric, block.keys, np.where(ok, times, np.nan), out, resolution)
 
     def __repr__(self) -> str:
-        bound = ", ".join(f"{k}={v!r}" for k, v in (("points", self.points),
-                                                    ("seconds", self.seconds)) if v is not None)
+        bound = ", ".join(
+            f"{k}={v!r}"
+            for k, v in (("points", self.points), ("seconds", self.seconds))
+            if v is not None
+        )
         return f"<Window {bound}: {len(self)} series, {len(self._targets)} target(s)>"
 
 
@@ -547,4 +604,3 @@ def _float(value: object) -> float:
         return float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return math.nan
-

@@ -35,7 +35,8 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 # (deucalion/_in_worker.py); before it lands, an observer keeping a Window cannot run live.
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("deucalion._in_worker") is None,
-    reason="the live worker does not hand dc.data_time() yet (issue 12's dispatch)")
+    reason="the live worker does not hand dc.data_time() yet (issue 12's dispatch)",
+)
 # One process spinning on one CPU, at the highest priority the test may set (as root, nice
 # -20: the machine's other work then gets that CPU's leftovers only, for the burn's duration).
 BURN = """\
@@ -56,8 +57,7 @@ def idle_fractions(seconds: float = 2.0) -> list[float]:
 
     def read() -> list[list[int]]:
         with open("/proc/stat", encoding="ascii") as stat:
-            return [[int(v) for v in line.split()[1:]] for line in stat
-                    if re.match(r"cpu\d", line)]
+            return [[int(v) for v in line.split()[1:]] for line in stat if re.match(r"cpu\d", line)]
 
     before = read()
     time.sleep(seconds)
@@ -92,7 +92,8 @@ def burn() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 async def test_the_readme_detector_alerts_on_a_cpu_burn(
-    node_exporter: servers.Server, burn: list[subprocess.Popen[bytes]],
+    node_exporter: servers.Server,
+    burn: list[subprocess.Popen[bytes]],
 ) -> None:
     """The README's CpuBurnObserver, on a real node_exporter, alerts when the test burns CPU.
 
@@ -101,8 +102,9 @@ async def test_the_readme_detector_alerts_on_a_cpu_burn(
     up to 4 minutes, for a CPU at least 80 % idle and burns that one.
     """
     observer = readme_detector()()
-    provisioner = MetricsProvisioner(targets=[node_exporter.url + "/metrics"],
-                                     scrape_interval=0.5, telemetry={"enabled": False})
+    provisioner = MetricsProvisioner(
+        targets=[node_exporter.url + "/metrics"], scrape_interval=0.5, telemetry={"enabled": False}
+    )
     provisioner.register(observer)
     async with provisioner:
         # Warm up: RobustZScore scores after 10 points of history.
@@ -118,13 +120,17 @@ async def test_the_readme_detector_alerts_on_a_cpu_burn(
         series = f'{{cpu="{cpu}",mode="user"}}'
 
         def about_the_burn() -> list[Any]:
-            return [a for a in provisioner.firing_alerts()
-                    if a["labels"].get("metric") == "node_cpu_seconds_total"
-                    and a["labels"].get("series") == series]
+            return [
+                a
+                for a in provisioner.firing_alerts()
+                if a["labels"].get("metric") == "node_cpu_seconds_total"
+                and a["labels"].get("series") == series
+            ]
 
         assert about_the_burn() == [], "the CPU found idle was alerting before the burn"
-        burn.append(await asyncio.to_thread(subprocess.Popen,
-                                            [sys.executable, "-c", BURN, str(cpu)]))
+        burn.append(
+            await asyncio.to_thread(subprocess.Popen, [sys.executable, "-c", BURN, str(cpu)])
+        )
         try:
             alerts = await wait_for(about_the_burn, within=60, interval=0.5)
         except AssertionError:
@@ -134,8 +140,11 @@ async def test_the_readme_detector_alerts_on_a_cpu_burn(
 
 
 async def quiet_for(node_exporter: servers.Server, seconds: float) -> None:
-    provisioner = MetricsProvisioner(targets=[node_exporter.url + "/metrics"],
-                                     scrape_interval=0.5, telemetry={"listen": "127.0.0.1:0"})
+    provisioner = MetricsProvisioner(
+        targets=[node_exporter.url + "/metrics"],
+        scrape_interval=0.5,
+        telemetry={"listen": "127.0.0.1:0"},
+    )
     demo = RobustZScoreObserver(REAL_TARGET_METRICS)
     ewma = DetectorObserver(EWMAZScore(), REAL_TARGET_METRICS)
     provisioner.register(demo)
@@ -152,9 +161,12 @@ async def quiet_for(node_exporter: servers.Server, seconds: float) -> None:
             exported = await response.text()
     assert fired == [], f"alerts on an idle node_exporter: {fired[:3]}"
     # They did score every cycle: the scores are exported, below the threshold.
-    scored = {(s.labels["observer"], s.labels["metric"])
-              for family in text_string_to_metric_families(exported) for s in family.samples
-              if s.name == "deucalion_series_anomaly_score"}
+    scored = {
+        (s.labels["observer"], s.labels["metric"])
+        for family in text_string_to_metric_families(exported)
+        for s in family.samples
+        if s.name == "deucalion_series_anomaly_score"
+    }
     for name in ("RobustZScoreObserver", "DetectorObserver"):
         assert (name, "process_cpu_seconds_total") in scored, (name, scored)
 
