@@ -179,6 +179,7 @@ async def test_ready_detectors_stay_quiet_on_an_idle_node_exporter(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 async def test_ready_detectors_stay_quiet_for_ten_minutes(
     node_exporter: servers.Server,
 ) -> None:
