@@ -31,7 +31,7 @@ from deucalion._version import __version__
 from deucalion.errors import ConfigError, DeucalionError, ParseError
 
 if TYPE_CHECKING:
-    from deucalion.alerting import Alert
+    from deucalion.alerting import Alert, Scores, SeriesScore
     from deucalion.exposition import parse_exposition
     from deucalion.observer import MetricsObserver, data_time, data_times
     from deucalion.provisioner import MetricsProvisioner
@@ -43,6 +43,8 @@ __all__ = [
     "MetricsObserver",
     "MetricsProvisioner",
     "ParseError",
+    "Scores",
+    "SeriesScore",
     "__version__",
     "data_time",
     "data_times",
@@ -53,6 +55,8 @@ _LAZY = {
     "Alert": "deucalion.alerting",
     "MetricsObserver": "deucalion.observer",
     "MetricsProvisioner": "deucalion.provisioner",
+    "Scores": "deucalion.alerting",
+    "SeriesScore": "deucalion.alerting",
     "data_time": "deucalion.observer",
     "data_times": "deucalion.observer",
     "parse_exposition": "deucalion.exposition",

@@ -111,6 +111,8 @@ class MetricsProvisioner:
         self.alert_sender: AlertSender | None = None
         self.telemetry = Telemetry(self)
         self._targets_by_url: dict[str, Target] = {}
+        # Observers already told that alerts with one label set were merged (told once each).
+        self._merges_logged: set[str] = set()
 
     # --- observers ---------------------------------------------------------------------------
 
@@ -541,5 +543,11 @@ class MetricsProvisioner:
             log.error("%s", message)
         for message in labelled.warnings:
             log.warning("%s", message)
-        self.telemetry.record_scores(name, labelled.scores)
+        if labelled.merged and name not in self._merges_logged:
+            self._merges_logged.add(name)
+            log.warning("observer %s returned %d alerts with the same labels as another in one "
+                        "result: each label set is one alert in Alertmanager, so they were "
+                        "merged (the last one wins). Give them labels that tell them apart "
+                        "(this is logged once)", name, labelled.merged)
+        self.telemetry.record_scores(name, labelled.scores, labelled.series_scores)
         await self.alert_sender.update_in_slices(id(outcome.observer), labelled.alerts)

@@ -23,7 +23,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from deucalion.alerting.alerts import SeriesScore, TargetLike
 from deucalion.errors import ConfigError
+from deucalion.history.labels import series_labels
 from deucalion.scrape import ScrapeResult
 
 __all__ = ["Telemetry", "TelemetryServer", "TelemetrySource", "start_telemetry_server"]
@@ -263,6 +265,8 @@ class Telemetry:
         """The last cycle's scrape results (targets that disappear disappear from here)."""
         self.scores: dict[str, dict[str | None, float]] = {}
         """The latest anomaly score per observer name and target URL."""
+        self.series_scores: dict[str, list[SeriesScore]] = {}
+        """The latest per-series scores (from a ``Scores`` result) per observer name."""
         self._clock = clock
         self.started_at = clock()
         self.server: TelemetryServer | None = None
@@ -273,9 +277,12 @@ class Telemetry:
         """Count one ``new_data`` call of ``observer`` (its name) that took ``duration``."""
         self.call_duration.labels(observer).observe(duration)
 
-    def record_scores(self, observer: str, scores: dict[str | None, float]) -> None:
-        """The anomaly scores of ``observer``'s latest result, per target URL."""
+    def record_scores(self, observer: str, scores: dict[str | None, float],
+                      series_scores: Sequence[SeriesScore] = ()) -> None:
+        """The anomaly scores of ``observer``'s latest result, per target URL, and per series
+        when it returned ``Scores``."""
         self.scores[observer] = scores
+        self.series_scores[observer] = list(series_scores)
 
     def forget_targets(self, urls: Iterable[str]) -> None:
         """Drop the scores of targets that are gone."""
@@ -283,6 +290,9 @@ class Telemetry:
         for scores in self.scores.values():
             for url in gone & scores.keys():
                 del scores[url]
+        for observer, series in self.series_scores.items():
+            if any(s.target in gone for s in series):
+                self.series_scores[observer] = [s for s in series if s.target not in gone]
 
     def healthy(self) -> bool:
         """Whether the cycle loop runs and a cycle finished within the last 3 scrape intervals
@@ -432,3 +442,29 @@ class _SourceCollector(Collector):
                 score.add_metric([observer, url or "", target.instance if target else "",
                                   target.job if target else ""], value)
         yield score
+        yield self._series_scores(self._t.series_scores, targets)
+
+    @staticmethod
+    def _series_scores(series_scores: Mapping[str, Sequence[SeriesScore]],
+                       targets: Mapping[str, TargetLike]) -> Metric:
+        """Per-series scores, labelled with the series' own labels (``exported_`` before a
+        name that clashes with deucalion's)."""
+        family = Metric("deucalion_series_anomaly_score",
+                        "The latest anomaly score an observer returned per series (Scores).",
+                        "gauge")
+        for observer, scores in series_scores.items():
+            for item in scores:
+                target = targets.get(item.target) if item.target is not None else None
+                labels = {"observer": observer, "target": item.target or "",
+                          "instance": target.instance if target else "",
+                          "job": target.job if target else "", "metric": item.metric}
+                try:
+                    own = series_labels(item.series)
+                except ValueError:
+                    own = {"series": item.series}
+                for name, value in own.items():
+                    while name in labels:
+                        name = "exported_" + name
+                    labels[name] = value
+                family.add_sample("deucalion_series_anomaly_score", labels, item.score)
+        return family

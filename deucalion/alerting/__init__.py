@@ -5,6 +5,6 @@
 - ``alertmanager``: the Alertmanager API v2 client, its queues, batches and retries.
 """
 
-from deucalion.alerting.alerts import Alert
+from deucalion.alerting.alerts import Alert, Scores, SeriesScore
 
-__all__ = ["Alert"]
+__all__ = ["Alert", "Scores", "SeriesScore"]

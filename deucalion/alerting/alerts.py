@@ -14,6 +14,9 @@ The return contract of ``new_data``:
 - Any other dict: the annotations of one alert.
 - A string (annotation ``description``) or a number (annotation ``value``; 0 and NaN are no
   alert, as above): one alert.
+- ``Scores``: per-series scores, exported as the gauge ``deucalion_series_anomaly_score``
+  with the series' labels, which alert by themselves never; its ``alerts`` are sent as they
+  are. (``deucalion.detectors.AlertPolicy`` turns scores held past a threshold into them.)
 
 The interpretation is pure and never raises: problems (a list holding something that is not an
 ``Alert``) are returned as messages for the caller to log. ``label_result`` goes one step
@@ -39,6 +42,8 @@ __all__ = [
     "Alert",
     "Interpretation",
     "LabelledResult",
+    "Scores",
+    "SeriesScore",
     "TargetLike",
     "alert_labels",
     "alerts_from_result",
@@ -70,6 +75,31 @@ class Alert:
     score: float | None = field(default=None, kw_only=True)
 
 
+@dataclass(frozen=True)
+class SeriesScore:
+    """The anomaly score of one series: ``metric`` (a sample name) and ``series`` (its series
+    key, ``'{cpu="0"}'``) of ``target`` (its URL; ``None`` when not about a target)."""
+
+    target: str | None
+    metric: str
+    series: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A ``new_data`` result that exports per-series scores without alerting on them.
+
+    Every score is exported as the gauge ``deucalion_series_anomaly_score`` (labelled with the
+    observer, the target and the series' own labels), and the highest per target as
+    ``deucalion_anomaly_score``; only ``alerts`` are sent to Alertmanager, so a dashboard can
+    plot scores below any threshold. NaN scores are not exported.
+    """
+
+    scores: Iterable[SeriesScore] = ()
+    alerts: Iterable[Alert] = ()
+
+
 class TargetLike(Protocol):
     """What labelling needs of a target (``deucalion.targets.Target`` is one)."""
 
@@ -95,6 +125,8 @@ class Interpretation:
     """Anomaly score per target URL (``None``: a score not about one target)."""
     problems: list[str] = field(default_factory=list)
     """What could not be understood, one message each, for the log."""
+    series_scores: list[SeriesScore] = field(default_factory=list)
+    """Per-series scores (from a ``Scores`` result), NaN ones left out."""
 
 
 def _is_number(value: object) -> bool:
@@ -158,6 +190,8 @@ def interpret_result(result: object, data: Mapping[str, Any]) -> Interpretation:
     result = _plain(result)
     if isinstance(result, Alert):
         _take_alert(out, result, None)
+    elif isinstance(result, Scores):
+        _take_scores(out, result)
     elif isinstance(result, Mapping):
         if result and data and all(isinstance(k, str) and k in data for k in result):
             for url, value in result.items():
@@ -198,6 +232,26 @@ def _take_alert(out: Interpretation, alert: Alert, target: str | None) -> None:
             _add_score(out.scores, alert.target, float(alert.score))
         except (TypeError, ValueError):
             out.problems.append(f"the score of {alert!r} is not a number: not exported")
+
+
+def _take_scores(out: Interpretation, result: Scores) -> None:
+    for index, item in enumerate(result.scores):
+        if not isinstance(item, SeriesScore) or not _is_number(item.score):
+            out.problems.append(f"score {index} of the returned Scores is {item!r}, not a "
+                                "SeriesScore with a number: not exported")
+            continue
+        score = float(item.score)
+        if math.isnan(score):
+            continue
+        out.series_scores.append(item if type(item.score) is float
+                                 else dataclasses.replace(item, score=score))
+        _add_score(out.scores, item.target, score)
+    for index, alert in enumerate(result.alerts):
+        if isinstance(alert, Alert):
+            _take_alert(out, alert, None)
+        else:
+            out.problems.append(f"alert {index} of the returned Scores is a "
+                                f"{type(alert).__name__}, not a deucalion.Alert: ignored")
 
 
 def _take_target_value(out: Interpretation, url: str, value: object) -> None:
@@ -279,6 +333,8 @@ def cheap_to_label(result: object) -> bool:
     unsized, a generator say) collection."""
     if result is None or isinstance(result, str | bytes | int | float | Alert):
         return True
+    if isinstance(result, Scores):
+        return cheap_to_label(result.scores) and cheap_to_label(result.alerts)
     if isinstance(result, Sized):
         return len(result) <= CHEAP_RESULT
     return not isinstance(result, Iterable)
@@ -292,6 +348,11 @@ class LabelledResult:
     """``(labels, annotations)`` of every alert that can be sent."""
     scores: dict[str | None, float] = field(default_factory=dict)
     """Anomaly score per target URL (``None``: a score not about one target)."""
+    series_scores: list[SeriesScore] = field(default_factory=list)
+    """Per-series scores (from a ``Scores`` result), NaN ones left out."""
+    merged: int = 0
+    """How many alerts had the label set of another alert in the result: each label set is
+    one alert in Alertmanager, so they were merged into it (the last one wins)."""
     errors: list[str] = field(default_factory=list)
     """What could not be understood or sent, one message each (an alert was lost)."""
     warnings: list[str] = field(default_factory=list)
@@ -314,7 +375,7 @@ def label_result(
     handed to the observer: their labels label the alerts about them. Pure; never raises.
     """
     outcome = interpret_result(result, data)
-    out = LabelledResult(scores=outcome.scores)
+    out = LabelledResult(scores=outcome.scores, series_scores=outcome.series_scores)
     out.errors.extend(f"observer {observer} returned something deucalion cannot send: {problem}"
                       for problem in outcome.problems)
     for alert in outcome.alerts:
@@ -330,4 +391,5 @@ def label_result(
             out.errors.append(f"observer {observer}: alert dropped: {'; '.join(problems)}")
             continue
         out.alerts.append((labels, annotations))
+    out.merged = len(out.alerts) - len({frozenset(labels.items()) for labels, _ in out.alerts})
     return out

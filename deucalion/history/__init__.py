@@ -1,0 +1,57 @@
+"""History: the recent past of each series, and Prometheus's functions over it.
+
+- ``labels``: series keys as data (``series_labels``, ``series_key``); standard library only.
+- ``window``: ``Window``, the last N cycles or T seconds of every series, in NumPy arrays.
+- ``promql``: ``rate``, ``increase`` and ``bucket_quantile`` exactly as Prometheus computes
+  them, for one series or thousands at once.
+- ``vectors``: ``Block`` and ``InstantVector``, what a window hands back.
+
+Everything but ``labels`` needs NumPy (``pip install 'deucalion[ml]'``); names are imported
+on first use, so importing this package costs nothing until then.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from deucalion.history.labels import series_key, series_labels, without_label
+
+if TYPE_CHECKING:
+    from deucalion.history.promql import bucket_quantile, increase, rate
+    from deucalion.history.vectors import Block, InstantVector
+    from deucalion.history.window import Window
+
+__all__ = [
+    "Block",
+    "InstantVector",
+    "Window",
+    "bucket_quantile",
+    "increase",
+    "rate",
+    "series_key",
+    "series_labels",
+    "without_label",
+]
+
+_LAZY = {
+    "Block": "deucalion.history.vectors",
+    "InstantVector": "deucalion.history.vectors",
+    "Window": "deucalion.history.window",
+    "bucket_quantile": "deucalion.history.promql",
+    "increase": "deucalion.history.promql",
+    "rate": "deucalion.history.promql",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'deucalion.history' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

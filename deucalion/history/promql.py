@@ -1,0 +1,194 @@
+"""Counters and histograms as Prometheus computes them: ``rate``, ``increase``,
+``histogram_quantile``.
+
+The rules are PromQL's (``promql/functions.go``'s ``extrapolatedRate`` and ``quantile.go``'s
+``bucketQuantile``), written again over NumPy arrays so that thousands of series are done at
+once:
+
+- ``rate``/``increase`` use the samples in the range ``(at - range, at]``; fewer than two give
+  NaN (Prometheus gives no result). A drop in value is a counter reset: the value before it is
+  added back. The result is extrapolated towards the range's ends, by the distance to each end
+  when that is under 1.1 average sample intervals and by half an interval otherwise, and never
+  to before the counter's extrapolated zero.
+- ``bucket_quantile`` sorts buckets by upper bound, needs a ``+Inf`` bucket and two buckets at
+  least, sums buckets of equal bound, makes counts monotonic (a lower count than a bucket below
+  takes that bucket's count), and interpolates linearly inside the bucket the rank falls in.
+
+A sample whose value is NaN counts as no sample (a gap), as Prometheus's staleness markers do:
+a target that exposes NaN for a counter has no rate for that moment rather than poisoning the
+whole range. Functions never raise on NaN, infinities, gaps or short series: they return NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+try:
+    import numpy as np
+except ImportError as exc:  # pragma: no cover - exercised without the ml extra
+    from deucalion._extras import missing_extra
+
+    raise missing_extra("numpy", "deucalion.history") from exc
+
+__all__ = ["bucket_quantile", "extrapolated_rate", "increase", "rate"]
+
+# PromQL's threshold: a sample within 1.1 average intervals of a range's end is taken to mean
+# the series covers the whole range.
+EXTRAPOLATION_THRESHOLD = 1.1
+
+
+def extrapolated_rate(
+    times: np.ndarray,
+    values: np.ndarray,
+    range_seconds: float,
+    at: float | np.ndarray,
+    *,
+    is_rate: bool,
+) -> np.ndarray:
+    """``rate`` (``is_rate``) or ``increase`` of each row of ``values`` over ``range_seconds``
+    ending at ``at`` (a time, or one per row).
+
+    ``times`` and ``values`` are ``[series, points]`` (``times`` may also be one row shared by
+    all), oldest point first; NaN in either marks no sample. Returns one float per row, NaN
+    where there are fewer than two samples in the range.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 1:
+        values = values[None, :]
+    times = np.broadcast_to(np.asarray(times, dtype=np.float64), values.shape)
+    n, points = values.shape
+    at_rows = np.broadcast_to(np.asarray(at, dtype=np.float64), (n,))
+    start = at_rows - range_seconds
+    with np.errstate(all="ignore"):
+        present = ~np.isnan(times) & ~np.isnan(values)
+        present &= (times > start[:, None]) & (times <= at_rows[:, None])
+        count = present.sum(axis=1)
+        ok = count >= 2
+        first = np.argmax(present, axis=1)
+        last = points - 1 - np.argmax(present[:, ::-1], axis=1)
+        rows = np.arange(n)
+        first_t, last_t = times[rows, first], times[rows, last]
+        first_v, last_v = values[rows, first], values[rows, last]
+        result = last_v - first_v
+        # Counter resets: each sample lower than the sample before it in the range adds that
+        # earlier value back (the counter restarted from zero in between).
+        index = np.where(present, np.arange(points), -1)
+        before = np.maximum.accumulate(index, axis=1)
+        previous = np.empty_like(before)
+        previous[:, 0] = -1
+        previous[:, 1:] = before[:, :-1]
+        previous_v = np.take_along_axis(values, np.maximum(previous, 0), axis=1)
+        resets = present & (previous >= 0) & (values < previous_v)
+        result += np.where(resets, previous_v, 0.0).sum(axis=1)
+
+        sampled = last_t - first_t
+        average = sampled / np.maximum(count - 1, 1)
+        threshold = average * EXTRAPOLATION_THRESHOLD
+        to_start = first_t - start
+        to_end = at_rows - last_t
+        to_start = np.where(to_start >= threshold, average / 2, to_start)
+        # A counter cannot go below zero: extrapolate at most to where it would reach zero.
+        to_zero = sampled * (first_v / result)
+        counter_zero = (result > 0) & (first_v >= 0) & (to_zero < to_start)
+        to_start = np.where(counter_zero, to_zero, to_start)
+        to_end = np.where(to_end >= threshold, average / 2, to_end)
+        factor = (sampled + to_start + to_end) / sampled
+        if is_rate:
+            factor = factor / range_seconds
+        result = result * factor
+    return np.where(ok, result, np.nan)
+
+
+def rate(
+    times: Iterable[float], values: Iterable[float], range_seconds: float, at: float | None = None
+) -> float:
+    """PromQL's ``rate(x[range])`` of one counter's samples, evaluated at ``at`` (default:
+    the last sample's time). NaN with fewer than two samples in the range."""
+    return _one(times, values, range_seconds, at, is_rate=True)
+
+
+def increase(
+    times: Iterable[float], values: Iterable[float], range_seconds: float, at: float | None = None
+) -> float:
+    """PromQL's ``increase(x[range])`` of one counter's samples (see ``rate``)."""
+    return _one(times, values, range_seconds, at, is_rate=False)
+
+
+def _one(
+    times: Iterable[float],
+    values: Iterable[float],
+    range_seconds: float,
+    at: float | None,
+    *,
+    is_rate: bool,
+) -> float:
+    t = np.asarray(list(times), dtype=np.float64)
+    v = np.asarray(list(values), dtype=np.float64)
+    if t.shape != v.shape or t.ndim != 1:
+        raise ValueError(
+            f"times and values must be two sequences of one length, not {t.shape} and {v.shape}"
+        )
+    if not range_seconds > 0:
+        raise ValueError(f"the range must be a positive number of seconds, not {range_seconds!r}")
+    if t.size == 0:
+        return math.nan
+    if at is None:
+        at = float(np.nanmax(t)) if not np.isnan(t).all() else math.nan
+    return float(extrapolated_rate(t, v, range_seconds, at, is_rate=is_rate)[0])
+
+
+def bucket_quantile(q: float, buckets: Iterable[tuple[float, float]]) -> float:
+    """PromQL's ``histogram_quantile(q, ...)`` of one classic histogram.
+
+    ``buckets`` holds ``(upper_bound, cumulative_count)`` pairs in any order (a ``le`` of
+    ``"+Inf"`` is ``float("inf")``). NaN without a ``+Inf`` bucket, with fewer than two buckets
+    or no observations; ``-Inf`` for ``q < 0``, ``+Inf`` for ``q > 1``, as Prometheus answers.
+    """
+    if math.isnan(q):
+        return math.nan
+    if q < 0:
+        return -math.inf
+    if q > 1:
+        return math.inf
+    ordered = sorted(((float(b), float(c)) for b, c in buckets), key=lambda bc: bc[0])
+    if not ordered or ordered[-1][0] != math.inf:
+        return math.nan
+    merged: list[list[float]] = []
+    for bound, count in ordered:
+        if merged and merged[-1][0] == bound:
+            merged[-1][1] += count
+        else:
+            merged.append([bound, count])
+    # Monotonic: a count below the highest count under it (float noise, or a scrape that caught
+    # buckets mid-update) takes that count.
+    highest = -math.inf
+    for bucket in merged:
+        if bucket[1] > highest:
+            highest = bucket[1]
+        elif bucket[1] < highest:
+            bucket[1] = highest
+    if len(merged) < 2:
+        return math.nan
+    observations = merged[-1][1]
+    if observations == 0:
+        return math.nan
+    rank = q * observations
+    b = next((i for i in range(len(merged) - 1) if merged[i][1] >= rank), len(merged) - 1)
+    if b == len(merged) - 1:
+        return merged[-2][0]
+    if b == 0 and merged[0][0] <= 0:
+        return merged[0][0]
+    start, end, count = 0.0, merged[b][0], merged[b][1]
+    if b > 0:
+        start = merged[b - 1][0]
+        count -= merged[b - 1][1]
+        rank -= merged[b - 1][1]
+    return start + (end - start) * _divide(rank, count)
+
+
+def _divide(a: float, b: float) -> float:
+    """``a / b`` as Go divides floats: by zero gives an infinity or NaN, never an error."""
+    if b == 0:
+        return math.nan if a == 0 or math.isnan(a) else math.copysign(math.inf, a)
+    return a / b

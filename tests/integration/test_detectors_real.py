@@ -1,0 +1,187 @@
+"""The detectors on a real node_exporter: the README's detector catches a CPU burn, and the
+ready detectors stay quiet while nothing happens.
+
+The machine running the tests may be busy with other work; the quiet test therefore watches
+node_exporter's own metrics (what ``deucalion demo --target`` watches), which an idle exporter
+keeps steady whatever the rest of the machine does, while the burn test watches the CPUs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+import deucalion as dc
+from deucalion.demo import REAL_TARGET_METRICS, RobustZScoreObserver
+from deucalion.detectors import DetectorObserver, EWMAZScore
+from deucalion.provisioner import MetricsProvisioner
+from tests.helpers import wait_for
+from tests.integration import servers
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+# Windows stamp points with dc.data_time(), which the worker sets since issue 12's dispatch
+# (deucalion/_in_worker.py); before it lands, an observer keeping a Window cannot run live.
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("deucalion._in_worker") is None,
+    reason="the live worker does not hand dc.data_time() yet (issue 12's dispatch)",
+)
+# One process spinning on one CPU, at the highest priority the test may set (as root, nice
+# -20: the machine's other work then gets that CPU's leftovers only, for the burn's duration).
+BURN = """\
+import os, sys, time
+os.sched_setaffinity(0, {int(sys.argv[1])})
+try:
+    os.setpriority(os.PRIO_PROCESS, 0, -20)
+except OSError:
+    pass
+end = time.time() + 90
+while time.time() < end:
+    pass
+"""
+
+
+def idle_fractions(seconds: float = 2.0) -> list[float]:
+    """Each CPU's idle share of the next ``seconds``, from /proc/stat."""
+
+    def read() -> list[list[int]]:
+        with open("/proc/stat", encoding="ascii") as stat:
+            return [[int(v) for v in line.split()[1:]] for line in stat if re.match(r"cpu\d", line)]
+
+    before = read()
+    time.sleep(seconds)
+    after = read()
+    fractions = []
+    for b, a in zip(before, after, strict=True):
+        total = sum(a) - sum(b)
+        fractions.append((a[3] - b[3]) / total if total else 0.0)
+    return fractions
+
+
+def readme_detector() -> type[dc.MetricsObserver]:
+    """The observer class of the README's "Writing a detector" example, run as written."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Writing a detector", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None, "the README's detector example is missing"
+    namespace: dict[str, Any] = {"__name__": "readme_detector"}
+    exec(compile(code.group(1), "README.md", "exec"), namespace)
+    observer: type[dc.MetricsObserver] = namespace["CpuBurnObserver"]
+    return observer
+
+
+@pytest.fixture
+def burn() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Start it with ``burn.extend(...)``; the burning processes are killed after the test."""
+    processes: list[subprocess.Popen[bytes]] = []
+    yield processes
+    for process in processes:
+        process.kill()
+        process.wait()
+
+
+async def test_the_readme_detector_alerts_on_a_cpu_burn(
+    node_exporter: servers.Server,
+    burn: list[subprocess.Popen[bytes]],
+) -> None:
+    """The README's CpuBurnObserver, on a real node_exporter, alerts when the test burns CPU.
+
+    The machine may be busy with other work, and a burn only shows on a CPU with time to spare
+    (on a CPU already busy it is within the noise, and rightly not an anomaly): the test waits,
+    up to 4 minutes, for a CPU at least 80 % idle and burns that one.
+    """
+    observer = readme_detector()()
+    provisioner = MetricsProvisioner(
+        targets=[node_exporter.url + "/metrics"], scrape_interval=0.5, telemetry={"enabled": False}
+    )
+    provisioner.register(observer)
+    async with provisioner:
+        # Warm up: RobustZScore scores after 10 points of history.
+        await wait_for(lambda: provisioner.stats.cycles >= 30, within=60)
+        cpu = None
+        deadline = time.monotonic() + 240
+        while cpu is None and time.monotonic() < deadline:
+            idle = await asyncio.to_thread(idle_fractions, 3.0)
+            if max(idle) >= 0.8:
+                cpu = idle.index(max(idle))
+        if cpu is None:
+            pytest.skip("no CPU was 80 % idle for 4 minutes: a burn would not show")
+        series = f'{{cpu="{cpu}",mode="user"}}'
+
+        def about_the_burn() -> list[Any]:
+            return [
+                a
+                for a in provisioner.firing_alerts()
+                if a["labels"].get("metric") == "node_cpu_seconds_total"
+                and a["labels"].get("series") == series
+            ]
+
+        assert about_the_burn() == [], "the CPU found idle was alerting before the burn"
+        burn.append(
+            await asyncio.to_thread(subprocess.Popen, [sys.executable, "-c", BURN, str(cpu)])
+        )
+        try:
+            alerts = await wait_for(about_the_burn, within=60, interval=0.5)
+        except AssertionError:
+            alerts = []
+    assert alerts, f"no alert about {series} during the burn"
+    assert alerts[0]["labels"]["observer"] == "CpuBurnObserver"
+
+
+async def quiet_for(node_exporter: servers.Server, seconds: float) -> None:
+    provisioner = MetricsProvisioner(
+        targets=[node_exporter.url + "/metrics"],
+        scrape_interval=0.5,
+        telemetry={"listen": "127.0.0.1:0"},
+    )
+    demo = RobustZScoreObserver(REAL_TARGET_METRICS)
+    ewma = DetectorObserver(EWMAZScore(), REAL_TARGET_METRICS)
+    provisioner.register(demo)
+    provisioner.register(ewma)
+    fired: list[Any] = []
+    async with provisioner, aiohttp.ClientSession() as session:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            await asyncio.sleep(0.5)
+            fired.extend(provisioner.firing_alerts())
+        server = provisioner.telemetry.server
+        assert server is not None
+        async with session.get(server.url + "/metrics") as response:
+            exported = await response.text()
+    assert fired == [], f"alerts on an idle node_exporter: {fired[:3]}"
+    # They did score every cycle: the scores are exported, below the threshold.
+    scored = {
+        (s.labels["observer"], s.labels["metric"])
+        for family in text_string_to_metric_families(exported)
+        for s in family.samples
+        if s.name == "deucalion_series_anomaly_score"
+    }
+    for name in ("RobustZScoreObserver", "DetectorObserver"):
+        assert (name, "process_cpu_seconds_total") in scored, (name, scored)
+
+
+async def test_ready_detectors_stay_quiet_on_an_idle_node_exporter(
+    node_exporter: servers.Server,
+) -> None:
+    """The demo's observer and an EWMA observer raise nothing for 90 s of an idle exporter."""
+    await quiet_for(node_exporter, 90.0)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+async def test_ready_detectors_stay_quiet_for_ten_minutes(
+    node_exporter: servers.Server,
+) -> None:
+    """The same, for the 10 minutes the issue asks (make soak runs it)."""
+    await quiet_for(node_exporter, 600.0)
