@@ -1,0 +1,1 @@
+"""Detectors: score functions over windows of past values, and ready observers."""
