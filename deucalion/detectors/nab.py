@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -217,6 +218,14 @@ def _outside(x: Any, low: Any, high: Any, width: Any) -> Any:
     return np.where(width > 0, distance / np.where(width > 0, width, 1.0), 0.0)
 
 
+def _scrape_time(target: str) -> float:
+    """The data's scrape time; the wall clock only where the caller hands none (older workers)."""
+    try:
+        return data_time(target)
+    except RuntimeError:
+        return time.time()
+
+
 _COUNTER = re.compile(r"_(total|count|sum|bucket)$")
 
 SeriesKey = tuple[str, str, str]
@@ -242,7 +251,7 @@ class RangeObserver(MetricsObserver):
         """Score each series' new value; alert on those at or above the threshold."""
         values: list[float] = [math.nan] * len(self.rows)
         for target, samples in targets_data_dict.items():
-            now = data_time(target)
+            now = _scrape_time(target)
             for metric, series in samples.items():
                 counter = _COUNTER.search(metric) is not None
                 for labels, raw in series.items():
