@@ -77,6 +77,7 @@ class _Random:
 
 DETECTORS: dict[str, Callable[[], Any]] = {
     "RangeDetector (detectors.nab)": RangeDetector,
+    "RangeDetector(record_step_factor=2)": lambda: RangeDetector(record_step_factor=2),
     "robust z-score, 30 values (demo)": _RobustZ,
     "random (reference)": _Random,
 }

@@ -70,6 +70,18 @@ def test_noisy_flat_series_stay_quiet() -> None:
     assert alerts[-1000:].sum(axis=0).mean() <= 0.5
 
 
+def test_record_step_factor_quiets_noise_but_not_a_spike() -> None:
+    """With record_step_factor=2 noise records mostly pass unreported; a spike still alerts."""
+    series = np.stack([_noisy(5000, seed=s) for s in range(20)], axis=1)
+    plain = (_run(RangeDetector(), series) >= 0.5).sum()
+    stepped = (_run(RangeDetector(record_step_factor=2), series) >= 0.5).sum()
+    assert stepped * 3 < plain
+    values = _noisy(3000, seed=5)
+    values[2500] = 70.0
+    scores = _run(RangeDetector(record_step_factor=2), values)[:, 0]
+    assert scores[2500] >= 0.5
+
+
 def test_scores_are_in_unit_interval_and_zero_during_warmup() -> None:
     """Scores stay in [0, 1], and are 0 for the first ``warmup`` values."""
     values = np.concatenate([_noisy(400, seed=4), [1e12, -1e12, math.nan, 7.0]])
@@ -95,6 +107,8 @@ def test_bad_options_are_clear_errors() -> None:
         RangeDetector(window=1)
     with pytest.raises(ValueError, match="threshold=2"):
         RangeDetector(threshold=2)
+    with pytest.raises(ValueError, match="record_step_factor=-1"):
+        RangeDetector(record_step_factor=-1)
 
 
 def _feed(observer: RangeObserver, cycle: int, data: dict[str, dict[str, dict[str, float]]]

@@ -41,7 +41,11 @@ not score its first 15 %), and a fifth fewer records of pure noise (they come at
 
 What it costs: in a series of independent noise every new record beyond half a percent of the
 range is an alert, about ``ln(n / warmup)`` alerts over n values. That is the price of catching
-the small records NAB labels as anomalies; ``record_tolerance`` raises the bar.
+the small records NAB labels as anomalies. ``record_step_factor`` (0 by default) trades some of
+them for quiet: a record must then also exceed that multiple of the usual size of the series'
+past records (an average over about its last five). Noise makes records of a similar, small
+size; an anomaly one much larger than usual. With 2 a noise series makes about a tenth of the
+alerts, and NAB's standard score on nab-dev falls from 65.6 to 62.2 (one window fewer found).
 """
 
 from __future__ import annotations
@@ -102,11 +106,14 @@ class RangeDetector:
         threshold: float = 0.5,
         quiet_for: int = 288,
         warmup: int | None = None,
+        record_step_factor: float = 0.0,
     ) -> None:
         if window < 2:
             raise ValueError(f"window={window}: give at least 2 values")
         if record_tolerance <= 0 or recent_tolerance <= 0:
             raise ValueError("record_tolerance and recent_tolerance must be positive")
+        if record_step_factor < 0:
+            raise ValueError(f"record_step_factor={record_step_factor}: give 0 or more")
         if not 0 < threshold <= 1:
             raise ValueError(f"threshold={threshold}: give a score in (0, 1]")
         self.window = window
@@ -115,12 +122,14 @@ class RangeDetector:
         self.threshold = threshold
         self.quiet_for = quiet_for
         self.warmup = window if warmup is None else warmup
+        self.record_step_factor = record_step_factor
         self.n_series_ = 0
         self.recent_ = np.zeros((0, window))
         self.position_ = np.zeros(0, dtype=np.int64)
         self.count_ = np.zeros(0, dtype=np.int64)
         self.quiet_ = np.zeros(0, dtype=np.int64)
         self.quiet_level_ = np.zeros(0)
+        self.record_step_ = np.zeros(0)
         self.low_ = np.zeros(0)
         self.high_ = np.zeros(0)
         # What the last update saw, for explanations.
@@ -141,6 +150,7 @@ class RangeDetector:
         self.count_ = more(self.count_)
         self.quiet_ = more(self.quiet_)
         self.quiet_level_ = more(self.quiet_level_)
+        self.record_step_ = more(self.record_step_)
         self.low_ = more(self.low_, math.inf)
         self.high_ = more(self.high_, -math.inf)
         self.observed_ = more(self.observed_, math.nan)
@@ -171,7 +181,14 @@ class RangeDetector:
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             record_out = _outside(x, self.low_, self.high_, record_width)
             recent_out = _outside(x, recent_low, recent_high, recent_width)
-            record_score = record_out / (record_out + self.record_tolerance)
+            # The record bar, in range widths: the fixed tolerance, or a multiple of the usual
+            # size of this series' past records (noise makes small ones, an anomaly a big one).
+            record_tolerance = np.maximum(self.record_tolerance, np.where(
+                record_width > 0,
+                self.record_step_factor * self.record_step_ / np.where(record_width > 0,
+                                                                       record_width, 1.0),
+                0.0))
+            record_score = record_out / (record_out + record_tolerance)
             recent_score = recent_out / (recent_out + self.recent_tolerance)
         scored = seen & (self.count_ >= self.warmup)
         record_score = np.where(scored, np.nan_to_num(record_score), 0.0)
@@ -183,13 +200,17 @@ class RangeDetector:
         self.observed_ = x
         self.scores_ = scores
         self.component_ = component
-        tolerance = np.where(component == 0, self.record_tolerance, self.recent_tolerance)
+        tolerance = np.where(component == 0, record_tolerance, self.recent_tolerance)
         low = np.where(component == 0, self.low_, recent_low)
         high = np.where(component == 0, self.high_, recent_high)
         width = np.where(component == 0, record_width, recent_width)
         self.expected_low_ = low - tolerance * width
         self.expected_high_ = high + tolerance * width
 
+        with np.errstate(invalid="ignore"):
+            step = np.maximum(np.maximum(x - self.high_, self.low_ - x), 0.0)
+        record = seen & (self.count_ > 0) & (step > 0)
+        self.record_step_[record] += _STEP_WEIGHT * (step[record] - self.record_step_[record])
         rows = np.nonzero(seen)[0]
         self.recent_[rows, self.position_[rows]] = x[rows]
         self.position_[rows] = (self.position_[rows] + 1) % self.window
@@ -210,6 +231,9 @@ class RangeDetector:
             observed=float(self.observed_[row]),
             score=float(self.scores_[row]),
         )
+
+
+_STEP_WEIGHT = 0.2  # of the newest record in the usual record size: about the last five records
 
 
 def _outside(x: Any, low: Any, high: Any, width: Any) -> Any:
