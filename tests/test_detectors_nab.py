@@ -149,3 +149,17 @@ def test_observer_scores_counters_by_their_rate() -> None:
         alerts = _feed(observer, cycle, {"t": {"requests_total": {"{}": total}}})
         fired += [cycle] * len(alerts)
     assert fired == [90]
+
+
+def test_observer_forgets_series_absent_for_forget_after_calls() -> None:
+    """Series that stop appearing are dropped from the detector; the others keep their state."""
+    observer = RangeObserver({"g"}, warmup=5, forget_after=20)
+    for cycle in range(30):
+        series = {'{pod="a"}': 1.0 + cycle % 2, '{pod="b"}': 5.0 + cycle % 3}
+        if cycle < 5:
+            series['{pod="gone"}'] = 3.0
+        _feed(observer, cycle, {"t": {"g": series}})
+    assert set(observer.scores()) == {("t", "g", '{pod="a"}'), ("t", "g", '{pod="b"}')}
+    assert observer.detector.n_series_ == 2
+    alerts = _feed(observer, 30, {"t": {"g": {'{pod="a"}': 1.5, '{pod="b"}': 50.0}}})
+    assert [a.labels["series"] for a in alerts] == ['{pod="b"}']  # type: ignore[attr-defined]

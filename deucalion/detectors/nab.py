@@ -142,23 +142,18 @@ class RangeDetector:
     def _grow(self, n: int) -> None:
         extra = n - self.n_series_
         self.recent_ = np.concatenate([self.recent_, np.zeros((extra, self.window))])
-
-        def more(array: Any, fill: float = 0.0) -> Any:
-            return np.concatenate([array, np.full(extra, fill, dtype=array.dtype)])
-
-        self.position_ = more(self.position_)
-        self.count_ = more(self.count_)
-        self.quiet_ = more(self.quiet_)
-        self.quiet_level_ = more(self.quiet_level_)
-        self.record_step_ = more(self.record_step_)
-        self.low_ = more(self.low_, math.inf)
-        self.high_ = more(self.high_, -math.inf)
-        self.observed_ = more(self.observed_, math.nan)
-        self.scores_ = more(self.scores_)
-        self.component_ = more(self.component_)
-        self.expected_low_ = more(self.expected_low_, math.nan)
-        self.expected_high_ = more(self.expected_high_, math.nan)
+        for name, fill in _PER_SERIES:
+            array = getattr(self, name)
+            setattr(self, name, np.concatenate([array, np.full(extra, fill, dtype=array.dtype)]))
         self.n_series_ = n
+
+    def keep(self, rows: Sequence[int] | Any) -> None:
+        """Keep only the series at ``rows``, in that order, and forget the others."""
+        rows = np.asarray(rows, dtype=np.int64)
+        self.recent_ = self.recent_[rows]
+        for name, _ in _PER_SERIES:
+            setattr(self, name, getattr(self, name)[rows])
+        self.n_series_ = len(rows)
 
     def update(self, values: Sequence[float] | Any) -> Any:
         """Score one new value per series, then learn it; returns the scores (a NumPy array)."""
@@ -233,6 +228,14 @@ class RangeDetector:
         )
 
 
+# Each series' learned state besides its window, and what a new series starts with.
+_PER_SERIES = (
+    ("position_", 0), ("count_", 0), ("quiet_", 0), ("quiet_level_", 0.0),
+    ("record_step_", 0.0), ("low_", math.inf), ("high_", -math.inf), ("observed_", math.nan),
+    ("scores_", 0.0), ("component_", 0), ("expected_low_", math.nan),
+    ("expected_high_", math.nan),
+)
+
 _STEP_WEIGHT = 0.2  # of the newest record in the usual record size: about the last five records
 
 
@@ -262,17 +265,28 @@ class RangeObserver(MetricsObserver):
     their per-second rate between the data's scrape times (a reset starts the rate again). Each
     series whose score reaches ``threshold`` gives one alert, labelled with its metric and series
     and annotated with the component that fired, the expected range and the observed value.
-    Keyword options are ``RangeDetector``'s.
+    A series absent for ``forget_after`` calls is forgotten, so that memory stays bounded when
+    series come and go (pods, label values). Other keyword options are ``RangeDetector``'s.
     """
 
-    def __init__(self, desired_metrics: Iterable[str], **options: Any) -> None:
+    def __init__(
+        self, desired_metrics: Iterable[str], *, forget_after: int = 1000, **options: Any
+    ) -> None:
         super().__init__(desired_metrics)
+        if forget_after < 1:
+            raise ValueError(f"forget_after={forget_after}: give a number of calls, 1 or more")
+        self.forget_after = forget_after
         self.detector = RangeDetector(**options)
         self.rows: dict[SeriesKey, int] = {}
+        self.last_seen: dict[SeriesKey, int] = {}
         self.last_counter: dict[SeriesKey, tuple[float, float]] = {}
+        self.calls = 0
 
     def new_data(self, targets_data_dict: TargetsData) -> list[Alert]:
         """Score each series' new value; alert on those at or above the threshold."""
+        self.calls += 1
+        if self.calls % max(1, self.forget_after // 10) == 0:
+            self._forget_absent()
         values: list[float] = [math.nan] * len(self.rows)
         for target, samples in targets_data_dict.items():
             now = _scrape_time(target)
@@ -280,6 +294,7 @@ class RangeObserver(MetricsObserver):
                 counter = _COUNTER.search(metric) is not None
                 for labels, raw in series.items():
                     key = (target, metric, labels)
+                    self.last_seen[key] = self.calls
                     value = self._counter_rate(key, raw, now) if counter else raw
                     row = self.rows.setdefault(key, len(self.rows))
                     if row == len(values):
@@ -297,6 +312,18 @@ class RangeObserver(MetricsObserver):
     def scores(self) -> dict[SeriesKey, float]:
         """Each series' last score, keyed by (target, metric, series)."""
         return {key: float(self.detector.scores_[row]) for key, row in self.rows.items()}
+
+    def _forget_absent(self) -> None:
+        oldest = self.calls - self.forget_after
+        absent = [key for key, seen in self.last_seen.items() if seen < oldest]
+        if not absent:
+            return
+        for key in absent:
+            del self.last_seen[key]
+            self.last_counter.pop(key, None)
+            self.rows.pop(key)
+        self.detector.keep(list(self.rows.values()))
+        self.rows = {key: row for row, key in enumerate(self.rows)}
 
     def _counter_rate(self, key: SeriesKey, raw: float, now: float) -> float:
         previous = self.last_counter.get(key)
