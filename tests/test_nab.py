@@ -83,6 +83,17 @@ def test_one_threshold_is_chosen_for_the_whole_set() -> None:
     assert best.raw == pytest.approx(2 - 0.11 * 3)
 
 
+def test_file_scores_split_the_set_score_by_file() -> None:
+    """Per-file raw scores at the set's threshold add up to the set's raw score."""
+    a = _file({50: 0.9, 30: 0.95})
+    b = nab.LabelledSeries("g.csv", list(range(100)), [0.0] * 100, [(50, 59)])
+    per_file = nab.file_scores([a, b], 0.9)
+    assert set(per_file) == {"f.csv", "g.csv"}
+    assert per_file["g.csv"].raw == pytest.approx(-1.0)
+    total = nab.score_at_threshold([a, b], 0.9).raw
+    assert sum(r.raw for r in per_file.values()) == pytest.approx(total)
+
+
 def test_window_inside_the_probationary_period_does_not_count() -> None:
     """A window over points 5-9 of 100 is in probation: the set has no window to score."""
     series = nab.LabelledSeries("p.csv", list(range(100)), [0.0] * 100, [(5, 9)])

@@ -22,8 +22,8 @@ After a score reaches ``threshold`` the series is quiet for ``quiet_for`` values
 than the one that alerted are 0, so an anomaly is reported once, at its start, as NAB rewards and
 as an on-call engineer prefers, while a larger one still breaks through.
 Nothing is scored during the first ``warmup`` values of a series (by default until its recent
-window is full). A series whose values never
-varied has no scale to measure a departure by and scores 0.
+window is full). A series whose values never varied has no scale to measure a departure by and
+scores 0.
 
 Costs: each update is O(window) time and memory per series (two floats for the record range,
 ``window`` floats for the recent one), vectorised with NumPy across all the series updated

@@ -41,6 +41,7 @@ __all__ = [
     "Profile",
     "SweepResult",
     "evaluate",
+    "file_scores",
     "load_labelled_directory",
     "probationary_length",
     "scaled_sigmoid",
@@ -265,6 +266,13 @@ def score_at_threshold(
     return SweepResult(
         profile, threshold, _normalised(row[1], windows, weights), row[1], windows, row[2], row[3]
     )
+
+
+def file_scores(
+    series: Iterable[LabelledSeries], threshold: float, profile: str = "standard"
+) -> dict[str, SweepResult]:
+    """Each file's own NAB score at one ``threshold`` (the set's, from ``sweep``), by name."""
+    return {one.name: score_at_threshold([one], threshold, profile) for one in series}
 
 
 def sweep(series: Iterable[LabelledSeries], profile: str = "standard") -> SweepResult:
