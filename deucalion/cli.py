@@ -310,6 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
     add_core_commands(commands)
 
+    from deucalion.replay.cli import add_commands as add_replay_commands
+
+    add_replay_commands(commands)
+
     from deucalion.injector.cli import add_commands as add_injector_commands
 
     add_injector_commands(commands)

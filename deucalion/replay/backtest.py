@@ -37,7 +37,8 @@ from deucalion.observer import MetricsObserver, TargetsData
 from deucalion.replay.sources import Cycle, HistoryError, HistorySource, open_source
 from deucalion.targets import Target
 
-__all__ = ["AlertSpan", "BacktestResult", "backtest", "backtest_async", "series_name"]
+__all__ = ["AlertSpan", "BacktestResult", "backtest", "backtest_async", "names_series",
+           "series_name"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,15 @@ def series_name(target: str, metric: str | None = None, series: str | None = Non
     if metric is None:
         return target
     return f"{target} {metric}{series or '{}'}"
+
+
+def names_series(key: str, name: str) -> bool:
+    """Whether ``key`` (a label's or option's name for a series) names the output series
+    ``name``: equal to it, its target, or its ``metric{labels}``."""
+    if key == name:
+        return True
+    target, _, series = name.partition(" ")
+    return key == target or (bool(series) and key == series)
 
 
 @dataclass
@@ -299,7 +309,9 @@ class _Alerts:
             if alert.target is not None:
                 target = self._targets.get(alert.target)
                 if target is None:
-                    target = self._targets[alert.target] = Target(alert.target)
+                    # A target that is no URL (a CSV file's name) is its own instance.
+                    labels = {} if "://" in alert.target else {"instance": alert.target}
+                    target = self._targets[alert.target] = Target(alert.target, labels)
             labels = alert_labels(alert, alert_name=self.alert_name, observer=self.observer,
                                   target=target)
             annotations = dict(alert.annotations)
@@ -392,8 +404,9 @@ async def backtest_async(
     lifetime = 4 * max(step or 15.0, resend_interval)
     alerts = _Alerts(observer.name, alert_name, resend_interval, lifetime, out, result,
                      keep_scores)
-    kept = None if keep_series is None else set(keep_series)
+    kept = None if keep_series is None else list(keep_series)
     wanted: dict[str, bool] = {}
+    chosen: dict[str, bool] = {}
     bar = _Progress(sys.stderr.isatty() if progress is None else progress, start, end)
     began = time.monotonic()
     await caller.worker.start()
@@ -403,12 +416,12 @@ async def backtest_async(
             if result.first_time is None:
                 result.first_time = cycle.time
                 if kept is None:
-                    kept = {series_name(t, m, s) for t, per_name in data.items()
-                            for m, per_series in per_name.items() for s in per_series}
-                    kept = set(sorted(kept)[:DEFAULT_KEPT_SERIES])
+                    kept = sorted(series_name(t, m, s) for t, per_name in data.items()
+                                  for m, per_series in per_name.items() for s in per_series
+                                  if m != "up")[:DEFAULT_KEPT_SERIES]
             result.last_time = cycle.time
             result.steps += 1
-            _keep_values(result, data, cycle.time, kept)
+            _keep_values(result, data, cycle.time, kept, chosen)
             alerts.tick(cycle.time)
             outcome = await caller.call(data, cycle)
             if outcome is None or outcome.error is not None:
@@ -436,14 +449,17 @@ async def backtest_async(
 
 
 def _keep_values(result: BacktestResult, data: TargetsData, now: float,
-                 kept: set[str] | None) -> None:
+                 kept: list[str] | None, chosen: dict[str, bool]) -> None:
     if not kept:
         return
     for target, per_name in data.items():
         for metric, per_series in per_name.items():
             for series, value in per_series.items():
                 name = series_name(target, metric, series)
-                if name in kept:
+                keep = chosen.get(name)
+                if keep is None:
+                    keep = chosen[name] = any(names_series(k, name) for k in kept)
+                if keep:
                     result.values.setdefault(name, []).append((now, value))
 
 
@@ -456,9 +472,9 @@ def backtest(observer: MetricsObserver, source: HistorySource | str, **options: 
     Prometheus range. ``output`` writes every score, alert and error as it comes (JSON lines;
     CSV for ``*.csv``). ``alert_name`` and ``resend_interval`` are Alertmanager's settings as
     live, and so is ``observer_timeout``. ``keep_scores`` keeps the scores in the result
-    (turn it off for many series), ``keep_series`` names the series whose values are kept for
-    plots (default: the first few). ``progress`` shows a progress bar on stderr (default: when
-    stderr is a terminal).
+    (turn it off for many series); ``keep_series`` names the series whose values are kept for
+    plots (as ``names_series`` matches them; default: the first few). ``progress`` shows a
+    progress bar on stderr (default: when stderr is a terminal).
 
     Blocks; inside a running event loop (a notebook) it runs in a thread of its own. Use
     ``await backtest_async(...)`` to run it on the caller's loop.
