@@ -235,7 +235,13 @@ def _observers(paths: Sequence[str], settings: Settings,
 def _run(args: argparse.Namespace) -> int:
     from deucalion.provisioner import MetricsProvisioner
 
-    provisioner = MetricsProvisioner(args.config)
+    provisioner: MetricsProvisioner
+    if args.record:
+        from deucalion.replay.recording import RecordingProvisioner
+
+        provisioner = RecordingProvisioner(args.config, record_path=args.record)
+    else:
+        provisioner = MetricsProvisioner(args.config)
     for observer in _observers(args.observers, provisioner.settings, _metric_list(args.metrics)):
         provisioner.register(observer)
     provisioner.run()
@@ -284,6 +290,8 @@ def add_core_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     run.add_argument("observers", nargs="*", metavar="MODULE:CLASS")
     run.add_argument("-c", "--config", metavar="FILE", help="config file")
     run.add_argument("--metrics", help="comma-separated desired metrics (overrides the config)")
+    run.add_argument("--record", metavar="FILE.om.gz", help="also record every cycle, as the "
+                     "observers receive it, for `deucalion backtest --from FILE`")
     run.set_defaults(func=_run)
 
 

@@ -15,7 +15,7 @@ node_exporter to a few bytes a sample. The format, line by line::
 - Every sample of a target is one line: its name, its series' labels plus
   ``deucalion_target`` (the target's URL, which keys the data an observer receives), the value
   (``NaN``, ``+Inf``, ``-Inf`` as OpenMetrics writes them) and the target's scrape time in Unix
-  seconds, to the millisecond as Prometheus keeps it.
+  seconds, to the microsecond (Prometheus keeps the milliseconds).
 - ``up`` and ``scrape_duration_seconds`` (and ``scrape_samples_scraped`` when counted) are
   recorded for every target, so a target that was down is in the recording.
 - ``deucalion_record_cycle_time_seconds`` closes each cycle; its value and timestamp are the
@@ -40,17 +40,26 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from deucalion.exposition.naming import family_selects
 from deucalion.observer import SYNTHETIC_METRICS, TargetsData
+from deucalion.provisioner import MetricsProvisioner
 from deucalion.replay.sources import Cycle, HistoryError, SourceStats
 from deucalion.targets.prometheus import escape_label_value, parse_series, render_series
 
 if TYPE_CHECKING:
     from deucalion.config.loading import Settings
+    from deucalion.scrape import ScrapeResult
 
-__all__ = ["CYCLE_METRIC", "TARGET_LABEL", "RecordingSource", "RecordingWriter", "record"]
+__all__ = [
+    "CYCLE_METRIC",
+    "TARGET_LABEL",
+    "RecordingProvisioner",
+    "RecordingSource",
+    "RecordingWriter",
+    "record",
+]
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +111,16 @@ class RecordingWriter:
         """Append one cycle: every sample of every target, then the line that closes it."""
         lines: list[str] = []
         for target, samples in cycle.samples.items():
-            stamp = f"{cycle.target_times.get(target, cycle.time):.3f}"
+            # To the microsecond, so a replay hands the observer the very times it saw live;
+            # Prometheus keeps milliseconds of it when backfilling.
+            stamp = f"{cycle.target_times.get(target, cycle.time):.6f}"
             own = f'{TARGET_LABEL}="{escape_label_value(target)}"'
             for name, series_values in samples.items():
                 for series, value in series_values.items():
                     labels = (f"{{{series[1:-1]},{own}}}" if series != "{}" else f"{{{own}}}")
                     lines.append(f"{name}{labels} {_number(value)} {stamp}\n")
         self.samples += len(lines)
-        lines.append(f"{CYCLE_METRIC} {cycle.time!r} {cycle.time:.3f}\n")
+        lines.append(f"{CYCLE_METRIC} {cycle.time!r} {cycle.time:.6f}\n")
         self._file.write("".join(lines).encode("utf-8"))
         self.cycles += 1
         if self._gzip is not None and cycle.time - self._last_flush >= FLUSH_INTERVAL:
@@ -268,12 +279,8 @@ async def record(settings: Settings, path: str | Path, *, metrics: Iterable[str]
                     results = await provider.collect(targets, wanted)
                 else:
                     results = await scraper.scrape_all(targets)
-                samples = {r.target.url: r.with_synthetic() for r in results}
-                target_times = {r.target.url: getattr(r, "scraped_at", None) or cycle_time
-                                for r in results}
                 # Compressing a large cycle takes milliseconds: off the loop.
-                await asyncio.to_thread(writer.write_cycle,
-                                        Cycle(cycle_time, target_times, samples))
+                await asyncio.to_thread(writer.write_cycle, _cycle_of(cycle_time, results))
                 next_start = max(next_start + interval, loop.time())
                 await _sleep_until(loop, next_start, stop)
     finally:
@@ -294,6 +301,52 @@ async def _sleep_until(loop: asyncio.AbstractEventLoop, when: float,
         await asyncio.wait_for(stop.wait(), delay)
     except TimeoutError:
         pass
+
+
+def _cycle_of(cycle_time: float, results: Iterable[ScrapeResult]) -> Cycle:
+    samples = {r.target.url: r.with_synthetic() for r in results}
+    target_times = {r.target.url: getattr(r, "scraped_at", None) or cycle_time for r in results}
+    return Cycle(cycle_time, target_times, samples)
+
+
+class RecordingProvisioner(MetricsProvisioner):
+    """A ``MetricsProvisioner`` that also records each cycle, as its observers receive it, to
+    ``record_path`` (``deucalion run --record FILE``).
+
+    The recording holds every sample some observer desires, plus each target's ``up`` and
+    ``scrape_duration_seconds``, at the scrape times the observers are handed; it is closed
+    (``# EOF``) when the provisioner stops.
+    """
+
+    def __init__(self, config: str | Any | None = None, *, record_path: str | Path,
+                 **settings: Any) -> None:
+        super().__init__(config, **settings)
+        self.record_path = Path(record_path)
+        self.recording: RecordingWriter | None = None
+
+    async def start(self) -> None:
+        """Open the recording, then start as a ``MetricsProvisioner`` does."""
+        self.recording = await asyncio.to_thread(RecordingWriter, self.record_path)
+        try:
+            await super().start()
+        except BaseException:
+            await asyncio.to_thread(self.recording.close)
+            raise
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop as a ``MetricsProvisioner`` does, then close the recording."""
+        await super().stop(grace)
+        if self.recording is not None and not self.running:
+            await asyncio.to_thread(self.recording.close)
+
+    async def cycle(self) -> list[ScrapeResult]:
+        """One cycle, recorded once its data is handed to the observers."""
+        cycle_time = time.time()
+        results = await super().cycle()
+        if self.recording is not None:
+            # Compressing a large cycle takes milliseconds: off the loop.
+            await asyncio.to_thread(self.recording.write_cycle, _cycle_of(cycle_time, results))
+        return results
 
 
 def desired_union(observers: Mapping[str, Iterable[str]]) -> frozenset[str]:
