@@ -51,8 +51,11 @@ class SeenObserver(MetricsObserver):
         self.path = path
 
     def new_data(self, targets_data_dict: TargetsData) -> None:
-        record = {"time": dc.data_time(), "times": dict(dc.data_times()),
-                  "data": targets_data_dict}
+        record: dict[str, Any] = {"data": targets_data_dict}
+        try:
+            record.update(time=dc.data_time(), times=dict(dc.data_times()))
+        except RuntimeError:  # the live worker before issue 12 tells no data time
+            pass
         with open(self.path, "a") as out:
             out.write(json.dumps(record) + "\n")
 

@@ -11,7 +11,7 @@ import pytest
 
 from deucalion.cli import main
 from deucalion.replay import CSVSource, Cycle, RecordingSource, RecordingWriter, backtest
-from deucalion.replay.backtest import AlertSpan, BacktestResult
+from deucalion.replay.backtesting import AlertSpan, BacktestResult
 from deucalion.replay.evaluate import evaluate, load_windows, read_output
 from deucalion.replay.sources import HistoryError
 from tests.replay_observers import RaisesAfter, RobustZScore, SeenObserver
@@ -221,7 +221,7 @@ def test_evaluate_labelled_data_set() -> None:
 
 def test_unmatched_label_is_an_error() -> None:
     """A labelled series the backtest never saw is named, not silently scored as missed."""
-    with pytest.raises(Exception, match="nosuch.csv match no series"):
+    with pytest.raises(Exception, match=r"nosuch\.csv match no series"):
         evaluate(_result([]), {"nosuch.csv": [(1.0, 2.0)]})
 
 

@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from deucalion.replay.backtest import AlertSpan, BacktestResult, backtest, backtest_async
+    from deucalion.replay.backtesting import AlertSpan, BacktestResult, backtest, backtest_async
     from deucalion.replay.prometheus import PrometheusRangeSource
     from deucalion.replay.recording import RecordingSource, RecordingWriter, record
     from deucalion.replay.sources import (
@@ -41,10 +41,10 @@ __all__ = [
 ]
 
 _LAZY = {
-    "AlertSpan": "deucalion.replay.backtest",
-    "BacktestResult": "deucalion.replay.backtest",
-    "backtest": "deucalion.replay.backtest",
-    "backtest_async": "deucalion.replay.backtest",
+    "AlertSpan": "deucalion.replay.backtesting",
+    "BacktestResult": "deucalion.replay.backtesting",
+    "backtest": "deucalion.replay.backtesting",
+    "backtest_async": "deucalion.replay.backtesting",
     "PrometheusRangeSource": "deucalion.replay.prometheus",
     "RecordingSource": "deucalion.replay.recording",
     "RecordingWriter": "deucalion.replay.recording",

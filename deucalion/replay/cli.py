@@ -96,7 +96,7 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _backtest(args: argparse.Namespace) -> int:
-    from deucalion.replay.backtest import backtest
+    from deucalion.replay.backtesting import backtest
     from deucalion.replay.sources import open_source
 
     observer = _build_observer(args.observer, args)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from deucalion.errors import ConfigError
-from deucalion.replay.backtest import BacktestResult, names_series
+from deucalion.replay.backtesting import BacktestResult, names_series
 
 __all__ = ["plot"]
 

@@ -130,10 +130,11 @@ class PrometheusRangeSource:
                         ("end", repr(piece_end)), ("step", repr(step))])
                     self._place(data.get("result", []), targets, grid)
                 _drop_down_targets(grid)
+                labels = {t.url: t.labels for t in targets.values()}
                 for when in sorted(grid):
                     seen_any = True
                     samples = grid[when]
-                    yield Cycle(when, dict.fromkeys(samples, when), samples)
+                    yield Cycle(when, dict.fromkeys(samples, when), samples, labels)
                 piece_start = piece_end + step
         if not seen_any:
             raise HistoryError(

@@ -23,7 +23,7 @@ import csv
 import logging
 import math
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +59,9 @@ class Cycle(NamedTuple):
     samples: TargetsData
     """``{target: {sample_name: {series: value}}}``: every sample the source has, ``up``
     included when it has it; a backtest selects each observer's desired ones."""
+    target_labels: Mapping[str, Mapping[str, str]] | None = None
+    """Each target's labels (``job``, ``instance``, ...) when the source knows them: alerts
+    about a target carry them, as live."""
 
 
 @dataclass

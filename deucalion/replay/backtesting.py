@@ -296,7 +296,8 @@ class _Alerts:
         self._sent: dict[frozenset[tuple[str, str]], Payload] = {}
         self.keep_scores = keep_scores
 
-    def observe(self, now: float, result: object, data: TargetsData) -> None:
+    def observe(self, now: float, result: object, data: TargetsData,
+                target_labels: Mapping[str, Mapping[str, str]] | None) -> None:
         self.now = now
         outcome = interpret_result(result, data)
         for problem in outcome.problems:
@@ -308,10 +309,12 @@ class _Alerts:
             target = None
             if alert.target is not None:
                 target = self._targets.get(alert.target)
-                if target is None:
+                known = (target_labels or {}).get(alert.target)
+                if target is None or (known is not None and known != target.labels):
                     # A target that is no URL (a CSV file's name) is its own instance.
-                    labels = {} if "://" in alert.target else {"instance": alert.target}
-                    target = self._targets[alert.target] = Target(alert.target, labels)
+                    own = {} if "://" in alert.target else {"instance": alert.target}
+                    target = self._targets[alert.target] = Target(alert.target,
+                                                                  dict(known or own))
             labels = alert_labels(alert, alert_name=self.alert_name, observer=self.observer,
                                   target=target)
             annotations = dict(alert.annotations)
@@ -430,7 +433,7 @@ async def backtest_async(
                          else f"{type(outcome.error).__name__}: {outcome.error}")
                 out.write({"kind": "error", "time": cycle.time, "error": error})
             else:
-                alerts.observe(cycle.time, outcome.result, data)
+                alerts.observe(cycle.time, outcome.result, data, cycle.target_labels)
             bar.update(result.steps, cycle.time, result.first_time)
     except HistoryError as exc:
         if not result.steps:
