@@ -70,8 +70,9 @@ TARGET_LABEL = "deucalion_target"
 #: Seconds of recording between two flushes of the compressor.
 FLUSH_INTERVAL = 10.0
 
-_LINE = re.compile(
-    r'([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[^"}]|"(?:[^"\\\n]|\\.)*")*\})? (\S+) (\S+)\Z')
+_HEAD = re.compile(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[^"}]|"(?:[^"\\\n]|\\.)*")*\})?\Z')
+#: Series whose name, target and key a reader remembers (it forgets all past this).
+MAX_CACHED_SERIES = 1_000_000
 
 
 def _number(value: float) -> str:
@@ -186,6 +187,7 @@ class RecordingSource:
         has the cycles it was recorded with)."""
         desired = None if metrics is None else frozenset(metrics) | SYNTHETIC_METRICS
         keep: dict[str, bool] = {}
+        heads: dict[str, tuple[str, str, str] | None] = {}
         samples: TargetsData = {}
         target_times: dict[str, float] = {}
         pending = 0
@@ -198,38 +200,31 @@ class RecordingSource:
                 continue
             if not line:
                 continue
-            match = _LINE.match(line)
-            if match is None:
-                raise HistoryError(f"{self.path}:{lineno}: not a sample line of a recording: "
-                                   f"{line[:120]!r}")
-            name, labels, value_text, stamp_text = match.groups()
+            head, _, stamp_text = line.rpartition(" ")
+            head, _, value_text = head.rpartition(" ")
             try:
                 value, stamp = float(value_text), float(stamp_text)
             except ValueError:
-                raise HistoryError(f"{self.path}:{lineno}: value or timestamp is not a number: "
+                raise HistoryError(f"{self.path}:{lineno}: not a sample line of a recording: "
                                    f"{line[:120]!r}") from None
-            if name == CYCLE_METRIC:
+            if head == CYCLE_METRIC:
                 if (start is None or stamp >= start) and (end is None or stamp <= end):
                     yield Cycle(value, target_times, samples)
                 elif end is not None and stamp > end:
                     return
                 samples, target_times, pending = {}, {}, 0
                 continue
-            wanted = keep.get(name)
-            if wanted is None:
-                wanted = keep[name] = desired is None or family_selects(desired, name)
             pending += 1
-            if not wanted:
+            # The same series recurs every cycle: its name, target and key are worked out once.
+            try:
+                known = heads[head]
+            except KeyError:
+                known = heads[head] = self._head(head, lineno, desired, keep)
+                if len(heads) > MAX_CACHED_SERIES:
+                    heads.clear()
+            if known is None:
                 continue
-            pairs = parse_series(labels or "{}")
-            target = None
-            for pair in pairs:
-                if pair[0] == TARGET_LABEL:
-                    target = _unescape(pair[1])
-            if target is None:
-                raise HistoryError(f"{self.path}:{lineno}: sample without a {TARGET_LABEL} "
-                                   "label: not a deucalion recording?")
-            series = render_series(p for p in pairs if p[0] != TARGET_LABEL)
+            name, target, series = known
             samples.setdefault(target, {}).setdefault(name, {})[series] = value
             target_times[target] = stamp
         if pending:
@@ -238,6 +233,31 @@ class RecordingSource:
                             "the line that closes their cycle)")
         elif not ended and "truncated" not in self.stats.warnings:
             self._cut(0, "before # EOF")
+
+
+    def _head(self, head: str, lineno: int, desired: frozenset[str] | None,
+              keep: dict[str, bool]) -> tuple[str, str, str] | None:
+        """``(sample name, target, series key)`` of a line's ``name{labels}``; None when the
+        sample is not desired."""
+        match = _HEAD.match(head)
+        if match is None:
+            raise HistoryError(f"{self.path}:{lineno}: not a sample line of a recording: "
+                               f"{head[:120]!r}")
+        name, labels = match.groups()
+        wanted = keep.get(name)
+        if wanted is None:
+            wanted = keep[name] = desired is None or family_selects(desired, name)
+        if not wanted:
+            return None
+        pairs = parse_series(labels or "{}")
+        target = None
+        for pair in pairs:
+            if pair[0] == TARGET_LABEL:
+                target = _unescape(pair[1])
+        if target is None:
+            raise HistoryError(f"{self.path}:{lineno}: sample without a {TARGET_LABEL} "
+                               "label: not a deucalion recording?")
+        return name, target, render_series(p for p in pairs if p[0] != TARGET_LABEL)
 
 
 def _unescape(value: str) -> str:
