@@ -37,8 +37,15 @@ from deucalion.observer import MetricsObserver, TargetsData
 from deucalion.replay.sources import Cycle, HistoryError, HistorySource, open_source
 from deucalion.targets import Target
 
-__all__ = ["AlertSpan", "BacktestResult", "backtest", "backtest_async", "names_series",
-           "series_name"]
+__all__ = [
+    "AlertSpan",
+    "BacktestResult",
+    "alert_about",
+    "backtest",
+    "backtest_async",
+    "names_series",
+    "series_name",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +68,21 @@ def names_series(key: str, name: str) -> bool:
         return True
     target, _, series = name.partition(" ")
     return key == target or (bool(series) and key == series)
+
+
+def alert_about(labels: Mapping[str, str], target: str | None, key: str) -> bool:
+    """Whether an alert (its ``labels`` and ``target``) concerns the series or target
+    ``key`` names (as ``names_series`` reads keys). An alert about a target concerns all of
+    its series, unless its ``metric`` (and ``series``) labels say which one, as the demo's
+    observer's alerts do."""
+    which = labels.get("metric", "") + labels.get("series", "")
+    about, _, series = key.partition(" ")
+    if series:  # "target metric{labels}"
+        return (target is None or target == about) and (not which or which == series or
+                                                          series.startswith(which + "{"))
+    if key.endswith("}"):  # "metric{labels}" of any target
+        return bool(which) and which == key
+    return target == key
 
 
 @dataclass
@@ -324,6 +346,12 @@ class _Alerts:
                 continue
             firing.append((labels, annotations))
             about[frozenset(labels.items())] = alert.target
+            metric = alert.labels.get("metric")
+            if alert.score is not None and metric is not None:
+                # An alert that names its series (metric and series labels, as the demo's
+                # observer's do) gives that series' score.
+                self._score(now, alert.target or "", metric, alert.labels.get("series", "{}"),
+                            float(alert.score))
         self._track(self.lifecycle.update(self.observer, firing))
         for key in about.keys() - self.open.keys():
             payload = self._sent.get(key, {})

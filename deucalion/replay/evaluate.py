@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from deucalion.errors import ConfigError
-from deucalion.replay.backtesting import AlertSpan, BacktestResult, names_series
+from deucalion.replay.backtesting import AlertSpan, BacktestResult, alert_about, names_series
 from deucalion.replay.sources import HistoryError, parse_time
 
 __all__ = ["Evaluation", "SeriesEvaluation", "evaluate", "load_windows", "read_output"]
@@ -128,8 +128,7 @@ class Evaluation:
 def _spans_for(key: str, alerts: Iterable[AlertSpan], last: float) -> list[Window]:
     spans = []
     for alert in alerts:
-        about = alert.target or ""
-        if key == about or key.startswith(about + " ") or alert.labels.get("series") == key:
+        if alert_about(alert.labels, alert.target, key):
             spans.append((alert.start, alert.end if alert.end is not None else last))
     return sorted(spans)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from deucalion.errors import ConfigError
-from deucalion.replay.backtesting import BacktestResult, names_series
+from deucalion.replay.backtesting import BacktestResult, alert_about, names_series
 
 __all__ = ["plot"]
 
@@ -56,12 +56,16 @@ def plot(result: BacktestResult, path: str | Path, *,
         score = result.scores.get(name) or result.scores.get(target)
         if score:
             twin: Any = ax.twinx()
+            # Scores given only now and then (an alert's) are points, not a line across gaps.
+            sparse = len(score) < 0.9 * len(points)
             twin.plot(_dates([t for t, _ in score]), [s for _, s in score], color="tab:orange",
-                      linewidth=0.8, alpha=0.8, label="score")
+                      linewidth=0 if sparse else 0.8, marker="o" if sparse else "",
+                      markersize=3, alpha=0.8, label="score")
+            twin.set_ylim(bottom=0)
             twin.set_ylabel("score", fontsize=8, color="tab:orange")
             twin.tick_params(labelsize=7, colors="tab:orange")
         for alert in result.alerts:
-            if alert.target == target or alert.target is None:
+            if alert_about(alert.labels, alert.target, name):
                 end = alert.end if alert.end is not None else last
                 # A one-step alert would be invisible as a zero-width span.
                 shown = _dates([alert.start, max(end, alert.start + 1)])
