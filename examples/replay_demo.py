@@ -24,8 +24,9 @@ from deucalion.replay.recording import record
 HERE = Path(__file__).parent
 
 
-async def record_demo(seconds: float, path: Path, windows: Path) -> None:
-    """Record the synthetic target for ``seconds``; write its injected anomalies as windows."""
+async def record_demo(seconds: float, path: Path) -> dict[str, list[list[float]]]:
+    """Record the synthetic target for ``seconds``; return its injected anomalies as
+    labelled windows."""
     target = SyntheticTarget()
     url = await target.start()
     try:
@@ -37,14 +38,15 @@ async def record_demo(seconds: float, path: Path, windows: Path) -> None:
     labelled: dict[str, list[list[float]]] = {}
     for series, start, end in target.injected:
         labelled.setdefault(f"{url} {series}", []).append([start, end])
-    windows.write_text(json.dumps(labelled, indent=2) + "\n")
+    return labelled
 
 
 def main() -> None:
     """Record, backtest, evaluate and plot."""
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 60.0
     recording, windows = Path("replay_demo.om.gz"), Path("replay_demo_windows.json")
-    asyncio.run(record_demo(seconds, recording, windows))
+    injected = asyncio.run(record_demo(seconds, recording))
+    windows.write_text(json.dumps(injected, indent=2) + "\n")
     result = backtest(RobustZScoreObserver(DEMO_METRICS), recording.as_posix())
     print(result.summary())
     labelled = load_windows(windows)
