@@ -256,3 +256,20 @@ def test_cli_backtest_bad_source(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["backtest", "--observer", "tests.replay_observers:RobustZScore",
                  "--metrics", "x", "--from", "nothing.xyz"]) == 1
     assert "not a history source" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("labels", "target", "key", "about"), [
+    ({}, URL, URL, True),
+    ({}, URL, f"{URL} load{{}}", True),
+    ({}, URL, "http://other/metrics", False),
+    ({"metric": "load", "series": '{cpu="0"}'}, URL, f'{URL} load{{cpu="0"}}', True),
+    ({"metric": "load", "series": '{cpu="0"}'}, URL, f'{URL} load{{cpu="1"}}', False),
+    ({"metric": "load"}, URL, f'{URL} load{{cpu="1"}}', True),
+    ({"metric": "load", "series": '{cpu="0"}'}, URL, 'load{cpu="0"}', True),
+    ({}, None, f"{URL} load{{}}", True),
+])
+def test_alert_about(labels: dict[str, str], target: str | None, key: str, about: bool) -> None:
+    """An alert concerns its target's series, or only the one its metric/series labels name."""
+    from deucalion.replay.backtesting import alert_about
+
+    assert alert_about(labels, target, key) is about

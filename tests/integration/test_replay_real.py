@@ -4,6 +4,7 @@ real Prometheus scraped, a recording backfilled by the real promtool."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import shutil
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from deucalion.replay import PrometheusRangeSource, RecordingSource, backtest_async
+from deucalion.replay import Cycle, PrometheusRangeSource, RecordingSource, backtest_async
 from deucalion.replay import prometheus as prometheus_source
 from deucalion.replay.plot import plot
 from deucalion.replay.recording import RecordingProvisioner
@@ -155,3 +156,27 @@ def test_promtool_backfills_a_recording(tmp_path: Path) -> None:
     loads = [line for line in dump.splitlines() if 'load' in line]
     assert len(loads) == 5 and loads[-1].endswith(" 4 1700000004250")
     assert 'deucalion_target="http://a:1/metrics"' in loads[0]
+
+
+def test_record_command_records_node_exporter(node_exporter: servers.Server,
+                                              tmp_path: Path) -> None:
+    """deucalion record scrapes a real node_exporter for a few seconds and closes the file."""
+    from deucalion.cli import main
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"scrape_interval: 500ms\ntargets: [{node_exporter.url}/metrics]\n")
+    path = tmp_path / "node.om.gz"
+    assert main(["record", "-c", str(config), "-o", str(path), "--metrics",
+                 "node_load1,node_cpu_seconds_total", "--duration", "2.2"]) == 0
+    source = RecordingSource(path)
+    cycles = asyncio.run(_cycles(source))
+    assert 4 <= len(cycles) <= 6 and not source.stats.warnings
+    samples = cycles[0].samples[f"{node_exporter.url}/metrics"]
+    assert set(samples) == {"node_load1", "node_cpu_seconds_total", "up",
+                            "scrape_duration_seconds"}
+    assert all(b.time - a.time == pytest.approx(0.5, abs=0.1)
+               for a, b in itertools.pairwise(cycles))
+
+
+async def _cycles(source: RecordingSource) -> list[Cycle]:
+    return [c async for c in source.cycles()]
