@@ -11,8 +11,8 @@ import pytest
 
 from deucalion.cli import main
 from deucalion.replay import CSVSource, Cycle, RecordingSource, RecordingWriter, backtest
-from deucalion.replay.backtesting import AlertSpan, BacktestResult
 from deucalion.replay.evaluate import evaluate, load_windows, read_output
+from deucalion.replay.results import AlertSpan, BacktestResult
 from deucalion.replay.sources import HistoryError
 from tests.replay_observers import RaisesAfter, RobustZScore, SeenObserver
 
@@ -270,6 +270,6 @@ def test_cli_backtest_bad_source(capsys: pytest.CaptureFixture[str]) -> None:
 ])
 def test_alert_about(labels: dict[str, str], target: str | None, key: str, about: bool) -> None:
     """An alert concerns its target's series, or only the one its metric/series labels name."""
-    from deucalion.replay.backtesting import alert_about
+    from deucalion.replay.results import alert_about
 
     assert alert_about(labels, target, key) is about

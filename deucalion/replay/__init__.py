@@ -11,9 +11,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from deucalion.replay.backtesting import AlertSpan, BacktestResult, backtest, backtest_async
+    from deucalion.replay.backtesting import backtest, backtest_async
     from deucalion.replay.prometheus import PrometheusRangeSource
     from deucalion.replay.recording import RecordingSource, RecordingWriter, record
+    from deucalion.replay.results import AlertSpan, BacktestResult
     from deucalion.replay.sources import (
         CSVSource,
         Cycle,
@@ -41,8 +42,8 @@ __all__ = [
 ]
 
 _LAZY = {
-    "AlertSpan": "deucalion.replay.backtesting",
-    "BacktestResult": "deucalion.replay.backtesting",
+    "AlertSpan": "deucalion.replay.results",
+    "BacktestResult": "deucalion.replay.results",
     "backtest": "deucalion.replay.backtesting",
     "backtest_async": "deucalion.replay.backtesting",
     "PrometheusRangeSource": "deucalion.replay.prometheus",

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from deucalion.errors import ConfigError
-from deucalion.replay.backtesting import AlertSpan, BacktestResult, alert_about, names_series
+from deucalion.replay.results import AlertSpan, BacktestResult, alert_about, names_series
 from deucalion.replay.sources import HistoryError, parse_time
 
 __all__ = ["Evaluation", "SeriesEvaluation", "evaluate", "load_windows", "read_output"]
@@ -226,7 +226,7 @@ def _nab(evaluation: Evaluation,
 def read_output(path: str | Path) -> BacktestResult:
     """A backtest's result as its output file (JSON lines or CSV) holds it: scores, alerts,
     errors (values are not in outputs)."""
-    from deucalion.replay.backtesting import series_name
+    from deucalion.replay.results import series_name
 
     path = Path(path)
     result = BacktestResult(observer=path.name)

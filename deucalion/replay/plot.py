@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from deucalion.errors import ConfigError
-from deucalion.replay.backtesting import BacktestResult, alert_about, names_series
+from deucalion.replay.results import BacktestResult, alert_about, names_series
 
 __all__ = ["plot"]
 

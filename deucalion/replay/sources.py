@@ -231,7 +231,7 @@ def open_source(spec: str, *, metric: str = "value") -> HistorySource:
     path = Path(spec)
     if path.is_dir() or path.suffix == ".csv":
         return CSVSource(path, metric=metric)
-    if path.suffix in (".om", ".gz", ".txt") or path.name.endswith(".om.gz"):
+    if path.suffix in (".om", ".gz"):
         from deucalion.replay.recording import RecordingSource
 
         return RecordingSource(path)
