@@ -273,3 +273,16 @@ def test_alert_about(labels: dict[str, str], target: str | None, key: str, about
     from deucalion.replay.results import alert_about
 
     assert alert_about(labels, target, key) is about
+
+
+def test_plot_without_matplotlib_names_the_extra(monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
+    """Without matplotlib, plotting says which extra to install."""
+    import sys
+
+    from deucalion.replay.plot import plot
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    result = BacktestResult("X", values={"a": [(0.0, 1.0)]})
+    with pytest.raises(Exception, match=r"pip install deucalion\[plot\]"):
+        plot(result, tmp_path / "x.png")
