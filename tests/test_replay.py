@@ -316,3 +316,17 @@ def test_evaluate_worked_example_of_the_readme() -> None:
         return
     scores = {name: round(sweep.score, 1) for name, sweep in report.nab.items()}
     assert scores == {"standard": 44.2, "reward_low_FP_rate": 38.8, "reward_low_FN_rate": 46.1}
+
+
+def test_start_and_end_options() -> None:
+    """--start/--end take seconds, ISO 8601, now and now-<duration>; anything else is named."""
+    import time
+
+    from deucalion.errors import ConfigError
+    from deucalion.replay.cli import parse_when
+
+    assert parse_when("1700000000", "--start") == 1_700_000_000.0
+    assert parse_when("2023-11-14T22:13:20Z", "--start") == 1_700_000_000.0
+    assert parse_when("now-7d", "--start") == pytest.approx(time.time() - 7 * 86400, abs=5)
+    with pytest.raises(ConfigError, match="--end 'tomorrow'"):
+        parse_when("tomorrow", "--end")

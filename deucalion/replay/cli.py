@@ -32,9 +32,10 @@ def parse_when(text: str, option: str) -> float:
         except ValueError as exc:
             raise ConfigError(f"{option} {text!r}: {exc}") from None
     try:
-        return parse_time(value, f"{option}: ")
-    except HistoryError as exc:
-        raise ConfigError(str(exc)) from None
+        return parse_time(value)
+    except HistoryError:
+        raise ConfigError(f"{option} {text!r}: write Unix seconds, an ISO 8601 date and time "
+                          "(2024-05-01T12:00:00Z), now or now-7d") from None
 
 
 def _metrics(text: str | None) -> list[str] | None:
