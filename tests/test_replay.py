@@ -330,3 +330,19 @@ def test_start_and_end_options() -> None:
     assert parse_when("now-7d", "--start") == pytest.approx(time.time() - 7 * 86400, abs=5)
     with pytest.raises(ConfigError, match="--end 'tomorrow'"):
         parse_when("tomorrow", "--end")
+
+
+def test_worker_that_dies_costs_one_step(tmp_path: Path) -> None:
+    """A worker killed mid-run costs that step (counted), is replaced, and the run goes on;
+    a call past observer_timeout likewise."""
+    from tests.observers import ExitOnceObserver, HangOnceObserver
+
+    path = _write(tmp_path / "r.om.gz", _cycles(6)).as_posix()
+    died = backtest(ExitOnceObserver({"load"}, tmp_path / "exit.jsonl"), path,
+                    output=tmp_path / "out.jsonl")
+    assert died.steps == 6 and died.errors == 1
+    assert "worker died or ran past the timeout" in (tmp_path / "out.jsonl").read_text()
+    hung = backtest(HangOnceObserver({"load"}, tmp_path / "hang.jsonl"), path,
+                    observer_timeout=1.0)
+    assert hung.steps == 6 and hung.errors == 1
+    assert len((tmp_path / "hang.jsonl").read_text().splitlines()) == 5

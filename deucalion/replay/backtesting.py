@@ -303,7 +303,9 @@ async def backtest_async(
         alerts.close()
         out.close()
         result.wall_seconds = time.monotonic() - began
-        result.source_warnings.update(source.stats.warnings)
+        stats = getattr(source, "stats", None)  # a source of one's own may not count
+        if stats is not None:
+            result.source_warnings.update(stats.warnings)
         await caller.worker.close()
     return result
 
