@@ -30,23 +30,28 @@ def _records(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+@pytest.mark.parametrize(("interval", "cycles"), [
+    (0.5, 12),
+    pytest.param(1.0, 120, marks=pytest.mark.slow, id="two-minutes"),
+])
 async def test_recorded_node_exporter_replays_as_seen_live(
-        node_exporter: servers.Server, tmp_path: Path) -> None:
+        node_exporter: servers.Server, tmp_path: Path, interval: float, cycles: int) -> None:
     """Record a real node_exporter while an observer watches it, replay the recording: the
-    observer sees the same series and values, at the same times, as it saw live."""
+    observer sees the same series and values, at the same times, as it saw live (6 s here;
+    two minutes with -m slow)."""
     live, replayed = tmp_path / "live.jsonl", tmp_path / "replayed.jsonl"
     recording = tmp_path / "node.om.gz"
     provisioner = RecordingProvisioner(targets=[node_exporter.url + "/metrics"],
-                                       scrape_interval=0.5, record_path=recording,
+                                       scrape_interval=interval, record_path=recording,
                                        telemetry={"enabled": False})
     provisioner.register(SeenObserver(NODE_METRICS, str(live)))
     async with provisioner:
-        for _ in range(200):
+        for _ in range(int(cycles * interval * 10) + 200):
             await asyncio.sleep(0.1)
-            if len(_records(live)) >= 12:
+            if len(_records(live)) >= cycles:
                 break
     seen_live = _records(live)
-    assert len(seen_live) >= 12
+    assert len(seen_live) >= cycles
     result = await backtest_async(SeenObserver(NODE_METRICS, str(replayed)),
                                   RecordingSource(recording))
     seen_again = _records(replayed)
