@@ -113,11 +113,13 @@ class _Caller:
         ran past the timeout: the dispatch worker logged it and started a new one)."""
         self._answer = answer = asyncio.get_running_loop().create_future()
         errors = self.worker.stats.errors
+        # Typed loosely so this reads the same whichever dispatch worker is installed: before
+        # issue 12 its submit took no scrape times.
+        submit: Any = self.worker.submit
         try:
-            self.worker.submit(data, cycle_time=cycle.time,  # type: ignore[call-arg]
-                               target_times=cycle.target_times)
-        except TypeError:  # the dispatch worker before issue 12 takes no times
-            self.worker.submit(data)
+            submit(data, cycle_time=cycle.time, target_times=cycle.target_times)
+        except TypeError:
+            submit(data)
         while True:
             # The outcome of a call that cost its worker never reaches on_result: an error
             # counted with the worker idle again means that happened.
