@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
-import importlib.util
 import json
 import logging
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deucalion._commands import build_observers, load_object, metric_list, settings_from
 from deucalion._version import __version__
 from deucalion.errors import ConfigError, DeucalionError
-from deucalion.observer import MetricsObserver
 from deucalion.runner import LOG_LEVELS, run_main
 
 if TYPE_CHECKING:
@@ -30,21 +27,9 @@ __all__ = ["build_parser", "load_object", "main"]
 def _demo(args: argparse.Namespace) -> int:
     from deucalion.demo import run_demo
 
-    metrics = _metric_list(args.metrics)
+    metrics = metric_list(args.metrics)
     return run_main(run_demo(target=args.target, alertmanager=args.alertmanager,
                                 duration=args.duration, interval=args.interval, metrics=metrics))
-
-
-def _metric_list(text: str | None) -> list[str] | None:
-    from deucalion._http import comma_separated
-
-    return comma_separated(text) if text else None
-
-
-def _settings(path: str | None) -> Settings:
-    from deucalion.config.loading import load_settings
-
-    return load_settings(path)
 
 
 # --- check-config -------------------------------------------------------------------------
@@ -93,7 +78,7 @@ async def _collect(settings: Settings, provider: TargetProvider, targets: Sequen
 async def _targets(args: argparse.Namespace) -> int:
     from deucalion.targets import build_provider
 
-    settings = _settings(args.config)
+    settings = settings_from(args.config)
     provider = build_provider(settings)
     try:
         targets = list(await provider.discover())
@@ -120,14 +105,14 @@ async def _scrape(args: argparse.Namespace) -> int:
     from deucalion.observer import check_desired_metrics, select_data
     from deucalion.targets import Target, build_provider
 
-    metrics = _metric_list(args.metrics)
+    metrics = metric_list(args.metrics)
     if metrics is not None:
         check_desired_metrics(metrics, "deucalion scrape --metrics")
     try:
         url = normalize_target_url(args.url)
     except ValueError as exc:
         raise ConfigError(f"deucalion scrape URL: {exc}") from None
-    settings = _settings(args.config)
+    settings = settings_from(args.config)
     provider: TargetProvider
     target = Target(url)
     try:
@@ -163,74 +148,18 @@ async def _scrape(args: argparse.Namespace) -> int:
 # --- run ----------------------------------------------------------------------------------
 
 
-def load_object(path: str) -> Any:
-    """The object at ``module:name`` or ``file.py:name`` (a file's directory joins sys.path)."""
-    module_path, sep, name = path.rpartition(":")
-    if not sep or not module_path or not name:
-        raise ConfigError(f"{path!r} is not an import path: write module:Class or file.py:Class")
-    if module_path.endswith(".py") or os.sep in module_path:
-        file = Path(module_path).resolve()
-        if not file.is_file():
-            raise ConfigError(f"{path}: no such file {file}")
-        sys.path.insert(0, str(file.parent))
-        module_name = f"deucalion_app_{file.stem}"
-        spec = importlib.util.spec_from_file_location(module_name, file)
-        if spec is None or spec.loader is None:
-            raise ConfigError(f"{path}: cannot load {file} as Python")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-        # Worker processes cannot import a module loaded from a file path: send it by value.
-        import cloudpickle
-
-        cloudpickle.register_pickle_by_value(module)
-    else:
-        try:
-            module = importlib.import_module(module_path)
-        except ImportError as exc:
-            raise ConfigError(f"{path}: cannot import {module_path}: {exc}") from None
-    try:
-        obj = module
-        for part in name.split("."):
-            obj = getattr(obj, part)
-    except AttributeError:
-        raise ConfigError(f"{path}: {module_path} has no {name!r}") from None
-    return obj
-
-
-def _observers(paths: Sequence[str], settings: Settings,
-               metrics: list[str] | None) -> list[MetricsObserver]:
-    from deucalion.config.loading import ObserverSettings
-
-    configured = settings.observers
-    paths = list(paths) or list(configured)
-    if not paths:
-        raise ConfigError("no observer to run: name one (deucalion run module:Class) or list "
-                          "them under observers: in the config file")
-    observers = []
-    for path in paths:
-        entry = configured.get(path)
-        if entry is None:
-            if metrics is None:
-                raise ConfigError(
-                    f"{path}: its desired metrics are unknown: pass --metrics a,b or configure "
-                    f"observers: {{{path!r}: {{desired_metrics: [...]}}}}")
-            entry = ObserverSettings(desired_metrics=metrics)
-        cls = load_object(path)
-        try:
-            observers.append(cls(desired_metrics=set(metrics or entry.desired_metrics),
-                                 **entry.kwargs))
-        except TypeError as exc:
-            raise ConfigError(f"{path}: cannot construct it with desired_metrics and kwargs "
-                              f"{sorted(entry.kwargs)}: {exc}") from None
-    return observers
-
-
 def _run(args: argparse.Namespace) -> int:
     from deucalion.provisioner import MetricsProvisioner
 
-    provisioner = MetricsProvisioner(args.config)
-    for observer in _observers(args.observers, provisioner.settings, _metric_list(args.metrics)):
+    provisioner: MetricsProvisioner
+    if args.record:
+        from deucalion.replay.recording import RecordingProvisioner
+
+        provisioner = RecordingProvisioner(args.config, record_path=args.record)
+    else:
+        provisioner = MetricsProvisioner(args.config)
+    metrics = metric_list(args.metrics)
+    for observer in build_observers(args.observers, provisioner.settings, metrics):
         provisioner.register(observer)
     provisioner.run()
     return 0
@@ -278,6 +207,8 @@ def add_core_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     run.add_argument("observers", nargs="*", metavar="MODULE:CLASS")
     run.add_argument("-c", "--config", metavar="FILE", help="config file")
     run.add_argument("--metrics", help="comma-separated desired metrics (overrides the config)")
+    run.add_argument("--record", metavar="FILE.om.gz", help="also record every cycle, as the "
+                     "observers receive it, for `deucalion backtest --from FILE`")
     run.set_defaults(func=_run)
 
 
@@ -303,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--metrics", help="comma-separated metric names to watch")
     demo.set_defaults(func=_demo)
     add_core_commands(commands)
+
+    from deucalion.replay.cli import add_commands as add_replay_commands
+
+    add_replay_commands(commands)
 
     from deucalion.injector.cli import add_commands as add_injector_commands
 

@@ -85,6 +85,8 @@ class SyntheticTarget:
         self._runner: web.AppRunner | None = None
         self._injector: asyncio.Task[None] | None = None
         self.url = ""
+        self.injected: list[tuple[str, float, float]] = []
+        """Each anomaly injected so far: ``(metric{labels}, start, end)`` (labelled windows)."""
 
     async def start(self) -> str:
         """Serve on a free port; returns the scrape URL."""
@@ -114,6 +116,8 @@ class SyntheticTarget:
             series = self.random.choice(self.series)
             series.spike_factor = self.random.choice((0.2, 3.0, 5.0))
             series.spike_until = time.time() + 4.0
+            self.injected.append((series.metric + (series.labels or "{}"),
+                                  series.spike_until - 4.0, series.spike_until))
             print(f"{time.strftime('%H:%M:%S')}  injected  {series.metric}{series.labels} "
                   f"x{series.spike_factor:g} for 4s", flush=True)
 

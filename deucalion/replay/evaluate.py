@@ -1,0 +1,275 @@
+"""Evaluate a backtest against labelled anomaly windows.
+
+Labels are a JSON object mapping a series (or a CSV file's name, which is its target) to its
+anomaly windows, ``{"machine_temp.csv": [["2024-01-02 10:00", "2024-01-02 12:00"], ...]}``,
+times as Unix seconds or ISO 8601. A key names, in order of preference, a series as outputs
+name it (``target metric{labels}``), a ``metric{labels}`` of any target, or a target.
+
+Detections are the backtest's alerts about the series (or, with ``threshold``, its scores at or
+above it), as *events*: an alert span, or a run of consecutive steps scoring at or above the
+threshold. Per series and in total:
+
+- a window is *detected* when an event overlaps it; *recall* = detected windows / windows;
+- an event is *true* when it overlaps a window; *precision* = true events / events;
+- *F1* is their harmonic mean;
+- *time to detection* of a detected window = the start of its first event (or the window's own
+  start, for an event already firing then) minus the window's start.
+
+The NAB score (``deucalion.replay.nab``) is computed from the scores per step, or from the
+alerts (1 while firing, 0 otherwise) when the observer exported no scores.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deucalion.errors import ConfigError
+from deucalion.replay.results import AlertSpan, BacktestResult, alert_about, names_series
+from deucalion.replay.sources import HistoryError, parse_time
+
+__all__ = ["Evaluation", "SeriesEvaluation", "evaluate", "load_windows", "read_output"]
+
+Window = tuple[float, float]
+
+
+def load_windows(path: str | Path) -> dict[str, list[Window]]:
+    """The labelled windows of a JSON file: ``{series: [[start, end], ...]}``."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read the labels {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: write an object mapping each series to its windows, "
+                          '{"series": [[start, end], ...]}')
+    windows: dict[str, list[Window]] = {}
+    for key, pairs in raw.items():
+        where = f"{path}: {key}: "
+        if not isinstance(pairs, list) or not all(
+                isinstance(p, list | tuple) and len(p) == 2 for p in pairs):
+            raise ConfigError(f"{where}windows must be a list of [start, end] pairs")
+        try:
+            parsed = [(parse_time(str(a), where), parse_time(str(b), where)) for a, b in pairs]
+        except HistoryError as exc:
+            raise ConfigError(str(exc)) from None
+        bad = [w for w in parsed if w[1] < w[0]]
+        if bad:
+            raise ConfigError(f"{where}window {bad[0]} ends before it starts")
+        windows[key] = sorted(parsed)
+    return windows
+
+
+@dataclass
+class SeriesEvaluation:
+    """The numbers for one labelled series."""
+
+    name: str
+    windows: int = 0
+    detected: int = 0
+    events: int = 0
+    true_events: int = 0
+    detection_delays: list[float] = field(default_factory=list)
+    """Seconds from each detected window's start to its detection."""
+
+    @property
+    def precision(self) -> float:
+        """True events / events (1.0 when there is no event: nothing was wrongly reported)."""
+        return self.true_events / self.events if self.events else 1.0
+
+    @property
+    def recall(self) -> float:
+        """Detected windows / windows (1.0 when there is no window)."""
+        return self.detected / self.windows if self.windows else 1.0
+
+    @property
+    def f1(self) -> float:
+        """The harmonic mean of precision and recall."""
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+
+@dataclass
+class Evaluation:
+    """Per-series and overall numbers, and NAB's scores per profile."""
+
+    series: list[SeriesEvaluation]
+    total: SeriesEvaluation
+    nab: dict[str, Any] = field(default_factory=dict)
+    """Per NAB profile: its ``SweepResult`` (normalised score, threshold, ...)."""
+    nab_note: str = ""
+
+    def report(self) -> str:
+        """A table for the terminal."""
+        lines = [f"{'series':<40} {'windows':>7} {'found':>5} {'events':>6} {'prec':>5} "
+                 f"{'recall':>6} {'F1':>5} {'TTD median':>10}"]
+        for one in [*self.series, self.total]:
+            delay = (f"{statistics.median(one.detection_delays):.0f}s"
+                     if one.detection_delays else "-")
+            lines.append(f"{one.name[-40:]:<40} {one.windows:>7} {one.detected:>5} "
+                         f"{one.events:>6} {one.precision:>5.2f} {one.recall:>6.2f} "
+                         f"{one.f1:>5.2f} {delay:>10}")
+        for profile, sweep in self.nab.items():
+            lines.append(f"NAB {profile}: {sweep.score:.1f} (threshold {sweep.threshold:g}, "
+                         f"{sweep.detected}/{sweep.windows} windows, {sweep.false_positives} "
+                         "false positives)")
+        if self.nab_note:
+            lines.append(self.nab_note)
+        return "\n".join(lines)
+
+
+def _spans_for(key: str, alerts: Iterable[AlertSpan], last: float) -> list[Window]:
+    spans = []
+    for alert in alerts:
+        if alert_about(alert.labels, alert.target, key):
+            spans.append((alert.start, alert.end if alert.end is not None else last))
+    return sorted(spans)
+
+
+def _score_events(points: Sequence[tuple[float, float]], threshold: float) -> list[Window]:
+    events: list[Window] = []
+    run: list[float] = []
+    for when, score in points:
+        if score >= threshold:
+            run.append(when)
+        elif run:
+            events.append((run[0], run[-1]))
+            run = []
+    if run:
+        events.append((run[0], run[-1]))
+    return events
+
+
+def _judge(name: str, windows: Sequence[Window], events: Sequence[Window]) -> SeriesEvaluation:
+    out = SeriesEvaluation(name, windows=len(windows), events=len(events))
+    for start, end in events:
+        if any(start <= w_end and end >= w_start for w_start, w_end in windows):
+            out.true_events += 1
+    for w_start, w_end in windows:
+        hits = [max(start, w_start) for start, end in events if start <= w_end and end >= w_start]
+        if hits:
+            out.detected += 1
+            out.detection_delays.append(min(hits) - w_start)
+    return out
+
+
+def evaluate(result: BacktestResult, windows: Mapping[str, Sequence[Window]], *,
+             threshold: float | None = None, profiles: Iterable[str] | None = None
+             ) -> Evaluation:
+    """Score ``result``'s detections against the labelled ``windows`` (see the module)."""
+    if result.last_time is None:
+        raise ConfigError("the backtest has no steps to evaluate")
+    per_series: list[SeriesEvaluation] = []
+    labelled: list[tuple[str, list[float], list[float], Sequence[Window]]] = []
+    unmatched = []
+    for key, spans in windows.items():
+        names = [n for n in result.scores if names_series(key, n)]
+        points = sorted(p for n in names for p in result.scores[n])
+        if threshold is not None:
+            events = _score_events(points, threshold)
+        else:
+            events = _spans_for(key, result.alerts, result.last_time)
+        if not names and not events and not any(names_series(key, n) for n in result.values):
+            unmatched.append(key)
+        per_series.append(_judge(key, spans, events))
+        if points:
+            labelled.append((key, [p[0] for p in points], [p[1] for p in points], spans))
+        elif events:
+            times = sorted({t for n, v in result.values.items() if names_series(key, n)
+                            for t, _ in v})
+            labelled.append((key, times, [_firing(t, events) for t in times], spans))
+    if unmatched:
+        raise ConfigError(f"labelled series {', '.join(unmatched)} match no series, target or "
+                          "alert of the backtest: name them as the outputs do (target, "
+                          "'metric{labels}' or 'target metric{labels}')")
+    total = SeriesEvaluation("total")
+    for one in per_series:
+        total.windows += one.windows
+        total.detected += one.detected
+        total.events += one.events
+        total.true_events += one.true_events
+        total.detection_delays += one.detection_delays
+    evaluation = Evaluation(per_series, total)
+    _nab(evaluation, labelled, profiles)
+    return evaluation
+
+
+def _firing(when: float, events: Sequence[Window]) -> float:
+    return 1.0 if any(start <= when <= end for start, end in events) else 0.0
+
+
+def _nab(evaluation: Evaluation,
+         labelled: list[tuple[str, list[float], list[float], Sequence[Window]]],
+         profiles: Iterable[str] | None) -> None:
+    try:
+        nab: Any = importlib.import_module("deucalion.replay.nab")
+    except ImportError:
+        evaluation.nab_note = "NAB score: not available in this version"
+        return
+    if not labelled:
+        evaluation.nab_note = "NAB score: the backtest has neither scores nor alerts to score"
+        return
+    series = [nab.LabelledSeries(name, times, [s if math.isfinite(s) else 0.0 for s in scores],
+                                 list(spans))
+              for name, times, scores, spans in labelled]
+    chosen = tuple(profiles) if profiles is not None else tuple(nab.PROFILES)
+    evaluation.nab = dict(nab.evaluate(series, chosen))
+
+
+def read_output(path: str | Path) -> BacktestResult:
+    """A backtest's result as its output file (JSON lines or CSV) holds it: scores, alerts,
+    errors (values are not in outputs)."""
+    from deucalion.replay.results import series_name
+
+    path = Path(path)
+    result = BacktestResult(observer=path.name)
+    times: list[float] = []
+    try:
+        handle = path.open(newline="", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with handle:
+        if path.suffix == ".csv":
+            import csv
+
+            rows: Iterable[dict[str, Any]] = (
+                {k: (v if v != "" else None) for k, v in row.items()}
+                for row in csv.DictReader(handle))
+        else:
+            rows = (json.loads(line) for line in handle if line.strip())
+        try:
+            for row in rows:
+                kind = row.get("kind")
+                if kind == "score":
+                    when = float(row["time"])
+                    times.append(when)
+                    name = series_name(row.get("target") or "", row.get("metric"),
+                                       row.get("series"))
+                    result.scores.setdefault(name, []).append((when, float(row["score"])))
+                elif kind == "alert":
+                    labels = row["labels"]
+                    if isinstance(labels, str):
+                        labels = json.loads(labels)
+                    end = row.get("end")
+                    result.alerts.append(AlertSpan(
+                        dict(labels), dict(row.get("annotations") or {}), row.get("target"),
+                        float(row["start"]), None if end is None else float(end),
+                        row.get("startsAt") or "", row.get("endsAt") or ""))
+                    times.append(float(row["start"]))
+                elif kind == "error":
+                    result.errors += 1
+                    times.append(float(row["time"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{path} is not a backtest output: {type(exc).__name__}: "
+                              f"{exc}") from None
+    if times:
+        result.first_time, result.last_time = min(times), max(times)
+    result.steps = len({t for points in result.scores.values() for t, _ in points})
+    return result

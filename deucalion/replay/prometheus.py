@@ -1,0 +1,169 @@
+"""History from a Prometheus server: ``query_range`` over a time range, for the desired metrics.
+
+One ``/api/v1/query_range`` request per desired name (with its family's suffixes) and per
+synthetic sample (``up``, ``scrape_duration_seconds``), each for a piece of the range short
+enough for Prometheus's limit of 11,000 points per series. The series are split per target as
+federated mode splits them (``deucalion.targets.prometheus``): by their ``job`` and
+``instance`` labels, each target known by its ``scrapeUrl`` in ``/api/v1/targets``; a target
+Prometheus no longer scrapes is named ``http://<instance>/metrics``. The target labels are
+dropped from every series, so the observer sees what it would have seen scraping the target.
+
+The time of each cycle is the step's evaluation time: ``query_range`` answers with the newest
+sample at or before it (within Prometheus's lookback of 5 minutes), not with the scrape's own
+timestamp, so a step shorter than the scrape interval repeats samples.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from deucalion._http import APIClient, HTTPError, redact_url
+from deucalion.exposition.grammar import escape
+from deucalion.exposition.naming import FAMILY_SUFFIXES
+from deucalion.observer import TargetsData
+from deucalion.replay.sources import Cycle, HistoryError, SourceStats
+from deucalion.targets.prometheus import render_series
+from deucalion.targets.target import Target
+
+__all__ = ["MAX_POINTS", "PrometheusRangeSource"]
+
+log = logging.getLogger(__name__)
+
+#: Points per series and request: under Prometheus's limit of 11,000.
+MAX_POINTS = 10_000
+#: Series dropped from a target's samples: the labels Prometheus attached to it.
+_SYNTHETIC = ("up", "scrape_duration_seconds")
+
+
+class PrometheusRangeSource:
+    """Cycles from a Prometheus server's ``query_range``, one per ``step`` from start to end.
+
+    ``url`` is the server's base URL (a ``user:password@`` in it is sent as basic auth, never
+    shown); ``jobs`` limits the targets to those jobs. ``start`` and ``end`` are required by
+    ``cycles``; ``step`` defaults to 15 s.
+    """
+
+    def __init__(self, url: str, *, jobs: Iterable[str] = (), timeout: float = 60.0,
+                 body_size_limit: int = 500 * 1024 * 1024) -> None:
+        self.url = url
+        self.name = redact_url(url)
+        self.jobs = frozenset(jobs)
+        self.timeout = timeout
+        self.body_size_limit = body_size_limit
+        self.stats = SourceStats()
+        self.requests = 0
+
+    async def _get(self, client: APIClient, path: str, query: list[tuple[str, str]]) -> Any:
+        self.requests += 1
+        try:
+            answer = await client.get_json(path, query)
+        except HTTPError as exc:
+            raise HistoryError(f"Prometheus at {self.name}{path}: {exc.reason}") from None
+        try:
+            if answer.get("status") != "success":
+                raise ValueError(answer.get("error", "status is not success"))
+            return answer["data"]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise HistoryError(f"Prometheus at {self.name}{path} did not answer as Prometheus "
+                               f"does: {exc}") from None
+
+    async def _targets(self, client: APIClient) -> dict[tuple[str, str], Target]:
+        """``(job, instance) -> Target`` of the targets the server scrapes now."""
+        data = await self._get(client, "/api/v1/targets", [("state", "active")])
+        known: dict[tuple[str, str], Target] = {}
+        for entry in data.get("activeTargets", []):
+            labels = dict(entry["labels"])
+            known.setdefault((labels.get("job", ""), labels.get("instance", "")),
+                             Target(str(entry["scrapeUrl"]), labels))
+        return known
+
+    def _selectors(self, metrics: Iterable[str] | None) -> list[str]:
+        jobs = ""
+        if self.jobs:
+            jobs = ',job=~"' + "|".join(escape(j) for j in sorted(self.jobs)) + '"'
+        if metrics is None:
+            raise HistoryError(f"Prometheus at {self.name}: say which metrics to read (the "
+                               "observer's desired metrics); reading every series of a server "
+                               "is not supported")
+        names = sorted(set(metrics) | set(_SYNTHETIC))
+        suffixes = "|".join(FAMILY_SUFFIXES)
+        # (?:...) around the entry: a desired regular expression (a|b) keeps its alternation.
+        return [f'{{__name__=~"(?:{name})(?:{suffixes})?"{jobs}}}' for name in names]
+
+    async def cycles(self, metrics: Iterable[str] | None = None, start: float | None = None,
+                     end: float | None = None, step: float | None = None
+                     ) -> AsyncIterator[Cycle]:
+        """One cycle per ``step`` from ``start`` to ``end`` (both required)."""
+        if start is None or end is None:
+            raise HistoryError(f"Prometheus at {self.name}: give the range to read (--start and "
+                               "--end, or start= and end=)")
+        step = 15.0 if step is None else step
+        if not (step > 0 and end >= start):
+            raise HistoryError(f"Prometheus range {start}..{end} step {step}: the end must not "
+                               "be before the start and the step must be positive")
+        selectors = self._selectors(metrics)
+        async with APIClient(self.url, timeout=self.timeout,
+                             body_size_limit=self.body_size_limit) as client:
+            targets = await self._targets(client)
+            chunk = step * (MAX_POINTS - 1)
+            piece_start = start
+            seen_any = False
+            while piece_start <= end:
+                piece_end = min(end, piece_start + chunk)
+                grid: dict[float, TargetsData] = {}
+                for selector in selectors:
+                    data = await self._get(client, "/api/v1/query_range", [
+                        ("query", selector), ("start", repr(piece_start)),
+                        ("end", repr(piece_end)), ("step", repr(step))])
+                    self._place(data.get("result", []), targets, grid)
+                _drop_down_targets(grid)
+                labels = {t.url: t.labels for t in targets.values()}
+                for when in sorted(grid):
+                    seen_any = True
+                    samples = grid[when]
+                    yield Cycle(when, dict.fromkeys(samples, when), samples, labels)
+                piece_start = piece_end + step
+        if not seen_any:
+            raise HistoryError(
+                f"Prometheus at {self.name} has no samples of {', '.join(selectors)} between "
+                f"{_when(start)} and {_when(end)}: check the range (and its time zone), the "
+                "metric names and that Prometheus scraped them then")
+
+    def _place(self, result: list[dict[str, Any]], targets: dict[tuple[str, str], Target],
+               grid: dict[float, TargetsData]) -> None:
+        """Put each series' values into the grid, under its target, without target labels."""
+        for entry in result:
+            labels: dict[str, str] = dict(entry["metric"])
+            name = labels.pop("__name__", "")
+            key = (labels.get("job", ""), labels.get("instance", ""))
+            target = targets.get(key)
+            if target is None:
+                target = targets[key] = Target(f"http://{key[1]}/metrics",
+                                               {"job": key[0], "instance": key[1]})
+            own = set(target.labels.items())
+            series = render_series((k, escape(v)) for k, v in labels.items()
+                                   if (k, v) not in own)
+            for stamp, text in entry.get("values", []):
+                value = float(text)
+                grid.setdefault(float(stamp), {}).setdefault(target.url, {}).setdefault(
+                    name, {})[series] = value
+
+
+def _drop_down_targets(grid: dict[float, TargetsData]) -> None:
+    """As a failed scrape: a target that was down has only its synthetic samples."""
+    for samples in grid.values():
+        for per_target in samples.values():
+            up = per_target.get("up")
+            if up is not None and up.get("{}") == 0.0:
+                for name in [n for n in per_target if n not in _SYNTHETIC]:
+                    del per_target[name]
+
+
+def _when(stamp: float) -> str:
+    if not math.isfinite(stamp):
+        return str(stamp)
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))

@@ -1,0 +1,404 @@
+"""Recordings: what the targets served, cycle by cycle, as gzip-compressed OpenMetrics text.
+
+Why OpenMetrics text with timestamps: it is the format Prometheus itself reads back
+(``promtool tsdb create-blocks-from openmetrics FILE DIR`` turns a recording into blocks a
+Prometheus server serves), it is plain text any tool can read, and gzip takes a recording of
+node_exporter to a few bytes a sample. The format, line by line::
+
+    node_load1{deucalion_target="http://localhost:9100/metrics"} 0.52 1700000000.003
+    up{deucalion_target="http://localhost:9100/metrics"} 1.0 1700000000.003
+    scrape_duration_seconds{deucalion_target="http://localhost:9100/metrics"} 0.004 1700000000.003
+    deucalion_record_cycle_time_seconds 1700000000.0 1700000000.0
+    ...
+    # EOF
+
+- Every sample of a target is one line: its name, its series' labels plus
+  ``deucalion_target`` (the target's URL, which keys the data an observer receives), the value
+  (``NaN``, ``+Inf``, ``-Inf`` as OpenMetrics writes them) and the target's scrape time in Unix
+  seconds, to the microsecond (Prometheus keeps the milliseconds).
+- ``up`` and ``scrape_duration_seconds`` (and ``scrape_samples_scraped`` when counted) are
+  recorded for every target, so a target that was down is in the recording.
+- ``deucalion_record_cycle_time_seconds`` closes each cycle; its value and timestamp are the
+  cycle's scrape time. A reader yields a cycle when it reads this line, so samples after the
+  last one are an incomplete cycle (the recorder was killed) and are left out, counted.
+- ``# EOF`` ends a complete recording. There are no ``# TYPE`` lines: the samples are recorded
+  by their own names, as an observer receives them, so every family is of unknown type.
+
+A recording cut off mid-line or mid-gzip-stream (a killed recorder, a full disk) is read up to
+the cut, with a warning counted as ``truncated``. The compressor is flushed every
+``FLUSH_INTERVAL`` seconds of recording, so a killed recorder loses at most that much.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+import math
+import re
+import time
+import zlib
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from deucalion.exposition.grammar import escape
+from deucalion.exposition.naming import family_selects
+from deucalion.observer import SYNTHETIC_METRICS, TargetsData
+from deucalion.provisioner import MetricsProvisioner
+from deucalion.replay.sources import Cycle, HistoryError, SourceStats
+from deucalion.targets.prometheus import parse_series, render_series
+
+if TYPE_CHECKING:
+    from deucalion.config.loading import Settings
+    from deucalion.scrape import ScrapeResult
+
+__all__ = [
+    "CYCLE_METRIC",
+    "TARGET_LABEL",
+    "RecordingProvisioner",
+    "RecordingSource",
+    "RecordingWriter",
+    "record",
+]
+
+log = logging.getLogger(__name__)
+
+#: The sample that closes each cycle of a recording.
+CYCLE_METRIC = "deucalion_record_cycle_time_seconds"
+#: The label that carries each sample's target URL.
+TARGET_LABEL = "deucalion_target"
+#: Bytes a reader decompresses and decodes at a time.
+READ_BLOCK = 1 << 16
+#: Seconds of recording between two flushes of the compressor.
+FLUSH_INTERVAL = 10.0
+
+_HEAD = re.compile(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[^"}]|"(?:[^"\\\n]|\\.)*")*\})?\Z')
+#: Series whose name, target and key a reader remembers (it forgets all past this).
+MAX_CACHED_SERIES = 1_000_000
+
+
+def _number(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+class RecordingWriter:
+    """Writes cycles to a recording file (gzip-compressed unless the name lacks ``.gz``).
+
+    Use as a context manager or call ``close()``, which writes ``# EOF``; ``close()`` twice is
+    harmless.
+    """
+
+    def __init__(self, path: str | Path, *, compresslevel: int = 6) -> None:
+        self.path = Path(path)
+        self._gzip: gzip.GzipFile | None = None
+        self._file: IO[bytes] | gzip.GzipFile
+        try:
+            if self.path.name.endswith(".gz"):
+                self._gzip = gzip.GzipFile(self.path, "wb", compresslevel=compresslevel)
+                self._file = self._gzip
+            else:
+                self._file = self.path.open("wb")
+        except OSError as exc:
+            raise HistoryError(f"cannot write the recording {self.path}: "
+                               f"{exc.strerror or exc}") from None
+        self._last_flush = -math.inf
+        self._closed = False
+        self.cycles = 0
+        self.samples = 0
+
+    def write_cycle(self, cycle: Cycle) -> None:
+        """Append one cycle: every sample of every target, then the line that closes it."""
+        lines: list[str] = []
+        for target, samples in cycle.samples.items():
+            # To the microsecond, so a replay hands the observer the very times it saw live;
+            # Prometheus keeps milliseconds of it when backfilling.
+            stamp = f"{cycle.target_times.get(target, cycle.time):.6f}"
+            own = f'{TARGET_LABEL}="{escape(target)}"'
+            for name, series_values in samples.items():
+                for series, value in series_values.items():
+                    labels = (f"{{{series[1:-1]},{own}}}" if series != "{}" else f"{{{own}}}")
+                    lines.append(f"{name}{labels} {_number(value)} {stamp}\n")
+        self.samples += len(lines)
+        lines.append(f"{CYCLE_METRIC} {cycle.time!r} {cycle.time:.6f}\n")
+        self._file.write("".join(lines).encode("utf-8"))
+        self.cycles += 1
+        if self._gzip is not None and cycle.time - self._last_flush >= FLUSH_INTERVAL:
+            # A sync flush ends a deflate block, so what was written so far can be read back
+            # even if the process dies now; doing it every cycle would cost compression.
+            self._gzip.flush(zlib.Z_SYNC_FLUSH)
+            self._last_flush = cycle.time
+
+    def close(self) -> None:
+        """Write ``# EOF`` and close the file."""
+        if self._closed:
+            return
+        self._closed = True
+        self._file.write(b"# EOF\n")
+        self._file.close()
+
+    def __enter__(self) -> RecordingWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RecordingSource:
+    """Reads a recording back as cycles (see the module's docstring for the format).
+
+    Lines are parsed as they stream out of gzip, one cycle held at a time. A line that breaks
+    the format is a ``HistoryError`` naming the file and line; a recording cut off is read up to
+    the cut and counted in ``stats.warnings["truncated"]``.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise HistoryError(f"{self.path}: no such recording")
+        self.stats = SourceStats()
+
+    def _blocks(self) -> Iterator[bytes]:
+        """The file's text in blocks, decompressed when it is gzip; ``EOFError`` after the
+        last block when the gzip stream is cut short (everything before the cut is given)."""
+        with self.path.open("rb") as raw:
+            compressed = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            if not compressed:
+                while block := raw.read(READ_BLOCK):
+                    yield block
+                return
+            # zlib rather than gzip.open: a stream cut short still gives all it holds.
+            decompressor = zlib.decompressobj(wbits=31)
+            while data := raw.read(READ_BLOCK):
+                while data:
+                    if decompressor.eof:  # another gzip member follows
+                        decompressor = zlib.decompressobj(wbits=31)
+                    yield decompressor.decompress(data)
+                    data = decompressor.unused_data if decompressor.eof else b""
+            if not decompressor.eof:
+                yield decompressor.flush()
+                raise EOFError("the gzip stream ends before its end marker")
+
+    def _lines(self) -> Iterator[tuple[int, str]]:
+        """``(line number, line)``; stops at a cut, counting it."""
+        lineno = 0
+        rest = b""
+        try:
+            # Decoded and split a block at a time: per line, that costs a third less.
+            for block in self._blocks():
+                block = rest + block
+                cut = block.rfind(b"\n") + 1
+                rest = block[cut:]
+                for line in block[:cut].decode("utf-8").split("\n")[:-1]:
+                    lineno += 1
+                    yield lineno, line
+        except (EOFError, zlib.error) as exc:
+            self._cut(lineno + 1, f"in the gzip stream ({exc})")
+            return
+        except UnicodeDecodeError as exc:
+            raise HistoryError(f"{self.path}: not UTF-8 text after line {lineno} ({exc})"
+                               ) from None
+        if rest:
+            self._cut(lineno + 1, "mid-line")
+
+    def _cut(self, lineno: int, how: str) -> None:
+        self.stats.warn("truncated", f"{self.path} is cut off {how} at line {lineno}: read up "
+                        "to the cut (a recorder that was killed leaves this)")
+
+    async def cycles(self, metrics: Iterable[str] | None = None, start: float | None = None,
+                     end: float | None = None, step: float | None = None
+                     ) -> AsyncIterator[Cycle]:
+        """Every recorded cycle between ``start`` and ``end``; ``step`` is ignored (a recording
+        has the cycles it was recorded with)."""
+        desired = None if metrics is None else frozenset(metrics) | SYNTHETIC_METRICS
+        keep: dict[str, bool] = {}
+        heads: dict[str, tuple[str, str, str] | None] = {}
+        samples: TargetsData = {}
+        target_times: dict[str, float] = {}
+        pending = 0
+        ended = False
+        for lineno, line in self._lines():
+            if ended:
+                raise HistoryError(f"{self.path}:{lineno}: text after # EOF")
+            if line.startswith("#"):
+                ended = line == "# EOF"
+                continue
+            if not line:
+                continue
+            head, _, stamp_text = line.rpartition(" ")
+            head, _, value_text = head.rpartition(" ")
+            try:
+                value, stamp = float(value_text), float(stamp_text)
+            except ValueError:
+                raise HistoryError(f"{self.path}:{lineno}: not a sample line of a recording: "
+                                   f"{line[:120]!r}") from None
+            if head == CYCLE_METRIC:
+                if (start is None or stamp >= start) and (end is None or stamp <= end):
+                    yield Cycle(value, target_times, samples)
+                elif end is not None and stamp > end:
+                    return
+                samples, target_times, pending = {}, {}, 0
+                continue
+            pending += 1
+            # The same series recurs every cycle: its name, target and key are worked out once.
+            try:
+                known = heads[head]
+            except KeyError:
+                known = heads[head] = self._head(head, lineno, desired, keep)
+                if len(heads) > MAX_CACHED_SERIES:
+                    heads.clear()
+            if known is None:
+                continue
+            name, target, series = known
+            samples.setdefault(target, {}).setdefault(name, {})[series] = value
+            target_times[target] = stamp
+        if pending:
+            self.stats.warn("incomplete_cycle", f"{self.path}: the {pending} sample(s) after "
+                            "the last complete cycle are left out (the recording ends before "
+                            "the line that closes their cycle)")
+        elif not ended and "truncated" not in self.stats.warnings:
+            self._cut(0, "before # EOF")
+
+
+    def _head(self, head: str, lineno: int, desired: frozenset[str] | None,
+              keep: dict[str, bool]) -> tuple[str, str, str] | None:
+        """``(sample name, target, series key)`` of a line's ``name{labels}``; None when the
+        sample is not desired."""
+        match = _HEAD.match(head)
+        if match is None:
+            raise HistoryError(f"{self.path}:{lineno}: not a sample line of a recording: "
+                               f"{head[:120]!r}")
+        name, labels = match.groups()
+        wanted = keep.get(name)
+        if wanted is None:
+            wanted = keep[name] = desired is None or family_selects(desired, name)
+        if not wanted:
+            return None
+        pairs = parse_series(labels or "{}")
+        target = None
+        for pair in pairs:
+            if pair[0] == TARGET_LABEL:
+                target = _unescape(pair[1])
+        if target is None:
+            raise HistoryError(f"{self.path}:{lineno}: sample without a {TARGET_LABEL} "
+                               "label: not a deucalion recording?")
+        return name, target, render_series(p for p in pairs if p[0] != TARGET_LABEL)
+
+
+def _unescape(value: str) -> str:
+    return re.sub(r'\\(.)', lambda m: "\n" if m.group(1) == "n" else m.group(1), value)
+
+
+# --- recording live ---------------------------------------------------------------------------
+
+
+async def record(settings: Settings, path: str | Path, *, metrics: Iterable[str] | None,
+                 duration: float | None = None, stop: asyncio.Event | None = None,
+                 ) -> RecordingWriter:
+    """Scrape the configured targets every ``scrape_interval`` and record each cycle.
+
+    ``metrics`` are the desired metrics recorded (``None``: every sample). Runs for
+    ``duration`` seconds, or until ``stop`` is set or the task is cancelled; the recording is
+    closed (``# EOF``) in every case. Returns the closed writer (its ``cycles`` and
+    ``samples`` counted).
+    """
+    from deucalion.scrape import Scraper
+    from deucalion.targets import CollectingProvider, build_provider
+
+    wanted = None if metrics is None else frozenset(metrics)
+    provider = build_provider(settings)
+    writer = await asyncio.to_thread(RecordingWriter, path)
+    loop = asyncio.get_running_loop()
+    ends = None if duration is None else loop.time() + duration
+    interval = settings.scrape_interval
+    try:
+        async with Scraper(timeout=settings.effective_scrape_timeout,
+                           body_size_limit=settings.body_size_limit, metrics=wanted,
+                           compression=settings.scrape_compression,
+                           count_samples=False) as scraper:
+            next_start = loop.time()
+            while (ends is None or loop.time() < ends) and not (stop and stop.is_set()):
+                cycle_time = time.time()
+                targets = list(await provider.discover())
+                if isinstance(provider, CollectingProvider):
+                    results = await provider.collect(targets, wanted)
+                else:
+                    results = await scraper.scrape_all(targets)
+                # Compressing a large cycle takes milliseconds: off the loop.
+                await asyncio.to_thread(writer.write_cycle, _cycle_of(cycle_time, results))
+                next_start = max(next_start + interval, loop.time())
+                await _sleep_until(loop, next_start, stop)
+    finally:
+        await provider.close()
+        await asyncio.shield(asyncio.to_thread(writer.close))
+    return writer
+
+
+async def _sleep_until(loop: asyncio.AbstractEventLoop, when: float,
+                       stop: asyncio.Event | None) -> None:
+    delay = when - loop.time()
+    if delay <= 0:
+        return
+    if stop is None:
+        await asyncio.sleep(delay)
+        return
+    try:
+        await asyncio.wait_for(stop.wait(), delay)
+    except TimeoutError:
+        pass
+
+
+def _cycle_of(cycle_time: float, results: Iterable[ScrapeResult]) -> Cycle:
+    samples = {r.target.url: r.with_synthetic() for r in results}
+    target_times = {r.target.url: getattr(r, "scraped_at", None) or cycle_time for r in results}
+    return Cycle(cycle_time, target_times, samples)
+
+
+class RecordingProvisioner(MetricsProvisioner):
+    """A ``MetricsProvisioner`` that also records each cycle, as its observers receive it, to
+    ``record_path`` (``deucalion run --record FILE``).
+
+    The recording holds every sample some observer desires, plus each target's ``up`` and
+    ``scrape_duration_seconds``, at the scrape times the observers are handed; it is closed
+    (``# EOF``) when the provisioner stops.
+    """
+
+    def __init__(self, config: str | Any | None = None, *, record_path: str | Path,
+                 **settings: Any) -> None:
+        super().__init__(config, **settings)
+        self.record_path = Path(record_path)
+        self.recording: RecordingWriter | None = None
+
+    async def start(self) -> None:
+        """Open the recording, then start as a ``MetricsProvisioner`` does."""
+        self.recording = await asyncio.to_thread(RecordingWriter, self.record_path)
+        try:
+            await super().start()
+        except BaseException:
+            await asyncio.to_thread(self.recording.close)
+            raise
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop as a ``MetricsProvisioner`` does, then close the recording."""
+        await super().stop(grace)
+        if self.recording is not None and not self.running:
+            await asyncio.to_thread(self.recording.close)
+
+    async def cycle(self) -> list[ScrapeResult]:
+        """One cycle, recorded once its data is handed to the observers."""
+        cycle_time = time.time()
+        results = await super().cycle()
+        if self.recording is not None:
+            # Compressing a large cycle takes milliseconds: off the loop.
+            await asyncio.to_thread(self.recording.write_cycle, _cycle_of(cycle_time, results))
+        return results
+
+
+def desired_union(observers: Mapping[str, Iterable[str]]) -> frozenset[str]:
+    """Every metric some configured observer desires."""
+    return frozenset().union(*(frozenset(m) for m in observers.values()))

@@ -1,0 +1,186 @@
+"""What a backtest produces: alert spans, scores and values per series, outputs.
+
+Series are named ``target metric{labels}`` (``series_name``) in outputs, labels and plots; a
+key may also name a target or a ``metric{labels}`` of any target (``names_series``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from deucalion.errors import ConfigError
+
+__all__ = ["AlertSpan", "BacktestResult", "RowWriter", "alert_about", "names_series", "series_name"]
+
+
+def series_name(target: str, metric: str | None = None, series: str | None = None) -> str:
+    """How outputs, labelled windows and plots name a series: ``target metric{labels}``, or
+    the target alone for a score about a whole target."""
+    if metric is None:
+        return target
+    return f"{target} {metric}{series or '{}'}"
+
+
+def names_series(key: str, name: str) -> bool:
+    """Whether ``key`` (a label's or option's name for a series) names the output series
+    ``name``: equal to it, its target, or its ``metric{labels}``."""
+    if key == name:
+        return True
+    target, _, series = name.partition(" ")
+    return key == target or (bool(series) and key == series)
+
+
+def alert_about(labels: Mapping[str, str], target: str | None, key: str) -> bool:
+    """Whether an alert (its ``labels`` and ``target``) concerns the series or target
+    ``key`` names (as ``names_series`` reads keys). An alert about a target concerns all of
+    its series, unless its ``metric`` (and ``series``) labels say which one, as the demo's
+    observer's alerts do."""
+    which = labels.get("metric", "") + labels.get("series", "")
+    about, _, series = key.partition(" ")
+    if series:  # "target metric{labels}"
+        return (target is None or target == about) and (not which or which == series or
+                                                          series.startswith(which + "{"))
+    if key.endswith("}"):  # "metric{labels}" of any target
+        return bool(which) and which == key
+    return target == key
+
+
+@dataclass
+class AlertSpan:
+    """One alert from when it fired to when it was resolved, on the data's clock."""
+
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    target: str | None
+    start: float
+    end: float | None = None
+    """When the observer's next successful call left it out; None: still firing at the end."""
+    starts_at: str = ""
+    """``startsAt`` as Alertmanager received it."""
+    ends_at: str = ""
+    """The last ``endsAt`` Alertmanager received: the resolve time, or (still firing) when it
+    would have expired had nothing been sent again."""
+
+    def as_row(self) -> dict[str, Any]:
+        """The alert as an output row."""
+        return {"kind": "alert", "start": self.start, "end": self.end, "target": self.target,
+                "startsAt": self.starts_at, "endsAt": self.ends_at, "labels": self.labels,
+                "annotations": self.annotations}
+
+
+@dataclass
+class BacktestResult:
+    """What a backtest saw and produced."""
+
+    observer: str
+    steps: int = 0
+    errors: int = 0
+    """Calls that raised or whose worker died; those steps have no result."""
+    first_time: float | None = None
+    last_time: float | None = None
+    wall_seconds: float = 0.0
+    alerts: list[AlertSpan] = field(default_factory=list)
+    scores: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    """Per series (``series_name``): ``(time, score)`` of every step that scored it."""
+    values: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    """Per kept series: ``(time, value)`` as handed to the observer (for plots)."""
+    source_warnings: Counter[str] = field(default_factory=Counter)
+    failure: str | None = None
+    """Why the run stopped before the end of the history, or None."""
+
+    @property
+    def span(self) -> float:
+        """Seconds of history replayed."""
+        if self.first_time is None or self.last_time is None:
+            return 0.0
+        return self.last_time - self.first_time
+
+    @property
+    def speed(self) -> float:
+        """History replayed per second of wall time (multiples of real time)."""
+        return self.span / self.wall_seconds if self.wall_seconds > 0 else math.inf
+
+    @property
+    def firing_fraction(self) -> float:
+        """The fraction of the replayed time during which at least one alert fired."""
+        if not self.span or self.last_time is None:
+            return 0.0
+        spans = sorted((a.start, a.end if a.end is not None else self.last_time)
+                       for a in self.alerts)
+        covered, reach = 0.0, -math.inf
+        for start, end in spans:
+            if end > reach:
+                covered += end - max(start, reach)
+                reach = end
+        return covered / self.span
+
+    def summary(self) -> str:
+        """The terminal summary: steps, alerts fired, time firing, speed."""
+        lines = [
+            f"observer {self.observer}: {self.steps} steps over {_duration(self.span)} of "
+            f"history in {self.wall_seconds:.2f}s ({self.speed:,.0f}x real time)",
+            f"alerts fired: {len(self.alerts)}; firing {100 * self.firing_fraction:.1f}% of "
+            "the time",
+        ]
+        if self.errors:
+            lines.append(f"errors: {self.errors} call(s) raised or lost their worker (see the "
+                         "log); those steps have no result")
+        for kind, count in sorted(self.source_warnings.items()):
+            lines.append(f"source: {count} {kind.replace('_', ' ')}")
+        if self.failure:
+            lines.append(f"stopped early: {self.failure}")
+        return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds:.0f} s"
+
+
+# --- outputs ----------------------------------------------------------------------------------
+
+_CSV_COLUMNS = ["kind", "time", "target", "metric", "series", "score", "start", "end", "labels",
+                "error"]
+
+
+class RowWriter:
+    """Rows written as they come: JSON lines, or CSV when the name ends in ``.csv``."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self._file: IO[str] | None = None
+        self._csv: Any = None
+        if path is None:
+            return
+        self.path = Path(path)
+        try:
+            self._file = self.path.open("w", newline="", encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+        if self.path.suffix == ".csv":
+            self._csv = csv.DictWriter(self._file, _CSV_COLUMNS, extrasaction="ignore")
+            self._csv.writeheader()
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self._file is None:
+            return
+        if self._csv is not None:
+            if "labels" in row:
+                row = {**row, "labels": json.dumps(row["labels"], sort_keys=True)}
+            self._csv.writerow(row)
+        else:
+            self._file.write(json.dumps(row, allow_nan=True) + "\n")
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

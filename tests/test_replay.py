@@ -1,0 +1,347 @@
+"""Replay: recordings, CSV history, backtests, evaluation and plots, on files (no servers)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from deucalion.cli import main
+from deucalion.replay import CSVSource, Cycle, RecordingSource, RecordingWriter, backtest
+from deucalion.replay.evaluate import evaluate, load_windows, read_output
+from deucalion.replay.results import AlertSpan, BacktestResult
+from deucalion.replay.sources import HistoryError
+from tests.replay_observers import RaisesAfter, RobustZScore, SeenObserver
+
+LABELLED = Path(__file__).parent / "data" / "labelled"
+T0 = 1_700_000_000.0
+URL = "http://a:9100/metrics"
+ODD = 'http://b:9100/metrics?x="1"'
+
+
+def _cycles(n: int = 120, spike_at: int = 90) -> list[Cycle]:
+    cycles = []
+    for i in range(n):
+        value = 10 + math.sin(i / 4) + (25.0 if i == spike_at else 0.0)
+        cycles.append(Cycle(T0 + 15 * i, {URL: T0 + 15 * i + 0.003217, ODD: T0 + 15 * i + 0.01},
+                            {URL: {"load": {'{cpu="0",mode="a\\"b\\\\c\\nd"}': value},
+                                   "up": {"{}": 1.0}, "other": {"{}": float(i)}},
+                             ODD: {"up": {"{}": 0.0}}}))
+    return cycles
+
+
+def _write(path: Path, cycles: list[Cycle]) -> Path:
+    with RecordingWriter(path) as writer:
+        for cycle in cycles:
+            writer.write_cycle(cycle)
+    return path
+
+
+async def _read(source: RecordingSource | CSVSource, **kw: object) -> list[Cycle]:
+    return [c async for c in source.cycles(**kw)]  # type: ignore[arg-type]
+
+
+async def test_recording_round_trip(tmp_path: Path) -> None:
+    """A recording reads back the same targets, series (escapes included), values and times."""
+    cycles = _cycles(5)
+    cycles[1].samples[URL]["load"]['{cpu="1"}'] = math.nan
+    cycles[2].samples[URL]["load"]['{cpu="1"}'] = -math.inf
+    path = _write(tmp_path / "r.om.gz", cycles)
+    back = await _read(RecordingSource(path))
+    assert len(back) == 5
+    for mine, theirs in zip(cycles, back, strict=True):
+        assert theirs.time == mine.time
+        assert theirs.target_times == pytest.approx(mine.target_times, abs=1e-6)
+        assert json.dumps(theirs.samples, sort_keys=True) == json.dumps(mine.samples,
+                                                                         sort_keys=True)
+    text = gzip.decompress(path.read_bytes()).decode()
+    assert text.endswith("# EOF\n") and "NaN" in text and "-Inf" in text
+
+
+async def test_recording_reads_only_desired_metrics_and_range(tmp_path: Path) -> None:
+    """Desired metrics keep their families and up; start and end bound the cycles."""
+    path = _write(tmp_path / "r.om.gz", _cycles(10))
+    back = await _read(RecordingSource(path), metrics={"load"}, start=T0 + 30, end=T0 + 60)
+    assert [c.time for c in back] == [T0 + 30, T0 + 45, T0 + 60]
+    assert set(back[0].samples[URL]) == {"load", "up"}
+
+
+async def test_recording_cut_mid_line_is_read_to_the_cut(tmp_path: Path) -> None:
+    """A recording cut off mid-line gives its complete cycles and a counted warning."""
+    path = _write(tmp_path / "r.om", _cycles(10))
+    data = path.read_bytes()
+    cut = data.index(b"deucalion_record_cycle_time_seconds", len(data) // 2) + 12
+    path.write_bytes(data[:cut])
+    source = RecordingSource(path)
+    back = await _read(source)
+    assert 0 < len(back) < 10
+    assert source.stats.warnings["truncated"] == 1
+    assert source.stats.warnings["incomplete_cycle"] == 1
+
+
+async def test_gzip_recording_cut_off_is_read_to_the_cut(tmp_path: Path) -> None:
+    """A gzip stream cut short (a killed recorder) is read up to the last whole cycle."""
+    path = _write(tmp_path / "r.om.gz", _cycles(60))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    source = RecordingSource(path)
+    back = await _read(source)
+    assert 0 < len(back) < 60
+    assert [c.time for c in back] == [T0 + 15 * i for i in range(len(back))]
+    assert source.stats.warnings["truncated"] == 1
+
+
+async def test_malformed_recording_line_names_file_and_line(tmp_path: Path) -> None:
+    """A line that is no sample is an error naming the file and the line."""
+    path = tmp_path / "bad.om"
+    path.write_text('up{deucalion_target="x"} 1 1\nthis is not a sample\n# EOF\n')
+    with pytest.raises(HistoryError, match=r"bad.om:2: not a sample line"):
+        await _read(RecordingSource(path))
+
+
+async def test_csv_sorts_counts_duplicates_and_keeps_gaps(tmp_path: Path,
+                                                          caplog: pytest.LogCaptureFixture
+                                                          ) -> None:
+    """Unsorted rows are sorted, a repeated timestamp keeps the last value and is counted,
+    and a series without a row at a time is absent from that cycle."""
+    (tmp_path / "a.csv").write_text("timestamp,value\n30,3\n10,1\n20,2\n20,2.5\n")
+    (tmp_path / "b.csv").write_text("timestamp,value\n1970-01-01T00:00:10Z,7\n"
+                                    "1970-01-01 00:00:30,9\n")
+    source = CSVSource(tmp_path)
+    back = await _read(source)
+    assert [c.time for c in back] == [10, 20, 30]
+    assert back[1].samples == {"a.csv": {"value": {"{}": 2.5}}}
+    assert back[0].samples["b.csv"] == {"value": {"{}": 7.0}}
+    # 10, 20 and 20 come after 30.
+    assert source.stats.warnings == {"duplicate_timestamps": 1, "unsorted_rows": 3}
+    assert "a.csv: 1 row(s) repeat a series" in caplog.text
+
+
+async def test_tidy_csv(tmp_path: Path) -> None:
+    """A tidy table gives targets, samples and series keys as written."""
+    (tmp_path / "t.csv").write_text(
+        'timestamp,target,metric,labels,value\n1,web,cpu,"{core=""0""}",0.5\n'
+        "1,web,up,,1\n2,db,cpu,,0.7\n")
+    back = await _read(CSVSource(tmp_path / "t.csv"))
+    assert back[0].samples == {"web": {"cpu": {'{core="0"}': 0.5}, "up": {"{}": 1.0}}}
+    assert back[1].samples == {"db": {"cpu": {"{}": 0.7}}}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("time,v\n1,2\n", "the header is 'time,v'"),
+    ("timestamp,value\n1,abc\n", r"x.csv:2: value 'abc' is not a number"),
+    ("timestamp,value\nyesterday,1\n", "x.csv:2: timestamp 'yesterday' is neither"),
+])
+async def test_bad_csv_names_file_and_row(tmp_path: Path, text: str, message: str) -> None:
+    """A CSV that cannot be read is an error naming the file, the row and what to write."""
+    (tmp_path / "x.csv").write_text(text)
+    with pytest.raises(HistoryError, match=message):
+        await _read(CSVSource(tmp_path / "x.csv"))
+
+
+def test_backtest_alerts_at_the_injected_anomaly(tmp_path: Path) -> None:
+    """The unchanged observer, replayed, alerts at the cycle of the spike and resolves next."""
+    path = _write(tmp_path / "r.om.gz", _cycles(120, spike_at=90))
+    result = backtest(RobustZScore({"load"}), path.as_posix(), output=tmp_path / "out.jsonl")
+    assert result.steps == 120 and result.errors == 0
+    assert [(a.start, a.end, a.target) for a in result.alerts] == [
+        (T0 + 15 * 90, T0 + 15 * 91, URL)]
+    alert = result.alerts[0]
+    assert alert.starts_at == "2023-11-14T22:35:50.000Z" and alert.labels["instance"] == "a:9100"
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert sum(r["kind"] == "score" for r in rows) == 2 * 120  # both targets, every step
+    assert [r["start"] for r in rows if r["kind"] == "alert"] == [T0 + 15 * 90]
+    assert "alerts fired: 1" in result.summary()
+
+
+def test_backtest_hands_the_recorded_times_and_selected_data(tmp_path: Path) -> None:
+    """data_time() answers the recorded scrape times; only desired samples (and families) are
+    handed, as live."""
+    path = _write(tmp_path / "r.om.gz", _cycles(3))
+    seen = tmp_path / "seen.jsonl"
+    backtest(SeenObserver({"load", "up"}, str(seen)), path.as_posix())
+    records = [json.loads(line) for line in seen.read_text().splitlines()]
+    assert [r["time"] for r in records] == [T0, T0 + 15, T0 + 30]
+    assert records[0]["times"] == pytest.approx({URL: T0 + 0.003217, ODD: T0 + 0.01}, abs=1e-6)
+    assert set(records[0]["data"][URL]) == {"load", "up"}
+    assert records[0]["data"][ODD] == {"up": {"{}": 0.0}}
+
+
+def test_observer_raising_halfway_is_counted_and_outputs_flushed(tmp_path: Path) -> None:
+    """Calls that raise are counted and written as errors; earlier scores stay written."""
+    path = _write(tmp_path / "r.om.gz", _cycles(20))
+    out = tmp_path / "out.csv"
+    result = backtest(RaisesAfter({"load"}, after=11), path.as_posix(), output=out)
+    assert result.steps == 20 and result.errors == 10
+    text = out.read_text()
+    assert text.count("\nscore,") == 2 * 10 and text.count("\nerror,") == 10
+    assert "model failed at call 11" in text
+    assert "10 call(s) raised" in result.summary()
+
+
+def _result(alerts: list[tuple[float, float]]) -> BacktestResult:
+    result = BacktestResult("X", steps=100, first_time=0.0, last_time=1000.0)
+    result.alerts = [AlertSpan({}, {}, "s.csv", a, b) for a, b in alerts]
+    result.scores = {"s.csv": [(float(t), 0.0) for t in range(0, 1001, 10)]}
+    return result
+
+
+def test_evaluate_counts_windows_events_and_delays() -> None:
+    """Precision, recall, F1 and time to detection, by hand: two windows, one found 30 s late,
+    one missed; two alert events, one of them false."""
+    result = _result([(130.0, 150.0), (700.0, 710.0)])
+    report = evaluate(result, {"s.csv": [(100.0, 200.0), (400.0, 500.0)]})
+    one = report.series[0]
+    assert (one.windows, one.detected, one.events, one.true_events) == (2, 1, 2, 1)
+    assert (one.precision, one.recall, one.f1) == (0.5, 0.5, 0.5)
+    assert one.detection_delays == [30.0]
+    assert "s.csv" in report.report()
+
+
+def test_evaluate_an_alert_already_firing_detects_at_once() -> None:
+    """An alert that fired before a window and still fires in it detects it at its start."""
+    report = evaluate(_result([(50.0, 150.0)]), {"s.csv": [(100.0, 200.0)]})
+    assert report.total.detection_delays == [0.0]
+
+
+def test_evaluate_labelled_data_set() -> None:
+    """The robust z-score over the tiny labelled set finds both windows, with one false event
+    (the level shift ending), and evaluates the same from its output file."""
+    result = backtest(RobustZScore({"value"}), LABELLED.as_posix())
+    windows = load_windows(LABELLED / "windows.json")
+    report = evaluate(result, windows)
+    assert (report.total.windows, report.total.detected) == (2, 2)
+    assert (report.total.events, report.total.true_events) == (3, 2)
+    assert report.total.recall == 1.0 and report.total.precision == pytest.approx(2 / 3)
+
+
+def test_unmatched_label_is_an_error() -> None:
+    """A labelled series the backtest never saw is named, not silently scored as missed."""
+    with pytest.raises(Exception, match=r"nosuch\.csv match no series"):
+        evaluate(_result([]), {"nosuch.csv": [(1.0, 2.0)]})
+
+
+def test_bad_windows_file(tmp_path: Path) -> None:
+    """Windows that end before they start are refused, naming the file and series."""
+    path = tmp_path / "w.json"
+    path.write_text('{"a.csv": [[20, 10]]}')
+    with pytest.raises(Exception, match=r"w.json: a.csv: window .* ends before it starts"):
+        load_windows(path)
+
+
+def test_cli_backtest_evaluate_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                        ) -> None:
+    """deucalion backtest writes outputs, evaluates and plots; evaluate reads the output."""
+    out, png = tmp_path / "out.jsonl", tmp_path / "plot.png"
+    labels = (LABELLED / "windows.json").as_posix()
+    code = main(["backtest", "--observer", "tests.replay_observers:RobustZScore",
+                 "--metrics", "value", "--from", LABELLED.as_posix(), "-o", str(out),
+                 "--labels", labels, "--plot", str(png)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "400 steps" in printed and "alerts fired: 3" in printed
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["evaluate", str(out), "--labels", labels]) == 0
+    assert "total" in capsys.readouterr().out
+    again = read_output(out)
+    assert len(again.alerts) == 3 and again.steps == 400
+
+
+def test_cli_backtest_bad_source(capsys: pytest.CaptureFixture[str]) -> None:
+    """A --from that is no source is a one-line error saying what to give."""
+    assert main(["backtest", "--observer", "tests.replay_observers:RobustZScore",
+                 "--metrics", "x", "--from", "nothing.xyz"]) == 1
+    assert "not a history source" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("labels", "target", "key", "about"), [
+    ({}, URL, URL, True),
+    ({}, URL, f"{URL} load{{}}", True),
+    ({}, URL, "http://other/metrics", False),
+    ({"metric": "load", "series": '{cpu="0"}'}, URL, f'{URL} load{{cpu="0"}}', True),
+    ({"metric": "load", "series": '{cpu="0"}'}, URL, f'{URL} load{{cpu="1"}}', False),
+    ({"metric": "load"}, URL, f'{URL} load{{cpu="1"}}', True),
+    ({"metric": "load", "series": '{cpu="0"}'}, URL, 'load{cpu="0"}', True),
+    ({}, None, f"{URL} load{{}}", True),
+])
+def test_alert_about(labels: dict[str, str], target: str | None, key: str, about: bool) -> None:
+    """An alert concerns its target's series, or only the one its metric/series labels name."""
+    from deucalion.replay.results import alert_about
+
+    assert alert_about(labels, target, key) is about
+
+
+def test_plot_without_matplotlib_names_the_extra(monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
+    """Without matplotlib, plotting says which extra to install."""
+    import sys
+
+    from deucalion.replay.plot import plot
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    result = BacktestResult("X", values={"a": [(0.0, 1.0)]})
+    with pytest.raises(Exception, match=r"pip install deucalion\[plot\]"):
+        plot(result, tmp_path / "x.png")
+
+
+def test_replay_exports_resolve_sorted_and_documented() -> None:
+    """deucalion.replay's __all__ is sorted; every name resolves and documents itself."""
+    import deucalion.replay as replay
+
+    assert replay.__all__ == sorted(replay.__all__)
+    for name in replay.__all__:
+        value = getattr(replay, name)
+        assert value is not None and (not callable(value) or value.__doc__), name
+
+
+def test_evaluate_worked_example_of_the_readme() -> None:
+    """README's worked example: precision, recall and F1 0.5, 30 s to detection, and NAB's
+    44.2 / 38.8 / 46.1 from the alerts (1 while firing) when replay.nab is there."""
+    result = BacktestResult("X", steps=201, first_time=0.0, last_time=2000.0)
+    result.alerts = [AlertSpan({}, {}, "checkout.csv", 630.0, 650.0),
+                     AlertSpan({}, {}, "checkout.csv", 1000.0, 1010.0)]
+    result.values = {"checkout.csv value{}": [(float(t), 1.0) for t in range(0, 2001, 10)]}
+    report = evaluate(result, {"checkout.csv": [(600.0, 800.0), (1400.0, 1600.0)]})
+    total = report.total
+    assert (total.precision, total.recall, total.f1) == (0.5, 0.5, 0.5)
+    assert total.detection_delays == [30.0]
+    try:
+        import deucalion.replay.nab  # noqa: F401
+    except ImportError:
+        assert "not available" in report.nab_note
+        return
+    scores = {name: round(sweep.score, 1) for name, sweep in report.nab.items()}
+    assert scores == {"standard": 44.2, "reward_low_FP_rate": 38.8, "reward_low_FN_rate": 46.1}
+
+
+def test_start_and_end_options() -> None:
+    """--start/--end take seconds, ISO 8601, now and now-<duration>; anything else is named."""
+    import time
+
+    from deucalion.errors import ConfigError
+    from deucalion.replay.cli import parse_when
+
+    assert parse_when("1700000000", "--start") == 1_700_000_000.0
+    assert parse_when("2023-11-14T22:13:20Z", "--start") == 1_700_000_000.0
+    assert parse_when("now-7d", "--start") == pytest.approx(time.time() - 7 * 86400, abs=5)
+    with pytest.raises(ConfigError, match="--end 'tomorrow'"):
+        parse_when("tomorrow", "--end")
+
+
+def test_worker_that_dies_costs_one_step(tmp_path: Path) -> None:
+    """A worker killed mid-run costs that step (counted), is replaced, and the run goes on;
+    a call past observer_timeout likewise."""
+    from tests.observers import ExitOnceObserver, HangOnceObserver
+
+    path = _write(tmp_path / "r.om.gz", _cycles(6)).as_posix()
+    died = backtest(ExitOnceObserver({"load"}, tmp_path / "exit.jsonl"), path,
+                    output=tmp_path / "out.jsonl")
+    assert died.steps == 6 and died.errors == 1
+    assert "worker died or ran past the timeout" in (tmp_path / "out.jsonl").read_text()
+    hung = backtest(HangOnceObserver({"load"}, tmp_path / "hang.jsonl"), path,
+                    observer_timeout=1.0)
+    assert hung.steps == 6 and hung.errors == 1
+    assert len((tmp_path / "hang.jsonl").read_text().splitlines()) == 5
