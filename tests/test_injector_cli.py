@@ -15,6 +15,7 @@ from cryptography import x509
 
 from deucalion.injector import cli
 from tests.injector_reviews import sidecars
+from tests.k8s_checks import schema_problems
 
 MANIFEST = """\
 apiVersion: v1
@@ -116,6 +117,8 @@ def test_inject_file_injects_each_workload_template(
     out = by_kind(captured.out)
     original = by_kind(MANIFEST)
     assert out["Service"] == original["Service"]
+    for obj in out.values():
+        assert schema_problems(obj) == [], obj["kind"]
     templates = {
         "Deployment": out["Deployment"]["spec"]["template"],
         "StatefulSet": out["StatefulSet"]["spec"]["template"],

@@ -13,6 +13,7 @@ from deucalion.injector.manifest import apply_patch
 from deucalion.injector.mutation import escape_pointer_token, plan_injection, pod_patch
 from deucalion.injector.settings import ANNOTATIONS_FILE, ClusterSettings, InjectorSettings
 from tests.injector_reviews import app_pod, env_of, sidecars
+from tests.k8s_checks import as_pod, schema_problems
 
 SETTINGS = InjectorSettings(
     sidecar={"image": "registry.example/deucalion:0.1"},
@@ -26,6 +27,8 @@ def injected(pod: dict[str, Any], settings: InjectorSettings = SETTINGS) -> dict
     patch = pod_patch(pod, settings)
     assert patch, plan_injection(pod, settings).skipped
     result: dict[str, Any] = jsonpatch.apply_patch(pod, patch)
+    # Every patched pod must be one the API server accepts, on the oldest and newest versions.
+    assert schema_problems(as_pod(result["spec"], result.get("metadata"))) == []
     return result
 
 

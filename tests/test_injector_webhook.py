@@ -22,6 +22,7 @@ from deucalion.injector.metrics import certificate_not_after
 from deucalion.injector.settings import InjectorSettings
 from deucalion.injector.webhook import InjectorServer, start_injector
 from tests.injector_reviews import admission_review, app_pod, env_of, sidecars
+from tests.k8s_checks import as_pod, schema_problems
 
 SIDECAR = {"image": "registry.example/deucalion:0.1.0"}
 
@@ -66,6 +67,13 @@ async def post_review(
     return answer
 
 
+def patched(pod: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+    """The pod with the answer's patch applied, checked against the oldest and newest schemas."""
+    out: dict[str, Any] = jsonpatch.apply_patch(pod, decoded_patch(answer))
+    assert schema_problems(as_pod(out["spec"], out.get("metadata"))) == []
+    return out
+
+
 def decoded_patch(answer: dict[str, Any]) -> list[dict[str, Any]]:
     """The JSONPatch of an answer, checking the envelope the API server requires."""
     assert answer["apiVersion"] == "admission.k8s.io/v1"
@@ -85,7 +93,7 @@ async def test_create_pod_review_gets_a_patch_that_injects(
     review = admission_review(pod, uid="b1e7c2a4-1111-4c7e-9a55-3f1d2c9e0a01")
     answer = await post_review(client, server, review)
     assert answer["response"]["uid"] == "b1e7c2a4-1111-4c7e-9a55-3f1d2c9e0a01"
-    out = jsonpatch.apply_patch(pod, decoded_patch(answer))
+    out = patched(pod, answer)
     [sidecar] = sidecars(out)
     assert env_of(sidecar)["DEUCALION_ALERT_MANAGER_HOST"] == "alertmanager.monitoring.svc"
     assert sidecar["securityContext"]["runAsNonRoot"] is True
@@ -99,7 +107,7 @@ async def test_patched_pod_sent_again_is_allowed_without_patch(
     """Idempotence through the webhook: the injected pod gets allowed and no patch."""
     pod = app_pod()
     first = await post_review(client, server, admission_review(pod))
-    out = jsonpatch.apply_patch(pod, decoded_patch(first))
+    out = patched(pod, first)
     again = await post_review(client, server, admission_review(out, uid="again"))
     assert again["response"] == {"uid": "again", "allowed": True}
 
@@ -131,7 +139,7 @@ async def test_pod_without_volumes_annotations_with_init_container(
     pod["spec"]["initContainers"] = [{"name": "init", "image": "busybox"}]
     answer = await post_review(client, server, admission_review(pod))
     assert any("prometheus.io/scrape" in w for w in answer["response"]["warnings"])
-    out = jsonpatch.apply_patch(pod, decoded_patch(answer))
+    out = patched(pod, answer)
     assert [c["name"] for c in out["spec"]["containers"]] == ["shop", "deucalion"]
     assert out["spec"]["initContainers"] == [{"name": "init", "image": "busybox"}]
 
@@ -359,7 +367,7 @@ async def test_the_cluster_version_is_learned_from_the_api_server(
                 await asyncio.sleep(0.02)
             assert server.cluster.kubernetes_version == (1, 30)
             after = await post_review(client, server, admission_review(job))
-            patched = jsonpatch.apply_patch(job, decoded_patch(after))
+            patched = patched(job, after)
             assert patched["spec"]["initContainers"][0]["restartPolicy"] == "Always"
             text = await _metrics_text(server)
             assert _sample(text, "deucalion_injector_kubernetes_version_info",

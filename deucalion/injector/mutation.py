@@ -351,7 +351,7 @@ def plan_injection(
     taken = {v.get("name") for v in spec.get("volumes") or () if isinstance(v, Mapping)}
     ours = {PODINFO_VOLUME, TMP_VOLUME, CONFIG_VOLUME} & taken
     if ours:
-        return Injection.skip(Skip("invalid-annotation",
+        return Injection.skip(Skip("volume-taken",
                                    f"the pod already has volumes named {sorted(ours)}"), warnings)
     os_name = (spec.get("os") or {}).get("name") if isinstance(spec.get("os"), Mapping) else None
     if os_name == "windows":

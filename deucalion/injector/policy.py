@@ -36,6 +36,7 @@ SKIP_REASONS = (
     "no-image",
     "windows",
     "port-taken",
+    "volume-taken",
     "pod-resources",
     "runs-to-completion",
     "kubernetes-version",
@@ -138,7 +139,7 @@ def parse_quantity(text: object) -> Fraction:
 
     Raises ``ValueError`` for anything else.
     """
-    match = _QUANTITY.fullmatch(str(text).strip())
+    match = _QUANTITY.fullmatch(str(text))
     if match is None:
         raise ValueError(f"{text!r} is not a Kubernetes quantity")
     number, suffix = Fraction(match.group(1)), match.group(2) or ""
