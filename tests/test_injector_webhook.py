@@ -367,8 +367,8 @@ async def test_the_cluster_version_is_learned_from_the_api_server(
                 await asyncio.sleep(0.02)
             assert server.cluster.kubernetes_version == (1, 30)
             after = await post_review(client, server, admission_review(job))
-            patched = patched(job, after)
-            assert patched["spec"]["initContainers"][0]["restartPolicy"] == "Always"
+            out = patched(job, after)
+            assert out["spec"]["initContainers"][0]["restartPolicy"] == "Always"
             text = await _metrics_text(server)
             assert _sample(text, "deucalion_injector_kubernetes_version_info",
                            version="1.30") == 1
