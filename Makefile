@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SERVERS := prometheus-node-exporter prometheus-alertmanager prometheus
+# kubectl is not among them: Debian has no kubectl package (bookworm's kubernetes-client 1.20
+# builds no kustomize Components). The tests render deploy/ with tests/kustomize_subset.py and,
+# where some kubectl is installed, check that `kubectl kustomize` gives the same objects.
 
 .PHONY: demo test lint typecheck bench soak servers clean
 
