@@ -323,3 +323,44 @@ def test_the_sharded_statefulset_counts_its_replicas() -> None:
     assert settings.shard is not None and settings.shard.count == 3
     assert settings.file_sd is not None
     assert statefulset["spec"]["serviceName"] in {k[2] for k in objects if k[0] == "Service"}
+
+
+def test_the_image_pins_its_base_by_digest_and_its_packages_by_constraints() -> None:
+    """Every FROM of the deucalion image names a digest; pip installs with the constraints
+    file, which pins every runtime dependency of pyproject.toml (core and injector extra)."""
+    import re
+    import tomllib
+
+    dockerfile = (DEPLOY / "docker" / "Dockerfile").read_text()
+    [base] = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile, re.MULTILINE)
+    assert re.fullmatch(r"python:3\.11-slim@sha256:[0-9a-f]{64}", base)
+    assert re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE) == ["${PYTHON_IMAGE}"] * 2
+    assert "--constraint constraints.txt '.[injector]'" in dockerfile
+    pins = {}
+    for line in (DEPLOY / "docker" / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, line
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+    project = tomllib.loads((DEPLOY.parent / "pyproject.toml").read_text())["project"]
+    for requirement in [*project["dependencies"], *project["optional-dependencies"]["injector"]]:
+        name = re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0]
+        assert re.sub(r"[-_.]+", "-", name).lower() in pins, requirement
+
+
+def test_the_examples_validate_and_stay_restricted_once_injected() -> None:
+    """The example manifests pass the schemas; the example app, injected as the webhook would,
+    still meets the restricted Pod Security Standard."""
+    from deucalion.injector.manifest import inject_manifest
+
+    for path in (DEPLOY / "examples").glob("*.yaml"):
+        for obj in load(path):
+            assert schema_problems(obj) == [], (path.name, obj["kind"])
+    settings = InjectorSettings(sidecar={"image": f"registry.example.com/deucalion:{__version__}"})
+    result = inject_manifest((DEPLOY / "examples" / "example-app.yaml").read_text(), settings)
+    assert "Deployment deucalion-demo/example-app: injected" in result.messages
+    assert not [m for m in result.messages if "warning" in m]
+    for obj in yaml.safe_load_all(result.text):
+        assert schema_problems(obj) == []
+        for template in pod_templates(obj):
+            assert restricted_problems(template) == []
