@@ -226,6 +226,20 @@ def test_rules(case: Case) -> None:
         assert restricted_problems(out) == []
 
 
+def test_warnings_are_short_single_lines() -> None:
+    """Every warning fits the API server's 256 characters on one line, even when it quotes a
+    long or multi-line annotation value."""
+    long_values = [annotate({"deucalion.io/observer": "x\n" * 500}),
+                   label("deucalion.io/inject", "y" * 63),
+                   annotate({"deucalion.io/config": "Z" * 300})]
+    rows = [(c.change, _settings(c), c.version) for c in CASES]
+    rows += [(change, InjectorSettings(sidecar={"image": IMAGE}), None) for change in long_values]
+    for change, settings, version in rows:
+        plan = plan_injection(change(restricted_pod()), settings, kubernetes_version=version)
+        for warning in plan.warnings:
+            assert len(warning) <= 256 and warning.isprintable(), warning
+
+
 def test_every_skip_reason_has_a_row() -> None:
     """The table covers every reason the injector can give."""
     assert {c.outcome for c in CASES} >= set(SKIP_REASONS) - {"not-a-pod"}

@@ -233,6 +233,13 @@ def _metadata_patch(pod: Mapping[str, Any], key: str, entries: dict[str, str]) -
     ]
 
 
+def _shown(value: object, limit: int = 60) -> str:
+    """A value from the pod, quoted and cut short: admission warnings over 256 characters may
+    be truncated by the API server, and a quoted value shows a newline as \\n."""
+    text = repr(str(value))
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
 def _annotation_problems(
     annotations: Mapping[str, Any], settings: InjectorSettings
 ) -> tuple[Skip | None, list[str]]:
@@ -241,8 +248,8 @@ def _annotation_problems(
     warnings: list[str] = []
 
     def bad(key: str, what: str) -> Skip:
-        return Skip("invalid-annotation",
-                    f"annotation {key} is not {what}: {str(annotations[key])!r}")
+        return Skip("invalid-annotation", f"annotation {key} is not {what}: "
+                                          f"{_shown(annotations[key])}")
 
     image = annotations.get(names.image)
     if image is not None:

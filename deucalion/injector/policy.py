@@ -89,7 +89,8 @@ def opt_in(pod: Mapping[str, Any], key: str) -> tuple[Literal["in", "out", "defa
     for kind in ("labels", "annotations"):
         value = _metadata_map(pod, kind).get(key)
         if value is not None:
-            choices.append((f"{kind[:-1]} {key}: {str(value)!r}", str(value).strip().lower()))
+            shown = repr(str(value)) if len(str(value)) <= 40 else repr(str(value)[:36] + "...")
+            choices.append((f"{kind[:-1]} {key}: {shown}", str(value).strip().lower()))
     for where, value in choices:
         if value in _OPT_OUT:
             return "out", Skip("opted-out", f"opted out by its {where}", warn=False)

@@ -241,6 +241,11 @@ async def _follow_kubernetes_version(
                         "DEUCALION_INJECTOR_CLUSTER__KUBERNETES_VERSION)", exc)
             await asyncio.sleep(VERSION_RETRY_SECONDS)
             continue
+        except Exception:
+            # A bug here must not end the task: the webhook would never learn the version.
+            log.exception("unexpected error while asking %s/version; trying again", api_url)
+            await asyncio.sleep(VERSION_RETRY_SECONDS)
+            continue
         if version != cluster.kubernetes_version:
             log.info("the cluster runs Kubernetes %d.%d", *version)
         cluster.kubernetes_version = version
