@@ -21,6 +21,7 @@ from deucalion.injector.policy import (
     pod_resources_problem,
     port_problem,
     runs_to_completion,
+    windows_pod,
 )
 from deucalion.injector.settings import (
     ANNOTATIONS_FILE,
@@ -360,10 +361,9 @@ def plan_injection(
     if ours:
         return Injection.skip(Skip("volume-taken",
                                    f"the pod already has volumes named {sorted(ours)}"), warnings)
-    os_name = (spec.get("os") or {}).get("name") if isinstance(spec.get("os"), Mapping) else None
-    if os_name == "windows":
-        return Injection.skip(Skip("windows", "it is a Windows pod (spec.os.name: windows); "
-                                   "the sidecar runs on Linux only"), warnings)
+    if windows_pod(spec):
+        return Injection.skip(Skip("windows", "it is a Windows pod (spec.os.name or its "
+                                   "nodeSelector); the sidecar runs on Linux only"), warnings)
     port = settings.sidecar.telemetry_port
     taken_port = port_problem(spec, port)
     if taken_port is not None:

@@ -25,6 +25,7 @@ __all__ = [
     "pod_resources_problem",
     "port_problem",
     "runs_to_completion",
+    "windows_pod",
 ]
 
 #: Every ``Skip.reason``: the label values of the injector's skip counter.
@@ -114,6 +115,15 @@ def containers(spec: Mapping[str, Any], *keys: str) -> Iterator[Mapping[str, Any
 def runs_to_completion(spec: Mapping[str, Any]) -> bool:
     """True for pods whose containers end (restartPolicy Never or OnFailure: Jobs)."""
     return bool(spec.get("restartPolicy", "Always") != "Always")
+
+
+def windows_pod(spec: Mapping[str, Any]) -> bool:
+    """True for a pod that runs on Windows: ``spec.os.name`` says so, or its nodeSelector
+    picks Windows nodes (where a Linux sidecar image cannot run)."""
+    os_field, selector = spec.get("os"), spec.get("nodeSelector")
+    named = isinstance(os_field, Mapping) and os_field.get("name") == "windows"
+    selected = isinstance(selector, Mapping) and selector.get("kubernetes.io/os") == "windows"
+    return named or selected
 
 
 def port_problem(spec: Mapping[str, Any], port: int) -> str | None:
