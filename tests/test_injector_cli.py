@@ -265,3 +265,13 @@ def test_inject_bad_manifest_is_not_quoted(
     assert run(["inject", "-f", str(path)]) == 1
     err = capsys.readouterr().err
     assert "s3cr3t" not in err and "not valid YAML: " in err and "at line 2, column 1" in err
+
+
+def test_serve_without_an_image_refuses_to_start_and_says_what_to_set(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`deucalion injector serve` with no sidecar image exits 2 naming the variable to set."""
+    monkeypatch.delenv("DEUCALION_INJECTOR_SIDECAR__IMAGE", raising=False)
+    assert run(["injector", "serve", "--listen", "127.0.0.1:0", "--metrics-port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "DEUCALION_INJECTOR_SIDECAR__IMAGE" in err and "registry-qualified" in err
