@@ -176,3 +176,28 @@ async def test_a_scraped_shard_is_not_a_collector() -> None:
     assert isinstance(sharded, ShardedTargets)
     assert not isinstance(sharded, CollectingProvider)
     assert shard_provider(StaticTargets([]), None).__class__ is StaticTargets
+
+
+async def test_verdicts_are_kept_only_for_current_targets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A target is hashed once while it stays; what is remembered shrinks with the targets."""
+    import deucalion.targets.sharding as sharding
+
+    calls: list[str] = []
+    real = sharding.hashmod
+
+    def counting(value: str, modulus: int) -> int:
+        calls.append(value)
+        return real(value, modulus)
+
+    monkeypatch.setattr(sharding, "hashmod", counting)
+    urls = [f"http://n{i}:9100/metrics" for i in range(30)]
+    inner = StaticTargets([Target(u) for u in urls])
+    sharded = ShardedTargets(inner, count=3, index=0)
+    first = await sharded.discover()
+    assert await sharded.discover() == first
+    assert len(calls) == 30
+    sharded.provider = StaticTargets([Target(u) for u in urls[:10]])
+    assert await sharded.discover() == [t for t in first if t.url in urls[:10]]
+    assert len(calls) == 30 and len(sharded._kept) == 10

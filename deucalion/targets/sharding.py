@@ -84,6 +84,9 @@ class ShardedTargets:
         self.provider = provider
         self.count = count
         self.index = index
+        # Each URL's verdict, for the targets of the last discovery only (so it never grows
+        # past them): a cycle hashes only new targets, not thousands on the event loop.
+        self._kept: dict[str, bool] = {}
 
     def keeps(self, target: Target) -> bool:
         """True when ``target`` belongs to this shard."""
@@ -96,7 +99,13 @@ class ShardedTargets:
 
     async def discover(self) -> Sequence[Target]:
         """The wrapped provider's targets that this shard keeps."""
-        return [t for t in await self.provider.discover() if self.keeps(t)]
+        targets = await self.provider.discover()
+        known, kept = self._kept, {}
+        for target in targets:
+            verdict = known.get(target.url)
+            kept[target.url] = self.keeps(target) if verdict is None else verdict
+        self._kept = kept
+        return [t for t in targets if kept[t.url]]
 
     async def close(self) -> None:
         """Close the wrapped provider."""
