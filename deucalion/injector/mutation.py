@@ -221,17 +221,24 @@ def injected_label_value(version: str = __version__) -> str:
     return value or "unknown"
 
 
-def _metadata_patch(pod: Mapping[str, Any], key: str, entries: dict[str, str]) -> list[JsonPatchOp]:
-    """``add`` operations that set ``entries`` in ``metadata.<key>``, creating what is missing."""
+def _metadata_patch(pod: Mapping[str, Any], additions: dict[str, dict[str, str]]
+                    ) -> list[JsonPatchOp]:
+    """``add`` operations that set ``additions`` (``{"labels": {...}, ...}``) in the pod's
+    metadata, creating the maps (or the metadata) that are missing."""
     metadata = pod.get("metadata")
     if not isinstance(metadata, Mapping):
-        return [{"op": "add", "path": "/metadata", "value": {key: dict(entries)}}]
-    if not isinstance(metadata.get(key), Mapping):
-        return [{"op": "add", "path": f"/metadata/{key}", "value": dict(entries)}]
-    return [
-        {"op": "add", "path": f"/metadata/{key}/{escape_pointer_token(name)}", "value": value}
-        for name, value in entries.items()
-    ]
+        value = {key: dict(entries) for key, entries in additions.items()}
+        return [{"op": "add", "path": "/metadata", "value": value}]
+    patch: list[JsonPatchOp] = []
+    for key, entries in additions.items():
+        if not isinstance(metadata.get(key), Mapping):
+            patch.append({"op": "add", "path": f"/metadata/{key}", "value": dict(entries)})
+            continue
+        patch += [
+            {"op": "add", "path": f"/metadata/{key}/{escape_pointer_token(name)}", "value": value}
+            for name, value in entries.items()
+        ]
+    return patch
 
 
 def _shown(value: object, limit: int = 60) -> str:
@@ -418,11 +425,9 @@ def plan_injection(
     else:
         # "add" on a missing (or null) member creates it; appending with "-" would fail.
         patch.append({"op": "add", "path": "/spec/volumes", "value": volumes})
-    patch += _metadata_patch(pod, "annotations", {names.status: INJECTED})
-    # A label, so that a PodMonitor (or kubectl get -l) finds injected pods and their version.
-    after = {"metadata": {"annotations": {names.status: INJECTED}}}
-    patch += _metadata_patch(pod if isinstance(pod.get("metadata"), Mapping) else after,
-                             "labels", {names.injected: injected_label_value()})
+    # The label lets a PodMonitor (or kubectl get -l) find injected pods and their version.
+    patch += _metadata_patch(pod, {"annotations": {names.status: INJECTED},
+                                   "labels": {names.injected: injected_label_value()}})
     return Injection(patch=patch, warnings=warnings)
 
 
