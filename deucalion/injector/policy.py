@@ -16,15 +16,20 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
 
+from deucalion.injector.settings import NATIVE_SIDECAR_VERSION, ImageReference, InjectorSettings
+
 __all__ = [
     "SKIP_REASONS",
     "Skip",
+    "annotation_problems",
     "containers",
+    "native_decision",
     "opt_in",
     "parse_quantity",
     "pod_resources_problem",
     "port_problem",
     "runs_to_completion",
+    "shown",
     "windows_pod",
 ]
 
@@ -43,6 +48,11 @@ SKIP_REASONS = (
     "kubernetes-version",
 )
 
+# A ConfigMap name is a DNS-1123 subdomain; its keys are restricted like file names. Matched
+# with fullmatch: "$" would also accept a trailing newline, which the API server refuses.
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_CONFIG_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+_OBSERVER_REF = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 _OPT_OUT = frozenset({"false", "no", "off", "0", "disabled"})
 _OPT_IN = frozenset({"true", "yes", "on", "1", "enabled"})
 
@@ -208,3 +218,93 @@ def pod_resources_problem(spec: Mapping[str, Any], sidecar: Mapping[str, Any]) -
                     "requests with the sidecar's: raise it or lower the injector's "
                     "sidecar.resources")
     return None
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """A value from the pod, quoted and cut short: admission warnings over 256 characters may
+    be truncated by the API server, and a quoted value shows a newline as \\n."""
+    text = repr(str(value))
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+def annotation_problems(
+    annotations: Mapping[str, Any], settings: InjectorSettings
+) -> tuple[Skip | None, list[str]]:
+    """A skip for an unusable ``deucalion.io/*`` annotation, and warnings for doubtful ones
+    (an image without a registry, a key deucalion does not read)."""
+    names = settings.annotations
+    warnings: list[str] = []
+
+    def bad(key: str, what: str) -> Skip:
+        return Skip("invalid-annotation", f"annotation {key} is not {what}: "
+                                          f"{shown(annotations[key])}")
+
+    image = annotations.get(names.image)
+    if image is not None:
+        try:
+            problem = ImageReference(str(image).strip()).problem()
+        except ValueError:
+            return bad(names.image, "an image reference"), warnings
+        if problem is not None:
+            warnings.append(f"annotation {names.image}: {problem}")
+    observer = annotations.get(names.observer)
+    if observer is not None and not _OBSERVER_REF.fullmatch(str(observer)):
+        return bad(names.observer, "MODULE:CLASS"), warnings
+    config_map = annotations.get(names.config)
+    if config_map is not None and (
+        len(str(config_map)) > 253 or not _DNS_SUBDOMAIN.fullmatch(str(config_map))
+    ):
+        return bad(names.config, "a ConfigMap name"), warnings
+    config_key = annotations.get(names.config_key)
+    if config_key is not None:
+        if config_map is None:
+            warnings.append(f"annotation {names.config_key} has no effect without {names.config}")
+        elif len(str(config_key)) > 253 or not _CONFIG_KEY.fullmatch(str(config_key)):
+            return bad(names.config_key, "a ConfigMap key"), warnings
+    known = {names.inject, names.image, names.observer, names.config, names.config_key,
+             names.status}
+    prefix = names.inject.rpartition("/")[0] + "/"
+    for key in sorted(k for k in annotations if k.startswith(prefix) and k not in known):
+        warnings.append(f"annotation {key} is not one deucalion reads (a typo?)")
+    return None, warnings
+
+
+def native_decision(
+    spec: Mapping[str, Any], choice: str, settings: InjectorSettings,
+    version: tuple[int, int] | None,
+) -> bool | Skip:
+    """Whether the sidecar is a native one (an init container), or why the pod gets none.
+
+    ``choice`` is ``opt_in``'s; ``version`` the cluster's, None when unknown.
+    """
+    mode = settings.sidecar.native_sidecar
+    too_old = version is not None and version < NATIVE_SIDECAR_VERSION
+    needed = ".".join(map(str, NATIVE_SIDECAR_VERSION))
+    if runs_to_completion(spec):
+        if mode == "never":
+            return Skip("runs-to-completion",
+                        "the pod runs to completion and native sidecars are off "
+                        "(sidecar.native_sidecar: never): a plain sidecar would keep it "
+                        "running forever")
+        if choice != "in":
+            # A native sidecar starts before the main containers, which wait until it runs:
+            # an image that cannot be pulled would hold the Job. Only its owner may accept that.
+            return Skip("runs-to-completion",
+                        f"the pod runs to completion (a Job?): its containers would wait for "
+                        f"the sidecar to start; label or annotate it "
+                        f"{settings.annotations.inject}: \"true\" to accept that")
+        if too_old or (version is None and mode == "auto"):
+            known = "unknown" if version is None else ".".join(map(str, version))
+            return Skip("kubernetes-version",
+                        f"the pod runs to completion and needs a native sidecar (Kubernetes "
+                        f"{needed} or newer); the cluster's version is {known} "
+                        f"(cluster.kubernetes_version, --kubernetes-version)")
+        return True
+    if mode == "always":
+        if too_old:
+            return Skip("kubernetes-version",
+                        f"sidecar.native_sidecar is always, but Kubernetes "
+                        f"{'.'.join(map(str, version or ()))} rejects native sidecars "
+                        f"(they need {needed} or newer)")
+        return True
+    return False
