@@ -2,10 +2,13 @@
 
 ``opt_in`` is the one place that reads a pod's choice (its ``deucalion.io/inject`` label or
 annotation); the webhook and ``deucalion inject -f`` both go through it via ``plan_injection``.
-The other checks find pods the API server would reject once patched (a Windows pod, a port
-already taken, pod-level resources too small for the sidecar), so the injector leaves them
-alone instead. Each check answers with a ``Skip``: a short ``reason`` (a metric label) and a
-message for the admission warning and the log.
+``annotation_problems`` checks the other ``deucalion.io/*`` annotations (whole values, with
+``fullmatch``), ``native_decision`` whether the sidecar is a native one by the pod's kind, the
+mode and the cluster's version. The other checks find pods the API server would reject once
+patched, or where the sidecar could not run (a Windows pod, a port already taken, pod-level
+resources too small for the sidecar), so the injector leaves them alone instead. Each check
+answers with a ``Skip``: a short ``reason`` (a metric label) and a message for the admission
+warning and the log.
 """
 
 from __future__ import annotations
