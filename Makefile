@@ -4,8 +4,11 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SERVERS := prometheus-node-exporter prometheus-alertmanager prometheus
+# kubectl is not among them: Debian has no kubectl package (bookworm's kubernetes-client 1.20
+# builds no kustomize Components). The tests render deploy/ with tests/kustomize_subset.py and,
+# where some kubectl is installed, check that `kubectl kustomize` gives the same objects.
 
-.PHONY: demo test lint typecheck bench soak servers clean
+.PHONY: demo test lint typecheck bench soak servers constraints clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "deucalion needs Python 3.11 or newer" or 0)'
@@ -50,6 +53,17 @@ bench: $(VENV)/.installed servers
 
 soak: $(VENV)/.installed servers
 	$(PY) -m pytest -m slow --timeout=1200 tests
+
+# The image's pinned Python packages: a fresh venv made from pyproject.toml (with the injector
+# extra, as deploy/docker/Dockerfile installs it), frozen. Run the tests after regenerating.
+constraints:
+	rm -rf .constraints-venv
+	$(PYTHON) -m venv .constraints-venv
+	.constraints-venv/bin/python -m pip install --quiet --upgrade pip
+	.constraints-venv/bin/python -m pip install --quiet '.[injector]'
+	{ head -3 deploy/docker/constraints.txt; .constraints-venv/bin/python -m pip freeze --exclude deucalion; } > deploy/docker/constraints.new
+	mv deploy/docker/constraints.new deploy/docker/constraints.txt
+	rm -rf .constraints-venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

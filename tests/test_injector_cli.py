@@ -15,6 +15,7 @@ from cryptography import x509
 
 from deucalion.injector import cli
 from tests.injector_reviews import sidecars
+from tests.k8s_checks import schema_problems
 
 MANIFEST = """\
 apiVersion: v1
@@ -63,7 +64,7 @@ kind: Job
 metadata: {name: once}
 spec:
   template:
-    metadata: {annotations: {deucalion.io/inject: "false"}}
+    metadata: {labels: {deucalion.io/inject: "false"}}
     spec:
       restartPolicy: Never
       containers: [{name: once, image: "example/once:1"}]
@@ -76,6 +77,7 @@ spec:
   jobTemplate:
     spec:
       template:
+        metadata: {labels: {deucalion.io/inject: "true"}}
         spec:
           restartPolicy: OnFailure
           containers: [{name: nightly, image: "example/nightly:1"}]
@@ -109,11 +111,14 @@ def test_inject_file_injects_each_workload_template(
     """Every workload kind is injected at its own template path; the Service is untouched."""
     path = tmp_path / "app.yaml"
     path.write_text(MANIFEST)
-    assert run(["inject", "-f", str(path), "--image", "reg/deucalion:3"]) == 0
+    assert run(["inject", "-f", str(path), "--image", "reg.example/deucalion:3",
+                "--kubernetes-version", "1.30"]) == 0
     captured = capsys.readouterr()
     out = by_kind(captured.out)
     original = by_kind(MANIFEST)
     assert out["Service"] == original["Service"]
+    for obj in out.values():
+        assert schema_problems(obj) == [], obj["kind"]
     templates = {
         "Deployment": out["Deployment"]["spec"]["template"],
         "StatefulSet": out["StatefulSet"]["spec"]["template"],
@@ -127,12 +132,13 @@ def test_inject_file_injects_each_workload_template(
         assert [c["name"] for c in template["spec"][where]].count("deucalion") == 1, kind
         assert template["metadata"]["annotations"]["deucalion.io/status"] == "injected", kind
         assert "deucalion-podinfo" in {v["name"] for v in template["spec"]["volumes"]}, kind
-    assert sidecars(templates["Deployment"])[0]["image"] == "reg/deucalion:3"
+    assert sidecars(templates["Deployment"])[0]["image"] == "reg.example/deucalion:3"
     assert sidecars(templates["Pod"])[0]["image"] == "me/ad:2"
     assert templates["DaemonSet"]["spec"]["initContainers"] == [
         {"name": "setup", "image": "busybox"}
     ]
-    assert out["Job"] == original["Job"]  # annotated deucalion.io/inject: "false"
+    assert out["Job"] == original["Job"]  # labelled deucalion.io/inject: "false"
+    assert 'Job once: unchanged (opted out by its label deucalion.io/inject' in captured.err
     assert "Service shop: unchanged (not a workload)" in captured.err
     assert "CronJob nightly: injected" in captured.err
 
@@ -157,11 +163,33 @@ def test_inject_list_kind(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     items = [doc for doc in yaml.safe_load_all(MANIFEST) if doc]
     path = tmp_path / "list.yaml"
     path.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items}))
-    assert run(["inject", "-f", str(path), "-o", str(tmp_path / "out.yaml")]) == 0
+    assert run(["inject", "-f", str(path), "-o", str(tmp_path / "out.yaml"),
+                "--image", "reg.example/deucalion:3"]) == 0
     out = yaml.safe_load((tmp_path / "out.yaml").read_text())
     kinds = {item["kind"]: item for item in out["items"]}
     assert len(sidecars(kinds["Deployment"]["spec"]["template"])) == 1
     assert "Deployment shop: injected" in capsys.readouterr().err
+
+
+def test_inject_without_a_cluster_version_leaves_jobs_alone_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Offline, the cluster's version is unknown: an opted-in CronJob gets no native sidecar
+    (the API server before 1.29 would reject it) and the report names the flag to set."""
+    path = tmp_path / "app.yaml"
+    path.write_text(MANIFEST)
+    assert run(["inject", "-f", str(path), "--image", "reg.example/deucalion:3"]) == 0
+    captured = capsys.readouterr()
+    assert by_kind(captured.out)["CronJob"] == by_kind(MANIFEST)["CronJob"]
+    assert "CronJob nightly: unchanged" in captured.err
+    assert "--kubernetes-version" in captured.err
+
+
+def test_an_image_without_a_registry_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """--image deucalion:latest would be pulled from Docker Hub: refused, saying what to set."""
+    assert run(["inject", "-f", "-", "--image", "deucalion:latest"]) == 2
+    err = capsys.readouterr().err
+    assert "names no registry" in err and "DEUCALION_INJECTOR_SIDECAR__IMAGE" in err
 
 
 @pytest.mark.parametrize(
@@ -264,3 +292,13 @@ def test_the_injector_hands_sidecars_the_sidecars_own_alertmanager_settings() ->
     assert settings.alertmanager.urls == ["http://a:9093", "http://b:9093"]
     with pytest.raises(ConfigError, match=r"alertmanager\.queue_size: the injector hands"):
         InjectorSettings.load(environ={}, alertmanager={"queue_size": 5})
+
+
+def test_serve_without_an_image_refuses_to_start_and_says_what_to_set(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`deucalion injector serve` with no sidecar image exits 2 naming the variable to set."""
+    monkeypatch.delenv("DEUCALION_INJECTOR_SIDECAR__IMAGE", raising=False)
+    assert run(["injector", "serve", "--listen", "127.0.0.1:0", "--metrics-port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "DEUCALION_INJECTOR_SIDECAR__IMAGE" in err and "registry-qualified" in err

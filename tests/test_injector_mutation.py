@@ -11,13 +11,15 @@ from pydantic import ValidationError
 
 from deucalion.injector.manifest import apply_patch
 from deucalion.injector.mutation import escape_pointer_token, plan_injection, pod_patch
-from deucalion.injector.settings import ANNOTATIONS_FILE, InjectorSettings
+from deucalion.injector.settings import ANNOTATIONS_FILE, ClusterSettings, InjectorSettings
 from tests.injector_reviews import app_pod, env_of, sidecars
+from tests.k8s_checks import as_pod, schema_problems
 
 SETTINGS = InjectorSettings(
     sidecar={"image": "registry.example/deucalion:0.1"},
     alertmanager={"urls": ["http://am.monitoring.svc:9093", "http://am2:9093"]},
 )
+NEW_CLUSTER = SETTINGS.model_copy(update={"cluster": ClusterSettings(kubernetes_version="1.29")})
 
 
 def injected(pod: dict[str, Any], settings: InjectorSettings = SETTINGS) -> dict[str, Any]:
@@ -25,6 +27,8 @@ def injected(pod: dict[str, Any], settings: InjectorSettings = SETTINGS) -> dict
     patch = pod_patch(pod, settings)
     assert patch, plan_injection(pod, settings).skipped
     result: dict[str, Any] = jsonpatch.apply_patch(pod, patch)
+    # Every patched pod must be one the API server accepts, on the oldest and newest versions.
+    assert schema_problems(as_pod(result["spec"], result.get("metadata"))) == []
     return result
 
 
@@ -43,7 +47,9 @@ def test_opted_in_pod_gets_one_complete_sidecar() -> None:
     }
     # A sidecar's readiness would gate the watched service's own readiness: it has none.
     assert "readinessProbe" not in sidecar
-    assert sidecar["startupProbe"]["httpGet"]["path"] == "/healthz"
+    # Nor a startup probe: the container would count as not ready until it passed.
+    assert "startupProbe" not in sidecar
+    assert sidecar["livenessProbe"]["initialDelaySeconds"] == 300
     assert set(sidecar["resources"]) == {"requests", "limits"}
     security = sidecar["securityContext"]
     assert security["runAsNonRoot"] is True and security["runAsUser"] > 0
@@ -63,6 +69,8 @@ def test_opted_in_pod_gets_one_complete_sidecar() -> None:
     assert "DEUCALION_CONFIG" not in env
     assert out["metadata"]["annotations"]["deucalion.io/status"] == "injected"
     assert out["metadata"]["annotations"]["prometheus.io/port"] == "8080"
+    assert out["metadata"]["labels"] == {**pod["metadata"]["labels"],
+                                         "deucalion.io/injected": "0.1.0"}
 
 
 def test_downward_api_volume_exposes_annotations_at_the_discovery_path() -> None:
@@ -134,7 +142,8 @@ def test_null_annotations_and_missing_metadata_are_handled() -> None:
     pod["metadata"]["annotations"] = None
     assert injected(pod)["metadata"]["annotations"] == {"deucalion.io/status": "injected"}
     bare = {"spec": {"containers": [{"name": "app", "image": "a"}]}}
-    assert injected(bare)["metadata"] == {"annotations": {"deucalion.io/status": "injected"}}
+    assert injected(bare)["metadata"] == {"annotations": {"deucalion.io/status": "injected"},
+                                          "labels": {"deucalion.io/injected": "0.1.0"}}
 
 
 def test_init_containers_are_left_in_place() -> None:
@@ -183,7 +192,9 @@ def test_non_pod_objects_are_skipped() -> None:
 def test_paths_escape_slash_and_tilde_per_rfc6901() -> None:
     """Annotation keys with `/` and `~` become `~1` and `~0`; other annotations stay intact."""
     assert escape_pointer_token("a/b~c~1") == "a~1b~0c~01"
-    settings = InjectorSettings(annotations={"status": "deucalion.io/st~tus/x"})
+    settings = SETTINGS.model_copy(
+        update={"annotations": InjectorSettings().annotations.model_copy(
+            update={"status": "deucalion.io/st~tus/x"})})
     pod = app_pod(annotations={"odd/key~0": "1", "~/~": "2", "prometheus.io/scrape": "true"})
     patch = pod_patch(pod, settings)
     assert {
@@ -213,10 +224,10 @@ def test_own_patch_applier_agrees_with_jsonpatch() -> None:
 
 def test_settings_come_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """DEUCALION_INJECTOR_* variables set the default image and Alertmanager."""
-    monkeypatch.setenv("DEUCALION_INJECTOR_SIDECAR__IMAGE", "env/deucalion:9")
+    monkeypatch.setenv("DEUCALION_INJECTOR_SIDECAR__IMAGE", "registry.env/deucalion:9")
     monkeypatch.setenv("DEUCALION_INJECTOR_ALERTMANAGER__URLS", '["https://am.example:8443"]')
     [sidecar] = sidecars(injected(app_pod(), InjectorSettings.load()))
-    assert sidecar["image"] == "env/deucalion:9"
+    assert sidecar["image"] == "registry.env/deucalion:9"
     env = env_of(sidecar)
     assert (env["DEUCALION_ALERT_MANAGER_HOST"], env["DEUCALION_ALERT_MANAGER_PORT"]) == (
         "am.example",
@@ -226,34 +237,40 @@ def test_settings_come_from_environment(monkeypatch: pytest.MonkeyPatch) -> None
 
 @pytest.mark.parametrize("restart_policy", ["Never", "OnFailure"])
 def test_run_to_completion_pods_get_a_native_sidecar(restart_policy: str) -> None:
-    """A Job's pod gets the sidecar as an init container with restartPolicy Always, so it ends."""
-    pod = app_pod()
+    """An opted-in Job's pod on 1.29+ gets the sidecar as an init container with restartPolicy
+    Always, so it ends."""
+    pod = app_pod(labels={"deucalion.io/inject": "true"})
     pod["spec"]["restartPolicy"] = restart_policy
-    out = injected(pod)
+    out = injected(pod, NEW_CLUSTER)
     assert [c["name"] for c in out["spec"]["containers"]] == ["shop"]
     [sidecar] = out["spec"]["initContainers"]
     assert sidecar["name"] == "deucalion" and sidecar["restartPolicy"] == "Always"
     assert plan_injection(out, SETTINGS).patch == []
     pod["spec"]["initContainers"] = [{"name": "setup", "image": "busybox"}]
-    names = [c["name"] for c in injected(pod)["spec"]["initContainers"]]
+    names = [c["name"] for c in injected(pod, NEW_CLUSTER)["spec"]["initContainers"]]
     assert names == ["setup", "deucalion"]
 
 
 def test_native_sidecar_can_be_forced_or_refused() -> None:
-    """native_sidecar=always puts it in initContainers for any pod; never keeps it a container."""
-    always = InjectorSettings(sidecar={"native_sidecar": "always"})
+    """native_sidecar=always puts it in initContainers for any pod; never skips a Job's pod,
+    which a plain sidecar would keep running forever."""
+    image = {"image": "registry.example/deucalion:0.1"}
+    always = InjectorSettings(sidecar={**image, "native_sidecar": "always"})
     assert injected(app_pod(), always)["spec"]["initContainers"][0]["name"] == "deucalion"
-    job_pod = app_pod()
+    job_pod = app_pod(labels={"deucalion.io/inject": "true"})
     job_pod["spec"]["restartPolicy"] = "Never"
-    never = InjectorSettings(sidecar={"native_sidecar": "never"})
-    assert len(sidecars(injected(job_pod, never))) == 1
+    never = InjectorSettings(sidecar={**image, "native_sidecar": "never"},
+                             cluster={"kubernetes_version": "1.31"})
+    assert plan_injection(job_pod, never).reason == "runs-to-completion"
 
 
-def test_port_clash_is_warned_about() -> None:
-    """An app container already on deucalion's port 9464 gets the pod a warning."""
+def test_port_clash_skips_with_a_warning() -> None:
+    """An app container already on deucalion's port 9464: no sidecar (it could not listen), and
+    a warning saying so."""
     pod = app_pod()
     pod["spec"]["containers"][0]["ports"].append({"containerPort": 9464})
-    assert any("9464" in w for w in plan_injection(pod, SETTINGS).warnings)
+    plan = plan_injection(pod, SETTINGS)
+    assert plan.reason == "port-taken" and any("9464" in w for w in plan.warnings)
 
 
 def test_the_sidecars_environment_is_valid_deucalion_settings() -> None:
@@ -273,7 +290,7 @@ def test_a_password_in_an_alertmanager_url_reaches_the_sidecar_but_is_never_show
     """The sidecar's environment carries the URL whole, so it can log in; repr, str and JSON of
     the injector's settings, and their errors, show user:***@."""
     url = "http://deucalion:s3cr3t@am.monitoring.svc:9093"
-    settings = InjectorSettings(alertmanager={"urls": [url]})
+    settings = InjectorSettings(alertmanager={"urls": [url]}, sidecar=SETTINGS.sidecar)
     [sidecar] = sidecars(injected(app_pod(), settings))
     assert env_of(sidecar)["DEUCALION_ALERTMANAGER__URLS"] == f'["{url}"]'
     shown = "http://deucalion:***@am.monitoring.svc:9093"

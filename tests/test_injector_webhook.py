@@ -13,12 +13,18 @@ from typing import Any
 import aiohttp
 import jsonpatch
 import pytest
+from aiohttp import web
 
+from deucalion.errors import ConfigError
 from deucalion.injector import webhook
 from deucalion.injector.certs import make_certificates, write_certificates
+from deucalion.injector.metrics import certificate_not_after
 from deucalion.injector.settings import InjectorSettings
 from deucalion.injector.webhook import InjectorServer, start_injector
 from tests.injector_reviews import admission_review, app_pod, env_of, sidecars
+from tests.k8s_checks import as_pod, schema_problems
+
+SIDECAR = {"image": "registry.example/deucalion:0.1.0"}
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +38,13 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 async def server(tls_files: dict[str, Path]) -> AsyncIterator[InjectorServer]:
     """The injector on a free loopback port, serving the test certificate from its files."""
     settings = InjectorSettings(
+        sidecar=SIDECAR,
         server={"cert_file": str(tls_files["tls.crt"]), "key_file": str(tls_files["tls.key"])},
         alertmanager={"urls": ["http://alertmanager.monitoring.svc:9093"]},
+        cluster={"kubernetes_version": "1.31"},
     )
-    async with await start_injector(settings, host="127.0.0.1", port=0) as running:
+    async with await start_injector(settings, host="127.0.0.1", port=0,
+                                    metrics_port=0) as running:
         yield running
 
 
@@ -58,6 +67,13 @@ async def post_review(
     return answer
 
 
+def patched(pod: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+    """The pod with the answer's patch applied, checked against the oldest and newest schemas."""
+    out: dict[str, Any] = jsonpatch.apply_patch(pod, decoded_patch(answer))
+    assert schema_problems(as_pod(out["spec"], out.get("metadata"))) == []
+    return out
+
+
 def decoded_patch(answer: dict[str, Any]) -> list[dict[str, Any]]:
     """The JSONPatch of an answer, checking the envelope the API server requires."""
     assert answer["apiVersion"] == "admission.k8s.io/v1"
@@ -77,7 +93,7 @@ async def test_create_pod_review_gets_a_patch_that_injects(
     review = admission_review(pod, uid="b1e7c2a4-1111-4c7e-9a55-3f1d2c9e0a01")
     answer = await post_review(client, server, review)
     assert answer["response"]["uid"] == "b1e7c2a4-1111-4c7e-9a55-3f1d2c9e0a01"
-    out = jsonpatch.apply_patch(pod, decoded_patch(answer))
+    out = patched(pod, answer)
     [sidecar] = sidecars(out)
     assert env_of(sidecar)["DEUCALION_ALERT_MANAGER_HOST"] == "alertmanager.monitoring.svc"
     assert sidecar["securityContext"]["runAsNonRoot"] is True
@@ -91,7 +107,7 @@ async def test_patched_pod_sent_again_is_allowed_without_patch(
     """Idempotence through the webhook: the injected pod gets allowed and no patch."""
     pod = app_pod()
     first = await post_review(client, server, admission_review(pod))
-    out = jsonpatch.apply_patch(pod, decoded_patch(first))
+    out = patched(pod, first)
     again = await post_review(client, server, admission_review(out, uid="again"))
     assert again["response"] == {"uid": "again", "allowed": True}
 
@@ -123,7 +139,7 @@ async def test_pod_without_volumes_annotations_with_init_container(
     pod["spec"]["initContainers"] = [{"name": "init", "image": "busybox"}]
     answer = await post_review(client, server, admission_review(pod))
     assert any("prometheus.io/scrape" in w for w in answer["response"]["warnings"])
-    out = jsonpatch.apply_patch(pod, decoded_patch(answer))
+    out = patched(pod, answer)
     assert [c["name"] for c in out["spec"]["containers"]] == ["shop", "deucalion"]
     assert out["spec"]["initContainers"] == [{"name": "init", "image": "busybox"}]
 
@@ -195,9 +211,10 @@ async def test_healthz_and_tls_is_real(
 async def test_close_is_idempotent_and_releases_the_port(tls_files: dict[str, Path]) -> None:
     """close() twice is harmless, and after it the port no longer accepts connections."""
     settings = InjectorSettings(
+        sidecar=SIDECAR,
         server={"cert_file": str(tls_files["tls.crt"]), "key_file": str(tls_files["tls.key"])}
     )
-    server = await start_injector(settings, host="127.0.0.1", port=0)
+    server = await start_injector(settings, host="127.0.0.1", port=0, metrics_port=0)
     await server.close()
     await server.close()
     async with aiohttp.ClientSession() as session:
@@ -208,10 +225,11 @@ async def test_close_is_idempotent_and_releases_the_port(tls_files: dict[str, Pa
 async def test_missing_certificate_fails_to_start(tmp_path: Path) -> None:
     """Starting without the certificate files raises OSError instead of serving plain HTTP."""
     settings = InjectorSettings(
+        sidecar=SIDECAR,
         server={"cert_file": str(tmp_path / "no.crt"), "key_file": str(tmp_path / "no.key")}
     )
     with pytest.raises(OSError):
-        await start_injector(settings, host="127.0.0.1", port=0)
+        await start_injector(settings, host="127.0.0.1", port=0, metrics_port=0)
 
 
 async def test_renewed_certificate_is_served_without_restart(
@@ -222,10 +240,11 @@ async def test_renewed_certificate_is_served_without_restart(
     old = write_certificates(make_certificates(["localhost"]), tmp_path / "live")
     new = write_certificates(make_certificates(["localhost"]), tmp_path / "renewed")
     settings = InjectorSettings(
+        sidecar=SIDECAR,
         server={"cert_file": str(old["tls.crt"]), "key_file": str(old["tls.key"])}
     )
     trusts_new = ssl.create_default_context(cafile=str(new["ca.crt"]))
-    async with await start_injector(settings, host="127.0.0.1", port=0) as server:
+    async with await start_injector(settings, host="127.0.0.1", port=0, metrics_port=0) as server:
         url = server.url.replace("127.0.0.1", "localhost") + "/healthz"
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trusts_new)) as s:
             with pytest.raises(aiohttp.ClientConnectorCertificateError):
@@ -241,3 +260,117 @@ async def test_renewed_certificate_is_served_without_restart(
                     await asyncio.sleep(0.05)
             else:
                 pytest.fail("the renewed certificate was never served")
+        # The expiry metric follows the certificate being served.
+        for _ in range(200):
+            expiry = server.metrics.certificate_expiry._value.get()
+            if expiry == certificate_not_after(new["tls.crt"]):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the expiry metric still shows the old certificate")
+
+
+async def _metrics_text(server: InjectorServer) -> str:
+    assert server.metrics_url is not None
+    async with aiohttp.ClientSession() as session, session.get(
+        server.metrics_url + "/metrics"
+    ) as response:
+        assert response.status == 200
+        return await response.text()
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of a text exposition (0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
+
+
+async def test_metrics_show_a_skipped_windows_pod(
+    client: aiohttp.ClientSession, server: InjectorServer
+) -> None:
+    """A Windows pod is allowed unchanged with a warning, and /metrics counts it by reason."""
+    pod = app_pod()
+    pod["spec"]["os"] = {"name": "windows"}
+    answer = await post_review(client, server, admission_review(pod))
+    response = answer["response"]
+    assert response["allowed"] is True and "patch" not in response
+    assert any("Windows" in w for w in response["warnings"])
+    await post_review(client, server, admission_review(app_pod()))
+    text = await _metrics_text(server)
+    assert _sample(text, "deucalion_injector_skipped_pods_total", reason="windows") == 1
+    assert _sample(text, "deucalion_injector_admission_requests_total", result="skipped") == 1
+    assert _sample(text, "deucalion_injector_admission_requests_total", result="injected") == 1
+    assert _sample(text, "deucalion_injector_patch_seconds_count") == 2
+    assert _sample(text, "deucalion_injector_certificate_expiry_timestamp_seconds") > 0
+
+
+async def test_a_skip_is_logged_with_its_reason(
+    client: aiohttp.ClientSession, server: InjectorServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every skip but an opt-out leaves an INFO line naming the pod and the reason."""
+    pod = app_pod(annotations={"deucalion.io/observer": "not an observer"})
+    with caplog.at_level("INFO", logger="deucalion.injector"):
+        answer = await post_review(client, server, admission_review(pod))
+    assert any("deucalion.io/observer" in w for w in answer["response"]["warnings"])
+    assert "[invalid-annotation]" in caplog.text and "shop/shop-7d9c5b6f4-*" in caplog.text
+
+
+async def test_without_an_image_the_injector_refuses_to_start(
+    tls_files: dict[str, Path]
+) -> None:
+    """No sidecar.image: start_injector raises ConfigError naming the variable to set."""
+    settings = InjectorSettings(server={"cert_file": str(tls_files["tls.crt"]),
+                                        "key_file": str(tls_files["tls.key"])})
+    with pytest.raises(ConfigError, match="DEUCALION_INJECTOR_SIDECAR__IMAGE"):
+        await start_injector(settings, host="127.0.0.1", port=0, metrics_port=0)
+
+
+async def test_the_cluster_version_is_learned_from_the_api_server(
+    tls_files: dict[str, Path], client: aiohttp.ClientSession
+) -> None:
+    """Unset, the version comes from the API server's /version; until then an opted-in Job is
+    skipped, after it gets a native sidecar."""
+    api = web.Application()
+    served = asyncio.Event()
+
+    async def version(request: web.Request) -> web.Response:
+        await served.wait()
+        return web.json_response({"major": "1", "minor": "30+", "gitVersion": "v1.30.4-gke.1"})
+
+    api.router.add_get("/version", version)
+    runner = web.AppRunner(api)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    api_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    settings = InjectorSettings(
+        sidecar=SIDECAR,
+        server={"cert_file": str(tls_files["tls.crt"]), "key_file": str(tls_files["tls.key"])},
+    )
+    job = app_pod(labels={"deucalion.io/inject": "true"})
+    job["spec"]["restartPolicy"] = "Never"
+    try:
+        async with await start_injector(settings, host="127.0.0.1", port=0, metrics_port=0,
+                                        kubernetes_api_url=api_url) as server:
+            before = await post_review(client, server, admission_review(job))
+            assert "patch" not in before["response"]
+            assert any("version is unknown" in w for w in before["response"]["warnings"])
+            served.set()
+            for _ in range(200):  # bounded polling, not a timing assertion
+                if server.cluster.kubernetes_version is not None:
+                    break
+                await asyncio.sleep(0.02)
+            assert server.cluster.kubernetes_version == (1, 30)
+            after = await post_review(client, server, admission_review(job))
+            out = patched(job, after)
+            assert out["spec"]["initContainers"][0]["restartPolicy"] == "Always"
+            text = await _metrics_text(server)
+            assert _sample(text, "deucalion_injector_kubernetes_version_info",
+                           version="1.30") == 1
+    finally:
+        await runner.cleanup()

@@ -38,6 +38,7 @@ __all__ = [
     "PrometheusSettings",
     "ScrapeOptions",
     "Settings",
+    "ShardSettings",
     "TargetSettings",
     "TelemetrySettings",
     "check_labels",
@@ -565,6 +566,28 @@ class PrometheusSettings(ClientOptions):
         classmethod(lambda cls, v: split_comma_list(v)))
 
 
+class ShardSettings(Section):
+    """One replica's share of the targets when several replicas split them (central modes).
+
+    A target belongs to the replica whose ``index`` equals the hash of its URL modulo ``count``,
+    the hash of Prometheus's ``hashmod`` relabelling, so the same target always lands on the
+    same replica, and so do its observers' states.
+    """
+
+    count: int = Field(default=1, ge=1)
+    """How many replicas share the targets."""
+    index: int | None = Field(default=None, ge=0)
+    """This replica's number, 0 to count-1 (default: the ordinal that ends the hostname of a
+    StatefulSet's pod, ``deucalion-2`` -> 2)."""
+
+    @model_validator(mode="after")
+    def _index_below_count(self) -> ShardSettings:
+        if self.index is not None and self.index >= self.count:
+            raise ValueError(f"shard.index ({self.index}) must be below shard.count "
+                             f"({self.count}): replicas are numbered from 0")
+        return self
+
+
 class ObserverSettings(Section):
     """An observer started by ``deucalion run``, keyed by its import path."""
 
@@ -613,6 +636,8 @@ class Settings(Section):
     """Where alerts go."""
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     """deucalion's own HTTP server."""
+    shard: ShardSettings | None = None
+    """Scrape only this replica's share of the targets (file_sd, kubernetes, prometheus)."""
 
     @field_validator("scrape_timeout")
     @classmethod

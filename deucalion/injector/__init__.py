@@ -1,8 +1,10 @@
 """The deucalion sidecar injector: a Kubernetes mutating admission webhook and its offline twin.
 
-``plan_injection`` decides what to add to a pod, ``start_injector`` serves it as a webhook,
-``inject_manifest`` applies it to a YAML manifest (``deucalion inject -f``), and
-``deucalion.injector.certs`` makes the webhook's certificates (needs ``cryptography``).
+``plan_injection`` decides what to add to a pod (by the rules in ``deucalion.injector.policy``),
+``start_injector`` serves it as a webhook with its own ``/metrics``
+(``deucalion.injector.metrics``), ``inject_manifest`` applies it to a YAML manifest
+(``deucalion inject -f``), and ``deucalion.injector.certs`` makes the webhook's certificates
+(needs ``cryptography``).
 """
 
 from deucalion.injector.manifest import ManifestError, inject_manifest

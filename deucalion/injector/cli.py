@@ -3,7 +3,8 @@
 ``add_commands`` adds them to the main ``deucalion`` parser; each sets ``func(args) -> int``.
 ``main`` runs them on their own (``python -m deucalion.injector``).
 
-- ``deucalion injector [serve]``: run the webhook (HTTPS, ``/mutate``, ``/healthz``).
+- ``deucalion injector [serve]``: run the webhook (HTTPS ``/mutate``, ``/healthz``; plain-HTTP
+  ``/metrics``).
 - ``deucalion injector certs``: make a CA and serving certificate, print the ``caBundle``.
 - ``deucalion inject -f MANIFEST``: inject a YAML manifest offline and print it.
 """
@@ -51,6 +52,11 @@ def _add_sidecar_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--alert-name", default=argparse.SUPPRESS, help="DEUCALION_ALERT_NAME of the sidecars"
     )
+    group.add_argument(
+        "--kubernetes-version", default=argparse.SUPPRESS, metavar="X.Y",
+        help="the cluster's Kubernetes version, for native sidecars (needs 1.29; "
+        "`kubectl version` shows it); the webhook asks the API server when unset",
+    )
 
 
 def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +67,10 @@ def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--cert", default=argparse.SUPPRESS, help="PEM serving certificate file")
     group.add_argument("--key", default=argparse.SUPPRESS, help="PEM private key file")
+    group.add_argument(
+        "--metrics-port", type=int, default=argparse.SUPPRESS,
+        help="plain-HTTP port of /metrics and /healthz (default 9090)",
+    )
 
 
 def _settings(args: argparse.Namespace) -> InjectorSettings:
@@ -71,6 +81,8 @@ def _settings(args: argparse.Namespace) -> InjectorSettings:
         overrides.setdefault("alertmanager", {})["urls"] = args.alertmanager_urls
     if hasattr(args, "alert_name"):
         overrides.setdefault("alertmanager", {})["alert_name"] = args.alert_name
+    if hasattr(args, "kubernetes_version"):
+        overrides.setdefault("cluster", {})["kubernetes_version"] = args.kubernetes_version
     if hasattr(args, "listen"):
         host, sep, port = str(args.listen).rpartition(":")
         if not sep or not port.isdigit():
@@ -80,6 +92,8 @@ def _settings(args: argparse.Namespace) -> InjectorSettings:
         overrides.setdefault("server", {})["cert_file"] = args.cert
     if hasattr(args, "key"):
         overrides.setdefault("server", {})["key_file"] = args.key
+    if hasattr(args, "metrics_port"):
+        overrides.setdefault("server", {})["metrics_port"] = args.metrics_port
     return InjectorSettings.load(**overrides)
 
 
@@ -98,7 +112,8 @@ async def _serve_until_signalled(settings: InjectorSettings) -> None:
         loop.add_signal_handler(signum, stopping.set)
     try:
         async with await start_injector(settings) as server:
-            log.info("deucalion injector serving %s/mutate", server.url)
+            log.info("deucalion injector serving %s/mutate and %s/metrics", server.url,
+                     server.metrics_url)
             await stopping.wait()
             log.info("deucalion injector stopping")
     finally:
@@ -115,6 +130,9 @@ def serve_command(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         asyncio.run(_serve_until_signalled(settings))
+    except ConfigError as exc:
+        print(f"deucalion injector: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:  # also ssl.SSLError: a missing or broken certificate or key
         print(f"deucalion injector: cannot serve: {exc}", file=sys.stderr)
         return 1

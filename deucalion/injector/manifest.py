@@ -108,6 +108,9 @@ def _inject_object(obj: dict[str, Any], settings: InjectorSettings) -> Iterator[
     injection = plan_injection(template, settings)
     if not injection.injected:
         yield f"{_describe(obj)}: unchanged ({injection.skipped})"
+        for warning in injection.warnings:
+            if not warning.endswith(str(injection.skipped)):  # the skip itself, said above
+                yield f"{_describe(obj)}: warning: {warning}"
         return
     injected = apply_patch(template, injection.patch)
     if parent is None:

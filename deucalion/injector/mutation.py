@@ -1,8 +1,9 @@
 """What the injector does to a pod, as a pure function: pod in, JSONPatch operations out.
 
-``plan_injection`` decides whether a pod gets the deucalion sidecar and returns the RFC 6902
-operations that add it; the webhook sends them to the API server.
-Nothing here does I/O; ``deucalion.injector.manifest`` applies the same plan offline.
+``plan_injection`` decides whether a pod gets the deucalion sidecar (the rules are in
+``deucalion.injector.policy``) and returns the RFC 6902 operations that add it; the webhook
+sends them to the API server. Nothing here does I/O; ``deucalion.injector.manifest`` applies
+the same plan offline.
 """
 
 from __future__ import annotations
@@ -13,6 +14,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from deucalion._version import __version__
+from deucalion.injector.policy import (
+    Skip,
+    annotation_problems,
+    native_decision,
+    opt_in,
+    pod_resources_problem,
+    port_problem,
+    windows_pod,
+)
 from deucalion.injector.settings import ANNOTATIONS_FILE, InjectorSettings
 
 __all__ = [
@@ -37,11 +48,8 @@ TMP_VOLUME = "deucalion-tmp"
 CONFIG_DIR = "/etc/deucalion/config"
 DEFAULT_CONFIG_KEY = "deucalion.yaml"
 
-_OPT_OUT = frozenset({"false", "no", "off", "0", "disabled"})
-# A ConfigMap name is a DNS-1123 subdomain; its keys are restricted like file names.
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
-_OBSERVER_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+# A label value: at most 63 characters of [-._a-zA-Z0-9], starting and ending alphanumeric.
+_LABEL_VALUE_BAD = re.compile(r"[^-._a-zA-Z0-9]")
 
 
 def escape_pointer_token(token: str) -> str:
@@ -53,13 +61,23 @@ def escape_pointer_token(token: str) -> str:
 class Injection:
     """The injector's decision about one pod.
 
-    ``patch`` is empty when the pod is left alone, and ``skipped`` then says why; ``warnings``
-    are shown to whoever created the pod (kubectl prints admission warnings).
+    ``patch`` is empty when the pod is left alone; ``skipped`` then says why and ``reason``
+    names the rule (one of ``deucalion.injector.policy.SKIP_REASONS``). ``warnings`` are
+    shown to whoever created the pod (kubectl prints admission warnings).
     """
 
     patch: list[JsonPatchOp] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     skipped: str | None = None
+    reason: str | None = None
+
+    @classmethod
+    def skip(cls, skip: Skip, warnings: list[str] | None = None) -> Injection:
+        """A decision to leave the pod alone; a ``skip`` meant to be seen is also a warning."""
+        shown = list(warnings or [])
+        if skip.warn:
+            shown.append(f"deucalion sidecar not injected: {skip.message}")
+        return cls(warnings=shown, skipped=skip.message, reason=skip.reason)
 
     @property
     def injected(self) -> bool:
@@ -73,13 +91,9 @@ def _annotations(pod: Mapping[str, Any]) -> Mapping[str, Any]:
     return annotations if isinstance(annotations, Mapping) else {}
 
 
-def _container_names(spec: Mapping[str, Any]) -> set[str]:
-    names: set[str] = set()
-    for key in ("containers", "initContainers"):
-        for container in spec.get(key) or ():
-            if isinstance(container, Mapping):
-                names.add(str(container.get("name", "")))
-    return names
+def _containers(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [c for key in ("containers", "initContainers") for c in spec.get(key) or ()
+            if isinstance(c, Mapping)]
 
 
 def _alertmanager_env(settings: InjectorSettings) -> list[dict[str, Any]]:
@@ -139,12 +153,12 @@ def sidecar_container(
         "env": env,
         "ports": [{"name": "deucalion-http", "containerPort": port, "protocol": "TCP"}],
         "resources": sidecar.resources.as_kubernetes(),
-        # The AD app loads its model before deucalion's server is up: the startup probe gives
-        # it five minutes before liveness may restart it.
-        "startupProbe": _probe("/healthz", port, period=5, failures=60),
-        "livenessProbe": _probe("/healthz", port, period=10, failures=3),
-        # No readiness probe: a pod is Ready only when every container is, and the service it
-        # watches must not leave its Service while the model loads or a worker restarts.
+        # No startup probe and no readiness probe: Kubernetes counts a container with either
+        # as not ready until it passes, and a pod is Ready only when all its containers are,
+        # so the watched service would leave its Service while the model loads. Liveness
+        # waits out the model's loading instead, on every start.
+        "livenessProbe": _probe("/healthz", port, delay=sidecar.startup_grace_seconds,
+                                period=10, failures=3),
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": sidecar.run_as_user,
@@ -160,9 +174,10 @@ def sidecar_container(
     return container
 
 
-def _probe(path: str, port: int, *, period: int, failures: int) -> dict[str, Any]:
+def _probe(path: str, port: int, *, delay: int, period: int, failures: int) -> dict[str, Any]:
     return {
         "httpGet": {"path": path, "port": port, "scheme": "HTTP"},
+        "initialDelaySeconds": delay,
         "periodSeconds": period,
         "timeoutSeconds": 2,
         "failureThreshold": failures,
@@ -191,82 +206,114 @@ def _volumes(config_map: str | None) -> list[dict[str, Any]]:
     return volumes
 
 
-def plan_injection(pod: Mapping[str, Any], settings: InjectorSettings) -> Injection:
+def injected_label_value(version: str = __version__) -> str:
+    """The ``deucalion.io/injected`` label's value: the version, made a valid label value."""
+    value = _LABEL_VALUE_BAD.sub("-", version)[:63].strip("-._")
+    return value or "unknown"
+
+
+def _metadata_patch(pod: Mapping[str, Any], additions: dict[str, dict[str, str]]
+                    ) -> list[JsonPatchOp]:
+    """``add`` operations that set ``additions`` (``{"labels": {...}, ...}``) in the pod's
+    metadata, creating the maps (or the metadata) that are missing."""
+    metadata = pod.get("metadata")
+    if not isinstance(metadata, Mapping):
+        value = {key: dict(entries) for key, entries in additions.items()}
+        return [{"op": "add", "path": "/metadata", "value": value}]
+    patch: list[JsonPatchOp] = []
+    for key, entries in additions.items():
+        if not isinstance(metadata.get(key), Mapping):
+            patch.append({"op": "add", "path": f"/metadata/{key}", "value": dict(entries)})
+            continue
+        patch += [
+            {"op": "add", "path": f"/metadata/{key}/{escape_pointer_token(name)}", "value": value}
+            for name, value in entries.items()
+        ]
+    return patch
+
+
+def plan_injection(
+    pod: Mapping[str, Any],
+    settings: InjectorSettings,
+    *,
+    kubernetes_version: tuple[int, int] | None = None,
+) -> Injection:
     """Decide whether ``pod`` (a Pod or a pod template, as a dict) gets the sidecar.
 
-    Returns the JSONPatch that adds the sidecar container, its volumes and the status
-    annotation, or an empty patch with the reason when the pod opted out, is already injected
-    or carries an annotation the injector cannot use. A pod that runs to completion
-    (``restartPolicy`` Never or OnFailure, as in Jobs) gets a native sidecar: an init container
-    with ``restartPolicy: Always`` (see ``SidecarSettings.native_sidecar``). ``pod`` is not
-    modified.
+    Returns the JSONPatch that adds the sidecar container, its volumes, the status annotation
+    and the ``deucalion.io/injected`` label, or an empty patch with the reason when the pod is
+    left alone: it opted out (label or annotation), is already injected, carries an annotation
+    the injector cannot use, or would be rejected by the API server once patched (a Windows
+    pod, the sidecar's port taken, pod-level resources too small). ``kubernetes_version``
+    (default: ``settings.cluster``) decides whether native sidecars may be used. ``pod`` is
+    not modified.
     """
     names = settings.annotations
     spec = pod.get("spec")
     if not isinstance(spec, Mapping) or not isinstance(spec.get("containers"), list):
-        return Injection(skipped="the object has no pod spec with containers")
+        return Injection.skip(Skip("not-a-pod", "the object has no pod spec with containers",
+                                   warn=False))
+    choice, opted = opt_in(pod, names.inject)
+    if opted is not None:
+        return Injection.skip(opted)
     annotations = _annotations(pod)
-    opt = str(annotations.get(names.inject, "")).strip().lower()
-    if opt in _OPT_OUT:
-        return Injection(skipped=f"annotated {names.inject}: {annotations[names.inject]!r}")
     if annotations.get(names.status) == INJECTED:
-        return Injection(skipped=f"already injected ({names.status}: {INJECTED})")
-    if settings.sidecar.container_name in _container_names(spec):
-        return Injection(skipped=f"already has a container {settings.sidecar.container_name!r}")
+        return Injection.skip(Skip("already-injected",
+                                   f"already injected ({names.status}: {INJECTED})", warn=False))
+    if any(c.get("name") == settings.sidecar.container_name
+           for c in _containers(spec)):
+        return Injection.skip(Skip("already-injected", "it already has a container "
+                                   f"{settings.sidecar.container_name!r}", warn=False))
+    problem, warnings = annotation_problems(annotations, settings)
+    if problem is not None:
+        return Injection.skip(problem, warnings)
 
     taken = {v.get("name") for v in spec.get("volumes") or () if isinstance(v, Mapping)}
     ours = {PODINFO_VOLUME, TMP_VOLUME, CONFIG_VOLUME} & taken
     if ours:
-        return Injection(skipped=f"the pod already has volumes named {sorted(ours)}")
+        return Injection.skip(Skip("volume-taken",
+                                   f"the pod already has volumes named {sorted(ours)}"), warnings)
+    if windows_pod(spec):
+        return Injection.skip(Skip("windows", "it is a Windows pod (spec.os.name or its "
+                                   "nodeSelector); the sidecar runs on Linux only"), warnings)
+    port = settings.sidecar.telemetry_port
+    taken_port = port_problem(spec, port)
+    if taken_port is not None:
+        return Injection.skip(Skip("port-taken", taken_port), warnings)
 
-    image = str(annotations.get(names.image) or settings.sidecar.image).strip()
-    if not image or any(c.isspace() for c in image):
-        return Injection(skipped=f"annotation {names.image} is not an image reference: {image!r}")
-    observer = annotations.get(names.observer)
-    if observer is not None and not _OBSERVER_REF.match(str(observer)):
-        return Injection(skipped=f"annotation {names.observer} must be MODULE:CLASS: {observer!r}")
+    image = str(annotations.get(names.image) or settings.sidecar.image or "").strip()
+    if not image:
+        return Injection.skip(Skip("no-image", f"neither the annotation {names.image} nor the "
+                                   "injector's sidecar.image names an image"), warnings)
+    if kubernetes_version is None:
+        kubernetes_version = settings.cluster.version
+    native = native_decision(spec, choice, settings, kubernetes_version)
+    if isinstance(native, Skip):
+        return Injection.skip(native, warnings)
+
     config_map = annotations.get(names.config)
-    config_key = None
-    if config_map is not None:
-        config_map = str(config_map)
-        if len(config_map) > 253 or not _DNS_SUBDOMAIN.match(config_map):
-            return Injection(
-                skipped=f"annotation {names.config} is not a ConfigMap name: {config_map!r}"
-            )
-        config_key = str(annotations.get(names.config_key) or DEFAULT_CONFIG_KEY)
-        if not _CONFIG_KEY.match(config_key):
-            return Injection(
-                skipped=f"annotation {names.config_key} is not a ConfigMap key: {config_key!r}"
-            )
+    observer = annotations.get(names.observer)
+    container = sidecar_container(
+        settings,
+        image=image,
+        observer=str(observer) if observer is not None else None,
+        config_key=(str(annotations.get(names.config_key) or DEFAULT_CONFIG_KEY)
+                    if config_map is not None else None),
+    )
+    if spec.get("hostNetwork") is True:
+        # The port is the node's: declared as a host port, the scheduler keeps two such pods
+        # off one node instead of letting the second sidecar fail to bind.
+        container["ports"][0]["hostPort"] = port
+    fits = pod_resources_problem(spec, container)
+    if fits is not None:
+        return Injection.skip(Skip("pod-resources", fits), warnings)
 
-    warnings: list[str] = []
     if str(annotations.get("prometheus.io/scrape", "")).lower() != "true":
         warnings.append(
             "deucalion sidecar injected, but the pod has no annotation prometheus.io/scrape: "
             '"true": it will find no target to watch'
         )
-    port = settings.sidecar.telemetry_port
-    for other in spec.get("containers") or ():
-        ports = other.get("ports") if isinstance(other, Mapping) else None
-        if any(isinstance(p, Mapping) and p.get("containerPort") == port for p in ports or ()):
-            warnings.append(
-                f"container {other.get('name')!r} also uses port {port}: the deucalion sidecar "
-                f"will not be able to serve its health checks (set the injector's telemetry_port)"
-            )
-    if spec.get("hostNetwork") is True:
-        warnings.append(
-            f"the pod uses hostNetwork: the deucalion sidecar binds port "
-            f"{settings.sidecar.telemetry_port} on the node"
-        )
-
-    container = sidecar_container(
-        settings,
-        image=image,
-        observer=str(observer) if observer is not None else None,
-        config_key=config_key,
-    )
-    mode = settings.sidecar.native_sidecar
-    if mode == "always" or (mode == "auto" and spec.get("restartPolicy", "Always") != "Always"):
+    if native:
         # A plain container would keep a Job's pod running forever after its work is done; a
         # native sidecar (an init container that restarts) ends with the pod's main containers.
         container["restartPolicy"] = "Always"
@@ -277,24 +324,15 @@ def plan_injection(pod: Mapping[str, Any], settings: InjectorSettings) -> Inject
         patch: list[JsonPatchOp] = [{"op": "add", "path": f"/spec/{where}/-", "value": container}]
     else:
         patch = [{"op": "add", "path": f"/spec/{where}", "value": [container]}]
-    volumes = _volumes(config_map)
+    volumes = _volumes(str(config_map) if config_map is not None else None)
     if spec.get("volumes"):
         patch += [{"op": "add", "path": "/spec/volumes/-", "value": v} for v in volumes]
     else:
         # "add" on a missing (or null) member creates it; appending with "-" would fail.
         patch.append({"op": "add", "path": "/spec/volumes", "value": volumes})
-    metadata = pod.get("metadata")
-    if not isinstance(metadata, Mapping):
-        patch.append(
-            {"op": "add", "path": "/metadata", "value": {"annotations": {names.status: INJECTED}}}
-        )
-    elif not isinstance(metadata.get("annotations"), Mapping):
-        patch.append(
-            {"op": "add", "path": "/metadata/annotations", "value": {names.status: INJECTED}}
-        )
-    else:
-        path = "/metadata/annotations/" + escape_pointer_token(names.status)
-        patch.append({"op": "add", "path": path, "value": INJECTED})
+    # The label lets a PodMonitor (or kubectl get -l) find injected pods and their version.
+    patch += _metadata_patch(pod, {"annotations": {names.status: INJECTED},
+                                   "labels": {names.injected: injected_label_value()}})
     return Injection(patch=patch, warnings=warnings)
 
 

@@ -11,7 +11,8 @@ makes the one the settings ask for:
 ``Target`` (in ``deucalion.targets.target``) is what every provider answers with; the
 protocols and the combining providers are in ``deucalion.targets.provider``, which the
 submodules import (never this package, whose ``build_provider`` imports them). The first
-three may be combined (``CombinedTargets``). A provider that also has
+three may be combined (``CombinedTargets``); with ``shard:`` a replica keeps only its share of
+them (``deucalion.targets.sharding``). A provider that also has
 ``async collect(targets, metrics) -> list[ScrapeResult]`` (a ``CollectingProvider``) delivers
 the samples itself and replaces scraping: federated mode does.
 """
@@ -44,10 +45,13 @@ __all__ = [
 def build_provider(settings: Settings) -> TargetProvider:
     """The provider the settings configure: ``prometheus``, or the union of ``targets``,
     ``file_sd`` and ``kubernetes``. Raises ``ConfigError`` when no source is configured."""
+    from deucalion.targets.sharding import shard_provider
+
     if settings.prometheus is not None:
         from deucalion.targets.prometheus import PrometheusTargets
 
-        return PrometheusTargets(settings.prometheus, body_size_limit=settings.body_size_limit)
+        federated = PrometheusTargets(settings.prometheus, body_size_limit=settings.body_size_limit)
+        return shard_provider(federated, settings.shard)
     providers: list[TargetProvider] = []
     if settings.targets:
         providers.append(StaticTargets([target_from_settings(t.url, t.labels, t)
@@ -70,4 +74,6 @@ def build_provider(settings: Settings) -> TargetProvider:
             "metrics, configure file_sd, kubernetes or prometheus, or pass "
             "MetricsProvisioner(targets=[...])"
         )
-    return providers[0] if len(providers) == 1 else CombinedTargets(providers)
+    provider = providers[0] if len(providers) == 1 else CombinedTargets(providers)
+    # A shard keeps only its part of the targets (shard.count replicas split them).
+    return shard_provider(provider, settings.shard)
