@@ -72,8 +72,9 @@ def load_object(path: str) -> Any:
     return obj
 
 
-def build_observers(paths: Sequence[str], settings: Settings,
-                    metrics: list[str] | None) -> list[MetricsObserver]:
+def build_observers(
+    paths: Sequence[str], settings: Settings, metrics: list[str] | None
+) -> list[MetricsObserver]:
     """The observers ``paths`` name (every configured one when none), each built with its
     desired metrics (``metrics`` when given, else its configured ones) and configured kwargs."""
     from deucalion.config.loading import ObserverSettings
@@ -81,8 +82,10 @@ def build_observers(paths: Sequence[str], settings: Settings,
     configured = settings.observers
     paths = list(paths) or list(configured)
     if not paths:
-        raise ConfigError("no observer to run: name one (deucalion run module:Class) or list "
-                          "them under observers: in the config file")
+        raise ConfigError(
+            "no observer to run: name one (deucalion run module:Class) or list "
+            "them under observers: in the config file"
+        )
     observers = []
     for path in paths:
         entry = configured.get(path)
@@ -90,13 +93,17 @@ def build_observers(paths: Sequence[str], settings: Settings,
             if metrics is None:
                 raise ConfigError(
                     f"{path}: its desired metrics are unknown: pass --metrics a,b or configure "
-                    f"observers: {{{path!r}: {{desired_metrics: [...]}}}}")
+                    f"observers: {{{path!r}: {{desired_metrics: [...]}}}}"
+                )
             entry = ObserverSettings(desired_metrics=metrics)
         cls = load_object(path)
         try:
-            observers.append(cls(desired_metrics=set(metrics or entry.desired_metrics),
-                                 **entry.kwargs))
+            observers.append(
+                cls(desired_metrics=set(metrics or entry.desired_metrics), **entry.kwargs)
+            )
         except TypeError as exc:
-            raise ConfigError(f"{path}: cannot construct it with desired_metrics and kwargs "
-                              f"{sorted(entry.kwargs)}: {exc}") from None
+            raise ConfigError(
+                f"{path}: cannot construct it with desired_metrics and kwargs "
+                f"{sorted(entry.kwargs)}: {exc}"
+            ) from None
     return observers

@@ -272,21 +272,26 @@ class APIClient:
         except CredentialsError as exc:
             raise HTTPError(str(exc)) from None
         if self._session is None:
-            self._session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT},
-                                                  cookie_jar=aiohttp.DummyCookieJar())
+            self._session = aiohttp.ClientSession(
+                headers={"User-Agent": USER_AGENT}, cookie_jar=aiohttp.DummyCookieJar()
+            )
         try:
-            async with asyncio.timeout(self.timeout), self._session.get(
-                    self.url(path, query), headers=headers, ssl=tls) as response:
+            async with (
+                asyncio.timeout(self.timeout),
+                self._session.get(self.url(path, query), headers=headers, ssl=tls) as response,
+            ):
                 if not 200 <= response.status < 300:
-                    raise HTTPError(f"HTTP {response.status} {response.reason}",
-                                    status=response.status)
+                    raise HTTPError(
+                        f"HTTP {response.status} {response.reason}", status=response.status
+                    )
                 chunks: list[bytes] = []
                 size = 0
                 async for chunk in response.content.iter_any():
                     size += len(chunk)
                     if size > self.body_size_limit:
-                        raise HTTPError(f"answer larger than body_size_limit "
-                                        f"({self.body_size_limit} bytes)")
+                        raise HTTPError(
+                            f"answer larger than body_size_limit ({self.body_size_limit} bytes)"
+                        )
                     chunks.append(chunk)
                 return b"".join(chunks), response.headers.get("Content-Type", "")
         except TimeoutError:

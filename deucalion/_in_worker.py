@@ -24,8 +24,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
-__all__ = ["RAISED", "RESEND", "RETURNED", "CheckpointReply", "Failure", "Reply", "call",
-           "checkpoint", "hello", "install"]
+__all__ = [
+    "RAISED",
+    "RESEND",
+    "RETURNED",
+    "CheckpointReply",
+    "Failure",
+    "Reply",
+    "call",
+    "checkpoint",
+    "hello",
+    "install",
+]
 
 #: What went wrong in the worker: the exception pickled (None when it cannot be), its
 #: ``"Type: message"``, the worker's traceback as text, and where it was raised (a key that
@@ -121,9 +131,16 @@ def call(payload: tuple[bytes, float, Mapping[str, float]]) -> Reply:
     try:
         return RETURNED, _dumps(result), started
     except BaseException as exc:
-        return RAISED, _failure(TypeError(
-            f"new_data returned what cannot be sent back to the application "
-            f"({type(result).__name__}): {type(exc).__name__}: {exc}")), started
+        return (
+            RAISED,
+            _failure(
+                TypeError(
+                    f"new_data returned what cannot be sent back to the application "
+                    f"({type(result).__name__}): {type(exc).__name__}: {exc}"
+                )
+            ),
+            started,
+        )
 
 
 def checkpoint(_: object = None) -> CheckpointReply:

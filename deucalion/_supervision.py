@@ -36,7 +36,10 @@ class Supervised:
     """
 
     def __init__(
-        self, factory: Callable[[], Coroutine[Any, Any, None]], *, name: str,
+        self,
+        factory: Callable[[], Coroutine[Any, Any, None]],
+        *,
+        name: str,
         task_name: str | None = None,
     ) -> None:
         self.name = name
@@ -46,8 +49,9 @@ class Supervised:
         self.restarting = False
         """Whether it is dead now, waiting for its restart."""
         self._factory = factory
-        self.task: asyncio.Task[None] = asyncio.create_task(self._supervise(),
-                                                            name=task_name or name)
+        self.task: asyncio.Task[None] = asyncio.create_task(
+            self._supervise(), name=task_name or name
+        )
 
     @property
     def healthy(self) -> bool:
@@ -80,8 +84,13 @@ class Supervised:
                     self.deaths = 0
                 self.deaths += 1
                 delay = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (self.deaths - 1))
-                log.error("%s failed (a bug in deucalion; %d time(s) in a row); restarting it "
-                          "in %.1fs", self.name, self.deaths, delay, exc_info=exc)
+                log.error(
+                    "%s failed (a bug in deucalion; %d time(s) in a row); restarting it in %.1fs",
+                    self.name,
+                    self.deaths,
+                    delay,
+                    exc_info=exc,
+                )
                 del exc
             else:
                 return  # it finished its work (it was told to stop)

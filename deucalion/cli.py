@@ -28,8 +28,15 @@ def _demo(args: argparse.Namespace) -> int:
     from deucalion.demo import run_demo
 
     metrics = metric_list(args.metrics)
-    return run_main(run_demo(target=args.target, alertmanager=args.alertmanager,
-                                duration=args.duration, interval=args.interval, metrics=metrics))
+    return run_main(
+        run_demo(
+            target=args.target,
+            alertmanager=args.alertmanager,
+            duration=args.duration,
+            interval=args.interval,
+            metrics=metrics,
+        )
+    )
 
 
 # --- check-config -------------------------------------------------------------------------
@@ -52,16 +59,22 @@ def _check_config(args: argparse.Namespace) -> int:
         if settings.kubernetes is not None:
             sources.append("kubernetes pod annotations")
     observers = f", {len(settings.observers)} observer(s)" if settings.observers else ""
-    print(f"{args.file}: OK: {', '.join(sources) or 'no targets'}, scrape every "
-          f"{settings.scrape_interval:g}s{observers}")
+    print(
+        f"{args.file}: OK: {', '.join(sources) or 'no targets'}, scrape every "
+        f"{settings.scrape_interval:g}s{observers}"
+    )
     return 0
 
 
 # --- targets and scrape: one cycle, without observers -------------------------------------
 
 
-async def _collect(settings: Settings, provider: TargetProvider, targets: Sequence[Target],
-                   metrics: Iterable[str] | None) -> list[ScrapeResult]:
+async def _collect(
+    settings: Settings,
+    provider: TargetProvider,
+    targets: Sequence[Target],
+    metrics: Iterable[str] | None,
+) -> list[ScrapeResult]:
     """What ``MetricsProvisioner.cycle`` gets for ``targets``: the provider's own samples in
     federated mode, else a scrape."""
     from deucalion.scrape import Scraper
@@ -69,9 +82,12 @@ async def _collect(settings: Settings, provider: TargetProvider, targets: Sequen
 
     if isinstance(provider, CollectingProvider):
         return await provider.collect(targets, metrics)
-    async with Scraper(timeout=settings.effective_scrape_timeout,
-                       body_size_limit=settings.body_size_limit, metrics=metrics,
-                       compression=settings.scrape_compression) as scraper:
+    async with Scraper(
+        timeout=settings.effective_scrape_timeout,
+        body_size_limit=settings.body_size_limit,
+        metrics=metrics,
+        compression=settings.scrape_compression,
+    ) as scraper:
         return await scraper.scrape_all(targets)
 
 
@@ -94,8 +110,11 @@ async def _targets(args: argparse.Namespace) -> int:
         await provider.close()
     for result in results:
         labels = ",".join(f"{k}={v}" for k, v in sorted(result.target.labels.items()))
-        state = (f"up    ({result.samples_scraped} samples in {result.duration:.3f}s)"
-                 if result.up else f"down  ({result.error})")
+        state = (
+            f"up    ({result.samples_scraped} samples in {result.duration:.3f}s)"
+            if result.up
+            else f"down  ({result.error})"
+        )
         print(f"{result.target.url}  {{{labels}}}  {state}")
     return 0 if all(r.up for r in results) else 1
 
@@ -136,8 +155,7 @@ async def _scrape(args: argparse.Namespace) -> int:
         await provider.close()
     result = results[0]
     # With --metrics, the very selection an observer desiring them gets its data from.
-    data = ({url: result.with_synthetic()} if metrics is None
-            else select_data(metrics, results).data)
+    data = {url: result.with_synthetic()} if metrics is None else select_data(metrics, results).data
     print(json.dumps(data, indent=2, sort_keys=True))
     if not result.up:
         print(f"deucalion: {url} is down: {result.error}", file=sys.stderr)
@@ -175,61 +193,88 @@ def _async(command: Any) -> Any:
 def add_core_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The commands for checking, debugging and running: check-config, targets, scrape, run."""
     check = commands.add_parser(
-        "check-config", help="validate a config file",
+        "check-config",
+        help="validate a config file",
         description="Validates FILE as a whole: exits 0 with a one-line summary, or 1 listing "
-        "every problem with its key.")
+        "every problem with its key.",
+    )
     check.add_argument("file", metavar="FILE")
     check.set_defaults(func=_check_config)
 
     targets = commands.add_parser(
-        "targets", help="list the discovered targets and whether each answers",
+        "targets",
+        help="list the discovered targets and whether each answers",
         description="Discovers the targets as `run` would and scrapes each once; exits 1 when "
-        "one is down.")
-    targets.add_argument("-c", "--config", metavar="FILE", help="config file (default: "
-                         "$DEUCALION_CONFIG, /etc/deucalion/config.yaml)")
+        "one is down.",
+    )
+    targets.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="config file (default: $DEUCALION_CONFIG, /etc/deucalion/config.yaml)",
+    )
     targets.set_defaults(func=_async(_targets))
 
     scrape = commands.add_parser(
-        "scrape", help="print as JSON what an observer would receive from one target",
+        "scrape",
+        help="print as JSON what an observer would receive from one target",
         description="Scrapes URL once (with a configured target's credentials when -c names "
         "it) and prints {url: {sample: {series: value}}}, exactly what an observer desiring "
-        "--metrics receives; without --metrics, every sample.")
+        "--metrics receives; without --metrics, every sample.",
+    )
     scrape.add_argument("url", metavar="URL")
     scrape.add_argument("--metrics", help="comma-separated desired metric names")
     scrape.add_argument("-c", "--config", metavar="FILE", help="config file")
     scrape.set_defaults(func=_async(_scrape))
 
     run = commands.add_parser(
-        "run", help="run observers given by import path",
+        "run",
+        help="run observers given by import path",
         description="Constructs each observer (module:Class or file.py:Class) with its "
         "desired_metrics and kwargs from the observers: section of the config (or --metrics) "
-        "and runs until SIGINT/SIGTERM. Without a path, runs every configured observer.")
+        "and runs until SIGINT/SIGTERM. Without a path, runs every configured observer.",
+    )
     run.add_argument("observers", nargs="*", metavar="MODULE:CLASS")
     run.add_argument("-c", "--config", metavar="FILE", help="config file")
     run.add_argument("--metrics", help="comma-separated desired metrics (overrides the config)")
-    run.add_argument("--record", metavar="FILE.om.gz", help="also record every cycle, as the "
-                     "observers receive it, for `deucalion backtest --from FILE`")
+    run.add_argument(
+        "--record",
+        metavar="FILE.om.gz",
+        help="also record every cycle, as the "
+        "observers receive it, for `deucalion backtest --from FILE`",
+    )
     run.set_defaults(func=_run)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: one subcommand per task."""
     parser = argparse.ArgumentParser(
-        prog="deucalion", description="Anomaly detection beside services exposing Prometheus "
-        "metrics.")
+        prog="deucalion",
+        description="Anomaly detection beside services exposing Prometheus metrics.",
+    )
     parser.add_argument("--version", action="version", version=f"deucalion {__version__}")
-    parser.add_argument("--log-level", default=None, choices=LOG_LEVELS,
-                        help="default: $DEUCALION_LOG_LEVEL, else INFO")
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        choices=LOG_LEVELS,
+        help="default: $DEUCALION_LOG_LEVEL, else INFO",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = commands.add_parser(
-        "demo", help="watch a synthetic target with injected anomalies (or a real one)",
+        "demo",
+        help="watch a synthetic target with injected anomalies (or a real one)",
         description="Starts a synthetic target whose series carry an injected anomaly every few "
-        "seconds and a robust z-score observer, and prints each detection.")
+        "seconds and a robust z-score observer, and prints each detection.",
+    )
     demo.add_argument("--target", metavar="URL", help="watch this exporter instead")
     demo.add_argument("--alertmanager", metavar="URL", help="also send the alerts there")
-    demo.add_argument("--duration", type=float, default=30.0,
-                      help="seconds to run, 0 for until Ctrl-C (default: 30)")
+    demo.add_argument(
+        "--duration",
+        type=float,
+        default=30.0,
+        help="seconds to run, 0 for until Ctrl-C (default: 30)",
+    )
     demo.add_argument("--interval", type=float, default=1.0, help="scrape interval in seconds")
     demo.add_argument("--metrics", help="comma-separated metric names to watch")
     demo.set_defaults(func=_demo)
@@ -252,8 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = args.log_level or os.environ.get("DEUCALION_LOG_LEVEL", "").strip().upper() or "INFO"
     if level not in LOG_LEVELS:
         parser.error(f"DEUCALION_LOG_LEVEL={level}: choose one of {', '.join(LOG_LEVELS)}")
-    logging.basicConfig(level=level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2

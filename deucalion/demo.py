@@ -25,6 +25,7 @@ from deucalion.runner import stopping_on_signals
 
 __all__ = ["RobustZScoreObserver", "SyntheticTarget"]
 
+
 class RobustZScoreObserver(DetectorObserver):
     """The demo's observer: ``DetectorObserver`` with a ``RobustZScore``, printing detections.
 
@@ -41,8 +42,9 @@ class RobustZScoreObserver(DetectorObserver):
         threshold: float = 6.0,
         for_cycles: int = 3,
     ) -> None:
-        super().__init__(RobustZScore(threshold=threshold), desired_metrics, points=points,
-                         for_cycles=for_cycles)
+        super().__init__(
+            RobustZScore(threshold=threshold), desired_metrics, points=points, for_cycles=for_cycles
+        )
         self.printed: set[tuple[str | None, str, str]] = set()
 
     def new_data(self, targets_data_dict: TargetsData) -> Scores:
@@ -54,8 +56,11 @@ class RobustZScoreObserver(DetectorObserver):
             firing.add(key)
             if key not in self.printed:
                 when = time.strftime("%H:%M:%S", time.localtime(data_time()))
-                print(f"{when}  anomaly  {alert.annotations['summary']}: "
-                      f"{alert.annotations['description']}", flush=True)
+                print(
+                    f"{when}  anomaly  {alert.annotations['summary']}: "
+                    f"{alert.annotations['description']}",
+                    flush=True,
+                )
         self.printed = firing
         return result
 
@@ -116,10 +121,18 @@ class SyntheticTarget:
             series = self.random.choice(self.series)
             series.spike_factor = self.random.choice((0.2, 3.0, 5.0))
             series.spike_until = time.time() + 4.0
-            self.injected.append((series.metric + (series.labels or "{}"),
-                                  series.spike_until - 4.0, series.spike_until))
-            print(f"{time.strftime('%H:%M:%S')}  injected  {series.metric}{series.labels} "
-                  f"x{series.spike_factor:g} for 4s", flush=True)
+            self.injected.append(
+                (
+                    series.metric + (series.labels or "{}"),
+                    series.spike_until - 4.0,
+                    series.spike_until,
+                )
+            )
+            print(
+                f"{time.strftime('%H:%M:%S')}  injected  {series.metric}{series.labels} "
+                f"x{series.spike_factor:g} for 4s",
+                flush=True,
+            )
 
     async def _metrics(self, request: web.Request) -> web.Response:
         now = time.time()
@@ -134,15 +147,20 @@ class SyntheticTarget:
             value = max(0.0, (s.base + self.random.gauss(0, s.noise)) * factor)
             lines.append(f"{s.metric}{s.labels} {value:.6g}")
         body = ("\n".join(lines) + "\n").encode()
-        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; "
-                                                               "charset=utf-8"})
+        return web.Response(
+            body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+        )
 
 
 DEMO_METRICS = ("demo_request_latency_seconds", "demo_queue_depth", "demo_cpu_utilisation_ratio")
 # The exporter's own health: quiet while it idles. (node_load1 was here: a one-minute average
 # drifts smoothly with the machine's load, and a z-score reads any drift as an anomaly.)
-REAL_TARGET_METRICS = ("go_goroutines", "process_resident_memory_bytes",
-                       "process_cpu_seconds_total", "scrape_duration_seconds")
+REAL_TARGET_METRICS = (
+    "go_goroutines",
+    "process_resident_memory_bytes",
+    "process_cpu_seconds_total",
+    "scrape_duration_seconds",
+)
 
 
 async def run_demo(
@@ -177,10 +195,14 @@ async def run_demo(
         # The URLs as validated, not as typed, so that a password shows as *** whatever the
         # form it was written in.
         urls = ", ".join(redact_url(url) for url in provisioner.settings.alertmanager.urls)
-        print(f"deucalion demo: watching {target} every {interval:g}s for "
-              f"{', '.join(desired)}" + (f" for {duration:g}s" if duration else "")
-              + (f"; alerts go to {urls}" if urls else "")
-              + ". Ctrl-C stops.", flush=True)
+        print(
+            f"deucalion demo: watching {target} every {interval:g}s for "
+            f"{', '.join(desired)}"
+            + (f" for {duration:g}s" if duration else "")
+            + (f"; alerts go to {urls}" if urls else "")
+            + ". Ctrl-C stops.",
+            flush=True,
+        )
         stop = asyncio.Event()
         # Signals are caught before the start: a Ctrl-C while workers start stops cleanly too.
         with stopping_on_signals(stop.set):

@@ -132,14 +132,18 @@ def refuse_in_worker_bootstrap() -> None:
     without a ``__main__`` guard would start a second provisioner there.
     """
     main = sys.modules.get("__main__")
-    if (getattr(main, "__name__", None) == "__mp_main__"
-            and multiprocessing.parent_process() is not None
-            # Set by multiprocessing only while a new process is being prepared, that is
-            # while it imports __main__ again: a provisioner run later, from the process's
-            # own target, is legitimate.
-            and getattr(multiprocessing.current_process(), "_inheriting", False)):
-        raise DeucalionError(f"deucalion was started while an observer's worker process "
-                             f"imported your script: {MAIN_GUARD_FIX}")
+    if (
+        getattr(main, "__name__", None) == "__mp_main__"
+        and multiprocessing.parent_process() is not None
+        # Set by multiprocessing only while a new process is being prepared, that is
+        # while it imports __main__ again: a provisioner run later, from the process's
+        # own target, is legitimate.
+        and getattr(multiprocessing.current_process(), "_inheriting", False)
+    ):
+        raise DeucalionError(
+            f"deucalion was started while an observer's worker process "
+            f"imported your script: {MAIN_GUARD_FIX}"
+        )
 
 
 def _rebuild(failure: _in_worker.Failure) -> BaseException:
@@ -182,7 +186,8 @@ class ObserverWorker:
         self.checkpoint_interval = checkpoint_interval
         self.checkpoint_file = (
             Path(checkpoint_path) / f"{_safe_file_name(self.name)}.pickle"
-            if checkpoint_path is not None and checkpoint_interval is not None else None
+            if checkpoint_path is not None and checkpoint_interval is not None
+            else None
         )
         self.stats = ObserverStats()
         self._on_result = on_result
@@ -190,8 +195,9 @@ class ObserverWorker:
         # One thread per observer starts, reaps and shuts down its executors, and pickles the
         # observer for them. The worker's parent-death signal fires when the thread that
         # started it ends, so this thread lives exactly as long as the observer's workers.
-        self._keeper = ThreadPoolExecutor(max_workers=1,
-                                          thread_name_prefix=f"deucalion-{self.name}")
+        self._keeper = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"deucalion-{self.name}"
+        )
         self._pidfd: int | None = None
         # Series keys go only when they changed, values as one array (deucalion._payload):
         # bench_dispatch measured it halving the hand-off of 10,000 series inside the call.
@@ -219,8 +225,11 @@ class ObserverWorker:
             self._checkpoint = await self._in_keeper(self._read_checkpoint_file)
         self._last_checkpoint = time.monotonic()
         await self._spawn()
-        self._loop_task = Supervised(self._run, name=f"the call loop of observer {self.name}",
-                                     task_name=f"deucalion-observer-{self.name}")
+        self._loop_task = Supervised(
+            self._run,
+            name=f"the call loop of observer {self.name}",
+            task_name=f"deucalion-observer-{self.name}",
+        )
 
     @property
     def call_loop(self) -> Supervised | None:
@@ -237,9 +246,13 @@ class ObserverWorker:
                 # The checkpoint does not load (a changed class, say): the observer as it
                 # was registered still does.
                 await self._in_keeper(self._shut_down, executor)
-                log.error("observer %s: its checkpoint cannot be loaded (%s); starting from the "
-                          "observer as it was registered", self.name, failure[1],
-                          exc_info=_rebuild(failure))
+                log.error(
+                    "observer %s: its checkpoint cannot be loaded (%s); starting from the "
+                    "observer as it was registered",
+                    self.name,
+                    failure[1],
+                    exc_info=_rebuild(failure),
+                )
                 self._checkpoint = None
                 executor, pid, failure = await self._in_keeper(self._new_executor, None)
         except BrokenProcessPool as exc:
@@ -284,8 +297,11 @@ class ObserverWorker:
         """
         reader, writer = multiprocessing.Pipe(duplex=False)
         executor = ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context(START_METHOD),
-            initializer=_in_worker.install, initargs=(reader, os.getpid()))
+            max_workers=1,
+            mp_context=multiprocessing.get_context(START_METHOD),
+            initializer=_in_worker.install,
+            initargs=(reader, os.getpid()),
+        )
         unpicklable: Exception | None = None
         try:
             try:
@@ -370,8 +386,12 @@ class ObserverWorker:
                 if not done:
                     log.warning("observer %s still busy after %gs: stopping it", self.name, grace)
             await task.stop()
-        if (self._executor is not None and not self._working and self.checkpoint_interval
-                and deadline - loop.time() > 0):
+        if (
+            self._executor is not None
+            and not self._working
+            and self.checkpoint_interval
+            and deadline - loop.time() > 0
+        ):
             await self._take_checkpoint(deadline - loop.time())
         self._end_worker(kill=self._working)
         await self._reap()
@@ -444,8 +464,11 @@ class ObserverWorker:
                         await handled
                 except Exception:
                     log.exception("handling the result of observer %s failed", self.name)
-            if (self.checkpoint_interval is not None and not self._closing
-                    and time.monotonic() - self._last_checkpoint >= self.checkpoint_interval):
+            if (
+                self.checkpoint_interval is not None
+                and not self._closing
+                and time.monotonic() - self._last_checkpoint >= self.checkpoint_interval
+            ):
                 self._busy = True
                 try:
                     await self._take_checkpoint(self.timeout)
@@ -455,8 +478,12 @@ class ObserverWorker:
                 self._wakeup.set()
 
     async def _call(
-        self, data: TargetsData, cycle_time: float, target_times: Mapping[str, float],
-        *, resend: bool = True,
+        self,
+        data: TargetsData,
+        cycle_time: float,
+        target_times: Mapping[str, float],
+        *,
+        resend: bool = True,
     ) -> CallOutcome | None:
         if self._executor is None:
             await self._replace()
@@ -468,22 +495,27 @@ class ObserverWorker:
         outcome = CallOutcome(self.observer, data)
         encoded = await self._encode(data)
         try:
-            call = loop.run_in_executor(executor, _in_worker.call,
-                                        (encoded, cycle_time, target_times))
+            call = loop.run_in_executor(
+                executor, _in_worker.call, (encoded, cycle_time, target_times)
+            )
         except BrokenProcessPool as exc:
             # The worker died between calls (the OOM killer, kill -9): this call goes to a new
             # one, it was never the worker's.
             self.stats.errors += 1
-            log.error("observer %s: its worker process ended while idle (%s); replacing it",
-                      self.name, exc)
+            log.error(
+                "observer %s: its worker process ended while idle (%s); replacing it",
+                self.name,
+                exc,
+            )
             await self._replace()
             if self._executor is None:
                 return None
             executor = self._executor
             handed_off = time.time()
             encoded = await self._encode(data)
-            call = loop.run_in_executor(executor, _in_worker.call,
-                                        (encoded, cycle_time, target_times))
+            call = loop.run_in_executor(
+                executor, _in_worker.call, (encoded, cycle_time, target_times)
+            )
         del encoded
         # Keys this payload replaced are freed once the call is under way, not before it.
         call.add_done_callback(lambda _: self._encoder.release())
@@ -493,8 +525,9 @@ class ObserverWorker:
         status, value, started = reply
         if status == _in_worker.RESEND:
             if not resend:
-                raise DeucalionError(f"observer {self.name}: its worker lacks series keys "
-                                     "that were just sent")
+                raise DeucalionError(
+                    f"observer {self.name}: its worker lacks series keys that were just sent"
+                )
             self._encoder.reset()  # send every key again
             return await self._call(data, cycle_time, target_times, resend=False)
         returned = status == _in_worker.RETURNED
@@ -504,19 +537,28 @@ class ObserverWorker:
         outcome.latency = max(0.0, started - handed_off)
         if returned:
             try:
-                outcome.result = (pickle.loads(value) if len(value) <= UNPICKLE_INLINE_MAX_BYTES
-                                  else await asyncio.to_thread(pickle.loads, value))
+                outcome.result = (
+                    pickle.loads(value)
+                    if len(value) <= UNPICKLE_INLINE_MAX_BYTES
+                    else await asyncio.to_thread(pickle.loads, value)
+                )
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # the result's own code ran here: nothing may escape
-                value = (None, f"{type(exc).__name__}: {exc}",
-                         "the result of new_data could not be unpickled in the application",
-                         "unpickle")
+                value = (
+                    None,
+                    f"{type(exc).__name__}: {exc}",
+                    "the result of new_data could not be unpickled in the application",
+                    "unpickle",
+                )
                 returned = False
             else:
                 if self._last_error is not None:
-                    log.info("observer %s: new_data returned again, after %d error(s) in a row",
-                             self.name, self._last_error[1])
+                    log.info(
+                        "observer %s: new_data returned again, after %d error(s) in a row",
+                        self.name,
+                        self._last_error[1],
+                    )
                     self._last_error = None
                 return outcome
         self.stats.errors += 1
@@ -534,7 +576,10 @@ class ObserverWorker:
         return encoded
 
     async def _answer(
-        self, call: asyncio.Future[Any], executor: ProcessPoolExecutor, what: str,
+        self,
+        call: asyncio.Future[Any],
+        executor: ProcessPoolExecutor,
+        what: str,
         limit: float | None,
     ) -> Any:
         """The worker's reply to ``call``, or None when the call cost the worker (it died, or
@@ -552,9 +597,15 @@ class ObserverWorker:
             call.add_done_callback(_retrieve)
             self.stats.timeouts += 1
             self.stats.errors += 1
-            log.error("observer %s: %s ran longer than %s (%gs); replacing its worker",
-                      self.name, what, "observer_timeout" if limit == self.timeout
-                      else "what was left of the grace period", limit)
+            log.error(
+                "observer %s: %s ran longer than %s (%gs); replacing its worker",
+                self.name,
+                what,
+                "observer_timeout"
+                if limit == self.timeout
+                else "what was left of the grace period",
+                limit,
+            )
             self._kill_process(executor)
             await self._replace()
             return None
@@ -562,8 +613,12 @@ class ObserverWorker:
             return call.result()
         except BrokenProcessPool as exc:
             self.stats.errors += 1
-            log.error("observer %s: its worker process ended during %s (%s); replacing it",
-                      self.name, what, exc)
+            log.error(
+                "observer %s: its worker process ended during %s (%s); replacing it",
+                self.name,
+                what,
+                exc,
+            )
             await self._replace()
             return None
 
@@ -573,20 +628,31 @@ class ObserverWorker:
         if self._last_error is not None and self._last_error[0] == where:
             count = self._last_error[1] + 1
             self._last_error = (where, count)
-            log.error("observer %s: new_data raised %s again (%d times in a row; traceback "
-                      "above)", self.name, summary, count)
+            log.error(
+                "observer %s: new_data raised %s again (%d times in a row; traceback above)",
+                self.name,
+                summary,
+                count,
+            )
             return
         self._last_error = (where, 1)
-        log.error("observer %s: new_data raised %s\nthe worker's traceback:\n%s", self.name,
-                  summary, text.rstrip())
+        log.error(
+            "observer %s: new_data raised %s\nthe worker's traceback:\n%s",
+            self.name,
+            summary,
+            text.rstrip(),
+        )
 
     async def _replace(self) -> None:
         """Reap the worker (in the keeper thread) and start a new one, waiting longer each
         time it keeps dying."""
         self.ready = False
         await self._reap()
-        delay = min(MAX_RESTART_BACKOFF, 0.5 * 2**self._consecutive_failures) \
-            if self._consecutive_failures else 0.0
+        delay = (
+            min(MAX_RESTART_BACKOFF, 0.5 * 2**self._consecutive_failures)
+            if self._consecutive_failures
+            else 0.0
+        )
         self._consecutive_failures += 1
         while not self._closing:
             if delay:
@@ -599,8 +665,12 @@ class ObserverWorker:
                 delay = min(MAX_RESTART_BACKOFF, max(0.5, delay * 2))
                 continue
             self.stats.restarts += 1
-            log.info("observer %s: new worker pid %s%s", self.name, self.pid,
-                     ", installed from its newest checkpoint" if self._checkpoint else "")
+            log.info(
+                "observer %s: new worker pid %s%s",
+                self.name,
+                self.pid,
+                ", installed from its newest checkpoint" if self._checkpoint else "",
+            )
             return
 
     # --- checkpoints -------------------------------------------------------------------------
@@ -618,16 +688,24 @@ class ObserverWorker:
         ok, value = reply
         if not ok:
             self.stats.checkpoint_failures += 1
-            log.error("observer %s: its checkpoint failed (%s); keeping the previous one",
-                      self.name, value[1], exc_info=_rebuild(value))
+            log.error(
+                "observer %s: its checkpoint failed (%s); keeping the previous one",
+                self.name,
+                value[1],
+                exc_info=_rebuild(value),
+            )
             return
         if self.checkpoint_file is not None:
             try:
                 await self._in_keeper(self._write_checkpoint_file, value)
             except OSError as exc:
                 self.stats.checkpoint_failures += 1
-                log.error("observer %s: cannot write its checkpoint to %s: %s; keeping the "
-                          "previous one", self.name, self.checkpoint_file, exc)
+                log.error(
+                    "observer %s: cannot write its checkpoint to %s: %s; keeping the previous one",
+                    self.name,
+                    self.checkpoint_file,
+                    exc,
+                )
                 return
         self._checkpoint = value
         self.stats.checkpoints += 1
@@ -651,8 +729,13 @@ class ObserverWorker:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            log.error("observer %s: cannot read its checkpoint %s: %s; starting from the "
-                      "observer as it was registered", self.name, self.checkpoint_file, exc)
+            log.error(
+                "observer %s: cannot read its checkpoint %s: %s; starting from the "
+                "observer as it was registered",
+                self.name,
+                self.checkpoint_file,
+                exc,
+            )
             return None
         log.info("observer %s: starting from its checkpoint %s", self.name, self.checkpoint_file)
         return blob

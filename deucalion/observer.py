@@ -78,7 +78,6 @@ def data_times() -> Mapping[str, float]:
     return times[1]
 
 
-
 def check_desired_metrics(desired_metrics: Iterable[str], owner: str) -> frozenset[str]:
     """``desired_metrics`` as a set of metric names and patterns; a ``ConfigError`` naming
     ``owner`` (an observer, a command) when one is neither or there are none."""
@@ -184,8 +183,9 @@ class Selection:
         return HandOff(data, targets)
 
 
-def select_data(desired_metrics: Iterable[str], results: Iterable[ScrapedTarget[TargetT]]
-                ) -> HandOff[TargetT]:
+def select_data(
+    desired_metrics: Iterable[str], results: Iterable[ScrapedTarget[TargetT]]
+) -> HandOff[TargetT]:
     """The data an observer desiring ``desired_metrics`` receives from ``results``, and their
     targets (see ``Selection``, which keeps what it learns between cycles)."""
     return Selection(desired_metrics)(results)

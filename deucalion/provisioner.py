@@ -148,8 +148,11 @@ class MetricsProvisioner:
             while f"{name_of(observer)}-{number}" in taken:
                 number += 1
             observer.observer_name = f"{name_of(observer)}-{number}"
-            log.info("a second %s is registered as %s (set observer_name to choose the name)",
-                     type(observer).__name__, name_of(observer))
+            log.info(
+                "a second %s is registered as %s (set observer_name to choose the name)",
+                type(observer).__name__,
+                name_of(observer),
+            )
         self._observers.append(observer)
         return observer
 
@@ -194,8 +197,9 @@ class MetricsProvisioner:
         return self._run_until_stopped()
 
     async def _run_with_signals(self) -> None:
-        with stopping_on_signals(lambda: self._spawn(self.stop()),
-                                 lambda: self._spawn(self.stop(grace=0))):
+        with stopping_on_signals(
+            lambda: self._spawn(self.stop()), lambda: self._spawn(self.stop(grace=0))
+        ):
             await self._run_until_stopped()
 
     async def _run_until_stopped(self) -> None:
@@ -261,10 +265,13 @@ class MetricsProvisioner:
                 )
                 self._scraper.open()
                 self._workers = [
-                    ObserverWorker(o, on_result=self._on_result,
-                                   timeout=self.settings.observer_timeout,
-                                   checkpoint_interval=self.settings.checkpoint_interval,
-                                   checkpoint_path=self.settings.checkpoint_path)
+                    ObserverWorker(
+                        o,
+                        on_result=self._on_result,
+                        timeout=self.settings.observer_timeout,
+                        checkpoint_interval=self.settings.checkpoint_interval,
+                        checkpoint_path=self.settings.checkpoint_path,
+                    )
                     for o in self._observers
                 ]
                 # Workers start in parallel: each spawns an interpreter.
@@ -279,14 +286,16 @@ class MetricsProvisioner:
                 # Stopped while starting (a second SIGINT kills the workers being started):
                 # what failed is the stop's doing, not a problem to report.
                 log.info("stopped while starting: the workers being started were stopped")
-                log.debug("start-up ended by the stop with %s: %s", type(failed).__name__,
-                          failed)
+                log.debug("start-up ended by the stop with %s: %s", type(failed).__name__, failed)
                 return
             raise failed
         self._cycle_task = asyncio.create_task(self._cycle_loop(), name="deucalion-cycle-loop")
         self._cycle_task.add_done_callback(self._on_cycle_loop_done)
-        log.info("deucalion started: %d observer(s), scrape interval %gs",
-                 len(self._workers), self.settings.scrape_interval)
+        log.info(
+            "deucalion started: %d observer(s), scrape interval %gs",
+            len(self._workers),
+            self.settings.scrape_interval,
+        )
 
     async def stop(self, grace: float | None = None) -> None:
         """Shut everything down in order, in bounded time. Calling it twice is harmless.
@@ -330,8 +339,13 @@ class MetricsProvisioner:
                 await asyncio.wait({self._cycle_task})
                 self._cycle_task = None
             await asyncio.gather(*(w.close(grace) for w in self._workers))
-            flush = 0.0 if self._forced else max(
-                deadline - loop.time(), min(self.settings.alertmanager.timeout, MAX_ALERT_FLUSH))
+            flush = (
+                0.0
+                if self._forced
+                else max(
+                    deadline - loop.time(), min(self.settings.alertmanager.timeout, MAX_ALERT_FLUSH)
+                )
+            )
             await self._stop_alerting(flush)
             if self._scraper is not None:
                 await self._scraper.close()
@@ -385,8 +399,12 @@ class MetricsProvisioner:
             now = loop.time()
             if now > next_start:
                 self.stats.overruns += 1
-                log.warning("cycle took %.3fs, longer than scrape_interval (%gs): starting the "
-                            "next one now", now - started, interval)
+                log.warning(
+                    "cycle took %.3fs, longer than scrape_interval (%gs): starting the "
+                    "next one now",
+                    now - started,
+                    interval,
+                )
                 next_start = now
             else:
                 await asyncio.sleep(next_start - now)
@@ -400,8 +418,10 @@ class MetricsProvisioner:
             targets = list(await self._provider.discover())
         except Exception:
             # Discovery failing (an unreadable credentials file, say) keeps the targets it had.
-            log.exception("target discovery failed; keeping the %d targets found before",
-                          len(self._targets_by_url))
+            log.exception(
+                "target discovery failed; keeping the %d targets found before",
+                len(self._targets_by_url),
+            )
             targets = list(self._targets_by_url.values())
         self._follow_targets(targets)
         if self._collector is not None:
@@ -410,7 +430,8 @@ class MetricsProvisioner:
         else:
             interval = self.settings.scrape_interval
             results = await self._scraper.scrape_all(
-                targets, deadline=min(interval, max(interval * HANDOFF_AT, MIN_HANDOFF)))
+                targets, deadline=min(interval, max(interval * HANDOFF_AT, MIN_HANDOFF))
+            )
         self._record_scrapes(results)
         target_times = {r.target.url: r.scraped_at or cycle_time for r in results}
         for worker in self._workers:
@@ -425,11 +446,13 @@ class MetricsProvisioner:
         selection = self._selections.get(observer.desired_metrics)
         if selection is None:
             selection = self._selections[observer.desired_metrics] = Selection(
-                observer.desired_metrics)
+                observer.desired_metrics
+            )
         return selection
 
-    def _note_handed(self, observer: MetricsObserver, data: TargetsData,
-                     targets: dict[str, Target]) -> None:
+    def _note_handed(
+        self, observer: MetricsObserver, data: TargetsData, targets: dict[str, Target]
+    ) -> None:
         handed = self._handed.setdefault(id(observer), [])
         handed.append((data, targets))
         if len(handed) > MAX_HANDED:
@@ -443,7 +466,7 @@ class MetricsProvisioner:
         handed = self._handed.get(id(observer), [])
         for index, (sent, targets) in enumerate(handed):
             if sent is data:
-                del handed[:index + 1]
+                del handed[: index + 1]
                 return targets
         return self._targets_by_url
 
@@ -476,14 +499,16 @@ class MetricsProvisioner:
             waiting = [c for c in sender.clients if c.queued]
             if flush > 0 and waiting:
                 # Said, or a stop with an Alertmanager down looks like a hang.
-                log.warning("stopping: waiting up to %.3gs for %d queued alert(s) to reach %s; "
-                            "stop again (a second SIGINT/SIGTERM) to drop them and stop now",
-                            flush, sum(c.queued for c in waiting),
-                            ", ".join(f"Alertmanager {c.name}" for c in waiting))
+                log.warning(
+                    "stopping: waiting up to %.3gs for %d queued alert(s) to reach %s; "
+                    "stop again (a second SIGINT/SIGTERM) to drop them and stop now",
+                    flush,
+                    sum(c.queued for c in waiting),
+                    ", ".join(f"Alertmanager {c.name}" for c in waiting),
+                )
             if flush > 0:
                 # A task, so that a forced stop can cancel the flush without cancelling us.
-                self._flush_task = asyncio.create_task(sender.flush(),
-                                                       name="deucalion-alert-flush")
+                self._flush_task = asyncio.create_task(sender.flush(), name="deucalion-alert-flush")
                 try:
                     await asyncio.wait({self._flush_task}, timeout=flush)
                 finally:
@@ -531,8 +556,12 @@ class MetricsProvisioner:
             return
         settings = self.settings.alertmanager
         result, data = outcome.result, outcome.data
-        label = functools.partial(label_result, observer=name, alert_name=settings.alert_name,
-                                  external_labels=settings.external_labels)
+        label = functools.partial(
+            label_result,
+            observer=name,
+            alert_name=settings.alert_name,
+            external_labels=settings.external_labels,
+        )
         if cheap_to_label(result):
             labelled = label(result, data, targets)
         else:
@@ -545,9 +574,13 @@ class MetricsProvisioner:
             log.warning("%s", message)
         if labelled.merged and name not in self._merges_logged:
             self._merges_logged.add(name)
-            log.warning("observer %s returned %d alerts with the same labels as another in one "
-                        "result: each label set is one alert in Alertmanager, so they were "
-                        "merged (the last one wins). Give them labels that tell them apart "
-                        "(this is logged once)", name, labelled.merged)
+            log.warning(
+                "observer %s returned %d alerts with the same labels as another in one "
+                "result: each label set is one alert in Alertmanager, so they were "
+                "merged (the last one wins). Give them labels that tell them apart "
+                "(this is logged once)",
+                name,
+                labelled.merged,
+            )
         self.telemetry.record_scores(name, labelled.scores, labelled.series_scores)
         await self.alert_sender.update_in_slices(id(outcome.observer), labelled.alerts)

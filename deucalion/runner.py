@@ -35,8 +35,10 @@ def run_main(main: Coroutine[Any, Any, T]) -> T:
         # observers failing; an application that configured logging keeps its own.
         # DEUCALION_LOG_LEVEL (the injector's extra_env example) chooses the level there.
         level = os.environ.get("DEUCALION_LOG_LEVEL", "").strip().upper()
-        logging.basicConfig(level=level if level in LOG_LEVELS else logging.INFO,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=level if level in LOG_LEVELS else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
     loop_factory = None
     try:
         import uvloop
@@ -64,8 +66,11 @@ def stopping_on_signals(
         now = loop.time()
         if not first_at:
             first_at.append(now)
-            log.info("received %s: stopping%s", name,
-                     " (send it again to stop at once)" if on_insist else "")
+            log.info(
+                "received %s: stopping%s",
+                name,
+                " (send it again to stop at once)" if on_insist else "",
+            )
             on_stop()
         elif on_insist is not None and now - first_at[0] > INSIST_AFTER:
             log.warning("received %s again: stopping without waiting", name)

@@ -157,8 +157,9 @@ class Scraper:
             self._up.pop(url, None)
             self._encodings.pop(url, None)
 
-    async def scrape_all(self, targets: Sequence[Target], *, deadline: float | None = None
-                         ) -> list[ScrapeResult]:
+    async def scrape_all(
+        self, targets: Sequence[Target], *, deadline: float | None = None
+    ) -> list[ScrapeResult]:
         """Scrape every target concurrently; never raises for a target's fault.
 
         With a ``deadline`` (seconds), return when every target has answered or at the
@@ -180,10 +181,12 @@ class Scraper:
         results = []
         for target, task in zip(targets, tasks, strict=True):
             if task.cancelled():
-                result = ScrapeResult(target, duration=deadline,
-                                      samples_scraped=0 if self.count_samples else None,
-                                      error=f"no answer by the cycle's hand-off deadline "
-                                            f"({deadline:g}s)")
+                result = ScrapeResult(
+                    target,
+                    duration=deadline,
+                    samples_scraped=0 if self.count_samples else None,
+                    error=f"no answer by the cycle's hand-off deadline ({deadline:g}s)",
+                )
                 self._note_state(result)
             else:
                 result = task.result()
@@ -193,8 +196,9 @@ class Scraper:
     async def scrape(self, target: Target) -> ScrapeResult:
         """Scrape one target; a failure is reported in the result, not raised."""
         # A failed scrape counts 0 samples, as in Prometheus.
-        result = ScrapeResult(target, samples_scraped=0 if self.count_samples else None,
-                              scraped_at=time.time())
+        result = ScrapeResult(
+            target, samples_scraped=0 if self.count_samples else None, scraped_at=time.time()
+        )
         started = time.perf_counter()
         try:
             chunks, size, content_type = await self._receive(target)
@@ -219,8 +223,9 @@ class Scraper:
         self._note_state(result)
         return result
 
-    def _read(self, chunks: list[bytes], openmetrics: bool
-              ) -> tuple[dict[str, dict[str, float]], int | None]:
+    def _read(
+        self, chunks: list[bytes], openmetrics: bool
+    ) -> tuple[dict[str, dict[str, float]], int | None]:
         """The desired samples of a body and its sample count, if counted (run in a thread
         when large). The chunks are consumed: the body is never held twice."""
         return self.parser.read(chunks, openmetrics=openmetrics, count=self.count_samples)
@@ -237,20 +242,24 @@ class Scraper:
         assert self._session is not None
         timeout = self.timeout if target.timeout is None else target.timeout
         try:
-            headers = {"X-Prometheus-Scrape-Timeout-Seconds": f"{timeout:g}",
-                       "Accept-Encoding": self._encoding(target.url),
-                       **target.credentials.headers()}
+            headers = {
+                "X-Prometheus-Scrape-Timeout-Seconds": f"{timeout:g}",
+                "Accept-Encoding": self._encoding(target.url),
+                **target.credentials.headers(),
+            }
             ssl_option = target.credentials.ssl()
         except CredentialsError as exc:
             raise ScrapeError(target.url, str(exc)) from None
         try:
             async with asyncio.timeout(timeout):
-                async with self._session.get(target.url, headers=headers, ssl=ssl_option,
-                                             allow_redirects=True) as response:
+                async with self._session.get(
+                    target.url, headers=headers, ssl=ssl_option, allow_redirects=True
+                ) as response:
                     if not 200 <= response.status < 300:
                         raise ScrapeError(target.url, f"HTTP {response.status} {response.reason}")
-                    if (response.content_length or 0) > self.body_size_limit and not \
-                            response.headers.get("Content-Encoding"):
+                    if (
+                        response.content_length or 0
+                    ) > self.body_size_limit and not response.headers.get("Content-Encoding"):
                         raise ScrapeError(target.url, self._too_large())
                     chunks: list[bytes] = []
                     size = 0
@@ -275,7 +284,8 @@ class Scraper:
         encoding = self._encodings.get(url)
         if encoding is None:
             gzip = self.compression == "gzip" or (
-                self.compression == "auto" and not is_loopback(urlsplit(url).hostname or ""))
+                self.compression == "auto" and not is_loopback(urlsplit(url).hostname or "")
+            )
             encoding = self._encodings[url] = "gzip" if gzip else "identity"
         return encoding
 

@@ -171,8 +171,7 @@ class TelemetryServer:
         host = urlsplit(self.url).hostname
         if host in ("0.0.0.0", "::"):
             # The host name, not getfqdn(): that may ask DNS, and this runs on the event loop.
-            return self.url.replace(f"[{host}]" if host == "::" else host, socket.gethostname(),
-                                    1)
+            return self.url.replace(f"[{host}]" if host == "::" else host, socket.gethostname(), 1)
         return self.url
 
     async def close(self) -> None:
@@ -202,20 +201,24 @@ async def start_telemetry_server(
 
     def readyz() -> web.Response:
         ok = ready()
-        return web.Response(status=200 if ok else 503,
-                            text="ready\n" if ok else "not ready\n")
+        return web.Response(status=200 if ok else 503, text="ready\n" if ok else "not ready\n")
 
     def firing() -> web.Response:
         return web.json_response(list(alerts()))
 
     routes: dict[str, Callable[[], web.Response]] = {
-        "/metrics": metrics, "/healthz": healthz, "/readyz": readyz, "/alerts": firing}
+        "/metrics": metrics,
+        "/healthz": healthz,
+        "/readyz": readyz,
+        "/alerts": firing,
+    }
 
     async def handle(request: web.BaseRequest) -> web.Response:
         route = routes.get(request.path)
         if route is None:
-            return web.Response(status=404,
-                                text=f"not found: deucalion serves {', '.join(routes)}\n")
+            return web.Response(
+                status=404, text=f"not found: deucalion serves {', '.join(routes)}\n"
+            )
         if request.method not in ("GET", "HEAD"):
             return web.Response(status=405, headers={"Allow": "GET, HEAD"}, text="use GET\n")
         return route()
@@ -224,8 +227,9 @@ async def start_telemetry_server(
     host = host.strip("[]") or "0.0.0.0"
     # aiohttp's low-level server (four fixed paths need no application or router), run by its
     # runner: no signal handlers (the host application's), a bounded shutdown.
-    runner = web.ServerRunner(web.Server(handle, access_log=None), handle_signals=False,
-                              shutdown_timeout=SHUTDOWN_TIMEOUT)
+    runner = web.ServerRunner(
+        web.Server(handle, access_log=None), handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, int(port))
     try:
@@ -250,9 +254,7 @@ class Telemetry:
     It reads the rest from ``source`` (the provisioner) when ``/metrics`` is scraped.
     """
 
-    def __init__(
-        self, source: TelemetrySource, *, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, source: TelemetrySource, *, clock: Callable[[], float] = time.time) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.call_duration = Histogram(
             "deucalion_observer_call_duration_seconds",
@@ -277,8 +279,12 @@ class Telemetry:
         """Count one ``new_data`` call of ``observer`` (its name) that took ``duration``."""
         self.call_duration.labels(observer).observe(duration)
 
-    def record_scores(self, observer: str, scores: dict[str | None, float],
-                      series_scores: Sequence[SeriesScore] = ()) -> None:
+    def record_scores(
+        self,
+        observer: str,
+        scores: dict[str | None, float],
+        series_scores: Sequence[SeriesScore] = (),
+    ) -> None:
         """The anomaly scores of ``observer``'s latest result, per target URL, and per series
         when it returned ``Scores``."""
         self.scores[observer] = scores
@@ -310,16 +316,23 @@ class Telemetry:
         """Whether the first cycle is done, every observer's worker is up and every
         long-lived task runs (none is waiting to be restarted)."""
         source = self._source
-        return (source.running and source.stats.cycles > 0
-                and all(w.ready for w in source.workers)
-                and all(task.running for task in source.supervised_tasks()))
+        return (
+            source.running
+            and source.stats.cycles > 0
+            and all(w.ready for w in source.workers)
+            and all(task.running for task in source.supervised_tasks())
+        )
 
     async def start(self, listen: str) -> None:
         """Start the HTTP server on ``listen``."""
         self.started_at = self._clock()
         self.server = await start_telemetry_server(
-            listen, registry=self.registry, healthy=self.healthy, ready=self.ready,
-            alerts=self._source.firing_alerts)
+            listen,
+            registry=self.registry,
+            healthy=self.healthy,
+            ready=self.ready,
+            alerts=self._source.firing_alerts,
+        )
 
     async def close(self) -> None:
         """Stop the HTTP server, if any."""
@@ -337,27 +350,39 @@ class _SourceCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         p = self._p
-        yield CounterMetricFamily("deucalion_cycles", "Cycles run (scrape, then hand off).",
-                                  value=p.stats.cycles)
-        yield CounterMetricFamily("deucalion_cycle_overruns",
-                                  "Cycles that took longer than scrape_interval.",
-                                  value=p.stats.overruns)
-        yield GaugeMetricFamily("deucalion_cycle_duration_seconds",
-                                "Duration of the last cycle.", value=p.stats.last_cycle_duration)
+        yield CounterMetricFamily(
+            "deucalion_cycles", "Cycles run (scrape, then hand off).", value=p.stats.cycles
+        )
+        yield CounterMetricFamily(
+            "deucalion_cycle_overruns",
+            "Cycles that took longer than scrape_interval.",
+            value=p.stats.overruns,
+        )
+        yield GaugeMetricFamily(
+            "deucalion_cycle_duration_seconds",
+            "Duration of the last cycle.",
+            value=p.stats.last_cycle_duration,
+        )
         yield from self._targets()
         yield from self._observers()
         yield from self._alerts()
 
     def _targets(self) -> Iterator[Metric]:
         names = ["target", "instance", "job"]
-        up = GaugeMetricFamily("deucalion_target_up", "1 if the last scrape succeeded.",
-                               labels=names)
-        duration = GaugeMetricFamily("deucalion_target_scrape_duration_seconds",
-                                     "Duration of the last scrape of the target.", labels=names)
+        up = GaugeMetricFamily(
+            "deucalion_target_up", "1 if the last scrape succeeded.", labels=names
+        )
+        duration = GaugeMetricFamily(
+            "deucalion_target_scrape_duration_seconds",
+            "Duration of the last scrape of the target.",
+            labels=names,
+        )
         samples = GaugeMetricFamily(
             "deucalion_target_samples_scraped",
             "Samples the target exposed in the last scrape (counted when an observer desires "
-            "scrape_samples_scraped, or by the federating Prometheus).", labels=names)
+            "scrape_samples_scraped, or by the federating Prometheus).",
+            labels=names,
+        )
         for result in self._t.scrapes:
             t = result.target
             values = [t.url, t.instance, t.job]
@@ -369,29 +394,43 @@ class _SourceCollector(Collector):
 
     def _observers(self) -> Iterator[Metric]:
         families = {
-            "calls": CounterMetricFamily("deucalion_observer_calls",
-                                         "new_data calls that returned or raised.",
-                                         labels=["observer"]),
-            "errors": CounterMetricFamily("deucalion_observer_errors",
-                                          "new_data calls that raised, crashed or timed out.",
-                                          labels=["observer"]),
-            "restarts": CounterMetricFamily("deucalion_observer_restarts",
-                                            "Worker processes replaced.", labels=["observer"]),
-            "dropped": CounterMetricFamily("deucalion_observer_dropped_payloads",
-                                           "Data dropped because the observer was still busy.",
-                                           labels=["observer"]),
-            "timeouts": CounterMetricFamily("deucalion_observer_timeouts",
-                                            "Calls longer than observer_timeout.",
-                                            labels=["observer"]),
-            "checkpoints": CounterMetricFamily("deucalion_observer_checkpoints",
-                                               "Checkpoints of the observer's state taken.",
-                                               labels=["observer"]),
+            "calls": CounterMetricFamily(
+                "deucalion_observer_calls",
+                "new_data calls that returned or raised.",
+                labels=["observer"],
+            ),
+            "errors": CounterMetricFamily(
+                "deucalion_observer_errors",
+                "new_data calls that raised, crashed or timed out.",
+                labels=["observer"],
+            ),
+            "restarts": CounterMetricFamily(
+                "deucalion_observer_restarts", "Worker processes replaced.", labels=["observer"]
+            ),
+            "dropped": CounterMetricFamily(
+                "deucalion_observer_dropped_payloads",
+                "Data dropped because the observer was still busy.",
+                labels=["observer"],
+            ),
+            "timeouts": CounterMetricFamily(
+                "deucalion_observer_timeouts",
+                "Calls longer than observer_timeout.",
+                labels=["observer"],
+            ),
+            "checkpoints": CounterMetricFamily(
+                "deucalion_observer_checkpoints",
+                "Checkpoints of the observer's state taken.",
+                labels=["observer"],
+            ),
             "checkpoint_failures": CounterMetricFamily(
                 "deucalion_observer_checkpoint_failures",
-                "Checkpoints that failed (the previous one is kept).", labels=["observer"]),
+                "Checkpoints that failed (the previous one is kept).",
+                labels=["observer"],
+            ),
         }
-        up = GaugeMetricFamily("deucalion_observer_up", "1 if the observer's worker is up.",
-                               labels=["observer"])
+        up = GaugeMetricFamily(
+            "deucalion_observer_up", "1 if the observer's worker is up.", labels=["observer"]
+        )
         for worker in self._p.workers:
             for field, family in families.items():
                 family.add_metric([worker.name], getattr(worker.stats, field))
@@ -401,19 +440,27 @@ class _SourceCollector(Collector):
 
     def _alerts(self) -> Iterator[Metric]:
         names = ["alertmanager"]
-        sent = CounterMetricFamily("deucalion_alerts_sent", "Alerts Alertmanager accepted.",
-                                   labels=names)
-        failed = CounterMetricFamily("deucalion_alerts_failed",
-                                     "Alerts in requests that failed (retried unless 4xx).",
-                                     labels=names)
-        rejected = CounterMetricFamily("deucalion_alerts_rejected",
-                                       "Alerts refused with a 4xx answer (not retried).",
-                                       labels=names)
-        dropped = CounterMetricFamily("deucalion_alerts_dropped",
-                                      "Alerts dropped, oldest first, from a full queue.",
-                                      labels=names)
-        queued = GaugeMetricFamily("deucalion_alerts_queued", "Alerts waiting to be sent.",
-                                   labels=names)
+        sent = CounterMetricFamily(
+            "deucalion_alerts_sent", "Alerts Alertmanager accepted.", labels=names
+        )
+        failed = CounterMetricFamily(
+            "deucalion_alerts_failed",
+            "Alerts in requests that failed (retried unless 4xx).",
+            labels=names,
+        )
+        rejected = CounterMetricFamily(
+            "deucalion_alerts_rejected",
+            "Alerts refused with a 4xx answer (not retried).",
+            labels=names,
+        )
+        dropped = CounterMetricFamily(
+            "deucalion_alerts_dropped",
+            "Alerts dropped, oldest first, from a full queue.",
+            labels=names,
+        )
+        queued = GaugeMetricFamily(
+            "deucalion_alerts_queued", "Alerts waiting to be sent.", labels=names
+        )
         for client in self._p.alertmanagers:
             sent.add_metric([client.name], client.stats.sent)
             failed.add_metric([client.name], client.stats.failed)
@@ -421,8 +468,9 @@ class _SourceCollector(Collector):
             dropped.add_metric([client.name], client.stats.dropped)
             queued.add_metric([client.name], client.queued)
         yield from (sent, failed, rejected, dropped, queued)
-        firing = GaugeMetricFamily("deucalion_alerts_firing", "Alerts firing now.",
-                                   labels=["observer"])
+        firing = GaugeMetricFamily(
+            "deucalion_alerts_firing", "Alerts firing now.", labels=["observer"]
+        )
         counts: dict[str, int] = {w.name: 0 for w in self._p.workers}
         for payload in self._p.firing_alerts():
             name = payload["labels"].get("observer", "")
@@ -439,25 +487,39 @@ class _SourceCollector(Collector):
         for observer, scores in self._t.scores.items():
             for url, value in scores.items():
                 target = targets.get(url) if url is not None else None
-                score.add_metric([observer, url or "", target.instance if target else "",
-                                  target.job if target else ""], value)
+                score.add_metric(
+                    [
+                        observer,
+                        url or "",
+                        target.instance if target else "",
+                        target.job if target else "",
+                    ],
+                    value,
+                )
         yield score
         yield self._series_scores(self._t.series_scores, targets)
 
     @staticmethod
-    def _series_scores(series_scores: Mapping[str, Sequence[SeriesScore]],
-                       targets: Mapping[str, TargetLike]) -> Metric:
+    def _series_scores(
+        series_scores: Mapping[str, Sequence[SeriesScore]], targets: Mapping[str, TargetLike]
+    ) -> Metric:
         """Per-series scores, labelled with the series' own labels (``exported_`` before a
         name that clashes with deucalion's)."""
-        family = Metric("deucalion_series_anomaly_score",
-                        "The latest anomaly score an observer returned per series (Scores).",
-                        "gauge")
+        family = Metric(
+            "deucalion_series_anomaly_score",
+            "The latest anomaly score an observer returned per series (Scores).",
+            "gauge",
+        )
         for observer, scores in series_scores.items():
             for item in scores:
                 target = targets.get(item.target) if item.target is not None else None
-                labels = {"observer": observer, "target": item.target or "",
-                          "instance": target.instance if target else "",
-                          "job": target.job if target else "", "metric": item.metric}
+                labels = {
+                    "observer": observer,
+                    "target": item.target or "",
+                    "instance": target.instance if target else "",
+                    "job": target.job if target else "",
+                    "metric": item.metric,
+                }
                 try:
                     own = series_labels(item.series)
                 except ValueError:

@@ -120,9 +120,11 @@ class AlertmanagerClient:
         """Start the sending task."""
         if self._task is None:
             # Supervised: a sending task that died of a bug would leave alerts queued forever.
-            self.supervised = Supervised(self._run,
-                                         name=f"the sender to Alertmanager {self.name}",
-                                         task_name=f"deucalion-alertmanager-{self.name}")
+            self.supervised = Supervised(
+                self._run,
+                name=f"the sender to Alertmanager {self.name}",
+                task_name=f"deucalion-alertmanager-{self.name}",
+            )
             self._task = self.supervised.task
 
     def enqueue(self, payloads: Iterable[Payload]) -> None:
@@ -149,9 +151,13 @@ class AlertmanagerClient:
                 return
             # Once per outage: the counter tells the rest, the log must not flood.
             self._drops_logged = True
-            log.error("alert queue of Alertmanager %s is full (%d): dropped the %d oldest "
-                      "alert(s); raise alertmanager.queue_size or bring it back",
-                      self.name, self._queue_size, dropped)
+            log.error(
+                "alert queue of Alertmanager %s is full (%d): dropped the %d oldest "
+                "alert(s); raise alertmanager.queue_size or bring it back",
+                self.name,
+                self._queue_size,
+                dropped,
+            )
 
     async def flush(self) -> None:
         """Return once nothing is queued or in flight; bound it with ``asyncio.timeout``."""
@@ -172,8 +178,9 @@ class AlertmanagerClient:
         await asyncio.wait({task})
         # Counted after the task ended: a request it was making is put back in the queue.
         if self._queue:
-            log.warning("Alertmanager %s: %d alert(s) not sent before shutdown", self.name,
-                        len(self._queue))
+            log.warning(
+                "Alertmanager %s: %d alert(s) not sent before shutdown", self.name, len(self._queue)
+            )
 
     async def _run(self) -> None:
         attempt = 0
@@ -184,8 +191,7 @@ class AlertmanagerClient:
                 self._idle.set()
                 await self._wakeup.wait()
             self._wakeup.clear()
-            batch = [self._queue.popitem(last=False) for _ in
-                     range(min(limit, len(self._queue)))]
+            batch = [self._queue.popitem(last=False) for _ in range(min(limit, len(self._queue)))]
             if not batch:
                 continue
             try:
@@ -235,13 +241,19 @@ class AlertmanagerClient:
             headers = self._credentials.headers()
             # asyncio.timeout bounds the whole exchange, the body included, whatever the
             # transport does with aiohttp's own timeout.
-            async with asyncio.timeout(self._timeout.total), self._session.post(
-                f"{self.url}/api/v2/alerts", json=batch, headers=headers,
-                timeout=self._timeout, ssl=self._ssl,
-                # A 301 or 302 is followed as a GET, which Alertmanager answers with 200 and
-                # the alerts lost: a redirect is an error, retried (below).
-                allow_redirects=False,
-            ) as response:
+            async with (
+                asyncio.timeout(self._timeout.total),
+                self._session.post(
+                    f"{self.url}/api/v2/alerts",
+                    json=batch,
+                    headers=headers,
+                    timeout=self._timeout,
+                    ssl=self._ssl,
+                    # A 301 or 302 is followed as a GET, which Alertmanager answers with 200 and
+                    # the alerts lost: a redirect is an error, retried (below).
+                    allow_redirects=False,
+                ) as response,
+            ):
                 if 200 <= response.status < 300:
                     self.stats.sent += len(batch)
                     self._drops_logged = False
@@ -255,22 +267,33 @@ class AlertmanagerClient:
                     if len(batch) > 1 and response.status in SPLIT_ON:
                         # One bad alert (or too large a body) refuses the whole batch: send it
                         # in halves so that only the culprit is lost.
-                        log.warning("Alertmanager %s refused a batch of %d with HTTP %d: "
-                                    "sending it in halves", self.name, len(batch),
-                                    response.status)
+                        log.warning(
+                            "Alertmanager %s refused a batch of %d with HTTP %d: "
+                            "sending it in halves",
+                            self.name,
+                            len(batch),
+                            response.status,
+                        )
                         self._split = True
                         return False
                     self.stats.rejected += len(batch)
                     self._culprit_out = True
-                    log.error("Alertmanager %s refused %d alert(s) with HTTP %d: %s",
-                              self.name, len(batch), response.status, body.strip())
+                    log.error(
+                        "Alertmanager %s refused %d alert(s) with HTTP %d: %s",
+                        self.name,
+                        len(batch),
+                        response.status,
+                        body.strip(),
+                    )
                     return True
                 reason = f"HTTP {response.status}: {body.strip()}"
                 if 300 <= response.status < 400:
-                    reason = (f"HTTP {response.status}, a redirect to "
-                              f"{response.headers.get('Location', '(no Location)')} that is not "
-                              "followed, since it would turn the POST into a GET: put the "
-                              "address it points to in alertmanager.urls")
+                    reason = (
+                        f"HTTP {response.status}, a redirect to "
+                        f"{response.headers.get('Location', '(no Location)')} that is not "
+                        "followed, since it would turn the POST into a GET: put the "
+                        "address it points to in alertmanager.urls"
+                    )
         except CredentialsError as exc:
             self.stats.failed += len(batch)
             reason = str(exc)
@@ -288,8 +311,11 @@ class AlertmanagerClient:
         reason = self._redact(reason)
         if self._reachable:
             self._reachable = False
-            log.warning("cannot send alerts to Alertmanager %s (%s): retrying; alerts wait in "
-                        "its queue", self.name, reason)
+            log.warning(
+                "cannot send alerts to Alertmanager %s (%s): retrying; alerts wait in its queue",
+                self.name,
+                reason,
+            )
         else:
             log.debug("Alertmanager %s still failing: %s", self.name, reason)
         return False
@@ -340,8 +366,10 @@ class AlertSender:
         if self._closed:
             raise DeucalionError("this AlertSender is closed; create a new one")
         if not self.settings.urls:
-            log.warning("no Alertmanager configured (alertmanager.urls): alerts are only logged "
-                        "and listed on /alerts")
+            log.warning(
+                "no Alertmanager configured (alertmanager.urls): alerts are only logged "
+                "and listed on /alerts"
+            )
             return
         credentials = self.settings.credentials()
         # Before the session: a bad CA file must not leave a session behind.
@@ -349,14 +377,17 @@ class AlertSender:
         self._session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
         for url in self.settings.urls:
             client = AlertmanagerClient(
-                url, self._session, timeout=self.settings.timeout,
-                queue_size=self.settings.queue_size, credentials=credentials,
+                url,
+                self._session,
+                timeout=self.settings.timeout,
+                queue_size=self.settings.queue_size,
+                credentials=credentials,
             )
             client.start()
             self.clients.append(client)
-        self._resend_supervision = Supervised(self._resend_on_time,
-                                              name="the alert re-send timer",
-                                              task_name="deucalion-alert-resend")
+        self._resend_supervision = Supervised(
+            self._resend_on_time, name="the alert re-send timer", task_name="deucalion-alert-resend"
+        )
         self._resender = self._resend_supervision.task
 
     async def _resend_on_time(self) -> None:
@@ -383,8 +414,7 @@ class AlertSender:
             # asyncio.wait, not a suppressed await: a cancellation of the caller propagates.
             await asyncio.wait({task})
 
-    def update(self, group: Hashable, alerts: list[tuple[dict[str, str], dict[str, str]]]
-               ) -> None:
+    def update(self, group: Hashable, alerts: list[tuple[dict[str, str], dict[str, str]]]) -> None:
         """``alerts`` (labels, annotations) are what ``group`` (an observer) reports firing
         now: send the new ones and the resolved ones to every Alertmanager."""
         self.send(self.lifecycle.update(group, alerts))

@@ -237,21 +237,26 @@ def _take_alert(out: Interpretation, alert: Alert, target: str | None) -> None:
 def _take_scores(out: Interpretation, result: Scores) -> None:
     for index, item in enumerate(result.scores):
         if not isinstance(item, SeriesScore) or not _is_number(item.score):
-            out.problems.append(f"score {index} of the returned Scores is {item!r}, not a "
-                                "SeriesScore with a number: not exported")
+            out.problems.append(
+                f"score {index} of the returned Scores is {item!r}, not a "
+                "SeriesScore with a number: not exported"
+            )
             continue
         score = float(item.score)
         if math.isnan(score):
             continue
-        out.series_scores.append(item if type(item.score) is float
-                                 else dataclasses.replace(item, score=score))
+        out.series_scores.append(
+            item if type(item.score) is float else dataclasses.replace(item, score=score)
+        )
         _add_score(out.scores, item.target, score)
     for index, alert in enumerate(result.alerts):
         if isinstance(alert, Alert):
             _take_alert(out, alert, None)
         else:
-            out.problems.append(f"alert {index} of the returned Scores is a "
-                                f"{type(alert).__name__}, not a deucalion.Alert: ignored")
+            out.problems.append(
+                f"alert {index} of the returned Scores is a "
+                f"{type(alert).__name__}, not a deucalion.Alert: ignored"
+            )
 
 
 def _take_target_value(out: Interpretation, url: str, value: object) -> None:
@@ -376,15 +381,24 @@ def label_result(
     """
     outcome = interpret_result(result, data)
     out = LabelledResult(scores=outcome.scores, series_scores=outcome.series_scores)
-    out.errors.extend(f"observer {observer} returned something deucalion cannot send: {problem}"
-                      for problem in outcome.problems)
+    out.errors.extend(
+        f"observer {observer} returned something deucalion cannot send: {problem}"
+        for problem in outcome.problems
+    )
     for alert in outcome.alerts:
         target = targets.get(alert.target) if alert.target is not None else None
         if alert.target is not None and target is None:
-            out.warnings.append(f"observer {observer}: alert about unknown target "
-                                f"{alert.target!r} is sent without target labels")
-        labels = alert_labels(alert, alert_name=alert_name, observer=observer,
-                              external_labels=external_labels, target=target)
+            out.warnings.append(
+                f"observer {observer}: alert about unknown target "
+                f"{alert.target!r} is sent without target labels"
+            )
+        labels = alert_labels(
+            alert,
+            alert_name=alert_name,
+            observer=observer,
+            external_labels=external_labels,
+            target=target,
+        )
         annotations = dict(alert.annotations)
         problems = label_problems(labels) + label_problems(annotations, "annotation")
         if problems:

@@ -154,12 +154,20 @@ class AlertLifecycle:
     def next_resend(self) -> float | None:
         """When (on the clock) ``resend_due`` next has something to do; None if nothing is
         tracked."""
-        last = min((state.last_sent for tracked in self._groups.values()
-                    for state in tracked.values()), default=None)
+        last = min(
+            (state.last_sent for tracked in self._groups.values() for state in tracked.values()),
+            default=None,
+        )
         return None if last is None else last + self.resend_interval
 
-    def _resend_if_due(self, tracked: dict[LabelSet, _Tracked], key: LabelSet, state: _Tracked,
-                       now: float, out: list[Payload]) -> None:
+    def _resend_if_due(
+        self,
+        tracked: dict[LabelSet, _Tracked],
+        key: LabelSet,
+        state: _Tracked,
+        now: float,
+        out: list[Payload],
+    ) -> None:
         if state.resolved_at is not None and now - state.resolved_at >= RESOLVED_RETENTION:
             del tracked[key]
         elif now - state.last_sent >= self.resend_interval:
@@ -169,8 +177,12 @@ class AlertLifecycle:
     def firing(self) -> list[Payload]:
         """Every alert firing now, as it would be sent."""
         now = self._clock()
-        return [self._payload(state, now) for group in self._groups.values()
-                for state in group.values() if state.resolved_at is None]
+        return [
+            self._payload(state, now)
+            for group in self._groups.values()
+            for state in group.values()
+            if state.resolved_at is None
+        ]
 
     def _payload(self, state: _Tracked, now: float) -> Payload:
         ends_at = state.resolved_at if state.resolved_at is not None else now + self.lifetime
@@ -200,8 +212,12 @@ class _ChangeLog:
 
     def close(self) -> None:
         if self.count > LOGGED_CHANGES:
-            log.info("%d more alerts %s (the first %d are logged above)",
-                     self.count - LOGGED_CHANGES, self.what, LOGGED_CHANGES)
+            log.info(
+                "%d more alerts %s (the first %d are logged above)",
+                self.count - LOGGED_CHANGES,
+                self.what,
+                LOGGED_CHANGES,
+            )
 
 
 def _describe(labels: Mapping[str, str]) -> str:

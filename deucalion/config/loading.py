@@ -135,9 +135,14 @@ def _env_value(raw: str) -> object:
     return raw
 
 
-def environment_layer(environ: Mapping[str, str], prefix: str, *,
-                      ignore: Collection[str] = (), ignore_prefixes: tuple[str, ...] = (),
-                      fields: Collection[str] | None = None) -> dict[str, Any]:
+def environment_layer(
+    environ: Mapping[str, str],
+    prefix: str,
+    *,
+    ignore: Collection[str] = (),
+    ignore_prefixes: tuple[str, ...] = (),
+    fields: Collection[str] | None = None,
+) -> dict[str, Any]:
     """The settings that ``PREFIX<KEY>`` variables set; ``__`` separates nested keys
     (``DEUCALION_ALERTMANAGER__URLS``). With ``fields``, a variable whose first key is not one
     of them is not a setting: it is skipped, with a warning when it looks like a typo of one."""
@@ -145,7 +150,7 @@ def environment_layer(environ: Mapping[str, str], prefix: str, *,
     for name, raw in sorted(environ.items()):
         if not name.startswith(prefix) or name in ignore or name.startswith(ignore_prefixes):
             continue
-        path = name[len(prefix):].lower().split("__")
+        path = name[len(prefix) :].lower().split("__")
         if fields is not None and path[0] not in fields:
             # Not a setting: Kubernetes service links for a Service named deucalion
             # (DEUCALION_PORT, DEUCALION_SERVICE_HOST), DEUCALION_LOG_LEVEL for the command, a
@@ -173,12 +178,21 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
         layer.setdefault("alertmanager", {})["urls"] = [f"{base}:{port}"]
     if environ.get("DEUCALION_ALERT_NAME"):
         layer.setdefault("alertmanager", {})["alert_name"] = environ["DEUCALION_ALERT_NAME"]
-    legacy = {"DEUCALION_ALERT_MANAGER_HOST", "DEUCALION_ALERT_MANAGER_PORT",
-              "DEUCALION_ALERT_NAME"}
-    return _merge(layer, environment_layer(environ, ENV_PREFIX,
-                                           ignore=ENV_NOT_SETTINGS | legacy,
-                                           ignore_prefixes=ENV_OTHER_PREFIXES,
-                                           fields=Settings.model_fields))
+    legacy = {
+        "DEUCALION_ALERT_MANAGER_HOST",
+        "DEUCALION_ALERT_MANAGER_PORT",
+        "DEUCALION_ALERT_NAME",
+    }
+    return _merge(
+        layer,
+        environment_layer(
+            environ,
+            ENV_PREFIX,
+            ignore=ENV_NOT_SETTINGS | legacy,
+            ignore_prefixes=ENV_OTHER_PREFIXES,
+            fields=Settings.model_fields,
+        ),
+    )
 
 
 def _log_not_a_setting(name: str, key: str, prefix: str, fields: Collection[str]) -> None:
@@ -186,8 +200,11 @@ def _log_not_a_setting(name: str, key: str, prefix: str, fields: Collection[str]
 
     hint = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.8)
     if hint:
-        log.warning("environment variable %s is not a setting and is ignored; did you mean %s?",
-                    name, prefix + hint[0].upper())
+        log.warning(
+            "environment variable %s is not a setting and is ignored; did you mean %s?",
+            name,
+            prefix + hint[0].upper(),
+        )
     else:
         log.debug("environment variable %s is not a setting: ignored", name)
 
@@ -249,16 +266,25 @@ def _model_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseMod
     return None
 
 
-def _describe(error: Mapping[str, Any], layers: list[tuple[str, dict[str, Any]]],
-              root: type[BaseModel], env_prefix: str) -> str:
+def _describe(
+    error: Mapping[str, Any],
+    layers: list[tuple[str, dict[str, Any]]],
+    root: type[BaseModel],
+    env_prefix: str,
+) -> str:
     loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
     key = ".".join(str(p) for p in loc) or "(top level)"
     # A check of the whole model (loc empty) concerns every source together.
-    source = _source_of(loc, layers) if loc else (
-        " + ".join(name for name, _ in layers) or "the defaults")
+    source = (
+        _source_of(loc, layers)
+        if loc
+        else (" + ".join(name for name, _ in layers) or "the defaults")
+    )
     if source.startswith("environment"):
-        source = "environment variable " + env_prefix + "__".join(
-            str(p).upper() for p in loc if isinstance(p, str)
+        source = (
+            "environment variable "
+            + env_prefix
+            + "__".join(str(p).upper() for p in loc if isinstance(p, str))
         )
     if error["type"] == "extra_forbidden":
         import difflib  # only for a typo, not on every start
@@ -313,8 +339,9 @@ def load_settings(
     return validate_layers(Settings, layers, env_prefix=ENV_PREFIX)
 
 
-def validate_layers(model: type[M], layers: list[tuple[str, dict[str, Any]]], *,
-                    env_prefix: str) -> M:
+def validate_layers(
+    model: type[M], layers: list[tuple[str, dict[str, Any]]], *, env_prefix: str
+) -> M:
     """``model`` from ``layers`` (``(source, settings)``, later wins), deep-merged.
 
     Raises ``ConfigError`` listing every problem, each with its key and the source that set it
@@ -327,6 +354,4 @@ def validate_layers(model: type[M], layers: list[tuple[str, dict[str, Any]]], *,
         return model.model_validate(merged)
     except ValidationError as exc:
         problems = [_describe(error, layers, model, env_prefix) for error in exc.errors()]
-        raise ConfigError(
-            "invalid configuration:\n  " + "\n  ".join(problems)
-        ) from None
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None

@@ -54,15 +54,32 @@ _DURATION = re.compile(
     rf"(?:(?P<y>{_NUMBER})y)?(?:(?P<w>{_NUMBER})w)?(?:(?P<d>{_NUMBER})d)?(?:(?P<h>{_NUMBER})h)?"
     rf"(?:(?P<m>{_NUMBER})m(?!s))?(?:(?P<s>{_NUMBER})s)?(?:(?P<ms>{_NUMBER})ms)?"
 )
-_DURATION_UNITS = {"y": 365 * 86400, "w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1,
-                   "ms": 0.001}
+_DURATION_UNITS = {
+    "y": 365 * 86400,
+    "w": 7 * 86400,
+    "d": 86400,
+    "h": 3600,
+    "m": 60,
+    "s": 1,
+    "ms": 0.001,
+}
 #: The shortest and longest durations that make sense for any setting (0 aside): shorter ones
 #: are typos (1e-300) that would spin a timer, longer ones overflow the event loop's clock.
 MIN_DURATION = 0.001
 MAX_DURATION = 366 * 86400.0
 _SIZE = re.compile(r"(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>[KMGT]?i?B)?", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-               "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+_SIZE_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _SCHEME = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:)?//")
 
@@ -84,8 +101,7 @@ def parse_duration(value: object) -> float:
                     f"{value!r} is not a duration: write it as Prometheus does (500ms, 15s, 1m, "
                     "1h30m) or as a number of seconds"
                 ) from None
-            seconds = sum(float(n) * _DURATION_UNITS[u]
-                          for u, n in match.groupdict().items() if n)
+            seconds = sum(float(n) * _DURATION_UNITS[u] for u, n in match.groupdict().items() if n)
     else:
         raise ValueError(f"expected a duration such as 15s, 500ms or 1m, got {value!r}")
     if not math.isfinite(seconds):
@@ -170,8 +186,9 @@ class Section(BaseModel):
     # benchmarks/results.md, "Figures behind design choices").
     # hide_input_in_errors: a section validated on its own (AlertmanagerSettings(urls=[...]))
     # raises pydantic's own error, which would quote the input, passwords and all.
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True,
-                              hide_input_in_errors=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, defer_build=True, hide_input_in_errors=True
+    )
 
     _urls_with_passwords: ClassVar[frozenset[str]] = frozenset()
     """Fields holding URLs (or lists of them) that may carry a password."""
@@ -223,11 +240,16 @@ class ClientOptions(Section):
 
     @model_validator(mode="after")
     def _one_credential(self) -> ClientOptions:
-        given = [name for name in ("basic_auth", "bearer_token", "bearer_token_file")
-                 if getattr(self, name) is not None]
+        given = [
+            name
+            for name in ("basic_auth", "bearer_token", "bearer_token_file")
+            if getattr(self, name) is not None
+        ]
         if len(given) > 1:
-            raise ValueError(f"set only one of basic_auth, bearer_token, bearer_token_file "
-                             f"(got {', '.join(given)})")
+            raise ValueError(
+                f"set only one of basic_auth, bearer_token, bearer_token_file "
+                f"(got {', '.join(given)})"
+            )
         return self
 
     def credentials(self) -> Credentials:
@@ -243,8 +265,10 @@ class ClientOptions(Section):
                 try:
                     password = Path(auth.password_file).read_text(encoding="utf-8").strip()
                 except OSError as exc:
-                    raise ConfigError(f"basic_auth.password_file {auth.password_file}: cannot "
-                                      f"read it: {exc.strerror or exc}") from None
+                    raise ConfigError(
+                        f"basic_auth.password_file {auth.password_file}: cannot "
+                        f"read it: {exc.strerror or exc}"
+                    ) from None
             else:
                 password = auth.password.get_secret_value() if auth.password else ""
             basic_auth = (auth.username, password)
@@ -323,8 +347,9 @@ def _expand_targets(value: object) -> object:
                 group_targets = [group_targets]
             if set(item) - _GROUP_KEYS and isinstance(group_targets, list) and group_targets:
                 # Once, not per target: validation names the unknown key a single time.
-                expanded.append({**{k: v for k, v in item.items() if k != "targets"},
-                                 "url": group_targets[0]})
+                expanded.append(
+                    {**{k: v for k, v in item.items() if k != "targets"}, "url": group_targets[0]}
+                )
                 continue
             options = {k: v for k, v in item.items() if k != "targets"}
             options["labels"] = item.get("labels") or {}
@@ -366,7 +391,8 @@ class AlertmanagerSettings(Section):
     """Do not verify the Alertmanagers' TLS certificates (testing only)."""
 
     _split_urls = field_validator("urls", mode="before")(
-        classmethod(lambda cls, v: split_comma_list(v)))
+        classmethod(lambda cls, v: split_comma_list(v))
+    )
 
     @field_validator("urls")
     @classmethod
@@ -379,17 +405,21 @@ class AlertmanagerSettings(Section):
                 # A /, ? or # in the password ended the host early: the URL would be read as
                 # host "alice", the rest as a path, and shown whole in logs and metric labels.
                 # Not quoted back, since the password cannot be told apart from the rest.
-                raise ValueError("an Alertmanager URL holds a user and password whose /, ? or # "
-                                 "is not percent-encoded (%2F, %3F, %23): encode them, or give "
-                                 "them as basic_auth_username and basic_auth_password")
+                raise ValueError(
+                    "an Alertmanager URL holds a user and password whose /, ? or # "
+                    "is not percent-encoded (%2F, %3F, %23): encode them, or give "
+                    "them as basic_auth_username and basic_auth_password"
+                )
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"{redact_url(url)!r} is not an Alertmanager URL: write "
-                                 "http(s)://host:port")
+                raise ValueError(
+                    f"{redact_url(url)!r} is not an Alertmanager URL: write http(s)://host:port"
+                )
             try:
                 parts.port  # noqa: B018 - raises on a port out of range
             except ValueError:
-                raise ValueError(f"{redact_url(url)!r} has an invalid port: write "
-                                 "http(s)://host:port") from None
+                raise ValueError(
+                    f"{redact_url(url)!r} has an invalid port: write http(s)://host:port"
+                ) from None
             checked.append(url.rstrip("/"))
         return checked
 
@@ -413,10 +443,13 @@ class AlertmanagerSettings(Section):
         if self.basic_auth_password is not None and self.basic_auth_username is None:
             raise ValueError("basic_auth_password is set without basic_auth_username")
         if (bearer or self.basic_auth_username is not None) and any(
-                "@" in urlsplit(url).netloc for url in self.urls):
+            "@" in urlsplit(url).netloc for url in self.urls
+        ):
             # aiohttp refuses a request with both, so every alert would wait forever.
-            raise ValueError("a URL holds credentials (user:password@) and basic auth or a "
-                             "bearer token is set too: give the credentials one way")
+            raise ValueError(
+                "a URL holds credentials (user:password@) and basic auth or a "
+                "bearer token is set too: give the credentials one way"
+            )
         return self
 
     @property
@@ -433,15 +466,20 @@ class AlertmanagerSettings(Section):
         Alertmanager's own: ``deucalion._http.split_credentials``)."""
         basic_auth = None
         if self.basic_auth_username is not None:
-            password = (self.basic_auth_password.get_secret_value()
-                        if self.basic_auth_password is not None else "")
+            password = (
+                self.basic_auth_password.get_secret_value()
+                if self.basic_auth_password is not None
+                else ""
+            )
             basic_auth = (self.basic_auth_username, password)
         return Credentials(
             basic_auth=basic_auth,
-            bearer_token=(self.bearer_token.get_secret_value()
-                          if self.bearer_token is not None else None),
-            bearer_token_file=(str(self.bearer_token_file)
-                               if self.bearer_token_file is not None else None),
+            bearer_token=(
+                self.bearer_token.get_secret_value() if self.bearer_token is not None else None
+            ),
+            bearer_token_file=(
+                str(self.bearer_token_file) if self.bearer_token_file is not None else None
+            ),
             ca_file=str(self.tls_ca_file) if self.tls_ca_file is not None else None,
             insecure_skip_verify=self.tls_insecure_skip_verify,
             token_file_key="alertmanager.bearer_token_file",
@@ -484,7 +522,8 @@ class FileSDSettings(ScrapeOptions):
     """How often every file is read again; a file whose mtime changed is read in the next cycle."""
 
     _split_files = field_validator("files", mode="before")(
-        classmethod(lambda cls, v: split_comma_list(v)))
+        classmethod(lambda cls, v: split_comma_list(v))
+    )
 
 
 class KubernetesSettings(ScrapeOptions):
@@ -512,8 +551,10 @@ class KubernetesSettings(ScrapeOptions):
         if value is not None and "@" in value.partition("://")[2].partition("/")[0]:
             # Not quoted back: the URL holds a secret. aiohttp would also send it in place of
             # the token, and the URL is quoted in errors.
-            raise ValueError("api_url holds credentials (user:password@): the API is asked "
-                             "with the pod's service-account token; remove them")
+            raise ValueError(
+                "api_url holds credentials (user:password@): the API is asked "
+                "with the pod's service-account token; remove them"
+            )
         return value
 
 
@@ -538,14 +579,17 @@ class PrometheusSettings(ClientOptions):
         url = value if "://" in value else f"http://{value}"
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{redact_url(url)!r} is not a Prometheus URL: write "
-                             "http(s)://host:port")
+            raise ValueError(
+                f"{redact_url(url)!r} is not a Prometheus URL: write http(s)://host:port"
+            )
         try:
             parts.port  # noqa: B018 - raises on a port out of range
         except ValueError:
             # A /, ? or # in a password ends the host early: what follows reads as the port.
-            raise ValueError(f"{redact_url(url)!r} has an invalid port (a password holding "
-                             "/, ? or # must be percent-encoded)") from None
+            raise ValueError(
+                f"{redact_url(url)!r} has an invalid port (a password holding "
+                "/, ? or # must be percent-encoded)"
+            ) from None
         return url.rstrip("/")
 
     @field_serializer("url", when_used="json")
@@ -556,14 +600,19 @@ class PrometheusSettings(ClientOptions):
     @model_validator(mode="after")
     def _one_login(self) -> PrometheusSettings:
         if "@" in urlsplit(self.url).netloc and (
-                self.basic_auth is not None or self.bearer_token is not None
-                or self.bearer_token_file is not None):
-            raise ValueError("url holds credentials (user:password@) and basic_auth or a bearer "
-                             "token is set too: give the credentials one way")
+            self.basic_auth is not None
+            or self.bearer_token is not None
+            or self.bearer_token_file is not None
+        ):
+            raise ValueError(
+                "url holds credentials (user:password@) and basic_auth or a bearer "
+                "token is set too: give the credentials one way"
+            )
         return self
 
     _split_jobs = field_validator("jobs", mode="before")(
-        classmethod(lambda cls, v: split_comma_list(v)))
+        classmethod(lambda cls, v: split_comma_list(v))
+    )
 
 
 class ShardSettings(Section):
@@ -583,8 +632,10 @@ class ShardSettings(Section):
     @model_validator(mode="after")
     def _index_below_count(self) -> ShardSettings:
         if self.index is not None and self.index >= self.count:
-            raise ValueError(f"shard.index ({self.index}) must be below shard.count "
-                             f"({self.count}): replicas are numbered from 0")
+            raise ValueError(
+                f"shard.index ({self.index}) must be below shard.count "
+                f"({self.count}): replicas are numbered from 0"
+            )
         return self
 
 
@@ -669,7 +720,9 @@ class Settings(Section):
             )
         groups: list[tuple[str, ScrapeOptions | None]] = [
             *((f"targets.{i}", t) for i, t in enumerate(self.targets)),
-            ("file_sd", self.file_sd), ("kubernetes", self.kubernetes)]
+            ("file_sd", self.file_sd),
+            ("kubernetes", self.kubernetes),
+        ]
         for key, group in groups:
             timeout = group.scrape_timeout if group is not None else None
             if timeout is not None and timeout > self.scrape_interval:

@@ -34,8 +34,11 @@ def _loader() -> type[Any]:
                     continue  # an unhashable key: the base class says so
                 if duplicate:
                     raise yaml.constructor.ConstructorError(
-                        "while constructing a mapping", node.start_mark,
-                        f"found the key {key!r} twice", key_node.start_mark)
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"found the key {key!r} twice",
+                        key_node.start_mark,
+                    )
                 seen.add(key)
             return super().construct_mapping(node, deep=deep)
 

@@ -63,9 +63,7 @@ from deucalion.observer import MetricsObserver, TargetsData, data_time
 try:
     import numpy as np
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "deucalion.detectors.nab needs NumPy: pip install deucalion[ml]"
-    ) from exc
+    raise ImportError("deucalion.detectors.nab needs NumPy: pip install deucalion[ml]") from exc
 
 __all__ = ["COMPONENTS", "Explanation", "RangeDetector", "RangeObserver"]
 
@@ -171,18 +169,24 @@ class RangeDetector:
         recent_low = self.recent_.min(axis=1)
         recent_width = recent_high - recent_low
         # A recent band flatter than a thousandth of the record range is measured in that.
-        recent_width = np.maximum(recent_width, 1e-3 * np.where(seen & (self.count_ > 0),
-                                                                record_width, 0.0))
+        recent_width = np.maximum(
+            recent_width, 1e-3 * np.where(seen & (self.count_ > 0), record_width, 0.0)
+        )
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             record_out = _outside(x, self.low_, self.high_, record_width)
             recent_out = _outside(x, recent_low, recent_high, recent_width)
             # The record bar, in range widths: the fixed tolerance, or a multiple of the usual
             # size of this series' past records (noise makes small ones, an anomaly a big one).
-            record_tolerance = np.maximum(self.record_tolerance, np.where(
-                record_width > 0,
-                self.record_step_factor * self.record_step_ / np.where(record_width > 0,
-                                                                       record_width, 1.0),
-                0.0))
+            record_tolerance = np.maximum(
+                self.record_tolerance,
+                np.where(
+                    record_width > 0,
+                    self.record_step_factor
+                    * self.record_step_
+                    / np.where(record_width > 0, record_width, 1.0),
+                    0.0,
+                ),
+            )
             record_score = record_out / (record_out + record_tolerance)
             recent_score = recent_out / (recent_out + self.recent_tolerance)
         scored = seen & (self.count_ >= self.warmup)
@@ -230,9 +234,17 @@ class RangeDetector:
 
 # Each series' learned state besides its window, and what a new series starts with.
 _PER_SERIES = (
-    ("position_", 0), ("count_", 0), ("quiet_", 0), ("quiet_level_", 0.0),
-    ("record_step_", 0.0), ("low_", math.inf), ("high_", -math.inf), ("observed_", math.nan),
-    ("scores_", 0.0), ("component_", 0), ("expected_low_", math.nan),
+    ("position_", 0),
+    ("count_", 0),
+    ("quiet_", 0),
+    ("quiet_level_", 0.0),
+    ("record_step_", 0.0),
+    ("low_", math.inf),
+    ("high_", -math.inf),
+    ("observed_", math.nan),
+    ("scores_", 0.0),
+    ("component_", 0),
+    ("expected_low_", math.nan),
     ("expected_high_", math.nan),
 )
 

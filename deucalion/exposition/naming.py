@@ -65,9 +65,7 @@ class Selector:
         self.everything = EVERYTHING in patterns
         # Every sample name the names select, so that exact names cost one set lookup.
         self._samples = frozenset(n + s for n in names for s in ("", *FAMILY_SUFFIXES))
-        self._regex = (
-            re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
-        )
+        self._regex = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
 
     @classmethod
     def from_desired(cls, desired: Iterable[str]) -> Selector:
@@ -91,8 +89,7 @@ class Selector:
                 re.compile(entry)
             except re.error as exc:
                 raise ValueError(
-                    f"{entry!r} is neither a metric name nor a valid regular expression "
-                    f"({exc})"
+                    f"{entry!r} is neither a metric name nor a valid regular expression ({exc})"
                 ) from None
             patterns.add(entry)
         return cls(frozenset(names), tuple(sorted(patterns)))

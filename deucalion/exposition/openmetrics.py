@@ -180,8 +180,7 @@ _COMMON_LINE = re.compile(
 _COMMON_SUFFIXES = {"gauge": ("",), "unknown": ("",), "counter": ("_total", "_created")}
 
 
-def _read_common(text: str, wants: Callable[[str], bool] | None, orders: Orders
-                 ) -> Samples | None:
+def _read_common(text: str, wants: Callable[[str], bool] | None, orders: Orders) -> Samples | None:
     """The samples of a body made only of the common case (see ``_COMMON_LINE``), checked by
     the rules of the standard that apply to it; None, for the line-by-line reader, on any
     other body or any fault (which that reader then names)."""
@@ -218,8 +217,11 @@ def _read_common(text: str, wants: Callable[[str], bool] | None, orders: Orders
                     groups = set()
                     group = ""
                 current = sample
-                series = None if wants is not None and not wants(sample) else (
-                    result.get(sample) or result.setdefault(sample, {}))
+                series = (
+                    None
+                    if wants is not None and not wants(sample)
+                    else (result.get(sample) or result.setdefault(sample, {}))
+                )
             has_samples = True
             if key != group:
                 # A group (a label set) of a family must not come back once left.
@@ -269,8 +271,9 @@ def _finish_common(family: str, kind: str | None, seen_names: set[str]) -> bool:
     return True
 
 
-def parse_openmetrics(text: str, wants: Callable[[str], bool] | None,
-                      orders: Orders | None = None) -> Samples:
+def parse_openmetrics(
+    text: str, wants: Callable[[str], bool] | None, orders: Orders | None = None
+) -> Samples:
     """Parse an OpenMetrics 1.0 body, checking every line; keep the samples ``wants`` names.
 
     ``wants`` is None to keep every sample; ``orders`` is the caller's memory of label orders

@@ -56,8 +56,9 @@ class ExpositionParser:
         of byte chunks it arrived in, which is emptied as it is read."""
         return self.read(body, openmetrics=openmetrics)[0]
 
-    def read(self, body: Body, *, openmetrics: bool = False, count: bool = False
-             ) -> tuple[Samples, int | None]:
+    def read(
+        self, body: Body, *, openmetrics: bool = False, count: bool = False
+    ) -> tuple[Samples, int | None]:
         """The selected samples of ``body`` and, when ``count``, how many sample lines it has
         (every sample, selected or not, as Prometheus's ``scrape_samples_scraped``)."""
         if openmetrics:

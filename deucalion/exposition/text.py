@@ -172,15 +172,19 @@ def _texts(body: Body) -> Iterator[tuple[int, str, bool]]:
     total = sum(map(len, body)) if isinstance(body, list) else len(body)
     if total <= PIECE_CHARS:
         # A small body is decoded at once (a copy of it is cheap).
-        whole = bytes(body) if not isinstance(body, list) else (
-            body[0] if len(body) == 1 else b"".join(body))
+        whole = (
+            bytes(body)
+            if not isinstance(body, list)
+            else (body[0] if len(body) == 1 else b"".join(body))
+        )
         if isinstance(body, list):
             body.clear()
         try:
             yield 0, str(whole, "utf-8"), True
         except UnicodeDecodeError as exc:
-            raise ParseError(f"invalid UTF-8 at byte {exc.start}",
-                             whole.count(b"\n", 0, exc.start) + 1) from None
+            raise ParseError(
+                f"invalid UTF-8 at byte {exc.start}", whole.count(b"\n", 0, exc.start) + 1
+            ) from None
         return
     decoder = codecs.getincrementaldecoder("utf-8")()
     carry = ""
@@ -194,7 +198,7 @@ def _texts(body: Body) -> Iterator[tuple[int, str, bool]]:
         except UnicodeDecodeError as exc:
             at = decoded + exc.start
             seen = carry + "".join(parts)
-            lineno = lines + seen.count("\n") + bytes(chunk[:exc.start]).count(b"\n") + 1
+            lineno = lines + seen.count("\n") + bytes(chunk[: exc.start]).count(b"\n") + 1
             raise ParseError(f"invalid UTF-8 at byte {at}", lineno) from None
         decoded += len(chunk)
         parts.append(text)
@@ -222,7 +226,7 @@ def _chunks(body: bytes | bytearray | memoryview | list[bytes]) -> Iterator[byte
         return
     view = memoryview(body)
     for start in range(0, len(view), PIECE_CHARS):
-        yield view[start:start + PIECE_CHARS]
+        yield view[start : start + PIECE_CHARS]
 
 
 def lines_before(text: str, offset: int) -> int:
@@ -294,8 +298,9 @@ def _first_error(text: str, selects: Callable[[str], bool] | None) -> ParseError
 # ---- full reads -------------------------------------------------------------------------------
 
 
-def _orders_of(matches: Sequence[tuple[str, ...]], orders: Orders, block: int = 1
-               ) -> list[str] | None:
+def _orders_of(
+    matches: Sequence[tuple[str, ...]], orders: Orders, block: int = 1
+) -> list[str] | None:
     """None when every block of ``matches`` (item ``block`` of each) has its labels sorted;
     else each match's label-name sequence (as ``orders`` keys, now all known). Raises
     ParseError on a duplicate or reserved label name."""
@@ -350,8 +355,7 @@ def _sorted_keys(blocks: list[str], sequence: str, order: tuple[int, ...]) -> li
         if "\x01" in joined or "\x02" in joined:
             # The stand-ins for escapes are in the values themselves: one block at a time.
             reorder = itemgetter(*order)
-            return ["{" + ",".join(reorder(_CANON_PAIRS.findall(block))) + "}"
-                    for block in blocks]
+            return ["{" + ",".join(reorder(_CANON_PAIRS.findall(block))) + "}" for block in blocks]
         # An escaped quote would be split on: it stands aside meanwhile.
         joined = _unescaped(joined)
     labels = sequence[1:-2].split("=,")
@@ -382,13 +386,18 @@ def _sort_keys(keys: list[str], sequences: list[str], orders: Orders) -> None:
         order = orders.get(sequence)
         if order is not None:
             lines = list(compress(range(len(keys)), map(sequence.__eq__, sequences)))
-            for line, key in zip(lines, _sorted_keys([keys[i] for i in lines], sequence, order),
-                                 strict=True):
+            for line, key in zip(
+                lines, _sorted_keys([keys[i] for i in lines], sequence, order), strict=True
+            ):
                 keys[line] = key
 
 
-def _take(matches: list[tuple[str, str, str, str]], result: Samples, orders: Orders,
-          selects: Callable[[str], bool] | None) -> int:
+def _take(
+    matches: list[tuple[str, str, str, str]],
+    result: Samples,
+    orders: Orders,
+    selects: Callable[[str], bool] | None,
+) -> int:
     """Add the samples of ``_LINES`` matches to ``result``; the number of sample lines.
 
     ``selects`` filters the lines ``read_line`` reads (the others are all of one run).
@@ -499,8 +508,9 @@ class Filter:
             self._selected[name] = selected
         return selected
 
-    def read(self, data: Body, orders: Orders, *, count: bool = False
-             ) -> tuple[Samples, int | None]:
+    def read(
+        self, data: Body, orders: Orders, *, count: bool = False
+    ) -> tuple[Samples, int | None]:
         """The selected samples of a text 0.0.4 body and, when ``count``, its number of sample
         lines; ParseError if it is not a text exposition."""
         result: Samples = {}
@@ -675,4 +685,3 @@ def count_samples(data: str | bytes | bytearray) -> int:
         count += len(pattern.findall(data, start, end))  # type: ignore[arg-type]
         start = end
     return count
-

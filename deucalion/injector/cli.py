@@ -53,7 +53,9 @@ def _add_sidecar_flags(parser: argparse.ArgumentParser) -> None:
         "--alert-name", default=argparse.SUPPRESS, help="DEUCALION_ALERT_NAME of the sidecars"
     )
     group.add_argument(
-        "--kubernetes-version", default=argparse.SUPPRESS, metavar="X.Y",
+        "--kubernetes-version",
+        default=argparse.SUPPRESS,
+        metavar="X.Y",
         help="the cluster's Kubernetes version, for native sidecars (needs 1.29; "
         "`kubectl version` shows it); the webhook asks the API server when unset",
     )
@@ -68,7 +70,9 @@ def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cert", default=argparse.SUPPRESS, help="PEM serving certificate file")
     group.add_argument("--key", default=argparse.SUPPRESS, help="PEM private key file")
     group.add_argument(
-        "--metrics-port", type=int, default=argparse.SUPPRESS,
+        "--metrics-port",
+        type=int,
+        default=argparse.SUPPRESS,
         help="plain-HTTP port of /metrics and /healthz (default 9090)",
     )
 
@@ -112,8 +116,11 @@ async def _serve_until_signalled(settings: InjectorSettings) -> None:
         loop.add_signal_handler(signum, stopping.set)
     try:
         async with await start_injector(settings) as server:
-            log.info("deucalion injector serving %s/mutate and %s/metrics", server.url,
-                     server.metrics_url)
+            log.info(
+                "deucalion injector serving %s/mutate and %s/metrics",
+                server.url,
+                server.metrics_url,
+            )
             await stopping.wait()
             log.info("deucalion injector stopping")
     finally:

@@ -31,13 +31,15 @@ def in_cluster_api_url(environ: dict[str, str] | None = None) -> str | None:
     return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
 
 
-def _credentials(token_file: Path | None, ca_file: Path | None
-                 ) -> tuple[dict[str, str], ssl.SSLContext]:
+def _credentials(
+    token_file: Path | None, ca_file: Path | None
+) -> tuple[dict[str, str], ssl.SSLContext]:
     headers = {"Accept": "application/json"}
     if token_file is not None and token_file.exists():
         headers["Authorization"] = f"Bearer {token_file.read_text().strip()}"
     context = ssl.create_default_context(
-        cafile=str(ca_file) if ca_file is not None and ca_file.exists() else None)
+        cafile=str(ca_file) if ca_file is not None and ca_file.exists() else None
+    )
     return headers, context
 
 
@@ -57,8 +59,9 @@ async def fetch_kubernetes_version(
     client_timeout = aiohttp.ClientTimeout(total=time_limit)
     async with aiohttp.ClientSession(timeout=client_timeout) as session:
         try:
-            async with session.get(f"{api_url.rstrip('/')}/version", headers=headers,
-                                   ssl=context) as response:
+            async with session.get(
+                f"{api_url.rstrip('/')}/version", headers=headers, ssl=context
+            ) as response:
                 if response.status != 200:
                     raise ValueError(f"{api_url}/version answered HTTP {response.status}")
                 body = await response.json(content_type=None)
@@ -70,7 +73,8 @@ async def fetch_kubernetes_version(
     major = str(body.get("major", "")).rstrip("+")
     minor = str(body.get("minor", "")).rstrip("+")
     version = parse_kubernetes_version(f"{major}.{minor}") or parse_kubernetes_version(
-        str(body.get("gitVersion", "")))
+        str(body.get("gitVersion", ""))
+    )
     if version is None:
         raise ValueError(f"{api_url}/version holds no version: {str(body)[:200]}")
     return version

@@ -40,27 +40,42 @@ class InjectorMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
-            "deucalion_injector_admission_requests", "AdmissionReviews answered, by result: "
+            "deucalion_injector_admission_requests",
+            "AdmissionReviews answered, by result: "
             "injected, skipped (pod left alone), ignored (not a pod creation), error (the "
             "injector failed; the pod passed unchanged), invalid (not an AdmissionReview)",
-            ["result"], registry=self.registry)
+            ["result"],
+            registry=self.registry,
+        )
         self.skips = Counter(
-            "deucalion_injector_skipped_pods", "Pods left without the sidecar, by reason",
-            ["reason"], registry=self.registry)
+            "deucalion_injector_skipped_pods",
+            "Pods left without the sidecar, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
         self.patch_seconds = Histogram(
-            "deucalion_injector_patch_seconds", "Time to decide and build one pod's patch",
+            "deucalion_injector_patch_seconds",
+            "Time to decide and build one pod's patch",
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
-            registry=self.registry)
+            registry=self.registry,
+        )
         self.certificate_expiry = Gauge(
             "deucalion_injector_certificate_expiry_timestamp_seconds",
             "When the serving certificate expires (Unix time); alert well before it",
-            registry=self.registry)
+            registry=self.registry,
+        )
         self.kubernetes_version = Gauge(
             "deucalion_injector_kubernetes_version_info",
             "The cluster's Kubernetes version as the injector knows it (unknown: not yet)",
-            ["version"], registry=self.registry)
-        info = Gauge("deucalion_injector_build_info", "The injector's deucalion version",
-                     ["version"], registry=self.registry)
+            ["version"],
+            registry=self.registry,
+        )
+        info = Gauge(
+            "deucalion_injector_build_info",
+            "The injector's deucalion version",
+            ["version"],
+            registry=self.registry,
+        )
         info.labels(version=__version__).set(1)
         # Every label value from the start: a rate() over a series that appears late misses
         # its first increase.

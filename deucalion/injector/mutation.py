@@ -92,8 +92,12 @@ def _annotations(pod: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _containers(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [c for key in ("containers", "initContainers") for c in spec.get(key) or ()
-            if isinstance(c, Mapping)]
+    return [
+        c
+        for key in ("containers", "initContainers")
+        for c in spec.get(key) or ()
+        if isinstance(c, Mapping)
+    ]
 
 
 def _alertmanager_env(settings: InjectorSettings) -> list[dict[str, Any]]:
@@ -157,8 +161,9 @@ def sidecar_container(
         # as not ready until it passes, and a pod is Ready only when all its containers are,
         # so the watched service would leave its Service while the model loads. Liveness
         # waits out the model's loading instead, on every start.
-        "livenessProbe": _probe("/healthz", port, delay=sidecar.startup_grace_seconds,
-                                period=10, failures=3),
+        "livenessProbe": _probe(
+            "/healthz", port, delay=sidecar.startup_grace_seconds, period=10, failures=3
+        ),
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": sidecar.run_as_user,
@@ -201,8 +206,7 @@ def _volumes(config_map: str | None) -> list[dict[str, Any]]:
     if config_map is not None:
         # Optional: a missing ConfigMap must not keep the application's pod from starting; the
         # sidecar then says which config file it could not read.
-        volumes.append({"name": CONFIG_VOLUME,
-                        "configMap": {"name": config_map, "optional": True}})
+        volumes.append({"name": CONFIG_VOLUME, "configMap": {"name": config_map, "optional": True}})
     return volumes
 
 
@@ -212,8 +216,9 @@ def injected_label_value(version: str = __version__) -> str:
     return value or "unknown"
 
 
-def _metadata_patch(pod: Mapping[str, Any], additions: dict[str, dict[str, str]]
-                    ) -> list[JsonPatchOp]:
+def _metadata_patch(
+    pod: Mapping[str, Any], additions: dict[str, dict[str, str]]
+) -> list[JsonPatchOp]:
     """``add`` operations that set ``additions`` (``{"labels": {...}, ...}``) in the pod's
     metadata, creating the maps (or the metadata) that are missing."""
     metadata = pod.get("metadata")
@@ -251,19 +256,25 @@ def plan_injection(
     names = settings.annotations
     spec = pod.get("spec")
     if not isinstance(spec, Mapping) or not isinstance(spec.get("containers"), list):
-        return Injection.skip(Skip("not-a-pod", "the object has no pod spec with containers",
-                                   warn=False))
+        return Injection.skip(
+            Skip("not-a-pod", "the object has no pod spec with containers", warn=False)
+        )
     choice, opted = opt_in(pod, names.inject)
     if opted is not None:
         return Injection.skip(opted)
     annotations = _annotations(pod)
     if annotations.get(names.status) == INJECTED:
-        return Injection.skip(Skip("already-injected",
-                                   f"already injected ({names.status}: {INJECTED})", warn=False))
-    if any(c.get("name") == settings.sidecar.container_name
-           for c in _containers(spec)):
-        return Injection.skip(Skip("already-injected", "it already has a container "
-                                   f"{settings.sidecar.container_name!r}", warn=False))
+        return Injection.skip(
+            Skip("already-injected", f"already injected ({names.status}: {INJECTED})", warn=False)
+        )
+    if any(c.get("name") == settings.sidecar.container_name for c in _containers(spec)):
+        return Injection.skip(
+            Skip(
+                "already-injected",
+                f"it already has a container {settings.sidecar.container_name!r}",
+                warn=False,
+            )
+        )
     problem, warnings = annotation_problems(annotations, settings)
     if problem is not None:
         return Injection.skip(problem, warnings)
@@ -271,11 +282,18 @@ def plan_injection(
     taken = {v.get("name") for v in spec.get("volumes") or () if isinstance(v, Mapping)}
     ours = {PODINFO_VOLUME, TMP_VOLUME, CONFIG_VOLUME} & taken
     if ours:
-        return Injection.skip(Skip("volume-taken",
-                                   f"the pod already has volumes named {sorted(ours)}"), warnings)
+        return Injection.skip(
+            Skip("volume-taken", f"the pod already has volumes named {sorted(ours)}"), warnings
+        )
     if windows_pod(spec):
-        return Injection.skip(Skip("windows", "it is a Windows pod (spec.os.name or its "
-                                   "nodeSelector); the sidecar runs on Linux only"), warnings)
+        return Injection.skip(
+            Skip(
+                "windows",
+                "it is a Windows pod (spec.os.name or its "
+                "nodeSelector); the sidecar runs on Linux only",
+            ),
+            warnings,
+        )
     port = settings.sidecar.telemetry_port
     taken_port = port_problem(spec, port)
     if taken_port is not None:
@@ -283,8 +301,14 @@ def plan_injection(
 
     image = str(annotations.get(names.image) or settings.sidecar.image or "").strip()
     if not image:
-        return Injection.skip(Skip("no-image", f"neither the annotation {names.image} nor the "
-                                   "injector's sidecar.image names an image"), warnings)
+        return Injection.skip(
+            Skip(
+                "no-image",
+                f"neither the annotation {names.image} nor the "
+                "injector's sidecar.image names an image",
+            ),
+            warnings,
+        )
     if kubernetes_version is None:
         kubernetes_version = settings.cluster.version
     native = native_decision(spec, choice, settings, kubernetes_version)
@@ -297,8 +321,11 @@ def plan_injection(
         settings,
         image=image,
         observer=str(observer) if observer is not None else None,
-        config_key=(str(annotations.get(names.config_key) or DEFAULT_CONFIG_KEY)
-                    if config_map is not None else None),
+        config_key=(
+            str(annotations.get(names.config_key) or DEFAULT_CONFIG_KEY)
+            if config_map is not None
+            else None
+        ),
     )
     if spec.get("hostNetwork") is True:
         # The port is the node's: declared as a host port, the scheduler keeps two such pods
@@ -331,8 +358,13 @@ def plan_injection(
         # "add" on a missing (or null) member creates it; appending with "-" would fail.
         patch.append({"op": "add", "path": "/spec/volumes", "value": volumes})
     # The label lets a PodMonitor (or kubectl get -l) find injected pods and their version.
-    patch += _metadata_patch(pod, {"annotations": {names.status: INJECTED},
-                                   "labels": {names.injected: injected_label_value()}})
+    patch += _metadata_patch(
+        pod,
+        {
+            "annotations": {names.status: INJECTED},
+            "labels": {names.injected: injected_label_value()},
+        },
+    )
     return Injection(patch=patch, warnings=warnings)
 
 

@@ -64,10 +64,22 @@ _QUANTITY = re.compile(
     r"([+-]?(?:\d+\.?\d*|\.\d+))(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?\d+)?"
 )
 _SUFFIX = {
-    "": Fraction(1), "n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000),
-    "k": Fraction(10**3), "M": Fraction(10**6), "G": Fraction(10**9), "T": Fraction(10**12),
-    "P": Fraction(10**15), "E": Fraction(10**18), "Ki": Fraction(2**10), "Mi": Fraction(2**20),
-    "Gi": Fraction(2**30), "Ti": Fraction(2**40), "Pi": Fraction(2**50), "Ei": Fraction(2**60),
+    "": Fraction(1),
+    "n": Fraction(1, 10**9),
+    "u": Fraction(1, 10**6),
+    "m": Fraction(1, 1000),
+    "k": Fraction(10**3),
+    "M": Fraction(10**6),
+    "G": Fraction(10**9),
+    "T": Fraction(10**12),
+    "P": Fraction(10**15),
+    "E": Fraction(10**18),
+    "Ki": Fraction(2**10),
+    "Mi": Fraction(2**20),
+    "Gi": Fraction(2**30),
+    "Ti": Fraction(2**40),
+    "Pi": Fraction(2**50),
+    "Ei": Fraction(2**60),
 }
 
 
@@ -152,9 +164,11 @@ def port_problem(spec: Mapping[str, Any], port: int) -> str | None:
                 continue
             if port in (entry.get("containerPort"), entry.get("hostPort")):
                 where = "the node's network (hostNetwork)" if spec.get("hostNetwork") else "it"
-                return (f"container {container.get('name')!r} already uses port {port} in "
-                        f"{where}: the sidecar could not listen there (the injector's "
-                        "sidecar.telemetry_port sets another)")
+                return (
+                    f"container {container.get('name')!r} already uses port {port} in "
+                    f"{where}: the sidecar could not listen there (the injector's "
+                    "sidecar.telemetry_port sets another)"
+                )
     return None
 
 
@@ -198,8 +212,9 @@ def pod_resources_problem(spec: Mapping[str, Any], sidecar: Mapping[str, Any]) -
     try:
         pod_requests, pod_limits = _requests(spec), _amounts(spec, "limits")
         running = [c for c in containers(spec, "containers")]
-        running += [c for c in containers(spec, "initContainers")
-                    if c.get("restartPolicy") == "Always"]
+        running += [
+            c for c in containers(spec, "initContainers") if c.get("restartPolicy") == "Always"
+        ]
         running.append(sidecar)
         sums: dict[str, Fraction] = {}
         for container in running:
@@ -211,15 +226,19 @@ def pod_resources_problem(spec: Mapping[str, Any], sidecar: Mapping[str, Any]) -
     for name, limit in pod_limits.items():
         mine = sidecar_limits.get(name)
         if mine is not None and mine > limit:
-            return (f"the sidecar's {name} limit is above the pod-level limit "
-                    f"({pod['limits'][name]}): raise it or lower the injector's "
-                    "sidecar.resources")
+            return (
+                f"the sidecar's {name} limit is above the pod-level limit "
+                f"({pod['limits'][name]}): raise it or lower the injector's "
+                "sidecar.resources"
+            )
     for name, request in pod_requests.items():
         if sums.get(name, Fraction(0)) > request:
             shown = (pod.get("requests") or {}).get(name) or pod["limits"][name]
-            return (f"the pod-level {name} request ({shown}) does not cover its containers' "
-                    "requests with the sidecar's: raise it or lower the injector's "
-                    "sidecar.resources")
+            return (
+                f"the pod-level {name} request ({shown}) does not cover its containers' "
+                "requests with the sidecar's: raise it or lower the injector's "
+                "sidecar.resources"
+            )
     return None
 
 
@@ -239,8 +258,9 @@ def annotation_problems(
     warnings: list[str] = []
 
     def bad(key: str, what: str) -> Skip:
-        return Skip("invalid-annotation", f"annotation {key} is not {what}: "
-                                          f"{shown(annotations[key])}")
+        return Skip(
+            "invalid-annotation", f"annotation {key} is not {what}: {shown(annotations[key])}"
+        )
 
     image = annotations.get(names.image)
     if image is not None:
@@ -264,8 +284,14 @@ def annotation_problems(
             warnings.append(f"annotation {names.config_key} has no effect without {names.config}")
         elif len(str(config_key)) > 253 or not _CONFIG_KEY.fullmatch(str(config_key)):
             return bad(names.config_key, "a ConfigMap key"), warnings
-    known = {names.inject, names.image, names.observer, names.config, names.config_key,
-             names.status}
+    known = {
+        names.inject,
+        names.image,
+        names.observer,
+        names.config,
+        names.config_key,
+        names.status,
+    }
     prefix = names.inject.rpartition("/")[0] + "/"
     for key in sorted(k for k in annotations if k.startswith(prefix) and k not in known):
         warnings.append(f"annotation {key} is not one deucalion reads (a typo?)")
@@ -273,7 +299,9 @@ def annotation_problems(
 
 
 def native_decision(
-    spec: Mapping[str, Any], choice: str, settings: InjectorSettings,
+    spec: Mapping[str, Any],
+    choice: str,
+    settings: InjectorSettings,
     version: tuple[int, int] | None,
 ) -> bool | Skip:
     """Whether the sidecar is a native one (an init container), or why the pod gets none.
@@ -285,29 +313,37 @@ def native_decision(
     needed = ".".join(map(str, NATIVE_SIDECAR_VERSION))
     if runs_to_completion(spec):
         if mode == "never":
-            return Skip("runs-to-completion",
-                        "the pod runs to completion and native sidecars are off "
-                        "(sidecar.native_sidecar: never): a plain sidecar would keep it "
-                        "running forever")
+            return Skip(
+                "runs-to-completion",
+                "the pod runs to completion and native sidecars are off "
+                "(sidecar.native_sidecar: never): a plain sidecar would keep it "
+                "running forever",
+            )
         if choice != "in":
             # A native sidecar starts before the main containers, which wait until it runs:
             # an image that cannot be pulled would hold the Job. Only its owner may accept that.
-            return Skip("runs-to-completion",
-                        f"the pod runs to completion (a Job?): its containers would wait for "
-                        f"the sidecar to start; label or annotate it "
-                        f"{settings.annotations.inject}: \"true\" to accept that")
+            return Skip(
+                "runs-to-completion",
+                f"the pod runs to completion (a Job?): its containers would wait for "
+                f"the sidecar to start; label or annotate it "
+                f'{settings.annotations.inject}: "true" to accept that',
+            )
         if too_old or (version is None and mode == "auto"):
             known = "unknown" if version is None else ".".join(map(str, version))
-            return Skip("kubernetes-version",
-                        f"the pod runs to completion and needs a native sidecar (Kubernetes "
-                        f"{needed} or newer); the cluster's version is {known} "
-                        f"(cluster.kubernetes_version, --kubernetes-version)")
+            return Skip(
+                "kubernetes-version",
+                f"the pod runs to completion and needs a native sidecar (Kubernetes "
+                f"{needed} or newer); the cluster's version is {known} "
+                f"(cluster.kubernetes_version, --kubernetes-version)",
+            )
         return True
     if mode == "always":
         if too_old:
-            return Skip("kubernetes-version",
-                        f"sidecar.native_sidecar is always, but Kubernetes "
-                        f"{'.'.join(map(str, version or ()))} rejects native sidecars "
-                        f"(they need {needed} or newer)")
+            return Skip(
+                "kubernetes-version",
+                f"sidecar.native_sidecar is always, but Kubernetes "
+                f"{'.'.join(map(str, version or ()))} rejects native sidecars "
+                f"(they need {needed} or newer)",
+            )
         return True
     return False

@@ -63,8 +63,9 @@ class ImageReference:
     def __init__(self, reference: str) -> None:
         match = _IMAGE.fullmatch(reference)
         if match is None or len(reference) > 255:
-            raise ValueError(f"{reference!r} is not an image reference "
-                             "([registry/]repository[:tag][@digest])")
+            raise ValueError(
+                f"{reference!r} is not an image reference ([registry/]repository[:tag][@digest])"
+            )
         domain = match.group("domain")
         path = match.group("path")
         # "library/x" parses with domain None; "host.example/x" and "host:5000/x" name one.
@@ -84,19 +85,24 @@ class ImageReference:
     def problem(self) -> str | None:
         """Why a cluster could fail to pull this image as meant, or None."""
         if self.registry is None:
-            return (f"{self.reference!r} names no registry, so nodes pull it from Docker Hub "
-                    f"(docker.io/{'library/' if '/' not in self.path else ''}{self.path})")
+            return (
+                f"{self.reference!r} names no registry, so nodes pull it from Docker Hub "
+                f"(docker.io/{'library/' if '/' not in self.path else ''}{self.path})"
+            )
         if not self.pinned:
-            return (f"{self.reference!r} has no version: a tag other than latest or a digest "
-                    "keeps every node on the same image")
+            return (
+                f"{self.reference!r} has no version: a tag other than latest or a digest "
+                "keeps every node on the same image"
+            )
         return None
 
 
 class _Section(BaseModel):
     # Attribute docstrings become field descriptions, so `--help` and the schema explain them.
     # hide_input_in_errors: pydantic's errors would quote the input, a URL's password and all.
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True,
-                              hide_input_in_errors=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, use_attribute_docstrings=True, hide_input_in_errors=True
+    )
 
 
 class ResourceSettings(_Section):
@@ -229,7 +235,8 @@ class InjectorSettings(_Section):
     sidecar: SidecarSettings = SidecarSettings()
     """The injected container."""
     alertmanager: AlertmanagerSettings = AlertmanagerSettings(
-        urls=["http://alertmanager.monitoring.svc:9093"])
+        urls=["http://alertmanager.monitoring.svc:9093"]
+    )
     """The Alertmanagers the sidecars alert (their urls and alert_name)."""
     annotations: AnnotationNames = AnnotationNames()
     """Annotation names read from and written to pods."""
@@ -261,8 +268,9 @@ class InjectorSettings(_Section):
         return self
 
     @classmethod
-    def load(cls, *, environ: Mapping[str, str] | None = None,
-             **overrides: Any) -> InjectorSettings:
+    def load(
+        cls, *, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> InjectorSettings:
         """The settings from ``DEUCALION_INJECTOR_*`` variables, then ``overrides`` (flags),
         later winning; a ``ConfigError`` names the key and source of every problem."""
         environ = os.environ if environ is None else environ

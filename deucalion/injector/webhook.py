@@ -40,7 +40,6 @@ __all__ = [
 log = logging.getLogger("deucalion.injector")
 
 
-
 @dataclass
 class ClusterState:
     """What the webhook has learned of the cluster: its version, None until known."""
@@ -95,8 +94,11 @@ async def _mutate(request: web.Request) -> web.Response:
         return web.json_response(review_response(admission))
     started = time.perf_counter()
     try:
-        injection = plan_injection(admission.object, request.app[SETTINGS],
-                                   kubernetes_version=request.app[CLUSTER].kubernetes_version)
+        injection = plan_injection(
+            admission.object,
+            request.app[SETTINGS],
+            kubernetes_version=request.app[CLUSTER].kubernetes_version,
+        )
     except Exception:
         log.exception(
             "could not plan the injection of pod %s; letting it pass", admission.pod_label
@@ -114,8 +116,14 @@ async def _mutate(request: web.Request) -> web.Response:
         metrics.skips.labels(reason=injection.reason or "unknown").inc()
         # Opting out is ordinary; every other skip is something an operator may need to see.
         level = logging.DEBUG if injection.reason == "opted-out" else logging.INFO
-        log.log(level, "not injecting pod %s%s [%s]: %s", admission.pod_label, dry_run,
-                injection.reason, injection.skipped)
+        log.log(
+            level,
+            "not injecting pod %s%s [%s]: %s",
+            admission.pod_label,
+            dry_run,
+            injection.reason,
+            injection.skipped,
+        )
     return web.json_response(
         review_response(admission, patch=injection.patch, warnings=injection.warnings)
     )
@@ -197,8 +205,10 @@ async def _note_certificate_expiry(metrics: InjectorMetrics, cert_file: str) -> 
     try:
         not_after = await asyncio.to_thread(certificate_not_after, cert_file)
     except ImportError:
-        log.warning("cannot read the serving certificate's expiry without the cryptography "
-                    "package (pip install 'deucalion[injector]'): the metric stays unset")
+        log.warning(
+            "cannot read the serving certificate's expiry without the cryptography "
+            "package (pip install 'deucalion[injector]'): the metric stays unset"
+        )
         return
     except (OSError, ValueError) as exc:
         log.warning("cannot read the expiry of the serving certificate %s: %s", cert_file, exc)
@@ -207,7 +217,10 @@ async def _note_certificate_expiry(metrics: InjectorMetrics, cert_file: str) -> 
 
 
 async def _reload_certificates(
-    context: ssl.SSLContext, cert_file: str, key_file: str, every: float,
+    context: ssl.SSLContext,
+    cert_file: str,
+    key_file: str,
+    every: float,
     metrics: InjectorMetrics,
 ) -> None:
     def stamp() -> tuple[float, float]:
@@ -236,9 +249,12 @@ async def _follow_kubernetes_version(
         try:
             version = await fetch_kubernetes_version(api_url)
         except (OSError, ValueError) as exc:
-            log.warning("cannot learn the cluster's Kubernetes version (%s); pods that run to "
-                        "completion are not injected until it is known (or set "
-                        "DEUCALION_INJECTOR_CLUSTER__KUBERNETES_VERSION)", exc)
+            log.warning(
+                "cannot learn the cluster's Kubernetes version (%s); pods that run to "
+                "completion are not injected until it is known (or set "
+                "DEUCALION_INJECTOR_CLUSTER__KUBERNETES_VERSION)",
+                exc,
+            )
             await asyncio.sleep(VERSION_RETRY_SECONDS)
             continue
         except Exception:
@@ -303,12 +319,15 @@ async def start_injector(
             cert, key = settings.server.cert_file, settings.server.key_file
             ssl_context = await asyncio.to_thread(server_ssl_context, cert, key)
             await _note_certificate_expiry(metrics, cert)
-            tasks.append(asyncio.create_task(
-                _reload_certificates(ssl_context, cert, key, CERT_RELOAD_SECONDS, metrics),
-                name="deucalion-injector-cert-reload",
-            ))
-        runner = web.AppRunner(make_app(settings, metrics, cluster), handle_signals=False,
-                               access_log=None)
+            tasks.append(
+                asyncio.create_task(
+                    _reload_certificates(ssl_context, cert, key, CERT_RELOAD_SECONDS, metrics),
+                    name="deucalion-injector-cert-reload",
+                )
+            )
+        runner = web.AppRunner(
+            make_app(settings, metrics, cluster), handle_signals=False, access_log=None
+        )
         await runner.setup()
         runners.append(runner)
         site = web.TCPSite(runner, host, port, ssl_context=ssl_context if tls else None)
@@ -316,18 +335,21 @@ async def start_injector(
         url = _url("https" if tls else "http", host, runner)
         metrics_url = None
         if metrics_port is not None:
-            metrics_runner = web.AppRunner(make_metrics_app(metrics), handle_signals=False,
-                                           access_log=None)
+            metrics_runner = web.AppRunner(
+                make_metrics_app(metrics), handle_signals=False, access_log=None
+            )
             await metrics_runner.setup()
             runners.append(metrics_runner)
             await web.TCPSite(metrics_runner, host, metrics_port).start()
             metrics_url = _url("http", host, metrics_runner)
         api_url = kubernetes_api_url or in_cluster_api_url()
         if cluster.kubernetes_version is None and api_url is not None:
-            tasks.append(asyncio.create_task(
-                _follow_kubernetes_version(api_url, cluster, metrics),
-                name="deucalion-injector-kubernetes-version",
-            ))
+            tasks.append(
+                asyncio.create_task(
+                    _follow_kubernetes_version(api_url, cluster, metrics),
+                    name="deucalion-injector-kubernetes-version",
+                )
+            )
     except BaseException:
         for task in tasks:
             task.cancel()

@@ -102,8 +102,9 @@ class _RecordedTarget:
 
     @property
     def samples(self) -> dict[str, dict[str, float]]:
-        return {name: series for name, series in self._recorded.items()
-                if name not in SYNTHETIC_METRICS}
+        return {
+            name: series for name, series in self._recorded.items() if name not in SYNTHETIC_METRICS
+        }
 
     def with_synthetic(self) -> dict[str, dict[str, float]]:
         return self._recorded
@@ -145,14 +146,22 @@ class _Caller:
 class _Alerts:
     """The alert lifecycle on the data's clock, with each alert's span."""
 
-    def __init__(self, observer: str, alert_name: str, resend_interval: float,
-                 lifetime: float, output: RowWriter, result: BacktestResult,
-                 keep_scores: bool) -> None:
+    def __init__(
+        self,
+        observer: str,
+        alert_name: str,
+        resend_interval: float,
+        lifetime: float,
+        output: RowWriter,
+        result: BacktestResult,
+        keep_scores: bool,
+    ) -> None:
         self.observer = observer
         self.alert_name = alert_name
         self.now = 0.0
-        self.lifecycle = AlertLifecycle(resend_interval=resend_interval, lifetime=lifetime,
-                                        clock=lambda: self.now)
+        self.lifecycle = AlertLifecycle(
+            resend_interval=resend_interval, lifetime=lifetime, clock=lambda: self.now
+        )
         self.open: dict[frozenset[tuple[str, str]], AlertSpan] = {}
         self.output = output
         self.result = result
@@ -160,13 +169,19 @@ class _Alerts:
         self._sent: dict[frozenset[tuple[str, str]], Payload] = {}
         self.keep_scores = keep_scores
 
-    def observe(self, now: float, result: object, data: TargetsData,
-                target_labels: Mapping[str, Mapping[str, str]] | None) -> None:
+    def observe(
+        self,
+        now: float,
+        result: object,
+        data: TargetsData,
+        target_labels: Mapping[str, Mapping[str, str]] | None,
+    ) -> None:
         self.now = now
         outcome = interpret_result(result, data)
         for problem in outcome.problems:
-            log.error("observer %s returned something deucalion cannot send: %s",
-                      self.observer, problem)
+            log.error(
+                "observer %s returned something deucalion cannot send: %s", self.observer, problem
+            )
         firing: list[tuple[dict[str, str], dict[str, str]]] = []
         about: dict[frozenset[tuple[str, str]], str | None] = {}
         for alert in outcome.alerts:
@@ -177,10 +192,10 @@ class _Alerts:
                 if target is None or (known is not None and known != target.labels):
                     # A target that is no URL (a CSV file's name) is its own instance.
                     own = {} if "://" in alert.target else {"instance": alert.target}
-                    target = self._targets[alert.target] = Target(alert.target,
-                                                                  dict(known or own))
-            labels = alert_labels(alert, alert_name=self.alert_name, observer=self.observer,
-                                  target=target)
+                    target = self._targets[alert.target] = Target(alert.target, dict(known or own))
+            labels = alert_labels(
+                alert, alert_name=self.alert_name, observer=self.observer, target=target
+            )
             annotations = dict(alert.annotations)
             problems = label_problems(labels) + label_problems(annotations, "annotation")
             if problems:
@@ -192,14 +207,24 @@ class _Alerts:
             if alert.score is not None and metric is not None:
                 # An alert that names its series (metric and series labels, as the demo's
                 # observer's do) gives that series' score.
-                self._score(now, alert.target or "", metric, alert.labels.get("series", "{}"),
-                            float(alert.score))
+                self._score(
+                    now,
+                    alert.target or "",
+                    metric,
+                    alert.labels.get("series", "{}"),
+                    float(alert.score),
+                )
         self._track(self.lifecycle.update(self.observer, firing))
         for key in about.keys() - self.open.keys():
             payload = self._sent.get(key, {})
-            self.open[key] = AlertSpan(dict(key), {},
-                                       about[key], now, starts_at=payload.get("startsAt", ""),
-                                       ends_at=payload.get("endsAt", ""))
+            self.open[key] = AlertSpan(
+                dict(key),
+                {},
+                about[key],
+                now,
+                starts_at=payload.get("startsAt", ""),
+                ends_at=payload.get("endsAt", ""),
+            )
         for key in self.open.keys() - about.keys():
             span = self.open.pop(key)
             span.end = now
@@ -224,20 +249,31 @@ class _Alerts:
             if span is not None:
                 span.ends_at = payload["endsAt"]
 
-    def _scores(self, now: float, scores: Mapping[str | None, float],
-                series_scores: Iterable[SeriesScore]) -> None:
+    def _scores(
+        self, now: float, scores: Mapping[str | None, float], series_scores: Iterable[SeriesScore]
+    ) -> None:
         for target, score in scores.items():
             self._score(now, target or "", None, None, score)
         for one in series_scores:
             self._score(now, one.target or "", one.metric, one.series, one.score)
 
-    def _score(self, now: float, target: str, metric: str | None, series: str | None,
-               score: float) -> None:
+    def _score(
+        self, now: float, target: str, metric: str | None, series: str | None, score: float
+    ) -> None:
         if self.keep_scores:
             self.result.scores.setdefault(series_name(target, metric, series), []).append(
-                (now, float(score)))
-        self.output.write({"kind": "score", "time": now, "target": target, "metric": metric,
-                           "series": series, "score": float(score)})
+                (now, float(score))
+            )
+        self.output.write(
+            {
+                "kind": "score",
+                "time": now,
+                "target": target,
+                "metric": metric,
+                "series": series,
+                "score": float(score),
+            }
+        )
 
     def close(self) -> None:
         """Alerts still firing at the end are reported open (``end`` None)."""
@@ -265,8 +301,9 @@ async def backtest_async(
 ) -> BacktestResult:
     """``backtest`` inside a running event loop (see ``backtest``)."""
     if not isinstance(observer, MetricsObserver):
-        raise ConfigError(f"backtest() takes a MetricsObserver instance, not "
-                          f"{type(observer).__name__}")
+        raise ConfigError(
+            f"backtest() takes a MetricsObserver instance, not {type(observer).__name__}"
+        )
     if isinstance(source, str):
         source = open_source(source)
     desired = frozenset(observer.desired_metrics)
@@ -277,8 +314,7 @@ async def backtest_async(
     caller = _Caller(observer, observer_timeout)
     # The alerts' lifetime, as live: 4 x max(scrape interval, resend interval).
     lifetime = 4 * max(step or 15.0, resend_interval)
-    alerts = _Alerts(name, alert_name, resend_interval, lifetime, out, result,
-                     keep_scores)
+    alerts = _Alerts(name, alert_name, resend_interval, lifetime, out, result, keep_scores)
     kept = None if keep_series is None else list(keep_series)
     chosen: dict[str, bool] = {}
     bar = _Progress(sys.stderr.isatty() if progress is None else progress, start, end)
@@ -290,9 +326,13 @@ async def backtest_async(
             if result.first_time is None:
                 result.first_time = cycle.time
                 if kept is None:
-                    kept = sorted(series_name(t, m, s) for t, per_name in data.items()
-                                  for m, per_series in per_name.items() for s in per_series
-                                  if m != "up")[:DEFAULT_KEPT_SERIES]
+                    kept = sorted(
+                        series_name(t, m, s)
+                        for t, per_name in data.items()
+                        for m, per_series in per_name.items()
+                        for s in per_series
+                        if m != "up"
+                    )[:DEFAULT_KEPT_SERIES]
             result.last_time = cycle.time
             result.steps += 1
             _keep_values(result, data, cycle.time, kept, chosen)
@@ -300,8 +340,11 @@ async def backtest_async(
             outcome = await caller.call(data, cycle)
             if outcome is None or outcome.error is not None:
                 result.errors += 1
-                error = ("its worker died or ran past the timeout" if outcome is None
-                         else f"{type(outcome.error).__name__}: {outcome.error}")
+                error = (
+                    "its worker died or ran past the timeout"
+                    if outcome is None
+                    else f"{type(outcome.error).__name__}: {outcome.error}"
+                )
                 out.write({"kind": "error", "time": cycle.time, "error": error})
             else:
                 alerts.observe(cycle.time, outcome.result, data, cycle.target_labels)
@@ -324,8 +367,13 @@ async def backtest_async(
     return result
 
 
-def _keep_values(result: BacktestResult, data: TargetsData, now: float,
-                 kept: list[str] | None, chosen: dict[str, bool]) -> None:
+def _keep_values(
+    result: BacktestResult,
+    data: TargetsData,
+    now: float,
+    kept: list[str] | None,
+    chosen: dict[str, bool],
+) -> None:
     if not kept:
         return
     for target, per_name in data.items():
@@ -339,8 +387,9 @@ def _keep_values(result: BacktestResult, data: TargetsData, now: float,
                     result.values.setdefault(name, []).append((now, value))
 
 
-def backtest(observer: MetricsObserver, source: HistorySource | str, **options: Any
-             ) -> BacktestResult:
+def backtest(
+    observer: MetricsObserver, source: HistorySource | str, **options: Any
+) -> BacktestResult:
     """Run ``observer``, unchanged, over ``source``'s history; return what it did.
 
     ``source`` is a ``HistorySource`` or what ``open_source`` takes (a recording, CSV files, a

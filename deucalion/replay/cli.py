@@ -35,8 +35,10 @@ def parse_when(text: str, option: str) -> float:
     try:
         return parse_time(value)
     except HistoryError:
-        raise ConfigError(f"{option} {text!r}: write Unix seconds, an ISO 8601 date and time "
-                          "(2024-05-01T12:00:00Z), now or now-7d") from None
+        raise ConfigError(
+            f"{option} {text!r}: write Unix seconds, an ISO 8601 date and time "
+            "(2024-05-01T12:00:00Z), now or now-7d"
+        ) from None
 
 
 def _build_observer(path: str, args: argparse.Namespace) -> MetricsObserver:
@@ -48,12 +50,14 @@ def _build_observer(path: str, args: argparse.Namespace) -> MetricsObserver:
     if isinstance(obj, type) and issubclass(obj, MetricsObserver):
         return build_observers([path], settings_from(args.config), metric_list(args.metrics))[0]
     if not callable(obj):
-        raise ConfigError(f"--observer {path}: neither a MetricsObserver, its class nor a "
-                          "factory returning one")
+        raise ConfigError(
+            f"--observer {path}: neither a MetricsObserver, its class nor a factory returning one"
+        )
     built = obj()
     if not isinstance(built, MetricsObserver):
-        raise ConfigError(f"--observer {path}: the factory returned {type(built).__name__}, "
-                          "not a MetricsObserver")
+        raise ConfigError(
+            f"--observer {path}: the factory returned {type(built).__name__}, not a MetricsObserver"
+        )
     return built
 
 
@@ -69,8 +73,10 @@ def _record(args: argparse.Namespace) -> int:
     else:
         metrics = desired_union({k: v.desired_metrics for k, v in settings.observers.items()})
         if not metrics:
-            raise ConfigError("deucalion record: which metrics? pass --metrics a,b, --all, or "
-                              "configure observers: with their desired_metrics")
+            raise ConfigError(
+                "deucalion record: which metrics? pass --metrics a,b, --all, or "
+                "configure observers: with their desired_metrics"
+            )
     duration = args.duration or None
 
     from deucalion.runner import run_main, stopping_on_signals
@@ -79,14 +85,18 @@ def _record(args: argparse.Namespace) -> int:
         # SIGINT/SIGTERM end the recording cleanly: the file is closed with # EOF.
         stop = asyncio.Event()
         with stopping_on_signals(stop.set):
-            return await record(settings, args.output, metrics=metrics, duration=duration,
-                                stop=stop)
+            return await record(
+                settings, args.output, metrics=metrics, duration=duration, stop=stop
+            )
 
     started = time.monotonic()
     writer = run_main(main())
     if writer is not None:
-        print(f"recorded {writer.cycles} cycles, {writer.samples} samples in "
-              f"{time.monotonic() - started:.0f}s to {args.output}", file=sys.stderr)
+        print(
+            f"recorded {writer.cycles} cycles, {writer.samples} samples in "
+            f"{time.monotonic() - started:.0f}s to {args.output}",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -117,8 +127,16 @@ def _backtest(args: argparse.Namespace) -> int:
     if not args.verbose:
         # One log line per alert fired and resolved drowns the summary of a long history.
         logging.getLogger("deucalion.alerting.lifecycle").setLevel(logging.WARNING)
-    result = backtest(observer, source, start=start, end=end, step=step, output=args.output,
-                      keep_series=series, observer_timeout=args.observer_timeout)
+    result = backtest(
+        observer,
+        source,
+        start=start,
+        end=end,
+        step=step,
+        output=args.output,
+        keep_series=series,
+        observer_timeout=args.observer_timeout,
+    )
     print(result.summary())
     if windows is not None:
         from deucalion.replay.evaluate import evaluate
@@ -143,59 +161,93 @@ def _evaluate(args: argparse.Namespace) -> int:
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """record, backtest, evaluate."""
     rec = commands.add_parser(
-        "record", help="record what the targets serve, each cycle, to a file",
+        "record",
+        help="record what the targets serve, each cycle, to a file",
         description="Scrapes the configured targets as `run` does and writes each cycle's "
         "desired samples (or --all) with their scrape times, as gzip-compressed OpenMetrics "
         "text that `deucalion backtest --from` replays and `promtool tsdb "
         "create-blocks-from openmetrics` backfills into Prometheus. Stops after --duration or "
-        "on SIGINT/SIGTERM; the file is always closed.")
-    rec.add_argument("-o", "--output", required=True, metavar="FILE",
-                     help="the recording (FILE.om.gz)")
+        "on SIGINT/SIGTERM; the file is always closed.",
+    )
+    rec.add_argument(
+        "-o", "--output", required=True, metavar="FILE", help="the recording (FILE.om.gz)"
+    )
     rec.add_argument("-c", "--config", metavar="FILE", help="config file, as for run")
-    rec.add_argument("--metrics", help="comma-separated desired metrics (default: those of the "
-                     "configured observers)")
+    rec.add_argument(
+        "--metrics",
+        help="comma-separated desired metrics (default: those of the configured observers)",
+    )
     rec.add_argument("--all", action="store_true", help="record every sample")
-    rec.add_argument("--duration", type=float, default=0.0,
-                     help="seconds to record (default: until stopped)")
+    rec.add_argument(
+        "--duration", type=float, default=0.0, help="seconds to record (default: until stopped)"
+    )
     rec.set_defaults(func=_record)
 
     back = commands.add_parser(
-        "backtest", help="run an observer over history: a recording, CSV files or Prometheus",
+        "backtest",
+        help="run an observer over history: a recording, CSV files or Prometheus",
         description="Runs the observer, unchanged, in its worker process over every cycle of "
-        "the history, and prints a summary; scores, alerts and errors go to --output.")
-    back.add_argument("--observer", required=True, metavar="MODULE:FACTORY",
-                      help="an observer class (with --metrics or configured), an instance, or "
-                      "a function returning one")
-    back.add_argument("--from", dest="source", required=True, metavar="SOURCE",
-                      help="a recording (.om.gz), CSV files (.csv or a directory of them) or a "
-                      "Prometheus URL")
+        "the history, and prints a summary; scores, alerts and errors go to --output.",
+    )
+    back.add_argument(
+        "--observer",
+        required=True,
+        metavar="MODULE:FACTORY",
+        help="an observer class (with --metrics or configured), an instance, or "
+        "a function returning one",
+    )
+    back.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="SOURCE",
+        help="a recording (.om.gz), CSV files (.csv or a directory of them) or a Prometheus URL",
+    )
     back.add_argument("--start", help="seconds, ISO 8601, now or now-7d")
     back.add_argument("--end", help="as --start")
     back.add_argument("--step", help="time between cycles read from Prometheus (default 15s)")
     back.add_argument("--metrics", help="comma-separated desired metrics for an observer class")
     back.add_argument("-c", "--config", metavar="FILE", help="config file (observers: section)")
-    back.add_argument("-o", "--output", metavar="FILE",
-                      help="scores, alerts and errors: JSON lines, or CSV for *.csv")
+    back.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="scores, alerts and errors: JSON lines, or CSV for *.csv",
+    )
     back.add_argument("--labels", metavar="WINDOWS.json", help="evaluate against these windows")
-    back.add_argument("--threshold", type=float,
-                      help="with --labels: detections are scores >= this, not alerts")
-    back.add_argument("--plot", metavar="OUT.png", help="draw values, scores and alerts "
-                      "(needs the plot extra: pip install deucalion[plot])")
-    back.add_argument("--series", help="';'-separated series to keep for --plot "
-                      "('target metric{labels}'; default: the first six)")
-    back.add_argument("--csv-metric", default="value",
-                      help="the sample name of one-series-per-file CSVs (default: value)")
+    back.add_argument(
+        "--threshold", type=float, help="with --labels: detections are scores >= this, not alerts"
+    )
+    back.add_argument(
+        "--plot",
+        metavar="OUT.png",
+        help="draw values, scores and alerts (needs the plot extra: pip install deucalion[plot])",
+    )
+    back.add_argument(
+        "--series",
+        help="';'-separated series to keep for --plot "
+        "('target metric{labels}'; default: the first six)",
+    )
+    back.add_argument(
+        "--csv-metric",
+        default="value",
+        help="the sample name of one-series-per-file CSVs (default: value)",
+    )
     back.add_argument("--observer-timeout", type=float, help="as observer_timeout live")
-    back.add_argument("-v", "--verbose", action="store_true",
-                      help="log every alert as it fires and resolves")
+    back.add_argument(
+        "-v", "--verbose", action="store_true", help="log every alert as it fires and resolves"
+    )
     back.set_defaults(func=_backtest)
 
     ev = commands.add_parser(
-        "evaluate", help="precision, recall, F1, time to detection and NAB score of a backtest",
+        "evaluate",
+        help="precision, recall, F1, time to detection and NAB score of a backtest",
         description="Reads a backtest's --output and labelled windows ({series: [[start, end], "
-        "...]}) and prints per-series and total numbers and NAB's scores.")
+        "...]}) and prints per-series and total numbers and NAB's scores.",
+    )
     ev.add_argument("output", metavar="OUTPUT", help="a backtest's output (.jsonl or .csv)")
     ev.add_argument("--labels", required=True, metavar="WINDOWS.json")
-    ev.add_argument("--threshold", type=float,
-                    help="detections are scores >= this (default: the alerts)")
+    ev.add_argument(
+        "--threshold", type=float, help="detections are scores >= this (default: the alerts)"
+    )
     ev.set_defaults(func=_evaluate)

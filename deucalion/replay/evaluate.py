@@ -48,13 +48,16 @@ def load_windows(path: str | Path) -> dict[str, list[Window]]:
     except ValueError as exc:
         raise ConfigError(f"{path} is not JSON: {exc}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: write an object mapping each series to its windows, "
-                          '{"series": [[start, end], ...]}')
+        raise ConfigError(
+            f"{path}: write an object mapping each series to its windows, "
+            '{"series": [[start, end], ...]}'
+        )
     windows: dict[str, list[Window]] = {}
     for key, pairs in raw.items():
         where = f"{path}: {key}: "
         if not isinstance(pairs, list) or not all(
-                isinstance(p, list | tuple) and len(p) == 2 for p in pairs):
+            isinstance(p, list | tuple) and len(p) == 2 for p in pairs
+        ):
             raise ConfigError(f"{where}windows must be a list of [start, end] pairs")
         try:
             parsed = [(parse_time(str(a), where), parse_time(str(b), where)) for a, b in pairs]
@@ -108,18 +111,25 @@ class Evaluation:
 
     def report(self) -> str:
         """A table for the terminal."""
-        lines = [f"{'series':<40} {'windows':>7} {'found':>5} {'events':>6} {'prec':>5} "
-                 f"{'recall':>6} {'F1':>5} {'TTD median':>10}"]
+        lines = [
+            f"{'series':<40} {'windows':>7} {'found':>5} {'events':>6} {'prec':>5} "
+            f"{'recall':>6} {'F1':>5} {'TTD median':>10}"
+        ]
         for one in [*self.series, self.total]:
-            delay = (f"{statistics.median(one.detection_delays):.0f}s"
-                     if one.detection_delays else "-")
-            lines.append(f"{one.name[-40:]:<40} {one.windows:>7} {one.detected:>5} "
-                         f"{one.events:>6} {one.precision:>5.2f} {one.recall:>6.2f} "
-                         f"{one.f1:>5.2f} {delay:>10}")
+            delay = (
+                f"{statistics.median(one.detection_delays):.0f}s" if one.detection_delays else "-"
+            )
+            lines.append(
+                f"{one.name[-40:]:<40} {one.windows:>7} {one.detected:>5} "
+                f"{one.events:>6} {one.precision:>5.2f} {one.recall:>6.2f} "
+                f"{one.f1:>5.2f} {delay:>10}"
+            )
         for profile, sweep in self.nab.items():
-            lines.append(f"NAB {profile}: {sweep.score:.1f} (threshold {sweep.threshold:g}, "
-                         f"{sweep.detected}/{sweep.windows} windows, {sweep.false_positives} "
-                         "false positives)")
+            lines.append(
+                f"NAB {profile}: {sweep.score:.1f} (threshold {sweep.threshold:g}, "
+                f"{sweep.detected}/{sweep.windows} windows, {sweep.false_positives} "
+                "false positives)"
+            )
         if self.nab_note:
             lines.append(self.nab_note)
         return "\n".join(lines)
@@ -160,9 +170,13 @@ def _judge(name: str, windows: Sequence[Window], events: Sequence[Window]) -> Se
     return out
 
 
-def evaluate(result: BacktestResult, windows: Mapping[str, Sequence[Window]], *,
-             threshold: float | None = None, profiles: Iterable[str] | None = None
-             ) -> Evaluation:
+def evaluate(
+    result: BacktestResult,
+    windows: Mapping[str, Sequence[Window]],
+    *,
+    threshold: float | None = None,
+    profiles: Iterable[str] | None = None,
+) -> Evaluation:
     """Score ``result``'s detections against the labelled ``windows`` (see the module)."""
     if result.last_time is None:
         raise ConfigError("the backtest has no steps to evaluate")
@@ -182,13 +196,16 @@ def evaluate(result: BacktestResult, windows: Mapping[str, Sequence[Window]], *,
         if points:
             labelled.append((key, [p[0] for p in points], [p[1] for p in points], spans))
         elif events:
-            times = sorted({t for n, v in result.values.items() if names_series(key, n)
-                            for t, _ in v})
+            times = sorted(
+                {t for n, v in result.values.items() if names_series(key, n) for t, _ in v}
+            )
             labelled.append((key, times, [_firing(t, events) for t in times], spans))
     if unmatched:
-        raise ConfigError(f"labelled series {', '.join(unmatched)} match no series, target or "
-                          "alert of the backtest: name them as the outputs do (target, "
-                          "'metric{labels}' or 'target metric{labels}')")
+        raise ConfigError(
+            f"labelled series {', '.join(unmatched)} match no series, target or "
+            "alert of the backtest: name them as the outputs do (target, "
+            "'metric{labels}' or 'target metric{labels}')"
+        )
     total = SeriesEvaluation("total")
     for one in per_series:
         total.windows += one.windows
@@ -205,9 +222,11 @@ def _firing(when: float, events: Sequence[Window]) -> float:
     return 1.0 if any(start <= when <= end for start, end in events) else 0.0
 
 
-def _nab(evaluation: Evaluation,
-         labelled: list[tuple[str, list[float], list[float], Sequence[Window]]],
-         profiles: Iterable[str] | None) -> None:
+def _nab(
+    evaluation: Evaluation,
+    labelled: list[tuple[str, list[float], list[float], Sequence[Window]]],
+    profiles: Iterable[str] | None,
+) -> None:
     try:
         nab: Any = importlib.import_module("deucalion.replay.nab")
     except ImportError:
@@ -216,9 +235,12 @@ def _nab(evaluation: Evaluation,
     if not labelled:
         evaluation.nab_note = "NAB score: the backtest has neither scores nor alerts to score"
         return
-    series = [nab.LabelledSeries(name, times, [s if math.isfinite(s) else 0.0 for s in scores],
-                                 list(spans))
-              for name, times, scores, spans in labelled]
+    series = [
+        nab.LabelledSeries(
+            name, times, [s if math.isfinite(s) else 0.0 for s in scores], list(spans)
+        )
+        for name, times, scores, spans in labelled
+    ]
     chosen = tuple(profiles) if profiles is not None else tuple(nab.PROFILES)
     evaluation.nab = dict(nab.evaluate(series, chosen))
 
@@ -241,7 +263,8 @@ def read_output(path: str | Path) -> BacktestResult:
 
             rows: Iterable[dict[str, Any]] = (
                 {k: (v if v != "" else None) for k, v in row.items()}
-                for row in csv.DictReader(handle))
+                for row in csv.DictReader(handle)
+            )
         else:
             rows = (json.loads(line) for line in handle if line.strip())
         try:
@@ -250,25 +273,34 @@ def read_output(path: str | Path) -> BacktestResult:
                 if kind == "score":
                     when = float(row["time"])
                     times.append(when)
-                    name = series_name(row.get("target") or "", row.get("metric"),
-                                       row.get("series"))
+                    name = series_name(
+                        row.get("target") or "", row.get("metric"), row.get("series")
+                    )
                     result.scores.setdefault(name, []).append((when, float(row["score"])))
                 elif kind == "alert":
                     labels = row["labels"]
                     if isinstance(labels, str):
                         labels = json.loads(labels)
                     end = row.get("end")
-                    result.alerts.append(AlertSpan(
-                        dict(labels), dict(row.get("annotations") or {}), row.get("target"),
-                        float(row["start"]), None if end is None else float(end),
-                        row.get("startsAt") or "", row.get("endsAt") or ""))
+                    result.alerts.append(
+                        AlertSpan(
+                            dict(labels),
+                            dict(row.get("annotations") or {}),
+                            row.get("target"),
+                            float(row["start"]),
+                            None if end is None else float(end),
+                            row.get("startsAt") or "",
+                            row.get("endsAt") or "",
+                        )
+                    )
                     times.append(float(row["start"]))
                 elif kind == "error":
                     result.errors += 1
                     times.append(float(row["time"]))
         except (ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{path} is not a backtest output: {type(exc).__name__}: "
-                              f"{exc}") from None
+            raise ConfigError(
+                f"{path} is not a backtest output: {type(exc).__name__}: {exc}"
+            ) from None
     if times:
         result.first_time, result.last_time = min(times), max(times)
     result.steps = len({t for points in result.scores.values() for t, _ in points})

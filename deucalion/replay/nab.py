@@ -205,9 +205,7 @@ class SweepResult:
     false_positives: int
 
 
-def _prepare_set(
-    series: Iterable[LabelledSeries], profile: Profile
-) -> tuple[list[_Point], int]:
+def _prepare_set(series: Iterable[LabelledSeries], profile: Profile) -> tuple[list[_Point], int]:
     points: list[_Point] = []
     windows = 0
     for one in series:
@@ -284,7 +282,12 @@ def sweep(series: Iterable[LabelledSeries], profile: str = "standard") -> SweepR
     points, windows = _prepare_set(series, weights)
     best = max(_sweep_points(points, windows, weights), key=lambda row: row[1])
     return SweepResult(
-        profile, best[0], _normalised(best[1], windows, weights), best[1], windows, best[2],
+        profile,
+        best[0],
+        _normalised(best[1], windows, weights),
+        best[1],
+        windows,
+        best[2],
         best[3],
     )
 

@@ -26,6 +26,7 @@ def open_source(spec: str, *, metric: str = "value") -> HistorySource:
         return CSVSource(path, metric=metric)
     if path.suffix in (".om", ".gz"):
         return RecordingSource(path)
-    raise ConfigError(f"{spec}: not a history source; give a recording (.om.gz), CSV files "
-                      "(.csv or a directory of them) or a Prometheus URL (http://host:9090)")
-
+    raise ConfigError(
+        f"{spec}: not a history source; give a recording (.om.gz), CSV files "
+        "(.csv or a directory of them) or a Prometheus URL (http://host:9090)"
+    )

@@ -21,9 +21,14 @@ def _dates(times: Sequence[float]) -> list[datetime]:
     return [datetime.fromtimestamp(t, UTC) for t in times]
 
 
-def plot(result: BacktestResult, path: str | Path, *,
-         windows: Mapping[str, Sequence[tuple[float, float]]] | None = None,
-         series: Sequence[str] | None = None, title: str | None = None) -> Path:
+def plot(
+    result: BacktestResult,
+    path: str | Path,
+    *,
+    windows: Mapping[str, Sequence[tuple[float, float]]] | None = None,
+    series: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Path:
     """Draw ``result`` to ``path`` (PNG, SVG or PDF by its suffix); returns the path.
 
     ``series`` chooses the panels among the series whose values the result kept (default:
@@ -41,15 +46,23 @@ def plot(result: BacktestResult, path: str | Path, *,
         raise ConfigError("plotting needs matplotlib: pip install deucalion[plot]") from None
     names = [n for n in (series or sorted(result.values)) if n in result.values][:MAX_PANELS]
     if not names:
-        raise ConfigError("nothing to plot: the backtest kept the values of no series (name "
-                          "them with keep_series=, or --series)")
-    figure, axes = plt.subplots(len(names), 1, figsize=(11, 2.3 * len(names) + 0.6),
-                                sharex=True, squeeze=False)
+        raise ConfigError(
+            "nothing to plot: the backtest kept the values of no series (name "
+            "them with keep_series=, or --series)"
+        )
+    figure, axes = plt.subplots(
+        len(names), 1, figsize=(11, 2.3 * len(names) + 0.6), sharex=True, squeeze=False
+    )
     last = result.last_time or 0.0
     for ax, name in zip(axes[:, 0], names, strict=True):
         points = result.values[name]
-        ax.plot(_dates([t for t, _ in points]), [v for _, v in points], color="tab:blue",
-                linewidth=1.0, label="value")
+        ax.plot(
+            _dates([t for t, _ in points]),
+            [v for _, v in points],
+            color="tab:blue",
+            linewidth=1.0,
+            label="value",
+        )
         ax.set_title(name, fontsize=9, loc="left")
         ax.tick_params(labelsize=8)
         target = name.partition(" ")[0]
@@ -58,9 +71,16 @@ def plot(result: BacktestResult, path: str | Path, *,
             twin: Any = ax.twinx()
             # Scores given only now and then (an alert's) are points, not a line across gaps.
             sparse = len(score) < 0.9 * len(points)
-            twin.plot(_dates([t for t, _ in score]), [s for _, s in score], color="tab:orange",
-                      linewidth=0 if sparse else 0.8, marker="o" if sparse else "",
-                      markersize=3, alpha=0.8, label="score")
+            twin.plot(
+                _dates([t for t, _ in score]),
+                [s for _, s in score],
+                color="tab:orange",
+                linewidth=0 if sparse else 0.8,
+                marker="o" if sparse else "",
+                markersize=3,
+                alpha=0.8,
+                label="score",
+            )
             twin.set_ylim(bottom=0)
             twin.set_ylabel("score", fontsize=8, color="tab:orange")
             twin.tick_params(labelsize=7, colors="tab:orange")
@@ -74,8 +94,15 @@ def plot(result: BacktestResult, path: str | Path, *,
             if names_series(key, name):
                 for w_start, w_end in spans:
                     band = _dates([w_start, w_end])
-                    ax.axvspan(band[0], band[1], facecolor="none", edgecolor="tab:green",
-                               hatch="//", alpha=0.6, linewidth=0.8)
+                    ax.axvspan(
+                        band[0],
+                        band[1],
+                        facecolor="none",
+                        edgecolor="tab:green",
+                        hatch="//",
+                        alpha=0.6,
+                        linewidth=0.8,
+                    )
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -87,8 +114,11 @@ def plot(result: BacktestResult, path: str | Path, *,
     ]
     figure.legend(handles=handles, loc="upper right", fontsize=8, ncol=4, frameon=False)
     bottom = axes[-1, 0].xaxis
-    bottom.set_major_formatter(mdates.ConciseDateFormatter(  # type: ignore[no-untyped-call]
-        bottom.get_major_locator()))
+    bottom.set_major_formatter(
+        mdates.ConciseDateFormatter(  # type: ignore[no-untyped-call]
+            bottom.get_major_locator()
+        )
+    )
     figure.suptitle(title or f"backtest of {result.observer}", x=0.01, ha="left", fontsize=10)
     figure.tight_layout(rect=(0, 0, 1, 0.97))
     out = Path(path)

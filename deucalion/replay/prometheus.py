@@ -47,8 +47,14 @@ class PrometheusRangeSource:
     ``cycles``; ``step`` defaults to 15 s.
     """
 
-    def __init__(self, url: str, *, jobs: Iterable[str] = (), timeout: float = 60.0,
-                 body_size_limit: int = 500 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        jobs: Iterable[str] = (),
+        timeout: float = 60.0,
+        body_size_limit: int = 500 * 1024 * 1024,
+    ) -> None:
         self.url = url
         self.name = redact_url(url)
         self.jobs = frozenset(jobs)
@@ -68,8 +74,9 @@ class PrometheusRangeSource:
                 raise ValueError(answer.get("error", "status is not success"))
             return answer["data"]
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise HistoryError(f"Prometheus at {self.name}{path} did not answer as Prometheus "
-                               f"does: {exc}") from None
+            raise HistoryError(
+                f"Prometheus at {self.name}{path} did not answer as Prometheus does: {exc}"
+            ) from None
 
     async def _targets(self, client: APIClient) -> dict[tuple[str, str], Target]:
         """``(job, instance) -> Target`` of the targets the server scrapes now."""
@@ -77,8 +84,10 @@ class PrometheusRangeSource:
         known: dict[tuple[str, str], Target] = {}
         for entry in data.get("activeTargets", []):
             labels = dict(entry["labels"])
-            known.setdefault((labels.get("job", ""), labels.get("instance", "")),
-                             Target(str(entry["scrapeUrl"]), labels))
+            known.setdefault(
+                (labels.get("job", ""), labels.get("instance", "")),
+                Target(str(entry["scrapeUrl"]), labels),
+            )
         return known
 
     def _selectors(self, metrics: Iterable[str] | None) -> list[str]:
@@ -86,28 +95,39 @@ class PrometheusRangeSource:
         if self.jobs:
             jobs = ',job=~"' + "|".join(escape(j) for j in sorted(self.jobs)) + '"'
         if metrics is None:
-            raise HistoryError(f"Prometheus at {self.name}: say which metrics to read (the "
-                               "observer's desired metrics); reading every series of a server "
-                               "is not supported")
+            raise HistoryError(
+                f"Prometheus at {self.name}: say which metrics to read (the "
+                "observer's desired metrics); reading every series of a server "
+                "is not supported"
+            )
         names = sorted(set(metrics) | set(_SYNTHETIC))
         suffixes = "|".join(FAMILY_SUFFIXES)
         # (?:...) around the entry: a desired regular expression (a|b) keeps its alternation.
         return [f'{{__name__=~"(?:{name})(?:{suffixes})?"{jobs}}}' for name in names]
 
-    async def cycles(self, metrics: Iterable[str] | None = None, start: float | None = None,
-                     end: float | None = None, step: float | None = None
-                     ) -> AsyncIterator[Cycle]:
+    async def cycles(
+        self,
+        metrics: Iterable[str] | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        step: float | None = None,
+    ) -> AsyncIterator[Cycle]:
         """One cycle per ``step`` from ``start`` to ``end`` (both required)."""
         if start is None or end is None:
-            raise HistoryError(f"Prometheus at {self.name}: give the range to read (--start and "
-                               "--end, or start= and end=)")
+            raise HistoryError(
+                f"Prometheus at {self.name}: give the range to read (--start and "
+                "--end, or start= and end=)"
+            )
         step = 15.0 if step is None else step
         if not (step > 0 and end >= start):
-            raise HistoryError(f"Prometheus range {start}..{end} step {step}: the end must not "
-                               "be before the start and the step must be positive")
+            raise HistoryError(
+                f"Prometheus range {start}..{end} step {step}: the end must not "
+                "be before the start and the step must be positive"
+            )
         selectors = self._selectors(metrics)
-        async with APIClient(self.url, timeout=self.timeout,
-                             body_size_limit=self.body_size_limit) as client:
+        async with APIClient(
+            self.url, timeout=self.timeout, body_size_limit=self.body_size_limit
+        ) as client:
             targets = await self._targets(client)
             chunk = step * (MAX_POINTS - 1)
             piece_start = start
@@ -116,9 +136,16 @@ class PrometheusRangeSource:
                 piece_end = min(end, piece_start + chunk)
                 grid: dict[float, TargetsData] = {}
                 for selector in selectors:
-                    data = await self._get(client, "/api/v1/query_range", [
-                        ("query", selector), ("start", repr(piece_start)),
-                        ("end", repr(piece_end)), ("step", repr(step))])
+                    data = await self._get(
+                        client,
+                        "/api/v1/query_range",
+                        [
+                            ("query", selector),
+                            ("start", repr(piece_start)),
+                            ("end", repr(piece_end)),
+                            ("step", repr(step)),
+                        ],
+                    )
                     self._place(data.get("result", []), targets, grid)
                 _drop_down_targets(grid)
                 labels = {t.url: t.labels for t in targets.values()}
@@ -131,10 +158,15 @@ class PrometheusRangeSource:
             raise HistoryError(
                 f"Prometheus at {self.name} has no samples of {', '.join(selectors)} between "
                 f"{_when(start)} and {_when(end)}: check the range (and its time zone), the "
-                "metric names and that Prometheus scraped them then")
+                "metric names and that Prometheus scraped them then"
+            )
 
-    def _place(self, result: list[dict[str, Any]], targets: dict[tuple[str, str], Target],
-               grid: dict[float, TargetsData]) -> None:
+    def _place(
+        self,
+        result: list[dict[str, Any]],
+        targets: dict[tuple[str, str], Target],
+        grid: dict[float, TargetsData],
+    ) -> None:
         """Put each series' values into the grid, under its target, without target labels."""
         for entry in result:
             labels: dict[str, str] = dict(entry["metric"])
@@ -142,15 +174,16 @@ class PrometheusRangeSource:
             key = (labels.get("job", ""), labels.get("instance", ""))
             target = targets.get(key)
             if target is None:
-                target = targets[key] = Target(f"http://{key[1]}/metrics",
-                                               {"job": key[0], "instance": key[1]})
+                target = targets[key] = Target(
+                    f"http://{key[1]}/metrics", {"job": key[0], "instance": key[1]}
+                )
             own = set(target.labels.items())
-            series = render_series((k, escape(v)) for k, v in labels.items()
-                                   if (k, v) not in own)
+            series = render_series((k, escape(v)) for k, v in labels.items() if (k, v) not in own)
             for stamp, text in entry.get("values", []):
                 value = float(text)
-                grid.setdefault(float(stamp), {}).setdefault(target.url, {}).setdefault(
-                    name, {})[series] = value
+                grid.setdefault(float(stamp), {}).setdefault(target.url, {}).setdefault(name, {})[
+                    series
+                ] = value
 
 
 def _drop_down_targets(grid: dict[float, TargetsData]) -> None:

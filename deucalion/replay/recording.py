@@ -104,8 +104,9 @@ class RecordingWriter:
             else:
                 self._file = self.path.open("wb")
         except OSError as exc:
-            raise HistoryError(f"cannot write the recording {self.path}: "
-                               f"{exc.strerror or exc}") from None
+            raise HistoryError(
+                f"cannot write the recording {self.path}: {exc.strerror or exc}"
+            ) from None
         self._last_flush = -math.inf
         self._closed = False
         self.cycles = 0
@@ -121,7 +122,7 @@ class RecordingWriter:
             own = f'{TARGET_LABEL}="{escape(target)}"'
             for name, series_values in samples.items():
                 for series, value in series_values.items():
-                    labels = (f"{{{series[1:-1]},{own}}}" if series != "{}" else f"{{{own}}}")
+                    labels = f"{{{series[1:-1]},{own}}}" if series != "{}" else f"{{{own}}}"
                     lines.append(f"{name}{labels} {_number(value)} {stamp}\n")
         self.samples += len(lines)
         lines.append(f"{CYCLE_METRIC} {cycle.time!r} {cycle.time:.6f}\n")
@@ -201,18 +202,24 @@ class RecordingSource:
             self._cut(lineno + 1, f"in the gzip stream ({exc})")
             return
         except UnicodeDecodeError as exc:
-            raise HistoryError(f"{self.path}: not UTF-8 text after line {lineno} ({exc})"
-                               ) from None
+            raise HistoryError(f"{self.path}: not UTF-8 text after line {lineno} ({exc})") from None
         if rest:
             self._cut(lineno + 1, "mid-line")
 
     def _cut(self, lineno: int, how: str) -> None:
-        self.stats.warn("truncated", f"{self.path} is cut off {how} at line {lineno}: read up "
-                        "to the cut (a recorder that was killed leaves this)")
+        self.stats.warn(
+            "truncated",
+            f"{self.path} is cut off {how} at line {lineno}: read up "
+            "to the cut (a recorder that was killed leaves this)",
+        )
 
-    async def cycles(self, metrics: Iterable[str] | None = None, start: float | None = None,
-                     end: float | None = None, step: float | None = None
-                     ) -> AsyncIterator[Cycle]:
+    async def cycles(
+        self,
+        metrics: Iterable[str] | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        step: float | None = None,
+    ) -> AsyncIterator[Cycle]:
         """Every recorded cycle between ``start`` and ``end``; ``step`` is ignored (a recording
         has the cycles it was recorded with)."""
         desired = None if metrics is None else frozenset(metrics) | SYNTHETIC_METRICS
@@ -235,8 +242,9 @@ class RecordingSource:
             try:
                 value, stamp = float(value_text), float(stamp_text)
             except ValueError:
-                raise HistoryError(f"{self.path}:{lineno}: not a sample line of a recording: "
-                                   f"{line[:120]!r}") from None
+                raise HistoryError(
+                    f"{self.path}:{lineno}: not a sample line of a recording: {line[:120]!r}"
+                ) from None
             if head == CYCLE_METRIC:
                 if (start is None or stamp >= start) and (end is None or stamp <= end):
                     yield Cycle(value, target_times, samples)
@@ -258,21 +266,25 @@ class RecordingSource:
             samples.setdefault(target, {}).setdefault(name, {})[series] = value
             target_times[target] = stamp
         if pending:
-            self.stats.warn("incomplete_cycle", f"{self.path}: the {pending} sample(s) after "
-                            "the last complete cycle are left out (the recording ends before "
-                            "the line that closes their cycle)")
+            self.stats.warn(
+                "incomplete_cycle",
+                f"{self.path}: the {pending} sample(s) after "
+                "the last complete cycle are left out (the recording ends before "
+                "the line that closes their cycle)",
+            )
         elif not ended and "truncated" not in self.stats.warnings:
             self._cut(0, "before # EOF")
 
-
-    def _head(self, head: str, lineno: int, desired: frozenset[str] | None,
-              keep: dict[str, bool]) -> tuple[str, str, str] | None:
+    def _head(
+        self, head: str, lineno: int, desired: frozenset[str] | None, keep: dict[str, bool]
+    ) -> tuple[str, str, str] | None:
         """``(sample name, target, series key)`` of a line's ``name{labels}``; None when the
         sample is not desired."""
         match = _HEAD.match(head)
         if match is None:
-            raise HistoryError(f"{self.path}:{lineno}: not a sample line of a recording: "
-                               f"{head[:120]!r}")
+            raise HistoryError(
+                f"{self.path}:{lineno}: not a sample line of a recording: {head[:120]!r}"
+            )
         name, labels = match.groups()
         wanted = keep.get(name)
         if wanted is None:
@@ -285,21 +297,28 @@ class RecordingSource:
             if pair[0] == TARGET_LABEL:
                 target = _unescape(pair[1])
         if target is None:
-            raise HistoryError(f"{self.path}:{lineno}: sample without a {TARGET_LABEL} "
-                               "label: not a deucalion recording?")
+            raise HistoryError(
+                f"{self.path}:{lineno}: sample without a {TARGET_LABEL} "
+                "label: not a deucalion recording?"
+            )
         return name, target, render_series(p for p in pairs if p[0] != TARGET_LABEL)
 
 
 def _unescape(value: str) -> str:
-    return re.sub(r'\\(.)', lambda m: "\n" if m.group(1) == "n" else m.group(1), value)
+    return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), value)
 
 
 # --- recording live ---------------------------------------------------------------------------
 
 
-async def record(settings: Settings, path: str | Path, *, metrics: Iterable[str] | None,
-                 duration: float | None = None, stop: asyncio.Event | None = None,
-                 ) -> RecordingWriter:
+async def record(
+    settings: Settings,
+    path: str | Path,
+    *,
+    metrics: Iterable[str] | None,
+    duration: float | None = None,
+    stop: asyncio.Event | None = None,
+) -> RecordingWriter:
     """Scrape the configured targets every ``scrape_interval`` and record each cycle.
 
     ``metrics`` are the desired metrics recorded (``None``: every sample). Runs for
@@ -317,10 +336,13 @@ async def record(settings: Settings, path: str | Path, *, metrics: Iterable[str]
     ends = None if duration is None else loop.time() + duration
     interval = settings.scrape_interval
     try:
-        async with Scraper(timeout=settings.effective_scrape_timeout,
-                           body_size_limit=settings.body_size_limit, metrics=wanted,
-                           compression=settings.scrape_compression,
-                           count_samples=False) as scraper:
+        async with Scraper(
+            timeout=settings.effective_scrape_timeout,
+            body_size_limit=settings.body_size_limit,
+            metrics=wanted,
+            compression=settings.scrape_compression,
+            count_samples=False,
+        ) as scraper:
             next_start = loop.time()
             while (ends is None or loop.time() < ends) and not (stop and stop.is_set()):
                 cycle_time = time.time()
@@ -339,8 +361,9 @@ async def record(settings: Settings, path: str | Path, *, metrics: Iterable[str]
     return writer
 
 
-async def _sleep_until(loop: asyncio.AbstractEventLoop, when: float,
-                       stop: asyncio.Event | None) -> None:
+async def _sleep_until(
+    loop: asyncio.AbstractEventLoop, when: float, stop: asyncio.Event | None
+) -> None:
     delay = when - loop.time()
     if delay <= 0:
         return
@@ -368,8 +391,9 @@ class RecordingProvisioner(MetricsProvisioner):
     (``# EOF``) when the provisioner stops.
     """
 
-    def __init__(self, config: str | Any | None = None, *, record_path: str | Path,
-                 **settings: Any) -> None:
+    def __init__(
+        self, config: str | Any | None = None, *, record_path: str | Path, **settings: Any
+    ) -> None:
         super().__init__(config, **settings)
         self.record_path = Path(record_path)
         self.recording: RecordingWriter | None = None

@@ -45,8 +45,9 @@ def alert_about(labels: Mapping[str, str], target: str | None, key: str) -> bool
     which = labels.get("metric", "") + labels.get("series", "")
     about, _, series = key.partition(" ")
     if series:  # "target metric{labels}"
-        return (target is None or target == about) and (not which or which == series or
-                                                          series.startswith(which + "{"))
+        return (target is None or target == about) and (
+            not which or which == series or series.startswith(which + "{")
+        )
     if key.endswith("}"):  # "metric{labels}" of any target
         return bool(which) and which == key
     return target == key
@@ -70,9 +71,16 @@ class AlertSpan:
 
     def as_row(self) -> dict[str, Any]:
         """The alert as an output row."""
-        return {"kind": "alert", "start": self.start, "end": self.end, "target": self.target,
-                "startsAt": self.starts_at, "endsAt": self.ends_at, "labels": self.labels,
-                "annotations": self.annotations}
+        return {
+            "kind": "alert",
+            "start": self.start,
+            "end": self.end,
+            "target": self.target,
+            "startsAt": self.starts_at,
+            "endsAt": self.ends_at,
+            "labels": self.labels,
+            "annotations": self.annotations,
+        }
 
 
 @dataclass
@@ -112,8 +120,9 @@ class BacktestResult:
         """The fraction of the replayed time during which at least one alert fired."""
         if not self.span or self.last_time is None:
             return 0.0
-        spans = sorted((a.start, a.end if a.end is not None else self.last_time)
-                       for a in self.alerts)
+        spans = sorted(
+            (a.start, a.end if a.end is not None else self.last_time) for a in self.alerts
+        )
         covered, reach = 0.0, -math.inf
         for start, end in spans:
             if end > reach:
@@ -130,8 +139,10 @@ class BacktestResult:
             "the time",
         ]
         if self.errors:
-            lines.append(f"errors: {self.errors} call(s) raised or lost their worker (see the "
-                         "log); those steps have no result")
+            lines.append(
+                f"errors: {self.errors} call(s) raised or lost their worker (see the "
+                "log); those steps have no result"
+            )
         for kind, count in sorted(self.source_warnings.items()):
             lines.append(f"source: {count} {kind.replace('_', ' ')}")
         if self.failure:
@@ -149,8 +160,18 @@ def _duration(seconds: float) -> str:
 
 # --- outputs ----------------------------------------------------------------------------------
 
-_CSV_COLUMNS = ["kind", "time", "target", "metric", "series", "score", "start", "end", "labels",
-                "error"]
+_CSV_COLUMNS = [
+    "kind",
+    "time",
+    "target",
+    "metric",
+    "series",
+    "score",
+    "start",
+    "end",
+    "labels",
+    "error",
+]
 
 
 class RowWriter:

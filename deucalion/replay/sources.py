@@ -87,8 +87,13 @@ class HistorySource(Protocol):
 
     stats: SourceStats
 
-    def cycles(self, metrics: Iterable[str] | None = None, start: float | None = None,
-               end: float | None = None, step: float | None = None) -> AsyncIterator[Cycle]:
+    def cycles(
+        self,
+        metrics: Iterable[str] | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        step: float | None = None,
+    ) -> AsyncIterator[Cycle]:
         """The cycles of history, oldest first."""
         ...
 
@@ -108,8 +113,10 @@ def parse_time(text: str, where: str = "") -> float:
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise HistoryError(f"{where}timestamp {text!r} is neither Unix seconds nor an ISO 8601 "
-                           "date and time (2024-05-01T12:00:00Z)") from None
+        raise HistoryError(
+            f"{where}timestamp {text!r} is neither Unix seconds nor an ISO 8601 "
+            "date and time (2024-05-01T12:00:00Z)"
+        ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
@@ -126,8 +133,7 @@ class CSVSource:
     sorting them needs it.
     """
 
-    def __init__(self, paths: str | Path | Iterable[str | Path], *, metric: str = "value"
-                 ) -> None:
+    def __init__(self, paths: str | Path | Iterable[str | Path], *, metric: str = "value") -> None:
         if isinstance(paths, str | Path):
             paths = [paths]
         files: list[Path] = []
@@ -155,7 +161,8 @@ class CSVSource:
                 raise HistoryError(
                     f"{path}: the header is {','.join(header)!r}; write either "
                     "'timestamp,value' (one series per file) or "
-                    "'timestamp,target,metric,labels,value' (a tidy table)")
+                    "'timestamp,target,metric,labels,value' (a tidy table)"
+                )
             column = {name: header.index(name) for name in _TIDY if name in header}
             for lineno, row in enumerate(reader, start=2):
                 if not row or not "".join(row).strip():
@@ -171,14 +178,18 @@ class CSVSource:
                     else:
                         labels, target, sample = "{}", path.name, self.metric
                 except IndexError:
-                    raise HistoryError(f"{where}{len(row)} columns, fewer than the header's "
-                                       f"{len(header)}") from None
+                    raise HistoryError(
+                        f"{where}{len(row)} columns, fewer than the header's {len(header)}"
+                    ) from None
                 except ValueError:
-                    raise HistoryError(f"{where}value {row[column['value']]!r} is not a "
-                                       "number") from None
+                    raise HistoryError(
+                        f"{where}value {row[column['value']]!r} is not a number"
+                    ) from None
                 if not (labels.startswith("{") and labels.endswith("}")):
-                    raise HistoryError(f"{where}labels {labels!r} are not a series key such as "
-                                       '{cpu="0",mode="idle"}')
+                    raise HistoryError(
+                        f"{where}labels {labels!r} are not a series key such as "
+                        '{cpu="0",mode="idle"}'
+                    )
                 yield time, target, sample, labels, value
 
     def _table(self) -> dict[float, dict[str, dict[str, dict[str, float]]]]:
@@ -190,15 +201,19 @@ class CSVSource:
                 if time < last:
                     unsorted += 1
                 last = max(last, time)
-                per_series = table.setdefault(time, {}).setdefault(target, {}).setdefault(
-                    sample, {})
+                per_series = (
+                    table.setdefault(time, {}).setdefault(target, {}).setdefault(sample, {})
+                )
                 if series in per_series:
                     duplicates += 1
                 per_series[series] = value
             if duplicates:
-                self.stats.warn("duplicate_timestamps", f"{path}: {duplicates} row(s) repeat a "
-                                "series at a timestamp it already has; the last value is kept",
-                                duplicates)
+                self.stats.warn(
+                    "duplicate_timestamps",
+                    f"{path}: {duplicates} row(s) repeat a "
+                    "series at a timestamp it already has; the last value is kept",
+                    duplicates,
+                )
             if unsorted:
                 # Sorting is what the reader does anyway; it is said because a CSV written out of
                 # order often means two files were concatenated.
@@ -206,9 +221,13 @@ class CSVSource:
                 log.info("%s: %d row(s) are out of time order; sorted", path, unsorted)
         return table
 
-    async def cycles(self, metrics: Iterable[str] | None = None, start: float | None = None,
-                     end: float | None = None, step: float | None = None
-                     ) -> AsyncIterator[Cycle]:
+    async def cycles(
+        self,
+        metrics: Iterable[str] | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        step: float | None = None,
+    ) -> AsyncIterator[Cycle]:
         """One cycle per distinct timestamp, with every series that has a row at it."""
         table = self._table()
         if not table:

@@ -54,8 +54,9 @@ def build_provider(settings: Settings) -> TargetProvider:
         return shard_provider(federated, settings.shard)
     providers: list[TargetProvider] = []
     if settings.targets:
-        providers.append(StaticTargets([target_from_settings(t.url, t.labels, t)
-                                        for t in settings.targets]))
+        providers.append(
+            StaticTargets([target_from_settings(t.url, t.labels, t) for t in settings.targets])
+        )
     if settings.file_sd is not None:
         from deucalion.targets.file_sd import FileSDTargets
 

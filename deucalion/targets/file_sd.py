@@ -49,14 +49,16 @@ def parse_file_sd(text: str, *, scheme: str = "http") -> list[tuple[str, dict[st
             raise ValueError(f"{where}: expected a mapping with targets and labels")
         unknown = set(group) - {"targets", "labels"}
         if unknown:
-            raise ValueError(f"{where}: unknown key {sorted(unknown)[0]!r} (known: labels, "
-                             "targets)")
+            raise ValueError(
+                f"{where}: unknown key {sorted(unknown)[0]!r} (known: labels, targets)"
+            )
         targets = group.get("targets") or []
         labels = group.get("labels") or {}
         if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
             raise ValueError(f"{where}: targets must be a list of host:port strings")
         if not isinstance(labels, Mapping) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+        ):
             raise ValueError(f"{where}: labels must map label names to string values")
         group_scheme = labels.get("__scheme__", scheme)
         path = labels.get("__metrics_path__", "")
@@ -151,8 +153,12 @@ class FileSDTargets:
 
     def _fail(self, path: str, entry: _File, problem: str) -> None:
         if entry.error != problem:
-            log.warning("file_sd file %s: %s; keeping its last good targets (%d)", path,
-                        problem, len(entry.targets))
+            log.warning(
+                "file_sd file %s: %s; keeping its last good targets (%d)",
+                path,
+                problem,
+                len(entry.targets),
+            )
         entry.error = problem
 
     def _build(self) -> list[Target]:
@@ -162,4 +168,3 @@ class FileSDTargets:
                 # The first file listing a URL wins, as a target is identified by its URL.
                 seen.setdefault(url, target_from_settings(url, labels, self.settings))
         return list(seen.values())
-

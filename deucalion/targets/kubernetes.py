@@ -33,8 +33,18 @@ log = logging.getLogger(__name__)
 
 _LINE = re.compile(r'^([^=]+)="((?:[^"\\]|\\.)*)"\s*$')
 _GO_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-7]{3}|.)")
-_SIMPLE_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
-                   "\\": "\\", '"': '"', "'": "'"}
+_SIMPLE_ESCAPES = {
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "v": "\v",
+    "\\": "\\",
+    '"': '"',
+    "'": "'",
+}
 _INVALID_LABEL_CHARS = re.compile(r"[^a-zA-Z0-9_]")
 #: Seconds one request to the Kubernetes API may take.
 API_TIMEOUT = 10.0
@@ -129,8 +139,11 @@ class KubernetesTargets:
         self.last_error = problem
         if problem != self._problem:
             if problem is not None:
-                log.error("kubernetes discovery: %s; keeping the last good targets (%d)",
-                          problem, len(self._targets))
+                log.error(
+                    "kubernetes discovery: %s; keeping the last good targets (%d)",
+                    problem,
+                    len(self._targets),
+                )
             elif self._problem is not None:
                 log.info("kubernetes discovery works again")
         self._problem = problem
@@ -140,8 +153,7 @@ class KubernetesTargets:
     @property
     def pod_name(self) -> str:
         """The pod's name: configured, ``$POD_NAME``, or the hostname (a pod's default)."""
-        return (self.settings.pod_name or self._environ.get("POD_NAME")
-                or socket.gethostname())
+        return self.settings.pod_name or self._environ.get("POD_NAME") or socket.gethostname()
 
     @property
     def namespace(self) -> str:
@@ -164,16 +176,16 @@ class KubernetesTargets:
         try:
             text = Path(self.settings.annotations_file).read_text(encoding="utf-8")
         except OSError as exc:
-            raise KubernetesError(f"cannot read {self.settings.annotations_file}: "
-                                  f"{exc.strerror or exc}") from None
+            raise KubernetesError(
+                f"cannot read {self.settings.annotations_file}: {exc.strerror or exc}"
+            ) from None
         labels_path = Path(self.settings.labels_file)
         labels = {}
         if labels_path.is_file():
             try:
                 labels = parse_downward_file(labels_path.read_text(encoding="utf-8"))
             except OSError as exc:
-                raise KubernetesError(f"cannot read {labels_path}: {exc.strerror or exc}"
-                                      ) from None
+                raise KubernetesError(f"cannot read {labels_path}: {exc.strerror or exc}") from None
         return parse_downward_file(text), labels
 
     def _api_url(self) -> str:
@@ -199,7 +211,8 @@ class KubernetesTargets:
                 bearer_token_file=str(account / "token"),
                 ca_file=str(ca_file) if ca_file.is_file() else None,
                 token_file_key="the service account's token file",
-                ca_file_key="the service account's CA file")
+                ca_file_key="the service account's CA file",
+            )
             self._api = APIClient(self._api_url(), credentials, timeout=API_TIMEOUT)
         return self._api
 
@@ -224,8 +237,7 @@ class KubernetesTargets:
             raise KubernetesError(f"GET {api.url(path)} did not return a Pod object")
         return dict(metadata.get("annotations") or {}), dict(metadata.get("labels") or {})
 
-    def _build(self, annotations: Mapping[str, str], pod_labels: Mapping[str, str]
-               ) -> list[Target]:
+    def _build(self, annotations: Mapping[str, str], pod_labels: Mapping[str, str]) -> list[Target]:
         if annotations.get("prometheus.io/scrape", "").lower() != "true":
             raise KubernetesError(
                 'the pod is not annotated prometheus.io/scrape: "true", so there is nothing '

@@ -67,8 +67,12 @@ class PrometheusTargets:
         """The server's URL as logs and errors show it: a password in it as ``***``."""
         # An API client, not a Scraper: /api/v1/targets is JSON, asked for as such. A user and
         # password in the URL are sent as the header they stand for and never shown.
-        self._api = APIClient(settings.url, settings.credentials(), timeout=settings.timeout,
-                              body_size_limit=body_size_limit)
+        self._api = APIClient(
+            settings.url,
+            settings.credentials(),
+            timeout=settings.timeout,
+            body_size_limit=body_size_limit,
+        )
         self._targets: list[Target] = []
         self._last_errors: dict[str, str] = {}
         self._problem: str | None = None
@@ -84,8 +88,10 @@ class PrometheusTargets:
         except HTTPError as exc:
             self._note(f"cannot list targets at {self.name}: {exc.reason}")
         except (KeyError, TypeError, AttributeError) as exc:
-            self._note(f"{self.name}/api/v1/targets did not answer as Prometheus does: "
-                       f"{type(exc).__name__}: {exc}")
+            self._note(
+                f"{self.name}/api/v1/targets did not answer as Prometheus does: "
+                f"{type(exc).__name__}: {exc}"
+            )
         return list(self._targets)
 
     def _select(self, answer: Any) -> list[Target]:
@@ -109,14 +115,18 @@ class PrometheusTargets:
         self.last_error = problem
         if problem != self._problem:
             if problem is not None:
-                log.error("prometheus: %s; keeping the last good targets (%d)", problem,
-                          len(self._targets))
+                log.error(
+                    "prometheus: %s; keeping the last good targets (%d)",
+                    problem,
+                    len(self._targets),
+                )
             elif self._problem is not None:
                 log.info("prometheus %s answers again", self.name)
         self._problem = problem
 
-    def match_selectors(self, targets: Sequence[Target], metrics: Iterable[str] | None
-                        ) -> list[str]:
+    def match_selectors(
+        self, targets: Sequence[Target], metrics: Iterable[str] | None
+    ) -> list[str]:
         """The ``match[]`` selectors of one federate request: the desired names (with their
         family suffixes) and the synthetic ones, one selector per job of ``targets``."""
         matchers = []
@@ -127,8 +137,9 @@ class PrometheusTargets:
         jobs = sorted({t.job for t in targets})
         return ["{" + ",".join([*matchers, f"job={_promql_string(job)}"]) + "}" for job in jobs]
 
-    async def collect(self, targets: Sequence[Target], metrics: Iterable[str] | None
-                      ) -> list[ScrapeResult]:
+    async def collect(
+        self, targets: Sequence[Target], metrics: Iterable[str] | None
+    ) -> list[ScrapeResult]:
         """Every target's desired samples, from one ``/federate`` request."""
         results = {t.url: ScrapeResult(t) for t in targets}
         if not targets:
@@ -144,8 +155,9 @@ class PrometheusTargets:
                 self._split(parsed, targets, results)
             else:
                 # One body holds every target's samples: parse and split it off the loop.
-                await asyncio.to_thread(self._parse_and_split, body, openmetrics, wanted,
-                                        targets, results)
+                await asyncio.to_thread(
+                    self._parse_and_split, body, openmetrics, wanted, targets, results
+                )
         except (HTTPError, ParseError) as exc:
             reason = exc.reason if isinstance(exc, HTTPError) else f"malformed: {exc}"
             self._note(f"federation failed: {reason}")
@@ -155,21 +167,30 @@ class PrometheusTargets:
         self._note(None)
         return list(results.values())
 
-    def _parse_and_split(self, body: bytes, openmetrics: bool, wanted: frozenset[str] | None,
-                         targets: Sequence[Target], results: dict[str, ScrapeResult]) -> None:
+    def _parse_and_split(
+        self,
+        body: bytes,
+        openmetrics: bool,
+        wanted: frozenset[str] | None,
+        targets: Sequence[Target],
+        results: dict[str, ScrapeResult],
+    ) -> None:
         parsed = parse_exposition(body, openmetrics=openmetrics, metrics=wanted)
         self._split(parsed, targets, results)
 
-    def _split(self, parsed: Mapping[str, Mapping[str, float]], targets: Sequence[Target],
-               results: dict[str, ScrapeResult]) -> None:
+    def _split(
+        self,
+        parsed: Mapping[str, Mapping[str, float]],
+        targets: Sequence[Target],
+        results: dict[str, ScrapeResult],
+    ) -> None:
         by_key: dict[tuple[str, str], Target] = {}
         target_pairs: dict[str, set[tuple[str, str]]] = {}
         for target in targets:
             job = escape(target.labels.get("job", ""))
             instance = escape(target.labels.get("instance", ""))
             by_key.setdefault((job, instance), target)
-            target_pairs[target.url] = {(k, escape(v))
-                                        for k, v in target.labels.items()}
+            target_pairs[target.url] = {(k, escape(v)) for k, v in target.labels.items()}
         # The server's external labels are on every federated series (Prometheus adds them
         # to the ones that lack them). A target's up series carries nothing but its target
         # labels and those: what is left of it is the server's external labels, which are

@@ -48,8 +48,9 @@ class StaticTargets:
 class CollectingProvider(TargetProvider, Protocol):
     """A provider that also delivers its targets' samples, instead of deucalion scraping them."""
 
-    async def collect(self, targets: Sequence[Target], metrics: Iterable[str] | None
-                      ) -> list[ScrapeResult]:
+    async def collect(
+        self, targets: Sequence[Target], metrics: Iterable[str] | None
+    ) -> list[ScrapeResult]:
         """One result per target, with the samples of ``metrics`` (all when ``None``)."""
         ...
 

@@ -120,8 +120,9 @@ class CollectingShardedTargets(ShardedTargets):
         super().__init__(provider, count=count, index=index)
         self._collector = provider
 
-    async def collect(self, targets: Sequence[Target], metrics: Iterable[str] | None
-                      ) -> list[ScrapeResult]:
+    async def collect(
+        self, targets: Sequence[Target], metrics: Iterable[str] | None
+    ) -> list[ScrapeResult]:
         """The wrapped provider's samples of ``targets``."""
         return await self._collector.collect(targets, metrics)
 

@@ -50,5 +50,9 @@ def target_from_settings(url: str, labels: Mapping[str, str], options: ClientOpt
 
     A ``password_file`` is read here, once, so a missing file is reported when targets are built.
     """
-    return Target(url, dict(labels), timeout=getattr(options, "scrape_timeout", None),
-                  credentials=options.credentials())
+    return Target(
+        url,
+        dict(labels),
+        timeout=getattr(options, "scrape_timeout", None),
+        credentials=options.credentials(),
+    )
