@@ -19,6 +19,7 @@ the table to benchmarks/results.md. Three measurements per detector:
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import os
@@ -200,15 +201,19 @@ def _recorded_minutes(path: Path) -> float:
     return len(recording["cycles"]) * float(recording["interval"]) / 60
 
 
-def _idle_matrix(path: Path) -> tuple[Any, float]:
-    """The recording as (cycles, series) values, counters as per-second rates; and its span."""
+def _idle_matrix(path: Path) -> tuple[Any, Any, float]:
+    """The recording as (cycles, series) values, counters as per-second rates, with each rate's
+    resolution (the counter's smallest increase so far over the interval, as RangeObserver
+    reads it; 0 for gauges); and the scrape interval."""
     recording = json.loads(path.read_text())
     cycles = recording["cycles"]
     keys = sorted({(metric, labels) for c in cycles for metric, series in c["samples"].items()
                    for labels in series})
     column = {key: i for i, key in enumerate(keys)}
     matrix = np.full((len(cycles), len(keys)), np.nan)
+    resolution = np.zeros((len(cycles), len(keys)))
     previous: dict[tuple[str, str], tuple[float, float]] = {}
+    smallest: dict[tuple[str, str], float] = {}
     for row, cycle in enumerate(cycles):
         for metric, series in cycle["samples"].items():
             for labels, value in series.items():
@@ -218,17 +223,26 @@ def _idle_matrix(path: Path) -> tuple[Any, float]:
                     previous[key] = (cycle["time"], value)
                     if last is None or value < last[1] or cycle["time"] <= last[0]:
                         continue
-                    value = (value - last[1]) / (cycle["time"] - last[0])
+                    increase, seconds = value - last[1], cycle["time"] - last[0]
+                    if 0 < increase < smallest.get(key, math.inf):
+                        smallest[key] = increase
+                    if key in smallest:
+                        resolution[row, column[key]] = smallest[key] / seconds
+                    value = increase / seconds
                 matrix[row, column[key]] = value
-    return matrix, float(recording["interval"])
+    return matrix, resolution, float(recording["interval"])
 
 
-def _idle_alerts(make: Callable[[], Any], matrix: Any, interval: float) -> tuple[float, int]:
-    """(false alerts per day, alerts) at the detector's default threshold after its warm-up."""
+def _idle_alerts(make: Callable[[], Any], matrix: Any, resolution: Any,
+                 interval: float) -> tuple[float, int]:
+    """(false alerts per day, alerts) at the detector's default threshold after its warm-up;
+    a detector that takes each value's resolution (RangeDetector) is given it."""
     detector = make()
+    takes_resolution = "resolution" in inspect.signature(detector.update).parameters
     alerts = 0
-    for row in matrix:
-        alerts += int((detector.update(row) >= detector.threshold).sum())
+    for row, steps in zip(matrix, resolution, strict=True):
+        scores = detector.update(row, steps) if takes_resolution else detector.update(row)
+        alerts += int((scores >= detector.threshold).sum())
     scored_seconds = max(1.0, (len(matrix) - detector.warmup - 1) * interval)
     return alerts * 86400 / scored_seconds, alerts
 
@@ -252,7 +266,7 @@ def main(quick: bool = False, idle_minutes: float | None = None, interval: float
         recording = Path(os.environ.get("TMPDIR", "/tmp")) / "deucalion-idle-node-exporter.json"
         if _recorded_minutes(recording) < minutes - 0.5:
             record_idle(minutes, interval, recording)
-    matrix, step = _idle_matrix(recording)
+    matrix, resolution, step = _idle_matrix(recording)
     notes.append(
         f"Idle: {matrix.shape[1]} series of a real node_exporter, scraped every {step:g} s for "
         f"{len(matrix) * step / 60:.1f} min; alerts after each detector's warm-up, scaled to a day."
@@ -266,7 +280,8 @@ def main(quick: bool = False, idle_minutes: float | None = None, interval: float
         vectorised = not name.startswith("robust z-score")
         figures["series_per_s"] = (_speed(make, 10_000, 20 if quick else 100) if vectorised
                                    else _speed(make, 1000, 5 if quick else 20))
-        figures["idle_per_day"], figures["idle_alerts"] = _idle_alerts(make, matrix, step)
+        idle = _idle_alerts(make, matrix, resolution, step)
+        figures["idle_per_day"], figures["idle_alerts"] = idle
         results[name] = figures
         nab_cells = ["-"] * 10
         if "nab" in figures:

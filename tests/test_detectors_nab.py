@@ -163,3 +163,30 @@ def test_observer_forgets_series_absent_for_forget_after_calls() -> None:
     assert observer.detector.n_series_ == 2
     alerts = _feed(observer, 30, {"t": {"g": {'{pod="a"}': 1.5, '{pod="b"}': 50.0}}})
     assert [a.labels["series"] for a in alerts] == ['{pod="b"}']  # type: ignore[attr-defined]
+
+
+def test_a_record_within_the_resolution_is_not_an_anomaly() -> None:
+    """Values that move in steps of 0.02: one step above the highest scores below the
+    threshold with that resolution (and above it without); three steps are past it."""
+    idle = [0.02, 0.04, 0.06, 0.04] * 10
+    with_resolution, without = RangeDetector(warmup=20), RangeDetector(warmup=20)
+    for value in idle:
+        with_resolution.update([value], [0.02])
+        without.update([value])
+    assert without.update([0.08])[0] >= 0.5
+    assert with_resolution.update([0.08], [0.02])[0] < 0.5
+    assert with_resolution.update([0.14], [0.02])[0] >= 0.5
+
+
+def test_observer_reads_a_counters_ticks_as_its_rates_resolution() -> None:
+    """CPU seconds counted in ticks of 0.01 s, scraped every 0.5 s: idle moves 1 to 3 ticks a
+    scrape, so a scrape of 4 ticks is quiet; a burn of 40 ticks alerts at once."""
+    observer = RangeObserver({"process_cpu_seconds_total"}, warmup=20)
+    total, fired = 100.0, []
+    ticks = [1, 2, 3, 2] * 15 + [4] + [2] * 5 + [40]
+    for cycle, tick in enumerate(ticks):
+        total = round(total + 0.01 * tick, 2)
+        with handing_data(1000.0 + 0.5 * cycle, {}):
+            alerts = list(observer.new_data({"t": {"process_cpu_seconds_total": {"{}": total}}}))
+        fired += [tick] * len(alerts)
+    assert fired == [40]

@@ -65,7 +65,10 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError("deucalion.detectors.nab needs NumPy: pip install deucalion[ml]") from exc
 
-__all__ = ["COMPONENTS", "Explanation", "RangeDetector", "RangeObserver"]
+__all__ = ["COMPONENTS", "RESOLUTION_STEPS", "Explanation", "RangeDetector", "RangeObserver"]
+
+#: How many steps of a series' resolution a record must clear to score 0.5 (see ``update``).
+RESOLUTION_STEPS = 2.0
 
 COMPONENTS = ("record", "recent")
 """The components of ``RangeDetector``, as an ``Explanation`` names them."""
@@ -153,13 +156,25 @@ class RangeDetector:
             setattr(self, name, getattr(self, name)[rows])
         self.n_series_ = len(rows)
 
-    def update(self, values: Sequence[float] | Any) -> Any:
-        """Score one new value per series, then learn it; returns the scores (a NumPy array)."""
+    def update(
+        self, values: Sequence[float] | Any, resolution: Sequence[float] | Any = None
+    ) -> Any:
+        """Score one new value per series, then learn it; returns the scores (a NumPy array).
+
+        ``resolution`` (optional, one per series, 0 for none) is the smallest change the
+        series' values can show: a counter's rate moves in steps of its counter's increment per
+        interval. A record then scores 0.5 (the default threshold) when it clears the old one by
+        ``RESOLUTION_STEPS`` such steps, so a rate one tick above its highest is no anomaly.
+        """
         x = np.asarray(values, dtype=float).reshape(-1)
         if x.shape[0] > self.n_series_:
             self._grow(x.shape[0])
         elif x.shape[0] < self.n_series_:
             x = np.concatenate([x, np.full(self.n_series_ - x.shape[0], math.nan)])
+        steps = np.zeros(self.n_series_)
+        if resolution is not None:
+            given = np.nan_to_num(np.asarray(resolution, dtype=float).reshape(-1))
+            steps[: given.shape[0]] = given[: self.n_series_]
         seen = np.isfinite(x)
         first = seen & (self.count_ == 0)
         self.recent_[first] = x[first, None]  # a new series' window starts full of its first value
@@ -184,6 +199,15 @@ class RangeDetector:
                     self.record_step_factor
                     * self.record_step_
                     / np.where(record_width > 0, record_width, 1.0),
+                    0.0,
+                ),
+            )
+            # ... and never less than the resolution allows: RESOLUTION_STEPS steps of it.
+            record_tolerance = np.maximum(
+                record_tolerance,
+                np.where(
+                    record_width > 0,
+                    RESOLUTION_STEPS * steps / np.where(record_width > 0, record_width, 1.0),
                     0.0,
                 ),
             )
@@ -274,7 +298,9 @@ class RangeObserver(MetricsObserver):
     """A ready observer: a ``RangeDetector`` over every series of its desired metrics.
 
     Gauges are scored as they are; counters (``_total``, ``_count``, ``_sum``, ``_bucket``) by
-    their per-second rate between the data's scrape times (a reset starts the rate again). Each
+    their per-second rate between the data's scrape times (a reset starts the rate again),
+    with the rate's resolution: the smallest increase the counter has shown, over the interval
+    (a rate known only to a tick of its counter sets no record by one tick). Each
     series whose score reaches ``threshold`` gives one alert, labelled with its metric and series
     and annotated with the component that fired, the expected range and the observed value.
     A series absent for ``forget_after`` calls is forgotten, so that memory stays bounded when
@@ -292,6 +318,8 @@ class RangeObserver(MetricsObserver):
         self.rows: dict[SeriesKey, int] = {}
         self.last_seen: dict[SeriesKey, int] = {}
         self.last_counter: dict[SeriesKey, tuple[float, float]] = {}
+        self.counter_step: dict[SeriesKey, float] = {}
+        """Per counter, the smallest increase it has shown between two calls."""
         self.calls = 0
 
     def new_data(self, targets_data_dict: TargetsData) -> list[Alert]:
@@ -300,6 +328,7 @@ class RangeObserver(MetricsObserver):
         if self.calls % max(1, self.forget_after // 10) == 0:
             self._forget_absent()
         values: list[float] = [math.nan] * len(self.rows)
+        resolution: list[float] = [0.0] * len(self.rows)
         for target, samples in targets_data_dict.items():
             now = _scrape_time(target)
             for metric, series in samples.items():
@@ -307,14 +336,17 @@ class RangeObserver(MetricsObserver):
                 for labels, raw in series.items():
                     key = (target, metric, labels)
                     self.last_seen[key] = self.calls
-                    value = self._counter_rate(key, raw, now) if counter else raw
                     row = self.rows.setdefault(key, len(self.rows))
                     if row == len(values):
                         values.append(math.nan)
-                    values[row] = value
+                        resolution.append(0.0)
+                    if counter:
+                        values[row], resolution[row] = self._counter_rate(key, raw, now)
+                    else:
+                        values[row] = raw
         if not values:
             return []
-        scores = self.detector.update(values)
+        scores = self.detector.update(values, resolution)
         alerts = []
         for key, row in self.rows.items():
             if scores[row] >= self.detector.threshold:
@@ -333,16 +365,24 @@ class RangeObserver(MetricsObserver):
         for key in absent:
             del self.last_seen[key]
             self.last_counter.pop(key, None)
+            self.counter_step.pop(key, None)
             self.rows.pop(key)
         self.detector.keep(list(self.rows.values()))
         self.rows = {key: row for row, key in enumerate(self.rows)}
 
-    def _counter_rate(self, key: SeriesKey, raw: float, now: float) -> float:
+    def _counter_rate(self, key: SeriesKey, raw: float, now: float) -> tuple[float, float]:
+        """The counter's rate since its last value, and the rate's resolution: the smallest
+        increase the counter has shown (CPU seconds grow in ticks of 0.01 s, packets in ones)
+        over this interval."""
         previous = self.last_counter.get(key)
         self.last_counter[key] = (now, raw)
         if previous is None or now <= previous[0] or raw < previous[1]:
-            return math.nan  # first sight, or a reset: no rate this time
-        return (raw - previous[1]) / (now - previous[0])
+            return math.nan, 0.0  # first sight, or a reset: no rate this time
+        increase, seconds = raw - previous[1], now - previous[0]
+        smallest = self.counter_step.get(key, math.inf)
+        if 0 < increase < smallest:
+            smallest = self.counter_step[key] = increase
+        return increase / seconds, (smallest / seconds if math.isfinite(smallest) else 0.0)
 
     def _alert(self, key: SeriesKey, why: Explanation) -> Alert:
         target, metric, labels = key
