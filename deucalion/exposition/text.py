@@ -113,8 +113,8 @@ _SAMPLE_LINE = re.compile(rf"[ \t]*({NAME}){_REST_ANY}")
 # metric name after any blanks (Prometheus's "valid start token").
 _LIGHT_LINE = re.compile(r"[ \t]*+(?:[#a-zA-Z_:][^\n]*+)?")
 _STARTS = frozenset("#\nabcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_:")
-# The first line start (after a "\n") that is not one (or is indented, for _RUNS to look at).
-_BAD_START = re.compile(r"\n[^#a-zA-Z_:\n]")
+# A line start (after a "\n") that is not one (or is indented, for _RUNS to look at).
+_BAD_START = r"[^#a-zA-Z_:\n]"
 # Runs of lines of one sample name, after the blank and comment lines before them: groups
 # (name, other); a line that does not start with "#" or a name lands in ``other``.
 _RUNS = re.compile(
@@ -492,10 +492,15 @@ class Filter:
         # Whether the last piece read had most of its lines selected: the next is then read in
         # full and filtered by name, cheaper than going through it a run at a time.
         self._dense = False
-        # One search finds the lines of every needle, in the body's order: cheaper than a
-        # str.find() per needle, each of which would scan the whole body once more.
+        # One search, in the body's order, finds the lines of every needle (group 1) and any
+        # line that does not start like an exposition's: cheaper than a str.find() per needle,
+        # each a scan of the whole body, and than a second scan for bad starts.
         self._starts = re.compile(
-            "\n(?:" + "|".join(re.escape(n) for n in sorted(needles, key=len, reverse=True)) + ")"
+            "\n(?:("
+            + "|".join(re.escape(n) for n in sorted(needles, key=len, reverse=True))
+            + ")|"
+            + _BAD_START
+            + ")"
         ).finditer
 
     def selects(self, name: str) -> bool:
@@ -593,26 +598,30 @@ class Filter:
     def _found(self, text: str) -> Samples | None:
         """Read the selected lines of ``text`` where the regex engine visits only those.
 
-        ``str.find`` jumps from one occurrence of a name to the next in C. An occurrence that
-        starts a line is read; any other (in a HELP line, a longer name, a value) is passed
-        over. All lines of one sample name are found by the same search, in order, so within a
-        series the last line still wins. Returns None, for :meth:`_runs` to do, on anything
-        else: a line that does not start like an exposition's, a selected line with blanks
-        before its name or outside the canonical layout, or an error.
+        One regular-expression search jumps from one line starting with a needle to the next
+        and also finds any line that starts like no exposition line; only the needles' lines
+        are read (one of a longer name that starts with a needle is read and skipped), the
+        others passed over. All lines of one sample name are found by the same search, in
+        order, so within a series the last line still wins. Returns None, for :meth:`_runs` to
+        do, on anything else: a line that does not start like an exposition's, a selected line
+        with blanks before its name or outside the canonical layout, or an error.
 
         ``_heads`` maps the part before the value of canonical lines read before to their
         (sample name, or "" when unselected; series key): a parser reads the same few lines
         scrape after scrape, and then only the value is left to check.
         """
-        if text[0] not in _STARTS or _BAD_START.search(text):
+        if text[0] not in _STARTS:
             return None
+        matches = list(self._starts(text))
+        starts = [m.start() + 1 for m in matches if m.lastindex]
+        if len(starts) < len(matches):
+            return None  # a line starts with something else
         # Every line now starts with "#" or a name (none is indented): a selected line is one
         # that starts with "\n" and a needle, or the first one.
         result: Samples = {}
         find = text.find
         heads = self._heads
         assert self._needles is not None
-        starts = [m.start() + 1 for m in self._starts(text)]
         if text.startswith(self._needles):
             starts.insert(0, 0)
         try:
