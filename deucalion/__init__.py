@@ -24,9 +24,9 @@ Names are imported on first use, so that an observer's worker process, which imp
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from deucalion._lazy import lazy_attributes
 from deucalion._version import __version__
 from deucalion.errors import ConfigError, DeucalionError, ParseError
 
@@ -62,15 +62,4 @@ _LAZY = {
     "parse_exposition": "deucalion.exposition",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'deucalion' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(globals(), _LAZY)

@@ -16,8 +16,9 @@ Needs NumPy (``pip install 'deucalion[ml]'``); names are imported on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from deucalion._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from deucalion.detectors.adapters import RiverDetector, SklearnDetector
@@ -54,15 +55,4 @@ _LAZY = {
     "Threshold": "deucalion.detectors.statistical",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'deucalion.detectors' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(globals(), _LAZY)

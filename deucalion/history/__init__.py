@@ -12,9 +12,9 @@ on first use, so importing this package costs nothing until then.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from deucalion._lazy import lazy_attributes
 from deucalion.history.labels import series_key, series_labels, without_label
 
 if TYPE_CHECKING:
@@ -43,15 +43,4 @@ _LAZY = {
     "rate": "deucalion.history.promql",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'deucalion.history' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(globals(), _LAZY)

@@ -7,8 +7,9 @@ Names are imported on first use: the worker processes never import this package.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from deucalion._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from deucalion.replay.backtesting import backtest, backtest_async
@@ -58,15 +59,4 @@ _LAZY = {
     "open_source": "deucalion.replay.opening",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'deucalion.replay' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(globals(), _LAZY)
