@@ -733,6 +733,77 @@ def test_fast_paths_match_the_slow_path(text: str) -> None:
             assert_same(parser.parse(text), expected)
 
 
+def _labelled_body(values: list[float], moved: bool = False) -> str:
+    """A body of sorted, unsorted and escaped label sets with ``values``; ``moved`` changes
+    one label set and swaps two lines."""
+    lines = [
+        "# HELP m A metric.",
+        "# TYPE m gauge",
+        'm{a="1",b="x"} %r',
+        'm{c="3",a="1"} %r',
+        'm{b="q\\"\\n",a="c:\\temp"} %r',
+        "m %r",
+        'n{z="1",y="2"} %r',
+        'n{y="3",z="4"} %r 1700000000000',
+        "last %r",
+    ]
+    if moved:
+        lines[3] = 'm{c="4",a="1"} %r'
+        lines[2], lines[6] = lines[6], lines[2]
+    return "\n".join(lines) % tuple(values) + "\n"
+
+
+@pytest.mark.parametrize(
+    "desired", [None, ["m"], ["m", "n", "last"], ["n"], ["m.*"]], ids=str
+)
+def test_a_parser_reads_known_label_sets_with_new_values(desired: list[str] | None) -> None:
+    """A parser remembers the label sets and selected lines of the bodies it read; the same
+    lines with new values, moved lines and a changed label set still read like the line-by-
+    line reader, from text, bytes and chunks."""
+    parser = ExpositionParser(desired)
+    for round_, moved in enumerate([False, False, True, False, True]):
+        text = _labelled_body([round_ * 10.0 + i for i in range(7)], moved)
+        expected = {n: s for n, s in _slow_parse(text).items() if parser.wants(n)}
+        data = text.encode()
+        for body in (text, data, [data[:50], data[50:]]):
+            assert parser.parse(body) == expected
+
+
+def test_a_known_line_whose_value_equals_its_timestamp_reads_its_value() -> None:
+    """'m 5 5' then 'm 5 7': the part before the last blank is not the line's head when a
+    timestamp follows, however the first body was read."""
+    parser = ExpositionParser(["m"])
+    assert parser.parse("m 5 5\nx 1\n") == {"m": {"{}": 5.0}}
+    assert parser.parse("m 5 7\nx 1\n") == {"m": {"{}": 5.0}}
+    assert parser.parse("m 6 7\nx 1\n") == {"m": {"{}": 6.0}}
+
+
+def test_the_last_line_of_a_filtered_body_is_read_in_full_however_well_known() -> None:
+    """A last line known from earlier bodies is still refused with a bad value, and a last
+    line that is a comment or a new line is read in full."""
+    parser = ExpositionParser(["m"])
+    assert parser.parse("m 1\nlast 2\n") == {"m": {"{}": 1.0}}
+    for bad in ("last x", "last 1_0", "last{ 1", "last"):
+        with pytest.raises(ParseError) as info:
+            parser.parse(f"m 1\n{bad}\n")
+        assert info.value.lineno == 2
+    assert parser.parse("m 2\nlast 3\n# a comment at the end\n\n") == {"m": {"{}": 2.0}}
+    assert parser.parse(b"m 3\nlast 4") == {"m": {"{}": 3.0}}
+
+
+def test_the_memory_of_label_sets_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past its bound, a parser's memory of label sets starts again: it never holds more,
+    and what it reads is unchanged."""
+    from deucalion.exposition import text as text_module
+
+    monkeypatch.setattr(text_module, "_MAX_KEY_CHARS", 2_000)
+    parser = ExpositionParser()
+    for round_ in range(40):
+        text = "".join(f'm{{z="{round_}",a="{i}"}} {i}\n' for i in range(round_ % 7 + 1))
+        assert parser.parse(text) == _slow_parse(text)
+        assert parser._memory._chars <= 2_000
+
+
 # ---- bodies that are not expositions, filtered or not (issue 13, item 1) ----------------------
 
 NOT_EXPOSITIONS = [
@@ -895,7 +966,7 @@ def test_parsers_share_nothing() -> None:
 
     first, second = ExpositionParser(), ExpositionParser()
     first.parse('m{b="1",a="2"} 1\n')
-    assert first._orders and not second._orders
+    assert first._memory.orders and not second._memory.orders
     for module in (naming, openmetrics, parser, text):
         source = inspect.getsource(module)
         assert "global " not in source and "gc." not in source and "lru_cache" not in source

@@ -29,7 +29,7 @@ from deucalion.exposition.grammar import (
     canonical,
     unescape,
 )
-from deucalion.exposition.text import BLOCK, Orders, canonical_keys
+from deucalion.exposition.text import BLOCK, LabelMemory, canonical_keys
 
 __all__ = ["parse_openmetrics"]
 
@@ -180,7 +180,9 @@ _COMMON_LINE = re.compile(
 _COMMON_SUFFIXES = {"gauge": ("",), "unknown": ("",), "counter": ("_total", "_created")}
 
 
-def _read_common(text: str, wants: Callable[[str], bool] | None, orders: Orders) -> Samples | None:
+def _read_common(
+    text: str, wants: Callable[[str], bool] | None, memory: LabelMemory
+) -> Samples | None:
     """The samples of a body made only of the common case (see ``_COMMON_LINE``), checked by
     the rules of the standard that apply to it; None, for the line-by-line reader, on any
     other body or any fault (which that reader then names)."""
@@ -191,7 +193,7 @@ def _read_common(text: str, wants: Callable[[str], bool] | None, orders: Orders)
         return None
     del lines[-1]
     try:
-        keys = canonical_keys(lines, orders, 4)
+        keys = canonical_keys(lines, memory, 4)
     except ParseError:
         return None
     result: Samples = {}
@@ -272,17 +274,17 @@ def _finish_common(family: str, kind: str | None, seen_names: set[str]) -> bool:
 
 
 def parse_openmetrics(
-    text: str, wants: Callable[[str], bool] | None, orders: Orders | None = None
+    text: str, wants: Callable[[str], bool] | None, memory: LabelMemory | None = None
 ) -> Samples:
     """Parse an OpenMetrics 1.0 body, checking every line; keep the samples ``wants`` names.
 
-    ``wants`` is None to keep every sample; ``orders`` is the caller's memory of label orders
-    (see :data:`~deucalion.exposition.text.Orders`). Raises
+    ``wants`` is None to keep every sample; ``memory`` is the caller's memory of label blocks
+    (see :class:`~deucalion.exposition.text.LabelMemory`). Raises
     :class:`~deucalion.errors.ParseError` naming the line on anything the standard (as
     prometheus_client's parser reads it) forbids. A body of the common case is read in bulk;
     any other, or any fault, line by line.
     """
-    common = _read_common(text, wants, {} if orders is None else orders)
+    common = _read_common(text, wants, LabelMemory() if memory is None else memory)
     if common is not None:
         return common
     result: Samples = {}

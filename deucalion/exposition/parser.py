@@ -1,9 +1,9 @@
 """The front door of parsing: :class:`ExpositionParser` and :func:`parse_exposition`.
 
 A parser is built once for a selection of metrics and reused for every body (the ``Scraper``
-holds one): what it learns from one body (the label orders it has seen, the lines of selected
-metrics it has read) is its own, bounded, and makes the next body quicker. Nothing is shared
-between parsers or kept by the module.
+holds one): what it learns from one body (the label orders and label sets it has seen, the
+lines of selected metrics it has read) is its own, bounded, and makes the next body quicker.
+Nothing is shared between parsers or kept by the module.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from deucalion.errors import ParseError
 from deucalion.exposition.grammar import Samples
 from deucalion.exposition.naming import Selector
 from deucalion.exposition.openmetrics import parse_openmetrics
-from deucalion.exposition.text import Body, Filter, Orders, count_samples, read_full
+from deucalion.exposition.text import Body, Filter, LabelMemory, count_samples, read_full
 
 __all__ = ["ExpositionParser", "is_openmetrics", "parse_exposition"]
 
@@ -38,7 +38,7 @@ class ExpositionParser:
             self.selector = Selector.from_desired(metrics)
         selector = self.selector
         self._filter = None if selector is None or selector.everything else Filter(selector)
-        self._orders: Orders = {}
+        self._memory = LabelMemory()
 
     @property
     def metrics(self) -> frozenset[str] | None:
@@ -54,6 +54,8 @@ class ExpositionParser:
     def parse(self, body: Body, *, openmetrics: bool = False) -> Samples:
         """Parse one exposition; see :func:`parse_exposition`. ``body`` may also be the list
         of byte chunks it arrived in, which is emptied as it is read."""
+        if self._filter is not None and not openmetrics:
+            return self._filter.read(body, self._memory)[0]
         return self.read(body, openmetrics=openmetrics)[0]
 
     def read(
@@ -64,12 +66,12 @@ class ExpositionParser:
         if openmetrics:
             text = body if isinstance(body, str) else _decode(body)
             wants = None if self._filter is None else self._filter.selects
-            samples = parse_openmetrics(text, wants, self._orders)
+            samples = parse_openmetrics(text, wants, self._memory)
             return samples, count_samples(text) if count else None
         if self._filter is None:
-            samples, counted = read_full(body, self._orders)
+            samples, counted = read_full(body, self._memory)
             return samples, counted if count else None
-        return self._filter.read(body, self._orders, count=count)
+        return self._filter.read(body, self._memory, count=count)
 
 
 def _decode(data: bytes | bytearray | memoryview | list[bytes]) -> str:

@@ -6,25 +6,30 @@ notation, labels sorted by name, values escaped, ``{}`` for none) to its value::
     {"node_cpu_seconds_total": {'{cpu="0",mode="idle"}': 1234.5, ...}, "up": {"{}": 1.0}}
 
 Speed comes from leaving the per-line work to C. A body is read in pieces of about
-``PIECE_CHARS`` that end at a line end, decoded one at a time from the chunks the body arrived
-in, so a large body is never held twice. A full read of a piece is one ``findall()`` whose
-pattern validates every line and captures, of a canonical sample line, its name, its label
-block as written and its value; the lines it does not take are read by :func:`read_line`.
-Whether the blocks of a piece have their labels sorted (then a block is its series key as is)
-is decided once per piece from the distinct label-name sequences of its blocks, extracted by
-splitting the joined blocks at their quotes; blocks written in an unsorted order are reordered
-together, per order, by splitting them into pairs and zipping the pairs back in sorted order.
-Label sets that vary from series to series or are written unsorted thus cost little more than
-sorted ones, and the first parse of a body costs what the next ones do.
+``PIECE_CHARS`` bytes that end at a line end, joined from the chunks the body arrived in and
+decoded one at a time, so a large body is never held twice. A full read of a piece is one
+``findall()`` whose pattern validates every line and captures, of a canonical sample line, its
+name, its label block as written and its value; the lines it does not take are read by
+:func:`read_line`. Whether the blocks of a piece have their labels sorted (then a block is its
+series key as is) is decided once per piece from the distinct label-name sequences of its
+blocks, extracted by splitting the joined blocks at their quotes; blocks written in an unsorted
+order are reordered together, per order, by splitting them into pairs and zipping the pairs
+back in sorted order. A parser's :class:`LabelMemory` remembers, by the text of a piece's label
+blocks, what that work found: a target serves the same label sets scrape after scrape, so the
+next body costs one lookup per piece for its keys (the first costs what the work does).
 
 A filtered read (:class:`Filter`) keeps the lines of the selected metrics and still refuses a
 body that is not an exposition. Selected lines are checked in full. With a handful of exact
-names, one search finds the lines that start with them and another checks that every line
-starts like an exposition's (blank, ``#``, or the first character of a metric name: what tells
-an HTML page, JSON or garbage after valid lines apart), and the last line is read in full (a
-body cut short). Otherwise the body is taken a run of same-name lines at a time, the selector
-asked once per name (remembered, bounded), adjacent selected runs read together; once most of
-a body is selected, the next piece is read in full and filtered by name.
+names, the body is not decoded: one search over its bytes finds the lines that start with them
+and any line that does not start like an exposition's (blank, ``#``, or the first character of
+a metric name: what tells an HTML page, JSON or garbage after valid lines apart), and the last
+line is read in full (a body cut short). Only the selected lines are decoded; the others are
+checked for how they start, not for their UTF-8. The layout of the selected lines (which sample
+and series each is) is remembered by their parts before the value, so that a body like the last
+one costs the search, one lookup and the conversion of its values. Otherwise the body is taken
+a run of same-name lines at a time, the selector asked once per name (remembered, bounded),
+adjacent selected runs read together; once most of a body is selected, the next piece is read
+in full and filtered by name.
 
 Not supported (rejected): quoted UTF-8 metric and label names, native histograms, label names
 starting with ``__``. Label values may contain any escape; ``\\\\``, ``\\"`` and ``\\n`` are
@@ -33,7 +38,6 @@ unescaped and any other backslash is kept as is, as prometheus_client does.
 
 from __future__ import annotations
 
-import codecs
 import re
 from collections.abc import Callable, Iterator, Sequence
 from itertools import compress
@@ -46,6 +50,7 @@ from deucalion.exposition.naming import Selector
 __all__ = [
     "PIECE_CHARS",
     "Filter",
+    "LabelMemory",
     "canonical_keys",
     "count_samples",
     "pieces",
@@ -112,7 +117,7 @@ _SAMPLE_LINE = re.compile(rf"[ \t]*({NAME}){_REST_ANY}")
 # How every line of a filtered body must start: blank, or "#" or the first character of a
 # metric name after any blanks (Prometheus's "valid start token").
 _LIGHT_LINE = re.compile(r"[ \t]*+(?:[#a-zA-Z_:][^\n]*+)?")
-_STARTS = frozenset("#\nabcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_:")
+_START_BYTES = frozenset(b"#\nabcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_:")
 # A line start (after a "\n") that is not one (or is indented, for _RUNS to look at).
 _BAD_START = r"[^#a-zA-Z_:\n]"
 # Runs of lines of one sample name, after the blank and comment lines before them: groups
@@ -125,21 +130,73 @@ _RUNS = re.compile(
 # A canonical line from its name on: (name, block with braces or "", value).
 _WANTED_LINE = re.compile(
     rf"({_NAME_FAST})(\{{{_BLOCK_FAST}\}}|\{{\}}|)"
-    rf" ({_RAW_VALUE}+)(?: [+-]?[0-9]++)?+(?=\n|\Z)"
+    rf" ({_RAW_VALUE}+)(?: [+-]?[0-9]++)?+".encode()
 )
-# What float() may read: it would also take what the format does not ("1_0", "\x0c1").
-_VALUE = re.compile(rf"{_RAW_VALUE}++").fullmatch
+# What float() may read, values joined by blanks and checked in one match: float() would also
+# take what the format does not ("1_0", "\x0c1").
+_VALUES = re.compile(rf"{_RAW_VALUE}++(?: {_RAW_VALUE}++)*+".encode()).fullmatch
 _SAMPLE_LINES = re.compile(r"\n[ \t]*+(?=[a-zA-Z_:])")
 _SAMPLE_LINES_BYTES = re.compile(rb"\n[ \t]*+(?=[a-zA-Z_:])")
 
 # Cache bounds: past them a cache is emptied (a body that varies endlessly pays, nothing grows).
 _MAX_ORDERS = 4096
 _MAX_HEADS = 4096
+_MAX_LAYOUTS = 1024
 _MAX_NAMES = 65536
+
+#: Where the selected lines of a body go: (sample name, series keys, first line, line after)
+#: for each run of lines of one sample, the lines counted among those a filter found.
+Layout = tuple[tuple[str, tuple[str, ...], int, int], ...]
 
 #: Label-name sequence of a block ("{a=,b=}") -> None when sorted, else the positions of its
 #: pairs in sorted order.
 Orders = dict[str, tuple[int, ...] | None]
+
+# Bound of the label blocks a LabelMemory keeps the series keys of, in characters.
+_MAX_KEY_CHARS = 1 << 23
+# What LabelMemory._keys answers for blocks not seen before.
+_UNKNOWN: list[str] = []
+
+
+class LabelMemory:
+    """What a parser remembers of the label blocks of the bodies it read (bounded: past a
+    bound a memory is emptied), so that the next body with the same label sets costs less.
+
+    ``orders`` maps each label-name sequence seen (see :data:`Orders`). The series keys of
+    the blocks of a piece of a body are remembered by the blocks' text: a target serves the
+    same label sets scrape after scrape, and finding its keys by that text is much cheaper
+    than reading and sorting the blocks again. Values are never part of it.
+    """
+
+    __slots__ = ("_chars", "_keys", "orders")
+
+    def __init__(self) -> None:
+        self.orders: Orders = {}
+        self._keys: dict[str, list[str] | None] = {}
+        self._chars = 0
+
+    def series_keys(self, matches: Sequence[tuple[str, ...]], block: int) -> list[str] | None:
+        """None when every label block of ``matches`` (item ``block`` of each, braces
+        included, "" for none) is sorted, so that a block is its series key; else the series
+        key of each (not to be changed: it is remembered). Raises ParseError on a duplicate
+        or reserved label name."""
+        blocks = "\n".join(map(itemgetter(block), matches))
+        keys = self._keys.get(blocks, _UNKNOWN)
+        if keys is not _UNKNOWN:
+            return keys
+        sequences = _sequences(blocks, self.orders)
+        if sequences is not None:
+            keys = [key or "{}" for key in map(itemgetter(block), matches)]
+            _sort_keys(keys, sequences, self.orders)
+        else:
+            keys = None
+        if self._chars + len(blocks) > _MAX_KEY_CHARS:
+            self._keys.clear()
+            self._chars = 0
+        self._keys[blocks] = keys
+        self._chars += len(blocks)
+        return keys
+
 
 # ---- pieces of a body -------------------------------------------------------------------------
 
@@ -152,86 +209,97 @@ def pieces(body: Body) -> Iterator[tuple[int, str]]:
     """The body as (lines before, text) pieces of about ``PIECE_CHARS`` that end at line ends,
     the last one with a "\n" added when missing. Bytes are decoded as UTF-8 a piece at a time;
     a list of chunks is emptied as it is read, so that the body is never held twice."""
-    for lines, piece, last in _texts(body):
-        yield lines, piece if piece.endswith("\n") or not last else piece + "\n"
-
-
-def _texts(body: Body) -> Iterator[tuple[int, str, bool]]:
-    """(lines before, text, whether it is the last) pieces of ``body`` ending at line ends."""
-    lines = 0
     if isinstance(body, str):
-        size = len(body)
-        start = 0
-        while start < size:
-            end = body.find("\n", start + PIECE_CHARS) + 1 or size
-            yield lines, body[start:end], end == size
+        for lines, piece, last in _text_pieces(body):
+            yield lines, piece if piece.endswith("\n") or not last else piece + "\n"
+        return
+    for lines, offset, chunk, last in _byte_pieces(body):
+        yield lines, _decoded(chunk, lines, offset, last)
+
+
+def _decoded(piece: bytes, lines: int, offset: int, last: bool) -> str:
+    """A piece from :func:`_byte_pieces` as text (with a "\n" added to the last one when
+    missing); ParseError naming the byte and line if it is not UTF-8."""
+    try:
+        text = str(piece, "utf-8")
+    except UnicodeDecodeError as exc:
+        lineno = lines + piece.count(b"\n", 0, exc.start) + 1
+        raise ParseError(f"invalid UTF-8 at byte {offset + exc.start}", lineno) from None
+    return text if not last or text.endswith("\n") else text + "\n"
+
+
+def _text_pieces(body: str) -> Iterator[tuple[int, str, bool]]:
+    """(lines before, text, whether it is the last) slices of ``body`` ending at line ends."""
+    lines = 0
+    size = len(body)
+    start = 0
+    while start < size:
+        end = body.find("\n", start + PIECE_CHARS) + 1 or size
+        yield lines, body[start:end], end == size
+        if end < size:
+            lines += body.count("\n", start, end)
+        start = end
+
+
+def _byte_pieces(body: Body) -> Iterator[tuple[int, int, bytes, bool]]:
+    """(lines before, bytes before, piece, whether it is the last) pieces of ``body`` of about
+    ``PIECE_CHARS`` bytes, undecoded, each ending at a line end (the last one where the body
+    ends). A list of chunks is emptied as it is read, so that the body is never held twice;
+    a ``bytes`` body of one piece is the piece itself. Text is encoded first."""
+    lines = offset = 0
+    if isinstance(body, str):
+        body = body.encode()
+    if not isinstance(body, list):
+        data = body if isinstance(body, bytes | bytearray) else bytes(body)
+        size = len(data)
+        while offset < size:
+            end = data.find(b"\n", offset + PIECE_CHARS) + 1 or size
+            piece = data if not offset and end == size and isinstance(data, bytes) else None
+            yield lines, offset, piece or bytes(data[offset:end]), end == size
             if end < size:
-                lines += body.count("\n", start, end)
-            start = end
+                lines += data.count(b"\n", offset, end)
+            offset = end
         return
-    total = sum(map(len, body)) if isinstance(body, list) else len(body)
-    if total <= PIECE_CHARS:
-        # A small body is decoded at once (a copy of it is cheap).
-        whole = (
-            bytes(body)
-            if not isinstance(body, list)
-            else (body[0] if len(body) == 1 else b"".join(body))
-        )
-        if isinstance(body, list):
-            body.clear()
-        try:
-            yield 0, str(whole, "utf-8"), True
-        except UnicodeDecodeError as exc:
-            raise ParseError(
-                f"invalid UTF-8 at byte {exc.start}", whole.count(b"\n", 0, exc.start) + 1
-            ) from None
-        return
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    carry = ""
-    parts: list[str] = []
-    size = 0
-    decoded = 0
+    total = sum(map(len, body))
+    parts: list[bytes | memoryview] = []
+    size = received = 0
     for chunk in _chunks(body):
-        last = decoded + len(chunk) == total
-        try:
-            text = decoder.decode(chunk, final=last)
-        except UnicodeDecodeError as exc:
-            at = decoded + exc.start
-            seen = carry + "".join(parts)
-            lineno = lines + seen.count("\n") + bytes(chunk[: exc.start]).count(b"\n") + 1
-            raise ParseError(f"invalid UTF-8 at byte {at}", lineno) from None
-        decoded += len(chunk)
-        parts.append(text)
-        size += len(text)
+        received += len(chunk)
+        parts.append(chunk)
+        size += len(chunk)
+        last = received == total
         if size < PIECE_CHARS and not last:
             continue
-        joined = carry + "".join(parts) if carry or len(parts) > 1 else parts[0]
-        cut = len(joined) if last else joined.rfind("\n") + 1
+        joined = bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
+        cut = len(joined) if last else joined.rfind(b"\n") + 1
         if cut:
-            yield lines, joined[:cut], last
+            yield lines, offset, joined if cut == len(joined) else joined[:cut], last
             if not last:
-                lines += joined.count("\n", 0, cut)
+                lines += joined.count(b"\n", 0, cut)
+            offset += cut
         carry = joined[cut:]
-        parts = []
+        parts = [carry] if carry else []
         size = len(carry)
 
 
-def _chunks(body: bytes | bytearray | memoryview | list[bytes]) -> Iterator[bytes | memoryview]:
-    """The chunks of ``body`` to decode: a list's own, each dropped from it as it is taken (so
-    that the body is never held twice), or slices of one buffer, without copies."""
-    if isinstance(body, list):
-        body.reverse()
-        while body:
-            yield body.pop()
-        return
-    view = memoryview(body)
-    for start in range(0, len(view), PIECE_CHARS):
-        yield view[start : start + PIECE_CHARS]
+def _whole(body: Body) -> bytes | None:
+    """``body`` as one ``bytes`` when it is one non-empty piece (a list of chunks is then
+    joined and emptied), else None."""
+    if isinstance(body, bytes):
+        return body if 0 < len(body) <= PIECE_CHARS else None
+    if isinstance(body, list) and 0 < sum(map(len, body)) <= PIECE_CHARS:
+        whole = body[0] if len(body) == 1 else b"".join(body)
+        body.clear()
+        return whole
+    return None
 
 
-def lines_before(text: str, offset: int) -> int:
-    """How many line ends ``text`` has before ``offset``."""
-    return text.count("\n", 0, offset)
+def _chunks(body: list[bytes]) -> Iterator[bytes]:
+    """The chunks of ``body``, each dropped from it as it is taken (so that the body is never
+    held twice)."""
+    body.reverse()
+    while body:
+        yield body.pop()
 
 
 def _located(error: ParseError, lines: int) -> ParseError:
@@ -298,13 +366,10 @@ def _first_error(text: str, selects: Callable[[str], bool] | None) -> ParseError
 # ---- full reads -------------------------------------------------------------------------------
 
 
-def _orders_of(
-    matches: Sequence[tuple[str, ...]], orders: Orders, block: int = 1
-) -> list[str] | None:
-    """None when every block of ``matches`` (item ``block`` of each) has its labels sorted;
-    else each match's label-name sequence (as ``orders`` keys, now all known). Raises
+def _sequences(blocks: str, orders: Orders) -> list[str] | None:
+    """None when every block of ``blocks`` (label blocks joined by "\n") has its labels
+    sorted; else each block's label-name sequence (as ``orders`` keys, now all known). Raises
     ParseError on a duplicate or reserved label name."""
-    blocks = "\n".join(map(itemgetter(block), matches))
     if '",' not in blocks:  # no block of two labels or more
         return None
     # Once escaped backslashes and quotes are out of the way, every other piece between quotes
@@ -368,14 +433,15 @@ def _sorted_keys(blocks: list[str], sequence: str, order: tuple[int, ...]) -> li
     return keys
 
 
-def canonical_keys(matches: Sequence[tuple[str, ...]], orders: Orders, block: int) -> list[str]:
+def canonical_keys(
+    matches: Sequence[tuple[str, ...]], memory: LabelMemory, block: int
+) -> list[str]:
     """The series keys of the canonical label blocks (braces included, "" for none) that are
-    item ``block`` of each of ``matches``: sorted by label name, in bulk. Raises ParseError on
-    a duplicate or reserved label name."""
-    sequences = _orders_of(matches, orders, block)
-    keys = [key or "{}" for key in map(itemgetter(block), matches)]
-    if sequences is not None:
-        _sort_keys(keys, sequences, orders)
+    item ``block`` of each of ``matches``: sorted by label name, in bulk (not to be changed).
+    Raises ParseError on a duplicate or reserved label name."""
+    keys = memory.series_keys(matches, block)
+    if keys is None:
+        return [key or "{}" for key in map(itemgetter(block), matches)]
     return keys
 
 
@@ -395,7 +461,7 @@ def _sort_keys(keys: list[str], sequences: list[str], orders: Orders) -> None:
 def _take(
     matches: list[tuple[str, str, str, str]],
     result: Samples,
-    orders: Orders,
+    memory: LabelMemory,
     selects: Callable[[str], bool] | None,
 ) -> int:
     """Add the samples of ``_LINES`` matches to ``result``; the number of sample lines.
@@ -403,11 +469,11 @@ def _take(
     ``selects`` filters the lines ``read_line`` reads (the others are all of one run).
     Raises ParseError or ValueError on a bad line, without saying which.
     """
-    sequences = _orders_of(matches, orders)
+    keys = memory.series_keys(matches, 1)
     current_name = ""
     current: dict[str, float] = {}
     count = len(matches)
-    if sequences is None:
+    if keys is None:
         for name, key, value, other in matches:
             if name:
                 # The common case, kept short: the pattern has checked the line.
@@ -419,16 +485,12 @@ def _take(
                 count -= _take_other(other, result, selects)
                 current_name = ""
         return count
-    # Keys of the blocks written unsorted, made per label-name sequence in bulk and put in
-    # their lines' places.
-    keys = list(map(_BLOCK_OF, matches))
-    _sort_keys(keys, sequences, orders)
     for (name, _, value, other), key in zip(matches, keys, strict=True):
         if name:
             if name != current_name:
                 current_name = name
                 current = result.get(name) or result.setdefault(name, {})
-            current[key or "{}"] = float(value)
+            current[key] = float(value)
         else:
             count -= _take_other(other, result, selects)
             current_name = ""
@@ -446,16 +508,16 @@ def _take_other(line: str, result: Samples, selects: Callable[[str], bool] | Non
     return 0
 
 
-def read_full(data: Body, orders: Orders) -> tuple[Samples, int]:
+def read_full(data: Body, memory: LabelMemory) -> tuple[Samples, int]:
     """Every sample of a text 0.0.4 body, and the number of sample lines.
 
-    ``orders`` is the caller's memory of label-name sequences (see :data:`Orders`).
+    ``memory`` is the caller's memory of label blocks (see :class:`LabelMemory`).
     """
     result: Samples = {}
     count = 0
     for lines, piece in pieces(data):
         try:
-            count += _take(_LINES.findall(piece), result, orders, None)
+            count += _take(_LINES.findall(piece), result, memory, None)
         except (ParseError, ValueError):
             # Something is wrong somewhere: find the line and the reason the slow way.
             raise _located(_first_error(piece, None), lines) from None
@@ -472,13 +534,16 @@ class Filter:
     Its dicts are only read and written by key, so threads may share one.
     """
 
-    #: With at most this many exact names to look for, each is found with str.find.
+    #: With at most this many exact names to look for, one search over the bytes finds them.
     MAX_NEEDLES = 8
 
     def __init__(self, selector: Selector) -> None:
         self.selector = selector
         self._selected: dict[str, bool] = {}
-        self._heads: dict[str, tuple[str, str]] = {}
+        self._heads: dict[bytes, tuple[str, str]] = {}
+        # The layout of the selected lines of bodies read before, by their parts before the
+        # value: a target serves the same lines scrape after scrape.
+        self._layouts: dict[tuple[bytes, ...], Layout] = {}
         self._samples = selector.sample_names()
         needles: list[str] = []
         if selector.exact:
@@ -492,16 +557,20 @@ class Filter:
         # Whether the last piece read had most of its lines selected: the next is then read in
         # full and filtered by name, cheaper than going through it a run at a time.
         self._dense = False
-        # One search, in the body's order, finds the lines of every needle (group 1) and any
-        # line that does not start like an exposition's: cheaper than a str.find() per needle,
-        # each a scan of the whole body, and than a second scan for bad starts.
-        self._starts = re.compile(
-            "\n(?:("
-            + "|".join(re.escape(n) for n in sorted(needles, key=len, reverse=True))
-            + ")|"
-            + _BAD_START
-            + ")"
-        ).finditer
+        # One search, in the body's order, finds the lines of every needle (the whole line)
+        # and any line that does not start like an exposition's (b""): cheaper than a find()
+        # per needle, each a scan of the whole body, and than a second scan for bad starts.
+        # The atomic group spares the regex engine a backtracking point at every line, a
+        # third of the search's time. It reads bytes: the body is not decoded, only the
+        # selected lines are.
+        self._lines = re.compile(
+            b"\n(?>"
+            + _BAD_START.encode()
+            + b"|((?:"
+            + b"|".join(re.escape(n.encode()) for n in sorted(needles, key=len, reverse=True))
+            + b")[^\n]*+))"
+        ).findall
+        self._first = tuple(n.encode() for n in needles)
 
     def selects(self, name: str) -> bool:
         """Whether the sample called ``name`` is kept (remembered per name)."""
@@ -514,43 +583,76 @@ class Filter:
         return selected
 
     def read(
-        self, data: Body, orders: Orders, *, count: bool = False
+        self, data: Body, memory: LabelMemory, *, count: bool = False
     ) -> tuple[Samples, int | None]:
         """The selected samples of a text 0.0.4 body and, when ``count``, its number of sample
         lines; ParseError if it is not a text exposition."""
+        if self._needles is not None:
+            whole = _whole(data)
+            if whole:
+                # Most bodies are one piece: read it at once.
+                found = self._found(whole, True)
+                if found is not None:
+                    return found, count_samples(whole) if count else None
+                data = whole
+        else:
+            whole = None
         result: Samples = {}
-        lines, piece = 0, ""
         counted = 0
-        for lines, piece in pieces(data):
+        lines, offset, piece = 0, 0, b""
+        for lines, offset, piece, last in _byte_pieces(data):
             if count:
                 counted += count_samples(piece)
-            try:
-                found = self._found(piece) if self._needles is not None else None
-                if found is None and self._dense:
-                    found = self._selected_of_full(piece, orders)
-                if found is None:
-                    self._runs(piece, result, orders)
-                else:
-                    for name, series in found.items():
-                        result.setdefault(name, {}).update(series)
-            except (ParseError, ValueError):
-                raise _located(_first_error(piece, self.selects), lines) from None
-        # The last line is read in full, selected or not: a body cut short or ending in
-        # garbage is refused.
-        text = piece.rstrip("\n")
-        start = text.rfind("\n") + 1
-        try:
-            read_line(text[start:], None)
-        except ParseError as exc:
-            raise ParseError(exc.reason, lines + text.count("\n", 0, start) + 1) from None
+            found = None
+            if self._needles is not None and piece is not whole:  # (whole: tried above)
+                found = self._found(piece)
+            if found is None:
+                text = _decoded(piece, lines, offset, last)
+                try:
+                    if self._dense:
+                        found = self._selected_of_full(text, memory)
+                    if found is None:
+                        self._runs(text, result, memory)
+                except (ParseError, ValueError):
+                    raise _located(_first_error(text, self.selects), lines) from None
+            if not result and found is not None:
+                result = found  # the first piece's (most bodies are one piece)
+            elif found:
+                for name, series in found.items():
+                    result.setdefault(name, {}).update(series)
+        self._check_last_line(piece, lines, offset)
         return result, counted if count else None
 
-    def _selected_of_full(self, text: str, orders: Orders) -> Samples | None:
+    def _check_last_line(self, piece: bytes, lines: int, offset: int) -> None:
+        """Read the last line of the body (the end of its last ``piece``, after ``lines``
+        lines and ``offset`` bytes) in full, selected or not: a body cut short or ending in
+        garbage is refused. A line read before is known by its head; its value is left to
+        check."""
+        end = len(piece)
+        while end and piece[end - 1] == 10:  # "\n"
+            end -= 1
+        start = piece.rfind(b"\n", 0, end) + 1
+        line = piece[start:end]
+        head, _, value = line.rpartition(b" ")
+        heads = self._heads
+        if (head in heads or (self._read_head(line)[0] and head in heads)) and _VALUES(value):
+            try:
+                float(value)
+                return
+            except ValueError:
+                pass
+        lineno = lines + piece.count(b"\n", 0, start) + 1
+        try:
+            read_line(_decoded(line, lineno - 1, offset + start, False), None)
+        except ParseError as exc:
+            raise ParseError(exc.reason, lineno) from None
+
+    def _selected_of_full(self, text: str, memory: LabelMemory) -> Samples | None:
         """The selected samples of a full read of ``text``, or None when the full read finds
         a fault (for :meth:`_runs` to judge: it may be in an unselected line)."""
         every: Samples = {}
         try:
-            _take(_LINES.findall(text), every, orders, None)
+            _take(_LINES.findall(text), every, memory, None)
         except (ParseError, ValueError):
             return None
         selects = self.selects
@@ -558,7 +660,7 @@ class Filter:
         self._dense = 2 * len(found) > len(every)
         return found
 
-    def _runs(self, text: str, result: Samples, orders: Orders) -> None:
+    def _runs(self, text: str, result: Samples, memory: LabelMemory) -> None:
         """Read ``text`` a run of same-name lines at a time, the selected runs in full.
 
         Selected runs next to each other (comments between them included) are read together,
@@ -578,7 +680,7 @@ class Filter:
                 end = run.end()
                 continue
             if start >= 0:
-                _take(_LINES.findall(text, start, end), result, orders, None)
+                _take(_LINES.findall(text, start, end), result, memory, None)
                 start = -1
             line = run.group(2)
             if line:
@@ -592,11 +694,12 @@ class Filter:
                     if head is None or selects(head.group(1)):
                         raise
         if start >= 0:
-            _take(_LINES.findall(text, start, end), result, orders, None)
+            _take(_LINES.findall(text, start, end), result, memory, None)
         self._dense = 2 * selected > runs
 
-    def _found(self, text: str) -> Samples | None:
-        """Read the selected lines of ``text`` where the regex engine visits only those.
+    def _found(self, piece: bytes, last: bool = False) -> Samples | None:
+        """Read the selected lines of ``piece`` where the regex engine visits only those (and,
+        when ``last``, the piece is the whole body: check its last line too).
 
         One regular-expression search jumps from one line starting with a needle to the next
         and also finds any line that starts like no exposition line; only the needles' lines
@@ -608,51 +711,115 @@ class Filter:
 
         ``_heads`` maps the part before the value of canonical lines read before to their
         (sample name, or "" when unselected; series key): a parser reads the same few lines
-        scrape after scrape, and then only the value is left to check.
+        scrape after scrape, and then only the values are left to check, all in one match.
         """
-        if text[0] not in _STARTS:
+        if piece[0] not in _START_BYTES:
             return None
-        matches = list(self._starts(text))
-        starts = [m.start() + 1 for m in matches if m.lastindex]
-        if len(starts) < len(matches):
+        lines = self._lines(piece)
+        if b"" in lines:
             return None  # a line starts with something else
         # Every line now starts with "#" or a name (none is indented): a selected line is one
         # that starts with "\n" and a needle, or the first one.
-        result: Samples = {}
-        find = text.find
-        heads = self._heads
-        assert self._needles is not None
-        if text.startswith(self._needles):
-            starts.insert(0, 0)
+        if piece.startswith(self._first):
+            lines.insert(0, piece[: piece.find(b"\n")])
+        if not lines:
+            if last:
+                self._check_last_line(piece, 0, 0)
+            return {}
+        heads, _, values = zip(*[line.rpartition(b" ") for line in lines], strict=True)
+        layout = self._layouts.get(heads)
+        if layout is None:
+            layout = self._layout(lines, heads)
+            if layout is None:
+                found = self._found_lines(lines)
+                if found is not None and last:
+                    self._check_last_line(piece, 0, 0)
+                return found
+        if last:
+            # The body's last line, known by its head, has its value checked with the others.
+            end = len(piece) - (piece[-1] == 10)  # "\n"
+            head, _, value = piece[piece.rfind(b"\n", 0, end) + 1 : end].rpartition(b" ")
+            if head in self._heads:
+                values = (*values, value)
+            else:
+                self._check_last_line(piece, 0, 0)
+        if not _VALUES(b" ".join(values)):
+            return None
         try:
-            for pos in starts:
-                end = find("\n", pos)
-                head, _, value = text[pos:end].rpartition(" ")
+            numbers = list(map(float, values))
+        except ValueError:
+            return None
+        result: Samples = {}
+        for sample, keys, start, stop in layout:
+            series = result.get(sample)
+            if series is None:
+                result[sample] = dict(zip(keys, numbers[start:stop], strict=True))
+            else:
+                series.update(zip(keys, numbers[start:stop], strict=True))
+        return result
+
+    def _layout(self, lines: list[bytes], heads: tuple[bytes, ...]) -> Layout | None:
+        """The layout of selected ``lines`` (whose parts before the value are ``heads``), now
+        remembered; None when one is not canonical or carries a timestamp."""
+        layout: list[tuple[str, tuple[str, ...], int, int]] = []
+        for index, (line, head) in enumerate(zip(lines, heads, strict=True)):
+            seen = self._heads.get(head)
+            if seen is None:
+                seen = self._read_head(line)[0]
+                # A line with a timestamp is stored by its part before the value, not by
+                # ``head``, which then holds the value.
+                if seen is None or head not in self._heads:
+                    return None
+            sample, key = seen
+            if not sample:
+                continue
+            if layout and layout[-1][0] == sample and layout[-1][3] == index:
+                first = layout[-1]
+                layout[-1] = (sample, (*first[1], key), first[2], index + 1)
+            else:
+                layout.append((sample, (key,), index, index + 1))
+        if len(self._layouts) >= _MAX_LAYOUTS:
+            self._layouts.clear()
+        found = self._layouts[heads] = tuple(layout)
+        return found
+
+    def _found_lines(self, lines: list[bytes]) -> Samples | None:
+        """The samples of selected ``lines`` read one at a time (see :meth:`_found`)."""
+        heads = self._heads
+        values = []
+        result: Samples = {}
+        try:
+            for line in lines:
+                head, _, value = line.rpartition(b" ")
                 seen = heads.get(head)
                 if seen is None:
                     # Not read before, or it has a timestamp: the regex reads it.
-                    seen, value = self._read_head(text, pos)
+                    seen, value = self._read_head(line)
                     if seen is None:
                         return None
-                elif not _VALUE(value):
-                    return None
+                values.append(value)
                 sample, key = seen
                 if sample:
                     series = result.get(sample)
                     if series is None:
                         series = result[sample] = {}
                     series[key] = float(value)
-        except (ParseError, ValueError):
+        except ValueError:
+            return None
+        if values and not _VALUES(b" ".join(values)):
             return None
         return result
 
-    def _read_head(self, text: str, pos: int) -> tuple[tuple[str, str] | None, str]:
-        """Read the line at ``pos`` into ``_heads``: ((sample or "", key), value), or
-        (None, "") when the line is not canonical."""
-        line = _WANTED_LINE.match(text, pos)
-        if line is None:
-            return None, ""
-        sample, block, value = line.groups()
+    def _read_head(self, line: bytes) -> tuple[tuple[str, str] | None, bytes]:
+        """Read ``line`` into ``_heads``: ((sample or "", key), value), or (None, b"") when
+        the line is not canonical (or not UTF-8)."""
+        match = _WANTED_LINE.fullmatch(line)
+        if match is None:
+            return None, b""
+        try:
+            sample, block = match.group(1).decode(), match.group(2).decode()
+        except UnicodeDecodeError:
+            return None, b""
         if sample not in self._samples:
             seen = ("", "")
         elif block.count('"') > 2:
@@ -660,14 +827,14 @@ class Filter:
             try:
                 order = _order(sequence)
             except ParseError:
-                return None, ""
+                return None, b""
             seen = (sample, block if order is None else _sorted_keys([block], sequence, order)[0])
         else:
             seen = (sample, block or "{}")
         if len(self._heads) >= _MAX_HEADS:
             self._heads.clear()
-        self._heads[sample + block] = seen
-        return seen, value
+        self._heads[match.group(1) + match.group(2)] = seen
+        return seen, match.group(3)
 
 
 # ---- counting ---------------------------------------------------------------------------------
