@@ -15,7 +15,9 @@ __all__ = [
     "DECIMAL",
     "LABEL",
     "NAME",
+    "NAME_FAST",
     "VALUE",
+    "VALUE_FAST",
     "Samples",
     "canonical",
     "escape",
@@ -37,6 +39,13 @@ VALUE = (
     r"|(?i:inf(?:inity)?|nan))"
 )
 DECIMAL = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+# NAME and VALUE spelt so that the regex engine keeps no backtracking state (the same
+# languages: what follows them in a line never starts with what they could give back).
+NAME_FAST = r"[a-zA-Z_:][a-zA-Z0-9_:]*+"
+VALUE_FAST = (
+    r"[+-]?+(?:(?:[0-9]++(?:\.[0-9]*+)?+|\.[0-9]++)(?:[eE][+-]?+[0-9]++)?+"
+    r"|(?i:inf(?:inity)?+|nan))"
+)
 
 _UNESCAPES = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
 _ESCAPE_SEQUENCE = re.compile(r'\\[\\"n]')

@@ -17,6 +17,7 @@ import math
 import re
 from collections.abc import Callable
 from decimal import Decimal
+from operator import itemgetter
 
 from deucalion.errors import ParseError
 from deucalion.exposition.grammar import (
@@ -24,7 +25,9 @@ from deucalion.exposition.grammar import (
     DECIMAL,
     LABEL,
     NAME,
+    NAME_FAST,
     VALUE,
+    VALUE_FAST,
     Samples,
     canonical,
     unescape,
@@ -175,9 +178,13 @@ def _finish_family(family: _Family, seen_names: set[str]) -> None:
 # canonical label blocks, no timestamp, no exemplar, no UNIT. Groups (kind, name, argument,
 # sample name, block, value, eof, other); any other line lands in ``other``.
 _COMMON_LINE = re.compile(
-    rf"(?:# (TYPE|HELP) ({NAME}) ([^\n]*)|({NAME})({BLOCK})? ({VALUE})|(# EOF)|([^\n]*))\n"
+    rf"(?:# (TYPE|HELP) ({NAME_FAST}) ([^\n]*+)|({NAME_FAST})({BLOCK})?+ ({VALUE_FAST})"
+    r"|(# EOF)|([^\n]*+))\n"
 )
 _COMMON_SUFFIXES = {"gauge": ("",), "unknown": ("",), "counter": ("_total", "_created")}
+_SAMPLE_OF = itemgetter(3)
+_VALUE_OF = itemgetter(5)
+_NOT_NEGATIVE = (0.0).__le__
 
 
 def _read_common(
@@ -197,6 +204,8 @@ def _read_common(
     except ParseError:
         return None
     result: Samples = {}
+    if not lines:
+        return result
     seen_names: set[str] = set()
     family = ""
     kind_of: str | None = None
@@ -204,60 +213,74 @@ def _read_common(
     help_seen = has_samples = False
     groups: set[str] = set()
     group = ""
-    current = ""
     series: dict[str, float] | None = None
-    for (kind, name, argument, sample, _, raw_value, eof, other), key in zip(
-        lines, keys, strict=True
-    ):
-        if sample:
-            if sample != current:
-                if sample not in allowed:
+    samples = list(map(_SAMPLE_OF, lines))
+    # The lines are taken a run at a time: the lines of one sample name, or metadata lines.
+    ends = [*itertools.compress(range(1, len(lines)), map(str.__ne__, samples, samples[1:]))]
+    start = 0
+    for end in (*ends, len(lines)):
+        sample = samples[start]
+        if not sample:
+            for kind, name, argument, _, _, _, eof, other in lines[start:end]:
+                if not kind or eof or other:
+                    return None
+                if name != family:
                     if family and not _finish_common(family, kind_of, seen_names):
                         return None
-                    family, kind_of, allowed = sample, "unknown", (sample,)
-                    help_seen = False
+                    family, kind_of, allowed = name, None, (name,)
+                    help_seen = has_samples = False
                     groups = set()
                     group = ""
-                current = sample
-                series = (
-                    None
-                    if wants is not None and not wants(sample)
-                    else (result.get(sample) or result.setdefault(sample, {}))
-                )
-            has_samples = True
-            if key != group:
-                # A group (a label set) of a family must not come back once left.
-                if key in groups:
+                elif has_samples:
+                    return None  # metadata after the family's samples
+                if kind == "TYPE":
+                    if kind_of is not None or argument not in _COMMON_SUFFIXES:
+                        return None
+                    kind_of = argument
+                    allowed = tuple(name + suffix for suffix in _COMMON_SUFFIXES[argument])
+                elif help_seen:
                     return None
-                groups.add(key)
-                group = key
-            value = float(raw_value)
-            if kind_of == "counter" and sample.endswith("_total") and not value >= 0:
-                return None  # a counter's total is neither NaN nor negative
-            if series is not None:
-                series[key] = value
+                else:
+                    help_seen = True
+            start = end
             continue
-        if not kind or eof or other:
-            return None
-        current = ""
-        if name != family:
+        if sample not in allowed:
             if family and not _finish_common(family, kind_of, seen_names):
                 return None
-            family, kind_of, allowed = name, None, (name,)
-            help_seen = has_samples = False
+            family, kind_of, allowed = sample, "unknown", (sample,)
+            help_seen = False
             groups = set()
             group = ""
-        elif has_samples:
-            return None  # metadata after the family's samples
-        if kind == "TYPE":
-            if kind_of is not None or argument not in _COMMON_SUFFIXES:
-                return None
-            kind_of = argument
-            allowed = tuple(name + suffix for suffix in _COMMON_SUFFIXES[argument])
-        elif help_seen:
-            return None
+        series = (
+            None
+            if wants is not None and not wants(sample)
+            else (result.get(sample) or result.setdefault(sample, {}))
+        )
+        has_samples = True
+        # A group (a label set) of a family must not come back once left: a run of distinct
+        # new groups is checked at once, any other line by line.
+        run = keys[start:end]
+        distinct = set(run)
+        if run[0] != group and len(distinct) == end - start and groups.isdisjoint(distinct):
+            groups |= distinct
+            group = run[-1]
         else:
-            help_seen = True
+            for key in run:
+                if key != group:
+                    if key in groups:
+                        return None
+                    groups.add(key)
+                    group = key
+        values = list(map(float, map(_VALUE_OF, lines[start:end])))
+        if (
+            kind_of == "counter"
+            and sample.endswith("_total")
+            and not all(map(_NOT_NEGATIVE, values))
+        ):
+            return None  # a counter's total is neither NaN nor negative
+        if series is not None:
+            series.update(zip(run, values, strict=True))
+        start = end
     if family and not _finish_common(family, kind_of, seen_names):
         return None
     return result

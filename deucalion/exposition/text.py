@@ -44,7 +44,7 @@ from itertools import compress
 from operator import itemgetter
 
 from deucalion.errors import ParseError
-from deucalion.exposition.grammar import ANY_VALUE, NAME, Samples, canonical
+from deucalion.exposition.grammar import ANY_VALUE, NAME, NAME_FAST, Samples, canonical
 from deucalion.exposition.naming import Selector
 
 __all__ = [
@@ -89,7 +89,6 @@ _REST_ANY = (
 )
 
 # The same languages spelt so that the regex engine keeps no backtracking state.
-_NAME_FAST = r"[a-zA-Z_:][a-zA-Z0-9_:]*+"
 _ANY_LABEL_FAST = r"[a-zA-Z_][a-zA-Z0-9_]*+"
 # A label value whose only escapes are the three canonical ones is already in key notation.
 _CANON_VALUE_FAST = r'"[^"\\\n]*+(?:"|(?:\\[\\"n][^"\\\n]*+)++")'
@@ -102,7 +101,7 @@ _BLOCK_FAST = rf"(?!__){_PAIR_FAST}(?:,{_PAIR_FAST})*+"
 # value; any other line lands whole in ``other`` for read_line(), so the matches tile the text.
 _LINES = re.compile(
     rf"(?:(?:{_SKIP_CANON}|{_SKIP_ANY})\n)*+"
-    rf"(?:({_NAME_FAST})(\{{(?:{_BLOCK_FAST})?+\}})?+ ({_RAW_VALUE}++)(?: [+-]?[0-9]++)?+\n"
+    rf"(?:({NAME_FAST})(\{{(?:{_BLOCK_FAST})?+\}})?+ ({_RAW_VALUE}++)(?: [+-]?[0-9]++)?+\n"
     r"|([^\n]*)\n?)"
 )
 _BLOCK_OF = itemgetter(1)
@@ -124,12 +123,12 @@ _BAD_START = r"[^#a-zA-Z_:\n]"
 # (name, other); a line that does not start with "#" or a name lands in ``other``.
 _RUNS = re.compile(
     rf"(?:[ \t]*+(?:#[^\n]*+)?\n)*+"
-    rf"(?:({_NAME_FAST})[^\n]*+(?:\n\1(?![a-zA-Z0-9_:])[^\n]*+)*+\n?"
+    rf"(?:({NAME_FAST})[^\n]*+(?:\n\1(?![a-zA-Z0-9_:])[^\n]*+)*+\n?"
     r"|([^\n]*)\n?)"
 )
 # A canonical line from its name on: (name, block with braces or "", value).
 _WANTED_LINE = re.compile(
-    rf"({_NAME_FAST})(\{{{_BLOCK_FAST}\}}|\{{\}}|)"
+    rf"({NAME_FAST})(\{{{_BLOCK_FAST}\}}|\{{\}}|)"
     rf" ({_RAW_VALUE}+)(?: [+-]?[0-9]++)?+".encode()
 )
 # What float() may read, values joined by blanks and checked in one match: float() would also
@@ -357,7 +356,7 @@ def _first_error(text: str, selects: Callable[[str], bool] | None) -> ParseError
         except ParseError as exc:
             if selects is None or not _LIGHT_LINE.fullmatch(line):
                 return exc
-            name = re.match(rf"[ \t]*({_NAME_FAST})", line)
+            name = re.match(rf"[ \t]*({NAME_FAST})", line)
             if name is None or selects(name.group(1)):
                 return exc
     return ParseError("malformed exposition")  # pragma: no cover - the paths agree
@@ -690,7 +689,7 @@ class Filter:
                     # Only the start of an unselected line is checked.
                     if not _LIGHT_LINE.fullmatch(line):
                         raise
-                    head = re.match(rf"[ \t]*({_NAME_FAST})", line)
+                    head = re.match(rf"[ \t]*({NAME_FAST})", line)
                     if head is None or selects(head.group(1)):
                         raise
         if start >= 0:
