@@ -271,15 +271,15 @@ def _read_common(
                         return None
                     groups.add(key)
                     group = key
-        values = list(map(float, map(_VALUE_OF, lines[start:end])))
-        if (
-            kind_of == "counter"
-            and sample.endswith("_total")
-            and not all(map(_NOT_NEGATIVE, values))
-        ):
-            return None  # a counter's total is neither NaN nor negative
-        if series is not None:
-            series.update(zip(run, values, strict=True))
+        total = kind_of == "counter" and sample.endswith("_total")
+        if series is not None or total:
+            # (The pattern has checked every value's spelling: an unwanted one that no rule
+            # looks at is not converted.)
+            values = list(map(float, map(_VALUE_OF, lines[start:end])))
+            if total and not all(map(_NOT_NEGATIVE, values)):
+                return None  # a counter's total is neither NaN nor negative
+            if series is not None:
+                series.update(zip(run, values, strict=True))
         start = end
     if family and not _finish_common(family, kind_of, seen_names):
         return None

@@ -559,11 +559,9 @@ class Filter:
         # One search, in the body's order, finds the lines of every needle (the whole line)
         # and any line that does not start like an exposition's (b""): cheaper than a find()
         # per needle, each a scan of the whole body, and than a second scan for bad starts.
-        # The atomic group spares the regex engine a backtracking point at every line, a
-        # third of the search's time. It reads bytes: the body is not decoded, only the
-        # selected lines are.
+        # It reads bytes: the body is not decoded, only the selected lines are.
         self._lines = re.compile(
-            b"\n(?>"
+            b"\n(?:"
             + _BAD_START.encode()
             + b"|((?:"
             + b"|".join(re.escape(n.encode()) for n in sorted(needles, key=len, reverse=True))
@@ -586,6 +584,8 @@ class Filter:
     ) -> tuple[Samples, int | None]:
         """The selected samples of a text 0.0.4 body and, when ``count``, its number of sample
         lines; ParseError if it is not a text exposition."""
+        if isinstance(data, str):
+            data = data.encode()
         if self._needles is not None:
             whole = _whole(data)
             if whole:
@@ -633,8 +633,10 @@ class Filter:
         start = piece.rfind(b"\n", 0, end) + 1
         line = piece[start:end]
         head, _, value = line.rpartition(b" ")
-        heads = self._heads
-        if (head in heads or (self._read_head(line)[0] and head in heads)) and _VALUES(value):
+        known = head in self._heads
+        if not known and self._read_head(line)[0] is not None:
+            known = head in self._heads  # read now; unless it carries a timestamp
+        if known and _VALUES(value):
             try:
                 float(value)
                 return
