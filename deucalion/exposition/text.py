@@ -131,6 +131,10 @@ _WANTED_LINE = re.compile(
     rf"({NAME_FAST})(\{{{_BLOCK_FAST}\}}|\{{\}}|)"
     rf" ({_RAW_VALUE}+)(?: [+-]?[0-9]++)?+".encode()
 )
+# The rest of a canonical line's head after the start of its name, and then its value (group)
+# and timestamp: the value group is b"" when the line is not canonical.
+_HEAD_REST = rf"[a-zA-Z0-9_:]*+(?:\{{(?:{_BLOCK_FAST})?+\}})?+".encode()
+_VALUE_REST = rf"(?: ({_RAW_VALUE}++)(?: [+-]?[0-9]++)?+(?=\n|\Z))?+".encode()
 # What float() may read, values joined by blanks and checked in one match: float() would also
 # take what the format does not ("1_0", "\x0c1").
 _VALUES = re.compile(rf"{_RAW_VALUE}++(?: {_RAW_VALUE}++)*+".encode()).fullmatch
@@ -556,17 +560,17 @@ class Filter:
         # Whether the last piece read had most of its lines selected: the next is then read in
         # full and filtered by name, cheaper than going through it a run at a time.
         self._dense = False
-        # One search, in the body's order, finds the lines of every needle (the whole line)
-        # and any line that does not start like an exposition's (b""): cheaper than a find()
-        # per needle, each a scan of the whole body, and than a second scan for bad starts.
-        # It reads bytes: the body is not decoded, only the selected lines are.
-        self._lines = re.compile(
-            b"\n(?:"
-            + _BAD_START.encode()
-            + b"|((?:"
-            + b"|".join(re.escape(n.encode()) for n in sorted(needles, key=len, reverse=True))
-            + b")[^\n]*+))"
-        ).findall
+        # One search, in the body's order, finds the lines of every needle and any line that
+        # does not start like an exposition's: cheaper than a find() per needle, each a scan
+        # of the whole body, and than a second scan for bad starts. It reads bytes (the body
+        # is not decoded) and gives (head, value) for a needle's canonical line, (head or
+        # b"", b"") for any other needle line and (b"", b"") for a bad start.
+        alternatives = b"|".join(
+            re.escape(n.encode()) for n in sorted(needles, key=len, reverse=True)
+        )
+        selected = rb"((?:" + alternatives + rb")" + _HEAD_REST + rb")" + _VALUE_REST
+        self._lines = re.compile(b"\n(?:" + _BAD_START.encode() + b"|" + selected + b")").findall
+        self._first_line = re.compile(selected).match
         self._first = tuple(n.encode() for n in needles)
 
     def selects(self, name: str) -> bool:
@@ -634,7 +638,8 @@ class Filter:
         line = piece[start:end]
         head, _, value = line.rpartition(b" ")
         known = head in self._heads
-        if not known and self._read_head(line)[0] is not None:
+        canonical = None if known else _WANTED_LINE.fullmatch(line)
+        if canonical and self._key_of(canonical[1] + canonical[2]) is not None:
             known = head in self._heads  # read now; unless it carries a timestamp
         if known and _VALUES(value):
             try:
@@ -716,36 +721,32 @@ class Filter:
         """
         if piece[0] not in _START_BYTES:
             return None
-        lines = self._lines(piece)
-        if b"" in lines:
-            return None  # a line starts with something else
-        # Every line now starts with "#" or a name (none is indented): a selected line is one
-        # that starts with "\n" and a needle, or the first one.
+        found = self._lines(piece)
         if piece.startswith(self._first):
-            lines.insert(0, piece[: piece.find(b"\n")])
-        if not lines:
-            if last:
-                self._check_last_line(piece, 0, 0)
-            return {}
-        heads, _, values = zip(*[line.rpartition(b" ") for line in lines], strict=True)
-        layout = self._layouts.get(heads)
-        if layout is None:
-            layout = self._layout(lines, heads)
+            # The first line, which no "\n" comes before.
+            first = self._first_line(piece)
+            found.insert(0, first.groups(b"") if first else (b"", b""))
+        if found:
+            heads, values = zip(*found, strict=True)
+            if b"" in values:
+                # A line that starts with something else, or a selected line outside the
+                # canonical layout.
+                return None
+            layout = self._layouts.get(heads)
             if layout is None:
-                found = self._found_lines(lines)
-                if found is not None and last:
-                    self._check_last_line(piece, 0, 0)
-                return found
+                layout = self._layout(heads)
+                if layout is None:
+                    return None
+        else:
+            heads, values, layout = (), (), ()
         if last:
             # The body's last line, known by its head, has its value checked with the others.
             end = len(piece) - (piece[-1] == 10)  # "\n"
             head, _, value = piece[piece.rfind(b"\n", 0, end) + 1 : end].rpartition(b" ")
-            if head in self._heads:
+            if head in self._heads and _VALUES(value):
                 values = (*values, value)
             else:
                 self._check_last_line(piece, 0, 0)
-        if not _VALUES(b" ".join(values)):
-            return None
         try:
             numbers = list(map(float, values))
         except ValueError:
@@ -759,18 +760,14 @@ class Filter:
                 series.update(zip(keys, numbers[start:stop], strict=True))
         return result
 
-    def _layout(self, lines: list[bytes], heads: tuple[bytes, ...]) -> Layout | None:
-        """The layout of selected ``lines`` (whose parts before the value are ``heads``), now
-        remembered; None when one is not canonical or carries a timestamp."""
+    def _layout(self, heads: tuple[bytes, ...]) -> Layout | None:
+        """The layout of selected lines whose parts before the value are the canonical
+        ``heads``, now remembered; None when a block has a duplicate or reserved label."""
         layout: list[tuple[str, tuple[str, ...], int, int]] = []
-        for index, (line, head) in enumerate(zip(lines, heads, strict=True)):
-            seen = self._heads.get(head)
+        for index, head in enumerate(heads):
+            seen = self._heads.get(head) or self._key_of(head)
             if seen is None:
-                seen = self._read_head(line)[0]
-                # A line with a timestamp is stored by its part before the value, not by
-                # ``head``, which then holds the value.
-                if seen is None or head not in self._heads:
-                    return None
+                return None
             sample, key = seen
             if not sample:
                 continue
@@ -784,43 +781,15 @@ class Filter:
         found = self._layouts[heads] = tuple(layout)
         return found
 
-    def _found_lines(self, lines: list[bytes]) -> Samples | None:
-        """The samples of selected ``lines`` read one at a time (see :meth:`_found`)."""
-        heads = self._heads
-        values = []
-        result: Samples = {}
+    def _key_of(self, head: bytes) -> tuple[str, str] | None:
+        """(sample name, or "" when unselected; series key) of a canonical ``head`` (a name
+        and its label block as written), now in ``_heads``; None when it is not UTF-8 or has
+        a duplicate or reserved label name."""
+        name, brace, rest = head.partition(b"{")
         try:
-            for line in lines:
-                head, _, value = line.rpartition(b" ")
-                seen = heads.get(head)
-                if seen is None:
-                    # Not read before, or it has a timestamp: the regex reads it.
-                    seen, value = self._read_head(line)
-                    if seen is None:
-                        return None
-                values.append(value)
-                sample, key = seen
-                if sample:
-                    series = result.get(sample)
-                    if series is None:
-                        series = result[sample] = {}
-                    series[key] = float(value)
-        except ValueError:
-            return None
-        if values and not _VALUES(b" ".join(values)):
-            return None
-        return result
-
-    def _read_head(self, line: bytes) -> tuple[tuple[str, str] | None, bytes]:
-        """Read ``line`` into ``_heads``: ((sample or "", key), value), or (None, b"") when
-        the line is not canonical (or not UTF-8)."""
-        match = _WANTED_LINE.fullmatch(line)
-        if match is None:
-            return None, b""
-        try:
-            sample, block = match.group(1).decode(), match.group(2).decode()
+            sample, block = name.decode(), (brace + rest).decode()
         except UnicodeDecodeError:
-            return None, b""
+            return None
         if sample not in self._samples:
             seen = ("", "")
         elif block.count('"') > 2:
@@ -828,14 +797,14 @@ class Filter:
             try:
                 order = _order(sequence)
             except ParseError:
-                return None, b""
+                return None
             seen = (sample, block if order is None else _sorted_keys([block], sequence, order)[0])
         else:
             seen = (sample, block or "{}")
         if len(self._heads) >= _MAX_HEADS:
             self._heads.clear()
-        self._heads[match.group(1) + match.group(2)] = seen
-        return seen, match.group(3)
+        self._heads[head] = seen
+        return seen
 
 
 # ---- counting ---------------------------------------------------------------------------------
