@@ -7,9 +7,28 @@
 - ``grammar``: the shared lexical rules (names, label values, canonical series keys).
 - ``naming``: which sample names desired metrics select (names, families, regular expressions):
   :class:`Selector`, the one matcher every selection uses.
+
+Names are imported on first use: a worker process, which needs ``naming`` only (through
+``deucalion.observer``), does not load the parser and compile its patterns.
 """
 
-from deucalion.exposition.naming import Selector
-from deucalion.exposition.parser import ExpositionParser, is_openmetrics, parse_exposition
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from deucalion._lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from deucalion.exposition.naming import Selector
+    from deucalion.exposition.parser import ExpositionParser, is_openmetrics, parse_exposition
 
 __all__ = ["ExpositionParser", "Selector", "is_openmetrics", "parse_exposition"]
+
+_LAZY = {
+    "ExpositionParser": "deucalion.exposition.parser",
+    "Selector": "deucalion.exposition.naming",
+    "is_openmetrics": "deucalion.exposition.parser",
+    "parse_exposition": "deucalion.exposition.parser",
+}
+
+__getattr__, __dir__ = lazy_attributes(globals(), _LAZY)
