@@ -50,12 +50,14 @@ def _first_three(text: str) -> list[str]:
     return names[:: max(1, len(names) // 3)][:3]
 
 
+Case = tuple[str, str, bool, list[str] | None, float | None]
+"""(case, body, openmetrics, desired metrics, target ratio)."""
+
+
 def ratio_cases(quick: bool) -> tuple[list[list[str]], dict[str, dict[str, float]], str]:
     """Full and filtered parses of every body, against prometheus_client's full parse."""
-    reps = 7 if quick else 21
     node, source = bodies.node_exporter_text()
-    cases: list[tuple[str, str, bool, list[str] | None, float | None]] = [
-        # (case, body, openmetrics, desired metrics, target ratio)
+    cases: list[Case] = [
         ("node_exporter, full", node, False, None, 10.0),
         ("node_exporter, 3 names", node, False, FILTER, 100.0),
         ("node_exporter, `node_.*`", node, False, ["node_.*"], None),
@@ -72,6 +74,16 @@ def ratio_cases(quick: bool) -> tuple[list[list[str]], dict[str, dict[str, float
     cases.append(("OpenMetrics, 3 names", om, True, _first_three(om), None))
     big = bodies.many_series(100_000)
     cases.append(("100,000 series, unsorted labels, full", big, False, None, 10.0))
+    rows, results = compare(cases, quick)
+    return rows, results, source
+
+
+def compare(
+    cases: list[Case], quick: bool
+) -> tuple[list[list[str]], dict[str, dict[str, float]]]:
+    """Each case's parse against prometheus_client's full parse of the same body: table rows
+    and figures."""
+    reps = 7 if quick else 21
     rows = []
     results: dict[str, dict[str, float]] = {}
     for case, text, openmetrics, desired, target in cases:
@@ -94,7 +106,25 @@ def ratio_cases(quick: bool) -> tuple[list[list[str]], dict[str, dict[str, float
                          "deucalion_s": ours, "ratio": ratio}
         rows.append([case, f"{samples:,}", f"{len(data) / 1000:,.0f} KB", f"{theirs * 1e3:.2f}",
                      f"{ours * 1e3:.3f}", f"{ratio:.1f}x", verdict])
-    return rows, results, source
+    return rows, results
+
+
+def brought(paths: list[str], quick: bool = False) -> str:
+    """The comparison on bodies a user brings (files of text 0.0.4, or OpenMetrics when they
+    end with ``# EOF``): each in full and with 3 of its metric names desired, as markdown."""
+    cases: list[Case] = []
+    for path in paths:
+        text = Path(path).read_text()
+        openmetrics = text.rstrip().endswith("# EOF")
+        cases.append((f"{path}, full", text, openmetrics, None, 10.0))
+        cases.append((f"{path}, 3 names", text, openmetrics, _first_three(text), None))
+    rows, _ = compare(cases, quick)
+    lines = [
+        "| body, parse | samples | size | prometheus_client ms | deucalion ms | speed-up "
+        "| target |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
 
 
 COLD_SCRIPT = """
@@ -285,4 +315,10 @@ def main(quick: bool = False) -> dict[str, object]:
 
 
 if __name__ == "__main__":
-    main(quick="--quick" in sys.argv)
+    # python -m benchmarks.bench_parse [--quick] [BODY_FILE ...]: the whole benchmark, or the
+    # comparison on the bodies given.
+    files = [arg for arg in sys.argv[1:] if not arg.startswith("--")]
+    if files:
+        print(brought(files, quick="--quick" in sys.argv))
+    else:
+        main(quick="--quick" in sys.argv)
