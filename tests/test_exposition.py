@@ -789,6 +789,11 @@ def test_the_last_line_of_a_filtered_body_is_read_in_full_however_well_known() -
         assert info.value.lineno == 2
     assert parser.parse("m 2\nlast 3\n# a comment at the end\n\n") == {"m": {"{}": 2.0}}
     assert parser.parse(b"m 3\nlast 4") == {"m": {"{}": 3.0}}
+    # A fault in a selected line is named before one in the last line.
+    for last in ("last 4", "last x", "last{"):
+        with pytest.raises(ParseError) as info:
+            parser.parse(f"m 1e\nx 2\n{last}\n")
+        assert info.value.lineno == 1
 
 
 def test_the_memory_of_label_sets_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

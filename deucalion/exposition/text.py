@@ -715,9 +715,10 @@ class Filter:
         do, on anything else: a line that does not start like an exposition's, a selected line
         with blanks before its name or outside the canonical layout, or an error.
 
-        ``_heads`` maps the part before the value of canonical lines read before to their
-        (sample name, or "" when unselected; series key): a parser reads the same few lines
-        scrape after scrape, and then only the values are left to check, all in one match.
+        ``_layouts`` maps the heads (the parts before the value) of the selected lines of a
+        body read before to where each line's value goes: a parser reads the same lines scrape
+        after scrape, and then only the values are left to convert. ``_heads`` maps each head
+        read to its (sample name, or "" when unselected; series key).
         """
         if piece[0] not in _START_BYTES:
             return None
@@ -739,16 +740,17 @@ class Filter:
                     return None
         else:
             heads, values, layout = (), (), ()
-        if last:
-            # The body's last line, known by its head, has its value checked with the others.
-            end = len(piece) - (piece[-1] == 10)  # "\n"
-            head, _, value = piece[piece.rfind(b"\n", 0, end) + 1 : end].rpartition(b" ")
-            if head in self._heads and _VALUES(value):
-                values = (*values, value)
-            else:
-                self._check_last_line(piece, 0, 0)
         try:
             numbers = list(map(float, values))
+            if last:
+                # The body's last line, selected or not, after the selected ones (whose faults
+                # come first): one known by its head has its value checked, any other is read.
+                end = len(piece) - (piece[-1] == 10)  # "\n"
+                head, _, value = piece[piece.rfind(b"\n", 0, end) + 1 : end].rpartition(b" ")
+                if head in self._heads and _VALUES(value):
+                    float(value)
+                else:
+                    self._check_last_line(piece, 0, 0)
         except ValueError:
             return None
         result: Samples = {}
