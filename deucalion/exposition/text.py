@@ -264,7 +264,7 @@ def _byte_pieces(body: Body) -> Iterator[tuple[int, int, bytes, bool]]:
             offset = end
         return
     total = sum(map(len, body))
-    parts: list[bytes | memoryview] = []
+    parts: list[bytes] = []
     size = received = 0
     for chunk in _chunks(body):
         received += len(chunk)
