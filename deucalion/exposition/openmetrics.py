@@ -32,7 +32,7 @@ from deucalion.exposition.grammar import (
     canonical,
     unescape,
 )
-from deucalion.exposition.text import BLOCK, LabelMemory, canonical_keys
+from deucalion.exposition.text import BLOCK, LabelMemory
 
 __all__ = ["parse_openmetrics"]
 
@@ -183,6 +183,7 @@ _COMMON_LINE = re.compile(
 )
 _COMMON_SUFFIXES = {"gauge": ("",), "unknown": ("",), "counter": ("_total", "_created")}
 _SAMPLE_OF = itemgetter(3)
+_BLOCK_OF = itemgetter(4)
 _VALUE_OF = itemgetter(5)
 _NOT_NEGATIVE = (0.0).__le__
 
@@ -200,9 +201,11 @@ def _read_common(
         return None
     del lines[-1]
     try:
-        keys = canonical_keys(lines, memory, 4)
+        keys = memory.series_keys(lines, 4)
     except ParseError:
         return None
+    if keys is None:
+        keys = list(map(_BLOCK_OF, lines))  # every block is its key ("" for none, below)
     result: Samples = {}
     if not lines:
         return result
@@ -260,6 +263,8 @@ def _read_common(
         # A group (a label set) of a family must not come back once left: a run of distinct
         # new groups is checked at once, any other line by line.
         run = keys[start:end]
+        if "" in run:
+            run = [key or "{}" for key in run]
         distinct = set(run)
         if run[0] != group and len(distinct) == end - start and groups.isdisjoint(distinct):
             groups |= distinct

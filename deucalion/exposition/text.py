@@ -51,7 +51,6 @@ __all__ = [
     "PIECE_CHARS",
     "Filter",
     "LabelMemory",
-    "canonical_keys",
     "count_samples",
     "pieces",
     "read_full",
@@ -433,18 +432,6 @@ def _sorted_keys(blocks: list[str], sequence: str, order: tuple[int, ...]) -> li
     keys = list(map(template.__mod__, zip(*[values[i::width] for i in order], strict=True)))
     if escaped:
         return "\n".join(keys).replace("\x02", '\\"').replace("\x01", "\\\\").split("\n")
-    return keys
-
-
-def canonical_keys(
-    matches: Sequence[tuple[str, ...]], memory: LabelMemory, block: int
-) -> list[str]:
-    """The series keys of the canonical label blocks (braces included, "" for none) that are
-    item ``block`` of each of ``matches``: sorted by label name, in bulk (not to be changed).
-    Raises ParseError on a duplicate or reserved label name."""
-    keys = memory.series_keys(matches, block)
-    if keys is None:
-        return [key or "{}" for key in map(itemgetter(block), matches)]
     return keys
 
 
