@@ -26,7 +26,8 @@ class ExpositionParser:
     them (sample or family names, regular expressions such as ``node_.*``, ``.*`` for every
     sample), or is a ``Selector``; ``None`` keeps every sample. Selected lines are checked in
     full. In text 0.0.4, with a handful of exact names, the other lines are checked for how
-    they start and the last line in full; otherwise every line is checked in full. In
+    they start (not for their UTF-8) and the last line in full; otherwise every line is checked
+    in full. In
     OpenMetrics, the lines of families none of whose samples is kept are checked for their
     grammar and their place in the body. Safe to share between threads.
     """
