@@ -21,6 +21,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks import bodies
+from deucalion.errors import ParseError
 from deucalion.exposition import ExpositionParser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,8 +115,13 @@ def brought(paths: list[str], quick: bool = False) -> str:
     end with ``# EOF``): each in full and with 3 of its metric names desired, as markdown."""
     cases: list[Case] = []
     for path in paths:
-        text = Path(path).read_text()
-        openmetrics = text.rstrip().endswith("# EOF")
+        try:
+            text = Path(path).read_text()
+            openmetrics = text.rstrip().endswith("# EOF")
+            ExpositionParser().parse(text, openmetrics=openmetrics)
+        except (OSError, UnicodeDecodeError, ParseError) as exc:
+            raise SystemExit(f"bench_parse: {path}: {exc} (give a file of text 0.0.4 or "
+                             "OpenMetrics, as a target's /metrics serves it)") from None
         cases.append((f"{path}, full", text, openmetrics, None, 10.0))
         cases.append((f"{path}, 3 names", text, openmetrics, _first_three(text), None))
     rows, _ = compare(cases, quick)
@@ -132,7 +138,8 @@ import sys, time
 which, path = sys.argv[1], sys.argv[2]
 data = open(path, "rb").read()
 if which == "deucalion":
-    from deucalion.exposition import ExpositionParser
+    from deucalion.errors import ParseError
+from deucalion.exposition import ExpositionParser
     parser = ExpositionParser()
     start = time.perf_counter(); parser.parse(data)
 else:
@@ -212,6 +219,7 @@ def garbage_collector(quick: bool) -> dict[str, float]:
 MEMORY_SCRIPT = """
 import sys, tracemalloc
 from benchmarks import bodies
+from deucalion.errors import ParseError
 from deucalion.exposition import ExpositionParser
 series, desired = int(sys.argv[1]), sys.argv[2]
 parser = ExpositionParser(None if desired == "all" else ["service_metric_1_total", "up"])
