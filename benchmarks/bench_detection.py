@@ -40,6 +40,7 @@ import numpy as np
 from benchmarks import corpus
 from benchmarks.report import machine, table, write_section
 from deucalion.detectors import AnomalyDetector, Detector, EWMAZScore, RobustZScore
+from deucalion.detectors.anomaly import KINDS
 from deucalion.detectors.nab import RangeDetector
 from deucalion.detectors.statistical import SeasonalBaseline
 from deucalion.history.promql import CounterRates
@@ -56,6 +57,8 @@ COUNTER_SUFFIXES = ("_total", "_count", "_sum", "_bucket")
 FOLDS = 5
 BUDGETS = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 """The budgets (false alerts per series per 10,000 points) cross-validation chooses among."""
+KIND_CHOICES = (KINDS, ("out_of_range",), ("spike", "out_of_range"))
+"""The components cross-validation may choose among for the second AnomalyDetector row."""
 WITHIN = 150
 """Points after an anomaly's start within which an alert counts as finding it."""
 
@@ -82,6 +85,11 @@ def contenders() -> dict[str, dict[str, Callable[[], Detector]]]:
     return {
         "AnomalyDetector (default)": {
             f"budget={b:g}": (lambda b=b: AnomalyDetector(budget=b)) for b in BUDGETS
+        },
+        "AnomalyDetector, kinds and budget chosen by CV": {
+            f"kinds={'+'.join(kinds) if len(kinds) < 7 else 'all'}, budget={b:g}": (
+                lambda b=b, kinds=kinds: AnomalyDetector(budget=b, kinds=kinds))
+            for kinds in KIND_CHOICES for b in (1.0, 10.0, 100.0)
         },
         "RangeDetector": {"default": RangeDetector},
         "RobustZScore, 120 points": {"default": RobustZScore},
@@ -158,8 +166,8 @@ def nab_figures(settings: dict[str, Callable[[], Detector]], files: dict[str, An
     for part, members in halves.items():
         figures[part] = {}
         for profile in nab.PROFILES:
-            best = max((nab.sweep(_labelled(files, names, out, members), profile), setting)
-                       for setting, out in outputs.items())
+            best = max(((nab.sweep(_labelled(files, names, out, members), profile), setting)
+                        for setting, out in outputs.items()), key=lambda pair: pair[0].raw)
             figures[part][profile] = best[0].score
             if part == "all":
                 figures.setdefault("chosen", {})[profile] = {"setting": best[1],
@@ -172,8 +180,8 @@ def nab_figures(settings: dict[str, Callable[[], Detector]], files: dict[str, An
             test = names[fold::folds]
             train = [n for n in names if n not in test]
             result, setting = max(
-                (nab.sweep(_labelled(files, names, out, train), profile), setting)
-                for setting, out in outputs.items())
+                ((nab.sweep(_labelled(files, names, out, train), profile), setting)
+                 for setting, out in outputs.items()), key=lambda pair: pair[0].raw)
             choices.append(setting)
             for one in _labelled(files, names, outputs[setting], test):
                 detections[one.name] = nab.LabelledSeries(
