@@ -3,36 +3,48 @@
 ``AnomalyDetector(budget=1.0)`` watches each series for the kinds of anomaly seen in service
 metrics, one *component* each:
 
-- ``spike``: a value far from the recent level (in the series' usual step);
+- ``spike``: a value far from the recent level (in the series' usual move) and beyond the
+  recent extremes (so a burst like the recent ones is a bursty series' habit);
 - ``level_shift``: the recent level (a fast moving average) far from the long-run level, even
   inside the range the series has had;
 - ``variance``: the recent size of steps far from the long-run size (noisier, or calmer);
 - ``trend``: the recent slope far from the long-run slope;
-- ``seasonal``: the recent departure from the same time of day (48 half-hour bins), once a day
-  has been seen;
+- ``seasonal``: the recent departure from the same time of day (48 half-hour bins, UTC), once a
+  day has been seen;
 - ``stuck``: a run of identical values longer than the series' own habit of repeating makes
-  likely;
-- ``out_of_range``: a value beyond every value the series has had (a record), by a margin
-  improbable for its age.
+  likely (repeats as a two-state chain: how often a run starts, how often it goes on);
+- ``out_of_range``: a value beyond every value the series has had (a record: probability
+  ``2 / n`` after ``n`` values in any stationary noise), by a margin improbable for its age.
 
-**One budget.** Each component's statistic is turned into a *surprise*: ``-log10`` of the rate
-per point at which normal data of *this* series reaches it. The rate is learned online per
-series and component, as SPOT does (Siffer et al., KDD 2017): the ``1 - TAIL`` quantile of the
-statistic is tracked, the excesses above it are fitted with a generalised Pareto distribution
-(method of moments, so that heavy tails are extrapolated as heavy), and the rate is divided by
-the number of exceedances per cluster (the extremal index), so that a statistic that stays high
-for many points counts once. ``stuck`` and ``out_of_range`` have closed forms (a run of ``r``
-repeats has probability ``p0 ** r``; a record after ``n`` values about ``n ** -(1 + e)``). The
-series' **score** is the largest surprise less ``log10`` of the number of components, so a
-score of 4 means "normal data of this series does this about once in 10,000 points". The
-series alerts when its score reaches ``threshold = log10(10_000 / budget)``: ``budget`` is the
-expected number of false alerts per series per 10,000 points (per day: ``budget_per_day`` with
-the scrape interval). After an alert the series is quiet for ``quiet_for`` points unless its
-score beats the alert's, so one anomaly is one alert.
+The averages take each value clipped to a few usual moves of the recent level, so one outlier
+is a spike and not a shift; a series that mostly sits still (a gauge in steps) is measured by
+the size of its moves, not by its mostly-zero steps.
 
-Costs: about 60 floats of state per series (48 of them the daily profile, kept as float32),
-about 700 bytes, whatever the history's length; each update is O(1) per series, vectorised
-across the series updated together.
+**One budget.** Each component's statistic (squared, so that a Gaussian one has an
+exponential tail) is turned into a *surprise*: ``-log10`` of the rate per point at which
+normal data of *this* series reaches it, learned online per series and component as SPOT does
+(Siffer et al., KDD 2017). Three quantiles of the statistic (exceeded 10 %, 3 % and 1 % of the
+time, ``TAILS``) are tracked by Robbins-Monro steps on their logarithm; beyond the highest the
+tail is extrapolated as a generalised Pareto tail through the three (Pickands' estimator of its
+shape, used for a spike only when the series' steps look heavy-tailed: averages have an
+exponential one), and divided by the points per cluster of exceedances (the extremal index) so
+that a statistic that stays high counts once. The series' **score** is the largest surprise less
+``log10`` of the number of components (and ``_CALIBRATION``), so a score of 4 means "normal
+data of this series does this about once in 10,000 points". A series alerts when its score
+reaches ``threshold = log10(10_000 / budget)``: ``budget`` is the expected number of false
+alerts per series per 10,000 points (per day: ``budget_per_day`` with the scrape interval).
+
+**One anomaly, one alert.** After an alert the series is quiet for ``quiet_for`` points unless
+its score is ten times rarer than the alert's; what changed becomes the new normal (the
+long-run averages take the recent ones); near an alert, and while a statistic stays above its
+highest quantile, the tails learn slowly or not at all, so a drift is reported before it is
+learned; and a series' own record of events (scores past the threshold) caps its score: events
+that came at a rate ``r`` make a new one like them ``-log10(r)``, for what the tails, fitted on
+the top 10 %, cannot see (a gauge that jumps once every few minutes).
+
+Costs: about 1 KB of state per series (the daily profile's 96 float32 among it), whatever the
+history's length; each update is O(1) per series, vectorised across the series updated
+together.
 """
 
 from __future__ import annotations
