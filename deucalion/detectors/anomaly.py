@@ -252,11 +252,14 @@ class AnomalyDetector(Detector):
             surprise[~self._enabled] = 0.0
             ready = old & (self.count_ >= self.warmup)
             surprise[:, ~ready] = 0.0
-            score = np.maximum(surprise.max(axis=0) - self._penalty, 0.0)
+            # At most _MOST: past "once in 10^30 points", rarer means nothing more (a series
+            # that never moved, moving, would otherwise score millions and keep growing).
+            score = np.clip(surprise.max(axis=0) - self._penalty, 0.0, _MOST)
             score = self._as_often_as_seen(score, ready)
-            # Quiet after an alert: only a score ten times less likely than the alert's breaks
-            # through (an anomaly that grows, or a second one).
-            quiet = (self.quiet_ > 0) & (score < self.quiet_level_ + 1)
+            # Quiet after an alert: only a score ten times less likely than the alert's, and
+            # twice its exponent, breaks through (an anomaly that grows a lot, or a second).
+            bar = np.maximum(self.quiet_level_ + 1, 2 * self.quiet_level_)
+            quiet = (self.quiet_ > 0) & (score < bar)
             alerting = ready & (score >= self.threshold) & ~quiet
             self._kind = surprise.argmax(axis=0)
             self.alerting_ = alerting
@@ -269,7 +272,12 @@ class AnomalyDetector(Detector):
                 int(row): self._explain_now(int(row)) for row in np.flatnonzero(alerting)
             }
             self._learn(stats, x, dx, dt, old, times)
-        self.quiet_ = np.where(alerting, self.quiet_for, np.maximum(self.quiet_ - seen, 0))
+        # The quiet lasts until the series has scored below the threshold for quiet_for points:
+        # an anomaly that goes on is one episode, not an alert every quiet_for points.
+        going_on = (self.quiet_ > 0) & (score >= self.threshold)
+        self.quiet_ = np.where(
+            alerting | going_on, self.quiet_for, np.maximum(self.quiet_ - seen, 0)
+        )
         self.quiet_level_ = np.where(alerting, score, self.quiet_level_)
         return np.where(seen, score, np.nan)
 
@@ -687,6 +695,7 @@ _QUANTILES = ("tail_q1_", "tail_q2_", "tail_q3_")
 # exponential tail, and a shape estimated for them would be mostly estimation noise.
 _HEAVY = np.array([True, False, False, False, False])
 _MOVING = 0.05  # a series moving at fewer points is measured by its moves as if at this rate
+_MOST = 30.0  # the highest score: once in 10^30 points
 _EVENT_PRIOR = 500  # points without an event a series' event rate starts as if it had seen
 _RUN = 10  # points in a row above a tail's highest quantile after which it stops learning
 _FAR = 6.0  # usual steps: a step this large is rare in a normal series
