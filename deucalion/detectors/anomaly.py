@@ -34,8 +34,9 @@ data of this series does this about once in 10,000 points". A series alerts when
 reaches ``threshold = log10(10_000 / budget)``: ``budget`` is the expected number of false
 alerts per series per 10,000 points (per day: ``budget_per_day`` with the scrape interval).
 
-**One anomaly, one alert.** After an alert the series is quiet for ``quiet_for`` points unless
-its score is ten times rarer than the alert's; what changed becomes the new normal (the
+**One anomaly, one alert.** After an alert the series is quiet until it has scored below the
+threshold for ``quiet_for`` points, unless a score of twice the alert's (and at least ten times
+rarer) comes; scores stop at 30 ("once in 10^30 points"); what changed becomes the new normal (the
 long-run averages take the recent ones); near an alert, and while a statistic stays above its
 highest quantile, the tails learn slowly or not at all, so a drift is reported before it is
 learned; and a series' own record of events (scores past the threshold) caps its score: events
@@ -78,8 +79,9 @@ class AnomalyDetector(Detector):
     """The default detector (see the module doc): ``budget`` false alerts per series per
     10,000 points of normal data, whatever the series' scale, noise or resolution.
 
-    ``warmup`` values are learned before a series is scored (its tails need them);
-    ``quiet_for`` points follow an alert without another unless the score beats it. ``kinds``
+    ``warmup`` values are learned before a series is scored (its tails need them); after an
+    alert, the series is quiet until ``quiet_for`` points in a row scored below the threshold,
+    unless a score of twice the alert's comes. ``kinds``
     selects the components (all by default). ``fast`` and ``slow`` are the weights of the
     newest value in the recent and the long-run averages.
     """
