@@ -3,12 +3,13 @@ each call runs there.
 
 ``deucalion.dispatch`` gives every observer a ``ProcessPoolExecutor(max_workers=1)``; this module
 is what its worker process imports, so it imports the standard library only (cloudpickle only
-when a checkpoint or a result needs it). ``install`` is the executor's ``initializer``: it
-unpickles the observer once, and the observer lives in this module until the process ends.
-Every other function here is a module-level function that ``loop.run_in_executor`` calls with
-one payload. None of them raises: what ``new_data`` raises, and a result or an exception that
-cannot travel back, are answered as data, so that the executor's result queue never carries
-something the application cannot unpickle (that would break the pool, not the call).
+when a checkpoint or a result needs it; the package's ``__init__`` imports nothing eagerly).
+``install`` is the executor's ``initializer``: it unpickles the observer once, and the observer
+lives in this module until the process ends. Every other function here is a module-level
+function that ``loop.run_in_executor`` calls with one payload. None of them raises: what
+``new_data`` raises, and a result or an exception that cannot travel back, are answered as data,
+so that the executor's result queue never carries something the application cannot unpickle
+(that would break the pool, not the call).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ __all__ = [
 Failure = tuple[bytes | None, str, str, str]
 #: The answer to ``call``: ``(RETURNED, pickled result, when new_data started)``,
 #: ``(RAISED, Failure, when new_data started)``, or ``(RESEND, None, 0.0)`` when this worker
-#: lacks series keys the payload assumes it has (see ``deucalion._payload``).
+#: lacks series keys the payload assumes it has (see ``deucalion.dispatch.payload``).
 Reply = tuple[str, Any, float]
 RETURNED, RAISED, RESEND = "returned", "raised", "resend"
 #: The answer to ``checkpoint``: ``(True, pickled observer)`` or ``(False, Failure)``.
@@ -104,10 +105,10 @@ def hello() -> tuple[int, Failure | None]:
 
 
 def call(payload: tuple[bytes, float, Mapping[str, float]]) -> Reply:
-    """Run ``new_data`` on one cycle's data (encoded by ``deucalion._payload``), inside
+    """Run ``new_data`` on one cycle's data (encoded by ``deucalion.dispatch.payload``), inside
     ``handing_data`` so that ``deucalion.data_time()`` answers the cycle's scrape times."""
     # Both standard library only; the observer's unpickling loaded deucalion.observer already.
-    from deucalion import _payload
+    from deucalion.dispatch import payload as _payload
     from deucalion.observer import handing_data
 
     encoded, cycle_time, target_times = payload
