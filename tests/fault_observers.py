@@ -67,3 +67,26 @@ class CountingObserver(MetricsObserver):
                        "with_data": with_data}, out)
         os.replace(temporary, self.path)
         return None
+
+
+class ResumingObserver(MetricsObserver):
+    """Learns a call count; writes, per call, its class, count, ``setting`` and pid."""
+
+    observer_name = "resuming"
+
+    def __init__(self, desired: set[str], path: Path, setting: int = 0) -> None:
+        super().__init__(desired)
+        self.path = str(path)
+        self.setting = setting
+        self.calls = 0
+
+    def new_data(self, targets_data_dict: TargetsData) -> Any:
+        self.calls += 1
+        with open(self.path, "a") as out:
+            out.write(json.dumps({"class": type(self).__name__, "calls": self.calls,
+                                  "setting": self.setting, "pid": os.getpid()}) + "\n")
+        return None
+
+
+class OtherResumingObserver(ResumingObserver):
+    """Another class under the same observer name, ``resuming``."""

@@ -22,7 +22,7 @@ from typing import Any
 
 from deucalion._supervision import Supervised
 from deucalion.dispatch import in_worker
-from deucalion.dispatch.checkpoints import CheckpointFile
+from deucalion.dispatch.checkpoints import Checkpoints
 from deucalion.dispatch.outcome import (
     CallOutcome,
     ObserverStats,
@@ -60,13 +60,10 @@ class ObserverWorker:
         self.observer = observer
         self.name = name_of(observer)
         self.timeout = timeout
-        self.checkpoint_interval = checkpoint_interval
-        self.checkpoint_file = (
-            CheckpointFile(checkpoint_path, self.name)
-            if checkpoint_path is not None and checkpoint_interval is not None
-            else None
-        )
         self.stats = ObserverStats()
+        self.checkpoints = Checkpoints(
+            observer, self.name, self.stats, checkpoint_interval, checkpoint_path
+        )
         self._on_result = on_result
         self._process: WorkerProcess | None = None
         # One thread per observer starts, reaps and shuts down its executors, and pickles the
@@ -87,8 +84,6 @@ class ObserverWorker:
         self._loop_task: Supervised | None = None
         self._closing = False
         self._consecutive_failures = 0
-        self._checkpoint: bytes | None = None
-        self._last_checkpoint = 0.0
         self._last_error: tuple[str, int] | None = None
         self.pid: int | None = None
         """The process id of the newest worker (kept after it ended)."""
@@ -98,9 +93,7 @@ class ObserverWorker:
 
     async def start(self) -> None:
         """Start the worker process and wait until the observer is installed in it."""
-        if self.checkpoint_file is not None:
-            self._checkpoint = await self._in_keeper(self.checkpoint_file.read)
-        self._last_checkpoint = time.monotonic()
+        await self._in_keeper(self.checkpoints.load)
         await self._spawn()
         self._loop_task = Supervised(
             self._run,
@@ -120,9 +113,9 @@ class ObserverWorker:
         start = WorkerProcess.start
         try:
             process, failure = await self._in_keeper(
-                start, self.name, self.observer, self._checkpoint
+                start, self.name, self.observer, self.checkpoints.newest
             )
-            if failure is not None and self._checkpoint is not None:
+            if failure is not None and self.checkpoints.newest is not None:
                 # The checkpoint does not load (a changed class, say): the observer as it
                 # was registered still does.
                 await self._in_keeper(process.shut_down)
@@ -133,7 +126,7 @@ class ObserverWorker:
                     failure[1],
                     exc_info=rebuild(failure),
                 )
-                self._checkpoint = None
+                self.checkpoints.newest = None
                 process, failure = await self._in_keeper(start, self.name, self.observer, None)
         except BrokenProcessPool as exc:
             raise DeucalionError(
@@ -201,7 +194,7 @@ class ObserverWorker:
         if (
             self._process is not None
             and not self._working
-            and self.checkpoint_interval
+            and self.checkpoints.interval
             and deadline - loop.time() > 0
         ):
             await self._take_checkpoint(deadline - loop.time())
@@ -257,11 +250,7 @@ class ObserverWorker:
                         await handled
                 except Exception:
                     log.exception("handling the result of observer %s failed", self.name)
-            if (
-                self.checkpoint_interval is not None
-                and not self._closing
-                and time.monotonic() - self._last_checkpoint >= self.checkpoint_interval
-            ):
+            if not self._closing and self.checkpoints.due():
                 self._busy = True
                 try:
                     await self._take_checkpoint(self.timeout)
@@ -440,48 +429,27 @@ class ObserverWorker:
                 "observer %s: new worker pid %s%s",
                 self.name,
                 self.pid,
-                ", installed from its newest checkpoint" if self._checkpoint else "",
+                ", installed from its newest checkpoint" if self.checkpoints.newest else "",
             )
             return
 
     # --- checkpoints -------------------------------------------------------------------------
 
     async def _take_checkpoint(self, limit: float | None) -> None:
-        """Have the worker pickle its observer; keep it, and write it when a file is set."""
+        """Have the worker pickle its observer, within ``limit`` seconds, and keep that."""
         if self._process is None:
             return
-        self._last_checkpoint = time.monotonic()
+        self.checkpoints.started()
         call = asyncio.get_running_loop().run_in_executor(
             self._process.executor, in_worker.checkpoint
         )
         reply = await self._answer(call, "a checkpoint", limit)
-        if reply is None:
-            return
-        ok, value = reply
-        if not ok:
-            self.stats.checkpoint_failures += 1
-            log.error(
-                "observer %s: its checkpoint failed (%s); keeping the previous one",
-                self.name,
-                value[1],
-                exc_info=rebuild(value),
-            )
-            return
-        if self.checkpoint_file is not None:
-            try:
-                await self._in_keeper(self.checkpoint_file.write, value)
-            except OSError as exc:
-                self.stats.checkpoint_failures += 1
-                log.error(
-                    "observer %s: cannot write its checkpoint to %s: %s; keeping the previous one",
-                    self.name,
-                    self.checkpoint_file,
-                    exc,
-                )
-                return
-        self._checkpoint = value
-        self.stats.checkpoints += 1
-        log.debug("observer %s: checkpoint of %d bytes", self.name, len(value))
+        if reply is not None:
+            ok, value = reply
+            if ok:
+                await self.checkpoints.keep(value, self._in_keeper)
+            else:
+                self.checkpoints.failed(value)
 
 
 def _retrieve(future: asyncio.Future[Any] | Future[Any]) -> None:
