@@ -90,3 +90,18 @@ class ResumingObserver(MetricsObserver):
 
 class OtherResumingObserver(ResumingObserver):
     """Another class under the same observer name, ``resuming``."""
+
+
+class UnprintableError(Exception):
+    """An exception whose ``__str__`` raises."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+class UnprintableErrorObserver(SummaryObserver):
+    """Records the call, then raises an exception that cannot be printed."""
+
+    def new_data(self, targets_data_dict: TargetsData) -> Any:
+        super().new_data(targets_data_dict)
+        raise UnprintableError("hidden")

@@ -381,6 +381,12 @@ class ObserverWorker:
             )
             await self._replace()
             return None
+        except Exception:
+            # The worker's functions answer every failure as data: this is a bug, and it
+            # costs this call only, never the call loop.
+            self.stats.errors += 1
+            log.exception("observer %s: %s failed in deucalion", self.name, what)
+            return None
 
     def _log_error(self, failure: in_worker.Failure) -> None:
         """The first error in full, then one line per repeat until it changes."""

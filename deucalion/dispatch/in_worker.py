@@ -34,6 +34,7 @@ __all__ = [
     "Reply",
     "call",
     "checkpoint",
+    "describe",
     "hello",
     "install",
 ]
@@ -137,7 +138,7 @@ def call(payload: tuple[bytes, float, Mapping[str, float]]) -> Reply:
             _failure(
                 TypeError(
                     f"new_data returned what cannot be sent back to the application "
-                    f"({type(result).__name__}): {type(exc).__name__}: {exc}"
+                    f"({type(result).__name__}): {describe(exc)}"
                 )
             ),
             started,
@@ -164,20 +165,36 @@ def _dumps(value: Any) -> bytes:
         return bytes(cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
 
 
+def describe(exc: BaseException) -> str:
+    """``"Type: message"`` of ``exc``, even when its ``__str__`` raises (or returns no str)."""
+    try:
+        message = str(exc)
+    except BaseException as broken:
+        message = f"<str() of the exception raised {type(broken).__qualname__}>"
+    if not isinstance(message, str):  # a C extension may return anything
+        message = "<str() of the exception returned no string>"
+    return f"{type(exc).__qualname__}: {message}"
+
+
 def _failure(exc: BaseException) -> Failure:
     """``exc`` as data that always travels: itself when it survives a pickle round trip here
-    (an exception class with a required ``__init__`` argument does not), and always its text."""
+    (an exception class with a required ``__init__`` argument does not) and can be printed,
+    and always its text. Never raises, whatever the exception's own methods do."""
     import traceback  # only on an error: a worker that never fails keeps the memory
 
-    text = "".join(traceback.format_exception(exc))
-    summary = f"{type(exc).__qualname__}: {exc}"
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = "|".join([type(exc).__qualname__, *(f"{f.filename}:{f.lineno}" for f in frames)])
+    summary = describe(exc)
+    try:
+        text = "".join(traceback.format_exception(exc))
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = "|".join([type(exc).__qualname__, *(f"{f.filename}:{f.lineno}" for f in frames)])
+    except BaseException:
+        text, where = summary + "\n", type(exc).__qualname__
     exc.__traceback__ = None  # its frames hold the observer's locals
     blob: bytes | None
     try:
         blob = _dumps(exc)
-        pickle.loads(blob)
+        # It must load again, and print: the application logs and passes it on.
+        str(pickle.loads(blob))
     except BaseException:
         blob = None
     return blob, summary, text, where

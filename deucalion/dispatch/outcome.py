@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from deucalion.dispatch.in_worker import Failure
+from deucalion.dispatch.in_worker import Failure, describe
 from deucalion.errors import DeucalionError
 from deucalion.observer import MetricsObserver, TargetsData
 
@@ -105,7 +105,7 @@ async def unpickle_result(value: bytes) -> tuple[Any, Failure | None]:
     except BaseException as exc:
         return None, (
             None,
-            f"{type(exc).__name__}: {exc}",
+            describe(exc),
             "the result of new_data could not be unpickled in the application",
             "unpickle",
         )
