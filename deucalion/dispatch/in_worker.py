@@ -19,7 +19,7 @@ import pickle
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, KeysView, Mapping, ValuesView
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -123,6 +123,10 @@ def call(payload: tuple[bytes, float, Mapping[str, float]]) -> Reply:
     try:
         with handing_data(cycle_time, target_times):
             result = _observer.new_data(data)
+            if isinstance(result, Iterator | KeysView | ValuesView):
+                # "An iterable of alerts" may be a generator, which does not pickle: it runs
+                # here, as part of new_data (what it raises is new_data's error).
+                result = list(result)
     except BaseException as exc:
         # Everything new_data raises, SystemExit, KeyboardInterrupt and MemoryError included,
         # is this call's error; the worker carries on.
