@@ -19,6 +19,7 @@ import pytest
 
 from deucalion.dispatch import CallOutcome, ObserverError, ObserverWorker
 from deucalion.errors import ConfigError, DeucalionError
+from tests.fault_observers import UnpicklableResultObserver
 from tests.helpers import records_at_least, wait_for
 from tests.observers import (
     BallastObserver,
@@ -39,7 +40,6 @@ from tests.observers import (
     TimeoutRaisingObserver,
     UnloadableObserver,
     UnpicklableErrorObserver,
-    UnpicklableResultObserver,
     UnrebuildableErrorObserver,
     read_records,
 )

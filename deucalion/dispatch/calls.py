@@ -12,6 +12,7 @@ only the cycle's data (encoded by ``deucalion.dispatch.payload``) and its scrape
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -43,6 +44,15 @@ log = logging.getLogger(__name__)
 MAX_RESTART_BACKOFF = 30.0
 # Payloads with more series than this are encoded in a thread, not on the event loop.
 ENCODE_INLINE_MAX_SERIES = 2000
+# start() waits this long for the first worker's install; then it goes on in the background.
+START_WAIT = 10.0
+# With observer_timeout, a worker's interpreter gets this long to start (import the
+# application's script) before the observer's install is timed.
+SPAWN_TIMEOUT = 60.0
+
+
+class InstallTimeout(DeucalionError):
+    """Installing the observer in a new worker ran past ``observer_timeout``."""
 
 
 class ObserverWorker:
@@ -66,6 +76,10 @@ class ObserverWorker:
         )
         self._on_result = on_result
         self._process: WorkerProcess | None = None
+        # A worker being installed (killed with the worker, by kill()), and the install that
+        # start() left to go on in the background.
+        self._installing: WorkerProcess | None = None
+        self._installed: asyncio.Future[None] | None = None
         # One thread per observer starts, reaps and shuts down its executors, and pickles the
         # observer for them. The worker's parent-death signal fires when the thread that
         # started it ends, so this thread lives exactly as long as the observer's workers.
@@ -92,14 +106,39 @@ class ObserverWorker:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the worker process and wait until the observer is installed in it."""
+        """Start the worker process and wait, at most ``START_WAIT`` seconds, until the
+        observer is installed in it; an install that takes longer goes on in the background
+        (its data waits, newest wins), one that hangs past ``observer_timeout`` is replaced as
+        a hung call is. An observer that cannot be installed at all raises."""
         await self._in_keeper(self.checkpoints.load)
-        await self._spawn()
+        first = asyncio.ensure_future(self._spawn())
+        done, _ = await asyncio.wait({first}, timeout=START_WAIT)
+        if first in done:
+            try:
+                first.result()
+            except InstallTimeout:
+                self._installed = asyncio.ensure_future(self._replace())
+        else:
+            log.warning(
+                "observer %s: still being installed in its worker after %gs; deucalion runs "
+                "meanwhile, and the observer's data waits for it (the newest only)",
+                self.name,
+                START_WAIT,
+            )
+            self._installed = asyncio.ensure_future(self._finish_install(first))
         self._loop_task = Supervised(
             self._run,
             name=f"the call loop of observer {self.name}",
             task_name=f"deucalion-observer-{self.name}",
         )
+
+    async def _finish_install(self, first: asyncio.Future[None]) -> None:
+        try:
+            await first
+        except DeucalionError as exc:
+            if not isinstance(exc, InstallTimeout):
+                log.error("%s", exc)
+            await self._replace()
 
     @property
     def call_loop(self) -> Supervised | None:
@@ -110,31 +149,22 @@ class ObserverWorker:
         return await asyncio.get_running_loop().run_in_executor(self._keeper, function, *args)
 
     async def _spawn(self) -> None:
-        start = WorkerProcess.start
-        try:
-            process, failure = await self._in_keeper(
-                start, self.name, self.observer, self.checkpoints.newest
+        """Start a worker, install the observer's newest checkpoint in it or else the
+        observer as registered, and make it the observer's worker."""
+        process, failure = await self._install(self.checkpoints.newest)
+        if failure is not None and self.checkpoints.newest is not None:
+            # The checkpoint does not load (a changed class, say): the observer as it
+            # was registered still does.
+            await self._in_keeper(process.shut_down)
+            log.error(
+                "observer %s: its checkpoint cannot be loaded (%s); starting from the "
+                "observer as it was registered",
+                self.name,
+                failure[1],
+                exc_info=rebuild(failure),
             )
-            if failure is not None and self.checkpoints.newest is not None:
-                # The checkpoint does not load (a changed class, say): the observer as it
-                # was registered still does.
-                await self._in_keeper(process.shut_down)
-                log.error(
-                    "observer %s: its checkpoint cannot be loaded (%s); starting from the "
-                    "observer as it was registered",
-                    self.name,
-                    failure[1],
-                    exc_info=rebuild(failure),
-                )
-                self.checkpoints.newest = None
-                process, failure = await self._in_keeper(start, self.name, self.observer, None)
-        except BrokenProcessPool as exc:
-            raise DeucalionError(
-                f"the worker process of observer {self.name} ended while starting ({exc}; its "
-                "output is above). Is the observer's class importable there, and are the "
-                f"libraries it uses installed? If your script starts deucalion at its top "
-                f"level, {MAIN_GUARD_FIX}"
-            ) from exc
+            self.checkpoints.newest = None
+            process, failure = await self._install(None)
         if failure is not None:
             await self._in_keeper(process.shut_down)
             raise DeucalionError(
@@ -147,6 +177,77 @@ class ObserverWorker:
         self._encoder.reset()  # a new worker knows no series keys yet
         self.ready = True
         log.debug("observer %s runs in worker pid %s", self.name, process.pid)
+
+    async def _install(
+        self, checkpoint: bytes | None
+    ) -> tuple[WorkerProcess, in_worker.Failure | None]:
+        """A new worker process with the observer (or ``checkpoint``) loaded in it, or why
+        it did not load; bounded as a call is, by ``observer_timeout`` from the moment the
+        worker reported itself (its interpreter's start gets ``SPAWN_TIMEOUT`` more)."""
+        process = self._installing = WorkerProcess(self.name)
+        job = asyncio.get_running_loop().run_in_executor(
+            self._keeper, process.install, self.observer, checkpoint
+        )
+        launched = time.monotonic()
+        try:
+            in_time = await self._within_install_limit(process, job, launched)
+        except asyncio.CancelledError:
+            # Closing while installing: end it; the keeper reaps it once the install ends.
+            process.kill()
+            job.add_done_callback(_retrieve)
+            with contextlib.suppress(RuntimeError):  # the keeper is shut down: so is all
+                self._keeper.submit(process.shut_down)
+            raise
+        finally:
+            self._installing = None
+        if not in_time:
+            process.kill()
+            await asyncio.wait({job})
+            job.add_done_callback(_retrieve)
+            await self._in_keeper(process.shut_down)
+            self.stats.timeouts += 1
+            self.stats.errors += 1
+            message = (
+                f"observer {self.name}: installing it in its worker ran longer than "
+                f"observer_timeout ({self.timeout:g}s)"
+                if process.pid is not None
+                else f"observer {self.name}: its worker process did not start within "
+                f"{SPAWN_TIMEOUT + (self.timeout or 0):g}s"
+            )
+            log.error("%s; replacing its worker", message)
+            raise InstallTimeout(message)
+        try:
+            return process, job.result()
+        except BrokenProcessPool as exc:
+            raise DeucalionError(
+                f"the worker process of observer {self.name} ended while starting ({exc}; its "
+                "output is above). Is the observer's class importable there, and are the "
+                f"libraries it uses installed? If your script starts deucalion at its top "
+                f"level, {MAIN_GUARD_FIX}"
+            ) from exc
+
+    async def _within_install_limit(
+        self, process: WorkerProcess, job: asyncio.Future[Any], launched: float
+    ) -> bool:
+        """Wait for ``job``; False when it ran past its limit (it is still running then)."""
+        if self.timeout is None:
+            await asyncio.wait({job})
+            return True
+        while True:
+            reported = process.reported_at
+            deadline = (
+                launched + SPAWN_TIMEOUT + self.timeout
+                if reported is None
+                else reported + self.timeout
+            )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            # Until the worker reports itself, look again now and then: its limit changes.
+            step = remaining if reported is not None else min(remaining, 0.05)
+            done, _ = await asyncio.wait({job}, timeout=step)
+            if done:
+                return True
 
     def submit(
         self,
@@ -182,6 +283,13 @@ class ObserverWorker:
         self._pending = None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
+        installed, self._installed = self._installed, None
+        if installed is not None and not installed.done():
+            # Still installing: nothing to wait for, the worker has no call to finish.
+            if self._installing is not None:
+                self._installing.kill()
+            installed.cancel()
+            await asyncio.wait({installed})
         task, self._loop_task = self._loop_task, None
         if task is not None:
             if self._busy and grace > 0:
@@ -220,6 +328,8 @@ class ObserverWorker:
         self.ready = False
         if kill and self._process is not None:
             self._process.kill()
+        if kill and self._installing is not None:
+            self._installing.kill()
 
     async def _reap(self) -> None:
         """Shut the executor down and reap its process, in the keeper thread."""
@@ -267,6 +377,9 @@ class ObserverWorker:
         *,
         resend: bool = True,
     ) -> CallOutcome | None:
+        if self._installed is not None:
+            await self._installed  # the first worker, still being installed after start()
+            self._installed = None
         if self._process is None:
             await self._replace()
         if self._process is None:
@@ -427,7 +540,8 @@ class ObserverWorker:
             try:
                 await self._spawn()
             except DeucalionError as exc:
-                log.error("%s", exc)
+                if not isinstance(exc, InstallTimeout):  # logged already
+                    log.error("%s", exc)
                 delay = min(MAX_RESTART_BACKOFF, max(0.5, delay * 2))
                 continue
             self.stats.restarts += 1

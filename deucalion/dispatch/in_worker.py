@@ -58,17 +58,30 @@ _observer: Any = None
 _install_failure: Failure | None = None
 
 
-def install(observer: Connection, parent: int) -> None:
-    """The executor's initializer: make this process die with ``parent``, then unpickle the
-    observer once, as the application streams it into the pipe ``observer``. A failure is kept
-    for ``hello`` to report, as the executor itself would only log it here and call the pool
-    broken."""
+def install(observer: Connection, started: Connection, parent: int) -> None:
+    """The executor's initializer: make this process die with ``parent`` and lead a process
+    group of its own, report its pid on ``started``, then unpickle the observer once, as the
+    application streams it into the pipe ``observer``. A failure is kept for ``hello`` to
+    report, as the executor itself would only log it here and call the pool broken."""
     global _observer, _install_failure
     _die_with(parent)
-    # Ctrl-C (a signal sent to the process group) and SIGTERM reach the workers too; the
-    # application decides when they stop, after the grace period for the call in flight.
+    # A session (and process group) of its own: whatever new_data starts (a subprocess, a
+    # pool) is in it, and ends with it when the application kills the group.
+    try:
+        os.setsid()
+    except OSError:  # a group leader already: the application then kills the process alone
+        pass
+    # SIGTERM reaches the workers too (and Ctrl-C, when run without a session of their own);
+    # the application decides when they stop, after the grace period for the call in flight.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        # Before the observer loads: a load that hangs can then be killed by this pid.
+        started.send(os.getpid())
+    except OSError:
+        pass  # the application gave up on this worker: the load below fails the same way
+    finally:
+        started.close()
     try:
         # cloudpickle's output is plain pickle: cloudpickle itself is imported only if the
         # observer's class was sent by value (defined in __main__ or a notebook).

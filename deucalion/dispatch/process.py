@@ -21,6 +21,8 @@ import os
 import pickle
 import signal
 import sys
+import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 
 import cloudpickle
@@ -63,28 +65,29 @@ def refuse_in_worker_bootstrap() -> None:
 
 
 class WorkerProcess:
-    """One executor and its one worker process, with an observer installed in it."""
+    """One executor and its one worker process, with an observer installed in it.
 
-    def __init__(self, executor: ProcessPoolExecutor, pid: int) -> None:
-        self.executor = executor
-        self.pid = pid
+    The worker leads a process group of its own: ``kill`` and ``shut_down`` end the group, so
+    that what ``new_data`` started (a subprocess, a pool) never outlives the worker.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.executor: ProcessPoolExecutor | None = None
+        self.pid: int | None = None
+        """The worker's pid, once it reported it (before the observer loads)."""
+        self.reported_at: float | None = None
+        """When (``time.monotonic()``) it did."""
         self._pidfd: int | None = None
         self._reaped = False
-        if hasattr(os, "pidfd_open"):
-            # A pidfd names this process for good: a kill through it cannot hit a process
-            # that reused the pid after this one was reaped.
-            try:
-                self._pidfd = os.pidfd_open(pid)
-            except OSError:
-                self._pidfd = None
 
-    @classmethod
-    def start(
-        cls, name: str, observer: MetricsObserver, checkpoint: bytes | None
-    ) -> tuple[WorkerProcess, in_worker.Failure | None]:
-        """Start an executor's worker process, stream the observer (or a checkpoint of it)
-        to its initializer and ask the worker for its pid; with why the observer could not
-        be installed, if it could not (then the caller shuts the process down).
+    def install(
+        self, observer: MetricsObserver, checkpoint: bytes | None
+    ) -> in_worker.Failure | None:
+        """Start the executor's worker process and stream the observer (or a checkpoint of
+        it) to its initializer; then why the observer could not be installed, if it could
+        not (the caller shuts the process down). Raises ``BrokenProcessPool`` when the worker
+        ended (``kill`` included) and ``ConfigError`` when the observer does not pickle.
 
         The observer is pickled straight into a pipe the initializer reads from, rather than
         into bytes passed as ``initargs``: the application then never holds a pickled copy of
@@ -93,21 +96,29 @@ class WorkerProcess:
         event loop keeps running meanwhile.
         """
         reader, writer = multiprocessing.Pipe(duplex=False)
-        executor = ProcessPoolExecutor(
+        report, started = multiprocessing.Pipe(duplex=False)
+        executor = self.executor = ProcessPoolExecutor(
             max_workers=1,
             mp_context=multiprocessing.get_context(START_METHOD),
             initializer=in_worker.install,
-            initargs=(reader, os.getpid()),
+            initargs=(reader, started, os.getpid()),
         )
         unpicklable: Exception | None = None
         try:
             try:
                 # The first submit starts the process, from this thread (the keeper); the
-                # pipe's reading end goes to it, so ours is closed: a worker that dies then
-                # breaks the pipe instead of leaving the writes below blocked.
+                # pipes' worker ends go to it, so ours are closed: a worker that dies then
+                # breaks them instead of leaving the reads and writes below blocked.
                 hello = executor.submit(in_worker.hello)
             finally:
                 reader.close()
+                started.close()
+            try:
+                self._reported(report.recv())
+            except (EOFError, OSError):
+                pass  # it ended before its initializer ran: hello() raises below
+            finally:
+                report.close()
             try:
                 with open(writer.fileno(), "wb", closefd=False) as stream:
                     if checkpoint is None:
@@ -120,41 +131,78 @@ class WorkerProcess:
                 unpicklable = exc
             finally:
                 writer.close()  # the end of the pickle, for the worker
-            pid, failure = hello.result()
+            _, failure = hello.result()
         except BaseException:
-            executor.shutdown(wait=True, cancel_futures=True)
+            self.shut_down()
             if unpicklable is None:
                 raise
             failure = None
         if unpicklable is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+            self.shut_down()
             raise ConfigError(
-                f"observer {name} cannot be sent to its worker process: "
+                f"observer {self.name} cannot be sent to its worker process: "
                 f"{type(unpicklable).__name__}: {unpicklable}. Keep only picklable attributes "
                 "(models, arrays, numbers); open files, sockets and locks in new_data instead"
             ) from None
-        return cls(executor, pid), failure
+        return failure
+
+    def _reported(self, pid: int) -> None:
+        if hasattr(os, "pidfd_open"):
+            # A pidfd names this process for good: a kill through it cannot hit a process
+            # that reused the pid after this one was reaped.
+            try:
+                self._pidfd = os.pidfd_open(pid)
+            except OSError:
+                self._pidfd = None
+        self.pid = pid
+        self.reported_at = time.monotonic()
 
     def kill(self) -> None:
-        """SIGKILL the worker now, whatever it is doing. Never waits: ``shut_down`` reaps."""
+        """SIGKILL the worker and its process group now, whatever it is doing. Never waits:
+        ``shut_down`` reaps. Safe from any thread."""
         if self._reaped:
             return  # its pid may belong to another process by now
-        kill_workers = getattr(self.executor, "kill_workers", None)
+        executor = self.executor
+        kill_workers = getattr(executor, "kill_workers", None)
         if kill_workers is not None:  # Python 3.14+
             kill_workers()
+        if self.pid is None:
+            # Still starting (importing the application's script, say): the executor knows
+            # the process before it reported itself.
+            processes = getattr(executor, "_processes", None) or {}
+            try:
+                pids = list(processes)
+            except RuntimeError:  # changed while read: it is being started or reaped
+                pids = []
+            for pid in pids:
+                _signal_quietly(os.kill, pid)
             return
-        try:
-            if self._pidfd is not None:
-                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
-            else:
-                os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass  # it has ended already
+        # The group first, while the worker is not reaped: its pid, the group's id, cannot
+        # have been reused by then.
+        _signal_quietly(os.killpg, self.pid)
+        if self._pidfd is not None:
+            _signal_quietly(signal.pidfd_send_signal, self._pidfd)
+        else:
+            _signal_quietly(os.kill, self.pid)
 
     def shut_down(self) -> None:
-        """End the executor and reap its process (blocks: in the keeper thread)."""
-        self.executor.shutdown(wait=True, cancel_futures=True)
+        """End the executor, reap its process and kill what is left of its process group
+        (blocks: in the keeper thread)."""
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+        if self.pid is not None and not self._reaped:
+            # What new_data started and left running (a subprocess ignoring SIGTERM) still
+            # holds the group, so its id names nothing else yet.
+            _signal_quietly(os.killpg, self.pid)
         self._reaped = True
         fd, self._pidfd = self._pidfd, None
         if fd is not None:
             os.close(fd)
+
+
+def _signal_quietly(send: Callable[[int, int], None], target: int) -> None:
+    """SIGKILL ``target``; that it has ended already is no error."""
+    try:
+        send(target, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
