@@ -223,3 +223,17 @@ def test_a_registration_is_the_same_in_every_interpreter() -> None:
     assert seen[0]["class"] == "tests.fault_observers.ResumingObserver"
     assert set(seen[0]["attributes"]) >= {"desired_metrics", "extra", "setting", "calls"}
     assert seen[0] == seen[1] == seen[2]
+
+
+async def test_a_checkpoint_path_that_is_a_file_is_refused_at_start(
+    url: str, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    state.write_text("not a directory")
+    provisioner = dc.MetricsProvisioner(
+        targets=[url], telemetry={"enabled": False}, checkpoint_interval=60,
+        checkpoint_path=str(state))
+    provisioner.register(ResumingObserver({"good_metric"}, tmp_path / "calls.jsonl"))
+    with pytest.raises(dc.ConfigError, match=r"checkpoint_path .*state: it is not a directory"):
+        await provisioner.start()
+    assert state.read_text() == "not a directory"
