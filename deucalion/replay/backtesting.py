@@ -335,7 +335,7 @@ async def backtest_async(
                     )[:DEFAULT_KEPT_SERIES]
             result.last_time = cycle.time
             result.steps += 1
-            _keep_values(result, data, cycle.time, kept, chosen)
+            _keep_values(result, data, cycle.time, kept, chosen, out)
             alerts.tick(cycle.time)
             outcome = await caller.call(data, cycle)
             if outcome is None or outcome.error is not None:
@@ -373,7 +373,10 @@ def _keep_values(
     now: float,
     kept: list[str] | None,
     chosen: dict[str, bool],
+    out: RowWriter,
 ) -> None:
+    """Keep the values of the kept series, and write them: evaluation counts a labelled
+    series' steps from them, scored or not."""
     if not kept:
         return
     for target, per_name in data.items():
@@ -385,6 +388,16 @@ def _keep_values(
                     keep = chosen[name] = any(names_series(k, name) for k in kept)
                 if keep:
                     result.values.setdefault(name, []).append((now, value))
+                    out.write(
+                        {
+                            "kind": "value",
+                            "time": now,
+                            "target": target,
+                            "metric": metric,
+                            "series": series,
+                            "value": value,
+                        }
+                    )
 
 
 def backtest(

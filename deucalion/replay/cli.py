@@ -122,8 +122,9 @@ def _backtest(args: argparse.Namespace) -> int:
 
         windows = load_windows(args.labels)
     series = args.series.split(";") if args.series else None
-    if series is None and windows and args.plot:
-        series = list(windows)  # the labelled series are the ones to look at
+    if windows:
+        # Their values count their steps for evaluation (scored or not), and draw them.
+        series = [*(series or []), *(k for k in windows if k not in (series or []))]
     if not args.verbose:
         # One log line per alert fired and resolved drowns the summary of a long history.
         logging.getLogger("deucalion.alerting.lifecycle").setLevel(logging.WARNING)
@@ -138,24 +139,28 @@ def _backtest(args: argparse.Namespace) -> int:
         observer_timeout=args.observer_timeout,
     )
     print(result.summary())
+    refused = False
     if windows is not None:
         from deucalion.replay.evaluate import evaluate
 
-        print(evaluate(result, windows, threshold=args.threshold).report())
+        evaluation = evaluate(result, windows, threshold=args.threshold)
+        print(evaluation.report())
+        refused = bool(evaluation.nab_error)
     if args.plot:
         from deucalion.replay.plot import plot
 
         plot(result, args.plot, windows=windows)
         print(f"plot: {args.plot}")
-    return 1 if result.failure else 0
+    return 1 if result.failure or refused else 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from deucalion.replay.evaluate import evaluate, load_windows, read_output
 
     result = read_output(args.output)
-    print(evaluate(result, load_windows(args.labels), threshold=args.threshold).report())
-    return 0
+    evaluation = evaluate(result, load_windows(args.labels), threshold=args.threshold)
+    print(evaluation.report())
+    return 1 if evaluation.nab_error else 0
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -167,6 +167,7 @@ _CSV_COLUMNS = [
     "metric",
     "series",
     "score",
+    "value",
     "start",
     "end",
     "labels",
