@@ -309,7 +309,7 @@ async def backtest_async(
     desired = frozenset(observer.desired_metrics)
     selection = Selection(desired)
     name = name_of(observer)
-    result = BacktestResult(name)
+    result = BacktestResult(name, desired_metrics=sorted(desired - SYNTHETIC_METRICS))
     out = RowWriter(output)
     caller = _Caller(observer, observer_timeout)
     # The alerts' lifetime, as live: 4 x max(scrape interval, resend interval).
@@ -335,6 +335,7 @@ async def backtest_async(
                     )[:DEFAULT_KEPT_SERIES]
             result.last_time = cycle.time
             result.steps += 1
+            result.samples += _count_samples(data)
             _keep_values(result, data, cycle.time, kept, chosen, out)
             alerts.tick(cycle.time)
             outcome = await caller.call(data, cycle)
@@ -365,6 +366,16 @@ async def backtest_async(
             result.source_warnings.update(stats.warnings)
         await caller.worker.close()
     return result
+
+
+def _count_samples(data: TargetsData) -> int:
+    """The samples of its desired metrics an observer is handed, the synthetic ones apart."""
+    return sum(
+        len(series)
+        for samples in data.values()
+        for name, series in samples.items()
+        if name not in SYNTHETIC_METRICS
+    )
 
 
 def _keep_values(
@@ -420,6 +431,12 @@ def backtest(
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        running = False
+    else:
+        running = True
+    if not running:
+        # Run outside the except block: an error of the run must not carry "no running event
+        # loop" chained in front of it.
         return asyncio.run(backtest_async(observer, source, **options))
     from concurrent.futures import ThreadPoolExecutor
 

@@ -151,7 +151,7 @@ def _backtest(args: argparse.Namespace) -> int:
 
         plot(result, args.plot, windows=windows)
         print(f"plot: {args.plot}")
-    return 1 if result.failure or refused else 0
+    return 1 if result.failure or refused or result.received_nothing else 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from deucalion.exposition.grammar import escape
-from deucalion.exposition.naming import family_selects
+from deucalion.exposition.naming import Selector
 from deucalion.observer import SYNTHETIC_METRICS, TargetsData
 from deucalion.provisioner import MetricsProvisioner
 from deucalion.replay.sources import Cycle, HistoryError, SourceStats
@@ -222,7 +222,7 @@ class RecordingSource:
     ) -> AsyncIterator[Cycle]:
         """Every recorded cycle between ``start`` and ``end``; ``step`` is ignored (a recording
         has the cycles it was recorded with)."""
-        desired = None if metrics is None else frozenset(metrics) | SYNTHETIC_METRICS
+        desired = None if metrics is None else _selector(metrics, self.path)
         keep: dict[str, bool] = {}
         heads: dict[str, tuple[str, str, str] | None] = {}
         samples: TargetsData = {}
@@ -276,7 +276,7 @@ class RecordingSource:
             self._cut(0, "before # EOF")
 
     def _head(
-        self, head: str, lineno: int, desired: frozenset[str] | None, keep: dict[str, bool]
+        self, head: str, lineno: int, desired: Selector | None, keep: dict[str, bool]
     ) -> tuple[str, str, str] | None:
         """``(sample name, target, series key)`` of a line's ``name{labels}``; None when the
         sample is not desired."""
@@ -288,7 +288,9 @@ class RecordingSource:
         name, labels = match.groups()
         wanted = keep.get(name)
         if wanted is None:
-            wanted = keep[name] = desired is None or family_selects(desired, name)
+            wanted = keep[name] = (
+                desired is None or name in SYNTHETIC_METRICS or desired.selects(name)
+            )
         if not wanted:
             return None
         pairs = parse_series(labels or "{}")
@@ -302,6 +304,15 @@ class RecordingSource:
                 "label: not a deucalion recording?"
             )
         return name, target, render_series(p for p in pairs if p[0] != TARGET_LABEL)
+
+
+def _selector(metrics: Iterable[str], path: Path) -> Selector:
+    """The samples a replay reads: those the live selection would hand (names, families,
+    regular expressions), and the synthetic ones, which a backtest hands when desired."""
+    try:
+        return Selector.from_desired(metrics)
+    except ValueError as exc:
+        raise HistoryError(f"{path}: {exc}") from None
 
 
 def _unescape(value: str) -> str:

@@ -89,6 +89,11 @@ class BacktestResult:
 
     observer: str
     steps: int = 0
+    samples: int = 0
+    """Samples of its desired metrics handed to the observer (``up`` and the other synthetic
+    samples not counted): 0 means the history has none of them."""
+    desired_metrics: list[str] = field(default_factory=list)
+    """The observer's desired metrics, the synthetic ones apart."""
     errors: int = 0
     """Calls that raised or whose worker died; those steps have no result."""
     first_time: float | None = None
@@ -147,7 +152,23 @@ class BacktestResult:
             lines.append(f"source: {count} {kind.replace('_', ' ')}")
         if self.failure:
             lines.append(f"stopped early: {self.failure}")
+        if self.received_nothing:
+            lines.append(self.no_samples())
         return "\n".join(lines)
+
+    @property
+    def received_nothing(self) -> bool:
+        """Whether the observer desired metrics and received not one sample of them (the
+        command exits non-zero: a replay that tested nothing is no pass)."""
+        return not self.samples and bool(self.desired_metrics)
+
+    def no_samples(self) -> str:
+        """What to say when the observer received no sample of its desired metrics."""
+        return (
+            f"the observer received no samples: the history has none of its desired metrics "
+            f"({', '.join(self.desired_metrics)}) in the replayed range; check the names "
+            "(selected as live: names, whole families, regular expressions) and the range"
+        )
 
 
 def _duration(seconds: float) -> str:

@@ -1,0 +1,148 @@
+"""History as it comes: replays select as live runs do, rows and cycles are taken in file
+order and noted, and damaged or unreadable history is said plainly."""
+
+from __future__ import annotations
+
+import json
+import traceback
+from pathlib import Path
+
+import pytest
+
+from deucalion.cli import main
+from deucalion.observer import select_data
+from deucalion.replay import CSVSource, Cycle, RecordingSource, RecordingWriter, backtest, nab
+from deucalion.replay.evaluate import evaluate
+from deucalion.replay.sources import HistoryError
+from tests.replay_observers import RobustZScore, SeenObserver
+
+T0 = 1_700_000_000.0
+URL = "http://a:9100/metrics"
+NODE = {
+    "node_load1": {"{}": 0.5},
+    "node_load5": {"{}": 0.4},
+    "node_cpu_seconds_total": {'{cpu="0",mode="idle"}': 10.0},
+    "http_request_duration_seconds_bucket": {'{le="0.1"}': 3.0, '{le="+Inf"}': 4.0},
+    "http_request_duration_seconds_sum": {"{}": 0.2},
+    "http_request_duration_seconds_count": {"{}": 4.0},
+    "up": {"{}": 1.0},
+    "scrape_duration_seconds": {"{}": 0.01},
+}
+
+
+def _recording(path: Path, times: list[float]) -> Path:
+    """A recording of everything a target served (as record --all writes), one cycle a time."""
+    with RecordingWriter(path) as writer:
+        for i, when in enumerate(times):
+            samples = {name: {k: v + i for k, v in series.items()}
+                       for name, series in NODE.items()}
+            writer.write_cycle(Cycle(when, {URL: when}, {URL: samples}))
+    return path
+
+
+class _Scraped:
+    """A scrape result as live selection reads it."""
+
+    def __init__(self, samples: dict[str, dict[str, float]]) -> None:
+        self.url = URL
+        self.target = self
+        self.samples = {k: v for k, v in samples.items()
+                        if k not in ("up", "scrape_duration_seconds")}
+        self._all = samples
+
+    def with_synthetic(self) -> dict[str, dict[str, float]]:
+        return self._all
+
+
+@pytest.mark.parametrize("desired", [
+    {"node_load.*"},
+    {"node_load1", "up"},
+    {"http_request_duration_seconds"},
+    {"node_.*_total", "http_request_duration_seconds_count"},
+])
+def test_a_replay_selects_as_a_live_run_does(tmp_path: Path, desired: set[str]) -> None:
+    """Names, whole families and regular expressions select from a recording made with
+    --all exactly the samples a live cycle would hand the observer."""
+    path = _recording(tmp_path / "all.om.gz", [T0, T0 + 15])
+    seen = tmp_path / "seen.jsonl"
+    result = backtest(SeenObserver(desired, str(seen)), path.as_posix())
+    first = json.loads(seen.read_text().splitlines()[0])["data"]
+    live = select_data(desired, [_Scraped(NODE)]).data
+    assert first == live
+    assert result.samples > 0 and not result.received_nothing
+
+
+def test_cli_backtest_of_an_observer_that_received_nothing_fails(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A backtest whose observer was handed no sample of its desired metrics says so and exits
+    non-zero; the same run with a selection that matches passes."""
+    path = _recording(tmp_path / "all.om.gz", [T0 + 15 * i for i in range(5)]).as_posix()
+    observer = "tests.replay_observers:RobustZScore"
+    assert main(["backtest", "--observer", observer, "--metrics", "nginx_.*",
+                 "--from", path]) == 1
+    printed = capsys.readouterr().out
+    assert "the observer received no samples" in printed and "nginx_.*" in printed
+    assert main(["backtest", "--observer", observer, "--metrics", "node_load.*",
+                 "--from", path]) == 0
+    assert "received no samples" not in capsys.readouterr().out
+
+
+def test_nab_file_whose_clock_steps_back_scores_row_by_row(tmp_path: Path) -> None:
+    """A NAB-style file whose timestamps step back an hour (and repeat) is replayed row by row:
+    one score per row, none merged, and NAB scores the rows by position."""
+    rows = [T0 + 300 * i for i in range(200)]
+    rows[120:] = [t - 3600 for t in rows[120:]]  # the clock set back an hour at row 120
+    lines = ["timestamp,value"] + [f"{t},{10.0 + (i % 5) + (40 if i == 150 else 0)}"
+                                   for i, t in enumerate(rows)]
+    (tmp_path / "dst.csv").write_text("\n".join(lines) + "\n")
+    source = CSVSource(tmp_path / "dst.csv")
+    result = backtest(RobustZScore({"value"}), source, keep_series=["dst.csv"])
+    assert result.steps == 200 and len(result.scores["dst.csv"]) == 200
+    assert source.stats.warnings["timestamps_stepping_back"] == 1
+    assert source.stats.warnings["repeated_timestamps"] == 0
+    window = (rows[145], rows[155])
+    report = evaluate(result, {"dst.csv": [window]})
+    by_position = nab.evaluate([nab.LabelledSeries(
+        "dst.csv", rows, [s for _, s in result.scores["dst.csv"]], [window])])
+    assert report.nab["standard"].score == pytest.approx(by_position["standard"].score)
+    assert report.nab["standard"].detected == 1
+
+
+async def test_csv_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    """A CSV saved with a byte order mark (as spreadsheets save UTF-8) reads as any other."""
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbftimestamp,value\n1,2\n2,3\n")
+    source = CSVSource(tmp_path / "bom.csv")
+    back = [c async for c in source.cycles()]
+    assert [c.samples["bom.csv"]["value"]["{}"] for c in back] == [2.0, 3.0]
+
+
+def test_cli_names_a_csv_that_is_not_utf8(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A Windows (CP1252) CSV is a one-line error naming the file and line and what to do."""
+    (tmp_path / "win.csv").write_bytes("timestamp,value,note\n1,2,ok\n2,3,caf\u00e9 \u2013\n"
+                                       .encode("cp1252"))
+    code = main(["backtest", "--observer", "tests.replay_observers:RobustZScore",
+                 "--metrics", "value", "--from", str(tmp_path / "win.csv")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"{tmp_path / 'win.csv'}:3: not UTF-8 text" in err and "save the file as UTF-8" in err
+    assert "Traceback" not in err
+
+
+def test_a_backtest_error_carries_no_unrelated_event_loop_error(tmp_path: Path) -> None:
+    """An error from a blocking backtest is the error alone, with no "no running event loop"
+    chained in front of it."""
+    (tmp_path / "x.csv").write_text("timestamp,value\n1,abc\n")
+    with pytest.raises(HistoryError) as caught:
+        backtest(RobustZScore({"value"}), CSVSource(tmp_path / "x.csv"))
+    text = "".join(traceback.format_exception(caught.value))
+    assert "no running event loop" not in text
+    assert "x.csv:2: value 'abc' is not a number" in text
+
+
+async def test_recording_source_refuses_a_selection_that_is_no_selection(tmp_path: Path
+                                                                         ) -> None:
+    """A desired entry that is neither a name nor a regular expression is named."""
+    path = _recording(tmp_path / "r.om.gz", [T0])
+    with pytest.raises(HistoryError, match=r"r.om.gz: 'cpu seconds' is neither"):
+        [c async for c in RecordingSource(path).cycles(metrics={"cpu seconds"})]
