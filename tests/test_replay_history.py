@@ -146,3 +146,91 @@ async def test_recording_source_refuses_a_selection_that_is_no_selection(tmp_pat
     path = _recording(tmp_path / "r.om.gz", [T0])
     with pytest.raises(HistoryError, match=r"r.om.gz: 'cpu seconds' is neither"):
         [c async for c in RecordingSource(path).cycles(metrics={"cpu seconds"})]
+
+
+def _steady_recording(path: Path, cycles: int, series: int = 1) -> Path:
+    """A recording of ``cycles`` cycles of ``series`` noisy series (noise keeps gzip honest)."""
+    import random
+
+    rng = random.Random(7)
+    with RecordingWriter(path) as writer:
+        for i in range(cycles):
+            when = T0 + 15 * i
+            load = {f'{{cpu="{k}"}}': rng.random() for k in range(series)}
+            writer.write_cycle(Cycle(when, {URL: when}, {URL: {"load": load, "up": {"{}": 1.0}}}))
+    return path
+
+
+@pytest.mark.parametrize(("cycles", "series"), [(100, 1), (1500, 60)])
+def test_a_flipped_bit_in_the_gzip_checksum_loses_no_cycle(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], cycles: int, series: int) -> None:
+    """A recording whose gzip checksum has one bit flipped replays every cycle (it used to
+    replay none, or lose the last block), says the checksum failed and exits non-zero."""
+    path = _steady_recording(tmp_path / "r.om.gz", cycles, series)
+    data = bytearray(path.read_bytes())
+    data[-8] ^= 0x04  # a bit of the CRC-32 in the trailer
+    path.write_bytes(bytes(data))
+    code = main(["backtest", "--observer", "tests.replay_observers:RobustZScore",
+                 "--metrics", "load", "--from", str(path)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert f"{cycles} steps" in out
+    assert "gzip checksum does not match" in out and "every cycle was read" in out
+    assert "killed" not in out
+
+
+async def test_damage_inside_a_recording_keeps_the_cycles_before_it(tmp_path: Path) -> None:
+    """A damaged block mid-recording: the cycles before it replay, and the error says where the
+    damage is and how much of the file could not be read."""
+    path = _steady_recording(tmp_path / "r.om.gz", 1500, 60)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 16] = bytes(b ^ 0xFF for b in data[middle : middle + 16])
+    path.write_bytes(bytes(data))
+    source = RecordingSource(path)
+    back = [c async for c in source.cycles()]
+    assert 400 < len(back) < 1500  # about half, less at most a block before the damage
+    assert [c.time for c in back] == [T0 + 15 * i for i in range(len(back))]
+    assert source.stats.errors == {"corrupted": 1}
+    message = source.stats.messages[0]
+    assert "the recording is damaged" in message or "the gzip stream is damaged" in message
+    assert "% of the file) could not be" in message
+
+
+async def test_cycles_out_of_order_replay_as_recorded_and_are_counted(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Cycles that go back in time or repeat replay in file order, warned about once with how
+    many."""
+    path = _recording(tmp_path / "r.om.gz", [1000.0, 1030.0, 900.0, 900.0, 930.0, 915.0])
+    source = RecordingSource(path)
+    back = [c.time async for c in source.cycles(end=1000.0)]
+    assert back == [1000.0, 900.0, 900.0, 930.0, 915.0]
+    assert source.stats.warnings == {"cycles_out_of_order": 2, "repeated_cycles": 1}
+    assert "2 cycle(s) go back in time" in caplog.text and "900.0 after 1030.0" in caplog.text
+    assert caplog.text.count("go back in time") == 1
+
+
+def test_a_label_value_of_megabytes_costs_its_size(tmp_path: Path) -> None:
+    """A recording with one 10 MB label value replays in memory of the order of its size (it
+    took 1.8 GB); measured in a process of its own."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "big.om.gz"
+    with RecordingWriter(path) as writer:
+        big = '{path="' + "x" * 10_000_000 + '"}'
+        writer.write_cycle(Cycle(T0, {URL: T0}, {URL: {"load": {big: 1.0, "{}": 2.0}}}))
+    script = (
+        "import asyncio, resource, sys\n"
+        "from deucalion.replay import RecordingSource\n"
+        "async def main():\n"
+        "    return [c async for c in RecordingSource(sys.argv[1]).cycles()]\n"
+        "cycles = asyncio.run(main())\n"
+        "print(len(cycles), len(next(iter(cycles[0].samples.values()))['load']),\n"
+        "      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                          text=True, check=True, cwd=Path(__file__).parent.parent)
+    cycles, series, peak_mb = map(int, done.stdout.split())
+    assert (cycles, series) == (1, 2)
+    assert peak_mb < 600, f"{peak_mb} MB to read a 10 MB line"

@@ -364,6 +364,8 @@ async def backtest_async(
         stats = getattr(source, "stats", None)  # a source of one's own may not count
         if stats is not None:
             result.source_warnings.update(stats.warnings)
+            result.source_errors.update(getattr(stats, "errors", {}))
+            result.source_messages.extend(getattr(stats, "messages", ()))
         await caller.worker.close()
     return result
 

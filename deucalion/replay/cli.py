@@ -151,7 +151,8 @@ def _backtest(args: argparse.Namespace) -> int:
 
         plot(result, args.plot, windows=windows)
         print(f"plot: {args.plot}")
-    return 1 if result.failure or refused or result.received_nothing else 0
+    failed = result.failure or result.source_errors or result.received_nothing
+    return 1 if failed or refused else 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -47,7 +47,7 @@ from deucalion.exposition.naming import Selector
 from deucalion.observer import SYNTHETIC_METRICS, TargetsData
 from deucalion.provisioner import MetricsProvisioner
 from deucalion.replay.sources import Cycle, HistoryError, SourceStats
-from deucalion.targets.prometheus import parse_series, render_series
+from deucalion.targets.prometheus import render_series
 
 if TYPE_CHECKING:
     from deucalion.config.loading import Settings
@@ -73,7 +73,11 @@ READ_BLOCK = 1 << 16
 #: Seconds of recording between two flushes of the compressor.
 FLUSH_INTERVAL = 10.0
 
-_HEAD = re.compile(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[^"}]|"(?:[^"\\\n]|\\.)*")*\})?\Z')
+# Possessive repeats (*+, ++): nothing to backtrack into, so a label value of megabytes costs its
+# own size, not a backtracking state per character (1.6 GB for 10 MB).
+_HEAD = re.compile(r'([a-zA-Z_:][a-zA-Z0-9_:]*+)(\{(?:[^"}]++|"(?:[^"\\\n]++|\\.)*+")*+\})?\Z')
+#: One ``name="value"`` of a series key, value escaped (possessive, as ``_HEAD``).
+_PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*+)="((?:[^"\\]++|\\.)*+)"')
 #: Series whose name, target and key a reader remembers (it forgets all past this).
 MAX_CACHED_SERIES = 1_000_000
 
@@ -162,44 +166,46 @@ class RecordingSource:
         if not self.path.is_file():
             raise HistoryError(f"{self.path}: no such recording")
         self.stats = SourceStats()
+        self._compressed = False
+        self._size = self._position = 0  # of the file, and how far gzip has read it
 
     def _blocks(self) -> Iterator[bytes]:
         """The file's text in blocks, decompressed when it is gzip; ``EOFError`` after the
-        last block when the gzip stream is cut short (everything before the cut is given)."""
+        last block when the gzip stream is cut short, ``_Corrupt`` where it is damaged
+        (everything before the cut or the damage is given)."""
         with self.path.open("rb") as raw:
-            compressed = raw.read(2) == b"\x1f\x8b"
+            self._compressed = raw.read(2) == b"\x1f\x8b"
+            self._size = self.path.stat().st_size
             raw.seek(0)
-            if not compressed:
+            if not self._compressed:
                 while block := raw.read(READ_BLOCK):
                     yield block
                 return
-            # zlib rather than gzip.open: a stream cut short still gives all it holds.
-            decompressor = zlib.decompressobj(wbits=31)
-            while data := raw.read(READ_BLOCK):
-                while data:
-                    if decompressor.eof:  # another gzip member follows
-                        decompressor = zlib.decompressobj(wbits=31)
-                    yield decompressor.decompress(data)
-                    data = decompressor.unused_data if decompressor.eof else b""
-            if not decompressor.eof:
-                yield decompressor.flush()
-                raise EOFError("the gzip stream ends before its end marker")
+            for block in _inflate(raw, self._size):
+                self._position = raw.tell()
+                yield block
 
     def _lines(self) -> Iterator[tuple[int, str]]:
-        """``(line number, line)``; stops at a cut, counting it."""
+        """``(line number, line)``; stops at a cut or damage, counting it."""
         lineno = 0
-        rest = b""
+        rest: list[bytes] = []
         try:
             # Decoded and split a block at a time: per line, that costs a third less.
             for block in self._blocks():
-                block = rest + block
                 cut = block.rfind(b"\n") + 1
-                rest = block[cut:]
-                for line in block[:cut].decode("utf-8").split("\n")[:-1]:
+                if not cut:
+                    rest.append(block)  # a long line: joined once it ends, not per block
+                    continue
+                whole = b"".join([*rest, block[:cut]]) if rest else block[:cut]
+                rest = [block[cut:]] if cut < len(block) else []
+                for line in whole.decode("utf-8").split("\n")[:-1]:
                     lineno += 1
                     yield lineno, line
-        except (EOFError, zlib.error) as exc:
+        except EOFError as exc:
             self._cut(lineno + 1, f"in the gzip stream ({exc})")
+            return
+        except _Corrupt as exc:
+            self.stats.fail("corrupted", f"{self.path}: {exc} (after line {lineno})")
             return
         except UnicodeDecodeError as exc:
             raise HistoryError(f"{self.path}: not UTF-8 text after line {lineno} ({exc})") from None
@@ -229,42 +235,59 @@ class RecordingSource:
         target_times: dict[str, float] = {}
         pending = 0
         ended = False
-        for lineno, line in self._lines():
-            if ended:
-                raise HistoryError(f"{self.path}:{lineno}: text after # EOF")
-            if line.startswith("#"):
-                ended = line == "# EOF"
-                continue
-            if not line:
-                continue
-            head, _, stamp_text = line.rpartition(" ")
-            head, _, value_text = head.rpartition(" ")
-            try:
-                value, stamp = float(value_text), float(stamp_text)
-            except ValueError:
-                raise HistoryError(
-                    f"{self.path}:{lineno}: not a sample line of a recording: {line[:120]!r}"
-                ) from None
-            if head == CYCLE_METRIC:
-                if (start is None or stamp >= start) and (end is None or stamp <= end):
-                    yield Cycle(value, target_times, samples)
-                elif end is not None and stamp > end:
-                    return
-                samples, target_times, pending = {}, {}, 0
-                continue
-            pending += 1
-            # The same series recurs every cycle: its name, target and key are worked out once.
-            try:
-                known = heads[head]
-            except KeyError:
-                known = heads[head] = self._head(head, lineno, desired, keep)
-                if len(heads) > MAX_CACHED_SERIES:
-                    heads.clear()
-            if known is None:
-                continue
-            name, target, series = known
-            samples.setdefault(target, {}).setdefault(name, {})[series] = value
-            target_times[target] = stamp
+        order = _CycleOrder()
+        try:
+            for lineno, line in self._lines():
+                if ended:
+                    raise HistoryError(f"{self.path}:{lineno}: text after # EOF")
+                if line.startswith("#"):
+                    ended = line == "# EOF"
+                    continue
+                if not line:
+                    continue
+                head, _, stamp_text = line.rpartition(" ")
+                head, _, value_text = head.rpartition(" ")
+                try:
+                    value, stamp = float(value_text), float(stamp_text)
+                except ValueError:
+                    raise HistoryError(
+                        f"{self.path}:{lineno}: not a sample line of a recording: {line[:120]!r}"
+                    ) from None
+                if head == CYCLE_METRIC:
+                    order.see(value, lineno)
+                    # No early stop past ``end``: a recording whose clock went back has cycles in
+                    # the range after it, and they are data.
+                    if (start is None or stamp >= start) and (end is None or stamp <= end):
+                        yield Cycle(value, target_times, samples)
+                    samples, target_times, pending = {}, {}, 0
+                    continue
+                pending += 1
+                # The same series recurs every cycle: its name, target and key are worked out once.
+                try:
+                    known = heads[head]
+                except KeyError:
+                    known = heads[head] = self._head(head, lineno, desired, keep)
+                    if len(heads) > MAX_CACHED_SERIES:
+                        heads.clear()
+                if known is None:
+                    continue
+                name, target, series = known
+                samples.setdefault(target, {}).setdefault(name, {})[series] = value
+                target_times[target] = stamp
+        except HistoryError as exc:
+            if not self._compressed:
+                raise
+            # gzip decodes a damaged block into text that is no recording before it notices:
+            # that is the damage, and what follows it cannot be read.
+            unread = max(0, self._size - self._position)
+            self.stats.fail(
+                "corrupted",
+                f"{exc}: the recording is damaged here; the cycles before it were read, the "
+                f"last {unread:,} bytes ({100 * unread / max(self._size, 1):.0f}% of the file) "
+                "could not be",
+            )
+            ended, pending = True, 0
+        order.report(self.path, self.stats)
         if pending:
             self.stats.warn(
                 "incomplete_cycle",
@@ -293,7 +316,7 @@ class RecordingSource:
             )
         if not wanted:
             return None
-        pairs = parse_series(labels or "{}")
+        pairs: list[tuple[str, str]] = _PAIR.findall(labels or "{}")
         target = None
         for pair in pairs:
             if pair[0] == TARGET_LABEL:
@@ -304,6 +327,105 @@ class RecordingSource:
                 "label: not a deucalion recording?"
             )
         return name, target, render_series(p for p in pairs if p[0] != TARGET_LABEL)
+
+
+class _Corrupt(Exception):
+    """The gzip stream of a recording is damaged (the message says where and what is lost)."""
+
+
+#: Bytes of a gzip member's trailer (CRC-32 and length), checked after all its data.
+_TRAILER = 8
+
+
+def _inflate(raw: IO[bytes], size: int) -> Iterator[bytes]:
+    """The decompressed blocks of a gzip file (of ``size`` bytes), member after member.
+
+    zlib rather than gzip.open, so that a stream cut short still gives all it holds
+    (``EOFError`` after it). Output comes in blocks of at most ``READ_BLOCK`` and each member's
+    trailer is fed apart from its data, so that damage costs at most a block before it: a bad
+    checksum in the trailer loses nothing, a damaged block loses what follows it. Damage
+    raises ``_Corrupt`` saying where and how much is lost.
+    """
+    decompressor: Any = None
+    data = b""
+    offset = 0  # bytes of the file the decompressor has accepted
+    ended = False
+    while True:
+        if not ended and len(data) < 2 * READ_BLOCK:
+            more = raw.read(READ_BLOCK)
+            data += more
+            ended = not more
+        # Hold back what could be the trailer until all before it is in: its check then runs
+        # after every byte of the member's data was given out.
+        feed = data if ended and len(data) <= _TRAILER else data[: max(0, len(data) - _TRAILER)]
+        if not feed:
+            if ended:
+                break
+            continue
+        if decompressor is None:
+            decompressor = zlib.decompressobj(wbits=31)
+        try:
+            out = decompressor.decompress(feed, READ_BLOCK)
+        except zlib.error as exc:
+            unread = size - offset
+            if "incorrect data check" in str(exc) or "incorrect length check" in str(exc):
+                raise _Corrupt(
+                    f"its gzip checksum does not match its contents ({exc}): every cycle was "
+                    "read, but a bit of the file changed since it was written, so values may "
+                    "be wrong"
+                ) from None
+            raise _Corrupt(
+                f"the gzip stream is damaged at about byte {offset:,} of {size:,} ({exc}): "
+                f"the cycles before it were read, the last {unread:,} bytes "
+                f"({100 * unread / max(size, 1):.0f}% of the file) could not be"
+            ) from None
+        left = len(decompressor.unconsumed_tail)
+        if decompressor.eof:
+            left += len(decompressor.unused_data)
+        accepted = len(feed) - left
+        offset += accepted
+        data = data[accepted:]
+        if out:
+            yield out
+        if decompressor.eof:
+            decompressor = None  # another gzip member may follow
+    if decompressor is not None and not decompressor.eof:
+        raise EOFError("the gzip stream ends before its end marker")
+
+
+class _CycleOrder:
+    """Counts the cycles of a recording that go back in time or repeat the time before them:
+    replayed in file order as they come, and said once."""
+
+    def __init__(self) -> None:
+        self.last = -math.inf
+        self.back = self.repeated = 0
+        self.first_back = self.first_repeat = ""
+
+    def see(self, time: float, lineno: int) -> None:
+        if time < self.last:
+            self.back += 1
+            self.first_back = self.first_back or f"line {lineno}: {time!r} after {self.last!r}"
+        elif time == self.last:
+            self.repeated += 1
+            self.first_repeat = self.first_repeat or f"line {lineno}: {time!r}"
+        self.last = time
+
+    def report(self, path: Path, stats: SourceStats) -> None:
+        if self.back:
+            stats.warn(
+                "cycles_out_of_order",
+                f"{path}: {self.back} cycle(s) go back in time (the first at "
+                f"{self.first_back}); replayed in file order, so data_time() goes back too",
+                self.back,
+            )
+        if self.repeated:
+            stats.warn(
+                "repeated_cycles",
+                f"{path}: {self.repeated} cycle(s) have the time of the cycle before them (the "
+                f"first at {self.first_repeat}); each replayed as recorded",
+                self.repeated,
+            )
 
 
 def _selector(metrics: Iterable[str], path: Path) -> Selector:

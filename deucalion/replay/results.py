@@ -105,6 +105,12 @@ class BacktestResult:
     values: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     """Per kept series: ``(time, value)`` as handed to the observer (for plots)."""
     source_warnings: Counter[str] = field(default_factory=Counter)
+    """What the source read as it came or repaired, by kind (see ``SourceStats``)."""
+    source_errors: Counter[str] = field(default_factory=Counter)
+    """Where the history was not whole (a damaged recording, an answer Prometheus said was
+    partial), by kind: the command exits non-zero."""
+    source_messages: list[str] = field(default_factory=list)
+    """What the source said of each such error."""
     failure: str | None = None
     """Why the run stopped before the end of the history, or None."""
 
@@ -150,6 +156,8 @@ class BacktestResult:
             )
         for kind, count in sorted(self.source_warnings.items()):
             lines.append(f"source: {count} {kind.replace('_', ' ')}")
+        for message in self.source_messages:
+            lines.append(f"source error: {message}")
         if self.failure:
             lines.append(f"stopped early: {self.failure}")
         if self.received_nothing:

@@ -67,14 +67,25 @@ class Cycle(NamedTuple):
 
 @dataclass
 class SourceStats:
-    """What a source skipped or repaired while reading, counted by kind (for the summary)."""
+    """What a source noted while reading, counted by kind (for the summary): ``warnings``
+    for what it read as it came or repaired, ``errors`` for history that is not whole (a
+    damaged file, an answer Prometheus said was partial), which fail the command."""
 
     warnings: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    messages: list[str] = field(default_factory=list)
+    """What each error said, for the summary."""
 
     def warn(self, kind: str, message: str, count: int = 1) -> None:
         """Count ``count`` problems of ``kind`` and log ``message`` once for them."""
         self.warnings[kind] += count
         log.warning("%s", message)
+
+    def fail(self, kind: str, message: str, count: int = 1) -> None:
+        """Count ``count`` errors of ``kind`` and log ``message`` once for them."""
+        self.errors[kind] += count
+        self.messages.append(message)
+        log.error("%s", message)
 
 
 @runtime_checkable
