@@ -195,9 +195,12 @@ def split_comma_list(value: object) -> object:
 class HTTPError(DeucalionError):
     """A request to an HTTP API failed; ``status`` is the HTTP status when one came back."""
 
-    def __init__(self, reason: str, status: int | None = None) -> None:
+    def __init__(self, reason: str, status: int | None = None, body: bytes = b"") -> None:
         self.reason = reason
         self.status = status
+        self.body = body
+        """The start of the answer's body when the status was not 2xx (an API's own reason,
+        such as Prometheus's ``error``); never shown as it is."""
         super().__init__(reason)
 
 
@@ -282,7 +285,9 @@ class APIClient:
             ):
                 if not 200 <= response.status < 300:
                     raise HTTPError(
-                        f"HTTP {response.status} {response.reason}", status=response.status
+                        f"HTTP {response.status} {response.reason}",
+                        status=response.status,
+                        body=await response.content.read(4096),
                     )
                 chunks: list[bytes] = []
                 size = 0

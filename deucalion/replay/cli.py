@@ -105,7 +105,7 @@ def _backtest(args: argparse.Namespace) -> int:
     from deucalion.replay.opening import open_source
 
     observer = _build_observer(args.observer, args)
-    source = open_source(args.source, metric=args.csv_metric)
+    source = open_source(args.source, metric=args.csv_metric, allow_partial=args.allow_partial)
     start = parse_when(args.start, "--start") if args.start else None
     end = parse_when(args.end, "--end") if args.end else None
     step = None
@@ -212,6 +212,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     back.add_argument("--start", help="seconds, ISO 8601, now or now-7d")
     back.add_argument("--end", help="as --start")
     back.add_argument("--step", help="time between cycles read from Prometheus (default 15s)")
+    back.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="replay answers Prometheus says are partial (its warnings) with a warning, "
+        "instead of failing",
+    )
     back.add_argument("--metrics", help="comma-separated desired metrics for an observer class")
     back.add_argument("-c", "--config", metavar="FILE", help="config file (observers: section)")
     back.add_argument(
