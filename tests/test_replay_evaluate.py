@@ -111,3 +111,49 @@ def test_evaluate_table_keeps_long_series_names_whole() -> None:
                                {}, long_a.partition(" ")[0], 10.0, 20.0)]
     text = evaluate(result, {long_a: [(5.0, 15.0)], long_b: []}).report()
     assert long_a in text and long_b in text
+
+
+def test_cli_plot_without_labels_draws_the_series_that_scored_highest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """backtest --plot without labels draws the series the observer scored highest, best
+    first, with their values over the whole run (it drew the first six by name)."""
+    import deucalion.replay.plot as plotting
+    from deucalion.replay import Cycle, RecordingWriter
+
+    url = "http://a:9100/metrics"
+    path = tmp_path / "r.om.gz"
+    with RecordingWriter(path) as writer:
+        for i in range(40):
+            load = {f'{{cpu="{k}"}}': 1.0 + 0.1 * ((i + k) % 3) for k in range(10)}
+            if i == 20:
+                load['{cpu="7"}'] = 9.0
+            if i == 30:
+                load['{cpu="3"}'] = 6.0
+            writer.write_cycle(Cycle(1e9 + 15 * i, {url: 1e9 + 15 * i}, {url: {"load": load}}))
+    drawn: dict[str, object] = {}
+
+    def fake_plot(result: BacktestResult, out: str, **options: object) -> Path:
+        drawn.update(options, values=result.values)
+        return Path(out)
+
+    monkeypatch.setattr(plotting, "plot", fake_plot)
+    assert main(["backtest", "--observer", "tests.replay_observers:AlertsAbove",
+                 "--metrics", "load", "--from", str(path), "--plot", str(tmp_path / "p.png")]) == 0
+    best = [f'{url} load{{cpu="7"}}', f'{url} load{{cpu="3"}}']
+    assert drawn["series"] == best
+    values = drawn["values"]
+    assert isinstance(values, dict) and sorted(values) == sorted(best)
+    assert [v for _, v in values[best[0]]][19:22] == [1.0 + 0.1 * ((19 + 7) % 3), 9.0,
+                                                      1.0 + 0.1 * ((21 + 7) % 3)]
+
+
+def test_plot_orders_kept_series_by_score(tmp_path: Path) -> None:
+    """plot() without series draws the kept series that scored highest first, a target's
+    score standing for its series."""
+    from deucalion.replay.plot import top_scored
+
+    result = BacktestResult("X", steps=2, first_time=0.0, last_time=1.0)
+    result.scores = {"a": [(0.0, 1.0), (1.0, 2.0)], "b": [(0.0, 7.0)], "c": [(0.0, 0.5)]}
+    assert top_scored(result) == ["b", "a", "c"]
+    result.scores["b x{}"] = [(0.0, 3.0)]
+    assert top_scored(result) == ["b x{}"]  # series scores first: they say which series

@@ -45,7 +45,7 @@ from deucalion.replay.results import (
 from deucalion.replay.sources import Cycle, HistoryError, HistorySource
 from deucalion.targets import Target
 
-__all__ = ["backtest", "backtest_async"]
+__all__ = ["backtest", "backtest_async", "read_values"]
 
 log = logging.getLogger(__name__)
 
@@ -411,6 +411,41 @@ def _keep_values(
                             "value": value,
                         }
                     )
+
+
+async def read_values(
+    source: HistorySource,
+    desired: Iterable[str],
+    keys: Iterable[str],
+    *,
+    start: float | None = None,
+    end: float | None = None,
+    step: float | None = None,
+) -> dict[str, list[tuple[float, float]]]:
+    """The values of the series ``keys`` name (as ``names_series`` reads keys), read again
+    from ``source`` as an observer desiring ``desired`` was handed them: for a plot of the
+    series that scored highest, known only once the backtest is over. A key naming a target
+    gives one series of it (the first by name)."""
+    selection = Selection(frozenset(desired))
+    wanted = list(dict.fromkeys(keys))
+    chosen: dict[str, str] = {}  # key -> the series it draws
+    values: dict[str, list[tuple[float, float]]] = {}
+    async for cycle in source.cycles(selection.desired_metrics, start, end, step):
+        data = _select(selection, cycle.samples)
+        names = sorted(
+            (series_name(t, m, s), value)
+            for t, per_name in data.items()
+            for m, per_series in per_name.items()
+            if m not in SYNTHETIC_METRICS
+            for s, value in per_series.items()
+        )
+        for name, value in names:
+            for key in wanted:
+                if chosen.get(key, name) == name and names_series(key, name):
+                    chosen[key] = name
+                    values.setdefault(name, []).append((cycle.time, value))
+                    break
+    return values
 
 
 def backtest(

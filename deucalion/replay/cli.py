@@ -147,9 +147,21 @@ def _backtest(args: argparse.Namespace) -> int:
         print(evaluation.report())
         refused = bool(evaluation.nab_error)
     if args.plot:
-        from deucalion.replay.plot import plot
+        from deucalion.replay.plot import plot, top_scored
 
-        plot(result, args.plot, windows=windows)
+        panels = series
+        if panels is None and result.scores:
+            # The series worth a look are those that scored highest, known only now: their
+            # values are read again.
+            from deucalion.replay.backtesting import read_values
+
+            panels = top_scored(result)
+            result.values = asyncio.run(
+                read_values(
+                    source, observer.desired_metrics, panels, start=start, end=end, step=step
+                )
+            )
+        plot(result, args.plot, windows=windows, series=panels)
         print(f"plot: {args.plot}")
     failed = result.failure or result.source_errors or result.received_nothing
     return 1 if failed or refused else 0
@@ -238,7 +250,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     back.add_argument(
         "--series",
         help="';'-separated series to keep for --plot "
-        "('target metric{labels}'; default: the first six)",
+        "('target metric{labels}'; default: the labelled ones, else the six that scored "
+        "highest)",
     )
     back.add_argument(
         "--csv-metric",
