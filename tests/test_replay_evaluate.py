@@ -157,3 +157,27 @@ def test_plot_orders_kept_series_by_score(tmp_path: Path) -> None:
     assert top_scored(result) == ["b", "a", "c"]
     result.scores["b x{}"] = [(0.0, 3.0)]
     assert top_scored(result) == ["b x{}"]  # series scores first: they say which series
+
+
+def test_evaluate_accepts_the_output_of_an_alert_only_observer(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An alert-only observer that fires on one labelled file and never on the other (recall
+    0.50): evaluate reads backtest --labels' output and prints the same table (it refused the
+    file it never fired on)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, spike in (("a.csv", 10.0), ("b.csv", 1.0)):
+        rows = "".join(f"{60 * i},{spike if i == 50 else 1.0}\n" for i in range(100))
+        (data / name).write_text("timestamp,value\n" + rows)
+    labels = tmp_path / "w.json"
+    labels.write_text(json.dumps({"a.csv": [[2900, 3100]], "b.csv": [[2900, 3100]]}))
+    out = tmp_path / "out.jsonl"
+    assert main(["backtest", "--observer", "tests.replay_observers:AlertsAbove",
+                 "--metrics", "value", "--from", str(data), "-o", str(out),
+                 "--labels", str(labels)]) == 0
+    printed = capsys.readouterr().out
+    table = printed[printed.index("series"):]
+    total = next(line for line in table.splitlines() if line.startswith("total"))
+    assert total.split()[1:3] == ["2", "1"]  # two windows, one found: recall 0.50
+    assert main(["evaluate", str(out), "--labels", str(labels)]) == 0
+    assert capsys.readouterr().out.strip() == table.strip()
