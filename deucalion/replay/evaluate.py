@@ -15,8 +15,12 @@ threshold. Per series and in total:
 - *time to detection* of a detected window = the start of its first event (or the window's own
   start, for an event already firing then) minus the window's start.
 
-The NAB score (``deucalion.replay.nab``) is computed from the scores per step, or from the
-alerts (1 while firing, 0 otherwise) when the observer exported no scores.
+The NAB score (``deucalion.replay.nab``) is computed at every step the labelled series was
+handed to the observer (its kept values; ``backtest --labels`` keeps them), from the scores
+(a step without one is no detection), or from the alerts (1 while firing, 0 otherwise) when
+the observer exported no scores. So a window the observer wrote nothing for is a missed
+window, never a dropped one; a labelled series with no row at all gets no NAB score
+(``Evaluation.nab_error``), since leaving out its windows would flatter the score.
 """
 
 from __future__ import annotations
@@ -202,6 +206,7 @@ def evaluate(
     labelled: list[tuple[str, list[float], list[float], Sequence[Window]]] = []
     unmatched = []
     rowless = []
+    by_scores = []  # labelled series whose steps are known only from their scores
     for key, spans in windows.items():
         scored = [n for n in result.scores if names_series(key, n)]
         valued = [n for n in result.values if names_series(key, n)]
@@ -214,6 +219,8 @@ def evaluate(
             unmatched.append(key)
         per_series.append(_judge(key, spans, events))
         rows = _rows(result, valued, scored)
+        if not valued and rows:
+            by_scores.append(key)
         if not rows:
             rowless.append(key)
         elif scored:
@@ -244,6 +251,12 @@ def evaluate(
         )
     else:
         _nab(evaluation, labelled, profiles)
+        if by_scores and evaluation.nab:
+            evaluation.nab_note = (
+                f"NAB rows of {', '.join(by_scores)}: the steps they were scored at (the "
+                "backtest kept no values of them); if the observer scores only now and then, "
+                "backtest with --labels, which keeps every step of the labelled series"
+            )
     return evaluation
 
 
