@@ -361,7 +361,8 @@ def load_labelled_directory(
             raise ValueError(f"{path} has no entry in {labels_path}; add one (an empty list)")
         times: list[float] = []
         values: list[float] = []
-        with path.open(newline="") as handle:
+        # utf-8-sig: a byte order mark (spreadsheets write one) is no part of the header.
+        with path.open(newline="", encoding="utf-8-sig") as handle:
             for row in csv.DictReader(handle):
                 times.append(_seconds(row["timestamp"]))
                 values.append(float(row["value"]))
