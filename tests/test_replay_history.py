@@ -234,3 +234,17 @@ def test_a_label_value_of_megabytes_costs_its_size(tmp_path: Path) -> None:
     cycles, series, peak_mb = map(int, done.stdout.split())
     assert (cycles, series) == (1, 2)
     assert peak_mb < 600, f"{peak_mb} MB to read a 10 MB line"
+
+
+async def test_a_sample_recorded_twice_in_a_cycle_is_counted(tmp_path: Path) -> None:
+    """A cycle that holds a sample twice keeps the last and says so; nothing else changes."""
+    path = tmp_path / "twice.om"
+    path.write_text(f'load{{deucalion_target="{URL}"}} 1 10\n'
+                    f'load{{deucalion_target="{URL}"}} 2 10\n'
+                    "deucalion_record_cycle_time_seconds 10 10\n"
+                    f'load{{deucalion_target="{URL}"}} 3 20\n'
+                    "deucalion_record_cycle_time_seconds 20 20\n# EOF\n")
+    source = RecordingSource(path)
+    back = [c async for c in source.cycles()]
+    assert [c.samples[URL]["load"]["{}"] for c in back] == [2.0, 3.0]
+    assert source.stats.warnings == {"repeated_samples": 1}

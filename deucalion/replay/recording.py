@@ -158,7 +158,10 @@ class RecordingSource:
 
     Lines are parsed as they stream out of gzip, one cycle held at a time. A line that breaks
     the format is a ``HistoryError`` naming the file and line; a recording cut off is read up to
-    the cut and counted in ``stats.warnings["truncated"]``.
+    the cut and counted in ``stats.warnings["truncated"]``. Damage (a gzip checksum that fails,
+    a damaged block) is counted in ``stats.errors["corrupted"]`` with what was lost: every
+    cycle that decodes is read. Cycles are given in file order; those that go back in time or
+    repeat a time, and samples a cycle holds twice, are counted in ``stats.warnings``.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -236,6 +239,7 @@ class RecordingSource:
         pending = 0
         ended = False
         order = _CycleOrder()
+        repeated = 0  # samples the cycle being read holds twice
         try:
             for lineno, line in self._lines():
                 if ended:
@@ -260,6 +264,10 @@ class RecordingSource:
                     if (start is None or stamp >= start) and (end is None or stamp <= end):
                         yield Cycle(value, target_times, samples)
                     samples, target_times, pending = {}, {}, 0
+                    if repeated:
+                        order.repeated_samples += repeated
+                        order.first_sample = order.first_sample or f"line {lineno}"
+                        repeated = 0
                     continue
                 pending += 1
                 # The same series recurs every cycle: its name, target and key are worked out once.
@@ -272,7 +280,10 @@ class RecordingSource:
                 if known is None:
                     continue
                 name, target, series = known
-                samples.setdefault(target, {}).setdefault(name, {})[series] = value
+                per_series = samples.setdefault(target, {}).setdefault(name, {})
+                if series in per_series:
+                    repeated += 1
+                per_series[series] = value
                 target_times[target] = stamp
         except HistoryError as exc:
             if not self._compressed:
@@ -394,13 +405,13 @@ def _inflate(raw: IO[bytes], size: int) -> Iterator[bytes]:
 
 
 class _CycleOrder:
-    """Counts the cycles of a recording that go back in time or repeat the time before them:
-    replayed in file order as they come, and said once."""
+    """Counts the cycles of a recording that go back in time or repeat the time before them
+    (replayed in file order as they come) and samples a cycle holds twice: each said once."""
 
     def __init__(self) -> None:
         self.last = -math.inf
-        self.back = self.repeated = 0
-        self.first_back = self.first_repeat = ""
+        self.back = self.repeated = self.repeated_samples = 0
+        self.first_back = self.first_repeat = self.first_sample = ""
 
     def see(self, time: float, lineno: int) -> None:
         if time < self.last:
@@ -425,6 +436,14 @@ class _CycleOrder:
                 f"{path}: {self.repeated} cycle(s) have the time of the cycle before them (the "
                 f"first at {self.first_repeat}); each replayed as recorded",
                 self.repeated,
+            )
+        if self.repeated_samples:
+            stats.warn(
+                "repeated_samples",
+                f"{path}: {self.repeated_samples} sample(s) recur in the cycle that already "
+                f"has them (the first cycle closing at {self.first_sample}); the cycle keeps "
+                "the last",
+                self.repeated_samples,
             )
 
 

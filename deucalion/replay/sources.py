@@ -90,7 +90,8 @@ class SourceStats:
 
 @runtime_checkable
 class HistorySource(Protocol):
-    """Anything that yields history as cycles, in increasing time.
+    """Anything that yields history as cycles, in the order the history holds them (oldest
+    first; a source notes in ``stats`` the cycles that go back in time).
 
     ``metrics`` are the desired metrics (names or families; ``None``: everything), which a
     source may use to read less; ``start`` and ``end`` (Unix seconds, inclusive) bound the
