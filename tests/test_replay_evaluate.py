@@ -26,8 +26,8 @@ def _every_row_score() -> dict[str, nab.SweepResult]:
 
 def test_windows_without_rows_are_missed_not_dropped() -> None:
     """An observer that scores only when it alerts finds 2 of 5 windows: NAB counts all five,
-    and scores it as the same detections written at every row (it printed 94.5, 2/2 windows,
-    when the windows it wrote no row for were dropped)."""
+    and scores it as the same detections written at every row (40.0; it printed 100.0, 2/2
+    windows, when the windows it wrote no row for were dropped)."""
     result = backtest(AlertsAbove({"value"}), FIVE.as_posix(), keep_series=["spikes.csv"])
     report = evaluate(result, load_windows(FIVE / "windows.json"))
     expected = _every_row_score()
