@@ -38,11 +38,12 @@ def test_windows_without_rows_are_missed_not_dropped() -> None:
     assert "NAB: scored 5 of 5 labelled windows" in report.report()
 
 
+@pytest.mark.parametrize("name", ["out.jsonl", "out.csv"])
 def test_cli_backtest_and_evaluate_agree_on_an_alert_only_observer(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """backtest --labels and evaluate of its output print the same numbers for an observer
-    that only alerts (evaluate used to refuse that output)."""
-    out = tmp_path / "out.jsonl"
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str) -> None:
+    """backtest --labels and evaluate of its output (JSON lines or CSV) print the same numbers
+    for an observer that only alerts."""
+    out = tmp_path / name
     labels = (FIVE / "windows.json").as_posix()
     assert main(["backtest", "--observer", "tests.replay_observers:AlertsAbove",
                  "--metrics", "value", "--from", FIVE.as_posix(), "-o", str(out),

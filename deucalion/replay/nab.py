@@ -362,10 +362,13 @@ def load_labelled_directory(
         times: list[float] = []
         values: list[float] = []
         # utf-8-sig: a byte order mark (spreadsheets write one) is no part of the header.
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            for row in csv.DictReader(handle):
-                times.append(_seconds(row["timestamp"]))
-                values.append(float(row["value"]))
+        try:
+            with path.open(newline="", encoding="utf-8-sig") as handle:
+                for row in csv.DictReader(handle):
+                    times.append(_seconds(row["timestamp"]))
+                    values.append(float(row["value"]))
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path} is not UTF-8 text ({exc}); save it as UTF-8") from None
         windows = [(_seconds(a), _seconds(b)) for a, b in labels[path.name]]
         files[path.name] = (times, values, windows)
     return files
