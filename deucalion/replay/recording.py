@@ -293,9 +293,9 @@ class RecordingSource:
             unread = max(0, self._size - self._position)
             self.stats.fail(
                 "corrupted",
-                f"{exc}: the recording is damaged here; the cycles before it were read, the "
-                f"last {unread:,} bytes ({100 * unread / max(self._size, 1):.0f}% of the file) "
-                "could not be",
+                f"{exc}: the recording is damaged here; the cycles before it were read, "
+                f"about the last {unread:,} bytes ({100 * unread / max(self._size, 1):.0f}% "
+                "of the file) could not be",
             )
             ended, pending = True, 0
         order.report(self.path, self.stats)
