@@ -39,3 +39,102 @@ def test_scrape_piped_into_head_ends_without_a_traceback(tmp_path: Path) -> None
         servers.terminate(server)
     assert "Traceback" not in run.stderr and "BrokenPipeError" not in run.stderr, run.stderr
     assert run.stderr.strip().splitlines()[-1] == "exit 141", run.stderr
+
+
+def _deucalion(*args: str, cwd: Path | str, timeout: float = 120,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed `deucalion` console script, run from ``cwd`` with a clean PYTHONPATH."""
+    deucalion = os.path.join(os.path.dirname(sys.executable), "deucalion")
+    environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DEUCALION_CONFIG")}
+    return subprocess.run([deucalion, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**environ, **(env or {})}, check=False)
+
+
+OBSERVER_WITH_DEFAULT_METRICS = """\
+import deucalion as dc
+
+
+class Quiet(dc.MetricsObserver):
+    def __init__(self, desired_metrics=frozenset({"value"})):
+        super().__init__(desired_metrics)
+
+    def new_data(self, targets_data_dict):
+        return None
+"""
+
+
+def test_readme_backtest_imports_from_the_working_directory() -> None:
+    """README's `deucalion backtest --observer tests.replay_observers:...` works from the
+    repository's root with the console script (whose sys.path does not start there)."""
+    run = _deucalion("backtest", "--observer", "tests.replay_observers:RobustZScore",
+                     "--metrics", "value", "--from", "tests/data/labelled",
+                     "--labels", "tests/data/labelled/windows.json",
+                     cwd=Path(__file__).resolve().parents[2])
+    assert run.returncode == 0, run.stderr
+    assert "observer RobustZScore: 400 steps" in run.stdout
+    assert "alerts fired: 3" in run.stdout
+
+
+def test_backtest_of_a_module_and_a_file_in_the_working_directory_with_default_metrics(
+    tmp_path: Path,
+) -> None:
+    """`mymodule:Class` and `mymodule.py:Class` from the working directory both load, and a
+    class with its own default desired metrics needs no --metrics."""
+    (tmp_path / "mymodule.py").write_text(OBSERVER_WITH_DEFAULT_METRICS)
+    (tmp_path / "history.csv").write_text(
+        "timestamp,value\n" + "".join(f"{1700000000 + 60 * i},{i % 7}\n" for i in range(50)))
+    for observer in ("mymodule:Quiet", "mymodule.py:Quiet"):
+        run = _deucalion("backtest", "--observer", observer, "--from", "history.csv",
+                         cwd=tmp_path)
+        assert run.returncode == 0, (observer, run.stderr)
+        assert "observer Quiet: 50 steps" in run.stdout, (observer, run.stdout)
+
+
+def test_run_of_a_file_with_default_metrics_runs_without_metrics(tmp_path: Path) -> None:
+    """`deucalion run app.py:Class` with a class that names its own desired metrics runs (no
+    --metrics, no observers: section): its worker gets a cycle, and SIGTERM ends it with 0."""
+    seen = tmp_path / "seen"
+    (tmp_path / "app.py").write_text(
+        "import os\nimport deucalion as dc\n\n\n"
+        "class Watcher(dc.MetricsObserver):\n"
+        "    def __init__(self, desired_metrics=frozenset({'up'})):\n"
+        "        super().__init__(desired_metrics)\n\n"
+        "    def new_data(self, targets_data_dict):\n"
+        "        with open(os.environ['SEEN_FILE'], 'a') as f:\n"
+        "            f.write(repr(targets_data_dict) + '\\n')\n")
+    # A target that is down still hands `up` = 0 to an observer that desires it.
+    (tmp_path / "config.yaml").write_text(
+        "targets: ['127.0.0.1:1']\nscrape_interval: 0.2s\ntelemetry: {listen: '127.0.0.1:0'}\n")
+    deucalion = os.path.join(os.path.dirname(sys.executable), "deucalion")
+    environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DEUCALION_CONFIG")}
+    process = subprocess.Popen(
+        [deucalion, "run", "app.py:Watcher", "-c", "config.yaml"], cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**environ, "SEEN_FILE": str(seen)})
+    try:
+        for _ in range(600):
+            if seen.exists() or process.poll() is not None:
+                break
+            time.sleep(0.1)
+        process.terminate()
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert seen.exists(), err
+    assert "{'up': {'{}': 0.0}}" in seen.read_text()
+    assert process.returncode == 0, err
+
+
+def test_run_of_a_file_whose_imports_fail_is_one_line(tmp_path: Path) -> None:
+    """A file.py:Class (or module:Class) whose own imports fail: one line naming the file, the
+    missing module and the line, exit 1, no traceback."""
+    (tmp_path / "broken.py").write_text("import deucalion\nimport not_installed_anywhere\n")
+    for observer in ("broken.py:Obs", "broken:Obs"):
+        run = _deucalion("run", observer, "--metrics", "up", cwd=tmp_path)
+        assert run.returncode == 1
+        assert "Traceback" not in run.stderr, run.stderr
+        [line] = run.stderr.strip().splitlines()
+        assert "No module named 'not_installed_anywhere'" in line
+        assert "broken.py:2" in line
