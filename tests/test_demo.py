@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,24 @@ def test_the_demo_takes_prometheus_durations(capsys: pytest.CaptureFixture[str])
     assert "every 0.5s" in captured.out and "for 2s" in captured.out
     assert "deucalion demo: done after" in captured.err
     assert "done after 0 cycles" not in captured.err
+
+
+def test_the_replay_example_as_readme_runs_it_leaves_the_repository_alone() -> None:
+    """`python examples/replay_demo.py` from the repository's root (as README says) writes its
+    recording, windows and plot to a new temporary directory: README's tracked picture and the
+    root stay as they were."""
+    root = Path(__file__).resolve().parents[1]
+    picture = root / "examples" / "replay_demo.png"
+    before = picture.read_bytes()
+    run = subprocess.run([sys.executable, "examples/replay_demo.py", "2"], cwd=root,
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr
+    out = Path(run.stdout.strip().splitlines()[-1].removeprefix("written to "))
+    try:
+        assert picture.read_bytes() == before
+        assert not list(root.glob("replay_demo*"))
+        assert root not in out.parents
+        assert {p.name for p in out.iterdir()} == {
+            "replay_demo.om.gz", "replay_demo_windows.json", "replay_demo.png"}
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
