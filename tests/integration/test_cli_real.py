@@ -138,3 +138,84 @@ def test_run_of_a_file_whose_imports_fail_is_one_line(tmp_path: Path) -> None:
         [line] = run.stderr.strip().splitlines()
         assert "No module named 'not_installed_anywhere'" in line
         assert "broken.py:2" in line
+
+
+def _on_a_terminal(argv: list[str], cwd: Path | str, env: dict[str, str] | None = None
+                   ) -> tuple[int, str]:
+    """Run ``argv`` with stderr on a pseudo-terminal 120 columns wide; its exit code and what
+    it wrote there."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DEUCALION_CONFIG")}
+    process = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=slave, env={**environ, **(env or {})})
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # the other end closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return process.wait(timeout=120), b"".join(chunks).decode(errors="replace")
+
+
+RECORD_CONFIG = "targets: ['127.0.0.1:1']\nscrape_interval: 0.5s\n"
+
+
+def test_record_prints_its_progress_as_it_goes_when_not_on_a_terminal(tmp_path: Path) -> None:
+    """`deucalion record` into a pipe: a plain line at once and then every
+    DEUCALION_PROGRESS_INTERVAL with the time recorded, the percentage and the time left,
+    before the closing summary (it printed nothing until the end)."""
+    (tmp_path / "c.yaml").write_text(RECORD_CONFIG)
+    run = _deucalion("record", "-c", "c.yaml", "-o", "r.om.gz", "--metrics", "up",
+                     "--duration", "3", cwd=tmp_path, env={"DEUCALION_PROGRESS_INTERVAL": "1s"})
+    assert run.returncode == 0, run.stderr
+    lines = [line for line in run.stderr.splitlines() if line.startswith("record r.om.gz: ")]
+    assert len(lines) >= 3, run.stderr
+    assert "of 3s recorded, 0%, 0s elapsed" in lines[0]
+    assert any("%, about " in line and " left, " in line for line in lines[1:-1]), lines
+    assert lines[-1].endswith("3s of 3s recorded, 3s in all"), lines
+    assert "\r" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith("recorded ")
+
+
+def test_record_shows_a_bar_with_the_time_left_on_a_terminal(tmp_path: Path) -> None:
+    """On a terminal `deucalion record --duration` draws a progress bar: percentage, bar,
+    elapsed and remaining time."""
+    (tmp_path / "c.yaml").write_text(RECORD_CONFIG)
+    deucalion = os.path.join(os.path.dirname(sys.executable), "deucalion")
+    code, shown = _on_a_terminal([deucalion, "record", "-c", "c.yaml", "-o", "r.om.gz",
+                                  "--metrics", "up", "--duration", "2"], tmp_path)
+    assert code == 0, shown
+    assert "\rrecord r.om.gz: " in shown
+    assert "100%|" in shown and "[00:0" in shown and "<" in shown
+    assert "recorded " in shown and "Traceback" not in shown
+
+
+def test_backtest_progress_has_total_and_percentage(tmp_path: Path) -> None:
+    """With a known range the backtest's progress shows the history done of the total and the
+    percentage: plain lines into a pipe, a bar on a terminal."""
+    root = Path(__file__).resolve().parents[2]
+    argv = ["backtest", "--observer", "tests.replay_observers:RobustZScore", "--metrics",
+            "value", "--from", "tests/data/labelled", "--start", "2024-01-01T00:00:00Z",
+            "--end", "2024-01-02T09:15:00Z"]
+    run = _deucalion(*argv, cwd=root, env={"DEUCALION_PROGRESS_INTERVAL": "1ms"})
+    assert run.returncode == 0, run.stderr
+    lines = [line for line in run.stderr.splitlines() if line.startswith("backtest: ")]
+    assert any(" of 1.4d of history, " in line and "%, " in line for line in lines), lines
+    assert lines[-1].startswith("backtest: 400 steps, 1.4d of 1.4d of history, ")
+    assert lines[-1].endswith(" in all")
+    deucalion = os.path.join(os.path.dirname(sys.executable), "deucalion")
+    code, shown = _on_a_terminal([deucalion, *argv], root)
+    assert code == 0, shown
+    assert "\rbacktest: 400 steps, 1.4d of 1.4d of history, " in shown
+    assert "100%|" in shown
