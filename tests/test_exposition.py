@@ -1,4 +1,4 @@
-"""Unit, table and hypothesis tests of deucalion.exposition.text against prometheus_client."""
+"""Unit, table and hypothesis tests of deucalion.exposition against prometheus_client."""
 
 from __future__ import annotations
 
@@ -799,9 +799,9 @@ def test_the_last_line_of_a_filtered_body_is_read_in_full_however_well_known() -
 def test_the_memory_of_label_sets_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     """Past its bound, a parser's memory of label sets starts again: it never holds more,
     and what it reads is unchanged."""
-    from deucalion.exposition import text as text_module
+    from deucalion.exposition import labels
 
-    monkeypatch.setattr(text_module, "_MAX_KEY_CHARS", 2_000)
+    monkeypatch.setattr(labels, "_MAX_KEY_CHARS", 2_000)
     parser = ExpositionParser()
     for round_ in range(40):
         text = "".join(f'm{{z="{round_}",a="{i}"}} {i}\n' for i in range(round_ % 7 + 1))
@@ -967,12 +967,12 @@ def test_parsers_share_nothing() -> None:
     """What one parser learns stays its own; the library keeps no global state."""
     import inspect
 
-    from deucalion.exposition import naming, openmetrics, parser, text
+    from deucalion.exposition import body, filtering, labels, naming, openmetrics, parser, text
 
     first, second = ExpositionParser(), ExpositionParser()
     first.parse('m{b="1",a="2"} 1\n')
     assert first._memory.orders and not second._memory.orders
-    for module in (naming, openmetrics, parser, text):
+    for module in (body, filtering, labels, naming, openmetrics, parser, text):
         source = inspect.getsource(module)
         assert "global " not in source and "gc." not in source and "lru_cache" not in source
 

@@ -22,6 +22,7 @@ from operator import itemgetter
 from deucalion.errors import ParseError
 from deucalion.exposition.grammar import (
     ANY_VALUE,
+    BLOCK,
     DECIMAL,
     LABEL,
     NAME,
@@ -32,7 +33,7 @@ from deucalion.exposition.grammar import (
     canonical,
     unescape,
 )
-from deucalion.exposition.text import BLOCK, LabelMemory
+from deucalion.exposition.labels import LabelMemory
 
 __all__ = ["parse_openmetrics"]
 
