@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import itertools
 import math
+import re
 import string
 
 import pytest
@@ -923,6 +924,51 @@ def test_many_desired_names_select_like_few() -> None:
     assert parse_exposition(text, metrics=desired) == {
         n: s for n, s in full.items() if int(n[1:]) % 2 == 0
     }
+
+
+def _selected_by_reading(desired: list[str], name: str) -> bool:
+    """What a selector must answer, read from its definition: a name or family is desired, or
+    a pattern matches the name or its family name in full (one pattern at a time)."""
+    from deucalion.exposition.naming import FAMILY_SUFFIXES
+
+    families = [name] + [name[: -len(s)] for s in FAMILY_SUFFIXES if name.endswith(s)]
+    return any(
+        family == entry or re.fullmatch(entry, family) is not None
+        for family in families
+        for entry in desired
+    )
+
+
+PATTERN_SETS = [
+    pytest.param(["node_.*", "go_.*", "up"], id="prefixes"),
+    pytest.param(["ab+c", "a?b.*", "x{2}y", "node_c[a-z]u.*", "nod.?_load1"], id="quantifiers"),
+    pytest.param(["(node|go)_[a-z]+", "node_.*|up", "up|http_.*"], id="alternations"),
+    pytest.param(["(?i)NODE_LOAD.*", r"node_load\d+", "http_latency_seconds_.*"], id="flags"),
+    pytest.param([f"app_{i}_.*" for i in range(3000)] + ["node_load1.*", "app_7.*"],
+                 id="thousands-of-patterns"),
+    pytest.param([f"node_load{i}" for i in range(3000)] + ["go_.*", "node_cpu_seconds"],
+                 id="thousands-of-names"),
+]
+
+
+@pytest.mark.parametrize("desired", PATTERN_SETS)
+def test_many_patterns_select_what_each_pattern_would(desired: list[str]) -> None:
+    """However many names and patterns a selector holds, and whatever they start with, it
+    selects exactly the samples one of them would on its own; the parser agrees."""
+    names = [
+        "node_load1", "node_load15", "node_load2999", "node_cpu_seconds_total", "go_goroutines",
+        "up", "abc", "bc", "abbbc", "xxy", "app_7_x", "app_2999_y_total", "app_3000_z",
+        "http_latency_seconds_bucket", "http_latency_seconds_sum", "NODE_LOAD1", "nodx_load1",
+    ]
+    selector = Selector.from_desired(desired)
+    for name in names:
+        assert selector.selects(name) == _selected_by_reading(desired, name), name
+    body = "".join(f"{name} {i}\n" for i, name in enumerate(names))
+    full = parse_exposition(body)
+    expected = {n: s for n, s in full.items() if _selected_by_reading(desired, n)}
+    parser = ExpositionParser(desired)
+    assert parser.parse(body) == expected
+    assert parser.parse(body.encode()) == expected
 
 
 # ---- counting and chunks ------------------------------------------------------------------------

@@ -60,6 +60,8 @@ _VALUES = re.compile(rf"{RAW_VALUE}++(?: {RAW_VALUE}++)*+".encode()).fullmatch
 _MAX_HEADS = 4096
 _MAX_LAYOUTS = 1024
 _MAX_NAMES = 65536
+# Past this many exact names, no search for them is tried (sorting them would cost more).
+_MAX_NAMES_SEARCHED = 1024
 
 #: Where the selected lines of a body go: (sample name, series keys, first line, line after)
 #: for each run of lines of one sample, the lines counted among those a filter found.
@@ -83,15 +85,18 @@ class Filter:
         # The layout of the selected lines of bodies read before, by their parts before the
         # value: a target serves the same lines scrape after scrape.
         self._layouts: dict[tuple[bytes, ...], Layout] = {}
-        self._samples = selector.sample_names()
         needles: list[str] = []
-        if selector.exact:
+        searched = selector.exact and len(selector.names) <= _MAX_NAMES_SEARCHED
+        if searched:
             # The names to search for, without those another one already finds (after
-            # sorting, a name's prefixes come before it).
+            # sorting, a name's prefixes come before it). Given up past MAX_NEEDLES, so that
+            # many names cost a linear set-up: they are looked up in a set, name by name.
             for name in sorted(selector.names):
                 if not any(name.startswith(shorter) for shorter in needles):
                     needles.append(name)
-        exact = selector.exact and len(needles) <= self.MAX_NEEDLES
+                    if len(needles) > self.MAX_NEEDLES:
+                        break
+        exact = searched and len(needles) <= self.MAX_NEEDLES
         self._needles = tuple(needles) if exact else None
         # Whether the last piece read had most of its lines selected: the next is then read in
         # full and filtered by name, cheaper than going through it a run at a time.
@@ -328,7 +333,7 @@ class Filter:
             sample, block = name.decode(), (brace + rest).decode()
         except UnicodeDecodeError:
             return None
-        if sample not in self._samples:
+        if not self.selector.names_select(sample):
             seen = ("", "")
         elif block.count('"') > 2:
             sequence = "".join(unescaped(block).split('"')[::2])
