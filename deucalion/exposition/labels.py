@@ -44,10 +44,13 @@ class LabelMemory:
     than reading and sorting the blocks again. Values are never part of it.
     """
 
-    __slots__ = ("_chars", "_keys", "orders")
+    __slots__ = ("_chars", "_keys", "orders", "splits")
 
     def __init__(self) -> None:
         self.orders: Orders = {}
+        #: The OpenMetrics bulk reader's splits of series keys around one label (by the
+        #: label and the key): the key without it, and its value (bounded by that reader).
+        self.splits: dict[str, tuple[str, str]] = {}
         self._keys: dict[str, list[str] | None] = {}
         self._chars = 0
 
