@@ -52,6 +52,9 @@ _CLAIMS = {
 }
 _KNOWN_TYPES = frozenset([*_SUFFIXES, "gaugehistogram"])
 
+# What series_of answers for a sample name not seen yet.
+_UNSEEN: dict[str, float] = {}
+
 # Bound of the label-set splits a LabelMemory keeps, per label.
 _MAX_SPLITS = 1 << 16
 
@@ -116,7 +119,6 @@ def read_bulk(
         splits.clear()
     numbers: dict[str, float | None] = {}
 
-    result: Samples = {}
     seen_names: set[str] = set()
     family = ""
     typ = ""
@@ -131,6 +133,8 @@ def read_bulk(
     bucket_value = 0.0
     count: float | None = None
     has_sum = negative = False
+    # Each sample name's series (None for a name not kept), in the body's order.
+    series_of: dict[str, dict[str, float] | None] = {}
     current_name = ""
     current: dict[str, float] | None = None
 
@@ -284,14 +288,15 @@ def read_bulk(
         if ex_value and not _exemplar_ok(ex_block):
             return None
         if sample != current_name:
+            # (Histograms and counters change sample name every line or few.)
             current_name = sample
-            current = (
-                None
-                if wants is not None and not wants(sample)
-                else (result.get(sample) or result.setdefault(sample, {}))
-            )
+            current = series_of.get(sample, _UNSEEN)
+            if current is _UNSEEN:
+                current = series_of[sample] = (
+                    None if wants is not None and not wants(sample) else {}
+                )
         if current is not None:
             current[key] = value
     if family and not finish():
         return None
-    return result
+    return {name: series for name, series in series_of.items() if series is not None}
