@@ -48,9 +48,9 @@ class LabelMemory:
 
     def __init__(self) -> None:
         self.orders: Orders = {}
-        #: The OpenMetrics bulk reader's splits of series keys around one label (by the
-        #: label and the key): the key without it, and its value (bounded by that reader).
-        self.splits: dict[str, tuple[str, str]] = {}
+        #: The OpenMetrics bulk reader's splits of series keys around a label (by label, then
+        #: key): the key without it, and its value (bounded by that reader).
+        self.splits: dict[str, dict[str, tuple[str, str]]] = {}
         self._keys: dict[str, list[str] | None] = {}
         self._chars = 0
 

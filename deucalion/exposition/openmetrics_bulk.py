@@ -55,7 +55,8 @@ _KNOWN_TYPES = frozenset([*_SUFFIXES, "gaugehistogram"])
 # What series_of answers for a sample name not seen yet.
 _UNSEEN: dict[str, float] = {}
 
-# Bound of the label-set splits a LabelMemory keeps, per label.
+# Bound of the splits of series keys around a label a LabelMemory keeps (the label sets of a
+# body are remembered whole: past it, they are forgotten before the next body).
 _MAX_SPLITS = 1 << 16
 
 
@@ -68,6 +69,13 @@ def _split(key: str, label: str) -> tuple[str, str] | None:
             del pairs[index]
             return "{" + ",".join(f'{n}="{v}"' for n, v in pairs) + "}", value
     return None
+
+
+def _split_of(splits: dict[str, tuple[str, str]], key: str, label: str) -> tuple[str, str]:
+    """:func:`_split` of ``key`` around ``label``, now remembered in ``splits`` (("", "") when
+    it has no such label)."""
+    split = splits[key] = _split(key, label) or ("", "")
+    return split
 
 
 def _number(raw: str) -> float | None:
@@ -115,8 +123,10 @@ def read_bulk(
     except ParseError:
         return None
     splits = memory.splits
-    if len(splits) > _MAX_SPLITS:
+    if sum(map(len, splits.values())) > _MAX_SPLITS:
         splits.clear()
+    le_splits = splits.get("le") or splits.setdefault("le", {})
+    quantile_splits = splits.get("quantile") or splits.setdefault("quantile", {})
     numbers: dict[str, float | None] = {}
 
     seen_names: set[str] = set()
@@ -202,9 +212,7 @@ def read_bulk(
         value = float(raw)
         if typ == "histogram":
             if suffix == "_bucket":
-                split = splits.get("le" + key)
-                if split is None:
-                    split = splits["le" + key] = _split(key, "le") or ("", "")
+                split = le_splits.get(key) or _split_of(le_splits, key, "le")
                 g, le_raw = split
                 bound = numbers.get(le_raw)
                 if bound is None:
@@ -258,9 +266,9 @@ def read_bulk(
                         if suffix == "_count" and not value.is_integer():
                             return None
                     else:
-                        split = splits.get("quantile" + key)
-                        if split is None:
-                            split = splits["quantile" + key] = _split(key, "quantile") or ("", "")
+                        split = quantile_splits.get(key) or _split_of(
+                            quantile_splits, key, "quantile"
+                        )
                         g, q_raw = split
                         quantile = numbers.get(q_raw) if q_raw else None
                         if quantile is None and q_raw:
@@ -272,9 +280,8 @@ def read_bulk(
                     if value != 1:
                         return None
                 elif typ == "stateset":
-                    split = splits.get(family + "\n" + key)
-                    if split is None:
-                        split = splits[family + "\n" + key] = _split(key, family) or ("", "")
+                    states = splits.get(family) or splits.setdefault(family, {})
+                    split = states.get(key) or _split_of(states, key, family)
                     g = split[0]
                     if not g or (value != 0 and value != 1):
                         return None
