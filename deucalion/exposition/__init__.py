@@ -7,7 +7,8 @@
 - ``filtering``: :class:`~deucalion.exposition.filtering.Filter`, reading the selected lines
   of a text 0.0.4 body only.
 - ``labels``: what a parser remembers of label blocks, and series keys of unsorted blocks.
-- ``openmetrics``: strict OpenMetrics 1.0.
+- ``openmetrics``: strict OpenMetrics 1.0, line by line; ``openmetrics_bulk``: the bodies client
+  libraries write, read in bulk with the same rules.
 - ``grammar``: the shared lexical rules (names, label values, canonical series keys).
 - ``naming``: which sample names desired metrics select (names, families, regular expressions):
   :class:`Selector`, the one matcher every selection uses.
