@@ -23,6 +23,7 @@ from deucalion.alerting.lifecycle import Payload
 from deucalion.config.loading import Settings, load_settings
 from deucalion.dispatch import CallOutcome, ObserverWorker, refuse_in_worker_bootstrap
 from deucalion.errors import ConfigError, DeucalionError
+from deucalion.exposition.naming import METRIC_NAME
 from deucalion.observer import MetricsObserver, Selection, TargetsData, name_of
 from deucalion.runner import run_main, stopping_on_signals
 from deucalion.scrape import Scraper, ScrapeResult
@@ -45,6 +46,9 @@ HANDOFF_AT = 0.5
 #: ...but it is never earlier than this (seconds, or the whole interval when shorter): a
 #: sub-second interval would otherwise leave a scrape on a busy machine only milliseconds.
 MIN_HANDOFF = 0.5
+#: Up to this many desired metric names (a pattern counting as 50), the scraper and the
+#: selections are built on the event loop (under a millisecond); more are built in a thread.
+INLINE_SELECTIONS = 1000
 
 
 class _Ran:
@@ -256,13 +260,13 @@ class MetricsProvisioner:
         # until everything it has to close exists.
         async with self._stop_lock:
             try:
-                self._scraper = Scraper(
-                    timeout=self.settings.effective_scrape_timeout,
-                    body_size_limit=self.settings.body_size_limit,
-                    metrics=self._desired,
-                    compression=self.settings.scrape_compression,
-                    count_samples="scrape_samples_scraped" in self._desired,
-                )
+                # Thousands of desired names (or dozens of patterns) take milliseconds to
+                # compile: off the loop then.
+                patterns = sum(not METRIC_NAME.fullmatch(m) for m in self._desired)
+                if len(self._desired) + 50 * patterns <= INLINE_SELECTIONS:
+                    self._scraper = self._prepare()
+                else:
+                    self._scraper = await asyncio.to_thread(self._prepare)
                 self._scraper.open()
                 self._workers = [
                     ObserverWorker(
@@ -441,6 +445,19 @@ class MetricsProvisioner:
         self.stats.cycles += 1
         self.stats.last_cycle_end = time.time()
         return results
+
+    def _prepare(self) -> Scraper:
+        """The scraper of this run, and each observer's selection built before the first cycle
+        (both compile the desired metrics)."""
+        for observer in self._observers:
+            self._selection(observer)
+        return Scraper(
+            timeout=self.settings.effective_scrape_timeout,
+            body_size_limit=self.settings.body_size_limit,
+            metrics=self._desired,
+            compression=self.settings.scrape_compression,
+            count_samples="scrape_samples_scraped" in self._desired,
+        )
 
     def _selection(self, observer: MetricsObserver) -> Selection:
         selection = self._selections.get(observer.desired_metrics)
