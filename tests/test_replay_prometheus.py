@@ -93,7 +93,7 @@ def test_a_partial_answer_fails_the_backtest_unless_allowed(
     """An answer Prometheus says is partial is replayed, said with Prometheus's warning, and
     fails the command; --allow-partial makes it a warning and the command passes."""
     code, out = _partial_run(capsys)
-    assert code == 1 and "5 steps" in out
+    assert code == 1 and "5 steps" in out and "source errors: 3 partial answers" in out
     assert "says its answer is partial: 'remote store eu-1 did not answer" in out
     assert "--allow-partial" in out
     code, out = _partial_run(capsys, "--allow-partial")

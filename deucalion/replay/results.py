@@ -156,6 +156,8 @@ class BacktestResult:
             )
         for kind, count in sorted(self.source_warnings.items()):
             lines.append(f"source: {count} {kind.replace('_', ' ')}")
+        for kind, count in sorted(self.source_errors.items()):
+            lines.append(f"source errors: {count} {kind.replace('_', ' ')}")
         for message in self.source_messages:
             lines.append(f"source error: {message}")
         if self.failure:
