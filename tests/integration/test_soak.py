@@ -57,9 +57,13 @@ def _thirds(values: list[float]) -> tuple[float, float]:
 
 
 def _report(samples: list[dict[str, Any]], verdicts: dict[str, Any]) -> None:
+    # The date and machine go with the figures: README's soak sentence is generated from them.
+    date = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     (HERE / "soak.json").write_text(json.dumps({"seconds": SECONDS, "targets": TARGETS,
                                                 "interval_s": INTERVAL, "samples": samples,
-                                                "verdicts": verdicts}, indent=1) + "\n")
+                                                "verdicts": verdicts,
+                                                "date": date,
+                                                "machine": machine()}, indent=1) + "\n")
     rows = [[f"{s['t']:.0f}", f"{s['rss'] / 2**20:.1f}", f"{s['workers_rss'] / 2**20:.1f}",
              s["fds"], s["cycles"], s["overruns"], s["calls"], s["dropped"], s["with_data"]]
             for s in samples]
