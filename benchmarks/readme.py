@@ -412,11 +412,19 @@ def soak(soak_results: Results | None) -> str:
         f"({stamp({**soak_results, 'quick': False})}): application RSS "
         f"{verdicts.get('application RSS MB (second third -> last third)', '?')} MB from the "
         f"second to the last third of the run, worker {verdicts.get('worker RSS MB', '?')} MB, "
-        f"{verdicts.get('fds after the first third', '?')} open file descriptors after the "
-        f"first third; {last['cycles']:,} cycles, {last['overruns']:,} of them overran the "
+        f"{_fds(verdicts)}; {last['cycles']:,} cycles, {last['overruns']:,} of them overran the "
         f"interval, {last['calls']:,} calls to the observer, {last['dropped']} dropped, "
         f"{last.get('restarts', 0)} worker restarts.\n"
     )
+
+
+def _fds(verdicts: Mapping[str, Any]) -> str:
+    """The soak's file-descriptor verdict, as the soak of the day words it."""
+    if "open fds, most in the second third -> in the last third" in verdicts:
+        return (f"open file descriptors, most in the second third -> in the last, "
+                f"{verdicts['open fds, most in the second third -> in the last third']}")
+    return (f"{verdicts.get('fds after the first third', '?')} open file descriptors after the "
+            "first third")
 
 
 # --- README -------------------------------------------------------------------------------------
