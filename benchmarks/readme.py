@@ -263,7 +263,9 @@ def _rows_of(name: str, section: Results) -> list[Row]:
     """The rows a section gives, or one row saying which figure the results lack."""
     rows: list[Row] = []
     try:
-        if name in PERFORMANCE:
+        if "error" in section:
+            rows = [Row(f"`{name}`", "the last run failed: see `benchmarks/results.md`")]
+        elif name in PERFORMANCE:
             rows.extend(PERFORMANCE[name](section))
         else:
             rows.extend(Row(str(r.get("what", "")), str(r.get("deucalion", "")),
@@ -309,7 +311,8 @@ def performance(results: Results) -> str:
     for name in extra:
         rows.extend(_rows_of(name, results[name]))
     used = [name for name in [*PERFORMANCE, *extra] if name in results]
-    runs = {name: f"`{name}`, {str(results[name].get('date', '?')).split()[0]}" for name in used}
+    runs = {name: f"`{name}`, {str(results[name].get('date', '?')).split()[0]}"
+                  + (", quick" if results[name].get("quick") else "") for name in used}
     lines = ["| what | deucalion | instead | ratio | target | run |", "|---|---|---|---|---|---|"]
     lines += ["| " + " | ".join(row.cells(runs)) + " |" for row in rows]
     missed = [row.what for row in rows if row.met is False]

@@ -97,9 +97,12 @@ def test_a_figure_gone_from_a_known_section_is_reported_not_raised(
     changed = copy.deepcopy(results)
     del changed["bench_parse"]["cases"]["node_exporter, full"]
     del changed["bench_dispatch"]
+    changed["bench_alert_latency"] = {"error": "Traceback ...", "quick": True, "date": "d"}
     table = readme.performance(changed)
     assert "| `bench_parse` | figure missing from its last run (KeyError" in table
     assert "| `bench_dispatch` | not measured" in table
+    assert "| `bench_alert_latency` | the last run failed" in table
+    assert "| `bench_alert_latency`, d, quick |" in table
     assert "| scrape cycle" in table  # the other sections are still tabled
 
 
