@@ -8,7 +8,7 @@ SERVERS := prometheus-node-exporter prometheus-alertmanager prometheus
 # builds no kustomize Components). The tests render deploy/ with tests/kustomize_subset.py and,
 # where some kubectl is installed, check that `kubectl kustomize` gives the same objects.
 
-.PHONY: help demo test lint typecheck bench soak servers constraints clean
+.PHONY: help demo test lint typecheck bench results soak servers constraints clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "deucalion needs Python 3.11 or newer" or 0)'
@@ -54,6 +54,11 @@ typecheck: $(VENV)/.installed ## mypy, strict
 
 bench: $(VENV)/.installed servers ## run the benchmarks (figures go to benchmarks/results.*)
 	$(PY) -m benchmarks
+
+# README's performance and quality figures, written from benchmarks/results.json and soak.json
+# (run after `make bench` or `make soak`; tests/test_readme_results.py fails until it is).
+results: $(VENV)/.installed ## write README's figures from benchmarks/results.json
+	$(PY) -m benchmarks.report
 
 soak: $(VENV)/.installed servers ## the long-running tests (marked slow)
 	$(PY) -m pytest -m slow --timeout=1200 tests

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -26,8 +25,6 @@ async def test_the_demo_shows_the_alertmanager_without_its_password(
     assert "s3cr3t" not in out + err + caplog.text
 
 
-@pytest.mark.skipif(importlib.util.find_spec("deucalion.dispatch.in_worker") is None,
-                    reason="the live worker does not hand dc.data_time() yet (issue 12)")
 async def test_the_demo_detects_the_anomalies_it_injects(
         capfd: pytest.CaptureFixture[str]) -> None:
     """On its synthetic target the demo's observer prints detections of injected anomalies

