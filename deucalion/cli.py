@@ -115,7 +115,7 @@ async def _targets(args: argparse.Namespace) -> int:
             if result.up
             else f"down  ({result.error})"
         )
-        print(f"{result.target.url}  {{{labels}}}  {state}")
+        print(f"{result.target.shown}  {{{labels}}}  {state}")
     return 0 if all(r.up for r in results) else 1
 
 
@@ -158,7 +158,7 @@ async def _scrape(args: argparse.Namespace) -> int:
     data = {url: result.with_synthetic()} if metrics is None else select_data(metrics, results).data
     print(json.dumps(data, indent=2, sort_keys=True))
     if not result.up:
-        print(f"deucalion: {url} is down: {result.error}", file=sys.stderr)
+        print(f"deucalion: {result.target.shown} is down: {result.error}", file=sys.stderr)
         return 1
     return 0
 

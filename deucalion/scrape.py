@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from deucalion._http import USER_AGENT
+from deucalion._http import USER_AGENT, redact_text
 from deucalion.errors import (
     ConfigError,
     CredentialsError,
@@ -217,7 +217,7 @@ class Scraper:
             result.error = f"malformed exposition: {exc}"
         except Exception as exc:
             # Whatever goes wrong with one target costs only that target's data.
-            log.exception("scraping %s failed unexpectedly", target.url)
+            log.exception("scraping %s failed unexpectedly", target.shown)
             result.error = f"{type(exc).__name__}: {exc}"
         result.duration = time.perf_counter() - started
         self._note_state(result)
@@ -249,18 +249,18 @@ class Scraper:
             }
             ssl_option = target.credentials.ssl()
         except CredentialsError as exc:
-            raise ScrapeError(target.url, str(exc)) from None
+            raise ScrapeError(target.shown, str(exc)) from None
         try:
             async with asyncio.timeout(timeout):
                 async with self._session.get(
                     target.url, headers=headers, ssl=ssl_option, allow_redirects=True
                 ) as response:
                     if not 200 <= response.status < 300:
-                        raise ScrapeError(target.url, f"HTTP {response.status} {response.reason}")
+                        raise ScrapeError(target.shown, f"HTTP {response.status} {response.reason}")
                     if (
                         response.content_length or 0
                     ) > self.body_size_limit and not response.headers.get("Content-Encoding"):
-                        raise ScrapeError(target.url, self._too_large())
+                        raise ScrapeError(target.shown, self._too_large())
                     chunks: list[bytes] = []
                     size = 0
                     # The limit applies to the decompressed body, so a small gzip bomb stops
@@ -268,16 +268,20 @@ class Scraper:
                     async for chunk in response.content.iter_any():
                         size += len(chunk)
                         if size > self.body_size_limit:
-                            raise ScrapeError(target.url, self._too_large())
+                            raise ScrapeError(target.shown, self._too_large())
                         chunks.append(chunk)
                     return chunks, size, response.headers.get("Content-Type", "")
         except TimeoutError:
-            raise ScrapeError(target.url, f"timed out after {timeout:g}s") from None
+            raise ScrapeError(target.shown, f"timed out after {timeout:g}s") from None
         except aiohttp.ClientError as exc:
-            raise ScrapeError(target.url, f"{type(exc).__name__}: {exc}") from None
+            raise ScrapeError(
+                target.shown, f"{type(exc).__name__}: {redact_text(str(exc))}"
+            ) from None
         except (OSError, ValueError) as exc:
             # ValueError: aiohttp refusing what it was given (a header with a newline, say).
-            raise ScrapeError(target.url, f"{type(exc).__name__}: {exc}") from None
+            raise ScrapeError(
+                target.shown, f"{type(exc).__name__}: {redact_text(str(exc))}"
+            ) from None
 
     def _encoding(self, url: str) -> str:
         """The Accept-Encoding for ``url``, decided once per target."""
@@ -300,6 +304,6 @@ class Scraper:
         previous = self._up.get(url)
         self._up[url] = result.up
         if result.up and previous is False:
-            log.info("target %s is up again", url)
+            log.info("target %s is up again", result.target.shown)
         elif not result.up and previous is not False:
-            log.warning("target %s is down: %s", url, result.error)
+            log.warning("target %s is down: %s", result.target.shown, result.error)

@@ -42,6 +42,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from deucalion._http import redact_url
 from deucalion.exposition.grammar import escape
 from deucalion.exposition.naming import family_selects
 from deucalion.observer import SYNTHETIC_METRICS, TargetsData
@@ -119,7 +120,8 @@ class RecordingWriter:
             # To the microsecond, so a replay hands the observer the very times it saw live;
             # Prometheus keeps milliseconds of it when backfilling.
             stamp = f"{cycle.target_times.get(target, cycle.time):.6f}"
-            own = f'{TARGET_LABEL}="{escape(target)}"'
+            # As logs show it: a secret in the URL's query never reaches the file.
+            own = f'{TARGET_LABEL}="{escape(redact_url(target))}"'
             for name, series_values in samples.items():
                 for series, value in series_values.items():
                     labels = f"{{{series[1:-1]},{own}}}" if series != "{}" else f"{{{own}}}"
