@@ -17,8 +17,8 @@ from deucalion.errors import ConfigError, DeucalionError
 from deucalion.runner import LOG_LEVELS, run_main
 
 if TYPE_CHECKING:
+    from deucalion.collection import ScrapeResult
     from deucalion.config.loading import Settings
-    from deucalion.scrape import ScrapeResult
     from deucalion.targets import Target, TargetProvider
 
 __all__ = ["build_parser", "load_object", "main"]
@@ -75,20 +75,15 @@ async def _collect(
     targets: Sequence[Target],
     metrics: Iterable[str] | None,
 ) -> list[ScrapeResult]:
-    """What ``MetricsProvisioner.cycle`` gets for ``targets``: the provider's own samples in
-    federated mode, else a scrape."""
-    from deucalion.scrape import Scraper
-    from deucalion.targets import CollectingProvider
+    """What ``MetricsProvisioner.cycle`` gets for ``targets``: the collector the settings and
+    the provider call for (a scrape, or federation), with every sample counted."""
+    from deucalion.collection import build_collector
 
-    if isinstance(provider, CollectingProvider):
-        return await provider.collect(targets, metrics)
-    async with Scraper(
-        timeout=settings.effective_scrape_timeout,
-        body_size_limit=settings.body_size_limit,
-        metrics=metrics,
-        compression=settings.scrape_compression,
-    ) as scraper:
-        return await scraper.scrape_all(targets)
+    collector = build_collector(settings, provider, metrics, count_samples=True)
+    try:
+        return await collector.collect(targets)
+    finally:
+        await collector.close()
 
 
 async def _targets(args: argparse.Namespace) -> int:

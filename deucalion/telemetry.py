@@ -33,9 +33,9 @@ from prometheus_client.registry import Collector
 
 from deucalion._http import redact_url
 from deucalion.alerting.alerts import SeriesScore, TargetLike
+from deucalion.collection.result import ScrapeResult
 from deucalion.errors import ConfigError
 from deucalion.history.labels import series_labels
-from deucalion.scrape import ScrapeResult
 
 __all__ = ["Telemetry", "TelemetryServer", "TelemetrySource", "start_telemetry_server"]
 

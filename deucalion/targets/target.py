@@ -31,6 +31,9 @@ class Target:
     """Seconds one scrape may take; ``None`` uses the scraper's timeout."""
     credentials: Credentials = field(default_factory=Credentials, compare=False)
     """Authentication and TLS settings of the scrapes."""
+    last_error: str | None = field(default=None, compare=False)
+    """Why the target's source says its last scrape failed (a federating Prometheus's
+    ``lastError``), or None."""
 
     @cached_property
     def shown(self) -> str:

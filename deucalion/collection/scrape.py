@@ -12,7 +12,6 @@ import ipaddress
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
 from urllib.parse import urlsplit
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from deucalion._http import USER_AGENT, redact_text
+from deucalion.collection.result import ScrapeResult, ScrapeTarget
 from deucalion.errors import (
     ConfigError,
     CredentialsError,
@@ -28,9 +28,8 @@ from deucalion.errors import (
     ScrapeError,
 )
 from deucalion.exposition.parser import ExpositionParser, is_openmetrics
-from deucalion.targets.target import Target
 
-__all__ = ["ACCEPT", "ScrapeResult", "Scraper"]
+__all__ = ["ACCEPT", "PARSE_INLINE_MAX_BYTES", "ScrapeResult", "Scraper", "is_loopback"]
 
 log = logging.getLogger(__name__)
 
@@ -52,32 +51,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-@dataclass
-class ScrapeResult:
-    """What one scrape of one target produced."""
-
-    target: Target
-    samples: dict[str, dict[str, float]] = field(default_factory=dict)
-    """The desired samples, ``{sample_name: {series: value}}``; empty when the scrape failed."""
-    up: bool = False
-    duration: float = 0.0
-    """Seconds from the request to the parsed body."""
-    samples_scraped: int | None = None
-    """Samples the target exposed (all of them, desired or not); None when not counted."""
-    error: str | None = None
-    scraped_at: float | None = None
-    """When the scrape started (Unix seconds): the time of its data. None when unknown."""
-
-    def with_synthetic(self) -> dict[str, dict[str, float]]:
-        """The samples plus ``up``, ``scrape_duration_seconds`` and ``scrape_samples_scraped``."""
-        data = dict(self.samples)
-        data["up"] = {"{}": 1.0 if self.up else 0.0}
-        data["scrape_duration_seconds"] = {"{}": self.duration}
-        if self.samples_scraped is not None:
-            data["scrape_samples_scraped"] = {"{}": float(self.samples_scraped)}
-        return data
 
 
 class Scraper:
@@ -158,7 +131,7 @@ class Scraper:
             self._encodings.pop(url, None)
 
     async def scrape_all(
-        self, targets: Sequence[Target], *, deadline: float | None = None
+        self, targets: Sequence[ScrapeTarget], *, deadline: float | None = None
     ) -> list[ScrapeResult]:
         """Scrape every target concurrently; never raises for a target's fault.
 
@@ -193,7 +166,7 @@ class Scraper:
             results.append(result)
         return results
 
-    async def scrape(self, target: Target) -> ScrapeResult:
+    async def scrape(self, target: ScrapeTarget) -> ScrapeResult:
         """Scrape one target; a failure is reported in the result, not raised."""
         # A failed scrape counts 0 samples, as in Prometheus.
         result = ScrapeResult(
@@ -230,7 +203,7 @@ class Scraper:
         when large). The chunks are consumed: the body is never held twice."""
         return self.parser.read(chunks, openmetrics=openmetrics, count=self.count_samples)
 
-    async def _receive(self, target: Target) -> tuple[list[bytes], int, str]:
+    async def _receive(self, target: ScrapeTarget) -> tuple[list[bytes], int, str]:
         """The body at ``target.url`` as the chunks it arrived in, its size and Content-Type,
         with this scraper's timeout, size limit, and the target's credentials and TLS settings;
         raises ``ScrapeError`` saying why not.
