@@ -11,8 +11,8 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from deucalion._commands import build_observers, load_object, metric_list, settings_from
 from deucalion._version import __version__
+from deucalion.cli.shared import build_observers, load_object, metric_list, settings_from
 from deucalion.errors import ConfigError, DeucalionError
 from deucalion.runner import LOG_LEVELS, run_main
 
