@@ -14,9 +14,10 @@ PACKAGE = Path(deucalion.__file__).parent
 # another change pays off; the list only shrinks.
 GLOBAL_ALLOWED: dict[str, str] = {
     # Both run only in an observer's worker process, never in the host application.
-    "deucalion._in_worker": "the observer the executor's initializer installs: run_in_executor "
-                            "calls a module-level function, which finds it in module state",
-    "deucalion._payload": "the worker's copy of the series keys, kept between calls",
+    "deucalion.dispatch.in_worker": "the observer the executor's initializer installs: "
+                                    "run_in_executor calls a module-level function, which "
+                                    "finds it in module state",
+    "deucalion.dispatch.payload": "the worker's copy of the series keys, kept between calls",
 }
 GC_SWITCH_ALLOWED: dict[str, str] = {}
 

@@ -19,6 +19,7 @@ import pytest
 
 from deucalion.dispatch import CallOutcome, ObserverError, ObserverWorker
 from deucalion.errors import ConfigError, DeucalionError
+from tests.fault_observers import UnpicklableResultObserver
 from tests.helpers import records_at_least, wait_for
 from tests.observers import (
     BallastObserver,
@@ -39,7 +40,6 @@ from tests.observers import (
     TimeoutRaisingObserver,
     UnloadableObserver,
     UnpicklableErrorObserver,
-    UnpicklableResultObserver,
     UnrebuildableErrorObserver,
     read_records,
 )
@@ -173,7 +173,8 @@ async def test_the_worker_does_not_import_aiohttp_or_pydantic() -> None:
     modules = set(outcomes[0].result)
     assert "deucalion.observer" in modules
     assert not {"aiohttp", "pydantic", "yaml", "prometheus_client", "asyncio",
-                "deucalion.dispatch", "deucalion.provisioner"} & modules
+                "deucalion.dispatch.calls", "deucalion.dispatch.process",
+                "deucalion.provisioner"} & modules
     # The observer's class is importable, so it travelled by reference: no cloudpickle needed.
     assert "cloudpickle" not in modules
 
@@ -295,11 +296,12 @@ def alive(pid: int) -> bool:
 
 
 async def test_the_dispatch_is_a_process_pool_executor_called_with_run_in_executor() -> None:
-    """What users read in dispatch.py: a ProcessPoolExecutor per observer, spawn, and
+    """What users read in deucalion/dispatch/: a ProcessPoolExecutor per observer, spawn, and
     run_in_executor for every call."""
-    source = (Path(__file__).parents[1] / "deucalion" / "dispatch.py").read_text()
+    package = Path(__file__).parents[1] / "deucalion" / "dispatch"
+    source = (package / "process.py").read_text() + (package / "calls.py").read_text()
     assert "ProcessPoolExecutor(" in source and "max_workers=1" in source
-    assert "loop.run_in_executor(executor, _in_worker.call" in source
+    assert "loop.run_in_executor(executor, in_worker.call" in source
     assert 'START_METHOD = "spawn"' in source
 
 

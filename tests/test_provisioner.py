@@ -90,6 +90,38 @@ async def test_observers_get_only_their_metrics_in_the_documented_shape(
     }}
 
 
+async def test_a_selection_of_thousands_of_entries_is_set_up_off_the_loop(
+    target_server: TargetServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thousands of desired names and patterns (issue 28) are compiled in a thread, and the
+    observer gets what they select, as with a few."""
+    from deucalion.provisioner import provisioner as provisioner_module
+
+    threads: list[object] = []
+    to_thread = asyncio.to_thread
+
+    async def counted(function: object, *args: object) -> object:
+        threads.append(function)
+        return await to_thread(function, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(provisioner_module.asyncio, "to_thread", counted)
+    url = target_server.add("/metrics", text(NODE_LIKE))
+    await target_server.start()
+    cpu = tmp_path / "cpu.jsonl"
+    desired = {"node_cpu_seconds_total", "up", *(f"absent_{i}" for i in range(3000)),
+               *(f"other_{i}_.*" for i in range(100))}
+    provisioner = provisioner_for(url)
+    provisioner.register(RecordingObserver(desired, cpu))
+    async with provisioner:
+        await wait_for(records_at_least(cpu, 1))
+    assert [f for f in threads if getattr(f, "__name__", "") == "_prepare"]
+    assert read_records(cpu)[0]["data"] == {url: {
+        "node_cpu_seconds_total": {'{cpu="0",mode="idle"}': 100.5,
+                                   '{cpu="0",mode="user"}': 7.0},
+        "up": {"{}": 1.0},
+    }}
+
+
 async def test_faulty_targets_cost_only_their_own_data(
     target_server: TargetServer, tmp_path: Path
 ) -> None:

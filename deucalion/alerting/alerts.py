@@ -14,6 +14,7 @@ The return contract of ``new_data``:
 - Any other dict: the annotations of one alert.
 - A string (annotation ``description``) or a number (annotation ``value``; 0 and NaN are no
   alert, as above): one alert.
+- A function (a lambda, a method: a call forgotten, say) is no result: no alert, a problem.
 - ``Scores``: per-series scores, exported as the gauge ``deucalion_series_anomaly_score``
   with the series' labels, which alert by themselves never; its ``alerts`` are sent as they
   are. (``deucalion.detectors.AlertPolicy`` turns scores held past a threshold into them.)
@@ -188,7 +189,9 @@ def interpret_result(result: object, data: Mapping[str, Any]) -> Interpretation:
     """The alerts and scores that ``result``, returned for ``data``, stands for."""
     out = Interpretation()
     result = _plain(result)
-    if isinstance(result, Alert):
+    if callable(result) and not isinstance(result, Alert | Scores | Mapping):
+        out.problems.append(_not_a_result(result, "new_data"))
+    elif isinstance(result, Alert):
         _take_alert(out, result, None)
     elif isinstance(result, Scores):
         _take_scores(out, result)
@@ -221,6 +224,15 @@ def interpret_result(result: object, data: Mapping[str, Any]) -> Interpretation:
     else:
         out.alerts.append(Alert(annotations={"description": _text(result)}))
     return out
+
+
+def _not_a_result(value: object, where: str) -> str:
+    """The problem of a callable returned where a result belongs (a forgotten call, say)."""
+    name = getattr(value, "__qualname__", None) or type(value).__qualname__
+    return (
+        f"{where} returned the callable {name}, not a result: no alert (call it, or return "
+        "None, an Alert, a dict, a string or a number)"
+    )
 
 
 def _take_alert(out: Interpretation, alert: Alert, target: str | None) -> None:
@@ -261,7 +273,9 @@ def _take_scores(out: Interpretation, result: Scores) -> None:
 
 def _take_target_value(out: Interpretation, url: str, value: object) -> None:
     value = _plain(value)
-    if _is_number(value):
+    if callable(value) and not isinstance(value, Alert | Mapping):
+        out.problems.append(_not_a_result(value, f"new_data, for target {url},"))
+    elif _is_number(value):
         number = float(value)  # type: ignore[arg-type]
         _add_score(out.scores, url, number)
         if not _no_anomaly(number):

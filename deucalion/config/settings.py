@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -49,10 +50,17 @@ __all__ = [
 ]
 
 # Prometheus's units, each number a decimal as Go's time.ParseDuration allows (0.5s, 1.5h).
-_NUMBER = r"\d+(?:\.\d*)?|\.\d+"
+# ASCII digits only, as Prometheus reads them: Python's \d and float() would also take
+# fullwidth or Arabic-Indic digits, which no other tool reading the same file accepts.
+_NUMBER = r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+"
 _DURATION = re.compile(
     rf"(?:(?P<y>{_NUMBER})y)?(?:(?P<w>{_NUMBER})w)?(?:(?P<d>{_NUMBER})d)?(?:(?P<h>{_NUMBER})h)?"
     rf"(?:(?P<m>{_NUMBER})m(?!s))?(?:(?P<s>{_NUMBER})s)?(?:(?P<ms>{_NUMBER})ms)?"
+)
+# A number of seconds as float() reads it, less what only Python writes: no "1_000".
+_SECONDS = re.compile(
+    r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|infinity|nan)",
+    re.IGNORECASE,
 )
 _DURATION_UNITS = {
     "y": 365 * 86400,
@@ -67,7 +75,7 @@ _DURATION_UNITS = {
 #: are typos (1e-300) that would spin a timer, longer ones overflow the event loop's clock.
 MIN_DURATION = 0.001
 MAX_DURATION = 366 * 86400.0
-_SIZE = re.compile(r"(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>[KMGT]?i?B)?", re.IGNORECASE)
+_SIZE = re.compile(r"(?P<n>[0-9]+(?:\.[0-9]+)?)\s*(?P<unit>[KMGT]?i?B)?", re.IGNORECASE)
 _SIZE_UNITS = {
     "": 1,
     "B": 1,
@@ -92,9 +100,16 @@ def parse_duration(value: object) -> float:
         seconds = float(value)
     elif isinstance(value, str):
         text = value.strip()
-        try:
+        foreign = next((c for c in text if not c.isascii()), None)
+        if foreign is not None:
+            raise ValueError(
+                f"{value!r} is not a duration: it has the character {foreign!r} "
+                f"({unicodedata.name(foreign, f'U+{ord(foreign):04X}')}); write the digits "
+                "and units in ASCII (500ms, 15s, 1m, 1h30m)"
+            )
+        if _SECONDS.fullmatch(text):
             seconds = float(text)
-        except ValueError:
+        else:
             match = _DURATION.fullmatch(text)
             if not text or match is None:
                 raise ValueError(

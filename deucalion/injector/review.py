@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -136,6 +137,14 @@ def parse_review(body: bytes | str) -> AdmissionReview:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ReviewError(f"the body is not JSON ({exc})") from None
+    except RecursionError:
+        # Python's decoder recurses once per level: a body nested past the interpreter's
+        # recursion limit (about 1,000 levels; no Kubernetes object comes near) is refused
+        # as what it is, not answered with a 500 and a traceback.
+        raise ReviewError(
+            "the body is JSON nested too deeply for an AdmissionReview "
+            f"(more than about {sys.getrecursionlimit()} levels)"
+        ) from None
     if not isinstance(data, dict):
         raise ReviewError(f"the body is a JSON {type(data).__name__}, not an object")
     try:

@@ -79,6 +79,12 @@ class ObserverFeed:
             self._note_handed(worker.observer, data, sources)
             worker.submit(data, cycle_time=cycle.time, target_times=cycle.target_times)
 
+    def prepare(self, observers: Sequence[MetricsObserver]) -> None:
+        """Build each observer's selection now (it compiles the desired metrics), not in the
+        first cycle."""
+        for observer in observers:
+            self._selection(observer)
+
     def _selection(self, observer: MetricsObserver) -> Selection:
         selection = self._selections.get(observer.desired_metrics)
         if selection is None:

@@ -22,6 +22,7 @@ from deucalion.collection import Collector, ScrapeResult, ScrapeTarget, build_co
 from deucalion.config.loading import Settings, load_settings
 from deucalion.dispatch import CallOutcome, ObserverWorker, refuse_in_worker_bootstrap
 from deucalion.errors import ConfigError, DeucalionError
+from deucalion.exposition.naming import METRIC_NAME
 from deucalion.observer import MetricsObserver, name_of
 from deucalion.provisioner.cycle import (
     CollectedCycle,
@@ -42,6 +43,9 @@ log = logging.getLogger(__name__)
 
 #: The longest a stop waits for queued alerts once the calls in flight are done (seconds).
 MAX_ALERT_FLUSH = 10.0
+#: Up to this many desired metric names (a pattern counting as 50), the collector and the
+#: selections are built on the event loop (under a millisecond); more are built in a thread.
+INLINE_SELECTIONS = 1000
 
 
 class _Ran:
@@ -255,13 +259,14 @@ class MetricsProvisioner:
         # until everything it has to close exists.
         async with self._stop_lock:
             try:
-                # Decided once: which collector, and whether a body's samples are counted.
-                self._collector = build_collector(
-                    self.settings,
-                    provider,
-                    self.desired_metrics(),
-                    deadline=handoff_deadline(self.settings.scrape_interval),
-                )
+                # Thousands of desired names (or dozens of patterns) take milliseconds to
+                # compile: off the loop then.
+                desired = self.desired_metrics()
+                patterns = sum(not METRIC_NAME.fullmatch(m) for m in desired or ())
+                if desired is None or len(desired) + 50 * patterns > INLINE_SELECTIONS:
+                    self._collector = await asyncio.to_thread(self._prepare, provider, desired)
+                else:
+                    self._collector = self._prepare(provider, desired)
                 self._workers = [
                     ObserverWorker(
                         o,
@@ -438,6 +443,18 @@ class MetricsProvisioner:
         except Exception:
             # A listener's fault (a full disk under a recording) costs only that listener.
             log.exception("the cycle listener %r failed on a cycle", listener)
+
+    def _prepare(self, provider: TargetProvider, desired: frozenset[str] | None) -> Collector:
+        """The collector of this run, and each observer's selection built before the first
+        cycle (both compile the desired metrics)."""
+        self._feed.prepare(self._observers)
+        # Decided once: which collector, and whether a body's samples are counted.
+        return build_collector(
+            self.settings,
+            provider,
+            desired,
+            deadline=handoff_deadline(self.settings.scrape_interval),
+        )
 
     # --- alerts and telemetry ----------------------------------------------------------------
 

@@ -79,15 +79,17 @@ def _record(args: argparse.Namespace) -> int:
             )
     duration = args.duration or None
 
+    from deucalion._progress import recording_progress
     from deucalion.runner import run_main, stopping_on_signals
 
     async def main() -> Any:
         # SIGINT/SIGTERM end the recording cleanly: the file is closed with # EOF.
         stop = asyncio.Event()
         with stopping_on_signals(stop.set):
-            return await record(
-                settings, args.output, metrics=metrics, duration=duration, stop=stop
-            )
+            async with recording_progress(args.output, duration):
+                return await record(
+                    settings, args.output, metrics=metrics, duration=duration, stop=stop
+                )
 
     started = time.monotonic()
     writer = run_main(main())
@@ -127,9 +129,12 @@ def _backtest(args: argparse.Namespace) -> int:
     if not args.verbose:
         # One log line per alert fired and resolved drowns the summary of a long history.
         logging.getLogger("deucalion.alerting.lifecycle").setLevel(logging.WARNING)
+    from deucalion._progress import backtest_progress
+
     result = backtest(
         observer,
-        source,
+        backtest_progress(source, start=start, end=end),
+        progress=False,
         start=start,
         end=end,
         step=step,

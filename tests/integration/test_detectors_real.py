@@ -32,9 +32,9 @@ from tests.integration import servers
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 # Windows stamp points with dc.data_time(), which the worker sets since issue 12's dispatch
-# (deucalion/_in_worker.py); before it lands, an observer keeping a Window cannot run live.
+# (deucalion/dispatch/in_worker.py); before it lands, an observer keeping a Window cannot run live.
 pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("deucalion._in_worker") is None,
+    importlib.util.find_spec("deucalion.dispatch.in_worker") is None,
     reason="the live worker does not hand dc.data_time() yet (issue 12's dispatch)",
 )
 # One process spinning on one CPU, at the highest priority the test may set (as root, nice
