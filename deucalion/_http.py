@@ -55,7 +55,8 @@ USER_AGENT = f"deucalion/{__version__}"
 # Query parameters whose values are secrets (as client libraries and APIs name them).
 _SECRET_PARAMS = re.compile(
     r"(?i)([?&;](?:[a-z0-9_.-]*[_.-])?"
-    r"(?:token|secret|password|passwd|pass|pwd|key|apikey|signature|sig|auth|credentials?)=)"
+    r"(?:token|secret|password|passwd|passphrase|pass|pwd|key|apikey|signature|sig|jwt|bearer"
+    r"|auth|authorization|credentials?)=)"
     r"[^&;#\s'\"]*"
 )
 _SCHEME = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:)?//")

@@ -95,7 +95,7 @@ async def test_a_selection_of_thousands_of_entries_is_set_up_off_the_loop(
 ) -> None:
     """Thousands of desired names and patterns (issue 28) are compiled in a thread, and the
     observer gets what they select, as with a few."""
-    from deucalion import provisioner as provisioner_module
+    from deucalion.provisioner import provisioner as provisioner_module
 
     threads: list[object] = []
     to_thread = asyncio.to_thread

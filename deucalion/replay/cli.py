@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from deucalion._commands import build_observers, load_object, metric_list, settings_from
+from deucalion.cli.shared import build_observers, load_object, metric_list, settings_from
 from deucalion.errors import ConfigError
 from deucalion.observer import MetricsObserver
 

@@ -25,9 +25,9 @@ from typing import Any
 from deucalion._http import APIClient, HTTPError, redact_url
 from deucalion.exposition.grammar import escape
 from deucalion.exposition.naming import FAMILY_SUFFIXES
+from deucalion.history.labels import pairs_key
 from deucalion.observer import TargetsData
 from deucalion.replay.sources import Cycle, HistoryError, SourceStats
-from deucalion.targets.prometheus import render_series
 from deucalion.targets.target import Target
 
 __all__ = ["MAX_POINTS", "PrometheusRangeSource"]
@@ -239,7 +239,7 @@ class PrometheusRangeSource:
                     f"http://{key[1]}/metrics", {"job": key[0], "instance": key[1]}
                 )
             own = set(target.labels.items())
-            series = render_series((k, escape(v)) for k, v in labels.items() if (k, v) not in own)
+            series = pairs_key((k, escape(v)) for k, v in labels.items() if (k, v) not in own)
             values = entry.get("values", [])
             if not isinstance(values, list):
                 raise HistoryError(f"{where} values of {name}{series} that are not a list")

@@ -36,26 +36,26 @@ import gzip
 import logging
 import math
 import re
-import time
 import zlib
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from deucalion._http import redact_url
 from deucalion.exposition.grammar import escape
 from deucalion.exposition.naming import Selector
+from deucalion.history.labels import pairs_key
 from deucalion.observer import SYNTHETIC_METRICS, TargetsData
-from deucalion.provisioner import MetricsProvisioner
+from deucalion.provisioner import CollectedCycle, MetricsProvisioner
 from deucalion.replay.sources import Cycle, HistoryError, SourceStats
-from deucalion.targets.prometheus import render_series
 
 if TYPE_CHECKING:
     from deucalion.config.loading import Settings
-    from deucalion.scrape import ScrapeResult
 
 __all__ = [
     "CYCLE_METRIC",
     "TARGET_LABEL",
+    "RecordingListener",
     "RecordingProvisioner",
     "RecordingSource",
     "RecordingWriter",
@@ -123,7 +123,8 @@ class RecordingWriter:
             # To the microsecond, so a replay hands the observer the very times it saw live;
             # Prometheus keeps milliseconds of it when backfilling.
             stamp = f"{cycle.target_times.get(target, cycle.time):.6f}"
-            own = f'{TARGET_LABEL}="{escape(target)}"'
+            # As logs show it: a secret in the URL's query never reaches the file.
+            own = f'{TARGET_LABEL}="{escape(redact_url(target))}"'
             for name, series_values in samples.items():
                 for series, value in series_values.items():
                     labels = f"{{{series[1:-1]},{own}}}" if series != "{}" else f"{{{own}}}"
@@ -337,7 +338,7 @@ class RecordingSource:
                 f"{self.path}:{lineno}: sample without a {TARGET_LABEL} "
                 "label: not a deucalion recording?"
             )
-        return name, target, render_series(p for p in pairs if p[0] != TARGET_LABEL)
+        return name, target, pairs_key(p for p in pairs if p[0] != TARGET_LABEL)
 
 
 class _Corrupt(Exception):
@@ -463,6 +464,45 @@ def _unescape(value: str) -> str:
 # --- recording live ---------------------------------------------------------------------------
 
 
+class RecordingListener:
+    """Records every cycle of a provisioner, as its observers receive it, to ``path``: a
+    ``CycleListener`` (``MetricsProvisioner.add_listener``).
+
+    ``metrics`` are the metrics it needs collected besides the observers' (``None``: every
+    sample; the default, none: it records what the observers desire). Each target's ``up`` and
+    ``scrape_duration_seconds`` are always recorded. The file is opened when the provisioner
+    starts and closed (``# EOF``) when it stops.
+    """
+
+    def __init__(self, path: str | Path, *, metrics: Iterable[str] | None = ()) -> None:
+        self.path = Path(path)
+        self.desired_metrics: frozenset[str] | None = (
+            None if metrics is None else frozenset(metrics)
+        )
+        self.writer: RecordingWriter | None = None
+        """The open recording (closed once the provisioner stopped); ``None`` before."""
+
+    async def open(self) -> None:
+        """Open the recording."""
+        self.writer = await asyncio.to_thread(RecordingWriter, self.path)
+
+    async def on_cycle(self, cycle: CollectedCycle) -> None:
+        """Append the cycle."""
+        if self.writer is not None:
+            # Compressing a large cycle takes milliseconds: off the loop.
+            await asyncio.to_thread(self.writer.write_cycle, _cycle_of(cycle))
+
+    async def close(self) -> None:
+        """Close the recording (``# EOF``); twice is harmless."""
+        if self.writer is not None:
+            await asyncio.shield(asyncio.to_thread(self.writer.close))
+
+
+def _cycle_of(cycle: CollectedCycle) -> Cycle:
+    samples = {r.target.url: r.with_synthetic() for r in cycle.results}
+    return Cycle(cycle.time, cycle.target_times, samples)
+
+
 async def record(
     settings: Settings,
     path: str | Path,
@@ -471,72 +511,39 @@ async def record(
     duration: float | None = None,
     stop: asyncio.Event | None = None,
 ) -> RecordingWriter:
-    """Scrape the configured targets every ``scrape_interval`` and record each cycle.
+    """Collect the configured targets every ``scrape_interval`` and record each cycle.
 
     ``metrics`` are the desired metrics recorded (``None``: every sample). Runs for
     ``duration`` seconds, or until ``stop`` is set or the task is cancelled; the recording is
     closed (``# EOF``) in every case. Returns the closed writer (its ``cycles`` and
     ``samples`` counted).
+
+    It is the provisioner's own cycle loop, with a recording as its only listener and no
+    observer (and no HTTP server of its own: a recorder runs beside a deucalion).
     """
-    from deucalion.scrape import Scraper
-    from deucalion.targets import CollectingProvider, build_provider
-
-    wanted = None if metrics is None else frozenset(metrics)
-    provider = build_provider(settings)
-    writer = await asyncio.to_thread(RecordingWriter, path)
-    loop = asyncio.get_running_loop()
-    ends = None if duration is None else loop.time() + duration
-    interval = settings.scrape_interval
+    quiet = settings.model_copy(
+        update={"telemetry": settings.telemetry.model_copy(update={"enabled": False})}
+    )
+    provisioner = MetricsProvisioner(quiet)
+    listener = RecordingListener(path, metrics=metrics)
+    provisioner.add_listener(listener)
+    await provisioner.start()
     try:
-        async with Scraper(
-            timeout=settings.effective_scrape_timeout,
-            body_size_limit=settings.body_size_limit,
-            metrics=wanted,
-            compression=settings.scrape_compression,
-            count_samples=False,
-        ) as scraper:
-            next_start = loop.time()
-            while (ends is None or loop.time() < ends) and not (stop and stop.is_set()):
-                cycle_time = time.time()
-                targets = list(await provider.discover())
-                if isinstance(provider, CollectingProvider):
-                    results = await provider.collect(targets, wanted)
-                else:
-                    results = await scraper.scrape_all(targets)
-                # Compressing a large cycle takes milliseconds: off the loop.
-                await asyncio.to_thread(writer.write_cycle, _cycle_of(cycle_time, results))
-                next_start = max(next_start + interval, loop.time())
-                await _sleep_until(loop, next_start, stop)
+        if stop is None:
+            stop = asyncio.Event()
+        try:
+            await asyncio.wait_for(stop.wait(), duration)
+        except TimeoutError:
+            pass
     finally:
-        await provider.close()
-        await asyncio.shield(asyncio.to_thread(writer.close))
-    return writer
-
-
-async def _sleep_until(
-    loop: asyncio.AbstractEventLoop, when: float, stop: asyncio.Event | None
-) -> None:
-    delay = when - loop.time()
-    if delay <= 0:
-        return
-    if stop is None:
-        await asyncio.sleep(delay)
-        return
-    try:
-        await asyncio.wait_for(stop.wait(), delay)
-    except TimeoutError:
-        pass
-
-
-def _cycle_of(cycle_time: float, results: Iterable[ScrapeResult]) -> Cycle:
-    samples = {r.target.url: r.with_synthetic() for r in results}
-    target_times = {r.target.url: getattr(r, "scraped_at", None) or cycle_time for r in results}
-    return Cycle(cycle_time, target_times, samples)
+        await asyncio.shield(provisioner.stop())
+    assert listener.writer is not None
+    return listener.writer
 
 
 class RecordingProvisioner(MetricsProvisioner):
     """A ``MetricsProvisioner`` that also records each cycle, as its observers receive it, to
-    ``record_path`` (``deucalion run --record FILE``).
+    ``record_path`` (``deucalion run --record FILE``): one with a ``RecordingListener``.
 
     The recording holds every sample some observer desires, plus each target's ``up`` and
     ``scrape_duration_seconds``, at the scrape times the observers are handed; it is closed
@@ -548,31 +555,13 @@ class RecordingProvisioner(MetricsProvisioner):
     ) -> None:
         super().__init__(config, **settings)
         self.record_path = Path(record_path)
-        self.recording: RecordingWriter | None = None
+        self._recorder = RecordingListener(self.record_path)
+        self.add_listener(self._recorder)
 
-    async def start(self) -> None:
-        """Open the recording, then start as a ``MetricsProvisioner`` does."""
-        self.recording = await asyncio.to_thread(RecordingWriter, self.record_path)
-        try:
-            await super().start()
-        except BaseException:
-            await asyncio.to_thread(self.recording.close)
-            raise
-
-    async def stop(self, grace: float | None = None) -> None:
-        """Stop as a ``MetricsProvisioner`` does, then close the recording."""
-        await super().stop(grace)
-        if self.recording is not None and not self.running:
-            await asyncio.to_thread(self.recording.close)
-
-    async def cycle(self) -> list[ScrapeResult]:
-        """One cycle, recorded once its data is handed to the observers."""
-        cycle_time = time.time()
-        results = await super().cycle()
-        if self.recording is not None:
-            # Compressing a large cycle takes milliseconds: off the loop.
-            await asyncio.to_thread(self.recording.write_cycle, _cycle_of(cycle_time, results))
-        return results
+    @property
+    def recording(self) -> RecordingWriter | None:
+        """The recording (open while running, closed once stopped); ``None`` before."""
+        return self._recorder.writer
 
 
 def desired_union(observers: Mapping[str, Iterable[str]]) -> frozenset[str]:

@@ -1,7 +1,7 @@
 """What the commands share: settings, metric lists and observers given by import path.
 
-``deucalion.cli`` and ``deucalion.replay.cli`` both build observers from the command line and
-the config file; this module is theirs, so neither imports the other.
+``deucalion.cli.commands`` and ``deucalion.replay.cli`` both build observers from the command
+line and the config file; this module is theirs, so neither imports the other.
 """
 
 from __future__ import annotations

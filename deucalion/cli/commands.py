@@ -11,15 +11,15 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from deucalion._commands import build_observers, load_object, metric_list, settings_from
 from deucalion._extras import MissingExtraError
 from deucalion._version import __version__
+from deucalion.cli.shared import build_observers, load_object, metric_list, settings_from
 from deucalion.errors import ConfigError, DeucalionError
 from deucalion.runner import LOG_LEVELS, run_main
 
 if TYPE_CHECKING:
+    from deucalion.collection import ScrapeResult
     from deucalion.config.loading import Settings
-    from deucalion.scrape import ScrapeResult
     from deucalion.targets import Target, TargetProvider
 
 __all__ = ["build_parser", "load_object", "main"]
@@ -105,20 +105,15 @@ async def _collect(
     targets: Sequence[Target],
     metrics: Iterable[str] | None,
 ) -> list[ScrapeResult]:
-    """What ``MetricsProvisioner.cycle`` gets for ``targets``: the provider's own samples in
-    federated mode, else a scrape."""
-    from deucalion.scrape import Scraper
-    from deucalion.targets import CollectingProvider
+    """What ``MetricsProvisioner.cycle`` gets for ``targets``: the collector the settings and
+    the provider call for (a scrape, or federation), with every sample counted."""
+    from deucalion.collection import build_collector
 
-    if isinstance(provider, CollectingProvider):
-        return await provider.collect(targets, metrics)
-    async with Scraper(
-        timeout=settings.effective_scrape_timeout,
-        body_size_limit=settings.body_size_limit,
-        metrics=metrics,
-        compression=settings.scrape_compression,
-    ) as scraper:
-        return await scraper.scrape_all(targets)
+    collector = build_collector(settings, provider, metrics, count_samples=True)
+    try:
+        return await collector.collect(targets)
+    finally:
+        await collector.close()
 
 
 async def _targets(args: argparse.Namespace) -> int:
@@ -145,7 +140,7 @@ async def _targets(args: argparse.Namespace) -> int:
             if result.up
             else f"down  ({result.error})"
         )
-        print(f"{result.target.url}  {{{labels}}}  {state}")
+        print(f"{result.target.shown}  {{{labels}}}  {state}")
     return 0 if all(r.up for r in results) else 1
 
 
@@ -188,7 +183,7 @@ async def _scrape(args: argparse.Namespace) -> int:
     data = {url: result.with_synthetic()} if metrics is None else select_data(metrics, results).data
     print(json.dumps(data, indent=2, sort_keys=True))
     if not result.up:
-        print(f"deucalion: {url} is down: {result.error}", file=sys.stderr)
+        print(f"deucalion: {result.target.shown} is down: {result.error}", file=sys.stderr)
         return 1
     return 0
 
