@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import pickle
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ __all__ = [
     "RemoteTraceback",
     "ResultHandler",
     "rebuild",
+    "retrieve",
     "unpickle_result",
 ]
 
@@ -110,3 +112,9 @@ async def unpickle_result(value: bytes) -> tuple[Any, Failure | None]:
             "unpickle",
         )
     return result, None
+
+
+def retrieve(future: asyncio.Future[Any] | Future[Any]) -> None:
+    """Read an abandoned call's outcome, so that nobody warns it was never retrieved."""
+    if not future.cancelled():
+        future.exception()
