@@ -35,7 +35,7 @@ from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 import aiohttp
 
 from deucalion._version import __version__
-from deucalion.errors import CredentialsError, DeucalionError
+from deucalion.errors import CredentialsError, DeucalionError, HTTPError
 
 __all__ = [
     "NO_CREDENTIALS",
@@ -191,15 +191,6 @@ def split_comma_list(value: object) -> object:
     """A comma-separated string as ``comma_separated`` gives it; anything else as it is, for
     a settings validator to judge."""
     return comma_separated(value) if isinstance(value, str) else value
-
-
-class HTTPError(DeucalionError):
-    """A request to an HTTP API failed; ``status`` is the HTTP status when one came back."""
-
-    def __init__(self, reason: str, status: int | None = None) -> None:
-        self.reason = reason
-        self.status = status
-        super().__init__(reason)
 
 
 class APIClient:

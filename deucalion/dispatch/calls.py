@@ -33,7 +33,7 @@ from deucalion.dispatch.outcome import (
 )
 from deucalion.dispatch.payload import PayloadEncoder
 from deucalion.dispatch.process import MAIN_GUARD_FIX, WorkerProcess
-from deucalion.errors import DeucalionError
+from deucalion.errors import DeucalionError, InstallTimeout
 from deucalion.observer import MetricsObserver, TargetsData, name_of
 
 __all__ = ["ObserverWorker"]
@@ -49,10 +49,6 @@ START_WAIT = 10.0
 # With observer_timeout, a worker's interpreter gets this long to start (import the
 # application's script) before the observer's install is timed.
 SPAWN_TIMEOUT = 60.0
-
-
-class InstallTimeout(DeucalionError):
-    """Installing the observer in a new worker ran past ``observer_timeout``."""
 
 
 class ObserverWorker:
