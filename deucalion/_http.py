@@ -2,6 +2,7 @@
 
 One place for each job every HTTP client of deucalion does:
 
+- ``read_secret_file``: a password or token file, read the one way, errors naming the setting.
 - ``Credentials``: how deucalion proves who it is (basic auth, a bearer token, a token file
   read on every request) and whom it trusts (a CA file, or nobody: ``insecure_skip_verify``).
   ``Credentials.headers()`` and ``Credentials.ssl()`` are what aiohttp gets.
@@ -44,6 +45,7 @@ __all__ = [
     "Credentials",
     "HTTPError",
     "comma_separated",
+    "read_secret_file",
     "redact_text",
     "redact_url",
     "split_comma_list",
@@ -100,13 +102,7 @@ class Credentials:
         if self.bearer_token_file is not None:
             # Read on every request: Kubernetes rotates projected service-account tokens. The
             # file is a few hundred bytes.
-            try:
-                token = Path(self.bearer_token_file).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise CredentialsError(
-                    f"cannot read {self.token_file_key} {self.bearer_token_file}: "
-                    f"{exc.strerror or exc}"
-                ) from None
+            token = read_secret_file(self.bearer_token_file, self.token_file_key)
         return {"Authorization": f"Bearer {token}"} if token else {}
 
     def ssl(self) -> ssl.SSLContext | bool:
@@ -128,6 +124,19 @@ class Credentials:
 
 #: No authentication, the system's CAs.
 NO_CREDENTIALS = Credentials()
+
+
+def read_secret_file(path: str | Path, key: str) -> str:
+    """The secret in the file ``path`` (a password or token file, which setting ``key`` names),
+    without the whitespace around it.
+
+    Raises ``CredentialsError`` naming the setting and the file, never the secret.
+    """
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise CredentialsError(f"cannot read {key} {path}: {reason}") from None
 
 
 @lru_cache(maxsize=64)

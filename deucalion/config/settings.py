@@ -27,8 +27,8 @@ from pydantic import (
     model_validator,
 )
 
-from deucalion._http import Credentials, redact_url, split_comma_list
-from deucalion.errors import ConfigError
+from deucalion._http import Credentials, read_secret_file, redact_url, split_comma_list
+from deucalion.history.labels import LABEL_NAME
 
 __all__ = [
     "AlertmanagerSettings",
@@ -88,7 +88,6 @@ _SIZE_UNITS = {
     "GIB": 2**30,
     "TIB": 2**40,
 }
-_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _SCHEME = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:)?//")
 
 
@@ -184,7 +183,7 @@ def _hide_passwords(value: object) -> object:
 
 def check_labels(labels: Mapping[str, str]) -> dict[str, str]:
     for name in labels:
-        if not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
+        if not LABEL_NAME.fullmatch(name) or name.startswith("__"):
             raise ValueError(
                 f"{name!r} is not a valid label name: use letters, digits and underscores, "
                 "not starting with a digit or __"
@@ -277,13 +276,7 @@ class ClientOptions(Section):
         if self.basic_auth is not None:
             auth = self.basic_auth
             if auth.password_file is not None:
-                try:
-                    password = Path(auth.password_file).read_text(encoding="utf-8").strip()
-                except OSError as exc:
-                    raise ConfigError(
-                        f"basic_auth.password_file {auth.password_file}: cannot "
-                        f"read it: {exc.strerror or exc}"
-                    ) from None
+                password = read_secret_file(auth.password_file, "basic_auth.password_file")
             else:
                 password = auth.password.get_secret_value() if auth.password else ""
             basic_auth = (auth.username, password)
