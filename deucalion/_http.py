@@ -8,6 +8,7 @@ One place for each job every HTTP client of deucalion does:
   ``Credentials.headers()`` and ``Credentials.ssl()`` are what aiohttp gets.
 - ``split_credentials``: ``user:password@`` taken out of a URL, so that no URL handed to aiohttp
   or quoted in an error holds a secret.
+- ``http_url_problems``: the one check of an http(s) URL a setting gives.
 - ``redact_url``: a URL as logs and errors may show it (password and secret query parameters as
   ``***``).
 - ``comma_separated`` / ``split_comma_list``: a list setting written as one comma-separated
@@ -45,6 +46,7 @@ __all__ = [
     "Credentials",
     "HTTPError",
     "comma_separated",
+    "http_url_problems",
     "read_secret_file",
     "redact_text",
     "redact_url",
@@ -148,6 +150,33 @@ def _tls_context(ca_file: str | None, insecure: bool) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def http_url_problems(url: str) -> set[str]:
+    """What keeps ``url`` (with its scheme) from being an http(s) URL deucalion can use: none
+    for a good one, else some of
+
+    - ``"scheme"``: not http or https, or no host;
+    - ``"port"``: a port that is not a number or out of range;
+    - ``"credentials"``: a ``user:password@`` in it;
+    - ``"separator"``: an ``@`` after the host, as when a /, ? or # in a password was not
+      percent-encoded and ended the host early (the URL would then be shown whole).
+
+    The one URL check of the settings: each caller says which problems it refuses, and how.
+    """
+    parts = urlsplit(url)
+    problems = set()
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        problems.add("scheme")
+    try:
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError:
+        problems.add("port")
+    if "@" in parts.netloc:
+        problems.add("credentials")
+    elif "@" in url.partition("://")[2]:
+        problems.add("separator")
+    return problems
 
 
 def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
