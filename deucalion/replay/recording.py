@@ -383,6 +383,8 @@ async def record(
     It is the provisioner's own cycle loop, with a recording as its only listener and no
     observer (and no HTTP server of its own: a recorder runs beside a deucalion).
     """
+    # What waits on the loop (a progress display's first line) runs before the set-up does.
+    await asyncio.sleep(0)
     quiet = settings.model_copy(
         update={"telemetry": settings.telemetry.model_copy(update={"enabled": False})}
     )
