@@ -32,9 +32,11 @@ the cut, with a warning counted as ``truncated``. The compressor is flushed ever
 from __future__ import annotations
 
 import asyncio
+import errno
 import gzip
 import logging
 import math
+import os
 import re
 import zlib
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
@@ -93,24 +95,34 @@ def _number(value: float) -> str:
 class RecordingWriter:
     """Writes cycles to a recording file (gzip-compressed unless the name lacks ``.gz``).
 
-    Use as a context manager or call ``close()``, which writes ``# EOF``; ``close()`` twice is
-    harmless.
+    The file is the owner's only (0600), and a link at ``path`` is refused, never followed: a
+    recording holds what the targets serve. Use as a context manager or call ``close()``, which
+    writes ``# EOF``; ``close()`` twice is harmless.
     """
 
     def __init__(self, path: str | Path, *, compresslevel: int = 6) -> None:
         self.path = Path(path)
         self._gzip: gzip.GzipFile | None = None
         self._file: IO[bytes] | gzip.GzipFile
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            if self.path.name.endswith(".gz"):
-                self._gzip = gzip.GzipFile(self.path, "wb", compresslevel=compresslevel)
-                self._file = self._gzip
-            else:
-                self._file = self.path.open("wb")
+            fd = os.open(self.path, flags, 0o600)
         except OSError as exc:
+            reason = "it is a link" if exc.errno == errno.ELOOP else exc.strerror or exc
             raise HistoryError(
-                f"cannot write the recording {self.path}: {exc.strerror or exc}"
+                f"cannot write the recording {self.path}: {reason}; give the path of a "
+                "regular file in a directory you can write"
             ) from None
+        # A file that was there keeps its mode through O_TRUNC: made the owner's only.
+        os.fchmod(fd, 0o600)
+        self._raw: IO[bytes] = os.fdopen(fd, "wb")
+        if self.path.name.endswith(".gz"):
+            self._gzip = gzip.GzipFile(
+                filename=self.path.name, mode="wb", compresslevel=compresslevel, fileobj=self._raw
+            )
+            self._file = self._gzip
+        else:
+            self._file = self._raw
         self._last_flush = -math.inf
         self._closed = False
         self.cycles = 0
@@ -146,6 +158,7 @@ class RecordingWriter:
         self._closed = True
         self._file.write(b"# EOF\n")
         self._file.close()
+        self._raw.close()  # a GzipFile leaves the file it was given open
 
     def __enter__(self) -> RecordingWriter:
         return self
@@ -521,6 +534,8 @@ async def record(
     It is the provisioner's own cycle loop, with a recording as its only listener and no
     observer (and no HTTP server of its own: a recorder runs beside a deucalion).
     """
+    # What waits on the loop (a progress display's first line) runs before the set-up does.
+    await asyncio.sleep(0)
     quiet = settings.model_copy(
         update={"telemetry": settings.telemetry.model_copy(update={"enabled": False})}
     )
