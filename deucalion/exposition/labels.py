@@ -85,9 +85,9 @@ def _sequences(blocks: str, orders: Orders) -> list[str] | None:
         return None
     # Once escaped backslashes and quotes are out of the way, every other piece between quotes
     # is a value: splitting there is cheaper than a regular expression.
-    names = "".join(unescaped(blocks).split('"')[::2])
+    sequences = "".join(unescaped(blocks).split('"')[::2]).split("\n")
     unsorted = False
-    for sequence in set(names.split("\n")):
+    for sequence in set(sequences):
         order = orders.get(sequence, False)
         if order is False:
             order = label_order(sequence)
@@ -95,7 +95,7 @@ def _sequences(blocks: str, orders: Orders) -> list[str] | None:
                 orders.clear()
             orders[sequence] = order
         unsorted = unsorted or order is not None
-    return names.split("\n") if unsorted else None
+    return sequences if unsorted else None
 
 
 def unescaped(blocks: str) -> str:
