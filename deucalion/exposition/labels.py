@@ -44,13 +44,15 @@ class LabelMemory:
     than reading and sorting the blocks again. Values are never part of it.
     """
 
-    __slots__ = ("_chars", "_keys", "orders", "splits")
+    __slots__ = ("_chars", "_keys", "orders", "plans", "splits")
 
     def __init__(self) -> None:
         self.orders: Orders = {}
         #: The OpenMetrics bulk reader's splits of series keys around a label (by label, then
         #: key): the key without it, and its value (bounded by that reader).
         self.splits: dict[str, dict[str, tuple[str, str]]] = {}
+        #: The OpenMetrics bulk reader's plans of the bodies it read, by their structure.
+        self.plans: dict[object, object] = {}
         self._keys: dict[str, list[str] | None] = {}
         self._chars = 0
 
