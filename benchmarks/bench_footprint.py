@@ -51,7 +51,7 @@ provisioner.run()
 LOAD_SETTINGS = "load_settings()"
 IMPORTS = ["asyncio", "cloudpickle", "pydantic", "deucalion.config.settings",
            "deucalion.config.loading",
-           "ssl", "aiohttp", "prometheus_client", "uvloop", "deucalion.scrape",
+           "ssl", "aiohttp", "prometheus_client", "uvloop", "deucalion.collection.scrape",
            "deucalion.dispatch.calls", "deucalion.telemetry", "deucalion.provisioner",
            LOAD_SETTINGS]
 # A worker is a spawned interpreter running the executor's worker loop, then deucalion's

@@ -1,10 +1,11 @@
-"""Unit, table and hypothesis tests of deucalion.exposition.text against prometheus_client."""
+"""Unit, table and hypothesis tests of deucalion.exposition against prometheus_client."""
 
 from __future__ import annotations
 
 import gc
 import itertools
 import math
+import re
 import string
 
 import pytest
@@ -535,6 +536,185 @@ def test_openmetrics_mutations_rejected_like_prometheus_client(
     assert _om_accepts(mutated) is _prometheus_client_accepts(mutated), mutated
 
 
+# ---- OpenMetrics read in bulk against the line-by-line reader (issue 28) ---------------------
+
+
+def _line_by_line(text: str, desired: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """The OpenMetrics body read by the thorough line-by-line reader alone."""
+    from deucalion.exposition import openmetrics
+
+    wants = None if desired is None else ExpositionParser(desired).wants
+    saved = openmetrics.read_bulk
+    openmetrics.read_bulk = lambda *args: None  # type: ignore[assignment]
+    try:
+        return openmetrics.parse_openmetrics(text, wants)
+    finally:
+        openmetrics.read_bulk = saved  # type: ignore[assignment]
+
+
+def _bulk_agrees(text: str, desired: list[str] | None = None, primed: str = "") -> bool:
+    """Whether the bulk reader took ``text``; when it did, the line-by-line reader accepts it
+    too and reads the same samples (the bulk reader never accepts what that one refuses).
+    ``primed``: a body the reader has read before (whose plan a body of the same structure
+    and other values is read by)."""
+    from deucalion.exposition.labels import LabelMemory
+    from deucalion.exposition.openmetrics_bulk import read_bulk
+
+    wants = None if desired is None else ExpositionParser(desired).wants
+    memory = LabelMemory()
+    if primed:
+        read_bulk(primed, wants, memory)
+    bulk = read_bulk(text, wants, memory)
+    if bulk is None:
+        return False
+    assert_same(bulk, _line_by_line(text, desired))
+    again = read_bulk(text, wants, memory)  # what the parser remembers changes nothing
+    assert again is not None
+    assert_same(again, bulk)
+    return True
+
+
+@pytest.mark.parametrize(("text", "valid"), OPENMETRICS_CASES)
+def test_openmetrics_bulk_reader_agrees_with_the_line_by_line_one(text: str, valid: bool) -> None:
+    """On every case of the standard's table, the bulk reader gives up or reads what the
+    line-by-line reader reads; it never takes an invalid body."""
+    if not valid:
+        from deucalion.exposition.labels import LabelMemory
+        from deucalion.exposition.openmetrics_bulk import read_bulk
+
+        assert read_bulk(text, None, LabelMemory()) is None
+        return
+    _bulk_agrees(text)
+    _bulk_agrees(text, ["a"])
+
+
+@st.composite
+def modern_openmetrics(draw: st.DrawFn) -> str:
+    """A valid OpenMetrics body as client libraries write it: histograms with ``_created`` and
+    exemplars, counters with ``_created`` and exemplars, gauges with ``# UNIT``, summaries with
+    quantiles, info and stateset families."""
+    lines: list[str] = []
+    kinds = draw(st.lists(st.sampled_from(
+        ["histogram", "counter", "gauge", "summary", "info", "stateset", "unknown"]), max_size=6))
+    for index, kind in enumerate(kinds):
+        name = f"f{index}_seconds"
+        lines.append(f"# HELP {name} help {index}")
+        lines.append(f"# TYPE {name} {kind}")
+        if kind in ("histogram", "gauge", "summary") and draw(st.booleans()):
+            lines.append(f"# UNIT {name} seconds")
+        label_sets = draw(st.lists(st.lists(label_names, max_size=2, unique=True), max_size=3))
+        seen: set[str] = set()
+        for labels in label_sets:
+            pairs = sorted((n, draw(label_values)) for n in labels
+                           if n not in ("le", "quantile", name))
+            key = series_key(dict(pairs))
+            if key in seen:
+                continue
+            seen.add(key)
+            block = ",".join(f'{n}="{_escape(v)}"' for n, v in pairs)
+            sep = "," if block else ""
+            braces = "{" + block + "}" if block or draw(st.booleans()) else ""
+            created = f"{name}_created{braces} {draw(st.floats(0, 2e9))!r}"
+            exemplar = (f' # {{trace_id="{draw(st.integers(0, 10**9))}"}} '
+                        f"{draw(st.floats(0, 10))!r}" if draw(st.booleans()) else "")
+            if kind == "histogram":
+                bounds = sorted(set(draw(st.lists(st.floats(0, 1e6), max_size=4))))
+                counts = sorted(draw(st.lists(st.integers(0, 10**6), min_size=len(bounds) + 1,
+                                              max_size=len(bounds) + 1)))
+                for i, (bound, count) in enumerate(
+                        zip([*map(repr, bounds), "+Inf"], counts, strict=True)):
+                    lines.append(f'{name}_bucket{{{block}{sep}le="{bound}"}} {count}.0'
+                                 + (exemplar if i == 0 else ""))
+                lines.append(f"{name}_count{braces} {counts[-1]}.0")
+                lines.append(f"{name}_sum{braces} {draw(st.floats(0, 1e9))!r}")
+                if draw(st.booleans()):
+                    lines.append(created)
+            elif kind == "counter":
+                lines.append(f"{name}_total{braces} {draw(st.floats(0, 1e9))!r}{exemplar}")
+                if draw(st.booleans()):
+                    lines.append(created)
+            elif kind == "summary":
+                for q in draw(st.lists(st.sampled_from(["0.5", "0.9", "0.99"]), unique=True)):
+                    lines.append(f'{name}{{{block}{sep}quantile="{q}"}} '
+                                 f"{draw(st.floats(0, 1e6))!r}")
+                lines.append(f"{name}_count{braces} {draw(st.integers(0, 10**6))}.0")
+                lines.append(f"{name}_sum{braces} {draw(st.floats(0, 1e9))!r}")
+                if draw(st.booleans()):
+                    lines.append(created)
+            elif kind == "info":
+                lines.append(f'{name}_info{{{block}{sep}version="{len(seen)}"}} 1.0')
+            elif kind == "stateset":
+                for state in ("a", "b"):
+                    lines.append(f'{name}{{{block}{sep}{name}="{state}"}} '
+                                 f"{draw(st.sampled_from(['0', '1', '1.0']))}")
+            else:
+                lines.append(f"{name}{braces} {draw(numbers())}")
+    return "\n".join([*lines, "# EOF"]) + ("\n" if draw(st.booleans()) else "")
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(modern_openmetrics())
+def test_modern_openmetrics_is_read_in_bulk_like_prometheus_client(text: str) -> None:
+    """Bodies as client libraries write them (exemplars, _created, UNIT, info, stateset) are
+    read in bulk, with prometheus_client's values, in full and filtered."""
+    expected = reference(text, openmetrics=True)
+    assert_same(parse_exposition(text, openmetrics=True), expected)
+    assert _bulk_agrees(text)
+    assert _bulk_agrees(text, ["f0_seconds", "f2_seconds_total"])
+
+
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@given(modern_openmetrics(), st.data())
+def test_modern_openmetrics_mutations_agree_in_bulk_and_line_by_line(
+    text: str, data: st.DataObject
+) -> None:
+    """A valid body with a line dropped, doubled or two swapped, or a value or label changed:
+    the bulk reader takes it only when the line-by-line reader does, with the same samples;
+    and the parser accepts it exactly when prometheus_client does."""
+    lines = text.split("\n")
+    i = data.draw(st.integers(0, len(lines) - 1))
+    j = data.draw(st.integers(0, len(lines) - 1))
+    how = data.draw(st.sampled_from(["swap", "drop", "double", "value", "label"]))
+    if how == "swap":
+        lines[i], lines[j] = lines[j], lines[i]
+    elif how == "drop":
+        del lines[i]
+    elif how == "double":
+        lines.insert(j, lines[i])
+    elif how == "value":
+        head, _, _ = lines[i].partition(" # ")
+        if " " in head and not head.startswith("#"):
+            lines[i] = head.rsplit(" ", 1)[0] + " " + data.draw(
+                st.sampled_from(["-1", "NaN", "0.5", "2", "+Inf", "1"]))
+    else:
+        lines[i] = lines[i].replace('le="', 'lx="').replace('quantile="', 'quantile="1')
+    mutated = "\n".join(lines)
+    try:
+        slow = _line_by_line(mutated)
+    except ParseError:
+        from deucalion.exposition.labels import LabelMemory
+        from deucalion.exposition.openmetrics_bulk import read_bulk
+
+        assert read_bulk(mutated, None, LabelMemory()) is None, mutated
+        # Nor when it has read the valid body (a changed value keeps the structure).
+        memory = LabelMemory()
+        read_bulk(text, None, memory)
+        assert read_bulk(mutated, None, memory) is None, mutated
+        return
+    if _bulk_agrees(mutated):
+        assert_same(parse_exposition(mutated, openmetrics=True), slow)
+    _bulk_agrees(mutated, primed=text)
+
+
+def test_the_bulk_reader_takes_the_benchmark_bodies() -> None:
+    """The OpenMetrics bodies of bench_parse are read in bulk, with prometheus_client's values."""
+    from benchmarks import bodies
+
+    for text in (bodies.openmetrics_modern(families=30), bodies.openmetrics(series=500)):
+        assert _bulk_agrees(text)
+        assert_same(parse_exposition(text, openmetrics=True), reference(text, openmetrics=True))
+
+
 # ---- hypothesis: nothing but ParseError -------------------------------------------------------
 
 
@@ -799,9 +979,9 @@ def test_the_last_line_of_a_filtered_body_is_read_in_full_however_well_known() -
 def test_the_memory_of_label_sets_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     """Past its bound, a parser's memory of label sets starts again: it never holds more,
     and what it reads is unchanged."""
-    from deucalion.exposition import text as text_module
+    from deucalion.exposition import labels
 
-    monkeypatch.setattr(text_module, "_MAX_KEY_CHARS", 2_000)
+    monkeypatch.setattr(labels, "_MAX_KEY_CHARS", 2_000)
     parser = ExpositionParser()
     for round_ in range(40):
         text = "".join(f'm{{z="{round_}",a="{i}"}} {i}\n' for i in range(round_ % 7 + 1))
@@ -925,6 +1105,51 @@ def test_many_desired_names_select_like_few() -> None:
     }
 
 
+def _selected_by_reading(desired: list[str], name: str) -> bool:
+    """What a selector must answer, read from its definition: a name or family is desired, or
+    a pattern matches the name or its family name in full (one pattern at a time)."""
+    from deucalion.exposition.naming import FAMILY_SUFFIXES
+
+    families = [name] + [name[: -len(s)] for s in FAMILY_SUFFIXES if name.endswith(s)]
+    return any(
+        family == entry or re.fullmatch(entry, family) is not None
+        for family in families
+        for entry in desired
+    )
+
+
+PATTERN_SETS = [
+    pytest.param(["node_.*", "go_.*", "up"], id="prefixes"),
+    pytest.param(["ab+c", "a?b.*", "x{2}y", "node_c[a-z]u.*", "nod.?_load1"], id="quantifiers"),
+    pytest.param(["(node|go)_[a-z]+", "node_.*|up", "up|http_.*"], id="alternations"),
+    pytest.param(["(?i)NODE_LOAD.*", r"node_load\d+", "http_latency_seconds_.*"], id="flags"),
+    pytest.param([f"app_{i}_.*" for i in range(3000)] + ["node_load1.*", "app_7.*"],
+                 id="thousands-of-patterns"),
+    pytest.param([f"node_load{i}" for i in range(3000)] + ["go_.*", "node_cpu_seconds"],
+                 id="thousands-of-names"),
+]
+
+
+@pytest.mark.parametrize("desired", PATTERN_SETS)
+def test_many_patterns_select_what_each_pattern_would(desired: list[str]) -> None:
+    """However many names and patterns a selector holds, and whatever they start with, it
+    selects exactly the samples one of them would on its own; the parser agrees."""
+    names = [
+        "node_load1", "node_load15", "node_load2999", "node_cpu_seconds_total", "go_goroutines",
+        "up", "abc", "bc", "abbbc", "xxy", "app_7_x", "app_2999_y_total", "app_3000_z",
+        "http_latency_seconds_bucket", "http_latency_seconds_sum", "NODE_LOAD1", "nodx_load1",
+    ]
+    selector = Selector.from_desired(desired)
+    for name in names:
+        assert selector.selects(name) == _selected_by_reading(desired, name), name
+    body = "".join(f"{name} {i}\n" for i, name in enumerate(names))
+    full = parse_exposition(body)
+    expected = {n: s for n, s in full.items() if _selected_by_reading(desired, n)}
+    parser = ExpositionParser(desired)
+    assert parser.parse(body) == expected
+    assert parser.parse(body.encode()) == expected
+
+
 # ---- counting and chunks ------------------------------------------------------------------------
 
 
@@ -967,12 +1192,12 @@ def test_parsers_share_nothing() -> None:
     """What one parser learns stays its own; the library keeps no global state."""
     import inspect
 
-    from deucalion.exposition import naming, openmetrics, parser, text
+    from deucalion.exposition import body, filtering, labels, naming, openmetrics, parser, text
 
     first, second = ExpositionParser(), ExpositionParser()
     first.parse('m{b="1",a="2"} 1\n')
     assert first._memory.orders and not second._memory.orders
-    for module in (naming, openmetrics, parser, text):
+    for module in (body, filtering, labels, naming, openmetrics, parser, text):
         source = inspect.getsource(module)
         assert "global " not in source and "gc." not in source and "lru_cache" not in source
 

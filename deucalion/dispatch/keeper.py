@@ -29,7 +29,7 @@ from deucalion.dispatch import in_worker
 from deucalion.dispatch.checkpoints import Checkpoints
 from deucalion.dispatch.outcome import ObserverStats, rebuild, retrieve
 from deucalion.dispatch.process import MAIN_GUARD_FIX, WorkerProcess
-from deucalion.errors import DeucalionError
+from deucalion.errors import DeucalionError, InstallTimeout
 from deucalion.observer import MetricsObserver
 
 __all__ = ["InstallTimeout", "WorkerKeeper"]
@@ -43,10 +43,6 @@ START_WAIT = 10.0
 # With observer_timeout, a worker's interpreter gets this long to start (import the
 # application's script) before the observer's install is timed.
 SPAWN_TIMEOUT = 60.0
-
-
-class InstallTimeout(DeucalionError):
-    """Installing the observer in a new worker ran past ``observer_timeout``."""
 
 
 class WorkerKeeper:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deucalion.dispatch.in_worker import Failure, describe
-from deucalion.errors import DeucalionError
+from deucalion.errors import ObserverError
 from deucalion.observer import MetricsObserver, TargetsData
 
 __all__ = [
@@ -68,11 +68,6 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return f'\n"""\n{self.text}"""'
-
-
-class ObserverError(DeucalionError):
-    """What ``new_data`` raised, when the exception itself could not be rebuilt here (its
-    message and the worker's traceback, as ``__cause__``, still tell what happened)."""
 
 
 def rebuild(failure: Failure) -> BaseException:
