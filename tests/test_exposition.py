@@ -812,6 +812,27 @@ def test_unsorted_blocks_of_many_label_orders_in_one_piece() -> None:
     assert_same(parse_exposition(text), reference(text))
 
 
+def test_unsorted_blocks_of_dozens_of_label_orders_in_one_piece() -> None:
+    """Dozens of unsorted label orders in one piece (as stateset families give, each state
+    label named as its family) are each put in order, in text and in OpenMetrics."""
+    lines, expected = [], {}
+    for i in range(400):
+        first = f"s{i % 37}"
+        pairs = [(first, f"v{i}"), ("job", "j" if i % 5 else 'q\\"x'), ("a", str(i % 4))]
+        lines.append("m{" + ",".join(f'{k}="{v}"' for k, v in pairs) + f"}} {i}")
+        expected["{" + ",".join(f'{k}="{v}"' for k, v in sorted(pairs)) + "}"] = float(i)
+    text = "\n".join(lines) + "\n"
+    assert parse_exposition(text) == {"m": expected}
+    assert_same(parse_exposition(text), reference(text))
+    om = "".join(
+        f"# TYPE st{i} stateset\n"
+        + "".join(f'st{i}{{st{i}="{s}",a="x",b="{i}"}} {int(s == "on")}\n' for s in ("off", "on"))
+        for i in range(12)
+    ) + "# EOF\n"
+    assert_same(parse_exposition(om, openmetrics=True), reference(om, openmetrics=True))
+    assert _bulk_agrees(om)
+
+
 def test_unsorted_blocks_whose_values_hold_quotes_commas_and_escapes() -> None:
     """Values that start with a comma, hold '",' or escapes keep their place when the labels
     of unsorted blocks are put in order, in text and in OpenMetrics."""
