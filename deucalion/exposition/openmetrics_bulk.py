@@ -133,8 +133,11 @@ class _Plan(NamedTuple):
     lines: int
 
 
-# The parts of a line its structure is made of: kind, name, argument, sample name, block.
-_STRUCTURE = tuple(map(itemgetter, range(5)))
+_KIND_OF = itemgetter(0)
+_SAMPLE_OF = itemgetter(3)
+_BLOCK_OF = itemgetter(4)
+# The parts of a metadata line: kind, name, argument.
+_METADATA = (_KIND_OF, itemgetter(1), itemgetter(2))
 _VALUE_OF = itemgetter(5)
 _EXEMPLAR_VALUE_OF = itemgetter(7)
 _NOT_NEGATIVE = (0.0).__le__
@@ -184,9 +187,18 @@ def read_bulk(
         return None
     del lines[-1]
     # Everything but the values and exemplars, joined (cheaper to hash and compare than a
-    # tuple per line), and the number of lines (no line the plan was made from has all these
-    # parts empty: a blank line, "# EOF" or another line then changes the structure).
-    structure = (str(len(lines)), *("\n".join(map(part, lines)) for part in _STRUCTURE))
+    # tuple per line): the number of lines, each line's sample name and block ("" for a
+    # metadata line), and the metadata lines' kinds, names and arguments. (No part holds a
+    # "\n", so a join tells its parts. A blank line, "# EOF" or any other line in place of a
+    # line of a body the plan was made from changes the structure: it has no sample name, and
+    # is not a metadata line.)
+    metadata = list(compress(lines, map(_KIND_OF, lines)))
+    structure = (
+        str(len(lines)),
+        "\n".join(map(_SAMPLE_OF, lines)),
+        "\n".join(map(_BLOCK_OF, lines)),
+        *("\n".join(map(part, metadata)) for part in _METADATA),
+    )
     plans = cast(dict[tuple[str, ...], _Plan], memory.plans)
     plan = plans.get(structure)
     if plan is not None:
