@@ -26,9 +26,9 @@ from typing import Any
 
 import aiohttp
 
+from deucalion.collection import ScrapeResult
 from deucalion.exposition.naming import family_selects
 from deucalion.replay import Cycle, HistoryError, SourceStats
-from deucalion.scrape import ScrapeResult
 from deucalion.targets import Target
 
 

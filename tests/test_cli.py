@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -188,3 +191,57 @@ def test_check_config_hides_a_password_in_the_prometheus_url(
     assert main(["check-config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "federated from http://fed:***@prometheus:9090," in out and "s3cr3t" not in out
+
+
+def test_run_of_a_module_that_does_not_exist_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    """`run nonexistent_mod:X` reports the import error, not the unknown desired metrics."""
+    assert main(["run", "nonexistent_mod_for_the_test:X"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot import nonexistent_mod_for_the_test" in err
+    assert "--metrics" not in err
+
+
+def test_run_of_a_file_that_raises_on_import_names_the_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A file.py:Class that raises while it is imported is one error naming file and line."""
+    app = tmp_path / "app.py"
+    app.write_text("x = 1\nraise RuntimeError('no model file')\n")
+    assert main(["run", f"{app}:Obs", "--metrics", "up"]) == 1
+    err = capsys.readouterr().err
+    assert f"importing {app} failed: RuntimeError: no model file (at {app}:2)" in err
+
+
+def test_run_of_something_that_is_not_an_observer_class(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A path to a function or module attribute that is no MetricsObserver class is named."""
+    assert main(["run", "deucalion.demo:run_demo", "--metrics", "up"]) == 1
+    assert "deucalion.demo:run_demo: a function, not a MetricsObserver class" in (
+        capsys.readouterr().err)
+
+
+def test_make_help_lists_every_target_with_what_it_does() -> None:
+    """`make help` prints each .PHONY target of the Makefile with a description."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run(["make", "-s", "help"], cwd=root, capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert run.returncode == 0, run.stderr
+    described = {}
+    for line in run.stdout.splitlines():
+        _, target, text = line.split(maxsplit=2)
+        described[target] = text
+    phony = next(line for line in (root / "Makefile").read_text().splitlines()
+                 if line.startswith(".PHONY:")).split()[1:]
+    assert set(phony) == set(described), run.stdout
+    assert all(len(text) > 5 for text in described.values())
+
+
+def test_the_license_pyproject_declares_is_shipped() -> None:
+    """pyproject.toml says Apache-2.0, and LICENSE holds that license's text."""
+    root = Path(__file__).resolve().parents[1]
+    with open(root / "pyproject.toml", "rb") as f:
+        assert tomllib.load(f)["project"]["license"] == "Apache-2.0"
+    text = (root / "LICENSE").read_text()
+    assert "Apache License\n                           Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text

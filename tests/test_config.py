@@ -39,6 +39,34 @@ def test_bad_durations_are_refused(bad: object) -> None:
         parse_duration(bad)
 
 
+@pytest.mark.parametrize(("bad", "character"), [
+    ("\uff11\uff15s", "FULLWIDTH DIGIT ONE"), ("\u0661\u0665", "ARABIC-INDIC DIGIT ONE"),
+    ("1\uff4d", "FULLWIDTH LATIN SMALL LETTER M"), ("\u0967\u0966s", "DEVANAGARI DIGIT ONE")])
+def test_durations_take_only_ascii_digits(bad: str, character: str) -> None:
+    """Fullwidth "15s" and other non-ASCII digits are refused as Prometheus refuses them
+    (Python's float() and \\d would take them), naming the character."""
+    with pytest.raises(ValueError, match=f"not a duration: it has the character .*{character}"):
+        parse_duration(bad)
+
+
+@pytest.mark.parametrize("bad", ["1_000", "1_0s"])
+def test_durations_with_python_only_underscores_are_refused(bad: str) -> None:
+    """float() reads 1_000; Prometheus does not, and neither does deucalion."""
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(bad)
+
+
+def test_a_unicode_digit_in_a_config_file_or_variable_names_the_key(tmp_path: Path) -> None:
+    """From a file or an environment variable, the error names the key and the character."""
+    config = tmp_path / "c.yaml"
+    config.write_text("scrape_interval: \uff11\uff15s\ntargets: [a:1]\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"scrape_interval: .*FULLWIDTH DIGIT ONE.*ASCII"):
+        load_settings(config, environ={}, default_file=None)
+    with pytest.raises(ConfigError,
+                       match=r"DEUCALION_SCRAPE_TIMEOUT.*FULLWIDTH DIGIT FIVE.*ASCII"):
+        load_settings(None, environ={"DEUCALION_SCRAPE_TIMEOUT": "\uff15s"}, default_file=None)
+
+
 @pytest.mark.parametrize("bad", ["inf", "nan", "-inf", float("inf"), float("nan"), "1e-300",
                                  1e-300, "0.1ms", "1e300", "400d", "2y"])
 def test_non_finite_and_absurd_durations_are_refused(bad: object) -> None:

@@ -35,6 +35,8 @@ from deucalion.targets.prometheus import PrometheusTargets
     ("http://h/?access_token=s3cr3t#top", "http://h/?access_token=***#top"),
     ("http://h/?api_key=s3cr3t;x=1", "http://h/?api_key=***;x=1"),
     ("http://h/?X-Amz-Signature=s3cr3t", "http://h/?X-Amz-Signature=***"),
+    ("http://h/?passphrase=s3cr3t&jwt=s3cr3t", "http://h/?passphrase=***&jwt=***"),
+    ("http://h/?authorization=Bearer%20s3cr3t", "http://h/?authorization=***"),
     ("http://h/?design=ok&monkey=ok", "http://h/?design=ok&monkey=ok"),
     ("http://[::1:9093", "http://[::1:9093"),
 ])

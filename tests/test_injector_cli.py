@@ -148,11 +148,11 @@ def test_inject_reads_stdin_and_is_idempotent(
 ) -> None:
     """`-f -` reads stdin; injecting the output again changes nothing."""
     monkeypatch.setattr("sys.stdin", io.StringIO(MANIFEST))
-    assert run(["inject", "-f", "-", "-q"]) == 0
+    assert run(["inject", "-f", "-", "-q", "--image", "reg.example/deucalion:3"]) == 0
     first = capsys.readouterr()
     assert first.err == ""
     monkeypatch.setattr("sys.stdin", io.StringIO(first.out))
-    assert run(["inject", "-f", "-"]) == 0
+    assert run(["inject", "-f", "-", "--image", "reg.example/deucalion:3"]) == 0
     second = capsys.readouterr()
     assert list(yaml.safe_load_all(second.out)) == list(yaml.safe_load_all(first.out))
     assert "already injected" in second.err
@@ -183,6 +183,32 @@ def test_inject_without_a_cluster_version_leaves_jobs_alone_and_says_why(
     assert by_kind(captured.out)["CronJob"] == by_kind(MANIFEST)["CronJob"]
     assert "CronJob nightly: unchanged" in captured.err
     assert "--kubernetes-version" in captured.err
+
+
+@pytest.mark.parametrize("output", [None, "out.yaml"])
+def test_inject_without_an_image_fails_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    output: str | None,
+) -> None:
+    """Without --image (or its variable) the workloads with no deucalion.io/image annotation
+    cannot be injected: exit 1 naming them and what to pass, and no manifest is written (an
+    unchanged one piped into kubectl apply would look like success)."""
+    monkeypatch.delenv("DEUCALION_INJECTOR_SIDECAR__IMAGE", raising=False)
+    path = tmp_path / "app.yaml"
+    path.write_text(MANIFEST)
+    argv = ["inject", "-f", str(path), "--kubernetes-version", "1.30"]
+    if output:
+        argv += ["-o", str(tmp_path / output)]
+    assert run(argv) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert not (tmp_path / "out.yaml").exists()
+    [line] = captured.err.splitlines()
+    assert f"{path}: no sidecar image for Deployment shop, StatefulSet db," in line
+    assert "Pod lone" not in line  # its annotation names an image
+    assert "Job once" not in line  # opted out
+    assert "--image REGISTRY/deucalion:VERSION" in line
+    assert "DEUCALION_INJECTOR_SIDECAR__IMAGE" in line and "deucalion.io/image" in line
 
 
 def test_an_image_without_a_registry_is_refused(capsys: pytest.CaptureFixture[str]) -> None:

@@ -165,8 +165,16 @@ VALID = admission_review(app_pod(), uid="x")
             json.dumps({**VALID, "request": {**VALID["request"], "operation": "EXPLODE"}}).encode(),
             "request.operation",
         ),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (
+            json.dumps({**VALID, "request": {**VALID["request"], "object": "NESTED"}})
+            .replace('"NESTED"', '{"a": ' * 5_000 + "1" + "}" * 5_000)
+            .encode(),
+            "nested too deeply",
+        ),
     ],
-    ids=["not-json", "array", "wrong-kind", "v1beta1", "no-request", "no-uid", "bad-operation"],
+    ids=["not-json", "array", "wrong-kind", "v1beta1", "no-request", "no-uid", "bad-operation",
+         "nested-array", "nested-pod"],
 )
 async def test_malformed_bodies_get_400_with_the_reason(
     server: InjectorServer, client: aiohttp.ClientSession, body: bytes, reason: str

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from deucalion import _payload
-from deucalion._payload import LayoutError, PayloadEncoder, decode
+from deucalion.dispatch import payload as _payload
+from deucalion.dispatch.payload import LayoutError, PayloadEncoder, decode
 
 Data = dict[str, dict[str, dict[str, float]]]
 

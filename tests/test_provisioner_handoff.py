@@ -32,7 +32,7 @@ async def test_a_hung_target_is_down_at_the_handoff_deadline_and_the_others_are_
         telemetry={"enabled": False})
     provisioner.register(RecordingObserver({"go_goroutines", "up", "scrape_duration_seconds"},
                                            path))
-    with caplog.at_level("WARNING", logger="deucalion.scrape"):
+    with caplog.at_level("WARNING", logger="deucalion.collection.scrape"):
         async with provisioner:
             await wait_for(records_at_least(path, 2))
     for record in read_records(path)[:2]:

@@ -6,9 +6,9 @@ import pickle
 from collections.abc import Iterable, Sequence
 
 from deucalion._http import Credentials
+from deucalion.collection import ScrapeResult
 from deucalion.observer import MetricsObserver, TargetsData, select_data
 from deucalion.provisioner import MetricsProvisioner
-from deucalion.scrape import ScrapeResult
 from deucalion.targets import Target
 
 
@@ -48,11 +48,13 @@ async def test_changing_targets_use_collect_and_forget_gone_ones() -> None:
     provisioner.register(Quiet({"up"}))
     async with provisioner:
         first = await provisioner.cycle()
-        assert provisioner._scraper is not None
-        provisioner._scraper._up[a.url] = True  # state the scraper would hold for a
+        collector = provisioner._collector
+        assert collector is not None
+        forgotten: list[set[str]] = []
+        collector.forget = lambda urls: forgotten.append(set(urls))  # type: ignore[method-assign]
         provider.current = [b]
         second = await provisioner.cycle()
-        assert a.url not in provisioner._scraper._up
+        assert forgotten == [{a.url}]
     assert {r.target.url for r in first} == {a.url, b.url}
     assert [r.target.url for r in second] == [b.url]
     assert provider.collected[-1] == [b.url]

@@ -102,22 +102,23 @@ async def test_malformed_recording_line_names_file_and_line(tmp_path: Path) -> N
         await _read(RecordingSource(path))
 
 
-async def test_csv_sorts_counts_duplicates_and_keeps_gaps(tmp_path: Path,
-                                                          caplog: pytest.LogCaptureFixture
-                                                          ) -> None:
-    """Unsorted rows are sorted, a repeated timestamp keeps the last value and is counted,
-    and a series without a row at a time is absent from that cycle."""
+async def test_csv_keeps_rows_in_file_order_and_notes_repeats_and_steps_back(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Each series' rows replay in file order, merged by time with the other series: a
+    timestamp that steps back or repeats is a cycle of its own, noted once a file, no row
+    merged or dropped; a series without a row at a time is absent from that cycle."""
     (tmp_path / "a.csv").write_text("timestamp,value\n30,3\n10,1\n20,2\n20,2.5\n")
     (tmp_path / "b.csv").write_text("timestamp,value\n1970-01-01T00:00:10Z,7\n"
                                     "1970-01-01 00:00:30,9\n")
     source = CSVSource(tmp_path)
     back = await _read(source)
-    assert [c.time for c in back] == [10, 20, 30]
-    assert back[1].samples == {"a.csv": {"value": {"{}": 2.5}}}
-    assert back[0].samples["b.csv"] == {"value": {"{}": 7.0}}
-    # 10, 20 and 20 come after 30.
-    assert source.stats.warnings == {"duplicate_timestamps": 1, "unsorted_rows": 3}
-    assert "a.csv: 1 row(s) repeat a series" in caplog.text
+    assert [c.time for c in back] == [10, 30, 10, 20, 20]
+    assert back[0].samples == {"b.csv": {"value": {"{}": 7.0}}}
+    assert back[1].samples == {"a.csv": {"value": {"{}": 3.0}}, "b.csv": {"value": {"{}": 9.0}}}
+    assert [c.samples["a.csv"]["value"]["{}"] for c in back[2:]] == [1.0, 2.0, 2.5]
+    assert source.stats.warnings == {"repeated_timestamps": 1, "timestamps_stepping_back": 1}
+    assert "a.csv: 1 row(s) repeat the timestamp" in caplog.text
+    assert f"{tmp_path / 'a.csv'}:3)" in caplog.text  # the first row that goes back
 
 
 async def test_tidy_csv(tmp_path: Path) -> None:

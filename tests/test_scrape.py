@@ -10,10 +10,10 @@ import pytest
 from aiohttp import web
 
 from deucalion._http import Credentials
+from deucalion.collection.scrape import Scraper, is_loopback
 from deucalion.errors import DeucalionError
 from deucalion.exposition import parse_exposition
 from deucalion.exposition.text import count_samples
-from deucalion.scrape import Scraper, is_loopback
 from deucalion.targets import Target
 from tests.helpers import NODE_LIKE, TargetServer, text
 
@@ -112,7 +112,7 @@ async def test_a_down_target_is_logged_once_per_change(
 
     url = target_server.add("/metrics", flappy)
     await target_server.start()
-    caplog.set_level(logging.INFO, logger="deucalion.scrape")
+    caplog.set_level(logging.INFO, logger="deucalion.collection.scrape")
     async with scraper() as s:
         for _ in range(3):
             assert not (await s.scrape(Target(url))).up

@@ -11,7 +11,7 @@ import trustme
 from aiohttp import web
 
 from deucalion._http import Credentials
-from deucalion.scrape import Scraper
+from deucalion.collection.scrape import Scraper
 from deucalion.targets import Target
 
 BODY = "# TYPE demo_total counter\ndemo_total{kind=\"a\"} 3\n"

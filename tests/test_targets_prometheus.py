@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-import deucalion.targets.prometheus as prometheus_targets
+import deucalion.collection.federation as federation
+from deucalion.collection import FederationCollector
 from deucalion.config.loading import PrometheusSettings
-from deucalion.targets.prometheus import PrometheusTargets, parse_series, render_series
+from deucalion.history.labels import pairs_key, series_pairs
+from deucalion.targets.prometheus import PrometheusTargets
 
 TARGETS = {"status": "success", "data": {"activeTargets": [
     {"labels": {"instance": "a:9100", "job": "node", "env": "prod"},
@@ -63,10 +65,10 @@ async def stand_in() -> AsyncIterator[tuple[str, list[Any]]]:
 
 
 def test_series_round_trip() -> None:
-    """parse_series keeps values escaped, so rendering it again gives the same key."""
+    """series_pairs keeps values escaped, so rendering it again gives the same key."""
     key = '{a="1",b="x\\"y\\\\z",c="line\\nbreak"}'
-    assert render_series(parse_series(key)) == key
-    assert render_series([]) == "{}"
+    assert pairs_key(series_pairs(key)) == key
+    assert pairs_key([]) == "{}"
 
 
 @pytest.mark.parametrize("in_thread", [False, True], ids=["inline", "large-body-thread"])
@@ -77,14 +79,17 @@ async def test_split_per_target(
     Prometheus; a down target has lastError as its reason (inline, and as a large body is,
     in a thread)."""
     if in_thread:
-        monkeypatch.setattr(prometheus_targets, "PARSE_INLINE_MAX_BYTES", 0)
+        monkeypatch.setattr(federation, "PARSE_INLINE_MAX_BYTES", 0)
     url, queries = stand_in
-    provider = PrometheusTargets(PrometheusSettings(url=url, jobs=["node"]),
-                                 body_size_limit=10**6)
+    settings = PrometheusSettings(url=url, jobs=["node"])
+    provider = PrometheusTargets(settings, body_size_limit=10**6)
     targets = await provider.discover()
     assert [t.url for t in targets] == ["http://a:9100/metrics", "http://b:9100/metrics"]
-    a, b = await provider.collect(targets, {"http_requests_total"})
+    collector = FederationCollector(settings, body_size_limit=10**6,
+                                    metrics={"http_requests_total"})
+    a, b = await collector.collect(targets)
     await provider.close()
+    await collector.close()
     assert len(queries) == 1 and queries[0] == [
         '{__name__=~"(?:http_requests_total|scrape_duration_seconds|scrape_samples_scraped|up)'
         '(?:_total|_created|_bucket|_sum|_count|_gsum|_gcount|_info)?",job="node"}']
@@ -98,15 +103,18 @@ async def test_prometheus_down_keeps_targets_and_marks_them_down(
         stand_in: tuple[str, list[Any]]) -> None:
     """When Prometheus stops answering, the last targets stay and each is down with the reason."""
     url, queries = stand_in
-    provider = PrometheusTargets(PrometheusSettings(url=url, match_labels={"job": "web"}),
-                                 body_size_limit=10**6)
+    settings = PrometheusSettings(url=url, match_labels={"job": "web"})
+    provider = PrometheusTargets(settings, body_size_limit=10**6)
     (target,) = await provider.discover()
     queries.append("broken")
     assert await provider.discover() == [target]
     assert provider.last_error is not None and "HTTP 503" in provider.last_error
-    (result,) = await provider.collect([target], {"up"})
+    collector = FederationCollector(settings, body_size_limit=10**6, metrics={"up"})
+    (result,) = await collector.collect([target])
     assert not result.up and f"federation from {url} failed: HTTP 503" in (result.error or "")
+    assert collector.last_error is not None and "HTTP 503" in collector.last_error
     await provider.close()
+    await collector.close()
 
 
 @pytest.fixture
@@ -145,8 +153,9 @@ async def test_a_password_in_the_url_is_sent_but_never_shown(
     targets' reasons, the log lines and the provider's name show fed:***@."""
     port, seen = guarded
     caplog.set_level(logging.INFO, "deucalion")
-    provider = PrometheusTargets(PrometheusSettings(url=f"http://fed:s3cr3t@127.0.0.1:{port}"),
-                                 body_size_limit=10**6)
+    settings = PrometheusSettings(url=f"http://fed:s3cr3t@127.0.0.1:{port}")
+    provider = PrometheusTargets(settings, body_size_limit=10**6)
+    collector = FederationCollector(settings, body_size_limit=10**6, metrics={"up"})
     shown = f"http://fed:***@127.0.0.1:{port}"
     try:
         assert await provider.discover() == []
@@ -154,12 +163,13 @@ async def test_a_password_in_the_url_is_sent_but_never_shown(
         assert problems[0].startswith(f"cannot list targets at {shown}: HTTP 503")
         targets = await provider.discover()
         assert len(targets) == 3 and provider.last_error is None
-        (result, *_) = await provider.collect(targets, {"up"})
+        (result, *_) = await collector.collect(targets)
         assert not result.up and f"federation from {shown} failed" in (result.error or "")
-        problems += [result.error or "", provider.last_error or ""]
-        assert provider.name == shown
+        problems += [result.error or "", collector.last_error or ""]
+        assert provider.name == shown and collector.name == shown
     finally:
         await provider.close()
+        await collector.close()
     assert len(seen) == 3 and set(seen) == {"Basic ZmVkOnMzY3IzdA=="}
     logged = [r.getMessage() for r in caplog.records]
     assert f"prometheus {shown} answers again" in logged

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -138,39 +138,24 @@ def test_the_shard_comes_from_the_environment() -> None:
     assert settings.shard == ShardSettings(count=4, index=3)
 
 
-class _Federated:
-    """A provider that collects samples itself, as federated mode's does."""
+async def test_a_federated_shard_collects_only_its_targets() -> None:
+    """Federated mode sharded: discovery keeps this shard's targets, and the collector the
+    settings build (federation) collects just those, as any collector does."""
+    from deucalion.collection import FederationCollector, build_collector
+    from deucalion.config.loading import load_settings
 
-    def __init__(self, urls: Iterable[str]) -> None:
-        self.targets = [Target(u) for u in urls]
-        self.collected: list[Sequence[Target]] = []
-
-    async def discover(self) -> Sequence[Target]:
-        return self.targets
-
-    async def collect(
-        self, targets: Sequence[Target], metrics: Iterable[str] | None
-    ) -> list[object]:
-        self.collected.append(targets)
-        return []
-
-    async def close(self) -> None:
-        return None
-
-
-async def test_a_federated_shard_still_collects() -> None:
-    """Sharding a collecting provider keeps it collecting, over this shard's targets only."""
-    inner = _Federated(f"http://n{i}:9100/metrics" for i in range(50))
-    sharded = shard_provider(inner, ShardSettings(count=2, index=1))
-    assert isinstance(sharded, CollectingProvider)
-    mine = await sharded.discover()
-    assert mine and all(hashmod(t.url, 2) == 1 for t in mine)
-    await sharded.collect(mine, None)
-    assert inner.collected == [mine]
+    settings = load_settings({"prometheus": {"url": "http://prometheus:9090"},
+                              "shard": {"count": 2, "index": 1}}, environ={}, default_file=None)
+    provider = build_provider(settings)
+    assert isinstance(provider, ShardedTargets) and not isinstance(provider, CollectingProvider)
+    collector = build_collector(settings, provider, {"up"})
+    assert isinstance(collector, FederationCollector)
+    await collector.close()
+    await provider.close()
 
 
 async def test_a_scraped_shard_is_not_a_collector() -> None:
-    """A shard of scraped targets has no collect, so the provisioner scrapes them itself."""
+    """A shard is a provider only: it discovers, and never collects."""
     sharded = shard_provider(StaticTargets([Target("http://a:1/m")]), ShardSettings(count=2,
                                                                                     index=0))
     assert isinstance(sharded, ShardedTargets)

@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from deucalion._commands import build_observers, load_object, metric_list, settings_from
+from deucalion.cli.shared import build_observers, load_object, metric_list, settings_from
 from deucalion.errors import ConfigError
 from deucalion.observer import MetricsObserver
 
@@ -79,15 +79,17 @@ def _record(args: argparse.Namespace) -> int:
             )
     duration = args.duration or None
 
+    from deucalion._progress import recording_progress
     from deucalion.runner import run_main, stopping_on_signals
 
     async def main() -> Any:
         # SIGINT/SIGTERM end the recording cleanly: the file is closed with # EOF.
         stop = asyncio.Event()
         with stopping_on_signals(stop.set):
-            return await record(
-                settings, args.output, metrics=metrics, duration=duration, stop=stop
-            )
+            async with recording_progress(args.output, duration):
+                return await record(
+                    settings, args.output, metrics=metrics, duration=duration, stop=stop
+                )
 
     started = time.monotonic()
     writer = run_main(main())
@@ -105,7 +107,7 @@ def _backtest(args: argparse.Namespace) -> int:
     from deucalion.replay.opening import open_source
 
     observer = _build_observer(args.observer, args)
-    source = open_source(args.source, metric=args.csv_metric)
+    source = open_source(args.source, metric=args.csv_metric, allow_partial=args.allow_partial)
     start = parse_when(args.start, "--start") if args.start else None
     end = parse_when(args.end, "--end") if args.end else None
     step = None
@@ -122,14 +124,18 @@ def _backtest(args: argparse.Namespace) -> int:
 
         windows = load_windows(args.labels)
     series = args.series.split(";") if args.series else None
-    if series is None and windows and args.plot:
-        series = list(windows)  # the labelled series are the ones to look at
+    if windows:
+        # Their values count their steps for evaluation (scored or not), and draw them.
+        series = [*(series or []), *(k for k in windows if k not in (series or []))]
     if not args.verbose:
         # One log line per alert fired and resolved drowns the summary of a long history.
         logging.getLogger("deucalion.alerting.lifecycle").setLevel(logging.WARNING)
+    from deucalion._progress import backtest_progress
+
     result = backtest(
         observer,
-        source,
+        backtest_progress(source, start=start, end=end),
+        progress=False,
         start=start,
         end=end,
         step=step,
@@ -138,24 +144,41 @@ def _backtest(args: argparse.Namespace) -> int:
         observer_timeout=args.observer_timeout,
     )
     print(result.summary())
+    refused = False
     if windows is not None:
         from deucalion.replay.evaluate import evaluate
 
-        print(evaluate(result, windows, threshold=args.threshold).report())
+        evaluation = evaluate(result, windows, threshold=args.threshold)
+        print(evaluation.report())
+        refused = bool(evaluation.nab_error)
     if args.plot:
-        from deucalion.replay.plot import plot
+        from deucalion.replay.plot import plot, top_scored
 
-        plot(result, args.plot, windows=windows)
+        panels = series
+        if panels is None and result.scores:
+            # The series worth a look are those that scored highest, known only now: their
+            # values are read again.
+            from deucalion.replay.backtesting import read_values
+
+            panels = top_scored(result)
+            result.values = asyncio.run(
+                read_values(
+                    source, observer.desired_metrics, panels, start=start, end=end, step=step
+                )
+            )
+        plot(result, args.plot, windows=windows, series=panels)
         print(f"plot: {args.plot}")
-    return 1 if result.failure else 0
+    failed = result.failure or result.source_errors or result.received_nothing
+    return 1 if failed or refused else 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from deucalion.replay.evaluate import evaluate, load_windows, read_output
 
     result = read_output(args.output)
-    print(evaluate(result, load_windows(args.labels), threshold=args.threshold).report())
-    return 0
+    evaluation = evaluate(result, load_windows(args.labels), threshold=args.threshold)
+    print(evaluation.report())
+    return 1 if evaluation.nab_error else 0
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -206,6 +229,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     back.add_argument("--start", help="seconds, ISO 8601, now or now-7d")
     back.add_argument("--end", help="as --start")
     back.add_argument("--step", help="time between cycles read from Prometheus (default 15s)")
+    back.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="replay answers Prometheus says are partial (its warnings) with a warning, "
+        "instead of failing",
+    )
     back.add_argument("--metrics", help="comma-separated desired metrics for an observer class")
     back.add_argument("-c", "--config", metavar="FILE", help="config file (observers: section)")
     back.add_argument(
@@ -226,7 +255,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     back.add_argument(
         "--series",
         help="';'-separated series to keep for --plot "
-        "('target metric{labels}'; default: the first six)",
+        "('target metric{labels}'; default: the labelled ones, else the six that scored "
+        "highest)",
     )
     back.add_argument(
         "--csv-metric",

@@ -153,7 +153,7 @@ async def test_a_real_servers_html_and_json_are_down_when_filtered(
     """Alertmanager's web page and JSON API, and node_exporter's landing page, answer 200 but
     are no exposition: a scrape filtered to a few metrics, to a regular expression or to none
     is up = 0 with the line at fault, as Prometheus's is (issue 13, item 1)."""
-    from deucalion.scrape import Scraper
+    from deucalion.collection.scrape import Scraper
     from deucalion.targets import Target
 
     urls = [alertmanager.url + "/", alertmanager.url + "/api/v2/status", node_exporter.url + "/"]
@@ -168,7 +168,7 @@ async def test_a_real_servers_html_and_json_are_down_when_filtered(
 async def test_samples_scraped_of_a_real_node_exporter(node_exporter: servers.Server) -> None:
     """scrape_samples_scraped of a filtered scrape of a real node_exporter is the number of
     samples prometheus_client reads in the same body."""
-    from deucalion.scrape import Scraper
+    from deucalion.collection.scrape import Scraper
     from deucalion.targets import Target
 
     async with Scraper(timeout=10, body_size_limit=10**7, metrics=["node_load1"]) as scraper:

@@ -224,7 +224,7 @@ def test_sigterm_during_a_long_new_data_exits_cleanly_after_the_grace_period(
         assert tree, "the worker is a child of the application"
         sent = time.monotonic()
         process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=30)
+        _, err = process.communicate(timeout=50)
         took = time.monotonic() - sent
     finally:
         if process.poll() is None:
@@ -233,5 +233,6 @@ def test_sigterm_during_a_long_new_data_exits_cleanly_after_the_grace_period(
     assert process.returncode == 0, err
     assert "still busy after 2s" in err
     assert not survivors(tree), "a process outlived the application"
-    # A bound on shutdown, not a speed measurement: the 2s grace plus process teardown.
-    assert took < 15, err
+    # A bound on shutdown, not a speed measurement: the 2s grace plus process teardown, with
+    # room for a loaded machine (~10x), and still well short of new_data's minute.
+    assert took < 30, err

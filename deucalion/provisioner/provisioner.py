@@ -1,33 +1,42 @@
-"""``MetricsProvisioner``: registers observers and runs the cycle loop.
+"""``MetricsProvisioner``: registers observers and listeners, and runs the cycle loop.
 
-One cycle per scrape interval: discover the targets, scrape them all at once, then hand every
-observer the desired samples of every target. Cycles run at a fixed rate without drift; a cycle
-that overruns the interval starts the next one at once and is counted, never queued.
+One cycle per scrape interval (``deucalion.provisioner.cycle``): discover the targets, collect
+them all at once, then hand the cycle to every listener: the observers' feed
+(``deucalion.provisioner.observers``) and any other (a recording). This module owns what runs:
+start, stop in order, and the supervision of every long-lived task.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Coroutine, Generator
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 from deucalion._supervision import Supervised
 from deucalion.alerting.alertmanager import AlertmanagerClient, AlertSender
-from deucalion.alerting.alerts import cheap_to_label, label_result
 from deucalion.alerting.lifecycle import Payload
+from deucalion.collection import Collector, ScrapeResult, build_collector
 from deucalion.config.loading import Settings, load_settings
 from deucalion.dispatch import CallOutcome, ObserverWorker, refuse_in_worker_bootstrap
 from deucalion.errors import ConfigError, DeucalionError
 from deucalion.exposition.naming import METRIC_NAME
-from deucalion.observer import MetricsObserver, Selection, TargetsData, name_of
+from deucalion.observer import MetricsObserver, name_of
+from deucalion.provisioner.alerting import flush_alerts, start_alerting
+from deucalion.provisioner.cycle import (
+    CycleListener,
+    CycleStats,
+    FollowedTargets,
+    collect_cycle,
+    hand_on,
+    handoff_deadline,
+    run_at_fixed_rate,
+)
+from deucalion.provisioner.observers import ObserverFeed, admit
 from deucalion.runner import run_main, stopping_on_signals
-from deucalion.scrape import Scraper, ScrapeResult
-from deucalion.targets import CollectingProvider, Target, TargetProvider, build_provider
+from deucalion.targets import TargetProvider, build_provider
 from deucalion.telemetry import Telemetry
 
 __all__ = ["MetricsProvisioner"]
@@ -36,17 +45,7 @@ log = logging.getLogger(__name__)
 
 #: The longest a stop waits for queued alerts once the calls in flight are done (seconds).
 MAX_ALERT_FLUSH = 10.0
-#: Hand-offs remembered per observer until its result comes back (a call in flight, the data
-#: pending behind it, and a few that a slow call made the worker drop).
-MAX_HANDED = 4
-#: When, as a fraction of the scrape interval, a cycle hands its data to the observers at the
-#: latest: a target that has not answered by then is down for that cycle, so a hung target
-#: delays the others' data by at most half an interval and never makes a cycle overrun...
-HANDOFF_AT = 0.5
-#: ...but it is never earlier than this (seconds, or the whole interval when shorter): a
-#: sub-second interval would otherwise leave a scrape on a busy machine only milliseconds.
-MIN_HANDOFF = 0.5
-#: Up to this many desired metric names (a pattern counting as 50), the scraper and the
+#: Up to this many desired metric names (a pattern counting as 50), the collector and the
 #: selections are built on the event loop (under a millisecond); more are built in a thread.
 INLINE_SELECTIONS = 1000
 
@@ -58,17 +57,6 @@ class _Ran:
     def __await__(self) -> Generator[Any, None, None]:
         return
         yield
-
-
-@dataclass
-class CycleStats:
-    """Counters of the cycle loop, read by telemetry and tests."""
-
-    cycles: int = 0
-    overruns: int = 0
-    last_cycle_end: float | None = None
-    """``time.time()`` when the last cycle handed its data to the observers."""
-    last_cycle_duration: float = 0.0
 
 
 class MetricsProvisioner:
@@ -94,7 +82,8 @@ class MetricsProvisioner:
         self._provider = targets_provider
         self._owns_provider = False
         self._workers: list[ObserverWorker] = []
-        self._scraper: Scraper | None = None
+        self._collector: Collector | None = None
+        self._listeners: list[CycleListener] = []
         self._cycle_task: asyncio.Task[None] | None = None
         self._stopped: asyncio.Event | None = None
         self._stop_lock: asyncio.Lock | None = None
@@ -102,63 +91,45 @@ class MetricsProvisioner:
         self._stop_requested = False
         self._flush_task: asyncio.Task[None] | None = None
         self._running = False
-        self._collector: CollectingProvider | None = None
-        self._desired: frozenset[str] = frozenset()
-        # Per set of desired metrics, its selection (which remembers what it selects).
-        self._selections: dict[frozenset[str], Selection] = {}
-        # Per observer (its id), the data handed to it that may not have come back yet, with
-        # the targets it came from: the alerts of a result are labelled as those targets were.
-        self._handed: dict[int, list[tuple[TargetsData, dict[str, Target]]]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._failure: BaseException | None = None
         self.stats = CycleStats()
         self.alert_sender: AlertSender | None = None
         self.telemetry = Telemetry(self)
-        self._targets_by_url: dict[str, Target] = {}
-        # Observers already told that alerts with one label set were merged (told once each).
-        self._merges_logged: set[str] = set()
+        self._targets = FollowedTargets(self._forget_targets)
+        self._feed = ObserverFeed(
+            settings=self.settings.alertmanager,
+            telemetry=self.telemetry,
+            alert_sender=lambda: self.alert_sender,
+            targets_now=lambda: self._targets.by_url,
+        )
 
     # --- observers ---------------------------------------------------------------------------
 
     def register(self, metricsObserver: MetricsObserver) -> MetricsObserver:
         """Add an observer; it gets its own worker process when the provisioner starts."""
         observer = metricsObserver
-        if not isinstance(observer, MetricsObserver):
-            raise ConfigError(
-                f"register() takes a MetricsObserver instance, not {type(observer).__name__}: "
-                "subclass deucalion.MetricsObserver and pass an instance of it"
-            )
-        if not isinstance(getattr(observer, "desired_metrics", None), frozenset):
-            raise ConfigError(
-                f"observer {type(observer).__name__} has no desired_metrics: its __init__ must "
-                "call super().__init__(desired_metrics)"
-            )
         if self._running:
             raise DeucalionError(
                 f"cannot register {name_of(observer)} while the provisioner runs; register every "
                 "observer before run() or start()"
             )
-        if any(o is observer for o in self._observers):
-            raise ConfigError(f"observer {name_of(observer)} is registered already")
-        # Alerts and scores carry the name: two alike would resolve each other's alerts.
-        taken = {name_of(o) for o in self._observers}
-        if name_of(observer) in taken:
-            if observer.observer_name is not None:
-                raise ConfigError(
-                    f"two observers are named {name_of(observer)}: alerts and scores are labelled "
-                    "with the observer's name; give each its own observer_name"
-                )
-            number = 2
-            while f"{name_of(observer)}-{number}" in taken:
-                number += 1
-            observer.observer_name = f"{name_of(observer)}-{number}"
-            log.info(
-                "a second %s is registered as %s (set observer_name to choose the name)",
-                type(observer).__name__,
-                name_of(observer),
-            )
+        admit(observer, self._observers)
         self._observers.append(observer)
         return observer
+
+    def add_listener(self, listener: CycleListener) -> CycleListener:
+        """Add a listener: it gets every cycle the observers get, with the same times (a
+        recording is one). Its ``desired_metrics`` are collected too."""
+        if self._running:
+            raise DeucalionError("cannot add a listener while the provisioner runs")
+        self._listeners.append(listener)
+        return listener
+
+    @property
+    def listeners(self) -> tuple[CycleListener, ...]:
+        """The listeners added, in order (the observers' feed is not one of them)."""
+        return tuple(self._listeners)
 
     @property
     def observers(self) -> tuple[MetricsObserver, ...]:
@@ -178,9 +149,15 @@ class MetricsProvisioner:
             tasks.extend(self.alert_sender.supervised)
         return tasks
 
-    def desired_metrics(self) -> frozenset[str]:
-        """Every name some observer desires: what the scraper keeps."""
-        return frozenset().union(*(o.desired_metrics for o in self._observers))
+    def desired_metrics(self) -> frozenset[str] | None:
+        """Every name some observer or listener desires: what is collected (None: every
+        sample, for a listener that wants them all)."""
+        wanted = [o.desired_metrics for o in self._observers]
+        for listener in self._listeners:
+            if listener.desired_metrics is None:
+                return None
+            wanted.append(listener.desired_metrics)
+        return frozenset().union(*wanted)
 
     # --- running -----------------------------------------------------------------------------
 
@@ -237,17 +214,13 @@ class MetricsProvisioner:
         refuse_in_worker_bootstrap()
         if self._running:
             raise DeucalionError("this provisioner is running already")
-        if not self._observers:
+        if not self._observers and not self._listeners:
             raise ConfigError(
                 "no observer registered: call provisioner.register(my_observer) before run()"
             )
         self._owns_provider = self._provider is None
         provider = self._provider or build_provider(self.settings)
         self._provider = provider
-        # Decided once: an isinstance check against a runtime Protocol is slow on a hot path.
-        self._collector = provider if isinstance(provider, CollectingProvider) else None
-        self._desired = self.desired_metrics()
-        self._handed = {}
         self._running = True
         self._stopped = asyncio.Event()
         self._stop_lock = asyncio.Lock()
@@ -262,12 +235,12 @@ class MetricsProvisioner:
             try:
                 # Thousands of desired names (or dozens of patterns) take milliseconds to
                 # compile: off the loop then.
-                patterns = sum(not METRIC_NAME.fullmatch(m) for m in self._desired)
-                if len(self._desired) + 50 * patterns <= INLINE_SELECTIONS:
-                    self._scraper = self._prepare()
+                desired = self.desired_metrics()
+                patterns = sum(not METRIC_NAME.fullmatch(m) for m in desired or ())
+                if desired is None or len(desired) + 50 * patterns > INLINE_SELECTIONS:
+                    self._collector = await asyncio.to_thread(self._prepare, provider, desired)
                 else:
-                    self._scraper = await asyncio.to_thread(self._prepare)
-                self._scraper.open()
+                    self._collector = self._prepare(provider, desired)
                 self._workers = [
                     ObserverWorker(
                         o,
@@ -278,8 +251,11 @@ class MetricsProvisioner:
                     )
                     for o in self._observers
                 ]
+                self._feed.workers = self._workers
                 # Workers start in parallel: each spawns an interpreter.
                 await asyncio.gather(*(w.start() for w in self._workers))
+                for listener in self._every_listener():
+                    await listener.open()
                 await self._start_alerting()
             except BaseException as exc:
                 failed = exc
@@ -296,8 +272,9 @@ class MetricsProvisioner:
         self._cycle_task = asyncio.create_task(self._cycle_loop(), name="deucalion-cycle-loop")
         self._cycle_task.add_done_callback(self._on_cycle_loop_done)
         log.info(
-            "deucalion started: %d observer(s), scrape interval %gs",
+            "deucalion started: %d observer(s), %d listener(s), scrape interval %gs",
             len(self._workers),
+            len(self._listeners),
             self.settings.scrape_interval,
         )
 
@@ -310,8 +287,8 @@ class MetricsProvisioner:
         3. Queued alerts get a budget of their own to reach Alertmanager: what is left of
            ``grace``, but at least ``alertmanager.timeout`` (at most 10 s), so that a call
            which used the whole grace period still has its alert delivered.
-        4. The Alertmanager senders, deucalion's HTTP server, the scraper and the target
-           provider close.
+        4. The Alertmanager senders, deucalion's HTTP server, the listeners (a recording is
+           closed), the collector and the target provider close.
 
         So a stop takes at most ``grace`` + min(``alertmanager.timeout``, 10 s), plus a moment
         to end processes. A grace of 0 (``stop(grace=0)``, a second SIGINT/SIGTERM, or
@@ -351,9 +328,14 @@ class MetricsProvisioner:
                 )
             )
             await self._stop_alerting(flush)
-            if self._scraper is not None:
-                await self._scraper.close()
-                self._scraper = None
+            for listener in self._every_listener():
+                try:
+                    await listener.close()
+                except Exception:
+                    log.exception("closing the cycle listener %r failed", listener)
+            if self._collector is not None:
+                await self._collector.close()
+                self._collector = None
             if self._owns_provider and self._provider is not None:
                 # Built from the settings in start(): closed here, built anew by a next start().
                 await self._provider.close()
@@ -391,148 +373,68 @@ class MetricsProvisioner:
 
     # --- the cycle ---------------------------------------------------------------------------
 
+    def _every_listener(self) -> list[CycleListener]:
+        """The observers' feed (when there are observers), then the listeners added."""
+        return ([self._feed] if self._workers else []) + self._listeners
+
     async def _cycle_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        interval = self.settings.scrape_interval
-        next_start = loop.time()
-        while True:
-            started = loop.time()
-            await self.cycle()
-            self.stats.last_cycle_duration = loop.time() - started
-            next_start += interval
-            now = loop.time()
-            if now > next_start:
-                self.stats.overruns += 1
-                log.warning(
-                    "cycle took %.3fs, longer than scrape_interval (%gs): starting the "
-                    "next one now",
-                    now - started,
-                    interval,
-                )
-                next_start = now
-            else:
-                await asyncio.sleep(next_start - now)
+        await run_at_fixed_rate(self.settings.scrape_interval, self.cycle, self.stats)
 
     async def cycle(self) -> list[ScrapeResult]:
-        """One cycle: scrape every target and hand each observer its data."""
-        assert self._provider is not None and self._scraper is not None
-        # The cycle's scrape time, which observers read with deucalion.data_time().
-        cycle_time = time.time()
-        try:
-            targets = list(await self._provider.discover())
-        except Exception:
-            # Discovery failing (an unreadable credentials file, say) keeps the targets it had.
-            log.exception(
-                "target discovery failed; keeping the %d targets found before",
-                len(self._targets_by_url),
-            )
-            targets = list(self._targets_by_url.values())
-        self._follow_targets(targets)
-        if self._collector is not None:
-            # Federated mode: the provider has the samples already (one request for all).
-            results = await self._collector.collect(targets, self._desired)
-        else:
-            interval = self.settings.scrape_interval
-            results = await self._scraper.scrape_all(
-                targets, deadline=min(interval, max(interval * HANDOFF_AT, MIN_HANDOFF))
-            )
-        self._record_scrapes(results)
-        target_times = {r.target.url: r.scraped_at or cycle_time for r in results}
-        for worker in self._workers:
-            data, sources = self._selection(worker.observer)(results)
-            self._note_handed(worker.observer, data, sources)
-            worker.submit(data, cycle_time=cycle_time, target_times=target_times)
+        """One cycle: collect every target and hand the cycle to every listener."""
+        assert self._provider is not None and self._collector is not None
+        provider = self._provider
+        cycle = await collect_cycle(lambda: self._targets.discover(provider), self._collector)
+        self.telemetry.scrapes = cycle.results
+        for listener in self._every_listener():
+            # deucalion's own listener failing is a bug, which stops the loop; another's
+            # fault (a full disk under a recording) costs only that listener.
+            await hand_on(listener, cycle, contain=listener is not self._feed)
         self.stats.cycles += 1
         self.stats.last_cycle_end = time.time()
-        return results
+        return cycle.results
 
-    def _prepare(self) -> Scraper:
-        """The scraper of this run, and each observer's selection built before the first cycle
-        (both compile the desired metrics)."""
-        for observer in self._observers:
-            self._selection(observer)
-        return Scraper(
-            timeout=self.settings.effective_scrape_timeout,
-            body_size_limit=self.settings.body_size_limit,
-            metrics=self._desired,
-            compression=self.settings.scrape_compression,
-            count_samples="scrape_samples_scraped" in self._desired,
+    def _forget_targets(self, gone: set[str]) -> None:
+        """Drop what is kept for targets that left discovery."""
+        if self._collector is not None:
+            self._collector.forget(gone)
+        self.telemetry.forget_targets(gone)
+
+    def _prepare(self, provider: TargetProvider, desired: frozenset[str] | None) -> Collector:
+        """The collector of this run, and each observer's selection built before the first
+        cycle (both compile the desired metrics)."""
+        self._feed.prepare(self._observers)
+        # Decided once: which collector, and whether a body's samples are counted.
+        return build_collector(
+            self.settings,
+            provider,
+            desired,
+            deadline=handoff_deadline(self.settings.scrape_interval),
         )
-
-    def _selection(self, observer: MetricsObserver) -> Selection:
-        selection = self._selections.get(observer.desired_metrics)
-        if selection is None:
-            selection = self._selections[observer.desired_metrics] = Selection(
-                observer.desired_metrics
-            )
-        return selection
-
-    def _note_handed(
-        self, observer: MetricsObserver, data: TargetsData, targets: dict[str, Target]
-    ) -> None:
-        handed = self._handed.setdefault(id(observer), [])
-        handed.append((data, targets))
-        if len(handed) > MAX_HANDED:
-            # Only a call running for many cycles gets here: the data between the oldest (in
-            # flight, maybe) and the newest (pending) was dropped by the worker.
-            del handed[1:-1]
-
-    def _targets_handed(self, observer: MetricsObserver, data: object) -> dict[str, Target]:
-        """The targets ``data`` came from when it was handed to ``observer``; forgets it and
-        whatever was handed before (calls return in order)."""
-        handed = self._handed.get(id(observer), [])
-        for index, (sent, targets) in enumerate(handed):
-            if sent is data:
-                del handed[: index + 1]
-                return targets
-        return self._targets_by_url
 
     # --- alerts and telemetry ----------------------------------------------------------------
 
     async def _start_alerting(self) -> None:
-        """Start deucalion's HTTP server, then the alert sender (its alerts link to /alerts)."""
-        if self.settings.telemetry.enabled:
-            await self.telemetry.start(self.settings.telemetry.listen)
-        server = self.telemetry.server
-        self.alert_sender = AlertSender(
-            self.settings.alertmanager,
-            scrape_interval=self.settings.scrape_interval,
-            generator_url=f"{server.public_url}/alerts" if server is not None else "",
+        """Start deucalion's HTTP server, then the alert sender (its alerts link to /alerts),
+        when some observer may alert."""
+        self.alert_sender = await start_alerting(
+            self.settings, self.telemetry, alerts=bool(self._observers)
         )
-        await self.alert_sender.start()
 
     async def _stop_alerting(self, flush: float) -> None:
         """Give queued alerts up to ``flush`` seconds to be sent, then close the sender and
         the HTTP server."""
-        # Firing alerts are deliberately not resolved, as Prometheus does not resolve them when
-        # it stops: they expire at their endsAt (4 x max(scrape interval, resend interval)
-        # after the last send). A restarted or rolled-over deucalion picks them up again
-        # without a resolve-and-fire flap, and a crash ends them just as a clean stop does.
-        sender = self.alert_sender
+        sender, self.alert_sender = self.alert_sender, None
         if sender is not None:
-            # The workers are closed: their alerts are no longer re-sent, and the flush below
-            # has only what is queued to deliver.
-            await sender.stop_resending()
-            waiting = [c for c in sender.clients if c.queued]
-            if flush > 0 and waiting:
-                # Said, or a stop with an Alertmanager down looks like a hang.
-                log.warning(
-                    "stopping: waiting up to %.3gs for %d queued alert(s) to reach %s; "
-                    "stop again (a second SIGINT/SIGTERM) to drop them and stop now",
-                    flush,
-                    sum(c.queued for c in waiting),
-                    ", ".join(f"Alertmanager {c.name}" for c in waiting),
-                )
-            if flush > 0:
-                # A task, so that a forced stop can cancel the flush without cancelling us.
-                self._flush_task = asyncio.create_task(sender.flush(), name="deucalion-alert-flush")
-                try:
-                    await asyncio.wait({self._flush_task}, timeout=flush)
-                finally:
-                    self._flush_task.cancel()
-                    self._flush_task = None
+            # A task, so that a forced stop can cancel the flush without cancelling us.
+            self._flush_task = asyncio.create_task(
+                flush_alerts(sender, flush), name="deucalion-alert-flush"
+            )
+            try:
+                await asyncio.wait({self._flush_task})
+            finally:
+                self._flush_task = None
             await sender.close()
-            self.alert_sender = None
         await self.telemetry.close()
 
     def firing_alerts(self) -> list[Payload]:
@@ -549,55 +451,6 @@ class MetricsProvisioner:
         """Seconds between the starts of two cycles."""
         return self.settings.scrape_interval
 
-    def _follow_targets(self, targets: list[Target]) -> None:
-        """Note this cycle's targets; drop what is kept for targets that are gone."""
-        current = {t.url: t for t in targets}
-        gone = self._targets_by_url.keys() - current.keys()
-        if gone:
-            assert self._scraper is not None
-            self._scraper.forget(gone)
-            self.telemetry.forget_targets(gone)
-        self._targets_by_url = current
-
-    def _record_scrapes(self, results: list[ScrapeResult]) -> None:
-        self.telemetry.scrapes = results
-
     async def _on_result(self, outcome: CallOutcome) -> None:
-        name = name_of(outcome.observer)
-        self.telemetry.record_call(name, outcome.duration)
-        # The targets the observer saw, not today's: one may have left discovery during the
-        # call, and its alert must still say which target it is about.
-        targets = self._targets_handed(outcome.observer, outcome.data)
-        # A failed call says nothing about the alerts: they stay as they were.
-        if outcome.error is not None or self.alert_sender is None:
-            return
-        settings = self.settings.alertmanager
-        result, data = outcome.result, outcome.data
-        label = functools.partial(
-            label_result,
-            observer=name,
-            alert_name=settings.alert_name,
-            external_labels=settings.external_labels,
-        )
-        if cheap_to_label(result):
-            labelled = label(result, data, targets)
-        else:
-            # Thousands of alerts: interpreted and labelled in a thread, so the event loop
-            # keeps scraping and sending meanwhile.
-            labelled = await asyncio.to_thread(label, result, data, targets)
-        for message in labelled.errors:
-            log.error("%s", message)
-        for message in labelled.warnings:
-            log.warning("%s", message)
-        if labelled.merged and name not in self._merges_logged:
-            self._merges_logged.add(name)
-            log.warning(
-                "observer %s returned %d alerts with the same labels as another in one "
-                "result: each label set is one alert in Alertmanager, so they were "
-                "merged (the last one wins). Give them labels that tell them apart "
-                "(this is logged once)",
-                name,
-                labelled.merged,
-            )
-        self.telemetry.record_scores(name, labelled.scores, labelled.series_scores)
-        await self.alert_sender.update_in_slices(id(outcome.observer), labelled.alerts)
+        """An observer's call came back: its result becomes alerts and scores."""
+        await self._feed.on_result(outcome)

@@ -8,24 +8,54 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from deucalion._commands import build_observers, load_object, metric_list, settings_from
+from deucalion._extras import MissingExtraError
 from deucalion._version import __version__
+from deucalion.cli.shared import build_observers, load_object, metric_list, settings_from
 from deucalion.errors import ConfigError, DeucalionError
 from deucalion.runner import LOG_LEVELS, run_main
 
 if TYPE_CHECKING:
+    from deucalion.collection import ScrapeResult
     from deucalion.config.loading import Settings
-    from deucalion.scrape import ScrapeResult
     from deucalion.targets import Target, TargetProvider
 
 __all__ = ["build_parser", "load_object", "main"]
 
 
+def _seconds(*, zero: str | None = None) -> Callable[[str], float]:
+    """An argparse type for a duration option: seconds or a Prometheus duration (``30s``),
+    never negative; 0 only where ``zero`` says what it means (for the error message)."""
+
+    def parse(text: str) -> float:
+        from deucalion.config.settings import parse_duration
+
+        if text.strip().startswith("-"):
+            zero_means = f", or 0 to run {zero}" if zero else ""
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is negative: give seconds or a duration such as 30s or 5m{zero_means}"
+            )
+        try:
+            seconds = parse_duration(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        if seconds == 0 and zero is None:
+            raise argparse.ArgumentTypeError(f"must be more than 0, not {text!r}")
+        return seconds
+
+    return parse
+
+
 def _demo(args: argparse.Namespace) -> int:
-    from deucalion.demo import run_demo
+    from deucalion._extras import MissingExtraError, missing_extra
+
+    try:
+        from deucalion.demo import run_demo
+    except MissingExtraError as exc:
+        # Said for the command the user typed, not for the module that needs it.
+        raise missing_extra(exc.name or "numpy", "deucalion demo", exc.extra) from None
 
     metrics = metric_list(args.metrics)
     return run_main(
@@ -75,20 +105,15 @@ async def _collect(
     targets: Sequence[Target],
     metrics: Iterable[str] | None,
 ) -> list[ScrapeResult]:
-    """What ``MetricsProvisioner.cycle`` gets for ``targets``: the provider's own samples in
-    federated mode, else a scrape."""
-    from deucalion.scrape import Scraper
-    from deucalion.targets import CollectingProvider
+    """What ``MetricsProvisioner.cycle`` gets for ``targets``: the collector the settings and
+    the provider call for (a scrape, or federation), with every sample counted."""
+    from deucalion.collection import build_collector
 
-    if isinstance(provider, CollectingProvider):
-        return await provider.collect(targets, metrics)
-    async with Scraper(
-        timeout=settings.effective_scrape_timeout,
-        body_size_limit=settings.body_size_limit,
-        metrics=metrics,
-        compression=settings.scrape_compression,
-    ) as scraper:
-        return await scraper.scrape_all(targets)
+    collector = build_collector(settings, provider, metrics, count_samples=True)
+    try:
+        return await collector.collect(targets)
+    finally:
+        await collector.close()
 
 
 async def _targets(args: argparse.Namespace) -> int:
@@ -115,7 +140,7 @@ async def _targets(args: argparse.Namespace) -> int:
             if result.up
             else f"down  ({result.error})"
         )
-        print(f"{result.target.url}  {{{labels}}}  {state}")
+        print(f"{result.target.shown}  {{{labels}}}  {state}")
     return 0 if all(r.up for r in results) else 1
 
 
@@ -158,7 +183,7 @@ async def _scrape(args: argparse.Namespace) -> int:
     data = {url: result.with_synthetic()} if metrics is None else select_data(metrics, results).data
     print(json.dumps(data, indent=2, sort_keys=True))
     if not result.up:
-        print(f"deucalion: {url} is down: {result.error}", file=sys.stderr)
+        print(f"deucalion: {result.target.shown} is down: {result.error}", file=sys.stderr)
         return 1
     return 0
 
@@ -271,11 +296,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--alertmanager", metavar="URL", help="also send the alerts there")
     demo.add_argument(
         "--duration",
-        type=float,
+        type=_seconds(zero="until Ctrl-C"),
         default=30.0,
-        help="seconds to run, 0 for until Ctrl-C (default: 30)",
+        help="how long to run: seconds or e.g. 2m; 0 for until Ctrl-C (default: 30s)",
     )
-    demo.add_argument("--interval", type=float, default=1.0, help="scrape interval in seconds")
+    demo.add_argument(
+        "--interval",
+        type=_seconds(),
+        default=1.0,
+        help="scrape interval: seconds or e.g. 500ms (default: 1s)",
+    )
     demo.add_argument("--metrics", help="comma-separated metric names to watch")
     demo.set_defaults(func=_demo)
     add_core_commands(commands)
@@ -303,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args))
-    except DeucalionError as exc:
+    except (DeucalionError, MissingExtraError) as exc:
         print(f"deucalion: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

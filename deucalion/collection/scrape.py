@@ -12,14 +12,14 @@ import ipaddress
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from deucalion._http import USER_AGENT
+from deucalion._http import USER_AGENT, redact_text
+from deucalion.collection.result import ScrapeResult, ScrapeTarget
 from deucalion.errors import (
     ConfigError,
     CredentialsError,
@@ -28,9 +28,8 @@ from deucalion.errors import (
     ScrapeError,
 )
 from deucalion.exposition.parser import ExpositionParser, is_openmetrics
-from deucalion.targets.target import Target
 
-__all__ = ["ACCEPT", "ScrapeResult", "Scraper"]
+__all__ = ["ACCEPT", "PARSE_INLINE_MAX_BYTES", "ScrapeResult", "Scraper", "is_loopback"]
 
 log = logging.getLogger(__name__)
 
@@ -52,32 +51,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-@dataclass
-class ScrapeResult:
-    """What one scrape of one target produced."""
-
-    target: Target
-    samples: dict[str, dict[str, float]] = field(default_factory=dict)
-    """The desired samples, ``{sample_name: {series: value}}``; empty when the scrape failed."""
-    up: bool = False
-    duration: float = 0.0
-    """Seconds from the request to the parsed body."""
-    samples_scraped: int | None = None
-    """Samples the target exposed (all of them, desired or not); None when not counted."""
-    error: str | None = None
-    scraped_at: float | None = None
-    """When the scrape started (Unix seconds): the time of its data. None when unknown."""
-
-    def with_synthetic(self) -> dict[str, dict[str, float]]:
-        """The samples plus ``up``, ``scrape_duration_seconds`` and ``scrape_samples_scraped``."""
-        data = dict(self.samples)
-        data["up"] = {"{}": 1.0 if self.up else 0.0}
-        data["scrape_duration_seconds"] = {"{}": self.duration}
-        if self.samples_scraped is not None:
-            data["scrape_samples_scraped"] = {"{}": float(self.samples_scraped)}
-        return data
 
 
 class Scraper:
@@ -158,7 +131,7 @@ class Scraper:
             self._encodings.pop(url, None)
 
     async def scrape_all(
-        self, targets: Sequence[Target], *, deadline: float | None = None
+        self, targets: Sequence[ScrapeTarget], *, deadline: float | None = None
     ) -> list[ScrapeResult]:
         """Scrape every target concurrently; never raises for a target's fault.
 
@@ -193,7 +166,7 @@ class Scraper:
             results.append(result)
         return results
 
-    async def scrape(self, target: Target) -> ScrapeResult:
+    async def scrape(self, target: ScrapeTarget) -> ScrapeResult:
         """Scrape one target; a failure is reported in the result, not raised."""
         # A failed scrape counts 0 samples, as in Prometheus.
         result = ScrapeResult(
@@ -217,7 +190,7 @@ class Scraper:
             result.error = f"malformed exposition: {exc}"
         except Exception as exc:
             # Whatever goes wrong with one target costs only that target's data.
-            log.exception("scraping %s failed unexpectedly", target.url)
+            log.exception("scraping %s failed unexpectedly", target.shown)
             result.error = f"{type(exc).__name__}: {exc}"
         result.duration = time.perf_counter() - started
         self._note_state(result)
@@ -230,7 +203,7 @@ class Scraper:
         when large). The chunks are consumed: the body is never held twice."""
         return self.parser.read(chunks, openmetrics=openmetrics, count=self.count_samples)
 
-    async def _receive(self, target: Target) -> tuple[list[bytes], int, str]:
+    async def _receive(self, target: ScrapeTarget) -> tuple[list[bytes], int, str]:
         """The body at ``target.url`` as the chunks it arrived in, its size and Content-Type,
         with this scraper's timeout, size limit, and the target's credentials and TLS settings;
         raises ``ScrapeError`` saying why not.
@@ -249,18 +222,18 @@ class Scraper:
             }
             ssl_option = target.credentials.ssl()
         except CredentialsError as exc:
-            raise ScrapeError(target.url, str(exc)) from None
+            raise ScrapeError(target.shown, str(exc)) from None
         try:
             async with asyncio.timeout(timeout):
                 async with self._session.get(
                     target.url, headers=headers, ssl=ssl_option, allow_redirects=True
                 ) as response:
                     if not 200 <= response.status < 300:
-                        raise ScrapeError(target.url, f"HTTP {response.status} {response.reason}")
+                        raise ScrapeError(target.shown, f"HTTP {response.status} {response.reason}")
                     if (
                         response.content_length or 0
                     ) > self.body_size_limit and not response.headers.get("Content-Encoding"):
-                        raise ScrapeError(target.url, self._too_large())
+                        raise ScrapeError(target.shown, self._too_large())
                     chunks: list[bytes] = []
                     size = 0
                     # The limit applies to the decompressed body, so a small gzip bomb stops
@@ -268,16 +241,20 @@ class Scraper:
                     async for chunk in response.content.iter_any():
                         size += len(chunk)
                         if size > self.body_size_limit:
-                            raise ScrapeError(target.url, self._too_large())
+                            raise ScrapeError(target.shown, self._too_large())
                         chunks.append(chunk)
                     return chunks, size, response.headers.get("Content-Type", "")
         except TimeoutError:
-            raise ScrapeError(target.url, f"timed out after {timeout:g}s") from None
+            raise ScrapeError(target.shown, f"timed out after {timeout:g}s") from None
         except aiohttp.ClientError as exc:
-            raise ScrapeError(target.url, f"{type(exc).__name__}: {exc}") from None
+            raise ScrapeError(
+                target.shown, f"{type(exc).__name__}: {redact_text(str(exc))}"
+            ) from None
         except (OSError, ValueError) as exc:
             # ValueError: aiohttp refusing what it was given (a header with a newline, say).
-            raise ScrapeError(target.url, f"{type(exc).__name__}: {exc}") from None
+            raise ScrapeError(
+                target.shown, f"{type(exc).__name__}: {redact_text(str(exc))}"
+            ) from None
 
     def _encoding(self, url: str) -> str:
         """The Accept-Encoding for ``url``, decided once per target."""
@@ -300,6 +277,6 @@ class Scraper:
         previous = self._up.get(url)
         self._up[url] = result.up
         if result.up and previous is False:
-            log.info("target %s is up again", url)
+            log.info("target %s is up again", result.target.shown)
         elif not result.up and previous is not False:
-            log.warning("target %s is down: %s", url, result.error)
+            log.warning("target %s is down: %s", result.target.shown, result.error)

@@ -3,12 +3,13 @@ each call runs there.
 
 ``deucalion.dispatch`` gives every observer a ``ProcessPoolExecutor(max_workers=1)``; this module
 is what its worker process imports, so it imports the standard library only (cloudpickle only
-when a checkpoint or a result needs it). ``install`` is the executor's ``initializer``: it
-unpickles the observer once, and the observer lives in this module until the process ends.
-Every other function here is a module-level function that ``loop.run_in_executor`` calls with
-one payload. None of them raises: what ``new_data`` raises, and a result or an exception that
-cannot travel back, are answered as data, so that the executor's result queue never carries
-something the application cannot unpickle (that would break the pool, not the call).
+when a checkpoint or a result needs it; the package's ``__init__`` imports nothing eagerly).
+``install`` is the executor's ``initializer``: it unpickles the observer once, and the observer
+lives in this module until the process ends. Every other function here is a module-level
+function that ``loop.run_in_executor`` calls with one payload. None of them raises: what
+``new_data`` raises, and a result or an exception that cannot travel back, are answered as data,
+so that the executor's result queue never carries something the application cannot unpickle
+(that would break the pool, not the call).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pickle
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, KeysView, Mapping, ValuesView
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ __all__ = [
     "Reply",
     "call",
     "checkpoint",
+    "describe",
     "hello",
     "install",
 ]
@@ -43,7 +45,7 @@ __all__ = [
 Failure = tuple[bytes | None, str, str, str]
 #: The answer to ``call``: ``(RETURNED, pickled result, when new_data started)``,
 #: ``(RAISED, Failure, when new_data started)``, or ``(RESEND, None, 0.0)`` when this worker
-#: lacks series keys the payload assumes it has (see ``deucalion._payload``).
+#: lacks series keys the payload assumes it has (see ``deucalion.dispatch.payload``).
 Reply = tuple[str, Any, float]
 RETURNED, RAISED, RESEND = "returned", "raised", "resend"
 #: The answer to ``checkpoint``: ``(True, pickled observer)`` or ``(False, Failure)``.
@@ -56,17 +58,30 @@ _observer: Any = None
 _install_failure: Failure | None = None
 
 
-def install(observer: Connection, parent: int) -> None:
-    """The executor's initializer: make this process die with ``parent``, then unpickle the
-    observer once, as the application streams it into the pipe ``observer``. A failure is kept
-    for ``hello`` to report, as the executor itself would only log it here and call the pool
-    broken."""
+def install(observer: Connection, started: Connection, parent: int) -> None:
+    """The executor's initializer: make this process die with ``parent`` and lead a process
+    group of its own, report its pid on ``started``, then unpickle the observer once, as the
+    application streams it into the pipe ``observer``. A failure is kept for ``hello`` to
+    report, as the executor itself would only log it here and call the pool broken."""
     global _observer, _install_failure
     _die_with(parent)
-    # Ctrl-C (a signal sent to the process group) and SIGTERM reach the workers too; the
-    # application decides when they stop, after the grace period for the call in flight.
+    # A session (and process group) of its own: whatever new_data starts (a subprocess, a
+    # pool) is in it, and ends with it when the application kills the group.
+    try:
+        os.setsid()
+    except OSError:  # a group leader already: the application then kills the process alone
+        pass
+    # SIGTERM reaches the workers too (and Ctrl-C, when run without a session of their own);
+    # the application decides when they stop, after the grace period for the call in flight.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        # Before the observer loads: a load that hangs can then be killed by this pid.
+        started.send(os.getpid())
+    except OSError:
+        pass  # the application gave up on this worker: the load below fails the same way
+    finally:
+        started.close()
     try:
         # cloudpickle's output is plain pickle: cloudpickle itself is imported only if the
         # observer's class was sent by value (defined in __main__ or a notebook).
@@ -104,10 +119,10 @@ def hello() -> tuple[int, Failure | None]:
 
 
 def call(payload: tuple[bytes, float, Mapping[str, float]]) -> Reply:
-    """Run ``new_data`` on one cycle's data (encoded by ``deucalion._payload``), inside
+    """Run ``new_data`` on one cycle's data (encoded by ``deucalion.dispatch.payload``), inside
     ``handing_data`` so that ``deucalion.data_time()`` answers the cycle's scrape times."""
     # Both standard library only; the observer's unpickling loaded deucalion.observer already.
-    from deucalion import _payload
+    from deucalion.dispatch import payload as _payload
     from deucalion.observer import handing_data
 
     encoded, cycle_time, target_times = payload
@@ -121,6 +136,10 @@ def call(payload: tuple[bytes, float, Mapping[str, float]]) -> Reply:
     try:
         with handing_data(cycle_time, target_times):
             result = _observer.new_data(data)
+            if isinstance(result, Iterator | KeysView | ValuesView):
+                # "An iterable of alerts" may be a generator, which does not pickle: it runs
+                # here, as part of new_data (what it raises is new_data's error).
+                result = list(result)
     except BaseException as exc:
         # Everything new_data raises, SystemExit, KeyboardInterrupt and MemoryError included,
         # is this call's error; the worker carries on.
@@ -136,7 +155,7 @@ def call(payload: tuple[bytes, float, Mapping[str, float]]) -> Reply:
             _failure(
                 TypeError(
                     f"new_data returned what cannot be sent back to the application "
-                    f"({type(result).__name__}): {type(exc).__name__}: {exc}"
+                    f"({type(result).__name__}): {describe(exc)}"
                 )
             ),
             started,
@@ -163,20 +182,36 @@ def _dumps(value: Any) -> bytes:
         return bytes(cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
 
 
+def describe(exc: BaseException) -> str:
+    """``"Type: message"`` of ``exc``, even when its ``__str__`` raises (or returns no str)."""
+    try:
+        message = str(exc)
+    except BaseException as broken:
+        message = f"<str() of the exception raised {type(broken).__qualname__}>"
+    if not isinstance(message, str):  # a C extension may return anything
+        message = "<str() of the exception returned no string>"
+    return f"{type(exc).__qualname__}: {message}"
+
+
 def _failure(exc: BaseException) -> Failure:
     """``exc`` as data that always travels: itself when it survives a pickle round trip here
-    (an exception class with a required ``__init__`` argument does not), and always its text."""
+    (an exception class with a required ``__init__`` argument does not) and can be printed,
+    and always its text. Never raises, whatever the exception's own methods do."""
     import traceback  # only on an error: a worker that never fails keeps the memory
 
-    text = "".join(traceback.format_exception(exc))
-    summary = f"{type(exc).__qualname__}: {exc}"
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = "|".join([type(exc).__qualname__, *(f"{f.filename}:{f.lineno}" for f in frames)])
+    summary = describe(exc)
+    try:
+        text = "".join(traceback.format_exception(exc))
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = "|".join([type(exc).__qualname__, *(f"{f.filename}:{f.lineno}" for f in frames)])
+    except BaseException:
+        text, where = summary + "\n", type(exc).__qualname__
     exc.__traceback__ = None  # its frames hold the observer's locals
     blob: bytes | None
     try:
         blob = _dumps(exc)
-        pickle.loads(blob)
+        # It must load again, and print: the application logs and passes it on.
+        str(pickle.loads(blob))
     except BaseException:
         blob = None
     return blob, summary, text, where
