@@ -140,6 +140,34 @@ def _parse_rows(parse: Results) -> Iterator[Row]:
               f" / {seconds(om_names['prometheus_client_s'])}",
               f"{times(om_full['ratio'])} / {times(om_names['ratio'])}", ">= 10x",
               min(om_full["ratio"], om_names["ratio"]) >= 10)
+    modern = cases.get("OpenMetrics as clients write it, full")
+    if modern is not None:
+        modern_names = cases["OpenMetrics as clients write it, 3 names"]
+        yield Row(f"parse {modern['samples']:,} samples of OpenMetrics as clients write it "
+                  "(histograms with exemplars and `_created`, summaries, `# UNIT`, info, "
+                  "stateset), everything / 3 families desired",
+                  f"{millis(modern['deucalion_s'])} / {seconds(modern_names['deucalion_s'])}",
+                  "prometheus_client's OpenMetrics parser "
+                  f"{millis(modern['prometheus_client_s'])} / "
+                  f"{seconds(modern_names['prometheus_client_s'])}",
+                  f"{times(modern['ratio'])} / {times(modern_names['ratio'])}", ">= 10x",
+                  modern["ratio"] >= 10)
+    churn = cases.get("label churn, every value new, full")
+    colds = parse.get("cold_cases")
+    if churn is not None and colds:
+        firsts = " / ".join(times(c["ratio"]) for c in colds.values())
+        yield Row(f"first parse: {churn['samples']:,} series whose label values are all new "
+                  "(label churn) / in a fresh process, " + " / ".join(colds),
+                  seconds(churn["deucalion_s"]),
+                  f"prometheus_client {seconds(churn['prometheus_client_s'])}",
+                  f"{times(churn['ratio'])} / {firsts}", ">= 5x",
+                  min([churn["ratio"], *(c["ratio"] for c in colds.values())]) >= 5)
+    setup = parse.get("selection_setup")
+    if setup:
+        yield Row(f"set up a selection of {setup['counts'][-1]:,.0f} names / regular "
+                  "expressions", f"{seconds(setup['names_s'][-1])} / "
+                  f"{seconds(setup['patterns_s'][-1])}", "", "",
+                  "names < 100 ms, linear", setup["names_s"][-1] < 0.1)
     large = cases["100,000 series, unsorted labels, full"]
     yield Row(f"parse {large['samples']:,} series (unsorted labels)", seconds(large["deucalion_s"]),
               f"prometheus_client {seconds(large['prometheus_client_s'])}",

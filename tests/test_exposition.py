@@ -706,6 +706,26 @@ def test_modern_openmetrics_mutations_agree_in_bulk_and_line_by_line(
     _bulk_agrees(mutated, primed=text)
 
 
+def test_what_the_bulk_reader_remembers_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plans of bodies read and splits of label sets are forgotten past their bounds, and what
+    a parser reads is unchanged."""
+    from deucalion.exposition import openmetrics_bulk
+
+    monkeypatch.setattr(openmetrics_bulk, "_MAX_PLAN_LINES", 40)
+    monkeypatch.setattr(openmetrics_bulk, "_MAX_SPLITS", 30)
+    parser = ExpositionParser()
+    for round_ in range(30):
+        text = "# TYPE h histogram\n" + "".join(
+            f'h_bucket{{a="{round_}-{i}",le="+Inf"}} 1\nh_count{{a="{round_}-{i}"}} 1\n'
+            f'h_sum{{a="{round_}-{i}"}} 1\n' for i in range(round_ % 5 + 1)
+        ) + "# EOF\n"
+        for _ in range(2):
+            assert_same(parser.parse(text, openmetrics=True), _line_by_line(text))
+        memory = parser._memory
+        assert sum(plan.lines for plan in memory.plans.values()) <= 40  # type: ignore[attr-defined]
+        assert sum(map(len, memory.splits.values())) <= 30 + 5
+
+
 def test_the_bulk_reader_takes_the_benchmark_bodies() -> None:
     """The OpenMetrics bodies of bench_parse are read in bulk, with prometheus_client's values."""
     from benchmarks import bodies
@@ -790,6 +810,27 @@ def test_unsorted_blocks_of_many_label_orders_in_one_piece() -> None:
     text = "\n".join(lines) + "\n"
     assert parse_exposition(text) == {"m": expected}
     assert_same(parse_exposition(text), reference(text))
+
+
+def test_unsorted_blocks_of_dozens_of_label_orders_in_one_piece() -> None:
+    """Dozens of unsorted label orders in one piece (as stateset families give, each state
+    label named as its family) are each put in order, in text and in OpenMetrics."""
+    lines, expected = [], {}
+    for i in range(400):
+        first = f"s{i % 37}"
+        pairs = [(first, f"v{i}"), ("job", "j" if i % 5 else 'q\\"x'), ("a", str(i % 4))]
+        lines.append("m{" + ",".join(f'{k}="{v}"' for k, v in pairs) + f"}} {i}")
+        expected["{" + ",".join(f'{k}="{v}"' for k, v in sorted(pairs)) + "}"] = float(i)
+    text = "\n".join(lines) + "\n"
+    assert parse_exposition(text) == {"m": expected}
+    assert_same(parse_exposition(text), reference(text))
+    om = "".join(
+        f"# TYPE st{i} stateset\n"
+        + "".join(f'st{i}{{st{i}="{s}",a="x",b="{i}"}} {int(s == "on")}\n' for s in ("off", "on"))
+        for i in range(12)
+    ) + "# EOF\n"
+    assert_same(parse_exposition(om, openmetrics=True), reference(om, openmetrics=True))
+    assert _bulk_agrees(om)
 
 
 def test_unsorted_blocks_whose_values_hold_quotes_commas_and_escapes() -> None:

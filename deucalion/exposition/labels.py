@@ -12,8 +12,8 @@ lookup per piece for its keys (the first costs what the work does).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from itertools import compress
+from collections.abc import Iterable, Sequence
+from itertools import compress, groupby
 from operator import itemgetter
 
 from deucalion.errors import ParseError
@@ -23,6 +23,8 @@ __all__ = ["LabelMemory", "Orders", "label_order", "sorted_keys", "unescaped"]
 _CANON_PAIRS = re.compile(r'[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*+(?:\\.[^"\\]*+)*+"')
 
 _MAX_ORDERS = 4096
+# Up to this many unsorted label orders in a piece, each is found by a pass of its own.
+_FEW_ORDERS = 4
 
 #: Label-name sequence of a block ("{a=,b=}") -> None when sorted, else the positions of its
 #: pairs in sorted order.
@@ -149,11 +151,25 @@ def sorted_keys(blocks: list[str], sequence: str, order: tuple[int, ...]) -> lis
 def _sort_keys(keys: list[str], sequences: list[str], orders: Orders) -> None:
     """Put in ``keys`` the sorted spelling of every block whose label-name sequence (the same
     place in ``sequences``) is unsorted, per sequence in bulk."""
-    for sequence in set(sequences):
-        order = orders.get(sequence)
-        if order is not None:
-            lines = list(compress(range(len(keys)), map(sequence.__eq__, sequences)))
-            for line, key in zip(
-                lines, sorted_keys([keys[i] for i in lines], sequence, order), strict=True
-            ):
-                keys[line] = key
+    unsorted = [s for s in set(sequences) if orders.get(s) is not None]
+    if len(unsorted) <= _FEW_ORDERS:
+        # A pass over the sequences per unsorted one, in C.
+        groups: Iterable[tuple[str, Iterable[int]]] = (
+            (s, compress(range(len(keys)), map(s.__eq__, sequences))) for s in unsorted
+        )
+    else:
+        # Many (a stateset family's state label sorts by its family's name): one sort.
+        wanted = set(unsorted)
+        lines = sorted(
+            compress(range(len(keys)), map(wanted.__contains__, sequences)),
+            key=sequences.__getitem__,
+        )
+        groups = groupby(lines, key=sequences.__getitem__)
+    for sequence, group in groups:
+        lines = list(group)
+        order = orders[sequence]
+        assert order is not None
+        for line, key in zip(
+            lines, sorted_keys([keys[i] for i in lines], sequence, order), strict=True
+        ):
+            keys[line] = key

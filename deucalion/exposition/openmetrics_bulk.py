@@ -3,7 +3,10 @@
 One ``findall()`` splits the body into lines and checks their grammar; the rules of the
 standard are then checked family by family in one pass, with what depends on label sets only
 (the ``le``, ``quantile`` or state label of a series and the group it belongs to) remembered by
-the parser from one body to the next. It takes every family type but gauge histograms, label
+the parser from one body to the next. What the pass finds of a body's structure (everything
+but its values and exemplars) is kept as a plan: a body of the same structure, as a target
+serves scrape after scrape, costs the checks of its values, done a rule at a time over all
+the values it applies to. It takes every family type but gauge histograms, label
 blocks in the canonical notation, ``# UNIT`` lines and exemplars; a body with a sample
 timestamp, anything else or any fault gives None, and the line-by-line reader of
 :mod:`deucalion.exposition.openmetrics` reads it and names the fault. It never accepts what
@@ -53,8 +56,6 @@ _CLAIMS = {
     "summary": ("", "_count", "_sum", "_created"),
     "info": ("", "_info"),
 }
-_KNOWN_TYPES = frozenset([*_SUFFIXES, "gaugehistogram"])
-
 # What series_of answers for a sample name not seen yet.
 _UNSEEN: dict[str, float] = {}
 
@@ -132,8 +133,11 @@ class _Plan(NamedTuple):
     lines: int
 
 
-# The parts of a line its structure is made of: kind, name, argument, sample name, block.
-_STRUCTURE = tuple(map(itemgetter, range(5)))
+_KIND_OF = itemgetter(0)
+_SAMPLE_OF = itemgetter(3)
+_BLOCK_OF = itemgetter(4)
+# The parts of a metadata line: kind, name, argument.
+_METADATA = (_KIND_OF, itemgetter(1), itemgetter(2))
 _VALUE_OF = itemgetter(5)
 _EXEMPLAR_VALUE_OF = itemgetter(7)
 _NOT_NEGATIVE = (0.0).__le__
@@ -182,20 +186,29 @@ def read_bulk(
     if not lines or not lines[-1][8]:
         return None
     del lines[-1]
-    try:
-        keys = memory.series_keys(lines, 4)
-    except ParseError:
-        return None
     # Everything but the values and exemplars, joined (cheaper to hash and compare than a
-    # tuple per line), and the number of lines (no line the plan was made from has all these
-    # parts empty: a blank line, "# EOF" or another line then changes the structure).
-    structure = (str(len(lines)), *("\n".join(map(part, lines)) for part in _STRUCTURE))
+    # tuple per line): the number of lines, each line's sample name and block ("" for a
+    # metadata line), and the metadata lines' kinds, names and arguments. (No part holds a
+    # "\n", so a join tells its parts. A blank line, "# EOF" or any other line in place of a
+    # line of a body the plan was made from changes the structure: it has no sample name, and
+    # is not a metadata line.)
+    metadata = list(compress(lines, map(_KIND_OF, lines)))
+    structure = (
+        str(len(lines)),
+        "\n".join(map(_SAMPLE_OF, lines)),
+        "\n".join(map(_BLOCK_OF, lines)),
+        *("\n".join(map(part, metadata)) for part in _METADATA),
+    )
     plans = cast(dict[tuple[str, ...], _Plan], memory.plans)
     plan = plans.get(structure)
     if plan is not None:
         known = _read_known(lines, plan)
         if known is not None:
             return known
+    try:
+        keys = memory.series_keys(lines, 4)
+    except ParseError:
+        return None
     splits = memory.splits
     if sum(map(len, splits.values())) > _MAX_SPLITS:
         splits.clear()
