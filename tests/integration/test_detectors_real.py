@@ -28,7 +28,7 @@ import deucalion as dc
 from deucalion.demo import REAL_TARGET_METRICS, RobustZScoreObserver
 from deucalion.detectors import DetectorObserver, EWMAZScore
 from deucalion.provisioner import MetricsProvisioner
-from tests.helpers import wait_for
+from tests.helpers import skip_busy, wait_for
 from tests.integration import servers
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -120,8 +120,8 @@ async def test_the_readme_detector_alerts_on_a_cpu_burn(
             if max(idle) >= 0.8:
                 cpu = idle.index(max(idle))
         if cpu is None:
-            pytest.skip(f"no CPU was 80 % idle within {IDLE_CPU_WITHIN:.0f} s (at most "
-                        f"{most_idle:.0%}): the machine is busy, and a burn would not show")
+            skip_busy(f"no CPU was 80 % idle within {IDLE_CPU_WITHIN:.0f} s (at most "
+                      f"{most_idle:.0%}), and a burn would not show")
         series = f'{{cpu="{cpu}",mode="user"}}'
 
         def about_the_burn() -> list[Any]:
@@ -186,8 +186,8 @@ async def quiet_for(node_exporter: servers.Server, seconds: float) -> None:
             exported = await response.text()
     if fired and (unsteady := _unsteady(list(scrapes.values()))):
         metrics = sorted({str(a["labels"].get("metric")) for a in fired})
-        pytest.skip(f"{unsteady}: the machine was too busy for an idle exporter, and alerts "
-                    f"fired on {', '.join(metrics)}")
+        skip_busy(f"{unsteady}: too busy for an idle exporter, and alerts "
+                  f"fired on {', '.join(metrics)}")
     assert fired == [], f"alerts on an idle node_exporter: {fired[:3]}"
     # They did score every cycle: the scores are exported, below the threshold.
     scored = {
