@@ -258,6 +258,48 @@ def test_cli_backtest_bad_source(capsys: pytest.CaptureFixture[str]) -> None:
     assert "not a history source" in capsys.readouterr().err
 
 
+BACKTEST = ["backtest", "--observer", "tests.replay_observers:RobustZScore", "--metrics", "value",
+            "--from", LABELLED.as_posix()]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["record", "-o", "r.om.gz", "--all", "--duration", "-1"],
+     "argument --duration: '-1' is negative: give seconds or a duration such as 30s or 5m"),
+    (["record", "-o", "r.om.gz", "--all", "--duration", "0"],
+     "argument --duration: must be more than 0, not '0'"),
+    (["record", "-o", "r.om.gz", "--all", "--duration", "soon"],
+     "argument --duration: 'soon' is not a duration"),
+    ([*BACKTEST, "--step=-15s"],
+     "argument --step: '-15s' is negative: give seconds or a duration such as 30s or 5m"),
+    ([*BACKTEST, "--step", "0s"], "argument --step: must be more than 0, not '0s'"),
+    ([*BACKTEST, "--observer-timeout", "-1"],
+     "argument --observer-timeout: '-1' is negative: give seconds or a duration"),
+    ([*BACKTEST, "--observer-timeout", "0"],
+     "argument --observer-timeout: must be more than 0, not '0'"),
+])
+def test_a_bad_replay_duration_is_refused_saying_why(
+        argv: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`record --duration -1` (once 0 cycles recorded and exit 0) and every other negative or
+    zero duration of record and backtest exit 2 with the reason; nothing runs or is written."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "recorded" not in err and "steps" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_replay_durations_take_prometheus_durations(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """`--observer-timeout 30s` and `--step 1m` are durations, as the config's are."""
+    out = tmp_path / "out.jsonl"
+    assert main([*BACKTEST, "--observer-timeout", "30s", "--step", "1m", "-o", str(out)]) == 0
+    assert "400 steps" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(("labels", "target", "key", "about"), [
     ({}, URL, URL, True),
     ({}, URL, f"{URL} load{{}}", True),
