@@ -388,3 +388,46 @@ def test_worker_that_dies_costs_one_step(tmp_path: Path) -> None:
                     observer_timeout=1.0)
     assert hung.steps == 6 and hung.errors == 1
     assert len((tmp_path / "hang.jsonl").read_text().splitlines()) == 5
+
+
+@pytest.mark.parametrize("kind", ["om.gz", "om", "csv"])
+async def test_a_file_source_tells_how_much_of_it_was_read(kind: str, tmp_path: Path) -> None:
+    """A recording (gzip or not) and CSV files tell the share read so far: unknown before,
+    never going back, below 1 while cycles remain to be read, 1 at the end."""
+    source: RecordingSource | CSVSource
+    if kind == "csv":
+        source = CSVSource(LABELLED)
+    else:
+        # Random values, so that gzip cannot shrink the file below one block read.
+        import random
+
+        rnd = random.Random(7)
+        source = RecordingSource(_write(tmp_path / f"r.{kind}", [
+            Cycle(T0 + 15 * i, {URL: T0 + 15 * i},
+                  {URL: {"load": {f'{{cpu="{c}"}}': rnd.random() for c in range(8)}}})
+            for i in range(4000)]))
+    assert source.read_fraction() is None
+    seen = [source.read_fraction() async for _ in source.cycles()]
+    fractions = [f for f in seen if f is not None]
+    assert len(fractions) == len(seen) > 100
+    assert fractions == sorted(fractions)
+    assert 0 < fractions[0] < 0.25 and fractions[len(fractions) // 2] < 1
+    assert source.read_fraction() == 1.0
+
+
+def test_backtest_of_a_recording_without_a_range_says_how_far_it_is(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Into a pipe, `deucalion backtest --from FILE` without --start/--end prints percentages
+    (it printed steps and speed only, its span unknown until read)."""
+    import re
+
+    monkeypatch.setenv("DEUCALION_PROGRESS_INTERVAL", "1ms")
+    recording = _write(tmp_path / "r.om.gz", _cycles(n=3000))
+    assert main(["backtest", "--observer", "tests.replay_observers:RobustZScore",
+                 "--metrics", "load", "--from", str(recording)]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines()
+             if line.startswith("backtest: ")]
+    percents = [int(m.group(1)) for line in lines if (m := re.search(r", (\d+)%, ", line))]
+    assert percents and percents == sorted(percents), lines
+    assert lines[-1].startswith("backtest: 3,000 steps, 12h29m of history, ")

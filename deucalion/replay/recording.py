@@ -171,7 +171,7 @@ class RecordingSource:
             raise HistoryError(f"{self.path}: no such recording")
         self.stats = SourceStats()
         self._compressed = False
-        self._size = self._position = 0  # of the file, and how far gzip has read it
+        self._size = self._position = 0  # of the file, and how much of it was decompressed
 
     def _blocks(self) -> Iterator[bytes]:
         """The file's text in blocks, decompressed when it is gzip; ``EOFError`` after the
@@ -183,11 +183,18 @@ class RecordingSource:
             raw.seek(0)
             if not self._compressed:
                 while block := raw.read(READ_BLOCK):
+                    self._position = raw.tell()
                     yield block
                 return
-            for block in _inflate(raw, self._size):
-                self._position = raw.tell()
+            for accepted, block in _inflate(raw, self._size):
+                self._position = accepted
                 yield block
+            self._position = self._size  # and its trailer, which gives no text
+
+    def read_fraction(self) -> float | None:
+        """The share of the file read so far, 0 to 1 (bytes decompressed out of the file's
+        size; None before reading starts): how far a replay is when its span is unknown."""
+        return min(1.0, self._position / self._size) if self._size else None
 
     def _lines(self) -> Iterator[tuple[int, str]]:
         """``(line number, line)``; stops at a cut or damage, counting it."""
@@ -349,8 +356,9 @@ class _Corrupt(Exception):
 _TRAILER = 8
 
 
-def _inflate(raw: IO[bytes], size: int) -> Iterator[bytes]:
-    """The decompressed blocks of a gzip file (of ``size`` bytes), member after member.
+def _inflate(raw: IO[bytes], size: int) -> Iterator[tuple[int, bytes]]:
+    """The decompressed blocks of a gzip file (of ``size`` bytes), member after member, each
+    with the bytes of the file decompressed to give it and those before it.
 
     zlib rather than gzip.open, so that a stream cut short still gives all it holds
     (``EOFError`` after it). Output comes in blocks of at most ``READ_BLOCK`` and each member's
@@ -398,7 +406,7 @@ def _inflate(raw: IO[bytes], size: int) -> Iterator[bytes]:
         offset += accepted
         data = data[accepted:]
         if out:
-            yield out
+            yield offset, out
         if decompressor.eof:
             decompressor = None  # another gzip member may follow
     if decompressor is not None and not decompressor.eof:
