@@ -29,6 +29,8 @@ __all__ = ["Progress", "backtest_progress", "format_seconds", "recording_progres
 
 #: Seconds between two plain progress lines when stderr is not a terminal.
 DEFAULT_INTERVAL = 10.0
+#: Seconds between two updates of a backtest's progress (tqdm redraws every 0.5 s at most).
+SHOW_EVERY = 0.1
 
 
 def format_seconds(seconds: float) -> str:
@@ -177,34 +179,51 @@ class _ProgressSource:
         # A recording or CSV files are read whole, whatever the range: the share of the source
         # read, when it can tell it, measures the work left better than the range does.
         read_fraction = getattr(self.source, "read_fraction", None)
+        if not callable(read_fraction):
+            read_fraction = None
         progress: Progress | None = None
         began = time.monotonic()
         first: float | None = self.start
+        last = 0.0
         steps = 0
+
+        def show(*, final: bool = False) -> Progress:
+            nonlocal progress
+            covered = max(0.0, last - (last if first is None else first))
+            fraction = read_fraction() if read_fraction is not None else None
+            if fraction is None and span:
+                fraction = covered / span
+            if progress is None:
+                # Made at the first cycle: only then does a source know its size.
+                progress = Progress("backtest", total=None if fraction is None else 1.0)
+            if final and progress.total:
+                # The history ran out before the range did, or its last bytes held no cycle:
+                # the backtest is done all the same.
+                fraction = progress.total
+            wall = time.monotonic() - began
+            speed = f", {covered / wall:,.0f}x real time" if wall > 0 and covered else ""
+            of = f" of {format_seconds(span)}" if span else ""
+            progress.update(
+                covered if progress.total is None else fraction or 0.0,
+                f"{steps:,} steps, {format_seconds(covered)}{of} of history{speed}",
+            )
+            return progress
+
+        next_show = began
         try:
             async for cycle in self.source.cycles(metrics, start, end, step):
                 yield cycle
                 steps += 1
+                last = cycle.time
                 if first is None:
-                    first = cycle.time
-                covered = max(0.0, cycle.time - first)
-                fraction = read_fraction() if callable(read_fraction) else None
-                if fraction is None and span:
-                    fraction = covered / span
-                if progress is None:
-                    # Made at the first cycle: only then does a source know its size.
-                    progress = Progress("backtest", total=None if fraction is None else 1.0)
-                wall = time.monotonic() - began
-                speed = f", {covered / wall:,.0f}x real time" if wall > 0 and covered else ""
-                of = f" of {format_seconds(span)}" if span else ""
-                progress.update(
-                    covered if progress.total is None else fraction or 0.0,
-                    f"{steps:,} steps, {format_seconds(covered)}{of} of history{speed}",
-                )
-            if progress is not None and progress.total:
-                # The history ran out before the range did, or its last bytes held no cycle:
-                # the backtest is done all the same.
-                progress.update(progress.total, progress.detail)
+                    first = last
+                now = time.monotonic()
+                if now >= next_show:
+                    # A few times a second, not every step: a fast source (CSV files) would
+                    # spend a tenth of its time on the progress's text.
+                    next_show = now + min(SHOW_EVERY, show().interval)
+            if steps:
+                show(final=True)
         finally:
             if progress is not None:
                 progress.close()
