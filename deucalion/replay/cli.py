@@ -203,9 +203,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="record what the targets serve, each cycle, to a file",
         description="Scrapes the configured targets as `run` does and writes each cycle's "
         "desired samples (or --all) with their scrape times, as gzip-compressed OpenMetrics "
-        "text that `deucalion backtest --from` replays and `promtool tsdb "
-        "create-blocks-from openmetrics` backfills into Prometheus. Stops after --duration or "
-        "on SIGINT/SIGTERM; the file is always closed.",
+        "text that `deucalion backtest --from` replays and, once gunzipped (or recorded to "
+        "FILE.om), `promtool tsdb create-blocks-from openmetrics` backfills into Prometheus. "
+        "Stops after --duration or on SIGINT/SIGTERM; the file is always closed.",
     )
     rec.add_argument(
         "-o", "--output", required=True, metavar="FILE", help="the recording (FILE.om.gz)"

@@ -1,9 +1,9 @@
 """Recordings: what the targets served, cycle by cycle, as gzip-compressed OpenMetrics text.
 
 Why OpenMetrics text with timestamps: it is the format Prometheus itself reads back
-(``promtool tsdb create-blocks-from openmetrics FILE DIR`` turns a recording into blocks a
-Prometheus server serves), it is plain text any tool can read, and gzip takes a recording of
-node_exporter to a few bytes a sample. The format, line by line::
+(``promtool tsdb create-blocks-from openmetrics FILE DIR`` turns a recording, gunzipped first,
+into blocks a Prometheus server serves), it is plain text any tool can read, and gzip takes a
+recording of node_exporter to a few bytes a sample. The format, line by line::
 
     node_load1{deucalion_target="http://localhost:9100/metrics"} 0.52 1700000000.003
     up{deucalion_target="http://localhost:9100/metrics"} 1.0 1700000000.003
