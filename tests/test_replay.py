@@ -431,3 +431,43 @@ def test_backtest_of_a_recording_without_a_range_says_how_far_it_is(
     percents = [int(m.group(1)) for line in lines if (m := re.search(r", (\d+)%, ", line))]
     assert percents and percents == sorted(percents), lines
     assert lines[-1].startswith("backtest: 3,000 steps, 12h29m of history, ")
+
+
+def test_replay_writes_its_files_owner_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A recording, a backtest's output and its plot are 0600 whatever the umask (they were
+    0644: what the targets served, readable by every user of the machine)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text("targets: ['127.0.0.1:1']\nscrape_interval: 0.2s\n")
+    assert main(["record", "-c", "c.yaml", "-o", "r.om.gz", "--all", "--duration", "0.3"]) == 0
+    assert main([*BACKTEST, "-o", "out.csv", "--plot", "p.png"]) == 0
+    capsys.readouterr()
+    for name in ("r.om.gz", "out.csv", "p.png"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o600, name
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "out.csv").read_text().startswith("kind,")
+
+
+@pytest.mark.parametrize(("option", "argv"), [
+    ("-o", ["record", "-c", "c.yaml", "--all", "--duration", "0.3", "-o"]),
+    ("-o", [*BACKTEST, "-o"]),
+    ("--plot", [*BACKTEST, "--plot"]),
+])
+def test_replay_writes_through_no_symbolic_link(
+        option: str, argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A link planted where a recording, an output or a plot goes is refused, saying so; the
+    file it points to is left alone."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text("targets: ['127.0.0.1:1']\nscrape_interval: 0.2s\n")
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    name = "planted.png" if option == "--plot" else "planted.om.gz"
+    if argv[0] == "backtest" and option == "-o":
+        name = "planted.jsonl"
+    (tmp_path / name).symlink_to(victim)
+    assert main([*argv, name]) == 1
+    err = capsys.readouterr().err
+    assert f"{name}: it is a symbolic link, and deucalion writes through none" in err, err
+    assert "Traceback" not in err
+    assert victim.read_text() == "keep me\n"

@@ -47,6 +47,7 @@ from deucalion.exposition.naming import Selector
 from deucalion.history.labels import pairs_key
 from deucalion.observer import SYNTHETIC_METRICS, TargetsData
 from deucalion.provisioner import CollectedCycle, MetricsProvisioner
+from deucalion.replay.files import create_private, why_not_written
 from deucalion.replay.sources import Cycle, HistoryError, SourceStats
 
 if TYPE_CHECKING:
@@ -102,15 +103,20 @@ class RecordingWriter:
         self._gzip: gzip.GzipFile | None = None
         self._file: IO[bytes] | gzip.GzipFile
         try:
-            if self.path.name.endswith(".gz"):
-                self._gzip = gzip.GzipFile(self.path, "wb", compresslevel=compresslevel)
-                self._file = self._gzip
-            else:
-                self._file = self.path.open("wb")
+            raw = create_private(self.path)
         except OSError as exc:
             raise HistoryError(
-                f"cannot write the recording {self.path}: {exc.strerror or exc}"
+                f"cannot write the recording {self.path}: {why_not_written(exc)}"
             ) from None
+        if self.path.name.endswith(".gz"):
+            # The name inside the gzip header is the file's own, as gzip.open writes it.
+            self._gzip = gzip.GzipFile(
+                self.path.name, "wb", compresslevel=compresslevel, fileobj=raw
+            )
+            self._file = self._gzip
+        else:
+            self._file = raw
+        self._raw = raw
         self._last_flush = -math.inf
         self._closed = False
         self.cycles = 0
@@ -146,6 +152,7 @@ class RecordingWriter:
         self._closed = True
         self._file.write(b"# EOF\n")
         self._file.close()
+        self._raw.close()  # a GzipFile given a file object leaves it open
 
     def __enter__(self) -> RecordingWriter:
         return self
