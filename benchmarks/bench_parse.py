@@ -360,7 +360,7 @@ def main(quick: bool = False) -> dict[str, object]:
         "Setting up a selection (`ExpositionParser(desired)`, building its matcher), by the "
         "number of desired names or regular expressions (`app_N_.*`), median of 3:",
         "",
-        "| desired | " + " | ".join(f"{n:,}" for n in setup["counts"]) + " |",  # type: ignore[attr-defined]
+        "| desired | " + " | ".join(f"{n:,.0f}" for n in setup["counts"]) + " |",  # type: ignore[attr-defined]
         "|---|" + "---:|" * len(setup["counts"]),  # type: ignore[arg-type]
         "| names, ms | " + " | ".join(f"{s * 1e3:.1f}" for s in setup["names_s"]) + " |",  # type: ignore[attr-defined]
         "| patterns, ms | " + " | ".join(f"{s * 1e3:.1f}" for s in setup["patterns_s"]) + " |",  # type: ignore[attr-defined]

@@ -8,6 +8,8 @@ import json
 import logging
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from tests.fault_observers import OtherResumingObserver, ResumingObserver
 from tests.helpers import TargetServer, text, wait_for
 
 BODY = "# TYPE good_metric gauge\ngood_metric 1\n"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def records(path: Path) -> list[dict[str, Any]]:
@@ -185,12 +188,9 @@ async def test_another_class_under_the_same_name_refuses_the_checkpoint(
     assert "class tests.fault_observers.OtherResumingObserver is registered now" in caplog.text
 
 
-async def test_the_same_registration_resumes_in_a_new_interpreter(
-    url: str, tmp_path: Path
-) -> None:
+async def test_the_same_registration_resumes(url: str, tmp_path: Path) -> None:
     """The registration check compares like with like: the same observer, constructed the same
-    way, resumes (its set of desired metrics orders differently from one process to the next,
-    which must not count as a change)."""
+    way (its desired metrics given in another order), resumes."""
     calls, state = tmp_path / "calls.jsonl", tmp_path / "state"
     desired = {"good_metric", "up", "scrape_duration_seconds", "a", "b", "c"}
     await run_calls(url, ResumingObserver(desired, calls, setting=3), state, calls, 2)
@@ -198,3 +198,42 @@ async def test_the_same_registration_resumes_in_a_new_interpreter(
     await run_calls(url, ResumingObserver(set(sorted(desired, reverse=True)), calls,
                                           setting=3), state, calls, 1)
     assert records(calls)[done]["calls"] == done + 1
+
+
+REGISTRATION = """
+import json, sys
+from deucalion.dispatch.checkpoints import registration
+from tests.fault_observers import ResumingObserver
+
+observer = ResumingObserver({f"metric_{i}" for i in range(50)}, "/nowhere", setting=7)
+observer.extra = {"tags": {f"t{i}" for i in range(20)}, "nested": [frozenset({"x", "y"})]}
+print(json.dumps(registration(observer)))
+"""
+
+
+def test_a_registration_is_the_same_in_every_interpreter() -> None:
+    """Sets of strings iterate in an order that changes with the interpreter's hash seed; the
+    registration a restarted application compares must not."""
+    seen = []
+    for seed in ("1", "2", "3"):
+        out = subprocess.run(
+            [sys.executable, "-c", REGISTRATION], capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+        seen.append(json.loads(out.stdout))
+    assert seen[0]["class"] == "tests.fault_observers.ResumingObserver"
+    assert set(seen[0]["attributes"]) >= {"desired_metrics", "extra", "setting", "calls"}
+    assert seen[0] == seen[1] == seen[2]
+
+
+async def test_a_checkpoint_path_that_is_a_file_is_refused_at_start(
+    url: str, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    state.write_text("not a directory")
+    provisioner = dc.MetricsProvisioner(
+        targets=[url], telemetry={"enabled": False}, checkpoint_interval=60,
+        checkpoint_path=str(state))
+    provisioner.register(ResumingObserver({"good_metric"}, tmp_path / "calls.jsonl"))
+    with pytest.raises(dc.ConfigError, match=r"checkpoint_path .*state: it is not a directory"):
+        await provisioner.start()
+    assert state.read_text() == "not a directory"

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import deucalion as dc
-from deucalion.dispatch import calls as calls_module
+from deucalion.dispatch import keeper as keeper_module
 from tests.fault_observers import (
     HangOnLoadObserver,
     SpawningObserver,
@@ -110,7 +110,7 @@ async def test_without_observer_timeout_a_hung_install_does_not_hold_up_start(
 ) -> None:
     """Item 5: start() waits a bounded time for an install, then lets it go on in the
     background; stop() ends it."""
-    monkeypatch.setattr(calls_module, "START_WAIT", 0.5)
+    monkeypatch.setattr(keeper_module, "START_WAIT", 0.5)
     loads, calls = tmp_path / "loads", tmp_path / "calls.jsonl"
     provisioner = provisioner_for(url, HangOnLoadObserver({"good_metric"}, loads),
                                   SummaryObserver({"good_metric"}, calls))

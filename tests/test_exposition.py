@@ -552,14 +552,18 @@ def _line_by_line(text: str, desired: list[str] | None = None) -> dict[str, dict
         openmetrics.read_bulk = saved  # type: ignore[assignment]
 
 
-def _bulk_agrees(text: str, desired: list[str] | None = None) -> bool:
+def _bulk_agrees(text: str, desired: list[str] | None = None, primed: str = "") -> bool:
     """Whether the bulk reader took ``text``; when it did, the line-by-line reader accepts it
-    too and reads the same samples (the bulk reader never accepts what that one refuses)."""
+    too and reads the same samples (the bulk reader never accepts what that one refuses).
+    ``primed``: a body the reader has read before (whose plan a body of the same structure
+    and other values is read by)."""
     from deucalion.exposition.labels import LabelMemory
     from deucalion.exposition.openmetrics_bulk import read_bulk
 
     wants = None if desired is None else ExpositionParser(desired).wants
     memory = LabelMemory()
+    if primed:
+        read_bulk(primed, wants, memory)
     bulk = read_bulk(text, wants, memory)
     if bulk is None:
         return False
@@ -692,9 +696,14 @@ def test_modern_openmetrics_mutations_agree_in_bulk_and_line_by_line(
         from deucalion.exposition.openmetrics_bulk import read_bulk
 
         assert read_bulk(mutated, None, LabelMemory()) is None, mutated
+        # Nor when it has read the valid body (a changed value keeps the structure).
+        memory = LabelMemory()
+        read_bulk(text, None, memory)
+        assert read_bulk(mutated, None, memory) is None, mutated
         return
     if _bulk_agrees(mutated):
         assert_same(parse_exposition(mutated, openmetrics=True), slow)
+    _bulk_agrees(mutated, primed=text)
 
 
 def test_the_bulk_reader_takes_the_benchmark_bodies() -> None:

@@ -432,3 +432,63 @@ async def test_a_stop_during_start_up_waits_and_closes_everything(
     assert provisioner.telemetry.server is None
     assert provisioner.alert_sender is None
     assert all(not w.ready for w in provisioner.workers)
+
+
+class _Listener:
+    """A cycle listener that keeps every cycle it gets (and raises on each, when ``broken``)."""
+
+    def __init__(self, desired: frozenset[str] | None = frozenset(), broken: bool = False):
+        self.desired_metrics = desired
+        self.broken = broken
+        self.cycles: list[object] = []
+        self.opened = self.closed = 0
+
+    async def open(self) -> None:
+        self.opened += 1
+
+    async def on_cycle(self, cycle: object) -> None:
+        self.cycles.append(cycle)
+        if self.broken:
+            raise OSError("No space left on device")
+
+    async def close(self) -> None:
+        self.closed += 1
+
+
+async def test_listeners_get_the_cycles_and_times_the_observers_get(
+    target_server: TargetServer, tmp_path: Path
+) -> None:
+    """A listener gets each cycle with the scrape times the observer reads from data_time(); a
+    listener that raises is logged and keeps getting cycles, as the observer keeps its data."""
+    from tests.observers import DataTimeRecorder
+
+    url = target_server.add("/metrics", text(NODE_LIKE))
+    await target_server.start()
+    seen = tmp_path / "seen.jsonl"
+    provisioner = provisioner_for(url)
+    provisioner.register(DataTimeRecorder({"node_load1"}, seen))
+    listener = provisioner.add_listener(_Listener())
+    broken = provisioner.add_listener(_Listener(broken=True))
+    async with provisioner:
+        await wait_for(records_at_least(seen, 3))
+    records = read_records(seen)
+    handed = {c.time: c.target_times for c in listener.cycles}  # type: ignore[attr-defined]
+    assert len(broken.cycles) == len(listener.cycles) >= 3
+    assert listener.opened == listener.closed == 1
+    for record in records:
+        assert handed[record["cycle"]] == pytest.approx(record["targets"])
+
+
+async def test_a_provisioner_with_only_a_listener_collects_what_it_desires(
+    target_server: TargetServer,
+) -> None:
+    """No observer: the cycle loop runs for a listener alone (deucalion record is one), and a
+    listener desiring every sample (None) gets them all."""
+    url = target_server.add("/metrics", text(NODE_LIKE))
+    await target_server.start()
+    provisioner = provisioner_for(url)
+    listener = provisioner.add_listener(_Listener(desired=None))
+    async with provisioner:
+        await wait_for(lambda: len(listener.cycles) >= 2)
+    (result,) = listener.cycles[0].results  # type: ignore[attr-defined]
+    assert result.up and {"node_load1", "go_goroutines"} <= set(result.samples)

@@ -468,6 +468,6 @@ def test_replay_writes_through_no_symbolic_link(
     (tmp_path / name).symlink_to(victim)
     assert main([*argv, name]) == 1
     err = capsys.readouterr().err
-    assert f"{name}: it is a symbolic link, and deucalion writes through none" in err, err
+    assert f"{name}: it is a link; give the path of a regular file" in err, err
     assert "Traceback" not in err
     assert victim.read_text() == "keep me\n"

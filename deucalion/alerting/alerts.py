@@ -39,6 +39,8 @@ from collections.abc import Iterable, Mapping, Sized
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from deucalion.history.labels import LABEL_NAME
+
 __all__ = [
     "Alert",
     "Interpretation",
@@ -54,7 +56,6 @@ __all__ = [
     "label_result",
 ]
 
-_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 #: Results with more alerts than this are labelled off the event loop (see ``cheap_to_label``).
 CHEAP_RESULT = 1000
 _NOT_LABEL_CHAR = re.compile(r"[^a-zA-Z0-9_]")
@@ -332,7 +333,7 @@ def label_problems(labels: Mapping[Any, Any], kind: str = "label") -> list[str]:
     """What makes ``labels`` (or annotations) unacceptable to Alertmanager; empty when valid."""
     problems: list[str] = []
     for name, value in labels.items():
-        if not isinstance(name, str) or not _LABEL_NAME.fullmatch(name):
+        if not isinstance(name, str) or not LABEL_NAME.fullmatch(name):
             problems.append(
                 f"{kind} name {name!r} is invalid: use letters, digits and underscores, "
                 "not starting with a digit"

@@ -18,8 +18,10 @@ One concept a module:
 
 - ``process``: the worker process, its executor started with the observer installed, killed
   and reaped (the spawn start method and why);
+- ``keeper``: one observer's worker processes over time: the first installed within bounds,
+  each replaced with backoff, all ended, in a thread of the observer's own;
 - ``calls``: ``ObserverWorker``, the calls to one observer: hand-off, newest data wins,
-  timeouts, replacing a worker;
+  timeouts;
 - ``outcome``: what a call gives back, its result or the worker's exception rebuilt;
 - ``checkpoints``: the observer's state kept between workers and written to a file;
 - ``payload``: how a cycle's data is encoded for the worker (series keys once, values always);

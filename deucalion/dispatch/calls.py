@@ -2,37 +2,36 @@
 one call in flight, the newest pending data winning, and a call past ``observer_timeout``
 costing its worker.
 
-``ObserverWorker`` owns one observer's worker process (``deucalion.dispatch.process``), the
-data waiting for it, its checkpoints (``deucalion.dispatch.checkpoints``) and the thread, its
-*keeper*, that starts, reaps and shuts down its executors, so that none of that runs on the
-event loop. Every call is ``loop.run_in_executor(executor, in_worker.call, payload)`` and sends
-only the cycle's data (encoded by ``deucalion.dispatch.payload``) and its scrape times.
+``ObserverWorker`` owns one observer's worker processes (kept by ``dispatch.keeper``, which
+also starts, replaces and ends them off the event loop), the data waiting for them and its
+checkpoints (``dispatch.checkpoints``). Every call is
+``loop.run_in_executor(executor, in_worker.call, payload)`` and sends only the cycle's data
+(encoded by ``dispatch.payload``) and its scrape times.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Mapping
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from deucalion._supervision import Supervised
 from deucalion.dispatch import in_worker
 from deucalion.dispatch.checkpoints import Checkpoints
+from deucalion.dispatch.keeper import WorkerKeeper
 from deucalion.dispatch.outcome import (
     CallOutcome,
     ObserverStats,
     ResultHandler,
     rebuild,
+    retrieve,
     unpickle_result,
 )
 from deucalion.dispatch.payload import PayloadEncoder
-from deucalion.dispatch.process import MAIN_GUARD_FIX, WorkerProcess
 from deucalion.errors import DeucalionError
 from deucalion.observer import MetricsObserver, TargetsData, name_of
 
@@ -40,19 +39,8 @@ __all__ = ["ObserverWorker"]
 
 log = logging.getLogger(__name__)
 
-# Replacing a worker that keeps dying waits longer each time, up to this.
-MAX_RESTART_BACKOFF = 30.0
 # Payloads with more series than this are encoded in a thread, not on the event loop.
 ENCODE_INLINE_MAX_SERIES = 2000
-# start() waits this long for the first worker's install; then it goes on in the background.
-START_WAIT = 10.0
-# With observer_timeout, a worker's interpreter gets this long to start (import the
-# application's script) before the observer's install is timed.
-SPAWN_TIMEOUT = 60.0
-
-
-class InstallTimeout(DeucalionError):
-    """Installing the observer in a new worker ran past ``observer_timeout``."""
 
 
 class ObserverWorker:
@@ -75,16 +63,8 @@ class ObserverWorker:
             observer, self.name, self.stats, checkpoint_interval, checkpoint_path
         )
         self._on_result = on_result
-        self._process: WorkerProcess | None = None
-        # A worker being installed (killed with the worker, by kill()), and the install that
-        # start() left to go on in the background.
-        self._installing: WorkerProcess | None = None
-        self._installed: asyncio.Future[None] | None = None
-        # One thread per observer starts, reaps and shuts down its executors, and pickles the
-        # observer for them. The worker's parent-death signal fires when the thread that
-        # started it ends, so this thread lives exactly as long as the observer's workers.
-        self._keeper = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"deucalion-{self.name}"
+        self._workers = WorkerKeeper(
+            observer, self.name, self.stats, self.checkpoints, timeout, self._new_worker
         )
         # Series keys go only when they changed, values as one array (dispatch.payload):
         # bench_dispatch measured it halving the hand-off of 10,000 series inside the call.
@@ -97,11 +77,20 @@ class ObserverWorker:
         self._busy = False
         self._loop_task: Supervised | None = None
         self._closing = False
-        self._consecutive_failures = 0
         self._last_error: tuple[str, int] | None = None
-        self.pid: int | None = None
+
+    @property
+    def pid(self) -> int | None:
         """The process id of the newest worker (kept after it ended)."""
-        self.ready = False
+        return self._workers.pid
+
+    @property
+    def ready(self) -> bool:
+        """Whether a worker is installed and takes calls."""
+        return self._workers.ready
+
+    def _new_worker(self) -> None:
+        self._encoder.reset()  # a new worker knows no series keys yet
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -109,145 +98,19 @@ class ObserverWorker:
         """Start the worker process and wait, at most ``START_WAIT`` seconds, until the
         observer is installed in it; an install that takes longer goes on in the background
         (its data waits, newest wins), one that hangs past ``observer_timeout`` is replaced as
-        a hung call is. An observer that cannot be installed at all raises."""
-        await self._in_keeper(self.checkpoints.load)
-        first = asyncio.ensure_future(self._spawn())
-        done, _ = await asyncio.wait({first}, timeout=START_WAIT)
-        if first in done:
-            try:
-                first.result()
-            except InstallTimeout:
-                self._installed = asyncio.ensure_future(self._replace())
-        else:
-            log.warning(
-                "observer %s: still being installed in its worker after %gs; deucalion runs "
-                "meanwhile, and the observer's data waits for it (the newest only)",
-                self.name,
-                START_WAIT,
-            )
-            self._installed = asyncio.ensure_future(self._finish_install(first))
+        a hung call is (see ``deucalion.dispatch.keeper``). An observer that cannot be
+        installed at all raises."""
+        await self._workers.start()
         self._loop_task = Supervised(
             self._run,
             name=f"the call loop of observer {self.name}",
             task_name=f"deucalion-observer-{self.name}",
         )
 
-    async def _finish_install(self, first: asyncio.Future[None]) -> None:
-        try:
-            await first
-        except DeucalionError as exc:
-            if not isinstance(exc, InstallTimeout):
-                log.error("%s", exc)
-            await self._replace()
-
     @property
     def call_loop(self) -> Supervised | None:
         """The supervised task that hands data to the worker, while started."""
         return self._loop_task
-
-    async def _in_keeper(self, function: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._keeper, function, *args)
-
-    async def _spawn(self) -> None:
-        """Start a worker, install the observer's newest checkpoint in it or else the
-        observer as registered, and make it the observer's worker."""
-        process, failure = await self._install(self.checkpoints.newest)
-        if failure is not None and self.checkpoints.newest is not None:
-            # The checkpoint does not load (a changed class, say): the observer as it
-            # was registered still does.
-            await self._in_keeper(process.shut_down)
-            log.error(
-                "observer %s: its checkpoint cannot be loaded (%s); starting from the "
-                "observer as it was registered",
-                self.name,
-                failure[1],
-                exc_info=rebuild(failure),
-            )
-            self.checkpoints.newest = None
-            process, failure = await self._install(None)
-        if failure is not None:
-            await self._in_keeper(process.shut_down)
-            raise DeucalionError(
-                f"the worker process of observer {self.name} cannot load it: {failure[1]}. Is "
-                "the observer's class importable there, and are the libraries it uses "
-                "installed?"
-            ) from rebuild(failure)
-        self._process = process
-        self.pid = process.pid
-        self._encoder.reset()  # a new worker knows no series keys yet
-        self.ready = True
-        log.debug("observer %s runs in worker pid %s", self.name, process.pid)
-
-    async def _install(
-        self, checkpoint: bytes | None
-    ) -> tuple[WorkerProcess, in_worker.Failure | None]:
-        """A new worker process with the observer (or ``checkpoint``) loaded in it, or why
-        it did not load; bounded as a call is, by ``observer_timeout`` from the moment the
-        worker reported itself (its interpreter's start gets ``SPAWN_TIMEOUT`` more)."""
-        process = self._installing = WorkerProcess(self.name)
-        job = asyncio.get_running_loop().run_in_executor(
-            self._keeper, process.install, self.observer, checkpoint
-        )
-        launched = time.monotonic()
-        try:
-            in_time = await self._within_install_limit(process, job, launched)
-        except asyncio.CancelledError:
-            # Closing while installing: end it; the keeper reaps it once the install ends.
-            process.kill()
-            job.add_done_callback(_retrieve)
-            with contextlib.suppress(RuntimeError):  # the keeper is shut down: so is all
-                self._keeper.submit(process.shut_down)
-            raise
-        finally:
-            self._installing = None
-        if not in_time:
-            process.kill()
-            await asyncio.wait({job})
-            job.add_done_callback(_retrieve)
-            await self._in_keeper(process.shut_down)
-            self.stats.timeouts += 1
-            self.stats.errors += 1
-            message = (
-                f"observer {self.name}: installing it in its worker ran longer than "
-                f"observer_timeout ({self.timeout:g}s)"
-                if process.pid is not None
-                else f"observer {self.name}: its worker process did not start within "
-                f"{SPAWN_TIMEOUT + (self.timeout or 0):g}s"
-            )
-            log.error("%s; replacing its worker", message)
-            raise InstallTimeout(message)
-        try:
-            return process, job.result()
-        except BrokenProcessPool as exc:
-            raise DeucalionError(
-                f"the worker process of observer {self.name} ended while starting ({exc}; its "
-                "output is above). Is the observer's class importable there, and are the "
-                f"libraries it uses installed? If your script starts deucalion at its top "
-                f"level, {MAIN_GUARD_FIX}"
-            ) from exc
-
-    async def _within_install_limit(
-        self, process: WorkerProcess, job: asyncio.Future[Any], launched: float
-    ) -> bool:
-        """Wait for ``job``; False when it ran past its limit (it is still running then)."""
-        if self.timeout is None:
-            await asyncio.wait({job})
-            return True
-        while True:
-            reported = process.reported_at
-            deadline = (
-                launched + SPAWN_TIMEOUT + self.timeout
-                if reported is None
-                else reported + self.timeout
-            )
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            # Until the worker reports itself, look again now and then: its limit changes.
-            step = remaining if reported is not None else min(remaining, 0.05)
-            done, _ = await asyncio.wait({job}, timeout=step)
-            if done:
-                return True
 
     def submit(
         self,
@@ -283,16 +146,11 @@ class ObserverWorker:
         self._pending = None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        installed, self._installed = self._installed, None
-        if installed is not None and not installed.done():
-            # Still installing: nothing to wait for, the worker has no call to finish.
-            if self._installing is not None:
-                self._installing.kill()
-            installed.cancel()
-            await asyncio.wait({installed})
+        self._workers.closing = True
+        await self._workers.stop_installing()
         task, self._loop_task = self._loop_task, None
         if task is not None:
-            if self._busy and grace > 0:
+            if self._busy and grace > 0 and not self._workers.installing:
                 # The call loop ends by itself after this call and its result's handling.
                 self._wakeup.set()
                 done, _ = await asyncio.wait({task.task}, timeout=grace)
@@ -300,15 +158,15 @@ class ObserverWorker:
                     log.warning("observer %s still busy after %gs: stopping it", self.name, grace)
             await task.stop()
         if (
-            self._process is not None
+            self._workers.process is not None
             and not self._working
             and self.checkpoints.interval
             and deadline - loop.time() > 0
         ):
             await self._take_checkpoint(deadline - loop.time())
-        self._end_worker(kill=self._working)
-        await self._reap()
-        self._keeper.shutdown(wait=False)
+        if self._working:
+            self._workers.kill()
+        await self._workers.close()
 
     @property
     def _working(self) -> bool:
@@ -318,25 +176,10 @@ class ObserverWorker:
     def kill(self) -> None:
         """End the worker at once, whatever it is doing; the observer takes no more data.
         It only signals: ``close()`` reaps the process."""
-        self._closing = True
+        self._closing = self._workers.closing = True
         self._pending = None
         self._wakeup.set()
-        self._end_worker(kill=True)
-
-    def _end_worker(self, *, kill: bool) -> None:
-        """Stop calling the worker; with ``kill``, SIGKILL it now. Never waits."""
-        self.ready = False
-        if kill and self._process is not None:
-            self._process.kill()
-        if kill and self._installing is not None:
-            self._installing.kill()
-
-    async def _reap(self) -> None:
-        """Shut the executor down and reap its process, in the keeper thread."""
-        process, self._process = self._process, None
-        self.ready = False
-        if process is not None:
-            await self._in_keeper(process.shut_down)
+        self._workers.kill()
 
     # --- the call loop -----------------------------------------------------------------------
 
@@ -377,14 +220,10 @@ class ObserverWorker:
         *,
         resend: bool = True,
     ) -> CallOutcome | None:
-        if self._installed is not None:
-            await self._installed  # the first worker, still being installed after start()
-            self._installed = None
-        if self._process is None:
-            await self._replace()
-        if self._process is None:
+        process = await self._workers.current()
+        if process is None:
             return None  # closing while a new worker was due
-        executor = self._process.executor
+        executor = process.executor
         loop = asyncio.get_running_loop()
         handed_off = time.time()
         outcome = CallOutcome(self.observer, data)
@@ -402,10 +241,10 @@ class ObserverWorker:
                 self.name,
                 exc,
             )
-            await self._replace()
-            if self._process is None:
+            await self._workers.replace()
+            if self._workers.process is None:
                 return None
-            executor = self._process.executor
+            executor = self._workers.process.executor
             handed_off = time.time()
             encoded = await self._encode(data)
             call = loop.run_in_executor(
@@ -425,7 +264,7 @@ class ObserverWorker:
                 )
             self._encoder.reset()  # send every key again
             return await self._call(data, cycle_time, target_times, resend=False)
-        self._consecutive_failures = 0
+        self._workers.succeeded()
         self.stats.calls += 1
         outcome.duration = time.time() - handed_off
         outcome.latency = max(0.0, started - handed_off)
@@ -451,7 +290,7 @@ class ObserverWorker:
         series = sum(len(s) for samples in data.values() for s in samples.values())
         if series <= ENCODE_INLINE_MAX_SERIES:
             return self._encoder.encode(data)
-        encoded: bytes = await self._in_keeper(self._encoder.encode, data)
+        encoded: bytes = await self._workers.run(self._encoder.encode, data)
         return encoded
 
     async def _answer(self, call: asyncio.Future[Any], what: str, limit: float | None) -> Any:
@@ -464,10 +303,10 @@ class ObserverWorker:
             done, _ = await asyncio.wait({call}, timeout=limit)
         except asyncio.CancelledError:
             # Closing: the call's answer, if it ever comes, has no reader.
-            call.add_done_callback(_retrieve)
+            call.add_done_callback(retrieve)
             raise
         if not done:
-            call.add_done_callback(_retrieve)
+            call.add_done_callback(retrieve)
             self.stats.timeouts += 1
             self.stats.errors += 1
             log.error(
@@ -479,8 +318,8 @@ class ObserverWorker:
                 else "what was left of the grace period",
                 limit,
             )
-            self._end_worker(kill=True)
-            await self._replace()
+            self._workers.kill()
+            await self._workers.replace()
             return None
         try:
             return call.result()
@@ -492,7 +331,7 @@ class ObserverWorker:
                 what,
                 exc,
             )
-            await self._replace()
+            await self._workers.replace()
             return None
         except Exception:
             # The worker's functions answer every failure as data: this is a bug, and it
@@ -522,57 +361,19 @@ class ObserverWorker:
             text.rstrip(),
         )
 
-    async def _replace(self) -> None:
-        """Reap the worker (in the keeper thread) and start a new one, waiting longer each
-        time it keeps dying."""
-        self.ready = False
-        await self._reap()
-        delay = (
-            min(MAX_RESTART_BACKOFF, 0.5 * 2**self._consecutive_failures)
-            if self._consecutive_failures
-            else 0.0
-        )
-        self._consecutive_failures += 1
-        while not self._closing:
-            if delay:
-                log.info("observer %s: starting a new worker in %.1fs", self.name, delay)
-                await asyncio.sleep(delay)
-            try:
-                await self._spawn()
-            except DeucalionError as exc:
-                if not isinstance(exc, InstallTimeout):  # logged already
-                    log.error("%s", exc)
-                delay = min(MAX_RESTART_BACKOFF, max(0.5, delay * 2))
-                continue
-            self.stats.restarts += 1
-            log.info(
-                "observer %s: new worker pid %s%s",
-                self.name,
-                self.pid,
-                ", installed from its newest checkpoint" if self.checkpoints.newest else "",
-            )
-            return
-
     # --- checkpoints -------------------------------------------------------------------------
 
     async def _take_checkpoint(self, limit: float | None) -> None:
         """Have the worker pickle its observer, within ``limit`` seconds, and keep that."""
-        if self._process is None:
+        process = self._workers.process
+        if process is None:
             return
         self.checkpoints.started()
-        call = asyncio.get_running_loop().run_in_executor(
-            self._process.executor, in_worker.checkpoint
-        )
+        call = asyncio.get_running_loop().run_in_executor(process.executor, in_worker.checkpoint)
         reply = await self._answer(call, "a checkpoint", limit)
         if reply is not None:
             ok, value = reply
             if ok:
-                await self.checkpoints.keep(value, self._in_keeper)
+                await self.checkpoints.keep(value, self._workers.run)
             else:
                 self.checkpoints.failed(value)
-
-
-def _retrieve(future: asyncio.Future[Any] | Future[Any]) -> None:
-    """Read an abandoned call's outcome, so that nobody warns it was never retrieved."""
-    if not future.cancelled():
-        future.exception()

@@ -159,9 +159,14 @@ class CheckpointFile:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             info = self.directory.stat()
         except OSError as exc:
+            failure = (
+                "it is not a directory"
+                if self.directory.exists() and not self.directory.is_dir()
+                else f"cannot create it: {exc}"
+            )
             raise ConfigError(
-                f"checkpoint_path {self.directory}: cannot create it: {exc}; give a directory "
-                "deucalion may create or write"
+                f"checkpoint_path {self.directory}: {failure}; give a directory deucalion may "
+                "create or write"
             ) from None
         problem = self._untrusted(info, "directory")
         if problem is not None:

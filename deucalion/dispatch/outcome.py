@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import pickle
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
 from deucalion.dispatch.in_worker import Failure, describe
-from deucalion.errors import DeucalionError
+from deucalion.errors import ObserverError
 from deucalion.observer import MetricsObserver, TargetsData
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "RemoteTraceback",
     "ResultHandler",
     "rebuild",
+    "retrieve",
     "unpickle_result",
 ]
 
@@ -68,11 +70,6 @@ class RemoteTraceback(Exception):
         return f'\n"""\n{self.text}"""'
 
 
-class ObserverError(DeucalionError):
-    """What ``new_data`` raised, when the exception itself could not be rebuilt here (its
-    message and the worker's traceback, as ``__cause__``, still tell what happened)."""
-
-
 def rebuild(failure: Failure) -> BaseException:
     """The worker's exception, or an ``ObserverError`` carrying its text; with the worker's
     traceback as ``__cause__``."""
@@ -110,3 +107,9 @@ async def unpickle_result(value: bytes) -> tuple[Any, Failure | None]:
             "unpickle",
         )
     return result, None
+
+
+def retrieve(future: asyncio.Future[Any] | Future[Any]) -> None:
+    """Read an abandoned call's outcome, so that nobody warns it was never retrieved."""
+    if not future.cancelled():
+        future.exception()

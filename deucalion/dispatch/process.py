@@ -137,6 +137,9 @@ class WorkerProcess:
             if unpicklable is None:
                 raise
             failure = None
+        finally:
+            for end in (reader, started, report, writer):
+                end.close()  # those still open when submit() itself failed
         if unpicklable is not None:
             self.shut_down()
             raise ConfigError(

@@ -44,13 +44,15 @@ class LabelMemory:
     than reading and sorting the blocks again. Values are never part of it.
     """
 
-    __slots__ = ("_chars", "_keys", "orders", "splits")
+    __slots__ = ("_chars", "_keys", "orders", "plans", "splits")
 
     def __init__(self) -> None:
         self.orders: Orders = {}
         #: The OpenMetrics bulk reader's splits of series keys around a label (by label, then
         #: key): the key without it, and its value (bounded by that reader).
         self.splits: dict[str, dict[str, tuple[str, str]]] = {}
+        #: The OpenMetrics bulk reader's plans of the bodies it read, by their structure.
+        self.plans: dict[object, object] = {}
         self._keys: dict[str, list[str] | None] = {}
         self._chars = 0
 
@@ -85,9 +87,9 @@ def _sequences(blocks: str, orders: Orders) -> list[str] | None:
         return None
     # Once escaped backslashes and quotes are out of the way, every other piece between quotes
     # is a value: splitting there is cheaper than a regular expression.
-    names = "".join(unescaped(blocks).split('"')[::2])
+    sequences = "".join(unescaped(blocks).split('"')[::2]).split("\n")
     unsorted = False
-    for sequence in set(names.split("\n")):
+    for sequence in set(sequences):
         order = orders.get(sequence, False)
         if order is False:
             order = label_order(sequence)
@@ -95,7 +97,7 @@ def _sequences(blocks: str, orders: Orders) -> list[str] | None:
                 orders.clear()
             orders[sequence] = order
         unsorted = unsorted or order is not None
-    return names.split("\n") if unsorted else None
+    return sequences if unsorted else None
 
 
 def unescaped(blocks: str) -> str:

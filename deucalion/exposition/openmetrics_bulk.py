@@ -15,6 +15,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from itertools import compress
+from operator import eq, itemgetter, le
+from typing import NamedTuple, cast
 
 from deucalion.errors import ParseError
 from deucalion.exposition.grammar import BLOCK, NAME_FAST, VALUE_FAST, Samples, unescape
@@ -106,6 +109,67 @@ def _exemplar_ok(block: str) -> bool:
     return True
 
 
+class _Plan(NamedTuple):
+    """What reading a body in full found of its structure (everything but the values and the
+    exemplars), so that a body of the same structure costs the checks of its values only.
+
+    Value indices count the sample lines. ``layout`` has, per kept sample name, its series
+    keys and the indices of their values; the others list the values each rule applies to.
+    """
+
+    layout: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...]
+    not_negative: tuple[int, ...]  # nor NaN
+    integers: tuple[int, ...]
+    ones: tuple[int, ...]
+    states: tuple[int, ...]
+    quantiles: tuple[int, ...]
+    # Pairs of bucket values that must not fall, and of a count and its +Inf bucket.
+    rising: tuple[tuple[int, ...], tuple[int, ...]]
+    equal: tuple[tuple[int, ...], tuple[int, ...]]
+    #: The lines (not values) that may carry an exemplar.
+    exemplars: frozenset[int]
+    #: The number of lines of the body.
+    lines: int
+
+
+# The parts of a line its structure is made of: kind, name, argument, sample name, block.
+_STRUCTURE = tuple(map(itemgetter, range(5)))
+_VALUE_OF = itemgetter(5)
+_EXEMPLAR_VALUE_OF = itemgetter(7)
+_NOT_NEGATIVE = (0.0).__le__
+_NEGATIVE = (0.0).__gt__
+_ONE = (1.0).__eq__
+_STATES = frozenset([0.0, 1.0])
+# Bound of the structures a LabelMemory keeps plans of, in lines.
+_MAX_PLAN_LINES = 1 << 16
+
+
+def _read_known(lines: list[tuple[str, ...]], plan: _Plan) -> Samples | None:
+    """The samples of a body whose structure ``plan`` was made from, once its values and
+    exemplars keep the rules; None when they do not."""
+    raws = list(map(_VALUE_OF, lines))
+    values = list(map(float, compress(raws, raws)))  # (metadata lines have no value)
+    get = values.__getitem__
+    if not (
+        all(map(_NOT_NEGATIVE, map(get, plan.not_negative)))
+        and all(map(float.is_integer, map(get, plan.integers)))
+        and all(map(_ONE, map(get, plan.ones)))
+        and _STATES.issuperset(map(get, plan.states))
+        and not any(map(_NEGATIVE, map(get, plan.quantiles)))
+        and all(map(le, map(get, plan.rising[0]), map(get, plan.rising[1])))
+        and all(map(eq, map(get, plan.equal[0]), map(get, plan.equal[1])))
+    ):
+        return None
+    exemplars = list(compress(range(len(lines)), map(_EXEMPLAR_VALUE_OF, lines)))
+    if exemplars and not (
+        plan.exemplars.issuperset(exemplars) and all(_exemplar_ok(lines[i][6]) for i in exemplars)
+    ):
+        return None
+    return {
+        name: dict(zip(keys, map(get, places), strict=True)) for name, keys, places in plan.layout
+    }
+
+
 def read_bulk(
     text: str, wants: Callable[[str], bool] | None, memory: LabelMemory
 ) -> Samples | None:
@@ -122,6 +186,16 @@ def read_bulk(
         keys = memory.series_keys(lines, 4)
     except ParseError:
         return None
+    # Everything but the values and exemplars, joined (cheaper to hash and compare than a
+    # tuple per line), and the number of lines (no line the plan was made from has all these
+    # parts empty: a blank line, "# EOF" or another line then changes the structure).
+    structure = (str(len(lines)), *("\n".join(map(part, lines)) for part in _STRUCTURE))
+    plans = cast(dict[tuple[str, ...], _Plan], memory.plans)
+    plan = plans.get(structure)
+    if plan is not None:
+        known = _read_known(lines, plan)
+        if known is not None:
+            return known
     splits = memory.splits
     if sum(map(len, splits.values())) > _MAX_SPLITS:
         splits.clear()
@@ -143,6 +217,18 @@ def read_bulk(
     bucket_value = 0.0
     count: float | None = None
     has_sum = negative = False
+    # What the plan of this structure records (see _Plan), value indices counting from 0.
+    n = -1
+    not_negative: list[int] = []
+    integers: list[int] = []
+    ones: list[int] = []
+    state_values: list[int] = []
+    quantiles: list[int] = []
+    rising: tuple[list[int], list[int]] = ([], [])
+    equal: tuple[list[int], list[int]] = ([], [])
+    exemplar_lines: list[int] = []
+    places: dict[str, tuple[list[str], list[int]]] = {}
+    last_bucket = count_at = -1
     # Each sample name's series (None for a name not kept), in the body's order.
     series_of: dict[str, dict[str, float] | None] = {}
     current_name = ""
@@ -165,6 +251,9 @@ def read_bulk(
             return False
         if has_sum != (count is not None):
             return False
+        if count is not None:
+            equal[0].append(count_at)
+            equal[1].append(last_bucket)
         return not (negative and has_sum)
 
     for index, line in enumerate(lines):
@@ -208,6 +297,7 @@ def read_bulk(
             groups = set()
             group = None
         has_samples = True
+        n += 1
         key = (keys[index] if keys is not None else block) or "{}"
         value = float(raw)
         if typ == "histogram":
@@ -222,10 +312,15 @@ def read_bulk(
                 le = bound
                 if not value >= 0 or not value.is_integer():
                     return None
+                not_negative.append(n)
+                integers.append(n)
+                exemplar_lines.append(index)
             else:
                 g = key
-                if suffix != "_created" and not value >= 0:
-                    return None
+                if suffix != "_created":
+                    if not value >= 0:
+                        return None
+                    not_negative.append(n)
             if g != group:
                 if g in groups or (group is not None and not histogram_ok()):
                     return None
@@ -239,11 +334,15 @@ def read_bulk(
                     negative = True
                 if (bucket is not None and le <= bucket) or value < bucket_value:
                     return None
-                bucket, bucket_value = le, value
+                if bucket is not None:
+                    rising[0].append(last_bucket)
+                    rising[1].append(n)
+                bucket, bucket_value, last_bucket = le, value, n
             elif suffix == "_count":
                 if not value.is_integer():
                     return None
-                count = value
+                integers.append(n)
+                count, count_at = value, n
             elif suffix == "_sum":
                 has_sum = True
             if ex_value and suffix != "_bucket":
@@ -251,9 +350,12 @@ def read_bulk(
         else:
             if typ == "counter":
                 g = key
-                if suffix == "_total" and not value >= 0:
-                    return None
-                if ex_value and suffix != "_total":
+                if suffix == "_total":
+                    if not value >= 0:
+                        return None
+                    not_negative.append(n)
+                    exemplar_lines.append(index)
+                elif ex_value:
                     return None
             else:
                 if ex_value:
@@ -261,10 +363,14 @@ def read_bulk(
                 if typ == "summary":
                     if suffix:
                         g = key
-                        if suffix != "_created" and not value >= 0:
-                            return None
-                        if suffix == "_count" and not value.is_integer():
-                            return None
+                        if suffix != "_created":
+                            if not value >= 0:
+                                return None
+                            not_negative.append(n)
+                        if suffix == "_count":
+                            if not value.is_integer():
+                                return None
+                            integers.append(n)
                     else:
                         split = quantile_splits.get(key) or _split_of(
                             quantile_splits, key, "quantile"
@@ -275,16 +381,19 @@ def read_bulk(
                             quantile = numbers[q_raw] = _number(q_raw)
                         if quantile is None or not 0 <= quantile <= 1 or value < 0:
                             return None
+                        quantiles.append(n)
                 elif typ == "info":
                     g = ""
                     if value != 1:
                         return None
+                    ones.append(n)
                 elif typ == "stateset":
                     states = splits.get(family) or splits.setdefault(family, {})
                     split = states.get(key) or _split_of(states, key, family)
                     g = split[0]
                     if not g or (value != 0 and value != 1):
                         return None
+                    state_values.append(n)
                 else:
                     g = key
             if g != group:
@@ -304,6 +413,25 @@ def read_bulk(
                 )
         if current is not None:
             current[key] = value
+            place = places.get(sample) or places.setdefault(sample, ([], []))
+            place[0].append(key)
+            place[1].append(n)
     if family and not finish():
         return None
+    size = sum(known.lines for known in plans.values())
+    if size + len(lines) > _MAX_PLAN_LINES:
+        plans.clear()
+    if len(lines) <= _MAX_PLAN_LINES:
+        plans[structure] = _Plan(
+            tuple((name, tuple(k), tuple(i)) for name, (k, i) in places.items()),
+            tuple(not_negative),
+            tuple(integers),
+            tuple(ones),
+            tuple(state_values),
+            tuple(quantiles),
+            (tuple(rising[0]), tuple(rising[1])),
+            (tuple(equal[0]), tuple(equal[1])),
+            frozenset(exemplar_lines),
+            len(lines),
+        )
     return {name: series for name, series in series_of.items() if series is not None}

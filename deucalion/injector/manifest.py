@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from deucalion.config.loading import yaml_problem
-from deucalion.errors import DeucalionError
+from deucalion.errors import ManifestError
 from deucalion.injector.mutation import JsonPatchOp, plan_injection
 from deucalion.injector.settings import InjectorSettings
 
@@ -63,10 +63,6 @@ TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
     "Job": ("spec", "template"),
     "CronJob": ("spec", "jobTemplate", "spec", "template"),
 }
-
-
-class ManifestError(DeucalionError):
-    """A manifest given to ``deucalion inject`` is not YAML of Kubernetes objects."""
 
 
 @dataclass(frozen=True)

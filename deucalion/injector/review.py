@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from deucalion.errors import DeucalionError
+from deucalion.errors import ReviewError
 
 __all__ = [
     "API_VERSION",
@@ -32,14 +32,6 @@ __all__ = [
 ]
 
 API_VERSION = "admission.k8s.io/v1"
-
-
-class ReviewError(DeucalionError):
-    """A body that is not a valid AdmissionReview; ``reason`` says what is wrong with it."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(f"not a valid AdmissionReview: {reason}")
 
 
 class _Struct(BaseModel):

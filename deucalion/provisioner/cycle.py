@@ -25,7 +25,10 @@ __all__ = [
     "CollectedCycle",
     "CycleListener",
     "CycleStats",
+    "FollowedTargets",
+    "TargetSource",
     "collect_cycle",
+    "hand_on",
     "handoff_deadline",
     "run_at_fixed_rate",
 ]
@@ -69,6 +72,14 @@ class CollectedCycle:
     """Each target's scrape time, by URL."""
 
 
+class TargetSource(Protocol):
+    """Where a cycle's targets come from (``deucalion.targets.TargetProvider`` is one)."""
+
+    async def discover(self) -> Sequence[ScrapeTarget]:
+        """The targets of this cycle."""
+        ...
+
+
 class CycleListener(Protocol):
     """Gets every cycle of a provisioner (``MetricsProvisioner.add_listener``)."""
 
@@ -90,6 +101,34 @@ class CycleListener(Protocol):
         ...
 
 
+class FollowedTargets:
+    """The targets of the last discovery, followed from cycle to cycle: when a target leaves,
+    ``on_gone`` is told its URL, so that what is kept for it is dropped."""
+
+    def __init__(self, on_gone: Callable[[set[str]], None]) -> None:
+        self.by_url: dict[str, ScrapeTarget] = {}
+        """The targets of the last discovery, by URL."""
+        self._on_gone = on_gone
+
+    async def discover(self, provider: TargetSource) -> list[ScrapeTarget]:
+        """This cycle's targets; the ones found before when discovery fails."""
+        targets: list[ScrapeTarget]
+        try:
+            targets = list(await provider.discover())
+        except Exception:
+            # Discovery failing (an unreadable credentials file, say) keeps the targets it had.
+            log.exception(
+                "target discovery failed; keeping the %d targets found before", len(self.by_url)
+            )
+            targets = list(self.by_url.values())
+        current = {t.url: t for t in targets}
+        gone = self.by_url.keys() - current.keys()
+        if gone:
+            self._on_gone(gone)
+        self.by_url = current
+        return targets
+
+
 async def collect_cycle(
     discover: Callable[[], Awaitable[Sequence[ScrapeTarget]]], collector: Collector
 ) -> CollectedCycle:
@@ -100,6 +139,18 @@ async def collect_cycle(
     results = await collector.collect(targets)
     target_times = {r.target.url: r.scraped_at or cycle_time for r in results}
     return CollectedCycle(cycle_time, results, target_times)
+
+
+async def hand_on(listener: CycleListener, cycle: CollectedCycle, *, contain: bool) -> None:
+    """Hand ``cycle`` to ``listener``; with ``contain``, an exception it raises is logged and
+    goes no further."""
+    if not contain:
+        await listener.on_cycle(cycle)
+        return
+    try:
+        await listener.on_cycle(cycle)
+    except Exception:
+        log.exception("the cycle listener %r failed on a cycle", listener)
 
 
 async def run_at_fixed_rate(

@@ -18,17 +18,52 @@ from deucalion.alerting.alerts import cheap_to_label, label_result
 from deucalion.collection import ScrapeTarget
 from deucalion.config.loading import AlertmanagerSettings
 from deucalion.dispatch import CallOutcome, ObserverWorker
+from deucalion.errors import ConfigError
 from deucalion.observer import MetricsObserver, Selection, TargetsData, name_of
 from deucalion.provisioner.cycle import CollectedCycle
 from deucalion.telemetry import Telemetry
 
-__all__ = ["MAX_HANDED", "ObserverFeed"]
+__all__ = ["MAX_HANDED", "ObserverFeed", "admit"]
 
 log = logging.getLogger(__name__)
 
 #: Hand-offs remembered per observer until its result comes back (a call in flight, the data
 #: pending behind it, and a few that a slow call made the worker drop).
 MAX_HANDED = 4
+
+
+def admit(observer: MetricsObserver, registered: Sequence[MetricsObserver]) -> None:
+    """Check that ``observer`` may join ``registered``, naming it ``Name-2`` (and so on) when
+    another of its class holds its name; raises ``ConfigError`` saying what to do when not."""
+    if not isinstance(observer, MetricsObserver):
+        raise ConfigError(
+            f"register() takes a MetricsObserver instance, not {type(observer).__name__}: "
+            "subclass deucalion.MetricsObserver and pass an instance of it"
+        )
+    if not isinstance(getattr(observer, "desired_metrics", None), frozenset):
+        raise ConfigError(
+            f"observer {type(observer).__name__} has no desired_metrics: its __init__ must "
+            "call super().__init__(desired_metrics)"
+        )
+    if any(o is observer for o in registered):
+        raise ConfigError(f"observer {name_of(observer)} is registered already")
+    # Alerts and scores carry the name: two alike would resolve each other's alerts.
+    taken = {name_of(o) for o in registered}
+    if name_of(observer) in taken:
+        if observer.observer_name is not None:
+            raise ConfigError(
+                f"two observers are named {name_of(observer)}: alerts and scores are labelled "
+                "with the observer's name; give each its own observer_name"
+            )
+        number = 2
+        while f"{name_of(observer)}-{number}" in taken:
+            number += 1
+        observer.observer_name = f"{name_of(observer)}-{number}"
+        log.info(
+            "a second %s is registered as %s (set observer_name to choose the name)",
+            type(observer).__name__,
+            name_of(observer),
+        )
 
 
 class ObserverFeed:

@@ -18,21 +18,23 @@ from typing import Any
 from deucalion._supervision import Supervised
 from deucalion.alerting.alertmanager import AlertmanagerClient, AlertSender
 from deucalion.alerting.lifecycle import Payload
-from deucalion.collection import Collector, ScrapeResult, ScrapeTarget, build_collector
+from deucalion.collection import Collector, ScrapeResult, build_collector
 from deucalion.config.loading import Settings, load_settings
 from deucalion.dispatch import CallOutcome, ObserverWorker, refuse_in_worker_bootstrap
 from deucalion.errors import ConfigError, DeucalionError
 from deucalion.exposition.naming import METRIC_NAME
 from deucalion.observer import MetricsObserver, name_of
+from deucalion.provisioner.alerting import flush_alerts, start_alerting
 from deucalion.provisioner.cycle import (
-    CollectedCycle,
     CycleListener,
     CycleStats,
+    FollowedTargets,
     collect_cycle,
+    hand_on,
     handoff_deadline,
     run_at_fixed_rate,
 )
-from deucalion.provisioner.observers import ObserverFeed
+from deucalion.provisioner.observers import ObserverFeed, admit
 from deucalion.runner import run_main, stopping_on_signals
 from deucalion.targets import TargetProvider, build_provider
 from deucalion.telemetry import Telemetry
@@ -94,12 +96,12 @@ class MetricsProvisioner:
         self.stats = CycleStats()
         self.alert_sender: AlertSender | None = None
         self.telemetry = Telemetry(self)
-        self._targets_by_url: dict[str, ScrapeTarget] = {}
+        self._targets = FollowedTargets(self._forget_targets)
         self._feed = ObserverFeed(
             settings=self.settings.alertmanager,
             telemetry=self.telemetry,
             alert_sender=lambda: self.alert_sender,
-            targets_now=lambda: self._targets_by_url,
+            targets_now=lambda: self._targets.by_url,
         )
 
     # --- observers ---------------------------------------------------------------------------
@@ -107,40 +109,12 @@ class MetricsProvisioner:
     def register(self, metricsObserver: MetricsObserver) -> MetricsObserver:
         """Add an observer; it gets its own worker process when the provisioner starts."""
         observer = metricsObserver
-        if not isinstance(observer, MetricsObserver):
-            raise ConfigError(
-                f"register() takes a MetricsObserver instance, not {type(observer).__name__}: "
-                "subclass deucalion.MetricsObserver and pass an instance of it"
-            )
-        if not isinstance(getattr(observer, "desired_metrics", None), frozenset):
-            raise ConfigError(
-                f"observer {type(observer).__name__} has no desired_metrics: its __init__ must "
-                "call super().__init__(desired_metrics)"
-            )
         if self._running:
             raise DeucalionError(
                 f"cannot register {name_of(observer)} while the provisioner runs; register every "
                 "observer before run() or start()"
             )
-        if any(o is observer for o in self._observers):
-            raise ConfigError(f"observer {name_of(observer)} is registered already")
-        # Alerts and scores carry the name: two alike would resolve each other's alerts.
-        taken = {name_of(o) for o in self._observers}
-        if name_of(observer) in taken:
-            if observer.observer_name is not None:
-                raise ConfigError(
-                    f"two observers are named {name_of(observer)}: alerts and scores are labelled "
-                    "with the observer's name; give each its own observer_name"
-                )
-            number = 2
-            while f"{name_of(observer)}-{number}" in taken:
-                number += 1
-            observer.observer_name = f"{name_of(observer)}-{number}"
-            log.info(
-                "a second %s is registered as %s (set observer_name to choose the name)",
-                type(observer).__name__,
-                name_of(observer),
-            )
+        admit(observer, self._observers)
         self._observers.append(observer)
         return observer
 
@@ -409,40 +383,22 @@ class MetricsProvisioner:
     async def cycle(self) -> list[ScrapeResult]:
         """One cycle: collect every target and hand the cycle to every listener."""
         assert self._provider is not None and self._collector is not None
-        cycle = await collect_cycle(self._discover, self._collector)
+        provider = self._provider
+        cycle = await collect_cycle(lambda: self._targets.discover(provider), self._collector)
         self.telemetry.scrapes = cycle.results
         for listener in self._every_listener():
-            await self._hand(listener, cycle)
+            # deucalion's own listener failing is a bug, which stops the loop; another's
+            # fault (a full disk under a recording) costs only that listener.
+            await hand_on(listener, cycle, contain=listener is not self._feed)
         self.stats.cycles += 1
         self.stats.last_cycle_end = time.time()
         return cycle.results
 
-    async def _discover(self) -> list[ScrapeTarget]:
-        """This cycle's targets; the ones found before when discovery fails."""
-        assert self._provider is not None
-        targets: list[ScrapeTarget]
-        try:
-            targets = list(await self._provider.discover())
-        except Exception:
-            # Discovery failing (an unreadable credentials file, say) keeps the targets it had.
-            log.exception(
-                "target discovery failed; keeping the %d targets found before",
-                len(self._targets_by_url),
-            )
-            targets = list(self._targets_by_url.values())
-        self._follow_targets(targets)
-        return targets
-
-    @staticmethod
-    async def _hand(listener: CycleListener, cycle: CollectedCycle) -> None:
-        if listener.__class__ is ObserverFeed:
-            await listener.on_cycle(cycle)  # deucalion's own: a failure is a bug
-            return
-        try:
-            await listener.on_cycle(cycle)
-        except Exception:
-            # A listener's fault (a full disk under a recording) costs only that listener.
-            log.exception("the cycle listener %r failed on a cycle", listener)
+    def _forget_targets(self, gone: set[str]) -> None:
+        """Drop what is kept for targets that left discovery."""
+        if self._collector is not None:
+            self._collector.forget(gone)
+        self.telemetry.forget_targets(gone)
 
     def _prepare(self, provider: TargetProvider, desired: frozenset[str] | None) -> Collector:
         """The collector of this run, and each observer's selection built before the first
@@ -461,50 +417,24 @@ class MetricsProvisioner:
     async def _start_alerting(self) -> None:
         """Start deucalion's HTTP server, then the alert sender (its alerts link to /alerts),
         when some observer may alert."""
-        if self.settings.telemetry.enabled:
-            await self.telemetry.start(self.settings.telemetry.listen)
-        if not self._observers:
-            return
-        server = self.telemetry.server
-        self.alert_sender = AlertSender(
-            self.settings.alertmanager,
-            scrape_interval=self.settings.scrape_interval,
-            generator_url=f"{server.public_url}/alerts" if server is not None else "",
+        self.alert_sender = await start_alerting(
+            self.settings, self.telemetry, alerts=bool(self._observers)
         )
-        await self.alert_sender.start()
 
     async def _stop_alerting(self, flush: float) -> None:
         """Give queued alerts up to ``flush`` seconds to be sent, then close the sender and
         the HTTP server."""
-        # Firing alerts are deliberately not resolved, as Prometheus does not resolve them when
-        # it stops: they expire at their endsAt (4 x max(scrape interval, resend interval)
-        # after the last send). A restarted or rolled-over deucalion picks them up again
-        # without a resolve-and-fire flap, and a crash ends them just as a clean stop does.
-        sender = self.alert_sender
+        sender, self.alert_sender = self.alert_sender, None
         if sender is not None:
-            # The workers are closed: their alerts are no longer re-sent, and the flush below
-            # has only what is queued to deliver.
-            await sender.stop_resending()
-            waiting = [c for c in sender.clients if c.queued]
-            if flush > 0 and waiting:
-                # Said, or a stop with an Alertmanager down looks like a hang.
-                log.warning(
-                    "stopping: waiting up to %.3gs for %d queued alert(s) to reach %s; "
-                    "stop again (a second SIGINT/SIGTERM) to drop them and stop now",
-                    flush,
-                    sum(c.queued for c in waiting),
-                    ", ".join(f"Alertmanager {c.name}" for c in waiting),
-                )
-            if flush > 0:
-                # A task, so that a forced stop can cancel the flush without cancelling us.
-                self._flush_task = asyncio.create_task(sender.flush(), name="deucalion-alert-flush")
-                try:
-                    await asyncio.wait({self._flush_task}, timeout=flush)
-                finally:
-                    self._flush_task.cancel()
-                    self._flush_task = None
+            # A task, so that a forced stop can cancel the flush without cancelling us.
+            self._flush_task = asyncio.create_task(
+                flush_alerts(sender, flush), name="deucalion-alert-flush"
+            )
+            try:
+                await asyncio.wait({self._flush_task})
+            finally:
+                self._flush_task = None
             await sender.close()
-            self.alert_sender = None
         await self.telemetry.close()
 
     def firing_alerts(self) -> list[Payload]:
@@ -520,16 +450,6 @@ class MetricsProvisioner:
     def scrape_interval(self) -> float:
         """Seconds between the starts of two cycles."""
         return self.settings.scrape_interval
-
-    def _follow_targets(self, targets: list[ScrapeTarget]) -> None:
-        """Note this cycle's targets; drop what is kept for targets that are gone."""
-        current = {t.url: t for t in targets}
-        gone = self._targets_by_url.keys() - current.keys()
-        if gone:
-            assert self._collector is not None
-            self._collector.forget(gone)
-            self.telemetry.forget_targets(gone)
-        self._targets_by_url = current
 
     async def _on_result(self, outcome: CallOutcome) -> None:
         """An observer's call came back: its result becomes alerts and scores."""

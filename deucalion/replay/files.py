@@ -20,7 +20,7 @@ def create_private(path: str | Path) -> BinaryIO:
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(path, flags, 0o600)
     try:
-        # A file that was there keeps its old mode through O_CREAT: it is made owner-only too.
+        # A file that was there keeps its mode through O_TRUNC: made the owner's only.
         os.fchmod(fd, 0o600)
         return os.fdopen(fd, "wb")
     except BaseException:
@@ -29,9 +29,6 @@ def create_private(path: str | Path) -> BinaryIO:
 
 
 def why_not_written(exc: OSError) -> str:
-    """Why ``create_private`` failed, as a user reads it (a link is named as such)."""
-    if exc.errno == errno.ELOOP:
-        return (
-            "it is a symbolic link, and deucalion writes through none: remove it or write elsewhere"
-        )
-    return exc.strerror or str(exc)
+    """Why ``create_private`` failed and what to do, as a user reads it."""
+    reason = "it is a link" if exc.errno == errno.ELOOP else exc.strerror or str(exc)
+    return f"{reason}; give the path of a regular file in a directory you can write"

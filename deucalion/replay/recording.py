@@ -94,8 +94,9 @@ def _number(value: float) -> str:
 class RecordingWriter:
     """Writes cycles to a recording file (gzip-compressed unless the name lacks ``.gz``).
 
-    Use as a context manager or call ``close()``, which writes ``# EOF``; ``close()`` twice is
-    harmless.
+    The file is the owner's only (0600), and a link at ``path`` is refused, never followed: a
+    recording holds what the targets serve. Use as a context manager or call ``close()``, which
+    writes ``# EOF``; ``close()`` twice is harmless.
     """
 
     def __init__(self, path: str | Path, *, compresslevel: int = 6) -> None:
@@ -103,20 +104,18 @@ class RecordingWriter:
         self._gzip: gzip.GzipFile | None = None
         self._file: IO[bytes] | gzip.GzipFile
         try:
-            raw = create_private(self.path)
+            self._raw: IO[bytes] = create_private(self.path)
         except OSError as exc:
             raise HistoryError(
                 f"cannot write the recording {self.path}: {why_not_written(exc)}"
             ) from None
         if self.path.name.endswith(".gz"):
-            # The name inside the gzip header is the file's own, as gzip.open writes it.
             self._gzip = gzip.GzipFile(
-                self.path.name, "wb", compresslevel=compresslevel, fileobj=raw
+                filename=self.path.name, mode="wb", compresslevel=compresslevel, fileobj=self._raw
             )
             self._file = self._gzip
         else:
-            self._file = raw
-        self._raw = raw
+            self._file = self._raw
         self._last_flush = -math.inf
         self._closed = False
         self.cycles = 0
@@ -152,7 +151,7 @@ class RecordingWriter:
         self._closed = True
         self._file.write(b"# EOF\n")
         self._file.close()
-        self._raw.close()  # a GzipFile given a file object leaves it open
+        self._raw.close()  # a GzipFile leaves the file it was given open
 
     def __enter__(self) -> RecordingWriter:
         return self
@@ -536,6 +535,8 @@ async def record(
     It is the provisioner's own cycle loop, with a recording as its only listener and no
     observer (and no HTTP server of its own: a recorder runs beside a deucalion).
     """
+    # What waits on the loop (a progress display's first line) runs before the set-up does.
+    await asyncio.sleep(0)
     quiet = settings.model_copy(
         update={"telemetry": settings.telemetry.model_copy(update={"enabled": False})}
     )

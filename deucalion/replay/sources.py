@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from deucalion.errors import DeucalionError
+from deucalion.errors import HistoryError
 from deucalion.observer import TargetsData
 
 __all__ = [
@@ -44,10 +44,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class HistoryError(DeucalionError):
-    """History could not be read: the message names the file, server or row, and what to do."""
 
 
 class Cycle(NamedTuple):
