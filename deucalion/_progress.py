@@ -189,7 +189,7 @@ class _ProgressSource:
 
         def show(*, final: bool = False) -> Progress:
             nonlocal progress
-            covered = max(0.0, last - (last if first is None else first))
+            covered = 0.0 if first is None else max(0.0, last - first)
             fraction = read_fraction() if read_fraction is not None else None
             if fraction is None and span:
                 fraction = covered / span
