@@ -29,6 +29,8 @@ __all__ = ["Progress", "backtest_progress", "format_seconds", "recording_progres
 
 #: Seconds between two plain progress lines when stderr is not a terminal.
 DEFAULT_INTERVAL = 10.0
+#: Seconds between two updates of a backtest's progress (tqdm redraws every 0.5 s at most).
+SHOW_EVERY = 0.1
 
 
 def format_seconds(seconds: float) -> str:
@@ -171,31 +173,60 @@ class _ProgressSource:
         step: float | None = None,
     ) -> AsyncIterator[Cycle]:
         """The wrapped source's cycles, counted on the way."""
-        total = None
+        span = None
         if self.start is not None and self.end is not None:
-            total = self.end - self.start
-        progress = Progress("backtest", total=total)
+            span = self.end - self.start
+        # A recording or CSV files are read whole, whatever the range: the share of the source
+        # read, when it can tell it, measures the work left better than the range does.
+        read_fraction = getattr(self.source, "read_fraction", None)
+        if not callable(read_fraction):
+            read_fraction = None
+        progress: Progress | None = None
         began = time.monotonic()
         first: float | None = self.start
+        last = 0.0
         steps = 0
+
+        def show(*, final: bool = False) -> Progress:
+            nonlocal progress
+            covered = 0.0 if first is None else max(0.0, last - first)
+            fraction = read_fraction() if read_fraction is not None else None
+            if fraction is None and span:
+                fraction = covered / span
+            if progress is None:
+                # Made at the first cycle: only then does a source know its size.
+                progress = Progress("backtest", total=None if fraction is None else 1.0)
+            if final and progress.total:
+                # The history ran out before the range did, or its last bytes held no cycle:
+                # the backtest is done all the same.
+                fraction = progress.total
+            wall = time.monotonic() - began
+            speed = f", {covered / wall:,.0f}x real time" if wall > 0 and covered else ""
+            of = f" of {format_seconds(span)}" if span else ""
+            progress.update(
+                covered if progress.total is None else fraction or 0.0,
+                f"{steps:,} steps, {format_seconds(covered)}{of} of history{speed}",
+            )
+            return progress
+
+        next_show = began
         try:
             async for cycle in self.source.cycles(metrics, start, end, step):
                 yield cycle
                 steps += 1
+                last = cycle.time
                 if first is None:
-                    first = cycle.time
-                covered = max(0.0, cycle.time - first)
-                wall = time.monotonic() - began
-                speed = f", {covered / wall:,.0f}x real time" if wall > 0 and covered else ""
-                of = f" of {format_seconds(total)}" if total else ""
-                progress.update(
-                    covered, f"{steps:,} steps, {format_seconds(covered)}{of} of history{speed}"
-                )
-            if total:
-                # The history ran out before the range did: the backtest is done all the same.
-                progress.update(total, progress.detail)
+                    first = last
+                now = time.monotonic()
+                if now >= next_show:
+                    # A few times a second, not every step: a fast source (CSV files) would
+                    # spend a tenth of its time on the progress's text.
+                    next_show = now + min(SHOW_EVERY, show().interval)
+            if steps:
+                show(final=True)
         finally:
-            progress.close()
+            if progress is not None:
+                progress.close()
 
 
 def backtest_progress(
@@ -203,8 +234,9 @@ def backtest_progress(
 ) -> HistorySource:
     """``source`` as the backtest reads it, showing the backtest's progress on stderr.
 
-    With ``start`` and ``end`` (a Prometheus range, or bounds given to a recording or CSV
-    files) the total is known and the bar shows the percentage and the time left.
+    The bar shows the percentage and the time left when the source tells how much of it was
+    read (``read_fraction()``: recordings, CSV files) or the range is known (``start`` and
+    ``end``: a Prometheus range).
     """
     return _ProgressSource(source, start, end)
 

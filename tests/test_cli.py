@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 import shutil
 import subprocess
 import tomllib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -245,3 +247,39 @@ def test_the_license_pyproject_declares_is_shipped() -> None:
     text = (root / "LICENSE").read_text()
     assert "Apache License\n                           Version 2.0, January 2004" in text
     assert "END OF TERMS AND CONDITIONS" in text
+
+
+def _commands(parser: argparse.ArgumentParser, path: str = "") -> Iterator[
+        tuple[str, argparse.ArgumentParser]]:
+    """Every command and subcommand of ``parser``, as ``deucalion backtest`` names them."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield f"{path} {name}".strip(), sub
+                yield from _commands(sub, f"{path} {name}")
+
+
+def test_the_readme_commands_table_lists_every_option() -> None:
+    """Each command's row in README's Commands table lists every option `--help` shows (it
+    once left out `backtest --allow-partial`, `--csv-metric`, `-v` and more)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("\n## Commands\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `deucalion ")]
+    missing = []
+    parser = build_parser()
+    for path, command in _commands(parser):
+        # A command's rows are its own and its subcommands' (injector's options are serve's).
+        named = re.compile(rf"^\| `deucalion {re.escape(path)}(?=[ `])")
+        text = " ".join(row.split("` |")[0] for row in rows if named.match(row))
+        assert text, f"README's Commands table has no row for deucalion {path}"
+        for action in command._actions:
+            if not action.option_strings or action.dest == "help":
+                continue
+            if not any(re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", text)
+                       for option in action.option_strings):
+                missing.append(f"deucalion {path} {'/'.join(action.option_strings)}")
+    for action in parser._actions:  # --version, --log-level: said under the table
+        global_option = action.option_strings and action.dest != "help"
+        if global_option and action.option_strings[-1] not in section:
+            missing.append(f"deucalion {action.option_strings[-1]}")
+    assert missing == []

@@ -438,3 +438,77 @@ def test_an_encoded_alertmanager_password_is_accepted() -> None:
     settings = load_settings({"alertmanager": {"urls": ["http://alice:S3c%2Fret@am:9093"]}},
                              environ={}, default_file=None)
     assert settings.alertmanager.urls == ["http://alice:S3c%2Fret@am:9093"]
+
+
+OBSERVERS_MODULE = """\
+import deucalion as dc
+
+
+class WithDefault(dc.MetricsObserver):
+    def __init__(self, desired_metrics=frozenset({"value"}), threshold=1.0):
+        super().__init__(desired_metrics)
+        self.threshold = threshold
+
+    def new_data(self, targets_data_dict):
+        return []
+
+
+class NoDefault(dc.MetricsObserver):
+    def __init__(self, desired_metrics, threshold=1.0):
+        super().__init__(desired_metrics)
+
+    def new_data(self, targets_data_dict):
+        return []
+"""
+
+
+def _observers_config(tmp_path: Path, entry: str) -> Path:
+    (tmp_path / "obs.py").write_text(OBSERVERS_MODULE)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"targets: ['127.0.0.1:1']\nscrape_interval: 0.2s\nobservers:\n{entry}")
+    return config
+
+
+def test_an_observers_entry_may_leave_desired_metrics_to_the_class(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An observers: entry without desired_metrics (once refused: the key was required even
+    for a class with a default) is valid, and `deucalion record` of the configured observers
+    records the class's default metrics."""
+    from deucalion.cli import main
+
+    config = _observers_config(tmp_path, f"  '{tmp_path}/obs.py:WithDefault':\n"
+                                         "    kwargs: {threshold: 2.0}\n")
+    assert main(["check-config", str(config)]) == 0, capsys.readouterr().err
+    assert load_settings(config).observers[f"{tmp_path}/obs.py:WithDefault"].desired_metrics \
+        is None
+    out = tmp_path / "r.om"
+    assert main(["record", "-c", str(config), "-o", str(out), "--duration", "0.5s"]) == 0, (
+        capsys.readouterr().err)
+    assert "recorded " in capsys.readouterr().err
+    assert 'up{deucalion_target="http://127.0.0.1:1/metrics"} 0' in out.read_text()
+
+
+@pytest.mark.parametrize("command", [["run"], ["record", "-o", "r.om.gz", "--duration", "1"]])
+def test_an_observers_entry_without_desired_metrics_for_a_class_without_a_default_is_named(
+        command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """An entry that neither gives desired_metrics nor has a class default for them is one
+    error naming the entry and the key; nothing runs or is recorded."""
+    from deucalion.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    config = _observers_config(tmp_path, f"  '{tmp_path}/obs.py:NoDefault': {{}}\n")
+    assert main([*command, "-c", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert (f"deucalion: observers: '{tmp_path}/obs.py:NoDefault': desired_metrics is missing, "
+            "and NoDefault has no default for it: add desired_metrics: [name, ...] to the "
+            "entry") in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "r.om.gz").exists()
+
+
+def test_an_observers_entry_with_no_desired_metrics_at_all_is_refused(tmp_path: Path) -> None:
+    """`desired_metrics: []` is still an error naming the key: an observer of nothing."""
+    config = _observers_config(tmp_path, "  'obs:WithDefault': {desired_metrics: []}\n")
+    with pytest.raises(ConfigError, match=r"observers\.obs:WithDefault\.desired_metrics"):
+        load_settings(config)

@@ -258,6 +258,48 @@ def test_cli_backtest_bad_source(capsys: pytest.CaptureFixture[str]) -> None:
     assert "not a history source" in capsys.readouterr().err
 
 
+BACKTEST = ["backtest", "--observer", "tests.replay_observers:RobustZScore", "--metrics", "value",
+            "--from", LABELLED.as_posix()]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["record", "-o", "r.om.gz", "--all", "--duration", "-1"],
+     "argument --duration: '-1' is negative: give seconds or a duration such as 30s or 5m"),
+    (["record", "-o", "r.om.gz", "--all", "--duration", "0"],
+     "argument --duration: must be more than 0, not '0'"),
+    (["record", "-o", "r.om.gz", "--all", "--duration", "soon"],
+     "argument --duration: 'soon' is not a duration"),
+    ([*BACKTEST, "--step=-15s"],
+     "argument --step: '-15s' is negative: give seconds or a duration such as 30s or 5m"),
+    ([*BACKTEST, "--step", "0s"], "argument --step: must be more than 0, not '0s'"),
+    ([*BACKTEST, "--observer-timeout", "-1"],
+     "argument --observer-timeout: '-1' is negative: give seconds or a duration"),
+    ([*BACKTEST, "--observer-timeout", "0"],
+     "argument --observer-timeout: must be more than 0, not '0'"),
+])
+def test_a_bad_replay_duration_is_refused_saying_why(
+        argv: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`record --duration -1` (once 0 cycles recorded and exit 0) and every other negative or
+    zero duration of record and backtest exit 2 with the reason; nothing runs or is written."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "recorded" not in err and "steps" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_replay_durations_take_prometheus_durations(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """`--observer-timeout 30s` and `--step 1m` are durations, as the config's are."""
+    out = tmp_path / "out.jsonl"
+    assert main([*BACKTEST, "--observer-timeout", "30s", "--step", "1m", "-o", str(out)]) == 0
+    assert "400 steps" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(("labels", "target", "key", "about"), [
     ({}, URL, URL, True),
     ({}, URL, f"{URL} load{{}}", True),
@@ -346,3 +388,86 @@ def test_worker_that_dies_costs_one_step(tmp_path: Path) -> None:
                     observer_timeout=1.0)
     assert hung.steps == 6 and hung.errors == 1
     assert len((tmp_path / "hang.jsonl").read_text().splitlines()) == 5
+
+
+@pytest.mark.parametrize("kind", ["om.gz", "om", "csv"])
+async def test_a_file_source_tells_how_much_of_it_was_read(kind: str, tmp_path: Path) -> None:
+    """A recording (gzip or not) and CSV files tell the share read so far: unknown before,
+    never going back, below 1 while cycles remain to be read, 1 at the end."""
+    source: RecordingSource | CSVSource
+    if kind == "csv":
+        source = CSVSource(LABELLED)
+    else:
+        # Random values, so that gzip cannot shrink the file below one block read.
+        import random
+
+        rnd = random.Random(7)
+        source = RecordingSource(_write(tmp_path / f"r.{kind}", [
+            Cycle(T0 + 15 * i, {URL: T0 + 15 * i},
+                  {URL: {"load": {f'{{cpu="{c}"}}': rnd.random() for c in range(8)}}})
+            for i in range(4000)]))
+    assert source.read_fraction() is None
+    seen = [source.read_fraction() async for _ in source.cycles()]
+    fractions = [f for f in seen if f is not None]
+    assert len(fractions) == len(seen) > 100
+    assert fractions == sorted(fractions)
+    assert 0 < fractions[0] < 0.25 and fractions[len(fractions) // 2] < 1
+    assert source.read_fraction() == 1.0
+
+
+def test_backtest_of_a_recording_without_a_range_says_how_far_it_is(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Into a pipe, `deucalion backtest --from FILE` without --start/--end prints percentages
+    (it printed steps and speed only, its span unknown until read)."""
+    import re
+
+    monkeypatch.setenv("DEUCALION_PROGRESS_INTERVAL", "1ms")
+    recording = _write(tmp_path / "r.om.gz", _cycles(n=3000))
+    assert main(["backtest", "--observer", "tests.replay_observers:RobustZScore",
+                 "--metrics", "load", "--from", str(recording)]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines()
+             if line.startswith("backtest: ")]
+    percents = [int(m.group(1)) for line in lines if (m := re.search(r", (\d+)%, ", line))]
+    assert percents and percents == sorted(percents), lines
+    assert lines[-1].startswith("backtest: 3,000 steps, 12h29m of history, ")
+
+
+def test_replay_writes_its_files_owner_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A recording, a backtest's output and its plot are 0600 whatever the umask (they were
+    0644: what the targets served, readable by every user of the machine)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text("targets: ['127.0.0.1:1']\nscrape_interval: 0.2s\n")
+    assert main(["record", "-c", "c.yaml", "-o", "r.om.gz", "--all", "--duration", "0.3"]) == 0
+    assert main([*BACKTEST, "-o", "out.csv", "--plot", "p.png"]) == 0
+    capsys.readouterr()
+    for name in ("r.om.gz", "out.csv", "p.png"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o600, name
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "out.csv").read_text().startswith("kind,")
+
+
+@pytest.mark.parametrize(("option", "argv"), [
+    ("-o", ["record", "-c", "c.yaml", "--all", "--duration", "0.3", "-o"]),
+    ("-o", [*BACKTEST, "-o"]),
+    ("--plot", [*BACKTEST, "--plot"]),
+])
+def test_replay_writes_through_no_symbolic_link(
+        option: str, argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A link planted where a recording, an output or a plot goes is refused, saying so; the
+    file it points to is left alone."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text("targets: ['127.0.0.1:1']\nscrape_interval: 0.2s\n")
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    name = "planted.png" if option == "--plot" else "planted.om.gz"
+    if argv[0] == "backtest" and option == "-o":
+        name = "planted.jsonl"
+    (tmp_path / name).symlink_to(victim)
+    assert main([*argv, name]) == 1
+    err = capsys.readouterr().err
+    assert f"{name}: it is a link; give the path of a regular file" in err, err
+    assert "Traceback" not in err
+    assert victim.read_text() == "keep me\n"

@@ -8,12 +8,18 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from deucalion._extras import MissingExtraError
 from deucalion._version import __version__
-from deucalion.cli.shared import build_observers, load_object, metric_list, settings_from
+from deucalion.cli.shared import (
+    build_observers,
+    duration_seconds,
+    load_object,
+    metric_list,
+    settings_from,
+)
 from deucalion.errors import ConfigError, DeucalionError
 from deucalion.runner import LOG_LEVELS, run_main
 
@@ -23,29 +29,6 @@ if TYPE_CHECKING:
     from deucalion.targets import Target, TargetProvider
 
 __all__ = ["build_parser", "load_object", "main"]
-
-
-def _seconds(*, zero: str | None = None) -> Callable[[str], float]:
-    """An argparse type for a duration option: seconds or a Prometheus duration (``30s``),
-    never negative; 0 only where ``zero`` says what it means (for the error message)."""
-
-    def parse(text: str) -> float:
-        from deucalion.config.settings import parse_duration
-
-        if text.strip().startswith("-"):
-            zero_means = f", or 0 to run {zero}" if zero else ""
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is negative: give seconds or a duration such as 30s or 5m{zero_means}"
-            )
-        try:
-            seconds = parse_duration(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-        if seconds == 0 and zero is None:
-            raise argparse.ArgumentTypeError(f"must be more than 0, not {text!r}")
-        return seconds
-
-    return parse
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -296,13 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--alertmanager", metavar="URL", help="also send the alerts there")
     demo.add_argument(
         "--duration",
-        type=_seconds(zero="until Ctrl-C"),
+        type=duration_seconds(zero="until Ctrl-C"),
         default=30.0,
         help="how long to run: seconds or e.g. 2m; 0 for until Ctrl-C (default: 30s)",
     )
     demo.add_argument(
         "--interval",
-        type=_seconds(),
+        type=duration_seconds(),
         default=1.0,
         help="scrape interval: seconds or e.g. 500ms (default: 1s)",
     )

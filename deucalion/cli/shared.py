@@ -6,13 +6,14 @@ line and the config file; this module is theirs, so neither imports the other.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.util
 import inspect
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,30 @@ from deucalion.observer import MetricsObserver
 if TYPE_CHECKING:
     from deucalion.config.loading import Settings
 
-__all__ = ["build_observers", "load_object", "metric_list", "settings_from"]
+__all__ = ["build_observers", "duration_seconds", "load_object", "metric_list", "settings_from"]
+
+
+def duration_seconds(*, zero: str | None = None) -> Callable[[str], float]:
+    """An argparse type for a duration option: seconds or a Prometheus duration (``30s``),
+    never negative; 0 only where ``zero`` says what it means (for the error message)."""
+
+    def parse(text: str) -> float:
+        from deucalion.config.settings import parse_duration
+
+        if text.strip().startswith("-"):
+            zero_means = f", or 0 to run {zero}" if zero else ""
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is negative: give seconds or a duration such as 30s or 5m{zero_means}"
+            )
+        try:
+            seconds = parse_duration(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        if seconds == 0 and zero is None:
+            raise argparse.ArgumentTypeError(f"must be more than 0, not {text!r}")
+        return seconds
+
+    return parse
 
 
 def metric_list(text: str | None) -> list[str] | None:
@@ -152,6 +176,13 @@ def build_observers(
         if desired is not None:
             kwargs["desired_metrics"] = set(desired)
         elif not _desired_metrics_optional(cls):
+            if entry is not None:
+                # Configured, but its entry leans on a default the class does not have.
+                raise ConfigError(
+                    f"observers: {path!r}: desired_metrics is missing, and {cls.__name__} has "
+                    "no default for it: add desired_metrics: [name, ...] to the entry, or pass "
+                    "--metrics a,b"
+                )
             raise ConfigError(
                 f"{path}: its desired metrics are unknown: pass --metrics a,b or configure "
                 f"observers: {{{path!r}: {{desired_metrics: [...]}}}}"

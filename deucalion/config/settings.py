@@ -654,8 +654,10 @@ class ShardSettings(Section):
 class ObserverSettings(Section):
     """An observer started by ``deucalion run``, keyed by its import path."""
 
-    desired_metrics: list[str] = Field(min_length=1)
-    """The metric names passed to the observer's ``desired_metrics`` argument."""
+    desired_metrics: Annotated[list[str], Field(min_length=1)] | None = None
+    """The metric names passed to the observer's ``desired_metrics`` argument; left out, the
+    class's own default for that argument (an entry for a class without one is refused when
+    the observer is built, naming the entry)."""
     kwargs: dict[str, Any] = Field(default_factory=dict)
     """Further keyword arguments of the observer's constructor."""
 

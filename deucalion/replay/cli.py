@@ -7,11 +7,21 @@ import asyncio
 import logging
 import sys
 import time
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-from deucalion.cli.shared import build_observers, load_object, metric_list, settings_from
+from deucalion.cli.shared import (
+    build_observers,
+    duration_seconds,
+    load_object,
+    metric_list,
+    settings_from,
+)
 from deucalion.errors import ConfigError
 from deucalion.observer import MetricsObserver
+
+if TYPE_CHECKING:
+    from deucalion.config.loading import Settings
 
 __all__ = ["add_commands", "parse_when"]
 
@@ -61,6 +71,18 @@ def _build_observer(path: str, args: argparse.Namespace) -> MetricsObserver:
     return built
 
 
+def _configured_metrics(settings: Settings) -> dict[str, Iterable[str]]:
+    """Each configured observer's desired metrics: its entry's, else its class's default (known
+    once it is built; an entry for a class without one is refused, naming it)."""
+    wanted: dict[str, Iterable[str]] = {}
+    for path, entry in settings.observers.items():
+        if entry.desired_metrics is not None:
+            wanted[path] = entry.desired_metrics
+        else:
+            wanted[path] = build_observers([path], settings, None)[0].desired_metrics
+    return wanted
+
+
 def _record(args: argparse.Namespace) -> int:
     from deucalion.replay.recording import desired_union, record
 
@@ -71,13 +93,13 @@ def _record(args: argparse.Namespace) -> int:
     elif args.metrics:
         metrics = frozenset(metric_list(args.metrics) or ())
     else:
-        metrics = desired_union({k: v.desired_metrics for k, v in settings.observers.items()})
+        metrics = desired_union(_configured_metrics(settings))
         if not metrics:
             raise ConfigError(
                 "deucalion record: which metrics? pass --metrics a,b, --all, or "
                 "configure observers: with their desired_metrics"
             )
-    duration = args.duration or None
+    duration = args.duration
 
     from deucalion._progress import recording_progress
     from deucalion.runner import run_main, stopping_on_signals
@@ -110,14 +132,7 @@ def _backtest(args: argparse.Namespace) -> int:
     source = open_source(args.source, metric=args.csv_metric, allow_partial=args.allow_partial)
     start = parse_when(args.start, "--start") if args.start else None
     end = parse_when(args.end, "--end") if args.end else None
-    step = None
-    if args.step:
-        from deucalion.config.settings import parse_duration
-
-        try:
-            step = parse_duration(args.step)
-        except ValueError as exc:
-            raise ConfigError(f"--step {args.step!r}: {exc}") from None
+    step = args.step
     windows = None
     if args.labels:
         from deucalion.replay.evaluate import load_windows
@@ -188,9 +203,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="record what the targets serve, each cycle, to a file",
         description="Scrapes the configured targets as `run` does and writes each cycle's "
         "desired samples (or --all) with their scrape times, as gzip-compressed OpenMetrics "
-        "text that `deucalion backtest --from` replays and `promtool tsdb "
-        "create-blocks-from openmetrics` backfills into Prometheus. Stops after --duration or "
-        "on SIGINT/SIGTERM; the file is always closed.",
+        "text that `deucalion backtest --from` replays and, once gunzipped (or recorded to "
+        "FILE.om), `promtool tsdb create-blocks-from openmetrics` backfills into Prometheus. "
+        "Stops after --duration or on SIGINT/SIGTERM; the file is always closed.",
     )
     rec.add_argument(
         "-o", "--output", required=True, metavar="FILE", help="the recording (FILE.om.gz)"
@@ -202,7 +217,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     rec.add_argument("--all", action="store_true", help="record every sample")
     rec.add_argument(
-        "--duration", type=float, default=0.0, help="seconds to record (default: until stopped)"
+        "--duration",
+        type=duration_seconds(),
+        help="how long to record: seconds or e.g. 1h (default: until stopped)",
     )
     rec.set_defaults(func=_record)
 
@@ -228,7 +245,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     back.add_argument("--start", help="seconds, ISO 8601, now or now-7d")
     back.add_argument("--end", help="as --start")
-    back.add_argument("--step", help="time between cycles read from Prometheus (default 15s)")
+    back.add_argument(
+        "--step",
+        type=duration_seconds(),
+        help="time between cycles read from Prometheus: seconds or e.g. 1m (default 15s)",
+    )
     back.add_argument(
         "--allow-partial",
         action="store_true",
@@ -263,7 +284,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default="value",
         help="the sample name of one-series-per-file CSVs (default: value)",
     )
-    back.add_argument("--observer-timeout", type=float, help="as observer_timeout live")
+    back.add_argument(
+        "--observer-timeout",
+        type=duration_seconds(),
+        help="longest a new_data call may run, as observer_timeout live: seconds or e.g. 30s",
+    )
     back.add_argument(
         "-v", "--verbose", action="store_true", help="log every alert as it fires and resolves"
     )

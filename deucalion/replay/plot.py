@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from deucalion.errors import ConfigError
+from deucalion.replay.files import create_private, why_not_written
 from deucalion.replay.results import BacktestResult, alert_about, names_series
 
 __all__ = ["plot", "top_scored"]
@@ -150,6 +151,11 @@ def plot(
     figure.suptitle(title or f"backtest of {result.observer}", x=0.01, ha="left", fontsize=10)
     figure.tight_layout(rect=(0, 0, 1, 0.97))
     out = Path(path)
-    figure.savefig(out, dpi=100)
-    plt.close(figure)
+    try:
+        with create_private(out) as file:
+            figure.savefig(file, dpi=100, format=out.suffix[1:] or "png")
+    except OSError as exc:
+        raise ConfigError(f"cannot write the plot {out}: {why_not_written(exc)}") from None
+    finally:
+        plt.close(figure)
     return out

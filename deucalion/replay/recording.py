@@ -1,9 +1,9 @@
 """Recordings: what the targets served, cycle by cycle, as gzip-compressed OpenMetrics text.
 
 Why OpenMetrics text with timestamps: it is the format Prometheus itself reads back
-(``promtool tsdb create-blocks-from openmetrics FILE DIR`` turns a recording into blocks a
-Prometheus server serves), it is plain text any tool can read, and gzip takes a recording of
-node_exporter to a few bytes a sample. The format, line by line::
+(``promtool tsdb create-blocks-from openmetrics FILE DIR`` turns a recording, gunzipped first,
+into blocks a Prometheus server serves), it is plain text any tool can read, and gzip takes a
+recording of node_exporter to a few bytes a sample. The format, line by line::
 
     node_load1{deucalion_target="http://localhost:9100/metrics"} 0.52 1700000000.003
     up{deucalion_target="http://localhost:9100/metrics"} 1.0 1700000000.003
@@ -32,11 +32,9 @@ the cut, with a warning counted as ``truncated``. The compressor is flushed ever
 from __future__ import annotations
 
 import asyncio
-import errno
 import gzip
 import logging
 import math
-import os
 import re
 import zlib
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
@@ -49,6 +47,7 @@ from deucalion.exposition.naming import Selector
 from deucalion.history.labels import pairs_key
 from deucalion.observer import SYNTHETIC_METRICS, TargetsData
 from deucalion.provisioner import CollectedCycle, MetricsProvisioner
+from deucalion.replay.files import create_private, why_not_written
 from deucalion.replay.sources import Cycle, HistoryError, SourceStats
 
 if TYPE_CHECKING:
@@ -104,18 +103,12 @@ class RecordingWriter:
         self.path = Path(path)
         self._gzip: gzip.GzipFile | None = None
         self._file: IO[bytes] | gzip.GzipFile
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            fd = os.open(self.path, flags, 0o600)
+            self._raw: IO[bytes] = create_private(self.path)
         except OSError as exc:
-            reason = "it is a link" if exc.errno == errno.ELOOP else exc.strerror or exc
             raise HistoryError(
-                f"cannot write the recording {self.path}: {reason}; give the path of a "
-                "regular file in a directory you can write"
+                f"cannot write the recording {self.path}: {why_not_written(exc)}"
             ) from None
-        # A file that was there keeps its mode through O_TRUNC: made the owner's only.
-        os.fchmod(fd, 0o600)
-        self._raw: IO[bytes] = os.fdopen(fd, "wb")
         if self.path.name.endswith(".gz"):
             self._gzip = gzip.GzipFile(
                 filename=self.path.name, mode="wb", compresslevel=compresslevel, fileobj=self._raw
@@ -184,7 +177,7 @@ class RecordingSource:
             raise HistoryError(f"{self.path}: no such recording")
         self.stats = SourceStats()
         self._compressed = False
-        self._size = self._position = 0  # of the file, and how far gzip has read it
+        self._size = self._position = 0  # of the file, and how much of it was decompressed
 
     def _blocks(self) -> Iterator[bytes]:
         """The file's text in blocks, decompressed when it is gzip; ``EOFError`` after the
@@ -196,11 +189,18 @@ class RecordingSource:
             raw.seek(0)
             if not self._compressed:
                 while block := raw.read(READ_BLOCK):
+                    self._position = raw.tell()
                     yield block
                 return
-            for block in _inflate(raw, self._size):
-                self._position = raw.tell()
+            for accepted, block in _inflate(raw, self._size):
+                self._position = accepted
                 yield block
+            self._position = self._size  # and its trailer, which gives no text
+
+    def read_fraction(self) -> float | None:
+        """The share of the file read so far, 0 to 1 (bytes decompressed out of the file's
+        size; None before reading starts): how far a replay is when its span is unknown."""
+        return min(1.0, self._position / self._size) if self._size else None
 
     def _lines(self) -> Iterator[tuple[int, str]]:
         """``(line number, line)``; stops at a cut or damage, counting it."""
@@ -362,8 +362,9 @@ class _Corrupt(Exception):
 _TRAILER = 8
 
 
-def _inflate(raw: IO[bytes], size: int) -> Iterator[bytes]:
-    """The decompressed blocks of a gzip file (of ``size`` bytes), member after member.
+def _inflate(raw: IO[bytes], size: int) -> Iterator[tuple[int, bytes]]:
+    """The decompressed blocks of a gzip file (of ``size`` bytes), member after member, each
+    with the bytes of the file decompressed to give it and those before it.
 
     zlib rather than gzip.open, so that a stream cut short still gives all it holds
     (``EOFError`` after it). Output comes in blocks of at most ``READ_BLOCK`` and each member's
@@ -411,7 +412,7 @@ def _inflate(raw: IO[bytes], size: int) -> Iterator[bytes]:
         offset += accepted
         data = data[accepted:]
         if out:
-            yield out
+            yield offset, out
         if decompressor.eof:
             decompressor = None  # another gzip member may follow
     if decompressor is not None and not decompressor.eof:

@@ -7,6 +7,7 @@ key may also name a target or a ``metric{labels}`` of any target (``names_series
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections import Counter
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from deucalion.errors import ConfigError
+from deucalion.replay.files import create_private, why_not_written
 
 __all__ = ["AlertSpan", "BacktestResult", "RowWriter", "alert_about", "names_series", "series_name"]
 
@@ -216,9 +218,10 @@ class RowWriter:
             return
         self.path = Path(path)
         try:
-            self._file = self.path.open("w", newline="", encoding="utf-8")
+            raw = create_private(self.path)
         except OSError as exc:
-            raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+            raise ConfigError(f"cannot write {path}: {why_not_written(exc)}") from None
+        self._file = io.TextIOWrapper(raw, encoding="utf-8", newline="")
         if self.path.suffix == ".csv":
             self._csv = csv.DictWriter(self._file, _CSV_COLUMNS, extrasaction="ignore")
             self._csv.writeheader()

@@ -93,6 +93,11 @@ class HistorySource(Protocol):
     source may use to read less; ``start`` and ``end`` (Unix seconds, inclusive) bound the
     range; ``step`` is the time between cycles for sources that sample (a Prometheus range),
     ignored by sources that have cycles of their own. ``stats`` counts what was skipped.
+
+    A source that knows cheaply how far through its history it is may also have
+    ``read_fraction() -> float | None`` (0 to 1, None while unknown): the backtest's progress
+    then shows a percentage and the time left without ``start`` and ``end``. Recordings (bytes
+    of the file read) and CSV files (rows replayed) have it.
     """
 
     stats: SourceStats
@@ -160,6 +165,11 @@ class CSVSource:
         self.files = files
         self.metric = metric
         self.stats = SourceStats()
+        self._rows_total = self._rows_read = 0
+
+    def read_fraction(self) -> float | None:
+        """The share of the rows replayed so far, 0 to 1 (None before they are read)."""
+        return self._rows_read / self._rows_total if self._rows_total else None
 
     def _rows(self, path: Path) -> Iterator[tuple[int, float, str, str, str, float]]:
         """``(line, time, target, sample, series, value)`` of every row of ``path``."""
@@ -257,6 +267,8 @@ class CSVSource:
         series = self._series()
         if not series:
             raise HistoryError(f"{', '.join(map(str, self.files))}: no rows")
+        self._rows_total = sum(len(rows.times) for rows in series)
+        self._rows_read = 0
         heads = [(rows.times[0], k) for k, rows in enumerate(series)]
         heapq.heapify(heads)
         position = [0] * len(series)
@@ -275,6 +287,7 @@ class CSVSource:
                 position[k] = i + 1
                 if i + 1 < len(rows.times):
                     heapq.heappush(heads, (rows.times[i + 1], k))
+            self._rows_read += len(due)
             if (start is not None and time < start) or (end is not None and time > end):
                 continue
             yield Cycle(time, dict.fromkeys(samples, time), samples)

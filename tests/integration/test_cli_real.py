@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from deucalion.replay import CSVSource, RecordingWriter
 from tests.integration import servers
 
 
@@ -219,3 +221,25 @@ def test_backtest_progress_has_total_and_percentage(tmp_path: Path) -> None:
     assert code == 0, shown
     assert "\rbacktest: 400 steps, 1.4d of 1.4d of history, " in shown
     assert "100%|" in shown
+
+
+def test_backtest_of_files_without_a_range_shows_the_percentage_and_time_left(
+        tmp_path: Path) -> None:
+    """Without --start/--end a recording or CSV files once showed steps and speed but neither a
+    percentage nor the time left: the share of the source read is now the bar's measure."""
+    root = Path(__file__).resolve().parents[2]
+    deucalion = os.path.join(os.path.dirname(sys.executable), "deucalion")
+    recording = tmp_path / "r.om.gz"
+    async def copy() -> None:
+        with RecordingWriter(recording) as writer:
+            async for cycle in CSVSource(root / "tests/data/labelled").cycles():
+                writer.write_cycle(cycle)
+
+    asyncio.run(copy())
+    for source in ("tests/data/labelled", str(recording)):
+        code, shown = _on_a_terminal([deucalion, "backtest", "--observer",
+                                      "tests.replay_observers:RobustZScore", "--metrics", "value",
+                                      "--from", source], root)
+        assert code == 0, shown
+        assert "\rbacktest: 400 steps, 1.4d of history, " in shown
+        assert "100%|" in shown and "<00:00]" in shown, shown

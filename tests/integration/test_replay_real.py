@@ -139,14 +139,17 @@ async def test_backtest_over_real_prometheus_finds_injected_anomaly(
             {"demo_latency_seconds"}, 1e9, 1e9 + 60, 15)]
 
 
-def test_promtool_backfills_a_recording(tmp_path: Path) -> None:
-    """promtool tsdb create-blocks-from openmetrics reads a recording: the samples are there."""
+@pytest.mark.parametrize("name", ["r.om", "r.om.gz"])
+def test_promtool_backfills_a_recording(name: str, tmp_path: Path) -> None:
+    """promtool tsdb create-blocks-from openmetrics reads a recording, as README says: an
+    uncompressed one, or a gzipped one after `gunzip -k` (promtool reads no gzip: README once
+    gave it node.om.gz)."""
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool is missing: apt-get install prometheus")
     from deucalion.replay import Cycle, RecordingWriter
 
-    path = tmp_path / "r.om"
+    path = tmp_path / name
     t0 = 1_700_000_000.0
     with RecordingWriter(path) as writer:
         for i in range(5):
@@ -154,6 +157,9 @@ def test_promtool_backfills_a_recording(tmp_path: Path) -> None:
                                      {"http://a:1/metrics": {
                                          "load": {'{cpu="0"}': float(i)},
                                          "up": {"{}": 1.0}}}))
+    if name.endswith(".gz"):
+        subprocess.run(["gunzip", "-k", str(path)], check=True)
+        path = path.with_suffix("")
     done = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(path),
                            str(tmp_path / "data")], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
