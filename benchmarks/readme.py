@@ -240,7 +240,7 @@ def _dispatch_rows(dispatch: Results) -> Iterator[Row]:
                   + " slower")
     largest = dispatch[f"{models[0]}/100000"]
     yield Row("hand-off of 100,000 series, series keys sent only when they change "
-              "(`deucalion/_payload.py`)", seconds(largest["executor_s"]),
+              "(`deucalion/dispatch/payload.py`)", seconds(largest["executor_s"]),
               f"the data dict as pickle carries it {seconds(largest['plain_pickle_s'])}",
               f"{times(largest['plain_pickle_s'] / largest['executor_s'])} faster")
 
