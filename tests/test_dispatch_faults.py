@@ -176,5 +176,11 @@ async def test_processes_started_in_new_data_end_with_their_worker(
         replaced = set(pids(children_hung))
         await wait_for(lambda: len(pids(children_calm)) >= 2)
     assert len(replaced) >= 3
-    assert not [pid for pid in pids(children_hung) if alive(pid)], "orphans of hung workers"
-    assert not [pid for pid in pids(children_calm) if alive(pid)], "orphans after stop"
+    # The group gets SIGKILL; a child ends when the kernel next schedules it, which a loaded
+    # machine does not do at once (and nothing of ours reaps it): up to 10 s.
+    for path, what in ((children_hung, "orphans of hung workers"),
+                       (children_calm, "orphans after stop")):
+        try:
+            await wait_for(lambda path=path: not [p for p in pids(path) if alive(p)], within=10)
+        except AssertionError:
+            raise AssertionError(f"{what}: {[p for p in pids(path) if alive(p)]}") from None
