@@ -204,7 +204,7 @@ def test_count_samples_counts_sample_lines(body: bytes, expected: int) -> None:
 
 def test_count_samples_agrees_with_a_full_parse_of_real_output() -> None:
     """On node_exporter's captured output, the count equals the samples a full parse finds."""
-    body = (Path(__file__).parents[1] / "benchmarks" / "node_exporter.prom").read_bytes()
+    body = (Path(__file__).parents[2] / "benchmarks" / "node_exporter.prom").read_bytes()
     parsed = parse_exposition(body)
     assert count_samples(body) == sum(len(series) for series in parsed.values())
 

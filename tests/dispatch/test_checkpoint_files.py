@@ -20,7 +20,7 @@ from tests.fault_observers import OtherResumingObserver, ResumingObserver
 from tests.helpers import TargetServer, text, wait_for
 
 BODY = "# TYPE good_metric gauge\ngood_metric 1\n"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def records(path: Path) -> list[dict[str, Any]]:

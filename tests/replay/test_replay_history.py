@@ -230,7 +230,7 @@ def test_a_label_value_of_megabytes_costs_its_size(tmp_path: Path) -> None:
         "      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
     )
     done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
-                          text=True, check=True, cwd=Path(__file__).parent.parent)
+                          text=True, check=True, cwd=Path(__file__).parents[2])
     cycles, series, peak_mb = map(int, done.stdout.split())
     assert (cycles, series) == (1, 2)
     assert peak_mb < 600, f"{peak_mb} MB to read a 10 MB line"

@@ -19,7 +19,7 @@ from deucalion.provisioner import MetricsProvisioner
 from deucalion.replay import HistorySource, backtest_async
 from tests.replay_observers import RobustZScore, SeenObserver
 
-EXAMPLE = Path(__file__).parents[1] / "examples" / "json_api_source.py"
+EXAMPLE = Path(__file__).parents[2] / "examples" / "json_api_source.py"
 T0 = 1_700_000_000.0
 
 

@@ -298,7 +298,7 @@ def alive(pid: int) -> bool:
 async def test_the_dispatch_is_a_process_pool_executor_called_with_run_in_executor() -> None:
     """What users read in deucalion/dispatch/: a ProcessPoolExecutor per observer, spawn, and
     run_in_executor for every call."""
-    package = Path(__file__).parents[1] / "deucalion" / "dispatch"
+    package = Path(__file__).parents[2] / "deucalion" / "dispatch"
     source = (package / "process.py").read_text() + (package / "calls.py").read_text()
     assert "ProcessPoolExecutor(" in source and "max_workers=1" in source
     assert "loop.run_in_executor(executor, in_worker.call" in source
@@ -596,7 +596,7 @@ def test_a_busy_worker_dies_with_its_application_killed_with_sigkill(tmp_path: P
     parent-death signal ends it)."""
     script = tmp_path / "app.py"
     script.write_text(ORPHAN_SCRIPT)
-    root = Path(__file__).parents[1]
+    root = Path(__file__).parents[2]
     app = subprocess.Popen([sys.executable, str(script), str(tmp_path / "calls.jsonl")],
                            cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
                            stdout=subprocess.PIPE, text=True)

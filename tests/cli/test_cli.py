@@ -225,7 +225,7 @@ def test_make_help_lists_every_target_with_what_it_does() -> None:
     """`make help` prints each .PHONY target of the Makefile with a description."""
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     run = subprocess.run(["make", "-s", "help"], cwd=root, capture_output=True, text=True,
                          timeout=60, check=False)
     assert run.returncode == 0, run.stderr
@@ -241,7 +241,7 @@ def test_make_help_lists_every_target_with_what_it_does() -> None:
 
 def test_the_license_pyproject_declares_is_shipped() -> None:
     """pyproject.toml says Apache-2.0, and LICENSE holds that license's text."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     with open(root / "pyproject.toml", "rb") as f:
         assert tomllib.load(f)["project"]["license"] == "Apache-2.0"
     text = (root / "LICENSE").read_text()
@@ -262,7 +262,7 @@ def _commands(parser: argparse.ArgumentParser, path: str = "") -> Iterator[
 def test_the_readme_commands_table_lists_every_option() -> None:
     """Each command's row in README's Commands table lists every option `--help` shows (it
     once left out `backtest --allow-partial`, `--csv-metric`, `-v` and more)."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = readme.split("\n## Commands\n", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| `deucalion ")]
     missing = []

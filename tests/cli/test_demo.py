@@ -101,7 +101,7 @@ def test_the_replay_example_as_readme_runs_it_leaves_the_repository_alone() -> N
     """`python examples/replay_demo.py` from the repository's root (as README says) writes its
     recording, windows and plot to a new temporary directory: README's tracked picture and the
     root stay as they were."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     picture = root / "examples" / "replay_demo.png"
     before = picture.read_bytes()
     run = subprocess.run([sys.executable, "examples/replay_demo.py", "2"], cwd=root,

@@ -16,7 +16,7 @@ from deucalion.injector.settings import ImageReference, InjectorSettings, Server
 from tests.k8s_checks import pod_templates, restricted_problems, schema_problems
 from tests.kustomize_subset import build, by_key
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
 def load(path: Path) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from deucalion.replay.results import AlertSpan, BacktestResult
 from deucalion.replay.sources import HistoryError
 from tests.replay_observers import RaisesAfter, RobustZScore, SeenObserver
 
-LABELLED = Path(__file__).parent / "data" / "labelled"
+LABELLED = Path(__file__).parents[1] / "data" / "labelled"
 T0 = 1_700_000_000.0
 URL = "http://a:9100/metrics"
 ODD = 'http://b:9100/metrics?x="1"'

@@ -14,7 +14,7 @@ from deucalion.replay.evaluate import evaluate, load_windows, read_output
 from deucalion.replay.results import AlertSpan, BacktestResult
 from tests.replay_observers import AlertsAbove
 
-FIVE = Path(__file__).parent / "data" / "five_windows"
+FIVE = Path(__file__).parents[1] / "data" / "five_windows"
 
 
 def _every_row_score() -> dict[str, nab.SweepResult]:
