@@ -35,6 +35,7 @@ def _demo(args: argparse.Namespace) -> int:
             duration=args.duration,
             interval=args.interval,
             metrics=metrics,
+            preset=args.preset,
         )
     )
 
@@ -177,8 +178,14 @@ def _run(args: argparse.Namespace) -> int:
     else:
         provisioner = MetricsProvisioner(args.config)
     metrics = metric_list(args.metrics)
-    for observer in build_observers(args.observers, provisioner.settings, metrics):
-        provisioner.register(observer)
+    preset = args.preset or provisioner.settings.preset
+    if args.observers or provisioner.settings.observers or not preset:
+        for observer in build_observers(args.observers, provisioner.settings, metrics):
+            provisioner.register(observer)
+    if preset:
+        from deucalion.presets import preset_observer
+
+        provisioner.register(preset_observer(preset))
     provisioner.run()
     return 0
 
@@ -238,6 +245,9 @@ def add_core_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     run.add_argument("-c", "--config", metavar="FILE", help="config file")
     run.add_argument("--metrics", help="comma-separated desired metrics (overrides the config)")
     run.add_argument(
+        "--preset", metavar="NAME", help="also run this preset (deucalion presets list)"
+    )
+    run.add_argument(
         "--record",
         metavar="FILE.om.gz",
         help="also record every cycle, as the "
@@ -277,12 +287,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--interval", type=float, default=1.0, help="scrape interval in seconds")
     demo.add_argument("--metrics", help="comma-separated metric names to watch")
+    demo.add_argument("--preset", metavar="NAME", help="watch --target with this preset")
     demo.set_defaults(func=_demo)
     add_core_commands(commands)
 
     from deucalion.replay.cli import add_commands as add_replay_commands
 
     add_replay_commands(commands)
+
+    from deucalion.presets.cli import add_commands as add_preset_commands
+
+    add_preset_commands(commands)
 
     from deucalion.injector.cli import add_commands as add_injector_commands
 

@@ -667,6 +667,9 @@ class Settings(Section):
     """Federated mode: targets and samples from a Prometheus server instead of scraping."""
     observers: dict[str, ObserverSettings] = Field(default_factory=dict)
     """Observers for ``deucalion run``: ``module:Class`` -> {desired_metrics, kwargs}."""
+    preset: str | None = None
+    """A preset ``deucalion run`` runs besides the observers (``node-exporter``,
+    ``http-service``): ready signals, alerts, rules and dashboards (``deucalion presets``)."""
     scrape_compression: Literal["auto", "gzip", "none"] = "auto"
     """Ask targets for gzip: ``auto`` does except on loopback, where compressing only costs
     the watched service CPU."""
@@ -689,6 +692,15 @@ class Settings(Section):
     """deucalion's own HTTP server."""
     shard: ShardSettings | None = None
     """Scrape only this replica's share of the targets (file_sd, kubernetes, prometheus)."""
+
+    @field_validator("preset")
+    @classmethod
+    def _check_preset(cls, value: str | None) -> str | None:
+        from deucalion.presets import PRESETS
+
+        if value is not None and value not in PRESETS:
+            raise ValueError(f"unknown preset {value!r}: choose one of {', '.join(PRESETS)}")
+        return value
 
     @field_validator("scrape_timeout")
     @classmethod
