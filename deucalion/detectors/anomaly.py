@@ -1,0 +1,512 @@
+"""The default detector: several anomaly kinds, one false-alert budget, explained alerts.
+
+``AnomalyDetector(budget=1.0)`` watches each series for the kinds of anomaly seen in service
+metrics, one *component* each:
+
+- ``spike``: a value far from the recent level (in the series' usual step);
+- ``level_shift``: the recent level (a fast moving average) far from the long-run level, even
+  inside the range the series has had;
+- ``variance``: the recent size of steps far from the long-run size (noisier, or calmer);
+- ``trend``: the recent slope far from the long-run slope;
+- ``seasonal``: the recent departure from the same time of day (48 half-hour bins), once a day
+  has been seen;
+- ``stuck``: a run of identical values longer than the series' own habit of repeating makes
+  likely;
+- ``out_of_range``: a value beyond every value the series has had (a record), by a margin
+  improbable for its age.
+
+**One budget.** Each component's statistic is turned into a *surprise*: ``-log10`` of the rate
+per point at which normal data of *this* series reaches it. The rate is learned online per
+series and component, as SPOT does (Siffer et al., KDD 2017): the ``1 - TAIL`` quantile of the
+statistic is tracked, the excesses above it are fitted with a generalised Pareto distribution
+(method of moments, so that heavy tails are extrapolated as heavy), and the rate is divided by
+the number of exceedances per cluster (the extremal index), so that a statistic that stays high
+for many points counts once. ``stuck`` and ``out_of_range`` have closed forms (a run of ``r``
+repeats has probability ``p0 ** r``; a record after ``n`` values about ``n ** -(1 + e)``). The
+series' **score** is the largest surprise less ``log10`` of the number of components, so a
+score of 4 means "normal data of this series does this about once in 10,000 points". The
+series alerts when its score reaches ``threshold = log10(10_000 / budget)``: ``budget`` is the
+expected number of false alerts per series per 10,000 points (per day: ``budget_per_day`` with
+the scrape interval). After an alert the series is quiet for ``quiet_for`` points unless its
+score beats the alert's, so one anomaly is one alert.
+
+Costs: about 60 floats of state per series (48 of them the daily profile, kept as float32),
+about 700 bytes, whatever the history's length; each update is O(1) per series, vectorised
+across the series updated together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import numpy as np
+
+from deucalion.detectors.base import Detector, Explanation
+
+__all__ = ["KINDS", "AnomalyDetector"]
+
+KINDS = ("spike", "level_shift", "variance", "trend", "seasonal", "stuck", "out_of_range")
+"""The anomaly kinds ``AnomalyDetector`` names in its explanations, in component order."""
+
+_CALIBRATED = 5  # the first five kinds have learned tails; stuck and out_of_range closed forms
+TAIL = 0.1
+"""The fraction of a component's statistic above the level its tail is fitted from."""
+DAY = 86400.0
+BINS = 48
+_LN10 = math.log(10.0)
+
+
+class AnomalyDetector(Detector):
+    """The default detector (see the module doc): ``budget`` false alerts per series per
+    10,000 points of normal data, whatever the series' scale, noise or resolution.
+
+    ``warmup`` values are learned before a series is scored (its tails need them);
+    ``quiet_for`` points follow an alert without another unless the score beats it. ``kinds``
+    selects the components (all by default). ``fast`` and ``slow`` are the weights of the
+    newest value in the recent and the long-run averages.
+    """
+
+    # Learned state (see _STATE and _TAILS below): one entry per series.
+    last_: np.ndarray
+    time_: np.ndarray
+    start_: np.ndarray
+    fast_level_: np.ndarray
+    slow_level_: np.ndarray
+    step_: np.ndarray
+    recent_step_: np.ndarray
+    slope_: np.ndarray
+    slow_slope_: np.ndarray
+    season_: np.ndarray
+    repeat_: np.ndarray
+    run_: np.ndarray
+    low_: np.ndarray
+    high_: np.ndarray
+    quiet_: np.ndarray
+    quiet_level_: np.ndarray
+    score_: np.ndarray
+    observed_: np.ndarray
+    seen_time_: np.ndarray
+    tail_level_: np.ndarray
+    tail_mean_: np.ndarray
+    tail_square_: np.ndarray
+    tail_count_: np.ndarray
+    tail_rate_: np.ndarray
+    tail_starts_: np.ndarray
+    tail_above_: np.ndarray
+
+    def __init__(
+        self,
+        budget: float = 1.0,
+        *,
+        warmup: int = 300,
+        quiet_for: int = 100,
+        kinds: Sequence[str] = KINDS,
+        fast: float = 0.1,
+        slow: float = 0.01,
+    ) -> None:
+        if not (isinstance(budget, int | float) and 0 < budget < 10_000):
+            raise ValueError(
+                f"AnomalyDetector: budget={budget!r}: give the false alerts per series per "
+                "10,000 points you accept, a number above 0 and below 10,000"
+            )
+        unknown = set(kinds) - set(KINDS)
+        if unknown or not kinds:
+            raise ValueError(f"AnomalyDetector: kinds={list(kinds)!r}: choose among {KINDS}")
+        if not (0 < slow < fast < 1):
+            raise ValueError(f"AnomalyDetector: give 0 < slow < fast < 1, not {slow}, {fast}")
+        if warmup < 10 or quiet_for < 0:
+            raise ValueError("AnomalyDetector: warmup must be 10 or more and quiet_for 0 or more")
+        self.budget = float(budget)
+        self.warmup = int(warmup)
+        self.quiet_for = int(quiet_for)
+        self.kinds = tuple(k for k in KINDS if k in kinds)
+        self.fast = float(fast)
+        self.slow = float(slow)
+        self.threshold = math.log10(10_000 / self.budget)
+        self._enabled = np.array([k in self.kinds for k in KINDS])
+        self._penalty = math.log10(len(self.kinds))
+        self._explained: dict[int, Explanation] = {}
+        self._resize(0)
+
+    @classmethod
+    def budget_per_day(
+        cls, alerts_per_day: float, interval: float, **options: Any
+    ) -> AnomalyDetector:
+        """A detector allowing ``alerts_per_day`` false alerts per series per day when scraped
+        every ``interval`` seconds."""
+        return cls(alerts_per_day * 10_000 * interval / DAY, **options)
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def _resize(self, n: int) -> None:
+        """Start with ``n`` fresh series (used once, at creation)."""
+        self.count_ = np.zeros(n, dtype=np.int64)
+        for name, fill in _STATE:
+            setattr(self, name, np.full(n, fill))
+        for name, fill in _TAILS:
+            setattr(self, name, np.full((_CALIBRATED, n), fill))
+        self.profile_ = np.full((n, BINS), np.nan, dtype=np.float32)
+        self.visits_ = np.zeros((n, BINS), dtype=np.float32)
+        self.alerting_ = np.zeros(n, dtype=bool)
+        self.surprise_ = np.zeros((len(KINDS), n))
+        self.n_series_ = n
+
+    def _grow(self, n: int) -> None:
+        extra = n - len(self.count_)
+        self.count_ = np.concatenate([self.count_, np.zeros(extra, dtype=np.int64)])
+        for name, fill in _STATE:
+            setattr(self, name, np.concatenate([getattr(self, name), np.full(extra, fill)]))
+        for name, fill in _TAILS:
+            new = np.full((_CALIBRATED, extra), fill)
+            setattr(self, name, np.concatenate([getattr(self, name), new], axis=1))
+        self.profile_ = np.concatenate(
+            [self.profile_, np.full((extra, BINS), np.nan, dtype=np.float32)]
+        )
+        self.visits_ = np.concatenate([self.visits_, np.zeros((extra, BINS), dtype=np.float32)])
+        self.alerting_ = np.concatenate([self.alerting_, np.zeros(extra, dtype=bool)])
+        self.surprise_ = np.concatenate([self.surprise_, np.zeros((len(KINDS), extra))], axis=1)
+
+    def keep(self, rows: Sequence[int] | Any) -> None:
+        """Keep only the series at ``rows``, in that order, and forget the others."""
+        rows = np.asarray(rows, dtype=np.int64)
+        self.count_ = self.count_[rows]
+        for name, _ in _STATE:
+            setattr(self, name, getattr(self, name)[rows])
+        for name, _ in _TAILS:
+            setattr(self, name, getattr(self, name)[:, rows])
+        self.profile_, self.visits_ = self.profile_[rows], self.visits_[rows]
+        self.alerting_, self.surprise_ = self.alerting_[rows], self.surprise_[:, rows]
+        self._explained = {}
+        self.n_series_ = len(rows)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of state held, all series together."""
+        arrays: list[np.ndarray] = [self.count_, self.profile_, self.visits_, self.alerting_]
+        arrays += [self.surprise_] + [getattr(self, name) for name, _ in _STATE + _TAILS]
+        return sum(int(a.nbytes) for a in arrays)
+
+    # -- the update ----------------------------------------------------------------------------
+
+    def update_rows(self, times: np.ndarray, values: np.ndarray, resolution: np.ndarray) -> Any:
+        """Score each row's value (NaN: none this cycle), then learn it (see the module doc)."""
+        n = len(values)
+        if n > len(self.count_):
+            self._grow(n)
+        x = values
+        seen = np.isfinite(x)
+        first = seen & (self.count_ == 0)
+        with np.errstate(all="ignore"):
+            self._start(first, x, times)
+            old = seen & ~first
+            dx = np.where(old, x - self.last_, 0.0)
+            dt = np.where(old, times - self.time_, 0.0)
+            floor = np.maximum(
+                np.maximum(np.nan_to_num(resolution) / 2, 1e-9 * np.abs(self.slow_level_)), _TINY
+            )
+            scale = np.maximum(self.step_, floor)
+            stats = self._statistics(x, dx, old, scale, floor, times)
+            surprise = np.zeros((len(KINDS), n))
+            surprise[:_CALIBRATED] = self._surprise(stats)
+            surprise[5] = self._stuck(dx, old)
+            surprise[6] = self._record(x, old)
+            surprise[~self._enabled] = 0.0
+            ready = old & (self.count_ >= self.warmup)
+            surprise[:, ~ready] = 0.0
+            score = np.maximum(surprise.max(axis=0) - self._penalty, 0.0)
+            quiet = (self.quiet_ > 0) & (score <= self.quiet_level_)
+            alerting = ready & (score >= self.threshold) & ~quiet
+            self.alerting_ = alerting
+            self.surprise_ = surprise
+            self.score_ = np.where(seen, score, self.score_)
+            self.observed_ = np.where(seen, x, self.observed_)
+            self.seen_time_ = np.where(seen, times, self.seen_time_)
+            # Alerts are explained by what the series had learned before this value.
+            self._explained = {
+                int(row): self._explain_now(int(row)) for row in np.flatnonzero(alerting)
+            }
+            self._learn(stats, x, dx, dt, old, times)
+        self.quiet_ = np.where(alerting, self.quiet_for, np.maximum(self.quiet_ - seen, 0))
+        self.quiet_level_ = np.where(alerting, score, self.quiet_level_)
+        return np.where(seen, score, np.nan)
+
+    def _start(self, first: np.ndarray, x: np.ndarray, times: np.ndarray) -> None:
+        for name in ("fast_level_", "slow_level_", "last_", "low_", "high_", "season_"):
+            getattr(self, name)[first] = x[first] if name != "season_" else 0.0
+        self.time_[first] = times[first]
+        self.start_[first] = times[first]
+
+    def _statistics(
+        self,
+        x: np.ndarray,
+        dx: np.ndarray,
+        old: np.ndarray,
+        scale: np.ndarray,
+        floor: np.ndarray,
+        times: np.ndarray,
+    ) -> np.ndarray:
+        """The calibrated components' statistics, each in units of the series' usual step."""
+        f = self.fast
+        stats = np.zeros((_CALIBRATED, len(x)))
+        stats[0] = np.abs(x - self.fast_level_) / scale
+        fast_level = self.fast_level_ + f * (x - self.fast_level_)
+        slow_level = self.slow_level_ + self.slow * (x - self.slow_level_)
+        stats[1] = np.abs(fast_level - slow_level) / scale
+        recent_step = self.recent_step_ + f * (np.abs(dx) - self.recent_step_)
+        stats[2] = np.abs(np.log((recent_step + floor) / (self.step_ + floor)))
+        slope = self.slope_ + f / 3 * ((fast_level - self.fast_level_) - self.slope_)
+        stats[3] = np.abs(slope - self.slow_slope_) / scale * 10
+        expected = self._seasonal(times)
+        residual = x - expected
+        season = self.season_ + f * (np.where(np.isfinite(residual), residual, 0) - self.season_)
+        stats[4] = np.where(np.isfinite(expected), np.abs(season) / scale, 0.0)
+        self._next = (fast_level, slow_level, recent_step, slope, season, expected)
+        return np.where(old, np.nan_to_num(stats, posinf=1e300), 0.0)
+
+    def _seasonal(self, times: np.ndarray) -> np.ndarray:
+        """Each row's expected value at ``times`` from its daily profile (NaN before a day)."""
+        bins = _bins(times)
+        rows = np.arange(len(times))
+        expected = self.profile_[rows, bins].astype(np.float64)
+        aged = (times - self.start_) >= DAY
+        return np.where(aged & (self.visits_[rows, bins] >= 2), expected, np.nan)
+
+    def _surprise(self, stats: np.ndarray) -> np.ndarray:
+        """``-log10`` of the rate of clusters of points at least as extreme, per component."""
+        level, mean, square = self.tail_level_, self.tail_mean_, self.tail_square_
+        variance = np.maximum(square - mean * mean, 1e-12)
+        shape = np.clip(0.5 * (1 - mean * mean / variance), -0.25, 0.45)
+        sigma = np.maximum(0.5 * mean * (mean * mean / variance + 1), 1e-12)
+        excess = np.maximum(stats - level, 0.0)
+        index = np.clip(self.tail_starts_ / np.maximum(self.tail_rate_, 1e-12), 0.05, 1.0)
+        small = np.abs(shape) < 1e-3
+        log_tail = np.where(
+            small,
+            -excess / sigma / _LN10,
+            -np.log10(np.maximum(1 + shape * excess / sigma, 1e-300)) / np.where(small, 1, shape),
+        )
+        # A finite upper end (shape < 0) passed: as improbable as the extrapolation allows.
+        log_tail = np.where(1 + shape * excess / sigma <= 0, -30.0, log_tail)
+        base = -np.log10(TAIL * index)
+        above = base - log_tail
+        below = base * np.where(level > 0, np.clip(stats / np.maximum(level, 1e-12), 0, 1), 0)
+        fitted = self.tail_count_ >= 5
+        return np.where(fitted & (stats > level), above, np.where(fitted, below, 0.0))
+
+    def _stuck(self, dx: np.ndarray, old: np.ndarray) -> np.ndarray:
+        """A run of ``r`` repeats where repeats come with probability ``p0``: ``-log10`` of
+        ``(1 - p0) p0 ** r``, the rate of runs that long."""
+        run = np.where(old & (dx == 0), self.run_ + 1, 0)
+        p0 = np.clip(self.repeat_, 0.01, 0.995)
+        surprise = run * -np.log10(p0) - np.log10(1 - p0)
+        return np.where(run > 0, surprise, 0.0)
+
+    def _record(self, x: np.ndarray, old: np.ndarray) -> np.ndarray:
+        """A value beyond the series' range by ``e`` range widths after ``n`` values: about
+        ``2 n ** -(1 + e)`` for noise with light tails."""
+        width = self.high_ - self.low_
+        beyond = np.maximum(np.maximum(x - self.high_, self.low_ - x), 0.0)
+        e = np.where(width > 0, beyond / np.where(width > 0, width, 1.0), 0.0)
+        n = np.maximum(self.count_, 1)
+        return np.where(old & (beyond > 0), (1 + e) * np.log10(n) - math.log10(2), 0.0)
+
+    def _learn(
+        self,
+        stats: np.ndarray,
+        x: np.ndarray,
+        dx: np.ndarray,
+        dt: np.ndarray,
+        old: np.ndarray,
+        times: np.ndarray,
+    ) -> None:
+        fast_level, _, recent_step, slope, season, _ = self._next
+        seen = np.isfinite(x)
+        count = self.count_ + seen
+        warm = np.maximum(self.slow, 1.0 / np.maximum(count, 1))  # running means at first
+        for name, new in (
+            ("fast_level_", fast_level),
+            ("recent_step_", recent_step),
+            ("slope_", slope),
+            ("season_", season),
+        ):
+            setattr(self, name, np.where(old, new, getattr(self, name)))
+        self.slow_level_ = np.where(
+            old, self.slow_level_ + warm * (x - self.slow_level_), self.slow_level_
+        )
+        self.step_ = np.where(old, self.step_ + warm * (np.abs(dx) - self.step_), self.step_)
+        self.slow_slope_ = np.where(
+            old, self.slow_slope_ + warm * (slope - self.slow_slope_), self.slow_slope_
+        )
+        self.repeat_ = np.where(old, self.repeat_ + warm * ((dx == 0) - self.repeat_), self.repeat_)
+        self.run_ = np.where(old & (dx == 0), self.run_ + 1, np.where(seen, 0, self.run_))
+        self._learn_tails(stats, old)
+        self._learn_profile(x, times, dt, seen)
+        self.low_ = np.where(seen, np.fmin(self.low_, x), self.low_)
+        self.high_ = np.where(seen, np.fmax(self.high_, x), self.high_)
+        self.last_ = np.where(seen, x, self.last_)
+        self.time_ = np.where(seen, times, self.time_)
+        self.count_ = count
+
+    def _learn_tails(self, stats: np.ndarray, old: np.ndarray) -> None:
+        """Track each statistic's ``1 - TAIL`` quantile and the moments of its excesses."""
+        level = self.tail_level_
+        live = old[None, :] & (stats > 0) | old[None, :] & (level > 0)
+        above = live & (stats > level)
+        # The level moves up by a fraction of the tail's scale on an exceedance and down by
+        # TAIL / (1 - TAIL) of that otherwise: it settles where TAIL of the points exceed it.
+        step = 0.05 * np.maximum(self.tail_mean_, 0.05 * np.maximum(level, 0.1))
+        step *= np.where(self.tail_count_ < 20, 4.0, 1.0)
+        move = np.where(above, step, -step * TAIL / (1 - TAIL))
+        self.tail_level_ = np.where(live, np.maximum(level + move, 0.0), level)
+        excess = np.where(above, stats - level, 0.0)
+        # One extreme excess (an anomaly) must not teach the tail that it is normal.
+        cap = np.where(self.tail_count_ >= 20, 20 * np.maximum(self.tail_mean_, 1e-12), np.inf)
+        excess = np.minimum(excess, cap)
+        counted = self.tail_count_ + above
+        weight = np.maximum(0.01, 1.0 / np.maximum(counted, 1))
+        self.tail_mean_ = np.where(
+            above, self.tail_mean_ + weight * (excess - self.tail_mean_), self.tail_mean_
+        )
+        self.tail_square_ = np.where(
+            above,
+            self.tail_square_ + weight * (excess * excess - self.tail_square_),
+            self.tail_square_,
+        )
+        self.tail_count_ = counted
+        starts = above & ~self.tail_above_.astype(bool)
+        rate_weight = np.where(live, 0.002, 0.0)
+        self.tail_rate_ += rate_weight * (above - self.tail_rate_)
+        self.tail_starts_ += rate_weight * (starts - self.tail_starts_)
+        self.tail_above_ = np.where(live, above, self.tail_above_).astype(np.float64)
+
+    def _learn_profile(
+        self, x: np.ndarray, times: np.ndarray, dt: np.ndarray, seen: np.ndarray
+    ) -> None:
+        """Each half-hour bin's value: an average over about its last three days."""
+        rows = np.flatnonzero(seen)
+        if not rows.size:
+            return
+        bins = _bins(times[rows])
+        visits = self.visits_[rows, bins] + 1
+        weight = np.maximum(1.0 / visits, np.minimum(dt[rows] / (3 * DAY / BINS), 1.0))
+        current = self.profile_[rows, bins]
+        current = np.where(np.isnan(current), x[rows], current)
+        self.profile_[rows, bins] = current + weight * (x[rows] - current)
+        self.visits_[rows, bins] = visits
+
+    # -- explanations ----------------------------------------------------------------------------
+
+    def explain_row(self, row: int, series: Hashable = None) -> Explanation:
+        """The component with the largest surprise at the row's last update, the value it
+        judged and the band it would have had to leave to alert (for a series that alerted,
+        as it stood before the value; for the others, as it stands now)."""
+        why = self._explained.get(row)
+        if why is None:
+            why = self._explain_now(row)
+        return dataclasses.replace(why, series=series)
+
+    def _explain_now(self, row: int, series: Hashable = None) -> Explanation:
+        kind = int(np.argmax(self.surprise_[:, row])) if self.surprise_.shape[1] > row else 0
+        observed = float(self.observed_[row])
+        scale = max(float(self.step_[row]), _TINY)
+        width = self._band(kind, row) * scale
+        centre = float(self.fast_level_[row])
+        if kind == 1:  # level shift: the recent level against the long-run one
+            observed, centre = float(self.fast_level_[row]), float(self.slow_level_[row])
+        elif kind == 2:  # variance: the recent step against the usual one
+            observed = float(self.recent_step_[row])
+            factor = math.exp(min(self._band(2, row), 50.0))
+            return self._explanation(row, series, kind, observed, scale / factor, scale * factor)
+        elif kind == 3:  # trend: the recent slope against the long-run one
+            observed, centre = float(self.slope_[row]), float(self.slow_slope_[row])
+            width /= 10
+        elif kind == 4:
+            centre = float(self.profile_[row, _bins(np.array([self.seen_time_[row]]))[0]])
+        elif kind == 5:  # stuck: the value repeated; any other value was expected
+            centre = observed
+            width = float(self.step_[row])
+        elif kind == 6:
+            return self._explanation(
+                row, series, kind, observed, float(self.low_[row]), float(self.high_[row])
+            )
+        return self._explanation(row, series, kind, observed, centre - width, centre + width)
+
+    def _band(self, kind: int, row: int) -> float:
+        """The statistic's value at which component ``kind`` of ``row`` reaches the threshold."""
+        if kind >= _CALIBRATED:
+            return 0.0
+        level = float(self.tail_level_[kind, row])
+        mean = float(self.tail_mean_[kind, row])
+        variance = max(float(self.tail_square_[kind, row]) - mean * mean, 1e-12)
+        shape = min(max(0.5 * (1 - mean * mean / variance), -0.25), 0.45)
+        sigma = max(0.5 * mean * (mean * mean / variance + 1), 1e-12)
+        index = float(
+            np.clip(
+                self.tail_starts_[kind, row] / max(self.tail_rate_[kind, row], 1e-12), 0.05, 1.0
+            )
+        )
+        tail = -(self.threshold + self._penalty) - math.log10(TAIL * index)  # log10 ratio
+        ratio = 10.0**-tail if tail < 0 else 1.0
+        if abs(shape) < 1e-3:
+            return float(level + sigma * math.log(ratio))
+        return float(level + sigma / shape * (ratio**shape - 1))
+
+    def _explanation(
+        self, row: int, series: Hashable, kind: int, observed: float, low: float, high: float
+    ) -> Explanation:
+        return Explanation(
+            KINDS[kind],
+            low,
+            high,
+            observed,
+            float(self.score_[row]),
+            series,
+            float(self.seen_time_[row]),
+        )
+
+
+_TINY = 1e-12
+
+# Per-series state (one float each) and what a new series starts with.
+_STATE = (
+    ("last_", math.nan),
+    ("time_", math.nan),
+    ("start_", math.nan),
+    ("fast_level_", math.nan),
+    ("slow_level_", 0.0),
+    ("step_", 0.0),
+    ("recent_step_", 0.0),
+    ("slope_", 0.0),
+    ("slow_slope_", 0.0),
+    ("season_", 0.0),
+    ("repeat_", 0.5),
+    ("run_", 0.0),
+    ("low_", math.inf),
+    ("high_", -math.inf),
+    ("quiet_", 0.0),
+    ("quiet_level_", 0.0),
+    ("score_", 0.0),
+    ("observed_", math.nan),
+    ("seen_time_", math.nan),
+)
+# Per component and series: the tail's level, its excesses' first two moments, how many
+# excesses were seen, the rates of exceedances and of runs of them, and the last point's side.
+_TAILS = (
+    ("tail_level_", 1.0),
+    ("tail_mean_", 1.0),
+    ("tail_square_", 2.0),
+    ("tail_count_", 0.0),
+    ("tail_rate_", TAIL),
+    ("tail_starts_", TAIL),
+    ("tail_above_", 0.0),
+)
+
+
+def _bins(times: np.ndarray) -> np.ndarray:
+    """The half-hour bin of the day (UTC) of each time."""
+    t = np.nan_to_num(times)
+    bins: np.ndarray = ((t % DAY) // (DAY / BINS)).astype(np.int64) % BINS
+    return bins
