@@ -33,9 +33,9 @@ __all__ = ["INSTRUMENTATIONS", "SIGNALS", "Instrumentation", "instrumentation_of
 #: Routes watched one by one per target; the others are summed into ``route="other"``.
 MAX_ROUTES = 20
 #: Fewer errors than this within the rate's range is chance, not an error ratio.
-MIN_ERRORS = 3.0
+MIN_ERRORS = 2.0
 #: Fewer requests than this within the rate's range make no latency quantile.
-MIN_REQUESTS = 10.0
+MIN_REQUESTS = 5.0
 
 
 @dataclass(frozen=True)

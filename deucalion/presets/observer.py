@@ -2,9 +2,10 @@
 
 Each cycle, per target: the raw samples join a window; every signal of the preset is computed
 from it (``deucalion.history``'s Prometheus-exact ``rate`` and ``histogram_quantile``); the
-signal values join a second window, and one detector per signal scores each series' newest
-value against its own past. A score counts only in the direction that hurts and only for a
-move larger than the signal's floor (see ``Signal``).
+signal values update one detector per signal (``deucalion.detectors``' one interface: an online
+update per cycle, scores calibrated to a false-alert budget, explanations with the expected
+band). A score counts only in the direction that hurts and only for a move larger than the
+signal's floor (see ``Signal``).
 
 Alerts are per incident, not per series: a target's incident opens when a signal stays past
 the threshold for ``for_cycles`` cycles, gathers every signal that moves while it is open,
@@ -23,35 +24,55 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import numpy as np
-
 from deucalion.alerting.alerts import Alert, Scores, SeriesScore
-from deucalion.detectors.base import Detector, row_medians
-from deucalion.detectors.statistical import RobustZScore
+from deucalion.detectors.anomaly import AnomalyDetector
+from deucalion.detectors.base import Detector
 from deucalion.history.window import Window
 from deucalion.observer import MetricsObserver, TargetsData
 from deucalion.presets.signals import Query, Signal, SignalValues
 
-__all__ = ["DetectorFactory", "PresetObserver", "robust_detector"]
+__all__ = ["DetectorFactory", "PresetObserver", "budget_detector"]
 
 log = logging.getLogger("deucalion.presets")
 
-#: Builds the detector of one signal, given the alerting threshold (the seam the detectors of
-#: ``deucalion.detectors`` plug into).
+#: Builds the detector of one signal, given the false alerts it may raise per series per
+#: 10,000 cycles (the seam the detectors of ``deucalion.detectors`` plug into).
 DetectorFactory = Callable[[Signal, float], Detector]
 
 
-def robust_detector(signal: Signal, threshold: float) -> Detector:
-    """A robust z-score (median and MAD of the signal's past) whose scale never falls below
-    the signal's floor and relative floor divided by ``threshold``: a move smaller than the
-    floor never scores past the threshold."""
-    return RobustZScore(
-        min_points=60,
-        relative_floor=signal.relative / threshold,
-        absolute_floor=max(signal.floor / threshold, 1e-12),
-        step_floor=False,
-        threshold=threshold,
-    )
+def budget_detector(signal: Signal, budget: float) -> Detector:
+    """The default: ``AnomalyDetector`` (spikes, level shifts, variance, trends, ...) allowed
+    ``budget`` false alerts per series per 10,000 cycles."""
+    return AnomalyDetector(budget=budget)
+
+
+#: Seconds after which a series no longer seen is forgotten.
+FORGET_AFTER = 900.0
+
+
+#: Explanation kinds whose band is one of the value (or its recent level): the others are
+#: bands of a variance, a slope or a run of repeats.
+_VALUE_BANDS = frozenset({"spike", "level_shift", "out_of_range", "seasonal", "score"})
+
+
+@dataclass
+class _Move:
+    """A series moving: the band it left, the floor it must stay beyond, its highest score."""
+
+    low: float
+    high: float
+    least: float
+    held: int = 0
+    peak: float = 0.0
+
+
+def _beyond(signal: Signal, value: float, low: float, high: float, least: float) -> bool:
+    """Whether ``value`` is out of the band ``low``..``high`` by ``least`` (from its centre)
+    in the direction that hurts ``signal``."""
+    centre = (low + high) / 2
+    up = value > max(high, centre + least)
+    down = value < min(low, centre - least)
+    return (up and signal.direction != "down") or (down and signal.direction != "up")
 
 
 @dataclass
@@ -64,6 +85,7 @@ class _Moved:
     value: float
     lower: float
     upper: float
+    held: int = 0
 
     @property
     def name(self) -> str:
@@ -86,13 +108,15 @@ def _number(value: float) -> str:
 class PresetObserver(MetricsObserver):
     """A ready observer over a preset's derived signals (see the module docstring).
 
-    ``signals``: what it watches. ``threshold`` is the score past which a signal moves (robust
-    standard deviations, and the floors as described); ``for_cycles`` how long it must stay
-    there before an incident opens; ``quiet_cycles`` how long an incident outlives its last
-    moving signal. ``history`` is the number of past cycles a signal is judged against;
-    ``rate_points`` the scrape intervals a ``rate`` spans (at 1 s scrapes, ``rate(x[5s])``).
-    ``detector`` builds one detector per signal (default ``robust_detector``). ``announce``
-    prints each incident as it opens (``deucalion demo``).
+    ``signals``: what it watches. ``budget`` is the false alerts per target per 10,000 cycles of
+    ordinary load it may raise, shared among the signals' detectors; a signal moves when its
+    detector scores it at its threshold or more, in the direction that hurts and by more than
+    its floors. ``for_cycles`` is how long it must keep moving before an incident opens;
+    ``quiet_cycles`` how long an incident outlives its last moving signal. ``rate_points`` is
+    the scrape intervals a ``rate`` spans, plus half of one (at 1 s scrapes, ``rate(x[2s])``:
+    a rate over many intervals turns a step into a ramp, which hides it from a detector). ``detector``
+    builds one detector per signal (default ``budget_detector``). ``announce`` prints each
+    incident as it opens (``deucalion demo``).
 
     It returns ``Scores``: every signal's score (0 for a move in the harmless direction), value
     and expected band are exported (``deucalion_series_anomaly_score`` and its companions,
@@ -105,12 +129,11 @@ class PresetObserver(MetricsObserver):
         signals: Iterable[Signal],
         *,
         desired_metrics: Iterable[str] | None = None,
-        threshold: float = 6.0,
-        for_cycles: int = 4,
+        budget: float = 1.0,
+        for_cycles: int = 3,
         quiet_cycles: int = 30,
-        history: int = 600,
-        rate_points: int = 5,
-        detector: DetectorFactory = robust_detector,
+        rate_points: float = 1.5,
+        detector: DetectorFactory = budget_detector,
         labels: Mapping[str, str] | None = None,
         announce: bool = False,
     ) -> None:
@@ -121,25 +144,29 @@ class PresetObserver(MetricsObserver):
             raise ValueError(f"preset {preset}: no signals to watch")
         if not (isinstance(for_cycles, int) and for_cycles >= 1):
             raise ValueError(f"for_cycles must be a positive integer, not {for_cycles!r}")
-        if not (isinstance(history, int) and history >= 10):
-            raise ValueError(f"history must be an integer of 10 or more, not {history!r}")
+        if not (isinstance(budget, int | float) and budget > 0):
+            raise ValueError(f"budget must be a positive number, not {budget!r}")
         self.observer_name = f"preset-{preset}"
         self.preset = preset
         self.signals = signals
-        self.threshold = float(threshold)
+        self.budget = float(budget)
         self.for_cycles = for_cycles
         self.quiet_cycles = quiet_cycles
         self.rate_points = rate_points
         self.labels = dict(labels or {})
         self.announce = announce
-        self.detectors = {s.name: detector(s, self.threshold) for s in signals}
+        # Shared among the signals, and among a few series each (devices, routes).
+        share = self.budget / (2 * len(signals))
+        self.detectors = {s.name: detector(s, share) for s in signals}
         self.raw: Window | None = None  # sized once the scrape interval is known
-        self.values = Window(history + 1)
         self.interval_: float | None = None
         self.last_time_: float | None = None
         self.steps_: list[float] = []
-        self.held_: dict[tuple[str, str, str], int] = {}
+        self.moving_: dict[tuple[str, str, str], _Move] = {}
+        self.bands_: dict[tuple[str, str, str], tuple[float, float]] = {}
         self.incidents_: dict[str, _Incident] = {}
+        self.seen_: dict[tuple[str, str, str], float] = {}
+        self.swept_ = -math.inf
         self.silent_: set[str] = set()  # targets told that none of the signals is there
 
     # -- signals ------------------------------------------------------------------------------
@@ -201,35 +228,57 @@ class PresetObserver(MetricsObserver):
 
     # -- scoring ------------------------------------------------------------------------------
 
-    def score(self, signal: Signal) -> list[_Moved]:
-        """Score the newest value of each series of ``signal``: one entry per scored series,
-        its score 0 when it moved in the harmless direction."""
-        block = self.values.block(signal.name)
-        if not len(block):
-            return []
-        scores = self.detectors[signal.name].score(block)
-        newest = block.values[:, -1]
-        median = row_medians(block.values[:, :-1])
+    def score(
+        self, signal: Signal, values: Mapping[tuple[str, str], float], now: float
+    ) -> list[_Moved]:
+        """Update ``signal``'s detector with this cycle's ``values`` (``{(target, series):
+        value}``) and judge each series: one entry per scored series.
+
+        A series starts moving when its detector scores it at its threshold or more, in the
+        direction that hurts and beyond the signal's floors around the expected band; it keeps
+        moving, judged against that band, until it is back inside. Its entry's score is the
+        highest of the move (0 for a move in the harmless direction), ``held`` the cycles it
+        has moved.
+        """
+        detector = self.detectors[signal.name]
+        scores = detector.update({key: (now, value) for key, value in values.items()})
         out = []
-        with np.errstate(all="ignore"):
-            deviation = newest - median
-            half = np.where(scores > 0, np.abs(deviation) / scores * self.threshold, np.nan)
-        for i, (target, series) in enumerate(block.keys):
-            score = float(scores[i])
+        for key, score in scores.items():
             if math.isnan(score):
                 continue
-            dev = float(deviation[i])
-            if (signal.direction == "up" and dev < 0) or (signal.direction == "down" and dev > 0):
-                score = 0.0
-            width = float(half[i])
+            value = values[key]
+            why = detector.explain(key)
+            low, high = why.expected_low, why.expected_high
+            if why.kind in _VALUE_BANDS and math.isfinite(low) and math.isfinite(high):
+                self.bands_[signal.name, *key] = (low, high)
+            else:
+                # The band of a variance, a slope or a run is not a value's: the last one is.
+                low, high = self.bands_.get((signal.name, *key), (math.nan, math.nan))
+            moving = self.moving_.get((signal.name, *key))
+            if moving is None and score >= detector.threshold and math.isfinite(low):
+                least = max(signal.floor, signal.relative * abs((low + high) / 2))
+                if _beyond(signal, value, low, high, least):
+                    moving = self.moving_[signal.name, *key] = _Move(low, high, least)
+            elif moving is not None and not _beyond(
+                signal, value, moving.low, moving.high, moving.least
+            ):
+                del self.moving_[signal.name, *key]
+                moving = None
+            if moving is not None:
+                moving.held += 1
+                moving.peak = max(moving.peak, score)
+                low, high, score = moving.low, moving.high, moving.peak
+            elif not (math.isfinite(low) and _beyond(signal, value, low, high, 0.0)):
+                score = 0.0  # inside the band, out of it on the harmless side, or no band yet
             out.append(
                 _Moved(
                     signal,
-                    f"{target}\x00{series}",
+                    f"{key[0]}\x00{key[1]}",
                     score,
-                    float(newest[i]),
-                    max(0.0, float(median[i]) - width),  # every signal is 0 or more
-                    float(median[i]) + width,
+                    value,
+                    max(0.0, low) if math.isfinite(low) else low,  # every signal is 0 or more
+                    high,
+                    moving.held if moving is not None else 0,
                 )
             )
         return out
@@ -242,13 +291,18 @@ class PresetObserver(MetricsObserver):
         from deucalion.observer import data_time
 
         computed = self.compute(targets_data_dict)
-        self.values.add(computed)
         now = data_time()
         scores: list[SeriesScore] = []
         moved: dict[str, list[_Moved]] = {}
-        held: dict[tuple[str, str, str], int] = {}
         for signal in self.signals:
-            for item in self.score(signal):
+            values = {
+                (target, series): value
+                for target, signals in computed.items()
+                for series, value in signals.get(signal.name, {}).items()
+            }
+            if not values:
+                continue
+            for item in self.score(signal, values, now):
                 target, _, series = item.series.partition("\x00")
                 item.series = series
                 scores.append(
@@ -262,18 +316,34 @@ class PresetObserver(MetricsObserver):
                         upper=item.upper,
                     )
                 )
-                if item.score > self.threshold:
-                    key = (target, signal.name, series)
-                    count = held[key] = self.held_.get(key, 0) + 1
-                    if count >= self.for_cycles:
-                        moved.setdefault(target, []).append(item)
-        self.held_ = held
+                if item.held >= self.for_cycles:
+                    moved.setdefault(target, []).append(item)
+        self._forget_gone(computed, now)
         alerts = [
             alert
             for target in set(moved) | set(self.incidents_)
             if (alert := self._incident(target, moved.get(target, []), now)) is not None
         ]
         return Scores(scores=tuple(scores), alerts=tuple(alerts))
+
+    def _forget_gone(self, computed: Mapping[str, Mapping[str, SignalValues]], now: float) -> None:
+        """Series not seen for ``FORGET_AFTER`` seconds (a target gone, a device removed) are
+        dropped from the detectors, so churn cannot grow them without bound."""
+        for target, signals in computed.items():
+            for name, values in signals.items():
+                for series in values:
+                    self.seen_[name, target, series] = now
+        if now - self.swept_ < FORGET_AFTER / 10:
+            return
+        self.swept_ = now
+        gone = [key for key, seen in self.seen_.items() if now - seen > FORGET_AFTER]
+        for name, target, series in gone:
+            del self.seen_[name, target, series]
+            self.bands_.pop((name, target, series), None)
+            self.moving_.pop((name, target, series), None)
+            self.detectors[name].forget([(target, series)])
+        for target in {t for _, t, _ in gone} - set(computed):
+            self.incidents_.pop(target, None)
 
     def _incident(self, target: str, moved: list[_Moved], now: float) -> Alert | None:
         incident = self.incidents_.get(target)
