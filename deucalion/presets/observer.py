@@ -114,9 +114,9 @@ class PresetObserver(MetricsObserver):
     its floors. ``for_cycles`` is how long it must keep moving before an incident opens;
     ``quiet_cycles`` how long an incident outlives its last moving signal. ``rate_points`` is
     the scrape intervals a ``rate`` spans, plus half of one (at 1 s scrapes, ``rate(x[2s])``:
-    a rate over many intervals turns a step into a ramp, which hides it from a detector). ``detector``
-    builds one detector per signal (default ``budget_detector``). ``announce`` prints each
-    incident as it opens (``deucalion demo``).
+    a rate over many intervals turns a step into a ramp, which hides it from a detector).
+    ``detector`` builds one detector per signal (default ``budget_detector``). ``announce``
+    prints each incident as it opens (``deucalion demo``).
 
     It returns ``Scores``: every signal's score (0 for a move in the harmless direction), value
     and expected band are exported (``deucalion_series_anomaly_score`` and its companions,
