@@ -266,7 +266,7 @@ def test_an_incident_is_one_alert_naming_what_moved_most() -> None:
     assert float(notes["expected_lower"]) < 0.31 < float(notes["expected_upper"]) < 0.9
     assert notes["started"] == "2023-11-14T22:20:00+00:00"  # T0 + WARM
     scores = {(s.target, s.metric): s for s in results[-1].scores}
-    threshold = observer.detectors["a"].threshold
+    threshold = observer.detector.threshold
     assert scores[NODE, "a"].value == 0.9 and scores[NODE, "a"].score >= threshold
     assert scores[APP, "a"].score < threshold
 

@@ -303,6 +303,7 @@ SIGNALS: tuple[Signal, ...] = (
         "down",
         floor=TIME_TO_FULL_CAP - 12 * 3600,
         severity="critical",
+        trend=("node_filesystem_avail_bytes",),
     ),
     Signal(
         "network_receive",

@@ -2,14 +2,15 @@
 
 Each cycle, per target: the raw samples join a window; every signal of the preset is computed
 from it (``deucalion.history``'s Prometheus-exact ``rate`` and ``histogram_quantile``); the
-signal values update one detector per signal (``deucalion.detectors``' one interface: an online
+signal values update the preset's detector (``deucalion.detectors``' one interface: an online
 update per cycle, scores calibrated to a false-alert budget, explanations with the expected
-band). A score counts only in the direction that hurts and only for a move larger than the
-signal's floor (see ``Signal``).
+band), one update per cycle for every signal series of every target. A series *moves* when
+its score reaches the detector's threshold in the direction that hurts and by more than the
+signal's floors (see ``Signal``), and keeps moving until it is back inside the band it left.
 
-Alerts are per incident, not per series: a target's incident opens when a signal stays past
-the threshold for ``for_cycles`` cycles, gathers every signal that moves while it is open,
-and ends after ``quiet_cycles`` cycles with none past the threshold. While open it is one
+Alerts are per incident, not per series: a target's incident opens when a signal has moved
+for ``for_cycles`` cycles, gathers every signal that moves while it is open, and ends after
+``quiet_cycles`` cycles with none moving. While open it is one
 alert labelled ``severity``, ``preset`` and ``signal`` (the signal that opened it, so the
 alert keeps its identity); its annotations name the signal that moved most, its observed
 value, the expected band and the start time, and list the others.
@@ -35,12 +36,13 @@ __all__ = ["DetectorFactory", "PresetObserver", "budget_detector"]
 
 log = logging.getLogger("deucalion.presets")
 
-#: Builds the detector of one signal, given the false alerts it may raise per series per
-#: 10,000 cycles (the seam the detectors of ``deucalion.detectors`` plug into).
-DetectorFactory = Callable[[Signal, float], Detector]
+#: Builds the preset's detector, given the false alerts it may raise per series per 10,000
+#: cycles: one detector, updated once per cycle with every signal series of every target
+#: (the seam the detectors of ``deucalion.detectors`` plug into).
+DetectorFactory = Callable[[float], Detector]
 
 
-def budget_detector(signal: Signal, budget: float) -> Detector:
+def budget_detector(budget: float) -> Detector:
     """The default: ``AnomalyDetector`` (spikes, level shifts, variance, trends, ...) allowed
     ``budget`` false alerts per series per 10,000 cycles."""
     return AnomalyDetector(budget=budget)
@@ -48,6 +50,10 @@ def budget_detector(signal: Signal, budget: float) -> Detector:
 
 #: Seconds after which a series no longer seen is forgotten.
 FORGET_AFTER = 900.0
+#: Cycles of raw samples kept for rates (a rate spans a few of the last ones).
+RAW_POINTS = 8
+#: Seconds of history kept for the metrics a trend is read from (``Signal.trend``).
+TREND_SECONDS = 660.0
 
 
 #: Explanation kinds whose band is one of the value (or its recent level): the others are
@@ -77,9 +83,10 @@ def _beyond(signal: Signal, value: float, low: float, high: float, least: float)
 
 @dataclass
 class _Moved:
-    """One signal series past the threshold this cycle."""
+    """One signal series judged this cycle."""
 
     signal: Signal
+    target: str
     series: str
     score: float
     value: float
@@ -115,7 +122,7 @@ class PresetObserver(MetricsObserver):
     ``quiet_cycles`` how long an incident outlives its last moving signal. ``rate_points`` is
     the scrape intervals a ``rate`` spans, plus half of one (at 1 s scrapes, ``rate(x[2s])``:
     a rate over many intervals turns a step into a ramp, which hides it from a detector).
-    ``detector`` builds one detector per signal (default ``budget_detector``). ``announce``
+    ``detector`` builds the detector of every signal (default ``budget_detector``). ``announce``
     prints each incident as it opens (``deucalion demo``).
 
     It returns ``Scores``: every signal's score (0 for a move in the harmless direction), value
@@ -156,9 +163,12 @@ class PresetObserver(MetricsObserver):
         self.labels = dict(labels or {})
         self.announce = announce
         # Shared among the signals, and among a few series each (devices, routes).
-        share = self.budget / (2 * len(signals))
-        self.detectors = {s.name: detector(s, share) for s in signals}
-        self.raw: Window | None = None  # sized once the scrape interval is known
+        self.detector = detector(self.budget / (2 * len(signals)))
+        self.by_name = {s.name: s for s in signals}
+        self.raw = Window(RAW_POINTS, forget_after=900.0)
+        # The few metrics a trend is read from keep minutes of history, the others seconds.
+        self.trend_metrics = frozenset(m for s in signals for m in s.trend)
+        self.slow = Window(seconds=TREND_SECONDS, forget_after=900.0)
         self.interval_: float | None = None
         self.last_time_: float | None = None
         self.steps_: list[float] = []
@@ -186,14 +196,18 @@ class PresetObserver(MetricsObserver):
         """Add this cycle's samples to the raw window and compute every signal per target:
         ``{target: {signal: {series: value}}}``."""
         interval = self._learn_interval()
-        if self.raw is None:
-            # Room for the longest range a signal reads (a file system's fill trend).
-            self.raw = Window(seconds=660.0, forget_after=900.0)
         self.raw.add(data)
+        if self.trend_metrics:
+            self.slow.add(
+                {
+                    target: {m: v for m, v in samples.items() if m in self.trend_metrics}
+                    for target, samples in data.items()
+                }
+            )
         range_seconds = self.rate_points * interval + interval / 2
         out: dict[str, dict[str, SignalValues]] = {}
         for target in data:
-            query = Query(self.raw, target, range_seconds)
+            query = Query(self.raw, target, range_seconds, slow=self.slow)
             values: dict[str, SignalValues] = {}
             for signal in self.signals:
                 try:
@@ -228,41 +242,40 @@ class PresetObserver(MetricsObserver):
 
     # -- scoring ------------------------------------------------------------------------------
 
-    def score(
-        self, signal: Signal, values: Mapping[tuple[str, str], float], now: float
-    ) -> list[_Moved]:
-        """Update ``signal``'s detector with this cycle's ``values`` (``{(target, series):
+    def score(self, values: Mapping[tuple[str, str, str], float], now: float) -> list[_Moved]:
+        """Update the detector with this cycle's ``values`` (``{(signal, target, series):
         value}``) and judge each series: one entry per scored series.
 
-        A series starts moving when its detector scores it at its threshold or more, in the
+        A series starts moving when the detector scores it at its threshold or more, in the
         direction that hurts and beyond the signal's floors around the expected band; it keeps
         moving, judged against that band, until it is back inside. Its entry's score is the
         highest of the move (0 for a move in the harmless direction), ``held`` the cycles it
         has moved.
         """
-        detector = self.detectors[signal.name]
+        detector = self.detector
         scores = detector.update({key: (now, value) for key, value in values.items()})
         out = []
         for key, score in scores.items():
             if math.isnan(score):
                 continue
+            signal = self.by_name[key[0]]
             value = values[key]
             why = detector.explain(key)
             low, high = why.expected_low, why.expected_high
             if why.kind in _VALUE_BANDS and math.isfinite(low) and math.isfinite(high):
-                self.bands_[signal.name, *key] = (low, high)
+                self.bands_[key] = (low, high)
             else:
                 # The band of a variance, a slope or a run is not a value's: the last one is.
-                low, high = self.bands_.get((signal.name, *key), (math.nan, math.nan))
-            moving = self.moving_.get((signal.name, *key))
+                low, high = self.bands_.get(key, (math.nan, math.nan))
+            moving = self.moving_.get(key)
             if moving is None and score >= detector.threshold and math.isfinite(low):
                 least = max(signal.floor, signal.relative * abs((low + high) / 2))
                 if _beyond(signal, value, low, high, least):
-                    moving = self.moving_[signal.name, *key] = _Move(low, high, least)
+                    moving = self.moving_[key] = _Move(low, high, least)
             elif moving is not None and not _beyond(
                 signal, value, moving.low, moving.high, moving.least
             ):
-                del self.moving_[signal.name, *key]
+                del self.moving_[key]
                 moving = None
             if moving is not None:
                 moving.held += 1
@@ -273,7 +286,8 @@ class PresetObserver(MetricsObserver):
             out.append(
                 _Moved(
                     signal,
-                    f"{key[0]}\x00{key[1]}",
+                    key[1],
+                    key[2],
                     score,
                     value,
                     max(0.0, low) if math.isfinite(low) else low,  # every signal is 0 or more
@@ -294,30 +308,26 @@ class PresetObserver(MetricsObserver):
         now = data_time()
         scores: list[SeriesScore] = []
         moved: dict[str, list[_Moved]] = {}
-        for signal in self.signals:
-            values = {
-                (target, series): value
-                for target, signals in computed.items()
-                for series, value in signals.get(signal.name, {}).items()
-            }
-            if not values:
-                continue
-            for item in self.score(signal, values, now):
-                target, _, series = item.series.partition("\x00")
-                item.series = series
-                scores.append(
-                    SeriesScore(
-                        target,
-                        signal.name,
-                        series,
-                        item.score,
-                        value=item.value,
-                        lower=item.lower,
-                        upper=item.upper,
-                    )
+        values = {
+            (name, target, series): value
+            for target, signals in computed.items()
+            for name, by_series in signals.items()
+            for series, value in by_series.items()
+        }
+        for item in self.score(values, now) if values else []:
+            scores.append(
+                SeriesScore(
+                    item.target,
+                    item.signal.name,
+                    item.series,
+                    item.score,
+                    value=item.value,
+                    lower=item.lower,
+                    upper=item.upper,
                 )
-                if item.held >= self.for_cycles:
-                    moved.setdefault(target, []).append(item)
+            )
+            if item.held >= self.for_cycles:
+                moved.setdefault(item.target, []).append(item)
         self._forget_gone(computed, now)
         alerts = [
             alert
@@ -337,11 +347,11 @@ class PresetObserver(MetricsObserver):
             return
         self.swept_ = now
         gone = [key for key, seen in self.seen_.items() if now - seen > FORGET_AFTER]
-        for name, target, series in gone:
-            del self.seen_[name, target, series]
-            self.bands_.pop((name, target, series), None)
-            self.moving_.pop((name, target, series), None)
-            self.detectors[name].forget([(target, series)])
+        for key in gone:
+            del self.seen_[key]
+            self.bands_.pop(key, None)
+            self.moving_.pop(key, None)
+        self.detector.forget(gone)
         for target in {t for _, t, _ in gone} - set(computed):
             self.incidents_.pop(target, None)
 

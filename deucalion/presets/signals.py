@@ -75,8 +75,12 @@ class Query:
     for one cycle.
     """
 
-    def __init__(self, window: Window, target: str, range_seconds: float) -> None:
+    def __init__(
+        self, window: Window, target: str, range_seconds: float, *, slow: Window | None = None
+    ) -> None:
         self.window = window
+        #: Minutes of the metrics a trend is read from (``deriv``); else ``window``.
+        self.slow = slow if slow is not None else window
         self.target = target
         self.range_seconds = range_seconds
         #: What the signals of one cycle share (the instrumentation found, the routes).
@@ -122,7 +126,7 @@ class Query:
     ) -> SignalValues:
         """``sum by (by) (deriv(metric{where}[seconds]))``: the least-squares slope per second
         of each gauge over the range, as PromQL's ``deriv`` (NaN with fewer than 2 samples)."""
-        block = self.window.block(metric, self.target)
+        block = self.slow.block(metric, self.target)
         if not len(block):
             return {}
         newest = np.nanmax(block.times) if np.isfinite(block.times).any() else math.nan
@@ -214,3 +218,5 @@ class Signal:
     floor: float = 0.0
     relative: float = 0.0
     severity: str = "warning"
+    trend: tuple[str, ...] = ()
+    """Metrics it reads minutes of (``Query.deriv``): they are kept that long."""
