@@ -179,14 +179,15 @@ def test_each_instrumentation_gives_rate_and_error_ratio(inst: Any) -> None:
     cycles = _http_cycles(inst.requests, inst.status_labels[0], route, inst.duration_bucket,
                           error=error)
     rates = _signal_values("http-service", "request_rate", cycles, APP)
-    [(series, value)] = rates.items()
-    assert value == pytest.approx(30.0)
-    assert (series == "{}") == (not route)
+    series = "{}" if not route else "{" + ",".join(
+        f'{name}="/r{j}"' for j, name in sorted(enumerate(route), key=lambda p: p[1])) + "}"
+    # The service as a whole, and its one route when the instrumentation names routes.
+    assert rates == {"{}": pytest.approx(30.0), series: pytest.approx(30.0)}
     ratio = _signal_values("http-service", "error_ratio", cycles, APP)
-    assert ratio[series] == pytest.approx(0.1)
+    assert ratio == {"{}": pytest.approx(0.1), series: pytest.approx(0.1)}
     p50 = _signal_values("http-service", "latency_p50", cycles, APP)
     if inst.duration_bucket:
-        assert p50[series] == pytest.approx(0.1)
+        assert p50 == {"{}": pytest.approx(0.1), series: pytest.approx(0.1)}
     else:
         assert p50 == {}
 
@@ -194,11 +195,13 @@ def test_each_instrumentation_gives_rate_and_error_ratio(inst: Any) -> None:
 def test_few_errors_are_chance_not_a_ratio() -> None:
     """Under MIN_ERRORS errors within the rate's range, the error ratio is 0."""
     cycles = _http_cycles("http_requests_total", "code", ("handler",), None, errors_per_s=0.2)
-    assert _signal_values("http-service", "error_ratio", cycles, APP) == {'{handler="/r0"}': 0.0}
+    assert _signal_values("http-service", "error_ratio", cycles, APP) == {
+        "{}": 0.0, '{handler="/r0"}': 0.0}
 
 
 def test_routes_beyond_the_bound_are_one_other_route() -> None:
-    """A service with more routes than MAX_ROUTES gets MAX_ROUTES + 1 request-rate series."""
+    """A service with more routes than MAX_ROUTES gets MAX_ROUTES + 1 route series (and one of
+    the service as a whole)."""
     cycles = [
         {"http_requests_total": {
             f'{{code="200",route="/p{r}"}}': (r + 1) * i for r in range(MAX_ROUTES + 15)
@@ -206,7 +209,7 @@ def test_routes_beyond_the_bound_are_one_other_route() -> None:
         for i in range(8)
     ]
     rates = _signal_values("http-service", "request_rate", cycles, APP)
-    assert len(rates) == MAX_ROUTES + 1
+    assert len(rates) == MAX_ROUTES + 2 and "{}" in rates
     assert '{route="other"}' in rates and f'{{route="/p{MAX_ROUTES + 14}"}}' in rates
     assert '{route="/p0"}' not in rates  # the least busy route is summed into "other"
 

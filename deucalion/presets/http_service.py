@@ -15,9 +15,11 @@ counter the target serves is used for it:
 - as a last resort, Go's ``promhttp_metric_handler_requests_total`` (the metrics endpoint's
   own requests: a service that exposes nothing else still shows whether it is scraped).
 
-Signals are per route where the instrumentation has a route label, the ``MAX_ROUTES`` busiest
-routes by their request counts and the rest as one ``route="other"``, so a service with
-thousands of paths cannot make thousands of signals.
+Signals are of the service as a whole (series ``{}``) and, where the instrumentation has a
+route label, per route: the ``MAX_ROUTES`` busiest routes by their request counts and the rest
+as one ``route="other"``, so a service with thousands of paths cannot make thousands of
+signals. (A quiet route sees too few requests per cycle for a ratio or a quantile: the service
+as a whole still has them.)
 """
 
 from __future__ import annotations
@@ -171,29 +173,42 @@ def _status_label(q: Query, inst: Instrumentation) -> str | None:
 
 
 def request_rate(q: Query) -> SignalValues:
-    """Requests handled per second (per route)."""
+    """Requests handled per second: the service's (``{}``) and, with routes, each route's."""
     inst = instrumentation_of(q)
     if inst is None:
         return {}
-    return _by_route(q, inst, q.rate(inst.requests, _route_labels(q, inst)))
-
-
-def error_ratio(q: Query) -> SignalValues:
-    """The fraction of requests answered with a server error (5xx; gRPC's server codes), per
-    route; 0 while fewer than ``MIN_ERRORS`` errors fall within the rate's range."""
-    inst = instrumentation_of(q)
-    status = None if inst is None else _status_label(q, inst)
-    if inst is None or status is None:
-        return {}
     by = _route_labels(q, inst)
-    total = _by_route(q, inst, q.rate(inst.requests, by))
-    errors = _by_route(q, inst, q.rate(inst.requests, by, {status: inst.error}))
+    out = q.rate(inst.requests)
+    if by:
+        out.update(_by_route(q, inst, q.rate(inst.requests, by)))
+    return out
+
+
+def _ratio(total: SignalValues, errors: SignalValues, range_seconds: float) -> SignalValues:
     out: SignalValues = {}
     for key, rate in total.items():
         if rate <= 0:
             continue
         failed = errors.get(key, 0.0)
-        out[key] = failed / rate if failed * q.range_seconds >= MIN_ERRORS else 0.0
+        out[key] = failed / rate if failed * range_seconds >= MIN_ERRORS else 0.0
+    return out
+
+
+def error_ratio(q: Query) -> SignalValues:
+    """The fraction of requests answered with a server error (5xx; gRPC's server codes), of
+    the service (``{}``) and of each route; 0 while fewer than ``MIN_ERRORS`` errors fall
+    within the rate's range."""
+    inst = instrumentation_of(q)
+    status = None if inst is None else _status_label(q, inst)
+    if inst is None or status is None:
+        return {}
+    failing = {status: inst.error}
+    out = _ratio(q.rate(inst.requests), q.rate(inst.requests, (), failing), q.range_seconds)
+    by = _route_labels(q, inst)
+    if by:
+        total = _by_route(q, inst, q.rate(inst.requests, by))
+        errors = _by_route(q, inst, q.rate(inst.requests, by, failing))
+        out.update(_ratio(total, errors, q.range_seconds))
     return out
 
 
@@ -202,26 +217,27 @@ def _latency(q: Query, quantile: float) -> SignalValues:
     if inst is None or inst.duration_bucket is None:
         return {}
     by = _route_labels(q, inst)
-    routes = _route_of(q, inst)
-    # Buckets of routes beyond MAX_ROUTES are summed as one histogram, as their requests are.
-    if len(routes) > MAX_ROUTES and by:
-        by = ()
-    seen = _by_route(q, inst, q.rate(inst.requests, by)) if by else q.rate(inst.requests)
-    values = q.quantile(quantile, inst.duration_bucket, by)
-    return {
-        key: value
-        for key, value in values.items()
-        if seen.get(key, 0.0) * q.range_seconds >= MIN_REQUESTS and not math.isnan(value)
-    }
+    # Past MAX_ROUTES routes, only the service as a whole (its buckets summed).
+    groupings: list[tuple[str, ...]] = [()]
+    if by and len(_route_of(q, inst)) <= MAX_ROUTES:
+        groupings.append(by)
+    out: SignalValues = {}
+    for grouping in groupings:
+        seen = q.rate(inst.requests, grouping)
+        for key, value in q.quantile(quantile, inst.duration_bucket, grouping).items():
+            if seen.get(key, 0.0) * q.range_seconds >= MIN_REQUESTS and not math.isnan(value):
+                out[key] = value
+    return out
 
 
 def latency_p50(q: Query) -> SignalValues:
-    """Median request duration in seconds, from the duration histogram (per route)."""
+    """Median request duration in seconds, from the duration histogram (the service's
+    and each route's)."""
     return _latency(q, 0.5)
 
 
 def latency_p99(q: Query) -> SignalValues:
-    """99th percentile request duration in seconds (per route)."""
+    """99th percentile request duration in seconds (the service's and each route's)."""
     return _latency(q, 0.99)
 
 
