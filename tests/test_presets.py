@@ -422,3 +422,12 @@ def test_the_value_and_band_are_exported_beside_the_score() -> None:
     assert value.labels["observer"] == "preset-x"
     assert [s.value for s in by_name["deucalion_series_expected_lower"]] == [0.1]
     assert [s.value for s in by_name["deucalion_series_expected_upper"]] == [0.4]
+
+
+def test_demo_with_a_preset_needs_a_target() -> None:
+    import asyncio
+
+    from deucalion.demo import run_demo
+
+    with pytest.raises(ConfigError, match="--target"):
+        asyncio.run(run_demo(preset="node-exporter", duration=1))

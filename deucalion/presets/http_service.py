@@ -263,7 +263,7 @@ _ALL = tuple(dict.fromkeys(m for i in INSTRUMENTATIONS for m in i.metrics))
 SIGNALS: tuple[Signal, ...] = (
     Signal(
         "request_rate",
-        "Requests per second, per route",
+        "Requests per second, of the service and per route",
         "requests/s",
         request_rate,
         _ALL,
@@ -273,7 +273,7 @@ SIGNALS: tuple[Signal, ...] = (
     ),
     Signal(
         "error_ratio",
-        "Fraction of requests failing with a server error, per route",
+        "Fraction of requests failing with a server error, of the service and per route",
         "ratio",
         error_ratio,
         _ALL,
@@ -283,7 +283,7 @@ SIGNALS: tuple[Signal, ...] = (
     ),
     Signal(
         "latency_p50",
-        "Median request duration, per route",
+        "Median request duration, of the service and per route",
         "seconds",
         latency_p50,
         _ALL,
@@ -293,7 +293,7 @@ SIGNALS: tuple[Signal, ...] = (
     ),
     Signal(
         "latency_p99",
-        "99th percentile request duration, per route",
+        "99th percentile request duration, of the service and per route",
         "seconds",
         latency_p99,
         _ALL,
