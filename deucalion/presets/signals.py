@@ -99,8 +99,13 @@ class Query:
         range_seconds: float | None = None,
     ) -> SignalValues:
         """``sum by (by) (rate(metric{where}[range]))``."""
-        vector = self.window.rate(metric, range_seconds or self.range_seconds, target=self.target)
-        return _sum_by(vector.items(), tuple(by), where)
+        seconds = range_seconds or self.range_seconds
+        key = f"rate:{metric}:{seconds}"
+        items = self.memo.get(key)
+        if items is None:  # several signals read one counter's rates (CPU modes)
+            vector = self.window.rate(metric, seconds, target=self.target)
+            items = self.memo[key] = list(vector.items())
+        return _sum_by(items, tuple(by), where)  # type: ignore[arg-type]
 
     def gauge(
         self, metric: str, by: Iterable[str] = (), where: Matchers | None = None
