@@ -52,8 +52,11 @@ KINDS = ("spike", "level_shift", "variance", "trend", "seasonal", "stuck", "out_
 """The anomaly kinds ``AnomalyDetector`` names in its explanations, in component order."""
 
 _CALIBRATED = 5  # the first five kinds have learned tails; stuck and out_of_range closed forms
-TAIL = 0.1
-"""The fraction of a component's statistic above the level its tail is fitted from."""
+TAILS = (0.01, 0.01 / math.sqrt(10), 0.001)
+_LOG_TAILS = (2.0, 2.5, 3.0)  # -log10 of TAILS
+"""The rates of exceedance of the three quantiles each component's tail is fitted from."""
+_RATIO = math.sqrt(10)
+_LN_RATIO = math.log(_RATIO)
 DAY = 86400.0
 BINS = 48
 _LN10 = math.log(10.0)
@@ -81,17 +84,22 @@ class AnomalyDetector(Detector):
     slow_slope_: np.ndarray
     season_: np.ndarray
     repeat_: np.ndarray
+    repeat_start_: np.ndarray
     run_: np.ndarray
+    run_alerted_: np.ndarray
     low_: np.ndarray
     high_: np.ndarray
+    recent_low_: np.ndarray
+    recent_high_: np.ndarray
     quiet_: np.ndarray
     quiet_level_: np.ndarray
     score_: np.ndarray
     observed_: np.ndarray
     seen_time_: np.ndarray
-    tail_level_: np.ndarray
+    tail_q1_: np.ndarray
+    tail_q2_: np.ndarray
+    tail_q3_: np.ndarray
     tail_mean_: np.ndarray
-    tail_square_: np.ndarray
     tail_count_: np.ndarray
     tail_rate_: np.ndarray
     tail_starts_: np.ndarray
@@ -129,6 +137,7 @@ class AnomalyDetector(Detector):
         self._enabled = np.array([k in self.kinds for k in KINDS])
         self._penalty = math.log10(len(self.kinds))
         self._explained: dict[int, Explanation] = {}
+        self._spike_shape = np.zeros(0)
         self._resize(0)
 
     @classmethod
@@ -211,14 +220,22 @@ class AnomalyDetector(Detector):
             stats = self._statistics(x, dx, old, scale, floor, times)
             surprise = np.zeros((len(KINDS), n))
             surprise[:_CALIBRATED] = self._surprise(stats)
+            # A spike is a value beyond the recent extremes too: in a bursty series, a burst
+            # like the recent ones is its habit, not an anomaly.
+            surprise[0] = np.where(
+                (x > self.recent_high_) | (x < self.recent_low_), surprise[0], 0.0
+            )
             surprise[5] = self._stuck(dx, old)
             surprise[6] = self._record(x, old)
             surprise[~self._enabled] = 0.0
             ready = old & (self.count_ >= self.warmup)
             surprise[:, ~ready] = 0.0
             score = np.maximum(surprise.max(axis=0) - self._penalty, 0.0)
-            quiet = (self.quiet_ > 0) & (score <= self.quiet_level_)
+            # Quiet after an alert: only a score ten times less likely than the alert's breaks
+            # through (an anomaly that grows, or a second one).
+            quiet = (self.quiet_ > 0) & (score < self.quiet_level_ + 1)
             alerting = ready & (score >= self.threshold) & ~quiet
+            self._kind = surprise.argmax(axis=0)
             self.alerting_ = alerting
             self.surprise_ = surprise
             self.score_ = np.where(seen, score, self.score_)
@@ -252,19 +269,29 @@ class AnomalyDetector(Detector):
         f = self.fast
         stats = np.zeros((_CALIBRATED, len(x)))
         stats[0] = np.abs(x - self.fast_level_) / scale
-        fast_level = self.fast_level_ + f * (x - self.fast_level_)
-        slow_level = self.slow_level_ + self.slow * (x - self.slow_level_)
+        # The averages take a value no further than _CLIP usual steps from the recent level
+        # (and a step no larger than _CLIP usual ones): one outlier is a spike, not a shift.
+        settled = self.count_ >= _SETTLE
+        reach = np.where(settled, _CLIP * scale, np.inf)
+        clipped = np.clip(x, self.fast_level_ - reach, self.fast_level_ + reach)
+        change = np.minimum(np.abs(dx), reach)
+        fast_level = self.fast_level_ + f * (clipped - self.fast_level_)
+        slow_level = self.slow_level_ + self.slow * (clipped - self.slow_level_)
         stats[1] = np.abs(fast_level - slow_level) / scale
-        recent_step = self.recent_step_ + f * (np.abs(dx) - self.recent_step_)
+        recent_step = self.recent_step_ + f * (change - self.recent_step_)
         stats[2] = np.abs(np.log((recent_step + floor) / (self.step_ + floor)))
         slope = self.slope_ + f / 3 * ((fast_level - self.fast_level_) - self.slope_)
         stats[3] = np.abs(slope - self.slow_slope_) / scale * 10
         expected = self._seasonal(times)
         residual = x - expected
-        season = self.season_ + f * (np.where(np.isfinite(residual), residual, 0) - self.season_)
+        residual = np.clip(np.where(np.isfinite(residual), residual, 0), -reach, reach)
+        season = self.season_ + f * (residual - self.season_)
         stats[4] = np.where(np.isfinite(expected), np.abs(season) / scale, 0.0)
         self._next = (fast_level, slow_level, recent_step, slope, season, expected)
-        return np.where(old, np.nan_to_num(stats, posinf=1e300), 0.0)
+        self._clipped = (clipped, change)
+        # Squared, a Gaussian statistic has an exponential tail: the family the tails are
+        # extrapolated in when they show no heavier one.
+        return np.where(old, np.nan_to_num(stats * stats, posinf=1e300), 0.0)
 
     def _seasonal(self, times: np.ndarray) -> np.ndarray:
         """Each row's expected value at ``times`` from its daily profile (NaN before a day)."""
@@ -276,42 +303,58 @@ class AnomalyDetector(Detector):
 
     def _surprise(self, stats: np.ndarray) -> np.ndarray:
         """``-log10`` of the rate of clusters of points at least as extreme, per component."""
-        level, mean, square = self.tail_level_, self.tail_mean_, self.tail_square_
-        variance = np.maximum(square - mean * mean, 1e-12)
-        shape = np.clip(0.5 * (1 - mean * mean / variance), -0.25, 0.45)
-        sigma = np.maximum(0.5 * mean * (mean * mean / variance + 1), 1e-12)
-        excess = np.maximum(stats - level, 0.0)
-        index = np.clip(self.tail_starts_ / np.maximum(self.tail_rate_, 1e-12), 0.05, 1.0)
-        small = np.abs(shape) < 1e-3
-        log_tail = np.where(
+        q1, q2, q3 = self.tail_q1_, self.tail_q2_, self.tail_q3_
+        shape, sigma = _tail_shape(q1, q2, q3, _HEAVY[:, None])
+        self._spike_shape = shape[0]
+        excess = np.maximum(stats - q3, 0.0)
+        small = shape < 1e-3
+        safe = np.where(small, 1.0, shape)
+        beyond = np.where(
             small,
-            -excess / sigma / _LN10,
-            -np.log10(np.maximum(1 + shape * excess / sigma, 1e-300)) / np.where(small, 1, shape),
+            excess / sigma / _LN10,
+            np.log10(1 + shape * excess / sigma) / safe,
         )
-        # A finite upper end (shape < 0) passed: as improbable as the extrapolation allows.
-        log_tail = np.where(1 + shape * excess / sigma <= 0, -30.0, log_tail)
-        base = -np.log10(TAIL * index)
-        above = base - log_tail
-        below = base * np.where(level > 0, np.clip(stats / np.maximum(level, 1e-12), 0, 1), 0)
-        fitted = self.tail_count_ >= 5
-        return np.where(fitted & (stats > level), above, np.where(fitted, below, 0.0))
+        index = np.clip(self.tail_starts_ / np.maximum(self.tail_rate_, 1e-12), 0.05, 1.0)
+        # Inside the fitted quantiles: log10 of the exceedance rate, interpolated.
+        inside = np.where(
+            stats <= q1,
+            _LOG_TAILS[0] * stats / np.maximum(q1, 1e-12),
+            np.where(
+                stats <= q2,
+                _LOG_TAILS[0] + 0.5 * (stats - q1) / np.maximum(q2 - q1, 1e-12),
+                _LOG_TAILS[1] + 0.5 * (stats - q2) / np.maximum(q3 - q2, 1e-12),
+            ),
+        )
+        surprise = np.where(
+            stats > q3, _LOG_TAILS[2] + beyond - np.log10(index), np.minimum(inside, _LOG_TAILS[2])
+        )
+        # A young tail is known roughly: its surprises count for less.
+        surprise -= np.log10(1 + _YOUNG / np.maximum(self.tail_count_, 1))
+        return np.where(self.tail_count_ >= _FITTED, surprise, 0.0)
 
     def _stuck(self, dx: np.ndarray, old: np.ndarray) -> np.ndarray:
-        """A run of ``r`` repeats where repeats come with probability ``p0``: ``-log10`` of
-        ``(1 - p0) p0 ** r``, the rate of runs that long."""
+        """A run of ``r`` repeats, where a run starts with probability ``p`` and goes on with
+        probability ``q`` (both learned): ``-log10(p q ** (r - 1))``, the rate of runs that
+        long. A run is reported once: after it alerted, it scores 0 until it ends."""
         run = np.where(old & (dx == 0), self.run_ + 1, 0)
-        p0 = np.clip(self.repeat_, 0.01, 0.995)
-        surprise = run * -np.log10(p0) - np.log10(1 - p0)
-        return np.where(run > 0, surprise, 0.0)
+        start = np.clip(self.repeat_start_, 1e-4, 0.999)
+        more = np.clip(self.repeat_, 0.01, 0.999)
+        surprise = -np.log10(start) - (run - 1) * np.log10(more)
+        return np.where((run > 0) & (self.run_alerted_ == 0), surprise, 0.0)
 
     def _record(self, x: np.ndarray, old: np.ndarray) -> np.ndarray:
-        """A value beyond the series' range by ``e`` range widths after ``n`` values: about
-        ``2 n ** -(1 + e)`` for noise with light tails."""
+        """A value beyond the series' range after ``n`` values: a record comes with
+        probability ``2 / n`` in any stationary noise. Beyond it by ``e`` range widths: about
+        ``n ** -e`` more for a light tail, ``(1 + e) ** -a`` for a tail of power ``a`` (read
+        from the spike component's tail); the likelier of the two is taken."""
         width = self.high_ - self.low_
         beyond = np.maximum(np.maximum(x - self.high_, self.low_ - x), 0.0)
         e = np.where(width > 0, beyond / np.where(width > 0, width, 1.0), 0.0)
-        n = np.maximum(self.count_, 1)
-        return np.where(old & (beyond > 0), (1 + e) * np.log10(n) - math.log10(2), 0.0)
+        n = np.maximum(self.count_, 2)
+        light = e * np.log10(n)
+        heavy = 2 / np.maximum(self._spike_shape, 1e-3) * np.log10(1 + e)
+        surprise = np.log10(n / 2) + np.minimum(light, heavy)
+        return np.where(old & (beyond > 0), surprise, 0.0)
 
     def _learn(
         self,
@@ -333,54 +376,90 @@ class AnomalyDetector(Detector):
             ("season_", season),
         ):
             setattr(self, name, np.where(old, new, getattr(self, name)))
+        clipped, change = self._clipped
         self.slow_level_ = np.where(
-            old, self.slow_level_ + warm * (x - self.slow_level_), self.slow_level_
+            old, self.slow_level_ + warm * (clipped - self.slow_level_), self.slow_level_
         )
-        self.step_ = np.where(old, self.step_ + warm * (np.abs(dx) - self.step_), self.step_)
+        self.step_ = np.where(old, self.step_ + warm * (change - self.step_), self.step_)
         self.slow_slope_ = np.where(
             old, self.slow_slope_ + warm * (slope - self.slow_slope_), self.slow_slope_
         )
-        self.repeat_ = np.where(old, self.repeat_ + warm * ((dx == 0) - self.repeat_), self.repeat_)
-        self.run_ = np.where(old & (dx == 0), self.run_ + 1, np.where(seen, 0, self.run_))
-        self._learn_tails(stats, old)
+        # Repeats as a two-state chain: how often a run starts, and how often it goes on.
+        repeat = dx == 0
+        going_on = old & (self.run_ > 0)
+        starting = old & (self.run_ == 0)
+        self.repeat_ = np.where(
+            going_on, self.repeat_ + warm * (repeat - self.repeat_), self.repeat_
+        )
+        self.repeat_start_ = np.where(
+            starting, self.repeat_start_ + warm * (repeat - self.repeat_start_), self.repeat_start_
+        )
+        self.run_ = np.where(old & repeat, self.run_ + 1, np.where(seen, 0, self.run_))
+        self.run_alerted_ = np.where(
+            self.run_ > 0, np.maximum(self.run_alerted_, self.alerting_ & (self._kind == 5)), 0.0
+        )
+        # The tails learn once the series' usual step is known (its first values would teach
+        # them that every step is huge), and the seasonal one once there is a profile.
+        learning = np.repeat((old & (self.count_ >= _SETTLE))[None, :], _CALIBRATED, axis=0)
+        learning[4] &= np.isfinite(self._next[5])
+        self._learn_tails(stats, learning)
         self._learn_profile(x, times, dt, seen)
+        # The recent extremes: each value's, decaying towards the recent level over about
+        # _RECENT points.
+        decay = 1.0 / _RECENT
+        high = self.recent_high_ - decay * (self.recent_high_ - self.fast_level_)
+        low = self.recent_low_ - decay * (self.recent_low_ - self.fast_level_)
+        self.recent_high_ = np.where(seen, np.fmax(np.where(old, high, x), x), self.recent_high_)
+        self.recent_low_ = np.where(seen, np.fmin(np.where(old, low, x), x), self.recent_low_)
         self.low_ = np.where(seen, np.fmin(self.low_, x), self.low_)
         self.high_ = np.where(seen, np.fmax(self.high_, x), self.high_)
         self.last_ = np.where(seen, x, self.last_)
         self.time_ = np.where(seen, times, self.time_)
         self.count_ = count
+        # An alert was sent: what changed is the new normal (a shift reported once, not every
+        # time the quiet period ends while the long-run averages catch up).
+        moved = self.alerting_
+        if moved.any():
+            self.slow_level_ = np.where(moved, self.fast_level_, self.slow_level_)
+            self.slow_slope_ = np.where(moved, self.slope_, self.slow_slope_)
+            self.step_ = np.where(moved, self.recent_step_, self.step_)
+            self.season_ = np.where(moved, 0.0, self.season_)
 
-    def _learn_tails(self, stats: np.ndarray, old: np.ndarray) -> None:
-        """Track each statistic's ``1 - TAIL`` quantile and the moments of its excesses."""
-        level = self.tail_level_
-        live = old[None, :] & (stats > 0) | old[None, :] & (level > 0)
-        above = live & (stats > level)
-        # The level moves up by a fraction of the tail's scale on an exceedance and down by
-        # TAIL / (1 - TAIL) of that otherwise: it settles where TAIL of the points exceed it.
-        step = 0.05 * np.maximum(self.tail_mean_, 0.05 * np.maximum(level, 0.1))
-        step *= np.where(self.tail_count_ < 20, 4.0, 1.0)
-        move = np.where(above, step, -step * TAIL / (1 - TAIL))
-        self.tail_level_ = np.where(live, np.maximum(level + move, 0.0), level)
-        excess = np.where(above, stats - level, 0.0)
-        # One extreme excess (an anomaly) must not teach the tail that it is normal.
-        cap = np.where(self.tail_count_ >= 20, 20 * np.maximum(self.tail_mean_, 1e-12), np.inf)
-        excess = np.minimum(excess, cap)
-        counted = self.tail_count_ + above
-        weight = np.maximum(0.01, 1.0 / np.maximum(counted, 1))
+    def _learn_tails(self, stats: np.ndarray, live: np.ndarray) -> None:
+        """Track each statistic's quantiles at ``TAILS`` (where ``live``, per component and
+        row), and how often the highest is passed and by runs of how many points."""
+        count = self.tail_count_ + live
+        # The first _START points give the statistic's mean; the quantiles start where a
+        # squared standard normal's are for that mean, then learn.
+        starting = live & (count <= _START)
         self.tail_mean_ = np.where(
-            above, self.tail_mean_ + weight * (excess - self.tail_mean_), self.tail_mean_
+            starting,
+            self.tail_mean_ + (stats - self.tail_mean_) / np.maximum(count, 1),
+            self.tail_mean_,
         )
-        self.tail_square_ = np.where(
-            above,
-            self.tail_square_ + weight * (excess * excess - self.tail_square_),
-            self.tail_square_,
-        )
-        self.tail_count_ = counted
-        starts = above & ~self.tail_above_.astype(bool)
-        rate_weight = np.where(live, 0.002, 0.0)
-        self.tail_rate_ += rate_weight * (above - self.tail_rate_)
-        self.tail_starts_ += rate_weight * (starts - self.tail_starts_)
+        started = live & (count == _START)
+        for name, (_, chi2) in zip(_QUANTILES, _TAILS, strict=False):
+            q = getattr(self, name)
+            setattr(self, name, np.where(started, np.maximum(self.tail_mean_ * chi2, 1e-12), q))
+        # Robbins-Monro steps on the logarithm (so scale-free): large at first, then a memory
+        # of about _MEMORY points; a step is at most a third up, so an anomaly moves a
+        # quantile by that at most.
+        for name, level in zip(_QUANTILES, TAILS, strict=True):
+            q = getattr(self, name)
+            gain = np.maximum(0.5 / (level * (count + 20)), 0.5 / (level * _MEMORY))
+            gain = np.minimum(gain, 0.3)
+            step = gain * ((stats > q) - level)
+            setattr(self, name, np.where(live, np.maximum(q * np.exp(step), 1e-12), q))
+        # Keep the quantiles in order.
+        self.tail_q2_ = np.maximum(self.tail_q2_, self.tail_q1_ + 1e-9)
+        self.tail_q3_ = np.maximum(self.tail_q3_, self.tail_q2_ + 1e-9)
+        above = live & (stats > self.tail_q3_)
+        starts = above & (self.tail_above_ == 0)
+        weight = np.where(live, np.maximum(1.0 / np.maximum(count, 1), 1.0 / _MEMORY), 0.0)
+        self.tail_rate_ += weight * (above - self.tail_rate_)
+        self.tail_starts_ += weight * (starts - self.tail_starts_)
         self.tail_above_ = np.where(live, above, self.tail_above_).astype(np.float64)
+        self.tail_count_ = count
 
     def _learn_profile(
         self, x: np.ndarray, times: np.ndarray, dt: np.ndarray, seen: np.ndarray
@@ -435,24 +514,23 @@ class AnomalyDetector(Detector):
         return self._explanation(row, series, kind, observed, centre - width, centre + width)
 
     def _band(self, kind: int, row: int) -> float:
-        """The statistic's value at which component ``kind`` of ``row`` reaches the threshold."""
+        """The statistic (not squared) at which component ``kind`` of ``row`` alerts."""
         if kind >= _CALIBRATED:
             return 0.0
-        level = float(self.tail_level_[kind, row])
-        mean = float(self.tail_mean_[kind, row])
-        variance = max(float(self.tail_square_[kind, row]) - mean * mean, 1e-12)
-        shape = min(max(0.5 * (1 - mean * mean / variance), -0.25), 0.45)
-        sigma = max(0.5 * mean * (mean * mean / variance + 1), 1e-12)
+        q1, q2, q3 = (float(getattr(self, n)[kind, row]) for n in _QUANTILES)
+        shape, sigma = (
+            float(a) for a in _tail_shape(np.array(q1), np.array(q2), np.array(q3), _HEAVY[kind])
+        )
         index = float(
             np.clip(
                 self.tail_starts_[kind, row] / max(self.tail_rate_[kind, row], 1e-12), 0.05, 1.0
             )
         )
-        tail = -(self.threshold + self._penalty) - math.log10(TAIL * index)  # log10 ratio
-        ratio = 10.0**-tail if tail < 0 else 1.0
-        if abs(shape) < 1e-3:
-            return float(level + sigma * math.log(ratio))
-        return float(level + sigma / shape * (ratio**shape - 1))
+        beyond = max(self.threshold + self._penalty + math.log10(index) - _LOG_TAILS[2], 0.0)
+        ratio = 10.0**beyond
+        if shape < 1e-3:
+            return math.sqrt(q3 + sigma * math.log(ratio))
+        return math.sqrt(q3 + sigma / shape * (ratio**shape - 1))
 
     def _explanation(
         self, row: int, series: Hashable, kind: int, observed: float, low: float, high: float
@@ -469,6 +547,9 @@ class AnomalyDetector(Detector):
 
 
 _TINY = 1e-12
+_SETTLE = 30  # values before a series' tails learn
+_RECENT = 576  # points over which the recent extremes decay: two days of 5-minute points
+_CLIP = 3.0  # usual steps: how far from the recent level a value moves the averages
 
 # Per-series state (one float each) and what a new series starts with.
 _STATE = (
@@ -483,9 +564,13 @@ _STATE = (
     ("slow_slope_", 0.0),
     ("season_", 0.0),
     ("repeat_", 0.5),
+    ("repeat_start_", 0.5),
     ("run_", 0.0),
+    ("run_alerted_", 0.0),
     ("low_", math.inf),
     ("high_", -math.inf),
+    ("recent_low_", math.inf),
+    ("recent_high_", -math.inf),
     ("quiet_", 0.0),
     ("quiet_level_", 0.0),
     ("score_", 0.0),
@@ -494,15 +579,47 @@ _STATE = (
 )
 # Per component and series: the tail's level, its excesses' first two moments, how many
 # excesses were seen, the rates of exceedances and of runs of them, and the last point's side.
+# Started at a squared standard normal's quantiles.
 _TAILS = (
-    ("tail_level_", 1.0),
-    ("tail_mean_", 1.0),
-    ("tail_square_", 2.0),
+    ("tail_q1_", 6.63),
+    ("tail_q2_", 8.75),
+    ("tail_q3_", 10.83),
     ("tail_count_", 0.0),
-    ("tail_rate_", TAIL),
-    ("tail_starts_", TAIL),
+    ("tail_mean_", 0.0),
+    ("tail_rate_", TAILS[2]),
+    ("tail_starts_", TAILS[2]),
     ("tail_above_", 0.0),
 )
+_QUANTILES = ("tail_q1_", "tail_q2_", "tail_q3_")
+# Which components' tails may be heavier than exponential: a single value's (spike) may, as
+# the noise's own tail; averages over many values (the others) have a squared normal's
+# exponential tail, and a shape estimated for them would be mostly estimation noise.
+_HEAVY = np.array([True, False, False, False, False])
+_START = 50  # points whose mean starts a tail's quantiles
+_FITTED = 200  # points a tail learns before its component scores
+_YOUNG = 1000  # a tail that learned n points has its surprises lowered by log10(1 + _YOUNG / n)
+_MEMORY = 10_000  # points the tails remember, about
+
+
+def _tail_shape(
+    q1: np.ndarray, q2: np.ndarray, q3: np.ndarray, heavy: np.ndarray | bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """A generalised Pareto tail through three quantiles a factor sqrt(10) apart in rate
+    (Pickands' estimator): its shape (0 for an exponential tail, more for a heavy one; a
+    lighter one is taken as exponential; 0 where not ``heavy``) and its scale at the highest
+    quantile."""
+    with np.errstate(all="ignore"):
+        low = np.maximum(q2 - q1, 1e-12)
+        high = np.maximum(q3 - q2, 1e-12)
+        # Pickands' estimate is noisy and, this close to the body, low for a heavy tail: a
+        # margin of 0.1 keeps the extrapolation on the side of fewer false alerts.
+        estimate = np.log(high / low) / _LN_RATIO + 0.1
+        shape = np.where(heavy, np.clip(estimate, 0.0, 1.0), 0.0)
+        grown = np.power(_RATIO, shape) - 1
+        sigma = np.where(shape < 1e-3, high / _LN_RATIO, high * shape / np.maximum(grown, 1e-12))
+    # No tail lighter than a fifth of its highest quantile per e-fold (a squared normal's is
+    # about a third): quantiles bunched near a bound (a daily wave) are not a wall.
+    return shape, np.maximum(sigma, 0.2 * q3 + 1e-12)
 
 
 def _bins(times: np.ndarray) -> np.ndarray:
