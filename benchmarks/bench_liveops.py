@@ -66,9 +66,11 @@ def _observer(kind: str, preset: str) -> Any:
 
 def evaluate(
     alerts: list[dict[str, Any]], incidents: list[dict[str, Any]], target: str, interval: float,
-    first: float, last: float,
+    first: float, last: float, scores: dict[str, list[tuple[float, float]]] | None = None,
 ) -> dict[str, Any]:
-    """Detections, times to detection and false alerts of ``alerts`` on ``target``."""
+    """Detections, times to detection and false alerts of ``alerts`` on ``target``; for each
+    incident, the highest score of a series of the target during it (``scores``: a backtest's
+    per series), so a miss shows how far it was."""
     mine = sorted((a for a in alerts if a["target"] == target), key=lambda a: a["start"])
     windows = [(i["start"], i["end"] + GRACE) for i in incidents]
     detections = []
@@ -83,6 +85,7 @@ def evaluate(
             "signal": None if hit is None else hit["labels"].get("signal", hit["labels"].get(
                 "metric")),
             "named": None if hit is None else hit["annotations"].get("signals", ""),
+            "highest_score": _highest(scores or {}, target, incident["start"], incident["end"]),
         })
     scored_from = first + WARMUP_CYCLES * interval
     false = [a for a in mine if a["start"] >= scored_from
@@ -103,10 +106,22 @@ def evaluate(
     }
 
 
+def _highest(scores: dict[str, list[tuple[float, float]]], target: str, start: float,
+             end: float) -> tuple[str, float] | None:
+    best: tuple[str, float] | None = None
+    for name, points in scores.items():
+        if not name.startswith(target + " "):
+            continue
+        for when, score in points:
+            if start <= when <= end and (best is None or score > best[1]):
+                best = (name.partition(" ")[2], round(score, 2))
+    return best
+
+
 def backtest_one(kind: str, preset: str, recording: Path) -> tuple[list[dict[str, Any]], Any]:
     from deucalion.replay.backtesting import backtest
 
-    result = backtest(_observer(kind, preset), str(recording), progress=False, keep_scores=False)
+    result = backtest(_observer(kind, preset), str(recording), progress=False, keep_scores=True)
     alerts = [{"target": a.target, "start": a.start, "end": a.end, "labels": a.labels,
                "annotations": a.annotations} for a in result.alerts]
     return alerts, result
@@ -181,7 +196,10 @@ def main(quick: bool = False) -> dict[str, Any]:
             started = time.monotonic()
             alerts, result = backtest_one(kind, preset, recording)
             first, last = result.first_time, result.last_time
-            entry[kind] = evaluate(alerts, incidents, target, interval, first, last)
+            entry[kind] = evaluate(alerts, incidents, target, interval, first, last,
+                                   result.scores)
+            entry[kind]["threshold"] = getattr(getattr(_observer(kind, preset), "detector", None),
+                                               "threshold", None)
             entry[kind]["backtest_seconds"] = round(time.monotonic() - started, 1)
             entry[kind]["steps"] = result.steps
             entry[kind]["alert_list"] = [
@@ -218,9 +236,13 @@ def _markdown(out: dict[str, Any]) -> str:
                     "CPU ms/cycle", "PSS MB"], rows)]
     for preset, entry in out["presets"].items():
         for d in entry["preset"]["incidents"]:
+            best = d["highest_score"]
             lines.append(f"- {preset}, {d['kind']}: "
                          + (f"detected after {d['cycles']} cycles by {d['signal']} "
-                            f"(with: {d['named']})" if d["detected"] else "not detected"))
+                            f"(with: {d['named']})" if d["detected"] else
+                            "not detected" + (f" (highest score {best[1]} of {best[0]}, "
+                                              f"threshold {entry['preset']['threshold']:.2f})"
+                                              if best else "")))
     return "\n".join(lines) + "\n"
 
 
