@@ -109,7 +109,9 @@ class _Incident:
 
 
 def _number(value: float) -> str:
-    return f"{value:.4g}" if math.isfinite(value) else str(value)
+    if not math.isfinite(value):
+        return str(value)
+    return "0" if abs(value) < 1e-9 else f"{value:.4g}"  # a band's float dust reads as 0
 
 
 class PresetObserver(MetricsObserver):
