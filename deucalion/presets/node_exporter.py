@@ -219,7 +219,7 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         "load_per_core",
         "1-minute load average per CPU",
-        "ratio",
+        "tasks per CPU",
         load_per_core,
         ("node_load1", "node_cpu_seconds_total"),
         "up",

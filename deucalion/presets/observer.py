@@ -293,7 +293,7 @@ class PresetObserver(MetricsObserver):
                     score,
                     value,
                     max(0.0, low) if math.isfinite(low) else low,  # every signal is 0 or more
-                    high,
+                    min(1.0, high) if signal.unit == "ratio" else high,  # a fraction is 1 at most
                     moving.held if moving is not None else 0,
                 )
             )
