@@ -384,11 +384,12 @@ def test_backtest_preset_replays_a_recording(tmp_path: Any, capsys: pytest.Captu
 
     recording = tmp_path / "r.om.gz"
     rng = random.Random(1)
+    ordinary = 1200  # the default detector's scores reach its threshold after about 1,000
     with RecordingWriter(recording) as writer:
         idle = 0.0
-        for i in range(WARM + 20):
-            # From cycle WARM on, the CPUs idle 0.75 s less each second.
-            idle += 0.8 + rng.gauss(0, 0.02) - (0.75 if i >= WARM else 0.0)
+        for i in range(ordinary + 20):
+            # From then on, the CPUs idle 0.75 s less each second.
+            idle += 0.8 + rng.gauss(0, 0.02) - (0.75 if i >= ordinary else 0.0)
             samples = _node_cycle(i)
             for key in samples["node_cpu_seconds_total"]:
                 if "idle" in key:
