@@ -1,133 +1,126 @@
-"""Detection quality of the built-in detectors: NAB scores, speed, false alerts at idle.
+"""Detection quality of the built-in detectors, measured where nothing was tuned.
 
-``python -m benchmarks.bench_detection`` (or ``python -m benchmarks bench_detection``) writes
-the table to benchmarks/results.md. Three measurements per detector:
+``python -m benchmarks.bench_detection`` (or ``python -m benchmarks bench_detection``) writes a
+section of benchmarks/results.md and the figures into results.json. Every detector is driven
+through the one interface (``Detector.update`` once per cycle). Four measurements:
 
-- NAB scores (standard, reward_low_FP_rate, reward_low_FN_rate) on ``../shared/data/nab-dev``
-  with deucalion.replay.nab, one threshold for the whole set chosen by sweeping, as NAB does;
-  on the whole set and on its two halves (files in name order, alternately), so a default that
-  only fits some files shows. Skipped, saying so, when the folder is absent.
-- Speed: series updated per second of CPU on one core (``time.process_time``), for one update
-  of many series at once. The machine is shared: read the figures as ratios between rows.
-- False alerts per day on an idle real node_exporter: every series it serves is scraped each
-  ``--interval`` seconds (1) for ``--idle-minutes`` (20), counters turned into per-second
-  rates, each detector run over the recording at its own default threshold; alerts after the
-  detector's warm-up are scaled to a day. The recording is kept in $TMPDIR and reused by later
-  runs when long enough, so that ``make bench`` does not wait 20 minutes each time.
+- **NAB on nab-dev, cross-validated (the headline).** ``../shared/data/nab-dev`` (NAB's 17
+  realAWSCloudwatch files) is split into ``FOLDS`` folds of files (in name order, dealt round).
+  For each fold, each detector's setting (``AnomalyDetector``: its budget, from a fixed grid;
+  the others: their default) and NAB's one threshold for the set are chosen on the other
+  folds, and the held fold is scored with them; the held folds' detections together give the
+  cross-validated NAB score. The in-sample figure (chosen and scored on all 17 files, as NAB
+  reports) stands beside it only. Skipped, saying so, when the folder is absent.
+- **Budget adherence on noise** (``benchmarks/corpus.py``, seeds never used to tune): the
+  realised false alerts per series per 10,000 points of ``AnomalyDetector`` at several budgets,
+  on Gaussian, heavy-tailed, counter-tick and seasonal noise.
+- **Recall per anomaly kind** on the corpus' labelled synthetic series: the share of series
+  alerted within ``WITHIN`` points of the anomaly's start.
+- **A real node_exporter**: a recording of this machine's node_exporter (``deucalion record
+  --all``, counters as rates through ``deucalion.history.promql.CounterRates``), given with
+  ``--recording``: false alerts per series per day and per 10,000 points against the budget,
+  and recall of incidents injected into its own series.
+- **Speed and memory**: series-updates per CPU second (``time.process_time``) for 10,000
+  series updated together, and bytes of state per series.
+
+The machine is shared with other work: speed figures are noisy, read them as ratios.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
-import json
-import math
-import os
-import random
-import re
+import asyncio
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks import corpus
 from benchmarks.report import machine, table, write_section
+from deucalion.detectors import AnomalyDetector, Detector, EWMAZScore, RobustZScore
+from deucalion.detectors.anomaly import KINDS
 from deucalion.detectors.nab import RangeDetector
-from deucalion.exposition import parse_exposition
+from deucalion.detectors.statistical import SeasonalBaseline
+from deucalion.history.promql import CounterRates
 from deucalion.replay import nab
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Where nab-dev is looked for: ``../shared`` beside the repository (or beside its worktrees).
 NAB_DEV_CANDIDATES = [ROOT.parent / "shared" / "data" / "nab-dev",
                       ROOT.parent.parent / "shared" / "data" / "nab-dev"]
-_COUNTER = re.compile(r"_(total|count|sum|bucket)$")
+#: The recording of a real node_exporter, when made (see the module doc).
+RECORDING_CANDIDATES = [ROOT.parent.parent / "recordings" / "node_idle.om.gz",
+                        ROOT.parent / "recordings" / "node_idle.om.gz"]
+COUNTER_SUFFIXES = ("_total", "_count", "_sum", "_bucket")
+FOLDS = 5
+BUDGETS = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+"""The budgets (false alerts per series per 10,000 points) cross-validation chooses among."""
+KIND_CHOICES = (KINDS, ("out_of_range",), ("spike", "out_of_range"))
+"""The components cross-validation may choose among for the second AnomalyDetector row."""
+WITHIN = 150
+"""Points after an anomaly's start within which an alert counts as finding it."""
 
 
-class _RobustZ:
-    """The demo's robust z-score (30 values) as a batch scorer, for the table."""
-
-    threshold = 6.0
-    warmup = 8
-
-    def __init__(self) -> None:
-        from deucalion.demo import RobustZScoreObserver  # type: ignore[attr-defined]
-
-        self.observer = RobustZScoreObserver({"series"})
-
-    def update(self, values: Any) -> Any:
-        out = np.zeros(len(values))
-        for row, value in enumerate(values):
-            if math.isfinite(value):
-                score = self.observer._score(("", "", str(row)), float(value))
-                out[row] = 0.0 if score is None else score
-        return out
+# --- contenders -------------------------------------------------------------------------------
 
 
-class _Random:
+class Random(Detector):
     """Uniform random scores: NAB's reference floor (about 16.8 on its full set)."""
 
     threshold = 0.999
-    warmup = 0
 
     def __init__(self) -> None:
         self.rng = np.random.default_rng(0)
 
-    def update(self, values: Any) -> Any:
-        return self.rng.random(len(values))
+    def update_rows(self, times: Any, values: Any, resolution: Any) -> Any:
+        scores = self.rng.random(len(values))
+        self.alerting_ = scores >= self.threshold
+        return scores
 
 
-class _Windowed:
-    """A window detector of deucalion.detectors (``score(block)``) fed the last ``points``."""
-
-    def __init__(self, detector: Any, points: int = 120) -> None:
-        self.detector = detector
-        self.threshold = detector.threshold
-        self.warmup = getattr(detector, "min_points", 0)
-        self.points = points
-        self.values: Any = None
-        self.cycle = 0
-
-    def update(self, values: Any) -> Any:
-        from deucalion.history.vectors import Block  # type: ignore[import-not-found]
-
-        x = np.asarray(values, dtype=float)
-        if self.values is None:
-            self.values = np.full((len(x), self.points), np.nan)
-        self.values = np.roll(self.values, -1, axis=1)
-        self.values[:, -1] = x
-        self.cycle += 1
-        times = np.broadcast_to(np.arange(self.cycle - self.points, self.cycle, dtype=float),
-                                self.values.shape).copy()
-        times[np.isnan(self.values)] = np.nan
-        keys = [("", str(i)) for i in range(len(x))]
-        scores = self.detector.score(Block("series", keys, times, self.values))
-        return np.nan_to_num(scores, nan=0.0)
-
-
-def _detectors() -> dict[str, Callable[[], Any]]:
-    """Every built-in detector present in this tree, and the random reference."""
-    found: dict[str, Callable[[], Any]] = {
-        "RangeDetector (detectors.nab)": RangeDetector,
-        "RangeDetector(record_step_factor=2)": lambda: RangeDetector(record_step_factor=2),
+def contenders() -> dict[str, dict[str, Callable[[], Detector]]]:
+    """Each detector, with the settings cross-validation may choose among."""
+    return {
+        "AnomalyDetector (default)": {
+            f"budget={b:g}": (lambda b=b: AnomalyDetector(budget=b)) for b in BUDGETS
+        },
+        "AnomalyDetector, kinds and budget chosen by CV": {
+            f"kinds={'+'.join(kinds) if len(kinds) < 7 else 'all'}, budget={b:g}": (
+                lambda b=b, kinds=kinds: AnomalyDetector(budget=b, kinds=kinds))
+            for kinds in KIND_CHOICES for b in (1.0, 10.0, 100.0)
+        },
+        "RangeDetector": {"default": RangeDetector},
+        "RobustZScore, 120 points": {"default": RobustZScore},
+        "EWMAZScore, 120 points": {"default": EWMAZScore},
+        "SeasonalBaseline, a day": {"default": lambda: _seasonal()},
+        "random (reference)": {"default": Random},
     }
-    try:
-        from deucalion.detectors import statistical  # type: ignore[attr-defined]
-    except ImportError:
-        pass
-    else:
-        found["RobustZScore, 120 points (detectors)"] = lambda: _Windowed(
-            statistical.RobustZScore())
-        found["EWMAZScore, 120 points (detectors)"] = lambda: _Windowed(
-            statistical.EWMAZScore())
-    from deucalion import demo
 
-    # The demo's own robust z-score, while it has one (the detectors' one replaces it).
-    if hasattr(getattr(demo, "RobustZScoreObserver", None), "_score"):
-        found["robust z-score, 30 values (demo)"] = _RobustZ
-    found["random (reference)"] = _Random
-    return found
+
+def _seasonal() -> Detector:
+    detector = SeasonalBaseline(86400.0)
+    detector.history_points = 300  # a day of 5-minute points, and a little more
+    return detector
+
+
+def run(make: Callable[[], Detector], times: np.ndarray, values: np.ndarray,
+        resolution: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Feed ``values`` (``[points, series]``) to a fresh detector one cycle at a time; returns
+    its scores and whether each series alerted, both ``[points, series]``."""
+    detector = make()
+    scores = np.zeros(values.shape)
+    alerts = np.zeros(values.shape, dtype=bool)
+    zero = np.zeros(values.shape[1])
+    for i in range(values.shape[0]):
+        steps = zero if resolution is None else resolution[i]
+        scores[i] = detector.update(values[i], steps, times=times[i])
+        alerts[i] = detector.__dict__.get("alerting_", scores[i] >= detector.threshold)
+    return np.nan_to_num(scores, nan=0.0), alerts
+
+
+# --- NAB, cross-validated -----------------------------------------------------------------------
 
 
 def find_nab_dev(given: Path | None = None) -> Path | None:
@@ -138,186 +131,336 @@ def find_nab_dev(given: Path | None = None) -> Path | None:
     return None
 
 
-def _nab_scores(make: Callable[[], Any], files: dict[str, Any]) -> dict[str, Any]:
+def _matrix(files: dict[str, Any]) -> tuple[list[str], np.ndarray, np.ndarray]:
     names = sorted(files)
     length = max(len(files[k][1]) for k in names)
-    matrix = np.full((length, len(names)), np.nan)
+    values = np.full((length, len(names)), np.nan)
+    times = np.full((length, len(names)), np.nan)
     for column, name in enumerate(names):
-        matrix[: len(files[name][1]), column] = files[name][1]
-    detector = make()
-    scores = np.array([detector.update(row) for row in matrix])
-    labelled = {
-        name: nab.LabelledSeries(name, files[name][0],
-                                 scores[: len(files[name][1]), column].tolist(), files[name][2])
-        for column, name in enumerate(names)
-    }
+        values[: len(files[name][1]), column] = files[name][1]
+        times[: len(files[name][0]), column] = files[name][0]
+    return names, times, values
+
+
+def _labelled(files: dict[str, Any], names: list[str], output: np.ndarray,
+              members: list[str]) -> list[nab.LabelledSeries]:
+    column = {name: i for i, name in enumerate(names)}
+    return [nab.LabelledSeries(name, files[name][0],
+                               output[: len(files[name][1]), column[name]].tolist(),
+                               files[name][2]) for name in members]
+
+
+def nab_figures(settings: dict[str, Callable[[], Detector]], files: dict[str, Any],
+                folds: int = FOLDS) -> dict[str, Any]:
+    """In-sample and cross-validated NAB scores of one detector (see the module doc)."""
+    names, times, values = _matrix(files)
+    outputs = {}
+    for setting, make in settings.items():
+        scores, alerts = run(make, times, values)
+        # A detector that decides its own alerts (and keeps quiet after one) is scored by
+        # them; the others by their scores, with NAB's swept threshold.
+        outputs[setting] = alerts.astype(float) if isinstance(make(), AnomalyDetector) \
+            else scores
+    figures: dict[str, Any] = {}
     halves = {"all": names, "half A": names[0::2], "half B": names[1::2]}
-    out: dict[str, Any] = {
-        part: {p: r.score for p, r in nab.evaluate([labelled[n] for n in members]).items()}
-        for part, members in halves.items()
-    }
-    out["threshold"] = nab.sweep(list(labelled.values())).threshold
+    for part, members in halves.items():
+        figures[part] = {}
+        for profile in nab.PROFILES:
+            best = max(((nab.sweep(_labelled(files, names, out, members), profile), setting)
+                        for setting, out in outputs.items()), key=lambda pair: pair[0].raw)
+            figures[part][profile] = best[0].score
+            if part == "all":
+                figures.setdefault("chosen", {})[profile] = {"setting": best[1],
+                                                              "threshold": best[0].threshold}
+    held: dict[str, Any] = {}
+    for profile in nab.PROFILES:
+        detections = {}
+        choices = []
+        for fold in range(folds):
+            test = names[fold::folds]
+            train = [n for n in names if n not in test]
+            result, setting = max(
+                ((nab.sweep(_labelled(files, names, out, train), profile), setting)
+                 for setting, out in outputs.items()), key=lambda pair: pair[0].raw)
+            choices.append(setting)
+            for one in _labelled(files, names, outputs[setting], test):
+                detections[one.name] = nab.LabelledSeries(
+                    one.name, one.timestamps,
+                    [1.0 if s >= result.threshold else 0.0 for s in one.scores], one.windows)
+        pooled = nab.score_at_threshold(list(detections.values()), 0.5, profile)
+        held[profile] = {"score": pooled.score, "detected": pooled.detected,
+                         "windows": pooled.windows, "false_positives": pooled.false_positives,
+                         "settings": choices}
+    figures["cv"] = held
+    return figures
+
+
+# --- the corpus: budget adherence and recall ----------------------------------------------------
+
+
+def budget_adherence(series: int, points: int, seed: int,
+                     budgets: tuple[float, ...] = (0.1, 1.0, 10.0)) -> dict[str, Any]:
+    """Realised false alerts per series per 10,000 points of ``AnomalyDetector`` on each
+    noise kind, per budget (points after the detector's warm-up)."""
+    out: dict[str, Any] = {}
+    for kind in corpus.NOISE_KINDS:
+        data = corpus.noise(kind, series, points, seed)
+        times = np.broadcast_to(data.times[:, None], (points, series))
+        out[kind] = {}
+        for budget in budgets:
+            detector = AnomalyDetector(budget=budget)
+            _, alerts = run(lambda d=detector: d, times, data.values.T)
+            scored = series * (points - detector.warmup)
+            out[kind][f"{budget:g}"] = float(alerts.sum() / scored * 10_000)
     return out
 
 
-def _speed(make: Callable[[], Any], series: int, updates: int) -> float:
+def recall(make: Callable[[], Detector], series: int, seed: int) -> dict[str, Any]:
+    """Per anomaly kind, the share of series alerted within ``WITHIN`` points of the start,
+    and the false alerts per 10,000 points before it."""
+    out: dict[str, Any] = {}
+    for kind in corpus.ANOMALY_KINDS:
+        points = (6 if kind == "seasonal" else 4) * corpus.DAY_POINTS
+        data = corpus.anomalies(kind, series, points, seed)
+        times = np.broadcast_to(data.times[:, None], (points, series))
+        _, alerts = run(make, times, data.values.T)
+        found = [bool(alerts[s : s + WITHIN, row].any()) for row, s in enumerate(data.starts)]
+        before = sum(int(alerts[:s, row].sum()) for row, s in enumerate(data.starts))
+        out[kind] = {"recall": float(np.mean(found)),
+                     "false_per_10k_before": before / float(data.starts.sum()) * 10_000}
+    return out
+
+
+# --- the real recording -------------------------------------------------------------------------
+
+
+def recording_matrix(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """A recording as ``(times, values, resolution, keys)``: ``[cycles, series]`` arrays,
+    counters as per-second rates with their resolution (``CounterRates``), gauges as they are."""
+    from deucalion.replay.recording import RecordingSource
+
+    rates = CounterRates()
+
+    async def read() -> list[tuple[float, dict[str, float], dict[str, float]]]:
+        rows = []
+        async for cycle in RecordingSource(path).cycles():
+            values: dict[str, float] = {}
+            steps: dict[str, float] = {}
+            for target, samples in cycle.samples.items():
+                now = cycle.target_times.get(target, cycle.time)
+                for metric, series in samples.items():
+                    if metric in ("up", "scrape_duration_seconds"):
+                        continue
+                    counter = metric.endswith(COUNTER_SUFFIXES)
+                    for labels, raw in series.items():
+                        key = metric + labels
+                        if counter:
+                            values[key], steps[key] = rates.update(key, now, raw)
+                        else:
+                            values[key] = raw
+            rows.append((cycle.time, values, steps))
+        return rows
+
+    rows = asyncio.run(read())
+    keys = sorted({key for _, values, _ in rows for key in values})
+    column = {key: i for i, key in enumerate(keys)}
+    times = np.array([t for t, _, _ in rows])
+    values = np.full((len(rows), len(keys)), np.nan)
+    resolution = np.zeros((len(rows), len(keys)))
+    for i, (_, row, steps) in enumerate(rows):
+        for key, value in row.items():
+            values[i, column[key]] = value
+        for key, step in steps.items():
+            resolution[i, column[key]] = step
+    return times, values, resolution, keys
+
+
+def real_figures(path: Path, budgets: tuple[float, ...] = (0.1, 1.0, 10.0)) -> dict[str, Any]:
+    """False alerts on the real recording per budget, and RangeDetector's for comparison."""
+    times, values, resolution, keys = recording_matrix(path)
+    interval = float(np.median(np.diff(times)))
+    grid = np.broadcast_to(times[:, None], values.shape)
+    out: dict[str, Any] = {"series": len(keys), "cycles": len(times), "interval_s": interval,
+                           "minutes": (times[-1] - times[0]) / 60, "budgets": {}}
+    for budget in budgets:
+        detector = AnomalyDetector(budget=budget)
+        _, alerts = run(lambda d=detector: d, grid, values, resolution)
+        scored_points = float(np.isfinite(values[detector.warmup :]).sum())
+        per_10k = alerts.sum() / max(scored_points, 1.0) * 10_000
+        half = len(times) // 2
+        late = alerts[half:].sum() / max(float(np.isfinite(values[half:]).sum()), 1.0) * 10_000
+        out["budgets"][f"{budget:g}"] = {
+            "alerts": int(alerts.sum()),
+            "per_10k": float(per_10k),
+            "per_10k_second_half": float(late),
+            "per_series_per_day": float(per_10k * 86400 / interval / 10_000),
+            "series_alerting": int(alerts.any(axis=0).sum()),
+        }
+    _, alerts = run(RangeDetector, grid, values, resolution)
+    scored_points = float(np.isfinite(values[576:]).sum())
+    per_10k = alerts.sum() / max(scored_points, 1.0) * 10_000
+    out["RangeDetector"] = {"alerts": int(alerts.sum()), "per_10k": float(per_10k),
+                            "per_series_per_day": float(per_10k * 86400 / interval / 10_000)}
+    out["injected"] = injected_recall(values, times)
+    return out
+
+
+def injected_recall(values: np.ndarray, times: np.ndarray, seed: int = 11) -> dict[str, float]:
+    """Incidents injected into the recording's own gauges (those that move): per kind, the
+    share found within ``WITHIN`` points by ``AnomalyDetector()``."""
+    rng = np.random.default_rng(seed)
+    moving = [c for c in range(values.shape[1])
+              if np.isfinite(values[:, c]).all() and np.nanstd(np.diff(values[:, c])) > 0
+              and (np.diff(values[:, c]) != 0).mean() > 0.5]
+    chosen = rng.choice(moving, size=min(40, len(moving)), replace=False)
+    base = values[:, chosen].copy()
+    cycles = len(times)
+    grid = np.broadcast_to(times[:, None], base.shape)
+    out = {}
+    for kind in ("spike", "level_shift", "variance", "stuck"):
+        data = base.copy()
+        starts = rng.integers(cycles // 2, cycles - WITHIN, len(chosen))
+        for col, start in enumerate(starts):
+            column = data[:, col]
+            spread = float(np.std(column[:start])) or 1e-9  # the series' own variability
+            sign = rng.choice([-1, 1])
+            if kind == "spike":
+                column[start] = column[:start].max() + 3 * spread if sign > 0 \
+                    else column[:start].min() - 3 * spread
+            elif kind == "level_shift":
+                column[start:] += sign * 3 * spread
+            elif kind == "variance":
+                column[start:] += rng.normal(0, 3 * spread, cycles - start)
+            elif kind == "stuck":
+                column[start:] = column[start]
+        _, alerts = run(AnomalyDetector, grid, data)
+        out[kind] = float(np.mean([alerts[s : s + WITHIN, c].any()
+                                   for c, s in enumerate(starts)]))
+    return out
+
+
+# --- speed --------------------------------------------------------------------------------------
+
+
+def speed(make: Callable[[], Detector], series: int = 10_000, updates: int = 50,
+          keyed: bool = False) -> float:
+    """Series-updates per CPU second, ``series`` updated together ``updates`` times."""
     rng = np.random.default_rng(1)
     detector = make()
-    detector.update(rng.standard_normal(series))
+    batches = [rng.standard_normal(series) for _ in range(updates + 1)]
+    keys = [f"s{i}" for i in range(series)]
+    detector.update(batches[0])
     start = time.process_time()
-    for _ in range(updates):
-        detector.update(rng.standard_normal(series))
+    for i, batch in enumerate(batches[1:]):
+        if keyed:
+            detector.update(dict(zip(keys, zip([float(i)] * series, batch.tolist(),
+                                               strict=True), strict=True)))
+        else:
+            detector.update(batch)
     return series * updates / (time.process_time() - start)
 
 
-def record_idle(minutes: float, interval: float, path: Path) -> Path:
-    """Scrape an idle real node_exporter every ``interval`` s for ``minutes``; save as JSON."""
-    from tests.integration import servers
-
-    server = servers.start_node_exporter()
-    cycles = []
-    try:
-        deadline = time.monotonic() + minutes * 60
-        next_at = time.monotonic()
-        while time.monotonic() < deadline:
-            scraped_at = time.time()
-            with urllib.request.urlopen(server.url + "/metrics", timeout=5) as response:
-                samples = parse_exposition(response.read())
-            cycles.append({"time": scraped_at, "samples": samples})
-            next_at += interval
-            time.sleep(max(0.0, next_at - time.monotonic()))
-    finally:
-        server.stop()
-    path.write_text(json.dumps({"interval": interval, "cycles": cycles}))
-    return path
+def memory_per_series(series: int = 10_000) -> float:
+    """Bytes of ``AnomalyDetector`` state per series."""
+    detector = AnomalyDetector()
+    detector.update(np.zeros(series))
+    return detector.nbytes / series
 
 
-def _recorded_minutes(path: Path) -> float:
-    """How long a recording made by ``record_idle`` lasts; 0 when there is none."""
-    try:
-        recording = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return 0.0
-    return len(recording["cycles"]) * float(recording["interval"]) / 60
+# --- the report ---------------------------------------------------------------------------------
 
 
-def _idle_matrix(path: Path) -> tuple[Any, Any, float]:
-    """The recording as (cycles, series) values, counters as per-second rates, with each rate's
-    resolution (the counter's smallest increase so far over the interval, as RangeObserver
-    reads it; 0 for gauges); and the scrape interval."""
-    recording = json.loads(path.read_text())
-    cycles = recording["cycles"]
-    keys = sorted({(metric, labels) for c in cycles for metric, series in c["samples"].items()
-                   for labels in series})
-    column = {key: i for i, key in enumerate(keys)}
-    matrix = np.full((len(cycles), len(keys)), np.nan)
-    resolution = np.zeros((len(cycles), len(keys)))
-    previous: dict[tuple[str, str], tuple[float, float]] = {}
-    smallest: dict[tuple[str, str], float] = {}
-    for row, cycle in enumerate(cycles):
-        for metric, series in cycle["samples"].items():
-            for labels, value in series.items():
-                key = (metric, labels)
-                if _COUNTER.search(metric):
-                    last = previous.get(key)
-                    previous[key] = (cycle["time"], value)
-                    if last is None or value < last[1] or cycle["time"] <= last[0]:
-                        continue
-                    increase, seconds = value - last[1], cycle["time"] - last[0]
-                    if 0 < increase < smallest.get(key, math.inf):
-                        smallest[key] = increase
-                    if key in smallest:
-                        resolution[row, column[key]] = smallest[key] / seconds
-                    value = increase / seconds
-                matrix[row, column[key]] = value
-    return matrix, resolution, float(recording["interval"])
-
-
-def _idle_alerts(make: Callable[[], Any], matrix: Any, resolution: Any,
-                 interval: float) -> tuple[float, int]:
-    """(false alerts per day, alerts) at the detector's default threshold after its warm-up;
-    a detector that takes each value's resolution (RangeDetector) is given it."""
-    detector = make()
-    takes_resolution = "resolution" in inspect.signature(detector.update).parameters
-    alerts = 0
-    for row, steps in zip(matrix, resolution, strict=True):
-        scores = detector.update(row, steps) if takes_resolution else detector.update(row)
-        alerts += int((scores >= detector.threshold).sum())
-    scored_seconds = max(1.0, (len(matrix) - detector.warmup - 1) * interval)
-    return alerts * 86400 / scored_seconds, alerts
-
-
-def main(quick: bool = False, idle_minutes: float | None = None, interval: float = 1.0,
-         idle_recording: Path | None = None, nab_dev: Path | None = None) -> dict[str, Any]:
-    """Measure every detector; return the markdown section and the figures."""
-    minutes = idle_minutes if idle_minutes is not None else (2.0 if quick else 20.0)
+def main(quick: bool = False, nab_dev: Path | None = None,
+         recording: Path | None = None) -> dict[str, Any]:
+    """Measure everything that can be measured here; return the figures and the markdown."""
     results: dict[str, Any] = {}
     notes = [f"Machine: {machine()}. Shared machine: speed figures are noisy, compare rows."]
-
     folder = find_nab_dev(nab_dev)
     files = nab.load_labelled_directory(folder) if folder is not None else None
-    if files is None:
-        where = nab_dev or " or ".join(str(c) for c in NAB_DEV_CANDIDATES)
-        notes.append(f"NAB scores skipped: no nab-dev at {where}.")
-
-    recording = idle_recording
-    if recording is None:
-        # An earlier run's recording is reused when long enough: `make bench` stays short.
-        recording = Path(os.environ.get("TMPDIR", "/tmp")) / "deucalion-idle-node-exporter.json"
-        if _recorded_minutes(recording) < minutes - 0.5:
-            record_idle(minutes, interval, recording)
-    matrix, resolution, step = _idle_matrix(recording)
-    notes.append(
-        f"Idle: {matrix.shape[1]} series of a real node_exporter, scraped every {step:g} s for "
-        f"{len(matrix) * step / 60:.1f} min; alerts after each detector's warm-up, scaled to a day."
-    )
-
     rows = []
-    for name, make in _detectors().items():
+    for name, settings in contenders().items():
         figures: dict[str, Any] = {}
         if files is not None:
-            figures["nab"] = _nab_scores(make, files)
-        vectorised = not name.startswith("robust z-score")
-        figures["series_per_s"] = (_speed(make, 10_000, 20 if quick else 100) if vectorised
-                                   else _speed(make, 1000, 5 if quick else 20))
-        idle = _idle_alerts(make, matrix, resolution, step)
-        figures["idle_per_day"], figures["idle_alerts"] = idle
+            figures["nab"] = nab_figures(settings, files)
+        first = next(iter(settings.values()))
+        figures["series_per_s"] = speed(first, updates=10 if quick else 50)
         results[name] = figures
-        nab_cells = ["-"] * 10
         if "nab" in figures:
-            nab_cells = [f"{figures['nab'][part][p]:.1f}" for p in nab.PROFILES
-                         for part in ("all", "half A", "half B")]
-            nab_cells.append(f"{figures['nab']['threshold']:.3g}")
-        rows.append([name, *nab_cells, f"{figures['series_per_s']:,.0f}",
-                     f"{figures['idle_per_day']:,.0f} ({figures['idle_alerts']})"])
-    header = ["detector"] + [f"{p} {part}" for p in ("standard", "low FP", "low FN")
-                             for part in ("all", "A", "B")] + [
-        "swept threshold", "series/s (1 core)", "idle false alerts/day (in run)"]
-    notes += [
-        "NAB: nab-dev is NAB's 17 realAWSCloudwatch files (30 windows); A and B are its halves "
-        "(files in name order, alternately), each swept for its own threshold. NAB's published "
-        "random detector scores 16.8 on its full 58 files.",
-        "Idle figures scale what a short run saw: a detector learning a new series meets most of "
-        "its new records early (a record after n values comes with probability about 1/n), so a "
-        "sidecar running for days sees fewer than this scaling says. The machine is shared: its "
-        "other work (page faults, TCP connections) is in node_exporter's metrics.",
-    ]
-    markdown = "## Detection quality (bench_detection)\n\n" + table(header, rows) + "\n" + \
-        "\n".join(f"- {n}" for n in notes) + "\n"
-    results["markdown"] = markdown
+            cv, whole = figures["nab"]["cv"], figures["nab"]["all"]
+            rows.append([name, *[f"**{cv[p]['score']:.1f}** ({whole[p]:.1f})"
+                                 for p in nab.PROFILES],
+                         f"{cv['standard']['detected']}/{cv['standard']['windows']}, "
+                         f"{cv['standard']['false_positives']}",
+                         f"{figures['series_per_s']:,.0f}"])
+    if files is None:
+        notes.append("NAB skipped: no nab-dev folder.")
+    markdown = ["## Detection quality (bench_detection)\n"]
+    if rows:
+        markdown.append(table(["detector", "NAB standard, CV (in-sample)", "low FP, CV (in)",
+                               "low FN, CV (in)", "windows found, false detections (CV)",
+                               "series-updates/s (1 core)"], rows))
+
+    anomaly = AnomalyDetector()
+    results["AnomalyDetector (default)"]["keyed_series_per_s"] = speed(
+        AnomalyDetector, updates=5 if quick else 20, keyed=True)
+    results["memory_bytes_per_series"] = memory_per_series()
+    series, points = (10, 4000) if quick else (20, 10_000)
+    results["budget"] = budget_adherence(series, points, seed=7)
+    brows = [[kind, *[f"{v:.2f}" for v in per.values()]]
+             for kind, per in results["budget"].items()]
+    markdown.append("\nRealised false alerts per series per 10,000 points of noise, "
+                    f"AnomalyDetector, {series} series x {points:,} points each (seed 7):\n\n")
+    markdown.append(table(["noise", *[f"budget {b}" for b in results["budget"]["gaussian"]]],
+                          brows))
+    n = 10 if quick else 40
+    results["recall"] = {"AnomalyDetector (default)": recall(AnomalyDetector, n, seed=5),
+                         "RangeDetector": recall(RangeDetector, n, seed=5)}
+    kinds = list(corpus.ANOMALY_KINDS)
+    markdown.append(f"\nRecall per anomaly kind ({n} labelled series each, found within "
+                    f"{WITHIN} points):\n\n")
+    markdown.append(table(["detector", *kinds], [
+        [name, *[f"{per[k]['recall']:.2f} ({per[k]['false_per_10k_before']:.1f})"
+                 for k in kinds]]
+        for name, per in results["recall"].items()]))
+    markdown.append("\n(In brackets: false alerts per series per 10,000 points before the "
+                    "anomalies.)\n")
+
+    path = recording or next((p for p in RECORDING_CANDIDATES if p.exists()), None)
+    if path is not None:
+        real = results["real"] = real_figures(path)
+        markdown.append(
+            f"\nReal node_exporter ({real['series']} series, {real['minutes']:.0f} min at "
+            f"{real['interval_s']:g} s): AnomalyDetector's false alerts per series per 10,000 "
+            "points (per series per day) by budget: " + ", ".join(
+                f"budget {b}: {v['per_10k']:.2f} ({v['per_series_per_day']:.1f}/day; "
+                f"second half {v['per_10k_second_half']:.2f}; {v['series_alerting']} series "
+                "ever alerted)"
+                for b, v in real["budgets"].items())
+            + f"; RangeDetector {real['RangeDetector']['per_10k']:.2f} "
+            f"({real['RangeDetector']['per_series_per_day']:.1f}/day). Injected incidents "
+            "found: " + ", ".join(f"{k} {v:.2f}" for k, v in real["injected"].items()) + ".\n")
+        results["AnomalyDetector (default)"]["idle_per_day"] = \
+            real["budgets"]["1"]["per_series_per_day"] * real["series"]
+        results["AnomalyDetector (default)"]["idle_alerts"] = real["budgets"]["1"]["alerts"]
+    else:
+        notes.append("Real recording skipped: none found (give --recording).")
+    notes.append(f"AnomalyDetector holds {results['memory_bytes_per_series']:.0f} bytes per "
+                 f"series; through the keyed update (a dict per cycle) it does "
+                 f"{results['AnomalyDetector (default)']['keyed_series_per_s']:,.0f} "
+                 "series-updates/s. Its threshold at budget 1 is "
+                 f"{anomaly.threshold:g}.")
+    markdown.append("\n" + "\n".join(f"- {note}" for note in notes) + "\n")
+    results["markdown"] = "".join(markdown)
     return results
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2 min idle run, fewer updates")
-    parser.add_argument("--idle-minutes", type=float, default=None)
-    parser.add_argument("--interval", type=float, default=1.0, help="idle scrape interval, s")
+    parser.add_argument("--quick", action="store_true", help="smaller corpus, fewer updates")
     parser.add_argument("--nab-dev", type=Path, default=None, help="the labelled folder")
-    parser.add_argument("--idle-recording", type=Path, default=None,
-                        help="reuse a recording made by an earlier run instead of scraping")
+    parser.add_argument("--recording", type=Path, default=None,
+                        help="a deucalion recording of a real node_exporter (.om.gz)")
     args = parser.parse_args()
-    random.seed(0)
-    out = main(args.quick, args.idle_minutes, args.interval, args.idle_recording, args.nab_dev)
+    out = main(args.quick, args.nab_dev, args.recording)
     write_section("bench_detection", out["markdown"])
     print(out["markdown"])

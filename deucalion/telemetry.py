@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
@@ -612,7 +613,7 @@ class _SourceCollector(Collector):
                     value,
                 )
         yield score
-        yield self._series_scores(snap.series_scores, targets)
+        yield from self._series_families(snap.series_scores, targets)
 
     @staticmethod
     def _series_scores(
@@ -620,11 +621,34 @@ class _SourceCollector(Collector):
     ) -> Metric:
         """Per-series scores, labelled with the series' own labels (``exported_`` before a
         name that clashes with deucalion's)."""
+        return _SourceCollector._series_families(series_scores, targets)[0]
+
+    @staticmethod
+    def _series_families(
+        series_scores: Mapping[str, Sequence[SeriesScore]], targets: Mapping[str, TargetLike]
+    ) -> list[Metric]:
+        """The per-series scores (see ``_series_scores``) and, for the scores that carry
+        them, the observed values and expected bands, labelled alike."""
         family = Metric(
             "deucalion_series_anomaly_score",
             "The latest anomaly score an observer returned per series (Scores).",
             "gauge",
         )
+        companions = {
+            "value": Metric(
+                "deucalion_series_value", "The value a series' score was given for.", "gauge"
+            ),
+            "lower": Metric(
+                "deucalion_series_expected_lower",
+                "The lower end of the band the series' value was expected in.",
+                "gauge",
+            ),
+            "upper": Metric(
+                "deucalion_series_expected_upper",
+                "The upper end of the band the series' value was expected in.",
+                "gauge",
+            ),
+        }
         for observer, scores in series_scores.items():
             for item in scores:
                 target = targets.get(item.target) if item.target is not None else None
@@ -644,4 +668,8 @@ class _SourceCollector(Collector):
                         name = "exported_" + name
                     labels[name] = value
                 family.add_sample("deucalion_series_anomaly_score", labels, item.score)
-        return family
+                for field_name, companion in companions.items():
+                    number = getattr(item, field_name, math.nan)
+                    if isinstance(number, float) and math.isfinite(number):
+                        companion.add_sample(companion.name, labels, number)
+        return [family, *(c for c in companions.values() if c.samples)]

@@ -80,12 +80,18 @@ class Alert:
 @dataclass(frozen=True)
 class SeriesScore:
     """The anomaly score of one series: ``metric`` (a sample name) and ``series`` (its series
-    key, ``'{cpu="0"}'``) of ``target`` (its URL; ``None`` when not about a target)."""
+    key, ``'{cpu="0"}'``) of ``target`` (its URL; ``None`` when not about a target).
+
+    ``value``, ``lower`` and ``upper``, when given, are the observed value and the band the
+    detector expected it in, exported beside the score (NaN: not exported)."""
 
     target: str | None
     metric: str
     series: str
     score: float
+    value: float = field(default=math.nan, kw_only=True)
+    lower: float = field(default=math.nan, kw_only=True)
+    upper: float = field(default=math.nan, kw_only=True)
 
 
 @dataclass(frozen=True)

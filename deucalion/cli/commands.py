@@ -48,6 +48,7 @@ def _demo(args: argparse.Namespace) -> int:
             duration=args.duration,
             interval=args.interval,
             metrics=metrics,
+            preset=args.preset,
         )
     )
 
@@ -72,11 +73,27 @@ def _check_config(args: argparse.Namespace) -> int:
         if settings.kubernetes is not None:
             sources.append("kubernetes pod annotations")
     observers = f", {len(settings.observers)} observer(s)" if settings.observers else ""
+    if settings.preset:
+        _check_preset(settings.preset, f"{args.file}: preset")
+        observers += f", preset {settings.preset}"
     print(
         f"{args.file}: OK: {', '.join(sources) or 'no targets'}, scrape every "
         f"{settings.scrape_interval:g}s{observers}"
     )
     return 0
+
+
+def _check_preset(name: str, where: str) -> None:
+    """Refuse an unknown preset, naming where it was given. The presets are a stage of the
+    data flow, which the configuration (read by every stage) does not import, so the name is
+    checked here, where the command wires the stages together."""
+    from deucalion.presets import PRESETS
+
+    if name not in PRESETS:
+        raise ConfigError(
+            f"{where}: unknown preset {name!r}: choose one of {', '.join(PRESETS)} "
+            "(deucalion presets list)"
+        )
 
 
 # --- targets and scrape: one cycle, without observers -------------------------------------
@@ -185,8 +202,15 @@ def _run(args: argparse.Namespace) -> int:
     else:
         provisioner = MetricsProvisioner(args.config)
     metrics = metric_list(args.metrics)
-    for observer in build_observers(args.observers, provisioner.settings, metrics):
-        provisioner.register(observer)
+    preset = args.preset or provisioner.settings.preset
+    if args.observers or provisioner.settings.observers or not preset:
+        for observer in build_observers(args.observers, provisioner.settings, metrics):
+            provisioner.register(observer)
+    if preset:
+        from deucalion.presets import preset_observer
+
+        _check_preset(preset, "--preset" if args.preset else "preset (the configuration's)")
+        provisioner.register(preset_observer(preset))
     provisioner.run()
     return 0
 
@@ -246,6 +270,9 @@ def add_core_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     run.add_argument("-c", "--config", metavar="FILE", help="config file")
     run.add_argument("--metrics", help="comma-separated desired metrics (overrides the config)")
     run.add_argument(
+        "--preset", metavar="NAME", help="also run this preset (deucalion presets list)"
+    )
+    run.add_argument(
         "--record",
         metavar="FILE.om.gz",
         help="also record every cycle, as the "
@@ -290,12 +317,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="scrape interval: seconds or e.g. 500ms (default: 1s)",
     )
     demo.add_argument("--metrics", help="comma-separated metric names to watch")
+    demo.add_argument("--preset", metavar="NAME", help="watch --target with this preset")
     demo.set_defaults(func=_demo)
     add_core_commands(commands)
 
     from deucalion.replay.cli import add_commands as add_replay_commands
 
     add_replay_commands(commands)
+
+    from deucalion.presets.cli import add_commands as add_preset_commands
+
+    add_preset_commands(commands)
 
     from deucalion.injector.cli import add_commands as add_injector_commands
 

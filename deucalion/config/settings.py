@@ -681,6 +681,9 @@ class Settings(Section):
     """Federated mode: targets and samples from a Prometheus server instead of scraping."""
     observers: dict[str, ObserverSettings] = Field(default_factory=dict)
     """Observers for ``deucalion run``: ``module:Class`` -> {desired_metrics, kwargs}."""
+    preset: str | None = None
+    """A preset ``deucalion run`` runs besides the observers (``node-exporter``,
+    ``http-service``): ready signals, alerts, rules and dashboards (``deucalion presets``)."""
     scrape_compression: Literal["auto", "gzip", "none"] = "auto"
     """Ask targets for gzip: ``auto`` does except on loopback, where compressing only costs
     the watched service CPU."""

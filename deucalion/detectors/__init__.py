@@ -1,15 +1,26 @@
-"""Detectors: windows of series in, one anomaly score per series out; and ready observers.
+"""Detectors: each cycle, one (time, value) per series in; scores, alerts and why, out.
 
-- ``Detector``: the interface. ``score(block)`` takes a ``deucalion.history.Block`` (series
-  of one metric over a window) and returns a float64 array, one score per series: 0 or more,
-  larger is more anomalous, NaN when it cannot tell. ``threshold`` is the score past which its
-  ready observer alerts by default. Write your own by subclassing it.
-- Statistical, vectorised over series: ``RobustZScore`` (median/MAD), ``EWMAZScore``,
-  ``SeasonalBaseline`` (same time yesterday or last week), ``Threshold``.
-- Adapters: ``SklearnDetector`` (any scikit-learn outlier detector), ``RiverDetector`` (River's
-  online anomaly detectors).
-- ``DetectorObserver``: any detector as a ready ``MetricsObserver`` (a window, counters as
-  rates, scores exported, alerts once a score is held past the threshold: ``AlertPolicy``).
+- ``Detector``: the one interface (``deucalion.detectors.base`` documents it)::
+
+      detector = AnomalyDetector(budget=1.0)   # false alerts per series per 10,000 points
+      scores = detector.update({key: (time, value), ...})   # once per cycle
+      for why in detector.alerts():            # Explanation: series, kind, observed, band
+          ...
+
+  ``update`` also takes arrays (one row per series) for vectorised callers; ``explain(key)``,
+  ``forget(keys)`` and ``score_series(values)`` (one series in a notebook) complete it.
+- ``AnomalyDetector``: the default. Spikes, level shifts inside the range, changes of
+  variance, trend or daily pattern, stuck series and records, each calibrated per series to one
+  false-alert ``budget``.
+- ``RangeDetector`` (``deucalion.detectors.nab``): records and far-out values only.
+- Window detectors (``score(block)`` on a window of each series, vectorised): ``RobustZScore``
+  (median/MAD), ``EWMAZScore``, ``SeasonalBaseline`` (same time yesterday or last week),
+  ``Threshold``; adapters ``SklearnDetector`` (any scikit-learn outlier detector) and
+  ``RiverDetector`` (River's online anomaly detectors). Subclass ``Detector`` and implement
+  ``score(block)`` or ``update_rows`` to write your own.
+- ``DetectorObserver``: the one ready observer, any detector (default ``AnomalyDetector()``)
+  over its desired metrics, counters as rates; returns ``Scores`` (every score exported, alerts
+  explained). ``RangeObserver`` is it with a ``RangeDetector``.
 
 Needs NumPy (``pip install 'deucalion[ml]'``); names are imported on first use.
 """
@@ -22,7 +33,9 @@ from deucalion._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from deucalion.detectors.adapters import RiverDetector, SklearnDetector
-    from deucalion.detectors.base import Detector
+    from deucalion.detectors.anomaly import AnomalyDetector
+    from deucalion.detectors.base import Detector, Explanation
+    from deucalion.detectors.nab import RangeDetector, RangeObserver
     from deucalion.detectors.observer import AlertPolicy, DetectorObserver
     from deucalion.detectors.statistical import (
         EWMAZScore,
@@ -33,9 +46,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AlertPolicy",
+    "AnomalyDetector",
     "Detector",
     "DetectorObserver",
     "EWMAZScore",
+    "Explanation",
+    "RangeDetector",
+    "RangeObserver",
     "RiverDetector",
     "RobustZScore",
     "SeasonalBaseline",
@@ -45,6 +62,10 @@ __all__ = [
 
 _LAZY = {
     "AlertPolicy": "deucalion.detectors.observer",
+    "AnomalyDetector": "deucalion.detectors.anomaly",
+    "Explanation": "deucalion.detectors.base",
+    "RangeDetector": "deucalion.detectors.nab",
+    "RangeObserver": "deucalion.detectors.nab",
     "Detector": "deucalion.detectors.base",
     "DetectorObserver": "deucalion.detectors.observer",
     "EWMAZScore": "deucalion.detectors.statistical",

@@ -1,9 +1,50 @@
-"""The detector interface: a window of series in, one anomaly score per series out."""
+"""The one detector interface: each cycle, one (time, value) per series in; a score per series,
+the series that alert and why, out.
+
+Every detector is a ``Detector``. It is updated once per cycle, live or in a replay, and keeps
+what it learned between updates:
+
+- ``update(cycle)``: ``cycle`` maps each series' key (any hashable: ``(target, metric, series)``
+  in an observer, a name in a notebook) to its ``(time, value)`` this cycle; returns
+  ``{key: score}`` for the series in the cycle. A series absent from a cycle keeps its state;
+  ``forget(keys)`` drops series for good. ``resolution={key: step}`` optionally gives the
+  smallest change a series can show (a counter's rate moves in steps of its increment).
+- ``update(values, resolution, times=...)``: the same on arrays, one row per series in a fixed
+  order the caller keeps (row ``i`` is series ``i``; a longer array adds series; ``keep(rows)``
+  drops the others). This is the vectorised path observers and benchmarks use.
+- ``alerts()``: the series that alert at the last update, each an ``Explanation`` (its key,
+  the anomaly ``kind``, the ``observed`` value, the expected band ``expected_low`` ..
+  ``expected_high`` and the ``score``); ``explain(key)`` gives the same for any series.
+- ``threshold``: the score at or above which a series alerts (a detector may also keep quiet
+  after an alert, as ``AnomalyDetector`` does).
+
+Two families implement it. *Online* detectors (``AnomalyDetector``, the default, and
+``RangeDetector``) implement ``update_rows`` and keep per-series state in NumPy arrays. *Window*
+detectors (``RobustZScore``, ``EWMAZScore``, ``SeasonalBaseline``, ``Threshold``, the
+scikit-learn and River adapters, and subclasses written before the online interface) implement
+``score(block)`` on a window of each series; ``update`` keeps that window for them
+(``history_points`` values per series).
+
+Example, in a notebook or a preset::
+
+    from deucalion.detectors import AnomalyDetector
+
+    detector = AnomalyDetector(budget=1.0)       # about 1 false alert per series per 10,000 points
+    for t, cpu, mem in rows:
+        scores = detector.update({"cpu": (t, cpu), "mem": (t, mem)})
+        for why in detector.alerts():
+            print(why.series, why.kind, why.observed, why.expected_low, why.expected_high)
+
+``score_series(values, times)`` scores a whole series at once and returns every point's score.
+"""
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import math
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, overload
 
 try:
     import numpy as np
@@ -14,49 +55,283 @@ except ImportError as exc:
 
 from deucalion.history.vectors import Block
 
-__all__ = ["Detector", "robust_scale_floor"]
+__all__ = ["Detector", "Explanation", "robust_scale_floor"]
 
 #: Consistency constants: for normal data, 1.4826 x MAD and 1.2533 x mean absolute
 #: deviation estimate the standard deviation.
 MAD_TO_SIGMA = 1.4826
 
 
-class Detector(abc.ABC):
-    """Scores the newest point of each series of a ``Block`` against the points before it.
+@dataclass(frozen=True)
+class Explanation:
+    """Why a series scored what it did at its last update.
 
-    ``score(block)`` returns a float64 array with one score per row of ``block``: 0 or more,
-    larger is more anomalous, NaN when the detector cannot tell (too few points, or no newest
-    point: a gap). Each detector documents its scale; ``threshold`` is the score past which its
-    ready observer (``DetectorObserver``) alerts unless told otherwise.
+    ``kind`` names the anomaly (``AnomalyDetector``: ``spike``, ``level_shift``, ``variance``,
+    ``trend``, ``seasonal``, ``stuck``, ``out_of_range``; ``RangeDetector``: ``record``,
+    ``recent``; a window detector: ``score``). ``observed`` is what was judged (the value, or
+    for a level shift the recent level, for a change of variance the recent typical change) and
+    ``expected_low`` .. ``expected_high`` the band it was expected in. ``series`` is the key
+    given to ``update`` (the row number on the array path).
+    """
+
+    kind: str
+    expected_low: float
+    expected_high: float
+    observed: float
+    score: float
+    series: Hashable = None
+    time: float = math.nan
+
+    @property
+    def component(self) -> str:
+        """The former name of ``kind`` (``RangeDetector``'s component)."""
+        return self.kind
+
+
+class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
+    """One detector of anomalies in many series, updated once per cycle (see the module doc).
+
+    Subclasses implement either ``update_rows`` (online: per-series state updated in place) or
+    ``score(block)`` (window: ``Detector`` keeps the last ``history_points`` values of each
+    series and hands them over as a ``Block`` each update).
 
     Detectors are small objects in the style of scikit-learn: hyper-parameters are set in
     ``__init__`` and stored under their own names, learned state lives in attributes ending in
-    ``_``, nothing happens at import. A stateless detector (the statistical ones here) gives
-    the same scores for the same block, live or replayed; a stateful one (River, a fitted
-    scikit-learn model) expects one ``score`` call per cycle.
+    ``_``, nothing happens at import.
     """
 
     #: The default alerting threshold of this detector's scores.
     threshold: float = 6.0
+    #: How many values per series a window detector is handed by ``update``.
+    history_points: int = 120
 
-    @abc.abstractmethod
+    # -- the window family ---------------------------------------------------------------------
+
     def score(self, block: Block) -> np.ndarray:
-        """One score per series of ``block`` (see the class docstring for the range)."""
+        """One score per series of ``block``: its newest point against the points before it
+        (window detectors). 0 or more, larger is more anomalous, NaN when it cannot tell."""
+        raise NotImplementedError(
+            f"{type(self).__name__} implements neither score(block) nor update_rows()"
+        )
 
-    def score_series(self, values: Sequence[float], times: Sequence[float] | None = None) -> float:
-        """The score of the last of ``values`` (one series, oldest first) against the others;
-        ``times`` default to one second apart."""
+    @property
+    def online(self) -> bool:
+        """Whether this detector keeps its own per-series state (implements ``update_rows``)."""
+        return type(self).update_rows is not Detector.update_rows
+
+    # -- the one interface ---------------------------------------------------------------------
+
+    @overload
+    def update(
+        self,
+        values: Mapping[Any, tuple[float, float]],
+        resolution: Mapping[Any, float] | None = None,
+        *,
+        times: None = None,
+    ) -> dict[Any, float]: ...
+
+    @overload
+    def update(self, values: Any, resolution: Any = None, *, times: Any = None) -> np.ndarray: ...
+
+    def update(self, values: Any, resolution: Any = None, *, times: Any = None) -> Any:
+        """Score this cycle's value of each series, then learn it.
+
+        With a mapping ``{key: (time, value)}`` returns ``{key: score}``; with an array of
+        values (one per row, NaN for none this cycle; ``times`` one per row or one for all,
+        default: the update's number) returns an array of scores (NaN for rows without a value).
+        """
+        if isinstance(values, Mapping):
+            return self._update_keyed(values, resolution)
+        x = np.asarray(values, dtype=np.float64).reshape(-1)
+        if x.shape[0] < self.n_series_:
+            x = np.concatenate([x, np.full(self.n_series_ - x.shape[0], math.nan)])
+        self.n_series_ = max(self.n_series_, x.shape[0])
+        n = x.shape[0]
+        steps = np.zeros(n)
+        if resolution is not None:
+            given = np.nan_to_num(np.asarray(resolution, dtype=np.float64).reshape(-1))
+            steps[: min(n, given.shape[0])] = given[:n]
+        self.updates_ = getattr(self, "updates_", 0) + 1
+        if times is None:
+            t = np.full(n, float(self.updates_))
+        else:
+            t = np.broadcast_to(np.asarray(times, dtype=np.float64).reshape(-1), (n,)).copy()
+        return self.update_rows(t, x, steps)
+
+    def update_rows(self, times: np.ndarray, values: np.ndarray, resolution: np.ndarray) -> Any:
+        """The vectorised update (online detectors override it): three float64 arrays with one
+        entry per row; returns the scores and sets ``alerting_`` (a boolean per row).
+
+        The default keeps a window per row for ``score(block)``.
+        """
+        return _WindowRows.of(self).update(times, values, resolution)
+
+    def keep(self, rows: Sequence[int] | Any) -> None:
+        """Keep only the series at ``rows``, in that order, and forget the others."""
+        rows = np.asarray(rows, dtype=np.int64)
+        _WindowRows.of(self).keep(rows)
+        self.n_series_ = len(rows)
+
+    def forget(self, keys: Iterable[Hashable]) -> None:
+        """Forget the series ``keys`` (given to ``update`` as a mapping's keys)."""
+        rows = self.__dict__.get("rows_", {})
+        drop = {key for key in keys if key in rows}
+        if not drop:
+            return
+        kept = [key for key in rows if key not in drop]
+        self.keep([rows[key] for key in kept])
+        self.rows_ = {key: row for row, key in enumerate(kept)}
+
+    def _update_keyed(
+        self, cycle: Mapping[Any, tuple[float, float]], resolution: Mapping[Any, float] | None
+    ) -> dict[Any, float]:
+        rows: dict[Any, int] = self.__dict__.setdefault("rows_", {})
+        for key in cycle:
+            if key not in rows:
+                rows[key] = len(rows)
+        n = max(len(rows), self.n_series_)
+        x = np.full(n, math.nan)
+        t = np.full(n, math.nan)
+        steps = np.zeros(n)
+        index = np.fromiter((rows[key] for key in cycle), dtype=np.int64, count=len(cycle))
+        pairs = np.array(list(cycle.values()), dtype=np.float64).reshape(-1, 2)
+        t[index], x[index] = pairs[:, 0], pairs[:, 1]
+        if resolution:
+            for key, step in resolution.items():
+                if key in rows:
+                    steps[rows[key]] = step
+        self.n_series_ = n
+        scores = self.update_rows(t, x, steps)
+        return dict(zip(cycle, scores[index].tolist(), strict=True))
+
+    @property
+    def n_series_(self) -> int:
+        """How many series (rows) the detector holds."""
+        return int(self.__dict__.get("_n_series", 0))
+
+    @n_series_.setter
+    def n_series_(self, n: int) -> None:
+        self.__dict__["_n_series"] = n
+
+    def alerts(self) -> list[Explanation]:
+        """The series that alert at the last update, explained (keys when updated by mapping,
+        rows otherwise)."""
+        alerting = self.__dict__.get("alerting_")
+        if alerting is None:
+            return []
+        names: dict[int, Any] = {row: key for key, row in self.__dict__.get("rows_", {}).items()}
+        return [
+            self.explain_row(int(row), names.get(int(row), int(row)))
+            for row in np.flatnonzero(alerting)
+        ]
+
+    def explain(self, key: Hashable) -> Explanation:
+        """Why series ``key`` (a mapping key, or a row number) scored what it did last."""
+        rows = self.__dict__.get("rows_", {})
+        if key in rows:
+            return self.explain_row(rows[key], key)
+        if isinstance(key, int) and 0 <= key < self.n_series_:
+            return self.explain_row(key, key)
+        raise KeyError(f"{type(self).__name__} holds no series {key!r}")
+
+    def explain_row(self, row: int, series: Hashable = None) -> Explanation:
+        """The explanation of row ``row`` (online detectors override it with their band)."""
+        window = _WindowRows.of(self)
+        return window.explain(row, series)
+
+    def score_series(self, values: Sequence[float], times: Sequence[float] | None = None) -> Any:
+        """Score one series in a notebook: a window detector gives the score of the last value
+        against the others (a float); an online detector, fresh, is fed every value and gives
+        every score (an array; the detector keeps what it learned)."""
+        if self.online:
+            v = np.asarray(values, dtype=np.float64)
+            t = np.arange(len(v), dtype=np.float64) if times is None else np.asarray(times)
+            out = np.empty(len(v))
+            for i in range(len(v)):
+                out[i] = self.update(v[i : i + 1], times=t[i : i + 1])[0]
+            return out
         v = np.asarray(values, dtype=np.float64).reshape(1, -1)
-        t = (
+        t2 = (
             np.arange(v.shape[1], dtype=np.float64)
             if times is None
             else np.asarray(times, dtype=np.float64)
         ).reshape(1, -1)
-        return float(self.score(Block("series", [("", "{}")], t, v))[0])
+        return float(self.score(Block("series", [("", "{}")], t2, v))[0])
 
     def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.endswith("_"))
+        params = ", ".join(
+            f"{k}={v!r}" for k, v in vars(self).items() if not k.endswith("_") and k[0] != "_"
+        )
         return f"{type(self).__name__}({params})"
+
+
+class _WindowRows:
+    """The window ``update`` keeps for a window detector: the last ``history_points`` (time,
+    value) pairs of each row, oldest first."""
+
+    def __init__(self, detector: Detector) -> None:
+        self.detector = detector
+        self.points = int(detector.history_points)
+        self.times = np.full((0, self.points), math.nan)
+        self.values = np.full((0, self.points), math.nan)
+        self.scores = np.zeros(0)
+
+    @classmethod
+    def of(cls, detector: Detector) -> _WindowRows:
+        window = detector.__dict__.get("_window_rows")
+        if window is None:
+            window = detector.__dict__["_window_rows"] = cls(detector)
+        return window
+
+    def update(self, times: np.ndarray, values: np.ndarray, resolution: np.ndarray) -> np.ndarray:
+        n = len(values)
+        if n > len(self.values):
+            extra = np.full((n - len(self.values), self.points), math.nan)
+            self.values = np.concatenate([self.values, extra])
+            self.times = np.concatenate([self.times, extra.copy()])
+        seen = ~np.isnan(values)
+        for array, new in ((self.values, values), (self.times, times)):
+            array[seen, :-1] = array[seen, 1:]
+            array[seen, -1] = new[seen]
+        block = Block(
+            "series",
+            [("", str(row)) for row in range(n)],
+            self.times,
+            self.values,
+            np.where(resolution > 0, resolution, np.nan),
+        )
+        scores = np.asarray(self.detector.score(block), dtype=np.float64)
+        scores = np.where(seen, scores, np.nan)
+        self.scores = scores
+        with np.errstate(invalid="ignore"):
+            self.detector.__dict__["alerting_"] = scores > self.detector.threshold
+        return scores
+
+    def keep(self, rows: np.ndarray) -> None:
+        self.values, self.times = self.values[rows], self.times[rows]
+        self.scores = self.scores[rows] if len(self.scores) else self.scores
+
+    def explain(self, row: int, series: Hashable) -> Explanation:
+        history = self.values[row, :-1]
+        history = history[~np.isnan(history)]
+        low, high = (
+            (float(history.min()), float(history.max()))
+            if history.size
+            else (
+                math.nan,
+                math.nan,
+            )
+        )
+        score = float(self.scores[row]) if row < len(self.scores) else math.nan
+        return Explanation(
+            "score",
+            low,
+            high,
+            float(self.values[row, -1]),
+            score,
+            series,
+            float(self.times[row, -1]),
+        )
 
 
 def typical_step(

@@ -51,14 +51,11 @@ alerts, and NAB's standard score on nab-dev falls from 65.6 to 62.2 (one window 
 from __future__ import annotations
 
 import math
-import re
-import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
-from deucalion.alerting.alerts import Alert
-from deucalion.observer import MetricsObserver, TargetsData, data_time
+from deucalion.detectors.base import Detector, Explanation
+from deucalion.detectors.observer import DetectorObserver
 
 try:
     import numpy as np
@@ -74,28 +71,13 @@ COMPONENTS = ("record", "recent")
 """The components of ``RangeDetector``, as an ``Explanation`` names them."""
 
 
-@dataclass(frozen=True)
-class Explanation:
-    """Why a series scored what it did at its last update.
-
-    ``component`` is the component with the larger score (``"record"`` or ``"recent"``);
-    ``expected_low``/``expected_high`` the range its score is 0.5 at the edges of; ``observed``
-    the value. ``score`` is the series' score (0 while warming up or quiet).
-    """
-
-    component: str
-    expected_low: float
-    expected_high: float
-    observed: float
-    score: float
-
-
-class RangeDetector:
+class RangeDetector(Detector):
     """Scores each new value of many series against the ranges they had (see the module doc).
 
-    ``update(values)`` takes one value per series (NaN: no value this time) and returns one
-    score per series in [0, 1]. Series are rows, in the order of ``values``; a longer ``values``
-    adds series at the end.
+    A ``Detector`` (the one interface): ``update(values)`` takes one value per series (NaN: no
+    value this time) and returns one score per series in [0, 1]. Series are rows, in the order
+    of ``values``; a longer ``values`` adds series at the end. A series alerts when its score
+    reaches ``threshold`` (its explanation's ``kind`` is ``record`` or ``recent``).
     """
 
     def __init__(
@@ -125,6 +107,7 @@ class RangeDetector:
         self.warmup = window if warmup is None else warmup
         self.record_step_factor = record_step_factor
         self.n_series_ = 0
+        self.alerting_ = np.zeros(0, dtype=bool)
         self.recent_ = np.zeros((0, window))
         self.position_ = np.zeros(0, dtype=np.int64)
         self.count_ = np.zeros(0, dtype=np.int64)
@@ -151,30 +134,25 @@ class RangeDetector:
     def keep(self, rows: Sequence[int] | Any) -> None:
         """Keep only the series at ``rows``, in that order, and forget the others."""
         rows = np.asarray(rows, dtype=np.int64)
+        self.alerting_ = self.alerting_[rows] if len(self.alerting_) else self.alerting_
         self.recent_ = self.recent_[rows]
         for name, _ in _PER_SERIES:
             setattr(self, name, getattr(self, name)[rows])
         self.n_series_ = len(rows)
 
-    def update(
-        self, values: Sequence[float] | Any, resolution: Sequence[float] | Any = None
-    ) -> Any:
+    def update_rows(self, times: Any, values: Any, resolution: Any) -> Any:
         """Score one new value per series, then learn it; returns the scores (a NumPy array).
 
-        ``resolution`` (optional, one per series, 0 for none) is the smallest change the
-        series' values can show: a counter's rate moves in steps of its counter's increment per
-        interval. A record then scores 0.5 (the default threshold) when it clears the old one by
+        ``resolution`` (one per series, 0 for none) is the smallest change the series' values
+        can show: a counter's rate moves in steps of its counter's increment per interval. A
+        record then scores 0.5 (the default threshold) when it clears the old one by
         ``RESOLUTION_STEPS`` such steps, so a rate one tick above its highest is no anomaly.
         """
         x = np.asarray(values, dtype=float).reshape(-1)
-        if x.shape[0] > self.n_series_:
+        if x.shape[0] > len(self.count_):
+            self.n_series_ = len(self.count_)
             self._grow(x.shape[0])
-        elif x.shape[0] < self.n_series_:
-            x = np.concatenate([x, np.full(self.n_series_ - x.shape[0], math.nan)])
-        steps = np.zeros(self.n_series_)
-        if resolution is not None:
-            given = np.nan_to_num(np.asarray(resolution, dtype=float).reshape(-1))
-            steps[: given.shape[0]] = given[: self.n_series_]
+        steps = np.asarray(resolution, dtype=float)
         seen = np.isfinite(x)
         first = seen & (self.count_ == 0)
         self.recent_[first] = x[first, None]  # a new series' window starts full of its first value
@@ -243,16 +221,18 @@ class RangeDetector:
         alerted = scores >= self.threshold
         self.quiet_ = np.where(alerted, self.quiet_for, np.maximum(self.quiet_ - seen, 0))
         self.quiet_level_ = np.where(alerted, scores, self.quiet_level_)
-        return scores
+        self.alerting_ = alerted
+        return np.where(seen, scores, np.nan)
 
-    def explain(self, row: int) -> Explanation:
+    def explain_row(self, row: int, series: Hashable = None) -> Explanation:
         """Which component decided series ``row``'s last score, its expected range and value."""
         return Explanation(
-            component=COMPONENTS[int(self.component_[row])],
+            kind=COMPONENTS[int(self.component_[row])],
             expected_low=float(self.expected_low_[row]),
             expected_high=float(self.expected_high_[row]),
             observed=float(self.observed_[row]),
             score=float(self.scores_[row]),
+            series=series,
         )
 
 
@@ -281,125 +261,23 @@ def _outside(x: Any, low: Any, high: Any, width: Any) -> Any:
     return np.where(width > 0, distance / np.where(width > 0, width, 1.0), 0.0)
 
 
-def _scrape_time(target: str) -> float:
-    """The data's scrape time; the wall clock only where the caller hands none (older workers)."""
-    try:
-        return data_time(target)
-    except RuntimeError:
-        return time.time()
-
-
-_COUNTER = re.compile(r"_(total|count|sum|bucket)$")
-
-SeriesKey = tuple[str, str, str]
-
-
-class RangeObserver(MetricsObserver):
-    """A ready observer: a ``RangeDetector`` over every series of its desired metrics.
+class RangeObserver(DetectorObserver):
+    """A ready observer: ``DetectorObserver`` with a ``RangeDetector`` over every series of its
+    desired metrics (kept for existing users; ``DetectorObserver()`` with the default
+    ``AnomalyDetector`` honours a false-alert budget).
 
     Gauges are scored as they are; counters (``_total``, ``_count``, ``_sum``, ``_bucket``) by
     their per-second rate between the data's scrape times (a reset starts the rate again),
     with the rate's resolution: the smallest increase the counter has shown, over the interval
-    (a rate known only to a tick of its counter sets no record by one tick). Each
-    series whose score reaches ``threshold`` gives one alert, labelled with its metric and series
-    and annotated with the component that fired, the expected range and the observed value.
-    A series absent for ``forget_after`` calls is forgotten, so that memory stays bounded when
-    series come and go (pods, label values). Other keyword options are ``RangeDetector``'s.
+    (a rate known only to a tick of its counter sets no record by one tick). Each series whose
+    score reaches ``threshold`` gives one alert, labelled with its metric and series and
+    annotated with the component that fired (``kind``), the expected range and the observed
+    value. A series absent for ``forget_after`` calls is forgotten, so that memory stays
+    bounded when series come and go (pods, label values). Other keyword options are
+    ``RangeDetector``'s. ``new_data`` returns ``Scores``.
     """
 
     def __init__(
         self, desired_metrics: Iterable[str], *, forget_after: int = 1000, **options: Any
     ) -> None:
-        super().__init__(desired_metrics)
-        if forget_after < 1:
-            raise ValueError(f"forget_after={forget_after}: give a number of calls, 1 or more")
-        self.forget_after = forget_after
-        self.detector = RangeDetector(**options)
-        self.rows: dict[SeriesKey, int] = {}
-        self.last_seen: dict[SeriesKey, int] = {}
-        self.last_counter: dict[SeriesKey, tuple[float, float]] = {}
-        self.counter_step: dict[SeriesKey, float] = {}
-        """Per counter, the smallest increase it has shown between two calls."""
-        self.calls = 0
-
-    def new_data(self, targets_data_dict: TargetsData) -> list[Alert]:
-        """Score each series' new value; alert on those at or above the threshold."""
-        self.calls += 1
-        if self.calls % max(1, self.forget_after // 10) == 0:
-            self._forget_absent()
-        values: list[float] = [math.nan] * len(self.rows)
-        resolution: list[float] = [0.0] * len(self.rows)
-        for target, samples in targets_data_dict.items():
-            now = _scrape_time(target)
-            for metric, series in samples.items():
-                counter = _COUNTER.search(metric) is not None
-                for labels, raw in series.items():
-                    key = (target, metric, labels)
-                    self.last_seen[key] = self.calls
-                    row = self.rows.setdefault(key, len(self.rows))
-                    if row == len(values):
-                        values.append(math.nan)
-                        resolution.append(0.0)
-                    if counter:
-                        values[row], resolution[row] = self._counter_rate(key, raw, now)
-                    else:
-                        values[row] = raw
-        if not values:
-            return []
-        scores = self.detector.update(values, resolution)
-        alerts = []
-        for key, row in self.rows.items():
-            if scores[row] >= self.detector.threshold:
-                alerts.append(self._alert(key, self.detector.explain(row)))
-        return alerts
-
-    def scores(self) -> dict[SeriesKey, float]:
-        """Each series' last score, keyed by (target, metric, series)."""
-        return {key: float(self.detector.scores_[row]) for key, row in self.rows.items()}
-
-    def _forget_absent(self) -> None:
-        oldest = self.calls - self.forget_after
-        absent = [key for key, seen in self.last_seen.items() if seen < oldest]
-        if not absent:
-            return
-        for key in absent:
-            del self.last_seen[key]
-            self.last_counter.pop(key, None)
-            self.counter_step.pop(key, None)
-            self.rows.pop(key)
-        self.detector.keep(list(self.rows.values()))
-        self.rows = {key: row for row, key in enumerate(self.rows)}
-
-    def _counter_rate(self, key: SeriesKey, raw: float, now: float) -> tuple[float, float]:
-        """The counter's rate since its last value, and the rate's resolution: the smallest
-        increase the counter has shown (CPU seconds grow in ticks of 0.01 s, packets in ones)
-        over this interval."""
-        previous = self.last_counter.get(key)
-        self.last_counter[key] = (now, raw)
-        if previous is None or now <= previous[0] or raw < previous[1]:
-            return math.nan, 0.0  # first sight, or a reset: no rate this time
-        increase, seconds = raw - previous[1], now - previous[0]
-        smallest = self.counter_step.get(key, math.inf)
-        if 0 < increase < smallest:
-            smallest = self.counter_step[key] = increase
-        return increase / seconds, (smallest / seconds if math.isfinite(smallest) else 0.0)
-
-    def _alert(self, key: SeriesKey, why: Explanation) -> Alert:
-        target, metric, labels = key
-        name = metric + ("" if labels == "{}" else labels)
-        expected = f"{why.expected_low:.6g} .. {why.expected_high:.6g}"
-        return Alert(
-            labels={"metric": metric, "series": labels},
-            annotations={
-                "summary": f"{name} is outside its expected range",
-                "description": (
-                    f"{name} is {why.observed:.6g}, outside the {why.component} range "
-                    f"{expected} (score {why.score:.3f})"
-                ),
-                "component": why.component,
-                "expected_range": expected,
-                "observed": f"{why.observed:.6g}",
-            },
-            target=target,
-            score=round(why.score, 4),
-        )
+        super().__init__(RangeDetector(**options), desired_metrics, forget_after=forget_after)

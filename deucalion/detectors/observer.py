@@ -1,21 +1,28 @@
-"""Ready observers: any ``Detector`` watching metrics, with scores exported and alerts held.
+"""The one ready observer: any ``Detector`` watching metrics, scores exported, alerts explained.
 
-``AlertPolicy`` turns per-series scores into alerts once a score has stayed past a threshold
-for a number of consecutive cycles; ``DetectorObserver`` keeps a ``Window``, scores every
-series each cycle (counters as per-second rates) and returns ``Scores``: every score is
-exported as a metric, and only the held ones alert.
+``DetectorObserver(detector, desired_metrics)`` updates the detector each cycle with every
+series of its desired metrics (counters as per-second rates, through
+``deucalion.history.promql.CounterRates``) and returns ``Scores``: every series' score is
+exported as ``deucalion_series_anomaly_score``, and the series the detector alerts on become
+alerts whose annotations name the series, the anomaly kind, the observed value and the expected
+band. An online detector (``AnomalyDetector``, the default; ``RangeDetector``) decides its
+alerts itself; a window detector's scores alert once held past its threshold for ``for_cycles``
+cycles (``AlertPolicy``).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Mapping
+from typing import cast
 
 from deucalion.alerting.alerts import Alert, Scores, SeriesScore
-from deucalion.detectors.base import Detector
+from deucalion.detectors.base import Detector, Explanation
+from deucalion.history.promql import CounterRates
 from deucalion.history.vectors import Block
 from deucalion.history.window import Window
-from deucalion.observer import MetricsObserver, TargetsData
+from deucalion.observer import MetricsObserver, TargetsData, data_time
 
 __all__ = ["COUNTER_SUFFIXES", "AlertPolicy", "DetectorObserver"]
 
@@ -87,19 +94,24 @@ class AlertPolicy:
 
 
 class DetectorObserver(MetricsObserver):
-    """A ready observer: ``detector`` scores every series of ``desired_metrics`` each cycle.
+    """The ready observer: ``detector`` (default: ``AnomalyDetector()``) scores every series
+    of ``desired_metrics`` each cycle.
 
-    It keeps a ``Window`` of ``points`` cycles (or ``seconds``), hands the detector each
-    metric's series (a counter as its per-second rate between scrapes, judged by the name:
-    ``COUNTER_SUFFIXES``, or listed in ``counters``) and returns ``Scores``: every score is
-    exported as ``deucalion_series_anomaly_score``; a series alerts once its score stays above
+    Each metric's series are handed over as values, a counter as its per-second rate between
+    scrapes (judged by the name: ``COUNTER_SUFFIXES``, or listed in ``counters``). Returns
+    ``Scores``: every score is exported as ``deucalion_series_anomaly_score``.
+
+    An online detector is updated with each series' ``(scrape time, value)`` and decides which
+    series alert; a series absent for ``forget_after`` cycles is forgotten, so memory stays
+    bounded when series come and go. A window detector is handed a ``Window`` of ``points``
+    cycles (or ``seconds``) per metric, and a series alerts once its score stays above
     ``threshold`` (default: the detector's) for ``for_cycles`` cycles in a row.
     """
 
     def __init__(
         self,
-        detector: Detector,
-        desired_metrics: Iterable[str],
+        detector: Detector | None = None,
+        desired_metrics: Iterable[str] = (),
         *,
         threshold: float | None = None,
         for_cycles: int = 3,
@@ -107,17 +119,29 @@ class DetectorObserver(MetricsObserver):
         seconds: float | None = None,
         counters: Iterable[str] = (),
         labels: Mapping[str, str] | None = None,
+        forget_after: int = 1000,
     ) -> None:
         super().__init__(desired_metrics)
+        if detector is None:
+            from deucalion.detectors.anomaly import AnomalyDetector
+
+            detector = AnomalyDetector()
         if not isinstance(detector, Detector):
             raise TypeError(
                 f"DetectorObserver needs a deucalion.detectors.Detector, not "
                 f"{type(detector).__name__}; wrap a scikit-learn estimator in "
                 "SklearnDetector or a River model in RiverDetector"
             )
+        if not isinstance(forget_after, int) or forget_after < 1:
+            raise ValueError(f"forget_after={forget_after!r}: give a number of cycles, 1 or more")
         self.detector = detector
         self.window = Window(points, seconds=seconds)
         self.counters = frozenset(counters)
+        self.labels = dict(labels or {})
+        self.forget_after = forget_after
+        self.rates = CounterRates()
+        self.last_seen: dict[_Key, int] = {}
+        self.calls = 0
         self.policy = AlertPolicy(
             detector.threshold if threshold is None else threshold,
             for_cycles,
@@ -136,7 +160,10 @@ class DetectorObserver(MetricsObserver):
         return self.window.block(metric)
 
     def new_data(self, targets_data_dict: TargetsData) -> Scores:
-        """Add the cycle to the window, score every series, alert on the held ones."""
+        """Score every series of the cycle; alert on those the detector alerts on (an online
+        detector) or held past the threshold (a window detector)."""
+        if self.detector.online:
+            return self._update_online(targets_data_dict)
         self.window.add(targets_data_dict)
         metrics = dict.fromkeys(m for samples in targets_data_dict.values() for m in samples)
         scores: list[SeriesScore] = []
@@ -149,3 +176,89 @@ class DetectorObserver(MetricsObserver):
                 if not math.isnan(value):
                     scores.append(SeriesScore(target, metric, series, value))
         return self.policy.evaluate(scores)
+
+    def _update_online(self, targets_data_dict: TargetsData) -> Scores:
+        self.calls += 1
+        if self.calls % max(1, self.forget_after // 10) == 0:
+            self._forget_absent()
+        cycle: dict[_Key, tuple[float, float]] = {}
+        resolution: dict[_Key, float] = {}
+        for target, samples in targets_data_dict.items():
+            now = _scrape_time(target)
+            for metric, series in samples.items():
+                counter = self.is_counter(metric)
+                for labels, raw in series.items():
+                    key = (target, metric, labels)
+                    self.last_seen[key] = self.calls
+                    if counter:
+                        value, step = self.rates.update(key, now, raw)
+                        if step > 0:
+                            resolution[key] = step
+                    else:
+                        value = raw
+                    cycle[key] = (now, value)
+        if not cycle:
+            return Scores()
+        scores = self.detector.update(cycle, resolution)
+        return Scores(
+            scores=tuple(
+                SeriesScore(key[0], key[1], key[2], score)
+                for key, score in scores.items()
+                if not math.isnan(score)
+            ),
+            alerts=tuple(self.explained_alert(why) for why in self.detector.alerts()),
+        )
+
+    def scores(self) -> dict[_Key, float]:
+        """Each series' last score, keyed by (target, metric, series) (online detectors)."""
+        return {key: self.detector.explain(key).score for key in self.last_seen}
+
+    def _forget_absent(self) -> None:
+        oldest = self.calls - self.forget_after
+        absent = [key for key, seen in self.last_seen.items() if seen < oldest]
+        for key in absent:
+            del self.last_seen[key]
+            self.rates.forget(key)
+        self.detector.forget(absent)
+
+    def explained_alert(self, why: Explanation) -> Alert:
+        """The alert for one explained series: labelled by metric and series, annotated with
+        the anomaly kind, the observed value and the expected band, in words for a chat."""
+        target, metric, labels = cast("_Key", why.series)
+        name = metric + ("" if labels == "{}" else labels)
+        where = f" on {target}" if target else ""
+        kind = why.kind.replace("_", " ")
+        expected = f"{why.expected_low:.6g} .. {why.expected_high:.6g}"
+        what = _OBSERVED.get(why.kind, "value")
+        return Alert(
+            labels={**self.labels, "metric": metric, "series": labels},
+            annotations={
+                "summary": f"{name}{where}: {kind}",
+                "description": (
+                    f"{name}{where}: {kind}. The {what} is {why.observed:.6g}, expected "
+                    f"{expected} (score {why.score:.3g}; {type(self.detector).__name__})."
+                ),
+                "kind": why.kind,
+                "observed": f"{why.observed:.6g}",
+                "expected_range": expected,
+                "score": f"{why.score:.6g}",
+            },
+            target=target,
+            score=round(why.score, 4),
+        )
+
+
+#: What an explanation's ``observed`` is, per anomaly kind, in an alert's words.
+_OBSERVED = {
+    "level_shift": "recent level",
+    "variance": "recent typical change between points",
+    "trend": "recent slope per point",
+}
+
+
+def _scrape_time(target: str) -> float:
+    """The data's scrape time; the wall clock only where the caller hands none."""
+    try:
+        return data_time(target)
+    except RuntimeError:
+        return time.time()

@@ -217,7 +217,10 @@ class SeasonalBaseline(Detector):
             tolerance = self.tolerance
             if tolerance is None:
                 # One scrape interval either side: the point nearest the same moment.
-                tolerance = float(np.nanmedian(np.diff(times, axis=1))) if points > 2 else 1.0
+                # (np.nanmedian warns on all-NaN, which -W error turns into an exception.)
+                steps = np.diff(times, axis=1)
+                steps = steps[~np.isnan(steps)]
+                tolerance = float(np.median(steps)) if points > 2 and steps.size else 1.0
                 tolerance = tolerance if math.isfinite(tolerance) else 1.0
             near = np.zeros(history.shape, dtype=bool)
             for k in range(1, self.seasons + 1):

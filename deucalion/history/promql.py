@@ -17,6 +17,10 @@ once:
 A sample whose value is NaN counts as no sample (a gap), as Prometheus's staleness markers do:
 a target that exposes NaN for a counter has no rate for that moment rather than poisoning the
 whole range. Functions never raise on NaN, infinities, gaps or short series: they return NaN.
+
+``CounterRates`` is the one place a counter's per-interval rate is taken sample by sample
+(PromQL's ``irate`` between consecutive scrapes), with the rate's resolution: what online
+detectors, their observer and the benchmarks read counters through.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the ml extra
 
     raise missing_extra("numpy", "deucalion.history") from exc
 
-__all__ = ["bucket_quantile", "extrapolated_rate", "increase", "rate"]
+__all__ = ["CounterRates", "bucket_quantile", "extrapolated_rate", "increase", "rate"]
 
 # PromQL's threshold: a sample within 1.1 average intervals of a range's end is taken to mean
 # the series covers the whole range.
@@ -136,6 +140,41 @@ def _one(
     if at is None:
         at = float(np.nanmax(t)) if not np.isnan(t).all() else math.nan
     return float(extrapolated_rate(t, v, range_seconds, at, is_rate=is_rate)[0])
+
+
+class CounterRates:
+    """Each counter's rate between its consecutive samples, one sample at a time.
+
+    ``update(key, time, value)`` returns ``(rate, resolution)``: the increase since the key's
+    previous sample over the seconds between their scrape times (NaN for the first sample, a
+    reset, when the counter went down, or a time not after the previous one), and the rate's
+    resolution: the smallest increase the counter has shown so far (CPU seconds grow in ticks
+    of 0.01 s, packets in ones) over this interval, 0 while none is known. A rate known only to
+    a tick of its counter moves in steps of that resolution.
+    """
+
+    def __init__(self) -> None:
+        self.last: dict[object, tuple[float, float]] = {}
+        self.smallest: dict[object, float] = {}
+
+    def update(self, key: object, time: float, value: float) -> tuple[float, float]:
+        """The rate since ``key``'s previous sample, and its resolution (see the class doc)."""
+        previous = self.last.get(key)
+        if math.isnan(value) or math.isnan(time):
+            return math.nan, 0.0
+        self.last[key] = (time, value)
+        if previous is None or time <= previous[0] or value < previous[1]:
+            return math.nan, 0.0  # first sight, or a reset: no rate this time
+        increase, seconds = value - previous[1], time - previous[0]
+        smallest = self.smallest.get(key, math.inf)
+        if 0 < increase < smallest:
+            smallest = self.smallest[key] = increase
+        return increase / seconds, (smallest / seconds if math.isfinite(smallest) else 0.0)
+
+    def forget(self, key: object) -> None:
+        """Drop what is known of ``key`` (a series gone for good)."""
+        self.last.pop(key, None)
+        self.smallest.pop(key, None)
 
 
 def bucket_quantile(q: float, buckets: Iterable[tuple[float, float]]) -> float:

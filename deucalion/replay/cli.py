@@ -128,7 +128,15 @@ def _backtest(args: argparse.Namespace) -> int:
     from deucalion.replay.backtesting import backtest
     from deucalion.replay.opening import open_source
 
-    observer = _build_observer(args.observer, args)
+    observer: MetricsObserver
+    if args.preset:
+        from deucalion.presets import preset_observer
+
+        observer = preset_observer(args.preset)
+    elif args.observer:
+        observer = _build_observer(args.observer, args)
+    else:
+        raise ConfigError("deucalion backtest: which observer? give --observer or --preset")
     source = open_source(args.source, metric=args.csv_metric, allow_partial=args.allow_partial)
     start = parse_when(args.start, "--start") if args.start else None
     end = parse_when(args.end, "--end") if args.end else None
@@ -231,10 +239,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     back.add_argument(
         "--observer",
-        required=True,
         metavar="MODULE:FACTORY",
         help="an observer class (with --metrics or configured), an instance, or "
         "a function returning one",
+    )
+    back.add_argument(
+        "--preset", metavar="NAME", help="backtest this preset instead of an --observer"
     )
     back.add_argument(
         "--from",

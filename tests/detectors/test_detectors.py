@@ -307,3 +307,14 @@ def test_the_readme_detector_example_runs_on_recorded_cycles() -> None:
     firing = {a.labels["series"] for a in results[-1].alerts}
     assert firing == {'{cpu="1",mode="user"}'}
     assert len(results[-1].scores) == 2  # user time of both CPUs, scored and exported
+
+
+def test_seasonal_baseline_on_an_all_nan_series_warns_nothing() -> None:
+    """A series with no value at all (a target that never answered) scores NaN, without a
+    RuntimeWarning that ``-W error`` would turn into an exception."""
+    values = np.full((2, 30), np.nan)
+    block = Block("m", [(T, "{a}"), (T, "{b}")], np.full((2, 30), np.nan), values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scores = SeasonalBaseline(period=10.0).score(block)
+    assert np.isnan(scores).all()

@@ -43,14 +43,15 @@ class RecordingRangeObserver(RangeObserver):
         self.path = str(path)
         self.cycle = 0
 
-    def new_data(self, targets_data_dict: TargetsData) -> list[dc.Alert]:
-        alerts = super().new_data(targets_data_dict)
+    def new_data(self, targets_data_dict: TargetsData) -> dc.Scores:
+        result = super().new_data(targets_data_dict)
         self.cycle += 1
         record = {"cycle": self.cycle, "alerts": [
-            {"labels": dict(a.labels), "annotations": dict(a.annotations)} for a in alerts]}
+            {"labels": dict(a.labels), "annotations": dict(a.annotations)}
+            for a in result.alerts]}
         with open(self.path, "a") as out:
             out.write(json.dumps(record) + "\n")
-        return alerts
+        return result
 
 
 def _cycles(path: Path) -> list[dict[str, object]]:
@@ -91,6 +92,6 @@ async def test_quiet_at_idle_and_fires_within_a_few_cycles_of_a_cpu_burn(
     assert int(str(fired["cycle"])) - started <= FIRES_WITHIN
     alert = fired["alerts"][0]  # type: ignore[index]
     assert alert["labels"]["metric"] == "process_cpu_seconds_total"
-    assert alert["annotations"]["component"] in {"record", "recent"}
+    assert alert["annotations"]["kind"] in {"record", "recent"}
     assert " .. " in alert["annotations"]["expected_range"]
     assert float(alert["annotations"]["observed"]) >= 0

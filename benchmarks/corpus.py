@@ -1,0 +1,117 @@
+"""deucalion's own detection corpus: labelled synthetic series of each anomaly kind, and noise.
+
+A second corpus beside NAB's nab-dev, made here so that nothing is tuned on it by accident:
+every series is generated from a seed, so the benchmarks, the tests and a reader all get the
+same data. Two parts:
+
+- ``noise(kind, series, points, seed)``: normal data only, of four kinds (``gaussian``,
+  ``heavy`` (Student's t with 3 degrees of freedom), ``ticks`` (a counter's per-second rate,
+  read in ticks of 0.01 s), ``seasonal`` (a daily pattern at 5-minute steps, with noise)),
+  each at a random scale and offset per series. A detector's alerts on it are all false.
+- ``anomalies(kind, series, points, seed)``: normal data with one labelled anomaly per series,
+  of the kinds ``AnomalyDetector`` names: ``spike``, ``level_shift`` (inside the range the
+  series has had), ``variance``, ``seasonal`` (the day's pattern breaks while the values stay
+  in range), ``stuck``, ``trend``. Each comes with the index it starts at.
+
+The real part of the corpus, a recording of this machine's node_exporter with incidents
+injected into its series, is built by ``bench_detection`` from the recording.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+NOISE_KINDS = ("gaussian", "heavy", "ticks", "seasonal")
+ANOMALY_KINDS = ("spike", "level_shift", "variance", "seasonal", "stuck", "trend")
+STEP = 300.0  # seconds between points: 5 minutes, as NAB's and CloudWatch's series
+DAY_POINTS = int(86400 / STEP)
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """Series as rows of ``values`` at ``times`` (shared), each with an anomaly starting at
+    ``starts[row]`` (-1: none)."""
+
+    kind: str
+    times: np.ndarray
+    values: np.ndarray
+    starts: np.ndarray
+
+
+def _times(points: int) -> np.ndarray:
+    return 1_700_000_000.0 + STEP * np.arange(points)
+
+
+def _scaled(rng: np.random.Generator, unit: np.ndarray) -> np.ndarray:
+    """Each row at its own scale (10^-3 .. 10^6) and offset: detectors must not care."""
+    scale = 10.0 ** rng.uniform(-3, 6, (unit.shape[0], 1))
+    offset = scale * rng.uniform(0, 50, (unit.shape[0], 1))
+    return offset + scale * unit
+
+
+def _daily(points: int, rows: int, rng: np.random.Generator) -> np.ndarray:
+    """A daily pattern per row (a busy day and a quiet night), amplitude 4 noise units."""
+    phase = rng.uniform(0, 2 * np.pi, (rows, 1))
+    day = 2 * np.pi * np.arange(points)[None, :] / DAY_POINTS
+    return 4 * np.sin(day + phase) + 1.5 * np.sin(2 * day + 2 * phase)
+
+
+def noise(kind: str, series: int, points: int, seed: int) -> Labelled:
+    """Normal data of one kind (see the module doc); every alert on it is false."""
+    rng = np.random.default_rng([seed, NOISE_KINDS.index(kind)])
+    shape = (series, points)
+    if kind == "gaussian":
+        values = _scaled(rng, rng.standard_normal(shape))
+    elif kind == "heavy":
+        values = _scaled(rng, rng.standard_t(3, shape))
+    elif kind == "ticks":
+        # CPU seconds in ticks of 0.01 s, a few ticks per 15 s scrape: a rate that moves in
+        # steps of 0.01 / 15 and is often exactly the same as the scrape before.
+        mean = rng.uniform(0.5, 20, (series, 1))
+        values = rng.poisson(mean, shape) * 0.01 / 15
+    elif kind == "seasonal":
+        values = _scaled(rng, _daily(points, series, rng) + rng.standard_normal(shape))
+    else:
+        raise ValueError(f"noise kind {kind!r}: choose among {NOISE_KINDS}")
+    return Labelled(kind, _times(points), values, np.full(series, -1))
+
+
+def anomalies(kind: str, series: int, points: int, seed: int) -> Labelled:
+    """Normal Gaussian data (with a daily pattern for ``seasonal``) and one anomaly of
+    ``kind`` per series, starting in the last third."""
+    rng = np.random.default_rng([seed, 100 + ANOMALY_KINDS.index(kind)])
+    shape = (series, points)
+    unit = rng.standard_normal(shape)
+    if kind == "seasonal":
+        unit = unit * 0.5 + _daily(points, series, rng)
+    starts = rng.integers(2 * points // 3, points - points // 8, series)
+    for row, start in enumerate(starts):
+        after = slice(start, points)
+        if kind == "spike":
+            unit[row, start] += rng.choice([-1, 1]) * rng.uniform(8, 12)
+        elif kind == "level_shift":
+            # Inside the range: 2 noise units, where the series has ranged over about 7.
+            unit[row, after] += rng.choice([-1, 1]) * 2.0
+        elif kind == "variance":
+            unit[row, after] *= 3.0
+        elif kind == "seasonal":
+            # The day's pattern stops (a job that no longer runs): the values stay in range.
+            unit[row, after] -= _pattern_of(unit[row], start)[after]
+        elif kind == "stuck":
+            unit[row, after] = unit[row, start]
+        elif kind == "trend":
+            unit[row, after] += rng.choice([-1, 1]) * 0.03 * np.arange(points - start)
+        else:
+            raise ValueError(f"anomaly kind {kind!r}: choose among {ANOMALY_KINDS}")
+    return Labelled(kind, _times(points), _scaled(rng, unit), starts)
+
+
+def _pattern_of(row: np.ndarray, start: int) -> np.ndarray:
+    """The daily pattern of ``row``, estimated from its values before ``start`` (the mean of
+    each time of day), repeated over the whole row."""
+    points = len(row)
+    slot = np.arange(points) % DAY_POINTS
+    means = np.array([row[:start][slot[:start] == s].mean() for s in range(DAY_POINTS)])
+    return means[slot]

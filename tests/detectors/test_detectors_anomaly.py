@@ -1,0 +1,152 @@
+"""AnomalyDetector: each anomaly kind is found on synthetic series of that kind; noise of
+several distributions stays within twice the false-alert budget; scale does not matter; the
+explanation names the kind and the band; bad settings are refused."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from benchmarks import corpus
+from deucalion.detectors import AnomalyDetector
+
+WITHIN = 150
+
+
+def _alerts(detector: AnomalyDetector, data: corpus.Labelled) -> tuple[np.ndarray, list[str]]:
+    """Feed every point; return the alerts ([series, points]) and the kinds alerted on."""
+    rows, points = data.values.shape
+    alerts = np.zeros((rows, points), dtype=bool)
+    kinds: list[str] = []
+    for i in range(points):
+        detector.update(data.values[:, i], times=np.full(rows, data.times[i]))
+        alerts[:, i] = detector.alerting_
+        kinds += [why.kind for why in detector.alerts()]
+    return alerts, kinds
+
+
+@pytest.mark.parametrize(
+    ("kind", "least"),
+    [
+        ("spike", 0.9),
+        ("level_shift", 0.8),
+        ("variance", 0.6),
+        ("seasonal", 0.8),
+        ("stuck", 0.9),
+        ("trend", 0.5),
+    ],
+)
+def test_each_anomaly_kind_is_found(kind: str, least: float) -> None:
+    """Twenty series with one anomaly of ``kind`` each (a level shift and a broken daily
+    pattern stay inside the range the series had): at least ``least`` of them alert within
+    150 points of the start, with at most twice the budget of false alerts before."""
+    points = (6 if kind == "seasonal" else 4) * corpus.DAY_POINTS
+    data = corpus.anomalies(kind, 20, points, seed=21)
+    alerts, _ = _alerts(AnomalyDetector(), data)
+    found = np.mean([alerts[row, s : s + WITHIN].any() for row, s in enumerate(data.starts)])
+    before = sum(int(alerts[row, :s].sum()) for row, s in enumerate(data.starts))
+    assert found >= least, f"{kind}: found {found:.2f}"
+    allowed = 2 * 1.0 * sum(int(s) for s in data.starts) / 10_000  # twice the budget of 1
+    assert before <= max(allowed, 3), f"{kind}: {before} false alerts before the anomalies"
+
+
+@pytest.mark.parametrize("noise", corpus.NOISE_KINDS)
+def test_noise_stays_within_twice_the_budget(noise: str) -> None:
+    """Pure noise (Gaussian, heavy-tailed, counter ticks, seasonal), 12 series of 8,000
+    points: at most twice the budget of false alerts per series per 10,000 points."""
+    data = corpus.noise(noise, 12, 8000, seed=31)
+    detector = AnomalyDetector(budget=1.0)
+    alerts, _ = _alerts(detector, data)
+    rate = alerts.sum() / (12 * (8000 - detector.warmup)) * 10_000
+    assert rate <= 2.0, f"{noise}: {rate:.2f} false alerts per 10,000 points at budget 1"
+
+
+def test_a_larger_budget_allows_more_alerts_and_scale_changes_nothing() -> None:
+    """The budget sets the threshold (log10(10,000 / budget)); the same series times 10^6
+    plus an offset gives the same alerts (up to rounding)."""
+    data = corpus.noise("gaussian", 6, 3000, seed=41)
+    assert AnomalyDetector(budget=1.0).threshold == pytest.approx(4.0)
+    assert AnomalyDetector(budget=100.0).threshold == pytest.approx(2.0)
+    few, _ = _alerts(AnomalyDetector(budget=0.1), data)
+    many, _ = _alerts(AnomalyDetector(budget=300.0), data)
+    assert many.sum() > few.sum()
+    scaled = corpus.Labelled("gaussian", data.times, data.values * 1e6 + 5e7, data.starts)
+    again, _ = _alerts(AnomalyDetector(budget=300.0), scaled)
+    # The same alerts, but for a borderline one or two that rounding may tip.
+    assert (again != many).sum() <= max(2, many.sum() // 10) and many.sum() > 0
+
+
+def test_budget_per_day_converts_from_the_scrape_interval() -> None:
+    """Two alerts a day at a 15 s interval is 2 * 10,000 * 15 / 86,400 per 10,000 points."""
+    detector = AnomalyDetector.budget_per_day(2.0, 15.0)
+    assert detector.budget == pytest.approx(2 * 10_000 * 15 / 86_400)
+
+
+def test_a_stuck_series_is_reported_once_with_its_kind_and_value() -> None:
+    """A series that moved every point freezes at its last value: it alerts first as
+    ``stuck`` with the repeated value, and the run does not alert as stuck again."""
+    rng = np.random.default_rng(51)
+    detector = AnomalyDetector()
+    kinds = []
+    value = 10.0
+    for i in range(1500):
+        if i < 1000:
+            value = 10 + rng.normal()
+        detector.update({"s": (i * 15.0, value)})
+        kinds += [(i, why.kind, why.observed) for why in detector.alerts()]
+    stuck = [(i, observed) for i, kind, observed in kinds if kind == "stuck"]
+    assert len(stuck) == 1 and kinds[0][1] == "stuck"
+    assert 1000 < stuck[0][0] < 1030 and stuck[0][1] == value
+
+
+def test_a_level_shift_inside_the_range_is_explained_by_the_recent_level() -> None:
+    """The explanation of a level shift gives the recent level and a band around the
+    long-run level that excludes it."""
+    rng = np.random.default_rng(61)
+    detector = AnomalyDetector()
+    explained = []
+    for i in range(1600):
+        value = rng.normal() + (2.0 if i >= 1200 else 0.0)
+        detector.update({"s": (i * 60.0, value)})
+        explained += [why for why in detector.alerts() if why.kind == "level_shift"]
+    assert explained
+    why = explained[0]
+    assert not why.expected_low <= why.observed <= why.expected_high
+    assert why.expected_low < 0.0 < why.expected_high and why.observed > 0.5
+
+
+def test_a_series_that_never_moved_alerts_when_it_moves() -> None:
+    """A constant (``up`` at 1) has no scale to measure by: it scores 0 while constant and a
+    change is as surprising as it gets; an all-NaN series scores NaN and warns nothing."""
+    detector = AnomalyDetector(warmup=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for i in range(400):
+            scores = detector.update([1.0, math.nan], times=[float(i)] * 2)
+            assert scores[0] == 0.0 and math.isnan(scores[1])
+        scores = detector.update([0.0, math.nan], times=[400.0, 400.0])
+    assert scores[0] >= detector.threshold and detector.alerting_[0]
+
+
+def test_state_is_bounded_per_series() -> None:
+    """Memory grows with series, not with history."""
+    detector = AnomalyDetector()
+    detector.update(np.zeros(100))
+    size = detector.nbytes
+    for _ in range(500):
+        detector.update(np.random.default_rng(1).normal(size=100))
+    assert detector.nbytes == size and size / 100 < 2000
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"budget": 0}, {"budget": -1}, {"kinds": ["nope"]}, {"fast": 0.01, "slow": 0.1},
+     {"warmup": 1}],
+)
+def test_bad_settings_are_refused(options: dict[str, object]) -> None:
+    """Nonsense settings raise ValueError naming the setting."""
+    with pytest.raises(ValueError, match="AnomalyDetector"):
+        AnomalyDetector(**options)  # type: ignore[arg-type]

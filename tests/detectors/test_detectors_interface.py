@@ -1,0 +1,110 @@
+"""The one detector interface: keyed and array updates, alerts, explanations, forgetting, for
+online and window detectors alike; and the one ready observer over it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from deucalion.alerting.alerts import Scores
+from deucalion.detectors import (
+    AnomalyDetector,
+    Detector,
+    DetectorObserver,
+    RangeDetector,
+    RobustZScore,
+)
+from deucalion.history.promql import CounterRates
+from deucalion.observer import handing_data
+
+
+def _noise(seed: int, n: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(10.0, 1.0, n)
+
+
+@pytest.mark.parametrize(
+    "make", [AnomalyDetector, RangeDetector, lambda: RobustZScore(threshold=6.0)]
+)
+def test_every_detector_takes_time_value_pairs_per_series_and_explains_its_alerts(make) -> None:  # type: ignore[no-untyped-def]
+    """Two named series: quiet noise, then a spike of 40 sigma in one of them alerts, named by
+    its key, with the observed value outside the expected band."""
+    detector: Detector = make()
+    calm, other = _noise(1, 700), _noise(2, 701)
+    for i, (a, b) in enumerate(zip(calm, other, strict=False)):
+        scores = detector.update({"calm": (60.0 * i, a), "other": (60.0 * i, b)})
+        assert set(scores) == {"calm", "other"}
+    scores = detector.update({"calm": (60.0 * 700, 10.0), "other": (60.0 * 700, 50.0)})
+    assert scores["other"] >= detector.threshold > scores["calm"]
+    [why] = detector.alerts()
+    assert why.series == "other" and why.observed == 50.0
+    assert not why.expected_low <= 50.0 <= why.expected_high
+    assert why.expected_low < 10.0 < why.expected_high
+    assert detector.explain("calm").series == "calm"
+
+
+def test_array_updates_add_rows_and_a_missing_value_scores_nan() -> None:
+    """Rows are series in the caller's order; NaN is no value; a longer array adds a series."""
+    detector = AnomalyDetector(warmup=20)
+    for i in range(30):
+        detector.update([1.0 + 0.1 * (i % 3), 5.0 + 0.1 * (i % 5)])
+    scores = detector.update([1.0, math.nan, 3.0])
+    assert math.isnan(scores[1]) and not math.isnan(scores[0]) and len(scores) == 3
+    assert detector.n_series_ == 3
+
+
+def test_forget_drops_series_and_keeps_the_others_state() -> None:
+    """After forgetting one key, the other still alerts on a spike from what it learned."""
+    detector = AnomalyDetector(warmup=50)
+    for i, (a, b) in enumerate(zip(_noise(3, 400), _noise(4, 400), strict=True)):
+        detector.update({"a": (i, a), "b": (i, b)})
+    detector.forget(["a"])
+    assert detector.n_series_ == 1
+    scores = detector.update({"b": (400.0, 60.0)})
+    assert scores["b"] >= detector.threshold
+    with pytest.raises(KeyError):
+        detector.explain("a")
+
+
+def test_score_series_scores_every_point_of_one_series() -> None:
+    """The notebook helper: an online detector gives one score per value, the spike highest."""
+    values = _noise(5, 500)
+    values[450] = 40.0
+    scores = AnomalyDetector(warmup=100).score_series(values)
+    assert len(scores) == 500 and int(np.argmax(scores)) == 450
+
+
+def test_counter_rates_and_their_resolution() -> None:
+    """The one counter-rate helper: the rate between samples, the smallest increase over the
+    interval as resolution, no rate at first sight or after a reset."""
+    rates = CounterRates()
+    assert math.isnan(rates.update("k", 0.0, 10.0)[0])
+    assert rates.update("k", 2.0, 14.0) == (2.0, 2.0)
+    assert rates.update("k", 4.0, 15.0) == (0.5, 0.5)
+    assert math.isnan(rates.update("k", 6.0, 1.0)[0])  # a reset
+    assert rates.update("k", 8.0, 3.0) == (1.0, 0.5)
+
+
+def test_the_observer_exports_every_score_and_explains_alerts_in_words() -> None:
+    """DetectorObserver with the default detector: Scores for every series each cycle; a
+    spike alerts once, naming the series, its kind, observed value and expected band."""
+    observer = DetectorObserver(desired_metrics={"queue_depth"})
+    target = "http://a:9100/metrics"
+    rng = np.random.default_rng(6)
+    fired = []
+    for cycle in range(500):
+        value = 400.0 if cycle == 450 else 40.0 + rng.normal()
+        with handing_data(1000.0 + 15 * cycle, {}):
+            result = observer.new_data({target: {"queue_depth": {'{q="x"}': value}}})
+        assert isinstance(result, Scores)
+        assert [s.series for s in result.scores] == ['{q="x"}']
+        fired += [(cycle, alert) for alert in result.alerts]
+    assert [cycle for cycle, _ in fired] == [450]
+    alert = fired[0][1]
+    assert alert.labels == {"metric": "queue_depth", "series": '{q="x"}'}
+    notes = alert.annotations
+    assert notes["kind"] in {"spike", "out_of_range"} and notes["observed"] == "400"
+    low, high = (float(v) for v in notes["expected_range"].split(" .. "))
+    assert low < 40 < high < 400
+    assert "queue_depth" in notes["summary"] and "expected" in notes["description"]
