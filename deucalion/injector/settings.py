@@ -201,7 +201,7 @@ class AnnotationNames(_Section):
     observer: str = "deucalion.io/observer"
     """``MODULE:CLASS`` to run with ``deucalion run`` in a generic deucalion image."""
     preset: str = "deucalion.io/preset"
-    """A preset (``node-exporter``, ``http-service``) for ``deucalion run --preset``, image optional."""
+    """A preset (``node-exporter``, ``http-service``) to run: no image of the pod's own needed."""
     config: str = "deucalion.io/config"
     """Name of a ConfigMap in the pod's namespace, mounted as deucalion's YAML config."""
     config_key: str = "deucalion.io/config-key"

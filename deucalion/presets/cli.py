@@ -27,10 +27,10 @@ async def show(name: str, url: str, *, interval: float = 1.0, scrape_timeout: fl
     """What preset ``name`` would watch on the target ``url``: it is scraped twice,
     ``interval`` apart (a rate needs two samples), and each signal's series are listed with
     their values, or said missing with the metrics looked for."""
+    from deucalion.collection.scrape import Scraper
     from deucalion.config.loading import normalize_target_url
     from deucalion.observer import handing_data, select_data
     from deucalion.presets import preset_observer
-    from deucalion.collection.scrape import Scraper
     from deucalion.targets import Target
 
     try:
