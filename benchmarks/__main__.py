@@ -2,7 +2,8 @@
 
 Every ``benchmarks/bench_*.py`` module with a ``main(quick)`` (or a plain ``main()``) returning
 ``{"markdown": str, ...}`` is run in turn; its markdown becomes a section of
-``benchmarks/results.md`` and the rest goes under its name in ``benchmarks/results.json``.
+``benchmarks/results.md`` and the rest goes under its name in ``benchmarks/results.json``, with
+the run's date (UTC) and machine. ``python -m benchmarks.report`` then writes README's tables.
 One failing benchmark is reported and the others still run.
 """
 
@@ -65,10 +66,14 @@ def main(argv: list[str] | None = None) -> int:
         took = time.monotonic() - started
         failed += "error" in result
         markdown = result.pop("markdown")
-        stamp = (f"\n_{time.strftime('%Y-%m-%d %H:%M')}, {'quick' if args.quick else 'full'} run"
-                 f" in {took:.0f}s, {machine()}._\n")
+        # UTC, in both files: README's tables (python -m benchmarks.report) give each figure
+        # the date and machine of its run from results.json.
+        date, where = time.strftime("%Y-%m-%d %H:%M", time.gmtime()), machine()
+        stamp = (f"\n_{date} UTC, {'quick' if args.quick else 'full'} run in {took:.0f}s, "
+                 f"{where}._\n")
         write_section(name, markdown.rstrip() + "\n" + stamp)
-        write_json(name, {**result, "quick": args.quick, "seconds": round(took, 1)})
+        write_json(name, {**result, "quick": args.quick, "seconds": round(took, 1),
+                          "date": date, "machine": where})
         print(markdown, flush=True)
     return 1 if failed else 0
 

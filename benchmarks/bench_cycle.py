@@ -177,7 +177,7 @@ async def _cpu_split(url: str, cycles: int, exclude: int) -> dict[str, float]:
     spent = {"receive": 0.0, "parse": 0.0}
     async with provisioner:
         await provisioner.called.wait()
-        scraper = provisioner._scraper
+        scraper = getattr(provisioner._collector, "scraper", None)
         assert scraper is not None
         receive, read = scraper._receive, scraper._read
 

@@ -9,8 +9,8 @@ installs the observer once, called with ``run_in_executor``) against:
   (``executor.submit(run_observer, cloudpickle.dumps(observer), data)``), what one writes
   without installing the observer once;
 - the same executor fed the data as a plain pickled dict, without deucalion's series-key
-  encoding (``deucalion/_payload.py``: keys only when they change, values as one array), which
-  shows whether that encoding still pays inside an executor call.
+  encoding (``deucalion/dispatch/payload.py``: keys only when they change, values as one
+  array), which shows whether that encoding still pays inside an executor call.
 
 Each is timed from just before the hand-off to the first line of ``new_data`` (the observer
 returns ``time.time()``), with payloads of 100 to 100,000 series and models of 1 MB and 100 MB,

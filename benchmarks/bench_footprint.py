@@ -51,13 +51,15 @@ provisioner.run()
 LOAD_SETTINGS = "load_settings()"
 IMPORTS = ["asyncio", "cloudpickle", "pydantic", "deucalion.config.settings",
            "deucalion.config.loading",
-           "ssl", "aiohttp", "prometheus_client", "uvloop", "deucalion.scrape",
-           "deucalion.dispatch", "deucalion.telemetry", "deucalion.provisioner", LOAD_SETTINGS]
+           "ssl", "aiohttp", "prometheus_client", "uvloop", "deucalion.collection.scrape",
+           "deucalion.dispatch.calls", "deucalion.telemetry", "deucalion.provisioner",
+           LOAD_SETTINGS]
 # A worker is a spawned interpreter running the executor's worker loop, then deucalion's
 # initializer and what unpickling the observer needs: its base class, and cloudpickle because
 # the application's class, from a `-c` script, travels by value.
-WORKER_IMPORTS = ["multiprocessing.spawn", "concurrent.futures.process", "deucalion._in_worker",
-                  "deucalion.observer", "deucalion._payload", "cloudpickle"]
+WORKER_IMPORTS = ["multiprocessing.spawn", "concurrent.futures.process",
+                  "deucalion.dispatch.in_worker", "deucalion.observer",
+                  "deucalion.dispatch.payload", "cloudpickle"]
 
 
 def _tree(pid: int) -> list[int]:

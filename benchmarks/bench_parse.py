@@ -9,6 +9,7 @@ Scraper does; "cold" is the first parse in a fresh process.
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 import subprocess
@@ -51,8 +52,9 @@ def _first_three(text: str) -> list[str]:
     return names[:: max(1, len(names) // 3)][:3]
 
 
-Case = tuple[str, str, bool, list[str] | None, float | None]
-"""(case, body, openmetrics, desired metrics, target ratio)."""
+Case = tuple[str, str | list[str], bool, list[str] | None, float | None]
+"""(case, body, openmetrics, desired metrics, target ratio); a list of bodies is parsed one
+after the other, each once (or as seldom as the repetitions allow)."""
 
 
 def ratio_cases(quick: bool) -> tuple[list[list[str]], dict[str, dict[str, float]], str]:
@@ -73,6 +75,15 @@ def ratio_cases(quick: bool) -> tuple[list[list[str]], dict[str, dict[str, float
     om = bodies.openmetrics()
     cases.append(("OpenMetrics, full", om, True, None, 10.0))
     cases.append(("OpenMetrics, 3 names", om, True, _first_three(om), None))
+    modern = bodies.openmetrics_modern()
+    cases.append(("OpenMetrics as clients write it, full", modern, True, None, 10.0))
+    cases.append(("OpenMetrics as clients write it, 3 names", modern, True, _first_three(modern),
+                  None))
+    # Every parse of a body whose label values are all new (label churn): what a first parse
+    # costs, with the parser kept as the Scraper keeps it.
+    churn = [bodies.unsorted_labels(seed=seed).replace("/item", f"/r{seed}/item")
+             for seed in range(30)]
+    cases.append(("label churn, every value new, full", churn, False, None, 5.0))
     big = bodies.many_series(100_000)
     cases.append(("100,000 series, unsorted labels, full", big, False, None, 10.0))
     rows, results = compare(cases, quick)
@@ -87,17 +98,24 @@ def compare(
     reps = 7 if quick else 21
     rows = []
     results: dict[str, dict[str, float]] = {}
-    for case, text, openmetrics, desired, target in cases:
-        data = text.encode()
+    for case, body, openmetrics, desired, target in cases:
+        texts = body if isinstance(body, list) else [body]
+        text = texts[0]
+        datas = [t.encode() for t in texts]
+        data = datas[0]
         parser = ExpositionParser(desired)
         samples = prometheus_client_full(text, openmetrics)
         # Every contender must read what the reference reads before its speed counts.
         full = ExpositionParser().parse(data, openmetrics=openmetrics)
         assert sum(map(len, full.values())) <= samples
         n = max(3, reps // 7) if len(text) > 500_000 else reps
+        # Each contender takes the bodies in turn (one body: always the same).
+        turns = {"prometheus_client": itertools.cycle(texts), "deucalion": itertools.cycle(datas)}
         medians = measure({
-            "prometheus_client": lambda t=text, o=openmetrics: prometheus_client_full(t, o),
-            "deucalion": lambda p=parser, d=data, o=openmetrics: p.parse(d, openmetrics=o),
+            "prometheus_client": lambda t=turns["prometheus_client"], o=openmetrics:
+                prometheus_client_full(next(t), o),
+            "deucalion": lambda p=parser, d=turns["deucalion"], o=openmetrics:
+                p.parse(next(d), openmetrics=o),
         }, n)
         theirs, ours = medians["prometheus_client"], medians["deucalion"]
         ratio = theirs / ours
@@ -135,36 +153,67 @@ def brought(paths: list[str], quick: bool = False) -> str:
 
 COLD_SCRIPT = """
 import sys, time
-which, path = sys.argv[1], sys.argv[2]
+which, path, openmetrics = sys.argv[1], sys.argv[2], sys.argv[3] == "om"
 data = open(path, "rb").read()
 if which == "deucalion":
-    from deucalion.errors import ParseError
-from deucalion.exposition import ExpositionParser
+    from deucalion.exposition import ExpositionParser
     parser = ExpositionParser()
-    start = time.perf_counter(); parser.parse(data)
+    start = time.perf_counter(); parser.parse(data, openmetrics=openmetrics)
 else:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as om
     from prometheus_client.parser import text_string_to_metric_families
     text = data.decode()
-    start = time.perf_counter(); sum(len(f.samples) for f in text_string_to_metric_families(text))
+    start = time.perf_counter()
+    sum(len(f.samples) for f in (om if openmetrics else text_string_to_metric_families)(text))
 print(time.perf_counter() - start)
 """
 
 
-def cold(quick: bool) -> dict[str, float]:
-    """The first parse of node_exporter's body in a fresh process, each side 3 (or 5) times."""
+def cold(quick: bool) -> dict[str, dict[str, float]]:
+    """The first parse of each body in a fresh process (a new target: nothing remembered, no
+    pattern compiled on first use before), each side 3 (or 5) times, interleaved."""
     node, _ = bodies.node_exporter_text()
-    path = Path("/tmp") / f"deucalion-bench-node-{time.time_ns()}.prom"
-    path.write_text(node)
-    times: dict[str, list[float]] = {"deucalion": [], "prometheus_client": []}
-    try:
-        for _ in range(3 if quick else 5):
-            for which in times:
-                out = subprocess.run([sys.executable, "-c", COLD_SCRIPT, which, str(path)],
-                                     capture_output=True, text=True, check=True, cwd=ROOT)
-                times[which].append(float(out.stdout))
-    finally:
-        path.unlink()
-    return {which: statistics.median(values) for which, values in times.items()}
+    cases = {
+        "node_exporter": (node, False),
+        "unsorted, varying label sets": (bodies.unsorted_labels(), False),
+        "OpenMetrics as clients write it": (bodies.openmetrics_modern(), True),
+    }
+    found: dict[str, dict[str, float]] = {}
+    for case, (text, openmetrics) in cases.items():
+        path = Path("/tmp") / f"deucalion-bench-cold-{time.time_ns()}.prom"
+        path.write_text(text)
+        times: dict[str, list[float]] = {"deucalion": [], "prometheus_client": []}
+        try:
+            for _ in range(3 if quick else 5):
+                for which in times:
+                    out = subprocess.run(
+                        [sys.executable, "-c", COLD_SCRIPT, which, str(path),
+                         "om" if openmetrics else "text"],
+                        capture_output=True, text=True, check=True, cwd=ROOT)
+                    times[which].append(float(out.stdout))
+        finally:
+            path.unlink()
+        medians = {which: statistics.median(values) for which, values in times.items()}
+        found[case] = {**medians, "ratio": medians["prometheus_client"] / medians["deucalion"]}
+    return found
+
+
+def selection_setup() -> dict[str, list[float]]:
+    """Seconds to build an ExpositionParser for N desired names, and for N patterns."""
+    counts = [1_000, 5_000, 20_000]
+    found: dict[str, list[float]] = {"counts": [float(n) for n in counts], "names_s": [],
+                                     "patterns_s": []}
+    for count in counts:
+        names = [f"metric_{i}_{'abcdefgh'[i % 8]}" for i in range(count)]
+        patterns = [f"app_{i}_.*" for i in range(count)]
+        for key, desired in (("names_s", names), ("patterns_s", patterns)):
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                ExpositionParser(desired)
+                times.append(time.perf_counter() - start)
+            found[key].append(statistics.median(times))
+    return found
 
 
 def scaling(quick: bool) -> tuple[list[list[str]], dict[str, object]]:
@@ -270,8 +319,8 @@ def main(quick: bool = False) -> dict[str, object]:
     rows, results, source = ratio_cases(quick)
     warm = back_to_back(quick)
     warm_ratio = warm["prometheus_client"] / warm["deucalion"]
-    cold_medians = cold(quick)
-    cold_ratio = cold_medians["prometheus_client"] / cold_medians["deucalion"]
+    colds = cold(quick)
+    setup = selection_setup()
     scale_rows, scale = scaling(quick)
     mem = memory(quick)
     collector = garbage_collector(quick)
@@ -296,10 +345,28 @@ def main(quick: bool = False) -> dict[str, object]:
         f"{warm['deucalion'] * 1e6:.0f} us: {warm_ratio:.0f}x. The table's interleaved figure, "
         "where each parse follows the other contender's, is the one the target is held to.",
         "",
-        f"First parse in a fresh process (node_exporter, full): prometheus_client "
-        f"{cold_medians['prometheus_client'] * 1e3:.2f} ms, deucalion "
-        f"{cold_medians['deucalion'] * 1e3:.2f} ms: {cold_ratio:.1f}x "
-        f"(>= 5x: **{'met' if cold_ratio >= 5 else 'missed'}**).",
+        "First parse in a fresh process (a new target: nothing remembered), full:",
+        "",
+        "| body | prometheus_client ms | deucalion ms | speed-up | target |",
+        "|---|---:|---:|---:|---|",
+    ]
+    lines += [
+        f"| {case} | {c['prometheus_client'] * 1e3:.2f} | {c['deucalion'] * 1e3:.2f} | "
+        f"{c['ratio']:.1f}x | >= 5x: **{'met' if c['ratio'] >= 5 else 'missed'}** |"
+        for case, c in colds.items()
+    ]
+    lines += [
+        "",
+        "Setting up a selection (`ExpositionParser(desired)`, building its matcher), by the "
+        "number of desired names or regular expressions (`app_N_.*`), median of 3:",
+        "",
+        "| desired | " + " | ".join(f"{n:,.0f}" for n in setup["counts"]) + " |",  # type: ignore[attr-defined]
+        "|---|" + "---:|" * len(setup["counts"]),  # type: ignore[arg-type]
+        "| names, ms | " + " | ".join(f"{s * 1e3:.1f}" for s in setup["names_s"]) + " |",  # type: ignore[attr-defined]
+        "| patterns, ms | " + " | ".join(f"{s * 1e3:.1f}" for s in setup["patterns_s"]) + " |",  # type: ignore[attr-defined]
+        "",
+        f"20,000 names in {setup['names_s'][-1] * 1e3:.1f} ms "  # type: ignore[index]
+        f"(< 100 ms: **{'met' if setup['names_s'][-1] < 0.1 else 'missed'}**).",  # type: ignore[index]
         "",
         "### Scaling with series per target",
         "",
@@ -338,7 +405,8 @@ def main(quick: bool = False) -> dict[str, object]:
                      f"{m['ratio']:.2f} |")
     markdown = "\n".join(lines) + "\n"
     print(markdown)
-    return {"markdown": markdown, "cases": results, "back_to_back": warm, "cold": cold_medians,
+    return {"markdown": markdown, "cases": results, "back_to_back": warm,
+            "cold": colds["node_exporter"], "cold_cases": colds, "selection_setup": setup,
             "scaling": scale, "memory": mem, "garbage_collector": collector}
 
 

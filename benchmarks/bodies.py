@@ -94,3 +94,60 @@ def many_series(series: int, per_metric: int = 100, seed: int = 3) -> str:
         lines.extend(f'{name}{{shard="{s}",job="api",instance="host-{s % 10}:8080"}} '
                      f"{rnd.randrange(10**9)}" for s in range(min(per_metric, series)))
     return "\n".join(lines) + "\n"
+
+
+def openmetrics_modern(families: int = 100, per_family: int = 8, seed: int = 4) -> str:
+    """OpenMetrics as prometheus_client and the Go client write it: histograms (``le`` among
+    sorted labels, ``_count``, ``_sum``, ``_created``) with exemplars on some buckets, counters
+    with ``_created`` and an exemplar now and then, gauges with ``# UNIT``, summaries with
+    quantiles, info and stateset families; ``# EOF`` at the end."""
+    rnd = random.Random(seed)
+    buckets = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0",
+               "10.0", "+Inf"]
+    created = 1.7e9
+    lines = []
+    for f in range(families):
+        kind = ("histogram", "counter", "gauge", "summary", "info", "stateset")[f % 6]
+        name = f"app_{kind}_{f}" + ("_seconds" if kind in ("histogram", "gauge", "summary")
+                                     else "")
+        lines.append(f"# HELP {name} The {kind} number {f}.")
+        lines.append(f"# TYPE {name} {kind}")
+        if kind in ("histogram", "gauge", "summary"):
+            lines.append(f"# UNIT {name} seconds")
+        for s in range(per_family):
+            labels = f'method="{("GET", "POST")[s % 2]}",path="/api/v1/item{s}"'
+            stamp = f"{created + rnd.random() * 1e5:.9e}"
+            if kind == "histogram":
+                count = 0
+                for le in buckets:
+                    count += rnd.randrange(50)
+                    exemplar = ""
+                    if rnd.random() < 0.2:
+                        exemplar = (f' # {{trace_id="{rnd.getrandbits(64):016x}"}} '
+                                    f"{rnd.random():.4f} {created + rnd.random() * 1e5:.3f}")
+                    lines.append(f'{name}_bucket{{le="{le}",{labels}}} {count}.0{exemplar}')
+                lines.append(f"{name}_count{{{labels}}} {count}.0")
+                lines.append(f"{name}_sum{{{labels}}} {rnd.random() * count:.6f}")
+                lines.append(f"{name}_created{{{labels}}} {stamp}")
+            elif kind == "counter":
+                exemplar = (f' # {{trace_id="{rnd.getrandbits(64):016x}"}} 1.0'
+                            if rnd.random() < 0.3 else "")
+                lines.append(f"{name}_total{{{labels}}} {rnd.randrange(10**6)}.0{exemplar}")
+                lines.append(f"{name}_created{{{labels}}} {stamp}")
+            elif kind == "gauge":
+                lines.append(f"{name}{{{labels}}} {rnd.random() * 100:.6f}")
+            elif kind == "summary":
+                for q in ("0.5", "0.9", "0.99"):
+                    lines.append(f'{name}{{{labels},quantile="{q}"}} {rnd.random():.6f}')
+                lines.append(f"{name}_count{{{labels}}} {rnd.randrange(1000)}.0")
+                lines.append(f"{name}_sum{{{labels}}} {rnd.random() * 100:.6f}")
+                lines.append(f"{name}_created{{{labels}}} {stamp}")
+            elif kind == "info":
+                lines.append(f'{name}_info{{{labels},version="1.{s}.{f}"}} 1.0')
+            else:
+                state = rnd.randrange(3)
+                for i, value in enumerate(("idle", "running", "stopped")):
+                    lines.append(f'{name}{{{labels},{name}="{value}"}} '
+                                 f"{1.0 if i == state else 0.0}")
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"

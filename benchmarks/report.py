@@ -2,6 +2,10 @@
 
 ``benchmarks/results.md`` is made of sections, each between ``<!-- section: name -->`` markers,
 so that ``python -m benchmarks`` and ``make soak`` each rewrite their own and keep the others.
+
+``python -m benchmarks.report`` (``make results``) writes README's performance, detection
+quality and soak figures from ``results.json`` and ``soak.json`` (see ``benchmarks/readme.py``);
+with ``--check`` it changes nothing and exits 1 when README disagrees with them.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -81,3 +86,35 @@ def write_json(key: str, value: Any, path: Path = RESULTS_JSON) -> None:
         data = {}
     data[key] = value
     path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Regenerate README's figures from the results, or with ``--check`` only compare."""
+    import argparse
+
+    from benchmarks import readme
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=main.__doc__)
+    parser.add_argument("--check", action="store_true",
+                        help="change nothing; exit 1 when README and the results disagree")
+    args = parser.parse_args(argv)
+    text = readme.README.read_text(encoding="utf-8")
+    try:
+        wanted = readme.update(text, readme.render(*readme.load()))
+    except readme.ReadmeError as exc:
+        print(f"README.md: {exc}", file=sys.stderr)
+        return 1
+    if wanted == text:
+        print("README.md agrees with benchmarks/results.json")
+        return 0
+    if args.check:
+        print("README.md's figures differ from benchmarks/results.json: run `make results`",
+              file=sys.stderr)
+        return 1
+    readme.README.write_text(wanted, encoding="utf-8")
+    print("README.md: figures written from benchmarks/results.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,19 +4,22 @@ The package, in the order of the data flow (public modules are the ones README.m
 section lists; names starting with ``_`` and the modules marked internal may change):
 
 - ``config/``: settings from YAML, ``DEUCALION_*`` variables and arguments (``load_settings``).
-- ``targets/``: where targets come from (static, file_sd, Kubernetes, a Prometheus server).
-- ``_http``: credentials, TLS, redaction of secrets; used by scrape, targets and alerting.
-- ``scrape`` (internal): one aiohttp session, every target at once, each bounded.
+- ``targets/``: where targets come from (static, file_sd, Kubernetes, a Prometheus server);
+  discovery only.
+- ``_http``: credentials, TLS, redaction of secrets, URL checks; used by collection, targets
+  and alerting.
+- ``collection/`` (internal): the cycle's targets into scrape results: scraping (one aiohttp
+  session, every target at once, each bounded) or federation through a Prometheus server.
 - ``exposition/``: the text and OpenMetrics parsers; ``parse_exposition``.
 - ``observer``: the ``MetricsObserver`` contract, the time of the data, and ``Selection``: which
   samples each observer gets.
-- ``provisioner``: ``MetricsProvisioner``, the cycle loop; ``runner`` (internal): ``run()``'s
-  event loop and signals.
-- ``dispatch`` (internal): each observer in a worker process of its own.
+- ``provisioner/``: ``MetricsProvisioner``, the one cycle loop and its listeners (the
+  observers' feed, a recording); ``runner`` (internal): ``run()``'s event loop and signals.
+- ``dispatch/`` (internal): each observer in a worker process of its own.
 - ``alerting/``: ``Alert`` and labelling (``alerts``), the alert lifecycle (``lifecycle``), the
   Alertmanager client (``alertmanager``).
 - ``telemetry`` (internal): deucalion's own ``/metrics``, ``/healthz``, ``/readyz``, ``/alerts``.
-- ``cli``, ``demo`` (internal): the ``deucalion`` command; ``injector/``: the Kubernetes webhook.
+- ``cli/``, ``demo`` (internal): the ``deucalion`` command; ``injector/``: the Kubernetes webhook.
 
 Names are imported on first use, so that an observer's worker process, which imports
 ``deucalion.observer``, does not pay for aiohttp and pydantic.

@@ -2,11 +2,13 @@
 
 One place for each job every HTTP client of deucalion does:
 
+- ``read_secret_file``: a password or token file, read the one way, errors naming the setting.
 - ``Credentials``: how deucalion proves who it is (basic auth, a bearer token, a token file
   read on every request) and whom it trusts (a CA file, or nobody: ``insecure_skip_verify``).
   ``Credentials.headers()`` and ``Credentials.ssl()`` are what aiohttp gets.
 - ``split_credentials``: ``user:password@`` taken out of a URL, so that no URL handed to aiohttp
   or quoted in an error holds a secret.
+- ``http_url_problems``: the one check of an http(s) URL a setting gives.
 - ``redact_url``: a URL as logs and errors may show it (password and secret query parameters as
   ``***``).
 - ``comma_separated`` / ``split_comma_list``: a list setting written as one comma-separated
@@ -35,7 +37,7 @@ from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 import aiohttp
 
 from deucalion._version import __version__
-from deucalion.errors import CredentialsError, DeucalionError
+from deucalion.errors import CredentialsError, DeucalionError, HTTPError
 
 __all__ = [
     "NO_CREDENTIALS",
@@ -44,6 +46,8 @@ __all__ = [
     "Credentials",
     "HTTPError",
     "comma_separated",
+    "http_url_problems",
+    "read_secret_file",
     "redact_text",
     "redact_url",
     "split_comma_list",
@@ -55,7 +59,8 @@ USER_AGENT = f"deucalion/{__version__}"
 # Query parameters whose values are secrets (as client libraries and APIs name them).
 _SECRET_PARAMS = re.compile(
     r"(?i)([?&;](?:[a-z0-9_.-]*[_.-])?"
-    r"(?:token|secret|password|passwd|pass|pwd|key|apikey|signature|sig|auth|credentials?)=)"
+    r"(?:token|secret|password|passwd|passphrase|pass|pwd|key|apikey|signature|sig|jwt|bearer"
+    r"|auth|authorization|credentials?)=)"
     r"[^&;#\s'\"]*"
 )
 _SCHEME = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:)?//")
@@ -99,13 +104,7 @@ class Credentials:
         if self.bearer_token_file is not None:
             # Read on every request: Kubernetes rotates projected service-account tokens. The
             # file is a few hundred bytes.
-            try:
-                token = Path(self.bearer_token_file).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise CredentialsError(
-                    f"cannot read {self.token_file_key} {self.bearer_token_file}: "
-                    f"{exc.strerror or exc}"
-                ) from None
+            token = read_secret_file(self.bearer_token_file, self.token_file_key)
         return {"Authorization": f"Bearer {token}"} if token else {}
 
     def ssl(self) -> ssl.SSLContext | bool:
@@ -129,6 +128,19 @@ class Credentials:
 NO_CREDENTIALS = Credentials()
 
 
+def read_secret_file(path: str | Path, key: str) -> str:
+    """The secret in the file ``path`` (a password or token file, which setting ``key`` names),
+    without the whitespace around it.
+
+    Raises ``CredentialsError`` naming the setting and the file, never the secret.
+    """
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise CredentialsError(f"cannot read {key} {path}: {reason}") from None
+
+
 @lru_cache(maxsize=64)
 def _tls_context(ca_file: str | None, insecure: bool) -> ssl.SSLContext:
     # One context per TLS configuration, not per request: building one reads the CA file. The
@@ -138,6 +150,33 @@ def _tls_context(ca_file: str | None, insecure: bool) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def http_url_problems(url: str) -> set[str]:
+    """What keeps ``url`` (with its scheme) from being an http(s) URL deucalion can use: none
+    for a good one, else some of
+
+    - ``"scheme"``: not http or https, or no host;
+    - ``"port"``: a port that is not a number or out of range;
+    - ``"credentials"``: a ``user:password@`` in it;
+    - ``"separator"``: an ``@`` after the host, as when a /, ? or # in a password was not
+      percent-encoded and ended the host early (the URL would then be shown whole).
+
+    The one URL check of the settings: each caller says which problems it refuses, and how.
+    """
+    parts = urlsplit(url)
+    problems = set()
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        problems.add("scheme")
+    try:
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError:
+        problems.add("port")
+    if "@" in parts.netloc:
+        problems.add("credentials")
+    elif "@" in url.partition("://")[2]:
+        problems.add("separator")
+    return problems
 
 
 def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
@@ -190,15 +229,6 @@ def split_comma_list(value: object) -> object:
     """A comma-separated string as ``comma_separated`` gives it; anything else as it is, for
     a settings validator to judge."""
     return comma_separated(value) if isinstance(value, str) else value
-
-
-class HTTPError(DeucalionError):
-    """A request to an HTTP API failed; ``status`` is the HTTP status when one came back."""
-
-    def __init__(self, reason: str, status: int | None = None) -> None:
-        self.reason = reason
-        self.status = status
-        super().__init__(reason)
 
 
 class APIClient:
@@ -282,7 +312,9 @@ class APIClient:
             ):
                 if not 200 <= response.status < 300:
                     raise HTTPError(
-                        f"HTTP {response.status} {response.reason}", status=response.status
+                        f"HTTP {response.status} {response.reason}",
+                        status=response.status,
+                        body=await response.content.read(4096),
                     )
                 chunks: list[bytes] = []
                 size = 0

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from deucalion.alerting.alerts import Scores
 from deucalion.detectors import DetectorObserver, RobustZScore
-from deucalion.observer import TargetsData, data_time
+from deucalion.observer import MetricsObserver, TargetsData, data_time
 from deucalion.runner import stopping_on_signals
 
 __all__ = ["RobustZScoreObserver", "SyntheticTarget"]
@@ -170,12 +170,18 @@ async def run_demo(
     duration: float = 30.0,
     interval: float = 1.0,
     metrics: Iterable[str] | None = None,
+    preset: str | None = None,
 ) -> int:
-    """Run the demo for ``duration`` seconds (0: until cancelled); returns an exit code."""
+    """Run the demo for ``duration`` seconds (0: until cancelled); returns an exit code.
+    With ``preset`` (and a ``target``), the preset watches the target instead."""
     from deucalion._http import redact_url
     from deucalion.provisioner import MetricsProvisioner
 
     synthetic = None
+    if preset is not None and target is None:
+        from deucalion.errors import ConfigError
+
+        raise ConfigError(f"deucalion demo --preset {preset}: give the --target URL to watch")
     if target is None:
         synthetic = SyntheticTarget()
         target = await synthetic.start()
@@ -191,7 +197,15 @@ async def run_demo(
         settings["alertmanager"] = {"urls": [alertmanager]}
     try:
         provisioner = MetricsProvisioner(settings)
-        provisioner.register(RobustZScoreObserver(desired))
+        observer: MetricsObserver
+        if preset is not None:
+            from deucalion.presets import preset_observer
+
+            observer = preset_observer(preset, announce=True)
+            desired = tuple(s.name for s in observer.signals)
+        else:
+            observer = RobustZScoreObserver(desired)
+        provisioner.register(observer)
         # The URLs as validated, not as typed, so that a password shows as *** whatever the
         # form it was written in.
         urls = ", ".join(redact_url(url) for url in provisioner.settings.alertmanager.urls)

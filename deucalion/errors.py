@@ -8,14 +8,36 @@ deucalion's own::
     ├── ConfigError      bad or missing configuration: names the file and the key
     │   └── CredentialsError   a token, password or CA file it names cannot be read or used
     ├── ParseError       a metrics exposition that breaks its format: names the line
-    └── ScrapeError      a target that could not be scraped: names the target
+    ├── ScrapeError      a target that could not be scraped: names the target
+    ├── HTTPError        a request to an HTTP API (Prometheus, Kubernetes) failed
+    ├── KubernetesError  the pod's annotations could not be read
+    ├── ObserverError    what new_data raised, when the exception could not be rebuilt
+    ├── InstallTimeout   installing an observer in a new worker ran past observer_timeout
+    ├── HistoryError     history (a recording, a Prometheus range, a CSV) could not be read
+    ├── ReviewError      a body that is not a valid AdmissionReview
+    └── ManifestError    a manifest given to deucalion inject is not YAML of Kubernetes objects
+
+Every subclass lives here (a test checks it); the modules that raise one name it too.
 
 Each message says what was wrong and what to do about it.
 """
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "CredentialsError", "DeucalionError", "ParseError", "ScrapeError"]
+__all__ = [
+    "ConfigError",
+    "CredentialsError",
+    "DeucalionError",
+    "HTTPError",
+    "HistoryError",
+    "InstallTimeout",
+    "KubernetesError",
+    "ManifestError",
+    "ObserverError",
+    "ParseError",
+    "ReviewError",
+    "ScrapeError",
+]
 
 
 class DeucalionError(Exception):
@@ -59,3 +81,44 @@ class ScrapeError(DeucalionError):
         self.target = target
         self.reason = reason
         super().__init__(f"scrape of {target} failed: {reason}")
+
+
+class HTTPError(DeucalionError):
+    """A request to an HTTP API failed; ``status`` is the HTTP status when one came back."""
+
+    def __init__(self, reason: str, status: int | None = None, body: bytes = b"") -> None:
+        self.reason = reason
+        self.status = status
+        self.body = body
+        """The start of the answer's body when the status was not 2xx (an API's own reason,
+        such as Prometheus's ``error``); never shown as it is."""
+        super().__init__(reason)
+
+
+class KubernetesError(DeucalionError):
+    """The pod's annotations could not be read."""
+
+
+class ObserverError(DeucalionError):
+    """What ``new_data`` raised, when the exception itself could not be rebuilt here (its
+    message and the worker's traceback, as ``__cause__``, still tell what happened)."""
+
+
+class InstallTimeout(DeucalionError):
+    """Installing the observer in a new worker ran past ``observer_timeout``."""
+
+
+class HistoryError(DeucalionError):
+    """History could not be read: the message names the file, server or row, and what to do."""
+
+
+class ReviewError(DeucalionError):
+    """A body that is not a valid AdmissionReview; ``reason`` says what is wrong with it."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"not a valid AdmissionReview: {reason}")
+
+
+class ManifestError(DeucalionError):
+    """A manifest given to ``deucalion inject`` is not YAML of Kubernetes objects."""

@@ -110,7 +110,7 @@ TargetT_co = TypeVar("TargetT_co", bound=_HasURL, covariant=True)
 
 
 class ScrapedTarget(Protocol[TargetT_co]):
-    """What selection reads of one target's scrape (``deucalion.scrape.ScrapeResult`` is one)."""
+    """What selection reads of one target's scrape (``collection.ScrapeResult`` is one)."""
 
     @property
     def target(self) -> TargetT_co:

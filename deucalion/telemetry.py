@@ -6,15 +6,24 @@ at scrape time, by a custom collector, from a ``TelemetrySource`` (what telemetr
 provisioner: a narrow Protocol, so telemetry imports no provisioner), so the cycle does no
 bookkeeping for them; the observer call durations are a histogram fed per call, and the
 anomaly scores are recorded per result.
+
+``/metrics`` is rendered off the event loop: what it reports is copied on the loop (a
+``_Snapshot``, a few references and small dicts), and the text, which takes long for tens of
+thousands of series scores, is rendered from that copy in a thread. Requests that arrive while
+a render runs share it, so a crowd of scrapers of deucalion costs one render at a time and never
+starves the cycle.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import math
 import socket
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -23,10 +32,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from deucalion._http import redact_url
 from deucalion.alerting.alerts import SeriesScore, TargetLike
+from deucalion.collection.result import ScrapeResult
 from deucalion.errors import ConfigError
 from deucalion.history.labels import series_labels
-from deucalion.scrape import ScrapeResult
 
 __all__ = ["Telemetry", "TelemetryServer", "TelemetrySource", "start_telemetry_server"]
 
@@ -152,10 +162,33 @@ class TelemetrySource(Protocol):
         ...
 
 
+# A target URL as a label shows it: as logs do, a secret in its query as ***. Cached (bounded)
+# because a render labels every series score with its target.
+_shown = functools.lru_cache(maxsize=4096)(redact_url)
+
 #: /healthz fails when no cycle finished for this many scrape intervals.
 HEALTHY_INTERVALS = 3
 # Seconds a request still being answered at shutdown gets to finish.
 SHUTDOWN_TIMEOUT = 5.0
+
+
+class SharedRender:
+    """A render of ``/metrics`` in a thread, shared: callers that come while one runs await
+    it instead of starting another, so at most one render runs at a time.
+
+    ``prepare`` runs on the event loop and returns the render to run in the thread (it copies
+    there what the render reads, so the thread reads nothing the loop changes). A caller that
+    is cancelled (a client gone) does not cancel the render the others await.
+    """
+
+    def __init__(self, prepare: Callable[[], Callable[[], bytes]]) -> None:
+        self._prepare = prepare
+        self._running: asyncio.Future[bytes] | None = None
+
+    async def __call__(self) -> bytes:
+        if self._running is None or self._running.done():
+            self._running = asyncio.ensure_future(asyncio.to_thread(self._prepare()))
+        return await asyncio.shield(self._running)
 
 
 class TelemetryServer:
@@ -188,11 +221,18 @@ async def start_telemetry_server(
     healthy: Callable[[], bool] = lambda: True,
     ready: Callable[[], bool] = lambda: True,
     alerts: Callable[[], Sequence[Any]] = list,
+    render: Callable[[], Awaitable[bytes]] | None = None,
 ) -> TelemetryServer:
-    """Serve ``registry`` and the health endpoints on ``listen`` (``host:port``, port 0 ok)."""
+    """Serve ``registry`` and the health endpoints on ``listen`` (``host:port``, port 0 ok).
 
-    def metrics() -> web.Response:
-        body = generate_latest(registry)
+    ``/metrics`` answers with what ``render`` returns; by default, ``registry`` rendered in a
+    thread, one render at a time, shared by the requests that arrive while it runs.
+    """
+    if render is None:
+        render = SharedRender(lambda: functools.partial(generate_latest, registry))
+
+    async def metrics() -> web.Response:
+        body = await render()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     def healthz() -> web.Response:
@@ -206,11 +246,14 @@ async def start_telemetry_server(
     def firing() -> web.Response:
         return web.json_response(list(alerts()))
 
-    routes: dict[str, Callable[[], web.Response]] = {
+    async def rendered(route: Callable[[], web.Response]) -> web.Response:
+        return route()
+
+    routes: dict[str, Callable[[], Awaitable[web.Response]]] = {
         "/metrics": metrics,
-        "/healthz": healthz,
-        "/readyz": readyz,
-        "/alerts": firing,
+        "/healthz": functools.partial(rendered, healthz),
+        "/readyz": functools.partial(rendered, readyz),
+        "/alerts": functools.partial(rendered, firing),
     }
 
     async def handle(request: web.BaseRequest) -> web.Response:
@@ -221,7 +264,7 @@ async def start_telemetry_server(
             )
         if request.method not in ("GET", "HEAD"):
             return web.Response(status=405, headers={"Allow": "GET, HEAD"}, text="use GET\n")
-        return route()
+        return await route()
 
     host, _, port = listen.rpartition(":")
     host = host.strip("[]") or "0.0.0.0"
@@ -273,7 +316,8 @@ class Telemetry:
         self.started_at = clock()
         self.server: TelemetryServer | None = None
         self._source = source
-        self.registry.register(_SourceCollector(source, self))
+        self.registry.register(_SourceCollector(self.snapshot))
+        self._shared = SharedRender(self._prepare_render)
 
     def record_call(self, observer: str, duration: float) -> None:
         """Count one ``new_data`` call of ``observer`` (its name) that took ``duration``."""
@@ -323,6 +367,46 @@ class Telemetry:
             and all(task.running for task in source.supervised_tasks())
         )
 
+    def snapshot(self) -> _Snapshot:
+        """What ``/metrics`` reports of the source now, copied so that a thread may render it
+        while the loop goes on changing the source."""
+        source = self._source
+        stats = source.stats
+        firing: dict[str, int] = {w.name: 0 for w in source.workers}
+        for payload in source.firing_alerts():
+            name = payload["labels"].get("observer", "")
+            firing[name] = firing.get(name, 0) + 1
+        return _Snapshot(
+            cycles=stats.cycles,
+            overruns=stats.overruns,
+            last_cycle_duration=stats.last_cycle_duration,
+            workers=[
+                (w.name, {f: getattr(w.stats, f) for f in _OBSERVER_COUNTERS}, w.ready)
+                for w in source.workers
+            ],
+            alertmanagers=[
+                (c.name, c.stats.sent, c.stats.failed, c.stats.rejected, c.stats.dropped, c.queued)
+                for c in source.alertmanagers
+            ],
+            firing=firing,
+            scrapes=list(self.scrapes),
+            scores={observer: dict(scores) for observer, scores in self.scores.items()},
+            series_scores={observer: list(s) for observer, s in self.series_scores.items()},
+        )
+
+    async def render(self) -> bytes:
+        """``/metrics``: the registry rendered in a thread from a snapshot taken now (or the
+        render under way, when one is)."""
+        return await self._shared()
+
+    def _prepare_render(self) -> Callable[[], bytes]:
+        # A registry of its own per render: the histogram (thread-safe) and this snapshot.
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self.call_duration)
+        snapshot = self.snapshot()
+        registry.register(_SourceCollector(lambda: snapshot))
+        return functools.partial(generate_latest, registry)
+
     async def start(self, listen: str) -> None:
         """Start the HTTP server on ``listen``."""
         self.started_at = self._clock()
@@ -332,6 +416,7 @@ class Telemetry:
             healthy=self.healthy,
             ready=self.ready,
             alerts=self._source.firing_alerts,
+            render=self.render,
         )
 
     async def close(self) -> None:
@@ -341,33 +426,62 @@ class Telemetry:
             await server.close()
 
 
-class _SourceCollector(Collector):
-    """Reads the source's state when /metrics is scraped."""
+_OBSERVER_COUNTERS = (
+    "calls",
+    "errors",
+    "restarts",
+    "dropped",
+    "timeouts",
+    "checkpoints",
+    "checkpoint_failures",
+)
 
-    def __init__(self, source: TelemetrySource, telemetry: Telemetry) -> None:
-        self._p = source
-        self._t = telemetry
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """What ``/metrics`` reports of the source, copied on the event loop."""
+
+    cycles: int
+    overruns: int
+    last_cycle_duration: float
+    workers: list[tuple[str, dict[str, int], bool]]
+    """Per observer: its name, its counters (``_OBSERVER_COUNTERS``) and whether it is up."""
+    alertmanagers: list[tuple[str, int, int, int, int, int]]
+    """Per Alertmanager: its name, alerts sent, failed, rejected, dropped and queued."""
+    firing: dict[str, int]
+    """Alerts firing per observer."""
+    scrapes: list[ScrapeResult]
+    scores: dict[str, dict[str | None, float]]
+    series_scores: dict[str, list[SeriesScore]]
+
+
+class _SourceCollector(Collector):
+    """Renders a snapshot of the source (``snapshot()`` is called once per collection)."""
+
+    def __init__(self, snapshot: Callable[[], _Snapshot]) -> None:
+        self._snapshot = snapshot
 
     def collect(self) -> Iterator[Metric]:
-        p = self._p
+        snap = self._snapshot()
         yield CounterMetricFamily(
-            "deucalion_cycles", "Cycles run (scrape, then hand off).", value=p.stats.cycles
+            "deucalion_cycles", "Cycles run (scrape, then hand off).", value=snap.cycles
         )
         yield CounterMetricFamily(
             "deucalion_cycle_overruns",
             "Cycles that took longer than scrape_interval.",
-            value=p.stats.overruns,
+            value=snap.overruns,
         )
         yield GaugeMetricFamily(
             "deucalion_cycle_duration_seconds",
             "Duration of the last cycle.",
-            value=p.stats.last_cycle_duration,
+            value=snap.last_cycle_duration,
         )
-        yield from self._targets()
-        yield from self._observers()
-        yield from self._alerts()
+        yield from self._targets(snap)
+        yield from self._observers(snap)
+        yield from self._alerts(snap)
 
-    def _targets(self) -> Iterator[Metric]:
+    @staticmethod
+    def _targets(snap: _Snapshot) -> Iterator[Metric]:
         names = ["target", "instance", "job"]
         up = GaugeMetricFamily(
             "deucalion_target_up", "1 if the last scrape succeeded.", labels=names
@@ -383,16 +497,18 @@ class _SourceCollector(Collector):
             "scrape_samples_scraped, or by the federating Prometheus).",
             labels=names,
         )
-        for result in self._t.scrapes:
+        for result in snap.scrapes:
             t = result.target
-            values = [t.url, t.instance, t.job]
+            # The URL as logs show it: a secret in its query never reaches a label.
+            values = [_shown(t.url), t.instance, t.job]
             up.add_metric(values, 1.0 if result.up else 0.0)
             duration.add_metric(values, result.duration)
             if result.samples_scraped is not None:
                 samples.add_metric(values, result.samples_scraped)
         yield from (up, duration, samples)
 
-    def _observers(self) -> Iterator[Metric]:
+    @staticmethod
+    def _observers(snap: _Snapshot) -> Iterator[Metric]:
         families = {
             "calls": CounterMetricFamily(
                 "deucalion_observer_calls",
@@ -431,14 +547,14 @@ class _SourceCollector(Collector):
         up = GaugeMetricFamily(
             "deucalion_observer_up", "1 if the observer's worker is up.", labels=["observer"]
         )
-        for worker in self._p.workers:
+        for name, counters, ready in snap.workers:
             for field, family in families.items():
-                family.add_metric([worker.name], getattr(worker.stats, field))
-            up.add_metric([worker.name], 1.0 if worker.ready else 0.0)
+                family.add_metric([name], counters[field])
+            up.add_metric([name], 1.0 if ready else 0.0)
         yield from families.values()
         yield up
 
-    def _alerts(self) -> Iterator[Metric]:
+    def _alerts(self, snap: _Snapshot) -> Iterator[Metric]:
         names = ["alertmanager"]
         sent = CounterMetricFamily(
             "deucalion_alerts_sent", "Alerts Alertmanager accepted.", labels=names
@@ -461,21 +577,21 @@ class _SourceCollector(Collector):
         queued = GaugeMetricFamily(
             "deucalion_alerts_queued", "Alerts waiting to be sent.", labels=names
         )
-        for client in self._p.alertmanagers:
-            sent.add_metric([client.name], client.stats.sent)
-            failed.add_metric([client.name], client.stats.failed)
-            rejected.add_metric([client.name], client.stats.rejected)
-            dropped.add_metric([client.name], client.stats.dropped)
-            queued.add_metric([client.name], client.queued)
+        for name, *counts in snap.alertmanagers:
+            families: tuple[CounterMetricFamily | GaugeMetricFamily, ...] = (
+                sent,
+                failed,
+                rejected,
+                dropped,
+                queued,
+            )
+            for family, count in zip(families, counts, strict=True):
+                family.add_metric([name], count)
         yield from (sent, failed, rejected, dropped, queued)
         firing = GaugeMetricFamily(
             "deucalion_alerts_firing", "Alerts firing now.", labels=["observer"]
         )
-        counts: dict[str, int] = {w.name: 0 for w in self._p.workers}
-        for payload in self._p.firing_alerts():
-            name = payload["labels"].get("observer", "")
-            counts[name] = counts.get(name, 0) + 1
-        for name, count in counts.items():
+        for name, count in snap.firing.items():
             firing.add_metric([name], count)
         yield firing
         score = GaugeMetricFamily(
@@ -483,21 +599,21 @@ class _SourceCollector(Collector):
             "The latest anomaly score an observer returned, per target ('' for none).",
             labels=["observer", "target", "instance", "job"],
         )
-        targets = {r.target.url: r.target for r in self._t.scrapes}
-        for observer, scores in self._t.scores.items():
+        targets = {r.target.url: r.target for r in snap.scrapes}
+        for observer, scores in snap.scores.items():
             for url, value in scores.items():
                 target = targets.get(url) if url is not None else None
                 score.add_metric(
                     [
                         observer,
-                        url or "",
+                        _shown(url) if url else "",
                         target.instance if target else "",
                         target.job if target else "",
                     ],
                     value,
                 )
         yield score
-        yield self._series_scores(self._t.series_scores, targets)
+        yield from self._series_families(snap.series_scores, targets)
 
     @staticmethod
     def _series_scores(
@@ -505,17 +621,40 @@ class _SourceCollector(Collector):
     ) -> Metric:
         """Per-series scores, labelled with the series' own labels (``exported_`` before a
         name that clashes with deucalion's)."""
+        return _SourceCollector._series_families(series_scores, targets)[0]
+
+    @staticmethod
+    def _series_families(
+        series_scores: Mapping[str, Sequence[SeriesScore]], targets: Mapping[str, TargetLike]
+    ) -> list[Metric]:
+        """The per-series scores (see ``_series_scores``) and, for the scores that carry
+        them, the observed values and expected bands, labelled alike."""
         family = Metric(
             "deucalion_series_anomaly_score",
             "The latest anomaly score an observer returned per series (Scores).",
             "gauge",
         )
+        companions = {
+            "value": Metric(
+                "deucalion_series_value", "The value a series' score was given for.", "gauge"
+            ),
+            "lower": Metric(
+                "deucalion_series_expected_lower",
+                "The lower end of the band the series' value was expected in.",
+                "gauge",
+            ),
+            "upper": Metric(
+                "deucalion_series_expected_upper",
+                "The upper end of the band the series' value was expected in.",
+                "gauge",
+            ),
+        }
         for observer, scores in series_scores.items():
             for item in scores:
                 target = targets.get(item.target) if item.target is not None else None
                 labels = {
                     "observer": observer,
-                    "target": item.target or "",
+                    "target": _shown(item.target) if item.target else "",
                     "instance": target.instance if target else "",
                     "job": target.job if target else "",
                     "metric": item.metric,
@@ -529,4 +668,8 @@ class _SourceCollector(Collector):
                         name = "exported_" + name
                     labels[name] = value
                 family.add_sample("deucalion_series_anomaly_score", labels, item.score)
-        return family
+                for field_name, companion in companions.items():
+                    number = getattr(item, field_name, math.nan)
+                    if isinstance(number, float) and math.isfinite(number):
+                        companion.add_sample(companion.name, labels, number)
+        return [family, *(c for c in companions.values() if c.samples)]

@@ -1,6 +1,6 @@
 """A source of metrics for another monitoring system: a JSON HTTP API, live and historical.
 
-The API (any system that answers JSON will do; ``tests/test_replay_sources.py`` serves one):
+The API (any system that answers JSON will do; ``tests/replay/test_replay_sources.py`` serves one):
 
 - ``GET /hosts`` -> ``["web-1", "web-2"]``
 - ``GET /metrics`` -> ``{"web-1": {"cpu": 0.31, "memory": 0.52}, ...}`` (now)
@@ -26,9 +26,9 @@ from typing import Any
 
 import aiohttp
 
+from deucalion.collection import ScrapeResult
 from deucalion.exposition.naming import family_selects
 from deucalion.replay import Cycle, HistoryError, SourceStats
-from deucalion.scrape import ScrapeResult
 from deucalion.targets import Target
 
 

@@ -1,7 +1,7 @@
 """prometheus_client's parsers mapped to the shape of ``deucalion.parse_exposition``.
 
-Shared by tests/test_exposition.py and tests/integration/test_exposition_real.py, so both compare
-against the reference the same way.
+Shared by tests/exposition/test_exposition.py and tests/integration/test_exposition_real.py,
+so both compare against the reference the same way.
 """
 
 from __future__ import annotations

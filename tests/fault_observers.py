@@ -67,3 +67,94 @@ class CountingObserver(MetricsObserver):
                        "with_data": with_data}, out)
         os.replace(temporary, self.path)
         return None
+
+
+class ResumingObserver(MetricsObserver):
+    """Learns a call count; writes, per call, its class, count, ``setting`` and pid."""
+
+    observer_name = "resuming"
+
+    def __init__(self, desired: set[str], path: Path, setting: int = 0) -> None:
+        super().__init__(desired)
+        self.path = str(path)
+        self.setting = setting
+        self.calls = 0
+
+    def new_data(self, targets_data_dict: TargetsData) -> Any:
+        self.calls += 1
+        with open(self.path, "a") as out:
+            out.write(json.dumps({"class": type(self).__name__, "calls": self.calls,
+                                  "setting": self.setting, "pid": os.getpid()}) + "\n")
+        return None
+
+
+class OtherResumingObserver(ResumingObserver):
+    """Another class under the same observer name, ``resuming``."""
+
+
+class UnprintableError(Exception):
+    """An exception whose ``__str__`` raises."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+class UnprintableErrorObserver(SummaryObserver):
+    """Records the call, then raises an exception that cannot be printed."""
+
+    def new_data(self, targets_data_dict: TargetsData) -> Any:
+        super().new_data(targets_data_dict)
+        raise UnprintableError("hidden")
+
+
+class UnpicklableResultObserver(MetricsObserver):
+    """Returns a value that neither pickle nor cloudpickle can carry back (a lock)."""
+
+    def new_data(self, targets_data_dict: TargetsData) -> Any:
+        import threading
+
+        return threading.Lock()
+
+
+def _load_hanging(desired: set[str], path: str) -> Any:
+    """What unpickling a ``HangOnLoadObserver`` runs: note this pid, then never return."""
+    with open(path, "a") as out:
+        out.write(f"{os.getpid()}\n")
+    time.sleep(3600)
+
+
+class HangOnLoadObserver(MetricsObserver):
+    """Its unpickling in the worker hangs (after appending the worker's pid to ``path``)."""
+
+    observer_name = "hangs-on-load"
+
+    def __init__(self, desired: set[str], path: Path) -> None:
+        super().__init__(desired)
+        self.path = str(path)
+
+    def __reduce__(self) -> Any:
+        return _load_hanging, (set(self.desired_metrics), self.path)
+
+    def new_data(self, targets_data_dict: TargetsData) -> Any:
+        return None
+
+
+class SpawningObserver(MetricsObserver):
+    """Starts a child that ignores SIGTERM at each call (its pid appended to ``path``), then
+    hangs when ``hang`` is set."""
+
+    def __init__(self, desired: set[str], path: Path, hang: bool) -> None:
+        super().__init__(desired)
+        self.observer_name = "spawning-hung" if hang else "spawning-calm"
+        self.path = str(path)
+        self.hang = hang
+
+    def new_data(self, targets_data_dict: TargetsData) -> Any:
+        import subprocess
+
+        child = subprocess.Popen(["sh", "-c", "trap '' TERM; exec sleep 600"])
+        with open(self.path, "a") as out:
+            out.write(f"{child.pid}\n")
+        if self.hang:
+            time.sleep(3600)
+        return None

@@ -94,3 +94,64 @@ def records_at_least(path: Path, count: int) -> Callable[[], bool]:
     from tests.observers import read_records
 
     return lambda: len(read_records(path)) >= count
+
+
+def _cpu_waits() -> float:
+    """Seconds this process's threads have waited for a CPU (runnable, not running), from
+    each thread's /proc schedstat; 0 where the kernel does not keep it."""
+    total = 0
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
+class LoopProbe:
+    """Ticks on the running event loop every ``tick`` seconds and keeps how late each tick
+    came, less the time this process's threads waited for a CPU meanwhile.
+
+    What is left is what held the loop up (code running on it, a blocking call, a thread of
+    this process holding the GIL), not what a busy machine took: a stall bound on it holds on
+    a loaded machine and still catches a blocked loop.
+    """
+
+    def __init__(self, tick: float = 0.01) -> None:
+        self.tick = tick
+        self.stalls: list[float] = []
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last, waited = loop.time(), _cpu_waits()
+        while not self._stop.is_set():
+            await asyncio.sleep(self.tick)
+            now, waits = loop.time(), _cpu_waits()
+            self.stalls.append(max(0.0, now - last - self.tick - (waits - waited)))
+            last, waited = now, waits
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> float:
+        """Stop ticking; the longest stall seen, in seconds."""
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+        return max(self.stalls, default=0.0)
+
+
+# A test that needs an idle machine (a CPU to burn, an exporter that answers promptly) and
+# finds it busy skips with this prefix. DEUCALION_REQUIRE_INTEGRATION=1 turns every other skip
+# of an integration test into a failure (a missing server is a broken set-up); a busy machine is
+# not a broken set-up, and the test has measured that it could not tell anything.
+BUSY_MACHINE = "the machine is busy: "
+
+
+def skip_busy(reason: str) -> None:
+    """Skip the running test because the machine is too busy for what it checks."""
+    import pytest
+
+    pytest.skip(BUSY_MACHINE + reason)

@@ -73,3 +73,22 @@ class RaisesAfter(MetricsObserver):
         if self.calls >= self.after:
             raise RuntimeError(f"model failed at call {self.calls}")
         return dict.fromkeys(targets_data_dict, 0.0)
+
+
+class AlertsAbove(MetricsObserver):
+    """Alerts on each series whose value is at least ``threshold``, with that value as the
+    alert's score, and returns nothing else: like an alert-only detector, it writes a score only
+    on the steps where it alerts."""
+
+    def __init__(self, desired_metrics: set[str], threshold: float = 5.0) -> None:
+        super().__init__(desired_metrics)
+        self.threshold = threshold
+
+    def new_data(self, targets_data_dict: TargetsData) -> list[dc.Alert]:
+        return [
+            dc.Alert({"metric": metric, "series": series}, target=target, score=value)
+            for target, samples in targets_data_dict.items()
+            for metric, per_series in samples.items()
+            for series, value in per_series.items()
+            if value >= self.threshold
+        ]

@@ -14,9 +14,10 @@ PACKAGE = Path(deucalion.__file__).parent
 # another change pays off; the list only shrinks.
 GLOBAL_ALLOWED: dict[str, str] = {
     # Both run only in an observer's worker process, never in the host application.
-    "deucalion._in_worker": "the observer the executor's initializer installs: run_in_executor "
-                            "calls a module-level function, which finds it in module state",
-    "deucalion._payload": "the worker's copy of the series keys, kept between calls",
+    "deucalion.dispatch.in_worker": "the observer the executor's initializer installs: "
+                                    "run_in_executor calls a module-level function, which "
+                                    "finds it in module state",
+    "deucalion.dispatch.payload": "the worker's copy of the series keys, kept between calls",
 }
 GC_SWITCH_ALLOWED: dict[str, str] = {}
 
@@ -141,3 +142,139 @@ def test_no_private_module_of_a_dependency() -> None:
                        else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             offenders += [f"{name}: {m}" for m in modules if m.startswith("aiohttp.web_")]
     assert offenders == []
+
+
+# --- the stages of the data flow (DESIGN.md's components table) ------------------------------
+
+# The stages in the order DESIGN.md's components table lists them, each with its modules (a
+# module belongs to the longest prefix that names it). Not stages: the provisioner and the cli,
+# which wire the stages together (they may import any); and the leaves below every stage, which
+# import none: errors, the HTTP plumbing, config, the exposition grammar and parser, series keys
+# (the observer contract's notation) and the small private helpers.
+STAGES: list[tuple[str, tuple[str, ...]]] = [
+    ("observer contract", ("deucalion.observer",)),
+    ("targets", ("deucalion.targets",)),
+    ("collection", ("deucalion.collection",)),
+    ("dispatch", ("deucalion.dispatch",)),
+    ("alerting", ("deucalion.alerting",)),
+    ("history and detectors", ("deucalion.history", "deucalion.detectors")),
+    ("presets", ("deucalion.presets",)),
+    ("replay", ("deucalion.replay",)),
+    ("telemetry", ("deucalion.telemetry",)),
+    ("injector", ("deucalion.injector",)),
+]
+LEAVES = ("deucalion.errors", "deucalion._http", "deucalion.config", "deucalion.exposition",
+          "deucalion.history.labels", "deucalion._lazy", "deucalion._version",
+          "deucalion._extras", "deucalion._supervision", "deucalion.runner")
+# Imports from a stage to a later one, and why. The list only shrinks.
+LATER_ALLOWED: dict[tuple[str, str], str] = {
+    ("deucalion.targets", "deucalion.collection.collector"):
+        "README documents CollectingProvider (a provider that also collects) in deucalion.targets",
+}
+# Classes over 400 lines, and why. The list only shrinks.
+LONG_CLASSES_ALLOWED: dict[str, str] = {}
+MAX_CLASS_LINES = 400
+MAX_TOP_LEVEL_MODULES = 12
+
+
+def _owner(module: str, groups: tuple[str, ...]) -> str | None:
+    """The longest of ``groups`` that is ``module`` or a package holding it."""
+    found = [g for g in groups if module == g or module.startswith(g + ".")]
+    return max(found, key=len, default=None)
+
+
+def _stage(module: str) -> int | None:
+    """The index in STAGES of ``module``'s stage; None for a leaf, the provisioner, the cli."""
+    prefixes = tuple(p for _, group in STAGES for p in group)
+    stage_prefix = _owner(module, prefixes)
+    leaf = _owner(module, LEAVES)
+    if stage_prefix is None or (leaf is not None and len(leaf) > len(stage_prefix)):
+        return None
+    return next(i for i, (_, group) in enumerate(STAGES) if stage_prefix in group)
+
+
+def test_no_import_from_a_stage_to_a_later_one() -> None:
+    """A stage of the data flow never imports a later one (targets know nothing of collection,
+    collection nothing of dispatch, ...), wherever the import is."""
+    offenders = []
+    for name, path, tree in _trees():
+        here = _stage(name)
+        for imported in _imports(name, path, tree):
+            there = _stage(imported)
+            if here is not None and there is not None and there > here \
+                    and (name, imported) not in LATER_ALLOWED:
+                offenders.append(f"{name} ({STAGES[here][0]}) imports {imported} "
+                                 f"({STAGES[there][0]})")
+    assert offenders == []
+
+
+def test_collection_imports_nothing_of_the_targets() -> None:
+    """Collection reads a target through its own protocol: no import runs from collection up
+    to target discovery."""
+    offenders = sorted(f"{name} imports {imported}" for name, path, tree in _trees()
+                       if name.startswith("deucalion.collection")
+                       for imported in _imports(name, path, tree)
+                       if imported.startswith("deucalion.targets"))
+    assert offenders == []
+
+
+def test_leaves_import_no_stage() -> None:
+    """The leaves (errors, HTTP plumbing, config, the exposition grammar, series keys) import
+    no stage, the provisioner or the cli."""
+    offenders = []
+    for name, path, tree in _trees():
+        if _owner(name, LEAVES) is None:
+            continue
+        for imported in _imports(name, path, tree):
+            if _stage(imported) is not None or _owner(
+                    imported, ("deucalion.provisioner", "deucalion.cli")) is not None:
+                offenders.append(f"{name} imports {imported}")
+    assert offenders == []
+
+
+def test_the_stage_check_sees_a_later_import() -> None:
+    """The rule can fail: targets importing dispatch is a stage importing a later one, and the
+    series-key leaf inside history is no stage."""
+    assert _stage("deucalion.targets.file_sd") == 1 and _stage("deucalion.dispatch.calls") == 3
+    assert _stage("deucalion.history.labels") is None and _stage("deucalion.history.window") == 5
+    assert _stage("deucalion.provisioner.cycle") is None
+
+
+def test_no_class_over_400_lines() -> None:
+    """No class passes 400 lines: one that does is usually two concepts."""
+    offenders = sorted(
+        f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines"
+        for name, _, tree in _trees() for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef) and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES
+        and f"{name}.{node.name}" not in LONG_CLASSES_ALLOWED)
+    assert offenders == []
+
+
+def test_at_most_12_modules_at_the_top_level() -> None:
+    """The top of the package is a handful of modules beside the stages' packages (not
+    counting __init__, __main__ and _version)."""
+    top = sorted(p.stem for p in PACKAGE.glob("*.py")
+                 if p.stem not in ("__init__", "__main__", "_version"))
+    assert len(top) <= MAX_TOP_LEVEL_MODULES, top
+
+
+def test_every_error_lives_in_errors_and_in_its_tree() -> None:
+    """Every DeucalionError subclass is defined in deucalion.errors, whose docstring draws it."""
+    import deucalion.errors as errors
+
+    errors_classes = {name for name, value in vars(errors).items()
+                      if isinstance(value, type) and issubclass(value, errors.DeucalionError)}
+    outside = []
+    for name, _, tree in _trees():
+        if name == "deucalion.errors":
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                bases = {getattr(b, "id", None) or getattr(b, "attr", None) for b in node.bases}
+                if bases & errors_classes:
+                    outside.append(f"{name}.{node.name}")
+    assert outside == []
+    doc = errors.__doc__ or ""
+    assert sorted(e for e in errors_classes if f"── {e} " not in doc
+                  and not doc.lstrip().startswith(e) and f"\n    {e}\n" not in doc) == []

@@ -14,6 +14,7 @@ The return contract of ``new_data``:
 - Any other dict: the annotations of one alert.
 - A string (annotation ``description``) or a number (annotation ``value``; 0 and NaN are no
   alert, as above): one alert.
+- A function (a lambda, a method: a call forgotten, say) is no result: no alert, a problem.
 - ``Scores``: per-series scores, exported as the gauge ``deucalion_series_anomaly_score``
   with the series' labels, which alert by themselves never; its ``alerts`` are sent as they
   are. (``deucalion.detectors.AlertPolicy`` turns scores held past a threshold into them.)
@@ -38,6 +39,8 @@ from collections.abc import Iterable, Mapping, Sized
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from deucalion.history.labels import LABEL_NAME
+
 __all__ = [
     "Alert",
     "Interpretation",
@@ -53,7 +56,6 @@ __all__ = [
     "label_result",
 ]
 
-_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 #: Results with more alerts than this are labelled off the event loop (see ``cheap_to_label``).
 CHEAP_RESULT = 1000
 _NOT_LABEL_CHAR = re.compile(r"[^a-zA-Z0-9_]")
@@ -78,12 +80,18 @@ class Alert:
 @dataclass(frozen=True)
 class SeriesScore:
     """The anomaly score of one series: ``metric`` (a sample name) and ``series`` (its series
-    key, ``'{cpu="0"}'``) of ``target`` (its URL; ``None`` when not about a target)."""
+    key, ``'{cpu="0"}'``) of ``target`` (its URL; ``None`` when not about a target).
+
+    ``value``, ``lower`` and ``upper``, when given, are the observed value and the band the
+    detector expected it in, exported beside the score (NaN: not exported)."""
 
     target: str | None
     metric: str
     series: str
     score: float
+    value: float = field(default=math.nan, kw_only=True)
+    lower: float = field(default=math.nan, kw_only=True)
+    upper: float = field(default=math.nan, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -188,7 +196,9 @@ def interpret_result(result: object, data: Mapping[str, Any]) -> Interpretation:
     """The alerts and scores that ``result``, returned for ``data``, stands for."""
     out = Interpretation()
     result = _plain(result)
-    if isinstance(result, Alert):
+    if callable(result) and not isinstance(result, Alert | Scores | Mapping):
+        out.problems.append(_not_a_result(result, "new_data"))
+    elif isinstance(result, Alert):
         _take_alert(out, result, None)
     elif isinstance(result, Scores):
         _take_scores(out, result)
@@ -221,6 +231,15 @@ def interpret_result(result: object, data: Mapping[str, Any]) -> Interpretation:
     else:
         out.alerts.append(Alert(annotations={"description": _text(result)}))
     return out
+
+
+def _not_a_result(value: object, where: str) -> str:
+    """The problem of a callable returned where a result belongs (a forgotten call, say)."""
+    name = getattr(value, "__qualname__", None) or type(value).__qualname__
+    return (
+        f"{where} returned the callable {name}, not a result: no alert (call it, or return "
+        "None, an Alert, a dict, a string or a number)"
+    )
 
 
 def _take_alert(out: Interpretation, alert: Alert, target: str | None) -> None:
@@ -261,7 +280,9 @@ def _take_scores(out: Interpretation, result: Scores) -> None:
 
 def _take_target_value(out: Interpretation, url: str, value: object) -> None:
     value = _plain(value)
-    if _is_number(value):
+    if callable(value) and not isinstance(value, Alert | Mapping):
+        out.problems.append(_not_a_result(value, f"new_data, for target {url},"))
+    elif _is_number(value):
         number = float(value)  # type: ignore[arg-type]
         _add_score(out.scores, url, number)
         if not _no_anomaly(number):
@@ -318,7 +339,7 @@ def label_problems(labels: Mapping[Any, Any], kind: str = "label") -> list[str]:
     """What makes ``labels`` (or annotations) unacceptable to Alertmanager; empty when valid."""
     problems: list[str] = []
     for name, value in labels.items():
-        if not isinstance(name, str) or not _LABEL_NAME.fullmatch(name):
+        if not isinstance(name, str) or not LABEL_NAME.fullmatch(name):
             problems.append(
                 f"{kind} name {name!r} is invalid: use letters, digits and underscores, "
                 "not starting with a digit"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -26,8 +27,14 @@ from pydantic import (
     model_validator,
 )
 
-from deucalion._http import Credentials, redact_url, split_comma_list
-from deucalion.errors import ConfigError
+from deucalion._http import (
+    Credentials,
+    http_url_problems,
+    read_secret_file,
+    redact_url,
+    split_comma_list,
+)
+from deucalion.history.labels import LABEL_NAME
 
 __all__ = [
     "AlertmanagerSettings",
@@ -49,10 +56,17 @@ __all__ = [
 ]
 
 # Prometheus's units, each number a decimal as Go's time.ParseDuration allows (0.5s, 1.5h).
-_NUMBER = r"\d+(?:\.\d*)?|\.\d+"
+# ASCII digits only, as Prometheus reads them: Python's \d and float() would also take
+# fullwidth or Arabic-Indic digits, which no other tool reading the same file accepts.
+_NUMBER = r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+"
 _DURATION = re.compile(
     rf"(?:(?P<y>{_NUMBER})y)?(?:(?P<w>{_NUMBER})w)?(?:(?P<d>{_NUMBER})d)?(?:(?P<h>{_NUMBER})h)?"
     rf"(?:(?P<m>{_NUMBER})m(?!s))?(?:(?P<s>{_NUMBER})s)?(?:(?P<ms>{_NUMBER})ms)?"
+)
+# A number of seconds as float() reads it, less what only Python writes: no "1_000".
+_SECONDS = re.compile(
+    r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|infinity|nan)",
+    re.IGNORECASE,
 )
 _DURATION_UNITS = {
     "y": 365 * 86400,
@@ -67,7 +81,7 @@ _DURATION_UNITS = {
 #: are typos (1e-300) that would spin a timer, longer ones overflow the event loop's clock.
 MIN_DURATION = 0.001
 MAX_DURATION = 366 * 86400.0
-_SIZE = re.compile(r"(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>[KMGT]?i?B)?", re.IGNORECASE)
+_SIZE = re.compile(r"(?P<n>[0-9]+(?:\.[0-9]+)?)\s*(?P<unit>[KMGT]?i?B)?", re.IGNORECASE)
 _SIZE_UNITS = {
     "": 1,
     "B": 1,
@@ -80,7 +94,6 @@ _SIZE_UNITS = {
     "GIB": 2**30,
     "TIB": 2**40,
 }
-_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _SCHEME = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:)?//")
 
 
@@ -92,9 +105,16 @@ def parse_duration(value: object) -> float:
         seconds = float(value)
     elif isinstance(value, str):
         text = value.strip()
-        try:
+        foreign = next((c for c in text if not c.isascii()), None)
+        if foreign is not None:
+            raise ValueError(
+                f"{value!r} is not a duration: it has the character {foreign!r} "
+                f"({unicodedata.name(foreign, f'U+{ord(foreign):04X}')}); write the digits "
+                "and units in ASCII (500ms, 15s, 1m, 1h30m)"
+            )
+        if _SECONDS.fullmatch(text):
             seconds = float(text)
-        except ValueError:
+        else:
             match = _DURATION.fullmatch(text)
             if not text or match is None:
                 raise ValueError(
@@ -134,21 +154,23 @@ def normalize_target_url(value: str) -> str:
     value = value.strip()
     if "://" not in value:
         value = f"http://{value}"
-    parts = urlsplit(value)
-    if "@" in parts.netloc:
+    problems = http_url_problems(value)
+    if "credentials" in problems:
         # Not quoted back: the URL holds a secret.
         raise ValueError(
             "a target URL holds credentials (user:password@), which would show in logs and "
             "metric labels: give them as basic_auth: {username, password} instead"
         )
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if "scheme" in problems:
         raise ValueError(
-            f"{value!r} is not a scrape URL: write http(s)://host:port/path or host:port"
+            f"{redact_url(value)!r} is not a scrape URL: write http(s)://host:port/path or "
+            "host:port"
         )
-    try:
-        parts.port  # noqa: B018 - raises on a port out of range
-    except ValueError as exc:
-        raise ValueError(f"{value!r} has an invalid port: {exc}") from None
+    if "port" in problems:
+        raise ValueError(
+            f"{redact_url(value)!r} has an invalid port: write http(s)://host:port/path"
+        )
+    parts = urlsplit(value)
     if not parts.path:
         value = value.rstrip("/") + "/metrics" if not parts.query else value
     return value
@@ -169,7 +191,7 @@ def _hide_passwords(value: object) -> object:
 
 def check_labels(labels: Mapping[str, str]) -> dict[str, str]:
     for name in labels:
-        if not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
+        if not LABEL_NAME.fullmatch(name) or name.startswith("__"):
             raise ValueError(
                 f"{name!r} is not a valid label name: use letters, digits and underscores, "
                 "not starting with a digit or __"
@@ -262,13 +284,7 @@ class ClientOptions(Section):
         if self.basic_auth is not None:
             auth = self.basic_auth
             if auth.password_file is not None:
-                try:
-                    password = Path(auth.password_file).read_text(encoding="utf-8").strip()
-                except OSError as exc:
-                    raise ConfigError(
-                        f"basic_auth.password_file {auth.password_file}: cannot "
-                        f"read it: {exc.strerror or exc}"
-                    ) from None
+                password = read_secret_file(auth.password_file, "basic_auth.password_file")
             else:
                 password = auth.password.get_secret_value() if auth.password else ""
             basic_auth = (auth.username, password)
@@ -400,8 +416,8 @@ class AlertmanagerSettings(Section):
         checked = []
         for url in value:
             url = url if "://" in url else f"http://{url}"
-            parts = urlsplit(url)
-            if "@" in url.partition("://")[2] and "@" not in parts.netloc:
+            problems = http_url_problems(url)
+            if "separator" in problems:
                 # A /, ? or # in the password ended the host early: the URL would be read as
                 # host "alice", the rest as a path, and shown whole in logs and metric labels.
                 # Not quoted back, since the password cannot be told apart from the rest.
@@ -410,16 +426,14 @@ class AlertmanagerSettings(Section):
                     "is not percent-encoded (%2F, %3F, %23): encode them, or give "
                     "them as basic_auth_username and basic_auth_password"
                 )
-            if parts.scheme not in ("http", "https") or not parts.hostname:
+            if "scheme" in problems:
                 raise ValueError(
                     f"{redact_url(url)!r} is not an Alertmanager URL: write http(s)://host:port"
                 )
-            try:
-                parts.port  # noqa: B018 - raises on a port out of range
-            except ValueError:
+            if "port" in problems:
                 raise ValueError(
                     f"{redact_url(url)!r} has an invalid port: write http(s)://host:port"
-                ) from None
+                )
             checked.append(url.rstrip("/"))
         return checked
 
@@ -577,19 +591,17 @@ class PrometheusSettings(ClientOptions):
     @classmethod
     def _check_url(cls, value: str) -> str:
         url = value if "://" in value else f"http://{value}"
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        problems = http_url_problems(url)
+        if "scheme" in problems:
             raise ValueError(
                 f"{redact_url(url)!r} is not a Prometheus URL: write http(s)://host:port"
             )
-        try:
-            parts.port  # noqa: B018 - raises on a port out of range
-        except ValueError:
+        if "port" in problems:
             # A /, ? or # in a password ends the host early: what follows reads as the port.
             raise ValueError(
                 f"{redact_url(url)!r} has an invalid port (a password holding "
                 "/, ? or # must be percent-encoded)"
-            ) from None
+            )
         return url.rstrip("/")
 
     @field_serializer("url", when_used="json")
@@ -642,8 +654,10 @@ class ShardSettings(Section):
 class ObserverSettings(Section):
     """An observer started by ``deucalion run``, keyed by its import path."""
 
-    desired_metrics: list[str] = Field(min_length=1)
-    """The metric names passed to the observer's ``desired_metrics`` argument."""
+    desired_metrics: Annotated[list[str], Field(min_length=1)] | None = None
+    """The metric names passed to the observer's ``desired_metrics`` argument; left out, the
+    class's own default for that argument (an entry for a class without one is refused when
+    the observer is built, naming the entry)."""
     kwargs: dict[str, Any] = Field(default_factory=dict)
     """Further keyword arguments of the observer's constructor."""
 
@@ -667,6 +681,9 @@ class Settings(Section):
     """Federated mode: targets and samples from a Prometheus server instead of scraping."""
     observers: dict[str, ObserverSettings] = Field(default_factory=dict)
     """Observers for ``deucalion run``: ``module:Class`` -> {desired_metrics, kwargs}."""
+    preset: str | None = None
+    """A preset ``deucalion run`` runs besides the observers (``node-exporter``,
+    ``http-service``): ready signals, alerts, rules and dashboards (``deucalion presets``)."""
     scrape_compression: Literal["auto", "gzip", "none"] = "auto"
     """Ask targets for gzip: ``auto`` does except on loopback, where compressing only costs
     the watched service CPU."""

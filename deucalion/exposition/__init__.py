@@ -2,8 +2,13 @@
 
 - ``parser``: :class:`ExpositionParser` (built once per selection, reused for every body) and
   ``parse_exposition``, the front door for both formats.
-- ``text``: reading Prometheus text 0.0.4, in full or the selected lines only.
-- ``openmetrics``: strict OpenMetrics 1.0.
+- ``body``: a body (text, bytes, or the chunks it arrived in) read a piece at a time.
+- ``text``: reading Prometheus text 0.0.4 in full, and one line the thorough way.
+- ``filtering``: :class:`~deucalion.exposition.filtering.Filter`, reading the selected lines
+  of a text 0.0.4 body only.
+- ``labels``: what a parser remembers of label blocks, and series keys of unsorted blocks.
+- ``openmetrics``: strict OpenMetrics 1.0, line by line; ``openmetrics_bulk``: the bodies client
+  libraries write, read in bulk with the same rules.
 - ``grammar``: the shared lexical rules (names, label values, canonical series keys).
 - ``naming``: which sample names desired metrics select (names, families, regular expressions):
   :class:`Selector`, the one matcher every selection uses.

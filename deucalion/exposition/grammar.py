@@ -11,11 +11,14 @@ import re
 
 __all__ = [
     "ANY_VALUE",
+    "BLOCK",
+    "BLOCK_FAST",
     "CANON_VALUE",
     "DECIMAL",
     "LABEL",
     "NAME",
     "NAME_FAST",
+    "RAW_VALUE",
     "VALUE",
     "VALUE_FAST",
     "Samples",
@@ -68,3 +71,21 @@ def canonical(raw: str) -> str:
     if "\\" not in raw:
         return raw
     return escape(unescape(raw))
+
+
+# ---- shared by the fast paths ---------------------------------------------------------------
+
+# The same languages spelt so that the regex engine keeps no backtracking state.
+_ANY_LABEL_FAST = r"[a-zA-Z_][a-zA-Z0-9_]*+"
+# A label value whose only escapes are the three canonical ones is already in key notation.
+_CANON_VALUE_FAST = r'"[^"\\\n]*+(?:"|(?:\\[\\"n][^"\\\n]*+)++")'
+# Reserved label names ("__x") are refused when the block's label names are looked at.
+_PAIR_FAST = rf"{_ANY_LABEL_FAST}={_CANON_VALUE_FAST}"
+BLOCK_FAST = rf"(?!__){_PAIR_FAST}(?:,{_PAIR_FAST})*+"
+#: A canonical label block with braces, for the OpenMetrics reader's common case.
+BLOCK = rf"\{{(?:{BLOCK_FAST})?+\}}"
+
+# The value is only told apart from its neighbours here; float() decides whether it is a
+# number (under a try), which is cheaper than spelling the float grammar in the regex. The
+# character class keeps out what float() would wrongly accept: "_" and non-ASCII digits.
+RAW_VALUE = r"[0-9a-zA-Z.+-]"

@@ -21,7 +21,7 @@ parser's filter all ask :class:`Selector`, so they agree. Imported by worker pro
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 __all__ = ["EVERYTHING", "FAMILY_SUFFIXES", "METRIC_NAME", "Selector", "family_selects"]
 
@@ -33,6 +33,44 @@ METRIC_NAME = re.compile(r"\A[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 
 #: The desired metric that selects every sample.
 EVERYTHING = ".*"
+
+_SUFFIX_SET = frozenset(FAMILY_SUFFIXES)
+# The literal characters a regular expression starts with, and what may follow them.
+_LITERAL_START = re.compile(r"[a-zA-Z0-9_:]*")
+
+
+def _literal_start(pattern: str) -> str:
+    """The text every name ``pattern`` matches in full starts with ("node_" for "node_.*"); ""
+    when it is not plain (an alternation, a group or an escape first)."""
+    if "|" in pattern:
+        return ""
+    start = _LITERAL_START.match(pattern).group()  # type: ignore[union-attr]
+    if pattern[len(start) : len(start) + 1] in ("?", "*", "+", "{"):
+        start = start[:-1]  # the quantifier applies to the last character
+    return start
+
+
+def _compiled(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(
+            f"{pattern!r} is neither a metric name nor a valid regular expression ({exc})"
+        ) from None
+
+
+def _matcher(patterns: list[str]) -> Callable[[str], object]:
+    """What tells whether one of ``patterns`` matches the whole of a name; ValueError naming
+    the first that is not a valid regular expression."""
+    if len(patterns) == 1:
+        return _compiled(patterns[0]).fullmatch
+    try:
+        return re.compile("|".join(f"(?:{p})" for p in patterns)).fullmatch
+    except re.error:
+        # One is invalid (named now), or cannot share an alternation (a leading "(?i)").
+        each = [_compiled(p).fullmatch for p in patterns]
+        return lambda name: any(fullmatch(name) for fullmatch in each)
+
 
 # What tells a regular expression from a mistyped metric name.
 _REGEX_SIGN = re.compile(r"[.*+?\[\](){}|^$\\]")
@@ -57,15 +95,21 @@ class Selector:
     whether it selects every sample.
     """
 
-    __slots__ = ("_regex", "_samples", "everything", "names", "patterns")
+    __slots__ = ("_by_prefix", "_prefix_lengths", "everything", "names", "patterns")
 
     def __init__(self, names: frozenset[str], patterns: tuple[str, ...]) -> None:
         self.names = names
         self.patterns = patterns
         self.everything = EVERYTHING in patterns
-        # Every sample name the names select, so that exact names cost one set lookup.
-        self._samples = frozenset(n + s for n in names for s in ("", *FAMILY_SUFFIXES))
-        self._regex = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+        # The patterns by their literal start ("node_" for "node_.*"), so that a name is
+        # matched against the few patterns it can match only: one alternation of every
+        # pattern costs each name a try of all of them, and thousands of them take seconds to
+        # compile. Building it is linear in the patterns.
+        grouped: dict[str, list[str]] = {}
+        for pattern in patterns:
+            grouped.setdefault(_literal_start(pattern), []).append(pattern)
+        self._by_prefix = {prefix: _matcher(group) for prefix, group in grouped.items()}
+        self._prefix_lengths = tuple(sorted({len(prefix) for prefix in grouped}))
 
     @classmethod
     def from_desired(cls, desired: Iterable[str]) -> Selector:
@@ -85,37 +129,47 @@ class Selector:
             if not _REGEX_SIGN.search(entry) or any(c.isspace() for c in entry):
                 # "1abc" or "cpu seconds" is a mistyped name, not a pattern meant to match names.
                 raise ValueError(f"{entry!r} is neither a metric name nor a regular expression")
-            try:
-                re.compile(entry)
-            except re.error as exc:
-                raise ValueError(
-                    f"{entry!r} is neither a metric name nor a valid regular expression ({exc})"
-                ) from None
-            patterns.add(entry)
+            patterns.add(entry)  # (compiled, and so checked, by the constructor)
         return cls(frozenset(names), tuple(sorted(patterns)))
 
     @property
     def exact(self) -> bool:
         """Whether it holds metric names only (no regular expression)."""
-        return self._regex is None
+        return not self.patterns
 
-    def sample_names(self) -> frozenset[str]:
-        """Every sample name the metric names select (the names with each family suffix)."""
-        return self._samples
+    def names_select(self, sample_name: str) -> bool:
+        """Whether the metric names (not the patterns) select ``sample_name``: it is one of
+        them, or one of them with a family suffix."""
+        names = self.names
+        if sample_name in names:
+            return True
+        # Every family suffix is "_" and a word: one split finds the only one it can be.
+        family, _, suffix = sample_name.rpartition("_")
+        return "_" + suffix in _SUFFIX_SET and family in names
 
     def selects(self, sample_name: str) -> bool:
         """Whether the sample called ``sample_name`` is selected."""
-        if sample_name in self._samples:
+        if self.names_select(sample_name):
             return True
-        regex = self._regex
-        if regex is None:
+        if not self.patterns:
             return False
-        if regex.fullmatch(sample_name):
+        if self._matches(sample_name):
             return True
         return any(
-            sample_name.endswith(suffix) and regex.fullmatch(sample_name[: -len(suffix)])
+            sample_name.endswith(suffix) and self._matches(sample_name[: -len(suffix)])
             for suffix in FAMILY_SUFFIXES
         )
+
+    def _matches(self, name: str) -> bool:
+        """Whether a pattern matches the whole of ``name``."""
+        by_prefix = self._by_prefix
+        for length in self._prefix_lengths:
+            if length > len(name):
+                break
+            fullmatch = by_prefix.get(name[:length])
+            if fullmatch is not None and fullmatch(name):
+                return True
+        return False
 
     def __eq__(self, other: object) -> bool:
         return (

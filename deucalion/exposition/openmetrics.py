@@ -17,7 +17,6 @@ import math
 import re
 from collections.abc import Callable
 from decimal import Decimal
-from operator import itemgetter
 
 from deucalion.errors import ParseError
 from deucalion.exposition.grammar import (
@@ -25,14 +24,13 @@ from deucalion.exposition.grammar import (
     DECIMAL,
     LABEL,
     NAME,
-    NAME_FAST,
     VALUE,
-    VALUE_FAST,
     Samples,
     canonical,
     unescape,
 )
-from deucalion.exposition.text import BLOCK, LabelMemory
+from deucalion.exposition.labels import LabelMemory
+from deucalion.exposition.openmetrics_bulk import read_bulk
 
 __all__ = ["parse_openmetrics"]
 
@@ -174,133 +172,6 @@ def _finish_family(family: _Family, seen_names: set[str]) -> None:
         _check_histogram(family)
 
 
-# The common case, read in bulk: counter, gauge and unknown families with HELP and TYPE lines,
-# canonical label blocks, no timestamp, no exemplar, no UNIT. Groups (kind, name, argument,
-# sample name, block, value, eof, other); any other line lands in ``other``.
-_COMMON_LINE = re.compile(
-    rf"(?:# (TYPE|HELP) ({NAME_FAST}) ([^\n]*+)|({NAME_FAST})({BLOCK})?+ ({VALUE_FAST})"
-    r"|(# EOF)|([^\n]*+))\n"
-)
-_COMMON_SUFFIXES = {"gauge": ("",), "unknown": ("",), "counter": ("_total", "_created")}
-_SAMPLE_OF = itemgetter(3)
-_BLOCK_OF = itemgetter(4)
-_VALUE_OF = itemgetter(5)
-_NOT_NEGATIVE = (0.0).__le__
-
-
-def _read_common(
-    text: str, wants: Callable[[str], bool] | None, memory: LabelMemory
-) -> Samples | None:
-    """The samples of a body made only of the common case (see ``_COMMON_LINE``), checked by
-    the rules of the standard that apply to it; None, for the line-by-line reader, on any
-    other body or any fault (which that reader then names)."""
-    if not text.endswith("\n"):
-        text += "\n"
-    lines = _COMMON_LINE.findall(text)
-    if not lines or not lines[-1][6]:
-        return None
-    del lines[-1]
-    try:
-        keys = memory.series_keys(lines, 4)
-    except ParseError:
-        return None
-    if keys is None:
-        keys = list(map(_BLOCK_OF, lines))  # every block is its key ("" for none, below)
-    result: Samples = {}
-    if not lines:
-        return result
-    seen_names: set[str] = set()
-    family = ""
-    kind_of: str | None = None
-    allowed: tuple[str, ...] = ()
-    help_seen = has_samples = False
-    groups: set[str] = set()
-    group = ""
-    series: dict[str, float] | None = None
-    samples = list(map(_SAMPLE_OF, lines))
-    # The lines are taken a run at a time: the lines of one sample name, or metadata lines.
-    ends = [*itertools.compress(range(1, len(lines)), map(str.__ne__, samples, samples[1:]))]
-    start = 0
-    for end in (*ends, len(lines)):
-        sample = samples[start]
-        if not sample:
-            for kind, name, argument, _, _, _, eof, other in lines[start:end]:
-                if not kind or eof or other:
-                    return None
-                if name != family:
-                    if family and not _finish_common(family, kind_of, seen_names):
-                        return None
-                    family, kind_of, allowed = name, None, (name,)
-                    help_seen = has_samples = False
-                    groups = set()
-                    group = ""
-                elif has_samples:
-                    return None  # metadata after the family's samples
-                if kind == "TYPE":
-                    if kind_of is not None or argument not in _COMMON_SUFFIXES:
-                        return None
-                    kind_of = argument
-                    allowed = tuple(name + suffix for suffix in _COMMON_SUFFIXES[argument])
-                elif help_seen:
-                    return None
-                else:
-                    help_seen = True
-            start = end
-            continue
-        if sample not in allowed:
-            if family and not _finish_common(family, kind_of, seen_names):
-                return None
-            family, kind_of, allowed = sample, "unknown", (sample,)
-            help_seen = False
-            groups = set()
-            group = ""
-        series = (
-            None
-            if wants is not None and not wants(sample)
-            else (result.get(sample) or result.setdefault(sample, {}))
-        )
-        has_samples = True
-        # A group (a label set) of a family must not come back once left: a run of distinct
-        # new groups is checked at once, any other line by line.
-        run = keys[start:end]
-        if "" in run:
-            run = [key or "{}" for key in run]
-        distinct = set(run)
-        if run[0] != group and len(distinct) == end - start and groups.isdisjoint(distinct):
-            groups |= distinct
-            group = run[-1]
-        else:
-            for key in run:
-                if key != group:
-                    if key in groups:
-                        return None
-                    groups.add(key)
-                    group = key
-        total = kind_of == "counter" and sample.endswith("_total")
-        if series is not None or total:
-            # (The pattern has checked every value's spelling: an unwanted one that no rule
-            # looks at is not converted.)
-            values = list(map(float, map(_VALUE_OF, lines[start:end])))
-            if total and not all(map(_NOT_NEGATIVE, values)):
-                return None  # a counter's total is neither NaN nor negative
-            if series is not None:
-                series.update(zip(run, values, strict=True))
-        start = end
-    if family and not _finish_common(family, kind_of, seen_names):
-        return None
-    return result
-
-
-def _finish_common(family: str, kind: str | None, seen_names: set[str]) -> bool:
-    """Note the names ``family`` takes; False when one was taken before (a clash)."""
-    suffixes = ("", "_total", "_created") if kind == "counter" else ("",)
-    for suffix in suffixes:
-        if family + suffix in seen_names:
-            return False
-        seen_names.add(family + suffix)
-    return True
-
-
 def parse_openmetrics(
     text: str, wants: Callable[[str], bool] | None, memory: LabelMemory | None = None
 ) -> Samples:
@@ -309,12 +180,13 @@ def parse_openmetrics(
     ``wants`` is None to keep every sample; ``memory`` is the caller's memory of label blocks
     (see :class:`~deucalion.exposition.text.LabelMemory`). Raises
     :class:`~deucalion.errors.ParseError` naming the line on anything the standard (as
-    prometheus_client's parser reads it) forbids. A body of the common case is read in bulk;
-    any other, or any fault, line by line.
+    prometheus_client's parser reads it) forbids. A body as client libraries write it is read
+    in bulk (:mod:`~deucalion.exposition.openmetrics_bulk`); any other, or any fault, line by
+    line.
     """
-    common = _read_common(text, wants, LabelMemory() if memory is None else memory)
-    if common is not None:
-        return common
+    bulk = read_bulk(text, wants, LabelMemory() if memory is None else memory)
+    if bulk is not None:
+        return bulk
     result: Samples = {}
     lines = text.split("\n")
     if lines[-1] == "":

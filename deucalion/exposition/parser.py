@@ -11,10 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from deucalion.errors import ParseError
+from deucalion.exposition.body import Body
+from deucalion.exposition.filtering import Filter
 from deucalion.exposition.grammar import Samples
+from deucalion.exposition.labels import LabelMemory
 from deucalion.exposition.naming import Selector
 from deucalion.exposition.openmetrics import parse_openmetrics
-from deucalion.exposition.text import Body, Filter, LabelMemory, count_samples, read_full
+from deucalion.exposition.text import count_samples, read_full
 
 __all__ = ["ExpositionParser", "is_openmetrics", "parse_exposition"]
 

@@ -5,21 +5,50 @@ name, each value between double quotes with the exposition format's three escape
 ``\\"``, ``\\n``), ``{}`` for no labels. Both directions are exact: for every label set,
 ``series_labels(series_key(labels)) == labels``, and for every key deucalion hands out,
 ``series_key(series_labels(key)) == key``. Standard library only (workers import it).
+
+The one place for series keys and label names: collection (federation), recordings, telemetry
+and the detectors all read and write keys here. ``series_pairs`` and ``pairs_key`` work on
+escaped values, for code that takes labels out of a key and puts the rest back (federation
+drops the target labels a Prometheus added) without unescaping and escaping each value.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from deucalion.exposition.grammar import CANON_VALUE, escape, unescape
 
-__all__ = ["series_key", "series_labels", "without_label"]
+__all__ = [
+    "LABEL_NAME",
+    "pairs_key",
+    "series_key",
+    "series_labels",
+    "series_pairs",
+    "without_label",
+]
 
 # Any label name: a key built by a user (or a federating Prometheus's exported labels) may hold
 # names the text parser would refuse, and reading one back must not fail.
 _NAME = r"[a-zA-Z_][a-zA-Z0-9_]*"
+#: A label name, as Prometheus defines one (letters, digits, underscores, no leading digit).
+LABEL_NAME = re.compile(_NAME)
 _PAIR = re.compile(rf"({_NAME})=({CANON_VALUE})")
+_ESCAPED_PAIR = re.compile(rf'({_NAME})="((?:[^"\\]|\\.)*)"')
+
+
+def series_pairs(key: str) -> list[tuple[str, str]]:
+    """``[(name, escaped_value), ...]`` of a series key such as ``{a="1",b="x\\"y"}``.
+
+    Values stay escaped, so ``pairs_key(series_pairs(k)) == k`` for any key deucalion hands out.
+    A key that is not one gives the pairs that could be read (this is for keys deucalion made).
+    """
+    return _ESCAPED_PAIR.findall(key)
+
+
+def pairs_key(pairs: Iterable[tuple[str, str]]) -> str:
+    """The series key of ``(name, escaped_value)`` pairs: sorted by name, ``{}`` for none."""
+    return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(pairs)) + "}"
 
 
 def series_labels(key: str) -> dict[str, str]:
@@ -66,7 +95,7 @@ def series_key(labels: Mapping[str, str]) -> str:
     parts = []
     for name in sorted(labels):
         value = labels[name]
-        if not isinstance(name, str) or not re.fullmatch(_NAME, name):
+        if not isinstance(name, str) or not LABEL_NAME.fullmatch(name):
             raise ValueError(
                 f"label name {name!r} is invalid: use letters, digits and "
                 "underscores, not starting with a digit"

@@ -201,6 +201,17 @@ def inject_command(args: argparse.Namespace) -> int:
     except ManifestError as exc:
         print(f"deucalion inject: {args.filename}: {exc}", file=sys.stderr)
         return 1
+    if result.without_image:
+        # Printing the manifest back unchanged would look like success, and a pipe into
+        # `kubectl apply` would deploy it without the sidecar.
+        print(
+            f"deucalion inject: {args.filename}: no sidecar image for "
+            f"{', '.join(result.without_image)}: pass --image "
+            "REGISTRY/deucalion:VERSION (or set DEUCALION_INJECTOR_SIDECAR__IMAGE, or give the "
+            f"pods the annotation {settings.annotations.image}); nothing was written",
+            file=sys.stderr,
+        )
+        return 1
     if args.output in (None, "-"):
         sys.stdout.write(result.text)
     else:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from deucalion.config.loading import yaml_problem
-from deucalion.errors import DeucalionError
+from deucalion.errors import ManifestError
 from deucalion.injector.mutation import JsonPatchOp, plan_injection
 from deucalion.injector.settings import InjectorSettings
 
@@ -65,16 +65,15 @@ TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
 }
 
 
-class ManifestError(DeucalionError):
-    """A manifest given to ``deucalion inject`` is not YAML of Kubernetes objects."""
-
-
 @dataclass(frozen=True)
 class ManifestResult:
     """The injected manifest and one line per object saying what happened to it."""
 
     text: str
     messages: list[str]
+    without_image: list[str] = field(default_factory=list)
+    """The objects left alone only because no image was named for the sidecar: neither the
+    settings' ``sidecar.image`` nor their ``deucalion.io/image`` annotation."""
 
 
 def _describe(obj: Mapping[str, Any]) -> str:
@@ -85,14 +84,16 @@ def _describe(obj: Mapping[str, Any]) -> str:
     return f"{obj.get('kind', '?')} {namespace + '/' if namespace else ''}{name}"
 
 
-def _inject_object(obj: dict[str, Any], settings: InjectorSettings) -> Iterator[str]:
+def _inject_object(
+    obj: dict[str, Any], settings: InjectorSettings, without_image: list[str]
+) -> Iterator[str]:
     kind = obj.get("kind")
     if kind == "List" and isinstance(obj.get("items"), list):
         items = obj["items"]
         for i, item in enumerate(items):
             if isinstance(item, dict):
                 items[i] = item = dict(item)
-                yield from _inject_object(item, settings)
+                yield from _inject_object(item, settings, without_image)
         return
     path = TEMPLATE_PATHS.get(str(kind))
     if path is None:
@@ -107,6 +108,8 @@ def _inject_object(obj: dict[str, Any], settings: InjectorSettings) -> Iterator[
         return
     injection = plan_injection(template, settings)
     if not injection.injected:
+        if injection.reason == "no-image":
+            without_image.append(_describe(obj))
         yield f"{_describe(obj)}: unchanged ({injection.skipped})"
         for warning in injection.warnings:
             if not warning.endswith(str(injection.skipped)):  # the skip itself, said above
@@ -138,6 +141,7 @@ def inject_manifest(text: str, settings: InjectorSettings) -> ManifestResult:
         raise ManifestError(f"the manifest is not valid YAML: {yaml_problem(exc)}") from None
     objects: list[dict[str, Any]] = []
     messages: list[str] = []
+    without_image: list[str] = []
     for number, document in enumerate(documents, start=1):
         if document is None:  # an empty document, e.g. a trailing '---'
             continue
@@ -146,7 +150,9 @@ def inject_manifest(text: str, settings: InjectorSettings) -> ManifestResult:
                 f"document {number} of the manifest is a {type(document).__name__}, "
                 "not a Kubernetes object"
             )
-        messages.extend(_inject_object(document, settings))
+        messages.extend(_inject_object(document, settings, without_image))
         objects.append(document)
     out = yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False)
-    return ManifestResult(text=out if objects else "", messages=messages)
+    return ManifestResult(
+        text=out if objects else "", messages=messages, without_image=without_image
+    )

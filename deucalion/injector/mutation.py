@@ -123,6 +123,7 @@ def sidecar_container(
     image: str,
     observer: str | None = None,
     config_key: str | None = None,
+    preset: str | None = None,
 ) -> dict[str, Any]:
     """The deucalion sidecar container for a pod; ``config_key`` set when a ConfigMap is mounted."""
     sidecar = settings.sidecar
@@ -152,6 +153,8 @@ def sidecar_container(
     container: dict[str, Any] = {"name": sidecar.container_name, "image": image}
     if observer is not None:
         container["command"] = ["deucalion", "run", observer]
+    elif preset is not None:
+        container["command"] = ["deucalion", "run", "--preset", preset]
     container |= {
         "imagePullPolicy": sidecar.image_pull_policy,
         "env": env,
@@ -321,6 +324,7 @@ def plan_injection(
         settings,
         image=image,
         observer=str(observer) if observer is not None else None,
+        preset=str(annotations[names.preset]).strip() if names.preset in annotations else None,
         config_key=(
             str(annotations.get(names.config_key) or DEFAULT_CONFIG_KEY)
             if config_map is not None

@@ -273,6 +273,21 @@ def annotation_problems(
     observer = annotations.get(names.observer)
     if observer is not None and not _OBSERVER_REF.fullmatch(str(observer)):
         return bad(names.observer, "MODULE:CLASS"), warnings
+    preset = annotations.get(names.preset)
+    if preset is not None:
+        from deucalion.presets import PRESETS
+
+        if str(preset).strip() not in PRESETS:
+            return bad(names.preset, f"a preset ({', '.join(PRESETS)})"), warnings
+        if observer is not None:
+            return (
+                Skip(
+                    "invalid-annotation",
+                    f"annotations {names.preset} and {names.observer} both name what to run: "
+                    "keep one",
+                ),
+                warnings,
+            )
     config_map = annotations.get(names.config)
     if config_map is not None and (
         len(str(config_map)) > 253 or not _DNS_SUBDOMAIN.fullmatch(str(config_map))
@@ -288,6 +303,7 @@ def annotation_problems(
         names.inject,
         names.image,
         names.observer,
+        names.preset,
         names.config,
         names.config_key,
         names.status,

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from deucalion.errors import DeucalionError
+from deucalion.errors import ReviewError
 
 __all__ = [
     "API_VERSION",
@@ -31,14 +32,6 @@ __all__ = [
 ]
 
 API_VERSION = "admission.k8s.io/v1"
-
-
-class ReviewError(DeucalionError):
-    """A body that is not a valid AdmissionReview; ``reason`` says what is wrong with it."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(f"not a valid AdmissionReview: {reason}")
 
 
 class _Struct(BaseModel):
@@ -136,6 +129,14 @@ def parse_review(body: bytes | str) -> AdmissionReview:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ReviewError(f"the body is not JSON ({exc})") from None
+    except RecursionError:
+        # Python's decoder recurses once per level: a body nested past the interpreter's
+        # recursion limit (about 1,000 levels; no Kubernetes object comes near) is refused
+        # as what it is, not answered with a 500 and a traceback.
+        raise ReviewError(
+            "the body is JSON nested too deeply for an AdmissionReview "
+            f"(more than about {sys.getrecursionlimit()} levels)"
+        ) from None
     if not isinstance(data, dict):
         raise ReviewError(f"the body is a JSON {type(data).__name__}, not an object")
     try:

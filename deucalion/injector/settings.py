@@ -200,6 +200,8 @@ class AnnotationNames(_Section):
     """The AD app image to run as the sidecar (its default entrypoint runs)."""
     observer: str = "deucalion.io/observer"
     """``MODULE:CLASS`` to run with ``deucalion run`` in a generic deucalion image."""
+    preset: str = "deucalion.io/preset"
+    """A preset (``node-exporter``, ``http-service``) to run: no image of the pod's own needed."""
     config: str = "deucalion.io/config"
     """Name of a ConfigMap in the pod's namespace, mounted as deucalion's YAML config."""
     config_key: str = "deucalion.io/config-key"

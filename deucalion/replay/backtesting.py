@@ -45,7 +45,7 @@ from deucalion.replay.results import (
 from deucalion.replay.sources import Cycle, HistoryError, HistorySource
 from deucalion.targets import Target
 
-__all__ = ["backtest", "backtest_async"]
+__all__ = ["backtest", "backtest_async", "read_values"]
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +309,7 @@ async def backtest_async(
     desired = frozenset(observer.desired_metrics)
     selection = Selection(desired)
     name = name_of(observer)
-    result = BacktestResult(name)
+    result = BacktestResult(name, desired_metrics=sorted(desired - SYNTHETIC_METRICS))
     out = RowWriter(output)
     caller = _Caller(observer, observer_timeout)
     # The alerts' lifetime, as live: 4 x max(scrape interval, resend interval).
@@ -335,7 +335,8 @@ async def backtest_async(
                     )[:DEFAULT_KEPT_SERIES]
             result.last_time = cycle.time
             result.steps += 1
-            _keep_values(result, data, cycle.time, kept, chosen)
+            result.samples += _count_samples(data)
+            _keep_values(result, data, cycle.time, kept, chosen, out)
             alerts.tick(cycle.time)
             outcome = await caller.call(data, cycle)
             if outcome is None or outcome.error is not None:
@@ -363,8 +364,20 @@ async def backtest_async(
         stats = getattr(source, "stats", None)  # a source of one's own may not count
         if stats is not None:
             result.source_warnings.update(stats.warnings)
+            result.source_errors.update(getattr(stats, "errors", {}))
+            result.source_messages.extend(getattr(stats, "messages", ()))
         await caller.worker.close()
     return result
+
+
+def _count_samples(data: TargetsData) -> int:
+    """The samples of its desired metrics an observer is handed, the synthetic ones apart."""
+    return sum(
+        len(series)
+        for samples in data.values()
+        for name, series in samples.items()
+        if name not in SYNTHETIC_METRICS
+    )
 
 
 def _keep_values(
@@ -373,7 +386,10 @@ def _keep_values(
     now: float,
     kept: list[str] | None,
     chosen: dict[str, bool],
+    out: RowWriter,
 ) -> None:
+    """Keep the values of the kept series, and write them: evaluation counts a labelled
+    series' steps from them, scored or not."""
     if not kept:
         return
     for target, per_name in data.items():
@@ -385,6 +401,51 @@ def _keep_values(
                     keep = chosen[name] = any(names_series(k, name) for k in kept)
                 if keep:
                     result.values.setdefault(name, []).append((now, value))
+                    out.write(
+                        {
+                            "kind": "value",
+                            "time": now,
+                            "target": target,
+                            "metric": metric,
+                            "series": series,
+                            "value": value,
+                        }
+                    )
+
+
+async def read_values(
+    source: HistorySource,
+    desired: Iterable[str],
+    keys: Iterable[str],
+    *,
+    start: float | None = None,
+    end: float | None = None,
+    step: float | None = None,
+) -> dict[str, list[tuple[float, float]]]:
+    """The values of the series ``keys`` name (as ``names_series`` reads keys), read again
+    from ``source`` as an observer desiring ``desired`` was handed them: for a plot of the
+    series that scored highest, known only once the backtest is over. A key naming a target
+    gives one series of it (the first by name)."""
+    selection = Selection(frozenset(desired))
+    wanted = list(dict.fromkeys(keys))
+    chosen: dict[str, str] = {}  # key -> the series it draws
+    values: dict[str, list[tuple[float, float]]] = {}
+    async for cycle in source.cycles(selection.desired_metrics, start, end, step):
+        data = _select(selection, cycle.samples)
+        names = sorted(
+            (series_name(t, m, s), value)
+            for t, per_name in data.items()
+            for m, per_series in per_name.items()
+            if m not in SYNTHETIC_METRICS
+            for s, value in per_series.items()
+        )
+        for name, value in names:
+            for key in wanted:
+                if chosen.get(key, name) == name and names_series(key, name):
+                    chosen[key] = name
+                    values.setdefault(name, []).append((cycle.time, value))
+                    break
+    return values
 
 
 def backtest(
@@ -407,6 +468,12 @@ def backtest(
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        running = False
+    else:
+        running = True
+    if not running:
+        # Run outside the except block: an error of the run must not carry "no running event
+        # loop" chained in front of it.
         return asyncio.run(backtest_async(observer, source, **options))
     from concurrent.futures import ThreadPoolExecutor
 

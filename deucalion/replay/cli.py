@@ -7,11 +7,21 @@ import asyncio
 import logging
 import sys
 import time
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-from deucalion._commands import build_observers, load_object, metric_list, settings_from
+from deucalion.cli.shared import (
+    build_observers,
+    duration_seconds,
+    load_object,
+    metric_list,
+    settings_from,
+)
 from deucalion.errors import ConfigError
 from deucalion.observer import MetricsObserver
+
+if TYPE_CHECKING:
+    from deucalion.config.loading import Settings
 
 __all__ = ["add_commands", "parse_when"]
 
@@ -61,6 +71,18 @@ def _build_observer(path: str, args: argparse.Namespace) -> MetricsObserver:
     return built
 
 
+def _configured_metrics(settings: Settings) -> dict[str, Iterable[str]]:
+    """Each configured observer's desired metrics: its entry's, else its class's default (known
+    once it is built; an entry for a class without one is refused, naming it)."""
+    wanted: dict[str, Iterable[str]] = {}
+    for path, entry in settings.observers.items():
+        if entry.desired_metrics is not None:
+            wanted[path] = entry.desired_metrics
+        else:
+            wanted[path] = build_observers([path], settings, None)[0].desired_metrics
+    return wanted
+
+
 def _record(args: argparse.Namespace) -> int:
     from deucalion.replay.recording import desired_union, record
 
@@ -71,23 +93,25 @@ def _record(args: argparse.Namespace) -> int:
     elif args.metrics:
         metrics = frozenset(metric_list(args.metrics) or ())
     else:
-        metrics = desired_union({k: v.desired_metrics for k, v in settings.observers.items()})
+        metrics = desired_union(_configured_metrics(settings))
         if not metrics:
             raise ConfigError(
                 "deucalion record: which metrics? pass --metrics a,b, --all, or "
                 "configure observers: with their desired_metrics"
             )
-    duration = args.duration or None
+    duration = args.duration
 
+    from deucalion._progress import recording_progress
     from deucalion.runner import run_main, stopping_on_signals
 
     async def main() -> Any:
         # SIGINT/SIGTERM end the recording cleanly: the file is closed with # EOF.
         stop = asyncio.Event()
         with stopping_on_signals(stop.set):
-            return await record(
-                settings, args.output, metrics=metrics, duration=duration, stop=stop
-            )
+            async with recording_progress(args.output, duration):
+                return await record(
+                    settings, args.output, metrics=metrics, duration=duration, stop=stop
+                )
 
     started = time.monotonic()
     writer = run_main(main())
@@ -104,32 +128,37 @@ def _backtest(args: argparse.Namespace) -> int:
     from deucalion.replay.backtesting import backtest
     from deucalion.replay.opening import open_source
 
-    observer = _build_observer(args.observer, args)
-    source = open_source(args.source, metric=args.csv_metric)
+    observer: MetricsObserver
+    if args.preset:
+        from deucalion.presets import preset_observer
+
+        observer = preset_observer(args.preset)
+    elif args.observer:
+        observer = _build_observer(args.observer, args)
+    else:
+        raise ConfigError("deucalion backtest: which observer? give --observer or --preset")
+    source = open_source(args.source, metric=args.csv_metric, allow_partial=args.allow_partial)
     start = parse_when(args.start, "--start") if args.start else None
     end = parse_when(args.end, "--end") if args.end else None
-    step = None
-    if args.step:
-        from deucalion.config.settings import parse_duration
-
-        try:
-            step = parse_duration(args.step)
-        except ValueError as exc:
-            raise ConfigError(f"--step {args.step!r}: {exc}") from None
+    step = args.step
     windows = None
     if args.labels:
         from deucalion.replay.evaluate import load_windows
 
         windows = load_windows(args.labels)
     series = args.series.split(";") if args.series else None
-    if series is None and windows and args.plot:
-        series = list(windows)  # the labelled series are the ones to look at
+    if windows:
+        # Their values count their steps for evaluation (scored or not), and draw them.
+        series = [*(series or []), *(k for k in windows if k not in (series or []))]
     if not args.verbose:
         # One log line per alert fired and resolved drowns the summary of a long history.
         logging.getLogger("deucalion.alerting.lifecycle").setLevel(logging.WARNING)
+    from deucalion._progress import backtest_progress
+
     result = backtest(
         observer,
-        source,
+        backtest_progress(source, start=start, end=end),
+        progress=False,
         start=start,
         end=end,
         step=step,
@@ -138,24 +167,41 @@ def _backtest(args: argparse.Namespace) -> int:
         observer_timeout=args.observer_timeout,
     )
     print(result.summary())
+    refused = False
     if windows is not None:
         from deucalion.replay.evaluate import evaluate
 
-        print(evaluate(result, windows, threshold=args.threshold).report())
+        evaluation = evaluate(result, windows, threshold=args.threshold)
+        print(evaluation.report())
+        refused = bool(evaluation.nab_error)
     if args.plot:
-        from deucalion.replay.plot import plot
+        from deucalion.replay.plot import plot, top_scored
 
-        plot(result, args.plot, windows=windows)
+        panels = series
+        if panels is None and result.scores:
+            # The series worth a look are those that scored highest, known only now: their
+            # values are read again.
+            from deucalion.replay.backtesting import read_values
+
+            panels = top_scored(result)
+            result.values = asyncio.run(
+                read_values(
+                    source, observer.desired_metrics, panels, start=start, end=end, step=step
+                )
+            )
+        plot(result, args.plot, windows=windows, series=panels)
         print(f"plot: {args.plot}")
-    return 1 if result.failure else 0
+    failed = result.failure or result.source_errors or result.received_nothing
+    return 1 if failed or refused else 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from deucalion.replay.evaluate import evaluate, load_windows, read_output
 
     result = read_output(args.output)
-    print(evaluate(result, load_windows(args.labels), threshold=args.threshold).report())
-    return 0
+    evaluation = evaluate(result, load_windows(args.labels), threshold=args.threshold)
+    print(evaluation.report())
+    return 1 if evaluation.nab_error else 0
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -165,9 +211,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="record what the targets serve, each cycle, to a file",
         description="Scrapes the configured targets as `run` does and writes each cycle's "
         "desired samples (or --all) with their scrape times, as gzip-compressed OpenMetrics "
-        "text that `deucalion backtest --from` replays and `promtool tsdb "
-        "create-blocks-from openmetrics` backfills into Prometheus. Stops after --duration or "
-        "on SIGINT/SIGTERM; the file is always closed.",
+        "text that `deucalion backtest --from` replays and, once gunzipped (or recorded to "
+        "FILE.om), `promtool tsdb create-blocks-from openmetrics` backfills into Prometheus. "
+        "Stops after --duration or on SIGINT/SIGTERM; the file is always closed.",
     )
     rec.add_argument(
         "-o", "--output", required=True, metavar="FILE", help="the recording (FILE.om.gz)"
@@ -179,7 +225,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     rec.add_argument("--all", action="store_true", help="record every sample")
     rec.add_argument(
-        "--duration", type=float, default=0.0, help="seconds to record (default: until stopped)"
+        "--duration",
+        type=duration_seconds(),
+        help="how long to record: seconds or e.g. 1h (default: until stopped)",
     )
     rec.set_defaults(func=_record)
 
@@ -191,10 +239,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     back.add_argument(
         "--observer",
-        required=True,
         metavar="MODULE:FACTORY",
         help="an observer class (with --metrics or configured), an instance, or "
         "a function returning one",
+    )
+    back.add_argument(
+        "--preset", metavar="NAME", help="backtest this preset instead of an --observer"
     )
     back.add_argument(
         "--from",
@@ -205,7 +255,17 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     back.add_argument("--start", help="seconds, ISO 8601, now or now-7d")
     back.add_argument("--end", help="as --start")
-    back.add_argument("--step", help="time between cycles read from Prometheus (default 15s)")
+    back.add_argument(
+        "--step",
+        type=duration_seconds(),
+        help="time between cycles read from Prometheus: seconds or e.g. 1m (default 15s)",
+    )
+    back.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="replay answers Prometheus says are partial (its warnings) with a warning, "
+        "instead of failing",
+    )
     back.add_argument("--metrics", help="comma-separated desired metrics for an observer class")
     back.add_argument("-c", "--config", metavar="FILE", help="config file (observers: section)")
     back.add_argument(
@@ -226,14 +286,19 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     back.add_argument(
         "--series",
         help="';'-separated series to keep for --plot "
-        "('target metric{labels}'; default: the first six)",
+        "('target metric{labels}'; default: the labelled ones, else the six that scored "
+        "highest)",
     )
     back.add_argument(
         "--csv-metric",
         default="value",
         help="the sample name of one-series-per-file CSVs (default: value)",
     )
-    back.add_argument("--observer-timeout", type=float, help="as observer_timeout live")
+    back.add_argument(
+        "--observer-timeout",
+        type=duration_seconds(),
+        help="longest a new_data call may run, as observer_timeout live: seconds or e.g. 30s",
+    )
     back.add_argument(
         "-v", "--verbose", action="store_true", help="log every alert as it fires and resolves"
     )

@@ -15,8 +15,12 @@ threshold. Per series and in total:
 - *time to detection* of a detected window = the start of its first event (or the window's own
   start, for an event already firing then) minus the window's start.
 
-The NAB score (``deucalion.replay.nab``) is computed from the scores per step, or from the
-alerts (1 while firing, 0 otherwise) when the observer exported no scores.
+The NAB score (``deucalion.replay.nab``) is computed at every step the labelled series was
+handed to the observer (its kept values; ``backtest --labels`` keeps them), from the scores
+(a step without one is no detection), or from the alerts (1 while firing, 0 otherwise) when
+the observer exported no scores. So a window the observer wrote nothing for is a missed
+window, never a dropped one; a labelled series with no row at all gets no NAB score
+(``Evaluation.nab_error``), since leaving out its windows would flatter the score.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import importlib
 import json
 import math
 import statistics
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,28 +113,45 @@ class Evaluation:
     nab: dict[str, Any] = field(default_factory=dict)
     """Per NAB profile: its ``SweepResult`` (normalised score, threshold, ...)."""
     nab_note: str = ""
+    nab_error: str = ""
+    """Why no NAB score is given although one was asked for (a labelled series without rows):
+    the command exits non-zero."""
 
     def report(self) -> str:
         """A table for the terminal."""
+        rows = [*self.series, self.total]
+        # Names in full: the end of a long one (its labels) is what tells it from the next.
+        width = max(6, *(len(one.name) for one in rows))
         lines = [
-            f"{'series':<40} {'windows':>7} {'found':>5} {'events':>6} {'prec':>5} "
+            f"{'series':<{width}} {'windows':>7} {'found':>5} {'events':>6} {'prec':>5} "
             f"{'recall':>6} {'F1':>5} {'TTD median':>10}"
         ]
-        for one in [*self.series, self.total]:
+        for one in rows:
             delay = (
                 f"{statistics.median(one.detection_delays):.0f}s" if one.detection_delays else "-"
             )
             lines.append(
-                f"{one.name[-40:]:<40} {one.windows:>7} {one.detected:>5} "
+                f"{one.name:<{width}} {one.windows:>7} {one.detected:>5} "
                 f"{one.events:>6} {one.precision:>5.2f} {one.recall:>6.2f} "
                 f"{one.f1:>5.2f} {delay:>10}"
             )
+        if self.nab:
+            scored = next(iter(self.nab.values())).windows
+            line = f"NAB: scored {scored} of {self.total.windows} labelled windows"
+            if scored < self.total.windows:
+                line += (
+                    f" ({self.total.windows - scored} lie in NAB's probationary period, the "
+                    "first 15% of a series' rows, or outside the replayed time)"
+                )
+            lines.append(line)
         for profile, sweep in self.nab.items():
             lines.append(
                 f"NAB {profile}: {sweep.score:.1f} (threshold {sweep.threshold:g}, "
-                f"{sweep.detected}/{sweep.windows} windows, {sweep.false_positives} "
+                f"{sweep.detected}/{sweep.windows} windows detected, {sweep.false_positives} "
                 "false positives)"
             )
+        if self.nab_error:
+            lines.append(f"NAB score refused: {self.nab_error}")
         if self.nab_note:
             lines.append(self.nab_note)
         return "\n".join(lines)
@@ -183,28 +205,34 @@ def evaluate(
     per_series: list[SeriesEvaluation] = []
     labelled: list[tuple[str, list[float], list[float], Sequence[Window]]] = []
     unmatched = []
+    rowless = []
+    by_scores = []  # labelled series whose steps are known only from their scores
     for key, spans in windows.items():
-        names = [n for n in result.scores if names_series(key, n)]
-        points = sorted(p for n in names for p in result.scores[n])
+        scored = [n for n in result.scores if names_series(key, n)]
+        valued = [n for n in result.values if names_series(key, n)]
+        points = sorted(p for n in scored for p in result.scores[n])
         if threshold is not None:
             events = _score_events(points, threshold)
         else:
             events = _spans_for(key, result.alerts, result.last_time)
-        if not names and not events and not any(names_series(key, n) for n in result.values):
+        if not scored and not events and not valued:
             unmatched.append(key)
         per_series.append(_judge(key, spans, events))
-        if points:
-            labelled.append((key, [p[0] for p in points], [p[1] for p in points], spans))
-        elif events:
-            times = sorted(
-                {t for n, v in result.values.items() if names_series(key, n) for t, _ in v}
-            )
-            labelled.append((key, times, [_firing(t, events) for t in times], spans))
+        rows = _rows(result, valued, scored)
+        if not valued and rows:
+            by_scores.append(key)
+        if not rows:
+            rowless.append(key)
+        elif scored:
+            labelled.append((key, rows, _scores_at(rows, result, scored), spans))
+        else:
+            labelled.append((key, rows, [_firing(t, events) for t in rows], spans))
     if unmatched:
         raise ConfigError(
             f"labelled series {', '.join(unmatched)} match no series, target or "
             "alert of the backtest: name them as the outputs do (target, "
-            "'metric{labels}' or 'target metric{labels}')"
+            "'metric{labels}' or 'target metric{labels}'); an output written without "
+            "--labels names only the series that scored or alerted (and those of --series)"
         )
     total = SeriesEvaluation("total")
     for one in per_series:
@@ -214,8 +242,56 @@ def evaluate(
         total.true_events += one.true_events
         total.detection_delays += one.detection_delays
     evaluation = Evaluation(per_series, total)
-    _nab(evaluation, labelled, profiles)
+    if rowless:
+        # Scoring without them would drop their windows, and the score would look better.
+        evaluation.nab_error = (
+            f"the backtest has no rows of {', '.join(rowless)} (neither a value nor a score "
+            "at any step), so their windows could not be counted: backtest again with "
+            "--labels (or --series naming them), which keeps their values in the output"
+        )
+    else:
+        _nab(evaluation, labelled, profiles)
+        if by_scores and evaluation.nab:
+            evaluation.nab_note = (
+                f"NAB rows of {', '.join(by_scores)}: the steps they were scored at (the "
+                "backtest kept no values of them); if the observer scores only now and then, "
+                "backtest with --labels, which keeps every step of the labelled series"
+            )
     return evaluation
+
+
+def _rows(result: BacktestResult, valued: Sequence[str], scored: Sequence[str]) -> list[float]:
+    """The steps NAB scores a labelled series at: every step the series was handed to the
+    observer (its kept values, in step order), whether or not the observer scored it then.
+    Without kept values, the steps of its scores."""
+    if valued:
+        longest = max(valued, key=lambda n: len(result.values[n]))
+        return [t for t, _ in result.values[longest]]
+    if len(scored) == 1:
+        return [t for t, _ in result.scores[scored[0]]]
+    return sorted({t for n in scored for t, _ in result.scores[n]})
+
+
+def _scores_at(rows: Sequence[float], result: BacktestResult, scored: Sequence[str]) -> list[float]:
+    """The score at each row: the highest of the series' scores at that step, 0 (no
+    detection) at a step without one. Scores pair with rows in step order, so a time that
+    repeats pairs its n-th score with its n-th row."""
+    out: list[float | None] = [None] * len(rows)
+    for name in scored:
+        at: dict[float, deque[int]] = {}
+        for i, when in enumerate(rows):
+            at.setdefault(when, deque()).append(i)
+        for when, score in result.scores[name]:
+            free = at.get(when)
+            if not free:
+                continue
+            i = free.popleft()
+            if math.isfinite(score):
+                before = out[i]
+                out[i] = score if before is None else max(before, score)
+    # No score is no detection: the lowest score there is (0 for the usual scores >= 0).
+    floor = min([0.0, *(s for s in out if s is not None)])
+    return [floor if s is None else s for s in out]
 
 
 def _firing(when: float, events: Sequence[Window]) -> float:
@@ -236,9 +312,7 @@ def _nab(
         evaluation.nab_note = "NAB score: the backtest has neither scores nor alerts to score"
         return
     series = [
-        nab.LabelledSeries(
-            name, times, [s if math.isfinite(s) else 0.0 for s in scores], list(spans)
-        )
+        nab.LabelledSeries(name, times, scores, list(spans))
         for name, times, scores, spans in labelled
     ]
     chosen = tuple(profiles) if profiles is not None else tuple(nab.PROFILES)
@@ -247,7 +321,7 @@ def _nab(
 
 def read_output(path: str | Path) -> BacktestResult:
     """A backtest's result as its output file (JSON lines or CSV) holds it: scores, alerts,
-    errors (values are not in outputs)."""
+    errors and the values of the series it kept (the labelled ones, or ``--series``)."""
     from deucalion.replay.results import series_name
 
     path = Path(path)
@@ -277,6 +351,13 @@ def read_output(path: str | Path) -> BacktestResult:
                         row.get("target") or "", row.get("metric"), row.get("series")
                     )
                     result.scores.setdefault(name, []).append((when, float(row["score"])))
+                elif kind == "value":
+                    when = float(row["time"])
+                    times.append(when)
+                    name = series_name(
+                        row.get("target") or "", row.get("metric"), row.get("series")
+                    )
+                    result.values.setdefault(name, []).append((when, float(row["value"])))
                 elif kind == "alert":
                     labels = row["labels"]
                     if isinstance(labels, str):
@@ -303,5 +384,7 @@ def read_output(path: str | Path) -> BacktestResult:
             ) from None
     if times:
         result.first_time, result.last_time = min(times), max(times)
-    result.steps = len({t for points in result.scores.values() for t, _ in points})
+    result.steps = max(
+        (len(points) for points in (*result.scores.values(), *result.values.values())), default=0
+    )
     return result

@@ -6,7 +6,10 @@ The method, as NAB publishes it (Lavin & Ahmad 2015, and numenta/NAB's sweeper):
   when its anomaly score is ``>= threshold``.
 - The first 15 % of each file (at most 750 points) is a *probationary period*: detectors are
   learning, nothing there is scored, and a window lying in it does not count.
-- A window with no detection costs ``fn``. A detected window earns
+- A window with no detection costs ``fn``, whether or not the detector wrote rows for it (a
+  window inside the file's time span with no row at all is missed too).
+- Rows pair timestamps and scores by position, in file order: a timestamp that repeats or
+  steps back is a row of its own, as NAB reads its files. A detected window earns
   ``tp * S(position of its earliest detection) / S(-1)``, where ``S(x) = 2 / (1 + e^(5x)) - 1``
   is the scaled sigmoid and the position runs from -1 (first point) towards 0 (just after the
   last): an early detection earns nearly ``tp``, a late one less. Further detections in the same
@@ -101,7 +104,10 @@ def _seconds(stamp: Timestamp) -> float:
             stamp = stamp.replace(tzinfo=UTC)
         return stamp.timestamp()
     if isinstance(stamp, str):
-        return _seconds(datetime.fromisoformat(stamp.strip()))
+        try:
+            return float(stamp)  # Unix seconds, as deucalion's CSV sources take them
+        except ValueError:
+            return _seconds(datetime.fromisoformat(stamp.strip()))
     return float(stamp)
 
 
@@ -109,8 +115,10 @@ def _seconds(stamp: Timestamp) -> float:
 class LabelledSeries:
     """One file of the benchmark: its timestamps, a detector's scores and the labelled windows.
 
-    ``timestamps`` are increasing (seconds, datetimes or ISO strings); ``windows`` are
-    ``(start, end)`` pairs, inclusive, in the same units.
+    ``timestamps`` (seconds, datetimes or ISO strings) pair with ``scores`` by position, in
+    file order as NAB pairs them: a timestamp may repeat or step back. ``windows`` are
+    ``(start, end)`` pairs, inclusive, in the same units; a window with no row inside the
+    rows' time span is a missed window.
     """
 
     name: str
@@ -136,26 +144,53 @@ class _Point:
 @dataclass
 class _Prepared:
     points: list[_Point] = field(default_factory=list)
-    windows: int = 0  # windows with at least one scored point
+    windows: int = 0  # windows scored: with a scored point, or missed for want of a row
+
+
+def _window_ranges(
+    name: str, times: Sequence[float], spans: Sequence[tuple[float, float]]
+) -> tuple[list[tuple[int, int]], list[float]]:
+    """Each window's first and last row, by position; and the ends of the windows that have
+    no row although they lie inside the rows' time span (missed, whatever the detector did).
+
+    Rows are taken in file order, as NAB pairs them: a timestamp that repeats or steps back
+    (a clock set back an hour) is a row of its own. A window's rows run from the first row whose
+    time lies in it to the last; a window wholly before the first row or after the last is
+    outside the data and dropped, as NAB's labeller drops it.
+    """
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        if start <= end:
+            raise ValueError(f"{name}: labelled windows overlap; merge them")
+    ranges: list[tuple[int, int]] = []
+    empty: list[float] = []
+    if not times:
+        return ranges, empty
+    ordered = all(a <= b for a, b in itertools.pairwise(times))
+    first, last = min(times), max(times)
+    for start, end in spans:
+        if ordered:
+            lo = bisect.bisect_left(times, start)
+            hi = bisect.bisect_right(times, end) - 1
+        else:
+            inside = [i for i, t in enumerate(times) if start <= t <= end]
+            lo, hi = (inside[0], inside[-1]) if inside else (0, -1)
+        if lo > hi:
+            if start <= last and end >= first:
+                empty.append(end)
+        elif ranges and lo <= ranges[-1][1]:
+            # Only a clock stepping back brings two windows' rows together: they are one.
+            ranges[-1] = (min(lo, ranges[-1][0]), max(hi, ranges[-1][1]))
+        else:
+            ranges.append((lo, hi))
+    ranges.sort()
+    return ranges, empty
 
 
 def _prepare(series: LabelledSeries, profile: Profile, first_window: int) -> _Prepared:
     """Each scored point's reward if it were a detection, and which window it lies in."""
     times = [_seconds(t) for t in series.timestamps]
-    if any(b < a for a, b in itertools.pairwise(times)):
-        raise ValueError(f"{series.name}: timestamps must increase")
     spans = sorted((_seconds(a), _seconds(b)) for a, b in series.windows)
-    for (_, end), (start, _) in itertools.pairwise(spans):
-        if start <= end:
-            raise ValueError(f"{series.name}: labelled windows overlap; merge them")
-    # Index ranges of each window's points; a window matching no point is dropped, as NAB's
-    # labeller drops it.
-    ranges: list[tuple[int, int]] = []
-    for start, end in spans:
-        lo = bisect.bisect_left(times, start)
-        hi = bisect.bisect_right(times, end) - 1
-        if lo <= hi:
-            ranges.append((lo, hi))
+    ranges, empty = _window_ranges(series.name, times, spans)
     probation = probationary_length(len(times))
     prepared = _Prepared()
     counted: dict[int, int] = {}  # local window index -> set-wide index
@@ -185,6 +220,10 @@ def _prepare(series: LabelledSeries, profile: Profile, first_window: int) -> _Pr
             window = counted.setdefault(current, first_window + len(counted))
         prepared.points.append(_Point(float(score), weight, window))
     prepared.windows = len(counted)
+    # A window without a row cannot be detected: it is missed (it costs fn in every sweep),
+    # unless it ends inside the probationary period, where nothing counts.
+    scored_from = times[probation] if probation < len(times) else math.inf
+    prepared.windows += sum(1 for end in empty if end >= scored_from)
     return prepared
 
 
@@ -322,10 +361,14 @@ def load_labelled_directory(
             raise ValueError(f"{path} has no entry in {labels_path}; add one (an empty list)")
         times: list[float] = []
         values: list[float] = []
-        with path.open(newline="") as handle:
-            for row in csv.DictReader(handle):
-                times.append(_seconds(row["timestamp"]))
-                values.append(float(row["value"]))
+        # utf-8-sig: a byte order mark (spreadsheets write one) is no part of the header.
+        try:
+            with path.open(newline="", encoding="utf-8-sig") as handle:
+                for row in csv.DictReader(handle):
+                    times.append(_seconds(row["timestamp"]))
+                    values.append(float(row["value"]))
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path} is not UTF-8 text ({exc}); save it as UTF-8") from None
         windows = [(_seconds(a), _seconds(b)) for a, b in labels[path.name]]
         files[path.name] = (times, values, windows)
     return files

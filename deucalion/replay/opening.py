@@ -16,11 +16,12 @@ from deucalion.replay.sources import CSVSource, HistorySource
 __all__ = ["open_source"]
 
 
-def open_source(spec: str, *, metric: str = "value") -> HistorySource:
+def open_source(spec: str, *, metric: str = "value", allow_partial: bool = False) -> HistorySource:
     """The source ``spec`` names: a Prometheus URL (``http://...``), a recording (``*.om``,
-    ``*.om.gz``, ``*.gz``) or CSV files or a directory of them."""
+    ``*.om.gz``, ``*.gz``) or CSV files or a directory of them. ``allow_partial`` lets a
+    Prometheus answer that says it is partial pass as a warning."""
     if spec.startswith(("http://", "https://")):
-        return PrometheusRangeSource(spec)
+        return PrometheusRangeSource(spec, allow_partial=allow_partial)
     path = Path(spec)
     if path.is_dir() or path.suffix == ".csv":
         return CSVSource(path, metric=metric)

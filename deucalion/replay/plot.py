@@ -3,18 +3,32 @@ labelled windows. Needs matplotlib (``pip install deucalion[plot]``)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from deucalion.errors import ConfigError
+from deucalion.replay.files import create_private, why_not_written
 from deucalion.replay.results import BacktestResult, alert_about, names_series
 
-__all__ = ["plot"]
+__all__ = ["plot", "top_scored"]
 
 #: More panels than this would not be readable in one picture.
 MAX_PANELS = 8
+
+
+def top_scored(result: BacktestResult, count: int = 6) -> list[str]:
+    """The series that scored highest, best first: the series the observer scored (its
+    series scores, or alerts naming metric and series); when it scored only whole targets,
+    the targets that scored highest (a key naming a target's series)."""
+    peaks = {
+        name: max((s for _, s in points if math.isfinite(s)), default=-math.inf)
+        for name, points in result.scores.items()
+    }
+    series = [n for n in peaks if " " in n] or list(peaks)
+    return sorted(series, key=lambda n: (-peaks[n], n))[:count]
 
 
 def _dates(times: Sequence[float]) -> list[datetime]:
@@ -31,10 +45,11 @@ def plot(
 ) -> Path:
     """Draw ``result`` to ``path`` (PNG, SVG or PDF by its suffix); returns the path.
 
-    ``series`` chooses the panels among the series whose values the result kept (default:
-    all of them, at most ``MAX_PANELS``). Each panel shows the values (left axis), the score
-    (right axis), alerts about the series' target as red spans and labelled ``windows`` as
-    green bands.
+    ``series`` chooses the panels among the series whose values the result kept (a key may
+    name a target, as ``names_series`` reads keys; default: the kept series that scored
+    highest first, at most ``MAX_PANELS``). Each panel shows the values (left axis), the
+    score (right axis), alerts about the series' target as red spans and labelled
+    ``windows`` as green bands.
     """
     try:
         import matplotlib
@@ -44,7 +59,21 @@ def plot(
         import matplotlib.pyplot as plt
     except ImportError:
         raise ConfigError("plotting needs matplotlib: pip install deucalion[plot]") from None
-    names = [n for n in (series or sorted(result.values)) if n in result.values][:MAX_PANELS]
+    if series is None:
+        ranked = top_scored(result, len(result.scores))
+        series = sorted(
+            result.values,
+            key=lambda n: next(
+                (i for i, key in enumerate(ranked) if names_series(key, n)), len(ranked)
+            ),
+        )
+    names: list[str] = []
+    for key in series:
+        if key in result.values:
+            names.append(key)
+        else:
+            names.extend(n for n in sorted(result.values) if names_series(key, n))
+    names = list(dict.fromkeys(names))[:MAX_PANELS]
     if not names:
         raise ConfigError(
             "nothing to plot: the backtest kept the values of no series (name "
@@ -122,6 +151,11 @@ def plot(
     figure.suptitle(title or f"backtest of {result.observer}", x=0.01, ha="left", fontsize=10)
     figure.tight_layout(rect=(0, 0, 1, 0.97))
     out = Path(path)
-    figure.savefig(out, dpi=100)
-    plt.close(figure)
+    try:
+        with create_private(out) as file:
+            figure.savefig(file, dpi=100, format=out.suffix[1:] or "png")
+    except OSError as exc:
+        raise ConfigError(f"cannot write the plot {out}: {why_not_written(exc)}") from None
+    finally:
+        plt.close(figure)
     return out

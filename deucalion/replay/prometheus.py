@@ -15,6 +15,7 @@ timestamp, so a step shorter than the scrape interval repeats samples.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -24,9 +25,9 @@ from typing import Any
 from deucalion._http import APIClient, HTTPError, redact_url
 from deucalion.exposition.grammar import escape
 from deucalion.exposition.naming import FAMILY_SUFFIXES
+from deucalion.history.labels import pairs_key
 from deucalion.observer import TargetsData
 from deucalion.replay.sources import Cycle, HistoryError, SourceStats
-from deucalion.targets.prometheus import render_series
 from deucalion.targets.target import Target
 
 __all__ = ["MAX_POINTS", "PrometheusRangeSource"]
@@ -44,7 +45,9 @@ class PrometheusRangeSource:
 
     ``url`` is the server's base URL (a ``user:password@`` in it is sent as basic auth, never
     shown); ``jobs`` limits the targets to those jobs. ``start`` and ``end`` are required by
-    ``cycles``; ``step`` defaults to 15 s.
+    ``cycles``; ``step`` defaults to 15 s. An answer Prometheus says is partial (its
+    ``warnings``) is replayed and counted in ``stats.errors``, which fails the command, or, with
+    ``allow_partial``, in ``stats.warnings``.
     """
 
     def __init__(
@@ -54,8 +57,11 @@ class PrometheusRangeSource:
         jobs: Iterable[str] = (),
         timeout: float = 60.0,
         body_size_limit: int = 500 * 1024 * 1024,
+        allow_partial: bool = False,
     ) -> None:
         self.url = url
+        self.allow_partial = allow_partial
+        self._warned: set[str] = set()
         self.name = redact_url(url)
         self.jobs = frozenset(jobs)
         self.timeout = timeout
@@ -64,30 +70,71 @@ class PrometheusRangeSource:
         self.requests = 0
 
     async def _get(self, client: APIClient, path: str, query: list[tuple[str, str]]) -> Any:
+        """The ``data`` of Prometheus's answer; a partial answer (``warnings``) is noted."""
         self.requests += 1
+        where = f"Prometheus at {self.name}{path}" + "".join(
+            f" {k}={v}" for k, v in query if k == "query"
+        )
         try:
             answer = await client.get_json(path, query)
         except HTTPError as exc:
-            raise HistoryError(f"Prometheus at {self.name}{path}: {exc.reason}") from None
-        try:
-            if answer.get("status") != "success":
-                raise ValueError(answer.get("error", "status is not success"))
-            return answer["data"]
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise HistoryError(f"{where}: {exc.reason}{_reason(exc.body)}") from None
+        if not isinstance(answer, dict):
+            raise HistoryError(f"{where} did not answer as Prometheus does: not a JSON object")
+        if answer.get("status") != "success":
             raise HistoryError(
-                f"Prometheus at {self.name}{path} did not answer as Prometheus does: {exc}"
-            ) from None
+                f"{where}: {answer.get('errorType', 'error')}: "
+                f"{answer.get('error', 'the status is not success')}"
+            )
+        data = answer.get("data")
+        if not isinstance(data, dict):
+            raise HistoryError(
+                f"{where} did not answer as Prometheus does: its data is {data!r}, not an object"
+            )
+        warnings = answer.get("warnings")
+        if warnings:
+            self._partial(where, warnings)
+        return data
+
+    def _partial(self, where: str, warnings: object) -> None:
+        """Prometheus says an answer is partial (a remote store or a shard did not answer, a
+        limit was hit): the history has holes. Said once per distinct warning."""
+        text = "; ".join(map(str, warnings)) if isinstance(warnings, list) else str(warnings)
+        if text in self._warned:
+            kind = "partial_answers"
+            counter = self.stats.warnings if self.allow_partial else self.stats.errors
+            counter[kind] += 1
+            return
+        self._warned.add(text)
+        message = (
+            f"{where} says its answer is partial: {text!r}. The history read has holes where "
+            "Prometheus lacked data"
+        )
+        if self.allow_partial:
+            self.stats.warn("partial_answers", f"{message} (replayed as allowed)")
+        else:
+            self.stats.fail(
+                "partial_answers",
+                f"{message}; the backtest fails unless partial answers are allowed "
+                "(--allow-partial, or PrometheusRangeSource(allow_partial=True))",
+            )
 
     async def _targets(self, client: APIClient) -> dict[tuple[str, str], Target]:
         """``(job, instance) -> Target`` of the targets the server scrapes now."""
         data = await self._get(client, "/api/v1/targets", [("state", "active")])
         known: dict[tuple[str, str], Target] = {}
-        for entry in data.get("activeTargets", []):
-            labels = dict(entry["labels"])
-            known.setdefault(
-                (labels.get("job", ""), labels.get("instance", "")),
-                Target(str(entry["scrapeUrl"]), labels),
-            )
+        try:
+            for entry in data.get("activeTargets") or []:
+                labels = {str(k): str(v) for k, v in entry["labels"].items()}
+                known.setdefault(
+                    (labels.get("job", ""), labels.get("instance", "")),
+                    Target(str(entry["scrapeUrl"]), labels),
+                )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise HistoryError(
+                f"Prometheus at {self.name}/api/v1/targets did not answer as Prometheus does: "
+                f"an active target without {exc}"
+            ) from None
         return known
 
     def _selectors(self, metrics: Iterable[str] | None) -> list[str]:
@@ -146,7 +193,7 @@ class PrometheusRangeSource:
                             ("step", repr(step)),
                         ],
                     )
-                    self._place(data.get("result", []), targets, grid)
+                    self._place(data, selector, targets, grid)
                 _drop_down_targets(grid)
                 labels = {t.url: t.labels for t in targets.values()}
                 for when in sorted(grid):
@@ -163,13 +210,27 @@ class PrometheusRangeSource:
 
     def _place(
         self,
-        result: list[dict[str, Any]],
+        data: dict[str, Any],
+        selector: str,
         targets: dict[tuple[str, str], Target],
         grid: dict[float, TargetsData],
     ) -> None:
         """Put each series' values into the grid, under its target, without target labels."""
-        for entry in result:
-            labels: dict[str, str] = dict(entry["metric"])
+        where = f"Prometheus at {self.name} answered {selector} with"
+        if data.get("resultType", "matrix") != "matrix" or not isinstance(
+            data.get("result", []), list
+        ):
+            raise HistoryError(
+                f"{where} a {data.get('resultType')!r} result, not the matrix of a range query: "
+                "is the URL that of Prometheus's API?"
+            )
+        for entry in data.get("result", []):
+            metric = entry.get("metric") if isinstance(entry, dict) else None
+            if not isinstance(metric, dict):
+                raise HistoryError(
+                    f"{where} a series without its labels ('metric'): {entry!r:.200}"
+                )
+            labels = {str(k): str(v) for k, v in metric.items()}
             name = labels.pop("__name__", "")
             key = (labels.get("job", ""), labels.get("instance", ""))
             target = targets.get(key)
@@ -178,10 +239,20 @@ class PrometheusRangeSource:
                     f"http://{key[1]}/metrics", {"job": key[0], "instance": key[1]}
                 )
             own = set(target.labels.items())
-            series = render_series((k, escape(v)) for k, v in labels.items() if (k, v) not in own)
-            for stamp, text in entry.get("values", []):
-                value = float(text)
-                grid.setdefault(float(stamp), {}).setdefault(target.url, {}).setdefault(name, {})[
+            series = pairs_key((k, escape(v)) for k, v in labels.items() if (k, v) not in own)
+            values = entry.get("values", [])
+            if not isinstance(values, list):
+                raise HistoryError(f"{where} values of {name}{series} that are not a list")
+            for point in values:
+                try:
+                    stamp, text = point
+                    when, value = float(stamp), float(text)
+                except (TypeError, ValueError):
+                    raise HistoryError(
+                        f'{where} {point!r:.80} for {name}{series}: not a [time, "value"] '
+                        "pair of numbers"
+                    ) from None
+                grid.setdefault(when, {}).setdefault(target.url, {}).setdefault(name, {})[
                     series
                 ] = value
 
@@ -194,6 +265,17 @@ def _drop_down_targets(grid: dict[float, TargetsData]) -> None:
             if up is not None and up.get("{}") == 0.0:
                 for name in [n for n in per_target if n not in _SYNTHETIC]:
                     del per_target[name]
+
+
+def _reason(body: bytes) -> str:
+    """Prometheus's own reason for an error status, from its JSON body (``error``)."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return ""
+    if isinstance(answer, dict) and answer.get("error"):
+        return f": {answer.get('errorType', 'error')}: {answer['error']}"
+    return ""
 
 
 def _when(stamp: float) -> str:

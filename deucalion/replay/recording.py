@@ -1,9 +1,9 @@
 """Recordings: what the targets served, cycle by cycle, as gzip-compressed OpenMetrics text.
 
 Why OpenMetrics text with timestamps: it is the format Prometheus itself reads back
-(``promtool tsdb create-blocks-from openmetrics FILE DIR`` turns a recording into blocks a
-Prometheus server serves), it is plain text any tool can read, and gzip takes a recording of
-node_exporter to a few bytes a sample. The format, line by line::
+(``promtool tsdb create-blocks-from openmetrics FILE DIR`` turns a recording, gunzipped first,
+into blocks a Prometheus server serves), it is plain text any tool can read, and gzip takes a
+recording of node_exporter to a few bytes a sample. The format, line by line::
 
     node_load1{deucalion_target="http://localhost:9100/metrics"} 0.52 1700000000.003
     up{deucalion_target="http://localhost:9100/metrics"} 1.0 1700000000.003
@@ -36,26 +36,27 @@ import gzip
 import logging
 import math
 import re
-import time
 import zlib
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from deucalion._http import redact_url
 from deucalion.exposition.grammar import escape
-from deucalion.exposition.naming import family_selects
+from deucalion.exposition.naming import Selector
+from deucalion.history.labels import pairs_key
 from deucalion.observer import SYNTHETIC_METRICS, TargetsData
-from deucalion.provisioner import MetricsProvisioner
+from deucalion.provisioner import CollectedCycle, MetricsProvisioner
+from deucalion.replay.files import create_private, why_not_written
 from deucalion.replay.sources import Cycle, HistoryError, SourceStats
-from deucalion.targets.prometheus import parse_series, render_series
 
 if TYPE_CHECKING:
     from deucalion.config.loading import Settings
-    from deucalion.scrape import ScrapeResult
 
 __all__ = [
     "CYCLE_METRIC",
     "TARGET_LABEL",
+    "RecordingListener",
     "RecordingProvisioner",
     "RecordingSource",
     "RecordingWriter",
@@ -73,7 +74,11 @@ READ_BLOCK = 1 << 16
 #: Seconds of recording between two flushes of the compressor.
 FLUSH_INTERVAL = 10.0
 
-_HEAD = re.compile(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[^"}]|"(?:[^"\\\n]|\\.)*")*\})?\Z')
+# Possessive repeats (*+, ++): nothing to backtrack into, so a label value of megabytes costs its
+# own size, not a backtracking state per character (1.6 GB for 10 MB).
+_HEAD = re.compile(r'([a-zA-Z_:][a-zA-Z0-9_:]*+)(\{(?:[^"}]++|"(?:[^"\\\n]++|\\.)*+")*+\})?\Z')
+#: One ``name="value"`` of a series key, value escaped (possessive, as ``_HEAD``).
+_PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*+)="((?:[^"\\]++|\\.)*+)"')
 #: Series whose name, target and key a reader remembers (it forgets all past this).
 MAX_CACHED_SERIES = 1_000_000
 
@@ -89,8 +94,9 @@ def _number(value: float) -> str:
 class RecordingWriter:
     """Writes cycles to a recording file (gzip-compressed unless the name lacks ``.gz``).
 
-    Use as a context manager or call ``close()``, which writes ``# EOF``; ``close()`` twice is
-    harmless.
+    The file is the owner's only (0600), and a link at ``path`` is refused, never followed: a
+    recording holds what the targets serve. Use as a context manager or call ``close()``, which
+    writes ``# EOF``; ``close()`` twice is harmless.
     """
 
     def __init__(self, path: str | Path, *, compresslevel: int = 6) -> None:
@@ -98,15 +104,18 @@ class RecordingWriter:
         self._gzip: gzip.GzipFile | None = None
         self._file: IO[bytes] | gzip.GzipFile
         try:
-            if self.path.name.endswith(".gz"):
-                self._gzip = gzip.GzipFile(self.path, "wb", compresslevel=compresslevel)
-                self._file = self._gzip
-            else:
-                self._file = self.path.open("wb")
+            self._raw: IO[bytes] = create_private(self.path)
         except OSError as exc:
             raise HistoryError(
-                f"cannot write the recording {self.path}: {exc.strerror or exc}"
+                f"cannot write the recording {self.path}: {why_not_written(exc)}"
             ) from None
+        if self.path.name.endswith(".gz"):
+            self._gzip = gzip.GzipFile(
+                filename=self.path.name, mode="wb", compresslevel=compresslevel, fileobj=self._raw
+            )
+            self._file = self._gzip
+        else:
+            self._file = self._raw
         self._last_flush = -math.inf
         self._closed = False
         self.cycles = 0
@@ -119,7 +128,8 @@ class RecordingWriter:
             # To the microsecond, so a replay hands the observer the very times it saw live;
             # Prometheus keeps milliseconds of it when backfilling.
             stamp = f"{cycle.target_times.get(target, cycle.time):.6f}"
-            own = f'{TARGET_LABEL}="{escape(target)}"'
+            # As logs show it: a secret in the URL's query never reaches the file.
+            own = f'{TARGET_LABEL}="{escape(redact_url(target))}"'
             for name, series_values in samples.items():
                 for series, value in series_values.items():
                     labels = f"{{{series[1:-1]},{own}}}" if series != "{}" else f"{{{own}}}"
@@ -141,6 +151,7 @@ class RecordingWriter:
         self._closed = True
         self._file.write(b"# EOF\n")
         self._file.close()
+        self._raw.close()  # a GzipFile leaves the file it was given open
 
     def __enter__(self) -> RecordingWriter:
         return self
@@ -154,7 +165,10 @@ class RecordingSource:
 
     Lines are parsed as they stream out of gzip, one cycle held at a time. A line that breaks
     the format is a ``HistoryError`` naming the file and line; a recording cut off is read up to
-    the cut and counted in ``stats.warnings["truncated"]``.
+    the cut and counted in ``stats.warnings["truncated"]``. Damage (a gzip checksum that fails,
+    a damaged block) is counted in ``stats.errors["corrupted"]`` with what was lost: every
+    cycle that decodes is read. Cycles are given in file order; those that go back in time or
+    repeat a time, and samples a cycle holds twice, are counted in ``stats.warnings``.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -162,44 +176,53 @@ class RecordingSource:
         if not self.path.is_file():
             raise HistoryError(f"{self.path}: no such recording")
         self.stats = SourceStats()
+        self._compressed = False
+        self._size = self._position = 0  # of the file, and how much of it was decompressed
 
     def _blocks(self) -> Iterator[bytes]:
         """The file's text in blocks, decompressed when it is gzip; ``EOFError`` after the
-        last block when the gzip stream is cut short (everything before the cut is given)."""
+        last block when the gzip stream is cut short, ``_Corrupt`` where it is damaged
+        (everything before the cut or the damage is given)."""
         with self.path.open("rb") as raw:
-            compressed = raw.read(2) == b"\x1f\x8b"
+            self._compressed = raw.read(2) == b"\x1f\x8b"
+            self._size = self.path.stat().st_size
             raw.seek(0)
-            if not compressed:
+            if not self._compressed:
                 while block := raw.read(READ_BLOCK):
+                    self._position = raw.tell()
                     yield block
                 return
-            # zlib rather than gzip.open: a stream cut short still gives all it holds.
-            decompressor = zlib.decompressobj(wbits=31)
-            while data := raw.read(READ_BLOCK):
-                while data:
-                    if decompressor.eof:  # another gzip member follows
-                        decompressor = zlib.decompressobj(wbits=31)
-                    yield decompressor.decompress(data)
-                    data = decompressor.unused_data if decompressor.eof else b""
-            if not decompressor.eof:
-                yield decompressor.flush()
-                raise EOFError("the gzip stream ends before its end marker")
+            for accepted, block in _inflate(raw, self._size):
+                self._position = accepted
+                yield block
+            self._position = self._size  # and its trailer, which gives no text
+
+    def read_fraction(self) -> float | None:
+        """The share of the file read so far, 0 to 1 (bytes decompressed out of the file's
+        size; None before reading starts): how far a replay is when its span is unknown."""
+        return min(1.0, self._position / self._size) if self._size else None
 
     def _lines(self) -> Iterator[tuple[int, str]]:
-        """``(line number, line)``; stops at a cut, counting it."""
+        """``(line number, line)``; stops at a cut or damage, counting it."""
         lineno = 0
-        rest = b""
+        rest: list[bytes] = []
         try:
             # Decoded and split a block at a time: per line, that costs a third less.
             for block in self._blocks():
-                block = rest + block
                 cut = block.rfind(b"\n") + 1
-                rest = block[cut:]
-                for line in block[:cut].decode("utf-8").split("\n")[:-1]:
+                if not cut:
+                    rest.append(block)  # a long line: joined once it ends, not per block
+                    continue
+                whole = b"".join([*rest, block[:cut]]) if rest else block[:cut]
+                rest = [block[cut:]] if cut < len(block) else []
+                for line in whole.decode("utf-8").split("\n")[:-1]:
                     lineno += 1
                     yield lineno, line
-        except (EOFError, zlib.error) as exc:
+        except EOFError as exc:
             self._cut(lineno + 1, f"in the gzip stream ({exc})")
+            return
+        except _Corrupt as exc:
+            self.stats.fail("corrupted", f"{self.path}: {exc} (after line {lineno})")
             return
         except UnicodeDecodeError as exc:
             raise HistoryError(f"{self.path}: not UTF-8 text after line {lineno} ({exc})") from None
@@ -222,49 +245,74 @@ class RecordingSource:
     ) -> AsyncIterator[Cycle]:
         """Every recorded cycle between ``start`` and ``end``; ``step`` is ignored (a recording
         has the cycles it was recorded with)."""
-        desired = None if metrics is None else frozenset(metrics) | SYNTHETIC_METRICS
+        desired = None if metrics is None else _selector(metrics, self.path)
         keep: dict[str, bool] = {}
         heads: dict[str, tuple[str, str, str] | None] = {}
         samples: TargetsData = {}
         target_times: dict[str, float] = {}
         pending = 0
         ended = False
-        for lineno, line in self._lines():
-            if ended:
-                raise HistoryError(f"{self.path}:{lineno}: text after # EOF")
-            if line.startswith("#"):
-                ended = line == "# EOF"
-                continue
-            if not line:
-                continue
-            head, _, stamp_text = line.rpartition(" ")
-            head, _, value_text = head.rpartition(" ")
-            try:
-                value, stamp = float(value_text), float(stamp_text)
-            except ValueError:
-                raise HistoryError(
-                    f"{self.path}:{lineno}: not a sample line of a recording: {line[:120]!r}"
-                ) from None
-            if head == CYCLE_METRIC:
-                if (start is None or stamp >= start) and (end is None or stamp <= end):
-                    yield Cycle(value, target_times, samples)
-                elif end is not None and stamp > end:
-                    return
-                samples, target_times, pending = {}, {}, 0
-                continue
-            pending += 1
-            # The same series recurs every cycle: its name, target and key are worked out once.
-            try:
-                known = heads[head]
-            except KeyError:
-                known = heads[head] = self._head(head, lineno, desired, keep)
-                if len(heads) > MAX_CACHED_SERIES:
-                    heads.clear()
-            if known is None:
-                continue
-            name, target, series = known
-            samples.setdefault(target, {}).setdefault(name, {})[series] = value
-            target_times[target] = stamp
+        order = _CycleOrder()
+        repeated = 0  # samples the cycle being read holds twice
+        try:
+            for lineno, line in self._lines():
+                if ended:
+                    raise HistoryError(f"{self.path}:{lineno}: text after # EOF")
+                if line.startswith("#"):
+                    ended = line == "# EOF"
+                    continue
+                if not line:
+                    continue
+                head, _, stamp_text = line.rpartition(" ")
+                head, _, value_text = head.rpartition(" ")
+                try:
+                    value, stamp = float(value_text), float(stamp_text)
+                except ValueError:
+                    raise HistoryError(
+                        f"{self.path}:{lineno}: not a sample line of a recording: {line[:120]!r}"
+                    ) from None
+                if head == CYCLE_METRIC:
+                    order.see(value, lineno)
+                    # No early stop past ``end``: a recording whose clock went back has cycles in
+                    # the range after it, and they are data.
+                    if (start is None or stamp >= start) and (end is None or stamp <= end):
+                        yield Cycle(value, target_times, samples)
+                    samples, target_times, pending = {}, {}, 0
+                    if repeated:
+                        order.repeated_samples += repeated
+                        order.first_sample = order.first_sample or f"line {lineno}"
+                        repeated = 0
+                    continue
+                pending += 1
+                # The same series recurs every cycle: its name, target and key are worked out once.
+                try:
+                    known = heads[head]
+                except KeyError:
+                    known = heads[head] = self._head(head, lineno, desired, keep)
+                    if len(heads) > MAX_CACHED_SERIES:
+                        heads.clear()
+                if known is None:
+                    continue
+                name, target, series = known
+                per_series = samples.setdefault(target, {}).setdefault(name, {})
+                if series in per_series:
+                    repeated += 1
+                per_series[series] = value
+                target_times[target] = stamp
+        except HistoryError as exc:
+            if not self._compressed:
+                raise
+            # gzip decodes a damaged block into text that is no recording before it notices:
+            # that is the damage, and what follows it cannot be read.
+            unread = max(0, self._size - self._position)
+            self.stats.fail(
+                "corrupted",
+                f"{exc}: the recording is damaged here; the cycles before it were read, "
+                f"about the last {unread:,} bytes ({100 * unread / max(self._size, 1):.0f}% "
+                "of the file) could not be",
+            )
+            ended, pending = True, 0
+        order.report(self.path, self.stats)
         if pending:
             self.stats.warn(
                 "incomplete_cycle",
@@ -276,7 +324,7 @@ class RecordingSource:
             self._cut(0, "before # EOF")
 
     def _head(
-        self, head: str, lineno: int, desired: frozenset[str] | None, keep: dict[str, bool]
+        self, head: str, lineno: int, desired: Selector | None, keep: dict[str, bool]
     ) -> tuple[str, str, str] | None:
         """``(sample name, target, series key)`` of a line's ``name{labels}``; None when the
         sample is not desired."""
@@ -288,10 +336,12 @@ class RecordingSource:
         name, labels = match.groups()
         wanted = keep.get(name)
         if wanted is None:
-            wanted = keep[name] = desired is None or family_selects(desired, name)
+            wanted = keep[name] = (
+                desired is None or name in SYNTHETIC_METRICS or desired.selects(name)
+            )
         if not wanted:
             return None
-        pairs = parse_series(labels or "{}")
+        pairs: list[tuple[str, str]] = _PAIR.findall(labels or "{}")
         target = None
         for pair in pairs:
             if pair[0] == TARGET_LABEL:
@@ -301,7 +351,124 @@ class RecordingSource:
                 f"{self.path}:{lineno}: sample without a {TARGET_LABEL} "
                 "label: not a deucalion recording?"
             )
-        return name, target, render_series(p for p in pairs if p[0] != TARGET_LABEL)
+        return name, target, pairs_key(p for p in pairs if p[0] != TARGET_LABEL)
+
+
+class _Corrupt(Exception):
+    """The gzip stream of a recording is damaged (the message says where and what is lost)."""
+
+
+#: Bytes of a gzip member's trailer (CRC-32 and length), checked after all its data.
+_TRAILER = 8
+
+
+def _inflate(raw: IO[bytes], size: int) -> Iterator[tuple[int, bytes]]:
+    """The decompressed blocks of a gzip file (of ``size`` bytes), member after member, each
+    with the bytes of the file decompressed to give it and those before it.
+
+    zlib rather than gzip.open, so that a stream cut short still gives all it holds
+    (``EOFError`` after it). Output comes in blocks of at most ``READ_BLOCK`` and each member's
+    trailer is fed apart from its data, so that damage costs at most a block before it: a bad
+    checksum in the trailer loses nothing, a damaged block loses what follows it. Damage
+    raises ``_Corrupt`` saying where and how much is lost.
+    """
+    decompressor: Any = None
+    data = b""
+    offset = 0  # bytes of the file the decompressor has accepted
+    ended = False
+    while True:
+        if not ended and len(data) < 2 * READ_BLOCK:
+            more = raw.read(READ_BLOCK)
+            data += more
+            ended = not more
+        # Hold back what could be the trailer until all before it is in: its check then runs
+        # after every byte of the member's data was given out.
+        feed = data if ended and len(data) <= _TRAILER else data[: max(0, len(data) - _TRAILER)]
+        if not feed:
+            if ended:
+                break
+            continue
+        if decompressor is None:
+            decompressor = zlib.decompressobj(wbits=31)
+        try:
+            out = decompressor.decompress(feed, READ_BLOCK)
+        except zlib.error as exc:
+            unread = size - offset
+            if "incorrect data check" in str(exc) or "incorrect length check" in str(exc):
+                raise _Corrupt(
+                    f"its gzip checksum does not match its contents ({exc}): every cycle was "
+                    "read, but a bit of the file changed since it was written, so values may "
+                    "be wrong"
+                ) from None
+            raise _Corrupt(
+                f"the gzip stream is damaged at about byte {offset:,} of {size:,} ({exc}): "
+                f"the cycles before it were read, the last {unread:,} bytes "
+                f"({100 * unread / max(size, 1):.0f}% of the file) could not be"
+            ) from None
+        left = len(decompressor.unconsumed_tail)
+        if decompressor.eof:
+            left += len(decompressor.unused_data)
+        accepted = len(feed) - left
+        offset += accepted
+        data = data[accepted:]
+        if out:
+            yield offset, out
+        if decompressor.eof:
+            decompressor = None  # another gzip member may follow
+    if decompressor is not None and not decompressor.eof:
+        raise EOFError("the gzip stream ends before its end marker")
+
+
+class _CycleOrder:
+    """Counts the cycles of a recording that go back in time or repeat the time before them
+    (replayed in file order as they come) and samples a cycle holds twice: each said once."""
+
+    def __init__(self) -> None:
+        self.last = -math.inf
+        self.back = self.repeated = self.repeated_samples = 0
+        self.first_back = self.first_repeat = self.first_sample = ""
+
+    def see(self, time: float, lineno: int) -> None:
+        if time < self.last:
+            self.back += 1
+            self.first_back = self.first_back or f"line {lineno}: {time!r} after {self.last!r}"
+        elif time == self.last:
+            self.repeated += 1
+            self.first_repeat = self.first_repeat or f"line {lineno}: {time!r}"
+        self.last = time
+
+    def report(self, path: Path, stats: SourceStats) -> None:
+        if self.back:
+            stats.warn(
+                "cycles_out_of_order",
+                f"{path}: {self.back} cycle(s) go back in time (the first at "
+                f"{self.first_back}); replayed in file order, so data_time() goes back too",
+                self.back,
+            )
+        if self.repeated:
+            stats.warn(
+                "repeated_cycles",
+                f"{path}: {self.repeated} cycle(s) have the time of the cycle before them (the "
+                f"first at {self.first_repeat}); each replayed as recorded",
+                self.repeated,
+            )
+        if self.repeated_samples:
+            stats.warn(
+                "repeated_samples",
+                f"{path}: {self.repeated_samples} sample(s) recur in the cycle that already "
+                f"has them (the first cycle closing at {self.first_sample}); the cycle keeps "
+                "the last",
+                self.repeated_samples,
+            )
+
+
+def _selector(metrics: Iterable[str], path: Path) -> Selector:
+    """The samples a replay reads: those the live selection would hand (names, families,
+    regular expressions), and the synthetic ones, which a backtest hands when desired."""
+    try:
+        return Selector.from_desired(metrics)
+    except ValueError as exc:
+        raise HistoryError(f"{path}: {exc}") from None
 
 
 def _unescape(value: str) -> str:
@@ -309,6 +476,45 @@ def _unescape(value: str) -> str:
 
 
 # --- recording live ---------------------------------------------------------------------------
+
+
+class RecordingListener:
+    """Records every cycle of a provisioner, as its observers receive it, to ``path``: a
+    ``CycleListener`` (``MetricsProvisioner.add_listener``).
+
+    ``metrics`` are the metrics it needs collected besides the observers' (``None``: every
+    sample; the default, none: it records what the observers desire). Each target's ``up`` and
+    ``scrape_duration_seconds`` are always recorded. The file is opened when the provisioner
+    starts and closed (``# EOF``) when it stops.
+    """
+
+    def __init__(self, path: str | Path, *, metrics: Iterable[str] | None = ()) -> None:
+        self.path = Path(path)
+        self.desired_metrics: frozenset[str] | None = (
+            None if metrics is None else frozenset(metrics)
+        )
+        self.writer: RecordingWriter | None = None
+        """The open recording (closed once the provisioner stopped); ``None`` before."""
+
+    async def open(self) -> None:
+        """Open the recording."""
+        self.writer = await asyncio.to_thread(RecordingWriter, self.path)
+
+    async def on_cycle(self, cycle: CollectedCycle) -> None:
+        """Append the cycle."""
+        if self.writer is not None:
+            # Compressing a large cycle takes milliseconds: off the loop.
+            await asyncio.to_thread(self.writer.write_cycle, _cycle_of(cycle))
+
+    async def close(self) -> None:
+        """Close the recording (``# EOF``); twice is harmless."""
+        if self.writer is not None:
+            await asyncio.shield(asyncio.to_thread(self.writer.close))
+
+
+def _cycle_of(cycle: CollectedCycle) -> Cycle:
+    samples = {r.target.url: r.with_synthetic() for r in cycle.results}
+    return Cycle(cycle.time, cycle.target_times, samples)
 
 
 async def record(
@@ -319,72 +525,41 @@ async def record(
     duration: float | None = None,
     stop: asyncio.Event | None = None,
 ) -> RecordingWriter:
-    """Scrape the configured targets every ``scrape_interval`` and record each cycle.
+    """Collect the configured targets every ``scrape_interval`` and record each cycle.
 
     ``metrics`` are the desired metrics recorded (``None``: every sample). Runs for
     ``duration`` seconds, or until ``stop`` is set or the task is cancelled; the recording is
     closed (``# EOF``) in every case. Returns the closed writer (its ``cycles`` and
     ``samples`` counted).
+
+    It is the provisioner's own cycle loop, with a recording as its only listener and no
+    observer (and no HTTP server of its own: a recorder runs beside a deucalion).
     """
-    from deucalion.scrape import Scraper
-    from deucalion.targets import CollectingProvider, build_provider
-
-    wanted = None if metrics is None else frozenset(metrics)
-    provider = build_provider(settings)
-    writer = await asyncio.to_thread(RecordingWriter, path)
-    loop = asyncio.get_running_loop()
-    ends = None if duration is None else loop.time() + duration
-    interval = settings.scrape_interval
+    # What waits on the loop (a progress display's first line) runs before the set-up does.
+    await asyncio.sleep(0)
+    quiet = settings.model_copy(
+        update={"telemetry": settings.telemetry.model_copy(update={"enabled": False})}
+    )
+    provisioner = MetricsProvisioner(quiet)
+    listener = RecordingListener(path, metrics=metrics)
+    provisioner.add_listener(listener)
+    await provisioner.start()
     try:
-        async with Scraper(
-            timeout=settings.effective_scrape_timeout,
-            body_size_limit=settings.body_size_limit,
-            metrics=wanted,
-            compression=settings.scrape_compression,
-            count_samples=False,
-        ) as scraper:
-            next_start = loop.time()
-            while (ends is None or loop.time() < ends) and not (stop and stop.is_set()):
-                cycle_time = time.time()
-                targets = list(await provider.discover())
-                if isinstance(provider, CollectingProvider):
-                    results = await provider.collect(targets, wanted)
-                else:
-                    results = await scraper.scrape_all(targets)
-                # Compressing a large cycle takes milliseconds: off the loop.
-                await asyncio.to_thread(writer.write_cycle, _cycle_of(cycle_time, results))
-                next_start = max(next_start + interval, loop.time())
-                await _sleep_until(loop, next_start, stop)
+        if stop is None:
+            stop = asyncio.Event()
+        try:
+            await asyncio.wait_for(stop.wait(), duration)
+        except TimeoutError:
+            pass
     finally:
-        await provider.close()
-        await asyncio.shield(asyncio.to_thread(writer.close))
-    return writer
-
-
-async def _sleep_until(
-    loop: asyncio.AbstractEventLoop, when: float, stop: asyncio.Event | None
-) -> None:
-    delay = when - loop.time()
-    if delay <= 0:
-        return
-    if stop is None:
-        await asyncio.sleep(delay)
-        return
-    try:
-        await asyncio.wait_for(stop.wait(), delay)
-    except TimeoutError:
-        pass
-
-
-def _cycle_of(cycle_time: float, results: Iterable[ScrapeResult]) -> Cycle:
-    samples = {r.target.url: r.with_synthetic() for r in results}
-    target_times = {r.target.url: getattr(r, "scraped_at", None) or cycle_time for r in results}
-    return Cycle(cycle_time, target_times, samples)
+        await asyncio.shield(provisioner.stop())
+    assert listener.writer is not None
+    return listener.writer
 
 
 class RecordingProvisioner(MetricsProvisioner):
     """A ``MetricsProvisioner`` that also records each cycle, as its observers receive it, to
-    ``record_path`` (``deucalion run --record FILE``).
+    ``record_path`` (``deucalion run --record FILE``): one with a ``RecordingListener``.
 
     The recording holds every sample some observer desires, plus each target's ``up`` and
     ``scrape_duration_seconds``, at the scrape times the observers are handed; it is closed
@@ -396,31 +571,13 @@ class RecordingProvisioner(MetricsProvisioner):
     ) -> None:
         super().__init__(config, **settings)
         self.record_path = Path(record_path)
-        self.recording: RecordingWriter | None = None
+        self._recorder = RecordingListener(self.record_path)
+        self.add_listener(self._recorder)
 
-    async def start(self) -> None:
-        """Open the recording, then start as a ``MetricsProvisioner`` does."""
-        self.recording = await asyncio.to_thread(RecordingWriter, self.record_path)
-        try:
-            await super().start()
-        except BaseException:
-            await asyncio.to_thread(self.recording.close)
-            raise
-
-    async def stop(self, grace: float | None = None) -> None:
-        """Stop as a ``MetricsProvisioner`` does, then close the recording."""
-        await super().stop(grace)
-        if self.recording is not None and not self.running:
-            await asyncio.to_thread(self.recording.close)
-
-    async def cycle(self) -> list[ScrapeResult]:
-        """One cycle, recorded once its data is handed to the observers."""
-        cycle_time = time.time()
-        results = await super().cycle()
-        if self.recording is not None:
-            # Compressing a large cycle takes milliseconds: off the loop.
-            await asyncio.to_thread(self.recording.write_cycle, _cycle_of(cycle_time, results))
-        return results
+    @property
+    def recording(self) -> RecordingWriter | None:
+        """The recording (open while running, closed once stopped); ``None`` before."""
+        return self._recorder.writer
 
 
 def desired_union(observers: Mapping[str, Iterable[str]]) -> frozenset[str]:

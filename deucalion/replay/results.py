@@ -7,6 +7,7 @@ key may also name a target or a ``metric{labels}`` of any target (``names_series
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections import Counter
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from deucalion.errors import ConfigError
+from deucalion.replay.files import create_private, why_not_written
 
 __all__ = ["AlertSpan", "BacktestResult", "RowWriter", "alert_about", "names_series", "series_name"]
 
@@ -89,6 +91,11 @@ class BacktestResult:
 
     observer: str
     steps: int = 0
+    samples: int = 0
+    """Samples of its desired metrics handed to the observer (``up`` and the other synthetic
+    samples not counted): 0 means the history has none of them."""
+    desired_metrics: list[str] = field(default_factory=list)
+    """The observer's desired metrics, the synthetic ones apart."""
     errors: int = 0
     """Calls that raised or whose worker died; those steps have no result."""
     first_time: float | None = None
@@ -100,6 +107,12 @@ class BacktestResult:
     values: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     """Per kept series: ``(time, value)`` as handed to the observer (for plots)."""
     source_warnings: Counter[str] = field(default_factory=Counter)
+    """What the source read as it came or repaired, by kind (see ``SourceStats``)."""
+    source_errors: Counter[str] = field(default_factory=Counter)
+    """Where the history was not whole (a damaged recording, an answer Prometheus said was
+    partial), by kind: the command exits non-zero."""
+    source_messages: list[str] = field(default_factory=list)
+    """What the source said of each such error."""
     failure: str | None = None
     """Why the run stopped before the end of the history, or None."""
 
@@ -145,9 +158,29 @@ class BacktestResult:
             )
         for kind, count in sorted(self.source_warnings.items()):
             lines.append(f"source: {count} {kind.replace('_', ' ')}")
+        for kind, count in sorted(self.source_errors.items()):
+            lines.append(f"source errors: {count} {kind.replace('_', ' ')}")
+        for message in self.source_messages:
+            lines.append(f"source error: {message}")
         if self.failure:
             lines.append(f"stopped early: {self.failure}")
+        if self.received_nothing:
+            lines.append(self.no_samples())
         return "\n".join(lines)
+
+    @property
+    def received_nothing(self) -> bool:
+        """Whether the observer desired metrics and received not one sample of them (the
+        command exits non-zero: a replay that tested nothing is no pass)."""
+        return not self.samples and bool(self.desired_metrics)
+
+    def no_samples(self) -> str:
+        """What to say when the observer received no sample of its desired metrics."""
+        return (
+            f"the observer received no samples: the history has none of its desired metrics "
+            f"({', '.join(self.desired_metrics)}) in the replayed range; check the names "
+            "(selected as live: names, whole families, regular expressions) and the range"
+        )
 
 
 def _duration(seconds: float) -> str:
@@ -167,6 +200,7 @@ _CSV_COLUMNS = [
     "metric",
     "series",
     "score",
+    "value",
     "start",
     "end",
     "labels",
@@ -184,9 +218,10 @@ class RowWriter:
             return
         self.path = Path(path)
         try:
-            self._file = self.path.open("w", newline="", encoding="utf-8")
+            raw = create_private(self.path)
         except OSError as exc:
-            raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+            raise ConfigError(f"cannot write {path}: {why_not_written(exc)}") from None
+        self._file = io.TextIOWrapper(raw, encoding="utf-8", newline="")
         if self.path.suffix == ".csv":
             self._csv = csv.DictWriter(self._file, _CSV_COLUMNS, extrasaction="ignore")
             self._csv.writeheader()

@@ -11,15 +11,17 @@ monitoring systems").
 CSV: either one series per file (``timestamp,value``; the file's name is the target, the
 sample is ``value`` unless ``metric`` says otherwise, the series ``{}``), or one tidy table
 (``timestamp,target,metric,labels,value``, ``labels`` a series key such as ``{cpu="0"}`` or
-empty). Timestamps are Unix seconds or ISO 8601 (UTC unless they say otherwise). Rows are sorted
-by time; a repeated ``(series, timestamp)`` keeps its last value and is counted and warned
-about; a gap (a series without a row at some time) leaves that series out of that cycle, as a
-target that stopped exposing it would.
+empty). Timestamps are Unix seconds or ISO 8601 (UTC unless they say otherwise). Each series'
+rows are replayed in file order, as NAB reads its files, the series merged by time: a timestamp
+that repeats or steps back (a clock set back an hour) is a cycle of its own, counted and warned
+about once a file, never merged or dropped; a gap (a series without a row at some time) leaves
+that series out of that cycle, as a target that stopped exposing it would.
 """
 
 from __future__ import annotations
 
 import csv
+import heapq
 import logging
 import math
 from collections import Counter
@@ -29,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from deucalion.errors import DeucalionError
+from deucalion.errors import HistoryError
 from deucalion.observer import TargetsData
 
 __all__ = [
@@ -42,10 +44,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class HistoryError(DeucalionError):
-    """History could not be read: the message names the file, server or row, and what to do."""
 
 
 class Cycle(NamedTuple):
@@ -65,24 +63,41 @@ class Cycle(NamedTuple):
 
 @dataclass
 class SourceStats:
-    """What a source skipped or repaired while reading, counted by kind (for the summary)."""
+    """What a source noted while reading, counted by kind (for the summary): ``warnings``
+    for what it read as it came or repaired, ``errors`` for history that is not whole (a
+    damaged file, an answer Prometheus said was partial), which fail the command."""
 
     warnings: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    messages: list[str] = field(default_factory=list)
+    """What each error said, for the summary."""
 
     def warn(self, kind: str, message: str, count: int = 1) -> None:
         """Count ``count`` problems of ``kind`` and log ``message`` once for them."""
         self.warnings[kind] += count
         log.warning("%s", message)
 
+    def fail(self, kind: str, message: str, count: int = 1) -> None:
+        """Count ``count`` errors of ``kind`` and log ``message`` once for them."""
+        self.errors[kind] += count
+        self.messages.append(message)
+        log.error("%s", message)
+
 
 @runtime_checkable
 class HistorySource(Protocol):
-    """Anything that yields history as cycles, in increasing time.
+    """Anything that yields history as cycles, in the order the history holds them (oldest
+    first; a source notes in ``stats`` the cycles that go back in time).
 
     ``metrics`` are the desired metrics (names or families; ``None``: everything), which a
     source may use to read less; ``start`` and ``end`` (Unix seconds, inclusive) bound the
     range; ``step`` is the time between cycles for sources that sample (a Prometheus range),
     ignored by sources that have cycles of their own. ``stats`` counts what was skipped.
+
+    A source that knows cheaply how far through its history it is may also have
+    ``read_fraction() -> float | None`` (0 to 1, None while unknown): the backtest's progress
+    then shows a percentage and the time left without ``start`` and ``end``. Recordings (bytes
+    of the file read) and CSV files (rows replayed) have it.
     """
 
     stats: SourceStats
@@ -130,7 +145,7 @@ class CSVSource:
 
     ``paths`` are files or directories (every ``*.csv`` in one). ``metric`` names the sample of
     one-series-per-file CSVs. All rows are read at once: CSV data sets fit in memory, and
-    sorting them needs it.
+    merging the series by time needs it. Files are UTF-8 (a byte order mark is fine).
     """
 
     def __init__(self, paths: str | Path | Iterable[str | Path], *, metric: str = "value") -> None:
@@ -150,76 +165,95 @@ class CSVSource:
         self.files = files
         self.metric = metric
         self.stats = SourceStats()
+        self._rows_total = self._rows_read = 0
 
-    def _rows(self, path: Path) -> Iterator[tuple[float, str, str, str, float]]:
-        """``(time, target, sample, series, value)`` of every row of ``path``."""
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.reader(handle)
-            header = [h.strip().lower() for h in next(reader, [])]
-            tidy = all(column in header for column in _TIDY)
-            if not tidy and header[:2] != ["timestamp", "value"]:
+    def read_fraction(self) -> float | None:
+        """The share of the rows replayed so far, 0 to 1 (None before they are read)."""
+        return self._rows_read / self._rows_total if self._rows_total else None
+
+    def _rows(self, path: Path) -> Iterator[tuple[int, float, str, str, str, float]]:
+        """``(line, time, target, sample, series, value)`` of every row of ``path``."""
+        try:
+            with path.open("rb") as handle:
+                yield from self._parse(path, csv.reader(_text_lines(path, handle)))
+        except OSError as exc:
+            raise HistoryError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+    def _parse(
+        self, path: Path, reader: Iterator[list[str]]
+    ) -> Iterator[tuple[int, float, str, str, str, float]]:
+        header = [h.strip().lower() for h in next(reader, [])]
+        tidy = all(column in header for column in _TIDY)
+        if not tidy and header[:2] != ["timestamp", "value"]:
+            raise HistoryError(
+                f"{path}: the header is {','.join(header)!r}; write either "
+                "'timestamp,value' (one series per file) or "
+                "'timestamp,target,metric,labels,value' (a tidy table)"
+            )
+        column = {name: header.index(name) for name in _TIDY if name in header}
+        for lineno, row in enumerate(reader, start=2):
+            if not row or not "".join(row).strip():
+                continue
+            where = f"{path}:{lineno}: "
+            try:
+                time = parse_time(row[column["timestamp"]], where)
+                text = row[column["value"]].strip()
+                value = math.nan if text == "" else float(text)
+                if tidy:
+                    labels = row[column["labels"]].strip() or "{}"
+                    target, sample = row[column["target"]], row[column["metric"]]
+                else:
+                    labels, target, sample = "{}", path.name, self.metric
+            except IndexError:
                 raise HistoryError(
-                    f"{path}: the header is {','.join(header)!r}; write either "
-                    "'timestamp,value' (one series per file) or "
-                    "'timestamp,target,metric,labels,value' (a tidy table)"
+                    f"{where}{len(row)} columns, fewer than the header's {len(header)}"
+                ) from None
+            except ValueError:
+                raise HistoryError(
+                    f"{where}value {row[column['value']]!r} is not a number"
+                ) from None
+            if not (labels.startswith("{") and labels.endswith("}")):
+                raise HistoryError(
+                    f'{where}labels {labels!r} are not a series key such as {{cpu="0",mode="idle"}}'
                 )
-            column = {name: header.index(name) for name in _TIDY if name in header}
-            for lineno, row in enumerate(reader, start=2):
-                if not row or not "".join(row).strip():
-                    continue
-                where = f"{path}:{lineno}: "
-                try:
-                    time = parse_time(row[column["timestamp"]], where)
-                    text = row[column["value"]].strip()
-                    value = math.nan if text == "" else float(text)
-                    if tidy:
-                        labels = row[column["labels"]].strip() or "{}"
-                        target, sample = row[column["target"]], row[column["metric"]]
-                    else:
-                        labels, target, sample = "{}", path.name, self.metric
-                except IndexError:
-                    raise HistoryError(
-                        f"{where}{len(row)} columns, fewer than the header's {len(header)}"
-                    ) from None
-                except ValueError:
-                    raise HistoryError(
-                        f"{where}value {row[column['value']]!r} is not a number"
-                    ) from None
-                if not (labels.startswith("{") and labels.endswith("}")):
-                    raise HistoryError(
-                        f"{where}labels {labels!r} are not a series key such as "
-                        '{cpu="0",mode="idle"}'
-                    )
-                yield time, target, sample, labels, value
+            yield lineno, time, target, sample, labels, value
 
-    def _table(self) -> dict[float, dict[str, dict[str, dict[str, float]]]]:
-        table: dict[float, dict[str, dict[str, dict[str, float]]]] = {}
+    def _series(self) -> list[_Rows]:
+        """Each series' rows in file order, with what repeats or steps back noted once a file."""
+        series: dict[tuple[str, str, str], _Rows] = {}
         for path in self.files:
-            duplicates = unsorted = 0
-            last = -math.inf
-            for time, target, sample, series, value in self._rows(path):
-                if time < last:
-                    unsorted += 1
-                last = max(last, time)
-                per_series = (
-                    table.setdefault(time, {}).setdefault(target, {}).setdefault(sample, {})
-                )
-                if series in per_series:
-                    duplicates += 1
-                per_series[series] = value
-            if duplicates:
+            repeats = steps_back = 0
+            first_repeat = first_back = ""
+            for lineno, time, target, sample, labels, value in self._rows(path):
+                rows = series.get((target, sample, labels))
+                if rows is None:
+                    rows = series[target, sample, labels] = _Rows(target, sample, labels)
+                elif time == rows.times[-1]:
+                    repeats += 1
+                    first_repeat = first_repeat or f"{path}:{lineno}"
+                elif time < rows.times[-1]:
+                    steps_back += 1
+                    first_back = first_back or f"{path}:{lineno}"
+                rows.times.append(time)
+                rows.values.append(value)
+            # Kept as they come, row by row, as NAB reads its files: a clock set back an hour
+            # repeats an hour of timestamps, and each of those rows is data.
+            if repeats:
                 self.stats.warn(
-                    "duplicate_timestamps",
-                    f"{path}: {duplicates} row(s) repeat a "
-                    "series at a timestamp it already has; the last value is kept",
-                    duplicates,
+                    "repeated_timestamps",
+                    f"{path}: {repeats} row(s) repeat the timestamp of the row before them in "
+                    f"their series (the first at {first_repeat}); each is replayed as a cycle "
+                    "of its own, in file order",
+                    repeats,
                 )
-            if unsorted:
-                # Sorting is what the reader does anyway; it is said because a CSV written out of
-                # order often means two files were concatenated.
-                self.stats.warnings["unsorted_rows"] += unsorted
-                log.info("%s: %d row(s) are out of time order; sorted", path, unsorted)
-        return table
+            if steps_back:
+                self.stats.warn(
+                    "timestamps_stepping_back",
+                    f"{path}: {steps_back} row(s) go back in time in their series (the first "
+                    f"at {first_back}); replayed in file order, so data_time() goes back too",
+                    steps_back,
+                )
+        return list(series.values())
 
     async def cycles(
         self,
@@ -228,12 +262,58 @@ class CSVSource:
         end: float | None = None,
         step: float | None = None,
     ) -> AsyncIterator[Cycle]:
-        """One cycle per distinct timestamp, with every series that has a row at it."""
-        table = self._table()
-        if not table:
+        """The rows as cycles: each series' rows in file order, the series merged by time; a
+        cycle holds every series whose next row has the cycle's time."""
+        series = self._series()
+        if not series:
             raise HistoryError(f"{', '.join(map(str, self.files))}: no rows")
-        for time in sorted(table):
+        self._rows_total = sum(len(rows.times) for rows in series)
+        self._rows_read = 0
+        heads = [(rows.times[0], k) for k, rows in enumerate(series)]
+        heapq.heapify(heads)
+        position = [0] * len(series)
+        while heads:
+            time = heads[0][0]
+            due: list[int] = []
+            while heads and heads[0][0] == time:
+                due.append(heapq.heappop(heads)[1])
+            samples: TargetsData = {}
+            for k in due:
+                rows = series[k]
+                i = position[k]
+                samples.setdefault(rows.target, {}).setdefault(rows.sample, {})[rows.labels] = (
+                    rows.values[i]
+                )
+                position[k] = i + 1
+                if i + 1 < len(rows.times):
+                    heapq.heappush(heads, (rows.times[i + 1], k))
+            self._rows_read += len(due)
             if (start is not None and time < start) or (end is not None and time > end):
                 continue
-            samples = table[time]
             yield Cycle(time, dict.fromkeys(samples, time), samples)
+
+
+def _text_lines(path: Path, handle: Iterable[bytes]) -> Iterator[str]:
+    """The file's lines as text: UTF-8, a byte order mark (spreadsheets write one) dropped;
+    a line that is not UTF-8 is an error naming it. Decoded a line at a time, so the error
+    names the very line."""
+    for lineno, raw in enumerate(handle, start=1):
+        try:
+            yield raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise HistoryError(
+                f"{path}:{lineno}: not UTF-8 text (byte {raw[exc.start : exc.start + 1]!r}); "
+                "save the file as UTF-8 (iconv -f cp1252 -t utf-8 turns a Windows export "
+                "into it)"
+            ) from None
+
+
+@dataclass
+class _Rows:
+    """One series of a CSV source: its rows' times and values, in file order."""
+
+    target: str
+    sample: str
+    labels: str
+    times: list[float] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)

@@ -12,18 +12,22 @@ makes the one the settings ask for:
 protocols and the combining providers are in ``deucalion.targets.provider``, which the
 submodules import (never this package, whose ``build_provider`` imports them). The first
 three may be combined (``CombinedTargets``); with ``shard:`` a replica keeps only its share of
-them (``deucalion.targets.sharding``). A provider that also has
-``async collect(targets, metrics) -> list[ScrapeResult]`` (a ``CollectingProvider``) delivers
-the samples itself and replaces scraping: federated mode does.
+them (``deucalion.targets.sharding``).
+
+Providers only discover: the samples are collected by ``deucalion.collection`` (scraping, or
+federation through the Prometheus server whose targets ``prometheus:`` lists). A provider that
+also has ``async collect(targets, metrics) -> list[ScrapeResult]`` (a ``CollectingProvider``,
+defined in ``deucalion.collection`` and named here, where README documents it) is asked for
+the samples instead of scraping.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from deucalion.collection.collector import CollectingProvider
 from deucalion.errors import ConfigError
 from deucalion.targets.provider import (
-    CollectingProvider,
     CombinedTargets,
     StaticTargets,
     TargetProvider,
@@ -43,7 +47,8 @@ __all__ = [
 
 
 def build_provider(settings: Settings) -> TargetProvider:
-    """The provider the settings configure: ``prometheus``, or the union of ``targets``,
+    """The provider the settings configure: ``prometheus`` (its targets; their samples come by
+    federation, see ``deucalion.collection.build_collector``), or the union of ``targets``,
     ``file_sd`` and ``kubernetes``. Raises ``ConfigError`` when no source is configured."""
     from deucalion.targets.sharding import shard_provider
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deucalion._http import APIClient, Credentials, HTTPError
-from deucalion.errors import DeucalionError
+from deucalion.errors import KubernetesError
 from deucalion.targets.target import Target, target_from_settings
 
 if TYPE_CHECKING:
@@ -81,10 +81,6 @@ def sanitize_label_name(name: str) -> str:
     if cleaned[:1].isdigit():
         cleaned = "_" + cleaned
     return cleaned.lstrip("_") or "_"
-
-
-class KubernetesError(DeucalionError):
-    """The pod's annotations could not be read."""
 
 
 class KubernetesTargets:

@@ -6,15 +6,12 @@ never from the package itself, whose ``build_provider`` imports them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from collections.abc import Sequence
+from typing import Protocol
 
 from deucalion.targets.target import Target
 
-if TYPE_CHECKING:
-    from deucalion.scrape import ScrapeResult
-
-__all__ = ["CollectingProvider", "CombinedTargets", "StaticTargets", "TargetProvider"]
+__all__ = ["CombinedTargets", "StaticTargets", "TargetProvider"]
 
 
 class TargetProvider(Protocol):
@@ -42,17 +39,6 @@ class StaticTargets:
     async def close(self) -> None:
         """Nothing to release."""
         return None
-
-
-@runtime_checkable
-class CollectingProvider(TargetProvider, Protocol):
-    """A provider that also delivers its targets' samples, instead of deucalion scraping them."""
-
-    async def collect(
-        self, targets: Sequence[Target], metrics: Iterable[str] | None
-    ) -> list[ScrapeResult]:
-        """One result per target, with the samples of ``metrics`` (all when ``None``)."""
-        ...
 
 
 class CombinedTargets:

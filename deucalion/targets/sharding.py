@@ -13,19 +13,17 @@ import hashlib
 import os
 import re
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from deucalion.errors import ConfigError
-from deucalion.targets.provider import CollectingProvider, TargetProvider
+from deucalion.targets.provider import TargetProvider
 from deucalion.targets.target import Target
 
 if TYPE_CHECKING:
     from deucalion.config.settings import ShardSettings
-    from deucalion.scrape import ScrapeResult
 
 __all__ = [
-    "CollectingShardedTargets",
     "ShardedTargets",
     "hashmod",
     "ordinal_from_hostname",
@@ -113,20 +111,6 @@ class ShardedTargets:
         await self.provider.close()
 
 
-class CollectingShardedTargets(ShardedTargets):
-    """A shard of a provider that delivers the samples itself (federated mode)."""
-
-    def __init__(self, provider: CollectingProvider, *, count: int, index: int) -> None:
-        super().__init__(provider, count=count, index=index)
-        self._collector = provider
-
-    async def collect(
-        self, targets: Sequence[Target], metrics: Iterable[str] | None
-    ) -> list[ScrapeResult]:
-        """The wrapped provider's samples of ``targets``."""
-        return await self._collector.collect(targets, metrics)
-
-
 def shard_provider(provider: TargetProvider, settings: ShardSettings | None) -> TargetProvider:
     """``provider`` limited to this replica's shard; unchanged when there is one shard.
 
@@ -134,7 +118,4 @@ def shard_provider(provider: TargetProvider, settings: ShardSettings | None) -> 
     """
     if settings is None or settings.count == 1:
         return provider
-    index = shard_index(settings)
-    if isinstance(provider, CollectingProvider):
-        return CollectingShardedTargets(provider, count=settings.count, index=index)
-    return ShardedTargets(provider, count=settings.count, index=index)
+    return ShardedTargets(provider, count=settings.count, index=shard_index(settings))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from deucalion._http import Credentials
+from deucalion._http import Credentials, redact_url
 
 if TYPE_CHECKING:
     from deucalion.config.settings import ClientOptions
@@ -30,6 +31,15 @@ class Target:
     """Seconds one scrape may take; ``None`` uses the scraper's timeout."""
     credentials: Credentials = field(default_factory=Credentials, compare=False)
     """Authentication and TLS settings of the scrapes."""
+    last_error: str | None = field(default=None, compare=False)
+    """Why the target's source says its last scrape failed (a federating Prometheus's
+    ``lastError``), or None."""
+
+    @cached_property
+    def shown(self) -> str:
+        """The URL as logs, labels, listings and recordings show it: a secret in its query
+        (``?token=``, ...) as ``***``."""
+        return redact_url(self.url)
 
     @property
     def instance(self) -> str:

@@ -203,10 +203,12 @@ def start_alertmanager(port: int | None = None, *,
 def start_prometheus(
     scrape_targets: list[str], port: int | None = None, scrape_interval: str = "1s",
     labels: dict[str, str] | None = None, external_labels: dict[str, str] | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> Server:
     """Prometheus scraping ``scrape_targets`` (host:port) under job ``node``; ``labels`` are
     the static group's target labels (an ``instance`` among them replaces host:port);
-    ``external_labels`` the server's own (``global.external_labels``)."""
+    ``external_labels`` the server's own (``global.external_labels``); ``extra_args`` more
+    command-line flags (``--query.max-samples=1``)."""
     find_binary("prometheus")
     port = port or free_port()
     workdir = Path(tempfile.mkdtemp(prefix="deucalion-prometheus-"))
@@ -226,5 +228,6 @@ def start_prometheus(
         f"--config.file={workdir / 'prometheus.yml'}",
         f"--storage.tsdb.path={workdir / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}",
+        *extra_args,
     ]
     return _start("prometheus", args, port, workdir, "/-/ready")

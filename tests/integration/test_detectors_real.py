@@ -3,14 +3,16 @@ ready detectors stay quiet while nothing happens.
 
 The machine running the tests may be busy with other work; the quiet test therefore watches
 node_exporter's own metrics (what ``deucalion demo --target`` watches), which an idle exporter
-keeps steady whatever the rest of the machine does, while the burn test watches the CPUs.
+keeps steady whatever the rest of the machine does, while the burn test watches the CPUs. Each
+measures what it needs (scrapes that answer, a CPU with time to spare) and skips, saying why,
+when the machine is too busy to give it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -26,17 +28,16 @@ import deucalion as dc
 from deucalion.demo import REAL_TARGET_METRICS, RobustZScoreObserver
 from deucalion.detectors import DetectorObserver, EWMAZScore
 from deucalion.provisioner import MetricsProvisioner
-from tests.helpers import wait_for
+from tests.helpers import skip_busy, wait_for
 from tests.integration import servers
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
-# Windows stamp points with dc.data_time(), which the worker sets since issue 12's dispatch
-# (deucalion/_in_worker.py); before it lands, an observer keeping a Window cannot run live.
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("deucalion._in_worker") is None,
-    reason="the live worker does not hand dc.data_time() yet (issue 12's dispatch)",
-)
+# The burn test's budget: warm-up, looking for an idle CPU, then the burn. A busy machine makes
+# the test skip within its own timeout rather than wait past it.
+WARM_UP_WITHIN = 60.0
+IDLE_CPU_WITHIN = 40.0
+BURN_ALERT_WITHIN = 60.0
 # One process spinning on one CPU, at the highest priority the test may set (as root, nice
 # -20: the machine's other work then gets that CPU's leftovers only, for the burn's duration).
 BURN = """\
@@ -91,6 +92,7 @@ def burn() -> Iterator[list[subprocess.Popen[bytes]]]:
         process.wait()
 
 
+@pytest.mark.timeout(WARM_UP_WITHIN + IDLE_CPU_WITHIN + BURN_ALERT_WITHIN + 60)
 async def test_the_readme_detector_alerts_on_a_cpu_burn(
     node_exporter: servers.Server,
     burn: list[subprocess.Popen[bytes]],
@@ -98,8 +100,8 @@ async def test_the_readme_detector_alerts_on_a_cpu_burn(
     """The README's CpuBurnObserver, on a real node_exporter, alerts when the test burns CPU.
 
     The machine may be busy with other work, and a burn only shows on a CPU with time to spare
-    (on a CPU already busy it is within the noise, and rightly not an anomaly): the test waits,
-    up to 4 minutes, for a CPU at least 80 % idle and burns that one.
+    (on a CPU already busy it is within the noise, and rightly not an anomaly): the test looks,
+    for up to 40 s, for a CPU at least 80 % idle and burns that one, or skips saying so.
     """
     observer = readme_detector()()
     provisioner = MetricsProvisioner(
@@ -108,15 +110,18 @@ async def test_the_readme_detector_alerts_on_a_cpu_burn(
     provisioner.register(observer)
     async with provisioner:
         # Warm up: RobustZScore scores after 10 points of history.
-        await wait_for(lambda: provisioner.stats.cycles >= 30, within=60)
+        await wait_for(lambda: provisioner.stats.cycles >= 30, within=WARM_UP_WITHIN)
         cpu = None
-        deadline = time.monotonic() + 240
+        most_idle = 0.0
+        deadline = time.monotonic() + IDLE_CPU_WITHIN
         while cpu is None and time.monotonic() < deadline:
             idle = await asyncio.to_thread(idle_fractions, 3.0)
+            most_idle = max(most_idle, *idle)
             if max(idle) >= 0.8:
                 cpu = idle.index(max(idle))
         if cpu is None:
-            pytest.skip("no CPU was 80 % idle for 4 minutes: a burn would not show")
+            skip_busy(f"no CPU was 80 % idle within {IDLE_CPU_WITHIN:.0f} s (at most "
+                      f"{most_idle:.0%}), and a burn would not show")
         series = f'{{cpu="{cpu}",mode="user"}}'
 
         def about_the_burn() -> list[Any]:
@@ -132,11 +137,24 @@ async def test_the_readme_detector_alerts_on_a_cpu_burn(
             await asyncio.to_thread(subprocess.Popen, [sys.executable, "-c", BURN, str(cpu)])
         )
         try:
-            alerts = await wait_for(about_the_burn, within=60, interval=0.5)
+            alerts = await wait_for(about_the_burn, within=BURN_ALERT_WITHIN, interval=0.5)
         except AssertionError:
             alerts = []
     assert alerts, f"no alert about {series} during the burn"
     assert alerts[0]["labels"]["observer"] == "CpuBurnObserver"
+
+
+def _unsteady(scrapes: list[tuple[bool, float]]) -> str:
+    """Why node_exporter's scrapes were not those of an idle exporter, or "" when they were:
+    every scrape answered, none took 10x the median time."""
+    failed = sum(1 for up, _ in scrapes if not up)
+    durations = [duration for up, duration in scrapes if up]
+    if failed:
+        return f"{failed} of {len(scrapes)} scrapes of node_exporter failed or timed out"
+    if durations and max(durations) > 10 * statistics.median(durations):
+        return (f"a scrape of node_exporter took {max(durations) * 1e3:.0f} ms against a median "
+                f"of {statistics.median(durations) * 1e3:.0f} ms")
+    return ""
 
 
 async def quiet_for(node_exporter: servers.Server, seconds: float) -> None:
@@ -150,15 +168,26 @@ async def quiet_for(node_exporter: servers.Server, seconds: float) -> None:
     provisioner.register(demo)
     provisioner.register(ewma)
     fired: list[Any] = []
+    # Each scrape, by its start: an idle exporter answers every one promptly. The machine's
+    # other work can make scrapes time out or take many times their usual time, and then
+    # scrape_duration_seconds rightly looks anomalous: the test needs scrapes that answer.
+    scrapes: dict[float, tuple[bool, float]] = {}
     async with provisioner, aiohttp.ClientSession() as session:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.25)
             fired.extend(provisioner.firing_alerts())
+            for scrape in provisioner.telemetry.scrapes:
+                if scrape.scraped_at is not None:
+                    scrapes[scrape.scraped_at] = (scrape.up, scrape.duration)
         server = provisioner.telemetry.server
         assert server is not None
         async with session.get(server.url + "/metrics") as response:
             exported = await response.text()
+    if fired and (unsteady := _unsteady(list(scrapes.values()))):
+        metrics = sorted({str(a["labels"].get("metric")) for a in fired})
+        skip_busy(f"{unsteady}: too busy for an idle exporter, and alerts "
+                  f"fired on {', '.join(metrics)}")
     assert fired == [], f"alerts on an idle node_exporter: {fired[:3]}"
     # They did score every cycle: the scores are exported, below the threshold.
     scored = {

@@ -153,7 +153,7 @@ async def test_a_real_servers_html_and_json_are_down_when_filtered(
     """Alertmanager's web page and JSON API, and node_exporter's landing page, answer 200 but
     are no exposition: a scrape filtered to a few metrics, to a regular expression or to none
     is up = 0 with the line at fault, as Prometheus's is (issue 13, item 1)."""
-    from deucalion.scrape import Scraper
+    from deucalion.collection.scrape import Scraper
     from deucalion.targets import Target
 
     urls = [alertmanager.url + "/", alertmanager.url + "/api/v2/status", node_exporter.url + "/"]
@@ -168,7 +168,7 @@ async def test_a_real_servers_html_and_json_are_down_when_filtered(
 async def test_samples_scraped_of_a_real_node_exporter(node_exporter: servers.Server) -> None:
     """scrape_samples_scraped of a filtered scrape of a real node_exporter is the number of
     samples prometheus_client reads in the same body."""
-    from deucalion.scrape import Scraper
+    from deucalion.collection.scrape import Scraper
     from deucalion.targets import Target
 
     async with Scraper(timeout=10, body_size_limit=10**7, metrics=["node_load1"]) as scraper:
@@ -178,3 +178,39 @@ async def test_samples_scraped_of_a_real_node_exporter(node_exporter: servers.Se
     theirs = sum(len(f.samples) for f in text_string_to_metric_families(body.decode()))
     # node_exporter's own counters move between the two requests; the sample lines do not.
     assert result.samples_scraped == theirs
+
+
+def test_prometheus_clients_own_openmetrics_is_read_in_bulk() -> None:
+    """A registry of every metric type prometheus_client has (histograms and counters with
+    exemplars and ``_created``, a gauge with a unit, a summary, info and enum), written by its
+    OpenMetrics writer, reads as its OpenMetrics parser reads it, by the bulk reader (issue 28),
+    in full and filtered; a second parser's read of a changed body too."""
+    from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, Info, Summary
+
+    from deucalion.exposition.labels import LabelMemory
+    from deucalion.exposition.openmetrics_bulk import read_bulk
+
+    registry = CollectorRegistry()
+    latency = Histogram("http_request_duration_seconds", "Latency.", ["method", "path"],
+                        registry=registry)
+    requests = Counter("http_requests", "Requests.", ["code"], registry=registry)
+    temperature = Gauge("room_temperature_celsius", "Temperature.", unit="celsius",
+                        registry=registry)
+    rpc = Summary("rpc_duration_seconds", "RPC.", ["service"], registry=registry)
+    Info("build", "Build.", registry=registry).info({"version": "1.2.3", "revision": "abc"})
+    state = Enum("task_state", "State.", ["task"], states=["idle", "running"], registry=registry)
+    parser = ExpositionParser()
+    for round_ in range(3):
+        for i in range(20):
+            exemplar = {"trace_id": f"{round_}-{i}"} if i % 3 == 0 else None
+            latency.labels("GET", f"/item/{i % 5}").observe(i / 10, exemplar=exemplar)
+            requests.labels(str(200 + i % 3)).inc(exemplar=exemplar)
+            rpc.labels(f"svc{i % 2}").observe(i / 7)
+            state.labels(f"t{i % 4}").state("running" if i % 2 else "idle")
+        temperature.set(20 + round_)
+        text = openmetrics_exposition.generate_latest(registry).decode()
+        assert "# UNIT" in text and " # {" in text and "_created" in text
+        expected = reference(text, openmetrics=True)
+        assert read_bulk(text, None, LabelMemory()) is not None
+        assert_same(parser.parse(text.encode(), openmetrics=True), expected)
+        check_filter(text.encode(), "application/openmetrics-text; version=1.0.0", expected)

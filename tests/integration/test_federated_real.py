@@ -15,8 +15,9 @@ import pytest
 
 import deucalion as dc
 from deucalion.cli import main
+from deucalion.collection import FederationCollector
+from deucalion.collection.scrape import Scraper
 from deucalion.config.loading import PrometheusSettings
-from deucalion.scrape import Scraper
 from deucalion.targets import Target
 from deucalion.targets.prometheus import PrometheusTargets
 from tests.integration import servers
@@ -49,16 +50,18 @@ def prometheus(node_exporter: servers.Server,
 async def test_federation_matches_direct_scrape(node_exporter: servers.Server,
                                                 prometheus: servers.Server) -> None:
     """Federated samples of the target have the same names and series as scraping it directly."""
-    provider = PrometheusTargets(PrometheusSettings(url=prometheus.url, jobs=["node"]),
-                                 body_size_limit=50 * 10**6)
+    settings = PrometheusSettings(url=prometheus.url, jobs=["node"])
+    provider = PrometheusTargets(settings, body_size_limit=50 * 10**6)
+    collector = FederationCollector(settings, body_size_limit=50 * 10**6, metrics=METRICS)
     try:
         targets = await provider.discover()
         scrape_url = f"{node_exporter.url}/metrics"
         assert [t.url for t in targets] == [scrape_url]
         assert targets[0].labels["job"] == "node"
-        (federated,) = await provider.collect(targets, METRICS)
+        (federated,) = await collector.collect(targets)
     finally:
         await provider.close()
+        await collector.close()
     async with Scraper(timeout=10, body_size_limit=50 * 10**6, metrics=METRICS) as scraper:
         direct = await scraper.scrape(Target(scrape_url))
 

@@ -57,9 +57,13 @@ def _thirds(values: list[float]) -> tuple[float, float]:
 
 
 def _report(samples: list[dict[str, Any]], verdicts: dict[str, Any]) -> None:
+    # The date and machine go with the figures: README's soak sentence is generated from them.
+    date = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     (HERE / "soak.json").write_text(json.dumps({"seconds": SECONDS, "targets": TARGETS,
                                                 "interval_s": INTERVAL, "samples": samples,
-                                                "verdicts": verdicts}, indent=1) + "\n")
+                                                "verdicts": verdicts,
+                                                "date": date,
+                                                "machine": machine()}, indent=1) + "\n")
     rows = [[f"{s['t']:.0f}", f"{s['rss'] / 2**20:.1f}", f"{s['workers_rss'] / 2**20:.1f}",
              s["fds"], s["cycles"], s["overruns"], s["calls"], s["dropped"], s["with_data"]]
             for s in samples]
@@ -125,23 +129,29 @@ async def test_memory_and_file_descriptors_stay_flat_over_a_long_run(
                 })
     rss_second, rss_last = _thirds([s["rss"] for s in samples])
     worker_second, worker_last = _thirds([s["workers_rss"] for s in samples])
-    later_fds = [s["fds"] for s in samples[len(samples) // 3:]]
+    third = max(1, len(samples) // 3)
+    fds_second = max(s["fds"] for s in samples[third:2 * third] or samples)
+    fds_last = max(s["fds"] for s in samples[-third:])
     verdicts = {
         "application RSS MB (second third -> last third)":
             f"{rss_second / 2**20:.1f} -> {rss_last / 2**20:.1f}",
         "worker RSS MB": f"{worker_second / 2**20:.1f} -> {worker_last / 2**20:.1f}",
-        "fds after the first third": f"{min(later_fds)}..{max(later_fds)}",
+        "open fds, most in the second third -> in the last third": f"{fds_second} -> {fds_last}",
         "log records": dict(logged.counts),
     }
     _report(samples, verdicts)
     assert rss_last <= rss_second * RSS_TOLERANCE + RSS_SLACK, verdicts
     assert worker_last <= worker_second * RSS_TOLERANCE + RSS_SLACK, verdicts
-    assert max(later_fds) - min(later_fds) <= FD_TOLERANCE, verdicts
+    # A leak grows the count; fewer fds (a busy machine's timed-out scrapes close their
+    # connections, and the next scrape opens them again) is no leak.
+    assert fds_last <= fds_second + FD_TOLERANCE, verdicts
     # Nothing stopped: cycles and calls went on between every sample, every target up with data.
     for before, after in itertools.pairwise(samples):
         assert after["cycles"] > before["cycles"] and after["calls"] > before["calls"]
     # A scrape may miss the 100 ms timeout on a busy machine (then that target is up = 0 for
-    # the cycle); the data must keep arriving, and every target must be seen with data.
-    assert all(s["with_data"] > 0 for s in samples)
+    # the cycle, and every target may be, at a sample); the data must keep arriving, in every
+    # third of the run, and every target must be seen with data.
+    for part in (samples[:third], samples[third:-third], samples[-third:]):
+        assert any(s["with_data"] > 0 for s in part), verdicts
     assert max(s["with_data"] for s in samples) == TARGETS
     assert samples[-1]["restarts"] == 0

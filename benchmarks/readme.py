@@ -1,0 +1,510 @@
+"""README's figures, generated from ``benchmarks/results.json`` (and the soak's ``soak.json``).
+
+README.md holds regions between ``<!-- results:begin NAME -->`` and ``<!-- results:end NAME -->``
+lines; ``python -m benchmarks.report`` (``make results``) rewrites each region from the results
+and leaves every other line of README alone, so the prose around the tables stays hand-written.
+``tests/test_readme_results.py`` fails when a region and the results disagree.
+
+Every figure names the run it comes from, with its date and machine, and a target is judged
+here, from the figure, so a target the last run missed is printed as missed whatever the prose
+says. A section this module does not know is not lost: when it carries ``readme_rows`` (a list
+of ``{"what", "deucalion", "instead", "ratio", "target", "met"}``, ``met`` true, false or null)
+its rows join the performance table; otherwise the table's notes name it and point to
+``results.md``. A known section whose figures moved (a renamed key) gives a row saying the
+figure is missing instead of failing the whole report.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.report import HERE, RESULTS_JSON
+
+README = HERE.parent / "README.md"
+SOAK_JSON = HERE / "soak.json"
+
+Results = Mapping[str, Any]
+
+_REGION = re.compile(
+    r"^<!-- results:begin (?P<name>[\w-]+) -->\n(?P<body>.*?)^<!-- results:end (?P=name) -->$",
+    re.DOTALL | re.MULTILINE,
+)
+
+
+class ReadmeError(Exception):
+    """README's generated regions are malformed or unknown."""
+
+
+# --- formatting -------------------------------------------------------------------------------
+
+
+def seconds(value: float) -> str:
+    """A duration with three significant figures: ``0.179 ms``, ``120 ms``, ``14.4 s``."""
+    if value >= 1:
+        return f"{value:.3g} s"
+    return f"{_sig(value * 1e3)} ms"
+
+
+def millis(value: float) -> str:
+    """Seconds as a bare number of milliseconds, three significant figures."""
+    return _sig(value * 1e3)
+
+
+def _sig(value: float) -> str:
+    """Three significant figures (``0.179``, ``1.18``, ``17.0``, ``120``, ``14,447``)."""
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    if value >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3g}"
+
+
+def times(ratio: float) -> str:
+    """A ratio: ``14.5x``, ``120x``, ``1.27x``."""
+    return f"{_sig(ratio)}x"
+
+
+def mib(value: float) -> str:
+    """Bytes as MB of 2**20, as the footprint benchmark counts them."""
+    return f"{value / 2**20:.1f}"
+
+
+def mega(value: float) -> str:
+    """Bytes as MB of 10**6, as body sizes are given."""
+    return f"{value / 1e6:.0f}"
+
+
+# --- the performance table --------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One line of the performance table; ``met`` None when the row has no target."""
+
+    what: str
+    deucalion: str
+    instead: str = ""
+    ratio: str = ""
+    target: str = ""
+    met: bool | None = None
+    run: str = ""
+
+    def cells(self, runs: Mapping[str, str]) -> list[str]:
+        target = self.target
+        if self.met is not None:
+            target += ": met" if self.met else ": **missed**"
+        return [self.what, self.deucalion, self.instead, self.ratio, target,
+                runs.get(self.run, self.run)]
+
+
+def _parse_rows(parse: Results) -> Iterator[Row]:
+    cases = parse["cases"]
+    full = cases["node_exporter, full"]
+    cold = parse["cold"]
+    cold_ratio = cold["prometheus_client"] / cold["deucalion"]
+    yield Row(f"parse node_exporter's output ({full['samples']} samples), everything",
+              seconds(full["deucalion_s"]),
+              f"prometheus_client {seconds(full['prometheus_client_s'])}",
+              f"{times(full['ratio'])} (first parse in a fresh process: {times(cold_ratio)})",
+              ">= 10x (>= 5x first parse)", full["ratio"] >= 10 and cold_ratio >= 5)
+    names, pattern = cases["node_exporter, 3 names"], cases["node_exporter, `node_.*`"]
+    back = parse["back_to_back"]
+    yield Row("parse node_exporter's output, 3 metrics desired / `node_.*`",
+              f"{millis(names['deucalion_s'])} / {seconds(pattern['deucalion_s'])}",
+              f"prometheus_client {millis(names['prometheus_client_s'])} / "
+              f"{seconds(pattern['prometheus_client_s'])} (full)",
+              f"{times(names['ratio'])} / {times(pattern['ratio'])} (back to back, caches "
+              f"warm: {times(back['prometheus_client'] / back['deucalion'])})",
+              ">= 100x (3 metrics, interleaved)", names["ratio"] >= 100)
+    unsorted = cases["unsorted, varying label sets, full"]
+    stamped = cases["3% timestamps, escapes, UTF-8, full"]
+    yield Row(f"parse {unsorted['samples']:,} series with unsorted, varying label sets / "
+              "timestamps, escapes and UTF-8",
+              f"{millis(unsorted['deucalion_s'])} / {seconds(stamped['deucalion_s'])}",
+              f"prometheus_client {millis(unsorted['prometheus_client_s'])} / "
+              f"{seconds(stamped['prometheus_client_s'])}",
+              f"{times(unsorted['ratio'])} / {times(stamped['ratio'])}", ">= 10x",
+              min(unsorted["ratio"], stamped["ratio"]) >= 10)
+    om_full, om_names = cases["OpenMetrics, full"], cases["OpenMetrics, 3 names"]
+    yield Row(f"parse {om_full['samples']:,} series of OpenMetrics, everything / 3 families "
+              "desired",
+              f"{millis(om_full['deucalion_s'])} / {seconds(om_names['deucalion_s'])}",
+              f"prometheus_client's OpenMetrics parser {millis(om_full['prometheus_client_s'])}"
+              f" / {seconds(om_names['prometheus_client_s'])}",
+              f"{times(om_full['ratio'])} / {times(om_names['ratio'])}", ">= 10x",
+              min(om_full["ratio"], om_names["ratio"]) >= 10)
+    modern = cases.get("OpenMetrics as clients write it, full")
+    if modern is not None:
+        modern_names = cases["OpenMetrics as clients write it, 3 names"]
+        yield Row(f"parse {modern['samples']:,} samples of OpenMetrics as clients write it "
+                  "(histograms with exemplars and `_created`, summaries, `# UNIT`, info, "
+                  "stateset), everything / 3 families desired",
+                  f"{millis(modern['deucalion_s'])} / {seconds(modern_names['deucalion_s'])}",
+                  "prometheus_client's OpenMetrics parser "
+                  f"{millis(modern['prometheus_client_s'])} / "
+                  f"{seconds(modern_names['prometheus_client_s'])}",
+                  f"{times(modern['ratio'])} / {times(modern_names['ratio'])}", ">= 10x",
+                  modern["ratio"] >= 10)
+    churn = cases.get("label churn, every value new, full")
+    colds = parse.get("cold_cases")
+    if churn is not None and colds:
+        firsts = " / ".join(times(c["ratio"]) for c in colds.values())
+        yield Row(f"first parse: {churn['samples']:,} series whose label values are all new "
+                  "(label churn) / in a fresh process, " + " / ".join(colds),
+                  seconds(churn["deucalion_s"]),
+                  f"prometheus_client {seconds(churn['prometheus_client_s'])}",
+                  f"{times(churn['ratio'])} / {firsts}", ">= 5x",
+                  min([churn["ratio"], *(c["ratio"] for c in colds.values())]) >= 5)
+    setup = parse.get("selection_setup")
+    if setup:
+        yield Row(f"set up a selection of {setup['counts'][-1]:,.0f} names / regular "
+                  "expressions", f"{seconds(setup['names_s'][-1])} / "
+                  f"{seconds(setup['patterns_s'][-1])}", "", "",
+                  "names < 100 ms, linear", setup["names_s"][-1] < 0.1)
+    large = cases["100,000 series, unsorted labels, full"]
+    yield Row(f"parse {large['samples']:,} series (unsorted labels)", seconds(large["deucalion_s"]),
+              f"prometheus_client {seconds(large['prometheus_client_s'])}",
+              times(large["ratio"]), ">= 10x", large["ratio"] >= 10)
+    scaling = parse["scaling"]
+    every, whole = scaling["seconds"]["all names"][-1], scaling["seconds"]["full"][-1]
+    over = scaling["all_names_over_full_at_largest"]
+    yield Row(f"desire every one of {scaling['names'][-1]:,} metric names of a "
+              f"{scaling['sizes'][-1]:,}-series body", seconds(every),
+              f"the full parse {seconds(whole)}", times(over), "<= 1.2x the full parse",
+              over <= 1.2)
+    everything, two = parse["memory"]["all"], parse["memory"]["2 names"]
+    yield Row(f"peak memory parsing a {everything['series']:,}-series "
+              f"({mega(everything['body_bytes'])} MB) body, everything / 2 names",
+              f"{mega(everything['peak_bytes'])} / {mega(two['peak_bytes'])} MB",
+              f"body + result {mega(everything['body_bytes'] + everything['result_bytes'])} / "
+              f"{mega(two['body_bytes'] + two['result_bytes'])} MB",
+              f"{everything['ratio']:.2f}x / {two['ratio']:.2f}x", "<= 1.3x body + result",
+              max(everything["ratio"], two["ratio"]) <= 1.3)
+
+
+def _cycle_rows(cycle: Results) -> Iterator[Row]:
+    sizes = cycle["sizes"]
+    at = sizes["200"]
+    limit = cycle.get("target", {}).get("limit", 4.0)
+    largest = max(sizes, key=int)
+    extrapolated = " (extrapolated)" if at["baseline_extrapolated"] else ""
+    yield Row(f"scrape cycle, 200 targets answering after {at['ideal_s'] * 1e3:.0f} ms",
+              seconds(at["cycle_s"]),
+              "sequential `requests` + prometheus_client "
+              f"{seconds(at['baseline_s'])}{extrapolated}",
+              f"{times(at['speedup_over_baseline'])} faster; {times(at['ratio_to_ideal'])} the "
+              f"ideal ({int(largest):,} targets: {seconds(sizes[largest]['cycle_s'])}; growth "
+              f"exponent {cycle['cycle_exponent']:.2f})",
+              f"<= {limit:g}x ideal", at["ratio_to_ideal"] <= limit)
+    yield Row("the same 200 targets, fetched by a bare aiohttp client (every body at once, "
+              "nothing parsed or handed off): the floor",
+              seconds(at["cycle_s"]), f"aiohttp alone {seconds(at['bare_fetch_s'])}",
+              f"{times(at['cycle_s'] / at['bare_fetch_s'])} the floor")
+    observers = cycle["observers"]
+    few, many = min(observers, key=int), max(observers, key=int)
+    yield Row(f"{few} to {many} observers on 10 targets, cycle start to the last `new_data`",
+              f"{millis(observers[few]['to_last_new_data_s'])} to "
+              f"{seconds(observers[many]['to_last_new_data_s'])}", "",
+              f"growth exponent {cycle['observer_exponent']:.2f}")
+
+
+def _dispatch_rows(dispatch: Results) -> Iterator[Row]:
+    models = sorted({key.split("/")[0] for key in dispatch if "/" in key},
+                    key=lambda m: float(m.split()[0]))
+    at = [dispatch[f"{m}/10000"] for m in models]
+    target = dispatch.get("target", {})
+    limit = target.get("limit_ms", 5.0)
+    executor = [a["executor_s"] for a in at]
+    independent = max(executor) < 2 * min(executor) + 1e-3
+    yield Row(f"hand-off to an observer, 10,000 series, {' / '.join(models)} model",
+              " / ".join(millis(v) for v in executor) + " ms",
+              "a pool pickling the observer each call: "
+              + " / ".join(millis(a["baseline_s"]) for a in at) + " ms",
+              " / ".join(times(a["baseline_s"] / a["executor_s"]) for a in at),
+              f"< {limit:g} ms, independent of model size",
+              independent and max(executor) * 1e3 < limit)
+    small = [dispatch[f"{models[0]}/{n}"] for n in (10000, 100000)]
+    if all(s.get("socket_pair_s") for s in small):
+        yield Row("hand-off, 10,000 / 100,000 series, against the socket-pair worker issue 12 "
+                  "replaced (recorded in a run of its own before its removal: not side by side)",
+                  " / ".join(millis(s["executor_s"]) for s in small) + " ms",
+                  "socket pair " + " / ".join(millis(s["socket_pair_s"]) for s in small) + " ms",
+                  " / ".join(_than(s["executor_s"], s["socket_pair_s"]) for s in small))
+    largest = dispatch[f"{models[0]}/100000"]
+    yield Row("hand-off of 100,000 series, series keys sent only when they change "
+              "(`deucalion/dispatch/payload.py`)", seconds(largest["executor_s"]),
+              f"the data dict as pickle carries it {seconds(largest['plain_pickle_s'])}",
+              f"{times(largest['plain_pickle_s'] / largest['executor_s'])} faster")
+
+
+def _than(ours: float, theirs: float) -> str:
+    """How our time compares with theirs: ``1.93x slower`` or ``1.28x faster``."""
+    return f"{times(ours / theirs)} slower" if ours > theirs else f"{times(theirs / ours)} faster"
+
+
+def _alert_rows(alert: Results) -> Iterator[Row]:
+    if "skipped" in alert:
+        yield Row("alert latency, anomaly to Alertmanager", f"not measured: {alert['skipped']}")
+        return
+    interval = alert["interval_s"]
+    yield Row(f"alert latency, anomaly to Alertmanager ({interval:g} s interval, "
+              f"{len(alert['latencies_s'])} anomalies)",
+              f"median {alert['median_intervals']:.2f}, p99 {alert['p99_intervals']:.2f} "
+              f"intervals ({alert['median_intervals'] * interval:.2f} / "
+              f"{alert['p99_intervals'] * interval:.2f} s)")
+
+
+def _footprint_rows(footprint: Results) -> Iterator[Row]:
+    cpu = footprint["cpu_per_cycle_s"]
+    processes = sorted(footprint["processes"].values(), key=lambda p: p["name"])
+    ratio = cpu["deucalion"] / cpu["prometheus"]
+    parts = ", ".join(f"{p['name']} {p['cpu_per_cycle_s'] * 1e3:.2f}" for p in processes)
+    yield Row(f"CPU per cycle, one node_exporter every 1 s for {footprint['duration_s']:.0f} s, "
+              "every process", f"{millis(cpu['deucalion'])} ms ({parts})",
+              f"Prometheus {millis(cpu['prometheus'])} ms; the original sidecar about 3 ms",
+              times(ratio), "within 1.2x Prometheus", ratio <= 1.2)
+    pss = footprint["pss_bytes"]
+    parts = ", ".join(f"{p['name']} {mib(p['pss'])}" for p in processes)
+    yield Row("memory, every process deucalion starts (peak)",
+              f"{mib(pss['deucalion'])} MB PSS ({parts})",
+              f"Prometheus {mib(pss['prometheus'])} MB PSS; the original sidecar about 70 MB",
+              times(pss["deucalion"] / pss["prometheus"]), "< 64 MB PSS",
+              pss["deucalion"] / 2**20 < 64)
+
+
+#: The sections the performance table knows, in its order, with the rows each gives.
+PERFORMANCE: dict[str, Callable[[Results], Iterator[Row]]] = {
+    "bench_parse": _parse_rows,
+    "bench_cycle": _cycle_rows,
+    "bench_dispatch": _dispatch_rows,
+    "bench_alert_latency": _alert_rows,
+    "bench_footprint": _footprint_rows,
+}
+#: Sections with a table elsewhere (README's Detection quality, results.md only).
+ELSEWHERE = {"bench_detection", "bench_history", "bench_replay"}
+
+
+def _rows_of(name: str, section: Results) -> list[Row]:
+    """The rows a section gives, or one row saying which figure the results lack."""
+    rows: list[Row] = []
+    try:
+        if "error" in section:
+            rows = [Row(f"`{name}`", "the last run failed: see `benchmarks/results.md`")]
+        elif name in PERFORMANCE:
+            rows.extend(PERFORMANCE[name](section))
+        else:
+            rows.extend(Row(str(r.get("what", "")), str(r.get("deucalion", "")),
+                            str(r.get("instead", "")), str(r.get("ratio", "")),
+                            str(r.get("target", "")), r.get("met"))
+                        for r in section["readme_rows"])
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, IndexError) as exc:
+        rows = [Row(f"`{name}`", f"figure missing from its last run ({type(exc).__name__}: "
+                                 f"{exc}); see `benchmarks/results.md`")]
+    for row in rows:
+        row.run = name
+    return rows
+
+
+def stamp(section: Results) -> str:
+    """When and where a section was measured."""
+    date = f"{section['date']} UTC" if "date" in section else "date not recorded"
+    mode = "quick run" if section.get("quick") else "full run"
+    machine = section.get("machine", "machine not recorded")
+    return f"{date}, {mode}, {machine}"
+
+
+def _when(section: Any) -> str:
+    """A section's date alone, for a figure whose run the performance table lists."""
+    if isinstance(section, Mapping) and "date" in section:
+        return f"{section['date']} UTC"
+    return "date not recorded"
+
+
+def performance(results: Results) -> str:
+    """The Performance table: what each known section (and any section giving readme_rows)
+    measured, its target judged from the figure, and the runs' dates and machines."""
+    rows: list[Row] = []
+    for name in PERFORMANCE:
+        if name in results:
+            rows.extend(_rows_of(name, results[name]))
+        else:
+            rows.append(Row(f"`{name}`", "not measured: no such section in results.json",
+                            run=name))
+    extra = [name for name in sorted(results)
+             if name not in PERFORMANCE and isinstance(results[name], Mapping)
+             and "readme_rows" in results[name]]
+    for name in extra:
+        rows.extend(_rows_of(name, results[name]))
+    used = [name for name in [*PERFORMANCE, *extra] if name in results]
+    runs = {name: f"`{name}`, {str(results[name].get('date', '?')).split()[0]}"
+                  + (", quick" if results[name].get("quick") else "") for name in used}
+    lines = ["| what | deucalion | instead | ratio | target | run |", "|---|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(row.cells(runs)) + " |" for row in rows]
+    missed = [row.what for row in rows if row.met is False]
+    lines += ["", "Targets missed in the last run: "
+              + ("none." if not missed else f"{len(missed)} ({'; '.join(missed)}).")]
+    lines += ["", "Runs (each on this project's 2-core machine, shared with other work; the load "
+              "average is the machine's at the end of the run):", ""]
+    lines += [f"- `{name}`: {stamp(results[name])}" for name in used]
+    other = [name for name in sorted(results)
+             if name not in PERFORMANCE and name not in ELSEWHERE and name not in extra]
+    if other:
+        lines += ["", "In `results.json` but not tabled here (see `benchmarks/results.md`): "
+                  + ", ".join(f"`{name}` ({_when(results[name])})" for name in other) + "."]
+    return "\n".join(lines) + "\n"
+
+
+# --- where CPU and memory go --------------------------------------------------------------------
+
+
+def costs(results: Results) -> str:
+    """A cycle's CPU by part (bench_cycle) and the RSS each import adds (bench_footprint)."""
+    lines = []
+    cycle = results.get("bench_cycle", {})
+    split = cycle.get("cpu_split_s") if isinstance(cycle, Mapping) else None
+    if split:
+        total = sum(split.values())
+        parts = ", ".join(f"{part} {seconds(value)} ({value / total:.0%})"
+                          for part, value in sorted(split.items(), key=lambda kv: -kv[1]))
+        lines.append(f"A cycle's CPU, by part (one node_exporter, cycles back to back; "
+                     f"`bench_cycle`, {_when(cycle)}): {parts}.")
+    footprint = results.get("bench_footprint", {})
+    for key, whose in (("import_rss_mb", "the application's"), ("worker_import_rss_mb",
+                                                                "an observer's worker's")):
+        imports = footprint.get(key) if isinstance(footprint, Mapping) else None
+        if imports:
+            total = imports.get("total")
+            parts = ", ".join(f"{name} {mb:.1f}"
+                              for name, mb in sorted(imports.items(), key=lambda kv: -kv[1])
+                              if name != "total" and mb >= 0.05)
+            lines.append(f"The RSS each import adds to {whose} fresh interpreter, largest "
+                         f"first, in MB (`bench_footprint`, {_when(footprint)}): {parts}"
+                         + (f"; {total:.1f} in all." if total is not None else "."))
+    if not lines:
+        return "No cycle or footprint results: run `make bench`.\n"
+    return "\n\n".join(lines) + "\n"
+
+
+# --- the detection quality table ---------------------------------------------------------------
+
+
+def quality(results: Results) -> str:
+    """The Detection quality table from bench_detection: NAB scores, speed, idle alerts."""
+    detection = results.get("bench_detection")
+    if not isinstance(detection, Mapping):
+        return "No detection results: run `python -m benchmarks bench_detection`.\n"
+    lines = ["| detector | standard (halves A / B) | low FP | low FN | series/s, one core | "
+             "idle node_exporter, alerts/day (in the run) |", "|---|---|---|---|---|---|"]
+    scored = [(name, figures) for name, figures in detection.items()
+              if isinstance(figures, Mapping) and "nab" in figures]
+
+    def standard(item: tuple[str, Mapping[str, Any]]) -> float:
+        try:
+            return -float(item[1]["nab"]["all"]["standard"])
+        except (KeyError, TypeError, ValueError):
+            return 0.0
+
+    for name, figures in sorted(scored, key=standard):
+        try:
+            nab = figures["nab"]
+            whole = nab["all"]
+            cells = [
+                name,
+                f"{whole['standard']:.1f} ({nab['half A']['standard']:.1f} / "
+                f"{nab['half B']['standard']:.1f})",
+                f"{whole['reward_low_FP_rate']:.1f}",
+                f"{whole['reward_low_FN_rate']:.1f}",
+                f"{figures['series_per_s'] / 1e6:.2g} million",
+                f"{figures['idle_per_day']:,.0f} ({figures['idle_alerts']:,})",
+            ]
+        except (KeyError, TypeError) as exc:
+            cells = [name, f"figure missing ({type(exc).__name__}: {exc})", "", "", "", ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"Run: `bench_detection`, {stamp(detection)}."]
+    return "\n".join(lines) + "\n"
+
+
+# --- the soak -----------------------------------------------------------------------------------
+
+
+def soak(soak_results: Results | None) -> str:
+    """What the last ``make soak`` saw, from soak.json."""
+    if not soak_results or not soak_results.get("samples"):
+        return "No soak recorded: run `make soak`.\n"
+    samples = soak_results["samples"]
+    verdicts = soak_results.get("verdicts", {})
+    last = samples[-1]
+    return (
+        f"The last soak ran {soak_results['targets']} targets every "
+        f"{soak_results['interval_s'] * 1e3:.0f} ms for {soak_results['seconds']:.0f} s "
+        f"({stamp({**soak_results, 'quick': False})}): application RSS "
+        f"{verdicts.get('application RSS MB (second third -> last third)', '?')} MB from the "
+        f"second to the last third of the run, worker {verdicts.get('worker RSS MB', '?')} MB, "
+        f"{_fds(verdicts)}; {last['cycles']:,} cycles, {last['overruns']:,} of them overran the "
+        f"interval, {last['calls']:,} calls to the observer, {last['dropped']} dropped, "
+        f"{last.get('restarts', 0)} worker restarts.\n"
+    )
+
+
+def _fds(verdicts: Mapping[str, Any]) -> str:
+    """The soak's file-descriptor verdict, as the soak of the day words it."""
+    if "open fds, most in the second third -> in the last third" in verdicts:
+        return (f"open file descriptors, most in the second third -> in the last, "
+                f"{verdicts['open fds, most in the second third -> in the last third']}")
+    return (f"{verdicts.get('fds after the first third', '?')} open file descriptors after the "
+            "first third")
+
+
+# --- README -------------------------------------------------------------------------------------
+
+
+def load(results_path: Path = RESULTS_JSON,
+         soak_path: Path = SOAK_JSON) -> tuple[Results, Results | None]:
+    """The benchmark results and the soak's, as the files hold them."""
+    results = json.loads(results_path.read_text())
+    soak_results = json.loads(soak_path.read_text()) if soak_path.exists() else None
+    return results, soak_results
+
+
+def render(results: Results, soak_results: Results | None) -> dict[str, str]:
+    """Every README region's generated text, by region name."""
+    return {"performance": performance(results), "costs": costs(results),
+            "quality": quality(results), "soak": soak(soak_results)}
+
+
+def regions(text: str) -> dict[str, str]:
+    """The generated regions of a README's text, by name."""
+    found: dict[str, str] = {}
+    for match in _REGION.finditer(text):
+        if match.group("name") in found:
+            raise ReadmeError(f"README has two regions named {match.group('name')!r}")
+        found[match.group("name")] = match.group("body")
+    begins = re.findall(r"^<!-- results:begin ([\w-]+) -->$", text, re.MULTILINE)
+    unclosed = [name for name in begins if name not in found]
+    if unclosed:
+        raise ReadmeError(f"README region(s) {', '.join(unclosed)} have no matching "
+                          "'<!-- results:end NAME -->' line")
+    return found
+
+
+def update(text: str, rendered: Mapping[str, str]) -> str:
+    """``text`` with each region's body replaced by its rendering."""
+    present = regions(text)
+    unknown = sorted(set(present) - set(rendered))
+    if unknown:
+        raise ReadmeError(f"README region(s) {', '.join(unknown)} are not generated by "
+                          "benchmarks/readme.py: rename them or add a renderer")
+
+    def body(match: re.Match[str]) -> str:
+        name = match.group("name")
+        return (f"<!-- results:begin {name} -->\n{rendered[name]}"
+                f"<!-- results:end {name} -->")
+
+    return _REGION.sub(body, text)

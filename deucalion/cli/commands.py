@@ -1,0 +1,367 @@
+"""The ``deucalion`` command: a thin layer over the library."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from deucalion._extras import MissingExtraError
+from deucalion._version import __version__
+from deucalion.cli.shared import (
+    build_observers,
+    duration_seconds,
+    load_object,
+    metric_list,
+    settings_from,
+)
+from deucalion.errors import ConfigError, DeucalionError
+from deucalion.runner import LOG_LEVELS, run_main
+
+if TYPE_CHECKING:
+    from deucalion.collection import ScrapeResult
+    from deucalion.config.loading import Settings
+    from deucalion.targets import Target, TargetProvider
+
+__all__ = ["build_parser", "load_object", "main"]
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from deucalion._extras import MissingExtraError, missing_extra
+
+    try:
+        from deucalion.demo import run_demo
+    except MissingExtraError as exc:
+        # Said for the command the user typed, not for the module that needs it.
+        raise missing_extra(exc.name or "numpy", "deucalion demo", exc.extra) from None
+
+    metrics = metric_list(args.metrics)
+    return run_main(
+        run_demo(
+            target=args.target,
+            alertmanager=args.alertmanager,
+            duration=args.duration,
+            interval=args.interval,
+            metrics=metrics,
+            preset=args.preset,
+        )
+    )
+
+
+# --- check-config -------------------------------------------------------------------------
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from deucalion._http import redact_url
+    from deucalion.config.loading import load_settings
+
+    # Only the file: a check of what was written, not of this shell's environment.
+    settings = load_settings(args.file, environ={}, default_file=None)
+    if settings.prometheus is not None:
+        sources = [f"federated from {redact_url(settings.prometheus.url)}"]
+    else:
+        sources = []
+        if settings.targets:
+            sources.append(f"{len(settings.targets)} static target(s)")
+        if settings.file_sd is not None:
+            sources.append(f"file_sd ({', '.join(settings.file_sd.files)})")
+        if settings.kubernetes is not None:
+            sources.append("kubernetes pod annotations")
+    observers = f", {len(settings.observers)} observer(s)" if settings.observers else ""
+    if settings.preset:
+        _check_preset(settings.preset, f"{args.file}: preset")
+        observers += f", preset {settings.preset}"
+    print(
+        f"{args.file}: OK: {', '.join(sources) or 'no targets'}, scrape every "
+        f"{settings.scrape_interval:g}s{observers}"
+    )
+    return 0
+
+
+def _check_preset(name: str, where: str) -> None:
+    """Refuse an unknown preset, naming where it was given. The presets are a stage of the
+    data flow, which the configuration (read by every stage) does not import, so the name is
+    checked here, where the command wires the stages together."""
+    from deucalion.presets import PRESETS
+
+    if name not in PRESETS:
+        raise ConfigError(
+            f"{where}: unknown preset {name!r}: choose one of {', '.join(PRESETS)} "
+            "(deucalion presets list)"
+        )
+
+
+# --- targets and scrape: one cycle, without observers -------------------------------------
+
+
+async def _collect(
+    settings: Settings,
+    provider: TargetProvider,
+    targets: Sequence[Target],
+    metrics: Iterable[str] | None,
+) -> list[ScrapeResult]:
+    """What ``MetricsProvisioner.cycle`` gets for ``targets``: the collector the settings and
+    the provider call for (a scrape, or federation), with every sample counted."""
+    from deucalion.collection import build_collector
+
+    collector = build_collector(settings, provider, metrics, count_samples=True)
+    try:
+        return await collector.collect(targets)
+    finally:
+        await collector.close()
+
+
+async def _targets(args: argparse.Namespace) -> int:
+    from deucalion.targets import build_provider
+
+    settings = settings_from(args.config)
+    provider = build_provider(settings)
+    try:
+        targets = list(await provider.discover())
+        problem = getattr(provider, "last_error", None)
+        if problem:
+            print(f"discovery problem: {problem}")
+        if not targets:
+            print("no targets discovered")
+            return 1
+        # Only the synthetic samples are kept: the question is whether each target answers.
+        results = await _collect(settings, provider, targets, frozenset())
+    finally:
+        await provider.close()
+    for result in results:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(result.target.labels.items()))
+        state = (
+            f"up    ({result.samples_scraped} samples in {result.duration:.3f}s)"
+            if result.up
+            else f"down  ({result.error})"
+        )
+        print(f"{result.target.shown}  {{{labels}}}  {state}")
+    return 0 if all(r.up for r in results) else 1
+
+
+async def _scrape(args: argparse.Namespace) -> int:
+    from deucalion.config.loading import normalize_target_url
+    from deucalion.observer import check_desired_metrics, select_data
+    from deucalion.targets import Target, build_provider
+
+    metrics = metric_list(args.metrics)
+    if metrics is not None:
+        check_desired_metrics(metrics, "deucalion scrape --metrics")
+    try:
+        url = normalize_target_url(args.url)
+    except ValueError as exc:
+        raise ConfigError(f"deucalion scrape URL: {exc}") from None
+    settings = settings_from(args.config)
+    provider: TargetProvider
+    target = Target(url)
+    try:
+        provider = build_provider(settings)
+    except ConfigError:
+        from deucalion.targets import StaticTargets
+
+        provider = StaticTargets([target])  # no targets configured: scrape the URL as given
+    try:
+        # A configured target brings its labels, credentials and TLS settings along.
+        known = {t.url: t for t in await provider.discover()}
+        target = known.get(url, target)
+        if target.url not in known:
+            from deucalion.targets import StaticTargets
+
+            await provider.close()
+            provider = StaticTargets([target])
+        scrape_metrics = None if metrics is None else frozenset(metrics)
+        results = await _collect(settings, provider, [target], scrape_metrics)
+    finally:
+        await provider.close()
+    result = results[0]
+    # With --metrics, the very selection an observer desiring them gets its data from.
+    data = {url: result.with_synthetic()} if metrics is None else select_data(metrics, results).data
+    print(json.dumps(data, indent=2, sort_keys=True))
+    if not result.up:
+        print(f"deucalion: {result.target.shown} is down: {result.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# --- run ----------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    from deucalion.provisioner import MetricsProvisioner
+
+    provisioner: MetricsProvisioner
+    if args.record:
+        from deucalion.replay.recording import RecordingProvisioner
+
+        provisioner = RecordingProvisioner(args.config, record_path=args.record)
+    else:
+        provisioner = MetricsProvisioner(args.config)
+    metrics = metric_list(args.metrics)
+    preset = args.preset or provisioner.settings.preset
+    if args.observers or provisioner.settings.observers or not preset:
+        for observer in build_observers(args.observers, provisioner.settings, metrics):
+            provisioner.register(observer)
+    if preset:
+        from deucalion.presets import preset_observer
+
+        _check_preset(preset, "--preset" if args.preset else "preset (the configuration's)")
+        provisioner.register(preset_observer(preset))
+    provisioner.run()
+    return 0
+
+
+def _async(command: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        return int(asyncio.run(command(args)))
+
+    return run
+
+
+def add_core_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The commands for checking, debugging and running: check-config, targets, scrape, run."""
+    check = commands.add_parser(
+        "check-config",
+        help="validate a config file",
+        description="Validates FILE as a whole: exits 0 with a one-line summary, or 1 listing "
+        "every problem with its key.",
+    )
+    check.add_argument("file", metavar="FILE")
+    check.set_defaults(func=_check_config)
+
+    targets = commands.add_parser(
+        "targets",
+        help="list the discovered targets and whether each answers",
+        description="Discovers the targets as `run` would and scrapes each once; exits 1 when "
+        "one is down.",
+    )
+    targets.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="config file (default: $DEUCALION_CONFIG, /etc/deucalion/config.yaml)",
+    )
+    targets.set_defaults(func=_async(_targets))
+
+    scrape = commands.add_parser(
+        "scrape",
+        help="print as JSON what an observer would receive from one target",
+        description="Scrapes URL once (with a configured target's credentials when -c names "
+        "it) and prints {url: {sample: {series: value}}}, exactly what an observer desiring "
+        "--metrics receives; without --metrics, every sample.",
+    )
+    scrape.add_argument("url", metavar="URL")
+    scrape.add_argument("--metrics", help="comma-separated desired metric names")
+    scrape.add_argument("-c", "--config", metavar="FILE", help="config file")
+    scrape.set_defaults(func=_async(_scrape))
+
+    run = commands.add_parser(
+        "run",
+        help="run observers given by import path",
+        description="Constructs each observer (module:Class or file.py:Class) with its "
+        "desired_metrics and kwargs from the observers: section of the config (or --metrics) "
+        "and runs until SIGINT/SIGTERM. Without a path, runs every configured observer.",
+    )
+    run.add_argument("observers", nargs="*", metavar="MODULE:CLASS")
+    run.add_argument("-c", "--config", metavar="FILE", help="config file")
+    run.add_argument("--metrics", help="comma-separated desired metrics (overrides the config)")
+    run.add_argument(
+        "--preset", metavar="NAME", help="also run this preset (deucalion presets list)"
+    )
+    run.add_argument(
+        "--record",
+        metavar="FILE.om.gz",
+        help="also record every cycle, as the "
+        "observers receive it, for `deucalion backtest --from FILE`",
+    )
+    run.set_defaults(func=_run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one subcommand per task."""
+    parser = argparse.ArgumentParser(
+        prog="deucalion",
+        description="Anomaly detection beside services exposing Prometheus metrics.",
+    )
+    parser.add_argument("--version", action="version", version=f"deucalion {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        choices=LOG_LEVELS,
+        help="default: $DEUCALION_LOG_LEVEL, else INFO",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo",
+        help="watch a synthetic target with injected anomalies (or a real one)",
+        description="Starts a synthetic target whose series carry an injected anomaly every few "
+        "seconds and a robust z-score observer, and prints each detection.",
+    )
+    demo.add_argument("--target", metavar="URL", help="watch this exporter instead")
+    demo.add_argument("--alertmanager", metavar="URL", help="also send the alerts there")
+    demo.add_argument(
+        "--duration",
+        type=duration_seconds(zero="until Ctrl-C"),
+        default=30.0,
+        help="how long to run: seconds or e.g. 2m; 0 for until Ctrl-C (default: 30s)",
+    )
+    demo.add_argument(
+        "--interval",
+        type=duration_seconds(),
+        default=1.0,
+        help="scrape interval: seconds or e.g. 500ms (default: 1s)",
+    )
+    demo.add_argument("--metrics", help="comma-separated metric names to watch")
+    demo.add_argument("--preset", metavar="NAME", help="watch --target with this preset")
+    demo.set_defaults(func=_demo)
+    add_core_commands(commands)
+
+    from deucalion.replay.cli import add_commands as add_replay_commands
+
+    add_replay_commands(commands)
+
+    from deucalion.presets.cli import add_commands as add_preset_commands
+
+    add_preset_commands(commands)
+
+    from deucalion.injector.cli import add_commands as add_injector_commands
+
+    add_injector_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns its exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = args.log_level or os.environ.get("DEUCALION_LOG_LEVEL", "").strip().upper() or "INFO"
+    if level not in LOG_LEVELS:
+        parser.error(f"DEUCALION_LOG_LEVEL={level}: choose one of {', '.join(LOG_LEVELS)}")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except (DeucalionError, MissingExtraError) as exc:
+        print(f"deucalion: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`deucalion scrape URL | head`): as a program killed by SIGPIPE
+        # would, end quietly. stdout is pointed at /dev/null first, or the interpreter's own
+        # flush at exit fails on the same pipe with a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""What the commands share: settings, metric lists and observers given by import path.
+
+``deucalion.cli.commands`` and ``deucalion.replay.cli`` both build observers from the command
+line and the config file; this module is theirs, so neither imports the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deucalion.errors import ConfigError
+from deucalion.observer import MetricsObserver
+
+if TYPE_CHECKING:
+    from deucalion.config.loading import Settings
+
+__all__ = ["build_observers", "duration_seconds", "load_object", "metric_list", "settings_from"]
+
+
+def duration_seconds(*, zero: str | None = None) -> Callable[[str], float]:
+    """An argparse type for a duration option: seconds or a Prometheus duration (``30s``),
+    never negative; 0 only where ``zero`` says what it means (for the error message)."""
+
+    def parse(text: str) -> float:
+        from deucalion.config.settings import parse_duration
+
+        if text.strip().startswith("-"):
+            zero_means = f", or 0 to run {zero}" if zero else ""
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is negative: give seconds or a duration such as 30s or 5m{zero_means}"
+            )
+        try:
+            seconds = parse_duration(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        if seconds == 0 and zero is None:
+            raise argparse.ArgumentTypeError(f"must be more than 0, not {text!r}")
+        return seconds
+
+    return parse
+
+
+def metric_list(text: str | None) -> list[str] | None:
+    """The metrics of a comma-separated ``--metrics`` (None when not given)."""
+    from deucalion._http import comma_separated
+
+    return comma_separated(text) if text else None
+
+
+def settings_from(path: str | None) -> Settings:
+    """The settings of the config file ``path`` (or the default one) and the environment."""
+    from deucalion.config.loading import load_settings
+
+    return load_settings(path)
+
+
+def _import_failed(path: str, what: str, exc: BaseException) -> ConfigError:
+    """The error for a module that raised while it was imported: where, what, and the line."""
+    where = ""
+    frames = traceback.extract_tb(exc.__traceback__)
+    # The innermost frame outside the import machinery is the user's line that failed.
+    inside = [f for f in frames if not f.filename.startswith("<frozen ")]
+    if inside and not isinstance(exc, SyntaxError):  # a SyntaxError names its own line
+        where = f" (at {inside[-1].filename}:{inside[-1].lineno})"
+    return ConfigError(
+        f"{path}: importing {what} failed: {type(exc).__name__}: {exc}{where}; "
+        "fix it or install what it imports"
+    )
+
+
+def _working_directory_on_path() -> None:
+    # The console script's sys.path starts with its own bin/, not the working directory, so
+    # `deucalion run mymodule:Class` could not see ./mymodule.py while `python -m deucalion`
+    # could. As uvicorn and celery do, the working directory goes first; the observers'
+    # worker processes are spawned with this sys.path, so they import the module too.
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def load_object(path: str) -> Any:
+    """The object at ``module:name`` or ``file.py:name``.
+
+    A module is imported from the working directory first, then from the installed packages;
+    a file's directory joins ``sys.path``. Any failure is a ``ConfigError`` naming the path.
+    """
+    module_path, sep, name = path.rpartition(":")
+    if not sep or not module_path or not name:
+        raise ConfigError(f"{path!r} is not an import path: write module:Class or file.py:Class")
+    if module_path.endswith(".py") or os.sep in module_path:
+        file = Path(module_path).resolve()
+        if not file.is_file():
+            raise ConfigError(f"{path}: no such file {file}")
+        sys.path.insert(0, str(file.parent))
+        module_name = f"deucalion_app_{file.stem}"
+        spec = importlib.util.spec_from_file_location(module_name, file)
+        if spec is None or spec.loader is None:
+            raise ConfigError(f"{path}: cannot load {file} as Python")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            del sys.modules[module_name]
+            raise _import_failed(path, str(file), exc) from None
+        # Worker processes cannot import a module loaded from a file path: send it by value.
+        import cloudpickle
+
+        cloudpickle.register_pickle_by_value(module)
+    else:
+        _working_directory_on_path()
+        try:
+            module = importlib.import_module(module_path)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and f"{module_path}.".startswith(f"{exc.name}."):
+                raise ConfigError(
+                    f"{path}: cannot import {module_path}: no module {exc.name!r} in the "
+                    f"working directory ({os.getcwd()}) or the installed packages"
+                ) from None
+            raise _import_failed(path, module_path, exc) from None
+        except Exception as exc:
+            raise _import_failed(path, module_path, exc) from None
+    try:
+        obj = module
+        for part in name.split("."):
+            obj = getattr(obj, part)
+    except AttributeError:
+        raise ConfigError(f"{path}: {module_path} has no {name!r}") from None
+    return obj
+
+
+def _desired_metrics_optional(cls: Any) -> bool:
+    """Whether ``cls`` can be built without a ``desired_metrics`` argument (it has its own)."""
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return False
+    parameter = parameters.get("desired_metrics")
+    if parameter is None:
+        # No such parameter: the class names its metrics itself, unless it takes **kwargs.
+        return not any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    return parameter.default is not inspect.Parameter.empty
+
+
+def build_observers(
+    paths: Sequence[str], settings: Settings, metrics: list[str] | None
+) -> list[MetricsObserver]:
+    """The observers ``paths`` name (every configured one when none), each built with its
+    desired metrics (``metrics`` when given, else its configured ones, else the class's own
+    default) and configured kwargs."""
+    configured = settings.observers
+    paths = list(paths) or list(configured)
+    if not paths:
+        raise ConfigError(
+            "no observer to run: name one (deucalion run module:Class) or list "
+            "them under observers: in the config file"
+        )
+    observers = []
+    for path in paths:
+        # Imported first: a path that does not import is the problem to report.
+        cls = load_object(path)
+        if not (isinstance(cls, type) and issubclass(cls, MetricsObserver)):
+            raise ConfigError(f"{path}: a {type(cls).__name__}, not a MetricsObserver class")
+        entry = configured.get(path)
+        kwargs = dict(entry.kwargs) if entry is not None else {}
+        desired = metrics or (entry.desired_metrics if entry is not None else None)
+        if desired is not None:
+            kwargs["desired_metrics"] = set(desired)
+        elif not _desired_metrics_optional(cls):
+            if entry is not None:
+                # Configured, but its entry leans on a default the class does not have.
+                raise ConfigError(
+                    f"observers: {path!r}: desired_metrics is missing, and {cls.__name__} has "
+                    "no default for it: add desired_metrics: [name, ...] to the entry, or pass "
+                    "--metrics a,b"
+                )
+            raise ConfigError(
+                f"{path}: its desired metrics are unknown: pass --metrics a,b or configure "
+                f"observers: {{{path!r}: {{desired_metrics: [...]}}}}"
+            )
+        try:
+            observers.append(cls(**kwargs))
+        except TypeError as exc:
+            raise ConfigError(
+                f"{path}: cannot construct it with {', '.join(sorted(kwargs)) or 'no arguments'}"
+                f": {exc}"
+            ) from None
+    return observers

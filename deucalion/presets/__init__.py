@@ -1,0 +1,65 @@
+"""Presets: ready observers over a curated handful of derived health signals.
+
+An exporter's raw series are the wrong unit to alert on (an idle node_exporter serves 500 of
+them); a preset watches the signals an operator reads instead, computed from them, and alerts
+once per target per incident. Select one with ``preset: NAME`` in the config,
+``deucalion run --preset NAME``, ``deucalion demo --preset NAME --target URL``,
+``deucalion backtest --preset NAME --from RECORDING`` or the pod annotation
+``deucalion.io/preset: NAME``; ``deucalion presets show NAME --target URL`` lists what it would
+watch on a target.
+
+- ``node-exporter``: a machine's CPU, memory, disks, file systems and network
+  (``deucalion.presets.node_exporter``).
+- ``http-service``: a service's request rate, error ratio, latency and requests in flight,
+  from the common instrumentations (``deucalion.presets.http_service``).
+
+Needs NumPy (``pip install 'deucalion[ml]'``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from deucalion.errors import ConfigError
+
+if TYPE_CHECKING:
+    from deucalion.presets.observer import PresetObserver
+    from deucalion.presets.signals import Signal
+
+__all__ = ["PRESETS", "preset_observer", "preset_signals"]
+
+#: Preset name -> the module holding its ``SIGNALS``.
+PRESETS: Mapping[str, str] = {
+    "node-exporter": "deucalion.presets.node_exporter",
+    "http-service": "deucalion.presets.http_service",
+}
+
+
+def _check(name: str) -> str:
+    if name not in PRESETS:
+        raise ConfigError(
+            f"unknown preset {name!r}: choose one of {', '.join(PRESETS)} (deucalion presets list)"
+        )
+    return name
+
+
+def preset_signals(name: str) -> tuple[Signal, ...]:
+    """The signals preset ``name`` watches (``ConfigError`` for an unknown name)."""
+    import importlib
+
+    module = importlib.import_module(PRESETS[_check(name)])
+    signals: tuple[Signal, ...] = module.SIGNALS
+    return signals
+
+
+def preset_observer(name: str, **options: Any) -> PresetObserver:
+    """A ``PresetObserver`` for preset ``name``; ``options`` are its keyword arguments
+    (``threshold``, ``for_cycles``, ``history``, ...)."""
+    from deucalion.presets.observer import PresetObserver
+
+    signals = preset_signals(name)
+    try:
+        return PresetObserver(name, signals, **options)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"preset {name}: {exc}") from None

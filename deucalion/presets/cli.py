@@ -1,0 +1,114 @@
+"""``deucalion presets list`` and ``deucalion presets show NAME --target URL``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+from deucalion.errors import ConfigError
+
+__all__ = ["add_commands", "describe", "show"]
+
+
+def describe(name: str) -> str:
+    """What preset ``name`` watches, one signal a line."""
+    from deucalion.presets import preset_signals
+
+    lines = [f"{name}:"]
+    for signal in preset_signals(name):
+        moves = {"up": "rises", "down": "falls", "both": "moves"}[signal.direction]
+        lines.append(f"  {signal.name:<26} {signal.help} ({signal.unit}; alerts when it {moves})")
+    return "\n".join(lines)
+
+
+async def show(name: str, url: str, *, interval: float = 1.0, scrape_timeout: float = 10.0) -> str:
+    """What preset ``name`` would watch on the target ``url``: it is scraped twice,
+    ``interval`` apart (a rate needs two samples), and each signal's series are listed with
+    their values, or said missing with the metrics looked for."""
+    from deucalion.collection.scrape import Scraper
+    from deucalion.config.loading import normalize_target_url
+    from deucalion.observer import handing_data, select_data
+    from deucalion.presets import preset_observer
+    from deucalion.targets import Target
+
+    try:
+        url = normalize_target_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"--target {url}: {exc}") from None
+    observer = preset_observer(name)
+    computed: dict[str, Any] = {}
+    desired = frozenset(observer.desired_metrics)
+    limit = 50 * 10**6  # deucalion's default body_size_limit
+    async with Scraper(timeout=scrape_timeout, body_size_limit=limit, metrics=desired) as scraper:
+        for attempt in range(2):
+            if attempt:
+                await asyncio.sleep(interval)
+            results = await scraper.scrape_all([Target(url)])
+            if not results[0].up:
+                raise ConfigError(f"{url} is down: {results[0].error}")
+            data = select_data(observer.desired_metrics, results).data
+            stamp = results[0].scraped_at or time.time()
+            with handing_data(stamp, {url: stamp}):
+                computed = observer.compute(data).get(url, {})
+    lines = [f"preset {name} on {url}:"]
+    found = 0
+    for signal in observer.signals:
+        values = computed.get(signal.name)
+        if not values:
+            lines.append(
+                f"  {signal.name:<26} not found (looks for {', '.join(signal.needs[:6])}"
+                + (", ..." if len(signal.needs) > 6 else "")
+                + ")"
+            )
+            continue
+        found += 1
+        for series, value in sorted(values.items()):
+            where = "" if series == "{}" else series
+            lines.append(f"  {signal.name + where:<26} {value:.4g} {signal.unit}")
+    if not found:
+        lines.append(
+            f"none of the preset's signals is there: {url} serves none of "
+            f"{', '.join(sorted(observer.desired_metrics - {'up'}))}"
+        )
+    return "\n".join(lines)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from deucalion.presets import PRESETS
+
+    print("\n\n".join(describe(name) for name in PRESETS))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    if not args.target:
+        print(describe(args.name))
+        return 0
+    print(asyncio.run(show(args.name, args.target, interval=args.interval)))
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``presets list`` and ``presets show``."""
+    presets = commands.add_parser(
+        "presets",
+        help="list the presets and what one would watch on a target",
+        description="Presets are ready observers over a service's health signals: "
+        "`deucalion run --preset NAME`, `preset: NAME` in the config, or the pod annotation "
+        "deucalion.io/preset.",
+    )
+    sub = presets.add_subparsers(dest="presets_command", metavar="COMMAND", required=True)
+    listing = sub.add_parser("list", help="every preset and its signals")
+    listing.set_defaults(func=_list)
+    show_parser = sub.add_parser(
+        "show",
+        help="the signals a preset watches (on --target: those it finds, with their values)",
+    )
+    show_parser.add_argument("name", metavar="NAME")
+    show_parser.add_argument("--target", metavar="URL", help="scrape this target twice")
+    show_parser.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between the two scrapes"
+    )
+    show_parser.set_defaults(func=_show)

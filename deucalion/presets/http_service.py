@@ -1,0 +1,314 @@
+"""The ``http-service`` preset: request rate, error ratio, latency and requests in flight of a
+service, found from what the target actually exposes.
+
+Each ``Instrumentation`` is one common way of instrumenting a service; the first whose request
+counter the target serves is used for it:
+
+- the Prometheus client libraries' conventions and Go's ``promhttp.InstrumentHandler*``
+  (``http_requests_total``, ``http_request_duration_seconds``, ``http_requests_in_progress``
+  or ``_in_flight``);
+- OpenTelemetry's semantic conventions through its Prometheus exporter
+  (``http_server_request_duration_seconds``, ``http_server_active_requests``);
+- Spring Boot / Micrometer (``http_server_requests_seconds``);
+- gRPC's go-grpc-prometheus and its ports (``grpc_server_handled_total``,
+  ``grpc_server_handling_seconds``);
+- as a last resort, Go's ``promhttp_metric_handler_requests_total`` (the metrics endpoint's
+  own requests: a service that exposes nothing else still shows whether it is scraped).
+
+Signals are of the service as a whole (series ``{}``) and, where the instrumentation has a
+route label, per route: the ``MAX_ROUTES`` busiest routes by their request counts and the rest
+as one ``route="other"``, so a service with thousands of paths cannot make thousands of
+signals. (A quiet route sees too few requests per cycle for a ratio or a quantile: the service
+as a whole still has them.)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import cast
+
+from deucalion.presets.signals import Query, Signal, SignalValues, labels_of
+
+__all__ = ["INSTRUMENTATIONS", "SIGNALS", "Instrumentation", "instrumentation_of"]
+
+#: Routes watched one by one per target; the others are summed into ``route="other"``.
+MAX_ROUTES = 20
+#: Fewer errors than this within the rate's range is chance, not an error ratio.
+MIN_ERRORS = 2.0
+#: Fewer requests than this within the rate's range make no latency quantile.
+MIN_REQUESTS = 5.0
+
+
+@dataclass(frozen=True)
+class Instrumentation:
+    """Where one instrumentation keeps its request count, status, route, latency, in flight."""
+
+    name: str
+    requests: str
+    """A counter of handled requests (or a duration histogram's ``_count``)."""
+    status_labels: tuple[str, ...]
+    """Label names of the response status, first present wins."""
+    error: str
+    """A regular expression matching the statuses that are the server's errors."""
+    routes: tuple[tuple[str, ...], ...] = ()
+    """Label names that together name a route, first present wins."""
+    duration_bucket: str | None = None
+    """The ``_bucket`` samples of the request duration histogram, in seconds."""
+    in_flight: tuple[str, ...] = ()
+    """Gauges of the requests being handled, first present wins."""
+    started: str | None = None
+    """A counter of started requests: in flight = started - handled (gRPC)."""
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The metric names it reads."""
+        names = [self.requests, *self.in_flight]
+        if self.duration_bucket:
+            names.append(self.duration_bucket)
+        if self.started:
+            names.append(self.started)
+        return tuple(names)
+
+
+_HTTP_5XX = r"5.."
+_GRPC_SERVER_ERRORS = r"Unknown|DeadlineExceeded|Unimplemented|Internal|Unavailable|DataLoss"
+_ROUTE_LABELS = (("route",), ("handler",), ("endpoint",), ("path",), ("uri",), ("url",))
+
+#: The instrumentations looked for, in order.
+INSTRUMENTATIONS: tuple[Instrumentation, ...] = (
+    Instrumentation(
+        "prometheus-client",
+        "http_requests_total",
+        ("status", "code", "status_code"),
+        _HTTP_5XX,
+        _ROUTE_LABELS,
+        "http_request_duration_seconds_bucket",
+        ("http_requests_in_progress", "http_requests_in_flight", "http_requests_inprogress"),
+    ),
+    Instrumentation(
+        "opentelemetry",
+        "http_server_request_duration_seconds_count",
+        ("http_response_status_code",),
+        _HTTP_5XX,
+        (("http_route",),),
+        "http_server_request_duration_seconds_bucket",
+        ("http_server_active_requests",),
+    ),
+    Instrumentation(
+        "micrometer",
+        "http_server_requests_seconds_count",
+        ("status",),
+        _HTTP_5XX,
+        (("uri",),),
+        "http_server_requests_seconds_bucket",
+        ("http_server_requests_active_seconds_active_count",),
+    ),
+    Instrumentation(
+        "grpc",
+        "grpc_server_handled_total",
+        ("grpc_code",),
+        _GRPC_SERVER_ERRORS,
+        (("grpc_service", "grpc_method"),),
+        "grpc_server_handling_seconds_bucket",
+        started="grpc_server_started_total",
+    ),
+    Instrumentation("promhttp", "promhttp_metric_handler_requests_total", ("code",), _HTTP_5XX),
+)
+
+
+def instrumentation_of(q: Query) -> Instrumentation | None:
+    """The first instrumentation whose request counter the target serves."""
+    found = q.memo.get("instrumentation", False)
+    if found is False:
+        found = next((i for i in INSTRUMENTATIONS if q.has(i.requests)), None)
+        q.memo["instrumentation"] = found
+    return found  # type: ignore[return-value]
+
+
+def _route_labels(q: Query, inst: Instrumentation) -> tuple[str, ...]:
+    """The label names that name a route on this target (none: the service as a whole)."""
+    cached = q.memo.get("route_labels")
+    if cached is None:
+        present: set[str] = set()
+        for (_, key), _value in q.window.latest(inst.requests, q.target).items():
+            present.update(labels_of(key))
+        cached = next((c for c in inst.routes if set(c) <= present), ())
+        q.memo["route_labels"] = cached
+    return cast("tuple[str, ...]", cached)
+
+
+def _route_of(q: Query, inst: Instrumentation) -> dict[str, str]:
+    """Route series key (of the route labels) -> the series key the signal uses: itself for
+    the busiest ``MAX_ROUTES``, ``{route="other"}`` for the rest."""
+    cached = q.memo.get("routes")
+    if cached is None:
+        by = _route_labels(q, inst)
+        totals = q.gauge(inst.requests, by)
+        busiest = sorted(totals, key=lambda k: -totals[k])
+        cached = {k: k for k in busiest[:MAX_ROUTES]}
+        cached.update((k, '{route="other"}') for k in busiest[MAX_ROUTES:])
+        q.memo["routes"] = cached
+    return cast("dict[str, str]", cached)
+
+
+def _by_route(q: Query, inst: Instrumentation, values: SignalValues) -> SignalValues:
+    routes = _route_of(q, inst)
+    out: SignalValues = {}
+    for key, value in values.items():
+        route = routes.get(key, '{route="other"}')
+        out[route] = out.get(route, 0.0) + value
+    return out
+
+
+def _status_label(q: Query, inst: Instrumentation) -> str | None:
+    cached = q.memo.get("status_label", False)
+    if cached is False:
+        present: set[str] = set()
+        for (_, key), _value in q.window.latest(inst.requests, q.target).items():
+            present.update(labels_of(key))
+        cached = next((s for s in inst.status_labels if s in present), None)
+        q.memo["status_label"] = cached
+    return cached  # type: ignore[return-value]
+
+
+def request_rate(q: Query) -> SignalValues:
+    """Requests handled per second: the service's (``{}``) and, with routes, each route's."""
+    inst = instrumentation_of(q)
+    if inst is None:
+        return {}
+    by = _route_labels(q, inst)
+    out = q.rate(inst.requests)
+    if by:
+        out.update(_by_route(q, inst, q.rate(inst.requests, by)))
+    return out
+
+
+def _ratio(total: SignalValues, errors: SignalValues, range_seconds: float) -> SignalValues:
+    out: SignalValues = {}
+    for key, rate in total.items():
+        if rate <= 0:
+            continue
+        failed = errors.get(key, 0.0)
+        out[key] = failed / rate if failed * range_seconds >= MIN_ERRORS else 0.0
+    return out
+
+
+def error_ratio(q: Query) -> SignalValues:
+    """The fraction of requests answered with a server error (5xx; gRPC's server codes), of
+    the service (``{}``) and of each route; 0 while fewer than ``MIN_ERRORS`` errors fall
+    within the rate's range."""
+    inst = instrumentation_of(q)
+    status = None if inst is None else _status_label(q, inst)
+    if inst is None or status is None:
+        return {}
+    failing = {status: inst.error}
+    out = _ratio(q.rate(inst.requests), q.rate(inst.requests, (), failing), q.range_seconds)
+    by = _route_labels(q, inst)
+    if by:
+        total = _by_route(q, inst, q.rate(inst.requests, by))
+        errors = _by_route(q, inst, q.rate(inst.requests, by, failing))
+        out.update(_ratio(total, errors, q.range_seconds))
+    return out
+
+
+def _latency(q: Query, quantile: float) -> SignalValues:
+    inst = instrumentation_of(q)
+    if inst is None or inst.duration_bucket is None:
+        return {}
+    by = _route_labels(q, inst)
+    # Past MAX_ROUTES routes, only the service as a whole (its buckets summed).
+    groupings: list[tuple[str, ...]] = [()]
+    if by and len(_route_of(q, inst)) <= MAX_ROUTES:
+        groupings.append(by)
+    out: SignalValues = {}
+    for grouping in groupings:
+        seen = q.rate(inst.requests, grouping)
+        for key, value in q.quantile(quantile, inst.duration_bucket, grouping).items():
+            if seen.get(key, 0.0) * q.range_seconds >= MIN_REQUESTS and not math.isnan(value):
+                out[key] = value
+    return out
+
+
+def latency_p50(q: Query) -> SignalValues:
+    """Median request duration in seconds, from the duration histogram (the service's
+    and each route's)."""
+    return _latency(q, 0.5)
+
+
+def latency_p99(q: Query) -> SignalValues:
+    """99th percentile request duration in seconds (the service's and each route's)."""
+    return _latency(q, 0.99)
+
+
+def in_flight(q: Query) -> SignalValues:
+    """Requests being handled now."""
+    inst = instrumentation_of(q)
+    if inst is None:
+        return {}
+    for gauge in inst.in_flight:
+        values = q.gauge(gauge)
+        if values:
+            return values
+    if inst.started:
+        started, handled = q.gauge(inst.started), q.gauge(inst.requests)
+        if "{}" in started and "{}" in handled:
+            return {"{}": max(0.0, started["{}"] - handled["{}"])}
+    return {}
+
+
+_ALL = tuple(dict.fromkeys(m for i in INSTRUMENTATIONS for m in i.metrics))
+
+#: The http-service preset's signals.
+SIGNALS: tuple[Signal, ...] = (
+    Signal(
+        "request_rate",
+        "Requests per second, of the service and per route",
+        "requests/s",
+        request_rate,
+        _ALL,
+        "both",
+        floor=5.0,
+        relative=0.9,
+    ),
+    Signal(
+        "error_ratio",
+        "Fraction of requests failing with a server error, of the service and per route",
+        "ratio",
+        error_ratio,
+        _ALL,
+        "up",
+        floor=0.05,
+        severity="critical",
+    ),
+    Signal(
+        "latency_p50",
+        "Median request duration, of the service and per route",
+        "seconds",
+        latency_p50,
+        _ALL,
+        "up",
+        floor=0.05,
+        relative=1.0,
+    ),
+    Signal(
+        "latency_p99",
+        "99th percentile request duration, of the service and per route",
+        "seconds",
+        latency_p99,
+        _ALL,
+        "up",
+        floor=0.2,
+        relative=1.5,
+    ),
+    Signal(
+        "in_flight",
+        "Requests being handled",
+        "requests",
+        in_flight,
+        _ALL,
+        "up",
+        floor=20.0,
+        relative=2.0,
+    ),
+)

@@ -1,0 +1,396 @@
+"""The ``node-exporter`` preset: a machine's health, from node_exporter's default collectors.
+
+The signals and their selections follow the node-mixin's recording rules (CPU busy as
+``1 - idle - iowait`` averaged over CPUs, the physical disks' device pattern, real file
+systems only), computed per cycle from the target's own samples.
+"""
+
+from __future__ import annotations
+
+import math
+
+from deucalion.presets.signals import Query, Signal, SignalValues, ratio, scalar
+
+__all__ = ["SIGNALS"]
+
+#: Physical and logical block devices (the node-mixin's pattern), not loop or ram devices.
+DISK_DEVICES = {"device": r"(/dev/)?(mmcblk.p.+|nvme.+|rbd.+|sd.+|vd.+|xvd.+|dm-.+|md.+|dasd.+)"}
+#: File systems that hold data: not in-memory or read-only images.
+REAL_FILESYSTEMS = {
+    "!fstype": r"tmpfs|ramfs|rootfs|squashfs|overlay|nsfs|fuse\..*|iso9660|devtmpfs|autofs",
+    "!mountpoint": r"/(proc|sys|run|dev)(/.*)?",
+}
+#: Network devices of the machine, not of its containers' plumbing.
+NET_DEVICES = {"!device": r"lo|veth.*|docker.*|br-.*|cali.*|flannel.*|cni.*|virbr.*|ifb.*|tun.*"}
+#: Time to full longer than this is "not filling": the signal is capped so it stays readable.
+TIME_TO_FULL_CAP = 7 * 86400.0
+#: The range over which a file system's fill rate is measured (a write burst is not a trend).
+FILL_TREND_SECONDS = 600.0
+
+
+def _cpus(q: Query) -> float:
+    return scalar(q.count("node_cpu_seconds_total", where={"mode": "idle"})) or math.nan
+
+
+def _cpu_mode(q: Query, mode: str) -> SignalValues:
+    cpus = _cpus(q)
+    total = q.rate("node_cpu_seconds_total", where={"mode": mode})
+    return {k: v / cpus for k, v in total.items()} if cpus > 0 else {}
+
+
+def cpu_busy(q: Query) -> SignalValues:
+    """``1 - avg(rate(node_cpu_seconds_total{mode=~"idle|iowait"}))``."""
+    cpus = _cpus(q)
+    idle = q.rate("node_cpu_seconds_total", where={"mode": "idle|iowait"})
+    if not cpus > 0 or "{}" not in idle:
+        return {}
+    return {"{}": min(1.0, max(0.0, 1.0 - idle["{}"] / cpus))}
+
+
+def cpu_iowait(q: Query) -> SignalValues:
+    """Fraction of CPU time waiting on I/O."""
+    return _cpu_mode(q, "iowait")
+
+
+def cpu_steal(q: Query) -> SignalValues:
+    """Fraction of CPU time taken by the hypervisor."""
+    return _cpu_mode(q, "steal")
+
+
+def load_per_core(q: Query) -> SignalValues:
+    """``node_load1 / count(cpus)``."""
+    cpus = _cpus(q)
+    load = q.gauge("node_load1")
+    return {k: v / cpus for k, v in load.items()} if cpus > 0 else {}
+
+
+def memory_available(q: Query) -> SignalValues:
+    """``node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes``."""
+    return ratio(q.gauge("node_memory_MemAvailable_bytes"), q.gauge("node_memory_MemTotal_bytes"))
+
+
+def swap_rate(q: Query) -> SignalValues:
+    """Pages swapped in and out per second."""
+    swapped: SignalValues = {}
+    for metric in ("node_vmstat_pswpin", "node_vmstat_pswpout"):
+        for k, v in q.rate(metric).items():
+            swapped[k] = swapped.get(k, 0.0) + v
+    return swapped
+
+
+def major_faults(q: Query) -> SignalValues:
+    """Major page faults (a page read from disk) per second."""
+    return q.rate("node_vmstat_pgmajfault")
+
+
+def disk_busy(q: Query) -> SignalValues:
+    """Fraction of time each disk had I/O in progress."""
+    busy = q.rate("node_disk_io_time_seconds_total", by=("device",), where=DISK_DEVICES)
+    return {k: min(1.0, v) for k, v in busy.items()}
+
+
+def disk_read(q: Query) -> SignalValues:
+    """Bytes read per second, per disk."""
+    return q.rate("node_disk_read_bytes_total", by=("device",), where=DISK_DEVICES)
+
+
+def disk_write(q: Query) -> SignalValues:
+    """Bytes written per second, per disk."""
+    return q.rate("node_disk_written_bytes_total", by=("device",), where=DISK_DEVICES)
+
+
+def filesystem_free(q: Query) -> SignalValues:
+    """``node_filesystem_avail_bytes / node_filesystem_size_bytes`` per mount point."""
+    by = ("mountpoint",)
+    return ratio(
+        q.gauge("node_filesystem_avail_bytes", by, REAL_FILESYSTEMS),
+        q.gauge("node_filesystem_size_bytes", by, REAL_FILESYSTEMS),
+    )
+
+
+def filesystem_time_to_full(q: Query) -> SignalValues:
+    """Seconds until each file system is full at its fill rate over the last ten minutes
+    (``avail / -deriv(avail[10m])``), capped at a week (not filling)."""
+    by = ("mountpoint",)
+    avail = q.gauge("node_filesystem_avail_bytes", by, REAL_FILESYSTEMS)
+    slope = q.deriv("node_filesystem_avail_bytes", FILL_TREND_SECONDS, by, REAL_FILESYSTEMS)
+    out: SignalValues = {}
+    for key, free in avail.items():
+        rate = slope.get(key, math.nan)
+        if math.isnan(rate):
+            continue
+        out[key] = min(TIME_TO_FULL_CAP, free / -rate) if rate < 0 else TIME_TO_FULL_CAP
+    return out
+
+
+def _net(q: Query, metric: str) -> SignalValues:
+    return q.rate(metric, by=("device",), where=NET_DEVICES)
+
+
+def network_receive(q: Query) -> SignalValues:
+    """Bytes received per second, per network device."""
+    return _net(q, "node_network_receive_bytes_total")
+
+
+def network_transmit(q: Query) -> SignalValues:
+    """Bytes sent per second, per network device."""
+    return _net(q, "node_network_transmit_bytes_total")
+
+
+def _net_sum(q: Query, *metrics: str) -> SignalValues:
+    total: SignalValues = {}
+    for metric in metrics:
+        for k, v in _net(q, metric).items():
+            total[k] = total.get(k, 0.0) + v
+    return total
+
+
+def network_errors(q: Query) -> SignalValues:
+    """Receive and transmit errors per second, per network device."""
+    return _net_sum(q, "node_network_receive_errs_total", "node_network_transmit_errs_total")
+
+
+def network_drops(q: Query) -> SignalValues:
+    """Receive and transmit drops per second, per network device."""
+    return _net_sum(q, "node_network_receive_drop_total", "node_network_transmit_drop_total")
+
+
+def ip_traffic(q: Query) -> SignalValues:
+    """IP bytes in and out per second, every interface loopback included (node_exporter
+    leaves ``lo`` out of its per-device counters by default)."""
+    total: SignalValues = {}
+    for metric in ("node_netstat_IpExt_InOctets", "node_netstat_IpExt_OutOctets"):
+        for k, v in q.rate(metric).items():
+            total[k] = total.get(k, 0.0) + v
+    return total
+
+
+def tcp_retransmits(q: Query) -> SignalValues:
+    """TCP segments retransmitted per second."""
+    return q.rate("node_netstat_Tcp_RetransSegs")
+
+
+def file_descriptors(q: Query) -> SignalValues:
+    """``node_filefd_allocated / node_filefd_maximum``."""
+    return ratio(q.gauge("node_filefd_allocated"), q.gauge("node_filefd_maximum"))
+
+
+def context_switches(q: Query) -> SignalValues:
+    """Context switches per second."""
+    return q.rate("node_context_switches_total")
+
+
+def forks(q: Query) -> SignalValues:
+    """Processes created per second."""
+    return q.rate("node_forks_total")
+
+
+MB = 1e6
+
+#: The node-exporter preset's signals. Floors are the smallest move an operator would act on.
+SIGNALS: tuple[Signal, ...] = (
+    Signal(
+        "cpu_busy",
+        "CPU busy fraction (1 - idle - iowait), averaged over CPUs",
+        "ratio",
+        cpu_busy,
+        ("node_cpu_seconds_total",),
+        "up",
+        floor=0.3,
+    ),
+    Signal(
+        "cpu_iowait",
+        "CPU fraction waiting on I/O",
+        "ratio",
+        cpu_iowait,
+        ("node_cpu_seconds_total",),
+        "up",
+        floor=0.2,
+    ),
+    Signal(
+        "cpu_steal",
+        "CPU fraction stolen by the hypervisor",
+        "ratio",
+        cpu_steal,
+        ("node_cpu_seconds_total",),
+        "up",
+        floor=0.15,
+    ),
+    Signal(
+        "load_per_core",
+        "1-minute load average per CPU",
+        "tasks per CPU",
+        load_per_core,
+        ("node_load1", "node_cpu_seconds_total"),
+        "up",
+        floor=1.0,
+        relative=1.0,
+    ),
+    Signal(
+        "memory_available",
+        "Memory available fraction",
+        "ratio",
+        memory_available,
+        ("node_memory_MemAvailable_bytes", "node_memory_MemTotal_bytes"),
+        "down",
+        floor=0.07,
+    ),
+    Signal(
+        "swap_rate",
+        "Pages swapped in and out per second",
+        "pages/s",
+        swap_rate,
+        ("node_vmstat_pswpin", "node_vmstat_pswpout"),
+        "up",
+        floor=200.0,
+        relative=1.0,
+    ),
+    Signal(
+        "major_page_faults",
+        "Major page faults per second",
+        "faults/s",
+        major_faults,
+        ("node_vmstat_pgmajfault",),
+        "up",
+        floor=300.0,
+        relative=2.0,
+    ),
+    Signal(
+        "disk_busy",
+        "Fraction of time the disk is busy, per device",
+        "ratio",
+        disk_busy,
+        ("node_disk_io_time_seconds_total",),
+        "up",
+        floor=0.35,
+    ),
+    Signal(
+        "disk_read",
+        "Disk read throughput, per device",
+        "bytes/s",
+        disk_read,
+        ("node_disk_read_bytes_total",),
+        "up",
+        floor=30 * MB,
+        relative=2.0,
+    ),
+    Signal(
+        "disk_write",
+        "Disk write throughput, per device",
+        "bytes/s",
+        disk_write,
+        ("node_disk_written_bytes_total",),
+        "up",
+        floor=30 * MB,
+        relative=2.0,
+    ),
+    Signal(
+        "filesystem_free",
+        "File system free fraction, per mount point",
+        "ratio",
+        filesystem_free,
+        ("node_filesystem_avail_bytes", "node_filesystem_size_bytes"),
+        "down",
+        floor=0.03,
+        severity="critical",
+    ),
+    Signal(
+        "filesystem_time_to_full",
+        "Seconds until the file system is full (capped at a week)",
+        "seconds",
+        filesystem_time_to_full,
+        ("node_filesystem_avail_bytes",),
+        "down",
+        floor=TIME_TO_FULL_CAP - 12 * 3600,
+        severity="critical",
+        trend=("node_filesystem_avail_bytes",),
+    ),
+    Signal(
+        "network_receive",
+        "Network bytes received per second, per device",
+        "bytes/s",
+        network_receive,
+        ("node_network_receive_bytes_total",),
+        "up",
+        floor=20 * MB,
+        relative=2.0,
+    ),
+    Signal(
+        "network_transmit",
+        "Network bytes sent per second, per device",
+        "bytes/s",
+        network_transmit,
+        ("node_network_transmit_bytes_total",),
+        "up",
+        floor=20 * MB,
+        relative=2.0,
+    ),
+    Signal(
+        "network_errors",
+        "Network errors per second, per device",
+        "errors/s",
+        network_errors,
+        ("node_network_receive_errs_total", "node_network_transmit_errs_total"),
+        "up",
+        floor=5.0,
+    ),
+    Signal(
+        "network_drops",
+        "Network drops per second, per device",
+        "drops/s",
+        network_drops,
+        ("node_network_receive_drop_total", "node_network_transmit_drop_total"),
+        "up",
+        floor=20.0,
+        relative=2.0,
+    ),
+    Signal(
+        "ip_traffic",
+        "IP bytes in and out per second, loopback included",
+        "bytes/s",
+        ip_traffic,
+        ("node_netstat_IpExt_InOctets", "node_netstat_IpExt_OutOctets"),
+        "up",
+        floor=100 * MB,
+        relative=2.0,
+    ),
+    Signal(
+        "tcp_retransmits",
+        "TCP segments retransmitted per second",
+        "segments/s",
+        tcp_retransmits,
+        ("node_netstat_Tcp_RetransSegs",),
+        "up",
+        floor=20.0,
+        relative=2.0,
+    ),
+    Signal(
+        "file_descriptors",
+        "Allocated file descriptors, fraction of the maximum",
+        "ratio",
+        file_descriptors,
+        ("node_filefd_allocated", "node_filefd_maximum"),
+        "up",
+        floor=0.1,
+    ),
+    Signal(
+        "context_switches",
+        "Context switches per second",
+        "switches/s",
+        context_switches,
+        ("node_context_switches_total",),
+        "up",
+        floor=30_000.0,
+        relative=1.5,
+    ),
+    Signal(
+        "forks",
+        "Processes created per second",
+        "forks/s",
+        forks,
+        ("node_forks_total",),
+        "up",
+        floor=100.0,
+        relative=3.0,
+    ),
+)

@@ -1,0 +1,422 @@
+"""``PresetObserver``: a preset's signals computed, scored and grouped into incidents.
+
+Each cycle, per target: the raw samples join a window; every signal of the preset is computed
+from it (``deucalion.history``'s Prometheus-exact ``rate`` and ``histogram_quantile``); the
+signal values update the preset's detector (``deucalion.detectors``' one interface: an online
+update per cycle, scores calibrated to a false-alert budget, explanations with the expected
+band), one update per cycle for every signal series of every target. A series *moves* when
+its score reaches the detector's threshold in the direction that hurts and by more than the
+signal's floors (see ``Signal``), and keeps moving until it is back inside the band it left.
+
+Alerts are per incident, not per series: a target's incident opens when a signal has moved
+for ``for_cycles`` cycles, gathers every signal that moves while it is open, and ends after
+``quiet_cycles`` cycles with none moving. While open it is one
+alert labelled ``severity``, ``preset`` and ``signal`` (the signal that opened it, so the
+alert keeps its identity); its annotations name the signal that moved most, its observed
+value, the expected band and the start time, and list the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from deucalion.alerting.alerts import Alert, Scores, SeriesScore
+from deucalion.detectors.anomaly import AnomalyDetector
+from deucalion.detectors.base import Detector
+from deucalion.history.window import Window
+from deucalion.observer import MetricsObserver, TargetsData
+from deucalion.presets.signals import Query, Signal, SignalValues
+
+__all__ = ["DetectorFactory", "PresetObserver", "budget_detector"]
+
+log = logging.getLogger("deucalion.presets")
+
+#: Builds the preset's detector, given the false alerts it may raise per series per 10,000
+#: cycles: one detector, updated once per cycle with every signal series of every target
+#: (the seam the detectors of ``deucalion.detectors`` plug into).
+DetectorFactory = Callable[[float], Detector]
+
+
+def budget_detector(budget: float) -> Detector:
+    """The default: ``AnomalyDetector`` (spikes, level shifts, variance, trends, ...) allowed
+    ``budget`` false alerts per series per 10,000 cycles."""
+    return AnomalyDetector(budget=budget)
+
+
+#: Seconds after which a series no longer seen is forgotten.
+FORGET_AFTER = 900.0
+#: Cycles of raw samples kept for rates (a rate spans a few of the last ones).
+RAW_POINTS = 8
+#: Seconds of history kept for the metrics a trend is read from (``Signal.trend``).
+TREND_SECONDS = 660.0
+
+
+#: Explanation kinds whose band is one of the value (or its recent level): the others are
+#: bands of a variance, a slope or a run of repeats.
+_VALUE_BANDS = frozenset({"spike", "level_shift", "out_of_range", "seasonal", "score"})
+
+
+@dataclass
+class _Move:
+    """A series moving: the band it left, the floor it must stay beyond, its highest score."""
+
+    low: float
+    high: float
+    least: float
+    held: int = 0
+    peak: float = 0.0
+
+
+def _beyond(signal: Signal, value: float, low: float, high: float, least: float) -> bool:
+    """Whether ``value`` is out of the band ``low``..``high`` by ``least`` (from its centre)
+    in the direction that hurts ``signal``."""
+    centre = (low + high) / 2
+    up = value > max(high, centre + least)
+    down = value < min(low, centre - least)
+    return (up and signal.direction != "down") or (down and signal.direction != "up")
+
+
+@dataclass
+class _Moved:
+    """One signal series judged this cycle."""
+
+    signal: Signal
+    target: str
+    series: str
+    score: float
+    value: float
+    lower: float
+    upper: float
+    held: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.signal.name + ("" if self.series == "{}" else self.series)
+
+
+@dataclass
+class _Incident:
+    started: float
+    opener: _Moved
+    top: _Moved
+    members: dict[str, float] = field(default_factory=dict)  # name -> highest score
+    quiet: int = 0
+
+
+def _number(value: float) -> str:
+    if not math.isfinite(value):
+        return str(value)
+    return "0" if abs(value) < 1e-9 else f"{value:.4g}"  # a band's float dust reads as 0
+
+
+class PresetObserver(MetricsObserver):
+    """A ready observer over a preset's derived signals (see the module docstring).
+
+    ``signals``: what it watches. ``budget`` is the false alerts per target per 10,000 cycles of
+    ordinary load it may raise, shared among the signals' detectors; a signal moves when its
+    detector scores it at its threshold or more, in the direction that hurts and by more than
+    its floors. ``for_cycles`` is how long it must keep moving before an incident opens;
+    ``quiet_cycles`` how long an incident outlives its last moving signal. ``rate_points`` is
+    the scrape intervals a ``rate`` spans, plus half of one (at 1 s scrapes, ``rate(x[2s])``:
+    a rate over many intervals turns a step into a ramp, which hides it from a detector).
+    ``detector`` builds the detector of every signal (default ``budget_detector``). ``announce``
+    prints each incident as it opens (``deucalion demo``).
+
+    It returns ``Scores``: every signal's score (0 for a move in the harmless direction), value
+    and expected band are exported (``deucalion_series_anomaly_score`` and its companions,
+    ``metric`` = the signal), and one alert per target per incident is sent.
+    """
+
+    def __init__(
+        self,
+        preset: str,
+        signals: Iterable[Signal],
+        *,
+        desired_metrics: Iterable[str] | None = None,
+        budget: float = 1.0,
+        for_cycles: int = 3,
+        quiet_cycles: int = 30,
+        rate_points: float = 1.5,
+        detector: DetectorFactory = budget_detector,
+        labels: Mapping[str, str] | None = None,
+        announce: bool = False,
+    ) -> None:
+        signals = tuple(signals)
+        needs = {m for s in signals for m in s.needs}
+        super().__init__(set(desired_metrics) if desired_metrics is not None else needs | {"up"})
+        if not signals:
+            raise ValueError(f"preset {preset}: no signals to watch")
+        if not (isinstance(for_cycles, int) and for_cycles >= 1):
+            raise ValueError(f"for_cycles must be a positive integer, not {for_cycles!r}")
+        if not (isinstance(budget, int | float) and budget > 0):
+            raise ValueError(f"budget must be a positive number, not {budget!r}")
+        self.observer_name = f"preset-{preset}"
+        self.preset = preset
+        self.signals = signals
+        self.budget = float(budget)
+        self.for_cycles = for_cycles
+        self.quiet_cycles = quiet_cycles
+        self.rate_points = rate_points
+        self.labels = dict(labels or {})
+        self.announce = announce
+        # Shared among the signals, and among a few series each (devices, routes).
+        self.detector = detector(self.budget / (2 * len(signals)))
+        self.by_name = {s.name: s for s in signals}
+        self.raw = Window(RAW_POINTS, forget_after=900.0)
+        # The few metrics a trend is read from keep minutes of history, the others seconds.
+        self.trend_metrics = frozenset(m for s in signals for m in s.trend)
+        self.slow = Window(seconds=TREND_SECONDS, forget_after=900.0)
+        self.interval_: float | None = None
+        self.last_time_: float | None = None
+        self.steps_: list[float] = []
+        self.moving_: dict[tuple[str, str, str], _Move] = {}
+        self.bands_: dict[tuple[str, str, str], tuple[float, float]] = {}
+        self.incidents_: dict[str, _Incident] = {}
+        self.seen_: dict[tuple[str, str, str], float] = {}
+        self.swept_ = -math.inf
+        self.silent_: set[str] = set()  # targets told that none of the signals is there
+
+    # -- signals ------------------------------------------------------------------------------
+
+    def _learn_interval(self) -> float:
+        """The scrape interval: the median of the last steps between cycles' data times."""
+        from deucalion.observer import data_time
+
+        now = data_time()
+        if self.last_time_ is not None and now > self.last_time_:
+            self.steps_ = [*self.steps_[-15:], now - self.last_time_]
+            self.interval_ = statistics.median(self.steps_)
+        self.last_time_ = now
+        return self.interval_ or 1.0
+
+    def compute(self, data: TargetsData) -> dict[str, dict[str, SignalValues]]:
+        """Add this cycle's samples to the raw window and compute every signal per target:
+        ``{target: {signal: {series: value}}}``."""
+        interval = self._learn_interval()
+        self.raw.add(data)
+        if self.trend_metrics:
+            self.slow.add(
+                {
+                    target: {m: v for m, v in samples.items() if m in self.trend_metrics}
+                    for target, samples in data.items()
+                }
+            )
+        range_seconds = self.rate_points * interval + interval / 2
+        out: dict[str, dict[str, SignalValues]] = {}
+        for target in data:
+            query = Query(self.raw, target, range_seconds, slow=self.slow)
+            values: dict[str, SignalValues] = {}
+            for signal in self.signals:
+                try:
+                    computed = signal.compute(query)
+                except (ArithmeticError, ValueError):
+                    computed = {}
+                finite = {k: v for k, v in computed.items() if math.isfinite(v)}
+                if finite:
+                    values[signal.name] = finite
+            out[target] = values
+            self._say_if_silent(target, values, data.get(target, {}))
+        return out
+
+    def _say_if_silent(
+        self, target: str, values: Mapping[str, SignalValues], samples: Mapping[str, object]
+    ) -> None:
+        """Log once per target when it serves none of what the preset looks for."""
+        if values or target in self.silent_:
+            return
+        up = samples.get("up")
+        served = {m for m in samples if m not in ("up", "scrape_duration_seconds")}
+        if isinstance(up, Mapping) and up.get("{}") == 1.0 and not served:
+            self.silent_.add(target)
+            log.warning(
+                "preset %s: %s serves none of the metrics it watches (looked for %s); "
+                "`deucalion presets show %s --target URL` lists what it would watch",
+                self.preset,
+                target,
+                ", ".join(sorted(self.desired_metrics - {"up"})),
+                self.preset,
+            )
+
+    # -- scoring ------------------------------------------------------------------------------
+
+    def score(self, values: Mapping[tuple[str, str, str], float], now: float) -> list[_Moved]:
+        """Update the detector with this cycle's ``values`` (``{(signal, target, series):
+        value}``) and judge each series: one entry per scored series.
+
+        A series starts moving when the detector scores it at its threshold or more, in the
+        direction that hurts and beyond the signal's floors around the expected band; it keeps
+        moving, judged against that band, until it is back inside. Its entry's score is the
+        highest of the move (0 for a move in the harmless direction), ``held`` the cycles it
+        has moved.
+        """
+        detector = self.detector
+        scores = detector.update({key: (now, value) for key, value in values.items()})
+        out = []
+        for key, score in scores.items():
+            if math.isnan(score):
+                continue
+            signal = self.by_name[key[0]]
+            value = values[key]
+            why = detector.explain(key)
+            low, high = why.expected_low, why.expected_high
+            if why.kind in _VALUE_BANDS and math.isfinite(low) and math.isfinite(high):
+                self.bands_[key] = (low, high)
+            else:
+                # The band of a variance, a slope or a run is not a value's: the last one is.
+                low, high = self.bands_.get(key, (math.nan, math.nan))
+            moving = self.moving_.get(key)
+            if moving is None and score >= detector.threshold and math.isfinite(low):
+                least = max(signal.floor, signal.relative * abs((low + high) / 2))
+                if _beyond(signal, value, low, high, least):
+                    moving = self.moving_[key] = _Move(low, high, least)
+            elif moving is not None and not _beyond(
+                signal, value, moving.low, moving.high, moving.least
+            ):
+                del self.moving_[key]
+                moving = None
+            if moving is not None:
+                moving.held += 1
+                moving.peak = max(moving.peak, score)
+                low, high, score = moving.low, moving.high, moving.peak
+            elif not (math.isfinite(low) and _beyond(signal, value, low, high, 0.0)):
+                score = 0.0  # inside the band, out of it on the harmless side, or no band yet
+            out.append(
+                _Moved(
+                    signal,
+                    key[1],
+                    key[2],
+                    score,
+                    value,
+                    max(0.0, low) if math.isfinite(low) else low,  # every signal is 0 or more
+                    min(1.0, high) if signal.unit == "ratio" else high,  # a fraction is 1 at most
+                    moving.held if moving is not None else 0,
+                )
+            )
+        return out
+
+    # -- the cycle ----------------------------------------------------------------------------
+
+    def new_data(self, targets_data_dict: TargetsData) -> Scores:
+        """Compute, score and group this cycle's signals; export every score, alert once per
+        target per incident."""
+        from deucalion.observer import data_time
+
+        computed = self.compute(targets_data_dict)
+        now = data_time()
+        scores: list[SeriesScore] = []
+        moved: dict[str, list[_Moved]] = {}
+        values = {
+            (name, target, series): value
+            for target, signals in computed.items()
+            for name, by_series in signals.items()
+            for series, value in by_series.items()
+        }
+        for item in self.score(values, now) if values else []:
+            scores.append(
+                SeriesScore(
+                    item.target,
+                    item.signal.name,
+                    item.series,
+                    item.score,
+                    value=item.value,
+                    lower=item.lower,
+                    upper=item.upper,
+                )
+            )
+            if item.held >= self.for_cycles:
+                moved.setdefault(item.target, []).append(item)
+        self._forget_gone(computed, now)
+        alerts = [
+            alert
+            for target in set(moved) | set(self.incidents_)
+            if (alert := self._incident(target, moved.get(target, []), now)) is not None
+        ]
+        return Scores(scores=tuple(scores), alerts=tuple(alerts))
+
+    def _forget_gone(self, computed: Mapping[str, Mapping[str, SignalValues]], now: float) -> None:
+        """Series not seen for ``FORGET_AFTER`` seconds (a target gone, a device removed) are
+        dropped from the detectors, so churn cannot grow them without bound."""
+        for target, signals in computed.items():
+            for name, values in signals.items():
+                for series in values:
+                    self.seen_[name, target, series] = now
+        if now - self.swept_ < FORGET_AFTER / 10:
+            return
+        self.swept_ = now
+        gone = [key for key, seen in self.seen_.items() if now - seen > FORGET_AFTER]
+        for key in gone:
+            del self.seen_[key]
+            self.bands_.pop(key, None)
+            self.moving_.pop(key, None)
+        self.detector.forget(gone)
+        for target in {t for _, t, _ in gone} - set(computed):
+            self.incidents_.pop(target, None)
+
+    def _incident(self, target: str, moved: list[_Moved], now: float) -> Alert | None:
+        incident = self.incidents_.get(target)
+        if incident is None:
+            if not moved:
+                return None
+            top = max(moved, key=lambda m: m.score)
+            started = now - (self.for_cycles - 1) * (self.interval_ or 0.0)
+            incident = self.incidents_[target] = _Incident(started, top, top)
+            if self.announce:
+                alert = self._alert(target, incident)
+                print(
+                    f"{datetime.fromtimestamp(now, UTC):%H:%M:%S}  anomaly  {target}: "
+                    f"{alert.annotations['summary']}",
+                    flush=True,
+                )
+        if moved:
+            incident.quiet = 0
+            for item in moved:
+                if item.score > incident.members.get(item.name, -math.inf):
+                    incident.members[item.name] = item.score
+                if item.score >= incident.top.score or item.name == incident.top.name:
+                    incident.top = item
+        else:
+            incident.quiet += 1
+            if incident.quiet >= self.quiet_cycles:
+                del self.incidents_[target]
+                return None
+        return self._alert(target, incident)
+
+    def _alert(self, target: str, incident: _Incident) -> Alert:
+        top = incident.top
+        started = datetime.fromtimestamp(incident.started, UTC).isoformat(timespec="seconds")
+        others = sorted(
+            (n for n in incident.members if n != top.name), key=lambda n: -incident.members[n]
+        )
+        unit = top.signal.unit
+        summary = (
+            f"{top.name} is {_number(top.value)} {unit}, expected {_number(top.lower)} to "
+            f"{_number(top.upper)}, since {started}"
+        )
+        description = f"{top.signal.help}: moved most in this incident (score {top.score:.3g})"
+        if others:
+            description += "; moved with it: " + ", ".join(others)
+        return Alert(
+            labels={
+                **self.labels,
+                "severity": incident.opener.signal.severity,
+                "preset": self.preset,
+                "signal": incident.opener.signal.name,
+            },
+            annotations={
+                "summary": summary,
+                "description": description,
+                "signal": top.name,
+                "value": _number(top.value),
+                "expected_lower": _number(top.lower),
+                "expected_upper": _number(top.upper),
+                "started": started,
+                "signals": ",".join([top.name, *others]),
+            },
+            target=target,
+            score=top.score,
+        )

@@ -1,0 +1,227 @@
+"""Derived signals: what a preset watches, computed from a target's raw series each cycle.
+
+A ``Signal`` is one health signal of a target (CPU busy fraction, a route's error ratio, ...):
+a function of the target's recent samples that gives one value per series of the signal
+(``{}`` for a node-wide signal, ``{device="sda"}`` per device, ``{route="/api"}`` per route),
+plus what makes a move of it worth an alert: the direction that hurts and the smallest change
+that matters, in the signal's own units.
+
+``Query`` is what a signal's function reads: PromQL's ``rate``, ``sum by``, ``deriv`` and
+``histogram_quantile`` over one target's part of a ``deucalion.history.Window``, with the
+counters' rates computed by ``deucalion.history``'s Prometheus-exact functions.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from deucalion.history.labels import series_key, series_labels
+from deucalion.history.promql import bucket_quantile, extrapolated_rate
+from deucalion.history.window import Window
+
+__all__ = ["Direction", "Query", "Signal", "SignalValues", "labels_of"]
+
+#: The direction in which a signal's move hurts.
+Direction = Literal["up", "down", "both"]
+#: One cycle's values of a signal on one target: ``{series key: value}``.
+SignalValues = dict[str, float]
+
+_LABELS: dict[str, dict[str, str]] = {}
+_MAX_LABEL_CACHE = 100_000
+
+
+def labels_of(key: str) -> dict[str, str]:
+    """The labels of series key ``key``, remembered (a cycle parses the same keys again)."""
+    labels = _LABELS.get(key)
+    if labels is None:
+        try:
+            labels = series_labels(key)
+        except ValueError:
+            labels = {}
+        if len(_LABELS) >= _MAX_LABEL_CACHE:
+            _LABELS.clear()  # bounded: label churn cannot grow it without end
+        _LABELS[key] = labels
+    return labels
+
+
+#: Label matchers: label name -> a regular expression the whole value must match (a name
+#: starting with ``!`` must not match), as PromQL's ``=~`` and ``!~``.
+Matchers = Mapping[str, str]
+
+
+def _matches(labels: Mapping[str, str], where: Matchers | None) -> bool:
+    if not where:
+        return True
+    for name, pattern in where.items():
+        negated = name.startswith("!")
+        value = labels.get(name.lstrip("!"), "")
+        if bool(re.fullmatch(pattern, value)) == negated:
+            return False
+    return True
+
+
+class Query:
+    """PromQL over one target's part of a window, at the target's newest scrape.
+
+    ``range_seconds`` is the range of ``rate`` (``rate(x[range])``). Every method returns
+    ``{series key of the by-labels: value}``; a series without a value (too few samples, a
+    gap) is left out, as Prometheus leaves it out of a result. One ``Query`` serves one target
+    for one cycle.
+    """
+
+    def __init__(
+        self, window: Window, target: str, range_seconds: float, *, slow: Window | None = None
+    ) -> None:
+        self.window = window
+        #: Minutes of the metrics a trend is read from (``deriv``); else ``window``.
+        self.slow = slow if slow is not None else window
+        self.target = target
+        self.range_seconds = range_seconds
+        #: What the signals of one cycle share (the instrumentation found, the routes).
+        self.memo: dict[str, object] = {}
+
+    def has(self, metric: str) -> bool:
+        """Whether the target has served ``metric`` within the window."""
+        return len(self.window.block(metric, self.target)) > 0
+
+    def rate(
+        self,
+        metric: str,
+        by: Iterable[str] = (),
+        where: Matchers | None = None,
+        *,
+        range_seconds: float | None = None,
+    ) -> SignalValues:
+        """``sum by (by) (rate(metric{where}[range]))``."""
+        seconds = range_seconds or self.range_seconds
+        key = f"rate:{metric}:{seconds}"
+        items = self.memo.get(key)
+        if items is None:  # several signals read one counter's rates (CPU modes)
+            vector = self.window.rate(metric, seconds, target=self.target)
+            items = self.memo[key] = list(vector.items())
+        return _sum_by(items, tuple(by), where)  # type: ignore[arg-type]
+
+    def gauge(
+        self, metric: str, by: Iterable[str] = (), where: Matchers | None = None
+    ) -> SignalValues:
+        """``sum by (by) (metric{where})`` of the newest values."""
+        return _sum_by(self.window.latest(metric, self.target).items(), tuple(by), where)
+
+    def count(
+        self, metric: str, by: Iterable[str] = (), where: Matchers | None = None
+    ) -> SignalValues:
+        """``count by (by) (metric{where})`` of the series with a newest value."""
+        counted: dict[str, float] = {}
+        for (_, key), value in self.window.latest(metric, self.target).items():
+            labels = labels_of(key)
+            if math.isnan(value) or not _matches(labels, where):
+                continue
+            group = series_key({k: labels.get(k, "") for k in by})
+            counted[group] = counted.get(group, 0.0) + 1.0
+        return counted
+
+    def deriv(
+        self, metric: str, seconds: float, by: Iterable[str] = (), where: Matchers | None = None
+    ) -> SignalValues:
+        """``sum by (by) (deriv(metric{where}[seconds]))``: the least-squares slope per second
+        of each gauge over the range, as PromQL's ``deriv`` (NaN with fewer than 2 samples)."""
+        block = self.slow.block(metric, self.target)
+        if not len(block):
+            return {}
+        newest = np.nanmax(block.times) if np.isfinite(block.times).any() else math.nan
+        slopes = []
+        with np.errstate(all="ignore"):
+            inside = block.times > newest - seconds
+            for i in range(len(block)):
+                keep = inside[i] & np.isfinite(block.values[i])
+                if keep.sum() < 2:
+                    slopes.append(math.nan)
+                    continue
+                t = block.times[i][keep] - newest  # as Prometheus: times relative to the end
+                v = block.values[i][keep]
+                t_mean = t.mean()
+                cov = ((t - t_mean) * (v - v.mean())).sum()
+                var = ((t - t_mean) ** 2).sum()
+                slopes.append(float(cov / var) if var > 0 else math.nan)
+        return _sum_by(zip(block.keys, slopes, strict=True), tuple(by), where)
+
+    def quantile(
+        self, q: float, bucket_metric: str, by: Iterable[str] = (), where: Matchers | None = None
+    ) -> SignalValues:
+        """``histogram_quantile(q, sum by (le, by) (rate(bucket_metric{where}[range])))``."""
+        block = self.window.block(bucket_metric, self.target)
+        if not len(block):
+            return {}
+        at = float(np.nanmax(block.times)) if np.isfinite(block.times).any() else math.nan
+        rates = extrapolated_rate(block.times, block.values, self.range_seconds, at, is_rate=True)
+        groups: dict[str, dict[float, float]] = {}
+        by = tuple(by)
+        for (_, key), value in zip(block.keys, rates.tolist(), strict=True):
+            labels = labels_of(key)
+            if math.isnan(value) or not _matches(labels, where):
+                continue
+            try:
+                bound = float(labels.get("le", "nan"))
+            except ValueError:
+                continue
+            if math.isnan(bound):
+                continue
+            group = groups.setdefault(series_key({k: labels.get(k, "") for k in by}), {})
+            group[bound] = group.get(bound, 0.0) + value
+        return {key: bucket_quantile(q, buckets.items()) for key, buckets in groups.items()}
+
+
+def _sum_by(
+    items: Iterable[tuple[tuple[str, str], float]], by: tuple[str, ...], where: Matchers | None
+) -> SignalValues:
+    summed: dict[str, float] = {}
+    for (_, key), value in items:
+        if math.isnan(value):
+            continue
+        labels = labels_of(key)
+        if not _matches(labels, where):
+            continue
+        group = series_key({k: labels.get(k, "") for k in by}) if by else "{}"
+        summed[group] = summed.get(group, 0.0) + value
+    return summed
+
+
+def ratio(top: SignalValues, bottom: SignalValues, *, least: float = 0.0) -> SignalValues:
+    """``top / bottom`` matched on series, where ``bottom`` exceeds ``least`` (else left out);
+    a series missing from ``top`` counts as 0 (``sum(rate(errors)) or 0``)."""
+    return {k: top.get(k, 0.0) / b for k, b in bottom.items() if b > least}
+
+
+def scalar(values: SignalValues) -> float:
+    """The one value of a node-wide result (NaN when there is none)."""
+    return values.get("{}", math.nan)
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One health signal a preset watches.
+
+    ``compute(query)`` gives its values this cycle, ``{series key: value}`` (empty when the
+    target does not serve what it needs). A move alerts only in ``direction`` and only when it
+    exceeds both ``floor`` (in ``unit``) and ``relative`` times the signal's usual level:
+    smaller moves are ordinary however unusual they are in standard deviations.
+    ``severity`` labels the alert an incident led by this signal raises.
+    """
+
+    name: str
+    help: str
+    unit: str
+    compute: Callable[[Query], SignalValues]
+    needs: tuple[str, ...]
+    direction: Direction = "up"
+    floor: float = 0.0
+    relative: float = 0.0
+    severity: str = "warning"
+    trend: tuple[str, ...] = ()
+    """Metrics it reads minutes of (``Query.deriv``): they are kept that long."""

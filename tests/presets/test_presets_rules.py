@@ -1,0 +1,91 @@
+"""The Prometheus rules and Grafana dashboards shipped in deploy/: valid, unit-tested, built
+from their code, and reading only metrics deucalion exports."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+RULES = DEPLOY / "prometheus" / "deucalion-rules.yaml"
+RULE_TESTS = DEPLOY / "prometheus" / "deucalion-rules.test.yaml"
+GRAFANA = DEPLOY / "grafana"
+
+
+def _promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.skip("promtool is not installed: apt-get install prometheus")
+    return path
+
+
+def test_promtool_checks_the_rules() -> None:
+    run = subprocess.run([_promtool(), "check", "rules", str(RULES)], capture_output=True,
+                         text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "SUCCESS: 7 rules found" in run.stdout
+
+
+def test_promtool_unit_tests_pass() -> None:
+    """The rules fire (and stay quiet) as deploy/prometheus/deucalion-rules.test.yaml says."""
+    run = subprocess.run([_promtool(), "test", "rules", RULE_TESTS.name], capture_output=True,
+                         text=True, timeout=120, check=False, cwd=RULE_TESTS.parent)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def _build_module():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("deucalion_grafana_build", GRAFANA / "build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_checked_in_dashboards_are_what_build_py_makes() -> None:
+    """Edit build.py, then run it: the JSON beside it must not drift from the code."""
+    build = _build_module()
+    for name, make in build.DASHBOARDS.items():
+        assert (GRAFANA / name).read_text(encoding="utf-8") == build.render(make), (
+            f"deploy/grafana/{name} is stale: run python deploy/grafana/build.py")
+
+
+def _exported_names() -> set[str]:
+    """Every metric name deucalion's /metrics can serve (counters with _total, histograms with
+    their samples), read from the telemetry module's families."""
+    source = (Path(__file__).resolve().parents[2] / "deucalion" / "telemetry.py").read_text()
+    names = set(re.findall(r'"(deucalion_[a-z_]+)"', source))
+    out = set(names)
+    for name in names:
+        out |= {name + "_total", name + "_bucket", name + "_sum", name + "_count"}
+    return out
+
+
+def dashboard_queries() -> list[tuple[str, str, str]]:
+    """``(dashboard, panel title, expr)`` of every panel query and template variable."""
+    out = []
+    for path in sorted(GRAFANA.glob("*.json")):
+        board = json.loads(path.read_text(encoding="utf-8"))
+        for panel in board["panels"]:
+            out.extend((path.name, panel["title"], t["expr"]) for t in panel["targets"])
+    return out
+
+
+def test_rules_and_dashboards_read_only_what_deucalion_exports() -> None:
+    exported = _exported_names()
+    text = RULES.read_text(encoding="utf-8") + "".join(e for *_, e in dashboard_queries())
+    used = set(re.findall(r"\bdeucalion_[a-z_]+", text))
+    assert used and used <= exported, sorted(used - exported)
+
+
+def test_every_panel_has_a_query_title_and_unique_id() -> None:
+    for path in GRAFANA.glob("*.json"):
+        board = json.loads(path.read_text(encoding="utf-8"))
+        ids = [p["id"] for p in board["panels"]]
+        assert len(ids) == len(set(ids)) and all(p["targets"] for p in board["panels"])
+        assert all(p["title"] and p["description"] for p in board["panels"])

@@ -1,0 +1,45 @@
+"""The recording writer: its file is the owner's only, and a link is refused, never followed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from deucalion.errors import HistoryError
+from deucalion.replay.recording import RecordingSource, RecordingWriter
+from deucalion.replay.sources import Cycle
+
+URL = "http://a:9100/metrics"
+
+
+@pytest.mark.parametrize("name", ["r.om.gz", "r.om"])
+def test_a_recording_is_the_owners_only_and_reads_back(tmp_path: Path, name: str) -> None:
+    """A new recording, and one written over a file anyone could read, are 0600; it reads
+    back (gzip or not)."""
+    path = tmp_path / name
+    path.write_text("old")
+    path.chmod(0o644)
+    with RecordingWriter(path) as writer:
+        writer.write_cycle(Cycle(1700000000.0, {URL: 1700000000.25}, {URL: {"up": {"{}": 1.0}}}))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+    async def read() -> list[Cycle]:
+        return [c async for c in RecordingSource(path).cycles()]
+
+    [cycle] = asyncio.run(read())
+    assert cycle.samples == {URL: {"up": {"{}": 1.0}}}
+
+
+def test_a_link_in_place_of_the_recording_is_refused(tmp_path: Path) -> None:
+    """A symlink at the recording's path is an error naming the file; its target is untouched."""
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    link = tmp_path / "r.om.gz"
+    os.symlink(victim, link)
+    with pytest.raises(HistoryError, match=r"r\.om\.gz: it is a link"):
+        RecordingWriter(link)
+    assert victim.read_text() == "keep me"

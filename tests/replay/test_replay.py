@@ -1,0 +1,473 @@
+"""Replay: recordings, CSV history, backtests, evaluation and plots, on files (no servers)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from deucalion.cli import main
+from deucalion.replay import CSVSource, Cycle, RecordingSource, RecordingWriter, backtest
+from deucalion.replay.evaluate import evaluate, load_windows, read_output
+from deucalion.replay.results import AlertSpan, BacktestResult
+from deucalion.replay.sources import HistoryError
+from tests.replay_observers import RaisesAfter, RobustZScore, SeenObserver
+
+LABELLED = Path(__file__).parents[1] / "data" / "labelled"
+T0 = 1_700_000_000.0
+URL = "http://a:9100/metrics"
+ODD = 'http://b:9100/metrics?x="1"'
+
+
+def _cycles(n: int = 120, spike_at: int = 90) -> list[Cycle]:
+    cycles = []
+    for i in range(n):
+        value = 10 + math.sin(i / 4) + (25.0 if i == spike_at else 0.0)
+        cycles.append(Cycle(T0 + 15 * i, {URL: T0 + 15 * i + 0.003217, ODD: T0 + 15 * i + 0.01},
+                            {URL: {"load": {'{cpu="0",mode="a\\"b\\\\c\\nd"}': value},
+                                   "up": {"{}": 1.0}, "other": {"{}": float(i)}},
+                             ODD: {"up": {"{}": 0.0}}}))
+    return cycles
+
+
+def _write(path: Path, cycles: list[Cycle]) -> Path:
+    with RecordingWriter(path) as writer:
+        for cycle in cycles:
+            writer.write_cycle(cycle)
+    return path
+
+
+async def _read(source: RecordingSource | CSVSource, **kw: object) -> list[Cycle]:
+    return [c async for c in source.cycles(**kw)]  # type: ignore[arg-type]
+
+
+async def test_recording_round_trip(tmp_path: Path) -> None:
+    """A recording reads back the same targets, series (escapes included), values and times."""
+    cycles = _cycles(5)
+    cycles[1].samples[URL]["load"]['{cpu="1"}'] = math.nan
+    cycles[2].samples[URL]["load"]['{cpu="1"}'] = -math.inf
+    path = _write(tmp_path / "r.om.gz", cycles)
+    back = await _read(RecordingSource(path))
+    assert len(back) == 5
+    for mine, theirs in zip(cycles, back, strict=True):
+        assert theirs.time == mine.time
+        assert theirs.target_times == pytest.approx(mine.target_times, abs=1e-6)
+        assert json.dumps(theirs.samples, sort_keys=True) == json.dumps(mine.samples,
+                                                                         sort_keys=True)
+    text = gzip.decompress(path.read_bytes()).decode()
+    assert text.endswith("# EOF\n") and "NaN" in text and "-Inf" in text
+
+
+async def test_recording_reads_only_desired_metrics_and_range(tmp_path: Path) -> None:
+    """Desired metrics keep their families and up; start and end bound the cycles."""
+    path = _write(tmp_path / "r.om.gz", _cycles(10))
+    back = await _read(RecordingSource(path), metrics={"load"}, start=T0 + 30, end=T0 + 60)
+    assert [c.time for c in back] == [T0 + 30, T0 + 45, T0 + 60]
+    assert set(back[0].samples[URL]) == {"load", "up"}
+
+
+async def test_recording_cut_mid_line_is_read_to_the_cut(tmp_path: Path) -> None:
+    """A recording cut off mid-line gives its complete cycles and a counted warning."""
+    path = _write(tmp_path / "r.om", _cycles(10))
+    data = path.read_bytes()
+    cut = data.index(b"deucalion_record_cycle_time_seconds", len(data) // 2) + 12
+    path.write_bytes(data[:cut])
+    source = RecordingSource(path)
+    back = await _read(source)
+    assert 0 < len(back) < 10
+    assert source.stats.warnings["truncated"] == 1
+    assert source.stats.warnings["incomplete_cycle"] == 1
+
+
+async def test_gzip_recording_cut_off_is_read_to_the_cut(tmp_path: Path) -> None:
+    """A gzip stream cut short (a killed recorder) is read up to the last whole cycle."""
+    path = _write(tmp_path / "r.om.gz", _cycles(60))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    source = RecordingSource(path)
+    back = await _read(source)
+    assert 0 < len(back) < 60
+    assert [c.time for c in back] == [T0 + 15 * i for i in range(len(back))]
+    assert source.stats.warnings["truncated"] == 1
+
+
+async def test_malformed_recording_line_names_file_and_line(tmp_path: Path) -> None:
+    """A line that is no sample is an error naming the file and the line."""
+    path = tmp_path / "bad.om"
+    path.write_text('up{deucalion_target="x"} 1 1\nthis is not a sample\n# EOF\n')
+    with pytest.raises(HistoryError, match=r"bad.om:2: not a sample line"):
+        await _read(RecordingSource(path))
+
+
+async def test_csv_keeps_rows_in_file_order_and_notes_repeats_and_steps_back(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Each series' rows replay in file order, merged by time with the other series: a
+    timestamp that steps back or repeats is a cycle of its own, noted once a file, no row
+    merged or dropped; a series without a row at a time is absent from that cycle."""
+    (tmp_path / "a.csv").write_text("timestamp,value\n30,3\n10,1\n20,2\n20,2.5\n")
+    (tmp_path / "b.csv").write_text("timestamp,value\n1970-01-01T00:00:10Z,7\n"
+                                    "1970-01-01 00:00:30,9\n")
+    source = CSVSource(tmp_path)
+    back = await _read(source)
+    assert [c.time for c in back] == [10, 30, 10, 20, 20]
+    assert back[0].samples == {"b.csv": {"value": {"{}": 7.0}}}
+    assert back[1].samples == {"a.csv": {"value": {"{}": 3.0}}, "b.csv": {"value": {"{}": 9.0}}}
+    assert [c.samples["a.csv"]["value"]["{}"] for c in back[2:]] == [1.0, 2.0, 2.5]
+    assert source.stats.warnings == {"repeated_timestamps": 1, "timestamps_stepping_back": 1}
+    assert "a.csv: 1 row(s) repeat the timestamp" in caplog.text
+    assert f"{tmp_path / 'a.csv'}:3)" in caplog.text  # the first row that goes back
+
+
+async def test_tidy_csv(tmp_path: Path) -> None:
+    """A tidy table gives targets, samples and series keys as written."""
+    (tmp_path / "t.csv").write_text(
+        'timestamp,target,metric,labels,value\n1,web,cpu,"{core=""0""}",0.5\n'
+        "1,web,up,,1\n2,db,cpu,,0.7\n")
+    back = await _read(CSVSource(tmp_path / "t.csv"))
+    assert back[0].samples == {"web": {"cpu": {'{core="0"}': 0.5}, "up": {"{}": 1.0}}}
+    assert back[1].samples == {"db": {"cpu": {"{}": 0.7}}}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("time,v\n1,2\n", "the header is 'time,v'"),
+    ("timestamp,value\n1,abc\n", r"x.csv:2: value 'abc' is not a number"),
+    ("timestamp,value\nyesterday,1\n", "x.csv:2: timestamp 'yesterday' is neither"),
+])
+async def test_bad_csv_names_file_and_row(tmp_path: Path, text: str, message: str) -> None:
+    """A CSV that cannot be read is an error naming the file, the row and what to write."""
+    (tmp_path / "x.csv").write_text(text)
+    with pytest.raises(HistoryError, match=message):
+        await _read(CSVSource(tmp_path / "x.csv"))
+
+
+def test_backtest_alerts_at_the_injected_anomaly(tmp_path: Path) -> None:
+    """The unchanged observer, replayed, alerts at the cycle of the spike and resolves next."""
+    path = _write(tmp_path / "r.om.gz", _cycles(120, spike_at=90))
+    result = backtest(RobustZScore({"load"}), path.as_posix(), output=tmp_path / "out.jsonl")
+    assert result.steps == 120 and result.errors == 0
+    assert [(a.start, a.end, a.target) for a in result.alerts] == [
+        (T0 + 15 * 90, T0 + 15 * 91, URL)]
+    alert = result.alerts[0]
+    assert alert.starts_at == "2023-11-14T22:35:50.000Z" and alert.labels["instance"] == "a:9100"
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert sum(r["kind"] == "score" for r in rows) == 2 * 120  # both targets, every step
+    assert [r["start"] for r in rows if r["kind"] == "alert"] == [T0 + 15 * 90]
+    assert "alerts fired: 1" in result.summary()
+
+
+def test_backtest_hands_the_recorded_times_and_selected_data(tmp_path: Path) -> None:
+    """data_time() answers the recorded scrape times; only desired samples (and families) are
+    handed, as live."""
+    path = _write(tmp_path / "r.om.gz", _cycles(3))
+    seen = tmp_path / "seen.jsonl"
+    backtest(SeenObserver({"load", "up"}, str(seen)), path.as_posix())
+    records = [json.loads(line) for line in seen.read_text().splitlines()]
+    assert [r["time"] for r in records] == [T0, T0 + 15, T0 + 30]
+    assert records[0]["times"] == pytest.approx({URL: T0 + 0.003217, ODD: T0 + 0.01}, abs=1e-6)
+    assert set(records[0]["data"][URL]) == {"load", "up"}
+    assert records[0]["data"][ODD] == {"up": {"{}": 0.0}}
+
+
+def test_observer_raising_halfway_is_counted_and_outputs_flushed(tmp_path: Path) -> None:
+    """Calls that raise are counted and written as errors; earlier scores stay written."""
+    path = _write(tmp_path / "r.om.gz", _cycles(20))
+    out = tmp_path / "out.csv"
+    result = backtest(RaisesAfter({"load"}, after=11), path.as_posix(), output=out)
+    assert result.steps == 20 and result.errors == 10
+    text = out.read_text()
+    assert text.count("\nscore,") == 2 * 10 and text.count("\nerror,") == 10
+    assert "model failed at call 11" in text
+    assert "10 call(s) raised" in result.summary()
+
+
+def _result(alerts: list[tuple[float, float]]) -> BacktestResult:
+    result = BacktestResult("X", steps=100, first_time=0.0, last_time=1000.0)
+    result.alerts = [AlertSpan({}, {}, "s.csv", a, b) for a, b in alerts]
+    result.scores = {"s.csv": [(float(t), 0.0) for t in range(0, 1001, 10)]}
+    return result
+
+
+def test_evaluate_counts_windows_events_and_delays() -> None:
+    """Precision, recall, F1 and time to detection, by hand: two windows, one found 30 s late,
+    one missed; two alert events, one of them false."""
+    result = _result([(130.0, 150.0), (700.0, 710.0)])
+    report = evaluate(result, {"s.csv": [(100.0, 200.0), (400.0, 500.0)]})
+    one = report.series[0]
+    assert (one.windows, one.detected, one.events, one.true_events) == (2, 1, 2, 1)
+    assert (one.precision, one.recall, one.f1) == (0.5, 0.5, 0.5)
+    assert one.detection_delays == [30.0]
+    assert "s.csv" in report.report()
+
+
+def test_evaluate_an_alert_already_firing_detects_at_once() -> None:
+    """An alert that fired before a window and still fires in it detects it at its start."""
+    report = evaluate(_result([(50.0, 150.0)]), {"s.csv": [(100.0, 200.0)]})
+    assert report.total.detection_delays == [0.0]
+
+
+def test_evaluate_labelled_data_set() -> None:
+    """The robust z-score over the tiny labelled set finds both windows, with one false event
+    (the level shift ending), and evaluates the same from its output file."""
+    result = backtest(RobustZScore({"value"}), LABELLED.as_posix())
+    windows = load_windows(LABELLED / "windows.json")
+    report = evaluate(result, windows)
+    assert (report.total.windows, report.total.detected) == (2, 2)
+    assert (report.total.events, report.total.true_events) == (3, 2)
+    assert report.total.recall == 1.0 and report.total.precision == pytest.approx(2 / 3)
+
+
+def test_unmatched_label_is_an_error() -> None:
+    """A labelled series the backtest never saw is named, not silently scored as missed."""
+    with pytest.raises(Exception, match=r"nosuch\.csv match no series"):
+        evaluate(_result([]), {"nosuch.csv": [(1.0, 2.0)]})
+
+
+def test_bad_windows_file(tmp_path: Path) -> None:
+    """Windows that end before they start are refused, naming the file and series."""
+    path = tmp_path / "w.json"
+    path.write_text('{"a.csv": [[20, 10]]}')
+    with pytest.raises(Exception, match=r"w.json: a.csv: window .* ends before it starts"):
+        load_windows(path)
+
+
+def test_cli_backtest_evaluate_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                        ) -> None:
+    """deucalion backtest writes outputs, evaluates and plots; evaluate reads the output."""
+    out, png = tmp_path / "out.jsonl", tmp_path / "plot.png"
+    labels = (LABELLED / "windows.json").as_posix()
+    code = main(["backtest", "--observer", "tests.replay_observers:RobustZScore",
+                 "--metrics", "value", "--from", LABELLED.as_posix(), "-o", str(out),
+                 "--labels", labels, "--plot", str(png)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "400 steps" in printed and "alerts fired: 3" in printed
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["evaluate", str(out), "--labels", labels]) == 0
+    assert "total" in capsys.readouterr().out
+    again = read_output(out)
+    assert len(again.alerts) == 3 and again.steps == 400
+
+
+def test_cli_backtest_bad_source(capsys: pytest.CaptureFixture[str]) -> None:
+    """A --from that is no source is a one-line error saying what to give."""
+    assert main(["backtest", "--observer", "tests.replay_observers:RobustZScore",
+                 "--metrics", "x", "--from", "nothing.xyz"]) == 1
+    assert "not a history source" in capsys.readouterr().err
+
+
+BACKTEST = ["backtest", "--observer", "tests.replay_observers:RobustZScore", "--metrics", "value",
+            "--from", LABELLED.as_posix()]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["record", "-o", "r.om.gz", "--all", "--duration", "-1"],
+     "argument --duration: '-1' is negative: give seconds or a duration such as 30s or 5m"),
+    (["record", "-o", "r.om.gz", "--all", "--duration", "0"],
+     "argument --duration: must be more than 0, not '0'"),
+    (["record", "-o", "r.om.gz", "--all", "--duration", "soon"],
+     "argument --duration: 'soon' is not a duration"),
+    ([*BACKTEST, "--step=-15s"],
+     "argument --step: '-15s' is negative: give seconds or a duration such as 30s or 5m"),
+    ([*BACKTEST, "--step", "0s"], "argument --step: must be more than 0, not '0s'"),
+    ([*BACKTEST, "--observer-timeout", "-1"],
+     "argument --observer-timeout: '-1' is negative: give seconds or a duration"),
+    ([*BACKTEST, "--observer-timeout", "0"],
+     "argument --observer-timeout: must be more than 0, not '0'"),
+])
+def test_a_bad_replay_duration_is_refused_saying_why(
+        argv: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`record --duration -1` (once 0 cycles recorded and exit 0) and every other negative or
+    zero duration of record and backtest exit 2 with the reason; nothing runs or is written."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "recorded" not in err and "steps" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_replay_durations_take_prometheus_durations(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """`--observer-timeout 30s` and `--step 1m` are durations, as the config's are."""
+    out = tmp_path / "out.jsonl"
+    assert main([*BACKTEST, "--observer-timeout", "30s", "--step", "1m", "-o", str(out)]) == 0
+    assert "400 steps" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("labels", "target", "key", "about"), [
+    ({}, URL, URL, True),
+    ({}, URL, f"{URL} load{{}}", True),
+    ({}, URL, "http://other/metrics", False),
+    ({"metric": "load", "series": '{cpu="0"}'}, URL, f'{URL} load{{cpu="0"}}', True),
+    ({"metric": "load", "series": '{cpu="0"}'}, URL, f'{URL} load{{cpu="1"}}', False),
+    ({"metric": "load"}, URL, f'{URL} load{{cpu="1"}}', True),
+    ({"metric": "load", "series": '{cpu="0"}'}, URL, 'load{cpu="0"}', True),
+    ({}, None, f"{URL} load{{}}", True),
+])
+def test_alert_about(labels: dict[str, str], target: str | None, key: str, about: bool) -> None:
+    """An alert concerns its target's series, or only the one its metric/series labels name."""
+    from deucalion.replay.results import alert_about
+
+    assert alert_about(labels, target, key) is about
+
+
+def test_plot_without_matplotlib_names_the_extra(monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
+    """Without matplotlib, plotting says which extra to install."""
+    import sys
+
+    from deucalion.replay.plot import plot
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    result = BacktestResult("X", values={"a": [(0.0, 1.0)]})
+    with pytest.raises(Exception, match=r"pip install deucalion\[plot\]"):
+        plot(result, tmp_path / "x.png")
+
+
+def test_replay_exports_resolve_sorted_and_documented() -> None:
+    """deucalion.replay's __all__ is sorted; every name resolves and documents itself."""
+    import deucalion.replay as replay
+
+    assert replay.__all__ == sorted(replay.__all__)
+    for name in replay.__all__:
+        value = getattr(replay, name)
+        assert value is not None and (not callable(value) or value.__doc__), name
+
+
+def test_evaluate_worked_example_of_the_readme() -> None:
+    """README's worked example: precision, recall and F1 0.5, 30 s to detection, and NAB's
+    44.2 / 38.8 / 46.1 from the alerts (1 while firing) when replay.nab is there."""
+    result = BacktestResult("X", steps=201, first_time=0.0, last_time=2000.0)
+    result.alerts = [AlertSpan({}, {}, "checkout.csv", 630.0, 650.0),
+                     AlertSpan({}, {}, "checkout.csv", 1000.0, 1010.0)]
+    result.values = {"checkout.csv value{}": [(float(t), 1.0) for t in range(0, 2001, 10)]}
+    report = evaluate(result, {"checkout.csv": [(600.0, 800.0), (1400.0, 1600.0)]})
+    total = report.total
+    assert (total.precision, total.recall, total.f1) == (0.5, 0.5, 0.5)
+    assert total.detection_delays == [30.0]
+    try:
+        import deucalion.replay.nab  # noqa: F401
+    except ImportError:
+        assert "not available" in report.nab_note
+        return
+    scores = {name: round(sweep.score, 1) for name, sweep in report.nab.items()}
+    assert scores == {"standard": 44.2, "reward_low_FP_rate": 38.8, "reward_low_FN_rate": 46.1}
+
+
+def test_start_and_end_options() -> None:
+    """--start/--end take seconds, ISO 8601, now and now-<duration>; anything else is named."""
+    import time
+
+    from deucalion.errors import ConfigError
+    from deucalion.replay.cli import parse_when
+
+    assert parse_when("1700000000", "--start") == 1_700_000_000.0
+    assert parse_when("2023-11-14T22:13:20Z", "--start") == 1_700_000_000.0
+    assert parse_when("now-7d", "--start") == pytest.approx(time.time() - 7 * 86400, abs=5)
+    with pytest.raises(ConfigError, match="--end 'tomorrow'"):
+        parse_when("tomorrow", "--end")
+
+
+def test_worker_that_dies_costs_one_step(tmp_path: Path) -> None:
+    """A worker killed mid-run costs that step (counted), is replaced, and the run goes on;
+    a call past observer_timeout likewise."""
+    from tests.observers import ExitOnceObserver, HangOnceObserver
+
+    path = _write(tmp_path / "r.om.gz", _cycles(6)).as_posix()
+    died = backtest(ExitOnceObserver({"load"}, tmp_path / "exit.jsonl"), path,
+                    output=tmp_path / "out.jsonl")
+    assert died.steps == 6 and died.errors == 1
+    assert "worker died or ran past the timeout" in (tmp_path / "out.jsonl").read_text()
+    hung = backtest(HangOnceObserver({"load"}, tmp_path / "hang.jsonl"), path,
+                    observer_timeout=1.0)
+    assert hung.steps == 6 and hung.errors == 1
+    assert len((tmp_path / "hang.jsonl").read_text().splitlines()) == 5
+
+
+@pytest.mark.parametrize("kind", ["om.gz", "om", "csv"])
+async def test_a_file_source_tells_how_much_of_it_was_read(kind: str, tmp_path: Path) -> None:
+    """A recording (gzip or not) and CSV files tell the share read so far: unknown before,
+    never going back, below 1 while cycles remain to be read, 1 at the end."""
+    source: RecordingSource | CSVSource
+    if kind == "csv":
+        source = CSVSource(LABELLED)
+    else:
+        # Random values, so that gzip cannot shrink the file below one block read.
+        import random
+
+        rnd = random.Random(7)
+        source = RecordingSource(_write(tmp_path / f"r.{kind}", [
+            Cycle(T0 + 15 * i, {URL: T0 + 15 * i},
+                  {URL: {"load": {f'{{cpu="{c}"}}': rnd.random() for c in range(8)}}})
+            for i in range(4000)]))
+    assert source.read_fraction() is None
+    seen = [source.read_fraction() async for _ in source.cycles()]
+    fractions = [f for f in seen if f is not None]
+    assert len(fractions) == len(seen) > 100
+    assert fractions == sorted(fractions)
+    assert 0 < fractions[0] < 0.25 and fractions[len(fractions) // 2] < 1
+    assert source.read_fraction() == 1.0
+
+
+def test_backtest_of_a_recording_without_a_range_says_how_far_it_is(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Into a pipe, `deucalion backtest --from FILE` without --start/--end prints percentages
+    (it printed steps and speed only, its span unknown until read)."""
+    import re
+
+    monkeypatch.setenv("DEUCALION_PROGRESS_INTERVAL", "1ms")
+    recording = _write(tmp_path / "r.om.gz", _cycles(n=3000))
+    assert main(["backtest", "--observer", "tests.replay_observers:RobustZScore",
+                 "--metrics", "load", "--from", str(recording)]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines()
+             if line.startswith("backtest: ")]
+    percents = [int(m.group(1)) for line in lines if (m := re.search(r", (\d+)%, ", line))]
+    assert percents and percents == sorted(percents), lines
+    assert lines[-1].startswith("backtest: 3,000 steps, 12h29m of history, ")
+
+
+def test_replay_writes_its_files_owner_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A recording, a backtest's output and its plot are 0600 whatever the umask (they were
+    0644: what the targets served, readable by every user of the machine)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text("targets: ['127.0.0.1:1']\nscrape_interval: 0.2s\n")
+    assert main(["record", "-c", "c.yaml", "-o", "r.om.gz", "--all", "--duration", "0.3"]) == 0
+    assert main([*BACKTEST, "-o", "out.csv", "--plot", "p.png"]) == 0
+    capsys.readouterr()
+    for name in ("r.om.gz", "out.csv", "p.png"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o600, name
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "out.csv").read_text().startswith("kind,")
+
+
+@pytest.mark.parametrize(("option", "argv"), [
+    ("-o", ["record", "-c", "c.yaml", "--all", "--duration", "0.3", "-o"]),
+    ("-o", [*BACKTEST, "-o"]),
+    ("--plot", [*BACKTEST, "--plot"]),
+])
+def test_replay_writes_through_no_symbolic_link(
+        option: str, argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A link planted where a recording, an output or a plot goes is refused, saying so; the
+    file it points to is left alone."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text("targets: ['127.0.0.1:1']\nscrape_interval: 0.2s\n")
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    name = "planted.png" if option == "--plot" else "planted.om.gz"
+    if argv[0] == "backtest" and option == "-o":
+        name = "planted.jsonl"
+    (tmp_path / name).symlink_to(victim)
+    assert main([*argv, name]) == 1
+    err = capsys.readouterr().err
+    assert f"{name}: it is a link; give the path of a regular file" in err, err
+    assert "Traceback" not in err
+    assert victim.read_text() == "keep me\n"
