@@ -243,14 +243,14 @@ class AnomalyDetector(Detector):
             scale = np.maximum(self.step_ / np.clip(self.moving_, _MOVING, 1.0), floor)
             stats = self._statistics(x, dx, old, scale, floor, times)
             surprise = np.zeros((len(KINDS), n))
-            surprise[:_CALIBRATED] = self._surprise(stats)
+            surprise[:_CALIBRATED] = _surprise(self, stats)
             # A spike is a value beyond the recent extremes too: in a bursty series, a burst
             # like the recent ones is its habit, not an anomaly.
             surprise[0] = np.where(
                 (x > self.recent_high_) | (x < self.recent_low_), surprise[0], 0.0
             )
-            surprise[5] = self._stuck(dx, old)
-            surprise[6] = self._record(x, old)
+            surprise[5] = _stuck(self, dx, old)
+            surprise[6] = _record(self, x, old)
             surprise[~self._enabled] = 0.0
             ready = old & (self.count_ >= self.warmup)
             surprise[:, ~ready] = 0.0
@@ -271,7 +271,7 @@ class AnomalyDetector(Detector):
             self.seen_time_ = np.where(seen, times, self.seen_time_)
             # Alerts are explained by what the series had learned before this value.
             self._explained = {
-                int(row): self._explain_now(int(row)) for row in np.flatnonzero(alerting)
+                int(row): _explain_now(self, int(row)) for row in np.flatnonzero(alerting)
             }
             self._learn(stats, x, dx, dt, old, times)
         # The quiet lasts until the series has scored below the threshold for quiet_for points:
@@ -315,7 +315,7 @@ class AnomalyDetector(Detector):
         stats[2] = np.abs(np.log((recent_step + floor) / (self.step_ + floor)))
         slope = self.slope_ + f / 3 * ((fast_level - self.fast_level_) - self.slope_)
         stats[3] = np.abs(slope - self.slow_slope_) / scale * 10
-        expected = self._seasonal(times)
+        expected = _seasonal(self, times)
         residual = x - expected
         residual = np.clip(np.where(np.isfinite(residual), residual, 0), -reach, reach)
         season = self.season_ + f * (residual - self.season_)
@@ -325,45 +325,6 @@ class AnomalyDetector(Detector):
         # Squared, a Gaussian statistic has an exponential tail: the family the tails are
         # extrapolated in when they show no heavier one.
         return np.where(old, np.nan_to_num(stats * stats, posinf=1e300), 0.0)
-
-    def _seasonal(self, times: np.ndarray) -> np.ndarray:
-        """Each row's expected value at ``times`` from its daily profile (NaN before a day)."""
-        bins = _bins(times)
-        rows = np.arange(len(times))
-        expected = self.profile_[rows, bins].astype(np.float64)
-        aged = (times - self.start_) >= DAY
-        return np.where(aged & (self.visits_[rows, bins] >= 2), expected, np.nan)
-
-    def _surprise(self, stats: np.ndarray) -> np.ndarray:
-        """``-log10`` of the rate of clusters of points at least as extreme, per component."""
-        q1, q2, q3 = self.tail_q1_, self.tail_q2_, self.tail_q3_
-        shape, sigma = _tail_shape(q1, q2, q3, self._heaviness())
-        self._spike_shape = shape[0]
-        excess = np.maximum(stats - q3, 0.0)
-        small = shape < 1e-3
-        safe = np.where(small, 1.0, shape)
-        beyond = np.where(
-            small,
-            excess / sigma / _LN10,
-            np.log10(1 + shape * excess / sigma) / safe,
-        )
-        index = np.clip(self.tail_starts_ / np.maximum(self.tail_rate_, 1e-12), 0.05, 1.0)
-        # Inside the fitted quantiles: log10 of the exceedance rate, interpolated.
-        inside = np.where(
-            stats <= q1,
-            _LOG_TAILS[0] * stats / np.maximum(q1, 1e-12),
-            np.where(
-                stats <= q2,
-                _LOG_TAILS[0] + 0.5 * (stats - q1) / np.maximum(q2 - q1, 1e-12),
-                _LOG_TAILS[1] + 0.5 * (stats - q2) / np.maximum(q3 - q2, 1e-12),
-            ),
-        )
-        surprise = np.where(
-            stats > q3, _LOG_TAILS[2] + beyond - np.log10(index), np.minimum(inside, _LOG_TAILS[2])
-        )
-        # A young tail is known roughly: its surprises count for less.
-        surprise -= np.log10(1 + _YOUNG / np.maximum(self.tail_count_, 1))
-        return np.where(self.tail_count_ >= _FITTED, surprise, 0.0)
 
     def _as_often_as_seen(self, score: np.ndarray, ready: np.ndarray) -> np.ndarray:
         """The score, no higher than this series' own record says: events scoring at least
@@ -395,30 +356,6 @@ class AnomalyDetector(Detector):
         once in 100,000) uses every point."""
         heavy = np.clip(self.step_far_ / _FAR_RATE, 0.0, 1.0)
         return np.where(_HEAVY[:, None], heavy[None, :], 0.0)
-
-    def _stuck(self, dx: np.ndarray, old: np.ndarray) -> np.ndarray:
-        """A run of ``r`` repeats, where a run starts with probability ``p`` and goes on with
-        probability ``q`` (both learned): ``-log10(p q ** (r - 1))``, the rate of runs that
-        long. A run is reported once: after it alerted, it scores 0 until it ends."""
-        run = np.where(old & (dx == 0), self.run_ + 1, 0)
-        start = np.clip(self.repeat_start_, 1e-4, 0.999)
-        more = np.clip(self.repeat_, 0.01, 0.999)
-        surprise = -np.log10(start) - (run - 1) * np.log10(more)
-        return np.where((run > 0) & (self.run_alerted_ == 0), surprise, 0.0)
-
-    def _record(self, x: np.ndarray, old: np.ndarray) -> np.ndarray:
-        """A value beyond the series' range after ``n`` values: a record comes with
-        probability ``2 / n`` in any stationary noise. Beyond it by ``e`` range widths: about
-        ``n ** -e`` more for a light tail, ``(1 + e) ** -a`` for a tail of power ``a`` (read
-        from the spike component's tail); the likelier of the two is taken."""
-        width = self.high_ - self.low_
-        beyond = np.maximum(np.maximum(x - self.high_, self.low_ - x), 0.0)
-        e = np.where(width > 0, beyond / np.where(width > 0, width, 1.0), 0.0)
-        n = np.maximum(self.count_, 2)
-        light = e * np.log10(n)
-        heavy = 2 / np.maximum(self._spike_shape, 1e-3) * np.log10(1 + e)
-        surprise = np.log10(n / 2) + np.minimum(light, heavy)
-        return np.where(old & (beyond > 0), surprise, 0.0)
 
     def _learn(
         self,
@@ -485,8 +422,8 @@ class AnomalyDetector(Detector):
         # A statistic above its highest quantile for _RUN points in a row is drifting away,
         # not showing its tail: the tails stop learning until it comes back.
         pace = np.where(self.tail_run_ > _RUN, 0.0, pace)
-        self._learn_tails(stats, learning, pace)
-        self._learn_profile(x, times, dt, seen)
+        _learn_tails(self, stats, learning, pace)
+        _learn_profile(self, x, times, dt, seen)
         # The recent extremes: each value's, decaying towards the recent level over about
         # _RECENT points.
         decay = 1.0 / _RECENT
@@ -508,58 +445,6 @@ class AnomalyDetector(Detector):
             self.step_ = np.where(moved, self.recent_step_, self.step_)
             self.season_ = np.where(moved, 0.0, self.season_)
 
-    def _learn_tails(self, stats: np.ndarray, live: np.ndarray, pace: np.ndarray) -> None:
-        """Track each statistic's quantiles at ``TAILS`` (where ``live``, per component and
-        row), and how often the highest is passed and by runs of how many points."""
-        count = self.tail_count_ + live
-        # The first _START points give the statistic's mean; the quantiles start where a
-        # squared standard normal's are for that mean, then learn.
-        starting = live & (count <= _START)
-        self.tail_mean_ = np.where(
-            starting,
-            self.tail_mean_ + (stats - self.tail_mean_) / np.maximum(count, 1),
-            self.tail_mean_,
-        )
-        started = live & (count == _START)
-        for name, (_, chi2) in zip(_QUANTILES, _TAILS, strict=False):
-            q = getattr(self, name)
-            setattr(self, name, np.where(started, np.maximum(self.tail_mean_ * chi2, 1e-12), q))
-        # Robbins-Monro steps on the logarithm (so scale-free): large at first, then a memory
-        # of about _MEMORY points; a step is at most a third up, so an anomaly moves a
-        # quantile by that at most.
-        for name, level in zip(_QUANTILES, TAILS, strict=True):
-            q = getattr(self, name)
-            gain = np.maximum(0.5 / (level * (count + 20)), 0.5 / (level * _MEMORY))
-            gain = np.minimum(gain, 0.3)
-            step = pace * gain * ((stats > q) - level)
-            setattr(self, name, np.where(live, np.maximum(q * np.exp(step), 1e-12), q))
-        # Keep the quantiles in order.
-        self.tail_q2_ = np.maximum(self.tail_q2_, self.tail_q1_ + 1e-9)
-        self.tail_q3_ = np.maximum(self.tail_q3_, self.tail_q2_ + 1e-9)
-        above = live & (stats > self.tail_q3_)
-        starts = above & (self.tail_above_ == 0)
-        weight = np.where(live, np.maximum(1.0 / np.maximum(count, 1), 1.0 / _MEMORY), 0.0)
-        self.tail_rate_ += weight * (above - self.tail_rate_)
-        self.tail_starts_ += weight * (starts - self.tail_starts_)
-        self.tail_above_ = np.where(live, above, self.tail_above_).astype(np.float64)
-        self.tail_run_ = np.where(live, np.where(above, self.tail_run_ + 1, 0.0), self.tail_run_)
-        self.tail_count_ = count
-
-    def _learn_profile(
-        self, x: np.ndarray, times: np.ndarray, dt: np.ndarray, seen: np.ndarray
-    ) -> None:
-        """Each half-hour bin's value: an average over about its last three days."""
-        rows = np.flatnonzero(seen)
-        if not rows.size:
-            return
-        bins = _bins(times[rows])
-        visits = self.visits_[rows, bins] + 1
-        weight = np.maximum(1.0 / visits, np.minimum(dt[rows] / (3 * DAY / BINS), 1.0))
-        current = self.profile_[rows, bins]
-        current = np.where(np.isnan(current), x[rows], current)
-        self.profile_[rows, bins] = current + weight * (x[rows] - current)
-        self.visits_[rows, bins] = visits
-
     # -- explanations ----------------------------------------------------------------------------
 
     def explain_row(self, row: int, series: Hashable = None) -> Explanation:
@@ -568,72 +453,8 @@ class AnomalyDetector(Detector):
         as it stood before the value; for the others, as it stands now)."""
         why = self._explained.get(row)
         if why is None:
-            why = self._explain_now(row)
+            why = _explain_now(self, row)
         return dataclasses.replace(why, series=series)
-
-    def _explain_now(self, row: int, series: Hashable = None) -> Explanation:
-        # The averages as this update computed them (before it, for a series that alerted, the
-        # state is still the last update's), the bands from the tails.
-        fast, slow, recent_step, slope, season, expected = (
-            float(a[row]) if row < len(a) else math.nan for a in self._next
-        )
-        kind = int(np.argmax(self.surprise_[:, row])) if self.surprise_.shape[1] > row else 0
-        observed = float(self.observed_[row])
-        scale = max(
-            float(self.step_[row]) / min(max(float(self.moving_[row]), _MOVING), 1.0), _TINY
-        )
-        width = self._band(kind, row) * scale
-        centre = fast
-        if kind == 1:  # level shift: the recent level against the long-run one
-            observed, centre = fast, slow
-        elif kind == 2:  # variance: the recent step against the usual one
-            factor = math.exp(min(self._band(2, row), 50.0))
-            return self._explanation(row, series, kind, recent_step, scale / factor, scale * factor)
-        elif kind == 3:  # trend: the recent slope against the long-run one
-            observed, centre = slope, float(self.slow_slope_[row])
-            width /= 10
-        elif kind == 4:  # seasonal: the recent level against this time of day's
-            observed, centre = expected + season, expected
-        elif kind == 5:  # stuck: the value repeated; any other value was expected
-            centre = observed
-            width = float(self.step_[row])
-        elif kind == 6:
-            return self._explanation(
-                row, series, kind, observed, float(self.low_[row]), float(self.high_[row])
-            )
-        return self._explanation(row, series, kind, observed, centre - width, centre + width)
-
-    def _band(self, kind: int, row: int) -> float:
-        """The statistic (not squared) at which component ``kind`` of ``row`` alerts."""
-        if kind >= _CALIBRATED:
-            return 0.0
-        q1, q2, q3 = (float(getattr(self, n)[kind, row]) for n in _QUANTILES)
-        shape, sigma = (
-            float(a) for a in _tail_shape(np.array(q1), np.array(q2), np.array(q3), _HEAVY[kind])
-        )
-        index = float(
-            np.clip(
-                self.tail_starts_[kind, row] / max(self.tail_rate_[kind, row], 1e-12), 0.05, 1.0
-            )
-        )
-        beyond = max(self.threshold + self._penalty + math.log10(index) - _LOG_TAILS[2], 0.0)
-        ratio = 10.0**beyond
-        if shape < 1e-3:
-            return math.sqrt(q3 + sigma * math.log(ratio))
-        return math.sqrt(q3 + sigma / shape * (ratio**shape - 1))
-
-    def _explanation(
-        self, row: int, series: Hashable, kind: int, observed: float, low: float, high: float
-    ) -> Explanation:
-        return Explanation(
-            KINDS[kind],
-            low,
-            high,
-            observed,
-            float(self.score_[row]),
-            series,
-            float(self.seen_time_[row]),
-        )
 
 
 _TINY = 1e-12
@@ -734,3 +555,191 @@ def _bins(times: np.ndarray) -> np.ndarray:
     t = np.nan_to_num(times)
     bins: np.ndarray = ((t % DAY) // (DAY / BINS)).astype(np.int64) % BINS
     return bins
+
+
+def _seasonal(d: AnomalyDetector, times: np.ndarray) -> np.ndarray:
+    """Each row's expected value at ``times`` from its daily profile (NaN before a day)."""
+    bins = _bins(times)
+    rows = np.arange(len(times))
+    expected = d.profile_[rows, bins].astype(np.float64)
+    aged = (times - d.start_) >= DAY
+    return np.where(aged & (d.visits_[rows, bins] >= 2), expected, np.nan)
+
+
+def _surprise(d: AnomalyDetector, stats: np.ndarray) -> np.ndarray:
+    """``-log10`` of the rate of clusters of points at least as extreme, per component."""
+    q1, q2, q3 = d.tail_q1_, d.tail_q2_, d.tail_q3_
+    shape, sigma = _tail_shape(q1, q2, q3, d._heaviness())
+    d._spike_shape = shape[0]
+    excess = np.maximum(stats - q3, 0.0)
+    small = shape < 1e-3
+    safe = np.where(small, 1.0, shape)
+    beyond = np.where(
+        small,
+        excess / sigma / _LN10,
+        np.log10(1 + shape * excess / sigma) / safe,
+    )
+    index = np.clip(d.tail_starts_ / np.maximum(d.tail_rate_, 1e-12), 0.05, 1.0)
+    # Inside the fitted quantiles: log10 of the exceedance rate, interpolated.
+    inside = np.where(
+        stats <= q1,
+        _LOG_TAILS[0] * stats / np.maximum(q1, 1e-12),
+        np.where(
+            stats <= q2,
+            _LOG_TAILS[0] + 0.5 * (stats - q1) / np.maximum(q2 - q1, 1e-12),
+            _LOG_TAILS[1] + 0.5 * (stats - q2) / np.maximum(q3 - q2, 1e-12),
+        ),
+    )
+    surprise = np.where(
+        stats > q3, _LOG_TAILS[2] + beyond - np.log10(index), np.minimum(inside, _LOG_TAILS[2])
+    )
+    # A young tail is known roughly: its surprises count for less.
+    surprise -= np.log10(1 + _YOUNG / np.maximum(d.tail_count_, 1))
+    return np.where(d.tail_count_ >= _FITTED, surprise, 0.0)
+
+
+def _stuck(d: AnomalyDetector, dx: np.ndarray, old: np.ndarray) -> np.ndarray:
+    """A run of ``r`` repeats, where a run starts with probability ``p`` and goes on with
+    probability ``q`` (both learned): ``-log10(p q ** (r - 1))``, the rate of runs that
+    long. A run is reported once: after it alerted, it scores 0 until it ends."""
+    run = np.where(old & (dx == 0), d.run_ + 1, 0)
+    start = np.clip(d.repeat_start_, 1e-4, 0.999)
+    more = np.clip(d.repeat_, 0.01, 0.999)
+    surprise = -np.log10(start) - (run - 1) * np.log10(more)
+    return np.where((run > 0) & (d.run_alerted_ == 0), surprise, 0.0)
+
+
+def _record(d: AnomalyDetector, x: np.ndarray, old: np.ndarray) -> np.ndarray:
+    """A value beyond the series' range after ``n`` values: a record comes with
+    probability ``2 / n`` in any stationary noise. Beyond it by ``e`` range widths: about
+    ``n ** -e`` more for a light tail, ``(1 + e) ** -a`` for a tail of power ``a`` (read
+    from the spike component's tail); the likelier of the two is taken."""
+    width = d.high_ - d.low_
+    beyond = np.maximum(np.maximum(x - d.high_, d.low_ - x), 0.0)
+    e = np.where(width > 0, beyond / np.where(width > 0, width, 1.0), 0.0)
+    n = np.maximum(d.count_, 2)
+    light = e * np.log10(n)
+    heavy = 2 / np.maximum(d._spike_shape, 1e-3) * np.log10(1 + e)
+    surprise = np.log10(n / 2) + np.minimum(light, heavy)
+    return np.where(old & (beyond > 0), surprise, 0.0)
+
+
+def _learn_tails(d: AnomalyDetector, stats: np.ndarray, live: np.ndarray, pace: np.ndarray) -> None:
+    """Track each statistic's quantiles at ``TAILS`` (where ``live``, per component and
+    row), and how often the highest is passed and by runs of how many points."""
+    count = d.tail_count_ + live
+    # The first _START points give the statistic's mean; the quantiles start where a
+    # squared standard normal's are for that mean, then learn.
+    starting = live & (count <= _START)
+    d.tail_mean_ = np.where(
+        starting,
+        d.tail_mean_ + (stats - d.tail_mean_) / np.maximum(count, 1),
+        d.tail_mean_,
+    )
+    started = live & (count == _START)
+    for name, (_, chi2) in zip(_QUANTILES, _TAILS, strict=False):
+        q = getattr(d, name)
+        setattr(d, name, np.where(started, np.maximum(d.tail_mean_ * chi2, 1e-12), q))
+    # Robbins-Monro steps on the logarithm (so scale-free): large at first, then a memory
+    # of about _MEMORY points; a step is at most a third up, so an anomaly moves a
+    # quantile by that at most.
+    for name, level in zip(_QUANTILES, TAILS, strict=True):
+        q = getattr(d, name)
+        gain = np.maximum(0.5 / (level * (count + 20)), 0.5 / (level * _MEMORY))
+        gain = np.minimum(gain, 0.3)
+        step = pace * gain * ((stats > q) - level)
+        setattr(d, name, np.where(live, np.maximum(q * np.exp(step), 1e-12), q))
+    # Keep the quantiles in order.
+    d.tail_q2_ = np.maximum(d.tail_q2_, d.tail_q1_ + 1e-9)
+    d.tail_q3_ = np.maximum(d.tail_q3_, d.tail_q2_ + 1e-9)
+    above = live & (stats > d.tail_q3_)
+    starts = above & (d.tail_above_ == 0)
+    weight = np.where(live, np.maximum(1.0 / np.maximum(count, 1), 1.0 / _MEMORY), 0.0)
+    d.tail_rate_ += weight * (above - d.tail_rate_)
+    d.tail_starts_ += weight * (starts - d.tail_starts_)
+    d.tail_above_ = np.where(live, above, d.tail_above_).astype(np.float64)
+    d.tail_run_ = np.where(live, np.where(above, d.tail_run_ + 1, 0.0), d.tail_run_)
+    d.tail_count_ = count
+
+
+def _learn_profile(
+    d: AnomalyDetector, x: np.ndarray, times: np.ndarray, dt: np.ndarray, seen: np.ndarray
+) -> None:
+    """Each half-hour bin's value: an average over about its last three days."""
+    rows = np.flatnonzero(seen)
+    if not rows.size:
+        return
+    bins = _bins(times[rows])
+    visits = d.visits_[rows, bins] + 1
+    weight = np.maximum(1.0 / visits, np.minimum(dt[rows] / (3 * DAY / BINS), 1.0))
+    current = d.profile_[rows, bins]
+    current = np.where(np.isnan(current), x[rows], current)
+    d.profile_[rows, bins] = current + weight * (x[rows] - current)
+    d.visits_[rows, bins] = visits
+
+
+def _explain_now(d: AnomalyDetector, row: int, series: Hashable = None) -> Explanation:
+    # The averages as this update computed them (before it, for a series that alerted, the
+    # state is still the last update's), the bands from the tails.
+    fast, slow, recent_step, slope, season, expected = (
+        float(a[row]) if row < len(a) else math.nan for a in d._next
+    )
+    kind = int(np.argmax(d.surprise_[:, row])) if d.surprise_.shape[1] > row else 0
+    observed = float(d.observed_[row])
+    scale = max(float(d.step_[row]) / min(max(float(d.moving_[row]), _MOVING), 1.0), _TINY)
+    width = _band(d, kind, row) * scale
+    centre = fast
+    if kind == 1:  # level shift: the recent level against the long-run one
+        observed, centre = fast, slow
+    elif kind == 2:  # variance: the recent step against the usual one
+        factor = math.exp(min(_band(d, 2, row), 50.0))
+        return _explanation(d, row, series, kind, recent_step, scale / factor, scale * factor)
+    elif kind == 3:  # trend: the recent slope against the long-run one
+        observed, centre = slope, float(d.slow_slope_[row])
+        width /= 10
+    elif kind == 4:  # seasonal: the recent level against this time of day's
+        observed, centre = expected + season, expected
+    elif kind == 5:  # stuck: the value repeated; any other value was expected
+        centre = observed
+        width = float(d.step_[row])
+    elif kind == 6:
+        return _explanation(d, row, series, kind, observed, float(d.low_[row]), float(d.high_[row]))
+    return _explanation(d, row, series, kind, observed, centre - width, centre + width)
+
+
+def _band(d: AnomalyDetector, kind: int, row: int) -> float:
+    """The statistic (not squared) at which component ``kind`` of ``row`` alerts."""
+    if kind >= _CALIBRATED:
+        return 0.0
+    q1, q2, q3 = (float(getattr(d, n)[kind, row]) for n in _QUANTILES)
+    shape, sigma = (
+        float(a) for a in _tail_shape(np.array(q1), np.array(q2), np.array(q3), _HEAVY[kind])
+    )
+    index = float(
+        np.clip(d.tail_starts_[kind, row] / max(d.tail_rate_[kind, row], 1e-12), 0.05, 1.0)
+    )
+    beyond = max(d.threshold + d._penalty + math.log10(index) - _LOG_TAILS[2], 0.0)
+    ratio = 10.0**beyond
+    if shape < 1e-3:
+        return math.sqrt(q3 + sigma * math.log(ratio))
+    return math.sqrt(q3 + sigma / shape * (ratio**shape - 1))
+
+
+def _explanation(
+    d: AnomalyDetector,
+    row: int,
+    series: Hashable,
+    kind: int,
+    observed: float,
+    low: float,
+    high: float,
+) -> Explanation:
+    return Explanation(
+        KINDS[kind],
+        low,
+        high,
+        observed,
+        float(d.score_[row]),
+        series,
+        float(d.seen_time_[row]),
+    )
