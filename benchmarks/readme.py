@@ -400,32 +400,33 @@ def quality(results: Results) -> str:
     detection = results.get("bench_detection")
     if not isinstance(detection, Mapping):
         return "No detection results: run `python -m benchmarks bench_detection`.\n"
-    lines = ["| detector | standard (halves A / B) | low FP | low FN | series/s, one core | "
-             "idle node_exporter, alerts/day (in the run) |", "|---|---|---|---|---|---|"]
+    lines = ["| detector | NAB standard, cross-validated (in-sample) | low FP, CV | low FN, CV | "
+             "series-updates/s, one core |", "|---|---|---|---|---|"]
     scored = [(name, figures) for name, figures in detection.items()
               if isinstance(figures, Mapping) and "nab" in figures]
 
+    def cv(figures: Mapping[str, Any], profile: str) -> float:
+        nab = figures["nab"]
+        return float(nab["cv"][profile]["score"] if "cv" in nab else nab["all"][profile])
+
     def standard(item: tuple[str, Mapping[str, Any]]) -> float:
         try:
-            return -float(item[1]["nab"]["all"]["standard"])
+            return -cv(item[1], "standard")
         except (KeyError, TypeError, ValueError):
             return 0.0
 
     for name, figures in sorted(scored, key=standard):
         try:
-            nab = figures["nab"]
-            whole = nab["all"]
+            whole = figures["nab"]["all"]
             cells = [
                 name,
-                f"{whole['standard']:.1f} ({nab['half A']['standard']:.1f} / "
-                f"{nab['half B']['standard']:.1f})",
-                f"{whole['reward_low_FP_rate']:.1f}",
-                f"{whole['reward_low_FN_rate']:.1f}",
+                f"**{cv(figures, 'standard'):.1f}** ({whole['standard']:.1f})",
+                f"{cv(figures, 'reward_low_FP_rate'):.1f}",
+                f"{cv(figures, 'reward_low_FN_rate'):.1f}",
                 f"{figures['series_per_s'] / 1e6:.2g} million",
-                f"{figures['idle_per_day']:,.0f} ({figures['idle_alerts']:,})",
             ]
         except (KeyError, TypeError) as exc:
-            cells = [name, f"figure missing ({type(exc).__name__}: {exc})", "", "", "", ""]
+            cells = [name, f"figure missing ({type(exc).__name__}: {exc})", "", "", ""]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"Run: `bench_detection`, {stamp(detection)}."]
     return "\n".join(lines) + "\n"
