@@ -36,7 +36,7 @@ alerts per series per 10,000 points (per day: ``budget_per_day`` with the scrape
 
 **One anomaly, one alert.** After an alert the series is quiet until it has scored below the
 threshold for ``quiet_for`` points, unless a score of twice the alert's (and at least ten times
-rarer) comes; scores stop at 30 ("once in 10^30 points"); what changed becomes the new normal (the
+rarer, counted to 30 at most) comes; what changed becomes the new normal (the
 long-run averages take the recent ones); near an alert, and while a statistic stays above its
 highest quantile, the tails learn slowly or not at all, so a drift is reported before it is
 learned; and a series' own record of events (scores past the threshold) caps its score: events
@@ -254,14 +254,15 @@ class AnomalyDetector(Detector):
             surprise[~self._enabled] = 0.0
             ready = old & (self.count_ >= self.warmup)
             surprise[:, ~ready] = 0.0
-            # At most _MOST: past "once in 10^30 points", rarer means nothing more (a series
-            # that never moved, moving, would otherwise score millions and keep growing).
-            score = np.clip(surprise.max(axis=0) - self._penalty, 0.0, _MOST)
+            score = np.maximum(surprise.max(axis=0) - self._penalty, 0.0)
             score = self._as_often_as_seen(score, ready)
             # Quiet after an alert: only a score ten times less likely than the alert's, and
             # twice its exponent, breaks through (an anomaly that grows a lot, or a second).
-            bar = np.maximum(self.quiet_level_ + 1, 2 * self.quiet_level_)
-            quiet = (self.quiet_ > 0) & (score < bar)
+            # Past _MOST ("once in 10^30 points") rarer means nothing more here: a series that
+            # never moved, moving, scores millions and would keep breaking through.
+            level = np.minimum(self.quiet_level_, _MOST)
+            bar = np.maximum(level + 1, 2 * level)
+            quiet = (self.quiet_ > 0) & (np.minimum(score, _MOST) < bar)
             alerting = ready & (score >= self.threshold) & ~quiet
             self._kind = surprise.argmax(axis=0)
             self.alerting_ = alerting
