@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration import servers
-from tests.test_presets_rules import RULES, dashboard_queries
+from tests.presets.test_presets_rules import RULES, dashboard_queries
 
 #: Grafana's variables and macros, as a dashboard shows "All" and a 1 s scrape interval.
 SUBSTITUTIONS = {"$__rate_interval": "1m", "$observer": ".*", "$target": ".*",
