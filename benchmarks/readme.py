@@ -415,7 +415,9 @@ def verdict(met: bool) -> str:
 
 
 def _millions(per_s: float) -> str:
-    return f"{per_s / 1e6:.2g} million"
+    """Updates per second in millions: ``0.42 million``, ``1.3 million``, ``316 million``."""
+    value = per_s / 1e6
+    return f"{value:,.0f} million" if value >= 10 else f"{value:.2g} million"
 
 
 def _detection(results: Results) -> Mapping[str, Any] | None:
