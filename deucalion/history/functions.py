@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from deucalion.history.labels import series_labels, without_label
-from deucalion.history.promql import bucket_quantile, extrapolated_rate
+from deucalion.history.promql import bucket_quantile, counter_increase, extrapolated_rate
 from deucalion.history.vectors import Block, InstantVector, SeriesRef
 
 __all__ = ["PromQLFunctions"]
@@ -115,12 +115,19 @@ class PromQLFunctions:
         return InstantVector(metric.removesuffix("_bucket"), keys, values)
 
     def interval_rates(self, metric: str, target: str | None = None) -> Block:
-        """Per-second increase of each counter of ``metric`` between consecutive samples (as
-        PromQL's ``irate`` on each pair; a drop is a reset, counted from zero), at the later
-        sample's place. The first sample, and gaps, are NaN. The block's ``resolution`` is, per
-        counter, the smallest change between its increments (else its smallest increment) over
-        its median scrape interval: the step its rates move by, whatever the scrape times'
-        wobble (0 for a counter that never moved)."""
+        """Per-second increase of each counter of ``metric`` between consecutive samples, at
+        the later sample's place: PromQL's ``irate`` on each pair, whose reset rule is
+        ``deucalion.history.promql.counter_increase`` (after a drop the counter counted from
+        zero). The first sample, and gaps, are NaN. The block's ``resolution`` is, per counter,
+        the smallest change between its increments (else its smallest increment) over its
+        median scrape interval: the step its rates move by, whatever the scrape times' wobble
+        (0 for a counter that never moved).
+
+        ``CounterRates``, which feeds online detectors sample by sample, applies the same rule
+        but gives NaN for the interval holding a reset, where this gives Prometheus's value: an
+        online detector cannot forget the false dip a restart makes (the counts between the last
+        scrape and the restart are lost), while a window drops it with its oldest point and is
+        read as PromQL, beside a dashboard's ``irate``."""
         block = self.block(metric, target)
         values, times = block.values, block.times
         n, points = values.shape
@@ -136,7 +143,7 @@ class PromQLFunctions:
             safe = np.maximum(previous, 0)
             previous_v = np.take_along_axis(values, safe, axis=1)
             previous_t = np.take_along_axis(times, safe, axis=1)
-            increase = np.where(values < previous_v, values, values - previous_v)
+            increase = counter_increase(previous_v, values)
             elapsed = times - previous_t
             ok = present & (previous >= 0) & (elapsed > 0)
             out[ok] = increase[ok] / elapsed[ok]

@@ -18,15 +18,19 @@ A sample whose value is NaN counts as no sample (a gap), as Prometheus's stalene
 a target that exposes NaN for a counter has no rate for that moment rather than poisoning the
 whole range. Functions never raise on NaN, infinities, gaps or short series: they return NaN.
 
-``CounterRates`` is the one place a counter's per-interval rate is taken sample by sample
-(PromQL's ``irate`` between consecutive scrapes), with the rate's resolution: what online
-detectors, their observer and the benchmarks read counters through.
+A counter's increase between two consecutive samples (PromQL's ``irate`` on each pair) has one
+rule, ``counter_increase``: a value lower than the one before it is a reset, after which the
+counter counted up from zero, so the increase is the new value itself, as Prometheus counts it.
+Two readers use it: ``Window.interval_rates`` over a window's arrays (what a user reads as
+``irate``, and what window detectors score), and ``CounterRates`` sample by sample (what online
+detectors are fed), which withholds the one interval that holds a reset (see its docstring).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import TypeVar
 
 try:
     import numpy as np
@@ -35,11 +39,20 @@ except ImportError as exc:  # pragma: no cover - exercised without the ml extra
 
     raise missing_extra("numpy", "deucalion.history") from exc
 
-__all__ = ["CounterRates", "bucket_quantile", "extrapolated_rate", "increase", "rate"]
+__all__ = [
+    "CounterRates",
+    "bucket_quantile",
+    "counter_increase",
+    "extrapolated_rate",
+    "increase",
+    "rate",
+]
 
 # PromQL's threshold: a sample within 1.1 average intervals of a range's end is taken to mean
 # the series covers the whole range.
 EXTRAPOLATION_THRESHOLD = 1.1
+
+_Values = TypeVar("_Values", float, np.ndarray)
 
 
 def extrapolated_rate(
@@ -142,15 +155,40 @@ def _one(
     return float(extrapolated_rate(t, v, range_seconds, at, is_rate=is_rate)[0])
 
 
+def counter_increase(previous: _Values, value: _Values) -> _Values:
+    """How much a counter grew from ``previous`` to ``value``, by Prometheus's reset rule (its
+    ``irate``'s, and ``rate``'s per pair): a value lower than the one before it means the
+    counter was reset and counted up from zero since, so the increase is ``value`` itself.
+
+    Floats or NumPy arrays alike (element by element); NaN in either gives NaN.
+    """
+    # ``previous * (value >= previous)`` is ``previous`` without a reset and 0 after one; one
+    # expression rather than a branch, so that floats and arrays share it (and a NaN, which
+    # compares false, stays NaN).
+    increase: _Values = value - previous * (value >= previous)
+    return increase
+
+
 class CounterRates:
-    """Each counter's rate between its consecutive samples, one sample at a time.
+    """Each counter's rate between its consecutive samples, one sample at a time, as an online
+    detector is fed.
 
     ``update(key, time, value)`` returns ``(rate, resolution)``: the increase since the key's
-    previous sample over the seconds between their scrape times (NaN for the first sample, a
-    reset, when the counter went down, or a time not after the previous one), and the rate's
-    resolution: the smallest increase the counter has shown so far (CPU seconds grow in ticks
-    of 0.01 s, packets in ones) over this interval, 0 while none is known. A rate known only to
-    a tick of its counter moves in steps of that resolution.
+    previous sample (``counter_increase``, the rule ``Window.interval_rates`` uses) over the
+    seconds between their scrape times, and the rate's resolution: the smallest increase the
+    counter has shown so far (CPU seconds grow in ticks of 0.01 s, packets in ones) over this
+    interval, 0 while none is known. A rate known only to a tick of its counter moves in steps
+    of that resolution. NaN for the first sample, a NaN value, a time not after the previous
+    one, and the interval that holds a reset.
+
+    That last NaN is the one difference from ``interval_rates`` (and Prometheus's ``irate``),
+    on purpose. Across a reset, Prometheus's rule gives only a lower bound: what was counted
+    between the last scrape and the restart is lost, and the process counted for only part of
+    the interval. An online detector learns from every value it is handed and cannot take one
+    back, so that false dip would both alert (the default ``DetectorObserver`` alerted on a
+    restart with it) and stay in what it learned. A window, by contrast, is read as PromQL (a
+    user compares ``interval_rates`` with a dashboard's ``irate``) and drops the dip with its
+    oldest point.
     """
 
     def __init__(self) -> None:
@@ -163,9 +201,11 @@ class CounterRates:
         if math.isnan(value) or math.isnan(time):
             return math.nan, 0.0
         self.last[key] = (time, value)
-        if previous is None or time <= previous[0] or value < previous[1]:
-            return math.nan, 0.0  # first sight, or a reset: no rate this time
-        increase, seconds = value - previous[1], time - previous[0]
+        if previous is None or time <= previous[0]:
+            return math.nan, 0.0  # first sight, or no time between: no rate this time
+        if value < previous[1]:
+            return math.nan, 0.0  # a reset: Prometheus's increase is only a lower bound here
+        increase, seconds = counter_increase(previous[1], value), time - previous[0]
         smallest = self.smallest.get(key, math.inf)
         if 0 < increase < smallest:
             smallest = self.smallest[key] = increase

@@ -77,13 +77,14 @@ def test_score_series_scores_every_point_of_one_series() -> None:
 
 def test_counter_rates_and_their_resolution() -> None:
     """The one counter-rate helper: the rate between samples, the smallest increase over the
-    interval as resolution, no rate at first sight or after a reset."""
+    interval as resolution, no rate at first sight, after a reset or with no time between."""
     rates = CounterRates()
     assert math.isnan(rates.update("k", 0.0, 10.0)[0])
     assert rates.update("k", 2.0, 14.0) == (2.0, 2.0)
     assert rates.update("k", 4.0, 15.0) == (0.5, 0.5)
     assert math.isnan(rates.update("k", 6.0, 1.0)[0])  # a reset
     assert rates.update("k", 8.0, 3.0) == (1.0, 0.5)
+    assert math.isnan(rates.update("k", 8.0, 4.0)[0])  # no time between: no rate
 
 
 def test_the_observer_exports_every_score_and_explains_alerts_in_words() -> None:

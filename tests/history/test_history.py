@@ -22,6 +22,7 @@ from deucalion.history import (
     series_labels,
     without_label,
 )
+from deucalion.history.promql import CounterRates, counter_increase
 from deucalion.observer import handing_data
 
 T = "http://target:9100/metrics"
@@ -264,6 +265,52 @@ def test_window_rate_is_vectorised_and_handles_a_reset_and_a_gap() -> None:
     assert rates[(T, '{a="2"}')] == pytest.approx(rate(t, [0, 5, 10, 1, 25], 5.0, at=5.0))
     rates_a = window.increase("c_total", 5.0, target=T).to_dict()
     assert set(rates_a) == set(rates)
+
+
+def test_counter_increase_counts_from_zero_after_a_drop() -> None:
+    """The one reset rule (Prometheus's): without a drop the difference, after one the new
+    value; floats and arrays alike; NaN stays NaN."""
+    assert counter_increase(10.0, 14.0) == 4.0
+    assert counter_increase(14.0, 3.0) == 3.0
+    assert math.isnan(counter_increase(math.nan, 3.0))
+    assert math.isnan(counter_increase(3.0, math.nan))
+    got = counter_increase(np.array([10.0, 14.0, 5.0]), np.array([14.0, 3.0, 5.0]))
+    assert got.tolist() == [4.0, 3.0, 0.0]
+
+
+def test_interval_rates_and_counter_rates_agree_but_on_the_reset() -> None:
+    """The same counter read through a window and sample by sample gives the same rates (after
+    a gap, the increase since the last sample before it); across the reset the window gives
+    Prometheus's irate (the new value over the interval), CounterRates no rate."""
+    times = [0.0, 2.0, 4.0, 6.0, 8.0, 11.0, 13.0]
+    values = [10.0, 14.0, 15.0, 1.0, 3.0, math.nan, 9.0]  # reset at 6 s, a gap at 11 s
+    expected = [math.nan, 2.0, 0.5, 0.5, 1.0, math.nan, 6.0 / 5.0]
+    window = Window(points=10)
+    for t, v in zip(times, values, strict=True):
+        window.add({T: {"c_total": {"{}": v}}} if v == v else {T: {"up": {"{}": 0.0}}}, time=t)
+    block = window.interval_rates("c_total")
+    streaming = CounterRates()
+    sampled = [streaming.update("c", t, v)[0] for t, v in zip(times, values, strict=True)]
+    # The window's columns are the cycles; its rates sit at the later sample's place.
+    assert block.values[0].tolist() == pytest.approx(expected, nan_ok=True)
+    assert sampled == pytest.approx([*expected[:3], math.nan, *expected[4:]], nan_ok=True)
+
+
+def test_a_restart_is_no_alert_for_the_default_observer() -> None:
+    """A service restart (its counter back near zero) is no anomaly for the default
+    DetectorObserver, whose online detector is fed rates by CounterRates; its increase over
+    that interval, by Prometheus's rule, is a dip that would alert."""
+    from deucalion.detectors import DetectorObserver
+
+    rng = np.random.default_rng(1)
+    observer = DetectorObserver(desired_metrics={"requests_total"})
+    total, fired = 1e5, []
+    for cycle in range(450):
+        step = 150 + rng.normal(0, 10)
+        total = step / 2 if cycle == 400 else total + step  # restarted mid-interval
+        with handing_data(1000.0 + 15 * cycle, {}):
+            fired += [cycle] * len(observer.new_data({T: {"requests_total": {"{}": total}}}).alerts)
+    assert fired == []
 
 
 # -- histogram_quantile ------------------------------------------------------------------------

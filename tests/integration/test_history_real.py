@@ -1,4 +1,4 @@
-"""rate(), increase() and histogram_quantile() against a real Prometheus on the same data.
+"""rate(), increase(), irate() and histogram_quantile() against a real Prometheus on the same data.
 
 A target this test drives serves a counter that resets, a histogram, a histogram with
 non-monotonic buckets and one without a +Inf bucket. A real Prometheus scrapes it every second
@@ -26,6 +26,7 @@ from aiohttp import web
 
 import deucalion as dc
 from deucalion.history import Window, series_key
+from deucalion.history.promql import CounterRates
 from tests.integration import servers
 
 # As exact as float64 seconds since the epoch allow: a time near 1.8e9 s is resolved to 2**-22 s
@@ -157,6 +158,23 @@ async def test_rate_and_histogram_quantile_match_a_real_prometheus(
             assert list(ours.values) == pytest.approx([number(theirs[0]["value"][1])], rel=EXACT), (
                 expr
             )
+        # irate across the reset: Prometheus's rule (after the drop the counter counted from
+        # zero) is interval_rates'; CounterRates withholds that one interval, and agrees on the
+        # next.
+        samples = [(float(ts), number(v)) for ts, v in stored[0]["values"]]
+        reset = next(i for i in range(1, len(samples)) if samples[i][1] < samples[i - 1][1])
+        block = window.interval_rates("drv_requests_total")
+        streaming = CounterRates()
+        sampled = [streaming.update("c", t, v)[0] for t, v in samples[: reset + 2]]
+        for i in (reset, reset + 1):
+            theirs = await query(session, prometheus.url, "irate(drv_requests_total[3s])",
+                                 samples[i][0])
+            column = block.times[0].tolist().index(samples[i][0])
+            assert block.values[0, column] == pytest.approx(
+                number(theirs[0]["value"][1]), rel=EXACT
+            )
+        assert math.isnan(sampled[reset])
+        assert sampled[reset + 1] == pytest.approx(block.values[0, column], rel=EXACT)
         for q, expr_range in [(0.9, 8), (0.5, None), (0.99, 8), (0.05, None)]:
             for name in ("lat", "brk", "nif"):
                 inner = f"rate({name}_bucket[{expr_range}s])" if expr_range else f"{name}_bucket"
