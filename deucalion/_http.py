@@ -64,6 +64,7 @@ _SECRET_PARAMS = re.compile(
     r"[^&;#\s'\"]*"
 )
 _SCHEME = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:)?//")
+_HAS_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
 @dataclass(frozen=True)
@@ -153,9 +154,12 @@ def _tls_context(ca_file: str | None, insecure: bool) -> ssl.SSLContext:
 
 
 def http_url_problems(url: str) -> set[str]:
-    """What keeps ``url`` (with its scheme) from being an http(s) URL deucalion can use: none
-    for a good one, else some of
+    """What keeps ``url`` from being an http(s) URL deucalion can use: none for a good one,
+    else some of
 
+    - ``"schemeless"``: no ``scheme://`` at all (``host:port``, which most settings complete
+      with ``http://`` before checking; one written as it is, as the injector writes its
+      Alertmanager URLs into every sidecar, refuses it);
     - ``"scheme"``: not http or https, or no host;
     - ``"port"``: a port that is not a number or out of range;
     - ``"credentials"``: a ``user:password@`` in it;
@@ -166,6 +170,8 @@ def http_url_problems(url: str) -> set[str]:
     """
     parts = urlsplit(url)
     problems = set()
+    if not _HAS_SCHEME.match(url):
+        problems.add("schemeless")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         problems.add("scheme")
     try:

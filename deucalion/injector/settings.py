@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from deucalion._http import redact_url, split_comma_list
+from deucalion._http import http_url_problems, redact_url, split_comma_list
 from deucalion.config.loading import environment_layer, validate_layers
 from deucalion.config.settings import AlertmanagerSettings
 
@@ -252,10 +252,16 @@ class InjectorSettings(_Section):
     def _absolute_urls(cls, value: object) -> object:
         # Written into every sidecar as they are: host:port, which the sidecar itself accepts,
         # is more likely a mistake here, so a scheme is required.
+        # The sidecars' own check (AlertmanagerSettings) judges everything else.
         urls = split_comma_list(value.get("urls")) if isinstance(value, Mapping) else None
         for url in urls if isinstance(urls, list) else []:
-            if isinstance(url, str) and "://" not in url:
-                raise ValueError(f"{redact_url(url)!r} is not an http(s) URL with a host")
+            if isinstance(url, str) and "schemeless" in http_url_problems(url):
+                raise ValueError(
+                    f"{redact_url(url)!r} in alertmanager.urls has no scheme; the injector "
+                    "writes it into every sidecar as it is, so write http://host:port or "
+                    "https://host:port (DEUCALION_INJECTOR_ALERTMANAGER__URLS or "
+                    "--alertmanager-url)"
+                )
         return value
 
     @model_validator(mode="after")

@@ -14,6 +14,7 @@ from deucalion._http import (
     APIClient,
     Credentials,
     HTTPError,
+    http_url_problems,
     redact_url,
     split_comma_list,
     split_credentials,
@@ -43,6 +44,24 @@ from deucalion.targets.prometheus import PrometheusTargets
 def test_redact_url_hides_passwords_and_secret_parameters(url: str, shown: str) -> None:
     """A password and secret query parameters show as ***; other parameters stay readable."""
     assert redact_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("url", "problems"),
+    [
+        ("http://am:9093", set()),
+        ("https://u:p@am:9093/x", {"credentials"}),
+        ("am:9093", {"schemeless", "scheme"}),
+        ("//am:9093", {"schemeless", "scheme"}),
+        ("ftp://am:9093", {"scheme"}),
+        ("http://am:99999", {"port"}),
+    ],
+)
+def test_http_url_problems_tells_a_missing_scheme_from_a_wrong_one(
+    url: str, problems: set[str]
+) -> None:
+    """The one URL check names each problem, a URL with no scheme:// apart from a wrong one."""
+    assert http_url_problems(url) == problems
 
 
 def test_split_credentials_decodes_and_keeps_the_host_as_written() -> None:

@@ -320,6 +320,33 @@ def test_the_injector_hands_sidecars_the_sidecars_own_alertmanager_settings() ->
         InjectorSettings.load(environ={}, alertmanager={"queue_size": 5})
 
 
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("am.monitoring.svc:9093", "has no scheme; the injector writes it into every sidecar"),
+        ("ftp://am:9093", "is not an Alertmanager URL: write http(s)://host:port"),
+        ("http://am:99999", "has an invalid port"),
+    ],
+)
+def test_a_bad_alertmanager_url_is_refused_naming_the_setting_and_the_fix(
+    url: str, said: str
+) -> None:
+    """The injector checks its Alertmanager URLs with deucalion's one URL check; a URL without
+    a scheme (which it would write into every sidecar as it is) is refused too, naming the
+    setting, its variable and what to write; a password is never shown."""
+    from deucalion.errors import ConfigError
+    from deucalion.injector.settings import InjectorSettings
+
+    with pytest.raises(ConfigError) as info:
+        InjectorSettings.load(environ={"DEUCALION_INJECTOR_ALERTMANAGER__URLS": url})
+    message = str(info.value)
+    assert said in message and "DEUCALION_INJECTOR_ALERTMANAGER" in message
+    assert "alertmanager.urls" in message
+    with pytest.raises(ConfigError) as info:
+        InjectorSettings.load(environ={}, alertmanager={"urls": [f"alice:s3cr3t@{url}"]})
+    assert "s3cr3t" not in str(info.value)
+
+
 def test_serve_without_an_image_refuses_to_start_and_says_what_to_set(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
