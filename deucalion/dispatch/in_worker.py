@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import pickle
 import signal
-import sys
 import time
 from collections.abc import Iterator, KeysView, Mapping, ValuesView
 from typing import TYPE_CHECKING, Any
@@ -51,26 +50,30 @@ RETURNED, RAISED, RESEND = "returned", "raised", "resend"
 #: The answer to ``checkpoint``: ``(True, pickled observer)`` or ``(False, Failure)``.
 CheckpointReply = tuple[bool, Any]
 
-# Linux's prctl(2) option that asks for a signal when the parent ends.
-PR_SET_PDEATHSIG = 1
+# How often the watch (see ``_die_with``) also checks that its parent is still the
+# application, should the lifeline's other end have leaked into a process that outlives it.
+PARENT_CHECK_SECONDS = 1.0
 
 _observer: Any = None
 _install_failure: Failure | None = None
 
 
-def install(observer: Connection, started: Connection, parent: int) -> None:
-    """The executor's initializer: make this process die with ``parent`` and lead a process
-    group of its own, report its pid on ``started``, then unpickle the observer once, as the
-    application streams it into the pipe ``observer``. A failure is kept for ``hello`` to
-    report, as the executor itself would only log it here and call the pool broken."""
+def install(
+    observer: Connection, started: Connection, parent: int, lifeline: Connection
+) -> None:
+    """The executor's initializer: lead a process group of its own and end it when ``parent``
+    ends (``lifeline`` is a pipe only it writes to), report its pid on ``started``, then
+    unpickle the observer once, as the application streams it into the pipe ``observer``. A
+    failure is kept for ``hello`` to report, as the executor itself would only log it here and
+    call the pool broken."""
     global _observer, _install_failure
-    _die_with(parent)
     # A session (and process group) of its own: whatever new_data starts (a subprocess, a
     # pool) is in it, and ends with it when the application kills the group.
     try:
         os.setsid()
     except OSError:  # a group leader already: the application then kills the process alone
         pass
+    _die_with(parent, lifeline)
     # SIGTERM reaches the workers too (and Ctrl-C, when run without a session of their own);
     # the application decides when they stop, after the grace period for the call in flight.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -96,20 +99,39 @@ def install(observer: Connection, started: Connection, parent: int) -> None:
         observer.close()
 
 
-def _die_with(parent: int) -> None:
-    """Ask Linux to SIGKILL this process when the thread that started it ends, so that a
-    worker never outlives its application (``kill -9`` of the application included)."""
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
+def _die_with(parent: int, lifeline: Connection) -> None:
+    """End this worker's process group, this process and what ``new_data`` started, when the
+    application ends, however it ends (``kill -9`` included), busy in ``new_data`` or not.
 
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):  # no libc to ask: the application's shutdown remains
+    A daemon thread waits for the end of file of ``lifeline``, a pipe whose writing end only
+    the application holds and never writes to: the kernel closes it when the application's
+    process ends, whichever of its threads started this one. (Linux's ``PR_SET_PDEATHSIG``
+    would fire when that *thread* ends, and its ``SIGKILL`` would end this process before it
+    could end its children.) The thread also checks every ``PARENT_CHECK_SECONDS`` that it
+    still has ``parent`` as its parent.
+    """
+    import threading  # loaded already by concurrent.futures: costs nothing here
+
+    watch = threading.Thread(
+        target=_end_with_application,
+        args=(parent, lifeline),
+        name="deucalion-application-watch",
+        daemon=True,
+    )
+    watch.start()
+
+
+def _end_with_application(parent: int, lifeline: Connection) -> None:
+    try:
+        while not lifeline.poll(PARENT_CHECK_SECONDS) and os.getppid() == parent:
             pass
-    # The parent may have died before prctl took effect: then we were re-parented already.
-    if os.getppid() != parent:
-        os._exit(1)
+    except (OSError, ValueError):
+        pass  # the pipe broke: the application is gone just the same
+    # The group only when this process leads it (os.setsid above): else it is the
+    # application's, which may hold other processes of the user's.
+    if os.getpgid(0) == os.getpid():
+        os.killpg(0, signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def hello() -> tuple[int, Failure | None]:

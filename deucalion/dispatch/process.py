@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.connection import Connection
 
 import cloudpickle
 
@@ -68,7 +69,8 @@ class WorkerProcess:
     """One executor and its one worker process, with an observer installed in it.
 
     The worker leads a process group of its own: ``kill`` and ``shut_down`` end the group, so
-    that what ``new_data`` started (a subprocess, a pool) never outlives the worker.
+    that what ``new_data`` started (a subprocess, a pool) never outlives the worker; and the
+    worker ends that group itself when the application ends without doing so (``kill -9``).
     """
 
     def __init__(self, name: str) -> None:
@@ -79,6 +81,7 @@ class WorkerProcess:
         self.reported_at: float | None = None
         """When (``time.monotonic()``) it did."""
         self._pidfd: int | None = None
+        self._lifeline: Connection | None = None
         self._reaped = False
 
     def install(
@@ -97,11 +100,14 @@ class WorkerProcess:
         """
         reader, writer = multiprocessing.Pipe(duplex=False)
         report, started = multiprocessing.Pipe(duplex=False)
+        # Held open, never written to, until the worker is shut down: its end of file tells
+        # the worker that the application ended (see in_worker._die_with).
+        lifeline, self._lifeline = multiprocessing.Pipe(duplex=False)
         executor = self.executor = ProcessPoolExecutor(
             max_workers=1,
             mp_context=multiprocessing.get_context(START_METHOD),
             initializer=in_worker.install,
-            initargs=(reader, started, os.getpid()),
+            initargs=(reader, started, os.getpid(), lifeline),
         )
         unpicklable: Exception | None = None
         try:
@@ -113,6 +119,7 @@ class WorkerProcess:
             finally:
                 reader.close()
                 started.close()
+                lifeline.close()
             try:
                 self._reported(report.recv())
             except (EOFError, OSError):
@@ -138,7 +145,7 @@ class WorkerProcess:
                 raise
             failure = None
         finally:
-            for end in (reader, started, report, writer):
+            for end in (reader, started, lifeline, report, writer):
                 end.close()  # those still open when submit() itself failed
         if unpicklable is not None:
             self.shut_down()
@@ -201,6 +208,9 @@ class WorkerProcess:
         fd, self._pidfd = self._pidfd, None
         if fd is not None:
             os.close(fd)
+        lifeline, self._lifeline = self._lifeline, None
+        if lifeline is not None:
+            lifeline.close()
 
 
 def _signal_quietly(send: Callable[[int, int], None], target: int) -> None:

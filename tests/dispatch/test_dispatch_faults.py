@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -184,3 +185,60 @@ async def test_processes_started_in_new_data_end_with_their_worker(
             await wait_for(lambda path=path: not [p for p in pids(path) if alive(p)], within=10)
         except AssertionError:
             raise AssertionError(f"{what}: {[p for p in pids(path) if alive(p)]}") from None
+
+
+SPAWNING_APP = """
+import sys
+from pathlib import Path
+import deucalion as dc
+from tests.fault_observers import SpawningObserver
+
+if __name__ == "__main__":
+    provisioner = dc.MetricsProvisioner(targets=[sys.argv[1]], scrape_interval=0.2,
+                                        telemetry={"enabled": False})
+    provisioner.register(SpawningObserver({"good_metric"}, Path(sys.argv[2]), {busy}))
+    provisioner.run()
+"""
+
+
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rpartition(")")[2].split()[1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's /proc and prctl")
+@pytest.mark.parametrize("busy", [True, False], ids=["busy-in-new-data", "between-calls"])
+async def test_kill_9_of_the_application_ends_its_workers_and_their_children(
+    url: str, tmp_path: Path, busy: bool
+) -> None:
+    """An application killed with SIGKILL (no shutdown of its own) left the `sleep` new_data
+    started running, whether the worker was still in new_data or between calls. Now the
+    worker notices its application is gone and kills its process group: worker and child."""
+    children, log = tmp_path / "children", tmp_path / "stderr"
+    stderr = os.open(log, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", SPAWNING_APP.replace("{busy}", str(busy)), url, str(children),
+            env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path,
+            stdout=subprocess.DEVNULL, stderr=stderr)
+    finally:
+        os.close(stderr)
+    try:
+        await wait_for(lambda: pids(children) or process.returncode is not None, within=60)
+        assert process.returncode is None, log.read_text()
+        child = min(pids(children))
+        worker = parent_of(child)
+        assert worker != process.pid and parent_of(worker) == process.pid
+    finally:
+        process.kill()
+        await process.wait()
+    # No timing claim: a loaded machine may take a while to schedule the dying; 30 s is far
+    # more than the second or so it takes.
+    leftovers = lambda: [p for p in (worker, *pids(children)) if alive(p)]  # noqa: E731
+    try:
+        await wait_for(lambda: not leftovers(), within=30)
+    except AssertionError:
+        left = leftovers()
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        raise AssertionError(f"left running after kill -9 of the application: {left}") from None
