@@ -58,9 +58,7 @@ _observer: Any = None
 _install_failure: Failure | None = None
 
 
-def install(
-    observer: Connection, started: Connection, parent: int, lifeline: Connection
-) -> None:
+def install(observer: Connection, started: Connection, parent: int, lifeline: Connection) -> None:
     """The executor's initializer: lead a process group of its own and end it when ``parent``
     ends (``lifeline`` is a pipe only it writes to), report its pid on ``started``, then
     unpickle the observer once, as the application streams it into the pipe ``observer``. A
