@@ -58,9 +58,13 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     from deucalion._http import redact_url
-    from deucalion.config.loading import load_settings
+    from deucalion.config.loading import load_settings, not_a_setting, unknown_variables
 
-    # Only the file: a check of what was written, not of this shell's environment.
+    # The names of this shell's DEUCALION_* variables, for typos that would pass in silence
+    # (never their values: they may be secrets); warnings, which leave the exit code alone.
+    for name, closest in unknown_variables(os.environ):
+        print(f"deucalion: warning: {not_a_setting(name, closest)}", file=sys.stderr)
+    # Else only the file: a check of what was written, not of this shell's environment.
     settings = load_settings(args.file, environ={}, default_file=None)
     if settings.prometheus is not None:
         sources = [f"federated from {redact_url(settings.prometheus.url)}"]
@@ -228,7 +232,8 @@ def add_core_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "check-config",
         help="validate a config file",
         description="Validates FILE as a whole: exits 0 with a one-line summary, or 1 listing "
-        "every problem with its key.",
+        "every problem with its key. Also warns (on stderr, whatever the exit code) about every "
+        "DEUCALION_* environment variable that is no setting, naming the closest one.",
     )
     check.add_argument("file", metavar="FILE")
     check.set_defaults(func=_check_config)

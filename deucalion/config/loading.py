@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import types
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -60,10 +61,14 @@ __all__ = [
     "TargetSettings",
     "TelemetrySettings",
     "check_labels",
+    "closest_variable",
     "environment_layer",
     "load_settings",
     "normalize_target_url",
+    "not_a_setting",
     "parse_duration",
+    "setting_variables",
+    "unknown_variables",
     "validate_layers",
     "yaml_problem",
 ]
@@ -74,10 +79,33 @@ M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_CONFIG_FILE = Path("/etc/deucalion/config.yaml")
 ENV_PREFIX = "DEUCALION_"
-# DEUCALION_* variables that are not settings: the config file itself, test switches, and the
-# injector's own settings (read by deucalion.injector.settings).
-ENV_NOT_SETTINGS = {"DEUCALION_CONFIG", "DEUCALION_REQUIRE_INTEGRATION"}
-ENV_OTHER_PREFIXES = ("DEUCALION_INJECTOR_", "DEUCALION_SOAK_", "DEUCALION_BENCH_")
+# DEUCALION_* variables that are not settings: the config file itself, the command's log level,
+# the progress lines' interval, test switches, and the injector's own settings (read by
+# deucalion.injector.settings) and the benchmarks'.
+ENV_NOT_SETTINGS = {
+    "DEUCALION_CONFIG",
+    "DEUCALION_LOG_LEVEL",
+    "DEUCALION_PROGRESS_INTERVAL",
+    "DEUCALION_REQUIRE_INTEGRATION",
+}
+ENV_OTHER_PREFIXES = (
+    "DEUCALION_INJECTOR_",
+    "DEUCALION_SOAK_",
+    "DEUCALION_BENCH_",
+    "DEUCALION_LIVEOPS",
+)
+# The original sidecar injector's variables, read by _env_layer.
+ENV_LEGACY = {
+    "DEUCALION_ALERT_MANAGER_HOST",
+    "DEUCALION_ALERT_MANAGER_PORT",
+    "DEUCALION_ALERT_NAME",
+}
+# What Kubernetes sets in every pod of a namespace that has a Service named deucalion (service
+# links): not settings, and no typo of one.
+_SERVICE_LINK = re.compile(
+    r"DEUCALION_(?:SERVICE_HOST|SERVICE_PORT(?:_\w+)?"
+    r"|PORT(?:_\d+_(?:TCP|UDP|SCTP)(?:_(?:PROTO|PORT|ADDR))?)?)"
+)
 
 # --- loading -------------------------------------------------------------------------------
 
@@ -145,7 +173,9 @@ def environment_layer(
 ) -> dict[str, Any]:
     """The settings that ``PREFIX<KEY>`` variables set; ``__`` separates nested keys
     (``DEUCALION_ALERTMANAGER__URLS``). With ``fields``, a variable whose first key is not one
-    of them is not a setting: it is skipped, with a warning when it looks like a typo of one."""
+    of them is not a setting: it is skipped, with a warning (for the sidecar's ``DEUCALION_``,
+    each such variable but a service link, naming the closest variable; for another prefix,
+    when it looks like a typo of a field)."""
     layer: dict[str, Any] = {}
     for name, raw in sorted(environ.items()):
         if not name.startswith(prefix) or name in ignore or name.startswith(ignore_prefixes):
@@ -153,8 +183,8 @@ def environment_layer(
         path = name[len(prefix) :].lower().split("__")
         if fields is not None and path[0] not in fields:
             # Not a setting: Kubernetes service links for a Service named deucalion
-            # (DEUCALION_PORT, DEUCALION_SERVICE_HOST), DEUCALION_LOG_LEVEL for the command, a
-            # variable of the user's own. Refusing them would stop the sidecar from starting.
+            # (DEUCALION_PORT, DEUCALION_SERVICE_HOST), a typo, a variable of the user's own.
+            # Refusing them would stop the sidecar from starting.
             _log_not_a_setting(name, path[0], prefix, fields)
             continue
         node = layer
@@ -178,17 +208,12 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
         layer.setdefault("alertmanager", {})["urls"] = [f"{base}:{port}"]
     if environ.get("DEUCALION_ALERT_NAME"):
         layer.setdefault("alertmanager", {})["alert_name"] = environ["DEUCALION_ALERT_NAME"]
-    legacy = {
-        "DEUCALION_ALERT_MANAGER_HOST",
-        "DEUCALION_ALERT_MANAGER_PORT",
-        "DEUCALION_ALERT_NAME",
-    }
     return _merge(
         layer,
         environment_layer(
             environ,
             ENV_PREFIX,
-            ignore=ENV_NOT_SETTINGS | legacy,
+            ignore=ENV_NOT_SETTINGS | ENV_LEGACY,
             ignore_prefixes=ENV_OTHER_PREFIXES,
             fields=Settings.model_fields,
         ),
@@ -196,6 +221,13 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _log_not_a_setting(name: str, key: str, prefix: str, fields: Collection[str]) -> None:
+    if prefix == ENV_PREFIX:
+        # The sidecar's: the closest of every variable deucalion reads, nested ones included.
+        if _SERVICE_LINK.fullmatch(name):
+            log.debug("environment variable %s is not a setting: ignored", name)
+        else:
+            log.warning("%s", not_a_setting(name, closest_variable(name)))
+        return
     import difflib  # only for a variable that is not a setting, not on every start
 
     hint = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.8)
@@ -207,6 +239,74 @@ def _log_not_a_setting(name: str, key: str, prefix: str, fields: Collection[str]
         )
     else:
         log.debug("environment variable %s is not a setting: ignored", name)
+
+
+def setting_variables(model: type[BaseModel] = Settings, prefix: str = ENV_PREFIX) -> list[str]:
+    """The name of every environment variable that sets a key of ``model``: each section's
+    (``DEUCALION_ALERTMANAGER``, a mapping written as JSON) and each key's in it
+    (``DEUCALION_ALERTMANAGER__URLS``), read from the model's fields."""
+    names = []
+    for field, info in model.model_fields.items():
+        name = prefix + field.upper()
+        names.append(name)
+        section = _model_of(info.annotation)
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            names.extend(setting_variables(section, name + "__"))
+    return names
+
+
+def _sets_a_key(name: str) -> bool:
+    """Whether ``DEUCALION_<KEY>[__<KEY>...]`` names a key of ``Settings``: each part a field of
+    the section above it, down to a field that is no section (a mapping's keys may follow)."""
+    model: Any = Settings
+    for part in name[len(ENV_PREFIX) :].lower().split("__"):
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return True  # below a mapping or list setting: its keys, the model judges them
+        field = model.model_fields.get(part)
+        if field is None:
+            return False
+        model = _model_of(field.annotation)
+    return True
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """Each ``DEUCALION_*`` variable of ``environ`` that deucalion does not read, sorted, with
+    the known variable closest to its name (None when none is close): a typo like
+    ``DEUCALION_ALERTMANAGER_UR`` that would otherwise pass in silence. Kubernetes service links
+    (``DEUCALION_SERVICE_HOST``, ...) are not in it. Only names are looked at, never values
+    (which may be secrets)."""
+    unknown = []
+    for name in sorted(environ):
+        if (
+            not name.startswith(ENV_PREFIX)
+            or name in ENV_NOT_SETTINGS
+            or name in ENV_LEGACY
+            or name.startswith(ENV_OTHER_PREFIXES)
+            or _SERVICE_LINK.fullmatch(name)
+            or _sets_a_key(name)
+        ):
+            continue
+        unknown.append((name, closest_variable(name)))
+    return unknown
+
+
+def closest_variable(name: str) -> str | None:
+    """The variable deucalion reads whose name is closest to ``name``, if one is close."""
+    import difflib  # only for a variable that is not a setting, not on every start
+
+    known = [*setting_variables(), *sorted(ENV_NOT_SETTINGS), *sorted(ENV_LEGACY)]
+    # Without the prefix every name shares, which would make them all look close.
+    hint = difflib.get_close_matches(
+        name.removeprefix(ENV_PREFIX), [k.removeprefix(ENV_PREFIX) for k in known], n=1
+    )
+    return ENV_PREFIX + hint[0] if hint else None
+
+
+def not_a_setting(name: str, closest: str | None) -> str:
+    """The warning for a variable ``unknown_variables`` found: its name, never its value."""
+    if closest is None:
+        return f"environment variable {name} is not a setting and is ignored"
+    return f"environment variable {name} is not a setting and is ignored; did you mean {closest}?"
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -75,6 +75,33 @@ def test_check_config_typo_names_key(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "file_sd.refresh_interval: 'soon' is not a duration" in err
 
 
+def test_check_config_warns_about_a_misspelt_variable_naming_the_setting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A DEUCALION_* variable that is no setting passed in silence; now each is a warning on
+    stderr naming the closest variable, never its value, and the exit code stays the file's:
+    0 for a valid file, 1 for an invalid one. Kubernetes service links are no typo."""
+    monkeypatch.setenv("DEUCALION_ALERTMANAGER_UR", "http://alice:s3cr3t@am:9093")
+    monkeypatch.setenv("DEUCALION_TELEMETRY__LISTN", "0.0.0.0:9464")
+    monkeypatch.setenv("DEUCALION_SERVICE_HOST", "10.0.0.7")
+    config = tmp_path / "c.yaml"
+    config.write_text("targets: [a:1]\n")
+    assert main(["check-config", str(config)]) == 0
+    captured = capsys.readouterr()
+    assert "OK: 1 static target(s)" in captured.out
+    assert captured.err.splitlines() == [
+        "deucalion: warning: environment variable DEUCALION_ALERTMANAGER_UR is not a setting "
+        "and is ignored; did you mean DEUCALION_ALERTMANAGER__URLS?",
+        "deucalion: warning: environment variable DEUCALION_TELEMETRY__LISTN is not a setting "
+        "and is ignored; did you mean DEUCALION_TELEMETRY__LISTEN?",
+    ]
+    config.write_text("targets: [a:1]\nscrape_interval: soon\n")
+    assert main(["check-config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "DEUCALION_ALERTMANAGER_UR is not a setting" in err and "'soon'" in err
+    assert "s3cr3t" not in err and "alice" not in err
+
+
 def test_check_config_examples() -> None:
     """Every example config in examples/ is valid."""
     examples = sorted(Path("examples").glob("*.yaml"))

@@ -258,6 +258,39 @@ def test_a_variable_close_to_a_setting_is_ignored_with_a_warning_naming_it(
             "DEUCALION_SCRAPE_INTERVAL?") in caplog.text
 
 
+def test_every_unknown_variable_is_found_with_the_closest_setting_from_the_model(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The variables deucalion reads come from the settings model (sections and their keys),
+    plus those that are no setting; any other DEUCALION_* name is reported with the closest,
+    and a sidecar that starts with one logs that warning once, without its value."""
+    from deucalion.config.loading import Settings, setting_variables, unknown_variables
+
+    known = setting_variables()
+    assert {"DEUCALION_SCRAPE_INTERVAL", "DEUCALION_ALERTMANAGER",
+            "DEUCALION_ALERTMANAGER__URLS", "DEUCALION_SHARD__COUNT"} <= set(known)
+    assert len(known) > len(Settings.model_fields)
+    environ = {**{name: "1" for name in known}, **SERVICE_LINKS, "DEUCALION_LOG_LEVEL": "INFO",
+               "DEUCALION_CONFIG": "c.yaml", "DEUCALION_ALERT_NAME": "x",
+               "DEUCALION_INJECTOR_SIDECAR__IMAGE": "x",
+               "DEUCALION_ALERTMANAGER__EXTERNAL_LABELS__TEAM": "x",  # a key of a mapping
+               "DEUCALION_ALERTMANAGER_UR": "s3cr3t", "DEUCALION_ALERTMANAGER__URL": "x",
+               "DEUCALION_LOG_LEVL": "x", "DEUCALION_MY_OWN_THING": "x", "OTHER": "x"}
+    assert unknown_variables(environ) == [
+        ("DEUCALION_ALERTMANAGER_UR", "DEUCALION_ALERTMANAGER__URLS"),
+        ("DEUCALION_ALERTMANAGER__URL", "DEUCALION_ALERTMANAGER__URLS"),
+        ("DEUCALION_LOG_LEVL", "DEUCALION_LOG_LEVEL"),
+        ("DEUCALION_MY_OWN_THING", None),
+    ]
+    with caplog.at_level("WARNING", logger="deucalion.config.loading"):
+        load_settings(environ={"DEUCALION_ALERTMANAGER_UR": "http://alice:s3cr3t@am:9093",
+                               "DEUCALION_MY_OWN_THING": "x"}, default_file=None)
+    assert [r.getMessage() for r in caplog.records] == [
+        "environment variable DEUCALION_ALERTMANAGER_UR is not a setting and is ignored; "
+        "did you mean DEUCALION_ALERTMANAGER__URLS?",
+        "environment variable DEUCALION_MY_OWN_THING is not a setting and is ignored",
+    ]
+
+
 SERVICE_LINKS = {  # what Kubernetes sets for a Service named deucalion with a port "metrics"
     "DEUCALION_SERVICE_HOST": "10.0.0.7", "DEUCALION_SERVICE_PORT": "9464",
     "DEUCALION_SERVICE_PORT_METRICS": "9464", "DEUCALION_PORT": "tcp://10.0.0.7:9464",
