@@ -257,11 +257,14 @@ def setting_variables(model: type[BaseModel] = Settings, prefix: str = ENV_PREFI
 
 def _sets_a_key(name: str) -> bool:
     """Whether ``DEUCALION_<KEY>[__<KEY>...]`` names a key of ``Settings``: each part a field of
-    the section above it, down to a field that is no section (a mapping's keys may follow)."""
+    the section above it, down to a field that is no section (a mapping's key may follow)."""
     model: Any = Settings
     for part in name[len(ENV_PREFIX) :].lower().split("__"):
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return True  # below a mapping or list setting: its keys, the model judges them
+            # Below a mapping setting, a key of it (external_labels__team); nothing is below
+            # a value.
+            kinds = get_args(model) if get_origin(model) in (Union, types.UnionType) else [model]
+            return any(get_origin(kind) is dict for kind in kinds)
         field = model.model_fields.get(part)
         if field is None:
             return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -81,6 +82,8 @@ def test_check_config_warns_about_a_misspelt_variable_naming_the_setting(
     """A DEUCALION_* variable that is no setting passed in silence; now each is a warning on
     stderr naming the closest variable, never its value, and the exit code stays the file's:
     0 for a valid file, 1 for an invalid one. Kubernetes service links are no typo."""
+    for name in [name for name in os.environ if name.startswith("DEUCALION_")]:
+        monkeypatch.delenv(name)  # this shell's own
     monkeypatch.setenv("DEUCALION_ALERTMANAGER_UR", "http://alice:s3cr3t@am:9093")
     monkeypatch.setenv("DEUCALION_TELEMETRY__LISTN", "0.0.0.0:9464")
     monkeypatch.setenv("DEUCALION_SERVICE_HOST", "10.0.0.7")

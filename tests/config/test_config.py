@@ -274,12 +274,14 @@ def test_every_unknown_variable_is_found_with_the_closest_setting_from_the_model
                "DEUCALION_INJECTOR_SIDECAR__IMAGE": "x",
                "DEUCALION_ALERTMANAGER__EXTERNAL_LABELS__TEAM": "x",  # a key of a mapping
                "DEUCALION_ALERTMANAGER_UR": "s3cr3t", "DEUCALION_ALERTMANAGER__URL": "x",
-               "DEUCALION_LOG_LEVL": "x", "DEUCALION_MY_OWN_THING": "x", "OTHER": "x"}
+               "DEUCALION_LOG_LEVL": "x", "DEUCALION_MY_OWN_THING": "x", "OTHER": "x",
+               "DEUCALION_SCRAPE_INTERVAL__MAX": "x"}  # nothing is below a value
     assert unknown_variables(environ) == [
         ("DEUCALION_ALERTMANAGER_UR", "DEUCALION_ALERTMANAGER__URLS"),
         ("DEUCALION_ALERTMANAGER__URL", "DEUCALION_ALERTMANAGER__URLS"),
         ("DEUCALION_LOG_LEVL", "DEUCALION_LOG_LEVEL"),
         ("DEUCALION_MY_OWN_THING", None),
+        ("DEUCALION_SCRAPE_INTERVAL__MAX", "DEUCALION_SCRAPE_INTERVAL"),
     ]
     with caplog.at_level("WARNING", logger="deucalion.config.loading"):
         load_settings(environ={"DEUCALION_ALERTMANAGER_UR": "http://alice:s3cr3t@am:9093",
