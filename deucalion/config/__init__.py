@@ -2,6 +2,8 @@
 
 - ``settings``: the pydantic models, one per section.
 - ``loading``: ``load_settings``, merging the sources and naming the key and source of an error.
+- ``environment``: which ``DEUCALION_*`` variables are settings, and the closest to one that is
+  none.
 """
 
 from deucalion.config.loading import load_settings

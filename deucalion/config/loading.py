@@ -23,14 +23,24 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-import types
 from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any, TypeVar, Union, get_args, get_origin
+from typing import Any, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from deucalion.config.environment import (
+    ENV_LEGACY,
+    ENV_NOT_SETTINGS,
+    ENV_OTHER_PREFIXES,
+    ENV_PREFIX,
+    closest_variable,
+    is_service_link,
+    not_a_setting,
+    section_of,
+    setting_variables,
+    unknown_variables,
+)
 from deucalion.config.settings import (
     AlertmanagerSettings,
     ClientOptions,
@@ -78,35 +88,6 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_CONFIG_FILE = Path("/etc/deucalion/config.yaml")
-ENV_PREFIX = "DEUCALION_"
-# DEUCALION_* variables that are not settings: the config file itself, the command's log level,
-# the progress lines' interval, test switches, and the injector's own settings (read by
-# deucalion.injector.settings) and the benchmarks'.
-ENV_NOT_SETTINGS = {
-    "DEUCALION_CONFIG",
-    "DEUCALION_LOG_LEVEL",
-    "DEUCALION_PROGRESS_INTERVAL",
-    "DEUCALION_REQUIRE_INTEGRATION",
-}
-ENV_OTHER_PREFIXES = (
-    "DEUCALION_INJECTOR_",
-    "DEUCALION_SOAK_",
-    "DEUCALION_BENCH_",
-    "DEUCALION_LIVEOPS",
-)
-# The original sidecar injector's variables, read by _env_layer.
-ENV_LEGACY = {
-    "DEUCALION_ALERT_MANAGER_HOST",
-    "DEUCALION_ALERT_MANAGER_PORT",
-    "DEUCALION_ALERT_NAME",
-}
-# What Kubernetes sets in every pod of a namespace that has a Service named deucalion (service
-# links): not settings, and no typo of one.
-_SERVICE_LINK = re.compile(
-    r"DEUCALION_(?:SERVICE_HOST|SERVICE_PORT(?:_\w+)?"
-    r"|PORT(?:_\d+_(?:TCP|UDP|SCTP)(?:_(?:PROTO|PORT|ADDR))?)?)"
-)
-
 # --- loading -------------------------------------------------------------------------------
 
 
@@ -223,7 +204,7 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
 def _log_not_a_setting(name: str, key: str, prefix: str, fields: Collection[str]) -> None:
     if prefix == ENV_PREFIX:
         # The sidecar's: the closest of every variable deucalion reads, nested ones included.
-        if _SERVICE_LINK.fullmatch(name):
+        if is_service_link(name):
             log.debug("environment variable %s is not a setting: ignored", name)
         else:
             log.warning("%s", not_a_setting(name, closest_variable(name)))
@@ -239,77 +220,6 @@ def _log_not_a_setting(name: str, key: str, prefix: str, fields: Collection[str]
         )
     else:
         log.debug("environment variable %s is not a setting: ignored", name)
-
-
-def setting_variables(model: type[BaseModel] = Settings, prefix: str = ENV_PREFIX) -> list[str]:
-    """The name of every environment variable that sets a key of ``model``: each section's
-    (``DEUCALION_ALERTMANAGER``, a mapping written as JSON) and each key's in it
-    (``DEUCALION_ALERTMANAGER__URLS``), read from the model's fields."""
-    names = []
-    for field, info in model.model_fields.items():
-        name = prefix + field.upper()
-        names.append(name)
-        section = _model_of(info.annotation)
-        if isinstance(section, type) and issubclass(section, BaseModel):
-            names.extend(setting_variables(section, name + "__"))
-    return names
-
-
-def _sets_a_key(name: str) -> bool:
-    """Whether ``DEUCALION_<KEY>[__<KEY>...]`` names a key of ``Settings``: each part a field of
-    the section above it, down to a field that is no section (a mapping's key may follow)."""
-    model: Any = Settings
-    for part in name[len(ENV_PREFIX) :].lower().split("__"):
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            # Below a mapping setting, a key of it (external_labels__team); nothing is below
-            # a value.
-            kinds = get_args(model) if get_origin(model) in (Union, types.UnionType) else [model]
-            return any(get_origin(kind) is dict for kind in kinds)
-        field = model.model_fields.get(part)
-        if field is None:
-            return False
-        model = _model_of(field.annotation)
-    return True
-
-
-def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
-    """Each ``DEUCALION_*`` variable of ``environ`` that deucalion does not read, sorted, with
-    the known variable closest to its name (None when none is close): a typo like
-    ``DEUCALION_ALERTMANAGER_UR`` that would otherwise pass in silence. Kubernetes service links
-    (``DEUCALION_SERVICE_HOST``, ...) are not in it. Only names are looked at, never values
-    (which may be secrets)."""
-    unknown = []
-    for name in sorted(environ):
-        if (
-            not name.startswith(ENV_PREFIX)
-            or name in ENV_NOT_SETTINGS
-            or name in ENV_LEGACY
-            or name.startswith(ENV_OTHER_PREFIXES)
-            or _SERVICE_LINK.fullmatch(name)
-            or _sets_a_key(name)
-        ):
-            continue
-        unknown.append((name, closest_variable(name)))
-    return unknown
-
-
-def closest_variable(name: str) -> str | None:
-    """The variable deucalion reads whose name is closest to ``name``, if one is close."""
-    import difflib  # only for a variable that is not a setting, not on every start
-
-    known = [*setting_variables(), *sorted(ENV_NOT_SETTINGS), *sorted(ENV_LEGACY)]
-    # Without the prefix every name shares, which would make them all look close.
-    hint = difflib.get_close_matches(
-        name.removeprefix(ENV_PREFIX), [k.removeprefix(ENV_PREFIX) for k in known], n=1
-    )
-    return ENV_PREFIX + hint[0] if hint else None
-
-
-def not_a_setting(name: str, closest: str | None) -> str:
-    """The warning for a variable ``unknown_variables`` found: its name, never its value."""
-    if closest is None:
-        return f"environment variable {name} is not a setting and is ignored"
-    return f"environment variable {name} is not a setting and is ignored; did you mean {closest}?"
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -340,20 +250,11 @@ def _source_of(loc: tuple[int | str, ...], layers: list[tuple[str, dict[str, Any
     return "the defaults"
 
 
-def _model_of(annotation: Any) -> Any:
-    """The model in ``X | None``, else the annotation itself."""
-    if get_origin(annotation) in (Union, types.UnionType):
-        for arg in get_args(annotation):
-            if isinstance(arg, type) and issubclass(arg, BaseModel):
-                return arg
-    return annotation
-
-
 def _model_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
     """The settings model that the key at ``loc`` belongs to, for "known keys" hints."""
     annotation: Any = root
     for part in loc:
-        annotation = _model_of(annotation)
+        annotation = section_of(annotation)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             field = annotation.model_fields.get(str(part))
             if field is None:
@@ -363,7 +264,7 @@ def _model_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseMod
             annotation = get_args(annotation)[-1]  # part is an index or a key
         else:
             return None
-    annotation = _model_of(annotation)
+    annotation = section_of(annotation)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     return None
