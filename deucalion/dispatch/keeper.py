@@ -2,9 +2,10 @@
 bounds, a replacement (with backoff while they keep dying), and their end.
 
 Each observer has a thread of its own, its *keeper*, that starts, reaps and shuts down its
-executors and pickles the observer for them, so that none of that runs on the event loop. The
-worker's parent-death signal fires when the thread that started it ends, so this thread lives
-exactly as long as the observer's workers.
+executors and pickles the observer for them, so that none of that runs on the event loop. A
+worker ends with the application's process, not with this thread (see
+``deucalion.dispatch.in_worker``); the thread lives as long as the observer's workers all the
+same, so that their starts and ends stay in order.
 
 Installing the observer in a new worker is bounded as a call is: past ``observer_timeout``
 (counted from the moment the worker reported itself; its interpreter's start gets
