@@ -39,22 +39,29 @@ def run_kinds(
     return alerts, scores, kinds
 
 
-def diagnose(folder: Path, budgets: tuple[float, ...], options: dict[str, Any]) -> float:
+def diagnose(folder: Path, budgets: tuple[float, ...], options: dict[str, Any],
+             grid: dict[str, list[float]] | None = None) -> float:
+    """Print the diagnosis (see the module doc); ``grid`` adds options CV chooses among."""
     started = time.process_time()
     files = nab.load_labelled_directory(folder)
     names, times, values = _matrix(files)
+    settings: list[tuple[str, dict[str, Any]]] = [(f"budget {b:g}", {"budget": b})
+                                                  for b in budgets]
+    for option, choices in (grid or {}).items():
+        settings = [(f"{label}, {option}={c:g}", {**given, option: c})
+                    for label, given in settings for c in choices]
     outputs = {}
-    for budget in budgets:
-        outputs[budget] = run_kinds(
-            lambda b=budget: AnomalyDetector(budget=b, **options), times, values
+    for label, given in settings:
+        outputs[label] = run_kinds(
+            lambda given=given: AnomalyDetector(**given, **options), times, values
         )
     ran = time.process_time() - started
-    chosen: dict[str, float] = {}
+    chosen: dict[str, str] = {}
     for fold in range(FOLDS):
         test = names[fold::FOLDS]
         train = [n for n in names if n not in test]
         best = max(
-            budgets,
+            outputs,
             key=lambda b: nab.sweep(
                 _labelled(files, names, outputs[b][0].astype(float), train)
             ).raw,
@@ -84,7 +91,7 @@ def diagnose(folder: Path, budgets: tuple[float, ...], options: dict[str, Any]) 
             lines.append(f"    window {lo}-{hi}: {where}; max score in it "
                          f"{scores[lo : hi + 1, column].max():.1f}")
         false = [h for h in hits if not inside[h] and h >= probation]
-        print(f"{name} (budget {chosen[name]:g}, {n} points, probation {probation}): "
+        print(f"{name} ({chosen[name]}, {n} points, probation {probation}): "
               f"{nab.score_at_threshold([one], 0.5).score:.1f}")
         print("\n".join(lines))
         if false:
@@ -92,13 +99,13 @@ def diagnose(folder: Path, budgets: tuple[float, ...], options: dict[str, Any]) 
                 f"{h}:{KINDS[kinds[h, column]]}({scores[h, column]:.1f})" for h in false))
     cv = nab.score_at_threshold(detections, 0.5)
     sweeps = {b: nab.sweep(_labelled(files, names, outputs[b][0].astype(float), names))
-              for b in budgets}
+              for b in outputs}
     for b, result in sweeps.items():
-        print(f"budget {b:g}, all files: {result.score:.1f} ({result.detected}/"
+        print(f"{b}, all files: {result.score:.1f} ({result.detected}/"
               f"{result.windows} windows, {result.false_positives} FP)")
     whole = max(((r, b) for b, r in sweeps.items()), key=lambda pair: pair[0].raw)
     print(f"\nCV standard {cv.score:.1f} ({cv.detected}/{cv.windows} windows, "
-          f"{cv.false_positives} FP); in-sample {whole[0].score:.1f} at budget {whole[1]:g}; "
+          f"{cv.false_positives} FP); in-sample {whole[0].score:.1f} at {whole[1]}; "
           f"budgets chosen {sorted(set(chosen.values()))}; detectors ran {ran:.1f} s CPU")
     return cv.score
 
@@ -107,6 +114,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nab-dev", type=Path, default=None)
     parser.add_argument("--budgets", default=",".join(f"{b:g}" for b in BUDGETS))
+    parser.add_argument("--grid", action="append", default=[],
+                        help="an option CV chooses among, NAME=V1,V2")
     parser.add_argument("--option", action="append", default=[],
                         help="a detector option, NAME=VALUE (a number)")
     args = parser.parse_args()
@@ -115,4 +124,6 @@ if __name__ == "__main__":
         raise SystemExit("no nab-dev folder: give --nab-dev")
     options = {k: float(v) if "." in v else int(v)
                for k, v in (o.split("=", 1) for o in args.option)}
-    diagnose(folder, tuple(float(b) for b in args.budgets.split(",")), options)
+    grid = {k: [float(c) for c in v.split(",")]
+            for k, v in (g.split("=", 1) for g in args.grid)}
+    diagnose(folder, tuple(float(b) for b in args.budgets.split(",")), options, grid)
