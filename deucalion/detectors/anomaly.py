@@ -287,10 +287,10 @@ class AnomalyDetector(Detector):
             self._explained = {
                 int(row): _explain_now(self, int(row)) for row in np.flatnonzero(alerting)
             }
-            self._learn(stats, x, dx, dt, old, times)
+            going_on = (self.quiet_ > 0) & (score >= self.threshold)
+            self._learn(stats, x, dx, dt, old, times, episode=going_on)
         # The quiet lasts until the series has scored below the threshold for quiet_for points:
         # an anomaly that goes on is one episode, not an alert every quiet_for points.
-        going_on = (self.quiet_ > 0) & (score >= self.threshold)
         self.quiet_ = np.where(
             alerting | going_on, self.quiet_for, np.maximum(self.quiet_ - seen, 0)
         )
@@ -379,6 +379,7 @@ class AnomalyDetector(Detector):
         dt: np.ndarray,
         old: np.ndarray,
         times: np.ndarray,
+        episode: np.ndarray,
     ) -> None:
         fast_level, _, recent_step, slope, season, _ = self._next
         seen = np.isfinite(x)
@@ -457,8 +458,15 @@ class AnomalyDetector(Detector):
         self.count_ = count
         # An alert was sent: what changed is the new normal (a shift reported once, not every
         # time the quiet period ends while the long-run averages catch up).
-        moved = self.alerting_
+        # So is what it does while the episode goes on (quiet, still scoring past the
+        # threshold): a new regime settles into the new normal and the series is armed again,
+        # instead of the quiet hiding the next anomaly for as long as the regime lasts. The
+        # day's profile moves with the level.
+        moved = self.alerting_ | episode
         if moved.any():
+            rows = np.flatnonzero(moved)
+            shift = self.fast_level_[rows] - self.slow_level_[rows]
+            self.profile_[rows] += np.nan_to_num(shift)[:, None].astype(np.float32)
             self.slow_level_ = np.where(moved, self.fast_level_, self.slow_level_)
             self.slow_slope_ = np.where(moved, self.slope_, self.slow_slope_)
             self.step_ = np.where(moved, self.recent_step_, self.step_)
