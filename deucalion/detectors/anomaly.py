@@ -354,9 +354,12 @@ class AnomalyDetector(Detector):
         weight = np.where(ready, np.maximum(1.0 / (self.count_ + _EVENT_PRIOR), 1 / _MEMORY), 0)
         self.event_rate_ += weight * (event - self.event_rate_)
         counted = self.event_count_ + event
+        # Counted to _MOST at most: one event that scored millions (a flat series' first move)
+        # must not make every later one look ordinary.
         self.event_level_ = np.where(
             event,
-            self.event_level_ + (score - self.event_level_) / np.maximum(counted, 1),
+            self.event_level_
+            + (np.minimum(score, _MOST) - self.event_level_) / np.maximum(counted, 1),
             self.event_level_,
         )
         self.event_count_ = np.minimum(counted, 20.0)  # a mean of about the last 20 events
