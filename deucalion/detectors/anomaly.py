@@ -37,10 +37,13 @@ alerts per series per 10,000 points (per day: ``budget_per_day`` with the scrape
 **One anomaly, one alert.** After an alert the series is quiet until it has scored below the
 threshold for ``quiet_for`` points, unless a score of twice the alert's (and at least ten times
 rarer, counted to 30 at most) comes; what changed becomes the new normal (the
-long-run averages take the recent ones); near an alert, and while a statistic stays above its
+long-run averages take the recent ones, at the alert and while the episode goes on, and the
+daily profile moves with the level), so a new regime does not keep the series deaf for as
+long as it lasts; near an alert, and while a statistic stays above its
 highest quantile, the tails learn slowly or not at all, so a drift is reported before it is
 learned; and a series' own record of events (scores past the threshold) caps its score: events
-that came at a rate ``r`` make a new one like them ``-log10(r)``, for what the tails, fitted on
+that came at a rate ``r`` make a new one like them (their mean score, each counted to 30 at
+most) ``-log10(r)``, for what the tails, fitted on
 the top 10 %, cannot see (a gauge that jumps once every few minutes).
 
 **Warm-up.** A series is scored from its ``warmup``-th value (30): a record or a run of
