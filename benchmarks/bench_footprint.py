@@ -46,14 +46,16 @@ provisioner.register(ThreeMetrics({sorted(DESIRED)!r}))
 provisioner.run()
 """
 
-# Imported in this order by the application; each step's RSS is measured after the previous.
-# The last step is not an import: the settings' validators are built when first used.
+# What the application imports, dependencies first: each step's RSS is measured after the
+# previous, so a deucalion module's row is what it adds to its dependencies (the first module
+# to import aiohttp would otherwise be charged for all of it). asyncio brings ssl; pydantic.main
+# is what any model needs; aiohttp.web is telemetry's server. The last step is not an import:
+# the settings' validators are built when first used.
 LOAD_SETTINGS = "load_settings()"
-IMPORTS = ["asyncio", "cloudpickle", "pydantic", "deucalion.config.settings",
-           "deucalion.config.loading",
-           "ssl", "aiohttp", "prometheus_client", "uvloop", "deucalion.collection.scrape",
-           "deucalion.dispatch.calls", "deucalion.telemetry", "deucalion.provisioner",
-           LOAD_SETTINGS]
+IMPORTS = ["asyncio", "cloudpickle", "pydantic.main", "aiohttp", "aiohttp.web",
+           "prometheus_client", "uvloop", "deucalion.config.settings", "deucalion.config.loading",
+           "deucalion.collection.scrape", "deucalion.dispatch.calls", "deucalion.telemetry",
+           "deucalion.provisioner", LOAD_SETTINGS]
 # A worker is a spawned interpreter running the executor's worker loop, then deucalion's
 # initializer and what unpickling the observer needs: its base class, and cloudpickle because
 # the application's class, from a `-c` script, travels by value.
