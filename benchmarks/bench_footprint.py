@@ -235,7 +235,8 @@ def main(quick: bool = False) -> dict[str, Any]:
         "kernel maps on a fault depends on what the page cache holds: right after an install, "
         "with all of pydantic_core's library cached, the application measured 1.4 MB more "
         "(50.6 against 49.7 MB after `echo 1 > /proc/sys/vm/drop_caches`). PSS is steadier.\n\n"
-        "RSS each import adds, in a fresh interpreter, in the application's order and in a "
+        "RSS each import adds, in a fresh interpreter, in turn: the application's, its "
+        "dependencies first (so a deucalion module's row is what it adds to them), and a "
         "worker's:\n\n"
         + table(["application import", "+RSS MB"], [[n, f"{v:.1f}"] for n, v in costs])
         + "\n" + table(["worker import", "+RSS MB"], [[n, f"{v:.1f}"] for n, v in worker_costs])
