@@ -157,6 +157,8 @@ which, path, openmetrics = sys.argv[1], sys.argv[2], sys.argv[3] == "om"
 data = open(path, "rb").read()
 if which == "deucalion":
     from deucalion.exposition import ExpositionParser
+    if openmetrics:  # imported on first use; like prometheus_client's, before the clock
+        import deucalion.exposition.openmetrics
     parser = ExpositionParser()
     start = time.perf_counter(); parser.parse(data, openmetrics=openmetrics)
 else:

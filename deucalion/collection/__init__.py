@@ -7,11 +7,15 @@
 - ``collector``: the ``Collector`` the cycle calls, and ``build_collector``, which picks one.
 
 Collection imports nothing of target discovery (``deucalion.targets``): a target is whatever
-has what ``ScrapeTarget`` reads.
+has what ``ScrapeTarget`` reads. ``FederationCollector`` is imported on first use: a sidecar
+that scrapes its targets never loads federation.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from deucalion._lazy import lazy_attributes
 from deucalion.collection.collector import (
     CollectingProvider,
     Collector,
@@ -19,9 +23,11 @@ from deucalion.collection.collector import (
     ScrapeCollector,
     build_collector,
 )
-from deucalion.collection.federation import FederationCollector
 from deucalion.collection.result import ScrapeResult, ScrapeTarget
 from deucalion.collection.scrape import Scraper
+
+if TYPE_CHECKING:
+    from deucalion.collection.federation import FederationCollector
 
 __all__ = [
     "CollectingProvider",
@@ -34,3 +40,7 @@ __all__ = [
     "Scraper",
     "build_collector",
 ]
+
+__getattr__, __dir__ = lazy_attributes(
+    globals(), {"FederationCollector": "deucalion.collection.federation"}
+)

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from deucalion.collection.federation import FederationCollector
 from deucalion.collection.result import ScrapeResult, ScrapeTarget
 from deucalion.collection.scrape import Scraper
 
@@ -127,6 +126,9 @@ def build_collector(
     if isinstance(provider, CollectingProvider):
         return ProviderCollector(provider, wanted)
     if settings.prometheus is not None:
+        # Imported only here: a sidecar that scrapes its targets never loads federation.
+        from deucalion.collection.federation import FederationCollector
+
         return FederationCollector(
             settings.prometheus, body_size_limit=settings.body_size_limit, metrics=wanted
         )

@@ -26,7 +26,7 @@ from deucalion.collection.scrape import ACCEPT, PARSE_INLINE_MAX_BYTES
 from deucalion.errors import ParseError
 from deucalion.exposition.grammar import escape
 from deucalion.exposition.naming import FAMILY_SUFFIXES
-from deucalion.exposition.parser import is_openmetrics, parse_exposition
+from deucalion.exposition.parser import is_openmetrics, openmetrics_loaded, parse_exposition
 from deucalion.history.labels import pairs_key, series_pairs
 from deucalion.observer import SYNTHETIC_METRICS
 
@@ -93,7 +93,8 @@ class FederationCollector:
             # The scrape's Accept: /federate answers in an exposition format, as a target does.
             body, content_type = await self._api.get("/federate", query, accept=ACCEPT)
             openmetrics = is_openmetrics(content_type)
-            if len(body) <= PARSE_INLINE_MAX_BYTES:
+            # The first OpenMetrics body imports its parser (milliseconds): in a thread too.
+            if len(body) <= PARSE_INLINE_MAX_BYTES and (not openmetrics or openmetrics_loaded()):
                 self._parse_and_split(body, openmetrics, wanted, targets, results)
             else:
                 # One body holds every target's samples: parse and split it off the loop.

@@ -27,7 +27,7 @@ from deucalion.errors import (
     ParseError,
     ScrapeError,
 )
-from deucalion.exposition.parser import ExpositionParser, is_openmetrics
+from deucalion.exposition.parser import ExpositionParser, is_openmetrics, openmetrics_loaded
 
 __all__ = ["ACCEPT", "PARSE_INLINE_MAX_BYTES", "ScrapeResult", "Scraper", "is_loopback"]
 
@@ -176,7 +176,8 @@ class Scraper:
         try:
             chunks, size, content_type = await self._receive(target)
             openmetrics = is_openmetrics(content_type)
-            if size <= PARSE_INLINE_MAX_BYTES:
+            # The first OpenMetrics body imports its parser (milliseconds): in a thread too.
+            if size <= PARSE_INLINE_MAX_BYTES and (not openmetrics or openmetrics_loaded()):
                 samples, counted = self._read(chunks, openmetrics)
             else:
                 samples, counted = await asyncio.to_thread(self._read, chunks, openmetrics)

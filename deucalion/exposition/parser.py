@@ -4,10 +4,17 @@ A parser is built once for a selection of metrics and reused for every body (the
 holds one): what it learns from one body (the label orders and label sets it has seen, the
 lines of selected metrics it has read) is its own, bounded, and makes the next body quicker.
 Nothing is shared between parsers or kept by the module.
+
+The OpenMetrics parser (``openmetrics``, ``openmetrics_bulk``: most of the package's compiled
+patterns) is imported when the first OpenMetrics body is read, not with this module: a sidecar
+whose targets all serve text 0.0.4 never loads it. ``openmetrics_loaded`` tells whether it is
+loaded, so that a caller on an event loop can have the first OpenMetrics body (and the import,
+milliseconds) read in a thread.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 
 from deucalion.errors import ParseError
@@ -16,10 +23,11 @@ from deucalion.exposition.filtering import Filter
 from deucalion.exposition.grammar import Samples
 from deucalion.exposition.labels import LabelMemory
 from deucalion.exposition.naming import Selector
-from deucalion.exposition.openmetrics import parse_openmetrics
 from deucalion.exposition.text import count_samples, read_full
 
-__all__ = ["ExpositionParser", "is_openmetrics", "parse_exposition"]
+__all__ = ["ExpositionParser", "is_openmetrics", "openmetrics_loaded", "parse_exposition"]
+
+_OPENMETRICS = "deucalion.exposition.openmetrics"
 
 
 class ExpositionParser:
@@ -68,6 +76,8 @@ class ExpositionParser:
         """The selected samples of ``body`` and, when ``count``, how many sample lines it has
         (every sample, selected or not, as Prometheus's ``scrape_samples_scraped``)."""
         if openmetrics:
+            from deucalion.exposition.openmetrics import parse_openmetrics  # see the docstring
+
             text = body if isinstance(body, str) else _decode(body)
             wants = None if self._filter is None else self._filter.selects
             samples = parse_openmetrics(text, wants, self._memory)
@@ -103,6 +113,12 @@ def parse_exposition(
     keep an :class:`ExpositionParser`: it learns from each.
     """
     return ExpositionParser(metrics).parse(text, openmetrics=openmetrics)
+
+
+def openmetrics_loaded() -> bool:
+    """Whether the OpenMetrics parser is imported already (the first OpenMetrics body read in
+    this process imports it)."""
+    return _OPENMETRICS in sys.modules
 
 
 def is_openmetrics(content_type: str) -> bool:

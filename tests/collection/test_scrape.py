@@ -101,6 +101,36 @@ async def test_an_openmetrics_body_is_parsed_as_openmetrics(target_server: Targe
     assert result.samples["jobs_total"] == {"{}": 3.0}
 
 
+@pytest.mark.parametrize("loaded", [True, False])
+async def test_the_first_openmetrics_body_is_read_off_the_event_loop(
+    target_server: TargetServer, monkeypatch: pytest.MonkeyPatch, loaded: bool
+) -> None:
+    """Until the OpenMetrics parser is imported (the first OpenMetrics body imports it, which
+    takes milliseconds), a small OpenMetrics body is read in a thread; then on the loop."""
+    import threading
+
+    from deucalion.collection import scrape
+
+    monkeypatch.setattr(scrape, "openmetrics_loaded", lambda: loaded)
+    body = "# TYPE jobs counter\njobs_total 3\n# EOF\n"
+    url = target_server.add("/metrics", text(
+        body, "application/openmetrics-text; version=1.0.0; charset=utf-8"))
+    await target_server.start()
+    threads: list[int] = []
+    async with scraper(metrics={"jobs"}) as s:
+        read = s._read
+
+        def recording(*args: object) -> object:
+            threads.append(threading.get_ident())
+            return read(*args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(s, "_read", recording)
+        result = await s.scrape(Target(url))
+    assert result.up, result.error
+    assert result.samples["jobs_total"] == {"{}": 3.0}
+    assert (threads == [threading.get_ident()]) is loaded, threads
+
+
 async def test_a_down_target_is_logged_once_per_change(
     target_server: TargetServer, caplog: pytest.LogCaptureFixture
 ) -> None:
