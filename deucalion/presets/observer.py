@@ -252,7 +252,8 @@ class PresetObserver(MetricsObserver):
         direction that hurts and beyond the signal's floors around the expected band; it keeps
         moving, judged against that band, until it is back inside. Its entry's score is the
         highest of the move (0 for a move in the harmless direction), ``held`` the cycles it
-        has moved.
+        has moved. A series out of its band by less than the floors, or on the harmless side,
+        scores 0: what is exported is what could alert.
         """
         detector = self.detector
         scores = detector.update({key: (now, value) for key, value in values.items()})
@@ -270,8 +271,8 @@ class PresetObserver(MetricsObserver):
                 # The band of a variance, a slope or a run is not a value's: the last one is.
                 low, high = self.bands_.get(key, (math.nan, math.nan))
             moving = self.moving_.get(key)
+            least = max(signal.floor, signal.relative * abs((low + high) / 2))
             if moving is None and score >= detector.threshold and math.isfinite(low):
-                least = max(signal.floor, signal.relative * abs((low + high) / 2))
                 if _beyond(signal, value, low, high, least):
                     moving = self.moving_[key] = _Move(low, high, least)
             elif moving is not None and not _beyond(
@@ -283,8 +284,11 @@ class PresetObserver(MetricsObserver):
                 moving.held += 1
                 moving.peak = max(moving.peak, score)
                 low, high, score = moving.low, moving.high, moving.peak
-            elif not (math.isfinite(low) and _beyond(signal, value, low, high, 0.0)):
-                score = 0.0  # inside the band, out of it on the harmless side, or no band yet
+            elif not (math.isfinite(low) and _beyond(signal, value, low, high, least)):
+                # Inside the band, out of it on the harmless side or by less than the floors,
+                # or no band yet: a move that cannot alert is not exported as a high score
+                # (a rule on the exported score then agrees with the preset's own alerts).
+                score = 0.0
             out.append(
                 _Moved(
                     signal,

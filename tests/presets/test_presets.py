@@ -275,12 +275,15 @@ def test_an_incident_is_one_alert_naming_what_moved_most() -> None:
 
 
 def test_a_move_in_the_harmless_direction_or_under_the_floor_never_alerts() -> None:
-    """c only hurts when it falls, and a move smaller than a signal's floor is ordinary."""
+    """c only hurts when it falls, and a move smaller than a signal's floor is ordinary: both
+    export a score of 0 (a rule on the exported score agrees), a move past the floor does not."""
     observer = _observer(for_cycles=2)
     _run(observer, [_steady(i) for i in range(WARM)])
     results = _run(observer, [_steady(i, c=0.9, a=0.38) for i in range(WARM, WARM + 10)], WARM)
     assert all(not r.alerts for r in results)
-    assert {s.score for s in results[-1].scores if s.metric == "c"} == {0.0}
+    assert {s.score for r in results for s in r.scores if s.metric in ("a", "c")} == {0.0}
+    moved = _run(observer, [_steady(i, a=0.9) for i in range(WARM + 10, WARM + 13)], WARM + 10)
+    assert max(s.score for r in moved for s in r.scores if s.metric == "a") > 0
 
 
 def test_an_incident_ends_after_its_quiet_cycles_and_a_new_one_is_a_new_alert() -> None:
