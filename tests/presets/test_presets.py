@@ -70,6 +70,15 @@ def test_query_deriv_is_the_least_squares_slope() -> None:
     assert slope['{m="/"}'] == pytest.approx(-1000, rel=1e-3)
 
 
+def test_query_mean_averages_the_last_seconds_only() -> None:
+    """avg_over_time(g[3.5s]) at the newest point: the last 4 values of the 10 (6, 7, 8, 9)."""
+    cycles = [{"g": {'{d="a"}': float(i), '{d="b"}': 1.0}} for i in range(10)]
+    query = Query(_window(cycles), NODE, 2.0)
+    assert query.mean("g", 3.5, by=("d",)) == {'{d="a"}': 7.5, '{d="b"}': 1.0}
+    assert query.mean("g", 3.5) == {"{}": 8.5}
+    assert query.mean("absent", 3.5) == {}
+
+
 def test_query_quantile_sums_buckets_by_route_before_the_quantile() -> None:
     """histogram_quantile(0.5, sum by (le, route) (rate(b[5s]))), methods summed first."""
     bounds = ("0.1", "0.5", "+Inf")
@@ -99,6 +108,8 @@ def _node_cycle(i: int, *, busy: float = 0.25, avail: float = 6e9) -> dict[str, 
     return {
         "node_cpu_seconds_total": cpu,
         "node_load1": {"{}": 1.0},
+        "node_procs_running": {"{}": (3.0, 5.0)[i % 2]},
+        "node_pressure_cpu_waiting_seconds_total": {"{}": 100.0 + 0.4 * i},
         "node_memory_MemAvailable_bytes": {"{}": avail},
         "node_memory_MemTotal_bytes": {"{}": 8e9},
         "node_disk_io_time_seconds_total": {'{device="sda"}': 0.2 * i, '{device="loop0"}': 0.5 * i},
@@ -126,6 +137,12 @@ def test_node_signals_follow_the_node_mixin() -> None:
     assert _signal_values("node-exporter", "cpu_busy", cycles) == {"{}": pytest.approx(0.25)}
     assert _signal_values("node-exporter", "load_per_core", cycles) == {"{}": 0.5}
     assert _signal_values("node-exporter", "memory_available", cycles) == {"{}": 0.75}
+    # The run queue averaged over seconds (3 and 5 tasks in turn), per CPU; the pressure is
+    # the fraction of each second some task waited for a CPU.
+    assert _signal_values("node-exporter", "runnable_per_core", cycles) == {
+        "{}": pytest.approx(2.0, abs=0.11)
+    }
+    assert _signal_values("node-exporter", "cpu_pressure", cycles) == {"{}": pytest.approx(0.4)}
     assert _signal_values("node-exporter", "disk_busy", cycles) == {
         '{device="sda"}': pytest.approx(0.2)
     }
