@@ -266,8 +266,9 @@ SIGNALS: tuple[Signal, ...] = (
         runnable_per_core,
         ("node_procs_running", "node_cpu_seconds_total"),
         "up",
+        # Half a task more per CPU than usual, whatever the usual (no relative floor: the
+        # usual count includes the exporter's own threads while it is scraped).
         floor=0.5,
-        relative=0.5,
     ),
     Signal(
         "cpu_pressure",
