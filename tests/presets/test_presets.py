@@ -324,6 +324,40 @@ def test_a_target_without_the_signals_is_named_once(caplog: pytest.LogCaptureFix
     assert APP in record.getMessage() and "node_cpu_seconds_total" in record.getMessage()
 
 
+def test_a_cpu_burn_on_a_quiet_machine_is_one_alert_on_cpu_saturation() -> None:
+    """node-exporter, fed the counters of a machine already busy (90 %, some noise) but rarely
+    waiting for a CPU, then one CPU burner per CPU: busy goes to 100 % (less than cpu_busy's
+    floor), tasks wait for a CPU about half the time and the run queue grows by one per CPU.
+    One alert comes, from a saturation signal, within 10 cycles of the burn's start."""
+    rng = random.Random(3)
+    observer = preset_observer("node-exporter")
+    waited = running = busy_s = 0.0
+    alerts: list[tuple[int, str]] = []
+    burn_from = 1500  # past the default detector's learning
+    for i in range(burn_from + 20):
+        burning = i >= burn_from
+        waited += (0.5 if burning else 0.02) + rng.uniform(0, 0.02)
+        running = (3.0 if burning else 1.0) + rng.choice((0.0, 1.0))
+        busy = 1.0 if burning else 0.85 + rng.uniform(0, 0.1)
+        busy_s += busy
+        cycle = _node_cycle(i)
+        cycle["node_cpu_seconds_total"] = {  # counters, per CPU, growing by the busy share
+            f'{{cpu="{n}",mode="{mode}"}}': value
+            for n in range(2)
+            for mode, value in (("user", busy_s), ("idle", i - busy_s), ("iowait", 0.0))
+        }
+        cycle["node_pressure_cpu_waiting_seconds_total"] = {"{}": waited}
+        cycle["node_procs_running"] = {"{}": running}
+        with handing_data(T0 + i, {NODE: T0 + i}):
+            result = observer.new_data({NODE: cycle})
+        alerts += [(i, a.labels["signal"]) for a in result.alerts]
+    assert alerts, "no alert for the burn"
+    first, signal = alerts[0]
+    assert burn_from <= first < burn_from + 10
+    assert signal in {"cpu_pressure", "runnable_per_core"}
+    assert {s for _, s in alerts} == {signal}  # one incident, one alert identity
+
+
 def test_every_preset_builds_and_an_unknown_one_is_named() -> None:
     for name in PRESETS:
         observer = preset_observer(name)
