@@ -235,6 +235,31 @@ def recall(make: Callable[[], Detector], series: int, seed: int) -> dict[str, An
     return out
 
 
+WARMUP_STARTS = (60, 120, 250, 500, 1000)
+"""Points of history before the anomaly in the warm-up measurement."""
+WARMUP_KINDS = ("spike", "level_shift", "variance", "stuck", "trend")
+
+
+def warmup_recall(make: Callable[[], Detector], series: int, seed: int) -> dict[str, Any]:
+    """How soon a young series can alert: per anomaly kind and number of points of history
+    before it (``WARMUP_STARTS``), the share of series alerted within ``WITHIN`` points of
+    the anomaly's start; and the false alerts per 10,000 points before it, all starts
+    together (the budget while young)."""
+    out: dict[str, Any] = {}
+    false = scored = 0
+    for kind in WARMUP_KINDS:
+        out[kind] = {}
+        for start in WARMUP_STARTS:
+            data = corpus.anomalies(kind, series, start + WITHIN, seed, start=start)
+            times = np.broadcast_to(data.times[:, None], data.values.T.shape)
+            _, alerts = run(make, times, data.values.T)
+            out[kind][str(start)] = float(alerts[start:].any(axis=0).mean())
+            false += int(alerts[:start].sum())
+            scored += start * series
+    out["false_per_10k_before"] = false / scored * 10_000
+    return out
+
+
 # --- the real recording -------------------------------------------------------------------------
 
 
@@ -433,6 +458,16 @@ def main(quick: bool = False, nab_dev: Path | None = None,
         for name, per in results["recall"].items()]))
     markdown.append("\n(In brackets: false alerts per series per 10,000 points before the "
                     "anomalies.)\n")
+
+    results["warmup"] = warmup_recall(AnomalyDetector, n, seed=9)
+    markdown.append("\nWarm-up: share of series alerted within "
+                    f"{WITHIN} points of an anomaly that comes after only so many points of "
+                    f"history ({n} labelled series each, AnomalyDetector at budget 1):\n\n")
+    markdown.append(table(["kind", *[f"after {s}" for s in WARMUP_STARTS]], [
+        [kind, *[f"{results['warmup'][kind][str(s)]:.2f}" for s in WARMUP_STARTS]]
+        for kind in WARMUP_KINDS]))
+    markdown.append(f"\n(False alerts per series per 10,000 points before the anomalies: "
+                    f"{results['warmup']['false_per_10k_before']:.2f}.)\n")
 
     path = recording or next((p for p in RECORDING_CANDIDATES if p.exists()), None)
     if path is not None:

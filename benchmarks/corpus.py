@@ -78,15 +78,19 @@ def noise(kind: str, series: int, points: int, seed: int) -> Labelled:
     return Labelled(kind, _times(points), values, np.full(series, -1))
 
 
-def anomalies(kind: str, series: int, points: int, seed: int) -> Labelled:
+def anomalies(
+    kind: str, series: int, points: int, seed: int, start: int | None = None
+) -> Labelled:
     """Normal Gaussian data (with a daily pattern for ``seasonal``) and one anomaly of
-    ``kind`` per series, starting in the last third."""
+    ``kind`` per series, starting in the last third (or at ``start``, for every series)."""
     rng = np.random.default_rng([seed, 100 + ANOMALY_KINDS.index(kind)])
     shape = (series, points)
     unit = rng.standard_normal(shape)
     if kind == "seasonal":
         unit = unit * 0.5 + _daily(points, series, rng)
     starts = rng.integers(2 * points // 3, points - points // 8, series)
+    if start is not None:
+        starts = np.full(series, start)
     for row, start in enumerate(starts):
         after = slice(start, points)
         if kind == "spike":

@@ -37,11 +37,27 @@ alerts per series per 10,000 points (per day: ``budget_per_day`` with the scrape
 **One anomaly, one alert.** After an alert the series is quiet until it has scored below the
 threshold for ``quiet_for`` points, unless a score of twice the alert's (and at least ten times
 rarer, counted to 30 at most) comes; what changed becomes the new normal (the
-long-run averages take the recent ones); near an alert, and while a statistic stays above its
+long-run averages take the recent ones, at the alert and while the episode goes on, and the
+daily profile moves with the level), so a new regime does not keep the series deaf for as
+long as it lasts; near an alert, and while a statistic stays above its
 highest quantile, the tails learn slowly or not at all, so a drift is reported before it is
 learned; and a series' own record of events (scores past the threshold) caps its score: events
-that came at a rate ``r`` make a new one like them ``-log10(r)``, for what the tails, fitted on
+that came at a rate ``r`` make a new one like them (their mean score, each counted to 30 at
+most) ``-log10(r)``, for what the tails, fitted on
 the top 10 %, cannot see (a gauge that jumps once every few minutes).
+
+**Warm-up.** A series is scored from its ``warmup``-th value (30): a record or a run of
+repeats from then (their closed forms hold for any ``n``); a spike once its tail has learned
+50 points (started at the squared normal's quantiles times the statistic's mean), the
+averages once theirs have learned 200 (their values are alike for ~20 points in a row). A
+young tail claims less than an old one: its surprises are lowered by ``log10(1 + 1000 / n)``
+after ``n`` points, and a spike's tail is taken as wide as the upper bound of its scale
+(two standard errors from its ``n / 10`` largest values). So an anomaly far beyond a short
+history alerts within a hundred points, a modest one waits for the tails to firm up. A
+young tail (under 200 points) learns at full pace even near an alert: it is still mostly its
+prior, and slowing it where it is wrong would keep it wrong. Measured, the budget holds over
+a run; in its first 1,000 points heavy-tailed noise (Student's t, 3 degrees of freedom) sees
+several times it, before the tails have learned how heavy they are.
 
 Costs: about 1 KB of state per series (the daily profile's 96 float32 among it), whatever the
 history's length; each update is O(1) per series, vectorised across the series updated
@@ -79,9 +95,9 @@ class AnomalyDetector(Detector):
     """The default detector (see the module doc): ``budget`` false alerts per series per
     10,000 points of normal data, whatever the series' scale, noise or resolution.
 
-    ``warmup`` values are learned before a series is scored (its tails need them); after an
-    alert, the series is quiet until ``quiet_for`` points in a row scored below the threshold,
-    unless a score of twice the alert's comes. ``kinds``
+    ``warmup`` values are learned before a series is scored (its usual step needs them; see
+    the module doc's warm-up); after an alert, the series is quiet until ``quiet_for`` points
+    in a row scored below the threshold, unless a score of twice the alert's comes. ``kinds``
     selects the components (all by default). ``fast`` and ``slow`` are the weights of the
     newest value in the recent and the long-run averages.
     """
@@ -130,7 +146,7 @@ class AnomalyDetector(Detector):
         self,
         budget: float = 1.0,
         *,
-        warmup: int = 300,
+        warmup: int = 30,
         quiet_for: int = 100,
         kinds: Sequence[str] = KINDS,
         fast: float = 0.1,
@@ -274,10 +290,10 @@ class AnomalyDetector(Detector):
             self._explained = {
                 int(row): _explain_now(self, int(row)) for row in np.flatnonzero(alerting)
             }
-            self._learn(stats, x, dx, dt, old, times)
+            going_on = (self.quiet_ > 0) & (score >= self.threshold)
+            self._learn(stats, x, dx, dt, old, times, episode=going_on)
         # The quiet lasts until the series has scored below the threshold for quiet_for points:
         # an anomaly that goes on is one episode, not an alert every quiet_for points.
-        going_on = (self.quiet_ > 0) & (score >= self.threshold)
         self.quiet_ = np.where(
             alerting | going_on, self.quiet_for, np.maximum(self.quiet_ - seen, 0)
         )
@@ -341,9 +357,12 @@ class AnomalyDetector(Detector):
         weight = np.where(ready, np.maximum(1.0 / (self.count_ + _EVENT_PRIOR), 1 / _MEMORY), 0)
         self.event_rate_ += weight * (event - self.event_rate_)
         counted = self.event_count_ + event
+        # Counted to _MOST at most: one event that scored millions (a flat series' first move)
+        # must not make every later one look ordinary.
         self.event_level_ = np.where(
             event,
-            self.event_level_ + (score - self.event_level_) / np.maximum(counted, 1),
+            self.event_level_
+            + (np.minimum(score, _MOST) - self.event_level_) / np.maximum(counted, 1),
             self.event_level_,
         )
         self.event_count_ = np.minimum(counted, 20.0)  # a mean of about the last 20 events
@@ -366,6 +385,7 @@ class AnomalyDetector(Detector):
         dt: np.ndarray,
         old: np.ndarray,
         times: np.ndarray,
+        episode: np.ndarray,
     ) -> None:
         fast_level, _, recent_step, slope, season, _ = self._next
         seen = np.isfinite(x)
@@ -423,6 +443,11 @@ class AnomalyDetector(Detector):
         # A statistic above its highest quantile for _RUN points in a row is drifting away,
         # not showing its tail: the tails stop learning until it comes back.
         pace = np.where(self.tail_run_ > _RUN, 0.0, pace)
+        # A young tail learns at full pace whatever it sees: its quantiles are still mostly
+        # the prior's, and slowing them where they are wrong would keep them wrong (an alert
+        # on normal data, then its repeats, that teach the series' record of events to cap
+        # the real ones).
+        pace = np.where(self.tail_count_ < _PROTECTED, 1.0, pace)
         _learn_tails(self, stats, learning, pace)
         _learn_profile(self, x, times, dt, seen)
         # The recent extremes: each value's, decaying towards the recent level over about
@@ -439,8 +464,15 @@ class AnomalyDetector(Detector):
         self.count_ = count
         # An alert was sent: what changed is the new normal (a shift reported once, not every
         # time the quiet period ends while the long-run averages catch up).
-        moved = self.alerting_
+        # So is what it does while the episode goes on (quiet, still scoring past the
+        # threshold): a new regime settles into the new normal and the series is armed again,
+        # instead of the quiet hiding the next anomaly for as long as the regime lasts. The
+        # day's profile moves with the level.
+        moved = self.alerting_ | episode
         if moved.any():
+            rows = np.flatnonzero(moved)
+            shift = self.fast_level_[rows] - self.slow_level_[rows]
+            self.profile_[rows] += np.nan_to_num(shift)[:, None].astype(np.float32)
             self.slow_level_ = np.where(moved, self.fast_level_, self.slow_level_)
             self.slow_slope_ = np.where(moved, self.slope_, self.slow_slope_)
             self.step_ = np.where(moved, self.recent_step_, self.step_)
@@ -526,8 +558,13 @@ _FAR = 6.0  # usual steps: a step this large is rare in a normal series
 _FAR_RATE = 0.003  # how often such steps make a tail fully heavy
 _SHAPE_MARGIN = 0.2  # added to a heavy tail's estimated shape
 _START = 50  # points whose mean starts a tail's quantiles
-_FITTED = 200  # points a tail learns before its component scores
+# Points a tail learns before its component scores: a spike's from its start (its values are
+# about independent; its young-tail bound keeps it from claiming more than it knows); an
+# average's values are alike for ~20 points in a row, so its first 50 are a few samples.
+_FITTED = np.array([_START, 200, 200, 200, 200])[:, None]
+_PROTECTED = 200  # points a tail learns before it learns slowly near an alert
 _YOUNG = 1000  # a tail that learned n points has its surprises lowered by log10(1 + _YOUNG / n)
+_BOUND = 2.0  # standard errors: how wide a young spike tail is taken
 _MEMORY = 10_000  # points the tails remember, about
 
 
@@ -591,11 +628,18 @@ def _surprise(d: AnomalyDetector, stats: np.ndarray) -> np.ndarray:
             _LOG_TAILS[1] + 0.5 * (stats - q2) / np.maximum(q3 - q2, 1e-12),
         ),
     )
+    n = np.maximum(d.tail_count_, 1)
+    # A spike's tail (single values, about independent) extrapolates from the ~n / 10 points
+    # above its lowest quantile, its scale known to about 1 / sqrt(n / 10): a young one is
+    # taken as wide as its upper bound (two standard errors), more than an old one (the
+    # calibration is the memory's).
+    inflation = 1 + _BOUND * (1 / np.sqrt(0.1 * n[0]) - 1 / np.sqrt(0.1 * _MEMORY))
+    beyond[0] /= np.maximum(inflation, 1.0)
     surprise = np.where(
         stats > q3, _LOG_TAILS[2] + beyond - np.log10(index), np.minimum(inside, _LOG_TAILS[2])
     )
     # A young tail is known roughly: its surprises count for less.
-    surprise -= np.log10(1 + _YOUNG / np.maximum(d.tail_count_, 1))
+    surprise -= np.log10(1 + _YOUNG / n)
     return np.where(d.tail_count_ >= _FITTED, surprise, 0.0)
 
 

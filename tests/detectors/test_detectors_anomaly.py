@@ -119,6 +119,22 @@ def test_a_level_shift_inside_the_range_is_explained_by_the_recent_level() -> No
     assert why.expected_low < 0.0 < why.expected_high and why.observed > 0.5
 
 
+def test_a_young_series_alerts_on_what_its_short_history_makes_rare() -> None:
+    """Warm-up: twenty Gaussian series with a spike of 12 noise units at their 120th point
+    (a tenth of what a tail fitted on a thousand points would need to have seen): most are
+    found at that point, and none of them alerted on the noise before it."""
+    rng = np.random.default_rng(31)
+    values = rng.standard_normal((20, 200)) * 10.0 ** rng.uniform(-3, 6, (20, 1))
+    values[:, 120] += 12 * values[:, :120].std(axis=1) * rng.choice([-1, 1], 20)
+    detector = AnomalyDetector()
+    alerts = np.zeros(values.shape, dtype=bool)
+    for i in range(values.shape[1]):
+        detector.update(values[:, i], times=np.full(20, 300.0 * i))
+        alerts[:, i] = detector.alerting_
+    assert alerts[:, 120].mean() >= 0.8, f"found {alerts[:, 120].mean():.2f} at once"
+    assert not alerts[:, :120].any()
+
+
 def test_a_series_that_never_moved_alerts_when_it_moves() -> None:
     """A constant (``up`` at 1) has no scale to measure by: it scores 0 while constant and a
     change is as surprising as it gets; an all-NaN series scores NaN and warns nothing."""
