@@ -2,6 +2,9 @@
 load, with labelled incidents injected on a schedule (the recording ``bench_liveops`` backtests).
 
     python -m benchmarks.liveops_harness record --minutes 66 --out /work/recordings/liveops
+    python -m benchmarks.liveops_harness record --minutes 67 --seed 2 --out .../liveops2
+
+(``--seed`` other than 0: the incidents in a shuffled order, the load generator seeded with it)
 
 starts, all on loopback:
 
