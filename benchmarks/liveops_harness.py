@@ -2,6 +2,9 @@
 load, with labelled incidents injected on a schedule (the recording ``bench_liveops`` backtests).
 
     python -m benchmarks.liveops_harness record --minutes 66 --out /work/recordings/liveops
+    python -m benchmarks.liveops_harness record --minutes 67 --seed 2 --out .../liveops2
+
+(``--seed`` other than 0: the incidents in a shuffled order, the load generator seeded with it)
 
 starts, all on loopback:
 
@@ -313,9 +316,13 @@ def record(
     warmup: float = WARMUP,
     spacing: float = SPACING,
     scale: float = 1.0,
+    seed: int = 0,
 ) -> None:
     """Record for ``minutes`` into ``out`` (see the module's docstring); ``warmup``, ``spacing``
-    and ``scale`` (of each incident's length) shorten a trial run."""
+    and ``scale`` (of each incident's length) shorten a trial run. ``seed`` 0 injects the
+    incidents in :data:`INCIDENTS`' order under the load generator's default seed; any other
+    seed shuffles the order and seeds the load generator with it, for a second recording that
+    differs from the first in more than noise."""
     from tests.integration.servers import start_node_exporter
 
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -340,7 +347,10 @@ def record(
         )
         _wait_http(app_url + "/metrics")
         children.append(
-            subprocess.Popen([*here, "load", "--url", app_url, "--seconds", str(seconds + 60)])
+            subprocess.Popen(
+                [*here, "load", "--url", app_url, "--seconds", str(seconds + 60)]
+                + (["--seed", str(seed)] if seed else [])
+            )
         )
         targets = {"node": node.url + "/metrics", "http": app_url + "/metrics"}
         config = out / "deucalion.yaml"
@@ -362,6 +372,9 @@ def record(
             ]
         )
         children.append(recorder)
+        order = list(INCIDENTS)
+        if seed:
+            random.Random(seed).shuffle(order)
         started = time.time()
         (out / "run.json").write_text(
             json.dumps(
@@ -371,12 +384,15 @@ def record(
                     "targets": targets,
                     "warmup": warmup,
                     "spacing": spacing,
+                    "seed": seed,
+                    "order": order,
                 },
                 indent=1,
             )
         )
         incidents: list[dict[str, Any]] = []
-        for n, (kind, (target, length)) in enumerate(INCIDENTS.items()):
+        for n, kind in enumerate(order):
+            target, length = INCIDENTS[kind]
             begin = started + warmup + n * spacing
             length *= scale
             while not stop and time.time() < begin:
@@ -426,23 +442,34 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--warmup", type=float, default=WARMUP, help="seconds before the first")
     rec.add_argument("--spacing", type=float, default=SPACING, help="seconds between incidents")
     rec.add_argument("--scale", type=float, default=1.0, help="of each incident's length")
+    rec.add_argument(
+        "--seed", type=int, default=0, help="0: the fixed order; else shuffle it, seed the load"
+    )
     app = sub.add_parser("app")
     app.add_argument("--port", type=int, required=True)
     app.add_argument("--seconds", type=float, required=True)
     load = sub.add_parser("load")
     load.add_argument("--url", required=True)
     load.add_argument("--seconds", type=float, required=True)
+    load.add_argument("--seed", type=int, default=11)
     inc = sub.add_parser("incident")
     inc.add_argument("kind", choices=sorted(INCIDENTS))
     inc.add_argument("--seconds", type=float, required=True)
     inc.add_argument("--app-url", default="")
     args = parser.parse_args(argv)
     if args.command == "record":
-        record(args.out, args.minutes, warmup=args.warmup, spacing=args.spacing, scale=args.scale)
+        record(
+            args.out,
+            args.minutes,
+            warmup=args.warmup,
+            spacing=args.spacing,
+            scale=args.scale,
+            seed=args.seed,
+        )
     elif args.command == "app":
         serve_app(args.port, args.seconds)
     elif args.command == "load":
-        generate_load(args.url, args.seconds)
+        generate_load(args.url, args.seconds, seed=args.seed)
     else:
         incident(args.kind, args.seconds, args.app_url)
     return 0

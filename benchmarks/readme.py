@@ -628,21 +628,26 @@ def liveops(results: Results) -> str:
     lines = ["| observer | incidents detected | median cycles to detect | false alerts in "
              "ordinary cycles (per 10,000) | CPU per cycle | PSS |", "|---|---|---|---|---|---|"]
     targets: list[str] = []
+    # A second recording (bench_liveops' other_recordings) gets rows of its own, numbered.
+    recordings = [section, *section.get("other_recordings", [])]
     try:
-        for preset, entry in section["presets"].items():
-            for kind, label in (("preset", f"`{preset}` preset"),
-                                ("plain", "plain observer, same metrics")):
-                if kind in entry:
-                    lines.append("| " + " | ".join([label, *_liveops_cells(entry[kind],
-                                                                          kind == "preset")])
-                                 + " |")
-            targets.append(_liveops_targets(preset, entry["preset"]))
-        incidents = section.get("incidents", [])
-        steps = next(iter(section["presets"].values()))["preset"].get("steps")
-        if steps:
-            lines += ["", f"The recording: {steps:,} cycles at 1 s ({steps / 60:.0f} minutes), "
-                      f"{len(incidents)} incidents injected ("
-                      + ", ".join(i["kind"].replace("_", " ") for i in incidents) + ")."]
+        for n, recording in enumerate(recordings, 1):
+            which = f", recording {n}" if len(recordings) > 1 else ""
+            for preset, entry in recording["presets"].items():
+                for kind, label in (("preset", f"`{preset}` preset{which}"),
+                                    ("plain", f"plain observer, same metrics{which}")):
+                    if kind in entry:
+                        lines.append("| " + " | ".join(
+                            [label, *_liveops_cells(entry[kind], kind == "preset")]) + " |")
+                targets.append(_liveops_targets(preset, entry["preset"], which))
+        for n, recording in enumerate(recordings, 1):
+            incidents = recording.get("incidents", [])
+            steps = next(iter(recording["presets"].values()))["preset"].get("steps")
+            if steps:
+                name = f"Recording {n}" if len(recordings) > 1 else "The recording"
+                lines += ["", f"{name}: {steps:,} cycles at 1 s ({steps / 60:.0f} minutes), "
+                          f"{len(incidents)} incidents injected ("
+                          + ", ".join(i["kind"].replace("_", " ") for i in incidents) + ")."]
     except (KeyError, TypeError, ValueError, StopIteration) as exc:
         lines = [f"Presets: figure missing from the last run ({type(exc).__name__}: {exc}); "
                  "see `benchmarks/results.md`."]
@@ -670,14 +675,15 @@ def _liveops_cells(result: Mapping[str, Any], detail: bool) -> list[str]:
             f"{cost['pss_mb']:.0f} MB" if "pss_mb" in cost else "not measured"]
 
 
-def _liveops_targets(preset: str, result: Mapping[str, Any]) -> str:
+def _liveops_targets(preset: str, result: Mapping[str, Any], which: str = "") -> str:
     every = result["detected"] == result["of"]
     ttd = result.get("median_cycles_to_detect")
     per = result.get("false_per_10k_cycles")
     fast = ttd is not None and ttd <= DETECTION_CYCLES_TARGET
     quiet = per is not None and per <= FALSE_ALERTS_TARGET
-    return (f"- `{preset}`: every incident detected {verdict(every)} ({result['detected']} of "
-            f"{result['of']}); median time to detection <= {DETECTION_CYCLES_TARGET} cycles "
+    return (f"- `{preset}`{which}: every incident detected {verdict(every)} "
+            f"({result['detected']} of {result['of']}); median time to detection <= "
+            f"{DETECTION_CYCLES_TARGET} cycles "
             f"{verdict(fast)} ({'none detected' if ttd is None else f'{ttd:g}'}); false alerts "
             f"<= {FALSE_ALERTS_TARGET:g} per target per 10,000 cycles {verdict(quiet)} "
             f"({'not measured' if per is None else f'{per:.1f}'}).")

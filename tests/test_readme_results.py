@@ -246,3 +246,17 @@ def test_a_presets_run_skipped_or_absent_is_said_not_raised() -> None:
     broken = _liveops(ttd=1.0, false_per_10k=0.0, missed=False)
     del broken["bench_liveops"]["presets"]["http-service"]["preset"]["of"]
     assert "figure missing from the last run (KeyError: 'of')" in readme.liveops(broken)
+
+
+def test_a_second_recording_gets_rows_and_verdicts_of_its_own() -> None:
+    results = _liveops(ttd=12.0, false_per_10k=0.5, missed=True)
+    second = _liveops(ttd=5.0, false_per_10k=0.0, missed=False)["bench_liveops"]
+    del second["presets"]["http-service"]["preset"]["cost"]  # measured on the first only
+    results["bench_liveops"]["other_recordings"] = [second]
+    lines = readme.liveops(results).splitlines()
+    assert any(line.startswith("| `http-service` preset, recording 1 | 1 of 2") for line in lines)
+    assert ("| `http-service` preset, recording 2 | 2 of 2 (error burst in 4 cycles; memory hog "
+            "in 9 cycles) | 5 | 1 in 20,000 (0) | not measured | not measured |") in lines
+    assert any(line.startswith("- `http-service`, recording 2: every incident detected met")
+               for line in lines)
+    assert any(line.startswith("Recording 2: 21,000 cycles") for line in lines)

@@ -26,6 +26,9 @@ NET_DEVICES = {"!device": r"lo|veth.*|docker.*|br-.*|cali.*|flannel.*|cni.*|virb
 TIME_TO_FULL_CAP = 7 * 86400.0
 #: The range over which a file system's fill rate is measured (a write burst is not a trend).
 FILL_TREND_SECONDS = 600.0
+#: The range a run queue's length is averaged over: a few scrapes, for a load average that
+#: follows within seconds (``node_load1`` takes a minute to show two thirds of a change).
+RUN_QUEUE_SECONDS = 5.0
 
 
 def _cpus(q: Query) -> float:
@@ -62,6 +65,36 @@ def load_per_core(q: Query) -> SignalValues:
     cpus = _cpus(q)
     load = q.gauge("node_load1")
     return {k: v / cpus for k, v in load.items()} if cpus > 0 else {}
+
+
+def runnable_per_core(q: Query) -> SignalValues:
+    """``avg_over_time(node_procs_running[5s]) / count(cpus)``: tasks running or waiting for a
+    CPU, per CPU (a load average over seconds, not minutes)."""
+    cpus = _cpus(q)
+    running = q.mean("node_procs_running", max(RUN_QUEUE_SECONDS, q.range_seconds))
+    return {k: v / cpus for k, v in running.items()} if cpus > 0 else {}
+
+
+def _pressure(q: Query, resource: str) -> SignalValues:
+    waiting = q.rate(f"node_pressure_{resource}_waiting_seconds_total")
+    return {k: min(1.0, max(0.0, v)) for k, v in waiting.items()}
+
+
+def cpu_pressure(q: Query) -> SignalValues:
+    """``rate(node_pressure_cpu_waiting_seconds_total)``: the fraction of time some task waited
+    for a CPU (the kernel's pressure stall information): saturation, which a busy fraction
+    stuck at 1 on a loaded machine no longer shows."""
+    return _pressure(q, "cpu")
+
+
+def memory_pressure(q: Query) -> SignalValues:
+    """Fraction of time some task stalled waiting for memory (reclaim, swap-in, thrashing)."""
+    return _pressure(q, "memory")
+
+
+def io_pressure(q: Query) -> SignalValues:
+    """Fraction of time some task stalled waiting for block I/O."""
+    return _pressure(q, "io")
 
 
 def memory_available(q: Query) -> SignalValues:
@@ -225,6 +258,44 @@ SIGNALS: tuple[Signal, ...] = (
         "up",
         floor=1.0,
         relative=1.0,
+    ),
+    Signal(
+        "runnable_per_core",
+        "Tasks running or waiting for a CPU, per CPU, over the last seconds",
+        "tasks per CPU",
+        runnable_per_core,
+        ("node_procs_running", "node_cpu_seconds_total"),
+        "up",
+        # Half a task more per CPU than usual, whatever the usual (no relative floor: the
+        # usual count includes the exporter's own threads while it is scraped).
+        floor=0.5,
+    ),
+    Signal(
+        "cpu_pressure",
+        "Fraction of time some task waited for a CPU (pressure stall information)",
+        "ratio",
+        cpu_pressure,
+        ("node_pressure_cpu_waiting_seconds_total",),
+        "up",
+        floor=0.25,
+    ),
+    Signal(
+        "memory_pressure",
+        "Fraction of time some task stalled waiting for memory (pressure stall information)",
+        "ratio",
+        memory_pressure,
+        ("node_pressure_memory_waiting_seconds_total",),
+        "up",
+        floor=0.05,
+    ),
+    Signal(
+        "io_pressure",
+        "Fraction of time some task stalled waiting for I/O (pressure stall information)",
+        "ratio",
+        io_pressure,
+        ("node_pressure_io_waiting_seconds_total",),
+        "up",
+        floor=0.1,
     ),
     Signal(
         "memory_available",

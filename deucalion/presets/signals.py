@@ -113,6 +113,23 @@ class Query:
         """``sum by (by) (metric{where})`` of the newest values."""
         return _sum_by(self.window.latest(metric, self.target).items(), tuple(by), where)
 
+    def mean(
+        self, metric: str, seconds: float, by: Iterable[str] = (), where: Matchers | None = None
+    ) -> SignalValues:
+        """``sum by (by) (avg_over_time(metric{where}[seconds]))`` over the points the window
+        holds (a gauge sampled at one instant is noisy: a run queue's length, say)."""
+        block = self.window.block(metric, self.target)
+        if not len(block):
+            return {}
+        newest = np.nanmax(block.times) if np.isfinite(block.times).any() else math.nan
+        means = []
+        with np.errstate(all="ignore"):
+            keep = (block.times > newest - seconds) & np.isfinite(block.values)
+            for i in range(len(block)):
+                values = block.values[i][keep[i]]
+                means.append(float(values.mean()) if len(values) else math.nan)
+        return _sum_by(zip(block.keys, means, strict=True), tuple(by), where)
+
     def count(
         self, metric: str, by: Iterable[str] = (), where: Matchers | None = None
     ) -> SignalValues:

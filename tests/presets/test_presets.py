@@ -70,6 +70,15 @@ def test_query_deriv_is_the_least_squares_slope() -> None:
     assert slope['{m="/"}'] == pytest.approx(-1000, rel=1e-3)
 
 
+def test_query_mean_averages_the_last_seconds_only() -> None:
+    """avg_over_time(g[3.5s]) at the newest point: the last 4 values of the 10 (6, 7, 8, 9)."""
+    cycles = [{"g": {'{d="a"}': float(i), '{d="b"}': 1.0}} for i in range(10)]
+    query = Query(_window(cycles), NODE, 2.0)
+    assert query.mean("g", 3.5, by=("d",)) == {'{d="a"}': 7.5, '{d="b"}': 1.0}
+    assert query.mean("g", 3.5) == {"{}": 8.5}
+    assert query.mean("absent", 3.5) == {}
+
+
 def test_query_quantile_sums_buckets_by_route_before_the_quantile() -> None:
     """histogram_quantile(0.5, sum by (le, route) (rate(b[5s]))), methods summed first."""
     bounds = ("0.1", "0.5", "+Inf")
@@ -99,6 +108,8 @@ def _node_cycle(i: int, *, busy: float = 0.25, avail: float = 6e9) -> dict[str, 
     return {
         "node_cpu_seconds_total": cpu,
         "node_load1": {"{}": 1.0},
+        "node_procs_running": {"{}": (3.0, 5.0)[i % 2]},
+        "node_pressure_cpu_waiting_seconds_total": {"{}": 100.0 + 0.4 * i},
         "node_memory_MemAvailable_bytes": {"{}": avail},
         "node_memory_MemTotal_bytes": {"{}": 8e9},
         "node_disk_io_time_seconds_total": {'{device="sda"}': 0.2 * i, '{device="loop0"}': 0.5 * i},
@@ -126,6 +137,12 @@ def test_node_signals_follow_the_node_mixin() -> None:
     assert _signal_values("node-exporter", "cpu_busy", cycles) == {"{}": pytest.approx(0.25)}
     assert _signal_values("node-exporter", "load_per_core", cycles) == {"{}": 0.5}
     assert _signal_values("node-exporter", "memory_available", cycles) == {"{}": 0.75}
+    # The run queue averaged over seconds (3 and 5 tasks in turn), per CPU; the pressure is
+    # the fraction of each second some task waited for a CPU.
+    assert _signal_values("node-exporter", "runnable_per_core", cycles) == {
+        "{}": pytest.approx(2.0, abs=0.11)
+    }
+    assert _signal_values("node-exporter", "cpu_pressure", cycles) == {"{}": pytest.approx(0.4)}
     assert _signal_values("node-exporter", "disk_busy", cycles) == {
         '{device="sda"}': pytest.approx(0.2)
     }
@@ -275,12 +292,15 @@ def test_an_incident_is_one_alert_naming_what_moved_most() -> None:
 
 
 def test_a_move_in_the_harmless_direction_or_under_the_floor_never_alerts() -> None:
-    """c only hurts when it falls, and a move smaller than a signal's floor is ordinary."""
+    """c only hurts when it falls, and a move smaller than a signal's floor is ordinary: both
+    export a score of 0 (a rule on the exported score agrees), a move past the floor does not."""
     observer = _observer(for_cycles=2)
     _run(observer, [_steady(i) for i in range(WARM)])
     results = _run(observer, [_steady(i, c=0.9, a=0.38) for i in range(WARM, WARM + 10)], WARM)
     assert all(not r.alerts for r in results)
-    assert {s.score for s in results[-1].scores if s.metric == "c"} == {0.0}
+    assert {s.score for r in results for s in r.scores if s.metric in ("a", "c")} == {0.0}
+    moved = _run(observer, [_steady(i, a=0.9) for i in range(WARM + 10, WARM + 13)], WARM + 10)
+    assert max(s.score for r in moved for s in r.scores if s.metric == "a") > 0
 
 
 def test_an_incident_ends_after_its_quiet_cycles_and_a_new_one_is_a_new_alert() -> None:
@@ -302,6 +322,40 @@ def test_a_target_without_the_signals_is_named_once(caplog: pytest.LogCaptureFix
         _run(observer, [data, data, data])
     [record] = caplog.records
     assert APP in record.getMessage() and "node_cpu_seconds_total" in record.getMessage()
+
+
+def test_a_cpu_burn_on_a_quiet_machine_is_one_alert_on_cpu_saturation() -> None:
+    """node-exporter, fed the counters of a machine already busy (90 %, some noise) but rarely
+    waiting for a CPU, then one CPU burner per CPU: busy goes to 100 % (less than cpu_busy's
+    floor), tasks wait for a CPU about half the time and the run queue grows by one per CPU.
+    One alert comes, from a saturation signal, within 10 cycles of the burn's start."""
+    rng = random.Random(3)
+    observer = preset_observer("node-exporter")
+    waited = running = busy_s = 0.0
+    alerts: list[tuple[int, str]] = []
+    burn_from = 1500  # past the default detector's learning
+    for i in range(burn_from + 20):
+        burning = i >= burn_from
+        waited += (0.5 if burning else 0.02) + rng.uniform(0, 0.02)
+        running = (3.0 if burning else 1.0) + rng.choice((0.0, 1.0))
+        busy = 1.0 if burning else 0.85 + rng.uniform(0, 0.1)
+        busy_s += busy
+        cycle = _node_cycle(i)
+        cycle["node_cpu_seconds_total"] = {  # counters, per CPU, growing by the busy share
+            f'{{cpu="{n}",mode="{mode}"}}': value
+            for n in range(2)
+            for mode, value in (("user", busy_s), ("idle", i - busy_s), ("iowait", 0.0))
+        }
+        cycle["node_pressure_cpu_waiting_seconds_total"] = {"{}": waited}
+        cycle["node_procs_running"] = {"{}": running}
+        with handing_data(T0 + i, {NODE: T0 + i}):
+            result = observer.new_data({NODE: cycle})
+        alerts += [(i, a.labels["signal"]) for a in result.alerts]
+    assert alerts, "no alert for the burn"
+    first, signal = alerts[0]
+    assert burn_from <= first < burn_from + 10
+    assert signal in {"cpu_pressure", "runnable_per_core"}
+    assert {s for _, s in alerts} == {signal}  # one incident, one alert identity
 
 
 def test_every_preset_builds_and_an_unknown_one_is_named() -> None:
