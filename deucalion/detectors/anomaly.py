@@ -60,8 +60,8 @@ history alerts within a hundred points, a modest one waits for the tails to firm
 young tail (under 200 points) learns at full pace even near an alert: it is still mostly its
 prior, and slowing it where it is wrong would keep it wrong. Measured, the budget holds over
 a run; in its first 1,000 points heavy-tailed noise (Student's t, 3 degrees of freedom) sees
-several times it, before the tails have learned how heavy they are, less since a young
-series' spike tail is taken as heavy until its steps show it is not.
+three to four times it (six before a young series' spike tail was taken as heavy until its
+steps show it is not), before the tails have learned how heavy they are.
 
 Costs: about 1 KB of state per series (the daily profile's 96 float32 among it), whatever the
 history's length; each update is O(1) per series, vectorised across the series updated
