@@ -60,8 +60,7 @@ history alerts within a hundred points, a modest one waits for the tails to firm
 young tail (under 200 points) learns at full pace even near an alert: it is still mostly its
 prior, and slowing it where it is wrong would keep it wrong. Measured, the budget holds over
 a run; in its first 1,000 points heavy-tailed noise (Student's t, 3 degrees of freedom) sees
-three to four times it (six before a young series' spike tail was taken as heavy until its
-steps show it is not), before the tails have learned how heavy they are.
+several times it, before the tails have learned how heavy they are.
 
 Costs: about 1 KB of state per series (the daily profile's 96 float32 among it), whatever the
 history's length; each update is O(1) per series, vectorised across the series updated
@@ -387,12 +386,10 @@ class AnomalyDetector(Detector):
             old, self.slow_level_ + warm * (clipped - self.slow_level_), self.slow_level_
         )
         # How often a step is over _FAR usual steps: about never for a normal series.
-        # (An average over all points but the first _SETTLE, as if 500 steps had been at
-        # _FAR_RATE: a young series is taken as heavy-tailed until its steps show it is not,
-        # so a heavy-tailed one does not alert on its tail before it has seen it; a far step
-        # or two early must not make a normal series look heavy either.)
+        # (An average over all points but the first _SETTLE, as if 500 steps were not far: a
+        # far step or two early must not make a normal series look heavy.)
         far = np.abs(dx) > _FAR * self.step_
-        rate = np.maximum(1.0 / (self.count_ + _FAR_PRIOR), 1.0 / _MEMORY)
+        rate = np.maximum(1.0 / (self.count_ + 500), 1.0 / _MEMORY)
         self.step_far_ = np.where(
             old & (self.count_ >= _SETTLE),
             self.step_far_ + rate * (far - self.step_far_),
@@ -493,7 +490,7 @@ _STATE = (
     ("fast_level_", math.nan),
     ("slow_level_", 0.0),
     ("step_", 0.0),
-    ("step_far_", 0.003),  # _FAR_RATE: a young series is taken as heavy-tailed
+    ("step_far_", 0.0),
     ("moving_", 1.0),
     ("recent_step_", 0.0),
     ("slope_", 0.0),
@@ -555,7 +552,6 @@ _EVENT_PRIOR = 500  # points without an event a series' event rate starts as if 
 _RUN = 10  # points in a row above a tail's highest quantile after which it stops learning
 _FAR = 6.0  # usual steps: a step this large is rare in a normal series
 _FAR_RATE = 0.003  # how often such steps make a tail fully heavy
-_FAR_PRIOR = 200  # steps the rate of far steps starts as if it had seen, at _FAR_RATE
 _SHAPE_MARGIN = 0.2  # added to a heavy tail's estimated shape
 _START = 50  # points whose mean starts a tail's quantiles
 # Points a tail learns before its component scores: a spike's from its start (its values are
