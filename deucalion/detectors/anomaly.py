@@ -44,7 +44,10 @@ highest quantile, the tails learn slowly or not at all, so a drift is reported b
 learned; and a series' own record of events (scores past the threshold) caps its score: events
 that came at a rate ``r`` make a new one like them (their mean score, each counted to 30 at
 most) ``-log10(r)``, for what the tails, fitted on
-the top 10 %, cannot see (a gauge that jumps once every few minutes).
+the top 10 %, cannot see (a gauge that jumps once every few minutes). The record is kept
+apart for single values (spike, stuck, out_of_range) and for averages (the others): a
+series' daily bursts cap its next burst, and a later shift of its level half a decade
+higher.
 
 **Warm-up.** A series is scored from its ``warmup``-th value (30): a record or a run of
 repeats from then (their closed forms hold for any ``n``); a spike once its tail has learned
@@ -128,6 +131,9 @@ class AnomalyDetector(Detector):
     event_level_: np.ndarray
     event_count_: np.ndarray
     event_above_: np.ndarray
+    any_event_rate_: np.ndarray
+    any_event_level_: np.ndarray
+    any_event_count_: np.ndarray
     quiet_level_: np.ndarray
     score_: np.ndarray
     observed_: np.ndarray
@@ -193,8 +199,9 @@ class AnomalyDetector(Detector):
         self.count_ = np.zeros(n, dtype=np.int64)
         for name, fill in _STATE:
             setattr(self, name, np.full(n, fill))
-        for name, fill in _TAILS:
-            setattr(self, name, np.full((_CALIBRATED, n), fill))
+        for table, rows in _PER_KIND:
+            for name, fill in table:
+                setattr(self, name, np.full((rows, n), fill))
         self.profile_ = np.full((n, BINS), np.nan, dtype=np.float32)
         self.visits_ = np.zeros((n, BINS), dtype=np.float32)
         self.alerting_ = np.zeros(n, dtype=bool)
@@ -206,9 +213,10 @@ class AnomalyDetector(Detector):
         self.count_ = np.concatenate([self.count_, np.zeros(extra, dtype=np.int64)])
         for name, fill in _STATE:
             setattr(self, name, np.concatenate([getattr(self, name), np.full(extra, fill)]))
-        for name, fill in _TAILS:
-            new = np.full((_CALIBRATED, extra), fill)
-            setattr(self, name, np.concatenate([getattr(self, name), new], axis=1))
+        for table, rows in _PER_KIND:
+            for name, fill in table:
+                new = np.full((rows, extra), fill)
+                setattr(self, name, np.concatenate([getattr(self, name), new], axis=1))
         self.profile_ = np.concatenate(
             [self.profile_, np.full((extra, BINS), np.nan, dtype=np.float32)]
         )
@@ -222,7 +230,7 @@ class AnomalyDetector(Detector):
         self.count_ = self.count_[rows]
         for name, _ in _STATE:
             setattr(self, name, getattr(self, name)[rows])
-        for name, _ in _TAILS:
+        for name, _ in _TAILS + _EVENTS:
             setattr(self, name, getattr(self, name)[:, rows])
         self.profile_, self.visits_ = self.profile_[rows], self.visits_[rows]
         self.alerting_, self.surprise_ = self.alerting_[rows], self.surprise_[:, rows]
@@ -233,7 +241,8 @@ class AnomalyDetector(Detector):
     def nbytes(self) -> int:
         """Bytes of state held, all series together."""
         arrays: list[np.ndarray] = [self.count_, self.profile_, self.visits_, self.alerting_]
-        arrays += [self.surprise_] + [getattr(self, name) for name, _ in _STATE + _TAILS]
+        names = [name for name, _ in _STATE + _TAILS + _EVENTS]
+        arrays += [self.surprise_] + [getattr(self, name) for name in names]
         return sum(int(a.nbytes) for a in arrays)
 
     # -- the update ----------------------------------------------------------------------------
@@ -271,7 +280,8 @@ class AnomalyDetector(Detector):
             ready = old & (self.count_ >= self.warmup)
             surprise[:, ~ready] = 0.0
             score = np.maximum(surprise.max(axis=0) - self._penalty, 0.0)
-            score = self._as_often_as_seen(score, ready)
+            self._kind = surprise.argmax(axis=0)
+            score = _as_often_as_seen(self, score, ready)
             # Quiet after an alert: only a score ten times less likely than the alert's, and
             # twice its exponent, breaks through (an anomaly that grows a lot, or a second).
             # Past _MOST ("once in 10^30 points") rarer means nothing more here: a series that
@@ -280,7 +290,6 @@ class AnomalyDetector(Detector):
             bar = np.maximum(level + 1, 2 * level)
             quiet = (self.quiet_ > 0) & (np.minimum(score, _MOST) < bar)
             alerting = ready & (score >= self.threshold) & ~quiet
-            self._kind = surprise.argmax(axis=0)
             self.alerting_ = alerting
             self.surprise_ = surprise
             self.score_ = np.where(seen, score, self.score_)
@@ -342,32 +351,6 @@ class AnomalyDetector(Detector):
         # Squared, a Gaussian statistic has an exponential tail: the family the tails are
         # extrapolated in when they show no heavier one.
         return np.where(old, np.nan_to_num(stats * stats, posinf=1e300), 0.0)
-
-    def _as_often_as_seen(self, score: np.ndarray, ready: np.ndarray) -> np.ndarray:
-        """The score, no higher than this series' own record says: events scoring at least
-        the threshold (a run of them is one) that came at a rate ``r`` with a mean score
-        ``m`` make a new one ``-log10(r)`` plus what it has beyond ``m``. The tails cannot
-        see what is rarer than their highest quantile (a gauge that jumps once every few
-        minutes and is flat otherwise); the events themselves can. A series that never had
-        one is not capped."""
-        rate = np.maximum(self.event_rate_, 1e-300)
-        seen = -np.log10(rate) + 0.5 * np.maximum(score - self.event_level_, 0.0)
-        capped = np.where(self.event_rate_ > 0, np.minimum(score, seen), score)
-        event = ready & (capped >= self.threshold) & (self.event_above_ == 0)
-        weight = np.where(ready, np.maximum(1.0 / (self.count_ + _EVENT_PRIOR), 1 / _MEMORY), 0)
-        self.event_rate_ += weight * (event - self.event_rate_)
-        counted = self.event_count_ + event
-        # Counted to _MOST at most: one event that scored millions (a flat series' first move)
-        # must not make every later one look ordinary.
-        self.event_level_ = np.where(
-            event,
-            self.event_level_
-            + (np.minimum(score, _MOST) - self.event_level_) / np.maximum(counted, 1),
-            self.event_level_,
-        )
-        self.event_count_ = np.minimum(counted, 20.0)  # a mean of about the last 20 events
-        self.event_above_ = np.where(ready, capped >= self.threshold, self.event_above_)
-        return np.asarray(capped)
 
     def _heaviness(self) -> np.ndarray:
         """How much of each tail's estimated shape is believed: none for the averages; for a
@@ -522,10 +505,10 @@ _STATE = (
     ("recent_low_", math.inf),
     ("recent_high_", -math.inf),
     ("quiet_", 0.0),
-    ("event_rate_", 0.0),
-    ("event_level_", 0.0),
-    ("event_count_", 0.0),
     ("event_above_", 0.0),
+    ("any_event_rate_", 0.0),
+    ("any_event_level_", 0.0),
+    ("any_event_count_", 0.0),
     ("quiet_level_", 0.0),
     ("score_", 0.0),
     ("observed_", math.nan),
@@ -545,13 +528,26 @@ _TAILS = (
     ("tail_above_", 0.0),
     ("tail_run_", 0.0),
 )
+# Per group of alike kinds (_GROUP) and series: the rate of the series' events of that group
+# (see _as_often_as_seen).
+_EVENTS = (
+    ("event_rate_", 0.0),
+    ("event_level_", 0.0),
+    ("event_count_", 0.0),
+)
 _QUANTILES = ("tail_q1_", "tail_q2_", "tail_q3_")
 # Which components' tails may be heavier than exponential: a single value's (spike) may, as
 # the noise's own tail; averages over many values (the others) have a squared normal's
 # exponential tail, and a shape estimated for them would be mostly estimation noise.
 _HEAVY = np.array([True, False, False, False, False])
+# Kinds whose events are alike, by KINDS' index: a single value's (spike, stuck,
+# out_of_range) and an average's (level shift, variance, trend, seasonal).
+_GROUP = np.array([0, 1, 1, 1, 1, 0, 0])
+_GROUPS = 2
+_PER_KIND = ((_TAILS, _CALIBRATED), (_EVENTS, _GROUPS))  # the tables of rows per series
 _MOVING = 0.05  # a series moving at fewer points is measured by its moves as if at this rate
 _MOST = 30.0  # the highest score: once in 10^30 points
+_OTHER = 0.5  # decades: how much rarer than events of the other group a new one may be
 _EVENT_PRIOR = 500  # points without an event a series' event rate starts as if it had seen
 _RUN = 10  # points in a row above a tail's highest quantile after which it stops learning
 _FAR = 6.0  # usual steps: a step this large is rare in a normal series
@@ -641,6 +637,44 @@ def _surprise(d: AnomalyDetector, stats: np.ndarray) -> np.ndarray:
     # A young tail is known roughly: its surprises count for less.
     surprise -= np.log10(1 + _YOUNG / n)
     return np.where(d.tail_count_ >= _FITTED, surprise, 0.0)
+
+
+def _as_often_as_seen(d: AnomalyDetector, score: np.ndarray, ready: np.ndarray) -> np.ndarray:
+    """The score, no higher than this series' own record says: events scoring at least
+    the threshold (a run of them is one) that came at a rate ``r`` with a mean score
+    ``m`` make a new one ``-log10(r)`` plus what it has beyond ``m``. The tails cannot
+    see what is rarer than their highest quantile (a gauge that jumps once every few
+    minutes and is flat otherwise); the events themselves can. The record is kept per
+    group of alike kinds (``_GROUP``: single values, averages): a series' daily bursts
+    say what its next burst is worth, not what a shift of its level is; events of the
+    other group cap a new one only ``_OTHER`` decades higher. A series that never had
+    one is not capped."""
+    group = _GROUP[d._kind]
+    rows = np.arange(len(score))
+    rates = np.stack([d.event_rate_[group, rows], d.any_event_rate_])
+    levels = np.stack([d.event_level_[group, rows], d.any_event_level_])
+    levels[0] = np.minimum(levels[0], levels[1])
+    seen = -np.log10(np.maximum(rates, 1e-300)) + 0.5 * np.maximum(score - levels, 0.0)
+    seen[1] += _OTHER  # events of any kind: those of the other group say less
+    seen = np.where(rates > 0, seen, np.inf).min(axis=0)
+    capped = np.minimum(score, seen)
+    event = ready & (capped >= d.threshold) & (d.event_above_ == 0)
+    weight = np.where(ready, np.maximum(1.0 / (d.count_ + _EVENT_PRIOR), 1 / _MEMORY), 0)
+    of_group = event[None, :] & (np.arange(_GROUPS)[:, None] == group[None, :])
+    top = np.minimum(score, _MOST)
+    for new, rate, level, count in (
+        (of_group, "event_rate_", "event_level_", "event_count_"),
+        (event, "any_event_rate_", "any_event_level_", "any_event_count_"),
+    ):
+        setattr(d, rate, getattr(d, rate) + weight * (new - getattr(d, rate)))
+        counted = getattr(d, count) + new
+        # Counted to _MOST at most: one event that scored millions (a flat series' first
+        # move) must not make every later one look ordinary.
+        mean = getattr(d, level)
+        setattr(d, level, np.where(new, mean + (top - mean) / np.maximum(counted, 1), mean))
+        setattr(d, count, np.minimum(counted, 20.0))  # a mean of about the last 20
+    d.event_above_ = np.where(ready, capped >= d.threshold, d.event_above_)
+    return np.asarray(capped)
 
 
 def _stuck(d: AnomalyDetector, dx: np.ndarray, old: np.ndarray) -> np.ndarray:

@@ -161,6 +161,33 @@ def test_a_new_regime_becomes_the_new_normal_and_the_series_is_armed_again() -> 
     assert alerts[:, second : second + WITHIN].any(axis=1).mean() >= 0.8
 
 
+def test_a_record_of_bursts_does_not_cap_a_shift_of_the_level() -> None:
+    """Ten Gaussian series whose record holds only bursts (given here as if they had seen
+    one every 500 points, each scoring the most a score counts for) shift by 5 noise units:
+    bursts say what the next burst is worth, a shift may be half a decade rarer than them,
+    so most alert within 3 points of it at budget 10. (Capped at the bursts' rate, as when
+    one record served every kind, none did: they waited 5 to 9 points, until the shift's
+    score was far past the bursts'.)"""
+    rng = np.random.default_rng(43)
+    points, shift = 3020, 3000
+    values = rng.standard_normal((10, points))
+    values[:, shift:] += 5 * rng.choice([-1, 1], (10, 1))
+    values *= 10.0 ** rng.uniform(-3, 6, (10, 1))
+    detector = AnomalyDetector(budget=10.0)
+    alerts = np.zeros(values.shape, dtype=bool)
+    for i in range(points):
+        if i == shift - 150:
+            # The record: single-value events (spikes) at a rate of 1 in 500, scoring 30.
+            detector.event_rate_[0] = 1 / 500
+            detector.any_event_rate_[:] = 1 / 500
+            detector.any_event_level_[:] = 30.0
+            detector.any_event_count_[:] = 6.0
+        detector.update(values[:, i], times=np.full(10, 300.0 * i))
+        alerts[:, i] = detector.alerting_
+    found = alerts[:, shift : shift + 3].any(axis=1).mean()
+    assert found >= 0.8, f"found {found:.2f} of the shifts within 3 points"
+
+
 def test_a_series_that_never_moved_alerts_when_it_moves() -> None:
     """A constant (``up`` at 1) has no scale to measure by: it scores 0 while constant and a
     change is as surprising as it gets; an all-NaN series scores NaN and warns nothing."""
