@@ -256,10 +256,13 @@ def main(quick: bool = False) -> dict[str, Any]:
         + f"\nTargets: CPU per cycle within {CPU_TARGET_RATIO:g}x Prometheus's: "
         f"**{cpu_verdict}** ({cpu_ratio:.2f}x); every process's PSS summed under "
         f"{PSS_TARGET_MB:g} MB: **{pss_verdict}** ({ours_pss / 2**20:.1f} MB).\n\n"
-        f"PSS splits a shared library's pages among every process mapping it: {others} other "
-        "processes on the machine mapped deucalion's Python library during this run, which "
-        "lowers deucalion's PSS (on a quiet machine, none does); the target is judged there.\n\n"
-        "RSS includes the pages of shared libraries a process has mapped, and how many the "
+        "PSS splits a shared library's pages among every process mapping it: "
+        + (f"{others} other processes on the machine mapped deucalion's Python library during "
+           "this run, which lowers deucalion's PSS (on a quiet machine, none does); the target "
+           "is judged there.\n\n" if others else
+           "no other process on the machine mapped deucalion's Python library during this run, "
+           "as on a quiet machine, where the target is judged.\n\n")
+        + "RSS includes the pages of shared libraries a process has mapped, and how many the "
         "kernel maps on a fault depends on what the page cache holds: right after an install, "
         "with all of pydantic_core's library cached, the application measured 1.4 MB more "
         "(50.6 against 49.7 MB after `echo 1 > /proc/sys/vm/drop_caches`). PSS is steadier.\n\n"
