@@ -154,9 +154,10 @@ class DetectorObserver(MetricsObserver):
         return metric in self.counters or metric.endswith(COUNTER_SUFFIXES)
 
     def block(self, metric: str) -> Block:
-        """What the detector is handed for ``metric`` (rates for counters)."""
+        """What the detector is handed for ``metric``: rates for counters, where an interval
+        holding a reset (a restarted service) is NaN, not the false dip it makes."""
         if self.is_counter(metric):
-            return self.window.interval_rates(metric)
+            return self.window.interval_rates(metric, withhold_resets=True)
         return self.window.block(metric)
 
     def new_data(self, targets_data_dict: TargetsData) -> Scores:

@@ -114,7 +114,9 @@ class PromQLFunctions:
         values = np.array([bucket_quantile(q, groups[k]) for k in keys], dtype=np.float64)
         return InstantVector(metric.removesuffix("_bucket"), keys, values)
 
-    def interval_rates(self, metric: str, target: str | None = None) -> Block:
+    def interval_rates(
+        self, metric: str, target: str | None = None, *, withhold_resets: bool = False
+    ) -> Block:
         """Per-second increase of each counter of ``metric`` between consecutive samples, at
         the later sample's place: PromQL's ``irate`` on each pair, whose reset rule is
         ``deucalion.history.promql.counter_increase`` (after a drop the counter counted from
@@ -127,7 +129,9 @@ class PromQLFunctions:
         but gives NaN for the interval holding a reset, where this gives Prometheus's value: an
         online detector cannot forget the false dip a restart makes (the counts between the last
         scrape and the restart are lost), while a window drops it with its oldest point and is
-        read as PromQL, beside a dashboard's ``irate``."""
+        read as PromQL, beside a dashboard's ``irate``. ``withhold_resets=True`` gives NaN there
+        too, as ``CounterRates`` does: for a detector, which would score the dip as the newest
+        point."""
         block = self.block(metric, target)
         values, times = block.values, block.times
         n, points = values.shape
@@ -146,6 +150,8 @@ class PromQLFunctions:
             increase = counter_increase(previous_v, values)
             elapsed = times - previous_t
             ok = present & (previous >= 0) & (elapsed > 0)
+            if withhold_resets:
+                ok &= ~(values < previous_v)
             out[ok] = increase[ok] / elapsed[ok]
             # The smallest change between consecutive increments (a CPU counter's 0.01 s tick),
             # else, for a counter that grew by the same amount every time, that amount.

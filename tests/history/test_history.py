@@ -281,7 +281,8 @@ def test_counter_increase_counts_from_zero_after_a_drop() -> None:
 def test_interval_rates_and_counter_rates_agree_but_on_the_reset() -> None:
     """The same counter read through a window and sample by sample gives the same rates (after
     a gap, the increase since the last sample before it); across the reset the window gives
-    Prometheus's irate (the new value over the interval), CounterRates no rate."""
+    Prometheus's irate (the new value over the interval), CounterRates no rate, and the window
+    with ``withhold_resets=True`` no rate either."""
     times = [0.0, 2.0, 4.0, 6.0, 8.0, 11.0, 13.0]
     values = [10.0, 14.0, 15.0, 1.0, 3.0, math.nan, 9.0]  # reset at 6 s, a gap at 11 s
     expected = [math.nan, 2.0, 0.5, 0.5, 1.0, math.nan, 6.0 / 5.0]
@@ -294,20 +295,29 @@ def test_interval_rates_and_counter_rates_agree_but_on_the_reset() -> None:
     # The window's columns are the cycles; its rates sit at the later sample's place.
     assert block.values[0].tolist() == pytest.approx(expected, nan_ok=True)
     assert sampled == pytest.approx([*expected[:3], math.nan, *expected[4:]], nan_ok=True)
+    # Withheld, the window's rates are the streaming ones.
+    withheld = window.interval_rates("c_total", withhold_resets=True)
+    assert withheld.values[0].tolist() == pytest.approx(sampled, nan_ok=True)
 
 
-def test_a_restart_is_no_alert_for_the_default_observer() -> None:
-    """A service restart (its counter back near zero) is no anomaly for the default
-    DetectorObserver, whose online detector is fed rates by CounterRates; its increase over
-    that interval, by Prometheus's rule, is a dip that would alert."""
-    from deucalion.detectors import DetectorObserver
+@pytest.mark.parametrize("window", [False, True], ids=["online detector", "window detector"])
+def test_a_restart_is_no_alert_for_the_ready_observer(window: bool) -> None:
+    """A service restart (its counter back near zero) is no anomaly for DetectorObserver: its
+    increase over that interval, by Prometheus's rule, is a dip that would alert. The online
+    detector is fed rates by CounterRates; a window detector gets the window's rates with that
+    interval withheld (``interval_rates(withhold_resets=True)``), even alerting on one cycle."""
+    from deucalion.detectors import DetectorObserver, RobustZScore
 
     rng = np.random.default_rng(1)
-    observer = DetectorObserver(desired_metrics={"requests_total"})
+    observer = (
+        DetectorObserver(RobustZScore(), {"requests_total"}, for_cycles=1)
+        if window
+        else DetectorObserver(desired_metrics={"requests_total"})
+    )
     total, fired = 1e5, []
     for cycle in range(450):
         step = 150 + rng.normal(0, 10)
-        total = step / 2 if cycle == 400 else total + step  # restarted mid-interval
+        total = step / 10 if cycle == 400 else total + step  # restarted late in the interval
         with handing_data(1000.0 + 15 * cycle, {}):
             fired += [cycle] * len(observer.new_data({T: {"requests_total": {"{}": total}}}).alerts)
     assert fired == []
