@@ -8,6 +8,7 @@ systems only), computed per cycle from the target's own samples.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 from deucalion.presets.signals import Query, Signal, SignalValues, ratio, scalar
 
@@ -97,6 +98,15 @@ def io_pressure(q: Query) -> SignalValues:
     return _pressure(q, "io")
 
 
+def _summed(signals: Iterable[SignalValues]) -> SignalValues:
+    """Several signals' values added up per series (a series missing from one counts 0)."""
+    total: SignalValues = {}
+    for values in signals:
+        for k, v in values.items():
+            total[k] = total.get(k, 0.0) + v
+    return total
+
+
 def memory_available(q: Query) -> SignalValues:
     """``node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes``."""
     return ratio(q.gauge("node_memory_MemAvailable_bytes"), q.gauge("node_memory_MemTotal_bytes"))
@@ -104,11 +114,7 @@ def memory_available(q: Query) -> SignalValues:
 
 def swap_rate(q: Query) -> SignalValues:
     """Pages swapped in and out per second."""
-    swapped: SignalValues = {}
-    for metric in ("node_vmstat_pswpin", "node_vmstat_pswpout"):
-        for k, v in q.rate(metric).items():
-            swapped[k] = swapped.get(k, 0.0) + v
-    return swapped
+    return _summed(q.rate(metric) for metric in ("node_vmstat_pswpin", "node_vmstat_pswpout"))
 
 
 def major_faults(q: Query) -> SignalValues:
@@ -171,11 +177,7 @@ def network_transmit(q: Query) -> SignalValues:
 
 
 def _net_sum(q: Query, *metrics: str) -> SignalValues:
-    total: SignalValues = {}
-    for metric in metrics:
-        for k, v in _net(q, metric).items():
-            total[k] = total.get(k, 0.0) + v
-    return total
+    return _summed(_net(q, metric) for metric in metrics)
 
 
 def network_errors(q: Query) -> SignalValues:
@@ -191,11 +193,9 @@ def network_drops(q: Query) -> SignalValues:
 def ip_traffic(q: Query) -> SignalValues:
     """IP bytes in and out per second, every interface loopback included (node_exporter
     leaves ``lo`` out of its per-device counters by default)."""
-    total: SignalValues = {}
-    for metric in ("node_netstat_IpExt_InOctets", "node_netstat_IpExt_OutOctets"):
-        for k, v in q.rate(metric).items():
-            total[k] = total.get(k, 0.0) + v
-    return total
+    return _summed(
+        q.rate(metric) for metric in ("node_netstat_IpExt_InOctets", "node_netstat_IpExt_OutOctets")
+    )
 
 
 def tcp_retransmits(q: Query) -> SignalValues:
