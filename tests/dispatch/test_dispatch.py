@@ -52,6 +52,31 @@ async def started(worker: ObserverWorker) -> ObserverWorker:
     return worker
 
 
+async def call_once(worker: ObserverWorker, outcomes: list[CallOutcome],
+                    data: Any = DATA, **times: Any) -> CallOutcome:
+    """Submit ``data`` and wait for its outcome."""
+    expected = len(outcomes) + 1
+    worker.submit(data, **times)
+    await wait_for(lambda: len(outcomes) >= expected)
+    return outcomes[-1]
+
+
+async def called(observer: Any, times: int = 1, data: Any = DATA, *,
+                 observer_timeout: float | None = None,
+                 **call: Any) -> tuple[ObserverWorker, list[CallOutcome]]:
+    """Start a worker for ``observer``, call it ``times`` times with ``data``, close it, and
+    return the closed worker (its stats) with the outcome of every call."""
+    outcomes: list[CallOutcome] = []
+    worker = await started(ObserverWorker(observer, timeout=observer_timeout,
+                                          on_result=outcomes.append))
+    try:
+        for _ in range(times):
+            await call_once(worker, outcomes, data, **call)
+    finally:
+        await worker.close()
+    return worker, outcomes
+
+
 async def test_state_persists_in_a_process_of_its_own(tmp_path: Path) -> None:
     """An attribute changed in new_data is still changed at the next call, in another process."""
     path = tmp_path / "calls.jsonl"
@@ -92,15 +117,7 @@ async def test_a_busy_observer_gets_only_the_newest_data(tmp_path: Path) -> None
 async def test_an_observer_that_raises_keeps_being_called(tmp_path: Path) -> None:
     """new_data raising is reported in the outcome and counted; the next call goes on."""
     path = tmp_path / "calls.jsonl"
-    outcomes: list[CallOutcome] = []
-    worker = await started(ObserverWorker(RaisingObserver({"up"}, path),
-                                          on_result=outcomes.append))
-    try:
-        for expected in (1, 2):
-            worker.submit(DATA)
-            await wait_for(lambda n=expected: len(outcomes) >= n)
-    finally:
-        await worker.close()
+    worker, outcomes = await called(RaisingObserver({"up"}, path), times=2)
     assert [type(o.error) for o in outcomes] == [ValueError, ValueError]
     assert worker.stats.errors == 2
     assert worker.stats.restarts == 0
@@ -163,13 +180,7 @@ async def test_closing_ends_the_worker_process(
 
 async def test_the_worker_does_not_import_aiohttp_or_pydantic() -> None:
     """A worker holds the observer and the standard library, not the application's stack."""
-    outcomes: list[CallOutcome] = []
-    worker = await started(ObserverWorker(ModulesObserver({"up"}), on_result=outcomes.append))
-    try:
-        worker.submit(DATA)
-        await wait_for(lambda: outcomes)
-    finally:
-        await worker.close()
+    _, outcomes = await called(ModulesObserver({"up"}))
     modules = set(outcomes[0].result)
     assert "deucalion.observer" in modules
     assert not {"aiohttp", "pydantic", "yaml", "prometheus_client", "asyncio",
@@ -181,13 +192,7 @@ async def test_the_worker_does_not_import_aiohttp_or_pydantic() -> None:
 
 async def test_the_worker_has_the_applications_argv_path_and_cwd() -> None:
     """new_data sees the application's sys.argv, sys.path and working directory."""
-    outcomes: list[CallOutcome] = []
-    worker = await started(ObserverWorker(InterpreterObserver({"up"}), on_result=outcomes.append))
-    try:
-        worker.submit(DATA)
-        await wait_for(lambda: outcomes)
-    finally:
-        await worker.close()
+    _, outcomes = await called(InterpreterObserver({"up"}))
     seen = outcomes[0].result
     assert seen == {"argv": sys.argv, "path": sys.path, "cwd": os.getcwd()}
 
@@ -200,14 +205,7 @@ async def test_what_cannot_travel_back_is_an_error_of_the_call(
     observer: object, message: str
 ) -> None:
     """A result or exception pickle cannot carry becomes the call's error; the worker stays."""
-    outcomes: list[CallOutcome] = []
-    worker = await started(ObserverWorker(observer, on_result=outcomes.append))  # type: ignore[arg-type]
-    try:
-        for expected in (1, 2):
-            worker.submit(DATA)
-            await wait_for(lambda n=expected: len(outcomes) >= n)
-    finally:
-        await worker.close()
+    worker, outcomes = await called(observer, times=2)
     assert all(message in str(o.error) for o in outcomes), [o.error for o in outcomes]
     assert outcomes[0].error is not None
     # The worker's traceback comes along, naming where new_data failed.
@@ -245,16 +243,9 @@ async def test_a_worker_killed_while_idle_is_replaced_at_the_next_call(tmp_path:
 
 async def test_a_timeout_error_raised_by_new_data_is_the_observers_error(tmp_path: Path) -> None:
     """new_data raising TimeoutError is an error of the call; the worker and its state stay."""
-    outcomes: list[CallOutcome] = []
     path = tmp_path / "calls.jsonl"
-    worker = await started(ObserverWorker(TimeoutRaisingObserver({"up"}, path), timeout=30,
-                                          on_result=outcomes.append))
-    try:
-        for expected in (1, 2):
-            worker.submit(DATA)
-            await wait_for(lambda n=expected: len(outcomes) >= n)
-    finally:
-        await worker.close()
+    worker, outcomes = await called(TimeoutRaisingObserver({"up"}, path), times=2,
+                                    observer_timeout=30)
     assert [type(o.error) for o in outcomes] == [TimeoutError, TimeoutError]
     assert worker.stats.restarts == 0 and worker.stats.timeouts == 0
     assert [r["calls"] for r in read_records(path)] == [1, 2]
@@ -275,15 +266,6 @@ async def test_a_worker_that_cannot_load_its_observer_is_an_error_saying_why(
     assert type(observer).__name__ in message and reason in message
     assert worker.pid is None and not worker.ready
     await worker.close()
-
-
-async def call_once(worker: ObserverWorker, outcomes: list[CallOutcome],
-                    data: Any = DATA, **times: Any) -> CallOutcome:
-    """Submit ``data`` and wait for its outcome."""
-    expected = len(outcomes) + 1
-    worker.submit(data, **times)
-    await wait_for(lambda: len(outcomes) >= expected)
-    return outcomes[-1]
 
 
 def alive(pid: int) -> bool:
@@ -333,14 +315,7 @@ async def test_a_base_exception_in_new_data_is_an_error_of_that_call(
     """sys.exit, KeyboardInterrupt and a BaseException of the user's are logged, counted and
     the next cycle calls again, in the same worker: nothing ends, here or there."""
     path = tmp_path / "calls.jsonl"
-    outcomes: list[CallOutcome] = []
-    worker = await started(ObserverWorker(BaseExceptionObserver({"up"}, path, kind),
-                                          on_result=outcomes.append))
-    try:
-        for _ in range(2):
-            await call_once(worker, outcomes)
-    finally:
-        await worker.close()
+    worker, outcomes = await called(BaseExceptionObserver({"up"}, path, kind), times=2)
     assert [type(o.error) for o in outcomes] == [raised, raised]
     assert worker.stats.errors == 2 and worker.stats.calls == 2 and worker.stats.restarts == 0
     assert [r["calls"] for r in read_records(path)] == [1, 2]
@@ -351,13 +326,7 @@ async def test_an_exception_that_cannot_be_rebuilt_travels_as_its_text(
 ) -> None:
     """An exception class pickle cannot rebuild arrives as its type, message and traceback,
     not as the TypeError of rebuilding it."""
-    outcomes: list[CallOutcome] = []
-    worker = await started(ObserverWorker(UnrebuildableErrorObserver({"up"}),
-                                          on_result=outcomes.append))
-    try:
-        outcome = await call_once(worker, outcomes)
-    finally:
-        await worker.close()
+    _, (outcome,) = await called(UnrebuildableErrorObserver({"up"}))
     assert isinstance(outcome.error, ObserverError)
     assert not isinstance(outcome.error, NeedsCode)
     assert str(outcome.error) == "NeedsCode: feature lookup failed with code 42"
@@ -371,14 +340,7 @@ async def test_a_repeated_error_is_logged_in_full_once_then_counted(
 ) -> None:
     """A raising observer logs its traceback once, then one line per repeat with a count."""
     path = tmp_path / "calls.jsonl"
-    outcomes: list[CallOutcome] = []
-    worker = await started(ObserverWorker(RaisingObserver({"up"}, path),
-                                          on_result=outcomes.append))
-    try:
-        for _ in range(3):
-            await call_once(worker, outcomes)
-    finally:
-        await worker.close()
+    await called(RaisingObserver({"up"}, path), times=3)
     messages = [r.getMessage() for r in caplog.records if "new_data raised" in r.getMessage()]
     assert len(messages) == 3
     assert "Traceback" in messages[0] and "model exploded" in messages[0]
@@ -390,14 +352,9 @@ async def test_a_repeated_error_is_logged_in_full_once_then_counted(
 async def test_data_time_in_new_data_is_the_scrape_time_of_the_data() -> None:
     """A real observer reads dc.data_time() and dc.data_times(): the cycle's and each target's
     scrape times handed with the data, not the worker's clock."""
-    outcomes: list[CallOutcome] = []
-    worker = await started(ObserverWorker(DataTimeObserver({"up"}), on_result=outcomes.append))
     data = {"http://a/metrics": {"up": {"{}": 1.0}}, "http://b/metrics": {"up": {"{}": 0.0}}}
-    try:
-        outcome = await call_once(worker, outcomes, data, cycle_time=1000.0,
-                                  target_times={"http://a/metrics": 1000.25})
-    finally:
-        await worker.close()
+    _, (outcome,) = await called(DataTimeObserver({"up"}), data=data, cycle_time=1000.0,
+                                 target_times={"http://a/metrics": 1000.25})
     assert outcome.error is None, outcome.error
     assert outcome.result == {
         "cycle": 1000.0,
