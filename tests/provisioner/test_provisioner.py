@@ -283,7 +283,14 @@ async def test_start_twice_is_refused_and_stop_twice_is_harmless(
     assert not provisioner.running
 
 
-class SlowDiscovery:
+class Discovery:
+    """A test's target provider: each test says how it discovers; closing has nothing to do."""
+
+    async def close(self) -> None:
+        return None
+
+
+class SlowDiscovery(Discovery):
     """A target provider that takes longer than the scrape interval to answer."""
 
     def __init__(self, url: str, delay: float) -> None:
@@ -293,9 +300,6 @@ class SlowDiscovery:
     async def discover(self) -> Sequence[Target]:
         await asyncio.sleep(self.delay)
         return [Target(self.url)]
-
-    async def close(self) -> None:
-        return None
 
 
 async def test_an_overrunning_cycle_is_counted_and_the_next_starts_at_once(
@@ -323,16 +327,13 @@ async def test_targets_that_change_between_cycles_are_followed(
     second = target_server.add("/b", text("go_goroutines 2\n"))
     await target_server.start()
 
-    class Switching:
+    class Switching(Discovery):
         def __init__(self) -> None:
             self.calls = 0
 
         async def discover(self) -> Sequence[Target]:
             self.calls += 1
             return [Target(first)] if self.calls <= 2 else [Target(second)]
-
-        async def close(self) -> None:
-            return None
 
     path = tmp_path / "calls.jsonl"
     provisioner = dc.MetricsProvisioner(scrape_interval=0.2, telemetry={"enabled": False},
@@ -345,7 +346,7 @@ async def test_targets_that_change_between_cycles_are_followed(
     assert keys[-1] == [second]
 
 
-class FailingDiscovery:
+class FailingDiscovery(Discovery):
     """A provider whose discovery fails after its first answer."""
 
     def __init__(self, url: str) -> None:
@@ -357,9 +358,6 @@ class FailingDiscovery:
         if self.calls > 1:
             raise OSError("cannot read /secrets/password")
         return [Target(self.url)]
-
-    async def close(self) -> None:
-        return None
 
 
 async def test_failing_discovery_keeps_the_targets_it_had(
@@ -395,14 +393,11 @@ def test_two_observers_of_one_class_get_distinct_names(tmp_path: Path) -> None:
         provisioner.register(clash)
 
 
-class BrokenDiscovery:
+class BrokenDiscovery(Discovery):
     """A provider that returns something the cycle cannot use: a bug in the loop."""
 
     async def discover(self) -> Sequence[Target]:
         return [object()]  # type: ignore[list-item]
-
-    async def close(self) -> None:
-        return None
 
 
 async def test_run_reports_a_failed_cycle_loop(tmp_path: Path) -> None:
