@@ -276,7 +276,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     back.add_argument("--labels", metavar="WINDOWS.json", help="evaluate against these windows")
     back.add_argument(
-        "--threshold", type=float, help="with --labels: detections are scores >= this, not alerts"
+        "--threshold",
+        type=float,
+        help="with --labels: detections are scores >= this, not alerts; NAB scores at it "
+        "instead of sweeping",
     )
     back.add_argument(
         "--plot",
@@ -313,6 +316,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     ev.add_argument("output", metavar="OUTPUT", help="a backtest's output (.jsonl or .csv)")
     ev.add_argument("--labels", required=True, metavar="WINDOWS.json")
     ev.add_argument(
-        "--threshold", type=float, help="detections are scores >= this (default: the alerts)"
+        "--threshold",
+        type=float,
+        help="detections are scores >= this (default: the alerts); NAB scores at it "
+        "instead of sweeping (apply a threshold chosen on another labelled set)",
     )
     ev.set_defaults(func=_evaluate)

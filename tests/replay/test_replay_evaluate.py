@@ -182,3 +182,34 @@ def test_evaluate_accepts_the_output_of_an_alert_only_observer(
     assert total.split()[1:3] == ["2", "1"]  # two windows, one found: recall 0.50
     assert main(["evaluate", str(out), "--labels", str(labels)]) == 0
     assert capsys.readouterr().out.strip() == table.strip()
+
+
+LABELLED = Path(__file__).parents[1] / "data" / "labelled"
+
+
+def _nab_line(printed: str) -> str:
+    return next(line for line in printed.splitlines() if line.startswith("NAB standard:"))
+
+
+def test_evaluate_threshold_scores_nab_at_it_as_chosen_on_another_set(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """As README says to judge a detector on data it was not tuned on: the threshold a sweep
+    printed for one labelled set, given back with --threshold, is the threshold NAB scores at
+    (it was swept again, whatever the threshold, so a score on unseen data was unattainable);
+    printed rounded down, it reproduces the sweep's own score on the set it came from."""
+    out = tmp_path / "scores.jsonl"
+    labels = (LABELLED / "windows.json").as_posix()
+    assert main(["backtest", "--observer", "tests.replay_observers:RobustZScore",
+                 "--metrics", "value", "--from", LABELLED.as_posix(), "-o", str(out),
+                 "--labels", labels]) == 0
+    swept = _nab_line(capsys.readouterr().out)
+    assert "best threshold" in swept
+    chosen = swept.split("best threshold ")[1].split(",")[0]
+    assert main(["evaluate", str(out), "--labels", labels, "--threshold", chosen]) == 0
+    again = _nab_line(capsys.readouterr().out)
+    assert again.split(" (")[0] == swept.split(" (")[0]
+    assert f"at the given threshold {chosen}" in again
+    # A threshold no score reaches: never fires, which NAB normalises to 0.
+    assert main(["evaluate", str(out), "--labels", labels, "--threshold", "1e9"]) == 0
+    never = _nab_line(capsys.readouterr().out)
+    assert never.startswith("NAB standard: 0.0 ") and "0/2 windows detected" in never
