@@ -32,11 +32,15 @@ def series_name(target: str, metric: str | None = None, series: str | None = Non
 
 def names_series(key: str, name: str) -> bool:
     """Whether ``key`` (a label's or option's name for a series) names the output series
-    ``name``: equal to it, its target, or its ``metric{labels}``."""
+    ``name``: equal to it, its target, or its ``metric{labels}``. A key that is a file's path
+    (NAB's labels say ``category/file.csv``) names the target that is that file's name (a CSV
+    file replayed from its own directory)."""
     if key == name:
         return True
     target, _, series = name.partition(" ")
-    return key == target or (bool(series) and key == series)
+    if key == target or (bool(series) and key == series):
+        return True
+    return "/" in key and "/" not in target and key.rpartition("/")[2] == target
 
 
 def alert_about(labels: Mapping[str, str], target: str | None, key: str) -> bool:

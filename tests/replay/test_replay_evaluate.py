@@ -213,3 +213,25 @@ def test_evaluate_threshold_scores_nab_at_it_as_chosen_on_another_set(
     assert main(["evaluate", str(out), "--labels", labels, "--threshold", "1e9"]) == 0
     never = _nab_line(capsys.readouterr().out)
     assert never.startswith("NAB standard: 0.0 ") and "0/2 windows detected" in never
+
+
+def test_nab_layout_category_folders_and_combined_labels(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """NAB's own layout: data/<category>/<file>.csv and labels keyed 'category/file.csv'. A
+    backtest from data/ (its files named by their path under it) or from one category's folder
+    (named by file) finds every labelled window; it was 'no *.csv file' and 'match no series'."""
+    data = tmp_path / "data" / "realMine"
+    data.mkdir(parents=True)
+    combined = {}
+    for name, spans in json.loads((LABELLED / "windows.json").read_text()).items():
+        (data / name).write_bytes((LABELLED / name).read_bytes())
+        combined[f"realMine/{name}"] = spans
+    labels = tmp_path / "combined_windows.json"
+    labels.write_text(json.dumps(combined))
+    for source in (tmp_path / "data", data):
+        assert main(["backtest", "--observer", "tests.replay_observers:RobustZScore",
+                     "--metrics", "value", "--from", source.as_posix(),
+                     "--labels", labels.as_posix()]) == 0
+        printed = capsys.readouterr().out
+        assert "NAB: scored 2 of 2 labelled windows" in printed
+        assert "2/2 windows detected" in _nab_line(printed)
