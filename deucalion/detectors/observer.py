@@ -245,7 +245,7 @@ class DetectorObserver(MetricsObserver):
                 "score": f"{why.score:.6g}",
             },
             target=target,
-            score=round(why.score, 4),
+            score=float(why.score),
         )
 
 
