@@ -7,6 +7,7 @@ import asyncio
 import time
 from typing import Any
 
+from deucalion.cli.shared import duration_seconds
 from deucalion.errors import ConfigError
 
 __all__ = ["add_commands", "describe", "show"]
@@ -109,6 +110,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     show_parser.add_argument("name", metavar="NAME")
     show_parser.add_argument("--target", metavar="URL", help="scrape this target twice")
     show_parser.add_argument(
-        "--interval", type=float, default=1.0, help="seconds between the two scrapes"
+        "--interval",
+        type=duration_seconds(),
+        default=1.0,
+        help="time between the two scrapes: seconds or e.g. 2s (default: 1s)",
     )
     show_parser.set_defaults(func=_show)

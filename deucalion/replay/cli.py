@@ -129,6 +129,11 @@ def _backtest(args: argparse.Namespace) -> int:
     from deucalion.replay.opening import open_source
 
     observer: MetricsObserver
+    if args.preset and args.observer:
+        raise ConfigError(
+            f"deucalion backtest: give --observer or --preset, not both (--observer "
+            f"{args.observer}, --preset {args.preset}): one observer is backtested at a time"
+        )
     if args.preset:
         from deucalion.presets import preset_observer
 
