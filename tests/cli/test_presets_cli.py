@@ -19,7 +19,8 @@ def test_presets_show_interval_takes_a_duration_as_readme_writes_it() -> None:
         ["presets", "show", "http-service", "--target", "http://127.0.0.1:1/metrics",
          "--interval", "1s"])
     assert args.interval == 1.0
-    assert build_parser().parse_args(["presets", "show", "x", "--interval", "500ms"]).interval == 0.5
+    shorter = build_parser().parse_args(["presets", "show", "x", "--interval", "500ms"])
+    assert shorter.interval == 0.5
 
 
 def test_backtest_refuses_an_observer_and_a_preset_together(
