@@ -189,11 +189,24 @@ def _backtest(args: argparse.Namespace) -> int:
             from deucalion.replay.backtesting import read_values
 
             panels = top_scored(result)
-            result.values = asyncio.run(
-                read_values(
-                    source, observer.desired_metrics, panels, start=start, end=end, step=step
+            # Those of a source's series are read again; a derived series' (a preset's
+            # signal) came with its scores.
+            known = {name: result.values[name] for name in panels if name in result.values}
+            unread = [name for name in panels if name not in known]
+            result.values = known
+            if unread:
+                result.values.update(
+                    asyncio.run(
+                        read_values(
+                            source,
+                            observer.desired_metrics,
+                            unread,
+                            start=start,
+                            end=end,
+                            step=step,
+                        )
+                    )
                 )
-            )
         plot(result, args.plot, windows=windows, series=panels)
         print(f"plot: {args.plot}")
     failed = result.failure or result.source_errors or result.received_nothing

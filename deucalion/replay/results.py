@@ -109,7 +109,9 @@ class BacktestResult:
     scores: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     """Per series (``series_name``): ``(time, score)`` of every step that scored it."""
     values: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
-    """Per kept series: ``(time, value)`` as handed to the observer (for plots)."""
+    """Per kept series: ``(time, value)`` as handed to the observer (for plots); and per series
+    the observer scored with its value (``SeriesScore.value``, as a preset's derived signals
+    carry it), that value at each step it scored."""
     source_warnings: Counter[str] = field(default_factory=Counter)
     """What the source read as it came or repaired, by kind (see ``SourceStats``)."""
     source_errors: Counter[str] = field(default_factory=Counter)

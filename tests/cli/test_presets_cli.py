@@ -51,3 +51,28 @@ def test_demo_names_the_option_of_an_unknown_preset(capsys: pytest.CaptureFixtur
     assert main(["demo", "--preset", "nodexporter", "--target", "127.0.0.1:1"]) == 1
     err = capsys.readouterr().err
     assert "--preset" in err and "'nodexporter'" in err and "node-exporter" in err
+
+
+def test_backtest_preset_plot_draws_the_signals_it_scored(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`backtest --preset NAME --from RECORDING --plot PNG`: the signals a preset scores are in
+    no recording, and the plot said 'nothing to plot'; it draws them from their scores' values."""
+    pytest.importorskip("matplotlib")
+    from deucalion.replay.recording import RecordingWriter
+    from deucalion.replay.sources import Cycle
+
+    node = "http://node:9100/metrics"
+    recording = tmp_path / "r.om.gz"
+    with RecordingWriter(recording) as writer:
+        for i in range(30):
+            cpu = {f'{{cpu="{n}",mode="{m}"}}': base + share * i
+                   for n in range(2) for m, base, share in (("idle", 1000, 0.7), ("user", 9, 0.3))}
+            samples = {"node_cpu_seconds_total": cpu, "node_load1": {"{}": 1.0 + i % 3},
+                       "node_memory_MemAvailable_bytes": {"{}": 6e9 - 1e6 * i},
+                       "node_memory_MemTotal_bytes": {"{}": 8e9}, "up": {"{}": 1.0}}
+            writer.write_cycle(Cycle(1.7e9 + i, {node: 1.7e9 + i}, {node: samples}))
+    picture = tmp_path / "preset.png"
+    assert main(["backtest", "--preset", "node-exporter", "--from", str(recording),
+                 "--plot", str(picture)]) == 0, capsys.readouterr().err
+    assert f"plot: {picture}" in capsys.readouterr().out
+    assert picture.stat().st_size > 10_000
