@@ -173,6 +173,17 @@ def _backtest(args: argparse.Namespace) -> int:
     )
     print(result.summary())
     refused = False
+    if args.preset and not result.received_nothing and not any(" " in n for n in result.scores):
+        # Its metrics were there, but not enough of them for any signal (a recording made with
+        # --metrics, not --all): an empty backtest would read as a quiet one.
+        print(
+            f"deucalion backtest --preset {args.preset}: none of the preset's signals could be "
+            f"computed from {args.source} (it holds too few of the metrics they need; "
+            f"`deucalion presets show {args.preset}` lists them): record with "
+            "`deucalion record --all`",
+            file=sys.stderr,
+        )
+        refused = True
     if windows is not None:
         from deucalion.replay.evaluate import evaluate
 

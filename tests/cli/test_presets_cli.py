@@ -76,3 +76,21 @@ def test_backtest_preset_plot_draws_the_signals_it_scored(
                  "--plot", str(picture)]) == 0, capsys.readouterr().err
     assert f"plot: {picture}" in capsys.readouterr().out
     assert picture.stat().st_size > 10_000
+
+
+def test_backtest_preset_on_a_recording_without_its_metrics_says_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A recording made with `record --metrics node_load1`, not `--all`: the preset computes no
+    signal, and the backtest read as a quiet run (0 alerts, exit 0)."""
+    from deucalion.replay.recording import RecordingWriter
+    from deucalion.replay.sources import Cycle
+
+    node = "http://node:9100/metrics"
+    recording = tmp_path / "load.om.gz"
+    with RecordingWriter(recording) as writer:
+        for i in range(20):
+            samples = {"node_load1": {"{}": 1.0 + i % 3}, "up": {"{}": 1.0}}
+            writer.write_cycle(Cycle(1.7e9 + i, {node: 1.7e9 + i}, {node: samples}))
+    assert main(["backtest", "--preset", "node-exporter", "--from", str(recording)]) == 1
+    err = capsys.readouterr().err
+    assert "none of the preset's signals could be computed" in err and "record --all" in err
