@@ -39,6 +39,9 @@ async def show(name: str, url: str, *, interval: float = 1.0, scrape_timeout: fl
     except ValueError as exc:
         raise ConfigError(f"--target {url}: {exc}") from None
     observer = preset_observer(name)
+    # What it finds or misses is this command's output: the observer's own log line saying
+    # that the target serves none of its metrics would say it a second time.
+    observer.silent_.add(url)
     computed: dict[str, Any] = {}
     desired = frozenset(observer.desired_metrics)
     limit = 50 * 10**6  # deucalion's default body_size_limit
