@@ -198,4 +198,8 @@ def build_observers(
                 f"{path}: cannot construct it with {', '.join(sorted(kwargs)) or 'no arguments'}"
                 f": {exc}"
             ) from None
+        except ValueError as exc:
+            # A value it refuses: from the config's kwargs (or --metrics), named with them.
+            given = f"observers: {path!r}: kwargs" if entry is not None and entry.kwargs else path
+            raise ConfigError(f"{given}: {exc}") from None
     return observers
