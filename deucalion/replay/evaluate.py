@@ -252,7 +252,9 @@ def evaluate(
     if unmatched:
         raise ConfigError(
             f"labelled series {', '.join(unmatched)} match no series, target or "
-            "alert of the backtest: name them as the outputs do (target, "
+            "alert of the backtest: replay the history that holds them (a labels file "
+            "for more files than --from replays: keep only theirs), or name them as the "
+            "outputs do (target, "
             "'metric{labels}' or 'target metric{labels}'); an output written without "
             "--labels names only the series that scored or alerted (and those of --series)"
         )

@@ -235,3 +235,18 @@ def test_nab_layout_category_folders_and_combined_labels(
         printed = capsys.readouterr().out
         assert "NAB: scored 2 of 2 labelled windows" in printed
         assert "2/2 windows detected" in _nab_line(printed)
+
+
+def test_labels_of_files_not_replayed_say_to_replay_them(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """NAB's combined labels cover every category; replaying one category's folder, the
+    others' keys match nothing, and the error said only how to name series."""
+    labels = json.loads((LABELLED / "windows.json").read_text())
+    labels["realOther/elsewhere.csv"] = []
+    path = tmp_path / "combined.json"
+    path.write_text(json.dumps(labels))
+    assert main(["backtest", "--observer", "tests.replay_observers:RobustZScore",
+                 "--metrics", "value", "--from", LABELLED.as_posix(),
+                 "--labels", path.as_posix()]) == 1
+    err = capsys.readouterr().err
+    assert "realOther/elsewhere.csv" in err and "replay the history that holds them" in err
