@@ -241,7 +241,11 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
         return window.explain(row, series)
 
     def score_series(
-        self, values: Sequence[float] | Any, times: Sequence[float] | Any = None
+        self,
+        values: Sequence[float] | Any,
+        times: Sequence[float] | Any = None,
+        *,
+        counter: bool = False,
     ) -> Any:
         """Score one series in a notebook.
 
@@ -250,6 +254,9 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
         else one second apart. An online detector is fed every value and gives every point's
         score: an array, or a Series on the same index for a Series (NaN where the value was).
         A window detector gives the score of the last value against the others (a float).
+
+        ``counter=True`` scores a counter (``..._total``) as ``DetectorObserver`` does: as its
+        per-second rate between points, NaN at the first point and across a reset.
 
         The series is scored as a new one: a detector that already holds series (an earlier
         call's included) scores it on a fresh copy of itself, and is left as it was.
@@ -263,13 +270,21 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
         t = np.arange(len(v), dtype=np.float64) if times is None else _seconds_of(times)
         if len(t) != len(v):
             raise ValueError(f"score_series: {len(v)} values but {len(t)} times")
+        steps = np.zeros(len(v))
+        if counter:
+            from deucalion.history.promql import CounterRates
+
+            rates = CounterRates()
+            pairs = [rates.update(0, float(when), float(x)) for when, x in zip(t, v, strict=True)]
+            v = np.array([rate for rate, _ in pairs], dtype=np.float64).reshape(-1)
+            steps = np.array([step for _, step in pairs], dtype=np.float64).reshape(-1)
         if not self.online:
             block = Block("series", [("", "{}")], t.reshape(1, -1), v.reshape(1, -1))
             return float(self.score(block)[0])
         detector = self._fresh() if self.n_series_ or self.__dict__.get("rows_") else self
         out = np.empty(len(v))
         for i in range(len(v)):
-            out[i] = detector.update(v[i : i + 1], times=t[i : i + 1])[0]
+            out[i] = detector.update(v[i : i + 1], steps[i : i + 1], times=t[i : i + 1])[0]
         if index is not None:
             import pandas as pd
 

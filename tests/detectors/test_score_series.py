@@ -53,3 +53,20 @@ def test_nan_constant_and_short_series_never_raise() -> None:
     assert list(AnomalyDetector().score_series([5.0] * 300)) == [0.0] * 300
     assert len(AnomalyDetector().score_series([1.0, 2.0])) == 2
     assert len(AnomalyDetector().score_series([])) == 0
+
+
+def test_a_counter_is_scored_as_its_rate_with_a_restart_no_alert() -> None:
+    """A `_total` counter as a user exports it from Prometheus: its raw values climb, and
+    scored raw a burst of 20 times its rate barely moved them (4, under the threshold);
+    `counter=True` scores the rate, as DetectorObserver does, and a restart is no score."""
+    rng = np.random.default_rng(5)
+    per_step = rng.poisson(3, 3000).astype(float)
+    per_step[2500:2520] += 60
+    counter = np.cumsum(per_step)
+    counter[1000:] -= counter[999]  # the service restarted
+    times = np.arange(3000) * 15.0
+    detector = AnomalyDetector()
+    scores = detector.score_series(counter, times, counter=True)
+    assert math.isnan(scores[0]) and math.isnan(scores[1000])
+    assert np.nanmax(scores[:2500]) < detector.threshold
+    assert 2500 <= int(np.nanargmax(scores)) < 2520 and np.nanmax(scores) > detector.threshold
