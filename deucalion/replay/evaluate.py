@@ -390,14 +390,16 @@ def read_output(path: str | Path) -> BacktestResult:
                     )
                     result.values.setdefault(name, []).append((when, float(row["value"])))
                 elif kind == "alert":
-                    labels = row["labels"]
+                    labels, notes = row["labels"], row.get("annotations") or {}
                     if isinstance(labels, str):
                         labels = json.loads(labels)
+                    if isinstance(notes, str):
+                        notes = json.loads(notes)
                     end = row.get("end")
                     result.alerts.append(
                         AlertSpan(
                             dict(labels),
-                            dict(row.get("annotations") or {}),
+                            dict(notes),
                             row.get("target"),
                             float(row["start"]),
                             None if end is None else float(end),

@@ -211,6 +211,7 @@ _CSV_COLUMNS = [
     "end",
     "labels",
     "error",
+    "annotations",
 ]
 
 
@@ -238,6 +239,9 @@ class RowWriter:
         if self._csv is not None:
             if "labels" in row:
                 row = {**row, "labels": json.dumps(row["labels"], sort_keys=True)}
+            if "annotations" in row:
+                # An alert's explanation (its summary, the value, the expected band).
+                row = {**row, "annotations": json.dumps(row["annotations"], sort_keys=True)}
             self._csv.writerow(row)
         else:
             self._file.write(json.dumps(row, allow_nan=True) + "\n")

@@ -250,3 +250,17 @@ def test_labels_of_files_not_replayed_say_to_replay_them(
                  "--labels", path.as_posix()]) == 1
     err = capsys.readouterr().err
     assert "realOther/elsewhere.csv" in err and "replay the history that holds them" in err
+
+
+def test_a_csv_output_keeps_each_alerts_explanation(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """-o scores.csv: an alert row carries its annotations (the summary, the observed value,
+    the expected band), as the JSON lines do; the CSV had only its labels."""
+    out = tmp_path / "scores.csv"
+    assert main(["backtest", "--observer", "deucalion.detectors:DetectorObserver",
+                 "--metrics", "value", "--from", LABELLED.as_posix(), "-o", str(out)]) == 0
+    capsys.readouterr()
+    alerts = read_output(out).alerts
+    assert alerts, "the default detector alerts on the labelled set's level shift and spike"
+    for alert in alerts:
+        assert {"summary", "expected_range", "observed"} <= alert.annotations.keys()
