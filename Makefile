@@ -76,7 +76,7 @@ constraints: ## regenerate deploy/docker/constraints.txt, the image's pinned pac
 	rm -rf .constraints-venv
 	$(PYTHON) -m venv .constraints-venv
 	.constraints-venv/bin/python -m pip install --quiet --upgrade pip
-	.constraints-venv/bin/python -m pip install --quiet '.[injector]'
+	.constraints-venv/bin/python -m pip install --quiet '.[injector]' numpy
 	{ head -3 deploy/docker/constraints.txt; .constraints-venv/bin/python -m pip freeze --exclude deucalion; } > deploy/docker/constraints.new
 	mv deploy/docker/constraints.new deploy/docker/constraints.txt
 	rm -rf .constraints-venv

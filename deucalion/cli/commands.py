@@ -40,6 +40,8 @@ def _demo(args: argparse.Namespace) -> int:
         # Said for the command the user typed, not for the module that needs it.
         raise missing_extra(exc.name or "numpy", "deucalion demo", exc.extra) from None
 
+    if args.preset:
+        _check_preset(args.preset, "deucalion demo --preset")
     metrics = metric_list(args.metrics)
     return run_main(
         run_demo(
@@ -213,10 +215,19 @@ def _run(args: argparse.Namespace) -> int:
     if preset:
         from deucalion.presets import preset_observer
 
-        _check_preset(preset, "--preset" if args.preset else "preset (the configuration's)")
+        _check_preset(preset, "--preset" if args.preset else _preset_source(args.config))
         provisioner.register(preset_observer(preset))
     provisioner.run()
     return 0
+
+
+def _preset_source(config: str | None) -> str:
+    """Where the configuration's ``preset`` came from, for an error about it: the environment
+    wins over the file, as the settings' sources do."""
+    if os.environ.get("DEUCALION_PRESET"):
+        return "DEUCALION_PRESET"
+    path = config or os.environ.get("DEUCALION_CONFIG") or "/etc/deucalion/config.yaml"
+    return f"config file {path}: preset"
 
 
 def _async(command: Any) -> Any:

@@ -148,7 +148,11 @@ def _desired_metrics_optional(cls: Any) -> bool:
     if parameter is None:
         # No such parameter: the class names its metrics itself, unless it takes **kwargs.
         return not any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-    return parameter.default is not inspect.Parameter.empty
+    default = parameter.default
+    if default is inspect.Parameter.empty:
+        return False
+    # An empty default (DetectorObserver's ``()``) is no metrics, not a default set of them.
+    return not (isinstance(default, tuple | list | set | frozenset | str) and not default)
 
 
 def build_observers(
@@ -194,4 +198,8 @@ def build_observers(
                 f"{path}: cannot construct it with {', '.join(sorted(kwargs)) or 'no arguments'}"
                 f": {exc}"
             ) from None
+        except ValueError as exc:
+            # A value it refuses: from the config's kwargs (or --metrics), named with them.
+            given = f"observers: {path!r}: kwargs" if entry is not None and entry.kwargs else path
+            raise ConfigError(f"{given}: {exc}") from None
     return observers

@@ -38,13 +38,14 @@ alerts per series per 10,000 points (per day: ``budget_per_day`` with the scrape
 threshold for ``quiet_for`` points, unless a score of twice the alert's (and at least ten times
 rarer, counted to 30 at most) comes; what changed becomes the new normal (the
 long-run averages take the recent ones, at the alert and while the episode goes on, and the
-daily profile moves with the level), so a new regime does not keep the series deaf for as
-long as it lasts; near an alert, and while a statistic stays above its
-highest quantile, the tails learn slowly or not at all, so a drift is reported before it is
-learned; and a series' own record of events (scores past the threshold) caps its score: events
-that came at a rate ``r`` make a new one like them (their mean score, each counted to 30 at
-most) ``-log10(r)``, for what the tails, fitted on
-the top 10 %, cannot see (a gauge that jumps once every few minutes). The record is kept
+daily profile moves with the level; the usual step of a series that moves at fewer than one
+point in ten only grows so, as its recent step, mostly 0, cannot say it became calmer), so a
+new regime does not keep the series deaf for as long as it lasts; near an alert, and while a
+statistic stays above its highest quantile, the tails learn slowly or not at all, so a drift
+is reported before it is learned; and a series' own record of events (scores past the
+threshold) caps its score: events that came at a rate ``r`` make a new one like them (their
+mean score, each counted to 30 at most) ``-log10(r)``, for what the tails, fitted on the top
+10 %, cannot see (a gauge that jumps once every few minutes). The record is kept
 apart for single values (spike, stuck, out_of_range) and for averages (the others): a
 series' daily bursts cap its next burst, and a later shift of its level half a decade
 higher.
@@ -60,7 +61,9 @@ history alerts within a hundred points, a modest one waits for the tails to firm
 young tail (under 200 points) learns at full pace even near an alert: it is still mostly its
 prior, and slowing it where it is wrong would keep it wrong. Measured, the budget holds over
 a run; in its first 1,000 points heavy-tailed noise (Student's t, 3 degrees of freedom) sees
-several times it, before the tails have learned how heavy they are.
+several times it, before the tails have learned how heavy they are. A series still since
+its first value has no usual step: its first move scores as rare as it gets (its tails saw
+only 0), and its tails start over from that move.
 
 Costs: about 1 KB of state per series (the daily profile's 96 float32 among it), whatever the
 history's length; each update is O(1) per series, vectorised across the series updated
@@ -330,8 +333,7 @@ class AnomalyDetector(Detector):
         stats[0] = np.abs(x - self.fast_level_) / scale
         # The averages take a value no further than _CLIP usual steps from the recent level
         # (and a step no larger than _CLIP usual ones): one outlier is a spike, not a shift.
-        settled = self.count_ >= _SETTLE
-        reach = np.where(settled, _CLIP * scale, np.inf)
+        reach = np.where(self._settled(), _CLIP * scale, np.inf)
         clipped = np.clip(x, self.fast_level_ - reach, self.fast_level_ + reach)
         change = np.minimum(np.abs(dx), reach)
         fast_level = self.fast_level_ + f * (clipped - self.fast_level_)
@@ -352,6 +354,13 @@ class AnomalyDetector(Detector):
         # extrapolated in when they show no heavier one.
         return np.where(old, np.nan_to_num(stats * stats, posinf=1e300), 0.0)
 
+    def _settled(self) -> np.ndarray:
+        """Whether each series' usual step is known: after _SETTLE values, and once it has
+        moved at all (a series still since its first value has none: clipped to a few usual
+        steps of none, its averages could not follow its first move)."""
+        settled: np.ndarray = (self.count_ >= _SETTLE) & (self.step_ > 0)
+        return settled
+
     def _heaviness(self) -> np.ndarray:
         """How much of each tail's estimated shape is believed: none for the averages; for a
         spike, as much as the series' steps look heavy-tailed. Pickands' estimate from the
@@ -371,6 +380,12 @@ class AnomalyDetector(Detector):
         episode: np.ndarray,
     ) -> None:
         fast_level, _, recent_step, slope, season, _ = self._next
+        settled = old & self._settled()  # as it stood before this value
+        # A series still since its first value, moving: its tails learned statistics that
+        # were all 0, so its first move scores as rare as it gets (it alerts, as it should);
+        # they start over from it, else they would take every later move as infinitely rare
+        # and, past their highest quantile at every point, stop learning: one endless episode.
+        first_move = old & (self.step_ == 0) & (dx != 0)
         seen = np.isfinite(x)
         count = self.count_ + seen
         warm = np.maximum(self.slow, 1.0 / np.maximum(count, 1))  # running means at first
@@ -391,7 +406,7 @@ class AnomalyDetector(Detector):
         far = np.abs(dx) > _FAR * self.step_
         rate = np.maximum(1.0 / (self.count_ + 500), 1.0 / _MEMORY)
         self.step_far_ = np.where(
-            old & (self.count_ >= _SETTLE),
+            settled,
             self.step_far_ + rate * (far - self.step_far_),
             self.step_far_,
         )
@@ -417,6 +432,10 @@ class AnomalyDetector(Detector):
         # The tails learn once the series' usual step is known (its first values would teach
         # them that every step is huge), and the seasonal one once there is a profile.
         learning = np.repeat((old & (self.count_ >= _SETTLE))[None, :], _CALIBRATED, axis=0)
+        if first_move.any():
+            learning[:, first_move] = False
+            for name, fill in _TAILS:
+                getattr(self, name)[:, first_move] = fill
         learning[4] &= np.isfinite(self._next[5])
         # Near what would alert, the tails learn ten times slower (SPOT learns nothing there):
         # a drift or shift must not teach them it is usual before it is reported; bursts that
@@ -458,7 +477,13 @@ class AnomalyDetector(Detector):
             self.profile_[rows] += np.nan_to_num(shift)[:, None].astype(np.float32)
             self.slow_level_ = np.where(moved, self.fast_level_, self.slow_level_)
             self.slow_slope_ = np.where(moved, self.slope_, self.slow_slope_)
-            self.step_ = np.where(moved, self.recent_step_, self.step_)
+            # The recent step spans about 1 / fast points (10): a series that moves at fewer
+            # than one point in 10 (a gauge in steps) may show no move there at all, so its
+            # recent step can say it became noisier but not that it became calmer (taken as
+            # its usual step, a few still points would make every later move infinitely rare).
+            seldom = self.moving_ < self.fast
+            recent = np.where(seldom, np.maximum(self.recent_step_, self.step_), self.recent_step_)
+            self.step_ = np.where(moved, recent, self.step_)
             self.season_ = np.where(moved, 0.0, self.season_)
 
     # -- explanations ----------------------------------------------------------------------------

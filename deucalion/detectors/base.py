@@ -41,6 +41,7 @@ Example, in a notebook or a preset::
 from __future__ import annotations
 
 import abc
+import copy
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -239,30 +240,90 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
         window = _WindowRows.of(self)
         return window.explain(row, series)
 
-    def score_series(self, values: Sequence[float], times: Sequence[float] | None = None) -> Any:
-        """Score one series in a notebook: a window detector gives the score of the last value
-        against the others (a float); an online detector, fresh, is fed every value and gives
-        every score (an array; the detector keeps what it learned)."""
-        if self.online:
-            v = np.asarray(values, dtype=np.float64)
-            t = np.arange(len(v), dtype=np.float64) if times is None else np.asarray(times)
-            out = np.empty(len(v))
-            for i in range(len(v)):
-                out[i] = self.update(v[i : i + 1], times=t[i : i + 1])[0]
-            return out
-        v = np.asarray(values, dtype=np.float64).reshape(1, -1)
-        t2 = (
-            np.arange(v.shape[1], dtype=np.float64)
-            if times is None
-            else np.asarray(times, dtype=np.float64)
-        ).reshape(1, -1)
-        return float(self.score(Block("series", [("", "{}")], t2, v))[0])
+    def score_series(
+        self,
+        values: Sequence[float] | Any,
+        times: Sequence[float] | Any = None,
+        *,
+        counter: bool = False,
+    ) -> Any:
+        """Score one series in a notebook.
+
+        ``values`` is a list, a NumPy array or a pandas Series (NaN: no value at that point);
+        ``times`` its times, in seconds or as datetimes, default: a pandas Series' DatetimeIndex,
+        else one second apart. An online detector is fed every value and gives every point's
+        score: an array, or a Series on the same index for a Series (NaN where the value was).
+        A window detector gives the score of the last value against the others (a float).
+
+        ``counter=True`` scores a counter (``..._total``) as ``DetectorObserver`` does: as its
+        per-second rate between points, NaN at the first point and across a reset.
+
+        The series is scored as a new one: a detector that already holds series (an earlier
+        call's included) scores it on a fresh copy of itself, and is left as it was.
+        """
+        index = None
+        if type(values).__module__.split(".")[0] == "pandas" and hasattr(values, "index"):
+            index = values.index
+            if times is None and hasattr(index, "tz_localize"):  # a DatetimeIndex
+                times = index
+        v = np.asarray(values, dtype=np.float64).reshape(-1)
+        t = np.arange(len(v), dtype=np.float64) if times is None else _seconds_of(times)
+        if len(t) != len(v):
+            raise ValueError(f"score_series: {len(v)} values but {len(t)} times")
+        steps = np.zeros(len(v))
+        if counter:
+            from deucalion.history.promql import CounterRates
+
+            rates = CounterRates()
+            pairs = [rates.update(0, float(when), float(x)) for when, x in zip(t, v, strict=True)]
+            v = np.array([rate for rate, _ in pairs], dtype=np.float64).reshape(-1)
+            steps = np.array([step for _, step in pairs], dtype=np.float64).reshape(-1)
+        if not self.online:
+            block = Block("series", [("", "{}")], t.reshape(1, -1), v.reshape(1, -1))
+            return float(self.score(block)[0])
+        detector = self._fresh() if self.n_series_ or self.__dict__.get("rows_") else self
+        out = np.empty(len(v))
+        for i in range(len(v)):
+            out[i] = detector.update(v[i : i + 1], steps[i : i + 1], times=t[i : i + 1])[0]
+        if index is not None:
+            import pandas as pd
+
+            return pd.Series(out, index=index, name=getattr(values, "name", None))
+        return out
+
+    def _fresh(self) -> Detector:
+        """A copy of this detector, with its settings and none of its series."""
+        fresh = copy.deepcopy(self)
+        fresh.keep([])
+        for learned in ("rows_", "updates_"):
+            fresh.__dict__.pop(learned, None)
+        return fresh
 
     def __repr__(self) -> str:
         params = ", ".join(
             f"{k}={v!r}" for k, v in vars(self).items() if not k.endswith("_") and k[0] != "_"
         )
         return f"{type(self).__name__}({params})"
+
+
+def _seconds_of(times: Sequence[float] | Any) -> np.ndarray:
+    """Times as Unix seconds: numbers as they are; datetimes (NumPy's, pandas', Python's;
+    naive ones as UTC) converted."""
+    raw = np.asarray(times)
+    if raw.dtype.kind == "M":
+        return raw.astype("datetime64[ns]").astype(np.int64) / 1e9
+    if raw.dtype.kind == "O":
+        from datetime import UTC, datetime
+
+        return np.array(
+            [
+                (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
+                if isinstance(t, datetime)
+                else float(t)
+                for t in raw.reshape(-1)
+            ]
+        )
+    return raw.astype(np.float64).reshape(-1)
 
 
 class _WindowRows:

@@ -94,8 +94,10 @@ class AlertPolicy:
 
 
 class DetectorObserver(MetricsObserver):
-    """The ready observer: ``detector`` (default: ``AnomalyDetector()``) scores every series
-    of ``desired_metrics`` each cycle.
+    """The ready observer: ``detector`` (default: ``AnomalyDetector(budget=budget)``, ``budget``
+    false alerts per series per 10,000 cycles, 1 by default) scores every series of
+    ``desired_metrics`` each cycle. ``budget`` is the default detector's, so it can be set
+    where no detector can be built (``kwargs: {budget: 0.5}`` under ``observers:``).
 
     Each metric's series are handed over as values, a counter as its per-second rate between
     scrapes (judged by the name: ``COUNTER_SUFFIXES``, or listed in ``counters``). Returns
@@ -120,12 +122,18 @@ class DetectorObserver(MetricsObserver):
         counters: Iterable[str] = (),
         labels: Mapping[str, str] | None = None,
         forget_after: int = 1000,
+        budget: float | None = None,
     ) -> None:
         super().__init__(desired_metrics)
         if detector is None:
             from deucalion.detectors.anomaly import AnomalyDetector
 
-            detector = AnomalyDetector()
+            detector = AnomalyDetector() if budget is None else AnomalyDetector(budget=budget)
+        elif budget is not None:
+            raise ValueError(
+                f"budget={budget!r} is the default detector's: give it to your detector "
+                f"instead ({type(detector).__name__}(budget=...) where it takes one)"
+            )
         if not isinstance(detector, Detector):
             raise TypeError(
                 f"DetectorObserver needs a deucalion.detectors.Detector, not "
@@ -245,7 +253,7 @@ class DetectorObserver(MetricsObserver):
                 "score": f"{why.score:.6g}",
             },
             target=target,
-            score=round(why.score, 4),
+            score=float(why.score),
         )
 
 

@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from deucalion.errors import ConfigError
+
 __all__ = [
     "CertificateBundle",
     "make_certificates",
@@ -163,10 +165,11 @@ def write_certificates(
     """Write ``ca.crt``, ``ca.key``, ``tls.crt`` and ``tls.key`` into ``directory``.
 
     The names are those of a ``kubernetes.io/tls`` Secret. Keys are created readable by their
-    owner only. Returns the paths by file name.
+    owner only, a new directory is its owner's only, and no file is written through a symbolic
+    link (one in its place is an error). Returns the paths by file name.
     """
     out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)
     files = {
         "ca.crt": (bundle.ca_cert_pem, 0o644),
         "ca.key": (bundle.ca_key_pem, 0o600),
@@ -177,7 +180,14 @@ def write_certificates(
     for name, (data, mode) in files.items():
         path = out / name
         # Created with its final mode, so a key is never readable by others, not even briefly.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+        except OSError as exc:
+            why = "it is a symbolic link" if path.is_symlink() else (exc.strerror or str(exc))
+            raise ConfigError(
+                f"cannot write {path}: {why}; remove it or choose another --out-dir"
+            ) from None
+
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.chmod(path, mode)

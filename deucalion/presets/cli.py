@@ -7,6 +7,7 @@ import asyncio
 import time
 from typing import Any
 
+from deucalion.cli.shared import duration_seconds
 from deucalion.errors import ConfigError
 
 __all__ = ["add_commands", "describe", "show"]
@@ -38,6 +39,9 @@ async def show(name: str, url: str, *, interval: float = 1.0, scrape_timeout: fl
     except ValueError as exc:
         raise ConfigError(f"--target {url}: {exc}") from None
     observer = preset_observer(name)
+    # What it finds or misses is this command's output: the observer's own log line saying
+    # that the target serves none of its metrics would say it a second time.
+    observer.silent_.add(url)
     computed: dict[str, Any] = {}
     desired = frozenset(observer.desired_metrics)
     limit = 50 * 10**6  # deucalion's default body_size_limit
@@ -109,6 +113,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     show_parser.add_argument("name", metavar="NAME")
     show_parser.add_argument("--target", metavar="URL", help="scrape this target twice")
     show_parser.add_argument(
-        "--interval", type=float, default=1.0, help="seconds between the two scrapes"
+        "--interval",
+        type=duration_seconds(),
+        default=1.0,
+        help="time between the two scrapes: seconds or e.g. 2s (default: 1s)",
     )
     show_parser.set_defaults(func=_show)

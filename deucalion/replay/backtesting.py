@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sys
 import time
 from collections.abc import Iterable, Mapping
@@ -256,6 +257,11 @@ class _Alerts:
             self._score(now, target or "", None, None, score)
         for one in series_scores:
             self._score(now, one.target or "", one.metric, one.series, one.score)
+            if self.keep_scores and math.isfinite(one.value):
+                # A series the observer derived (a preset's signal) is in no source: its value
+                # is known only from the score, and a plot draws it from there.
+                name = series_name(one.target or "", one.metric, one.series)
+                self.result.values.setdefault(name, []).append((now, float(one.value)))
 
     def _score(
         self, now: float, target: str, metric: str | None, series: str | None, score: float

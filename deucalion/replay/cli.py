@@ -129,6 +129,11 @@ def _backtest(args: argparse.Namespace) -> int:
     from deucalion.replay.opening import open_source
 
     observer: MetricsObserver
+    if args.preset and args.observer:
+        raise ConfigError(
+            f"deucalion backtest: give --observer or --preset, not both (--observer "
+            f"{args.observer}, --preset {args.preset}): one observer is backtested at a time"
+        )
     if args.preset:
         from deucalion.presets import preset_observer
 
@@ -168,6 +173,17 @@ def _backtest(args: argparse.Namespace) -> int:
     )
     print(result.summary())
     refused = False
+    if args.preset and not result.received_nothing and not any(" " in n for n in result.scores):
+        # Its metrics were there, but not enough of them for any signal (a recording made with
+        # --metrics, not --all): an empty backtest would read as a quiet one.
+        print(
+            f"deucalion backtest --preset {args.preset}: none of the preset's signals could be "
+            f"computed from {args.source} (it holds too few of the metrics they need; "
+            f"`deucalion presets show {args.preset}` lists them): record with "
+            "`deucalion record --all`",
+            file=sys.stderr,
+        )
+        refused = True
     if windows is not None:
         from deucalion.replay.evaluate import evaluate
 
@@ -184,11 +200,24 @@ def _backtest(args: argparse.Namespace) -> int:
             from deucalion.replay.backtesting import read_values
 
             panels = top_scored(result)
-            result.values = asyncio.run(
-                read_values(
-                    source, observer.desired_metrics, panels, start=start, end=end, step=step
+            # Those of a source's series are read again; a derived series' (a preset's
+            # signal) came with its scores.
+            known = {name: result.values[name] for name in panels if name in result.values}
+            unread = [name for name in panels if name not in known]
+            result.values = known
+            if unread:
+                result.values.update(
+                    asyncio.run(
+                        read_values(
+                            source,
+                            observer.desired_metrics,
+                            unread,
+                            start=start,
+                            end=end,
+                            step=step,
+                        )
+                    )
                 )
-            )
         plot(result, args.plot, windows=windows, series=panels)
         print(f"plot: {args.plot}")
     failed = result.failure or result.source_errors or result.received_nothing
@@ -276,7 +305,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     back.add_argument("--labels", metavar="WINDOWS.json", help="evaluate against these windows")
     back.add_argument(
-        "--threshold", type=float, help="with --labels: detections are scores >= this, not alerts"
+        "--threshold",
+        type=float,
+        help="with --labels: detections are scores >= this, not alerts; NAB scores at it "
+        "instead of sweeping",
     )
     back.add_argument(
         "--plot",
@@ -313,6 +345,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     ev.add_argument("output", metavar="OUTPUT", help="a backtest's output (.jsonl or .csv)")
     ev.add_argument("--labels", required=True, metavar="WINDOWS.json")
     ev.add_argument(
-        "--threshold", type=float, help="detections are scores >= this (default: the alerts)"
+        "--threshold",
+        type=float,
+        help="detections are scores >= this (default: the alerts); NAB scores at it "
+        "instead of sweeping (apply a threshold chosen on another labelled set)",
     )
     ev.set_defaults(func=_evaluate)

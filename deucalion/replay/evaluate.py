@@ -21,6 +21,10 @@ handed to the observer (its kept values; ``backtest --labels`` keeps them), from
 the observer exported no scores. So a window the observer wrote nothing for is a missed
 window, never a dropped one; a labelled series with no row at all gets no NAB score
 (``Evaluation.nab_error``), since leaving out its windows would flatter the score.
+
+NAB's threshold is swept for the whole set (the best one, as NAB reports it), unless
+``threshold`` is given: then every score at or above it is a detection, so a threshold chosen
+on one labelled set (the one a sweep printed) can be applied to another, unseen one.
 """
 
 from __future__ import annotations
@@ -112,6 +116,8 @@ class Evaluation:
     total: SeriesEvaluation
     nab: dict[str, Any] = field(default_factory=dict)
     """Per NAB profile: its ``SweepResult`` (normalised score, threshold, ...)."""
+    nab_threshold: float | None = None
+    """The threshold NAB was scored at when one was given (else each profile's best, swept)."""
     nab_note: str = ""
     nab_error: str = ""
     """Why no NAB score is given although one was asked for (a labelled series without rows):
@@ -144,9 +150,10 @@ class Evaluation:
                     "first 15% of a series' rows, or outside the replayed time)"
                 )
             lines.append(line)
+        how = "best threshold" if self.nab_threshold is None else "at the given threshold"
         for profile, sweep in self.nab.items():
             lines.append(
-                f"NAB {profile}: {sweep.score:.1f} (threshold {sweep.threshold:g}, "
+                f"NAB {profile}: {sweep.score:.1f} ({how} {shown_threshold(sweep.threshold)}, "
                 f"{sweep.detected}/{sweep.windows} windows detected, {sweep.false_positives} "
                 "false positives)"
             )
@@ -155,6 +162,19 @@ class Evaluation:
         if self.nab_note:
             lines.append(self.nab_note)
         return "\n".join(lines)
+
+
+def shown_threshold(threshold: float) -> str:
+    """``threshold`` in 6 significant digits, rounded down: given back as ``--threshold``, it
+    admits every score the printed one stood for (rounded to nearest, it could shut out the
+    very score a sweep chose)."""
+    if not math.isfinite(threshold) or threshold == 0:
+        return f"{threshold:g}"
+    shown = float(f"{threshold:.6g}")
+    if shown > threshold:
+        digits = 5 - math.floor(math.log10(abs(threshold)))
+        shown = math.floor(threshold * 10**digits) / 10**digits
+    return f"{shown:.6g}"
 
 
 def _spans_for(key: str, alerts: Iterable[AlertSpan], last: float) -> list[Window]:
@@ -207,6 +227,7 @@ def evaluate(
     unmatched = []
     rowless = []
     by_scores = []  # labelled series whose steps are known only from their scores
+    any_scored = False
     for key, spans in windows.items():
         scored = [n for n in result.scores if names_series(key, n)]
         valued = [n for n in result.values if names_series(key, n)]
@@ -224,13 +245,16 @@ def evaluate(
         if not rows:
             rowless.append(key)
         elif scored:
+            any_scored = True
             labelled.append((key, rows, _scores_at(rows, result, scored), spans))
         else:
             labelled.append((key, rows, [_firing(t, events) for t in rows], spans))
     if unmatched:
         raise ConfigError(
             f"labelled series {', '.join(unmatched)} match no series, target or "
-            "alert of the backtest: name them as the outputs do (target, "
+            "alert of the backtest: replay the history that holds them (a labels file "
+            "for more files than --from replays: keep only theirs), or name them as the "
+            "outputs do (target, "
             "'metric{labels}' or 'target metric{labels}'); an output written without "
             "--labels names only the series that scored or alerted (and those of --series)"
         )
@@ -250,7 +274,9 @@ def evaluate(
             "--labels (or --series naming them), which keeps their values in the output"
         )
     else:
-        _nab(evaluation, labelled, profiles)
+        # A threshold applies to scores: alerts (1 while firing) are swept as they come.
+        fixed = threshold if any_scored else None
+        _nab(evaluation, labelled, profiles, fixed)
         if by_scores and evaluation.nab:
             evaluation.nab_note = (
                 f"NAB rows of {', '.join(by_scores)}: the steps they were scored at (the "
@@ -302,6 +328,7 @@ def _nab(
     evaluation: Evaluation,
     labelled: list[tuple[str, list[float], list[float], Sequence[Window]]],
     profiles: Iterable[str] | None,
+    threshold: float | None = None,
 ) -> None:
     try:
         nab: Any = importlib.import_module("deucalion.replay.nab")
@@ -316,7 +343,11 @@ def _nab(
         for name, times, scores, spans in labelled
     ]
     chosen = tuple(profiles) if profiles is not None else tuple(nab.PROFILES)
-    evaluation.nab = dict(nab.evaluate(series, chosen))
+    if threshold is None:
+        evaluation.nab = dict(nab.evaluate(series, chosen))
+    else:
+        evaluation.nab_threshold = threshold
+        evaluation.nab = {p: nab.score_at_threshold(series, threshold, p) for p in chosen}
 
 
 def read_output(path: str | Path) -> BacktestResult:
@@ -359,14 +390,16 @@ def read_output(path: str | Path) -> BacktestResult:
                     )
                     result.values.setdefault(name, []).append((when, float(row["value"])))
                 elif kind == "alert":
-                    labels = row["labels"]
+                    labels, notes = row["labels"], row.get("annotations") or {}
                     if isinstance(labels, str):
                         labels = json.loads(labels)
+                    if isinstance(notes, str):
+                        notes = json.loads(notes)
                     end = row.get("end")
                     result.alerts.append(
                         AlertSpan(
                             dict(labels),
-                            dict(row.get("annotations") or {}),
+                            dict(notes),
                             row.get("target"),
                             float(row["start"]),
                             None if end is None else float(end),

@@ -32,11 +32,15 @@ def series_name(target: str, metric: str | None = None, series: str | None = Non
 
 def names_series(key: str, name: str) -> bool:
     """Whether ``key`` (a label's or option's name for a series) names the output series
-    ``name``: equal to it, its target, or its ``metric{labels}``."""
+    ``name``: equal to it, its target, or its ``metric{labels}``. A key that is a file's path
+    (NAB's labels say ``category/file.csv``) names the target that is that file's name (a CSV
+    file replayed from its own directory)."""
     if key == name:
         return True
     target, _, series = name.partition(" ")
-    return key == target or (bool(series) and key == series)
+    if key == target or (bool(series) and key == series):
+        return True
+    return "/" in key and "/" not in target and key.rpartition("/")[2] == target
 
 
 def alert_about(labels: Mapping[str, str], target: str | None, key: str) -> bool:
@@ -105,7 +109,9 @@ class BacktestResult:
     scores: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     """Per series (``series_name``): ``(time, score)`` of every step that scored it."""
     values: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
-    """Per kept series: ``(time, value)`` as handed to the observer (for plots)."""
+    """Per kept series: ``(time, value)`` as handed to the observer (for plots); and per series
+    the observer scored with its value (``SeriesScore.value``, as a preset's derived signals
+    carry it), that value at each step it scored."""
     source_warnings: Counter[str] = field(default_factory=Counter)
     """What the source read as it came or repaired, by kind (see ``SourceStats``)."""
     source_errors: Counter[str] = field(default_factory=Counter)
@@ -205,6 +211,7 @@ _CSV_COLUMNS = [
     "end",
     "labels",
     "error",
+    "annotations",
 ]
 
 
@@ -232,6 +239,9 @@ class RowWriter:
         if self._csv is not None:
             if "labels" in row:
                 row = {**row, "labels": json.dumps(row["labels"], sort_keys=True)}
+            if "annotations" in row:
+                # An alert's explanation (its summary, the value, the expected band).
+                row = {**row, "annotations": json.dumps(row["annotations"], sort_keys=True)}
             self._csv.writerow(row)
         else:
             self._file.write(json.dumps(row, allow_nan=True) + "\n")

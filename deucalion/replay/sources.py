@@ -152,11 +152,19 @@ class CSVSource:
         if isinstance(paths, str | Path):
             paths = [paths]
         files: list[Path] = []
+        self.names: dict[Path, str] = {}
         for path in map(Path, paths):
             if path.is_dir():
                 found = sorted(path.glob("*.csv"))
                 if not found:
-                    raise HistoryError(f"{path}: no *.csv file in this directory")
+                    # NAB's layout: data/<category>/<file>.csv, each file named (its target)
+                    # by its path under the directory, as NAB's labels name it.
+                    found = sorted(path.glob("*/*.csv"))
+                    self.names.update((f, f.relative_to(path).as_posix()) for f in found)
+                if not found:
+                    raise HistoryError(
+                        f"{path}: no *.csv file in this directory or its subdirectories"
+                    )
                 files.extend(found)
             elif path.is_file():
                 files.append(path)
@@ -203,7 +211,8 @@ class CSVSource:
                     labels = row[column["labels"]].strip() or "{}"
                     target, sample = row[column["target"]], row[column["metric"]]
                 else:
-                    labels, target, sample = "{}", path.name, self.metric
+                    labels, sample = "{}", self.metric
+                    target = self.names.get(path, path.name)
             except IndexError:
                 raise HistoryError(
                     f"{where}{len(row)} columns, fewer than the header's {len(header)}"

@@ -201,6 +201,51 @@ def test_a_series_that_never_moved_alerts_when_it_moves() -> None:
     assert scores[0] >= detector.threshold and detector.alerting_[0]
 
 
+def test_a_series_still_since_its_start_is_armed_again_after_its_first_move() -> None:
+    """Ten series still for 300 points, then Gaussian noise: the first move alerts (as in the
+    test above), then the tails start over from it, so a shift of 8 noise units 2,200 points
+    later is found. (When the tails kept what the still stretch taught them, every later move
+    was infinitely rare and the first move's episode never ended: none was found.)"""
+    rng = np.random.default_rng(5)
+    points, still, shift = 3000, 300, 2500
+    values = rng.standard_normal((10, points))
+    values[:, :still] = 0.0
+    values[:, shift:] += 8 * rng.choice([-1, 1], (10, 1))
+    values *= 10.0 ** rng.uniform(-3, 6, (10, 1))
+    detector = AnomalyDetector()
+    alerts = np.zeros(values.shape, dtype=bool)
+    for i in range(points):
+        detector.update(values[:, i], times=np.full(10, 300.0 * i))
+        alerts[:, i] = detector.alerting_
+    assert alerts[:, still].all()
+    assert alerts[:, still + 1 : shift].sum() <= 2  # twice the budget is 4.4
+    assert alerts[:, shift : shift + 20].any(axis=1).mean() >= 0.9
+
+
+def test_a_gauge_that_mostly_sits_still_keeps_its_usual_move_after_an_episode() -> None:
+    """Ten series at 0 but for bursts at 5 % of points, held at 8 for 100 points twice: the
+    recent step of a series that seldom moves is mostly 0 and cannot say it became calmer, so
+    the episode of the first incident does not make its usual move 0: later bursts score as
+    the bursts they are and the second incident is found. (Taken as the usual step, every
+    later burst scored 10^4 or more, in one endless episode.)"""
+    rng = np.random.default_rng(7)
+    points, held, end, second = 6000, 3000, 3100, 5000
+    bursts = rng.random((10, points)) < 0.05
+    values = np.where(bursts, np.abs(rng.standard_normal((10, points))), 0.0)
+    values[:, held:end] = 8.0
+    values[:, second : second + 100] = 8.0
+    values *= 10.0 ** rng.uniform(-3, 6, (10, 1))
+    detector = AnomalyDetector()
+    alerts = np.zeros(values.shape, dtype=bool)
+    scores = np.zeros(values.shape)
+    for i in range(points):
+        scores[:, i] = detector.update(values[:, i], times=np.full(10, 300.0 * i))
+        alerts[:, i] = detector.alerting_
+    assert alerts[:, held : held + 50].any(axis=1).mean() >= 0.9
+    assert scores[:, end + 10 : second].max() < 30
+    assert alerts[:, second : second + 50].any(axis=1).mean() >= 0.9
+
+
 def test_state_is_bounded_per_series() -> None:
     """Memory grows with series, not with history."""
     detector = AnomalyDetector()

@@ -101,6 +101,10 @@ def test_the_observer_exports_every_score_and_explains_alerts_in_words() -> None
         assert isinstance(result, Scores)
         assert [s.series for s in result.scores] == ['{q="x"}']
         fired += [(cycle, alert) for alert in result.alerts]
+        for alert in result.alerts:
+            # The alert's score is the series' own, unrounded: a backtest takes the higher of
+            # the two at a step, and a rounded-up one moved NAB's threshold.
+            assert alert.score == result.scores[0].score
     assert [cycle for cycle, _ in fired] == [450]
     alert = fired[0][1]
     assert alert.labels == {"metric": "queue_depth", "series": '{q="x"}'}

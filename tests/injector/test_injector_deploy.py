@@ -340,7 +340,8 @@ def test_the_image_pins_its_base_by_digest_and_its_packages_by_constraints() -> 
     [base] = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile, re.MULTILINE)
     assert re.fullmatch(r"python:3\.11-slim@sha256:[0-9a-f]{64}", base)
     assert re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE) == ["${PYTHON_IMAGE}"] * 2
-    assert "--constraint constraints.txt '.[injector]'" in dockerfile
+    # NumPy too: a pod annotated deucalion.io/preset runs this image's `deucalion run --preset`.
+    assert "--constraint constraints.txt '.[injector]' numpy" in dockerfile
     pins = {}
     for line in (DEPLOY / "docker" / "constraints.txt").read_text().splitlines():
         if line and not line.startswith("#"):
@@ -348,7 +349,8 @@ def test_the_image_pins_its_base_by_digest_and_its_packages_by_constraints() -> 
             assert version, line
             pins[re.sub(r"[-_.]+", "-", name).lower()] = version
     project = tomllib.loads((DEPLOY.parent / "pyproject.toml").read_text())["project"]
-    for requirement in [*project["dependencies"], *project["optional-dependencies"]["injector"]]:
+    for requirement in [*project["dependencies"], *project["optional-dependencies"]["injector"],
+                        "numpy"]:
         name = re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0]
         assert re.sub(r"[-_.]+", "-", name).lower() in pins, requirement
 

@@ -1,0 +1,125 @@
+"""The preset entry points of the command line as README's "Watching a service without code"
+writes them: durations as elsewhere, one observer per backtest, and an unknown preset named
+with where it was given."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deucalion.cli import main
+from deucalion.cli.commands import build_parser
+
+
+def test_presets_show_interval_takes_a_duration_as_readme_writes_it() -> None:
+    """README: `deucalion presets show NAME [--target URL] [--interval 1s]` (it was a float
+    only, so `--interval 1s` was refused)."""
+    args = build_parser().parse_args(
+        ["presets", "show", "http-service", "--target", "http://127.0.0.1:1/metrics",
+         "--interval", "1s"])
+    assert args.interval == 1.0
+    shorter = build_parser().parse_args(["presets", "show", "x", "--interval", "500ms"])
+    assert shorter.interval == 0.5
+
+
+def test_backtest_refuses_an_observer_and_a_preset_together(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`backtest (--observer M:F | --preset NAME)`: given both, it backtested the preset and
+    dropped the observer without a word."""
+    code = main(["backtest", "--preset", "node-exporter", "--observer",
+                 "tests.replay_observers:RobustZScore", "--from", "tests/data/labelled"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "not both" in err and "tests.replay_observers:RobustZScore" in err
+    assert "node-exporter" in err
+
+
+def test_run_names_the_config_file_of_an_unknown_preset(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DEUCALION_PRESET", raising=False)
+    config = tmp_path / "deucalion.yaml"
+    config.write_text("targets: [127.0.0.1:1]\npreset: http_service\n")
+    assert main(["run", "-c", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert f"config file {config}: preset" in err and "'http_service'" in err
+    assert "node-exporter, http-service" in err
+
+
+def test_demo_names_the_option_of_an_unknown_preset(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--preset", "nodexporter", "--target", "127.0.0.1:1"]) == 1
+    err = capsys.readouterr().err
+    assert "--preset" in err and "'nodexporter'" in err and "node-exporter" in err
+
+
+def test_backtest_preset_plot_draws_the_signals_it_scored(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`backtest --preset NAME --from RECORDING --plot PNG`: the signals a preset scores are in
+    no recording, and the plot said 'nothing to plot'; it draws them from their scores' values."""
+    pytest.importorskip("matplotlib")
+    from deucalion.replay.recording import RecordingWriter
+    from deucalion.replay.sources import Cycle
+
+    node = "http://node:9100/metrics"
+    recording = tmp_path / "r.om.gz"
+    with RecordingWriter(recording) as writer:
+        for i in range(30):
+            cpu = {f'{{cpu="{n}",mode="{m}"}}': base + share * i
+                   for n in range(2) for m, base, share in (("idle", 1000, 0.7), ("user", 9, 0.3))}
+            samples = {"node_cpu_seconds_total": cpu, "node_load1": {"{}": 1.0 + i % 3},
+                       "node_memory_MemAvailable_bytes": {"{}": 6e9 - 1e6 * i},
+                       "node_memory_MemTotal_bytes": {"{}": 8e9}, "up": {"{}": 1.0}}
+            writer.write_cycle(Cycle(1.7e9 + i, {node: 1.7e9 + i}, {node: samples}))
+    picture = tmp_path / "preset.png"
+    assert main(["backtest", "--preset", "node-exporter", "--from", str(recording),
+                 "--plot", str(picture)]) == 0, capsys.readouterr().err
+    assert f"plot: {picture}" in capsys.readouterr().out
+    assert picture.stat().st_size > 10_000
+
+
+def test_backtest_preset_on_a_recording_without_its_metrics_says_so(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A recording made with `record --metrics node_load1`, not `--all`: the preset computes no
+    signal, and the backtest read as a quiet run (0 alerts, exit 0)."""
+    from deucalion.replay.recording import RecordingWriter
+    from deucalion.replay.sources import Cycle
+
+    node = "http://node:9100/metrics"
+    recording = tmp_path / "load.om.gz"
+    with RecordingWriter(recording) as writer:
+        for i in range(20):
+            samples = {"node_load1": {"{}": 1.0 + i % 3}, "up": {"{}": 1.0}}
+            writer.write_cycle(Cycle(1.7e9 + i, {node: 1.7e9 + i}, {node: samples}))
+    assert main(["backtest", "--preset", "node-exporter", "--from", str(recording)]) == 1
+    err = capsys.readouterr().err
+    assert "none of the preset's signals could be computed" in err and "record --all" in err
+
+
+async def test_presets_show_on_a_target_without_the_signals_says_so_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """`presets show node-exporter --target URL` on a service serving none of node_exporter's
+    metrics: the output names what it looked for, and the observer's own warning no longer
+    says it a second time in the log."""
+    from aiohttp import web
+
+    from deucalion.presets.cli import show
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(text="# TYPE jobs_total counter\njobs_total 3\n",
+                            content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        printed = await show("node-exporter", f"http://127.0.0.1:{port}/metrics", interval=0.1)
+    finally:
+        await runner.cleanup()
+    assert "cpu_busy                   not found (looks for node_cpu_seconds_total)" in printed
+    assert printed.count("serves none of") == 1 and "node_load1" in printed
+    assert not [r for r in caplog.records if "serves none" in r.getMessage()]

@@ -1,0 +1,62 @@
+"""The ready observers of README's "Writing a detector" and "Detection quality", run by import
+path as a user without code of their own would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deucalion.cli import main
+
+
+@pytest.mark.parametrize("command", [
+    ["run", "deucalion.detectors:DetectorObserver"],
+    ["backtest", "--observer", "deucalion.detectors:DetectorObserver", "--from",
+     "tests/data/labelled"],
+])
+def test_detector_observer_without_metrics_says_to_pass_them(
+        command: list[str], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """DetectorObserver's desired_metrics defaults to none: the command said 'pass the metric
+    names its model needs to super().__init__(desired_metrics)', advice for a class's author,
+    not for the user of a command."""
+    monkeypatch.setenv("DEUCALION_TARGETS", "http://127.0.0.1:1/metrics")
+    monkeypatch.setenv("DEUCALION_CONFIG", "")
+    assert main(command) == 1
+    err = capsys.readouterr().err
+    assert "--metrics" in err and "super().__init__" not in err
+
+
+def _config(tmp_path: Path, budget: str) -> Path:
+    path = tmp_path / "deucalion.yaml"
+    path.write_text(
+        "targets: [127.0.0.1:1]\n"
+        "observers:\n"
+        "  'deucalion.detectors:DetectorObserver':\n"
+        "    desired_metrics: [node_load1]\n"
+        f"    kwargs: {{budget: {budget}}}\n")
+    return path
+
+
+def test_the_ready_observer_takes_its_budget_from_the_config(tmp_path: Path) -> None:
+    """The false-alert budget in human units, where no detector object can be written: a
+    config's kwargs (DetectorObserver had no budget; only a detector built in Python did)."""
+    from deucalion.cli.shared import build_observers
+    from deucalion.config import load_settings
+    from deucalion.detectors import AnomalyDetector, DetectorObserver
+
+    settings = load_settings(_config(tmp_path, "0.5"), environ={}, default_file=None)
+    (observer,) = build_observers([], settings, None)
+    assert isinstance(observer, DetectorObserver)
+    assert isinstance(observer.detector, AnomalyDetector) and observer.detector.budget == 0.5
+    assert observer.detector.threshold == AnomalyDetector(budget=0.5).threshold
+    with pytest.raises(ValueError, match="default detector"):
+        DetectorObserver(AnomalyDetector(), {"x"}, budget=2.0)
+
+
+def test_a_value_an_observer_refuses_is_a_config_error_not_a_traceback(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "-c", str(_config(tmp_path, "-1"))]) == 1
+    err = capsys.readouterr().err
+    assert "kwargs" in err and "budget=-1" in err and "Traceback" not in err
