@@ -113,6 +113,7 @@ def _node_cycle(i: int, *, busy: float = 0.25, avail: float = 6e9) -> dict[str, 
         "node_pressure_cpu_waiting_seconds_total": {"{}": 100.0 + 0.4 * i},
         "node_memory_MemAvailable_bytes": {"{}": avail},
         "node_memory_MemTotal_bytes": {"{}": 8e9},
+        "node_memory_AnonPages_bytes": {"{}": 2e9},
         "node_disk_io_time_seconds_total": {'{device="sda"}': 0.2 * i, '{device="loop0"}': 0.5 * i},
         "node_filesystem_avail_bytes": {
             '{device="/dev/sda1",fstype="ext4",mountpoint="/"}': 40e9 - 1e6 * i,
@@ -138,6 +139,8 @@ def test_node_signals_follow_the_node_mixin() -> None:
     assert _signal_values("node-exporter", "cpu_busy", cycles) == {"{}": pytest.approx(0.25)}
     assert _signal_values("node-exporter", "load_per_core", cycles) == {"{}": 0.5}
     assert _signal_values("node-exporter", "memory_available", cycles) == {"{}": 0.75}
+    # What processes hold, which a memory hog grows (MemAvailable moves with the kernel's too).
+    assert _signal_values("node-exporter", "memory_anonymous", cycles) == {"{}": 0.25}
     # The run queue averaged over seconds (3 and 5 tasks in turn), per CPU; the pressure is
     # the fraction of each second some task waited for a CPU.
     assert _signal_values("node-exporter", "runnable_per_core", cycles) == {
