@@ -112,6 +112,13 @@ def memory_available(q: Query) -> SignalValues:
     return ratio(q.gauge("node_memory_MemAvailable_bytes"), q.gauge("node_memory_MemTotal_bytes"))
 
 
+def memory_anonymous(q: Query) -> SignalValues:
+    """``node_memory_AnonPages_bytes / node_memory_MemTotal_bytes``: the memory processes
+    hold (heaps, stacks, anonymous mappings), what a memory hog grows. ``MemAvailable`` also
+    moves with what the kernel holds (dirty pages, slab), noise this signal does not carry."""
+    return ratio(q.gauge("node_memory_AnonPages_bytes"), q.gauge("node_memory_MemTotal_bytes"))
+
+
 def swap_rate(q: Query) -> SignalValues:
     """Pages swapped in and out per second."""
     return _summed(q.rate(metric) for metric in ("node_vmstat_pswpin", "node_vmstat_pswpout"))
@@ -305,6 +312,15 @@ SIGNALS: tuple[Signal, ...] = (
         ("node_memory_MemAvailable_bytes", "node_memory_MemTotal_bytes"),
         "down",
         floor=0.07,
+    ),
+    Signal(
+        "memory_anonymous",
+        "Anonymous memory (processes' heaps and stacks), fraction of the total",
+        "ratio",
+        memory_anonymous,
+        ("node_memory_AnonPages_bytes", "node_memory_MemTotal_bytes"),
+        "up",
+        floor=0.07,  # as memory_available's: 7 % of the machine's memory
     ),
     Signal(
         "swap_rate",
