@@ -70,3 +70,24 @@ def test_a_counter_is_scored_as_its_rate_with_a_restart_no_alert() -> None:
     assert math.isnan(scores[0]) and math.isnan(scores[1000])
     assert np.nanmax(scores[:2500]) < detector.threshold
     assert 2500 <= int(np.nanargmax(scores)) < 2520 and np.nanmax(scores) > detector.threshold
+
+
+def test_the_ready_observers_threshold_is_its_online_detectors() -> None:
+    """DetectorObserver(threshold=X) with the default AnomalyDetector: X was kept for window
+    detectors only and silently ignored, so a threshold chosen by a NAB sweep changed nothing."""
+    from deucalion.detectors import DetectorObserver
+    from deucalion.observer import handing_data
+
+    def alerts(threshold: float | None) -> list[float]:
+        observer = DetectorObserver(desired_metrics={"queue_depth"}, threshold=threshold)
+        rng = np.random.default_rng(6)
+        fired: list[float] = []
+        for cycle in range(500):
+            value = 400.0 if cycle == 450 else 40.0 + rng.normal()
+            with handing_data(1000.0 + 15 * cycle, {}):
+                result = observer.new_data({"http://a/metrics": {"queue_depth": {"{}": value}}})
+            fired += [float(alert.score or 0) for alert in result.alerts]
+        return fired
+
+    (score,) = alerts(None)
+    assert alerts(score + 1) == []
