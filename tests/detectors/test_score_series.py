@@ -91,3 +91,20 @@ def test_the_ready_observers_threshold_is_its_online_detectors() -> None:
 
     (score,) = alerts(None)
     assert alerts(score + 1) == []
+
+
+def test_a_table_is_refused_and_its_columns_are_scored_one_by_one() -> None:
+    """A DataFrame of several series was flattened into one and scored as that; it is refused
+    saying how, and `frame.apply(detector.score_series)` scores each column as its own."""
+    import pytest
+
+    index = pd.date_range("2026-01-01", periods=1200, freq="5min")
+    a, b = _noise(7, 1200), _noise(8, 1200, level=500.0, spread=20.0)
+    b[1100] = 900.0
+    frame = pd.DataFrame({"a": a, "b": b}, index=index)
+    detector = AnomalyDetector()
+    with pytest.raises(ValueError, match="one series"):
+        detector.score_series(frame)
+    scores = frame.apply(detector.score_series)
+    assert scores["b"].idxmax() == index[1100]
+    np.testing.assert_allclose(scores["b"].to_numpy(), AnomalyDetector().score_series(b, index))
