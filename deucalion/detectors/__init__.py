@@ -8,7 +8,8 @@
           ...
 
   ``update`` also takes arrays (one row per series) for vectorised callers; ``explain(key)``,
-  ``forget(keys)`` and ``score_series(values)`` (one series in a notebook) complete it.
+  ``forget(keys)`` and ``score_series(values)`` (one series in a notebook: a list, an array or
+  a pandas Series; ``counter=True`` scores a counter's rate) complete it.
 - ``AnomalyDetector``: the default. Spikes, level shifts inside the range, changes of
   variance, trend or daily pattern, stuck series and records, each calibrated per series to one
   false-alert ``budget``.
@@ -18,9 +19,10 @@
   ``Threshold``; adapters ``SklearnDetector`` (any scikit-learn outlier detector) and
   ``RiverDetector`` (River's online anomaly detectors). Subclass ``Detector`` and implement
   ``score(block)`` or ``update_rows`` to write your own.
-- ``DetectorObserver``: the one ready observer, any detector (default ``AnomalyDetector()``)
-  over its desired metrics, counters as rates; returns ``Scores`` (every score exported, alerts
-  explained). ``RangeObserver`` is it with a ``RangeDetector``.
+- ``DetectorObserver``: the one ready observer, any detector (default
+  ``AnomalyDetector(budget=budget)``) over its desired metrics, counters as rates; returns
+  ``Scores`` (every score exported, alerts explained). ``RangeObserver`` is it with a
+  ``RangeDetector``.
 
 Needs NumPy (``pip install 'deucalion[ml]'``); names are imported on first use.
 """

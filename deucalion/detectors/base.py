@@ -266,7 +266,13 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
             index = values.index
             if times is None and hasattr(index, "tz_localize"):  # a DatetimeIndex
                 times = index
-        v = np.asarray(values, dtype=np.float64).reshape(-1)
+        v = np.asarray(values, dtype=np.float64)
+        if v.ndim > 1 and max(v.shape) != v.size:
+            raise ValueError(
+                f"score_series scores one series, not a table of shape {v.shape}: score each "
+                "column (frame.apply(detector.score_series)) or update() a row per cycle"
+            )
+        v = v.reshape(-1)
         t = np.arange(len(v), dtype=np.float64) if times is None else _seconds_of(times)
         if len(t) != len(v):
             raise ValueError(f"score_series: {len(v)} values but {len(t)} times")

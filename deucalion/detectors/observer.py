@@ -104,7 +104,8 @@ class DetectorObserver(MetricsObserver):
     ``Scores``: every score is exported as ``deucalion_series_anomaly_score``.
 
     An online detector is updated with each series' ``(scrape time, value)`` and decides which
-    series alert; a series absent for ``forget_after`` cycles is forgotten, so memory stays
+    series alert, at ``threshold`` when given (it sets the detector's own; ``for_cycles`` is
+    for window detectors); a series absent for ``forget_after`` cycles is forgotten, so memory stays
     bounded when series come and go. A window detector is handed a ``Window`` of ``points``
     cycles (or ``seconds``) per metric, and a series alerts once its score stays above
     ``threshold`` (default: the detector's) for ``for_cycles`` cycles in a row.
@@ -142,6 +143,10 @@ class DetectorObserver(MetricsObserver):
             )
         if not isinstance(forget_after, int) or forget_after < 1:
             raise ValueError(f"forget_after={forget_after!r}: give a number of cycles, 1 or more")
+        if threshold is not None and detector.online:
+            # An online detector decides itself which series alert, at its own threshold: the
+            # one given here (a threshold a NAB sweep chose, say) is that one, not a second.
+            detector.threshold = float(threshold)
         self.detector = detector
         self.window = Window(points, seconds=seconds)
         self.counters = frozenset(counters)

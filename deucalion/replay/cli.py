@@ -80,6 +80,15 @@ def _configured_metrics(settings: Settings) -> dict[str, Iterable[str]]:
             wanted[path] = entry.desired_metrics
         else:
             wanted[path] = build_observers([path], settings, None)[0].desired_metrics
+    if settings.preset:
+        # The configuration's preset is one of the observers `deucalion run` runs.
+        from deucalion.presets import preset_observer
+
+        try:
+            preset = preset_observer(settings.preset)
+        except ConfigError as exc:
+            raise ConfigError(f"the configuration's preset: {exc}") from None
+        wanted[f"preset {settings.preset}"] = preset.desired_metrics
     return wanted
 
 
@@ -97,7 +106,7 @@ def _record(args: argparse.Namespace) -> int:
         if not metrics:
             raise ConfigError(
                 "deucalion record: which metrics? pass --metrics a,b, --all, or "
-                "configure observers: with their desired_metrics"
+                "configure observers: with their desired_metrics (or a preset:)"
             )
     duration = args.duration
 

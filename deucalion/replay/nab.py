@@ -21,6 +21,9 @@ The method, as NAB publishes it (Lavin & Ahmad 2015, and numenta/NAB's sweeper):
 - One threshold for the whole set is chosen by sweeping every distinct score and keeping the
   best raw total. The raw total is normalised so that the *null* detector (never fires) scores 0
   and the *perfect* detector (fires at the first point of every window) scores 100.
+  ``score_at_threshold`` scores the set at a threshold given instead, one chosen on another set
+  (``deucalion evaluate --threshold``), which is how a detector is judged on data it was not
+  tuned on.
 
 Three cost *profiles* weigh the outcomes: ``standard``, ``reward_low_FP_rate`` (false positives
 cost twice as much) and ``reward_low_FN_rate`` (missed windows cost twice as much).

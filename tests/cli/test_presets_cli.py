@@ -123,3 +123,22 @@ async def test_presets_show_on_a_target_without_the_signals_says_so_once(
     assert "cpu_busy                   not found (looks for node_cpu_seconds_total)" in printed
     assert printed.count("serves none of") == 1 and "node_load1" in printed
     assert not [r for r in caplog.records if "serves none" in r.getMessage()]
+
+
+def test_record_with_a_configured_preset_records_what_it_needs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`preset: NAME` in the file is an observer `deucalion run` runs; `deucalion record -c
+    FILE` (no --metrics, no --all) asked 'which metrics?' as if none were configured."""
+    from deucalion.config import load_settings
+    from deucalion.presets import preset_observer
+    from deucalion.replay.cli import _configured_metrics
+
+    config = tmp_path / "deucalion.yaml"
+    config.write_text("targets: [127.0.0.1:1]\npreset: http-service\n")
+    settings = load_settings(config, environ={}, default_file=None)
+    wanted = _configured_metrics(settings)
+    assert set().union(*map(set, wanted.values())) == set(
+        preset_observer("http-service").desired_metrics)
+    config.write_text("targets: [127.0.0.1:1]\npreset: nope\n")
+    assert main(["record", "-c", str(config), "-o", str(tmp_path / "r.om.gz")]) == 1
+    assert "preset" in capsys.readouterr().err

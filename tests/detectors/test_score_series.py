@@ -70,3 +70,41 @@ def test_a_counter_is_scored_as_its_rate_with_a_restart_no_alert() -> None:
     assert math.isnan(scores[0]) and math.isnan(scores[1000])
     assert np.nanmax(scores[:2500]) < detector.threshold
     assert 2500 <= int(np.nanargmax(scores)) < 2520 and np.nanmax(scores) > detector.threshold
+
+
+def test_the_ready_observers_threshold_is_its_online_detectors() -> None:
+    """DetectorObserver(threshold=X) with the default AnomalyDetector: X was kept for window
+    detectors only and silently ignored, so a threshold chosen by a NAB sweep changed nothing."""
+    from deucalion.detectors import DetectorObserver
+    from deucalion.observer import handing_data
+
+    def alerts(threshold: float | None) -> list[float]:
+        observer = DetectorObserver(desired_metrics={"queue_depth"}, threshold=threshold)
+        rng = np.random.default_rng(6)
+        fired: list[float] = []
+        for cycle in range(500):
+            value = 400.0 if cycle == 450 else 40.0 + rng.normal()
+            with handing_data(1000.0 + 15 * cycle, {}):
+                result = observer.new_data({"http://a/metrics": {"queue_depth": {"{}": value}}})
+            fired += [float(alert.score or 0) for alert in result.alerts]
+        return fired
+
+    (score,) = alerts(None)
+    assert alerts(score + 1) == []
+
+
+def test_a_table_is_refused_and_its_columns_are_scored_one_by_one() -> None:
+    """A DataFrame of several series was flattened into one and scored as that; it is refused
+    saying how, and `frame.apply(detector.score_series)` scores each column as its own."""
+    import pytest
+
+    index = pd.date_range("2026-01-01", periods=1200, freq="5min")
+    a, b = _noise(7, 1200), _noise(8, 1200, level=500.0, spread=20.0)
+    b[1100] = 900.0
+    frame = pd.DataFrame({"a": a, "b": b}, index=index)
+    detector = AnomalyDetector()
+    with pytest.raises(ValueError, match="one series"):
+        detector.score_series(frame)
+    scores = frame.apply(detector.score_series)
+    assert scores["b"].idxmax() == index[1100]
+    np.testing.assert_allclose(scores["b"].to_numpy(), AnomalyDetector().score_series(b, index))
