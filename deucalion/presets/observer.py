@@ -147,6 +147,8 @@ class _Incident:
     members: dict[str, float] = field(default_factory=dict)  # name -> highest score
     #: Member series -> cycles in a row it has been away without the detector scoring it.
     settled: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    #: Members away from their band this cycle, not yet the new normal (holding it open).
+    away: set[tuple[str, str, str]] = field(default_factory=set)
     cycles: int = 0
     quiet: int = 0
 
@@ -161,6 +163,14 @@ def _limit(signal: Signal, band: _Band) -> str:
     if signal.direction == "down":
         return f">= {_number(down)}"
     return f"{_number(down)} to {_number(up)}"
+
+
+def _clamped(signal: Signal, low: float, high: float) -> tuple[float, float]:
+    """A band as exported: every signal is 0 or more, a fraction 1 at most."""
+    return (
+        max(0.0, low) if math.isfinite(low) else low,
+        min(1.0, high) if signal.unit == "ratio" else high,
+    )
 
 
 def _number(value: float) -> str:
@@ -189,7 +199,9 @@ class PresetObserver(MetricsObserver):
 
     It returns ``Scores``: every signal's score (0 for a move in the harmless direction), value
     and expected band are exported (``deucalion_series_anomaly_score`` and its companions,
-    ``metric`` = the signal), and one alert per target per incident is sent.
+    ``metric`` = the signal; a signal holding an incident open, at its highest score of the
+    incident and its band before it, so a rule on the score fires as long as the alert), and
+    one alert per target per incident is sent.
     """
 
     def __init__(
@@ -367,8 +379,7 @@ class PresetObserver(MetricsObserver):
                     key[2],
                     score,
                     value,
-                    max(0.0, low) if math.isfinite(low) else low,  # every signal is 0 or more
-                    min(1.0, high) if signal.unit == "ratio" else high,  # a fraction is 1 at most
+                    *_clamped(signal, low, high),
                     moving.held if moving is not None else 0,
                     fresh,
                 )
@@ -384,7 +395,6 @@ class PresetObserver(MetricsObserver):
 
         computed = self.compute(targets_data_dict)
         now = data_time()
-        scores: list[SeriesScore] = []
         moved: dict[str, list[_Moved]] = {}
         judged: dict[str, dict[tuple[str, str, str], _Moved]] = {}
         values = {
@@ -393,18 +403,8 @@ class PresetObserver(MetricsObserver):
             for name, by_series in signals.items()
             for series, value in by_series.items()
         }
-        for item in self.score(values, now) if values else []:
-            scores.append(
-                SeriesScore(
-                    item.target,
-                    item.signal.name,
-                    item.series,
-                    item.score,
-                    value=item.value,
-                    lower=item.lower,
-                    upper=item.upper,
-                )
-            )
+        items = self.score(values, now) if values else []
+        for item in items:
             judged.setdefault(item.target, {})[item.key] = item
             if item.held >= self.for_cycles:
                 moved.setdefault(item.target, []).append(item)
@@ -415,6 +415,32 @@ class PresetObserver(MetricsObserver):
             if (alert := self._incident(target, moved.get(target, []), judged.get(target, {}), now))
             is not None
         ]
+        # A signal holding an incident open is exported as the alert sees it: at its highest
+        # score of the incident, against its band before it (a rule on the exported score then
+        # fires as long as the preset's alert).
+        held: dict[tuple[str, str, str], tuple[float, float, float]] = {}
+        for incident in self.incidents_.values():
+            for key in incident.away:
+                low, high, _ = incident.before[key]
+                name = self._name(key)
+                held[key] = (incident.members.get(name, 0.0), low, high)
+        scores = []
+        for item in items:
+            score, lower, upper = item.score, item.lower, item.upper
+            if item.key in held:
+                peak, low, high = held[item.key]
+                score, lower, upper = max(score, peak), *_clamped(item.signal, low, high)
+            scores.append(
+                SeriesScore(
+                    item.target,
+                    item.signal.name,
+                    item.series,
+                    score,
+                    value=item.value,
+                    lower=lower,
+                    upper=upper,
+                )
+            )
         return Scores(scores=tuple(scores), alerts=tuple(alerts))
 
     def _forget_gone(self, computed: Mapping[str, Mapping[str, SignalValues]], now: float) -> None:
@@ -493,6 +519,7 @@ class PresetObserver(MetricsObserver):
     ) -> str | None:
         """Whether ``incident`` goes on (None) or, if it ends this cycle, why."""
         away = settled = 0
+        incident.away.clear()
         for key in incident.settled:
             item = judged.get(key)
             band = incident.before.get(key)
@@ -504,7 +531,10 @@ class PresetObserver(MetricsObserver):
                 incident.settled[key] = 0
             else:
                 incident.settled[key] += 1
-            settled += incident.settled[key] >= self.settle_cycles
+            if incident.settled[key] >= self.settle_cycles:
+                settled += 1
+            else:
+                incident.away.add(key)
         incident.quiet = 0 if away else incident.quiet + 1
         if away and settled == away:
             return (

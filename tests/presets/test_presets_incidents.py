@@ -102,6 +102,12 @@ def test_an_incident_fires_while_its_signals_stay_away_and_resolves_when_they_ar
     assert len({frozenset(a.labels.items()) for r in results for a in r.alerts}) == 1
     [during] = results[60].alerts
     assert set(during.annotations["signals"].split(",")) == {"a", "b"}
+    # b is exported as the alert sees it (a rule on the score fires as long): at its highest
+    # score of the incident, against its band before it.
+    [b] = [s for s in results[60].scores if s.metric == "b"]
+    assert (b.score, b.value, b.upper) == (4.0, 0.6, pytest.approx(0.35))
+    [b] = [s for s in results[85].scores if s.metric == "b"]
+    assert b.score == 0.0
     assert "b <= 0.4" in during.annotations["until"] and "ended" not in during.annotations
     [last] = results[79].alerts
     assert last.annotations["ended"].startswith("back")
