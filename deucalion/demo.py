@@ -171,9 +171,11 @@ async def run_demo(
     interval: float = 1.0,
     metrics: Iterable[str] | None = None,
     preset: str | None = None,
+    budget: float = 1.0,
 ) -> int:
     """Run the demo for ``duration`` seconds (0: until cancelled); returns an exit code.
-    With ``preset`` (and a ``target``), the preset watches the target instead."""
+    With ``preset`` (and a ``target``), the preset watches the target instead, with its
+    false-alert ``budget``."""
     from deucalion._http import redact_url
     from deucalion.provisioner import MetricsProvisioner
 
@@ -201,7 +203,7 @@ async def run_demo(
         if preset is not None:
             from deucalion.presets import preset_observer
 
-            observer = preset_observer(preset, announce=True)
+            observer = preset_observer(preset, budget=budget, announce=True)
             desired = tuple(s.name for s in observer.signals)
         else:
             observer = RobustZScoreObserver(desired)

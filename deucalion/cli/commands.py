@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 from deucalion._extras import MissingExtraError
 from deucalion._version import __version__
 from deucalion.cli.shared import (
+    add_budget_option,
     build_observers,
+    configured_budget,
     duration_seconds,
     load_object,
     metric_list,
@@ -42,6 +44,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     if args.preset:
         _check_preset(args.preset, "deucalion demo --preset")
+    elif args.budget is not None:
+        raise ConfigError("deucalion demo --budget: it is a preset's budget; give --preset too")
     metrics = metric_list(args.metrics)
     return run_main(
         run_demo(
@@ -51,6 +55,7 @@ def _demo(args: argparse.Namespace) -> int:
             interval=args.interval,
             metrics=metrics,
             preset=args.preset,
+            budget=args.budget if args.budget is not None else 1.0,
         )
     )
 
@@ -79,9 +84,11 @@ def _check_config(args: argparse.Namespace) -> int:
         if settings.kubernetes is not None:
             sources.append("kubernetes pod annotations")
     observers = f", {len(settings.observers)} observer(s)" if settings.observers else ""
-    if settings.preset:
-        _check_preset(settings.preset, f"{args.file}: preset")
-        observers += f", preset {settings.preset}"
+    if settings.preset and settings.preset.name is None:
+        observers += f", preset budget {settings.preset.budget:g} (for --preset NAME)"
+    elif settings.preset and settings.preset.name is not None:
+        _check_preset(settings.preset.name, f"{args.file}: preset")
+        observers += f", preset {settings.preset.name} (budget {settings.preset.budget:g})"
     print(
         f"{args.file}: OK: {', '.join(sources) or 'no targets'}, scrape every "
         f"{settings.scrape_interval:g}s{observers}"
@@ -208,7 +215,14 @@ def _run(args: argparse.Namespace) -> int:
     else:
         provisioner = MetricsProvisioner(args.config)
     metrics = metric_list(args.metrics)
-    preset = args.preset or provisioner.settings.preset
+    configured = provisioner.settings.preset
+    preset = args.preset or (configured.name if configured else None)
+    if not preset and (args.budget is not None or configured is not None):
+        where = "--budget" if args.budget is not None else "the configuration's preset.budget"
+        raise ConfigError(
+            f"{where}: it is a preset's budget, and no preset is named: add --preset NAME "
+            "(or preset: {name: NAME} in the config)"
+        )
     if args.observers or provisioner.settings.observers or not preset:
         for observer in build_observers(args.observers, provisioner.settings, metrics):
             provisioner.register(observer)
@@ -216,7 +230,9 @@ def _run(args: argparse.Namespace) -> int:
         from deucalion.presets import preset_observer
 
         _check_preset(preset, "--preset" if args.preset else _preset_source(args.config))
-        provisioner.register(preset_observer(preset))
+        # --budget wins over the configuration's, as a command line argument does.
+        budget = args.budget if args.budget is not None else configured_budget(configured)
+        provisioner.register(preset_observer(preset, budget=budget))
     provisioner.run()
     return 0
 
@@ -288,6 +304,7 @@ def add_core_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     run.add_argument(
         "--preset", metavar="NAME", help="also run this preset (deucalion presets list)"
     )
+    add_budget_option(run)
     run.add_argument(
         "--record",
         metavar="FILE.om.gz",
@@ -334,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--metrics", help="comma-separated metric names to watch")
     demo.add_argument("--preset", metavar="NAME", help="watch --target with this preset")
+    add_budget_option(demo)
     demo.set_defaults(func=_demo)
     add_core_commands(commands)
 

@@ -23,7 +23,16 @@ from deucalion.observer import MetricsObserver
 if TYPE_CHECKING:
     from deucalion.config.loading import Settings
 
-__all__ = ["build_observers", "duration_seconds", "load_object", "metric_list", "settings_from"]
+__all__ = [
+    "add_budget_option",
+    "build_observers",
+    "configured_budget",
+    "duration_seconds",
+    "load_object",
+    "metric_list",
+    "preset_budget",
+    "settings_from",
+]
 
 
 def duration_seconds(*, zero: str | None = None) -> Callable[[str], float]:
@@ -47,6 +56,37 @@ def duration_seconds(*, zero: str | None = None) -> Callable[[str], float]:
         return seconds
 
     return parse
+
+
+def preset_budget(text: str) -> float:
+    """An argparse type for ``--budget``: a positive number (the config's ``preset.budget``)."""
+    from pydantic import ValidationError
+
+    from deucalion.config.settings import PresetSettings
+
+    try:
+        return PresetSettings.model_validate({"budget": text}).budget
+    except ValidationError as exc:
+        message = str(exc.errors()[0]["msg"])
+        raise argparse.ArgumentTypeError(message.removeprefix("Value error, ")) from None
+
+
+def configured_budget(preset: object) -> float:
+    """The budget of the configuration's ``preset`` section (a ``PresetSettings`` or None):
+    the budget of whichever preset the command runs."""
+    budget = getattr(preset, "budget", None)
+    return float(budget) if isinstance(budget, int | float) else 1.0
+
+
+def add_budget_option(parser: argparse.ArgumentParser) -> None:
+    """``--budget X``: the preset's false-alert budget (``preset.budget`` in the config)."""
+    parser.add_argument(
+        "--budget",
+        type=preset_budget,
+        metavar="X",
+        help="the preset's false alerts per target per 10,000 cycles of ordinary load "
+        "(default: the config's preset.budget, else 1); higher alerts on smaller moves",
+    )
 
 
 def metric_list(text: str | None) -> list[str] | None:

@@ -47,6 +47,7 @@ from deucalion.config.settings import (
     FileSDSettings,
     KubernetesSettings,
     ObserverSettings,
+    PresetSettings,
     PrometheusSettings,
     ScrapeOptions,
     Settings,
@@ -55,6 +56,7 @@ from deucalion.config.settings import (
     check_labels,
     normalize_target_url,
     parse_duration,
+    preset_shorthand,
 )
 from deucalion.errors import ConfigError
 
@@ -65,6 +67,7 @@ __all__ = [
     "FileSDSettings",
     "KubernetesSettings",
     "ObserverSettings",
+    "PresetSettings",
     "PrometheusSettings",
     "ScrapeOptions",
     "Settings",
@@ -189,16 +192,28 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
         layer.setdefault("alertmanager", {})["urls"] = [f"{base}:{port}"]
     if environ.get("DEUCALION_ALERT_NAME"):
         layer.setdefault("alertmanager", {})["alert_name"] = environ["DEUCALION_ALERT_NAME"]
+    # DEUCALION_PRESET=NAME is the preset's name, beside DEUCALION_PRESET__BUDGET.
+    if environ.get("DEUCALION_PRESET"):
+        layer["preset"] = {"name": environ["DEUCALION_PRESET"]}
     return _merge(
         layer,
         environment_layer(
             environ,
             ENV_PREFIX,
-            ignore=ENV_NOT_SETTINGS | ENV_LEGACY,
+            ignore=ENV_NOT_SETTINGS | ENV_LEGACY | {"DEUCALION_PRESET"},
             ignore_prefixes=ENV_OTHER_PREFIXES,
             fields=Settings.model_fields,
         ),
     )
+
+
+def _expand_shorthands(layer: dict[str, Any]) -> dict[str, Any]:
+    """``preset: NAME`` as ``preset: {name: NAME}`` in every source before they are merged, so
+    that one source's name and another's budget (the file's ``preset: node-exporter``,
+    ``DEUCALION_PRESET__BUDGET=3``) make one preset."""
+    if "preset" in layer:
+        return {**layer, "preset": preset_shorthand(layer["preset"])}
+    return layer
 
 
 def _log_not_a_setting(name: str, key: str, prefix: str, fields: Collection[str]) -> None:
@@ -339,7 +354,7 @@ def load_settings(
         layers.append(("environment", env_layer))
     if overrides:
         layers.append(("keyword arguments", dict(overrides)))
-
+    layers = [(source, _expand_shorthands(layer)) for source, layer in layers]
     return validate_layers(Settings, layers, env_prefix=ENV_PREFIX)
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "FileSDSettings",
     "KubernetesSettings",
     "ObserverSettings",
+    "PresetSettings",
     "PrometheusSettings",
     "ScrapeOptions",
     "Settings",
@@ -662,6 +663,44 @@ class ObserverSettings(Section):
     """Further keyword arguments of the observer's constructor."""
 
 
+def preset_shorthand(value: object) -> object:
+    """``preset: NAME`` is ``preset: {name: NAME}``: the preset with its defaults."""
+    return {"name": value} if isinstance(value, str) else value
+
+
+class PresetSettings(Section):
+    """A preset ``deucalion run`` runs besides the observers, and how it alerts."""
+
+    name: str | None = None
+    """The preset: ``node-exporter``, ``http-service`` (``deucalion presets list``); left
+    out, the section sets the budget of the preset named by ``--preset`` (the pod annotation
+    ``deucalion.io/preset`` runs ``deucalion run --preset NAME``)."""
+    budget: float = 1.0
+    """False alerts it may raise per target per 10,000 cycles of ordinary load: higher alerts
+    on smaller moves, lower on larger ones (its detector's threshold is ``3 - log10(budget)``)."""
+
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _check_budget(cls, value: object) -> object:
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                number = value
+        if (
+            isinstance(number, bool)
+            or not isinstance(number, int | float)
+            or not math.isfinite(number)
+            or number <= 0
+        ):
+            raise ValueError(
+                f"the budget must be a positive number (false alerts per target per 10,000 "
+                f"cycles; default 1), not {value!r}"
+            )
+        return float(number)
+
+
 class Settings(Section):
     """Everything deucalion can be configured with."""
 
@@ -681,9 +720,10 @@ class Settings(Section):
     """Federated mode: targets and samples from a Prometheus server instead of scraping."""
     observers: dict[str, ObserverSettings] = Field(default_factory=dict)
     """Observers for ``deucalion run``: ``module:Class`` -> {desired_metrics, kwargs}."""
-    preset: str | None = None
-    """A preset ``deucalion run`` runs besides the observers (``node-exporter``,
-    ``http-service``): ready signals, alerts, rules and dashboards (``deucalion presets``)."""
+    preset: Annotated[PresetSettings | None, BeforeValidator(preset_shorthand)] = None
+    """A preset ``deucalion run`` runs besides the observers: ``preset: NAME`` (``node-exporter``,
+    ``http-service``), or ``preset: {name: NAME, budget: 3}`` with its false-alert budget;
+    ready signals, alerts, rules and dashboards (``deucalion presets``)."""
     scrape_compression: Literal["auto", "gzip", "none"] = "auto"
     """Ask targets for gzip: ``auto`` does except on loopback, where compressing only costs
     the watched service CPU."""

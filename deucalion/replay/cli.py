@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from deucalion.cli.shared import (
+    add_budget_option,
     build_observers,
     duration_seconds,
     load_object,
@@ -80,15 +81,15 @@ def _configured_metrics(settings: Settings) -> dict[str, Iterable[str]]:
             wanted[path] = entry.desired_metrics
         else:
             wanted[path] = build_observers([path], settings, None)[0].desired_metrics
-    if settings.preset:
+    if settings.preset and settings.preset.name:
         # The configuration's preset is one of the observers `deucalion run` runs.
         from deucalion.presets import preset_observer
 
         try:
-            preset = preset_observer(settings.preset)
+            preset = preset_observer(settings.preset.name)
         except ConfigError as exc:
             raise ConfigError(f"the configuration's preset: {exc}") from None
-        wanted[f"preset {settings.preset}"] = preset.desired_metrics
+        wanted[f"preset {settings.preset.name}"] = preset.desired_metrics
     return wanted
 
 
@@ -146,7 +147,9 @@ def _backtest(args: argparse.Namespace) -> int:
     if args.preset:
         from deucalion.presets import preset_observer
 
-        observer = preset_observer(args.preset)
+        observer = preset_observer(args.preset, budget=args.budget or 1.0)
+    elif args.budget is not None:
+        raise ConfigError("deucalion backtest --budget: it is a preset's budget; give --preset")
     elif args.observer:
         observer = _build_observer(args.observer, args)
     else:
@@ -284,6 +287,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     back.add_argument(
         "--preset", metavar="NAME", help="backtest this preset instead of an --observer"
     )
+    add_budget_option(back)
     back.add_argument(
         "--from",
         dest="source",

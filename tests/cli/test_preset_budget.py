@@ -1,0 +1,146 @@
+"""A preset's false-alert budget, set where the preset is picked (issue 27): in the config file
+(``preset: {name: NAME, budget: X}``), with ``DEUCALION_PRESET__BUDGET``, and with ``--budget``
+on ``run``, ``demo`` and ``backtest``; anything but a positive number is refused, naming the key
+and where it was set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import deucalion.presets
+from deucalion.cli import main
+from deucalion.presets.observer import PresetObserver
+from deucalion.provisioner import MetricsProvisioner
+
+
+@pytest.fixture
+def ran(monkeypatch: pytest.MonkeyPatch) -> list[PresetObserver]:
+    """The preset observers `deucalion run` would run (the provisioner is not started)."""
+    for name in ("DEUCALION_PRESET", "DEUCALION_PRESET__BUDGET", "DEUCALION_PRESET__NAME",
+                 "DEUCALION_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    registered: list[PresetObserver] = []
+
+    def run(self: MetricsProvisioner) -> None:
+        registered.extend(o for o in self.observers if isinstance(o, PresetObserver))
+
+    monkeypatch.setattr(MetricsProvisioner, "run", run)
+    return registered
+
+
+def _config(tmp_path: Path, preset: str) -> Path:
+    config = tmp_path / "deucalion.yaml"
+    config.write_text(f"targets: [127.0.0.1:1]\ntelemetry: {{enabled: false}}\npreset: {preset}\n")
+    return config
+
+
+def test_the_config_file_sets_the_budget(tmp_path: Path, ran: list[PresetObserver]) -> None:
+    """`preset: {name, budget}`: the preset runs with that budget, its detector with a lower
+    threshold (3 events per 10,000 cycles per target -> 30 per series: 10_000/30)."""
+    config = _config(tmp_path, "{name: node-exporter, budget: 3}")
+    assert main(["run", "-c", str(config)]) == 0
+    [observer] = ran
+    assert observer.preset == "node-exporter" and observer.budget == 3.0
+    assert observer.detector.threshold == pytest.approx(3 - 0.4771, abs=1e-3)  # type: ignore[attr-defined]
+
+
+def test_the_short_form_keeps_the_default_budget(tmp_path: Path, ran: list[PresetObserver]) -> None:
+    assert main(["run", "-c", str(_config(tmp_path, "http-service"))]) == 0
+    [observer] = ran
+    assert observer.preset == "http-service" and observer.budget == 1.0
+    assert observer.detector.threshold == pytest.approx(3.0)  # type: ignore[attr-defined]
+
+
+def test_the_environment_sets_the_budget_of_the_files_preset(
+        tmp_path: Path, ran: list[PresetObserver], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`preset: node-exporter` in the file, DEUCALION_PRESET__BUDGET=0.5 in the environment:
+    one preset, the file's name and the environment's budget."""
+    monkeypatch.setenv("DEUCALION_PRESET__BUDGET", "0.5")
+    assert main(["run", "-c", str(_config(tmp_path, "node-exporter"))]) == 0
+    [observer] = ran
+    assert (observer.preset, observer.budget) == ("node-exporter", 0.5)
+
+
+def test_budget_on_the_command_line_wins(tmp_path: Path, ran: list[PresetObserver]) -> None:
+    """--budget over the file's; and the file's budget alone applies to --preset's preset (the
+    injector's annotation runs `deucalion run --preset NAME`)."""
+    config = _config(tmp_path, "{name: node-exporter, budget: 3}")
+    assert main(["run", "-c", str(config), "--budget", "0.2"]) == 0
+    assert ran[-1].budget == 0.2
+    assert main(["run", "-c", str(_config(tmp_path, "{budget: 5}")),
+                 "--preset", "http-service"]) == 0
+    assert (ran[-1].preset, ran[-1].budget) == ("http-service", 5.0)
+
+
+@pytest.mark.parametrize("budget", ["0", "-1", "nan", "inf", "lots", "true"])
+def test_a_budget_that_is_no_positive_number_is_refused_naming_key_and_file(
+        tmp_path: Path, ran: list[PresetObserver], capsys: pytest.CaptureFixture[str],
+        budget: str) -> None:
+    config = _config(tmp_path, f"{{name: node-exporter, budget: {budget}}}")
+    assert main(["run", "-c", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert f"config file {config}: preset.budget" in err and "positive number" in err, err
+    assert "Traceback" not in err and not ran
+    assert main(["check-config", str(config)]) == 1
+    assert f"config file {config}: preset.budget" in capsys.readouterr().err
+
+
+def test_a_bad_budget_in_the_environment_names_the_variable(
+        tmp_path: Path, ran: list[PresetObserver], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEUCALION_PRESET__BUDGET", "-3")
+    assert main(["run", "-c", str(_config(tmp_path, "node-exporter"))]) == 1
+    err = capsys.readouterr().err
+    assert "DEUCALION_PRESET__BUDGET: preset.budget" in err and "positive number" in err
+
+
+@pytest.mark.parametrize("command", [["run", "--preset", "node-exporter"],
+                                     ["demo", "--preset", "node-exporter", "--target", "x:1"],
+                                     ["backtest", "--preset", "node-exporter", "--from", "x"]])
+def test_budget_option_refuses_what_is_no_positive_number(
+        command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--budget", "-1"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "--budget" in err and "positive number" in err
+
+
+def test_budget_without_a_preset_is_refused(
+        tmp_path: Path, ran: list[PresetObserver], capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "deucalion.yaml"
+    config.write_text("targets: [127.0.0.1:1]\n")
+    assert main(["run", "-c", str(config), "--budget", "2"]) == 1
+    assert "--budget" in capsys.readouterr().err
+    assert main(["backtest", "--budget", "2", "--from", "tests/data/labelled"]) == 1
+    assert "--preset" in capsys.readouterr().err
+
+
+def test_backtest_runs_the_preset_with_the_budget(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`backtest --preset NAME --budget X` backtests that preset with budget X."""
+    from deucalion.replay.recording import RecordingWriter
+    from deucalion.replay.sources import Cycle
+
+    built: list[dict[str, Any]] = []
+    original = deucalion.presets.preset_observer
+
+    def preset_observer(name: str, **options: Any) -> PresetObserver:
+        built.append(options)
+        return original(name, **options)
+
+    monkeypatch.setattr(deucalion.presets, "preset_observer", preset_observer)
+    node = "http://node:9100/metrics"
+    recording = tmp_path / "r.om.gz"
+    with RecordingWriter(recording) as writer:
+        for i in range(5):
+            samples = {"node_load1": {"{}": 1.0}, "node_cpu_seconds_total":
+                       {'{cpu="0",mode="idle"}': 10.0 + i}, "up": {"{}": 1.0}}
+            writer.write_cycle(Cycle(1.7e9 + i, {node: 1.7e9 + i}, {node: samples}))
+    assert main(["backtest", "--preset", "node-exporter", "--budget", "4", "--from",
+                 str(recording)]) == 0, capsys.readouterr().err
+    assert built == [{"budget": 4.0}]
