@@ -32,6 +32,7 @@ async def show(name: str, url: str, *, interval: float = 1.0, scrape_timeout: fl
     from deucalion.config.loading import normalize_target_url
     from deucalion.observer import handing_data, select_data
     from deucalion.presets import preset_observer
+    from deucalion.presets.signals import served_of
     from deucalion.targets import Target
 
     try:
@@ -41,8 +42,9 @@ async def show(name: str, url: str, *, interval: float = 1.0, scrape_timeout: fl
     observer = preset_observer(name)
     # What it finds or misses is this command's output: the observer's own log line saying
     # that the target serves none of its metrics would say it a second time.
-    observer.silent_.add(url)
+    observer.silent_.told.add(url)
     computed: dict[str, Any] = {}
+    served: list[str] = []
     desired = frozenset(observer.desired_metrics)
     limit = 50 * 10**6  # deucalion's default body_size_limit
     async with Scraper(timeout=scrape_timeout, body_size_limit=limit, metrics=desired) as scraper:
@@ -53,6 +55,7 @@ async def show(name: str, url: str, *, interval: float = 1.0, scrape_timeout: fl
             if not results[0].up:
                 raise ConfigError(f"{url} is down: {results[0].error}")
             data = select_data(observer.desired_metrics, results).data
+            served = served_of(observer.signals, data.get(url, {}))
             stamp = results[0].scraped_at or time.time()
             with handing_data(stamp, {url: stamp}):
                 computed = observer.compute(data).get(url, {})
@@ -72,10 +75,11 @@ async def show(name: str, url: str, *, interval: float = 1.0, scrape_timeout: fl
             where = "" if series == "{}" else series
             lines.append(f"  {signal.name + where:<26} {value:.4g} {signal.unit}")
     if not found:
-        lines.append(
-            f"none of the preset's signals is there: {url} serves none of "
-            f"{', '.join(sorted(observer.desired_metrics - {'up'}))}"
-        )
+        if served:
+            why = f"it serves {', '.join(served)}, too few for any signal (each one's above)"
+        else:
+            why = f"it serves none of {', '.join(sorted(observer.desired_metrics - {'up'}))}"
+        lines.append(f"none of the preset's signals is there: {why}")
     return "\n".join(lines)
 
 

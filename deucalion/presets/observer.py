@@ -42,7 +42,7 @@ from deucalion.detectors.anomaly import AnomalyDetector
 from deucalion.detectors.base import Detector
 from deucalion.history.window import Window
 from deucalion.observer import MetricsObserver, TargetsData
-from deucalion.presets.signals import Query, Signal, SignalValues
+from deucalion.presets.signals import Query, Signal, SignalValues, SilentTargets
 
 __all__ = ["DetectorFactory", "PresetObserver", "budget_detector"]
 
@@ -261,7 +261,7 @@ class PresetObserver(MetricsObserver):
         self.incidents_: dict[str, _Incident] = {}
         self.seen_: dict[tuple[str, str, str], float] = {}
         self.swept_ = -math.inf
-        self.silent_: set[str] = set()  # targets told that none of the signals is there
+        self.silent_ = SilentTargets(preset, signals)  # says where no signal is computed
 
     # -- signals ------------------------------------------------------------------------------
 
@@ -302,27 +302,8 @@ class PresetObserver(MetricsObserver):
                 if finite:
                     values[signal.name] = finite
             out[target] = values
-            self._say_if_silent(target, values, data.get(target, {}))
+            self.silent_.see(target, values, data.get(target, {}))
         return out
-
-    def _say_if_silent(
-        self, target: str, values: Mapping[str, SignalValues], samples: Mapping[str, object]
-    ) -> None:
-        """Log once per target when it serves none of what the preset looks for."""
-        if values or target in self.silent_:
-            return
-        up = samples.get("up")
-        served = {m for m in samples if m not in ("up", "scrape_duration_seconds")}
-        if isinstance(up, Mapping) and up.get("{}") == 1.0 and not served:
-            self.silent_.add(target)
-            log.warning(
-                "preset %s: %s serves none of the metrics it watches (looked for %s); "
-                "`deucalion presets show %s --target URL` lists what it would watch",
-                self.preset,
-                target,
-                ", ".join(sorted(self.desired_metrics - {"up"})),
-                self.preset,
-            )
 
     # -- scoring ------------------------------------------------------------------------------
 

@@ -13,19 +13,30 @@ counters' rates computed by ``deucalion.history``'s Prometheus-exact functions.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
+from deucalion._http import redact_url
 from deucalion.history.labels import series_key, series_labels
 from deucalion.history.promql import bucket_quantile, extrapolated_rate
 from deucalion.history.window import Window
 
-__all__ = ["Direction", "Query", "Signal", "SignalValues", "labels_of"]
+__all__ = [
+    "SILENT_CYCLES",
+    "Direction",
+    "Query",
+    "Signal",
+    "SignalValues",
+    "SilentTargets",
+    "labels_of",
+    "looked_for",
+]
 
 #: The direction in which a signal's move hurts.
 Direction = Literal["up", "down", "both"]
@@ -242,3 +253,80 @@ class Signal:
     severity: str = "warning"
     trend: tuple[str, ...] = ()
     """Metrics it reads minutes of (``Query.deriv``): they are kept that long."""
+
+
+#: Cycles a target that is up serves some of a preset's metrics without any signal before the
+#: preset says so: a rate needs two scrapes, a quantile two of a histogram.
+SILENT_CYCLES = 5
+#: Samples every target has, which no signal reads.
+_SYNTHETIC = frozenset({"up", "scrape_duration_seconds", "scrape_samples_scraped"})
+
+log = logging.getLogger("deucalion.presets")
+
+
+def looked_for(signals: Iterable[Signal]) -> str:
+    """What each of ``signals`` looks for, signals looking for the same metrics together:
+    ``cpu_busy, cpu_steal look for node_cpu_seconds_total; load_per_core looks for ...``."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for signal in signals:
+        groups.setdefault(signal.needs, []).append(signal.name)
+    return "; ".join(
+        f"{', '.join(names)} look{'s' if len(names) == 1 else ''} for {', '.join(needs)}"
+        for needs, names in groups.items()
+    )
+
+
+def served_of(signals: Iterable[Signal], metrics: Iterable[str]) -> list[str]:
+    """Which of ``metrics`` (a target's) some of ``signals`` look for, sorted."""
+    needs = {m for signal in signals for m in signal.needs}
+    return sorted(m for m in metrics if m in needs and m not in _SYNTHETIC)
+
+
+def silence(preset: str, target: str, signals: Collection[Signal], served: list[str]) -> str:
+    """Why preset ``preset`` computes no signal on ``target``, which serves ``served`` of the
+    metrics its signals look for, and what each looks for."""
+    shown = redact_url(target)
+    if not served:
+        looked = sorted({m for signal in signals for m in signal.needs})
+        why = f"{shown} serves none of the metrics it watches (looked for {', '.join(looked)})"
+    else:
+        why = (
+            f"{shown} serves {', '.join(served)} of the metrics it watches, too few for any of "
+            f"its signals ({looked_for(signals)})"
+        )
+    show = f"`deucalion presets show {preset} --target URL` lists what it would watch"
+    return f"preset {preset}: {why}; {show}"
+
+
+class SilentTargets:
+    """Says once per target that is up when a preset computes none of its signals there.
+
+    A target serving none of the preset's metrics is named at once. One serving some is named
+    after ``SILENT_CYCLES`` cycles in a row without a signal (its first cycles compute no rate
+    yet), with what it serves and what each signal looks for; one whose signals come within
+    those cycles is not. Once named, a target is not named again, whether it later gains its
+    signals or loses them again: a target flapping would otherwise log every few cycles.
+    """
+
+    def __init__(self, preset: str, signals: Collection[Signal]) -> None:
+        self.preset = preset
+        self.signals = signals
+        #: Targets named (or not to be named: ``deucalion presets show`` says it itself).
+        self.told: set[str] = set()
+        self.cycles: dict[str, int] = {}  # target -> cycles in a row up without a signal
+
+    def see(self, target: str, values: Mapping[str, object], samples: Mapping[str, object]) -> None:
+        """One cycle of ``target``: its ``samples`` and the signal ``values`` computed."""
+        if target in self.told:
+            return
+        up = samples.get("up")
+        if values or not (isinstance(up, Mapping) and up.get("{}") == 1.0):
+            self.cycles.pop(target, None)  # down is no proof of anything missing
+            return
+        served = served_of(self.signals, samples)
+        cycles = self.cycles[target] = self.cycles.get(target, 0) + 1
+        if served and cycles < SILENT_CYCLES:
+            return
+        self.told.add(target)
+        del self.cycles[target]
+        log.warning("%s", silence(self.preset, target, self.signals, served))

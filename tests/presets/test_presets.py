@@ -429,7 +429,8 @@ def test_the_config_key_names_a_known_preset(
 
     good = tmp_path / "good.yaml"
     good.write_text("preset: http-service\ntargets: [http://a:1/metrics]\n")
-    assert load_settings(str(good), environ={}).preset == "http-service"
+    preset = load_settings(str(good), environ={}).preset
+    assert preset is not None and preset.name == "http-service"
     assert main(["check-config", str(good)]) == 0
     assert "preset http-service" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
