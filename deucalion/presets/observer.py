@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from deucalion._http import redact_url
 from deucalion.alerting.alerts import Alert, Scores, SeriesScore
 from deucalion.detectors.anomaly import AnomalyDetector
 from deucalion.detectors.base import Detector
@@ -98,6 +99,7 @@ class _Move:
     least: float
     held: int = 0
     peak: float = 0.0
+    kind: str = ""  # the detector's anomaly kind at the highest score
 
 
 def _beyond(signal: Signal, value: float, low: float, high: float, least: float) -> bool:
@@ -123,6 +125,8 @@ class _Moved:
     held: int = 0
     #: The detector's score of this cycle (``score`` is the move's highest, 0 if harmless).
     fresh: float = 0.0
+    #: The anomaly kind (``spike``, ``level_shift``, ...): of the move's highest score.
+    kind: str = ""
 
     @property
     def name(self) -> str:
@@ -171,6 +175,20 @@ def _clamped(signal: Signal, low: float, high: float) -> tuple[float, float]:
         max(0.0, low) if math.isfinite(low) else low,
         min(1.0, high) if signal.unit == "ratio" else high,
     )
+
+
+def _words(target: str, top: _Moved, started: str, others: list[str]) -> tuple[str, str]:
+    """An incident's summary and description: the target, the signal that moved most (its
+    value, band and anomaly kind) and the others that moved with it."""
+    summary = (
+        f"{top.name} on {redact_url(target)} is {_number(top.value)} {top.signal.unit}, "
+        f"expected {_number(top.lower)} to {_number(top.upper)}, since {started}"
+    )
+    kind = top.kind.replace("_", " ")
+    description = f"{top.signal.help}: moved most in this incident ({kind}, score {top.score:.3g})"
+    if others:
+        description += "; moved with it: " + ", ".join(others)
+    return summary, description
 
 
 def _number(value: float) -> str:
@@ -345,6 +363,7 @@ class PresetObserver(MetricsObserver):
                 del self.moving_[key]
                 moving = None
             if moving is not None:
+                moving.kind = why.kind if score > moving.peak else moving.kind
                 moving.held += 1
                 moving.peak = max(moving.peak, score)
                 low, high, score = moving.low, moving.high, moving.peak
@@ -363,6 +382,7 @@ class PresetObserver(MetricsObserver):
                     *_clamped(signal, low, high),
                     moving.held if moving is not None else 0,
                     fresh,
+                    moving.kind if moving is not None else why.kind,
                 )
             )
         return out
@@ -473,7 +493,7 @@ class PresetObserver(MetricsObserver):
             if self.announce:
                 alert = self._alert(target, incident)
                 print(
-                    f"{datetime.fromtimestamp(now, UTC):%H:%M:%S}  anomaly  {target}: "
+                    f"{datetime.fromtimestamp(now, UTC):%H:%M:%S}  anomaly  "
                     f"{alert.annotations['summary']}",
                     flush=True,
                 )
@@ -538,14 +558,7 @@ class PresetObserver(MetricsObserver):
         others = sorted(
             (n for n in incident.members if n != top.name), key=lambda n: -incident.members[n]
         )
-        unit = top.signal.unit
-        summary = (
-            f"{top.name} is {_number(top.value)} {unit}, expected {_number(top.lower)} to "
-            f"{_number(top.upper)}, since {started}"
-        )
-        description = f"{top.signal.help}: moved most in this incident (score {top.score:.3g})"
-        if others:
-            description += "; moved with it: " + ", ".join(others)
+        summary, description = _words(target, top, started, others)
         waits = [
             f"{self._name(key)} {_limit(self.by_name[key[0]], incident.before[key])}"
             for key in incident.settled
@@ -568,6 +581,7 @@ class PresetObserver(MetricsObserver):
                 "summary": summary,
                 "description": description,
                 "signal": top.name,
+                "kind": top.kind,
                 "value": _number(top.value),
                 "expected_lower": _number(top.lower),
                 "expected_upper": _number(top.upper),
