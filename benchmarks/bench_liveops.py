@@ -308,8 +308,9 @@ def _markdown(out: dict[str, Any], *, first: bool = True) -> str:
             lines.append(f"- {preset}, {d['kind']}: "
                          + (f"detected after {d['cycles']} cycles by {d['signal']} "
                             f"(with: {d['named']}); {d['alerts']} alert(s); the first "
-                            + ("still firing at the end" if lasted else "resolved before the end")
-                            + ("" if ended is None else f", resolved {ended} cycles after it")
+                            + ("still open at the recording's end" if ended is None else
+                               f"resolved {ended} cycles after its end" if lasted else
+                               f"resolved {-ended} cycles before its end")
                             if d["detected"] else
                             "not detected" + (f" (highest score {best[1]} of {best[0]}, "
                                               f"threshold {entry['preset']['threshold']:.2f})"
