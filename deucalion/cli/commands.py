@@ -240,8 +240,9 @@ def _run(args: argparse.Namespace) -> int:
 def _preset_source(config: str | None) -> str:
     """Where the configuration's ``preset`` came from, for an error about it: the environment
     wins over the file, as the settings' sources do."""
-    if os.environ.get("DEUCALION_PRESET"):
-        return "DEUCALION_PRESET"
+    for variable in ("DEUCALION_PRESET__NAME", "DEUCALION_PRESET"):
+        if os.environ.get(variable):
+            return variable
     path = config or os.environ.get("DEUCALION_CONFIG") or "/etc/deucalion/config.yaml"
     return f"config file {path}: preset"
 

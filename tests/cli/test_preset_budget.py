@@ -144,3 +144,13 @@ def test_backtest_runs_the_preset_with_the_budget(
     assert main(["backtest", "--preset", "node-exporter", "--budget", "4", "--from",
                  str(recording)]) == 0, capsys.readouterr().err
     assert built == [{"budget": 4.0}]
+
+
+def test_an_unknown_preset_named_in_the_environment_names_the_variable(
+        tmp_path: Path, ran: list[PresetObserver], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """DEUCALION_PRESET__NAME is the section's form of DEUCALION_PRESET: an error names it."""
+    monkeypatch.setenv("DEUCALION_PRESET__NAME", "nodexporter")
+    assert main(["run", "-c", str(_config(tmp_path, "{budget: 2}"))]) == 1
+    err = capsys.readouterr().err
+    assert "DEUCALION_PRESET__NAME" in err and "'nodexporter'" in err and not ran
