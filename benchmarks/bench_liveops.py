@@ -10,6 +10,10 @@ a user watching raw series would run), and measured:
 
 - every incident of the preset's target detected, and the time to detection in cycles (the
   first alert starting inside the incident's window);
+- at most one alert per incident (alerts starting in its window and its minute after), and
+  whether the alert that found it was still firing when the incident ended (an incident's
+  lifetime: it resolves when the incident is over, not when the detector has adapted), and how
+  many cycles after the end it resolved;
 - false alerts per target per 10,000 cycles of ordinary load (alerts starting outside every
   incident's window and its minute after, once the detectors have warmed up);
 - cost: CPU per cycle of ``new_data`` and the PSS of a process that runs the observer over the
@@ -86,9 +90,15 @@ def evaluate(
             continue
         hit = next((a for a in mine if incident["start"] <= a["start"] <= incident["end"]), None)
         during = [a for a in mine if incident["start"] <= a["start"] <= incident["end"] + GRACE]
+        end = None if hit is None else hit.get("end")
         detections.append({
             # Issue 27: at most one alert per target per incident.
             "alerts": len(during),
+            # The alert that found it still firing at the incident's end (None: not found),
+            # and the cycles from the incident's end to its resolution (None: still open).
+            "lasted": None if hit is None else end is None or end >= incident["end"],
+            "resolved_after_end": None if hit is None or end is None else round(
+                (end - incident["end"]) / interval),
             "kind": incident["kind"],
             "detected": hit is not None,
             "cycles": None if hit is None else round((hit["start"] - incident["start"]) / interval),
@@ -105,6 +115,8 @@ def evaluate(
     ttd = [d["cycles"] for d in detections if d["detected"]]
     return {
         "at_most_one_alert_per_incident": all(d["alerts"] <= 1 for d in detections),
+        "incidents_with_one_alert": sum(d["alerts"] == 1 for d in detections),
+        "alerts_lasting_their_incident": sum(bool(d["lasted"]) for d in detections),
         # Labels that route (severity, preset, signal) and the annotations an operator reads.
         "alerts_complete": all(_complete(a) for a in mine),
         "incidents": detections,
@@ -266,7 +278,9 @@ def _markdown(out: dict[str, Any], *, first: bool = True) -> str:
                 r["median_cycles_to_detect"],
                 f"{r['false_alerts']} in {r['ordinary_cycles']} cycles "
                 f"({r['false_per_10k_cycles']} per 10,000)",
-                "yes" if r.get("at_most_one_alert_per_incident") else "no",
+                ("yes" if r.get("at_most_one_alert_per_incident") else "no")
+                + f" ({r.get('incidents_with_one_alert')} of {r['of']} with one)",
+                f"{r.get('alerts_lasting_their_incident')} of {r['of']}",
                 f"{cost['cpu_ms_median']:.2f}" if cost else "-",
                 f"{cost['pss_mb']:.0f}" if cost else "-",
             ])
@@ -278,18 +292,26 @@ def _markdown(out: dict[str, Any], *, first: bool = True) -> str:
              "incidents), beside a plain DetectorObserver over every raw series of the same "
              "metrics. Time to detection in cycles (median); false alerts outside the "
              "incidents' windows after the detectors' warmup; at most one alert per incident; "
+             "incidents whose first alert still fired at their end; "
              "CPU per new_data call (median, ms) and PSS (MB) of a process running the "
              "observer over the recording.", "",
              f"Recording `{out['recording']}` (harness seed {out.get('seed', 0)}; incidents in "
              f"this order: {order}).", "",
              table(["observer", "incidents detected", "cycles to detect", "false alerts",
-                    "<= 1 alert per incident", "CPU ms/cycle", "PSS MB"], rows)]
+                    "<= 1 alert per incident", "alert lasts the incident", "CPU ms/cycle",
+                    "PSS MB"], rows)]
     for preset, entry in out["presets"].items():
         for d in entry["preset"]["incidents"]:
             best = d["highest_score"]
+            lasted = d.get("lasted")
+            ended = d.get("resolved_after_end")
             lines.append(f"- {preset}, {d['kind']}: "
                          + (f"detected after {d['cycles']} cycles by {d['signal']} "
-                            f"(with: {d['named']})" if d["detected"] else
+                            f"(with: {d['named']}); {d['alerts']} alert(s); the first "
+                            + ("still open at the recording's end" if ended is None else
+                               f"resolved {ended} cycles after its end" if lasted else
+                               f"resolved {-ended} cycles before its end")
+                            if d["detected"] else
                             "not detected" + (f" (highest score {best[1]} of {best[0]}, "
                                               f"threshold {entry['preset']['threshold']:.2f})"
                                               if best else "")))

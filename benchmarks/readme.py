@@ -686,7 +686,12 @@ def _liveops_targets(preset: str, result: Mapping[str, Any], which: str = "") ->
             f"{DETECTION_CYCLES_TARGET} cycles "
             f"{verdict(fast)} ({'none detected' if ttd is None else f'{ttd:g}'}); false alerts "
             f"<= {FALSE_ALERTS_TARGET:g} per target per 10,000 cycles {verdict(quiet)} "
-            f"({'not measured' if per is None else f'{per:.1f}'}).")
+            f"({'not measured' if per is None else f'{per:.1f}'})"
+            + ("" if "incidents_with_one_alert" not in result else
+               f"; at most one alert per incident "
+               f"{verdict(bool(result.get('at_most_one_alert_per_incident')))} "
+               f"({result['incidents_with_one_alert']} of {result['of']} with one)")
+            + ".")
 
 
 # --- the soak -----------------------------------------------------------------------------------

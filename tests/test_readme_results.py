@@ -260,3 +260,11 @@ def test_a_second_recording_gets_rows_and_verdicts_of_its_own() -> None:
     assert any(line.startswith("- `http-service`, recording 2: every incident detected met")
                for line in lines)
     assert any(line.startswith("Recording 2: 21,000 cycles") for line in lines)
+
+
+def test_the_presets_verdicts_judge_one_alert_per_incident_when_measured() -> None:
+    results = _liveops(ttd=9.0, false_per_10k=0.5, missed=False)
+    preset = results["bench_liveops"]["presets"]["http-service"]["preset"]
+    preset.update(incidents_with_one_alert=1, at_most_one_alert_per_incident=False)
+    assert ("cycles met (0.5); at most one alert per incident **missed** (1 of 2 with one)."
+            in readme.liveops(results))

@@ -9,11 +9,23 @@ its score reaches the detector's threshold in the direction that hurts and by mo
 signal's floors (see ``Signal``), and keeps moving until it is back inside the band it left.
 
 Alerts are per incident, not per series: a target's incident opens when a signal has moved
-for ``for_cycles`` cycles, gathers every signal that moves while it is open, and ends after
-``quiet_cycles`` cycles with none moving. While open it is one
-alert labelled ``severity``, ``preset`` and ``signal`` (the signal that opened it, so the
-alert keeps its identity); its annotations name the signal that moved most, its observed
-value, the expected band and the start time, and list the others.
+for ``for_cycles`` cycles and gathers every signal that moves while it is open (its
+*members*). It lasts while the condition that raised it lasts: while a member is still away
+from the band it had when the incident opened (by its floors, in the direction that hurts),
+whatever the detector now scores it; a detector takes a lasting new level for its new
+normal within minutes, so a score falling is not the incident ending. It resolves when every
+member has been back in that band for ``quiet_cycles`` cycles. Two bounds keep an incident
+that never ends (a permanent new level) from swallowing every later one: a member that has
+stayed away for ``settle_cycles`` cycles in a row without the detector scoring it at its
+threshold holds a level the detector has taken for the normal, and no longer holds the
+incident; and an incident resolves after ``max_cycles`` cycles whatever its members do. The
+alert says which rule will end it (``until``) and, on its last cycle, which one did
+(``ended``); a member that ended it is not the start of a new incident until the detector
+scores it at its threshold again.
+
+While open an incident is one alert labelled ``severity``, ``preset`` and ``signal`` (the
+signal that opened it, so the alert keeps its identity); its annotations name the signal that
+moved most, its observed value, the expected band and the start time, and list the others.
 """
 
 from __future__ import annotations
@@ -109,10 +121,20 @@ class _Moved:
     lower: float
     upper: float
     held: int = 0
+    #: The detector's score of this cycle (``score`` is the move's highest, 0 if harmless).
+    fresh: float = 0.0
 
     @property
     def name(self) -> str:
         return self.signal.name + ("" if self.series == "{}" else self.series)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.signal.name, self.target, self.series)
+
+
+#: A series' band when an incident opened, and the floor a value must be beyond it by.
+_Band = tuple[float, float, float]
 
 
 @dataclass
@@ -120,8 +142,80 @@ class _Incident:
     started: float
     opener: _Moved
     top: _Moved
+    #: Every series of the target: its band when the incident opened (a member's yardstick).
+    before: dict[tuple[str, str, str], _Band]
     members: dict[str, float] = field(default_factory=dict)  # name -> highest score
+    #: Member series -> cycles in a row it has been away without the detector scoring it.
+    settled: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    #: Members away from their band this cycle, not yet the new normal (holding it open).
+    away: set[tuple[str, str, str]] = field(default_factory=set)
+    cycles: int = 0
     quiet: int = 0
+
+    def judge(
+        self, judged: Mapping[tuple[str, str, str], _Moved], threshold: float, cycles: _Cycles
+    ) -> str | None:
+        """Whether the incident goes on (None) or, if it ends this cycle, why; ``judged`` is
+        this cycle's series of its target, ``threshold`` the detector's."""
+        away = settled = 0
+        self.away.clear()
+        for key in self.settled:
+            item = judged.get(key)
+            band = self.before.get(key)
+            if item is None or band is None or not _beyond(item.signal, item.value, *band):
+                self.settled[key] = 0  # back (or gone): the quiet count decides
+                continue
+            away += 1
+            self.settled[key] = 0 if item.fresh >= threshold else self.settled[key] + 1
+            if self.settled[key] >= cycles.settle:
+                settled += 1
+            else:
+                self.away.add(key)
+        self.quiet = 0 if away else self.quiet + 1
+        if away and settled == away:
+            return (
+                f"new normal: its signals held their new level for {cycles.settle} cycles "
+                "without the detector scoring them"
+            )
+        if self.cycles >= cycles.longest:
+            return f"longest incident: open for {cycles.longest} cycles"
+        if self.quiet >= cycles.quiet:
+            return f"back: its signals have been back in their bands for {cycles.quiet} cycles"
+        return None
+
+
+@dataclass(frozen=True)
+class _Cycles:
+    """How an incident ends: ``quiet`` cycles back, a level held ``settle`` cycles unscored
+    (the new normal), ``longest`` cycles at most."""
+
+    quiet: int
+    settle: int
+    longest: int
+
+
+def _name(key: tuple[str, str, str]) -> str:
+    return key[0] + ("" if key[2] == "{}" else key[2])
+
+
+def _limit(signal: Signal, band: _Band) -> str:
+    """Where a value stops being away from ``band`` (what the alert waits for)."""
+    low, high, least = band
+    centre = (low + high) / 2
+    up, down = max(high, centre + least), min(low, centre - least)
+    if signal.direction == "up":
+        return f"<= {_number(up)}"
+    if signal.direction == "down":
+        return f">= {_number(down)}"
+    return f"{_number(down)} to {_number(up)}"
+
+
+def _clamped(signal: Signal, low: float, high: float) -> tuple[float, float]:
+    """A band as exported: every signal is 0 or more, a fraction 1 at most."""
+    return (
+        max(0.0, low) if math.isfinite(low) else low,
+        min(1.0, high) if signal.unit == "ratio" else high,
+    )
 
 
 def _number(value: float) -> str:
@@ -138,7 +232,11 @@ class PresetObserver(MetricsObserver):
     series, of which the floors keep few (see ``SERIES_BUDGET``); a signal moves when its
     detector scores it at its threshold or more, in the direction that hurts and by more than
     its floors. ``for_cycles`` is how long it must keep moving before an incident opens;
-    ``quiet_cycles`` how long an incident outlives its last moving signal. ``rate_points`` is
+    ``quiet_cycles`` how long every signal of an incident must be back in the band it had when
+    the incident opened before it resolves; ``settle_cycles`` how long a signal away from that
+    band without the detector scoring it may hold an incident open (its new level is then the
+    normal); ``max_cycles`` the longest an incident lasts (see the module docstring).
+    ``rate_points`` is
     the scrape intervals a ``rate`` spans, plus half of one (at 1 s scrapes, ``rate(x[2s])``:
     a rate over many intervals turns a step into a ramp, which hides it from a detector).
     ``detector`` builds the detector of every signal (default ``budget_detector``). ``announce``
@@ -146,7 +244,9 @@ class PresetObserver(MetricsObserver):
 
     It returns ``Scores``: every signal's score (0 for a move in the harmless direction), value
     and expected band are exported (``deucalion_series_anomaly_score`` and its companions,
-    ``metric`` = the signal), and one alert per target per incident is sent.
+    ``metric`` = the signal; a signal holding an incident open, at its highest score of the
+    incident and its band before it, so a rule on the score fires as long as the alert), and
+    one alert per target per incident is sent.
     """
 
     def __init__(
@@ -158,6 +258,8 @@ class PresetObserver(MetricsObserver):
         budget: float = 1.0,
         for_cycles: int = 3,
         quiet_cycles: int = 30,
+        settle_cycles: int = 600,
+        max_cycles: int = 3600,
         rate_points: float = 1.5,
         detector: DetectorFactory = budget_detector,
         labels: Mapping[str, str] | None = None,
@@ -168,8 +270,14 @@ class PresetObserver(MetricsObserver):
         super().__init__(set(desired_metrics) if desired_metrics is not None else needs | {"up"})
         if not signals:
             raise ValueError(f"preset {preset}: no signals to watch")
-        if not (isinstance(for_cycles, int) and for_cycles >= 1):
-            raise ValueError(f"for_cycles must be a positive integer, not {for_cycles!r}")
+        for option, cycles in (
+            ("for_cycles", for_cycles),
+            ("quiet_cycles", quiet_cycles),
+            ("settle_cycles", settle_cycles),
+            ("max_cycles", max_cycles),
+        ):
+            if not (isinstance(cycles, int) and not isinstance(cycles, bool) and cycles >= 1):
+                raise ValueError(f"{option} must be a positive integer, not {cycles!r}")
         if not (isinstance(budget, int | float) and budget > 0):
             raise ValueError(f"budget must be a positive number, not {budget!r}")
         self.observer_name = f"preset-{preset}"
@@ -178,6 +286,8 @@ class PresetObserver(MetricsObserver):
         self.budget = float(budget)
         self.for_cycles = for_cycles
         self.quiet_cycles = quiet_cycles
+        self.settle_cycles = settle_cycles
+        self.max_cycles = max_cycles
         self.rate_points = rate_points
         self.labels = dict(labels or {})
         self.announce = announce
@@ -278,6 +388,7 @@ class PresetObserver(MetricsObserver):
         for key, score in scores.items():
             if math.isnan(score):
                 continue
+            fresh = score
             signal = self.by_name[key[0]]
             value = values[key]
             why = detector.explain(key)
@@ -313,9 +424,9 @@ class PresetObserver(MetricsObserver):
                     key[2],
                     score,
                     value,
-                    max(0.0, low) if math.isfinite(low) else low,  # every signal is 0 or more
-                    min(1.0, high) if signal.unit == "ratio" else high,  # a fraction is 1 at most
+                    *_clamped(signal, low, high),
                     moving.held if moving is not None else 0,
+                    fresh,
                 )
             )
         return out
@@ -329,34 +440,52 @@ class PresetObserver(MetricsObserver):
 
         computed = self.compute(targets_data_dict)
         now = data_time()
-        scores: list[SeriesScore] = []
         moved: dict[str, list[_Moved]] = {}
+        judged: dict[str, dict[tuple[str, str, str], _Moved]] = {}
         values = {
             (name, target, series): value
             for target, signals in computed.items()
             for name, by_series in signals.items()
             for series, value in by_series.items()
         }
-        for item in self.score(values, now) if values else []:
-            scores.append(
-                SeriesScore(
-                    item.target,
-                    item.signal.name,
-                    item.series,
-                    item.score,
-                    value=item.value,
-                    lower=item.lower,
-                    upper=item.upper,
-                )
-            )
+        items = self.score(values, now) if values else []
+        for item in items:
+            judged.setdefault(item.target, {})[item.key] = item
             if item.held >= self.for_cycles:
                 moved.setdefault(item.target, []).append(item)
         self._forget_gone(computed, now)
         alerts = [
             alert
             for target in set(moved) | set(self.incidents_)
-            if (alert := self._incident(target, moved.get(target, []), now)) is not None
+            if (alert := self._incident(target, moved.get(target, []), judged.get(target, {}), now))
+            is not None
         ]
+        # A signal holding an incident open is exported as the alert sees it: at its highest
+        # score of the incident, against its band before it (a rule on the exported score then
+        # fires as long as the preset's alert).
+        held: dict[tuple[str, str, str], tuple[float, float, float]] = {}
+        for incident in self.incidents_.values():
+            for key in incident.away:
+                low, high, _ = incident.before[key]
+                name = _name(key)
+                held[key] = (incident.members.get(name, 0.0), low, high)
+        scores = []
+        for item in items:
+            score, lower, upper = item.score, item.lower, item.upper
+            if item.key in held:
+                peak, low, high = held[item.key]
+                score, lower, upper = max(score, peak), *_clamped(item.signal, low, high)
+            scores.append(
+                SeriesScore(
+                    item.target,
+                    item.signal.name,
+                    item.series,
+                    score,
+                    value=item.value,
+                    lower=lower,
+                    upper=upper,
+                )
+            )
         return Scores(scores=tuple(scores), alerts=tuple(alerts))
 
     def _forget_gone(self, computed: Mapping[str, Mapping[str, SignalValues]], now: float) -> None:
@@ -378,14 +507,33 @@ class PresetObserver(MetricsObserver):
         for target in {t for _, t, _ in gone} - set(computed):
             self.incidents_.pop(target, None)
 
-    def _incident(self, target: str, moved: list[_Moved], now: float) -> Alert | None:
+    def _band(self, key: tuple[str, str, str]) -> _Band | None:
+        """The band of series ``key`` now (the one its move left, if it is moving), with the
+        floor a value must be beyond it by; None before it has one."""
+        move = self.moving_.get(key)
+        if move is not None:
+            return (move.low, move.high, move.least)
+        low, high = self.bands_.get(key, (math.nan, math.nan))
+        if not (math.isfinite(low) and math.isfinite(high)):
+            return None
+        signal = self.by_name[key[0]]
+        return (low, high, max(signal.floor, signal.relative * abs((low + high) / 2)))
+
+    def _incident(
+        self,
+        target: str,
+        moved: list[_Moved],
+        judged: Mapping[tuple[str, str, str], _Moved],
+        now: float,
+    ) -> Alert | None:
         incident = self.incidents_.get(target)
         if incident is None:
             if not moved:
                 return None
             top = max(moved, key=lambda m: m.score)
             started = now - (self.for_cycles - 1) * (self.interval_ or 0.0)
-            incident = self.incidents_[target] = _Incident(started, top, top)
+            before = {key: band for key in judged if (band := self._band(key)) is not None}
+            incident = self.incidents_[target] = _Incident(started, top, top, before)
             if self.announce:
                 alert = self._alert(target, incident)
                 print(
@@ -393,21 +541,29 @@ class PresetObserver(MetricsObserver):
                     f"{alert.annotations['summary']}",
                     flush=True,
                 )
-        if moved:
-            incident.quiet = 0
-            for item in moved:
-                if item.score > incident.members.get(item.name, -math.inf):
-                    incident.members[item.name] = item.score
-                if item.score >= incident.top.score or item.name == incident.top.name:
-                    incident.top = item
-        else:
-            incident.quiet += 1
-            if incident.quiet >= self.quiet_cycles:
-                del self.incidents_[target]
-                return None
-        return self._alert(target, incident)
+        incident.cycles += 1
+        for item in moved:
+            if item.score > incident.members.get(item.name, -math.inf):
+                incident.members[item.name] = item.score
+            if item.score >= incident.top.score or item.name == incident.top.name:
+                incident.top = item
+            if item.key not in incident.before and (band := self._band(item.key)) is not None:
+                incident.before[item.key] = band  # a series born during the incident
+            incident.settled.setdefault(item.key, 0)
+        ended = incident.judge(
+            judged,
+            self.detector.threshold,
+            _Cycles(self.quiet_cycles, self.settle_cycles, self.max_cycles),
+        )
+        if ended is None:
+            return self._alert(target, incident)
+        # Resolved: its members start no new incident until the detector scores them again.
+        for key in incident.settled:
+            self.moving_.pop(key, None)
+        del self.incidents_[target]
+        return self._alert(target, incident, ended=ended)
 
-    def _alert(self, target: str, incident: _Incident) -> Alert:
+    def _alert(self, target: str, incident: _Incident, ended: str | None = None) -> Alert:
         top = incident.top
         started = datetime.fromtimestamp(incident.started, UTC).isoformat(timespec="seconds")
         others = sorted(
@@ -421,6 +577,17 @@ class PresetObserver(MetricsObserver):
         description = f"{top.signal.help}: moved most in this incident (score {top.score:.3g})"
         if others:
             description += "; moved with it: " + ", ".join(others)
+        waits = [
+            f"{_name(key)} {_limit(self.by_name[key[0]], incident.before[key])}"
+            for key in incident.settled
+            if key in incident.before
+        ]
+        until = (
+            f"{', '.join(waits) or 'its signals back'} (their bands before the incident) for "
+            f"{self.quiet_cycles} cycles; or a new level held {self.settle_cycles} cycles "
+            f"without the detector scoring it (the new normal); or {self.max_cycles} cycles"
+        )
+        extra = {"ended": ended} if ended is not None else {}
         return Alert(
             labels={
                 **self.labels,
@@ -437,6 +604,8 @@ class PresetObserver(MetricsObserver):
                 "expected_upper": _number(top.upper),
                 "started": started,
                 "signals": ",".join([top.name, *others]),
+                "until": until,
+                **extra,
             },
             target=target,
             score=top.score,

@@ -40,3 +40,15 @@ def test_a_second_alert_in_an_incident_or_a_missing_label_is_reported() -> None:
     assert not twice["at_most_one_alert_per_incident"]
     unlabelled = evaluate([_alert(1006, signal="")], INCIDENTS, NODE, 1.0, T0, T0 + 4000)
     assert not unlabelled["alerts_complete"]
+
+
+def test_an_alert_resolved_before_its_incident_ended_is_reported() -> None:
+    """The alert that found an incident either still fired at its end (and resolved some cycles
+    after) or resolved before: an incident's lifetime, not the detector's adapting, ends it."""
+    early = {**_alert(1006), "end": T0 + 1050}
+    lasting = {**_alert(2010), "end": T0 + 2150}
+    result = evaluate([early, lasting], INCIDENTS, NODE, 1.0, T0, T0 + 4000)
+    assert [(d["lasted"], d["resolved_after_end"]) for d in result["incidents"]] == [
+        (False, -70), (True, 30)]
+    assert result["alerts_lasting_their_incident"] == 1
+    assert result["incidents_with_one_alert"] == 2

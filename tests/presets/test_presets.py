@@ -340,12 +340,14 @@ def test_a_move_in_the_harmless_direction_or_under_the_floor_never_alerts() -> N
 
 
 def test_an_incident_ends_after_its_quiet_cycles_and_a_new_one_is_a_new_alert() -> None:
-    """While quiet it still fires (one alert per incident); then it ends."""
+    """While quiet it still fires (one alert per incident); its fifth quiet cycle says it
+    ended and why, then it is resolved."""
     observer = _observer(for_cycles=2, quiet_cycles=5)
     _run(observer, [_steady(i) for i in range(WARM)])
     moving = _run(observer, [_steady(i, b=0.9) for i in range(WARM, WARM + 4)], WARM)
     quiet = _run(observer, [_steady(i) for i in range(WARM + 4, WARM + 12)], WARM + 4)
-    assert [len(r.alerts) for r in moving + quiet] == [0, 1, 1, 1] + [1] * 4 + [0] * 4
+    assert [len(r.alerts) for r in moving + quiet] == [0, 1, 1, 1] + [1] * 5 + [0] * 3
+    assert next(iter(quiet[4].alerts)).annotations["ended"].startswith("back")
     again = _run(observer, [_steady(i, a=0.9) for i in range(WARM + 12, WARM + 15)], WARM + 12)
     assert next(iter(again[-1].alerts)).labels["signal"] == "a"
 

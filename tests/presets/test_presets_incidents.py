@@ -1,0 +1,157 @@
+"""A preset's incident lives as long as its condition: it fires while the signals that moved
+are away from the band they had when it opened (whatever the detector now scores them), absorbs
+what moves meanwhile, resolves when they are back, and is bounded when a level never comes back
+(the new normal) or an incident goes on too long."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+import pytest
+
+from deucalion.alerting.alerts import Scores
+from deucalion.detectors.base import Detector, Explanation
+from deucalion.errors import ConfigError
+from deucalion.observer import handing_data
+from deucalion.presets import preset_observer
+from deucalion.presets.observer import PresetObserver
+from deucalion.presets.signals import Query, Signal, SignalValues
+
+NODE = "http://node:9100/metrics"
+T0 = 1_700_000_000.0
+
+
+class _AdaptingDetector(Detector):
+    """Takes a new level for the normal within three cycles, as a detector does in minutes: a
+    value is expected within 0.05 of the median of the series' last 5 values, scored 4 out of
+    that band and 0 inside (its threshold follows its budget as ``AnomalyDetector``'s)."""
+
+    def __init__(self, budget: float) -> None:
+        self.threshold = math.log10(10_000 / budget)
+        self.past: dict[Any, list[float]] = {}
+        self.last: dict[Any, tuple[float, float, float]] = {}
+
+    def update(self, values: Any, resolution: Any = None, *, times: Any = None) -> Any:
+        scores = {}
+        for key, (_, value) in values.items():
+            past = self.past.setdefault(key, [])
+            centre = statistics.median(past[-5:]) if past else value
+            scores[key] = 4.0 if abs(value - centre) > 0.05 + 1e-9 else 0.0
+            self.last[key] = (centre, value, scores[key])
+            past.append(value)
+            del past[:-5]
+        return scores
+
+    def explain(self, key: Any) -> Explanation:
+        centre, value, score = self.last[key]
+        return Explanation("level_shift", centre - 0.05, centre + 0.05, value, score, key)
+
+    def forget(self, keys: Any) -> None:
+        for key in keys:
+            self.past.pop(key, None)
+
+
+def _signal(name: str) -> Signal:
+    def compute(q: Query) -> SignalValues:
+        return q.gauge(name)
+
+    return Signal(name, f"the {name}", "ratio", compute, (name,), "up", floor=0.1)
+
+
+def _observer(**options: Any) -> PresetObserver:
+    options.setdefault("for_cycles", 2)
+    options.setdefault("quiet_cycles", 10)
+    return PresetObserver("test", [_signal("a"), _signal("b")], detector=_AdaptingDetector,
+                          **options)
+
+
+def _run(
+    observer: PresetObserver, values: list[tuple[float, float]], start: int = 0
+) -> list[Scores]:
+    """Feed ``(a, b)`` per cycle on one target, from cycle ``start``."""
+    results = []
+    for i, (a, b) in enumerate(values, start):
+        with handing_data(T0 + i, {NODE: T0 + i}):
+            results.append(observer.new_data({NODE: {"a": {"{}": a}, "b": {"{}": b}}}))
+    return results
+
+
+def _firing(results: list[Scores]) -> list[int]:
+    return [i for i, r in enumerate(results) if r.alerts]
+
+
+def test_an_incident_fires_while_its_signals_stay_away_and_resolves_when_they_are_back() -> None:
+    """a steps up at 10 and stays there; the detector takes its new level for the normal
+    within cycles (its score falls to 0) and keeps its band moving with b, which creeps up
+    from 12, jumps at 42 and then sits at 0.6, twice where it was before the incident, while a
+    comes back at 45. Judged against the bands the detector has now, b's jump is over when it
+    is back at 0.6; judged against the band b had when the incident opened (0.3, floor 0.1),
+    it is still away: one alert fires from 11 until b is back (70) and quiet for 10 cycles."""
+    values = [(0.3, 0.3)] * 10 + [(0.9, 0.3)] * 2
+    values += [(0.9, 0.3 + 0.01 * i) for i in range(1, 31)]  # 12..41: b creeps to 0.6
+    values += [(0.9, 0.9)] * 3 + [(0.3, 0.6)] * 25 + [(0.3, 0.3)] * 20  # 42..44, 45..69, 70..89
+    observer = _observer()
+    results = _run(observer, values[:31])
+    detector = observer.detector
+    assert isinstance(detector, _AdaptingDetector)
+    assert detector.last["a", NODE, "{}"][2] == 0.0  # a is away, its score has fallen
+    results += _run(observer, values[31:], 31)
+    assert _firing(results) == list(range(11, 80))
+    assert len({frozenset(a.labels.items()) for r in results for a in r.alerts}) == 1
+    [during] = results[60].alerts
+    assert set(during.annotations["signals"].split(",")) == {"a", "b"}
+    # b is exported as the alert sees it (a rule on the score fires as long): at its highest
+    # score of the incident, against its band before it.
+    [b] = [s for s in results[60].scores if s.metric == "b"]
+    assert (b.score, b.value, b.upper) == (4.0, 0.6, pytest.approx(0.35))
+    [b] = [s for s in results[85].scores if s.metric == "b"]
+    assert b.score == 0.0
+    assert "b <= 0.4" in during.annotations["until"] and "ended" not in during.annotations
+    [last] = results[79].alerts
+    assert last.annotations["ended"].startswith("back")
+    assert last.annotations["started"] == "2023-11-14T22:13:30+00:00"  # T0 + 10
+
+
+def test_a_signal_moving_during_an_incident_joins_it_instead_of_alerting_again() -> None:
+    """b moves 20 cycles into a's incident: no second alert, b is named with a."""
+    values = [(0.3, 0.3)] * 10 + [(0.9, 0.3)] * 20 + [(0.9, 0.9)] * 10 + [(0.3, 0.3)] * 20
+    results = _run(_observer(), values)
+    assert _firing(results) == list(range(11, 50))
+    assert {a.labels["signal"] for r in results for a in r.alerts} == {"a"}
+    assert set(results[45].alerts[0].annotations["signals"].split(",")) == {"a", "b"}
+
+
+def test_a_permanent_new_level_ends_as_the_new_normal_and_swallows_no_later_incident() -> None:
+    """a steps up at 10 and never comes back. Once it has held its new level for settle_cycles
+    cycles without the detector scoring it, the incident resolves saying so, a does not reopen
+    one, and b moving later is an alert of its own."""
+    values = [(0.3, 0.3)] * 10 + [(0.9, 0.3)] * 60 + [(0.9, 0.9)] * 5 + [(0.9, 0.3)] * 20
+    results = _run(_observer(settle_cycles=20), values)
+    firing = _firing(results)
+    # The detector scores a at 10, 11 and 12 (its median is 0.3 until then): 20 from 13.
+    assert firing[: firing.index(32) + 1] == list(range(11, 33))
+    [last] = results[32].alerts
+    assert last.annotations["ended"].startswith("new normal")
+    assert not any(results[i].alerts for i in range(33, 70))
+    assert {results[i].alerts[0].labels["signal"] for i in (72, 74)} == {"b"}
+
+
+def test_an_incident_that_keeps_scoring_ends_after_max_cycles() -> None:
+    """a swings between two levels far from its old one, scored every cycle: the incident
+    resolves after max_cycles, saying so."""
+    values = [(0.3, 0.3)] * 10 + [((0.9, 0.7)[i % 2], 0.3) for i in range(40)]
+    results = _run(_observer(settle_cycles=1000, max_cycles=15), values)
+    assert _firing(results)[:15] == list(range(11, 26))
+    assert results[25].alerts[0].annotations["ended"].startswith("longest incident")
+    assert not results[26].alerts
+
+
+@pytest.mark.parametrize("option", ["quiet_cycles", "settle_cycles", "max_cycles"])
+def test_an_incidents_cycles_must_be_positive_integers(option: str) -> None:
+    """A zero or fractional count is a ConfigError naming the option."""
+    with pytest.raises(ConfigError, match=option):
+        preset_observer("node-exporter", **{option: 0})
+    with pytest.raises(ConfigError, match=option):
+        preset_observer("node-exporter", **{option: 2.5})
