@@ -156,6 +156,51 @@ class _Incident:
     cycles: int = 0
     quiet: int = 0
 
+    def judge(
+        self, judged: Mapping[tuple[str, str, str], _Moved], threshold: float, cycles: _Cycles
+    ) -> str | None:
+        """Whether the incident goes on (None) or, if it ends this cycle, why; ``judged`` is
+        this cycle's series of its target, ``threshold`` the detector's."""
+        away = settled = 0
+        self.away.clear()
+        for key in self.settled:
+            item = judged.get(key)
+            band = self.before.get(key)
+            if item is None or band is None or not _beyond(item.signal, item.value, *band):
+                self.settled[key] = 0  # back (or gone): the quiet count decides
+                continue
+            away += 1
+            self.settled[key] = 0 if item.fresh >= threshold else self.settled[key] + 1
+            if self.settled[key] >= cycles.settle:
+                settled += 1
+            else:
+                self.away.add(key)
+        self.quiet = 0 if away else self.quiet + 1
+        if away and settled == away:
+            return (
+                f"new normal: its signals held their new level for {cycles.settle} cycles "
+                "without the detector scoring them"
+            )
+        if self.cycles >= cycles.longest:
+            return f"longest incident: open for {cycles.longest} cycles"
+        if self.quiet >= cycles.quiet:
+            return f"back: its signals have been back in their bands for {cycles.quiet} cycles"
+        return None
+
+
+@dataclass(frozen=True)
+class _Cycles:
+    """How an incident ends: ``quiet`` cycles back, a level held ``settle`` cycles unscored
+    (the new normal), ``longest`` cycles at most."""
+
+    quiet: int
+    settle: int
+    longest: int
+
+
+def _name(key: tuple[str, str, str]) -> str:
+    return key[0] + ("" if key[2] == "{}" else key[2])
+
 
 def _limit(signal: Signal, band: _Band) -> str:
     """Where a value stops being away from ``band`` (what the alert waits for)."""
@@ -423,7 +468,7 @@ class PresetObserver(MetricsObserver):
         for incident in self.incidents_.values():
             for key in incident.away:
                 low, high, _ = incident.before[key]
-                name = self._name(key)
+                name = _name(key)
                 held[key] = (incident.members.get(name, 0.0), low, high)
         scores = []
         for item in items:
@@ -506,7 +551,11 @@ class PresetObserver(MetricsObserver):
             if item.key not in incident.before and (band := self._band(item.key)) is not None:
                 incident.before[item.key] = band  # a series born during the incident
             incident.settled.setdefault(item.key, 0)
-        ended = self._judge(incident, judged)
+        ended = incident.judge(
+            judged,
+            self.detector.threshold,
+            _Cycles(self.quiet_cycles, self.settle_cycles, self.max_cycles),
+        )
         if ended is None:
             return self._alert(target, incident)
         # Resolved: its members start no new incident until the detector scores them again.
@@ -514,43 +563,6 @@ class PresetObserver(MetricsObserver):
             self.moving_.pop(key, None)
         del self.incidents_[target]
         return self._alert(target, incident, ended=ended)
-
-    def _judge(
-        self, incident: _Incident, judged: Mapping[tuple[str, str, str], _Moved]
-    ) -> str | None:
-        """Whether ``incident`` goes on (None) or, if it ends this cycle, why."""
-        away = settled = 0
-        incident.away.clear()
-        for key in incident.settled:
-            item = judged.get(key)
-            band = incident.before.get(key)
-            if item is None or band is None or not _beyond(item.signal, item.value, *band):
-                incident.settled[key] = 0  # back (or gone): the quiet count decides
-                continue
-            away += 1
-            if item.fresh >= self.detector.threshold:
-                incident.settled[key] = 0
-            else:
-                incident.settled[key] += 1
-            if incident.settled[key] >= self.settle_cycles:
-                settled += 1
-            else:
-                incident.away.add(key)
-        incident.quiet = 0 if away else incident.quiet + 1
-        if away and settled == away:
-            return (
-                f"new normal: its signals held their new level for {self.settle_cycles} "
-                "cycles without the detector scoring them"
-            )
-        if incident.cycles >= self.max_cycles:
-            return f"longest incident: open for {self.max_cycles} cycles"
-        if incident.quiet >= self.quiet_cycles:
-            return f"back: its signals have been back in their bands for {self.quiet_cycles} cycles"
-        return None
-
-    @staticmethod
-    def _name(key: tuple[str, str, str]) -> str:
-        return key[0] + ("" if key[2] == "{}" else key[2])
 
     def _alert(self, target: str, incident: _Incident, ended: str | None = None) -> Alert:
         top = incident.top
@@ -560,7 +572,7 @@ class PresetObserver(MetricsObserver):
         )
         summary, description = _words(target, top, started, others)
         waits = [
-            f"{self._name(key)} {_limit(self.by_name[key[0]], incident.before[key])}"
+            f"{_name(key)} {_limit(self.by_name[key[0]], incident.before[key])}"
             for key in incident.settled
             if key in incident.before
         ]
