@@ -9,14 +9,14 @@ One place for each job every HTTP client of deucalion does:
 - ``split_credentials``: ``user:password@`` taken out of a URL, so that no URL handed to aiohttp
   or quoted in an error holds a secret.
 - ``http_url_problems``: the one check of an http(s) URL a setting gives.
-- ``redact_url``: a URL as logs and errors may show it (password and secret query parameters as
-  ``***``).
+- ``redact_url`` / ``redact_text`` (from ``deucalion._redact``, re-exported here): a URL as logs
+  and errors may show it (password and secret query parameters as ``***``).
 - ``comma_separated`` / ``split_comma_list``: a list setting written as one comma-separated
   string (an environment variable, a flag).
 - ``APIClient``: GET requests to an HTTP API (Kubernetes, Prometheus) over one session, with
   these credentials, a timeout and a size limit, and none of a scrape's headers.
 
-A leaf: it imports nothing of deucalion but its errors and version.
+A leaf: it imports nothing of deucalion but its errors, version and ``_redact``.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 
+from deucalion._redact import redact_text, redact_url
 from deucalion._version import __version__
 from deucalion.errors import CredentialsError, DeucalionError, HTTPError
 
@@ -56,14 +57,6 @@ __all__ = [
 
 USER_AGENT = f"deucalion/{__version__}"
 
-# Query parameters whose values are secrets (as client libraries and APIs name them).
-_SECRET_PARAMS = re.compile(
-    r"(?i)([?&;](?:[a-z0-9_.-]*[_.-])?"
-    r"(?:token|secret|password|passwd|passphrase|pass|pwd|key|apikey|signature|sig|jwt|bearer"
-    r"|auth|authorization|credentials?)=)"
-    r"[^&;#\s'\"]*"
-)
-_SCHEME = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:)?//")
 _HAS_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
@@ -197,32 +190,6 @@ def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
         return url, None
     user, _, password = userinfo.partition(":")
     return urlunsplit(parts._replace(netloc=host)), (unquote(user), unquote(password))
-
-
-def redact_url(url: str) -> str:
-    """``url`` as logs and errors may show it: a password and secret query parameters
-    (``?token=``, ``?password=``, ``?api_key=``, ...) as ``***``; the user name stays.
-
-    ``http://user:pass@host:9093/?token=x`` shows as ``http://user:***@host:9093/?token=***``,
-    and so does a URL written without its scheme. Never raises, whatever ``url`` holds.
-    """
-    # By hand, not with urlsplit: that raises on some malformed URLs (an unclosed [) and drops
-    # tabs and newlines. The user information ends at the last @ before the path: a ? or # in
-    # a password that was not percent-encoded is hidden with it, not shown.
-    scheme = _SCHEME.match(url)
-    start = scheme.end() if scheme else 0
-    end = url.find("/", start)
-    end = len(url) if end < 0 else end
-    userinfo, at, host = url[start:end].rpartition("@")
-    if at and ":" in userinfo:
-        url = f"{url[:start]}{userinfo.partition(':')[0]}:***@{host}{url[end:]}"
-    return redact_text(url)
-
-
-def redact_text(text: str) -> str:
-    """``text`` (an error message, say) with the values of secret query parameters of the URLs
-    it quotes as ``***``."""
-    return _SECRET_PARAMS.sub(r"\1***", text)
 
 
 def comma_separated(text: str) -> list[str]:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import cast
 
+from deucalion._redact import redact_url
 from deucalion.alerting.alerts import Alert, Scores, SeriesScore
 from deucalion.detectors.base import Detector, Explanation
 from deucalion.history.promql import CounterRates
@@ -78,7 +79,7 @@ class AlertPolicy:
 
     def _alert(self, item: SeriesScore, cycles: int) -> Alert:
         name = item.metric + ("" if item.series == "{}" else item.series)
-        where = f" on {item.target}" if item.target else ""
+        where = f" on {redact_url(item.target)}" if item.target else ""
         annotations = {
             "summary": f"{name}{where} is anomalous",
             "description": f"score {item.score:.4g} above {self.threshold:g} for {cycles} "
@@ -240,7 +241,7 @@ class DetectorObserver(MetricsObserver):
         the anomaly kind, the observed value and the expected band, in words for a chat."""
         target, metric, labels = cast("_Key", why.series)
         name = metric + ("" if labels == "{}" else labels)
-        where = f" on {target}" if target else ""
+        where = f" on {redact_url(target)}" if target else ""  # no token in a chat
         kind = why.kind.replace("_", " ")
         expected = f"{why.expected_low:.6g} .. {why.expected_high:.6g}"
         what = _OBSERVED.get(why.kind, "value")

@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from deucalion._http import redact_url
+from deucalion._redact import redact_url
 from deucalion.history.labels import series_key, series_labels
 from deucalion.history.promql import bucket_quantile, extrapolated_rate
 from deucalion.history.window import Window

@@ -113,3 +113,35 @@ def test_the_observer_exports_every_score_and_explains_alerts_in_words() -> None
     low, high = (float(v) for v in notes["expected_range"].split(" .. "))
     assert low < 40 < high < 400
     assert "queue_depth" in notes["summary"] and "expected" in notes["description"]
+
+
+@pytest.mark.parametrize("detector", [None, RobustZScore(threshold=6.0)])
+def test_an_alert_names_its_target_without_the_secrets_of_its_url(detector: Detector | None) -> None:
+    """A target URL's password and token reach no alert text: the summary and description
+    name the target as logs do (secrets as ***), for explained and plain alerts alike."""
+    observer = DetectorObserver(desired_metrics={"queue_depth"}, detector=detector, for_cycles=1)
+    target = "http://scraper:pa55word@a:9100/metrics?token=s3cret"
+    rng = np.random.default_rng(6)
+    alerts = []
+    for cycle in range(500):
+        value = 400.0 if 450 <= cycle < 460 else 40.0 + rng.normal()
+        with handing_data(1000.0 + 15 * cycle, {}):
+            result = observer.new_data({target: {"queue_depth": {"{}": value}}})
+        alerts += result.alerts
+    assert alerts
+    for alert in alerts:
+        words = alert.annotations["summary"] + alert.annotations["description"]
+        assert "http://scraper:***@a:9100/metrics?token=***" in alert.annotations["summary"]
+        assert "pa55word" not in words and "s3cret" not in words
+
+
+def test_the_ready_observers_load_no_http_stack() -> None:
+    """The ready observer and the presets run in worker processes: what they import (their
+    alert texts redact URLs) brings no aiohttp, pydantic or YAML there."""
+    import subprocess
+    import sys
+
+    code = ("import sys, deucalion.detectors.observer, deucalion.presets.observer; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in "
+            "('aiohttp', 'pydantic', 'yaml')]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
