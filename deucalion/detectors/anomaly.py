@@ -65,6 +65,12 @@ several times it, before the tails have learned how heavy they are. A series sti
 its first value has no usual step: its first move scores as rare as it gets (its tails saw
 only 0), and its tails start over from that move.
 
+**No value, no end of values.** NaN is no value this cycle: nothing is scored or learned. An
+infinite value (+Inf or -Inf: a gauge that overflowed, a ratio over zero) is as far out of
+range as a value gets: it scores infinite and alerts as ``out_of_range`` (then is one
+episode, as any anomaly), but teaches the series nothing, so the values after it are scored
+as if it had not come.
+
 Costs: about 1 KB of state per series (the daily profile's 96 float32 among it), whatever the
 history's length; each update is O(1) per series, vectorised across the series updated
 together.
@@ -79,6 +85,7 @@ from typing import Any
 
 import numpy as np
 
+from deucalion.config.settings import parse_duration
 from deucalion.detectors.base import Detector, Explanation
 
 __all__ = ["KINDS", "AnomalyDetector"]
@@ -189,11 +196,12 @@ class AnomalyDetector(Detector):
 
     @classmethod
     def budget_per_day(
-        cls, alerts_per_day: float, interval: float, **options: Any
+        cls, alerts_per_day: float, interval: float | str, **options: Any
     ) -> AnomalyDetector:
         """A detector allowing ``alerts_per_day`` false alerts per series per day when scraped
-        every ``interval`` seconds."""
-        return cls(alerts_per_day * 10_000 * interval / DAY, **options)
+        every ``interval``: seconds, or a duration as the configuration writes it (``15s``,
+        ``1m``)."""
+        return cls(_budget(alerts_per_day, interval), **options)
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -257,6 +265,10 @@ class AnomalyDetector(Detector):
             self._grow(n)
         x = values
         seen = np.isfinite(x)
+        # An infinite value (a gauge that overflowed, a division by zero) is as far out of range
+        # as a value gets: it scores infinite and alerts, but is not learned (NaN: no value).
+        infinite = np.isinf(x)
+        scored = seen | infinite
         first = seen & (self.count_ == 0)
         with np.errstate(all="ignore"):
             self._start(first, x, times)
@@ -285,6 +297,8 @@ class AnomalyDetector(Detector):
             score = np.maximum(surprise.max(axis=0) - self._penalty, 0.0)
             self._kind = surprise.argmax(axis=0)
             score = _as_often_as_seen(self, score, ready)
+            score[infinite], self._kind[infinite], surprise[:, infinite] = np.inf, 6, 0.0
+            surprise[6, infinite] = np.inf
             # Quiet after an alert: only a score ten times less likely than the alert's, and
             # twice its exponent, breaks through (an anomaly that grows a lot, or a second).
             # Past _MOST ("once in 10^30 points") rarer means nothing more here: a series that
@@ -292,12 +306,12 @@ class AnomalyDetector(Detector):
             level = np.minimum(self.quiet_level_, _MOST)
             bar = np.maximum(level + 1, 2 * level)
             quiet = (self.quiet_ > 0) & (np.minimum(score, _MOST) < bar)
-            alerting = ready & (score >= self.threshold) & ~quiet
+            alerting = (ready | infinite) & (score >= self.threshold) & ~quiet
             self.alerting_ = alerting
             self.surprise_ = surprise
-            self.score_ = np.where(seen, score, self.score_)
-            self.observed_ = np.where(seen, x, self.observed_)
-            self.seen_time_ = np.where(seen, times, self.seen_time_)
+            self.score_ = np.where(scored, score, self.score_)
+            self.observed_ = np.where(scored, x, self.observed_)
+            self.seen_time_ = np.where(scored, times, self.seen_time_)
             # Alerts are explained by what the series had learned before this value.
             self._explained = {
                 int(row): _explain_now(self, int(row)) for row in np.flatnonzero(alerting)
@@ -307,10 +321,10 @@ class AnomalyDetector(Detector):
         # The quiet lasts until the series has scored below the threshold for quiet_for points:
         # an anomaly that goes on is one episode, not an alert every quiet_for points.
         self.quiet_ = np.where(
-            alerting | going_on, self.quiet_for, np.maximum(self.quiet_ - seen, 0)
+            alerting | going_on, self.quiet_for, np.maximum(self.quiet_ - scored, 0)
         )
         self.quiet_level_ = np.where(alerting, score, self.quiet_level_)
-        return np.where(seen, score, np.nan)
+        return np.where(scored, score, np.nan)
 
     def _start(self, first: np.ndarray, x: np.ndarray, times: np.ndarray) -> None:
         for name in ("fast_level_", "slow_level_", "last_", "low_", "high_", "season_"):
@@ -360,14 +374,6 @@ class AnomalyDetector(Detector):
         steps of none, its averages could not follow its first move)."""
         settled: np.ndarray = (self.count_ >= _SETTLE) & (self.step_ > 0)
         return settled
-
-    def _heaviness(self) -> np.ndarray:
-        """How much of each tail's estimated shape is believed: none for the averages; for a
-        spike, as much as the series' steps look heavy-tailed. Pickands' estimate from the
-        top 10 % is noisy; how often a step is over _FAR usual steps (a normal series: about
-        once in 100,000) uses every point."""
-        heavy = np.clip(self.step_far_ / _FAR_RATE, 0.0, 1.0)
-        return np.where(_HEAVY[:, None], heavy[None, :], 0.0)
 
     def _learn(
         self,
@@ -470,7 +476,7 @@ class AnomalyDetector(Detector):
         # threshold): a new regime settles into the new normal and the series is armed again,
         # instead of the quiet hiding the next anomaly for as long as the regime lasts. The
         # day's profile moves with the level.
-        moved = self.alerting_ | episode
+        moved = (self.alerting_ | episode) & seen  # an infinite value teaches nothing
         if moved.any():
             rows = np.flatnonzero(moved)
             shift = self.fast_level_[rows] - self.slow_level_[rows]
@@ -589,6 +595,24 @@ _BOUND = 2.0  # standard errors: how wide a young spike tail is taken
 _MEMORY = 10_000  # points the tails remember, about
 
 
+def _budget(alerts_per_day: object, interval: object) -> float:
+    """The budget per 10,000 points of ``alerts_per_day`` at a scrape ``interval``: seconds,
+    or a duration as the configuration writes it (read by the configuration's own parser)."""
+    where = "AnomalyDetector.budget_per_day"
+    if isinstance(alerts_per_day, bool) or not isinstance(alerts_per_day, int | float):
+        raise ValueError(
+            f"{where}: alerts_per_day={alerts_per_day!r}: give the false alerts per series per "
+            "day you accept, a number above 0"
+        )
+    try:
+        seconds = parse_duration(interval)
+    except ValueError as exc:
+        raise ValueError(f"{where}: interval={interval!r}: {exc}") from None
+    if not seconds:
+        raise ValueError(f"{where}: interval=0: give the scrape interval, such as 15s")
+    return alerts_per_day * 10_000 * seconds / DAY
+
+
 def _tail_shape(
     q1: np.ndarray, q2: np.ndarray, q3: np.ndarray, heavy: np.ndarray | float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -625,10 +649,19 @@ def _seasonal(d: AnomalyDetector, times: np.ndarray) -> np.ndarray:
     return np.where(aged & (d.visits_[rows, bins] >= 2), expected, np.nan)
 
 
+def _heaviness(d: AnomalyDetector) -> np.ndarray:
+    """How much of each tail's estimated shape is believed: none for the averages; for a
+    spike, as much as the series' steps look heavy-tailed. Pickands' estimate from the
+    top 10 % is noisy; how often a step is over _FAR usual steps (a normal series: about
+    once in 100,000) uses every point."""
+    heavy = np.clip(d.step_far_ / _FAR_RATE, 0.0, 1.0)
+    return np.where(_HEAVY[:, None], heavy[None, :], 0.0)
+
+
 def _surprise(d: AnomalyDetector, stats: np.ndarray) -> np.ndarray:
     """``-log10`` of the rate of clusters of points at least as extreme, per component."""
     q1, q2, q3 = d.tail_q1_, d.tail_q2_, d.tail_q3_
-    shape, sigma = _tail_shape(q1, q2, q3, d._heaviness())
+    shape, sigma = _tail_shape(q1, q2, q3, _heaviness(d))
     d._spike_shape = shape[0]
     excess = np.maximum(stats - q3, 0.0)
     small = shape < 1e-3
@@ -823,10 +856,16 @@ def _band(d: AnomalyDetector, kind: int, row: int) -> float:
         np.clip(d.tail_starts_[kind, row] / max(d.tail_rate_[kind, row], 1e-12), 0.05, 1.0)
     )
     beyond = max(d.threshold + d._penalty + math.log10(index) - _LOG_TAILS[2], 0.0)
-    ratio = 10.0**beyond
     if shape < 1e-3:
-        return math.sqrt(q3 + sigma * math.log(ratio))
-    return math.sqrt(q3 + sigma / shape * (ratio**shape - 1))
+        return math.sqrt(q3 + sigma * beyond * _LN10)
+    # sigma / shape * (10 ** (shape * beyond) - 1), in logarithms past what a float holds (a
+    # threshold of hundreds: a tiny budget, or one given to the observer); a band wider than
+    # any float is infinite: no value alerts.
+    grown = shape * beyond * _LN10
+    if grown < 700:
+        return math.sqrt(q3 + sigma / shape * math.expm1(grown))
+    half = 0.5 * (math.log(sigma / shape) + grown)
+    return math.exp(half) if half < 700 else math.inf
 
 
 def _explanation(

@@ -13,6 +13,7 @@ import pytest
 
 from benchmarks import corpus
 from deucalion.detectors import AnomalyDetector
+from deucalion.detectors.anomaly import _QUANTILES, _band, _tail_shape
 
 WITHIN = 150
 
@@ -84,6 +85,65 @@ def test_budget_per_day_converts_from_the_scrape_interval() -> None:
     """Two alerts a day at a 15 s interval is 2 * 10,000 * 15 / 86,400 per 10,000 points."""
     detector = AnomalyDetector.budget_per_day(2.0, 15.0)
     assert detector.budget == pytest.approx(2 * 10_000 * 15 / 86_400)
+
+
+@pytest.mark.parametrize(("interval", "seconds"), [("15s", 15.0), ("1m", 60.0), (30, 30.0)])
+def test_budget_per_day_takes_the_interval_as_the_configuration_writes_it(
+    interval: object, seconds: float
+) -> None:
+    """A duration string (``15s``, ``1m``) is the interval the configuration holds."""
+    detector = AnomalyDetector.budget_per_day(2, interval=interval)  # type: ignore[arg-type]
+    assert detector.budget == pytest.approx(2 * 10_000 * seconds / 86_400)
+
+
+@pytest.mark.parametrize(
+    ("alerts", "interval"), [(2, "15 parsecs"), (2, 0), (2, -15), (2, None), ("2", 15)]
+)
+def test_budget_per_day_refuses_a_bad_value(alerts: object, interval: object) -> None:
+    """A bad interval or count is a clear error naming the argument, not a TypeError."""
+    with pytest.raises(ValueError, match="budget_per_day"):
+        AnomalyDetector.budget_per_day(alerts, interval=interval)  # type: ignore[arg-type]
+
+
+def test_an_infinite_value_alerts_and_teaches_nothing() -> None:
+    """+Inf or -Inf in a gauge is as far out of range as a value gets: it scores infinite and
+    alerts (once: the next ones are its episode), as out_of_range; the series' state is as if
+    it had not come (the same scores afterwards as a series that never saw it)."""
+    rng = np.random.default_rng(52)
+    values = 10 + rng.normal(size=600)
+    seen, unseen = AnomalyDetector(), AnomalyDetector()
+    alerts = []
+    for i, value in enumerate(values):
+        if i in (400, 401, 402, 500):
+            bad = math.inf if i < 500 else -math.inf
+            score = seen.update({"s": (i * 15.0, bad)})["s"]
+            assert score == math.inf
+            alerts += [(i, why.kind, why.observed) for why in seen.alerts()]
+            unseen.update({"s": (i * 15.0, math.nan)})
+            continue
+        a = seen.update({"s": (i * 15.0, value)})["s"]
+        b = unseen.update({"s": (i * 15.0, value)})["s"]
+        assert a == b or (math.isnan(a) and math.isnan(b))
+    assert alerts == [(400, "out_of_range", math.inf)]
+    assert seen.high_[0] == unseen.high_[0] < 20
+
+
+def test_an_explanation_holds_at_a_threshold_beyond_what_a_float_holds() -> None:
+    """A threshold of hundreds (a tiny budget, or one given to the observer) makes the band a
+    value must leave astronomically wide: a number growing with the threshold, infinite past
+    what a float holds, for every kind and for a heavy-tailed spike tail too."""
+    rng = np.random.default_rng(53)
+    detector = AnomalyDetector(budget=1e-300)
+    for i in range(400):
+        detector.update({"s": (i * 15.0, rng.standard_t(3))})
+    assert _tail_shape(*(getattr(detector, q)[:, 0] for q in _QUANTILES), 1.0)[0][0] > 0
+    for kind in range(5):
+        bands = []
+        for threshold in (4.0, 20.0, 400.0, 1e6, math.inf):
+            detector.threshold = threshold
+            bands.append(_band(detector, kind, 0))
+            detector.explain("s")
+        assert bands == sorted(bands) and bands[0] < bands[1] and bands[-1] == math.inf, bands
 
 
 def test_a_stuck_series_is_reported_once_with_its_kind_and_value() -> None:
@@ -258,8 +318,13 @@ def test_state_is_bounded_per_series() -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [{"budget": 0}, {"budget": -1}, {"kinds": ["nope"]}, {"fast": 0.01, "slow": 0.1},
-     {"warmup": 1}],
+    [
+        {"budget": 0},
+        {"budget": -1},
+        {"kinds": ["nope"]},
+        {"fast": 0.01, "slow": 0.1},
+        {"warmup": 1},
+    ],
 )
 def test_bad_settings_are_refused(options: dict[str, object]) -> None:
     """Nonsense settings raise ValueError naming the setting."""
