@@ -10,6 +10,7 @@ import pytest
 
 from deucalion.cli import main
 from deucalion.cli.commands import build_parser
+from tests.helpers import TargetServer, text
 
 
 def test_presets_show_interval_takes_a_duration_as_readme_writes_it() -> None:
@@ -97,29 +98,15 @@ def test_backtest_preset_on_a_recording_without_its_metrics_says_so(
 
 
 async def test_presets_show_on_a_target_without_the_signals_says_so_once(
-        caplog: pytest.LogCaptureFixture) -> None:
+        target_server: TargetServer, caplog: pytest.LogCaptureFixture) -> None:
     """`presets show node-exporter --target URL` on a service serving none of node_exporter's
     metrics: the output names what it looked for, and the observer's own warning no longer
     says it a second time in the log."""
-    from aiohttp import web
-
     from deucalion.presets.cli import show
 
-    async def metrics(request: web.Request) -> web.Response:
-        return web.Response(text="# TYPE jobs_total counter\njobs_total 3\n",
-                            content_type="text/plain")
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        printed = await show("node-exporter", f"http://127.0.0.1:{port}/metrics", interval=0.1)
-    finally:
-        await runner.cleanup()
+    url = target_server.add("/metrics", text("# TYPE jobs_total counter\njobs_total 3\n"))
+    await target_server.start()
+    printed = await show("node-exporter", url, interval=0.1)
     assert "cpu_busy                   not found (looks for node_cpu_seconds_total)" in printed
     assert printed.count("serves none of") == 1 and "node_load1" in printed
     assert not [r for r in caplog.records if "serves none" in r.getMessage()]

@@ -6,7 +6,6 @@ signal looks for, in the log of a running preset and in `deucalion presets show`
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -14,6 +13,7 @@ from deucalion.observer import handing_data
 from deucalion.presets import preset_observer
 from deucalion.presets.observer import PresetObserver
 from deucalion.presets.signals import SILENT_CYCLES
+from tests.helpers import TargetServer, text
 
 NODE = "http://node:9100/metrics"
 T0 = 1_700_000_000.0
@@ -77,25 +77,11 @@ def test_a_secret_in_the_target_url_stays_out_of_the_warning(
 
 
 @pytest.fixture
-async def load_only_target() -> AsyncIterator[str]:
+async def load_only_target(target_server: TargetServer) -> str:
     """A real HTTP server serving node_load1 and nothing else of node_exporter's."""
-    from aiohttp import web
-
-    async def metrics(request: web.Request) -> web.Response:
-        return web.Response(text="# TYPE node_load1 gauge\nnode_load1 0.5\n",
-                            content_type="text/plain")
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}/metrics"
-    finally:
-        await runner.cleanup()
+    url = target_server.add("/metrics", text("# TYPE node_load1 gauge\nnode_load1 0.5\n"))
+    await target_server.start()
+    return url
 
 
 async def test_presets_show_on_a_target_serving_too_few_says_what_it_serves(
