@@ -116,7 +116,9 @@ def test_the_observer_exports_every_score_and_explains_alerts_in_words() -> None
 
 
 @pytest.mark.parametrize("detector", [None, RobustZScore(threshold=6.0)])
-def test_an_alert_names_its_target_without_the_secrets_of_its_url(detector: Detector | None) -> None:
+def test_an_alert_names_its_target_without_the_secrets_of_its_url(
+    detector: Detector | None,
+) -> None:
     """A target URL's password and token reach no alert text: the summary and description
     name the target as logs do (secrets as ***), for explained and plain alerts alike."""
     observer = DetectorObserver(desired_metrics={"queue_depth"}, detector=detector, for_cycles=1)
