@@ -85,7 +85,6 @@ from typing import Any
 
 import numpy as np
 
-from deucalion.config.settings import parse_duration
 from deucalion.detectors.base import Detector, Explanation
 
 __all__ = ["KINDS", "AnomalyDetector"]
@@ -604,6 +603,10 @@ def _budget(alerts_per_day: object, interval: object) -> float:
             f"{where}: alerts_per_day={alerts_per_day!r}: give the false alerts per series per "
             "day you accept, a number above 0"
         )
+    # Imported here: the configuration brings pydantic and aiohttp, which a worker scoring
+    # series must not load for a helper only notebooks and set-up call.
+    from deucalion.config.settings import parse_duration
+
     try:
         seconds = parse_duration(interval)
     except ValueError as exc:
