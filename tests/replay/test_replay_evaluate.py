@@ -215,19 +215,19 @@ def test_evaluate_threshold_scores_nab_at_it_as_chosen_on_another_set(
     assert never.startswith("NAB standard: 0.0 ") and "0/2 windows detected" in never
 
 
-def test_nab_layout_category_folders_and_combined_labels(
+def test_nab_layout_category_folders_and_category_keyed_labels(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """NAB's own layout: data/<category>/<file>.csv and labels keyed 'category/file.csv'. A
     backtest from data/ (its files named by their path under it) or from one category's folder
     (named by file) finds every labelled window; it was 'no *.csv file' and 'match no series'."""
     data = tmp_path / "data" / "realMine"
     data.mkdir(parents=True)
-    combined = {}
+    keyed = {}
     for name, spans in json.loads((LABELLED / "windows.json").read_text()).items():
         (data / name).write_bytes((LABELLED / name).read_bytes())
-        combined[f"realMine/{name}"] = spans
-    labels = tmp_path / "combined_windows.json"
-    labels.write_text(json.dumps(combined))
+        keyed[f"realMine/{name}"] = spans
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps(keyed))
     for source in (tmp_path / "data", data):
         assert main(["backtest", "--observer", "tests.replay_observers:RobustZScore",
                      "--metrics", "value", "--from", source.as_posix(),
@@ -239,11 +239,11 @@ def test_nab_layout_category_folders_and_combined_labels(
 
 def test_labels_of_files_not_replayed_say_to_replay_them(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """NAB's combined labels cover every category; replaying one category's folder, the
+    """Labels keyed for several categories; replaying one category's folder, the
     others' keys match nothing, and the error said only how to name series."""
     labels = json.loads((LABELLED / "windows.json").read_text())
     labels["realOther/elsewhere.csv"] = []
-    path = tmp_path / "combined.json"
+    path = tmp_path / "labels.json"
     path.write_text(json.dumps(labels))
     assert main(["backtest", "--observer", "tests.replay_observers:RobustZScore",
                  "--metrics", "value", "--from", LABELLED.as_posix(),
