@@ -187,5 +187,10 @@ class ObserverFeed:
                 name,
                 labelled.merged,
             )
-        self._telemetry.record_scores(name, labelled.scores, labelled.series_scores)
+        # Alerts keep the targets handed, but scores are exported as of now: a target that
+        # left discovery during the call would come back as a score nobody will update.
+        present = self._targets_now()
+        scores = {url: v for url, v in labelled.scores.items() if url is None or url in present}
+        series = [s for s in labelled.series_scores if s.target is None or s.target in present]
+        self._telemetry.record_scores(name, scores, series)
         await sender.update_in_slices(id(outcome.observer), labelled.alerts)

@@ -134,3 +134,36 @@ def test_series_scores_of_a_target_that_left_are_dropped() -> None:
     telemetry.forget_targets([T])
     assert [s.target for s in telemetry.series_scores["Obs"]] == [other]
     assert telemetry.scores["Obs"] == {other: 2.0}
+
+
+
+class _Discovery:
+    def __init__(self, *urls: str) -> None:
+        self.targets = [Target(u) for u in urls]
+
+    async def discover(self) -> list[Target]:
+        return list(self.targets)
+
+
+async def test_a_result_for_a_target_that_left_exports_no_score_for_it() -> None:
+    """A call that returns after its target left discovery still alerts about that target,
+    but exports no score for it: nothing would ever update or drop that score again."""
+    other = "http://other:9100/metrics"
+    provisioner = MetricsProvisioner(targets=[T, other])
+    provisioner.alert_sender = AlertSender(AlertmanagerSettings(), scrape_interval=15)
+    observer = provisioner.register(_Obs(["m"]))
+    discovery = _Discovery(T, other)
+    await provisioner._targets.discover(discovery)
+    data: dict[str, dict[str, dict[str, float]]] = {T: {}, other: {}}
+    provisioner._feed._note_handed(observer, data, dict(provisioner._targets.by_url))
+    discovery.targets = [Target(other)]
+    await provisioner._targets.discover(discovery)  # T leaves while the call runs
+    result = Scores(
+        scores=[SeriesScore(T, "m", "{}", 5.0), SeriesScore(other, "m", "{}", 2.0)],
+        alerts=[Alert(labels={"a": "1"}, target=T, score=5.0)],
+    )
+    await provisioner._on_result(CallOutcome(observer, data, result=result))
+    assert provisioner.telemetry.scores["_Obs"] == {other: 2.0}
+    assert [s.target for s in provisioner.telemetry.series_scores["_Obs"]] == [other]
+    [alert] = provisioner.alert_sender.firing()
+    assert alert["labels"]["instance"] == "node:9100"
