@@ -158,6 +158,25 @@ def test_backtest_alerts_at_the_injected_anomaly(tmp_path: Path) -> None:
     assert "alerts fired: 1" in result.summary()
 
 
+def test_a_series_scored_and_alerted_has_one_score_row_a_step(tmp_path: Path) -> None:
+    """The ready observer returns dc.Scores whose alerts name their series too: each step
+    writes that series' score once, not a second time for its alert."""
+    from deucalion.detectors import DetectorObserver
+    from deucalion.detectors import RobustZScore as RobustZScoreDetector
+
+    lines = ["timestamp,value"]
+    lines += [f"{T0 + 15 * i},{10.0 + i % 3 + (40.0 if 60 <= i < 70 else 0.0)}" for i in range(90)]
+    (tmp_path / "jump.csv").write_text("\n".join(lines) + "\n")
+    observer = DetectorObserver(RobustZScoreDetector(), {"value"}, threshold=6, for_cycles=1)
+    result = backtest(observer, (tmp_path / "jump.csv").as_posix(), output=tmp_path / "o.jsonl")
+    assert len(result.alerts) == 1
+    rows = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    scored = [(r["time"], r["metric"], r["series"]) for r in rows if r["kind"] == "score"]
+    assert len(scored) == len(set(scored)) and (T0 + 15 * 60, "value", "{}") in scored
+    times = [t for t, _ in result.scores["jump.csv value{}"]]
+    assert len(times) == len(set(times))
+
+
 def test_backtest_hands_the_recorded_times_and_selected_data(tmp_path: Path) -> None:
     """data_time() answers the recorded scrape times; only desired samples (and families) are
     handed, as live."""
