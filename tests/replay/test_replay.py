@@ -349,6 +349,29 @@ def test_plot_without_matplotlib_names_the_extra(monkeypatch: pytest.MonkeyPatch
         plot(result, tmp_path / "x.png")
 
 
+def test_a_one_step_alert_over_weeks_of_history_shows_on_the_plot(tmp_path: Path) -> None:
+    """The default detector alerts for one step: over two weeks at 5 minutes its span was a
+    quarter of a pixel wide, and the plot showed no alert at all. It is drawn wide enough."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.image
+
+    from deucalion.replay.plot import plot
+
+    times = [T0 + 300.0 * i for i in range(4032)]
+
+    def red_pixels(alerts: list[AlertSpan]) -> int:
+        result = BacktestResult("X", values={"a.csv value{}": [(t, 10.0) for t in times]})
+        result.alerts.extend(alerts)
+        result.last_time = times[-1]
+        pixels = matplotlib.image.imread(plot(result, tmp_path / "p.png"))
+        red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+        return int(((red > 0.8) & (green < 0.7) & (blue < 0.7)).sum())
+
+    one_step = AlertSpan({"metric": "value", "series": "{}"}, {}, "a.csv", times[3000],
+                         end=times[3001])
+    assert red_pixels([one_step]) > red_pixels([]) + 100  # the legend's patch is red too
+
+
 def test_replay_exports_resolve_sorted_and_documented() -> None:
     """deucalion.replay's __all__ is sorted; every name resolves and documents itself."""
     import deucalion.replay as replay
