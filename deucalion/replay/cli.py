@@ -201,7 +201,7 @@ def _backtest(args: argparse.Namespace) -> int:
 
         evaluation = evaluate(result, windows, threshold=args.threshold)
         print(evaluation.report())
-        refused = bool(evaluation.nab_error)
+        refused = refused or bool(evaluation.nab_error)
     if args.plot:
         from deucalion.replay.plot import plot, top_scored
 

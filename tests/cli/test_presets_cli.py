@@ -4,6 +4,7 @@ with where it was given."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -79,10 +80,12 @@ def test_backtest_preset_plot_draws_the_signals_it_scored(
     assert picture.stat().st_size > 10_000
 
 
+@pytest.mark.parametrize("labelled", [False, True])
 def test_backtest_preset_on_a_recording_without_its_metrics_says_so(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], labelled: bool) -> None:
     """A recording made with `record --metrics node_load1`, not `--all`: the preset computes no
-    signal, and the backtest read as a quiet run (0 alerts, exit 0)."""
+    signal, and the backtest read as a quiet run (0 alerts, exit 0). With --labels too, an
+    evaluation that went well no longer takes that exit 1 back."""
     from deucalion.replay.recording import RecordingWriter
     from deucalion.replay.sources import Cycle
 
@@ -92,7 +95,10 @@ def test_backtest_preset_on_a_recording_without_its_metrics_says_so(
         for i in range(20):
             samples = {"node_load1": {"{}": 1.0 + i % 3}, "up": {"{}": 1.0}}
             writer.write_cycle(Cycle(1.7e9 + i, {node: 1.7e9 + i}, {node: samples}))
-    assert main(["backtest", "--preset", "node-exporter", "--from", str(recording)]) == 1
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({node: [[1.7e9 + 10, 1.7e9 + 12]]}))
+    extra = ["--labels", str(labels)] if labelled else []
+    assert main(["backtest", "--preset", "node-exporter", "--from", str(recording), *extra]) == 1
     err = capsys.readouterr().err
     assert "none of the preset's signals could be computed" in err and "record --all" in err
 
