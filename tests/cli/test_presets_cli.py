@@ -118,6 +118,40 @@ async def test_presets_show_on_a_target_without_the_signals_says_so_once(
     assert not [r for r in caplog.records if "serves none" in r.getMessage()]
 
 
+def test_presets_show_exits_1_on_a_target_without_any_of_its_signals(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`presets show NAME --target URL` as a check before deploying: a target serving none of
+    the preset's metrics exited 0, as one serving them all did."""
+    import http.server
+    import threading
+
+    class Exporter(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"# TYPE jobs_total counter\njobs_total 3\n"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Exporter)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+        assert main(["presets", "show", "http-service", "--target", url, "--interval",
+                     "10ms"]) == 1
+        assert "none of the preset's signals is there" in capsys.readouterr().out
+        assert main(["presets", "show", "http-service"]) == 0  # no target: what it watches
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
 def test_record_with_a_configured_preset_records_what_it_needs(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`preset: NAME` in the file is an observer `deucalion run` runs; `deucalion record -c
