@@ -274,11 +274,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "-o", "--output", required=True, metavar="FILE", help="the recording (FILE.om.gz)"
     )
     rec.add_argument("-c", "--config", metavar="FILE", help="config file, as for run")
-    rec.add_argument(
+    which = rec.add_mutually_exclusive_group()
+    which.add_argument(
         "--metrics",
         help="comma-separated desired metrics (default: those of the configured observers)",
     )
-    rec.add_argument("--all", action="store_true", help="record every sample")
+    which.add_argument("--all", action="store_true", help="record every sample")
     rec.add_argument(
         "--duration",
         type=duration_seconds(),
