@@ -163,6 +163,19 @@ REAL_TARGET_METRICS = (
 )
 
 
+#: About how many cycles a preset's detector learns a signal before most moves can alert
+#: (README, "Watching a service without code").
+PRESET_LEARNING_CYCLES = 1000
+
+
+def _human_seconds(seconds: float) -> str:
+    if seconds >= 5400:
+        return f"{seconds / 3600:.3g} h"
+    if seconds >= 90:
+        return f"{seconds / 60:.3g} min"
+    return f"{seconds:.3g} s"
+
+
 async def run_demo(
     *,
     target: str | None = None,
@@ -219,6 +232,17 @@ async def run_demo(
             + ". Ctrl-C stops.",
             flush=True,
         )
+        if preset is not None:
+            # A preset's detector learns each signal's normal before it can alert: a demo of
+            # the default 30 s would end in silence, and a silent demo reads as a broken one.
+            learning = _human_seconds(PRESET_LEARNING_CYCLES * interval)
+            print(
+                f"deucalion demo: the preset first learns what is ordinary for each signal: "
+                f"a large move can alert after about 100 cycles, most moves only after about "
+                f"{PRESET_LEARNING_CYCLES:,} ({learning} at {interval:g}s); "
+                "--duration 0 runs until Ctrl-C.",
+                flush=True,
+            )
         stop = asyncio.Event()
         # Signals are caught before the start: a Ctrl-C while workers start stops cleanly too.
         with stopping_on_signals(stop.set):

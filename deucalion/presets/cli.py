@@ -12,6 +12,9 @@ from deucalion.errors import ConfigError
 
 __all__ = ["add_commands", "describe", "show"]
 
+#: How ``show`` says that a target gives none of the preset's signals (and the command exits 1).
+NONE_FOUND = "none of the preset's signals is there"
+
 
 def describe(name: str) -> str:
     """What preset ``name`` watches, one signal a line."""
@@ -79,7 +82,7 @@ async def show(name: str, url: str, *, interval: float = 1.0, scrape_timeout: fl
             why = f"it serves {', '.join(served)}, too few for any signal (each one's above)"
         else:
             why = f"it serves none of {', '.join(sorted(observer.desired_metrics - {'up'}))}"
-        lines.append(f"none of the preset's signals is there: {why}")
+        lines.append(f"{NONE_FOUND}: {why}")
     return "\n".join(lines)
 
 
@@ -94,8 +97,11 @@ def _show(args: argparse.Namespace) -> int:
     if not args.target:
         print(describe(args.name))
         return 0
-    print(asyncio.run(show(args.name, args.target, interval=args.interval)))
-    return 0
+    printed = asyncio.run(show(args.name, args.target, interval=args.interval))
+    print(printed)
+    # A check before deploying (`presets show NAME --target URL && ...`) fails on a target
+    # the preset would watch nothing of, as `deucalion scrape` does on a target that is down.
+    return 1 if NONE_FOUND in printed else 0
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

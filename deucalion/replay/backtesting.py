@@ -185,6 +185,10 @@ class _Alerts:
             )
         firing: list[tuple[dict[str, str], dict[str, str]]] = []
         about: dict[frozenset[tuple[str, str]], str | None] = {}
+        # Series the observer scored itself (dc.Scores): their alerts add no second row.
+        scored: set[tuple[str, str | None, str]] = {
+            (s.target or "", s.metric, s.series) for s in outcome.series_scores
+        }
         for alert in outcome.alerts:
             target = None
             if alert.target is not None:
@@ -205,16 +209,12 @@ class _Alerts:
             firing.append((labels, annotations))
             about[frozenset(labels.items())] = alert.target
             metric = alert.labels.get("metric")
-            if alert.score is not None and metric is not None:
+            series = (alert.target or "", metric, alert.labels.get("series", "{}"))
+            if alert.score is not None and metric is not None and series not in scored:
                 # An alert that names its series (metric and series labels, as the demo's
-                # observer's do) gives that series' score.
-                self._score(
-                    now,
-                    alert.target or "",
-                    metric,
-                    alert.labels.get("series", "{}"),
-                    float(alert.score),
-                )
+                # observer's do) gives that series' score, unless the observer scored it.
+                scored.add(series)
+                self._score(now, *series, float(alert.score))
         self._track(self.lifecycle.update(self.observer, firing))
         for key in about.keys() - self.open.keys():
             payload = self._sent.get(key, {})

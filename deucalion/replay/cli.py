@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from deucalion.cli.shared import (
     add_budget_option,
     build_observers,
+    configured_budget,
     duration_seconds,
     load_object,
     metric_list,
@@ -144,16 +145,29 @@ def _backtest(args: argparse.Namespace) -> int:
             f"deucalion backtest: give --observer or --preset, not both (--observer "
             f"{args.observer}, --preset {args.preset}): one observer is backtested at a time"
         )
-    if args.preset:
+    preset, budget = args.preset, args.budget
+    if not args.observer:
+        # As `deucalion run` reads them: the configuration's preset (the file's, or
+        # DEUCALION_PRESET) when --preset names none, and its budget (the file's, or
+        # DEUCALION_PRESET__BUDGET) when --budget gives none, so a budget tried here is the
+        # one the same configuration runs with.
+        configured = settings_from(args.config).preset
+        preset = preset or (configured.name if configured else None)
+        if preset and budget is None:
+            budget = configured_budget(configured)
+    if preset:
         from deucalion.presets import preset_observer
 
-        observer = preset_observer(args.preset, budget=args.budget or 1.0)
+        observer = preset_observer(preset, budget=budget if budget is not None else 1.0)
     elif args.budget is not None:
         raise ConfigError("deucalion backtest --budget: it is a preset's budget; give --preset")
     elif args.observer:
         observer = _build_observer(args.observer, args)
     else:
-        raise ConfigError("deucalion backtest: which observer? give --observer or --preset")
+        raise ConfigError(
+            "deucalion backtest: which observer? give --observer or --preset (or a preset: "
+            "in the config file)"
+        )
     source = open_source(args.source, metric=args.csv_metric, allow_partial=args.allow_partial)
     start = parse_when(args.start, "--start") if args.start else None
     end = parse_when(args.end, "--end") if args.end else None
@@ -185,13 +199,13 @@ def _backtest(args: argparse.Namespace) -> int:
     )
     print(result.summary())
     refused = False
-    if args.preset and not result.received_nothing and not any(" " in n for n in result.scores):
+    if preset and not result.received_nothing and not any(" " in n for n in result.scores):
         # Its metrics were there, but not enough of them for any signal (a recording made with
         # --metrics, not --all): an empty backtest would read as a quiet one.
         print(
-            f"deucalion backtest --preset {args.preset}: none of the preset's signals could be "
+            f"deucalion backtest --preset {preset}: none of the preset's signals could be "
             f"computed from {args.source} (it holds too few of the metrics they need; "
-            f"`deucalion presets show {args.preset}` lists them): record with "
+            f"`deucalion presets show {preset}` lists them): record with "
             "`deucalion record --all`",
             file=sys.stderr,
         )
@@ -201,7 +215,7 @@ def _backtest(args: argparse.Namespace) -> int:
 
         evaluation = evaluate(result, windows, threshold=args.threshold)
         print(evaluation.report())
-        refused = bool(evaluation.nab_error)
+        refused = refused or bool(evaluation.nab_error)
     if args.plot:
         from deucalion.replay.plot import plot, top_scored
 
@@ -260,11 +274,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "-o", "--output", required=True, metavar="FILE", help="the recording (FILE.om.gz)"
     )
     rec.add_argument("-c", "--config", metavar="FILE", help="config file, as for run")
-    rec.add_argument(
+    which = rec.add_mutually_exclusive_group()
+    which.add_argument(
         "--metrics",
         help="comma-separated desired metrics (default: those of the configured observers)",
     )
-    rec.add_argument("--all", action="store_true", help="record every sample")
+    which.add_argument("--all", action="store_true", help="record every sample")
     rec.add_argument(
         "--duration",
         type=duration_seconds(),
@@ -285,7 +300,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "a function returning one",
     )
     back.add_argument(
-        "--preset", metavar="NAME", help="backtest this preset instead of an --observer"
+        "--preset",
+        metavar="NAME",
+        help="backtest this preset instead of an --observer (default: the config's preset:)",
     )
     add_budget_option(back)
     back.add_argument(
@@ -309,7 +326,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "instead of failing",
     )
     back.add_argument("--metrics", help="comma-separated desired metrics for an observer class")
-    back.add_argument("-c", "--config", metavar="FILE", help="config file (observers: section)")
+    back.add_argument(
+        "-c", "--config", metavar="FILE", help="config file (its observers: or preset: section)"
+    )
     back.add_argument(
         "-o",
         "--output",

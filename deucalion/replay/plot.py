@@ -83,6 +83,10 @@ def plot(
         len(names), 1, figsize=(11, 2.3 * len(names) + 0.6), sharex=True, squeeze=False
     )
     last = result.last_time or 0.0
+    first = min((t for n in names for t, _ in result.values[n][:1]), default=last)
+    # An alert of one step over days of history would be a span a fraction of a pixel wide:
+    # an alert is drawn at least a 300th of the time shown, and marked by a line.
+    least = max(1.0, (last - first) / 300)
     for ax, name in zip(axes[:, 0], names, strict=True):
         points = result.values[name]
         ax.plot(
@@ -116,9 +120,10 @@ def plot(
         for alert in result.alerts:
             if alert_about(alert.labels, alert.target, name):
                 end = alert.end if alert.end is not None else last
-                # A one-step alert would be invisible as a zero-width span.
-                shown = _dates([alert.start, max(end, alert.start + 1)])
+                shown = _dates([alert.start, max(end, alert.start + least)])
                 ax.axvspan(shown[0], shown[1], color="tab:red", alpha=0.3, linewidth=0)
+                if end - alert.start < least:
+                    ax.axvline(shown[0], color="tab:red", alpha=0.7, linewidth=1.0)
         for key, spans in (windows or {}).items():
             if names_series(key, name):
                 for w_start, w_end in spans:

@@ -91,6 +91,10 @@ def _number(value: float) -> str:
     return repr(float(value))
 
 
+#: Names a recording cannot have: a source named so is read as that format.
+_OTHER_FORMATS = frozenset({".csv", ".json", ".jsonl"})
+
+
 class RecordingWriter:
     """Writes cycles to a recording file (gzip-compressed unless the name lacks ``.gz``).
 
@@ -101,6 +105,14 @@ class RecordingWriter:
 
     def __init__(self, path: str | Path, *, compresslevel: int = 6) -> None:
         self.path = Path(path)
+        if self.path.suffix.lower() in _OTHER_FORMATS:
+            # A source is read by its name: OpenMetrics text in x.csv is read back as CSV,
+            # and refused there, after the hour it took to record.
+            raise HistoryError(
+                f"cannot write the recording {self.path}: a recording is OpenMetrics text, "
+                f"which `deucalion backtest --from` reads by its name: call it FILE.om.gz "
+                f"(or FILE.om uncompressed), not {self.path.suffix}"
+            )
         self._gzip: gzip.GzipFile | None = None
         self._file: IO[bytes] | gzip.GzipFile
         try:

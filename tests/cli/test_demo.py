@@ -116,3 +116,13 @@ def test_the_replay_example_as_readme_runs_it_leaves_the_repository_alone() -> N
             "replay_demo.om.gz", "replay_demo_windows.json", "replay_demo.png"}
     finally:
         shutil.rmtree(out, ignore_errors=True)
+
+
+async def test_a_preset_demo_says_how_long_its_detector_learns(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`demo --preset NAME --target URL` for its default 30 s ended in silence, the detector
+    still learning: it says how long that takes at the interval given."""
+    assert await run_demo(preset="http-service", target="127.0.0.1:9", duration=0.2,
+                          interval=2.0) == 0
+    out = capsys.readouterr().out
+    assert "about 1,000 (33.3 min at 2s)" in out and "--duration 0" in out

@@ -154,3 +154,44 @@ def test_an_unknown_preset_named_in_the_environment_names_the_variable(
     assert main(["run", "-c", str(_config(tmp_path, "{budget: 2}"))]) == 1
     err = capsys.readouterr().err
     assert "DEUCALION_PRESET__NAME" in err and "'nodexporter'" in err and not ran
+
+
+@pytest.mark.parametrize("where", ["file", "environment", "file's preset"])
+def test_backtest_takes_the_budget_the_configuration_runs_with(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A budget set in the config file or DEUCALION_PRESET__BUDGET is the one a backtest of the
+    preset tries (`--budget`'s help said so; the backtest took 1), and `backtest -c FILE`
+    backtests the file's preset as `run -c FILE` runs it."""
+    from deucalion.replay.recording import RecordingWriter
+    from deucalion.replay.sources import Cycle
+
+    for name in ("DEUCALION_PRESET", "DEUCALION_PRESET__BUDGET", "DEUCALION_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    built: list[tuple[str, dict[str, Any]]] = []
+    original = deucalion.presets.preset_observer
+
+    def preset_observer(name: str, **options: Any) -> PresetObserver:
+        built.append((name, options))
+        return original(name, **options)
+
+    monkeypatch.setattr(deucalion.presets, "preset_observer", preset_observer)
+    node = "http://node:9100/metrics"
+    recording = tmp_path / "r.om.gz"
+    with RecordingWriter(recording) as writer:
+        for i in range(5):
+            samples = {"node_load1": {"{}": 1.0}, "node_cpu_seconds_total":
+                       {'{cpu="0",mode="idle"}': 10.0 + i}, "up": {"{}": 1.0}}
+            writer.write_cycle(Cycle(1.7e9 + i, {node: 1.7e9 + i}, {node: samples}))
+    command = ["backtest", "--from", str(recording)]
+    if where == "environment":
+        monkeypatch.setenv("DEUCALION_PRESET__BUDGET", "3")
+        command += ["--preset", "node-exporter"]
+    elif where == "file":
+        command += ["--preset", "node-exporter", "-c", str(_config(tmp_path, "{budget: 3}"))]
+    else:
+        command += ["-c", str(_config(tmp_path, "{name: node-exporter, budget: 3}"))]
+    assert main(command) == 0, capsys.readouterr().err
+    assert built == [("node-exporter", {"budget": 3.0})]
+    assert main([*command, "--budget", "0.5"]) == 0  # the command line still wins
+    assert built[-1] == ("node-exporter", {"budget": 0.5})

@@ -4,6 +4,7 @@ with where it was given."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -79,10 +80,12 @@ def test_backtest_preset_plot_draws_the_signals_it_scored(
     assert picture.stat().st_size > 10_000
 
 
+@pytest.mark.parametrize("labelled", [False, True])
 def test_backtest_preset_on_a_recording_without_its_metrics_says_so(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], labelled: bool) -> None:
     """A recording made with `record --metrics node_load1`, not `--all`: the preset computes no
-    signal, and the backtest read as a quiet run (0 alerts, exit 0)."""
+    signal, and the backtest read as a quiet run (0 alerts, exit 0). With --labels too, an
+    evaluation that went well no longer takes that exit 1 back."""
     from deucalion.replay.recording import RecordingWriter
     from deucalion.replay.sources import Cycle
 
@@ -92,7 +95,10 @@ def test_backtest_preset_on_a_recording_without_its_metrics_says_so(
         for i in range(20):
             samples = {"node_load1": {"{}": 1.0 + i % 3}, "up": {"{}": 1.0}}
             writer.write_cycle(Cycle(1.7e9 + i, {node: 1.7e9 + i}, {node: samples}))
-    assert main(["backtest", "--preset", "node-exporter", "--from", str(recording)]) == 1
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({node: [[1.7e9 + 10, 1.7e9 + 12]]}))
+    extra = ["--labels", str(labels)] if labelled else []
+    assert main(["backtest", "--preset", "node-exporter", "--from", str(recording), *extra]) == 1
     err = capsys.readouterr().err
     assert "none of the preset's signals could be computed" in err and "record --all" in err
 
@@ -110,6 +116,40 @@ async def test_presets_show_on_a_target_without_the_signals_says_so_once(
     assert "cpu_busy                   not found (looks for node_cpu_seconds_total)" in printed
     assert printed.count("serves none of") == 1 and "node_load1" in printed
     assert not [r for r in caplog.records if "serves none" in r.getMessage()]
+
+
+def test_presets_show_exits_1_on_a_target_without_any_of_its_signals(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`presets show NAME --target URL` as a check before deploying: a target serving none of
+    the preset's metrics exited 0, as one serving them all did."""
+    import http.server
+    import threading
+
+    class Exporter(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"# TYPE jobs_total counter\njobs_total 3\n"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Exporter)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+        assert main(["presets", "show", "http-service", "--target", url, "--interval",
+                     "10ms"]) == 1
+        assert "none of the preset's signals is there" in capsys.readouterr().out
+        assert main(["presets", "show", "http-service"]) == 0  # no target: what it watches
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 def test_record_with_a_configured_preset_records_what_it_needs(

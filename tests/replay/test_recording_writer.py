@@ -43,3 +43,23 @@ def test_a_link_in_place_of_the_recording_is_refused(tmp_path: Path) -> None:
     with pytest.raises(HistoryError, match=r"r\.om\.gz: it is a link"):
         RecordingWriter(link)
     assert victim.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("name", ["node.csv", "node.jsonl", "NODE.CSV"])
+def test_a_recording_named_as_another_format_is_refused_before_it_records(
+        tmp_path: Path, name: str) -> None:
+    """`record -o node.csv` wrote OpenMetrics text into node.csv, which `backtest --from
+    node.csv` then read as CSV and refused, an hour of recording later."""
+    with pytest.raises(HistoryError, match=r"call it FILE\.om\.gz"):
+        RecordingWriter(tmp_path / name)
+    assert not (tmp_path / name).exists()
+
+
+def test_record_takes_metrics_or_all_not_both(capsys: pytest.CaptureFixture[str]) -> None:
+    """`record [--metrics a,b | --all]`: given both, --all won without a word."""
+    from deucalion.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["record", "-o", "x.om.gz", "--all", "--metrics", "node_load1"])
+    assert exited.value.code == 2
+    assert "not allowed with" in capsys.readouterr().err

@@ -158,6 +158,25 @@ def test_backtest_alerts_at_the_injected_anomaly(tmp_path: Path) -> None:
     assert "alerts fired: 1" in result.summary()
 
 
+def test_a_series_scored_and_alerted_has_one_score_row_a_step(tmp_path: Path) -> None:
+    """The ready observer returns dc.Scores whose alerts name their series too: each step
+    writes that series' score once, not a second time for its alert."""
+    from deucalion.detectors import DetectorObserver
+    from deucalion.detectors import RobustZScore as RobustZScoreDetector
+
+    lines = ["timestamp,value"]
+    lines += [f"{T0 + 15 * i},{10.0 + i % 3 + (40.0 if 60 <= i < 70 else 0.0)}" for i in range(90)]
+    (tmp_path / "jump.csv").write_text("\n".join(lines) + "\n")
+    observer = DetectorObserver(RobustZScoreDetector(), {"value"}, threshold=6, for_cycles=1)
+    result = backtest(observer, (tmp_path / "jump.csv").as_posix(), output=tmp_path / "o.jsonl")
+    assert len(result.alerts) == 1
+    rows = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    scored = [(r["time"], r["metric"], r["series"]) for r in rows if r["kind"] == "score"]
+    assert len(scored) == len(set(scored)) and (T0 + 15 * 60, "value", "{}") in scored
+    times = [t for t, _ in result.scores["jump.csv value{}"]]
+    assert len(times) == len(set(times))
+
+
 def test_backtest_hands_the_recorded_times_and_selected_data(tmp_path: Path) -> None:
     """data_time() answers the recorded scrape times; only desired samples (and families) are
     handed, as live."""
@@ -328,6 +347,29 @@ def test_plot_without_matplotlib_names_the_extra(monkeypatch: pytest.MonkeyPatch
     result = BacktestResult("X", values={"a": [(0.0, 1.0)]})
     with pytest.raises(Exception, match=r"pip install deucalion\[plot\]"):
         plot(result, tmp_path / "x.png")
+
+
+def test_a_one_step_alert_over_weeks_of_history_shows_on_the_plot(tmp_path: Path) -> None:
+    """The default detector alerts for one step: over two weeks at 5 minutes its span was a
+    quarter of a pixel wide, and the plot showed no alert at all. It is drawn wide enough."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.image
+
+    from deucalion.replay.plot import plot
+
+    times = [T0 + 300.0 * i for i in range(4032)]
+
+    def red_pixels(alerts: list[AlertSpan]) -> int:
+        result = BacktestResult("X", values={"a.csv value{}": [(t, 10.0) for t in times]})
+        result.alerts.extend(alerts)
+        result.last_time = times[-1]
+        pixels = matplotlib.image.imread(plot(result, tmp_path / "p.png"))
+        red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+        return int(((red > 0.8) & (green < 0.7) & (blue < 0.7)).sum())
+
+    one_step = AlertSpan({"metric": "value", "series": "{}"}, {}, "a.csv", times[3000],
+                         end=times[3001])
+    assert red_pixels([one_step]) > red_pixels([]) + 100  # the legend's patch is red too
 
 
 def test_replay_exports_resolve_sorted_and_documented() -> None:
