@@ -372,6 +372,23 @@ def test_a_one_step_alert_over_weeks_of_history_shows_on_the_plot(tmp_path: Path
     assert red_pixels([one_step]) > red_pixels([]) + 100  # the legend's patch is red too
 
 
+def test_a_labelled_target_plots_its_series_that_scored_highest_first() -> None:
+    """`backtest --preset http-service --labels` keyed by the target: its panels were its
+    series in alphabetical order, the error ratios and then raw histogram buckets, and the
+    latency signal that found the first incident was not drawn."""
+    from deucalion.replay.plot import panels
+
+    names = [f"t error_ratio{{r=\"{i}\"}}" for i in range(4)]
+    names += [f"t http_request_duration_seconds_bucket{{le=\"{i}\"}}" for i in range(6)]
+    names += ["t latency_p99{}"]
+    result = BacktestResult("X", values={n: [(0.0, 1.0)] for n in names})
+    result.scores = {n: [(0.0, 0.5)] for n in names if "bucket" not in n}
+    result.scores["t latency_p99{}"] = [(0.0, 9.0)]
+    chosen = panels(result, ["t"])
+    assert chosen[0] == "t latency_p99{}" and len(chosen) == 8
+    assert chosen[1:5] == names[:4]  # then the other signals; raw buckets, unscored, last
+
+
 def test_replay_exports_resolve_sorted_and_documented() -> None:
     """deucalion.replay's __all__ is sorted; every name resolves and documents itself."""
     import deucalion.replay as replay
