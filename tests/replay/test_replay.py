@@ -177,6 +177,22 @@ def test_a_series_scored_and_alerted_has_one_score_row_a_step(tmp_path: Path) ->
     assert len(times) == len(set(times))
 
 
+def test_a_verbose_backtest_logs_when_in_the_history_alerts_fire(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """`backtest -v` logged "alert firing: {...}" stamped with the wall clock only: a week
+    replayed in seconds, the line did not say when in the history the alert fired."""
+    import logging
+
+    path = _write(tmp_path / "r.om.gz", _cycles(120, spike_at=90))
+    with caplog.at_level(logging.INFO, logger="deucalion.alerting.lifecycle"):
+        backtest(RobustZScore({"load"}), path.as_posix())
+    lines = [r.getMessage() for r in caplog.records if r.name == "deucalion.alerting.lifecycle"]
+    assert any(line.startswith("alert firing") and
+               line.endswith("at 2023-11-14T22:35:50.000Z in the history") for line in lines)
+    assert any(line.startswith("alert resolved") and
+               line.endswith("at 2023-11-14T22:36:05.000Z in the history") for line in lines)
+
+
 def test_backtest_hands_the_recorded_times_and_selected_data(tmp_path: Path) -> None:
     """data_time() answers the recorded scrape times; only desired samples (and families) are
     handed, as live."""
