@@ -344,6 +344,8 @@ def test_replay_durations_take_prometheus_durations(tmp_path: Path,
     ({"metric": "load"}, URL, f'{URL} load{{cpu="1"}}', True),
     ({"metric": "load", "series": '{cpu="0"}'}, URL, 'load{cpu="0"}', True),
     ({}, None, f"{URL} load{{}}", True),
+    ({"metric": "load", "series": '{cpu="0"}'}, URL, "load", True),
+    ({"metric": "load_max"}, URL, "load", False),
 ])
 def test_alert_about(labels: dict[str, str], target: str | None, key: str, about: bool) -> None:
     """An alert concerns its target's series, or only the one its metric/series labels name."""
@@ -403,6 +405,19 @@ def test_a_labelled_target_plots_its_series_that_scored_highest_first() -> None:
     chosen = panels(result, ["t"])
     assert chosen[0] == "t latency_p99{}" and len(chosen) == 8
     assert chosen[1:5] == names[:4]  # then the other signals; raw buckets, unscored, last
+
+
+def test_a_metric_name_names_every_series_of_it() -> None:
+    """`--series latency_p99` (as a user writes a metric) named nothing: only
+    'latency_p99{}' did, and the plot said to name series with --series, which it was."""
+    from deucalion.replay.plot import panels
+    from deucalion.replay.results import names_series
+
+    names = ["t latency_p99{}", 't latency_p99{route="/a"}', "t latency_p50{}", "x.csv value{}"]
+    result = BacktestResult("X", values={n: [(0.0, 1.0)] for n in names})
+    assert sorted(panels(result, ["latency_p99"])) == sorted(names[:2])
+    assert [n for n in names if names_series("value", n)] == ["x.csv value{}"]
+    assert not names_series("latency_p9", "t latency_p99{}")
 
 
 def test_replay_exports_resolve_sorted_and_documented() -> None:
