@@ -90,6 +90,13 @@ def plot(
     except ImportError:
         raise ConfigError("plotting needs matplotlib: pip install deucalion[plot]") from None
     names = panels(result, series)
+    if not names and series and result.values:
+        shown = ", ".join(sorted(result.values)[:3])
+        raise ConfigError(
+            f"nothing to plot: {'; '.join(series)} names none of the series the backtest "
+            f"kept ({shown}, ...): name them as outputs do ('target metric{{labels}}', "
+            "'metric{labels}', a metric or a target)"
+        )
     if not names:
         raise ConfigError(
             "nothing to plot: the backtest kept the values of no series (name "

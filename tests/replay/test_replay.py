@@ -561,3 +561,14 @@ def test_replay_writes_through_no_symbolic_link(
     assert f"{name}: it is a link; give the path of a regular file" in err, err
     assert "Traceback" not in err
     assert victim.read_text() == "keep me\n"
+
+
+def test_plot_of_series_that_name_nothing_says_which_and_what_there_is(tmp_path: Path) -> None:
+    """--series naming no kept series: the error said to name series with --series."""
+    pytest.importorskip("matplotlib")
+    from deucalion.errors import ConfigError
+    from deucalion.replay.plot import plot
+
+    result = BacktestResult("X", values={"t latency_p99{}": [(0.0, 1.0)]})
+    with pytest.raises(ConfigError, match=r"latency_p98 names none .* \(t latency_p99\{\}"):
+        plot(result, tmp_path / "p.png", series=["latency_p98"])
