@@ -91,10 +91,10 @@ def plot(
         raise ConfigError("plotting needs matplotlib: pip install deucalion[plot]") from None
     names = panels(result, series)
     if not names and series and result.values:
-        shown = ", ".join(sorted(result.values)[:3])
+        kept = ", ".join(sorted(result.values)[:3])
         raise ConfigError(
             f"nothing to plot: {'; '.join(series)} names none of the series the backtest "
-            f"kept ({shown}, ...): name them as outputs do ('target metric{{labels}}', "
+            f"kept ({kept}, ...): name them as outputs do ('target metric{{labels}}', "
             "'metric{labels}', a metric or a target)"
         )
     if not names:
