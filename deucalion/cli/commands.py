@@ -237,6 +237,14 @@ def _run(args: argparse.Namespace) -> int:
         # --budget wins over the configuration's, as a command line argument does.
         budget = args.budget if args.budget is not None else configured_budget(configured)
         provisioner.register(preset_observer(preset, budget=budget))
+        # What a pod's sidecar runs is set in three places (the annotation, a ConfigMap, the
+        # injector's environment): its log says what came of them.
+        logging.getLogger("deucalion.cli").info(
+            "preset %s, budget %g (false alerts per target per 10,000 cycles%s)",
+            preset,
+            budget,
+            "; --budget" if args.budget is not None else "",
+        )
     provisioner.run()
     return 0
 
