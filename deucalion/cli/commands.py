@@ -44,6 +44,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     if args.preset:
         _check_preset(args.preset, "deucalion demo --preset")
+        if args.metrics:
+            raise ConfigError(_metrics_of_a_preset("deucalion demo", args.preset))
     elif args.budget is not None:
         raise ConfigError("deucalion demo --budget: it is a preset's budget; give --preset too")
     metrics = metric_list(args.metrics)
@@ -226,6 +228,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.observers or provisioner.settings.observers or not preset:
         for observer in build_observers(args.observers, provisioner.settings, metrics):
             provisioner.register(observer)
+    elif metrics is not None:
+        raise ConfigError(_metrics_of_a_preset("deucalion run", preset))
     if preset:
         from deucalion.presets import preset_observer
 
@@ -233,8 +237,25 @@ def _run(args: argparse.Namespace) -> int:
         # --budget wins over the configuration's, as a command line argument does.
         budget = args.budget if args.budget is not None else configured_budget(configured)
         provisioner.register(preset_observer(preset, budget=budget))
+        # What a pod's sidecar runs is set in three places (the annotation, a ConfigMap, the
+        # injector's environment): its log says what came of them.
+        logging.getLogger("deucalion.cli").info(
+            "preset %s, budget %g (false alerts per target per 10,000 cycles%s)",
+            preset,
+            budget,
+            "; --budget" if args.budget is not None else "",
+        )
     provisioner.run()
     return 0
+
+
+def _metrics_of_a_preset(command: str, preset: str) -> str:
+    """The error for ``--metrics`` with a preset and no observer: it would be ignored."""
+    return (
+        f"{command} --metrics: it selects the metrics of observers (MODULE:CLASS or "
+        f"observers: in the config); the preset {preset} watches its own signals "
+        f"(deucalion presets show {preset}): leave --metrics out"
+    )
 
 
 def _preset_source(config: str | None) -> str:

@@ -174,7 +174,11 @@ def load_object(path: str) -> Any:
         for part in name.split("."):
             obj = getattr(obj, part)
     except AttributeError:
-        raise ConfigError(f"{path}: {module_path} has no {name!r}") from None
+        import difflib
+
+        close = difflib.get_close_matches(name, [n for n in dir(module) if n[:1] != "_"], n=1)
+        hint = f"; did you mean {module_path}:{close[0]}?" if close else ""
+        raise ConfigError(f"{path}: {module_path} has no {name!r}{hint}") from None
     return obj
 
 
@@ -195,6 +199,27 @@ def _desired_metrics_optional(cls: Any) -> bool:
     return not (isinstance(default, tuple | list | set | frozenset | str) and not default)
 
 
+def _is_detector(obj: Any) -> bool:
+    try:
+        from deucalion.detectors.base import Detector
+    except ImportError:  # a plain install, without NumPy: then it is no detector either
+        return False
+    return isinstance(obj, type) and issubclass(obj, Detector)
+
+
+def _not_an_observer(path: str, obj: Any) -> str:
+    """Why ``obj`` at ``path`` cannot be run as an observer, and what runs it."""
+    if _is_detector(obj):
+        return (
+            f"{path}: {obj.__name__} is a detector, not a MetricsObserver class: a detector "
+            "runs through the ready observer, deucalion.detectors:DetectorObserver (its "
+            "default detector, kwargs: {budget: ...}), or a function in your file returning "
+            f"DetectorObserver({obj.__name__}(), {{...metrics}}) (run file.py:function)"
+        )
+    what = f"the class {obj.__name__}" if isinstance(obj, type) else f"a {type(obj).__name__}"
+    return f"{path}: {what}, not a MetricsObserver class"
+
+
 def build_observers(
     paths: Sequence[str], settings: Settings, metrics: list[str] | None
 ) -> list[MetricsObserver]:
@@ -213,7 +238,7 @@ def build_observers(
         # Imported first: a path that does not import is the problem to report.
         cls = load_object(path)
         if not (isinstance(cls, type) and issubclass(cls, MetricsObserver)):
-            raise ConfigError(f"{path}: a {type(cls).__name__}, not a MetricsObserver class")
+            raise ConfigError(_not_an_observer(path, cls))
         entry = configured.get(path)
         kwargs = dict(entry.kwargs) if entry is not None else {}
         desired = metrics or (entry.desired_metrics if entry is not None else None)

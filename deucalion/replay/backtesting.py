@@ -21,7 +21,8 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from deucalion.alerting.alerts import (
     interpret_result,
     label_problems,
 )
-from deucalion.alerting.lifecycle import AlertLifecycle, Payload
+from deucalion.alerting.lifecycle import AlertLifecycle, Payload, rfc3339
 from deucalion.dispatch import CallOutcome, ObserverWorker
 from deucalion.errors import ConfigError
 from deucalion.observer import SYNTHETIC_METRICS, MetricsObserver, Selection, TargetsData, name_of
@@ -52,6 +53,27 @@ log = logging.getLogger(__name__)
 
 #: Series whose values a result keeps for plotting when none are named.
 DEFAULT_KEPT_SERIES = 6
+
+#: The data's clock of the backtest running in this task, for its alerts' log lines.
+_HISTORY_CLOCK: ContextVar[Callable[[], float] | None] = ContextVar("_HISTORY_CLOCK", default=None)
+
+
+class _HistoryTime(logging.Filter):
+    """Adds to the alert lifecycle's lines logged by a backtest (``-v``) when in the history
+    the alert fired or resolved: the line's own time is the wall clock's, which says nothing
+    of a week replayed in seconds. Lines of live runs (no backtest in their task) pass as
+    they are."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        clock = _HISTORY_CLOCK.get()
+        if clock is not None and record.args is not None:
+            record.msg = f"{record.msg} at %s in the history"
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            record.args = (*args, rfc3339(clock()))
+        return True
+
+
+logging.getLogger("deucalion.alerting.lifecycle").addFilter(_HistoryTime())
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -326,6 +348,7 @@ async def backtest_async(
     bar = _Progress(sys.stderr.isatty() if progress is None else progress, start, end)
     began = time.monotonic()
     await caller.worker.start()
+    clock = _HISTORY_CLOCK.set(lambda: alerts.now)
     try:
         async for cycle in source.cycles(desired, start, end, step):
             data = _select(selection, cycle.samples)
@@ -363,6 +386,7 @@ async def backtest_async(
         result.failure = str(exc)
         log.error("backtest stopped after %d steps: %s", result.steps, exc)
     finally:
+        _HISTORY_CLOCK.reset(clock)
         bar.close()
         alerts.close()
         out.close()

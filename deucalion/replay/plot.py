@@ -13,22 +13,52 @@ from deucalion.errors import ConfigError
 from deucalion.replay.files import create_private, why_not_written
 from deucalion.replay.results import BacktestResult, alert_about, names_series
 
-__all__ = ["plot", "top_scored"]
+__all__ = ["panels", "plot", "top_scored"]
 
 #: More panels than this would not be readable in one picture.
 MAX_PANELS = 8
+
+
+def _peaks(result: BacktestResult) -> dict[str, float]:
+    """Each scored series' highest finite score."""
+    return {
+        name: max((s for _, s in points if math.isfinite(s)), default=-math.inf)
+        for name, points in result.scores.items()
+    }
 
 
 def top_scored(result: BacktestResult, count: int = 6) -> list[str]:
     """The series that scored highest, best first: the series the observer scored (its
     series scores, or alerts naming metric and series); when it scored only whole targets,
     the targets that scored highest (a key naming a target's series)."""
-    peaks = {
-        name: max((s for _, s in points if math.isfinite(s)), default=-math.inf)
-        for name, points in result.scores.items()
-    }
+    peaks = _peaks(result)
     series = [n for n in peaks if " " in n] or list(peaks)
     return sorted(series, key=lambda n: (-peaks[n], n))[:count]
+
+
+def panels(result: BacktestResult, series: Sequence[str] | None = None) -> list[str]:
+    """The series ``plot`` draws, one a panel, at most ``MAX_PANELS``: those ``series`` names
+    (a key naming a target: its series that scored highest first), else the kept series
+    that scored highest first."""
+    if series is None:
+        ranked = top_scored(result, len(result.scores))
+        series = sorted(
+            result.values,
+            key=lambda n: next(
+                (i for i, key in enumerate(ranked) if names_series(key, n)), len(ranked)
+            ),
+        )
+    names: list[str] = []
+    peaks = _peaks(result)
+    for key in series:
+        if key in result.values:
+            names.append(key)
+        else:
+            # A key naming a target names all its series (a preset's signals and the raw
+            # series they came from): those that scored highest first, not the alphabet's.
+            matches = [n for n in result.values if names_series(key, n)]
+            names.extend(sorted(matches, key=lambda n: (-peaks.get(n, -math.inf), n)))
+    return list(dict.fromkeys(names))[:MAX_PANELS]
 
 
 def _dates(times: Sequence[float]) -> list[datetime]:
@@ -59,21 +89,14 @@ def plot(
         import matplotlib.pyplot as plt
     except ImportError:
         raise ConfigError("plotting needs matplotlib: pip install deucalion[plot]") from None
-    if series is None:
-        ranked = top_scored(result, len(result.scores))
-        series = sorted(
-            result.values,
-            key=lambda n: next(
-                (i for i, key in enumerate(ranked) if names_series(key, n)), len(ranked)
-            ),
+    names = panels(result, series)
+    if not names and series and result.values:
+        kept = ", ".join(sorted(result.values)[:3])
+        raise ConfigError(
+            f"nothing to plot: {'; '.join(series)} names none of the series the backtest "
+            f"kept ({kept}, ...): name them as outputs do ('target metric{{labels}}', "
+            "'metric{labels}', a metric or a target)"
         )
-    names: list[str] = []
-    for key in series:
-        if key in result.values:
-            names.append(key)
-        else:
-            names.extend(n for n in sorted(result.values) if names_series(key, n))
-    names = list(dict.fromkeys(names))[:MAX_PANELS]
     if not names:
         raise ConfigError(
             "nothing to plot: the backtest kept the values of no series (name "

@@ -36,6 +36,13 @@ log = logging.getLogger(__name__)
 
 #: Points per series and request: under Prometheus's limit of 11,000.
 MAX_POINTS = 10_000
+#: Said when a URL given as history answers as no Prometheus server does: most often the
+#: address of a target (an exporter's), which serves its present, not its history.
+_NOT_PROMETHEUS = (
+    "; is {name} a Prometheus server? --from takes a Prometheus server's URL, a recording "
+    "or CSV files: a target's own address serves no history (`deucalion record` it first)"
+)
+
 #: Series dropped from a target's samples: the labels Prometheus attached to it.
 _SYNTHETIC = ("up", "scrape_duration_seconds")
 
@@ -78,9 +85,15 @@ class PrometheusRangeSource:
         try:
             answer = await client.get_json(path, query)
         except HTTPError as exc:
-            raise HistoryError(f"{where}: {exc.reason}{_reason(exc.body)}") from None
+            hint = ""
+            if exc.status == 404 or "not JSON" in exc.reason:
+                hint = _NOT_PROMETHEUS.format(name=self.name)
+            raise HistoryError(f"{where}: {exc.reason}{_reason(exc.body)}{hint}") from None
         if not isinstance(answer, dict):
-            raise HistoryError(f"{where} did not answer as Prometheus does: not a JSON object")
+            raise HistoryError(
+                f"{where} did not answer as Prometheus does: not a JSON object"
+                + _NOT_PROMETHEUS.format(name=self.name)
+            )
         if answer.get("status") != "success":
             raise HistoryError(
                 f"{where}: {answer.get('errorType', 'error')}: "

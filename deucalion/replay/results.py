@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,16 +31,22 @@ def series_name(target: str, metric: str | None = None, series: str | None = Non
     return f"{target} {metric}{series or '{}'}"
 
 
+#: A metric's name, as a key naming every series of that metric (``latency_p99``).
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+
 def names_series(key: str, name: str) -> bool:
     """Whether ``key`` (a label's or option's name for a series) names the output series
-    ``name``: equal to it, its target, or its ``metric{labels}``. A key that is a file's path
-    (NAB's labels say ``category/file.csv``) names the target that is that file's name (a CSV
-    file replayed from its own directory)."""
+    ``name``: equal to it, its target, its ``metric{labels}``, or its metric's name. A key
+    that is a file's path (NAB's labels say ``category/file.csv``) names the target that is
+    that file's name (a CSV file replayed from its own directory)."""
     if key == name:
         return True
     target, _, series = name.partition(" ")
     if key == target or (bool(series) and key == series):
         return True
+    if series and _METRIC_NAME.fullmatch(key):
+        return series.partition("{")[0] == key
     return "/" in key and "/" not in target and key.rpartition("/")[2] == target
 
 
@@ -56,6 +63,8 @@ def alert_about(labels: Mapping[str, str], target: str | None, key: str) -> bool
         )
     if key.endswith("}"):  # "metric{labels}" of any target
         return bool(which) and which == key
+    if target != key and which and _METRIC_NAME.fullmatch(key):  # a metric, any target
+        return labels.get("metric") == key
     return target == key
 
 

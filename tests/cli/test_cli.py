@@ -251,6 +251,20 @@ def test_run_of_something_that_is_not_an_observer_class(
         capsys.readouterr().err)
 
 
+def test_run_of_a_detector_says_what_runs_it(capsys: pytest.CaptureFixture[str]) -> None:
+    """`deucalion run deucalion.detectors:RobustZScore` said "a ABCMeta, not a MetricsObserver
+    class"; it says it is a detector and what runs one."""
+    assert main(["run", "deucalion.detectors:RobustZScore", "--metrics", "up"]) == 1
+    err = capsys.readouterr().err
+    assert "RobustZScore is a detector" in err and "deucalion.detectors:DetectorObserver" in err
+    assert "ABCMeta" not in err
+
+
+def test_run_of_a_misspelt_name_suggests_the_closest(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "deucalion.detectors:DetectorObservr", "--metrics", "up"]) == 1
+    assert "did you mean deucalion.detectors:DetectorObserver?" in capsys.readouterr().err
+
+
 def test_make_help_lists_every_target_with_what_it_does() -> None:
     """`make help` prints each .PHONY target of the Makefile with a description."""
     if shutil.which("make") is None:

@@ -195,3 +195,15 @@ def test_backtest_takes_the_budget_the_configuration_runs_with(
     assert built == [("node-exporter", {"budget": 3.0})]
     assert main([*command, "--budget", "0.5"]) == 0  # the command line still wins
     assert built[-1] == ("node-exporter", {"budget": 0.5})
+
+
+def test_run_logs_the_preset_and_budget_it_runs(
+        tmp_path: Path, ran: list[PresetObserver], caplog: pytest.LogCaptureFixture) -> None:
+    """A sidecar's preset and budget come from an annotation, a ConfigMap and the injector's
+    environment; its log said only "1 observer(s)", so a user could not see the budget took."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="deucalion.cli"):
+        assert main(["run", "-c", str(_config(tmp_path, "{budget: 3}")),
+                     "--preset", "node-exporter"]) == 0
+    assert "preset node-exporter, budget 3 (false alerts per target" in caplog.text

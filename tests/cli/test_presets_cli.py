@@ -169,3 +169,21 @@ def test_record_with_a_configured_preset_records_what_it_needs(
     config.write_text("targets: [127.0.0.1:1]\npreset: nope\n")
     assert main(["record", "-c", str(config), "-o", str(tmp_path / "r.om.gz")]) == 1
     assert "preset" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [
+    ["run", "--preset", "http-service"],
+    ["demo", "--preset", "http-service", "--target", "127.0.0.1:1"],
+])
+def test_metrics_with_only_a_preset_is_refused_not_ignored(
+        tmp_path: Path, command: list[str], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run --preset http-service --metrics node_load1` ran the preset and ignored --metrics
+    without a word: a user thought it narrowed what the preset watches."""
+    monkeypatch.delenv("DEUCALION_PRESET", raising=False)
+    config = tmp_path / "deucalion.yaml"
+    config.write_text("targets: [127.0.0.1:1]\ntelemetry: {enabled: false}\n")
+    extra = ["-c", str(config)] if command[0] == "run" else []
+    assert main([*command, *extra, "--metrics", "node_load1"]) == 1
+    err = capsys.readouterr().err
+    assert "--metrics" in err and "presets show http-service" in err

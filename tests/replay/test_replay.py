@@ -177,6 +177,22 @@ def test_a_series_scored_and_alerted_has_one_score_row_a_step(tmp_path: Path) ->
     assert len(times) == len(set(times))
 
 
+def test_a_verbose_backtest_logs_when_in_the_history_alerts_fire(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """`backtest -v` logged "alert firing: {...}" stamped with the wall clock only: a week
+    replayed in seconds, the line did not say when in the history the alert fired."""
+    import logging
+
+    path = _write(tmp_path / "r.om.gz", _cycles(120, spike_at=90))
+    with caplog.at_level(logging.INFO, logger="deucalion.alerting.lifecycle"):
+        backtest(RobustZScore({"load"}), path.as_posix())
+    lines = [r.getMessage() for r in caplog.records if r.name == "deucalion.alerting.lifecycle"]
+    assert any(line.startswith("alert firing") and
+               line.endswith("at 2023-11-14T22:35:50.000Z in the history") for line in lines)
+    assert any(line.startswith("alert resolved") and
+               line.endswith("at 2023-11-14T22:36:05.000Z in the history") for line in lines)
+
+
 def test_backtest_hands_the_recorded_times_and_selected_data(tmp_path: Path) -> None:
     """data_time() answers the recorded scrape times; only desired samples (and families) are
     handed, as live."""
@@ -328,6 +344,8 @@ def test_replay_durations_take_prometheus_durations(tmp_path: Path,
     ({"metric": "load"}, URL, f'{URL} load{{cpu="1"}}', True),
     ({"metric": "load", "series": '{cpu="0"}'}, URL, 'load{cpu="0"}', True),
     ({}, None, f"{URL} load{{}}", True),
+    ({"metric": "load", "series": '{cpu="0"}'}, URL, "load", True),
+    ({"metric": "load_max"}, URL, "load", False),
 ])
 def test_alert_about(labels: dict[str, str], target: str | None, key: str, about: bool) -> None:
     """An alert concerns its target's series, or only the one its metric/series labels name."""
@@ -370,6 +388,36 @@ def test_a_one_step_alert_over_weeks_of_history_shows_on_the_plot(tmp_path: Path
     one_step = AlertSpan({"metric": "value", "series": "{}"}, {}, "a.csv", times[3000],
                          end=times[3001])
     assert red_pixels([one_step]) > red_pixels([]) + 100  # the legend's patch is red too
+
+
+def test_a_labelled_target_plots_its_series_that_scored_highest_first() -> None:
+    """`backtest --preset http-service --labels` keyed by the target: its panels were its
+    series in alphabetical order, the error ratios and then raw histogram buckets, and the
+    latency signal that found the first incident was not drawn."""
+    from deucalion.replay.plot import panels
+
+    names = [f"t error_ratio{{r=\"{i}\"}}" for i in range(4)]
+    names += [f"t http_request_duration_seconds_bucket{{le=\"{i}\"}}" for i in range(6)]
+    names += ["t latency_p99{}"]
+    result = BacktestResult("X", values={n: [(0.0, 1.0)] for n in names})
+    result.scores = {n: [(0.0, 0.5)] for n in names if "bucket" not in n}
+    result.scores["t latency_p99{}"] = [(0.0, 9.0)]
+    chosen = panels(result, ["t"])
+    assert chosen[0] == "t latency_p99{}" and len(chosen) == 8
+    assert chosen[1:5] == names[:4]  # then the other signals; raw buckets, unscored, last
+
+
+def test_a_metric_name_names_every_series_of_it() -> None:
+    """`--series latency_p99` (as a user writes a metric) named nothing: only
+    'latency_p99{}' did, and the plot said to name series with --series, which it was."""
+    from deucalion.replay.plot import panels
+    from deucalion.replay.results import names_series
+
+    names = ["t latency_p99{}", 't latency_p99{route="/a"}', "t latency_p50{}", "x.csv value{}"]
+    result = BacktestResult("X", values={n: [(0.0, 1.0)] for n in names})
+    assert sorted(panels(result, ["latency_p99"])) == sorted(names[:2])
+    assert [n for n in names if names_series("value", n)] == ["x.csv value{}"]
+    assert not names_series("latency_p9", "t latency_p99{}")
 
 
 def test_replay_exports_resolve_sorted_and_documented() -> None:
@@ -513,3 +561,14 @@ def test_replay_writes_through_no_symbolic_link(
     assert f"{name}: it is a link; give the path of a regular file" in err, err
     assert "Traceback" not in err
     assert victim.read_text() == "keep me\n"
+
+
+def test_plot_of_series_that_name_nothing_says_which_and_what_there_is(tmp_path: Path) -> None:
+    """--series naming no kept series: the error said to name series with --series."""
+    pytest.importorskip("matplotlib")
+    from deucalion.errors import ConfigError
+    from deucalion.replay.plot import plot
+
+    result = BacktestResult("X", values={"t latency_p99{}": [(0.0, 1.0)]})
+    with pytest.raises(ConfigError, match=r"latency_p98 names none .* \(t latency_p99\{\}"):
+        plot(result, tmp_path / "p.png", series=["latency_p98"])

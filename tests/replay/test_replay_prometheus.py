@@ -100,3 +100,16 @@ def test_a_partial_answer_fails_the_backtest_unless_allowed(
     assert code == 0 and "5 steps" in out
     assert "source: 3 partial answers" in out  # one a query: load, up, scrape_duration_seconds
     assert "replayed as allowed" in caplog.text
+
+
+async def test_a_targets_address_as_history_says_it_is_no_prometheus(
+        target_server: Any) -> None:
+    """`backtest --from http://host:9100` (the exporter, not Prometheus): its landing page
+    at /api/v1/targets is no JSON, and the error now says what --from takes."""
+    from tests.helpers import text
+
+    target_server.add("/api/v1/targets", text("<html>Node Exporter</html>"))
+    await target_server.start()
+    base = target_server.url("")
+    with pytest.raises(HistoryError, match="a target's own address serves no history"):
+        await _read(PrometheusRangeSource(base))
