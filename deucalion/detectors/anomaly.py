@@ -10,7 +10,10 @@ metrics, one *component* each:
 - ``variance``: the recent size of steps far from the long-run size (noisier, or calmer);
 - ``trend``: the recent slope far from the long-run slope;
 - ``seasonal``: the recent departure from the same time of day (48 half-hour bins, UTC), once a
-  day has been seen;
+  day has been seen, in a series that has a daily pattern: whose profile's mean absolute error
+  (over about a day) is under ``_PATTERNED`` (0.7) of the long-run level's (else this
+  component would be a second, noisier level shift, and a nightly burst, partly taken into
+  its half-hour's average, would make that half-hour look broken every day);
 - ``stuck``: a run of identical values longer than the series' own habit of repeating makes
   likely (repeats as a two-state chain: how often a run starts, how often it goes on);
 - ``out_of_range``: a value beyond every value the series has had (a record: probability
@@ -127,6 +130,8 @@ class AnomalyDetector(Detector):
     slope_: np.ndarray
     slow_slope_: np.ndarray
     season_: np.ndarray
+    season_error_: np.ndarray
+    level_error_: np.ndarray
     repeat_: np.ndarray
     repeat_start_: np.ndarray
     run_: np.ndarray
@@ -270,7 +275,7 @@ class AnomalyDetector(Detector):
         scored = seen | infinite
         first = seen & (self.count_ == 0)
         with np.errstate(all="ignore"):
-            self._start(first, x, times)
+            _start(self, first, x, times)
             old = seen & ~first
             dx = np.where(old, x - self.last_, 0.0)
             dt = np.where(old, times - self.time_, 0.0)
@@ -290,6 +295,10 @@ class AnomalyDetector(Detector):
             )
             surprise[5] = _stuck(self, dx, old)
             surprise[6] = _record(self, x, old)
+            # A daily pattern is looked for only in a series that has one.
+            surprise[4] = np.where(
+                self.season_error_ < _PATTERNED * self.level_error_, surprise[4], 0
+            )
             surprise[~self._enabled] = 0.0
             ready = old & (self.count_ >= self.warmup)
             surprise[:, ~ready] = 0.0
@@ -324,12 +333,6 @@ class AnomalyDetector(Detector):
         )
         self.quiet_level_ = np.where(alerting, score, self.quiet_level_)
         return np.where(scored, score, np.nan)
-
-    def _start(self, first: np.ndarray, x: np.ndarray, times: np.ndarray) -> None:
-        for name in ("fast_level_", "slow_level_", "last_", "low_", "high_", "season_"):
-            getattr(self, name)[first] = x[first] if name != "season_" else 0.0
-        self.time_[first] = times[first]
-        self.start_[first] = times[first]
 
     def _statistics(
         self,
@@ -456,6 +459,7 @@ class AnomalyDetector(Detector):
         # the real ones).
         pace = np.where(self.tail_count_ < _PROTECTED, 1.0, pace)
         _learn_tails(self, stats, learning, pace)
+        _learn_pattern(self, x, dt, old)
         _learn_profile(self, x, times, dt, seen)
         # The recent extremes: each value's, decaying towards the recent level over about
         # _RECENT points.
@@ -510,6 +514,7 @@ _TINY = 1e-12
 _CALIBRATION = 0.05
 _SETTLE = 30  # values before a series' tails learn
 _RECENT = 576  # points over which the recent extremes decay: two days of 5-minute points
+_PATTERNED = 0.7  # a daily profile's error under this share of the level's: a daily pattern
 _CLIP = 3.0  # usual steps: how far from the recent level a value moves the averages
 
 # Per-series state (one float each) and what a new series starts with.
@@ -526,6 +531,8 @@ _STATE = (
     ("slope_", 0.0),
     ("slow_slope_", 0.0),
     ("season_", 0.0),
+    ("season_error_", 0.0),
+    ("level_error_", 0.0),
     ("repeat_", 0.5),
     ("repeat_start_", 0.5),
     ("run_", 0.0),
@@ -592,6 +599,14 @@ _PROTECTED = 200  # points a tail learns before it learns slowly near an alert
 _YOUNG = 1000  # a tail that learned n points has its surprises lowered by log10(1 + _YOUNG / n)
 _BOUND = 2.0  # standard errors: how wide a young spike tail is taken
 _MEMORY = 10_000  # points the tails remember, about
+
+
+def _start(d: AnomalyDetector, first: np.ndarray, x: np.ndarray, times: np.ndarray) -> None:
+    """Start the ``first`` rows' state at their first value."""
+    for name in ("fast_level_", "slow_level_", "last_", "low_", "high_", "season_"):
+        getattr(d, name)[first] = x[first] if name != "season_" else 0.0
+    d.time_[first] = times[first]
+    d.start_[first] = times[first]
 
 
 def _budget(alerts_per_day: object, interval: object) -> float:
@@ -800,6 +815,23 @@ def _learn_tails(d: AnomalyDetector, stats: np.ndarray, live: np.ndarray, pace: 
     d.tail_above_ = np.where(live, above, d.tail_above_).astype(np.float64)
     d.tail_run_ = np.where(live, np.where(above, d.tail_run_ + 1, 0.0), d.tail_run_)
     d.tail_count_ = count
+
+
+def _learn_pattern(d: AnomalyDetector, x: np.ndarray, dt: np.ndarray, old: np.ndarray) -> None:
+    """How well the daily profile predicts each value, against the long-run level: their mean
+    absolute errors over about a day, where the profile predicts. A series whose profile
+    predicts it no better than its level has no daily pattern to break: looked for there, a
+    seasonal break would be a second, noisier level shift."""
+    expected = d._next[5]
+    predicted = old & np.isfinite(expected)
+    weight = np.clip(dt / DAY, 1e-4, 1.0)
+    for name, error in (
+        ("season_error_", np.abs(x - expected)),
+        ("level_error_", np.abs(x - d.slow_level_)),
+    ):
+        mean = getattr(d, name)
+        mean = np.where(mean == 0, error, mean + weight * (error - mean))
+        setattr(d, name, np.where(predicted, mean, getattr(d, name)))
 
 
 def _learn_profile(

@@ -348,3 +348,21 @@ def test_a_real_node_exporter_stays_within_twice_the_budget() -> None:
         alerts += int(detector.alerting_.sum())
     scored = int(np.isfinite(values[detector.warmup :]).sum())
     assert 0 < alerts / scored * 10_000 <= 2.0
+
+
+def test_a_series_without_a_daily_pattern_gets_no_seasonal_alert() -> None:
+    """Noise with one burst at the same time each day (a nightly job): its daily profile
+    predicts it no better than its level, so no point is judged against the profile, and
+    the nightly burst does not make the time around it look like a broken pattern each day
+    (it did: the profile's average for that half-hour took part of the burst)."""
+    rng = np.random.default_rng(4)
+    rows, days = 20, 8
+    points = days * corpus.DAY_POINTS
+    values = rng.normal(size=(rows, points))
+    at = rng.integers(0, corpus.DAY_POINTS, rows)
+    for row in range(rows):
+        values[row, at[row] :: corpus.DAY_POINTS] += 12.0
+    times = 1_700_000_000.0 + corpus.STEP * np.arange(points)
+    data = corpus.Labelled("nightly", times, values, np.full(rows, -1))
+    _, kinds = _alerts(AnomalyDetector(budget=10), data)
+    assert "seasonal" not in kinds, kinds
