@@ -224,12 +224,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--set", action="append", default=[], help="NAME=VALUE: a constant of the preset observer"
     )
+    parser.add_argument(
+        "--signal", action="append", default=[], help="SIGNAL.FIELD=VALUE: a signal's floor..."
+    )
     args = parser.parse_args(argv)
-    from deucalion.presets import observer
+    import dataclasses
+    import importlib
+
+    from deucalion.presets import PRESETS, observer
+
+    module = importlib.import_module(PRESETS[args.preset])
+    for assignment in args.signal:
+        name, _, value = assignment.partition("=")
+        signal, _, field = name.partition(".")
+        module.SIGNALS = tuple(
+            dataclasses.replace(s, **{field: float(value)}) if s.name == signal else s
+            for s in module.SIGNALS
+        )
 
     for assignment in args.set:
         name, _, value = assignment.partition("=")
-        setattr(observer, name, type(getattr(observer, name))(value))
+        where, _, name = name.rpartition(".")
+        owner = importlib.import_module(f"deucalion.presets.{where}") if where else observer
+        setattr(owner, name, type(getattr(owner, name))(value))
     for where in args.recordings:
         diagnose(where, args.preset, args.cache, args.show)
     return 0
