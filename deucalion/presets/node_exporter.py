@@ -27,9 +27,11 @@ NET_DEVICES = {"!device": r"lo|veth.*|docker.*|br-.*|cali.*|flannel.*|cni.*|virb
 TIME_TO_FULL_CAP = 7 * 86400.0
 #: The range over which a file system's fill rate is measured (a write burst is not a trend).
 FILL_TREND_SECONDS = 600.0
-#: The range a run queue's length is averaged over: a few scrapes, for a load average that
-#: follows within seconds (``node_load1`` takes a minute to show two thirds of a change).
-RUN_QUEUE_SECONDS = 5.0
+#: The range a run queue's length is averaged over: seconds, for a load average that follows
+#: within seconds (``node_load1`` takes a minute to show two thirds of a change), over enough
+#: scrapes that an instantaneous count's noise (down as the square root of the scrapes) does
+#: not hide a task more per CPU on a machine already busy.
+RUN_QUEUE_SECONDS = 10.0
 
 
 def _cpus(q: Query) -> float:
@@ -69,8 +71,8 @@ def load_per_core(q: Query) -> SignalValues:
 
 
 def runnable_per_core(q: Query) -> SignalValues:
-    """``avg_over_time(node_procs_running[5s]) / count(cpus)``: tasks running or waiting for a
-    CPU, per CPU (a load average over seconds, not minutes)."""
+    """``avg_over_time(node_procs_running[10s]) / count(cpus)``: tasks running or waiting for
+    a CPU, per CPU (a load average over seconds, not minutes)."""
     cpus = _cpus(q)
     running = q.mean("node_procs_running", max(RUN_QUEUE_SECONDS, q.range_seconds))
     return {k: v / cpus for k, v in running.items()} if cpus > 0 else {}
@@ -276,6 +278,7 @@ SIGNALS: tuple[Signal, ...] = (
         # Half a task more per CPU than usual, whatever the usual (no relative floor: the
         # usual count includes the exporter's own threads while it is scraped).
         floor=0.5,
+        trend=("node_procs_running",),
     ),
     Signal(
         "cpu_pressure",

@@ -5,8 +5,10 @@ from it (``deucalion.history``'s Prometheus-exact ``rate`` and ``histogram_quant
 signal values update the preset's detector (``deucalion.detectors``' one interface: an online
 update per cycle, scores calibrated to a false-alert budget, explanations with the expected
 band), one update per cycle for every signal series of every target. A series *moves* when
-its score reaches the detector's threshold in the direction that hurts and by more than the
-signal's floors (see ``Signal``), and keeps moving until it is back inside the band it left.
+its score reaches the detector's threshold in the direction that hurts and it is beyond the
+band it had then by more than the signal's floors (see ``Signal``), on that cycle or within
+``ARM_CYCLES`` after (a ramp passes its floors after the detector saw it start), and keeps
+moving until it is back inside the band it left.
 
 Alerts are per incident, not per series: a target's incident opens when a signal has moved
 for ``for_cycles`` cycles and gathers every signal that moves while it is open (its
@@ -85,6 +87,11 @@ RAW_POINTS = 8
 TREND_SECONDS = 660.0
 
 
+#: Cycles after the detector scored a series at its threshold during which the series may still
+#: pass its floors against the band it left then: a ramp (memory filled in seconds, a run queue
+#: growing) is rare to the detector at its start, while still under its floors, and is the
+#: detector's ongoing episode, scored low, by the time it is past them.
+ARM_CYCLES = 30
 #: Explanation kinds whose band is one of the value (or its recent level): the others are
 #: bands of a variance, a slope or a run of repeats.
 _VALUE_BANDS = frozenset({"spike", "level_shift", "out_of_range", "seasonal", "score"})
@@ -109,6 +116,23 @@ def _beyond(signal: Signal, value: float, low: float, high: float, least: float)
     up = value > max(high, centre + least)
     down = value < min(low, centre - least)
     return (up and signal.direction != "down") or (down and signal.direction != "up")
+
+
+def _hurts(signal: Signal, value: float, low: float, high: float) -> bool:
+    """Whether ``value`` is on the side of its band's centre that hurts ``signal``."""
+    centre = (low + high) / 2
+    return signal.direction == "both" or (value > centre) == (signal.direction == "up")
+
+
+@dataclass
+class _Armed:
+    """A series the detector scored at its threshold: the band it left then, the cycle it may
+    pass its floors by, and its highest score and its kind since."""
+
+    band: tuple[float, float, float]
+    until: int
+    score: float
+    kind: str
 
 
 @dataclass
@@ -320,6 +344,8 @@ class PresetObserver(MetricsObserver):
         self.last_time_: float | None = None
         self.steps_: list[float] = []
         self.moving_: dict[tuple[str, str, str], _Move] = {}
+        self.armed_: dict[tuple[str, str, str], _Armed] = {}
+        self.cycle_ = 0
         self.bands_: dict[tuple[str, str, str], tuple[float, float]] = {}
         self.incidents_: dict[str, _Incident] = {}
         self.seen_: dict[tuple[str, str, str], float] = {}
@@ -382,6 +408,7 @@ class PresetObserver(MetricsObserver):
         scores 0: what is exported is what could alert.
         """
         detector = self.detector
+        self.cycle_ += 1
         scores = detector.update({key: (now, value) for key, value in values.items()})
         out = []
         for key, score in scores.items():
@@ -399,9 +426,10 @@ class PresetObserver(MetricsObserver):
                 low, high = self.bands_.get(key, (math.nan, math.nan))
             moving = self.moving_.get(key)
             least = max(signal.floor, signal.relative * abs((low + high) / 2))
-            if moving is None and score >= detector.threshold and math.isfinite(low):
-                if _beyond(signal, value, low, high, least):
-                    moving = self.moving_[key] = _Move(low, high, least)
+            if moving is None and math.isfinite(low):
+                started = self._starting(key, signal, value, (low, high, least), score, why.kind)
+                if started is not None:
+                    moving = self.moving_[key] = started
             elif moving is not None and not _beyond(
                 signal, value, moving.low, moving.high, moving.least
             ):
@@ -431,6 +459,34 @@ class PresetObserver(MetricsObserver):
                 )
             )
         return out
+
+    def _starting(
+        self,
+        key: tuple[str, str, str],
+        signal: Signal,
+        value: float,
+        band: _Band,
+        score: float,
+        kind: str,
+    ) -> _Move | None:
+        """The move a series not moving starts this cycle, if it does: out of the band it left
+        when the detector last scored it at its threshold on the side that hurts, this cycle
+        or ``ARM_CYCLES`` ago at most, by more than its floors (a ramp passes them after the
+        detector saw it start); None if it does not."""
+        armed = self.armed_.get(key)
+        if armed is not None and armed.until < self.cycle_:
+            del self.armed_[key]
+            armed = None
+        if score >= self.detector.threshold and _hurts(signal, value, band[0], band[1]):
+            if armed is None:
+                armed = self.armed_[key] = _Armed(band, 0, score, kind)
+            armed.until = self.cycle_ + ARM_CYCLES
+            if score > armed.score:
+                armed.score, armed.kind = score, kind
+        if armed is None or not _beyond(signal, value, *armed.band):
+            return None
+        del self.armed_[key]
+        return _Move(*armed.band, peak=armed.score, kind=armed.kind)
 
     # -- the cycle ----------------------------------------------------------------------------
 
@@ -504,6 +560,7 @@ class PresetObserver(MetricsObserver):
             del self.seen_[key]
             self.bands_.pop(key, None)
             self.moving_.pop(key, None)
+            self.armed_.pop(key, None)
         self.detector.forget(gone)
         for target in {t for _, t, _ in gone} - set(computed):
             self.incidents_.pop(target, None)

@@ -127,9 +127,12 @@ class Query:
     def mean(
         self, metric: str, seconds: float, by: Iterable[str] = (), where: Matchers | None = None
     ) -> SignalValues:
-        """``sum by (by) (avg_over_time(metric{where}[seconds]))`` over the points the window
-        holds (a gauge sampled at one instant is noisy: a run queue's length, say)."""
-        block = self.window.block(metric, self.target)
+        """``sum by (by) (avg_over_time(metric{where}[seconds]))`` over the points held (a
+        gauge sampled at one instant is noisy: a run queue's length, say): the slow window's,
+        for a metric a signal keeps there (``Signal.trend``), else the last scrapes'."""
+        block = self.slow.block(metric, self.target)
+        if not len(block):
+            block = self.window.block(metric, self.target)
         if not len(block):
             return {}
         newest = np.nanmax(block.times) if np.isfinite(block.times).any() else math.nan
@@ -252,7 +255,8 @@ class Signal:
     relative: float = 0.0
     severity: str = "warning"
     trend: tuple[str, ...] = ()
-    """Metrics it reads minutes of (``Query.deriv``): they are kept that long."""
+    """Metrics it reads more than the last few scrapes of (``Query.deriv``, ``Query.mean``
+    over seconds): they are kept for minutes."""
 
 
 #: Cycles a target that is up serves some of a preset's metrics without any signal before the

@@ -396,6 +396,45 @@ def test_a_cpu_burn_on_a_quiet_machine_is_one_alert_on_cpu_saturation() -> None:
     assert {s for _, s in alerts} == {signal}  # one incident, one alert identity
 
 
+def test_the_run_queue_is_averaged_over_ten_seconds_beyond_the_raw_scrapes_kept() -> None:
+    """runnable_per_core averages node_procs_running over its last 10 s, which the observer
+    keeps for it (the raw window keeps 8 scrapes: their mean would be 7.5 tasks, 3.75 per
+    CPU)."""
+    observer = preset_observer("node-exporter")
+    for i in range(12):
+        cycle = _node_cycle(i)
+        cycle["node_procs_running"] = {"{}": float(i)}
+        with handing_data(T0 + i, {NODE: T0 + i}):
+            values = observer.compute({NODE: cycle})
+    assert values[NODE]["runnable_per_core"] == {"{}": pytest.approx((2 + 11) / 2 / 2)}
+
+
+def test_a_cpu_burn_on_a_saturated_machine_is_found_by_its_run_queue() -> None:
+    """A machine whose other work already keeps both CPUs busy and a task waiting most of the
+    time (pressure near 1, busy stuck at 1, 4 to 8 tasks runnable), then one burner per CPU:
+    busy and pressure cannot rise, the run queue grows by one task per CPU. One alert comes,
+    from runnable_per_core, within 30 cycles of the burn's start."""
+    rng = random.Random(5)
+    observer = preset_observer("node-exporter")
+    waited = 0.0
+    alerts: list[tuple[int, str]] = []
+    burn_from = 1500
+    for i in range(burn_from + 40):
+        burning = i >= burn_from
+        waited += 0.9 + rng.uniform(0, 0.1)
+        running = 4.0 + rng.choice((0.0, 1.0, 2.0)) + (2.0 if burning else 0.0)
+        cycle = _node_cycle(i, busy=1.0)
+        cycle["node_pressure_cpu_waiting_seconds_total"] = {"{}": waited}
+        cycle["node_procs_running"] = {"{}": running}
+        with handing_data(T0 + i, {NODE: T0 + i}):
+            result = observer.new_data({NODE: cycle})
+        alerts += [(i, a.labels["signal"]) for a in result.alerts]
+    assert alerts, "no alert for the burn"
+    first = alerts[0][0]
+    assert burn_from <= first < burn_from + 30
+    assert {s for _, s in alerts} == {"runnable_per_core"}
+
+
 def test_every_preset_builds_and_an_unknown_one_is_named() -> None:
     for name in PRESETS:
         observer = preset_observer(name)

@@ -155,3 +155,69 @@ def test_an_incidents_cycles_must_be_positive_integers(option: str) -> None:
         preset_observer("node-exporter", **{option: 0})
     with pytest.raises(ConfigError, match=option):
         preset_observer("node-exporter", **{option: 2.5})
+
+
+class _EpisodeDetector(Detector):
+    """Scores a series 4 on the cycle it first leaves its band (0.25 to 0.35) and 0 while it
+    stays out, as a detector scores a ramp: its start is the rare event, the rest is the same
+    episode."""
+
+    def __init__(self, budget: float) -> None:
+        self.threshold = math.log10(10_000 / budget)
+        self.out: dict[Any, bool] = {}
+        self.last: dict[Any, tuple[float, float]] = {}
+
+    def update(self, values: Any, resolution: Any = None, *, times: Any = None) -> Any:
+        scores = {}
+        for key, (_, value) in values.items():
+            out = not 0.25 <= value <= 0.35
+            scores[key] = 4.0 if out and not self.out.get(key) else 0.0
+            self.out[key] = out
+            self.last[key] = (value, scores[key])
+        return scores
+
+    def explain(self, key: Any) -> Explanation:
+        value, score = self.last[key]
+        return Explanation("level_shift", 0.25, 0.35, value, score, key)
+
+    def forget(self, keys: Any) -> None:
+        pass
+
+
+def _ramp_observer() -> PresetObserver:
+    return PresetObserver("test", [_signal("a")], for_cycles=2, detector=_EpisodeDetector)
+
+
+def _a(values: list[float]) -> list[dict[str, Any]]:
+    return [{NODE: {"a": {"{}": v}}} for v in values]
+
+
+def _feed(observer: PresetObserver, cycles: list[dict[str, Any]]) -> list[Scores]:
+    results = []
+    for i, cycle in enumerate(cycles):
+        with handing_data(T0 + i, {NODE: T0 + i}):
+            results.append(observer.new_data(cycle))
+    return results
+
+
+def test_a_ramp_scored_at_its_start_alerts_once_it_passes_the_floor() -> None:
+    """a ramps from 0.3: the detector scores it on its first step out of the band (0.38, under
+    the floor of 0.1 from the band's centre) and never again; two cycles later it is past the
+    floor, judged against the band it left, and the incident opens with the ramp's score."""
+    results = _feed(_ramp_observer(), _a([0.3] * 10 + [0.38 + 0.04 * i for i in range(8)]))
+    assert _firing(results) == list(range(12, 18))  # 0.42 at 11, held for 2 cycles at 12
+    [alert] = results[12].alerts
+    assert alert.score == 4.0 and alert.annotations["kind"] == "level_shift"
+    [a] = results[12].scores
+    assert a.score == 4.0  # exported at the score that armed it: a rule on it agrees
+
+
+def test_a_series_scored_long_before_it_passes_the_floor_does_not_alert() -> None:
+    """A score at the threshold arms a series for ARM_CYCLES cycles only: a value that passes
+    the floor later, unscored, is no move (the detector took its level for the normal)."""
+    from deucalion.presets.observer import ARM_CYCLES
+
+    values = [0.3] * 10 + [0.38] * (ARM_CYCLES + 2) + [0.7] * 5
+    assert not _firing(_feed(_ramp_observer(), _a(values)))
+    values = [0.3] * 10 + [0.38] * (ARM_CYCLES - 2) + [0.7] * 5
+    assert _firing(_feed(_ramp_observer(), _a(values)))
