@@ -244,18 +244,21 @@ class DetectorObserver(MetricsObserver):
         where = f" on {redact_url(target)}" if target else ""  # no token in a chat
         kind = why.kind.replace("_", " ")
         expected = f"{why.expected_low:.6g} .. {why.expected_high:.6g}"
+        # A detector of one's own may not say what it expected: no "expected nan .. nan".
+        known = math.isfinite(why.expected_low) or math.isfinite(why.expected_high)
         what = _OBSERVED.get(why.kind, "value")
         return Alert(
             labels={**self.labels, "metric": metric, "series": labels},
             annotations={
                 "summary": f"{name}{where}: {kind}",
                 "description": (
-                    f"{name}{where}: {kind}. The {what} is {why.observed:.6g}, expected "
-                    f"{expected} (score {why.score:.3g}; {type(self.detector).__name__})."
+                    f"{name}{where}: {kind}. The {what} is {why.observed:.6g}"
+                    + (f", expected {expected}" if known else "")
+                    + f" (score {why.score:.3g}; {type(self.detector).__name__})."
                 ),
                 "kind": why.kind,
                 "observed": f"{why.observed:.6g}",
-                "expected_range": expected,
+                **({"expected_range": expected} if known else {}),
                 "score": f"{why.score:.6g}",
             },
             target=target,
