@@ -336,22 +336,35 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
 
 def _seconds_of(times: Sequence[float] | Any) -> np.ndarray:
     """Times as Unix seconds: numbers as they are; datetimes (NumPy's, pandas', Python's;
-    naive ones as UTC) converted."""
+    naive ones as UTC) and ISO 8601 strings (as a CSV holds them) converted."""
     raw = np.asarray(times)
     if raw.dtype.kind == "M":
         return raw.astype("datetime64[ns]").astype(np.int64) / 1e9
-    if raw.dtype.kind == "O":
-        from datetime import UTC, datetime
-
-        return np.array(
-            [
-                (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
-                if isinstance(t, datetime)
-                else float(t)
-                for t in raw.reshape(-1)
-            ]
-        )
+    if raw.dtype.kind in "OUS":
+        return np.array([_second_of(t) for t in raw.reshape(-1).tolist()], dtype=np.float64)
     return raw.astype(np.float64).reshape(-1)
+
+
+def _second_of(when: Any) -> float:
+    from datetime import UTC, datetime
+
+    if isinstance(when, bytes):
+        when = when.decode("utf-8", "replace")
+    if isinstance(when, str):
+        try:
+            return float(when)
+        except ValueError:
+            pass
+        try:
+            when = datetime.fromisoformat(when.strip())
+        except ValueError:
+            raise ValueError(
+                f"score_series: the time {when!r} is neither seconds nor ISO 8601 "
+                "(2026-01-01T00:00:00Z)"
+            ) from None
+    if isinstance(when, datetime):
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    return float(when)
 
 
 class _WindowRows:
