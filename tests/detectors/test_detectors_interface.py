@@ -177,3 +177,13 @@ def test_the_ready_observers_load_no_http_stack() -> None:
             "bad = [m for m in sys.modules if m.split('.')[0] in "
             "('aiohttp', 'pydantic', 'yaml')]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_ready_observer_called_by_hand_works_with_a_window_detector_too() -> None:
+    """`observer.new_data({...})` in a notebook, outside deucalion: the default detector took
+    the wall clock, RobustZScore raised RuntimeError from its Window."""
+    observer = DetectorObserver(RobustZScore(), {"queue_depth"}, for_cycles=1)
+    results = [observer.new_data({"http://a/metrics": {"queue_depth": {"{}": 40.0 + i % 2}}})
+               for i in range(20)]
+    spike = observer.new_data({"http://a/metrics": {"queue_depth": {"{}": 400.0}}})
+    assert results[-1].scores and not results[-1].alerts and len(spike.alerts) == 1
