@@ -181,10 +181,7 @@ class DetectorObserver(MetricsObserver):
             return self._update_online(targets_data_dict)
         # Called by hand (a test, a notebook), the data has no scrape time: stamped now, as
         # the online path stamps it, not refused.
-        self.window.add(
-            targets_data_dict, {t: _scrape_time(t) for t in targets_data_dict}
-        )
-        )
+        self.window.add(targets_data_dict, {t: _scrape_time(t) for t in targets_data_dict})
         metrics = dict.fromkeys(m for samples in targets_data_dict.values() for m in samples)
         scores: list[SeriesScore] = []
         for metric in metrics:
