@@ -157,7 +157,7 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
             t = np.full(n, float(self.updates_))
         else:
             t = np.broadcast_to(np.asarray(times, dtype=np.float64).reshape(-1), (n,)).copy()
-        return self.update_rows(t, x, steps)
+        return self._rows_updated(t, x, steps)
 
     def update_rows(self, times: np.ndarray, values: np.ndarray, resolution: np.ndarray) -> Any:
         """The vectorised update (online detectors override it): three float64 arrays with one
@@ -202,8 +202,16 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
                 if key in rows:
                     steps[rows[key]] = step
         self.n_series_ = n
-        scores = self.update_rows(t, x, steps)
+        scores = self._rows_updated(t, x, steps)
         return dict(zip(cycle, scores[index].tolist(), strict=True))
+
+    def _rows_updated(self, times: np.ndarray, values: np.ndarray, steps: np.ndarray) -> Any:
+        """``update_rows``, its last cycle kept for ``explain_row`` of an online detector of
+        one's own, which need not explain itself."""
+        scores = self.update_rows(times, values, steps)
+        if self.online:
+            self.__dict__["last_update_"] = (times, values, np.asarray(scores, dtype=np.float64))
+        return scores
 
     @property
     def n_series_(self) -> int:
@@ -236,7 +244,21 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
         raise KeyError(f"{type(self).__name__} holds no series {key!r}")
 
     def explain_row(self, row: int, series: Hashable = None) -> Explanation:
-        """The explanation of row ``row`` (online detectors override it with their band)."""
+        """The explanation of row ``row`` (online detectors override it with their band; one
+        that does not is explained by its last value and score, its band unknown: NaN)."""
+        if self.online:
+            times, values, scores = self.__dict__.get("last_update_", ((), (), ()))
+            if row < len(scores):
+                return Explanation(
+                    "score",
+                    math.nan,
+                    math.nan,
+                    float(values[row]),
+                    float(scores[row]),
+                    series,
+                    float(times[row]),
+                )
+            return Explanation("score", math.nan, math.nan, math.nan, math.nan, series)
         window = _WindowRows.of(self)
         return window.explain(row, series)
 
@@ -314,22 +336,35 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
 
 def _seconds_of(times: Sequence[float] | Any) -> np.ndarray:
     """Times as Unix seconds: numbers as they are; datetimes (NumPy's, pandas', Python's;
-    naive ones as UTC) converted."""
+    naive ones as UTC) and ISO 8601 strings (as a CSV holds them) converted."""
     raw = np.asarray(times)
     if raw.dtype.kind == "M":
         return raw.astype("datetime64[ns]").astype(np.int64) / 1e9
-    if raw.dtype.kind == "O":
-        from datetime import UTC, datetime
-
-        return np.array(
-            [
-                (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
-                if isinstance(t, datetime)
-                else float(t)
-                for t in raw.reshape(-1)
-            ]
-        )
+    if raw.dtype.kind in "OUS":
+        return np.array([_second_of(t) for t in raw.reshape(-1).tolist()], dtype=np.float64)
     return raw.astype(np.float64).reshape(-1)
+
+
+def _second_of(when: Any) -> float:
+    from datetime import UTC, datetime
+
+    if isinstance(when, bytes):
+        when = when.decode("utf-8", "replace")
+    if isinstance(when, str):
+        try:
+            return float(when)
+        except ValueError:
+            pass
+        try:
+            when = datetime.fromisoformat(when.strip())
+        except ValueError:
+            raise ValueError(
+                f"score_series: the time {when!r} is neither seconds nor ISO 8601 "
+                "(2026-01-01T00:00:00Z)"
+            ) from None
+    if isinstance(when, datetime):
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    return float(when)
 
 
 class _WindowRows:

@@ -179,7 +179,9 @@ class DetectorObserver(MetricsObserver):
         detector) or held past the threshold (a window detector)."""
         if self.detector.online:
             return self._update_online(targets_data_dict)
-        self.window.add(targets_data_dict)
+        # Called by hand (a test, a notebook), the data has no scrape time: stamped now, as
+        # the online path stamps it, not refused.
+        self.window.add(targets_data_dict, {t: _scrape_time(t) for t in targets_data_dict})
         metrics = dict.fromkeys(m for samples in targets_data_dict.values() for m in samples)
         scores: list[SeriesScore] = []
         for metric in metrics:
@@ -244,18 +246,21 @@ class DetectorObserver(MetricsObserver):
         where = f" on {redact_url(target)}" if target else ""  # no token in a chat
         kind = why.kind.replace("_", " ")
         expected = f"{why.expected_low:.6g} .. {why.expected_high:.6g}"
+        # A detector of one's own may not say what it expected: no "expected nan .. nan".
+        known = math.isfinite(why.expected_low) or math.isfinite(why.expected_high)
         what = _OBSERVED.get(why.kind, "value")
         return Alert(
             labels={**self.labels, "metric": metric, "series": labels},
             annotations={
                 "summary": f"{name}{where}: {kind}",
                 "description": (
-                    f"{name}{where}: {kind}. The {what} is {why.observed:.6g}, expected "
-                    f"{expected} (score {why.score:.3g}; {type(self.detector).__name__})."
+                    f"{name}{where}: {kind}. The {what} is {why.observed:.6g}"
+                    + (f", expected {expected}" if known else "")
+                    + f" (score {why.score:.3g}; {type(self.detector).__name__})."
                 ),
                 "kind": why.kind,
                 "observed": f"{why.observed:.6g}",
-                "expected_range": expected,
+                **({"expected_range": expected} if known else {}),
                 "score": f"{why.score:.6g}",
             },
             target=target,

@@ -24,6 +24,7 @@ import csv
 import heapq
 import logging
 import math
+import re
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -138,6 +139,8 @@ def parse_time(text: str, where: str = "") -> float:
 
 
 _TIDY = ("timestamp", "target", "metric", "labels", "value")
+#: A sample's name, as a CSV's second column may give it.
+_SAMPLE_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 
 class CSVSource:
@@ -190,13 +193,25 @@ class CSVSource:
     def _parse(
         self, path: Path, reader: Iterator[list[str]]
     ) -> Iterator[tuple[int, float, str, str, str, float]]:
-        header = [h.strip().lower() for h in next(reader, [])]
+        given = [h.strip() for h in next(reader, [])]
+        header = [h.lower() for h in given]
         tidy = all(column in header for column in _TIDY)
+        sample = self.metric
+        if not tidy and header[:1] == ["timestamp"] and len(header) == 2 and header[1] != "value":
+            # `timestamp,cpu` (a named pandas Series' to_csv): the column names the sample,
+            # unless --csv-metric names it.
+            if not _SAMPLE_NAME.fullmatch(given[1]):
+                raise HistoryError(
+                    f"{path}: the header is {','.join(given)!r}: its second column names the "
+                    f"sample, and {given[1]!r} is no metric name (letters, digits, _ and :)"
+                )
+            sample = given[1] if self.metric == "value" else self.metric
+            header[1] = "value"
         if not tidy and header[:2] != ["timestamp", "value"]:
             raise HistoryError(
-                f"{path}: the header is {','.join(header)!r}; write either "
-                "'timestamp,value' (one series per file) or "
-                "'timestamp,target,metric,labels,value' (a tidy table)"
+                f"{path}: the header is {','.join(given)!r}; write either "
+                "'timestamp,value' (one series per file; or 'timestamp,NAME', the sample's "
+                "name) or 'timestamp,target,metric,labels,value' (a tidy table)"
             )
         column = {name: header.index(name) for name in _TIDY if name in header}
         for lineno, row in enumerate(reader, start=2):
@@ -211,7 +226,7 @@ class CSVSource:
                     labels = row[column["labels"]].strip() or "{}"
                     target, sample = row[column["target"]], row[column["metric"]]
                 else:
-                    labels, sample = "{}", self.metric
+                    labels = "{}"
                     target = self.names.get(path, path.name)
             except IndexError:
                 raise HistoryError(

@@ -115,6 +115,36 @@ def test_the_observer_exports_every_score_and_explains_alerts_in_words() -> None
     assert "queue_depth" in notes["summary"] and "expected" in notes["description"]
 
 
+class _Drift(Detector):
+    """A user's own online detector, as README says to write one: update_rows only."""
+
+    threshold = 5.0
+
+    def update_rows(self, times: np.ndarray, values: np.ndarray,
+                    resolution: np.ndarray) -> np.ndarray:
+        mean = self.__dict__.setdefault("mean_", np.zeros(len(values)))
+        scores: np.ndarray = np.abs(values - mean)
+        self.mean_ = 0.9 * mean + 0.1 * np.nan_to_num(values)
+        self.alerting_ = scores > self.threshold
+        return scores
+
+
+def test_an_online_detector_of_ones_own_alerts_through_the_ready_observer() -> None:
+    """A Detector implementing update_rows alone raised IndexError in alerts() (explained as
+    a window detector it is not) on every cycle it alerted; its alert has no made-up band."""
+    observer = DetectorObserver(_Drift(), {"queue_depth"})
+    target = "http://a:9100/metrics"
+    with handing_data(1000.0, {}):
+        result = observer.new_data({target: {"queue_depth": {"{}": 40.0}}})
+    [alert] = result.alerts
+    assert alert.annotations["observed"] == "40" and alert.annotations["score"] == "40"
+    assert "expected_range" not in alert.annotations
+    assert "nan" not in alert.annotations["description"]
+    detector = _Drift()
+    detector.update(np.array([1.0, 9.0]), times=7.0)
+    assert [(why.series, why.observed, why.time) for why in detector.alerts()] == [(1, 9.0, 7.0)]
+
+
 @pytest.mark.parametrize("detector", [None, RobustZScore(threshold=6.0)])
 def test_an_alert_names_its_target_without_the_secrets_of_its_url(
     detector: Detector | None,
@@ -147,3 +177,13 @@ def test_the_ready_observers_load_no_http_stack() -> None:
             "bad = [m for m in sys.modules if m.split('.')[0] in "
             "('aiohttp', 'pydantic', 'yaml')]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_ready_observer_called_by_hand_works_with_a_window_detector_too() -> None:
+    """`observer.new_data({...})` in a notebook, outside deucalion: the default detector took
+    the wall clock, RobustZScore raised RuntimeError from its Window."""
+    observer = DetectorObserver(RobustZScore(), {"queue_depth"}, for_cycles=1)
+    results = [observer.new_data({"http://a/metrics": {"queue_depth": {"{}": 40.0 + i % 2}}})
+               for i in range(20)]
+    spike = observer.new_data({"http://a/metrics": {"queue_depth": {"{}": 400.0}}})
+    assert results[-1].scores and not results[-1].alerts and len(spike.alerts) == 1

@@ -108,3 +108,18 @@ def test_a_table_is_refused_and_its_columns_are_scored_one_by_one() -> None:
     scores = frame.apply(detector.score_series)
     assert scores["b"].idxmax() == index[1100]
     np.testing.assert_allclose(scores["b"].to_numpy(), AnomalyDetector().score_series(b, index))
+
+
+def test_times_as_iso_strings_as_a_csv_holds_them() -> None:
+    """`score_series(values, times=df["timestamp"])` of a CSV read without parse_dates:
+    ISO 8601 strings raised "could not convert string to float"; they are times, and a
+    string that is no time is named."""
+    import pytest
+
+    index = pd.date_range("2026-01-01", periods=600, freq="1min", tz="UTC")
+    values = _noise(4, 600)
+    by_index = AnomalyDetector().score_series(values, times=index)
+    as_text = [t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in index]
+    np.testing.assert_allclose(AnomalyDetector().score_series(values, times=as_text), by_index)
+    with pytest.raises(ValueError, match="'yesterday' is neither seconds nor ISO 8601"):
+        AnomalyDetector().score_series(values[:2], times=["yesterday", "today"])

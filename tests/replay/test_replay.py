@@ -131,8 +131,20 @@ async def test_tidy_csv(tmp_path: Path) -> None:
     assert back[1].samples == {"db": {"cpu": {"{}": 0.7}}}
 
 
+async def test_a_csv_whose_second_column_names_the_sample(tmp_path: Path) -> None:
+    """`series.rename("cpu").to_csv()` writes 'timestamp,cpu': it was refused (even with
+    --csv-metric cpu); the column names the sample, and --csv-metric still wins."""
+    (tmp_path / "host.csv").write_text("timestamp,node_load1\n1,0.5\n2,0.7\n")
+    back = await _read(CSVSource(tmp_path / "host.csv"))
+    assert [c.samples for c in back] == [{"host.csv": {"node_load1": {"{}": 0.5}}},
+                                         {"host.csv": {"node_load1": {"{}": 0.7}}}]
+    named = await _read(CSVSource(tmp_path / "host.csv", metric="load"))
+    assert named[0].samples == {"host.csv": {"load": {"{}": 0.5}}}
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("time,v\n1,2\n", "the header is 'time,v'"),
+    ("timestamp,cpu %\n1,2\n", r"'cpu %' is no metric name"),
     ("timestamp,value\n1,abc\n", r"x.csv:2: value 'abc' is not a number"),
     ("timestamp,value\nyesterday,1\n", "x.csv:2: timestamp 'yesterday' is neither"),
 ])
