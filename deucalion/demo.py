@@ -184,11 +184,11 @@ async def run_demo(
     interval: float = 1.0,
     metrics: Iterable[str] | None = None,
     preset: str | None = None,
-    budget: float = 1.0,
+    budget: float | None = None,
 ) -> int:
     """Run the demo for ``duration`` seconds (0: until cancelled); returns an exit code.
     With ``preset`` (and a ``target``), the preset watches the target instead, with its
-    false-alert ``budget``."""
+    false-alert ``budget`` (default: ``DEUCALION_PRESET__BUDGET``'s, else 1)."""
     from deucalion._http import redact_url
     from deucalion.provisioner import MetricsProvisioner
 
@@ -216,6 +216,10 @@ async def run_demo(
         if preset is not None:
             from deucalion.presets import preset_observer
 
+            if budget is None:
+                # As `run` takes it: the configuration's (DEUCALION_PRESET__BUDGET), else 1.
+                configured = provisioner.settings.preset
+                budget = float(configured.budget) if configured is not None else 1.0
             observer = preset_observer(preset, budget=budget, announce=True)
             desired = tuple(s.name for s in observer.signals)
         else:

@@ -57,7 +57,7 @@ def _demo(args: argparse.Namespace) -> int:
             interval=args.interval,
             metrics=metrics,
             preset=args.preset,
-            budget=args.budget if args.budget is not None else 1.0,
+            budget=args.budget,
         )
     )
 

@@ -213,8 +213,9 @@ def _not_an_observer(path: str, obj: Any) -> str:
         return (
             f"{path}: {obj.__name__} is a detector, not a MetricsObserver class: a detector "
             "runs through the ready observer, deucalion.detectors:DetectorObserver (its "
-            "default detector, kwargs: {budget: ...}), or a function in your file returning "
-            f"DetectorObserver({obj.__name__}(), {{...metrics}}) (run file.py:function)"
+            "default detector, kwargs: {budget: ...}), or a subclass of it in your file "
+            f"whose __init__ calls super().__init__({obj.__name__}(), desired_metrics) "
+            "(run file.py:Class)"
         )
     what = f"the class {obj.__name__}" if isinstance(obj, type) else f"a {type(obj).__name__}"
     return f"{path}: {what}, not a MetricsObserver class"

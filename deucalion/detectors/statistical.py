@@ -114,7 +114,9 @@ class EWMAZScore(Detector):
     """``|x - mean| / std`` with an exponentially weighted mean and standard deviation.
 
     Point ``k`` cycles before the newest weighs ``(1 - alpha) ** k``; gaps weigh nothing. Reacts
-    faster than ``RobustZScore`` to a level that drifts, and is more sensitive to a past spike.
+    faster than ``RobustZScore`` to a level that drifts, and is more sensitive to a past spike:
+    a jump enters the weighted variance at once, so a jump of 10 standard deviations that
+    lasts scores about 9, then 3 (use it with ``for_cycles=1`` in ``DetectorObserver``).
     The scale has the same floors as ``RobustZScore``. Scores are z-scores; NaN with fewer than
     ``min_points`` past points.
     """

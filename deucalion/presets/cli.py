@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -31,12 +32,8 @@ async def show(name: str, url: str, *, interval: float = 1.0, scrape_timeout: fl
     """What preset ``name`` would watch on the target ``url``: it is scraped twice,
     ``interval`` apart (a rate needs two samples), and each signal's series are listed with
     their values, or said missing with the metrics looked for."""
-    from deucalion.collection.scrape import Scraper
     from deucalion.config.loading import normalize_target_url
-    from deucalion.observer import handing_data, select_data
     from deucalion.presets import preset_observer
-    from deucalion.presets.signals import served_of
-    from deucalion.targets import Target
 
     try:
         url = normalize_target_url(url)
@@ -46,10 +43,35 @@ async def show(name: str, url: str, *, interval: float = 1.0, scrape_timeout: fl
     # What it finds or misses is this command's output: the observer's own log line saying
     # that the target serves none of its metrics would say it a second time.
     observer.silent_.told.add(url)
-    computed: dict[str, Any] = {}
-    served: list[str] = []
     desired = frozenset(observer.desired_metrics)
     limit = 50 * 10**6  # deucalion's default body_size_limit
+    # A target that is down is this command's error, said once: not also the scraper's log.
+    scrape_log = logging.getLogger("deucalion.collection.scrape")
+    level = scrape_log.level
+    scrape_log.setLevel(max(level, logging.ERROR))
+    try:
+        return await _listed(name, url, observer, desired, limit, interval, scrape_timeout)
+    finally:
+        scrape_log.setLevel(level)
+
+
+async def _listed(
+    name: str,
+    url: str,
+    observer: Any,
+    desired: frozenset[str],
+    limit: int,
+    interval: float,
+    scrape_timeout: float,
+) -> str:
+    """``show``'s two scrapes and the listing of what the preset computed from them."""
+    from deucalion.collection.scrape import Scraper
+    from deucalion.observer import handing_data, select_data
+    from deucalion.presets.signals import served_of
+    from deucalion.targets import Target
+
+    computed: dict[str, Any] = {}
+    served: list[str] = []
     async with Scraper(timeout=scrape_timeout, body_size_limit=limit, metrics=desired) as scraper:
         for attempt in range(2):
             if attempt:

@@ -207,3 +207,27 @@ def test_run_logs_the_preset_and_budget_it_runs(
         assert main(["run", "-c", str(_config(tmp_path, "{budget: 3}")),
                      "--preset", "node-exporter"]) == 0
     assert "preset node-exporter, budget 3 (false alerts per target" in caplog.text
+
+
+def test_demo_takes_the_budget_of_the_environment(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """README: the budget is set with `preset: {...}`, DEUCALION_PRESET__BUDGET or --budget;
+    `demo --preset` ran with 1 whatever the variable said."""
+    import asyncio
+
+    from deucalion.demo import run_demo
+
+    built: list[dict[str, Any]] = []
+    original = deucalion.presets.preset_observer
+
+    def preset_observer(name: str, **options: Any) -> PresetObserver:
+        built.append(options)
+        return original(name, **options)
+
+    monkeypatch.setattr(deucalion.presets, "preset_observer", preset_observer)
+    monkeypatch.setenv("DEUCALION_PRESET__BUDGET", "3")
+    asyncio.run(run_demo(preset="http-service", target="127.0.0.1:9", duration=0.2,
+                         interval=0.1))
+    asyncio.run(run_demo(preset="http-service", target="127.0.0.1:9", duration=0.2,
+                         interval=0.1, budget=0.5))
+    assert [b["budget"] for b in built] == [3.0, 0.5]

@@ -187,3 +187,20 @@ def test_metrics_with_only_a_preset_is_refused_not_ignored(
     assert main([*command, *extra, "--metrics", "node_load1"]) == 1
     err = capsys.readouterr().err
     assert "--metrics" in err and "presets show http-service" in err
+
+
+def test_presets_show_on_a_target_that_is_down_says_it_once(
+        capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    """The scraper's log line and the command's error said the same "is down" twice."""
+    import logging
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with caplog.at_level(logging.INFO):
+        assert main(["presets", "show", "http-service", "--target",
+                     f"http://127.0.0.1:{port}/metrics"]) == 1
+    assert "is down" in capsys.readouterr().err
+    assert not [r for r in caplog.records if "is down" in r.getMessage()]
+    assert logging.getLogger("deucalion.collection.scrape").level == logging.NOTSET
