@@ -23,7 +23,8 @@ a user watching raw series would run), and measured:
     DEUCALION_LIVEOPS=/work/recordings/liveops:/work/recordings/liveops2 python -m benchmarks ...
 
 (several recordings, ``:``-separated: each is backtested, the first one's figures are the ones
-the README shows and the only one the cost is measured on).
+the README shows and the only one the cost is measured on). Why an incident was found late or
+missed, or what raised a false alert: ``python -m benchmarks.liveops_diagnose DIR``.
 
 The recording directory holds ``recording.om.gz`` and ``incidents.json``; without one, the
 benchmark says how to make it. The machine is shared and loaded while it records and replays:

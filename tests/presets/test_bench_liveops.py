@@ -52,3 +52,23 @@ def test_an_alert_resolved_before_its_incident_ended_is_reported() -> None:
         (False, -70), (True, 30)]
     assert result["alerts_lasting_their_incident"] == 1
     assert result["incidents_with_one_alert"] == 2
+
+
+def test_the_diagnosis_replays_each_cycle_and_ranks_the_series_by_their_highest_score() -> None:
+    """liveops_diagnose's replay judges every signal series each cycle (one entry per cycle,
+    one alert per incident), and its table names each series with its highest score."""
+    from benchmarks.liveops_diagnose import _series_table, replay
+
+    cycles = []
+    for i in range(60):
+        cpu = {f'{{cpu="0",mode="{mode}"}}': 0.5 * i for mode in ("idle", "user")}
+        data = {NODE: {"node_cpu_seconds_total": cpu, "node_procs_running": {"{}": 2.0},
+                       "up": {"{}": 1.0}}}
+        cycles.append((T0 + i, {NODE: T0 + i}, data))
+    run = replay("node-exporter", cycles)
+    assert len(run["judged"]) == len(run["times"]) == 60
+    assert run["alerts"] == []  # a steady machine
+    table = _series_table(run, 10, 60, show=5)
+    assert sorted(line.split()[0] for line in table) == ["cpu_busy", "runnable_per_core"]
+    tops = [float(line.split()[2]) for line in table]
+    assert tops == sorted(tops, reverse=True)
