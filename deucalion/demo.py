@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -203,7 +204,7 @@ async def run_demo(
         desired = tuple(metrics or DEMO_METRICS)
     else:
         desired = tuple(metrics or REAL_TARGET_METRICS)
-    settings: dict[str, object] = {
+    settings: dict[str, Any] = {
         "targets": [target],
         "scrape_interval": interval,
         "telemetry": {"listen": "127.0.0.1:0"},
@@ -211,7 +212,9 @@ async def run_demo(
     if alertmanager:
         settings["alertmanager"] = {"urls": [alertmanager]}
     try:
-        provisioner = MetricsProvisioner(settings)
+        # As keyword arguments, which win over DEUCALION_* variables: the demo watches the
+        # --target it names, not a DEUCALION_TARGETS left in the shell.
+        provisioner = MetricsProvisioner(**settings)
         observer: MetricsObserver
         if preset is not None:
             from deucalion.presets import preset_observer

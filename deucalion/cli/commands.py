@@ -85,6 +85,17 @@ def _check_config(args: argparse.Namespace) -> int:
             sources.append(f"file_sd ({', '.join(settings.file_sd.files)})")
         if settings.kubernetes is not None:
             sources.append("kubernetes pod annotations")
+    # deucalion's own ready observers (DetectorObserver, RangeObserver) are built, so a kwarg
+    # they refuse (budget: 1d) fails here, not in the running sidecar; a user's module is not
+    # imported by a check (importing runs its code).
+    for path in settings.observers:
+        if path.startswith("deucalion."):
+            try:
+                build_observers([path], settings, None)
+            except (ImportError, MissingExtraError):
+                pass  # the ml extra is not installed here: `run` says so where it runs
+            except ConfigError as exc:
+                raise ConfigError(f"{args.file}: {exc}") from None
     observers = f", {len(settings.observers)} observer(s)" if settings.observers else ""
     if settings.preset and settings.preset.name is None:
         observers += f", preset budget {settings.preset.budget:g} (for --preset NAME)"

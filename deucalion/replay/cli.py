@@ -168,9 +168,17 @@ def _backtest(args: argparse.Namespace) -> int:
             "deucalion backtest: which observer? give --observer or --preset (or a preset: "
             "in the config file)"
         )
+    if args.plot:
+        from deucalion.replay.plot import check_plot_path
+
+        check_plot_path(args.plot)  # before the run, not after it
     source = open_source(args.source, metric=args.csv_metric, allow_partial=args.allow_partial)
     start = parse_when(args.start, "--start") if args.start else None
     end = parse_when(args.end, "--end") if args.end else None
+    if start is not None and end is not None and start > end:
+        raise ConfigError(
+            f"--start {args.start} is after --end {args.end}: the range would replay nothing"
+        )
     step = args.step
     windows = None
     if args.labels:

@@ -13,10 +13,24 @@ from deucalion.errors import ConfigError
 from deucalion.replay.files import create_private, why_not_written
 from deucalion.replay.results import BacktestResult, alert_about, names_series
 
-__all__ = ["panels", "plot", "top_scored"]
+__all__ = ["check_plot_path", "panels", "plot", "top_scored"]
 
 #: More panels than this would not be readable in one picture.
 MAX_PANELS = 8
+
+#: The picture formats ``plot`` writes, by the path's suffix (none: PNG).
+FORMATS = ("png", "svg", "pdf")
+
+
+def check_plot_path(path: str | Path) -> None:
+    """Refuse a plot path whose suffix names no format ``plot`` writes, before the backtest
+    it would draw has run (and before an empty file is left behind)."""
+    suffix = Path(path).suffix[1:].lower()
+    if suffix and suffix not in FORMATS:
+        raise ConfigError(
+            f"cannot draw {path}: a plot is {', '.join(FORMATS)} by its name's suffix, not "
+            f".{suffix} (name it out.png)"
+        )
 
 
 def _peaks(result: BacktestResult) -> dict[str, float]:
@@ -81,6 +95,7 @@ def plot(
     score (right axis), alerts about the series' target as red spans and labelled
     ``windows`` as green bands.
     """
+    check_plot_path(path)
     try:
         import matplotlib
 
@@ -181,7 +196,7 @@ def plot(
     out = Path(path)
     try:
         with create_private(out) as file:
-            figure.savefig(file, dpi=100, format=out.suffix[1:] or "png")
+            figure.savefig(file, dpi=100, format=out.suffix[1:].lower() or "png")
     except OSError as exc:
         raise ConfigError(f"cannot write the plot {out}: {why_not_written(exc)}") from None
     finally:

@@ -321,7 +321,7 @@ class RecordingSource:
                 "corrupted",
                 f"{exc}: the recording is damaged here; the cycles before it were read, "
                 f"about the last {unread:,} bytes ({100 * unread / max(self._size, 1):.0f}% "
-                "of the file) could not be",
+                "of the file) could not be read",
             )
             ended, pending = True, 0
         order.report(self.path, self.stats)
@@ -415,7 +415,7 @@ def _inflate(raw: IO[bytes], size: int) -> Iterator[tuple[int, bytes]]:
             raise _Corrupt(
                 f"the gzip stream is damaged at about byte {offset:,} of {size:,} ({exc}): "
                 f"the cycles before it were read, the last {unread:,} bytes "
-                f"({100 * unread / max(size, 1):.0f}% of the file) could not be"
+                f"({100 * unread / max(size, 1):.0f}% of the file) could not be read"
             ) from None
         left = len(decompressor.unconsumed_tail)
         if decompressor.eof:

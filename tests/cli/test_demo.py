@@ -126,3 +126,22 @@ async def test_a_preset_demo_says_how_long_its_detector_learns(
                           interval=2.0) == 0
     out = capsys.readouterr().out
     assert "about 1,000 (33.3 min at 2s)" in out and "--duration 0" in out
+
+
+async def test_the_demo_watches_its_target_whatever_the_environment_says(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """DEUCALION_TARGETS in the shell won over `demo --target URL`: the demo said it watched
+    URL and scraped the variable's target."""
+    from deucalion.provisioner import MetricsProvisioner
+
+    monkeypatch.setenv("DEUCALION_TARGETS", "127.0.0.1:7")
+    watched: list[list[str]] = []
+    start = MetricsProvisioner.start
+
+    async def recording_start(self: MetricsProvisioner) -> None:
+        watched.append([t.url for t in self.settings.targets])
+        await start(self)
+
+    monkeypatch.setattr(MetricsProvisioner, "start", recording_start)
+    assert await run_demo(target="127.0.0.1:9", duration=0.2, interval=0.1) == 0
+    assert watched == [["http://127.0.0.1:9/metrics"]]

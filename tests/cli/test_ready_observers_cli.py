@@ -60,3 +60,17 @@ def test_a_value_an_observer_refuses_is_a_config_error_not_a_traceback(
     assert main(["run", "-c", str(_config(tmp_path, "-1"))]) == 1
     err = capsys.readouterr().err
     assert "kwargs" in err and "budget=-1" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("budget", "ok"), [("0.5", True), ("1d", False), ("0", False)])
+def test_check_config_builds_the_ready_observers_it_configures(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], budget: str, ok: bool) -> None:
+    """`kwargs: {budget: 1d}` passed check-config and then failed the running sidecar: the
+    ready observers (deucalion's own, safe to build) are built by the check."""
+    config = _config(tmp_path, budget)
+    assert main(["check-config", str(config)]) == (0 if ok else 1)
+    out, err = capsys.readouterr()
+    if ok:
+        assert "OK" in out
+    else:
+        assert str(config) in err and "budget=" in err and "a number above 0" in err

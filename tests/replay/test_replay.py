@@ -584,3 +584,20 @@ def test_plot_of_series_that_name_nothing_says_which_and_what_there_is(tmp_path:
     result = BacktestResult("X", values={"t latency_p99{}": [(0.0, 1.0)]})
     with pytest.raises(ConfigError, match=r"latency_p98 names none .* \(t latency_p99\{\}"):
         plot(result, tmp_path / "p.png", series=["latency_p98"])
+
+
+def test_a_plot_named_in_no_format_is_refused_before_the_backtest_runs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--plot out.txt` ran the whole backtest, then raised matplotlib's ValueError with a
+    traceback, leaving an empty out.txt."""
+    out = tmp_path / "scores.jsonl"
+    assert main([*BACKTEST, "-o", str(out), "--plot", str(tmp_path / "out.txt")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot draw" in err and ".txt" in err and "Traceback" not in err
+    assert not (tmp_path / "out.txt").exists() and not out.exists()
+
+
+def test_a_start_after_the_end_is_refused_saying_so(capsys: pytest.CaptureFixture[str]) -> None:
+    """It said the observer received no samples, as if the metric names were wrong."""
+    assert main([*BACKTEST, "--start", "2000-01-02", "--end", "2000-01-01"]) == 1
+    assert "--start 2000-01-02 is after --end 2000-01-01" in capsys.readouterr().err

@@ -194,7 +194,7 @@ async def test_damage_inside_a_recording_keeps_the_cycles_before_it(tmp_path: Pa
     assert source.stats.errors == {"corrupted": 1}
     message = source.stats.messages[0]
     assert "the recording is damaged" in message or "the gzip stream is damaged" in message
-    assert "% of the file) could not be" in message
+    assert "% of the file) could not be read" in message
 
 
 async def test_cycles_out_of_order_replay_as_recorded_and_are_counted(
