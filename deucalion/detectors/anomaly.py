@@ -313,7 +313,10 @@ class AnomalyDetector(Detector):
             # never moved, moving, scores millions and would keep breaking through.
             level = np.minimum(self.quiet_level_, _MOST)
             bar = np.maximum(level + 1, 2 * level)
-            quiet = (self.quiet_ > 0) & (np.minimum(score, _MOST) < bar)
+            # A value repeating exactly says nothing new: a stuck series' averages drift as
+            # it stays stuck (its trend scores thousands), which is the same episode.
+            repeating = old & (dx == 0)
+            quiet = (self.quiet_ > 0) & ((np.minimum(score, _MOST) < bar) | repeating)
             alerting = (ready | infinite) & (score >= self.threshold) & ~quiet
             self.alerting_ = alerting
             self.surprise_ = surprise
@@ -857,6 +860,10 @@ def _explain_now(d: AnomalyDetector, row: int, series: Hashable = None) -> Expla
         float(a[row]) if row < len(a) else math.nan for a in d._next
     )
     kind = int(np.argmax(d.surprise_[:, row])) if d.surprise_.shape[1] > row else 0
+    if kind == 2 and d.run_[row] > 0 and recent_step < d.step_[row]:
+        # Variance fallen while the value repeats: the series is stuck (its steps became 0),
+        # which is what a reader needs to hear, though the variance said it first.
+        kind = 5
     observed = float(d.observed_[row])
     scale = max(float(d.step_[row]) / min(max(float(d.moving_[row]), _MOVING), 1.0), _TINY)
     width = _band(d, kind, row) * scale
@@ -866,6 +873,8 @@ def _explain_now(d: AnomalyDetector, row: int, series: Hashable = None) -> Expla
     elif kind == 2:  # variance: the recent step against the usual one
         factor = math.exp(min(_band(d, 2, row), 50.0))
         return _explanation(d, row, series, kind, recent_step, scale / factor, scale * factor)
+    elif kind == 0:  # spike: the value against the recent level it left (before learning it)
+        centre = float(d.fast_level_[row])
     elif kind == 3:  # trend: the recent slope against the long-run one
         observed, centre = slope, float(d.slow_slope_[row])
         width /= 10

@@ -366,3 +366,41 @@ def test_a_series_without_a_daily_pattern_gets_no_seasonal_alert() -> None:
     data = corpus.Labelled("nightly", times, values, np.full(rows, -1))
     _, kinds = _alerts(AnomalyDetector(budget=10), data)
     assert "seasonal" not in kinds, kinds
+
+
+def test_a_stuck_series_alerts_once_for_the_whole_run_and_says_stuck() -> None:
+    """A series stuck for 200 points after 3,200 ordinary ones: one alert, of kind ``stuck``.
+    Its averages drift while it stays stuck (its trend scored thousands and broke through
+    the quiet as a second and third alert, of kind ``trend``); the variance, which falls
+    first, was the kind named though the value repeated."""
+    rng = np.random.default_rng(7)
+    detector = AnomalyDetector()
+    fired = []
+    value = 10.0
+    for i in range(3400):
+        if i < 3200:
+            value = round(10 + rng.normal(), 5)
+        detector.update({"s": (i * 300.0, value)})
+        fired += [(i, why.kind, why.observed) for why in detector.alerts()]
+    during = [(i, kind, observed) for i, kind, observed in fired if 3200 <= i < 3400]
+    assert len(during) == 1, during
+    (i, kind, observed), = during
+    assert kind == "stuck" and observed == value and i < 3260
+
+
+def test_a_spike_is_explained_by_the_level_it_left() -> None:
+    """A spike's band is centred on the recent level before it: a series that sat at 0 and
+    jumped to 0.5 said 'expected 0.03125 to 0.03125' (the level with the spike learned in)."""
+    rng = np.random.default_rng(8)
+    detector = AnomalyDetector()
+    explained = []
+    level = math.nan
+    for i in range(1200):
+        if i == 1100:
+            level = float(detector.fast_level_[0])  # the recent level the spike leaves
+        value = 100.0 if i == 1100 else 10 + rng.normal()
+        detector.update({"s": (i * 15.0, value)})
+        explained += [why for why in detector.alerts() if why.kind == "spike"]
+    [why] = [w for w in explained if w.observed == 100.0]
+    assert (why.expected_low + why.expected_high) / 2 == pytest.approx(level)
+    assert why.expected_high < 100.0
