@@ -8,6 +8,7 @@ import logging
 import time
 from typing import Any
 
+from deucalion._redact import redact_text, redact_url
 from deucalion.cli.shared import duration_seconds
 from deucalion.errors import ConfigError
 
@@ -38,7 +39,7 @@ async def show(name: str, url: str, *, interval: float = 1.0, scrape_timeout: fl
     try:
         url = normalize_target_url(url)
     except ValueError as exc:
-        raise ConfigError(f"--target {url}: {exc}") from None
+        raise ConfigError(f"--target {redact_url(url)}: {redact_text(str(exc))}") from None
     observer = preset_observer(name)
     # What it finds or misses is this command's output: the observer's own log line saying
     # that the target serves none of its metrics would say it a second time.
@@ -72,19 +73,20 @@ async def _listed(
 
     computed: dict[str, Any] = {}
     served: list[str] = []
+    shown = redact_url(url)  # a token in the target's query is a secret: never printed
     async with Scraper(timeout=scrape_timeout, body_size_limit=limit, metrics=desired) as scraper:
         for attempt in range(2):
             if attempt:
                 await asyncio.sleep(interval)
             results = await scraper.scrape_all([Target(url)])
             if not results[0].up:
-                raise ConfigError(f"{url} is down: {results[0].error}")
+                raise ConfigError(f"{shown} is down: {results[0].error}")
             data = select_data(observer.desired_metrics, results).data
             served = served_of(observer.signals, data.get(url, {}))
             stamp = results[0].scraped_at or time.time()
             with handing_data(stamp, {url: stamp}):
                 computed = observer.compute(data).get(url, {})
-    lines = [f"preset {name} on {url}:"]
+    lines = [f"preset {name} on {shown}:"]
     found = 0
     for signal in observer.signals:
         values = computed.get(signal.name)

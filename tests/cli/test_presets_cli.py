@@ -204,3 +204,29 @@ def test_presets_show_on_a_target_that_is_down_says_it_once(
     assert "is down" in capsys.readouterr().err
     assert not [r for r in caplog.records if "is down" in r.getMessage()]
     assert logging.getLogger("deucalion.collection.scrape").level == logging.NOTSET
+
+
+def test_presets_show_hides_the_token_of_a_target_that_is_down(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`presets show NAME --target 'http://...?token=abc'` printed `...?token=abc is down`
+    where `deucalion scrape` prints `token=***`."""
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    assert main(["presets", "show", "http-service", "--target",
+                 f"http://127.0.0.1:{port}/metrics?token=abc"]) == 1
+    err = capsys.readouterr().err
+    assert "token=***" in err and "is down" in err and "abc" not in err
+
+
+async def test_presets_show_hides_the_token_of_a_target_it_lists(
+        target_server: TargetServer) -> None:
+    """The listing's first line, `preset NAME on URL:`, quoted the target's token too."""
+    from deucalion.presets.cli import show
+
+    url = target_server.add("/metrics", text("# TYPE jobs_total counter\njobs_total 3\n"))
+    await target_server.start()
+    printed = await show("http-service", f"{url}?token=abc", interval=0.01)
+    assert f"preset http-service on {url}?token=***:" in printed and "abc" not in printed
