@@ -47,13 +47,28 @@ async def show(name: str, url: str, *, interval: float = 1.0, scrape_timeout: fl
     desired = frozenset(observer.desired_metrics)
     limit = 50 * 10**6  # deucalion's default body_size_limit
     # A target that is down is this command's error, said once: not also the scraper's log.
+    # Only that line, of this target, is left out: the process's other scrapes log as before
+    # (a library leaves its host's logging configuration alone).
     scrape_log = logging.getLogger("deucalion.collection.scrape")
-    level = scrape_log.level
-    scrape_log.setLevel(max(level, logging.ERROR))
+    said_once = _DownOf(redact_url(url))
+    scrape_log.addFilter(said_once)
     try:
         return await _listed(name, url, observer, desired, limit, interval, scrape_timeout)
     finally:
-        scrape_log.setLevel(level)
+        scrape_log.removeFilter(said_once)
+
+
+class _DownOf(logging.Filter):
+    """Drops the scraper's "target URL is down" records of one target (its URL as logs show
+    it), passes every other record."""
+
+    def __init__(self, shown: str) -> None:
+        super().__init__()
+        self.shown = shown
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (args[:1] == (self.shown,) and "is down" in str(record.msg))
 
 
 async def _listed(
