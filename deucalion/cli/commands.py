@@ -20,6 +20,7 @@ from deucalion.cli.shared import (
     duration_seconds,
     load_object,
     metric_list,
+    needs_metrics_option,
     settings_from,
 )
 from deucalion.errors import ConfigError, DeucalionError
@@ -91,7 +92,17 @@ def _check_config(args: argparse.Namespace) -> int:
     for path in settings.observers:
         if path.startswith("deucalion."):
             try:
-                build_observers([path], settings, None)
+                if needs_metrics_option(path, settings):
+                    # `run -c FILE --metrics a,b` runs it: built here with a stand-in for them.
+                    print(
+                        f"deucalion: warning: observers: {path!r}: no desired_metrics: "
+                        "`deucalion run` will need --metrics a,b for it (or add "
+                        "desired_metrics: [name, ...] to the entry)",
+                        file=sys.stderr,
+                    )
+                    build_observers([path], settings, ["up"])
+                else:
+                    build_observers([path], settings, None)
             except (ImportError, MissingExtraError):
                 pass  # the ml extra is not installed here: `run` says so where it runs
             except ConfigError as exc:
