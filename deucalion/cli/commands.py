@@ -20,6 +20,7 @@ from deucalion.cli.shared import (
     duration_seconds,
     load_object,
     metric_list,
+    metrics_of_a_preset,
     needs_metrics_option,
     settings_from,
 )
@@ -46,7 +47,7 @@ def _demo(args: argparse.Namespace) -> int:
     if args.preset:
         _check_preset(args.preset, "deucalion demo --preset")
         if args.metrics:
-            raise ConfigError(_metrics_of_a_preset("deucalion demo", args.preset))
+            raise ConfigError(metrics_of_a_preset("deucalion demo", args.preset))
     elif args.budget is not None:
         raise ConfigError("deucalion demo --budget: it is a preset's budget; give --preset too")
     metrics = metric_list(args.metrics)
@@ -251,7 +252,7 @@ def _run(args: argparse.Namespace) -> int:
         for observer in build_observers(args.observers, provisioner.settings, metrics):
             provisioner.register(observer)
     elif metrics is not None:
-        raise ConfigError(_metrics_of_a_preset("deucalion run", preset))
+        raise ConfigError(metrics_of_a_preset("deucalion run", preset))
     if preset:
         from deucalion.presets import preset_observer
 
@@ -269,15 +270,6 @@ def _run(args: argparse.Namespace) -> int:
         )
     provisioner.run()
     return 0
-
-
-def _metrics_of_a_preset(command: str, preset: str) -> str:
-    """The error for ``--metrics`` with a preset and no observer: it would be ignored."""
-    return (
-        f"{command} --metrics: it selects the metrics of observers (MODULE:CLASS or "
-        f"observers: in the config); the preset {preset} watches its own signals "
-        f"(deucalion presets show {preset}): leave --metrics out"
-    )
 
 
 def _preset_source(config: str | None) -> str:

@@ -30,6 +30,7 @@ __all__ = [
     "duration_seconds",
     "load_object",
     "metric_list",
+    "metrics_of_a_preset",
     "needs_metrics_option",
     "preset_budget",
     "settings_from",
@@ -220,6 +221,15 @@ def _not_an_observer(path: str, obj: Any) -> str:
         )
     what = f"the class {obj.__name__}" if isinstance(obj, type) else f"a {type(obj).__name__}"
     return f"{path}: {what}, not a MetricsObserver class"
+
+
+def metrics_of_a_preset(command: str, preset: str) -> str:
+    """The error for ``--metrics`` with a preset and no observer: it would be ignored."""
+    return (
+        f"{command} --metrics: it selects the metrics of observers (MODULE:CLASS or "
+        f"observers: in the config); the preset {preset} watches its own signals "
+        f"(deucalion presets show {preset}): leave --metrics out"
+    )
 
 
 def needs_metrics_option(path: str, settings: Settings) -> bool:

@@ -174,6 +174,7 @@ def test_record_with_a_configured_preset_records_what_it_needs(
 @pytest.mark.parametrize("command", [
     ["run", "--preset", "http-service"],
     ["demo", "--preset", "http-service", "--target", "127.0.0.1:1"],
+    ["backtest", "--preset", "http-service", "--from", "tests/data/labelled/quiet.csv"],
 ])
 def test_metrics_with_only_a_preset_is_refused_not_ignored(
         tmp_path: Path, command: list[str], capsys: pytest.CaptureFixture[str],
@@ -183,10 +184,11 @@ def test_metrics_with_only_a_preset_is_refused_not_ignored(
     monkeypatch.delenv("DEUCALION_PRESET", raising=False)
     config = tmp_path / "deucalion.yaml"
     config.write_text("targets: [127.0.0.1:1]\ntelemetry: {enabled: false}\n")
-    extra = ["-c", str(config)] if command[0] == "run" else []
+    extra = ["-c", str(config)] if command[0] in ("run", "backtest") else []
     assert main([*command, *extra, "--metrics", "node_load1"]) == 1
     err = capsys.readouterr().err
-    assert "--metrics" in err and "presets show http-service" in err
+    assert "--metrics" in err and "leave --metrics out" in err
+    assert "presets show http-service" in err
 
 
 def test_presets_show_on_a_target_that_is_down_says_it_once(
