@@ -105,12 +105,15 @@ def plot(
     except ImportError:
         raise ConfigError("plotting needs matplotlib: pip install deucalion[plot]") from None
     names = panels(result, series)
-    if not names and series and result.values:
-        kept = ", ".join(sorted(result.values)[:3])
+    if not names and series and (result.values or result.scores):
+        # A backtest keeps the values of the series it was asked for only: when those names
+        # matched nothing, the series it scored are what there is to name.
+        there = sorted(result.values) or top_scored(result, len(result.scores))
+        listed = ", ".join(there[:3]) + (", ..." if len(there) > 3 else "")
         raise ConfigError(
             f"nothing to plot: {'; '.join(series)} names none of the series the backtest "
-            f"kept ({kept}, ...): name them as outputs do ('target metric{{labels}}', "
-            "'metric{labels}', a metric or a target)"
+            f"{'kept' if result.values else 'scored'} ({listed}): name them as outputs do "
+            "('target metric{labels}', 'metric{labels}', a metric or a target)"
         )
     if not names:
         raise ConfigError(

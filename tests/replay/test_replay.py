@@ -601,3 +601,16 @@ def test_a_start_after_the_end_is_refused_saying_so(capsys: pytest.CaptureFixtur
     """It said the observer received no samples, as if the metric names were wrong."""
     assert main([*BACKTEST, "--start", "2000-01-02", "--end", "2000-01-01"]) == 1
     assert "--start 2000-01-02 is after --end 2000-01-01" in capsys.readouterr().err
+
+
+def test_backtest_plot_of_a_series_that_names_nothing_says_which_and_what_there_is(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`backtest --plot PNG --series cpux`: the backtest keeps the values of the named series
+    only, none matched, and the error said it kept no series, 'name them with --series', as
+    if none had been named. It names the series given and those the backtest scored."""
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "p.png"
+    assert main([*BACKTEST, "--plot", str(png), "--series", "valuex"]) == 1
+    err = capsys.readouterr().err
+    assert "valuex names none of the series" in err and "quiet.csv" in err, err
+    assert "keep_series=" not in err and not png.exists()
