@@ -20,6 +20,8 @@ from deucalion.cli.shared import (
     duration_seconds,
     load_object,
     metric_list,
+    metrics_of_a_preset,
+    needs_metrics_option,
     settings_from,
 )
 from deucalion.errors import ConfigError, DeucalionError
@@ -45,7 +47,7 @@ def _demo(args: argparse.Namespace) -> int:
     if args.preset:
         _check_preset(args.preset, "deucalion demo --preset")
         if args.metrics:
-            raise ConfigError(_metrics_of_a_preset("deucalion demo", args.preset))
+            raise ConfigError(metrics_of_a_preset("deucalion demo", args.preset))
     elif args.budget is not None:
         raise ConfigError("deucalion demo --budget: it is a preset's budget; give --preset too")
     metrics = metric_list(args.metrics)
@@ -91,7 +93,17 @@ def _check_config(args: argparse.Namespace) -> int:
     for path in settings.observers:
         if path.startswith("deucalion."):
             try:
-                build_observers([path], settings, None)
+                if needs_metrics_option(path, settings):
+                    # `run -c FILE --metrics a,b` runs it: built here with a stand-in for them.
+                    print(
+                        f"deucalion: warning: observers: {path!r}: no desired_metrics: "
+                        "`deucalion run` will need --metrics a,b for it (or add "
+                        "desired_metrics: [name, ...] to the entry)",
+                        file=sys.stderr,
+                    )
+                    build_observers([path], settings, ["up"])
+                else:
+                    build_observers([path], settings, None)
             except (ImportError, MissingExtraError):
                 pass  # the ml extra is not installed here: `run` says so where it runs
             except ConfigError as exc:
@@ -240,7 +252,7 @@ def _run(args: argparse.Namespace) -> int:
         for observer in build_observers(args.observers, provisioner.settings, metrics):
             provisioner.register(observer)
     elif metrics is not None:
-        raise ConfigError(_metrics_of_a_preset("deucalion run", preset))
+        raise ConfigError(metrics_of_a_preset("deucalion run", preset))
     if preset:
         from deucalion.presets import preset_observer
 
@@ -258,15 +270,6 @@ def _run(args: argparse.Namespace) -> int:
         )
     provisioner.run()
     return 0
-
-
-def _metrics_of_a_preset(command: str, preset: str) -> str:
-    """The error for ``--metrics`` with a preset and no observer: it would be ignored."""
-    return (
-        f"{command} --metrics: it selects the metrics of observers (MODULE:CLASS or "
-        f"observers: in the config); the preset {preset} watches its own signals "
-        f"(deucalion presets show {preset}): leave --metrics out"
-    )
 
 
 def _preset_source(config: str | None) -> str:

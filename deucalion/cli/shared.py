@@ -30,6 +30,8 @@ __all__ = [
     "duration_seconds",
     "load_object",
     "metric_list",
+    "metrics_of_a_preset",
+    "needs_metrics_option",
     "preset_budget",
     "settings_from",
 ]
@@ -219,6 +221,25 @@ def _not_an_observer(path: str, obj: Any) -> str:
         )
     what = f"the class {obj.__name__}" if isinstance(obj, type) else f"a {type(obj).__name__}"
     return f"{path}: {what}, not a MetricsObserver class"
+
+
+def metrics_of_a_preset(command: str, preset: str) -> str:
+    """The error for ``--metrics`` with a preset and no observer: it would be ignored."""
+    return (
+        f"{command} --metrics: it selects the metrics of observers (MODULE:CLASS or "
+        f"observers: in the config); the preset {preset} watches its own signals "
+        f"(deucalion presets show {preset}): leave --metrics out"
+    )
+
+
+def needs_metrics_option(path: str, settings: Settings) -> bool:
+    """Whether the configured observer ``path`` runs only with ``--metrics``: its entry names
+    no ``desired_metrics`` and its class has no default for them (``path`` is imported)."""
+    entry = settings.observers.get(path)
+    if entry is None or entry.desired_metrics is not None:
+        return False
+    cls = load_object(path)
+    return isinstance(cls, type) and not _desired_metrics_optional(cls)
 
 
 def build_observers(

@@ -8,6 +8,7 @@ import logging
 import time
 from typing import Any
 
+from deucalion._redact import redact_text, redact_url
 from deucalion.cli.shared import duration_seconds
 from deucalion.errors import ConfigError
 
@@ -38,7 +39,7 @@ async def show(name: str, url: str, *, interval: float = 1.0, scrape_timeout: fl
     try:
         url = normalize_target_url(url)
     except ValueError as exc:
-        raise ConfigError(f"--target {url}: {exc}") from None
+        raise ConfigError(f"--target {redact_url(url)}: {redact_text(str(exc))}") from None
     observer = preset_observer(name)
     # What it finds or misses is this command's output: the observer's own log line saying
     # that the target serves none of its metrics would say it a second time.
@@ -46,13 +47,28 @@ async def show(name: str, url: str, *, interval: float = 1.0, scrape_timeout: fl
     desired = frozenset(observer.desired_metrics)
     limit = 50 * 10**6  # deucalion's default body_size_limit
     # A target that is down is this command's error, said once: not also the scraper's log.
+    # Only that line, of this target, is left out: the process's other scrapes log as before
+    # (a library leaves its host's logging configuration alone).
     scrape_log = logging.getLogger("deucalion.collection.scrape")
-    level = scrape_log.level
-    scrape_log.setLevel(max(level, logging.ERROR))
+    said_once = _DownOf(redact_url(url))
+    scrape_log.addFilter(said_once)
     try:
         return await _listed(name, url, observer, desired, limit, interval, scrape_timeout)
     finally:
-        scrape_log.setLevel(level)
+        scrape_log.removeFilter(said_once)
+
+
+class _DownOf(logging.Filter):
+    """Drops the scraper's "target URL is down" records of one target (its URL as logs show
+    it), passes every other record."""
+
+    def __init__(self, shown: str) -> None:
+        super().__init__()
+        self.shown = shown
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (args[:1] == (self.shown,) and "is down" in str(record.msg))
 
 
 async def _listed(
@@ -72,19 +88,20 @@ async def _listed(
 
     computed: dict[str, Any] = {}
     served: list[str] = []
+    shown = redact_url(url)  # a token in the target's query is a secret: never printed
     async with Scraper(timeout=scrape_timeout, body_size_limit=limit, metrics=desired) as scraper:
         for attempt in range(2):
             if attempt:
                 await asyncio.sleep(interval)
             results = await scraper.scrape_all([Target(url)])
             if not results[0].up:
-                raise ConfigError(f"{url} is down: {results[0].error}")
+                raise ConfigError(f"{shown} is down: {results[0].error}")
             data = select_data(observer.desired_metrics, results).data
             served = served_of(observer.signals, data.get(url, {}))
             stamp = results[0].scraped_at or time.time()
             with handing_data(stamp, {url: stamp}):
                 computed = observer.compute(data).get(url, {})
-    lines = [f"preset {name} on {url}:"]
+    lines = [f"preset {name} on {shown}:"]
     found = 0
     for signal in observer.signals:
         values = computed.get(signal.name)

@@ -17,6 +17,7 @@ from deucalion.cli.shared import (
     duration_seconds,
     load_object,
     metric_list,
+    metrics_of_a_preset,
     settings_from,
 )
 from deucalion.errors import ConfigError
@@ -155,6 +156,8 @@ def _backtest(args: argparse.Namespace) -> int:
         preset = preset or (configured.name if configured else None)
         if preset and budget is None:
             budget = configured_budget(configured)
+    if preset and args.metrics:
+        raise ConfigError(metrics_of_a_preset("deucalion backtest", preset))
     if preset:
         from deucalion.presets import preset_observer
 

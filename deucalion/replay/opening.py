@@ -10,7 +10,7 @@ from pathlib import Path
 
 from deucalion.errors import ConfigError
 from deucalion.replay.prometheus import PrometheusRangeSource
-from deucalion.replay.recording import RecordingSource
+from deucalion.replay.recording import RecordingSource, is_recording_name
 from deucalion.replay.sources import CSVSource, HistorySource
 
 __all__ = ["open_source"]
@@ -25,7 +25,7 @@ def open_source(spec: str, *, metric: str = "value", allow_partial: bool = False
     path = Path(spec)
     if path.is_dir() or path.suffix == ".csv":
         return CSVSource(path, metric=metric)
-    if path.suffix in (".om", ".gz"):
+    if is_recording_name(path):
         return RecordingSource(path)
     raise ConfigError(
         f"{spec}: not a history source; give a recording (.om.gz), CSV files "

@@ -18,18 +18,26 @@ __all__ = ["check_plot_path", "panels", "plot", "top_scored"]
 #: More panels than this would not be readable in one picture.
 MAX_PANELS = 8
 
-#: The picture formats ``plot`` writes, by the path's suffix (none: PNG).
-FORMATS = ("png", "svg", "pdf")
+
+def _formats() -> list[str]:
+    """The picture formats matplotlib writes, by a path's suffix (png, svg, pdf, jpg, ...)."""
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        raise ConfigError("plotting needs matplotlib: pip install deucalion[plot]") from None
+    return sorted(FigureCanvasBase.get_supported_filetypes())
 
 
 def check_plot_path(path: str | Path) -> None:
-    """Refuse a plot path whose suffix names no format ``plot`` writes, before the backtest
-    it would draw has run (and before an empty file is left behind)."""
+    """Refuse a plot path whose suffix names no format matplotlib writes (none: PNG), or a
+    plot without matplotlib, before the backtest it would draw has run (and before an empty
+    file is left behind)."""
     suffix = Path(path).suffix[1:].lower()
-    if suffix and suffix not in FORMATS:
+    formats = _formats()
+    if suffix and suffix not in formats:
         raise ConfigError(
-            f"cannot draw {path}: a plot is {', '.join(FORMATS)} by its name's suffix, not "
-            f".{suffix} (name it out.png)"
+            f"cannot draw {path}: a plot's format is its name's suffix, one of "
+            f"{', '.join(formats)}; not .{suffix} (name it out.png)"
         )
 
 
@@ -87,7 +95,8 @@ def plot(
     series: Sequence[str] | None = None,
     title: str | None = None,
 ) -> Path:
-    """Draw ``result`` to ``path`` (PNG, SVG or PDF by its suffix); returns the path.
+    """Draw ``result`` to ``path`` (PNG, SVG, PDF, JPEG, ... by its suffix, as matplotlib
+    writes them); returns the path.
 
     ``series`` chooses the panels among the series whose values the result kept (a key may
     name a target, as ``names_series`` reads keys; default: the kept series that scored
@@ -105,12 +114,15 @@ def plot(
     except ImportError:
         raise ConfigError("plotting needs matplotlib: pip install deucalion[plot]") from None
     names = panels(result, series)
-    if not names and series and result.values:
-        kept = ", ".join(sorted(result.values)[:3])
+    if not names and series and (result.values or result.scores):
+        # A backtest keeps the values of the series it was asked for only: when those names
+        # matched nothing, the series it scored are what there is to name.
+        there = sorted(result.values) or top_scored(result, len(result.scores))
+        listed = ", ".join(there[:3]) + (", ..." if len(there) > 3 else "")
         raise ConfigError(
             f"nothing to plot: {'; '.join(series)} names none of the series the backtest "
-            f"kept ({kept}, ...): name them as outputs do ('target metric{{labels}}', "
-            "'metric{labels}', a metric or a target)"
+            f"{'kept' if result.values else 'scored'} ({listed}): name them as outputs do "
+            "('target metric{labels}', 'metric{labels}', a metric or a target)"
         )
     if not names:
         raise ConfigError(

@@ -55,11 +55,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CYCLE_METRIC",
+    "RECORDING_SUFFIXES",
     "TARGET_LABEL",
     "RecordingListener",
     "RecordingProvisioner",
     "RecordingSource",
     "RecordingWriter",
+    "is_recording_name",
     "record",
 ]
 
@@ -91,8 +93,14 @@ def _number(value: float) -> str:
     return repr(float(value))
 
 
-#: Names a recording cannot have: a source named so is read as that format.
-_OTHER_FORMATS = frozenset({".csv", ".json", ".jsonl"})
+#: The suffixes of a recording's name: ``deucalion backtest --from`` (``open_source``) reads a
+#: file by its name, and a recording only so named.
+RECORDING_SUFFIXES = (".om", ".gz")
+
+
+def is_recording_name(path: str | Path) -> bool:
+    """Whether ``path`` is named as a recording (``*.om``, ``*.om.gz``, ``*.gz``)."""
+    return Path(path).suffix in RECORDING_SUFFIXES
 
 
 class RecordingWriter:
@@ -105,13 +113,14 @@ class RecordingWriter:
 
     def __init__(self, path: str | Path, *, compresslevel: int = 6) -> None:
         self.path = Path(path)
-        if self.path.suffix.lower() in _OTHER_FORMATS:
-            # A source is read by its name: OpenMetrics text in x.csv is read back as CSV,
-            # and refused there, after the hour it took to record.
+        if not is_recording_name(self.path):
+            # A source is read by its name: OpenMetrics text in x.csv is read back as CSV, in
+            # x.prom as no source at all, and refused there, after the hour it took to record.
             raise HistoryError(
                 f"cannot write the recording {self.path}: a recording is OpenMetrics text, "
                 f"which `deucalion backtest --from` reads by its name: call it FILE.om.gz "
-                f"(or FILE.om uncompressed), not {self.path.suffix}"
+                f"(or FILE.om uncompressed), not "
+                f"{self.path.suffix or 'a name without a suffix'}"
             )
         self._gzip: gzip.GzipFile | None = None
         self._file: IO[bytes] | gzip.GzipFile

@@ -105,6 +105,29 @@ def test_check_config_warns_about_a_misspelt_variable_naming_the_setting(
     assert "s3cr3t" not in err and "alice" not in err
 
 
+def test_check_config_accepts_an_observer_run_gives_metrics_to(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An observers entry without desired_metrics runs with `run -c FILE --metrics up`;
+    check-config refused it, telling to pass --metrics, an option it does not take. It is
+    accepted, with a warning that `run` will need --metrics for it; its kwargs are still
+    built and checked."""
+    config = tmp_path / "c.yaml"
+    config.write_text("targets: [a:1]\nobservers:\n  deucalion.detectors:DetectorObserver: {}\n")
+    assert main(["check-config", str(config)]) == 0
+    captured = capsys.readouterr()
+    assert "OK: 1 static target(s)" in captured.out and "1 observer(s)" in captured.out
+    # (This shell's DEUCALION_* variables that are no setting are warned about too.)
+    assert [line for line in captured.err.splitlines() if "observers:" in line] == [
+        "deucalion: warning: observers: 'deucalion.detectors:DetectorObserver': no "
+        "desired_metrics: `deucalion run` will need --metrics a,b for it (or add "
+        "desired_metrics: [name, ...] to the entry)"
+    ]
+    config.write_text("targets: [a:1]\nobservers:\n  deucalion.detectors:DetectorObserver:\n"
+                      "    kwargs: {nope: 1}\n")
+    assert main(["check-config", str(config)]) == 1
+    assert "nope" in capsys.readouterr().err
+
+
 def test_check_config_examples() -> None:
     """Every example config in examples/ is valid."""
     examples = sorted(Path("examples").glob("*.yaml"))

@@ -174,6 +174,7 @@ def test_record_with_a_configured_preset_records_what_it_needs(
 @pytest.mark.parametrize("command", [
     ["run", "--preset", "http-service"],
     ["demo", "--preset", "http-service", "--target", "127.0.0.1:1"],
+    ["backtest", "--preset", "http-service", "--from", "tests/data/labelled/quiet.csv"],
 ])
 def test_metrics_with_only_a_preset_is_refused_not_ignored(
         tmp_path: Path, command: list[str], capsys: pytest.CaptureFixture[str],
@@ -183,10 +184,11 @@ def test_metrics_with_only_a_preset_is_refused_not_ignored(
     monkeypatch.delenv("DEUCALION_PRESET", raising=False)
     config = tmp_path / "deucalion.yaml"
     config.write_text("targets: [127.0.0.1:1]\ntelemetry: {enabled: false}\n")
-    extra = ["-c", str(config)] if command[0] == "run" else []
+    extra = ["-c", str(config)] if command[0] in ("run", "backtest") else []
     assert main([*command, *extra, "--metrics", "node_load1"]) == 1
     err = capsys.readouterr().err
-    assert "--metrics" in err and "presets show http-service" in err
+    assert "--metrics" in err and "leave --metrics out" in err
+    assert "presets show http-service" in err
 
 
 def test_presets_show_on_a_target_that_is_down_says_it_once(
@@ -204,3 +206,68 @@ def test_presets_show_on_a_target_that_is_down_says_it_once(
     assert "is down" in capsys.readouterr().err
     assert not [r for r in caplog.records if "is down" in r.getMessage()]
     assert logging.getLogger("deucalion.collection.scrape").level == logging.NOTSET
+
+
+def test_presets_show_hides_the_token_of_a_target_that_is_down(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`presets show NAME --target 'http://...?token=abc'` printed `...?token=abc is down`
+    where `deucalion scrape` prints `token=***`."""
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    assert main(["presets", "show", "http-service", "--target",
+                 f"http://127.0.0.1:{port}/metrics?token=abc"]) == 1
+    err = capsys.readouterr().err
+    assert "token=***" in err and "is down" in err and "abc" not in err
+
+
+async def test_presets_show_hides_the_token_of_a_target_it_lists(
+        target_server: TargetServer) -> None:
+    """The listing's first line, `preset NAME on URL:`, quoted the target's token too."""
+    from deucalion.presets.cli import show
+
+    url = target_server.add("/metrics", text("# TYPE jobs_total counter\njobs_total 3\n"))
+    await target_server.start()
+    printed = await show("http-service", f"{url}?token=abc", interval=0.01)
+    assert f"preset http-service on {url}?token=***:" in printed and "abc" not in printed
+
+
+async def test_presets_show_leaves_the_scrape_log_of_other_targets_alone(
+        target_server: TargetServer, caplog: pytest.LogCaptureFixture) -> None:
+    """`show` silenced every scrape warning of the process while it ran (it set the shared
+    scrape logger to ERROR): a library touches no logging configuration of its host. Only
+    its own target's "is down" is left out."""
+    import asyncio
+    import logging
+    import socket
+
+    from deucalion.collection.scrape import Scraper
+    from deucalion.presets.cli import show
+    from deucalion.targets import Target
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    mine, other = (f"http://127.0.0.1:{port}/{path}" for path in ("mine", "other"))
+    url = target_server.add("/metrics", text("# TYPE jobs_total counter\njobs_total 3\n"))
+    await target_server.start()
+    scrape_log = logging.getLogger("deucalion.collection.scrape")
+    seen_while: list[int] = []
+
+    async def elsewhere() -> None:
+        async with Scraper(timeout=5, body_size_limit=10**6) as scraper:
+            await asyncio.sleep(0.02)  # inside show's two scrapes, `interval` apart
+            seen_while.append(scrape_log.getEffectiveLevel())
+            await scraper.scrape_all([Target(other)])
+
+    with caplog.at_level(logging.INFO):
+        listed, _ = await asyncio.gather(show("http-service", url, interval=0.5), elsewhere())
+        with pytest.raises(Exception, match="is down"):
+            await show("http-service", mine, interval=0.01)
+    assert "preset http-service on" in listed
+    assert seen_while and seen_while[0] <= logging.WARNING
+    down = [r.getMessage() for r in caplog.records if "is down" in r.getMessage()]
+    assert len(down) == 1 and "/other" in down[0]
+    assert not scrape_log.filters

@@ -45,11 +45,14 @@ def test_a_link_in_place_of_the_recording_is_refused(tmp_path: Path) -> None:
     assert victim.read_text() == "keep me"
 
 
-@pytest.mark.parametrize("name", ["node.csv", "node.jsonl", "NODE.CSV"])
+@pytest.mark.parametrize("name", ["node.csv", "node.jsonl", "NODE.CSV", "node.prom", "node.txt",
+                                  "node", "NODE.OM.GZ"])
 def test_a_recording_named_as_another_format_is_refused_before_it_records(
         tmp_path: Path, name: str) -> None:
     """`record -o node.csv` wrote OpenMetrics text into node.csv, which `backtest --from
-    node.csv` then read as CSV and refused, an hour of recording later."""
+    node.csv` then read as CSV and refused, an hour of recording later; node.prom, node.txt
+    and a name without a suffix were written, then refused by `backtest --from` as no history
+    source."""
     with pytest.raises(HistoryError, match=r"call it FILE\.om\.gz"):
         RecordingWriter(tmp_path / name)
     assert not (tmp_path / name).exists()
@@ -63,3 +66,29 @@ def test_record_takes_metrics_or_all_not_both(capsys: pytest.CaptureFixture[str]
         main(["record", "-o", "x.om.gz", "--all", "--metrics", "node_load1"])
     assert exited.value.code == 2
     assert "not allowed with" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["r.om.gz", "r.om", "r.gz", "r.prom.gz"])
+def test_every_name_a_recording_is_written_to_is_read_back_as_one(
+        tmp_path: Path, name: str) -> None:
+    """What the writer accepts, `backtest --from` (open_source) reads as a recording."""
+    from deucalion.replay.opening import open_source
+
+    with RecordingWriter(tmp_path / name) as writer:
+        writer.write_cycle(Cycle(1700000000.0, {URL: 1700000000.25}, {URL: {"up": {"{}": 1.0}}}))
+    assert isinstance(open_source(str(tmp_path / name)), RecordingSource)
+
+
+def test_record_to_a_name_backtest_would_not_read_is_refused_before_it_records(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`deucalion record -o node.prom` recorded, then `backtest --from node.prom` said 'not a
+    history source'."""
+    from deucalion.cli import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text("targets: ['127.0.0.1:1']\nscrape_interval: 0.2s\n")
+    out = tmp_path / "node.prom"
+    assert main(["record", "-c", str(config), "--all", "--duration", "5s", "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "node.prom" in err and "FILE.om.gz" in err and "Traceback" not in err
+    assert not out.exists()

@@ -601,3 +601,42 @@ def test_a_start_after_the_end_is_refused_saying_so(capsys: pytest.CaptureFixtur
     """It said the observer received no samples, as if the metric names were wrong."""
     assert main([*BACKTEST, "--start", "2000-01-02", "--end", "2000-01-01"]) == 1
     assert "--start 2000-01-02 is after --end 2000-01-01" in capsys.readouterr().err
+
+
+def test_backtest_plot_of_a_series_that_names_nothing_says_which_and_what_there_is(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`backtest --plot PNG --series cpux`: the backtest keeps the values of the named series
+    only, none matched, and the error said it kept no series, 'name them with --series', as
+    if none had been named. It names the series given and those the backtest scored."""
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "p.png"
+    assert main([*BACKTEST, "--plot", str(png), "--series", "valuex"]) == 1
+    err = capsys.readouterr().err
+    assert "valuex names none of the series" in err and "quiet.csv" in err, err
+    assert "keep_series=" not in err and not png.exists()
+
+
+@pytest.mark.parametrize("suffix", ["jpg", "webp", "eps", "tiff"])
+def test_a_plot_in_any_format_matplotlib_writes_is_drawn(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str) -> None:
+    """`--plot out.jpg` (webp, eps, tiff, ...) drew before the formats were checked; the check
+    let through png, svg and pdf only. Those matplotlib writes are drawn; others refused."""
+    pytest.importorskip("matplotlib")
+    picture = tmp_path / f"out.{suffix}"
+    assert main([*BACKTEST, "--plot", str(picture)]) == 0, capsys.readouterr().err
+    assert picture.stat().st_size > 1000
+
+
+def test_a_plot_path_without_matplotlib_is_refused_before_the_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Without matplotlib, the formats cannot be asked of it: the error names the extra to
+    install, before the backtest has run."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.backend_bases", None)
+    out = tmp_path / "scores.jsonl"
+    assert main([*BACKTEST, "-o", str(out), "--plot", str(tmp_path / "out.png")]) == 1
+    assert "pip install deucalion[plot]" in capsys.readouterr().err
+    assert not out.exists()
