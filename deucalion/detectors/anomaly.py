@@ -39,7 +39,8 @@ alerts per series per 10,000 points (per day: ``budget_per_day`` with the scrape
 
 **One anomaly, one alert.** After an alert the series is quiet until it has scored below the
 threshold for ``quiet_for`` points, unless a score of twice the alert's (and at least ten times
-rarer, counted to 30 at most) comes; what changed becomes the new normal (the
+rarer, counted to 30 at most) comes, and not while its value repeats (a stuck series is one
+alert, named ``stuck``, however its averages drift as it stays stuck); what changed becomes the new normal (the
 long-run averages take the recent ones, at the alert and while the episode goes on, and the
 daily profile moves with the level; the usual step of a series that moves at fewer than one
 point in ten only grows so, as its recent step, mostly 0, cannot say it became calmer), so a
