@@ -40,19 +40,18 @@ alerts per series per 10,000 points (per day: ``budget_per_day`` with the scrape
 **One anomaly, one alert.** After an alert the series is quiet until it has scored below the
 threshold for ``quiet_for`` points, unless a score of twice the alert's (and at least ten times
 rarer, counted to 30 at most) comes, and not while its value repeats (a stuck series is one
-alert, named ``stuck``, however its averages drift as it stays stuck); what changed becomes the new normal (the
-long-run averages take the recent ones, at the alert and while the episode goes on, and the
-daily profile moves with the level; the usual step of a series that moves at fewer than one
-point in ten only grows so, as its recent step, mostly 0, cannot say it became calmer), so a
-new regime does not keep the series deaf for as long as it lasts; near an alert, and while a
-statistic stays above its highest quantile, the tails learn slowly or not at all, so a drift
-is reported before it is learned; and a series' own record of events (scores past the
-threshold) caps its score: events that came at a rate ``r`` make a new one like them (their
-mean score, each counted to 30 at most) ``-log10(r)``, for what the tails, fitted on the top
-10 %, cannot see (a gauge that jumps once every few minutes). The record is kept
-apart for single values (spike, stuck, out_of_range) and for averages (the others): a
-series' daily bursts cap its next burst, and a later shift of its level half a decade
-higher.
+alert, named ``stuck``, however its averages drift as it stays stuck); what changed becomes the
+new normal (the long-run averages take the recent ones, at the alert and while the episode goes
+on, and the daily profile moves with the level; the usual step of a series that moves at fewer
+than one point in ten only grows so, as its recent step, mostly 0, cannot say it became
+calmer), so a new regime does not keep the series deaf for as long as it lasts; near an alert,
+and while a statistic stays above its highest quantile, the tails learn slowly or not at all,
+so a drift is reported before it is learned; and a series' own record of events (scores past
+the threshold) caps its score: events that came at a rate ``r`` make a new one like them (their
+mean score, each counted to 30 at most) ``-log10(r)``, for what the tails, fitted on the top 10
+%, cannot see (a gauge that jumps once every few minutes). The record is kept apart for single
+values (spike, stuck, out_of_range) and for averages (the others): a series' daily bursts cap
+its next burst, and a later shift of its level half a decade higher.
 
 **Warm-up.** A series is scored from its ``warmup``-th value (30): a record or a run of
 repeats from then (their closed forms hold for any ``n``); a spike once its tail has learned
