@@ -207,11 +207,19 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
 
     def _rows_updated(self, times: np.ndarray, values: np.ndarray, steps: np.ndarray) -> Any:
         """``update_rows``, its last cycle kept for ``explain_row`` of an online detector of
-        one's own, which need not explain itself."""
+        one's own that does not explain itself (under a private name: the base class claims
+        no name a subclass might use; and only there: the others never read it, and it would
+        weigh on every checkpoint)."""
         scores = self.update_rows(times, values, steps)
-        if self.online:
-            self.__dict__["last_update_"] = (times, values, np.asarray(scores, dtype=np.float64))
+        if self._explained_by_last_update:
+            self.__dict__["_last_update"] = (times, values, np.asarray(scores, dtype=np.float64))
         return scores
+
+    @property
+    def _explained_by_last_update(self) -> bool:
+        """Whether ``explain_row`` explains a row by its last update (an online detector that
+        does not override it)."""
+        return self.online and type(self).explain_row is Detector.explain_row
 
     @property
     def n_series_(self) -> int:
@@ -247,7 +255,7 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
         """The explanation of row ``row`` (online detectors override it with their band; one
         that does not is explained by its last value and score, its band unknown: NaN)."""
         if self.online:
-            times, values, scores = self.__dict__.get("last_update_", ((), (), ()))
+            times, values, scores = self.__dict__.get("_last_update", ((), (), ()))
             if row < len(scores):
                 return Explanation(
                     "score",

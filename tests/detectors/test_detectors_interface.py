@@ -145,6 +145,27 @@ def test_an_online_detector_of_ones_own_alerts_through_the_ready_observer() -> N
     assert [(why.series, why.observed, why.time) for why in detector.alerts()] == [(1, 9.0, 7.0)]
 
 
+def test_the_base_class_claims_no_attribute_name_of_a_detector_of_ones_own() -> None:
+    """A user's online detector with an attribute ``last_update_`` keeps it: the base class
+    kept its last update for ``explain_row`` under that very name. Detectors that explain
+    themselves (AnomalyDetector, RangeDetector) have no last update kept at all."""
+
+    class Mine(_Drift):
+        def __init__(self) -> None:
+            self.last_update_ = "the user's own"
+
+    mine = Mine()
+    mine.update({"a": (1.0, 50.0), "b": (1.0, 2.0)})
+    assert mine.last_update_ == "the user's own"
+    assert (mine.explain("a").observed, mine.explain("a").score) == (50.0, 50.0)
+    for detector in (AnomalyDetector(), RangeDetector()):
+        detector.update({"a": (1.0, 50.0), "b": (1.0, 2.0)})
+        before = set(vars(detector))
+        detector.update({"a": (2.0, 51.0), "b": (2.0, 2.0)})
+        assert set(vars(detector)) == before
+        assert not [name for name in vars(detector) if "last_update" in name]
+
+
 @pytest.mark.parametrize("detector", [None, RobustZScore(threshold=6.0)])
 def test_an_alert_names_its_target_without_the_secrets_of_its_url(
     detector: Detector | None,
