@@ -168,9 +168,23 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
         return _WindowRows.of(self).update(times, values, resolution)
 
     def keep(self, rows: Sequence[int] | Any) -> None:
-        """Keep only the series at ``rows``, in that order, and forget the others."""
+        """Keep only the series at ``rows``, in that order, and forget the others.
+
+        A window detector's windows are kept for it. An online detector keeps its own state:
+        one that holds per-series arrays overrides ``keep``; the default trims only what the
+        base class keeps (the last update ``explain_row`` reads, and ``alerting_``), so that a
+        forgotten series never lends its value to the one that takes its row.
+        """
         rows = np.asarray(rows, dtype=np.int64)
-        _WindowRows.of(self).keep(rows)
+        if self.online:
+            last = self.__dict__.get("_last_update")
+            if last is not None:
+                self.__dict__["_last_update"] = tuple(np.asarray(a)[rows] for a in last)
+            alerting = self.__dict__.get("alerting_")
+            if isinstance(alerting, np.ndarray) and alerting.shape == (self.n_series_,):
+                self.__dict__["alerting_"] = alerting[rows]
+        else:
+            _WindowRows.of(self).keep(rows)
         self.n_series_ = len(rows)
 
     def forget(self, keys: Iterable[Hashable]) -> None:
