@@ -168,9 +168,23 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
         return _WindowRows.of(self).update(times, values, resolution)
 
     def keep(self, rows: Sequence[int] | Any) -> None:
-        """Keep only the series at ``rows``, in that order, and forget the others."""
+        """Keep only the series at ``rows``, in that order, and forget the others.
+
+        A window detector's windows are kept for it. An online detector keeps its own state:
+        one that holds per-series arrays overrides ``keep``; the default trims only what the
+        base class keeps (the last update ``explain_row`` reads, and ``alerting_``), so that a
+        forgotten series never lends its value to the one that takes its row.
+        """
         rows = np.asarray(rows, dtype=np.int64)
-        _WindowRows.of(self).keep(rows)
+        if self.online:
+            last = self.__dict__.get("_last_update")
+            if last is not None:
+                self.__dict__["_last_update"] = tuple(np.asarray(a)[rows] for a in last)
+            alerting = self.__dict__.get("alerting_")
+            if isinstance(alerting, np.ndarray) and alerting.shape == (self.n_series_,):
+                self.__dict__["alerting_"] = alerting[rows]
+        else:
+            _WindowRows.of(self).keep(rows)
         self.n_series_ = len(rows)
 
     def forget(self, keys: Iterable[Hashable]) -> None:
@@ -207,11 +221,19 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
 
     def _rows_updated(self, times: np.ndarray, values: np.ndarray, steps: np.ndarray) -> Any:
         """``update_rows``, its last cycle kept for ``explain_row`` of an online detector of
-        one's own, which need not explain itself."""
+        one's own that does not explain itself (under a private name: the base class claims
+        no name a subclass might use; and only there: the others never read it, and it would
+        weigh on every checkpoint)."""
         scores = self.update_rows(times, values, steps)
-        if self.online:
-            self.__dict__["last_update_"] = (times, values, np.asarray(scores, dtype=np.float64))
+        if self._explained_by_last_update:
+            self.__dict__["_last_update"] = (times, values, np.asarray(scores, dtype=np.float64))
         return scores
+
+    @property
+    def _explained_by_last_update(self) -> bool:
+        """Whether ``explain_row`` explains a row by its last update (an online detector that
+        does not override it)."""
+        return self.online and type(self).explain_row is Detector.explain_row
 
     @property
     def n_series_(self) -> int:
@@ -247,7 +269,7 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
         """The explanation of row ``row`` (online detectors override it with their band; one
         that does not is explained by its last value and score, its band unknown: NaN)."""
         if self.online:
-            times, values, scores = self.__dict__.get("last_update_", ((), (), ()))
+            times, values, scores = self.__dict__.get("_last_update", ((), (), ()))
             if row < len(scores):
                 return Explanation(
                     "score",
@@ -437,32 +459,64 @@ class _WindowRows:
 
 
 def typical_step(
-    history: np.ndarray, level: np.ndarray | None = None, *, last: int = 40, jitter: float = 0.05
+    history: np.ndarray,
+    level: np.ndarray | None = None,
+    *,
+    last: int | None = 120,
+    jitter: float = 0.05,
 ) -> np.ndarray:
-    """Median size of the steps between consecutive points of each row, over the last
-    ``last`` points: the resolution a series moves by (0 when it never moved).
+    """Median size of the steps between consecutive points of each row, over its last ``last``
+    points (the default window's 120; ``None``: all of them): the resolution a series moves
+    by (0 when it never moved).
 
     Steps of at most ``jitter`` times the series' ``level`` are not steps: a counter that
     grows by the same amount every scrape has rates that wobble with the scrape times only,
     and those wobbles would pass for its resolution. A median, so that the jump of an anomaly
-    already in the history does not raise it, taken without the largest step: a series that
-    barely moves has few steps, and the jump to a level that lasts would otherwise be its
-    only one, the "typical" step its own score is divided by (a lasting jump would score
-    its size once, then 1.0 for as long as the new level lasts, and never alert).
+    already in the history does not raise it, taken over a whole window so that a series
+    that moves seldom (a gauge of replicas flipping 2 <-> 3 every quarter of an hour) still
+    holds its ordinary steps.
+
+    With ``level`` known, the steps of the current episode are left out: those into and within
+    the run of newest points that all lie on one side of ``level``, beyond the jitter. They are
+    what is being scored: a series that barely moves has few steps, and the jump to a level
+    that lasts would otherwise be its only one, the "typical" step its own score is divided by
+    (a lasting jump would score its size once, then 1.0 for as long as the new level lasts,
+    and never alert). A two-state gauge's earlier flips, away from the current episode, stay.
     """
-    recent = history[:, -last:]
+    recent = history if last is None else history[:, -last:]
     if recent.shape[1] < 2:
         return np.zeros(len(history))
     with np.errstate(all="ignore"):
         steps = np.abs(np.diff(recent, axis=1)).astype(np.float32)
         least = 0.0 if level is None else (jitter * np.abs(level)).astype(np.float32)[:, None]
         steps[~(steps > least)] = np.inf  # no step, a wobble or a gap: sorted last
+        if level is not None:
+            start = _current_episode(recent, np.asarray(level)[:, None], least)
+            # The step into the episode's first point, and those within it.
+            steps[np.arange(1, recent.shape[1]) >= start[:, None]] = np.inf
         steps.sort(axis=1)
-        count = np.isfinite(steps).sum(axis=1) - 1  # the largest, sorted last, left out
+        count = np.isfinite(steps).sum(axis=1)
         low = np.maximum((count - 1) // 2, 0)[:, None]
         high = np.maximum(count // 2, 0)[:, None]
         middle = (np.take_along_axis(steps, low, 1) + np.take_along_axis(steps, high, 1)) / 2
         return np.where(count > 0, middle[:, 0].astype(np.float64), 0.0)
+
+
+def _current_episode(history: np.ndarray, level: np.ndarray, least: Any) -> np.ndarray:
+    """Where each row's current episode starts (a column; the row's length when there is
+    none): the newest run of points all above ``level + least`` or all below
+    ``level - least`` (a gap does not end it)."""
+    gaps = np.isnan(history)
+    length = history.shape[1]
+    start = np.full(len(history), length)
+    for away in (history > level + least, history < level - least):
+        # The newest point not away on this side (nor a gap) ends the run: argmax finds the
+        # first, counted from the newest; none (argmax 0 on a row all True) means all of it.
+        within = (away | gaps)[:, ::-1]
+        run = np.argmax(~within, axis=1)
+        run[within.all(axis=1)] = length
+        start = np.minimum(start, length - run)
+    return start
 
 
 def robust_scale_floor(

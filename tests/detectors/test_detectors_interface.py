@@ -145,6 +145,65 @@ def test_an_online_detector_of_ones_own_alerts_through_the_ready_observer() -> N
     assert [(why.series, why.observed, why.time) for why in detector.alerts()] == [(1, 9.0, 7.0)]
 
 
+def test_the_base_class_claims_no_attribute_name_of_a_detector_of_ones_own() -> None:
+    """A user's online detector with an attribute ``last_update_`` keeps it: the base class
+    kept its last update for ``explain_row`` under that very name. Detectors that explain
+    themselves (AnomalyDetector, RangeDetector) have no last update kept at all."""
+
+    class Mine(_Drift):
+        def __init__(self) -> None:
+            self.last_update_ = "the user's own"
+
+    mine = Mine()
+    mine.update({"a": (1.0, 50.0), "b": (1.0, 2.0)})
+    assert mine.last_update_ == "the user's own"
+    assert (mine.explain("a").observed, mine.explain("a").score) == (50.0, 50.0)
+    for detector in (AnomalyDetector(), RangeDetector()):
+        detector.update({"a": (1.0, 50.0), "b": (1.0, 2.0)})
+        before = set(vars(detector))
+        detector.update({"a": (2.0, 51.0), "b": (2.0, 2.0)})
+        assert set(vars(detector)) == before
+        assert not [name for name in vars(detector) if "last_update" in name]
+
+
+def test_an_online_detector_of_ones_own_forgets_a_series_that_went_away() -> None:
+    """A user's online detector (update_rows only, no state per series) under the ready
+    observer: when a series is forgotten, keep() went through window rows it has not
+    (IndexError on every cycle from then on). The series left keeps its own last value."""
+
+    class Loud(Detector):
+        threshold = 3.0
+
+        def update_rows(
+            self, times: np.ndarray, values: np.ndarray, resolution: np.ndarray
+        ) -> np.ndarray:
+            self.alerting_ = np.abs(values) > self.threshold
+            return np.abs(values)
+
+    observer = DetectorObserver(Loud(), {"m"}, forget_after=1)
+    target = "http://a:9100/metrics"
+    gone, left = (target, "m", '{a="1"}'), (target, "m", '{a="2"}')
+    with handing_data(0.0, {}):
+        first = observer.new_data({target: {"m": {'{a="1"}': 50.0, '{a="2"}': 1.0}}})
+    assert [alert.labels["series"] for alert in first.alerts] == ['{a="1"}']
+    for i in range(1, 4):
+        with handing_data(15.0 * i, {}):
+            observer.new_data({target: {"m": {'{a="2"}': 1.0}}})
+    assert observer.detector.n_series_ == 1 and set(observer.scores()) == {left}
+    assert observer.detector.explain(left).observed == 1.0
+    with pytest.raises(KeyError):
+        observer.detector.explain(gone)
+    with handing_data(60.0, {}):
+        last = observer.new_data({target: {"m": {'{a="2"}': 9.0}}})
+    assert [(a.labels["series"], a.annotations["observed"]) for a in last.alerts] == [
+        ('{a="2"}', "9")
+    ]
+    detector = Loud()
+    detector.update({"a": (1.0, 50.0), "b": (1.0, 2.0)})
+    detector.forget(["a"])  # b moves to row 0, where a's last value was
+    assert (detector.explain("b").observed, detector.alerts()) == (2.0, [])
+
+
 @pytest.mark.parametrize("detector", [None, RobustZScore(threshold=6.0)])
 def test_an_alert_names_its_target_without_the_secrets_of_its_url(
     detector: Detector | None,
