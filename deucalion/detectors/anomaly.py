@@ -616,7 +616,11 @@ def _budget(alerts_per_day: object, interval: object) -> float:
     """The budget per 10,000 points of ``alerts_per_day`` at a scrape ``interval``: seconds,
     or a duration as the configuration writes it (read by the configuration's own parser)."""
     where = "AnomalyDetector.budget_per_day"
-    if isinstance(alerts_per_day, bool) or not isinstance(alerts_per_day, int | float):
+    if (
+        isinstance(alerts_per_day, bool)
+        or not isinstance(alerts_per_day, int | float)
+        or not 0 < alerts_per_day < math.inf
+    ):
         raise ValueError(
             f"{where}: alerts_per_day={alerts_per_day!r}: give the false alerts per series per "
             "day you accept, a number above 0"

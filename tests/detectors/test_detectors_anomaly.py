@@ -97,12 +97,15 @@ def test_budget_per_day_takes_the_interval_as_the_configuration_writes_it(
 
 
 @pytest.mark.parametrize(
-    ("alerts", "interval"), [(2, "15 parsecs"), (2, 0), (2, -15), (2, None), ("2", 15)]
+    ("alerts", "interval"),
+    [(2, "15 parsecs"), (2, 0), (2, -15), (2, None), ("2", 15), (0, 15), (-1, 15), (math.nan, 15)],
 )
 def test_budget_per_day_refuses_a_bad_value(alerts: object, interval: object) -> None:
     """A bad interval or count is a clear error naming the argument, not a TypeError."""
-    with pytest.raises(ValueError, match="budget_per_day"):
+    with pytest.raises(ValueError, match="budget_per_day") as raised:
         AnomalyDetector.budget_per_day(alerts, interval=interval)  # type: ignore[arg-type]
+    # It names what the caller gave (alerts_per_day=0), not the budget it would have made.
+    assert "budget=" not in str(raised.value)
 
 
 def test_an_infinite_value_alerts_and_teaches_nothing() -> None:
