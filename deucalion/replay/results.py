@@ -54,7 +54,7 @@ def alert_about(labels: Mapping[str, str], target: str | None, key: str) -> bool
     """Whether an alert (its ``labels`` and ``target``) concerns the series or target
     ``key`` names (as ``names_series`` reads keys). An alert about a target concerns all of
     its series, unless its ``metric`` (and ``series``) labels say which one, as the demo's
-    observer's alerts do."""
+    observer's alerts do; a preset's alert concerns the signal its ``signal`` label names."""
     which = labels.get("metric", "") + labels.get("series", "")
     about, _, series = key.partition(" ")
     if series:  # "target metric{labels}"
@@ -65,6 +65,9 @@ def alert_about(labels: Mapping[str, str], target: str | None, key: str) -> bool
         return bool(which) and which == key
     if target != key and which and _METRIC_NAME.fullmatch(key):  # a metric, any target
         return labels.get("metric") == key
+    if target != key and "signal" in labels and _METRIC_NAME.fullmatch(key):
+        # A preset's alert names the signal that opened its incident, as labels key it.
+        return labels["signal"] == key
     return target == key
 
 

@@ -358,6 +358,9 @@ def test_replay_durations_take_prometheus_durations(tmp_path: Path,
     ({}, None, f"{URL} load{{}}", True),
     ({"metric": "load", "series": '{cpu="0"}'}, URL, "load", True),
     ({"metric": "load_max"}, URL, "load", False),
+    ({"preset": "http-service", "signal": "latency_p99"}, URL, "latency_p99", True),
+    ({"preset": "http-service", "signal": "latency_p99"}, URL, "error_ratio", False),
+    ({"preset": "http-service", "signal": "latency_p99"}, URL, URL, True),
 ])
 def test_alert_about(labels: dict[str, str], target: str | None, key: str, about: bool) -> None:
     """An alert concerns its target's series, or only the one its metric/series labels name."""
