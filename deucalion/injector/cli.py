@@ -212,6 +212,13 @@ def inject_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    if result.invalid:
+        # As above: a pod that asked for the sidecar must not be deployed without it for a typo.
+        print(
+            f"deucalion inject: {args.filename}: {'; '.join(result.invalid)}; nothing was written",
+            file=sys.stderr,
+        )
+        return 1
     if args.output in (None, "-"):
         sys.stdout.write(result.text)
     else:

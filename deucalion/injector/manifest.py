@@ -74,6 +74,9 @@ class ManifestResult:
     without_image: list[str] = field(default_factory=list)
     """The objects left alone only because no image was named for the sidecar: neither the
     settings' ``sidecar.image`` nor their ``deucalion.io/image`` annotation."""
+    invalid: list[str] = field(default_factory=list)
+    """The objects that opted in but were left alone for a ``deucalion.io/*`` annotation that
+    is not usable (a preset misspelt, say), each with what is wrong."""
 
 
 def _describe(obj: Mapping[str, Any]) -> str:
@@ -85,7 +88,10 @@ def _describe(obj: Mapping[str, Any]) -> str:
 
 
 def _inject_object(
-    obj: dict[str, Any], settings: InjectorSettings, without_image: list[str]
+    obj: dict[str, Any],
+    settings: InjectorSettings,
+    without_image: list[str],
+    invalid: list[str],
 ) -> Iterator[str]:
     kind = obj.get("kind")
     if kind == "List" and isinstance(obj.get("items"), list):
@@ -93,7 +99,7 @@ def _inject_object(
         for i, item in enumerate(items):
             if isinstance(item, dict):
                 items[i] = item = dict(item)
-                yield from _inject_object(item, settings, without_image)
+                yield from _inject_object(item, settings, without_image, invalid)
         return
     path = TEMPLATE_PATHS.get(str(kind))
     if path is None:
@@ -110,6 +116,8 @@ def _inject_object(
     if not injection.injected:
         if injection.reason == "no-image":
             without_image.append(_describe(obj))
+        elif injection.reason == "invalid-annotation":
+            invalid.append(f"{_describe(obj)}: {injection.skipped}")
         yield f"{_describe(obj)}: unchanged ({injection.skipped})"
         for warning in injection.warnings:
             if not warning.endswith(str(injection.skipped)):  # the skip itself, said above
@@ -142,6 +150,7 @@ def inject_manifest(text: str, settings: InjectorSettings) -> ManifestResult:
     objects: list[dict[str, Any]] = []
     messages: list[str] = []
     without_image: list[str] = []
+    invalid: list[str] = []
     for number, document in enumerate(documents, start=1):
         if document is None:  # an empty document, e.g. a trailing '---'
             continue
@@ -150,9 +159,12 @@ def inject_manifest(text: str, settings: InjectorSettings) -> ManifestResult:
                 f"document {number} of the manifest is a {type(document).__name__}, "
                 "not a Kubernetes object"
             )
-        messages.extend(_inject_object(document, settings, without_image))
+        messages.extend(_inject_object(document, settings, without_image, invalid))
         objects.append(document)
     out = yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False)
     return ManifestResult(
-        text=out if objects else "", messages=messages, without_image=without_image
+        text=out if objects else "",
+        messages=messages,
+        without_image=without_image,
+        invalid=invalid,
     )

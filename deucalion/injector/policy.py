@@ -13,6 +13,7 @@ warning and the log.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -257,9 +258,10 @@ def annotation_problems(
     names = settings.annotations
     warnings: list[str] = []
 
-    def bad(key: str, what: str) -> Skip:
+    def bad(key: str, what: str, hint: str = "") -> Skip:
         return Skip(
-            "invalid-annotation", f"annotation {key} is not {what}: {shown(annotations[key])}"
+            "invalid-annotation",
+            f"annotation {key} is not {what}: {shown(annotations[key])}{hint}",
         )
 
     image = annotations.get(names.image)
@@ -278,7 +280,9 @@ def annotation_problems(
         from deucalion.presets import PRESETS
 
         if str(preset).strip() not in PRESETS:
-            return bad(names.preset, f"a preset ({', '.join(PRESETS)})"), warnings
+            close = difflib.get_close_matches(str(preset).strip(), PRESETS, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            return bad(names.preset, f"a preset ({', '.join(PRESETS)})", hint), warnings
         if observer is not None:
             return (
                 Skip(

@@ -355,3 +355,25 @@ def test_serve_without_an_image_refuses_to_start_and_says_what_to_set(
     assert run(["injector", "serve", "--listen", "127.0.0.1:0", "--metrics-port", "0"]) == 2
     err = capsys.readouterr().err
     assert "DEUCALION_INJECTOR_SIDECAR__IMAGE" in err and "registry-qualified" in err
+
+
+def test_inject_with_a_misspelt_preset_fails_names_the_pod_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pod that opted in with `deucalion.io/preset: node_exporter` was printed back unchanged
+    with exit 0 and a line on stderr, so `inject -f ... | kubectl apply -f -` deployed it
+    without the sidecar it asked for: exit 1, naming the pod and the preset it meant."""
+    path = tmp_path / "pod.yaml"
+    path.write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  annotations:\n"
+        '    deucalion.io/inject: "true"\n    deucalion.io/preset: node_exporter\n'
+        "spec:\n  containers:\n  - name: web\n    image: nginx\n"
+    )
+    out = tmp_path / "out.yaml"
+    argv = ["inject", "-f", str(path), "--image", "reg.example/deucalion:3", "-o", str(out)]
+    assert run(argv) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and not out.exists()
+    [line] = captured.err.splitlines()
+    assert "Pod web" in line and "deucalion.io/preset" in line
+    assert "did you mean 'node-exporter'" in line and "nothing was written" in line
