@@ -459,64 +459,32 @@ class _WindowRows:
 
 
 def typical_step(
-    history: np.ndarray,
-    level: np.ndarray | None = None,
-    *,
-    last: int | None = 120,
-    jitter: float = 0.05,
+    history: np.ndarray, level: np.ndarray | None = None, *, last: int = 40, jitter: float = 0.05
 ) -> np.ndarray:
-    """Median size of the steps between consecutive points of each row, over its last ``last``
-    points (the default window's 120; ``None``: all of them): the resolution a series moves
-    by (0 when it never moved).
+    """Median size of the steps between consecutive points of each row, over the last
+    ``last`` points: the resolution a series moves by (0 when it never moved).
 
     Steps of at most ``jitter`` times the series' ``level`` are not steps: a counter that
     grows by the same amount every scrape has rates that wobble with the scrape times only,
     and those wobbles would pass for its resolution. A median, so that the jump of an anomaly
-    already in the history does not raise it, taken over a whole window so that a series
-    that moves seldom (a gauge of replicas flipping 2 <-> 3 every quarter of an hour) still
-    holds its ordinary steps.
-
-    With ``level`` known, the steps of the current episode are left out: those into and within
-    the run of newest points that all lie on one side of ``level``, beyond the jitter. They are
-    what is being scored: a series that barely moves has few steps, and the jump to a level
-    that lasts would otherwise be its only one, the "typical" step its own score is divided by
-    (a lasting jump would score its size once, then 1.0 for as long as the new level lasts,
-    and never alert). A two-state gauge's earlier flips, away from the current episode, stay.
+    already in the history does not raise it, taken without the largest step: a series that
+    barely moves has few steps, and the jump to a level that lasts would otherwise be its
+    only one, the "typical" step its own score is divided by (a lasting jump would score
+    its size once, then 1.0 for as long as the new level lasts, and never alert).
     """
-    recent = history if last is None else history[:, -last:]
+    recent = history[:, -last:]
     if recent.shape[1] < 2:
         return np.zeros(len(history))
     with np.errstate(all="ignore"):
         steps = np.abs(np.diff(recent, axis=1)).astype(np.float32)
         least = 0.0 if level is None else (jitter * np.abs(level)).astype(np.float32)[:, None]
         steps[~(steps > least)] = np.inf  # no step, a wobble or a gap: sorted last
-        if level is not None:
-            start = _current_episode(recent, np.asarray(level)[:, None], least)
-            # The step into the episode's first point, and those within it.
-            steps[np.arange(1, recent.shape[1]) >= start[:, None]] = np.inf
         steps.sort(axis=1)
-        count = np.isfinite(steps).sum(axis=1)
+        count = np.isfinite(steps).sum(axis=1) - 1  # the largest, sorted last, left out
         low = np.maximum((count - 1) // 2, 0)[:, None]
         high = np.maximum(count // 2, 0)[:, None]
         middle = (np.take_along_axis(steps, low, 1) + np.take_along_axis(steps, high, 1)) / 2
         return np.where(count > 0, middle[:, 0].astype(np.float64), 0.0)
-
-
-def _current_episode(history: np.ndarray, level: np.ndarray, least: Any) -> np.ndarray:
-    """Where each row's current episode starts (a column; the row's length when there is
-    none): the newest run of points all above ``level + least`` or all below
-    ``level - least`` (a gap does not end it)."""
-    gaps = np.isnan(history)
-    length = history.shape[1]
-    start = np.full(len(history), length)
-    for away in (history > level + least, history < level - least):
-        # The newest point not away on this side (nor a gap) ends the run: argmax finds the
-        # first, counted from the newest; none (argmax 0 on a row all True) means all of it.
-        within = (away | gaps)[:, ::-1]
-        run = np.argmax(~within, axis=1)
-        run[within.all(axis=1)] = length
-        start = np.minimum(start, length - run)
-    return start
 
 
 def robust_scale_floor(
