@@ -467,10 +467,7 @@ def typical_step(
     Steps of at most ``jitter`` times the series' ``level`` are not steps: a counter that
     grows by the same amount every scrape has rates that wobble with the scrape times only,
     and those wobbles would pass for its resolution. A median, so that the jump of an anomaly
-    already in the history does not raise it, taken without the largest step: a series that
-    barely moves has few steps, and the jump to a level that lasts would otherwise be its
-    only one, the "typical" step its own score is divided by (a lasting jump would score
-    its size once, then 1.0 for as long as the new level lasts, and never alert).
+    already in the history does not raise it.
     """
     recent = history[:, -last:]
     if recent.shape[1] < 2:
@@ -480,7 +477,7 @@ def typical_step(
         least = 0.0 if level is None else (jitter * np.abs(level)).astype(np.float32)[:, None]
         steps[~(steps > least)] = np.inf  # no step, a wobble or a gap: sorted last
         steps.sort(axis=1)
-        count = np.isfinite(steps).sum(axis=1) - 1  # the largest, sorted last, left out
+        count = np.isfinite(steps).sum(axis=1)
         low = np.maximum((count - 1) // 2, 0)[:, None]
         high = np.maximum(count // 2, 0)[:, None]
         middle = (np.take_along_axis(steps, low, 1) + np.take_along_axis(steps, high, 1)) / 2
