@@ -313,10 +313,10 @@ class AnomalyDetector(Detector):
             # never moved, moving, scores millions and would keep breaking through.
             level = np.minimum(self.quiet_level_, _MOST)
             bar = np.maximum(level + 1, 2 * level)
-            # A value repeating exactly says nothing new: a stuck series' averages drift as
-            # it stays stuck (its trend scores thousands), which is the same episode.
-            # (The stuck component itself still may: a series that sticks in another episode.)
-            repeating = old & (dx == 0) & (self._kind != 5)
+            # A value repeating exactly, in a run already reported, says nothing new: a stuck
+            # series' averages drift as it stays stuck (its trend scores thousands), which is
+            # the same episode. (A run not yet reported may break through, as any anomaly.)
+            repeating = old & (dx == 0) & (self.run_alerted_ > 0)
             quiet = (self.quiet_ > 0) & ((np.minimum(score, _MOST) < bar) | repeating)
             alerting = (ready | infinite) & (score >= self.threshold) & ~quiet
             self.alerting_ = alerting
@@ -438,11 +438,10 @@ class AnomalyDetector(Detector):
             starting, self.repeat_start_ + warm * (repeat - self.repeat_start_), self.repeat_start_
         )
         self.run_ = np.where(old & repeat, self.run_ + 1, np.where(seen, 0, self.run_))
-        # A run is reported once, whether the stuck component or the variance (fallen as the
-        # value repeats, explained as stuck) said it first.
-        stuck = (self._kind == 5) | ((self._kind == 2) & (self.run_ > 0))
+        # A run is reported once, whichever component said it first (the variance falls as
+        # the value repeats; the averages drift).
         self.run_alerted_ = np.where(
-            self.run_ > 0, np.maximum(self.run_alerted_, self.alerting_ & stuck), 0.0
+            self.run_ > 0, np.maximum(self.run_alerted_, self.alerting_), 0.0
         )
         # The tails learn once the series' usual step is known (its first values would teach
         # them that every step is huge), and the seasonal one once there is a profile.
