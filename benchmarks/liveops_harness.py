@@ -395,8 +395,12 @@ def record(
             target, length = INCIDENTS[kind]
             begin = started + warmup + n * spacing
             length *= scale
-            while not stop and time.time() < begin:
+            while not stop and time.time() < begin and recorder.poll() is None:
                 time.sleep(0.5)
+            if recorder.poll() is not None:
+                # A recorder that died must end the run: incidents injected with nothing
+                # recording them would land, unlabelled, in the next attempt's recording.
+                raise SystemExit(f"the recorder exited ({recorder.returncode}); stopping")
             if stop or begin + length > started + seconds:
                 break
             start = time.time()
