@@ -307,17 +307,7 @@ class AnomalyDetector(Detector):
             score = _as_often_as_seen(self, score, ready)
             score[infinite], self._kind[infinite], surprise[:, infinite] = np.inf, 6, 0.0
             surprise[6, infinite] = np.inf
-            # Quiet after an alert: only a score ten times less likely than the alert's, and
-            # twice its exponent, breaks through (an anomaly that grows a lot, or a second).
-            # Past _MOST ("once in 10^30 points") rarer means nothing more here: a series that
-            # never moved, moving, scores millions and would keep breaking through.
-            level = np.minimum(self.quiet_level_, _MOST)
-            bar = np.maximum(level + 1, 2 * level)
-            # A value repeating exactly, in a run already reported, says nothing new: a stuck
-            # series' averages drift as it stays stuck (its trend scores thousands), which is
-            # the same episode. (A run not yet reported may break through, as any anomaly.)
-            repeating = old & (dx == 0) & (self.run_alerted_ > 0)
-            quiet = (self.quiet_ > 0) & ((np.minimum(score, _MOST) < bar) | repeating)
+            quiet = _quiet(self, score, old & (dx == 0) & (self.run_alerted_ > 0))
             alerting = (ready | infinite) & (score >= self.threshold) & ~quiet
             self.alerting_ = alerting
             self.surprise_ = surprise
@@ -441,7 +431,7 @@ class AnomalyDetector(Detector):
         # A run is reported once, whichever component said it first (the variance falls as
         # the value repeats; the averages drift).
         self.run_alerted_ = np.where(
-            self.run_ > 0, np.maximum(self.run_alerted_, self.alerting_), 0.0
+            self.run_ > 0, np.maximum(self.run_alerted_, self.alerting_), 0
         )
         # The tails learn once the series' usual step is known (its first values would teach
         # them that every step is huge), and the seasonal one once there is a profile.
@@ -605,6 +595,19 @@ _PROTECTED = 200  # points a tail learns before it learns slowly near an alert
 _YOUNG = 1000  # a tail that learned n points has its surprises lowered by log10(1 + _YOUNG / n)
 _BOUND = 2.0  # standard errors: how wide a young spike tail is taken
 _MEMORY = 10_000  # points the tails remember, about
+
+
+def _quiet(d: AnomalyDetector, score: np.ndarray, repeating: np.ndarray) -> np.ndarray:
+    """Which series are quiet after an alert: only a score ten times less likely than the
+    alert's, and twice its exponent, breaks through (an anomaly that grows a lot, or a second).
+    Past _MOST ("once in 10^30 points") rarer means nothing more here: a series that never
+    moved, moving, scores millions and would keep breaking through. A value ``repeating``
+    exactly in a run already reported says nothing new: a stuck series' averages drift as it
+    stays stuck (its trend scores thousands), which is the same episode (a run not yet
+    reported may break through, as any anomaly)."""
+    level = np.minimum(d.quiet_level_, _MOST)
+    bar = np.maximum(level + 1, 2 * level)
+    return np.asarray((d.quiet_ > 0) & ((np.minimum(score, _MOST) < bar) | repeating))
 
 
 def _start(d: AnomalyDetector, first: np.ndarray, x: np.ndarray, times: np.ndarray) -> None:
