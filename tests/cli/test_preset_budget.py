@@ -119,13 +119,25 @@ def test_budget_without_a_preset_is_refused(
     assert "--preset" in capsys.readouterr().err
 
 
+def _node_recording(tmp_path: Path) -> Path:
+    """A recording of five cycles of a node_exporter serving two of the preset's metrics."""
+    from deucalion.replay.recording import RecordingWriter
+    from deucalion.replay.sources import Cycle
+
+    node = "http://node:9100/metrics"
+    recording = tmp_path / "r.om.gz"
+    with RecordingWriter(recording) as writer:
+        for i in range(5):
+            samples = {"node_load1": {"{}": 1.0}, "node_cpu_seconds_total":
+                       {'{cpu="0",mode="idle"}': 10.0 + i}, "up": {"{}": 1.0}}
+            writer.write_cycle(Cycle(1.7e9 + i, {node: 1.7e9 + i}, {node: samples}))
+    return recording
+
+
 def test_backtest_runs_the_preset_with_the_budget(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     """`backtest --preset NAME --budget X` backtests that preset with budget X."""
-    from deucalion.replay.recording import RecordingWriter
-    from deucalion.replay.sources import Cycle
-
     built: list[dict[str, Any]] = []
     original = deucalion.presets.preset_observer
 
@@ -134,13 +146,7 @@ def test_backtest_runs_the_preset_with_the_budget(
         return original(name, **options)
 
     monkeypatch.setattr(deucalion.presets, "preset_observer", preset_observer)
-    node = "http://node:9100/metrics"
-    recording = tmp_path / "r.om.gz"
-    with RecordingWriter(recording) as writer:
-        for i in range(5):
-            samples = {"node_load1": {"{}": 1.0}, "node_cpu_seconds_total":
-                       {'{cpu="0",mode="idle"}': 10.0 + i}, "up": {"{}": 1.0}}
-            writer.write_cycle(Cycle(1.7e9 + i, {node: 1.7e9 + i}, {node: samples}))
+    recording = _node_recording(tmp_path)
     assert main(["backtest", "--preset", "node-exporter", "--budget", "4", "--from",
                  str(recording)]) == 0, capsys.readouterr().err
     assert built == [{"budget": 4.0}]
@@ -163,9 +169,6 @@ def test_backtest_takes_the_budget_the_configuration_runs_with(
     """A budget set in the config file or DEUCALION_PRESET__BUDGET is the one a backtest of the
     preset tries (`--budget`'s help said so; the backtest took 1), and `backtest -c FILE`
     backtests the file's preset as `run -c FILE` runs it."""
-    from deucalion.replay.recording import RecordingWriter
-    from deucalion.replay.sources import Cycle
-
     for name in ("DEUCALION_PRESET", "DEUCALION_PRESET__BUDGET", "DEUCALION_CONFIG"):
         monkeypatch.delenv(name, raising=False)
     built: list[tuple[str, dict[str, Any]]] = []
@@ -176,13 +179,7 @@ def test_backtest_takes_the_budget_the_configuration_runs_with(
         return original(name, **options)
 
     monkeypatch.setattr(deucalion.presets, "preset_observer", preset_observer)
-    node = "http://node:9100/metrics"
-    recording = tmp_path / "r.om.gz"
-    with RecordingWriter(recording) as writer:
-        for i in range(5):
-            samples = {"node_load1": {"{}": 1.0}, "node_cpu_seconds_total":
-                       {'{cpu="0",mode="idle"}': 10.0 + i}, "up": {"{}": 1.0}}
-            writer.write_cycle(Cycle(1.7e9 + i, {node: 1.7e9 + i}, {node: samples}))
+    recording = _node_recording(tmp_path)
     command = ["backtest", "--from", str(recording)]
     if where == "environment":
         monkeypatch.setenv("DEUCALION_PRESET__BUDGET", "3")
