@@ -11,7 +11,8 @@ band it had then by more than the signal's floors (see ``Signal``), on that cycl
 moving until it is back inside the band it left.
 
 Alerts are per incident, not per series: a target's incident opens when a signal has moved
-for ``for_cycles`` cycles and gathers every signal that moves while it is open (its
+for ``for_cycles`` cycles (a signal with ``Signal.alone``, for that many unless a signal
+without it moves too) and gathers every signal that moves while it is open (its
 *members*). It lasts while the condition that raised it lasts: while a member is still away
 from the band it had when the incident opened (by its floors, in the direction that hurts),
 whatever the detector now scores it; a detector takes a lasting new level for its new
@@ -260,6 +261,16 @@ def _words(target: str, top: _Moved, started: str, others: list[str]) -> tuple[s
     return summary, description
 
 
+def _openers(moved: list[_Moved]) -> list[_Moved]:
+    """The moves that may open an incident this cycle: all of them when a signal without
+    ``Signal.alone`` moves (it opens in ``for_cycles``, and the others are its corroboration);
+    else those that have lasted their signal's ``alone`` cycles (a busy machine passes through
+    a few seconds of a saturated disk or of CPU contention)."""
+    if any(m.signal.alone == 0 for m in moved):
+        return moved
+    return [m for m in moved if m.held >= m.signal.alone]
+
+
 def _number(value: float) -> str:
     if not math.isfinite(value):
         return str(value)
@@ -269,26 +280,27 @@ def _number(value: float) -> str:
 class PresetObserver(MetricsObserver):
     """A ready observer over a preset's derived signals (see the module docstring).
 
-    ``signals``: what it watches. ``budget`` is the false alerts per target per 10,000 cycles of
-    ordinary load it may raise: its detector allows ``SERIES_BUDGET`` times as many per signal
-    series, of which the floors keep few (see ``SERIES_BUDGET``); a signal moves when its
-    detector scores it at its threshold or more, in the direction that hurts and by more than
-    its floors. ``for_cycles`` is how long it must keep moving before an incident opens;
-    ``quiet_cycles`` how long every signal of an incident must be back in the band it had when
-    the incident opened before it resolves; ``settle_cycles`` how long a signal away from that
-    band without the detector scoring it may hold an incident open (its new level is then the
-    normal); ``max_cycles`` the longest an incident lasts (see the module docstring).
-    ``rate_points`` is
-    the scrape intervals a ``rate`` spans, plus half of one (at 1 s scrapes, ``rate(x[2s])``:
-    a rate over many intervals turns a step into a ramp, which hides it from a detector).
-    ``detector`` builds the detector of every signal (default ``budget_detector``). ``announce``
-    prints each incident as it opens (``deucalion demo``).
+        ``signals``: what it watches. ``budget`` is the false alerts per target per 10,000 cycles of
+        ordinary load it may raise: its detector allows ``SERIES_BUDGET`` times as many per signal
+        series, of which the floors keep few (see ``SERIES_BUDGET``); a signal moves when its
+        detector scores it at its threshold or more, in the direction that hurts and by more than
+        its floors. ``for_cycles`` is how long it must keep moving before an incident opens (a
+    signal's ``alone`` cycles, if it has one, when no signal without one moves with it);
+        ``quiet_cycles`` how long every signal of an incident must be back in the band it had when
+        the incident opened before it resolves; ``settle_cycles`` how long a signal away from that
+        band without the detector scoring it may hold an incident open (its new level is then the
+        normal); ``max_cycles`` the longest an incident lasts (see the module docstring).
+        ``rate_points`` is
+        the scrape intervals a ``rate`` spans, plus half of one (at 1 s scrapes, ``rate(x[2s])``:
+        a rate over many intervals turns a step into a ramp, which hides it from a detector).
+        ``detector`` builds the detector of every signal (default ``budget_detector``). ``announce``
+        prints each incident as it opens (``deucalion demo``).
 
-    It returns ``Scores``: every signal's score (0 for a move in the harmless direction), value
-    and expected band are exported (``deucalion_series_anomaly_score`` and its companions,
-    ``metric`` = the signal; a signal holding an incident open, at its highest score of the
-    incident and its band before it, so a rule on the score fires as long as the alert), and
-    one alert per target per incident is sent.
+        It returns ``Scores``: every signal's score (0 for a move in the harmless direction), value
+        and expected band are exported (``deucalion_series_anomaly_score`` and its companions,
+        ``metric`` = the signal; a signal holding an incident open, at its highest score of the
+        incident and its band before it, so a rule on the score fires as long as the alert), and
+        one alert per target per incident is sent.
     """
 
     def __init__(
@@ -345,7 +357,7 @@ class PresetObserver(MetricsObserver):
         self.steps_: list[float] = []
         self.moving_: dict[tuple[str, str, str], _Move] = {}
         self.armed_: dict[tuple[str, str, str], _Armed] = {}
-        self.cycle_ = 0
+        self.cycle_ = 0  # cycles seen (``new_data`` calls)
         self.bands_: dict[tuple[str, str, str], tuple[float, float]] = {}
         self.incidents_: dict[str, _Incident] = {}
         self.seen_: dict[tuple[str, str, str], float] = {}
@@ -408,7 +420,6 @@ class PresetObserver(MetricsObserver):
         scores 0: what is exported is what could alert.
         """
         detector = self.detector
-        self.cycle_ += 1
         scores = detector.update({key: (now, value) for key, value in values.items()})
         out = []
         for key, score in scores.items():
@@ -495,6 +506,7 @@ class PresetObserver(MetricsObserver):
         target per incident."""
         from deucalion.observer import data_time
 
+        self.cycle_ += 1  # every cycle, a target down included: ARM_CYCLES counts cycles
         computed = self.compute(targets_data_dict)
         now = data_time()
         moved: dict[str, list[_Moved]] = {}
@@ -586,10 +598,12 @@ class PresetObserver(MetricsObserver):
     ) -> Alert | None:
         incident = self.incidents_.get(target)
         if incident is None:
+            moved = _openers(moved)
             if not moved:
                 return None
             top = max(moved, key=lambda m: m.score)
-            started = now - (self.for_cycles - 1) * (self.interval_ or 0.0)
+            lasted = max(self.for_cycles, *(m.held for m in moved))
+            started = now - (lasted - 1) * (self.interval_ or 0.0)
             before = {key: band for key in judged if (band := self._band(key)) is not None}
             incident = self.incidents_[target] = _Incident(started, top, top, before)
             if self.announce:

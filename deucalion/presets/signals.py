@@ -257,6 +257,11 @@ class Signal:
     trend: tuple[str, ...] = ()
     """Metrics it reads more than the last few scrapes of (``Query.deriv``, ``Query.mean``
     over seconds): they are kept for minutes."""
+    alone: int = 0
+    """Cycles a move of this signal must last to open an incident on its own, when no signal
+    of the target without one moves too (0: the observer's ``for_cycles``, as any other): for
+    a utilisation or contention a busy machine passes through for seconds, which is news when
+    it lasts or when what causes it (a throughput, a fork rate) moves with it."""
 
 
 #: Cycles a target that is up serves some of a preset's metrics without any signal before the

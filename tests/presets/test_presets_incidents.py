@@ -5,6 +5,7 @@ what moves meanwhile, resolves when they are back, and is bounded when a level n
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from typing import Any
@@ -221,3 +222,41 @@ def test_a_series_scored_long_before_it_passes_the_floor_does_not_alert() -> Non
     assert not _firing(_feed(_ramp_observer(), _a(values)))
     values = [0.3] * 10 + [0.38] * (ARM_CYCLES - 2) + [0.7] * 5
     assert _firing(_feed(_ramp_observer(), _a(values)))
+
+
+def test_cycles_without_a_value_count_towards_a_series_being_armed() -> None:
+    """ARM_CYCLES counts cycles, not cycles with values: a series armed before its target went
+    down for longer than that is no longer armed when it comes back past its floor."""
+    from deucalion.presets.observer import ARM_CYCLES
+
+    down: list[dict[str, Any]] = [{NODE: {}}] * (ARM_CYCLES + 2)
+    cycles = _a([0.3] * 10 + [0.38]) + down + _a([0.7] * 5)
+    assert not _firing(_feed(_ramp_observer(), cycles))
+    cycles = _a([0.3] * 10 + [0.38]) + down[: ARM_CYCLES - 4] + _a([0.7] * 5)
+    assert _firing(_feed(_ramp_observer(), cycles))
+
+
+def _alone_observer() -> PresetObserver:
+    """a (a utilisation: ``alone=5``) and b (a cause), for_cycles 2."""
+    busy = dataclasses.replace(_signal("a"), alone=5)
+    return PresetObserver("test", [busy, _signal("b")], for_cycles=2, quiet_cycles=10,
+                          detector=_AdaptingDetector)
+
+
+def test_a_signal_with_alone_opens_an_incident_on_its_own_only_once_its_move_lasts() -> None:
+    """a moves for 4 cycles (under its alone=5): no alert; for 8: an alert from its fifth
+    cycle, started at its first."""
+    brief = [(0.3, 0.3)] * 10 + [(0.9, 0.3)] * 4 + [(0.3, 0.3)] * 20
+    assert not _firing(_run(_alone_observer(), brief))
+    lasting = [(0.3, 0.3)] * 10 + [(0.9, 0.3)] * 8 + [(0.3, 0.3)] * 20
+    results = _run(_alone_observer(), lasting)
+    assert _firing(results)[0] == 14  # moved from 10, held 5 cycles at 14
+    assert results[14].alerts[0].annotations["started"] == "2023-11-14T22:13:30+00:00"  # T0+10
+
+
+def test_a_signal_with_alone_moving_with_a_cause_opens_an_incident_in_for_cycles() -> None:
+    """a and b move together for 3 cycles: one alert from the second, as without alone."""
+    values = [(0.3, 0.3)] * 10 + [(0.9, 0.9)] * 3 + [(0.3, 0.3)] * 20
+    results = _run(_alone_observer(), values)
+    assert _firing(results)[0] == 11
+    assert set(results[11].alerts[0].annotations["signals"].split(",")) == {"a", "b"}
