@@ -24,7 +24,8 @@ threshold holds a level the detector has taken for the normal, and no longer hol
 incident; and an incident resolves after ``max_cycles`` cycles whatever its members do. The
 alert says which rule will end it (``until``) and, on its last cycle, which one did
 (``ended``); a member that ended it is not the start of a new incident until the detector
-scores it at its threshold again.
+scores it at its threshold again, and for ``RECOVERY_CYCLES`` after it a series moving back
+towards the band it had before it, and into it, is recovering, not moving.
 
 While open an incident is one alert labelled ``severity``, ``preset`` and ``signal`` (the
 signal that opened it, so the alert keeps its identity); its annotations name the signal that
@@ -93,6 +94,10 @@ TREND_SECONDS = 660.0
 #: growing) is rare to the detector at its start, while still under its floors, and is the
 #: detector's ongoing episode, scored low, by the time it is past them.
 ARM_CYCLES = 30
+#: Cycles after an incident ends during which a series moving back to the band it had before
+#: the incident is recovering, not moving (a request rate that a latency regression held down,
+#: coming back to its level: news to a detector that took the low rate for the normal).
+RECOVERY_CYCLES = 300
 #: Explanation kinds whose band is one of the value (or its recent level): the others are
 #: bands of a variance, a slope or a run of repeats.
 _VALUE_BANDS = frozenset({"spike", "level_shift", "out_of_range", "seasonal", "score"})
@@ -214,6 +219,26 @@ class _Incident:
 
 
 @dataclass(frozen=True)
+class _Recovery:
+    """A target's last incident, ended: until which cycle a series moving back towards the band
+    it had before it, and into it (by its floors), is recovering, and those bands."""
+
+    until: int
+    before: dict[tuple[str, str, str], _Band]
+
+    def covers(self, key: tuple[str, str, str], signal: Signal, value: float, move: _Move) -> bool:
+        """Whether series ``key`` moving to ``value`` out of ``move``'s band is recovering:
+        closer to the centre of the band it had before the incident than the band it leaves,
+        and inside that band by its floors."""
+        band = self.before.get(key)
+        if band is None:
+            return False
+        centre = (band[0] + band[1]) / 2
+        closer = abs(value - centre) < abs((move.low + move.high) / 2 - centre)
+        return closer and not _beyond(signal, value, *band)
+
+
+@dataclass(frozen=True)
 class _Cycles:
     """How an incident ends: ``quiet`` cycles back, a level held ``settle`` cycles unscored
     (the new normal), ``longest`` cycles at most."""
@@ -269,6 +294,17 @@ def _openers(moved: list[_Moved]) -> list[_Moved]:
     if any(m.signal.alone == 0 for m in moved):
         return moved
     return [m for m in moved if m.held >= m.signal.alone]
+
+
+def _band_now(move: _Move | None, band: tuple[float, float] | None, signal: Signal) -> _Band | None:
+    """A series' band now (the one its ``move`` left, if it is moving, else its last ``band``),
+    with the floor a value must be beyond it by; None before it has one."""
+    if move is not None:
+        return (move.low, move.high, move.least)
+    low, high = band if band is not None else (math.nan, math.nan)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return None
+    return (low, high, max(signal.floor, signal.relative * abs((low + high) / 2)))
 
 
 def _number(value: float) -> str:
@@ -360,6 +396,7 @@ class PresetObserver(MetricsObserver):
         self.cycle_ = 0  # cycles seen (``new_data`` calls)
         self.bands_: dict[tuple[str, str, str], tuple[float, float]] = {}
         self.incidents_: dict[str, _Incident] = {}
+        self.recovering_: dict[str, _Recovery] = {}  # per target, after an incident
         self.seen_: dict[tuple[str, str, str], float] = {}
         self.swept_ = -math.inf
         self.silent_ = SilentTargets(preset, signals)  # says where no signal is computed
@@ -439,6 +476,9 @@ class PresetObserver(MetricsObserver):
             least = max(signal.floor, signal.relative * abs((low + high) / 2))
             if moving is None and math.isfinite(low):
                 started = self._starting(key, signal, value, (low, high, least), score, why.kind)
+                recovery = self.recovering_.get(key[1])
+                if started is not None and recovery and recovery.until >= self.cycle_:
+                    started = None if recovery.covers(key, signal, value, started) else started
                 if started is not None:
                     moving = self.moving_[key] = started
             elif moving is not None and not _beyond(
@@ -576,18 +616,10 @@ class PresetObserver(MetricsObserver):
         self.detector.forget(gone)
         for target in {t for _, t, _ in gone} - set(computed):
             self.incidents_.pop(target, None)
+            self.recovering_.pop(target, None)
 
     def _band(self, key: tuple[str, str, str]) -> _Band | None:
-        """The band of series ``key`` now (the one its move left, if it is moving), with the
-        floor a value must be beyond it by; None before it has one."""
-        move = self.moving_.get(key)
-        if move is not None:
-            return (move.low, move.high, move.least)
-        low, high = self.bands_.get(key, (math.nan, math.nan))
-        if not (math.isfinite(low) and math.isfinite(high)):
-            return None
-        signal = self.by_name[key[0]]
-        return (low, high, max(signal.floor, signal.relative * abs((low + high) / 2)))
+        return _band_now(self.moving_.get(key), self.bands_.get(key), self.by_name[key[0]])
 
     def _incident(
         self,
@@ -633,6 +665,7 @@ class PresetObserver(MetricsObserver):
         for key in incident.settled:
             self.moving_.pop(key, None)
         del self.incidents_[target]
+        self.recovering_[target] = _Recovery(self.cycle_ + RECOVERY_CYCLES, incident.before)
         return self._alert(target, incident, ended=ended)
 
     def _alert(self, target: str, incident: _Incident, ended: str | None = None) -> Alert:

@@ -260,3 +260,38 @@ def test_a_signal_with_alone_moving_with_a_cause_opens_an_incident_in_for_cycles
     results = _run(_alone_observer(), values)
     assert _firing(results)[0] == 11
     assert set(results[11].alerts[0].annotations["signals"].split(",")) == {"a", "b"}
+
+
+def _recovery_run(monkeypatch: pytest.MonkeyPatch, recovery_cycles: int) -> list[Scores]:
+    """a (either direction hurts) creeps down by steps the detector takes in while b's
+    incident is open, then comes back at once to where it was before it, after it ended."""
+    import deucalion.presets.observer as module
+
+    monkeypatch.setattr(module, "RECOVERY_CYCLES", recovery_cycles)
+    both = dataclasses.replace(_signal("a"), direction="both")
+    observer = PresetObserver("test", [both, _signal("b")], for_cycles=2, quiet_cycles=10,
+                              detector=_AdaptingDetector)
+    creep = [0.5 - 0.04 * (i // 3) for i in range(3, 21)]  # 0.46 down to 0.26, 3 cycles each
+    values = [(0.5, 0.3)] * 10 + [(a, 0.9) for a in creep] + [(0.26, 0.9)] * 12
+    values += [(0.26, 0.3)] * 20 + [(0.5, 0.3)] * 20
+    return _run(observer, values)
+
+
+def test_a_signal_back_where_it_was_before_an_incident_is_recovery_not_an_incident(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """a, held down during b's incident, coming back to its old level after it: no second
+    alert while it is within RECOVERY_CYCLES of the incident's end; one without that rule."""
+    results = _recovery_run(monkeypatch, 300)
+    assert {a.labels["signal"] for r in results for a in r.alerts} == {"b"}
+    assert not any(r.alerts for r in results[62:])
+    results = _recovery_run(monkeypatch, 0)
+    assert any(a.labels["signal"] == "a" for r in results[62:] for a in r.alerts)
+
+
+def test_a_signal_moving_away_soon_after_an_incident_still_opens_one() -> None:
+    """Recovery is a return to the band before the incident: a rising past its floor 10
+    cycles after b's incident ended is an incident of its own."""
+    values = [(0.3, 0.3)] * 10 + [(0.3, 0.9)] * 20 + [(0.3, 0.3)] * 20 + [(0.9, 0.3)] * 10
+    results = _run(_observer(), values)
+    assert any(a.labels["signal"] == "a" for r in results[50:] for a in r.alerts)
