@@ -396,6 +396,34 @@ def test_a_cpu_burn_on_a_quiet_machine_is_one_alert_on_cpu_saturation() -> None:
     assert {s for _, s in alerts} == {signal}  # one incident, one alert identity
 
 
+def test_a_cpu_burn_on_a_kernel_without_pressure_stall_information_is_found() -> None:
+    """The same burn on a kernel that serves no ``node_pressure_*`` (PSI off, or before 4.20):
+    the preset watches what there is, and the run queue finds the burn within 10 cycles."""
+    rng = random.Random(3)
+    observer = preset_observer("node-exporter")
+    running = busy_s = 0.0
+    alerts: list[tuple[int, str]] = []
+    burn_from = 1500
+    for i in range(burn_from + 20):
+        burning = i >= burn_from
+        running = (3.0 if burning else 1.0) + rng.choice((0.0, 1.0))
+        busy_s += 1.0 if burning else 0.85 + rng.uniform(0, 0.1)
+        cycle = _node_cycle(i)
+        del cycle["node_pressure_cpu_waiting_seconds_total"]
+        cycle["node_cpu_seconds_total"] = {
+            f'{{cpu="{n}",mode="{mode}"}}': value
+            for n in range(2)
+            for mode, value in (("user", busy_s), ("idle", i - busy_s), ("iowait", 0.0))
+        }
+        cycle["node_procs_running"] = {"{}": running}
+        with handing_data(T0 + i, {NODE: T0 + i}):
+            result = observer.new_data({NODE: cycle})
+        alerts += [(i, a.labels["signal"]) for a in result.alerts]
+    assert alerts, "no alert for the burn"
+    assert burn_from <= alerts[0][0] < burn_from + 10
+    assert {s for _, s in alerts} == {"runnable_per_core"}
+
+
 def test_the_run_queue_is_averaged_over_ten_seconds_beyond_the_raw_scrapes_kept() -> None:
     """runnable_per_core averages node_procs_running over its last 10 s, which the observer
     keeps for it (the raw window keeps 8 scrapes: their mean would be 7.5 tasks, 3.75 per
