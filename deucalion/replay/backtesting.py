@@ -66,10 +66,11 @@ class _HistoryTime(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         clock = _HISTORY_CLOCK.get()
-        if clock is not None and record.args is not None:
-            record.msg = f"{record.msg} at %s in the history"
-            args = record.args if isinstance(record.args, tuple) else (record.args,)
-            record.args = (*args, rfc3339(clock()))
+        if clock is not None:
+            # Formatted here, whatever the line's args (none, a tuple, a mapping): appending a
+            # placeholder to the format would break a line with a literal "%" and no args.
+            record.msg = f"{record.getMessage()} at {rfc3339(clock())} in the history"
+            record.args = ()
         return True
 
 

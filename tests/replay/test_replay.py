@@ -205,6 +205,28 @@ def test_a_verbose_backtest_logs_when_in_the_history_alerts_fire(
                line.endswith("at 2023-11-14T22:36:05.000Z in the history") for line in lines)
 
 
+def test_the_history_time_is_added_to_any_lifecycle_line(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The history's time was appended as a "%s" placeholder: a line with a literal "%" and no
+    args, or with a mapping of args, would not format."""
+    import logging
+
+    from deucalion.replay.backtesting import _HISTORY_CLOCK
+
+    lifecycle = logging.getLogger("deucalion.alerting.lifecycle")
+    token = _HISTORY_CLOCK.set(lambda: 1_700_000_150.0)
+    try:
+        with caplog.at_level(logging.INFO, logger="deucalion.alerting.lifecycle"):
+            lifecycle.info("queue 50% full")
+            lifecycle.info("alert %(what)s", {"what": "firing"})
+            lifecycle.info("alert %s", "resolved")
+    finally:
+        _HISTORY_CLOCK.reset(token)
+    lines = [r.getMessage() for r in caplog.records if r.name == lifecycle.name]
+    assert lines == [f"{text} at 2023-11-14T22:15:50.000Z in the history"
+                     for text in ("queue 50% full", "alert firing", "alert resolved")]
+
+
 def test_backtest_hands_the_recorded_times_and_selected_data(tmp_path: Path) -> None:
     """data_time() answers the recorded scrape times; only desired samples (and families) are
     handed, as live."""
