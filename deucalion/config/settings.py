@@ -693,10 +693,13 @@ class PresetSettings(Section):
             or not isinstance(number, int | float)
             or not math.isfinite(number)
             or number <= 0
+            # The preset's detector gets ten times it per series, and a detector's budget is
+            # below 10,000 per 10,000 points: a budget of 1,000 or more would alert on noise.
+            or number >= 1000
         ):
             raise ValueError(
-                f"the budget must be a positive number (false alerts per target per 10,000 "
-                f"cycles; default 1), not {value!r}"
+                f"the budget must be a positive number below 1,000 (false alerts per target "
+                f"per 10,000 cycles; default 1), not {value!r}"
             )
         return float(number)
 
