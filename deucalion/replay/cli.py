@@ -208,6 +208,7 @@ def _backtest(args: argparse.Namespace) -> int:
         keep_series=series,
         observer_timeout=args.observer_timeout,
     )
+    result.preset = preset or None
     print(result.summary())
     refused = False
     if preset and not result.received_nothing and not any(" " in n for n in result.scores):

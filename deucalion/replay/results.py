@@ -133,6 +133,9 @@ class BacktestResult:
     """What the source said of each such error."""
     failure: str | None = None
     """Why the run stopped before the end of the history, or None."""
+    preset: str | None = None
+    """The preset the observer is (``backtest --preset``): its desired metrics are its own,
+    not names a user gave, so what to do when none came differs."""
 
     @property
     def span(self) -> float:
@@ -194,6 +197,14 @@ class BacktestResult:
 
     def no_samples(self) -> str:
         """What to say when the observer received no sample of its desired metrics."""
+        if self.preset is not None:
+            return (
+                f"the preset {self.preset} received none of the metrics its signals need "
+                f"({', '.join(self.desired_metrics)}) in the replayed range: backtest a "
+                f"recording of a {self.preset} target made with `deucalion record --all` "
+                f"(`deucalion presets show {self.preset} --target URL` checks a target first), or "
+                "widen --start/--end"
+            )
         return (
             f"the observer received no samples: the history has none of its desired metrics "
             f"({', '.join(self.desired_metrics)}) in the replayed range; check the names "

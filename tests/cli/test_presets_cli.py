@@ -103,6 +103,21 @@ def test_backtest_preset_on_a_recording_without_its_metrics_says_so(
     assert "none of the preset's signals could be computed" in err and "record --all" in err
 
 
+def test_backtest_preset_on_history_without_any_of_its_metrics_says_what_to_replay(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """CSV files of `timestamp,value`: the preset receives none of its metrics. It said
+    "check the names (selected as live: names, whole families, regular expressions)", names
+    the user never gave; it says which preset and that a `record --all` recording is what it
+    replays."""
+    (tmp_path / "latency.csv").write_text(
+        "timestamp,value\n" + "".join(f"{1.7e9 + 60 * i:.0f},{i % 7}\n" for i in range(30)))
+    assert main(["backtest", "--preset", "http-service", "--from", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "the preset http-service received none of the metrics" in out, out
+    assert "http_requests_total" in out and "record --all" in out
+    assert "check the names" not in out
+
+
 async def test_presets_show_on_a_target_without_the_signals_says_so_once(
         target_server: TargetServer, caplog: pytest.LogCaptureFixture) -> None:
     """`presets show node-exporter --target URL` on a service serving none of node_exporter's
