@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from deucalion._progress import format_seconds
 from deucalion.errors import ConfigError
 from deucalion.replay.files import create_private, why_not_written
 
@@ -167,7 +168,7 @@ class BacktestResult:
     def summary(self) -> str:
         """The terminal summary: steps, alerts fired, time firing, speed."""
         lines = [
-            f"observer {self.observer}: {self.steps} steps over {_duration(self.span)} of "
+            f"observer {self.observer}: {self.steps} steps over {format_seconds(self.span)} of "
             f"history in {self.wall_seconds:.2f}s ({self.speed:,.0f}x real time)",
             f"alerts fired: {len(self.alerts)}; firing {100 * self.firing_fraction:.1f}% of "
             "the time",
@@ -210,14 +211,6 @@ class BacktestResult:
             f"({', '.join(self.desired_metrics)}) in the replayed range; check the names "
             "(selected as live: names, whole families, regular expressions) and the range"
         )
-
-
-def _duration(seconds: float) -> str:
-    if seconds >= 86400:
-        return f"{seconds / 86400:.1f} days"
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds:.0f} s"
 
 
 # --- outputs ----------------------------------------------------------------------------------

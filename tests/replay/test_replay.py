@@ -671,3 +671,15 @@ def test_a_plot_path_without_matplotlib_is_refused_before_the_run(
     assert main([*BACKTEST, "-o", str(out), "--plot", str(tmp_path / "out.png")]) == 1
     assert "pip install deucalion[plot]" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("span", "said"), [(149.0, "2m29s"), (3 * 3600 + 600, "3h10m"),
+                                            (1.4 * 86400, "1.4d")])
+def test_the_summary_says_the_span_as_the_progress_line_does(span: float, said: str) -> None:
+    """One way to write a span: the summary said "149 s", "3.2 h", "1.4 days" under a progress
+    line saying "2m29s", "3h10m", "1.4d" of the same history (and the demo a third way)."""
+    from deucalion._progress import format_seconds
+
+    result = BacktestResult("o", steps=10, first_time=T0, last_time=T0 + span, wall_seconds=1.0)
+    assert format_seconds(span) == said
+    assert f"10 steps over {said} of history in 1.00s" in result.summary()
