@@ -14,6 +14,7 @@ from deucalion.cli.shared import (
     add_budget_option,
     build_observers,
     configured_budget,
+    configured_in,
     duration_seconds,
     load_object,
     metric_list,
@@ -61,7 +62,8 @@ def _build_observer(path: str, args: argparse.Namespace) -> MetricsObserver:
     if isinstance(obj, MetricsObserver):
         return obj
     if isinstance(obj, type) and issubclass(obj, MetricsObserver):
-        return build_observers([path], settings_from(args.config), metric_list(args.metrics))[0]
+        settings, where = settings_from(args.config), configured_in(args.config)
+        return build_observers([path], settings, metric_list(args.metrics), config_file=where)[0]
     if not callable(obj):
         raise ConfigError(
             f"--observer {path}: neither a MetricsObserver, its class nor a factory returning one"
