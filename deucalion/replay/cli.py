@@ -76,7 +76,9 @@ def _build_observer(path: str, args: argparse.Namespace) -> MetricsObserver:
     return built
 
 
-def _configured_metrics(settings: Settings) -> dict[str, Iterable[str]]:
+def _configured_metrics(
+    settings: Settings, config_file: str | None = None
+) -> dict[str, Iterable[str]]:
     """Each configured observer's desired metrics: its entry's, else its class's default (known
     once it is built; an entry for a class without one is refused, naming it)."""
     wanted: dict[str, Iterable[str]] = {}
@@ -84,7 +86,8 @@ def _configured_metrics(settings: Settings) -> dict[str, Iterable[str]]:
         if entry.desired_metrics is not None:
             wanted[path] = entry.desired_metrics
         else:
-            wanted[path] = build_observers([path], settings, None)[0].desired_metrics
+            built = build_observers([path], settings, None, config_file=config_file)
+            wanted[path] = built[0].desired_metrics
     if settings.preset and settings.preset.name:
         # The configuration's preset is one of the observers `deucalion run` runs.
         from deucalion.presets import preset_observer
@@ -107,7 +110,7 @@ def _record(args: argparse.Namespace) -> int:
     elif args.metrics:
         metrics = frozenset(metric_list(args.metrics) or ())
     else:
-        metrics = desired_union(_configured_metrics(settings))
+        metrics = desired_union(_configured_metrics(settings, configured_in(args.config)))
         if not metrics:
             raise ConfigError(
                 "deucalion record: which metrics? pass --metrics a,b, --all, or "
