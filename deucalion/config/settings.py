@@ -668,6 +668,18 @@ def preset_shorthand(value: object) -> object:
     return {"name": value} if isinstance(value, str) else value
 
 
+def _preset_section(value: object) -> object:
+    """``preset:`` as a section; anything but a name or a mapping is refused saying what the
+    key takes (pydantic's "a valid dictionary or instance of PresetSettings" did not)."""
+    value = preset_shorthand(value)
+    if value is None or isinstance(value, Mapping | BaseModel):
+        return value
+    raise ValueError(
+        "give a preset's name (node-exporter, http-service; `deucalion presets list`) or "
+        f"{{name: NAME, budget: X}}, not {value!r}"
+    )
+
+
 class PresetSettings(Section):
     """A preset ``deucalion run`` runs besides the observers, and how it alerts."""
 
@@ -723,7 +735,7 @@ class Settings(Section):
     """Federated mode: targets and samples from a Prometheus server instead of scraping."""
     observers: dict[str, ObserverSettings] = Field(default_factory=dict)
     """Observers for ``deucalion run``: ``module:Class`` -> {desired_metrics, kwargs}."""
-    preset: Annotated[PresetSettings | None, BeforeValidator(preset_shorthand)] = None
+    preset: Annotated[PresetSettings | None, BeforeValidator(_preset_section)] = None
     """A preset ``deucalion run`` runs besides the observers: ``preset: NAME`` (``node-exporter``,
     ``http-service``), or ``preset: {name: NAME, budget: 3}`` with its false-alert budget;
     ready signals, alerts, rules and dashboards (``deucalion presets``)."""

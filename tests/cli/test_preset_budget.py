@@ -88,6 +88,19 @@ def test_a_budget_that_is_no_positive_number_is_refused_naming_key_and_file(
     assert f"config file {config}: preset.budget" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("preset", ["5", "[node-exporter]", "true"])
+def test_a_preset_that_is_neither_a_name_nor_a_section_says_what_the_key_takes(
+        tmp_path: Path, ran: list[PresetObserver], capsys: pytest.CaptureFixture[str],
+        preset: str) -> None:
+    """`preset: 5`: it said "Input should be a valid dictionary or instance of
+    PresetSettings", the name of a class, not of what to write."""
+    config = _config(tmp_path, preset)
+    assert main(["check-config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert f"config file {config}: preset: give a preset's name" in err, err
+    assert "{name: NAME, budget: X}" in err and "PresetSettings" not in err
+
+
 def test_a_bad_budget_in_the_environment_names_the_variable(
         tmp_path: Path, ran: list[PresetObserver], capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
