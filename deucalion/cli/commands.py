@@ -17,6 +17,7 @@ from deucalion.cli.shared import (
     add_budget_option,
     build_observers,
     configured_budget,
+    configured_in,
     duration_seconds,
     load_object,
     metric_list,
@@ -249,7 +250,10 @@ def _run(args: argparse.Namespace) -> int:
             "(or preset: {name: NAME} in the config)"
         )
     if args.observers or provisioner.settings.observers or not preset:
-        for observer in build_observers(args.observers, provisioner.settings, metrics):
+        built = build_observers(
+            args.observers, provisioner.settings, metrics, config_file=configured_in(args.config)
+        )
+        for observer in built:
             provisioner.register(observer)
     elif metrics is not None:
         raise ConfigError(metrics_of_a_preset("deucalion run", preset))

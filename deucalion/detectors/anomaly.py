@@ -641,6 +641,11 @@ def _budget(alerts_per_day: object, interval: object) -> float:
         raise ValueError(f"{where}: interval={interval!r}: {exc}") from None
     if not seconds:
         raise ValueError(f"{where}: interval=0: give the scrape interval, such as 15s")
+    if alerts_per_day * seconds >= DAY:  # a budget of 10,000 or more per 10,000 points
+        raise ValueError(
+            f"{where}: alerts_per_day={alerts_per_day!r} at interval={interval!r}: that is as "
+            f"many alerts as points ({DAY / seconds:g} a day); give fewer"
+        )
     return alerts_per_day * 10_000 * seconds / DAY
 
 

@@ -103,6 +103,21 @@ def test_backtest_preset_on_a_recording_without_its_metrics_says_so(
     assert "none of the preset's signals could be computed" in err and "record --all" in err
 
 
+def test_backtest_preset_on_history_without_any_of_its_metrics_says_what_to_replay(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """CSV files of `timestamp,value`: the preset receives none of its metrics. It said
+    "check the names (selected as live: names, whole families, regular expressions)", names
+    the user never gave; it says which preset and that a `record --all` recording is what it
+    replays."""
+    (tmp_path / "latency.csv").write_text(
+        "timestamp,value\n" + "".join(f"{1.7e9 + 60 * i:.0f},{i % 7}\n" for i in range(30)))
+    assert main(["backtest", "--preset", "http-service", "--from", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "the preset http-service received none of the metrics" in out, out
+    assert "http_requests_total" in out and "record --all" in out
+    assert "check the names" not in out
+
+
 async def test_presets_show_on_a_target_without_the_signals_says_so_once(
         target_server: TargetServer, caplog: pytest.LogCaptureFixture) -> None:
     """`presets show node-exporter --target URL` on a service serving none of node_exporter's
@@ -271,3 +286,34 @@ async def test_presets_show_leaves_the_scrape_log_of_other_targets_alone(
     down = [r.getMessage() for r in caplog.records if "is down" in r.getMessage()]
     assert len(down) == 1 and "/other" in down[0]
     assert not scrape_log.filters
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_evaluate_of_a_preset_backtest_prints_what_the_backtest_printed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str) -> None:
+    """README: `backtest --labels` keeps the labelled series' values in its output, so
+    `evaluate` of it prints the same numbers. A preset's signal is in no source: its value was
+    not in the output, and evaluate added "the backtest kept no values of them ... backtest
+    with --labels", to a backtest run with --labels. Its score rows carry it."""
+    from deucalion.replay.recording import RecordingWriter
+    from deucalion.replay.sources import Cycle
+
+    node = "http://node:9100/metrics"
+    recording = tmp_path / "node.om.gz"
+    with RecordingWriter(recording) as writer:
+        for i in range(40):
+            samples = {"node_load1": {"{}": 1.0 + (i % 5) / 10},
+                       "node_cpu_seconds_total": {'{cpu="0",mode="idle"}': 10.0 + 0.9 * i},
+                       "up": {"{}": 1.0}}
+            writer.write_cycle(Cycle(1.7e9 + i, {node: 1.7e9 + i}, {node: samples}))
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"load_per_core": [[1.7e9 + 20, 1.7e9 + 30]]}))
+    output = tmp_path / f"out{suffix}"
+    assert main(["backtest", "--preset", "node-exporter", "--from", str(recording),
+                 "--labels", str(labels), "-o", str(output)]) == 0
+    backtested = capsys.readouterr().out
+    report = backtested[backtested.index("series "):]
+    assert main(["evaluate", str(output), "--labels", str(labels)]) == 0
+    evaluated = capsys.readouterr().out
+    assert "load_per_core" in evaluated and "NAB standard" in evaluated
+    assert evaluated == report
