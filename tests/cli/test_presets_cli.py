@@ -133,6 +133,31 @@ async def test_presets_show_on_a_target_without_the_signals_says_so_once(
     assert not [r for r in caplog.records if "serves none" in r.getMessage()]
 
 
+async def test_presets_show_names_every_metric_a_missing_signal_looks_for_once(
+        target_server: TargetServer) -> None:
+    """A Spring Boot service without its in-flight gauge: `in_flight not found (looks for
+    http_requests_total, ... 6 of 15 names, ...)` left out the Spring name a user would check
+    for; on a target with none, the same cut list was printed for each of the 5 signals."""
+    from deucalion.presets.cli import show
+
+    histogram = "".join(
+        f'http_server_requests_seconds_bucket{{uri="/x",status="200",le="{le}"}} 5\n'
+        for le in ("0.1", "+Inf"))
+    spring = target_server.add("/spring", text(
+        "# TYPE http_server_requests_seconds histogram\n" + histogram
+        + 'http_server_requests_seconds_count{uri="/x",status="200"} 5\n'
+        + 'http_server_requests_seconds_sum{uri="/x",status="200"} 0.2\n'))
+    other = target_server.add("/other", text("# TYPE jobs_total counter\njobs_total 3\n"))
+    await target_server.start()
+    printed = await show("http-service", spring, interval=0.1)
+    [line] = [line for line in printed.splitlines() if line.lstrip().startswith("in_flight")]
+    assert "not found" in line
+    assert "http_server_requests_active_seconds_active_count" in printed and "..." not in printed
+    printed = await show("http-service", other, interval=0.1)
+    assert printed.count("promhttp_metric_handler_requests_total") == 2  # its line, the verdict
+    assert "latency_p99                not found (looks for the same as request_rate)" in printed
+
+
 def test_presets_show_exits_1_on_a_target_without_any_of_its_signals(
         capsys: pytest.CaptureFixture[str]) -> None:
     """`presets show NAME --target URL` as a check before deploying: a target serving none of
