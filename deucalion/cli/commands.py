@@ -243,11 +243,24 @@ def _run(args: argparse.Namespace) -> int:
     metrics = metric_list(args.metrics)
     configured = provisioner.settings.preset
     preset = args.preset or (configured.name if configured else None)
-    if not preset and (args.budget is not None or configured is not None):
-        where = "--budget" if args.budget is not None else "the configuration's preset.budget"
+    if not preset and args.budget is not None:
         raise ConfigError(
-            f"{where}: it is a preset's budget, and no preset is named: add --preset NAME "
+            "--budget: it is a preset's budget, and no preset is named: add --preset NAME "
             "(or preset: {name: NAME} in the config)"
+        )
+    if not preset and configured is not None:
+        # A budget alone is that of the preset --preset names (README): set for every pod
+        # (the injector's extra_env, a shared ConfigMap), it reaches sidecars that run an
+        # observer, which it must not stop.
+        where = (
+            "DEUCALION_PRESET__BUDGET"
+            if os.environ.get("DEUCALION_PRESET__BUDGET")
+            else "the configuration's preset.budget"
+        )
+        logging.getLogger("deucalion.cli").info(
+            "%s (%g) is a preset's budget and no preset runs here: it is not used",
+            where,
+            configured.budget,
         )
     if args.observers or provisioner.settings.observers or not preset:
         built = build_observers(
