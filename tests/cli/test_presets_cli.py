@@ -37,16 +37,21 @@ def test_backtest_refuses_an_observer_and_a_preset_together(
     assert "node-exporter" in err
 
 
-def test_run_names_the_config_file_of_an_unknown_preset(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.parametrize("command", [["run"], ["backtest", "--from", "tests/data/labelled"]])
+def test_run_and_backtest_name_the_config_file_of_an_unknown_preset(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        command: list[str]) -> None:
+    """`backtest -c FILE` backtests the file's preset as `run -c FILE` runs it; an unknown
+    one was refused without naming the file (`--preset` named nothing either)."""
     monkeypatch.delenv("DEUCALION_PRESET", raising=False)
     config = tmp_path / "deucalion.yaml"
     config.write_text("targets: [127.0.0.1:1]\npreset: http_service\n")
-    assert main(["run", "-c", str(config)]) == 1
+    assert main([*command, "-c", str(config)]) == 1
     err = capsys.readouterr().err
     assert f"config file {config}: preset" in err and "'http_service'" in err
     assert "node-exporter, http-service" in err
+    assert main([*command, "--preset", "node_exporter"]) == 1
+    assert "deucalion: --preset: unknown preset 'node_exporter'" in capsys.readouterr().err
 
 
 def test_demo_names_the_option_of_an_unknown_preset(capsys: pytest.CaptureFixture[str]) -> None:
