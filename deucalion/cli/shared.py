@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "add_budget_option",
     "build_observers",
+    "check_preset",
     "configured_budget",
     "configured_in",
     "duration_seconds",
@@ -34,6 +35,7 @@ __all__ = [
     "metrics_of_a_preset",
     "needs_metrics_option",
     "preset_budget",
+    "preset_source",
     "settings_from",
 ]
 
@@ -313,3 +315,26 @@ def build_observers(
             )
             raise ConfigError(f"{given}: {exc}") from None
     return observers
+
+
+def check_preset(name: str, where: str) -> None:
+    """Refuse an unknown preset, naming where it was given. The presets are a stage of the
+    data flow, which the configuration (read by every stage) does not import, so the name is
+    checked here, where a command wires the stages together."""
+    from deucalion.presets import PRESETS
+
+    if name not in PRESETS:
+        raise ConfigError(
+            f"{where}: unknown preset {name!r}: choose one of {', '.join(PRESETS)} "
+            "(deucalion presets list)"
+        )
+
+
+def preset_source(config: str | None) -> str:
+    """Where the configuration's ``preset`` came from, for an error about it: the environment
+    wins over the file, as the settings' sources do."""
+    for variable in ("DEUCALION_PRESET__NAME", "DEUCALION_PRESET"):
+        if os.environ.get(variable):
+            return variable
+    path = config or os.environ.get("DEUCALION_CONFIG") or "/etc/deucalion/config.yaml"
+    return f"config file {path}: preset"

@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING, Any
 from deucalion.cli.shared import (
     add_budget_option,
     build_observers,
+    check_preset,
     configured_budget,
     configured_in,
     duration_seconds,
     load_object,
     metric_list,
     metrics_of_a_preset,
+    preset_source,
     settings_from,
 )
 from deucalion.errors import ConfigError
@@ -166,6 +168,7 @@ def _backtest(args: argparse.Namespace) -> int:
     if preset:
         from deucalion.presets import preset_observer
 
+        check_preset(preset, "--preset" if args.preset else preset_source(args.config))
         observer = preset_observer(preset, budget=budget if budget is not None else 1.0)
     elif args.budget is not None:
         raise ConfigError("deucalion backtest --budget: it is a preset's budget; give --preset")

@@ -133,6 +133,35 @@ def test_budget_without_a_preset_is_refused(
     assert "--preset" in capsys.readouterr().err
 
 
+def test_a_configured_budget_without_a_preset_leaves_an_observers_sidecar_running(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """README: DEUCALION_PRESET__BUDGET in the injector's `sidecar.extra_env` for every pod.
+    A pod annotated `deucalion.io/observer` gets it too, and its sidecar (`deucalion run
+    M:C`) refused to start: "the configuration's preset.budget: it is a preset's budget, and
+    no preset is named". It runs its observer; the budget is said to be unused."""
+    import logging
+
+    from deucalion.detectors import DetectorObserver
+
+    registered: list[object] = []
+
+    def run(self: MetricsProvisioner) -> None:
+        registered.extend(self.observers)
+
+    monkeypatch.setattr(MetricsProvisioner, "run", run)
+    monkeypatch.delenv("DEUCALION_CONFIG", raising=False)
+    monkeypatch.setenv("DEUCALION_PRESET__BUDGET", "3")
+    config = tmp_path / "deucalion.yaml"
+    config.write_text("targets: [127.0.0.1:1]\ntelemetry: {enabled: false}\n")
+    with caplog.at_level(logging.INFO, logger="deucalion.cli"):
+        assert main(["run", "deucalion.detectors:DetectorObserver", "--metrics", "node_load1",
+                     "-c", str(config)]) == 0
+    assert [type(o) for o in registered] == [DetectorObserver]
+    assert "DEUCALION_PRESET__BUDGET (3) is a preset's budget and no preset runs here" \
+        in caplog.text
+
+
 def _node_recording(tmp_path: Path) -> Path:
     """A recording of five cycles of a node_exporter serving two of the preset's metrics."""
     from deucalion.replay.recording import RecordingWriter

@@ -37,16 +37,21 @@ def test_backtest_refuses_an_observer_and_a_preset_together(
     assert "node-exporter" in err
 
 
-def test_run_names_the_config_file_of_an_unknown_preset(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.parametrize("command", [["run"], ["backtest", "--from", "tests/data/labelled"]])
+def test_run_and_backtest_name_the_config_file_of_an_unknown_preset(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        command: list[str]) -> None:
+    """`backtest -c FILE` backtests the file's preset as `run -c FILE` runs it; an unknown
+    one was refused without naming the file (`--preset` named nothing either)."""
     monkeypatch.delenv("DEUCALION_PRESET", raising=False)
     config = tmp_path / "deucalion.yaml"
     config.write_text("targets: [127.0.0.1:1]\npreset: http_service\n")
-    assert main(["run", "-c", str(config)]) == 1
+    assert main([*command, "-c", str(config)]) == 1
     err = capsys.readouterr().err
     assert f"config file {config}: preset" in err and "'http_service'" in err
     assert "node-exporter, http-service" in err
+    assert main([*command, "--preset", "node_exporter"]) == 1
+    assert "deucalion: --preset: unknown preset 'node_exporter'" in capsys.readouterr().err
 
 
 def test_demo_names_the_option_of_an_unknown_preset(capsys: pytest.CaptureFixture[str]) -> None:
@@ -131,6 +136,31 @@ async def test_presets_show_on_a_target_without_the_signals_says_so_once(
     assert "cpu_busy                   not found (looks for node_cpu_seconds_total)" in printed
     assert printed.count("serves none of") == 1 and "node_load1" in printed
     assert not [r for r in caplog.records if "serves none" in r.getMessage()]
+
+
+async def test_presets_show_names_every_metric_a_missing_signal_looks_for_once(
+        target_server: TargetServer) -> None:
+    """A Spring Boot service without its in-flight gauge: `in_flight not found (looks for
+    http_requests_total, ... 6 of 15 names, ...)` left out the Spring name a user would check
+    for; on a target with none, the same cut list was printed for each of the 5 signals."""
+    from deucalion.presets.cli import show
+
+    histogram = "".join(
+        f'http_server_requests_seconds_bucket{{uri="/x",status="200",le="{le}"}} 5\n'
+        for le in ("0.1", "+Inf"))
+    spring = target_server.add("/spring", text(
+        "# TYPE http_server_requests_seconds histogram\n" + histogram
+        + 'http_server_requests_seconds_count{uri="/x",status="200"} 5\n'
+        + 'http_server_requests_seconds_sum{uri="/x",status="200"} 0.2\n'))
+    other = target_server.add("/other", text("# TYPE jobs_total counter\njobs_total 3\n"))
+    await target_server.start()
+    printed = await show("http-service", spring, interval=0.1)
+    [line] = [line for line in printed.splitlines() if line.lstrip().startswith("in_flight")]
+    assert "not found" in line
+    assert "http_server_requests_active_seconds_active_count" in printed and "..." not in printed
+    printed = await show("http-service", other, interval=0.1)
+    assert printed.count("promhttp_metric_handler_requests_total") == 2  # its line, the verdict
+    assert "latency_p99                not found (looks for the same as request_rate)" in printed
 
 
 def test_presets_show_exits_1_on_a_target_without_any_of_its_signals(
