@@ -36,6 +36,10 @@ that a statistic that stays high counts once. The series' **score** is the large
 data of this series does this about once in 10,000 points". A series alerts when its score
 reaches ``threshold = log10(10_000 / budget)``: ``budget`` is the expected number of false
 alerts per series per 10,000 points (per day: ``budget_per_day`` with the scrape interval).
+A budget under 1 asks the tails for rarities past what the default's threshold needs (three
+decades past their highest quantile); those further decades count for less, ``1 / 1.5``
+each, and a young tail's for still less (``1 / (1.5 (1 + 2000 / n))`` after ``n`` points):
+a short history cannot vouch for a rarity of once in a million points (``_within_reach``).
 
 **One anomaly, one alert.** After an alert the series is quiet until it has scored below the
 threshold for ``quiet_for`` points, unless a score of twice the alert's (and at least ten times
