@@ -219,7 +219,6 @@ class AnomalyDetector(Detector):
                 setattr(self, name, np.full((rows, n), fill))
         self.profile_ = np.full((n, BINS), np.nan, dtype=np.float32)
         self.visits_ = np.zeros((n, BINS), dtype=np.float32)
-        self.habit_ = np.zeros((n, BINS), dtype=np.float32)
         self.alerting_ = np.zeros(n, dtype=bool)
         self.surprise_ = np.zeros((len(KINDS), n))
         self.n_series_ = n
@@ -237,7 +236,6 @@ class AnomalyDetector(Detector):
             [self.profile_, np.full((extra, BINS), np.nan, dtype=np.float32)]
         )
         self.visits_ = np.concatenate([self.visits_, np.zeros((extra, BINS), dtype=np.float32)])
-        self.habit_ = np.concatenate([self.habit_, np.zeros((extra, BINS), dtype=np.float32)])
         self.alerting_ = np.concatenate([self.alerting_, np.zeros(extra, dtype=bool)])
         self.surprise_ = np.concatenate([self.surprise_, np.zeros((len(KINDS), extra))], axis=1)
 
@@ -250,7 +248,6 @@ class AnomalyDetector(Detector):
         for name, _ in _TAILS + _EVENTS:
             setattr(self, name, getattr(self, name)[:, rows])
         self.profile_, self.visits_ = self.profile_[rows], self.visits_[rows]
-        self.habit_ = self.habit_[rows]
         self.alerting_, self.surprise_ = self.alerting_[rows], self.surprise_[:, rows]
         self._explained = {}
         self.n_series_ = len(rows)
@@ -258,9 +255,9 @@ class AnomalyDetector(Detector):
     @property
     def nbytes(self) -> int:
         """Bytes of state held, all series together."""
-        arrays: list[np.ndarray] = [self.count_, self.profile_, self.visits_, self.habit_]
+        arrays: list[np.ndarray] = [self.count_, self.profile_, self.visits_, self.alerting_]
         names = [name for name, _ in _STATE + _TAILS + _EVENTS]
-        arrays += [self.surprise_, self.alerting_] + [getattr(self, name) for name in names]
+        arrays += [self.surprise_] + [getattr(self, name) for name in names]
         return sum(int(a.nbytes) for a in arrays)
 
     # -- the update ----------------------------------------------------------------------------
@@ -291,7 +288,6 @@ class AnomalyDetector(Detector):
             stats = self._statistics(x, dx, old, scale, floor, times)
             surprise = np.zeros((len(KINDS), n))
             surprise[:_CALIBRATED] = _surprise(self, stats)
-            surprise[0], self._bursts = _habitual(self, x, stats, scale, times, surprise[0])
             # A spike is a value beyond the recent extremes too: in a bursty series, a burst
             # like the recent ones is its habit, not an anomaly.
             surprise[0] = np.where(
@@ -461,7 +457,6 @@ class AnomalyDetector(Detector):
         _learn_tails(self, stats, learning, pace)
         _learn_pattern(self, x, dt, old)
         _learn_profile(self, x, times, dt, seen)
-        _learn_habit(self, self._bursts, times, dt, old)
         # The recent extremes: each value's, decaying towards the recent level over about
         # _RECENT points.
         decay = 1.0 / _RECENT
@@ -517,8 +512,6 @@ _SETTLE = 30  # values before a series' tails learn
 _RECENT = 576  # points over which the recent extremes decay: two days of 5-minute points
 _PATTERNED = 0.7  # a daily profile's error under this share of the level's: a daily pattern
 _CLIP = 3.0  # usual steps: how far from the recent level a value moves the averages
-_HABIT_BINS = 2  # half-hour bins either side a daily burst's time may wander
-_HABIT_DAY = 0.97  # how much of a bin's furthest value is kept from one day to the next
 
 # Per-series state (one float each) and what a new series starts with.
 _STATE = (
@@ -852,56 +845,6 @@ def _learn_pattern(d: AnomalyDetector, x: np.ndarray, dt: np.ndarray, old: np.nd
         mean = getattr(d, name)
         mean = np.where(mean == 0, error, mean + weight * (error - mean))
         setattr(d, name, np.where(predicted, mean, getattr(d, name)))
-
-
-def _habitual(
-    d: AnomalyDetector,
-    x: np.ndarray,
-    stats: np.ndarray,
-    scale: np.ndarray,
-    times: np.ndarray,
-    spike: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The spike's surprise, judged by how far the value goes beyond the furthest that came
-    near this time of day on the days before: a nightly job's burst is the series' habit,
-    and only a burst larger than its habit is a spike. The habit learns (``_learn_habit``)
-    only bursts, values whose spike alone would alert, so normal noise (alerting at the
-    budget's rate) leaves it empty and a spike in it is judged as before. Also returns the
-    bursts' distances from the level (NaN for other values), for the habit to learn."""
-    excursion = np.abs(x - d.fast_level_)
-    bursts = np.where(spike >= d.threshold + d._penalty, excursion, np.nan)
-    near = _habit(d, times)
-    if not (near > 0).any():
-        return spike, bursts
-    beyond = stats.copy()
-    beyond[0] = (np.maximum(excursion - near, 0.0) / scale) ** 2
-    return np.minimum(spike, _surprise(d, beyond)[0]), bursts
-
-
-def _habit(d: AnomalyDetector, times: np.ndarray) -> np.ndarray:
-    """The furthest a value came from the recent level within an hour of this time of day
-    on the days before (0 before a day): a nightly job's burst comes at about the same
-    time each day, give or take its run time."""
-    bins = _bins(times)
-    rows = np.arange(len(times))
-    near = np.zeros(len(times), dtype=np.float32)
-    for shift in range(-_HABIT_BINS, _HABIT_BINS + 1):
-        near = np.maximum(near, d.habit_[rows, (bins + shift) % BINS])
-    aged = (times - d.start_) >= DAY
-    return np.where(aged, near, 0.0)
-
-
-def _learn_habit(
-    d: AnomalyDetector, bursts: np.ndarray, times: np.ndarray, dt: np.ndarray, old: np.ndarray
-) -> None:
-    """Each half-hour bin's furthest burst from the recent level, forgotten by a factor
-    _HABIT_DAY a day: a burst that stops coming stops being a habit within a week or so."""
-    fade = np.where(old, np.power(_HABIT_DAY, np.clip(dt, 0.0, DAY) / DAY), 1.0)
-    d.habit_ *= fade.astype(np.float32)[:, None]
-    rows = np.flatnonzero(old & np.isfinite(bursts))
-    if rows.size:
-        bins = _bins(times[rows])
-        d.habit_[rows, bins] = np.maximum(d.habit_[rows, bins], bursts[rows])
 
 
 def _learn_profile(

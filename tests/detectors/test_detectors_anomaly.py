@@ -13,7 +13,7 @@ import pytest
 
 from benchmarks import corpus
 from deucalion.detectors import AnomalyDetector
-from deucalion.detectors.anomaly import _QUANTILES, _band, _habit, _tail_shape
+from deucalion.detectors.anomaly import _QUANTILES, _band, _tail_shape
 
 WITHIN = 150
 
@@ -407,32 +407,3 @@ def test_a_spike_is_explained_by_the_level_it_left() -> None:
     [why] = [w for w in explained if w.observed == 100.0]
     assert (why.expected_low + why.expected_high) / 2 == pytest.approx(level)
     assert why.expected_high < 100.0
-
-
-def test_a_nightly_burst_alerts_on_its_first_night_only() -> None:
-    """Noise with a burst of 15 noise units at about 03:00 each night from the second day
-    (give or take half an hour, as a job's start wanders): its first night alerts, the
-    later ones are the series' habit (without it, some did: the record of events had
-    decayed). At noon, where no burst came before, there is no habit: a burst there is
-    judged as any spike."""
-    rng = np.random.default_rng(12)
-    rows, days = 20, 10
-    day = corpus.DAY_POINTS
-    values = rng.normal(size=(rows, days * day))
-    night = 3 * day // 24
-    for row in range(rows):
-        for d in range(1, days):
-            values[row, d * day + night + int(rng.integers(-6, 7))] += 15.0
-    noon = (days - 1) * day + day // 2
-    times = 1_700_006_400.0 + corpus.STEP * np.arange(days * day)  # from a midnight, UTC
-    detector = AnomalyDetector(budget=1)
-    alerts = np.zeros(values.shape, dtype=bool)
-    for i in range(values.shape[1]):
-        detector.update(values[:, i], times=np.full(rows, times[i]))
-        alerts[:, i] = detector.alerting_
-    first = [day + night + shift for shift in range(-6, 7)]
-    later = [d * day + night + shift for d in range(2, days) for shift in range(-6, 7)]
-    assert alerts[:, first].any(axis=1).all()
-    assert not alerts[:, later].any()
-    assert (_habit(detector, np.full(rows, times[noon])) == 0).all()
-    assert (_habit(detector, np.full(rows, times[(days - 1) * day + night])) > 10).all()
