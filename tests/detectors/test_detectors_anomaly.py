@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from benchmarks import corpus
-from deucalion.detectors import AnomalyDetector
+from deucalion.detectors import AnomalyDetector, anomaly
 from deucalion.detectors.anomaly import _QUANTILES, _band, _tail_shape
 
 WITHIN = 150
@@ -388,7 +388,7 @@ def test_a_stuck_series_alerts_once_for_the_whole_run_and_says_stuck() -> None:
         fired += [(i, why.kind, why.observed) for why in detector.alerts()]
     during = [(i, kind, observed) for i, kind, observed in fired if 3200 <= i < 3400]
     assert len(during) == 1, during
-    (i, kind, observed), = during
+    ((i, kind, observed),) = during
     assert kind == "stuck" and observed == value and i < 3260
 
 
@@ -408,3 +408,54 @@ def test_a_spike_is_explained_by_the_level_it_left() -> None:
     [why] = [w for w in explained if w.observed == 100.0]
     assert (why.expected_low + why.expected_high) / 2 == pytest.approx(level)
     assert why.expected_high < 100.0
+
+
+@pytest.mark.parametrize("noise", ["heavy", "ticks"])
+def test_noise_stays_within_twice_a_small_budget(noise: str) -> None:
+    """At budget 0.1 (threshold 5) the tails are extrapolated a decade further than at the
+    default: heavy-tailed noise and counter ticks, 12 series of 8,000 points, see at most
+    twice the budget (before the decades past the default's reach were discounted, a young
+    heavy-tailed series alerted on its first far steps)."""
+    data = corpus.noise(noise, 12, 8000, seed=31)
+    detector = AnomalyDetector(budget=0.1)
+    alerts, _ = _alerts(detector, data)
+    rate = alerts.sum() / (12 * (8000 - detector.warmup)) * 10_000
+    assert rate <= 0.2, f"{noise}: {rate:.2f} false alerts per 10,000 points at budget 0.1"
+
+
+def test_budgets_of_one_and_more_are_not_discounted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The discount past the default's reach binds only under budget 1: at budgets 1 and 10
+    every score is the same with it as without it (on heavy-tailed noise, whose young tails
+    it discounts most), while at budget 0.1 it lowers some."""
+    data = corpus.noise("heavy", 4, 1500, seed=43)
+
+    def scores(budget: float) -> np.ndarray:
+        detector = AnomalyDetector(budget=budget)
+        return np.array(
+            [
+                detector.update(data.values[:, i], times=np.full(4, data.times[i]))
+                for i in range(data.values.shape[1])
+            ]
+        )
+
+    discounted = {budget: scores(budget) for budget in (0.1, 1.0, 10.0)}
+    monkeypatch.setattr(anomaly, "_FAR_DISCOUNT", 1.0)
+    monkeypatch.setattr(anomaly, "_REACH_YOUNG", 0.0)
+    for budget in (1.0, 10.0):
+        np.testing.assert_array_equal(discounted[budget], scores(budget))
+    plain = scores(0.1)
+    assert (discounted[0.1] <= plain).all() and (discounted[0.1] < plain).any()
+
+
+@pytest.mark.parametrize("history", [100, 1000])
+def test_a_far_spike_alerts_at_a_small_budget_in_a_young_series(history: int) -> None:
+    """A young series cannot vouch for rarities far past what it has seen, but a value a
+    hundred standard deviations out still alerts at budget 0.1, after 100 points or 1,000."""
+    rng = np.random.default_rng(47)
+    detector = AnomalyDetector(budget=0.1)
+    alerted = []
+    for i in range(history + 5):
+        value = 100.0 if i == history else rng.standard_normal()
+        detector.update({"s": (i * 15.0, value)})
+        alerted += [i for _ in detector.alerts()]
+    assert alerted == [history]
