@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from deucalion._progress import format_seconds
 from deucalion.alerting.alerts import Scores
 from deucalion.detectors import DetectorObserver, RobustZScore
 from deucalion.observer import MetricsObserver, TargetsData, data_time
@@ -169,14 +170,6 @@ REAL_TARGET_METRICS = (
 PRESET_LEARNING_CYCLES = 1000
 
 
-def _human_seconds(seconds: float) -> str:
-    if seconds >= 5400:
-        return f"{seconds / 3600:.3g} h"
-    if seconds >= 90:
-        return f"{seconds / 60:.3g} min"
-    return f"{seconds:.3g} s"
-
-
 async def run_demo(
     *,
     target: str | None = None,
@@ -242,7 +235,7 @@ async def run_demo(
         if preset is not None:
             # A preset's detector learns each signal's normal before it can alert: a demo of
             # the default 30 s would end in silence, and a silent demo reads as a broken one.
-            learning = _human_seconds(PRESET_LEARNING_CYCLES * interval)
+            learning = format_seconds(PRESET_LEARNING_CYCLES * interval)
             print(
                 f"deucalion demo: the preset first learns what is ordinary for each signal: "
                 f"a large move can alert after about 100 cycles, most moves only after about "

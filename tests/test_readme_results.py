@@ -260,6 +260,10 @@ def test_a_second_recording_gets_rows_and_verdicts_of_its_own() -> None:
     assert any(line.startswith("- `http-service`, recording 2: every incident detected met")
                for line in lines)
     assert any(line.startswith("Recording 2: 21,000 cycles") for line in lines)
+    # One recording's hour is too short to judge 1 false alert per 10,000 cycles: pooled too.
+    assert ("- `http-service`, the 2 recordings pooled: every incident detected **missed** "
+            "(3 of 4); median time to detection <= 10 cycles met (4); false alerts <= 1 per "
+            "target per 10,000 cycles met (2 in 40,000: 0.5).") in lines
 
 
 def test_the_presets_verdicts_judge_one_alert_per_incident_when_measured() -> None:

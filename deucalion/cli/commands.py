@@ -16,12 +16,15 @@ from deucalion._version import __version__
 from deucalion.cli.shared import (
     add_budget_option,
     build_observers,
+    check_preset,
     configured_budget,
+    configured_in,
     duration_seconds,
     load_object,
     metric_list,
     metrics_of_a_preset,
     needs_metrics_option,
+    preset_source,
     settings_from,
 )
 from deucalion.errors import ConfigError, DeucalionError
@@ -45,7 +48,7 @@ def _demo(args: argparse.Namespace) -> int:
         raise missing_extra(exc.name or "numpy", "deucalion demo", exc.extra) from None
 
     if args.preset:
-        _check_preset(args.preset, "deucalion demo --preset")
+        check_preset(args.preset, "deucalion demo --preset")
         if args.metrics:
             raise ConfigError(metrics_of_a_preset("deucalion demo", args.preset))
     elif args.budget is not None:
@@ -112,26 +115,13 @@ def _check_config(args: argparse.Namespace) -> int:
     if settings.preset and settings.preset.name is None:
         observers += f", preset budget {settings.preset.budget:g} (for --preset NAME)"
     elif settings.preset and settings.preset.name is not None:
-        _check_preset(settings.preset.name, f"{args.file}: preset")
+        check_preset(settings.preset.name, f"{args.file}: preset")
         observers += f", preset {settings.preset.name} (budget {settings.preset.budget:g})"
     print(
         f"{args.file}: OK: {', '.join(sources) or 'no targets'}, scrape every "
         f"{settings.scrape_interval:g}s{observers}"
     )
     return 0
-
-
-def _check_preset(name: str, where: str) -> None:
-    """Refuse an unknown preset, naming where it was given. The presets are a stage of the
-    data flow, which the configuration (read by every stage) does not import, so the name is
-    checked here, where the command wires the stages together."""
-    from deucalion.presets import PRESETS
-
-    if name not in PRESETS:
-        raise ConfigError(
-            f"{where}: unknown preset {name!r}: choose one of {', '.join(PRESETS)} "
-            "(deucalion presets list)"
-        )
 
 
 # --- targets and scrape: one cycle, without observers -------------------------------------
@@ -242,21 +232,37 @@ def _run(args: argparse.Namespace) -> int:
     metrics = metric_list(args.metrics)
     configured = provisioner.settings.preset
     preset = args.preset or (configured.name if configured else None)
-    if not preset and (args.budget is not None or configured is not None):
-        where = "--budget" if args.budget is not None else "the configuration's preset.budget"
+    if not preset and args.budget is not None:
         raise ConfigError(
-            f"{where}: it is a preset's budget, and no preset is named: add --preset NAME "
+            "--budget: it is a preset's budget, and no preset is named: add --preset NAME "
             "(or preset: {name: NAME} in the config)"
         )
+    if not preset and configured is not None:
+        # A budget alone is that of the preset --preset names (README): set for every pod
+        # (the injector's extra_env, a shared ConfigMap), it reaches sidecars that run an
+        # observer, which it must not stop.
+        where = (
+            "DEUCALION_PRESET__BUDGET"
+            if os.environ.get("DEUCALION_PRESET__BUDGET")
+            else "the configuration's preset.budget"
+        )
+        logging.getLogger("deucalion.cli").info(
+            "%s (%g) is a preset's budget and no preset runs here: it is not used",
+            where,
+            configured.budget,
+        )
     if args.observers or provisioner.settings.observers or not preset:
-        for observer in build_observers(args.observers, provisioner.settings, metrics):
+        built = build_observers(
+            args.observers, provisioner.settings, metrics, config_file=configured_in(args.config)
+        )
+        for observer in built:
             provisioner.register(observer)
     elif metrics is not None:
         raise ConfigError(metrics_of_a_preset("deucalion run", preset))
     if preset:
         from deucalion.presets import preset_observer
 
-        _check_preset(preset, "--preset" if args.preset else _preset_source(args.config))
+        check_preset(preset, "--preset" if args.preset else preset_source(args.config))
         # --budget wins over the configuration's, as a command line argument does.
         budget = args.budget if args.budget is not None else configured_budget(configured)
         provisioner.register(preset_observer(preset, budget=budget))
@@ -270,16 +276,6 @@ def _run(args: argparse.Namespace) -> int:
         )
     provisioner.run()
     return 0
-
-
-def _preset_source(config: str | None) -> str:
-    """Where the configuration's ``preset`` came from, for an error about it: the environment
-    wins over the file, as the settings' sources do."""
-    for variable in ("DEUCALION_PRESET__NAME", "DEUCALION_PRESET"):
-        if os.environ.get(variable):
-            return variable
-    path = config or os.environ.get("DEUCALION_CONFIG") or "/etc/deucalion/config.yaml"
-    return f"config file {path}: preset"
 
 
 def _async(command: Any) -> Any:

@@ -26,13 +26,16 @@ if TYPE_CHECKING:
 __all__ = [
     "add_budget_option",
     "build_observers",
+    "check_preset",
     "configured_budget",
+    "configured_in",
     "duration_seconds",
     "load_object",
     "metric_list",
     "metrics_of_a_preset",
     "needs_metrics_option",
     "preset_budget",
+    "preset_source",
     "settings_from",
 ]
 
@@ -242,13 +245,31 @@ def needs_metrics_option(path: str, settings: Settings) -> bool:
     return isinstance(cls, type) and not _desired_metrics_optional(cls)
 
 
+def configured_in(path: str | None) -> str | None:
+    """The config file whose ``observers:`` entries a command builds, for its errors: ``-c
+    FILE``'s, else ``DEUCALION_CONFIG``'s, else the default file when present."""
+    if path:
+        return path
+    if os.environ.get("DEUCALION_CONFIG"):
+        return os.environ["DEUCALION_CONFIG"]
+    from deucalion.config.loading import DEFAULT_CONFIG_FILE
+
+    return str(DEFAULT_CONFIG_FILE) if DEFAULT_CONFIG_FILE.is_file() else None
+
+
 def build_observers(
-    paths: Sequence[str], settings: Settings, metrics: list[str] | None
+    paths: Sequence[str],
+    settings: Settings,
+    metrics: list[str] | None,
+    *,
+    config_file: str | None = None,
 ) -> list[MetricsObserver]:
     """The observers ``paths`` name (every configured one when none), each built with its
     desired metrics (``metrics`` when given, else its configured ones, else the class's own
-    default) and configured kwargs."""
+    default) and configured kwargs. An error about a configured entry names ``config_file``
+    (``configured_in``), where the entry is to be fixed."""
     configured = settings.observers
+    entry_in = f"{config_file}: " if config_file else ""
     paths = list(paths) or list(configured)
     if not paths:
         raise ConfigError(
@@ -270,9 +291,9 @@ def build_observers(
             if entry is not None:
                 # Configured, but its entry leans on a default the class does not have.
                 raise ConfigError(
-                    f"observers: {path!r}: desired_metrics is missing, and {cls.__name__} has "
-                    "no default for it: add desired_metrics: [name, ...] to the entry, or pass "
-                    "--metrics a,b"
+                    f"{entry_in}observers: {path!r}: desired_metrics is missing, and "
+                    f"{cls.__name__} has no default for it: add desired_metrics: [name, ...] "
+                    "to the entry, or pass --metrics a,b"
                 )
             raise ConfigError(
                 f"{path}: its desired metrics are unknown: pass --metrics a,b or configure "
@@ -287,6 +308,33 @@ def build_observers(
             ) from None
         except ValueError as exc:
             # A value it refuses: from the config's kwargs (or --metrics), named with them.
-            given = f"observers: {path!r}: kwargs" if entry is not None and entry.kwargs else path
+            given = (
+                f"{entry_in}observers: {path!r}: kwargs"
+                if entry is not None and entry.kwargs
+                else path
+            )
             raise ConfigError(f"{given}: {exc}") from None
     return observers
+
+
+def check_preset(name: str, where: str) -> None:
+    """Refuse an unknown preset, naming where it was given. The presets are a stage of the
+    data flow, which the configuration (read by every stage) does not import, so the name is
+    checked here, where a command wires the stages together."""
+    from deucalion.presets import PRESETS
+
+    if name not in PRESETS:
+        raise ConfigError(
+            f"{where}: unknown preset {name!r}: choose one of {', '.join(PRESETS)} "
+            "(deucalion presets list)"
+        )
+
+
+def preset_source(config: str | None) -> str:
+    """Where the configuration's ``preset`` came from, for an error about it: the environment
+    wins over the file, as the settings' sources do."""
+    for variable in ("DEUCALION_PRESET__NAME", "DEUCALION_PRESET"):
+        if os.environ.get(variable):
+            return variable
+    path = config or os.environ.get("DEUCALION_CONFIG") or "/etc/deucalion/config.yaml"
+    return f"config file {path}: preset"

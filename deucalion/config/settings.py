@@ -668,6 +668,18 @@ def preset_shorthand(value: object) -> object:
     return {"name": value} if isinstance(value, str) else value
 
 
+def _preset_section(value: object) -> object:
+    """``preset:`` as a section; anything but a name or a mapping is refused saying what the
+    key takes (pydantic's "a valid dictionary or instance of PresetSettings" did not)."""
+    value = preset_shorthand(value)
+    if value is None or isinstance(value, Mapping | BaseModel):
+        return value
+    raise ValueError(
+        "give a preset's name (node-exporter, http-service; `deucalion presets list`) or "
+        f"{{name: NAME, budget: X}}, not {value!r}"
+    )
+
+
 class PresetSettings(Section):
     """A preset ``deucalion run`` runs besides the observers, and how it alerts."""
 
@@ -693,10 +705,13 @@ class PresetSettings(Section):
             or not isinstance(number, int | float)
             or not math.isfinite(number)
             or number <= 0
+            # The preset's detector gets ten times it per series, and a detector's budget is
+            # below 10,000 per 10,000 points: a budget of 1,000 or more would alert on noise.
+            or number >= 1000
         ):
             raise ValueError(
-                f"the budget must be a positive number (false alerts per target per 10,000 "
-                f"cycles; default 1), not {value!r}"
+                f"the budget must be a positive number below 1,000 (false alerts per target "
+                f"per 10,000 cycles; default 1), not {value!r}"
             )
         return float(number)
 
@@ -720,7 +735,7 @@ class Settings(Section):
     """Federated mode: targets and samples from a Prometheus server instead of scraping."""
     observers: dict[str, ObserverSettings] = Field(default_factory=dict)
     """Observers for ``deucalion run``: ``module:Class`` -> {desired_metrics, kwargs}."""
-    preset: Annotated[PresetSettings | None, BeforeValidator(preset_shorthand)] = None
+    preset: Annotated[PresetSettings | None, BeforeValidator(_preset_section)] = None
     """A preset ``deucalion run`` runs besides the observers: ``preset: NAME`` (``node-exporter``,
     ``http-service``), or ``preset: {name: NAME, budget: 3}`` with its false-alert budget;
     ready signals, alerts, rules and dashboards (``deucalion presets``)."""

@@ -36,6 +36,10 @@ that a statistic that stays high counts once. The series' **score** is the large
 data of this series does this about once in 10,000 points". A series alerts when its score
 reaches ``threshold = log10(10_000 / budget)``: ``budget`` is the expected number of false
 alerts per series per 10,000 points (per day: ``budget_per_day`` with the scrape interval).
+A budget under 1 asks the tails for rarities past what the default's threshold needs (three
+decades past their highest quantile); those further decades count for less, ``1 / 1.5``
+each, and a young tail's for still less (``1 / (1.5 (1 + 2000 / n))`` after ``n`` points):
+a short history cannot vouch for a rarity of once in a million points (``_within_reach``).
 
 **One anomaly, one alert.** After an alert the series is quiet until it has scored below the
 threshold for ``quiet_for`` points, unless a score of twice the alert's (and at least ten times
@@ -593,6 +597,12 @@ _START = 50  # points whose mean starts a tail's quantiles
 _FITTED = np.array([_START, 200, 200, 200, 200])[:, None]
 _PROTECTED = 200  # points a tail learns before it learns slowly near an alert
 _YOUNG = 1000  # a tail that learned n points has its surprises lowered by log10(1 + _YOUNG / n)
+# Past the default budget's threshold (4: once in 10,000 points), a tail's extrapolation is
+# believed less, and a young one's still less (see _within_reach): chosen on the corpus'
+# training noise (seed 2) at budget 0.1; budgets of 1 and more do not reach it.
+_REACH = 4.0
+_FAR_DISCOUNT = 1.5
+_REACH_YOUNG = 2000.0
 _BOUND = 2.0  # standard errors: how wide a young spike tail is taken
 _MEMORY = 10_000  # points the tails remember, about
 
@@ -641,6 +651,11 @@ def _budget(alerts_per_day: object, interval: object) -> float:
         raise ValueError(f"{where}: interval={interval!r}: {exc}") from None
     if not seconds:
         raise ValueError(f"{where}: interval=0: give the scrape interval, such as 15s")
+    if alerts_per_day * seconds >= DAY:  # a budget of 10,000 or more per 10,000 points
+        raise ValueError(
+            f"{where}: alerts_per_day={alerts_per_day!r} at interval={interval!r}: that is as "
+            f"many alerts as points ({DAY / seconds:g} a day); give fewer"
+        )
     return alerts_per_day * 10_000 * seconds / DAY
 
 
@@ -725,7 +740,37 @@ def _surprise(d: AnomalyDetector, stats: np.ndarray) -> np.ndarray:
     )
     # A young tail is known roughly: its surprises count for less.
     surprise -= np.log10(1 + _YOUNG / n)
+    surprise = _within_reach(d, surprise, n)
     return np.where(d.tail_count_ >= _FITTED, surprise, 0.0)
+
+
+def _within_reach(d: AnomalyDetector, surprise: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """The surprises past ``_REACH`` decades (the default budget's threshold, once the
+    components' penalty is added), discounted: only a budget under 1 asks the tails for more.
+
+    A tail is fitted on its top 10 % and extrapolated; the default budget already asks it to
+    vouch for rates three decades past its highest quantile. Every decade further multiplies
+    the error in its estimated shape, and a young series (``n`` points learned) cannot have
+    evidence of a rarity far beyond what it has seen: its tail, heavy or not, is mostly
+    extrapolated from a few large values (heavy-tailed noise would alert on its first far
+    steps, before they taught it how heavy it is). So each decade past the reach counts
+    ``1 / (_FAR_DISCOUNT * (1 + _REACH_YOUNG / n))``. At budgets of 1 and more nothing
+    changes: the threshold is within reach, and scores past it keep their values."""
+    reach = _REACH + d._penalty
+    if d.threshold + d._penalty <= reach:
+        return surprise
+    discount = _FAR_DISCOUNT * (1 + _REACH_YOUNG / n)
+    return np.where(surprise > reach, reach + (surprise - reach) / discount, surprise)
+
+
+def _needed(d: AnomalyDetector, count: float) -> float:
+    """The surprise (before ``_within_reach``) a tail that learned ``count`` points must
+    reach to alert."""
+    level = d.threshold + d._penalty
+    reach = _REACH + d._penalty
+    if level <= reach:
+        return level
+    return reach + (level - reach) * _FAR_DISCOUNT * (1 + _REACH_YOUNG / max(count, 1.0))
 
 
 def _as_often_as_seen(d: AnomalyDetector, score: np.ndarray, ready: np.ndarray) -> np.ndarray:
@@ -909,7 +954,8 @@ def _band(d: AnomalyDetector, kind: int, row: int) -> float:
     index = float(
         np.clip(d.tail_starts_[kind, row] / max(d.tail_rate_[kind, row], 1e-12), 0.05, 1.0)
     )
-    beyond = max(d.threshold + d._penalty + math.log10(index) - _LOG_TAILS[2], 0.0)
+    needed = _needed(d, float(d.tail_count_[kind, row]))
+    beyond = max(needed + math.log10(index) - _LOG_TAILS[2], 0.0)
     if shape < 1e-3:
         return math.sqrt(q3 + sigma * beyond * _LN10)
     # sigma / shape * (10 ** (shape * beyond) - 1), in logarithms past what a float holds (a

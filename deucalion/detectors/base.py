@@ -200,6 +200,14 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
     def _update_keyed(
         self, cycle: Mapping[Any, tuple[float, float]], resolution: Mapping[Any, float] | None
     ) -> dict[Any, float]:
+        # Read before any key is taken in: a bad pair must leave the detector as it was.
+        try:
+            pairs = np.array(list(cycle.values()), dtype=np.float64).reshape(len(cycle), 2)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{type(self).__name__}.update: give each series as key: (time, value) "
+                f"numbers, as in {{'cpu': (1700000000.0, 0.42)}}; got {dict(cycle)!r:.200}"
+            ) from None
         rows: dict[Any, int] = self.__dict__.setdefault("rows_", {})
         for key in cycle:
             if key not in rows:
@@ -209,7 +217,6 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
         t = np.full(n, math.nan)
         steps = np.zeros(n)
         index = np.fromiter((rows[key] for key in cycle), dtype=np.int64, count=len(cycle))
-        pairs = np.array(list(cycle.values()), dtype=np.float64).reshape(-1, 2)
         t[index], x[index] = pairs[:, 0], pairs[:, 1]
         if resolution:
             for key, step in resolution.items():

@@ -103,14 +103,15 @@ async def _listed(
                 computed = observer.compute(data).get(url, {})
     lines = [f"preset {name} on {shown}:"]
     found = 0
+    said: dict[tuple[str, ...], str] = {}  # the metrics a missing signal looks for, said once
     for signal in observer.signals:
         values = computed.get(signal.name)
         if not values:
-            lines.append(
-                f"  {signal.name:<26} not found (looks for {', '.join(signal.needs[:6])}"
-                + (", ..." if len(signal.needs) > 6 else "")
-                + ")"
-            )
+            # Every name, not the first six: the one a user's instrumentation serves (Spring's
+            # http_server_requests_active_seconds_active_count) may be the last.
+            first = said.setdefault(tuple(signal.needs), signal.name)
+            looks = "the same as " + first if first != signal.name else ", ".join(signal.needs)
+            lines.append(f"  {signal.name:<26} not found (looks for {looks})")
             continue
         found += 1
         for series, value in sorted(values.items()):

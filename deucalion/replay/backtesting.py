@@ -66,10 +66,11 @@ class _HistoryTime(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         clock = _HISTORY_CLOCK.get()
-        if clock is not None and record.args is not None:
-            record.msg = f"{record.msg} at %s in the history"
-            args = record.args if isinstance(record.args, tuple) else (record.args,)
-            record.args = (*args, rfc3339(clock()))
+        if clock is not None:
+            # Formatted here, whatever the line's args (none, a tuple, a mapping): appending a
+            # placeholder to the format would break a line with a literal "%" and no args.
+            record.msg = f"{record.getMessage()} at {rfc3339(clock())} in the history"
+            record.args = ()
         return True
 
 
@@ -278,7 +279,7 @@ class _Alerts:
         for target, score in scores.items():
             self._score(now, target or "", None, None, score)
         for one in series_scores:
-            self._score(now, one.target or "", one.metric, one.series, one.score)
+            self._score(now, one.target or "", one.metric, one.series, one.score, one.value)
             if self.keep_scores and math.isfinite(one.value):
                 # A series the observer derived (a preset's signal) is in no source: its value
                 # is known only from the score, and a plot draws it from there.
@@ -286,22 +287,31 @@ class _Alerts:
                 self.result.values.setdefault(name, []).append((now, float(one.value)))
 
     def _score(
-        self, now: float, target: str, metric: str | None, series: str | None, score: float
+        self,
+        now: float,
+        target: str,
+        metric: str | None,
+        series: str | None,
+        score: float,
+        value: float = math.nan,
     ) -> None:
         if self.keep_scores:
             self.result.scores.setdefault(series_name(target, metric, series), []).append(
                 (now, float(score))
             )
-        self.output.write(
-            {
-                "kind": "score",
-                "time": now,
-                "target": target,
-                "metric": metric,
-                "series": series,
-                "score": float(score),
-            }
-        )
+        row = {
+            "kind": "score",
+            "time": now,
+            "target": target,
+            "metric": metric,
+            "series": series,
+            "score": float(score),
+        }
+        if math.isfinite(value):
+            # A derived series' value (a preset's signal) is in no source: the row carries
+            # it, so that `deucalion evaluate` of the output reads what the backtest had.
+            row["value"] = float(value)
+        self.output.write(row)
 
     def close(self) -> None:
         """Alerts still firing at the end are reported open (``end`` None)."""

@@ -13,11 +13,14 @@ from typing import TYPE_CHECKING, Any
 from deucalion.cli.shared import (
     add_budget_option,
     build_observers,
+    check_preset,
     configured_budget,
+    configured_in,
     duration_seconds,
     load_object,
     metric_list,
     metrics_of_a_preset,
+    preset_source,
     settings_from,
 )
 from deucalion.errors import ConfigError
@@ -61,7 +64,8 @@ def _build_observer(path: str, args: argparse.Namespace) -> MetricsObserver:
     if isinstance(obj, MetricsObserver):
         return obj
     if isinstance(obj, type) and issubclass(obj, MetricsObserver):
-        return build_observers([path], settings_from(args.config), metric_list(args.metrics))[0]
+        settings, where = settings_from(args.config), configured_in(args.config)
+        return build_observers([path], settings, metric_list(args.metrics), config_file=where)[0]
     if not callable(obj):
         raise ConfigError(
             f"--observer {path}: neither a MetricsObserver, its class nor a factory returning one"
@@ -74,7 +78,9 @@ def _build_observer(path: str, args: argparse.Namespace) -> MetricsObserver:
     return built
 
 
-def _configured_metrics(settings: Settings) -> dict[str, Iterable[str]]:
+def _configured_metrics(
+    settings: Settings, config_file: str | None = None
+) -> dict[str, Iterable[str]]:
     """Each configured observer's desired metrics: its entry's, else its class's default (known
     once it is built; an entry for a class without one is refused, naming it)."""
     wanted: dict[str, Iterable[str]] = {}
@@ -82,7 +88,8 @@ def _configured_metrics(settings: Settings) -> dict[str, Iterable[str]]:
         if entry.desired_metrics is not None:
             wanted[path] = entry.desired_metrics
         else:
-            wanted[path] = build_observers([path], settings, None)[0].desired_metrics
+            built = build_observers([path], settings, None, config_file=config_file)
+            wanted[path] = built[0].desired_metrics
     if settings.preset and settings.preset.name:
         # The configuration's preset is one of the observers `deucalion run` runs.
         from deucalion.presets import preset_observer
@@ -105,7 +112,7 @@ def _record(args: argparse.Namespace) -> int:
     elif args.metrics:
         metrics = frozenset(metric_list(args.metrics) or ())
     else:
-        metrics = desired_union(_configured_metrics(settings))
+        metrics = desired_union(_configured_metrics(settings, configured_in(args.config)))
         if not metrics:
             raise ConfigError(
                 "deucalion record: which metrics? pass --metrics a,b, --all, or "
@@ -161,6 +168,7 @@ def _backtest(args: argparse.Namespace) -> int:
     if preset:
         from deucalion.presets import preset_observer
 
+        check_preset(preset, "--preset" if args.preset else preset_source(args.config))
         observer = preset_observer(preset, budget=budget if budget is not None else 1.0)
     elif args.budget is not None:
         raise ConfigError("deucalion backtest --budget: it is a preset's budget; give --preset")
@@ -208,6 +216,7 @@ def _backtest(args: argparse.Namespace) -> int:
         keep_series=series,
         observer_timeout=args.observer_timeout,
     )
+    result.preset = preset or None
     print(result.summary())
     refused = False
     if preset and not result.received_nothing and not any(" " in n for n in result.scores):

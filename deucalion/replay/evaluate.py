@@ -382,6 +382,8 @@ def read_output(path: str | Path) -> BacktestResult:
                         row.get("target") or "", row.get("metric"), row.get("series")
                     )
                     result.scores.setdefault(name, []).append((when, float(row["score"])))
+                    if row.get("value") is not None:  # a derived series' value (a preset's)
+                        result.values.setdefault(name, []).append((when, float(row["value"])))
                 elif kind == "value":
                     when = float(row["time"])
                     times.append(when)

@@ -199,6 +199,7 @@ class RecordingSource:
         self.stats = SourceStats()
         self._compressed = False
         self._size = self._position = 0  # of the file, and how much of it was decompressed
+        self._cut_off: tuple[int, str] | None = None  # where the text stops short, if it does
 
     def _blocks(self) -> Iterator[bytes]:
         """The file's text in blocks, decompressed when it is gzip; ``EOFError`` after the
@@ -224,7 +225,9 @@ class RecordingSource:
         return min(1.0, self._position / self._size) if self._size else None
 
     def _lines(self) -> Iterator[tuple[int, str]]:
-        """``(line number, line)``; stops at a cut or damage, counting it."""
+        """``(line number, line)``; stops at damage, counting it, or at a cut, kept in
+        ``_cut_off`` (warned about once the reader knows the file is a recording)."""
+        self._cut_off = None
         lineno = 0
         rest: list[bytes] = []
         try:
@@ -240,7 +243,7 @@ class RecordingSource:
                     lineno += 1
                     yield lineno, line
         except EOFError as exc:
-            self._cut(lineno + 1, f"in the gzip stream ({exc})")
+            self._cut_off = (lineno + 1, f"in the gzip stream ({exc})")
             return
         except _Corrupt as exc:
             self.stats.fail("corrupted", f"{self.path}: {exc} (after line {lineno})")
@@ -248,7 +251,7 @@ class RecordingSource:
         except UnicodeDecodeError as exc:
             raise HistoryError(f"{self.path}: not UTF-8 text after line {lineno} ({exc})") from None
         if rest:
-            self._cut(lineno + 1, "mid-line")
+            self._cut_off = (lineno + 1, "mid-line")
 
     def _cut(self, lineno: int, how: str) -> None:
         self.stats.warn(
@@ -275,6 +278,7 @@ class RecordingSource:
         ended = False
         order = _CycleOrder()
         repeated = 0  # samples the cycle being read holds twice
+        closed = 0  # cycles read to their closing line, in range or not
         try:
             for lineno, line in self._lines():
                 if ended:
@@ -293,6 +297,7 @@ class RecordingSource:
                         f"{self.path}:{lineno}: not a sample line of a recording: {line[:120]!r}"
                     ) from None
                 if head == CYCLE_METRIC:
+                    closed += 1
                     order.see(value, lineno)
                     # No early stop past ``end``: a recording whose clock went back has cycles in
                     # the range after it, and they are data.
@@ -321,8 +326,8 @@ class RecordingSource:
                 per_series[series] = value
                 target_times[target] = stamp
         except HistoryError as exc:
-            if not self._compressed:
-                raise
+            if not self._compressed or not closed:
+                raise  # before any cycle it is no damage: the file is no recording
             # gzip decodes a damaged block into text that is no recording before it notices:
             # that is the damage, and what follows it cannot be read.
             unread = max(0, self._size - self._position)
@@ -333,6 +338,16 @@ class RecordingSource:
                 "of the file) could not be read",
             )
             ended, pending = True, 0
+        if not closed and not ended:
+            # Text without one cycle's closing line nor `# EOF`: another file under a
+            # recording's name (or one cut off before its first cycle ended), not history.
+            raise HistoryError(
+                f"{self.path}: not a deucalion recording: it holds no complete cycle (no "
+                f"{CYCLE_METRIC} line, no # EOF); `deucalion record -o FILE.om.gz --all` "
+                "writes one"
+            )
+        if self._cut_off is not None:
+            self._cut(*self._cut_off)
         order.report(self.path, self.stats)
         if pending:
             self.stats.warn(

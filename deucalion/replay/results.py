@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from deucalion._progress import format_seconds
 from deucalion.errors import ConfigError
 from deucalion.replay.files import create_private, why_not_written
 
@@ -133,6 +134,9 @@ class BacktestResult:
     """What the source said of each such error."""
     failure: str | None = None
     """Why the run stopped before the end of the history, or None."""
+    preset: str | None = None
+    """The preset the observer is (``backtest --preset``): its desired metrics are its own,
+    not names a user gave, so what to do when none came differs."""
 
     @property
     def span(self) -> float:
@@ -164,7 +168,7 @@ class BacktestResult:
     def summary(self) -> str:
         """The terminal summary: steps, alerts fired, time firing, speed."""
         lines = [
-            f"observer {self.observer}: {self.steps} steps over {_duration(self.span)} of "
+            f"observer {self.observer}: {self.steps} steps over {format_seconds(self.span)} of "
             f"history in {self.wall_seconds:.2f}s ({self.speed:,.0f}x real time)",
             f"alerts fired: {len(self.alerts)}; firing {100 * self.firing_fraction:.1f}% of "
             "the time",
@@ -194,19 +198,19 @@ class BacktestResult:
 
     def no_samples(self) -> str:
         """What to say when the observer received no sample of its desired metrics."""
+        if self.preset is not None:
+            return (
+                f"the preset {self.preset} received none of the metrics its signals need "
+                f"({', '.join(self.desired_metrics)}) in the replayed range: backtest a "
+                f"recording of a {self.preset} target made with `deucalion record --all` "
+                f"(`deucalion presets show {self.preset} --target URL` checks a target first), or "
+                "widen --start/--end"
+            )
         return (
             f"the observer received no samples: the history has none of its desired metrics "
             f"({', '.join(self.desired_metrics)}) in the replayed range; check the names "
             "(selected as live: names, whole families, regular expressions) and the range"
         )
-
-
-def _duration(seconds: float) -> str:
-    if seconds >= 86400:
-        return f"{seconds / 86400:.1f} days"
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds:.0f} s"
 
 
 # --- outputs ----------------------------------------------------------------------------------

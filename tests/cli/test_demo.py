@@ -125,7 +125,7 @@ async def test_a_preset_demo_says_how_long_its_detector_learns(
     assert await run_demo(preset="http-service", target="127.0.0.1:9", duration=0.2,
                           interval=2.0) == 0
     out = capsys.readouterr().out
-    assert "about 1,000 (33.3 min at 2s)" in out and "--duration 0" in out
+    assert "about 1,000 (33m20s at 2s)" in out and "--duration 0" in out
 
 
 async def test_the_demo_watches_its_target_whatever_the_environment_says(

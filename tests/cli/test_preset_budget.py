@@ -75,7 +75,7 @@ def test_budget_on_the_command_line_wins(tmp_path: Path, ran: list[PresetObserve
     assert (ran[-1].preset, ran[-1].budget) == ("http-service", 5.0)
 
 
-@pytest.mark.parametrize("budget", ["0", "-1", "nan", "inf", "lots", "true"])
+@pytest.mark.parametrize("budget", ["0", "-1", "nan", "inf", "lots", "true", "5000"])
 def test_a_budget_that_is_no_positive_number_is_refused_naming_key_and_file(
         tmp_path: Path, ran: list[PresetObserver], capsys: pytest.CaptureFixture[str],
         budget: str) -> None:
@@ -86,6 +86,19 @@ def test_a_budget_that_is_no_positive_number_is_refused_naming_key_and_file(
     assert "Traceback" not in err and not ran
     assert main(["check-config", str(config)]) == 1
     assert f"config file {config}: preset.budget" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("preset", ["5", "[node-exporter]", "true"])
+def test_a_preset_that_is_neither_a_name_nor_a_section_says_what_the_key_takes(
+        tmp_path: Path, ran: list[PresetObserver], capsys: pytest.CaptureFixture[str],
+        preset: str) -> None:
+    """`preset: 5`: it said "Input should be a valid dictionary or instance of
+    PresetSettings", the name of a class, not of what to write."""
+    config = _config(tmp_path, preset)
+    assert main(["check-config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert f"config file {config}: preset: give a preset's name" in err, err
+    assert "{name: NAME, budget: X}" in err and "PresetSettings" not in err
 
 
 def test_a_bad_budget_in_the_environment_names_the_variable(
@@ -102,11 +115,12 @@ def test_a_bad_budget_in_the_environment_names_the_variable(
                                      ["backtest", "--preset", "node-exporter", "--from", "x"]])
 def test_budget_option_refuses_what_is_no_positive_number(
         command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exited:
-        main([*command, "--budget", "-1"])
-    assert exited.value.code == 2
-    err = capsys.readouterr().err
-    assert "--budget" in err and "positive number" in err
+    for budget in ("-1", "1000"):  # 1,000 or more: ten times it per series is no budget
+        with pytest.raises(SystemExit) as exited:
+            main([*command, "--budget", budget])
+        assert exited.value.code == 2
+        err = capsys.readouterr().err
+        assert "--budget" in err and "positive number below 1,000" in err, err
 
 
 def test_budget_without_a_preset_is_refused(
@@ -117,6 +131,35 @@ def test_budget_without_a_preset_is_refused(
     assert "--budget" in capsys.readouterr().err
     assert main(["backtest", "--budget", "2", "--from", "tests/data/labelled"]) == 1
     assert "--preset" in capsys.readouterr().err
+
+
+def test_a_configured_budget_without_a_preset_leaves_an_observers_sidecar_running(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """README: DEUCALION_PRESET__BUDGET in the injector's `sidecar.extra_env` for every pod.
+    A pod annotated `deucalion.io/observer` gets it too, and its sidecar (`deucalion run
+    M:C`) refused to start: "the configuration's preset.budget: it is a preset's budget, and
+    no preset is named". It runs its observer; the budget is said to be unused."""
+    import logging
+
+    from deucalion.detectors import DetectorObserver
+
+    registered: list[object] = []
+
+    def run(self: MetricsProvisioner) -> None:
+        registered.extend(self.observers)
+
+    monkeypatch.setattr(MetricsProvisioner, "run", run)
+    monkeypatch.delenv("DEUCALION_CONFIG", raising=False)
+    monkeypatch.setenv("DEUCALION_PRESET__BUDGET", "3")
+    config = tmp_path / "deucalion.yaml"
+    config.write_text("targets: [127.0.0.1:1]\ntelemetry: {enabled: false}\n")
+    with caplog.at_level(logging.INFO, logger="deucalion.cli"):
+        assert main(["run", "deucalion.detectors:DetectorObserver", "--metrics", "node_load1",
+                     "-c", str(config)]) == 0
+    assert [type(o) for o in registered] == [DetectorObserver]
+    assert "DEUCALION_PRESET__BUDGET (3) is a preset's budget and no preset runs here" \
+        in caplog.text
 
 
 def _node_recording(tmp_path: Path) -> Path:

@@ -37,16 +37,21 @@ def test_backtest_refuses_an_observer_and_a_preset_together(
     assert "node-exporter" in err
 
 
-def test_run_names_the_config_file_of_an_unknown_preset(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.parametrize("command", [["run"], ["backtest", "--from", "tests/data/labelled"]])
+def test_run_and_backtest_name_the_config_file_of_an_unknown_preset(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        command: list[str]) -> None:
+    """`backtest -c FILE` backtests the file's preset as `run -c FILE` runs it; an unknown
+    one was refused without naming the file (`--preset` named nothing either)."""
     monkeypatch.delenv("DEUCALION_PRESET", raising=False)
     config = tmp_path / "deucalion.yaml"
     config.write_text("targets: [127.0.0.1:1]\npreset: http_service\n")
-    assert main(["run", "-c", str(config)]) == 1
+    assert main([*command, "-c", str(config)]) == 1
     err = capsys.readouterr().err
     assert f"config file {config}: preset" in err and "'http_service'" in err
     assert "node-exporter, http-service" in err
+    assert main([*command, "--preset", "node_exporter"]) == 1
+    assert "deucalion: --preset: unknown preset 'node_exporter'" in capsys.readouterr().err
 
 
 def test_demo_names_the_option_of_an_unknown_preset(capsys: pytest.CaptureFixture[str]) -> None:
@@ -103,6 +108,21 @@ def test_backtest_preset_on_a_recording_without_its_metrics_says_so(
     assert "none of the preset's signals could be computed" in err and "record --all" in err
 
 
+def test_backtest_preset_on_history_without_any_of_its_metrics_says_what_to_replay(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """CSV files of `timestamp,value`: the preset receives none of its metrics. It said
+    "check the names (selected as live: names, whole families, regular expressions)", names
+    the user never gave; it says which preset and that a `record --all` recording is what it
+    replays."""
+    (tmp_path / "latency.csv").write_text(
+        "timestamp,value\n" + "".join(f"{1.7e9 + 60 * i:.0f},{i % 7}\n" for i in range(30)))
+    assert main(["backtest", "--preset", "http-service", "--from", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "the preset http-service received none of the metrics" in out, out
+    assert "http_requests_total" in out and "record --all" in out
+    assert "check the names" not in out
+
+
 async def test_presets_show_on_a_target_without_the_signals_says_so_once(
         target_server: TargetServer, caplog: pytest.LogCaptureFixture) -> None:
     """`presets show node-exporter --target URL` on a service serving none of node_exporter's
@@ -116,6 +136,31 @@ async def test_presets_show_on_a_target_without_the_signals_says_so_once(
     assert "cpu_busy                   not found (looks for node_cpu_seconds_total)" in printed
     assert printed.count("serves none of") == 1 and "node_load1" in printed
     assert not [r for r in caplog.records if "serves none" in r.getMessage()]
+
+
+async def test_presets_show_names_every_metric_a_missing_signal_looks_for_once(
+        target_server: TargetServer) -> None:
+    """A Spring Boot service without its in-flight gauge: `in_flight not found (looks for
+    http_requests_total, ... 6 of 15 names, ...)` left out the Spring name a user would check
+    for; on a target with none, the same cut list was printed for each of the 5 signals."""
+    from deucalion.presets.cli import show
+
+    histogram = "".join(
+        f'http_server_requests_seconds_bucket{{uri="/x",status="200",le="{le}"}} 5\n'
+        for le in ("0.1", "+Inf"))
+    spring = target_server.add("/spring", text(
+        "# TYPE http_server_requests_seconds histogram\n" + histogram
+        + 'http_server_requests_seconds_count{uri="/x",status="200"} 5\n'
+        + 'http_server_requests_seconds_sum{uri="/x",status="200"} 0.2\n'))
+    other = target_server.add("/other", text("# TYPE jobs_total counter\njobs_total 3\n"))
+    await target_server.start()
+    printed = await show("http-service", spring, interval=0.1)
+    [line] = [line for line in printed.splitlines() if line.lstrip().startswith("in_flight")]
+    assert "not found" in line
+    assert "http_server_requests_active_seconds_active_count" in printed and "..." not in printed
+    printed = await show("http-service", other, interval=0.1)
+    assert printed.count("promhttp_metric_handler_requests_total") == 2  # its line, the verdict
+    assert "latency_p99                not found (looks for the same as request_rate)" in printed
 
 
 def test_presets_show_exits_1_on_a_target_without_any_of_its_signals(
@@ -271,3 +316,34 @@ async def test_presets_show_leaves_the_scrape_log_of_other_targets_alone(
     down = [r.getMessage() for r in caplog.records if "is down" in r.getMessage()]
     assert len(down) == 1 and "/other" in down[0]
     assert not scrape_log.filters
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_evaluate_of_a_preset_backtest_prints_what_the_backtest_printed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str) -> None:
+    """README: `backtest --labels` keeps the labelled series' values in its output, so
+    `evaluate` of it prints the same numbers. A preset's signal is in no source: its value was
+    not in the output, and evaluate added "the backtest kept no values of them ... backtest
+    with --labels", to a backtest run with --labels. Its score rows carry it."""
+    from deucalion.replay.recording import RecordingWriter
+    from deucalion.replay.sources import Cycle
+
+    node = "http://node:9100/metrics"
+    recording = tmp_path / "node.om.gz"
+    with RecordingWriter(recording) as writer:
+        for i in range(40):
+            samples = {"node_load1": {"{}": 1.0 + (i % 5) / 10},
+                       "node_cpu_seconds_total": {'{cpu="0",mode="idle"}': 10.0 + 0.9 * i},
+                       "up": {"{}": 1.0}}
+            writer.write_cycle(Cycle(1.7e9 + i, {node: 1.7e9 + i}, {node: samples}))
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"load_per_core": [[1.7e9 + 20, 1.7e9 + 30]]}))
+    output = tmp_path / f"out{suffix}"
+    assert main(["backtest", "--preset", "node-exporter", "--from", str(recording),
+                 "--labels", str(labels), "-o", str(output)]) == 0
+    backtested = capsys.readouterr().out
+    report = backtested[backtested.index("series "):]
+    assert main(["evaluate", str(output), "--labels", str(labels)]) == 0
+    evaluated = capsys.readouterr().out
+    assert "load_per_core" in evaluated and "NAB standard" in evaluated
+    assert evaluated == report

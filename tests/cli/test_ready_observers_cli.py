@@ -55,11 +55,23 @@ def test_the_ready_observer_takes_its_budget_from_the_config(tmp_path: Path) -> 
         DetectorObserver(AnomalyDetector(), {"x"}, budget=2.0)
 
 
-def test_a_value_an_observer_refuses_is_a_config_error_not_a_traceback(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", "-c", str(_config(tmp_path, "-1"))]) == 1
+@pytest.mark.parametrize("command", [
+    ["run"], ["backtest", "--observer", "deucalion.detectors:DetectorObserver", "--from",
+              "tests/data/labelled"]])
+def test_a_value_an_observer_refuses_is_a_config_error_naming_the_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        command: list[str]) -> None:
+    """`kwargs: {budget: -1}`: refused naming the key and, as check-config does, the file it
+    is in (run and backtest named the key alone), given with -c or DEUCALION_CONFIG."""
+    config = _config(tmp_path, "-1")
+    monkeypatch.delenv("DEUCALION_CONFIG", raising=False)
+    assert main([*command, "-c", str(config)]) == 1
     err = capsys.readouterr().err
-    assert "kwargs" in err and "budget=-1" in err and "Traceback" not in err
+    assert f"{config}: observers: 'deucalion.detectors:DetectorObserver': kwargs" in err, err
+    assert "budget=-1" in err and "Traceback" not in err
+    monkeypatch.setenv("DEUCALION_CONFIG", str(config))
+    assert main(command) == 1
+    assert f"{config}: observers:" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("budget", "ok"), [("0.5", True), ("1d", False), ("0", False)])

@@ -528,14 +528,15 @@ def test_an_observers_entry_without_desired_metrics_for_a_class_without_a_defaul
         command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     """An entry that neither gives desired_metrics nor has a class default for them is one
-    error naming the entry and the key; nothing runs or is recorded."""
+    error naming the file, the entry and the key; nothing runs or is recorded."""
     from deucalion.cli import main
 
     monkeypatch.chdir(tmp_path)
     config = _observers_config(tmp_path, f"  '{tmp_path}/obs.py:NoDefault': {{}}\n")
     assert main([*command, "-c", str(config)]) == 1
     err = capsys.readouterr().err
-    assert (f"deucalion: observers: '{tmp_path}/obs.py:NoDefault': desired_metrics is missing, "
+    assert (f"deucalion: {config}: observers: '{tmp_path}/obs.py:NoDefault': desired_metrics "
+            "is missing, "
             "and NoDefault has no default for it: add desired_metrics: [name, ...] to the "
             "entry") in err
     assert "Traceback" not in err

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from benchmarks import corpus
-from deucalion.detectors import AnomalyDetector
+from deucalion.detectors import AnomalyDetector, anomaly
 from deucalion.detectors.anomaly import _QUANTILES, _band, _tail_shape
 
 WITHIN = 150
@@ -98,7 +98,8 @@ def test_budget_per_day_takes_the_interval_as_the_configuration_writes_it(
 
 @pytest.mark.parametrize(
     ("alerts", "interval"),
-    [(2, "15 parsecs"), (2, 0), (2, -15), (2, None), ("2", 15), (0, 15), (-1, 15), (math.nan, 15)],
+    [(2, "15 parsecs"), (2, 0), (2, -15), (2, None), ("2", 15), (0, 15), (-1, 15), (math.nan, 15),
+     (100, 3600), (24, "1h")],  # as many alerts a day as points, or more
 )
 def test_budget_per_day_refuses_a_bad_value(alerts: object, interval: object) -> None:
     """A bad interval or count is a clear error naming the argument, not a TypeError."""
@@ -251,6 +252,36 @@ def test_a_record_of_bursts_does_not_cap_a_shift_of_the_level() -> None:
     assert found >= 0.8, f"found {found:.2f} of the shifts within 3 points"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 26, unfixed: the record's level is counted to 30, so one huge early event "
+    "caps later ones at about -log10 of its rate. Counting it to threshold + 5 fixes this "
+    "test (and NAB CV 63.8 -> 64.1) but costs the real recording (budget 1: 1.90 -> 2.00 "
+    "per 10,000, past the 2x bound) and one injected spike and level shift of 40 each",
+)
+def test_one_huge_early_event_does_not_silence_a_later_large_spike() -> None:
+    """Ten Gaussian series with a spike of 200 noise units at point 600 (it scores
+    thousands) and one of 60 at point 2,800: the second is as clear as the first and all
+    of them alert on it. (When the record's level was counted to 30, the first event set it
+    at 30, and nothing scoring under about 30 could alert until about 10^4 points had
+    passed: half of them had the second capped at 3.5, under the threshold of 4.)"""
+    rng = np.random.default_rng(8)
+    points, early, spike = 3000, 600, 2800
+    values = rng.standard_normal((10, points))
+    values[:, early] += 200 * rng.choice([-1, 1], 10)
+    values[:, spike] += 60 * rng.choice([-1, 1], 10)
+    values *= 10.0 ** rng.uniform(-3, 6, (10, 1))
+    detector = AnomalyDetector()
+    alerts = np.zeros(values.shape, dtype=bool)
+    for i in range(points):
+        detector.update(values[:, i], times=np.full(10, 300.0 * i))
+        alerts[:, i] = detector.alerting_
+    assert alerts[:, early].all()
+    assert alerts[:, early + 1 : spike].sum() <= 2  # twice the budget is 4.4
+    found = alerts[:, spike].mean()
+    assert found >= 0.9, f"found {found:.2f} of the later spikes"
+
+
 def test_a_series_that_never_moved_alerts_when_it_moves() -> None:
     """A constant (``up`` at 1) has no scale to measure by: it scores 0 while constant and a
     change is as surprising as it gets; an all-NaN series scores NaN and warns nothing."""
@@ -387,7 +418,7 @@ def test_a_stuck_series_alerts_once_for_the_whole_run_and_says_stuck() -> None:
         fired += [(i, why.kind, why.observed) for why in detector.alerts()]
     during = [(i, kind, observed) for i, kind, observed in fired if 3200 <= i < 3400]
     assert len(during) == 1, during
-    (i, kind, observed), = during
+    ((i, kind, observed),) = during
     assert kind == "stuck" and observed == value and i < 3260
 
 
@@ -407,3 +438,54 @@ def test_a_spike_is_explained_by_the_level_it_left() -> None:
     [why] = [w for w in explained if w.observed == 100.0]
     assert (why.expected_low + why.expected_high) / 2 == pytest.approx(level)
     assert why.expected_high < 100.0
+
+
+@pytest.mark.parametrize("noise", ["heavy", "ticks"])
+def test_noise_stays_within_twice_a_small_budget(noise: str) -> None:
+    """At budget 0.1 (threshold 5) the tails are extrapolated a decade further than at the
+    default: heavy-tailed noise and counter ticks, 12 series of 8,000 points, see at most
+    twice the budget (before the decades past the default's reach were discounted, a young
+    heavy-tailed series alerted on its first far steps)."""
+    data = corpus.noise(noise, 12, 8000, seed=31)
+    detector = AnomalyDetector(budget=0.1)
+    alerts, _ = _alerts(detector, data)
+    rate = alerts.sum() / (12 * (8000 - detector.warmup)) * 10_000
+    assert rate <= 0.2, f"{noise}: {rate:.2f} false alerts per 10,000 points at budget 0.1"
+
+
+def test_budgets_of_one_and_more_are_not_discounted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The discount past the default's reach binds only under budget 1: at budgets 1 and 10
+    every score is the same with it as without it (on heavy-tailed noise, whose young tails
+    it discounts most), while at budget 0.1 it lowers some."""
+    data = corpus.noise("heavy", 4, 1500, seed=43)
+
+    def scores(budget: float) -> np.ndarray:
+        detector = AnomalyDetector(budget=budget)
+        return np.array(
+            [
+                detector.update(data.values[:, i], times=np.full(4, data.times[i]))
+                for i in range(data.values.shape[1])
+            ]
+        )
+
+    discounted = {budget: scores(budget) for budget in (0.1, 1.0, 10.0)}
+    monkeypatch.setattr(anomaly, "_FAR_DISCOUNT", 1.0)
+    monkeypatch.setattr(anomaly, "_REACH_YOUNG", 0.0)
+    for budget in (1.0, 10.0):
+        np.testing.assert_array_equal(discounted[budget], scores(budget))
+    plain = scores(0.1)
+    assert (discounted[0.1] <= plain).all() and (discounted[0.1] < plain).any()
+
+
+@pytest.mark.parametrize("history", [100, 1000])
+def test_a_far_spike_alerts_at_a_small_budget_in_a_young_series(history: int) -> None:
+    """A young series cannot vouch for rarities far past what it has seen, but a value a
+    hundred standard deviations out still alerts at budget 0.1, after 100 points or 1,000."""
+    rng = np.random.default_rng(47)
+    detector = AnomalyDetector(budget=0.1)
+    alerted = []
+    for i in range(history + 5):
+        value = 100.0 if i == history else rng.standard_normal()
+        detector.update({"s": (i * 15.0, value)})
+        alerted += [i for _ in detector.alerts()]
+    assert alerted == [history]

@@ -44,6 +44,21 @@ def test_every_detector_takes_time_value_pairs_per_series_and_explains_its_alert
     assert detector.explain("calm").series == "calm"
 
 
+@pytest.mark.parametrize("bad", [5.0, (1.0, 2.0, 3.0), (1.0, "high"), None])
+def test_a_bad_pair_is_refused_saying_the_form_and_leaves_the_detector_as_it_was(
+        bad: object) -> None:
+    """README: `update({"cpu": (t, cpu), ...})`. `{"b": 5}` said "cannot reshape array of size
+    3 into shape (2)" and kept "b" as a series, so every later update failed ("unhashable
+    type: 'slice'")."""
+    detector = AnomalyDetector()
+    detector.update({"a": (0.0, 1.0)})
+    with pytest.raises(ValueError, match=r"AnomalyDetector.update: give each series as key: "
+                                         r"\(time, value\)"):
+        detector.update({"a": (60.0, 1.0), "b": bad})  # type: ignore[dict-item]
+    scores = detector.update({"a": (60.0, 1.0), "c": (60.0, math.nan)})
+    assert scores["a"] == 0.0 and math.isnan(scores["c"]) and "b" not in detector.rows_
+
+
 def test_array_updates_add_rows_and_a_missing_value_scores_nan() -> None:
     """Rows are series in the caller's order; NaN is no value; a longer array adds a series."""
     detector = AnomalyDetector(warmup=20)

@@ -102,6 +102,34 @@ async def test_malformed_recording_line_names_file_and_line(tmp_path: Path) -> N
         await _read(RecordingSource(path))
 
 
+@pytest.mark.parametrize("content", [b"", b"not gzip, no line end", gzip.compress(b""),
+                                     gzip.compress(b"hello\n"), b"hello\n"],
+                         ids=["empty", "no gzip", "empty gzip", "gzip of text", "text"])
+def test_a_file_that_is_no_recording_is_refused_naming_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes) -> None:
+    """A file under a recording's name that holds no recording (empty, text, another gzip
+    file) is refused naming it, as no recording: not replayed as a recording "cut off" or
+    "damaged" at its first line, which ended in "the observer received no samples"."""
+    path = tmp_path / "node.om.gz"
+    path.write_bytes(content)
+    assert main(["backtest", "--preset", "node-exporter", "--from", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert f"deucalion: {path}" in captured.err and "recording" in captured.err, captured
+    assert "no samples" not in captured.out + captured.err
+    assert "damaged" not in captured.out + captured.err and "cut off" not in captured.err
+
+
+async def test_a_recording_cut_before_its_first_cycle_ended_holds_no_cycle(
+        tmp_path: Path) -> None:
+    """Sample lines without a cycle's closing line (a recorder killed within its first
+    cycle): no history to replay, said as such."""
+    path = tmp_path / "r.om"
+    path.write_text('up{deucalion_target="x"} 1 1\n')
+    with pytest.raises(HistoryError, match=r"r.om: not a deucalion recording: it holds no "
+                                           r"complete cycle"):
+        await _read(RecordingSource(path))
+
+
 async def test_csv_keeps_rows_in_file_order_and_notes_repeats_and_steps_back(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Each series' rows replay in file order, merged by time with the other series: a
@@ -203,6 +231,28 @@ def test_a_verbose_backtest_logs_when_in_the_history_alerts_fire(
                line.endswith("at 2023-11-14T22:35:50.000Z in the history") for line in lines)
     assert any(line.startswith("alert resolved") and
                line.endswith("at 2023-11-14T22:36:05.000Z in the history") for line in lines)
+
+
+def test_the_history_time_is_added_to_any_lifecycle_line(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The history's time was appended as a "%s" placeholder: a line with a literal "%" and no
+    args, or with a mapping of args, would not format."""
+    import logging
+
+    from deucalion.replay.backtesting import _HISTORY_CLOCK
+
+    lifecycle = logging.getLogger("deucalion.alerting.lifecycle")
+    token = _HISTORY_CLOCK.set(lambda: 1_700_000_150.0)
+    try:
+        with caplog.at_level(logging.INFO, logger="deucalion.alerting.lifecycle"):
+            lifecycle.info("queue 50% full")
+            lifecycle.info("alert %(what)s", {"what": "firing"})
+            lifecycle.info("alert %s", "resolved")
+    finally:
+        _HISTORY_CLOCK.reset(token)
+    lines = [r.getMessage() for r in caplog.records if r.name == lifecycle.name]
+    assert lines == [f"{text} at 2023-11-14T22:15:50.000Z in the history"
+                     for text in ("queue 50% full", "alert firing", "alert resolved")]
 
 
 def test_backtest_hands_the_recorded_times_and_selected_data(tmp_path: Path) -> None:
@@ -643,3 +693,15 @@ def test_a_plot_path_without_matplotlib_is_refused_before_the_run(
     assert main([*BACKTEST, "-o", str(out), "--plot", str(tmp_path / "out.png")]) == 1
     assert "pip install deucalion[plot]" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("span", "said"), [(149.0, "2m29s"), (3 * 3600 + 600, "3h10m"),
+                                            (1.4 * 86400, "1.4d")])
+def test_the_summary_says_the_span_as_the_progress_line_does(span: float, said: str) -> None:
+    """One way to write a span: the summary said "149 s", "3.2 h", "1.4 days" under a progress
+    line saying "2m29s", "3h10m", "1.4d" of the same history (and the demo a third way)."""
+    from deucalion._progress import format_seconds
+
+    result = BacktestResult("o", steps=10, first_time=T0, last_time=T0 + span, wall_seconds=1.0)
+    assert format_seconds(span) == said
+    assert f"10 steps over {said} of history in 1.00s" in result.summary()
