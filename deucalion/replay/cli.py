@@ -119,6 +119,9 @@ def _record(args: argparse.Namespace) -> int:
                 "configure observers: with their desired_metrics (or a preset:)"
             )
     duration = args.duration
+    from deucalion.targets import require_targets
+
+    require_targets(settings)  # before the progress line of a recording that never starts
 
     from deucalion._progress import recording_progress
     from deucalion.runner import run_main, stopping_on_signals

@@ -46,6 +46,27 @@ __all__ = [
 ]
 
 
+NO_TARGETS = (
+    "no targets configured: list them under targets: in the config file "
+    "(DEUCALION_CONFIG=/path/config.yaml), set DEUCALION_TARGETS=http://host:port/"
+    "metrics, configure file_sd, kubernetes or prometheus, or pass "
+    "MetricsProvisioner(targets=[...])"
+)
+
+
+def require_targets(settings: Settings) -> None:
+    """Raises the ``ConfigError`` ``build_provider`` would when the settings configure no
+    source of targets, building nothing: a command refuses before it starts (and before it
+    prints progress of a run that never began)."""
+    if (
+        settings.prometheus is None
+        and not settings.targets
+        and settings.file_sd is None
+        and settings.kubernetes is None
+    ):
+        raise ConfigError(NO_TARGETS)
+
+
 def build_provider(settings: Settings) -> TargetProvider:
     """The provider the settings configure: ``prometheus`` (its targets; their samples come by
     federation, see ``deucalion.collection.build_collector``), or the union of ``targets``,
@@ -74,12 +95,7 @@ def build_provider(settings: Settings) -> TargetProvider:
         target_from_settings("http://check/", {}, settings.kubernetes)
         providers.append(KubernetesTargets(settings.kubernetes))
     if not providers:
-        raise ConfigError(
-            "no targets configured: list them under targets: in the config file "
-            "(DEUCALION_CONFIG=/path/config.yaml), set DEUCALION_TARGETS=http://host:port/"
-            "metrics, configure file_sd, kubernetes or prometheus, or pass "
-            "MetricsProvisioner(targets=[...])"
-        )
+        raise ConfigError(NO_TARGETS)
     provider = providers[0] if len(providers) == 1 else CombinedTargets(providers)
     # A shard keeps only its part of the targets (shard.count replicas split them).
     return shard_provider(provider, settings.shard)

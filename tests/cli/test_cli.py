@@ -350,3 +350,17 @@ def test_the_readme_commands_table_lists_every_option() -> None:
         if global_option and action.option_strings[-1] not in section:
             missing.append(f"deucalion {action.option_strings[-1]}")
     assert missing == []
+
+
+def test_record_without_targets_says_so_before_any_progress(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`record` with no targets printed "record x.om.gz: 0s recorded ... 0s in all" above the
+    error, as if a recording had been made."""
+    for name in ("DEUCALION_TARGETS", "DEUCALION_CONFIG", "DEUCALION_PROMETHEUS__URL"):
+        monkeypatch.delenv(name, raising=False)
+    output = tmp_path / "x.om.gz"
+    assert main(["record", "--all", "-o", str(output), "--duration", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "no targets configured" in err and "recorded" not in err
+    assert not output.exists()
