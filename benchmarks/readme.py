@@ -682,7 +682,8 @@ def _liveops_cells(result: Mapping[str, Any], detail: bool) -> list[str]:
             f"{cost['pss_mb']:.0f} MB" if "pss_mb" in cost else "not measured"]
 
 
-def _liveops_targets(preset: str, result: Mapping[str, Any], which: str = "") -> str:
+def _liveops_targets(preset: str, result: Mapping[str, Any], which: str = "",
+                     counted: str = "") -> str:
     every = result["detected"] == result["of"]
     ttd = result.get("median_cycles_to_detect")
     per = result.get("false_per_10k_cycles")
@@ -693,7 +694,7 @@ def _liveops_targets(preset: str, result: Mapping[str, Any], which: str = "") ->
             f"{DETECTION_CYCLES_TARGET} cycles "
             f"{verdict(fast)} ({'none detected' if ttd is None else f'{ttd:g}'}); false alerts "
             f"<= {FALSE_ALERTS_TARGET:g} per target per 10,000 cycles {verdict(quiet)} "
-            f"({'not measured' if per is None else f'{per:.1f}'})"
+            f"({counted}{'not measured' if per is None else f'{per:.1f}'})"
             + ("" if "incidents_with_one_alert" not in result else
                f"; at most one alert per incident "
                f"{verdict(bool(result.get('at_most_one_alert_per_incident')))} "
@@ -704,22 +705,15 @@ def _liveops_targets(preset: str, result: Mapping[str, Any], which: str = "") ->
 def _liveops_pooled(preset: str, results: Sequence[Mapping[str, Any]]) -> str:
     """The targets judged on every recording at once: one recording's hour holds about 2,400
     ordinary cycles, too few to tell 1 false alert per 10,000 from 4."""
-    detected = sum(r["detected"] for r in results)
-    of = sum(r["of"] for r in results)
     cycles = [d["cycles"] for r in results for d in r["incidents"] if d["detected"]]
     false = sum(r["false_alerts"] for r in results)
     ordinary = sum(r["ordinary_cycles"] for r in results)
-    ttd = median(cycles) if cycles else None
-    per = 10_000 * false / ordinary if ordinary else None
-    fast = ttd is not None and ttd <= DETECTION_CYCLES_TARGET
-    quiet = per is not None and per <= FALSE_ALERTS_TARGET
-    return (f"- `{preset}`, the {len(results)} recordings pooled: every incident detected "
-            f"{verdict(detected == of)} ({detected} of {of}); median time to detection <= "
-            f"{DETECTION_CYCLES_TARGET} cycles {verdict(fast)} "
-            f"({'none detected' if ttd is None else f'{ttd:g}'}); false alerts <= "
-            f"{FALSE_ALERTS_TARGET:g} per target per 10,000 cycles {verdict(quiet)} "
-            f"({false} in {ordinary:,}: "
-            f"{'not measured' if per is None else f'{per:.1f}'}).")
+    pooled = {"detected": sum(r["detected"] for r in results),
+              "of": sum(r["of"] for r in results),
+              "median_cycles_to_detect": median(cycles) if cycles else None,
+              "false_per_10k_cycles": 10_000 * false / ordinary if ordinary else None}
+    return _liveops_targets(preset, pooled, f", the {len(results)} recordings pooled",
+                            counted=f"{false} in {ordinary:,}: ")
 
 
 # --- the soak -----------------------------------------------------------------------------------

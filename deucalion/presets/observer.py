@@ -316,27 +316,27 @@ def _number(value: float) -> str:
 class PresetObserver(MetricsObserver):
     """A ready observer over a preset's derived signals (see the module docstring).
 
-        ``signals``: what it watches. ``budget`` is the false alerts per target per 10,000 cycles of
-        ordinary load it may raise: its detector allows ``SERIES_BUDGET`` times as many per signal
-        series, of which the floors keep few (see ``SERIES_BUDGET``); a signal moves when its
-        detector scores it at its threshold or more, in the direction that hurts and by more than
-        its floors. ``for_cycles`` is how long it must keep moving before an incident opens (a
+    ``signals``: what it watches. ``budget`` is the false alerts per target per 10,000 cycles of
+    ordinary load it may raise: its detector allows ``SERIES_BUDGET`` times as many per signal
+    series, of which the floors keep few (see ``SERIES_BUDGET``); a signal moves when its
+    detector scores it at its threshold or more, in the direction that hurts and by more than
+    its floors. ``for_cycles`` is how long it must keep moving before an incident opens (a
     signal's ``alone`` cycles, if it has one, when no signal without one moves with it);
-        ``quiet_cycles`` how long every signal of an incident must be back in the band it had when
-        the incident opened before it resolves; ``settle_cycles`` how long a signal away from that
-        band without the detector scoring it may hold an incident open (its new level is then the
-        normal); ``max_cycles`` the longest an incident lasts (see the module docstring).
-        ``rate_points`` is
-        the scrape intervals a ``rate`` spans, plus half of one (at 1 s scrapes, ``rate(x[2s])``:
-        a rate over many intervals turns a step into a ramp, which hides it from a detector).
-        ``detector`` builds the detector of every signal (default ``budget_detector``). ``announce``
-        prints each incident as it opens (``deucalion demo``).
+    ``quiet_cycles`` how long every signal of an incident must be back in the band it had when
+    the incident opened before it resolves; ``settle_cycles`` how long a signal away from that
+    band without the detector scoring it may hold an incident open (its new level is then the
+    normal); ``max_cycles`` the longest an incident lasts (see the module docstring).
+    ``rate_points`` is
+    the scrape intervals a ``rate`` spans, plus half of one (at 1 s scrapes, ``rate(x[2s])``:
+    a rate over many intervals turns a step into a ramp, which hides it from a detector).
+    ``detector`` builds the detector of every signal (default ``budget_detector``). ``announce``
+    prints each incident as it opens (``deucalion demo``).
 
-        It returns ``Scores``: every signal's score (0 for a move in the harmless direction), value
-        and expected band are exported (``deucalion_series_anomaly_score`` and its companions,
-        ``metric`` = the signal; a signal holding an incident open, at its highest score of the
-        incident and its band before it, so a rule on the score fires as long as the alert), and
-        one alert per target per incident is sent.
+    It returns ``Scores``: every signal's score (0 for a move in the harmless direction), value
+    and expected band are exported (``deucalion_series_anomaly_score`` and its companions,
+    ``metric`` = the signal; a signal holding an incident open, at its highest score of the
+    incident and its band before it, so a rule on the score fires as long as the alert), and
+    one alert per target per incident is sent.
     """
 
     def __init__(

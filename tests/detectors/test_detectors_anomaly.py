@@ -30,6 +30,16 @@ def _alerts(detector: AnomalyDetector, data: corpus.Labelled) -> tuple[np.ndarra
     return alerts, kinds
 
 
+def _alerting(detector: AnomalyDetector, values: np.ndarray) -> np.ndarray:
+    """Feed every point of ``values`` ([series, points]) five minutes apart; return which
+    series were alerting at each."""
+    alerts = np.zeros(values.shape, dtype=bool)
+    for i in range(values.shape[1]):
+        detector.update(values[:, i], times=np.full(len(values), 300.0 * i))
+        alerts[:, i] = detector.alerting_
+    return alerts
+
+
 @pytest.mark.parametrize(
     ("kind", "least"),
     [
@@ -191,10 +201,7 @@ def test_a_young_series_alerts_on_what_its_short_history_makes_rare() -> None:
     values = rng.standard_normal((20, 200)) * 10.0 ** rng.uniform(-3, 6, (20, 1))
     values[:, 120] += 12 * values[:, :120].std(axis=1) * rng.choice([-1, 1], 20)
     detector = AnomalyDetector()
-    alerts = np.zeros(values.shape, dtype=bool)
-    for i in range(values.shape[1]):
-        detector.update(values[:, i], times=np.full(20, 300.0 * i))
-        alerts[:, i] = detector.alerting_
+    alerts = _alerting(detector, values)
     assert alerts[:, 120].mean() >= 0.8, f"found {alerts[:, 120].mean():.2f} at once"
     assert not alerts[:, :120].any()
 
@@ -272,10 +279,7 @@ def test_one_huge_early_event_does_not_silence_a_later_large_spike() -> None:
     values[:, spike] += 60 * rng.choice([-1, 1], 10)
     values *= 10.0 ** rng.uniform(-3, 6, (10, 1))
     detector = AnomalyDetector()
-    alerts = np.zeros(values.shape, dtype=bool)
-    for i in range(points):
-        detector.update(values[:, i], times=np.full(10, 300.0 * i))
-        alerts[:, i] = detector.alerting_
+    alerts = _alerting(detector, values)
     assert alerts[:, early].all()
     assert alerts[:, early + 1 : spike].sum() <= 2  # twice the budget is 4.4
     found = alerts[:, spike].mean()
@@ -307,10 +311,7 @@ def test_a_series_still_since_its_start_is_armed_again_after_its_first_move() ->
     values[:, shift:] += 8 * rng.choice([-1, 1], (10, 1))
     values *= 10.0 ** rng.uniform(-3, 6, (10, 1))
     detector = AnomalyDetector()
-    alerts = np.zeros(values.shape, dtype=bool)
-    for i in range(points):
-        detector.update(values[:, i], times=np.full(10, 300.0 * i))
-        alerts[:, i] = detector.alerting_
+    alerts = _alerting(detector, values)
     assert alerts[:, still].all()
     assert alerts[:, still + 1 : shift].sum() <= 2  # twice the budget is 4.4
     assert alerts[:, shift : shift + 20].any(axis=1).mean() >= 0.9
