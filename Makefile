@@ -54,7 +54,7 @@ test: $(VENV)/.installed servers ## run the test suite (the integration tests st
 
 lint: $(VENV)/.installed ## ruff check and ruff format --check
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check deucalion
+	$(VENV)/bin/ruff format --check deucalion tests benchmarks examples deploy
 
 typecheck: $(VENV)/.installed ## mypy, strict
 	$(VENV)/bin/mypy

@@ -51,8 +51,11 @@ def run_one(name: str, quick: bool) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Run the selected benchmarks (all by default)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--quick", action="store_true",
-                        help="few repetitions and short runs: checks the harness, noisy numbers")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="few repetitions and short runs: checks the harness, noisy numbers",
+    )
     parser.add_argument("names", nargs="*", help="benchmarks to run, e.g. bench_cycle")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -69,11 +72,20 @@ def main(argv: list[str] | None = None) -> int:
         # UTC, in both files: README's tables (python -m benchmarks.report) give each figure
         # the date and machine of its run from results.json.
         date, where = time.strftime("%Y-%m-%d %H:%M", time.gmtime()), machine()
-        stamp = (f"\n_{date} UTC, {'quick' if args.quick else 'full'} run in {took:.0f}s, "
-                 f"{where}._\n")
+        stamp = (
+            f"\n_{date} UTC, {'quick' if args.quick else 'full'} run in {took:.0f}s, {where}._\n"
+        )
         write_section(name, markdown.rstrip() + "\n" + stamp)
-        write_json(name, {**result, "quick": args.quick, "seconds": round(took, 1),
-                          "date": date, "machine": where})
+        write_json(
+            name,
+            {
+                **result,
+                "quick": args.quick,
+                "seconds": round(took, 1),
+                "date": date,
+                "machine": where,
+            },
+        )
         print(markdown, flush=True)
     return 1 if failed else 0
 

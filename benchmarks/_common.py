@@ -23,18 +23,24 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 def synthetic_node_body(size: int = 100_000) -> bytes:
     """A node_exporter-like body of about ``size`` bytes holding the desired metrics."""
-    lines = ["# HELP node_load1 1m load average.", "# TYPE node_load1 gauge", "node_load1 0.42",
-             "# TYPE node_memory_MemAvailable_bytes gauge",
-             "node_memory_MemAvailable_bytes 8.123456e+09",
-             "# TYPE node_cpu_seconds_total counter"]
+    lines = [
+        "# HELP node_load1 1m load average.",
+        "# TYPE node_load1 gauge",
+        "node_load1 0.42",
+        "# TYPE node_memory_MemAvailable_bytes gauge",
+        "node_memory_MemAvailable_bytes 8.123456e+09",
+        "# TYPE node_cpu_seconds_total counter",
+    ]
     for cpu in range(8):
         for mode in ("idle", "iowait", "irq", "nice", "softirq", "steal", "system", "user"):
             lines.append(f'node_cpu_seconds_total{{cpu="{cpu}",mode="{mode}"}} {cpu * 1000.5}')
     i = 0
     while sum(len(line) + 1 for line in lines) < size:
         lines.append(f"# HELP node_filler_{i} Filler.\n# TYPE node_filler_{i} gauge")
-        lines.extend(f'node_filler_{i}{{device="sd{j}",fstype="ext4",mountpoint="/m{j}"}} {j}.5'
-                     for j in range(20))
+        lines.extend(
+            f'node_filler_{i}{{device="sd{j}",fstype="ext4",mountpoint="/m{j}"}} {j}.5'
+            for j in range(20)
+        )
         i += 1
     return ("\n".join(lines) + "\n").encode()
 

@@ -37,8 +37,12 @@ class InjectionObserver(MetricsObserver):
         for samples in targets_data_dict.values():
             value = samples.get(METRIC, {}).get("{}", 0.0)
             if value:
-                alerts.append(Alert(labels={"injection": str(int(value))},
-                                    annotations={"summary": "injected anomaly"}))
+                alerts.append(
+                    Alert(
+                        labels={"injection": str(int(value))},
+                        annotations={"summary": "injected anomaly"},
+                    )
+                )
         return alerts or None
 
 
@@ -59,9 +63,12 @@ async def _measure(am_url: str, reps: int) -> list[float] | None:
     target = TargetServer()
     url = target.add("/metrics", handler)
     await target.start()
-    provisioner = MetricsProvisioner(targets=[url], scrape_interval=INTERVAL,
-                                     alertmanager={"urls": [am_url]},
-                                     telemetry={"enabled": False})
+    provisioner = MetricsProvisioner(
+        targets=[url],
+        scrape_interval=INTERVAL,
+        alertmanager={"urls": [am_url]},
+        telemetry={"enabled": False},
+    )
     provisioner.register(InjectionObserver({METRIC}))
     latencies: list[float] = []
     try:
@@ -91,8 +98,10 @@ def main(quick: bool = False) -> dict[str, Any]:
     try:
         from deucalion.alerting.alerts import Alert  # noqa: F401 - only checks the contract exists
     except ImportError:
-        return {"markdown": title + "skipped: alerting not available (no deucalion.alerting)\n",
-                "skipped": "alerting not available"}
+        return {
+            "markdown": title + "skipped: alerting not available (no deucalion.alerting)\n",
+            "skipped": "alerting not available",
+        }
     try:
         am = start_alertmanager()
     except ServerUnavailable as exc:
@@ -102,19 +111,30 @@ def main(quick: bool = False) -> dict[str, Any]:
     finally:
         am.stop()
     if latencies is None:
-        return {"markdown": title + "skipped: alerting not available (no alert reached "
-                f"Alertmanager within {FIRST_ALERT_WITHIN:g}s)\n",
-                "skipped": "alerting not available"}
+        return {
+            "markdown": title + "skipped: alerting not available (no alert reached "
+            f"Alertmanager within {FIRST_ALERT_WITHIN:g}s)\n",
+            "skipped": "alerting not available",
+        }
     mid, p99 = median(latencies), percentile(latencies, 99)
     markdown = (
         title + f"From setting the target's value to the alert listed by Alertmanager's API, "
         f"scrape interval {INTERVAL:g}s, {len(latencies)} of {reps} injections seen.\n\n"
-        + table(["", "seconds", "scrape intervals"],
-                [["median", f"{mid:.3f}", f"{mid / INTERVAL:.2f}"],
-                 ["p99", f"{p99:.3f}", f"{p99 / INTERVAL:.2f}"]])
+        + table(
+            ["", "seconds", "scrape intervals"],
+            [
+                ["median", f"{mid:.3f}", f"{mid / INTERVAL:.2f}"],
+                ["p99", f"{p99:.3f}", f"{p99 / INTERVAL:.2f}"],
+            ],
+        )
     )
-    return {"markdown": markdown, "interval_s": INTERVAL, "latencies_s": latencies,
-            "median_intervals": mid / INTERVAL, "p99_intervals": p99 / INTERVAL}
+    return {
+        "markdown": markdown,
+        "interval_s": INTERVAL,
+        "latencies_s": latencies,
+        "median_intervals": mid / INTERVAL,
+        "p99_intervals": p99 / INTERVAL,
+    }
 
 
 if __name__ == "__main__":

@@ -48,8 +48,9 @@ class TimedProvisioner(MetricsProvisioner):
 
 
 async def _deucalion(urls: list[str], reps: int) -> dict[str, list[float]]:
-    provisioner = TimedProvisioner(targets=urls, scrape_interval=3600, scrape_timeout=30,
-                                   telemetry={"enabled": False})
+    provisioner = TimedProvisioner(
+        targets=urls, scrape_interval=3600, scrape_timeout=30, telemetry={"enabled": False}
+    )
     provisioner.outcomes = []
     provisioner.called = asyncio.Event()
     provisioner.register(StartTimeObserver(DESIRED))
@@ -75,8 +76,9 @@ async def _deucalion(urls: list[str], reps: int) -> dict[str, list[float]]:
 async def _observers(urls: list[str], observers: int, reps: int) -> dict[str, float]:
     """Cycle time and cycle start to the last observer's new_data, with ``observers``
     observers desiring the same 3 metrics of every target."""
-    provisioner = TimedProvisioner(targets=urls, scrape_interval=3600, scrape_timeout=30,
-                                   telemetry={"enabled": False})
+    provisioner = TimedProvisioner(
+        targets=urls, scrape_interval=3600, scrape_timeout=30, telemetry={"enabled": False}
+    )
     provisioner.outcomes = []
     provisioner.called = asyncio.Event()
     for i in range(observers):
@@ -144,8 +146,9 @@ def _baseline(urls: list[str]) -> float:
         for family in text_string_to_metric_families(response.text):
             if family.name in DESIRED:
                 for sample in family.samples:
-                    series = "{" + ",".join(f'{k}="{v}"' for k, v in
-                                            sorted(sample.labels.items())) + "}"
+                    series = (
+                        "{" + ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items())) + "}"
+                    )
                     samples.setdefault(sample.name, {})[series] = sample.value
         data[url] = samples
     assert all(data.values())
@@ -169,8 +172,9 @@ async def _cpu_split(url: str, cycles: int, exclude: int) -> dict[str, float]:
     application's cycle (selection and hand-off) and the observer's worker."""
     from benchmarks._common import cpu_seconds, descendants
 
-    provisioner = TimedProvisioner(targets=[url], scrape_interval=3600, scrape_timeout=10,
-                                   telemetry={"enabled": False})
+    provisioner = TimedProvisioner(
+        targets=[url], scrape_interval=3600, scrape_timeout=10, telemetry={"enabled": False}
+    )
     provisioner.outcomes = []
     provisioner.called = asyncio.Event()
     provisioner.register(StartTimeObserver(DESIRED))
@@ -206,9 +210,12 @@ async def _cpu_split(url: str, cycles: int, exclude: int) -> dict[str, float]:
             await provisioner.called.wait()
         app = time.process_time() - app_started
         worker = sum(cpu_seconds(pid) for pid in workers) - workers_started
-    return {"receive": spent["receive"] / cycles, "parse": spent["parse"] / cycles,
-            "rest of the application's cycle": (app - spent["receive"] - spent["parse"]) / cycles,
-            "worker": worker / cycles}
+    return {
+        "receive": spent["receive"] / cycles,
+        "parse": spent["parse"] / cycles,
+        "rest of the application's cycle": (app - spent["receive"] - spent["parse"]) / cycles,
+        "worker": worker / cycles,
+    }
 
 
 def cpu_split(quick: bool) -> dict[str, float]:
@@ -217,8 +224,7 @@ def cpu_split(quick: bool) -> dict[str, float]:
 
     server = start_node_exporter()
     try:
-        return run(_cpu_split(server.url + "/metrics", 30 if quick else 200,
-                              server.process.pid))
+        return run(_cpu_split(server.url + "/metrics", 30 if quick else 200, server.process.pid))
     finally:
         server.stop()
 
@@ -229,8 +235,9 @@ def main(quick: bool = False) -> dict[str, Any]:
     baseline_reps = 2 if quick else 3
     baseline_sizes = (10,) if quick else BASELINE_SIZES
     body, source = node_exporter_body()
-    measured: dict[int, dict[str, list[float]]] = {n: {"cycle": [], "to_new_data": [],
-                                                       "baseline": [], "bare": []} for n in SIZES}
+    measured: dict[int, dict[str, list[float]]] = {
+        n: {"cycle": [], "to_new_data": [], "baseline": [], "bare": []} for n in SIZES
+    }
     with TargetProcess(max(SIZES), body, LATENCY) as targets:
         urls = targets.urls
         # Interleaved rounds: noise from other work on the machine hits every side alike.
@@ -260,30 +267,47 @@ def main(quick: bool = False) -> dict[str, Any]:
         baseline = per_target * n if extrapolated else median(measured[n]["baseline"])
         ratio = cycle / LATENCY
         bare = median(measured[n]["bare"])
-        rows.append([n, ms(LATENCY), ms(bare), ms(cycle), ms(to_new_data), ms(parse_one * n),
-                     f"{ratio:.2f}x",
-                     ms(baseline) + (" (extrapolated)" if extrapolated else ""),
-                     f"{baseline / cycle:.0f}x"])
-        summary["sizes"][n] = {"cycle_s": cycle, "to_new_data_s": to_new_data,
-                               "ideal_s": LATENCY, "bare_fetch_s": bare,
-                               "parse_estimate_s": parse_one * n,
-                               "baseline_s": baseline,
-                               "baseline_extrapolated": extrapolated, "ratio_to_ideal": ratio,
-                               "speedup_over_baseline": baseline / cycle,
-                               "samples": measured[n]}
+        rows.append(
+            [
+                n,
+                ms(LATENCY),
+                ms(bare),
+                ms(cycle),
+                ms(to_new_data),
+                ms(parse_one * n),
+                f"{ratio:.2f}x",
+                ms(baseline) + (" (extrapolated)" if extrapolated else ""),
+                f"{baseline / cycle:.0f}x",
+            ]
+        )
+        summary["sizes"][n] = {
+            "cycle_s": cycle,
+            "to_new_data_s": to_new_data,
+            "ideal_s": LATENCY,
+            "bare_fetch_s": bare,
+            "parse_estimate_s": parse_one * n,
+            "baseline_s": baseline,
+            "baseline_extrapolated": extrapolated,
+            "ratio_to_ideal": ratio,
+            "speedup_over_baseline": baseline / cycle,
+            "samples": measured[n],
+        }
     cycle_exponent = _exponent(list(SIZES), [summary["sizes"][n]["cycle_s"] for n in SIZES])
-    observer_exponent = _exponent(list(OBSERVERS),
-                                  [observers[n]["to_last_new_data_s"] for n in OBSERVERS])
+    observer_exponent = _exponent(
+        list(OBSERVERS), [observers[n]["to_last_new_data_s"] for n in OBSERVERS]
+    )
     summary["cycle_exponent"] = cycle_exponent
     summary["observers"] = observers
     summary["observer_exponent"] = observer_exponent
-    observer_rows = [[n, ms(o["cycle_s"]), ms(o["to_last_new_data_s"])]
-                     for n, o in observers.items()]
+    observer_rows = [
+        [n, ms(o["cycle_s"]), ms(o["to_last_new_data_s"])] for n, o in observers.items()
+    ]
     split = cpu_split(quick)
     total = sum(split.values())
     summary["cpu_split_s"] = split
-    split_rows = [[part, f"{seconds * 1e3:.3f}", f"{seconds / total:.0%}"]
-                  for part, seconds in split.items()]
+    split_rows = [
+        [part, f"{seconds * 1e3:.3f}", f"{seconds / total:.0%}"] for part, seconds in split.items()
+    ]
     at_200 = summary["sizes"][200]["ratio_to_ideal"]
     verdict = "met" if at_200 < TARGET_RATIO else "missed"
     summary["target"] = {"ratio_200": at_200, "limit": TARGET_RATIO, "verdict": verdict}
@@ -293,11 +317,22 @@ def main(quick: bool = False) -> dict[str, Any]:
         "a separate process; the observer desires 3 metrics. Medians of "
         f"{len(measured[10]['cycle'])} cycles; baseline: sequential `requests` + "
         f"`prometheus_client` parser, {len(measured[10]['baseline'])} runs"
-        + (" on 10 targets, extrapolated linearly to more" if quick else "") + ".\n\n"
-        + table(["targets", "ideal ms", "bare aiohttp fetch ms", "deucalion cycle ms",
-                 "cycle start to new_data ms",
-                 "of which parsing ms (est.)", "cycle / ideal", "baseline ms",
-                 "baseline / deucalion"], rows)
+        + (" on 10 targets, extrapolated linearly to more" if quick else "")
+        + ".\n\n"
+        + table(
+            [
+                "targets",
+                "ideal ms",
+                "bare aiohttp fetch ms",
+                "deucalion cycle ms",
+                "cycle start to new_data ms",
+                "of which parsing ms (est.)",
+                "cycle / ideal",
+                "baseline ms",
+                "baseline / deucalion",
+            ],
+            rows,
+        )
         + f"\nTarget: 200 targets within {TARGET_RATIO:g}x the ideal: **{verdict}** "
         f"({at_200:.2f}x). Growth exponent of the cycle time from {SIZES[0]} to {SIZES[-1]} "
         f"targets: {cycle_exponent:.2f} (the 50 ms latency is a floor: 0 would be perfect "

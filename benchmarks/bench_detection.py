@@ -48,12 +48,16 @@ from deucalion.replay import nab
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Where nab-dev is looked for: ``../shared`` beside the repository (or beside its worktrees).
-NAB_DEV_CANDIDATES = [ROOT.parent / "shared" / "data" / "nab-dev",
-                      ROOT.parent.parent / "shared" / "data" / "nab-dev"]
+NAB_DEV_CANDIDATES = [
+    ROOT.parent / "shared" / "data" / "nab-dev",
+    ROOT.parent.parent / "shared" / "data" / "nab-dev",
+]
 #: The recording of a real node_exporter, when made (see the module doc).
-RECORDING_CANDIDATES = [ROOT.parent.parent / "recordings" / "node_idle.om.gz",
-                        ROOT.parent / "recordings" / "node_idle.om.gz",
-                        ROOT / "benchmarks" / "corpus" / "node_idle_1s.npz"]
+RECORDING_CANDIDATES = [
+    ROOT.parent.parent / "recordings" / "node_idle.om.gz",
+    ROOT.parent / "recordings" / "node_idle.om.gz",
+    ROOT / "benchmarks" / "corpus" / "node_idle_1s.npz",
+]
 """The last is the recording this repository's figures came from, as arrays (``times``,
 ``values`` with counters as rates, ``res``: their resolution, ``keys``): 507 series of this
 machine's node_exporter, 70 minutes at 1 s, made by ``recording_matrix``."""
@@ -92,8 +96,10 @@ def contenders() -> dict[str, dict[str, Callable[[], Detector]]]:
         },
         "AnomalyDetector, kinds and budget chosen by CV": {
             f"kinds={'+'.join(kinds) if len(kinds) < 7 else 'all'}, budget={b:g}": (
-                lambda b=b, kinds=kinds: AnomalyDetector(budget=b, kinds=kinds))
-            for kinds in KIND_CHOICES for b in (1.0, 10.0, 100.0)
+                lambda b=b, kinds=kinds: AnomalyDetector(budget=b, kinds=kinds)
+            )
+            for kinds in KIND_CHOICES
+            for b in (1.0, 10.0, 100.0)
         },
         "RangeDetector": {"default": RangeDetector},
         "RobustZScore, 120 points": {"default": RobustZScore},
@@ -109,8 +115,12 @@ def _seasonal() -> Detector:
     return detector
 
 
-def run(make: Callable[[], Detector], times: np.ndarray, values: np.ndarray,
-        resolution: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def run(
+    make: Callable[[], Detector],
+    times: np.ndarray,
+    values: np.ndarray,
+    resolution: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Feed ``values`` (``[points, series]``) to a fresh detector one cycle at a time; returns
     its scores and whether each series alerted, both ``[points, series]``."""
     detector = make()
@@ -146,16 +156,24 @@ def _matrix(files: dict[str, Any]) -> tuple[list[str], np.ndarray, np.ndarray]:
     return names, times, values
 
 
-def _labelled(files: dict[str, Any], names: list[str], output: np.ndarray,
-              members: list[str]) -> list[nab.LabelledSeries]:
+def _labelled(
+    files: dict[str, Any], names: list[str], output: np.ndarray, members: list[str]
+) -> list[nab.LabelledSeries]:
     column = {name: i for i, name in enumerate(names)}
-    return [nab.LabelledSeries(name, files[name][0],
-                               output[: len(files[name][1]), column[name]].tolist(),
-                               files[name][2]) for name in members]
+    return [
+        nab.LabelledSeries(
+            name,
+            files[name][0],
+            output[: len(files[name][1]), column[name]].tolist(),
+            files[name][2],
+        )
+        for name in members
+    ]
 
 
-def nab_figures(settings: dict[str, Callable[[], Detector]], files: dict[str, Any],
-                folds: int = FOLDS) -> dict[str, Any]:
+def nab_figures(
+    settings: dict[str, Callable[[], Detector]], files: dict[str, Any], folds: int = FOLDS
+) -> dict[str, Any]:
     """In-sample and cross-validated NAB scores of one detector (see the module doc)."""
     names, times, values = _matrix(files)
     outputs = {}
@@ -163,19 +181,25 @@ def nab_figures(settings: dict[str, Callable[[], Detector]], files: dict[str, An
         scores, alerts = run(make, times, values)
         # A detector that decides its own alerts (and keeps quiet after one) is scored by
         # them; the others by their scores, with NAB's swept threshold.
-        outputs[setting] = alerts.astype(float) if isinstance(make(), AnomalyDetector) \
-            else scores
+        outputs[setting] = alerts.astype(float) if isinstance(make(), AnomalyDetector) else scores
     figures: dict[str, Any] = {}
     halves = {"all": names, "half A": names[0::2], "half B": names[1::2]}
     for part, members in halves.items():
         figures[part] = {}
         for profile in nab.PROFILES:
-            best = max(((nab.sweep(_labelled(files, names, out, members), profile), setting)
-                        for setting, out in outputs.items()), key=lambda pair: pair[0].raw)
+            best = max(
+                (
+                    (nab.sweep(_labelled(files, names, out, members), profile), setting)
+                    for setting, out in outputs.items()
+                ),
+                key=lambda pair: pair[0].raw,
+            )
             figures[part][profile] = best[0].score
             if part == "all":
-                figures.setdefault("chosen", {})[profile] = {"setting": best[1],
-                                                              "threshold": best[0].threshold}
+                figures.setdefault("chosen", {})[profile] = {
+                    "setting": best[1],
+                    "threshold": best[0].threshold,
+                }
     held: dict[str, Any] = {}
     for profile in nab.PROFILES:
         detections = {}
@@ -184,17 +208,28 @@ def nab_figures(settings: dict[str, Callable[[], Detector]], files: dict[str, An
             test = names[fold::folds]
             train = [n for n in names if n not in test]
             result, setting = max(
-                ((nab.sweep(_labelled(files, names, out, train), profile), setting)
-                 for setting, out in outputs.items()), key=lambda pair: pair[0].raw)
+                (
+                    (nab.sweep(_labelled(files, names, out, train), profile), setting)
+                    for setting, out in outputs.items()
+                ),
+                key=lambda pair: pair[0].raw,
+            )
             choices.append(setting)
             for one in _labelled(files, names, outputs[setting], test):
                 detections[one.name] = nab.LabelledSeries(
-                    one.name, one.timestamps,
-                    [1.0 if s >= result.threshold else 0.0 for s in one.scores], one.windows)
+                    one.name,
+                    one.timestamps,
+                    [1.0 if s >= result.threshold else 0.0 for s in one.scores],
+                    one.windows,
+                )
         pooled = nab.score_at_threshold(list(detections.values()), 0.5, profile)
-        held[profile] = {"score": pooled.score, "detected": pooled.detected,
-                         "windows": pooled.windows, "false_positives": pooled.false_positives,
-                         "settings": choices}
+        held[profile] = {
+            "score": pooled.score,
+            "detected": pooled.detected,
+            "windows": pooled.windows,
+            "false_positives": pooled.false_positives,
+            "settings": choices,
+        }
     figures["cv"] = held
     return figures
 
@@ -202,8 +237,9 @@ def nab_figures(settings: dict[str, Callable[[], Detector]], files: dict[str, An
 # --- the corpus: budget adherence and recall ----------------------------------------------------
 
 
-def budget_adherence(series: int, points: int, seed: int,
-                     budgets: tuple[float, ...] = (0.1, 1.0, 10.0)) -> dict[str, Any]:
+def budget_adherence(
+    series: int, points: int, seed: int, budgets: tuple[float, ...] = (0.1, 1.0, 10.0)
+) -> dict[str, Any]:
     """Realised false alerts per series per 10,000 points of ``AnomalyDetector`` on each
     noise kind, per budget (points after the detector's warm-up)."""
     out: dict[str, Any] = {}
@@ -230,8 +266,10 @@ def recall(make: Callable[[], Detector], series: int, seed: int) -> dict[str, An
         _, alerts = run(make, times, data.values.T)
         found = [bool(alerts[s : s + WITHIN, row].any()) for row, s in enumerate(data.starts)]
         before = sum(int(alerts[:s, row].sum()) for row, s in enumerate(data.starts))
-        out[kind] = {"recall": float(np.mean(found)),
-                     "false_per_10k_before": before / float(data.starts.sum()) * 10_000}
+        out[kind] = {
+            "recall": float(np.mean(found)),
+            "false_per_10k_before": before / float(data.starts.sum()) * 10_000,
+        }
     return out
 
 
@@ -314,8 +352,13 @@ def real_figures(path: Path, budgets: tuple[float, ...] = (0.1, 1.0, 10.0)) -> d
         times, values, resolution, keys = recording_matrix(path)
     interval = float(np.median(np.diff(times)))
     grid = np.broadcast_to(times[:, None], values.shape)
-    out: dict[str, Any] = {"series": len(keys), "cycles": len(times), "interval_s": interval,
-                           "minutes": (times[-1] - times[0]) / 60, "budgets": {}}
+    out: dict[str, Any] = {
+        "series": len(keys),
+        "cycles": len(times),
+        "interval_s": interval,
+        "minutes": (times[-1] - times[0]) / 60,
+        "budgets": {},
+    }
     for budget in budgets:
         detector = AnomalyDetector(budget=budget)
         _, alerts = run(lambda d=detector: d, grid, values, resolution)
@@ -333,8 +376,11 @@ def real_figures(path: Path, budgets: tuple[float, ...] = (0.1, 1.0, 10.0)) -> d
     _, alerts = run(RangeDetector, grid, values, resolution)
     scored_points = float(np.isfinite(values[576:]).sum())
     per_10k = alerts.sum() / max(scored_points, 1.0) * 10_000
-    out["RangeDetector"] = {"alerts": int(alerts.sum()), "per_10k": float(per_10k),
-                            "per_series_per_day": float(per_10k * 86400 / interval / 10_000)}
+    out["RangeDetector"] = {
+        "alerts": int(alerts.sum()),
+        "per_10k": float(per_10k),
+        "per_series_per_day": float(per_10k * 86400 / interval / 10_000),
+    }
     out["injected"] = injected_recall(values, times)
     return out
 
@@ -343,9 +389,13 @@ def injected_recall(values: np.ndarray, times: np.ndarray, seed: int = 11) -> di
     """Incidents injected into the recording's own gauges (those that move): per kind, the
     share found within ``WITHIN`` points by ``AnomalyDetector()``."""
     rng = np.random.default_rng(seed)
-    moving = [c for c in range(values.shape[1])
-              if np.isfinite(values[:, c]).all() and np.nanstd(np.diff(values[:, c])) > 0
-              and (np.diff(values[:, c]) != 0).mean() > 0.5]
+    moving = [
+        c
+        for c in range(values.shape[1])
+        if np.isfinite(values[:, c]).all()
+        and np.nanstd(np.diff(values[:, c])) > 0
+        and (np.diff(values[:, c]) != 0).mean() > 0.5
+    ]
     chosen = rng.choice(moving, size=min(40, len(moving)), replace=False)
     base = values[:, chosen].copy()
     cycles = len(times)
@@ -359,8 +409,11 @@ def injected_recall(values: np.ndarray, times: np.ndarray, seed: int = 11) -> di
             spread = float(np.std(column[:start])) or 1e-9  # the series' own variability
             sign = rng.choice([-1, 1])
             if kind == "spike":
-                column[start] = column[:start].max() + 3 * spread if sign > 0 \
+                column[start] = (
+                    column[:start].max() + 3 * spread
+                    if sign > 0
                     else column[:start].min() - 3 * spread
+                )
             elif kind == "level_shift":
                 column[start:] += sign * 3 * spread
             elif kind == "variance":
@@ -368,16 +421,16 @@ def injected_recall(values: np.ndarray, times: np.ndarray, seed: int = 11) -> di
             elif kind == "stuck":
                 column[start:] = column[start]
         _, alerts = run(AnomalyDetector, grid, data)
-        out[kind] = float(np.mean([alerts[s : s + WITHIN, c].any()
-                                   for c, s in enumerate(starts)]))
+        out[kind] = float(np.mean([alerts[s : s + WITHIN, c].any() for c, s in enumerate(starts)]))
     return out
 
 
 # --- speed --------------------------------------------------------------------------------------
 
 
-def speed(make: Callable[[], Detector], series: int = 10_000, updates: int = 50,
-          keyed: bool = False) -> float:
+def speed(
+    make: Callable[[], Detector], series: int = 10_000, updates: int = 50, keyed: bool = False
+) -> float:
     """Series-updates per CPU second, ``series`` updated together ``updates`` times."""
     rng = np.random.default_rng(1)
     detector = make()
@@ -387,8 +440,9 @@ def speed(make: Callable[[], Detector], series: int = 10_000, updates: int = 50,
     start = time.process_time()
     for i, batch in enumerate(batches[1:]):
         if keyed:
-            detector.update(dict(zip(keys, zip([float(i)] * series, batch.tolist(),
-                                               strict=True), strict=True)))
+            detector.update(
+                dict(zip(keys, zip([float(i)] * series, batch.tolist(), strict=True), strict=True))
+            )
         else:
             detector.update(batch)
     return series * updates / (time.process_time() - start)
@@ -404,8 +458,9 @@ def memory_per_series(series: int = 10_000) -> float:
 # --- the report ---------------------------------------------------------------------------------
 
 
-def main(quick: bool = False, nab_dev: Path | None = None,
-         recording: Path | None = None) -> dict[str, Any]:
+def main(
+    quick: bool = False, nab_dev: Path | None = None, recording: Path | None = None
+) -> dict[str, Any]:
     """Measure everything that can be measured here; return the figures and the markdown."""
     results: dict[str, Any] = {}
     notes = [f"Machine: {machine()}. Shared machine: speed figures are noisy, compare rows."]
@@ -421,53 +476,95 @@ def main(quick: bool = False, nab_dev: Path | None = None,
         results[name] = figures
         if "nab" in figures:
             cv, whole = figures["nab"]["cv"], figures["nab"]["all"]
-            rows.append([name, *[f"**{cv[p]['score']:.1f}** ({whole[p]:.1f})"
-                                 for p in nab.PROFILES],
-                         f"{cv['standard']['detected']}/{cv['standard']['windows']}, "
-                         f"{cv['standard']['false_positives']}",
-                         f"{figures['series_per_s']:,.0f}"])
+            rows.append(
+                [
+                    name,
+                    *[f"**{cv[p]['score']:.1f}** ({whole[p]:.1f})" for p in nab.PROFILES],
+                    f"{cv['standard']['detected']}/{cv['standard']['windows']}, "
+                    f"{cv['standard']['false_positives']}",
+                    f"{figures['series_per_s']:,.0f}",
+                ]
+            )
     if files is None:
         notes.append("NAB skipped: no nab-dev folder.")
     markdown = ["## Detection quality (bench_detection)\n"]
     if rows:
-        markdown.append(table(["detector", "NAB standard, CV (in-sample)", "low FP, CV (in)",
-                               "low FN, CV (in)", "windows found, false detections (CV)",
-                               "series-updates/s (1 core)"], rows))
+        markdown.append(
+            table(
+                [
+                    "detector",
+                    "NAB standard, CV (in-sample)",
+                    "low FP, CV (in)",
+                    "low FN, CV (in)",
+                    "windows found, false detections (CV)",
+                    "series-updates/s (1 core)",
+                ],
+                rows,
+            )
+        )
 
     anomaly = AnomalyDetector()
     results["AnomalyDetector (default)"]["keyed_series_per_s"] = speed(
-        AnomalyDetector, updates=5 if quick else 20, keyed=True)
+        AnomalyDetector, updates=5 if quick else 20, keyed=True
+    )
     results["memory_bytes_per_series"] = memory_per_series()
     series, points = (10, 4000) if quick else (20, 10_000)
     results["budget"] = budget_adherence(series, points, seed=7)
-    brows = [[kind, *[f"{v:.2f}" for v in per.values()]]
-             for kind, per in results["budget"].items()]
-    markdown.append("\nRealised false alerts per series per 10,000 points of noise, "
-                    f"AnomalyDetector, {series} series x {points:,} points each (seed 7):\n\n")
-    markdown.append(table(["noise", *[f"budget {b}" for b in results["budget"]["gaussian"]]],
-                          brows))
+    brows = [[kind, *[f"{v:.2f}" for v in per.values()]] for kind, per in results["budget"].items()]
+    markdown.append(
+        "\nRealised false alerts per series per 10,000 points of noise, "
+        f"AnomalyDetector, {series} series x {points:,} points each (seed 7):\n\n"
+    )
+    markdown.append(
+        table(["noise", *[f"budget {b}" for b in results["budget"]["gaussian"]]], brows)
+    )
     n = 10 if quick else 40
-    results["recall"] = {"AnomalyDetector (default)": recall(AnomalyDetector, n, seed=5),
-                         "RangeDetector": recall(RangeDetector, n, seed=5)}
+    results["recall"] = {
+        "AnomalyDetector (default)": recall(AnomalyDetector, n, seed=5),
+        "RangeDetector": recall(RangeDetector, n, seed=5),
+    }
     kinds = list(corpus.ANOMALY_KINDS)
-    markdown.append(f"\nRecall per anomaly kind ({n} labelled series each, found within "
-                    f"{WITHIN} points):\n\n")
-    markdown.append(table(["detector", *kinds], [
-        [name, *[f"{per[k]['recall']:.2f} ({per[k]['false_per_10k_before']:.1f})"
-                 for k in kinds]]
-        for name, per in results["recall"].items()]))
-    markdown.append("\n(In brackets: false alerts per series per 10,000 points before the "
-                    "anomalies.)\n")
+    markdown.append(
+        f"\nRecall per anomaly kind ({n} labelled series each, found within {WITHIN} points):\n\n"
+    )
+    markdown.append(
+        table(
+            ["detector", *kinds],
+            [
+                [
+                    name,
+                    *[
+                        f"{per[k]['recall']:.2f} ({per[k]['false_per_10k_before']:.1f})"
+                        for k in kinds
+                    ],
+                ]
+                for name, per in results["recall"].items()
+            ],
+        )
+    )
+    markdown.append(
+        "\n(In brackets: false alerts per series per 10,000 points before the anomalies.)\n"
+    )
 
     results["warmup"] = warmup_recall(AnomalyDetector, n, seed=9)
-    markdown.append("\nWarm-up: share of series alerted within "
-                    f"{WITHIN} points of an anomaly that comes after only so many points of "
-                    f"history ({n} labelled series each, AnomalyDetector at budget 1):\n\n")
-    markdown.append(table(["kind", *[f"after {s}" for s in WARMUP_STARTS]], [
-        [kind, *[f"{results['warmup'][kind][str(s)]:.2f}" for s in WARMUP_STARTS]]
-        for kind in WARMUP_KINDS]))
-    markdown.append(f"\n(False alerts per series per 10,000 points before the anomalies: "
-                    f"{results['warmup']['false_per_10k_before']:.2f}.)\n")
+    markdown.append(
+        "\nWarm-up: share of series alerted within "
+        f"{WITHIN} points of an anomaly that comes after only so many points of "
+        f"history ({n} labelled series each, AnomalyDetector at budget 1):\n\n"
+    )
+    markdown.append(
+        table(
+            ["kind", *[f"after {s}" for s in WARMUP_STARTS]],
+            [
+                [kind, *[f"{results['warmup'][kind][str(s)]:.2f}" for s in WARMUP_STARTS]]
+                for kind in WARMUP_KINDS
+            ],
+        )
+    )
+    markdown.append(
+        f"\n(False alerts per series per 10,000 points before the anomalies: "
+        f"{results['warmup']['false_per_10k_before']:.2f}.)\n"
+    )
 
     path = recording or next((p for p in RECORDING_CANDIDATES if p.exists()), None)
     if path is not None:
@@ -475,24 +572,30 @@ def main(quick: bool = False, nab_dev: Path | None = None,
         markdown.append(
             f"\nReal node_exporter ({real['series']} series, {real['minutes']:.0f} min at "
             f"{real['interval_s']:g} s): AnomalyDetector's false alerts per series per 10,000 "
-            "points (per series per day) by budget: " + ", ".join(
+            "points (per series per day) by budget: "
+            + ", ".join(
                 f"budget {b}: {v['per_10k']:.2f} ({v['per_series_per_day']:.1f}/day; "
                 f"second half {v['per_10k_second_half']:.2f}; {v['series_alerting']} series "
                 "ever alerted)"
-                for b, v in real["budgets"].items())
+                for b, v in real["budgets"].items()
+            )
             + f"; RangeDetector {real['RangeDetector']['per_10k']:.2f} "
             f"({real['RangeDetector']['per_series_per_day']:.1f}/day). Injected incidents "
-            "found: " + ", ".join(f"{k} {v:.2f}" for k, v in real["injected"].items()) + ".\n")
-        results["AnomalyDetector (default)"]["idle_per_day"] = \
+            "found: " + ", ".join(f"{k} {v:.2f}" for k, v in real["injected"].items()) + ".\n"
+        )
+        results["AnomalyDetector (default)"]["idle_per_day"] = (
             real["budgets"]["1"]["per_series_per_day"] * real["series"]
+        )
         results["AnomalyDetector (default)"]["idle_alerts"] = real["budgets"]["1"]["alerts"]
     else:
         notes.append("Real recording skipped: none found (give --recording).")
-    notes.append(f"AnomalyDetector holds {results['memory_bytes_per_series']:.0f} bytes per "
-                 f"series; through the keyed update (a dict per cycle) it does "
-                 f"{results['AnomalyDetector (default)']['keyed_series_per_s']:,.0f} "
-                 "series-updates/s. Its threshold at budget 1 is "
-                 f"{anomaly.threshold:g}.")
+    notes.append(
+        f"AnomalyDetector holds {results['memory_bytes_per_series']:.0f} bytes per "
+        f"series; through the keyed update (a dict per cycle) it does "
+        f"{results['AnomalyDetector (default)']['keyed_series_per_s']:,.0f} "
+        "series-updates/s. Its threshold at budget 1 is "
+        f"{anomaly.threshold:g}."
+    )
     markdown.append("\n" + "\n".join(f"- {note}" for note in notes) + "\n")
     results["markdown"] = "".join(markdown)
     return results
@@ -502,8 +605,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller corpus, fewer updates")
     parser.add_argument("--nab-dev", type=Path, default=None, help="the labelled folder")
-    parser.add_argument("--recording", type=Path, default=None,
-                        help="a deucalion recording of a real node_exporter (.om.gz)")
+    parser.add_argument(
+        "--recording",
+        type=Path,
+        default=None,
+        help="a deucalion recording of a real node_exporter (.om.gz)",
+    )
     args = parser.parse_args()
     out = main(args.quick, args.nab_dev, args.recording)
     write_section("bench_detection", out["markdown"])

@@ -94,18 +94,30 @@ async def _measure(reps: int) -> dict[str, Any]:
     observers = {name: ModelObserver(size) for name, size in MODELS.items()}
     # One worker per model and size: each sees the same series every call, as an observer
     # sees its targets cycle after cycle.
-    workers = {(name, n): ObserverWorker(o, on_result=outcomes.put_nowait)
-               for name, o in observers.items() for n in SERIES}
+    workers = {
+        (name, n): ObserverWorker(o, on_result=outcomes.put_nowait)
+        for name, o in observers.items()
+        for n in SERIES
+    }
     spawn = multiprocessing.get_context("spawn")
-    pools = {name: concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=spawn)
-             for name in MODELS}
-    plain = {key: concurrent.futures.ProcessPoolExecutor(
-        max_workers=1, mp_context=spawn, initializer=install,
-        initargs=(cloudpickle.dumps(observers[key[0]]),)) for key in workers}
+    pools = {
+        name: concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=spawn)
+        for name in MODELS
+    }
+    plain = {
+        key: concurrent.futures.ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=spawn,
+            initializer=install,
+            initargs=(cloudpickle.dumps(observers[key[0]]),),
+        )
+        for key in workers
+    }
     datas = {n: payload(n) for n in SERIES}
     samples: dict[str, dict[str, dict[str, list[float]]]] = {
         model: {str(n): {"executor": [], "plain": [], "baseline": []} for n in SERIES}
-        for model in MODELS}
+        for model in MODELS
+    }
     try:
         await asyncio.gather(*(w.start() for w in workers.values()))
         for pool in [*pools.values(), *plain.values()]:
@@ -123,7 +135,8 @@ async def _measure(reps: int) -> dict[str, Any]:
                     got["plain"].append(started - ready)
                     ready = time.time()
                     started = await loop.run_in_executor(
-                        pools[model], run_observer, cloudpickle.dumps(observers[model]), data)
+                        pools[model], run_observer, cloudpickle.dumps(observers[model]), data
+                    )
                     got["baseline"].append(started - ready)
     finally:
         await asyncio.gather(*(w.close() for w in workers.values()))
@@ -144,19 +157,35 @@ def main(quick: bool = False) -> dict[str, Any]:
             got = measured[model][str(n)]
             ours, simple, theirs = (median(got[k]) for k in ("executor", "plain", "baseline"))
             socket_pair = recorded.get(f"{model}/{n}", {}).get("deucalion_s")
-            rows.append([model, f"{n:,}", ms(ours),
-                         ms(socket_pair) if socket_pair is not None else "-",
-                         f"{ours / socket_pair:.2f}x" if socket_pair else "-",
-                         ms(simple), f"{simple / ours:.2f}x", ms(theirs),
-                         f"{theirs / ours:.1f}x"])
-            results[f"{model}/{n}"] = {"executor_s": ours, "plain_pickle_s": simple,
-                                       "baseline_s": theirs, "socket_pair_s": socket_pair,
-                                       "samples": got}
+            rows.append(
+                [
+                    model,
+                    f"{n:,}",
+                    ms(ours),
+                    ms(socket_pair) if socket_pair is not None else "-",
+                    f"{ours / socket_pair:.2f}x" if socket_pair else "-",
+                    ms(simple),
+                    f"{simple / ours:.2f}x",
+                    ms(theirs),
+                    f"{theirs / ours:.1f}x",
+                ]
+            )
+            results[f"{model}/{n}"] = {
+                "executor_s": ours,
+                "plain_pickle_s": simple,
+                "baseline_s": theirs,
+                "socket_pair_s": socket_pair,
+                "samples": got,
+            }
     at_10k = [results[f"{m}/10000"]["executor_s"] * 1000 for m in MODELS]
     independent = max(at_10k) < 2 * min(at_10k) + 1
     verdict = "met" if independent and max(at_10k) < TARGET_MS else "missed"
-    results["target"] = {"ms_at_10000": at_10k, "limit_ms": TARGET_MS,
-                         "independent_of_model": independent, "verdict": verdict}
+    results["target"] = {
+        "ms_at_10000": at_10k,
+        "limit_ms": TARGET_MS,
+        "independent_of_model": independent,
+        "verdict": verdict,
+    }
     markdown = (
         "## Dispatch (bench_dispatch)\n\n"
         f"Data ready to `new_data` starting in the worker, median of {reps} calls each; data of "
@@ -169,9 +198,20 @@ def main(quick: bool = False) -> dict[str, Any]:
         "series-key encoding. "
         "Baseline: a process pool pickling the observer with every call. The machine is "
         "shared with other sessions: compare within a row, as ratios.\n\n"
-        + table(["model", "series", "executor ms", "socket pair ms (recorded)",
-                 "executor / socket pair", "plain pickle ms", "plain / executor", "baseline ms",
-                 "baseline / executor"], rows)
+        + table(
+            [
+                "model",
+                "series",
+                "executor ms",
+                "socket pair ms (recorded)",
+                "executor / socket pair",
+                "plain pickle ms",
+                "plain / executor",
+                "baseline ms",
+                "baseline / executor",
+            ],
+            rows,
+        )
         + f"\nTarget: independent of model size and under {TARGET_MS:g} ms at 10,000 "
         f"series: **{verdict}** ({', '.join(f'{v:.2f}' for v in at_10k)} ms for "
         f"{' / '.join(MODELS)}).\n"

@@ -52,16 +52,33 @@ provisioner.run()
 # is what any model needs; aiohttp.web is telemetry's server. The last step is not an import:
 # the settings' validators are built when first used.
 LOAD_SETTINGS = "load_settings()"
-IMPORTS = ["asyncio", "cloudpickle", "pydantic.main", "aiohttp", "aiohttp.web",
-           "prometheus_client", "uvloop", "deucalion.config.settings", "deucalion.config.loading",
-           "deucalion.collection.scrape", "deucalion.dispatch.calls", "deucalion.telemetry",
-           "deucalion.provisioner", LOAD_SETTINGS]
+IMPORTS = [
+    "asyncio",
+    "cloudpickle",
+    "pydantic.main",
+    "aiohttp",
+    "aiohttp.web",
+    "prometheus_client",
+    "uvloop",
+    "deucalion.config.settings",
+    "deucalion.config.loading",
+    "deucalion.collection.scrape",
+    "deucalion.dispatch.calls",
+    "deucalion.telemetry",
+    "deucalion.provisioner",
+    LOAD_SETTINGS,
+]
 # A worker is a spawned interpreter running the executor's worker loop, then deucalion's
 # initializer and what unpickling the observer needs: its base class, and cloudpickle because
 # the application's class, from a `-c` script, travels by value.
-WORKER_IMPORTS = ["multiprocessing.spawn", "concurrent.futures.process",
-                  "deucalion.dispatch.in_worker", "deucalion.observer",
-                  "deucalion.dispatch.payload", "cloudpickle"]
+WORKER_IMPORTS = [
+    "multiprocessing.spawn",
+    "concurrent.futures.process",
+    "deucalion.dispatch.in_worker",
+    "deucalion.observer",
+    "deucalion.dispatch.payload",
+    "cloudpickle",
+]
 
 
 def _tree(pid: int) -> list[int]:
@@ -120,9 +137,14 @@ def import_costs(modules: list[str]) -> list[tuple[str, float]]:
         "        importlib.import_module(name)\n"
         "    print(name, rss())\n"
     )
-    out = subprocess.run([sys.executable, "-c", script, *modules], capture_output=True,
-                         text=True, check=True, cwd=ROOT,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", script, *modules],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    ).stdout
     costs: list[tuple[str, float]] = []
     previous = 0.0
     for line in out.splitlines():
@@ -158,14 +180,20 @@ def main(quick: bool = False) -> dict[str, Any]:
     try:
         node = start_node_exporter()
     except ServerUnavailable as exc:
-        return {"markdown": f"## Footprint (bench_footprint)\n\nskipped: {exc}\n",
-                "skipped": str(exc)}
+        return {
+            "markdown": f"## Footprint (bench_footprint)\n\nskipped: {exc}\n",
+            "skipped": str(exc),
+        }
     prometheus = app = None
     try:
         prometheus = start_prometheus([f"127.0.0.1:{node.port}"], scrape_interval="1s")
-        app = subprocess.Popen([sys.executable, "-c", APP, f"{node.url}/metrics"], cwd=ROOT,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        app = subprocess.Popen(
+            [sys.executable, "-c", APP, f"{node.url}/metrics"],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + 60
         while not descendants(app.pid):
             if app.poll() is not None or time.monotonic() > deadline:
@@ -205,8 +233,10 @@ def main(quick: bool = False) -> dict[str, Any]:
         node.stop()
 
     cycles = took / INTERVAL
-    cpu_rows = [[f"deucalion {names.get(pid, '?')}", ms(used / cycles), ""]
-                for pid, used in sorted(per_process.items())]
+    cpu_rows = [
+        [f"deucalion {names.get(pid, '?')}", ms(used / cycles), ""]
+        for pid, used in sorted(per_process.items())
+    ]
     memory_rows = []
     ours_rss = ours_pss = 0
     for pid, (rss, pss) in sorted(peak["deucalion"].items()):
@@ -217,25 +247,35 @@ def main(quick: bool = False) -> dict[str, Any]:
         ours_pss += pss
     theirs_rss = sum(r for r, _ in peak["prometheus"].values())
     theirs_pss = sum(p for _, p in peak["prometheus"].values())
-    memory_rows.append(["**deucalion, every process**", f"{ours_rss / 2**20:.1f}",
-                        f"**{ours_pss / 2**20:.1f}**"])
+    memory_rows.append(
+        ["**deucalion, every process**", f"{ours_rss / 2**20:.1f}", f"**{ours_pss / 2**20:.1f}**"]
+    )
     memory_rows.append(["Prometheus", f"{theirs_rss / 2**20:.1f}", f"{theirs_pss / 2**20:.1f}"])
-    memory_rows.append(["the original framework's sidecar (its paper)", "",
-                        f"about {ORIGINAL_MB:g}"])
+    memory_rows.append(
+        ["the original framework's sidecar (its paper)", "", f"about {ORIGINAL_MB:g}"]
+    )
     costs = import_costs(IMPORTS)
     worker_costs = import_costs(WORKER_IMPORTS)
     cpu_ratio = ours / theirs if theirs else float("inf")
     cpu_verdict = "met" if cpu_ratio <= CPU_TARGET_RATIO else "missed"
     pss_verdict = "met" if ours_pss / 2**20 < PSS_TARGET_MB else "missed"
     result = {
-        "duration_s": took, "cycles": cycles,
+        "duration_s": took,
+        "cycles": cycles,
         "cpu_per_cycle_s": {"deucalion": ours / cycles, "prometheus": theirs / cycles},
         "rss_bytes": {"deucalion": ours_rss, "prometheus": theirs_rss},
         "pss_bytes": {"deucalion": ours_pss, "prometheus": theirs_pss},
-        "processes": {str(pid): {"name": names.get(pid, "?"), "rss": r, "pss": p,
-                                 "cpu_per_cycle_s": per_process.get(pid, 0.0) / cycles}
-                      for pid, (r, p) in peak["deucalion"].items()},
-        "import_rss_mb": dict(costs), "worker_import_rss_mb": dict(worker_costs),
+        "processes": {
+            str(pid): {
+                "name": names.get(pid, "?"),
+                "rss": r,
+                "pss": p,
+                "cpu_per_cycle_s": per_process.get(pid, 0.0) / cycles,
+            }
+            for pid, (r, p) in peak["deucalion"].items()
+        },
+        "import_rss_mb": dict(costs),
+        "worker_import_rss_mb": dict(worker_costs),
         "target": {"cpu": cpu_verdict, "cpu_ratio": cpu_ratio, "pss": pss_verdict},
         "other_python_processes": others,
     }
@@ -247,21 +287,30 @@ def main(quick: bool = False) -> dict[str, Any]:
         "CPU is the time on a CPU of each process (from each thread's schedstat, in "
         "nanoseconds); memory is the peak over the run. The machine is shared with other "
         "sessions: CPU figures are noisy, compare the ratio.\n\n"
-        + table(["", "CPU ms per cycle", "ratio"], [
-            ["deucalion, every process", ms(ours / cycles), f"{cpu_ratio:.2f}x"], *cpu_rows,
-            ["Prometheus", ms(theirs / cycles), "1x"],
-            ["the original framework's sidecar (its paper)", f"about {ORIGINAL_CPU_MS:g}", ""]])
-        + "\n" + table(["process", "RSS MB", "PSS MB"], memory_rows)
+        + table(
+            ["", "CPU ms per cycle", "ratio"],
+            [
+                ["deucalion, every process", ms(ours / cycles), f"{cpu_ratio:.2f}x"],
+                *cpu_rows,
+                ["Prometheus", ms(theirs / cycles), "1x"],
+                ["the original framework's sidecar (its paper)", f"about {ORIGINAL_CPU_MS:g}", ""],
+            ],
+        )
+        + "\n"
+        + table(["process", "RSS MB", "PSS MB"], memory_rows)
         + _socket_pair_line()
         + f"\nTargets: CPU per cycle within {CPU_TARGET_RATIO:g}x Prometheus's: "
         f"**{cpu_verdict}** ({cpu_ratio:.2f}x); every process's PSS summed under "
         f"{PSS_TARGET_MB:g} MB: **{pss_verdict}** ({ours_pss / 2**20:.1f} MB).\n\n"
         "PSS splits a shared library's pages among every process mapping it: "
-        + (f"{others} other processes on the machine mapped deucalion's Python library during "
-           "this run, which lowers deucalion's PSS (on a quiet machine, none does); the target "
-           "is judged there.\n\n" if others else
-           "no other process on the machine mapped deucalion's Python library during this run, "
-           "as on a quiet machine, where the target is judged.\n\n")
+        + (
+            f"{others} other processes on the machine mapped deucalion's Python library during "
+            "this run, which lowers deucalion's PSS (on a quiet machine, none does); the target "
+            "is judged there.\n\n"
+            if others
+            else "no other process on the machine mapped deucalion's Python library during this "
+            "run, as on a quiet machine, where the target is judged.\n\n"
+        )
         + "RSS includes the pages of shared libraries a process has mapped, and how many the "
         "kernel maps on a fault depends on what the page cache holds: right after an install, "
         "with all of pydantic_core's library cached, the application measured 1.4 MB more "
@@ -270,7 +319,8 @@ def main(quick: bool = False) -> dict[str, Any]:
         "dependencies first (so a deucalion module's row is what it adds to them), and a "
         "worker's:\n\n"
         + table(["application import", "+RSS MB"], [[n, f"{v:.1f}"] for n, v in costs])
-        + "\n" + table(["worker import", "+RSS MB"], [[n, f"{v:.1f}"] for n, v in worker_costs])
+        + "\n"
+        + table(["worker import", "+RSS MB"], [[n, f"{v:.1f}"] for n, v in worker_costs])
     )
     return {"markdown": markdown, **result}
 

@@ -77,8 +77,13 @@ def _observer(kind: str, preset: str) -> Any:
 
 
 def evaluate(
-    alerts: list[dict[str, Any]], incidents: list[dict[str, Any]], target: str, interval: float,
-    first: float, last: float, scores: dict[str, list[tuple[float, float]]] | None = None,
+    alerts: list[dict[str, Any]],
+    incidents: list[dict[str, Any]],
+    target: str,
+    interval: float,
+    first: float,
+    last: float,
+    scores: dict[str, list[tuple[float, float]]] | None = None,
 ) -> dict[str, Any]:
     """Detections, times to detection and false alerts of ``alerts`` on ``target``; for each
     incident, the highest score of a series of the target during it (``scores``: a backtest's
@@ -92,25 +97,34 @@ def evaluate(
         hit = next((a for a in mine if incident["start"] <= a["start"] <= incident["end"]), None)
         during = [a for a in mine if incident["start"] <= a["start"] <= incident["end"] + GRACE]
         end = None if hit is None else hit.get("end")
-        detections.append({
-            # Issue 27: at most one alert per target per incident.
-            "alerts": len(during),
-            # The alert that found it still firing at the incident's end (None: not found),
-            # and the cycles from the incident's end to its resolution (None: still open).
-            "lasted": None if hit is None else end is None or end >= incident["end"],
-            "resolved_after_end": None if hit is None or end is None else round(
-                (end - incident["end"]) / interval),
-            "kind": incident["kind"],
-            "detected": hit is not None,
-            "cycles": None if hit is None else round((hit["start"] - incident["start"]) / interval),
-            "signal": None if hit is None else hit["labels"].get("signal", hit["labels"].get(
-                "metric")),
-            "named": None if hit is None else hit["annotations"].get("signals", ""),
-            "highest_score": _highest(scores or {}, target, incident["start"], incident["end"]),
-        })
+        detections.append(
+            {
+                # Issue 27: at most one alert per target per incident.
+                "alerts": len(during),
+                # The alert that found it still firing at the incident's end (None: not found),
+                # and the cycles from the incident's end to its resolution (None: still open).
+                "lasted": None if hit is None else end is None or end >= incident["end"],
+                "resolved_after_end": None
+                if hit is None or end is None
+                else round((end - incident["end"]) / interval),
+                "kind": incident["kind"],
+                "detected": hit is not None,
+                "cycles": None
+                if hit is None
+                else round((hit["start"] - incident["start"]) / interval),
+                "signal": None
+                if hit is None
+                else hit["labels"].get("signal", hit["labels"].get("metric")),
+                "named": None if hit is None else hit["annotations"].get("signals", ""),
+                "highest_score": _highest(scores or {}, target, incident["start"], incident["end"]),
+            }
+        )
     scored_from = first + WARMUP_CYCLES * interval
-    false = [a for a in mine if a["start"] >= scored_from
-             and not any(lo <= a["start"] <= hi for lo, hi in windows)]
+    false = [
+        a
+        for a in mine
+        if a["start"] >= scored_from and not any(lo <= a["start"] <= hi for lo, hi in windows)
+    ]
     inside = sum(max(0.0, min(hi, last) - max(lo, scored_from)) for lo, hi in windows)
     ordinary = max(0.0, last - scored_from - inside) / interval
     ttd = [d["cycles"] for d in detections if d["detected"]]
@@ -141,11 +155,13 @@ def _complete(alert: dict[str, Any]) -> bool:
     if "preset" not in alert["labels"]:
         return True  # a plain observer's alert: not a preset's
     return all(alert["labels"].get(k) for k in ALERT_LABELS) and all(
-        alert["annotations"].get(k) for k in ALERT_ANNOTATIONS)
+        alert["annotations"].get(k) for k in ALERT_ANNOTATIONS
+    )
 
 
-def _highest(scores: dict[str, list[tuple[float, float]]], target: str, start: float,
-             end: float) -> tuple[str, float] | None:
+def _highest(
+    scores: dict[str, list[tuple[float, float]]], target: str, start: float, end: float
+) -> tuple[str, float] | None:
     best: tuple[str, float] | None = None
     for name, points in scores.items():
         if not name.startswith(target + " "):
@@ -160,8 +176,16 @@ def backtest_one(kind: str, preset: str, recording: Path) -> tuple[list[dict[str
     from deucalion.replay.backtesting import backtest
 
     result = backtest(_observer(kind, preset), str(recording), progress=False, keep_scores=True)
-    alerts = [{"target": a.target, "start": a.start, "end": a.end, "labels": a.labels,
-               "annotations": a.annotations} for a in result.alerts]
+    alerts = [
+        {
+            "target": a.target,
+            "start": a.start,
+            "end": a.end,
+            "labels": a.labels,
+            "annotations": a.annotations,
+        }
+        for a in result.alerts
+    ]
     return alerts, result
 
 
@@ -198,15 +222,34 @@ def cost(kind: str, preset: str, recording: Path, target: str, cycles: int) -> d
             if line.startswith("Pss:"):
                 pss = int(line.split()[1]) * 1024
     steady = times[WARMUP_CYCLES:] or times
-    return {"cycles": len(times), "cpu_ms_median": statistics.median(steady) * 1000,
-            "cpu_ms_mean": statistics.fmean(steady) * 1000, "pss_mb": pss / 1e6}
+    return {
+        "cycles": len(times),
+        "cpu_ms_median": statistics.median(steady) * 1000,
+        "cpu_ms_mean": statistics.fmean(steady) * 1000,
+        "pss_mb": pss / 1e6,
+    }
 
 
-def _cost_in_subprocess(kind: str, preset: str, recording: Path, target: str,
-                        cycles: int) -> dict[str, float]:
+def _cost_in_subprocess(
+    kind: str, preset: str, recording: Path, target: str, cycles: int
+) -> dict[str, float]:
     run = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_liveops", "cost", kind, preset, str(recording),
-         target, str(cycles)], capture_output=True, text=True, timeout=3600, check=True)
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench_liveops",
+            "cost",
+            kind,
+            preset,
+            str(recording),
+            target,
+            str(cycles),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=True,
+    )
     result: dict[str, float] = json.loads(run.stdout.strip().splitlines()[-1])
     return result
 
@@ -217,9 +260,11 @@ def main(quick: bool = False) -> dict[str, Any]:
     places = _recording_dirs()
     recording = places[0] / "recording.om.gz"
     if not recording.is_file():
-        note = (f"no recording at {recording}: make one with `python -m "
-                "benchmarks.liveops_harness record --out DIR` (67 minutes), then run "
-                "`DEUCALION_LIVEOPS=DIR python -m benchmarks bench_liveops`")
+        note = (
+            f"no recording at {recording}: make one with `python -m "
+            "benchmarks.liveops_harness record --out DIR` (67 minutes), then run "
+            "`DEUCALION_LIVEOPS=DIR python -m benchmarks bench_liveops`"
+        )
         return {"markdown": f"## bench_liveops\n\nnot run: {note}\n", "skipped": note}
     out = on_recording(places[0], quick=quick, measure_cost=True)
     out["other_recordings"] = [
@@ -227,8 +272,9 @@ def main(quick: bool = False) -> dict[str, Any]:
         for where in places[1:]
         if (where / "recording.om.gz").is_file()
     ]
-    out["markdown"] = "\n".join(_markdown(r, first=i == 0) for i, r in
-                                enumerate([out, *out["other_recordings"]]))
+    out["markdown"] = "\n".join(
+        _markdown(r, first=i == 0) for i, r in enumerate([out, *out["other_recordings"]])
+    )
     return out
 
 
@@ -240,8 +286,12 @@ def on_recording(where: Path, *, quick: bool, measure_cost: bool) -> dict[str, A
     incidents = json.loads((where / "incidents.json").read_text())
     targets: dict[str, str] = run["targets"]
     interval = 1.0
-    out: dict[str, Any] = {"recording": str(recording), "incidents": incidents,
-                           "seed": run.get("seed", 0), "presets": {}}
+    out: dict[str, Any] = {
+        "recording": str(recording),
+        "incidents": incidents,
+        "seed": run.get("seed", 0),
+        "presets": {},
+    }
     for preset, which in PRESET_TARGET.items():
         target = targets[which]
         entry: dict[str, Any] = {}
@@ -251,18 +301,25 @@ def on_recording(where: Path, *, quick: bool, measure_cost: bool) -> dict[str, A
             started = time.monotonic()
             alerts, result = backtest_one(kind, preset, recording)
             first, last = result.first_time, result.last_time
-            entry[kind] = evaluate(alerts, incidents, target, interval, first, last,
-                                   result.scores)
-            entry[kind]["threshold"] = getattr(getattr(_observer(kind, preset), "detector", None),
-                                               "threshold", None)
+            entry[kind] = evaluate(alerts, incidents, target, interval, first, last, result.scores)
+            entry[kind]["threshold"] = getattr(
+                getattr(_observer(kind, preset), "detector", None), "threshold", None
+            )
             entry[kind]["backtest_seconds"] = round(time.monotonic() - started, 1)
             entry[kind]["steps"] = result.steps
             entry[kind]["alert_list"] = [
-                {"start": a["start"], "target": a["target"], "labels": a["labels"],
-                 "summary": a["annotations"].get("summary", "")} for a in alerts]
+                {
+                    "start": a["start"],
+                    "target": a["target"],
+                    "labels": a["labels"],
+                    "summary": a["annotations"].get("summary", ""),
+                }
+                for a in alerts
+            ]
             if measure_cost:
-                entry[kind]["cost"] = _cost_in_subprocess(kind, preset, recording, target,
-                                                          600 if quick else 1800)
+                entry[kind]["cost"] = _cost_in_subprocess(
+                    kind, preset, recording, target, 600 if quick else 1800
+                )
         out["presets"][preset] = entry
     return out
 
@@ -273,49 +330,78 @@ def _markdown(out: dict[str, Any], *, first: bool = True) -> str:
         for kind, r in entry.items():
             missed = [d["kind"] for d in r["incidents"] if not d["detected"]]
             cost = r.get("cost")
-            rows.append([
-                preset if kind == "preset" else f"plain observer, {preset} metrics",
-                f"{r['detected']}/{r['of']}" + (f" (missed {', '.join(missed)})" if missed else ""),
-                r["median_cycles_to_detect"],
-                f"{r['false_alerts']} in {r['ordinary_cycles']} cycles "
-                f"({r['false_per_10k_cycles']} per 10,000)",
-                ("yes" if r.get("at_most_one_alert_per_incident") else "no")
-                + f" ({r.get('incidents_with_one_alert')} of {r['of']} with one)",
-                f"{r.get('alerts_lasting_their_incident')} of {r['of']}",
-                f"{cost['cpu_ms_median']:.2f}" if cost else "-",
-                f"{cost['pss_mb']:.0f}" if cost else "-",
-            ])
+            rows.append(
+                [
+                    preset if kind == "preset" else f"plain observer, {preset} metrics",
+                    f"{r['detected']}/{r['of']}"
+                    + (f" (missed {', '.join(missed)})" if missed else ""),
+                    r["median_cycles_to_detect"],
+                    f"{r['false_alerts']} in {r['ordinary_cycles']} cycles "
+                    f"({r['false_per_10k_cycles']} per 10,000)",
+                    ("yes" if r.get("at_most_one_alert_per_incident") else "no")
+                    + f" ({r.get('incidents_with_one_alert')} of {r['of']} with one)",
+                    f"{r.get('alerts_lasting_their_incident')} of {r['of']}",
+                    f"{cost['cpu_ms_median']:.2f}" if cost else "-",
+                    f"{cost['pss_mb']:.0f}" if cost else "-",
+                ]
+            )
     order = ", ".join(i["kind"] for i in out["incidents"])
-    lines = [("## bench_liveops" if first else f"### bench_liveops, also on {out['recording']}"),
-             "",
-             "Presets backtested unchanged on a recording of a real node_exporter and a real "
-             "instrumented aiohttp service (1 s scrapes, over an hour, seven injected "
-             "incidents), beside a plain DetectorObserver over every raw series of the same "
-             "metrics. Time to detection in cycles (median); false alerts outside the "
-             "incidents' windows after the detectors' warmup; at most one alert per incident; "
-             "incidents whose first alert still fired at their end; "
-             "CPU per new_data call (median, ms) and PSS (MB) of a process running the "
-             "observer over the recording.", "",
-             f"Recording `{out['recording']}` (harness seed {out.get('seed', 0)}; incidents in "
-             f"this order: {order}).", "",
-             table(["observer", "incidents detected", "cycles to detect", "false alerts",
-                    "<= 1 alert per incident", "alert lasts the incident", "CPU ms/cycle",
-                    "PSS MB"], rows)]
+    lines = [
+        ("## bench_liveops" if first else f"### bench_liveops, also on {out['recording']}"),
+        "",
+        "Presets backtested unchanged on a recording of a real node_exporter and a real "
+        "instrumented aiohttp service (1 s scrapes, over an hour, seven injected "
+        "incidents), beside a plain DetectorObserver over every raw series of the same "
+        "metrics. Time to detection in cycles (median); false alerts outside the "
+        "incidents' windows after the detectors' warmup; at most one alert per incident; "
+        "incidents whose first alert still fired at their end; "
+        "CPU per new_data call (median, ms) and PSS (MB) of a process running the "
+        "observer over the recording.",
+        "",
+        f"Recording `{out['recording']}` (harness seed {out.get('seed', 0)}; incidents in "
+        f"this order: {order}).",
+        "",
+        table(
+            [
+                "observer",
+                "incidents detected",
+                "cycles to detect",
+                "false alerts",
+                "<= 1 alert per incident",
+                "alert lasts the incident",
+                "CPU ms/cycle",
+                "PSS MB",
+            ],
+            rows,
+        ),
+    ]
     for preset, entry in out["presets"].items():
         for d in entry["preset"]["incidents"]:
             best = d["highest_score"]
             lasted = d.get("lasted")
             ended = d.get("resolved_after_end")
-            lines.append(f"- {preset}, {d['kind']}: "
-                         + (f"detected after {d['cycles']} cycles by {d['signal']} "
-                            f"(with: {d['named']}); {d['alerts']} alert(s); the first "
-                            + ("still open at the recording's end" if ended is None else
-                               f"resolved {ended} cycles after its end" if lasted else
-                               f"resolved {-ended} cycles before its end")
-                            if d["detected"] else
-                            "not detected" + (f" (highest score {best[1]} of {best[0]}, "
-                                              f"threshold {entry['preset']['threshold']:.2f})"
-                                              if best else "")))
+            lines.append(
+                f"- {preset}, {d['kind']}: "
+                + (
+                    f"detected after {d['cycles']} cycles by {d['signal']} "
+                    f"(with: {d['named']}); {d['alerts']} alert(s); the first "
+                    + (
+                        "still open at the recording's end"
+                        if ended is None
+                        else f"resolved {ended} cycles after its end"
+                        if lasted
+                        else f"resolved {-ended} cycles before its end"
+                    )
+                    if d["detected"]
+                    else "not detected"
+                    + (
+                        f" (highest score {best[1]} of {best[0]}, "
+                        f"threshold {entry['preset']['threshold']:.2f})"
+                        if best
+                        else ""
+                    )
+                )
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -336,7 +422,8 @@ def _cli(argv: list[str] | None = None) -> int:
     result = main(quick=args.quick)
     print(result["markdown"])
     Path(os.environ.get("DEUCALION_LIVEOPS_OUT", "/dev/null")).write_text(
-        json.dumps({k: v for k, v in result.items() if k != "markdown"}, indent=1, default=str))
+        json.dumps({k: v for k, v in result.items() if k != "markdown"}, indent=1, default=str)
+    )
     return 0
 
 

@@ -47,8 +47,13 @@ def measure(contenders: dict[str, Callable[[], object]], repetitions: int) -> di
 
 
 def _first_three(text: str) -> list[str]:
-    names = sorted({line.split("{")[0].split(" ")[0] for line in text.splitlines()
-                    if line and not line.startswith("#")})
+    names = sorted(
+        {
+            line.split("{")[0].split(" ")[0]
+            for line in text.splitlines()
+            if line and not line.startswith("#")
+        }
+    )
     return names[:: max(1, len(names) // 3)][:3]
 
 
@@ -77,12 +82,14 @@ def ratio_cases(quick: bool) -> tuple[list[list[str]], dict[str, dict[str, float
     cases.append(("OpenMetrics, 3 names", om, True, _first_three(om), None))
     modern = bodies.openmetrics_modern()
     cases.append(("OpenMetrics as clients write it, full", modern, True, None, 10.0))
-    cases.append(("OpenMetrics as clients write it, 3 names", modern, True, _first_three(modern),
-                  None))
+    cases.append(
+        ("OpenMetrics as clients write it, 3 names", modern, True, _first_three(modern), None)
+    )
     # Every parse of a body whose label values are all new (label churn): what a first parse
     # costs, with the parser kept as the Scraper keeps it.
-    churn = [bodies.unsorted_labels(seed=seed).replace("/item", f"/r{seed}/item")
-             for seed in range(30)]
+    churn = [
+        bodies.unsorted_labels(seed=seed).replace("/item", f"/r{seed}/item") for seed in range(30)
+    ]
     cases.append(("label churn, every value new, full", churn, False, None, 5.0))
     big = bodies.many_series(100_000)
     cases.append(("100,000 series, unsorted labels, full", big, False, None, 10.0))
@@ -90,9 +97,7 @@ def ratio_cases(quick: bool) -> tuple[list[list[str]], dict[str, dict[str, float
     return rows, results, source
 
 
-def compare(
-    cases: list[Case], quick: bool
-) -> tuple[list[list[str]], dict[str, dict[str, float]]]:
+def compare(cases: list[Case], quick: bool) -> tuple[list[list[str]], dict[str, dict[str, float]]]:
     """Each case's parse against prometheus_client's full parse of the same body: table rows
     and figures."""
     reps = 7 if quick else 21
@@ -111,20 +116,42 @@ def compare(
         n = max(3, reps // 7) if len(text) > 500_000 else reps
         # Each contender takes the bodies in turn (one body: always the same).
         turns = {"prometheus_client": itertools.cycle(texts), "deucalion": itertools.cycle(datas)}
-        medians = measure({
-            "prometheus_client": lambda t=turns["prometheus_client"], o=openmetrics:
-                prometheus_client_full(next(t), o),
-            "deucalion": lambda p=parser, d=turns["deucalion"], o=openmetrics:
-                p.parse(next(d), openmetrics=o),
-        }, n)
+        medians = measure(
+            {
+                "prometheus_client": lambda t=turns["prometheus_client"], o=openmetrics: (
+                    prometheus_client_full(next(t), o)
+                ),
+                "deucalion": lambda p=parser, d=turns["deucalion"], o=openmetrics: p.parse(
+                    next(d), openmetrics=o
+                ),
+            },
+            n,
+        )
         theirs, ours = medians["prometheus_client"], medians["deucalion"]
         ratio = theirs / ours
-        verdict = "" if target is None else (
-            f">= {target:g}x: **{'met' if ratio >= target else 'missed'}**")
-        results[case] = {"samples": samples, "bytes": len(data), "prometheus_client_s": theirs,
-                         "deucalion_s": ours, "ratio": ratio}
-        rows.append([case, f"{samples:,}", f"{len(data) / 1000:,.0f} KB", f"{theirs * 1e3:.2f}",
-                     f"{ours * 1e3:.3f}", f"{ratio:.1f}x", verdict])
+        verdict = (
+            ""
+            if target is None
+            else (f">= {target:g}x: **{'met' if ratio >= target else 'missed'}**")
+        )
+        results[case] = {
+            "samples": samples,
+            "bytes": len(data),
+            "prometheus_client_s": theirs,
+            "deucalion_s": ours,
+            "ratio": ratio,
+        }
+        rows.append(
+            [
+                case,
+                f"{samples:,}",
+                f"{len(data) / 1000:,.0f} KB",
+                f"{theirs * 1e3:.2f}",
+                f"{ours * 1e3:.3f}",
+                f"{ratio:.1f}x",
+                verdict,
+            ]
+        )
     return rows, results
 
 
@@ -138,8 +165,10 @@ def brought(paths: list[str], quick: bool = False) -> str:
             openmetrics = text.rstrip().endswith("# EOF")
             ExpositionParser().parse(text, openmetrics=openmetrics)
         except (OSError, UnicodeDecodeError, ParseError) as exc:
-            raise SystemExit(f"bench_parse: {path}: {exc} (give a file of text 0.0.4 or "
-                             "OpenMetrics, as a target's /metrics serves it)") from None
+            raise SystemExit(
+                f"bench_parse: {path}: {exc} (give a file of text 0.0.4 or "
+                "OpenMetrics, as a target's /metrics serves it)"
+            ) from None
         cases.append((f"{path}, full", text, openmetrics, None, 10.0))
         cases.append((f"{path}, 3 names", text, openmetrics, _first_three(text), None))
     rows, _ = compare(cases, quick)
@@ -189,9 +218,19 @@ def cold(quick: bool) -> dict[str, dict[str, float]]:
             for _ in range(3 if quick else 5):
                 for which in times:
                     out = subprocess.run(
-                        [sys.executable, "-c", COLD_SCRIPT, which, str(path),
-                         "om" if openmetrics else "text"],
-                        capture_output=True, text=True, check=True, cwd=ROOT)
+                        [
+                            sys.executable,
+                            "-c",
+                            COLD_SCRIPT,
+                            which,
+                            str(path),
+                            "om" if openmetrics else "text",
+                        ],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                        cwd=ROOT,
+                    )
                     times[which].append(float(out.stdout))
         finally:
             path.unlink()
@@ -203,8 +242,11 @@ def cold(quick: bool) -> dict[str, dict[str, float]]:
 def selection_setup() -> dict[str, list[float]]:
     """Seconds to build an ExpositionParser for N desired names, and for N patterns."""
     counts = [1_000, 5_000, 20_000]
-    found: dict[str, list[float]] = {"counts": [float(n) for n in counts], "names_s": [],
-                                     "patterns_s": []}
+    found: dict[str, list[float]] = {
+        "counts": [float(n) for n in counts],
+        "names_s": [],
+        "patterns_s": [],
+    }
     for count in counts:
         names = [f"metric_{i}_{'abcdefgh'[i % 8]}" for i in range(count)]
         patterns = [f"app_{i}_.*" for i in range(count)]
@@ -225,8 +267,12 @@ def scaling(quick: bool) -> tuple[list[list[str]], dict[str, object]]:
     names_count = []
     for size in sizes:
         data = bodies.many_series(size).encode()
-        metric_names = sorted({f"service_metric_{m}" + ("_total" if m % 2 else "")
-                               for m in range(max(1, size // 100))})
+        metric_names = sorted(
+            {
+                f"service_metric_{m}" + ("_total" if m % 2 else "")
+                for m in range(max(1, size // 100))
+            }
+        )
         names_count.append(len(metric_names))
         parsers = {
             "full": ExpositionParser(),
@@ -245,8 +291,13 @@ def scaling(quick: bool) -> tuple[list[list[str]], dict[str, object]]:
         exponents[key] = exponent
         rows.append([key] + [f"{v * 1e3:.2f}" for v in values] + [f"{exponent:.2f}"])
     all_vs_full = table["all names"][-1] / table["full"][-1]
-    return rows, {"sizes": sizes, "seconds": table, "exponents": exponents,
-                  "names": names_count, "all_names_over_full_at_largest": all_vs_full}
+    return rows, {
+        "sizes": sizes,
+        "seconds": table,
+        "exponents": exponents,
+        "names": names_count,
+        "all_names_over_full_at_largest": all_vs_full,
+    }
 
 
 def garbage_collector(quick: bool) -> dict[str, float]:
@@ -295,11 +346,21 @@ def memory(quick: bool) -> dict[str, dict[str, float]]:
     series = 100_000 if quick else 1_000_000
     found = {}
     for desired in ("all", "2 names"):
-        out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(series), desired],
-                             capture_output=True, text=True, check=True, cwd=ROOT)
+        out = subprocess.run(
+            [sys.executable, "-c", MEMORY_SCRIPT, str(series), desired],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
         size, base, current, peak = map(int, out.stdout.split())
-        found[desired] = {"series": series, "body_bytes": size, "result_bytes": current,
-                          "peak_bytes": peak, "ratio": peak / (base + current)}
+        found[desired] = {
+            "series": series,
+            "body_bytes": size,
+            "result_bytes": current,
+            "peak_bytes": peak,
+            "ratio": peak / (base + current),
+        }
     return found
 
 
@@ -333,7 +394,7 @@ def main(quick: bool = False) -> dict[str, object]:
         "OpenMetrics for OpenMetrics bodies), consumed fully; medians of interleaved runs on a "
         "machine shared with other work: the ratios are the figures, the milliseconds are "
         "noisy. deucalion parses bytes with one ExpositionParser kept across runs, as the "
-        "Scraper does; \"3 names\" keeps 3 metric families, `node_.*` a regular expression.",
+        'Scraper does; "3 names" keeps 3 metric families, `node_.*` a regular expression.',
         "",
         "| body, parse | samples | size | prometheus_client ms | deucalion ms | speed-up "
         "| target |",
@@ -374,10 +435,11 @@ def main(quick: bool = False) -> dict[str, object]:
         "",
         "Bodies of unsorted three-label series, 100 per metric; ms per parse; the exponent is "
         "the slope of log(time) against log(series) from the smallest to the largest body "
-        "(1 is linear). \"all names\" desires every metric name of the body, one by one "
+        '(1 is linear). "all names" desires every metric name of the body, one by one '
         f"({', '.join(f'{n:,}' for n in scale['names'])} names).",  # type: ignore[attr-defined]
         "",
-        "| parse | " + " | ".join(f"{s:,} series" for s in scale["sizes"])  # type: ignore[attr-defined]
+        "| parse | "
+        + " | ".join(f"{s:,} series" for s in scale["sizes"])  # type: ignore[attr-defined]
         + " | exponent |",
         "|---|" + "---:|" * (len(scale["sizes"]) + 1),  # type: ignore[arg-type]
     ]
@@ -402,14 +464,24 @@ def main(quick: bool = False) -> dict[str, object]:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for desired, m in mem.items():
-        lines.append(f"| {desired} | {m['series']:,.0f} | {m['body_bytes'] / 1e6:.1f} | "
-                     f"{m['result_bytes'] / 1e6:.1f} | {m['peak_bytes'] / 1e6:.1f} | "
-                     f"{m['ratio']:.2f} |")
+        lines.append(
+            f"| {desired} | {m['series']:,.0f} | {m['body_bytes'] / 1e6:.1f} | "
+            f"{m['result_bytes'] / 1e6:.1f} | {m['peak_bytes'] / 1e6:.1f} | "
+            f"{m['ratio']:.2f} |"
+        )
     markdown = "\n".join(lines) + "\n"
     print(markdown)
-    return {"markdown": markdown, "cases": results, "back_to_back": warm,
-            "cold": colds["node_exporter"], "cold_cases": colds, "selection_setup": setup,
-            "scaling": scale, "memory": mem, "garbage_collector": collector}
+    return {
+        "markdown": markdown,
+        "cases": results,
+        "back_to_back": warm,
+        "cold": colds["node_exporter"],
+        "cold_cases": colds,
+        "selection_setup": setup,
+        "scaling": scale,
+        "memory": mem,
+        "garbage_collector": collector,
+    }
 
 
 if __name__ == "__main__":

@@ -40,8 +40,11 @@ def unsorted_labels(series: int = 10_000, per_metric: int = 50, seed: int = 1) -
         lines.append(f"# HELP {name} Requests of kind {m}.")
         lines.append(f"# TYPE {name} counter")
         for s in range(per_metric):
-            labels = [("method", rnd.choice(["GET", "POST", "PUT"])),
-                      ("handler", f"/api/v{m % 3}/item{s}"), ("status", str(200 + s % 5))]
+            labels = [
+                ("method", rnd.choice(["GET", "POST", "PUT"])),
+                ("handler", f"/api/v{m % 3}/item{s}"),
+                ("status", str(200 + s % 5)),
+            ]
             if s % 3 == 0:
                 labels.append(("zone", f"z{s % 4}"))
             if s % 4 == 1:
@@ -62,8 +65,9 @@ def timestamps_escapes_utf8(series: int = 10_000, per_metric: int = 50, seed: in
         for s in range(per_metric):
             path = 'path="C:\\\\dir\\"x\\"",' if s % 10 == 0 else ""
             timestamp = f" {1700000000000 + s}" if rnd.random() < 0.03 else ""
-            lines.append(f'{name}{{{path}instance="hést-{s}",job="jöb"}} '
-                         f"{rnd.random() * 1e6:.6g}{timestamp}")
+            lines.append(
+                f'{name}{{{path}instance="hést-{s}",job="jöb"}} {rnd.random() * 1e6:.6g}{timestamp}'
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -76,8 +80,9 @@ def openmetrics(series: int = 10_000, per_metric: int = 50) -> str:
         lines.append(f"# TYPE {name} {kind}")
         lines.append(f"# HELP {name} Metric {m}.")
         sample = f"{name}_total" if m % 2 else name
-        lines.extend(f'{sample}{{instance="host-{s}",job="node"}} {s * 1.5}'
-                     for s in range(per_metric))
+        lines.extend(
+            f'{sample}{{instance="host-{s}",job="node"}} {s * 1.5}' for s in range(per_metric)
+        )
     lines.append("# EOF")
     return "\n".join(lines) + "\n"
 
@@ -91,8 +96,10 @@ def many_series(series: int, per_metric: int = 100, seed: int = 3) -> str:
         name = f"service_metric_{m}" + ("_total" if m % 2 else "")
         lines.append(f"# HELP {name} Metric number {m}.")
         lines.append(f"# TYPE {name} {'counter' if m % 2 else 'gauge'}")
-        lines.extend(f'{name}{{shard="{s}",job="api",instance="host-{s % 10}:8080"}} '
-                     f"{rnd.randrange(10**9)}" for s in range(min(per_metric, series)))
+        lines.extend(
+            f'{name}{{shard="{s}",job="api",instance="host-{s % 10}:8080"}} {rnd.randrange(10**9)}'
+            for s in range(min(per_metric, series))
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -102,14 +109,25 @@ def openmetrics_modern(families: int = 100, per_family: int = 8, seed: int = 4) 
     with ``_created`` and an exemplar now and then, gauges with ``# UNIT``, summaries with
     quantiles, info and stateset families; ``# EOF`` at the end."""
     rnd = random.Random(seed)
-    buckets = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0",
-               "10.0", "+Inf"]
+    buckets = [
+        "0.005",
+        "0.01",
+        "0.025",
+        "0.05",
+        "0.1",
+        "0.25",
+        "0.5",
+        "1.0",
+        "2.5",
+        "5.0",
+        "10.0",
+        "+Inf",
+    ]
     created = 1.7e9
     lines = []
     for f in range(families):
         kind = ("histogram", "counter", "gauge", "summary", "info", "stateset")[f % 6]
-        name = f"app_{kind}_{f}" + ("_seconds" if kind in ("histogram", "gauge", "summary")
-                                     else "")
+        name = f"app_{kind}_{f}" + ("_seconds" if kind in ("histogram", "gauge", "summary") else "")
         lines.append(f"# HELP {name} The {kind} number {f}.")
         lines.append(f"# TYPE {name} {kind}")
         if kind in ("histogram", "gauge", "summary"):
@@ -123,15 +141,20 @@ def openmetrics_modern(families: int = 100, per_family: int = 8, seed: int = 4) 
                     count += rnd.randrange(50)
                     exemplar = ""
                     if rnd.random() < 0.2:
-                        exemplar = (f' # {{trace_id="{rnd.getrandbits(64):016x}"}} '
-                                    f"{rnd.random():.4f} {created + rnd.random() * 1e5:.3f}")
+                        exemplar = (
+                            f' # {{trace_id="{rnd.getrandbits(64):016x}"}} '
+                            f"{rnd.random():.4f} {created + rnd.random() * 1e5:.3f}"
+                        )
                     lines.append(f'{name}_bucket{{le="{le}",{labels}}} {count}.0{exemplar}')
                 lines.append(f"{name}_count{{{labels}}} {count}.0")
                 lines.append(f"{name}_sum{{{labels}}} {rnd.random() * count:.6f}")
                 lines.append(f"{name}_created{{{labels}}} {stamp}")
             elif kind == "counter":
-                exemplar = (f' # {{trace_id="{rnd.getrandbits(64):016x}"}} 1.0'
-                            if rnd.random() < 0.3 else "")
+                exemplar = (
+                    f' # {{trace_id="{rnd.getrandbits(64):016x}"}} 1.0'
+                    if rnd.random() < 0.3
+                    else ""
+                )
                 lines.append(f"{name}_total{{{labels}}} {rnd.randrange(10**6)}.0{exemplar}")
                 lines.append(f"{name}_created{{{labels}}} {stamp}")
             elif kind == "gauge":
@@ -147,7 +170,8 @@ def openmetrics_modern(families: int = 100, per_family: int = 8, seed: int = 4) 
             else:
                 state = rnd.randrange(3)
                 for i, value in enumerate(("idle", "running", "stopped")):
-                    lines.append(f'{name}{{{labels},{name}="{value}"}} '
-                                 f"{1.0 if i == state else 0.0}")
+                    lines.append(
+                        f'{name}{{{labels},{name}="{value}"}} {1.0 if i == state else 0.0}'
+                    )
     lines.append("# EOF")
     return "\n".join(lines) + "\n"

@@ -78,9 +78,7 @@ def noise(kind: str, series: int, points: int, seed: int) -> Labelled:
     return Labelled(kind, _times(points), values, np.full(series, -1))
 
 
-def anomalies(
-    kind: str, series: int, points: int, seed: int, start: int | None = None
-) -> Labelled:
+def anomalies(kind: str, series: int, points: int, seed: int, start: int | None = None) -> Labelled:
     """Normal Gaussian data (with a daily pattern for ``seasonal``) and one anomaly of
     ``kind`` per series, starting in the last third (or at ``start``, for every series)."""
     rng = np.random.default_rng([seed, 100 + ANOMALY_KINDS.index(kind)])

@@ -57,8 +57,10 @@ def machine() -> str:
     import platform
 
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"{os.cpu_count()} CPUs, load average {load}, Python {platform.python_version()}, "
-            f"{platform.machine()}")
+    return (
+        f"{os.cpu_count()} CPUs, load average {load}, Python {platform.python_version()}, "
+        f"{platform.machine()}"
+    )
 
 
 _SECTION = re.compile(r"<!-- section: (\S+) -->\n.*?<!-- end: \1 -->\n", re.DOTALL)
@@ -95,8 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks import readme
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=main.__doc__)
-    parser.add_argument("--check", action="store_true",
-                        help="change nothing; exit 1 when README and the results disagree")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing; exit 1 when README and the results disagree",
+    )
     args = parser.parse_args(argv)
     text = readme.README.read_text(encoding="utf-8")
     try:
@@ -108,8 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         print("README.md agrees with benchmarks/results.json")
         return 0
     if args.check:
-        print("README.md's figures differ from benchmarks/results.json: run `make results`",
-              file=sys.stderr)
+        print(
+            "README.md's figures differ from benchmarks/results.json: run `make results`",
+            file=sys.stderr,
+        )
         return 1
     readme.README.write_text(wanted, encoding="utf-8")
     print("README.md: figures written from benchmarks/results.json")

@@ -57,8 +57,9 @@ class JsonApiSource:
         """The hosts the API knows now."""
         return [self._target(host) for host in await self._get("/hosts")]
 
-    async def collect(self, targets: Sequence[Target], metrics: Iterable[str] | None
-                      ) -> list[ScrapeResult]:
+    async def collect(
+        self, targets: Sequence[Target], metrics: Iterable[str] | None
+    ) -> list[ScrapeResult]:
         """Every target's samples now, from one request; a host missing from it is down."""
         started = time.time()
         try:
@@ -75,8 +76,11 @@ class JsonApiSource:
                 result.error = problem or "the API has no data for this host"
             else:
                 result.up = True
-                result.samples = {name: {"{}": float(value)} for name, value in fields.items()
-                                  if wanted is None or family_selects(wanted, name)}
+                result.samples = {
+                    name: {"{}": float(value)}
+                    for name, value in fields.items()
+                    if wanted is None or family_selects(wanted, name)
+                }
             results.append(result)
         return results
 
@@ -88,9 +92,13 @@ class JsonApiSource:
 
     # --- history: a HistorySource ----------------------------------------------------------
 
-    async def cycles(self, metrics: Iterable[str] | None = None, start: float | None = None,
-                     end: float | None = None, step: float | None = None
-                     ) -> AsyncIterator[Cycle]:
+    async def cycles(
+        self,
+        metrics: Iterable[str] | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        step: float | None = None,
+    ) -> AsyncIterator[Cycle]:
         """The API's history between ``start`` and ``end``, one cycle per point it has."""
         if start is None or end is None:
             raise HistoryError(f"{self.url}: give the range to read (start and end)")
@@ -102,9 +110,12 @@ class JsonApiSource:
             await self.close()
         for point in sorted(points, key=lambda p: p["time"]):
             when = float(point["time"])
-            samples = {self._target(host).url: {
-                "up": {"{}": 1.0}, **{name: {"{}": float(v)} for name, v in fields.items()}}
-                for host, fields in point["hosts"].items()}
-            labels = {self._target(host).url: self._target(host).labels
-                      for host in point["hosts"]}
+            samples = {
+                self._target(host).url: {
+                    "up": {"{}": 1.0},
+                    **{name: {"{}": float(v)} for name, v in fields.items()},
+                }
+                for host, fields in point["hosts"].items()
+            }
+            labels = {self._target(host).url: self._target(host).labels for host in point["hosts"]}
             yield Cycle(when, dict.fromkeys(samples, when), samples, labels)

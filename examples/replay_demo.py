@@ -30,8 +30,9 @@ async def record_demo(seconds: float, path: Path) -> dict[str, list[list[float]]
     target = SyntheticTarget()
     url = await target.start()
     try:
-        settings = load_settings(None, environ={}, default_file=None, targets=[url],
-                                 scrape_interval=0.5)
+        settings = load_settings(
+            None, environ={}, default_file=None, targets=[url], scrape_interval=0.5
+        )
         await record(settings, path, metrics=DEMO_METRICS, duration=seconds)
     finally:
         await target.close()
@@ -44,10 +45,12 @@ async def record_demo(seconds: float, path: Path) -> dict[str, list[list[float]]
 def main() -> None:
     """Record, backtest, evaluate and plot."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("seconds", nargs="?", type=float, default=60.0,
-                        help="how long to record (default: 60)")
-    parser.add_argument("--out", type=Path, help="where to write (default: a new temporary "
-                        "directory)")
+    parser.add_argument(
+        "seconds", nargs="?", type=float, default=60.0, help="how long to record (default: 60)"
+    )
+    parser.add_argument(
+        "--out", type=Path, help="where to write (default: a new temporary directory)"
+    )
     parser.add_argument("--png", type=Path, help="the picture (default: OUT/replay_demo.png)")
     args = parser.parse_args()
     if args.seconds <= 0:
@@ -61,8 +64,14 @@ def main() -> None:
     print(result.summary())
     labelled = load_windows(windows)
     print(evaluate(result, labelled).report())
-    print(plot(result, args.png or out / "replay_demo.png", windows=labelled,
-               title="deucalion demo: robust z-score backtest over a recording"))
+    print(
+        plot(
+            result,
+            args.png or out / "replay_demo.png",
+            windows=labelled,
+            title="deucalion demo: robust z-score backtest over a recording",
+        )
+    )
     print(f"written to {out}")
 
 

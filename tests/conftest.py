@@ -18,8 +18,7 @@ REQUIRE_INTEGRATION = os.environ.get("DEUCALION_REQUIRE_INTEGRATION", "") not in
 
 # No per-example deadline: on a loaded 2-core CI machine a slow example is not a bug, and
 # timing is never what these tests check.
-settings.register_profile("deucalion", deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("deucalion", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("deucalion")
 
 

@@ -32,8 +32,9 @@ class SummaryObserver(MetricsObserver):
                 "longest_key": max((len(k) for s in samples.values() for k in s), default=0),
             }
         with open(self.path, "a") as out:
-            out.write(json.dumps({"pid": os.getpid(), "time": time.time(),
-                                  "targets": targets}) + "\n")
+            out.write(
+                json.dumps({"pid": os.getpid(), "time": time.time(), "targets": targets}) + "\n"
+            )
         return None
 
 
@@ -63,8 +64,9 @@ class CountingObserver(MetricsObserver):
         with_data = sum(1 for s in targets_data_dict.values() if s.get("node_load1"))
         temporary = self.path + ".tmp"
         with open(temporary, "w") as out:
-            json.dump({"pid": os.getpid(), "calls": self.calls, "up": up,
-                       "with_data": with_data}, out)
+            json.dump(
+                {"pid": os.getpid(), "calls": self.calls, "up": up, "with_data": with_data}, out
+            )
         os.replace(temporary, self.path)
         return None
 
@@ -83,8 +85,17 @@ class ResumingObserver(MetricsObserver):
     def new_data(self, targets_data_dict: TargetsData) -> Any:
         self.calls += 1
         with open(self.path, "a") as out:
-            out.write(json.dumps({"class": type(self).__name__, "calls": self.calls,
-                                  "setting": self.setting, "pid": os.getpid()}) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "class": type(self).__name__,
+                        "calls": self.calls,
+                        "setting": self.setting,
+                        "pid": os.getpid(),
+                    }
+                )
+                + "\n"
+            )
         return None
 
 

@@ -65,8 +65,9 @@ class TargetServer:
         return f"http://127.0.0.1:{self.port}{path}"
 
     async def start(self) -> None:
-        self.runner = web.AppRunner(self.app, handle_signals=False, access_log=None,
-                                    shutdown_timeout=0.1)
+        self.runner = web.AppRunner(
+            self.app, handle_signals=False, access_log=None, shutdown_timeout=0.1
+        )
         await self.runner.setup()
         site = web.SockSite(self.runner, self.socket)
         await site.start()
@@ -77,8 +78,9 @@ class TargetServer:
         self.socket.close()
 
 
-async def wait_for(predicate: Callable[[], Any], within: float = 20.0,
-                   interval: float = 0.05) -> Any:
+async def wait_for(
+    predicate: Callable[[], Any], within: float = 20.0, interval: float = 0.05
+) -> Any:
     """Poll until ``predicate()`` is truthy; fails the test after ``within`` seconds."""
     deadline = time.monotonic() + within
     while True:

@@ -82,14 +82,26 @@ def _containers(spec: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
 
 # Baseline's allowed capabilities and sysctls; restricted allows adding NET_BIND_SERVICE only.
 _SAFE_SYSCTLS = {
-    "kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
-    "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
-    "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
     "net.ipv4.tcp_keepalive_probes",
 }
 _RESTRICTED_VOLUMES = {
-    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
-    "projected", "secret",
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
 }
 _SELINUX_TYPES = {"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"}
 
@@ -121,9 +133,12 @@ def restricted_problems(pod: Mapping[str, Any]) -> list[str]:
     pod_seccomp = (pod_security.get("seccompProfile") or {}).get("type")
     if pod_seccomp not in (None, "RuntimeDefault", "Localhost"):
         problems.append(f"spec.securityContext.seccompProfile is {pod_seccomp}")
-    se_linux = (pod_security.get("seLinuxOptions") or {})
-    if se_linux.get("type", "") not in _SELINUX_TYPES or se_linux.get("user") or se_linux.get(
-            "role"):
+    se_linux = pod_security.get("seLinuxOptions") or {}
+    if (
+        se_linux.get("type", "") not in _SELINUX_TYPES
+        or se_linux.get("user")
+        or se_linux.get("role")
+    ):
         problems.append("spec.securityContext.seLinuxOptions is not allowed")
     for container in _containers(spec):
         name = f"container {container.get('name')!r}"
@@ -152,7 +167,10 @@ def restricted_problems(pod: Mapping[str, Any]) -> list[str]:
             if port.get("hostPort"):
                 problems.append(f"{name} uses host port {port['hostPort']}")
         se_linux = security.get("seLinuxOptions") or {}
-        if se_linux.get("type", "") not in _SELINUX_TYPES or se_linux.get("user") or \
-                se_linux.get("role"):
+        if (
+            se_linux.get("type", "") not in _SELINUX_TYPES
+            or se_linux.get("user")
+            or se_linux.get("role")
+        ):
             problems.append(f"{name} sets seLinuxOptions that are not allowed")
     return problems

@@ -19,8 +19,16 @@ import yaml
 
 Object = dict[str, Any]
 
-_SUPPORTED = {"apiVersion", "kind", "resources", "components", "patches", "labels", "images",
-              "replacements"}
+_SUPPORTED = {
+    "apiVersion",
+    "kind",
+    "resources",
+    "components",
+    "patches",
+    "labels",
+    "images",
+    "replacements",
+}
 
 
 class Unsupported(Exception):
@@ -43,13 +51,15 @@ def merge(base: Any, patch: Any) -> Any:
         for key, value in patch.items():
             out[key] = merge(base[key], value) if key in base else copy.deepcopy(value)
         return out
-    named = (isinstance(base, list) and isinstance(patch, list)
-             and all(isinstance(i, dict) and "name" in i for i in [*base, *patch]))
+    named = (
+        isinstance(base, list)
+        and isinstance(patch, list)
+        and all(isinstance(i, dict) and "name" in i for i in [*base, *patch])
+    )
     if named:
         out_list = [copy.deepcopy(i) for i in base]
         for item in patch:
-            match = next((i for i, old in enumerate(out_list) if old["name"] == item["name"]),
-                         None)
+            match = next((i for i, old in enumerate(out_list) if old["name"] == item["name"]), None)
             if match is None:
                 out_list.append(copy.deepcopy(item))
             else:
@@ -120,7 +130,7 @@ def _apply_images(objects: list[Object], images: list[Object]) -> None:
             for rule in images:
                 if _image_name(image) != rule["name"]:
                     continue
-                tag = image[len(_image_name(image)):]
+                tag = image[len(_image_name(image)) :]
                 name = rule.get("newName", rule["name"])
                 if "digest" in rule:
                     tag = "@" + rule["digest"]
@@ -131,8 +141,11 @@ def _apply_images(objects: list[Object], images: list[Object]) -> None:
 
 def _matches(obj: Object, select: Object) -> bool:
     kind, namespace, name = _key(obj)
-    return (select.get("kind", kind) == kind and select.get("name", name) == name
-            and select.get("namespace", namespace) == namespace)
+    return (
+        select.get("kind", kind) == kind
+        and select.get("name", name) == name
+        and select.get("namespace", namespace) == namespace
+    )
 
 
 def _apply(kustomization: Object, objects: list[Object], directory: Path) -> list[Object]:
@@ -145,8 +158,11 @@ def _apply(kustomization: Object, objects: list[Object], directory: Path) -> lis
         if set(patch) != {"path"}:
             raise Unsupported(f"{directory}: patch {patch}")
         for change in _load_objects(directory / patch["path"]):
-            targets = [i for i, o in enumerate(objects) if _key(o)[0] == change["kind"]
-                       and _key(o)[2] == change["metadata"]["name"]]
+            targets = [
+                i
+                for i, o in enumerate(objects)
+                if _key(o)[0] == change["kind"] and _key(o)[2] == change["metadata"]["name"]
+            ]
             if len(targets) != 1:
                 raise Unsupported(f"{directory}: patch {patch['path']} matches {len(targets)}")
             objects[targets[0]] = merge(objects[targets[0]], change)

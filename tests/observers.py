@@ -26,8 +26,9 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 class RecordingObserver(MetricsObserver):
     """Records every call: its pid, a per-process call counter, times and the data."""
 
-    def __init__(self, desired: set[str], path: Path, sleep: float = 0.0,
-                 result: Any = None) -> None:
+    def __init__(
+        self, desired: set[str], path: Path, sleep: float = 0.0, result: Any = None
+    ) -> None:
         super().__init__(desired)
         self.path = str(path)
         self.sleep = sleep
@@ -39,8 +40,13 @@ class RecordingObserver(MetricsObserver):
         self.calls += 1
         if self.sleep:
             time.sleep(self.sleep)
-        record = {"pid": os.getpid(), "calls": self.calls, "start": started, "end": time.time(),
-                  "data": targets_data_dict}
+        record = {
+            "pid": os.getpid(),
+            "calls": self.calls,
+            "start": started,
+            "end": time.time(),
+            "data": targets_data_dict,
+        }
         with open(self.path, "a") as out:
             out.write(json.dumps(record) + "\n")
         return self.result
@@ -183,8 +189,9 @@ class LearningObserver(MetricsObserver):
 
     def new_data(self, targets_data_dict: TargetsData) -> Any:
         self.seen += 1
-        self.total += sum(v for s in targets_data_dict.values() for series in s.values()
-                          for v in series.values())
+        self.total += sum(
+            v for s in targets_data_dict.values() for series in s.values() for v in series.values()
+        )
         self.scratch = (n for n in range(3)) if self.seen == self.unpicklable_at else None
         return {"seen": self.seen, "total": self.total, "pid": os.getpid()}
 
@@ -195,9 +202,11 @@ class DataTimeObserver(MetricsObserver):
     def new_data(self, targets_data_dict: TargetsData) -> Any:
         import deucalion as dc
 
-        return {"cycle": dc.data_time(),
-                "targets": {t: dc.data_time(t) for t in targets_data_dict},
-                "all": dict(dc.data_times())}
+        return {
+            "cycle": dc.data_time(),
+            "targets": {t: dc.data_time(t) for t in targets_data_dict},
+            "all": dict(dc.data_times()),
+        }
 
 
 class BallastObserver(MetricsObserver):
@@ -231,8 +240,12 @@ class DataTimeRecorder(RecordingObserver):
     def new_data(self, targets_data_dict: TargetsData) -> Any:
         import deucalion as dc
 
-        record = {"pid": os.getpid(), "wall": time.time(), "cycle": dc.data_time(),
-                  "targets": {t: dc.data_time(t) for t in targets_data_dict}}
+        record = {
+            "pid": os.getpid(),
+            "wall": time.time(),
+            "cycle": dc.data_time(),
+            "targets": {t: dc.data_time(t) for t in targets_data_dict},
+        }
         with open(self.path, "a") as out:
             out.write(json.dumps(record) + "\n")
         return None

@@ -15,8 +15,7 @@ class RobustZScore(MetricsObserver):
     """A robust z-score per series over a sliding window; the worst series' score per target,
     an alert (that score) when it passes ``threshold``, else 0."""
 
-    def __init__(self, desired_metrics: set[str], threshold: float = 5.0, window: int = 30
-                 ) -> None:
+    def __init__(self, desired_metrics: set[str], threshold: float = 5.0, window: int = 30) -> None:
         super().__init__(desired_metrics)
         self.threshold = threshold
         self.window = window
@@ -30,8 +29,9 @@ class RobustZScore(MetricsObserver):
                 if metric == "up":
                     continue
                 for series, value in per_series.items():
-                    past = self.history.setdefault((target, metric, series),
-                                                   deque(maxlen=self.window))
+                    past = self.history.setdefault(
+                        (target, metric, series), deque(maxlen=self.window)
+                    )
                     if len(past) >= 10 and math.isfinite(value):
                         ordered = sorted(past)
                         median = ordered[len(ordered) // 2]

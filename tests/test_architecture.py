@@ -15,8 +15,8 @@ PACKAGE = Path(deucalion.__file__).parent
 GLOBAL_ALLOWED: dict[str, str] = {
     # Both run only in an observer's worker process, never in the host application.
     "deucalion.dispatch.in_worker": "the observer the executor's initializer installs: "
-                                    "run_in_executor calls a module-level function, which "
-                                    "finds it in module state",
+    "run_in_executor calls a module-level function, which "
+    "finds it in module state",
     "deucalion.dispatch.payload": "the worker's copy of the series keys, kept between calls",
 }
 GC_SWITCH_ALLOWED: dict[str, str] = {}
@@ -112,8 +112,11 @@ def test_the_cycle_check_finds_a_cycle() -> None:
 def test_no_global_statement_in_the_library() -> None:
     """Module state is never rebound from a function (state lives in objects)."""
     offenders = sorted(
-        f"{name}:{node.lineno}" for name, _, tree in _trees() for node in ast.walk(tree)
-        if isinstance(node, ast.Global) and name not in GLOBAL_ALLOWED)
+        f"{name}:{node.lineno}"
+        for name, _, tree in _trees()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Global) and name not in GLOBAL_ALLOWED
+    )
     assert offenders == []
 
 
@@ -124,9 +127,12 @@ def test_no_garbage_collector_switch_in_the_library() -> None:
         if name in GC_SWITCH_ALLOWED:
             continue
         for node in ast.walk(tree):
-            attribute = isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
-                and node.value.id == "gc" and node.attr in ("disable", "enable", "freeze",
-                                                             "set_threshold")
+            attribute = (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "gc"
+                and node.attr in ("disable", "enable", "freeze", "set_threshold")
+            )
             imported = isinstance(node, ast.ImportFrom) and node.module == "gc"
             if attribute or imported:
                 offenders.append(f"{name}:{node.lineno}")
@@ -138,8 +144,13 @@ def test_no_private_module_of_a_dependency() -> None:
     offenders = []
     for name, _, tree in _trees():
         for node in ast.walk(tree):
-            modules = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
-                       else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            modules = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             offenders += [f"{name}: {m}" for m in modules if m.startswith("aiohttp.web_")]
     assert offenders == []
 
@@ -163,13 +174,25 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("telemetry", ("deucalion.telemetry",)),
     ("injector", ("deucalion.injector",)),
 ]
-LEAVES = ("deucalion.errors", "deucalion._http", "deucalion._redact", "deucalion.config",
-          "deucalion.exposition", "deucalion.history.labels", "deucalion._lazy",
-          "deucalion._version", "deucalion._extras", "deucalion._supervision", "deucalion.runner")
+LEAVES = (
+    "deucalion.errors",
+    "deucalion._http",
+    "deucalion._redact",
+    "deucalion.config",
+    "deucalion.exposition",
+    "deucalion.history.labels",
+    "deucalion._lazy",
+    "deucalion._version",
+    "deucalion._extras",
+    "deucalion._supervision",
+    "deucalion.runner",
+)
 # Imports from a stage to a later one, and why. The list only shrinks.
 LATER_ALLOWED: dict[tuple[str, str], str] = {
-    ("deucalion.targets", "deucalion.collection.collector"):
-        "README documents CollectingProvider (a provider that also collects) in deucalion.targets",
+    (
+        "deucalion.targets",
+        "deucalion.collection.collector",
+    ): "README documents CollectingProvider (a provider that also collects) in deucalion.targets",
 }
 # Classes over 400 lines, and why. The list only shrinks.
 LONG_CLASSES_ALLOWED: dict[str, str] = {}
@@ -201,20 +224,28 @@ def test_no_import_from_a_stage_to_a_later_one() -> None:
         here = _stage(name)
         for imported in _imports(name, path, tree):
             there = _stage(imported)
-            if here is not None and there is not None and there > here \
-                    and (name, imported) not in LATER_ALLOWED:
-                offenders.append(f"{name} ({STAGES[here][0]}) imports {imported} "
-                                 f"({STAGES[there][0]})")
+            if (
+                here is not None
+                and there is not None
+                and there > here
+                and (name, imported) not in LATER_ALLOWED
+            ):
+                offenders.append(
+                    f"{name} ({STAGES[here][0]}) imports {imported} ({STAGES[there][0]})"
+                )
     assert offenders == []
 
 
 def test_collection_imports_nothing_of_the_targets() -> None:
     """Collection reads a target through its own protocol: no import runs from collection up
     to target discovery."""
-    offenders = sorted(f"{name} imports {imported}" for name, path, tree in _trees()
-                       if name.startswith("deucalion.collection")
-                       for imported in _imports(name, path, tree)
-                       if imported.startswith("deucalion.targets"))
+    offenders = sorted(
+        f"{name} imports {imported}"
+        for name, path, tree in _trees()
+        if name.startswith("deucalion.collection")
+        for imported in _imports(name, path, tree)
+        if imported.startswith("deucalion.targets")
+    )
     assert offenders == []
 
 
@@ -226,8 +257,10 @@ def test_leaves_import_no_stage() -> None:
         if _owner(name, LEAVES) is None:
             continue
         for imported in _imports(name, path, tree):
-            if _stage(imported) is not None or _owner(
-                    imported, ("deucalion.provisioner", "deucalion.cli")) is not None:
+            if (
+                _stage(imported) is not None
+                or _owner(imported, ("deucalion.provisioner", "deucalion.cli")) is not None
+            ):
                 offenders.append(f"{name} imports {imported}")
     assert offenders == []
 
@@ -244,18 +277,22 @@ def test_no_class_over_400_lines() -> None:
     """No class passes 400 lines: one that does is usually two concepts."""
     offenders = sorted(
         f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines"
-        for name, _, tree in _trees() for node in ast.walk(tree)
-        if isinstance(node, ast.ClassDef) and node.end_lineno is not None
+        for name, _, tree in _trees()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+        and node.end_lineno is not None
         and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES
-        and f"{name}.{node.name}" not in LONG_CLASSES_ALLOWED)
+        and f"{name}.{node.name}" not in LONG_CLASSES_ALLOWED
+    )
     assert offenders == []
 
 
 def test_at_most_12_modules_at_the_top_level() -> None:
     """The top of the package is a handful of modules beside the stages' packages (not
     counting __init__, __main__ and _version)."""
-    top = sorted(p.stem for p in PACKAGE.glob("*.py")
-                 if p.stem not in ("__init__", "__main__", "_version"))
+    top = sorted(
+        p.stem for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "__main__", "_version")
+    )
     assert len(top) <= MAX_TOP_LEVEL_MODULES, top
 
 
@@ -263,8 +300,11 @@ def test_every_error_lives_in_errors_and_in_its_tree() -> None:
     """Every DeucalionError subclass is defined in deucalion.errors, whose docstring draws it."""
     import deucalion.errors as errors
 
-    errors_classes = {name for name, value in vars(errors).items()
-                      if isinstance(value, type) and issubclass(value, errors.DeucalionError)}
+    errors_classes = {
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, errors.DeucalionError)
+    }
     outside = []
     for name, _, tree in _trees():
         if name == "deucalion.errors":
@@ -276,5 +316,13 @@ def test_every_error_lives_in_errors_and_in_its_tree() -> None:
                     outside.append(f"{name}.{node.name}")
     assert outside == []
     doc = errors.__doc__ or ""
-    assert sorted(e for e in errors_classes if f"── {e} " not in doc
-                  and not doc.lstrip().startswith(e) and f"\n    {e}\n" not in doc) == []
+    assert (
+        sorted(
+            e
+            for e in errors_classes
+            if f"── {e} " not in doc
+            and not doc.lstrip().startswith(e)
+            and f"\n    {e}\n" not in doc
+        )
+        == []
+    )

@@ -18,8 +18,15 @@ def test_all_is_sorted_and_every_name_resolves() -> None:
 
 def test_all_lists_the_seed_api() -> None:
     """The names the seed and the design promise are exported."""
-    expected = {"MetricsObserver", "MetricsProvisioner", "parse_exposition", "DeucalionError",
-                "ConfigError", "ParseError", "__version__"}
+    expected = {
+        "MetricsObserver",
+        "MetricsProvisioner",
+        "parse_exposition",
+        "DeucalionError",
+        "ConfigError",
+        "ParseError",
+        "__version__",
+    }
     assert expected <= set(deucalion.__all__)
 
 

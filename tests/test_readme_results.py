@@ -30,11 +30,12 @@ def test_readme_figures_are_the_ones_results_json_holds() -> None:
     assert set(present) == set(rendered), "README lacks a generated region (or has a stray one)"
     for name, body in rendered.items():
         assert present[name] == body, (
-            f"README's {name!r} figures differ from benchmarks/results.json: run `make results`")
+            f"README's {name!r} figures differ from benchmarks/results.json: run `make results`"
+        )
 
 
 def test_the_check_command_fails_on_a_readme_that_disagrees(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     stale = readme.README.read_text(encoding="utf-8").replace("| `bench_cycle`, 20", "| `x`, 20", 1)
     copy_ = tmp_path / "README.md"
@@ -55,13 +56,13 @@ def test_a_target_the_last_run_missed_is_printed_as_missed(results: dict[str, An
     assert "< 64 MB PSS: **missed**" in row
     assert "memory, every process deucalion starts (peak)" in table.split("Targets missed")[1]
     changed["bench_footprint"]["pss_bytes"]["deucalion"] = 60 * 2**20
-    row = next(line for line in readme.performance(changed).splitlines()
-               if line.startswith("| memory"))
+    row = next(
+        line for line in readme.performance(changed).splitlines() if line.startswith("| memory")
+    )
     assert "< 64 MB PSS: met" in row
 
 
-def test_each_row_names_its_run_and_each_run_its_date_and_machine(
-        results: dict[str, Any]) -> None:
+def test_each_row_names_its_run_and_each_run_its_date_and_machine(results: dict[str, Any]) -> None:
     changed = copy.deepcopy(results)
     changed["bench_cycle"].update(date="2031-01-02 03:04", machine="9 CPUs, a test machine")
     table = readme.performance(changed)
@@ -82,9 +83,12 @@ def test_the_fair_floor_stands_beside_sequential_requests(results: dict[str, Any
 def test_sections_the_report_does_not_know_are_shown_or_named(results: dict[str, Any]) -> None:
     changed = copy.deepcopy(results)
     changed["bench_liveops"] = {
-        "date": "2031-01-02 03:04", "machine": "m",
-        "readme_rows": [{"what": "preset switch", "deucalion": "3 ms", "target": "< 5 ms",
-                         "met": False}]}
+        "date": "2031-01-02 03:04",
+        "machine": "m",
+        "readme_rows": [
+            {"what": "preset switch", "deucalion": "3 ms", "target": "< 5 ms", "met": False}
+        ],
+    }
     changed["bench_new"] = {"date": "2031-01-02 03:04", "machine": "m", "figure": 1}
     table = readme.performance(changed)
     row = next(line for line in table.splitlines() if line.startswith("| preset switch"))
@@ -92,8 +96,7 @@ def test_sections_the_report_does_not_know_are_shown_or_named(results: dict[str,
     assert "not tabled here" in table and "`bench_new`" in table
 
 
-def test_a_figure_gone_from_a_known_section_is_reported_not_raised(
-        results: dict[str, Any]) -> None:
+def test_a_figure_gone_from_a_known_section_is_reported_not_raised(results: dict[str, Any]) -> None:
     changed = copy.deepcopy(results)
     del changed["bench_parse"]["cases"]["node_exporter, full"]
     del changed["bench_dispatch"]
@@ -107,11 +110,14 @@ def test_a_figure_gone_from_a_known_section_is_reported_not_raised(
 
 
 def test_regions_are_rewritten_and_the_prose_around_them_kept() -> None:
-    text = ("prose before\n<!-- results:begin soak -->\nold figures\n<!-- results:end soak -->\n"
-            "prose after\n")
+    text = (
+        "prose before\n<!-- results:begin soak -->\nold figures\n<!-- results:end soak -->\n"
+        "prose after\n"
+    )
     assert readme.update(text, {"soak": "new figures\n"}) == (
         "prose before\n<!-- results:begin soak -->\nnew figures\n<!-- results:end soak -->\n"
-        "prose after\n")
+        "prose after\n"
+    )
     with pytest.raises(readme.ReadmeError, match="no matching"):
         readme.update("<!-- results:begin soak -->\nfigures\n", {"soak": ""})
     with pytest.raises(readme.ReadmeError, match="not generated"):
@@ -127,7 +133,6 @@ def test_the_soak_sentence_comes_from_soak_json() -> None:
     assert readme.soak(None).startswith("No soak recorded")
 
 
-
 # --- Detection quality and presets (issues 26 and 27) ------------------------------------------
 
 STAMP = {"date": "2031-01-02 03:04", "machine": "9 CPUs, a test machine", "quick": False}
@@ -135,27 +140,45 @@ STAMP = {"date": "2031-01-02 03:04", "machine": "9 CPUs, a test machine", "quick
 
 def _nab(standard: float) -> dict[str, Any]:
     profiles = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
-    return {"all": {p: standard + 1 for p in profiles},
-            "cv": {p: {"score": standard, "detected": 7, "windows": 30, "false_positives": 9}
-                   for p in profiles}}
+    return {
+        "all": {p: standard + 1 for p in profiles},
+        "cv": {
+            p: {"score": standard, "detected": 7, "windows": 30, "false_positives": 9}
+            for p in profiles
+        },
+    }
 
 
 def _detection(nab: float = 50.0, per_s: float = 2e5, heavy_at_1: float = 1.5) -> dict[str, Any]:
-    return {"bench_detection": {
-        **STAMP,
-        "AnomalyDetector (default)": {"nab": _nab(nab), "series_per_s": per_s,
-                                      "keyed_series_per_s": per_s / 2},
-        "RangeDetector": {"nab": _nab(60.0), "series_per_s": 3e6},
-        "budget": {"gaussian": {"1": 0.9, "10": 12.0}, "heavy": {"1": heavy_at_1, "10": 9.0}},
-        "real": {"series": 12, "minutes": 30.0, "interval_s": 1.0,
-                 "budgets": {"1": {"per_10k": 1.7, "per_series_per_day": 14.0},
-                             "10": {"per_10k": 21.0, "per_series_per_day": 180.0}},
-                 "RangeDetector": {"per_10k": 3.8, "per_series_per_day": 33.0},
-                 "injected": {"spike": 0.25, "level_shift": 0.5}},
-        "recall": {"AnomalyDetector (default)": {
-            "spike": {"recall": 0.95, "false_per_10k_before": 0.3},
-            "trend": {"recall": 0.5, "false_per_10k_before": 0.8}}},
-    }}
+    return {
+        "bench_detection": {
+            **STAMP,
+            "AnomalyDetector (default)": {
+                "nab": _nab(nab),
+                "series_per_s": per_s,
+                "keyed_series_per_s": per_s / 2,
+            },
+            "RangeDetector": {"nab": _nab(60.0), "series_per_s": 3e6},
+            "budget": {"gaussian": {"1": 0.9, "10": 12.0}, "heavy": {"1": heavy_at_1, "10": 9.0}},
+            "real": {
+                "series": 12,
+                "minutes": 30.0,
+                "interval_s": 1.0,
+                "budgets": {
+                    "1": {"per_10k": 1.7, "per_series_per_day": 14.0},
+                    "10": {"per_10k": 21.0, "per_series_per_day": 180.0},
+                },
+                "RangeDetector": {"per_10k": 3.8, "per_series_per_day": 33.0},
+                "injected": {"spike": 0.25, "level_shift": 0.5},
+            },
+            "recall": {
+                "AnomalyDetector (default)": {
+                    "spike": {"recall": 0.95, "false_per_10k_before": 0.3},
+                    "trend": {"recall": 0.5, "false_per_10k_before": 0.8},
+                }
+            },
+        }
+    }
 
 
 def test_the_nab_and_speed_targets_are_judged_on_the_default_detector() -> None:
@@ -165,8 +188,9 @@ def test_the_nab_and_speed_targets_are_judged_on_the_default_detector() -> None:
     assert "7 of 30, 9" in rows[2] and "0.1 million through a dict per cycle" in rows[2]
     assert "- NAB standard, cross-validated, >= 65: 50.0, **missed**." in table
     assert "0.2 million / 0.1 million, met." in table
-    assert table.endswith("Run: `bench_detection`, 2031-01-02 03:04 UTC, full run, 9 CPUs, "
-                          "a test machine.\n")
+    assert table.endswith(
+        "Run: `bench_detection`, 2031-01-02 03:04 UTC, full run, 9 CPUs, a test machine.\n"
+    )
     table = readme.quality(_detection(nab=66.0, per_s=1.5e5))
     assert "- NAB standard, cross-validated, >= 65: 66.0, met." in table
     assert "0.15 million / 0.075 million, **missed**." in table
@@ -177,8 +201,10 @@ def test_a_false_alert_rate_past_twice_the_budget_is_printed_as_missed() -> None
     lines = table.splitlines()
     assert lines[0] == "| false alerts per series per 10,000 points | budget 1 | budget 10 |"
     assert "| Gaussian noise | 0.90 | 12.0 |" in lines
-    assert "| real node_exporter, 12 series, 30 min at 1 s | 1.70 (14 a series a day) | " \
-           "**21.0** (missed: 2.1x) (180 a series a day) |" in lines
+    assert (
+        "| real node_exporter, 12 series, 30 min at 1 s | 1.70 (14 a series a day) | "
+        "**21.0** (missed: 2.1x) (180 a series a day) |" in lines
+    )
     assert "budget 1 met; budget 10 **missed** (real node_exporter 2.1x)." in table
     assert "`RangeDetector` on the same recording: 3.80 per series" in table
     table = readme.false_alerts(_detection(heavy_at_1=2.5))
@@ -190,7 +216,9 @@ def test_recall_is_tabled_per_kind_with_the_real_recording_s_injected_incidents(
     table = readme.recall(_detection())
     assert table.splitlines()[:3] == [
         "| recall within 150 points (false alerts per 10,000 points before) | spike | trend |",
-        "|---|---|---|", "| `AnomalyDetector()` | 0.95 (0.3) | 0.50 (0.8) |"]
+        "|---|---|---|",
+        "| `AnomalyDetector()` | 0.95 (0.3) | 0.50 (0.8) |",
+    ]
     assert "share found by `AnomalyDetector()`: spike 0.25, level shift 0.50." in table
     assert "2031-01-02 03:04 UTC" in table
 
@@ -205,36 +233,64 @@ def test_detection_regions_without_a_run_say_so() -> None:
 
 
 def _liveops(ttd: float | None, false_per_10k: float, missed: bool) -> dict[str, Any]:
-    incidents = [{"kind": "error_burst", "detected": True, "cycles": 4},
-                 {"kind": "memory_hog", "detected": not missed, "cycles": None if missed else 9}]
-    preset = {"detected": 1 if missed else 2, "of": 2, "incidents": incidents,
-              "median_cycles_to_detect": ttd, "false_alerts": 1, "ordinary_cycles": 20_000,
-              "false_per_10k_cycles": false_per_10k, "steps": 21_000,
-              "cost": {"cpu_ms_median": 3.42, "pss_mb": 51.2}}
-    plain = {**preset, "detected": 2, "median_cycles_to_detect": 2.0, "false_alerts": 700,
-             "false_per_10k_cycles": 350.0, "cost": {"cpu_ms_median": 0.87, "pss_mb": 50.0}}
-    return {"bench_liveops": {**STAMP, "incidents": [{"kind": "error_burst"},
-                                                     {"kind": "memory_hog"}],
-                              "presets": {"http-service": {"preset": preset, "plain": plain}}}}
+    incidents = [
+        {"kind": "error_burst", "detected": True, "cycles": 4},
+        {"kind": "memory_hog", "detected": not missed, "cycles": None if missed else 9},
+    ]
+    preset = {
+        "detected": 1 if missed else 2,
+        "of": 2,
+        "incidents": incidents,
+        "median_cycles_to_detect": ttd,
+        "false_alerts": 1,
+        "ordinary_cycles": 20_000,
+        "false_per_10k_cycles": false_per_10k,
+        "steps": 21_000,
+        "cost": {"cpu_ms_median": 3.42, "pss_mb": 51.2},
+    }
+    plain = {
+        **preset,
+        "detected": 2,
+        "median_cycles_to_detect": 2.0,
+        "false_alerts": 700,
+        "false_per_10k_cycles": 350.0,
+        "cost": {"cpu_ms_median": 0.87, "pss_mb": 50.0},
+    }
+    return {
+        "bench_liveops": {
+            **STAMP,
+            "incidents": [{"kind": "error_burst"}, {"kind": "memory_hog"}],
+            "presets": {"http-service": {"preset": preset, "plain": plain}},
+        }
+    }
 
 
 def test_the_presets_table_judges_issue_27_s_targets_on_each_preset() -> None:
     table = readme.liveops(_liveops(ttd=12.0, false_per_10k=0.5, missed=True))
     lines = table.splitlines()
-    assert ("| `http-service` preset | 1 of 2 (error burst in 4 cycles; missed: memory hog) | 12 "
-            "| 1 in 20,000 (0) | 3.4 ms | 51 MB |") in lines
-    assert "| plain observer, same metrics | 2 of 2 | 2 | 700 in 20,000 (350) | 0.9 ms | 50 MB |" \
+    assert (
+        "| `http-service` preset | 1 of 2 (error burst in 4 cycles; missed: memory hog) | 12 "
+        "| 1 in 20,000 (0) | 3.4 ms | 51 MB |"
+    ) in lines
+    assert (
+        "| plain observer, same metrics | 2 of 2 | 2 | 700 in 20,000 (350) | 0.9 ms | 50 MB |"
         in lines
-    assert ("- `http-service`: every incident detected **missed** (1 of 2); median time to "
-            "detection <= 10 cycles **missed** (12); false alerts <= 1 per target per 10,000 "
-            "cycles met (0.5).") in lines
+    )
+    assert (
+        "- `http-service`: every incident detected **missed** (1 of 2); median time to "
+        "detection <= 10 cycles **missed** (12); false alerts <= 1 per target per 10,000 "
+        "cycles met (0.5)."
+    ) in lines
     assert "The recording: 21,000 cycles at 1 s (350 minutes), 2 incidents injected" in table
-    assert table.endswith("Run: `bench_liveops`, 2031-01-02 03:04 UTC, full run, 9 CPUs, "
-                          "a test machine.\n")
+    assert table.endswith(
+        "Run: `bench_liveops`, 2031-01-02 03:04 UTC, full run, 9 CPUs, a test machine.\n"
+    )
     table = readme.liveops(_liveops(ttd=9.0, false_per_10k=1.5, missed=False))
-    assert ("- `http-service`: every incident detected met (2 of 2); median time to detection "
-            "<= 10 cycles met (9); false alerts <= 1 per target per 10,000 cycles **missed** "
-            "(1.5).") in table.splitlines()
+    assert (
+        "- `http-service`: every incident detected met (2 of 2); median time to detection "
+        "<= 10 cycles met (9); false alerts <= 1 per target per 10,000 cycles **missed** "
+        "(1.5)."
+    ) in table.splitlines()
     table = readme.liveops(_liveops(ttd=None, false_per_10k=0.0, missed=True))
     assert "median time to detection <= 10 cycles **missed** (none detected)" in table
 
@@ -242,7 +298,8 @@ def test_the_presets_table_judges_issue_27_s_targets_on_each_preset() -> None:
 def test_a_presets_run_skipped_or_absent_is_said_not_raised() -> None:
     assert readme.liveops({}).startswith("No preset results")
     assert readme.liveops({"bench_liveops": {"skipped": "no recording at /x"}}) == (
-        "Not measured: no recording at /x.\n")
+        "Not measured: no recording at /x.\n"
+    )
     broken = _liveops(ttd=1.0, false_per_10k=0.0, missed=False)
     del broken["bench_liveops"]["presets"]["http-service"]["preset"]["of"]
     assert "figure missing from the last run (KeyError: 'of')" in readme.liveops(broken)
@@ -255,20 +312,28 @@ def test_a_second_recording_gets_rows_and_verdicts_of_its_own() -> None:
     results["bench_liveops"]["other_recordings"] = [second]
     lines = readme.liveops(results).splitlines()
     assert any(line.startswith("| `http-service` preset, recording 1 | 1 of 2") for line in lines)
-    assert ("| `http-service` preset, recording 2 | 2 of 2 (error burst in 4 cycles; memory hog "
-            "in 9 cycles) | 5 | 1 in 20,000 (0) | not measured | not measured |") in lines
-    assert any(line.startswith("- `http-service`, recording 2: every incident detected met")
-               for line in lines)
+    assert (
+        "| `http-service` preset, recording 2 | 2 of 2 (error burst in 4 cycles; memory hog "
+        "in 9 cycles) | 5 | 1 in 20,000 (0) | not measured | not measured |"
+    ) in lines
+    assert any(
+        line.startswith("- `http-service`, recording 2: every incident detected met")
+        for line in lines
+    )
     assert any(line.startswith("Recording 2: 21,000 cycles") for line in lines)
     # One recording's hour is too short to judge 1 false alert per 10,000 cycles: pooled too.
-    assert ("- `http-service`, the 2 recordings pooled: every incident detected **missed** "
-            "(3 of 4); median time to detection <= 10 cycles met (4); false alerts <= 1 per "
-            "target per 10,000 cycles met (2 in 40,000: 0.5).") in lines
+    assert (
+        "- `http-service`, the 2 recordings pooled: every incident detected **missed** "
+        "(3 of 4); median time to detection <= 10 cycles met (4); false alerts <= 1 per "
+        "target per 10,000 cycles met (2 in 40,000: 0.5)."
+    ) in lines
 
 
 def test_the_presets_verdicts_judge_one_alert_per_incident_when_measured() -> None:
     results = _liveops(ttd=9.0, false_per_10k=0.5, missed=False)
     preset = results["bench_liveops"]["presets"]["http-service"]["preset"]
     preset.update(incidents_with_one_alert=1, at_most_one_alert_per_incident=False)
-    assert ("cycles met (0.5); at most one alert per incident **missed** (1 of 2 with one)."
-            in readme.liveops(results))
+    assert (
+        "cycles met (0.5); at most one alert per incident **missed** (1 of 2 with one)."
+        in readme.liveops(results)
+    )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).parents[1]
 
-USER_CODE = textwrap.dedent('''
+USER_CODE = textwrap.dedent("""
     import deucalion as dc
 
 
@@ -28,7 +28,7 @@ USER_CODE = textwrap.dedent('''
         provisioner = dc.MetricsProvisioner(targets=["localhost:9100"])
         provisioner.register(metricsObserver=Quiet({"up"}))
         provisioner.run()
-''')
+""")
 
 
 def test_await_provisioner_run_type_checks_under_mypy_strict(tmp_path: Path) -> None:
@@ -37,6 +37,18 @@ def test_await_provisioner_run_type_checks_under_mypy_strict(tmp_path: Path) -> 
     snippet = tmp_path / "user_app.py"
     snippet.write_text(USER_CODE)
     checked = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--follow-imports=silent",
-         str(snippet)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-incremental",
+            "--follow-imports=silent",
+            str(snippet),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr

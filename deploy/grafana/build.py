@@ -61,15 +61,24 @@ def _panel(
         "gridPos": {"w": width, "h": 8},
         "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
         "targets": [
-            {"refId": chr(ord("A") + i), "expr": expr, "legendFormat": legend,
-             "datasource": DATASOURCE}
+            {
+                "refId": chr(ord("A") + i),
+                "expr": expr,
+                "legendFormat": legend,
+                "datasource": DATASOURCE,
+            }
             for i, (expr, legend) in enumerate(targets)
         ],
     }
 
 
-def _dashboard(uid: str, title: str, description: str, variables: list[dict[str, Any]],
-               panels: list[dict[str, Any]]) -> dict[str, Any]:
+def _dashboard(
+    uid: str,
+    title: str,
+    description: str,
+    variables: list[dict[str, Any]],
+    panels: list[dict[str, Any]],
+) -> dict[str, Any]:
     x = y = 0
     for i, panel in enumerate(panels, 1):
         panel["id"] = i
@@ -100,26 +109,53 @@ def anomalies() -> dict[str, Any]:
         ("signal", 'label_values(deucalion_series_anomaly_score{observer=~"$observer"}, metric)'),
     )
     panels = [
-        _panel("Anomaly score per target", "The highest score of any signal of each target.",
-               [(f"max by (target) ({SCORE})", "{{target}}")]),
-        _panel("Alerts firing", "Alerts each observer has firing now (one per target per "
-               "incident for a preset).",
-               [('sum by (observer) (deucalion_alerts_firing{observer=~"$observer"})',
-                 "{{observer}}")]),
-        _panel("Score per signal", "Each signal's score: -log10 of how often ordinary data "
-               "does this (5: once in 100,000 cycles).",
-               [(SCORE, "{{target}} {{metric}} {{device}}{{mountpoint}}{{route}}")], width=24),
-        _panel("Observed value and expected band", "Each signal's value and the band its "
-               "detector expected it in.",
-               [(f"deucalion_series_value{PICK}", "{{metric}} {{device}}{{route}} value"),
+        _panel(
+            "Anomaly score per target",
+            "The highest score of any signal of each target.",
+            [(f"max by (target) ({SCORE})", "{{target}}")],
+        ),
+        _panel(
+            "Alerts firing",
+            "Alerts each observer has firing now (one per target per incident for a preset).",
+            [
+                (
+                    'sum by (observer) (deucalion_alerts_firing{observer=~"$observer"})',
+                    "{{observer}}",
+                )
+            ],
+        ),
+        _panel(
+            "Score per signal",
+            "Each signal's score: -log10 of how often ordinary data "
+            "does this (5: once in 100,000 cycles).",
+            [(SCORE, "{{target}} {{metric}} {{device}}{{mountpoint}}{{route}}")],
+            width=24,
+        ),
+        _panel(
+            "Observed value and expected band",
+            "Each signal's value and the band its detector expected it in.",
+            [
+                (f"deucalion_series_value{PICK}", "{{metric}} {{device}}{{route}} value"),
                 (f"deucalion_series_expected_lower{PICK}", "{{metric}} {{device}}{{route}} low"),
-                (f"deucalion_series_expected_upper{PICK}", "{{metric}} {{device}}{{route}} high")],
-               width=24),
-        _panel("Signals moving most", "The ten highest scores now.",
-               [(f"topk(10, {SCORE})", "{{target}} {{metric}}")], kind="table", width=24),
+                (f"deucalion_series_expected_upper{PICK}", "{{metric}} {{device}}{{route}} high"),
+            ],
+            width=24,
+        ),
+        _panel(
+            "Signals moving most",
+            "The ten highest scores now.",
+            [(f"topk(10, {SCORE})", "{{target}} {{metric}}")],
+            kind="table",
+            width=24,
+        ),
     ]
-    return _dashboard("deucalion-anomalies", "deucalion: anomalies",
-                      "What deucalion's presets and observers see.", variables, panels)
+    return _dashboard(
+        "deucalion-anomalies",
+        "deucalion: anomalies",
+        "What deucalion's presets and observers see.",
+        variables,
+        panels,
+    )
 
 
 def health() -> dict[str, Any]:
@@ -127,52 +163,127 @@ def health() -> dict[str, Any]:
     variables = _variables(("instance", "label_values(deucalion_cycles_total, instance)"))
     me = '{instance=~"$instance"}'
     panels = [
-        _panel("Cycles per second", "Cycles run (one per scrape interval).",
-               [(f"rate(deucalion_cycles_total{me}[$__rate_interval])", "{{instance}}")],
-               unit="ops", width=8),
-        _panel("Overruns per second", "Cycles that took longer than the scrape interval.",
-               [(f"rate(deucalion_cycle_overruns_total{me}[$__rate_interval])", "{{instance}}")],
-               unit="ops", width=8),
-        _panel("Cycle duration", "How long the last cycle took.",
-               [(f"deucalion_cycle_duration_seconds{me}", "{{instance}}")], unit="s", width=8),
-        _panel("Targets up", "Whether each target answered deucalion's last scrape.",
-               [(f"deucalion_target_up{me}", "{{target}}")], width=8),
-        _panel("Scrape durations", "How long each target's last scrape took.",
-               [(f"deucalion_target_scrape_duration_seconds{me}", "{{target}}")], unit="s",
-               width=8),
-        _panel("Observers up", "Whether each observer's worker process is up.",
-               [(f"deucalion_observer_up{me}", "{{observer}}")], width=8),
-        _panel("Worker restarts", "Worker processes replaced (crashed or hung), per hour.",
-               [(f"increase(deucalion_observer_restarts_total{me}[1h])", "{{observer}}")],
-               width=8),
-        _panel("Observer call duration", "new_data calls, median and 99th percentile.",
-               [(f"histogram_quantile(0.5, sum by (le, observer) (rate("
-                 f"deucalion_observer_call_duration_seconds_bucket{me}[$__rate_interval])))",
-                 "{{observer}} p50"),
-                (f"histogram_quantile(0.99, sum by (le, observer) (rate("
-                 f"deucalion_observer_call_duration_seconds_bucket{me}[$__rate_interval])))",
-                 "{{observer}} p99")], unit="s", width=8),
-        _panel("Observer errors and timeouts", "new_data calls that raised or timed out.",
-               [(f"rate(deucalion_observer_errors_total{me}[$__rate_interval])",
-                 "{{observer}} errors"),
-                (f"rate(deucalion_observer_timeouts_total{me}[$__rate_interval])",
-                 "{{observer}} timeouts")], unit="ops", width=8),
-        _panel("Alert queue", "Alerts waiting to be sent, per Alertmanager.",
-               [(f"deucalion_alerts_queued{me}", "{{alertmanager}}")], width=8),
-        _panel("Alertmanager errors", "Alerts in failed requests, refused, or dropped.",
-               [(f"rate(deucalion_alerts_failed_total{me}[$__rate_interval])",
-                 "{{alertmanager}} failed"),
-                (f"rate(deucalion_alerts_rejected_total{me}[$__rate_interval])",
-                 "{{alertmanager}} rejected"),
-                (f"rate(deucalion_alerts_dropped_total{me}[$__rate_interval])",
-                 "{{alertmanager}} dropped")], unit="ops", width=8),
-        _panel("Alerts sent", "Alerts Alertmanager accepted.",
-               [(f"rate(deucalion_alerts_sent_total{me}[$__rate_interval])",
-                 "{{alertmanager}}")], unit="ops", width=8),
+        _panel(
+            "Cycles per second",
+            "Cycles run (one per scrape interval).",
+            [(f"rate(deucalion_cycles_total{me}[$__rate_interval])", "{{instance}}")],
+            unit="ops",
+            width=8,
+        ),
+        _panel(
+            "Overruns per second",
+            "Cycles that took longer than the scrape interval.",
+            [(f"rate(deucalion_cycle_overruns_total{me}[$__rate_interval])", "{{instance}}")],
+            unit="ops",
+            width=8,
+        ),
+        _panel(
+            "Cycle duration",
+            "How long the last cycle took.",
+            [(f"deucalion_cycle_duration_seconds{me}", "{{instance}}")],
+            unit="s",
+            width=8,
+        ),
+        _panel(
+            "Targets up",
+            "Whether each target answered deucalion's last scrape.",
+            [(f"deucalion_target_up{me}", "{{target}}")],
+            width=8,
+        ),
+        _panel(
+            "Scrape durations",
+            "How long each target's last scrape took.",
+            [(f"deucalion_target_scrape_duration_seconds{me}", "{{target}}")],
+            unit="s",
+            width=8,
+        ),
+        _panel(
+            "Observers up",
+            "Whether each observer's worker process is up.",
+            [(f"deucalion_observer_up{me}", "{{observer}}")],
+            width=8,
+        ),
+        _panel(
+            "Worker restarts",
+            "Worker processes replaced (crashed or hung), per hour.",
+            [(f"increase(deucalion_observer_restarts_total{me}[1h])", "{{observer}}")],
+            width=8,
+        ),
+        _panel(
+            "Observer call duration",
+            "new_data calls, median and 99th percentile.",
+            [
+                (
+                    f"histogram_quantile(0.5, sum by (le, observer) (rate("
+                    f"deucalion_observer_call_duration_seconds_bucket{me}[$__rate_interval])))",
+                    "{{observer}} p50",
+                ),
+                (
+                    f"histogram_quantile(0.99, sum by (le, observer) (rate("
+                    f"deucalion_observer_call_duration_seconds_bucket{me}[$__rate_interval])))",
+                    "{{observer}} p99",
+                ),
+            ],
+            unit="s",
+            width=8,
+        ),
+        _panel(
+            "Observer errors and timeouts",
+            "new_data calls that raised or timed out.",
+            [
+                (
+                    f"rate(deucalion_observer_errors_total{me}[$__rate_interval])",
+                    "{{observer}} errors",
+                ),
+                (
+                    f"rate(deucalion_observer_timeouts_total{me}[$__rate_interval])",
+                    "{{observer}} timeouts",
+                ),
+            ],
+            unit="ops",
+            width=8,
+        ),
+        _panel(
+            "Alert queue",
+            "Alerts waiting to be sent, per Alertmanager.",
+            [(f"deucalion_alerts_queued{me}", "{{alertmanager}}")],
+            width=8,
+        ),
+        _panel(
+            "Alertmanager errors",
+            "Alerts in failed requests, refused, or dropped.",
+            [
+                (
+                    f"rate(deucalion_alerts_failed_total{me}[$__rate_interval])",
+                    "{{alertmanager}} failed",
+                ),
+                (
+                    f"rate(deucalion_alerts_rejected_total{me}[$__rate_interval])",
+                    "{{alertmanager}} rejected",
+                ),
+                (
+                    f"rate(deucalion_alerts_dropped_total{me}[$__rate_interval])",
+                    "{{alertmanager}} dropped",
+                ),
+            ],
+            unit="ops",
+            width=8,
+        ),
+        _panel(
+            "Alerts sent",
+            "Alerts Alertmanager accepted.",
+            [(f"rate(deucalion_alerts_sent_total{me}[$__rate_interval])", "{{alertmanager}}")],
+            unit="ops",
+            width=8,
+        ),
     ]
-    return _dashboard("deucalion-health", "deucalion: health",
-                      "deucalion's own cycles, scrapes, workers and alert delivery.", variables,
-                      panels)
+    return _dashboard(
+        "deucalion-health",
+        "deucalion: health",
+        "deucalion's own cycles, scrapes, workers and alert delivery.",
+        variables,
+        panels,
+    )
 
 
 DASHBOARDS = {"deucalion-anomalies.json": anomalies, "deucalion-health.json": health}

@@ -29,8 +29,12 @@ POST = ("POST", URL(f"{AM}/api/v2/alerts"))
 
 
 def payload(n: int) -> dict[str, Any]:
-    return {"labels": {"alertname": "A", "n": str(n)}, "annotations": {},
-            "startsAt": rfc3339(0), "endsAt": rfc3339(60)}
+    return {
+        "labels": {"alertname": "A", "n": str(n)},
+        "annotations": {},
+        "startsAt": rfc3339(0),
+        "endsAt": rfc3339(60),
+    }
 
 
 def sent(m: aioresponses) -> list[list[dict[str, Any]]]:
@@ -66,11 +70,15 @@ async def test_alerts_are_batched_at_most_256_a_request(session: aiohttp.ClientS
     assert c.stats.sent == 600 and c.queued == 0
 
 
-@pytest.mark.parametrize("failure", [
-    {"status": 503, "body": "overloaded"},
-    {"exception": aiohttp.ClientConnectionError("refused")},
-    {"timeout": True},
-], ids=["5xx", "connection-error", "timeout"])
+@pytest.mark.parametrize(
+    "failure",
+    [
+        {"status": 503, "body": "overloaded"},
+        {"exception": aiohttp.ClientConnectionError("refused")},
+        {"timeout": True},
+    ],
+    ids=["5xx", "connection-error", "timeout"],
+)
 async def test_failures_are_retried_until_they_succeed(
     session: aiohttp.ClientSession, failure: dict[str, Any]
 ) -> None:
@@ -177,12 +185,22 @@ async def test_close_gives_up_after_the_grace_period(
 TARGET = Target("http://node:9100/metrics", {"team": "db"})
 
 
-def observe(sender: AlertSender, observer: str, result: object, data: dict[str, Any],
-            targets: dict[str, Target]) -> list[str]:
+def observe(
+    sender: AlertSender,
+    observer: str,
+    result: object,
+    data: dict[str, Any],
+    targets: dict[str, Target],
+) -> list[str]:
     """What the provisioner does with a result: label it, then update the sender; the errors."""
-    labelled = label_result(result, data, targets, observer=observer,
-                            alert_name=sender.settings.alert_name,
-                            external_labels=sender.settings.external_labels)
+    labelled = label_result(
+        result,
+        data,
+        targets,
+        observer=observer,
+        alert_name=sender.settings.alert_name,
+        external_labels=sender.settings.external_labels,
+    )
     sender.update(observer, labelled.alerts)
     return labelled.errors
 
@@ -200,17 +218,21 @@ async def test_sender_labels_alerts_and_sends_to_every_alertmanager() -> None:
         first = m.requests[POST][0].kwargs["json"]
         second = m.requests[("POST", URL("http://am2:9093/api/v2/alerts"))][0].kwargs["json"]
     assert first == second
-    assert first[0]["labels"] == {"env": "x", "team": "db", "instance": "node:9100",
-                                  "job": "deucalion", "alertname": "DeucalionAnomaly",
-                                  "observer": "Obs"}
+    assert first[0]["labels"] == {
+        "env": "x",
+        "team": "db",
+        "instance": "node:9100",
+        "job": "deucalion",
+        "alertname": "DeucalionAnomaly",
+        "observer": "Obs",
+    }
     assert first[0]["annotations"] == {"description": "high"}
 
 
 def test_invalid_alert_is_dropped_with_an_error_naming_the_observer() -> None:
     """An alert with an invalid label is an error naming the observer; the valid ones still go."""
     sender = AlertSender(AlertmanagerSettings(), scrape_interval=15)
-    errors = observe(sender, "BadObserver", [Alert({"bad-name": "v"}), Alert({"ok": "v"})], {},
-                     {})
+    errors = observe(sender, "BadObserver", [Alert({"bad-name": "v"}), Alert({"ok": "v"})], {}, {})
     assert len(errors) == 1 and "BadObserver" in errors[0] and "bad-name" in errors[0]
     assert [a["labels"]["ok"] for a in sender.firing()] == ["v"]
 
@@ -255,25 +277,41 @@ async def test_an_unreadable_token_file_keeps_the_alerts_queued(
 
 def test_secrets_never_show_in_reprs_or_dumps() -> None:
     """Passwords and tokens are SecretStr: hidden in repr, str and JSON dumps."""
-    settings = AlertmanagerSettings(basic_auth_username="u",
-                                    basic_auth_password=SecretStr("hunter2"))
+    settings = AlertmanagerSettings(
+        basic_auth_username="u", basic_auth_password=SecretStr("hunter2")
+    )
     token = AlertmanagerSettings(bearer_token=SecretStr("s3cr3t"))
-    for text in (repr(settings), str(settings), settings.model_dump_json(), repr(token),
-                 token.model_dump_json()):
+    for text in (
+        repr(settings),
+        str(settings),
+        settings.model_dump_json(),
+        repr(token),
+        token.model_dump_json(),
+    ):
         assert "hunter2" not in text and "s3cr3t" not in text
     with pytest.raises(ConfigError) as error:
-        load_settings(default_file=None, environ={}, alertmanager={
-            "basic_auth_username": "u", "bearer_token": "s3cr3t", "basic_auth_password": 3j})
+        load_settings(
+            default_file=None,
+            environ={},
+            alertmanager={
+                "basic_auth_username": "u",
+                "bearer_token": "s3cr3t",
+                "basic_auth_password": 3j,
+            },
+        )
     assert "s3cr3t" not in str(error.value)
 
 
 def test_original_injector_environment_variables_still_work() -> None:
     """DEUCALION_ALERT_NAME/_ALERT_MANAGER_HOST/_PORT configure alert name and URL."""
-    settings = load_settings(default_file=None, environ={
-        "DEUCALION_ALERT_NAME": "LegacyAnomaly",
-        "DEUCALION_ALERT_MANAGER_HOST": "alertmanager.monitoring",
-        "DEUCALION_ALERT_MANAGER_PORT": "9094",
-    })
+    settings = load_settings(
+        default_file=None,
+        environ={
+            "DEUCALION_ALERT_NAME": "LegacyAnomaly",
+            "DEUCALION_ALERT_MANAGER_HOST": "alertmanager.monitoring",
+            "DEUCALION_ALERT_MANAGER_PORT": "9094",
+        },
+    )
     assert settings.alertmanager.alert_name == "LegacyAnomaly"
     assert settings.alertmanager.urls == ["http://alertmanager.monitoring:9094"]
 
@@ -283,11 +321,16 @@ async def test_credentials_in_the_url_stay_out_of_logs_and_metrics_labels(
 ) -> None:
     """user:password@ in an Alertmanager URL is redacted in its name and in quoted errors."""
     url = "http://deucalion:s3cr3t@am.example:9093"
-    with aioresponses() as m, caplog.at_level(
-            logging.DEBUG, logger="deucalion.alerting.alertmanager"):
+    with (
+        aioresponses() as m,
+        caplog.at_level(logging.DEBUG, logger="deucalion.alerting.alertmanager"),
+    ):
         # An error that quotes the URL, credentials and all, as some of aiohttp's do.
-        m.post(re.compile(r".*/api/v2/alerts"), repeat=True,
-               exception=aiohttp.ClientConnectionError(f"cannot reach {url}/api/v2/alerts"))
+        m.post(
+            re.compile(r".*/api/v2/alerts"),
+            repeat=True,
+            exception=aiohttp.ClientConnectionError(f"cannot reach {url}/api/v2/alerts"),
+        )
         c = AlertmanagerClient(url, session, backoff_base=0.001, backoff_max=0.01)
         c.start()
         c.enqueue([payload(1)])
@@ -298,14 +341,18 @@ async def test_credentials_in_the_url_stay_out_of_logs_and_metrics_labels(
     assert "s3cr3t" not in caplog.text
 
 
-@pytest.mark.parametrize(("url", "name"), [
-    ("http://deucalion:s3cr3t@am.example:9093", "http://am.example:9093"),
-    ("http://deucalion:s3cr3t@[::1]:9093/prefix", "http://[::1]:9093/prefix"),
-    ("https://deucalion@am.example", "https://am.example"),
-    ("http://[::1]:9093", "http://[::1]:9093"),
-])
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [
+        ("http://deucalion:s3cr3t@am.example:9093", "http://am.example:9093"),
+        ("http://deucalion:s3cr3t@[::1]:9093/prefix", "http://[::1]:9093/prefix"),
+        ("https://deucalion@am.example", "https://am.example"),
+        ("http://[::1]:9093", "http://[::1]:9093"),
+    ],
+)
 async def test_an_alertmanagers_name_is_its_url_without_credentials(
-        session: aiohttp.ClientSession, url: str, name: str) -> None:
+    session: aiohttp.ClientSession, url: str, name: str
+) -> None:
     """The name (logs, metric labels) keeps host, brackets, port and path; drops user:pass@."""
     assert AlertmanagerClient(url, session).name == name
 

@@ -61,8 +61,7 @@ def test_a_dict_keyed_by_targets_gives_one_alert_per_truthy_target() -> None:
 def test_per_target_values_of_every_kind() -> None:
     """A per-target dict is annotations, an Alert gets its target, a list of Alerts too."""
     alerts = alerts_from_result({A: {"why": "spike"}, B: [Alert({"k": "v"})]}, DATA)
-    assert alerts == [Alert(annotations={"why": "spike"}, target=A),
-                      Alert({"k": "v"}, target=B)]
+    assert alerts == [Alert(annotations={"why": "spike"}, target=A), Alert({"k": "v"}, target=B)]
     assert alerts_from_result({A: Alert(target=B)}, DATA) == [Alert(target=B)]
 
 
@@ -77,8 +76,9 @@ def test_per_target_numbers_are_scores_and_alert_only_when_non_zero() -> None:
 
 def test_alert_scores_are_exported_worst_first() -> None:
     """An Alert's score is exported for its target; the highest of several wins."""
-    out = interpret_result([Alert(target=A, score=0.2), Alert({"k": "v"}, target=A, score=0.7)],
-                           DATA)
+    out = interpret_result(
+        [Alert(target=A, score=0.2), Alert({"k": "v"}, target=A, score=0.7)], DATA
+    )
     assert out.scores == {A: 0.7}
 
 
@@ -105,12 +105,23 @@ def test_a_string_or_number_is_one_alert_with_it_as_annotation() -> None:
 def test_labels_are_layered_with_observer_last() -> None:
     """External labels < target labels < instance/job < alertname < the alert's < observer."""
     target = Target(A, {"team": "db", "job": "node", "cluster": "override"})
-    labels = alert_labels(Alert({"severity": "page", "observer": "fake"}, target=A),
-                          alert_name="DeucalionAnomaly", observer="MyObserver",
-                          external_labels={"cluster": "eu1", "env": "prod"}, target=target)
-    assert labels == {"cluster": "override", "env": "prod", "team": "db", "instance": "a:9100",
-                      "job": "node", "alertname": "DeucalionAnomaly", "severity": "page",
-                      "observer": "MyObserver"}
+    labels = alert_labels(
+        Alert({"severity": "page", "observer": "fake"}, target=A),
+        alert_name="DeucalionAnomaly",
+        observer="MyObserver",
+        external_labels={"cluster": "eu1", "env": "prod"},
+        target=target,
+    )
+    assert labels == {
+        "cluster": "override",
+        "env": "prod",
+        "team": "db",
+        "instance": "a:9100",
+        "job": "node",
+        "alertname": "DeucalionAnomaly",
+        "severity": "page",
+        "observer": "MyObserver",
+    }
 
 
 def test_an_alert_may_set_its_own_alertname() -> None:
@@ -123,12 +134,24 @@ def test_label_result_labels_with_the_targets_handed_and_reports_problems() -> N
     """Alerts carry the labels of the targets given; an unknown target is a warning, a bad
     label an error, and the valid alerts are kept."""
     target = Target(A, {"job": "node"})
-    out = label_result({A: 0.5, B: "high"}, DATA, {A: target}, observer="Obs",
-                       alert_name="Anomaly", external_labels={"env": "prod"})
+    out = label_result(
+        {A: 0.5, B: "high"},
+        DATA,
+        {A: target},
+        observer="Obs",
+        alert_name="Anomaly",
+        external_labels={"env": "prod"},
+    )
     assert [labels for labels, _ in out.alerts] == [
-        {"env": "prod", "job": "node", "instance": "a:9100", "alertname": "Anomaly",
-         "observer": "Obs"},
-        {"env": "prod", "alertname": "Anomaly", "observer": "Obs"}]
+        {
+            "env": "prod",
+            "job": "node",
+            "instance": "a:9100",
+            "alertname": "Anomaly",
+            "observer": "Obs",
+        },
+        {"env": "prod", "alertname": "Anomaly", "observer": "Obs"},
+    ]
     assert out.scores == {A: 0.5} and out.errors == []
     assert len(out.warnings) == 1 and B in out.warnings[0]
     bad = label_result(Alert({"bad-name": "v"}), DATA, {}, observer="Obs", alert_name="X")
@@ -145,9 +168,11 @@ def test_label_problems_name_the_invalid_label() -> None:
 
 def test_alerts_module_imports_only_the_standard_library() -> None:
     """Worker processes import deucalion.alerting.alerts without aiohttp or pydantic."""
-    code = ("import sys, deucalion.alerting.alerts; "
-            "bad = [m for m in sys.modules if m.split('.')[0] in "
-            "('aiohttp', 'pydantic', 'yaml', 'prometheus_client')]; assert not bad, bad")
+    code = (
+        "import sys, deucalion.alerting.alerts; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in "
+        "('aiohttp', 'pydantic', 'yaml', 'prometheus_client')]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -178,6 +203,7 @@ def test_numpy_style_booleans_mean_true_and_false() -> None:
 def test_a_targets_own_instance_label_is_the_alerts_instance() -> None:
     """A target whose discovery set instance (a relabelled one) gives alerts that instance."""
     target = Target(A, {"instance": "node-a", "job": "node"})
-    labels = alert_labels(Alert(target=A), alert_name="DeucalionAnomaly", observer="O",
-                          target=target)
+    labels = alert_labels(
+        Alert(target=A), alert_name="DeucalionAnomaly", observer="O", target=target
+    )
     assert labels["instance"] == "node-a"

@@ -21,17 +21,24 @@ FIRING = ({"alertname": "A", "observer": "O"}, {"summary": "s"})
 
 
 def lifecycle(clock: Clock) -> AlertLifecycle:
-    return AlertLifecycle(resend_interval=60, lifetime=240, clock=clock,
-                          generator_url="http://me:9464/alerts")
+    return AlertLifecycle(
+        resend_interval=60, lifetime=240, clock=clock, generator_url="http://me:9464/alerts"
+    )
 
 
 def test_new_alert_is_sent_at_once_with_its_start() -> None:
     """A new alert is sent at once: startsAt now, endsAt now + lifetime, generatorURL."""
     clock = Clock()
     out = lifecycle(clock).update("o", [FIRING])
-    assert out == [{"labels": FIRING[0], "annotations": FIRING[1],
-                    "startsAt": rfc3339(clock.now), "endsAt": rfc3339(clock.now + 240),
-                    "generatorURL": "http://me:9464/alerts"}]
+    assert out == [
+        {
+            "labels": FIRING[0],
+            "annotations": FIRING[1],
+            "startsAt": rfc3339(clock.now),
+            "endsAt": rfc3339(clock.now + 240),
+            "generatorURL": "http://me:9464/alerts",
+        }
+    ]
 
 
 def test_firing_alert_is_resent_every_resend_interval_keeping_its_start() -> None:
@@ -127,7 +134,8 @@ def test_alerts_are_resent_on_time_without_a_new_call() -> None:
 
 
 def test_many_alerts_starting_or_resolving_at_once_are_logged_in_a_few_lines(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """5,000 new alerts log the first ten and a count, not 5,000 lines; so does resolving."""
     clock = Clock()
     lc = lifecycle(clock)

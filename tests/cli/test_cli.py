@@ -33,12 +33,14 @@ other_metric 7
 @pytest.fixture
 async def target() -> AsyncIterator[str]:
     """A tiny loopback exporter; yields its scrape URL."""
+
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(text=BODY, content_type="text/plain")
 
     async def html(request: web.Request) -> web.Response:
-        return web.Response(text="<!DOCTYPE html>\n<html>Sign in</html>\n",
-                            content_type="text/html")
+        return web.Response(
+            text="<!DOCTYPE html>\n<html>Sign in</html>\n", content_type="text/html"
+        )
 
     async def garbage(request: web.Request) -> web.Response:
         return web.Response(text=BODY + "this is not an exposition\n", content_type="text/plain")
@@ -106,7 +108,8 @@ def test_check_config_warns_about_a_misspelt_variable_naming_the_setting(
 
 
 def test_check_config_accepts_an_observer_run_gives_metrics_to(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """An observers entry without desired_metrics runs with `run -c FILE --metrics up`;
     check-config refused it, telling to pass --metrics, an option it does not take. It is
     accepted, with a warning that `run` will need --metrics for it; its kwargs are still
@@ -122,8 +125,10 @@ def test_check_config_accepts_an_observer_run_gives_metrics_to(
         "desired_metrics: `deucalion run` will need --metrics a,b for it (or add "
         "desired_metrics: [name, ...] to the entry)"
     ]
-    config.write_text("targets: [a:1]\nobservers:\n  deucalion.detectors:DetectorObserver:\n"
-                      "    kwargs: {nope: 1}\n")
+    config.write_text(
+        "targets: [a:1]\nobservers:\n  deucalion.detectors:DetectorObserver:\n"
+        "    kwargs: {nope: 1}\n"
+    )
     assert main(["check-config", str(config)]) == 1
     assert "nope" in capsys.readouterr().err
 
@@ -145,20 +150,32 @@ async def _main_in_thread(argv: list[str]) -> int:
 
 async def test_scrape_json_shape(target: str, capsys: pytest.CaptureFixture[str]) -> None:
     """scrape prints what an observer desiring --metrics receives: families, synthetic up."""
-    assert await _main_in_thread(["scrape", target, "--metrics",
-                                  "http_requests_total,latency_seconds,up"]) == 0
+    assert (
+        await _main_in_thread(
+            ["scrape", target, "--metrics", "http_requests_total,latency_seconds,up"]
+        )
+        == 0
+    )
     data = json.loads(capsys.readouterr().out)
     assert list(data) == [target]
     samples = data[target]
-    assert set(samples) == {"http_requests_total", "latency_seconds_bucket", "latency_seconds_sum",
-                            "latency_seconds_count", "up"}
-    assert samples["http_requests_total"] == {'{code="200",path="/a"}': 10.0,
-                                              '{code="500",path="/a"}': 1.0}
+    assert set(samples) == {
+        "http_requests_total",
+        "latency_seconds_bucket",
+        "latency_seconds_sum",
+        "latency_seconds_count",
+        "up",
+    }
+    assert samples["http_requests_total"] == {
+        '{code="200",path="/a"}': 10.0,
+        '{code="500",path="/a"}': 1.0,
+    }
     assert samples["up"] == {"{}": 1.0}
 
 
 async def test_scrape_without_metrics_prints_everything(
-        target: str, capsys: pytest.CaptureFixture[str]) -> None:
+    target: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Without --metrics every sample is printed, with the synthetic ones."""
     assert await _main_in_thread(["scrape", target]) == 0
     samples = json.loads(capsys.readouterr().out)[target]
@@ -189,10 +206,13 @@ async def test_scrape_down_target_exits_1(capsys: pytest.CaptureFixture[str]) ->
     assert "is down" in captured.err
 
 
-@pytest.mark.parametrize(("url", "reason"), [
-    ("http://127.0.0.1:99999/metrics", "invalid port"),
-    ("ftp://host/metrics", "is not a scrape URL"),
-])
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://127.0.0.1:99999/metrics", "invalid port"),
+        ("ftp://host/metrics", "is not a scrape URL"),
+    ],
+)
 async def test_scrape_of_a_bad_url_is_an_error_naming_it(
     url: str, reason: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -203,12 +223,14 @@ async def test_scrape_of_a_bad_url_is_an_error_naming_it(
     assert url in err and "Traceback" not in err
 
 
-async def test_targets_lists_up_and_down(target: str, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+async def test_targets_lists_up_and_down(
+    target: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """targets prints each discovered target with labels and up/down plus the reason."""
     config = tmp_path / "c.yaml"
-    config.write_text(f"targets:\n  - targets: ['{target}', 127.0.0.1:1]\n"
-                      "    labels: {job: shop}\n")
+    config.write_text(
+        f"targets:\n  - targets: ['{target}', 127.0.0.1:1]\n    labels: {{job: shop}}\n"
+    )
     assert await _main_in_thread(["targets", "-c", str(config)]) == 1
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(f"{target}  {{job=shop}}  up    (7 samples in")
@@ -235,11 +257,13 @@ def test_parser_has_room_for_more_commands() -> None:
     parser = build_parser()
     actions = [a for a in parser._actions if a.dest == "command"]
     assert actions and {"demo", "check-config", "targets", "scrape", "run"} <= set(
-        actions[0].choices)  # type: ignore[arg-type]
+        actions[0].choices
+    )  # type: ignore[arg-type]
 
 
 def test_check_config_hides_a_password_in_the_prometheus_url(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The summary of a federated config shows the Prometheus URL with its password as ***."""
     config = tmp_path / "c.yaml"
     config.write_text("prometheus: {url: 'http://fed:s3cr3t@prometheus:9090'}\n")
@@ -257,7 +281,8 @@ def test_run_of_a_module_that_does_not_exist_says_so(capsys: pytest.CaptureFixtu
 
 
 def test_run_of_a_file_that_raises_on_import_names_the_line(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A file.py:Class that raises while it is imported is one error naming file and line."""
     app = tmp_path / "app.py"
     app.write_text("x = 1\nraise RuntimeError('no model file')\n")
@@ -266,12 +291,12 @@ def test_run_of_a_file_that_raises_on_import_names_the_line(
     assert f"importing {app} failed: RuntimeError: no model file (at {app}:2)" in err
 
 
-def test_run_of_something_that_is_not_an_observer_class(
-        capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_of_something_that_is_not_an_observer_class(capsys: pytest.CaptureFixture[str]) -> None:
     """A path to a function or module attribute that is no MetricsObserver class is named."""
     assert main(["run", "deucalion.demo:run_demo", "--metrics", "up"]) == 1
     assert "deucalion.demo:run_demo: a function, not a MetricsObserver class" in (
-        capsys.readouterr().err)
+        capsys.readouterr().err
+    )
 
 
 def test_run_of_a_detector_says_what_runs_it(capsys: pytest.CaptureFixture[str]) -> None:
@@ -293,15 +318,17 @@ def test_make_help_lists_every_target_with_what_it_does() -> None:
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     root = Path(__file__).resolve().parents[2]
-    run = subprocess.run(["make", "-s", "help"], cwd=root, capture_output=True, text=True,
-                         timeout=60, check=False)
+    run = subprocess.run(
+        ["make", "-s", "help"], cwd=root, capture_output=True, text=True, timeout=60, check=False
+    )
     assert run.returncode == 0, run.stderr
     described = {}
     for line in run.stdout.splitlines():
         _, target, text = line.split(maxsplit=2)
         described[target] = text
-    phony = next(line for line in (root / "Makefile").read_text().splitlines()
-                 if line.startswith(".PHONY:")).split()[1:]
+    phony = next(
+        line for line in (root / "Makefile").read_text().splitlines() if line.startswith(".PHONY:")
+    ).split()[1:]
     assert set(phony) == set(described), run.stdout
     assert all(len(text) > 5 for text in described.values())
 
@@ -316,8 +343,9 @@ def test_the_license_pyproject_declares_is_shipped() -> None:
     assert "END OF TERMS AND CONDITIONS" in text
 
 
-def _commands(parser: argparse.ArgumentParser, path: str = "") -> Iterator[
-        tuple[str, argparse.ArgumentParser]]:
+def _commands(
+    parser: argparse.ArgumentParser, path: str = ""
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
     """Every command and subcommand of ``parser``, as ``deucalion backtest`` names them."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -342,8 +370,10 @@ def test_the_readme_commands_table_lists_every_option() -> None:
         for action in command._actions:
             if not action.option_strings or action.dest == "help":
                 continue
-            if not any(re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", text)
-                       for option in action.option_strings):
+            if not any(
+                re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", text)
+                for option in action.option_strings
+            ):
                 missing.append(f"deucalion {path} {'/'.join(action.option_strings)}")
     for action in parser._actions:  # --version, --log-level: said under the table
         global_option = action.option_strings and action.dest != "help"
@@ -353,8 +383,8 @@ def test_the_readme_commands_table_lists_every_option() -> None:
 
 
 def test_record_without_targets_says_so_before_any_progress(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`record` with no targets printed "record x.om.gz: 0s recorded ... 0s in all" above the
     error, as if a recording had been made."""
     for name in ("DEUCALION_TARGETS", "DEUCALION_CONFIG", "DEUCALION_PROMETHEUS__URL"):

@@ -15,18 +15,17 @@ from deucalion.demo import run_demo
 
 
 async def test_the_demo_shows_the_alertmanager_without_its_password(
-        capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     """--alertmanager http://user:pass@host prints as user:***@, in whatever form it was typed."""
     # Too short a run for an alert: nothing is sent, the URL is only shown.
-    assert await run_demo(alertmanager="demo:s3cr3t@127.0.0.1:9", duration=0.3,
-                          interval=0.1) == 0
+    assert await run_demo(alertmanager="demo:s3cr3t@127.0.0.1:9", duration=0.3, interval=0.1) == 0
     out, err = capsys.readouterr()
     assert "; alerts go to http://demo:***@127.0.0.1:9. Ctrl-C stops." in out
     assert "s3cr3t" not in out + err + caplog.text
 
 
-async def test_the_demo_detects_the_anomalies_it_injects(
-        capfd: pytest.CaptureFixture[str]) -> None:
+async def test_the_demo_detects_the_anomalies_it_injects(capfd: pytest.CaptureFixture[str]) -> None:
     """On its synthetic target the demo's observer prints detections of injected anomalies
     (from its worker process: captured at the file descriptor)."""
     assert await run_demo(duration=25.0, interval=0.5) == 0
@@ -58,26 +57,42 @@ def test_the_demo_without_numpy_says_in_one_line_what_to_install(tmp_path: Path)
     (tmp_path / "sitecustomize.py").write_text(BLOCK_NUMPY)
     deucalion = os.path.join(os.path.dirname(sys.executable), "deucalion")
     environ = {k: v for k, v in os.environ.items() if k != "DEUCALION_CONFIG"}
-    run = subprocess.run([deucalion, "demo", "--duration", "3s"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120, check=False,
-                         env={**environ, "PYTHONPATH": str(tmp_path)})
+    run = subprocess.run(
+        [deucalion, "demo", "--duration", "3s"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**environ, "PYTHONPATH": str(tmp_path)},
+    )
     assert run.returncode == 1, run.stderr
     assert run.stderr.splitlines() == [
-        "deucalion: deucalion demo needs numpy, which is not installed: "
-        "pip install 'deucalion[ml]'"], run.stderr
+        "deucalion: deucalion demo needs numpy, which is not installed: pip install 'deucalion[ml]'"
+    ], run.stderr
     assert run.stdout == ""
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--duration", "-1"], "argument --duration: '-1' is negative: give seconds or a duration "
-                           "such as 30s or 5m, or 0 to run until Ctrl-C"),
-    (["--duration", "\uff11\uff15s"], "argument --duration: '\uff11\uff15s' is not a duration: "
-                                      "it has the character '\uff11' (FULLWIDTH DIGIT ONE)"),
-    (["--interval", "0"], "argument --interval: must be more than 0, not '0'"),
-    (["--interval", "soon"], "argument --interval: 'soon' is not a duration"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--duration", "-1"],
+            "argument --duration: '-1' is negative: give seconds or a duration "
+            "such as 30s or 5m, or 0 to run until Ctrl-C",
+        ),
+        (
+            ["--duration", "\uff11\uff15s"],
+            "argument --duration: '\uff11\uff15s' is not a duration: "
+            "it has the character '\uff11' (FULLWIDTH DIGIT ONE)",
+        ),
+        (["--interval", "0"], "argument --interval: must be more than 0, not '0'"),
+        (["--interval", "soon"], "argument --interval: 'soon' is not a duration"),
+    ],
+)
 def test_a_bad_demo_duration_is_refused_saying_why(
-        argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`demo --duration -1` (once 0 cycles and exit 0) and other bad durations exit 2 with the
     reason; nothing runs."""
     with pytest.raises(SystemExit) as exited:
@@ -104,8 +119,14 @@ def test_the_replay_example_as_readme_runs_it_leaves_the_repository_alone() -> N
     root = Path(__file__).resolve().parents[2]
     picture = root / "examples" / "replay_demo.png"
     before = picture.read_bytes()
-    run = subprocess.run([sys.executable, "examples/replay_demo.py", "2"], cwd=root,
-                         capture_output=True, text=True, timeout=300, check=False)
+    run = subprocess.run(
+        [sys.executable, "examples/replay_demo.py", "2"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr
     out = Path(run.stdout.strip().splitlines()[-1].removeprefix("written to "))
     try:
@@ -113,23 +134,29 @@ def test_the_replay_example_as_readme_runs_it_leaves_the_repository_alone() -> N
         assert not list(root.glob("replay_demo*"))
         assert root not in out.parents
         assert {p.name for p in out.iterdir()} == {
-            "replay_demo.om.gz", "replay_demo_windows.json", "replay_demo.png"}
+            "replay_demo.om.gz",
+            "replay_demo_windows.json",
+            "replay_demo.png",
+        }
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
 
 async def test_a_preset_demo_says_how_long_its_detector_learns(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """`demo --preset NAME --target URL` for its default 30 s ended in silence, the detector
     still learning: it says how long that takes at the interval given."""
-    assert await run_demo(preset="http-service", target="127.0.0.1:9", duration=0.2,
-                          interval=2.0) == 0
+    assert (
+        await run_demo(preset="http-service", target="127.0.0.1:9", duration=0.2, interval=2.0) == 0
+    )
     out = capsys.readouterr().out
     assert "about 1,000 (33m20s at 2s)" in out and "--duration 0" in out
 
 
 async def test_the_demo_watches_its_target_whatever_the_environment_says(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """DEUCALION_TARGETS in the shell won over `demo --target URL`: the demo said it watched
     URL and scraped the variable's target."""
     from deucalion.provisioner import MetricsProvisioner

@@ -19,8 +19,12 @@ from deucalion.provisioner import MetricsProvisioner
 @pytest.fixture
 def ran(monkeypatch: pytest.MonkeyPatch) -> list[PresetObserver]:
     """The preset observers `deucalion run` would run (the provisioner is not started)."""
-    for name in ("DEUCALION_PRESET", "DEUCALION_PRESET__BUDGET", "DEUCALION_PRESET__NAME",
-                 "DEUCALION_CONFIG"):
+    for name in (
+        "DEUCALION_PRESET",
+        "DEUCALION_PRESET__BUDGET",
+        "DEUCALION_PRESET__NAME",
+        "DEUCALION_CONFIG",
+    ):
         monkeypatch.delenv(name, raising=False)
     registered: list[PresetObserver] = []
 
@@ -55,7 +59,8 @@ def test_the_short_form_keeps_the_default_budget(tmp_path: Path, ran: list[Prese
 
 
 def test_the_environment_sets_the_budget_of_the_files_preset(
-        tmp_path: Path, ran: list[PresetObserver], monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, ran: list[PresetObserver], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`preset: node-exporter` in the file, DEUCALION_PRESET__BUDGET=0.5 in the environment:
     one preset, the file's name and the environment's budget."""
     monkeypatch.setenv("DEUCALION_PRESET__BUDGET", "0.5")
@@ -70,15 +75,16 @@ def test_budget_on_the_command_line_wins(tmp_path: Path, ran: list[PresetObserve
     config = _config(tmp_path, "{name: node-exporter, budget: 3}")
     assert main(["run", "-c", str(config), "--budget", "0.2"]) == 0
     assert ran[-1].budget == 0.2
-    assert main(["run", "-c", str(_config(tmp_path, "{budget: 5}")),
-                 "--preset", "http-service"]) == 0
+    assert (
+        main(["run", "-c", str(_config(tmp_path, "{budget: 5}")), "--preset", "http-service"]) == 0
+    )
     assert (ran[-1].preset, ran[-1].budget) == ("http-service", 5.0)
 
 
 @pytest.mark.parametrize("budget", ["0", "-1", "nan", "inf", "lots", "true", "5000"])
 def test_a_budget_that_is_no_positive_number_is_refused_naming_key_and_file(
-        tmp_path: Path, ran: list[PresetObserver], capsys: pytest.CaptureFixture[str],
-        budget: str) -> None:
+    tmp_path: Path, ran: list[PresetObserver], capsys: pytest.CaptureFixture[str], budget: str
+) -> None:
     config = _config(tmp_path, f"{{name: node-exporter, budget: {budget}}}")
     assert main(["run", "-c", str(config)]) == 1
     err = capsys.readouterr().err
@@ -90,8 +96,8 @@ def test_a_budget_that_is_no_positive_number_is_refused_naming_key_and_file(
 
 @pytest.mark.parametrize("preset", ["5", "[node-exporter]", "true"])
 def test_a_preset_that_is_neither_a_name_nor_a_section_says_what_the_key_takes(
-        tmp_path: Path, ran: list[PresetObserver], capsys: pytest.CaptureFixture[str],
-        preset: str) -> None:
+    tmp_path: Path, ran: list[PresetObserver], capsys: pytest.CaptureFixture[str], preset: str
+) -> None:
     """`preset: 5`: it said "Input should be a valid dictionary or instance of
     PresetSettings", the name of a class, not of what to write."""
     config = _config(tmp_path, preset)
@@ -102,19 +108,28 @@ def test_a_preset_that_is_neither_a_name_nor_a_section_says_what_the_key_takes(
 
 
 def test_a_bad_budget_in_the_environment_names_the_variable(
-        tmp_path: Path, ran: list[PresetObserver], capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path,
+    ran: list[PresetObserver],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("DEUCALION_PRESET__BUDGET", "-3")
     assert main(["run", "-c", str(_config(tmp_path, "node-exporter"))]) == 1
     err = capsys.readouterr().err
     assert "DEUCALION_PRESET__BUDGET: preset.budget" in err and "positive number" in err
 
 
-@pytest.mark.parametrize("command", [["run", "--preset", "node-exporter"],
-                                     ["demo", "--preset", "node-exporter", "--target", "x:1"],
-                                     ["backtest", "--preset", "node-exporter", "--from", "x"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", "--preset", "node-exporter"],
+        ["demo", "--preset", "node-exporter", "--target", "x:1"],
+        ["backtest", "--preset", "node-exporter", "--from", "x"],
+    ],
+)
 def test_budget_option_refuses_what_is_no_positive_number(
-        command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     for budget in ("-1", "1000"):  # 1,000 or more: ten times it per series is no budget
         with pytest.raises(SystemExit) as exited:
             main([*command, "--budget", budget])
@@ -124,7 +139,8 @@ def test_budget_option_refuses_what_is_no_positive_number(
 
 
 def test_budget_without_a_preset_is_refused(
-        tmp_path: Path, ran: list[PresetObserver], capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, ran: list[PresetObserver], capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "deucalion.yaml"
     config.write_text("targets: [127.0.0.1:1]\n")
     assert main(["run", "-c", str(config), "--budget", "2"]) == 1
@@ -134,8 +150,8 @@ def test_budget_without_a_preset_is_refused(
 
 
 def test_a_configured_budget_without_a_preset_leaves_an_observers_sidecar_running(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """README: DEUCALION_PRESET__BUDGET in the injector's `sidecar.extra_env` for every pod.
     A pod annotated `deucalion.io/observer` gets it too, and its sidecar (`deucalion run
     M:C`) refused to start: "the configuration's preset.budget: it is a preset's budget, and
@@ -155,11 +171,23 @@ def test_a_configured_budget_without_a_preset_leaves_an_observers_sidecar_runnin
     config = tmp_path / "deucalion.yaml"
     config.write_text("targets: [127.0.0.1:1]\ntelemetry: {enabled: false}\n")
     with caplog.at_level(logging.INFO, logger="deucalion.cli"):
-        assert main(["run", "deucalion.detectors:DetectorObserver", "--metrics", "node_load1",
-                     "-c", str(config)]) == 0
+        assert (
+            main(
+                [
+                    "run",
+                    "deucalion.detectors:DetectorObserver",
+                    "--metrics",
+                    "node_load1",
+                    "-c",
+                    str(config),
+                ]
+            )
+            == 0
+        )
     assert [type(o) for o in registered] == [DetectorObserver]
-    assert "DEUCALION_PRESET__BUDGET (3) is a preset's budget and no preset runs here" \
-        in caplog.text
+    assert (
+        "DEUCALION_PRESET__BUDGET (3) is a preset's budget and no preset runs here" in caplog.text
+    )
 
 
 def _node_recording(tmp_path: Path) -> Path:
@@ -171,15 +199,18 @@ def _node_recording(tmp_path: Path) -> Path:
     recording = tmp_path / "r.om.gz"
     with RecordingWriter(recording) as writer:
         for i in range(5):
-            samples = {"node_load1": {"{}": 1.0}, "node_cpu_seconds_total":
-                       {'{cpu="0",mode="idle"}': 10.0 + i}, "up": {"{}": 1.0}}
+            samples = {
+                "node_load1": {"{}": 1.0},
+                "node_cpu_seconds_total": {'{cpu="0",mode="idle"}': 10.0 + i},
+                "up": {"{}": 1.0},
+            }
             writer.write_cycle(Cycle(1.7e9 + i, {node: 1.7e9 + i}, {node: samples}))
     return recording
 
 
 def test_backtest_runs_the_preset_with_the_budget(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`backtest --preset NAME --budget X` backtests that preset with budget X."""
     built: list[dict[str, Any]] = []
     original = deucalion.presets.preset_observer
@@ -190,14 +221,19 @@ def test_backtest_runs_the_preset_with_the_budget(
 
     monkeypatch.setattr(deucalion.presets, "preset_observer", preset_observer)
     recording = _node_recording(tmp_path)
-    assert main(["backtest", "--preset", "node-exporter", "--budget", "4", "--from",
-                 str(recording)]) == 0, capsys.readouterr().err
+    assert (
+        main(["backtest", "--preset", "node-exporter", "--budget", "4", "--from", str(recording)])
+        == 0
+    ), capsys.readouterr().err
     assert built == [{"budget": 4.0}]
 
 
 def test_an_unknown_preset_named_in_the_environment_names_the_variable(
-        tmp_path: Path, ran: list[PresetObserver], capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path,
+    ran: list[PresetObserver],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """DEUCALION_PRESET__NAME is the section's form of DEUCALION_PRESET: an error names it."""
     monkeypatch.setenv("DEUCALION_PRESET__NAME", "nodexporter")
     assert main(["run", "-c", str(_config(tmp_path, "{budget: 2}"))]) == 1
@@ -207,8 +243,8 @@ def test_an_unknown_preset_named_in_the_environment_names_the_variable(
 
 @pytest.mark.parametrize("where", ["file", "environment", "file's preset"])
 def test_backtest_takes_the_budget_the_configuration_runs_with(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A budget set in the config file or DEUCALION_PRESET__BUDGET is the one a backtest of the
     preset tries (`--budget`'s help said so; the backtest took 1), and `backtest -c FILE`
     backtests the file's preset as `run -c FILE` runs it."""
@@ -238,19 +274,23 @@ def test_backtest_takes_the_budget_the_configuration_runs_with(
 
 
 def test_run_logs_the_preset_and_budget_it_runs(
-        tmp_path: Path, ran: list[PresetObserver], caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, ran: list[PresetObserver], caplog: pytest.LogCaptureFixture
+) -> None:
     """A sidecar's preset and budget come from an annotation, a ConfigMap and the injector's
     environment; its log said only "1 observer(s)", so a user could not see the budget took."""
     import logging
 
     with caplog.at_level(logging.INFO, logger="deucalion.cli"):
-        assert main(["run", "-c", str(_config(tmp_path, "{budget: 3}")),
-                     "--preset", "node-exporter"]) == 0
+        assert (
+            main(["run", "-c", str(_config(tmp_path, "{budget: 3}")), "--preset", "node-exporter"])
+            == 0
+        )
     assert "preset node-exporter, budget 3 (false alerts per target" in caplog.text
 
 
 def test_demo_takes_the_budget_of_the_environment(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """README: the budget is set with `preset: {...}`, DEUCALION_PRESET__BUDGET or --budget;
     `demo --preset` ran with 1 whatever the variable said."""
     import asyncio
@@ -266,8 +306,10 @@ def test_demo_takes_the_budget_of_the_environment(
 
     monkeypatch.setattr(deucalion.presets, "preset_observer", preset_observer)
     monkeypatch.setenv("DEUCALION_PRESET__BUDGET", "3")
-    asyncio.run(run_demo(preset="http-service", target="127.0.0.1:9", duration=0.2,
-                         interval=0.1))
-    asyncio.run(run_demo(preset="http-service", target="127.0.0.1:9", duration=0.2,
-                         interval=0.1, budget=0.5))
+    asyncio.run(run_demo(preset="http-service", target="127.0.0.1:9", duration=0.2, interval=0.1))
+    asyncio.run(
+        run_demo(
+            preset="http-service", target="127.0.0.1:9", duration=0.2, interval=0.1, budget=0.5
+        )
+    )
     assert [b["budget"] for b in built] == [3.0, 0.5]

@@ -18,19 +18,37 @@ def test_presets_show_interval_takes_a_duration_as_readme_writes_it() -> None:
     """README: `deucalion presets show NAME [--target URL] [--interval 1s]` (it was a float
     only, so `--interval 1s` was refused)."""
     args = build_parser().parse_args(
-        ["presets", "show", "http-service", "--target", "http://127.0.0.1:1/metrics",
-         "--interval", "1s"])
+        [
+            "presets",
+            "show",
+            "http-service",
+            "--target",
+            "http://127.0.0.1:1/metrics",
+            "--interval",
+            "1s",
+        ]
+    )
     assert args.interval == 1.0
     shorter = build_parser().parse_args(["presets", "show", "x", "--interval", "500ms"])
     assert shorter.interval == 0.5
 
 
 def test_backtest_refuses_an_observer_and_a_preset_together(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """`backtest (--observer M:F | --preset NAME)`: given both, it backtested the preset and
     dropped the observer without a word."""
-    code = main(["backtest", "--preset", "node-exporter", "--observer",
-                 "tests.replay_observers:RobustZScore", "--from", "tests/data/labelled"])
+    code = main(
+        [
+            "backtest",
+            "--preset",
+            "node-exporter",
+            "--observer",
+            "tests.replay_observers:RobustZScore",
+            "--from",
+            "tests/data/labelled",
+        ]
+    )
     assert code == 1
     err = capsys.readouterr().err
     assert "not both" in err and "tests.replay_observers:RobustZScore" in err
@@ -39,8 +57,11 @@ def test_backtest_refuses_an_observer_and_a_preset_together(
 
 @pytest.mark.parametrize("command", [["run"], ["backtest", "--from", "tests/data/labelled"]])
 def test_run_and_backtest_name_the_config_file_of_an_unknown_preset(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-        command: list[str]) -> None:
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: list[str],
+) -> None:
     """`backtest -c FILE` backtests the file's preset as `run -c FILE` runs it; an unknown
     one was refused without naming the file (`--preset` named nothing either)."""
     monkeypatch.delenv("DEUCALION_PRESET", raising=False)
@@ -61,7 +82,8 @@ def test_demo_names_the_option_of_an_unknown_preset(capsys: pytest.CaptureFixtur
 
 
 def test_backtest_preset_plot_draws_the_signals_it_scored(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`backtest --preset NAME --from RECORDING --plot PNG`: the signals a preset scores are in
     no recording, and the plot said 'nothing to plot'; it draws them from their scores' values."""
     pytest.importorskip("matplotlib")
@@ -72,22 +94,42 @@ def test_backtest_preset_plot_draws_the_signals_it_scored(
     recording = tmp_path / "r.om.gz"
     with RecordingWriter(recording) as writer:
         for i in range(30):
-            cpu = {f'{{cpu="{n}",mode="{m}"}}': base + share * i
-                   for n in range(2) for m, base, share in (("idle", 1000, 0.7), ("user", 9, 0.3))}
-            samples = {"node_cpu_seconds_total": cpu, "node_load1": {"{}": 1.0 + i % 3},
-                       "node_memory_MemAvailable_bytes": {"{}": 6e9 - 1e6 * i},
-                       "node_memory_MemTotal_bytes": {"{}": 8e9}, "up": {"{}": 1.0}}
+            cpu = {
+                f'{{cpu="{n}",mode="{m}"}}': base + share * i
+                for n in range(2)
+                for m, base, share in (("idle", 1000, 0.7), ("user", 9, 0.3))
+            }
+            samples = {
+                "node_cpu_seconds_total": cpu,
+                "node_load1": {"{}": 1.0 + i % 3},
+                "node_memory_MemAvailable_bytes": {"{}": 6e9 - 1e6 * i},
+                "node_memory_MemTotal_bytes": {"{}": 8e9},
+                "up": {"{}": 1.0},
+            }
             writer.write_cycle(Cycle(1.7e9 + i, {node: 1.7e9 + i}, {node: samples}))
     picture = tmp_path / "preset.png"
-    assert main(["backtest", "--preset", "node-exporter", "--from", str(recording),
-                 "--plot", str(picture)]) == 0, capsys.readouterr().err
+    assert (
+        main(
+            [
+                "backtest",
+                "--preset",
+                "node-exporter",
+                "--from",
+                str(recording),
+                "--plot",
+                str(picture),
+            ]
+        )
+        == 0
+    ), capsys.readouterr().err
     assert f"plot: {picture}" in capsys.readouterr().out
     assert picture.stat().st_size > 10_000
 
 
 @pytest.mark.parametrize("labelled", [False, True])
 def test_backtest_preset_on_a_recording_without_its_metrics_says_so(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], labelled: bool) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], labelled: bool
+) -> None:
     """A recording made with `record --metrics node_load1`, not `--all`: the preset computes no
     signal, and the backtest read as a quiet run (0 alerts, exit 0). With --labels too, an
     evaluation that went well no longer takes that exit 1 back."""
@@ -109,13 +151,15 @@ def test_backtest_preset_on_a_recording_without_its_metrics_says_so(
 
 
 def test_backtest_preset_on_history_without_any_of_its_metrics_says_what_to_replay(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """CSV files of `timestamp,value`: the preset receives none of its metrics. It said
     "check the names (selected as live: names, whole families, regular expressions)", names
     the user never gave; it says which preset and that a `record --all` recording is what it
     replays."""
     (tmp_path / "latency.csv").write_text(
-        "timestamp,value\n" + "".join(f"{1.7e9 + 60 * i:.0f},{i % 7}\n" for i in range(30)))
+        "timestamp,value\n" + "".join(f"{1.7e9 + 60 * i:.0f},{i % 7}\n" for i in range(30))
+    )
     assert main(["backtest", "--preset", "http-service", "--from", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "the preset http-service received none of the metrics" in out, out
@@ -124,7 +168,8 @@ def test_backtest_preset_on_history_without_any_of_its_metrics_says_what_to_repl
 
 
 async def test_presets_show_on_a_target_without_the_signals_says_so_once(
-        target_server: TargetServer, caplog: pytest.LogCaptureFixture) -> None:
+    target_server: TargetServer, caplog: pytest.LogCaptureFixture
+) -> None:
     """`presets show node-exporter --target URL` on a service serving none of node_exporter's
     metrics: the output names what it looked for, and the observer's own warning no longer
     says it a second time in the log."""
@@ -139,7 +184,8 @@ async def test_presets_show_on_a_target_without_the_signals_says_so_once(
 
 
 async def test_presets_show_names_every_metric_a_missing_signal_looks_for_once(
-        target_server: TargetServer) -> None:
+    target_server: TargetServer,
+) -> None:
     """A Spring Boot service without its in-flight gauge: `in_flight not found (looks for
     http_requests_total, ... 6 of 15 names, ...)` left out the Spring name a user would check
     for; on a target with none, the same cut list was printed for each of the 5 signals."""
@@ -147,11 +193,17 @@ async def test_presets_show_names_every_metric_a_missing_signal_looks_for_once(
 
     histogram = "".join(
         f'http_server_requests_seconds_bucket{{uri="/x",status="200",le="{le}"}} 5\n'
-        for le in ("0.1", "+Inf"))
-    spring = target_server.add("/spring", text(
-        "# TYPE http_server_requests_seconds histogram\n" + histogram
-        + 'http_server_requests_seconds_count{uri="/x",status="200"} 5\n'
-        + 'http_server_requests_seconds_sum{uri="/x",status="200"} 0.2\n'))
+        for le in ("0.1", "+Inf")
+    )
+    spring = target_server.add(
+        "/spring",
+        text(
+            "# TYPE http_server_requests_seconds histogram\n"
+            + histogram
+            + 'http_server_requests_seconds_count{uri="/x",status="200"} 5\n'
+            + 'http_server_requests_seconds_sum{uri="/x",status="200"} 0.2\n'
+        ),
+    )
     other = target_server.add("/other", text("# TYPE jobs_total counter\njobs_total 3\n"))
     await target_server.start()
     printed = await show("http-service", spring, interval=0.1)
@@ -164,7 +216,8 @@ async def test_presets_show_names_every_metric_a_missing_signal_looks_for_once(
 
 
 def test_presets_show_exits_1_on_a_target_without_any_of_its_signals(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """`presets show NAME --target URL` as a check before deploying: a target serving none of
     the preset's metrics exited 0, as one serving them all did."""
     import http.server
@@ -187,8 +240,7 @@ def test_presets_show_exits_1_on_a_target_without_any_of_its_signals(
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
-        assert main(["presets", "show", "http-service", "--target", url, "--interval",
-                     "10ms"]) == 1
+        assert main(["presets", "show", "http-service", "--target", url, "--interval", "10ms"]) == 1
         assert "none of the preset's signals is there" in capsys.readouterr().out
         assert main(["presets", "show", "http-service"]) == 0  # no target: what it watches
     finally:
@@ -198,7 +250,8 @@ def test_presets_show_exits_1_on_a_target_without_any_of_its_signals(
 
 
 def test_record_with_a_configured_preset_records_what_it_needs(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`preset: NAME` in the file is an observer `deucalion run` runs; `deucalion record -c
     FILE` (no --metrics, no --all) asked 'which metrics?' as if none were configured."""
     from deucalion.config import load_settings
@@ -210,20 +263,27 @@ def test_record_with_a_configured_preset_records_what_it_needs(
     settings = load_settings(config, environ={}, default_file=None)
     wanted = _configured_metrics(settings)
     assert set().union(*map(set, wanted.values())) == set(
-        preset_observer("http-service").desired_metrics)
+        preset_observer("http-service").desired_metrics
+    )
     config.write_text("targets: [127.0.0.1:1]\npreset: nope\n")
     assert main(["record", "-c", str(config), "-o", str(tmp_path / "r.om.gz")]) == 1
     assert "preset" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", [
-    ["run", "--preset", "http-service"],
-    ["demo", "--preset", "http-service", "--target", "127.0.0.1:1"],
-    ["backtest", "--preset", "http-service", "--from", "tests/data/labelled/quiet.csv"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", "--preset", "http-service"],
+        ["demo", "--preset", "http-service", "--target", "127.0.0.1:1"],
+        ["backtest", "--preset", "http-service", "--from", "tests/data/labelled/quiet.csv"],
+    ],
+)
 def test_metrics_with_only_a_preset_is_refused_not_ignored(
-        tmp_path: Path, command: list[str], capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path,
+    command: list[str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """`run --preset http-service --metrics node_load1` ran the preset and ignored --metrics
     without a word: a user thought it narrowed what the preset watches."""
     monkeypatch.delenv("DEUCALION_PRESET", raising=False)
@@ -237,7 +297,8 @@ def test_metrics_with_only_a_preset_is_refused_not_ignored(
 
 
 def test_presets_show_on_a_target_that_is_down_says_it_once(
-        capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     """The scraper's log line and the command's error said the same "is down" twice."""
     import logging
     import socket
@@ -246,15 +307,20 @@ def test_presets_show_on_a_target_that_is_down_says_it_once(
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
     with caplog.at_level(logging.INFO):
-        assert main(["presets", "show", "http-service", "--target",
-                     f"http://127.0.0.1:{port}/metrics"]) == 1
+        assert (
+            main(
+                ["presets", "show", "http-service", "--target", f"http://127.0.0.1:{port}/metrics"]
+            )
+            == 1
+        )
     assert "is down" in capsys.readouterr().err
     assert not [r for r in caplog.records if "is down" in r.getMessage()]
     assert logging.getLogger("deucalion.collection.scrape").level == logging.NOTSET
 
 
 def test_presets_show_hides_the_token_of_a_target_that_is_down(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """`presets show NAME --target 'http://...?token=abc'` printed `...?token=abc is down`
     where `deucalion scrape` prints `token=***`."""
     import socket
@@ -262,14 +328,25 @@ def test_presets_show_hides_the_token_of_a_target_that_is_down(
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
-    assert main(["presets", "show", "http-service", "--target",
-                 f"http://127.0.0.1:{port}/metrics?token=abc"]) == 1
+    assert (
+        main(
+            [
+                "presets",
+                "show",
+                "http-service",
+                "--target",
+                f"http://127.0.0.1:{port}/metrics?token=abc",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "token=***" in err and "is down" in err and "abc" not in err
 
 
 async def test_presets_show_hides_the_token_of_a_target_it_lists(
-        target_server: TargetServer) -> None:
+    target_server: TargetServer,
+) -> None:
     """The listing's first line, `preset NAME on URL:`, quoted the target's token too."""
     from deucalion.presets.cli import show
 
@@ -280,7 +357,8 @@ async def test_presets_show_hides_the_token_of_a_target_it_lists(
 
 
 async def test_presets_show_leaves_the_scrape_log_of_other_targets_alone(
-        target_server: TargetServer, caplog: pytest.LogCaptureFixture) -> None:
+    target_server: TargetServer, caplog: pytest.LogCaptureFixture
+) -> None:
     """`show` silenced every scrape warning of the process while it ran (it set the shared
     scrape logger to ERROR): a library touches no logging configuration of its host. Only
     its own target's "is down" is left out."""
@@ -320,7 +398,8 @@ async def test_presets_show_leaves_the_scrape_log_of_other_targets_alone(
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
 def test_evaluate_of_a_preset_backtest_prints_what_the_backtest_printed(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
     """README: `backtest --labels` keeps the labelled series' values in its output, so
     `evaluate` of it prints the same numbers. A preset's signal is in no source: its value was
     not in the output, and evaluate added "the backtest kept no values of them ... backtest
@@ -332,17 +411,33 @@ def test_evaluate_of_a_preset_backtest_prints_what_the_backtest_printed(
     recording = tmp_path / "node.om.gz"
     with RecordingWriter(recording) as writer:
         for i in range(40):
-            samples = {"node_load1": {"{}": 1.0 + (i % 5) / 10},
-                       "node_cpu_seconds_total": {'{cpu="0",mode="idle"}': 10.0 + 0.9 * i},
-                       "up": {"{}": 1.0}}
+            samples = {
+                "node_load1": {"{}": 1.0 + (i % 5) / 10},
+                "node_cpu_seconds_total": {'{cpu="0",mode="idle"}': 10.0 + 0.9 * i},
+                "up": {"{}": 1.0},
+            }
             writer.write_cycle(Cycle(1.7e9 + i, {node: 1.7e9 + i}, {node: samples}))
     labels = tmp_path / "labels.json"
     labels.write_text(json.dumps({"load_per_core": [[1.7e9 + 20, 1.7e9 + 30]]}))
     output = tmp_path / f"out{suffix}"
-    assert main(["backtest", "--preset", "node-exporter", "--from", str(recording),
-                 "--labels", str(labels), "-o", str(output)]) == 0
+    assert (
+        main(
+            [
+                "backtest",
+                "--preset",
+                "node-exporter",
+                "--from",
+                str(recording),
+                "--labels",
+                str(labels),
+                "-o",
+                str(output),
+            ]
+        )
+        == 0
+    )
     backtested = capsys.readouterr().out
-    report = backtested[backtested.index("series "):]
+    report = backtested[backtested.index("series ") :]
     assert main(["evaluate", str(output), "--labels", str(labels)]) == 0
     evaluated = capsys.readouterr().out
     assert "load_per_core" in evaluated and "NAB standard" in evaluated

@@ -10,14 +10,22 @@ import pytest
 from deucalion.cli import main
 
 
-@pytest.mark.parametrize("command", [
-    ["run", "deucalion.detectors:DetectorObserver"],
-    ["backtest", "--observer", "deucalion.detectors:DetectorObserver", "--from",
-     "tests/data/labelled"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", "deucalion.detectors:DetectorObserver"],
+        [
+            "backtest",
+            "--observer",
+            "deucalion.detectors:DetectorObserver",
+            "--from",
+            "tests/data/labelled",
+        ],
+    ],
+)
 def test_detector_observer_without_metrics_says_to_pass_them(
-        command: list[str], capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    command: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """DetectorObserver's desired_metrics defaults to none: the command said 'pass the metric
     names its model needs to super().__init__(desired_metrics)', advice for a class's author,
     not for the user of a command."""
@@ -35,7 +43,8 @@ def _config(tmp_path: Path, budget: str) -> Path:
         "observers:\n"
         "  'deucalion.detectors:DetectorObserver':\n"
         "    desired_metrics: [node_load1]\n"
-        f"    kwargs: {{budget: {budget}}}\n")
+        f"    kwargs: {{budget: {budget}}}\n"
+    )
     return path
 
 
@@ -55,12 +64,25 @@ def test_the_ready_observer_takes_its_budget_from_the_config(tmp_path: Path) -> 
         DetectorObserver(AnomalyDetector(), {"x"}, budget=2.0)
 
 
-@pytest.mark.parametrize("command", [
-    ["run"], ["backtest", "--observer", "deucalion.detectors:DetectorObserver", "--from",
-              "tests/data/labelled"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run"],
+        [
+            "backtest",
+            "--observer",
+            "deucalion.detectors:DetectorObserver",
+            "--from",
+            "tests/data/labelled",
+        ],
+    ],
+)
 def test_a_value_an_observer_refuses_is_a_config_error_naming_the_file(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-        command: list[str]) -> None:
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: list[str],
+) -> None:
     """`kwargs: {budget: -1}`: refused naming the key and, as check-config does, the file it
     is in (run and backtest named the key alone), given with -c or DEUCALION_CONFIG."""
     config = _config(tmp_path, "-1")
@@ -76,7 +98,8 @@ def test_a_value_an_observer_refuses_is_a_config_error_naming_the_file(
 
 @pytest.mark.parametrize(("budget", "ok"), [("0.5", True), ("1d", False), ("0", False)])
 def test_check_config_builds_the_ready_observers_it_configures(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], budget: str, ok: bool) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], budget: str, ok: bool
+) -> None:
     """`kwargs: {budget: 1d}` passed check-config and then failed the running sidecar: the
     ready observers (deucalion's own, safe to build) are built by the check."""
     config = _config(tmp_path, budget)

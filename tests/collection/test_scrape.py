@@ -63,8 +63,10 @@ async def test_a_gzip_body_is_decompressed(target_server: TargetServer) -> None:
     """A gzip-encoded exposition is read like a plain one."""
 
     async def gzipped(request: web.Request) -> web.Response:
-        return web.Response(body=gzip.compress(NODE_LIKE.encode()), headers={
-            "Content-Encoding": "gzip", "Content-Type": "text/plain; version=0.0.4"})
+        return web.Response(
+            body=gzip.compress(NODE_LIKE.encode()),
+            headers={"Content-Encoding": "gzip", "Content-Type": "text/plain; version=0.0.4"},
+        )
 
     url = target_server.add("/metrics", gzipped)
     await target_server.start()
@@ -92,8 +94,9 @@ async def test_a_gzip_bomb_stops_at_the_size_limit(target_server: TargetServer) 
 async def test_an_openmetrics_body_is_parsed_as_openmetrics(target_server: TargetServer) -> None:
     """The Content-Type decides the format; OpenMetrics bodies end with # EOF."""
     body = "# TYPE jobs counter\njobs_total 3\njobs_created 1.7e9\n# EOF\n"
-    url = target_server.add("/metrics", text(
-        body, "application/openmetrics-text; version=1.0.0; charset=utf-8"))
+    url = target_server.add(
+        "/metrics", text(body, "application/openmetrics-text; version=1.0.0; charset=utf-8")
+    )
     await target_server.start()
     async with scraper(metrics={"jobs"}) as s:
         result = await s.scrape(Target(url))
@@ -113,8 +116,9 @@ async def test_the_first_openmetrics_body_is_read_off_the_event_loop(
 
     monkeypatch.setattr(scrape, "openmetrics_loaded", lambda: loaded)
     body = "# TYPE jobs counter\njobs_total 3\n# EOF\n"
-    url = target_server.add("/metrics", text(
-        body, "application/openmetrics-text; version=1.0.0; charset=utf-8"))
+    url = target_server.add(
+        "/metrics", text(body, "application/openmetrics-text; version=1.0.0; charset=utf-8")
+    )
     await target_server.start()
     threads: list[int] = []
     async with scraper(metrics={"jobs"}) as s:
@@ -150,8 +154,10 @@ async def test_a_down_target_is_logged_once_per_change(
         for _ in range(2):
             assert (await s.scrape(Target(url))).up
     messages = [r.getMessage() for r in caplog.records]
-    assert messages == [f"target {url} is down: HTTP 503 Service Unavailable",
-                        f"target {url} is up again"]
+    assert messages == [
+        f"target {url} is down: HTTP 503 Service Unavailable",
+        f"target {url} is up again",
+    ]
 
 
 async def test_scrape_all_reports_every_target(target_server: TargetServer) -> None:
@@ -221,7 +227,7 @@ def test_scraper_refuses_desired_metrics_that_select_nothing_sensible() -> None:
         (b"", 0),
         (b"a 1", 1),
         (b"a 1\nb 2\n", 2),
-        (b"# HELP a x\n# TYPE a gauge\na 1\n\nb{x=\"#\"} 2\n# EOF\n", 2),
+        (b'# HELP a x\n# TYPE a gauge\na 1\n\nb{x="#"} 2\n# EOF\n', 2),
         (b"\n\na 1\n# c\n", 1),
         (b"a 1\n\n\n\nb 2\n", 2),
         (b"a 1\n  # indented\n\t# comment\n", 1),
@@ -253,8 +259,16 @@ async def test_loopback_targets_are_not_asked_to_compress(target_server: TargetS
 
 @pytest.mark.parametrize(
     ("host", "loopback"),
-    [("localhost", True), ("127.0.0.1", True), ("127.8.0.1", True), ("[::1]", True),
-     ("::1", True), ("10.0.0.1", False), ("node.example", False), ("", False)],
+    [
+        ("localhost", True),
+        ("127.0.0.1", True),
+        ("127.8.0.1", True),
+        ("[::1]", True),
+        ("::1", True),
+        ("10.0.0.1", False),
+        ("node.example", False),
+        ("", False),
+    ],
 )
 def test_is_loopback(host: str, loopback: bool) -> None:
     """Loopback names and addresses are recognised; other hosts are remote."""
@@ -266,8 +280,8 @@ async def test_a_target_aiohttp_refuses_costs_only_that_target(target_server: Ta
     url = target_server.add("/metrics", text(NODE_LIKE))
     await target_server.start()
     async with scraper(metrics={"node_load1"}) as s:
-        bad, good = await s.scrape_all([Target(url + "?bad", credentials=Credentials(
-                                            bearer_token="abc\ndef")),
-                                        Target(url)])
+        bad, good = await s.scrape_all(
+            [Target(url + "?bad", credentials=Credentials(bearer_token="abc\ndef")), Target(url)]
+        )
     assert not bad.up and "ValueError" in (bad.error or "")
     assert good.up and good.samples == {"node_load1": {"{}": 0.5}}

@@ -14,11 +14,12 @@ from deucalion._http import Credentials
 from deucalion.collection.scrape import Scraper
 from deucalion.targets import Target
 
-BODY = "# TYPE demo_total counter\ndemo_total{kind=\"a\"} 3\n"
+BODY = '# TYPE demo_total counter\ndemo_total{kind="a"} 3\n'
 
 
-async def _serve(seen: list[str | None], ssl_context: ssl.SSLContext | None = None
-                 ) -> tuple[web.AppRunner, int]:
+async def _serve(
+    seen: list[str | None], ssl_context: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, int]:
     async def metrics(request: web.Request) -> web.Response:
         seen.append(request.headers.get("Authorization"))
         return web.Response(text=BODY, content_type="text/plain")
@@ -46,14 +47,18 @@ async def test_basic_auth_header(plain: tuple[int, list[str | None]]) -> None:
     """A target's basic_auth is sent as the Authorization header."""
     port, seen = plain
     async with Scraper(timeout=5, body_size_limit=10**6) as scraper:
-        result = await scraper.scrape(Target(f"http://127.0.0.1:{port}/metrics",
-                                             credentials=Credentials(
-                                                 basic_auth=("alice", "wonder"))))
+        result = await scraper.scrape(
+            Target(
+                f"http://127.0.0.1:{port}/metrics",
+                credentials=Credentials(basic_auth=("alice", "wonder")),
+            )
+        )
     assert result.up and seen == ["Basic YWxpY2U6d29uZGVy"]
 
 
-async def test_bearer_token_inline_and_file(plain: tuple[int, list[str | None]],
-                                            tmp_path: Path) -> None:
+async def test_bearer_token_inline_and_file(
+    plain: tuple[int, list[str | None]], tmp_path: Path
+) -> None:
     """Inline bearer tokens are sent as is; a token file is re-read on every scrape."""
     port, seen = plain
     token_file = tmp_path / "token"
@@ -78,8 +83,9 @@ def certificate_authority() -> trustme.CA:
 
 
 @pytest.fixture
-async def tls_target(certificate_authority: trustme.CA
-                     ) -> AsyncIterator[tuple[int, list[str | None]]]:
+async def tls_target(
+    certificate_authority: trustme.CA,
+) -> AsyncIterator[tuple[int, list[str | None]]]:
     """An HTTPS target with a certificate for 127.0.0.1 signed by the throwaway CA."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     certificate_authority.issue_cert("127.0.0.1").configure_cert(context)
@@ -89,8 +95,9 @@ async def tls_target(certificate_authority: trustme.CA
     await runner.cleanup()
 
 
-async def test_tls_with_ca_file(tls_target: tuple[int, list[str | None]],
-                                certificate_authority: trustme.CA, tmp_path: Path) -> None:
+async def test_tls_with_ca_file(
+    tls_target: tuple[int, list[str | None]], certificate_authority: trustme.CA, tmp_path: Path
+) -> None:
     """With the CA as ca_file the scrape succeeds; with the system CAs it fails verification."""
     port, _ = tls_target
     ca_file = tmp_path / "ca.pem"
@@ -99,8 +106,9 @@ async def test_tls_with_ca_file(tls_target: tuple[int, list[str | None]],
     async with Scraper(timeout=5, body_size_limit=10**6) as scraper:
         trusted = await scraper.scrape(Target(url, credentials=Credentials(ca_file=str(ca_file))))
         untrusted = await scraper.scrape(Target(url))
-        skipped = await scraper.scrape(Target(url, credentials=Credentials(
-            insecure_skip_verify=True)))
+        skipped = await scraper.scrape(
+            Target(url, credentials=Credentials(insecure_skip_verify=True))
+        )
     assert trusted.up and trusted.samples == {"demo_total": {'{kind="a"}': 3.0}}
     assert not untrusted.up and "certificate" in (untrusted.error or "").lower()
     assert skipped.up

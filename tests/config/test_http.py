@@ -29,18 +29,21 @@ from deucalion.errors import ConfigError, CredentialsError
 from deucalion.targets.prometheus import PrometheusTargets
 
 
-@pytest.mark.parametrize(("url", "shown"), [
-    ("http://u:s3cr3t@h:9093/x", "http://u:***@h:9093/x"),
-    ("u:s3cr3t@h:9093", "u:***@h:9093"),
-    ("http://h/api?token=s3cr3t&limit=5", "http://h/api?token=***&limit=5"),
-    ("http://h/?access_token=s3cr3t#top", "http://h/?access_token=***#top"),
-    ("http://h/?api_key=s3cr3t;x=1", "http://h/?api_key=***;x=1"),
-    ("http://h/?X-Amz-Signature=s3cr3t", "http://h/?X-Amz-Signature=***"),
-    ("http://h/?passphrase=s3cr3t&jwt=s3cr3t", "http://h/?passphrase=***&jwt=***"),
-    ("http://h/?authorization=Bearer%20s3cr3t", "http://h/?authorization=***"),
-    ("http://h/?design=ok&monkey=ok", "http://h/?design=ok&monkey=ok"),
-    ("http://[::1:9093", "http://[::1:9093"),
-])
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://u:s3cr3t@h:9093/x", "http://u:***@h:9093/x"),
+        ("u:s3cr3t@h:9093", "u:***@h:9093"),
+        ("http://h/api?token=s3cr3t&limit=5", "http://h/api?token=***&limit=5"),
+        ("http://h/?access_token=s3cr3t#top", "http://h/?access_token=***#top"),
+        ("http://h/?api_key=s3cr3t;x=1", "http://h/?api_key=***;x=1"),
+        ("http://h/?X-Amz-Signature=s3cr3t", "http://h/?X-Amz-Signature=***"),
+        ("http://h/?passphrase=s3cr3t&jwt=s3cr3t", "http://h/?passphrase=***&jwt=***"),
+        ("http://h/?authorization=Bearer%20s3cr3t", "http://h/?authorization=***"),
+        ("http://h/?design=ok&monkey=ok", "http://h/?design=ok&monkey=ok"),
+        ("http://[::1:9093", "http://[::1:9093"),
+    ],
+)
 def test_redact_url_hides_passwords_and_secret_parameters(url: str, shown: str) -> None:
     """A password and secret query parameters show as ***; other parameters stay readable."""
     assert redact_url(url) == shown
@@ -80,8 +83,11 @@ def test_an_unreadable_token_file_is_one_error_for_every_client(tmp_path: Path) 
     """Targets, Prometheus and Alertmanager raise the same CredentialsError, naming the key."""
     gone = tmp_path / "gone"
     options = [
-        load_settings({"targets": [{"url": "a:1", "bearer_token_file": str(gone)}]},
-                      environ={}, default_file=None).targets[0],
+        load_settings(
+            {"targets": [{"url": "a:1", "bearer_token_file": str(gone)}]},
+            environ={},
+            default_file=None,
+        ).targets[0],
         PrometheusSettings(url="http://p:9090", bearer_token_file=str(gone)),
         KubernetesSettings(bearer_token_file=str(gone)),
         AlertmanagerSettings(bearer_token_file=gone),
@@ -121,8 +127,11 @@ def test_secrets_stay_out_of_the_repr() -> None:
 def test_alertmanager_credentials_given_twice_are_refused() -> None:
     """user:pass@ in an Alertmanager URL and a bearer token too: refused, without the secrets."""
     with pytest.raises(ConfigError, match="give the credentials one way") as error:
-        load_settings(environ={}, default_file=None, alertmanager={
-            "urls": ["http://u:s3cr3t@am:9093"], "bearer_token": SecretStr("t0ken")})
+        load_settings(
+            environ={},
+            default_file=None,
+            alertmanager={"urls": ["http://u:s3cr3t@am:9093"], "bearer_token": SecretStr("t0ken")},
+        )
     assert "s3cr3t" not in str(error.value) and "t0ken" not in str(error.value)
 
 
@@ -151,7 +160,8 @@ async def api() -> AsyncIterator[tuple[str, list[web.Request]]]:
 
 
 async def test_api_client_sends_credentials_and_reports_status(
-        api: tuple[str, list[web.Request]]) -> None:
+    api: tuple[str, list[web.Request]],
+) -> None:
     """The URL's login goes as basic auth; a 403 and too large a body are HTTPErrors."""
     url, seen = api
     login_url = url.replace("http://", "http://fed:s3cr3t@")
@@ -168,7 +178,8 @@ async def test_api_client_sends_credentials_and_reports_status(
 
 
 async def test_target_listing_is_a_json_request_not_a_scrape(
-        api: tuple[str, list[web.Request]]) -> None:
+    api: tuple[str, list[web.Request]],
+) -> None:
     """/api/v1/targets is asked for JSON, with no OpenMetrics Accept or scrape timeout header."""
     url, seen = api
     provider = PrometheusTargets(PrometheusSettings(url=url), body_size_limit=10**6)

@@ -108,8 +108,18 @@ def test_budget_per_day_takes_the_interval_as_the_configuration_writes_it(
 
 @pytest.mark.parametrize(
     ("alerts", "interval"),
-    [(2, "15 parsecs"), (2, 0), (2, -15), (2, None), ("2", 15), (0, 15), (-1, 15), (math.nan, 15),
-     (100, 3600), (24, "1h")],  # as many alerts a day as points, or more
+    [
+        (2, "15 parsecs"),
+        (2, 0),
+        (2, -15),
+        (2, None),
+        ("2", 15),
+        (0, 15),
+        (-1, 15),
+        (math.nan, 15),
+        (100, 3600),
+        (24, "1h"),
+    ],  # as many alerts a day as points, or more
 )
 def test_budget_per_day_refuses_a_bad_value(alerts: object, interval: object) -> None:
     """A bad interval or count is a clear error naming the argument, not a TypeError."""

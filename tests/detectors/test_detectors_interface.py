@@ -46,14 +46,18 @@ def test_every_detector_takes_time_value_pairs_per_series_and_explains_its_alert
 
 @pytest.mark.parametrize("bad", [5.0, (1.0, 2.0, 3.0), (1.0, "high"), None])
 def test_a_bad_pair_is_refused_saying_the_form_and_leaves_the_detector_as_it_was(
-        bad: object) -> None:
+    bad: object,
+) -> None:
     """README: `update({"cpu": (t, cpu), ...})`. `{"b": 5}` said "cannot reshape array of size
     3 into shape (2)" and kept "b" as a series, so every later update failed ("unhashable
     type: 'slice'")."""
     detector = AnomalyDetector()
     detector.update({"a": (0.0, 1.0)})
-    with pytest.raises(ValueError, match=r"AnomalyDetector.update: give each series as key: "
-                                         r"\(time, value\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"AnomalyDetector.update: give each series as key: "
+        r"\(time, value\)",
+    ):
         detector.update({"a": (60.0, 1.0), "b": bad})  # type: ignore[dict-item]
     scores = detector.update({"a": (60.0, 1.0), "c": (60.0, math.nan)})
     assert scores["a"] == 0.0 and math.isnan(scores["c"]) and "b" not in detector.rows_
@@ -135,8 +139,9 @@ class _Drift(Detector):
 
     threshold = 5.0
 
-    def update_rows(self, times: np.ndarray, values: np.ndarray,
-                    resolution: np.ndarray) -> np.ndarray:
+    def update_rows(
+        self, times: np.ndarray, values: np.ndarray, resolution: np.ndarray
+    ) -> np.ndarray:
         mean = self.__dict__.setdefault("mean_", np.zeros(len(values)))
         scores: np.ndarray = np.abs(values - mean)
         self.mean_ = 0.9 * mean + 0.1 * np.nan_to_num(values)
@@ -247,9 +252,11 @@ def test_the_ready_observers_load_no_http_stack() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, deucalion.detectors.observer, deucalion.presets.observer; "
-            "bad = [m for m in sys.modules if m.split('.')[0] in "
-            "('aiohttp', 'pydantic', 'yaml')]; assert not bad, bad")
+    code = (
+        "import sys, deucalion.detectors.observer, deucalion.presets.observer; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in "
+        "('aiohttp', 'pydantic', 'yaml')]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -257,7 +264,9 @@ def test_the_ready_observer_called_by_hand_works_with_a_window_detector_too() ->
     """`observer.new_data({...})` in a notebook, outside deucalion: the default detector took
     the wall clock, RobustZScore raised RuntimeError from its Window."""
     observer = DetectorObserver(RobustZScore(), {"queue_depth"}, for_cycles=1)
-    results = [observer.new_data({"http://a/metrics": {"queue_depth": {"{}": 40.0 + i % 2}}})
-               for i in range(20)]
+    results = [
+        observer.new_data({"http://a/metrics": {"queue_depth": {"{}": 40.0 + i % 2}}})
+        for i in range(20)
+    ]
     spike = observer.new_data({"http://a/metrics": {"queue_depth": {"{}": 400.0}}})
     assert results[-1].scores and not results[-1].alerts and len(spike.alerts) == 1

@@ -113,8 +113,9 @@ def test_bad_options_are_clear_errors() -> None:
         RangeDetector(record_step_factor=-1)
 
 
-def _feed(observer: RangeObserver, cycle: int, data: dict[str, dict[str, dict[str, float]]]
-          ) -> list[object]:
+def _feed(
+    observer: RangeObserver, cycle: int, data: dict[str, dict[str, dict[str, float]]]
+) -> list[object]:
     with handing_data(1000.0 + 15 * cycle, {}):
         return list(observer.new_data(data).alerts)
 

@@ -136,7 +136,6 @@ def test_series_scores_of_a_target_that_left_are_dropped() -> None:
     assert telemetry.scores["Obs"] == {other: 2.0}
 
 
-
 class _Discovery:
     def __init__(self, *urls: str) -> None:
         self.targets = [Target(u) for u in urls]

@@ -29,14 +29,20 @@ def records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-async def run_calls(url: str, observer: dc.MetricsObserver, state: Path, calls: Path,
-                    count: int, **settings: Any) -> dc.MetricsProvisioner:
+async def run_calls(
+    url: str, observer: dc.MetricsObserver, state: Path, calls: Path, count: int, **settings: Any
+) -> dc.MetricsProvisioner:
     """Run a provisioner with checkpoints in ``state`` until ``count`` more calls were made,
     then stop it cleanly (which takes a last checkpoint)."""
     provisioner = dc.MetricsProvisioner(
-        targets=[url], scrape_interval=0.1, telemetry={"enabled": False},
+        targets=[url],
+        scrape_interval=0.1,
+        telemetry={"enabled": False},
         checkpoint_interval=settings.pop("checkpoint_interval", 3600),
-        checkpoint_path=str(state), shutdown_grace_period=5, **settings)
+        checkpoint_path=str(state),
+        shutdown_grace_period=5,
+        **settings,
+    )
     provisioner.register(observer)
     before = len(records(calls))
     async with provisioner:
@@ -63,9 +69,7 @@ async def test_checkpoint_files_are_owner_only_in_a_directory_created_0700(
     assert stat.S_IMODE(checkpoint.stat().st_mode) == 0o600
 
 
-async def test_a_link_planted_as_the_partial_file_is_not_followed(
-    url: str, tmp_path: Path
-) -> None:
+async def test_a_link_planted_as_the_partial_file_is_not_followed(url: str, tmp_path: Path) -> None:
     """Item 1: a symlink at <name>.pickle.partial made deucalion overwrite its target."""
     calls, state = tmp_path / "calls.jsonl", tmp_path / "state"
     state.mkdir(mode=0o700)
@@ -81,16 +85,17 @@ async def test_a_link_planted_as_the_partial_file_is_not_followed(
     assert records(calls)[done]["calls"] == done + 1
 
 
-async def test_a_directory_others_can_write_is_refused_at_start(
-    url: str, tmp_path: Path
-) -> None:
+async def test_a_directory_others_can_write_is_refused_at_start(url: str, tmp_path: Path) -> None:
     """Item 2: checkpoints are pickles; a world-writable directory could hand us anyone's."""
     state = tmp_path / "shared"
     state.mkdir()
     state.chmod(0o777)
     provisioner = dc.MetricsProvisioner(
-        targets=[url], telemetry={"enabled": False}, checkpoint_interval=60,
-        checkpoint_path=str(state))
+        targets=[url],
+        telemetry={"enabled": False},
+        checkpoint_interval=60,
+        checkpoint_path=str(state),
+    )
     provisioner.register(ResumingObserver({"good_metric"}, tmp_path / "calls.jsonl"))
     with pytest.raises(dc.ConfigError, match=r"checkpoint_path .*shared.*writable by others"):
         await provisioner.start()
@@ -135,8 +140,12 @@ async def test_a_checkpoint_file_that_cannot_be_written_keeps_the_checkpoint_in_
     state.mkdir(mode=0o700)
     (state / "resuming.pickle").mkdir()  # os.replace onto it fails every time
     provisioner = dc.MetricsProvisioner(
-        targets=[url], scrape_interval=0.1, telemetry={"enabled": False},
-        checkpoint_interval=0.05, checkpoint_path=str(state))
+        targets=[url],
+        scrape_interval=0.1,
+        telemetry={"enabled": False},
+        checkpoint_interval=0.05,
+        checkpoint_path=str(state),
+    )
     provisioner.register(ResumingObserver({"good_metric"}, calls))
     with caplog.at_level(logging.DEBUG, logger="deucalion"):
         async with provisioner:
@@ -149,8 +158,11 @@ async def test_a_checkpoint_file_that_cannot_be_written_keeps_the_checkpoint_in_
             await wait_for(lambda: any(r["pid"] != victim for r in records(calls)))
     after = next(r for r in records(calls) if r["pid"] != victim)
     assert after["calls"] > 1 and after["calls"] >= calls_before
-    errors = [r for r in caplog.records
-              if r.levelno >= logging.ERROR and "cannot write its checkpoint" in r.getMessage()]
+    errors = [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.ERROR and "cannot write its checkpoint" in r.getMessage()
+    ]
     assert len(errors) == 1
     assert worker.stats.checkpoint_failures >= 3
     assert sorted(p.name for p in state.iterdir()) == ["resuming.pickle"]
@@ -164,8 +176,7 @@ async def test_a_changed_constructor_argument_refuses_the_checkpoint_with_a_warn
     await run_calls(url, ResumingObserver({"good_metric"}, calls, setting=1), state, calls, 2)
     done = len(records(calls))
     with caplog.at_level(logging.WARNING, logger="deucalion"):
-        await run_calls(url, ResumingObserver({"good_metric"}, calls, setting=2),
-                        state, calls, 1)
+        await run_calls(url, ResumingObserver({"good_metric"}, calls, setting=2), state, calls, 1)
     first = records(calls)[done]
     assert (first["setting"], first["calls"]) == (2, 1)
     (warning,) = [r for r in caplog.records if "not resuming" in r.getMessage()]
@@ -195,8 +206,9 @@ async def test_the_same_registration_resumes(url: str, tmp_path: Path) -> None:
     desired = {"good_metric", "up", "scrape_duration_seconds", "a", "b", "c"}
     await run_calls(url, ResumingObserver(desired, calls, setting=3), state, calls, 2)
     done = len(records(calls))
-    await run_calls(url, ResumingObserver(set(sorted(desired, reverse=True)), calls,
-                                          setting=3), state, calls, 1)
+    await run_calls(
+        url, ResumingObserver(set(sorted(desired, reverse=True)), calls, setting=3), state, calls, 1
+    )
     assert records(calls)[done]["calls"] == done + 1
 
 
@@ -217,8 +229,13 @@ def test_a_registration_is_the_same_in_every_interpreter() -> None:
     seen = []
     for seed in ("1", "2", "3"):
         out = subprocess.run(
-            [sys.executable, "-c", REGISTRATION], capture_output=True, text=True, check=True,
-            env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+            [sys.executable, "-c", REGISTRATION],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT)},
+            cwd=ROOT,
+        )
         seen.append(json.loads(out.stdout))
     assert seen[0]["class"] == "tests.fault_observers.ResumingObserver"
     assert set(seen[0]["attributes"]) >= {"desired_metrics", "extra", "setting", "calls"}
@@ -231,8 +248,11 @@ async def test_a_checkpoint_path_that_is_a_file_is_refused_at_start(
     state = tmp_path / "state"
     state.write_text("not a directory")
     provisioner = dc.MetricsProvisioner(
-        targets=[url], telemetry={"enabled": False}, checkpoint_interval=60,
-        checkpoint_path=str(state))
+        targets=[url],
+        telemetry={"enabled": False},
+        checkpoint_interval=60,
+        checkpoint_path=str(state),
+    )
     provisioner.register(ResumingObserver({"good_metric"}, tmp_path / "calls.jsonl"))
     with pytest.raises(dc.ConfigError, match=r"checkpoint_path .*state: it is not a directory"):
         await provisioner.start()

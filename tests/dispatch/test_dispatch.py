@@ -52,8 +52,9 @@ async def started(worker: ObserverWorker) -> ObserverWorker:
     return worker
 
 
-async def call_once(worker: ObserverWorker, outcomes: list[CallOutcome],
-                    data: Any = DATA, **times: Any) -> CallOutcome:
+async def call_once(
+    worker: ObserverWorker, outcomes: list[CallOutcome], data: Any = DATA, **times: Any
+) -> CallOutcome:
     """Submit ``data`` and wait for its outcome."""
     expected = len(outcomes) + 1
     worker.submit(data, **times)
@@ -61,14 +62,20 @@ async def call_once(worker: ObserverWorker, outcomes: list[CallOutcome],
     return outcomes[-1]
 
 
-async def called(observer: Any, times: int = 1, data: Any = DATA, *,
-                 observer_timeout: float | None = None,
-                 **call: Any) -> tuple[ObserverWorker, list[CallOutcome]]:
+async def called(
+    observer: Any,
+    times: int = 1,
+    data: Any = DATA,
+    *,
+    observer_timeout: float | None = None,
+    **call: Any,
+) -> tuple[ObserverWorker, list[CallOutcome]]:
     """Start a worker for ``observer``, call it ``times`` times with ``data``, close it, and
     return the closed worker (its stats) with the outcome of every call."""
     outcomes: list[CallOutcome] = []
-    worker = await started(ObserverWorker(observer, timeout=observer_timeout,
-                                          on_result=outcomes.append))
+    worker = await started(
+        ObserverWorker(observer, timeout=observer_timeout, on_result=outcomes.append)
+    )
     try:
         for _ in range(times):
             await call_once(worker, outcomes, data, **call)
@@ -183,9 +190,19 @@ async def test_the_worker_does_not_import_aiohttp_or_pydantic() -> None:
     _, outcomes = await called(ModulesObserver({"up"}))
     modules = set(outcomes[0].result)
     assert "deucalion.observer" in modules
-    assert not {"aiohttp", "pydantic", "yaml", "prometheus_client", "asyncio",
-                "deucalion.dispatch.calls", "deucalion.dispatch.process",
-                "deucalion.provisioner"} & modules
+    assert (
+        not {
+            "aiohttp",
+            "pydantic",
+            "yaml",
+            "prometheus_client",
+            "asyncio",
+            "deucalion.dispatch.calls",
+            "deucalion.dispatch.process",
+            "deucalion.provisioner",
+        }
+        & modules
+    )
     # The observer's class is importable, so it travelled by reference: no cloudpickle needed.
     assert "cloudpickle" not in modules
 
@@ -197,10 +214,13 @@ async def test_the_worker_has_the_applications_argv_path_and_cwd() -> None:
     assert seen == {"argv": sys.argv, "path": sys.path, "cwd": os.getcwd()}
 
 
-@pytest.mark.parametrize(("observer", "message"), [
-    (UnpicklableResultObserver({"up"}), "new_data returned what cannot be sent back"),
-    (UnpicklableErrorObserver({"up"}), "ValueError: feature store unreachable"),
-])
+@pytest.mark.parametrize(
+    ("observer", "message"),
+    [
+        (UnpicklableResultObserver({"up"}), "new_data returned what cannot be sent back"),
+        (UnpicklableErrorObserver({"up"}), "ValueError: feature store unreachable"),
+    ],
+)
 async def test_what_cannot_travel_back_is_an_error_of_the_call(
     observer: object, message: str
 ) -> None:
@@ -244,17 +264,21 @@ async def test_a_worker_killed_while_idle_is_replaced_at_the_next_call(tmp_path:
 async def test_a_timeout_error_raised_by_new_data_is_the_observers_error(tmp_path: Path) -> None:
     """new_data raising TimeoutError is an error of the call; the worker and its state stay."""
     path = tmp_path / "calls.jsonl"
-    worker, outcomes = await called(TimeoutRaisingObserver({"up"}, path), times=2,
-                                    observer_timeout=30)
+    worker, outcomes = await called(
+        TimeoutRaisingObserver({"up"}, path), times=2, observer_timeout=30
+    )
     assert [type(o.error) for o in outcomes] == [TimeoutError, TimeoutError]
     assert worker.stats.restarts == 0 and worker.stats.timeouts == 0
     assert [r["calls"] for r in read_records(path)] == [1, 2]
 
 
-@pytest.mark.parametrize(("observer", "reason"), [
-    (UnloadableObserver({"up"}), "ModuleNotFoundError: No module named 'feature_store'"),
-    (DyingOnLoadObserver({"up"}), "ended while starting"),
-])
+@pytest.mark.parametrize(
+    ("observer", "reason"),
+    [
+        (UnloadableObserver({"up"}), "ModuleNotFoundError: No module named 'feature_store'"),
+        (DyingOnLoadObserver({"up"}), "ended while starting"),
+    ],
+)
 async def test_a_worker_that_cannot_load_its_observer_is_an_error_saying_why(
     observer: object, reason: str
 ) -> None:
@@ -307,8 +331,10 @@ async def test_a_busy_worker_killed_with_sigkill_is_replaced(tmp_path: Path) -> 
     assert not alive(victim)
 
 
-@pytest.mark.parametrize(("kind", "raised"), [
-    ("exit", SystemExit), ("interrupt", KeyboardInterrupt), ("custom", CustomStop)])
+@pytest.mark.parametrize(
+    ("kind", "raised"),
+    [("exit", SystemExit), ("interrupt", KeyboardInterrupt), ("custom", CustomStop)],
+)
 async def test_a_base_exception_in_new_data_is_an_error_of_that_call(
     kind: str, raised: type[BaseException], tmp_path: Path
 ) -> None:
@@ -353,8 +379,12 @@ async def test_data_time_in_new_data_is_the_scrape_time_of_the_data() -> None:
     """A real observer reads dc.data_time() and dc.data_times(): the cycle's and each target's
     scrape times handed with the data, not the worker's clock."""
     data = {"http://a/metrics": {"up": {"{}": 1.0}}, "http://b/metrics": {"up": {"{}": 0.0}}}
-    _, (outcome,) = await called(DataTimeObserver({"up"}), data=data, cycle_time=1000.0,
-                                 target_times={"http://a/metrics": 1000.25})
+    _, (outcome,) = await called(
+        DataTimeObserver({"up"}),
+        data=data,
+        cycle_time=1000.0,
+        target_times={"http://a/metrics": 1000.25},
+    )
     assert outcome.error is None, outcome.error
     assert outcome.result == {
         "cycle": 1000.0,
@@ -366,8 +396,11 @@ async def test_data_time_in_new_data_is_the_scrape_time_of_the_data() -> None:
 async def test_what_the_observer_learned_survives_kill_9_of_its_worker() -> None:
     """With checkpoints, a replaced worker starts from the newest state, not from scratch."""
     outcomes: list[CallOutcome] = []
-    worker = await started(ObserverWorker(LearningObserver({"up"}), on_result=outcomes.append,
-                                          checkpoint_interval=0.001))
+    worker = await started(
+        ObserverWorker(
+            LearningObserver({"up"}), on_result=outcomes.append, checkpoint_interval=0.001
+        )
+    )
     try:
         for _ in range(3):
             await call_once(worker, outcomes)
@@ -387,8 +420,7 @@ async def test_what_the_observer_learned_survives_kill_9_of_its_worker() -> None
     assert worker.stats.restarts == 1
 
 
-async def test_without_checkpoints_a_replaced_worker_starts_from_the_registered_observer(
-) -> None:
+async def test_without_checkpoints_a_replaced_worker_starts_from_the_registered_observer() -> None:
     """Checkpoints are opt-in: without them a new worker starts from scratch."""
     outcomes: list[CallOutcome] = []
     worker = await started(ObserverWorker(LearningObserver({"up"}), on_result=outcomes.append))
@@ -413,9 +445,14 @@ async def test_a_checkpoint_file_lets_a_restarted_application_resume(tmp_path: P
     observer = LearningObserver({"up"})
     for expected in (1, 2, 3), (4, 5, 6):
         outcomes: list[CallOutcome] = []
-        worker = await started(ObserverWorker(observer, on_result=outcomes.append,
-                                              checkpoint_interval=3600,
-                                              checkpoint_path=tmp_path / "state"))
+        worker = await started(
+            ObserverWorker(
+                observer,
+                on_result=outcomes.append,
+                checkpoint_interval=3600,
+                checkpoint_path=tmp_path / "state",
+            )
+        )
         try:
             for _ in range(3):
                 await call_once(worker, outcomes)
@@ -431,8 +468,13 @@ async def test_a_checkpoint_that_fails_keeps_the_previous_one(
     """An observer that cannot be pickled at a checkpoint is logged; the previous good state
     is what a new worker gets."""
     outcomes: list[CallOutcome] = []
-    worker = await started(ObserverWorker(LearningObserver({"up"}, unpicklable_at=2),
-                                          on_result=outcomes.append, checkpoint_interval=0.001))
+    worker = await started(
+        ObserverWorker(
+            LearningObserver({"up"}, unpicklable_at=2),
+            on_result=outcomes.append,
+            checkpoint_interval=0.001,
+        )
+    )
     try:
         await call_once(worker, outcomes)
         await wait_for(lambda: worker.stats.checkpoints == 1)
@@ -455,8 +497,14 @@ async def test_a_checkpoint_file_that_does_not_load_is_logged_and_skipped(
     """A damaged checkpoint file is logged; the observer starts as it was registered."""
     (tmp_path / "LearningObserver.pickle").write_bytes(b"not a pickle")
     outcomes: list[CallOutcome] = []
-    worker = await started(ObserverWorker(LearningObserver({"up"}), on_result=outcomes.append,
-                                          checkpoint_interval=60, checkpoint_path=tmp_path))
+    worker = await started(
+        ObserverWorker(
+            LearningObserver({"up"}),
+            on_result=outcomes.append,
+            checkpoint_interval=60,
+            checkpoint_path=tmp_path,
+        )
+    )
     try:
         outcome = await call_once(worker, outcomes)
     finally:
@@ -554,9 +602,13 @@ def test_a_busy_worker_dies_with_its_application_killed_with_sigkill(tmp_path: P
     script = tmp_path / "app.py"
     script.write_text(ORPHAN_SCRIPT)
     root = Path(__file__).parents[2]
-    app = subprocess.Popen([sys.executable, str(script), str(tmp_path / "calls.jsonl")],
-                           cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
-                           stdout=subprocess.PIPE, text=True)
+    app = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "calls.jsonl")],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert app.stdout is not None
         pid = int(app.stdout.readline())
@@ -621,7 +673,8 @@ async def test_a_worker_that_keeps_dying_is_replaced_with_growing_backoff(
     finally:
         await worker.close()
     assert worker.stats.errors == 3
-    delays = [r.getMessage() for r in caplog.records
-              if "starting a new worker in" in r.getMessage()]
+    delays = [
+        r.getMessage() for r in caplog.records if "starting a new worker in" in r.getMessage()
+    ]
     assert [d.rpartition(" in ")[2] for d in delays] == ["1.0s", "2.0s"]
     assert "BrokenProcessPool" in caplog.text or "terminated abruptly" in caplog.text

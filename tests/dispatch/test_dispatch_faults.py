@@ -44,10 +44,12 @@ async def url(target_server: TargetServer) -> str:
     return address
 
 
-def provisioner_for(url: str, *observers: dc.MetricsObserver,
-                    **settings: Any) -> dc.MetricsProvisioner:
-    provisioner = dc.MetricsProvisioner(targets=[url], scrape_interval=0.1,
-                                        telemetry={"enabled": False}, **settings)
+def provisioner_for(
+    url: str, *observers: dc.MetricsObserver, **settings: Any
+) -> dc.MetricsProvisioner:
+    provisioner = dc.MetricsProvisioner(
+        targets=[url], scrape_interval=0.1, telemetry={"enabled": False}, **settings
+    )
     for observer in observers:
         provisioner.register(observer)
     return provisioner
@@ -68,8 +70,10 @@ async def test_an_exception_that_cannot_be_printed_is_an_error_of_its_call(
             assert worker.call_loop.deaths == 0
     assert worker.stats.calls >= 3
     assert len(records(path)) >= 3
-    assert "new_data raised UnprintableError: <str() of the exception raised RuntimeError>" \
+    assert (
+        "new_data raised UnprintableError: <str() of the exception raised RuntimeError>"
         in caplog.text
+    )
     assert "a bug in deucalion" not in caplog.text
 
 
@@ -92,16 +96,22 @@ async def test_an_observer_whose_install_hangs_is_replaced_and_the_others_run(
     """Item 5: unpickling that hangs blocked start() for good. Now it is a hung call: logged,
     counted, its worker killed and a new one tried with backoff, while the others run."""
     loads, calls = tmp_path / "loads", tmp_path / "calls.jsonl"
-    provisioner = provisioner_for(url, HangOnLoadObserver({"good_metric"}, loads),
-                                  SummaryObserver({"good_metric"}, calls), observer_timeout=1)
+    provisioner = provisioner_for(
+        url,
+        HangOnLoadObserver({"good_metric"}, loads),
+        SummaryObserver({"good_metric"}, calls),
+        observer_timeout=1,
+    )
     with caplog.at_level(logging.ERROR, logger="deucalion"):
         async with provisioner:
             hung = provisioner.workers[0]
             await wait_for(lambda: len(records(calls)) >= 3)
             await wait_for(lambda: hung.stats.timeouts >= 2, within=60)
             assert hung.stats.errors >= 2
-    assert "observer hangs-on-load: installing it in its worker ran longer than " \
+    assert (
+        "observer hangs-on-load: installing it in its worker ran longer than "
         "observer_timeout (1s)" in caplog.text
+    )
     assert len(pids(loads)) >= 2
     assert not [pid for pid in pids(loads) if alive(pid)], "a hung worker was left behind"
 
@@ -113,8 +123,9 @@ async def test_without_observer_timeout_a_hung_install_does_not_hold_up_start(
     background; stop() ends it."""
     monkeypatch.setattr(keeper_module, "START_WAIT", 0.5)
     loads, calls = tmp_path / "loads", tmp_path / "calls.jsonl"
-    provisioner = provisioner_for(url, HangOnLoadObserver({"good_metric"}, loads),
-                                  SummaryObserver({"good_metric"}, calls))
+    provisioner = provisioner_for(
+        url, HangOnLoadObserver({"good_metric"}, loads), SummaryObserver({"good_metric"}, calls)
+    )
     async with provisioner:
         await wait_for(lambda: len(records(calls)) >= 3)
         assert pids(loads)
@@ -142,8 +153,12 @@ def test_two_sigterms_stop_an_application_whose_observer_hangs_on_load(
     loads = tmp_path / "loads"
     process = subprocess.Popen(
         [sys.executable, "-c", HANGING_APP, "http://127.0.0.1:9/metrics", str(loads)],
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not pids(loads):
@@ -168,9 +183,12 @@ async def test_processes_started_in_new_data_end_with_their_worker(
     """Item 6: a child that new_data starts (and that ignores SIGTERM) outlived its worker's
     replacement and the application's stop. Now it ends with its worker's process group."""
     children_hung, children_calm = tmp_path / "hung", tmp_path / "calm"
-    provisioner = provisioner_for(url, SpawningObserver({"good_metric"}, children_hung, True),
-                                  SpawningObserver({"good_metric"}, children_calm, False),
-                                  observer_timeout=1)
+    provisioner = provisioner_for(
+        url,
+        SpawningObserver({"good_metric"}, children_hung, True),
+        SpawningObserver({"good_metric"}, children_calm, False),
+        observer_timeout=1,
+    )
     async with provisioner:
         hung = provisioner.workers[0]
         await wait_for(lambda: hung.stats.timeouts >= 3, within=60)
@@ -179,8 +197,10 @@ async def test_processes_started_in_new_data_end_with_their_worker(
     assert len(replaced) >= 3
     # The group gets SIGKILL; a child ends when the kernel next schedules it, which a loaded
     # machine does not do at once (and nothing of ours reaps it): up to 10 s.
-    for path, what in ((children_hung, "orphans of hung workers"),
-                       (children_calm, "orphans after stop")):
+    for path, what in (
+        (children_hung, "orphans of hung workers"),
+        (children_calm, "orphans after stop"),
+    ):
         try:
             await wait_for(lambda path=path: not [p for p in pids(path) if alive(p)], within=10)
         except AssertionError:
@@ -218,9 +238,16 @@ async def test_kill_9_of_the_application_ends_its_workers_and_their_children(
     stderr = os.open(log, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", SPAWNING_APP.replace("{busy}", str(busy)), url, str(children),
-            env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path,
-            stdout=subprocess.DEVNULL, stderr=stderr)
+            sys.executable,
+            "-c",
+            SPAWNING_APP.replace("{busy}", str(busy)),
+            url,
+            str(children),
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     finally:
         os.close(stderr)
     try:

@@ -16,9 +16,14 @@ Data = dict[str, dict[str, dict[str, float]]]
 names = st.sampled_from(["up", "node_load1", "x_bucket", "y_total"])
 series = st.dictionaries(
     st.sampled_from(["{}", '{cpu="0"}', '{cpu="1"}', '{le="+Inf"}', '{a="\\"q\\""}']),
-    st.floats(allow_nan=False), max_size=4)
-datas = st.dictionaries(st.sampled_from(["http://a/metrics", "http://b:1/m"]),
-                        st.dictionaries(names, series, max_size=3), max_size=2)
+    st.floats(allow_nan=False),
+    max_size=4,
+)
+datas = st.dictionaries(
+    st.sampled_from(["http://a/metrics", "http://b:1/m"]),
+    st.dictionaries(names, series, max_size=3),
+    max_size=2,
+)
 
 
 @pytest.fixture(autouse=True)

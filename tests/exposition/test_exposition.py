@@ -594,8 +594,14 @@ def modern_openmetrics(draw: st.DrawFn) -> str:
     exemplars, counters with ``_created`` and exemplars, gauges with ``# UNIT``, summaries with
     quantiles, info and stateset families."""
     lines: list[str] = []
-    kinds = draw(st.lists(st.sampled_from(
-        ["histogram", "counter", "gauge", "summary", "info", "stateset", "unknown"]), max_size=6))
+    kinds = draw(
+        st.lists(
+            st.sampled_from(
+                ["histogram", "counter", "gauge", "summary", "info", "stateset", "unknown"]
+            ),
+            max_size=6,
+        )
+    )
     for index, kind in enumerate(kinds):
         name = f"f{index}_seconds"
         lines.append(f"# HELP {name} help {index}")
@@ -605,8 +611,9 @@ def modern_openmetrics(draw: st.DrawFn) -> str:
         label_sets = draw(st.lists(st.lists(label_names, max_size=2, unique=True), max_size=3))
         seen: set[str] = set()
         for labels in label_sets:
-            pairs = sorted((n, draw(label_values)) for n in labels
-                           if n not in ("le", "quantile", name))
+            pairs = sorted(
+                (n, draw(label_values)) for n in labels if n not in ("le", "quantile", name)
+            )
             key = series_key(dict(pairs))
             if key in seen:
                 continue
@@ -615,16 +622,29 @@ def modern_openmetrics(draw: st.DrawFn) -> str:
             sep = "," if block else ""
             braces = "{" + block + "}" if block or draw(st.booleans()) else ""
             created = f"{name}_created{braces} {draw(st.floats(0, 2e9))!r}"
-            exemplar = (f' # {{trace_id="{draw(st.integers(0, 10**9))}"}} '
-                        f"{draw(st.floats(0, 10))!r}" if draw(st.booleans()) else "")
+            exemplar = (
+                f' # {{trace_id="{draw(st.integers(0, 10**9))}"}} {draw(st.floats(0, 10))!r}'
+                if draw(st.booleans())
+                else ""
+            )
             if kind == "histogram":
                 bounds = sorted(set(draw(st.lists(st.floats(0, 1e6), max_size=4))))
-                counts = sorted(draw(st.lists(st.integers(0, 10**6), min_size=len(bounds) + 1,
-                                              max_size=len(bounds) + 1)))
+                counts = sorted(
+                    draw(
+                        st.lists(
+                            st.integers(0, 10**6),
+                            min_size=len(bounds) + 1,
+                            max_size=len(bounds) + 1,
+                        )
+                    )
+                )
                 for i, (bound, count) in enumerate(
-                        zip([*map(repr, bounds), "+Inf"], counts, strict=True)):
-                    lines.append(f'{name}_bucket{{{block}{sep}le="{bound}"}} {count}.0'
-                                 + (exemplar if i == 0 else ""))
+                    zip([*map(repr, bounds), "+Inf"], counts, strict=True)
+                ):
+                    lines.append(
+                        f'{name}_bucket{{{block}{sep}le="{bound}"}} {count}.0'
+                        + (exemplar if i == 0 else "")
+                    )
                 lines.append(f"{name}_count{braces} {counts[-1]}.0")
                 lines.append(f"{name}_sum{braces} {draw(st.floats(0, 1e9))!r}")
                 if draw(st.booleans()):
@@ -635,8 +655,9 @@ def modern_openmetrics(draw: st.DrawFn) -> str:
                     lines.append(created)
             elif kind == "summary":
                 for q in draw(st.lists(st.sampled_from(["0.5", "0.9", "0.99"]), unique=True)):
-                    lines.append(f'{name}{{{block}{sep}quantile="{q}"}} '
-                                 f"{draw(st.floats(0, 1e6))!r}")
+                    lines.append(
+                        f'{name}{{{block}{sep}quantile="{q}"}} {draw(st.floats(0, 1e6))!r}'
+                    )
                 lines.append(f"{name}_count{braces} {draw(st.integers(0, 10**6))}.0")
                 lines.append(f"{name}_sum{braces} {draw(st.floats(0, 1e9))!r}")
                 if draw(st.booleans()):
@@ -645,8 +666,10 @@ def modern_openmetrics(draw: st.DrawFn) -> str:
                 lines.append(f'{name}_info{{{block}{sep}version="{len(seen)}"}} 1.0')
             elif kind == "stateset":
                 for state in ("a", "b"):
-                    lines.append(f'{name}{{{block}{sep}{name}="{state}"}} '
-                                 f"{draw(st.sampled_from(['0', '1', '1.0']))}")
+                    lines.append(
+                        f'{name}{{{block}{sep}{name}="{state}"}} '
+                        f"{draw(st.sampled_from(['0', '1', '1.0']))}"
+                    )
             else:
                 lines.append(f"{name}{braces} {draw(numbers())}")
     return "\n".join([*lines, "# EOF"]) + ("\n" if draw(st.booleans()) else "")
@@ -684,8 +707,11 @@ def test_modern_openmetrics_mutations_agree_in_bulk_and_line_by_line(
     elif how == "value":
         head, _, _ = lines[i].partition(" # ")
         if " " in head and not head.startswith("#"):
-            lines[i] = head.rsplit(" ", 1)[0] + " " + data.draw(
-                st.sampled_from(["-1", "NaN", "0.5", "2", "+Inf", "1"]))
+            lines[i] = (
+                head.rsplit(" ", 1)[0]
+                + " "
+                + data.draw(st.sampled_from(["-1", "NaN", "0.5", "2", "+Inf", "1"]))
+            )
     else:
         lines[i] = lines[i].replace('le="', 'lx="').replace('quantile="', 'quantile="1')
     mutated = "\n".join(lines)
@@ -715,10 +741,15 @@ def test_what_the_bulk_reader_remembers_is_bounded(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(openmetrics_bulk, "_MAX_SPLITS", 30)
     parser = ExpositionParser()
     for round_ in range(30):
-        text = "# TYPE h histogram\n" + "".join(
-            f'h_bucket{{a="{round_}-{i}",le="+Inf"}} 1\nh_count{{a="{round_}-{i}"}} 1\n'
-            f'h_sum{{a="{round_}-{i}"}} 1\n' for i in range(round_ % 5 + 1)
-        ) + "# EOF\n"
+        text = (
+            "# TYPE h histogram\n"
+            + "".join(
+                f'h_bucket{{a="{round_}-{i}",le="+Inf"}} 1\nh_count{{a="{round_}-{i}"}} 1\n'
+                f'h_sum{{a="{round_}-{i}"}} 1\n'
+                for i in range(round_ % 5 + 1)
+            )
+            + "# EOF\n"
+        )
         for _ in range(2):
             assert_same(parser.parse(text, openmetrics=True), _line_by_line(text))
         memory = parser._memory
@@ -801,7 +832,7 @@ def test_unsorted_blocks_of_many_label_orders_in_one_piece() -> None:
     the keys of their sorted spelling, each with its own value."""
     lines, expected = [], {}
     for i in range(300):
-        pairs = [("b", f"{i}"), ("a", "x\\\"q" if i % 7 == 0 else "p"), ("c", f"{i % 3}")]
+        pairs = [("b", f"{i}"), ("a", 'x\\"q' if i % 7 == 0 else "p"), ("c", f"{i % 3}")]
         if i % 2:
             pairs.insert(0, ("d", "é"))
         order = [pairs[j] for j in ([2, 0, 1] if i % 3 == 0 else [1, 2, 0])] + pairs[3:]
@@ -824,11 +855,16 @@ def test_unsorted_blocks_of_dozens_of_label_orders_in_one_piece() -> None:
     text = "\n".join(lines) + "\n"
     assert parse_exposition(text) == {"m": expected}
     assert_same(parse_exposition(text), reference(text))
-    om = "".join(
-        f"# TYPE st{i} stateset\n"
-        + "".join(f'st{i}{{st{i}="{s}",a="x",b="{i}"}} {int(s == "on")}\n' for s in ("off", "on"))
-        for i in range(12)
-    ) + "# EOF\n"
+    om = (
+        "".join(
+            f"# TYPE st{i} stateset\n"
+            + "".join(
+                f'st{i}{{st{i}="{s}",a="x",b="{i}"}} {int(s == "on")}\n' for s in ("off", "on")
+            )
+            for i in range(12)
+        )
+        + "# EOF\n"
+    )
     assert_same(parse_exposition(om, openmetrics=True), reference(om, openmetrics=True))
     assert _bulk_agrees(om)
 
@@ -974,9 +1010,7 @@ def _labelled_body(values: list[float], moved: bool = False) -> str:
     return "\n".join(lines) % tuple(values) + "\n"
 
 
-@pytest.mark.parametrize(
-    "desired", [None, ["m"], ["m", "n", "last"], ["n"], ["m.*"]], ids=str
-)
+@pytest.mark.parametrize("desired", [None, ["m"], ["m", "n", "last"], ["n"], ["m.*"]], ids=str)
 def test_a_parser_reads_known_label_sets_with_new_values(desired: list[str] | None) -> None:
     """A parser remembers the label sets and selected lines of the bodies it read; the same
     lines with new values, moved lines and a changed label set still read like the line-by-
@@ -1038,8 +1072,9 @@ NOT_EXPOSITIONS = [
     pytest.param('{\n  "node_load1": 1\n}\n', 1, id="json-pretty"),
     pytest.param("node_load1 1\nnode_load15 2\n<html>\n", 3, id="valid-then-html"),
     pytest.param("node_load1 1\n\x00\x01\x02garbage\n", 2, id="valid-then-binary"),
-    pytest.param("node_load1 1\nnode_load15 2\nthis is not an exposition\n", 3,
-                 id="valid-then-words"),
+    pytest.param(
+        "node_load1 1\nnode_load15 2\nthis is not an exposition\n", 3, id="valid-then-words"
+    ),
     pytest.param("node_load1 1\nnode_memory_MemAvailable_byt", 2, id="cut-short"),
     pytest.param("OK\n", 1, id="health-endpoint"),
     pytest.param("# HELP up x\nup 1\n  <b>oops</b>\nup 2\n", 3, id="indented-html"),
@@ -1104,14 +1139,36 @@ SELECTOR_BODY = (
         (["node_.*"], {"node_cpu_seconds_total", "node_load1", "node_load15"}),
         (["node_load1"], {"node_load1"}),
         (["node_load.*", "go_goroutines"], {"node_load1", "node_load15", "go_goroutines"}),
-        (["http_.*_seconds"], {"http_latency_seconds_bucket", "http_latency_seconds_sum",
-                               "http_latency_seconds_count"}),
-        (["http_latency_seconds"], {"http_latency_seconds_bucket", "http_latency_seconds_sum",
-                                    "http_latency_seconds_count"}),
+        (
+            ["http_.*_seconds"],
+            {
+                "http_latency_seconds_bucket",
+                "http_latency_seconds_sum",
+                "http_latency_seconds_count",
+            },
+        ),
+        (
+            ["http_latency_seconds"],
+            {
+                "http_latency_seconds_bucket",
+                "http_latency_seconds_sum",
+                "http_latency_seconds_count",
+            },
+        ),
         (["node_cpu_seconds"], {"node_cpu_seconds_total"}),
-        ([".*"], {"node_cpu_seconds_total", "node_load1", "node_load15", "go_goroutines", "up",
-                  "http_latency_seconds_bucket", "http_latency_seconds_sum",
-                  "http_latency_seconds_count"}),
+        (
+            [".*"],
+            {
+                "node_cpu_seconds_total",
+                "node_load1",
+                "node_load15",
+                "go_goroutines",
+                "up",
+                "http_latency_seconds_bucket",
+                "http_latency_seconds_sum",
+                "http_latency_seconds_count",
+            },
+        ),
         (["(node|go)_[a-z]+"], {"go_goroutines"}),
         (["absent", "also_absent.*"], set()),
     ],
@@ -1164,10 +1221,14 @@ PATTERN_SETS = [
     pytest.param(["ab+c", "a?b.*", "x{2}y", "node_c[a-z]u.*", "nod.?_load1"], id="quantifiers"),
     pytest.param(["(node|go)_[a-z]+", "node_.*|up", "up|http_.*"], id="alternations"),
     pytest.param(["(?i)NODE_LOAD.*", r"node_load\d+", "http_latency_seconds_.*"], id="flags"),
-    pytest.param([f"app_{i}_.*" for i in range(3000)] + ["node_load1.*", "app_7.*"],
-                 id="thousands-of-patterns"),
-    pytest.param([f"node_load{i}" for i in range(3000)] + ["go_.*", "node_cpu_seconds"],
-                 id="thousands-of-names"),
+    pytest.param(
+        [f"app_{i}_.*" for i in range(3000)] + ["node_load1.*", "app_7.*"],
+        id="thousands-of-patterns",
+    ),
+    pytest.param(
+        [f"node_load{i}" for i in range(3000)] + ["go_.*", "node_cpu_seconds"],
+        id="thousands-of-names",
+    ),
 ]
 
 
@@ -1176,9 +1237,23 @@ def test_many_patterns_select_what_each_pattern_would(desired: list[str]) -> Non
     """However many names and patterns a selector holds, and whatever they start with, it
     selects exactly the samples one of them would on its own; the parser agrees."""
     names = [
-        "node_load1", "node_load15", "node_load2999", "node_cpu_seconds_total", "go_goroutines",
-        "up", "abc", "bc", "abbbc", "xxy", "app_7_x", "app_2999_y_total", "app_3000_z",
-        "http_latency_seconds_bucket", "http_latency_seconds_sum", "NODE_LOAD1", "nodx_load1",
+        "node_load1",
+        "node_load15",
+        "node_load2999",
+        "node_cpu_seconds_total",
+        "go_goroutines",
+        "up",
+        "abc",
+        "bc",
+        "abbbc",
+        "xxy",
+        "app_7_x",
+        "app_2999_y_total",
+        "app_3000_z",
+        "http_latency_seconds_bucket",
+        "http_latency_seconds_sum",
+        "NODE_LOAD1",
+        "nodx_load1",
     ]
     selector = Selector.from_desired(desired)
     for name in names:
@@ -1220,12 +1295,12 @@ def test_a_body_in_chunks_reads_like_a_whole_one() -> None:
     body = "".join(f'm{{a="é{i}",b="ü"}} {i}\n' for i in range(40_000)).encode()
     expected = parse_exposition(body)
     for desired in (None, ["m"], ["m.*"]):
-        chunks = [body[i:i + 7777] for i in range(0, len(body), 7777)]
+        chunks = [body[i : i + 7777] for i in range(0, len(body), 7777)]
         assert ExpositionParser(desired).parse(chunks) == expected
         assert chunks == []
     bad = body + b"m{a=\xff} 1\n"
     with pytest.raises(ParseError) as info:
-        parse_exposition([bad[i:i + 7777] for i in range(0, len(bad), 7777)])
+        parse_exposition([bad[i : i + 7777] for i in range(0, len(bad), 7777)])
     assert info.value.lineno == 40_001
 
 

@@ -20,7 +20,8 @@ def test_a_new_out_dir_is_its_owners_only(tmp_path: Path) -> None:
 
 
 def test_a_symbolic_link_in_place_of_a_key_is_refused_not_followed(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "injector-certs"
     out.mkdir()
     elsewhere = tmp_path / "elsewhere.txt"

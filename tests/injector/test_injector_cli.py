@@ -111,8 +111,20 @@ def test_inject_file_injects_each_workload_template(
     """Every workload kind is injected at its own template path; the Service is untouched."""
     path = tmp_path / "app.yaml"
     path.write_text(MANIFEST)
-    assert run(["inject", "-f", str(path), "--image", "reg.example/deucalion:3",
-                "--kubernetes-version", "1.30"]) == 0
+    assert (
+        run(
+            [
+                "inject",
+                "-f",
+                str(path),
+                "--image",
+                "reg.example/deucalion:3",
+                "--kubernetes-version",
+                "1.30",
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     out = by_kind(captured.out)
     original = by_kind(MANIFEST)
@@ -138,7 +150,7 @@ def test_inject_file_injects_each_workload_template(
         {"name": "setup", "image": "busybox"}
     ]
     assert out["Job"] == original["Job"]  # labelled deucalion.io/inject: "false"
-    assert 'Job once: unchanged (opted out by its label deucalion.io/inject' in captured.err
+    assert "Job once: unchanged (opted out by its label deucalion.io/inject" in captured.err
     assert "Service shop: unchanged (not a workload)" in captured.err
     assert "CronJob nightly: injected" in captured.err
 
@@ -163,8 +175,20 @@ def test_inject_list_kind(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     items = [doc for doc in yaml.safe_load_all(MANIFEST) if doc]
     path = tmp_path / "list.yaml"
     path.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items}))
-    assert run(["inject", "-f", str(path), "-o", str(tmp_path / "out.yaml"),
-                "--image", "reg.example/deucalion:3"]) == 0
+    assert (
+        run(
+            [
+                "inject",
+                "-f",
+                str(path),
+                "-o",
+                str(tmp_path / "out.yaml"),
+                "--image",
+                "reg.example/deucalion:3",
+            ]
+        )
+        == 0
+    )
     out = yaml.safe_load((tmp_path / "out.yaml").read_text())
     kinds = {item["kind"]: item for item in out["items"]}
     assert len(sidecars(kinds["Deployment"]["spec"]["template"])) == 1
@@ -187,7 +211,9 @@ def test_inject_without_a_cluster_version_leaves_jobs_alone_and_says_why(
 
 @pytest.mark.parametrize("output", [None, "out.yaml"])
 def test_inject_without_an_image_fails_and_writes_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
     output: str | None,
 ) -> None:
     """Without --image (or its variable) the workloads with no deucalion.io/image annotation
@@ -298,8 +324,11 @@ def test_injector_settings_errors_name_the_variable_that_set_them() -> None:
     from deucalion.errors import ConfigError
     from deucalion.injector.settings import InjectorSettings
 
-    with pytest.raises(ConfigError, match=r"environment variable "
-                       r"DEUCALION_INJECTOR_SIDECAR__TELEMETRY_PORT: sidecar\.telemetry_port"):
+    with pytest.raises(
+        ConfigError,
+        match=r"environment variable "
+        r"DEUCALION_INJECTOR_SIDECAR__TELEMETRY_PORT: sidecar\.telemetry_port",
+    ):
         InjectorSettings.load(environ={"DEUCALION_INJECTOR_SIDECAR__TELEMETRY_PORT": "0"})
     with pytest.raises(ConfigError, match=r"flags: unknown key 'sidecar.imag'; did you mean"):
         InjectorSettings.load(environ={}, sidecar={"imag": "x"})
@@ -312,8 +341,9 @@ def test_the_injector_hands_sidecars_the_sidecars_own_alertmanager_settings() ->
     from deucalion.errors import ConfigError
     from deucalion.injector.settings import InjectorSettings
 
-    settings = InjectorSettings.load(environ={
-        "DEUCALION_INJECTOR_ALERTMANAGER__URLS": "http://a:9093, http://b:9093"})
+    settings = InjectorSettings.load(
+        environ={"DEUCALION_INJECTOR_ALERTMANAGER__URLS": "http://a:9093, http://b:9093"}
+    )
     assert type(settings.alertmanager) is AlertmanagerSettings
     assert settings.alertmanager.urls == ["http://a:9093", "http://b:9093"]
     with pytest.raises(ConfigError, match=r"alertmanager\.queue_size: the injector hands"):

@@ -139,8 +139,9 @@ def test_service_deployment_and_certificates_agree() -> None:
     assert f"--key={defaults.key_file}" in container["args"]
     secret = pod["spec"]["volumes"][0]["secret"]["secretName"]
     cert_manager = DEPLOY / "components" / "cert-manager" / "certificate.yaml"
-    [certificate] = [d for d in load(cert_manager)
-                     if d["kind"] == "Certificate" and not d["spec"].get("isCA")]
+    [certificate] = [
+        d for d in load(cert_manager) if d["kind"] == "Certificate" and not d["spec"].get("isCA")
+    ]
     assert certificate["spec"]["secretName"] == secret
     assert f"{target['name']}.{target['namespace']}.svc" in certificate["spec"]["dnsNames"]
 
@@ -179,13 +180,18 @@ def rendered(directory: str) -> dict[tuple[str, str, str], dict[str, Any]]:
 def _kubectl_kustomize(directory: str) -> list[dict[str, Any]]:
     built = subprocess.run(
         ["kubectl", "kustomize", str(DEPLOY / directory)],
-        capture_output=True, text=True, check=True, timeout=120,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     ).stdout
     return [doc for doc in yaml.safe_load_all(built) if doc]
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None,
-                    reason="kubectl not installed (Debian has no package; the subset renders)")
+@pytest.mark.skipif(
+    shutil.which("kubectl") is None,
+    reason="kubectl not installed (Debian has no package; the subset renders)",
+)
 @pytest.mark.parametrize("directory", OVERLAYS)
 def test_kubectl_kustomize_renders_what_the_tests_validate(directory: str) -> None:
     """`kubectl kustomize` of every overlay gives exactly the objects the offline renderer
@@ -209,9 +215,12 @@ def test_every_rendered_object_validates(directory: str) -> None:
 def test_every_pod_meets_the_restricted_pod_security_standard(directory: str) -> None:
     """The pods deploy/ creates run in namespaces enforcing "restricted", and meet it."""
     objects = rendered(directory)
-    enforced = {key[2] for key, obj in objects.items() if key[0] == "Namespace"
-                and obj["metadata"]["labels"].get("pod-security.kubernetes.io/enforce")
-                == "restricted"}
+    enforced = {
+        key[2]
+        for key, obj in objects.items()
+        if key[0] == "Namespace"
+        and obj["metadata"]["labels"].get("pod-security.kubernetes.io/enforce") == "restricted"
+    }
     templates = 0
     for (_kind, namespace, _name), obj in objects.items():
         for template in pod_templates(obj):
@@ -267,8 +276,9 @@ def test_injector_availability_two_replicas_a_budget_and_a_network_policy() -> N
     webhook, metrics = policy["spec"]["ingress"]
     assert [p["port"] for p in webhook["ports"]] == [ports["https"]]
     assert [p["port"] for p in metrics["ports"]] == [ports["metrics"]]
-    assert metrics["from"] == [{"namespaceSelector": {"matchLabels": {
-        "kubernetes.io/metadata.name": "monitoring"}}}]
+    assert metrics["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
     assert f"--metrics-port={ports['metrics']}" in container["args"]
 
 
@@ -280,8 +290,11 @@ def test_cert_manager_issues_from_a_ca_and_injects_the_ca() -> None:
     issuers = {k[2]: o for k, o in objects.items() if k[0] == "Issuer"}
     serving = certificates["deucalion-injector"]
     ca_issuer = issuers[serving["spec"]["issuerRef"]["name"]]
-    [ca] = [c for c in certificates.values()
-            if c["spec"]["secretName"] == ca_issuer["spec"]["ca"]["secretName"]]
+    [ca] = [
+        c
+        for c in certificates.values()
+        if c["spec"]["secretName"] == ca_issuer["spec"]["ca"]["secretName"]
+    ]
     assert ca["spec"]["isCA"] is True
     assert "selfSigned" in issuers[ca["spec"]["issuerRef"]["name"]]["spec"]
     webhook = objects[("MutatingWebhookConfiguration", "", "deucalion-injector")]
@@ -302,8 +315,9 @@ def test_monitors_select_what_the_injector_labels_and_serves() -> None:
     assert endpoint["port"] == "deucalion-http"  # the sidecar's port name (mutation.py)
     service = objects[("Service", "deucalion-system", "deucalion-injector")]
     monitor = objects[("ServiceMonitor", "deucalion-system", "deucalion-injector")]
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= \
-        service["metadata"]["labels"].items()
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
     assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
     assert "metrics" in {p["name"] for p in service["spec"]["ports"]}
 
@@ -322,9 +336,11 @@ def test_the_sharded_statefulset_counts_its_replicas() -> None:
     assert "DEUCALION_SHARD__INDEX" not in env
     assert template["metadata"]["annotations"]["deucalion.io/inject"] == "false"
     config = objects[("ConfigMap", "deucalion-central", "deucalion-sharded")]["data"]
-    settings = load_settings(yaml.safe_load(config["deucalion.yaml"]),
-                             environ={"DEUCALION_SHARD__COUNT": env["DEUCALION_SHARD__COUNT"]},
-                             default_file=None)
+    settings = load_settings(
+        yaml.safe_load(config["deucalion.yaml"]),
+        environ={"DEUCALION_SHARD__COUNT": env["DEUCALION_SHARD__COUNT"]},
+        default_file=None,
+    )
     assert settings.shard is not None and settings.shard.count == 3
     assert settings.file_sd is not None
     assert statefulset["spec"]["serviceName"] in {k[2] for k in objects if k[0] == "Service"}
@@ -349,8 +365,11 @@ def test_the_image_pins_its_base_by_digest_and_its_packages_by_constraints() -> 
             assert version, line
             pins[re.sub(r"[-_.]+", "-", name).lower()] = version
     project = tomllib.loads((DEPLOY.parent / "pyproject.toml").read_text())["project"]
-    for requirement in [*project["dependencies"], *project["optional-dependencies"]["injector"],
-                        "numpy"]:
+    for requirement in [
+        *project["dependencies"],
+        *project["optional-dependencies"]["injector"],
+        "numpy",
+    ]:
         name = re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0]
         assert re.sub(r"[-_.]+", "-", name).lower() in pins, requirement
 

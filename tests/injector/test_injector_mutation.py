@@ -69,8 +69,10 @@ def test_opted_in_pod_gets_one_complete_sidecar() -> None:
     assert "DEUCALION_CONFIG" not in env
     assert out["metadata"]["annotations"]["deucalion.io/status"] == "injected"
     assert out["metadata"]["annotations"]["prometheus.io/port"] == "8080"
-    assert out["metadata"]["labels"] == {**pod["metadata"]["labels"],
-                                         "deucalion.io/injected": "0.1.0"}
+    assert out["metadata"]["labels"] == {
+        **pod["metadata"]["labels"],
+        "deucalion.io/injected": "0.1.0",
+    }
 
 
 def test_downward_api_volume_exposes_annotations_at_the_discovery_path() -> None:
@@ -111,8 +113,7 @@ def test_config_annotation_mounts_the_configmap() -> None:
     out = injected(pod)
     volumes = {v["name"]: v for v in out["spec"]["volumes"]}
     # Optional: a missing ConfigMap must not keep the application's pod from starting.
-    assert volumes["deucalion-config"]["configMap"] == {"name": "shop-deucalion",
-                                                        "optional": True}
+    assert volumes["deucalion-config"]["configMap"] == {"name": "shop-deucalion", "optional": True}
     [sidecar] = sidecars(out)
     env = env_of(sidecar)
     assert env["DEUCALION_CONFIG"] == "/etc/deucalion/config/ad.yaml"
@@ -142,8 +143,10 @@ def test_null_annotations_and_missing_metadata_are_handled() -> None:
     pod["metadata"]["annotations"] = None
     assert injected(pod)["metadata"]["annotations"] == {"deucalion.io/status": "injected"}
     bare = {"spec": {"containers": [{"name": "app", "image": "a"}]}}
-    assert injected(bare)["metadata"] == {"annotations": {"deucalion.io/status": "injected"},
-                                          "labels": {"deucalion.io/injected": "0.1.0"}}
+    assert injected(bare)["metadata"] == {
+        "annotations": {"deucalion.io/status": "injected"},
+        "labels": {"deucalion.io/injected": "0.1.0"},
+    }
 
 
 def test_init_containers_are_left_in_place() -> None:
@@ -193,8 +196,12 @@ def test_paths_escape_slash_and_tilde_per_rfc6901() -> None:
     """Annotation keys with `/` and `~` become `~1` and `~0`; other annotations stay intact."""
     assert escape_pointer_token("a/b~c~1") == "a~1b~0c~01"
     settings = SETTINGS.model_copy(
-        update={"annotations": InjectorSettings().annotations.model_copy(
-            update={"status": "deucalion.io/st~tus/x"})})
+        update={
+            "annotations": InjectorSettings().annotations.model_copy(
+                update={"status": "deucalion.io/st~tus/x"}
+            )
+        }
+    )
     pod = app_pod(annotations={"odd/key~0": "1", "~/~": "2", "prometheus.io/scrape": "true"})
     patch = pod_patch(pod, settings)
     assert {
@@ -259,8 +266,9 @@ def test_native_sidecar_can_be_forced_or_refused() -> None:
     assert injected(app_pod(), always)["spec"]["initContainers"][0]["name"] == "deucalion"
     job_pod = app_pod(labels={"deucalion.io/inject": "true"})
     job_pod["spec"]["restartPolicy"] = "Never"
-    never = InjectorSettings(sidecar={**image, "native_sidecar": "never"},
-                             cluster={"kubernetes_version": "1.31"})
+    never = InjectorSettings(
+        sidecar={**image, "native_sidecar": "never"}, cluster={"kubernetes_version": "1.31"}
+    )
     assert plan_injection(job_pod, never).reason == "runs-to-completion"
 
 
@@ -294,8 +302,13 @@ def test_a_password_in_an_alertmanager_url_reaches_the_sidecar_but_is_never_show
     [sidecar] = sidecars(injected(app_pod(), settings))
     assert env_of(sidecar)["DEUCALION_ALERTMANAGER__URLS"] == f'["{url}"]'
     shown = "http://deucalion:***@am.monitoring.svc:9093"
-    for text in (repr(settings), str(settings), repr(settings.alertmanager),
-                 str(settings.alertmanager), settings.model_dump_json()):
+    for text in (
+        repr(settings),
+        str(settings),
+        repr(settings.alertmanager),
+        str(settings.alertmanager),
+        settings.model_dump_json(),
+    ):
         assert "s3cr3t" not in text and shown in text
     with pytest.raises(ValidationError) as info:
         InjectorSettings(alertmanager={"urls": ["ftp://deucalion:s3cr3t@am:9093"]})

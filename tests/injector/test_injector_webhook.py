@@ -43,8 +43,7 @@ async def server(tls_files: dict[str, Path]) -> AsyncIterator[InjectorServer]:
         alertmanager={"urls": ["http://alertmanager.monitoring.svc:9093"]},
         cluster={"kubernetes_version": "1.31"},
     )
-    async with await start_injector(settings, host="127.0.0.1", port=0,
-                                    metrics_port=0) as running:
+    async with await start_injector(settings, host="127.0.0.1", port=0, metrics_port=0) as running:
         yield running
 
 
@@ -173,8 +172,17 @@ VALID = admission_review(app_pod(), uid="x")
             "nested too deeply",
         ),
     ],
-    ids=["not-json", "array", "wrong-kind", "v1beta1", "no-request", "no-uid", "bad-operation",
-         "nested-array", "nested-pod"],
+    ids=[
+        "not-json",
+        "array",
+        "wrong-kind",
+        "v1beta1",
+        "no-request",
+        "no-uid",
+        "bad-operation",
+        "nested-array",
+        "nested-pod",
+    ],
 )
 async def test_malformed_bodies_get_400_with_the_reason(
     server: InjectorServer, client: aiohttp.ClientSession, body: bytes, reason: str
@@ -220,7 +228,7 @@ async def test_close_is_idempotent_and_releases_the_port(tls_files: dict[str, Pa
     """close() twice is harmless, and after it the port no longer accepts connections."""
     settings = InjectorSettings(
         sidecar=SIDECAR,
-        server={"cert_file": str(tls_files["tls.crt"]), "key_file": str(tls_files["tls.key"])}
+        server={"cert_file": str(tls_files["tls.crt"]), "key_file": str(tls_files["tls.key"])},
     )
     server = await start_injector(settings, host="127.0.0.1", port=0, metrics_port=0)
     await server.close()
@@ -234,7 +242,7 @@ async def test_missing_certificate_fails_to_start(tmp_path: Path) -> None:
     """Starting without the certificate files raises OSError instead of serving plain HTTP."""
     settings = InjectorSettings(
         sidecar=SIDECAR,
-        server={"cert_file": str(tmp_path / "no.crt"), "key_file": str(tmp_path / "no.key")}
+        server={"cert_file": str(tmp_path / "no.crt"), "key_file": str(tmp_path / "no.key")},
     )
     with pytest.raises(OSError):
         await start_injector(settings, host="127.0.0.1", port=0, metrics_port=0)
@@ -248,8 +256,7 @@ async def test_renewed_certificate_is_served_without_restart(
     old = write_certificates(make_certificates(["localhost"]), tmp_path / "live")
     new = write_certificates(make_certificates(["localhost"]), tmp_path / "renewed")
     settings = InjectorSettings(
-        sidecar=SIDECAR,
-        server={"cert_file": str(old["tls.crt"]), "key_file": str(old["tls.key"])}
+        sidecar=SIDECAR, server={"cert_file": str(old["tls.crt"]), "key_file": str(old["tls.key"])}
     )
     trusts_new = ssl.create_default_context(cafile=str(new["ca.crt"]))
     async with await start_injector(settings, host="127.0.0.1", port=0, metrics_port=0) as server:
@@ -280,9 +287,10 @@ async def test_renewed_certificate_is_served_without_restart(
 
 async def _metrics_text(server: InjectorServer) -> str:
     assert server.metrics_url is not None
-    async with aiohttp.ClientSession() as session, session.get(
-        server.metrics_url + "/metrics"
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(server.metrics_url + "/metrics") as response,
+    ):
         assert response.status == 200
         return await response.text()
 
@@ -328,12 +336,11 @@ async def test_a_skip_is_logged_with_its_reason(
     assert "[invalid-annotation]" in caplog.text and "shop/shop-7d9c5b6f4-*" in caplog.text
 
 
-async def test_without_an_image_the_injector_refuses_to_start(
-    tls_files: dict[str, Path]
-) -> None:
+async def test_without_an_image_the_injector_refuses_to_start(tls_files: dict[str, Path]) -> None:
     """No sidecar.image: start_injector raises ConfigError naming the variable to set."""
-    settings = InjectorSettings(server={"cert_file": str(tls_files["tls.crt"]),
-                                        "key_file": str(tls_files["tls.key"])})
+    settings = InjectorSettings(
+        server={"cert_file": str(tls_files["tls.crt"]), "key_file": str(tls_files["tls.key"])}
+    )
     with pytest.raises(ConfigError, match="DEUCALION_INJECTOR_SIDECAR__IMAGE"):
         await start_injector(settings, host="127.0.0.1", port=0, metrics_port=0)
 
@@ -363,8 +370,9 @@ async def test_the_cluster_version_is_learned_from_the_api_server(
     job = app_pod(labels={"deucalion.io/inject": "true"})
     job["spec"]["restartPolicy"] = "Never"
     try:
-        async with await start_injector(settings, host="127.0.0.1", port=0, metrics_port=0,
-                                        kubernetes_api_url=api_url) as server:
+        async with await start_injector(
+            settings, host="127.0.0.1", port=0, metrics_port=0, kubernetes_api_url=api_url
+        ) as server:
             before = await post_review(client, server, admission_review(job))
             assert "patch" not in before["response"]
             assert any("version is unknown" in w for w in before["response"]["warnings"])
@@ -378,7 +386,6 @@ async def test_the_cluster_version_is_learned_from_the_api_server(
             out = patched(job, after)
             assert out["spec"]["initContainers"][0]["restartPolicy"] == "Always"
             text = await _metrics_text(server)
-            assert _sample(text, "deucalion_injector_kubernetes_version_info",
-                           version="1.30") == 1
+            assert _sample(text, "deucalion_injector_kubernetes_version_info", version="1.30") == 1
     finally:
         await runner.cleanup()

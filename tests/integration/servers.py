@@ -120,8 +120,14 @@ os.execv(sys.argv[2], sys.argv[2:])
 """
 
 
-def _start(name: str, args: list[str], port: int, workdir: Path, ready_path: str,
-           listen_socket: socket.socket | None = None) -> Server:
+def _start(
+    name: str,
+    args: list[str],
+    port: int,
+    workdir: Path,
+    ready_path: str,
+    listen_socket: socket.socket | None = None,
+) -> Server:
     """Start the server; with ``listen_socket`` it serves on that socket, which it takes over
     (systemd socket activation; the server needs ``--web.systemd-socket``)."""
     log = workdir / "server.log"
@@ -137,8 +143,9 @@ def _start(name: str, args: list[str], port: int, workdir: Path, ready_path: str
         command = [sys.executable, "-c", _ACTIVATE, str(fd), *command]
     try:
         with log.open("wb") as out:
-            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                       cwd=workdir, pass_fds=pass_fds)
+            process = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, cwd=workdir, pass_fds=pass_fds
+            )
     finally:
         if listen_socket is not None:
             listen_socket.close()  # the server holds its own copy now
@@ -171,8 +178,9 @@ receivers:
 """
 
 
-def start_alertmanager(port: int | None = None, *,
-                       listen_socket: socket.socket | None = None) -> Server:
+def start_alertmanager(
+    port: int | None = None, *, listen_socket: socket.socket | None = None
+) -> Server:
     """A single Alertmanager with no cluster and a receiver that delivers nowhere.
 
     It serves on ``listen_socket`` (from ``reserve_port()``, closed here) when given, else on
@@ -201,8 +209,11 @@ def start_alertmanager(port: int | None = None, *,
 
 
 def start_prometheus(
-    scrape_targets: list[str], port: int | None = None, scrape_interval: str = "1s",
-    labels: dict[str, str] | None = None, external_labels: dict[str, str] | None = None,
+    scrape_targets: list[str],
+    port: int | None = None,
+    scrape_interval: str = "1s",
+    labels: dict[str, str] | None = None,
+    external_labels: dict[str, str] | None = None,
     extra_args: tuple[str, ...] = (),
 ) -> Server:
     """Prometheus scraping ``scrape_targets`` (host:port) under job ``node``; ``labels`` are
@@ -218,8 +229,11 @@ def start_prometheus(
         group += "        labels: {" + ", ".join(f'{k}: "{v}"' for k, v in labels.items()) + "}\n"
     external = ""
     if external_labels:
-        external = ("  external_labels: {"
-                    + ", ".join(f'{k}: "{v}"' for k, v in external_labels.items()) + "}\n")
+        external = (
+            "  external_labels: {"
+            + ", ".join(f'{k}: "{v}"' for k, v in external_labels.items())
+            + "}\n"
+        )
     (workdir / "prometheus.yml").write_text(
         f"global:\n  scrape_interval: {scrape_interval}\n  evaluation_interval: {scrape_interval}\n"
         f"{external}scrape_configs:\n  - job_name: node\n    static_configs:\n{group}"

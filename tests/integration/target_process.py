@@ -28,17 +28,35 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class TargetProcess:
     """A running target server process; ``urls`` lists its targets. Use as a context manager."""
 
-    def __init__(self, paths: int, body: bytes, latency: float = 0.0, workdir: Path | None = None,
-                 ) -> None:
+    def __init__(
+        self,
+        paths: int,
+        body: bytes,
+        latency: float = 0.0,
+        workdir: Path | None = None,
+    ) -> None:
         self.paths = paths
         self.latency = latency
         self._body_file = (workdir or Path("/tmp")) / f"deucalion-targets-{os.getpid()}.prom"
         self._body_file.write_bytes(body)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.integration.target_process", "--paths", str(paths),
-             "--latency", str(latency), "--body", str(self._body_file)],
-            env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "tests.integration.target_process",
+                "--paths",
+                str(paths),
+                "--latency",
+                str(latency),
+                "--body",
+                str(self._body_file),
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         if not line.strip().isdigit():
@@ -61,8 +79,12 @@ class TargetProcess:
     def __enter__(self) -> TargetProcess:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
 

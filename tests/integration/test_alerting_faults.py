@@ -44,9 +44,11 @@ class SpikeObserver(dc.MetricsObserver):
         super().__init__({"spike"})
 
     def new_data(self, targets_data_dict: dict[str, dict[str, dict[str, float]]]) -> Any:
-        return [dc.Alert(labels={"severity": "page"}, target=url)
-                for url, samples in targets_data_dict.items()
-                if samples.get("spike", {}).get("{}", 0.0) > 0]
+        return [
+            dc.Alert(labels={"severity": "page"}, target=url)
+            for url, samples in targets_data_dict.items()
+            if samples.get("spike", {}).get("{}", 0.0) > 0
+        ]
 
 
 class GrowingObserver(dc.MetricsObserver):
@@ -113,8 +115,11 @@ class FailingProxy:
             self.failed.append(await request.json())
             return web.Response(status=500, text="stand-in failure")
         assert self._session is not None
-        async with self._session.post(f"{self.upstream}/api/v2/alerts", data=body,
-                                      headers={"Content-Type": "application/json"}) as up:
+        async with self._session.post(
+            f"{self.upstream}/api/v2/alerts",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        ) as up:
             self.forwarded += 1
             return web.Response(status=up.status, body=await up.read())
 
@@ -161,12 +166,15 @@ class HungServer:
         await self._server.wait_closed()
 
 
-def provisioner_for(urls: list[Any], alertmanagers: list[str], observer: dc.MetricsObserver,
-                    **alertmanager: Any) -> MetricsProvisioner:
+def provisioner_for(
+    urls: list[Any], alertmanagers: list[str], observer: dc.MetricsObserver, **alertmanager: Any
+) -> MetricsProvisioner:
     provisioner = MetricsProvisioner(
-        targets=urls, scrape_interval=0.3,
+        targets=urls,
+        scrape_interval=0.3,
         alertmanager={"urls": alertmanagers, "resend_interval": "1s", **alertmanager},
-        telemetry={"listen": "127.0.0.1:0"}, shutdown_grace_period=2,
+        telemetry={"listen": "127.0.0.1:0"},
+        shutdown_grace_period=2,
     )
     provisioner.register(observer)
     return provisioner
@@ -178,8 +186,11 @@ async def test_alerts_survive_an_alertmanager_answering_500_for_a_while(
     """Alerts reported during a run of 500s arrive once, with their first startsAt; cycles go on."""
     targets.spikes["a"] = 1
     urls = targets.configs("a", "b")
-    async with aiohttp.ClientSession() as session, FailingProxy(alertmanager.url) as proxy, \
-            provisioner_for(urls, [proxy.url], SpikeObserver()) as p:
+    async with (
+        aiohttp.ClientSession() as session,
+        FailingProxy(alertmanager.url) as proxy,
+        provisioner_for(urls, [proxy.url], SpikeObserver()) as p,
+    ):
         await eventually(lambda: len(proxy.failed) >= 1)
         cycles_at_first_failure = p.stats.cycles
         targets.spikes["b"] = 1  # a second alert, first reported during the outage
@@ -203,11 +214,17 @@ async def test_alerts_survive_an_alertmanager_answering_500_for_a_while(
     instance = targets.base.removeprefix("http://")
     for alert in received:
         app = alert["labels"]["app"]
-        assert alert["labels"] == {"alertname": "DeucalionAnomaly", "observer": "SpikeObserver",
-                                   "severity": "page", "instance": instance, "job": "deucalion",
-                                   "app": app}
+        assert alert["labels"] == {
+            "alertname": "DeucalionAnomaly",
+            "observer": "SpikeObserver",
+            "severity": "page",
+            "instance": instance,
+            "job": "deucalion",
+            "app": app,
+        }
         assert datetime.fromisoformat(alert["startsAt"]) == datetime.fromisoformat(
-            first_starts[app])
+            first_starts[app]
+        )
 
 
 async def test_a_hung_alertmanager_does_not_hold_back_its_healthy_peer(
@@ -216,9 +233,11 @@ async def test_a_hung_alertmanager_does_not_hold_back_its_healthy_peer(
     """One HA member that never answers times out and is retried; the other gets every alert."""
     targets.spikes["a"] = 1
     urls = targets.configs("a", "b")
-    async with aiohttp.ClientSession() as session, HungServer() as hung, \
-            provisioner_for(urls, [hung.url, alertmanager.url], SpikeObserver(),
-                            timeout="500ms") as p:
+    async with (
+        aiohttp.ClientSession() as session,
+        HungServer() as hung,
+        provisioner_for(urls, [hung.url, alertmanager.url], SpikeObserver(), timeout="500ms") as p,
+    ):
         sender = p.alert_sender
         assert sender is not None
         hung_client = sender.clients[0]
@@ -269,8 +288,14 @@ def test_sigterm_during_a_call_flushes_its_alert_and_exits_cleanly(
     app.write_text(APP.format(target=f"{alertmanager.url}/metrics", am=alertmanager.url))
     marker = tmp_path / "in-flight"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, str(app), str(marker)], env=env, cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, str(app), str(marker)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + WAIT
         while not marker.exists():
@@ -301,8 +326,12 @@ def fetch_alerts(am_url: str) -> list[dict[str, Any]]:
 
 
 def metric(text: str, name: str) -> float:
-    return sum(s.value for family in text_string_to_metric_families(text)
-               for s in family.samples if s.name == name)
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    )
 
 
 async def test_a_full_queue_drops_the_oldest_and_delivers_the_newest(
@@ -313,8 +342,13 @@ async def test_a_full_queue_drops_the_oldest_and_delivers_the_newest(
     with servers.reserve_port() as reserved:
         am_url = f"http://127.0.0.1:{reserved.getsockname()[1]}"
         # One resend an hour: only new alerts enter the queue while the test runs.
-        p = provisioner_for([targets.url("a")], [am_url], GrowingObserver(limit=8),
-                            queue_size=5, resend_interval="1h")
+        p = provisioner_for(
+            [targets.url("a")],
+            [am_url],
+            GrowingObserver(limit=8),
+            queue_size=5,
+            resend_interval="1h",
+        )
         async with aiohttp.ClientSession() as session, p:
             assert p.telemetry.server is not None
             metrics_url = f"{p.telemetry.server.url}/metrics"
@@ -328,8 +362,9 @@ async def test_a_full_queue_drops_the_oldest_and_delivers_the_newest(
 
             await eventually(three_dropped)
             # Started in a thread: the fixture waits for readiness with blocking calls.
-            am = await asyncio.to_thread(server_factory, servers.start_alertmanager,
-                                         listen_socket=reserved)
+            am = await asyncio.to_thread(
+                server_factory, servers.start_alertmanager, listen_socket=reserved
+            )
 
             async def five_arrived() -> bool:
                 return len(await active_alerts(session, am.url)) == 5
@@ -341,7 +376,9 @@ async def test_a_full_queue_drops_the_oldest_and_delivers_the_newest(
 
 
 async def test_a_sender_that_dies_of_a_bug_is_restarted_and_its_alerts_arrive(
-    alertmanager: servers.Server, targets: Targets, monkeypatch: pytest.MonkeyPatch,
+    alertmanager: servers.Server,
+    targets: Targets,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The task sending to an Alertmanager dies of a bug: it is logged with its traceback,
@@ -363,8 +400,10 @@ async def test_a_sender_that_dies_of_a_bug_is_restarted_and_its_alerts_arrive(
 
     monkeypatch.setattr(AlertmanagerClient, "_run", dies_once)
     targets.spikes["a"] = 1
-    async with aiohttp.ClientSession() as session, \
-            provisioner_for(targets.configs("a"), [alertmanager.url], SpikeObserver()) as p:
+    async with (
+        aiohttp.ClientSession() as session,
+        provisioner_for(targets.configs("a"), [alertmanager.url], SpikeObserver()) as p,
+    ):
         server = p.telemetry.server
         assert server is not None
         await eventually(lambda: any(t.restarting for t in p.supervised_tasks()))

@@ -30,8 +30,7 @@ class SpikeObserver(dc.MetricsObserver):
 
     def new_data(self, targets_data_dict: dict[str, dict[str, dict[str, float]]]) -> Any:
         return [
-            dc.Alert(labels={"severity": "page"}, annotations={"summary": "spike seen"},
-                     target=url)
+            dc.Alert(labels={"severity": "page"}, annotations={"summary": "spike seen"}, target=url)
             for url, samples in targets_data_dict.items()
             if samples.get("spike", {}).get("{}", 0.0) > 0
         ]
@@ -67,8 +66,11 @@ def provisioner_for(target: Target, *alertmanager_urls: str) -> MetricsProvision
     provisioner = MetricsProvisioner(
         targets=[{"url": target.url, "labels": {"team": "storage"}}],
         scrape_interval=0.5,
-        alertmanager={"urls": list(alertmanager_urls), "resend_interval": "1s",
-                      "external_labels": {"cluster": "test"}},
+        alertmanager={
+            "urls": list(alertmanager_urls),
+            "resend_interval": "1s",
+            "external_labels": {"cluster": "test"},
+        },
         telemetry={"listen": "127.0.0.1:0"},
         shutdown_grace_period=5,
     )
@@ -111,8 +113,13 @@ async def test_returned_alert_reaches_alertmanager_and_resolves(
         alert = found[0]
         instance = target.url.split("/")[2]
         assert alert["labels"] == {
-            "alertname": "DeucalionAnomaly", "observer": "SpikeObserver", "severity": "page",
-            "instance": instance, "job": "deucalion", "team": "storage", "cluster": "test",
+            "alertname": "DeucalionAnomaly",
+            "observer": "SpikeObserver",
+            "severity": "page",
+            "instance": instance,
+            "job": "deucalion",
+            "team": "storage",
+            "cluster": "test",
         }
         assert alert["annotations"] == {"summary": "spike seen"}
         assert alert["status"]["state"] == "active"
@@ -147,8 +154,9 @@ async def test_alerts_wait_while_alertmanager_is_down(
             cycles_at_failure = p.stats.cycles
             await eventually(lambda: p.stats.cycles > cycles_at_failure)  # still down
             # Started in a thread: the fixture waits for readiness with blocking calls.
-            am = await asyncio.to_thread(server_factory, servers.start_alertmanager,
-                                         listen_socket=reserved)
+            am = await asyncio.to_thread(
+                server_factory, servers.start_alertmanager, listen_socket=reserved
+            )
 
             async def arrived() -> bool:
                 return bool(await active_alerts(session, am.url))
@@ -169,8 +177,7 @@ async def test_every_alertmanager_of_an_ha_group_gets_every_alert(
         async def both() -> bool:
             firsts = await active_alerts(session, first.url)
             seconds = await active_alerts(session, second.url)
-            return bool(firsts) and [a["labels"] for a in firsts] == [
-                a["labels"] for a in seconds]
+            return bool(firsts) and [a["labels"] for a in firsts] == [a["labels"] for a in seconds]
 
         await eventually(both)
 
@@ -212,9 +219,13 @@ async def test_a_target_gone_during_the_call_keeps_its_labels_on_the_alert(
     still carries its instance, job and labels, as they were when the data was handed off."""
     gate = tmp_path / "gate"
     discovery = Leaving([ScrapeTarget(target.url, {"job": "checkout", "team": "storage"})])
-    provisioner = MetricsProvisioner(targets_provider=discovery, scrape_interval=0.2,
-                                     alertmanager={"urls": [alertmanager.url]},
-                                     telemetry={"enabled": False}, shutdown_grace_period=0.5)
+    provisioner = MetricsProvisioner(
+        targets_provider=discovery,
+        scrape_interval=0.2,
+        alertmanager={"urls": [alertmanager.url]},
+        telemetry={"enabled": False},
+        shutdown_grace_period=0.5,
+    )
     provisioner.register(GatedObserver(gate))
     async with aiohttp.ClientSession() as session, provisioner as p:
         await eventually(Path(f"{gate}.called").exists)
@@ -230,9 +241,15 @@ async def test_a_target_gone_during_the_call_keeps_its_labels_on_the_alert(
             return bool(found)
 
         await eventually(fired)
-    assert [a["labels"] for a in found] == [{
-        "alertname": "DeucalionAnomaly", "observer": "GatedObserver",
-        "instance": target.url.split("/")[2], "job": "checkout", "team": "storage"}]
+    assert [a["labels"] for a in found] == [
+        {
+            "alertname": "DeucalionAnomaly",
+            "observer": "GatedObserver",
+            "instance": target.url.split("/")[2],
+            "job": "checkout",
+            "team": "storage",
+        }
+    ]
 
 
 class FireThenHangObserver(dc.MetricsObserver):
@@ -255,9 +272,12 @@ async def test_a_hung_observers_firing_alert_is_still_resent(
     """The observer's second call never returns (no observer_timeout): its firing alert is sent
     again anyway, so Alertmanager keeps moving its end instead of letting it expire."""
     provisioner = MetricsProvisioner(
-        targets=[target.url], scrape_interval=0.5, telemetry={"enabled": False},
+        targets=[target.url],
+        scrape_interval=0.5,
+        telemetry={"enabled": False},
         alertmanager={"urls": [alertmanager.url], "resend_interval": "1s"},
-        shutdown_grace_period=0.5)
+        shutdown_grace_period=0.5,
+    )
     provisioner.register(FireThenHangObserver())
     async with aiohttp.ClientSession() as session, provisioner as p:
         (worker,) = p.workers

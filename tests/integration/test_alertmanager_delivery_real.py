@@ -32,11 +32,18 @@ class FrontServer:
             raise _redirect(self.redirect, self.upstream + request.path_qs)
         if request.method == "POST":
             self.posts += 1
-        async with aiohttp.ClientSession() as session, session.request(
-                request.method, self.upstream + request.path_qs, data=await request.read(),
-                headers={"Content-Type": request.headers.get("Content-Type", "")}) as answer:
-            return web.Response(status=answer.status, body=await answer.read(),
-                                content_type=answer.content_type)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                request.method,
+                self.upstream + request.path_qs,
+                data=await request.read(),
+                headers={"Content-Type": request.headers.get("Content-Type", "")},
+            ) as answer,
+        ):
+            return web.Response(
+                status=answer.status, body=await answer.read(), content_type=answer.content_type
+            )
 
 
 def _redirect(status: int, location: str) -> web.HTTPException:
@@ -61,8 +68,12 @@ async def front(alertmanager: servers.Server) -> AsyncIterator[FrontServer]:
 
 def payload(n: int, *, valid: bool = True) -> dict[str, Any]:
     """An alert; an invalid one ends before it starts, which Alertmanager refuses (HTTP 400)."""
-    return {"labels": {"alertname": "Batch", "n": str(n)}, "annotations": {},
-            "startsAt": rfc3339(1e9), "endsAt": rfc3339(2e9 if valid else 1e9 - 60)}
+    return {
+        "labels": {"alertname": "Batch", "n": str(n)},
+        "annotations": {},
+        "startsAt": rfc3339(1e9),
+        "endsAt": rfc3339(2e9 if valid else 1e9 - 60),
+    }
 
 
 async def test_a_redirect_in_front_of_alertmanager_is_an_error_retried_not_a_delivery(
@@ -83,8 +94,9 @@ async def test_a_redirect_in_front_of_alertmanager_is_an_error_retried_not_a_del
             assert f"HTTP 301, a redirect to {alertmanager.url}/api/v2/alerts" in caplog.text
             front.redirect = None  # the address is fixed: the queued alert goes out
             await eventually(lambda: client.stats.sent == 1)
-            assert [a["labels"]["n"] for a in await active_alerts(session, alertmanager.url)] \
-                == ["1"]
+            assert [a["labels"]["n"] for a in await active_alerts(session, alertmanager.url)] == [
+                "1"
+            ]
         finally:
             await client.close()
 

@@ -18,11 +18,23 @@ def test_scrape_piped_into_head_ends_without_a_traceback(tmp_path: Path) -> None
     """`deucalion scrape URL | head` past 64 KB of output ends quietly, as a reader closed."""
     (tmp_path / "metrics").write_text(
         "# TYPE requests_total counter\n"
-        + "".join(f'requests_total{{path="/p{i}"}} {i}\n' for i in range(5000)))
+        + "".join(f'requests_total{{path="/p{i}"}} {i}\n' for i in range(5000))
+    )
     port = servers.free_port()
-    server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
-                               "--directory", str(tmp_path), str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(tmp_path),
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}/metrics"
     try:
         for _ in range(100):
@@ -34,22 +46,36 @@ def test_scrape_piped_into_head_ends_without_a_traceback(tmp_path: Path) -> None
         deucalion = os.path.join(os.path.dirname(sys.executable), "deucalion")
         run = subprocess.run(
             f"'{deucalion}' scrape '{url}' | head -c 100 >/dev/null; "
-            "echo \"exit ${PIPESTATUS[0]}\" >&2",
-            shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=60,
-            env={**os.environ, "DEUCALION_CONFIG": ""}, check=False)
+            'echo "exit ${PIPESTATUS[0]}" >&2',
+            shell=True,
+            executable="/bin/bash",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "DEUCALION_CONFIG": ""},
+            check=False,
+        )
     finally:
         servers.terminate(server)
     assert "Traceback" not in run.stderr and "BrokenPipeError" not in run.stderr, run.stderr
     assert run.stderr.strip().splitlines()[-1] == "exit 141", run.stderr
 
 
-def _deucalion(*args: str, cwd: Path | str, timeout: float = 120,
-               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _deucalion(
+    *args: str, cwd: Path | str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """The installed `deucalion` console script, run from ``cwd`` with a clean PYTHONPATH."""
     deucalion = os.path.join(os.path.dirname(sys.executable), "deucalion")
     environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DEUCALION_CONFIG")}
-    return subprocess.run([deucalion, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**environ, **(env or {})}, check=False)
+    return subprocess.run(
+        [deucalion, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**environ, **(env or {})},
+        check=False,
+    )
 
 
 OBSERVER_WITH_DEFAULT_METRICS = """\
@@ -68,10 +94,18 @@ class Quiet(dc.MetricsObserver):
 def test_readme_backtest_imports_from_the_working_directory() -> None:
     """README's `deucalion backtest --observer tests.replay_observers:...` works from the
     repository's root with the console script (whose sys.path does not start there)."""
-    run = _deucalion("backtest", "--observer", "tests.replay_observers:RobustZScore",
-                     "--metrics", "value", "--from", "tests/data/labelled",
-                     "--labels", "tests/data/labelled/windows.json",
-                     cwd=Path(__file__).resolve().parents[2])
+    run = _deucalion(
+        "backtest",
+        "--observer",
+        "tests.replay_observers:RobustZScore",
+        "--metrics",
+        "value",
+        "--from",
+        "tests/data/labelled",
+        "--labels",
+        "tests/data/labelled/windows.json",
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert run.returncode == 0, run.stderr
     assert "observer RobustZScore: 400 steps" in run.stdout
     assert "alerts fired: 3" in run.stdout
@@ -84,10 +118,10 @@ def test_backtest_of_a_module_and_a_file_in_the_working_directory_with_default_m
     class with its own default desired metrics needs no --metrics."""
     (tmp_path / "mymodule.py").write_text(OBSERVER_WITH_DEFAULT_METRICS)
     (tmp_path / "history.csv").write_text(
-        "timestamp,value\n" + "".join(f"{1700000000 + 60 * i},{i % 7}\n" for i in range(50)))
+        "timestamp,value\n" + "".join(f"{1700000000 + 60 * i},{i % 7}\n" for i in range(50))
+    )
     for observer in ("mymodule:Quiet", "mymodule.py:Quiet"):
-        run = _deucalion("backtest", "--observer", observer, "--from", "history.csv",
-                         cwd=tmp_path)
+        run = _deucalion("backtest", "--observer", observer, "--from", "history.csv", cwd=tmp_path)
         assert run.returncode == 0, (observer, run.stderr)
         assert "observer Quiet: 50 steps" in run.stdout, (observer, run.stdout)
 
@@ -103,16 +137,22 @@ def test_run_of_a_file_with_default_metrics_runs_without_metrics(tmp_path: Path)
         "        super().__init__(desired_metrics)\n\n"
         "    def new_data(self, targets_data_dict):\n"
         "        with open(os.environ['SEEN_FILE'], 'a') as f:\n"
-        "            f.write(repr(targets_data_dict) + '\\n')\n")
+        "            f.write(repr(targets_data_dict) + '\\n')\n"
+    )
     # A target that is down still hands `up` = 0 to an observer that desires it.
     (tmp_path / "config.yaml").write_text(
-        "targets: ['127.0.0.1:1']\nscrape_interval: 0.2s\ntelemetry: {listen: '127.0.0.1:0'}\n")
+        "targets: ['127.0.0.1:1']\nscrape_interval: 0.2s\ntelemetry: {listen: '127.0.0.1:0'}\n"
+    )
     deucalion = os.path.join(os.path.dirname(sys.executable), "deucalion")
     environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DEUCALION_CONFIG")}
     process = subprocess.Popen(
-        [deucalion, "run", "app.py:Watcher", "-c", "config.yaml"], cwd=tmp_path,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**environ, "SEEN_FILE": str(seen)})
+        [deucalion, "run", "app.py:Watcher", "-c", "config.yaml"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**environ, "SEEN_FILE": str(seen)},
+    )
     try:
         for _ in range(600):
             if seen.exists() or process.poll() is not None:
@@ -142,8 +182,9 @@ def test_run_of_a_file_whose_imports_fail_is_one_line(tmp_path: Path) -> None:
         assert "broken.py:2" in line
 
 
-def _on_a_terminal(argv: list[str], cwd: Path | str, env: dict[str, str] | None = None
-                   ) -> tuple[int, str]:
+def _on_a_terminal(
+    argv: list[str], cwd: Path | str, env: dict[str, str] | None = None
+) -> tuple[int, str]:
     """Run ``argv`` with stderr on a pseudo-terminal 120 columns wide; its exit code and what
     it wrote there."""
     import fcntl
@@ -154,8 +195,14 @@ def _on_a_terminal(argv: list[str], cwd: Path | str, env: dict[str, str] | None 
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DEUCALION_CONFIG")}
-    process = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=slave, env={**environ, **(env or {})})
+    process = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=slave,
+        env={**environ, **(env or {})},
+    )
     os.close(slave)
     chunks = []
     while True:
@@ -178,8 +225,19 @@ def test_record_prints_its_progress_as_it_goes_when_not_on_a_terminal(tmp_path: 
     DEUCALION_PROGRESS_INTERVAL with the time recorded, the percentage and the time left,
     before the closing summary (it printed nothing until the end)."""
     (tmp_path / "c.yaml").write_text(RECORD_CONFIG)
-    run = _deucalion("record", "-c", "c.yaml", "-o", "r.om.gz", "--metrics", "up",
-                     "--duration", "3", cwd=tmp_path, env={"DEUCALION_PROGRESS_INTERVAL": "1s"})
+    run = _deucalion(
+        "record",
+        "-c",
+        "c.yaml",
+        "-o",
+        "r.om.gz",
+        "--metrics",
+        "up",
+        "--duration",
+        "3",
+        cwd=tmp_path,
+        env={"DEUCALION_PROGRESS_INTERVAL": "1s"},
+    )
     assert run.returncode == 0, run.stderr
     lines = [line for line in run.stderr.splitlines() if line.startswith("record r.om.gz: ")]
     assert len(lines) >= 3, run.stderr
@@ -195,8 +253,21 @@ def test_record_shows_a_bar_with_the_time_left_on_a_terminal(tmp_path: Path) -> 
     elapsed and remaining time."""
     (tmp_path / "c.yaml").write_text(RECORD_CONFIG)
     deucalion = os.path.join(os.path.dirname(sys.executable), "deucalion")
-    code, shown = _on_a_terminal([deucalion, "record", "-c", "c.yaml", "-o", "r.om.gz",
-                                  "--metrics", "up", "--duration", "2"], tmp_path)
+    code, shown = _on_a_terminal(
+        [
+            deucalion,
+            "record",
+            "-c",
+            "c.yaml",
+            "-o",
+            "r.om.gz",
+            "--metrics",
+            "up",
+            "--duration",
+            "2",
+        ],
+        tmp_path,
+    )
     assert code == 0, shown
     assert "\rrecord r.om.gz: " in shown
     assert "100%|" in shown and "[00:0" in shown and "<" in shown
@@ -207,9 +278,19 @@ def test_backtest_progress_has_total_and_percentage(tmp_path: Path) -> None:
     """With a known range the backtest's progress shows the history done of the total and the
     percentage: plain lines into a pipe, a bar on a terminal."""
     root = Path(__file__).resolve().parents[2]
-    argv = ["backtest", "--observer", "tests.replay_observers:RobustZScore", "--metrics",
-            "value", "--from", "tests/data/labelled", "--start", "2024-01-01T00:00:00Z",
-            "--end", "2024-01-02T09:15:00Z"]
+    argv = [
+        "backtest",
+        "--observer",
+        "tests.replay_observers:RobustZScore",
+        "--metrics",
+        "value",
+        "--from",
+        "tests/data/labelled",
+        "--start",
+        "2024-01-01T00:00:00Z",
+        "--end",
+        "2024-01-02T09:15:00Z",
+    ]
     run = _deucalion(*argv, cwd=root, env={"DEUCALION_PROGRESS_INTERVAL": "1ms"})
     assert run.returncode == 0, run.stderr
     lines = [line for line in run.stderr.splitlines() if line.startswith("backtest: ")]
@@ -224,12 +305,14 @@ def test_backtest_progress_has_total_and_percentage(tmp_path: Path) -> None:
 
 
 def test_backtest_of_files_without_a_range_shows_the_percentage_and_time_left(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """Without --start/--end a recording or CSV files once showed steps and speed but neither a
     percentage nor the time left: the share of the source read is now the bar's measure."""
     root = Path(__file__).resolve().parents[2]
     deucalion = os.path.join(os.path.dirname(sys.executable), "deucalion")
     recording = tmp_path / "r.om.gz"
+
     async def copy() -> None:
         with RecordingWriter(recording) as writer:
             async for cycle in CSVSource(root / "tests/data/labelled").cycles():
@@ -237,9 +320,19 @@ def test_backtest_of_files_without_a_range_shows_the_percentage_and_time_left(
 
     asyncio.run(copy())
     for source in ("tests/data/labelled", str(recording)):
-        code, shown = _on_a_terminal([deucalion, "backtest", "--observer",
-                                      "tests.replay_observers:RobustZScore", "--metrics", "value",
-                                      "--from", source], root)
+        code, shown = _on_a_terminal(
+            [
+                deucalion,
+                "backtest",
+                "--observer",
+                "tests.replay_observers:RobustZScore",
+                "--metrics",
+                "value",
+                "--from",
+                source,
+            ],
+            root,
+        )
         assert code == 0, shown
         assert "\rbacktest: 400 steps, 1.4d of history, " in shown
         assert "100%|" in shown and "<00:00]" in shown, shown

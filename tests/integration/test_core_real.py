@@ -60,15 +60,25 @@ async def test_node_exporter_data_arrives_in_the_documented_shape(
     """Real node_exporter samples reach the observer: families, sorted labels, floats."""
     url = f"{node_exporter.url}/metrics"
     path = tmp_path / "calls.jsonl"
-    provisioner = dc.MetricsProvisioner(targets=[url], scrape_interval=0.5,
-                                        telemetry={"enabled": False})
-    provisioner.register(RecordingObserver(
-        {"node_cpu_seconds_total", "go_goroutines", "go_gc_duration_seconds", "up"}, path))
+    provisioner = dc.MetricsProvisioner(
+        targets=[url], scrape_interval=0.5, telemetry={"enabled": False}
+    )
+    provisioner.register(
+        RecordingObserver(
+            {"node_cpu_seconds_total", "go_goroutines", "go_gc_duration_seconds", "up"}, path
+        )
+    )
     async with provisioner:
         await wait_for(records_at_least(path, 2))
     data = read_records(path)[-1]["data"][url]
-    assert set(data) == {"node_cpu_seconds_total", "go_goroutines", "go_gc_duration_seconds",
-                         "go_gc_duration_seconds_sum", "go_gc_duration_seconds_count", "up"}
+    assert set(data) == {
+        "node_cpu_seconds_total",
+        "go_goroutines",
+        "go_gc_duration_seconds",
+        "go_gc_duration_seconds_sum",
+        "go_gc_duration_seconds_count",
+        "up",
+    }
     assert data["up"] == {"{}": 1.0}
     assert '{cpu="0",mode="idle"}' in data["node_cpu_seconds_total"]
     assert '{quantile="0.5"}' in data["go_gc_duration_seconds"]
@@ -79,8 +89,9 @@ async def test_a_worker_killed_mid_call_is_replaced(node_exporter: Server, tmp_p
     """SIGKILL on a worker during new_data: a new worker takes over and is called again."""
     url = f"{node_exporter.url}/metrics"
     path = tmp_path / "calls.jsonl"
-    provisioner = dc.MetricsProvisioner(targets=[url], scrape_interval=0.3,
-                                        telemetry={"enabled": False})
+    provisioner = dc.MetricsProvisioner(
+        targets=[url], scrape_interval=0.3, telemetry={"enabled": False}
+    )
     provisioner.register(RecordingObserver({"up"}, path, sleep=0.5))
     async with provisioner:
         worker = provisioner.workers[0]
@@ -102,8 +113,9 @@ async def test_an_observer_reads_the_scrape_time_of_its_data_live(
     the cycle's."""
     url = f"{node_exporter.url}/metrics"
     path = tmp_path / "calls.jsonl"
-    provisioner = dc.MetricsProvisioner(targets=[url], scrape_interval=0.3,
-                                        telemetry={"enabled": False})
+    provisioner = dc.MetricsProvisioner(
+        targets=[url], scrape_interval=0.3, telemetry={"enabled": False}
+    )
     provisioner.register(DataTimeRecorder({"up"}, path))
     began = time.time()
     async with provisioner:
@@ -124,15 +136,19 @@ async def test_what_an_observer_learned_survives_a_restart_of_the_application(
     path = tmp_path / "calls.jsonl"
     for run in range(2):
         provisioner = dc.MetricsProvisioner(
-            targets=[url], scrape_interval=0.2, telemetry={"enabled": False},
-            checkpoint_interval=0.2, checkpoint_path=str(tmp_path / "state"))
+            targets=[url],
+            scrape_interval=0.2,
+            telemetry={"enabled": False},
+            checkpoint_interval=0.2,
+            checkpoint_path=str(tmp_path / "state"),
+        )
         provisioner.register(RecordingObserver({"up"}, path))
         async with provisioner:
             await wait_for(records_at_least(path, 3 * (run + 1)))
     calls = [r["calls"] for r in read_records(path)]
     pids = [r["pid"] for r in read_records(path)]
-    first_run = calls[:pids.index(pids[-1])]
-    second_run = calls[pids.index(pids[-1]):]
+    first_run = calls[: pids.index(pids[-1])]
+    second_run = calls[pids.index(pids[-1]) :]
     assert first_run == list(range(1, len(first_run) + 1))
     # Resumed where it stopped (a last checkpoint is taken on a clean stop), not from 1.
     assert second_run[0] == first_run[-1] + 1
@@ -146,11 +162,20 @@ def test_the_seed_example_runs_and_exits_cleanly_on_sigterm(
     config = tmp_path / "config.yaml"
     url = f"{node_exporter.url}/metrics"
     config.write_text(f"scrape_interval: 500ms\ntargets: [{url}]\ntelemetry: {{enabled: false}}\n")
-    env = {**os.environ, "DEUCALION_CONFIG": str(config), "PYTHONPATH": str(ROOT),
-           "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "DEUCALION_CONFIG": str(config),
+        "PYTHONPATH": str(ROOT),
+        "PYTHONUNBUFFERED": "1",
+    }
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "examples" / "seed_example.py")], env=env, cwd=tmp_path,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [sys.executable, str(ROOT / "examples" / "seed_example.py")],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         lines = []
         assert process.stdout is not None
@@ -207,9 +232,13 @@ def test_a_script_without_a_main_guard_gets_an_error_naming_the_fix(
     script.write_text(GUARDLESS_SCRIPT)
     url = f"{node_exporter.url}/metrics"
     process = subprocess.run(
-        [sys.executable, str(script), "tag-7", url], cwd=tmp_path,
+        [sys.executable, str(script), "tag-7", url],
+        cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
-        capture_output=True, text=True, timeout=60)
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert process.returncode != 0
     assert 'if __name__ == "__main__":' in process.stderr
     assert "worker process" in process.stderr
@@ -222,24 +251,38 @@ def test_the_seed_example_without_targets_says_how_to_configure_them(tmp_path: P
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEUCALION_")}
     env["PYTHONPATH"] = str(ROOT)
     process = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "seed_example.py")], env=env, cwd=tmp_path,
-        capture_output=True, text=True, timeout=60)
+        [sys.executable, str(ROOT / "examples" / "seed_example.py")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert process.returncode != 0
     assert "no targets configured" in process.stderr
     assert "DEUCALION_TARGETS" in process.stderr
 
 
-@pytest.mark.parametrize(("signum", "settle"), [
-    (signal.SIGINT, 1.0), (signal.SIGTERM, 1.0),
-    (signal.SIGINT, 0.0),  # while the worker is still starting
-])
+@pytest.mark.parametrize(
+    ("signum", "settle"),
+    [
+        (signal.SIGINT, 1.0),
+        (signal.SIGTERM, 1.0),
+        (signal.SIGINT, 0.0),  # while the worker is still starting
+    ],
+)
 def test_the_demo_stops_on_a_signal(signum: int, settle: float, tmp_path: Path) -> None:
     """deucalion demo stops on Ctrl-C or SIGTERM, running or still starting, with exit 0 and
     leaves no worker behind."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "deucalion", "demo", "--duration", "60", "--interval", "0.2"],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout is not None
         first = process.stdout.readline()

@@ -21,8 +21,13 @@ from tests.integration import servers
 from tests.presets.test_presets_rules import RULES, dashboard_queries
 
 #: Grafana's variables and macros, as a dashboard shows "All" and a 1 s scrape interval.
-SUBSTITUTIONS = {"$__rate_interval": "1m", "$observer": ".*", "$target": ".*",
-                 "$signal": ".*", "$instance": ".*"}
+SUBSTITUTIONS = {
+    "$__rate_interval": "1m",
+    "$observer": ".*",
+    "$target": ".*",
+    "$signal": ".*",
+    "$instance": ".*",
+}
 
 
 def _query(prometheus: servers.Server, expr: str) -> list[dict[str, object]]:
@@ -42,10 +47,13 @@ def _start_prometheus(deucalion_port: int) -> servers.Server:
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
         f"rule_files: ['{RULES}']\n"
         "scrape_configs:\n  - job_name: deucalion\n    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{deucalion_port}']\n")
-    args = [f"--config.file={workdir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}"]
+        f"      - targets: ['127.0.0.1:{deucalion_port}']\n"
+    )
+    args = [
+        f"--config.file={workdir / 'prometheus.yml'}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
     return servers._start("prometheus", args, port, workdir, "/-/ready")
 
 
@@ -59,11 +67,15 @@ def deucalion_with_preset(
     config.write_text(
         f"scrape_interval: 1s\ntargets: ['{node_exporter.url}/metrics']\n"
         f"telemetry: {{listen: '127.0.0.1:{port}'}}\n"
-        f"alertmanager: {{urls: ['{alertmanager.url}']}}\n")
+        f"alertmanager: {{urls: ['{alertmanager.url}']}}\n"
+    )
     deucalion = os.path.join(os.path.dirname(sys.executable), "deucalion")
     log = (tmp_path / "deucalion.log").open("wb")
-    process = subprocess.Popen([deucalion, "run", "--preset", "node-exporter", "-c", str(config)],
-                               stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [deucalion, "run", "--preset", "node-exporter", "-c", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         yield port
     finally:
@@ -85,8 +97,11 @@ def test_every_panel_query_returns_data(deucalion_with_preset: int) -> None:
     try:
         # Scores need two node_exporter scrapes (rates); a rate() over deucalion's counters
         # needs two Prometheus scrapes of deucalion: wait for both, with a generous bound.
-        _wait_for(lambda: len(_query(prometheus, "count_over_time(deucalion_series_value[1m])"
-                                     " >= 3")) > 0, 120, "no signal value reached Prometheus")
+        _wait_for(
+            lambda: len(_query(prometheus, "count_over_time(deucalion_series_value[1m]) >= 3")) > 0,
+            120,
+            "no signal value reached Prometheus",
+        )
         empty = []
         for board, title, expr in dashboard_queries():
             for name, value in SUBSTITUTIONS.items():
@@ -95,15 +110,20 @@ def test_every_panel_query_returns_data(deucalion_with_preset: int) -> None:
                 empty.append(f"{board}: {title}: {expr}")
         assert empty == [], "\n".join(empty)
         # The signals of the preset are there under their own names.
-        signals = {r["metric"]["metric"]  # type: ignore[index]
-                   for r in _query(prometheus, "deucalion_series_value")}
+        signals = {
+            r["metric"]["metric"]  # type: ignore[index]
+            for r in _query(prometheus, "deucalion_series_value")
+        }
         assert {"cpu_busy", "memory_available", "load_per_core", "forks"} <= signals
         with urllib.request.urlopen(f"{prometheus.url}/api/v1/rules", timeout=30) as response:
             groups = json.load(response)["data"]["groups"]
         rules = [rule for group in groups for rule in group["rules"]]
         assert len(rules) == 7
-        _wait_for(lambda: all(r.get("lastEvaluation", "").startswith("2") for r in _rules(
-            prometheus)), 60, "the rules were not all evaluated")
+        _wait_for(
+            lambda: all(r.get("lastEvaluation", "").startswith("2") for r in _rules(prometheus)),
+            60,
+            "the rules were not all evaluated",
+        )
         assert [r["name"] for r in _rules(prometheus) if r["health"] != "ok"] == []
     finally:
         prometheus.stop()

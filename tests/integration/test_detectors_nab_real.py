@@ -46,9 +46,13 @@ class RecordingRangeObserver(RangeObserver):
     def new_data(self, targets_data_dict: TargetsData) -> dc.Scores:
         result = super().new_data(targets_data_dict)
         self.cycle += 1
-        record = {"cycle": self.cycle, "alerts": [
-            {"labels": dict(a.labels), "annotations": dict(a.annotations)}
-            for a in result.alerts]}
+        record = {
+            "cycle": self.cycle,
+            "alerts": [
+                {"labels": dict(a.labels), "annotations": dict(a.annotations)}
+                for a in result.alerts
+            ],
+        }
         with open(self.path, "a") as out:
             out.write(json.dumps(record) + "\n")
         return result
@@ -67,8 +71,9 @@ async def test_quiet_at_idle_and_fires_within_a_few_cycles_of_a_cpu_burn(
     cycles."""
     path = tmp_path / "cycles.jsonl"
     url = f"{node_exporter.url}/metrics"
-    provisioner = dc.MetricsProvisioner(targets=[url],
-                                        scrape_interval=INTERVAL, telemetry={"enabled": False})
+    provisioner = dc.MetricsProvisioner(
+        targets=[url], scrape_interval=INTERVAL, telemetry={"enabled": False}
+    )
     provisioner.register(RecordingRangeObserver(path, warmup=WARMUP, window=WARMUP))
     burners: list[asyncio.subprocess.Process] = []
     try:
@@ -76,13 +81,15 @@ async def test_quiet_at_idle_and_fires_within_a_few_cycles_of_a_cpu_burn(
             idle_until = WARMUP + 20  # 10 s of idle after the warm-up
             await wait_for(lambda: len(_cycles(path)) >= idle_until, within=90)
             idle_alerts = [c for c in _cycles(path) if c["alerts"]]
-            burners = [await asyncio.create_subprocess_exec(
-                sys.executable, "-c", BURN, url, stdout=asyncio.subprocess.PIPE)]
+            burners = [
+                await asyncio.create_subprocess_exec(
+                    sys.executable, "-c", BURN, url, stdout=asyncio.subprocess.PIPE
+                )
+            ]
             assert burners[0].stdout is not None
             assert await asyncio.wait_for(burners[0].stdout.readline(), 30) == b"hammering\n"
             started = len(_cycles(path))
-            await wait_for(lambda: any(c["alerts"] for c in _cycles(path)[started:]),
-                           within=30)
+            await wait_for(lambda: any(c["alerts"] for c in _cycles(path)[started:]), within=30)
             fired = next(c for c in _cycles(path)[started:] if c["alerts"])
     finally:
         for burner in burners:

@@ -133,8 +133,10 @@ async def test_the_readme_detector_alerts_on_a_cpu_burn(
                 if time.monotonic() - idle_since[index] >= IDLE_FOR:
                     cpu = index
         if cpu is None:
-            skip_busy(f"no CPU stayed 80 % idle for {IDLE_FOR:.0f} s within {IDLE_CPU_WITHIN:.0f} "
-                      f"s (at most {longest:.0f} s), and a burn would not show")
+            skip_busy(
+                f"no CPU stayed 80 % idle for {IDLE_FOR:.0f} s within {IDLE_CPU_WITHIN:.0f} "
+                f"s (at most {longest:.0f} s), and a burn would not show"
+            )
         assert cpu is not None  # skip_busy raised otherwise
         series = f'{{cpu="{cpu}",mode="user"}}'
 
@@ -166,8 +168,10 @@ def _unsteady(scrapes: list[tuple[bool, float]]) -> str:
     if failed:
         return f"{failed} of {len(scrapes)} scrapes of node_exporter failed or timed out"
     if durations and max(durations) > 10 * statistics.median(durations):
-        return (f"a scrape of node_exporter took {max(durations) * 1e3:.0f} ms against a median "
-                f"of {statistics.median(durations) * 1e3:.0f} ms")
+        return (
+            f"a scrape of node_exporter took {max(durations) * 1e3:.0f} ms against a median "
+            f"of {statistics.median(durations) * 1e3:.0f} ms"
+        )
     return ""
 
 
@@ -200,8 +204,9 @@ async def quiet_for(node_exporter: servers.Server, seconds: float) -> None:
             exported = await response.text()
     if fired and (unsteady := _unsteady(list(scrapes.values()))):
         metrics = sorted({str(a["labels"].get("metric")) for a in fired})
-        skip_busy(f"{unsteady}: too busy for an idle exporter, and alerts "
-                  f"fired on {', '.join(metrics)}")
+        skip_busy(
+            f"{unsteady}: too busy for an idle exporter, and alerts fired on {', '.join(metrics)}"
+        )
     assert fired == [], f"alerts on an idle node_exporter: {fired[:3]}"
     # They did score every cycle: the scores are exported, below the threshold.
     scored = {

@@ -191,11 +191,13 @@ def test_prometheus_clients_own_openmetrics_is_read_in_bulk() -> None:
     from deucalion.exposition.openmetrics_bulk import read_bulk
 
     registry = CollectorRegistry()
-    latency = Histogram("http_request_duration_seconds", "Latency.", ["method", "path"],
-                        registry=registry)
+    latency = Histogram(
+        "http_request_duration_seconds", "Latency.", ["method", "path"], registry=registry
+    )
     requests = Counter("http_requests", "Requests.", ["code"], registry=registry)
-    temperature = Gauge("room_temperature_celsius", "Temperature.", unit="celsius",
-                        registry=registry)
+    temperature = Gauge(
+        "room_temperature_celsius", "Temperature.", unit="celsius", registry=registry
+    )
     rpc = Summary("rpc_duration_seconds", "RPC.", ["service"], registry=registry)
     Info("build", "Build.", registry=registry).info({"version": "1.2.3", "revision": "abc"})
     state = Enum("task_state", "State.", ["task"], states=["idle", "running"], registry=registry)

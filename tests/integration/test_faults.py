@@ -53,8 +53,9 @@ async def test_a_stopped_worker_is_replaced_after_observer_timeout(
     url = target_server.add("/metrics", text(GOOD_BODY))
     await target_server.start()
     path = tmp_path / "calls.jsonl"
-    provisioner = dc.MetricsProvisioner(targets=[url], scrape_interval=0.2, observer_timeout=1.0,
-                                        telemetry={"enabled": False})
+    provisioner = dc.MetricsProvisioner(
+        targets=[url], scrape_interval=0.2, observer_timeout=1.0, telemetry={"enabled": False}
+    )
     provisioner.register(RecordingObserver({"good_metric"}, path))
     async with provisioner:
         worker = provisioner.workers[0]
@@ -83,8 +84,9 @@ async def test_memory_error_in_new_data_is_logged_and_the_observer_called_again(
     url = target_server.add("/metrics", text(GOOD_BODY))
     await target_server.start()
     path = tmp_path / "calls.jsonl"
-    provisioner = dc.MetricsProvisioner(targets=[url], scrape_interval=0.2,
-                                        telemetry={"enabled": False})
+    provisioner = dc.MetricsProvisioner(
+        targets=[url], scrape_interval=0.2, telemetry={"enabled": False}
+    )
     provisioner.register(MemoryErrorOnceObserver({"good_metric", "up"}, path))
     with caplog.at_level(logging.ERROR, logger="deucalion"):
         async with provisioner:
@@ -111,8 +113,10 @@ def gzip_bomb() -> Handler:
     body = _gzip_bomb()
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        return web.Response(body=body, headers={
-            "Content-Type": "text/plain; version=0.0.4", "Content-Encoding": "gzip"})
+        return web.Response(
+            body=body,
+            headers={"Content-Type": "text/plain; version=0.0.4", "Content-Encoding": "gzip"},
+        )
 
     return handler
 
@@ -139,8 +143,10 @@ def slowloris() -> Handler:
 
 def invalid_utf8() -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
-        return web.Response(body=b'# TYPE bad_metric gauge\nbad_metric{l="\xff\xfe"} 1\n',
-                            headers={"Content-Type": "text/plain; version=0.0.4"})
+        return web.Response(
+            body=b'# TYPE bad_metric gauge\nbad_metric{l="\xff\xfe"} 1\n',
+            headers={"Content-Type": "text/plain; version=0.0.4"},
+        )
 
     return handler
 
@@ -173,10 +179,15 @@ async def test_a_hostile_target_costs_only_its_own_data(
         # scrape too: the million series took up to 0.5 s, 2 s in a first cycle, on a machine
         # at load 7. The timeout and the hand-off deadline (half the interval), 5 s, leave a
         # loaded machine room (10x the usual figure); the slowloris still takes 30 s.
-        targets=[good, bad], scrape_interval=10.0, scrape_timeout=5.0,
-        body_size_limit=BODY_SIZE_LIMIT, telemetry={"enabled": False})
-    provisioner.register(SummaryObserver(
-        {"good_metric", "bad_metric", "up", "scrape_samples_scraped"}, path))
+        targets=[good, bad],
+        scrape_interval=10.0,
+        scrape_timeout=5.0,
+        body_size_limit=BODY_SIZE_LIMIT,
+        telemetry={"enabled": False},
+    )
+    provisioner.register(
+        SummaryObserver({"good_metric", "bad_metric", "up", "scrape_samples_scraped"}, path)
+    )
     async with provisioner:
         await wait_for(lambda: len(_records(path)) >= 2, within=90)
         cycles = provisioner.stats.cycles
@@ -215,10 +226,13 @@ def test_sigterm_during_a_long_new_data_exits_cleanly_after_the_grace_period(
     """SIGTERM while new_data runs for a minute: exit 0 after the 2s grace, no orphan process."""
     started_marker = tmp_path / "started"
     process = subprocess.Popen(
-        [sys.executable, "-c", LONG_CALL_APP, f"{node_exporter.url}/metrics",
-         str(started_marker)],
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [sys.executable, "-c", LONG_CALL_APP, f"{node_exporter.url}/metrics", str(started_marker)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not started_marker.exists():

@@ -22,8 +22,15 @@ from deucalion.targets import Target
 from deucalion.targets.prometheus import PrometheusTargets
 from tests.integration import servers
 
-METRICS = frozenset({"node_cpu_seconds_total", "node_exporter_build_info", "go_info",
-                     "node_memory_MemTotal_bytes", "up"})
+METRICS = frozenset(
+    {
+        "node_cpu_seconds_total",
+        "node_exporter_build_info",
+        "go_info",
+        "node_memory_MemTotal_bytes",
+        "up",
+    }
+)
 
 
 def _wait_until_scraped(prometheus: servers.Server, scrape_url: str) -> None:
@@ -39,16 +46,18 @@ def _wait_until_scraped(prometheus: servers.Server, scrape_url: str) -> None:
 
 
 @pytest.fixture
-def prometheus(node_exporter: servers.Server,
-               server_factory: Callable[..., servers.Server]) -> servers.Server:
+def prometheus(
+    node_exporter: servers.Server, server_factory: Callable[..., servers.Server]
+) -> servers.Server:
     """A real Prometheus scraping the real node_exporter every second, once it has scraped it."""
     server = server_factory(servers.start_prometheus, [f"127.0.0.1:{node_exporter.port}"])
     _wait_until_scraped(server, f"{node_exporter.url}/metrics")
     return server
 
 
-async def test_federation_matches_direct_scrape(node_exporter: servers.Server,
-                                                prometheus: servers.Server) -> None:
+async def test_federation_matches_direct_scrape(
+    node_exporter: servers.Server, prometheus: servers.Server
+) -> None:
     """Federated samples of the target have the same names and series as scraping it directly."""
     settings = PrometheusSettings(url=prometheus.url, jobs=["node"])
     provider = PrometheusTargets(settings, body_size_limit=50 * 10**6)
@@ -69,32 +78,39 @@ async def test_federation_matches_direct_scrape(node_exporter: servers.Server,
     assert federated.target.url == scrape_url
     assert set(federated.samples) == set(direct.samples)
     assert set(federated.samples["node_cpu_seconds_total"]) == set(
-        direct.samples["node_cpu_seconds_total"])
+        direct.samples["node_cpu_seconds_total"]
+    )
     for constant in ("node_exporter_build_info", "go_info", "node_memory_MemTotal_bytes"):
         assert federated.samples[constant] == direct.samples[constant], constant
-    assert not any("instance=" in s or "job=" in s
-                   for series in federated.samples.values() for s in series)
+    assert not any(
+        "instance=" in s or "job=" in s for series in federated.samples.values() for s in series
+    )
     # up, scrape_duration_seconds and scrape_samples_scraped are Prometheus's own.
     assert federated.samples_scraped > 0 and federated.duration > 0
 
 
-async def test_cli_scrape_in_federated_mode(node_exporter: servers.Server,
-                                            prometheus: servers.Server, tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+async def test_cli_scrape_in_federated_mode(
+    node_exporter: servers.Server,
+    prometheus: servers.Server,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """`deucalion scrape -c federated.yaml` gives the same JSON keys as a direct scrape."""
     config = tmp_path / "federated.yaml"
     config.write_text(f"prometheus: {{url: '{prometheus.url}'}}\n")
     url = f"{node_exporter.url}/metrics"
     wanted = "node_cpu_seconds_total,go_info,up"
-    assert await asyncio.to_thread(main, ["scrape", url, "--metrics", wanted, "-c", str(config)]
-                                   ) == 0
+    assert (
+        await asyncio.to_thread(main, ["scrape", url, "--metrics", wanted, "-c", str(config)]) == 0
+    )
     federated = json.loads(capsys.readouterr().out)
     assert await asyncio.to_thread(main, ["scrape", url, "--metrics", wanted]) == 0
     direct = json.loads(capsys.readouterr().out)
     assert list(federated) == list(direct) == [url]
     assert set(federated[url]) == set(direct[url]) == {"node_cpu_seconds_total", "go_info", "up"}
     assert set(federated[url]["node_cpu_seconds_total"]) == set(
-        direct[url]["node_cpu_seconds_total"])
+        direct[url]["node_cpu_seconds_total"]
+    )
     assert federated[url]["go_info"] == direct[url]["go_info"]
 
 
@@ -109,17 +125,24 @@ class UpObserver(dc.MetricsObserver):
 
 
 async def test_alerts_carry_the_instance_prometheus_gave_the_target(
-    node_exporter: servers.Server, alertmanager: servers.Server,
+    node_exporter: servers.Server,
+    alertmanager: servers.Server,
     server_factory: Callable[..., servers.Server],
 ) -> None:
     """A target whose instance Prometheus relabelled alerts with that instance, not host:port."""
     scrape_url = f"{node_exporter.url}/metrics"
-    prometheus = server_factory(servers.start_prometheus, [f"127.0.0.1:{node_exporter.port}"],
-                                labels={"instance": "node-a", "rack": "r1"})
+    prometheus = server_factory(
+        servers.start_prometheus,
+        [f"127.0.0.1:{node_exporter.port}"],
+        labels={"instance": "node-a", "rack": "r1"},
+    )
     _wait_until_scraped(prometheus, scrape_url)
     provisioner = dc.MetricsProvisioner(
-        prometheus={"url": prometheus.url, "jobs": ["node"]}, scrape_interval=0.5,
-        alertmanager={"urls": [alertmanager.url]}, telemetry={"enabled": False})
+        prometheus={"url": prometheus.url, "jobs": ["node"]},
+        scrape_interval=0.5,
+        alertmanager={"urls": [alertmanager.url]},
+        telemetry={"enabled": False},
+    )
     provisioner.register(UpObserver())
     async with aiohttp.ClientSession() as session, provisioner:
         deadline = asyncio.get_running_loop().time() + 30
@@ -129,26 +152,41 @@ async def test_alerts_carry_the_instance_prometheus_gave_the_target(
             if alerts or asyncio.get_running_loop().time() > deadline:
                 break
             await asyncio.sleep(0.2)
-    assert [a["labels"] for a in alerts] == [{
-        "alertname": "DeucalionAnomaly", "observer": "UpObserver", "instance": "node-a",
-        "job": "node", "rack": "r1"}], f"the alert never arrived, or unlike this: {alerts}"
+    assert [a["labels"] for a in alerts] == [
+        {
+            "alertname": "DeucalionAnomaly",
+            "observer": "UpObserver",
+            "instance": "node-a",
+            "job": "node",
+            "rack": "r1",
+        }
+    ], f"the alert never arrived, or unlike this: {alerts}"
     assert alerts[0]["annotations"] == {"description": "up=1.0"}
 
 
 async def test_a_prometheus_with_external_labels_gives_the_same_data_as_a_direct_scrape(
-    node_exporter: servers.Server, server_factory: Callable[..., servers.Server],
-    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    node_exporter: servers.Server,
+    server_factory: Callable[..., servers.Server],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The server's external labels are stripped: up is 1 and the series are the target's own."""
     scrape_url = f"{node_exporter.url}/metrics"
-    prometheus = server_factory(servers.start_prometheus, [f"127.0.0.1:{node_exporter.port}"],
-                                external_labels={"cluster": "eu-1", "replica": "a"})
+    prometheus = server_factory(
+        servers.start_prometheus,
+        [f"127.0.0.1:{node_exporter.port}"],
+        external_labels={"cluster": "eu-1", "replica": "a"},
+    )
     _wait_until_scraped(prometheus, scrape_url)
     config = tmp_path / "federated.yaml"
     config.write_text(f"prometheus: {{url: '{prometheus.url}'}}\n")
     wanted = "node_cpu_seconds_total,go_info,up,scrape_duration_seconds"
-    assert await asyncio.to_thread(
-        main, ["scrape", scrape_url, "--metrics", wanted, "-c", str(config)]) == 0
+    assert (
+        await asyncio.to_thread(
+            main, ["scrape", scrape_url, "--metrics", wanted, "-c", str(config)]
+        )
+        == 0
+    )
     federated = json.loads(capsys.readouterr().out)[scrape_url]
     assert await asyncio.to_thread(main, ["scrape", scrape_url, "--metrics", wanted]) == 0
     direct = json.loads(capsys.readouterr().out)[scrape_url]

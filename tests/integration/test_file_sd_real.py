@@ -61,14 +61,18 @@ def workdir(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_target_added_to_file_appears_without_restart(
-        node_exporter: servers.Server, server_factory: Callable[..., servers.Server],
-        workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    node_exporter: servers.Server,
+    server_factory: Callable[..., servers.Server],
+    workdir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """A second target written into a file_sd file reaches the observer in a running process."""
     second = server_factory(servers.start_node_exporter)
     out = workdir / "calls.jsonl"
     targets_file = workdir / "targets" / "nodes.json"
-    targets_file.write_text(json.dumps([{"targets": [f"127.0.0.1:{node_exporter.port}"],
-                                         "labels": {"job": "node"}}]))
+    targets_file.write_text(
+        json.dumps([{"targets": [f"127.0.0.1:{node_exporter.port}"], "labels": {"job": "node"}}])
+    )
     config = workdir / "config.yaml"
     config.write_text(
         "scrape_interval: 1s\n"
@@ -84,17 +88,28 @@ def test_target_added_to_file_appears_without_restart(
     log = workdir / "deucalion.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEUCALION_")}
     with log.open("wb") as log_handle:
-        process = subprocess.Popen([sys.executable, "-m", "deucalion", "run", "-c", str(config)],
-                                   stdout=log_handle, stderr=subprocess.STDOUT, env=env,
-                                   cwd=Path(__file__).parents[2])
+        process = subprocess.Popen(
+            [sys.executable, "-m", "deucalion", "run", "-c", str(config)],
+            stdout=log_handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=Path(__file__).parents[2],
+        )
     try:
         _wait_for(lambda: any(first_url in c for c in _calls(out)), process, log)
         assert all(second_url not in c for c in _calls(out))
 
-        targets_file.write_text(json.dumps([
-            {"targets": [f"127.0.0.1:{node_exporter.port}"], "labels": {"job": "node"}},
-            {"targets": [f"127.0.0.1:{second.port}"], "labels": {"job": "node", "rack": "b7"}},
-        ]))
+        targets_file.write_text(
+            json.dumps(
+                [
+                    {"targets": [f"127.0.0.1:{node_exporter.port}"], "labels": {"job": "node"}},
+                    {
+                        "targets": [f"127.0.0.1:{second.port}"],
+                        "labels": {"job": "node", "rack": "b7"},
+                    },
+                ]
+            )
+        )
         _wait_for(lambda: any(second_url in c for c in _calls(out)), process, log)
         latest = next(c for c in reversed(_calls(out)) if second_url in c)
         assert latest[second_url]["up"] == {"{}": 1.0}

@@ -167,8 +167,9 @@ async def test_rate_and_histogram_quantile_match_a_real_prometheus(
         streaming = CounterRates()
         sampled = [streaming.update("c", t, v)[0] for t, v in samples[: reset + 2]]
         for i in (reset, reset + 1):
-            theirs = await query(session, prometheus.url, "irate(drv_requests_total[3s])",
-                                 samples[i][0])
+            theirs = await query(
+                session, prometheus.url, "irate(drv_requests_total[3s])", samples[i][0]
+            )
             column = block.times[0].tolist().index(samples[i][0])
             assert block.values[0, column] == pytest.approx(
                 number(theirs[0]["value"][1]), rel=EXACT

@@ -37,13 +37,22 @@ async def test_a_numpy_false_sends_no_alert_and_a_numpy_true_does(
 ) -> None:
     """numpy.bool False, alone or per target, is no anomaly; numpy.bool True is one alert."""
     provisioner = MetricsProvisioner(
-        targets=[target.url], scrape_interval=0.3, telemetry={"enabled": False},
-        alertmanager={"urls": [alertmanager.url]}, shutdown_grace_period=5)
-    for name, score, per_target in [("false_alone", 0.1, False), ("false_per_target", 0.1, True),
-                                    ("true_alone", 0.9, False), ("true_per_target", 0.9, True)]:
+        targets=[target.url],
+        scrape_interval=0.3,
+        telemetry={"enabled": False},
+        alertmanager={"urls": [alertmanager.url]},
+        shutdown_grace_period=5,
+    )
+    for name, score, per_target in [
+        ("false_alone", 0.1, False),
+        ("false_per_target", 0.1, True),
+        ("true_alone", 0.9, False),
+        ("true_per_target", 0.9, True),
+    ]:
         provisioner.register(NumpyVerdict(score, per_target, name))
     async with aiohttp.ClientSession() as session:
         async with provisioner:
+
             async def settled() -> bool:
                 alerts = await active_alerts(session, alertmanager.url)
                 called = all(w.stats.calls >= 3 for w in provisioner.workers)
@@ -73,9 +82,12 @@ async def test_a_result_of_many_alerts_leaves_the_event_loop_its_turns(
     """20,000 alerts are handled while the event loop keeps taking turns, and all reach
     Alertmanager."""
     provisioner = MetricsProvisioner(
-        targets=[target.url], scrape_interval=2, telemetry={"enabled": False},
+        targets=[target.url],
+        scrape_interval=2,
+        telemetry={"enabled": False},
         alertmanager={"urls": [alertmanager.url], "queue_size": 30_000},
-        shutdown_grace_period=10)
+        shutdown_grace_period=10,
+    )
     provisioner.register(ManyAlerts(20_000))
     turns_during_handling: list[int] = []
     async with aiohttp.ClientSession() as session, provisioner:
@@ -106,6 +118,7 @@ async def test_a_result_of_many_alerts_leaves_the_event_loop_its_turns(
 
         ticking = asyncio.create_task(ticker())
         try:
+
             async def all_delivered() -> bool:
                 alerts = await active_alerts(session, alertmanager.url)
                 return bool(turns_during_handling) and len(alerts) == 20_000

@@ -22,16 +22,33 @@ DEUCALION = os.path.join(os.path.dirname(sys.executable), "deucalion")
 
 
 def _deucalion(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([DEUCALION, *args], capture_output=True, text=True, timeout=timeout,
-                          check=False, env={**os.environ, "DEUCALION_CONFIG": ""})
+    return subprocess.run(
+        [DEUCALION, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, "DEUCALION_CONFIG": ""},
+    )
 
 
 @pytest.fixture
 def http_service() -> Iterator[str]:
     """The instrumented aiohttp service, under a little load; yields its /metrics URL."""
     port = servers.free_port()
-    app = subprocess.Popen([sys.executable, "-m", "benchmarks.liveops_harness", "app", "--port",
-                            str(port), "--seconds", "300"], cwd=ROOT)
+    app = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.liveops_harness",
+            "app",
+            "--port",
+            str(port),
+            "--seconds",
+            "300",
+        ],
+        cwd=ROOT,
+    )
     base = f"http://127.0.0.1:{port}"
     stop = threading.Event()
 
@@ -74,8 +91,7 @@ def test_presets_show_lists_the_node_signals_with_values(node_exporter: servers.
 
 
 def test_presets_show_finds_the_service_routes_and_latency(http_service: str) -> None:
-    run = _deucalion("presets", "show", "http-service", "--target", http_service,
-                     "--interval", "2")
+    run = _deucalion("presets", "show", "http-service", "--target", http_service, "--interval", "2")
     assert run.returncode == 0, run.stderr
     assert 'request_rate{route="/api/items"}' in run.stdout, run.stdout
     assert 'latency_p50{route="/api/items"}' in run.stdout, run.stdout
@@ -94,10 +110,15 @@ def test_run_preset_warns_once_about_a_target_without_the_signals(
     http_service: str, tmp_path: Path
 ) -> None:
     config = tmp_path / "deucalion.yaml"
-    config.write_text(f"scrape_interval: 1s\ntargets: ['{http_service}']\n"
-                      "telemetry: {listen: '127.0.0.1:0'}\n")
-    process = subprocess.Popen([DEUCALION, "run", "--preset", "node-exporter", "-c", str(config)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    config.write_text(
+        f"scrape_interval: 1s\ntargets: ['{http_service}']\ntelemetry: {{listen: '127.0.0.1:0'}}\n"
+    )
+    process = subprocess.Popen(
+        [DEUCALION, "run", "--preset", "node-exporter", "-c", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         time.sleep(8)
         process.terminate()

@@ -30,20 +30,27 @@ def _records(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize(("interval", "cycles"), [
-    (0.5, 12),
-    pytest.param(1.0, 120, marks=pytest.mark.slow, id="two-minutes"),
-])
+@pytest.mark.parametrize(
+    ("interval", "cycles"),
+    [
+        (0.5, 12),
+        pytest.param(1.0, 120, marks=pytest.mark.slow, id="two-minutes"),
+    ],
+)
 async def test_recorded_node_exporter_replays_as_seen_live(
-        node_exporter: servers.Server, tmp_path: Path, interval: float, cycles: int) -> None:
+    node_exporter: servers.Server, tmp_path: Path, interval: float, cycles: int
+) -> None:
     """Record a real node_exporter while an observer watches it, replay the recording: the
     observer sees the same series and values, at the same times, as it saw live (6 s here;
     two minutes with -m slow)."""
     live, replayed = tmp_path / "live.jsonl", tmp_path / "replayed.jsonl"
     recording = tmp_path / "node.om.gz"
-    provisioner = RecordingProvisioner(targets=[node_exporter.url + "/metrics"],
-                                       scrape_interval=interval, record_path=recording,
-                                       telemetry={"enabled": False})
+    provisioner = RecordingProvisioner(
+        targets=[node_exporter.url + "/metrics"],
+        scrape_interval=interval,
+        record_path=recording,
+        telemetry={"enabled": False},
+    )
     provisioner.register(SeenObserver(NODE_METRICS, str(live)))
     async with provisioner:
         # Up to 10x the expected time (2 minutes more for the long run): room for a loaded
@@ -54,8 +61,9 @@ async def test_recorded_node_exporter_replays_as_seen_live(
                 break
     seen_live = _records(live)
     assert len(seen_live) >= cycles
-    result = await backtest_async(SeenObserver(NODE_METRICS, str(replayed)),
-                                  RecordingSource(recording))
+    result = await backtest_async(
+        SeenObserver(NODE_METRICS, str(replayed)), RecordingSource(recording)
+    )
     seen_again = _records(replayed)
     assert result.errors == 0 and not result.source_warnings
     # Every cycle the observer saw live was recorded; the recorder may hold a last cycle whose
@@ -85,13 +93,16 @@ class _AnomalousTarget:
         value = 0.1 + 0.01 * math.sin(self.scrapes)
         if self.at <= now < self.at + self.length:
             value *= 20
-        return web.Response(text=f"# TYPE demo_latency_seconds gauge\n"
-                            f"demo_latency_seconds{{path=\"/api\"}} {value}\n",
-                            content_type="text/plain")
+        return web.Response(
+            text=f"# TYPE demo_latency_seconds gauge\n"
+            f'demo_latency_seconds{{path="/api"}} {value}\n',
+            content_type="text/plain",
+        )
 
 
 async def test_backtest_over_real_prometheus_finds_injected_anomaly(
-        server_factory: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server_factory: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Prometheus scrapes a target with an anomaly injected at a known time; a backtest over
     its query_range alerts at that time, a range split into many requests gives the same
     cycles, and the plot is drawn."""
@@ -105,8 +116,11 @@ async def test_backtest_over_real_prometheus_finds_injected_anomaly(
     await site.start()
     try:
         prometheus = await asyncio.to_thread(
-            server_factory, servers.start_prometheus,  # type: ignore[operator]
-            [f"127.0.0.1:{port}"], scrape_interval="500ms")
+            server_factory,
+            servers.start_prometheus,  # type: ignore[operator]
+            [f"127.0.0.1:{port}"],
+            scrape_interval="500ms",
+        )
         # Prometheus's first scrape comes seconds after it is ready.
         await asyncio.wait_for(target.scraped.wait(), 30)
         start = time.time()
@@ -131,12 +145,20 @@ async def test_backtest_over_real_prometheus_finds_injected_anomaly(
     monkeypatch.setattr(prometheus_source, "MAX_POINTS", 10)
     pieces = PrometheusRangeSource(prometheus.url)
     cycles = [c async for c in pieces.cycles({"demo_latency_seconds"}, start, end, 0.5)]
-    whole = [c async for c in PrometheusRangeSource(prometheus.url).cycles(
-        {"demo_latency_seconds"}, start, end, 0.5)]
+    whole = [
+        c
+        async for c in PrometheusRangeSource(prometheus.url).cycles(
+            {"demo_latency_seconds"}, start, end, 0.5
+        )
+    ]
     assert pieces.requests > 6 and cycles == whole
     with pytest.raises(HistoryError, match="has no samples of"):
-        _ = [c async for c in PrometheusRangeSource(prometheus.url).cycles(
-            {"demo_latency_seconds"}, 1e9, 1e9 + 60, 15)]
+        _ = [
+            c
+            async for c in PrometheusRangeSource(prometheus.url).cycles(
+                {"demo_latency_seconds"}, 1e9, 1e9 + 60, 15
+            )
+        ]
 
 
 @pytest.mark.parametrize("name", ["r.om", "r.om.gz"])
@@ -153,43 +175,69 @@ def test_promtool_backfills_a_recording(name: str, tmp_path: Path) -> None:
     t0 = 1_700_000_000.0
     with RecordingWriter(path) as writer:
         for i in range(5):
-            writer.write_cycle(Cycle(t0 + i, {"http://a:1/metrics": t0 + i + 0.25},
-                                     {"http://a:1/metrics": {
-                                         "load": {'{cpu="0"}': float(i)},
-                                         "up": {"{}": 1.0}}}))
+            writer.write_cycle(
+                Cycle(
+                    t0 + i,
+                    {"http://a:1/metrics": t0 + i + 0.25},
+                    {"http://a:1/metrics": {"load": {'{cpu="0"}': float(i)}, "up": {"{}": 1.0}}},
+                )
+            )
     if name.endswith(".gz"):
         subprocess.run(["gunzip", "-k", str(path)], check=True)
         path = path.with_suffix("")
-    done = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(path),
-                           str(tmp_path / "data")], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(path), str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     (tmp_path / "data" / "wal").mkdir()  # promtool 2.42's dump insists on one
-    dump = subprocess.run([promtool, "tsdb", "dump", str(tmp_path / "data")],
-                          capture_output=True, text=True, check=True).stdout
-    loads = [line for line in dump.splitlines() if 'load' in line]
+    dump = subprocess.run(
+        [promtool, "tsdb", "dump", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    loads = [line for line in dump.splitlines() if "load" in line]
     assert len(loads) == 5 and loads[-1].endswith(" 4 1700000004250")
     assert 'deucalion_target="http://a:1/metrics"' in loads[0]
 
 
-def test_record_command_records_node_exporter(node_exporter: servers.Server,
-                                              tmp_path: Path) -> None:
+def test_record_command_records_node_exporter(
+    node_exporter: servers.Server, tmp_path: Path
+) -> None:
     """deucalion record scrapes a real node_exporter for a few seconds and closes the file."""
     from deucalion.cli import main
 
     config = tmp_path / "config.yaml"
     config.write_text(f"scrape_interval: 500ms\ntargets: [{node_exporter.url}/metrics]\n")
     path = tmp_path / "node.om.gz"
-    assert main(["record", "-c", str(config), "-o", str(path), "--metrics",
-                 "node_load1,node_cpu_seconds_total", "--duration", "2.2"]) == 0
+    assert (
+        main(
+            [
+                "record",
+                "-c",
+                str(config),
+                "-o",
+                str(path),
+                "--metrics",
+                "node_load1,node_cpu_seconds_total",
+                "--duration",
+                "2.2",
+            ]
+        )
+        == 0
+    )
     source = RecordingSource(path)
     cycles = asyncio.run(_cycles(source))
     # 2.2 s at 500 ms is 5 cycles; a loaded machine may start them late, never add any.
     assert 1 <= len(cycles) <= 6 and not source.stats.warnings
     samples = cycles[0].samples[f"{node_exporter.url}/metrics"]
-    assert set(samples) == {"node_load1", "node_cpu_seconds_total", "up",
-                            "scrape_duration_seconds"}
-    assert all(b.time - a.time == pytest.approx(0.5, abs=0.1)
-               for a, b in itertools.pairwise(cycles))
+    assert set(samples) == {"node_load1", "node_cpu_seconds_total", "up", "scrape_duration_seconds"}
+    assert all(
+        b.time - a.time == pytest.approx(0.5, abs=0.1) for a, b in itertools.pairwise(cycles)
+    )
 
 
 async def _cycles(source: RecordingSource) -> list[Cycle]:
@@ -197,15 +245,20 @@ async def _cycles(source: RecordingSource) -> list[Cycle]:
 
 
 def test_prometheus_refusal_is_shown_with_its_reason(
-        server_factory: object, capsys: pytest.CaptureFixture[str]) -> None:
+    server_factory: object, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A real Prometheus that refuses a range query (422: too many samples for its
     --query.max-samples) is shown with Prometheus's own reason, in one line."""
     from deucalion.cli import main
 
     port = servers.free_port()
     prometheus = server_factory(  # type: ignore[operator]
-        servers.start_prometheus, [f"127.0.0.1:{port}"], port=port, scrape_interval="200ms",
-        extra_args=("--query.max-samples=1",))
+        servers.start_prometheus,
+        [f"127.0.0.1:{port}"],
+        port=port,
+        scrape_interval="200ms",
+        extra_args=("--query.max-samples=1",),
+    )
     import urllib.request
 
     start = time.time()
@@ -217,9 +270,23 @@ def test_prometheus_refusal_is_shown_with_its_reason(
                 break
         time.sleep(0.1)
     time.sleep(1.0)
-    code = main(["backtest", "--observer", "tests.replay_observers:RobustZScore",
-                 "--metrics", "prometheus_build_info", "--from", prometheus.url,
-                 "--start", str(start - 5), "--end", str(time.time()), "--step", "0.2"])
+    code = main(
+        [
+            "backtest",
+            "--observer",
+            "tests.replay_observers:RobustZScore",
+            "--metrics",
+            "prometheus_build_info",
+            "--from",
+            prometheus.url,
+            "--start",
+            str(start - 5),
+            "--end",
+            str(time.time()),
+            "--step",
+            "0.2",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err
     assert "HTTP 422" in err and "too many samples" in err, err

@@ -26,8 +26,9 @@ class GeneratorAlerts(dc.MetricsObserver):
         super().__init__({"spike"})
 
     def new_data(self, targets_data_dict: dict[str, Any]) -> Any:
-        return (dc.Alert({"which": str(i)}, target=url)
-                for url in targets_data_dict for i in range(2))
+        return (
+            dc.Alert({"which": str(i)}, target=url) for url in targets_data_dict for i in range(2)
+        )
 
 
 class ForgotTheCall(dc.MetricsObserver):
@@ -46,13 +47,18 @@ async def test_a_generator_of_alerts_is_sent_and_a_function_is_no_alert(
     alertmanager: servers.Server, target: Target, caplog: pytest.LogCaptureFixture
 ) -> None:
     provisioner = MetricsProvisioner(
-        targets=[target.url], scrape_interval=0.3, telemetry={"enabled": False},
-        alertmanager={"urls": [alertmanager.url]}, shutdown_grace_period=5)
+        targets=[target.url],
+        scrape_interval=0.3,
+        telemetry={"enabled": False},
+        alertmanager={"urls": [alertmanager.url]},
+        shutdown_grace_period=5,
+    )
     provisioner.register(GeneratorAlerts())
     provisioner.register(ForgotTheCall())
     with caplog.at_level(logging.ERROR, logger="deucalion"):
         async with aiohttp.ClientSession() as session:
             async with provisioner:
+
                 async def settled() -> bool:
                     called = all(w.stats.calls >= 3 for w in provisioner.workers)
                     return called and len(await active_alerts(session, alertmanager.url)) >= 2
@@ -60,7 +66,9 @@ async def test_a_generator_of_alerts_is_sent_and_a_function_is_no_alert(
                 await eventually(settled)
             alerts = await active_alerts(session, alertmanager.url)
     assert sorted((a["labels"]["observer"], a["labels"]["which"]) for a in alerts) == [
-        ("generator", "0"), ("generator", "1")]
+        ("generator", "0"),
+        ("generator", "1"),
+    ]
     assert all(w.stats.errors == 0 for w in provisioner.workers)
     assert "observer forgot returned something deucalion cannot send" in caplog.text
     assert "returned the callable" in caplog.text

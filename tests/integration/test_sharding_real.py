@@ -28,22 +28,33 @@ def _start_sharding_prometheus(file_sd: Path) -> servers.Server:
     # The URL deucalion hashes (scheme://address/path), then Prometheus's own hashmod of it.
     config = {
         "global": {"scrape_interval": "1h"},
-        "scrape_configs": [{
-            "job_name": "node",
-            "file_sd_configs": [{"files": [str(file_sd)]}],
-            "relabel_configs": [
-                {"source_labels": ["__scheme__", "__address__", "__metrics_path__"],
-                 "regex": "(.+);(.+);(.+)", "replacement": "${1}://${2}${3}",
-                 "target_label": "url"},
-                {"source_labels": ["url"], "action": "hashmod", "modulus": SHARDS,
-                 "target_label": "shard"},
-            ],
-        }],
+        "scrape_configs": [
+            {
+                "job_name": "node",
+                "file_sd_configs": [{"files": [str(file_sd)]}],
+                "relabel_configs": [
+                    {
+                        "source_labels": ["__scheme__", "__address__", "__metrics_path__"],
+                        "regex": "(.+);(.+);(.+)",
+                        "replacement": "${1}://${2}${3}",
+                        "target_label": "url",
+                    },
+                    {
+                        "source_labels": ["url"],
+                        "action": "hashmod",
+                        "modulus": SHARDS,
+                        "target_label": "shard",
+                    },
+                ],
+            }
+        ],
     }
     (workdir / "prometheus.yml").write_text(json.dumps(config))
-    args = [f"--config.file={workdir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}"]
+    args = [
+        f"--config.file={workdir / 'prometheus.yml'}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
     return servers._start("prometheus", args, port, workdir, "/-/ready")
 
 
@@ -70,7 +81,8 @@ async def test_prometheus_hashmod_agrees_with_every_shard(
     for index in range(SHARDS):
         settings = load_settings(
             {"file_sd": {"files": [str(file_sd)]}, "shard": {"count": SHARDS, "index": index}},
-            environ={}, default_file=None,
+            environ={},
+            default_file=None,
         )
         provider = build_provider(settings)
         ours |= {t.url: index for t in await provider.discover()}

@@ -34,12 +34,22 @@ def _deucalion(tmp_path: Path, config: str, import_delay: float) -> subprocess.P
     (tmp_path / "firing_observer.py").write_text(OBSERVER)
     (tmp_path / "config.yaml").write_text(config)
     deucalion = os.path.join(os.path.dirname(sys.executable), "deucalion")
-    env = {**os.environ, "TEST_PID": str(os.getpid()), "PYTHONPATH": str(tmp_path),
-           "IMPORT_DELAY": str(import_delay), "DEUCALION_CONFIG": ""}
+    env = {
+        **os.environ,
+        "TEST_PID": str(os.getpid()),
+        "PYTHONPATH": str(tmp_path),
+        "IMPORT_DELAY": str(import_delay),
+        "DEUCALION_CONFIG": "",
+    }
     with open(tmp_path / "stderr", "w") as stderr:
         return subprocess.Popen(
             [deucalion, "run", "firing_observer:Firing", "--metrics", "up", "-c", "config.yaml"],
-            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            text=True,
+        )
 
 
 def _wait(condition: Callable[[], object], process: subprocess.Popen[str], what: str) -> None:
@@ -61,10 +71,14 @@ def _end(process: subprocess.Popen[str], tmp_path: Path) -> str:
 
 
 def test_a_second_ctrl_c_during_start_up_stops_cleanly(
-        node_exporter: servers.Server, tmp_path: Path) -> None:
+    node_exporter: servers.Server, tmp_path: Path
+) -> None:
     """Two SIGINTs while the worker starts: exit 0, no error blaming the observer's class."""
-    process = _deucalion(tmp_path, f"targets: ['{node_exporter.url}/metrics']\n"
-                                   "telemetry: {enabled: false}\n", import_delay=30)
+    process = _deucalion(
+        tmp_path,
+        f"targets: ['{node_exporter.url}/metrics']\ntelemetry: {{enabled: false}}\n",
+        import_delay=30,
+    )
     _wait(lambda: children_of(process.pid), process, "no worker process was started")
     process.send_signal(signal.SIGINT)
     time.sleep(1.5)  # a second press, not one signal delivered twice to the process group
@@ -75,19 +89,26 @@ def test_a_second_ctrl_c_during_start_up_stops_cleanly(
 
 
 def test_ctrl_c_with_alertmanager_unreachable_says_what_it_waits_for(
-        node_exporter: servers.Server, tmp_path: Path) -> None:
+    node_exporter: servers.Server, tmp_path: Path
+) -> None:
     """SIGINT with an alert queued for an Alertmanager that refuses connections: the stop
     says what it waits for, and where, before it waits."""
     down = servers.reserve_port()  # bound, not listening: connections are refused
     am_url = f"http://127.0.0.1:{down.getsockname()[1]}"
     try:
-        process = _deucalion(tmp_path, f"targets: ['{node_exporter.url}/metrics']\n"
-                                       "scrape_interval: 0.5s\nshutdown_grace_period: 3s\n"
-                                       "telemetry: {enabled: false}\n"
-                                       f"alertmanager: {{urls: ['{am_url}'], timeout: 1s}}\n",
-                             import_delay=0)
-        _wait(lambda: "cannot send alerts" in (tmp_path / "stderr").read_text(), process,
-              "no alert was ever queued")
+        process = _deucalion(
+            tmp_path,
+            f"targets: ['{node_exporter.url}/metrics']\n"
+            "scrape_interval: 0.5s\nshutdown_grace_period: 3s\n"
+            "telemetry: {enabled: false}\n"
+            f"alertmanager: {{urls: ['{am_url}'], timeout: 1s}}\n",
+            import_delay=0,
+        )
+        _wait(
+            lambda: "cannot send alerts" in (tmp_path / "stderr").read_text(),
+            process,
+            "no alert was ever queued",
+        )
         process.send_signal(signal.SIGINT)
         err = _end(process, tmp_path)
     finally:

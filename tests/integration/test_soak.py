@@ -53,31 +53,69 @@ def _body() -> bytes:
 def _thirds(values: list[float]) -> tuple[float, float]:
     """Means of the second and the last third."""
     third = max(1, len(values) // 3)
-    return statistics.mean(values[third:2 * third]), statistics.mean(values[-third:])
+    return statistics.mean(values[third : 2 * third]), statistics.mean(values[-third:])
 
 
 def _report(samples: list[dict[str, Any]], verdicts: dict[str, Any]) -> None:
     # The date and machine go with the figures: README's soak sentence is generated from them.
     date = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
-    (HERE / "soak.json").write_text(json.dumps({"seconds": SECONDS, "targets": TARGETS,
-                                                "interval_s": INTERVAL, "samples": samples,
-                                                "verdicts": verdicts,
-                                                "date": date,
-                                                "machine": machine()}, indent=1) + "\n")
-    rows = [[f"{s['t']:.0f}", f"{s['rss'] / 2**20:.1f}", f"{s['workers_rss'] / 2**20:.1f}",
-             s["fds"], s["cycles"], s["overruns"], s["calls"], s["dropped"], s["with_data"]]
-            for s in samples]
+    (HERE / "soak.json").write_text(
+        json.dumps(
+            {
+                "seconds": SECONDS,
+                "targets": TARGETS,
+                "interval_s": INTERVAL,
+                "samples": samples,
+                "verdicts": verdicts,
+                "date": date,
+                "machine": machine(),
+            },
+            indent=1,
+        )
+        + "\n"
+    )
+    rows = [
+        [
+            f"{s['t']:.0f}",
+            f"{s['rss'] / 2**20:.1f}",
+            f"{s['workers_rss'] / 2**20:.1f}",
+            s["fds"],
+            s["cycles"],
+            s["overruns"],
+            s["calls"],
+            s["dropped"],
+            s["with_data"],
+        ]
+        for s in samples
+    ]
     plotted = plot(samples)  # soak.png, when matplotlib is installed
-    write_section("soak", (
-        "## Soak (make soak)\n\n"
-        f"{TARGETS} targets every {INTERVAL * 1000:.0f} ms for {SECONDS:.0f}s; samples of the "
-        "application's RSS and open file descriptors and its worker's RSS. Verdicts compare the "
-        "mean of the last third with the mean of the second third.\n\n"
-        + table(["s", "RSS MB", "worker RSS MB", "fds", "cycles", "overruns", "calls",
-                 "dropped", "targets with data"], rows)
-        + "\n" + "; ".join(f"{k}: {v}" for k, v in verdicts.items())
-        + ("\n\n![RSS and open file descriptors over the soak](soak.png)" if plotted else "")
-        + f"\n\n_{time.strftime('%Y-%m-%d %H:%M')}, {machine()}._\n"))
+    write_section(
+        "soak",
+        (
+            "## Soak (make soak)\n\n"
+            f"{TARGETS} targets every {INTERVAL * 1000:.0f} ms for {SECONDS:.0f}s; samples of the "
+            "application's RSS and open file descriptors and its worker's RSS. Verdicts compare "
+            "the mean of the last third with the mean of the second third.\n\n"
+            + table(
+                [
+                    "s",
+                    "RSS MB",
+                    "worker RSS MB",
+                    "fds",
+                    "cycles",
+                    "overruns",
+                    "calls",
+                    "dropped",
+                    "targets with data",
+                ],
+                rows,
+            )
+            + "\n"
+            + "; ".join(f"{k}: {v}" for k, v in verdicts.items())
+            + ("\n\n![RSS and open file descriptors over the soak](soak.png)" if plotted else "")
+            + f"\n\n_{time.strftime('%Y-%m-%d %H:%M')}, {machine()}._\n"
+        ),
+    )
 
 
 class _CountingHandler(logging.Handler):
@@ -107,10 +145,12 @@ async def test_memory_and_file_descriptors_stay_flat_over_a_long_run(
     every = min(10.0, SECONDS / 12)
     state = tmp_path / "observer.json"
     with TargetProcess(TARGETS, _body(), workdir=tmp_path) as targets:
-        provisioner = dc.MetricsProvisioner(targets=targets.urls, scrape_interval=INTERVAL,
-                                            telemetry={"enabled": False})
-        provisioner.register(CountingObserver({"node_load1", "node_cpu_seconds_total", "up"},
-                                              state))
+        provisioner = dc.MetricsProvisioner(
+            targets=targets.urls, scrape_interval=INTERVAL, telemetry={"enabled": False}
+        )
+        provisioner.register(
+            CountingObserver({"node_load1", "node_cpu_seconds_total", "up"}, state)
+        )
         samples: list[dict[str, Any]] = []
         async with provisioner:
             worker = provisioner.workers[0]
@@ -119,22 +159,30 @@ async def test_memory_and_file_descriptors_stay_flat_over_a_long_run(
             while (elapsed := time.monotonic() - started) < SECONDS:
                 await asyncio.sleep(min(every, SECONDS - elapsed))
                 seen = json.loads(state.read_text())
-                samples.append({
-                    "t": round(time.monotonic() - started, 1), "rss": _rss("self"),
-                    "fds": len(os.listdir("/proc/self/fd")),
-                    "workers_rss": sum(_rss(w.pid) for w in provisioner.workers if w.pid),
-                    "cycles": provisioner.stats.cycles, "overruns": provisioner.stats.overruns,
-                    "calls": seen["calls"], "up": seen["up"], "with_data": seen["with_data"],
-                    "dropped": worker.stats.dropped, "restarts": worker.stats.restarts,
-                })
+                samples.append(
+                    {
+                        "t": round(time.monotonic() - started, 1),
+                        "rss": _rss("self"),
+                        "fds": len(os.listdir("/proc/self/fd")),
+                        "workers_rss": sum(_rss(w.pid) for w in provisioner.workers if w.pid),
+                        "cycles": provisioner.stats.cycles,
+                        "overruns": provisioner.stats.overruns,
+                        "calls": seen["calls"],
+                        "up": seen["up"],
+                        "with_data": seen["with_data"],
+                        "dropped": worker.stats.dropped,
+                        "restarts": worker.stats.restarts,
+                    }
+                )
     rss_second, rss_last = _thirds([s["rss"] for s in samples])
     worker_second, worker_last = _thirds([s["workers_rss"] for s in samples])
     third = max(1, len(samples) // 3)
-    fds_second = max(s["fds"] for s in samples[third:2 * third] or samples)
+    fds_second = max(s["fds"] for s in samples[third : 2 * third] or samples)
     fds_last = max(s["fds"] for s in samples[-third:])
     verdicts = {
-        "application RSS MB (second third -> last third)":
-            f"{rss_second / 2**20:.1f} -> {rss_last / 2**20:.1f}",
+        "application RSS MB (second third -> last third)": (
+            f"{rss_second / 2**20:.1f} -> {rss_last / 2**20:.1f}"
+        ),
         "worker RSS MB": f"{worker_second / 2**20:.1f} -> {worker_last / 2**20:.1f}",
         "open fds, most in the second third -> in the last third": f"{fds_second} -> {fds_last}",
         "log records": dict(logged.counts),

@@ -18,8 +18,13 @@ class Observer(MetricsObserver):
 def test_a_family_name_matches_its_samples() -> None:
     """Desiring a histogram or counter family gives its _bucket/_sum/_count/_total samples."""
     observer = Observer({"http_request_duration_seconds", "requests", "go_goroutines"})
-    for name in ("http_request_duration_seconds_bucket", "http_request_duration_seconds_sum",
-                 "http_request_duration_seconds_count", "requests_total", "go_goroutines"):
+    for name in (
+        "http_request_duration_seconds_bucket",
+        "http_request_duration_seconds_sum",
+        "http_request_duration_seconds_count",
+        "requests_total",
+        "go_goroutines",
+    ):
         assert family_selects(observer.desired_metrics, name), name
     for name in ("http_request_duration_seconds_max", "go_goroutines_x", "go_threads"):
         assert not family_selects(observer.desired_metrics, name), name
@@ -86,13 +91,22 @@ class _Result:
 
 def test_selection_keeps_desired_names_families_and_synthetic_up() -> None:
     """A family name selects its samples, other names are left out, up is added when desired."""
-    results = [_Result("http://a/metrics", {"x_bucket": {'{le="1"}': 1.0}, "x_sum": {"{}": 2.0},
-                                            "other": {"{}": 3.0}}),
-               _Result("http://b/metrics", {}, up=False)]
+    results = [
+        _Result(
+            "http://a/metrics",
+            {"x_bucket": {'{le="1"}': 1.0}, "x_sum": {"{}": 2.0}, "other": {"{}": 3.0}},
+        ),
+        _Result("http://b/metrics", {}, up=False),
+    ]
     data, targets = select_data({"x", "up"}, results)
-    assert data == {"http://a/metrics": {"x_bucket": {'{le="1"}': 1.0}, "x_sum": {"{}": 2.0},
-                                         "up": {"{}": 1.0}},
-                    "http://b/metrics": {"up": {"{}": 0.0}}}
+    assert data == {
+        "http://a/metrics": {
+            "x_bucket": {'{le="1"}': 1.0},
+            "x_sum": {"{}": 2.0},
+            "up": {"{}": 1.0},
+        },
+        "http://b/metrics": {"up": {"{}": 0.0}},
+    }
     assert targets == {r.target.url: r.target for r in results}
 
 

@@ -10,18 +10,118 @@ from tests.helpers import NODE_LIKE, TargetServer, text, wait_for
 
 # What the authors of observers name their own state and helpers.
 COMMON_NAMES = [
-    "name", "model", "models", "window", "windows", "wants", "stats", "data", "history", "state",
-    "config", "settings", "params", "hyperparams", "threshold", "thresholds", "targets", "target",
-    "metrics", "metric", "scores", "score", "alerts", "alert", "logger", "log", "scaler",
-    "detector", "estimator", "clf", "buffer", "features", "labels", "results", "result", "count",
-    "counter", "counts", "seen", "fitted", "trained", "mean", "std", "baseline", "observer",
-    "provisioner", "worker", "timeout", "interval", "start", "stop", "run", "fit", "predict",
-    "update", "reset", "process", "pid", "queue", "lock", "cache", "version", "id", "path",
-    "device", "rng", "seed", "epoch", "step", "batch", "desired", "selection", "select",
-    "handoff", "call", "calls", "errors", "restarts", "ready", "closed", "setup", "close",
-    "observe", "level", "debug", "verbose", "keys", "values", "items", "series", "samples", "up",
-    "last", "previous", "current", "time", "clock", "now", "lookback", "horizon", "alpha", "beta",
-    "gamma", "k", "n", "size", "shape", "dtype", "columns", "index", "frame", "df",
+    "name",
+    "model",
+    "models",
+    "window",
+    "windows",
+    "wants",
+    "stats",
+    "data",
+    "history",
+    "state",
+    "config",
+    "settings",
+    "params",
+    "hyperparams",
+    "threshold",
+    "thresholds",
+    "targets",
+    "target",
+    "metrics",
+    "metric",
+    "scores",
+    "score",
+    "alerts",
+    "alert",
+    "logger",
+    "log",
+    "scaler",
+    "detector",
+    "estimator",
+    "clf",
+    "buffer",
+    "features",
+    "labels",
+    "results",
+    "result",
+    "count",
+    "counter",
+    "counts",
+    "seen",
+    "fitted",
+    "trained",
+    "mean",
+    "std",
+    "baseline",
+    "observer",
+    "provisioner",
+    "worker",
+    "timeout",
+    "interval",
+    "start",
+    "stop",
+    "run",
+    "fit",
+    "predict",
+    "update",
+    "reset",
+    "process",
+    "pid",
+    "queue",
+    "lock",
+    "cache",
+    "version",
+    "id",
+    "path",
+    "device",
+    "rng",
+    "seed",
+    "epoch",
+    "step",
+    "batch",
+    "desired",
+    "selection",
+    "select",
+    "handoff",
+    "call",
+    "calls",
+    "errors",
+    "restarts",
+    "ready",
+    "closed",
+    "setup",
+    "close",
+    "observe",
+    "level",
+    "debug",
+    "verbose",
+    "keys",
+    "values",
+    "items",
+    "series",
+    "samples",
+    "up",
+    "last",
+    "previous",
+    "current",
+    "time",
+    "clock",
+    "now",
+    "lookback",
+    "horizon",
+    "alpha",
+    "beta",
+    "gamma",
+    "k",
+    "n",
+    "size",
+    "shape",
+    "dtype",
+    "columns",
+    "index",
+    "frame",
+    "df",
 ]
 
 
@@ -38,11 +138,19 @@ class NameHungryObserver(dc.MetricsObserver):
 
     def new_data(self, targets_data_dict: dict[str, Any]) -> Any:
         self.stats["calls"] += 1
-        changed = [a for a in COMMON_NAMES if a not in ("name", "wants", "stats")
-                   and getattr(self, a) != f"own {a}"]
-        return dc.Alert(annotations={"name": self.name, "wants": ",".join(self.wants),
-                                     "changed": ",".join(changed),
-                                     "calls": str(self.stats["calls"])})
+        changed = [
+            a
+            for a in COMMON_NAMES
+            if a not in ("name", "wants", "stats") and getattr(self, a) != f"own {a}"
+        ]
+        return dc.Alert(
+            annotations={
+                "name": self.name,
+                "wants": ",".join(self.wants),
+                "changed": ",".join(changed),
+                "calls": str(self.stats["calls"]),
+            }
+        )
 
 
 def test_the_base_class_defines_none_of_the_common_names() -> None:
@@ -64,12 +172,14 @@ def test_setting_name_and_wants_works_and_the_observer_keeps_its_class_name() ->
 
 
 async def test_the_provisioner_runs_an_observer_that_uses_every_common_name(
-        target_server: TargetServer) -> None:
+    target_server: TargetServer,
+) -> None:
     """register, start and many cycles work, and new_data sees its own attributes unchanged."""
     target_server.add("/metrics", text(NODE_LIKE))
     await target_server.start()
-    provisioner = dc.MetricsProvisioner(targets=[target_server.url("/metrics")],
-                                        scrape_interval=0.2, telemetry={"enabled": False})
+    provisioner = dc.MetricsProvisioner(
+        targets=[target_server.url("/metrics")], scrape_interval=0.2, telemetry={"enabled": False}
+    )
     provisioner.register(metricsObserver=NameHungryObserver())
     async with provisioner:
         sender = provisioner.alert_sender
@@ -96,6 +206,10 @@ def test_deucalion_reads_no_user_attribute_of_an_observer() -> None:
     import deucalion
 
     reads = re.compile(r"\bobserver\.(name|wants)\b")
-    found = [f"{path.name}:{n}" for path in Path(deucalion.__file__).parent.rglob("*.py")
-             for n, line in enumerate(path.read_text().splitlines(), 1) if reads.search(line)]
+    found = [
+        f"{path.name}:{n}"
+        for path in Path(deucalion.__file__).parent.rglob("*.py")
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if reads.search(line)
+    ]
     assert found == [], "use deucalion.observer.name_of(observer)"

@@ -18,8 +18,14 @@ INCIDENTS = [
 
 def _alert(start: float, **labels: str) -> dict[str, Any]:
     full = {"severity": "warning", "preset": "node-exporter", "signal": "cpu_pressure", **labels}
-    notes = {"signal": "cpu_pressure", "value": "0.9", "expected_lower": "0",
-             "expected_upper": "0.1", "started": "2001-09-09T01:46:40+00:00", "signals": "x"}
+    notes = {
+        "signal": "cpu_pressure",
+        "value": "0.9",
+        "expected_lower": "0",
+        "expected_upper": "0.1",
+        "started": "2001-09-09T01:46:40+00:00",
+        "signals": "x",
+    }
     return {"target": NODE, "start": T0 + start, "labels": full, "annotations": notes}
 
 
@@ -27,7 +33,9 @@ def test_detections_false_alerts_and_one_alert_per_incident() -> None:
     alerts = [_alert(1006), _alert(1500), _alert(100)]  # the one at 100 s is in the warmup
     result = evaluate(alerts, INCIDENTS, NODE, 1.0, T0, T0 + 4000)
     assert [(d["kind"], d["detected"], d["cycles"]) for d in result["incidents"]] == [
-        ("cpu_saturation", True, 6), ("memory_hog", False, None)]
+        ("cpu_saturation", True, 6),
+        ("memory_hog", False, None),
+    ]
     assert result["of"] == 2 and result["median_cycles_to_detect"] == 6
     assert result["false_alerts"] == 1  # 1500 s: outside every window, after the warmup
     windows = 120 + 60 + 120 + 60 + 120 + 60
@@ -49,7 +57,9 @@ def test_an_alert_resolved_before_its_incident_ended_is_reported() -> None:
     lasting = {**_alert(2010), "end": T0 + 2150}
     result = evaluate([early, lasting], INCIDENTS, NODE, 1.0, T0, T0 + 4000)
     assert [(d["lasted"], d["resolved_after_end"]) for d in result["incidents"]] == [
-        (False, -70), (True, 30)]
+        (False, -70),
+        (True, 30),
+    ]
     assert result["alerts_lasting_their_incident"] == 1
     assert result["incidents_with_one_alert"] == 2
 
@@ -62,8 +72,13 @@ def test_the_diagnosis_replays_each_cycle_and_ranks_the_series_by_their_highest_
     cycles = []
     for i in range(60):
         cpu = {f'{{cpu="0",mode="{mode}"}}': 0.5 * i for mode in ("idle", "user")}
-        data = {NODE: {"node_cpu_seconds_total": cpu, "node_procs_running": {"{}": 2.0},
-                       "up": {"{}": 1.0}}}
+        data = {
+            NODE: {
+                "node_cpu_seconds_total": cpu,
+                "node_procs_running": {"{}": 2.0},
+                "up": {"{}": 1.0},
+            }
+        }
         cycles.append((T0 + i, {NODE: T0 + i}, data))
     run = replay("node-exporter", cycles)
     assert len(run["judged"]) == len(run["times"]) == 60

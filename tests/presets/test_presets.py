@@ -64,9 +64,7 @@ def test_query_rate_is_prometheus_rate_summed_by_labels() -> None:
 
 def test_query_deriv_is_the_least_squares_slope() -> None:
     """deriv of a gauge falling 1000 per second (with noise around the line) is about -1000."""
-    cycles = [
-        {"g": {'{m="/"}': 1e6 - 1000 * i + (7 if i % 2 else -7)}} for i in range(30)
-    ]
+    cycles = [{"g": {'{m="/"}': 1e6 - 1000 * i + (7 if i % 2 else -7)}} for i in range(30)]
     slope = Query(_window(cycles), NODE, 5.0).deriv("g", 600.0, by=("m",))
     assert slope['{m="/"}'] == pytest.approx(-1000, rel=1e-3)
 
@@ -126,8 +124,9 @@ def _node_cycle(i: int, *, busy: float = 0.25, avail: float = 6e9) -> dict[str, 
     }
 
 
-def _signal_values(name: str, signal: str, cycles: list[dict[str, dict[str, float]]],
-                   target: str = NODE) -> SignalValues:
+def _signal_values(
+    name: str, signal: str, cycles: list[dict[str, dict[str, float]]], target: str = NODE
+) -> SignalValues:
     [found] = [s for s in preset_signals(name) if s.name == signal]
     return found.compute(Query(_window(cycles, target), target, 5.5))
 
@@ -170,6 +169,7 @@ def _http_cycles(
 ) -> list[dict[str, dict[str, float]]]:
     cycles = []
     for i in range(10):
+
         def key(code: str) -> str:
             labels = {status: code}
             labels.update({name: f"/r{j}" for j, name in enumerate(route)})
@@ -184,8 +184,9 @@ def _http_cycles(
         if buckets:
             labels = {name: f"/r{j}" for j, name in enumerate(route)}
             sample[buckets] = {
-                "{" + ",".join(f'{k}="{v}"' for k, v in sorted({**labels, "le": le}.items())) + "}":
-                    c * i
+                "{"
+                + ",".join(f'{k}="{v}"' for k, v in sorted({**labels, "le": le}.items()))
+                + "}": c * i
                 for le, c in (("0.1", 15.0), ("1", 30.0), ("+Inf", 30.0))
             }
         cycles.append(sample)
@@ -197,11 +198,17 @@ def test_each_instrumentation_gives_rate_and_error_ratio(inst: Any) -> None:
     """Request rate and 5xx (gRPC: server codes) ratio from each instrumentation's names."""
     route = inst.routes[0] if inst.routes else ()
     error = "Internal" if inst.name == "grpc" else "500"
-    cycles = _http_cycles(inst.requests, inst.status_labels[0], route, inst.duration_bucket,
-                          error=error)
+    cycles = _http_cycles(
+        inst.requests, inst.status_labels[0], route, inst.duration_bucket, error=error
+    )
     rates = _signal_values("http-service", "request_rate", cycles, APP)
-    series = "{}" if not route else "{" + ",".join(
-        f'{name}="/r{j}"' for j, name in sorted(enumerate(route), key=lambda p: p[1])) + "}"
+    series = (
+        "{}"
+        if not route
+        else "{"
+        + ",".join(f'{name}="/r{j}"' for j, name in sorted(enumerate(route), key=lambda p: p[1]))
+        + "}"
+    )
     # The service as a whole, and its one route when the instrumentation names routes.
     assert rates == {"{}": pytest.approx(30.0), series: pytest.approx(30.0)}
     ratio = _signal_values("http-service", "error_ratio", cycles, APP)
@@ -217,16 +224,20 @@ def test_few_errors_are_chance_not_a_ratio() -> None:
     """Under MIN_ERRORS errors within the rate's range, the error ratio is 0."""
     cycles = _http_cycles("http_requests_total", "code", ("handler",), None, errors_per_s=0.2)
     assert _signal_values("http-service", "error_ratio", cycles, APP) == {
-        "{}": 0.0, '{handler="/r0"}': 0.0}
+        "{}": 0.0,
+        '{handler="/r0"}': 0.0,
+    }
 
 
 def test_routes_beyond_the_bound_are_one_other_route() -> None:
     """A service with more routes than MAX_ROUTES gets MAX_ROUTES + 1 route series (and one of
     the service as a whole)."""
     cycles = [
-        {"http_requests_total": {
-            f'{{code="200",route="/p{r}"}}': (r + 1) * i for r in range(MAX_ROUTES + 15)
-        }}
+        {
+            "http_requests_total": {
+                f'{{code="200",route="/p{r}"}}': (r + 1) * i for r in range(MAX_ROUTES + 15)
+            }
+        }
         for i in range(8)
     ]
     rates = _signal_values("http-service", "request_rate", cycles, APP)
@@ -242,12 +253,20 @@ def _signal(name: str, direction: str = "up", floor: float = 0.1) -> Signal:
     def compute(q: Query) -> SignalValues:
         return q.gauge(name)
 
-    return Signal(name, f"the {name}", "ratio", compute, (name,), direction,  # type: ignore[arg-type]
-                  floor=floor)
+    return Signal(
+        name,
+        f"the {name}",
+        "ratio",
+        compute,
+        (name,),
+        direction,  # type: ignore[arg-type]
+        floor=floor,
+    )
 
 
-def _run(observer: PresetObserver, cycles: list[dict[str, dict[str, dict[str, float]]]],
-         start: int = 0) -> list[Scores]:
+def _run(
+    observer: PresetObserver, cycles: list[dict[str, dict[str, dict[str, float]]]], start: int = 0
+) -> list[Scores]:
     results = []
     for i, data in enumerate(cycles, start):
         with handing_data(T0 + i, dict.fromkeys(data, T0 + i)):
@@ -262,8 +281,10 @@ def _steady(i: int, **moved: float) -> dict[str, dict[str, dict[str, float]]]:
     def ordinary() -> float:
         return 0.3 + _NOISE.gauss(0, 0.01)
 
-    return {NODE: {name: {"{}": moved.get(name, ordinary())} for name in ("a", "b", "c")},
-            APP: {"a": {"{}": ordinary()}}}
+    return {
+        NODE: {name: {"{}": moved.get(name, ordinary())} for name in ("a", "b", "c")},
+        APP: {"a": {"{}": ordinary()}},
+    }
 
 
 WARM = 400  # cycles of ordinary values: the default detector learns for 300
@@ -540,8 +561,9 @@ def test_presets_list_names_every_signal(capsys: pytest.CaptureFixture[str]) -> 
         assert all(s.name in out for s in preset_signals(name))
 
 
-def test_backtest_preset_replays_a_recording(tmp_path: Any, capsys: pytest.CaptureFixture[str]
-                                             ) -> None:
+def test_backtest_preset_replays_a_recording(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     """deucalion backtest --preset NAME --from RECORDING runs the preset unchanged and alerts
     once on a CPU step."""
     from deucalion.cli import main
@@ -563,8 +585,9 @@ def test_backtest_preset_replays_a_recording(tmp_path: Any, capsys: pytest.Captu
             data = {NODE: {**samples, "up": {"{}": 1.0}}}
             writer.write_cycle(Cycle(T0 + i, {NODE: T0 + i}, data))
     output = tmp_path / "out.jsonl"
-    code = main(["backtest", "--preset", "node-exporter", "--from", str(recording),
-                 "-o", str(output)])
+    code = main(
+        ["backtest", "--preset", "node-exporter", "--from", str(recording), "-o", str(output)]
+    )
     assert code == 0, capsys.readouterr()
     alerts = [json.loads(line) for line in output.read_text().splitlines()]
     fired = [a for a in alerts if "labels" in a]
@@ -578,8 +601,12 @@ def test_the_value_and_band_are_exported_beside_the_score() -> None:
     from deucalion.telemetry import _SourceCollector
 
     families = _SourceCollector._series_families(
-        {"preset-x": [SeriesScore(NODE, "cpu_busy", "{}", 9.0, value=0.9, lower=0.1, upper=0.4),
-                      SeriesScore(NODE, "forks", "{}", 1.0)]},
+        {
+            "preset-x": [
+                SeriesScore(NODE, "cpu_busy", "{}", 9.0, value=0.9, lower=0.1, upper=0.4),
+                SeriesScore(NODE, "forks", "{}", 1.0),
+            ]
+        },
         {},
     )
     by_name = {f.name: f.samples for f in families}

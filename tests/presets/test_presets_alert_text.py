@@ -18,8 +18,17 @@ def test_the_summary_names_the_target_and_an_annotation_the_kind() -> None:
     # A step from 0.3 to 0.9 held for cycles: a spike, or already a level shift.
     assert notes["kind"] in ("spike", "level_shift") and notes["kind"] in KINDS
     assert notes["kind"].replace("_", " ") in notes["description"]
-    assert {"summary", "description", "signal", "value", "expected_lower", "expected_upper",
-            "started", "signals", "until"} <= set(notes)
+    assert {
+        "summary",
+        "description",
+        "signal",
+        "value",
+        "expected_lower",
+        "expected_upper",
+        "started",
+        "signals",
+        "until",
+    } <= set(notes)
     assert alert.labels == {"severity": "warning", "preset": "test", "signal": "a"}
 
 

@@ -64,8 +64,9 @@ def _signal(name: str) -> Signal:
 def _observer(**options: Any) -> PresetObserver:
     options.setdefault("for_cycles", 2)
     options.setdefault("quiet_cycles", 10)
-    return PresetObserver("test", [_signal("a"), _signal("b")], detector=_AdaptingDetector,
-                          **options)
+    return PresetObserver(
+        "test", [_signal("a"), _signal("b")], detector=_AdaptingDetector, **options
+    )
 
 
 def _run(
@@ -239,8 +240,9 @@ def test_cycles_without_a_value_count_towards_a_series_being_armed() -> None:
 def _alone_observer() -> PresetObserver:
     """a (a utilisation: ``alone=5``) and b (a cause), for_cycles 2."""
     busy = dataclasses.replace(_signal("a"), alone=5)
-    return PresetObserver("test", [busy, _signal("b")], for_cycles=2, quiet_cycles=10,
-                          detector=_AdaptingDetector)
+    return PresetObserver(
+        "test", [busy, _signal("b")], for_cycles=2, quiet_cycles=10, detector=_AdaptingDetector
+    )
 
 
 def test_a_signal_with_alone_opens_an_incident_on_its_own_only_once_its_move_lasts() -> None:
@@ -269,8 +271,9 @@ def _recovery_run(monkeypatch: pytest.MonkeyPatch, recovery_cycles: int) -> list
 
     monkeypatch.setattr(module, "RECOVERY_CYCLES", recovery_cycles)
     both = dataclasses.replace(_signal("a"), direction="both")
-    observer = PresetObserver("test", [both, _signal("b")], for_cycles=2, quiet_cycles=10,
-                              detector=_AdaptingDetector)
+    observer = PresetObserver(
+        "test", [both, _signal("b")], for_cycles=2, quiet_cycles=10, detector=_AdaptingDetector
+    )
     creep = [0.5 - 0.04 * (i // 3) for i in range(3, 21)]  # 0.46 down to 0.26, 3 cycles each
     values = [(0.5, 0.3)] * 10 + [(a, 0.9) for a in creep] + [(0.26, 0.9)] * 12
     values += [(0.26, 0.3)] * 20 + [(0.5, 0.3)] * 20

@@ -26,16 +26,27 @@ def _promtool() -> str:
 
 
 def test_promtool_checks_the_rules() -> None:
-    run = subprocess.run([_promtool(), "check", "rules", str(RULES)], capture_output=True,
-                         text=True, timeout=120, check=False)
+    run = subprocess.run(
+        [_promtool(), "check", "rules", str(RULES)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "SUCCESS: 7 rules found" in run.stdout
 
 
 def test_promtool_unit_tests_pass() -> None:
     """The rules fire (and stay quiet) as deploy/prometheus/deucalion-rules.test.yaml says."""
-    run = subprocess.run([_promtool(), "test", "rules", RULE_TESTS.name], capture_output=True,
-                         text=True, timeout=120, check=False, cwd=RULE_TESTS.parent)
+    run = subprocess.run(
+        [_promtool(), "test", "rules", RULE_TESTS.name],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=RULE_TESTS.parent,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
 
 
@@ -52,7 +63,8 @@ def test_the_checked_in_dashboards_are_what_build_py_makes() -> None:
     build = _build_module()
     for name, make in build.DASHBOARDS.items():
         assert (GRAFANA / name).read_text(encoding="utf-8") == build.render(make), (
-            f"deploy/grafana/{name} is stale: run python deploy/grafana/build.py")
+            f"deploy/grafana/{name} is stale: run python deploy/grafana/build.py"
+        )
 
 
 def _exported_names() -> set[str]:

@@ -31,7 +31,8 @@ def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 def test_a_target_serving_too_few_metrics_is_named_once_with_what_each_signal_needs(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """The issue's reproducer: node_load1 and up, cycle after cycle."""
     observer = preset_observer("node-exporter")
     with caplog.at_level(logging.WARNING, "deucalion.presets"):
@@ -45,13 +46,21 @@ def test_a_target_serving_too_few_metrics_is_named_once_with_what_each_signal_ne
 
 
 def test_a_target_whose_signals_come_in_its_first_cycles_is_not_named(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """A rate needs two scrapes: node_cpu_seconds_total served from the start gives cpu_busy
     from the second cycle, and nothing is said."""
     observer = preset_observer("node-exporter")
-    cycles = [{**ONLY_LOAD, "node_cpu_seconds_total": {
-        '{cpu="0",mode="idle"}': 100.0 + 0.8 * i, '{cpu="0",mode="user"}': 10.0 + 0.2 * i}}
-        for i in range(3 * SILENT_CYCLES)]
+    cycles = [
+        {
+            **ONLY_LOAD,
+            "node_cpu_seconds_total": {
+                '{cpu="0",mode="idle"}': 100.0 + 0.8 * i,
+                '{cpu="0",mode="user"}': 10.0 + 0.2 * i,
+            },
+        }
+        for i in range(3 * SILENT_CYCLES)
+    ]
     with caplog.at_level(logging.WARNING, "deucalion.presets"):
         _feed(observer, cycles)
     assert _warnings(caplog) == []
@@ -65,7 +74,8 @@ def test_a_down_target_is_not_named(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_a_secret_in_the_target_url_stays_out_of_the_warning(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     observer = preset_observer("node-exporter")
     target = "http://node:9100/metrics?token=s3cret"
     with caplog.at_level(logging.WARNING, "deucalion.presets"):
@@ -85,15 +95,20 @@ async def load_only_target(target_server: TargetServer) -> str:
 
 
 async def test_presets_show_on_a_target_serving_too_few_says_what_it_serves(
-        load_only_target: str, caplog: pytest.LogCaptureFixture) -> None:
+    load_only_target: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """`presets show` said such a target "serves none of" the metrics, node_load1 among them."""
     from deucalion.presets.cli import show
 
     printed = await show("node-exporter", load_only_target, interval=0.1)
     last = printed.splitlines()[-1]
     assert "serves none of" not in printed, printed
-    assert last == ("none of the preset's signals is there: it serves node_load1, too few for "
-                    "any signal (each one's above)")
-    assert "load_per_core              not found (looks for node_load1, node_cpu_seconds_total)" \
+    assert last == (
+        "none of the preset's signals is there: it serves node_load1, too few for "
+        "any signal (each one's above)"
+    )
+    assert (
+        "load_per_core              not found (looks for node_load1, node_cpu_seconds_total)"
         in printed
+    )
     assert not _warnings(caplog)

@@ -37,23 +37,32 @@ collector = build_collector(provisioner.settings, None, provisioner.desired_metr
 def _loaded(code: str, modules: list[str]) -> dict[str, bool]:
     """Which of ``modules`` are in ``sys.modules`` after running ``code`` in a fresh
     interpreter."""
-    script = (textwrap.dedent(code) + "\nimport json\n"
-              f"print(json.dumps([m in sys.modules for m in {modules!r}]))\n")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         cwd=ROOT, check=True).stdout
+    script = (
+        textwrap.dedent(code) + "\nimport json\n"
+        f"print(json.dumps([m in sys.modules for m in {modules!r}]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True
+    ).stdout
     return dict(zip(modules, json.loads(out.strip().splitlines()[-1]), strict=True))
 
 
 def test_a_scraping_sidecar_loads_no_openmetrics_parser_federation_or_yaml() -> None:
     """Targets that serve text 0.0.4, scraped directly, configured by arguments: the
     OpenMetrics parser, federation and PyYAML are never imported."""
-    unused = ["deucalion.exposition.openmetrics", "deucalion.exposition.openmetrics_bulk",
-              "deucalion.collection.federation", "yaml"]
+    unused = [
+        "deucalion.exposition.openmetrics",
+        "deucalion.exposition.openmetrics_bulk",
+        "deucalion.collection.federation",
+        "yaml",
+    ]
     # The check can fail: the same modules, imported on purpose, are found.
     imported = "import sys\n" + "\n".join(f"import {m}" for m in unused)
     assert _loaded(imported, unused) == dict.fromkeys(unused, True)
     assert _loaded(APPLICATION, [*unused, "deucalion.collection.scrape"]) == {
-        **dict.fromkeys(unused, False), "deucalion.collection.scrape": True}
+        **dict.fromkeys(unused, False),
+        "deucalion.collection.scrape": True,
+    }
 
 
 def test_the_first_openmetrics_body_loads_its_parser() -> None:
@@ -68,7 +77,8 @@ def test_the_first_openmetrics_body_loads_its_parser() -> None:
     assert not before and openmetrics_loaded()
     """
     assert _loaded(code, ["deucalion.exposition.openmetrics"]) == {
-        "deucalion.exposition.openmetrics": True}
+        "deucalion.exposition.openmetrics": True
+    }
 
 
 def test_federation_is_loaded_when_configured() -> None:
@@ -85,4 +95,5 @@ def test_federation_is_loaded_when_configured() -> None:
     assert type(collector) is deucalion.collection.FederationCollector, type(collector)
     """
     assert _loaded(code, ["deucalion.collection.federation"]) == {
-        "deucalion.collection.federation": True}
+        "deucalion.collection.federation": True
+    }

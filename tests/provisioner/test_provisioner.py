@@ -78,16 +78,22 @@ async def test_observers_get_only_their_metrics_in_the_documented_shape(
     async with provisioner:
         await wait_for(records_at_least(cpu, 1))
         await wait_for(records_at_least(hist, 1))
-    assert read_records(cpu)[0]["data"] == {url: {
-        "node_cpu_seconds_total": {'{cpu="0",mode="idle"}': 100.5,
-                                   '{cpu="0",mode="user"}': 7.0},
-        "up": {"{}": 1.0},
-    }}
-    assert read_records(hist)[0]["data"] == {url: {
-        "http_request_duration_seconds_bucket": {'{le="0.1"}': 3.0, '{le="+Inf"}': 4.0},
-        "http_request_duration_seconds_sum": {"{}": 0.9},
-        "http_request_duration_seconds_count": {"{}": 4.0},
-    }}
+    assert read_records(cpu)[0]["data"] == {
+        url: {
+            "node_cpu_seconds_total": {
+                '{cpu="0",mode="idle"}': 100.5,
+                '{cpu="0",mode="user"}': 7.0,
+            },
+            "up": {"{}": 1.0},
+        }
+    }
+    assert read_records(hist)[0]["data"] == {
+        url: {
+            "http_request_duration_seconds_bucket": {'{le="0.1"}': 3.0, '{le="+Inf"}': 4.0},
+            "http_request_duration_seconds_sum": {"{}": 0.9},
+            "http_request_duration_seconds_count": {"{}": 4.0},
+        }
+    }
 
 
 async def test_a_selection_of_thousands_of_entries_is_set_up_off_the_loop(
@@ -108,18 +114,26 @@ async def test_a_selection_of_thousands_of_entries_is_set_up_off_the_loop(
     url = target_server.add("/metrics", text(NODE_LIKE))
     await target_server.start()
     cpu = tmp_path / "cpu.jsonl"
-    desired = {"node_cpu_seconds_total", "up", *(f"absent_{i}" for i in range(3000)),
-               *(f"other_{i}_.*" for i in range(100))}
+    desired = {
+        "node_cpu_seconds_total",
+        "up",
+        *(f"absent_{i}" for i in range(3000)),
+        *(f"other_{i}_.*" for i in range(100)),
+    }
     provisioner = provisioner_for(url)
     provisioner.register(RecordingObserver(desired, cpu))
     async with provisioner:
         await wait_for(records_at_least(cpu, 1))
     assert [f for f in threads if getattr(f, "__name__", "") == "_prepare"]
-    assert read_records(cpu)[0]["data"] == {url: {
-        "node_cpu_seconds_total": {'{cpu="0",mode="idle"}': 100.5,
-                                   '{cpu="0",mode="user"}': 7.0},
-        "up": {"{}": 1.0},
-    }}
+    assert read_records(cpu)[0]["data"] == {
+        url: {
+            "node_cpu_seconds_total": {
+                '{cpu="0",mode="idle"}': 100.5,
+                '{cpu="0",mode="user"}': 7.0,
+            },
+            "up": {"{}": 1.0},
+        }
+    }
 
 
 async def test_faulty_targets_cost_only_their_own_data(
@@ -142,8 +156,17 @@ async def test_faulty_targets_cost_only_their_own_data(
     await target_server.start()
     down = "http://127.0.0.1:9/metrics"  # the discard port: nothing listens
     path = tmp_path / "calls.jsonl"
-    provisioner = provisioner_for(good, garbage, slow_url, huge, error, down,
-                                  scrape_interval=1.2, scrape_timeout=1.0, body_size_limit=100_000)
+    provisioner = provisioner_for(
+        good,
+        garbage,
+        slow_url,
+        huge,
+        error,
+        down,
+        scrape_interval=1.2,
+        scrape_timeout=1.0,
+        body_size_limit=100_000,
+    )
     provisioner.register(RecordingObserver({"go_goroutines", "up"}, path))
     async with provisioner:
         await wait_for(records_at_least(path, 3))
@@ -162,8 +185,9 @@ async def test_synthetic_samples_describe_the_scrape(
     await target_server.start()
     path = tmp_path / "calls.jsonl"
     provisioner = provisioner_for(url)
-    provisioner.register(RecordingObserver(
-        {"up", "scrape_duration_seconds", "scrape_samples_scraped"}, path))
+    provisioner.register(
+        RecordingObserver({"up", "scrape_duration_seconds", "scrape_samples_scraped"}, path)
+    )
     async with provisioner:
         await wait_for(records_at_least(path, 1))
     data = read_records(path)[0]["data"][url]
@@ -187,8 +211,10 @@ async def test_a_down_target_counts_zero_samples(
     provisioner.register(RecordingObserver({"up", "scrape_samples_scraped"}, path))
     async with provisioner:
         await wait_for(records_at_least(path, 1))
-    assert read_records(path)[0]["data"][url] == {"up": {"{}": 0.0},
-                                                  "scrape_samples_scraped": {"{}": 0.0}}
+    assert read_records(path)[0]["data"][url] == {
+        "up": {"{}": 0.0},
+        "scrape_samples_scraped": {"{}": 0.0},
+    }
 
 
 async def test_two_slow_observers_run_at_the_same_time(
@@ -309,8 +335,8 @@ async def test_an_overrunning_cycle_is_counted_and_the_next_starts_at_once(
     url = target_server.add("/metrics", text(NODE_LIKE))
     await target_server.start()
     provisioner = dc.MetricsProvisioner(
-        scrape_interval=0.1, telemetry={"enabled": False},
-        targets_provider=SlowDiscovery(url, 0.25))
+        scrape_interval=0.1, telemetry={"enabled": False}, targets_provider=SlowDiscovery(url, 0.25)
+    )
     provisioner.register(RecordingObserver({"up"}, tmp_path / "x"))
     async with provisioner:
         await wait_for(lambda: provisioner.stats.cycles >= 3)
@@ -336,8 +362,9 @@ async def test_targets_that_change_between_cycles_are_followed(
             return [Target(first)] if self.calls <= 2 else [Target(second)]
 
     path = tmp_path / "calls.jsonl"
-    provisioner = dc.MetricsProvisioner(scrape_interval=0.2, telemetry={"enabled": False},
-                                        targets_provider=Switching())
+    provisioner = dc.MetricsProvisioner(
+        scrape_interval=0.2, telemetry={"enabled": False}, targets_provider=Switching()
+    )
     provisioner.register(RecordingObserver({"go_goroutines"}, path))
     async with provisioner:
         await wait_for(lambda: any(second in r["data"] for r in read_records(path)))
@@ -368,8 +395,9 @@ async def test_failing_discovery_keeps_the_targets_it_had(
     await target_server.start()
     path = tmp_path / "calls.jsonl"
     discovery = FailingDiscovery(url)
-    provisioner = dc.MetricsProvisioner(scrape_interval=0.2, telemetry={"enabled": False},
-                                        targets_provider=discovery)
+    provisioner = dc.MetricsProvisioner(
+        scrape_interval=0.2, telemetry={"enabled": False}, targets_provider=discovery
+    )
     provisioner.register(RecordingObserver({"go_goroutines"}, path))
     async with provisioner:
         await wait_for(records_at_least(path, 3))
@@ -386,7 +414,10 @@ def test_two_observers_of_one_class_get_distinct_names(tmp_path: Path) -> None:
     named.observer_name = "goroutines"
     provisioner.register(named)
     assert [name_of(o) for o in provisioner.observers] == [
-        "RecordingObserver", "RecordingObserver-2", "goroutines"]
+        "RecordingObserver",
+        "RecordingObserver-2",
+        "goroutines",
+    ]
     clash = RecordingObserver({"up"}, tmp_path / "d")
     clash.observer_name = "goroutines"
     with pytest.raises(dc.ConfigError, match="two observers are named goroutines"):
@@ -402,8 +433,9 @@ class BrokenDiscovery(Discovery):
 
 async def test_run_reports_a_failed_cycle_loop(tmp_path: Path) -> None:
     """When the cycle loop itself fails, run() raises instead of returning as after a stop."""
-    provisioner = dc.MetricsProvisioner(scrape_interval=0.2, telemetry={"enabled": False},
-                                        targets_provider=BrokenDiscovery())
+    provisioner = dc.MetricsProvisioner(
+        scrape_interval=0.2, telemetry={"enabled": False}, targets_provider=BrokenDiscovery()
+    )
     provisioner.register(RecordingObserver({"up"}, tmp_path / "x"))
     with pytest.raises(dc.DeucalionError, match="cycle loop failed"):
         await asyncio.wait_for(provisioner.run(), 30)  # type: ignore[arg-type]
@@ -416,8 +448,9 @@ async def test_a_stop_during_start_up_waits_and_closes_everything(
     """stop() while start() is still spawning workers leaves no server, worker or task behind."""
     url = target_server.add("/metrics", text(NODE_LIKE))
     await target_server.start()
-    provisioner = dc.MetricsProvisioner(targets=[url], scrape_interval=0.2,
-                                        telemetry={"listen": "127.0.0.1:0"})
+    provisioner = dc.MetricsProvisioner(
+        targets=[url], scrape_interval=0.2, telemetry={"listen": "127.0.0.1:0"}
+    )
     provisioner.register(RecordingObserver({"up"}, tmp_path / "x"))
     starting = asyncio.create_task(provisioner.start())
     await asyncio.sleep(0.01)  # start() is under way: its workers are being spawned

@@ -34,8 +34,9 @@ class StandInAlertmanager:
 
 
 def provisioner_for(url: str, am: StandInAlertmanager, **settings: Any) -> dc.MetricsProvisioner:
-    return dc.MetricsProvisioner(targets=[url], scrape_interval=0.3,
-                                 telemetry={"enabled": False}, **settings)
+    return dc.MetricsProvisioner(
+        targets=[url], scrape_interval=0.3, telemetry={"enabled": False}, **settings
+    )
 
 
 async def test_an_alert_returned_late_in_the_grace_period_is_still_flushed(
@@ -46,10 +47,10 @@ async def test_an_alert_returned_late_in_the_grace_period_is_still_flushed(
     # Slower to answer than what the call leaves of the grace period.
     am = StandInAlertmanager(target_server, delay=1.0)
     await target_server.start()
-    provisioner = provisioner_for(url, am, shutdown_grace_period=2,
-                                  alertmanager={"urls": [am.url], "timeout": 5})
-    provisioner.register(RecordingObserver({"up"}, tmp_path / "calls", sleep=1.5,
-                                           result="anomaly"))
+    provisioner = provisioner_for(
+        url, am, shutdown_grace_period=2, alertmanager={"urls": [am.url], "timeout": 5}
+    )
+    provisioner.register(RecordingObserver({"up"}, tmp_path / "calls", sleep=1.5, result="anomaly"))
     await provisioner.start()
     try:
         # Stop during the very first call: no alert was sent before it.

@@ -30,8 +30,9 @@ class Changing:
     async def discover(self) -> Sequence[Target]:
         return list(self.current)
 
-    async def collect(self, targets: Sequence[Target], metrics: Iterable[str] | None
-                      ) -> list[ScrapeResult]:
+    async def collect(
+        self, targets: Sequence[Target], metrics: Iterable[str] | None
+    ) -> list[ScrapeResult]:
         self.collected.append([t.url for t in targets])
         return [ScrapeResult(t, up=True) for t in targets]
 
@@ -43,8 +44,9 @@ async def test_changing_targets_use_collect_and_forget_gone_ones() -> None:
     """Each cycle sees the new target set via collect(); gone targets are forgotten."""
     a, b = Target("http://a:1/metrics"), Target("http://b:1/metrics")
     provider = Changing([a, b])
-    provisioner = MetricsProvisioner(scrape_interval="1h", targets_provider=provider,
-                                     telemetry={"listen": "127.0.0.1:0"})
+    provisioner = MetricsProvisioner(
+        scrape_interval="1h", targets_provider=provider, telemetry={"listen": "127.0.0.1:0"}
+    )
     provisioner.register(Quiet({"up"}))
     async with provisioner:
         first = await provisioner.cycle()

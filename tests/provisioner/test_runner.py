@@ -51,10 +51,17 @@ def test_a_script_without_logging_takes_its_level_from_deucalion_log_level() -> 
     import subprocess
     import sys
 
-    code = ("import asyncio, logging; from deucalion.runner import run_main\n"
-            "async def main(): return logging.getLevelName(logging.getLogger().level)\n"
-            "print(run_main(main()))")
+    code = (
+        "import asyncio, logging; from deucalion.runner import run_main\n"
+        "async def main(): return logging.getLevelName(logging.getLogger().level)\n"
+        "print(run_main(main()))"
+    )
     for value, level in [("debug", "DEBUG"), ("nonsense", "INFO")]:
-        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             env={**os.environ, "DEUCALION_LOG_LEVEL": value}, check=True)
+        run = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "DEUCALION_LOG_LEVEL": value},
+            check=True,
+        )
         assert run.stdout.strip() == level, run.stderr

@@ -105,7 +105,9 @@ def test_random_detector_scores_far_below_perfect_on_a_generated_set() -> None:
     rng = random.Random(3)
     files = [
         nab.LabelledSeries(
-            f"g{k}.csv", list(range(2000)), [rng.random() for _ in range(2000)],
+            f"g{k}.csv",
+            list(range(2000)),
+            [rng.random() for _ in range(2000)],
             [(800 + 300 * k, 900 + 300 * k)],
         )
         for k in range(4)

@@ -45,10 +45,12 @@ def test_a_link_in_place_of_the_recording_is_refused(tmp_path: Path) -> None:
     assert victim.read_text() == "keep me"
 
 
-@pytest.mark.parametrize("name", ["node.csv", "node.jsonl", "NODE.CSV", "node.prom", "node.txt",
-                                  "node", "NODE.OM.GZ"])
+@pytest.mark.parametrize(
+    "name", ["node.csv", "node.jsonl", "NODE.CSV", "node.prom", "node.txt", "node", "NODE.OM.GZ"]
+)
 def test_a_recording_named_as_another_format_is_refused_before_it_records(
-        tmp_path: Path, name: str) -> None:
+    tmp_path: Path, name: str
+) -> None:
     """`record -o node.csv` wrote OpenMetrics text into node.csv, which `backtest --from
     node.csv` then read as CSV and refused, an hour of recording later; node.prom, node.txt
     and a name without a suffix were written, then refused by `backtest --from` as no history
@@ -70,7 +72,8 @@ def test_record_takes_metrics_or_all_not_both(capsys: pytest.CaptureFixture[str]
 
 @pytest.mark.parametrize("name", ["r.om.gz", "r.om", "r.gz", "r.prom.gz"])
 def test_every_name_a_recording_is_written_to_is_read_back_as_one(
-        tmp_path: Path, name: str) -> None:
+    tmp_path: Path, name: str
+) -> None:
     """What the writer accepts, `backtest --from` (open_source) reads as a recording."""
     from deucalion.replay.opening import open_source
 
@@ -80,7 +83,8 @@ def test_every_name_a_recording_is_written_to_is_read_back_as_one(
 
 
 def test_record_to_a_name_backtest_would_not_read_is_refused_before_it_records(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`deucalion record -o node.prom` recorded, then `backtest --from node.prom` said 'not a
     history source'."""
     from deucalion.cli import main

@@ -26,10 +26,20 @@ def _cycles(n: int = 120, spike_at: int = 90) -> list[Cycle]:
     cycles = []
     for i in range(n):
         value = 10 + math.sin(i / 4) + (25.0 if i == spike_at else 0.0)
-        cycles.append(Cycle(T0 + 15 * i, {URL: T0 + 15 * i + 0.003217, ODD: T0 + 15 * i + 0.01},
-                            {URL: {"load": {'{cpu="0",mode="a\\"b\\\\c\\nd"}': value},
-                                   "up": {"{}": 1.0}, "other": {"{}": float(i)}},
-                             ODD: {"up": {"{}": 0.0}}}))
+        cycles.append(
+            Cycle(
+                T0 + 15 * i,
+                {URL: T0 + 15 * i + 0.003217, ODD: T0 + 15 * i + 0.01},
+                {
+                    URL: {
+                        "load": {'{cpu="0",mode="a\\"b\\\\c\\nd"}': value},
+                        "up": {"{}": 1.0},
+                        "other": {"{}": float(i)},
+                    },
+                    ODD: {"up": {"{}": 0.0}},
+                },
+            )
+        )
     return cycles
 
 
@@ -55,8 +65,9 @@ async def test_recording_round_trip(tmp_path: Path) -> None:
     for mine, theirs in zip(cycles, back, strict=True):
         assert theirs.time == mine.time
         assert theirs.target_times == pytest.approx(mine.target_times, abs=1e-6)
-        assert json.dumps(theirs.samples, sort_keys=True) == json.dumps(mine.samples,
-                                                                         sort_keys=True)
+        assert json.dumps(theirs.samples, sort_keys=True) == json.dumps(
+            mine.samples, sort_keys=True
+        )
     text = gzip.decompress(path.read_bytes()).decode()
     assert text.endswith("# EOF\n") and "NaN" in text and "-Inf" in text
 
@@ -102,11 +113,14 @@ async def test_malformed_recording_line_names_file_and_line(tmp_path: Path) -> N
         await _read(RecordingSource(path))
 
 
-@pytest.mark.parametrize("content", [b"", b"not gzip, no line end", gzip.compress(b""),
-                                     gzip.compress(b"hello\n"), b"hello\n"],
-                         ids=["empty", "no gzip", "empty gzip", "gzip of text", "text"])
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"not gzip, no line end", gzip.compress(b""), gzip.compress(b"hello\n"), b"hello\n"],
+    ids=["empty", "no gzip", "empty gzip", "gzip of text", "text"],
+)
 def test_a_file_that_is_no_recording_is_refused_naming_it(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes
+) -> None:
     """A file under a recording's name that holds no recording (empty, text, another gzip
     file) is refused naming it, as no recording: not replayed as a recording "cut off" or
     "damaged" at its first line, which ended in "the observer received no samples"."""
@@ -119,25 +133,29 @@ def test_a_file_that_is_no_recording_is_refused_naming_it(
     assert "damaged" not in captured.out + captured.err and "cut off" not in captured.err
 
 
-async def test_a_recording_cut_before_its_first_cycle_ended_holds_no_cycle(
-        tmp_path: Path) -> None:
+async def test_a_recording_cut_before_its_first_cycle_ended_holds_no_cycle(tmp_path: Path) -> None:
     """Sample lines without a cycle's closing line (a recorder killed within its first
     cycle): no history to replay, said as such."""
     path = tmp_path / "r.om"
     path.write_text('up{deucalion_target="x"} 1 1\n')
-    with pytest.raises(HistoryError, match=r"r.om: not a deucalion recording: it holds no "
-                                           r"complete cycle"):
+    with pytest.raises(
+        HistoryError,
+        match=r"r.om: not a deucalion recording: it holds no "
+        r"complete cycle",
+    ):
         await _read(RecordingSource(path))
 
 
 async def test_csv_keeps_rows_in_file_order_and_notes_repeats_and_steps_back(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Each series' rows replay in file order, merged by time with the other series: a
     timestamp that steps back or repeats is a cycle of its own, noted once a file, no row
     merged or dropped; a series without a row at a time is absent from that cycle."""
     (tmp_path / "a.csv").write_text("timestamp,value\n30,3\n10,1\n20,2\n20,2.5\n")
-    (tmp_path / "b.csv").write_text("timestamp,value\n1970-01-01T00:00:10Z,7\n"
-                                    "1970-01-01 00:00:30,9\n")
+    (tmp_path / "b.csv").write_text(
+        "timestamp,value\n1970-01-01T00:00:10Z,7\n1970-01-01 00:00:30,9\n"
+    )
     source = CSVSource(tmp_path)
     back = await _read(source)
     assert [c.time for c in back] == [10, 30, 10, 20, 20]
@@ -153,7 +171,8 @@ async def test_tidy_csv(tmp_path: Path) -> None:
     """A tidy table gives targets, samples and series keys as written."""
     (tmp_path / "t.csv").write_text(
         'timestamp,target,metric,labels,value\n1,web,cpu,"{core=""0""}",0.5\n'
-        "1,web,up,,1\n2,db,cpu,,0.7\n")
+        "1,web,up,,1\n2,db,cpu,,0.7\n"
+    )
     back = await _read(CSVSource(tmp_path / "t.csv"))
     assert back[0].samples == {"web": {"cpu": {'{core="0"}': 0.5}, "up": {"{}": 1.0}}}
     assert back[1].samples == {"db": {"cpu": {"{}": 0.7}}}
@@ -164,18 +183,23 @@ async def test_a_csv_whose_second_column_names_the_sample(tmp_path: Path) -> Non
     --csv-metric cpu); the column names the sample, and --csv-metric still wins."""
     (tmp_path / "host.csv").write_text("timestamp,node_load1\n1,0.5\n2,0.7\n")
     back = await _read(CSVSource(tmp_path / "host.csv"))
-    assert [c.samples for c in back] == [{"host.csv": {"node_load1": {"{}": 0.5}}},
-                                         {"host.csv": {"node_load1": {"{}": 0.7}}}]
+    assert [c.samples for c in back] == [
+        {"host.csv": {"node_load1": {"{}": 0.5}}},
+        {"host.csv": {"node_load1": {"{}": 0.7}}},
+    ]
     named = await _read(CSVSource(tmp_path / "host.csv", metric="load"))
     assert named[0].samples == {"host.csv": {"load": {"{}": 0.5}}}
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("time,v\n1,2\n", "the header is 'time,v'"),
-    ("timestamp,cpu %\n1,2\n", r"'cpu %' is no metric name"),
-    ("timestamp,value\n1,abc\n", r"x.csv:2: value 'abc' is not a number"),
-    ("timestamp,value\nyesterday,1\n", "x.csv:2: timestamp 'yesterday' is neither"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("time,v\n1,2\n", "the header is 'time,v'"),
+        ("timestamp,cpu %\n1,2\n", r"'cpu %' is no metric name"),
+        ("timestamp,value\n1,abc\n", r"x.csv:2: value 'abc' is not a number"),
+        ("timestamp,value\nyesterday,1\n", "x.csv:2: timestamp 'yesterday' is neither"),
+    ],
+)
 async def test_bad_csv_names_file_and_row(tmp_path: Path, text: str, message: str) -> None:
     """A CSV that cannot be read is an error naming the file, the row and what to write."""
     (tmp_path / "x.csv").write_text(text)
@@ -189,7 +213,8 @@ def test_backtest_alerts_at_the_injected_anomaly(tmp_path: Path) -> None:
     result = backtest(RobustZScore({"load"}), path.as_posix(), output=tmp_path / "out.jsonl")
     assert result.steps == 120 and result.errors == 0
     assert [(a.start, a.end, a.target) for a in result.alerts] == [
-        (T0 + 15 * 90, T0 + 15 * 91, URL)]
+        (T0 + 15 * 90, T0 + 15 * 91, URL)
+    ]
     alert = result.alerts[0]
     assert alert.starts_at == "2023-11-14T22:35:50.000Z" and alert.labels["instance"] == "a:9100"
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
@@ -218,7 +243,8 @@ def test_a_series_scored_and_alerted_has_one_score_row_a_step(tmp_path: Path) ->
 
 
 def test_a_verbose_backtest_logs_when_in_the_history_alerts_fire(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """`backtest -v` logged "alert firing: {...}" stamped with the wall clock only: a week
     replayed in seconds, the line did not say when in the history the alert fired."""
     import logging
@@ -227,14 +253,19 @@ def test_a_verbose_backtest_logs_when_in_the_history_alerts_fire(
     with caplog.at_level(logging.INFO, logger="deucalion.alerting.lifecycle"):
         backtest(RobustZScore({"load"}), path.as_posix())
     lines = [r.getMessage() for r in caplog.records if r.name == "deucalion.alerting.lifecycle"]
-    assert any(line.startswith("alert firing") and
-               line.endswith("at 2023-11-14T22:35:50.000Z in the history") for line in lines)
-    assert any(line.startswith("alert resolved") and
-               line.endswith("at 2023-11-14T22:36:05.000Z in the history") for line in lines)
+    assert any(
+        line.startswith("alert firing")
+        and line.endswith("at 2023-11-14T22:35:50.000Z in the history")
+        for line in lines
+    )
+    assert any(
+        line.startswith("alert resolved")
+        and line.endswith("at 2023-11-14T22:36:05.000Z in the history")
+        for line in lines
+    )
 
 
-def test_the_history_time_is_added_to_any_lifecycle_line(
-        caplog: pytest.LogCaptureFixture) -> None:
+def test_the_history_time_is_added_to_any_lifecycle_line(caplog: pytest.LogCaptureFixture) -> None:
     """The history's time was appended as a "%s" placeholder: a line with a literal "%" and no
     args, or with a mapping of args, would not format."""
     import logging
@@ -251,8 +282,10 @@ def test_the_history_time_is_added_to_any_lifecycle_line(
     finally:
         _HISTORY_CLOCK.reset(token)
     lines = [r.getMessage() for r in caplog.records if r.name == lifecycle.name]
-    assert lines == [f"{text} at 2023-11-14T22:15:50.000Z in the history"
-                     for text in ("queue 50% full", "alert firing", "alert resolved")]
+    assert lines == [
+        f"{text} at 2023-11-14T22:15:50.000Z in the history"
+        for text in ("queue 50% full", "alert firing", "alert resolved")
+    ]
 
 
 def test_backtest_hands_the_recorded_times_and_selected_data(tmp_path: Path) -> None:
@@ -330,14 +363,27 @@ def test_bad_windows_file(tmp_path: Path) -> None:
         load_windows(path)
 
 
-def test_cli_backtest_evaluate_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                        ) -> None:
+def test_cli_backtest_evaluate_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """deucalion backtest writes outputs, evaluates and plots; evaluate reads the output."""
     out, png = tmp_path / "out.jsonl", tmp_path / "plot.png"
     labels = (LABELLED / "windows.json").as_posix()
-    code = main(["backtest", "--observer", "tests.replay_observers:RobustZScore",
-                 "--metrics", "value", "--from", LABELLED.as_posix(), "-o", str(out),
-                 "--labels", labels, "--plot", str(png)])
+    code = main(
+        [
+            "backtest",
+            "--observer",
+            "tests.replay_observers:RobustZScore",
+            "--metrics",
+            "value",
+            "--from",
+            LABELLED.as_posix(),
+            "-o",
+            str(out),
+            "--labels",
+            labels,
+            "--plot",
+            str(png),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0
     assert "400 steps" in printed and "alerts fired: 3" in printed
@@ -350,33 +396,71 @@ def test_cli_backtest_evaluate_and_plot(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_cli_backtest_bad_source(capsys: pytest.CaptureFixture[str]) -> None:
     """A --from that is no source is a one-line error saying what to give."""
-    assert main(["backtest", "--observer", "tests.replay_observers:RobustZScore",
-                 "--metrics", "x", "--from", "nothing.xyz"]) == 1
+    assert (
+        main(
+            [
+                "backtest",
+                "--observer",
+                "tests.replay_observers:RobustZScore",
+                "--metrics",
+                "x",
+                "--from",
+                "nothing.xyz",
+            ]
+        )
+        == 1
+    )
     assert "not a history source" in capsys.readouterr().err
 
 
-BACKTEST = ["backtest", "--observer", "tests.replay_observers:RobustZScore", "--metrics", "value",
-            "--from", LABELLED.as_posix()]
+BACKTEST = [
+    "backtest",
+    "--observer",
+    "tests.replay_observers:RobustZScore",
+    "--metrics",
+    "value",
+    "--from",
+    LABELLED.as_posix(),
+]
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["record", "-o", "r.om.gz", "--all", "--duration", "-1"],
-     "argument --duration: '-1' is negative: give seconds or a duration such as 30s or 5m"),
-    (["record", "-o", "r.om.gz", "--all", "--duration", "0"],
-     "argument --duration: must be more than 0, not '0'"),
-    (["record", "-o", "r.om.gz", "--all", "--duration", "soon"],
-     "argument --duration: 'soon' is not a duration"),
-    ([*BACKTEST, "--step=-15s"],
-     "argument --step: '-15s' is negative: give seconds or a duration such as 30s or 5m"),
-    ([*BACKTEST, "--step", "0s"], "argument --step: must be more than 0, not '0s'"),
-    ([*BACKTEST, "--observer-timeout", "-1"],
-     "argument --observer-timeout: '-1' is negative: give seconds or a duration"),
-    ([*BACKTEST, "--observer-timeout", "0"],
-     "argument --observer-timeout: must be more than 0, not '0'"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["record", "-o", "r.om.gz", "--all", "--duration", "-1"],
+            "argument --duration: '-1' is negative: give seconds or a duration such as 30s or 5m",
+        ),
+        (
+            ["record", "-o", "r.om.gz", "--all", "--duration", "0"],
+            "argument --duration: must be more than 0, not '0'",
+        ),
+        (
+            ["record", "-o", "r.om.gz", "--all", "--duration", "soon"],
+            "argument --duration: 'soon' is not a duration",
+        ),
+        (
+            [*BACKTEST, "--step=-15s"],
+            "argument --step: '-15s' is negative: give seconds or a duration such as 30s or 5m",
+        ),
+        ([*BACKTEST, "--step", "0s"], "argument --step: must be more than 0, not '0s'"),
+        (
+            [*BACKTEST, "--observer-timeout", "-1"],
+            "argument --observer-timeout: '-1' is negative: give seconds or a duration",
+        ),
+        (
+            [*BACKTEST, "--observer-timeout", "0"],
+            "argument --observer-timeout: must be more than 0, not '0'",
+        ),
+    ],
+)
 def test_a_bad_replay_duration_is_refused_saying_why(
-        argv: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    argv: list[str],
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """`record --duration -1` (once 0 cycles recorded and exit 0) and every other negative or
     zero duration of record and backtest exit 2 with the reason; nothing runs or is written."""
     monkeypatch.chdir(tmp_path)
@@ -389,29 +473,33 @@ def test_a_bad_replay_duration_is_refused_saying_why(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_replay_durations_take_prometheus_durations(tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_replay_durations_take_prometheus_durations(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`--observer-timeout 30s` and `--step 1m` are durations, as the config's are."""
     out = tmp_path / "out.jsonl"
     assert main([*BACKTEST, "--observer-timeout", "30s", "--step", "1m", "-o", str(out)]) == 0
     assert "400 steps" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("labels", "target", "key", "about"), [
-    ({}, URL, URL, True),
-    ({}, URL, f"{URL} load{{}}", True),
-    ({}, URL, "http://other/metrics", False),
-    ({"metric": "load", "series": '{cpu="0"}'}, URL, f'{URL} load{{cpu="0"}}', True),
-    ({"metric": "load", "series": '{cpu="0"}'}, URL, f'{URL} load{{cpu="1"}}', False),
-    ({"metric": "load"}, URL, f'{URL} load{{cpu="1"}}', True),
-    ({"metric": "load", "series": '{cpu="0"}'}, URL, 'load{cpu="0"}', True),
-    ({}, None, f"{URL} load{{}}", True),
-    ({"metric": "load", "series": '{cpu="0"}'}, URL, "load", True),
-    ({"metric": "load_max"}, URL, "load", False),
-    ({"preset": "http-service", "signal": "latency_p99"}, URL, "latency_p99", True),
-    ({"preset": "http-service", "signal": "latency_p99"}, URL, "error_ratio", False),
-    ({"preset": "http-service", "signal": "latency_p99"}, URL, URL, True),
-])
+@pytest.mark.parametrize(
+    ("labels", "target", "key", "about"),
+    [
+        ({}, URL, URL, True),
+        ({}, URL, f"{URL} load{{}}", True),
+        ({}, URL, "http://other/metrics", False),
+        ({"metric": "load", "series": '{cpu="0"}'}, URL, f'{URL} load{{cpu="0"}}', True),
+        ({"metric": "load", "series": '{cpu="0"}'}, URL, f'{URL} load{{cpu="1"}}', False),
+        ({"metric": "load"}, URL, f'{URL} load{{cpu="1"}}', True),
+        ({"metric": "load", "series": '{cpu="0"}'}, URL, 'load{cpu="0"}', True),
+        ({}, None, f"{URL} load{{}}", True),
+        ({"metric": "load", "series": '{cpu="0"}'}, URL, "load", True),
+        ({"metric": "load_max"}, URL, "load", False),
+        ({"preset": "http-service", "signal": "latency_p99"}, URL, "latency_p99", True),
+        ({"preset": "http-service", "signal": "latency_p99"}, URL, "error_ratio", False),
+        ({"preset": "http-service", "signal": "latency_p99"}, URL, URL, True),
+    ],
+)
 def test_alert_about(labels: dict[str, str], target: str | None, key: str, about: bool) -> None:
     """An alert concerns its target's series, or only the one its metric/series labels name."""
     from deucalion.replay.results import alert_about
@@ -419,8 +507,9 @@ def test_alert_about(labels: dict[str, str], target: str | None, key: str, about
     assert alert_about(labels, target, key) is about
 
 
-def test_plot_without_matplotlib_names_the_extra(monkeypatch: pytest.MonkeyPatch,
-                                                 tmp_path: Path) -> None:
+def test_plot_without_matplotlib_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """Without matplotlib, plotting says which extra to install."""
     import sys
 
@@ -450,8 +539,9 @@ def test_a_one_step_alert_over_weeks_of_history_shows_on_the_plot(tmp_path: Path
         red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
         return int(((red > 0.8) & (green < 0.7) & (blue < 0.7)).sum())
 
-    one_step = AlertSpan({"metric": "value", "series": "{}"}, {}, "a.csv", times[3000],
-                         end=times[3001])
+    one_step = AlertSpan(
+        {"metric": "value", "series": "{}"}, {}, "a.csv", times[3000], end=times[3001]
+    )
     assert red_pixels([one_step]) > red_pixels([]) + 100  # the legend's patch is red too
 
 
@@ -461,8 +551,8 @@ def test_a_labelled_target_plots_its_series_that_scored_highest_first() -> None:
     latency signal that found the first incident was not drawn."""
     from deucalion.replay.plot import panels
 
-    names = [f"t error_ratio{{r=\"{i}\"}}" for i in range(4)]
-    names += [f"t http_request_duration_seconds_bucket{{le=\"{i}\"}}" for i in range(6)]
+    names = [f't error_ratio{{r="{i}"}}' for i in range(4)]
+    names += [f't http_request_duration_seconds_bucket{{le="{i}"}}' for i in range(6)]
     names += ["t latency_p99{}"]
     result = BacktestResult("X", values={n: [(0.0, 1.0)] for n in names})
     result.scores = {n: [(0.0, 0.5)] for n in names if "bucket" not in n}
@@ -499,8 +589,10 @@ def test_evaluate_worked_example_of_the_readme() -> None:
     """README's worked example: precision, recall and F1 0.5, 30 s to detection, and NAB's
     44.2 / 38.8 / 46.1 from the alerts (1 while firing) when replay.nab is there."""
     result = BacktestResult("X", steps=201, first_time=0.0, last_time=2000.0)
-    result.alerts = [AlertSpan({}, {}, "checkout.csv", 630.0, 650.0),
-                     AlertSpan({}, {}, "checkout.csv", 1000.0, 1010.0)]
+    result.alerts = [
+        AlertSpan({}, {}, "checkout.csv", 630.0, 650.0),
+        AlertSpan({}, {}, "checkout.csv", 1000.0, 1010.0),
+    ]
     result.values = {"checkout.csv value{}": [(float(t), 1.0) for t in range(0, 2001, 10)]}
     report = evaluate(result, {"checkout.csv": [(600.0, 800.0), (1400.0, 1600.0)]})
     total = report.total
@@ -535,12 +627,12 @@ def test_worker_that_dies_costs_one_step(tmp_path: Path) -> None:
     from tests.observers import ExitOnceObserver, HangOnceObserver
 
     path = _write(tmp_path / "r.om.gz", _cycles(6)).as_posix()
-    died = backtest(ExitOnceObserver({"load"}, tmp_path / "exit.jsonl"), path,
-                    output=tmp_path / "out.jsonl")
+    died = backtest(
+        ExitOnceObserver({"load"}, tmp_path / "exit.jsonl"), path, output=tmp_path / "out.jsonl"
+    )
     assert died.steps == 6 and died.errors == 1
     assert "worker died or ran past the timeout" in (tmp_path / "out.jsonl").read_text()
-    hung = backtest(HangOnceObserver({"load"}, tmp_path / "hang.jsonl"), path,
-                    observer_timeout=1.0)
+    hung = backtest(HangOnceObserver({"load"}, tmp_path / "hang.jsonl"), path, observer_timeout=1.0)
     assert hung.steps == 6 and hung.errors == 1
     assert len((tmp_path / "hang.jsonl").read_text().splitlines()) == 5
 
@@ -557,10 +649,19 @@ async def test_a_file_source_tells_how_much_of_it_was_read(kind: str, tmp_path: 
         import random
 
         rnd = random.Random(7)
-        source = RecordingSource(_write(tmp_path / f"r.{kind}", [
-            Cycle(T0 + 15 * i, {URL: T0 + 15 * i},
-                  {URL: {"load": {f'{{cpu="{c}"}}': rnd.random() for c in range(8)}}})
-            for i in range(4000)]))
+        source = RecordingSource(
+            _write(
+                tmp_path / f"r.{kind}",
+                [
+                    Cycle(
+                        T0 + 15 * i,
+                        {URL: T0 + 15 * i},
+                        {URL: {"load": {f'{{cpu="{c}"}}': rnd.random() for c in range(8)}}},
+                    )
+                    for i in range(4000)
+                ],
+            )
+        )
     assert source.read_fraction() is None
     seen = [source.read_fraction() async for _ in source.cycles()]
     fractions = [f for f in seen if f is not None]
@@ -571,25 +672,37 @@ async def test_a_file_source_tells_how_much_of_it_was_read(kind: str, tmp_path: 
 
 
 def test_backtest_of_a_recording_without_a_range_says_how_far_it_is(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Into a pipe, `deucalion backtest --from FILE` without --start/--end prints percentages
     (it printed steps and speed only, its span unknown until read)."""
     import re
 
     monkeypatch.setenv("DEUCALION_PROGRESS_INTERVAL", "1ms")
     recording = _write(tmp_path / "r.om.gz", _cycles(n=3000))
-    assert main(["backtest", "--observer", "tests.replay_observers:RobustZScore",
-                 "--metrics", "load", "--from", str(recording)]) == 0
-    lines = [line for line in capsys.readouterr().err.splitlines()
-             if line.startswith("backtest: ")]
+    assert (
+        main(
+            [
+                "backtest",
+                "--observer",
+                "tests.replay_observers:RobustZScore",
+                "--metrics",
+                "load",
+                "--from",
+                str(recording),
+            ]
+        )
+        == 0
+    )
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("backtest: ")]
     percents = [int(m.group(1)) for line in lines if (m := re.search(r", (\d+)%, ", line))]
     assert percents and percents == sorted(percents), lines
     assert lines[-1].startswith("backtest: 3,000 steps, 12h29m of history, ")
 
 
-def test_replay_writes_its_files_owner_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_replay_writes_its_files_owner_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A recording, a backtest's output and its plot are 0600 whatever the umask (they were
     0644: what the targets served, readable by every user of the machine)."""
     monkeypatch.chdir(tmp_path)
@@ -603,14 +716,21 @@ def test_replay_writes_its_files_owner_only(tmp_path: Path, monkeypatch: pytest.
     assert (tmp_path / "out.csv").read_text().startswith("kind,")
 
 
-@pytest.mark.parametrize(("option", "argv"), [
-    ("-o", ["record", "-c", "c.yaml", "--all", "--duration", "0.3", "-o"]),
-    ("-o", [*BACKTEST, "-o"]),
-    ("--plot", [*BACKTEST, "--plot"]),
-])
+@pytest.mark.parametrize(
+    ("option", "argv"),
+    [
+        ("-o", ["record", "-c", "c.yaml", "--all", "--duration", "0.3", "-o"]),
+        ("-o", [*BACKTEST, "-o"]),
+        ("--plot", [*BACKTEST, "--plot"]),
+    ],
+)
 def test_replay_writes_through_no_symbolic_link(
-        option: str, argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    option: str,
+    argv: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """A link planted where a recording, an output or a plot goes is refused, saying so; the
     file it points to is left alone."""
     monkeypatch.chdir(tmp_path)
@@ -640,7 +760,8 @@ def test_plot_of_series_that_name_nothing_says_which_and_what_there_is(tmp_path:
 
 
 def test_a_plot_named_in_no_format_is_refused_before_the_backtest_runs(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`--plot out.txt` ran the whole backtest, then raised matplotlib's ValueError with a
     traceback, leaving an empty out.txt."""
     out = tmp_path / "scores.jsonl"
@@ -657,7 +778,8 @@ def test_a_start_after_the_end_is_refused_saying_so(capsys: pytest.CaptureFixtur
 
 
 def test_backtest_plot_of_a_series_that_names_nothing_says_which_and_what_there_is(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`backtest --plot PNG --series cpux`: the backtest keeps the values of the named series
     only, none matched, and the error said it kept no series, 'name them with --series', as
     if none had been named. It names the series given and those the backtest scored."""
@@ -671,7 +793,8 @@ def test_backtest_plot_of_a_series_that_names_nothing_says_which_and_what_there_
 
 @pytest.mark.parametrize("suffix", ["jpg", "webp", "eps", "tiff"])
 def test_a_plot_in_any_format_matplotlib_writes_is_drawn(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
     """`--plot out.jpg` (webp, eps, tiff, ...) drew before the formats were checked; the check
     let through png, svg and pdf only. Those matplotlib writes are drawn; others refused."""
     pytest.importorskip("matplotlib")
@@ -681,8 +804,8 @@ def test_a_plot_in_any_format_matplotlib_writes_is_drawn(
 
 
 def test_a_plot_path_without_matplotlib_is_refused_before_the_run(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Without matplotlib, the formats cannot be asked of it: the error names the extra to
     install, before the backtest has run."""
     import sys
@@ -695,8 +818,9 @@ def test_a_plot_path_without_matplotlib_is_refused_before_the_run(
     assert not out.exists()
 
 
-@pytest.mark.parametrize(("span", "said"), [(149.0, "2m29s"), (3 * 3600 + 600, "3h10m"),
-                                            (1.4 * 86400, "1.4d")])
+@pytest.mark.parametrize(
+    ("span", "said"), [(149.0, "2m29s"), (3 * 3600 + 600, "3h10m"), (1.4 * 86400, "1.4d")]
+)
 def test_the_summary_says_the_span_as_the_progress_line_does(span: float, said: str) -> None:
     """One way to write a span: the summary said "149 s", "3.2 h", "1.4 days" under a progress
     line saying "2m29s", "3h10m", "1.4d" of the same history (and the demo a third way)."""

@@ -40,16 +40,32 @@ def test_windows_without_rows_are_missed_not_dropped() -> None:
 
 @pytest.mark.parametrize("name", ["out.jsonl", "out.csv"])
 def test_cli_backtest_and_evaluate_agree_on_an_alert_only_observer(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
     """backtest --labels and evaluate of its output (JSON lines or CSV) print the same numbers
     for an observer that only alerts."""
     out = tmp_path / name
     labels = (FIVE / "windows.json").as_posix()
-    assert main(["backtest", "--observer", "tests.replay_observers:AlertsAbove",
-                 "--metrics", "value", "--from", FIVE.as_posix(), "-o", str(out),
-                 "--labels", labels]) == 0
+    assert (
+        main(
+            [
+                "backtest",
+                "--observer",
+                "tests.replay_observers:AlertsAbove",
+                "--metrics",
+                "value",
+                "--from",
+                FIVE.as_posix(),
+                "-o",
+                str(out),
+                "--labels",
+                labels,
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
-    table = printed[printed.index("series"):]
+    table = printed[printed.index("series") :]
     standard = f"NAB standard: {_every_row_score()['standard'].score:.1f}"
     assert standard in table and "2/5 windows detected" in table
     assert main(["evaluate", str(out), "--labels", labels]) == 0
@@ -59,13 +75,20 @@ def test_cli_backtest_and_evaluate_agree_on_an_alert_only_observer(
 
 
 def test_evaluate_refuses_nab_for_a_labelled_series_without_rows(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A labelled series with alerts but no value or score at any step gets precision and
     recall, but no NAB score: the refusal says why and what to do, and the command fails."""
     out = tmp_path / "out.jsonl"
     alert = AlertSpan({}, {}, "a.csv", 100.0, 110.0).as_row()
-    score = {"kind": "score", "time": 0.0, "target": "b.csv", "metric": None, "series": None,
-             "score": 0.0}
+    score = {
+        "kind": "score",
+        "time": 0.0,
+        "target": "b.csv",
+        "metric": None,
+        "series": None,
+        "score": 0.0,
+    }
     out.write_text(json.dumps(alert) + "\n" + json.dumps(score) + "\n")
     labels = tmp_path / "w.json"
     labels.write_text('{"a.csv": [[90, 120], [500, 600]], "b.csv": []}')
@@ -96,8 +119,7 @@ def test_nab_pairs_rows_by_position_when_the_clock_steps_back() -> None:
     stepped = nab.LabelledSeries("back.csv", back, scores, [(70, 79)])
     straight = nab.LabelledSeries("straight.csv", list(range(110)), scores, [(80, 89)])
     assert nab.sweep([stepped]).raw == pytest.approx(nab.sweep([straight]).raw)
-    repeated = nab.LabelledSeries("rep.csv", [0, 1, 1, *range(2, 100)], [0.0] * 101,
-                                  [(50, 59)])
+    repeated = nab.LabelledSeries("rep.csv", [0, 1, 1, *range(2, 100)], [0.0] * 101, [(50, 59)])
     assert nab.sweep([repeated]).windows == 1
 
 
@@ -106,16 +128,26 @@ def test_evaluate_table_keeps_long_series_names_whole() -> None:
     long_a = 'http://node-exporter.monitoring.svc:9100/metrics node_cpu_seconds_total{cpu="0"}'
     long_b = long_a.replace('cpu="0"', 'cpu="1"')
     result = BacktestResult("X", steps=3, first_time=0.0, last_time=20.0)
-    result.values = {long_a: [(0.0, 1.0), (10.0, 1.0), (20.0, 1.0)],
-                     long_b: [(0.0, 1.0), (10.0, 1.0), (20.0, 1.0)]}
-    result.alerts = [AlertSpan({"metric": "node_cpu_seconds_total", "series": '{cpu="0"}'},
-                               {}, long_a.partition(" ")[0], 10.0, 20.0)]
+    result.values = {
+        long_a: [(0.0, 1.0), (10.0, 1.0), (20.0, 1.0)],
+        long_b: [(0.0, 1.0), (10.0, 1.0), (20.0, 1.0)],
+    }
+    result.alerts = [
+        AlertSpan(
+            {"metric": "node_cpu_seconds_total", "series": '{cpu="0"}'},
+            {},
+            long_a.partition(" ")[0],
+            10.0,
+            20.0,
+        )
+    ]
     text = evaluate(result, {long_a: [(5.0, 15.0)], long_b: []}).report()
     assert long_a in text and long_b in text
 
 
 def test_cli_plot_without_labels_draws_the_series_that_scored_highest(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """backtest --plot without labels draws the series the observer scored highest, best
     first, with their values over the whole run (it drew the first six by name)."""
     import deucalion.replay.plot as plotting
@@ -138,14 +170,31 @@ def test_cli_plot_without_labels_draws_the_series_that_scored_highest(
         return Path(out)
 
     monkeypatch.setattr(plotting, "plot", fake_plot)
-    assert main(["backtest", "--observer", "tests.replay_observers:AlertsAbove",
-                 "--metrics", "load", "--from", str(path), "--plot", str(tmp_path / "p.png")]) == 0
+    assert (
+        main(
+            [
+                "backtest",
+                "--observer",
+                "tests.replay_observers:AlertsAbove",
+                "--metrics",
+                "load",
+                "--from",
+                str(path),
+                "--plot",
+                str(tmp_path / "p.png"),
+            ]
+        )
+        == 0
+    )
     best = [f'{url} load{{cpu="7"}}', f'{url} load{{cpu="3"}}']
     assert drawn["series"] == best
     values = drawn["values"]
     assert isinstance(values, dict) and sorted(values) == sorted(best)
-    assert [v for _, v in values[best[0]]][19:22] == [1.0 + 0.1 * ((19 + 7) % 3), 9.0,
-                                                      1.0 + 0.1 * ((21 + 7) % 3)]
+    assert [v for _, v in values[best[0]]][19:22] == [
+        1.0 + 0.1 * ((19 + 7) % 3),
+        9.0,
+        1.0 + 0.1 * ((21 + 7) % 3),
+    ]
 
 
 def test_plot_orders_kept_series_by_score(tmp_path: Path) -> None:
@@ -161,7 +210,8 @@ def test_plot_orders_kept_series_by_score(tmp_path: Path) -> None:
 
 
 def test_evaluate_accepts_the_output_of_an_alert_only_observer(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """An alert-only observer that fires on one labelled file and never on the other (recall
     0.50): evaluate reads backtest --labels' output and prints the same table (it refused the
     file it never fired on)."""
@@ -173,11 +223,26 @@ def test_evaluate_accepts_the_output_of_an_alert_only_observer(
     labels = tmp_path / "w.json"
     labels.write_text(json.dumps({"a.csv": [[2900, 3100]], "b.csv": [[2900, 3100]]}))
     out = tmp_path / "out.jsonl"
-    assert main(["backtest", "--observer", "tests.replay_observers:AlertsAbove",
-                 "--metrics", "value", "--from", str(data), "-o", str(out),
-                 "--labels", str(labels)]) == 0
+    assert (
+        main(
+            [
+                "backtest",
+                "--observer",
+                "tests.replay_observers:AlertsAbove",
+                "--metrics",
+                "value",
+                "--from",
+                str(data),
+                "-o",
+                str(out),
+                "--labels",
+                str(labels),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
-    table = printed[printed.index("series"):]
+    table = printed[printed.index("series") :]
     total = next(line for line in table.splitlines() if line.startswith("total"))
     assert total.split()[1:3] == ["2", "1"]  # two windows, one found: recall 0.50
     assert main(["evaluate", str(out), "--labels", str(labels)]) == 0
@@ -192,16 +257,32 @@ def _nab_line(printed: str) -> str:
 
 
 def test_evaluate_threshold_scores_nab_at_it_as_chosen_on_another_set(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """As README says to judge a detector on data it was not tuned on: the threshold a sweep
     printed for one labelled set, given back with --threshold, is the threshold NAB scores at
     (it was swept again, whatever the threshold, so a score on unseen data was unattainable);
     printed rounded down, it reproduces the sweep's own score on the set it came from."""
     out = tmp_path / "scores.jsonl"
     labels = (LABELLED / "windows.json").as_posix()
-    assert main(["backtest", "--observer", "tests.replay_observers:RobustZScore",
-                 "--metrics", "value", "--from", LABELLED.as_posix(), "-o", str(out),
-                 "--labels", labels]) == 0
+    assert (
+        main(
+            [
+                "backtest",
+                "--observer",
+                "tests.replay_observers:RobustZScore",
+                "--metrics",
+                "value",
+                "--from",
+                LABELLED.as_posix(),
+                "-o",
+                str(out),
+                "--labels",
+                labels,
+            ]
+        )
+        == 0
+    )
     swept = _nab_line(capsys.readouterr().out)
     assert "best threshold" in swept
     chosen = swept.split("best threshold ")[1].split(",")[0]
@@ -216,7 +297,8 @@ def test_evaluate_threshold_scores_nab_at_it_as_chosen_on_another_set(
 
 
 def test_nab_layout_category_folders_and_category_keyed_labels(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """NAB's own layout: data/<category>/<file>.csv and labels keyed 'category/file.csv'. A
     backtest from data/ (its files named by their path under it) or from one category's folder
     (named by file) finds every labelled window; it was 'no *.csv file' and 'match no series'."""
@@ -229,36 +311,78 @@ def test_nab_layout_category_folders_and_category_keyed_labels(
     labels = tmp_path / "labels.json"
     labels.write_text(json.dumps(keyed))
     for source in (tmp_path / "data", data):
-        assert main(["backtest", "--observer", "tests.replay_observers:RobustZScore",
-                     "--metrics", "value", "--from", source.as_posix(),
-                     "--labels", labels.as_posix()]) == 0
+        assert (
+            main(
+                [
+                    "backtest",
+                    "--observer",
+                    "tests.replay_observers:RobustZScore",
+                    "--metrics",
+                    "value",
+                    "--from",
+                    source.as_posix(),
+                    "--labels",
+                    labels.as_posix(),
+                ]
+            )
+            == 0
+        )
         printed = capsys.readouterr().out
         assert "NAB: scored 2 of 2 labelled windows" in printed
         assert "2/2 windows detected" in _nab_line(printed)
 
 
 def test_labels_of_files_not_replayed_say_to_replay_them(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Labels keyed for several categories; replaying one category's folder, the
     others' keys match nothing, and the error said only how to name series."""
     labels = json.loads((LABELLED / "windows.json").read_text())
     labels["realOther/elsewhere.csv"] = []
     path = tmp_path / "labels.json"
     path.write_text(json.dumps(labels))
-    assert main(["backtest", "--observer", "tests.replay_observers:RobustZScore",
-                 "--metrics", "value", "--from", LABELLED.as_posix(),
-                 "--labels", path.as_posix()]) == 1
+    assert (
+        main(
+            [
+                "backtest",
+                "--observer",
+                "tests.replay_observers:RobustZScore",
+                "--metrics",
+                "value",
+                "--from",
+                LABELLED.as_posix(),
+                "--labels",
+                path.as_posix(),
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "realOther/elsewhere.csv" in err and "replay the history that holds them" in err
 
 
 def test_a_csv_output_keeps_each_alerts_explanation(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """-o scores.csv: an alert row carries its annotations (the summary, the observed value,
     the expected band), as the JSON lines do; the CSV had only its labels."""
     out = tmp_path / "scores.csv"
-    assert main(["backtest", "--observer", "deucalion.detectors:DetectorObserver",
-                 "--metrics", "value", "--from", LABELLED.as_posix(), "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "backtest",
+                "--observer",
+                "deucalion.detectors:DetectorObserver",
+                "--metrics",
+                "value",
+                "--from",
+                LABELLED.as_posix(),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     alerts = read_output(out).alerts
     assert alerts, "the default detector alerts on the labelled set's level shift and spike"

@@ -34,8 +34,7 @@ def _recording(path: Path, times: list[float]) -> Path:
     """A recording of everything a target served (as record --all writes), one cycle a time."""
     with RecordingWriter(path) as writer:
         for i, when in enumerate(times):
-            samples = {name: {k: v + i for k, v in series.items()}
-                       for name, series in NODE.items()}
+            samples = {name: {k: v + i for k, v in series.items()} for name, series in NODE.items()}
             writer.write_cycle(Cycle(when, {URL: when}, {URL: samples}))
     return path
 
@@ -46,20 +45,24 @@ class _Scraped:
     def __init__(self, samples: dict[str, dict[str, float]]) -> None:
         self.url = URL
         self.target = self
-        self.samples = {k: v for k, v in samples.items()
-                        if k not in ("up", "scrape_duration_seconds")}
+        self.samples = {
+            k: v for k, v in samples.items() if k not in ("up", "scrape_duration_seconds")
+        }
         self._all = samples
 
     def with_synthetic(self) -> dict[str, dict[str, float]]:
         return self._all
 
 
-@pytest.mark.parametrize("desired", [
-    {"node_load.*"},
-    {"node_load1", "up"},
-    {"http_request_duration_seconds"},
-    {"node_.*_total", "http_request_duration_seconds_count"},
-])
+@pytest.mark.parametrize(
+    "desired",
+    [
+        {"node_load.*"},
+        {"node_load1", "up"},
+        {"http_request_duration_seconds"},
+        {"node_.*_total", "http_request_duration_seconds_count"},
+    ],
+)
 def test_a_replay_selects_as_a_live_run_does(tmp_path: Path, desired: set[str]) -> None:
     """Names, whole families and regular expressions select from a recording made with
     --all exactly the samples a live cycle would hand the observer."""
@@ -73,17 +76,18 @@ def test_a_replay_selects_as_a_live_run_does(tmp_path: Path, desired: set[str]) 
 
 
 def test_cli_backtest_of_an_observer_that_received_nothing_fails(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A backtest whose observer was handed no sample of its desired metrics says so and exits
     non-zero; the same run with a selection that matches passes."""
     path = _recording(tmp_path / "all.om.gz", [T0 + 15 * i for i in range(5)]).as_posix()
     observer = "tests.replay_observers:RobustZScore"
-    assert main(["backtest", "--observer", observer, "--metrics", "nginx_.*",
-                 "--from", path]) == 1
+    assert main(["backtest", "--observer", observer, "--metrics", "nginx_.*", "--from", path]) == 1
     printed = capsys.readouterr().out
     assert "the observer received no samples" in printed and "nginx_.*" in printed
-    assert main(["backtest", "--observer", observer, "--metrics", "node_load.*",
-                 "--from", path]) == 0
+    assert (
+        main(["backtest", "--observer", observer, "--metrics", "node_load.*", "--from", path]) == 0
+    )
     assert "received no samples" not in capsys.readouterr().out
 
 
@@ -92,8 +96,9 @@ def test_nab_file_whose_clock_steps_back_scores_row_by_row(tmp_path: Path) -> No
     one score per row, none merged, and NAB scores the rows by position."""
     rows = [T0 + 300 * i for i in range(200)]
     rows[120:] = [t - 3600 for t in rows[120:]]  # the clock set back an hour at row 120
-    lines = ["timestamp,value"] + [f"{t},{10.0 + (i % 5) + (40 if i == 150 else 0)}"
-                                   for i, t in enumerate(rows)]
+    lines = ["timestamp,value"] + [
+        f"{t},{10.0 + (i % 5) + (40 if i == 150 else 0)}" for i, t in enumerate(rows)
+    ]
     (tmp_path / "dst.csv").write_text("\n".join(lines) + "\n")
     source = CSVSource(tmp_path / "dst.csv")
     result = backtest(RobustZScore({"value"}), source, keep_series=["dst.csv"])
@@ -102,8 +107,9 @@ def test_nab_file_whose_clock_steps_back_scores_row_by_row(tmp_path: Path) -> No
     assert source.stats.warnings["repeated_timestamps"] == 0
     window = (rows[145], rows[155])
     report = evaluate(result, {"dst.csv": [window]})
-    by_position = nab.evaluate([nab.LabelledSeries(
-        "dst.csv", rows, [s for _, s in result.scores["dst.csv"]], [window])])
+    by_position = nab.evaluate(
+        [nab.LabelledSeries("dst.csv", rows, [s for _, s in result.scores["dst.csv"]], [window])]
+    )
     assert report.nab["standard"].score == pytest.approx(by_position["standard"].score)
     assert report.nab["standard"].detected == 1
 
@@ -116,13 +122,24 @@ async def test_csv_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
     assert [c.samples["bom.csv"]["value"]["{}"] for c in back] == [2.0, 3.0]
 
 
-def test_cli_names_a_csv_that_is_not_utf8(tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_names_a_csv_that_is_not_utf8(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A Windows (CP1252) CSV is a one-line error naming the file and line and what to do."""
-    (tmp_path / "win.csv").write_bytes("timestamp,value,note\n1,2,ok\n2,3,caf\u00e9 \u2013\n"
-                                       .encode("cp1252"))
-    code = main(["backtest", "--observer", "tests.replay_observers:RobustZScore",
-                 "--metrics", "value", "--from", str(tmp_path / "win.csv")])
+    (tmp_path / "win.csv").write_bytes(
+        "timestamp,value,note\n1,2,ok\n2,3,caf\u00e9 \u2013\n".encode("cp1252")
+    )
+    code = main(
+        [
+            "backtest",
+            "--observer",
+            "tests.replay_observers:RobustZScore",
+            "--metrics",
+            "value",
+            "--from",
+            str(tmp_path / "win.csv"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert f"{tmp_path / 'win.csv'}:3: not UTF-8 text" in err and "save the file as UTF-8" in err
@@ -140,8 +157,7 @@ def test_a_backtest_error_carries_no_unrelated_event_loop_error(tmp_path: Path) 
     assert "x.csv:2: value 'abc' is not a number" in text
 
 
-async def test_recording_source_refuses_a_selection_that_is_no_selection(tmp_path: Path
-                                                                         ) -> None:
+async def test_recording_source_refuses_a_selection_that_is_no_selection(tmp_path: Path) -> None:
     """A desired entry that is neither a name nor a regular expression is named."""
     path = _recording(tmp_path / "r.om.gz", [T0])
     with pytest.raises(HistoryError, match=r"r.om.gz: 'cpu seconds' is neither"):
@@ -163,15 +179,25 @@ def _steady_recording(path: Path, cycles: int, series: int = 1) -> Path:
 
 @pytest.mark.parametrize(("cycles", "series"), [(100, 1), (1500, 60)])
 def test_a_flipped_bit_in_the_gzip_checksum_loses_no_cycle(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], cycles: int, series: int) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cycles: int, series: int
+) -> None:
     """A recording whose gzip checksum has one bit flipped replays every cycle (it used to
     replay none, or lose the last block), says the checksum failed and exits non-zero."""
     path = _steady_recording(tmp_path / "r.om.gz", cycles, series)
     data = bytearray(path.read_bytes())
     data[-8] ^= 0x04  # a bit of the CRC-32 in the trailer
     path.write_bytes(bytes(data))
-    code = main(["backtest", "--observer", "tests.replay_observers:RobustZScore",
-                 "--metrics", "load", "--from", str(path)])
+    code = main(
+        [
+            "backtest",
+            "--observer",
+            "tests.replay_observers:RobustZScore",
+            "--metrics",
+            "load",
+            "--from",
+            str(path),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 1
     assert f"{cycles} steps" in out
@@ -198,7 +224,8 @@ async def test_damage_inside_a_recording_keeps_the_cycles_before_it(tmp_path: Pa
 
 
 async def test_cycles_out_of_order_replay_as_recorded_and_are_counted(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Cycles that go back in time or repeat replay in file order, warned about once with how
     many."""
     path = _recording(tmp_path / "r.om.gz", [1000.0, 1030.0, 900.0, 900.0, 930.0, 915.0])
@@ -229,8 +256,13 @@ def test_a_label_value_of_megabytes_costs_its_size(tmp_path: Path) -> None:
         "print(len(cycles), len(next(iter(cycles[0].samples.values()))['load']),\n"
         "      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
-                          text=True, check=True, cwd=Path(__file__).parents[2])
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[2],
+    )
     cycles, series, peak_mb = map(int, done.stdout.split())
     assert (cycles, series) == (1, 2)
     assert peak_mb < 600, f"{peak_mb} MB to read a 10 MB line"
@@ -239,11 +271,13 @@ def test_a_label_value_of_megabytes_costs_its_size(tmp_path: Path) -> None:
 async def test_a_sample_recorded_twice_in_a_cycle_is_counted(tmp_path: Path) -> None:
     """A cycle that holds a sample twice keeps the last and says so; nothing else changes."""
     path = tmp_path / "twice.om"
-    path.write_text(f'load{{deucalion_target="{URL}"}} 1 10\n'
-                    f'load{{deucalion_target="{URL}"}} 2 10\n'
-                    "deucalion_record_cycle_time_seconds 10 10\n"
-                    f'load{{deucalion_target="{URL}"}} 3 20\n'
-                    "deucalion_record_cycle_time_seconds 20 20\n# EOF\n")
+    path.write_text(
+        f'load{{deucalion_target="{URL}"}} 1 10\n'
+        f'load{{deucalion_target="{URL}"}} 2 10\n'
+        "deucalion_record_cycle_time_seconds 10 10\n"
+        f'load{{deucalion_target="{URL}"}} 3 20\n'
+        "deucalion_record_cycle_time_seconds 20 20\n# EOF\n"
+    )
     source = RecordingSource(path)
     back = [c async for c in source.cycles()]
     assert [c.samples[URL]["load"]["{}"] for c in back] == [2.0, 3.0]

@@ -17,22 +17,31 @@ from deucalion.replay.sources import HistoryError
 URL = "http://prometheus.test:9090"
 TARGETS = re.compile(r"^http://prometheus\.test:9090/api/v1/targets.*$")
 RANGE = re.compile(r"^http://prometheus\.test:9090/api/v1/query_range.*$")
-ACTIVE = {"status": "success", "data": {"activeTargets": [
-    {"labels": {"job": "node", "instance": "a:9100"}, "scrapeUrl": "http://a:9100/metrics"}]}}
+ACTIVE = {
+    "status": "success",
+    "data": {
+        "activeTargets": [
+            {"labels": {"job": "node", "instance": "a:9100"}, "scrapeUrl": "http://a:9100/metrics"}
+        ]
+    },
+}
 
 
 def _series(name: str, points: list[list[Any]]) -> dict[str, Any]:
-    return {"metric": {"__name__": name, "job": "node", "instance": "a:9100"},
-            "values": points}
+    return {"metric": {"__name__": name, "job": "node", "instance": "a:9100"}, "values": points}
 
 
 def _matrix(*series: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"status": "success", "data": {"resultType": "matrix", "result": list(series)},
-            **extra}
+    return {"status": "success", "data": {"resultType": "matrix", "result": list(series)}, **extra}
 
 
-def _serve(m: aioresponses, answer: dict[str, Any] | None = None, *, status: int = 200,
-           body: str | None = None) -> None:
+def _serve(
+    m: aioresponses,
+    answer: dict[str, Any] | None = None,
+    *,
+    status: int = 200,
+    body: str | None = None,
+) -> None:
     m.get(TARGETS, payload=ACTIVE, repeat=True)
     if body is not None:
         m.get(RANGE, status=status, body=body, repeat=True)
@@ -44,14 +53,19 @@ async def _read(source: PrometheusRangeSource) -> list[Any]:
     return [c async for c in source.cycles({"load"}, 0.0, 60.0, 15.0)]
 
 
-@pytest.mark.parametrize(("answer", "message"), [
-    (_matrix({"values": [[0, "1"]]}), r"a series without its labels \('metric'\)"),
-    (_matrix(_series("load", [[0, "n/a"]])), r"\[0, 'n/a'\] for load\{\}: not a \[time"),
-    ({"status": "success", "data": None}, r"its data is None, not an object"),
-    ({"status": "success", "data": {"resultType": "scalar", "result": [0, "1"]}},
-     r"a 'scalar' result, not the matrix of a range query"),
-    (_matrix(_series("load", [[0]])), r"not a \[time, \"value\"\] pair"),
-])
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (_matrix({"values": [[0, "1"]]}), r"a series without its labels \('metric'\)"),
+        (_matrix(_series("load", [[0, "n/a"]])), r"\[0, 'n/a'\] for load\{\}: not a \[time"),
+        ({"status": "success", "data": None}, r"its data is None, not an object"),
+        (
+            {"status": "success", "data": {"resultType": "scalar", "result": [0, "1"]}},
+            r"a 'scalar' result, not the matrix of a range query",
+        ),
+        (_matrix(_series("load", [[0]])), r"not a \[time, \"value\"\] pair"),
+    ],
+)
 async def test_malformed_range_answers_are_named(answer: dict[str, Any], message: str) -> None:
     """Answers no Prometheus gives are a HistoryError naming the server, the query and what
     is wrong, never a raw KeyError or ValueError."""
@@ -63,14 +77,31 @@ async def test_malformed_range_answers_are_named(answer: dict[str, Any], message
 
 
 def test_cli_shows_prometheus_reason_for_an_error_status(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """A 422 is shown with Prometheus's own reason, as one line, with no traceback."""
-    reason = {"status": "error", "errorType": "execution",
-              "error": "query processing would load too many samples into memory"}
+    reason = {
+        "status": "error",
+        "errorType": "execution",
+        "error": "query processing would load too many samples into memory",
+    }
     with aioresponses() as m:
         _serve(m, status=422, body=json.dumps(reason))
-        code = main(["backtest", "--observer", "tests.replay_observers:RobustZScore",
-                     "--metrics", "load", "--from", URL, "--start", "0", "--end", "60"])
+        code = main(
+            [
+                "backtest",
+                "--observer",
+                "tests.replay_observers:RobustZScore",
+                "--metrics",
+                "load",
+                "--from",
+                URL,
+                "--start",
+                "0",
+                "--end",
+                "60",
+            ]
+        )
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err
     assert "HTTP 422" in err and "execution: query processing would load too many" in err
@@ -78,18 +109,35 @@ def test_cli_shows_prometheus_reason_for_an_error_status(
 
 def _partial_run(capsys: pytest.CaptureFixture[str], *options: str) -> tuple[int, str]:
     points = [[15 * i, str(1.0 + i % 3)] for i in range(5)]
-    answer = _matrix(_series("load", points), _series("up", [[15 * i, "1"] for i in range(5)]),
-                     warnings=["remote store eu-1 did not answer: context deadline exceeded"])
+    answer = _matrix(
+        _series("load", points),
+        _series("up", [[15 * i, "1"] for i in range(5)]),
+        warnings=["remote store eu-1 did not answer: context deadline exceeded"],
+    )
     with aioresponses() as m:
         _serve(m, answer)
-        code = main(["backtest", "--observer", "tests.replay_observers:RobustZScore",
-                     "--metrics", "load", "--from", URL, "--start", "0", "--end", "60",
-                     *options])
+        code = main(
+            [
+                "backtest",
+                "--observer",
+                "tests.replay_observers:RobustZScore",
+                "--metrics",
+                "load",
+                "--from",
+                URL,
+                "--start",
+                "0",
+                "--end",
+                "60",
+                *options,
+            ]
+        )
     return code, capsys.readouterr().out
 
 
 def test_a_partial_answer_fails_the_backtest_unless_allowed(
-        capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     """An answer Prometheus says is partial is replayed, said with Prometheus's warning, and
     fails the command; --allow-partial makes it a warning and the command passes."""
     code, out = _partial_run(capsys)
@@ -102,8 +150,7 @@ def test_a_partial_answer_fails_the_backtest_unless_allowed(
     assert "replayed as allowed" in caplog.text
 
 
-async def test_a_targets_address_as_history_says_it_is_no_prometheus(
-        target_server: Any) -> None:
+async def test_a_targets_address_as_history_says_it_is_no_prometheus(target_server: Any) -> None:
     """`backtest --from http://host:9100` (the exporter, not Prometheus): its landing page
     at /api/v1/targets is no JSON, and the error now says what --from takes."""
     from tests.helpers import text

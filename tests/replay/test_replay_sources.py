@@ -52,9 +52,15 @@ class _Api:
         for i in range(100):
             when = T0 + 10 * i
             if start <= when <= end:
-                points.append({"time": when, "hosts": {
-                    "web-1": {"cpu": _cpu(i), "memory": 0.5},
-                    "web-2": {"cpu": _cpu(i + 7) if i != 43 else 0.31, "memory": 0.5}}})
+                points.append(
+                    {
+                        "time": when,
+                        "hosts": {
+                            "web-1": {"cpu": _cpu(i), "memory": 0.5},
+                            "web-2": {"cpu": _cpu(i + 7) if i != 43 else 0.31, "memory": 0.5},
+                        },
+                    }
+                )
         return web.json_response(points)
 
 
@@ -78,8 +84,9 @@ async def test_json_api_source_live(api: str, tmp_path: Path) -> None:
     """Observers run live on the example source, receiving its hosts as targets."""
     seen = tmp_path / "seen.jsonl"
     source = _example().JsonApiSource(api)
-    provisioner = MetricsProvisioner(targets_provider=source, scrape_interval=0.2,
-                                     telemetry={"enabled": False})
+    provisioner = MetricsProvisioner(
+        targets_provider=source, scrape_interval=0.2, telemetry={"enabled": False}
+    )
     provisioner.register(SeenObserver({"cpu", "up"}, str(seen)))
     async with provisioner:
         for _ in range(300):
@@ -88,8 +95,9 @@ async def test_json_api_source_live(api: str, tmp_path: Path) -> None:
                 break
     await source.close()  # a provider handed in is the caller's to close
     record = json.loads(seen.read_text().splitlines()[0])
-    assert record["data"] == {f"{api}/hosts/{h}": {"cpu": {"{}": 0.3}, "up": {"{}": 1.0}}
-                              for h in ("web-1", "web-2")}
+    assert record["data"] == {
+        f"{api}/hosts/{h}": {"cpu": {"{}": 0.3}, "up": {"{}": 1.0}} for h in ("web-1", "web-2")
+    }
 
 
 async def test_json_api_source_backtest(api: str) -> None:

@@ -30,26 +30,33 @@ def test_parse_groups_yaml_and_json() -> None:
     text = "- targets: [a:1, 'b:2']\n  labels: {job: x, __metrics_path__: /m, __meta_x: y}\n"
     assert parse_file_sd(text) == [("http://a:1/m", {"job": "x"}), ("http://b:2/m", {"job": "x"})]
     assert parse_file_sd(json.dumps([{"targets": ["c:3"]}]), scheme="https") == [
-        ("https://c:3/metrics", {})]
+        ("https://c:3/metrics", {})
+    ]
 
 
-@pytest.mark.parametrize("text, problem", [
-    ("{targets: [a:1]}", "expected a list"),
-    ("- targets: a:1", "targets must be a list"),
-    ("- targets: [a:1]\n  labelz: {}", "unknown key 'labelz'"),
-    ("- targets: [a:1]\n  labels: {'bad-name': x}", "not a valid label name"),
-    ("- targets: [a:1]\n  labels: {'team\\n': x}", "not a valid label name"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("{targets: [a:1]}", "expected a list"),
+        ("- targets: a:1", "targets must be a list"),
+        ("- targets: [a:1]\n  labelz: {}", "unknown key 'labelz'"),
+        ("- targets: [a:1]\n  labels: {'bad-name': x}", "not a valid label name"),
+        ("- targets: [a:1]\n  labels: {'team\\n': x}", "not a valid label name"),
+    ],
+)
 def test_parse_rejects_malformed_groups(text: str, problem: str) -> None:
     """A malformed file raises ValueError saying what is wrong."""
     with pytest.raises(ValueError, match=problem):
         parse_file_sd(text)
 
 
-@pytest.mark.parametrize(("text", "key"), [
-    ("- targets: [a:1]\n  labels: {team: a}\n  targets: [b:2]", "targets"),
-    ('[{"targets": ["a:1"], "labels": {"team": "a", "team": "b"}}]', "team"),
-])
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("- targets: [a:1]\n  labels: {team: a}\n  targets: [b:2]", "targets"),
+        ('[{"targets": ["a:1"], "labels": {"team": "a", "team": "b"}}]', "team"),
+    ],
+)
 def test_a_key_given_twice_is_refused(text: str, key: str) -> None:
     """A duplicate key, in YAML or JSON, is refused as Prometheus's strict reading does."""
     with pytest.raises(yaml.YAMLError, match=f"found the key '{key}' twice"):
@@ -77,7 +84,8 @@ async def test_changes_are_picked_up_without_restart(tmp_path: Path) -> None:
 
 
 async def test_broken_file_keeps_last_good_targets(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A file broken mid-life keeps its last good targets and the log names file and problem."""
     path = tmp_path / "t.yaml"
     _write(path, [{"targets": ["127.0.0.1:1"]}])
@@ -107,15 +115,21 @@ async def test_group_options_apply_to_file_targets(tmp_path: Path) -> None:
 async def test_an_instance_label_in_a_file_is_the_targets_instance(tmp_path: Path) -> None:
     """A group's instance label names its target, as in Prometheus; others keep host:port."""
     path = tmp_path / "targets.json"
-    _write(path, [{"targets": ["10.0.0.7:9100"], "labels": {"instance": "db-primary"}},
-                  {"targets": ["10.0.0.8:9100"]}])
+    _write(
+        path,
+        [
+            {"targets": ["10.0.0.7:9100"], "labels": {"instance": "db-primary"}},
+            {"targets": ["10.0.0.8:9100"]},
+        ],
+    )
     named, plain = await _provider(path).discover()
     assert named.instance == "db-primary" and named.labels["instance"] == "db-primary"
     assert plain.instance == "10.0.0.8:9100"
 
 
-async def test_a_broken_file_is_not_quoted(tmp_path: Path, caplog: pytest.LogCaptureFixture
-                                           ) -> None:
+async def test_a_broken_file_is_not_quoted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A file that is not YAML is logged with line, column and problem, not with its line,
     which may hold a password."""
     path = tmp_path / "t.yaml"
@@ -127,13 +141,17 @@ async def test_a_broken_file_is_not_quoted(tmp_path: Path, caplog: pytest.LogCap
     assert provider.last_error is not None and "s3cr3t" not in provider.last_error
 
 
-@pytest.mark.parametrize("group", [
-    {"targets": ["me:s3cr3t@host:9100"]},
-    {"targets": ["http://me:s3cr3t@host:9100/m"]},
-    {"targets": ["host:9100"], "labels": {"__scheme__": "http://me:s3cr3t@x"}},
-])
+@pytest.mark.parametrize(
+    "group",
+    [
+        {"targets": ["me:s3cr3t@host:9100"]},
+        {"targets": ["http://me:s3cr3t@host:9100/m"]},
+        {"targets": ["host:9100"], "labels": {"__scheme__": "http://me:s3cr3t@x"}},
+    ],
+)
 def test_credentials_in_a_target_are_refused_without_repeating_them(
-        group: dict[str, object]) -> None:
+    group: dict[str, object],
+) -> None:
     """user:password@ in a file's target, however it gets there, is refused as in targets:, so
     it never reaches the scrape logs or labels, and the reason does not repeat it."""
     with pytest.raises(ValueError, match="basic_auth") as info:

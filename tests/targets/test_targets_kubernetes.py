@@ -17,13 +17,13 @@ from deucalion.targets.kubernetes import (
     sanitize_label_name,
 )
 
-ANNOTATIONS = '''\
+ANNOTATIONS = """\
 kubernetes.io/config.seen="2024-05-01T10:00:00.000000000Z"
 prometheus.io/path="/custom/metrics"
 prometheus.io/port="8080"
 prometheus.io/scrape="true"
 note="a \\"quoted\\" line\\nand a tab\\t\\u00e9"
-'''
+"""
 LABELS = 'app.kubernetes.io/name="shop"\npod-template-hash="7d9f8b"\n'
 
 
@@ -40,11 +40,25 @@ def _pod(annotations: dict[str, str]) -> dict[str, Any]:
             "creationTimestamp": "2024-05-01T10:00:00Z",
             "labels": {"app.kubernetes.io/name": "shop", "pod-template-hash": "7d9f8b"},
             "annotations": annotations,
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
-                                 "name": "shop-7d9f8b", "uid": "1", "controller": True}],
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": "shop-7d9f8b",
+                    "uid": "1",
+                    "controller": True,
+                }
+            ],
         },
-        "spec": {"containers": [{"name": "shop", "image": "shop:1",
-                                 "ports": [{"containerPort": 8080, "protocol": "TCP"}]}]},
+        "spec": {
+            "containers": [
+                {
+                    "name": "shop",
+                    "image": "shop:1",
+                    "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                }
+            ]
+        },
         "status": {"phase": "Running", "podIP": "10.0.0.12"},
     }
 
@@ -66,21 +80,28 @@ async def test_downward_api_file(tmp_path: Path) -> None:
     """With the annotations file mounted, the target and its pod labels come from the files."""
     (tmp_path / "annotations").write_text(ANNOTATIONS)
     (tmp_path / "labels").write_text(LABELS)
-    settings = KubernetesSettings(annotations_file=str(tmp_path / "annotations"),
-                                  labels_file=str(tmp_path / "labels"))
+    settings = KubernetesSettings(
+        annotations_file=str(tmp_path / "annotations"), labels_file=str(tmp_path / "labels")
+    )
     provider = KubernetesTargets(settings, environ={"POD_NAME": "shop-1", "POD_NAMESPACE": "prod"})
     (target,) = await provider.discover()
     assert target.url == "http://localhost:8080/custom/metrics"
-    assert dict(target.labels) == {"pod": "shop-1", "namespace": "prod",
-                                   "app_kubernetes_io_name": "shop", "pod_template_hash": "7d9f8b"}
+    assert dict(target.labels) == {
+        "pod": "shop-1",
+        "namespace": "prod",
+        "app_kubernetes_io_name": "shop",
+        "pod_template_hash": "7d9f8b",
+    }
     await provider.close()
 
 
 async def test_not_annotated_pod_gives_no_target_and_says_why(tmp_path: Path) -> None:
     """A pod without prometheus.io/scrape="true" has no target; last_error explains."""
     (tmp_path / "annotations").write_text('prometheus.io/port="8080"\n')
-    provider = KubernetesTargets(KubernetesSettings(annotations_file=str(tmp_path / "annotations")),
-                                 environ={"POD_NAME": "p", "POD_NAMESPACE": "n"})
+    provider = KubernetesTargets(
+        KubernetesSettings(annotations_file=str(tmp_path / "annotations")),
+        environ={"POD_NAME": "p", "POD_NAMESPACE": "n"},
+    )
     assert await provider.discover() == []
     assert provider.last_error is not None and "prometheus.io/scrape" in provider.last_error
 
@@ -123,16 +144,29 @@ def _account(tmp_path: Path) -> Path:
 
 async def test_kubernetes_api(tmp_path: Path, api_server: Any) -> None:
     """Without the file, the pod is read from the API with the service account's token."""
-    url, seen = await api_server(_pod({"prometheus.io/scrape": "true",
-                                       "prometheus.io/port": "9102",
-                                       "prometheus.io/scheme": "https"}))
-    settings = KubernetesSettings(annotations_file=str(tmp_path / "absent"), api_url=url,
-                                  service_account_dir=str(_account(tmp_path)))
+    url, seen = await api_server(
+        _pod(
+            {
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": "9102",
+                "prometheus.io/scheme": "https",
+            }
+        )
+    )
+    settings = KubernetesSettings(
+        annotations_file=str(tmp_path / "absent"),
+        api_url=url,
+        service_account_dir=str(_account(tmp_path)),
+    )
     provider = KubernetesTargets(settings, environ={"POD_NAME": "shop-7d9f8b-x2x4z"})
     (target,) = await provider.discover()
     assert target.url == "https://localhost:9102/metrics"
-    assert dict(target.labels) == {"pod": "shop-7d9f8b-x2x4z", "namespace": "prod",
-                                   "app_kubernetes_io_name": "shop", "pod_template_hash": "7d9f8b"}
+    assert dict(target.labels) == {
+        "pod": "shop-7d9f8b-x2x4z",
+        "namespace": "prod",
+        "app_kubernetes_io_name": "shop",
+        "pod_template_hash": "7d9f8b",
+    }
     assert seen[0].path == "/api/v1/namespaces/prod/pods/shop-7d9f8b-x2x4z"
     assert seen[0].headers["Authorization"] == "Bearer sa-token-value"
     assert seen[0].headers["Accept"] == "application/json"
@@ -141,15 +175,27 @@ async def test_kubernetes_api(tmp_path: Path, api_server: Any) -> None:
 
 
 async def test_kubernetes_api_forbidden_is_explained(
-        tmp_path: Path, api_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, api_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     """A 403 from the API gives no target and an error saying which permission is missing."""
     forbidden = web.json_response(
-        {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden",
-         "message": 'pods "p" is forbidden: User "system:serviceaccount:prod:default" cannot '
-                    'get resource "pods"', "code": 403}, status=403)
+        {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "status": "Failure",
+            "reason": "Forbidden",
+            "message": 'pods "p" is forbidden: User "system:serviceaccount:prod:default" cannot '
+            'get resource "pods"',
+            "code": 403,
+        },
+        status=403,
+    )
     url, _ = await api_server(forbidden)
-    settings = KubernetesSettings(annotations_file=str(tmp_path / "absent"), api_url=url,
-                                  service_account_dir=str(_account(tmp_path)))
+    settings = KubernetesSettings(
+        annotations_file=str(tmp_path / "absent"),
+        api_url=url,
+        service_account_dir=str(_account(tmp_path)),
+    )
     provider = KubernetesTargets(settings, environ={"POD_NAME": "p"})
     with caplog.at_level(logging.ERROR):
         assert await provider.discover() == []
@@ -161,13 +207,15 @@ async def test_kubernetes_api_forbidden_is_explained(
 
 
 async def test_an_unreadable_service_account_token_is_reported_as_such(
-        tmp_path: Path, api_server: Any) -> None:
+    tmp_path: Path, api_server: Any
+) -> None:
     """Without the token file the API is not asked: last_error names the file."""
     url, seen = await api_server(_pod({}))
     account = _account(tmp_path)
     (account / "token").unlink()
-    settings = KubernetesSettings(annotations_file=str(tmp_path / "absent"), api_url=url,
-                                  service_account_dir=str(account))
+    settings = KubernetesSettings(
+        annotations_file=str(tmp_path / "absent"), api_url=url, service_account_dir=str(account)
+    )
     provider = KubernetesTargets(settings, environ={"POD_NAME": "p"})
     assert await provider.discover() == [] and seen == []
     assert provider.last_error is not None and str(account / "token") in provider.last_error
@@ -176,8 +224,9 @@ async def test_an_unreadable_service_account_token_is_reported_as_such(
 
 async def test_outside_a_cluster_says_what_to_mount(tmp_path: Path) -> None:
     """Neither the file nor KUBERNETES_SERVICE_HOST: the error names both ways to fix it."""
-    settings = KubernetesSettings(annotations_file=str(tmp_path / "absent"),
-                                  service_account_dir=str(_account(tmp_path)))
+    settings = KubernetesSettings(
+        annotations_file=str(tmp_path / "absent"), service_account_dir=str(_account(tmp_path))
+    )
     provider = KubernetesTargets(settings, environ={})
     assert await provider.discover() == []
     assert provider.last_error is not None and "downwardAPI" in provider.last_error

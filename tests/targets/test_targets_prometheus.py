@@ -15,15 +15,34 @@ from deucalion.config.loading import PrometheusSettings
 from deucalion.history.labels import pairs_key, series_pairs
 from deucalion.targets.prometheus import PrometheusTargets
 
-TARGETS = {"status": "success", "data": {"activeTargets": [
-    {"labels": {"instance": "a:9100", "job": "node", "env": "prod"},
-     "scrapeUrl": "http://a:9100/metrics", "health": "up", "lastError": "", "scrapePool": "node"},
-    {"labels": {"instance": "b:9100", "job": "node", "env": "prod"},
-     "scrapeUrl": "http://b:9100/metrics", "health": "down",
-     "lastError": "connection refused", "scrapePool": "node"},
-    {"labels": {"instance": "c:80", "job": "web"},
-     "scrapeUrl": "http://c:80/metrics", "health": "up", "lastError": "", "scrapePool": "web"},
-]}}
+TARGETS = {
+    "status": "success",
+    "data": {
+        "activeTargets": [
+            {
+                "labels": {"instance": "a:9100", "job": "node", "env": "prod"},
+                "scrapeUrl": "http://a:9100/metrics",
+                "health": "up",
+                "lastError": "",
+                "scrapePool": "node",
+            },
+            {
+                "labels": {"instance": "b:9100", "job": "node", "env": "prod"},
+                "scrapeUrl": "http://b:9100/metrics",
+                "health": "down",
+                "lastError": "connection refused",
+                "scrapePool": "node",
+            },
+            {
+                "labels": {"instance": "c:80", "job": "web"},
+                "scrapeUrl": "http://c:80/metrics",
+                "health": "up",
+                "lastError": "",
+                "scrapePool": "web",
+            },
+        ]
+    },
+}
 FEDERATE = """\
 # TYPE http_requests_total untyped
 http_requests_total{code="200",env="prod",instance="a:9100",job="node",path="/x\\"y"} 5 1700000000
@@ -85,22 +104,26 @@ async def test_split_per_target(
     provider = PrometheusTargets(settings, body_size_limit=10**6)
     targets = await provider.discover()
     assert [t.url for t in targets] == ["http://a:9100/metrics", "http://b:9100/metrics"]
-    collector = FederationCollector(settings, body_size_limit=10**6,
-                                    metrics={"http_requests_total"})
+    collector = FederationCollector(
+        settings, body_size_limit=10**6, metrics={"http_requests_total"}
+    )
     a, b = await collector.collect(targets)
     await provider.close()
     await collector.close()
     assert len(queries) == 1 and queries[0] == [
         '{__name__=~"(?:http_requests_total|scrape_duration_seconds|scrape_samples_scraped|up)'
-        '(?:_total|_created|_bucket|_sum|_count|_gsum|_gcount|_info)?",job="node"}']
+        '(?:_total|_created|_bucket|_sum|_count|_gsum|_gcount|_info)?",job="node"}'
+    ]
     assert a.up and a.duration == 0.25 and a.samples_scraped == 42
-    assert a.samples == {"http_requests_total": {'{code="200",path="/x\\"y"}': 5.0,
-                                                 '{exported_job="inner"}': 1.0}}
+    assert a.samples == {
+        "http_requests_total": {'{code="200",path="/x\\"y"}': 5.0, '{exported_job="inner"}': 1.0}
+    }
     assert not b.up and b.samples == {} and b.error == "connection refused"
 
 
 async def test_prometheus_down_keeps_targets_and_marks_them_down(
-        stand_in: tuple[str, list[Any]]) -> None:
+    stand_in: tuple[str, list[Any]],
+) -> None:
     """When Prometheus stops answering, the last targets stay and each is down with the reason."""
     url, queries = stand_in
     settings = PrometheusSettings(url=url, match_labels={"job": "web"})
@@ -148,7 +171,8 @@ async def guarded() -> AsyncIterator[tuple[int, list[str]]]:
 
 
 async def test_a_password_in_the_url_is_sent_but_never_shown(
-        guarded: tuple[int, list[str]], caplog: pytest.LogCaptureFixture) -> None:
+    guarded: tuple[int, list[str]], caplog: pytest.LogCaptureFixture
+) -> None:
     """http://fed:s3cr3t@host: every request carries the credentials, while the errors, the
     targets' reasons, the log lines and the provider's name show fed:***@."""
     port, seen = guarded

@@ -66,8 +66,9 @@ def exporter() -> Iterator[str]:
 
 async def test_metrics_labels_show_the_url_without_its_secret(exporter: str) -> None:
     """deucalion_target_up and deucalion_anomaly_score label the target with token=***."""
-    provisioner = MetricsProvisioner(scrape_interval=0.2, targets=[exporter],
-                                     telemetry={"listen": "127.0.0.1:0"})
+    provisioner = MetricsProvisioner(
+        scrape_interval=0.2, targets=[exporter], telemetry={"listen": "127.0.0.1:0"}
+    )
     provisioner.register(ScoreObserver())
     async with aiohttp.ClientSession() as session, provisioner:
         server = provisioner.telemetry.server
@@ -85,7 +86,7 @@ async def test_metrics_labels_show_the_url_without_its_secret(exporter: str) -> 
                 break
             await asyncio.sleep(0.1)
         text = await page()
-    assert "deucalion_target_up{" in text and 'token=***' in text
+    assert "deucalion_target_up{" in text and "token=***" in text
     assert "deucalion_anomaly_score{" in text
     assert SECRET not in text
 
@@ -102,15 +103,12 @@ def test_targets_command_shows_the_url_without_its_secret(
     assert SECRET not in out
 
 
-def test_a_recording_holds_the_url_without_its_secret(
-    exporter: str, tmp_path: Path
-) -> None:
+def test_a_recording_holds_the_url_without_its_secret(exporter: str, tmp_path: Path) -> None:
     """`deucalion record` writes each sample's deucalion_target as token=***."""
     config = tmp_path / "c.yaml"
     config.write_text(f"scrape_interval: 200ms\ntargets: ['{exporter}']\n")
     path = tmp_path / "r.om.gz"
-    assert main(["record", "-c", str(config), "-o", str(path), "--all",
-                                  "--duration", "0.5"]) == 0
+    assert main(["record", "-c", str(config), "-o", str(path), "--all", "--duration", "0.5"]) == 0
     text = gzip.decompress(path.read_bytes()).decode()
     assert 'score{deucalion_target="http://127.0.0.1:' in text and "token=***" in text
     assert SECRET not in text
@@ -119,8 +117,9 @@ def test_a_recording_holds_the_url_without_its_secret(
 async def test_logs_of_a_down_target_hide_its_secret(caplog: pytest.LogCaptureFixture) -> None:
     """A target that is down is logged as jwt=***, and so is why."""
     url = f"http://127.0.0.1:1/metrics?jwt={SECRET}&passphrase={SECRET}"
-    provisioner = MetricsProvisioner(scrape_interval=0.2, targets=[url],
-                                     telemetry={"enabled": False})
+    provisioner = MetricsProvisioner(
+        scrape_interval=0.2, targets=[url], telemetry={"enabled": False}
+    )
     provisioner.register(ScoreObserver())
     with caplog.at_level(logging.INFO, logger="deucalion"):
         async with provisioner:

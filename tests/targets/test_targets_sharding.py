@@ -33,7 +33,8 @@ def _file_sd(tmp_path: Path, addresses: Sequence[str] = ADDRESSES) -> Path:
 async def _replica(path: Path, count: int, index: int) -> set[str]:
     settings = load_settings(
         {"file_sd": {"files": [str(path)]}, "shard": {"count": count, "index": index}},
-        environ={}, default_file=None,
+        environ={},
+        default_file=None,
     )
     provider = build_provider(settings)
     try:
@@ -124,15 +125,21 @@ def test_a_missing_or_impossible_index_says_what_to_set(hostname: str, problem: 
 def test_an_index_past_the_count_is_a_config_error() -> None:
     """shard.index must be below shard.count; the error names the key."""
     with pytest.raises(ConfigError, match=r"shard.*must be below shard.count"):
-        load_settings({"targets": ["http://a:1/m"], "shard": {"count": 2, "index": 2}},
-                      environ={}, default_file=None)
+        load_settings(
+            {"targets": ["http://a:1/m"], "shard": {"count": 2, "index": 2}},
+            environ={},
+            default_file=None,
+        )
 
 
 def test_the_shard_comes_from_the_environment() -> None:
     """DEUCALION_SHARD__COUNT and __INDEX set the shard, as every section's variables do."""
     settings = load_settings(
-        environ={"DEUCALION_TARGETS": "http://a:1/m", "DEUCALION_SHARD__COUNT": "4",
-                 "DEUCALION_SHARD__INDEX": "3"},
+        environ={
+            "DEUCALION_TARGETS": "http://a:1/m",
+            "DEUCALION_SHARD__COUNT": "4",
+            "DEUCALION_SHARD__INDEX": "3",
+        },
         default_file=None,
     )
     assert settings.shard == ShardSettings(count=4, index=3)
@@ -144,8 +151,11 @@ async def test_a_federated_shard_collects_only_its_targets() -> None:
     from deucalion.collection import FederationCollector, build_collector
     from deucalion.config.loading import load_settings
 
-    settings = load_settings({"prometheus": {"url": "http://prometheus:9090"},
-                              "shard": {"count": 2, "index": 1}}, environ={}, default_file=None)
+    settings = load_settings(
+        {"prometheus": {"url": "http://prometheus:9090"}, "shard": {"count": 2, "index": 1}},
+        environ={},
+        default_file=None,
+    )
     provider = build_provider(settings)
     assert isinstance(provider, ShardedTargets) and not isinstance(provider, CollectingProvider)
     collector = build_collector(settings, provider, {"up"})
@@ -156,8 +166,9 @@ async def test_a_federated_shard_collects_only_its_targets() -> None:
 
 async def test_a_scraped_shard_is_not_a_collector() -> None:
     """A shard is a provider only: it discovers, and never collects."""
-    sharded = shard_provider(StaticTargets([Target("http://a:1/m")]), ShardSettings(count=2,
-                                                                                    index=0))
+    sharded = shard_provider(
+        StaticTargets([Target("http://a:1/m")]), ShardSettings(count=2, index=0)
+    )
     assert isinstance(sharded, ShardedTargets)
     assert not isinstance(sharded, CollectingProvider)
     assert shard_provider(StaticTargets([]), None).__class__ is StaticTargets

@@ -30,8 +30,10 @@ class ScoreObserver(dc.MetricsObserver):
         super().__init__({"score"})
 
     def new_data(self, targets_data_dict: dict[str, dict[str, dict[str, float]]]) -> Any:
-        return {url: samples.get("score", {}).get("{}", 0.0)
-                for url, samples in targets_data_dict.items()}
+        return {
+            url: samples.get("score", {}).get("{}", 0.0)
+            for url, samples in targets_data_dict.items()
+        }
 
 
 class MutableTargets:
@@ -49,9 +51,12 @@ class MutableTargets:
 
 def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
     """``{sorted labels: value}`` of one sample name in an exposition."""
-    return {tuple(sorted(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples
-            if s.name == name}
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    }
 
 
 async def get(session: aiohttp.ClientSession, url: str) -> tuple[int, str]:
@@ -77,8 +82,11 @@ async def test_server_binds_port_0_and_serves_every_endpoint() -> None:
     Counter("things", "Things.", registry=registry).inc(3)
     state = {"healthy": True, "ready": False}
     server = await start_telemetry_server(
-        "127.0.0.1:0", registry=registry, healthy=lambda: state["healthy"],
-        ready=lambda: state["ready"], alerts=lambda: [{"labels": {"a": "b"}}],
+        "127.0.0.1:0",
+        registry=registry,
+        healthy=lambda: state["healthy"],
+        ready=lambda: state["ready"],
+        alerts=lambda: [{"labels": {"a": "b"}}],
     )
     try:
         assert not server.url.endswith(":0")
@@ -126,8 +134,9 @@ async def test_a_port_in_use_is_a_config_error_naming_the_setting() -> None:
     first = await start_telemetry_server("127.0.0.1:0", registry=CollectorRegistry())
     try:
         with pytest.raises(ConfigError, match=r"telemetry\.listen"):
-            await start_telemetry_server(first.url.removeprefix("http://"),
-                                         registry=CollectorRegistry())
+            await start_telemetry_server(
+                first.url.removeprefix("http://"), registry=CollectorRegistry()
+            )
     finally:
         await first.close()
 
@@ -164,20 +173,32 @@ async def test_provisioner_serves_scores_scrapes_and_readiness(scored_targets: l
     """A running provisioner exports scores and per-target metrics; gone targets vanish."""
     hot, calm = scored_targets
     provider = MutableTargets([Target(hot, {"job": "app"}), Target(calm)])
-    provisioner = MetricsProvisioner(scrape_interval=0.3, targets_provider=provider,
-                                     telemetry={"listen": "127.0.0.1:0"})
+    provisioner = MetricsProvisioner(
+        scrape_interval=0.3, targets_provider=provider, telemetry={"listen": "127.0.0.1:0"}
+    )
     provisioner.register(ScoreObserver())
     async with aiohttp.ClientSession() as session, provisioner:
         server = provisioner.telemetry.server
         assert server is not None
         await eventually(session, server.url + "/readyz", lambda s, t: s == 200)
-        text = await eventually(session, server.url + "/metrics", lambda s, t: len(
-            samples(t, "deucalion_anomaly_score")) == 2)
+        text = await eventually(
+            session,
+            server.url + "/metrics",
+            lambda s, t: len(samples(t, "deucalion_anomaly_score")) == 2,
+        )
         assert samples(text, "deucalion_anomaly_score") == {
-            (("instance", hot.split("/")[2]), ("job", "app"), ("observer", "ScoreObserver"),
-             ("target", hot)): 0.5,
-            (("instance", calm.split("/")[2]), ("job", "deucalion"),
-             ("observer", "ScoreObserver"), ("target", calm)): 0.0,
+            (
+                ("instance", hot.split("/")[2]),
+                ("job", "app"),
+                ("observer", "ScoreObserver"),
+                ("target", hot),
+            ): 0.5,
+            (
+                ("instance", calm.split("/")[2]),
+                ("job", "deucalion"),
+                ("observer", "ScoreObserver"),
+                ("target", calm),
+            ): 0.0,
         }
         assert set(samples(text, "deucalion_target_up").values()) == {1.0}
         # No observer desires scrape_samples_scraped, so bodies are not counted.
@@ -193,9 +214,11 @@ async def test_provisioner_serves_scores_scrapes_and_readiness(scored_targets: l
         provider.targets = [Target(calm)]
 
         def hot_gone(status: int, text: str) -> bool:
-            return all(("target", hot) not in labels
-                       for name in ("deucalion_anomaly_score", "deucalion_target_up")
-                       for labels in samples(text, name))
+            return all(
+                ("target", hot) not in labels
+                for name in ("deucalion_anomaly_score", "deucalion_target_up")
+                for labels in samples(text, name)
+            )
 
         await eventually(session, server.url + "/metrics", lambda s, t: hot_gone(s, t))
     assert provisioner.telemetry.server is None
@@ -244,8 +267,9 @@ async def health() -> AsyncIterator[tuple[StubProvisioner, FakeClock, Callable[[
     clock = FakeClock()
     stub = StubProvisioner(scrape_interval=10)
     telemetry = Telemetry(stub, clock=clock)
-    server = await start_telemetry_server("127.0.0.1:0", registry=telemetry.registry,
-                                          healthy=telemetry.healthy)
+    server = await start_telemetry_server(
+        "127.0.0.1:0", registry=telemetry.registry, healthy=telemetry.healthy
+    )
     async with aiohttp.ClientSession() as session:
 
         async def status() -> int:
@@ -299,8 +323,9 @@ async def test_a_provisioner_whose_cycle_loop_died_reports_it(
     scored_targets: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """When cycle() raises (a bug), cycle_loop_ended is true and the provisioner stops."""
-    provisioner = MetricsProvisioner(targets=scored_targets[:1], telemetry={"enabled": False},
-                                     scrape_interval=0.1)
+    provisioner = MetricsProvisioner(
+        targets=scored_targets[:1], telemetry={"enabled": False}, scrape_interval=0.1
+    )
     provisioner.register(ScoreObserver())
 
     async def broken() -> list[Any]:
@@ -337,8 +362,9 @@ async def test_cycles_go_on_while_a_crowd_scrapes_a_large_metrics_page(
     /healthz stays 200."""
     from deucalion.alerting import SeriesScore
 
-    provisioner = MetricsProvisioner(scrape_interval=0.1, targets=scored_targets[:1],
-                                     telemetry={"listen": "127.0.0.1:0"})
+    provisioner = MetricsProvisioner(
+        scrape_interval=0.1, targets=scored_targets[:1], telemetry={"listen": "127.0.0.1:0"}
+    )
     provisioner.register(ScoreObserver())
     series = [SeriesScore(scored_targets[0], "score", f'{{i="{i}"}}', 1.0) for i in range(20_000)]
     async with aiohttp.ClientSession() as session, provisioner:
