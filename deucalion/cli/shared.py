@@ -7,6 +7,7 @@ line and the config file; this module is theirs, so neither imports the other.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import importlib.util
 import inspect
@@ -179,8 +180,6 @@ def load_object(path: str) -> Any:
         for part in name.split("."):
             obj = getattr(obj, part)
     except AttributeError:
-        import difflib
-
         close = difflib.get_close_matches(name, [n for n in dir(module) if n[:1] != "_"], n=1)
         hint = f"; did you mean {module_path}:{close[0]}?" if close else ""
         raise ConfigError(f"{path}: {module_path} has no {name!r}{hint}") from None
@@ -302,6 +301,13 @@ def build_observers(
         try:
             observers.append(cls(**kwargs))
         except TypeError as exc:
+            unknown = _unknown_keyword(cls, kwargs, exc)
+            if unknown is not None and entry is not None and unknown in entry.kwargs:
+                # A typo in the config's kwargs: the key, where it is and what was meant.
+                raise ConfigError(
+                    f"{entry_in}observers: {path!r}: kwargs: {unknown!r} is no argument of "
+                    f"{cls.__name__}{_did_you_mean(unknown, cls)}"
+                ) from None
             raise ConfigError(
                 f"{path}: cannot construct it with {', '.join(sorted(kwargs)) or 'no arguments'}"
                 f": {exc}"
@@ -315,6 +321,31 @@ def build_observers(
             )
             raise ConfigError(f"{given}: {exc}") from None
     return observers
+
+
+def _unknown_keyword(cls: type, kwargs: dict[str, Any], exc: TypeError) -> str | None:
+    """The keyword of ``kwargs`` that ``cls`` takes no argument of, when that is why it
+    raised ``exc`` (else None: the TypeError came from inside the constructor)."""
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return None
+    unknown = [key for key in kwargs if key not in parameters]
+    return unknown[0] if unknown and repr(unknown[0]) in str(exc) else None
+
+
+def _did_you_mean(key: str, cls: type) -> str:
+    """``; did you mean 'x'? (it takes a, b, c)`` for a keyword ``cls`` does not take."""
+    taken = [
+        name
+        for name, p in inspect.signature(cls).parameters.items()
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
+    close = difflib.get_close_matches(key, taken, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{hint} (it takes {', '.join(taken)})"
 
 
 def check_preset(name: str, where: str) -> None:

@@ -96,6 +96,27 @@ def test_a_value_an_observer_refuses_is_a_config_error_naming_the_file(
     assert f"{config}: observers:" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", [["run"], ["check-config"]])
+def test_a_misspelt_kwargs_key_is_named_with_its_file_and_the_key_meant(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    """`kwargs: {budgett: 1}`: the error was Python's 'unexpected keyword argument', naming
+    neither the config file nor the argument meant."""
+    config = tmp_path / "deucalion.yaml"
+    config.write_text(
+        "targets: [127.0.0.1:1]\n"
+        "observers:\n"
+        "  'deucalion.detectors:DetectorObserver':\n"
+        "    desired_metrics: [node_load1]\n"
+        "    kwargs: {budgett: 1}\n"
+    )
+    args = [*command, "-c", str(config)] if command == ["run"] else [*command, str(config)]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"{config}: observers: 'deucalion.detectors:DetectorObserver': kwargs: 'budgett'" in err
+    assert "did you mean 'budget'?" in err and "unexpected keyword" not in err
+
+
 @pytest.mark.parametrize(("budget", "ok"), [("0.5", True), ("1d", False), ("0", False)])
 def test_check_config_builds_the_ready_observers_it_configures(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], budget: str, ok: bool
