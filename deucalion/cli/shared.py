@@ -272,8 +272,9 @@ def build_observers(
     paths = list(paths) or list(configured)
     if not paths:
         raise ConfigError(
-            "no observer to run: name one (deucalion run module:Class) or list "
-            "them under observers: in the config file"
+            "no observer to run: name one (deucalion run module:Class), list "
+            "them under observers: in the config file, or run a preset (--preset NAME, "
+            "or preset: NAME in the config file; deucalion presets list)"
         )
     observers = []
     for path in paths:
@@ -355,8 +356,10 @@ def check_preset(name: str, where: str) -> None:
     from deucalion.presets import PRESETS
 
     if name not in PRESETS:
+        close = difflib.get_close_matches(str(name).strip(), PRESETS, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigError(
-            f"{where}: unknown preset {name!r}: choose one of {', '.join(PRESETS)} "
+            f"{where}: unknown preset {name!r}: {hint}choose one of {', '.join(PRESETS)} "
             "(deucalion presets list)"
         )
 

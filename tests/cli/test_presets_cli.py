@@ -71,8 +71,25 @@ def test_run_and_backtest_name_the_config_file_of_an_unknown_preset(
     err = capsys.readouterr().err
     assert f"config file {config}: preset" in err and "'http_service'" in err
     assert "node-exporter, http-service" in err
+    assert "did you mean 'http-service'?" in err
     assert main([*command, "--preset", "node_exporter"]) == 1
-    assert "deucalion: --preset: unknown preset 'node_exporter'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "deucalion: --preset: unknown preset 'node_exporter'" in err
+    assert "did you mean 'node-exporter'?" in err
+
+
+def test_run_with_nothing_to_run_names_the_preset_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`deucalion run -c FILE` with targets and no observer: the error named module:Class and
+    observers: only, not the way README's "Watching a service without code" runs one."""
+    monkeypatch.delenv("DEUCALION_PRESET", raising=False)
+    monkeypatch.delenv("DEUCALION_PRESET__NAME", raising=False)
+    config = tmp_path / "deucalion.yaml"
+    config.write_text("targets: [127.0.0.1:1]\n")
+    assert main(["run", "-c", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "no observer to run" in err and "--preset NAME" in err and "preset: NAME" in err
 
 
 def test_demo_names_the_option_of_an_unknown_preset(capsys: pytest.CaptureFixture[str]) -> None:
