@@ -6,7 +6,8 @@ counter the target serves is used for it:
 
 - the Prometheus client libraries' conventions and Go's ``promhttp.InstrumentHandler*``
   (``http_requests_total``, ``http_request_duration_seconds``, ``http_requests_in_progress``
-  or ``_in_flight``);
+  or ``_in_flight``), or where there is no request counter, the duration histogram's
+  ``_count``;
 - OpenTelemetry's semantic conventions through its Prometheus exporter
   (``http_server_request_duration_seconds``, ``http_server_active_requests``);
 - Spring Boot / Micrometer (``http_server_requests_seconds``);
@@ -80,6 +81,17 @@ INSTRUMENTATIONS: tuple[Instrumentation, ...] = (
     Instrumentation(
         "prometheus-client",
         "http_requests_total",
+        ("status", "code", "status_code"),
+        _HTTP_5XX,
+        _ROUTE_LABELS,
+        "http_request_duration_seconds_bucket",
+        ("http_requests_in_progress", "http_requests_in_flight", "http_requests_inprogress"),
+    ),
+    # The same conventions where the service counts its requests only in the duration
+    # histogram (prometheus_client's Histogram alone): its _count is the request counter.
+    Instrumentation(
+        "prometheus-client histogram",
+        "http_request_duration_seconds_count",
         ("status", "code", "status_code"),
         _HTTP_5XX,
         _ROUTE_LABELS,

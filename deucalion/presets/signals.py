@@ -224,9 +224,10 @@ def _sum_by(
 
 
 def ratio(top: SignalValues, bottom: SignalValues, *, least: float = 0.0) -> SignalValues:
-    """``top / bottom`` matched on series, where ``bottom`` exceeds ``least`` (else left out);
-    a series missing from ``top`` counts as 0 (``sum(rate(errors)) or 0``)."""
-    return {k: top.get(k, 0.0) / b for k, b in bottom.items() if b > least}
+    """``top / bottom`` matched on series, as PromQL's ``/`` matches them: a series missing
+    from either side is left out (a target not serving ``MemAvailable`` has no available
+    fraction, not an empty memory), and so is one whose ``bottom`` is at most ``least``."""
+    return {k: top[k] / b for k, b in bottom.items() if b > least and k in top}
 
 
 def scalar(values: SignalValues) -> float:

@@ -1,7 +1,5 @@
 """Defects in ``deucalion/presets/`` found by following README's "Watching a service without
-code" as a new user, on targets of one's own making. Each is reproduced here, marked as an
-expected failure (strict): the fix belongs to the presets' owner, and turns its test green,
-which fails this file until the mark is taken off."""
+code" as a new user, on targets of one's own making, each shown fixed."""
 
 from __future__ import annotations
 
@@ -29,12 +27,6 @@ def _histogram_only(i: int) -> dict[str, dict[str, float]]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="presets/http_service.py finds the Prometheus client convention by "
-    "http_requests_total only: a service exposing the http_request_duration_seconds "
-    "histogram README names, without that counter, gets no signal",
-)
 def test_a_duration_histogram_alone_gives_the_http_signals() -> None:
     """README: the preset finds its signals from "the Prometheus client libraries' ...
     conventions (`http_requests_total`, `http_request_duration_seconds`, ...)". The histogram's
@@ -46,11 +38,6 @@ def test_a_duration_histogram_alone_gives_the_http_signals() -> None:
         assert values.get("{}") == pytest.approx(expected), (signal, values)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="presets/signals.py's ratio() counts a missing numerator as 0 (right for errors "
-    "over requests), so memory_available is 0 on a target without MemAvailable",
-)
 def test_memory_available_is_not_zero_when_mem_available_is_not_served() -> None:
     """A target serving `node_memory_MemTotal_bytes` without `node_memory_MemAvailable_bytes`
     (`deucalion presets show node-exporter --target URL` printed `memory_available 0 ratio`):
