@@ -85,6 +85,7 @@ together.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from collections.abc import Hashable, Sequence
@@ -198,6 +199,7 @@ class AnomalyDetector(Detector):
         self._enabled = np.array([k in self.kinds for k in KINDS])
         self._penalty = math.log10(len(self.kinds)) + _CALIBRATION
         self._explained: dict[int, Explanation] = {}
+        self._bounds: np.ndarray | None = None  # the bands' bounds as the series stand
         self._spike_shape = np.zeros(0)
         self._next: tuple[np.ndarray, ...] = (np.zeros(0),) * 6
         self._resize(0)
@@ -308,6 +310,7 @@ class AnomalyDetector(Detector):
             surprise[:, ~ready] = 0.0
             score = np.maximum(surprise.max(axis=0) - self._penalty, 0.0)
             self._kind = surprise.argmax(axis=0)
+            record = _record_of_events(self)  # as the cap reads it: the alerts' bands invert it
             score = _as_often_as_seen(self, score, ready)
             score[infinite], self._kind[infinite], surprise[:, infinite] = np.inf, 6, 0.0
             surprise[6, infinite] = np.inf
@@ -319,9 +322,7 @@ class AnomalyDetector(Detector):
             self.observed_ = np.where(scored, x, self.observed_)
             self.seen_time_ = np.where(scored, times, self.seen_time_)
             # Alerts are explained by what the series had learned before this value.
-            self._explained = {
-                int(row): _explain_now(self, int(row)) for row in np.flatnonzero(alerting)
-            }
+            self._explained = _explain_alerts(self, np.flatnonzero(alerting), record)
             going_on = (self.quiet_ > 0) & (score >= self.threshold)
             self._learn(stats, x, dx, dt, old, times, episode=going_on)
         # The quiet lasts until the series has scored below the threshold for quiet_for points:
@@ -364,6 +365,7 @@ class AnomalyDetector(Detector):
         stats[4] = np.where(np.isfinite(expected), np.abs(season) / scale, 0.0)
         self._next = (fast_level, slow_level, recent_step, slope, season, expected)
         self._clipped = (clipped, change)
+        self._scale = (scale, floor)  # the units the alerts' bands are given in
         # Squared, a Gaussian statistic has an exponential tail: the family the tails are
         # extrapolated in when they show no heavier one.
         return np.where(old, np.nan_to_num(stats * stats, posinf=1e300), 0.0)
@@ -503,7 +505,7 @@ class AnomalyDetector(Detector):
         as it stood before the value; for the others, as it stands now)."""
         why = self._explained.get(row)
         if why is None:
-            why = _explain_now(self, row)
+            why = _explain_now(self, row, _bound_now(self, row))
         return dataclasses.replace(why, series=series)
 
 
@@ -763,16 +765,6 @@ def _within_reach(d: AnomalyDetector, surprise: np.ndarray, n: np.ndarray) -> np
     return np.where(surprise > reach, reach + (surprise - reach) / discount, surprise)
 
 
-def _needed(d: AnomalyDetector, count: float) -> float:
-    """The surprise (before ``_within_reach``) a tail that learned ``count`` points must
-    reach to alert."""
-    level = d.threshold + d._penalty
-    reach = _REACH + d._penalty
-    if level <= reach:
-        return level
-    return reach + (level - reach) * _FAR_DISCOUNT * (1 + _REACH_YOUNG / max(count, 1.0))
-
-
 def _as_often_as_seen(d: AnomalyDetector, score: np.ndarray, ready: np.ndarray) -> np.ndarray:
     """The score, no higher than this series' own record says: events scoring at least
     the threshold (a run of them is one) that came at a rate ``r`` with a mean score
@@ -908,70 +900,211 @@ def _learn_profile(
     d.visits_[rows, bins] = visits
 
 
-def _explain_now(d: AnomalyDetector, row: int, series: Hashable = None) -> Explanation:
-    # The averages as this update computed them (before it, for a series that alerted, the
-    # state is still the last update's), the bands from the tails.
+def _explain_alerts(
+    d: AnomalyDetector, rows: np.ndarray, record: dict[str, np.ndarray]
+) -> dict[int, Explanation]:
+    """The explanations of this update's alerts at ``rows``, by the state the score read
+    (the last update's, the averages as this update computed them, and the series' record of
+    events before this update's cap). The bands of the series as they stand are found anew."""
+    d._bounds = None
+    kinds = [_kind_named(d, int(row)) for row in rows]
+    bounds = _bands(d, rows, np.array(kinds, dtype=np.int64), record)
+    return {
+        int(row): _explain_now(d, int(row), float(bound), record)
+        for row, bound in zip(rows, bounds, strict=True)
+    }
+
+
+def _bound_now(d: AnomalyDetector, row: int) -> float:
+    """``_bands`` of ``row`` as it stands, found for its block of ``_BLOCK`` rows at once (a
+    caller explaining every series, as the presets do each cycle, pays one search per block)
+    and kept until the next update."""
+    n = len(d.count_)
+    bounds = getattr(d, "_bounds", None)  # (none in a checkpoint from before it)
+    if bounds is None or len(bounds) != n:
+        bounds = d._bounds = np.full(n, np.nan)
+    if np.isnan(bounds[row]):
+        start = row - row % _BLOCK
+        rows = np.arange(start, min(start + _BLOCK, n))
+        kinds = np.array([_kind_named(d, int(r)) for r in rows], dtype=np.int64)
+        bounds[rows] = _bands(d, rows, kinds, None)
+    return float(bounds[row])
+
+
+_BLOCK = 64  # rows whose bands are found together
+
+
+def _kind_named(d: AnomalyDetector, row: int) -> int:
+    """The kind ``row``'s explanation names: its component with the highest surprise at its
+    last update, among those looked for; a fall of the variance while the value repeats is
+    named ``stuck``, what a reader needs to hear, though the variance said it first."""
+    surprise = d.surprise_[:, row] if d.surprise_.shape[1] > row else np.zeros(len(KINDS))
+    kind = int(np.argmax(np.where(d._enabled, surprise, -np.inf)))
+    return 5 if _collapsed(d, row, kind) else kind
+
+
+def _collapsed(d: AnomalyDetector, row: int, kind: int) -> bool:
+    """Whether ``row``'s variance, named ``kind``, fell while its value repeats."""
+    recent_step = float(d._next[2][row]) if row < len(d._next[2]) else math.nan
+    return bool(kind == 2 and d.run_[row] > 0 and recent_step < d.step_[row])
+
+
+def _explain_now(
+    d: AnomalyDetector,
+    row: int,
+    bound: float,
+    record: dict[str, np.ndarray] | None = None,
+) -> Explanation:
+    """The explanation of ``row``, whose named kind's component alerts past ``bound``
+    (``_bands``): ``record`` is given for an alert explained during its update (the state is
+    still the last update's, the averages as this update computed them); None: the series
+    as it stands."""
     fast, slow, recent_step, slope, season, expected = (
         float(a[row]) if row < len(a) else math.nan for a in d._next
     )
-    kind = int(np.argmax(d.surprise_[:, row])) if d.surprise_.shape[1] > row else 0
-    if kind == 2 and d.run_[row] > 0 and recent_step < d.step_[row]:
-        # Variance fallen while the value repeats: the series is stuck (its steps became 0),
-        # which is what a reader needs to hear, though the variance said it first.
-        kind = 5
+    kind = _kind_named(d, row)
     observed = float(d.observed_[row])
-    scale = max(float(d.step_[row]) / min(max(float(d.moving_[row]), _MOVING), 1.0), _TINY)
-    width = _band(d, kind, row) * scale
-    centre = fast
+    scale, floor = _scale(d, row, record is not None)
+    if kind == 5:  # stuck: the run of repeats against the longest that would not alert
+        repeating = record is not None and observed == float(d.last_[row])
+        run = float(d.run_[row]) + repeating
+        longest = float(math.floor(bound)) if math.isfinite(bound) else math.inf
+        if record is not None and _collapsed(d, row, int(np.argmax(d.surprise_[:, row]))):
+            longest = min(longest, run - 1)  # the steps' collapse alerted at this run
+        return _explanation(d, row, kind, run, 0.0, longest)
+    if kind == 6:  # out of range: the value against the range widened as far as a record's
+        low, high = float(d.low_[row]), float(d.high_[row])  # margin must take it to alert
+        width = high - low if high > low else 1.0
+        margin = bound * width if math.isfinite(observed) else 0.0
+        return _explanation(d, row, kind, observed, low - margin, high + margin)
+    width = bound * scale
+    if kind == 0:  # spike: the value against the recent level it left (before learning it),
+        # and no value inside the recent extremes alerts as a spike
+        centre = float(d.fast_level_[row])
+        low, high = centre - width, centre + width
+        recent = float(d.recent_low_[row]), float(d.recent_high_[row])
+        if recent[0] <= high and low <= recent[1]:
+            low, high = min(low, recent[0]), max(high, recent[1])
+        return _explanation(d, row, kind, observed, low, high)
+    if kind == 2:  # variance: the recent step against the usual one, as the score compares
+        usual = float(d.step_[row]) + floor  # them (with the resolution's floor)
+        factor = math.exp(min(bound, 700.0))
+        low, high = max(usual / factor - floor, 0.0), usual * factor - floor
+        return _explanation(d, row, kind, recent_step, low, high)
     if kind == 1:  # level shift: the recent level against the long-run one
         observed, centre = fast, slow
-    elif kind == 2:  # variance: the recent step against the usual one
-        factor = math.exp(min(_band(d, 2, row), 50.0))
-        return _explanation(d, row, series, kind, recent_step, scale / factor, scale * factor)
-    elif kind == 0:  # spike: the value against the recent level it left (before learning it)
-        centre = float(d.fast_level_[row])
     elif kind == 3:  # trend: the recent slope against the long-run one
         observed, centre = slope, float(d.slow_slope_[row])
         width /= 10
-    elif kind == 4:  # seasonal: the recent level against this time of day's
+    else:  # seasonal: the recent level against this time of day's
         observed, centre = expected + season, expected
-    elif kind == 5:  # stuck: the value repeated; any other value was expected
-        centre = observed
-        width = float(d.step_[row])
-    elif kind == 6:
-        return _explanation(d, row, series, kind, observed, float(d.low_[row]), float(d.high_[row]))
-    return _explanation(d, row, series, kind, observed, centre - width, centre + width)
+    return _explanation(d, row, kind, observed, centre - width, centre + width)
 
 
-def _band(d: AnomalyDetector, kind: int, row: int) -> float:
-    """The statistic (not squared) at which component ``kind`` of ``row`` alerts."""
-    if kind >= _CALIBRATED:
-        return 0.0
-    q1, q2, q3 = (float(getattr(d, n)[kind, row]) for n in _QUANTILES)
-    shape, sigma = (
-        float(a) for a in _tail_shape(np.array(q1), np.array(q2), np.array(q3), _HEAVY[kind])
-    )
-    index = float(
-        np.clip(d.tail_starts_[kind, row] / max(d.tail_rate_[kind, row], 1e-12), 0.05, 1.0)
-    )
-    needed = _needed(d, float(d.tail_count_[kind, row]))
-    beyond = max(needed + math.log10(index) - _LOG_TAILS[2], 0.0)
-    if shape < 1e-3:
-        return math.sqrt(q3 + sigma * beyond * _LN10)
-    # sigma / shape * (10 ** (shape * beyond) - 1), in logarithms past what a float holds (a
-    # threshold of hundreds: a tiny budget, or one given to the observer); a band wider than
-    # any float is infinite: no value alerts.
-    grown = shape * beyond * _LN10
-    if grown < 700:
-        return math.sqrt(q3 + sigma / shape * math.expm1(grown))
-    half = 0.5 * (math.log(sigma / shape) + grown)
-    return math.exp(half) if half < 700 else math.inf
+def _scale(d: AnomalyDetector, row: int, scored: bool) -> tuple[float, float]:
+    """The usual move and the resolution's floor the statistics of ``row`` are measured in:
+    those this update used (``scored``), else those the next value will be measured in."""
+    scales, floors = getattr(d, "_scale", (np.zeros(0), np.zeros(0)))
+    floor = float(floors[row]) if row < len(floors) else _TINY
+    if scored and row < len(scales):
+        return float(scales[row]), floor
+    moving = min(max(float(d.moving_[row]), _MOVING), 1.0)
+    return max(float(d.step_[row]) / moving, floor), floor
+
+
+def _band(
+    d: AnomalyDetector, kind: int, row: int, record: dict[str, np.ndarray] | None = None
+) -> float:
+    """``_bands`` of one row."""
+    return float(_bands(d, np.array([row]), np.array([kind]), record)[0])
+
+
+def _bands(
+    d: AnomalyDetector,
+    rows: np.ndarray,
+    kinds: np.ndarray,
+    record: dict[str, np.ndarray] | None = None,
+) -> np.ndarray:
+    """How far component ``kinds[i]`` of ``rows[i]`` may go without alerting, found by
+    scoring candidates as the update scores a value (``_would_alert``): for the calibrated
+    kinds the statistic (not squared), for ``stuck`` the run of repeats, for
+    ``out_of_range`` the margin past the range in range widths. Infinite where nothing
+    would alert."""
+    m = len(rows)
+    columns = np.repeat(np.asarray(rows, dtype=np.int64), _GRID)
+    probe = copy.copy(d)
+    probe.keep(columns)  # _GRID copies of each row, its state as the score read it
+    for name, values in (record or {}).items():
+        setattr(probe, name, values[..., columns])
+    events = _record_of_events(probe)
+    of_column = np.repeat(kinds, _GRID)
+    # Logarithms of the candidates, refined over rounds of a grid: the largest that does not
+    # alert, to within a fraction of a percent (never past it: a value that alerted lies
+    # outside its band).
+    low, high = np.full(m, _SEARCH[0]), np.full(m, _SEARCH[1])
+    found = np.full(m, np.nan)
+    steps = np.linspace(0.0, 1.0, _GRID)
+    for _ in range(_ROUNDS):
+        grid = low[:, None] + (high - low)[:, None] * steps[None, :]
+        for name, values in events.items():  # as the cap read it, whatever it learned since
+            setattr(probe, name, values.copy())
+        with np.errstate(all="ignore"):  # the highest candidates overflow, as the score does
+            alerts = _would_alert(d, probe, of_column, np.exp(grid).ravel()).reshape(m, _GRID)
+        first = np.argmax(alerts, axis=1)
+        # Only in the first round: not even the highest candidate alerts, or every one does.
+        found = np.where(~alerts.any(axis=1), np.inf, np.where(first == 0, 0.0, found))
+        at = np.maximum(first, 1)
+        low, high = grid[np.arange(m), at - 1], grid[np.arange(m), at]
+    root = np.where(kinds < _CALIBRATED, 0.5, 1.0)
+    with np.errstate(over="ignore"):
+        return np.where(np.isnan(found), np.exp(low * root), found)
+
+
+# Candidates for _bands: the natural logarithms of the lowest and highest, points per round,
+# rounds (a relative precision of about 730 / 32 ** 4, 0.07 % of a squared statistic).
+_SEARCH = (-30.0, 700.0)
+_GRID = 32
+_ROUNDS = 4
+
+
+def _would_alert(
+    d: AnomalyDetector, probe: AnomalyDetector, kinds: np.ndarray, candidates: np.ndarray
+) -> np.ndarray:
+    """Whether component ``kinds`` alone would make each of the ``probe``'s copies of rows
+    of ``d`` score at the threshold at its candidate (its squared statistic; for ``stuck`` a
+    run of repeats; for ``out_of_range`` a margin past the range in range widths), scored by
+    the update's own steps: the tail's surprise (the young tail's discount, its heaviness,
+    the reach), the gates, the penalty and calibration, the cap by the series' record of
+    events. The quiet after an alert is left out: the band is where the series scores under
+    its threshold."""
+    k = len(candidates)
+    old = np.ones(k, dtype=bool)
+    surprise = np.zeros((len(KINDS), k))
+    stats = np.where(np.arange(_CALIBRATED)[:, None] == kinds[None, :], candidates, 0.0)
+    surprise[:_CALIBRATED] = _surprise(probe, stats)  # also the spike tail's shape, for _record
+    probe.run_, probe.run_alerted_ = candidates - 1, np.zeros(k)
+    surprise[5] = _stuck(probe, np.zeros(k), old)
+    width = probe.high_ - probe.low_
+    surprise[6] = _record(probe, probe.high_ + candidates * np.where(width > 0, width, 1), old)
+    surprise[4] = np.where(probe.season_error_ < _PATTERNED * probe.level_error_, surprise[4], 0)
+    surprise[~d._enabled] = 0.0
+    ready = probe.count_ >= d.warmup
+    probe._kind = kinds
+    own = surprise[kinds, np.arange(k)]
+    score = _as_often_as_seen(probe, np.maximum(own - d._penalty, 0.0), ready)
+    return np.asarray(ready & (score >= d.threshold))
+
+
+def _record_of_events(d: AnomalyDetector) -> dict[str, np.ndarray]:
+    """A copy of the series' record of events (the state ``_as_often_as_seen`` reads and
+    learns), taken before the update's cap so that its alerts' bands read what it read."""
+    names = [name for name, _ in _STATE + _EVENTS if "event_" in name]
+    return {name: np.array(getattr(d, name), copy=True) for name in names}
 
 
 def _explanation(
     d: AnomalyDetector,
     row: int,
-    series: Hashable,
     kind: int,
     observed: float,
     low: float,
@@ -983,6 +1116,6 @@ def _explanation(
         high,
         observed,
         float(d.score_[row]),
-        series,
+        None,
         float(d.seen_time_[row]),
     )

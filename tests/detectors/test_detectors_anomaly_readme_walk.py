@@ -25,11 +25,6 @@ def _alerts_after(history: np.ndarray, value: float) -> list:
     return detector.alerts()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="anomaly.py: a spike alert's expected band (_band of the spike tail) is wider than "
-    "the value that alerted in about a third of alerts on Gaussian noise",
-)
 def test_a_spike_alert_s_observed_value_lies_outside_its_expected_band() -> None:
     """README: an alert explains itself with "observed" and "expected_range" ("The value is 8,
     expected -10.7 .. 10.19" was read, score 11.4). A value that alerted as a spike lies

@@ -1,0 +1,107 @@
+"""``AnomalyDetector``'s explanations: an alert's observed value lies outside its expected
+band, for every kind, and the band is where the series would not have alerted (found by
+scoring candidates as the update does)."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+
+from deucalion.detectors import AnomalyDetector
+
+SERIES, POINTS, AT = 12, 2600, 2000  # series, points each, the anomaly's start
+STEP = 300.0  # 5-minute points: a day is 288 of them
+
+
+def _series(kind: str, seed: int) -> np.ndarray:
+    """``SERIES`` Gaussian series with an anomaly of ``kind`` from point ``AT``."""
+    rng = np.random.default_rng(seed)
+    values = rng.normal(0.0, 1.0, (SERIES, POINTS))
+    t = np.arange(POINTS)
+    if kind == "spike":
+        values[:, AT] += rng.choice([-1.0, 1.0], SERIES) * rng.uniform(5, 10, SERIES)
+    elif kind == "level_shift":
+        values[:, AT:] += 3.0
+    elif kind == "variance":
+        values[:, AT:] *= 3.0
+    elif kind == "trend":
+        values[:, AT:] += 0.05 * (t[AT:] - AT)
+    elif kind == "seasonal":
+        wave = 5 * np.sin(2 * np.pi * t * STEP / 86400)
+        values += wave
+        values[:, AT : AT + 36] -= 2 * wave[AT : AT + 36]  # the wave upside down for 3 hours
+    elif kind == "stuck":
+        values[:, AT : AT + 300] = values[:, AT : AT + 1]
+    elif kind == "out_of_range":
+        values[:, AT] = values.max(axis=1) + 3.0
+    return values
+
+
+def _alerts(detector: AnomalyDetector, values: np.ndarray) -> list:
+    explained = []
+    for i in range(values.shape[1]):
+        detector.update(values[:, i], times=STEP * i)
+        explained += detector.alerts()
+    return explained
+
+
+@pytest.mark.parametrize(
+    "kind", ["spike", "level_shift", "variance", "trend", "seasonal", "stuck", "out_of_range"]
+)
+def test_an_alert_s_observed_value_lies_outside_its_band_for_every_kind(kind: str) -> None:
+    """Each component alone (``kinds=(kind,)``), on an anomaly of its kind: every alert's
+    observed (the value, the recent level, step or slope, the run of repeats) is outside
+    the band it is said to have been expected in, which is a band (low under high)."""
+    explained = _alerts(AnomalyDetector(kinds=(kind,)), _series(kind, 900 + len(kind)))
+    assert len(explained) >= SERIES // 4, explained
+    assert {why.kind for why in explained} == {kind}
+    for why in explained:
+        assert why.expected_low <= why.expected_high, why
+        assert not why.expected_low <= why.observed <= why.expected_high, why
+
+
+def test_every_alert_of_the_full_detector_lies_outside_its_band() -> None:
+    """All components together, on anomalies of every kind: no alert's observed lies
+    inside its band, whichever component named it."""
+    inside, kinds = [], set()
+    for seed, kind in enumerate(("spike", "level_shift", "variance", "stuck", "seasonal")):
+        for why in _alerts(AnomalyDetector(), _series(kind, 700 + seed)):
+            kinds.add(why.kind)
+            if why.expected_low <= why.observed <= why.expected_high:
+                inside.append(why)
+    assert {"spike", "level_shift", "stuck", "seasonal"} <= kinds, kinds
+    assert inside == []
+
+
+def _learned(kinds: tuple[str, ...]) -> tuple[AnomalyDetector, float]:
+    """A detector of ``kinds`` that learned 1,500 points of Gaussian noise in one series,
+    and the time of its next point."""
+    rng = np.random.default_rng(4242)
+    detector = AnomalyDetector(kinds=kinds)
+    for i in range(1500):
+        detector.update(np.array([rng.normal()]), times=15.0 * i)
+    return detector, 15.0 * 1500
+
+
+@pytest.mark.parametrize("kind", ["spike", "out_of_range"])
+def test_the_band_is_where_the_next_value_would_not_alert(kind: str) -> None:
+    """The band of a series as it stands is where its next value scores under the
+    threshold: a value 1 % of the band's width inside either edge does not alert, one 1 %
+    outside does (a spike's band takes in the recent extremes, where no value is a spike)."""
+    detector, now = _learned((kind,))
+    why = detector.explain(0)
+    low, high = why.expected_low, why.expected_high
+    assert math.isfinite(low) and low < high
+    margin = 0.01 * (high - low)
+    for value, alerts in (
+        (low + margin, False),
+        (high - margin, False),
+        (low - margin, True),
+        (high + margin, True),
+    ):
+        probe = copy.deepcopy(detector)
+        probe.update(np.array([value]), times=now)
+        assert bool(probe.alerting_[0]) == alerts, (value, low, high)
