@@ -78,6 +78,11 @@ range as a value gets: it scores infinite and alerts as ``out_of_range`` (then i
 episode, as any anomaly), but teaches the series nothing, so the values after it are scored
 as if it had not come.
 
+**Explained alerts.** An alert names the most persistent of its components past the
+threshold (a run of repeats; a level, a step size or a daily pattern; a slope; a single value),
+and gives the band where that component would have scored under the threshold, found by
+scoring candidates through the update's own steps (so an alert's observed lies outside it).
+
 Costs: about 1 KB of state per series (the daily profile's 96 float32 among it), whatever the
 history's length; each update is O(1) per series, vectorised across the series updated
 together.
@@ -505,7 +510,7 @@ class AnomalyDetector(Detector):
         as it stood before the value; for the others, as it stands now)."""
         why = self._explained.get(row)
         if why is None:
-            why = _explain_now(self, row, _bound_now(self, row))
+            why = _explain_now(self, row, _kind_named(self, row), _bound_now(self, row))
         return dataclasses.replace(why, series=series)
 
 
@@ -905,20 +910,31 @@ def _explain_alerts(
 ) -> dict[int, Explanation]:
     """The explanations of this update's alerts at ``rows``, by the state the score read
     (the last update's, the averages as this update computed them, and the series' record of
-    events before this update's cap). The bands of the series as they stand are found anew."""
+    events before this update's cap). The bands of the series as they stand are found anew.
+
+    An alert named for a more persistent component than its highest (``_kind_named``) whose
+    value the cap (its group's record of events) keeps inside its band is named for its
+    highest after all: an alert's value lies outside its band."""
     d._bounds = None
-    kinds = [_kind_named(d, int(row)) for row in rows]
-    bounds = _bands(d, rows, np.array(kinds, dtype=np.int64), record)
-    return {
-        int(row): _explain_now(d, int(row), float(bound), record)
-        for row, bound in zip(rows, bounds, strict=True)
-    }
+    explained = {}
+    for rule in (_kind_named, _kind_highest):
+        kinds = np.array([rule(d, int(row)) for row in rows], dtype=np.int64)
+        bounds = _bands(d, rows, kinds, record)
+        for row, kind, bound in zip(rows, kinds, bounds, strict=True):
+            why = _explain_now(d, int(row), int(kind), float(bound), record)
+            inside = why.expected_low <= why.observed <= why.expected_high
+            if rule is _kind_highest or not inside:
+                explained[int(row)] = why
+        rows = np.array([row for row in rows if int(row) not in explained], dtype=np.int64)
+        if not rows.size:
+            break
+    return explained
 
 
 def _bound_now(d: AnomalyDetector, row: int) -> float:
-    """``_bands`` of ``row`` as it stands, found for its block of ``_BLOCK`` rows at once (a
-    caller explaining every series, as the presets do each cycle, pays one search per block)
-    and kept until the next update."""
+    """``_bands`` of ``row`` as it stands, for the kind it is named, found for its block of
+    ``_BLOCK`` rows at once (a caller explaining every series, as the presets do each cycle,
+    pays one search per block) and kept until the next update."""
     n = len(d.count_)
     bounds = getattr(d, "_bounds", None)  # (none in a checkpoint from before it)
     if bounds is None or len(bounds) != n:
@@ -935,12 +951,33 @@ _BLOCK = 64  # rows whose bands are found together
 
 
 def _kind_named(d: AnomalyDetector, row: int) -> int:
-    """The kind ``row``'s explanation names: its component with the highest surprise at its
-    last update, among those looked for; a fall of the variance while the value repeats is
-    named ``stuck``, what a reader needs to hear, though the variance said it first."""
+    """The kind ``row``'s explanation names: of its components past the threshold at its
+    last update, the most persistent (``_PERSISTENCE``: a run of repeats; a level, a step
+    size or a daily pattern changed; a slope; a single value), the highest surprise among
+    equals; none past it: the highest surprise. A large value among steps grown larger is a
+    change of variance, a step of the level seen first as a slope is a level shift; a single
+    large value alone is a spike. A fall of the variance while the value repeats is named
+    ``stuck``, what a reader needs to hear, though the variance said it first."""
+    kind = _kind_highest(d, row)
+    if d.surprise_.shape[1] > row:
+        past = d._enabled & (d.surprise_[:, row] - d._penalty >= d.threshold)
+        if past.any():
+            rank = np.where(past, _PERSISTENCE * 1e6 + d.surprise_[:, row], -np.inf)
+            kind = int(np.argmax(rank))
+    return 5 if _collapsed(d, row, kind) else kind
+
+
+def _kind_highest(d: AnomalyDetector, row: int) -> int:
+    """``row``'s component with the highest surprise at its last update, among those looked
+    for (a fall of the variance while the value repeats: ``stuck``)."""
     surprise = d.surprise_[:, row] if d.surprise_.shape[1] > row else np.zeros(len(KINDS))
     kind = int(np.argmax(np.where(d._enabled, surprise, -np.inf)))
     return 5 if _collapsed(d, row, kind) else kind
+
+
+# How long each kind's anomaly lasts, by KINDS' index: the name an alert takes when several
+# components are past the threshold.
+_PERSISTENCE = np.array([0, 2, 2, 1, 2, 3, 0])
 
 
 def _collapsed(d: AnomalyDetector, row: int, kind: int) -> bool:
@@ -952,17 +989,17 @@ def _collapsed(d: AnomalyDetector, row: int, kind: int) -> bool:
 def _explain_now(
     d: AnomalyDetector,
     row: int,
+    kind: int,
     bound: float,
     record: dict[str, np.ndarray] | None = None,
 ) -> Explanation:
-    """The explanation of ``row``, whose named kind's component alerts past ``bound``
-    (``_bands``): ``record`` is given for an alert explained during its update (the state is
-    still the last update's, the averages as this update computed them); None: the series
-    as it stands."""
+    """The explanation of ``row`` as anomaly ``kind``, whose component alerts past
+    ``bound`` (``_bands``): ``record`` is given for an alert explained during its update
+    (the state is still the last update's, the averages as this update computed them);
+    None: the series as it stands."""
     fast, slow, recent_step, slope, season, expected = (
         float(a[row]) if row < len(a) else math.nan for a in d._next
     )
-    kind = _kind_named(d, row)
     observed = float(d.observed_[row])
     scale, floor = _scale(d, row, record is not None)
     if kind == 5:  # stuck: the run of repeats against the longest that would not alert

@@ -105,3 +105,27 @@ def test_the_band_is_where_the_next_value_would_not_alert(kind: str) -> None:
         probe = copy.deepcopy(detector)
         probe.update(np.array([value]), times=now)
         assert bool(probe.alerting_[0]) == alerts, (value, low, high)
+
+
+def _first_kinds(kind: str, seed: int) -> dict[int, str]:
+    """The kind of each series' first alert from ``AT`` on, by the full detector."""
+    values = _series(kind, seed)
+    detector = AnomalyDetector()
+    first: dict[int, str] = {}
+    for i in range(values.shape[1]):
+        detector.update(values[:, i], times=STEP * i)
+        if i >= AT:
+            for why in detector.alerts():
+                first.setdefault(int(why.series), why.kind)
+    return first
+
+
+def test_a_single_large_value_is_named_spike_and_a_step_level_shift() -> None:
+    """The name goes to the most persistent component past the threshold: a single large
+    value in Gaussian noise moves the averages too little to take it (every first alert is
+    a spike); a step of three standard deviations is named for its level, not for the slope
+    or the first large value it makes."""
+    spikes = _first_kinds("spike", 31)
+    assert len(spikes) >= SERIES - 2 and set(spikes.values()) == {"spike"}, spikes
+    steps = list(_first_kinds("level_shift", 32).values())
+    assert steps.count("level_shift") > len(steps) / 2, steps
