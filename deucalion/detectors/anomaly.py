@@ -260,7 +260,7 @@ class AnomalyDetector(Detector):
             setattr(self, name, getattr(self, name)[:, rows])
         self.profile_, self.visits_ = self.profile_[rows], self.visits_[rows]
         self.alerting_, self.surprise_ = self.alerting_[rows], self.surprise_[:, rows]
-        self._explained = {}
+        self._explained, self._bounds = {}, None
         self.n_series_ = len(rows)
 
     @property

@@ -129,3 +129,19 @@ def test_a_single_large_value_is_named_spike_and_a_step_level_shift() -> None:
     assert len(spikes) >= SERIES - 2 and set(spikes.values()) == {"spike"}, spikes
     steps = list(_first_kinds("level_shift", 32).values())
     assert steps.count("level_shift") > len(steps) / 2, steps
+
+
+def test_a_kept_row_is_explained_by_its_own_band() -> None:
+    """The bands found for the series as they stand are forgotten when rows are kept in a
+    new order: a series explained after ``keep`` gets its own band, not its old row's."""
+    rng = np.random.default_rng(77)
+    detector = AnomalyDetector(kinds=("spike",))
+    for i in range(600):
+        detector.update(rng.normal(0.0, [1.0, 100.0]), times=15.0 * i)
+    narrow, wide = detector.explain(0), detector.explain(1)
+    detector.keep([1, 0])
+    again = detector.explain(0)
+    assert (again.expected_low, again.expected_high) == (wide.expected_low, wide.expected_high)
+    assert wide.expected_high - wide.expected_low > 50 * (
+        narrow.expected_high - narrow.expected_low
+    )
