@@ -145,3 +145,17 @@ def test_a_kept_row_is_explained_by_its_own_band() -> None:
     assert wide.expected_high - wide.expected_low > 50 * (
         narrow.expected_high - narrow.expected_low
     )
+
+
+def test_a_stuck_alert_says_how_long_the_value_repeated() -> None:
+    """The ready observer's annotations of a stuck alert read its run: the points at one
+    value, against the longest run that would not have alerted."""
+    from deucalion.detectors import DetectorObserver, Explanation
+
+    observer = DetectorObserver(AnomalyDetector(), {"queue_depth"})
+    why = Explanation("stuck", 0.0, 6.0, 7.0, 5.2, ("http://a:9100/metrics", "queue_depth", "{}"))
+    alert = observer.explained_alert(why)
+    assert (
+        "The run of points at one value is 7, expected 0 .. 6" in alert.annotations["description"]
+    )
+    assert alert.annotations["kind"] == "stuck" and alert.annotations["expected_range"] == "0 .. 6"
