@@ -1068,6 +1068,8 @@ def _bands(
     ``out_of_range`` the margin past the range in range widths. Infinite where nothing
     would alert."""
     m = len(rows)
+    if not m:  # (most updates: no alert)
+        return np.zeros(0)
     columns = np.repeat(np.asarray(rows, dtype=np.int64), _GRID)
     probe = copy.copy(d)
     probe.keep(columns)  # _GRID copies of each row, its state as the score read it
