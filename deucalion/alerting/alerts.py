@@ -379,6 +379,9 @@ class LabelledResult:
     merged: int = 0
     """How many alerts had the label set of another alert in the result: each label set is
     one alert in Alertmanager, so they were merged into it (the last one wins)."""
+    merged_targets: list[str] = field(default_factory=list)
+    """The targets whose alerts were merged with another target's: their labels (``instance``,
+    ``job``, ...) do not tell them apart, which no observer can mend."""
     errors: list[str] = field(default_factory=list)
     """What could not be understood or sent, one message each (an alert was lost)."""
     warnings: list[str] = field(default_factory=list)
@@ -406,6 +409,7 @@ def label_result(
         f"observer {observer} returned something deucalion cannot send: {problem}"
         for problem in outcome.problems
     )
+    targets_of: dict[frozenset[tuple[str, str]], set[str]] = {}
     for alert in outcome.alerts:
         target = targets.get(alert.target) if alert.target is not None else None
         if alert.target is not None and target is None:
@@ -426,5 +430,8 @@ def label_result(
             out.errors.append(f"observer {observer}: alert dropped: {'; '.join(problems)}")
             continue
         out.alerts.append((labels, annotations))
+        if alert.target is not None:
+            targets_of.setdefault(frozenset(labels.items()), set()).add(alert.target)
     out.merged = len(out.alerts) - len({frozenset(labels.items()) for labels, _ in out.alerts})
+    out.merged_targets = sorted(t for urls in targets_of.values() if len(urls) > 1 for t in urls)
     return out
