@@ -201,7 +201,11 @@ class DetectorObserver(MetricsObserver):
         """Score every series of the cycle; alert on those the detector alerts on (an online
         detector) or held past the threshold (a window detector), and on those it did within
         the last ``keep_firing_for`` seconds."""
-        return self._keep_firing(self._score(targets_data_dict), _cycle_time(targets_data_dict))
+        result = self._score(targets_data_dict)
+        now = _cycle_time()
+        # Called by hand (a test, a notebook) the data has no time: each call's alerts are
+        # its own, as there is no Alertmanager to hold them for.
+        return result if now is None else self._keep_firing(result, now)
 
     def _keep_firing(self, result: Scores, now: float) -> Scores:
         """``result`` with the alerts raised within ``keep_firing_for`` seconds before ``now``
@@ -324,13 +328,13 @@ def _key_of(alert: Alert) -> _Key:
     return (alert.target, alert.labels.get("metric", ""), alert.labels.get("series", ""))
 
 
-def _cycle_time(targets_data_dict: TargetsData) -> float:
-    """The data's time this cycle: the cycle's scrape time (the wall clock where the caller
-    hands none, as by hand in a notebook)."""
+def _cycle_time() -> float | None:
+    """The data's time this cycle (its scrape time, or a replay's recorded time); None when
+    the caller hands none, as by hand in a notebook."""
     try:
         return data_time()
     except RuntimeError:
-        return time.time()
+        return None
 
 
 def _scrape_time(target: str) -> float:

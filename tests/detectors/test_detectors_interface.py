@@ -313,3 +313,14 @@ def test_an_alert_keeps_firing_long_enough_for_alertmanager_to_notify() -> None:
     for bad in (-1, "5m", math.inf, True):
         with pytest.raises(ValueError, match="keep_firing_for"):
             DetectorObserver(_Above(), {"m"}, keep_firing_for=bad)  # type: ignore[arg-type]
+
+
+def test_called_by_hand_each_call_returns_only_its_own_alerts() -> None:
+    """Without a scrape time (new_data called by hand, in a notebook or a test) there is no
+    Alertmanager to hold an alert for: a call's alerts are only those it raised."""
+    observer = DetectorObserver(_Above(), {"m"})
+    raised = [
+        len(observer.new_data({"http://a/metrics": {"m": {"{}": 9.0 * (cycle == 10)}}}).alerts)
+        for cycle in range(30)
+    ]
+    assert raised == [int(cycle == 10) for cycle in range(30)]
