@@ -31,6 +31,7 @@ from deucalion.alerting.alerts import (
     alert_labels,
     interpret_result,
     label_problems,
+    merge_advice,
 )
 from deucalion.alerting.lifecycle import AlertLifecycle, Payload, rfc3339
 from deucalion.dispatch import CallOutcome, ObserverWorker
@@ -192,6 +193,7 @@ class _Alerts:
         self._targets: dict[str, Target] = {}
         self._sent: dict[frozenset[tuple[str, str]], Payload] = {}
         self.keep_scores = keep_scores
+        self._merge_logged = False
 
     def observe(
         self,
@@ -230,7 +232,19 @@ class _Alerts:
                 log.error("observer %s: alert dropped: %s", self.observer, "; ".join(problems))
                 continue
             firing.append((labels, annotations))
-            about[frozenset(labels.items())] = alert.target
+            key = frozenset(labels.items())
+            if key in about and not self._merge_logged:
+                # As live: one label set is one alert, so the last one wins; said once.
+                self._merge_logged = True
+                targets = {t for t in (about[key], alert.target) if t is not None}
+                log.warning(
+                    "observer %s returned alerts with the same labels as another in one "
+                    "result: each label set is one alert, so they were merged (the last one "
+                    "wins). %s (this is logged once)",
+                    self.observer,
+                    merge_advice(targets if len(targets) > 1 else ()),
+                )
+            about[key] = alert.target
             metric = alert.labels.get("metric")
             series = (alert.target or "", metric, alert.labels.get("series", "{}"))
             if alert.score is not None and metric is not None and series not in scored:
