@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -338,7 +339,7 @@ class _Alerts:
 
 async def backtest_async(
     observer: MetricsObserver,
-    source: HistorySource | str,
+    source: HistorySource | str | os.PathLike[str],
     *,
     start: float | None = None,
     end: float | None = None,
@@ -356,8 +357,13 @@ async def backtest_async(
         raise ConfigError(
             f"backtest() takes a MetricsObserver instance, not {type(observer).__name__}"
         )
-    if isinstance(source, str):
-        source = open_source(source)
+    if isinstance(source, str | os.PathLike):
+        source = open_source(os.fspath(source))
+    elif not callable(getattr(source, "cycles", None)):
+        raise ConfigError(
+            f"backtest() takes a HistorySource, or a recording, CSV files or a Prometheus URL "
+            f"as a string or path, not {type(source).__name__}"
+        )
     desired = frozenset(observer.desired_metrics)
     selection = Selection(desired)
     name = name_of(observer)
@@ -503,18 +509,18 @@ async def read_values(
 
 
 def backtest(
-    observer: MetricsObserver, source: HistorySource | str, **options: Any
+    observer: MetricsObserver, source: HistorySource | str | os.PathLike[str], **options: Any
 ) -> BacktestResult:
     """Run ``observer``, unchanged, over ``source``'s history; return what it did.
 
     ``source`` is a ``HistorySource`` or what ``open_source`` takes (a recording, CSV files, a
-    Prometheus URL). ``start``/``end`` (Unix seconds) bound the history and ``step`` samples a
-    Prometheus range. ``output`` writes every score, alert and error as it comes (JSON lines;
-    CSV for ``*.csv``). ``alert_name`` and ``resend_interval`` are Alertmanager's settings as
-    live, and so is ``observer_timeout``. ``keep_scores`` keeps the scores in the result
-    (turn it off for many series); ``keep_series`` names the series whose values are kept for
-    plots (as ``names_series`` matches them; default: the first few). ``progress`` shows a
-    progress bar on stderr (default: when stderr is a terminal).
+    Prometheus URL), as a string or a path. ``start``/``end`` (Unix seconds) bound the history
+    and ``step`` samples a Prometheus range. ``output`` writes every score, alert and error as
+    it comes (JSON lines; CSV for ``*.csv``). ``alert_name`` and ``resend_interval`` are
+    Alertmanager's settings as live, and so is ``observer_timeout``. ``keep_scores`` keeps the
+    scores in the result (turn it off for many series); ``keep_series`` names the series whose
+    values are kept for plots (as ``names_series`` matches them; default: the first few).
+    ``progress`` shows a progress bar on stderr (default: when stderr is a terminal).
 
     Blocks; inside a running event loop (a notebook) it runs in a thread of its own. Use
     ``await backtest_async(...)`` to run it on the caller's loop.

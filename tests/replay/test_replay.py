@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from deucalion.cli import main
+from deucalion.errors import ConfigError
 from deucalion.replay import CSVSource, Cycle, RecordingSource, RecordingWriter, backtest
 from deucalion.replay.evaluate import evaluate, load_windows, read_output
 from deucalion.replay.results import AlertSpan, BacktestResult
@@ -846,7 +847,21 @@ def test_a_backtest_says_when_alerts_of_two_targets_merge(
                 Cycle(1.7e9 + i, {one: 1.7e9 + i, other: 1.7e9 + i}, {one: samples, other: samples})
             )
     with caplog.at_level("WARNING"):
-        result = backtest(AlertsAbove({"g"}), str(recording))  # (a Path: see below)
+        result = backtest(AlertsAbove({"g"}), str(recording))
     assert len(result.alerts) == 1  # one label set, one alert, as in Alertmanager
     [merged] = [r.getMessage() for r in caplog.records if "same labels" in r.getMessage()]
     assert one in merged and other in merged and "instance" in merged
+
+
+def test_backtest_takes_a_path_as_it_takes_a_string(tmp_path: Path) -> None:
+    """`backtest(observer, Path("node.om.gz"))` raised AttributeError ('PosixPath' object has
+    no attribute 'cycles'); anything else that is no source is a ConfigError saying what is."""
+    recording = tmp_path / "one.om.gz"
+    with RecordingWriter(recording) as writer:
+        for i in range(4):
+            target = "http://a:9100/metrics"
+            writer.write_cycle(Cycle(1.7e9 + i, {target: 1.7e9 + i}, {target: {"g": {"{}": 9.0}}}))
+    result = backtest(AlertsAbove({"g"}), recording)
+    assert result.steps == 4 and len(result.alerts) == 1
+    with pytest.raises(ConfigError, match="not int"):
+        backtest(AlertsAbove({"g"}), 3)  # type: ignore[arg-type]
