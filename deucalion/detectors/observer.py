@@ -178,7 +178,7 @@ class DetectorObserver(MetricsObserver):
         self.keep_firing_for = float(keep_firing_for)
         #: The alert of each series still firing, and the data time of the cycle that raised
         #: it last.
-        self.firing: dict[_Key, tuple[Alert, float]] = {}
+        self.firing_: dict[_Key, tuple[Alert, float]] = {}
         self.policy = AlertPolicy(
             detector.threshold if threshold is None else threshold,
             for_cycles,
@@ -212,13 +212,13 @@ class DetectorObserver(MetricsObserver):
         that it does not raise again (without a score: they export none, and a backtest's
         scores stay the detector's)."""
         raised = {_key_of(alert): (alert, now) for alert in result.alerts}
-        self.firing = {
+        self.firing_ = {
             key: held
-            for key, held in self.firing.items()
+            for key, held in self.firing_.items()
             if key not in raised and now - held[1] < self.keep_firing_for
         }
-        kept = tuple(dataclasses.replace(alert, score=None) for alert, _ in self.firing.values())
-        self.firing.update(raised)
+        kept = tuple(dataclasses.replace(alert, score=None) for alert, _ in self.firing_.values())
+        self.firing_.update(raised)
         if not kept:
             return result
         return Scores(scores=result.scores, alerts=(*result.alerts, *kept))
@@ -283,7 +283,7 @@ class DetectorObserver(MetricsObserver):
         for key in absent:
             del self.last_seen[key]
             self.rates.forget(key)
-            self.firing.pop(key, None)  # a series gone has nothing left to fire about
+            self.firing_.pop(key, None)  # a series gone has nothing left to fire about
         self.detector.forget(absent)
 
     def explained_alert(self, why: Explanation) -> Alert:

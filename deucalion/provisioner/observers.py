@@ -13,9 +13,8 @@ import functools
 import logging
 from collections.abc import Callable, Sequence
 
-from deucalion._redact import redact_url
 from deucalion.alerting.alertmanager import AlertSender
-from deucalion.alerting.alerts import cheap_to_label, label_result
+from deucalion.alerting.alerts import cheap_to_label, label_result, merge_advice
 from deucalion.collection import ScrapeTarget
 from deucalion.config.loading import AlertmanagerSettings
 from deucalion.dispatch import CallOutcome, ObserverWorker
@@ -186,7 +185,7 @@ class ObserverFeed:
                 "merged (the last one wins). %s (this is logged once)",
                 name,
                 labelled.merged,
-                _tell_apart(labelled.merged_targets),
+                merge_advice(labelled.merged_targets),
             )
         # Alerts keep the targets handed, but scores are exported as of now: a target that
         # left discovery during the call would come back as a score nobody will update.
@@ -195,16 +194,3 @@ class ObserverFeed:
         series = [s for s in labelled.series_scores if s.target is None or s.target in present]
         self._telemetry.record_scores(name, scores, series)
         await sender.update_in_slices(id(outcome.observer), labelled.alerts)
-
-
-def _tell_apart(targets: Sequence[str]) -> str:
-    """What to do about merged alerts: an observer's own labels, or, when the alerts were
-    about different ``targets`` whose labels are the same (two metrics paths on one
-    host:port, as a preset sees them), the targets' labels, which only the config can set."""
-    if not targets:
-        return "Give them labels that tell them apart"
-    shown = ", ".join(redact_url(t) for t in targets[:4]) + (", ..." if len(targets) > 4 else "")
-    return (
-        f"The targets {shown} have the same instance and job labels: give each its own (a "
-        "group with labels: {instance: NAME} under targets:, or another job)"
-    )
