@@ -309,6 +309,43 @@ def test_a_series_that_never_moved_alerts_when_it_moves() -> None:
     assert scores[0] >= detector.threshold and detector.alerting_[0]
 
 
+@pytest.mark.parametrize("budget", [0.1, 1.0, 100.0])
+def test_a_still_series_first_move_scores_just_past_the_threshold_as_out_of_range(
+    budget: float,
+) -> None:
+    """Ten series still for 300 points, then Gaussian noise with a spike of 60 noise units
+    at point 2,000. The first move has no usual step to be measured by: it scores one decade
+    past the threshold whatever the budget (it alerts) and is explained as out of range,
+    the band being the still value. It teaches the series nothing about its noise: the
+    spike scores as a Gaussian series' spike does, in the hundreds. (Measured by no step,
+    the first move scored 10^22 to 10^26; the steps after it, measured against a usual step
+    averaged over the still stretch's zeros, looked far and made the series heavy-tailed:
+    none of the ten spikes alerted, at any of these budgets, scoring 0 to 1.6.) One series
+    here had a false alert before the spike, which its record of events remembers: its
+    spike scores less, so the median is asserted."""
+    rng = np.random.default_rng(15)
+    points, still, spike = 2100, 300, 2000
+    values = rng.standard_normal((10, points))
+    values[:, :still] = 0.0
+    values[:, spike] += 60 * rng.choice([-1, 1], 10)
+    scale = 10.0 ** rng.uniform(-3, 6, (10, 1))
+    values = 5 * scale + scale * values
+    detector = AnomalyDetector(budget=budget)
+    scores = np.zeros(values.shape)
+    for i in range(points):
+        scores[:, i] = detector.update(values[:, i], times=np.full(10, 300.0 * i))
+        if i == spike:
+            assert detector.alerting_.all()
+        if i == still:
+            assert detector.alerting_.all()
+            np.testing.assert_allclose(scores[:, i], detector.threshold + 1)
+            for row in range(10):
+                why = detector.explain_row(row)
+                assert why.kind == "out_of_range"
+                assert why.expected_low == why.expected_high == values[row, 0]
+    assert np.median(scores[:, spike]) > 100
+
+
 def test_a_series_still_since_its_start_is_armed_again_after_its_first_move() -> None:
     """Ten series still for 300 points, then Gaussian noise: the first move alerts (as in the
     test above), then the tails start over from it, so a shift of 8 noise units 2,200 points
