@@ -280,6 +280,7 @@ SIGNALS: tuple[Signal, ...] = (
         "up",
         floor=0.05,
         severity="critical",
+        back_cycles=2,
     ),
     Signal(
         "latency_p50",
@@ -290,6 +291,7 @@ SIGNALS: tuple[Signal, ...] = (
         "up",
         floor=0.05,
         relative=1.0,
+        back_cycles=2,
     ),
     Signal(
         "latency_p99",
@@ -300,6 +302,7 @@ SIGNALS: tuple[Signal, ...] = (
         "up",
         floor=0.2,
         relative=1.5,
+        back_cycles=2,
     ),
     Signal(
         "in_flight",

@@ -176,18 +176,14 @@ class Recovery:
         self, key: tuple[str, str, str], signal: Signal, value: float, left: tuple[float, float]
     ) -> bool:
         """Whether series ``key`` moving to ``value`` out of the band ``left`` is recovering:
-        the band it leaves lies outside the band it had before the incident (the incident
-        displaced it), the value is closer to the centre of that band than the band it
-        leaves, and inside it by its floors. A series whose band was not displaced has
-        nothing to recover from: its move is news."""
+        closer to the centre of the band it had before the incident than the band it leaves,
+        and inside that band by its floors."""
         band = self.before.get(key)
         if band is None:
             return False
         centre = (band[0] + band[1]) / 2
-        was = (left[0] + left[1]) / 2
-        displaced = not band[0] <= was <= band[1]
-        closer = abs(value - centre) < abs(was - centre)
-        return displaced and closer and not beyond(signal, value, *band)
+        closer = abs(value - centre) < abs((left[0] + left[1]) / 2 - centre)
+        return closer and not beyond(signal, value, *band)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ band), one update per cycle for every signal series of every target. A series *m
 its score reaches the detector's threshold in the direction that hurts and it is beyond the
 band it had then by more than the signal's floors (see ``Signal``), on that cycle or within
 ``ARM_CYCLES`` after (a ramp passes its floors after the detector saw it start), and keeps
-moving until it is back inside the band it left.
+moving until it has been back inside the band it left for its signal's ``back_cycles`` in a
+row (1, or 2 for a signal of a handful of requests: a cycle back is then a dip, which does not
+count towards the move).
 
 Alerts are per incident, not per series: a target's incident opens when a signal has moved
 for ``for_cycles`` cycles (a signal with ``Signal.alone``, for that many unless a signal
@@ -24,9 +26,8 @@ threshold holds a level the detector has taken for the normal, and no longer hol
 incident; and an incident resolves after ``max_cycles`` cycles whatever its members do. The
 alert says which rule will end it (``until``) and, on its last cycle, which one did
 (``ended``); a member that ended it is not the start of a new incident until the detector
-scores it at its threshold again, and for ``RECOVERY_CYCLES`` after it a series the incident
-displaced (its band left outside the one it had before) moving back towards that band, and
-into it, is recovering, not moving.
+scores it at its threshold again, and for ``RECOVERY_CYCLES`` after it a series moving back
+towards the band it had before it, and into it, is recovering, not moving.
 
 An incident does not swallow a later one: a series starting to move ``NEWS_CYCLES`` or more
 after the incident's last news (a member joining, or scored at the threshold again), and not
@@ -148,6 +149,7 @@ class _Move:
     held: int = 0
     peak: float = 0.0
     kind: str = ""  # the detector's anomaly kind at the highest score
+    back: int = 0  # cycles in a row it has been back inside the band it left
 
 
 @dataclass
@@ -387,15 +389,17 @@ class PresetObserver(MetricsObserver):
                     )
                 if started is not None:
                     moving = self.moving_[key] = started
-            elif moving is not None and not beyond(
-                signal, value, moving.low, moving.high, moving.least
-            ):
-                del self.moving_[key]
-                moving = None
+            elif moving is not None:
+                away = beyond(signal, value, moving.low, moving.high, moving.least)
+                moving.back = 0 if away else moving.back + 1
+                if moving.back >= signal.back_cycles:
+                    del self.moving_[key]
+                    moving = None
             if moving is not None:
-                moving.kind = why.kind if score > moving.peak else moving.kind
-                moving.held += 1
-                moving.peak = max(moving.peak, score)
+                if not moving.back:  # a cycle of a dip does not count towards the move
+                    moving.kind = why.kind if score > moving.peak else moving.kind
+                    moving.held += 1
+                    moving.peak = max(moving.peak, score)
                 low, high, score = moving.low, moving.high, moving.peak
             elif not (math.isfinite(low) and beyond(signal, value, low, high, least)):
                 # Inside the band, out of it on the harmless side or by less than the floors,
@@ -518,7 +522,7 @@ class PresetObserver(MetricsObserver):
         ):
             # Moves long after the incident's last news are an incident of their own once
             # they may open one; meanwhile they do not join this one.
-            moved = [m for m in moved if m not in news]
+            moved = [m for m in moved if m.key not in {n.key for n in news}]
             if ready := openers(news):
                 gap = self.cycle_ - max(m.held for m in ready) + 1 - incident.news
                 names = ", ".join(sorted({m.name for m in ready}))
