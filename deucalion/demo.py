@@ -54,6 +54,8 @@ class RobustZScoreObserver(DetectorObserver):
         result = super().new_data(targets_data_dict)
         firing = set()
         for alert in result.alerts:
+            if alert.score is None:
+                continue  # kept firing since an earlier cycle (keep_firing_for): printed then
             key = (alert.target, alert.labels["metric"], alert.labels["series"])
             firing.add(key)
             if key not in self.printed:

@@ -39,6 +39,7 @@ from collections.abc import Iterable, Mapping, Sized
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from deucalion._redact import redact_url
 from deucalion.history.labels import LABEL_NAME
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "interpret_result",
     "label_problems",
     "label_result",
+    "merge_advice",
 ]
 
 #: Results with more alerts than this are labelled off the event loop (see ``cheap_to_label``).
@@ -379,6 +381,9 @@ class LabelledResult:
     merged: int = 0
     """How many alerts had the label set of another alert in the result: each label set is
     one alert in Alertmanager, so they were merged into it (the last one wins)."""
+    merged_targets: list[str] = field(default_factory=list)
+    """The targets whose alerts were merged with another target's: their labels (``instance``,
+    ``job``, ...) do not tell them apart, which no observer can mend."""
     errors: list[str] = field(default_factory=list)
     """What could not be understood or sent, one message each (an alert was lost)."""
     warnings: list[str] = field(default_factory=list)
@@ -406,6 +411,7 @@ def label_result(
         f"observer {observer} returned something deucalion cannot send: {problem}"
         for problem in outcome.problems
     )
+    targets_of: dict[frozenset[tuple[str, str]], set[str]] = {}
     for alert in outcome.alerts:
         target = targets.get(alert.target) if alert.target is not None else None
         if alert.target is not None and target is None:
@@ -426,5 +432,22 @@ def label_result(
             out.errors.append(f"observer {observer}: alert dropped: {'; '.join(problems)}")
             continue
         out.alerts.append((labels, annotations))
+        if alert.target is not None:
+            targets_of.setdefault(frozenset(labels.items()), set()).add(alert.target)
     out.merged = len(out.alerts) - len({frozenset(labels.items()) for labels, _ in out.alerts})
+    out.merged_targets = sorted(t for urls in targets_of.values() if len(urls) > 1 for t in urls)
     return out
+
+
+def merge_advice(targets: Iterable[str]) -> str:
+    """What to do about merged alerts: an observer's own labels, or, when the alerts were
+    about different ``targets`` whose labels are the same (two metrics paths on one
+    host:port, as a preset sees them), the targets' labels, which only the config can set."""
+    targets = sorted(targets)
+    if not targets:
+        return "Give them labels that tell them apart"
+    shown = ", ".join(redact_url(t) for t in targets[:4]) + (", ..." if len(targets) > 4 else "")
+    return (
+        f"The targets {shown} have the same instance and job labels: give each its own (a "
+        "group with labels: {instance: NAME} under targets:, or another job)"
+    )

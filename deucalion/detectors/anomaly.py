@@ -52,7 +52,7 @@ calmer), so a new regime does not keep the series deaf for as long as it lasts; 
 and while a statistic stays above its highest quantile, the tails learn slowly or not at all,
 so a drift is reported before it is learned; and a series' own record of events (scores past
 the threshold) caps its score: events that came at a rate ``r`` make a new one like them (their
-mean score, each counted to 30 at most) ``-log10(r)``, for what the tails, fitted on the top 10
+mean score, each counted to 21 at most) ``-log10(r)``, for what the tails, fitted on the top 10
 %, cannot see (a gauge that jumps once every few minutes). The record is kept apart for single
 values (spike, stuck, out_of_range) and for averages (the others): a series' daily bursts cap
 its next burst, and a later shift of its level half a decade higher.
@@ -69,8 +69,13 @@ young tail (under 200 points) learns at full pace even near an alert: it is stil
 prior, and slowing it where it is wrong would keep it wrong. Measured, the budget holds over
 a run; in its first 1,000 points heavy-tailed noise (Student's t, 3 degrees of freedom) sees
 several times it, before the tails have learned how heavy they are. A series still since
-its first value has no usual step: its first move scores as rare as it gets (its tails saw
-only 0), and its tails start over from that move.
+its first value has no usual step to measure its first move by: that move scores one decade
+past the threshold, whatever the budget, as ``out_of_range`` (it alerts, and says only that
+the series moved), is kept out of the record of events, and the series starts over from it
+(it is scored again from its ``warmup``-th value after it; its tails, its count of values
+and so its averages, its usual step among them: measured against a step averaged over the
+still stretch's zeros, its ordinary moves would look far and make it heavy-tailed). A
+second value unlike the first is such a move too: its one step is its usual step.
 
 **No value, no end of values.** NaN is no value this cycle: nothing is scored or learned. An
 infinite value (+Inf or -Inf: a gauge that overflowed, a ratio over zero) is as far out of
@@ -313,10 +318,11 @@ class AnomalyDetector(Detector):
             surprise[~self._enabled] = 0.0
             ready = old & (self.count_ >= self.warmup)
             surprise[:, ~ready] = 0.0
+            first_move = _first_move(self, surprise, ready & (self.step_ == 0) & (dx != 0))
             score = np.maximum(surprise.max(axis=0) - self._penalty, 0.0)
             self._kind = surprise.argmax(axis=0)
             record = _record_of_events(self)  # as the cap reads it: the alerts' bands invert it
-            score = _as_often_as_seen(self, score, ready)
+            score = _as_often_as_seen(self, score, ready & ~first_move)
             score[infinite], self._kind[infinite], surprise[:, infinite] = np.inf, 6, 0.0
             surprise[6, infinite] = np.inf
             quiet = _quiet(self, score, old & (dx == 0) & (self.run_alerted_ > 0))
@@ -395,12 +401,15 @@ class AnomalyDetector(Detector):
         fast_level, _, recent_step, slope, season, _ = self._next
         settled = old & self._settled()  # as it stood before this value
         # A series still since its first value, moving: its tails learned statistics that
-        # were all 0, so its first move scores as rare as it gets (it alerts, as it should);
+        # were all 0 (its first move is scored by _first_move: it alerts, as it should);
         # they start over from it, else they would take every later move as infinitely rare
         # and, past their highest quantile at every point, stop learning: one endless episode.
         first_move = old & (self.step_ == 0) & (dx != 0)
         seen = np.isfinite(x)
-        count = self.count_ + seen
+        # ... and so does the series' count of values: its averages (its usual step among
+        # them) are running means from the move, not means over the still stretch's zeros
+        # (which would make its ordinary steps look far, and it heavy-tailed).
+        count = np.where(first_move, 1, self.count_ + seen)
         warm = np.maximum(self.slow, 1.0 / np.maximum(count, 1))  # running means at first
         for name, new in (
             ("fast_level_", fast_level),
@@ -505,13 +514,9 @@ class AnomalyDetector(Detector):
     # -- explanations ----------------------------------------------------------------------------
 
     def explain_row(self, row: int, series: Hashable = None) -> Explanation:
-        """The component with the largest surprise at the row's last update, the value it
-        judged and the band it would have had to leave to alert (for a series that alerted,
-        as it stood before the value; for the others, as it stands now)."""
-        why = self._explained.get(row)
-        if why is None:
-            why = _explain_now(self, row, _kind_named(self, row), _bound_now(self, row))
-        return dataclasses.replace(why, series=series)
+        """The row's anomaly kind, the value it judged and the band it would have had to
+        leave to alert (``_explained``)."""
+        return dataclasses.replace(_explained(self, row), series=series)
 
 
 _TINY = 1e-12
@@ -591,6 +596,13 @@ _GROUPS = 2
 _PER_KIND = ((_TAILS, _CALIBRATED), (_EVENTS, _GROUPS))  # the tables of rows per series
 _MOVING = 0.05  # a series moving at fewer points is measured by its moves as if at this rate
 _MOST = 30.0  # the highest score: once in 10^30 points
+# The most one event counts for in the series' record of events (see _as_often_as_seen):
+# counted to 30, one spike of 200 noise units set the record's level at 30 and later spikes
+# of 60 (scoring 21 to 50) were capped under the threshold. Counted to 19 to 24, nab-dev
+# (cross-validated 64.9 to 65.1) and the real recording (415 to 422 alerts at budget 1)
+# hardly move; 21 lets every such spike of the test through.
+_COUNTED = 21.0
+_FIRST_MOVE = 1.0  # decades past the threshold a still series' first move scores
 _OTHER = 0.5  # decades: how much rarer than events of the other group a new one may be
 _EVENT_PRIOR = 500  # points without an event a series' event rate starts as if it had seen
 _RUN = 10  # points in a row above a tail's highest quantile after which it stops learning
@@ -792,20 +804,33 @@ def _as_often_as_seen(d: AnomalyDetector, score: np.ndarray, ready: np.ndarray) 
     event = ready & (capped >= d.threshold) & (d.event_above_ == 0)
     weight = np.where(ready, np.maximum(1.0 / (d.count_ + _EVENT_PRIOR), 1 / _MEMORY), 0)
     of_group = event[None, :] & (np.arange(_GROUPS)[:, None] == group[None, :])
-    top = np.minimum(score, _MOST)
+    top = np.minimum(score, _COUNTED)
     for new, rate, level, count in (
         (of_group, "event_rate_", "event_level_", "event_count_"),
         (event, "any_event_rate_", "any_event_level_", "any_event_count_"),
     ):
         setattr(d, rate, getattr(d, rate) + weight * (new - getattr(d, rate)))
         counted = getattr(d, count) + new
-        # Counted to _MOST at most: one event that scored millions (a flat series' first
-        # move) must not make every later one look ordinary.
+        # Counted to _COUNTED at most: one event that scored far past any tail's reach (a
+        # spike of 200 noise units scores thousands) must not make every later clear one
+        # look ordinary until 10^threshold points have passed.
         mean = getattr(d, level)
         setattr(d, level, np.where(new, mean + (top - mean) / np.maximum(counted, 1), mean))
         setattr(d, count, np.minimum(counted, 20.0))  # a mean of about the last 20
     d.event_above_ = np.where(ready, capped >= d.threshold, d.event_above_)
     return np.asarray(capped)
+
+
+def _first_move(d: AnomalyDetector, surprise: np.ndarray, moving: np.ndarray) -> np.ndarray:
+    """The first move of a series still since its first value (``moving``): it has no usual
+    step to measure the move by (measured by none, it would score 10^16 or more), so it is
+    scored as out of range at ``_FIRST_MOVE`` decades past the threshold, whatever the
+    budget: it alerts, and says only that the series moved. It is no evidence of a rate of
+    events (the caller keeps it out of the series' record)."""
+    if moving.any():
+        surprise[:, moving] = 0.0
+        surprise[6, moving] = d.threshold + d._penalty + _FIRST_MOVE
+    return moving
 
 
 def _stuck(d: AnomalyDetector, dx: np.ndarray, old: np.ndarray) -> np.ndarray:
@@ -903,6 +928,15 @@ def _learn_profile(
     current = np.where(np.isnan(current), x[rows], current)
     d.profile_[rows, bins] = current + weight * (x[rows] - current)
     d.visits_[rows, bins] = visits
+
+
+def _explained(d: AnomalyDetector, row: int) -> Explanation:
+    """The explanation of ``row``: for a series that alerted at the last update, as it stood
+    before the value; for the others, as it stands now."""
+    why = d._explained.get(row)
+    if why is None:
+        why = _explain_now(d, row, _kind_named(d, row), _bound_now(d, row))
+    return why
 
 
 def _explain_alerts(
@@ -1012,7 +1046,10 @@ def _explain_now(
     if kind == 6:  # out of range: the value against the range widened as far as a record's
         low, high = float(d.low_[row]), float(d.high_[row])  # margin must take it to alert
         width = high - low if high > low else 1.0
-        margin = bound * width if math.isfinite(observed) else 0.0
+        # An infinite value alerts wherever the range is; so does the first move of a series
+        # still since its first value (_first_move).
+        still = float(d.step_[row]) == 0.0
+        margin = bound * width if math.isfinite(observed) and not still else 0.0
         return _explanation(d, row, kind, observed, low - margin, high + margin)
     width = bound * scale
     if kind == 0:  # spike: the value against the recent level it left (before learning it),

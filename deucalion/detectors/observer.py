@@ -7,11 +7,15 @@ exported as ``deucalion_series_anomaly_score``, and the series the detector aler
 alerts whose annotations name the series, the anomaly kind, the observed value and the expected
 band. An online detector (``AnomalyDetector``, the default; ``RangeDetector``) decides its
 alerts itself; a window detector's scores alert once held past its threshold for ``for_cycles``
-cycles (``AlertPolicy``).
+cycles (``AlertPolicy``). An alert keeps firing for ``keep_firing_for`` seconds of the data's
+time after the last cycle that raised it, as a Prometheus rule's ``keep_firing_for`` does: an
+alert resolved a cycle after it fired reaches no receiver, since Alertmanager notifies a new
+group of alerts only after its ``group_wait`` (30 s by default) and only if one still fires.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -31,6 +35,11 @@ __all__ = ["COUNTER_SUFFIXES", "AlertPolicy", "DetectorObserver"]
 COUNTER_SUFFIXES = ("_total", "_count", "_sum", "_bucket")
 
 _Key = tuple[str | None, str, str]
+
+#: Seconds an alert keeps firing after the last cycle that raised it (``keep_firing_for``):
+#: past Alertmanager's default ``group_wait`` (30 s) and ``group_interval`` (5 m), so a receiver
+#: hears of it whether it starts a group or joins one.
+KEEP_FIRING_FOR = 300.0
 
 
 class AlertPolicy:
@@ -125,6 +134,7 @@ class DetectorObserver(MetricsObserver):
         labels: Mapping[str, str] | None = None,
         forget_after: int = 1000,
         budget: float | None = None,
+        keep_firing_for: float = KEEP_FIRING_FOR,
     ) -> None:
         super().__init__(desired_metrics)
         if detector is None:
@@ -144,6 +154,15 @@ class DetectorObserver(MetricsObserver):
             )
         if not isinstance(forget_after, int) or forget_after < 1:
             raise ValueError(f"forget_after={forget_after!r}: give a number of cycles, 1 or more")
+        if not (
+            isinstance(keep_firing_for, int | float)
+            and not isinstance(keep_firing_for, bool)
+            and 0 <= keep_firing_for < math.inf
+        ):
+            raise ValueError(
+                f"keep_firing_for={keep_firing_for!r}: give the seconds an alert keeps firing "
+                "after the last cycle that raised it, 0 or more (0: it resolves at once)"
+            )
         if threshold is not None and detector.online:
             # An online detector decides itself which series alert, at its own threshold: the
             # one given here (a threshold a NAB sweep chose, say) is that one, not a second.
@@ -156,6 +175,10 @@ class DetectorObserver(MetricsObserver):
         self.rates = CounterRates()
         self.last_seen: dict[_Key, int] = {}
         self.calls = 0
+        self.keep_firing_for = float(keep_firing_for)
+        #: The alert of each series still firing, and the data time of the cycle that raised
+        #: it last.
+        self.firing_: dict[_Key, tuple[Alert, float]] = {}
         self.policy = AlertPolicy(
             detector.threshold if threshold is None else threshold,
             for_cycles,
@@ -176,7 +199,31 @@ class DetectorObserver(MetricsObserver):
 
     def new_data(self, targets_data_dict: TargetsData) -> Scores:
         """Score every series of the cycle; alert on those the detector alerts on (an online
-        detector) or held past the threshold (a window detector)."""
+        detector) or held past the threshold (a window detector), and on those it did within
+        the last ``keep_firing_for`` seconds."""
+        result = self._score(targets_data_dict)
+        now = _cycle_time()
+        # Called by hand (a test, a notebook) the data has no time: each call's alerts are
+        # its own, as there is no Alertmanager to hold them for.
+        return result if now is None else self._keep_firing(result, now)
+
+    def _keep_firing(self, result: Scores, now: float) -> Scores:
+        """``result`` with the alerts raised within ``keep_firing_for`` seconds before ``now``
+        that it does not raise again (without a score: they export none, and a backtest's
+        scores stay the detector's)."""
+        raised = {_key_of(alert): (alert, now) for alert in result.alerts}
+        self.firing_ = {
+            key: held
+            for key, held in self.firing_.items()
+            if key not in raised and now - held[1] < self.keep_firing_for
+        }
+        kept = tuple(dataclasses.replace(alert, score=None) for alert, _ in self.firing_.values())
+        self.firing_.update(raised)
+        if not kept:
+            return result
+        return Scores(scores=result.scores, alerts=(*result.alerts, *kept))
+
+    def _score(self, targets_data_dict: TargetsData) -> Scores:
         if self.detector.online:
             return self._update_online(targets_data_dict)
         # Called by hand (a test, a notebook), the data has no scrape time: stamped now, as
@@ -236,6 +283,7 @@ class DetectorObserver(MetricsObserver):
         for key in absent:
             del self.last_seen[key]
             self.rates.forget(key)
+            self.firing_.pop(key, None)  # a series gone has nothing left to fire about
         self.detector.forget(absent)
 
     def explained_alert(self, why: Explanation) -> Alert:
@@ -275,6 +323,19 @@ _OBSERVED = {
     "trend": "recent slope per point",
     "stuck": "run of points at one value",
 }
+
+
+def _key_of(alert: Alert) -> _Key:
+    return (alert.target, alert.labels.get("metric", ""), alert.labels.get("series", ""))
+
+
+def _cycle_time() -> float | None:
+    """The data's time this cycle (its scrape time, or a replay's recorded time); None when
+    the caller hands none, as by hand in a notebook."""
+    try:
+        return data_time()
+    except RuntimeError:
+        return None
 
 
 def _scrape_time(target: str) -> float:

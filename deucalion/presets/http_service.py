@@ -292,6 +292,7 @@ SIGNALS: tuple[Signal, ...] = (
         "up",
         floor=0.05,
         severity="critical",
+        back_cycles=2,
     ),
     Signal(
         "latency_p50",
@@ -302,6 +303,7 @@ SIGNALS: tuple[Signal, ...] = (
         "up",
         floor=0.05,
         relative=1.0,
+        back_cycles=2,
     ),
     Signal(
         "latency_p99",
@@ -312,6 +314,7 @@ SIGNALS: tuple[Signal, ...] = (
         "up",
         floor=0.2,
         relative=1.5,
+        back_cycles=2,
     ),
     Signal(
         "in_flight",

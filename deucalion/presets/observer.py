@@ -8,7 +8,9 @@ band), one update per cycle for every signal series of every target. A series *m
 its score reaches the detector's threshold in the direction that hurts and it is beyond the
 band it had then by more than the signal's floors (see ``Signal``), on that cycle or within
 ``ARM_CYCLES`` after (a ramp passes its floors after the detector saw it start), and keeps
-moving until it is back inside the band it left.
+moving until it has been back inside the band it left for its signal's ``back_cycles`` in a
+row (1, or 2 for a signal of a handful of requests: a cycle back is then a dip, which does not
+count towards the move).
 
 Alerts are per incident, not per series: a target's incident opens when a signal has moved
 for ``for_cycles`` cycles (a signal with ``Signal.alone``, for that many unless a signal
@@ -27,6 +29,15 @@ alert says which rule will end it (``until``) and, on its last cycle, which one 
 scores it at its threshold again, and for ``RECOVERY_CYCLES`` after it a series moving back
 towards the band it had before it, and into it, is recovering, not moving.
 
+An incident does not swallow a later one: a series starting to move ``NEWS_CYCLES`` or more
+after the incident's last news (a member joining, or scored at the threshold again), and not
+one of those holding it open, ends it (``superseded``) and opens an incident of its own, as
+soon as it may open one. Alertmanager tells alerts apart by their labels, so a new incident
+whose alert has the labels of one sent on the last cycle is sent from the cycle after the next
+(the old one resolved in between), and is a new alert with its own start. An incident opened
+on a target with fewer than ``YOUNG_CYCLES`` cycles of history says so in its description
+(the detector's bands are rough then).
+
 While open an incident is one alert labelled ``severity``, ``preset`` and ``signal`` (the
 signal that opened it, so the alert keeps its identity); its annotations name the signal that
 moved most, its observed value, the expected band and the start time, and list the others.
@@ -38,15 +49,27 @@ import logging
 import math
 import statistics
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from deucalion._redact import redact_url
 from deucalion.alerting.alerts import Alert, Scores, SeriesScore
 from deucalion.detectors.anomaly import AnomalyDetector
 from deucalion.detectors.base import Detector
 from deucalion.history.window import Window
 from deucalion.observer import MetricsObserver, TargetsData
+from deucalion.presets.incidents import (
+    Band,
+    Incident,
+    IncidentCycles,
+    Moved,
+    Recovery,
+    beyond,
+    clamped,
+    hurts,
+    incident_alert,
+    member_name,
+    openers,
+)
 from deucalion.presets.signals import Query, Signal, SignalValues, SilentTargets
 
 __all__ = ["DetectorFactory", "PresetObserver", "budget_detector"]
@@ -85,6 +108,12 @@ SERIES_BUDGET = 10.0
 FORGET_AFTER = 900.0
 #: Cycles of raw samples kept for rates (a rate spans a few of the last ones).
 RAW_POINTS = 8
+#: The shortest range of a rate, in seconds: at sub-second scrapes, ``rate_points`` intervals
+#: count a handful of requests, whose error ratio or latency quantile is noise (a scrape
+#: without a failed request ends a move: at 200 ms scrapes an error ratio from 0 to 50 % went
+#: unseen). From 0.75 s scrapes the rate spans ``rate_points`` intervals as before (it reads
+#: the ``RAW_POINTS`` scrapes kept at most: 1.4 s at 200 ms).
+MIN_RATE_SECONDS = 1.5
 #: Seconds of history kept for the metrics a trend is read from (``Signal.trend``).
 TREND_SECONDS = 660.0
 
@@ -98,6 +127,13 @@ ARM_CYCLES = 30
 #: the incident is recovering, not moving (a request rate that a latency regression held down,
 #: coming back to its level: news to a detector that took the low rate for the normal).
 RECOVERY_CYCLES = 300
+#: Cycles after an incident's last news (a member joining, or scored at the threshold again)
+#: from which a series starting to move is an incident of its own, not a member: an incident
+#: is held open by its members' levels as long as they stay away, and one opened by a young
+#: detector's rough band, or by a level that is the new normal, would otherwise swallow every
+#: incident for up to ``settle_cycles``. Five minutes at 1 s scrapes: longer than an incident's
+#: effects take to spread (a CPU burn's retransmits came 112 cycles in on recording 1).
+NEWS_CYCLES = 120
 #: Explanation kinds whose band is one of the value (or its recent level): the others are
 #: bands of a variance, a slope or a run of repeats.
 _VALUE_BANDS = frozenset({"spike", "level_shift", "out_of_range", "seasonal", "score"})
@@ -113,21 +149,7 @@ class _Move:
     held: int = 0
     peak: float = 0.0
     kind: str = ""  # the detector's anomaly kind at the highest score
-
-
-def _beyond(signal: Signal, value: float, low: float, high: float, least: float) -> bool:
-    """Whether ``value`` is out of the band ``low``..``high`` by ``least`` (from its centre)
-    in the direction that hurts ``signal``."""
-    centre = (low + high) / 2
-    up = value > max(high, centre + least)
-    down = value < min(low, centre - least)
-    return (up and signal.direction != "down") or (down and signal.direction != "up")
-
-
-def _hurts(signal: Signal, value: float, low: float, high: float) -> bool:
-    """Whether ``value`` is on the side of its band's centre that hurts ``signal``."""
-    centre = (low + high) / 2
-    return signal.direction == "both" or (value > centre) == (signal.direction == "up")
+    back: int = 0  # cycles in a row it has been back inside the band it left
 
 
 @dataclass
@@ -141,162 +163,38 @@ class _Armed:
     kind: str
 
 
-@dataclass
-class _Moved:
-    """One signal series judged this cycle."""
-
-    signal: Signal
-    target: str
-    series: str
-    score: float
-    value: float
-    lower: float
-    upper: float
-    held: int = 0
-    #: The detector's score of this cycle (``score`` is the move's highest, 0 if harmless).
-    fresh: float = 0.0
-    #: The anomaly kind (``spike``, ``level_shift``, ...): of the move's highest score.
-    kind: str = ""
-
-    @property
-    def name(self) -> str:
-        return self.signal.name + ("" if self.series == "{}" else self.series)
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.signal.name, self.target, self.series)
-
-
-#: A series' band when an incident opened, and the floor a value must be beyond it by.
-_Band = tuple[float, float, float]
-
-
-@dataclass
-class _Incident:
-    started: float
-    opener: _Moved
-    top: _Moved
-    #: Every series of the target: its band when the incident opened (a member's yardstick).
-    before: dict[tuple[str, str, str], _Band]
-    members: dict[str, float] = field(default_factory=dict)  # name -> highest score
-    #: Member series -> cycles in a row it has been away without the detector scoring it.
-    settled: dict[tuple[str, str, str], int] = field(default_factory=dict)
-    #: Members away from their band this cycle, not yet the new normal (holding it open).
-    away: set[tuple[str, str, str]] = field(default_factory=set)
-    cycles: int = 0
-    quiet: int = 0
-
-    def judge(
-        self, judged: Mapping[tuple[str, str, str], _Moved], threshold: float, cycles: _Cycles
-    ) -> str | None:
-        """Whether the incident goes on (None) or, if it ends this cycle, why; ``judged`` is
-        this cycle's series of its target, ``threshold`` the detector's."""
-        away = settled = 0
-        self.away.clear()
-        for key in self.settled:
-            item = judged.get(key)
-            band = self.before.get(key)
-            if item is None or band is None or not _beyond(item.signal, item.value, *band):
-                self.settled[key] = 0  # back (or gone): the quiet count decides
-                continue
-            away += 1
-            self.settled[key] = 0 if item.fresh >= threshold else self.settled[key] + 1
-            if self.settled[key] >= cycles.settle:
-                settled += 1
-            else:
-                self.away.add(key)
-        self.quiet = 0 if away else self.quiet + 1
-        if away and settled == away:
-            return (
-                f"new normal: its signals held their new level for {cycles.settle} cycles "
-                "without the detector scoring them"
-            )
-        if self.cycles >= cycles.longest:
-            return f"longest incident: open for {cycles.longest} cycles"
-        if self.quiet >= cycles.quiet:
-            return f"back: its signals have been back in their bands for {cycles.quiet} cycles"
+def _starting(
+    armed_: dict[tuple[str, str, str], _Armed],
+    key: tuple[str, str, str],
+    signal: Signal,
+    value: float,
+    band: Band,
+    score: tuple[float, float, str],
+    cycle: int,
+) -> _Move | None:
+    """The move a series not moving starts this cycle, if it does: out of the band it left
+    when the detector last scored it at its threshold on the side that hurts, this cycle or
+    ``ARM_CYCLES`` ago at most, by more than its floors (a ramp passes them after the detector
+    saw it start); None if it does not. ``armed_`` holds the series armed, ``score`` is this
+    cycle's score, the detector's threshold and the anomaly kind, ``cycle`` the observer's."""
+    score_now, threshold, kind = score
+    armed = armed_.get(key)
+    if armed is not None and armed.until < cycle:
+        del armed_[key]
+        armed = None
+    if score_now >= threshold and hurts(signal, value, band[0], band[1]):
+        if armed is None:
+            armed = armed_[key] = _Armed(band, 0, score_now, kind)
+        armed.until = cycle + ARM_CYCLES
+        if score_now > armed.score:
+            armed.score, armed.kind = score_now, kind
+    if armed is None or not beyond(signal, value, *armed.band):
         return None
+    del armed_[key]
+    return _Move(*armed.band, peak=armed.score, kind=armed.kind)
 
 
-@dataclass(frozen=True)
-class _Recovery:
-    """A target's last incident, ended: until which cycle a series moving back towards the band
-    it had before it, and into it (by its floors), is recovering, and those bands."""
-
-    until: int
-    before: dict[tuple[str, str, str], _Band]
-
-    def covers(self, key: tuple[str, str, str], signal: Signal, value: float, move: _Move) -> bool:
-        """Whether series ``key`` moving to ``value`` out of ``move``'s band is recovering:
-        closer to the centre of the band it had before the incident than the band it leaves,
-        and inside that band by its floors."""
-        band = self.before.get(key)
-        if band is None:
-            return False
-        centre = (band[0] + band[1]) / 2
-        closer = abs(value - centre) < abs((move.low + move.high) / 2 - centre)
-        return closer and not _beyond(signal, value, *band)
-
-
-@dataclass(frozen=True)
-class _Cycles:
-    """How an incident ends: ``quiet`` cycles back, a level held ``settle`` cycles unscored
-    (the new normal), ``longest`` cycles at most."""
-
-    quiet: int
-    settle: int
-    longest: int
-
-
-def _name(key: tuple[str, str, str]) -> str:
-    return key[0] + ("" if key[2] == "{}" else key[2])
-
-
-def _limit(signal: Signal, band: _Band) -> str:
-    """Where a value stops being away from ``band`` (what the alert waits for)."""
-    low, high, least = band
-    centre = (low + high) / 2
-    up, down = max(high, centre + least), min(low, centre - least)
-    if signal.direction == "up":
-        return f"<= {_number(up)}"
-    if signal.direction == "down":
-        return f">= {_number(down)}"
-    return f"{_number(down)} to {_number(up)}"
-
-
-def _clamped(signal: Signal, low: float, high: float) -> tuple[float, float]:
-    """A band as exported: every signal is 0 or more, a fraction 1 at most."""
-    return (
-        max(0.0, low) if math.isfinite(low) else low,
-        min(1.0, high) if signal.unit == "ratio" else high,
-    )
-
-
-def _words(target: str, top: _Moved, started: str, others: list[str]) -> tuple[str, str]:
-    """An incident's summary and description: the target, the signal that moved most (its
-    value, band and anomaly kind) and the others that moved with it."""
-    summary = (
-        f"{top.name} on {redact_url(target)} is {_number(top.value)} {top.signal.unit}, "
-        f"expected {_number(top.lower)} to {_number(top.upper)}, since {started}"
-    )
-    kind = top.kind.replace("_", " ")
-    description = f"{top.signal.help}: moved most in this incident ({kind}, score {top.score:.3g})"
-    if others:
-        description += "; moved with it: " + ", ".join(others)
-    return summary, description
-
-
-def _openers(moved: list[_Moved]) -> list[_Moved]:
-    """The moves that may open an incident this cycle: all of them when a signal without
-    ``Signal.alone`` moves (it opens in ``for_cycles``, and the others are its corroboration);
-    else those that have lasted their signal's ``alone`` cycles (a busy machine passes through
-    a few seconds of a saturated disk or of CPU contention)."""
-    if any(m.signal.alone == 0 for m in moved):
-        return moved
-    return [m for m in moved if m.held >= m.signal.alone]
-
-
-def _band_now(move: _Move | None, band: tuple[float, float] | None, signal: Signal) -> _Band | None:
+def _band_now(move: _Move | None, band: tuple[float, float] | None, signal: Signal) -> Band | None:
     """A series' band now (the one its ``move`` left, if it is moving, else its last ``band``),
     with the floor a value must be beyond it by; None before it has one."""
     if move is not None:
@@ -305,12 +203,6 @@ def _band_now(move: _Move | None, band: tuple[float, float] | None, signal: Sign
     if not (math.isfinite(low) and math.isfinite(high)):
         return None
     return (low, high, max(signal.floor, signal.relative * abs((low + high) / 2)))
-
-
-def _number(value: float) -> str:
-    if not math.isfinite(value):
-        return str(value)
-    return "0" if abs(value) < 1e-9 else f"{value:.4g}"  # a band's float dust reads as 0
 
 
 class PresetObserver(MetricsObserver):
@@ -328,7 +220,8 @@ class PresetObserver(MetricsObserver):
     normal); ``max_cycles`` the longest an incident lasts (see the module docstring).
     ``rate_points`` is
     the scrape intervals a ``rate`` spans, plus half of one (at 1 s scrapes, ``rate(x[2s])``:
-    a rate over many intervals turns a step into a ramp, which hides it from a detector).
+    a rate over many intervals turns a step into a ramp, which hides it from a detector),
+    and ``MIN_RATE_SECONDS`` at least.
     ``detector`` builds the detector of every signal (default ``budget_detector``). ``announce``
     prints each incident as it opens (``deucalion demo``).
 
@@ -395,8 +288,11 @@ class PresetObserver(MetricsObserver):
         self.armed_: dict[tuple[str, str, str], _Armed] = {}
         self.cycle_ = 0  # cycles seen (``new_data`` calls)
         self.bands_: dict[tuple[str, str, str], tuple[float, float]] = {}
-        self.incidents_: dict[str, _Incident] = {}
-        self.recovering_: dict[str, _Recovery] = {}  # per target, after an incident
+        self.incidents_: dict[str, Incident] = {}
+        self.recovering_: dict[str, Recovery] = {}  # per target, after an incident
+        #: Per target: the opener's signal of its last incident that ended, and the cycle.
+        self.ended_: dict[str, tuple[str, int]] = {}
+        self.history_: dict[str, int] = {}  # per target: cycles it had signals
         self.seen_: dict[tuple[str, str, str], float] = {}
         self.swept_ = -math.inf
         self.silent_ = SilentTargets(preset, signals)  # says where no signal is computed
@@ -426,7 +322,7 @@ class PresetObserver(MetricsObserver):
                     for target, samples in data.items()
                 }
             )
-        range_seconds = self.rate_points * interval + interval / 2
+        range_seconds = max(self.rate_points * interval + interval / 2, MIN_RATE_SECONDS)
         out: dict[str, dict[str, SignalValues]] = {}
         for target in data:
             query = Query(self.raw, target, range_seconds, slow=self.slow)
@@ -445,7 +341,7 @@ class PresetObserver(MetricsObserver):
 
     # -- scoring ------------------------------------------------------------------------------
 
-    def score(self, values: Mapping[tuple[str, str, str], float], now: float) -> list[_Moved]:
+    def score(self, values: Mapping[tuple[str, str, str], float], now: float) -> list[Moved]:
         """Update the detector with this cycle's ``values`` (``{(signal, target, series):
         value}``) and judge each series: one entry per scored series.
 
@@ -475,69 +371,55 @@ class PresetObserver(MetricsObserver):
             moving = self.moving_.get(key)
             least = max(signal.floor, signal.relative * abs((low + high) / 2))
             if moving is None and math.isfinite(low):
-                started = self._starting(key, signal, value, (low, high, least), score, why.kind)
+                started = _starting(
+                    self.armed_,
+                    key,
+                    signal,
+                    value,
+                    (low, high, least),
+                    (score, detector.threshold, why.kind),
+                    self.cycle_,
+                )
                 recovery = self.recovering_.get(key[1])
                 if started is not None and recovery and recovery.until >= self.cycle_:
-                    started = None if recovery.covers(key, signal, value, started) else started
+                    started = (
+                        None
+                        if recovery.covers(key, signal, value, (started.low, started.high))
+                        else started
+                    )
                 if started is not None:
                     moving = self.moving_[key] = started
-            elif moving is not None and not _beyond(
-                signal, value, moving.low, moving.high, moving.least
-            ):
-                del self.moving_[key]
-                moving = None
+            elif moving is not None:
+                away = beyond(signal, value, moving.low, moving.high, moving.least)
+                moving.back = 0 if away else moving.back + 1
+                if moving.back >= signal.back_cycles:
+                    del self.moving_[key]
+                    moving = None
             if moving is not None:
-                moving.kind = why.kind if score > moving.peak else moving.kind
-                moving.held += 1
-                moving.peak = max(moving.peak, score)
+                if not moving.back:  # a cycle of a dip does not count towards the move
+                    moving.kind = why.kind if score > moving.peak else moving.kind
+                    moving.held += 1
+                    moving.peak = max(moving.peak, score)
                 low, high, score = moving.low, moving.high, moving.peak
-            elif not (math.isfinite(low) and _beyond(signal, value, low, high, least)):
+            elif not (math.isfinite(low) and beyond(signal, value, low, high, least)):
                 # Inside the band, out of it on the harmless side or by less than the floors,
                 # or no band yet: a move that cannot alert is not exported as a high score
                 # (a rule on the exported score then agrees with the preset's own alerts).
                 score = 0.0
             out.append(
-                _Moved(
+                Moved(
                     signal,
                     key[1],
                     key[2],
                     score,
                     value,
-                    *_clamped(signal, low, high),
+                    *clamped(signal, low, high),
                     moving.held if moving is not None else 0,
                     fresh,
                     moving.kind if moving is not None else why.kind,
                 )
             )
         return out
-
-    def _starting(
-        self,
-        key: tuple[str, str, str],
-        signal: Signal,
-        value: float,
-        band: _Band,
-        score: float,
-        kind: str,
-    ) -> _Move | None:
-        """The move a series not moving starts this cycle, if it does: out of the band it left
-        when the detector last scored it at its threshold on the side that hurts, this cycle
-        or ``ARM_CYCLES`` ago at most, by more than its floors (a ramp passes them after the
-        detector saw it start); None if it does not."""
-        armed = self.armed_.get(key)
-        if armed is not None and armed.until < self.cycle_:
-            del self.armed_[key]
-            armed = None
-        if score >= self.detector.threshold and _hurts(signal, value, band[0], band[1]):
-            if armed is None:
-                armed = self.armed_[key] = _Armed(band, 0, score, kind)
-            armed.until = self.cycle_ + ARM_CYCLES
-            if score > armed.score:
-                armed.score, armed.kind = score, kind
-        if armed is None or not _beyond(signal, value, *armed.band):
-            return None
-        del self.armed_[key]
-        return _Move(*armed.band, peak=armed.score, kind=armed.kind)
 
     # -- the cycle ----------------------------------------------------------------------------
 
@@ -549,8 +431,8 @@ class PresetObserver(MetricsObserver):
         self.cycle_ += 1  # every cycle, a target down included: ARM_CYCLES counts cycles
         computed = self.compute(targets_data_dict)
         now = data_time()
-        moved: dict[str, list[_Moved]] = {}
-        judged: dict[str, dict[tuple[str, str, str], _Moved]] = {}
+        moved: dict[str, list[Moved]] = {}
+        judged: dict[str, dict[tuple[str, str, str], Moved]] = {}
         values = {
             (name, target, series): value
             for target, signals in computed.items()
@@ -558,6 +440,8 @@ class PresetObserver(MetricsObserver):
             for series, value in by_series.items()
         }
         items = self.score(values, now) if values else []
+        for target in computed:
+            self.history_[target] = self.history_.get(target, 0) + 1
         for item in items:
             judged.setdefault(item.target, {})[item.key] = item
             if item.held >= self.for_cycles:
@@ -566,8 +450,7 @@ class PresetObserver(MetricsObserver):
         alerts = [
             alert
             for target in set(moved) | set(self.incidents_)
-            if (alert := self._incident(target, moved.get(target, []), judged.get(target, {}), now))
-            is not None
+            for alert in self._incident(target, moved.get(target, []), judged.get(target, {}), now)
         ]
         # A signal holding an incident open is exported as the alert sees it: at its highest
         # score of the incident, against its band before it (a rule on the exported score then
@@ -576,14 +459,14 @@ class PresetObserver(MetricsObserver):
         for incident in self.incidents_.values():
             for key in incident.away:
                 low, high, _ = incident.before[key]
-                name = _name(key)
+                name = member_name(key)
                 held[key] = (incident.members.get(name, 0.0), low, high)
         scores = []
         for item in items:
             score, lower, upper = item.score, item.lower, item.upper
             if item.key in held:
                 peak, low, high = held[item.key]
-                score, lower, upper = max(score, peak), *_clamped(item.signal, low, high)
+                score, lower, upper = max(score, peak), *clamped(item.signal, low, high)
             scores.append(
                 SeriesScore(
                     item.target,
@@ -617,95 +500,108 @@ class PresetObserver(MetricsObserver):
         for target in {t for _, t, _ in gone} - set(computed):
             self.incidents_.pop(target, None)
             self.recovering_.pop(target, None)
+            self.ended_.pop(target, None)
+            self.history_.pop(target, None)
 
-    def _band(self, key: tuple[str, str, str]) -> _Band | None:
+    def _band(self, key: tuple[str, str, str]) -> Band | None:
         return _band_now(self.moving_.get(key), self.bands_.get(key), self.by_name[key[0]])
 
     def _incident(
         self,
         target: str,
-        moved: list[_Moved],
-        judged: Mapping[tuple[str, str, str], _Moved],
+        moved: list[Moved],
+        judged: Mapping[tuple[str, str, str], Moved],
         now: float,
-    ) -> Alert | None:
+    ) -> list[Alert]:
+        """This cycle's alerts of ``target``: its incident's (none while it is held back),
+        and the last of one that ended this cycle."""
+        out: list[Alert] = []
         incident = self.incidents_.get(target)
+        if incident is not None and (
+            news := incident.superseded_by(moved, self.cycle_, NEWS_CYCLES)
+        ):
+            # Moves long after the incident's last news are an incident of their own once
+            # they may open one; meanwhile they do not join this one.
+            moved = [m for m in moved if m.key not in {n.key for n in news}]
+            if ready := openers(news):
+                gap = self.cycle_ - max(m.held for m in ready) + 1 - incident.news
+                names = ", ".join(sorted({m.name for m in ready}))
+                why = f"superseded: {names} moved {gap} cycles after its last news"
+                out.append(self._end(target, incident, why, keep={m.key for m in ready}))
+                incident, moved = None, ready
         if incident is None:
-            moved = _openers(moved)
+            moved = openers(moved)
             if not moved:
-                return None
-            top = max(moved, key=lambda m: m.score)
-            lasted = max(self.for_cycles, *(m.held for m in moved))
-            started = now - (lasted - 1) * (self.interval_ or 0.0)
-            before = {key: band for key in judged if (band := self._band(key)) is not None}
-            incident = self.incidents_[target] = _Incident(started, top, top, before)
-            if self.announce:
-                alert = self._alert(target, incident)
-                print(
-                    f"{datetime.fromtimestamp(now, UTC):%H:%M:%S}  anomaly  "
-                    f"{alert.annotations['summary']}",
-                    flush=True,
-                )
+                return out
+            incident = self._open(target, moved, judged, now)
         incident.cycles += 1
+        incident.absorb(moved, self.cycle_, self.detector.threshold)
         for item in moved:
-            if item.score > incident.members.get(item.name, -math.inf):
-                incident.members[item.name] = item.score
-            if item.score >= incident.top.score or item.name == incident.top.name:
-                incident.top = item
             if item.key not in incident.before and (band := self._band(item.key)) is not None:
                 incident.before[item.key] = band  # a series born during the incident
-            incident.settled.setdefault(item.key, 0)
-        ended = incident.judge(
-            judged,
-            self.detector.threshold,
-            _Cycles(self.quiet_cycles, self.settle_cycles, self.max_cycles),
+        ended = incident.judge(judged, self.detector.threshold, self._cycles())
+        if ended is not None:
+            out.append(self._end(target, incident, ended))
+        elif self.cycle_ >= incident.shown_from:
+            out.append(self._alert(target, incident))
+        return out
+
+    def _open(
+        self,
+        target: str,
+        moved: list[Moved],
+        judged: Mapping[tuple[str, str, str], Moved],
+        now: float,
+    ) -> Incident:
+        top = max(moved, key=lambda m: m.score)
+        lasted = max(self.for_cycles, *(m.held for m in moved))
+        started = now - (lasted - 1) * (self.interval_ or 0.0)
+        before = {key: band for key in judged if (band := self._band(key)) is not None}
+        incident = self.incidents_[target] = Incident(
+            started, top, top, before, self.cycle_, self.cycle_, self.history_.get(target, 0)
         )
-        if ended is None:
-            return self._alert(target, incident)
-        # Resolved: its members start no new incident until the detector scores them again.
+        # Alertmanager tells alerts apart by their labels: one with the labels of an alert
+        # sent on the last cycle would continue it, not start anew. Such a one is sent from
+        # the cycle after the next, once the other has been resolved.
+        last = self.ended_.get(target)
+        if last is not None and last[0] == top.signal.name and last[1] >= self.cycle_ - 1:
+            incident.shown_from = last[1] + 2
+        if self.announce:
+            alert = self._alert(target, incident)
+            print(
+                f"{datetime.fromtimestamp(now, UTC):%H:%M:%S}  anomaly  "
+                f"{alert.annotations['summary']}",
+                flush=True,
+            )
+        return incident
+
+    def _end(
+        self,
+        target: str,
+        incident: Incident,
+        ended: str,
+        keep: frozenset[tuple[str, str, str]] | set[tuple[str, str, str]] = frozenset(),
+    ) -> Alert:
+        """End ``incident``: its last alert. Its members start no new incident until the
+        detector scores them again (but those in ``keep``, which open the next one)."""
         for key in incident.settled:
-            self.moving_.pop(key, None)
+            if key not in keep:
+                self.moving_.pop(key, None)
         del self.incidents_[target]
-        self.recovering_[target] = _Recovery(self.cycle_ + RECOVERY_CYCLES, incident.before)
+        self.recovering_[target] = Recovery(self.cycle_ + RECOVERY_CYCLES, incident.before)
+        self.ended_[target] = (incident.opener.signal.name, self.cycle_)
         return self._alert(target, incident, ended=ended)
 
-    def _alert(self, target: str, incident: _Incident, ended: str | None = None) -> Alert:
-        top = incident.top
-        started = datetime.fromtimestamp(incident.started, UTC).isoformat(timespec="seconds")
-        others = sorted(
-            (n for n in incident.members if n != top.name), key=lambda n: -incident.members[n]
-        )
-        summary, description = _words(target, top, started, others)
-        waits = [
-            f"{_name(key)} {_limit(self.by_name[key[0]], incident.before[key])}"
-            for key in incident.settled
-            if key in incident.before
-        ]
-        until = (
-            f"{', '.join(waits) or 'its signals back'} (their bands before the incident) for "
-            f"{self.quiet_cycles} cycles; or a new level held {self.settle_cycles} cycles "
-            f"without the detector scoring it (the new normal); or {self.max_cycles} cycles"
-        )
-        extra = {"ended": ended} if ended is not None else {}
-        return Alert(
-            labels={
-                **self.labels,
-                "severity": incident.opener.signal.severity,
-                "preset": self.preset,
-                "signal": incident.opener.signal.name,
-            },
-            annotations={
-                "summary": summary,
-                "description": description,
-                "signal": top.name,
-                "kind": top.kind,
-                "value": _number(top.value),
-                "expected_lower": _number(top.lower),
-                "expected_upper": _number(top.upper),
-                "started": started,
-                "signals": ",".join([top.name, *others]),
-                "until": until,
-                **extra,
-            },
-            target=target,
-            score=top.score,
+    def _cycles(self) -> IncidentCycles:
+        return IncidentCycles(self.quiet_cycles, self.settle_cycles, self.max_cycles)
+
+    def _alert(self, target: str, incident: Incident, ended: str | None = None) -> Alert:
+        return incident_alert(
+            target,
+            incident,
+            preset=self.preset,
+            labels=self.labels,
+            by_name=self.by_name,
+            cycles=self._cycles(),
+            ended=ended,
         )

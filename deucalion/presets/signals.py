@@ -263,6 +263,12 @@ class Signal:
     of the target without one moves too (0: the observer's ``for_cycles``, as any other): for
     a utilisation or contention a busy machine passes through for seconds, which is news when
     it lasts or when what causes it (a throughput, a fork rate) moves with it."""
+    back_cycles: int = 1
+    """Cycles in a row a move must be back inside the band it left to end. 2 for a ratio or
+    quantile of the requests within a rate's range: at a few requests a second, an error
+    ratio swings to nothing and back from one scrape to the next while the service fails, and
+    a scrape back is a dip (it does not count towards the move); 1 for a machine's signals,
+    whose dips are the end (a dip kept their ordinary bursts moving, into false alerts)."""
 
 
 #: Cycles a target that is up serves some of a preset's metrics without any signal before the

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from deucalion.alerting.alertmanager import AlertSender
-from deucalion.alerting.alerts import cheap_to_label, label_result
+from deucalion.alerting.alerts import cheap_to_label, label_result, merge_advice
 from deucalion.collection import ScrapeTarget
 from deucalion.config.loading import AlertmanagerSettings
 from deucalion.dispatch import CallOutcome, ObserverWorker
@@ -182,10 +182,10 @@ class ObserverFeed:
             log.warning(
                 "observer %s returned %d alerts with the same labels as another in one "
                 "result: each label set is one alert in Alertmanager, so they were "
-                "merged (the last one wins). Give them labels that tell them apart "
-                "(this is logged once)",
+                "merged (the last one wins). %s (this is logged once)",
                 name,
                 labelled.merged,
+                merge_advice(labelled.merged_targets),
             )
         # Alerts keep the targets handed, but scores are exported as of now: a target that
         # left discovery during the call would come back as a score nobody will update.

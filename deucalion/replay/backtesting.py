@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -31,6 +32,7 @@ from deucalion.alerting.alerts import (
     alert_labels,
     interpret_result,
     label_problems,
+    merge_advice,
 )
 from deucalion.alerting.lifecycle import AlertLifecycle, Payload, rfc3339
 from deucalion.dispatch import CallOutcome, ObserverWorker
@@ -192,6 +194,7 @@ class _Alerts:
         self._targets: dict[str, Target] = {}
         self._sent: dict[frozenset[tuple[str, str]], Payload] = {}
         self.keep_scores = keep_scores
+        self._merge_logged = False
 
     def observe(
         self,
@@ -230,7 +233,19 @@ class _Alerts:
                 log.error("observer %s: alert dropped: %s", self.observer, "; ".join(problems))
                 continue
             firing.append((labels, annotations))
-            about[frozenset(labels.items())] = alert.target
+            key = frozenset(labels.items())
+            if key in about and not self._merge_logged:
+                # As live: one label set is one alert, so the last one wins; said once.
+                self._merge_logged = True
+                targets = {t for t in (about[key], alert.target) if t is not None}
+                log.warning(
+                    "observer %s returned alerts with the same labels as another in one "
+                    "result: each label set is one alert, so they were merged (the last one "
+                    "wins). %s (this is logged once)",
+                    self.observer,
+                    merge_advice(targets if len(targets) > 1 else ()),
+                )
+            about[key] = alert.target
             metric = alert.labels.get("metric")
             series = (alert.target or "", metric, alert.labels.get("series", "{}"))
             if alert.score is not None and metric is not None and series not in scored:
@@ -324,7 +339,7 @@ class _Alerts:
 
 async def backtest_async(
     observer: MetricsObserver,
-    source: HistorySource | str,
+    source: HistorySource | str | os.PathLike[str],
     *,
     start: float | None = None,
     end: float | None = None,
@@ -342,8 +357,13 @@ async def backtest_async(
         raise ConfigError(
             f"backtest() takes a MetricsObserver instance, not {type(observer).__name__}"
         )
-    if isinstance(source, str):
-        source = open_source(source)
+    if isinstance(source, str | os.PathLike):
+        source = open_source(os.fspath(source))
+    elif not callable(getattr(source, "cycles", None)):
+        raise ConfigError(
+            f"backtest() takes a HistorySource, or a recording, CSV files or a Prometheus URL "
+            f"as a string or path, not {type(source).__name__}"
+        )
     desired = frozenset(observer.desired_metrics)
     selection = Selection(desired)
     name = name_of(observer)
@@ -489,18 +509,18 @@ async def read_values(
 
 
 def backtest(
-    observer: MetricsObserver, source: HistorySource | str, **options: Any
+    observer: MetricsObserver, source: HistorySource | str | os.PathLike[str], **options: Any
 ) -> BacktestResult:
     """Run ``observer``, unchanged, over ``source``'s history; return what it did.
 
     ``source`` is a ``HistorySource`` or what ``open_source`` takes (a recording, CSV files, a
-    Prometheus URL). ``start``/``end`` (Unix seconds) bound the history and ``step`` samples a
-    Prometheus range. ``output`` writes every score, alert and error as it comes (JSON lines;
-    CSV for ``*.csv``). ``alert_name`` and ``resend_interval`` are Alertmanager's settings as
-    live, and so is ``observer_timeout``. ``keep_scores`` keeps the scores in the result
-    (turn it off for many series); ``keep_series`` names the series whose values are kept for
-    plots (as ``names_series`` matches them; default: the first few). ``progress`` shows a
-    progress bar on stderr (default: when stderr is a terminal).
+    Prometheus URL), as a string or a path. ``start``/``end`` (Unix seconds) bound the history
+    and ``step`` samples a Prometheus range. ``output`` writes every score, alert and error as
+    it comes (JSON lines; CSV for ``*.csv``). ``alert_name`` and ``resend_interval`` are
+    Alertmanager's settings as live, and so is ``observer_timeout``. ``keep_scores`` keeps the
+    scores in the result (turn it off for many series); ``keep_series`` names the series whose
+    values are kept for plots (as ``names_series`` matches them; default: the first few).
+    ``progress`` shows a progress bar on stderr (default: when stderr is a terminal).
 
     Blocks; inside a running event loop (a notebook) it runs in a thread of its own. Use
     ``await backtest_async(...)`` to run it on the caller's loop.

@@ -26,7 +26,7 @@ def _series(kind: str, seed: int) -> np.ndarray:
     elif kind == "level_shift":
         values[:, AT:] += 3.0
     elif kind == "variance":
-        values[:, AT:] *= 3.0
+        values[:, AT:] *= 5.0
     elif kind == "trend":
         values[:, AT:] += 0.05 * (t[AT:] - AT)
     elif kind == "seasonal":

@@ -119,8 +119,9 @@ def test_the_observer_exports_every_score_and_explains_alerts_in_words() -> None
             result = observer.new_data({target: {"queue_depth": {'{q="x"}': value}}})
         assert isinstance(result, Scores)
         assert [s.series for s in result.scores] == ['{q="x"}']
-        fired += [(cycle, alert) for alert in result.alerts]
-        for alert in result.alerts:
+        raised = [alert for alert in result.alerts if alert.score is not None]
+        fired += [(cycle, alert) for alert in raised]
+        for alert in raised:
             # The alert's score is the series' own, unrounded: a backtest takes the higher of
             # the two at a step, and a rounded-up one moved NAB's threshold.
             assert alert.score == result.scores[0].score
@@ -270,3 +271,56 @@ def test_the_ready_observer_called_by_hand_works_with_a_window_detector_too() ->
     ]
     spike = observer.new_data({"http://a/metrics": {"queue_depth": {"{}": 400.0}}})
     assert results[-1].scores and not results[-1].alerts and len(spike.alerts) == 1
+
+
+class _Above(Detector):
+    """Alerts on every value above 3, the cycle it comes."""
+
+    threshold = 3.0
+
+    def update_rows(
+        self, times: np.ndarray, values: np.ndarray, resolution: np.ndarray
+    ) -> np.ndarray:
+        self.alerting_ = values > self.threshold
+        return values
+
+
+def _firing_cycles(observer: DetectorObserver, spikes: set[int]) -> list[tuple[int, bool]]:
+    """(cycle, raised this cycle) of each cycle whose result alerts, 15 s apart."""
+    out = []
+    for cycle in range(60):
+        with handing_data(1000.0 + 15 * cycle, {}):
+            result = observer.new_data({"http://a/metrics": {"m": {"{}": 9.0 * (cycle in spikes)}}})
+        for alert in result.alerts:
+            assert alert.labels == {"metric": "m", "series": "{}"}
+            out.append((cycle, alert.score is not None))
+    return out
+
+
+def test_an_alert_keeps_firing_long_enough_for_alertmanager_to_notify() -> None:
+    """A one-cycle alert (AnomalyDetector alerts on the cycle of the anomaly) was resolved on
+    the next cycle, before Alertmanager's group_wait: Alertmanager notifies no receiver of a
+    group whose alerts have all resolved, so no chat ever read it (seen with a real Alertmanager
+    and a webhook). It keeps firing keep_firing_for seconds of the data's time (5 minutes),
+    without a score (the series' own is exported), and a new alert starts the time again."""
+    fired = _firing_cycles(DetectorObserver(_Above(), {"m"}), {10})
+    assert fired == [(10, True)] + [(c, False) for c in range(11, 30)]  # 300 s at 15 s
+    fired = _firing_cycles(DetectorObserver(_Above(), {"m"}), {10, 20})
+    assert [c for c, raised in fired if raised] == [10, 20] and fired[-1] == (39, False)
+    assert _firing_cycles(DetectorObserver(_Above(), {"m"}, keep_firing_for=0), {10}) == [
+        (10, True)
+    ]
+    for bad in (-1, "5m", math.inf, True):
+        with pytest.raises(ValueError, match="keep_firing_for"):
+            DetectorObserver(_Above(), {"m"}, keep_firing_for=bad)  # type: ignore[arg-type]
+
+
+def test_called_by_hand_each_call_returns_only_its_own_alerts() -> None:
+    """Without a scrape time (new_data called by hand, in a notebook or a test) there is no
+    Alertmanager to hold an alert for: a call's alerts are only those it raised."""
+    observer = DetectorObserver(_Above(), {"m"})
+    raised = [
+        len(observer.new_data({"http://a/metrics": {"m": {"{}": 9.0 * (cycle == 10)}}}).alerts)
+        for cycle in range(30)
+    ]
+    assert raised == [int(cycle == 10) for cycle in range(30)]

@@ -122,6 +122,29 @@ async def test_alerts_merged_by_their_labels_are_logged_once(
     assert len(sender.firing()) == 2
 
 
+async def test_alerts_of_targets_whose_labels_are_alike_name_the_targets(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two metrics paths on one host:port (a preset's one alert per target): their alerts
+    have one label set and were merged with advice for an observer's author ('give them
+    labels'), which a preset's user cannot follow; it names the targets and their labels."""
+    one = "http://app:8080/metrics"
+    other = "http://app:8080/actuator/prometheus?token=s3cret"
+    provisioner = MetricsProvisioner(targets=[one, other])
+    provisioner.alert_sender = AlertSender(AlertmanagerSettings(), scrape_interval=15)
+    observer = provisioner.register(_Obs(["m"]))
+    handed = {url: Target(url) for url in (one, other)}
+    data = {url: {"m": {"{}": 1.0}} for url in (one, other)}
+    out = label_result({one: 1.0, other: 2.0}, data, handed, observer="Obs", alert_name="A")
+    assert out.merged == 1 and out.merged_targets == sorted([one, other])
+    provisioner._feed.targets_handed = lambda observer, data: handed  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING):
+        await provisioner._on_result(CallOutcome(observer, data, result={one: 1.0, other: 2.0}))
+    [merged] = [r.getMessage() for r in caplog.records if "same labels" in r.getMessage()]
+    assert one in merged and "instance" in merged and "targets:" in merged
+    assert "s3cret" not in merged
+
+
 def test_series_scores_of_a_target_that_left_are_dropped() -> None:
     """forget_targets drops the per-series scores of gone targets."""
     telemetry = Telemetry(MetricsProvisioner(targets=[T]))

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from deucalion.cli import main
+from deucalion.errors import ConfigError
 from deucalion.replay import CSVSource, Cycle, RecordingSource, RecordingWriter, backtest
 from deucalion.replay.evaluate import evaluate, load_windows, read_output
 from deucalion.replay.results import AlertSpan, BacktestResult
 from deucalion.replay.sources import HistoryError
-from tests.replay_observers import RaisesAfter, RobustZScore, SeenObserver
+from tests.replay_observers import AlertsAbove, RaisesAfter, RobustZScore, SeenObserver
 
 LABELLED = Path(__file__).parents[1] / "data" / "labelled"
 T0 = 1_700_000_000.0
@@ -829,3 +830,38 @@ def test_the_summary_says_the_span_as_the_progress_line_does(span: float, said: 
     result = BacktestResult("o", steps=10, first_time=T0, last_time=T0 + span, wall_seconds=1.0)
     assert format_seconds(span) == said
     assert f"10 steps over {said} of history in 1.00s" in result.summary()
+
+
+def test_a_backtest_says_when_alerts_of_two_targets_merge(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two metrics paths on one host:port have one instance and job: their alerts share a
+    label set, and the backtest kept the last one without a word (`alerts fired: 2` for 4
+    targets of a preset in 2 incidents), where the live run warns. It warns as live does."""
+    one, other = "http://app:8080/metrics", "http://app:8080/actuator/prometheus"
+    recording = tmp_path / "two.om.gz"
+    with RecordingWriter(recording) as writer:
+        for i in range(6):
+            samples = {"g": {"{}": 9.0 if i >= 3 else 1.0}, "up": {"{}": 1.0}}
+            writer.write_cycle(
+                Cycle(1.7e9 + i, {one: 1.7e9 + i, other: 1.7e9 + i}, {one: samples, other: samples})
+            )
+    with caplog.at_level("WARNING"):
+        result = backtest(AlertsAbove({"g"}), str(recording))
+    assert len(result.alerts) == 1  # one label set, one alert, as in Alertmanager
+    [merged] = [r.getMessage() for r in caplog.records if "same labels" in r.getMessage()]
+    assert one in merged and other in merged and "instance" in merged
+
+
+def test_backtest_takes_a_path_as_it_takes_a_string(tmp_path: Path) -> None:
+    """`backtest(observer, Path("node.om.gz"))` raised AttributeError ('PosixPath' object has
+    no attribute 'cycles'); anything else that is no source is a ConfigError saying what is."""
+    recording = tmp_path / "one.om.gz"
+    with RecordingWriter(recording) as writer:
+        for i in range(4):
+            target = "http://a:9100/metrics"
+            writer.write_cycle(Cycle(1.7e9 + i, {target: 1.7e9 + i}, {target: {"g": {"{}": 9.0}}}))
+    result = backtest(AlertsAbove({"g"}), recording)
+    assert result.steps == 4 and len(result.alerts) == 1
+    with pytest.raises(ConfigError, match="not int"):
+        backtest(AlertsAbove({"g"}), 3)  # type: ignore[arg-type]

@@ -1,0 +1,316 @@
+"""A preset's incidents: the signal series that moved on one target, grouped into one alert.
+
+``Moved`` is one signal series judged on one cycle; an ``Incident`` gathers the series that
+move on one target while it is open (its *members*), judges each cycle whether it goes on
+(see ``Incident.judge``), and says when a later move is news of its own rather than part of
+it (``Incident.superseded_by``); ``incident_alert`` is its alert. The rules are described in
+``deucalion.presets.observer``'s module docstring.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from deucalion._redact import redact_url
+from deucalion.alerting.alerts import Alert
+from deucalion.presets.signals import Signal
+
+__all__ = [
+    "YOUNG_CYCLES",
+    "Band",
+    "Incident",
+    "IncidentCycles",
+    "Moved",
+    "Recovery",
+    "beyond",
+    "clamped",
+    "hurts",
+    "incident_alert",
+    "member_name",
+    "number_text",
+    "openers",
+]
+
+
+def beyond(signal: Signal, value: float, low: float, high: float, least: float) -> bool:
+    """Whether ``value`` is out of the band ``low``..``high`` by ``least`` (from its centre)
+    in the direction that hurts ``signal``."""
+    centre = (low + high) / 2
+    up = value > max(high, centre + least)
+    down = value < min(low, centre - least)
+    return (up and signal.direction != "down") or (down and signal.direction != "up")
+
+
+def hurts(signal: Signal, value: float, low: float, high: float) -> bool:
+    """Whether ``value`` is on the side of its band's centre that hurts ``signal``."""
+    centre = (low + high) / 2
+    return signal.direction == "both" or (value > centre) == (signal.direction == "up")
+
+
+@dataclass
+class Moved:
+    """One signal series judged this cycle."""
+
+    signal: Signal
+    target: str
+    series: str
+    score: float
+    value: float
+    lower: float
+    upper: float
+    held: int = 0
+    #: The detector's score of this cycle (``score`` is the move's highest, 0 if harmless).
+    fresh: float = 0.0
+    #: The anomaly kind (``spike``, ``level_shift``, ...): of the move's highest score.
+    kind: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.signal.name + ("" if self.series == "{}" else self.series)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.signal.name, self.target, self.series)
+
+
+#: A series' band when an incident opened, and the floor a value must be beyond it by.
+Band = tuple[float, float, float]
+
+
+@dataclass
+class Incident:
+    """One target's incident: what opened it, what moved most, its members and their bands
+    before it, and how long it has been open and quiet."""
+
+    started: float
+    opener: Moved
+    top: Moved
+    #: Every series of the target: its band when the incident opened (a member's yardstick).
+    before: dict[tuple[str, str, str], Band]
+    #: The observer's cycle it opened on, and of its last news: a member joining, or a
+    #: member scored at the detector's threshold again.
+    opened: int = 0
+    news: int = 0
+    #: Cycles of the target's history the observer had seen when it opened.
+    history: int = 0
+    #: The observer's cycle from which its alert is sent (see ``PresetObserver._incident``).
+    shown_from: int = 0
+    members: dict[str, float] = field(default_factory=dict)  # name -> highest score
+    #: Member series -> cycles in a row it has been away without the detector scoring it.
+    settled: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    #: Members away from their band this cycle, not yet the new normal (holding it open).
+    away: set[tuple[str, str, str]] = field(default_factory=set)
+    cycles: int = 0
+    quiet: int = 0
+
+    def superseded_by(self, moved: list[Moved], cycle: int, news_cycles: int) -> list[Moved]:
+        """The moves of ``moved`` that are news of their own, not part of this incident: of
+        series not holding it open, that started ``news_cycles`` or more after its last news
+        (``cycle`` is the observer's). An incident held open by levels that have stopped
+        changing (a permanent new level, or one a young detector's rough band opened) does
+        not swallow what happens minutes later."""
+        if cycle - self.news < news_cycles:
+            return []
+        return [
+            m
+            for m in moved
+            if m.key not in self.away and (cycle - m.held + 1) - self.news >= news_cycles
+        ]
+
+    def absorb(self, moved: list[Moved], cycle: int, threshold: float) -> None:
+        """Take this cycle's ``moved`` series of its target as members; a series joining,
+        or a member scored at ``threshold`` again, is news."""
+        for item in moved:
+            if item.key not in self.settled or item.fresh >= threshold:
+                self.news = cycle
+            if item.score > self.members.get(item.name, -math.inf):
+                self.members[item.name] = item.score
+            if item.score >= self.top.score or item.name == self.top.name:
+                self.top = item
+            self.settled.setdefault(item.key, 0)
+
+    def judge(
+        self, judged: Mapping[tuple[str, str, str], Moved], threshold: float, cycles: IncidentCycles
+    ) -> str | None:
+        """Whether the incident goes on (None) or, if it ends this cycle, why; ``judged`` is
+        this cycle's series of its target, ``threshold`` the detector's."""
+        away = settled = 0
+        self.away.clear()
+        for key in self.settled:
+            item = judged.get(key)
+            band = self.before.get(key)
+            if item is None or band is None or not beyond(item.signal, item.value, *band):
+                self.settled[key] = 0  # back (or gone): the quiet count decides
+                continue
+            away += 1
+            self.settled[key] = 0 if item.fresh >= threshold else self.settled[key] + 1
+            if self.settled[key] >= cycles.settle:
+                settled += 1
+            else:
+                self.away.add(key)
+        self.quiet = 0 if away else self.quiet + 1
+        if away and settled == away:
+            return (
+                f"new normal: its signals held their new level for {cycles.settle} cycles "
+                "without the detector scoring them"
+            )
+        if self.cycles >= cycles.longest:
+            return f"longest incident: open for {cycles.longest} cycles"
+        if self.quiet >= cycles.quiet:
+            return f"back: its signals have been back in their bands for {cycles.quiet} cycles"
+        return None
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """A target's last incident, ended: until which cycle a series moving back towards the band
+    it had before it, and into it (by its floors), is recovering, and those bands."""
+
+    until: int
+    before: dict[tuple[str, str, str], Band]
+
+    def covers(
+        self, key: tuple[str, str, str], signal: Signal, value: float, left: tuple[float, float]
+    ) -> bool:
+        """Whether series ``key`` moving to ``value`` out of the band ``left`` is recovering:
+        closer to the centre of the band it had before the incident than the band it leaves,
+        and inside that band by its floors."""
+        band = self.before.get(key)
+        if band is None:
+            return False
+        centre = (band[0] + band[1]) / 2
+        closer = abs(value - centre) < abs((left[0] + left[1]) / 2 - centre)
+        return closer and not beyond(signal, value, *band)
+
+
+@dataclass(frozen=True)
+class IncidentCycles:
+    """How an incident ends: ``quiet`` cycles back, a level held ``settle`` cycles unscored
+    (the new normal), ``longest`` cycles at most."""
+
+    quiet: int
+    settle: int
+    longest: int
+
+
+def member_name(key: tuple[str, str, str]) -> str:
+    return key[0] + ("" if key[2] == "{}" else key[2])
+
+
+def limit_text(signal: Signal, band: Band) -> str:
+    """Where a value stops being away from ``band`` (what the alert waits for)."""
+    low, high, least = band
+    centre = (low + high) / 2
+    up, down = max(high, centre + least), min(low, centre - least)
+    if signal.direction == "up":
+        return f"<= {number_text(up)}"
+    if signal.direction == "down":
+        return f">= {number_text(down)}"
+    return f"{number_text(down)} to {number_text(up)}"
+
+
+def clamped(signal: Signal, low: float, high: float) -> tuple[float, float]:
+    """A band as exported: every signal is 0 or more, a fraction 1 at most."""
+    return (
+        max(0.0, low) if math.isfinite(low) else low,
+        min(1.0, high) if signal.unit == "ratio" else high,
+    )
+
+
+def words(target: str, top: Moved, started: str, others: list[str]) -> tuple[str, str]:
+    """An incident's summary and description: the target, the signal that moved most (its
+    value, band and anomaly kind) and the others that moved with it."""
+    summary = (
+        f"{top.name} on {redact_url(target)} is {number_text(top.value)} {top.signal.unit}, "
+        f"expected {number_text(top.lower)} to {number_text(top.upper)}, since {started}"
+    )
+    kind = top.kind.replace("_", " ")
+    description = f"{top.signal.help}: moved most in this incident ({kind}, score {top.score:.3g})"
+    if others:
+        description += "; moved with it: " + ", ".join(others)
+    return summary, description
+
+
+def openers(moved: list[Moved]) -> list[Moved]:
+    """The moves that may open an incident this cycle: all of them when a signal without
+    ``Signal.alone`` moves (it opens in ``for_cycles``, and the others are its corroboration);
+    else those that have lasted their signal's ``alone`` cycles (a busy machine passes through
+    a few seconds of a saturated disk or of CPU contention)."""
+    if any(m.signal.alone == 0 for m in moved):
+        return moved
+    return [m for m in moved if m.held >= m.signal.alone]
+
+
+def number_text(value: float) -> str:
+    if not math.isfinite(value):
+        return str(value)
+    return "0" if abs(value) < 1e-9 else f"{value:.4g}"  # a band's float dust reads as 0
+
+
+#: Cycles of a target's history before which an incident is marked young: the detector's
+#: averages learn for 200 points, and its bands are rough before a few hundred.
+YOUNG_CYCLES = 300
+
+
+def incident_alert(
+    target: str,
+    incident: Incident,
+    *,
+    preset: str,
+    labels: Mapping[str, str],
+    by_name: Mapping[str, Signal],
+    cycles: IncidentCycles,
+    ended: str | None = None,
+) -> Alert:
+    """The alert of ``incident`` on ``target``: labelled ``severity``, ``preset`` and
+    ``signal`` (the opener's, so the alert keeps its identity), its annotations naming the
+    signal that moved most, its value, band and start, the others, what will end it and, on
+    its last cycle (``ended``), what did."""
+    top = incident.top
+    started = datetime.fromtimestamp(incident.started, UTC).isoformat(timespec="seconds")
+    others = sorted(
+        (n for n in incident.members if n != top.name), key=lambda n: -incident.members[n]
+    )
+    summary, description = words(target, top, started, others)
+    if incident.history < YOUNG_CYCLES:
+        description += (
+            f" (opened after {incident.history} cycles of history: the detector was young, "
+            "its expected bands rough)"
+        )
+    waits = [
+        f"{member_name(key)} {limit_text(by_name[key[0]], incident.before[key])}"
+        for key in incident.settled
+        if key in incident.before
+    ]
+    until = (
+        f"{', '.join(waits) or 'its signals back'} (their bands before the incident) for "
+        f"{cycles.quiet} cycles; or a new level held {cycles.settle} cycles "
+        f"without the detector scoring it (the new normal); or {cycles.longest} cycles"
+    )
+    extra = {"ended": ended} if ended is not None else {}
+    return Alert(
+        labels={
+            **labels,
+            "severity": incident.opener.signal.severity,
+            "preset": preset,
+            "signal": incident.opener.signal.name,
+        },
+        annotations={
+            "summary": summary,
+            "description": description,
+            "signal": top.name,
+            "kind": top.kind,
+            "value": number_text(top.value),
+            "expected_lower": number_text(top.lower),
+            "expected_upper": number_text(top.upper),
+            "started": started,
+            "signals": ",".join([top.name, *others]),
+            "until": until,
+            **extra,
+        },
+        target=target,
+        score=top.score,
+    )
