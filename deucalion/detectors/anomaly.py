@@ -84,7 +84,7 @@ episode, as any anomaly), but teaches the series nothing, so the values after it
 as if it had not come.
 
 **Explained alerts.** An alert names the most persistent of its components past the
-threshold (a run of repeats; a level, a step size or a daily pattern; a slope; a single value),
+threshold (a run of repeats; a level, a step size or a daily pattern; a slope or a single value),
 and gives the band where that component would have scored under the threshold, found by
 scoring candidates through the update's own steps (so an alert's observed lies outside it).
 
@@ -987,7 +987,7 @@ _BLOCK = 64  # rows whose bands are found together
 def _kind_named(d: AnomalyDetector, row: int) -> int:
     """The kind ``row``'s explanation names: of its components past the threshold at its
     last update, the most persistent (``_PERSISTENCE``: a run of repeats; a level, a step
-    size or a daily pattern changed; a slope; a single value), the highest surprise among
+    size or a daily pattern changed; a slope or a single value), the highest surprise among
     equals; none past it: the highest surprise. A large value among steps grown larger is a
     change of variance, a step of the level seen first as a slope is a level shift; a single
     large value alone is a spike. A fall of the variance while the value repeats is named
@@ -1010,8 +1010,9 @@ def _kind_highest(d: AnomalyDetector, row: int) -> int:
 
 
 # How long each kind's anomaly lasts, by KINDS' index: the name an alert takes when several
-# components are past the threshold.
-_PERSISTENCE = np.array([0, 2, 2, 1, 2, 3, 0])
+# components are past the threshold. A slope past it is taken as fleeting as a single value:
+# the step or jump that makes one (a flood of traffic) is not a trend.
+_PERSISTENCE = np.array([0, 2, 2, 0, 2, 3, 0])
 
 
 def _collapsed(d: AnomalyDetector, row: int, kind: int) -> bool:
