@@ -83,6 +83,11 @@ range as a value gets: it scores infinite and alerts as ``out_of_range`` (then i
 episode, as any anomaly), but teaches the series nothing, so the values after it are scored
 as if it had not come.
 
+**Explained alerts.** An alert names the most persistent of its components past the
+threshold (a run of repeats; a level, a step size or a daily pattern; a slope or a single value),
+and gives the band where that component would have scored under the threshold, found by
+scoring candidates through the update's own steps (so an alert's observed lies outside it).
+
 Costs: about 1 KB of state per series (the daily profile's 96 float32 among it), whatever the
 history's length; each update is O(1) per series, vectorised across the series updated
 together.
@@ -90,6 +95,7 @@ together.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from collections.abc import Hashable, Sequence
@@ -203,6 +209,8 @@ class AnomalyDetector(Detector):
         self._enabled = np.array([k in self.kinds for k in KINDS])
         self._penalty = math.log10(len(self.kinds)) + _CALIBRATION
         self._explained: dict[int, Explanation] = {}
+        self._rough: dict[int, Explanation] = {}  # explain_quickly's of this update's alerts
+        self._bounds: np.ndarray | None = None  # the bands' bounds as the series stand
         self._spike_shape = np.zeros(0)
         self._next: tuple[np.ndarray, ...] = (np.zeros(0),) * 6
         self._resize(0)
@@ -258,7 +266,7 @@ class AnomalyDetector(Detector):
             setattr(self, name, getattr(self, name)[:, rows])
         self.profile_, self.visits_ = self.profile_[rows], self.visits_[rows]
         self.alerting_, self.surprise_ = self.alerting_[rows], self.surprise_[:, rows]
-        self._explained = {}
+        self._explained, self._rough, self._bounds = {}, {}, None
         self.n_series_ = len(rows)
 
     @property
@@ -314,6 +322,7 @@ class AnomalyDetector(Detector):
             first_move = _first_move(self, surprise, ready & (self.step_ == 0) & (dx != 0))
             score = np.maximum(surprise.max(axis=0) - self._penalty, 0.0)
             self._kind = surprise.argmax(axis=0)
+            record = _record_of_events(self)  # as the cap reads it: the alerts' bands invert it
             score = _as_often_as_seen(self, score, ready & ~first_move)
             score[infinite], self._kind[infinite], surprise[:, infinite] = np.inf, 6, 0.0
             surprise[6, infinite] = np.inf
@@ -325,9 +334,8 @@ class AnomalyDetector(Detector):
             self.observed_ = np.where(scored, x, self.observed_)
             self.seen_time_ = np.where(scored, times, self.seen_time_)
             # Alerts are explained by what the series had learned before this value.
-            self._explained = {
-                int(row): _explain_now(self, int(row)) for row in np.flatnonzero(alerting)
-            }
+            self._rough = {int(r): _explain_roughly(self, int(r)) for r in np.flatnonzero(alerting)}
+            self._explained = _explain_alerts(self, np.flatnonzero(alerting), record)
             going_on = (self.quiet_ > 0) & (score >= self.threshold)
             self._learn(stats, x, dx, dt, old, times, episode=going_on)
         # The quiet lasts until the series has scored below the threshold for quiet_for points:
@@ -353,7 +361,7 @@ class AnomalyDetector(Detector):
         stats[0] = np.abs(x - self.fast_level_) / scale
         # The averages take a value no further than _CLIP usual steps from the recent level
         # (and a step no larger than _CLIP usual ones): one outlier is a spike, not a shift.
-        reach = np.where(self._settled(), _CLIP * scale, np.inf)
+        reach = np.where(_settled(self), _CLIP * scale, np.inf)
         clipped = np.clip(x, self.fast_level_ - reach, self.fast_level_ + reach)
         change = np.minimum(np.abs(dx), reach)
         fast_level = self.fast_level_ + f * (clipped - self.fast_level_)
@@ -370,16 +378,10 @@ class AnomalyDetector(Detector):
         stats[4] = np.where(np.isfinite(expected), np.abs(season) / scale, 0.0)
         self._next = (fast_level, slow_level, recent_step, slope, season, expected)
         self._clipped = (clipped, change)
+        self._scale = (scale, floor)  # the units the alerts' bands are given in
         # Squared, a Gaussian statistic has an exponential tail: the family the tails are
         # extrapolated in when they show no heavier one.
         return np.where(old, np.nan_to_num(stats * stats, posinf=1e300), 0.0)
-
-    def _settled(self) -> np.ndarray:
-        """Whether each series' usual step is known: after _SETTLE values, and once it has
-        moved at all (a series still since its first value has none: clipped to a few usual
-        steps of none, its averages could not follow its first move)."""
-        settled: np.ndarray = (self.count_ >= _SETTLE) & (self.step_ > 0)
-        return settled
 
     def _learn(
         self,
@@ -392,7 +394,7 @@ class AnomalyDetector(Detector):
         episode: np.ndarray,
     ) -> None:
         fast_level, _, recent_step, slope, season, _ = self._next
-        settled = old & self._settled()  # as it stood before this value
+        settled = old & _settled(self)  # as it stood before this value
         # A series still since its first value, moving: its tails learned statistics that
         # were all 0 (its first move is scored by _first_move: it alerts, as it should);
         # they start over from it, else they would take every later move as infinitely rare
@@ -507,13 +509,18 @@ class AnomalyDetector(Detector):
     # -- explanations ----------------------------------------------------------------------------
 
     def explain_row(self, row: int, series: Hashable = None) -> Explanation:
-        """The component with the largest surprise at the row's last update, the value it
-        judged and the band it would have had to leave to alert (for a series that alerted,
-        as it stood before the value; for the others, as it stands now)."""
-        why = self._explained.get(row)
-        if why is None:
-            why = _explain_now(self, row)
-        return dataclasses.replace(why, series=series)
+        """The row's anomaly kind, the value it judged and the band it would have had to
+        leave to alert (``_explained``)."""
+        return dataclasses.replace(_explained(self, row), series=series)
+
+    def explain_quickly(self, key: Hashable) -> Explanation:
+        """``explain`` without its band search, in O(1): the component with the highest
+        surprise, and a band from its tail's quantiles. Rough (it leaves out the cap by the
+        series' record of events, so an alert's value may lie inside it), but cheap enough to
+        call for every series at every update: the presets judge their moves against it."""
+        row = self.row_of(key)
+        why = getattr(self, "_rough", {}).get(row)  # (none in a checkpoint from before it)
+        return dataclasses.replace(why or _explain_roughly(self, row), series=key)
 
 
 _TINY = 1e-12
@@ -779,14 +786,12 @@ def _within_reach(d: AnomalyDetector, surprise: np.ndarray, n: np.ndarray) -> np
     return np.where(surprise > reach, reach + (surprise - reach) / discount, surprise)
 
 
-def _needed(d: AnomalyDetector, count: float) -> float:
-    """The surprise (before ``_within_reach``) a tail that learned ``count`` points must
-    reach to alert."""
-    level = d.threshold + d._penalty
-    reach = _REACH + d._penalty
-    if level <= reach:
-        return level
-    return reach + (level - reach) * _FAR_DISCOUNT * (1 + _REACH_YOUNG / max(count, 1.0))
+def _settled(d: AnomalyDetector) -> np.ndarray:
+    """Whether each series' usual step is known: after _SETTLE values, and once it has moved
+    at all (a series still since its first value has none: clipped to a few usual steps of
+    none, its averages could not follow its first move)."""
+    settled: np.ndarray = (d.count_ >= _SETTLE) & (d.step_ > 0)
+    return settled
 
 
 def _as_often_as_seen(d: AnomalyDetector, score: np.ndarray, ready: np.ndarray) -> np.ndarray:
@@ -937,27 +942,296 @@ def _learn_profile(
     d.visits_[rows, bins] = visits
 
 
-def _explain_now(d: AnomalyDetector, row: int, series: Hashable = None) -> Explanation:
-    # The averages as this update computed them (before it, for a series that alerted, the
-    # state is still the last update's), the bands from the tails.
+def _explained(d: AnomalyDetector, row: int) -> Explanation:
+    """The explanation of ``row``: for a series that alerted at the last update, as it stood
+    before the value; for the others, as it stands now."""
+    why = d._explained.get(row)
+    if why is None:
+        why = _explain_now(d, row, _kind_named(d, row), _bound_now(d, row))
+    return why
+
+
+def _explain_alerts(
+    d: AnomalyDetector, rows: np.ndarray, record: dict[str, np.ndarray]
+) -> dict[int, Explanation]:
+    """The explanations of this update's alerts at ``rows``, by the state the score read
+    (the last update's, the averages as this update computed them, and the series' record of
+    events before this update's cap). The bands of the series as they stand are found anew.
+
+    An alert named for a more persistent component than its highest (``_kind_named``) whose
+    value the cap (its group's record of events) keeps inside its band is named for its
+    highest after all: an alert's value lies outside its band."""
+    d._bounds = None
+    explained = {}
+    for rule in (_kind_named, _kind_highest):
+        kinds = np.array([rule(d, int(row)) for row in rows], dtype=np.int64)
+        bounds = _bands(d, rows, kinds, record)
+        for row, kind, bound in zip(rows, kinds, bounds, strict=True):
+            why = _explain_now(d, int(row), int(kind), float(bound), record)
+            inside = why.expected_low <= why.observed <= why.expected_high
+            if rule is _kind_highest or not inside:
+                explained[int(row)] = why
+        rows = np.array([row for row in rows if int(row) not in explained], dtype=np.int64)
+        if not rows.size:
+            break
+    return explained
+
+
+def _bound_now(d: AnomalyDetector, row: int) -> float:
+    """``_bands`` of ``row`` as it stands, for the kind it is named, found for its block of
+    ``_BLOCK`` rows at once (a caller explaining every series, as the presets do each cycle,
+    pays one search per block) and kept until the next update."""
+    n = len(d.count_)
+    bounds = getattr(d, "_bounds", None)  # (none in a checkpoint from before it)
+    if bounds is None or len(bounds) != n:
+        bounds = d._bounds = np.full(n, np.nan)
+    if np.isnan(bounds[row]):
+        start = row - row % _BLOCK
+        rows = np.arange(start, min(start + _BLOCK, n))
+        kinds = np.array([_kind_named(d, int(r)) for r in rows], dtype=np.int64)
+        bounds[rows] = _bands(d, rows, kinds, None)
+    return float(bounds[row])
+
+
+_BLOCK = 64  # rows whose bands are found together
+
+
+def _kind_named(d: AnomalyDetector, row: int) -> int:
+    """The kind ``row``'s explanation names: of its components past the threshold at its
+    last update, the most persistent (``_PERSISTENCE``: a run of repeats; a level, a step
+    size or a daily pattern changed; a slope or a single value), the highest surprise among
+    equals; none past it: the highest surprise. A large value among steps grown larger is a
+    change of variance, a step of the level seen first as a slope is a level shift; a single
+    large value alone is a spike. A fall of the variance while the value repeats is named
+    ``stuck``, what a reader needs to hear, though the variance said it first."""
+    kind = _kind_highest(d, row)
+    if d.surprise_.shape[1] > row:
+        past = d._enabled & (d.surprise_[:, row] - d._penalty >= d.threshold)
+        if past.any():
+            rank = np.where(past, _PERSISTENCE * 1e6 + d.surprise_[:, row], -np.inf)
+            kind = int(np.argmax(rank))
+    return 5 if _collapsed(d, row, kind) else kind
+
+
+def _kind_highest(d: AnomalyDetector, row: int) -> int:
+    """``row``'s component with the highest surprise at its last update, among those looked
+    for (a fall of the variance while the value repeats: ``stuck``)."""
+    surprise = d.surprise_[:, row] if d.surprise_.shape[1] > row else np.zeros(len(KINDS))
+    kind = int(np.argmax(np.where(d._enabled, surprise, -np.inf)))
+    return 5 if _collapsed(d, row, kind) else kind
+
+
+# How long each kind's anomaly lasts, by KINDS' index: the name an alert takes when several
+# components are past the threshold. A slope past it is taken as fleeting as a single value:
+# the step or jump that makes one (a flood of traffic) is not a trend.
+_PERSISTENCE = np.array([0, 2, 2, 0, 2, 3, 0])
+
+
+def _collapsed(d: AnomalyDetector, row: int, kind: int) -> bool:
+    """Whether ``row``'s variance, named ``kind``, fell while its value repeats."""
+    recent_step = float(d._next[2][row]) if row < len(d._next[2]) else math.nan
+    return bool(kind == 2 and d.run_[row] > 0 and recent_step < d.step_[row])
+
+
+def _explain_now(
+    d: AnomalyDetector,
+    row: int,
+    kind: int,
+    bound: float,
+    record: dict[str, np.ndarray] | None = None,
+) -> Explanation:
+    """The explanation of ``row`` as anomaly ``kind``, whose component alerts past
+    ``bound`` (``_bands``): ``record`` is given for an alert explained during its update
+    (the state is still the last update's, the averages as this update computed them);
+    None: the series as it stands."""
+    fast, slow, recent_step, slope, season, expected = (
+        float(a[row]) if row < len(a) else math.nan for a in d._next
+    )
+    observed = float(d.observed_[row])
+    scale, floor = _scale(d, row, record is not None)
+    if kind == 5:  # stuck: the run of repeats against the longest that would not alert
+        repeating = record is not None and observed == float(d.last_[row])
+        run = float(d.run_[row]) + repeating
+        longest = float(math.floor(bound)) if math.isfinite(bound) else math.inf
+        if record is not None and _collapsed(d, row, int(np.argmax(d.surprise_[:, row]))):
+            longest = min(longest, run - 1)  # the steps' collapse alerted at this run
+        return _explanation(d, row, kind, run, 0.0, longest)
+    if kind == 6:  # out of range: the value against the range widened as far as a record's
+        low, high = float(d.low_[row]), float(d.high_[row])  # margin must take it to alert
+        width = high - low if high > low else 1.0
+        # An infinite value alerts wherever the range is; so does the first move of a series
+        # still since its first value (_first_move).
+        still = float(d.step_[row]) == 0.0
+        margin = bound * width if math.isfinite(observed) and not still else 0.0
+        return _explanation(d, row, kind, observed, low - margin, high + margin)
+    width = bound * scale
+    if kind == 0:  # spike: the value against the recent level it left (before learning it),
+        # and no value inside the recent extremes alerts as a spike
+        centre = float(d.fast_level_[row])
+        low, high = centre - width, centre + width
+        recent = float(d.recent_low_[row]), float(d.recent_high_[row])
+        if recent[0] <= high and low <= recent[1]:
+            low, high = min(low, recent[0]), max(high, recent[1])
+        return _explanation(d, row, kind, observed, low, high)
+    if kind == 2:  # variance: the recent step against the usual one, as the score compares
+        usual = float(d.step_[row]) + floor  # them (with the resolution's floor)
+        factor = math.exp(min(bound, 700.0))
+        low, high = max(usual / factor - floor, 0.0), usual * factor - floor
+        return _explanation(d, row, kind, recent_step, low, high)
+    if kind == 1:  # level shift: the recent level against the long-run one
+        observed, centre = fast, slow
+    elif kind == 3:  # trend: the recent slope against the long-run one
+        observed, centre = slope, float(d.slow_slope_[row])
+        width /= 10
+    else:  # seasonal: the recent level against this time of day's
+        observed, centre = expected + season, expected
+    return _explanation(d, row, kind, observed, centre - width, centre + width)
+
+
+def _scale(d: AnomalyDetector, row: int, scored: bool) -> tuple[float, float]:
+    """The usual move and the resolution's floor the statistics of ``row`` are measured in:
+    those this update used (``scored``), else those the next value will be measured in."""
+    scales, floors = getattr(d, "_scale", (np.zeros(0), np.zeros(0)))
+    floor = float(floors[row]) if row < len(floors) else _TINY
+    if scored and row < len(scales):
+        return float(scales[row]), floor
+    moving = min(max(float(d.moving_[row]), _MOVING), 1.0)
+    return max(float(d.step_[row]) / moving, floor), floor
+
+
+def _band(
+    d: AnomalyDetector, kind: int, row: int, record: dict[str, np.ndarray] | None = None
+) -> float:
+    """``_bands`` of one row."""
+    return float(_bands(d, np.array([row]), np.array([kind]), record)[0])
+
+
+def _bands(
+    d: AnomalyDetector,
+    rows: np.ndarray,
+    kinds: np.ndarray,
+    record: dict[str, np.ndarray] | None = None,
+) -> np.ndarray:
+    """How far component ``kinds[i]`` of ``rows[i]`` may go without alerting, found by
+    scoring candidates as the update scores a value (``_would_alert``): for the calibrated
+    kinds the statistic (not squared), for ``stuck`` the run of repeats, for
+    ``out_of_range`` the margin past the range in range widths. Infinite where nothing
+    would alert."""
+    m = len(rows)
+    if not m:  # (most updates: no alert)
+        return np.zeros(0)
+    columns = np.repeat(np.asarray(rows, dtype=np.int64), _GRID)
+    probe = copy.copy(d)
+    probe.keep(columns)  # _GRID copies of each row, its state as the score read it
+    for name, values in (record or {}).items():
+        setattr(probe, name, values[..., columns])
+    events = _record_of_events(probe)
+    of_column = np.repeat(kinds, _GRID)
+    # Logarithms of the candidates, refined over rounds of a grid: the largest that does not
+    # alert, to within a fraction of a percent (never past it: a value that alerted lies
+    # outside its band).
+    low, high = np.full(m, _SEARCH[0]), np.full(m, _SEARCH[1])
+    found = np.full(m, np.nan)
+    steps = np.linspace(0.0, 1.0, _GRID)
+    for _ in range(_ROUNDS):
+        grid = low[:, None] + (high - low)[:, None] * steps[None, :]
+        for name, values in events.items():  # as the cap read it, whatever it learned since
+            setattr(probe, name, values.copy())
+        with np.errstate(all="ignore"):  # the highest candidates overflow, as the score does
+            alerts = _would_alert(d, probe, of_column, np.exp(grid).ravel()).reshape(m, _GRID)
+        first = np.argmax(alerts, axis=1)
+        # Only in the first round: not even the highest candidate alerts, or every one does.
+        found = np.where(~alerts.any(axis=1), np.inf, np.where(first == 0, 0.0, found))
+        at = np.maximum(first, 1)
+        low, high = grid[np.arange(m), at - 1], grid[np.arange(m), at]
+    root = np.where(kinds < _CALIBRATED, 0.5, 1.0)
+    with np.errstate(over="ignore"):
+        return np.where(np.isnan(found), np.exp(low * root), found)
+
+
+# Candidates for _bands: the natural logarithms of the lowest and highest, points per round,
+# rounds (a relative precision of about 730 / 32 ** 4, 0.07 % of a squared statistic).
+_SEARCH = (-30.0, 700.0)
+_GRID = 32
+_ROUNDS = 4
+
+
+def _would_alert(
+    d: AnomalyDetector, probe: AnomalyDetector, kinds: np.ndarray, candidates: np.ndarray
+) -> np.ndarray:
+    """Whether component ``kinds`` alone would make each of the ``probe``'s copies of rows
+    of ``d`` score at the threshold at its candidate (its squared statistic; for ``stuck`` a
+    run of repeats; for ``out_of_range`` a margin past the range in range widths), scored by
+    the update's own steps: the tail's surprise (the young tail's discount, its heaviness,
+    the reach), the gates, the penalty and calibration, the cap by the series' record of
+    events. The quiet after an alert is left out: the band is where the series scores under
+    its threshold."""
+    k = len(candidates)
+    old = np.ones(k, dtype=bool)
+    surprise = np.zeros((len(KINDS), k))
+    stats = np.where(np.arange(_CALIBRATED)[:, None] == kinds[None, :], candidates, 0.0)
+    surprise[:_CALIBRATED] = _surprise(probe, stats)  # also the spike tail's shape, for _record
+    probe.run_, probe.run_alerted_ = candidates - 1, np.zeros(k)
+    surprise[5] = _stuck(probe, np.zeros(k), old)
+    width = probe.high_ - probe.low_
+    surprise[6] = _record(probe, probe.high_ + candidates * np.where(width > 0, width, 1), old)
+    surprise[4] = np.where(probe.season_error_ < _PATTERNED * probe.level_error_, surprise[4], 0)
+    surprise[~d._enabled] = 0.0
+    ready = probe.count_ >= d.warmup
+    probe._kind = kinds
+    own = surprise[kinds, np.arange(k)]
+    score = _as_often_as_seen(probe, np.maximum(own - d._penalty, 0.0), ready)
+    return np.asarray(ready & (score >= d.threshold))
+
+
+def _record_of_events(d: AnomalyDetector) -> dict[str, np.ndarray]:
+    """A copy of the series' record of events (the state ``_as_often_as_seen`` reads and
+    learns), taken before the update's cap so that its alerts' bands read what it read."""
+    names = [name for name, _ in _STATE + _EVENTS if "event_" in name]
+    return {name: np.array(getattr(d, name), copy=True) for name in names}
+
+
+def _explanation(
+    d: AnomalyDetector,
+    row: int,
+    kind: int,
+    observed: float,
+    low: float,
+    high: float,
+) -> Explanation:
+    return Explanation(
+        KINDS[kind],
+        low,
+        high,
+        observed,
+        float(d.score_[row]),
+        None,
+        float(d.seen_time_[row]),
+    )
+
+
+# -- explain_quickly ---------------------------------------------------------------------------
+
+
+def _explain_roughly(d: AnomalyDetector, row: int) -> Explanation:
+    """``explain_quickly`` of ``row``: for a series alerting in this update, as it stood before
+    the value (the averages as this update computed them); for the others, as it stands."""
     fast, slow, recent_step, slope, season, expected = (
         float(a[row]) if row < len(a) else math.nan for a in d._next
     )
     kind = int(np.argmax(d.surprise_[:, row])) if d.surprise_.shape[1] > row else 0
     if kind == 2 and d.run_[row] > 0 and recent_step < d.step_[row]:
-        # Variance fallen while the value repeats: the series is stuck (its steps became 0),
-        # which is what a reader needs to hear, though the variance said it first.
-        kind = 5
+        kind = 5  # variance fallen while the value repeats: stuck (as _collapsed)
     observed = float(d.observed_[row])
     scale = max(float(d.step_[row]) / min(max(float(d.moving_[row]), _MOVING), 1.0), _TINY)
-    width = _band(d, kind, row) * scale
+    width = _rough_band(d, kind, row) * scale
     centre = fast
     if kind == 1:  # level shift: the recent level against the long-run one
         observed, centre = fast, slow
     elif kind == 2:  # variance: the recent step against the usual one
-        factor = math.exp(min(_band(d, 2, row), 50.0))
-        return _explanation(d, row, series, kind, recent_step, scale / factor, scale * factor)
-    elif kind == 0:  # spike: the value against the recent level it left (before learning it)
+        factor = math.exp(min(_rough_band(d, 2, row), 50.0))
+        return _explanation(d, row, kind, recent_step, scale / factor, scale * factor)
+    elif kind == 0:  # spike: the value against the recent level it left
         centre = float(d.fast_level_[row])
     elif kind == 3:  # trend: the recent slope against the long-run one
         observed, centre = slope, float(d.slow_slope_[row])
@@ -965,15 +1239,15 @@ def _explain_now(d: AnomalyDetector, row: int, series: Hashable = None) -> Expla
     elif kind == 4:  # seasonal: the recent level against this time of day's
         observed, centre = expected + season, expected
     elif kind == 5:  # stuck: the value repeated; any other value was expected
-        centre = observed
-        width = float(d.step_[row])
+        centre, width = observed, float(d.step_[row])
     elif kind == 6:
-        return _explanation(d, row, series, kind, observed, float(d.low_[row]), float(d.high_[row]))
-    return _explanation(d, row, series, kind, observed, centre - width, centre + width)
+        return _explanation(d, row, kind, observed, float(d.low_[row]), float(d.high_[row]))
+    return _explanation(d, row, kind, observed, centre - width, centre + width)
 
 
-def _band(d: AnomalyDetector, kind: int, row: int) -> float:
-    """The statistic (not squared) at which component ``kind`` of ``row`` alerts."""
+def _rough_band(d: AnomalyDetector, kind: int, row: int) -> float:
+    """The statistic (not squared) at which component ``kind`` of ``row``'s tail alone, its
+    extrapolation inverted, reaches the threshold."""
     if kind >= _CALIBRATED:
         return 0.0
     q1, q2, q3 = (float(getattr(d, n)[kind, row]) for n in _QUANTILES)
@@ -987,9 +1261,8 @@ def _band(d: AnomalyDetector, kind: int, row: int) -> float:
     beyond = max(needed + math.log10(index) - _LOG_TAILS[2], 0.0)
     if shape < 1e-3:
         return math.sqrt(q3 + sigma * beyond * _LN10)
-    # sigma / shape * (10 ** (shape * beyond) - 1), in logarithms past what a float holds (a
-    # threshold of hundreds: a tiny budget, or one given to the observer); a band wider than
-    # any float is infinite: no value alerts.
+    # sigma / shape * (10 ** (shape * beyond) - 1), in logarithms past what a float holds; a
+    # band wider than any float is infinite.
     grown = shape * beyond * _LN10
     if grown < 700:
         return math.sqrt(q3 + sigma / shape * math.expm1(grown))
@@ -997,21 +1270,11 @@ def _band(d: AnomalyDetector, kind: int, row: int) -> float:
     return math.exp(half) if half < 700 else math.inf
 
 
-def _explanation(
-    d: AnomalyDetector,
-    row: int,
-    series: Hashable,
-    kind: int,
-    observed: float,
-    low: float,
-    high: float,
-) -> Explanation:
-    return Explanation(
-        KINDS[kind],
-        low,
-        high,
-        observed,
-        float(d.score_[row]),
-        series,
-        float(d.seen_time_[row]),
-    )
+def _needed(d: AnomalyDetector, count: float) -> float:
+    """The surprise (before ``_within_reach``) a tail that learned ``count`` points must
+    reach to alert."""
+    level = d.threshold + d._penalty
+    reach = _REACH + d._penalty
+    if level <= reach:
+        return level
+    return reach + (level - reach) * _FAR_DISCOUNT * (1 + _REACH_YOUNG / max(count, 1.0))

@@ -321,6 +321,7 @@ _OBSERVED = {
     "level_shift": "recent level",
     "variance": "recent typical change between points",
     "trend": "recent slope per point",
+    "stuck": "run of points at one value",
 }
 
 

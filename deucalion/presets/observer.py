@@ -361,7 +361,7 @@ class PresetObserver(MetricsObserver):
             fresh = score
             signal = self.by_name[key[0]]
             value = values[key]
-            why = detector.explain(key)
+            why = detector.explain_quickly(key)
             low, high = why.expected_low, why.expected_high
             if why.kind in _VALUE_BANDS and math.isfinite(low) and math.isfinite(high):
                 self.bands_[key] = (low, high)

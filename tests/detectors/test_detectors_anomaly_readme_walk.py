@@ -25,11 +25,6 @@ def _alerts_after(history: np.ndarray, value: float) -> list:
     return detector.alerts()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="anomaly.py: a spike alert's expected band (_band of the spike tail) is wider than "
-    "the value that alerted in about a third of alerts on Gaussian noise",
-)
 def test_a_spike_alert_s_observed_value_lies_outside_its_expected_band() -> None:
     """README: an alert explains itself with "observed" and "expected_range" ("The value is 8,
     expected -10.7 .. 10.19" was read, score 11.4). A value that alerted as a spike lies
@@ -60,16 +55,26 @@ def _first_kinds(shift: float, scale: float, seed: int) -> list[str]:
     return list(first.values())
 
 
+def test_a_level_shift_s_first_alert_is_named_level_shift() -> None:
+    """README's kinds: a `level_shift` is what a reader acts on when the level steps; its
+    first alert used to be named for the slope the step makes at first (trend) as often as
+    not. Most first alerts of a level shift carry its name."""
+    level = _first_kinds(2.0, 1.0, 5502)
+    assert level.count("level_shift") > len(level) / 2, level
+
+
 @pytest.mark.xfail(
     strict=True,
-    reason="anomaly.py: a tripled variance's first alert is named spike (20 of 23 here), a "
-    "level shift's often trend: the kind names the component at its highest score",
+    reason="anomaly.py: a tripled variance's first alert is named spike (20 of 23 here): at "
+    "that first large value, a few points after the change, the variance component is past "
+    "the threshold in none of 30 on a synthetic set (median surprise about 0.3 decades: its "
+    "ten-point average of clipped steps has barely moved), so no rule over the components' "
+    "surprises can name it; naming it needs state the score does not keep (how many recent "
+    "values were far)",
 )
-def test_an_alert_names_the_kind_of_anomaly_it_is() -> None:
-    """README's kinds: a change of `variance` (steps much larger than usual) and a
-    `level_shift`; the alert's `kind` is what a reader acts on. Most first alerts of each
-    should carry its name."""
+def test_a_tripled_variance_s_first_alert_is_named_variance() -> None:
+    """README's kinds: a change of `variance` (steps much larger than usual); the alert's
+    `kind` is what a reader acts on. Most first alerts of a tripled variance should carry
+    its name."""
     variance = _first_kinds(0.0, 3.0, 5501)
-    level = _first_kinds(2.0, 1.0, 5502)
     assert variance.count("variance") > len(variance) / 2, variance
-    assert level.count("level_shift") > len(level) / 2, level

@@ -1,0 +1,180 @@
+"""``AnomalyDetector``'s explanations: an alert's observed value lies outside its expected
+band, for every kind, and the band is where the series would not have alerted (found by
+scoring candidates as the update does)."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+
+from deucalion.detectors import AnomalyDetector
+
+SERIES, POINTS, AT = 12, 2600, 2000  # series, points each, the anomaly's start
+STEP = 300.0  # 5-minute points: a day is 288 of them
+
+
+def _series(kind: str, seed: int) -> np.ndarray:
+    """``SERIES`` Gaussian series with an anomaly of ``kind`` from point ``AT``."""
+    rng = np.random.default_rng(seed)
+    values = rng.normal(0.0, 1.0, (SERIES, POINTS))
+    t = np.arange(POINTS)
+    if kind == "spike":
+        values[:, AT] += rng.choice([-1.0, 1.0], SERIES) * rng.uniform(5, 10, SERIES)
+    elif kind == "level_shift":
+        values[:, AT:] += 3.0
+    elif kind == "variance":
+        values[:, AT:] *= 5.0
+    elif kind == "trend":
+        values[:, AT:] += 0.05 * (t[AT:] - AT)
+    elif kind == "seasonal":
+        wave = 5 * np.sin(2 * np.pi * t * STEP / 86400)
+        values += wave
+        values[:, AT : AT + 36] -= 2 * wave[AT : AT + 36]  # the wave upside down for 3 hours
+    elif kind == "stuck":
+        values[:, AT : AT + 300] = values[:, AT : AT + 1]
+    elif kind == "out_of_range":
+        values[:, AT] = values.max(axis=1) + 3.0
+    return values
+
+
+def _alerts(detector: AnomalyDetector, values: np.ndarray) -> list:
+    explained = []
+    for i in range(values.shape[1]):
+        detector.update(values[:, i], times=STEP * i)
+        explained += detector.alerts()
+    return explained
+
+
+@pytest.mark.parametrize(
+    "kind", ["spike", "level_shift", "variance", "trend", "seasonal", "stuck", "out_of_range"]
+)
+def test_an_alert_s_observed_value_lies_outside_its_band_for_every_kind(kind: str) -> None:
+    """Each component alone (``kinds=(kind,)``), on an anomaly of its kind: every alert's
+    observed (the value, the recent level, step or slope, the run of repeats) is outside
+    the band it is said to have been expected in, which is a band (low under high)."""
+    explained = _alerts(AnomalyDetector(kinds=(kind,)), _series(kind, 900 + len(kind)))
+    assert len(explained) >= SERIES // 4, explained
+    assert {why.kind for why in explained} == {kind}
+    for why in explained:
+        assert why.expected_low <= why.expected_high, why
+        assert not why.expected_low <= why.observed <= why.expected_high, why
+
+
+def test_every_alert_of_the_full_detector_lies_outside_its_band() -> None:
+    """All components together, on anomalies of every kind: no alert's observed lies
+    inside its band, whichever component named it."""
+    inside, kinds = [], set()
+    for seed, kind in enumerate(("spike", "level_shift", "variance", "stuck", "seasonal")):
+        for why in _alerts(AnomalyDetector(), _series(kind, 700 + seed)):
+            kinds.add(why.kind)
+            if why.expected_low <= why.observed <= why.expected_high:
+                inside.append(why)
+    assert {"spike", "level_shift", "stuck", "seasonal"} <= kinds, kinds
+    assert inside == []
+
+
+def _learned(kinds: tuple[str, ...]) -> tuple[AnomalyDetector, float]:
+    """A detector of ``kinds`` that learned 1,500 points of Gaussian noise in one series,
+    and the time of its next point."""
+    rng = np.random.default_rng(4242)
+    detector = AnomalyDetector(kinds=kinds)
+    for i in range(1500):
+        detector.update(np.array([rng.normal()]), times=15.0 * i)
+    return detector, 15.0 * 1500
+
+
+@pytest.mark.parametrize("kind", ["spike", "out_of_range"])
+def test_the_band_is_where_the_next_value_would_not_alert(kind: str) -> None:
+    """The band of a series as it stands is where its next value scores under the
+    threshold: a value 1 % of the band's width inside either edge does not alert, one 1 %
+    outside does (a spike's band takes in the recent extremes, where no value is a spike)."""
+    detector, now = _learned((kind,))
+    why = detector.explain(0)
+    low, high = why.expected_low, why.expected_high
+    assert math.isfinite(low) and low < high
+    margin = 0.01 * (high - low)
+    for value, alerts in (
+        (low + margin, False),
+        (high - margin, False),
+        (low - margin, True),
+        (high + margin, True),
+    ):
+        probe = copy.deepcopy(detector)
+        probe.update(np.array([value]), times=now)
+        assert bool(probe.alerting_[0]) == alerts, (value, low, high)
+
+
+def _first_kinds(kind: str, seed: int) -> dict[int, str]:
+    """The kind of each series' first alert from ``AT`` on, by the full detector."""
+    values = _series(kind, seed)
+    detector = AnomalyDetector()
+    first: dict[int, str] = {}
+    for i in range(values.shape[1]):
+        detector.update(values[:, i], times=STEP * i)
+        if i >= AT:
+            for why in detector.alerts():
+                first.setdefault(int(why.series), why.kind)
+    return first
+
+
+def test_a_single_large_value_is_named_spike_and_a_step_level_shift() -> None:
+    """The name goes to the most persistent component past the threshold: a single large
+    value in Gaussian noise moves the averages too little to take it (every first alert is
+    a spike); a step of three standard deviations is named for its level, not for the slope
+    or the first large value it makes."""
+    spikes = _first_kinds("spike", 31)
+    assert len(spikes) >= SERIES - 2 and set(spikes.values()) == {"spike"}, spikes
+    steps = list(_first_kinds("level_shift", 32).values())
+    assert steps.count("level_shift") > len(steps) / 2, steps
+
+
+def test_a_kept_row_is_explained_by_its_own_band() -> None:
+    """The bands found for the series as they stand are forgotten when rows are kept in a
+    new order: a series explained after ``keep`` gets its own band, not its old row's."""
+    rng = np.random.default_rng(77)
+    detector = AnomalyDetector(kinds=("spike",))
+    for i in range(600):
+        detector.update(rng.normal(0.0, [1.0, 100.0]), times=15.0 * i)
+    narrow, wide = detector.explain(0), detector.explain(1)
+    detector.keep([1, 0])
+    again = detector.explain(0)
+    assert (again.expected_low, again.expected_high) == (wide.expected_low, wide.expected_high)
+    assert wide.expected_high - wide.expected_low > 50 * (
+        narrow.expected_high - narrow.expected_low
+    )
+
+
+def test_a_stuck_alert_says_how_long_the_value_repeated() -> None:
+    """The ready observer's annotations of a stuck alert read its run: the points at one
+    value, against the longest run that would not have alerted."""
+    from deucalion.detectors import DetectorObserver, Explanation
+
+    observer = DetectorObserver(AnomalyDetector(), {"queue_depth"})
+    why = Explanation("stuck", 0.0, 6.0, 7.0, 5.2, ("http://a:9100/metrics", "queue_depth", "{}"))
+    alert = observer.explained_alert(why)
+    assert (
+        "The run of points at one value is 7, expected 0 .. 6" in alert.annotations["description"]
+    )
+    assert alert.annotations["kind"] == "stuck" and alert.annotations["expected_range"] == "0 .. 6"
+
+
+def test_the_quick_explanation_names_a_spike_against_the_level_it_left() -> None:
+    """``explain_quickly`` (what the presets judge every series against, every cycle, with
+    no search) names a spike, its value and a band around the level it left; it takes a
+    key or a row number, as ``explain`` does, and a series it never held is a KeyError
+    naming it."""
+    rng = np.random.default_rng(71)
+    detector = AnomalyDetector()
+    for i in range(3000):
+        detector.update({"a": (i * STEP, rng.normal(10.0, 1.0)), "b": (i * STEP, 5.0 + i % 2)})
+    detector.update({"a": (3000 * STEP, 60.0), "b": (3000 * STEP, 5.0)})
+    assert [why.series for why in detector.alerts()] == ["a"]
+    quick = detector.explain_quickly("a")
+    assert (quick.series, quick.kind, quick.observed) == ("a", "spike", 60.0)
+    assert quick.expected_low < 10.0 < quick.expected_high < 60.0
+    assert detector.explain_quickly(1).series == 1  # a row number, as explain takes
+    with pytest.raises(KeyError, match="'c'"):
+        detector.explain_quickly("c")
