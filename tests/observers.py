@@ -256,3 +256,13 @@ class ExitAlwaysObserver(MetricsObserver):
 
     def new_data(self, targets_data_dict: TargetsData) -> Any:
         os._exit(3)
+
+
+class LoggingObserver(MetricsObserver):
+    """Logs one line at INFO from ``new_data`` (the application's logging decides where)."""
+
+    def new_data(self, targets_data_dict: TargetsData) -> Any:
+        import logging
+
+        logging.getLogger("tests.observers").info("saw %d target(s)", len(targets_data_dict))
+        return []

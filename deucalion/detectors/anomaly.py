@@ -225,6 +225,7 @@ class AnomalyDetector(Detector):
         self._enabled = np.array([k in self.kinds for k in KINDS])
         self._penalty = math.log10(len(self.kinds)) + _CALIBRATION
         self._explained: dict[int, Explanation] = {}
+        self._rough: dict[int, Explanation] = {}  # explain_quickly's of this update's alerts
         self._bounds: np.ndarray | None = None  # the bands' bounds as the series stand
         self._spike_shape = np.zeros(0)
         self._next: tuple[np.ndarray, ...] = (np.zeros(0),) * 6
@@ -281,7 +282,7 @@ class AnomalyDetector(Detector):
             setattr(self, name, getattr(self, name)[:, rows])
         self.profile_, self.visits_ = self.profile_[rows], self.visits_[rows]
         self.alerting_, self.surprise_ = self.alerting_[rows], self.surprise_[:, rows]
-        self._explained, self._bounds = {}, None
+        self._explained, self._rough, self._bounds = {}, {}, None
         self.n_series_ = len(rows)
 
     @property
@@ -349,6 +350,7 @@ class AnomalyDetector(Detector):
             self.observed_ = np.where(scored, x, self.observed_)
             self.seen_time_ = np.where(scored, times, self.seen_time_)
             # Alerts are explained by what the series had learned before this value.
+            self._rough = {int(r): _explain_roughly(self, int(r)) for r in np.flatnonzero(alerting)}
             self._explained = _explain_alerts(self, np.flatnonzero(alerting), record)
             going_on = (self.quiet_ > 0) & (score >= self.threshold)
             self._learn(stats, x, dx, dt, old, times, episode=going_on)
@@ -375,7 +377,7 @@ class AnomalyDetector(Detector):
         stats[0] = np.abs(x - self.fast_level_) / scale
         # The averages take a value no further than _CLIP usual steps from the recent level
         # (and a step no larger than _CLIP usual ones): one outlier is a spike, not a shift.
-        reach = np.where(self._settled(), _CLIP * scale, np.inf)
+        reach = np.where(_settled(self), _CLIP * scale, np.inf)
         clipped = np.clip(x, self.fast_level_ - reach, self.fast_level_ + reach)
         change = np.minimum(np.abs(dx), reach)
         fast_level = self.fast_level_ + f * (clipped - self.fast_level_)
@@ -397,13 +399,6 @@ class AnomalyDetector(Detector):
         # extrapolated in when they show no heavier one.
         return np.where(old, np.nan_to_num(stats * stats, posinf=1e300), 0.0)
 
-    def _settled(self) -> np.ndarray:
-        """Whether each series' usual step is known: after _SETTLE values, and once it has
-        moved at all (a series still since its first value has none: clipped to a few usual
-        steps of none, its averages could not follow its first move)."""
-        settled: np.ndarray = (self.count_ >= _SETTLE) & (self.step_ > 0)
-        return settled
-
     def _learn(
         self,
         stats: np.ndarray,
@@ -415,7 +410,7 @@ class AnomalyDetector(Detector):
         episode: np.ndarray,
     ) -> None:
         fast_level, _, recent_step, slope, season, _ = self._next
-        settled = old & self._settled()  # as it stood before this value
+        settled = old & _settled(self)  # as it stood before this value
         # A series still since its first value, moving: its tails learned statistics that
         # were all 0 (its first move is scored by _first_move: it alerts, as it should);
         # they start over from it, else they would take every later move as infinitely rare
@@ -534,6 +529,15 @@ class AnomalyDetector(Detector):
         """The row's anomaly kind, the value it judged and the band it would have had to
         leave to alert (``_explained``)."""
         return dataclasses.replace(_explained(self, row), series=series)
+
+    def explain_quickly(self, key: Hashable) -> Explanation:
+        """``explain`` without its band search, in O(1): the component with the highest
+        surprise, and a band from its tail's quantiles. Rough (it leaves out the cap by the
+        series' record of events, so an alert's value may lie inside it), but cheap enough to
+        call for every series at every update: the presets judge their moves against it."""
+        row = self.row_of(key)
+        why = getattr(self, "_rough", {}).get(row)  # (none in a checkpoint from before it)
+        return dataclasses.replace(why or _explain_roughly(self, row), series=key)
 
 
 _TINY = 1e-12
@@ -808,6 +812,14 @@ def _within_reach(d: AnomalyDetector, surprise: np.ndarray, n: np.ndarray) -> np
         return surprise
     discount = _FAR_DISCOUNT * (1 + _REACH_YOUNG / n)
     return np.where(surprise > reach, reach + (surprise - reach) / discount, surprise)
+
+
+def _settled(d: AnomalyDetector) -> np.ndarray:
+    """Whether each series' usual step is known: after _SETTLE values, and once it has moved
+    at all (a series still since its first value has none: clipped to a few usual steps of
+    none, its averages could not follow its first move)."""
+    settled: np.ndarray = (d.count_ >= _SETTLE) & (d.step_ > 0)
+    return settled
 
 
 def _as_often_as_seen(d: AnomalyDetector, score: np.ndarray, ready: np.ndarray) -> np.ndarray:
@@ -1280,3 +1292,73 @@ def _explanation(
         None,
         float(d.seen_time_[row]),
     )
+
+
+# -- explain_quickly ---------------------------------------------------------------------------
+
+
+def _explain_roughly(d: AnomalyDetector, row: int) -> Explanation:
+    """``explain_quickly`` of ``row``: for a series alerting in this update, as it stood before
+    the value (the averages as this update computed them); for the others, as it stands."""
+    fast, slow, recent_step, slope, season, expected = (
+        float(a[row]) if row < len(a) else math.nan for a in d._next
+    )
+    kind = int(np.argmax(d.surprise_[:, row])) if d.surprise_.shape[1] > row else 0
+    if kind == 2 and d.run_[row] > 0 and recent_step < d.step_[row]:
+        kind = 5  # variance fallen while the value repeats: stuck (as _collapsed)
+    observed = float(d.observed_[row])
+    scale = max(float(d.step_[row]) / min(max(float(d.moving_[row]), _MOVING), 1.0), _TINY)
+    width = _rough_band(d, kind, row) * scale
+    centre = fast
+    if kind == 1:  # level shift: the recent level against the long-run one
+        observed, centre = fast, slow
+    elif kind == 2:  # variance: the recent step against the usual one
+        factor = math.exp(min(_rough_band(d, 2, row), 50.0))
+        return _explanation(d, row, kind, recent_step, scale / factor, scale * factor)
+    elif kind == 0:  # spike: the value against the recent level it left
+        centre = float(d.fast_level_[row])
+    elif kind == 3:  # trend: the recent slope against the long-run one
+        observed, centre = slope, float(d.slow_slope_[row])
+        width /= 10
+    elif kind == 4:  # seasonal: the recent level against this time of day's
+        observed, centre = expected + season, expected
+    elif kind == 5:  # stuck: the value repeated; any other value was expected
+        centre, width = observed, float(d.step_[row])
+    elif kind == 6:
+        return _explanation(d, row, kind, observed, float(d.low_[row]), float(d.high_[row]))
+    return _explanation(d, row, kind, observed, centre - width, centre + width)
+
+
+def _rough_band(d: AnomalyDetector, kind: int, row: int) -> float:
+    """The statistic (not squared) at which component ``kind`` of ``row``'s tail alone, its
+    extrapolation inverted, reaches the threshold."""
+    if kind >= _CALIBRATED:
+        return 0.0
+    q1, q2, q3 = (float(getattr(d, n)[kind, row]) for n in _QUANTILES)
+    shape, sigma = (
+        float(a) for a in _tail_shape(np.array(q1), np.array(q2), np.array(q3), _HEAVY[kind])
+    )
+    index = float(
+        np.clip(d.tail_starts_[kind, row] / max(d.tail_rate_[kind, row], 1e-12), 0.05, 1.0)
+    )
+    needed = _needed(d, float(d.tail_count_[kind, row]))
+    beyond = max(needed + math.log10(index) - _LOG_TAILS[2], 0.0)
+    if shape < 1e-3:
+        return math.sqrt(q3 + sigma * beyond * _LN10)
+    # sigma / shape * (10 ** (shape * beyond) - 1), in logarithms past what a float holds; a
+    # band wider than any float is infinite.
+    grown = shape * beyond * _LN10
+    if grown < 700:
+        return math.sqrt(q3 + sigma / shape * math.expm1(grown))
+    half = 0.5 * (math.log(sigma / shape) + grown)
+    return math.exp(half) if half < 700 else math.inf
+
+
+def _needed(d: AnomalyDetector, count: float) -> float:
+    """The surprise (before ``_within_reach``) a tail that learned ``count`` points must
+    reach to alert."""
+    level = d.threshold + d._penalty
+    reach = _REACH + d._penalty
+    if level <= reach:
+        return level
+    return reach + (level - reach) * _FAR_DISCOUNT * (1 + _REACH_YOUNG / max(count, 1.0))

@@ -265,12 +265,21 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
 
     def explain(self, key: Hashable) -> Explanation:
         """Why series ``key`` (a mapping key, or a row number) scored what it did last."""
+        return self.explain_row(self.row_of(key), key)
+
+    def row_of(self, key: Hashable) -> int:
+        """The row of series ``key`` (a mapping key, or a row number); KeyError if none."""
         rows = self.__dict__.get("rows_", {})
         if key in rows:
-            return self.explain_row(rows[key], key)
+            return int(rows[key])
         if isinstance(key, int) and 0 <= key < self.n_series_:
-            return self.explain_row(key, key)
+            return key
         raise KeyError(f"{type(self).__name__} holds no series {key!r}")
+
+    def explain_quickly(self, key: Hashable) -> Explanation:
+        """``explain``, cheap enough to call for every series at every update (what the
+        presets call); a detector whose ``explain`` searches overrides it with a rougher one."""
+        return self.explain(key)
 
     def explain_row(self, row: int, series: Hashable = None) -> Explanation:
         """The explanation of row ``row`` (online detectors override it with their band; one

@@ -58,13 +58,28 @@ _observer: Any = None
 _install_failure: Failure | None = None
 
 
-def install(observer: Connection, started: Connection, parent: int, lifeline: Connection) -> None:
+def install(
+    observer: Connection,
+    started: Connection,
+    parent: int,
+    lifeline: Connection,
+    logging_setup: tuple[int, str] | None = None,
+) -> None:
     """The executor's initializer: lead a process group of its own and end it when ``parent``
-    ends (``lifeline`` is a pipe only it writes to), report its pid on ``started``, then
+    ends (``lifeline`` is a pipe only it writes to), log as the application does
+    (``logging_setup``: its root level and format), report its pid on ``started``, then
     unpickle the observer once, as the application streams it into the pipe ``observer``. A
     failure is kept for ``hello`` to report, as the executor itself would only log it here and
     call the pool broken."""
     global _observer, _install_failure
+    if logging_setup is not None:
+        # A spawned process starts with no logging configured: an observer's log.info would
+        # be lost and its warnings printed bare, without the time and level the application's
+        # lines have.
+        import logging  # loaded already by concurrent.futures: costs nothing here
+
+        level, fmt = logging_setup
+        logging.basicConfig(level=level, format=fmt)
     # A session (and process group) of its own: whatever new_data starts (a subprocess, a
     # pool) is in it, and ends with it when the application kills the group.
     try:

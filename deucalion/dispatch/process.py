@@ -16,6 +16,7 @@ Everything here but ``kill`` blocks: it runs in the observer's keeper thread (se
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import pickle
@@ -107,7 +108,7 @@ class WorkerProcess:
             max_workers=1,
             mp_context=multiprocessing.get_context(START_METHOD),
             initializer=in_worker.install,
-            initargs=(reader, started, os.getpid(), lifeline),
+            initargs=(reader, started, os.getpid(), lifeline, _logging_of_the_application()),
         )
         unpicklable: Exception | None = None
         try:
@@ -211,6 +212,17 @@ class WorkerProcess:
         lifeline, self._lifeline = self._lifeline, None
         if lifeline is not None:
             lifeline.close()
+
+
+def _logging_of_the_application() -> tuple[int, str] | None:
+    """The root logger's level and its first handler's format, for the worker to log as the
+    application does; None when the application configured no logging."""
+    root = logging.getLogger()
+    if not root.handlers:
+        return None
+    formatter = root.handlers[0].formatter
+    fmt = getattr(formatter, "_fmt", None) if formatter is not None else None
+    return root.level, fmt if isinstance(fmt, str) else logging.BASIC_FORMAT
 
 
 def _signal_quietly(send: Callable[[int, int], None], target: int) -> None:

@@ -153,7 +153,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "`deucalion run --preset NAME`, `preset: NAME` in the config, or the pod annotation "
         "deucalion.io/preset.",
     )
-    sub = presets.add_subparsers(dest="presets_command", metavar="COMMAND", required=True)
+    # `deucalion presets` alone lists them, as `presets list` does.
+    presets.set_defaults(func=_list)
+    sub = presets.add_subparsers(dest="presets_command", metavar="COMMAND")
     listing = sub.add_parser("list", help="every preset and its signals")
     listing.set_defaults(func=_list)
     show_parser = sub.add_parser(

@@ -109,16 +109,33 @@ class Incident:
     def superseded_by(self, moved: list[Moved], cycle: int, news_cycles: int) -> list[Moved]:
         """The moves of ``moved`` that are news of their own, not part of this incident: of
         series not holding it open, that started ``news_cycles`` or more after its last news
-        (``cycle`` is the observer's). An incident held open by levels that have stopped
-        changing (a permanent new level, or one a young detector's rough band opened) does
-        not swallow what happens minutes later."""
+        (``cycle`` is the observer's), and of a signal more severe than the one that opened
+        it (an error ratio rising while a request-rate incident is open). An incident held
+        open by levels that have stopped changing (a permanent new level, or one a young
+        detector's rough band opened) does not swallow what happens minutes later, and a
+        warning does not swallow what would page: its alert keeps the opener's
+        ``severity``, which is what Alertmanager routes on."""
+        worse = [m for m in moved if m.key not in self.settled and self.escalated_by(m)]
         if cycle - self.news < news_cycles:
-            return []
+            return worse
         return [
             m
             for m in moved
-            if m.key not in self.away and (cycle - m.held + 1) - self.news >= news_cycles
+            if m in worse
+            or (m.key not in self.away and (cycle - m.held + 1) - self.news >= news_cycles)
         ]
+
+    def superseded_why(self, ready: list[Moved], cycle: int) -> str:
+        """Why the moves ``ready`` end this incident, for its last alert."""
+        names = ", ".join(sorted({m.name for m in ready}))
+        if any(self.escalated_by(m) for m in ready):
+            return f"superseded: {names} moved, more severe than its {self.opener.signal.severity}"
+        gap = cycle - max(m.held for m in ready) + 1 - self.news
+        return f"superseded: {names} moved {gap} cycles after its last news"
+
+    def escalated_by(self, move: Moved) -> bool:
+        """Whether ``move``'s signal is of a higher severity than the incident's opener."""
+        return severity_rank(move.signal.severity) > severity_rank(self.opener.signal.severity)
 
     def absorb(self, moved: list[Moved], cycle: int, threshold: float) -> None:
         """Take this cycle's ``moved`` series of its target as members; a series joining,
@@ -194,6 +211,15 @@ class IncidentCycles:
     quiet: int
     settle: int
     longest: int
+
+
+#: Alert severities from the least to the most urgent; any other counts as ``warning``.
+SEVERITIES = ("info", "warning", "critical")
+
+
+def severity_rank(severity: str) -> int:
+    """Where ``severity`` stands among ``SEVERITIES``."""
+    return SEVERITIES.index(severity) if severity in SEVERITIES else 1
 
 
 def member_name(key: tuple[str, str, str]) -> str:

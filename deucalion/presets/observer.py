@@ -361,7 +361,7 @@ class PresetObserver(MetricsObserver):
             fresh = score
             signal = self.by_name[key[0]]
             value = values[key]
-            why = detector.explain(key)
+            why = detector.explain_quickly(key)
             low, high = why.expected_low, why.expected_high
             if why.kind in _VALUE_BANDS and math.isfinite(low) and math.isfinite(high):
                 self.bands_[key] = (low, high)
@@ -520,13 +520,11 @@ class PresetObserver(MetricsObserver):
         if incident is not None and (
             news := incident.superseded_by(moved, self.cycle_, NEWS_CYCLES)
         ):
-            # Moves long after the incident's last news are an incident of their own once
-            # they may open one; meanwhile they do not join this one.
+            # Moves long after the incident's last news, or more severe than it, are an
+            # incident of their own once they may open one; meanwhile they do not join it.
             moved = [m for m in moved if m.key not in {n.key for n in news}]
             if ready := openers(news):
-                gap = self.cycle_ - max(m.held for m in ready) + 1 - incident.news
-                names = ", ".join(sorted({m.name for m in ready}))
-                why = f"superseded: {names} moved {gap} cycles after its last news"
+                why = incident.superseded_why(ready, self.cycle_)
                 out.append(self._end(target, incident, why, keep={m.key for m in ready}))
                 incident, moved = None, ready
         if incident is None:

@@ -459,3 +459,11 @@ def test_evaluate_of_a_preset_backtest_prints_what_the_backtest_printed(
     evaluated = capsys.readouterr().out
     assert "load_per_core" in evaluated and "NAB standard" in evaluated
     assert evaluated == report
+
+
+def test_presets_alone_lists_them_as_presets_list_does(capsys: pytest.CaptureFixture[str]) -> None:
+    """`deucalion presets` with no command was a usage error (exit 2); it lists the presets."""
+    assert main(["presets", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert main(["presets"]) == 0
+    assert capsys.readouterr().out == listed and "node-exporter" in listed

@@ -159,3 +159,22 @@ def test_a_stuck_alert_says_how_long_the_value_repeated() -> None:
         "The run of points at one value is 7, expected 0 .. 6" in alert.annotations["description"]
     )
     assert alert.annotations["kind"] == "stuck" and alert.annotations["expected_range"] == "0 .. 6"
+
+
+def test_the_quick_explanation_names_a_spike_against_the_level_it_left() -> None:
+    """``explain_quickly`` (what the presets judge every series against, every cycle, with
+    no search) names a spike, its value and a band around the level it left; it takes a
+    key or a row number, as ``explain`` does, and a series it never held is a KeyError
+    naming it."""
+    rng = np.random.default_rng(71)
+    detector = AnomalyDetector()
+    for i in range(3000):
+        detector.update({"a": (i * STEP, rng.normal(10.0, 1.0)), "b": (i * STEP, 5.0 + i % 2)})
+    detector.update({"a": (3000 * STEP, 60.0), "b": (3000 * STEP, 5.0)})
+    assert [why.series for why in detector.alerts()] == ["a"]
+    quick = detector.explain_quickly("a")
+    assert (quick.series, quick.kind, quick.observed) == ("a", "spike", 60.0)
+    assert quick.expected_low < 10.0 < quick.expected_high < 60.0
+    assert detector.explain_quickly(1).series == 1  # a row number, as explain takes
+    with pytest.raises(KeyError, match="'c'"):
+        detector.explain_quickly("c")

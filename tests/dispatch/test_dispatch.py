@@ -678,3 +678,43 @@ async def test_a_worker_that_keeps_dying_is_replaced_with_growing_backoff(
     ]
     assert [d.rpartition(" in ")[2] for d in delays] == ["1.0s", "2.0s"]
     assert "BrokenProcessPool" in caplog.text or "terminated abruptly" in caplog.text
+
+
+LOGGING_SCRIPT = textwrap.dedent("""
+    import asyncio, logging, sys
+    from deucalion.dispatch import ObserverWorker
+    from tests.observers import LoggingObserver
+
+    async def main():
+        outcomes = []
+        worker = ObserverWorker(LoggingObserver({"up"}), on_result=outcomes.append)
+        await worker.start()
+        worker.submit({"http://t/metrics": {"up": {"{}": 1.0}}})
+        while not outcomes:
+            await asyncio.sleep(0.05)
+        await worker.close()
+
+    if __name__ == "__main__":
+        logging.basicConfig(level=sys.argv[1], format="[app] %(levelname)s %(name)s: %(message)s")
+        asyncio.run(main())
+""")
+
+
+@pytest.mark.parametrize("level", ["INFO", "WARNING"])
+def test_an_observer_logs_in_its_worker_as_the_application_does(tmp_path: Path, level: str) -> None:
+    """A spawned worker starts with no logging: an observer's log.info was lost, its warnings
+    printed bare. It logs at the application's level, in the application's format."""
+    script = tmp_path / "app.py"
+    script.write_text(LOGGING_SCRIPT)
+    root = Path(__file__).parents[2]
+    app = subprocess.run(
+        [sys.executable, str(script), level],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert app.returncode == 0, app.stderr
+    logged = "[app] INFO tests.observers: saw 1 target(s)" in app.stderr
+    assert logged == (level == "INFO"), app.stderr

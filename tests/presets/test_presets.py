@@ -220,6 +220,26 @@ def test_each_instrumentation_gives_rate_and_error_ratio(inst: Any) -> None:
         assert p50 == {}
 
 
+@pytest.mark.parametrize(
+    "inst", [i for i in INSTRUMENTATIONS if i.in_flight or i.started], ids=lambda i: i.name
+)
+def test_each_instrumentation_gives_requests_in_flight(inst: Any) -> None:
+    """In flight from each instrumentation's gauge, summed over its series; gRPC's from its
+    started counter less its handled one, over every method and code."""
+    cycles = _http_cycles(inst.requests, inst.status_labels[0], inst.routes[0], None)
+    for i, sample in enumerate(cycles):
+        handled = sum(sample[inst.requests].values())
+        if inst.started:
+            sample[inst.started] = {
+                '{grpc_method="Get",grpc_service="s"}': handled * 0.5 + 3.0,
+                '{grpc_method="Put",grpc_service="s"}': handled * 0.5 + 4.0 + i,
+            }
+        else:
+            sample[inst.in_flight[-1]] = {'{a="1"}': 3.0, '{a="2"}': 4.0 + i}
+    expected = 7.0 + len(cycles) - 1
+    assert _signal_values("http-service", "in_flight", cycles, APP) == {"{}": expected}
+
+
 def test_few_errors_are_chance_not_a_ratio() -> None:
     """Under MIN_ERRORS errors within the rate's range, the error ratio is 0."""
     cycles = _http_cycles("http_requests_total", "code", ("handler",), None, errors_per_s=0.2)

@@ -249,3 +249,36 @@ def test_a_move_of_a_signal_with_back_cycles_survives_a_one_cycle_dip() -> None:
     assert first(run_two(observer(1), dip)) == 13
     back = [(0.3, 0.3)] * 10 + [(0.9, 0.3)] + [(0.3, 0.3)] * 2 + [(0.9, 0.3)] * 5
     assert first(run_two(observer(2), back)) == 14
+
+
+def test_a_more_severe_signal_moving_in_a_warning_incident_is_a_new_critical_alert(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """a (a warning) opens an incident; b, critical, moving 20 cycles later did join it, and
+    the alert stayed a warning, which Alertmanager routes as one (an error ratio rising in a
+    request-rate incident paged nobody). It ends the warning ("more severe") and opens a
+    critical alert of its own; a later warning move joins that one."""
+    import deucalion.presets.observer as module
+
+    monkeypatch.setattr(module, "NEWS_CYCLES", NEWS)
+    critical = dataclasses.replace(_per_device("b"), severity="critical")
+    observer = PresetObserver(
+        "test",
+        [_per_device("a"), critical],
+        for_cycles=2,
+        quiet_cycles=10,
+        settle_cycles=1000,
+        detector=_AdaptingDetector,
+    )
+    values = _steps(
+        (10, (0.3, 0.3, 0.3)), (20, (0.9, 0.3, 0.3)), (20, (0.9, 0.3, 0.9)), (20, (0.9, 0.9, 0.9))
+    )
+    results = _run(observer, values)
+    assert [(cycle, signal) for cycle, signal, _ in _opened(results)] == [(11, "a"), (31, "b")]
+    [last] = [a for a in results[31].alerts if a.labels["signal"] == "a"]
+    assert last.annotations["ended"] == (
+        'superseded: b{device="x"} moved, more severe than its warning'
+    )
+    [alert] = results[-1].alerts
+    assert alert.labels["severity"] == "critical"
+    assert 'a{device="y"}' in alert.annotations["signals"]

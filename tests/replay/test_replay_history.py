@@ -239,7 +239,8 @@ async def test_cycles_out_of_order_replay_as_recorded_and_are_counted(
 
 def test_a_label_value_of_megabytes_costs_its_size(tmp_path: Path) -> None:
     """A recording with one 10 MB label value replays in memory of the order of its size (it
-    took 1.8 GB); measured in a process of its own."""
+    took 1.8 GB); measured in a process of its own, by its VmHWM: getrusage's ru_maxrss carries the
+    peak of the process that started it (pytest's own, 600 MB late in a full run) across exec."""
     import subprocess
     import sys
 
@@ -248,13 +249,14 @@ def test_a_label_value_of_megabytes_costs_its_size(tmp_path: Path) -> None:
         big = '{path="' + "x" * 10_000_000 + '"}'
         writer.write_cycle(Cycle(T0, {URL: T0}, {URL: {"load": {big: 1.0, "{}": 2.0}}}))
     script = (
-        "import asyncio, resource, sys\n"
+        "import asyncio, sys\n"
         "from deucalion.replay import RecordingSource\n"
         "async def main():\n"
         "    return [c async for c in RecordingSource(sys.argv[1]).cycles()]\n"
         "cycles = asyncio.run(main())\n"
-        "print(len(cycles), len(next(iter(cycles[0].samples.values()))['load']),\n"
-        "      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+        "status = open('/proc/self/status').read()\n"
+        "peak_kb = int(status.split('VmHWM:')[1].split()[0])\n"
+        "print(len(cycles), len(next(iter(cycles[0].samples.values()))['load']), peak_kb // 1024)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script, str(path)],
@@ -265,7 +267,7 @@ def test_a_label_value_of_megabytes_costs_its_size(tmp_path: Path) -> None:
     )
     cycles, series, peak_mb = map(int, done.stdout.split())
     assert (cycles, series) == (1, 2)
-    assert peak_mb < 600, f"{peak_mb} MB to read a 10 MB line"
+    assert peak_mb < 300, f"{peak_mb} MB to read a 10 MB line"
 
 
 async def test_a_sample_recorded_twice_in_a_cycle_is_counted(tmp_path: Path) -> None:
