@@ -489,13 +489,7 @@ class AnomalyDetector(Detector):
         _learn_pattern(self, x, dt, old)
         _learn_profile(self, x, times, dt, seen)
         _learn_growth(self, dx, settled, (self.alerting_ | episode) & seen)
-        # The recent extremes: each value's, decaying towards the recent level over about
-        # _RECENT points.
-        decay = 1.0 / _RECENT
-        high = self.recent_high_ - decay * (self.recent_high_ - self.fast_level_)
-        low = self.recent_low_ - decay * (self.recent_low_ - self.fast_level_)
-        self.recent_high_ = np.where(seen, np.fmax(np.where(old, high, x), x), self.recent_high_)
-        self.recent_low_ = np.where(seen, np.fmin(np.where(old, low, x), x), self.recent_low_)
+        _learn_extremes(self, x, seen, old)
         self.low_ = np.where(seen, np.fmin(self.low_, x), self.low_)
         self.high_ = np.where(seen, np.fmax(self.high_, x), self.high_)
         self.last_ = np.where(seen, x, self.last_)
@@ -935,6 +929,16 @@ def _learn_tails(d: AnomalyDetector, stats: np.ndarray, live: np.ndarray, pace: 
     d.tail_above_ = np.where(live, above, d.tail_above_).astype(np.float64)
     d.tail_run_ = np.where(live, np.where(above, d.tail_run_ + 1, 0.0), d.tail_run_)
     d.tail_count_ = count
+
+
+def _learn_extremes(d: AnomalyDetector, x: np.ndarray, seen: np.ndarray, old: np.ndarray) -> None:
+    """The recent extremes: each value's, decaying towards the recent level over about
+    ``_RECENT`` points."""
+    decay = 1.0 / _RECENT
+    high = d.recent_high_ - decay * (d.recent_high_ - d.fast_level_)
+    low = d.recent_low_ - decay * (d.recent_low_ - d.fast_level_)
+    d.recent_high_ = np.where(seen, np.fmax(np.where(old, high, x), x), d.recent_high_)
+    d.recent_low_ = np.where(seen, np.fmin(np.where(old, low, x), x), d.recent_low_)
 
 
 def _learn_growth(
