@@ -1117,7 +1117,8 @@ def _bands(
     kinds the statistic (not squared), for ``stuck`` the run of repeats, for
     ``out_of_range`` the margin past the range in range widths. Infinite where nothing
     would alert. Rows are searched ``_SEARCHED`` at a time: each takes ``_GRID`` copies of
-    its state (10,000 series alerting at once, every gauge of a restarted target moving, took 550 MB)."""
+    its state (10,000 series alerting at once, every gauge of a restarted target moving,
+    took 550 MB)."""
     if len(rows) <= _SEARCHED:
         return _bands_of_block(d, rows, kinds, record)
     return np.concatenate(

@@ -181,9 +181,9 @@ def test_the_quick_explanation_names_a_spike_against_the_level_it_left() -> None
 
 
 def test_every_series_alerting_at_once_is_explained_in_bounded_memory() -> None:
-    """5,000 series alerting in one update (every gauge of a restarted target moving) are explained with a
-    few MB of copies: the band search copied every row's state 32 times at once (280 MB
-    here, 550 MB at 10,000). Measured in a process of its own, by its VmHWM."""
+    """5,000 series alerting in one update (every gauge of a restarted target moving) are
+    explained with a few MB of copies: the band search copied every row's state 32 times at
+    once (280 MB here, 550 MB at 10,000). Measured in a process of its own, by its VmHWM."""
     import subprocess
     import sys
     from pathlib import Path
