@@ -1218,7 +1218,29 @@ def _bands(
     scoring candidates as the update scores a value (``_would_alert``): for the calibrated
     kinds the statistic (not squared), for ``stuck`` the run of repeats, for
     ``out_of_range`` the margin past the range in range widths. Infinite where nothing
-    would alert."""
+    would alert. Rows are searched ``_SEARCHED`` at a time: each takes ``_GRID`` copies of
+    its state (10,000 series alerting at once, every gauge of a restarted target moving,
+    took 550 MB)."""
+    if len(rows) <= _SEARCHED:
+        return _bands_of_block(d, rows, kinds, record)
+    return np.concatenate(
+        [
+            _bands_of_block(d, rows[i : i + _SEARCHED], kinds[i : i + _SEARCHED], record)
+            for i in range(0, len(rows), _SEARCHED)
+        ]
+    )
+
+
+_SEARCHED = 256  # rows whose bands are searched together (about 9 MB of copies)
+
+
+def _bands_of_block(
+    d: AnomalyDetector,
+    rows: np.ndarray,
+    kinds: np.ndarray,
+    record: dict[str, np.ndarray] | None,
+) -> np.ndarray:
+    """``_bands`` of a block of rows."""
     m = len(rows)
     if not m:  # (most updates: no alert)
         return np.zeros(0)

@@ -109,8 +109,9 @@ async def _listed(
         if not values:
             # Every name, not the first six: the one a user's instrumentation serves (Spring's
             # http_server_requests_active_seconds_active_count) may be the last.
-            first = said.setdefault(tuple(signal.needs), signal.name)
-            looks = "the same as " + first if first != signal.name else ", ".join(signal.needs)
+            needs = signal.needs_on(data.get(url, {}))
+            first = said.setdefault(needs, signal.name)
+            looks = "the same as " + first if first != signal.name else ", ".join(needs)
             lines.append(f"  {signal.name:<26} not found (looks for {looks})")
             continue
         found += 1

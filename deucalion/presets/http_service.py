@@ -26,6 +26,7 @@ as a whole still has them.)
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import cast
 
@@ -271,6 +272,26 @@ def in_flight(q: Query) -> SignalValues:
 
 _ALL = tuple(dict.fromkeys(m for i in INSTRUMENTATIONS for m in i.metrics))
 
+
+def _of_instrumentation(*fields: str) -> Callable[[Collection[str]], tuple[str, ...]]:
+    """``Signal.narrow`` of a signal reading these ``Instrumentation`` fields: on a target
+    that serves an instrumentation's requests, that instrumentation's metrics in them (a gRPC
+    service without its started counter is told to serve that, not every gauge of in-flight
+    requests there is); on another, none (then the signal looks for all of them)."""
+
+    def names(served: Collection[str]) -> tuple[str, ...]:
+        inst = next((i for i in INSTRUMENTATIONS if i.requests in served), None)
+        if inst is None:
+            return ()
+        found: list[str] = []
+        for field in fields:
+            value = getattr(inst, field)
+            found += value if isinstance(value, tuple) else [value] if value else []
+        return tuple(found)
+
+    return names
+
+
 #: The http-service preset's signals.
 SIGNALS: tuple[Signal, ...] = (
     Signal(
@@ -282,6 +303,7 @@ SIGNALS: tuple[Signal, ...] = (
         "both",
         floor=5.0,
         relative=0.9,
+        narrow=_of_instrumentation("requests"),
     ),
     Signal(
         "error_ratio",
@@ -293,6 +315,7 @@ SIGNALS: tuple[Signal, ...] = (
         floor=0.05,
         severity="critical",
         back_cycles=2,
+        narrow=_of_instrumentation("requests"),
     ),
     Signal(
         "latency_p50",
@@ -304,6 +327,7 @@ SIGNALS: tuple[Signal, ...] = (
         floor=0.05,
         relative=1.0,
         back_cycles=2,
+        narrow=_of_instrumentation("duration_bucket"),
     ),
     Signal(
         "latency_p99",
@@ -315,6 +339,7 @@ SIGNALS: tuple[Signal, ...] = (
         floor=0.2,
         relative=1.5,
         back_cycles=2,
+        narrow=_of_instrumentation("duration_bucket"),
     ),
     Signal(
         "in_flight",
@@ -325,5 +350,6 @@ SIGNALS: tuple[Signal, ...] = (
         "up",
         floor=20.0,
         relative=2.0,
+        narrow=_of_instrumentation("in_flight", "started"),
     ),
 )

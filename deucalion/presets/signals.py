@@ -269,6 +269,13 @@ class Signal:
     ratio swings to nothing and back from one scrape to the next while the service fails, and
     a scrape back is a dip (it does not count towards the move); 1 for a machine's signals,
     whose dips are the end (a dip kept their ordinary bursts moving, into false alerts)."""
+    narrow: Callable[[Collection[str]], tuple[str, ...]] | None = None
+    """Of ``needs``, those it looks for on a target that serves these metrics (an HTTP
+    signal: its own metrics of the instrumentation the target serves); None: all of them."""
+
+    def needs_on(self, metrics: Collection[str]) -> tuple[str, ...]:
+        """The metrics it looks for on a target that serves ``metrics``."""
+        return (self.narrow(metrics) if self.narrow else ()) or self.needs
 
 
 #: Cycles a target that is up serves some of a preset's metrics without any signal before the

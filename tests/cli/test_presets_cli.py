@@ -232,6 +232,44 @@ async def test_presets_show_names_every_metric_a_missing_signal_looks_for_once(
     assert "latency_p99                not found (looks for the same as request_rate)" in printed
 
 
+async def test_presets_show_names_what_the_target_s_instrumentation_lacks(
+    target_server: TargetServer,
+) -> None:
+    """A gRPC service without its started counter, and a Spring Boot one without its active
+    gauge: the missing in_flight looks for that instrumentation's metric alone (it listed
+    every instrumentation's gauges, none of which a gRPC service would serve)."""
+    from deucalion.presets.cli import show
+
+    grpc = target_server.add(
+        "/grpc",
+        text(
+            "# TYPE grpc_server_handled_total counter\n"
+            'grpc_server_handled_total{grpc_code="OK",grpc_method="Get",grpc_service="s"} 9\n'
+        ),
+    )
+    spring = target_server.add(
+        "/spring",
+        text(
+            "# TYPE http_server_requests_seconds histogram\n"
+            'http_server_requests_seconds_count{uri="/x",status="200"} 5\n'
+            'http_server_requests_seconds_sum{uri="/x",status="200"} 0.2\n'
+        ),
+    )
+    await target_server.start()
+    printed = await show("http-service", grpc, interval=0.1)
+    assert "request_rate" in printed and "request_rate               not found" not in printed
+    assert "in_flight                  not found (looks for grpc_server_started_total)" in printed
+    assert (
+        "latency_p50                not found (looks for grpc_server_handling_seconds_bucket)"
+        in (printed)
+    )
+    printed = await show("http-service", spring, interval=0.1)
+    assert (
+        "in_flight                  not found "
+        "(looks for http_server_requests_active_seconds_active_count)"
+    ) in printed
+
+
 def test_presets_show_exits_1_on_a_target_without_any_of_its_signals(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
