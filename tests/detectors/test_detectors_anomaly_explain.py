@@ -10,7 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from deucalion.detectors import AnomalyDetector
+from deucalion.detectors import AnomalyDetector, Explanation
+from deucalion.detectors.anomaly import KINDS
 
 SERIES, POINTS, AT = 12, 2600, 2000  # series, points each, the anomaly's start
 STEP = 300.0  # 5-minute points: a day is 288 of them
@@ -178,6 +179,55 @@ def test_the_quick_explanation_names_a_spike_against_the_level_it_left() -> None
     assert detector.explain_quickly(1).series == 1  # a row number, as explain takes
     with pytest.raises(KeyError, match="'c'"):
         detector.explain_quickly("c")
+
+
+def _after(values: list[float], value: float, kinds: tuple[str, ...] = KINDS) -> Explanation:
+    """The explanation of a detector of ``kinds`` that learned 1,500 points of Gaussian
+    noise, then ``values`` (none alerting), then ``value`` (which alerts)."""
+    rng = np.random.default_rng(5150)
+    detector = AnomalyDetector(kinds=kinds)
+    for i, x in enumerate([*rng.normal(0.0, 1.0, 1500), *values, value]):
+        detector.update(np.array([x]), times=15.0 * i)
+        assert detector.alerting_[0] == (i == 1500 + len(values)), (i, x)
+    return detector.explain(0)
+
+
+def test_a_large_value_after_grown_steps_is_named_variance() -> None:
+    """A value far from the level is a spike after ordinary steps, and a change of variance
+    after a run of steps several times the usual size (none alerting): named for the grown
+    steps, it is explained by their typical change against the highest that would not have
+    named it (so its observed lies outside its band, above it)."""
+    alone = _after([], 8.0)
+    assert alone.kind == "spike", alone
+    grown = _after([1.75, -1.75] * 6, 8.0)  # steps of 3.5 noise units
+    assert grown.kind == "variance", grown
+    assert 0 <= grown.expected_low < grown.expected_high < grown.observed, grown
+    # The steps of 3.5 noise units are about 3 usual steps (a usual step is about 1.13).
+    assert 2.0 < grown.observed < 4.0, grown
+
+
+def test_a_detector_without_variance_never_names_it() -> None:
+    """Grown steps rename an alert only when the variance is looked for."""
+    assert _after([1.75, -1.75] * 6, 8.0, ("spike", "level_shift")).kind == "spike"
+
+
+def test_a_checkpoint_from_before_the_evidence_of_grown_steps_loads() -> None:
+    """A detector pickled before a piece of state was added (here the evidence of grown
+    steps) loads with that state fresh, and updates, explains and keeps its series."""
+    import pickle
+
+    rng = np.random.default_rng(61)
+    detector = AnomalyDetector()
+    for i in range(300):
+        detector.update(rng.normal(0.0, 1.0, 3), times=15.0 * i)
+    old = copy.copy(detector)
+    del old.__dict__["growth_"]
+    loaded = pickle.loads(pickle.dumps(old))
+    assert loaded.growth_.shape == (2, 3) and not loaded.growth_.any()
+    loaded.update(np.array([0.0, 50.0, 0.0]), times=15.0 * 300)
+    assert loaded.explain(1).kind == "spike"
+    loaded.keep([2, 1])
+    assert loaded.growth_.shape == (2, 2)
 
 
 def test_every_series_alerting_at_once_is_explained_in_bounded_memory() -> None:
