@@ -120,9 +120,11 @@ def run(
     times: np.ndarray,
     values: np.ndarray,
     resolution: np.ndarray | None = None,
+    explained: dict[tuple[int, int], Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Feed ``values`` (``[points, series]``) to a fresh detector one cycle at a time; returns
-    its scores and whether each series alerted, both ``[points, series]``."""
+    its scores and whether each series alerted, both ``[points, series]``. Given
+    ``explained``, every alert's explanation is put in it at ``(point, series)``."""
     detector = make()
     scores = np.zeros(values.shape)
     alerts = np.zeros(values.shape, dtype=bool)
@@ -131,6 +133,8 @@ def run(
         steps = zero if resolution is None else resolution[i]
         scores[i] = detector.update(values[i], steps, times=times[i])
         alerts[i] = detector.__dict__.get("alerting_", scores[i] >= detector.threshold)
+        if explained is not None and alerts[i].any():
+            explained.update(((i, int(why.series)), why) for why in detector.alerts())
     return np.nan_to_num(scores, nan=0.0), alerts
 
 
@@ -257,19 +261,36 @@ def budget_adherence(
 
 def recall(make: Callable[[], Detector], series: int, seed: int) -> dict[str, Any]:
     """Per anomaly kind, the share of series alerted within ``WITHIN`` points of the start,
-    and the false alerts per 10,000 points before it."""
+    and the false alerts per 10,000 points before it; and of the first alerts within those
+    points, the share named the anomaly's kind and the share whose observed value lies outside
+    the expected band they give (a detector that explains no kind: neither)."""
     out: dict[str, Any] = {}
     for kind in corpus.ANOMALY_KINDS:
         points = (6 if kind == "seasonal" else 4) * corpus.DAY_POINTS
         data = corpus.anomalies(kind, series, points, seed)
         times = np.broadcast_to(data.times[:, None], (points, series))
-        _, alerts = run(make, times, data.values.T)
+        explained: dict[tuple[int, int], Any] = {}
+        _, alerts = run(make, times, data.values.T, explained=explained)
         found = [bool(alerts[s : s + WITHIN, row].any()) for row, s in enumerate(data.starts)]
         before = sum(int(alerts[:s, row].sum()) for row, s in enumerate(data.starts))
         out[kind] = {
             "recall": float(np.mean(found)),
             "false_per_10k_before": before / float(data.starts.sum()) * 10_000,
         }
+        first = [
+            explained.get((s + int(np.argmax(alerts[s : s + WITHIN, row])), row))
+            for row, s in enumerate(data.starts)
+            if found[row]
+        ]
+        first = [why for why in first if why is not None and why.kind in KINDS]
+        if first:
+            out[kind]["first_alerts"] = len(first)
+            out[kind]["named_its_kind"] = float(np.mean([why.kind == kind for why in first]))
+            out[kind]["outside_band"] = float(
+                np.mean(
+                    [not why.expected_low <= why.observed <= why.expected_high for why in first]
+                )
+            )
     return out
 
 

@@ -744,6 +744,21 @@ def recall(results: Results) -> str:
                 for k in present
             ]
             lines.append("| " + " | ".join(cells) + " |")
+        default = per_detector.get(DEFAULT_DETECTOR, {})
+        explained = [k for k in present if "named_its_kind" in default.get(k, {})]
+        if explained:
+            lines += [
+                "",
+                "Explained alerts: of `AnomalyDetector()`'s first alert within 150 points of "
+                "each anomaly, the share named its kind, and the share whose observed value "
+                "lies outside the expected band the alert gives: "
+                + ", ".join(
+                    f"{k.replace('_', ' ')} {default[k]['named_its_kind']:.2f} / "
+                    f"{default[k]['outside_band']:.2f}"
+                    for k in explained
+                )
+                + ".",
+            ]
         injected = detection.get("real", {}).get("injected")
         if injected:
             found = ", ".join(
