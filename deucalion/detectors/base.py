@@ -45,7 +45,7 @@ import copy
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any, cast, overload
 
 try:
     import numpy as np
@@ -187,10 +187,14 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
             _WindowRows.of(self).keep(rows)
         self.n_series_ = len(rows)
 
-    def forget(self, keys: Iterable[Hashable]) -> None:
-        """Forget the series ``keys`` (given to ``update`` as a mapping's keys)."""
+    def forget(self, keys: Iterable[Hashable] | Hashable) -> None:
+        """Forget the series ``keys`` (given to ``update`` as a mapping's keys); a key not held
+        is ignored. One key may be given alone: a string, or a key the detector holds (a
+        ``(target, metric, series)`` tuple), is that series, not the keys it is made of."""
         rows = self.__dict__.get("rows_", {})
-        drop = {key for key in keys if key in rows}
+        one = isinstance(keys, str | bytes) or _holds(rows, keys)
+        many = [cast(Hashable, keys)] if one else cast("Iterable[Hashable]", keys)
+        drop = {key for key in many if key in rows}
         if not drop:
             return
         kept = [key for key in rows if key not in drop]
@@ -370,6 +374,14 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
             f"{k}={v!r}" for k, v in vars(self).items() if not k.endswith("_") and k[0] != "_"
         )
         return f"{type(self).__name__}({params})"
+
+
+def _holds(rows: Mapping[Any, int], key: object) -> bool:
+    """Whether ``key`` is itself a key of ``rows`` (False for what cannot be one)."""
+    try:
+        return key in rows
+    except TypeError:  # unhashable: a list of keys
+        return False
 
 
 def _seconds_of(times: Sequence[float] | Any) -> np.ndarray:

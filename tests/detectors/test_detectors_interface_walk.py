@@ -1,0 +1,28 @@
+"""The README's one detector interface, used as a new user would from its words alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deucalion.detectors import AnomalyDetector
+
+
+def _learned(detector: AnomalyDetector, keys: list[object]) -> None:
+    noise = np.random.default_rng(11).normal(10.0, 1.0, (300, len(keys)))
+    for i, row in enumerate(noise):
+        detector.update({key: (60.0 * i, float(x)) for key, x in zip(keys, row, strict=True)})
+
+
+@pytest.mark.parametrize("key", ["cpu", ("http://h:9100/metrics", "node_load1", "{}")])
+def test_forget_given_one_key_forgets_that_series_not_the_parts_of_its_name(key: object) -> None:
+    """README: `forget(keys)`. `forget("cpu")` iterated the string and forgot series "c", "p"
+    and "u" (none), silently keeping "cpu"; so did an observer's (target, metric, series)."""
+    detector = AnomalyDetector()
+    _learned(detector, [key, "load"])
+    detector.forget(key)  # type: ignore[arg-type]
+    assert list(detector.rows_) == ["load"] and detector.n_series_ == 1
+    with pytest.raises(KeyError):
+        detector.explain(key)  # type: ignore[arg-type]
+    detector.forget(["load", "never-seen"])
+    assert detector.rows_ == {} and detector.n_series_ == 0
