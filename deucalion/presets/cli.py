@@ -135,6 +135,9 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from deucalion.cli.shared import check_preset
+
+    check_preset(args.name, "presets show")  # a misspelt name is told the one meant, as `run`
     if not args.target:
         print(describe(args.name))
         return 0
