@@ -39,7 +39,9 @@ async def show(name: str, url: str, *, interval: float = 1.0, scrape_timeout: fl
     try:
         url = normalize_target_url(url)
     except ValueError as exc:
-        raise ConfigError(f"--target {redact_url(url)}: {redact_text(str(exc))}") from None
+        # Not quoted back: the message quotes what it may (a password whose / ended the host
+        # early cannot be told apart from the rest of the URL).
+        raise ConfigError(f"--target: {redact_text(str(exc))}") from None
     observer = preset_observer(name)
     # What it finds or misses is this command's output: the observer's own log line saying
     # that the target serves none of its metrics would say it a second time.

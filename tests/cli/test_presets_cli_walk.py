@@ -3,6 +3,8 @@ and the slips a user makes with them."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from deucalion.cli import main
@@ -31,3 +33,71 @@ def test_presets_show_tells_a_misspelt_preset_the_one_meant(
 def test_run_tells_a_preset_in_capitals_the_one_meant(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--preset", "HTTP-SERVICE"]) == 1
     assert "did you mean 'http-service'?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["presets", "show", "node-exporter", "--target"],
+        ["demo", "--preset", "node-exporter", "--target"],
+        ["demo", "--target"],
+        ["scrape"],
+    ],
+)
+def test_a_port_alone_as_target_is_refused_saying_host_port(
+    capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    """`--target 9100` was taken for host 9100 and reported down at every scrape ("9100 - is
+    not a canonical IPv4 address")."""
+    assert main([*command, "9100"]) == 1
+    err = capsys.readouterr().err
+    assert "has a number for its host: write host:port (localhost:9100)" in err
+    assert "is down" not in err and "canonical" not in err
+
+
+def test_a_target_number_in_a_config_file_is_refused_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "deucalion.yaml"
+    config.write_text('targets: ["9100"]\n')
+    assert main(["check-config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert f"config file {config}: targets.0.url" in err and "localhost:9100" in err
+
+
+@pytest.mark.parametrize(
+    ("option", "url", "says"),
+    [
+        ("--target", "ftp://example.com/metrics", "is not a scrape URL"),
+        ("--alertmanager", "ftp://example.com:9093", "is not an Alertmanager URL"),
+    ],
+)
+def test_demo_names_the_option_of_a_url_it_refuses(
+    capsys: pytest.CaptureFixture[str], option: str, url: str, says: str
+) -> None:
+    """The demo's options are passed on as keyword arguments, and a bad one was reported as
+    `keyword arguments: targets.0.url: ...`, an option the user never gave."""
+    assert main(["demo", option, url, "--duration", "1"]) == 1
+    err = capsys.readouterr().err
+    assert f"deucalion demo {option}: " in err and says in err
+    assert "keyword arguments" not in err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["presets", "show", "http-service", "--target"],
+        ["demo", "--target"],
+        ["demo", "--alertmanager"],
+    ],
+)
+def test_a_password_that_ends_the_host_early_is_never_shown(
+    capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    """`--target http://u:s3cr/et@host:9100/metrics`: the / in the password ends the host, so
+    the URL's "port" is the password's start and redact_url sees no password to hide: the
+    error quoted the URL whole."""
+    assert main([*command, "http://u:s3cr/et@example.com:9100/metrics"]) == 1
+    err = capsys.readouterr().err
+    assert "s3cr" not in err and "et@" not in err
+    assert "percent-encoded" in err
