@@ -26,3 +26,17 @@ def test_forget_given_one_key_forgets_that_series_not_the_parts_of_its_name(key:
         detector.explain(key)  # type: ignore[arg-type]
     detector.forget(["load", "never-seen"])
     assert detector.rows_ == {} and detector.n_series_ == 0
+
+
+def test_a_large_step_alerts_once_on_its_first_point_as_a_spike() -> None:
+    """README: a single large value is a `spike`, and so is a step large enough to alert on
+    its first point (it said a step "is a `level_shift`", which a user stepping a series by 40
+    noise units never saw): one alert, and the new level becomes the normal."""
+    values = np.random.default_rng(4).normal(10.0, 1.0, 1500)
+    values[1200:] += 40.0
+    detector = AnomalyDetector()
+    fired = []
+    for i, x in enumerate(values):
+        detector.update({"cpu": (60.0 * i, float(x))})
+        fired += [(i, why.kind) for why in detector.alerts()]
+    assert fired == [(1200, "spike")]
