@@ -112,6 +112,16 @@ async def _listed(
             # Every name, not the first six: the one a user's instrumentation serves (Spring's
             # http_server_requests_active_seconds_active_count) may be the last.
             needs = signal.needs_on(data.get(url, {}))
+            if all(metric in data.get(url, {}) for metric in needs):
+                # Served, and yet no value: a service without requests between the two scrapes
+                # (no error ratio of no requests, no quantile of a handful). "Not found, looks
+                # for http_requests_total" on a target serving it read as the wrong metrics.
+                lines.append(
+                    f"  {signal.name:<26} no value: it serves {', '.join(needs)}, from which "
+                    f"none came in the {interval:g}s between the two scrapes (too "
+                    "few requests in them? a longer --interval waits longer)"
+                )
+                continue
             first = said.setdefault(needs, signal.name)
             looks = "the same as " + first if first != signal.name else ", ".join(needs)
             lines.append(f"  {signal.name:<26} not found (looks for {looks})")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from deucalion.cli import main
+from tests.helpers import TargetServer, text
 
 
 @pytest.mark.parametrize(
@@ -101,3 +102,37 @@ def test_a_password_that_ends_the_host_early_is_never_shown(
     err = capsys.readouterr().err
     assert "s3cr" not in err and "et@" not in err
     assert "percent-encoded" in err
+
+
+async def test_presets_show_on_an_idle_service_says_it_serves_what_a_signal_needs(
+    target_server: TargetServer,
+) -> None:
+    """A service that had no request between the two scrapes: error_ratio and the latencies
+    said "not found (looks for http_requests_total)" of a target serving just that, which
+    reads as the wrong instrumentation."""
+    from deucalion.presets.cli import show
+
+    idle = target_server.add(
+        "/metrics",
+        text(
+            "# TYPE http_requests_total counter\n"
+            'http_requests_total{code="200",handler="/x"} 7\n'
+            "# TYPE http_request_duration_seconds histogram\n"
+            'http_request_duration_seconds_bucket{handler="/x",le="0.1"} 7\n'
+            'http_request_duration_seconds_bucket{handler="/x",le="+Inf"} 7\n'
+            'http_request_duration_seconds_count{handler="/x"} 7\n'
+            'http_request_duration_seconds_sum{handler="/x"} 0.2\n'
+        ),
+    )
+    await target_server.start()
+    printed = await show("http-service", idle, interval=0.1)
+    lines = {line.split()[0]: line for line in printed.splitlines()[1:]}
+    assert "error_ratio                no value: it serves http_requests_total," in printed
+    assert (
+        "latency_p99                no value: it serves http_request_duration_seconds_bucket"
+        in (printed)
+    )
+    assert "0.1s between the two scrapes" in lines["latency_p50"]
+    assert "not found" not in lines["error_ratio"] + lines["latency_p50"]
+    # What it does not serve is still "not found", with what it looks for.
+    assert lines["in_flight"].split()[1:3] == ["not", "found"]
