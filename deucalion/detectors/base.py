@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import abc
 import copy
+import difflib
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -278,7 +279,7 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
             return int(rows[key])
         if isinstance(key, int) and 0 <= key < self.n_series_:
             return key
-        raise KeyError(f"{type(self).__name__} holds no series {key!r}")
+        raise KeyError(f"{type(self).__name__} holds no series {key!r}{_held_hint(key, rows)}")
 
     def explain_quickly(self, key: Hashable) -> Explanation:
         """``explain``, cheap enough to call for every series at every update (what the
@@ -374,6 +375,18 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
             f"{k}={v!r}" for k, v in vars(self).items() if not k.endswith("_") and k[0] != "_"
         )
         return f"{type(self).__name__}({params})"
+
+
+def _held_hint(key: Hashable, rows: Mapping[Any, int]) -> str:
+    """What a detector holds, for a key it does not: the closest key, else a few of them."""
+    if not rows:
+        return " (it holds none yet: update it with that key first)"
+    names = {repr(held): held for held in rows}
+    close = difflib.get_close_matches(repr(key), names, n=1, cutoff=0.75)
+    if close:
+        return f"; did you mean {close[0]}?"
+    shown = ", ".join(list(names)[:5])
+    return f" (it holds {len(rows):,}: {shown}{', ...' if len(rows) > 5 else ''})"
 
 
 def _holds(rows: Mapping[Any, int], key: object) -> bool:

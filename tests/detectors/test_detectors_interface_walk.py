@@ -40,3 +40,20 @@ def test_a_large_step_alerts_once_on_its_first_point_as_a_spike() -> None:
         detector.update({"cpu": (60.0 * i, float(x))})
         fired += [(i, why.kind) for why in detector.alerts()]
     assert fired == [(1200, "spike")]
+
+
+def test_explaining_a_key_it_does_not_hold_says_what_it_holds() -> None:
+    """`explain("nope")` said only "holds no series 'nope'": a user who mistyped a key, or
+    gave an observer's (target, metric, series) with the series written another way, was
+    left to guess the keys."""
+    detector = AnomalyDetector()
+    with pytest.raises(KeyError, match="holds none yet: update it with that key first"):
+        detector.explain("cpu")
+    key = ("http://h:9100/metrics", "node_load1", "{}")
+    detector.update({"cpu": (0.0, 1.0), "load": (0.0, 2.0), key: (0.0, 3.0)})
+    with pytest.raises(KeyError, match=r"holds no series 'cpu '; did you mean 'cpu'\?"):
+        detector.explain("cpu ")
+    with pytest.raises(KeyError, match=r"did you mean \('http://h:9100/metrics', 'node_load1'"):
+        detector.explain_quickly(("http://h:9100/metrics", "node_load1", ""))
+    with pytest.raises(KeyError, match=r"'nope' \(it holds 3: 'cpu', 'load', \("):
+        detector.explain("nope")
