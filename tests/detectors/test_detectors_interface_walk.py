@@ -57,3 +57,25 @@ def test_explaining_a_key_it_does_not_hold_says_what_it_holds() -> None:
         detector.explain_quickly(("http://h:9100/metrics", "node_load1", ""))
     with pytest.raises(KeyError, match=r"'nope' \(it holds 3: 'cpu', 'load', \("):
         detector.explain("nope")
+
+
+def _first_alert_of_a_huge_value(values: np.ndarray) -> int:
+    """The first index at which a value of 1,000 placed there alerts."""
+    for at in range(len(values)):
+        detector = AnomalyDetector()
+        for i, x in enumerate(values[: at + 1]):
+            detector.update({"a": (60.0 * i, 1000.0 if i == at else float(x))})
+        if detector.alerts():
+            return at
+    raise AssertionError("never")
+
+
+def test_warm_up_counts_30_values_from_the_first_move() -> None:
+    """README said "a series is scored from its 30th value"; a huge 30th or 31st value of a
+    noisy series did not alert (the series starts over at its first move, its second value),
+    its 32nd did. A series still for 5 values starts over at its move, unscored."""
+    noise = np.random.default_rng(1).normal(10.0, 1.0, 40)
+    assert _first_alert_of_a_huge_value(noise) == 31  # its 32nd value
+    still_then_noise = noise.copy()
+    still_then_noise[:5] = 10.0
+    assert _first_alert_of_a_huge_value(still_then_noise) == 35  # 30 values after its move
