@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deucalion.detectors import AnomalyDetector
+from deucalion.detectors import AnomalyDetector, DetectorObserver
+from deucalion.errors import ConfigError
 
 
 def _learned(detector: AnomalyDetector, keys: list[object]) -> None:
@@ -79,3 +80,23 @@ def test_warm_up_counts_30_values_from_the_first_move() -> None:
     still_then_noise = noise.copy()
     still_then_noise[:5] = 10.0
     assert _first_alert_of_a_huge_value(still_then_noise) == 35  # 30 values after its move
+
+
+@pytest.mark.parametrize("metrics", [{"node_load1"}, "node_load1", ["a", "b"]])
+def test_metric_names_given_as_the_detector_are_refused_saying_how_to_name_them(
+    metrics: object,
+) -> None:
+    """`DetectorObserver({"node_load1"})` (the first argument is the detector) said "desires
+    no metrics: pass the metric names its model needs to super().__init__(desired_metrics)",
+    words for a subclass's author about a call the user never wrote."""
+    with pytest.raises(ConfigError, match=r"given as the detector.*DetectorObserver\(desired_m"):
+        DetectorObserver(metrics)  # type: ignore[arg-type]
+
+
+def test_no_metrics_at_all_says_how_to_name_them() -> None:
+    with pytest.raises(ConfigError) as refused:
+        DetectorObserver()
+    assert "DetectorObserver(desired_metrics={'node_load1'})" in str(refused.value)
+    assert "super().__init__" not in str(refused.value)
+    # An iterator of names is read once, and kept.
+    assert DetectorObserver(desired_metrics=iter(["x_total"])).desired_metrics == {"x_total"}
