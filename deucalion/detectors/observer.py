@@ -141,6 +141,13 @@ class DetectorObserver(MetricsObserver):
                 desired_metrics = list(desired_metrics)  # read once: an iterator is checked too
             _check_metrics_given(detector, desired_metrics)
         super().__init__(desired_metrics)
+        if budget is not None and threshold is not None:
+            # Each sets the default detector's threshold (log10(10,000 / budget)): given both,
+            # the budget was dropped without a word.
+            raise ValueError(
+                f"DetectorObserver: budget={budget!r} and threshold={threshold!r} both set the "
+                "default detector's threshold: give one"
+            )
         if detector is None:
             from deucalion.detectors.anomaly import AnomalyDetector
 

@@ -100,3 +100,11 @@ def test_no_metrics_at_all_says_how_to_name_them() -> None:
     assert "super().__init__" not in str(refused.value)
     # An iterator of names is read once, and kept.
     assert DetectorObserver(desired_metrics=iter(["x_total"])).desired_metrics == {"x_total"}
+
+
+def test_a_budget_and_a_threshold_together_are_refused() -> None:
+    """`DetectorObserver(desired_metrics=..., budget=0.5, threshold=5)` kept threshold 5 and
+    dropped the budget without a word."""
+    with pytest.raises(ValueError, match=r"budget=0.5 and threshold=5 both set .*: give one"):
+        DetectorObserver(desired_metrics={"x"}, budget=0.5, threshold=5)
+    assert DetectorObserver(desired_metrics={"x"}, budget=0.5).detector.threshold > 4.0
