@@ -209,10 +209,19 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
         try:
             pairs = np.array(list(cycle.values()), dtype=np.float64).reshape(len(cycle), 2)
         except (TypeError, ValueError):
-            raise ValueError(
-                f"{type(self).__name__}.update: give each series as key: (time, value) "
-                f"numbers, as in {{'cpu': (1700000000.0, 0.42)}}; got {dict(cycle)!r:.200}"
-            ) from None
+            # Times as a DataFrame's rows give them (pandas Timestamps), datetimes or ISO 8601,
+            # as score_series takes them: converted one by one, off the path of numbers.
+            try:
+                pairs = np.array(
+                    [(_second_of(when), _value_of(value)) for when, value in cycle.values()],
+                    dtype=np.float64,
+                ).reshape(len(cycle), 2)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"{type(self).__name__}.update: give each series as key: (time, value), "
+                    "the time in seconds, a datetime or ISO 8601, the value a number, as in "
+                    f"{{'cpu': (1700000000.0, 0.42)}}; got {dict(cycle)!r:.200}"
+                ) from None
         rows: dict[Any, int] = self.__dict__.setdefault("rows_", {})
         for key in cycle:
             if key not in rows:
@@ -408,8 +417,16 @@ def _seconds_of(times: Sequence[float] | Any) -> np.ndarray:
     return raw.astype(np.float64).reshape(-1)
 
 
+def _value_of(value: Any) -> float:
+    """A pair's value as a float: None is no value (NaN), as NumPy reads it."""
+    return math.nan if value is None else float(value)
+
+
 def _second_of(when: Any) -> float:
     from datetime import UTC, datetime
+
+    if isinstance(when, np.datetime64):
+        return float(when.astype("datetime64[ns]").astype(np.int64)) / 1e9
 
     if isinstance(when, bytes):
         when = when.decode("utf-8", "replace")

@@ -108,3 +108,28 @@ def test_a_budget_and_a_threshold_together_are_refused() -> None:
     with pytest.raises(ValueError, match=r"budget=0.5 and threshold=5 both set .*: give one"):
         DetectorObserver(desired_metrics={"x"}, budget=0.5, threshold=5)
     assert DetectorObserver(desired_metrics={"x"}, budget=0.5).detector.threshold > 4.0
+
+
+def test_update_takes_the_times_a_dataframe_s_rows_give() -> None:
+    """`for t, row in frame.iterrows(): detector.update({"cpu": (t, row.cpu)})`: a pandas
+    Timestamp (or a datetime, an ISO 8601 string) was refused as "not numbers", where
+    score_series takes them all. The same points, timed either way, score the same."""
+    import datetime as dt
+
+    import pandas as pd
+
+    values = np.random.default_rng(8).normal(10.0, 1.0, 400)
+    values[350] = 40.0
+    index = pd.date_range("2026-01-01", periods=400, freq="15s", tz="UTC")
+    by_seconds, by_times = AnomalyDetector(), AnomalyDetector()
+    forms = [lambda t: t, lambda t: t.to_pydatetime(), lambda t: t.isoformat()]
+    fired = []
+    for i, (when, x) in enumerate(zip(index, values, strict=True)):
+        one = by_seconds.update({"cpu": (when.timestamp(), float(x))})
+        other = by_times.update({"cpu": (forms[i % 3](when), x)})
+        assert one == other
+        fired += [(i, why.time) for why in by_times.alerts()]
+    assert fired == [(350, index[350].timestamp())]
+    by_times.update({"cpu": (dt.datetime(2026, 1, 1, 2, 0, tzinfo=dt.UTC), None)})
+    with pytest.raises(ValueError, match="the time in seconds, a datetime or ISO 8601"):
+        by_times.update({"cpu": ("yesterday", 1.0)})
