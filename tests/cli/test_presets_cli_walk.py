@@ -136,3 +136,12 @@ async def test_presets_show_on_an_idle_service_says_it_serves_what_a_signal_need
     assert "not found" not in lines["error_ratio"] + lines["latency_p50"]
     # What it does not serve is still "not found", with what it looks for.
     assert lines["in_flight"].split()[1:3] == ["not", "found"]
+
+
+def test_the_incident_bounds_readme_names_are_options_of_preset_observer() -> None:
+    """README names `quiet_cycles`, `settle_cycles`, `max_cycles` and now says where they are
+    set; the config file's preset takes only name and budget."""
+    from deucalion.presets import preset_observer
+
+    observer = preset_observer("http-service", quiet_cycles=10, settle_cycles=100, max_cycles=500)
+    assert (observer.quiet_cycles, observer.settle_cycles, observer.max_cycles) == (10, 100, 500)
