@@ -53,6 +53,7 @@ def _demo(args: argparse.Namespace) -> int:
             raise ConfigError(metrics_of_a_preset("deucalion demo", args.preset))
     elif args.budget is not None:
         raise ConfigError("deucalion demo --budget: it is a preset's budget; give --preset too")
+    _check_demo_urls(args)
     metrics = metric_list(args.metrics)
     return run_main(
         run_demo(
@@ -65,6 +66,25 @@ def _demo(args: argparse.Namespace) -> int:
             budget=args.budget,
         )
     )
+
+
+def _check_demo_urls(args: argparse.Namespace) -> None:
+    """Refuse a --target or --alertmanager that is no URL, naming the option: the demo passes
+    them on as keyword arguments, which an error would otherwise name ("keyword arguments:
+    targets.0.url")."""
+    from deucalion.config.settings import AlertmanagerSettings, normalize_target_url
+
+    option = "--target"
+    try:
+        if args.target is not None:
+            normalize_target_url(args.target)
+        option = "--alertmanager"
+        if args.alertmanager is not None:
+            AlertmanagerSettings._check_urls([args.alertmanager])
+    except ValueError as exc:
+        # Not quoted back: the message quotes what it may (a password whose / ended the host
+        # early cannot be told apart from the rest of the URL, so it shows none of it).
+        raise ConfigError(f"deucalion demo {option}: {exc}") from None
 
 
 # --- check-config -------------------------------------------------------------------------

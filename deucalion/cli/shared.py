@@ -356,7 +356,7 @@ def check_preset(name: str, where: str) -> None:
     from deucalion.presets import PRESETS
 
     if name not in PRESETS:
-        close = difflib.get_close_matches(str(name).strip(), PRESETS, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(str(name).strip().lower(), PRESETS, n=1, cutoff=0.6)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigError(
             f"{where}: unknown preset {name!r}: {hint}choose one of {', '.join(PRESETS)} "

@@ -162,6 +162,15 @@ def normalize_target_url(value: str) -> str:
             "a target URL holds credentials (user:password@), which would show in logs and "
             "metric labels: give them as basic_auth: {username, password} instead"
         )
+    parts = urlsplit(value)
+    numeric_host = (parts.hostname or "").isdigit()
+    if "separator" in problems and (numeric_host or problems & {"scheme", "port"}):
+        # Not quoted back: an @ after a host that is no host is a password whose /, ? or #
+        # ended it early ("http://u:p/w@h:9100"), and redact_url cannot tell it from the rest.
+        raise ValueError(
+            "a target URL holds an @ after a host that is not one, as a user:password@ whose "
+            "/, ? or # is not percent-encoded: give them as basic_auth: {username, password}"
+        )
     if "scheme" in problems:
         raise ValueError(
             f"{redact_url(value)!r} is not a scrape URL: write http(s)://host:port/path or "
@@ -171,7 +180,13 @@ def normalize_target_url(value: str) -> str:
         raise ValueError(
             f"{redact_url(value)!r} has an invalid port: write http(s)://host:port/path"
         )
-    parts = urlsplit(value)
+    if numeric_host:
+        # A port alone (`9100`) reads as host 9100, which no client can reach: say so now,
+        # not as a target down at every scrape.
+        raise ValueError(
+            f"{redact_url(value)!r} has a number for its host: write host:port "
+            f"(localhost:{parts.hostname}) or http(s)://host:port/path"
+        )
     if not parts.path:
         value = value.rstrip("/") + "/metrics" if not parts.query else value
     return value

@@ -42,10 +42,11 @@ from __future__ import annotations
 
 import abc
 import copy
+import difflib
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any, cast, overload
 
 try:
     import numpy as np
@@ -187,10 +188,14 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
             _WindowRows.of(self).keep(rows)
         self.n_series_ = len(rows)
 
-    def forget(self, keys: Iterable[Hashable]) -> None:
-        """Forget the series ``keys`` (given to ``update`` as a mapping's keys)."""
+    def forget(self, keys: Iterable[Hashable] | Hashable) -> None:
+        """Forget the series ``keys`` (given to ``update`` as a mapping's keys); a key not held
+        is ignored. One key may be given alone: a string, or a key the detector holds (a
+        ``(target, metric, series)`` tuple), is that series, not the keys it is made of."""
         rows = self.__dict__.get("rows_", {})
-        drop = {key for key in keys if key in rows}
+        one = isinstance(keys, str | bytes) or _holds(rows, keys)
+        many = [cast(Hashable, keys)] if one else cast("Iterable[Hashable]", keys)
+        drop = {key for key in many if key in rows}
         if not drop:
             return
         kept = [key for key in rows if key not in drop]
@@ -204,10 +209,19 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
         try:
             pairs = np.array(list(cycle.values()), dtype=np.float64).reshape(len(cycle), 2)
         except (TypeError, ValueError):
-            raise ValueError(
-                f"{type(self).__name__}.update: give each series as key: (time, value) "
-                f"numbers, as in {{'cpu': (1700000000.0, 0.42)}}; got {dict(cycle)!r:.200}"
-            ) from None
+            # Times as a DataFrame's rows give them (pandas Timestamps), datetimes or ISO 8601,
+            # as score_series takes them: converted one by one, off the path of numbers.
+            try:
+                pairs = np.array(
+                    [(_second_of(when), _value_of(value)) for when, value in cycle.values()],
+                    dtype=np.float64,
+                ).reshape(len(cycle), 2)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"{type(self).__name__}.update: give each series as key: (time, value), "
+                    "the time in seconds, a datetime or ISO 8601, the value a number, as in "
+                    f"{{'cpu': (1700000000.0, 0.42)}}; got {dict(cycle)!r:.200}"
+                ) from None
         rows: dict[Any, int] = self.__dict__.setdefault("rows_", {})
         for key in cycle:
             if key not in rows:
@@ -274,7 +288,7 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
             return int(rows[key])
         if isinstance(key, int) and 0 <= key < self.n_series_:
             return key
-        raise KeyError(f"{type(self).__name__} holds no series {key!r}")
+        raise KeyError(f"{type(self).__name__} holds no series {key!r}{_held_hint(key, rows)}")
 
     def explain_quickly(self, key: Hashable) -> Explanation:
         """``explain``, cheap enough to call for every series at every update (what the
@@ -372,6 +386,26 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
         return f"{type(self).__name__}({params})"
 
 
+def _held_hint(key: Hashable, rows: Mapping[Any, int]) -> str:
+    """What a detector holds, for a key it does not: the closest key, else a few of them."""
+    if not rows:
+        return " (it holds none yet: update it with that key first)"
+    names = {repr(held): held for held in rows}
+    close = difflib.get_close_matches(repr(key), names, n=1, cutoff=0.75)
+    if close:
+        return f"; did you mean {close[0]}?"
+    shown = ", ".join(list(names)[:5])
+    return f" (it holds {len(rows):,}: {shown}{', ...' if len(rows) > 5 else ''})"
+
+
+def _holds(rows: Mapping[Any, int], key: object) -> bool:
+    """Whether ``key`` is itself a key of ``rows`` (False for what cannot be one)."""
+    try:
+        return key in rows
+    except TypeError:  # unhashable: a list of keys
+        return False
+
+
 def _seconds_of(times: Sequence[float] | Any) -> np.ndarray:
     """Times as Unix seconds: numbers as they are; datetimes (NumPy's, pandas', Python's;
     naive ones as UTC) and ISO 8601 strings (as a CSV holds them) converted."""
@@ -383,8 +417,16 @@ def _seconds_of(times: Sequence[float] | Any) -> np.ndarray:
     return raw.astype(np.float64).reshape(-1)
 
 
+def _value_of(value: Any) -> float:
+    """A pair's value as a float: None is no value (NaN), as NumPy reads it."""
+    return math.nan if value is None else float(value)
+
+
 def _second_of(when: Any) -> float:
     from datetime import UTC, datetime
+
+    if isinstance(when, np.datetime64):
+        return float(when.astype("datetime64[ns]").astype(np.int64)) / 1e9
 
     if isinstance(when, bytes):
         when = when.decode("utf-8", "replace")

@@ -136,7 +136,18 @@ class DetectorObserver(MetricsObserver):
         budget: float | None = None,
         keep_firing_for: float = KEEP_FIRING_FOR,
     ) -> None:
+        if type(self) is DetectorObserver:  # a subclass's author is told by the base class
+            if not isinstance(desired_metrics, str):
+                desired_metrics = list(desired_metrics)  # read once: an iterator is checked too
+            _check_metrics_given(detector, desired_metrics)
         super().__init__(desired_metrics)
+        if budget is not None and threshold is not None:
+            # Each sets the default detector's threshold (log10(10,000 / budget)): given both,
+            # the budget was dropped without a word.
+            raise ValueError(
+                f"DetectorObserver: budget={budget!r} and threshold={threshold!r} both set the "
+                "default detector's threshold: give one"
+            )
         if detector is None:
             from deucalion.detectors.anomaly import AnomalyDetector
 
@@ -323,6 +334,29 @@ _OBSERVED = {
     "trend": "recent slope per point",
     "stuck": "run of points at one value",
 }
+
+
+def _check_metrics_given(detector: object, desired_metrics: str | list[str]) -> None:
+    """Refuse metric names given where the detector goes (``DetectorObserver({"x"})``), or
+    none at all, saying how to give them: the base class's message speaks to a subclass's
+    author (``super().__init__(desired_metrics)``), not to a user of the ready observer."""
+    from deucalion.errors import ConfigError
+
+    names = isinstance(detector, str)
+    if isinstance(detector, list | tuple | set | frozenset):
+        names = bool(detector) and all(isinstance(item, str) for item in detector)
+    if names:
+        raise ConfigError(
+            f"DetectorObserver: {detector!r} was given as the detector, its first argument: "
+            f"name the metrics, DetectorObserver(desired_metrics={detector!r})"
+        )
+    if desired_metrics:
+        return
+    raise ConfigError(
+        "DetectorObserver desires no metrics: name them, "
+        "DetectorObserver(desired_metrics={'node_load1'}) (under observers: in the config, "
+        "desired_metrics: [node_load1]; on the command line, --metrics node_load1)"
+    )
 
 
 def _key_of(alert: Alert) -> _Key:

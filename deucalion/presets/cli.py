@@ -39,7 +39,9 @@ async def show(name: str, url: str, *, interval: float = 1.0, scrape_timeout: fl
     try:
         url = normalize_target_url(url)
     except ValueError as exc:
-        raise ConfigError(f"--target {redact_url(url)}: {redact_text(str(exc))}") from None
+        # Not quoted back: the message quotes what it may (a password whose / ended the host
+        # early cannot be told apart from the rest of the URL).
+        raise ConfigError(f"--target: {redact_text(str(exc))}") from None
     observer = preset_observer(name)
     # What it finds or misses is this command's output: the observer's own log line saying
     # that the target serves none of its metrics would say it a second time.
@@ -110,6 +112,16 @@ async def _listed(
             # Every name, not the first six: the one a user's instrumentation serves (Spring's
             # http_server_requests_active_seconds_active_count) may be the last.
             needs = signal.needs_on(data.get(url, {}))
+            if all(metric in data.get(url, {}) for metric in needs):
+                # Served, and yet no value: a service without requests between the two scrapes
+                # (no error ratio of no requests, no quantile of a handful). "Not found, looks
+                # for http_requests_total" on a target serving it read as the wrong metrics.
+                lines.append(
+                    f"  {signal.name:<26} no value: it serves {', '.join(needs)}, from which "
+                    f"none came in the {interval:g}s between the two scrapes (too "
+                    "few requests in them? a longer --interval waits longer)"
+                )
+                continue
             first = said.setdefault(needs, signal.name)
             looks = "the same as " + first if first != signal.name else ", ".join(needs)
             lines.append(f"  {signal.name:<26} not found (looks for {looks})")
@@ -135,6 +147,9 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from deucalion.cli.shared import check_preset
+
+    check_preset(args.name, "presets show")  # a misspelt name is told the one meant, as `run`
     if not args.target:
         print(describe(args.name))
         return 0

@@ -1,0 +1,147 @@
+"""README's "Watching a service without code", walked as a new user: the commands as written,
+and the slips a user makes with them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deucalion.cli import main
+from tests.helpers import TargetServer, text
+
+
+@pytest.mark.parametrize(
+    ("given", "meant", "target"),
+    [
+        ("http-servce", "http-service", []),
+        ("http-servce", "http-service", ["--target", "127.0.0.1:1"]),
+        ("NODE-EXPORTER", "node-exporter", ["--target", "127.0.0.1:1"]),
+    ],
+)
+def test_presets_show_tells_a_misspelt_preset_the_one_meant(
+    capsys: pytest.CaptureFixture[str], given: str, meant: str, target: list[str]
+) -> None:
+    """`deucalion presets show http-servce` said only "choose one of ...", where `run
+    --preset http-servce` says "did you mean 'http-service'?"; a name in capitals was told of
+    no preset at all. The name is checked before the target is scraped."""
+    assert main(["presets", "show", given, *target]) == 1
+    err = capsys.readouterr().err
+    assert f"presets show: unknown preset {given!r}: did you mean {meant!r}?" in err
+    assert "is down" not in err
+
+
+def test_run_tells_a_preset_in_capitals_the_one_meant(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--preset", "HTTP-SERVICE"]) == 1
+    assert "did you mean 'http-service'?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["presets", "show", "node-exporter", "--target"],
+        ["demo", "--preset", "node-exporter", "--target"],
+        ["demo", "--target"],
+        ["scrape"],
+    ],
+)
+def test_a_port_alone_as_target_is_refused_saying_host_port(
+    capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    """`--target 9100` was taken for host 9100 and reported down at every scrape ("9100 - is
+    not a canonical IPv4 address")."""
+    assert main([*command, "9100"]) == 1
+    err = capsys.readouterr().err
+    assert "has a number for its host: write host:port (localhost:9100)" in err
+    assert "is down" not in err and "canonical" not in err
+
+
+def test_a_target_number_in_a_config_file_is_refused_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "deucalion.yaml"
+    config.write_text('targets: ["9100"]\n')
+    assert main(["check-config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert f"config file {config}: targets.0.url" in err and "localhost:9100" in err
+
+
+@pytest.mark.parametrize(
+    ("option", "url", "says"),
+    [
+        ("--target", "ftp://example.com/metrics", "is not a scrape URL"),
+        ("--alertmanager", "ftp://example.com:9093", "is not an Alertmanager URL"),
+    ],
+)
+def test_demo_names_the_option_of_a_url_it_refuses(
+    capsys: pytest.CaptureFixture[str], option: str, url: str, says: str
+) -> None:
+    """The demo's options are passed on as keyword arguments, and a bad one was reported as
+    `keyword arguments: targets.0.url: ...`, an option the user never gave."""
+    assert main(["demo", option, url, "--duration", "1"]) == 1
+    err = capsys.readouterr().err
+    assert f"deucalion demo {option}: " in err and says in err
+    assert "keyword arguments" not in err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["presets", "show", "http-service", "--target"],
+        ["demo", "--target"],
+        ["demo", "--alertmanager"],
+    ],
+)
+def test_a_password_that_ends_the_host_early_is_never_shown(
+    capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    """`--target http://u:s3cr/et@host:9100/metrics`: the / in the password ends the host, so
+    the URL's "port" is the password's start and redact_url sees no password to hide: the
+    error quoted the URL whole."""
+    assert main([*command, "http://u:s3cr/et@example.com:9100/metrics"]) == 1
+    err = capsys.readouterr().err
+    assert "s3cr" not in err and "et@" not in err
+    assert "percent-encoded" in err
+
+
+async def test_presets_show_on_an_idle_service_says_it_serves_what_a_signal_needs(
+    target_server: TargetServer,
+) -> None:
+    """A service that had no request between the two scrapes: error_ratio and the latencies
+    said "not found (looks for http_requests_total)" of a target serving just that, which
+    reads as the wrong instrumentation."""
+    from deucalion.presets.cli import show
+
+    idle = target_server.add(
+        "/metrics",
+        text(
+            "# TYPE http_requests_total counter\n"
+            'http_requests_total{code="200",handler="/x"} 7\n'
+            "# TYPE http_request_duration_seconds histogram\n"
+            'http_request_duration_seconds_bucket{handler="/x",le="0.1"} 7\n'
+            'http_request_duration_seconds_bucket{handler="/x",le="+Inf"} 7\n'
+            'http_request_duration_seconds_count{handler="/x"} 7\n'
+            'http_request_duration_seconds_sum{handler="/x"} 0.2\n'
+        ),
+    )
+    await target_server.start()
+    printed = await show("http-service", idle, interval=0.1)
+    lines = {line.split()[0]: line for line in printed.splitlines()[1:]}
+    assert "error_ratio                no value: it serves http_requests_total," in printed
+    assert (
+        "latency_p99                no value: it serves http_request_duration_seconds_bucket"
+        in (printed)
+    )
+    assert "0.1s between the two scrapes" in lines["latency_p50"]
+    assert "not found" not in lines["error_ratio"] + lines["latency_p50"]
+    # What it does not serve is still "not found", with what it looks for.
+    assert lines["in_flight"].split()[1:3] == ["not", "found"]
+
+
+def test_the_incident_bounds_readme_names_are_options_of_preset_observer() -> None:
+    """README names `quiet_cycles`, `settle_cycles`, `max_cycles` and now says where they are
+    set; the config file's preset takes only name and budget."""
+    from deucalion.presets import preset_observer
+
+    observer = preset_observer("http-service", quiet_cycles=10, settle_cycles=100, max_cycles=500)
+    assert (observer.quiet_cycles, observer.settle_cycles, observer.max_cycles) == (10, 100, 500)
