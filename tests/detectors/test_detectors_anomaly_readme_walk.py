@@ -87,10 +87,10 @@ def test_a_ramp_s_first_alert_is_named_trend() -> None:
 @pytest.mark.xfail(
     strict=True,
     reason="anomaly.py: a tripled variance's first alert is named spike (14 of 24 here; "
-    "variance 4, level_shift 5): a spike after steps grown of late is now named variance "
+    "variance 4, level_shift 6): a spike after steps grown of late is now named variance "
     "(the evidence of grown steps), but 7 of these 24 first alerts come at the change's "
     "first, second or third point, where one large value is all there is and no rule can "
-    "tell it from a spike, and 5 are named level_shift (past the threshold, persistent); "
+    "tell it from a spike, and 6 are named level_shift (past the threshold, persistent); "
     "so most cannot carry the name from the values up to the alert alone",
 )
 def test_a_tripled_variance_s_first_alert_is_named_variance() -> None:
