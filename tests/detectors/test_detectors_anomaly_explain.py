@@ -68,12 +68,12 @@ def test_every_alert_of_the_full_detector_lies_outside_its_band() -> None:
     """All components together, on anomalies of every kind: no alert's observed lies
     inside its band, whichever component named it."""
     inside, kinds = [], set()
-    for seed, kind in enumerate(("spike", "level_shift", "variance", "stuck", "seasonal")):
+    for seed, kind in enumerate(("spike", "level_shift", "variance", "stuck", "seasonal", "trend")):
         for why in _alerts(AnomalyDetector(), _series(kind, 700 + seed)):
             kinds.add(why.kind)
             if why.expected_low <= why.observed <= why.expected_high:
                 inside.append(why)
-    assert {"spike", "level_shift", "stuck", "seasonal"} <= kinds, kinds
+    assert {"spike", "level_shift", "stuck", "seasonal", "trend"} <= kinds, kinds
     assert inside == []
 
 
@@ -130,6 +130,46 @@ def test_a_single_large_value_is_named_spike_and_a_step_level_shift() -> None:
     assert len(spikes) >= SERIES - 2 and set(spikes.values()) == {"spike"}, spikes
     steps = list(_first_kinds("level_shift", 32).values())
     assert steps.count("level_shift") > len(steps) / 2, steps
+
+
+def _first_alerts(slope: float, step: float, seed: int, kinds: tuple[str, ...] = KINDS) -> list:
+    """The first alert from ``AT`` on of each of ``SERIES`` Gaussian series that ramp from
+    there by ``slope`` noise units per point, or step by ``step``, up or down at random."""
+    rng = np.random.default_rng(seed)
+    values = rng.normal(0.0, 1.0, (SERIES, POINTS))
+    sign = rng.choice([-1.0, 1.0], (SERIES, 1))
+    values[:, AT:] += sign * (step + slope * np.arange(POINTS - AT))
+    detector = AnomalyDetector(kinds=kinds)
+    first: dict[int, Explanation] = {}
+    for i in range(POINTS):
+        detector.update(values[:, i], times=STEP * i)
+        if i >= AT:
+            for why in detector.alerts():
+                first.setdefault(int(why.series), why)
+    return list(first.values())
+
+
+def test_a_ramp_is_named_trend_and_a_step_level_shift() -> None:
+    """A ramp (0.03 noise units per point, the corpus' trend) alerts when its recent level
+    has left the long-run one, as a step's does: it is named for its slope, as its
+    departure has been growing for longer than the recent level takes to catch up with a
+    step; a step (2 noise units) is named for its level, though its slope may alert first.
+    Each observed lies outside its band; a ramp's is the rate at which its level left."""
+    ramps = _first_alerts(0.03, 0.0, 6101)
+    named = [why.kind for why in ramps]
+    assert len(ramps) >= SERIES - 2 and named.count("trend") > len(ramps) / 2, named
+    steps = [why.kind for why in _first_alerts(0.0, 2.0, 6102)]
+    assert len(steps) >= SERIES - 2 and steps.count("level_shift") > len(steps) / 2, steps
+    for why in ramps:
+        assert not why.expected_low <= why.observed <= why.expected_high, why
+        if why.kind == "trend":
+            assert 0.01 < abs(why.observed) < 0.1, why  # about the ramp's 0.03 per point
+
+
+def test_a_detector_without_trend_names_a_ramp_for_its_level() -> None:
+    """The slope renames a level shift only when the trend is looked for."""
+    named = {why.kind for why in _first_alerts(0.03, 0.0, 6101, ("spike", "level_shift"))}
+    assert named == {"level_shift"}, named
 
 
 def test_a_kept_row_is_explained_by_its_own_band() -> None:
@@ -228,6 +268,23 @@ def test_a_checkpoint_from_before_the_evidence_of_grown_steps_loads() -> None:
     assert loaded.explain(1).kind == "spike"
     loaded.keep([2, 1])
     assert loaded.growth_.shape == (2, 2)
+
+
+def test_a_checkpoint_from_before_the_level_s_recent_departure_loads() -> None:
+    """A detector pickled before it kept its level's recent departure (what tells a ramp
+    from a step) loads with it fresh, and updates and explains its series."""
+    import pickle
+
+    rng = np.random.default_rng(62)
+    detector = AnomalyDetector()
+    for i in range(300):
+        detector.update(rng.normal(0.0, 1.0, 3), times=15.0 * i)
+    old = copy.copy(detector)
+    del old.__dict__["departure_"]
+    loaded = pickle.loads(pickle.dumps(old))
+    assert loaded.departure_.shape == (3,) and not loaded.departure_.any()
+    loaded.update(np.array([0.0, 50.0, 0.0]), times=15.0 * 300)
+    assert loaded.explain(1).kind == "spike" and loaded.departure_.any()
 
 
 def test_every_series_alerting_at_once_is_explained_in_bounded_memory() -> None:
