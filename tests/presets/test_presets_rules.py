@@ -34,7 +34,7 @@ def test_promtool_checks_the_rules() -> None:
         check=False,
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "SUCCESS: 7 rules found" in run.stdout
+    assert "SUCCESS: 8 rules found" in run.stdout
 
 
 def test_promtool_unit_tests_pass() -> None:
@@ -93,6 +93,25 @@ def test_rules_and_dashboards_read_only_what_deucalion_exports() -> None:
     text = RULES.read_text(encoding="utf-8") + "".join(e for *_, e in dashboard_queries())
     used = set(re.findall(r"\bdeucalion_[a-z_]+", text))
     assert used and used <= exported, sorted(used - exported)
+
+
+def test_the_rules_severity_follows_the_presets_signals() -> None:
+    """The rule for the presets' critical signals names exactly the signals the presets label
+    critical, and the warning rule leaves exactly those out: a signal made critical in a
+    preset and not here would page as a warning through Prometheus."""
+    import yaml
+
+    from deucalion.presets import PRESETS, preset_signals
+
+    critical = {
+        s.name for name in PRESETS for s in preset_signals(name) if s.severity == "critical"
+    }
+    rules = yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"][0]["rules"]
+    matched = {}
+    for rule in rules:
+        [(op, names)] = re.findall(r'metric(=~|!~)"([^"]+)"', rule["expr"])
+        matched[rule["labels"]["severity"]] = (op, set(names.split("|")))
+    assert critical and matched == {"warning": ("!~", critical), "critical": ("=~", critical)}
 
 
 def test_every_panel_has_a_query_title_and_unique_id() -> None:
