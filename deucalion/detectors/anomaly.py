@@ -62,21 +62,21 @@ where it starts over (``_first_move``; a series moving from the start: from its 
 record or a run of repeats from then (their closed forms hold for any ``n``); a spike once its
 tail has learned 50 points (started at the squared normal's quantiles times the statistic's
 mean), the averages once theirs have learned 200 (their values are alike for ~20 points in a
-row). A young tail claims less than an old one: its surprises are lowered by ``log10(1 + 1000 /
-n)`` after ``n`` points, and a spike's tail is taken as wide as the upper bound of its scale
-(two standard errors from its ``n / 10`` largest values). So an anomaly far beyond a short
-history alerts within a hundred points, a modest one waits for the tails to firm up. A young
-tail (under 200 points) learns at full pace even near an alert: it is still mostly its prior,
-and slowing it where it is wrong would keep it wrong. Measured, the budget holds over a run; in
-its first 1,000 points heavy-tailed noise (Student's t, 3 degrees of freedom) sees several times
-it, before the tails have learned how heavy they are. A series still since its first value has
-no usual step to measure its first move by: that move scores one decade past the threshold,
-whatever the budget, as ``out_of_range`` (it alerts, and says only that the series moved), is
-kept out of the record of events, and the series starts over from it (it is scored again from
-its ``warmup``-th value after it; its tails, its count of values and so its averages, its usual
-step among them: measured against a step averaged over the still stretch's zeros, its ordinary
-moves would look far and make it heavy-tailed). A second value unlike the first is such a move
-too: its one step is its usual step.
+row). A young tail claims less than an old one: its surprises are lowered by
+``log10(1 + 1000 / n)`` after ``n`` points, and a spike's tail is taken as wide as the upper
+bound of its scale (two standard errors from its ``n / 10`` largest values). So an anomaly far
+beyond a short history alerts within a hundred points, a modest one waits for the tails to firm
+up. A young tail (under 200 points) learns at full pace even near an alert: it is still mostly
+its prior, and slowing it where it is wrong would keep it wrong. Measured, the budget holds over
+a run; in its first 1,000 points heavy-tailed noise (Student's t, 3 degrees of freedom) sees
+several times it, before the tails have learned how heavy they are. A series still since its
+first value has no usual step to measure its first move by: that move scores one decade past the
+threshold, whatever the budget, as ``out_of_range`` (it alerts, and says only that the series
+moved), is kept out of the record of events, and the series starts over from it (it is scored
+again from its ``warmup``-th value after it; its tails, its count of values and so its averages,
+its usual step among them: measured against a step averaged over the still stretch's zeros, its
+ordinary moves would look far and make it heavy-tailed). A second value unlike the first is such
+a move too: its one step is its usual step.
 
 **No value, no end of values.** NaN is no value this cycle: nothing is scored or learned. An
 infinite value (+Inf or -Inf: a gauge that overflowed, a ratio over zero) is as far out of
