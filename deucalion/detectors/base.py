@@ -48,6 +48,8 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast, overload
 
+from deucalion._redact import redact_text
+
 try:
     import numpy as np
 except ImportError as exc:
@@ -288,7 +290,9 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
             return int(rows[key])
         if isinstance(key, int) and 0 <= key < self.n_series_:
             return key
-        raise KeyError(f"{type(self).__name__} holds no series {key!r}{_held_hint(key, rows)}")
+        # Keys may quote a target's URL: its secret query parameters never reach an error.
+        shown = redact_text(f"{key!r}{_held_hint(key, rows)}")
+        raise KeyError(f"{type(self).__name__} holds no series {shown}")
 
     def explain_quickly(self, key: Hashable) -> Explanation:
         """``explain``, cheap enough to call for every series at every update (what the

@@ -60,6 +60,17 @@ def test_explaining_a_key_it_does_not_hold_says_what_it_holds() -> None:
         detector.explain("nope")
 
 
+def test_a_key_it_does_not_hold_never_quotes_a_target_s_secret() -> None:
+    """The keys named back (the one asked for, the closest held) may quote a target's URL:
+    its token shows as ***."""
+    detector = AnomalyDetector()
+    held = ("http://h:9100/metrics?token=s3cr3t", "node_load1", "{}")
+    detector.update({held: (0.0, 1.0)})
+    with pytest.raises(KeyError) as raised:
+        detector.explain(("http://h:9100/metrics?token=s3cr3t", "node_load1", ""))
+    assert "s3cr3t" not in str(raised.value) and "token=***" in str(raised.value)
+
+
 def _first_alert_of_a_huge_value(values: np.ndarray) -> int:
     """The first index at which a value of 1,000 placed there alerts."""
     for at in range(len(values)):
