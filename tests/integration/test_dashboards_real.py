@@ -118,7 +118,7 @@ def test_every_panel_query_returns_data(deucalion_with_preset: int) -> None:
         with urllib.request.urlopen(f"{prometheus.url}/api/v1/rules", timeout=30) as response:
             groups = json.load(response)["data"]["groups"]
         rules = [rule for group in groups for rule in group["rules"]]
-        assert len(rules) == 7
+        assert len(rules) == 8
         _wait_for(
             lambda: all(r.get("lastEvaluation", "").startswith("2") for r in _rules(prometheus)),
             60,
