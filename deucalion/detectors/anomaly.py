@@ -101,8 +101,9 @@ been growing since it began, past ``_RAMPING`` (0.55) of today's, and it is a ``
 within its band in as long). Either observes what alerted in the other's units: outside
 its band exactly when that is outside its own.
 
-Costs: about 1 KB of state per series (the daily profile's 96 float32 among it), whatever the
-history's length; each update is O(1) per series, vectorised across the series updated
+Costs: about 1 KB of state per series (the daily profile's 96 float32 among it, each the
+departure from the series' first value, so a gauge far from zero keeps its units), whatever
+the history's length; each update is O(1) per series, vectorised across the series updated
 together.
 """
 
@@ -205,6 +206,7 @@ class AnomalyDetector(Detector):
     tail_run_: np.ndarray
     growth_: np.ndarray
     departure_: np.ndarray
+    anchor_: np.ndarray
     __setstate__ = _restored  # (a checkpoint from before some state: it starts fresh)
 
     def __init__(
@@ -327,7 +329,8 @@ class AnomalyDetector(Detector):
             dx = np.where(old, x - self.last_, 0.0)
             dt = np.where(old, times - self.time_, 0.0)
             floor = np.maximum(
-                np.maximum(np.nan_to_num(resolution) / 2, 1e-9 * np.abs(self.slow_level_)), _TINY
+                np.maximum(np.nan_to_num(resolution) / 2, _PRECISION * np.abs(self.slow_level_)),
+                _TINY,
             )
             # The usual step of a series that moves at every point; of one that mostly sits
             # still and moves now and then (a gauge in steps), the usual size of its moves.
@@ -550,6 +553,10 @@ class AnomalyDetector(Detector):
 
 
 _TINY = 1e-12
+# The smallest step a value's own size lets be told apart from rounding, relative to it:
+# float64 keeps about 16 digits, and a gauge far from zero (a timestamp, a byte count in the
+# billions) still moves by units (1e-9 made a 1e9 gauge's unit steps the floor itself).
+_PRECISION = 1e-12
 # Measured, the extrapolated tails run about 1.1 times hot (their young estimates, clusters
 # split by the quiet period's end): one constant, chosen on the corpus' training noise (seed
 # 2, never the seeds the benchmark and tests measure on), brings them to the budget.
@@ -593,6 +600,7 @@ _STATE = (
     ("observed_", math.nan),
     ("seen_time_", math.nan),
     ("departure_", 0.0),
+    ("anchor_", 0.0),
 )
 # Per component and series: the tail's level, its excesses' first two moments, how many
 # excesses were seen, the rates of exceedances and of runs of them, and the last point's side.
@@ -689,6 +697,7 @@ def _start(d: AnomalyDetector, first: np.ndarray, x: np.ndarray, times: np.ndarr
         getattr(d, name)[first] = x[first] if name != "season_" else 0.0
     d.time_[first] = times[first]
     d.start_[first] = times[first]
+    d.anchor_[first] = x[first]
 
 
 def _budget(alerts_per_day: object, interval: object) -> float:
@@ -753,7 +762,7 @@ def _seasonal(d: AnomalyDetector, times: np.ndarray) -> np.ndarray:
     """Each row's expected value at ``times`` from its daily profile (NaN before a day)."""
     bins = _bins(times)
     rows = np.arange(len(times))
-    expected = d.profile_[rows, bins].astype(np.float64)
+    expected = d.profile_[rows, bins].astype(np.float64) + d.anchor_
     aged = (times - d.start_) >= DAY
     return np.where(aged & (d.visits_[rows, bins] >= 2), expected, np.nan)
 
@@ -1085,16 +1094,19 @@ def _learn_pattern(d: AnomalyDetector, x: np.ndarray, dt: np.ndarray, old: np.nd
 def _learn_profile(
     d: AnomalyDetector, x: np.ndarray, times: np.ndarray, dt: np.ndarray, seen: np.ndarray
 ) -> None:
-    """Each half-hour bin's value: an average over about its last three days."""
+    """Each half-hour bin's value: an average over about its last three days, kept as its
+    departure from the series' first value (``anchor_``): in float32, a gauge of a billion
+    and some units would lose its units."""
     rows = np.flatnonzero(seen)
     if not rows.size:
         return
     bins = _bins(times[rows])
     visits = d.visits_[rows, bins] + 1
     weight = np.maximum(1.0 / visits, np.minimum(dt[rows] / (3 * DAY / BINS), 1.0))
-    current = d.profile_[rows, bins]
+    anchor = d.anchor_[rows]
+    current = d.profile_[rows, bins] + anchor
     current = np.where(np.isnan(current), x[rows], current)
-    d.profile_[rows, bins] = current + weight * (x[rows] - current)
+    d.profile_[rows, bins] = current + weight * (x[rows] - current) - anchor
     d.visits_[rows, bins] = visits
 
 

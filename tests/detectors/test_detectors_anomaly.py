@@ -91,6 +91,32 @@ def test_a_larger_budget_allows_more_alerts_and_scale_changes_nothing() -> None:
     assert (again != many).sum() <= max(2, many.sum() // 10) and many.sum() > 0
 
 
+@pytest.mark.parametrize("anomaly", ["seasonal", "variance"])
+def test_a_gauge_far_from_zero_is_watched_as_closely_as_one_near_it(anomaly: str) -> None:
+    """A gauge of a billion and some units (a timestamp, a byte count) moving by units: its
+    daily wave gone, or its noise down to a fifth, alerts as the same series near zero does
+    (its daily profile once lost the units to float32; its usual step, to a floor of 1e-9 of
+    its level)."""
+    rng = np.random.default_rng(2612)
+    times = 1.7e9 + 300.0 * np.arange(3000)
+    noise = rng.standard_normal((6, 3000))
+    if anomaly == "seasonal":  # six noise units of daily wave, gone from point 2550
+        wave = 6 * np.sin(2 * np.pi * times / 86400 + rng.uniform(0, 6, (6, 1)))
+        values = noise + np.where(np.arange(3000) < 2550, wave, 0.0)
+    else:
+        values = noise * np.where(np.arange(3000) < 2550, 1.0, 0.2)
+    found = {}
+    for offset in (0.0, 1e9):
+        detector = AnomalyDetector()
+        alerts = np.zeros(values.shape, dtype=bool)
+        for i in range(values.shape[1]):
+            detector.update(offset + values[:, i], times=np.full(6, times[i]))
+            alerts[:, i] = detector.alerting_
+        found[offset] = alerts[:, 2550:2700].any(axis=1)
+    assert found[0.0].mean() >= 5 / 6
+    assert (found[1e9] == found[0.0]).all(), found
+
+
 def test_budget_per_day_converts_from_the_scrape_interval() -> None:
     """Two alerts a day at a 15 s interval is 2 * 10,000 * 15 / 86,400 per 10,000 points."""
     detector = AnomalyDetector.budget_per_day(2.0, 15.0)
