@@ -139,14 +139,18 @@ class Incident:
 
     def absorb(self, moved: list[Moved], cycle: int, threshold: float) -> None:
         """Take this cycle's ``moved`` series of its target as members; a series joining,
-        or a member scored at ``threshold`` again, is news."""
+        or a member scored at ``threshold`` again, is news. The reading the alert shows
+        (``top``) is the one at the incident's highest score so far: a value away from its
+        band (a later cycle of a dip back into it is still part of the move, and read "0,
+        expected 0 to 0"), and annotations that change only as the incident grows (each
+        change is sent to Alertmanager at once, not every ``resend_interval``)."""
         for item in moved:
             if item.key not in self.settled or item.fresh >= threshold:
                 self.news = cycle
             if item.score > self.members.get(item.name, -math.inf):
                 self.members[item.name] = item.score
-            if item.score >= self.top.score or item.name == self.top.name:
-                self.top = item
+            if item.score > self.top.score and item.fresh >= item.score:
+                self.top = item  # a new highest, scored this cycle (not a move's held peak)
             self.settled.setdefault(item.key, 0)
 
     def judge(

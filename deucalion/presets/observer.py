@@ -40,7 +40,8 @@ on a target with fewer than ``YOUNG_CYCLES`` cycles of history says so in its de
 
 While open an incident is one alert labelled ``severity``, ``preset`` and ``signal`` (the
 signal that opened it, so the alert keeps its identity); its annotations name the signal that
-moved most, its observed value, the expected band and the start time, and list the others.
+moved most, its observed value and the expected band at the incident's highest score, and
+the start time, and list the others.
 """
 
 from __future__ import annotations

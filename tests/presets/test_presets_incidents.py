@@ -125,6 +125,25 @@ def test_a_signal_moving_during_an_incident_joins_it_instead_of_alerting_again()
     assert set(results[45].alerts[0].annotations["signals"].split(",")) == {"a", "b"}
 
 
+def test_the_alert_shows_its_highest_reading_and_keeps_its_text_through_a_dip() -> None:
+    """a, whose moves last through a cycle back (``back_cycles=2``, as an error ratio's),
+    steps from 0.3 to 0.9 at 10, dips back to 0.3 for one cycle at 20 and holds 0.9 again.
+    The alert shows a at 0.9 against its band at 0.3 throughout: it showed the dip's reading,
+    inside its band ("is 0.3, expected 0.25 to 0.35"), and its text changed with each cycle's
+    reading (each change is sent to Alertmanager at once)."""
+    values = [(0.3, 0.3)] * 10 + [(0.9, 0.3)] * 10 + [(0.3, 0.3)] + [(0.9, 0.3)] * 15
+    signals = [dataclasses.replace(_signal(name), back_cycles=2) for name in "ab"]
+    observer = PresetObserver(
+        "test", signals, detector=_AdaptingDetector, for_cycles=2, quiet_cycles=10
+    )
+    results = _run(observer, values)
+    assert _firing(results) == list(range(11, 36))
+    texts = [r.alerts[0].annotations for r in results[11:]]
+    assert all(t == texts[0] for t in texts), {t["summary"] for t in texts}
+    assert (texts[0]["signal"], texts[0]["value"]) == ("a", "0.9")
+    assert texts[0]["summary"].startswith(f"a on {NODE} is 0.9 ratio, expected 0.25 to 0.35")
+
+
 def test_a_permanent_new_level_ends_as_the_new_normal_and_swallows_no_later_incident() -> None:
     """a steps up at 10 and never comes back. Once it has held its new level for settle_cycles
     cycles without the detector scoring it, the incident resolves saying so, a does not reopen
