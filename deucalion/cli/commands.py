@@ -283,6 +283,15 @@ def _run(args: argparse.Namespace) -> int:
         from deucalion.presets import preset_observer
 
         check_preset(preset, "--preset" if args.preset else preset_source(args.config))
+        if args.preset and configured is not None and configured.name not in (None, preset):
+            # One preset a run; the command line wins over the file, as --budget does.
+            logging.getLogger("deucalion.cli").warning(
+                "--preset %s replaces the preset %s (%s): one preset a run; run another "
+                "deucalion for the other",
+                preset,
+                configured.name,
+                preset_source(args.config),
+            )
         # --budget wins over the configuration's, as a command line argument does.
         budget = args.budget if args.budget is not None else configured_budget(configured)
         provisioner.register(preset_observer(preset, budget=budget))

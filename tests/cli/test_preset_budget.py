@@ -288,6 +288,21 @@ def test_run_logs_the_preset_and_budget_it_runs(
     assert "preset node-exporter, budget 3 (false alerts per target" in caplog.text
 
 
+def test_run_says_when_preset_replaces_the_files_preset(
+    tmp_path: Path, ran: list[PresetObserver], caplog: pytest.LogCaptureFixture
+) -> None:
+    """`--preset` wins over the file's `preset:` (one preset a run); it did so silently, and a
+    user who meant both saw only one preset's alerts."""
+    import logging
+
+    config = _config(tmp_path, "{name: node-exporter, budget: 3}")
+    with caplog.at_level(logging.INFO, logger="deucalion.cli"):
+        assert main(["run", "-c", str(config), "--preset", "http-service"]) == 0
+    assert [observer.preset for observer in ran] == ["http-service"]
+    assert "--preset http-service replaces the preset node-exporter (config file" in caplog.text
+    assert str(config) in caplog.text
+
+
 def test_demo_takes_the_budget_of_the_environment(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
