@@ -108,6 +108,10 @@ async def _listed(
     said: dict[tuple[str, ...], str] = {}  # the metrics a missing signal looks for, said once
     for signal in observer.signals:
         values = computed.get(signal.name)
+        lacking = signal.lacking(data.get(url, {})) if signal.lacking and not values else None
+        if lacking:
+            lines.append(f"  {signal.name:<26} no value: {lacking}")
+            continue
         if not values:
             # Every name, not the first six: the one a user's instrumentation serves (Spring's
             # http_server_requests_active_seconds_active_count) may be the last.

@@ -26,7 +26,7 @@ as a whole still has them.)
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import cast
 
@@ -126,7 +126,13 @@ INSTRUMENTATIONS: tuple[Instrumentation, ...] = (
         "grpc_server_handling_seconds_bucket",
         started="grpc_server_started_total",
     ),
-    Instrumentation("promhttp", "promhttp_metric_handler_requests_total", ("code",), _HTTP_5XX),
+    Instrumentation(
+        "promhttp",
+        "promhttp_metric_handler_requests_total",
+        ("code",),
+        _HTTP_5XX,
+        in_flight=("promhttp_metric_handler_requests_in_flight",),
+    ),
 )
 
 
@@ -292,6 +298,32 @@ def _of_instrumentation(*fields: str) -> Callable[[Collection[str]], tuple[str, 
     return names
 
 
+def _lacking(field: str) -> Callable[[Mapping[str, Mapping[str, float]]], str | None]:
+    """``Signal.lacking`` of a signal needing the instrumentation's ``field``: on a target
+    serving an instrumentation's requests, why the signal has no value whatever the requests
+    (a request counter without a status label has no error ratio; promhttp counts requests in
+    no duration histogram); None otherwise."""
+
+    def why(samples: Mapping[str, Mapping[str, float]]) -> str | None:
+        inst = next((i for i in INSTRUMENTATIONS if i.requests in samples), None)
+        if inst is None:
+            return None
+        if field == "status_labels":
+            present = {name for key in samples[inst.requests] for name in labels_of(key)}
+            if present & set(inst.status_labels):
+                return None
+            return (
+                f"its {inst.requests} has no status label ({', '.join(inst.status_labels)}) "
+                "to tell server errors by"
+            )
+        if getattr(inst, field) or (field == "in_flight" and inst.started):
+            return None
+        what = "request duration histogram" if field == "duration_bucket" else "in-flight gauge"
+        return f"the {inst.name} instrumentation it serves ({inst.requests}) has no {what}"
+
+    return why
+
+
 #: The http-service preset's signals.
 SIGNALS: tuple[Signal, ...] = (
     Signal(
@@ -316,6 +348,7 @@ SIGNALS: tuple[Signal, ...] = (
         severity="critical",
         back_cycles=2,
         narrow=_of_instrumentation("requests"),
+        lacking=_lacking("status_labels"),
     ),
     Signal(
         "latency_p50",
@@ -328,6 +361,7 @@ SIGNALS: tuple[Signal, ...] = (
         relative=1.0,
         back_cycles=2,
         narrow=_of_instrumentation("duration_bucket"),
+        lacking=_lacking("duration_bucket"),
     ),
     Signal(
         "latency_p99",
@@ -340,6 +374,7 @@ SIGNALS: tuple[Signal, ...] = (
         relative=1.5,
         back_cycles=2,
         narrow=_of_instrumentation("duration_bucket"),
+        lacking=_lacking("duration_bucket"),
     ),
     Signal(
         "in_flight",
@@ -351,5 +386,6 @@ SIGNALS: tuple[Signal, ...] = (
         floor=20.0,
         relative=2.0,
         narrow=_of_instrumentation("in_flight", "started"),
+        lacking=_lacking("in_flight"),
     ),
 )

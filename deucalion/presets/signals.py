@@ -272,6 +272,10 @@ class Signal:
     narrow: Callable[[Collection[str]], tuple[str, ...]] | None = None
     """Of ``needs``, those it looks for on a target that serves these metrics (an HTTP
     signal: its own metrics of the instrumentation the target serves); None: all of them."""
+    lacking: Callable[[Mapping[str, Mapping[str, float]]], str | None] | None = None
+    """Why it can have no value on a target serving these samples (``{metric: {series:
+    value}}``) whatever the requests: what it needs beyond metric names (an error ratio, a
+    status label on the request counter); None when nothing is lacking."""
 
     def needs_on(self, metrics: Collection[str]) -> tuple[str, ...]:
         """The metrics it looks for on a target that serves ``metrics``."""

@@ -145,3 +145,51 @@ def test_the_incident_bounds_readme_names_are_options_of_preset_observer() -> No
 
     observer = preset_observer("http-service", quiet_cycles=10, settle_cycles=100, max_cycles=500)
     assert (observer.quiet_cycles, observer.settle_cycles, observer.max_cycles) == (10, 100, 500)
+
+
+async def test_presets_show_says_what_a_signal_lacks_beyond_its_metrics(
+    target_server: TargetServer,
+) -> None:
+    """A prometheus_client Histogram alone (no status label) has no error ratio however many
+    requests it serves, and promhttp counts requests in no duration histogram: `presets show`
+    said "no value: ... none came in the 5s between the two scrapes (too few requests?)" of
+    a service doing 50 a second, and listed all 16 latency metrics it knows of promhttp."""
+    from deucalion.presets.cli import show
+
+    histogram = target_server.add(
+        "/histogram",
+        text(
+            "# TYPE http_request_duration_seconds histogram\n"
+            'http_request_duration_seconds_bucket{handler="/x",le="0.1"} 7\n'
+            'http_request_duration_seconds_bucket{handler="/x",le="+Inf"} 7\n'
+            'http_request_duration_seconds_count{handler="/x"} 7\n'
+            'http_request_duration_seconds_sum{handler="/x"} 0.2\n'
+        ),
+    )
+    promhttp = target_server.add(
+        "/promhttp",
+        text(
+            "# TYPE promhttp_metric_handler_requests_total counter\n"
+            'promhttp_metric_handler_requests_total{code="200"} 7\n'
+        ),
+    )
+    await target_server.start()
+    lines = {
+        line.split()[0]: line
+        for line in (await show("http-service", histogram, interval=0.1)).splitlines()[1:]
+    }
+    assert lines["error_ratio"].endswith(
+        "no value: its http_request_duration_seconds_count has no status label (status, code, "
+        "status_code) to tell server errors by"
+    )
+    assert "too few requests" in lines["latency_p50"]  # it has a histogram: none came
+    lines = {
+        line.split()[0]: line
+        for line in (await show("http-service", promhttp, interval=0.1)).splitlines()[1:]
+    }
+    assert lines["latency_p99"].endswith(
+        "no value: the promhttp instrumentation it serves "
+        "(promhttp_metric_handler_requests_total) has no request duration histogram"
+    )
+    assert "too few requests" in lines["error_ratio"]  # a status label: no request came
+    assert "looks for promhttp_metric_handler_requests_in_flight" in lines["in_flight"]
