@@ -155,7 +155,7 @@ class Evaluation:
             lines.append(
                 f"NAB {profile}: {sweep.score:.1f} ({how} {shown_threshold(sweep.threshold)}, "
                 f"{sweep.detected}/{sweep.windows} windows detected, {sweep.false_positives} "
-                "false positives)"
+                "false positives: rows scored past it outside the windows, not alerts)"
             )
         if self.nab_error:
             lines.append(f"NAB score refused: {self.nab_error}")
