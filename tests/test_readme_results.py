@@ -212,6 +212,16 @@ def test_a_false_alert_rate_past_twice_the_budget_is_printed_as_missed() -> None
     assert "budget 1 **missed** (heavy-tailed noise 2.5x)" in table
 
 
+def test_a_false_alert_rate_under_half_the_budget_is_printed_as_missed_too() -> None:
+    """Within twice the budget is both ways: a detector using a fifth of it gives up recall
+    the user asked to have."""
+    table = readme.false_alerts(_detection(heavy_at_1=0.2))
+    assert "| heavy-tailed noise (t, 3) | **0.20** (under: 5.0x fewer) | 9.00 |" in table
+    assert "budget 1 **missed** (heavy-tailed noise 5.0x fewer)" in table
+    table = readme.false_alerts(_detection(heavy_at_1=0.0))
+    assert "| heavy-tailed noise (t, 3) | **0.00** (under: none) | 9.00 |" in table
+
+
 def test_recall_is_tabled_per_kind_with_the_real_recording_s_injected_incidents() -> None:
     table = readme.recall(_detection())
     assert table.splitlines()[:3] == [
