@@ -147,10 +147,14 @@ class Incident:
         for item in moved:
             if item.key not in self.settled or item.fresh >= threshold:
                 self.news = cycle
+            # A new highest: scored this cycle, or a series joining with it (a ramp's move
+            # starts when it passes its floor, with the score of its start), not the held
+            # peak of a move that has come back since.
+            joining = item.name not in self.members
+            if item.score > self.top.score and (joining or item.fresh >= item.score):
+                self.top = item
             if item.score > self.members.get(item.name, -math.inf):
                 self.members[item.name] = item.score
-            if item.score > self.top.score and item.fresh >= item.score:
-                self.top = item  # a new highest, scored this cycle (not a move's held peak)
             self.settled.setdefault(item.key, 0)
 
     def judge(
