@@ -680,7 +680,7 @@ def false_alerts(results: Results) -> str:
                     missed[budget].append(f"{_short(what)} {rate / float(budget):.1f}x")
                 elif rate * BUDGET_SLACK < float(budget):
                     # Under: fewer false alerts than asked for, so less recall than it allows.
-                    fewer = f"{float(budget) / rate:.1f}x fewer" if rate > 0 else "none"
+                    fewer = f"{float(budget) / rate:.1f}x fewer" if rate > 0 else "0 alerts"
                     cell = f"**{cell}** (under: {fewer})"
                     missed[budget].append(f"{_short(what)} {fewer}")
                 detail = details.get(budget)

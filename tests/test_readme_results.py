@@ -219,7 +219,7 @@ def test_a_false_alert_rate_under_half_the_budget_is_printed_as_missed_too() -> 
     assert "| heavy-tailed noise (t, 3) | **0.20** (under: 5.0x fewer) | 9.00 |" in table
     assert "budget 1 **missed** (heavy-tailed noise 5.0x fewer)" in table
     table = readme.false_alerts(_detection(heavy_at_1=0.0))
-    assert "| heavy-tailed noise (t, 3) | **0.00** (under: none) | 9.00 |" in table
+    assert "| heavy-tailed noise (t, 3) | **0.00** (under: 0 alerts) | 9.00 |" in table
 
 
 def test_recall_is_tabled_per_kind_with_the_real_recording_s_injected_incidents() -> None:

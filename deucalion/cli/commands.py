@@ -286,14 +286,15 @@ def _run(args: argparse.Namespace) -> int:
         if args.preset and configured is not None and configured.name not in (None, preset):
             # One preset a run; the command line wins over the file, as --budget does.
             logging.getLogger("deucalion.cli").warning(
-                "--preset %s replaces the preset %s (%s): one preset a run; run another "
-                "deucalion for the other",
+                "--preset %s replaces the preset %s (%s), and its budget %g with it: one "
+                "preset a run; run another deucalion for the other",
                 preset,
                 configured.name,
                 preset_source(args.config),
+                configured.budget,
             )
         # --budget wins over the configuration's, as a command line argument does.
-        budget = args.budget if args.budget is not None else configured_budget(configured)
+        budget = args.budget if args.budget is not None else configured_budget(configured, preset)
         provisioner.register(preset_observer(preset, budget=budget))
         # What a pod's sidecar runs is set in three places (the annotation, a ConfigMap, the
         # injector's environment): its log says what came of them.

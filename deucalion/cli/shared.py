@@ -77,10 +77,14 @@ def preset_budget(text: str) -> float:
         raise argparse.ArgumentTypeError(message.removeprefix("Value error, ")) from None
 
 
-def configured_budget(preset: object) -> float:
-    """The budget of the configuration's ``preset`` section (a ``PresetSettings`` or None):
-    the budget of whichever preset the command runs."""
+def configured_budget(preset: object, running: str) -> float:
+    """The budget of the configuration's ``preset`` section (a ``PresetSettings`` or None)
+    for the preset ``running``: the section's when it names no preset (the budget of
+    whichever preset the command runs) or names that one; else (``--preset`` replacing the
+    one it names) the default, 1."""
     budget = getattr(preset, "budget", None)
+    if getattr(preset, "name", None) not in (None, running):
+        return 1.0
     return float(budget) if isinstance(budget, int | float) else 1.0
 
 

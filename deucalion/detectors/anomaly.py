@@ -527,7 +527,7 @@ class AnomalyDetector(Detector):
             # it: the recent level's distance from the long-run one is mostly the time of day
             # (added, an alert shifted the whole profile by the wave's height at that hour,
             # and the broken profile kept the series in long episodes: a level shift two days
-            # after a spike was found in 6 of 20 daily series, 16 now).
+            # after a spike was found in 4 of 20 daily series, 18 now).
             daily = (self.season_error_[rows] < _PATTERNED * self.level_error_[rows]) & (
                 np.isfinite(self._next[5][rows])
             )
@@ -610,6 +610,8 @@ _STATE = (
     ("observed_", math.nan),
     ("seen_time_", math.nan),
     ("departure_", 0.0),
+    # What the daily profile is kept relative to: a new series' first value (_start); 0 for a
+    # checkpoint from before it, whose profile holds the values themselves.
     ("anchor_", 0.0),
 )
 # Per component and series: the tail's level, its excesses' first two moments, how many

@@ -126,13 +126,9 @@ INSTRUMENTATIONS: tuple[Instrumentation, ...] = (
         "grpc_server_handling_seconds_bucket",
         started="grpc_server_started_total",
     ),
-    Instrumentation(
-        "promhttp",
-        "promhttp_metric_handler_requests_total",
-        ("code",),
-        _HTTP_5XX,
-        in_flight=("promhttp_metric_handler_requests_in_flight",),
-    ),
+    # The metrics handler's own requests: Go's promhttp serves them (its in-flight gauge
+    # counts scrapes of the metrics endpoint, not the service's requests).
+    Instrumentation("promhttp", "promhttp_metric_handler_requests_total", ("code",), _HTTP_5XX),
 )
 
 

@@ -140,18 +140,18 @@ class Incident:
     def absorb(self, moved: list[Moved], cycle: int, threshold: float) -> None:
         """Take this cycle's ``moved`` series of its target as members; a series joining,
         or a member scored at ``threshold`` again, is news. The reading the alert shows
-        (``top``) is the one at the incident's highest score so far: a value away from its
-        band (a later cycle of a dip back into it is still part of the move, and read "0,
-        expected 0 to 0"), and annotations that change only as the incident grows (each
-        change is sent to Alertmanager at once, not every ``resend_interval``)."""
+        (``top``) is the one of the cycle the incident's highest score so far was reached
+        (or its series joined with it): a value away from its band (a later cycle of a dip
+        back into it is still part of the move, and read "0, expected 0 to 0"), and
+        annotations that change only as the incident grows (each change is sent to
+        Alertmanager at once, not every ``resend_interval``)."""
         for item in moved:
             if item.key not in self.settled or item.fresh >= threshold:
                 self.news = cycle
-            # A new highest: scored this cycle, or a series joining with it (a ramp's move
-            # starts when it passes its floor, with the score of its start), not the held
-            # peak of a move that has come back since.
-            joining = item.name not in self.members
-            if item.score > self.top.score and (joining or item.fresh >= item.score):
+            # A new highest of the incident and of the series: a series joining, or a member's
+            # new peak (a ramp's or a second move's, whose score may be of a cycle before it
+            # passed its floor), not the held peak of a move in a dip back into its band.
+            if item.score > self.top.score and item.score > self.members.get(item.name, -math.inf):
                 self.top = item
             if item.score > self.members.get(item.name, -math.inf):
                 self.members[item.name] = item.score

@@ -274,8 +274,8 @@ class Signal:
     signal: its own metrics of the instrumentation the target serves); None: all of them."""
     lacking: Callable[[Mapping[str, Mapping[str, float]]], str | None] | None = None
     """Why it can have no value on a target serving these samples (``{metric: {series:
-    value}}``) whatever the requests: what it needs beyond metric names (an error ratio, a
-    status label on the request counter); None when nothing is lacking."""
+    value}}``) whatever the requests: what it needs beyond metric names (the error ratio
+    needs a status label on the request counter); None when nothing is lacking."""
 
     def needs_on(self, metrics: Collection[str]) -> tuple[str, ...]:
         """The metrics it looks for on a target that serves ``metrics``."""

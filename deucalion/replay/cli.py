@@ -165,7 +165,7 @@ def _backtest(args: argparse.Namespace) -> int:
         configured = settings_from(args.config).preset
         preset = preset or (configured.name if configured else None)
         if preset and budget is None:
-            budget = configured_budget(configured)
+            budget = configured_budget(configured, preset)
     if preset and args.metrics:
         raise ConfigError(metrics_of_a_preset("deucalion backtest", preset))
     if preset:

@@ -300,7 +300,9 @@ def test_run_says_when_preset_replaces_the_files_preset(
         assert main(["run", "-c", str(config), "--preset", "http-service"]) == 0
     assert [observer.preset for observer in ran] == ["http-service"]
     assert "--preset http-service replaces the preset node-exporter (config file" in caplog.text
-    assert str(config) in caplog.text
+    assert str(config) in caplog.text and "and its budget 3 with it" in caplog.text
+    # The file's budget was node-exporter's: http-service runs with the default.
+    assert "preset http-service, budget 1 (false alerts" in caplog.text
 
 
 def test_demo_takes_the_budget_of_the_environment(

@@ -192,4 +192,7 @@ async def test_presets_show_says_what_a_signal_lacks_beyond_its_metrics(
         "(promhttp_metric_handler_requests_total) has no request duration histogram"
     )
     assert "too few requests" in lines["error_ratio"]  # a status label: no request came
-    assert "looks for promhttp_metric_handler_requests_in_flight" in lines["in_flight"]
+    assert lines["in_flight"].endswith(
+        "no value: the promhttp instrumentation it serves "
+        "(promhttp_metric_handler_requests_total) has no in-flight gauge"
+    )

@@ -278,6 +278,30 @@ def test_a_checkpoint_from_before_a_piece_of_naming_state_loads(
     assert getattr(loaded, state).shape[-1] == 2
 
 
+def test_a_checkpoint_from_before_the_anchored_profile_expects_what_it_did() -> None:
+    """A detector pickled before the daily profile was kept relative to the series' first
+    value (its profile holds the values themselves) loads expecting the same values of the
+    day: its anchor is 0."""
+    import pickle
+
+    from deucalion.detectors.anomaly import _seasonal
+
+    rng = np.random.default_rng(62)
+    detector = AnomalyDetector()
+    for i in range(700):  # two days and more at 5-minute steps, a daily wave about 1000
+        wave = 1000 + 4 * np.sin(2 * np.pi * i / 288 + np.arange(3))
+        detector.update(wave + rng.normal(0.0, 1.0, 3), times=np.full(3, 300.0 * i))
+    at = np.full(3, 300.0 * 700)
+    expected = _seasonal(detector, at)
+    assert np.isfinite(expected).all()
+    old = copy.copy(detector)
+    old.profile_ = (detector.profile_ + detector.anchor_[:, None]).astype(np.float32)
+    del old.__dict__["anchor_"]
+    loaded = pickle.loads(pickle.dumps(old))
+    assert not loaded.anchor_.any()
+    assert np.allclose(_seasonal(loaded, at), expected, rtol=1e-6)
+
+
 def test_every_series_alerting_at_once_is_explained_in_bounded_memory() -> None:
     """5,000 series alerting in one update (every gauge of a restarted target moving) are
     explained with a few MB of copies: the band search copied every row's state 32 times at

@@ -317,3 +317,22 @@ def test_a_signal_moving_away_soon_after_an_incident_still_opens_one() -> None:
     values = [(0.3, 0.3)] * 10 + [(0.3, 0.9)] * 20 + [(0.3, 0.3)] * 20 + [(0.9, 0.3)] * 10
     results = _run(_observer(), values)
     assert any(a.labels["signal"] == "a" for r in results[50:] for a in r.alerts)
+
+
+def test_the_alert_names_a_member_s_new_peak_even_scored_before_it_passed_its_floor() -> None:
+    """b joins a's incident under a's score, its move ends, and a second move of b passes its
+    floor with the score of an earlier cycle (9; 6 this cycle): the alert names b at 9. It
+    kept naming a, "moved most (score 5)", with b listed first among the others at 9."""
+    from deucalion.presets.incidents import Incident, Moved
+
+    a, b = _signal("a"), _signal("b")
+    opener = Moved(a, NODE, "{}", 5.0, 0.9, 0.25, 0.35, 3, 5.0, "level_shift")
+    incident = Incident(T0, opener, opener, {})
+    incident.absorb([opener], 1, 4.0)
+    incident.absorb([Moved(b, NODE, "{}", 3.0, 0.5, 0.25, 0.35, 3, 3.0, "spike")], 2, 4.0)
+    again = Moved(b, NODE, "{}", 9.0, 0.8, 0.25, 0.35, 3, 6.0, "spike")
+    incident.absorb([again], 10, 4.0)
+    assert incident.top is again
+    # Its dip back into the band, the move's peak held: the alert keeps the reading at 9.
+    incident.absorb([Moved(b, NODE, "{}", 9.0, 0.3, 0.25, 0.35, 3, 0.0, "spike")], 11, 4.0)
+    assert incident.top is again
