@@ -514,36 +514,7 @@ class AnomalyDetector(Detector):
         self.last_ = np.where(seen, x, self.last_)
         self.time_ = np.where(seen, times, self.time_)
         self.count_ = count
-        # An alert was sent: what changed is the new normal (a shift reported once, not every
-        # time the quiet period ends while the long-run averages catch up).
-        # So is what it does while the episode goes on (quiet, still scoring past the
-        # threshold): a new regime settles into the new normal and the series is armed again,
-        # instead of the quiet hiding the next anomaly for as long as the regime lasts. The
-        # day's profile moves with the level.
-        moved = (self.alerting_ | episode) & seen  # an infinite value teaches nothing
-        if moved.any():
-            rows = np.flatnonzero(moved)
-            # A series with a daily pattern moves its profile by its recent departure from
-            # it: the recent level's distance from the long-run one is mostly the time of day
-            # (added, an alert shifted the whole profile by the wave's height at that hour,
-            # and the broken profile kept the series in long episodes: a level shift two days
-            # after a spike was found in 4 of 20 daily series, 18 now).
-            daily = (self.season_error_[rows] < _PATTERNED * self.level_error_[rows]) & (
-                np.isfinite(self._next[5][rows])
-            )
-            level = self.fast_level_[rows] - self.slow_level_[rows]
-            shift = np.where(daily, self.season_[rows], level)
-            self.profile_[rows] += np.nan_to_num(shift)[:, None].astype(np.float32)
-            self.slow_level_ = np.where(moved, self.fast_level_, self.slow_level_)
-            self.slow_slope_ = np.where(moved, self.slope_, self.slow_slope_)
-            # The recent step spans about 1 / fast points (10): a series that moves at fewer
-            # than one point in 10 (a gauge in steps) may show no move there at all, so its
-            # recent step can say it became noisier but not that it became calmer (taken as
-            # its usual step, a few still points would make every later move infinitely rare).
-            seldom = self.moving_ < self.fast
-            recent = np.where(seldom, np.maximum(self.recent_step_, self.step_), self.recent_step_)
-            self.step_ = np.where(moved, recent, self.step_)
-            self.season_ = np.where(moved, 0.0, self.season_)
+        _take_new_normal(self, (self.alerting_ | episode) & seen)  # (an infinite value: none)
 
     # -- explanations ----------------------------------------------------------------------------
 
@@ -688,6 +659,37 @@ _FAR_DISCOUNT = 1.5
 _REACH_YOUNG = 2000.0
 _BOUND = 2.0  # standard errors: how wide a young spike tail is taken
 _MEMORY = 10_000  # points the tails remember, about
+
+
+def _take_new_normal(d: AnomalyDetector, moved: np.ndarray) -> None:
+    """The series that alerted, or whose episode goes on (``moved``: quiet, still scoring
+    past the threshold), take what changed as the new normal: a shift is reported once, not
+    every time the quiet period ends while the long-run averages catch up, and a new regime
+    settles into the normal and the series is armed again, instead of the quiet hiding the
+    next anomaly for as long as the regime lasts. The day's profile moves with the level."""
+    if moved.any():
+        rows = np.flatnonzero(moved)
+        # A series with a daily pattern moves its profile by its recent departure from
+        # it: the recent level's distance from the long-run one is mostly the time of day
+        # (added, an alert shifted the whole profile by the wave's height at that hour,
+        # and the broken profile kept the series in long episodes: a level shift two days
+        # after a spike was found in 4 of 20 daily series, 18 now).
+        daily = (d.season_error_[rows] < _PATTERNED * d.level_error_[rows]) & (
+            np.isfinite(d._next[5][rows])
+        )
+        level = d.fast_level_[rows] - d.slow_level_[rows]
+        shift = np.where(daily, d.season_[rows], level)
+        d.profile_[rows] += np.nan_to_num(shift)[:, None].astype(np.float32)
+        d.slow_level_ = np.where(moved, d.fast_level_, d.slow_level_)
+        d.slow_slope_ = np.where(moved, d.slope_, d.slow_slope_)
+        # The recent step spans about 1 / fast points (10): a series that moves at fewer
+        # than one point in 10 (a gauge in steps) may show no move there at all, so its
+        # recent step can say it became noisier but not that it became calmer (taken as
+        # its usual step, a few still points would make every later move infinitely rare).
+        seldom = d.moving_ < d.fast
+        recent = np.where(seldom, np.maximum(d.recent_step_, d.step_), d.recent_step_)
+        d.step_ = np.where(moved, recent, d.step_)
+        d.season_ = np.where(moved, 0.0, d.season_)
 
 
 def _quiet(d: AnomalyDetector, score: np.ndarray, repeating: np.ndarray) -> np.ndarray:
