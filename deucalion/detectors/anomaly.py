@@ -46,7 +46,8 @@ a short history cannot vouch for a rarity of once in a million points (``_within
 **One anomaly, one alert.** After an alert the series is quiet until it has scored below the
 threshold for ``quiet_for`` points, unless a score of twice the alert's (and at least ten times
 rarer, counted to 30 at most) comes, and not while its value repeats (a stuck series is one
-alert, named ``stuck``, however its averages drift as it stays stuck); what changed becomes the
+alert, named ``stuck``, however its averages drift as it stays stuck, and its steps of 0 teach
+it nothing of its usual step, so moving again is no second alert); what changed becomes the
 new normal (the long-run averages take the recent ones, at the alert and while the episode goes
 on, and the daily profile moves with the level, or in a series with a daily pattern by its
 recent departure from it; the usual step of a series that moves at fewer
@@ -413,7 +414,9 @@ class AnomalyDetector(Detector):
         fast_level = self.fast_level_ + f * (clipped - self.fast_level_)
         slow_level = self.slow_level_ + self.slow * (clipped - self.slow_level_)
         stats[1] = np.abs(fast_level - slow_level) / scale
-        recent_step = self.recent_step_ + f * (change - self.recent_step_)
+        # After a reported run of repeats, from the usual step: its 0s were the run's.
+        base = np.where(_reported_run(self) & (dx != 0), self.step_, self.recent_step_)
+        recent_step = base + f * (change - base)
         stats[2] = np.abs(np.log((recent_step + floor) / (self.step_ + floor)))
         slope = self.slope_ + f / 3 * ((fast_level - self.fast_level_) - self.slope_)
         stats[3] = np.abs(slope - self.slow_slope_) / scale * 10
@@ -458,6 +461,8 @@ class AnomalyDetector(Detector):
             ("season_", season),
         ):
             setattr(self, name, np.where(old, new, getattr(self, name)))
+        # A reported run of repeats teaches nothing of the steps (see _reported_run).
+        stepping = old & ~(_reported_run(self) & (dx == 0))
         clipped, change = self._clipped
         self.slow_level_ = np.where(
             old, self.slow_level_ + warm * (clipped - self.slow_level_), self.slow_level_
@@ -472,8 +477,10 @@ class AnomalyDetector(Detector):
             self.step_far_ + rate * (far - self.step_far_),
             self.step_far_,
         )
-        self.step_ = np.where(old, self.step_ + warm * (change - self.step_), self.step_)
-        self.moving_ = np.where(old, self.moving_ + warm * ((dx != 0) - self.moving_), self.moving_)
+        self.step_ = np.where(stepping, self.step_ + warm * (change - self.step_), self.step_)
+        self.moving_ = np.where(
+            stepping, self.moving_ + warm * ((dx != 0) - self.moving_), self.moving_
+        )
         self.slow_slope_ = np.where(
             old, self.slow_slope_ + warm * (slope - self.slow_slope_), self.slow_slope_
         )
@@ -715,10 +722,22 @@ def _take_new_normal(d: AnomalyDetector, moved: np.ndarray) -> None:
         # than one point in 10 (a gauge in steps) may show no move there at all, so its
         # recent step can say it became noisier but not that it became calmer (taken as
         # its usual step, a few still points would make every later move infinitely rare).
-        seldom = d.moving_ < d.fast
+        # Nor can a series' while its value repeats: a frozen gauge's episode took its
+        # recent step, shrinking to 0, as its usual one, and its first move after the
+        # freeze alerted again, scoring millions.
+        seldom = (d.moving_ < d.fast) | (d.run_ > 0)
         recent = np.where(seldom, np.maximum(d.recent_step_, d.step_), d.recent_step_)
         d.step_ = np.where(moved, recent, d.step_)
         d.season_ = np.where(moved, 0.0, d.season_)
+
+
+def _reported_run(d: AnomalyDetector) -> np.ndarray:
+    """Which series are in a run of repeats that alerted: its steps of 0 are the anomaly,
+    already reported, and teach nothing of the series' usual step (a frozen gauge's made it a
+    twentieth of itself in 300 points, and its first move after the freeze alerted again,
+    scoring millions); when it ends, its recent step starts from the usual one."""
+    reported: np.ndarray = (d.run_ > 0) & (d.run_alerted_ > 0)
+    return reported
 
 
 def _quiet(d: AnomalyDetector, score: np.ndarray, repeating: np.ndarray) -> np.ndarray:

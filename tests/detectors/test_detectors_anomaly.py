@@ -619,3 +619,26 @@ def test_a_spike_in_a_steep_daily_wave_is_found_and_explained(wave: float) -> No
     assert all(not why.expected_low <= why.observed <= why.expected_high for why in found)
     # about 4 days of 20 series at a budget of 1 per 10,000 points: a handful at most
     assert before <= 8, f"{before} false alerts before the spikes"
+
+
+def test_a_frozen_gauge_is_one_stuck_alert_and_moving_again_is_none() -> None:
+    """A gauge frozen at its value for 300 points, then moving as before: one alert per series,
+    ``stuck``, soon after the freeze, and none when it moves again (the run's zeros taught
+    its usual step to be a twentieth of itself, and the first move after it alerted again,
+    scoring millions, as a level shift, a trend or a spike)."""
+    rng = np.random.default_rng(2300)
+    series = 10
+    values = rng.normal(20, 2, (2600, series))
+    values[2000:2300] = values[2000]
+    detector = AnomalyDetector()
+    alerts: dict[int, list[tuple[int, str]]] = {row: [] for row in range(series)}
+    for i in range(2600):
+        detector.update(values[i], times=np.full(series, 1.7e9 + 15.0 * i))
+        for why in detector.alerts():
+            if i >= 2000:
+                alerts[int(why.series)].append((i, why.kind))
+    for row, found in alerts.items():
+        assert len(found) == 1 and found[0][0] < 2050, f"series {row}: {found}"
+    # Named for the run, but where the frozen value sits far from the level and the level's
+    # move is past the threshold first.
+    assert sum(found[0][1] == "stuck" for found in alerts.values()) >= 8, alerts
