@@ -218,6 +218,14 @@ class CSVSource:
             if not row or not "".join(row).strip():
                 continue
             where = f"{path}:{lineno}: "
+            if len(row) > len(header):
+                # A decimal-comma export (1,5) splits each value in two: reading the first
+                # field would replay 1 for 1.5, silently.
+                raise HistoryError(
+                    f"{where}{len(row)} columns, more than the header's {len(header)}: write "
+                    "decimals with a point (1.5, not 1,5), quote a field that holds a comma, or "
+                    "name every column in the header"
+                )
             try:
                 time = parse_time(row[column["timestamp"]], where)
                 text = row[column["value"]].strip()

@@ -199,6 +199,8 @@ async def test_a_csv_whose_second_column_names_the_sample(tmp_path: Path) -> Non
         ("timestamp,cpu %\n1,2\n", r"'cpu %' is no metric name"),
         ("timestamp,value\n1,abc\n", r"x.csv:2: value 'abc' is not a number"),
         ("timestamp,value\nyesterday,1\n", "x.csv:2: timestamp 'yesterday' is neither"),
+        # A decimal-comma export: the value 1,2 is two fields, and 1 alone must not replay.
+        ("timestamp,value\n1,5\n2,1,2\n", r"x.csv:3: 3 columns, more than the header's 2: .*1\.5"),
     ],
 )
 async def test_bad_csv_names_file_and_row(tmp_path: Path, text: str, message: str) -> None:
