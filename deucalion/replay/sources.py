@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from deucalion.errors import HistoryError
+from deucalion.history.labels import series_labels
 from deucalion.observer import TargetsData
 
 __all__ = [
@@ -214,6 +215,7 @@ class CSVSource:
                 "name) or 'timestamp,target,metric,labels,value' (a tidy table)"
             )
         column = {name: header.index(name) for name in _TIDY if name in header}
+        checked: set[tuple[str, str, str]] = set()  # a tidy table's keys already checked
         for lineno, row in enumerate(reader, start=2):
             if not row or not "".join(row).strip():
                 continue
@@ -244,10 +246,9 @@ class CSVSource:
                 raise HistoryError(
                     f"{where}value {row[column['value']]!r} is not a number"
                 ) from None
-            if not (labels.startswith("{") and labels.endswith("}")):
-                raise HistoryError(
-                    f'{where}labels {labels!r} are not a series key such as {{cpu="0",mode="idle"}}'
-                )
+            if tidy and (target, sample, labels) not in checked:
+                _check_key(where, target, sample, labels)
+                checked.add((target, sample, labels))
             yield lineno, time, target, sample, labels, value
 
     def _series(self) -> list[_Rows]:
@@ -323,6 +324,25 @@ class CSVSource:
             if (start is not None and time < start) or (end is not None and time > end):
                 continue
             yield Cycle(time, dict.fromkeys(samples, time), samples)
+
+
+def _check_key(where: str, target: str, sample: str, labels: str) -> None:
+    """Refuse a tidy row's target, metric or labels that name no series, naming the row."""
+    if not target.strip():
+        raise HistoryError(f"{where}the target is empty; name the target the row is about")
+    if not _SAMPLE_NAME.fullmatch(sample):
+        raise HistoryError(
+            f"{where}metric {sample!r} is no metric name (letters, digits, _ and :, not "
+            "starting with a digit)"
+        )
+    try:
+        series_labels(labels)
+    except ValueError as exc:
+        raise HistoryError(
+            f"{where}labels {labels!r} are not a series key such as "
+            f'{{cpu="0",mode="idle"}}: '
+            f"{str(exc).rpartition(' is not a series key: ')[2]}"
+        ) from None
 
 
 def _text_lines(path: Path, handle: Iterable[bytes]) -> Iterator[str]:

@@ -192,6 +192,9 @@ async def test_a_csv_whose_second_column_names_the_sample(tmp_path: Path) -> Non
     assert named[0].samples == {"host.csv": {"load": {"{}": 0.5}}}
 
 
+TIDY = "timestamp,target,metric,labels,value\n"
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -201,6 +204,12 @@ async def test_a_csv_whose_second_column_names_the_sample(tmp_path: Path) -> Non
         ("timestamp,value\nyesterday,1\n", "x.csv:2: timestamp 'yesterday' is neither"),
         # A decimal-comma export: the value 1,2 is two fields, and 1 alone must not replay.
         ("timestamp,value\n1,5\n2,1,2\n", r"x.csv:3: 3 columns, more than the header's 2: .*1\.5"),
+        (f"{TIDY}1,web,cpu,{{cpu=0}},1\n", r"x.csv:2: labels '\{cpu=0\}' are not a series key"),
+        (f'{TIDY}1,web,cpu,"{{cpu=""0"" }}",1\n', r"x.csv:2: labels .* not a series key"),
+        (f"{TIDY}1,,cpu,{{}},1\n", r"x.csv:2: the target is empty"),
+        (f"{TIDY}1, ,cpu,{{}},1\n", r"x.csv:2: the target is empty"),
+        (f"{TIDY}1,web,cpu load,{{}},1\n", r"x.csv:2: metric 'cpu load' is no metric name"),
+        (f"{TIDY}1,web,,{{}},1\n", r"x.csv:2: metric '' is no metric name"),
     ],
 )
 async def test_bad_csv_names_file_and_row(tmp_path: Path, text: str, message: str) -> None:
