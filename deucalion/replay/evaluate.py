@@ -30,6 +30,7 @@ on one labelled set (the one a sweep printed) can be applied to another, unseen 
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import math
 import statistics
@@ -75,7 +76,15 @@ def load_windows(path: str | Path) -> dict[str, list[Window]]:
         bad = [w for w in parsed if w[1] < w[0]]
         if bad:
             raise ConfigError(f"{where}window {bad[0]} ends before it starts")
-        windows[key] = sorted(parsed)
+        order = sorted(range(len(parsed)), key=parsed.__getitem__)
+        for a, b in itertools.pairwise(order):
+            if parsed[b][0] <= parsed[a][1]:  # as NAB's scoring would refuse them
+                raise ConfigError(
+                    f"{where}windows {json.dumps(list(pairs[a]), ensure_ascii=False)} and "
+                    f"{json.dumps(list(pairs[b]), ensure_ascii=False)} overlap; merge them "
+                    "into one"
+                )
+        windows[key] = [parsed[i] for i in order]
     return windows
 
 

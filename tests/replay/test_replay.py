@@ -375,6 +375,49 @@ def test_bad_windows_file(tmp_path: Path) -> None:
         load_windows(path)
 
 
+@pytest.mark.parametrize("command", ["evaluate", "backtest"])
+def test_overlapping_windows_are_a_one_line_error_naming_them(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Overlapping windows are refused as the other labels errors are: one line naming the
+    file, the series and the windows (they were a traceback once NAB scored them), and
+    before a backtest runs."""
+    labels = tmp_path / "w.json"
+    labels.write_text(
+        '{"daily_spike.csv": [["2024-01-01 19:00", "2024-01-01 20:00"], '
+        '["2024-01-01 12:00", "2024-01-01 13:00"], ["2024-01-01 19:30", 1704139200]]}'
+    )
+    if command == "evaluate":
+        out = tmp_path / "out.jsonl"
+        out.write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "kind": kind,
+                        "time": 1704067200 + 300 * i,
+                        "target": "daily_spike.csv",
+                        "metric": "value",
+                        "series": "{}",
+                        kind: 1.0,
+                    }
+                )
+                + "\n"
+                for i in range(400)
+                for kind in ("value", "score")
+            )
+        )
+        argv = ["evaluate", str(out)]
+    else:
+        argv = BACKTEST
+    assert main([*argv, "--labels", str(labels)]) == 1
+    printed = capsys.readouterr()
+    assert printed.err == (
+        f'deucalion: {labels}: daily_spike.csv: windows ["2024-01-01 19:00", "2024-01-01 20:00"] '
+        'and ["2024-01-01 19:30", 1704139200] overlap; merge them into one\n'
+    )
+    assert "steps" not in printed.out
+
+
 def test_cli_backtest_evaluate_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """deucalion backtest writes outputs, evaluates and plots; evaluate reads the output."""
     out, png = tmp_path / "out.jsonl", tmp_path / "plot.png"
