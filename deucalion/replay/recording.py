@@ -23,6 +23,8 @@ recording of node_exporter to a few bytes a sample. The format, line by line::
   last one are an incomplete cycle (the recorder was killed) and are left out, counted.
 - ``# EOF`` ends a complete recording. There are no ``# TYPE`` lines: the samples are recorded
   by their own names, as an observer receives them, so every family is of unknown type.
+  Recordings joined end to end (``cat a.om.gz b.om.gz``: two gzip members) read as one, the
+  second's cycles after the first's ``# EOF``.
 
 A recording cut off mid-line or mid-gzip-stream (a killed recorder, a full disk) is read up to
 the cut, with a warning counted as ``truncated``. The compressor is flushed every
@@ -281,13 +283,14 @@ class RecordingSource:
         closed = 0  # cycles read to their closing line, in range or not
         try:
             for lineno, line in self._lines():
-                if ended:
-                    raise HistoryError(f"{self.path}:{lineno}: text after # EOF")
                 if line.startswith("#"):
-                    ended = line == "# EOF"
+                    ended = ended or line == "# EOF"
                     continue
                 if not line:
                     continue
+                # Samples after `# EOF`: recordings joined end to end (`cat a.om.gz b.om.gz`),
+                # read one after the other; what is no recording is refused below.
+                ended = False
                 head, _, stamp_text = line.rpartition(" ")
                 head, _, value_text = head.rpartition(" ")
                 try:
@@ -441,9 +444,9 @@ def _inflate(raw: IO[bytes], size: int) -> Iterator[tuple[int, bytes]]:
                 f"the cycles before it were read, the last {unread:,} bytes "
                 f"({100 * unread / max(size, 1):.0f}% of the file) could not be read"
             ) from None
-        left = len(decompressor.unconsumed_tail)
-        if decompressor.eof:
-            left += len(decompressor.unused_data)
+        # At a member's end, what it did not take is in unused_data, and in unconsumed_tail
+        # too when output was capped: counting both took the file for damaged at byte 8.
+        left = len(decompressor.unused_data if decompressor.eof else decompressor.unconsumed_tail)
         accepted = len(feed) - left
         offset += accepted
         data = data[accepted:]

@@ -4,6 +4,7 @@ order and noted, and damaged or unreadable history is said plainly."""
 from __future__ import annotations
 
 import json
+import re
 import traceback
 from pathlib import Path
 
@@ -221,6 +222,43 @@ async def test_damage_inside_a_recording_keeps_the_cycles_before_it(tmp_path: Pa
     message = source.stats.messages[0]
     assert "the recording is damaged" in message or "the gzip stream is damaged" in message
     assert "% of the file) could not be read" in message
+
+
+@pytest.mark.parametrize("name", ["r.om.gz", "r.om"])
+async def test_recordings_joined_end_to_end_read_as_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, name: str
+) -> None:
+    """`cat a.om.gz b.om.gz` (two gzip members, as zcat reads them) is both recordings, one
+    after the other: it was said to be damaged at byte 8, all of it unread."""
+    first = _steady_recording(tmp_path / f"a.{name}", 300)
+    second = _recording(tmp_path / f"b.{name}", [T0 - 60, T0 - 45])
+    both = tmp_path / name
+    both.write_bytes(first.read_bytes() + second.read_bytes())
+    source = RecordingSource(both)
+    back = [c.time async for c in source.cycles()]
+    assert back == [T0 + 15 * i for i in range(300)] + [T0 - 60, T0 - 45]
+    assert source.stats.errors == {}
+    assert source.stats.warnings == {"cycles_out_of_order": 1}  # the second's clock is earlier
+    assert source.read_fraction() == 1.0
+
+
+async def test_damage_in_a_second_gzip_member_is_placed_in_it(tmp_path: Path) -> None:
+    """Damage in the second of two joined recordings keeps every cycle of the first, and the
+    byte it is said to be at lies in the second."""
+    first = _recording(tmp_path / "a.om.gz", [T0, T0 + 15])
+    second = _steady_recording(tmp_path / "b.om.gz", 1500, 60)
+    data = bytearray(second.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 16] = bytes(b ^ 0xFF for b in data[middle : middle + 16])
+    both = tmp_path / "r.om.gz"
+    both.write_bytes(first.read_bytes() + bytes(data))
+    source = RecordingSource(both)
+    back = [c.time async for c in source.cycles()]
+    assert back[:2] == [T0, T0 + 15] and 400 < len(back) - 2 < 1500
+    assert source.stats.errors == {"corrupted": 1}
+    message = source.stats.messages[0]
+    unread = int(re.search(r"the last ([0-9,]+) bytes", message)[1].replace(",", ""))  # type: ignore[index]
+    assert len(data) // 4 < unread < len(data) - middle + 2**17, message
 
 
 async def test_cycles_out_of_order_replay_as_recorded_and_are_counted(
