@@ -206,8 +206,13 @@ class RecordingSource:
     def _blocks(self) -> Iterator[bytes]:
         """The file's text in blocks, decompressed when it is gzip; ``EOFError`` after the
         last block when the gzip stream is cut short, ``_Corrupt`` where it is damaged
-        (everything before the cut or the damage is given)."""
-        with self.path.open("rb") as raw:
+        (everything before the cut or the damage is given); a file that cannot be read is a
+        ``HistoryError`` saying why."""
+        try:
+            raw = self.path.open("rb")
+        except OSError as exc:
+            raise HistoryError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+        with raw:
             self._compressed = raw.read(2) == b"\x1f\x8b"
             self._size = self.path.stat().st_size
             raw.seek(0)

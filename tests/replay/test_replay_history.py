@@ -7,6 +7,7 @@ import json
 import re
 import traceback
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,6 +146,30 @@ def test_cli_names_a_csv_that_is_not_utf8(
     assert code == 1
     assert f"{tmp_path / 'win.csv'}:3: not UTF-8 text" in err and "save the file as UTF-8" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", ["r.om.gz", "r.om", "x.csv"])
+def test_cli_says_an_unreadable_history_file_cannot_be_read(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A recording the user may not read is the one-line error an unreadable CSV gives (it was
+    a traceback). Tests may run as root, whom chmod 000 does not stop: open is refused here."""
+    path = tmp_path / name
+    if name == "x.csv":
+        path.write_text("timestamp,value\n1,2\n")
+    else:
+        _recording(path, [T0])
+    opened = Path.open
+
+    def refuse(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return opened(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refuse)
+    argv = ["backtest", "--observer", "tests.replay_observers:RobustZScore", "--metrics", "value"]
+    assert main([*argv, "--from", str(path)]) == 1
+    assert capsys.readouterr().err == f"deucalion: cannot read {path}: Permission denied\n"
 
 
 def test_a_backtest_error_carries_no_unrelated_event_loop_error(tmp_path: Path) -> None:
