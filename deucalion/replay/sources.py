@@ -147,7 +147,8 @@ _SAMPLE_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 class CSVSource:
     """History from CSV files: one series per file, or tidy tables (see the module's docstring).
 
-    ``paths`` are files or directories (every ``*.csv`` in one). ``metric`` names the sample of
+    ``paths`` are files or directories (every ``*.csv`` in one and in its folders, named by
+    their path under it: ``realMine/x.csv``). ``metric`` names the sample of
     one-series-per-file CSVs. All rows are read at once: CSV data sets fit in memory, and
     merging the series by time needs it. Files are UTF-8 (a byte order mark is fine).
     """
@@ -159,12 +160,11 @@ class CSVSource:
         self.names: dict[Path, str] = {}
         for path in map(Path, paths):
             if path.is_dir():
-                found = sorted(path.glob("*.csv"))
-                if not found:
-                    # NAB's layout: data/<category>/<file>.csv, each file named (its target)
-                    # by its path under the directory, as NAB's labels name it.
-                    found = sorted(path.glob("*/*.csv"))
-                    self.names.update((f, f.relative_to(path).as_posix()) for f in found)
+                # Its files and its folders' (NAB's layout: data/<category>/<file>.csv), each
+                # named (its target) by its path under the directory, as NAB's labels name it.
+                inside = sorted(path.glob("*/*.csv"))
+                self.names.update((f, f.relative_to(path).as_posix()) for f in inside)
+                found = sorted(path.glob("*.csv")) + inside
                 if not found:
                     raise HistoryError(
                         f"{path}: no *.csv file in this directory or its subdirectories"

@@ -168,6 +168,29 @@ async def test_csv_keeps_rows_in_file_order_and_notes_repeats_and_steps_back(
     assert f"{tmp_path / 'a.csv'}:3)" in caplog.text  # the first row that goes back
 
 
+async def test_a_directory_of_csv_files_and_folders_of_them_reads_them_all(
+    tmp_path: Path,
+) -> None:
+    """A directory's CSV files and its folders' are all read, those in a folder named by their
+    path under the directory (as NAB's data/ is read): a top-level file hid the folders."""
+    (tmp_path / "realA").mkdir()
+    (tmp_path / "realB").mkdir()
+    (tmp_path / "top.csv").write_text("timestamp,value\n1,1\n")
+    (tmp_path / "realA" / "x.csv").write_text("timestamp,value\n1,2\n")
+    (tmp_path / "realB" / "top.csv").write_text("timestamp,value\n1,3\n")
+    source = CSVSource(tmp_path)
+    back = await _read(source)
+    assert back[0].samples == {
+        "realA/x.csv": {"value": {"{}": 2.0}},
+        "realB/top.csv": {"value": {"{}": 3.0}},
+        "top.csv": {"value": {"{}": 1.0}},
+    }
+    only_top = tmp_path / "only"
+    only_top.mkdir()
+    (only_top / "a.csv").write_text("timestamp,value\n1,1\n")
+    assert (await _read(CSVSource(only_top)))[0].samples == {"a.csv": {"value": {"{}": 1.0}}}
+
+
 async def test_tidy_csv(tmp_path: Path) -> None:
     """A tidy table gives targets, samples and series keys as written."""
     (tmp_path / "t.csv").write_text(
