@@ -103,8 +103,10 @@ def _configured_metrics(
 
 
 def _record(args: argparse.Namespace) -> int:
-    from deucalion.replay.recording import desired_union, record
+    from deucalion.replay.recording import check_recording_path, desired_union, record
 
+    # Before the progress line, which would show a directory's size as "4 kB written".
+    check_recording_path(args.output, overwrite=args.overwrite)
     settings = settings_from(args.config)
     metrics: frozenset[str] | None
     if args.all:
@@ -132,7 +134,12 @@ def _record(args: argparse.Namespace) -> int:
         with stopping_on_signals(stop.set):
             async with recording_progress(args.output, duration):
                 return await record(
-                    settings, args.output, metrics=metrics, duration=duration, stop=stop
+                    settings,
+                    args.output,
+                    metrics=metrics,
+                    duration=duration,
+                    stop=stop,
+                    overwrite=args.overwrite,
                 )
 
     started = time.monotonic()
@@ -295,6 +302,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     rec.add_argument(
         "-o", "--output", required=True, metavar="FILE", help="the recording (FILE.om.gz)"
+    )
+    rec.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the file -o names if it exists (default: refuse it)",
     )
     rec.add_argument("-c", "--config", metavar="FILE", help="config file, as for run")
     which = rec.add_mutually_exclusive_group()

@@ -14,10 +14,11 @@ from typing import BinaryIO
 __all__ = ["create_private", "why_not_written"]
 
 
-def create_private(path: str | Path) -> BinaryIO:
+def create_private(path: str | Path, *, exclusive: bool = False) -> BinaryIO:
     """``path`` opened for writing from scratch, mode 0600; a symbolic link there is refused
-    (``OSError``, as ``open`` raises it)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    (``OSError``, as ``open`` raises it), and so is any file there when ``exclusive``."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    flags |= os.O_EXCL if exclusive else os.O_TRUNC
     fd = os.open(path, flags, 0o600)
     try:
         # A file that was there keeps its mode through O_TRUNC: made the owner's only.

@@ -37,6 +37,7 @@ import asyncio
 import gzip
 import logging
 import math
+import os
 import re
 import zlib
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
@@ -63,6 +64,7 @@ __all__ = [
     "RecordingProvisioner",
     "RecordingSource",
     "RecordingWriter",
+    "check_recording_path",
     "is_recording_name",
     "record",
 ]
@@ -105,29 +107,68 @@ def is_recording_name(path: str | Path) -> bool:
     return Path(path).suffix in RECORDING_SUFFIXES
 
 
+def _refuse_another_format(path: Path) -> None:
+    if not is_recording_name(path):
+        # A source is read by its name: OpenMetrics text in x.csv is read back as CSV, in
+        # x.prom as no source at all, and refused there, after the hour it took to record.
+        raise HistoryError(
+            f"cannot write the recording {path}: a recording is OpenMetrics text, "
+            f"which `deucalion backtest --from` reads by its name: call it FILE.om.gz "
+            f"(or FILE.om uncompressed), not "
+            f"{path.suffix or 'a name without a suffix'}"
+        )
+
+
+def _exists(path: Path) -> str:
+    try:
+        size = f" ({path.stat().st_size:,} bytes)"
+    except OSError:
+        size = ""
+    return (
+        f"cannot write the recording {path}: it exists{size}; give a new name, or "
+        "--overwrite to replace it"
+    )
+
+
+def check_recording_path(path: str | Path, *, overwrite: bool = False) -> None:
+    """Refuse, before anything is recorded, a recording ``path`` that cannot be written: a
+    name ``backtest --from`` would not read, a directory, a link, a file already there (unless
+    ``overwrite``), a directory that does not exist or cannot be written. ``HistoryError``
+    says which; ``RecordingWriter`` still refuses what appears there meanwhile."""
+    path = Path(path)
+    _refuse_another_format(path)
+    cannot = f"cannot write the recording {path}: "
+    if path.is_symlink():
+        raise HistoryError(f"{cannot}it is a link; give the path of a regular file")
+    if path.is_dir():
+        raise HistoryError(f"{cannot}it is a directory; give the path of a file in it")
+    if path.exists() and not overwrite:
+        raise HistoryError(_exists(path))
+    folder = path.absolute().parent
+    if not folder.is_dir():
+        raise HistoryError(f"{cannot}its directory {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise HistoryError(f"{cannot}permission denied; give a path you can write")
+
+
 class RecordingWriter:
     """Writes cycles to a recording file (gzip-compressed unless the name lacks ``.gz``).
 
     The file is the owner's only (0600), and a link at ``path`` is refused, never followed: a
-    recording holds what the targets serve. Use as a context manager or call ``close()``, which
-    writes ``# EOF``; ``close()`` twice is harmless.
+    recording holds what the targets serve. A file already at ``path`` is replaced, unless
+    ``overwrite`` is false: then it is refused. Use as a context manager or call ``close()``,
+    which writes ``# EOF``; ``close()`` twice is harmless.
     """
 
-    def __init__(self, path: str | Path, *, compresslevel: int = 6) -> None:
+    def __init__(self, path: str | Path, *, compresslevel: int = 6, overwrite: bool = True) -> None:
         self.path = Path(path)
-        if not is_recording_name(self.path):
-            # A source is read by its name: OpenMetrics text in x.csv is read back as CSV, in
-            # x.prom as no source at all, and refused there, after the hour it took to record.
-            raise HistoryError(
-                f"cannot write the recording {self.path}: a recording is OpenMetrics text, "
-                f"which `deucalion backtest --from` reads by its name: call it FILE.om.gz "
-                f"(or FILE.om uncompressed), not "
-                f"{self.path.suffix or 'a name without a suffix'}"
-            )
+        _refuse_another_format(self.path)
         self._gzip: gzip.GzipFile | None = None
         self._file: IO[bytes] | gzip.GzipFile
         try:
-            self._raw: IO[bytes] = create_private(self.path)
+            self._raw: IO[bytes] = create_private(self.path, exclusive=not overwrite)
+        except FileExistsError:
+            raise HistoryError(_exists(self.path)) from None
         except OSError as exc:
             raise HistoryError(
                 f"cannot write the recording {self.path}: {why_not_written(exc)}"
@@ -532,8 +573,11 @@ class RecordingListener:
     starts and closed (``# EOF``) when it stops.
     """
 
-    def __init__(self, path: str | Path, *, metrics: Iterable[str] | None = ()) -> None:
+    def __init__(
+        self, path: str | Path, *, metrics: Iterable[str] | None = (), overwrite: bool = True
+    ) -> None:
         self.path = Path(path)
+        self.overwrite = overwrite
         self.desired_metrics: frozenset[str] | None = (
             None if metrics is None else frozenset(metrics)
         )
@@ -542,7 +586,9 @@ class RecordingListener:
 
     async def open(self) -> None:
         """Open the recording."""
-        self.writer = await asyncio.to_thread(RecordingWriter, self.path)
+        self.writer = await asyncio.to_thread(
+            lambda: RecordingWriter(self.path, overwrite=self.overwrite)
+        )
 
     async def on_cycle(self, cycle: CollectedCycle) -> None:
         """Append the cycle."""
@@ -568,13 +614,14 @@ async def record(
     metrics: Iterable[str] | None,
     duration: float | None = None,
     stop: asyncio.Event | None = None,
+    overwrite: bool = True,
 ) -> RecordingWriter:
     """Collect the configured targets every ``scrape_interval`` and record each cycle.
 
     ``metrics`` are the desired metrics recorded (``None``: every sample). Runs for
     ``duration`` seconds, or until ``stop`` is set or the task is cancelled; the recording is
     closed (``# EOF``) in every case. Returns the closed writer (its ``cycles`` and
-    ``samples`` counted).
+    ``samples`` counted). A file at ``path`` is replaced, unless ``overwrite`` is false.
 
     It is the provisioner's own cycle loop, with a recording as its only listener and no
     observer (and no HTTP server of its own: a recorder runs beside a deucalion).
@@ -585,7 +632,7 @@ async def record(
         update={"telemetry": settings.telemetry.model_copy(update={"enabled": False})}
     )
     provisioner = MetricsProvisioner(quiet)
-    listener = RecordingListener(path, metrics=metrics)
+    listener = RecordingListener(path, metrics=metrics, overwrite=overwrite)
     provisioner.add_listener(listener)
     await provisioner.start()
     try:

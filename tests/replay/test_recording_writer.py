@@ -96,3 +96,63 @@ def test_record_to_a_name_backtest_would_not_read_is_refused_before_it_records(
     err = capsys.readouterr().err
     assert "node.prom" in err and "FILE.om.gz" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def _record(tmp_path: Path, out: Path, *more: str) -> int:
+    """`deucalion record` of a target that is down, for a moment: cycles of `up` 0."""
+    from deucalion.cli import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text("targets: ['127.0.0.1:1']\nscrape_interval: 0.1s\n")
+    argv = ["record", "-c", str(config), "--all", "--duration", "0.3s", "-o", str(out)]
+    return main([*argv, *more])
+
+
+def test_record_over_an_existing_file_is_refused_unless_told_to_overwrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`record -o old.om.gz` replaced a previous recording without a word; it is refused,
+    the file untouched, and --overwrite replaces it."""
+    out = tmp_path / "old.om.gz"
+    out.write_bytes(b"an hour of recording")
+    assert _record(tmp_path, out) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"deucalion: cannot write the recording {out}: it exists (20 bytes); give a new "
+        "name, or --overwrite to replace it\n"
+    )
+    assert out.read_bytes() == b"an hour of recording"
+    assert _record(tmp_path, out, "--overwrite") == 0
+    capsys.readouterr()
+    assert out.read_bytes()[:2] == b"\x1f\x8b"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("where", ["directory", "missing"])
+def test_record_to_a_path_it_cannot_write_is_refused_before_it_records(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    """`record -o DIR` showed '4 kB written' (the directory's size) before it failed."""
+    if where == "directory":
+        out = tmp_path / "dir.om.gz"
+        out.mkdir()
+        reason = "it is a directory; give the path of a file"
+    else:
+        out = tmp_path / "nosuch" / "r.om.gz"
+        reason = f"its directory {out.parent} does not exist"
+    assert _record(tmp_path, out) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"deucalion: cannot write the recording {out}: {reason}")
+    assert err.count("\n") == 1 and "written" not in err
+
+
+def test_a_writer_told_not_to_overwrite_refuses_a_file_there(tmp_path: Path) -> None:
+    """RecordingWriter(overwrite=False) refuses a file that appeared after the check, as the
+    check does; by default it replaces it (run --record, the library)."""
+    path = tmp_path / "r.om.gz"
+    path.write_text("keep me")
+    with pytest.raises(HistoryError, match=r"r\.om\.gz: it exists \(7 bytes\)"):
+        RecordingWriter(path, overwrite=False)
+    assert path.read_text() == "keep me"
+    RecordingWriter(path).close()
+    assert path.read_bytes()[:2] == b"\x1f\x8b"
