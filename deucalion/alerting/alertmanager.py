@@ -327,7 +327,8 @@ class AlertSender:
     ``start()`` opens the session, the clients' tasks and the re-send timer, which sends firing
     (and recently resolved) alerts again every ``resend_interval`` whether or not their
     observer's call returned; ``close(grace)`` stops the timer and flushes within ``grace``
-    seconds. Without Alertmanager URLs the alerts are only logged and listed.
+    seconds. Without Alertmanager URLs the alerts are only logged, and listed on
+    ``generator_url`` (deucalion's ``/alerts``) when there is one.
     """
 
     def __init__(
@@ -339,6 +340,7 @@ class AlertSender:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
+        self._listed_on = generator_url  # deucalion's /alerts, when its HTTP server runs
         self.lifecycle = AlertLifecycle(
             resend_interval=settings.resend_interval,
             lifetime=4 * max(scrape_interval, settings.resend_interval),
@@ -367,8 +369,10 @@ class AlertSender:
             raise DeucalionError("this AlertSender is closed; create a new one")
         if not self.settings.urls:
             log.warning(
-                "no Alertmanager configured (alertmanager.urls): alerts are only logged "
-                "and listed on /alerts"
+                "no Alertmanager configured (alertmanager.urls): alerts are only logged %s",
+                f"and listed on {self._listed_on}"
+                if self._listed_on
+                else "(deucalion serves no /alerts: telemetry.enabled is false)",
             )
             return
         credentials = self.settings.credentials()

@@ -395,3 +395,22 @@ def test_a_gone_targets_alert_still_resolves_labelled(
     assert resolved["labels"] == fired["labels"] and resolved["labels"]["instance"] == "node:9100"
     assert resolved["endsAt"] <= rfc3339(time.time())
     assert sender.firing() == []
+
+
+@pytest.mark.parametrize(
+    ("generator_url", "said"),
+    [
+        ("http://127.0.0.1:9108/alerts", "only logged and listed on http://127.0.0.1:9108/alerts"),
+        ("", "only logged (deucalion serves no /alerts: telemetry.enabled is false)"),
+    ],
+)
+async def test_without_alertmanager_the_warning_says_where_alerts_are_listed(
+    caplog: pytest.LogCaptureFixture, generator_url: str, said: str
+) -> None:
+    """With telemetry disabled there is no /alerts: the warning said they were listed there."""
+    sender = AlertSender(AlertmanagerSettings(), scrape_interval=15, generator_url=generator_url)
+    with caplog.at_level(logging.WARNING, logger="deucalion.alerting.alertmanager"):
+        await sender.start()
+    await sender.close(0)
+    assert f"no Alertmanager configured (alertmanager.urls): alerts are {said}" in caplog.text
+    assert ("listed on" in caplog.text) == bool(generator_url)
