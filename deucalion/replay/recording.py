@@ -490,8 +490,8 @@ def _inflate(raw: IO[bytes], size: int) -> Iterator[tuple[int, bytes]]:
                 f"the cycles before it were read, the last {unread:,} bytes "
                 f"({100 * unread / max(size, 1):.0f}% of the file) could not be read"
             ) from None
-        # At a member's end, what it did not take is in unused_data, and in unconsumed_tail
-        # too when output was capped: counting both took the file for damaged at byte 8.
+        # At a member's end, the input it did not take is in unused_data, and CPython leaves
+        # it in unconsumed_tail too: counting both took a second member for damage at byte 8.
         left = len(decompressor.unused_data if decompressor.eof else decompressor.unconsumed_tail)
         accepted = len(feed) - left
         offset += accepted
