@@ -301,15 +301,14 @@ class AnomalyDetector(Detector):
     def keep(self, rows: Sequence[int] | Any) -> None:
         """Keep only the series at ``rows``, in that order, and forget the others."""
         rows = np.asarray(rows, dtype=np.int64)
-        self.count_ = self.count_[rows]
-        for name, _ in _STATE:
-            setattr(self, name, getattr(self, name)[rows])
-        for name, _ in _TABLES:
-            setattr(self, name, getattr(self, name)[:, rows])
-        self.profile_, self.visits_ = self.profile_[rows], self.visits_[rows]
+        for name, axis in _SERIES_AXES.items():
+            setattr(self, name, np.take(getattr(self, name), rows, axis=axis))
         self.alerting_, self.surprise_ = self.alerting_[rows], self.surprise_[:, rows]
         self._explained, self._rough, self._bounds = {}, {}, None
         self.n_series_ = len(rows)
+
+    def _series_axes(self) -> dict[str, int]:
+        return _SERIES_AXES
 
     @property
     def nbytes(self) -> int:
@@ -648,6 +647,14 @@ _GROUPS = 2
 _GROWTH = (("growth_", 0.0),)
 _PER_KIND = ((_TAILS, _CALIBRATED), (_EVENTS, _GROUPS), (_GROWTH, 2))  # tables of rows per series
 _TABLES = _TAILS + _EVENTS + _GROWTH
+# Every per-series array and the axis its series lie on (what keep, snapshot and restore move).
+_SERIES_AXES = {
+    "count_": 0,
+    **{name: 0 for name, _ in _STATE},
+    **{name: 1 for name, _ in _TABLES},
+    "profile_": 0,
+    "visits_": 0,
+}
 _MOVING = 0.05  # a series moving at fewer points is measured by its moves as if at this rate
 _MOST = 30.0  # the highest score: once in 10^30 points
 # The most one event counts for in the series' record of events (see _as_often_as_seen):

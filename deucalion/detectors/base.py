@@ -46,7 +46,7 @@ import difflib
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast, overload
+from typing import Any, TypeVar, cast, overload
 
 from deucalion._redact import redact_text
 
@@ -90,6 +90,9 @@ class Explanation:
     def component(self) -> str:
         """The former name of ``kind`` (``RangeDetector``'s component)."""
         return self.kind
+
+
+_Key = TypeVar("_Key", bound=Hashable)
 
 
 class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
@@ -189,6 +192,38 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
         else:
             _WindowRows.of(self).keep(rows)
         self.n_series_ = len(rows)
+
+    def snapshot(self, keys: Iterable[_Key]) -> dict[_Key, dict[str, np.ndarray]]:
+        """What each of ``keys`` (those held) has learned so far, for ``restore``: whatever it
+        learns after is then unlearned. Empty for a detector that names no per-series state
+        (``_series_axes``: the default)."""
+        rows = self.__dict__.get("rows_", {})
+        axes = self._series_axes()
+        return {
+            key: {
+                name: np.take(getattr(self, name), rows[key], axis=axis).copy()
+                for name, axis in axes.items()
+            }
+            for key in keys
+            if key in rows and rows[key] < self.n_series_
+        }
+
+    def restore(self, states: Mapping[Any, Mapping[str, np.ndarray]]) -> None:
+        """Put back each key's state as ``snapshot`` took it (a key no longer held is skipped):
+        what the series learned since is unlearned."""
+        rows = self.__dict__.get("rows_", {})
+        axes = self._series_axes()
+        for key, state in states.items():
+            row = rows.get(key)
+            if row is None or row >= self.n_series_:
+                continue
+            for name, value in state.items():
+                getattr(self, name)[(slice(None),) * axes[name] + (row,)] = value
+
+    def _series_axes(self) -> dict[str, int]:
+        """An online detector's per-series arrays and the axis their series lie on, for
+        ``snapshot`` and ``restore``: none by default."""
+        return {}
 
     def forget(self, keys: Iterable[Hashable] | Hashable) -> None:
         """Forget the series ``keys`` (given to ``update`` as a mapping's keys); a key not held

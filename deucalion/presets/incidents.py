@@ -19,6 +19,7 @@ from deucalion.alerting.alerts import Alert
 from deucalion.presets.signals import Signal
 
 __all__ = [
+    "BACK",
     "YOUNG_CYCLES",
     "Band",
     "Incident",
@@ -185,7 +186,7 @@ class Incident:
         if self.cycles >= cycles.longest:
             return f"longest incident: open for {cycles.longest} cycles"
         if self.quiet >= cycles.quiet:
-            return f"back: its signals have been back in their bands for {cycles.quiet} cycles"
+            return f"{BACK}: its signals have been back in their bands for {cycles.quiet} cycles"
         return None
 
 
@@ -222,6 +223,8 @@ class IncidentCycles:
 
 
 #: Alert severities from the least to the most urgent; any other counts as ``warning``.
+#: How the ``ended`` of an incident whose members all came back into their bands begins.
+BACK = "back"
 SEVERITIES = ("info", "warning", "critical")
 
 

@@ -53,12 +53,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
+
 from deucalion.alerting.alerts import Alert, Scores, SeriesScore
 from deucalion.detectors.anomaly import AnomalyDetector
 from deucalion.detectors.base import Detector
 from deucalion.history.window import Window
 from deucalion.observer import MetricsObserver, TargetsData
 from deucalion.presets.incidents import (
+    BACK,
     Band,
     Incident,
     IncidentCycles,
@@ -74,6 +77,9 @@ from deucalion.presets.incidents import (
 from deucalion.presets.signals import Query, Signal, SignalValues, SilentTargets
 
 __all__ = ["DetectorFactory", "PresetObserver", "budget_detector"]
+
+Key = tuple[str, str, str]  # a signal series: (signal, target, series)
+
 
 log = logging.getLogger("deucalion.presets")
 
@@ -128,6 +134,14 @@ ARM_CYCLES = 30
 #: the incident is recovering, not moving (a request rate that a latency regression held down,
 #: coming back to its level: news to a detector that took the low rate for the normal).
 RECOVERY_CYCLES = 300
+#: Cycles between two snapshots of what the detector has learned of each series that is not
+#: moving nor part of an incident. An incident that ends with its members back in their bands
+#: (a burst, not a new normal) is unlearned: its members' detector state is put back to the
+#: older of the last two snapshots (taken at least this long before the incident moved them),
+#: so that a burst does not become the series' habit. The detector takes a burst for what the
+#: series does (its recent extremes, its record of events): an error ratio that went from 2 %
+#: to 50 % for a minute, twice in four minutes, then scored 0 on the same burst for hours.
+SNAPSHOT_CYCLES = 60
 #: Cycles after an incident's last news (a member joining, or scored at the threshold again)
 #: from which a series starting to move is an incident of its own, not a member: an incident
 #: is held open by its members' levels as long as they stay away, and one opened by a young
@@ -204,6 +218,62 @@ def _band_now(move: _Move | None, band: tuple[float, float] | None, signal: Sign
     if not (math.isfinite(low) and math.isfinite(high)):
         return None
     return (low, high, max(signal.floor, signal.relative * abs((low + high) / 2)))
+
+
+class Snapshots:
+    """What the detector had learned of each series at the last two snapshots taken while it
+    was quiet (see ``SNAPSHOT_CYCLES``): an incident that ended with its members back in their
+    bands is unlearned, its members put back to the older."""
+
+    def __init__(self) -> None:
+        self.learned: dict[Key, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = {}
+
+    def take(self, detector: Detector, keys: Iterable[Key]) -> None:
+        """Snapshot ``keys`` now; the last snapshot becomes the older."""
+        for key, state in detector.snapshot(keys).items():
+            self.learned[key] = (self.learned.get(key, (state, state))[1], state)
+
+    def unlearn(self, detector: Detector, keys: Iterable[Key]) -> None:
+        """Put back ``keys``' older snapshots (each used once)."""
+        detector.restore({key: self.learned.pop(key)[0] for key in keys if key in self.learned})
+
+    def forget(self, key: Key) -> None:
+        self.learned.pop(key, None)
+
+
+def _forget_gone(
+    observer: PresetObserver, computed: Mapping[str, Mapping[str, SignalValues]], now: float
+) -> None:
+    """Series not seen for ``FORGET_AFTER`` seconds (a target gone, a device removed) are
+    dropped from the detectors, so churn cannot grow them without bound."""
+    for target, signals in computed.items():
+        for name, values in signals.items():
+            for series in values:
+                observer.seen_[name, target, series] = now
+    if now - observer.swept_ < FORGET_AFTER / 10:
+        return
+    observer.swept_ = now
+    gone = [key for key, seen in observer.seen_.items() if now - seen > FORGET_AFTER]
+    for key in gone:
+        del observer.seen_[key]
+        observer.bands_.pop(key, None)
+        observer.moving_.pop(key, None)
+        observer.armed_.pop(key, None)
+        observer.learned_.forget(key)
+    observer.detector.forget(gone)
+    for target in {t for _, t, _ in gone} - set(computed):
+        observer.incidents_.pop(target, None)
+        observer.recovering_.pop(target, None)
+        observer.ended_.pop(target, None)
+        observer.history_.pop(target, None)
+
+
+def _quiet_keys(observer: PresetObserver, items: Iterable[Moved]) -> list[Key]:
+    """The series scored this cycle that are neither moving, nor armed, nor part of an
+    incident: what the detector learned of them is theirs."""
+    busy = {key for incident in observer.incidents_.values() for key in incident.settled}
+    busy |= observer.moving_.keys() | observer.armed_.keys()
+    return [item.key for item in items if item.key not in busy]
 
 
 class PresetObserver(MetricsObserver):
@@ -295,6 +365,7 @@ class PresetObserver(MetricsObserver):
         self.ended_: dict[str, tuple[str, int]] = {}
         self.history_: dict[str, int] = {}  # per target: cycles it had signals
         self.seen_: dict[tuple[str, str, str], float] = {}
+        self.learned_ = Snapshots()  # what the detector had learned before an incident
         self.swept_ = -math.inf
         self.silent_ = SilentTargets(preset, signals)  # says where no signal is computed
 
@@ -447,7 +518,9 @@ class PresetObserver(MetricsObserver):
             judged.setdefault(item.target, {})[item.key] = item
             if item.held >= self.for_cycles:
                 moved.setdefault(item.target, []).append(item)
-        self._forget_gone(computed, now)
+        _forget_gone(self, computed, now)
+        if self.cycle_ % SNAPSHOT_CYCLES == 0:
+            self.learned_.take(self.detector, _quiet_keys(self, items))
         alerts = [
             alert
             for target in set(moved) | set(self.incidents_)
@@ -480,29 +553,6 @@ class PresetObserver(MetricsObserver):
                 )
             )
         return Scores(scores=tuple(scores), alerts=tuple(alerts))
-
-    def _forget_gone(self, computed: Mapping[str, Mapping[str, SignalValues]], now: float) -> None:
-        """Series not seen for ``FORGET_AFTER`` seconds (a target gone, a device removed) are
-        dropped from the detectors, so churn cannot grow them without bound."""
-        for target, signals in computed.items():
-            for name, values in signals.items():
-                for series in values:
-                    self.seen_[name, target, series] = now
-        if now - self.swept_ < FORGET_AFTER / 10:
-            return
-        self.swept_ = now
-        gone = [key for key, seen in self.seen_.items() if now - seen > FORGET_AFTER]
-        for key in gone:
-            del self.seen_[key]
-            self.bands_.pop(key, None)
-            self.moving_.pop(key, None)
-            self.armed_.pop(key, None)
-        self.detector.forget(gone)
-        for target in {t for _, t, _ in gone} - set(computed):
-            self.incidents_.pop(target, None)
-            self.recovering_.pop(target, None)
-            self.ended_.pop(target, None)
-            self.history_.pop(target, None)
 
     def _band(self, key: tuple[str, str, str]) -> Band | None:
         return _band_now(self.moving_.get(key), self.bands_.get(key), self.by_name[key[0]])
@@ -587,6 +637,8 @@ class PresetObserver(MetricsObserver):
             if key not in keep:
                 self.moving_.pop(key, None)
         del self.incidents_[target]
+        if ended.startswith(BACK):
+            self.learned_.unlearn(self.detector, incident.settled)
         self.recovering_[target] = Recovery(self.cycle_ + RECOVERY_CYCLES, incident.before)
         self.ended_[target] = (incident.opener.signal.name, self.cycle_)
         return self._alert(target, incident, ended=ended)

@@ -642,3 +642,37 @@ def test_a_frozen_gauge_is_one_stuck_alert_and_moving_again_is_none() -> None:
     # Named for the run, but where the frozen value sits far from the level and the level's
     # move is past the threshold first.
     assert sum(found[0][1] == "stuck" for found in alerts.values()) >= 8, alerts
+
+
+def test_a_series_restored_from_a_snapshot_has_unlearned_what_came_after() -> None:
+    """``restore`` puts back what ``snapshot`` took: a series that learned a burst since scores
+    the next values as one that never saw it, while the others keep what they learned; a key
+    forgotten since, or never held, is skipped."""
+    import copy
+
+    rng = np.random.default_rng(4)
+    detector = AnomalyDetector()
+    for i in range(600):
+        detector.update({"a": (i, rng.normal()), "b": (i, rng.normal())})
+    taken = detector.snapshot(["a", "unknown"])
+    assert list(taken) == ["a"]
+    untouched = copy.deepcopy(detector)
+    for i in range(600, 700):  # a burst "a" learns, and "b" goes on
+        detector.update({"a": (i, 40 + rng.normal()), "b": (i, rng.normal())})
+    b_learned = detector.snapshot(["b"])["b"]
+    detector.restore(taken)
+    row = detector.rows_["a"]
+    for name, axis in anomaly._SERIES_AXES.items():
+        now = np.take(getattr(detector, name), row, axis=axis)
+        assert np.array_equal(
+            now, np.take(getattr(untouched, name), row, axis=axis), equal_nan=True
+        ), name
+    assert all(
+        np.array_equal(value, detector.snapshot(["b"])["b"][name], equal_nan=True)
+        for name, value in b_learned.items()
+    )
+    value = 40.0  # the burst again: as news to the restored series as to one that never saw it
+    assert detector.update({"a": (700, value)})["a"] == untouched.update({"a": (700, value)})["a"]
+    detector.forget("a")
+    detector.restore(taken)  # no longer held: skipped
+    assert "a" not in detector.rows_

@@ -336,3 +336,36 @@ def test_the_alert_names_a_member_s_new_peak_even_scored_before_it_passed_its_fl
     # Its dip back into the band, the move's peak held: the alert keeps the reading at 9.
     incident.absorb([Moved(b, NODE, "{}", 9.0, 0.3, 0.25, 0.35, 3, 0.0, "spike")], 11, 4.0)
     assert incident.top is again
+
+
+def test_each_of_repeated_error_bursts_is_an_incident() -> None:
+    """A service at 20 requests a second and 2 % errors, whose error ratio goes to 50 % for a
+    minute, four times two minutes apart and once more after ten: each burst is one alert,
+    opened within 15 cycles of its start, and nothing between. (The detector took the first
+    burst for the series' habit, its recent extremes and record of events: the next three
+    scored 0 and the fifth was found 16 to 30 cycles late. An incident whose members came back
+    into their bands is now unlearned.)"""
+    import numpy as np
+
+    rng = np.random.default_rng(27)
+    target = "http://127.0.0.1:9/metrics"
+    observer = preset_observer("http-service")
+    bursts = (300, 420, 540, 700, 1300)
+    ok = failed = 0.0
+    opened: dict[str, int] = {}
+    for i in range(1400):
+        requests = rng.poisson(20)
+        errors = rng.binomial(requests, 0.5 if any(b <= i < b + 60 for b in bursts) else 0.02)
+        ok, failed = ok + requests - errors, failed + errors
+        cycle = {
+            target: {
+                "http_requests_total": {'{code="200"}': ok, '{code="500"}': failed},
+            }
+        }
+        with handing_data(T0 + i, {target: T0 + i}):
+            out = observer.new_data(cycle)
+        for alert in out.alerts:
+            opened.setdefault(alert.annotations["started"], i)
+    starts = sorted(opened.values())
+    assert len(starts) == len(bursts), starts
+    assert all(0 <= at - burst < 15 for at, burst in zip(starts, bursts, strict=True)), starts
