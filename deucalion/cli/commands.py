@@ -229,7 +229,11 @@ async def _scrape(args: argparse.Namespace) -> int:
     result = results[0]
     # With --metrics, the very selection an observer desiring them gets its data from.
     data = {url: result.with_synthetic()} if metrics is None else select_data(metrics, results).data
-    print(json.dumps(data, indent=2, sort_keys=True))
+    from deucalion._http import redact_url
+
+    # Keyed by the URL as logs show it: a ?token= in it is a secret, and this output is pasted.
+    shown = {redact_url(key): samples for key, samples in data.items()}
+    print(json.dumps(shown, indent=2, sort_keys=True))
     if not result.up:
         print(f"deucalion: {result.target.shown} is down: {result.error}", file=sys.stderr)
         return 1

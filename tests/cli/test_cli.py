@@ -206,6 +206,16 @@ async def test_scrape_down_target_exits_1(capsys: pytest.CaptureFixture[str]) ->
     assert "is down" in captured.err
 
 
+async def test_scrape_masks_a_secret_query_parameter(capsys: pytest.CaptureFixture[str]) -> None:
+    """A ?token= in the URL is masked in the JSON's key, as in the log line: the output is
+    often pasted."""
+    url = "http://127.0.0.1:1/metrics?token=S3cretTok"
+    assert await _main_in_thread(["scrape", url, "--metrics", "up"]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"http://127.0.0.1:1/metrics?token=***": {"up": {"{}": 0.0}}}
+    assert "S3cretTok" not in captured.out + captured.err
+
+
 @pytest.mark.parametrize(
     ("url", "reason"),
     [
