@@ -32,11 +32,13 @@ __all__ = [
 ]
 
 ENV_PREFIX = "DEUCALION_"
-# DEUCALION_* variables that are not settings: the config file itself, the command's log level,
+# DEUCALION_* variables that are not settings: the config file itself (and whether it may be
+# missing: the injector's optional ConfigMap), the command's log level,
 # the progress lines' interval, test switches, and the injector's own settings (read by
 # deucalion.injector.settings) and the benchmarks'.
 ENV_NOT_SETTINGS = {
     "DEUCALION_CONFIG",
+    "DEUCALION_CONFIG_OPTIONAL",
     "DEUCALION_LOG_LEVEL",
     "DEUCALION_PROGRESS_INTERVAL",
     "DEUCALION_REQUIRE_INTEGRATION",

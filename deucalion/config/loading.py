@@ -131,6 +131,33 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def _config_variable_layer(environ: Mapping[str, str]) -> list[tuple[str, dict[str, Any]]]:
+    """The layer of the file ``DEUCALION_CONFIG`` names. A file that is not there is an error
+    naming the variable, unless ``DEUCALION_CONFIG_OPTIONAL`` is true (the injector sets it
+    beside the ``deucalion.io/config`` ConfigMap it mounts as optional): then it is a warning
+    and no layer, so that a missing ConfigMap does not crash the sidecar, and with it the pod."""
+    path = Path(environ["DEUCALION_CONFIG"])
+    source = f"config file {path} (from DEUCALION_CONFIG)"
+    if path.exists():
+        return [(source, _read_yaml(path))]
+    if environ.get("DEUCALION_CONFIG_OPTIONAL", "").strip().lower() in ("true", "1", "yes"):
+        log.warning(
+            "config file %s (from DEUCALION_CONFIG) does not exist: running without it, with "
+            "the environment's settings. In Kubernetes, the pod's deucalion.io/config annotation "
+            "names a ConfigMap that is missing or has no key %s (deucalion.io/config-key): "
+            "create it (kubectl create configmap NAME --from-file=%s=FILE) or remove the "
+            "annotation",
+            path,
+            path.name,
+            path.name,
+        )
+        return []
+    raise ConfigError(
+        f"cannot read config file {path} (from DEUCALION_CONFIG): it does not exist; set "
+        "DEUCALION_CONFIG to an existing YAML file, or unset it"
+    )
+
+
 def _env_value(raw: str) -> object:
     """Structured values (lists, mappings) may be written as JSON or YAML flow style."""
     stripped = raw.strip()
@@ -338,8 +365,7 @@ def load_settings(
     if default_file is not None and default_file.is_file():
         layers.append((f"config file {default_file}", _read_yaml(default_file)))
     if environ.get("DEUCALION_CONFIG"):
-        path = Path(environ["DEUCALION_CONFIG"])
-        layers.append((f"config file {path} (from DEUCALION_CONFIG)", _read_yaml(path)))
+        layers.extend(_config_variable_layer(environ))
     if isinstance(config, str | os.PathLike):
         layers.append((f"config file {config}", _read_yaml(Path(config))))
     elif isinstance(config, Mapping):

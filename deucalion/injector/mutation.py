@@ -147,6 +147,9 @@ def sidecar_container(
     ]
     if config_key is not None:
         env.append({"name": "DEUCALION_CONFIG", "value": f"{CONFIG_DIR}/{config_key}"})
+        # The ConfigMap is optional (see _volumes): a missing file is then a warning in the
+        # sidecar's log, not an error that would crash it and take the pod out of its Service.
+        env.append({"name": "DEUCALION_CONFIG_OPTIONAL", "value": "true"})
         mounts.append({"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True})
     env.extend({"name": k, "value": v} for k, v in sorted(sidecar.extra_env.items()))
 
@@ -208,7 +211,8 @@ def _volumes(config_map: str | None) -> list[dict[str, Any]]:
     ]
     if config_map is not None:
         # Optional: a missing ConfigMap must not keep the application's pod from starting; the
-        # sidecar then says which config file it could not read.
+        # sidecar (DEUCALION_CONFIG_OPTIONAL) then warns which config file it could not read
+        # and runs without it.
         volumes.append({"name": CONFIG_VOLUME, "configMap": {"name": config_map, "optional": True}})
     return volumes
 

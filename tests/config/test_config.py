@@ -282,6 +282,27 @@ def test_every_problem_is_listed_with_its_source(tmp_path: Path) -> None:
     assert "not a scrape URL" in message
 
 
+def test_a_missing_config_file_named_by_deucalion_config_is_an_error_naming_it(
+    tmp_path: Path,
+) -> None:
+    """DEUCALION_CONFIG set by hand to a file that is not there: an error naming the file, the
+    variable and what to do (only the injector's optional ConfigMap makes it a warning); a
+    missing -c FILE (config=) stays an error too."""
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={"DEUCALION_CONFIG": str(missing)}, default_file=None)
+    message = str(info.value)
+    assert str(missing) in message and "DEUCALION_CONFIG" in message
+    assert "set DEUCALION_CONFIG to an existing YAML file, or unset it" in message
+    optional = {
+        "DEUCALION_CONFIG": str(tmp_path / "other.yaml"),
+        "DEUCALION_CONFIG_OPTIONAL": "true",
+    }
+    with pytest.raises(ConfigError, match=f"cannot read config file {missing}"):
+        load_settings(missing, environ=optional, default_file=None)
+    assert load_settings(environ=optional, default_file=None).scrape_interval == 15.0
+
+
 def test_a_timeout_longer_than_the_interval_is_refused() -> None:
     """scrape_timeout may not exceed scrape_interval, as in Prometheus."""
     with pytest.raises(ConfigError, match=r"scrape_timeout .* is longer than scrape_interval"):

@@ -294,6 +294,28 @@ def test_the_sidecars_environment_is_valid_deucalion_settings() -> None:
     assert settings.telemetry.listen == "0.0.0.0:9464"
 
 
+def test_a_missing_configmap_is_a_warning_in_the_sidecar_not_a_crash(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """deploy/README: the deucalion.io/config ConfigMap is optional, a missing one does not
+    block the pod. The sidecar's environment then names a file that is not there: the sidecar
+    warns, naming DEUCALION_CONFIG, the annotation and what to do, and runs (a sidecar that
+    exits crash-loops and takes the pod out of its Service)."""
+    from deucalion.config.loading import load_settings
+
+    pod = app_pod(annotations={"deucalion.io/config": "shop-deucalion"})
+    [sidecar] = sidecars(injected(pod))
+    environ = {k: v for k, v in env_of(sidecar).items() if isinstance(v, str)}
+    assert environ["DEUCALION_CONFIG"] == "/etc/deucalion/config/deucalion.yaml"
+    # The ConfigMap's mount, empty: the ConfigMap is missing.
+    environ["DEUCALION_CONFIG"] = str(tmp_path / "deucalion.yaml")
+    settings = load_settings(environ=environ, default_file=None)
+    assert settings.kubernetes is not None
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert str(tmp_path / "deucalion.yaml") in warning and "DEUCALION_CONFIG" in warning
+    assert "deucalion.io/config" in warning and "kubectl create configmap" in warning
+
+
 def test_a_password_in_an_alertmanager_url_reaches_the_sidecar_but_is_never_shown() -> None:
     """The sidecar's environment carries the URL whole, so it can log in; repr, str and JSON of
     the injector's settings, and their errors, show user:***@."""
