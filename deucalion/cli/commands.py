@@ -92,14 +92,25 @@ def _check_demo_urls(args: argparse.Namespace) -> None:
 
 def _check_config(args: argparse.Namespace) -> int:
     from deucalion._http import redact_url
-    from deucalion.config.loading import load_settings, not_a_setting, unknown_variables
+    from deucalion.config.loading import (
+        load_settings,
+        not_a_setting,
+        unknown_variables,
+        variables_that_set,
+    )
 
     # The names of this shell's DEUCALION_* variables, for typos that would pass in silence
     # (never their values: they may be secrets); warnings, which leave the exit code alone.
     for name, closest in unknown_variables(os.environ):
         print(f"deucalion: warning: {not_a_setting(name, closest)}", file=sys.stderr)
-    # Else only the file: a check of what was written, not of this shell's environment.
-    settings = load_settings(args.file, environ={}, default_file=None)
+    # The file with this shell's DEUCALION_* variables, which override it as they do for `run`
+    # (DEUCALION_KUBERNETES=true, DEUCALION_SCRAPE_INTERVAL=1s), but not another file.
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DEUCALION_CONFIG", "DEUCALION_CONFIG_OPTIONAL")
+    }
+    settings = load_settings(args.file, environ=environ, default_file=None)
     if settings.prometheus is not None:
         sources = [f"federated from {redact_url(settings.prometheus.url)}"]
     else:
@@ -137,9 +148,11 @@ def _check_config(args: argparse.Namespace) -> int:
     elif settings.preset and settings.preset.name is not None:
         check_preset(settings.preset.name, f"{args.file}: preset")
         observers += f", preset {settings.preset.name} (budget {settings.preset.budget:g})"
+    variables = variables_that_set(environ)
+    with_environment = f"; with this shell's {', '.join(variables)}" if variables else ""
     print(
         f"{args.file}: OK: {', '.join(sources) or 'no targets'}, scrape every "
-        f"{settings.scrape_interval:g}s{observers}"
+        f"{settings.scrape_interval:g}s{observers}{with_environment}"
     )
     return 0
 

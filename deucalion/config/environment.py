@@ -29,6 +29,7 @@ __all__ = [
     "section_of",
     "setting_variables",
     "unknown_variables",
+    "variables_that_set",
 ]
 
 ENV_PREFIX = "DEUCALION_"
@@ -128,6 +129,21 @@ def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]
             continue
         unknown.append((name, closest_variable(name)))
     return unknown
+
+
+def variables_that_set(environ: Mapping[str, str]) -> list[str]:
+    """The ``DEUCALION_*`` variables of ``environ`` that set a key of the settings (the
+    original injector's included), sorted: what ``deucalion check-config`` names beside the
+    file it checks. Only names, never values."""
+    return sorted(
+        name
+        for name in environ
+        if name.startswith(ENV_PREFIX)
+        and name not in ENV_NOT_SETTINGS
+        and not name.startswith(ENV_OTHER_PREFIXES)
+        and not is_service_link(name)
+        and (name in ENV_LEGACY or _sets_a_key(name))
+    )
 
 
 def closest_variable(name: str) -> str | None:

@@ -40,6 +40,7 @@ from deucalion.config.environment import (
     section_of,
     setting_variables,
     unknown_variables,
+    variables_that_set,
 )
 from deucalion.config.settings import (
     AlertmanagerSettings,
@@ -53,6 +54,7 @@ from deucalion.config.settings import (
     Settings,
     TargetSettings,
     TelemetrySettings,
+    _enable_section,
     check_labels,
     normalize_target_url,
     parse_duration,
@@ -83,6 +85,7 @@ __all__ = [
     "setting_variables",
     "unknown_variables",
     "validate_layers",
+    "variables_that_set",
     "yaml_problem",
 ]
 
@@ -340,8 +343,62 @@ def _describe(
         hint = difflib.get_close_matches(str(loc[-1]), known, n=1)
         suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
         return f"{source}: unknown key {key!r}{suggestion} (known keys: {', '.join(known)})"
-    message = str(error["msg"]).removeprefix("Value error, ")
+    plain = _plain_message(error, root, loc, in_environment=source.startswith("environment"))
+    message = plain or str(error["msg"]).removeprefix("Value error, ")
     return f"{source}: {key}: {message}"
+
+
+# pydantic's wrong-type errors, as deucalion words its own ("'soon' is not a duration: ...").
+_WHOLE_NUMBER = frozenset({"int_parsing", "int_type", "int_from_float", "int_parsing_size"})
+_NUMBER = frozenset({"float_parsing", "float_type"})
+_BOOLEAN = frozenset({"bool_parsing", "bool_type"})
+_MAPPING = frozenset({"model_type", "model_attributes_type", "dict_type"})
+
+
+def _shown(value: object) -> str:
+    """A wrong value as an error may quote it: a short scalar, else only its kind (a long
+    string in the wrong key may be a secret)."""
+    if isinstance(value, bool | int | float) or (isinstance(value, str) and len(value) <= 30):
+        return repr(value)
+    return f"a {type(value).__name__}"
+
+
+def _plain_message(
+    error: Mapping[str, Any],
+    root: type[BaseModel],
+    loc: tuple[int | str, ...],
+    *,
+    in_environment: bool,
+) -> str | None:
+    """A one-line message saying what to write, for pydantic's wrong-type errors (None for
+    the others, whose messages are deucalion's own or plain enough)."""
+    kind = error["type"]
+    shown = _shown(error.get("input"))
+    parent = _model_at(root, loc[:-1]) if loc else None
+    field = parent.model_fields.get(str(loc[-1])) if parent is not None and loc else None
+    default = field.default if field is not None else None
+    if kind in _WHOLE_NUMBER:
+        example = default if isinstance(default, int) and not isinstance(default, bool) else 100
+        return f"{shown} is not a whole number: write one such as {example}"
+    if kind in _NUMBER:
+        return f"{shown} is not a number: write one such as 1 or 0.5"
+    if kind in _BOOLEAN:
+        return f"{shown} is neither true nor false: write true or false"
+    if kind in _MAPPING:
+        section = _model_at(root, loc)
+        known = f" ({', '.join(sorted(section.model_fields))})" if section is not None else ""
+        enable = ""
+        if field is not None and any(
+            getattr(m, "func", None) is _enable_section for m in field.metadata
+        ):
+            enable = "true (its defaults), false, or "
+        how = (
+            ' (as JSON, {"key": "value"}, or one variable per key, joined by __)'
+            if in_environment
+            else ""
+        )
+        return f"{shown} is not a section: write {enable}a mapping of its keys{known}{how}"
+    return None
 
 
 def load_settings(

@@ -534,8 +534,15 @@ class TelemetrySettings(Section):
         return value
 
 
+_TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
+_FALSE_WORDS = frozenset({"false", "no", "off", "0", ""})
+
+
 def _enable_section(value: object) -> object:
-    """``section: true`` enables a section with its defaults, ``false`` leaves it out."""
+    """``section: true`` enables a section with its defaults, ``false`` leaves it out; so do
+    the words of an environment variable (``DEUCALION_KUBERNETES=true``)."""
+    if isinstance(value, str) and value.strip().lower() in _TRUE_WORDS | _FALSE_WORDS:
+        value = value.strip().lower() in _TRUE_WORDS
     if value is True:
         return {}
     if value is False:

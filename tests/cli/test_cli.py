@@ -67,6 +67,27 @@ def test_check_config_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert out.count("\n") == 1 and "OK: 2 static target(s), scrape every 5s" in out
 
 
+def test_check_config_checks_the_environment_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DEUCALION_* variables override the file for `run`, so check-config checks them with it:
+    it said OK (and 'scrape every 15s') while `run` refused DEUCALION_KUBERNETES or ran at
+    DEUCALION_SCRAPE_INTERVAL; it names the variables it used, never their values."""
+    config = tmp_path / "c.yaml"
+    config.write_text("targets: [a:1]\n")
+    monkeypatch.setenv("DEUCALION_KUBERNETES", "true")
+    monkeypatch.setenv("DEUCALION_SCRAPE_INTERVAL", "1s")
+    monkeypatch.setenv("DEUCALION_CONFIG", str(tmp_path / "other.yaml"))  # not read: FILE is
+    assert main(["check-config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "kubernetes pod annotations, scrape every 1s" in out
+    assert "with this shell's DEUCALION_KUBERNETES, DEUCALION_SCRAPE_INTERVAL" in out
+    monkeypatch.setenv("DEUCALION_ALERTMANAGER__QUEUE_SIZE", "lots")
+    assert main(["check-config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "environment variable DEUCALION_ALERTMANAGER__QUEUE_SIZE: alertmanager.queue_size" in err
+
+
 def test_check_config_typo_names_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A typo'd key exits 1 and every problem is listed with file, key and a suggestion."""
     config = tmp_path / "c.yaml"
@@ -82,12 +103,13 @@ def test_check_config_warns_about_a_misspelt_variable_naming_the_setting(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A DEUCALION_* variable that is no setting passed in silence; now each is a warning on
-    stderr naming the closest variable, never its value, and the exit code stays the file's:
-    0 for a valid file, 1 for an invalid one. Kubernetes service links are no typo."""
+    stderr naming the closest variable, never its value, and the exit code stays what `run`
+    would do: 0 for a valid file, 1 for an invalid one. Kubernetes service links are no typo.
+    A misspelt key under a section's variable (DEUCALION_TELEMETRY__LISTN) is an error for
+    `run`, and so for check-config, which checks the environment with the file."""
     for name in [name for name in os.environ if name.startswith("DEUCALION_")]:
         monkeypatch.delenv(name)  # this shell's own
     monkeypatch.setenv("DEUCALION_ALERTMANAGER_UR", "http://alice:s3cr3t@am:9093")
-    monkeypatch.setenv("DEUCALION_TELEMETRY__LISTN", "0.0.0.0:9464")
     monkeypatch.setenv("DEUCALION_SERVICE_HOST", "10.0.0.7")
     config = tmp_path / "c.yaml"
     config.write_text("targets: [a:1]\n")
@@ -97,13 +119,18 @@ def test_check_config_warns_about_a_misspelt_variable_naming_the_setting(
     assert captured.err.splitlines() == [
         "deucalion: warning: environment variable DEUCALION_ALERTMANAGER_UR is not a setting "
         "and is ignored; did you mean DEUCALION_ALERTMANAGER__URLS?",
-        "deucalion: warning: environment variable DEUCALION_TELEMETRY__LISTN is not a setting "
-        "and is ignored; did you mean DEUCALION_TELEMETRY__LISTEN?",
     ]
     config.write_text("targets: [a:1]\nscrape_interval: soon\n")
     assert main(["check-config", str(config)]) == 1
     err = capsys.readouterr().err
     assert "DEUCALION_ALERTMANAGER_UR is not a setting" in err and "'soon'" in err
+    assert "s3cr3t" not in err
+    config.write_text("targets: [a:1]\n")
+    monkeypatch.setenv("DEUCALION_TELEMETRY__LISTN", "0.0.0.0:9464")
+    assert main(["check-config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "did you mean DEUCALION_TELEMETRY__LISTEN?" in err
+    assert "environment variable DEUCALION_TELEMETRY__LISTN: unknown key 'telemetry.listn'" in err
     assert "s3cr3t" not in err and "alice" not in err
 
 

@@ -303,6 +303,66 @@ def test_a_missing_config_file_named_by_deucalion_config_is_an_error_naming_it(
     assert load_settings(environ=optional, default_file=None).scrape_interval == 15.0
 
 
+@pytest.mark.parametrize(("value", "enabled"), [("true", True), ("True", True), ("false", False)])
+def test_kubernetes_true_in_the_environment_as_in_a_file(value: str, enabled: bool) -> None:
+    """`kubernetes: true` is the documented file form; DEUCALION_KUBERNETES=true is its
+    variable (it was refused with pydantic's 'valid dictionary' text)."""
+    settings = load_settings(environ={"DEUCALION_KUBERNETES": value}, default_file=None)
+    assert (settings.kubernetes is not None) is enabled
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        (
+            {"DEUCALION_ALERTMANAGER__QUEUE_SIZE": "lots"},
+            "environment variable DEUCALION_ALERTMANAGER__QUEUE_SIZE: alertmanager.queue_size: "
+            "'lots' is not a whole number: write one such as 10000",
+        ),
+        (
+            {"DEUCALION_TELEMETRY__ENABLED": "maybe"},
+            "environment variable DEUCALION_TELEMETRY__ENABLED: telemetry.enabled: "
+            "'maybe' is neither true nor false: write true or false",
+        ),
+        (
+            {"DEUCALION_KUBERNETES": "maybe"},
+            "environment variable DEUCALION_KUBERNETES: kubernetes: 'maybe' is not a section: "
+            "write true (its defaults), false, or a mapping of its keys (annotations_file, ",
+        ),
+    ],
+)
+def test_a_wrong_type_is_one_plain_line_naming_the_variable_and_key(
+    environ: dict[str, str], expected: str
+) -> None:
+    """Wrong types are worded as deucalion's other errors, not pydantic's 'Input should be a
+    valid integer, unable to parse string as an integer'."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ=environ, default_file=None)
+    message = str(info.value)
+    assert expected in message and "Input should" not in message
+
+
+def test_a_wrong_type_in_a_file_names_the_file_and_key(tmp_path: Path) -> None:
+    """The same wording for a file, naming it; a long value is not quoted (it may be a
+    secret in the wrong key)."""
+    path = tmp_path / "c.yaml"
+    path.write_text("alertmanager: {queue_size: [1]}\ntelemetry: {enabled: yes please}\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={}, default_file=None)
+    message = str(info.value)
+    assert (
+        f"config file {path}: alertmanager.queue_size: a list is not a whole number: "
+        "write one such as 10000" in message
+    )
+    assert f"config file {path}: telemetry.enabled: 'yes please' is neither true nor false" in (
+        message
+    )
+    secret = "x" * 40
+    with pytest.raises(ConfigError) as info:
+        load_settings({"alertmanager": {"queue_size": secret}}, environ={}, default_file=None)
+    assert secret not in str(info.value) and "a str is not a whole number" in str(info.value)
+
+
 def test_a_timeout_longer_than_the_interval_is_refused() -> None:
     """scrape_timeout may not exceed scrape_interval, as in Prometheus."""
     with pytest.raises(ConfigError, match=r"scrape_timeout .* is longer than scrape_interval"):
