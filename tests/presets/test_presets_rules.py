@@ -114,6 +114,31 @@ def test_the_rules_severity_follows_the_presets_signals() -> None:
     assert critical and matched == {"warning": ("!~", critical), "critical": ("=~", critical)}
 
 
+def test_the_preset_rules_alert_at_once_and_resolve_when_the_preset_does() -> None:
+    """No `for:` (`for: 1m` missed a 30 s burst the preset alerted on) and the highest score of
+    a window of the preset's quiet_cycles at the default scrape_interval (the score drops to 0
+    when the signal is back, while the preset's alert fires for those cycles more), as the
+    rules' comment says; the promtool case of the 30 s burst checks both in Prometheus."""
+    import inspect
+
+    import yaml
+
+    from deucalion.config.loading import Settings, parse_duration
+    from deucalion.presets.observer import PresetObserver
+
+    quiet = inspect.signature(PresetObserver).parameters["quiet_cycles"].default
+    window = quiet * Settings().scrape_interval
+    text = RULES.read_text(encoding="utf-8")
+    for rule in yaml.safe_load(text)["groups"][0]["rules"]:
+        assert "for" not in rule, rule["labels"]
+        [duration] = re.findall(
+            r"max_over_time\(deucalion_series_anomaly_score\{[^}]*\}\[(\w+)\]\)", rule["expr"]
+        )
+        assert parse_duration(duration) == window
+        assert f"in the last {duration}." in rule["annotations"]["description"]
+        assert f"keeps firing {duration} after the last score" in " ".join(text.split())
+
+
 def test_every_panel_has_a_query_title_and_unique_id() -> None:
     for path in GRAFANA.glob("*.json"):
         board = json.loads(path.read_text(encoding="utf-8"))
