@@ -433,3 +433,14 @@ def test_the_sidecar_alone_meets_restricted_and_both_schemas() -> None:
     alone = as_pod({"containers": [sidecar], "volumes": out["spec"]["volumes"][1:]})
     assert schema_problems(alone) == []
     assert restricted_problems(alone) == []
+
+
+def test_deploy_readme_lists_every_skip_reason() -> None:
+    """deploy/README's table of pods left alone has a row for each reason the metric
+    deucalion_injector_skipped_pods_total counts (not-a-pod was missing)."""
+    import re
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parents[2] / "deploy" / "README.md"
+    rows = re.findall(r"^\| `([a-z-]+)` \|", readme.read_text(encoding="utf-8"), re.MULTILINE)
+    assert set(SKIP_REASONS) <= set(rows), sorted(set(SKIP_REASONS) - set(rows))
