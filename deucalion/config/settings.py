@@ -580,6 +580,10 @@ class KubernetesSettings(ScrapeOptions):
     """The pod's namespace (default: $POD_NAMESPACE, else the service account's namespace)."""
     refresh_interval: PositiveDuration = 60.0
     """How often the API is asked again (the annotations file is read every cycle)."""
+    ports: dict[str, Annotated[int, Field(gt=0, lt=65536)]] = Field(default_factory=dict)
+    """The pod's named container ports (``{http: 8080}``), for a ``prometheus.io/port`` that
+    names one: the injector sets them (``DEUCALION_KUBERNETES__PORTS``); read from the API,
+    the pod's own are used."""
 
     @field_validator("api_url")
     @classmethod

@@ -22,6 +22,7 @@ from deucalion.injector.policy import (
     opt_in,
     pod_resources_problem,
     port_problem,
+    shown,
     windows_pod,
 )
 from deucalion.injector.settings import ANNOTATIONS_FILE, InjectorSettings
@@ -217,6 +218,38 @@ def _volumes(config_map: str | None) -> list[dict[str, Any]]:
     return volumes
 
 
+def _metrics_port(
+    annotations: Mapping[str, Any], spec: Mapping[str, Any]
+) -> tuple[dict[str, int], str | None]:
+    """The pod's named container ports when its ``prometheus.io/port`` names one (for the
+    sidecar), and a warning when the annotation gives the sidecar no port to scrape."""
+    from deucalion.targets.kubernetes import named_ports
+
+    port = str(annotations.get("prometheus.io/port", "")).strip()
+    if not port:
+        return {}, (
+            "deucalion sidecar injected, but the pod has no annotation prometheus.io/port: it "
+            "will find no target to watch until it names the port of the metrics (a number "
+            "or a container port's name)"
+        )
+    if port.isdigit():
+        if 0 < int(port) < 65536:
+            return {}, None
+        return {}, (
+            f"deucalion sidecar injected, but annotation prometheus.io/port is {shown(port)}, "
+            "not a port (1 to 65535): it will find no target to watch"
+        )
+    ports = named_ports(spec)
+    if port in ports:
+        return ports, None
+    known = f"its ports are named {', '.join(sorted(ports))}" if ports else "none is named"
+    return {}, (
+        f"deucalion sidecar injected, but annotation prometheus.io/port is {shown(port)}, "
+        f"which names no container port of the pod ({known}): it will find no target to "
+        "watch; set it to the port number, or name the port in the container's ports"
+    )
+
+
 def injected_label_value(version: str = __version__) -> str:
     """The ``deucalion.io/injected`` label's value: the version, made a valid label value."""
     value = _LABEL_VALUE_BAD.sub("-", version)[:63].strip("-._")
@@ -348,6 +381,15 @@ def plan_injection(
             "deucalion sidecar injected, but the pod has no annotation prometheus.io/scrape: "
             '"true": it will find no target to watch'
         )
+    else:
+        ports, port_warning = _metrics_port(annotations, spec)
+        if port_warning is not None:
+            warnings.append(port_warning)
+        if ports:
+            # A named prometheus.io/port, as Kubernetes allows: the sidecar cannot see the
+            # pod's container ports in its Downward API files, so it is told them.
+            value = json.dumps(ports, separators=(",", ":"), sort_keys=True)
+            container["env"].append({"name": "DEUCALION_KUBERNETES__PORTS", "value": value})
     if native:
         # A plain container would keep a Job's pod running forever after its work is done; a
         # native sidecar (an init container that restarts) ends with the pod's main containers.

@@ -74,6 +74,25 @@ def parse_downward_file(text: str) -> dict[str, str]:
     return found
 
 
+def named_ports(spec: object) -> dict[str, int]:
+    """The named container ports (``{"http": 8080}``) of a pod spec (a dict, as the API
+    returns it), its init containers' included: what a named ``prometheus.io/port`` means."""
+    ports: dict[str, int] = {}
+    if not isinstance(spec, Mapping):
+        return ports
+    for key in ("initContainers", "containers"):
+        for container in spec.get(key) or ():
+            if not isinstance(container, Mapping):
+                continue
+            for entry in container.get("ports") or ():
+                if not isinstance(entry, Mapping):
+                    continue
+                name, number = entry.get("name"), entry.get("containerPort")
+                if isinstance(name, str) and name and type(number) is int and 0 < number < 65536:
+                    ports[name] = number
+    return ports
+
+
 def sanitize_label_name(name: str) -> str:
     """A Kubernetes label key as a Prometheus label name (``app.kubernetes.io/name`` ->
     ``app_kubernetes_io_name``), as Prometheus's kubernetes_sd does."""
@@ -102,6 +121,8 @@ class KubernetesTargets:
         self._targets: list[Target] = []
         self._fetched_at = float("-inf")
         self._problem: str | None = None
+        # The named container ports of the pod object the API returned, for a named port.
+        self._api_ports: dict[str, int] = {}
         self.last_error: str | None = None
         """Why the last discovery failed (the last good targets are kept), or None."""
 
@@ -231,6 +252,7 @@ class KubernetesTargets:
         metadata = pod_object.get("metadata") if isinstance(pod_object, dict) else None
         if not isinstance(metadata, dict):
             raise KubernetesError(f"GET {api.url(path)} did not return a Pod object")
+        self._api_ports = named_ports(pod_object.get("spec"))
         return dict(metadata.get("annotations") or {}), dict(metadata.get("labels") or {})
 
     def _build(self, annotations: Mapping[str, str], pod_labels: Mapping[str, str]) -> list[Target]:
@@ -239,11 +261,29 @@ class KubernetesTargets:
                 'the pod is not annotated prometheus.io/scrape: "true", so there is nothing '
                 "to watch: annotate the pod (with prometheus.io/port and prometheus.io/path)"
             )
-        port = annotations.get("prometheus.io/port", "")
-        if not port.isdigit() or not 0 < int(port) < 65536:
+        port = annotations.get("prometheus.io/port", "").strip()
+        if not port:
             raise KubernetesError(
-                f"the pod's prometheus.io/port annotation is {port or 'missing'!r}: set it to "
-                "the port the service's metrics are served on"
+                "the pod has no prometheus.io/port annotation: set it to the port the "
+                "service's metrics are served on (a number, or the name of a container port)"
+            )
+        if not port.isdigit():
+            # A named port, as Kubernetes allows: the injector passes the pod's
+            # (kubernetes.ports), the API's pod object has them.
+            ports = {**self._api_ports, **self.settings.ports}
+            if port not in ports:
+                known = f" (it has {', '.join(sorted(ports))})" if ports else ""
+                raise KubernetesError(
+                    f"the pod's prometheus.io/port annotation is {port!r}, which names no "
+                    f"container port of the pod known to deucalion{known}: set it to the port "
+                    "number the service's metrics are served on, or to the name of a port in "
+                    "a container's ports (the injector passes them as DEUCALION_KUBERNETES__PORTS)"
+                )
+            port = str(ports[port])
+        if not 0 < int(port) < 65536:
+            raise KubernetesError(
+                f"the pod's prometheus.io/port annotation is {port!r}, not a port (1 to "
+                "65535): set it to the port the service's metrics are served on"
             )
         scheme = annotations.get("prometheus.io/scheme") or self.settings.scheme
         if scheme not in ("http", "https"):

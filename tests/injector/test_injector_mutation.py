@@ -316,6 +316,59 @@ def test_a_missing_configmap_is_a_warning_in_the_sidecar_not_a_crash(
     assert "deucalion.io/config" in warning and "kubectl create configmap" in warning
 
 
+async def test_a_named_metrics_port_reaches_the_sidecar_resolved(tmp_path: Any) -> None:
+    """prometheus.io/port: "http" names a container port, as Kubernetes allows: the sidecar,
+    which sees only the annotations, is given the pod's named ports and scrapes 8080 (it found
+    no target). No warning."""
+    from deucalion.config.loading import load_settings
+    from deucalion.targets.kubernetes import KubernetesTargets
+
+    pod = app_pod()
+    pod["metadata"]["annotations"]["prometheus.io/port"] = "http"
+    plan = plan_injection(pod, SETTINGS)
+    assert plan.warnings == []
+    [sidecar] = sidecars(injected(pod))
+    environ = {k: v for k, v in env_of(sidecar).items() if isinstance(v, str)}
+    assert environ["DEUCALION_KUBERNETES__PORTS"] == '{"http":8080}'
+    settings = load_settings(environ=environ, default_file=None)
+    assert settings.kubernetes is not None
+    annotations = tmp_path / "annotations"
+    annotations.write_text('prometheus.io/scrape="true"\nprometheus.io/port="http"\n')
+    kubernetes = settings.kubernetes.model_copy(update={"annotations_file": str(annotations)})
+    provider = KubernetesTargets(kubernetes, environ={"POD_NAME": "p", "POD_NAMESPACE": "n"})
+    assert [t.url for t in await provider.discover()] == ["http://localhost:8080/metrics"]
+    await provider.close()
+
+
+@pytest.mark.parametrize(
+    ("port", "expected"),
+    [
+        (
+            "web",
+            "annotation prometheus.io/port is 'web', which names no container port of the "
+            "pod (its ports are named http): it will find no target to watch",
+        ),
+        (None, "the pod has no annotation prometheus.io/port: it will find no target to watch"),
+        ("70000", "annotation prometheus.io/port is '70000', not a port (1 to 65535)"),
+    ],
+)
+def test_a_port_annotation_the_sidecar_cannot_use_is_injected_with_a_warning(
+    port: str | None, expected: str
+) -> None:
+    """The pod runs (the annotation can be fixed in place: the sidecar reads it every cycle),
+    and whoever applied it is told why its sidecar will watch nothing."""
+    pod = app_pod()
+    if port is None:
+        del pod["metadata"]["annotations"]["prometheus.io/port"]
+    else:
+        pod["metadata"]["annotations"]["prometheus.io/port"] = port
+    plan = plan_injection(pod, SETTINGS)
+    assert plan.patch and plan.reason is None
+    assert [w for w in plan.warnings if expected in w], plan.warnings
+    [sidecar] = sidecars(injected(pod))
+    assert "DEUCALION_KUBERNETES__PORTS" not in env_of(sidecar)
+
+
 def test_a_password_in_an_alertmanager_url_reaches_the_sidecar_but_is_never_shown() -> None:
     """The sidecar's environment carries the URL whole, so it can log in; repr, str and JSON of
     the injector's settings, and their errors, show user:***@."""

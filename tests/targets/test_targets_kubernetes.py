@@ -106,6 +106,57 @@ async def test_not_annotated_pod_gives_no_target_and_says_why(tmp_path: Path) ->
     assert provider.last_error is not None and "prometheus.io/scrape" in provider.last_error
 
 
+async def _discover_with(
+    tmp_path: Path, annotations: str, **settings: Any
+) -> tuple[list[str], str | None]:
+    (tmp_path / "annotations").write_text(annotations)
+    provider = KubernetesTargets(
+        KubernetesSettings(annotations_file=str(tmp_path / "annotations"), **settings),
+        environ={"POD_NAME": "p", "POD_NAMESPACE": "n"},
+    )
+    targets = [t.url for t in await provider.discover()]
+    await provider.close()
+    return targets, provider.last_error
+
+
+async def test_a_named_port_is_resolved_from_the_pods_container_ports(tmp_path: Path) -> None:
+    """prometheus.io/port: "http" (Kubernetes allows a container port's name) is the number
+    the injector passes in kubernetes.ports; it found no target."""
+    annotations = 'prometheus.io/scrape="true"\nprometheus.io/port="http"\n'
+    targets, error = await _discover_with(tmp_path, annotations, ports={"http": 8080})
+    assert targets == ["http://localhost:8080/metrics"] and error is None
+
+
+@pytest.mark.parametrize(
+    ("port", "ports", "expected"),
+    [
+        (
+            None,
+            {},
+            "the pod has no prometheus.io/port annotation: set it to the port the service's "
+            "metrics are served on (a number, or the name of a container port)",
+        ),
+        (
+            "http",
+            {"metrics": 9090},
+            "the pod's prometheus.io/port annotation is 'http', which names no container port "
+            "of the pod known to deucalion (it has metrics): set it to the port number",
+        ),
+        ("99999", {}, "the pod's prometheus.io/port annotation is '99999', not a port"),
+    ],
+)
+async def test_an_unusable_port_annotation_says_what_it_is(
+    tmp_path: Path, port: str | None, ports: dict[str, int], expected: str
+) -> None:
+    """No annotation is not "the annotation is 'missing'" (as if that were its value)."""
+    annotations = 'prometheus.io/scrape="true"\n'
+    if port is not None:
+        annotations += f'prometheus.io/port="{port}"\n'
+    targets, error = await _discover_with(tmp_path, annotations, ports=ports)
+    assert targets == [] and error is not None and expected in error
+    assert "'missing'" not in error
+
+
 @pytest.fixture
 async def api_server() -> AsyncIterator[Callable[[web.Response], Any]]:
     """Starts a loopback aiohttp server standing in for the API server; yields a starter."""
@@ -171,6 +222,24 @@ async def test_kubernetes_api(tmp_path: Path, api_server: Any) -> None:
     assert seen[0].headers["Authorization"] == "Bearer sa-token-value"
     assert seen[0].headers["Accept"] == "application/json"
     assert "X-Prometheus-Scrape-Timeout-Seconds" not in seen[0].headers
+    await provider.close()
+
+
+async def test_a_named_port_is_resolved_from_the_pod_the_api_returns(
+    tmp_path: Path, api_server: Any
+) -> None:
+    """Read from the API, the pod object has its container ports: a named port resolves."""
+    pod = _pod({"prometheus.io/scrape": "true", "prometheus.io/port": "metrics"})
+    pod["spec"]["containers"][0]["ports"].append({"name": "metrics", "containerPort": 9102})
+    url, _ = await api_server(pod)
+    settings = KubernetesSettings(
+        annotations_file=str(tmp_path / "absent"),
+        api_url=url,
+        service_account_dir=str(_account(tmp_path)),
+    )
+    provider = KubernetesTargets(settings, environ={"POD_NAME": "shop-7d9f8b-x2x4z"})
+    (target,) = await provider.discover()
+    assert target.url == "http://localhost:9102/metrics"
     await provider.close()
 
 
