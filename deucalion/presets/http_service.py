@@ -74,7 +74,11 @@ class Instrumentation:
 
 
 _HTTP_5XX = r"5.."
-_GRPC_SERVER_ERRORS = r"Unknown|DeadlineExceeded|Unimplemented|Internal|Unavailable|DataLoss"
+# gRPC's codes as go-grpc-prometheus names them (DeadlineExceeded) and as py-grpc-prometheus
+# does (grpc.StatusCode's names: DEADLINE_EXCEEDED, INTERNAL): in any case.
+_GRPC_SERVER_ERRORS = (
+    r"(?i)unknown|deadline_?exceeded|unimplemented|internal|unavailable|data_?loss"
+)
 _ROUTE_LABELS = (("route",), ("handler",), ("endpoint",), ("path",), ("uri",), ("url",))
 
 #: The instrumentations looked for, in order.
