@@ -9,7 +9,9 @@ counter the target serves is used for it:
   or ``_in_flight``), or where there is no request counter, the duration histogram's
   ``_count``;
 - OpenTelemetry's semantic conventions through its Prometheus exporter
-  (``http_server_request_duration_seconds``, ``http_server_active_requests``);
+  (``http_server_request_duration_seconds``, ``http_server_active_requests``), and its older
+  HTTP conventions, still the default of opentelemetry-python's instrumentations
+  (``http_server_duration_milliseconds``, in milliseconds, read as seconds);
 - Spring Boot / Micrometer (``http_server_requests_seconds``);
 - gRPC's go-grpc-prometheus and its ports (``grpc_server_handled_total``,
   ``grpc_server_handling_seconds``);
@@ -61,6 +63,8 @@ class Instrumentation:
     """Gauges of the requests being handled, first present wins."""
     started: str | None = None
     """A counter of started requests: in flight = started - handled (gRPC)."""
+    duration_unit: float = 1.0
+    """Seconds per unit of the duration histogram's bounds (0.001 for milliseconds)."""
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -111,6 +115,19 @@ INSTRUMENTATIONS: tuple[Instrumentation, ...] = (
         (("http_route",),),
         "http_server_request_duration_seconds_bucket",
         ("http_server_active_requests",),
+    ),
+    # OpenTelemetry's HTTP conventions before 1.21 (opentelemetry-python's instrumentations
+    # without OTEL_SEMCONV_STABILITY_OPT_IN=http): a histogram in milliseconds. After the new
+    # one: a service serving both (OTEL_SEMCONV_STABILITY_OPT_IN=http/dup) is read in seconds.
+    Instrumentation(
+        "opentelemetry (old conventions)",
+        "http_server_duration_milliseconds_count",
+        ("http_status_code",),
+        _HTTP_5XX,
+        (("http_route",), ("http_target",)),
+        "http_server_duration_milliseconds_bucket",
+        ("http_server_active_requests",),
+        duration_unit=0.001,
     ),
     Instrumentation(
         "micrometer",
@@ -245,7 +262,7 @@ def _latency(q: Query, quantile: float) -> SignalValues:
         seen = q.rate(inst.requests, grouping)
         for key, value in q.quantile(quantile, inst.duration_bucket, grouping).items():
             if seen.get(key, 0.0) * q.range_seconds >= MIN_REQUESTS and not math.isnan(value):
-                out[key] = value
+                out[key] = value * inst.duration_unit
     return out
 
 
@@ -277,6 +294,16 @@ def in_flight(q: Query) -> SignalValues:
 
 
 _ALL = tuple(dict.fromkeys(m for i in INSTRUMENTATIONS for m in i.metrics))
+_REQUESTS = tuple(dict.fromkeys(i.requests for i in INSTRUMENTATIONS))
+
+
+def _metrics_of(field: str) -> set[str]:
+    """Every instrumentation's metrics in its ``field`` (``in_flight``, ``duration_bucket``)."""
+    names: set[str] = set()
+    for inst in INSTRUMENTATIONS:
+        value = getattr(inst, field)
+        names.update(value if isinstance(value, tuple) else [value] if value else [])
+    return names
 
 
 def _of_instrumentation(*fields: str) -> Callable[[Collection[str]], tuple[str, ...]]:
@@ -307,7 +334,15 @@ def _lacking(field: str) -> Callable[[Mapping[str, Mapping[str, float]]], str | 
     def why(samples: Mapping[str, Mapping[str, float]]) -> str | None:
         inst = next((i for i in INSTRUMENTATIONS if i.requests in samples), None)
         if inst is None:
-            return None
+            # Served, yet read only beside the request counter that says whose metric it is
+            # ("not found" named the gauge the target serves among those looked for).
+            served = [m for m in _ALL if m in samples and m in _metrics_of(field)]
+            if not served:
+                return None
+            return (
+                f"it serves {', '.join(served)}, but no request counter of an instrumentation "
+                f"the preset knows ({', '.join(_REQUESTS)}), which says whose it is"
+            )
         if field == "status_labels":
             present = {name for key in samples[inst.requests] for name in labels_of(key)}
             if present & set(inst.status_labels):

@@ -214,8 +214,9 @@ def test_each_instrumentation_gives_rate_and_error_ratio(inst: Any) -> None:
     ratio = _signal_values("http-service", "error_ratio", cycles, APP)
     assert ratio == {"{}": pytest.approx(0.1), series: pytest.approx(0.1)}
     p50 = _signal_values("http-service", "latency_p50", cycles, APP)
-    if inst.duration_bucket:
-        assert p50 == {"{}": pytest.approx(0.1), series: pytest.approx(0.1)}
+    if inst.duration_bucket:  # bounds in the histogram's unit, the quantile in seconds
+        p = 0.1 * inst.duration_unit
+        assert p50 == {"{}": pytest.approx(p), series: pytest.approx(p)}
     else:
         assert p50 == {}
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from deucalion.exposition import parse_exposition
+from tests.helpers import TargetServer, text
 from tests.presets.test_presets import APP, _signal_values
 
 DATA = Path(__file__).parent / "data"
@@ -58,3 +59,54 @@ def test_grpc_server_codes_match_in_any_spelling() -> None:
         assert re.fullmatch(grpc.error, code), code
     for code in ("OK", "NotFound", "NOT_FOUND", "INVALID_ARGUMENT", "Canceled"):
         assert not re.fullmatch(grpc.error, code), code
+
+
+OTEL_OLD = "opentelemetry_flask_old_conventions.txt"
+
+
+def test_opentelemetry_old_conventions_are_read_in_seconds() -> None:
+    """opentelemetry-python's instrumentations by default (no OTEL_SEMCONV_STABILITY_OPT_IN)
+    serve http_server_duration_milliseconds{http_status_code,http_target}: nothing was found.
+    Its _count is the requests (59, 21 of them 500s), its buckets the latency, in seconds."""
+    rates = _values(OTEL_OLD, "request_rate")
+    assert rates["{}"] == pytest.approx(59.0)
+    assert rates['{http_target="/items/<int:id>"}'] == pytest.approx(35.0)
+    ratio = _values(OTEL_OLD, "error_ratio")
+    assert ratio["{}"] == pytest.approx(21 / 59)
+    assert ratio['{http_target="/slow"}'] == pytest.approx(3 / 6)
+    p50, p99 = _values(OTEL_OLD, "latency_p50"), _values(OTEL_OLD, "latency_p99")
+    # The app's requests take 5 to 25 ms (/slow 55 to 75 ms): seconds, not milliseconds.
+    assert 0.005 < p50["{}"] < 0.025 and 0.05 < p99["{}"] < 0.1, (p50, p99)
+    assert 0.05 < p50['{http_target="/slow"}'] < 0.1
+    assert _values(OTEL_OLD, "in_flight") == {"{}": 0.0}
+
+
+@pytest.fixture
+async def active_requests_only(target_server: TargetServer) -> str:
+    """A target serving OpenTelemetry's in-flight gauge and no request counter the preset
+    knows (a histogram in a unit it does not read, say)."""
+    page = (
+        "# TYPE http_server_active_requests gauge\n"
+        'http_server_active_requests{http_method="GET"} 2\n'
+        "# TYPE http_server_duration_microseconds histogram\n"
+        'http_server_duration_microseconds_bucket{le="+Inf"} 5\n'
+        "http_server_duration_microseconds_count 5\n"
+        "http_server_duration_microseconds_sum 5\n"
+    )
+    url = target_server.add("/metrics", text(page))
+    await target_server.start()
+    return url
+
+
+async def test_presets_show_says_why_a_served_gauge_gives_no_in_flight(
+    active_requests_only: str,
+) -> None:
+    """`presets show` said `in_flight not found (looks for the same as request_rate)`, whose
+    list names http_server_active_requests, which the target serves."""
+    from deucalion.presets.cli import show
+
+    printed = await show("http-service", active_requests_only, interval=0.1)
+    [line] = [line for line in printed.splitlines() if line.lstrip().startswith("in_flight")]
+    assert "not found" not in line, printed
+    assert "no value: it serves http_server_active_requests, but no request counter" in line
+    assert "http_requests_total" in line and "grpc_server_handled_total" in line
