@@ -15,6 +15,10 @@ counter the target serves is used for it:
 - Spring Boot / Micrometer (``http_server_requests_seconds``);
 - gRPC's go-grpc-prometheus and its ports (``grpc_server_handled_total``,
   ``grpc_server_handling_seconds``);
+- Python web frameworks' exporters with their default names: starlette_exporter
+  (``starlette_requests_total``), prometheus-flask-exporter
+  (``flask_http_request_duration_seconds``), django-prometheus
+  (``django_http_responses_total_by_status_view_method_total``);
 - as a last resort, Go's ``promhttp_metric_handler_requests_total`` (the metrics endpoint's
   own requests: a service that exposes nothing else still shows whether it is scraped).
 
@@ -63,6 +67,8 @@ class Instrumentation:
     """Gauges of the requests being handled, first present wins."""
     started: str | None = None
     """A counter of started requests: in flight = started - handled (gRPC)."""
+    handled: str | None = None
+    """A counter of handled requests, for in flight = started - handled (None: ``requests``)."""
     duration_unit: float = 1.0
     """Seconds per unit of the duration histogram's bounds (0.001 for milliseconds)."""
 
@@ -74,6 +80,8 @@ class Instrumentation:
             names.append(self.duration_bucket)
         if self.started:
             names.append(self.started)
+        if self.handled:
+            names.append(self.handled)
         return tuple(names)
 
 
@@ -83,7 +91,15 @@ _HTTP_5XX = r"5.."
 _GRPC_SERVER_ERRORS = (
     r"(?i)unknown|deadline_?exceeded|unimplemented|internal|unavailable|data_?loss"
 )
-_ROUTE_LABELS = (("route",), ("handler",), ("endpoint",), ("path",), ("uri",), ("url",))
+_ROUTE_LABELS = (
+    ("route",),
+    ("handler",),
+    ("endpoint",),
+    ("path",),
+    ("uri",),
+    ("url",),
+    ("url_rule",),  # prometheus-flask-exporter's group_by="url_rule"
+)
 
 #: The instrumentations looked for, in order.
 INSTRUMENTATIONS: tuple[Instrumentation, ...] = (
@@ -146,6 +162,37 @@ INSTRUMENTATIONS: tuple[Instrumentation, ...] = (
         (("grpc_service", "grpc_method"),),
         "grpc_server_handling_seconds_bucket",
         started="grpc_server_started_total",
+    ),
+    Instrumentation(
+        "starlette_exporter",
+        "starlette_requests_total",
+        ("status_code",),
+        _HTTP_5XX,
+        (("path",),),
+        "starlette_request_duration_seconds_bucket",
+        ("starlette_requests_in_progress",),
+    ),
+    # Its flask_http_request_total has no route label; its histogram's _count has the route
+    # (group_by: the path by default, or url_rule, endpoint, url). No in-flight gauge.
+    Instrumentation(
+        "prometheus-flask-exporter",
+        "flask_http_request_duration_seconds_count",
+        ("status",),
+        _HTTP_5XX,
+        (("url_rule",), ("path",), ("endpoint",), ("url",)),
+        "flask_http_request_duration_seconds_bucket",
+    ),
+    # Responses by status and view (the view's name, or "<unnamed view>"); in flight between
+    # its outermost middleware's request and response counters.
+    Instrumentation(
+        "django-prometheus",
+        "django_http_responses_total_by_status_view_method_total",
+        ("status",),
+        _HTTP_5XX,
+        (("view",),),
+        "django_http_requests_latency_seconds_by_view_method_bucket",
+        started="django_http_requests_before_middlewares_total",
+        handled="django_http_responses_before_middlewares_total",
     ),
     # The metrics handler's own requests: Go's promhttp serves them (its in-flight gauge
     # counts scrapes of the metrics endpoint, not the service's requests).
@@ -287,7 +334,7 @@ def in_flight(q: Query) -> SignalValues:
         if values:
             return values
     if inst.started:
-        started, handled = q.gauge(inst.started), q.gauge(inst.requests)
+        started, handled = q.gauge(inst.started), q.gauge(inst.handled or inst.requests)
         if "{}" in started and "{}" in handled:
             return {"{}": max(0.0, started["{}"] - handled["{}"])}
     return {}
@@ -420,7 +467,7 @@ SIGNALS: tuple[Signal, ...] = (
         "up",
         floor=20.0,
         relative=2.0,
-        narrow=_of_instrumentation("in_flight", "started"),
+        narrow=_of_instrumentation("in_flight", "started", "handled"),
         lacking=_lacking("in_flight"),
     ),
 )

@@ -34,8 +34,9 @@ def _cycles(page: str, n: int = 10) -> list[dict[str, dict[str, float]]]:
     ]
 
 
-def _values(page: str, signal: str) -> dict[str, float]:
-    return _signal_values("http-service", signal, _cycles(page), APP)
+def _values(page: str, signal: str, n: int = 10) -> dict[str, float]:
+    """``signal`` at the last of ``n`` scrapes (at the second, counters are as captured)."""
+    return _signal_values("http-service", signal, _cycles(page, n), APP)
 
 
 def test_py_grpc_prometheus_upper_case_codes_are_errors() -> None:
@@ -110,3 +111,43 @@ async def test_presets_show_says_why_a_served_gauge_gives_no_in_flight(
     assert "not found" not in line, printed
     assert "no value: it serves http_server_active_requests, but no request counter" in line
     assert "http_requests_total" in line and "grpc_server_handled_total" in line
+
+
+def test_starlette_exporter_defaults() -> None:
+    """starlette_requests_total{path,status_code}, starlette_request_duration_seconds,
+    starlette_requests_in_progress: nothing was found. /fast: 24 requests, 6 of them 500s."""
+    page = "starlette_exporter.txt"
+    assert _values(page, "request_rate")['{path="/fast"}'] == pytest.approx(24.0)
+    ratio = _values(page, "error_ratio")
+    assert ratio['{path="/fast"}'] == pytest.approx(6 / 24) and "{}" in ratio
+    p50 = _values(page, "latency_p50")
+    assert 0.05 < p50['{path="/slow"}'] < 0.1 and 0.005 < p50['{path="/fast"}'] < 0.05, p50
+    assert _values(page, "in_flight") == {"{}": 1.0}
+
+
+def test_prometheus_flask_exporter_defaults() -> None:
+    """flask_http_request_total{method,status} has no route: the duration histogram's _count
+    (flask_http_request_duration_seconds{method,path,status}) is the requests, per path. 60
+    requests, 22 of them 500s; /items/1: 12, 6."""
+    page = "prometheus_flask_exporter.txt"
+    rates = _values(page, "request_rate")
+    assert rates["{}"] == pytest.approx(60.0)
+    assert rates['{path="/items/1"}'] == pytest.approx(12.0)
+    ratio = _values(page, "error_ratio")
+    assert ratio["{}"] == pytest.approx(22 / 60)
+    assert ratio['{path="/items/1"}'] == pytest.approx(6 / 12)
+    p50 = _values(page, "latency_p50")
+    assert 0.005 < p50["{}"] < 0.05 and 0.05 < p50['{path="/slow"}'] < 0.1, p50
+    assert _values(page, "in_flight") == {}  # it has no in-flight gauge
+
+
+def test_django_prometheus_defaults() -> None:
+    """Responses by status and view, latency by view, in flight between its outermost
+    middleware's request and response counters (63 - 62: the scrape itself)."""
+    page = "django_prometheus.txt"
+    work = '{view="__main__.work"}'
+    assert _values(page, "request_rate")[work] == pytest.approx(59.0)
+    ratio = _values(page, "error_ratio")
+    assert ratio[work] == pytest.approx(15 / 59) and "{}" in ratio
+    assert 0.005 < _values(page, "latency_p50")[work] < 0.05
+    assert _values(page, "in_flight", n=2) == {"{}": 1.0}
