@@ -151,3 +151,16 @@ def test_django_prometheus_defaults() -> None:
     assert ratio[work] == pytest.approx(15 / 59) and "{}" in ratio
     assert 0.005 < _values(page, "latency_p50")[work] < 0.05
     assert _values(page, "in_flight", n=2) == {"{}": 1.0}
+
+
+def test_fastapi_instrumentator_service_latency_from_its_fine_histogram() -> None:
+    """prometheus-fastapi-instrumentator's per-handler histogram has buckets 0.1, 0.5, 1: every
+    p50 under 100 ms read 0.05 s, every p99 0.099 s. Its label-less
+    http_request_duration_highr_seconds (buckets from 10 ms) gives the service's: p50 between
+    its 10 and 25 ms buckets (10 and 49 of 63 requests), p99 between 75 and 100 ms."""
+    page = "prometheus_fastapi_instrumentator.txt"
+    p50, p99 = _values(page, "latency_p50"), _values(page, "latency_p99")
+    assert p50["{}"] == pytest.approx(0.01 + 0.015 * (31.5 - 10) / 39)
+    assert p99["{}"] == pytest.approx(0.075 + 0.025 * (0.99 * 63 - 60) / 3)
+    assert '{handler="/fast"}' in p50  # per handler: its own histogram, coarse as it is
+    assert _values(page, "error_ratio")['{handler="/fast"}'] == pytest.approx(6 / 19)
