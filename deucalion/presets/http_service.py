@@ -32,11 +32,13 @@ as a whole still has them.)
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import cast
+from urllib.parse import urlsplit
 
-from deucalion.presets.signals import Query, Signal, SignalValues, labels_of
+from deucalion.presets.signals import Matchers, Query, Signal, SignalValues, labels_of
 
 __all__ = ["INSTRUMENTATIONS", "SIGNALS", "Instrumentation", "instrumentation_of"]
 
@@ -46,6 +48,8 @@ MAX_ROUTES = 20
 MIN_ERRORS = 2.0
 #: Fewer requests than this within the rate's range make no latency quantile.
 MIN_REQUESTS = 5.0
+#: Routes of a metrics endpoint by name rather than path: django-prometheus's view.
+METRICS_ROUTES = ("prometheus-django-metrics",)
 
 
 @dataclass(frozen=True)
@@ -231,13 +235,26 @@ def _route_labels(q: Query, inst: Instrumentation) -> tuple[str, ...]:
     return cast("tuple[str, ...]", cached)
 
 
+def _served(q: Query, inst: Instrumentation) -> Matchers:
+    """Matchers leaving out the requests of the metrics endpoint that is scraped (a route
+    named as the target's path, or ``METRICS_ROUTES``): deucalion's own scrapes, a request a
+    second that would be most of a quiet service's rate and keep it from falling to 0."""
+    cached = q.memo.get("served")
+    if cached is None:
+        path = urlsplit(q.target).path or "/"
+        pattern = "|".join(re.escape(route) for route in (path, *METRICS_ROUTES))
+        cached = {f"!{label}": pattern for label in _route_labels(q, inst)}
+        q.memo["served"] = cached
+    return cast("Matchers", cached)
+
+
 def _route_of(q: Query, inst: Instrumentation) -> dict[str, str]:
     """Route series key (of the route labels) -> the series key the signal uses: itself for
     the busiest ``MAX_ROUTES``, ``{route="other"}`` for the rest."""
     cached = q.memo.get("routes")
     if cached is None:
         by = _route_labels(q, inst)
-        totals = q.gauge(inst.requests, by)
+        totals = q.gauge(inst.requests, by, _served(q, inst))
         busiest = sorted(totals, key=lambda k: -totals[k])
         cached = {k: k for k in busiest[:MAX_ROUTES]}
         cached.update((k, '{route="other"}') for k in busiest[MAX_ROUTES:])
@@ -270,10 +287,10 @@ def request_rate(q: Query) -> SignalValues:
     inst = instrumentation_of(q)
     if inst is None:
         return {}
-    by = _route_labels(q, inst)
-    out = q.rate(inst.requests)
+    by, served = _route_labels(q, inst), _served(q, inst)
+    out = q.rate(inst.requests, (), served)
     if by:
-        out.update(_by_route(q, inst, q.rate(inst.requests, by)))
+        out.update(_by_route(q, inst, q.rate(inst.requests, by, served)))
     return out
 
 
@@ -295,11 +312,14 @@ def error_ratio(q: Query) -> SignalValues:
     status = None if inst is None else _status_label(q, inst)
     if inst is None or status is None:
         return {}
-    failing = {status: inst.error}
-    out = _ratio(q.rate(inst.requests), q.rate(inst.requests, (), failing), q.range_seconds)
+    served = _served(q, inst)
+    failing = {status: inst.error, **served}
+    out = _ratio(
+        q.rate(inst.requests, (), served), q.rate(inst.requests, (), failing), q.range_seconds
+    )
     by = _route_labels(q, inst)
     if by:
-        total = _by_route(q, inst, q.rate(inst.requests, by))
+        total = _by_route(q, inst, q.rate(inst.requests, by, served))
         errors = _by_route(q, inst, q.rate(inst.requests, by, failing))
         out.update(_ratio(total, errors, q.range_seconds))
     return out
@@ -315,12 +335,13 @@ def _latency(q: Query, quantile: float) -> SignalValues:
     if by and len(_route_of(q, inst)) <= MAX_ROUTES:
         groupings.append(by)
     out: SignalValues = {}
+    served = _served(q, inst)
     for grouping in groupings:
-        seen = q.rate(inst.requests, grouping)
+        seen = q.rate(inst.requests, grouping, served)
         bucket = inst.duration_bucket
         if not grouping and inst.service_duration_bucket and q.has(inst.service_duration_bucket):
             bucket = inst.service_duration_bucket
-        for key, value in q.quantile(quantile, bucket, grouping).items():
+        for key, value in q.quantile(quantile, bucket, grouping, served).items():
             if seen.get(key, 0.0) * q.range_seconds >= MIN_REQUESTS and not math.isnan(value):
                 out[key] = value * inst.duration_unit
     return out

@@ -164,3 +164,30 @@ def test_fastapi_instrumentator_service_latency_from_its_fine_histogram() -> Non
     assert p99["{}"] == pytest.approx(0.075 + 0.025 * (0.99 * 63 - 60) / 3)
     assert '{handler="/fast"}' in p50  # per handler: its own histogram, coarse as it is
     assert _values(page, "error_ratio")['{handler="/fast"}'] == pytest.approx(6 / 19)
+
+
+@pytest.mark.parametrize(
+    ("page", "route", "requests", "errors"),
+    [
+        ("prometheus_fastapi_instrumentator.txt", '{handler="/metrics"}', 60.0, 13.0),
+        ("starlette_exporter.txt", '{path="/metrics"}', 60.0, 17.0),
+        ("django_prometheus.txt", '{view="prometheus-django-metrics"}', 59.0, 15.0),
+    ],
+)
+def test_the_scraped_metrics_endpoint_is_not_a_route(
+    page: str, route: str, requests: float, errors: float
+) -> None:
+    """Each page counts 3 scrapes of its /metrics (django-prometheus: its view's name): they
+    were a route, and a request a second of deucalion's own in a quiet service's rate."""
+    rates = _values(page, "request_rate")
+    assert route not in rates and rates["{}"] == pytest.approx(requests), rates
+    assert _values(page, "error_ratio")["{}"] == pytest.approx(errors / requests)
+    assert route not in _values(page, "latency_p50")
+
+
+def test_a_metrics_route_other_than_the_scraped_path_is_the_services() -> None:
+    """Only the path scraped is left out: scraped at /internal/prom, /metrics is a route."""
+    cycles = _cycles("starlette_exporter.txt")
+    target = "http://app:8080/internal/prom"
+    rates = _signal_values("http-service", "request_rate", cycles, target)
+    assert rates['{path="/metrics"}'] == pytest.approx(3.0) and rates["{}"] == pytest.approx(63.0)
