@@ -26,7 +26,11 @@ Signals are of the service as a whole (series ``{}``) and, where the instrumenta
 route label, per route: the ``MAX_ROUTES`` busiest routes by their request counts and the rest
 as one ``route="other"``, so a service with thousands of paths cannot make thousands of
 signals. (A quiet route sees too few requests per cycle for a ratio or a quantile: the service
-as a whole still has them.)
+as a whole still has them.) The metrics endpoint that is scraped is no route: its requests
+(deucalion's own) are left out of every signal but ``in_flight``, where a route label names it.
+The service's quantiles come from a finer histogram without route labels where one is served
+(prometheus-fastapi-instrumentator's ``http_request_duration_highr_seconds``, which does
+count the scrapes).
 """
 
 from __future__ import annotations
@@ -410,7 +414,9 @@ def _lacking(field: str) -> Callable[[Mapping[str, Mapping[str, float]]], str | 
     """``Signal.lacking`` of a signal needing the instrumentation's ``field``: on a target
     serving an instrumentation's requests, why the signal has no value whatever the requests
     (a request counter without a status label has no error ratio; promhttp counts requests in
-    no duration histogram); None otherwise."""
+    no duration histogram); on a target serving no instrumentation's requests but some of the
+    metrics in ``field`` (an in-flight gauge), that it reads them only beside a request
+    counter it knows; None otherwise."""
 
     def why(samples: Mapping[str, Mapping[str, float]]) -> str | None:
         inst = next((i for i in INSTRUMENTATIONS if i.requests in samples), None)
