@@ -106,6 +106,8 @@ class Incident:
     away: set[tuple[str, str, str]] = field(default_factory=set)
     cycles: int = 0
     quiet: int = 0
+    #: Cycles in a row none of its members had a value (the target down, its series gone).
+    unseen: int = 0
 
     def superseded_by(self, moved: list[Moved], cycle: int, news_cycles: int) -> list[Moved]:
         """The moves of ``moved`` that are news of their own, not part of this incident: of
@@ -178,6 +180,7 @@ class Incident:
             else:
                 self.away.add(key)
         self.quiet = 0 if away else self.quiet + 1
+        self.unseen = 0 if any(key in judged for key in self.settled) else self.unseen + 1
         if away and settled == away:
             return (
                 f"new normal: its signals held their new level for {cycles.settle} cycles "
@@ -185,6 +188,11 @@ class Incident:
             )
         if self.cycles >= cycles.longest:
             return f"longest incident: open for {cycles.longest} cycles"
+        if self.quiet >= cycles.quiet and self.unseen >= cycles.quiet:
+            return (
+                f"no value: its signals have had none for {cycles.quiet} cycles (the target "
+                "down, or its series gone)"
+            )
         if self.quiet >= cycles.quiet:
             return f"{BACK}: its signals have been back in their bands for {cycles.quiet} cycles"
         return None
@@ -260,9 +268,11 @@ def clamped(signal: Signal, low: float, high: float) -> tuple[float, float]:
 def words(target: str, top: Moved, started: str, others: list[str]) -> tuple[str, str]:
     """An incident's summary and description: the target, the signal that moved most (its
     value, band and anomaly kind) and the others that moved with it."""
+    low, high = number_text(top.lower), number_text(top.upper)
+    expected = low if low == high else f"{low} to {high}"  # not "expected 0 to 0"
     summary = (
         f"{top.name} on {redact_url(target)} is {number_text(top.value)} {top.signal.unit}, "
-        f"expected {number_text(top.lower)} to {number_text(top.upper)}, since {started}"
+        f"expected {expected}, since {started}"
     )
     kind = top.kind.replace("_", " ")
     description = f"{top.signal.help}: moved most in this incident ({kind}, score {top.score:.3g})"

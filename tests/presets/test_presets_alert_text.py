@@ -4,8 +4,11 @@ the detector's component, beside the labels and annotations it had."""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 from deucalion.detectors.anomaly import KINDS
-from tests.presets.test_presets import NODE, WARM, _observer, _run, _steady
+from tests.presets.test_presets import APP, NODE, T0, WARM, _observer, _run, _steady
 
 
 def test_the_summary_names_the_target_and_an_annotation_the_kind() -> None:
@@ -46,3 +49,34 @@ def test_a_secret_in_the_target_url_stays_out_of_the_summary() -> None:
     alert = next(iter(results[-1].alerts))
     assert "s3cret" not in alert.annotations["summary"]
     assert "token=***" in alert.annotations["summary"]
+
+
+def test_an_incident_whose_target_goes_down_ends_saying_so_not_back() -> None:
+    """An open incident whose target stops answering (no value for its signals) resolves after
+    the quiet cycles saying it had no value: its signals were not "back in their bands"."""
+    observer = _observer(for_cycles=3)
+    _run(observer, [_steady(i) for i in range(WARM)])
+    opened = _run(observer, [_steady(i, a=0.9) for i in range(WARM, WARM + 5)], WARM)
+    assert any(alert.annotations.get("signal") == "a" for alert in opened[-1].alerts)
+    down = _run(observer, [{APP: _steady(i)[APP]} for i in range(WARM + 5, WARM + 60)], WARM + 5)
+    ended = [a.annotations["ended"] for r in down for a in r.alerts if "ended" in a.annotations]
+    assert len(ended) == 1 and ended[0].startswith("no value:"), ended
+
+
+def test_a_band_of_one_value_reads_as_that_value() -> None:
+    """A band whose two ends print alike reads "expected 0", not "expected 0 to 0"."""
+    from deucalion.presets.incidents import words
+
+    [top] = [m for m in _moved_once() if m.name == "a"]
+    flat = dataclasses.replace(top, lower=0.0, upper=0.0)
+    summary, _ = words(NODE, flat, "2026-12-07T00:00:00+00:00", [])
+    assert ", expected 0, since" in summary, summary
+    summary, _ = words(NODE, dataclasses.replace(top, lower=0.0, upper=0.5), "now", [])
+    assert ", expected 0 to 0.5, since" in summary, summary
+
+
+def _moved_once() -> list[Any]:
+    observer = _observer(for_cycles=3)
+    _run(observer, [_steady(i) for i in range(WARM)])
+    values = {("a", NODE, "{}"): 0.9, ("b", NODE, "{}"): 0.3}
+    return observer.score(values, T0 + WARM)
