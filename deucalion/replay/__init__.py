@@ -13,6 +13,7 @@ from deucalion._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from deucalion.replay.backtesting import backtest, backtest_async
+    from deucalion.replay.evaluate import load_windows
     from deucalion.replay.opening import open_source
     from deucalion.replay.prometheus import PrometheusRangeSource
     from deucalion.replay.recording import RecordingSource, RecordingWriter, record
@@ -38,6 +39,7 @@ __all__ = [
     "SourceStats",
     "backtest",
     "backtest_async",
+    "load_windows",
     "open_source",
     "record",
 ]
@@ -57,6 +59,7 @@ _LAZY = {
     "HistorySource": "deucalion.replay.sources",
     "SourceStats": "deucalion.replay.sources",
     "open_source": "deucalion.replay.opening",
+    "load_windows": "deucalion.replay.evaluate",
 }
 
 __getattr__, __dir__ = lazy_attributes(globals(), _LAZY)

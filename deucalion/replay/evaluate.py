@@ -33,10 +33,13 @@ import importlib
 import itertools
 import json
 import math
+import numbers
+import os
 import statistics
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,30 +52,75 @@ __all__ = ["Evaluation", "SeriesEvaluation", "evaluate", "load_windows", "read_o
 Window = tuple[float, float]
 
 
-def load_windows(path: str | Path) -> dict[str, list[Window]]:
-    """The labelled windows of a JSON file: ``{series: [[start, end], ...]}``."""
+#: Labelled windows as ``load_windows`` returns them, or as a user may give them: a labels
+#: file's path, or ``{series: [(start, end), ...]}`` with times as a labels file has them.
+WindowsLike = str | os.PathLike[str] | Mapping[str, Sequence[Sequence[Any]]]
+
+
+def load_windows(path: str | os.PathLike[str]) -> dict[str, list[Window]]:
+    """The labelled windows of a JSON file, ``{series: [[start, end], ...]}`` with times in
+    Unix seconds or ISO 8601, as Unix seconds: ``{series: [(start, end), ...]}``, each
+    series' windows in time order (``ConfigError`` for a file that is none, or windows that
+    end before they start or overlap)."""
     try:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read the labels {path}: {exc.strerror or exc}") from None
     except ValueError as exc:
         raise ConfigError(f"{path} is not JSON: {exc}") from None
-    if not isinstance(raw, dict):
+    return _parsed_windows(raw, f"{path}: ")
+
+
+def as_windows(windows: WindowsLike) -> dict[str, list[Window]]:
+    """Labelled windows in Unix seconds from what ``evaluate`` and ``plot`` accept: a labels
+    file's path (read by ``load_windows``), or a mapping of series to ``(start, end)`` pairs
+    whose times are Unix seconds, ISO 8601 strings or datetimes (naive ones are UTC)."""
+    if isinstance(windows, str | os.PathLike):
+        return load_windows(windows)
+    if not isinstance(windows, Mapping):
         raise ConfigError(
-            f"{path}: write an object mapping each series to its windows, "
+            f"windows: a {type(windows).__name__} is not labelled windows: give a labels "
+            'file\'s path or a mapping of each series to its windows, {"series": [(start, '
+            "end), ...]}"
+        )
+    return _parsed_windows(windows, "windows: ")
+
+
+def _moment(value: object, where: str) -> float:
+    """Unix seconds from a time as a labels file or a caller gives it."""
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return moment.timestamp()
+    if isinstance(value, str) or (isinstance(value, numbers.Real) and not isinstance(value, bool)):
+        try:
+            return parse_time(value if isinstance(value, str) else repr(float(value)), where)
+        except HistoryError as exc:
+            raise ConfigError(str(exc)) from None
+    raise ConfigError(
+        f"{where}time {value!r:.60} is a {type(value).__name__}: give Unix seconds, an ISO "
+        "8601 string (2024-05-01T12:00:00Z) or a datetime"
+    )
+
+
+def _parsed_windows(raw: object, prefix: str) -> dict[str, list[Window]]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            f"{prefix}write an object mapping each series to its windows, "
             '{"series": [[start, end], ...]}'
         )
     windows: dict[str, list[Window]] = {}
     for key, pairs in raw.items():
-        where = f"{path}: {key}: "
-        if not isinstance(pairs, list) or not all(
-            isinstance(p, list | tuple) and len(p) == 2 for p in pairs
+        where = f"{prefix}{key}: "
+        if (
+            isinstance(pairs, str | bytes)
+            or not isinstance(pairs, Sequence)
+            or not all(
+                isinstance(p, Sequence) and not isinstance(p, str | bytes) and len(p) == 2
+                for p in pairs
+            )
         ):
             raise ConfigError(f"{where}windows must be a list of [start, end] pairs")
-        try:
-            parsed = [(parse_time(str(a), where), parse_time(str(b), where)) for a, b in pairs]
-        except HistoryError as exc:
-            raise ConfigError(str(exc)) from None
+        parsed = [(_moment(a, where), _moment(b, where)) for a, b in pairs]
         bad = [w for w in parsed if w[1] < w[0]]
         if bad:
             raise ConfigError(f"{where}window {bad[0]} ends before it starts")
@@ -80,12 +128,17 @@ def load_windows(path: str | Path) -> dict[str, list[Window]]:
         for a, b in itertools.pairwise(order):
             if parsed[b][0] <= parsed[a][1]:  # as NAB's scoring would refuse them
                 raise ConfigError(
-                    f"{where}windows {json.dumps(list(pairs[a]), ensure_ascii=False)} and "
-                    f"{json.dumps(list(pairs[b]), ensure_ascii=False)} overlap; merge them "
-                    "into one"
+                    f"{where}windows {_shown(pairs[a])} and {_shown(pairs[b])} overlap; merge "
+                    "them into one"
                 )
-        windows[key] = [parsed[i] for i in order]
+        windows[str(key)] = [parsed[i] for i in order]
     return windows
+
+
+def _shown(pair: Sequence[Any]) -> str:
+    return json.dumps(
+        [v if isinstance(v, int | float | str) else str(v) for v in pair], ensure_ascii=False
+    )
 
 
 @dataclass
@@ -223,12 +276,15 @@ def _judge(name: str, windows: Sequence[Window], events: Sequence[Window]) -> Se
 
 def evaluate(
     result: BacktestResult,
-    windows: Mapping[str, Sequence[Window]],
+    windows: WindowsLike,
     *,
     threshold: float | None = None,
     profiles: Iterable[str] | None = None,
 ) -> Evaluation:
-    """Score ``result``'s detections against the labelled ``windows`` (see the module)."""
+    """Score ``result``'s detections against the labelled ``windows`` (see the module): a
+    labels file's path, or ``{series: [(start, end), ...]}`` with times in Unix seconds, ISO
+    8601 or datetimes, as ``as_windows`` reads them."""
+    windows = as_windows(windows)
     if result.last_time is None:
         raise ConfigError("the backtest has no steps to evaluate")
     per_series: list[SeriesEvaluation] = []

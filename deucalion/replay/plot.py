@@ -4,16 +4,17 @@ labelled windows. Needs matplotlib (``pip install deucalion[plot]``)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from deucalion.errors import ConfigError
+from deucalion.replay.evaluate import WindowsLike, as_windows
 from deucalion.replay.files import create_private, why_not_written
 from deucalion.replay.results import BacktestResult, alert_about, names_series
 
-__all__ = ["check_plot_path", "panels", "plot", "top_scored"]
+__all__ = ["plot"]
 
 #: More panels than this would not be readable in one picture.
 MAX_PANELS = 8
@@ -91,7 +92,7 @@ def plot(
     result: BacktestResult,
     path: str | Path,
     *,
-    windows: Mapping[str, Sequence[tuple[float, float]]] | None = None,
+    windows: WindowsLike | None = None,
     series: Sequence[str] | None = None,
     title: str | None = None,
 ) -> Path:
@@ -102,9 +103,12 @@ def plot(
     name a target, as ``names_series`` reads keys; default: the kept series that scored
     highest first, at most ``MAX_PANELS``). Each panel shows the values (left axis), the
     score (right axis), alerts about the series' target as red spans and labelled
-    ``windows`` as green bands.
+    ``windows`` as green bands: a labels file's path, or ``{series: [(start, end), ...]}``
+    with times in Unix seconds, ISO 8601 or datetimes, as a labels file has them
+    (``deucalion.replay.evaluate.as_windows``).
     """
     check_plot_path(path)
+    labelled = as_windows(windows) if windows is not None else {}
     try:
         import matplotlib
 
@@ -174,7 +178,7 @@ def plot(
                 ax.axvspan(shown[0], shown[1], color="tab:red", alpha=0.3, linewidth=0)
                 if end - alert.start < least:
                     ax.axvline(shown[0], color="tab:red", alpha=0.7, linewidth=1.0)
-        for key, spans in (windows or {}).items():
+        for key, spans in labelled.items():
             if names_series(key, name):
                 for w_start, w_end in spans:
                     band = _dates([w_start, w_end])
