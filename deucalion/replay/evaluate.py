@@ -9,11 +9,14 @@ Detections are the backtest's alerts about the series (or, with ``threshold``, i
 above it), as *events*: an alert span, or a run of consecutive steps scoring at or above the
 threshold. Per series and in total:
 
-- a window is *detected* when an event overlaps it; *recall* = detected windows / windows;
-- an event is *true* when it overlaps a window; *precision* = true events / events;
+- a window is *detected* when an event starts in it (from its start to its end, both
+  included): an event already firing when the window starts, such as an alert kept firing
+  after an earlier anomaly (``DetectorObserver``'s ``keep_firing_for``, 300 s), detects
+  nothing in it; *recall* = detected windows / windows;
+- an event is *true* when it starts in a window; *precision* = true events / events;
 - *F1* is their harmonic mean;
-- *time to detection* of a detected window = the start of its first event (or the window's own
-  start, for an event already firing then) minus the window's start.
+- *time to detection* of a detected window = the start of its first event in it minus the
+  window's start.
 
 The NAB score (``deucalion.replay.nab``) is computed at every step the labelled series was
 handed to the observer (its kept values; ``backtest --labels`` keeps them), from the scores
@@ -262,12 +265,14 @@ def _score_events(points: Sequence[tuple[float, float]], threshold: float) -> li
 
 
 def _judge(name: str, windows: Sequence[Window], events: Sequence[Window]) -> SeriesEvaluation:
+    """An event detects the windows it starts in: one already firing when a window starts (an
+    alert kept firing after an earlier anomaly, ``keep_firing_for``) detects nothing in it."""
     out = SeriesEvaluation(name, windows=len(windows), events=len(events))
-    for start, end in events:
-        if any(start <= w_end and end >= w_start for w_start, w_end in windows):
+    for start, _ in events:
+        if any(w_start <= start <= w_end for w_start, w_end in windows):
             out.true_events += 1
     for w_start, w_end in windows:
-        hits = [max(start, w_start) for start, end in events if start <= w_end and end >= w_start]
+        hits = [start for start, _ in events if w_start <= start <= w_end]
         if hits:
             out.detected += 1
             out.detection_delays.append(min(hits) - w_start)

@@ -367,10 +367,14 @@ def test_evaluate_counts_windows_events_and_delays() -> None:
     assert "s.csv" in report.report()
 
 
-def test_evaluate_an_alert_already_firing_detects_at_once() -> None:
-    """An alert that fired before a window and still fires in it detects it at its start."""
+def test_evaluate_an_alert_already_firing_detects_nothing_in_a_later_window() -> None:
+    """An alert that fired before a window and still fires in it (kept firing after an earlier
+    anomaly) does not detect it: it detected it at once, with a time to detection of 0 s."""
     report = evaluate(_result([(50.0, 150.0)]), {"s.csv": [(100.0, 200.0)]})
-    assert report.total.detection_delays == [0.0]
+    assert (report.total.detected, report.total.true_events) == (0, 0)
+    assert report.total.detection_delays == []
+    starts_in = evaluate(_result([(120.0, 150.0)]), {"s.csv": [(100.0, 200.0)]})
+    assert starts_in.total.detection_delays == [20.0]
 
 
 def test_evaluate_labelled_data_set() -> None:

@@ -388,3 +388,29 @@ def test_a_csv_output_keeps_each_alerts_explanation(
     assert alerts, "the default detector alerts on the labelled set's level shift and spike"
     for alert in alerts:
         assert {"summary", "expected_range", "observed"} <= alert.annotations.keys()
+
+
+def test_an_alert_kept_firing_detects_no_window_labelled_after_it_starts(tmp_path: Path) -> None:
+    """A backtest of 4 minutes: DetectorObserver keeps its alert firing 300 s after the spike at
+    30 s, to the end of the run. A window labelled at 120 s, where nothing happened, counted as
+    detected with a time to detection of 0 s; only a window the alert starts in is detected."""
+    from deucalion.detectors import DetectorObserver, Threshold
+
+    t0 = 1_700_000_000
+    rows = [f"{t0 + i},{100.0 if 30 <= i < 34 else 1.0}" for i in range(240)]
+    (tmp_path / "s.csv").write_text("timestamp,value\n" + "\n".join(rows) + "\n")
+    result = backtest(
+        DetectorObserver(Threshold(above=10.0), {"value"}),
+        (tmp_path / "s.csv").as_posix(),
+        keep_series=["s.csv"],
+    )
+    assert len(result.alerts) == 1
+    alert = result.alerts[0]
+    assert t0 + 30 <= alert.start <= t0 + 34 and alert.end is None  # firing to the end
+    report = evaluate(result, {"s.csv": [(t0 + 25, t0 + 60), (t0 + 120, t0 + 150)]})
+    total = report.total
+    assert (total.windows, total.detected, total.events, total.true_events) == (2, 1, 1, 1)
+    assert total.detection_delays == [alert.start - (t0 + 25)]
+    # Alone, the later window is missed and the alert is a false one.
+    late = evaluate(result, {"s.csv": [(t0 + 120, t0 + 150)]}).total
+    assert (late.detected, late.true_events, late.detection_delays) == (0, 0, [])
