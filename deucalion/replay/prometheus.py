@@ -10,7 +10,11 @@ dropped from every series, so the observer sees what it would have seen scraping
 
 The time of each cycle is the step's evaluation time: ``query_range`` answers with the newest
 sample at or before it (within Prometheus's lookback of 5 minutes), not with the scrape's own
-timestamp, so a step shorter than the scrape interval repeats samples.
+timestamp, so a step shorter than the scrape interval repeats samples. Such a step (shorter
+than the shortest ``scrapeInterval`` of the targets ``/api/v1/targets`` lists, or than a second
+when it lists none) or one that makes more than ``MANY_CYCLES`` cycles is replayed as given,
+with a warning that names it and the cycles it makes: ``--step 1ms`` for ``1m`` made 125,813
+cycles of repeated samples from two minutes of history, without a word.
 """
 
 from __future__ import annotations
@@ -30,12 +34,15 @@ from deucalion.observer import TargetsData
 from deucalion.replay.sources import Cycle, HistoryError, SourceStats
 from deucalion.targets.target import Target
 
-__all__ = ["MAX_POINTS", "PrometheusRangeSource"]
+__all__ = ["MANY_CYCLES", "MAX_POINTS", "PrometheusRangeSource"]
 
 log = logging.getLogger(__name__)
 
 #: Points per series and request: under Prometheus's limit of 11,000.
 MAX_POINTS = 10_000
+#: A range and step making more cycles than this is warned about: a year at 15 s is 2.1 million,
+#: a typo (``1ms`` for ``1m``) makes that many of a few days.
+MANY_CYCLES = 2_500_000
 #: Said when a URL given as history answers as no Prometheus server does: most often the
 #: address of a target (an exporter's), which serves its present, not its history.
 _NOT_PROMETHEUS = (
@@ -132,10 +139,16 @@ class PrometheusRangeSource:
                 "(--allow-partial, or PrometheusRangeSource(allow_partial=True))",
             )
 
-    async def _targets(self, client: APIClient) -> dict[tuple[str, str], Target]:
-        """``(job, instance) -> Target`` of the targets the server scrapes now."""
+    async def _targets(
+        self, client: APIClient
+    ) -> tuple[dict[tuple[str, str], Target], list[float]]:
+        """``(job, instance) -> Target`` of the targets the server scrapes now, and the scrape
+        intervals it gives for them (of ``jobs``'; none from a Prometheus that gives none)."""
+        from deucalion.config.settings import parse_duration
+
         data = await self._get(client, "/api/v1/targets", [("state", "active")])
         known: dict[tuple[str, str], Target] = {}
+        intervals: list[float] = []
         try:
             for entry in data.get("activeTargets") or []:
                 labels = {str(k): str(v) for k, v in entry["labels"].items()}
@@ -143,12 +156,49 @@ class PrometheusRangeSource:
                     (labels.get("job", ""), labels.get("instance", "")),
                     Target(str(entry["scrapeUrl"]), labels),
                 )
+                if not self.jobs or labels.get("job") in self.jobs:
+                    try:
+                        intervals.append(parse_duration(entry.get("scrapeInterval")))
+                    except ValueError:
+                        pass  # none given (an older Prometheus), or not a duration
         except (KeyError, TypeError, AttributeError) as exc:
             raise HistoryError(
                 f"Prometheus at {self.name}/api/v1/targets did not answer as Prometheus does: "
                 f"an active target without {exc}"
             ) from None
-        return known
+        return known, [i for i in intervals if i > 0]
+
+    def _check_step(self, start: float, end: float, step: float, intervals: list[float]) -> None:
+        """Warn of a step shorter than the scrape interval (each sample repeated), or making
+        an implausible number of cycles: most often a typo (``1ms`` for ``1m``)."""
+        cycles = math.floor((end - start) / step) + 1
+        shortest = min(intervals, default=None)
+        if shortest is not None and step < shortest:
+            why = (
+                f"shorter than the scrape interval of the targets Prometheus scrapes "
+                f"({_duration(shortest)}): each sample is replayed about "
+                f"{shortest / step:,.0f} times over"
+            )
+        elif shortest is None and step < 1.0:
+            why = (
+                "shorter than a second, and than any usual scrape interval: each sample is "
+                "replayed many times over"
+            )
+        elif cycles > MANY_CYCLES:
+            why = "more cycles than a backtest of any usual range and scrape interval"
+        else:
+            return
+        guess = ""
+        if step < 1.0 and step * 60_000 <= 3600:  # a typed "ms" for "m"
+            guess = f" (did you mean {_duration(step * 60_000)}?)"
+        message = (
+            f"the step (--step, step=) of {_duration(step)} is {why}: the range "
+            f"{_when(start)} .. {_when(end)} makes {cycles:,} cycles. Replayed as given; a "
+            f"step of the scrape interval reads each sample once{guess}"
+        )
+        if message not in self._warned:  # once, not again when a plot reads values again
+            self._warned.add(message)
+            self.stats.warn("step_warned_of", message)
 
     def _selectors(self, metrics: Iterable[str] | None) -> list[str]:
         jobs = ""
@@ -188,7 +238,8 @@ class PrometheusRangeSource:
         async with APIClient(
             self.url, timeout=self.timeout, body_size_limit=self.body_size_limit
         ) as client:
-            targets = await self._targets(client)
+            targets, intervals = await self._targets(client)
+            self._check_step(start, end, step, intervals)
             chunk = step * (MAX_POINTS - 1)
             piece_start = start
             seen_any = False
@@ -289,6 +340,19 @@ def _reason(body: bytes) -> str:
     if isinstance(answer, dict) and answer.get("error"):
         return f": {answer.get('errorType', 'error')}: {answer['error']}"
     return ""
+
+
+def _duration(seconds: float) -> str:
+    """Seconds as a Prometheus duration reads: 1ms, 15s, 1m, 2h30m (to the millisecond)."""
+    millis = round(seconds * 1000)
+    if millis < 1000:
+        return f"{seconds * 1000:g}ms"
+    parts = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if millis >= size:
+            parts.append(f"{millis // size}{unit}")
+            millis %= size
+    return "".join(parts) + (f"{millis}ms" if millis else "")
 
 
 def _when(stamp: float) -> str:

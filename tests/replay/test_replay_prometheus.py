@@ -160,3 +160,91 @@ async def test_a_targets_address_as_history_says_it_is_no_prometheus(target_serv
     base = target_server.url("")
     with pytest.raises(HistoryError, match="a target's own address serves no history"):
         await _read(PrometheusRangeSource(base))
+
+
+def _active(interval: str | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "labels": {"job": "node", "instance": "a:9100"},
+        "scrapeUrl": "http://a:9100/metrics",
+    }
+    if interval is not None:
+        entry["scrapeInterval"] = interval
+    return {"status": "success", "data": {"activeTargets": [entry]}}
+
+
+async def _first_cycle(
+    interval: str | None, start: float, end: float, step: float
+) -> PrometheusRangeSource:
+    """A source that read the targets and its first piece of the range (only that)."""
+    source = PrometheusRangeSource(URL)
+    with aioresponses() as m:
+        m.get(TARGETS, payload=_active(interval), repeat=True)
+        m.get(RANGE, payload=_matrix(_series("load", [[start, "1"]])), repeat=True)
+        cycles = source.cycles({"load"}, start, end, step)
+        await cycles.__anext__()
+        await cycles.aclose()
+    return source
+
+
+async def test_a_step_shorter_than_the_scrape_interval_is_warned_of(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`--step 1ms` (for 1m) over two minutes of a 5 s scrape was replayed as 120,001 cycles of
+    repeated samples without a word. It is still replayed, with a warning naming the option,
+    the scrape interval and the cycles it makes."""
+    source = await _first_cycle("5s", 0.0, 120.0, 0.001)
+    assert source.stats.warnings == {"step_warned_of": 1} and not source.stats.errors
+    assert (
+        "the step (--step, step=) of 1ms is shorter than the scrape interval of the targets "
+        "Prometheus scrapes (5s): each sample is replayed about 5,000 times over: the range "
+        "1970-01-01T00:00:00Z .. 1970-01-01T00:02:00Z makes 120,001 cycles. Replayed as "
+        "given; a step of the scrape interval reads each sample once (did you mean 1m?)"
+    ) in caplog.text
+    for interval, step in (("5s", 5.0), ("5s", 60.0), ("1m30s", 90.0), (None, 1.0)):
+        source = await _first_cycle(interval, 0.0, 3600.0, step)
+        assert not source.stats.warnings, (interval, step)
+
+
+async def test_a_step_under_a_second_or_of_millions_of_cycles_is_warned_of(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Without the scrape interval (an older Prometheus gives none), a step under a second
+    is warned of; so, whatever the interval, is a range making millions of cycles."""
+    source = await _first_cycle(None, 0.0, 60.0, 0.5)
+    assert source.stats.warnings == {"step_warned_of": 1}
+    assert "500ms is shorter than a second" in caplog.text and "121 cycles" in caplog.text
+    year = 366 * 86_400.0
+    source = await _first_cycle("1s", 0.0, year, 1.0)
+    assert source.stats.warnings == {"step_warned_of": 1}
+    assert "makes 31,622,401 cycles" in caplog.text
+    assert "of 1s is more cycles than a backtest of any usual range" in caplog.text
+
+
+def test_cli_backtest_with_a_short_step_warns_and_replays(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    points = [[15 * i, str(1.0 + i % 3)] for i in range(5)]
+    with aioresponses() as m:
+        m.get(TARGETS, payload=_active("15s"), repeat=True)
+        m.get(RANGE, payload=_matrix(_series("load", points)), repeat=True)
+        code = main(
+            [
+                "backtest",
+                "--observer",
+                "tests.replay_observers:RobustZScore",
+                "--metrics",
+                "load",
+                "--from",
+                URL,
+                "--start",
+                "0",
+                "--end",
+                "60",
+                "--step",
+                "5s",
+            ]
+        )
+    out = capsys.readouterr().out
+    assert code == 0 and "5 steps" in out and "source: 1 step warned of" in out
+    assert "step (--step, step=) of 5s is shorter than the scrape interval" in caplog.text
+    assert "makes 13 cycles" in caplog.text
