@@ -816,10 +816,12 @@ def liveops(results: Results) -> str:
         "|---|---|---|---|---|---|",
     ]
     targets: list[str] = []
-    # A second recording (bench_liveops' other_recordings) gets rows of its own, numbered.
+    # A second recording (bench_liveops' other_recordings) gets rows of its own, numbered by
+    # its harness seed (recording N was made with seed N), else by its place in the run.
     recordings = [section, *section.get("other_recordings", [])]
+    numbers = [r.get("seed") or n for n, r in enumerate(recordings, 1)]
     try:
-        for n, recording in enumerate(recordings, 1):
+        for n, recording in zip(numbers, recordings, strict=True):
             which = f", recording {n}" if len(recordings) > 1 else ""
             for preset, entry in recording["presets"].items():
                 for kind, label in (
@@ -833,7 +835,7 @@ def liveops(results: Results) -> str:
                             + " |"
                         )
                 targets.append(_liveops_targets(preset, entry["preset"], which))
-        for n, recording in enumerate(recordings, 1):
+        for n, recording in zip(numbers, recordings, strict=True):
             incidents = recording.get("incidents", [])
             steps = next(iter(recording["presets"].values()))["preset"].get("steps")
             if steps:

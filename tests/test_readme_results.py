@@ -347,3 +347,17 @@ def test_the_presets_verdicts_judge_one_alert_per_incident_when_measured() -> No
         "cycles met (0.5); at most one alert per incident **missed** (1 of 2 with one)."
         in readme.liveops(results)
     )
+
+
+def test_several_recordings_are_named_by_their_harness_seed() -> None:
+    """Recording N was made with the harness' seed N: a run over recordings 8 and 9 names them
+    so (numbered 1 and 2 they read as the first recordings, which README's prose describes);
+    one without a seed is numbered by its place in the run."""
+    first = _liveops(ttd=3.0, false_per_10k=0.0, missed=False)["bench_liveops"]
+    second = {**first, "seed": 9}
+    table = readme.liveops({"bench_liveops": {**first, "seed": 8, "other_recordings": [second]}})
+    assert "| `http-service` preset, recording 8 |" in table
+    assert "| `http-service` preset, recording 9 |" in table
+    assert "Recording 9: 21,000 cycles" in table
+    unnamed = readme.liveops({"bench_liveops": {**first, "other_recordings": [first]}})
+    assert "| `http-service` preset, recording 2 |" in unnamed
