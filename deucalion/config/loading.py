@@ -43,6 +43,7 @@ from deucalion.config.environment import (
     variables_that_set,
 )
 from deucalion.config.settings import (
+    _TRUE_WORDS,
     AlertmanagerSettings,
     ClientOptions,
     FileSDSettings,
@@ -143,7 +144,7 @@ def _config_variable_layer(environ: Mapping[str, str]) -> list[tuple[str, dict[s
     source = f"config file {path} (from DEUCALION_CONFIG)"
     if path.exists():
         return [(source, _read_yaml(path))]
-    if environ.get("DEUCALION_CONFIG_OPTIONAL", "").strip().lower() in ("true", "1", "yes"):
+    if environ.get("DEUCALION_CONFIG_OPTIONAL", "").strip().lower() in _TRUE_WORDS:
         log.warning(
             "config file %s (from DEUCALION_CONFIG) does not exist: running without it, with "
             "the environment's settings. In Kubernetes, the pod's deucalion.io/config annotation "
@@ -355,12 +356,20 @@ _BOOLEAN = frozenset({"bool_parsing", "bool_type"})
 _MAPPING = frozenset({"model_type", "model_attributes_type", "dict_type"})
 
 
-def _shown(value: object) -> str:
+def _shown(value: object, loc: tuple[int | str, ...] = ()) -> str:
     """A wrong value as an error may quote it: a short scalar, else only its kind (a long
-    string in the wrong key may be a secret)."""
-    if isinstance(value, bool | int | float) or (isinstance(value, str) and len(value) <= 30):
+    string in the wrong key may be a secret), and only its kind under a key of credentials
+    (``basic_auth: "admin:hunter2"``, where a section goes, was quoted)."""
+    secret = any(word in str(part).lower() for part in loc for word in _SECRET_WORDS)
+    if not secret and (
+        isinstance(value, bool | int | float) or (isinstance(value, str) and len(value) <= 30)
+    ):
         return repr(value)
     return f"a {type(value).__name__}"
+
+
+#: Parts of a key that hold credentials: a wrong value under one is never quoted.
+_SECRET_WORDS = ("auth", "password", "token", "secret", "credential", "key", "bearer")
 
 
 def _plain_message(
@@ -373,7 +382,7 @@ def _plain_message(
     """A one-line message saying what to write, for pydantic's wrong-type errors (None for
     the others, whose messages are deucalion's own or plain enough)."""
     kind = error["type"]
-    shown = _shown(error.get("input"))
+    shown = _shown(error.get("input"), loc)
     parent = _model_at(root, loc[:-1]) if loc else None
     field = parent.model_fields.get(str(loc[-1])) if parent is not None and loc else None
     default = field.default if field is not None else None

@@ -305,10 +305,11 @@ class AnomalyDetector(Detector):
             setattr(self, name, np.take(getattr(self, name), rows, axis=axis))
         self.alerting_, self.surprise_ = self.alerting_[rows], self.surprise_[:, rows]
         self._explained, self._rough, self._bounds = {}, {}, None
+        self._daily = np.zeros(0, dtype=bool)  # (_from_profile reads profiled_ until an update)
         self.n_series_ = len(rows)
 
     def _series_axes(self) -> dict[str, int]:
-        return _SERIES_AXES
+        return _LEARNED
 
     @property
     def nbytes(self) -> int:
@@ -655,6 +656,12 @@ _SERIES_AXES = {
     "profile_": 0,
     "visits_": 0,
 }
+# What a series has learned (snapshot and restore move it), not where it is now: its last value
+# and time, its count of values, its run of repeats, its last score (put back, the next value's
+# step and time since would be measured from the snapshot's: a profile bin took the value after
+# a restore at a weight of 1, not 0.007).
+_WHERE = ("count_", "last_", "time_", "observed_", "seen_time_", "score_", "run_", "run_alerted_")
+_LEARNED = {name: axis for name, axis in _SERIES_AXES.items() if name not in _WHERE}
 _MOVING = 0.05  # a series moving at fewer points is measured by its moves as if at this rate
 _MOST = 30.0  # the highest score: once in 10^30 points
 # The most one event counts for in the series' record of events (see _as_often_as_seen):

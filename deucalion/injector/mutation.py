@@ -232,7 +232,7 @@ def _metrics_port(
             "will find no target to watch until it names the port of the metrics (a number "
             "or a container port's name)"
         )
-    if port.isdigit():
+    if port.isdecimal() and port.isascii():
         if 0 < int(port) < 65536:
             return {}, None
         return {}, (

@@ -230,9 +230,9 @@ class IncidentCycles:
     longest: int
 
 
-#: Alert severities from the least to the most urgent; any other counts as ``warning``.
 #: How the ``ended`` of an incident whose members all came back into their bands begins.
 BACK = "back"
+#: Alert severities from the least to the most urgent; any other counts as ``warning``.
 SEVERITIES = ("info", "warning", "critical")
 
 

@@ -137,10 +137,13 @@ RECOVERY_CYCLES = 300
 #: Cycles between two snapshots of what the detector has learned of each series that is not
 #: moving nor part of an incident. An incident that ends with its members back in their bands
 #: (a burst, not a new normal) is unlearned: its members' detector state is put back to the
-#: older of the last two snapshots (taken at least this long before the incident moved them),
-#: so that a burst does not become the series' habit. The detector takes a burst for what the
-#: series does (its recent extremes, its record of events): an error ratio that went from 2 %
-#: to 50 % for a minute, twice in four minutes, then scored 0 on the same burst for hours.
+#: older of the last two snapshots (this many cycles before the newer, itself taken before
+#: the member moved; a series with one snapshot only, its first or its first since it was
+#: last unlearned, is put back to that one), so that a burst does not become the series'
+#: habit. The detector takes a burst for what the series does (its recent extremes, its
+#: record of events): an error ratio that went from 2 % to 50 % for a minute, twice in four
+#: minutes, then scored 0 on the same burst for hours. Each series' two snapshots take about
+#: 10 KB (4 KB in a checkpoint).
 SNAPSHOT_CYCLES = 60
 #: Cycles after an incident's last news (a member joining, or scored at the threshold again)
 #: from which a series starting to move is an incident of its own, not a member: an incident

@@ -267,7 +267,7 @@ class KubernetesTargets:
                 "the pod has no prometheus.io/port annotation: set it to the port the "
                 "service's metrics are served on (a number, or the name of a container port)"
             )
-        if not port.isdigit():
+        if not (port.isdecimal() and port.isascii()):
             # A named port, as Kubernetes allows: the injector passes the pod's
             # (kubernetes.ports), the API's pod object has them.
             ports = {**self._api_ports, **self.settings.ports}

@@ -778,3 +778,14 @@ def test_an_observers_entry_with_no_desired_metrics_at_all_is_refused(tmp_path: 
     config = _observers_config(tmp_path, "  'obs:WithDefault': {desired_metrics: []}\n")
     with pytest.raises(ConfigError, match=r"observers\.obs:WithDefault\.desired_metrics"):
         load_settings(config)
+
+
+def test_a_wrong_value_under_a_key_of_credentials_is_never_quoted() -> None:
+    """``basic_auth`` given as a string ("user:password") where a section goes: the error
+    names the key and the kind of value, never the value (it quoted 'admin:hunter2')."""
+    environ = {"DEUCALION_TARGETS": '[{"url": "http://h:9/m", "basic_auth": "admin:hunter2"}]'}
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ=environ, default_file=None)
+    message = str(info.value)
+    assert "basic_auth" in message and "a str is not a section" in message
+    assert "hunter2" not in message

@@ -645,9 +645,10 @@ def test_a_frozen_gauge_is_one_stuck_alert_and_moving_again_is_none() -> None:
 
 
 def test_a_series_restored_from_a_snapshot_has_unlearned_what_came_after() -> None:
-    """``restore`` puts back what ``snapshot`` took: a series that learned a burst since scores
-    the next values as one that never saw it, while the others keep what they learned; a key
-    forgotten since, or never held, is skipped."""
+    """``restore`` puts back what ``snapshot`` took: a series that learned a burst since has
+    unlearned it, while the others keep what they learned, and it keeps where it is (its last
+    value and time: put back, the next value's step and time since were measured from the
+    snapshot's); a key forgotten since, or never held, is skipped."""
     import copy
 
     rng = np.random.default_rng(4)
@@ -662,7 +663,7 @@ def test_a_series_restored_from_a_snapshot_has_unlearned_what_came_after() -> No
     b_learned = detector.snapshot(["b"])["b"]
     detector.restore(taken)
     row = detector.rows_["a"]
-    for name, axis in anomaly._SERIES_AXES.items():
+    for name, axis in anomaly._LEARNED.items():
         now = np.take(getattr(detector, name), row, axis=axis)
         assert np.array_equal(
             now, np.take(getattr(untouched, name), row, axis=axis), equal_nan=True
@@ -671,8 +672,12 @@ def test_a_series_restored_from_a_snapshot_has_unlearned_what_came_after() -> No
         np.array_equal(value, detector.snapshot(["b"])["b"][name], equal_nan=True)
         for name, value in b_learned.items()
     )
-    value = 40.0  # the burst again: as news to the restored series as to one that never saw it
-    assert detector.update({"a": (700, value)})["a"] == untouched.update({"a": (700, value)})["a"]
+    assert detector.time_[row] == 699 and detector.last_[row] > 30  # where it is: kept
+    assert detector.update({"a": (700, 40.0)})["a"] >= detector.threshold  # the burst is news
     detector.forget("a")
-    detector.restore(taken)  # no longer held: skipped
-    assert "a" not in detector.rows_
+    b_now = detector.snapshot(["b"])["b"]
+    detector.restore(taken)  # "a" no longer held: skipped, and "b" (now row 0) untouched
+    assert all(
+        np.array_equal(value, detector.snapshot(["b"])["b"][name], equal_nan=True)
+        for name, value in b_now.items()
+    )

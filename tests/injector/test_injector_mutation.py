@@ -350,6 +350,8 @@ async def test_a_named_metrics_port_reaches_the_sidecar_resolved(tmp_path: Any) 
         ),
         (None, "the pod has no annotation prometheus.io/port: it will find no target to watch"),
         ("70000", "annotation prometheus.io/port is '70000', not a port (1 to 65535)"),
+        # A superscript two is a digit to str.isdigit, not to int(): the planning crashed.
+        ("\u00b2", "which names no container port of the pod"),
     ],
 )
 def test_a_port_annotation_the_sidecar_cannot_use_is_injected_with_a_warning(
