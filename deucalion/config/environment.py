@@ -110,6 +110,14 @@ def _sets_a_key(name: str) -> bool:
     return True
 
 
+def _in_a_section(name: str) -> bool:
+    """Whether ``DEUCALION_<KEY>__...`` goes below a key of ``Settings``: it is read into that
+    key, and a part that names nothing there is an error the settings report (not a variable
+    ignored: it was said to be ignored, then refused)."""
+    head, below, _ = name[len(ENV_PREFIX) :].lower().partition("__")
+    return bool(below) and head in Settings.model_fields
+
+
 def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
     """Each ``DEUCALION_*`` variable of ``environ`` that deucalion does not read, sorted, with
     the known variable closest to its name (None when none is close): a typo like
@@ -125,6 +133,7 @@ def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]
             or name.startswith(ENV_OTHER_PREFIXES)
             or is_service_link(name)
             or _sets_a_key(name)
+            or _in_a_section(name)
         ):
             continue
         unknown.append((name, closest_variable(name)))

@@ -354,6 +354,8 @@ _WHOLE_NUMBER = frozenset({"int_parsing", "int_type", "int_from_float", "int_par
 _NUMBER = frozenset({"float_parsing", "float_type"})
 _BOOLEAN = frozenset({"bool_parsing", "bool_type"})
 _MAPPING = frozenset({"model_type", "model_attributes_type", "dict_type"})
+_LIST = frozenset({"list_type"})
+_TEXT = frozenset({"string_type"})
 
 
 def _shown(value: object, loc: tuple[int | str, ...] = ()) -> str:
@@ -393,6 +395,11 @@ def _plain_message(
         return f"{shown} is not a number: write one such as 1 or 0.5"
     if kind in _BOOLEAN:
         return f"{shown} is neither true nor false: write true or false"
+    if kind in _LIST:
+        how = " (comma-separated, or JSON: [...])" if in_environment else ""
+        return f"{shown} is not a list: write a list{how}"
+    if kind in _TEXT:
+        return f"{shown} is not text: write a string"
     if kind in _MAPPING:
         section = _model_at(root, loc)
         known = f" ({', '.join(sorted(section.model_fields))})" if section is not None else ""

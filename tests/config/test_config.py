@@ -447,12 +447,12 @@ def test_every_unknown_variable_is_found_with_the_closest_setting_from_the_model
         "OTHER": "x",
         "DEUCALION_SCRAPE_INTERVAL__MAX": "x",
     }  # nothing is below a value
+    # Below a setting (DEUCALION_ALERTMANAGER__URL, DEUCALION_SCRAPE_INTERVAL__MAX) a variable
+    # is read into it, and refused there: not one deucalion does not read.
     assert unknown_variables(environ) == [
         ("DEUCALION_ALERTMANAGER_UR", "DEUCALION_ALERTMANAGER__URLS"),
-        ("DEUCALION_ALERTMANAGER__URL", "DEUCALION_ALERTMANAGER__URLS"),
         ("DEUCALION_LOG_LEVL", "DEUCALION_LOG_LEVEL"),
         ("DEUCALION_MY_OWN_THING", None),
-        ("DEUCALION_SCRAPE_INTERVAL__MAX", "DEUCALION_SCRAPE_INTERVAL"),
     ]
     with caplog.at_level("WARNING", logger="deucalion.config.loading"):
         load_settings(
@@ -789,3 +789,27 @@ def test_a_wrong_value_under_a_key_of_credentials_is_never_quoted() -> None:
     message = str(info.value)
     assert "basic_auth" in message and "a str is not a section" in message
     assert "hunter2" not in message
+
+
+def test_a_variable_below_a_setting_naming_nothing_there_is_an_error_not_ignored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``DEUCALION_TELEMETRY__LISTN`` is read into ``telemetry`` and refused there, naming the
+    closest key; it is not also said to be ignored (it was, then refused). A variable that is
+    no setting at all is still ignored with a warning."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={"DEUCALION_TELEMETRY__LISTN": "x"}, default_file=None)
+    assert "unknown key 'telemetry.listn'; did you mean 'listen'?" in str(info.value)
+    assert "ignored" not in caplog.text
+    load_settings(environ={"DEUCALION_ALERTMANAGER_UR": "x"}, default_file=None)
+    assert "DEUCALION_ALERTMANAGER_UR is not a setting and is ignored" in caplog.text
+
+
+def test_a_list_or_text_of_the_wrong_kind_is_one_plain_line() -> None:
+    """Not pydantic's 'Input should be a valid list'."""
+    with pytest.raises(ConfigError) as info:
+        load_settings({"targets": {"url": "http://h:9/m"}}, environ={}, default_file=None)
+    assert "targets: a dict is not a list: write a list" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        load_settings({"telemetry": {"listen": [1]}}, environ={}, default_file=None)
+    assert "telemetry.listen: a list is not text: write a string" in str(info.value)
