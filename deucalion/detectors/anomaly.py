@@ -180,6 +180,7 @@ class AnomalyDetector(Detector):
     season_: np.ndarray
     season_error_: np.ndarray
     level_error_: np.ndarray
+    day_level_: np.ndarray
     repeat_: np.ndarray
     repeat_start_: np.ndarray
     run_: np.ndarray
@@ -590,6 +591,9 @@ _STATE = (
     ("season_", 0.0),
     ("season_error_", 0.0),
     ("level_error_", 0.0),
+    # The level over about a day, which a daily pattern departs from (_learn_pattern); NaN
+    # until the series' next value (a checkpoint from before it starts it there).
+    ("day_level_", math.nan),
     ("repeat_", 0.5),
     ("repeat_start_", 0.5),
     ("run_", 0.0),
@@ -739,6 +743,7 @@ def _take_new_normal(d: AnomalyDetector, moved: np.ndarray) -> None:
         level = d.fast_level_[rows] - d.slow_level_[rows]
         shift = np.nan_to_num(np.where(daily, d.season_[rows], level))
         d.profile_[rows] += shift[:, None].astype(np.float32)
+        d.day_level_[rows] += shift
         # ... and the departures seen from it by as much.
         d.recent_below_[rows] -= shift
         d.recent_above_[rows] -= shift
@@ -781,7 +786,7 @@ def _quiet(d: AnomalyDetector, score: np.ndarray, repeating: np.ndarray) -> np.n
 
 def _start(d: AnomalyDetector, first: np.ndarray, x: np.ndarray, times: np.ndarray) -> None:
     """Start the ``first`` rows' state at their first value."""
-    for name in ("fast_level_", "slow_level_", "last_", "low_", "high_", "season_"):
+    for name in ("fast_level_", "slow_level_", "day_level_", "last_", "low_", "high_", "season_"):
         getattr(d, name)[first] = x[first] if name != "season_" else 0.0
     d.time_[first] = times[first]
     d.start_[first] = times[first]
@@ -1086,7 +1091,7 @@ def _learn_extremes(d: AnomalyDetector, x: np.ndarray, seen: np.ndarray, old: np
 
 def _has_pattern(d: AnomalyDetector, rows: Any = slice(None)) -> np.ndarray:
     """Whether each series (of ``rows``) has a daily pattern: its profile predicts it better
-    than its long-run level does (its mean absolute error under ``_PATTERNED`` of the level's)."""
+    than its level over a day does (its mean absolute error under ``_PATTERNED`` of that level's)."""
     pattern: np.ndarray = d.season_error_[rows] < _PATTERNED * d.level_error_[rows]
     return pattern
 
@@ -1268,16 +1273,22 @@ def _step_explanation(d: AnomalyDetector, row: int, width: float) -> Explanation
 
 
 def _learn_pattern(d: AnomalyDetector, x: np.ndarray, dt: np.ndarray, old: np.ndarray) -> None:
-    """How well the daily profile predicts each value, against the long-run level: their mean
-    absolute errors over about a day, where the profile predicts. A series whose profile
-    predicts it no better than its level has no daily pattern to break: looked for there, a
-    seasonal break would be a second, noisier level shift."""
+    """How well the daily profile predicts each value, against the level over a day: their
+    mean absolute errors over about a day, where the profile predicts. A series whose profile
+    predicts it no better than its day's level has no daily pattern to break: looked for
+    there, a seasonal break would be a second, noisier level shift. (Against the long-run
+    level, an average over about 100 points that follows a slow wave, a daily wave of 3 noise
+    units at one point a minute was no pattern, and its day gone flat no anomaly.)"""
     expected = d._next[5]
     predicted = old & np.isfinite(expected)
     weight = np.clip(dt / DAY, 1e-4, 1.0)
+    day = d.day_level_ + np.maximum(weight, 1.0 / np.maximum(d.count_, 1)) * (x - d.day_level_)
+    d.day_level_ = np.where(
+        old & np.isfinite(x), np.where(np.isnan(d.day_level_), x, day), d.day_level_
+    )
     for name, error in (
         ("season_error_", np.abs(x - expected)),
-        ("level_error_", np.abs(x - d.slow_level_)),
+        ("level_error_", np.abs(x - d.day_level_)),
     ):
         mean = getattr(d, name)
         mean = np.where(mean == 0, error, mean + weight * (error - mean))

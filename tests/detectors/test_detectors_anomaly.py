@@ -481,6 +481,27 @@ def test_a_real_node_exporter_stays_within_twice_the_budget() -> None:
     assert 0 < alerts / scored * 10_000 <= 2.0
 
 
+def test_a_slow_daily_wave_gone_flat_is_found() -> None:
+    """A daily wave of 3 noise units at one point a minute (1,440 a day), four days of it,
+    then a day flat at its mean: a seasonal alert within 200 points in most series. The
+    long-run level (an average over about 100 points) follows so slow a wave: measured
+    against it, the series had no daily pattern, and the flat day was found in 1 of 8."""
+    day, series = 1440, 6
+    minutes = np.arange(5 * day)
+    found = 0
+    for seed in range(series):
+        rng = np.random.default_rng(300 + seed)
+        values = 50 + 3 * np.sin(2 * np.pi * minutes / day) + rng.normal(size=5 * day)
+        values[4 * day :] = 50 + rng.normal(size=day)
+        detector = AnomalyDetector()
+        kinds = []
+        for i, value in enumerate(values[: 4 * day + 200]):
+            detector.update({"s": (1.7e9 + 60.0 * i, value)})
+            kinds += [(i, why.kind) for why in detector.alerts()]
+        found += any(i >= 4 * day and kind == "seasonal" for i, kind in kinds)
+    assert found >= series - 1, f"found in {found} of {series}"
+
+
 def test_a_series_without_a_daily_pattern_gets_no_seasonal_alert() -> None:
     """Noise with one burst at the same time each day (a nightly job): its daily profile
     predicts it no better than its level, so no point is judged against the profile, and
