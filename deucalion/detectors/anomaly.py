@@ -1091,7 +1091,8 @@ def _learn_extremes(d: AnomalyDetector, x: np.ndarray, seen: np.ndarray, old: np
 
 def _has_pattern(d: AnomalyDetector, rows: Any = slice(None)) -> np.ndarray:
     """Whether each series (of ``rows``) has a daily pattern: its profile predicts it better
-    than its level over a day does (its mean absolute error under ``_PATTERNED`` of that level's)."""
+    than its level over a day does (its mean absolute error under ``_PATTERNED`` of that
+    level's)."""
     pattern: np.ndarray = d.season_error_[rows] < _PATTERNED * d.level_error_[rows]
     return pattern
 
