@@ -152,9 +152,11 @@ SNAPSHOT_CYCLES = 60
 #: incident for up to ``settle_cycles``. Five minutes at 1 s scrapes: longer than an incident's
 #: effects take to spread (a CPU burn's retransmits came 112 cycles in on recording 1).
 NEWS_CYCLES = 120
-#: Explanation kinds whose band is one of the value (or its recent level): the others are
-#: bands of a variance, a slope or a run of repeats.
-_VALUE_BANDS = frozenset({"spike", "level_shift", "out_of_range", "seasonal", "score"})
+#: Explanation kinds whose band is one of the value: the others are bands of an average (a
+#: level's, the recent average's: a few times narrower than a value's), a variance, a slope or
+#: a run of repeats, and a series keeps its last value band while they are the most surprising
+#: (judged against a level's band, values moved in and out of it from one scrape to the next).
+_VALUE_BANDS = frozenset({"spike", "out_of_range", "score"})
 
 
 @dataclass

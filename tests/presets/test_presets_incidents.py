@@ -47,7 +47,7 @@ class _AdaptingDetector(Detector):
 
     def explain(self, key: Any) -> Explanation:
         centre, value, score = self.last[key]
-        return Explanation("level_shift", centre - 0.05, centre + 0.05, value, score, key)
+        return Explanation("spike", centre - 0.05, centre + 0.05, value, score, key)
 
     def forget(self, keys: Any) -> None:
         for key in keys:
@@ -199,7 +199,7 @@ class _EpisodeDetector(Detector):
 
     def explain(self, key: Any) -> Explanation:
         value, score = self.last[key]
-        return Explanation("level_shift", 0.25, 0.35, value, score, key)
+        return Explanation("spike", 0.25, 0.35, value, score, key)
 
     def forget(self, keys: Any) -> None:
         pass
@@ -228,7 +228,7 @@ def test_a_ramp_scored_at_its_start_alerts_once_it_passes_the_floor() -> None:
     results = _feed(_ramp_observer(), _a([0.3] * 10 + [0.38 + 0.04 * i for i in range(8)]))
     assert _firing(results) == list(range(12, 18))  # 0.42 at 11, held for 2 cycles at 12
     [alert] = results[12].alerts
-    assert alert.score == 4.0 and alert.annotations["kind"] == "level_shift"
+    assert alert.score == 4.0 and alert.annotations["kind"] == "spike"
     [a] = results[12].scores
     assert a.score == 4.0  # exported at the score that armed it: a rule on it agrees
 
