@@ -42,10 +42,12 @@ from __future__ import annotations
 
 import abc
 import copy
+import dataclasses
 import difflib
+import functools
+import logging
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar, cast, overload
 
 from deucalion._redact import redact_text
@@ -61,12 +63,14 @@ from deucalion.history.vectors import Block
 
 __all__ = ["Detector", "Explanation", "robust_scale_floor"]
 
+log = logging.getLogger(__name__)
+
 #: Consistency constants: for normal data, 1.4826 x MAD and 1.2533 x mean absolute
 #: deviation estimate the standard deviation.
 MAD_TO_SIGMA = 1.4826
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Explanation:
     """Why a series scored what it did at its last update.
 
@@ -107,6 +111,14 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
     ``_``, nothing happens at import.
     """
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("keep")
+        if own is not None:
+            # A subclass's keep trims its own state, never the last times the base class
+            # holds per row (``_in_order``): they are kept alongside.
+            setattr(cls, "keep", _keeping_times(own))  # noqa: B010 - mypy: not a method
+
     #: The default alerting threshold of this detector's scores.
     threshold: float = 6.0
     #: How many values per series a window detector is handed by ``update``.
@@ -120,6 +132,50 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
         raise NotImplementedError(
             f"{type(self).__name__} implements neither score(block) nor update_rows()"
         )
+
+    def expected_band(
+        self, block: Block, threshold: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The band each series' newest value of ``block`` had to lie in to score at most
+        ``threshold`` (default: the detector's), a low and a high per row, -inf or inf for a
+        side without a bound, NaN where it is not known (window detectors; an alert's
+        ``expected_low`` .. ``expected_high``). By default the range of the values before the
+        newest: override it with the band your ``score`` implies."""
+        history = block.values[:, :-1]
+        if history.shape[1] == 0:
+            return np.full(len(block), math.nan), np.full(len(block), math.nan)
+        return np.fmin.reduce(history, axis=1), np.fmax.reduce(history, axis=1)
+
+    def explain_block(
+        self,
+        block: Block,
+        rows: Sequence[int] | Any,
+        scores: Sequence[float] | Any,
+        threshold: float | None = None,
+    ) -> list[Explanation]:
+        """Why the series at ``rows`` of ``block`` scored ``scores`` (one per row of the
+        block, as ``score(block)`` gave them; window detectors): kind ``score``, the newest
+        value and its time, the band of ``expected_band`` at ``threshold``; ``series`` is the
+        row's ``(target, series)``. ``score`` is not called again: a detector may learn in it.
+        """
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if not len(rows):
+            return []
+        low, high = self.expected_band(block, threshold)
+        scored = np.asarray(scores, dtype=np.float64).reshape(-1)
+        points = block.values.shape[1]
+        return [
+            Explanation(
+                "score",
+                float(low[row]),
+                float(high[row]),
+                float(block.values[row, -1]) if points else math.nan,
+                float(scored[row]),
+                block.keys[row],
+                float(block.times[row, -1]) if points else math.nan,
+            )
+            for row in rows.tolist()
+        ]
 
     @property
     def online(self) -> bool:
@@ -144,25 +200,36 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
         """Score this cycle's value of each series, then learn it.
 
         With a mapping ``{key: (time, value)}`` returns ``{key: score}``; with an array of
-        values (one per row, NaN for none this cycle; ``times`` one per row or one for all,
-        default: the update's number) returns an array of scores (NaN for rows without a value).
+        values (one per row, NaN for none this cycle; a shorter array than the rows held gives
+        the rows past its end none; ``times`` one per value or one for all, default: the
+        update's number) returns an array of scores (NaN for rows without a value). Times are
+        Unix seconds, datetimes (NumPy's of any unit, pandas', Python's; naive ones are UTC) or
+        ISO 8601 text. A value whose time is not after its series' last one (a time going
+        back, a duplicate) is dropped, as Prometheus drops an out-of-order sample: it is not
+        learned and scores NaN (a warning names the series, once per detector); so is a value
+        without a time (NaN, None).
         """
         if isinstance(values, Mapping):
             return self._update_keyed(values, resolution)
-        x = np.asarray(values, dtype=np.float64).reshape(-1)
-        if x.shape[0] < self.n_series_:
-            x = np.concatenate([x, np.full(self.n_series_ - x.shape[0], math.nan)])
-        self.n_series_ = max(self.n_series_, x.shape[0])
-        n = x.shape[0]
+        who = f"{type(self).__name__}.update"
+        given = _values_of(values, who)
+        m = given.shape[0]
+        n = max(self.n_series_, m)
+        x = np.full(n, math.nan)
+        x[:m] = given
         steps = np.zeros(n)
         if resolution is not None:
-            given = np.nan_to_num(np.asarray(resolution, dtype=np.float64).reshape(-1))
-            steps[: min(n, given.shape[0])] = given[:n]
-        self.updates_ = getattr(self, "updates_", 0) + 1
+            step = _values_of(resolution, f"{who}: resolution")
+            steps[: _fits(step, m, n, who, "resolutions")] = np.nan_to_num(step)
+        updates = getattr(self, "updates_", 0) + 1
         if times is None:
-            t = np.full(n, float(self.updates_))
+            t = np.full(n, float(updates))
         else:
-            t = np.broadcast_to(np.asarray(times, dtype=np.float64).reshape(-1), (n,)).copy()
+            when = _seconds_of(times, who)
+            t = np.full(n, math.nan)
+            t[: _fits(when, m, n, who, "times")] = when
+        self.n_series_ = n
+        self.updates_ = updates
         return self._rows_updated(t, x, steps)
 
     def update_rows(self, times: np.ndarray, values: np.ndarray, resolution: np.ndarray) -> Any:
@@ -244,10 +311,13 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
     ) -> dict[Any, float]:
         # Read before any key is taken in: a bad pair must leave the detector as it was.
         try:
-            pairs = np.array(list(cycle.values()), dtype=np.float64).reshape(len(cycle), 2)
-        except (TypeError, ValueError):
-            # Times as a DataFrame's rows give them (pandas Timestamps), datetimes or ISO 8601,
-            # as score_series takes them: converted one by one, off the path of numbers.
+            pairs: np.ndarray | None = np.array(list(cycle.values()))
+        except (TypeError, ValueError):  # pairs of different lengths
+            pairs = None
+        if pairs is None or pairs.dtype.kind not in "fiub" or pairs.shape != (len(cycle), 2):
+            # Times as a DataFrame's rows give them (pandas Timestamps), NumPy datetime64s
+            # (which NumPy would read as a count of their unit), datetimes or ISO 8601, and
+            # None: converted one by one, off the path of numbers.
             try:
                 pairs = np.array(
                     [(_second_of(when), _value_of(value)) for when, value in cycle.values()],
@@ -256,9 +326,10 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
             except (TypeError, ValueError):
                 raise ValueError(
                     f"{type(self).__name__}.update: give each series as key: (time, value), "
-                    "the time in seconds, a datetime or ISO 8601, the value a number, as in "
+                    f"the value a number and the time {_TIME_FORMS}, as in "
                     f"{{'cpu': (1700000000.0, 0.42)}}; got {dict(cycle)!r:.200}"
                 ) from None
+        pairs = pairs.astype(np.float64, copy=False)
         rows: dict[Any, int] = self.__dict__.setdefault("rows_", {})
         for key in cycle:
             if key not in rows:
@@ -282,10 +353,46 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
         one's own that does not explain itself (under a private name: the base class claims
         no name a subclass might use; and only there: the others never read it, and it would
         weigh on every checkpoint)."""
+        values, last = self._in_order(times, values)
         scores = self.update_rows(times, values, steps)
+        self.__dict__["_last_times"] = np.where(np.isnan(values), last, times)
         if self._explained_by_last_update:
             self.__dict__["_last_update"] = (times, values, np.asarray(scores, dtype=np.float64))
         return scores
+
+    def _in_order(self, times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``values`` without those that have no time or whose time is not after their
+        series' last learned one (a time going back, a duplicate): dropped, as Prometheus
+        drops an out-of-order sample, since learning one would break the series' order (a
+        rate, a slope, a run) and raising would stop a running provisioner's observer. Also
+        each row's last learned time, grown to the rows of this update."""
+        last = self.__dict__.get("_last_times")
+        n = len(values)
+        if last is None or len(last) != n:  # new rows (or a checkpoint from before it)
+            grown = np.full(n, math.nan)
+            if last is not None:
+                grown[: min(n, len(last))] = last[:n]
+            last = grown
+        with np.errstate(invalid="ignore"):
+            late = ~np.isnan(values) & (times <= last)
+        drop = late | np.isnan(times)
+        if not drop.any():
+            return values, last
+        if late.any() and not self.__dict__.get("_warned_late"):
+            self.__dict__["_warned_late"] = True  # once: a replay out of order would flood
+            names = {row: key for key, row in self.__dict__.get("rows_", {}).items()}
+            rows = np.flatnonzero(late)
+            shown = ", ".join(repr(names.get(int(r), int(r))) for r in rows[:3])
+            more = f" and {len(rows) - 3:,} more" if len(rows) > 3 else ""
+            log.warning(
+                "%s: dropped the values of %s%s, not after their series' last time (a time "
+                "going back, or a duplicate): not learned, scored NaN; give each series' values "
+                "in time order (this is said once per detector)",
+                type(self).__name__,
+                redact_text(shown),
+                more,
+            )
+        return np.where(drop, math.nan, values), last
 
     @property
     def _explained_by_last_update(self) -> bool:
@@ -310,13 +417,22 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
             return []
         names: dict[int, Any] = {row: key for key, row in self.__dict__.get("rows_", {}).items()}
         return [
-            self.explain_row(int(row), names.get(int(row), int(row)))
+            self._timed(self.explain_row(int(row), names.get(int(row), int(row))), int(row))
             for row in np.flatnonzero(alerting)
         ]
 
     def explain(self, key: Hashable) -> Explanation:
         """Why series ``key`` (a mapping key, or a row number) scored what it did last."""
-        return self.explain_row(self.row_of(key), key)
+        row = self.row_of(key)
+        return self._timed(self.explain_row(row, key), row)
+
+    def _timed(self, why: Explanation, row: int) -> Explanation:
+        """``why`` with the time of the value it judged, where its detector left it NaN (one
+        that keeps no times, as ``RangeDetector``): the row's last learned time."""
+        last = self.__dict__.get("_last_times")
+        if not math.isnan(why.time) or math.isnan(why.observed) or last is None:
+            return why
+        return dataclasses.replace(why, time=float(last[row])) if row < len(last) else why
 
     def row_of(self, key: Hashable) -> int:
         """The row of series ``key`` (a mapping key, or a row number); KeyError if none."""
@@ -379,7 +495,10 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
             index = values.index
             if times is None and hasattr(index, "tz_localize"):  # a DatetimeIndex
                 times = index
-        v = np.asarray(values, dtype=np.float64)
+        try:
+            v = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            v = _values_of(values, "score_series")  # raises, naming the value
         if v.ndim > 1 and max(v.shape) != v.size:
             raise ValueError(
                 f"score_series scores one series, not a table of shape {v.shape}: score each "
@@ -389,6 +508,7 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
         t = np.arange(len(v), dtype=np.float64) if times is None else _seconds_of(times)
         if len(t) != len(v):
             raise ValueError(f"score_series: {len(v)} values but {len(t)} times")
+        _check_increasing(t)
         steps = np.zeros(len(v))
         if counter:
             from deucalion.history.promql import CounterRates
@@ -414,7 +534,7 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
         """A copy of this detector, with its settings and none of its series."""
         fresh = copy.deepcopy(self)
         fresh.keep([])
-        for learned in ("rows_", "updates_"):
+        for learned in ("rows_", "updates_", "_warned_late"):
             fresh.__dict__.pop(learned, None)
         return fresh
 
@@ -423,6 +543,34 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
             f"{k}={v!r}" for k, v in vars(self).items() if not k.endswith("_") and k[0] != "_"
         )
         return f"{type(self).__name__}({params})"
+
+
+def _keeping_times(keep: Any) -> Any:
+    """``keep``, that also keeps the last time the base class holds for each row kept (once,
+    where a subclass's ``keep`` calls its base class's)."""
+
+    @functools.wraps(keep)
+    def kept(self: Detector, rows: Any) -> None:
+        if self.__dict__.get("_keeping"):
+            keep(self, rows)
+            return
+        self.__dict__["_keeping"] = True
+        try:
+            keep(self, rows)
+        finally:
+            del self.__dict__["_keeping"]
+        last = self.__dict__.get("_last_times")
+        if last is not None:
+            index = np.asarray(rows, dtype=np.int64).reshape(-1)
+            taken = np.full(len(index), math.nan)
+            held = index < len(last)
+            taken[held] = last[index[held]]
+            self.__dict__["_last_times"] = taken
+
+    return kept
+
+
+setattr(Detector, "keep", _keeping_times(Detector.keep))  # noqa: B010 - mypy: not a method
 
 
 def _held_hint(key: Hashable, rows: Mapping[Any, int]) -> str:
@@ -445,28 +593,46 @@ def _holds(rows: Mapping[Any, int], key: object) -> bool:
         return False
 
 
-def _seconds_of(times: Sequence[float] | Any) -> np.ndarray:
-    """Times as Unix seconds: numbers as they are; datetimes (NumPy's, pandas', Python's;
-    naive ones as UTC) and ISO 8601 strings (as a CSV holds them) converted."""
+#: The forms of time deucalion reads, for the errors that refuse another.
+_TIME_FORMS = (
+    "in Unix seconds (1767225600.0), a datetime or pandas Timestamp (naive ones are UTC), "
+    "a NumPy datetime64 or ISO 8601 text ('2026-01-01T00:00:00Z')"
+)
+_EPOCH = np.datetime64(0, "s")
+_SECOND = np.timedelta64(1, "s")
+
+
+def _seconds_of(times: Any, who: str = "score_series") -> np.ndarray:
+    """Times as Unix seconds, a float64 array (one element for one time): numbers as they
+    are; datetimes of any kind (NumPy's of any unit, pandas' with or without a time zone,
+    Python's; naive ones as UTC) and ISO 8601 text (as a CSV holds it) converted; NaT and
+    None are NaN. Anything else is a ``ValueError`` naming ``who`` and the forms read."""
+    if np.ndim(times) == 0:
+        return np.array([_second_of(times, who)])
+    dtype = getattr(times, "dtype", None)
+    if getattr(dtype, "tz", None) is not None:
+        # A zoned pandas index or Series: NumPy would make Timestamp objects of it (or, asked
+        # for floats, counts of its unit: microseconds in pandas 3); as UTC, datetime64s.
+        times = times.dt.tz_convert(None) if hasattr(times, "dt") else times.tz_convert(None)
     raw = np.asarray(times)
-    if raw.dtype.kind == "M":
-        return raw.astype("datetime64[ns]").astype(np.int64) / 1e9
-    if raw.dtype.kind in "OUS":
-        return np.array([_second_of(t) for t in raw.reshape(-1).tolist()], dtype=np.float64)
-    return raw.astype(np.float64).reshape(-1)
+    if raw.ndim > 1 and max(raw.shape) != raw.size:
+        raise ValueError(f"{who}: give the times as one list or array, not a table of {raw.shape}")
+    raw = raw.reshape(-1)
+    if raw.dtype.kind == "M":  # any unit: a difference in seconds, never a count of the unit
+        return np.asarray((raw - _EPOCH) / _SECOND, dtype=np.float64)
+    if raw.dtype.kind in "fiub":
+        return raw.astype(np.float64)
+    return np.array([_second_of(t, who) for t in raw.tolist()], dtype=np.float64)
 
 
-def _value_of(value: Any) -> float:
-    """A pair's value as a float: None is no value (NaN), as NumPy reads it."""
-    return math.nan if value is None else float(value)
+def _second_of(when: Any, who: str = "update") -> float:
+    """One time as Unix seconds (see ``_seconds_of``)."""
+    from datetime import UTC, date, datetime
 
-
-def _second_of(when: Any) -> float:
-    from datetime import UTC, datetime
-
+    if when is None:
+        return math.nan
     if isinstance(when, np.datetime64):
-        return float(when.astype("datetime64[ns]").astype(np.int64)) / 1e9
-
+        return float((when - _EPOCH) / _SECOND)  # NaT: NaN
     if isinstance(when, bytes):
         when = when.decode("utf-8", "replace")
     if isinstance(when, str):
@@ -478,12 +644,79 @@ def _second_of(when: Any) -> float:
             when = datetime.fromisoformat(when.strip())
         except ValueError:
             raise ValueError(
-                f"score_series: the time {when!r} is neither seconds nor ISO 8601 "
-                "(2026-01-01T00:00:00Z)"
+                f"{who}: the time {when!r} is neither seconds nor ISO 8601 nor a datetime: "
+                f"give it {_TIME_FORMS}"
             ) from None
     if isinstance(when, datetime):
+        if when != when:  # pandas' NaT, a datetime that equals nothing
+            return math.nan
         return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-    return float(when)
+    if isinstance(when, date):  # a day: its midnight, UTC
+        return datetime(when.year, when.month, when.day, tzinfo=UTC).timestamp()
+    try:
+        return float(when)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{who}: the time {when!r:.80} is neither seconds nor ISO 8601 nor a datetime: "
+            f"give it {_TIME_FORMS}"
+        ) from None
+
+
+def _check_increasing(times: np.ndarray) -> None:
+    """Refuse times that are not increasing (NaN ones aside): a series scored out of order
+    learns a shuffled series, and its rates and slopes mean nothing."""
+    timed = np.flatnonzero(~np.isnan(times))
+    bad = np.flatnonzero(np.diff(times[timed]) <= 0)
+    if bad.size:
+        i, j = timed[bad[0]], timed[bad[0] + 1]
+        what = "repeats" if times[j] == times[i] else "comes before"
+        raise ValueError(
+            f"score_series: the times are not increasing: the one at position {j} "
+            f"({times[j]:.10g}) {what} the one before it ({times[i]:.10g}); sort them first "
+            "(series.sort_index(), or values[np.argsort(times)]) and drop duplicates"
+        )
+
+
+def _value_of(value: Any) -> float:
+    """A pair's value as a float: None is no value (NaN), as NumPy reads it."""
+    return math.nan if value is None else float(value)
+
+
+def _values_of(values: Any, who: str) -> np.ndarray:
+    """``values`` as a one-dimensional float64 array (None: NaN); a ``ValueError`` naming
+    ``who`` and the first value that is not a number, or a table's shape."""
+    try:
+        x = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        items = list(values) if isinstance(values, Iterable) else [values]
+        for i, item in enumerate(items):
+            try:
+                _value_of(item)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"{who}: the value {item!r:.80} (at {i}) is not a number: give numbers, "
+                    "NaN or None for no value"
+                ) from None
+        raise ValueError(f"{who}: give one number per series, not {values!r:.80}") from None
+    if x.ndim > 1 and max(x.shape) != x.size:
+        raise ValueError(
+            f"{who}: give one value per series, a one-dimensional array, not a table of shape "
+            f"{x.shape} (update once per cycle, a row of the table each time)"
+        )
+    return x.reshape(-1)
+
+
+def _fits(given: np.ndarray, m: int, n: int, who: str, what: str) -> int:
+    """How many rows ``given`` (``what``: times or resolutions) fills in an update of ``m``
+    values and ``n`` rows: all of them with one for all, else one per value (or per row)."""
+    if len(given) == 1:
+        return n
+    if len(given) in (m, n):
+        return len(given)
+    raise ValueError(
+        f"{who}: {m:,} values but {len(given):,} {what}: give one per value, in the same "
+        f"order, or one for all{f' ({n:,} rows held)' if n != m else ''}"
+    )
 
 
 class _WindowRows:
@@ -496,6 +729,8 @@ class _WindowRows:
         self.times = np.full((0, self.points), math.nan)
         self.values = np.full((0, self.points), math.nan)
         self.scores = np.zeros(0)
+        self.resolution = np.zeros(0)  # the last update's, for the band of an explanation
+        self.band: tuple[np.ndarray, np.ndarray] | None = None  # of the last update, once read
 
     @classmethod
     def of(cls, detector: Detector) -> _WindowRows:
@@ -524,6 +759,8 @@ class _WindowRows:
         scores = np.asarray(self.detector.score(block), dtype=np.float64)
         scores = np.where(seen, scores, np.nan)
         self.scores = scores
+        self.resolution = resolution
+        self.band = None
         with np.errstate(invalid="ignore"):
             self.detector.__dict__["alerting_"] = scores > self.detector.threshold
         return scores
@@ -531,23 +768,31 @@ class _WindowRows:
     def keep(self, rows: np.ndarray) -> None:
         self.values, self.times = self.values[rows], self.times[rows]
         self.scores = self.scores[rows] if len(self.scores) else self.scores
+        resolution = self.__dict__.get("resolution", np.zeros(0))  # (a checkpoint before it)
+        self.resolution = resolution[rows] if len(resolution) else resolution
+        self.band = None
 
     def explain(self, row: int, series: Hashable) -> Explanation:
-        history = self.values[row, :-1]
-        history = history[~np.isnan(history)]
-        low, high = (
-            (float(history.min()), float(history.max()))
-            if history.size
-            else (
-                math.nan,
-                math.nan,
+        band = self.__dict__.get("band")
+        if band is None or len(band[0]) != len(self.values):
+            # Once per update, for every row: a band may read the other series of the block
+            # (RobustZScore's floor does), and alerts() explains its rows one by one.
+            resolution = self.__dict__.get("resolution", np.zeros(0))  # (an old checkpoint)
+            if len(resolution) != len(self.values):
+                resolution = np.zeros(len(self.values))
+            block = Block(
+                "series",
+                [("", str(i)) for i in range(len(self.values))],
+                self.times,
+                self.values,
+                np.where(resolution > 0, resolution, np.nan),
             )
-        )
+            band = self.band = self.detector.expected_band(block)
         score = float(self.scores[row]) if row < len(self.scores) else math.nan
         return Explanation(
             "score",
-            low,
-            high,
+            float(band[0][row]),
+            float(band[1][row]),
             float(self.values[row, -1]),
             score,
             series,

@@ -7,6 +7,7 @@ series. Their scores are in standard deviations (z-scores), except ``Threshold``
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -61,11 +62,33 @@ class RobustZScore(Detector):
 
     def score(self, block: Block) -> np.ndarray:
         """Robust z-score of each series' newest point."""
+        scores = np.full(len(block), np.nan)
+        fitted = self._fitted(block)
+        if fitted is None:
+            return scores
+        offset, _, scale, ok, finite = fitted
+        with np.errstate(all="ignore"):
+            z = np.abs(offset) / scale
+            # An infinite newest value against a finite past is as anomalous as it gets.
+            z = np.where(finite, z, np.where(np.isfinite(offset), math.inf, np.nan))
+        scores[ok] = z[ok]
+        return scores
+
+    def expected_band(
+        self, block: Block, threshold: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The median of each series' past points, give or take ``threshold`` scales."""
+        return _band(len(block), self._fitted(block), self.threshold, threshold)
+
+    def _fitted(
+        self, block: Block
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """Per series: the median of its past points less its newest, that median, the scale,
+        whether it can be scored and whether its newest value is finite; None when none can."""
         values = block.values
         n, points = values.shape
-        scores = np.full(n, np.nan)
         if points < 2 or n == 0:
-            return scores
+            return None
         newest = values[:, -1]
         history = values[:, -(self.window + 1) : -1] if self.window else values[:, :-1]
         with np.errstate(all="ignore"):
@@ -84,7 +107,7 @@ class RobustZScore(Detector):
             if history.shape[1] < self.min_points:
                 ok[:] = False
             if not ok.any():
-                return scores
+                return None
             # Every row is computed and the rows that cannot be scored masked at the end:
             # selecting rows first would copy the whole history.
             # In place: the median of absolute deviations below needs the values, not their
@@ -103,11 +126,25 @@ class RobustZScore(Detector):
                 resolution=block.resolution,
             )
             scale = np.maximum(MAD_TO_SIGMA * mad, floor)
-            z = np.abs(offset) / scale
-            # An infinite newest value against a finite past is as anomalous as it gets.
-            z = np.where(finite, z, np.where(np.isfinite(offset), math.inf, np.nan))
-        scores[ok] = z[ok]
-        return scores
+        return offset, median, scale, ok, finite
+
+
+def _band(
+    n: int,
+    fitted: tuple[Any, ...] | None,
+    own: float,
+    threshold: float | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``centre`` give or take ``threshold`` (default ``own``) times ``scale`` per series,
+    from ``fitted`` (``_, centre, scale, ok, ...``), NaN where it cannot be scored."""
+    low, high = np.full(n, np.nan), np.full(n, np.nan)
+    if fitted is None:
+        return low, high
+    _, centre, scale, ok = fitted[:4]
+    width = (own if threshold is None else threshold) * scale
+    with np.errstate(all="ignore"):
+        low[ok], high[ok] = (centre - width)[ok], (centre + width)[ok]
+    return low, high
 
 
 class EWMAZScore(Detector):
@@ -146,11 +183,32 @@ class EWMAZScore(Detector):
 
     def score(self, block: Block) -> np.ndarray:
         """EWMA z-score of each series' newest point."""
+        scores = np.full(len(block), np.nan)
+        fitted = self._fitted(block)
+        if fitted is None:
+            return scores
+        _, mean, scale, ok, newest = fitted
+        with np.errstate(all="ignore"):
+            z = np.abs(newest - mean) / scale
+        scores[ok] = z[ok]
+        return scores
+
+    def expected_band(
+        self, block: Block, threshold: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The weighted mean of each series' past points, give or take ``threshold``
+        scales."""
+        return _band(len(block), self._fitted(block), self.threshold, threshold)
+
+    def _fitted(
+        self, block: Block
+    ) -> tuple[None, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """Per series: the weighted mean, the scale, whether it can be scored, and its newest
+        value (after a None, as ``RobustZScore._fitted``); None when no series can be."""
         values = block.values
         n, points = values.shape
-        scores = np.full(n, np.nan)
         if points < 2 or n == 0:
-            return scores
+            return None
         newest, history = values[:, -1], values[:, :-1]
         ages = np.arange(points - 2, -1, -1, dtype=np.float64)
         with np.errstate(all="ignore"):
@@ -168,10 +226,9 @@ class EWMAZScore(Detector):
                 step_floor=self.step_floor,
                 resolution=block.resolution,
             )
-            z = np.abs(newest - mean) / np.maximum(np.sqrt(variance), floor)
+            scale = np.maximum(np.sqrt(variance), floor)
         ok = ~np.isnan(newest) & (present.sum(axis=1) >= self.min_points)
-        scores[ok] = z[ok]
-        return scores
+        return None, mean, scale, ok, newest
 
 
 class SeasonalBaseline(Detector):
@@ -208,11 +265,30 @@ class SeasonalBaseline(Detector):
 
     def score(self, block: Block) -> np.ndarray:
         """Seasonal score of each series' newest point."""
+        fitted = self._fitted(block)
+        if fitted is None:
+            return np.full(len(block), np.nan)
+        _, baseline, floor, ok, newest = fitted
+        with np.errstate(all="ignore"):
+            z = np.abs(newest - baseline) / floor
+        return np.where(ok, z, np.nan)
+
+    def expected_band(
+        self, block: Block, threshold: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The baseline of each series (its points a period ago), give or take ``threshold``
+        scales."""
+        return _band(len(block), self._fitted(block), self.threshold, threshold)
+
+    def _fitted(
+        self, block: Block
+    ) -> tuple[None, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """Per series: the baseline, the scale, whether it can be scored and its newest value
+        (after a None, as ``RobustZScore._fitted``); None when the block is too short."""
         values, times = block.values, block.times
         n, points = values.shape
-        scores = np.full(n, np.nan)
         if points < 2 or n == 0:
-            return scores
+            return None
         newest, now = values[:, -1], times[:, -1]
         history, past = values[:, :-1], times[:, :-1]
         with np.errstate(all="ignore"):
@@ -237,8 +313,8 @@ class SeasonalBaseline(Detector):
                 step_floor=True,
                 resolution=block.resolution,
             )
-            z = np.abs(newest - baseline) / floor
-        return np.where(np.isnan(newest) | np.isnan(baseline), np.nan, z)
+        ok = ~(np.isnan(newest) | np.isnan(baseline))
+        return None, baseline, floor, ok, newest
 
 
 class Threshold(Detector):
@@ -267,3 +343,14 @@ class Threshold(Detector):
             if self.below is not None:
                 excess = np.maximum(excess, self.below - newest)
         return np.where(np.isnan(newest), np.nan, excess)
+
+    def expected_band(
+        self, block: Block, threshold: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The bounds ``below`` .. ``above``, each widened by ``threshold`` (0 by default):
+        -inf or inf on a side without one."""
+        excess = self.threshold if threshold is None else threshold
+        n = len(block)
+        low = np.full(n, -math.inf if self.below is None else self.below - excess)
+        high = np.full(n, math.inf if self.above is None else self.above + excess)
+        return low, high
