@@ -18,8 +18,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import cast
+
+import numpy as np
 
 from deucalion._redact import redact_url
 from deucalion.alerting.alerts import Alert, Scores, SeriesScore
@@ -70,31 +72,48 @@ class AlertPolicy:
         self.detector = detector
         self.held_: dict[_Key, int] = {}
 
-    def evaluate(self, scores: Iterable[SeriesScore]) -> Scores:
+    def evaluate(
+        self,
+        scores: Iterable[SeriesScore],
+        explain: Callable[[list[SeriesScore]], list[Explanation]] | None = None,
+    ) -> Scores:
         """This cycle's ``Scores``: all of ``scores``, and an alert for each series held past
-        the threshold."""
+        the threshold. ``explain``, given, explains the series that alert (one
+        ``Explanation`` per ``SeriesScore``, as ``Detector.explain_block`` gives them): their
+        alerts are annotated as ``DetectorObserver``'s are, with ``kind``, ``observed`` and
+        ``expected_range``."""
         scores = list(scores)
         held: dict[_Key, int] = {}
-        alerts = []
+        alerting: list[tuple[SeriesScore, int]] = []
         for item in scores:
             if not item.score > self.threshold:
                 continue
             key = (item.target, item.metric, item.series)
             count = held[key] = self.held_.get(key, 0) + 1
             if count >= self.for_cycles:
-                alerts.append(self._alert(item, count))
+                alerting.append((item, count))
         self.held_ = held  # series below the threshold, or absent, start again from zero
+        whys: list[Explanation | None] = [None] * len(alerting)
+        if explain is not None and alerting:
+            whys = list(explain([item for item, _ in alerting]))
+        alerts = [
+            self._alert(item, count, why) for (item, count), why in zip(alerting, whys, strict=True)
+        ]
         return Scores(scores=tuple(scores), alerts=tuple(alerts))
 
-    def _alert(self, item: SeriesScore, cycles: int) -> Alert:
+    def _alert(self, item: SeriesScore, cycles: int, why: Explanation | None = None) -> Alert:
         name = item.metric + ("" if item.series == "{}" else item.series)
         where = f" on {redact_url(item.target)}" if item.target else ""
-        annotations = {
-            "summary": f"{name}{where} is anomalous",
-            "description": f"score {item.score:.4g} above {self.threshold:g} for {cycles} "
-            f"cycles" + (f" ({self.detector})" if self.detector else ""),
-            "score": f"{item.score:.6g}",
-        }
+        held = f"score {item.score:.4g} above {self.threshold:g} for {cycles} cycles"
+        if why is None:
+            annotations = {
+                "summary": f"{name}{where} is anomalous",
+                "description": held + (f" ({self.detector})" if self.detector else ""),
+                "score": f"{item.score:.6g}",
+            }
+        else:
+            about = held + (f"; {self.detector}" if self.detector else "")
+            annotations = _annotations(why, name, where, about)
         return Alert(
             labels={**self.labels, "metric": item.metric, "series": item.series},
             annotations=annotations,
@@ -242,15 +261,35 @@ class DetectorObserver(MetricsObserver):
         self.window.add(targets_data_dict, {t: _scrape_time(t) for t in targets_data_dict})
         metrics = dict.fromkeys(m for samples in targets_data_dict.values() for m in samples)
         scores: list[SeriesScore] = []
+        scored: dict[str, tuple[Block, np.ndarray]] = {}
         for metric in metrics:
             block = self.block(metric)
             if not len(block):
                 continue
-            values = self.detector.score(block)
+            values = np.asarray(self.detector.score(block), dtype=np.float64)
+            scored[metric] = (block, values)
             for (target, series), value in zip(block.keys, values.tolist(), strict=True):
                 if not math.isnan(value):
                     scores.append(SeriesScore(target, metric, series, value))
-        return self.policy.evaluate(scores)
+        return self.policy.evaluate(scores, lambda items: self._explain_window(items, scored))
+
+    def _explain_window(
+        self, items: list[SeriesScore], scored: Mapping[str, tuple[Block, np.ndarray]]
+    ) -> list[Explanation]:
+        """The explanations of a window detector's alerting series, from its band
+        (``expected_band``) at the policy's threshold, one metric's block at a time."""
+        why: dict[_Key, Explanation] = {}
+        for metric in dict.fromkeys(item.metric for item in items):
+            block, values = scored[metric]
+            wanted = {(i.target, i.series) for i in items if i.metric == metric}
+            rows = [row for row, key in enumerate(block.keys) if key in wanted]
+            explained = self.detector.explain_block(block, rows, values, self.policy.threshold)
+            for found in explained:
+                target, series = cast("tuple[str, str]", found.series)
+                why[(target, metric, series)] = dataclasses.replace(
+                    found, series=(target, metric, series)
+                )
+        return [why[(item.target, item.metric, item.series)] for item in items]
 
     def _update_online(self, targets_data_dict: TargetsData) -> Scores:
         self.calls += 1
@@ -303,28 +342,47 @@ class DetectorObserver(MetricsObserver):
         target, metric, labels = cast("_Key", why.series)
         name = metric + ("" if labels == "{}" else labels)
         where = f" on {redact_url(target)}" if target else ""  # no token in a chat
-        kind = why.kind.replace("_", " ")
-        expected = f"{why.expected_low:.6g} .. {why.expected_high:.6g}"
-        # A detector of one's own may not say what it expected: no "expected nan .. nan".
-        known = math.isfinite(why.expected_low) or math.isfinite(why.expected_high)
-        what = _OBSERVED.get(why.kind, "value")
         return Alert(
             labels={**self.labels, "metric": metric, "series": labels},
-            annotations={
-                "summary": f"{name}{where}: {kind}",
-                "description": (
-                    f"{name}{where}: {kind}. The {what} is {why.observed:.6g}"
-                    + (f", expected {expected}" if known else "")
-                    + f" (score {why.score:.3g}; {type(self.detector).__name__})."
-                ),
-                "kind": why.kind,
-                "observed": f"{why.observed:.6g}",
-                **({"expected_range": expected} if known else {}),
-                "score": f"{why.score:.6g}",
-            },
+            annotations=_annotations(
+                why, name, where, f"score {why.score:.3g}; {type(self.detector).__name__}"
+            ),
             target=target,
             score=float(why.score),
         )
+
+
+def _annotations(why: Explanation, name: str, where: str, about: str) -> dict[str, str]:
+    """An explained alert's annotations, in words for a chat: ``summary``, ``description``
+    (ending with ``about``: the score and the detector, or how long it was held),
+    ``kind``, ``observed``, ``expected_range`` (when the detector says) and ``score``."""
+    kind = why.kind.replace("_", " ")
+    low, high = why.expected_low, why.expected_high
+    expected = f"{low:.6g} .. {high:.6g}"
+    # A detector of one's own may not say what it expected: no "expected nan .. nan"; a
+    # bound on one side only (Threshold(above=20)) reads "at most 20".
+    known = math.isfinite(low) or math.isfinite(high)
+    if known and not math.isfinite(low):
+        words = f"at most {high:.6g}"
+    elif known and not math.isfinite(high):
+        words = f"at least {low:.6g}"
+    else:
+        words = expected
+    what = _OBSERVED.get(why.kind, "value")
+    # A window detector's explanation names no kind of its own ("score"): it is anomalous.
+    summary = f"{name}{where} is anomalous" if why.kind == "score" else f"{name}{where}: {kind}"
+    return {
+        "summary": summary,
+        "description": (
+            f"{summary}. The {what} is {why.observed:.6g}"
+            + (f", expected {words}" if known else "")
+            + f" ({about})."
+        ),
+        "kind": why.kind,
+        "observed": f"{why.observed:.6g}",
+        **({"expected_range": expected} if known else {}),
+        "score": f"{why.score:.6g}",
+    }
 
 
 #: What an explanation's ``observed`` is, per anomaly kind, in an alert's words.
