@@ -310,26 +310,7 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
         self, cycle: Mapping[Any, tuple[float, float]], resolution: Mapping[Any, float] | None
     ) -> dict[Any, float]:
         # Read before any key is taken in: a bad pair must leave the detector as it was.
-        try:
-            pairs: np.ndarray | None = np.array(list(cycle.values()))
-        except (TypeError, ValueError):  # pairs of different lengths
-            pairs = None
-        if pairs is None or pairs.dtype.kind not in "fiub" or pairs.shape != (len(cycle), 2):
-            # Times as a DataFrame's rows give them (pandas Timestamps), NumPy datetime64s
-            # (which NumPy would read as a count of their unit), datetimes or ISO 8601, and
-            # None: converted one by one, off the path of numbers.
-            try:
-                pairs = np.array(
-                    [(_second_of(when), _value_of(value)) for when, value in cycle.values()],
-                    dtype=np.float64,
-                ).reshape(len(cycle), 2)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"{type(self).__name__}.update: give each series as key: (time, value), "
-                    f"the value a number and the time {_TIME_FORMS}, as in "
-                    f"{{'cpu': (1700000000.0, 0.42)}}; got {dict(cycle)!r:.200}"
-                ) from None
-        pairs = pairs.astype(np.float64, copy=False)
+        pairs = _pairs_of(cycle, f"{type(self).__name__}.update")
         rows: dict[Any, int] = self.__dict__.setdefault("rows_", {})
         for key in cycle:
             if key not in rows:
@@ -353,46 +334,12 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
         one's own that does not explain itself (under a private name: the base class claims
         no name a subclass might use; and only there: the others never read it, and it would
         weigh on every checkpoint)."""
-        values, last = self._in_order(times, values)
+        values, last = _in_order(self, times, values)
         scores = self.update_rows(times, values, steps)
         self.__dict__["_last_times"] = np.where(np.isnan(values), last, times)
         if self._explained_by_last_update:
             self.__dict__["_last_update"] = (times, values, np.asarray(scores, dtype=np.float64))
         return scores
-
-    def _in_order(self, times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``values`` without those that have no time or whose time is not after their
-        series' last learned one (a time going back, a duplicate): dropped, as Prometheus
-        drops an out-of-order sample, since learning one would break the series' order (a
-        rate, a slope, a run) and raising would stop a running provisioner's observer. Also
-        each row's last learned time, grown to the rows of this update."""
-        last = self.__dict__.get("_last_times")
-        n = len(values)
-        if last is None or len(last) != n:  # new rows (or a checkpoint from before it)
-            grown = np.full(n, math.nan)
-            if last is not None:
-                grown[: min(n, len(last))] = last[:n]
-            last = grown
-        with np.errstate(invalid="ignore"):
-            late = ~np.isnan(values) & (times <= last)
-        drop = late | np.isnan(times)
-        if not drop.any():
-            return values, last
-        if late.any() and not self.__dict__.get("_warned_late"):
-            self.__dict__["_warned_late"] = True  # once: a replay out of order would flood
-            names = {row: key for key, row in self.__dict__.get("rows_", {}).items()}
-            rows = np.flatnonzero(late)
-            shown = ", ".join(repr(names.get(int(r), int(r))) for r in rows[:3])
-            more = f" and {len(rows) - 3:,} more" if len(rows) > 3 else ""
-            log.warning(
-                "%s: dropped the values of %s%s, not after their series' last time (a time "
-                "going back, or a duplicate): not learned, scored NaN; give each series' values "
-                "in time order (this is said once per detector)",
-                type(self).__name__,
-                redact_text(shown),
-                more,
-            )
-        return np.where(drop, math.nan, values), last
 
     @property
     def _explained_by_last_update(self) -> bool:
@@ -417,22 +364,14 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
             return []
         names: dict[int, Any] = {row: key for key, row in self.__dict__.get("rows_", {}).items()}
         return [
-            self._timed(self.explain_row(int(row), names.get(int(row), int(row))), int(row))
+            _timed(self, self.explain_row(int(row), names.get(int(row), int(row))), int(row))
             for row in np.flatnonzero(alerting)
         ]
 
     def explain(self, key: Hashable) -> Explanation:
         """Why series ``key`` (a mapping key, or a row number) scored what it did last."""
         row = self.row_of(key)
-        return self._timed(self.explain_row(row, key), row)
-
-    def _timed(self, why: Explanation, row: int) -> Explanation:
-        """``why`` with the time of the value it judged, where its detector left it NaN (one
-        that keeps no times, as ``RangeDetector``): the row's last learned time."""
-        last = self.__dict__.get("_last_times")
-        if not math.isnan(why.time) or math.isnan(why.observed) or last is None:
-            return why
-        return dataclasses.replace(why, time=float(last[row])) if row < len(last) else why
+        return _timed(self, self.explain_row(row, key), row)
 
     def row_of(self, key: Hashable) -> int:
         """The row of series ``key`` (a mapping key, or a row number); KeyError if none."""
@@ -543,6 +482,75 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
             f"{k}={v!r}" for k, v in vars(self).items() if not k.endswith("_") and k[0] != "_"
         )
         return f"{type(self).__name__}({params})"
+
+
+def _pairs_of(cycle: Mapping[Any, tuple[Any, Any]], who: str) -> np.ndarray:
+    """A keyed update's ``(time, value)`` pairs as a ``[series, 2]`` float64 array."""
+    try:
+        pairs: np.ndarray | None = np.array(list(cycle.values()))
+    except (TypeError, ValueError):  # pairs of different lengths
+        pairs = None
+    if pairs is not None and pairs.dtype.kind in "fiub" and pairs.shape == (len(cycle), 2):
+        return pairs.astype(np.float64, copy=False)
+    # Times as a DataFrame's rows give them (pandas Timestamps), NumPy datetime64s (which
+    # NumPy would read as a count of their unit), datetimes or ISO 8601, and None: converted
+    # one by one, off the path of numbers.
+    try:
+        return np.array(
+            [(_second_of(when), _value_of(value)) for when, value in cycle.values()],
+            dtype=np.float64,
+        ).reshape(len(cycle), 2)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{who}: give each series as key: (time, value), the value a number and the time "
+            f"{_TIME_FORMS}, as in {{'cpu': (1700000000.0, 0.42)}}; got {dict(cycle)!r:.200}"
+        ) from None
+
+
+def _in_order(
+    detector: Detector, times: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` without those that have no time or whose time is not after their
+    series' last learned one (a time going back, a duplicate): dropped, as Prometheus
+    drops an out-of-order sample, since learning one would break the series' order (a
+    rate, a slope, a run) and raising would stop a running provisioner's observer. Also
+    each row's last learned time, grown to the rows of this update."""
+    last = detector.__dict__.get("_last_times")
+    n = len(values)
+    if last is None or len(last) != n:  # new rows (or a checkpoint from before it)
+        grown = np.full(n, math.nan)
+        if last is not None:
+            grown[: min(n, len(last))] = last[:n]
+        last = grown
+    with np.errstate(invalid="ignore"):
+        late = ~np.isnan(values) & (times <= last)
+    drop = late | np.isnan(times)
+    if not drop.any():
+        return values, last
+    if late.any() and not detector.__dict__.get("_warned_late"):
+        detector.__dict__["_warned_late"] = True  # once: a replay out of order would flood
+        names = {row: key for key, row in detector.__dict__.get("rows_", {}).items()}
+        rows = np.flatnonzero(late)
+        shown = ", ".join(repr(names.get(int(r), int(r))) for r in rows[:3])
+        more = f" and {len(rows) - 3:,} more" if len(rows) > 3 else ""
+        log.warning(
+            "%s: dropped the values of %s%s, not after their series' last time (a time "
+            "going back, or a duplicate): not learned, scored NaN; give each series' values "
+            "in time order (this is said once per detector)",
+            type(detector).__name__,
+            redact_text(shown),
+            more,
+        )
+    return np.where(drop, math.nan, values), last
+
+
+def _timed(detector: Detector, why: Explanation, row: int) -> Explanation:
+    """``why`` with the time of the value it judged, where its detector left it NaN (one
+    that keeps no times, as ``RangeDetector``): the row's last learned time."""
+    last = detector.__dict__.get("_last_times")
+    if not math.isnan(why.time) or math.isnan(why.observed) or last is None:
+        return why
+    return dataclasses.replace(why, time=float(last[row])) if row < len(last) else why
 
 
 def _keeping_times(keep: Any) -> Any:
