@@ -36,7 +36,7 @@ from deucalion.errors import ConfigError, DeucalionError, ParseError
 if TYPE_CHECKING:
     from deucalion.alerting import Alert, Scores, SeriesScore
     from deucalion.exposition import parse_exposition
-    from deucalion.observer import MetricsObserver, data_time, data_times
+    from deucalion.observer import MetricsObserver, data_at, data_time, data_times
     from deucalion.provisioner import MetricsProvisioner
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "Scores",
     "SeriesScore",
     "__version__",
+    "data_at",
     "data_time",
     "data_times",
     "parse_exposition",
@@ -60,6 +61,7 @@ _LAZY = {
     "MetricsProvisioner": "deucalion.provisioner",
     "Scores": "deucalion.alerting",
     "SeriesScore": "deucalion.alerting",
+    "data_at": "deucalion.observer",
     "data_time": "deucalion.observer",
     "data_times": "deucalion.observer",
     "parse_exposition": "deucalion.exposition",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
@@ -24,6 +25,7 @@ __all__ = [
     "ScrapedTarget",
     "Selection",
     "TargetsData",
+    "data_at",
     "data_time",
     "data_times",
     "name_of",
@@ -52,6 +54,47 @@ def handing_data(cycle_time: float, target_times: Mapping[str, float]) -> Iterat
         yield
     finally:
         _DATA_TIMES.reset(token)
+
+
+@contextlib.contextmanager
+def data_at(
+    time: float | Any, target_times: Mapping[str, float | Any] | None = None
+) -> Iterator[None]:
+    """Hand data to ``new_data`` by hand as of ``time``, as deucalion hands a scrape's:
+    ``with deucalion.data_at(t): observer.new_data(data)``. Inside, ``data_time()`` answers
+    ``time`` (and, per target URL, ``target_times``, default: ``time``). Times are Unix
+    seconds or datetimes (naive ones are UTC; a pandas Timestamp is one) or ISO 8601 text.
+    """
+    cycle_time = _seconds(time, "time")
+    targets = {
+        url: _seconds(when, f"target_times[{url!r}]") for url, when in (target_times or {}).items()
+    }
+    with handing_data(cycle_time, targets):
+        yield
+
+
+def _seconds(when: Any, what: str) -> float:
+    """``when`` as Unix seconds (see ``data_at``); a ``ValueError`` naming ``what`` if it is
+    not a time."""
+    from datetime import UTC, datetime
+
+    seconds = math.nan
+    if isinstance(when, str):
+        try:
+            when = datetime.fromisoformat(when.strip())
+        except ValueError:
+            pass
+    if isinstance(when, datetime):
+        seconds = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    elif isinstance(when, int | float) and not isinstance(when, bool):
+        seconds = float(when)
+    if not math.isfinite(seconds):
+        raise ValueError(
+            f"data_at: {what}={when!r:.80} is not a time: give Unix seconds (1767225600.0), a "
+            "datetime or pandas Timestamp (naive ones are UTC) or ISO 8601 text "
+            "('2026-01-01T00:00:00Z')"
+        )
+    return seconds
 
 
 def data_time(target: str | None = None) -> float:

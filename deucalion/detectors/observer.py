@@ -29,7 +29,7 @@ from deucalion.detectors.base import Detector, Explanation
 from deucalion.history.promql import CounterRates
 from deucalion.history.vectors import Block
 from deucalion.history.window import Window
-from deucalion.observer import MetricsObserver, TargetsData, data_time
+from deucalion.observer import MetricsObserver, TargetsData, data_time, handing_data
 
 __all__ = ["COUNTER_SUFFIXES", "AlertPolicy", "DetectorObserver"]
 
@@ -231,11 +231,24 @@ class DetectorObserver(MetricsObserver):
         """Score every series of the cycle; alert on those the detector alerts on (an online
         detector) or held past the threshold (a window detector), and on those it did within
         the last ``keep_firing_for`` seconds."""
-        result = self._score(targets_data_dict)
         now = _cycle_time()
-        # Called by hand (a test, a notebook) the data has no time: each call's alerts are
-        # its own, as there is no Alertmanager to hold them for.
-        return result if now is None else self._keep_firing(result, now)
+        if now is None:
+            # Called by hand (a test, a notebook) the data has no time: the observer's own
+            # clock gives it one (``_hand_time``), and each call's alerts are its own, as there
+            # is no Alertmanager to hold them for.
+            with handing_data(self._hand_time(), {}):
+                return self._score(targets_data_dict)
+        return self._keep_firing(self._score(targets_data_dict), now)
+
+    def _hand_time(self) -> float:
+        """The time of data handed by hand, without ``deucalion.data_at``: the wall clock at
+        the first such call, one second more at each next one. Calls a few microseconds
+        apart would otherwise make a counter's rate per microsecond (a steady 15 per call
+        read as a rate of thousands) and its step noise: per call, rates are consistent."""
+        last = self.__dict__.get("_hand_clock")
+        now = time.time() if last is None else last + 1.0
+        self.__dict__["_hand_clock"] = now
+        return now
 
     def _keep_firing(self, result: Scores, now: float) -> Scores:
         """``result`` with the alerts raised within ``keep_firing_for`` seconds before ``now``
