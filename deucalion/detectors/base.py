@@ -9,6 +9,9 @@ what it learned between updates:
   ``{key: score}`` for the series in the cycle. A series absent from a cycle keeps its state;
   ``forget(keys)`` drops series for good. ``resolution={key: step}`` optionally gives the
   smallest change a series can show (a counter's rate moves in steps of its increment).
+  Times are Unix seconds or datetimes of any kind (``_seconds_of``); a value whose time is not
+  after its series' last one is dropped (NaN, not learned), as Prometheus drops a sample out
+  of order.
 - ``update(values, resolution, times=...)``: the same on arrays, one row per series in a fixed
   order the caller keeps (row ``i`` is series ``i``; a longer array adds series; ``keep(rows)``
   drops the others). This is the vectorised path observers and benchmarks use.

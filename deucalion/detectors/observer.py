@@ -138,6 +138,9 @@ class DetectorObserver(MetricsObserver):
     bounded when series come and go. A window detector is handed a ``Window`` of ``points``
     cycles (or ``seconds``) per metric, and a series alerts once its score stays above
     ``threshold`` (default: the detector's) for ``for_cycles`` cycles in a row.
+
+    Called by hand (a test, a notebook), ``with deucalion.data_at(t):`` gives the data its
+    time; without it, consecutive calls are taken as one second apart (``_hand_time``).
     """
 
     def __init__(
