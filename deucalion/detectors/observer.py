@@ -21,9 +21,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import cast
 
-import numpy as np
-
 from deucalion._redact import redact_url
+
+try:
+    import numpy as np
+except ImportError as exc:  # a plain install: say what to install, in one line
+    from deucalion._extras import missing_extra
+
+    raise missing_extra("numpy", "deucalion.detectors") from exc
 from deucalion.alerting.alerts import Alert, Scores, SeriesScore
 from deucalion.detectors.base import Detector, Explanation
 from deucalion.history.promql import CounterRates
