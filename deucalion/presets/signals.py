@@ -18,13 +18,14 @@ import math
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 
 from deucalion._redact import redact_url
 from deucalion.history.labels import series_key, series_labels
 from deucalion.history.promql import bucket_quantile, extrapolated_rate
+from deucalion.history.vectors import Block
 from deucalion.history.window import Window
 
 __all__ = [
@@ -83,19 +84,28 @@ class Query:
     ``range_seconds`` is the range of ``rate`` (``rate(x[range])``). Every method returns
     ``{series key of the by-labels: value}``; a series without a value (too few samples, a
     gap) is left out, as Prometheus leaves it out of a result. One ``Query`` serves one target
-    for one cycle.
+    for one cycle. ``widest`` is the longest range a signal of a few requests may widen its
+    own to (a latency quantile: see ``deucalion.presets.http_service``), at most what
+    ``window`` holds; by default ``range_seconds`` (no widening).
     """
 
     def __init__(
-        self, window: Window, target: str, range_seconds: float, *, slow: Window | None = None
+        self,
+        window: Window,
+        target: str,
+        range_seconds: float,
+        *,
+        slow: Window | None = None,
+        widest: float | None = None,
     ) -> None:
         self.window = window
         #: Minutes of the metrics a trend is read from (``deriv``); else ``window``.
         self.slow = slow if slow is not None else window
         self.target = target
         self.range_seconds = range_seconds
+        self.widest = max(widest or range_seconds, range_seconds)
         #: What the signals of one cycle share (the instrumentation found, the routes).
-        self.memo: dict[str, object] = {}
+        self.memo: dict[object, object] = {}
 
     def has(self, metric: str) -> bool:
         """Whether the target has served ``metric`` within the window."""
@@ -183,29 +193,95 @@ class Query:
         return _sum_by(zip(block.keys, slopes, strict=True), tuple(by), where)
 
     def quantile(
-        self, q: float, bucket_metric: str, by: Iterable[str] = (), where: Matchers | None = None
+        self,
+        q: float,
+        bucket_metric: str,
+        by: Iterable[str] = (),
+        where: Matchers | None = None,
+        *,
+        range_seconds: float | None = None,
+        only: Collection[str] | None = None,
     ) -> SignalValues:
-        """``histogram_quantile(q, sum by (le, by) (rate(bucket_metric{where}[range])))``."""
-        block = self.window.block(bucket_metric, self.target)
+        """``histogram_quantile(q, sum by (le, by) (rate(bucket_metric{where}[range])))``;
+        ``only``: the series keys (of the by-labels) wanted, the others' buckets are not read
+        (a quantile at a wider range is wanted for the few series lacking requests)."""
+        summed = self._bucket_rates(
+            bucket_metric, tuple(by), where, range_seconds or self.range_seconds, only
+        )
+        return {key: bucket_quantile(q, buckets.items()) for key, buckets in summed.items()}
+
+    def _bucket_rates(
+        self,
+        metric: str,
+        by: tuple[str, ...],
+        where: Matchers | None,
+        seconds: float,
+        only: Collection[str] | None,
+    ) -> dict[str, dict[float, float]]:
+        """``sum by (le, by) (rate(metric{where}[seconds]))`` per series key of the by-labels
+        (of those in ``only``), ``{key: {le: rate}}``. Each key's are computed once a cycle
+        per range: the median and the 99th percentile read the same."""
+        block = cast("Block | None", self.memo.get(("block", metric)))
+        if block is None:  # read once a cycle, whatever the quantiles and ranges asked for
+            block = self.memo["block", metric] = self.window.block(metric, self.target)
         if not len(block):
             return {}
-        at = float(np.nanmax(block.times)) if np.isfinite(block.times).any() else math.nan
-        rates = extrapolated_rate(block.times, block.values, self.range_seconds, at, is_rate=True)
-        groups: dict[str, dict[float, float]] = {}
-        by = tuple(by)
-        for (_, key), value in zip(block.keys, rates.tolist(), strict=True):
-            labels = labels_of(key)
-            if math.isnan(value) or not _matches(labels, where):
-                continue
-            try:
-                bound = float(labels.get("le", "nan"))
-            except ValueError:
-                continue
-            if math.isnan(bound):
-                continue
-            group = groups.setdefault(series_key({k: labels.get(k, "") for k in by}), {})
-            group[bound] = group.get(bound, 0.0) + value
-        return {key: bucket_quantile(q, buckets.items()) for key, buckets in groups.items()}
+        rows, bounds = self._buckets(metric, block, by, where)
+        known = cast(
+            "dict[str, dict[float, float]]",
+            self.memo.setdefault(("bucket rates", metric, by, _key(where), seconds), {}),
+        )
+        wanted = [key for key in rows if only is None or key in only]
+        missing = [key for key in wanted if key not in known]
+        if missing:
+            picked = np.concatenate([rows[key] for key in missing])
+            # The newest sample of every series, not only of those read, as Prometheus
+            # evaluates every series of a query at one time.
+            at = float(np.nanmax(block.times)) if np.isfinite(block.times).any() else math.nan
+            rates = extrapolated_rate(
+                block.times[picked], block.values[picked], seconds, at, is_rate=True
+            ).tolist()
+            values = iter(rates)
+            for key in missing:
+                buckets: dict[float, float] = {}
+                for i in rows[key].tolist():
+                    value = next(values)
+                    if not math.isnan(value):
+                        buckets[bounds[i]] = buckets.get(bounds[i], 0.0) + value
+                known[key] = buckets
+        return {key: known[key] for key in wanted if known[key]}
+
+    def _buckets(
+        self, metric: str, block: Block, by: tuple[str, ...], where: Matchers | None
+    ) -> tuple[dict[str, np.ndarray], dict[int, float]]:
+        """The rows of ``block`` (a histogram's buckets) each series key of the by-labels
+        sums, in the block's order, and each row's bound (``le``); rows without a bound or
+        outside ``where`` are left out. Found once a cycle per grouping, not per quantile."""
+        memo = ("buckets", metric, by, _key(where))
+        cached = self.memo.get(memo)
+        if cached is None:
+            grouped: dict[str, list[int]] = {}
+            bounds: dict[int, float] = {}
+            for i, (_, key) in enumerate(block.keys):
+                labels = labels_of(key)
+                if not _matches(labels, where):
+                    continue
+                try:
+                    bound = float(labels.get("le", "nan"))
+                except ValueError:
+                    continue
+                if math.isnan(bound):
+                    continue
+                bounds[i] = bound
+                grouped.setdefault(series_key({k: labels.get(k, "") for k in by}), []).append(i)
+            rows = {key: np.array(kept, dtype=np.int64) for key, kept in grouped.items()}
+            cached = self.memo[memo] = (rows, bounds)
+        return cached  # type: ignore[return-value]
+
+
+def _key(where: Matchers | None) -> tuple[tuple[str, str], ...]:
+    """``where`` as a key of ``Query.memo``."""
+    return tuple(sorted((where or {}).items()))
 
 
 def _sum_by(
