@@ -25,9 +25,12 @@ counter the target serves is used for it:
 Signals are of the service as a whole (series ``{}``) and, where the instrumentation has a
 route label, per route: the ``MAX_ROUTES`` busiest routes by their request counts and the rest
 as one ``route="other"``, so a service with thousands of paths cannot make thousands of
-signals. (A quiet route sees too few requests per cycle for a ratio or a quantile: the service
-as a whole still has them.) The metrics endpoint that is scraped is no route: its requests
-(deucalion's own) are left out of every signal but ``in_flight``, where a route label names it.
+signals. (A quiet route sees too few requests per cycle for an error ratio: the service as a
+whole still has them. A latency quantile of a service or route with fewer than
+``MIN_REQUESTS`` requests within the rate's range is read over a wider range, up to the
+observer's widest: see ``_latency_ranges``.) The metrics endpoint that is scraped is no
+route: its requests (deucalion's own) are left out of every signal but ``in_flight``, where a
+route label names it.
 The service's quantiles come from a finer histogram without route labels where one is served
 (prometheus-fastapi-instrumentator's ``http_request_duration_highr_seconds``, which does
 count the scrapes).
@@ -50,7 +53,8 @@ __all__ = ["INSTRUMENTATIONS", "SIGNALS", "Instrumentation", "instrumentation_of
 MAX_ROUTES = 20
 #: Fewer errors than this within the rate's range is chance, not an error ratio.
 MIN_ERRORS = 2.0
-#: Fewer requests than this within the rate's range make no latency quantile.
+#: Fewer requests than this make no latency quantile: a series with fewer within the rate's
+#: range reads its latency over a wider one (see ``_latency_ranges``).
 MIN_REQUESTS = 5.0
 #: Routes of a metrics endpoint by name rather than path: django-prometheus's view.
 METRICS_ROUTES = ("prometheus-django-metrics",)
@@ -329,6 +333,40 @@ def error_ratio(q: Query) -> SignalValues:
     return out
 
 
+def _latency_ranges(
+    q: Query, inst: Instrumentation, grouping: tuple[str, ...], served: Matchers
+) -> dict[float, set[str]]:
+    """The range each series of ``grouping`` (the service's ``{}``, or each route) reads its
+    latency over, ``{range: series keys}``: the shortest holding ``MIN_REQUESTS`` requests,
+    from the rate's range doubling up to ``q.widest``. A series with fewer within the widest
+    has none. Computed once a cycle for both quantiles; a wider range is read only while some
+    series lacks requests (the request counter's rates, a few series, then the histogram's
+    buckets of those lacking only): a busy service reads the rate's range alone, as before."""
+    memo = f"latency_ranges:{grouping}"
+    cached = q.memo.get(memo)
+    if cached is None:
+        ranges: dict[float, set[str]] = {}
+        found: set[str] = set()
+        seconds = q.range_seconds
+        while True:
+            counted = q.rate(inst.requests, grouping, served, range_seconds=seconds)
+            enough = {
+                k
+                for k, rate in counted.items()
+                if k not in found and rate * seconds >= MIN_REQUESTS
+            }
+            if enough:
+                ranges[seconds] = enough
+                found |= enough
+            if found >= counted.keys() or seconds >= q.widest:
+                break
+            # Doubling: a handful of ranges at most (2 s to 60 s at 1 s scrapes: 5 more), the
+            # one found at most twice as long as the shortest holding the requests.
+            seconds = min(seconds * 2, q.widest)
+        cached = q.memo[memo] = ranges
+    return cast("dict[float, set[str]]", cached)
+
+
 def _latency(q: Query, quantile: float) -> SignalValues:
     inst = instrumentation_of(q)
     if inst is None or inst.duration_bucket is None:
@@ -341,19 +379,22 @@ def _latency(q: Query, quantile: float) -> SignalValues:
     out: SignalValues = {}
     served = _served(q, inst)
     for grouping in groupings:
-        seen = q.rate(inst.requests, grouping, served)
         bucket = inst.duration_bucket
         if not grouping and inst.service_duration_bucket and q.has(inst.service_duration_bucket):
             bucket = inst.service_duration_bucket
-        for key, value in q.quantile(quantile, bucket, grouping, served).items():
-            if seen.get(key, 0.0) * q.range_seconds >= MIN_REQUESTS and not math.isnan(value):
-                out[key] = value * inst.duration_unit
+        for seconds, keys in _latency_ranges(q, inst, grouping, served).items():
+            values = q.quantile(
+                quantile, bucket, grouping, served, range_seconds=seconds, only=keys
+            )
+            for key, value in values.items():
+                if not math.isnan(value):
+                    out[key] = value * inst.duration_unit
     return out
 
 
 def latency_p50(q: Query) -> SignalValues:
     """Median request duration in seconds, from the duration histogram (the service's
-    and each route's)."""
+    and each route's), over the shortest range from the rate's holding ``MIN_REQUESTS``."""
     return _latency(q, 0.5)
 
 
