@@ -189,9 +189,15 @@ class Incident:
         if self.cycles >= cycles.longest:
             return f"longest incident: open for {cycles.longest} cycles"
         if self.quiet >= cycles.quiet and self.unseen >= cycles.quiet:
+            if judged:  # the target's other signals have values: it is up
+                return (
+                    f"no value: its signals have had none for {cycles.quiet} cycles, the "
+                    "target's others have (too few requests for a ratio or quantile, or their "
+                    "series gone)"
+                )
             return (
-                f"no value: its signals have had none for {cycles.quiet} cycles (the target "
-                "down, or its series gone)"
+                f"no value: its signals have had none for {cycles.quiet} cycles, nor have the "
+                "target's others (the target down, or its series gone)"
             )
         if self.quiet >= cycles.quiet:
             return f"{BACK}: its signals have been back in their bands for {cycles.quiet} cycles"

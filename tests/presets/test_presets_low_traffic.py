@@ -1,7 +1,8 @@
 """A service at a few requests a second: a latency quantile is read over the shortest range
 holding ``MIN_REQUESTS`` requests (the rate's range, doubled up to the observer's widest), so
 a latency regression that slows the requests down still has a latency every cycle, a route at
-a request a second has one, and a busy service's is read over the rate's range as before."""
+a request a second has one, and a busy service's is read over the rate's range as before; an
+incident whose signals have no value while the target is up does not say it is down."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from deucalion.presets import preset_observer
 from deucalion.presets.http_service import MIN_REQUESTS, latency_p50, latency_p99
 from deucalion.presets.observer import PresetObserver
 from deucalion.presets.signals import Query
-from tests.presets.test_presets import APP, T0, WARM
+from tests.presets.test_presets import APP, NODE, T0, WARM, _observer, _run, _steady
 
 _LES = ("0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf")
 RATE_RANGE = 2.0  # the rate's range at 1 s scrapes: 1.5 intervals and a half
@@ -175,3 +176,33 @@ def test_a_slowdown_at_a_few_requests_a_second_is_one_alert_found_at_once() -> N
     assert 0 <= cycle < 5 and signal.startswith("latency_"), opened
     [(cycle, why)] = ended
     assert cycle >= 120 + 30 and why.startswith("back:"), ended
+
+
+def _ended(results: list[Any]) -> list[str]:
+    return [a.annotations["ended"] for r in results for a in r.alerts if "ended" in a.annotations]
+
+
+def test_no_value_while_the_target_is_up_does_not_say_it_is_down() -> None:
+    """An incident whose signals have no value for the quiet cycles ends "no value": while the
+    target's other signals have values (it is up; a quiet service's quantile), saying too few
+    requests or their series gone; with none, the target down or its series gone."""
+    for gone in ("signal", "target"):
+        observer = _observer(for_cycles=3)
+        _run(observer, [_steady(i) for i in range(WARM)])
+        opened = _run(observer, [_steady(i, a=0.9) for i in range(WARM, WARM + 5)], WARM)
+        assert any(alert.labels["signal"] == "a" for alert in opened[-1].alerts)
+        later = []
+        for i in range(WARM + 5, WARM + 60):
+            cycle = _steady(i)
+            if gone == "signal":
+                del cycle[NODE]["a"]
+            else:
+                del cycle[NODE]
+            later.append(cycle)
+        [ended] = _ended(_run(observer, later, WARM + 5))
+        assert ended.startswith("no value: its signals have had none for 30 cycles"), ended
+        if gone == "signal":
+            assert "the target's others have (too few requests" in ended, ended
+            assert "down" not in ended, ended
+        else:
+            assert "nor have the target's others (the target down" in ended, ended
