@@ -19,6 +19,9 @@ _SECRET_PARAMS = re.compile(
     r"[^&;#\s'\"]*"
 )
 _SCHEME = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:)?//")
+# A password in the user information of a URL quoted anywhere in a text (a series key that
+# names its target): ``scheme://user:password@``.
+_PASSWORDS = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s/@:'\"]*:)[^\s/@'\"]*@")
 
 
 def redact_url(url: str) -> str:
@@ -42,6 +45,6 @@ def redact_url(url: str) -> str:
 
 
 def redact_text(text: str) -> str:
-    """``text`` (an error message, say) with the values of secret query parameters of the URLs
-    it quotes as ``***``."""
-    return _SECRET_PARAMS.sub(r"\1***", text)
+    """``text`` (an error message, say) with the passwords and the values of secret query
+    parameters of the URLs it quotes as ``***`` (``http://user:***@host/?token=***``)."""
+    return _SECRET_PARAMS.sub(r"\1***", _PASSWORDS.sub(r"\1***@", text))

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
+from deucalion._redact import redact_url
 from deucalion.errors import ConfigError
 from deucalion.exposition.naming import Selector
 
@@ -67,7 +68,8 @@ def data_at(
     """
     cycle_time = _seconds(time, "time")
     targets = {
-        url: _seconds(when, f"target_times[{url!r}]") for url, when in (target_times or {}).items()
+        url: _seconds(when, f"target_times[{redact_url(url)!r}]")
+        for url, when in (target_times or {}).items()
     }
     with handing_data(cycle_time, targets):
         yield
@@ -76,21 +78,32 @@ def data_at(
 def _seconds(when: Any, what: str) -> float:
     """``when`` as Unix seconds (see ``data_at``); a ``ValueError`` naming ``what`` if it is
     not a time."""
-    from datetime import UTC, datetime
+    import numbers
+    from datetime import UTC, date, datetime
 
-    seconds = math.nan
+    seconds, given = math.nan, when
     if isinstance(when, str):
         try:
-            when = datetime.fromisoformat(when.strip())
+            when = float(when)  # numeric text, as a CSV's column gives it
         except ValueError:
-            pass
+            try:
+                when = datetime.fromisoformat(when.strip())
+            except ValueError:
+                pass
+    if type(when).__name__ == "datetime64":  # NumPy's, of any unit (NaT: no time)
+        when = when.astype("datetime64[us]").item()
+    if isinstance(when, date) and not isinstance(when, datetime):
+        when = datetime(when.year, when.month, when.day, tzinfo=UTC)
     if isinstance(when, datetime):
-        seconds = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-    elif isinstance(when, int | float) and not isinstance(when, bool):
-        seconds = float(when)
+        try:  # (pandas' NaT is a datetime without a timestamp)
+            seconds = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+        except ValueError:
+            seconds = math.nan
+    elif isinstance(when, numbers.Real) and not isinstance(when, bool):
+        seconds = float(when)  # NumPy's and pandas' integers and floats too
     if not math.isfinite(seconds):
         raise ValueError(
-            f"data_at: {what}={when!r:.80} is not a time: give Unix seconds (1767225600.0), a "
+            f"data_at: {what}={given!r:.80} is not a time: give Unix seconds (1767225600.0), a "
             "datetime or pandas Timestamp (naive ones are UTC) or ISO 8601 text "
             "('2026-01-01T00:00:00Z')"
         )

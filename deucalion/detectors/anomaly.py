@@ -145,6 +145,8 @@ def _restored(d: AnomalyDetector, state: dict[str, Any]) -> None:
     starts fresh for each of its series."""
     d.__dict__.update(state)
     n = len(d.count_)
+    if "_last_times" not in state:  # (from before late values were dropped: as it stood)
+        d.__dict__["_last_times"] = np.array(d.time_, dtype=np.float64, copy=True)
     for name, fill in _STATE:
         if name not in state:
             setattr(d, name, np.full(n, fill))
@@ -919,9 +921,10 @@ def _within_reach(d: AnomalyDetector, surprise: np.ndarray, n: np.ndarray) -> np
     evidence of a rarity far beyond what it has seen: its tail, heavy or not, is mostly
     extrapolated from a few large values (heavy-tailed noise would alert on its first far
     steps, before they taught it how heavy it is). So each decade past the reach counts
-    ``1 / (_FAR_DISCOUNT * (1 + _REACH_YOUNG / n))``, a spike's as much less as its series'
-    steps look heavy (``_far_discount``). At budgets of 1 and more nothing changes: the
-    threshold is within reach, and scores past it keep their values."""
+    ``1 / (_FAR_DISCOUNT * (1 + _REACH_YOUNG / n))``; a spike's, from a whole decade (before
+    its youth's discount) in a series whose steps look neither heavy-tailed nor discrete, to
+    as little as the averages' (``_doubted``, ``_far_discount``). At budgets of 1 and more
+    nothing changes: the threshold is within reach, and scores past it keep their values."""
     if d.threshold <= _REACH:
         return surprise
     reach = _REACH + _penalties(d)
@@ -938,13 +941,14 @@ def _doubted(step_far: np.ndarray, moving: np.ndarray) -> np.ndarray:
     return doubted
 
 
-def _far_discount(heaviness: np.ndarray | float) -> Any:
+def _far_discount(doubt: np.ndarray | float) -> Any:
     """By how much each decade past the reach is divided, for a young tail's youth aside:
     ``_FAR_DISCOUNT`` for the averages' tails (exponential by assumption, from values alike
-    for many points in a row); for a spike's, from 1 (its series' steps show no heavy tail:
-    the exponential family is the squared normal statistic's own) to ``_FAR_DISCOUNT`` (a
-    heavy tail, whose estimated shape's error grows with every decade)."""
-    return np.where(_HEAVY[:, None], 1 + (_FAR_DISCOUNT - 1) * heaviness, _FAR_DISCOUNT)
+    for many points in a row); for a spike's, by its ``doubt`` (``_doubted``): from 1 (its
+    series' steps show no heavy tail and its values are not discrete: the exponential family
+    is the squared normal statistic's own) to ``_FAR_DISCOUNT`` (a heavy or discrete tail,
+    whose estimated shape's error grows with every decade)."""
+    return np.where(_HEAVY[:, None], 1 + (_FAR_DISCOUNT - 1) * doubt, _FAR_DISCOUNT)
 
 
 def _settled(d: AnomalyDetector) -> np.ndarray:

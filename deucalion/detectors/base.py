@@ -209,8 +209,8 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
         Unix seconds, datetimes (NumPy's of any unit, pandas', Python's; naive ones are UTC) or
         ISO 8601 text. A value whose time is not after its series' last one (a time going
         back, a duplicate) is dropped, as Prometheus drops an out-of-order sample: it is not
-        learned and scores NaN (a warning names the series, once per detector); so is a value
-        without a time (NaN, None).
+        learned and scores NaN (a warning names the series, at the first such value and the
+        10th, 100th, ...); so is a value without a time (NaN, None, infinite).
         """
         if isinstance(values, Mapping):
             return self._update_keyed(values, resolution)
@@ -476,7 +476,7 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
         """A copy of this detector, with its settings and none of its series."""
         fresh = copy.deepcopy(self)
         fresh.keep([])
-        for learned in ("rows_", "updates_", "_warned_late"):
+        for learned in ("rows_", "updates_", "_dropped_late"):
             fresh.__dict__.pop(learned, None)
         return fresh
 
@@ -506,7 +506,8 @@ def _pairs_of(cycle: Mapping[Any, tuple[Any, Any]], who: str) -> np.ndarray:
     except (TypeError, ValueError):
         raise ValueError(
             f"{who}: give each series as key: (time, value), the value a number and the time "
-            f"{_TIME_FORMS}, as in {{'cpu': (1700000000.0, 0.42)}}; got {dict(cycle)!r:.200}"
+            f"{_TIME_FORMS}, as in {{'cpu': (1700000000.0, 0.42)}}; got "
+            f"{redact_text(repr(dict(cycle)))[:200]}"
         ) from None
 
 
@@ -527,22 +528,27 @@ def _in_order(
         last = grown
     with np.errstate(invalid="ignore"):
         late = ~np.isnan(values) & (times <= last)
-    drop = late | np.isnan(times)
+    drop = late | ~np.isfinite(times)  # an infinite time is none: it would end the series
     if not drop.any():
         return values, last
-    if late.any() and not detector.__dict__.get("_warned_late"):
-        detector.__dict__["_warned_late"] = True  # once: a replay out of order would flood
+    before = detector.__dict__.get("_dropped_late", 0)
+    dropped = detector.__dict__["_dropped_late"] = before + int(late.sum())
+    # Said at the first late value and again at the 10th, 100th, ...: a replay out of order
+    # would flood the log, and a series silenced for good (a time in milliseconds among
+    # seconds) is still named, later.
+    if dropped > before and (before == 0 or int(math.log10(dropped)) > int(math.log10(before))):
         names = {row: key for key, row in detector.__dict__.get("rows_", {}).items()}
         rows = np.flatnonzero(late)
         shown = ", ".join(repr(names.get(int(r), int(r))) for r in rows[:3])
         more = f" and {len(rows) - 3:,} more" if len(rows) > 3 else ""
         log.warning(
             "%s: dropped the values of %s%s, not after their series' last time (a time "
-            "going back, or a duplicate): not learned, scored NaN; give each series' values "
-            "in time order (this is said once per detector)",
+            "going back, or a duplicate; %s dropped so far): not learned, scored NaN; give "
+            "each series' values in time order, in one unit",
             type(detector).__name__,
             redact_text(shown),
             more,
+            f"{dropped:,}",
         )
     return np.where(drop, math.nan, values), last
 

@@ -246,16 +246,19 @@ class DetectorObserver(MetricsObserver):
             # is no Alertmanager to hold them for.
             with handing_data(self._hand_time(), {}):
                 return self._score(targets_data_dict)
+        self.__dict__["_latest"] = max(self.__dict__.get("_latest", now), now)
         return self._keep_firing(self._score(targets_data_dict), now)
 
     def _hand_time(self) -> float:
-        """The time of data handed by hand, without ``deucalion.data_at``: the wall clock at
-        the first such call, one second more at each next one. Calls a few microseconds
-        apart would otherwise make a counter's rate per microsecond (a steady 15 per call
-        read as a rate of thousands) and its step noise: per call, rates are consistent."""
-        last = self.__dict__.get("_hand_clock")
-        now = time.time() if last is None else last + 1.0
-        self.__dict__["_hand_clock"] = now
+        """The time of data handed by hand, without ``deucalion.data_at``: one second after
+        the latest this observer was handed (by hand, by ``data_at`` or live), 0 (1970) at
+        first. Calls a few microseconds apart would otherwise make a counter's rate per
+        microsecond (a steady 15 per call read as a rate of thousands) and its step noise: per
+        call, rates are consistent. (From the wall clock, a few calls by hand then a replay
+        of last month's rows with ``data_at`` had every row dropped as late.)"""
+        latest = self.__dict__.get("_latest")
+        now = 0.0 if latest is None else latest + 1.0
+        self.__dict__["_latest"] = now
         return now
 
     def _keep_firing(self, result: Scores, now: float) -> Scores:

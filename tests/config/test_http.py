@@ -49,6 +49,17 @@ def test_redact_url_hides_passwords_and_secret_parameters(url: str, shown: str) 
     assert redact_url(url) == shown
 
 
+def test_redact_text_hides_the_passwords_of_the_urls_it_quotes() -> None:
+    """A series key quoted in a log names its target's URL: its password shows as *** as its
+    secret parameters do (the detectors' warning of a late value showed it); an e-mail address
+    and a URL without a password stay as they are."""
+    from deucalion._redact import redact_text
+
+    key = "('https://user:hunter2@host:9100/metrics?token=S', 'cpu', '{}')"
+    assert redact_text(key) == "('https://user:***@host:9100/metrics?token=***', 'cpu', '{}')"
+    assert redact_text("ops@example.com at ftp://x@y/") == "ops@example.com at ftp://x@y/"
+
+
 @pytest.mark.parametrize(
     ("url", "problems"),
     [

@@ -150,7 +150,7 @@ def test_update_drops_a_value_not_after_its_series_last_time(
     late: float, caplog: pytest.LogCaptureFixture
 ) -> None:
     """As Prometheus drops an out-of-order sample: not learned (a duplicate time with 50 was
-    learned and scored 445), NaN, one warning per detector naming the series; never raised
+    learned and scored 445), NaN, a warning naming the series; never raised
     (it would stop a running provisioner's observer)."""
     detector = AnomalyDetector()
     for i, x in enumerate(_noise(300)):
@@ -172,6 +172,27 @@ def test_a_window_detector_drops_a_late_value_too() -> None:
         detector.update(np.array([x]), times=float(i))
     assert math.isnan(detector.update(np.array([50.0]), times=5.0)[0])
     assert detector.explain(0).time == 29.0 and detector.explain(0).observed != 50.0
+
+
+def test_a_series_silenced_by_a_time_in_another_unit_is_said_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One time in milliseconds among seconds makes every later value of its series late:
+    the warning comes at the first dropped value and again at the 10th, 100th, ..., naming
+    the series each time (said once per detector, a series silenced after another had been
+    warned of was never named); an infinite time is none, and silences nothing."""
+    detector = AnomalyDetector()
+    detector.update({"b": (10.0, 1.0), "a": (1.0, 1.0)})
+    with caplog.at_level(logging.WARNING, logger="deucalion.detectors.base"):
+        detector.update({"b": (5.0, 1.0)})  # b: one late value, warned
+        assert math.isnan(detector.update({"a": (math.inf, 1.0)})["a"])
+        assert not math.isnan(detector.update({"a": (2.0, 1.0)})["a"])
+        detector.update({"a": (1767225600000.0, 1.0)})  # milliseconds
+        for i in range(3, 12):
+            detector.update({"a": (1767225600.0 + i, 1.0)})
+    said = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(said) == 2 and "'b'" in said[0] and "'a'" in said[1], said
+    assert "10 dropped so far" in said[1]
 
 
 @pytest.mark.parametrize("when", [None, math.nan, np.datetime64("NaT"), pd.NaT])
@@ -224,3 +245,17 @@ def test_range_detector_explains_with_the_time_of_the_value() -> None:
     detector.update({"g": (200.0, 1000.0)})
     (why,) = detector.alerts()
     assert why.time == 200.0 and detector.explain("g").time == 200.0
+
+
+def test_a_checkpoint_from_before_late_values_were_dropped_still_drops_them() -> None:
+    """A detector restored from a checkpoint without the last times takes them from what each
+    series saw last: its first update's late values are dropped too, not learned."""
+    detector = AnomalyDetector()
+    for i, x in enumerate(_noise(50)):
+        detector.update({"cpu": (float(i), float(x))})
+    state = dict(detector.__dict__)
+    del state["_last_times"]
+    restored = AnomalyDetector.__new__(AnomalyDetector)
+    restored.__setstate__(state)
+    assert math.isnan(restored.update({"cpu": (10.0, 50.0)})["cpu"])
+    assert not math.isnan(restored.update({"cpu": (50.0, 10.0)})["cpu"])
