@@ -25,12 +25,11 @@ counter the target serves is used for it:
 Signals are of the service as a whole (series ``{}``) and, where the instrumentation has a
 route label, per route: the ``MAX_ROUTES`` busiest routes by their request counts and the rest
 as one ``route="other"``, so a service with thousands of paths cannot make thousands of
-signals. (A quiet route sees too few requests per cycle for an error ratio: the service as a
-whole still has them. A latency quantile of a service or route with fewer than
-``MIN_REQUESTS`` requests within the rate's range is read over a wider range, up to the
-observer's widest: see ``_latency_ranges``.) The metrics endpoint that is scraped is no
-route: its requests (deucalion's own) are left out of every signal but ``in_flight``, where a
-route label names it.
+signals. (An error ratio or a latency quantile of a service or route with fewer than
+``RATIO_REQUESTS`` or ``MIN_REQUESTS`` requests within the rate's range is read over a wider
+range, up to the observer's widest: see ``_request_ranges``.) The metrics endpoint that is
+scraped is no route: its requests (deucalion's own) are left out of every signal but
+``in_flight``, where a route label names it.
 The service's quantiles come from a finer histogram without route labels where one is served
 (prometheus-fastapi-instrumentator's ``http_request_duration_highr_seconds``, which does
 count the scrapes).
@@ -51,11 +50,20 @@ __all__ = ["INSTRUMENTATIONS", "SIGNALS", "Instrumentation", "instrumentation_of
 
 #: Routes watched one by one per target; the others are summed into ``route="other"``.
 MAX_ROUTES = 20
-#: Fewer errors than this within the rate's range is chance, not an error ratio.
+#: Fewer errors than this within the range an error ratio is read over is chance, not an
+#: error ratio (it reads 0).
 MIN_ERRORS = 2.0
 #: Fewer requests than this make no latency quantile: a series with fewer within the rate's
-#: range reads its latency over a wider one (see ``_latency_ranges``).
+#: range reads its latency over a wider one (see ``_request_ranges``).
 MIN_REQUESTS = 5.0
+#: Requests an error ratio is read from: a series with fewer within the rate's range reads
+#: it over a wider one (see ``_request_ranges``), where ``MIN_ERRORS`` errors are a fifth of
+#: its requests at most. A route at a request a second has 2 within the rate's range at 1 s
+#: scrapes: half of them failing for a minute made a ratio on 28 to 53 % of the cycles, and
+#: no alert in 3 of 10 runs. Over the range holding 10 to 20 requests (16 s), a ratio of
+#: 0.2 or more on 81 to 100 % of them and an alert in every run, back at 0 within 13 s after
+#: it. (Holding ``MIN_REQUESTS``, as a latency: 62 to 95 %, no alert in 1 run of 10.)
+RATIO_REQUESTS = 10.0
 #: Routes of a metrics endpoint by name rather than path: django-prometheus's view.
 METRICS_ROUTES = ("prometheus-django-metrics",)
 
@@ -302,9 +310,14 @@ def request_rate(q: Query) -> SignalValues:
     return out
 
 
-def _ratio(total: SignalValues, errors: SignalValues, range_seconds: float) -> SignalValues:
+def _ratio(
+    total: SignalValues, errors: SignalValues, range_seconds: float, keys: Collection[str]
+) -> SignalValues:
+    """The error ratio of each series in ``keys`` with requests, its rates read over
+    ``range_seconds``: 0 while fewer than ``MIN_ERRORS`` errors fall within it."""
     out: SignalValues = {}
-    for key, rate in total.items():
+    for key in keys:
+        rate = total.get(key, 0.0)
         if rate <= 0:
             continue
         failed = errors.get(key, 0.0)
@@ -314,35 +327,51 @@ def _ratio(total: SignalValues, errors: SignalValues, range_seconds: float) -> S
 
 def error_ratio(q: Query) -> SignalValues:
     """The fraction of requests answered with a server error (5xx; gRPC's server codes), of
-    the service (``{}``) and of each route; 0 while fewer than ``MIN_ERRORS`` errors fall
-    within the rate's range."""
+    the service (``{}``) and of each route, over the shortest range from the rate's holding
+    ``RATIO_REQUESTS`` requests (or the widest, for a series with fewer there); 0 while fewer
+    than ``MIN_ERRORS`` errors fall within it."""
     inst = instrumentation_of(q)
     status = None if inst is None else _status_label(q, inst)
     if inst is None or status is None:
         return {}
     served = _served(q, inst)
     failing = {status: inst.error, **served}
-    out = _ratio(
-        q.rate(inst.requests, (), served), q.rate(inst.requests, (), failing), q.range_seconds
-    )
     by = _route_labels(q, inst)
-    if by:
-        total = _by_route(q, inst, q.rate(inst.requests, by, served))
-        errors = _by_route(q, inst, q.rate(inst.requests, by, failing))
-        out.update(_ratio(total, errors, q.range_seconds))
+    out: SignalValues = {}
+    for grouping in ((), by) if by else ((),):
+        ranges = _request_ranges(
+            q, inst, grouping, served, least=RATIO_REQUESTS, routed=True, rest=True
+        )
+        for seconds, keys in ranges.items():
+            total = q.rate(inst.requests, grouping, served, range_seconds=seconds)
+            errors = q.rate(inst.requests, grouping, failing, range_seconds=seconds)
+            if grouping:
+                total, errors = _by_route(q, inst, total), _by_route(q, inst, errors)
+            out.update(_ratio(total, errors, seconds, keys))
     return out
 
 
-def _latency_ranges(
-    q: Query, inst: Instrumentation, grouping: tuple[str, ...], served: Matchers
+def _request_ranges(
+    q: Query,
+    inst: Instrumentation,
+    grouping: tuple[str, ...],
+    served: Matchers,
+    *,
+    least: float = MIN_REQUESTS,
+    routed: bool = False,
+    rest: bool = False,
 ) -> dict[float, set[str]]:
     """The range each series of ``grouping`` (the service's ``{}``, or each route) reads its
-    latency over, ``{range: series keys}``: the shortest holding ``MIN_REQUESTS`` requests,
-    from the rate's range doubling up to ``q.widest``. A series with fewer within the widest
-    has none. Computed once a cycle for both quantiles; a wider range is read only while some
-    series lacks requests (the request counter's rates, a few series, then the histogram's
-    buckets of those lacking only): a busy service reads the rate's range alone, as before."""
-    memo = f"latency_ranges:{grouping}"
+    latency or error ratio over, ``{range: series keys}``: the shortest holding ``least``
+    requests (a latency's ``MIN_REQUESTS``), from the rate's range doubling up to
+    ``q.widest``. A series with fewer within the widest has none, or with ``rest`` is read
+    over the widest (an error ratio of a few requests: 0 unless ``MIN_ERRORS`` of them
+    failed). ``routed``: the routes past ``MAX_ROUTES`` count as one ``route="other"``, as
+    the error ratio sums them. Computed once a cycle per kind; a wider range is read only
+    while some series lacks requests (the request counter's rates, a few series, then the
+    histogram's buckets or the error counts of those lacking only): a busy service reads the
+    rate's range alone, as before."""
+    memo = ("request_ranges", grouping, least, routed, rest)
     cached = q.memo.get(memo)
     if cached is None:
         ranges: dict[float, set[str]] = {}
@@ -350,10 +379,10 @@ def _latency_ranges(
         seconds = q.range_seconds
         while True:
             counted = q.rate(inst.requests, grouping, served, range_seconds=seconds)
+            if routed and grouping:
+                counted = _by_route(q, inst, counted)
             enough = {
-                k
-                for k, rate in counted.items()
-                if k not in found and rate * seconds >= MIN_REQUESTS
+                k for k, rate in counted.items() if k not in found and rate * seconds >= least
             }
             if enough:
                 ranges[seconds] = enough
@@ -363,6 +392,8 @@ def _latency_ranges(
             # Doubling: a handful of ranges at most (2 s to 60 s at 1 s scrapes: 5 more), the
             # one found at most twice as long as the shortest holding the requests.
             seconds = min(seconds * 2, q.widest)
+        if rest and counted.keys() - found:
+            ranges.setdefault(seconds, set()).update(counted.keys() - found)
         cached = q.memo[memo] = ranges
     return cast("dict[float, set[str]]", cached)
 
@@ -382,7 +413,7 @@ def _latency(q: Query, quantile: float) -> SignalValues:
         bucket = inst.duration_bucket
         if not grouping and inst.service_duration_bucket and q.has(inst.service_duration_bucket):
             bucket = inst.service_duration_bucket
-        for seconds, keys in _latency_ranges(q, inst, grouping, served).items():
+        for seconds, keys in _request_ranges(q, inst, grouping, served).items():
             values = q.quantile(
                 quantile, bucket, grouping, served, range_seconds=seconds, only=keys
             )

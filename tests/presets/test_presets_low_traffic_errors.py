@@ -1,0 +1,227 @@
+"""A route at a few requests a second: an error ratio is read over the shortest range holding
+``RATIO_REQUESTS`` requests (the rate's range, doubled up to the observer's widest), so an error
+burst on a route at a request a second has a ratio on most cycles and alerts, a quiet route
+without errors stays at 0, and a busy service's ratio is read over the rate's range as
+before."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from deucalion.observer import handing_data
+from deucalion.presets import preset_observer
+from deucalion.presets.http_service import MAX_ROUTES, MIN_ERRORS, RATIO_REQUESTS, error_ratio
+from deucalion.presets.observer import PresetObserver
+from deucalion.presets.signals import Query
+from tests.presets.test_presets import APP, T0, WARM
+
+RATE_RANGE = 2.0  # the rate's range at 1 s scrapes: 1.5 intervals and a half
+B = '{route="/b"}'
+RARE = '{route="/rare"}'
+OTHER = '{route="other"}'
+
+
+class _Service:
+    """A prometheus_client service's request counter, per route and status."""
+
+    def __init__(self) -> None:
+        self.requests: dict[str, float] = {}
+
+    def serve(self, route: str, failed: bool = False) -> None:
+        """One request to ``route``, answered 500 if it ``failed``, else 200."""
+        key = f'{{method="GET",route="{route}",status="{500 if failed else 200}"}}'
+        self.requests[key] = self.requests.get(key, 0.0) + 1
+
+    def page(self) -> dict[str, dict[str, float]]:
+        """What a scrape reads (every series once served, as a client library keeps them)."""
+        return {"http_requests_total": dict(self.requests)}
+
+
+def _compute(
+    observer: PresetObserver, service: _Service, i: int, step: float = 1.0
+) -> dict[str, Any]:
+    when = T0 + i * step
+    with handing_data(when, {APP: when}):
+        return observer.compute({APP: service.page()}).get(APP, {})
+
+
+def _serve_cycle(service: _Service, rng: random.Random, i: int, failing: float) -> None:
+    """Second ``i`` of a service at about 5 requests a second: /a about 4 (never failing), /b
+    about 1 (``failing`` of them failed), /rare one every 20 s (never failing)."""
+    for _ in range(rng.choice((3, 4, 5))):
+        service.serve("/a")
+    for _ in range(rng.choice((0, 1, 1, 2))):
+        service.serve("/b", rng.random() < failing)
+    if i % 20 == 0:
+        service.serve("/rare")
+
+
+BURST = 40  # the cycle the burst starts
+
+
+def _burst(seed: int, cycles: int) -> tuple[PresetObserver, list[dict[str, Any]]]:
+    """The service above, scraped every second; from cycle BURST for 60 cycles half of /b's
+    requests fail: the signals computed each cycle."""
+    rng = random.Random(seed)
+    observer = preset_observer("http-service")
+    service = _Service()
+    computed = []
+    for i in range(cycles):
+        _serve_cycle(service, rng, i, 0.5 if BURST <= i < BURST + 60 else 0.0)
+        computed.append(_compute(observer, service, i))
+    return observer, computed
+
+
+def test_an_error_burst_on_a_route_at_a_request_a_second_has_a_ratio() -> None:
+    """Half of /b's requests fail for 60 s: the rate's range (2 s) holds about 2 requests and
+    1 error, fewer than MIN_ERRORS. Read over the range holding RATIO_REQUESTS (16 s), its
+    ratio is 0.2 or more on 45 or more of the burst's cycles from its 2nd (47 to 58 of 58 over
+    10 seeds), 0 before it, and 0 again once the burst is 13 s behind."""
+    assert 1.0 * RATE_RANGE < RATIO_REQUESTS and 0.5 * RATE_RANGE < MIN_ERRORS
+    for seed in range(10):
+        _, computed = _burst(seed, BURST + 80)
+        b = [values.get("error_ratio", {}).get(B) for values in computed]
+        burst = b[BURST + 2 : BURST + 60]  # from the 2nd cycle: 2 errors take a second or two
+        assert sum(r is not None and r >= 0.2 for r in burst) >= 45, (seed, burst)
+        assert all(r == 0.0 for r in b[10:BURST]), (seed, b[:BURST])
+        assert all(r == 0.0 for r in b[BURST + 60 + 13 :]), (seed, b[BURST + 60 :])
+
+
+def test_the_rates_range_alone_reads_the_burst_as_0_most_cycles() -> None:
+    """What the preset did before, on the same burst: the ratio of /b over the rate's range
+    alone (a Query that may not widen) is above 0 on 17 to 31 of its 58 cycles from its 2nd
+    over these seeds, the preset's own on 47 or more."""
+    for seed in range(4):
+        rng = random.Random(seed)
+        observer = preset_observer("http-service")
+        service = _Service()
+        narrow_nonzero = widened_nonzero = 0
+        for i in range(BURST + 60):
+            _serve_cycle(service, rng, i, 0.5 if i >= BURST else 0.0)
+            computed = _compute(observer, service, i)
+            if i >= BURST + 2:
+                narrow = error_ratio(Query(observer.raw, APP, RATE_RANGE)).get(B, 0.0)
+                narrow_nonzero += narrow > 0
+                widened_nonzero += computed["error_ratio"].get(B, 0.0) > 0
+        assert narrow_nonzero < 58 / 2 + 3 and widened_nonzero >= 45, (
+            seed,
+            narrow_nonzero,
+            widened_nonzero,
+        )
+
+
+def test_a_quiet_route_without_errors_stays_at_0() -> None:
+    """Without errors, /b (a request a second, read over 16 s) and /rare (3 a minute, fewer
+    than RATIO_REQUESTS within the widest range, 60 s: read over it) have a ratio of 0 on every
+    cycle once the window holds their requests, where the rate's range alone had none on
+    the cycles without a request; the service too."""
+    _, computed = _burst(5, BURST)
+    for key in ("{}", B, RARE):
+        ratios = [values.get("error_ratio", {}).get(key) for values in computed[25:]]
+        assert ratios == [0.0] * len(ratios), (key, ratios)
+
+
+def test_a_route_at_3_requests_a_minute_all_failing_has_a_ratio() -> None:
+    """/rare's requests all fail, one every 20 s: fewer than RATIO_REQUESTS within the widest
+    range (60 s), it is read over that, 2 or 3 errors there: a ratio of 1 every cycle once 2
+    of them are in it. The rate's range alone had a ratio on the cycles just after each
+    request only (2 of 20)."""
+    observer = preset_observer("http-service")
+    service = _Service()
+    ratios, narrow = [], []
+    for i in range(180):
+        for _ in range(4):
+            service.serve("/a")
+        if i % 20 == 0:
+            service.serve("/rare", failed=True)
+        ratios.append(_compute(observer, service, i).get("error_ratio", {}).get(RARE))
+        narrow.append(error_ratio(Query(observer.raw, APP, RATE_RANGE)).get(RARE))
+    assert ratios[41:] == [1.0] * len(ratios[41:]), ratios
+    assert sum(r is not None for r in narrow[60:]) <= 120 // 20 * 2, narrow
+
+
+def _busy(seed: int, cycles: int, step: float) -> tuple[PresetObserver, list[dict[str, Any]]]:
+    """A service at about 60 requests a second on three routes (the quietest at 10), 5 to 30
+    percent of them failing, scraped every ``step`` seconds."""
+    rng = random.Random(seed)
+    observer = preset_observer("http-service")
+    service = _Service()
+    computed = []
+    for i in range(cycles):
+        for route, per_second, failing in (("/a", 35, 0.05), ("/b", 15, 0.2), ("/c", 10, 0.3)):
+            for _ in range(round(per_second * step * rng.uniform(0.7, 1.3))):
+                service.serve(route, rng.random() < failing)
+        computed.append(_compute(observer, service, i, step))
+    return observer, computed
+
+
+def test_a_busy_service_reads_its_error_ratio_over_the_rates_range_as_before() -> None:
+    """Every route of a busy service has RATIO_REQUESTS within the rate's range: its error
+    ratios are those of the rate's range, to the bit (a Query that may not widen gives the
+    same), errors over requests there, and no rate over a wider range is computed. At 1 s
+    scrapes and at 200 ms (the rate's range then 1.5 s)."""
+    for step, range_seconds in ((1.0, 2.0), (0.2, 1.5)):
+        observer, computed = _busy(3, 40, step)
+        for i in (-3, -2, -1):
+            assert set(computed[i]["error_ratio"]) == {"{}", *(f'{{route="/{r}"}}' for r in "abc")}
+        last = computed[-1]["error_ratio"]
+        assert last["{}"] > 0, last
+        narrow = Query(observer.raw, APP, range_seconds)
+        assert error_ratio(narrow) == last
+        widened = Query(observer.raw, APP, range_seconds, widest=60.0)
+        assert error_ratio(widened) == last
+        rates = {float(k.rsplit(":", 1)[1]) for k in widened.memo if str(k).startswith("rate:")}
+        assert rates == {range_seconds}, rates
+        # sum(rate(errors[range])) / sum(rate(requests[range])), as the preset read it before.
+        vector = observer.raw.rate("http_requests_total", range_seconds)
+        total = sum(v for (_, key), v in vector.items())
+        failed = sum(v for (_, key), v in vector.items() if 'status="500"' in key)
+        assert last["{}"] == failed / total
+
+
+def test_an_error_burst_on_a_quiet_route_is_one_alert_found_at_once() -> None:
+    """The burst above with the default detector, after WARM cycles of history: half of /b's
+    requests (a request a second) fail for 60 cycles. One error_ratio alert (of /b or of the
+    service), within 12 cycles (2 errors take 4 s at 0.5 a second), that ends back in its band
+    after the burst. Over the rate's range alone these seeds had no alert at all (3 of 10
+    seeds); read over the range holding MIN_REQUESTS, as a latency, seed 7 had none."""
+    for seed in (6, 7, 9):
+        rng = random.Random(seed)
+        observer = preset_observer("http-service")
+        service = _Service()
+        opened: dict[str, tuple[int, str]] = {}  # start -> the cycle it opened and its signal
+        ended = []
+        for i in range(WARM + 150):
+            _serve_cycle(service, rng, i, 0.5 if WARM <= i < WARM + 60 else 0.0)
+            with handing_data(T0 + i, {APP: T0 + i}):
+                result = observer.new_data({APP: service.page()})
+            for alert in result.alerts:
+                opened.setdefault(alert.annotations["started"], (i - WARM, alert.labels["signal"]))
+                if "ended" in alert.annotations:
+                    ended.append((i - WARM, alert.annotations["ended"]))
+        [(cycle, signal)] = opened.values()
+        assert 0 <= cycle < 12 and signal == "error_ratio", (seed, opened)
+        [(cycle, why)] = ended
+        assert cycle >= 60 and why.startswith("back:"), (seed, ended)
+
+
+def test_the_routes_past_max_routes_are_read_together() -> None:
+    """Past MAX_ROUTES routes, the quietest are one route="other": its requests are theirs
+    summed (3 routes at about 0.4 a second, with half of the requests failing from cycle
+    BURST), and it is read over the range holding RATIO_REQUESTS of those: a ratio of 0.2 or
+    more on 40 or more of the burst's 58 cycles from its 2nd, 0 before."""
+    rng = random.Random(1)
+    observer = preset_observer("http-service")
+    service = _Service()
+    other = []
+    for i in range(BURST + 60):
+        for route in range(MAX_ROUTES):
+            for _ in range(5):
+                service.serve(f"/busy{route}")
+        for route in ("/q1", "/q2", "/q3"):
+            if rng.random() < 0.4:
+                service.serve(route, i >= BURST and rng.random() < 0.5)
+        other.append(_compute(observer, service, i).get("error_ratio", {}).get(OTHER))
+    assert all(r == 0.0 for r in other[20:BURST]), other[:BURST]
+    assert sum(r is not None and r >= 0.2 for r in other[BURST + 2 :]) >= 40, other[BURST:]
