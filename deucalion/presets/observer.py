@@ -113,14 +113,15 @@ def budget_detector(budget: float) -> Detector:
 SERIES_BUDGET = 10.0
 #: Seconds after which a series no longer seen is forgotten.
 FORGET_AFTER = 900.0
-#: Cycles of raw samples kept: a rate spans a few of the last ones, a latency quantile of a
-#: quiet service or route up to ``WIDEST_SECONDS`` (64 points: 63 s at 1 s scrapes). 8 bytes
-#: a point: 576 bytes a series with the window's slack, 448 more than at 8 points (0.4 MB more
-#: for a target serving 1,000 of the preset's series). A rate reads only the points within
-#: its range: its values are the same as with 8 points.
+#: Cycles of raw samples kept: a rate spans a few of the last ones, a latency quantile or an
+#: error ratio of a quiet service or route up to ``WIDEST_SECONDS`` (64 points: 63 s at 1 s
+#: scrapes). 8 bytes a point: 576 bytes a series with the window's slack, 448 more than at 8
+#: points (0.4 MB more for a target serving 1,000 of the preset's series). A rate reads only
+#: the points within its range: its values are the same as with 8 points.
 RAW_POINTS = 64
-#: The longest range a latency quantile widens to (from the rate's, doubling) while its series
-#: has fewer requests than a quantile needs (``http_service.MIN_REQUESTS``): ``WIDEST_SECONDS``
+#: The longest range a latency quantile or an error ratio widens to (from the rate's,
+#: doubling) while its series has fewer requests than it needs (``http_service.MIN_REQUESTS``,
+#: ``RATIO_REQUESTS``): ``WIDEST_SECONDS``
 #: or ``WIDEST_SCRAPES`` scrape intervals, the longer, within what ``RAW_POINTS`` holds (12.7 s
 #: at 200 ms scrapes). A median over a range moves once half its requests are slow, so the
 #: widest lags a regression by up to 30 cycles at 1 s scrapes and at 15 s alike (60 s; 450 s),

@@ -85,8 +85,8 @@ class Query:
     ``{series key of the by-labels: value}``; a series without a value (too few samples, a
     gap) is left out, as Prometheus leaves it out of a result. One ``Query`` serves one target
     for one cycle. ``widest`` is the longest range a signal of a few requests may widen its
-    own to (a latency quantile: see ``deucalion.presets.http_service``), at most what
-    ``window`` holds; by default ``range_seconds`` (no widening).
+    own to (a latency quantile, an error ratio: see ``deucalion.presets.http_service``), at
+    most what ``window`` holds; by default ``range_seconds`` (no widening).
     """
 
     def __init__(
