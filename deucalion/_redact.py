@@ -21,7 +21,7 @@ _SECRET_PARAMS = re.compile(
 _SCHEME = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:)?//")
 # A password in the user information of a URL quoted anywhere in a text (a series key that
 # names its target): ``scheme://user:password@``.
-_PASSWORDS = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s/@:'\"]*:)[^\s/@'\"]*@")
+_PASSWORDS = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s/@:'\"]*:)[^\s/'\"]*@")
 
 
 def redact_url(url: str) -> str:

@@ -91,7 +91,7 @@ def _seconds(when: Any, what: str) -> float:
             except ValueError:
                 pass
     if type(when).__name__ == "datetime64":  # NumPy's, of any unit (NaT: no time)
-        when = when.astype("datetime64[us]").item()
+        when = math.nan if when != when else float(when.astype("datetime64[ms]").astype(int)) / 1e3
     if isinstance(when, date) and not isinstance(when, datetime):
         when = datetime(when.year, when.month, when.day, tzinfo=UTC)
     if isinstance(when, datetime):

@@ -279,11 +279,16 @@ def _route_of(q: Query, inst: Instrumentation) -> dict[str, str]:
 
 
 def _by_route(q: Query, inst: Instrumentation, values: SignalValues) -> SignalValues:
+    """``values`` per route, the routes past ``MAX_ROUTES`` summed into ``route="other"``.
+    A route the target no longer serves (gone in a restart, still in a widened range's
+    older scrapes) is left out: counted as ``other``, it made one of a service that never
+    had more than ``MAX_ROUTES``."""
     routes = _route_of(q, inst)
     out: SignalValues = {}
     for key, value in values.items():
-        route = routes.get(key, '{route="other"}')
-        out[route] = out.get(route, 0.0) + value
+        route = routes.get(key)
+        if route is not None:
+            out[route] = out.get(route, 0.0) + value
     return out
 
 
@@ -328,8 +333,9 @@ def _ratio(
 def error_ratio(q: Query) -> SignalValues:
     """The fraction of requests answered with a server error (5xx; gRPC's server codes), of
     the service (``{}``) and of each route, over the shortest range from the rate's holding
-    ``RATIO_REQUESTS`` requests (or the widest, for a series with fewer there); 0 while fewer
-    than ``MIN_ERRORS`` errors fall within it."""
+    ``RATIO_REQUESTS`` requests (none for a series with fewer even in the widest: two failed
+    requests of four are no error ratio to page on); 0 while fewer than ``MIN_ERRORS``
+    errors fall within it."""
     inst = instrumentation_of(q)
     status = None if inst is None else _status_label(q, inst)
     if inst is None or status is None:
@@ -339,9 +345,7 @@ def error_ratio(q: Query) -> SignalValues:
     by = _route_labels(q, inst)
     out: SignalValues = {}
     for grouping in ((), by) if by else ((),):
-        ranges = _request_ranges(
-            q, inst, grouping, served, least=RATIO_REQUESTS, routed=True, rest=True
-        )
+        ranges = _request_ranges(q, inst, grouping, served, least=RATIO_REQUESTS, routed=True)
         for seconds, keys in ranges.items():
             total = q.rate(inst.requests, grouping, served, range_seconds=seconds)
             errors = q.rate(inst.requests, grouping, failing, range_seconds=seconds)
@@ -359,19 +363,17 @@ def _request_ranges(
     *,
     least: float = MIN_REQUESTS,
     routed: bool = False,
-    rest: bool = False,
 ) -> dict[float, set[str]]:
     """The range each series of ``grouping`` (the service's ``{}``, or each route) reads its
     latency or error ratio over, ``{range: series keys}``: the shortest holding ``least``
     requests (a latency's ``MIN_REQUESTS``), from the rate's range doubling up to
-    ``q.widest``. A series with fewer within the widest has none, or with ``rest`` is read
-    over the widest (an error ratio of a few requests: 0 unless ``MIN_ERRORS`` of them
-    failed). ``routed``: the routes past ``MAX_ROUTES`` count as one ``route="other"``, as
-    the error ratio sums them. Computed once a cycle per kind; a wider range is read only
-    while some series lacks requests (the request counter's rates, a few series, then the
-    histogram's buckets or the error counts of those lacking only): a busy service reads the
-    rate's range alone, as before."""
-    memo = ("request_ranges", grouping, least, routed, rest)
+    ``q.widest``. A series with fewer within the widest has none. ``routed``: the routes
+    past ``MAX_ROUTES`` count as one ``route="other"``, as the error ratio sums them.
+    Computed once a cycle per kind; a wider range is read only while some series lacks
+    requests (the request counter's rates, a few series, then the histogram's buckets or the
+    error counts of those lacking only): a service whose routes are all busy reads the
+    rate's range alone, as before; one quiet route widens it every cycle."""
+    memo = ("request_ranges", grouping, least, routed)
     cached = q.memo.get(memo)
     if cached is None:
         ranges: dict[float, set[str]] = {}
@@ -392,8 +394,6 @@ def _request_ranges(
             # Doubling: a handful of ranges at most (2 s to 60 s at 1 s scrapes: 5 more), the
             # one found at most twice as long as the shortest holding the requests.
             seconds = min(seconds * 2, q.widest)
-        if rest and counted.keys() - found:
-            ranges.setdefault(seconds, set()).update(counted.keys() - found)
         cached = q.memo[memo] = ranges
     return cast("dict[float, set[str]]", cached)
 
@@ -410,10 +410,18 @@ def _latency(q: Query, quantile: float) -> SignalValues:
     out: SignalValues = {}
     served = _served(q, inst)
     for grouping in groupings:
-        bucket = inst.duration_bucket
-        if not grouping and inst.service_duration_bucket and q.has(inst.service_duration_bucket):
-            bucket = inst.service_duration_bucket
         for seconds, keys in _request_ranges(q, inst, grouping, served).items():
+            bucket = inst.duration_bucket
+            # A finer histogram of the whole service (fastapi-instrumentator's) counts the
+            # metrics scrapes too: only over the rate's range, where the service's requests
+            # outnumber them; a widened range's requests are few, and would be the scrapes'.
+            if (
+                not grouping
+                and seconds == q.range_seconds
+                and inst.service_duration_bucket
+                and q.has(inst.service_duration_bucket)
+            ):
+                bucket = inst.service_duration_bucket
             values = q.quantile(
                 quantile, bucket, grouping, served, range_seconds=seconds, only=keys
             )
@@ -541,6 +549,7 @@ SIGNALS: tuple[Signal, ...] = (
         floor=0.05,
         severity="critical",
         back_cycles=2,
+        widens=True,
         narrow=_of_instrumentation("requests"),
         lacking=_lacking("status_labels"),
     ),
@@ -554,6 +563,7 @@ SIGNALS: tuple[Signal, ...] = (
         floor=0.05,
         relative=1.0,
         back_cycles=2,
+        widens=True,
         narrow=_of_instrumentation("duration_bucket"),
         lacking=_lacking("duration_bucket"),
     ),
@@ -567,6 +577,7 @@ SIGNALS: tuple[Signal, ...] = (
         floor=0.2,
         relative=1.5,
         back_cycles=2,
+        widens=True,
         narrow=_of_instrumentation("duration_bucket"),
         lacking=_lacking("duration_bucket"),
     ),

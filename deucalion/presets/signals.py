@@ -345,6 +345,10 @@ class Signal:
     ratio swings to nothing and back from one scrape to the next while the service fails, and
     a scrape back is a dip (it does not count towards the move); 1 for a machine's signals,
     whose dips are the end (a dip kept their ordinary bursts moving, into false alerts)."""
+    widens: bool = False
+    """Whether it may read a quiet series over a range wider than the rate's (an HTTP
+    service's latency quantile or error ratio of a few requests): its preset keeps a minute
+    of raw samples (``RAW_POINTS``), the others the last few scrapes."""
     narrow: Callable[[Collection[str]], tuple[str, ...]] | None = None
     """Of ``needs``, those it looks for on a target that serves these metrics (an HTTP
     signal: its own metrics of the instrumentation the target serves); None: all of them."""

@@ -58,6 +58,7 @@ def test_redact_text_hides_the_passwords_of_the_urls_it_quotes() -> None:
     key = "('https://user:hunter2@host:9100/metrics?token=S', 'cpu', '{}')"
     assert redact_text(key) == "('https://user:***@host:9100/metrics?token=***', 'cpu', '{}')"
     assert redact_text("ops@example.com at ftp://x@y/") == "ops@example.com at ftp://x@y/"
+    assert redact_text("http://u:p@ss@h/x") == "http://u:***@h/x"  # a raw @ in the password
 
 
 @pytest.mark.parametrize(
