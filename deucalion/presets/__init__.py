@@ -55,7 +55,7 @@ def preset_signals(name: str) -> tuple[Signal, ...]:
 
 def preset_observer(name: str, **options: Any) -> PresetObserver:
     """A ``PresetObserver`` for preset ``name``; ``options`` are its keyword arguments
-    (``threshold``, ``for_cycles``, ``history``, ...)."""
+    (``budget``, ``for_cycles``, ``quiet_cycles``, ...: see ``PresetObserver``)."""
     from deucalion.presets.observer import PresetObserver
 
     signals = preset_signals(name)

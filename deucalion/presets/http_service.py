@@ -23,13 +23,15 @@ counter the target serves is used for it:
   own requests: a service that exposes nothing else still shows whether it is scraped).
 
 Signals are of the service as a whole (series ``{}``) and, where the instrumentation has a
-route label, per route: the ``MAX_ROUTES`` busiest routes by their request counts and the rest
-as one ``route="other"``, so a service with thousands of paths cannot make thousands of
-signals. (An error ratio or a latency quantile of a service or route with fewer than
-``RATIO_REQUESTS`` or ``MIN_REQUESTS`` requests within the rate's range is read over a wider
-range, up to the observer's widest: see ``_request_ranges``.) The metrics endpoint that is
-scraped is no route: its requests (deucalion's own) are left out of every signal but
-``in_flight``, where a route label names it.
+route label, per route: the ``MAX_ROUTES`` routes with the most requests counted (the request
+counter's totals: since the service started) and the rest as one ``route="other"`` (its
+request rate and error ratio; a latency is of those routes and the whole service only), so a
+service with thousands of paths cannot make thousands of signals. (An error ratio or a
+latency quantile of a service or route with fewer than ``RATIO_REQUESTS`` or ``MIN_REQUESTS``
+requests within the rate's range is read over a wider range, up to the observer's widest: see
+``_request_ranges``.) The metrics endpoint that is scraped is no route: its requests
+(deucalion's own) are left out of every signal but ``in_flight``, where a route label names
+it.
 The service's quantiles come from a finer histogram without route labels where one is served
 (prometheus-fastapi-instrumentator's ``http_request_duration_highr_seconds``, which does
 count the scrapes).
@@ -403,12 +405,13 @@ def _latency(q: Query, quantile: float) -> SignalValues:
     if inst is None or inst.duration_bucket is None:
         return {}
     by = _route_labels(q, inst)
-    # Past MAX_ROUTES routes, only the service as a whole (its buckets summed).
-    groupings: list[tuple[str, ...]] = [()]
-    if by and len(_route_of(q, inst)) <= MAX_ROUTES:
-        groupings.append(by)
+    # The service as a whole (its buckets summed) and each of the MAX_ROUTES routes with the
+    # most requests; the rest have no latency of their own (one of route="other" would mix
+    # routes hundreds of times apart: the whole service's holds their requests).
+    groupings: list[tuple[str, ...]] = [(), by] if by else [()]
     out: SignalValues = {}
     served = _served(q, inst)
+    routes = _route_of(q, inst) if by else {}
     for grouping in groupings:
         for seconds, keys in _request_ranges(q, inst, grouping, served).items():
             bucket = inst.duration_bucket
@@ -422,6 +425,8 @@ def _latency(q: Query, quantile: float) -> SignalValues:
                 and q.has(inst.service_duration_bucket)
             ):
                 bucket = inst.service_duration_bucket
+            if grouping:
+                keys = {key for key in keys if routes.get(key) == key}
             values = q.quantile(
                 quantile, bucket, grouping, served, range_seconds=seconds, only=keys
             )

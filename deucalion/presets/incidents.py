@@ -37,11 +37,12 @@ __all__ = [
 
 
 def beyond(signal: Signal, value: float, low: float, high: float, least: float) -> bool:
-    """Whether ``value`` is out of the band ``low``..``high`` by ``least`` (from its centre)
-    in the direction that hurts ``signal``."""
+    """Whether ``value`` is out of the band ``low``..``high`` by ``least`` (from its centre),
+    and past the signal's ``limit`` if it has one, in the direction that hurts ``signal``."""
     centre = (low + high) / 2
-    up = value > max(high, centre + least)
-    down = value < min(low, centre - least)
+    limit = signal.limit
+    up = value > max(high, centre + least, -math.inf if limit is None else limit)
+    down = value < min(low, centre - least, math.inf if limit is None else limit)
     return (up and signal.direction != "down") or (down and signal.direction != "up")
 
 

@@ -25,6 +25,10 @@ REAL_FILESYSTEMS = {
 NET_DEVICES = {"!device": r"lo|veth.*|docker.*|br-.*|cali.*|flannel.*|cni.*|virbr.*|ifb.*|tun.*"}
 #: Time to full longer than this is "not filling": the signal is capped so it stays readable.
 TIME_TO_FULL_CAP = 7 * 86400.0
+#: A time to full moves (and may alert) only under this, whatever the file system's usual
+#: one: a fixed distance below its usual time (6.5 days below the cap) could never be passed
+#: by a file system that usually fills in under 6.5 days.
+FULL_WITHIN = 12 * 3600.0
 #: The range over which a file system's fill rate is measured (a write burst is not a trend).
 FILL_TREND_SECONDS = 600.0
 #: The range a run queue's length is averaged over: seconds, for a load average that follows
@@ -406,7 +410,7 @@ SIGNALS: tuple[Signal, ...] = (
         filesystem_time_to_full,
         ("node_filesystem_avail_bytes",),
         "down",
-        floor=TIME_TO_FULL_CAP - 12 * 3600,
+        limit=FULL_WITHIN,
         severity="critical",
         trend=("node_filesystem_avail_bytes",),
     ),

@@ -317,8 +317,9 @@ class Signal:
 
     ``compute(query)`` gives its values this cycle, ``{series key: value}`` (empty when the
     target does not serve what it needs). A move alerts only in ``direction`` and only when it
-    exceeds both ``floor`` (in ``unit``) and ``relative`` times the signal's usual level:
-    smaller moves are ordinary however unusual they are in standard deviations.
+    exceeds both ``floor`` (in ``unit``) and ``relative`` times the signal's usual level (and
+    passes ``limit``, if given): smaller moves are ordinary however unusual they are in standard
+    deviations.
     ``severity`` labels the alert an incident led by this signal raises.
     """
 
@@ -330,6 +331,10 @@ class Signal:
     direction: Direction = "up"
     floor: float = 0.0
     relative: float = 0.0
+    limit: float | None = None
+    """A value a move must also pass in the direction that hurts, whatever the band (a time
+    to full under 12 h): where the alerting level is the same for every series, not a
+    distance from the series' usual level."""
     severity: str = "warning"
     trend: tuple[str, ...] = ()
     """Metrics it reads more than the last few scrapes of (``Query.deriv``, ``Query.mean``

@@ -20,6 +20,7 @@ from deucalion.history.promql import bucket_quantile, rate
 from deucalion.observer import handing_data
 from deucalion.presets import PRESETS, preset_observer, preset_signals
 from deucalion.presets.http_service import INSTRUMENTATIONS, MAX_ROUTES
+from deucalion.presets.incidents import beyond
 from deucalion.presets.observer import PresetObserver
 from deucalion.presets.signals import Query, Signal, SignalValues
 
@@ -268,6 +269,43 @@ def test_routes_beyond_the_bound_are_one_other_route() -> None:
     assert len(rates) == MAX_ROUTES + 2 and "{}" in rates
     assert '{route="other"}' in rates and f'{{route="/p{MAX_ROUTES + 14}"}}' in rates
     assert '{route="/p0"}' not in rates  # the least busy route is summed into "other"
+
+
+def test_past_the_route_bound_the_busiest_routes_keep_their_latency() -> None:
+    """Past MAX_ROUTES routes, the MAX_ROUTES with the most requests still have a latency of
+    their own (their buckets summed over methods, as for fewer routes), the rest none, and the
+    service as a whole keeps its."""
+    routes = MAX_ROUTES + 5
+    cycles = []
+    for i in range(8):
+        requests, buckets = {}, {}
+        for r in range(routes):
+            count = (r + 1) * 10 * i  # /p{routes - 1} is the busiest
+            requests[f'{{code="200",handler="/p{r}",method="GET"}}'] = count
+            # Route r's requests all take between 0.1 and 1 s: its median is within them.
+            for le in ("0.1", "1", "+Inf"):
+                buckets[f'{{handler="/p{r}",le="{le}",method="GET"}}'] = 0 if le == "0.1" else count
+        cycles.append(
+            {"http_requests_total": requests, "http_request_duration_seconds_bucket": buckets}
+        )
+    p50 = _signal_values("http-service", "latency_p50", cycles, APP)
+    busiest = {f'{{handler="/p{r}"}}' for r in range(routes - MAX_ROUTES, routes)}
+    assert set(p50) == busiest | {"{}"}
+    assert all(0.1 < value <= 1 for value in p50.values())
+
+
+def test_time_to_full_moves_under_twelve_hours_whatever_its_usual_time() -> None:
+    """A file system that usually fills in three days moves when its time to full falls under
+    12 h, and not at 13 h: the limit is a value, not a distance below its usual time (which
+    put the limit below zero for any file system filling in under 6.5 days)."""
+    signal = next(s for s in preset_signals("node-exporter") if s.name == "filesystem_time_to_full")
+    for usual_days in (7, 3, 1):
+        usual = usual_days * 86400.0
+        low, high = 0.9 * usual, 1.1 * usual
+        assert beyond(signal, 6 * 3600.0, low, high, 0.0)
+        assert not beyond(signal, 13 * 3600.0, low, high, 0.0)
+    # Under 12 h, but inside a file system's usual band: it always fills that fast.
+    assert not beyond(signal, 6 * 3600.0, 5 * 3600.0, 7 * 3600.0, 0.0)
 
 
 # --- the observer: scores, incidents, alerts ---------------------------------------------------
