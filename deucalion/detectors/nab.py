@@ -268,11 +268,12 @@ class RangeObserver(DetectorObserver):
 
     Gauges are scored as they are; counters (``_total``, ``_count``, ``_sum``, ``_bucket``) by
     their per-second rate between the data's scrape times (a reset starts the rate again),
-    with the rate's resolution: the smallest increase the counter has shown, over the interval
-    (a rate known only to a tick of its counter sets no record by one tick). Each series whose
-    score reaches ``threshold`` gives one alert, labelled with its metric and series and
-    annotated with the component that fired (``kind``), the expected range and the observed
-    value. A series absent for ``forget_after`` calls is forgotten, so that memory stays
+    with the rate's resolution: the counter's quantum (what its increases are multiples of: a
+    request, a CPU tick of 0.01 s; about 0 for a float sum), over the interval (a rate known
+    only to a tick of its counter sets no record by one tick; see ``CounterRates``). Each
+    series whose score reaches ``threshold`` gives one alert, labelled with its metric and
+    series and annotated with the component that fired (``kind``), the expected range and the
+    observed value. A series absent for ``forget_after`` calls is forgotten, so that memory stays
     bounded when series come and go (pods, label values). Other keyword options are
     ``RangeDetector``'s. ``new_data`` returns ``Scores``.
     """

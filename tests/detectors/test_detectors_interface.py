@@ -95,8 +95,9 @@ def test_score_series_scores_every_point_of_one_series() -> None:
 
 
 def test_counter_rates_and_their_resolution() -> None:
-    """The one counter-rate helper: the rate between samples, the smallest increase over the
-    interval as resolution, no rate at first sight, after a reset or with no time between."""
+    """The one counter-rate helper: the rate between samples, the counter's quantum (what its
+    increases are multiples of) over the interval as resolution, no rate at first sight, after
+    a reset or with no time between."""
     rates = CounterRates()
     assert math.isnan(rates.update("k", 0.0, 10.0)[0])
     assert rates.update("k", 2.0, 14.0) == (2.0, 2.0)
@@ -104,6 +105,60 @@ def test_counter_rates_and_their_resolution() -> None:
     assert math.isnan(rates.update("k", 6.0, 1.0)[0])  # a reset
     assert rates.update("k", 8.0, 3.0) == (1.0, 0.5)
     assert math.isnan(rates.update("k", 8.0, 4.0)[0])  # no time between: no rate
+
+
+def _resolutions(values: np.ndarray, interval: float = 15.0) -> list[float]:
+    rates = CounterRates()
+    return [rates.update("k", interval * i, float(v))[1] for i, v in enumerate(values)]
+
+
+def test_a_busy_integer_counter_has_a_resolution_of_one_count() -> None:
+    """About 200 requests a scrape: the smallest increase (about 160) is no resolution (it
+    was taken for one, about 10 requests/s against a noise of 0.9); the increases' common
+    divisor is, one request over the interval, within a few samples."""
+    rng = np.random.default_rng(3)
+    counter = 1e6 + np.cumsum(rng.poisson(200, 30))
+    resolutions = _resolutions(counter)
+    assert resolutions[10:] == [1 / 15] * 20
+
+
+def test_cpu_seconds_have_a_resolution_of_a_tick() -> None:
+    """CPU seconds count in ticks of 0.01 s (a year's idle seconds: float round-off in every
+    value): the resolution is a tick over the interval, not the smallest increase (~1.2 s)."""
+    rng = np.random.default_rng(4)
+    ticks = 3_000_000_000 + np.cumsum(rng.poisson(150, 30))
+    resolutions = _resolutions(ticks / 100)
+    assert resolutions[10:] == pytest.approx([0.01 / 15] * 20, rel=1e-3)
+
+
+def test_a_float_sum_has_a_resolution_far_below_its_noise() -> None:
+    """A histogram's ``_sum`` (seconds spent on requests) is no count of anything: its rate
+    moves by any amount, and its resolution falls far below its noise."""
+    rng = np.random.default_rng(5)
+    total = 1234.5 + np.cumsum(rng.gamma(200.0, 0.01, 30))
+    noise = float(np.std(np.diff(total) / 15))
+    assert max(_resolutions(total)[10:]) < noise / 1000
+
+
+def test_a_burst_of_a_busy_counter_is_a_spike() -> None:
+    """A user's case: 20 busy counters (Poisson, 200 requests a scrape), each with one scrape
+    of four times the requests after 2,000 scrapes, through DetectorObserver. With the
+    smallest increase for resolution, its floor on the usual step (~5/s against a noise of
+    0.9/s) named the burst a level shift or a variance in all 20; with the quantum, a spike."""
+    observer = DetectorObserver(desired_metrics={"http_requests_total"})
+    rngs = [np.random.default_rng(seed) for seed in range(20)]
+    counters = np.full(20, 1e6)
+    kinds: dict[str, str] = {}
+    for cycle in range(2004):
+        increase = np.array([rng.poisson(200) for rng in rngs])
+        counters += increase * (4 if cycle == 2000 else 1)
+        series = {f'{{s="{s}"}}': float(counters[s]) for s in range(20)}
+        with handing_data(1.7e9 + 15 * cycle, {}):
+            result = observer.new_data({"http://app:8080/metrics": {"http_requests_total": series}})
+        for alert in result.alerts:
+            if cycle >= 2000 and alert.score is not None:
+                kinds.setdefault(alert.labels["series"], alert.annotations["kind"])
+    assert list(kinds.values()).count("spike") >= 15, kinds
 
 
 def test_the_observer_exports_every_score_and_explains_alerts_in_words() -> None:
