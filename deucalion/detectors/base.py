@@ -441,6 +441,15 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
             v = np.asarray(values, dtype=np.float64)
         except (TypeError, ValueError):
             v = _values_of(values, "score_series")  # raises, naming the value
+        text = _text_in(values)
+        if text is not None:
+            # NumPy reads "1" as 1.0: text read from a file, left as text, scored as numbers
+            # (and all 0 while the detector warmed up) would hide that it was never parsed.
+            raise ValueError(
+                f"score_series: the value {text[1]!r:.80} (at {text[0]}) is text, not a number: "
+                "give numbers (float(x) of each, or pandas.to_numeric(column)), NaN or None for "
+                "no value"
+            )
         if v.ndim > 1 and max(v.shape) != v.size:
             raise ValueError(
                 f"score_series scores one series, not a table of shape {v.shape}: score each "
@@ -697,6 +706,23 @@ def _check_increasing(times: np.ndarray) -> None:
 def _value_of(value: Any) -> float:
     """A pair's value as a float: None is no value (NaN), as NumPy reads it."""
     return math.nan if value is None else float(value)
+
+
+def _text_in(values: Any) -> tuple[int, Any] | None:
+    """The first value of ``values`` that is text (a ``str`` or ``bytes``), and its place;
+    None when there is none (or ``values`` is no array NumPy can make)."""
+    if isinstance(values, str | bytes):
+        return 0, values
+    try:
+        x = np.asarray(values).reshape(-1)
+    except (TypeError, ValueError):
+        return None
+    if x.dtype.kind not in "USO":
+        return None
+    for i, item in enumerate(x):
+        if isinstance(item, str | bytes):
+            return i, item.item() if isinstance(item, np.generic) else item
+    return None
 
 
 def _values_of(values: Any, who: str) -> np.ndarray:

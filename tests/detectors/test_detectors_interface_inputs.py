@@ -124,6 +124,18 @@ def test_score_series_names_a_value_that_is_no_number() -> None:
         AnomalyDetector().update(["x"])
 
 
+@pytest.mark.parametrize("text", [["1", "2"], np.array(["1.5", "2"]), "12", [b"1", b"2"]])
+def test_score_series_refuses_numbers_written_as_text(text: Any) -> None:
+    """NumPy reads "1" as 1.0: text scored as numbers (all 0 while the detector warms up)
+    would hide that it was never parsed. One line naming the value and what to give."""
+    with pytest.raises(
+        ValueError,
+        match=r"score_series: the value .*1.* \(at 0\) is text, not a "
+        r"number: give numbers \(float\(x\) of each, or pandas.to_numeric",
+    ):
+        AnomalyDetector().score_series(text)
+
+
 @pytest.mark.parametrize(
     ("times", "said"),
     [([0.0, 2.0, 1.0, 3.0], "comes before"), ([0.0, 1.0, 1.0, 2.0], "repeats")],
