@@ -53,8 +53,20 @@ __all__ = ["INSTRUMENTATIONS", "SIGNALS", "Instrumentation", "instrumentation_of
 #: Routes watched one by one per target; the others are summed into ``route="other"``.
 MAX_ROUTES = 20
 #: Fewer errors than this within the range an error ratio is read over is chance, not an
-#: error ratio (it reads 0).
+#: error ratio (it reads no more than the series' usual ratio: 0 for a service that never
+#: failed).
 MIN_ERRORS = 2.0
+#: How rare the errors within an error ratio's range must be, at the series' usual ratio (its
+#: counters' totals: since the service started), for the ratio to be news: a binomial tail
+#: under this, else it reads the usual ratio. A service failing 1 % of its requests had made
+#: 2 failures of the 10 to 20 requests a quiet route's ratio is read over (a ratio of 0.1 to
+#: 0.2, past the 0.05 floor) on about 1 % of its cycles: 5 to 11 alerts an hour on a
+#: service at 12 requests a second over 4 routes, in synthetic hours of 1 % and 2 % failing
+#: (one hour in two had one at 0.4 %). At 1 in 1,000: one in 7 hours, as at 1 in 10,000, and
+#: an error burst's route (half its requests failing at one a second) read as news on more
+#: of its cycles (3 failures of 10 requests are news at a usual 0.5 %, not at 1 in 10,000).
+#: Errors chance explains read no more than the usual ratio.
+CHANCE = 1e-3
 #: Fewer requests than this make no latency quantile: a series with fewer within the rate's
 #: range reads its latency over a wider one (see ``_request_ranges``).
 MIN_REQUESTS = 5.0
@@ -66,6 +78,13 @@ MIN_REQUESTS = 5.0
 #: 0.2 or more on 81 to 100 % of them and an alert in every run, back at 0 within 13 s after
 #: it. (Holding ``MIN_REQUESTS``, as a latency: 62 to 95 %, no alert in 1 run of 10.)
 RATIO_REQUESTS = 10.0
+#: How long the counters' totals an error ratio's usual ratio is read from are kept, in
+#: seconds, and how often they are taken: a burst shorter than 10 minutes is no part of its
+#: own usual ratio (from the totals as they are now, a service 40 s old whose route began
+#: failing half its requests had a usual ratio of a fifth within 20 s, and the burst read as
+#: chance).
+USUAL_SECONDS = 600.0
+USUAL_EVERY = 60.0
 #: Routes of a metrics endpoint by name rather than path: django-prometheus's view.
 METRICS_ROUTES = ("prometheus-django-metrics",)
 
@@ -255,12 +274,15 @@ def _route_labels(q: Query, inst: Instrumentation) -> tuple[str, ...]:
 
 def _served(q: Query, inst: Instrumentation) -> Matchers:
     """Matchers leaving out the requests of the metrics endpoint that is scraped (a route
-    named as the target's path, or ``METRICS_ROUTES``): deucalion's own scrapes, a request a
-    second that would be most of a quiet service's rate and keep it from falling to 0."""
+    named as the target's path or as its end, ``/actuator/prometheus`` of a Spring Boot
+    service served under ``/app``, or ``METRICS_ROUTES``): deucalion's own scrapes, a request
+    a second that would be most of a quiet service's rate and keep it from falling to 0."""
     cached = q.memo.get("served")
     if cached is None:
         path = urlsplit(q.target).path or "/"
-        pattern = "|".join(re.escape(route) for route in (path, *METRICS_ROUTES))
+        # A framework names a route without the prefix the service is served under.
+        ends = [path[i:] for i in range(1, len(path)) if path[i] == "/" and path[i + 1 :]]
+        pattern = "|".join(re.escape(route) for route in (path, *ends, *METRICS_ROUTES))
         cached = {f"!{label}": pattern for label in _route_labels(q, inst)}
         q.memo["served"] = cached
     return cast("Matchers", cached)
@@ -268,12 +290,16 @@ def _served(q: Query, inst: Instrumentation) -> Matchers:
 
 def _route_of(q: Query, inst: Instrumentation) -> dict[str, str]:
     """Route series key (of the route labels) -> the series key the signal uses: itself for
-    the busiest ``MAX_ROUTES``, ``{route="other"}`` for the rest."""
+    the busiest ``MAX_ROUTES``, ``{route="other"}`` for the rest. Requests with no route
+    (OpenTelemetry's unmatched ones, a 404, have no ``http_route``) are the service's only:
+    as a route of empty labels, exported, they were the service's own series to Prometheus,
+    for which an empty label is no label."""
     cached = q.memo.get("routes")
     if cached is None:
         by = _route_labels(q, inst)
         totals = q.gauge(inst.requests, by, _served(q, inst))
-        busiest = sorted(totals, key=lambda k: -totals[k])
+        routed = [key for key in totals if any(labels_of(key).values())]
+        busiest = sorted(routed, key=lambda k: -totals[k])
         cached = {k: k for k in busiest[:MAX_ROUTES]}
         cached.update((k, '{route="other"}') for k in busiest[MAX_ROUTES:])
         q.memo["routes"] = cached
@@ -318,26 +344,86 @@ def request_rate(q: Query) -> SignalValues:
 
 
 def _ratio(
-    total: SignalValues, errors: SignalValues, range_seconds: float, keys: Collection[str]
+    counts: tuple[SignalValues, SignalValues],
+    usual: Mapping[str, tuple[float, float]],
+    sampled: float,
+    keys: Collection[str],
 ) -> SignalValues:
-    """The error ratio of each series in ``keys`` with requests, its rates read over
-    ``range_seconds``: 0 while fewer than ``MIN_ERRORS`` errors fall within it."""
+    """The error ratio of each series in ``keys`` with requests, from the rates of its
+    requests and errors (``counts``) over a range whose samples span ``sampled`` seconds; at
+    most its usual ratio (``usual``: its errors and requests counted before) while the errors
+    counted in the range are as many as chance makes at that ratio: fewer than
+    ``MIN_ERRORS``, or as many as one range in 1 / ``CHANCE`` has at least
+    (``chance_of_errors``)."""
+    total, errors = counts
     out: SignalValues = {}
     for key in keys:
         rate = total.get(key, 0.0)
         if rate <= 0:
             continue
         failed = errors.get(key, 0.0)
-        out[key] = failed / rate if failed * range_seconds >= MIN_ERRORS else 0.0
+        before = usual.get(key, (0.0, 0.0))
+        requests, failures = rate * sampled, failed * sampled
+        news = failures >= MIN_ERRORS and chance_of_errors(requests, failures, before) < CHANCE
+        # Chance's ratio is no higher than the usual one: a quiet route's pair of failures
+        # reads as its usual ratio, no failures as 0 (after a burst, the usual ratio, its
+        # failures counted in, would hold the ratio up as if it went on).
+        ratio = failed / rate
+        out[key] = ratio if news else min(ratio, before[0] / before[1] if before[1] else 0.0)
     return out
+
+
+def chance_of_errors(requests: float, failures: float, before: tuple[float, float]) -> float:
+    """The probability of ``failures`` or more failed requests of ``requests`` (each rounded;
+    a rate's count is extrapolated) at a ratio known from ``before``'s errors of requests:
+    the beta-binomial upper tail, the ratio's uncertainty counted (``_PRIOR``: a service
+    that has served few requests is taken to fail about 1 % of them)."""
+    n = max(round(requests), 0)
+    k = min(round(failures), n)
+    a, b = _beta(before)
+    if k <= n * a / (a + b):
+        return 1.0
+    # log P(X = k) = log C(n, k) + log B(k + a, n - k + b) - log B(a, b)
+    term = _log_choose(n, k) + _log_beta(k + a, n - k + b) - _log_beta(a, b)
+    tail = 0.0
+    # The terms fall from k on (k is past the mean): sum them until they no longer count.
+    for j in range(k, n + 1):
+        value = math.exp(term)
+        tail += value
+        if value < tail * 1e-12 or j == n:
+            break
+        term += math.log((n - j) / (j + 1) * (j + a) / (n - j - 1 + b))
+    return min(tail, 1.0)
+
+
+#: What an error ratio is taken to be before its requests say, as requests served and
+#: errors among them (a beta prior): about 1 % of 50. A service that has served none reads
+#: a burst of 8 failures in 16 requests as news (1 in 3 million), 2 in 16 as chance (1 in
+#: 60); one that served 10,000 with 100 failures, 4 in 16 as news (1 in 56,000).
+_PRIOR = (0.5, 50.0)
+
+
+def _beta(before: tuple[float, float]) -> tuple[float, float]:
+    """The beta distribution of a ratio after ``before``'s errors of requests."""
+    errors, requests = before
+    return errors + _PRIOR[0], max(requests - errors, 0.0) + _PRIOR[1] - _PRIOR[0]
+
+
+def _log_choose(n: int, k: int) -> float:
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+
+def _log_beta(a: float, b: float) -> float:
+    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
 
 
 def error_ratio(q: Query) -> SignalValues:
     """The fraction of requests answered with a server error (5xx; gRPC's server codes), of
     the service (``{}``) and of each route, over the shortest range from the rate's holding
     ``RATIO_REQUESTS`` requests (none for a series with fewer even in the widest: two failed
-    requests of four are no error ratio to page on); 0 while fewer than ``MIN_ERRORS``
-    errors fall within it."""
+    requests of four are no error ratio to page on); no more than the series' usual ratio
+    (its counters' totals) while the errors within that range are as many as chance makes at
+    it (fewer than ``MIN_ERRORS``, or a binomial tail of ``CHANCE`` or more)."""
     inst = instrumentation_of(q)
     status = None if inst is None else _status_label(q, inst)
     if inst is None or status is None:
@@ -348,13 +434,46 @@ def error_ratio(q: Query) -> SignalValues:
     out: SignalValues = {}
     for grouping in ((), by) if by else ((),):
         ranges = _request_ranges(q, inst, grouping, served, least=RATIO_REQUESTS, routed=True)
+        usual = _usual_ratio(q, inst, grouping, failing)
         for seconds, keys in ranges.items():
             total = q.rate(inst.requests, grouping, served, range_seconds=seconds)
             errors = q.rate(inst.requests, grouping, failing, range_seconds=seconds)
             if grouping:
                 total, errors = _by_route(q, inst, total), _by_route(q, inst, errors)
-            out.update(_ratio(total, errors, seconds, keys))
+            out.update(_ratio((total, errors), usual, q.sampled(seconds), keys))
     return out
+
+
+def _usual_ratio(
+    q: Query, inst: Instrumentation, grouping: tuple[str, ...], failing: Matchers
+) -> dict[str, tuple[float, float]]:
+    """Each series' usual error ratio, as the errors and requests it is known from: its
+    counters' totals (since the service started) as they were ``USUAL_SECONDS`` to
+    ``USUAL_SECONDS`` + ``USUAL_EVERY`` ago (snapshots kept in ``q.state``, one every
+    ``USUAL_EVERY``), so that a burst of errors is not its own usual ratio for its first 10
+    minutes; on a younger watch, a minute or two ago (the newest snapshot a minute old; the
+    first cycle's in the first minute, whose few requests leave the ratio to ``_PRIOR``).
+    Routes past ``MAX_ROUTES`` are ``other``."""
+    now = q.window.newest_time
+    snapshots = cast(
+        "list[tuple[float, SignalValues, SignalValues]]",
+        q.state.setdefault(("usual ratio", grouping), []),
+    )
+    if not snapshots or now - snapshots[-1][0] >= USUAL_EVERY:
+        total = q.gauge(inst.requests, grouping, _served(q, inst))
+        errors = q.gauge(inst.requests, grouping, failing)
+        if grouping:
+            total, errors = _by_route(q, inst, total), _by_route(q, inst, errors)
+        snapshots.append((now, total, errors))
+    while len(snapshots) > 1 and now - snapshots[1][0] >= USUAL_SECONDS:
+        del snapshots[0]
+    if now - snapshots[0][0] >= USUAL_SECONDS:
+        _, total, errors = snapshots[0]
+    else:  # (a watch of 400 s read its first cycle's: a route's 1 request, no ratio known)
+        _, total, errors = next(
+            (s for s in reversed(snapshots) if now - s[0] >= USUAL_EVERY), snapshots[0]
+        )
+    return {key: (errors.get(key, 0.0), n) for key, n in total.items()}
 
 
 def _request_ranges(
@@ -413,7 +532,8 @@ def _latency(q: Query, quantile: float) -> SignalValues:
     served = _served(q, inst)
     routes = _route_of(q, inst) if by else {}
     for grouping in groupings:
-        for seconds, keys in _request_ranges(q, inst, grouping, served).items():
+        ranges = _request_ranges(q, inst, grouping, served, least=_requests_for(quantile))
+        for seconds, keys in ranges.items():
             bucket = inst.duration_bucket
             # A finer histogram of the whole service (fastapi-instrumentator's) counts the
             # metrics scrapes too: only over the rate's range, where the service's requests
@@ -434,6 +554,15 @@ def _latency(q: Query, quantile: float) -> SignalValues:
                 if not math.isnan(value):
                     out[key] = value * inst.duration_unit
     return out
+
+
+def _requests_for(quantile: float) -> float:
+    """The requests a latency ``quantile`` is read from: ``MIN_REQUESTS``, and enough that a
+    single request cannot be it: ``1 / (1 - quantile)``, and half again as the count is a
+    rate's, extrapolated to its range's ends (150 for the 99th percentile; of 10 requests,
+    one slow one was the p99 of its range, 0.48 s against a band to 0.25 s; of a range
+    counting 100, 95 of them within it, too)."""
+    return max(MIN_REQUESTS, round(1.5 / (1 - quantile)))
 
 
 def latency_p50(q: Query) -> SignalValues:

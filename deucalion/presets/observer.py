@@ -298,6 +298,7 @@ def _forget_gone(
         observer.recovering_.pop(target, None)
         observer.ended_.pop(target, None)
         observer.history_.pop(target, None)
+        observer.__dict__.get("signal_state_", {}).pop(target, None)
 
 
 def _quiet_keys(observer: PresetObserver, items: Iterable[Moved]) -> list[Key]:
@@ -431,7 +432,16 @@ class PresetObserver(MetricsObserver):
         out: dict[str, dict[str, SignalValues]] = {}
         for target in data:
             widest = _widest(interval, self.raw_points)
-            query = Query(self.raw, target, range_seconds, slow=self.slow, widest=widest)
+            query = Query(
+                self.raw,
+                target,
+                range_seconds,
+                slow=self.slow,
+                widest=widest,
+                interval=interval,
+                # (setdefault: an observer checkpointed before signals kept a state has none)
+                state=self.__dict__.setdefault("signal_state_", {}).setdefault(target, {}),
+            )
             values: dict[str, SignalValues] = {}
             for signal in self.signals:
                 try:

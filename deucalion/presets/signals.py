@@ -97,6 +97,8 @@ class Query:
         *,
         slow: Window | None = None,
         widest: float | None = None,
+        interval: float | None = None,
+        state: dict[object, object] | None = None,
     ) -> None:
         self.window = window
         #: Minutes of the metrics a trend is read from (``deriv``); else ``window``.
@@ -104,8 +106,22 @@ class Query:
         self.target = target
         self.range_seconds = range_seconds
         self.widest = max(widest or range_seconds, range_seconds)
+        #: The scrape interval, when known (``sampled``).
+        self.interval = interval
+        #: What signals keep of the target from cycle to cycle (the totals an error ratio's
+        #: usual ratio is read from): the observer's, per target; a fresh one by default.
+        self.state: dict[object, object] = {} if state is None else state
         #: What the signals of one cycle share (the instrumentation found, the routes).
         self.memo: dict[object, object] = {}
+
+    def sampled(self, range_seconds: float) -> float:
+        """The seconds the samples within a range of ``range_seconds`` span, one scrape every
+        ``interval``: a rate times it is the increase counted between them (a count of
+        requests), where the rate's increase is extrapolated to the range's ends (by 25 % at
+        a rate's range of 2.5 intervals). Without an interval, the range."""
+        if not self.interval:
+            return range_seconds
+        return max(math.ceil(range_seconds / self.interval - 1e-9) - 1, 1) * self.interval
 
     def has(self, metric: str) -> bool:
         """Whether the target has served ``metric`` within the window."""

@@ -191,3 +191,41 @@ def test_a_metrics_route_other_than_the_scraped_path_is_the_services() -> None:
     target = "http://app:8080/internal/prom"
     rates = _signal_values("http-service", "request_rate", cycles, target)
     assert rates['{path="/metrics"}'] == pytest.approx(3.0) and rates["{}"] == pytest.approx(63.0)
+
+
+def test_a_service_served_under_a_prefix_leaves_its_metrics_route_out() -> None:
+    """Spring Boot names a route without the context path the service is served under:
+    scraped at /app/actuator/prometheus, its uri="/actuator/prometheus" is the scrapes, no
+    route (it was one, and a request a second in the service's rate)."""
+    cycles = [
+        {
+            "http_server_requests_seconds_count": {
+                '{method="GET",outcome="SUCCESS",status="200",uri="/orders"}': 5.0 * i,
+                '{method="GET",outcome="SUCCESS",status="200",uri="/actuator/prometheus"}': i,
+            }
+        }
+        for i in range(10)
+    ]
+    target = "http://app:8080/app/actuator/prometheus"
+    rates = _signal_values("http-service", "request_rate", cycles, target)
+    assert rates == {"{}": pytest.approx(5.0), '{uri="/orders"}': pytest.approx(5.0)}
+
+
+def test_requests_without_a_route_are_the_services_only() -> None:
+    """OpenTelemetry gives an unmatched request (a 404) no http_route: those requests are
+    the service's, and no route of empty labels, which Prometheus would take for the
+    service's own series once exported (an empty label is no label)."""
+    metric = "http_server_request_duration_seconds_count"
+    cycles = [
+        {
+            metric: {
+                '{http_request_method="GET",http_response_status_code="200",http_route="/a"}': (
+                    4.0 * i
+                ),
+                '{http_request_method="GET",http_response_status_code="404"}': 2.0 * i,
+            }
+        }
+        for i in range(10)
+    ]
+    rates = _signal_values("http-service", "request_rate", cycles, APP)
+    assert rates == {"{}": pytest.approx(6.0), '{http_route="/a"}': pytest.approx(4.0)}

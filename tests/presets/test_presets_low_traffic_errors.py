@@ -9,8 +9,10 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
+
 from deucalion.observer import handing_data
-from deucalion.presets import preset_observer
+from deucalion.presets import http_service, preset_observer
 from deucalion.presets.http_service import MAX_ROUTES, MIN_ERRORS, RATIO_REQUESTS, error_ratio
 from deucalion.presets.observer import PresetObserver
 from deucalion.presets.signals import Query
@@ -75,23 +77,25 @@ def _burst(seed: int, cycles: int) -> tuple[PresetObserver, list[dict[str, Any]]
 
 def test_an_error_burst_on_a_route_at_a_request_a_second_has_a_ratio() -> None:
     """Half of /b's requests fail for 60 s: the rate's range (2 s) holds about 2 requests and
-    1 error, fewer than MIN_ERRORS. Read over the range holding RATIO_REQUESTS (16 s), its
-    ratio is 0.2 or more on 45 or more of the burst's cycles from its 2nd (47 to 58 of 58 over
-    10 seeds), 0 before it, and 0 again once the burst is 13 s behind."""
+    1 error, fewer than MIN_ERRORS. Read over the range holding RATIO_REQUESTS (about 10
+    requests, up to 16 s), its ratio is 0.2 or more on 40 or more of the burst's cycles from
+    its 2nd (41 to 55 of 58 over 10 seeds: its failures are news once they are 3 or more of
+    about 10, not before, as 2 in 10 are chance at a usual ratio of 1 %), 0 before it, and 0
+    again once the burst is 16 s behind (the range's length)."""
     assert 1.0 * RATE_RANGE < RATIO_REQUESTS and 0.5 * RATE_RANGE < MIN_ERRORS
     for seed in range(10):
         _, computed = _burst(seed, BURST + 80)
         b = [values.get("error_ratio", {}).get(B) for values in computed]
         burst = b[BURST + 2 : BURST + 60]  # from the 2nd cycle: 2 errors take a second or two
-        assert sum(r is not None and r >= 0.2 for r in burst) >= 45, (seed, burst)
+        assert sum(r is not None and r >= 0.2 for r in burst) >= 40, (seed, burst)
         assert all(r == 0.0 for r in b[20:BURST]), (seed, b[:BURST])  # 10 requests in 16 s
-        assert all(r == 0.0 for r in b[BURST + 60 + 13 :]), (seed, b[BURST + 60 :])
+        assert all(r == 0.0 for r in b[BURST + 60 + 16 :]), (seed, b[BURST + 60 :])
 
 
 def test_the_rates_range_alone_reads_the_burst_as_0_most_cycles() -> None:
     """What the preset did before, on the same burst: the ratio of /b over the rate's range
     alone (a Query that may not widen) is above 0 on 17 to 31 of its 58 cycles from its 2nd
-    over these seeds, the preset's own on 47 or more."""
+    over these seeds, the preset's own on 40 or more."""
     for seed in range(4):
         rng = random.Random(seed)
         observer = preset_observer("http-service")
@@ -104,7 +108,7 @@ def test_the_rates_range_alone_reads_the_burst_as_0_most_cycles() -> None:
                 narrow = error_ratio(Query(observer.raw, APP, RATE_RANGE)).get(B, 0.0)
                 narrow_nonzero += narrow > 0
                 widened_nonzero += computed["error_ratio"].get(B, 0.0) > 0
-        assert narrow_nonzero < 58 / 2 + 3 and widened_nonzero >= 45, (
+        assert narrow_nonzero < 58 / 2 + 3 and widened_nonzero >= 40, (
             seed,
             narrow_nonzero,
             widened_nonzero,
@@ -160,7 +164,8 @@ def _busy(seed: int, cycles: int, step: float) -> tuple[PresetObserver, list[dic
 def test_a_busy_service_reads_its_error_ratio_over_the_rates_range_as_before() -> None:
     """Every route of a busy service has RATIO_REQUESTS within the rate's range: its error
     ratios are those of the rate's range, to the bit (a Query that may not widen gives the
-    same), errors over requests there, and no rate over a wider range is computed. At 1 s
+    same), errors over requests there (or, where that many errors are chance at the service's
+    usual ratio, no more than that ratio), and no rate over a wider range is computed. At 1 s
     scrapes and at 200 ms (the rate's range then 1.5 s)."""
     for step, range_seconds in ((1.0, 2.0), (0.2, 1.5)):
         observer, computed = _busy(3, 40, step)
@@ -168,9 +173,11 @@ def test_a_busy_service_reads_its_error_ratio_over_the_rates_range_as_before() -
             assert set(computed[i]["error_ratio"]) == {"{}", *(f'{{route="/{r}"}}' for r in "abc")}
         last = computed[-1]["error_ratio"]
         assert last["{}"] > 0, last
-        narrow = Query(observer.raw, APP, range_seconds)
+        # (the observer's usual ratios, its counters' totals as it kept them)
+        state = observer.signal_state_[APP]
+        narrow = Query(observer.raw, APP, range_seconds, state=state, interval=step)
         assert error_ratio(narrow) == last
-        widened = Query(observer.raw, APP, range_seconds, widest=60.0)
+        widened = Query(observer.raw, APP, range_seconds, widest=60.0, state=state, interval=step)
         assert error_ratio(widened) == last
         rates = {float(k.rsplit(":", 1)[1]) for k in widened.memo if str(k).startswith("rate:")}
         assert rates == {range_seconds}, rates
@@ -178,13 +185,18 @@ def test_a_busy_service_reads_its_error_ratio_over_the_rates_range_as_before() -
         vector = observer.raw.rate("http_requests_total", range_seconds)
         total = sum(v for (_, key), v in vector.items())
         failed = sum(v for (_, key), v in vector.items() if 'status="500"' in key)
-        assert last["{}"] == failed / total
+        # Or, chance at the usual ratio of a snapshot of the counters' totals, that ratio.
+        snapshots = observer.signal_state_[APP]["usual ratio", ()]
+        usual = {e.get("{}", 0.0) / t["{}"] for _, t, e in snapshots if t.get("{}")}
+        news = failed / total
+        assert last["{}"] == news or (last["{}"] < news and last["{}"] in usual), (last, usual)
 
 
 def test_an_error_burst_on_a_quiet_route_is_one_alert_found_at_once() -> None:
     """The burst above with the default detector, after WARM cycles of history: half of /b's
     requests (a request a second) fail for 60 cycles. One error_ratio alert (of /b or of the
-    service), within 12 cycles (2 errors take 4 s at 0.5 a second), that ends back in its band
+    service), within 15 cycles (3 errors, news among about 10 requests, take 6 s at 0.5 a
+    second, then 3 cycles of moving: 4 to 13 cycles over 6 seeds), that ends back in its band
     after the burst. Over the rate's range alone these seeds had no alert at all (3 of 10
     seeds); read over the range holding MIN_REQUESTS, as a latency, seed 7 had none."""
     for seed in (6, 7, 9):
@@ -202,7 +214,7 @@ def test_an_error_burst_on_a_quiet_route_is_one_alert_found_at_once() -> None:
                 if "ended" in alert.annotations:
                     ended.append((i - WARM, alert.annotations["ended"]))
         [(cycle, signal)] = opened.values()
-        assert 0 <= cycle < 12 and signal == "error_ratio", (seed, opened)
+        assert 0 <= cycle < 15 and signal == "error_ratio", (seed, opened)
         [(cycle, why)] = ended
         assert cycle >= 60 and why.startswith("back:"), (seed, ended)
 
@@ -252,3 +264,33 @@ def test_a_route_gone_in_a_restart_is_no_other_route() -> None:
         for signal in ("error_ratio", "request_rate", "latency_p50")
     )
     assert computed[-1]["error_ratio"]['{route="/a"}'] == 0.0
+
+
+def test_a_steady_share_of_failures_is_no_error_ratio_past_its_usual(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A service failing 1 % of its requests, /a at about 4 a second and /b at about 1, for
+    half an hour: a pair of failures among the 10 to 20 requests a route's ratio is read over
+    (0.1 to 0.2, past the 0.05 floor) is chance at that ratio, and reads no more than it. Its
+    ratios pass 0.06 on 0.5 % of the cycles or fewer (13 of 5,400; every pair news, on 28, and
+    as read before, errors over requests extrapolated to the range's ends, on 2 % or more:
+    a critical alert every few minutes)."""
+
+    def cycles_past() -> int:
+        rng = random.Random(11)
+        observer = preset_observer("http-service")
+        service = _Service()
+        past = 0
+        for i in range(1800):
+            for _ in range(rng.choice((3, 4, 5))):
+                service.serve("/a", rng.random() < 0.01)
+            for _ in range(rng.choice((0, 1, 1, 2))):
+                service.serve("/b", rng.random() < 0.01)
+            ratios = _compute(observer, service, i).get("error_ratio", {})
+            past += sum(ratio > 0.06 for ratio in ratios.values())
+        return past
+
+    past = cycles_past()
+    monkeypatch.setattr(http_service, "CHANCE", 1.0)
+    pairs = cycles_past()
+    assert past <= 0.005 * 1800 * 3 < pairs, (past, pairs)
