@@ -27,8 +27,9 @@ route label, per route: the ``MAX_ROUTES`` routes with the most requests counted
 counter's totals: since the service started) and the rest as one ``route="other"`` (its
 request rate and error ratio; a latency is of those routes and the whole service only), so a
 service with thousands of paths cannot make thousands of signals. (An error ratio or a
-latency quantile of a service or route with fewer than ``RATIO_REQUESTS`` or ``MIN_REQUESTS``
-requests within the rate's range is read over a wider range, up to the observer's widest: see
+latency quantile of a service or route with fewer than ``RATIO_REQUESTS`` requests, or than
+its quantile needs (``_requests_for``: 5 for the median, 150 for the 99th percentile), within
+the rate's range is read over a wider range, up to the observer's widest: see
 ``_request_ranges``.) The metrics endpoint that is scraped is no route: its requests
 (deucalion's own) are left out of every signal but ``in_flight``, where a route label names
 it.
@@ -352,8 +353,8 @@ def _ratio(
 ) -> SignalValues:
     """The error ratio of each series in ``keys`` with requests, from the rates of its
     requests and errors (``counts``) over a range whose samples span ``sampled`` seconds; at
-    most its usual ratio (``usual``: its errors and requests counted before) while the errors
-    counted in the range are as many as chance makes at that ratio: fewer than
+    most its usual ratio (``usual``: its errors and requests counted before) while the
+    failures counted in the range are as many as chance makes at that ratio: fewer than
     ``MIN_ERRORS``, or as many as one range in 1 / ``CHANCE`` has at least
     (``chance_of_errors``)."""
     total, errors = counts
@@ -399,8 +400,8 @@ def chance_of_errors(requests: float, failures: float, before: tuple[float, floa
 
 #: What an error ratio is taken to be before its requests say, as requests served and
 #: errors among them (a beta prior): about 1 % of 50. A service that has served none reads
-#: a burst of 8 failures in 16 requests as news (1 in 3 million), 2 in 16 as chance (1 in
-#: 60); one that served 10,000 with 100 failures, 4 in 16 as news (1 in 56,000).
+#: a burst of 8 failures in 16 requests as news (1 in 1.9 million), 2 in 16 as chance (1 in
+#: 43); one that served 10,000 with 100 failures, 4 in 16 as news (1 in 57,000).
 _PRIOR = (0.5, 50.0)
 
 
@@ -437,12 +438,26 @@ def error_ratio(q: Query) -> SignalValues:
         ranges = _request_ranges(q, inst, grouping, served, least=RATIO_REQUESTS, routed=True)
         usual = _usual_ratio(q, inst, grouping, failing)
         for seconds, keys in ranges.items():
-            total = q.rate(inst.requests, grouping, served, range_seconds=seconds)
-            errors = q.rate(inst.requests, grouping, failing, range_seconds=seconds)
-            if grouping:
-                total, errors = _by_route(q, inst, total), _by_route(q, inst, errors)
-            out.update(_ratio((total, errors), usual, q.sampled(seconds), keys))
+            out.update(_ratios_over(q, (inst, grouping, failing), usual, seconds, keys))
     return out
+
+
+def _ratios_over(
+    q: Query,
+    of: tuple[Instrumentation, tuple[str, ...], Matchers],
+    usual: Mapping[str, tuple[float, float]],
+    seconds: float,
+    keys: Collection[str],
+) -> SignalValues:
+    """``_ratio`` of ``keys`` over ``seconds``, ``of`` an instrumentation's requests grouped
+    by ``grouping`` and its ``failing`` ones (routes past ``MAX_ROUTES`` as ``other``)."""
+    inst, grouping, failing = of
+    served = _served(q, inst)
+    total = q.rate(inst.requests, grouping, served, range_seconds=seconds)
+    errors = q.rate(inst.requests, grouping, failing, range_seconds=seconds)
+    if grouping:
+        total, errors = _by_route(q, inst, total), _by_route(q, inst, errors)
+    return _ratio((total, errors), usual, q.sampled(seconds), keys)
 
 
 def _usual_ratio(
@@ -453,8 +468,9 @@ def _usual_ratio(
     ``USUAL_SECONDS`` + ``USUAL_EVERY`` ago (snapshots kept in ``q.state``, one every
     ``USUAL_EVERY``), so that a burst of errors is not its own usual ratio for its first 10
     minutes; on a younger watch, a minute or two ago (the newest snapshot a minute old; the
-    first cycle's in the first minute, whose few requests leave the ratio to ``_PRIOR``).
-    Routes past ``MAX_ROUTES`` are ``other``."""
+    first cycle's in the first minute, whose few requests leave the ratio to ``_PRIOR``); a
+    series that snapshot lacks, at the oldest snapshot a minute old that has it. Routes past
+    ``MAX_ROUTES`` are ``other``."""
     now = q.window.newest_time
     snapshots = cast(
         "list[tuple[float, SignalValues, SignalValues]]",
@@ -468,13 +484,16 @@ def _usual_ratio(
         snapshots.append((now, total, errors))
     while len(snapshots) > 1 and now - snapshots[1][0] >= USUAL_SECONDS:
         del snapshots[0]
-    if now - snapshots[0][0] >= USUAL_SECONDS:
-        _, total, errors = snapshots[0]
-    else:  # (a watch of 400 s read its first cycle's: a route's 1 request, no ratio known)
-        _, total, errors = next(
-            (s for s in reversed(snapshots) if now - s[0] >= USUAL_EVERY), snapshots[0]
-        )
-    return {key: (errors.get(key, 0.0), n) for key, n in total.items()}
+    old = [s for s in snapshots if now - s[0] >= USUAL_EVERY] or snapshots[:1]
+    # (a watch of 400 s read its first cycle's: a route's 1 request, no ratio known)
+    first = old[0] if now - old[0][0] >= USUAL_SECONDS else old[-1]
+    usual: dict[str, tuple[float, float]] = {}
+    # A series the chosen snapshot lacks (a route served since) is known from the oldest
+    # that has it: read with the prior alone, its burst had waited 10 minutes to be news.
+    for _, total, errors in (first, *old):
+        for key, n in total.items():
+            usual.setdefault(key, (errors.get(key, 0.0), n))
+    return usual
 
 
 def _request_ranges(
@@ -505,9 +524,13 @@ def _request_ranges(
             counted = q.rate(inst.requests, grouping, served, range_seconds=seconds)
             if routed and grouping:
                 counted = _by_route(q, inst, counted)
-            enough = {
-                k for k, rate in counted.items() if k not in found and rate * seconds >= least
-            }
+            elif grouping:  # a latency: only of the routes watched one by one
+                routes = _route_of(q, inst)
+                counted = {k: v for k, v in counted.items() if routes.get(k) == k}
+            # An error ratio's requests are counted between the range's scrapes, as its
+            # failures are (at 1 s scrapes, the rate's range extrapolated 5 of them to 10).
+            span = q.sampled(seconds) if routed else seconds
+            enough = {k for k, rate in counted.items() if k not in found and rate * span >= least}
             if enough:
                 ranges[seconds] = enough
                 found |= enough
@@ -573,7 +596,8 @@ def latency_p50(q: Query) -> SignalValues:
 
 
 def latency_p99(q: Query) -> SignalValues:
-    """99th percentile request duration in seconds (the service's and each route's)."""
+    """99th percentile request duration in seconds (the service's and each route's), over the
+    shortest range from the rate's holding 150 requests (``_requests_for``)."""
     return _latency(q, 0.99)
 
 

@@ -26,8 +26,9 @@ NET_DEVICES = {"!device": r"lo|veth.*|docker.*|br-.*|cali.*|flannel.*|cni.*|virb
 #: Time to full longer than this is "not filling": the signal is capped so it stays readable.
 TIME_TO_FULL_CAP = 7 * 86400.0
 #: A time to full moves (and may alert) only under this, whatever the file system's usual
-#: one: a fixed distance below its usual time (6.5 days below the cap) could never be passed
-#: by a file system that usually fills in under 6.5 days.
+#: one (a fixed distance below its usual time, 6.5 days below the cap, could never be passed
+#: by a file system that usually fills in under 6.5 days), and under half its usual time (one
+#: that usually fills in 3 h is not critical at 2.9 h).
 FULL_WITHIN = 12 * 3600.0
 #: The range over which a file system's fill rate is measured (a write burst is not a trend).
 FILL_TREND_SECONDS = 600.0
@@ -411,6 +412,7 @@ SIGNALS: tuple[Signal, ...] = (
         ("node_filesystem_avail_bytes",),
         "down",
         limit=FULL_WITHIN,
+        relative=0.5,
         severity="critical",
         trend=("node_filesystem_avail_bytes",),
     ),

@@ -405,6 +405,19 @@ class PresetObserver(MetricsObserver):
 
     # -- signals ------------------------------------------------------------------------------
 
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Restore a checkpoint with this version's signals of a built-in preset: their
+        definitions (floors, limits) are code, not what was learned, and pickled with the
+        observer they kept a fix from applying until its checkpoint was dropped."""
+        self.__dict__.update(state)
+        from deucalion.presets import PRESETS, preset_signals
+
+        if self.preset in PRESETS:
+            current = preset_signals(self.preset)
+            if {s.name for s in current} == {s.name for s in self.signals}:
+                self.signals = current
+                self.by_name = {s.name: s for s in current}
+
     def _learn_interval(self) -> float:
         """The scrape interval: the median of the last steps between cycles' data times."""
         from deucalion.observer import data_time

@@ -306,8 +306,31 @@ def test_time_to_full_moves_under_twelve_hours_whatever_its_usual_time() -> None
         low, high = 0.9 * usual, 1.1 * usual
         assert beyond(signal, 6 * 3600.0, low, high, 0.0)
         assert not beyond(signal, 13 * 3600.0, low, high, 0.0)
-    # Under 12 h, but inside a file system's usual band: it always fills that fast.
+    # Under 12 h, but inside a file system's usual band: it always fills that fast; and one
+    # usually filling in 3 h is not critical at 2.9 h, only under half its usual time.
     assert not beyond(signal, 6 * 3600.0, 5 * 3600.0, 7 * 3600.0, 0.0)
+    for value, moved in ((2.9, False), (1.4, True)):
+        least = signal.relative * 3.1 * 3600
+        assert beyond(signal, value * 3600, 3.0 * 3600, 3.2 * 3600, least) is moved, value
+
+
+def test_a_checkpoint_takes_this_version_s_signals_of_a_built_in_preset() -> None:
+    """An observer pickled with signals of another version (a floor since changed) is
+    restored with this version's: a signal's definition is code, not what was learned."""
+    import dataclasses
+    import pickle
+
+    observer = preset_observer("node-exporter")
+    observer.signals = tuple(
+        dataclasses.replace(s, floor=561_600.0, limit=None)
+        if s.name == "filesystem_time_to_full"
+        else s
+        for s in observer.signals
+    )
+    restored = pickle.loads(pickle.dumps(observer))
+    [full] = [s for s in restored.signals if s.name == "filesystem_time_to_full"]
+    assert (full.floor, full.limit) == (0.0, 12 * 3600.0)
+    assert restored.by_name["filesystem_time_to_full"] is full
 
 
 # --- the observer: scores, incidents, alerts ---------------------------------------------------
