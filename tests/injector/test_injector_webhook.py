@@ -262,8 +262,17 @@ async def test_renewed_certificate_is_served_without_restart(
     async with await start_injector(settings, host="127.0.0.1", port=0, metrics_port=0) as server:
         url = server.url.replace("127.0.0.1", "localhost") + "/healthz"
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trusts_new)) as s:
-            with pytest.raises(aiohttp.ClientConnectorCertificateError):
-                await s.get(url)
+            for _ in range(20):
+                try:
+                    await s.get(url)
+                except aiohttp.ClientConnectorCertificateError:
+                    break  # the old certificate, which the client does not trust
+                except aiohttp.ClientConnectorError:
+                    # A handshake cut short on a loaded machine (a CI run saw the server's
+                    # reset): not what this test is about; try again.
+                    await asyncio.sleep(0.05)
+            else:
+                pytest.fail("the old certificate was never refused")
             old["tls.crt"].write_bytes(new["tls.crt"].read_bytes())
             old["tls.key"].write_bytes(new["tls.key"].read_bytes())
             for _ in range(200):  # the reload happens within a few polls; bounded, not timed
@@ -271,7 +280,7 @@ async def test_renewed_certificate_is_served_without_restart(
                     async with s.get(url, headers={"Connection": "close"}) as response:
                         assert response.status == 200
                         break
-                except aiohttp.ClientConnectorCertificateError:
+                except aiohttp.ClientConnectorError:  # the old one still, or a reset
                     await asyncio.sleep(0.05)
             else:
                 pytest.fail("the renewed certificate was never served")
