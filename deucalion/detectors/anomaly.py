@@ -17,7 +17,11 @@ metrics, one *component* each:
   component would be a second, noisier level shift, and a nightly burst, partly taken into
   its half-hour's average, would make that half-hour look broken every day);
 - ``stuck``: a run of identical values longer than the series' own habit of repeating makes
-  likely (repeats as a two-state chain: how often a run starts, how often it goes on);
+  likely (repeats as a two-state chain: how often a run starts, how often it goes on; a run
+  at the series' lowest or highest value, as a gauge held at its cap, also by a chain of
+  such runs alone, the likelier taken: at a cap runs go on more often than the coincidental
+  repeats inside the range). The steps' fall while the value repeats, and for ``1 / fast``
+  points after, is the run: the variance's surprise of it is taken as no more than the run's;
 - ``out_of_range``: a value beyond every value the series has had (a record: probability
   ``2 / n`` after ``n`` values in any stationary noise), by a margin improbable for its age.
 
@@ -185,6 +189,10 @@ class AnomalyDetector(Detector):
     day_level_: np.ndarray
     repeat_: np.ndarray
     repeat_start_: np.ndarray
+    edge_repeat_: np.ndarray
+    edge_start_: np.ndarray
+    run_surprise_: np.ndarray
+    since_run_: np.ndarray
     run_: np.ndarray
     run_alerted_: np.ndarray
     low_: np.ndarray
@@ -358,6 +366,7 @@ class AnomalyDetector(Detector):
             # value: the day's own range would hide a spike at noon that the night never saw.
             surprise[0] = np.where(_beyond_recent(self, x), surprise[0], 0.0)
             surprise[5] = _stuck(self, dx, old)
+            surprise[2] = _as_rare_as_the_run(self, surprise, dx, old)
             surprise[6] = _record(self, x, old)
             # A daily pattern is looked for only in a series that has one.
             surprise[4] = np.where(_has_pattern(self), surprise[4], 0)
@@ -490,22 +499,7 @@ class AnomalyDetector(Detector):
         self.slow_slope_ = np.where(
             old, self.slow_slope_ + warm * (slope - self.slow_slope_), self.slow_slope_
         )
-        # Repeats as a two-state chain: how often a run starts, and how often it goes on.
-        repeat = dx == 0
-        going_on = old & (self.run_ > 0)
-        starting = old & (self.run_ == 0)
-        self.repeat_ = np.where(
-            going_on, self.repeat_ + warm * (repeat - self.repeat_), self.repeat_
-        )
-        self.repeat_start_ = np.where(
-            starting, self.repeat_start_ + warm * (repeat - self.repeat_start_), self.repeat_start_
-        )
-        self.run_ = np.where(old & repeat, self.run_ + 1, np.where(seen, 0, self.run_))
-        # A run is reported once, whichever component said it first (the variance falls as
-        # the value repeats; the averages drift).
-        self.run_alerted_ = np.where(
-            self.run_ > 0, np.maximum(self.run_alerted_, self.alerting_), 0
-        )
+        _learn_runs(self, dx, old, seen, count)
         # The tails learn once the series' usual step is known (its first values would teach
         # them that every step is huge), and the seasonal one once there is a profile.
         learning = np.repeat((old & (self.count_ >= _SETTLE))[None, :], _CALIBRATED, axis=0)
@@ -598,6 +592,12 @@ _STATE = (
     ("day_level_", math.nan),
     ("repeat_", 0.5),
     ("repeat_start_", 0.5),
+    # The same chain for the runs at the series' lowest or highest value (_stuck).
+    ("edge_repeat_", 0.5),
+    ("edge_start_", 0.5),
+    # The last run's surprise (_stuck), and the points since it ended (_as_rare_as_the_run).
+    ("run_surprise_", 0.0),
+    ("since_run_", math.inf),
     ("run_", 0.0),
     ("run_alerted_", 0.0),
     ("low_", math.inf),
@@ -1017,12 +1017,90 @@ def _first_move(
 def _stuck(d: AnomalyDetector, dx: np.ndarray, old: np.ndarray) -> np.ndarray:
     """A run of ``r`` repeats, where a run starts with probability ``p`` and goes on with
     probability ``q`` (both learned): ``-log10(p q ** (r - 1))``, the rate of runs that
-    long. A run is reported once: after it alerted, it scores 0 until it ends."""
+    long. A run at the series' lowest or highest value (a gauge at its cap: 100 %, 0) is
+    scored by the likelier of that chain and another learned from such runs alone: at a
+    cap, runs go on as the process stays beyond it, more often than the coincidental repeats
+    inside the range, which the one chain's average goes on at too (on a percentage gauge
+    near 100, whose runs at 100 go on with probability 0.5, single repeats below it pulled
+    the one chain's ``q`` down to 0.3). A run is reported once: after it alerted, it scores
+    0 until it ends."""
     run = np.where(old & (dx == 0), d.run_ + 1, 0)
-    start = np.clip(d.repeat_start_, 1e-4, 0.999)
-    more = np.clip(d.repeat_, 0.01, 0.999)
-    surprise = -np.log10(start) - (run - 1) * np.log10(more)
+    surprise = _chain(d.repeat_start_, d.repeat_, run)
+    edge = surprise.copy()
+    at_edge = (d.last_ >= d.high_) | (d.last_ <= d.low_)
+    edge[at_edge] = _chain(d.edge_start_, d.edge_repeat_, run)[at_edge]
+    surprise = np.minimum(surprise, edge)
     return np.where((run > 0) & (d.run_alerted_ == 0), surprise, 0.0)
+
+
+def _as_rare_as_the_run(
+    d: AnomalyDetector, surprise: np.ndarray, dx: np.ndarray, old: np.ndarray
+) -> np.ndarray:
+    """The variance's surprise, no higher than the run's (``stuck``'s, unmasked:
+    ``surprise[5]``) where its steps fell while the value repeats, or within ``1 / fast``
+    points after a run (its zeros are still in the recent step), if the run is one the
+    series' habit makes likely (scoring under the threshold): the fall is the run, and the
+    variance's tail, fitted to the steps' bulk, cannot see how often the series' runs come
+    (a percentage gauge near its cap, at 100 for runs of 7 to 11 points as its noise stays
+    beyond it, saw its steps' fall score up to a million times rarer than such runs come,
+    in the runs and at the first moves after them). A run past the threshold alerts anyway,
+    and its steps' fall, growing as it goes on, still breaks through the quiet after an
+    earlier alert (the chain's own surprise, its ``q`` learning the run, grows ever slower:
+    capped by it, a frozen series quiet after an alert went unreported for 800 points). Nor
+    is a reported run's: its fall is the episode going on (capped, the episode of a gauge
+    frozen for 300 points ended in it, and its first moves after alerted again)."""
+    in_run = old & (dx == 0)
+    run = np.where(in_run, _unless_reported(d, surprise[5]), d.run_surprise_)
+    usual = run < d.threshold + _penalties(d)
+    near = in_run | (d.since_run_ < 1 / d.fast)
+    falling = old & near & usual & (d._next[2] < d.step_)
+    return np.asarray(np.where(falling, np.minimum(surprise[2], run), surprise[2]))
+
+
+def _unless_reported(d: AnomalyDetector, surprise: np.ndarray) -> np.ndarray:
+    """A run's surprise (``_stuck``'s), or infinite (nothing to cap by) once it alerted."""
+    return np.where(d.run_alerted_ > 0, np.inf, surprise)
+
+
+def _chain(start: np.ndarray, more: np.ndarray, run: np.ndarray) -> np.ndarray:
+    """``-log10(p q ** (r - 1))`` for a chain of repeats that starts with probability ``p``
+    (``start``) and goes on with probability ``q`` (``more``): a run of ``r`` (``run``)."""
+    p = np.clip(start, 1e-4, 0.999)
+    q = np.clip(more, 0.01, 0.999)
+    return np.asarray(-np.log10(p) - (run - 1) * np.log10(q))
+
+
+def _learn_runs(
+    d: AnomalyDetector, dx: np.ndarray, old: np.ndarray, seen: np.ndarray, count: np.ndarray
+) -> None:
+    """Learn the chains of repeats (_stuck): how often a run starts, at any value and at the
+    series' lowest or highest value (running means per point not in a run, over about
+    ``_MEMORY`` points: over the average's 100, one run in a series that seldom repeats made
+    the next look a hundred times likelier than it is), and how often each goes on; then
+    the run itself."""
+    in_run = old & (dx == 0)
+    d.run_surprise_ = np.where(in_run, _unless_reported(d, _stuck(d, dx, old)), d.run_surprise_)
+    d.since_run_ = np.where(in_run, 0.0, d.since_run_ + old)
+    warm = np.maximum(d.slow, 1.0 / np.maximum(count, 1))
+    rare = np.maximum(1.0 / _MEMORY, 1.0 / np.maximum(count, 1))
+    repeat = dx == 0
+    going_on = old & (d.run_ > 0)
+    starting = old & (d.run_ == 0)
+    at_edge = (d.last_ >= d.high_) | (d.last_ <= d.low_)
+    d.repeat_ = np.where(going_on, d.repeat_ + warm * (repeat - d.repeat_), d.repeat_)
+    d.repeat_start_ = np.where(
+        starting, d.repeat_start_ + rare * (repeat - d.repeat_start_), d.repeat_start_
+    )
+    on_edge = going_on & at_edge
+    d.edge_repeat_ = np.where(
+        on_edge, d.edge_repeat_ + warm * (repeat - d.edge_repeat_), d.edge_repeat_
+    )
+    at = repeat & at_edge
+    d.edge_start_ = np.where(starting, d.edge_start_ + rare * (at - d.edge_start_), d.edge_start_)
+    d.run_ = np.where(old & repeat, d.run_ + 1, np.where(seen, 0, d.run_))
+    # A run is reported once, whichever component said it first (the variance falls as the
+    # value repeats; the averages drift).
+    d.run_alerted_ = np.where(d.run_ > 0, np.maximum(d.run_alerted_, d.alerting_), 0)
 
 
 def _record(d: AnomalyDetector, x: np.ndarray, old: np.ndarray) -> np.ndarray:
