@@ -63,7 +63,7 @@ MIN_ERRORS = 2.0
 #: 2 failures of the 10 to 20 requests a quiet route's ratio is read over (a ratio of 0.1 to
 #: 0.2, past the 0.05 floor) on about 1 % of its cycles: 5 to 11 alerts an hour on a
 #: service at 12 requests a second over 4 routes, in synthetic hours of 1 % and 2 % failing
-#: (45 in 8 hours with one at 0.4 %; 2 now). At 1 in 1,000 as many as at 1 in 10,000, and an
+#: (45 in 8 hours with one at 0.4 %; 3 now). At 1 in 1,000 as many as at 1 in 10,000, and an
 #: error burst's route (half its requests failing at one a second) read as news on more of
 #: its cycles (3 failures of 10 requests are news at a usual 0.5 %, not at 1 in 10,000), its
 #: alert 4 to 13 cycles in, not 12 to 27 (at 1 in 10,000 with 20 requests to a ratio).

@@ -271,7 +271,7 @@ def test_a_steady_share_of_failures_is_no_error_ratio_past_its_usual(
     """A service failing 1 % of its requests, /a at about 4 a second and /b at about 1, for
     half an hour: a pair of failures among the 10 to 20 requests a route's ratio is read over
     (0.1 to 0.2, past the 0.05 floor) is chance at that ratio, and reads no more than it. Its
-    ratios pass 0.06 on 0.5 % of the cycles or fewer (13 of 5,400; every pair news, on 28, and
+    ratios pass 0.06 on 0.5 % of the cycles or fewer (10 of 5,400; every pair news, on 46, and
     as read before, errors over requests extrapolated to the range's ends, on 2 % or more:
     a critical alert every few minutes)."""
 
