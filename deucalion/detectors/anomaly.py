@@ -20,8 +20,10 @@ metrics, one *component* each:
   likely (repeats as a two-state chain: how often a run starts, how often it goes on; a run
   at the series' lowest or highest value, as a gauge held at its cap, also by a chain of
   such runs alone, the likelier taken: at a cap runs go on more often than the coincidental
-  repeats inside the range). The steps' fall while the value repeats, and for ``1 / fast``
-  points after, is the run: the variance's surprise of it is taken as no more than the run's;
+  repeats inside the range; at the edge within a usual step). In a series whose runs are
+  its habit (starting at ``_HABIT``, 1 % of its points, or more), the steps' fall while the
+  value repeats, and for ``1 / fast`` points after, is the run while it scores under the
+  threshold: the variance's surprise of it is taken as no more than the run's;
 - ``out_of_range``: a value beyond every value the series has had (a record: probability
   ``2 / n`` after ``n`` values in any stationary noise), by a margin improbable for its age.
 
@@ -151,8 +153,12 @@ def _restored(d: AnomalyDetector, state: dict[str, Any]) -> None:
     n = len(d.count_)
     if "_last_times" not in state:  # (from before late values were dropped: as it stood)
         d.__dict__["_last_times"] = np.array(d.time_, dtype=np.float64, copy=True)
+    # (from before runs at an extreme had a chain of their own: the one chain's, as it stood)
+    for edge, chain in (("edge_start_", "repeat_start_"), ("edge_repeat_", "repeat_")):
+        if edge not in state and chain in state:
+            d.__dict__[edge] = np.array(state[chain], dtype=np.float64, copy=True)
     for name, fill in _STATE:
-        if name not in state:
+        if name not in d.__dict__:
             setattr(d, name, np.full(n, fill))
     for table, rows in _PER_KIND:
         for name, fill in table:
@@ -674,9 +680,21 @@ _SERIES_AXES = {
 # and time, its count of values, its run of repeats, its last score (put back, the next value's
 # step and time since would be measured from the snapshot's: a profile bin took the value after
 # a restore at a weight of 1, not 0.007).
-_WHERE = ("count_", "last_", "time_", "observed_", "seen_time_", "score_", "run_", "run_alerted_")
+_WHERE = (
+    "count_",
+    "last_",
+    "time_",
+    "observed_",
+    "seen_time_",
+    "score_",
+    "run_",
+    "run_alerted_",
+    "run_surprise_",
+    "since_run_",
+)
 _LEARNED = {name: axis for name, axis in _SERIES_AXES.items() if name not in _WHERE}
 _MOVING = 0.05  # a series moving at fewer points is measured by its moves as if at this rate
+_HABIT = 0.01  # runs starting at this share of a series' points or more are its habit
 _MOST = 30.0  # the highest score: once in 10^30 points
 # The most one event counts for in the series' record of events (see _as_often_as_seen):
 # counted to 30, one spike of 200 noise units set the record's level at 30 and later spikes
@@ -1027,7 +1045,7 @@ def _stuck(d: AnomalyDetector, dx: np.ndarray, old: np.ndarray) -> np.ndarray:
     run = np.where(old & (dx == 0), d.run_ + 1, 0)
     surprise = _chain(d.repeat_start_, d.repeat_, run)
     edge = surprise.copy()
-    at_edge = (d.last_ >= d.high_) | (d.last_ <= d.low_)
+    at_edge = _at_edge(d)
     edge[at_edge] = _chain(d.edge_start_, d.edge_repeat_, run)[at_edge]
     surprise = np.minimum(surprise, edge)
     return np.where((run > 0) & (d.run_alerted_ == 0), surprise, 0.0)
@@ -1051,10 +1069,22 @@ def _as_rare_as_the_run(
     frozen for 300 points ended in it, and its first moves after alerted again)."""
     in_run = old & (dx == 0)
     run = np.where(in_run, _unless_reported(d, surprise[5]), d.run_surprise_)
-    usual = run < d.threshold + _penalties(d)
+    # Only where runs are the series' habit (they start at 1 % of its points or more): a
+    # series that seldom repeats (a gauge declining, a random walk) had its freezes found
+    # later, its steps' fall capped by the run's first, unremarkable points.
+    habit = np.where(_at_edge(d), d.edge_start_, d.repeat_start_) >= _HABIT
+    usual = habit & (run < d.threshold + _penalties(d))
     near = in_run | (d.since_run_ < 1 / d.fast)
     falling = old & near & usual & (d._next[2] < d.step_)
     return np.asarray(np.where(falling, np.minimum(surprise[2], run), surprise[2]))
+
+
+def _at_edge(d: AnomalyDetector) -> np.ndarray:
+    """Whether each series' last value is at its lowest or highest, within a usual step (a
+    reading a little past a cap, 100.5 once, must not leave its runs at 100 off the edge for
+    good)."""
+    at: np.ndarray = (d.last_ >= d.high_ - d.step_) | (d.last_ <= d.low_ + d.step_)
+    return at
 
 
 def _unless_reported(d: AnomalyDetector, surprise: np.ndarray) -> np.ndarray:
@@ -1086,7 +1116,7 @@ def _learn_runs(
     repeat = dx == 0
     going_on = old & (d.run_ > 0)
     starting = old & (d.run_ == 0)
-    at_edge = (d.last_ >= d.high_) | (d.last_ <= d.low_)
+    at_edge = _at_edge(d)
     d.repeat_ = np.where(going_on, d.repeat_ + warm * (repeat - d.repeat_), d.repeat_)
     d.repeat_start_ = np.where(
         starting, d.repeat_start_ + rare * (repeat - d.repeat_start_), d.repeat_start_

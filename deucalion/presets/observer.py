@@ -273,6 +273,19 @@ class Snapshots:
         self.learned.pop(key, None)
 
 
+def _built_in(preset: str, signals: tuple[Signal, ...]) -> bool:
+    """Whether ``signals`` are preset ``preset``'s built-in ones, as this version has them."""
+    from deucalion.presets import PRESETS, preset_signals
+
+    return preset in PRESETS and signals == preset_signals(preset)
+
+
+def _inputs(signals: Iterable[Signal]) -> tuple[object, ...]:
+    """What an observer's windows and metrics are sized for: each signal's name, metrics,
+    trend metrics and whether it widens."""
+    return tuple(sorted((s.name, s.needs, s.trend, s.widens) for s in signals))
+
+
 def _forget_gone(
     observer: PresetObserver, computed: Mapping[str, Mapping[str, SignalValues]], now: float
 ) -> None:
@@ -370,6 +383,10 @@ class PresetObserver(MetricsObserver):
         self.observer_name = f"preset-{preset}"
         self.preset = preset
         self.signals = signals
+        #: Whether it watches its preset's built-in signals, as this version defines them (a
+        #: checkpoint restored into a later version then takes that version's; see
+        #: ``__setstate__``), not signals of the user's.
+        self.built_in_ = _built_in(preset, signals)
         self.budget = float(budget)
         self.for_cycles = for_cycles
         self.quiet_cycles = quiet_cycles
@@ -406,17 +423,24 @@ class PresetObserver(MetricsObserver):
     # -- signals ------------------------------------------------------------------------------
 
     def __setstate__(self, state: dict[str, object]) -> None:
-        """Restore a checkpoint with this version's signals of a built-in preset: their
-        definitions (floors, limits) are code, not what was learned, and pickled with the
-        observer they kept a fix from applying until its checkpoint was dropped."""
+        """Restore a checkpoint with this version's signals of a built-in preset, if it
+        watched the built-in ones: their definitions (floors, limits) are code, not what was
+        learned, and pickled with the observer they kept a fix from applying until its
+        checkpoint was dropped. Signals of the user's are kept, and so are signals whose
+        metrics or windows changed (the observer's windows were sized for them)."""
         self.__dict__.update(state)
         from deucalion.presets import PRESETS, preset_signals
 
-        if self.preset in PRESETS:
-            current = preset_signals(self.preset)
-            if {s.name for s in current} == {s.name for s in self.signals}:
-                self.signals = current
-                self.by_name = {s.name: s for s in current}
+        if self.preset not in PRESETS:
+            return
+        current = preset_signals(self.preset)
+        names = {s.name for s in current} == {s.name for s in self.signals}
+        if not state.get("built_in_", names):  # (a checkpoint from before the flag: by names)
+            return
+        if _inputs(current) == _inputs(self.signals):
+            self.signals = current
+            self.by_name = {s.name: s for s in current}
+            self.built_in_ = True
 
     def _learn_interval(self) -> float:
         """The scrape interval: the median of the last steps between cycles' data times."""

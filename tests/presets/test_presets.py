@@ -315,8 +315,9 @@ def test_time_to_full_moves_under_twelve_hours_whatever_its_usual_time() -> None
 
 
 def test_a_checkpoint_takes_this_version_s_signals_of_a_built_in_preset() -> None:
-    """An observer pickled with signals of another version (a floor since changed) is
-    restored with this version's: a signal's definition is code, not what was learned."""
+    """An observer of the built-in signals pickled with another version's (a floor since
+    changed) is restored with this version's: a signal's definition is code, not what was
+    learned."""
     import dataclasses
     import pickle
 
@@ -327,10 +328,26 @@ def test_a_checkpoint_takes_this_version_s_signals_of_a_built_in_preset() -> Non
         else s
         for s in observer.signals
     )
+    del observer.__dict__["built_in_"]  # as a checkpoint written before the flag
     restored = pickle.loads(pickle.dumps(observer))
     [full] = [s for s in restored.signals if s.name == "filesystem_time_to_full"]
     assert (full.floor, full.limit) == (0.0, 12 * 3600.0)
     assert restored.by_name["filesystem_time_to_full"] is full
+
+
+def test_a_checkpoint_keeps_signals_of_the_user_s() -> None:
+    """Signals a user changed (time to full under an hour, not 12) are theirs: a checkpoint
+    restores them as they were."""
+    import dataclasses
+    import pickle
+
+    signals = tuple(
+        dataclasses.replace(s, limit=3600.0) if s.name == "filesystem_time_to_full" else s
+        for s in preset_signals("node-exporter")
+    )
+    observer = PresetObserver("node-exporter", signals)
+    restored = pickle.loads(pickle.dumps(observer))
+    assert restored.by_name["filesystem_time_to_full"].limit == 3600.0
 
 
 # --- the observer: scores, incidents, alerts ---------------------------------------------------
