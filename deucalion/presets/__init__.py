@@ -60,6 +60,8 @@ def preset_observer(name: str, **options: Any) -> PresetObserver:
 
     signals = preset_signals(name)
     try:
-        return PresetObserver(name, signals, **options)
+        observer = PresetObserver(name, signals, **options)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"preset {name}: {exc}") from None
+    observer.signals_of_ = preset_signals  # a checkpoint of it takes a later version's
+    return observer

@@ -273,11 +273,20 @@ class Snapshots:
         self.learned.pop(key, None)
 
 
-def _built_in(preset: str, signals: tuple[Signal, ...]) -> bool:
-    """Whether ``signals`` are preset ``preset``'s built-in ones, as this version has them."""
-    from deucalion.presets import PRESETS, preset_signals
-
-    return preset in PRESETS and signals == preset_signals(preset)
+def _current_signals(observer: PresetObserver) -> None:
+    """An observer restored from a checkpoint that watched a preset's built-in signals
+    (``signals_of_``, set by ``preset_observer``) takes this version's: their definitions
+    (floors, limits) are code, not what was learned, and pickled with the observer they kept
+    a fix from applying until its checkpoint was dropped. Signals of the user's are kept, and
+    so are signals whose metrics or windows changed (the observer's windows were sized for
+    them). (A checkpoint from before ``signals_of_`` keeps its signals.)"""
+    signals_of = observer.__dict__.get("signals_of_")
+    if signals_of is None:
+        return
+    current = signals_of(observer.preset)
+    if _inputs(current) == _inputs(observer.signals):
+        observer.signals = current
+        observer.by_name = {s.name: s for s in current}
 
 
 def _inputs(signals: Iterable[Signal]) -> tuple[object, ...]:
@@ -383,10 +392,8 @@ class PresetObserver(MetricsObserver):
         self.observer_name = f"preset-{preset}"
         self.preset = preset
         self.signals = signals
-        #: Whether it watches its preset's built-in signals, as this version defines them (a
-        #: checkpoint restored into a later version then takes that version's; see
-        #: ``__setstate__``), not signals of the user's.
-        self.built_in_ = _built_in(preset, signals)
+        #: Where its built-in signals come from (``preset_observer`` sets it; see ``__setstate__``).
+        self.signals_of_: Callable[[str], tuple[Signal, ...]] | None = None
         self.budget = float(budget)
         self.for_cycles = for_cycles
         self.quiet_cycles = quiet_cycles
@@ -423,24 +430,9 @@ class PresetObserver(MetricsObserver):
     # -- signals ------------------------------------------------------------------------------
 
     def __setstate__(self, state: dict[str, object]) -> None:
-        """Restore a checkpoint with this version's signals of a built-in preset, if it
-        watched the built-in ones: their definitions (floors, limits) are code, not what was
-        learned, and pickled with the observer they kept a fix from applying until its
-        checkpoint was dropped. Signals of the user's are kept, and so are signals whose
-        metrics or windows changed (the observer's windows were sized for them)."""
+        """Restore a checkpoint, with this version's built-in signals (``_current_signals``)."""
         self.__dict__.update(state)
-        from deucalion.presets import PRESETS, preset_signals
-
-        if self.preset not in PRESETS:
-            return
-        current = preset_signals(self.preset)
-        names = {s.name for s in current} == {s.name for s in self.signals}
-        if not state.get("built_in_", names):  # (a checkpoint from before the flag: by names)
-            return
-        if _inputs(current) == _inputs(self.signals):
-            self.signals = current
-            self.by_name = {s.name: s for s in current}
-            self.built_in_ = True
+        _current_signals(self)
 
     def _learn_interval(self) -> float:
         """The scrape interval: the median of the last steps between cycles' data times."""
