@@ -47,6 +47,9 @@ from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
 
+import numpy as np
+
+from deucalion.history.labels import series_key
 from deucalion.presets.signals import Matchers, Query, Signal, SignalValues, labels_of
 
 __all__ = ["INSTRUMENTATIONS", "SIGNALS", "Instrumentation", "instrumentation_of"]
@@ -299,7 +302,7 @@ def _route_of(q: Query, inst: Instrumentation) -> dict[str, str]:
     cached = q.memo.get("routes")
     if cached is None:
         by = _route_labels(q, inst)
-        totals = q.gauge(inst.requests, by, _served(q, inst))
+        totals = _requests(q, inst, by, _served(q, inst), totals=True)
         routed = [key for key in totals if any(labels_of(key).values())]
         busiest = sorted(routed, key=lambda k: -totals[k])
         cached = {k: k for k in busiest[:MAX_ROUTES]}
@@ -339,10 +342,67 @@ def request_rate(q: Query) -> SignalValues:
     if inst is None:
         return {}
     by, served = _route_labels(q, inst), _served(q, inst)
-    out = q.rate(inst.requests, (), served)
+    out = _requests(q, inst, (), served)
     if by:
-        out.update(_by_route(q, inst, q.rate(inst.requests, by, served)))
+        out.update(_by_route(q, inst, _requests(q, inst, by, served)))
     return out
+
+
+def _requests(
+    q: Query,
+    inst: Instrumentation,
+    grouping: tuple[str, ...],
+    where: Matchers,
+    *,
+    seconds: float | None = None,
+    totals: bool = False,
+) -> SignalValues:
+    """``sum by (grouping) (rate(requests{where}[seconds]))`` of the request counter (by
+    default over the rate's range), or with ``totals`` its newest values summed, ``grouping``
+    the route labels or none (the service): without each route that has a broken series
+    (``_broken``), the service's summed from the other routes. A series whose sample is
+    +Inf had made its route's and the service's rate infinite (the error ratio's chance test
+    raised on it, and the target had none), and one whose rate is NaN (+Inf less +Inf) was
+    summed as no requests: its route's rate fell to that of its other series, its error
+    ratio to 1 if those were its failures. The route is left out whatever ``where`` selects:
+    a route's failures counted without its requests were as wrong."""
+    by = _route_labels(q, inst)
+    if totals:
+        values, broken = q.gauge(inst.requests, by, where), _broken(q, inst, None)
+    else:
+        seconds = seconds or q.range_seconds
+        values = q.rate(inst.requests, by, where, range_seconds=seconds)
+        broken = _broken(q, inst, seconds)
+    kept = {k: v for k, v in values.items() if math.isfinite(v) and k not in broken}
+    if grouping == by:
+        return kept
+    return {"{}": sum(kept.values())} if kept else {}
+
+
+def _broken(q: Query, inst: Instrumentation, seconds: float | None) -> frozenset[str]:
+    """The routes (series keys of the route labels; ``{}``, the service, where there are
+    none) with a series of the request counter that has an infinite sample within the last
+    ``seconds`` (None: the newest scrape): its rate over them is no count of requests. Left
+    out for as long as the sample is within the range read: its route only, the service
+    counted from the others."""
+    memo = ("broken", seconds)
+    cached = q.memo.get(memo)
+    if cached is None:
+        block = q.window.block(inst.requests, q.target)
+        by = _route_labels(q, inst)
+        found: set[str] = set()
+        if len(block) and np.isinf(block.values).any():
+            if seconds is None:
+                bad = np.isinf(block.values[:, -1:])
+            else:
+                newest = np.nanmax(block.times)
+                with np.errstate(invalid="ignore"):
+                    bad = np.isinf(block.values) & (block.times > newest - seconds)
+            for i in np.flatnonzero(bad.any(axis=1)).tolist():
+                labels = labels_of(block.keys[i][1])
+                found.add(series_key({k: labels.get(k, "") for k in by}) if by else "{}")
+        cached = q.memo[memo] = frozenset(found)
+    return cast("frozenset[str]", cached)
 
 
 def _ratio(
@@ -453,8 +513,8 @@ def _ratios_over(
     by ``grouping`` and its ``failing`` ones (routes past ``MAX_ROUTES`` as ``other``)."""
     inst, grouping, failing = of
     served = _served(q, inst)
-    total = q.rate(inst.requests, grouping, served, range_seconds=seconds)
-    errors = q.rate(inst.requests, grouping, failing, range_seconds=seconds)
+    total = _requests(q, inst, grouping, served, seconds=seconds)
+    errors = _requests(q, inst, grouping, failing, seconds=seconds)
     if grouping:
         total, errors = _by_route(q, inst, total), _by_route(q, inst, errors)
     return _ratio((total, errors), usual, q.sampled(seconds), keys)
@@ -477,8 +537,8 @@ def _usual_ratio(
         q.state.setdefault(("usual ratio", grouping), []),
     )
     if not snapshots or now - snapshots[-1][0] >= USUAL_EVERY:
-        total = q.gauge(inst.requests, grouping, _served(q, inst))
-        errors = q.gauge(inst.requests, grouping, failing)
+        total = _requests(q, inst, grouping, _served(q, inst), totals=True)
+        errors = _requests(q, inst, grouping, failing, totals=True)
         if grouping:
             total, errors = _by_route(q, inst, total), _by_route(q, inst, errors)
         snapshots.append((now, total, errors))
@@ -521,7 +581,7 @@ def _request_ranges(
         found: set[str] = set()
         seconds = q.range_seconds
         while True:
-            counted = q.rate(inst.requests, grouping, served, range_seconds=seconds)
+            counted = _requests(q, inst, grouping, served, seconds=seconds)
             if routed and grouping:
                 counted = _by_route(q, inst, counted)
             elif grouping:  # a latency: only of the routes watched one by one
