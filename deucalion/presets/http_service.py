@@ -11,7 +11,9 @@ counter the target serves is used for it:
 - OpenTelemetry's semantic conventions through its Prometheus exporter
   (``http_server_request_duration_seconds``, ``http_server_active_requests``), and its older
   HTTP conventions, still the default of opentelemetry-python's instrumentations
-  (``http_server_duration_milliseconds``, in milliseconds, read as seconds);
+  (``http_server_duration_milliseconds``, in milliseconds, read as seconds), and as
+  OpenTelemetry JS's exporter names them, without the unit (``http_server_duration``, in
+  milliseconds too);
 - Spring Boot / Micrometer (``http_server_requests_seconds``);
 - gRPC's go-grpc-prometheus and its ports (``grpc_server_handled_total``,
   ``grpc_server_handling_seconds``);
@@ -32,7 +34,7 @@ its quantile needs (``_requests_for``: 5 for the median, 150 for the 99th percen
 the rate's range is read over a wider range, up to the observer's widest: see
 ``_request_ranges``.) The metrics endpoint that is scraped is no route: its requests
 (deucalion's own) are left out of every signal but ``in_flight``, where a route label names
-it.
+it (or, with OpenTelemetry JS, the exporter's own port: ``_scrape_port``).
 The service's quantiles come from a finer histogram without route labels where one is served
 (prometheus-fastapi-instrumentator's ``http_request_duration_highr_seconds``, which does
 count the scrapes).
@@ -120,6 +122,9 @@ class Instrumentation:
     ``duration_bucket``'s: the service's quantiles where the target serves it."""
     duration_unit: float = 1.0
     """Seconds per unit of the duration histogram's bounds (0.001 for milliseconds)."""
+    port_label: str | None = None
+    """The label of the port a request came to, where the metrics endpoint may be a server of
+    its own whose requests the instrumentation counts (see ``_scrape_port``)."""
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -200,6 +205,21 @@ INSTRUMENTATIONS: tuple[Instrumentation, ...] = (
         "http_server_duration_milliseconds_bucket",
         ("http_server_active_requests",),
         duration_unit=0.001,
+    ),
+    # OpenTelemetry JS's HTTP instrumentation before the stable conventions, through its
+    # Prometheus exporter, which gives a name no unit suffix: http.server.duration, in ms (its
+    # page says "# UNIT http_server_duration ms"), http_route where a framework's
+    # instrumentation names the route. The exporter's own server (port 9464) is an HTTP
+    # server too: its requests, the scrapes, are counted, on its port and with no route.
+    Instrumentation(
+        "opentelemetry-js (old conventions)",
+        "http_server_duration_count",
+        ("http_status_code",),
+        _HTTP_5XX,
+        (("http_route",),),
+        "http_server_duration_bucket",
+        duration_unit=0.001,
+        port_label="net_host_port",
     ),
     Instrumentation(
         "micrometer",
@@ -289,8 +309,35 @@ def _served(q: Query, inst: Instrumentation) -> Matchers:
         ends = [path[i:] for i in range(1, len(path)) if path[i] == "/" and path[i + 1 :]]
         pattern = "|".join(re.escape(route) for route in (path, *ends, *METRICS_ROUTES))
         cached = {f"!{label}": pattern for label in _route_labels(q, inst)}
+        port = _scrape_port(q, inst)
+        if port is not None and inst.port_label:
+            cached[f"!{inst.port_label}"] = re.escape(port)
         q.memo["served"] = cached
     return cast("Matchers", cached)
+
+
+def _scrape_port(q: Query, inst: Instrumentation) -> str | None:
+    """The port of the target's URL where the metrics endpoint is a server of its own that
+    the instrumentation counts the requests of (OpenTelemetry JS's exporter on 9464): the
+    service's requests came to other ports too, and none to this one has a route (the
+    scrapes have none: a route on it is the service's, which serves its metrics there, and
+    its scrapes are the route named as the target's path). None otherwise, or without
+    ``port_label``."""
+    label = inst.port_label
+    if label is None:
+        return None
+    url = urlsplit(q.target)
+    try:
+        port = str(url.port or (443 if url.scheme == "https" else 80))
+    except ValueError:  # a port out of range: no request came to it
+        return None
+    ports: set[str] = set()
+    for (_, key), _value in q.window.latest(inst.requests, q.target).items():
+        labels = labels_of(key)
+        ports.add(labels.get(label, ""))
+        if labels.get(label) == port and any(labels.get(r) for r in _route_labels(q, inst)):
+            return None
+    return port if port in ports and len(ports) > 1 else None
 
 
 def _route_of(q: Query, inst: Instrumentation) -> dict[str, str]:

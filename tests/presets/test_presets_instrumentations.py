@@ -82,6 +82,82 @@ def test_opentelemetry_old_conventions_are_read_in_seconds() -> None:
     assert _values(OTEL_OLD, "in_flight") == {"{}": 0.0}
 
 
+# OpenTelemetry JS (@opentelemetry/instrumentation-http before the stable conventions, through
+# @opentelemetry/exporter-prometheus), written as its serializer writes a page (not captured:
+# no Node packages here): a histogram named http.server.duration with unit "ms" keeps its
+# name, its unit on a "# UNIT" line; the SDK's default bounds; the instrumentation's
+# attributes in its order, http_route where express's instrumentation names the route. Per
+# second: /items/:id 30 requests and 10 500s, /slow 6, 3 404s matching no route, and on the
+# exporter's own server (9464) 1 scrape.
+_JS_BOUNDS = (0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000)
+_JS_SERIES = (  # status, port, route, requests at or under each bound (the rest: all), sum
+    ("200", "8080", "/items/:id", (0, 0, 12, 30), 420),
+    ("500", "8080", "/items/:id", (0, 2, 6, 10), 110),
+    ("200", "8080", "/slow", (0, 0, 0, 0, 0, 6), 390),
+    ("404", "8080", None, (0, 3), 6),
+    ("200", "9464", None, (0, 1), 2),
+)
+
+
+def _otel_js_page() -> str:
+    lines = [
+        "# HELP http_server_duration Measures the duration of inbound HTTP requests.",
+        "# UNIT http_server_duration ms",
+        "# TYPE http_server_duration histogram",
+    ]
+    for status, port, route, counts, total in _JS_SERIES:
+        labels = (
+            'http_scheme="http",http_method="GET",net_host_name="app",http_flavor="1.1",'
+            f'http_status_code="{status}",net_host_port="{port}"'
+        )
+        labels += f',http_route="{route}"' if route else ""
+        lines.append(f"http_server_duration_count{{{labels}}} {counts[-1]}")
+        lines.append(f"http_server_duration_sum{{{labels}}} {total}")
+        for i, bound in enumerate((*_JS_BOUNDS, "+Inf")):
+            count = counts[i] if i < len(counts) else counts[-1]
+            lines.append(f'http_server_duration_bucket{{{labels},le="{bound}"}} {count}')
+    return "\n".join(lines) + "\n"
+
+
+def _otel_js(signal: str, target: str = "http://app:9464/metrics") -> dict[str, float]:
+    samples = parse_exposition(_otel_js_page())
+    cycles = [
+        {
+            name: {key: value * i for key, value in series.items()}
+            for name, series in samples.items()
+        }
+        for i in range(10)
+    ]
+    return _signal_values("http-service", signal, cycles, target)
+
+
+def test_opentelemetry_js_old_conventions_are_read_in_milliseconds() -> None:
+    """OpenTelemetry JS's exporter names http.server.duration http_server_duration, without
+    the unit Python's gives it (_milliseconds): nothing was found. Its _count is the requests
+    per http_route, its bounds milliseconds; the scrapes, on the exporter's port (the
+    target's) and with no route, are no request of the service's."""
+    items, slow = '{http_route="/items/:id"}', '{http_route="/slow"}'
+    rates = _otel_js("request_rate")
+    assert rates == {
+        "{}": pytest.approx(49.0),
+        items: pytest.approx(40.0),
+        slow: pytest.approx(6.0),
+    }
+    ratio = _otel_js("error_ratio")
+    assert ratio == {"{}": pytest.approx(10 / 49), items: pytest.approx(0.25), slow: 0.0}
+    p50 = _otel_js("latency_p50")
+    # 49 requests, 21 within 10 ms and 43 within 25: the 24.5th at 12.4 ms.
+    assert p50["{}"] == pytest.approx(0.010 + 0.015 * (24.5 - 21) / 22)
+    assert p50[slow] == pytest.approx(0.0625)
+
+
+def test_opentelemetry_js_requests_on_the_scraped_port_with_a_route_are_the_services() -> None:
+    """Scraped on a port with routed requests (an exporter the service serves itself, whose
+    scrapes are the route named as the target's path), the port's requests are all counted:
+    the service's requests came to it."""
+    assert _otel_js("request_rate", "http://app:8080/metrics")["{}"] == pytest.approx(50.0)
+
+
 @pytest.fixture
 async def active_requests_only(target_server: TargetServer) -> str:
     """A target serving OpenTelemetry's in-flight gauge and no request counter the preset
