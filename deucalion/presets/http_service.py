@@ -463,7 +463,7 @@ def _ratio(
     most its usual ratio (``usual``: its errors and requests counted before) while the
     failures counted in the range are as many as chance makes at that ratio: fewer than
     ``MIN_ERRORS``, or as many as one range in 1 / ``CHANCE`` has at least
-    (``chance_of_errors``)."""
+    (``_chance_of_errors``)."""
     total, errors = counts
     out: SignalValues = {}
     for key in keys:
@@ -473,7 +473,7 @@ def _ratio(
         failed = errors.get(key, 0.0)
         before = usual.get(key, (0.0, 0.0))
         requests, failures = rate * sampled, failed * sampled
-        news = failures >= MIN_ERRORS and chance_of_errors(requests, failures, before) < CHANCE
+        news = failures >= MIN_ERRORS and _chance_of_errors(requests, failures, before) < CHANCE
         # Chance's ratio is no higher than the usual one: a quiet route's pair of failures
         # reads as its usual ratio, no failures as 0 (after a burst, the usual ratio, its
         # failures counted in, would hold the ratio up as if it went on).
@@ -482,7 +482,7 @@ def _ratio(
     return out
 
 
-def chance_of_errors(requests: float, failures: float, before: tuple[float, float]) -> float:
+def _chance_of_errors(requests: float, failures: float, before: tuple[float, float]) -> float:
     """The probability of ``failures`` or more failed requests of ``requests`` (each rounded;
     a rate's count is extrapolated) at a ratio known from ``before``'s errors of requests:
     the beta-binomial upper tail, the ratio's uncertainty counted (``_PRIOR``: a service
