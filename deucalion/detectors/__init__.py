@@ -11,8 +11,8 @@
   ``forget(keys)`` and ``score_series(values)`` (one series in a notebook: a list, an array or
   a pandas Series; ``counter=True`` scores a counter's rate) complete it.
 - ``AnomalyDetector``: the default. Spikes, level shifts inside the range, changes of
-  variance, trend or daily pattern, stuck series and records, each calibrated per series to one
-  false-alert ``budget``.
+  variance, trend or daily or weekly pattern, stuck series and records, each calibrated per
+  series to one false-alert ``budget``.
 - ``RangeDetector`` (``deucalion.detectors.nab``): records and far-out values only.
 - Window detectors (``score(block)`` on a window of each series, vectorised): ``RobustZScore``
   (median/MAD), ``EWMAZScore``, ``SeasonalBaseline`` (same time yesterday or last week),

@@ -13,9 +13,14 @@ metrics, one *component* each:
 - ``trend``: the recent slope far from the long-run slope;
 - ``seasonal``: the recent departure from the same time of day (48 half-hour bins, UTC), once a
   day has been seen, in a series that has a daily pattern: whose profile's mean absolute error
-  (over about a day) is under ``_PATTERNED`` (0.7) of the long-run level's (else this
-  component would be a second, noisier level shift, and a nightly burst, partly taken into
-  its half-hour's average, would make that half-hour look broken every day);
+  (over about a day, and 100 points at least) is under ``_PATTERNED`` (0.7) of the long-run
+  level's (else this component would be a second, noisier level shift, and a nightly burst,
+  partly taken into its half-hour's average, would make that half-hour look broken every day).
+  A series whose week has a pattern of its own (quiet weekends) is measured from the same
+  half hour of the week (336 bins) instead, once a week has been seen and the weekly profile
+  has predicted it, over three days or more, with under ``_WEEKLY`` (0.75) of the daily one's
+  error (or predicted an alert the daily one did not), until its error is over 1.1 of the
+  daily one's (``_learn_week``). Its first weekend is news to it and alerts;
 - ``stuck``: a run of identical values longer than the series' own habit of repeating makes
   likely (repeats as a two-state chain: how often a run starts, how often it goes on; a run
   at the series' lowest or highest value, as a gauge held at its cap, also by a chain of
@@ -112,9 +117,10 @@ been growing since it began, past ``_RAMPING`` (0.55) of today's, and it is a ``
 within its band in as long). Either observes what alerted in the other's units: outside
 its band exactly when that is outside its own.
 
-Costs: about 1 KB of state per series (the daily profile's 96 float32 among it, each the
-departure from the series' first value, so a gauge far from zero keeps its units), whatever
-the history's length; each update is O(1) per series, vectorised across the series updated
+Costs: about 2.9 KB of state per series (the daily profile's 48 float32 and their visits,
+and the weekly one's 336 float32 and 336 bytes of visits among it, each value the departure
+from the series' first value, so a gauge far from zero keeps its units), whatever the
+history's length; each update is O(1) per series, vectorised across the series updated
 together.
 """
 
@@ -143,6 +149,8 @@ _RATIO = math.sqrt(10)
 _LN_RATIO = math.log(_RATIO)
 DAY = 86400.0
 BINS = 48
+WEEK = 7 * DAY
+WEEK_BINS = 7 * BINS  # the weekly profile's half hours
 _LN10 = math.log(10.0)
 
 
@@ -160,6 +168,8 @@ def _restored(d: AnomalyDetector, state: dict[str, Any]) -> None:
     for name, fill in _STATE:
         if name not in d.__dict__:
             setattr(d, name, np.full(n, fill))
+    if "week_profile_" not in state:  # (from before the weekly profile: it starts now)
+        d.week_profile_, d.week_visits_ = _week_arrays(n)
     for table, rows in _PER_KIND:
         for name, fill in table:
             if name not in state:
@@ -234,6 +244,9 @@ class AnomalyDetector(Detector):
     growth_: np.ndarray
     departure_: np.ndarray
     anchor_: np.ndarray
+    week_error_: np.ndarray
+    day_week_error_: np.ndarray
+    weekly_: np.ndarray
     __setstate__ = _restored  # (a checkpoint from before some state: it starts fresh)
 
     def __init__(
@@ -273,6 +286,7 @@ class AnomalyDetector(Detector):
         self._spike_shape = np.zeros(0)
         self._next: tuple[np.ndarray, ...] = (np.zeros(0),) * 6
         self._daily = np.zeros(0, dtype=bool)  # spikes measured from the profile (_outrun)
+        self._profiles = (np.zeros(0), np.zeros(0))  # the daily and weekly ones' (_seasonal)
         self._resize(0)
 
     @classmethod
@@ -296,6 +310,7 @@ class AnomalyDetector(Detector):
                 setattr(self, name, np.full((rows, n), fill))
         self.profile_ = np.full((n, BINS), np.nan, dtype=np.float32)
         self.visits_ = np.zeros((n, BINS), dtype=np.float32)
+        self.week_profile_, self.week_visits_ = _week_arrays(n)
         self.alerting_ = np.zeros(n, dtype=bool)
         self.surprise_ = np.zeros((len(KINDS), n))
         self.n_series_ = n
@@ -313,6 +328,9 @@ class AnomalyDetector(Detector):
             [self.profile_, np.full((extra, BINS), np.nan, dtype=np.float32)]
         )
         self.visits_ = np.concatenate([self.visits_, np.zeros((extra, BINS), dtype=np.float32)])
+        week_profile, week_visits = _week_arrays(extra)
+        self.week_profile_ = np.concatenate([self.week_profile_, week_profile])
+        self.week_visits_ = np.concatenate([self.week_visits_, week_visits])
         self.alerting_ = np.concatenate([self.alerting_, np.zeros(extra, dtype=bool)])
         self.surprise_ = np.concatenate([self.surprise_, np.zeros((len(KINDS), extra))], axis=1)
 
@@ -333,6 +351,7 @@ class AnomalyDetector(Detector):
     def nbytes(self) -> int:
         """Bytes of state held, all series together."""
         arrays: list[np.ndarray] = [self.count_, self.profile_, self.visits_, self.alerting_]
+        arrays += [self.week_profile_, self.week_visits_]
         names = [name for name, _ in _STATE + _TABLES]
         arrays += [self.surprise_] + [getattr(self, name) for name in names]
         return sum(int(a.nbytes) for a in arrays)
@@ -575,6 +594,13 @@ _TOGETHER = math.log10(7 / 2.5)
 _SETTLE = 30  # values before a series' tails learn
 _RECENT = 576  # points over which the recent extremes decay: two days of 5-minute points
 _PATTERNED = 0.7  # a daily profile's error under this share of the level's: a daily pattern
+_PATTERN_POINTS = 100  # points the errors that say so are averaged over, at least
+# A weekly profile whose error over about a week is under 0.75 of the daily one's is the
+# series' profile, until it is over 1.1 times it (_learn_week), judged after three days of
+# comparison (after one, two weeks of nab-dev's bursty series were "weekly": 66.1 -> 65.8;
+# after three, 66.0; on the corpus' weekly noise, alike).
+_WEEKLY = (0.75, 1.1)
+_WEEK_EVIDENCE = 3 * DAY
 _CLIP = 3.0  # usual steps: how far from the recent level a value moves the averages
 
 # Per-series state (one float each) and what a new series starts with.
@@ -632,6 +658,11 @@ _STATE = (
     # What the daily profile is kept relative to: a new series' first value (_start); 0 for a
     # checkpoint from before it, whose profile holds the values themselves.
     ("anchor_", 0.0),
+    # The weekly profile's and the daily one's mean absolute errors over about a week, where
+    # both predict, and whether the weekly one is the series' profile (_learn_week).
+    ("week_error_", 0.0),
+    ("day_week_error_", 0.0),
+    ("weekly_", 0.0),
 )
 # Per component and series: the tail's level, its excesses' first two moments, how many
 # excesses were seen, the rates of exceedances and of runs of them, and the last point's side.
@@ -675,6 +706,8 @@ _SERIES_AXES = {
     **{name: 1 for name, _ in _TABLES},
     "profile_": 0,
     "visits_": 0,
+    "week_profile_": 0,
+    "week_visits_": 0,
 }
 # What a series has learned (snapshot and restore move it), not where it is now: its last value
 # and time, its count of values, its run of repeats, its last score (put back, the next value's
@@ -765,6 +798,12 @@ def _take_new_normal(d: AnomalyDetector, moved: np.ndarray) -> None:
         level = d.fast_level_[rows] - d.slow_level_[rows]
         shift = np.nan_to_num(np.where(daily, d.season_[rows], level))
         d.profile_[rows] += shift[:, None].astype(np.float32)
+        # The weekly profile by as much while it is the series' profile only: a series' first
+        # weekends alert, and moving every day of the week by a weekend's departure (from the
+        # daily profile or from the level) put the week's error in each of them for weeks,
+        # longer than a lasting shift takes to be learned without it.
+        weekly = d.weekly_[rows] > 0
+        d.week_profile_[rows] += np.where(weekly, shift, 0.0)[:, None].astype(np.float32)
         d.day_level_[rows] += shift
         # ... and the departures seen from it by as much.
         d.recent_below_[rows] -= shift
@@ -866,20 +905,31 @@ def _tail_shape(
     return shape, np.maximum(sigma, 0.2 * q3 + 1e-12)
 
 
-def _bins(times: np.ndarray) -> np.ndarray:
-    """The half-hour bin of the day (UTC) of each time."""
+def _bins(times: np.ndarray, period: float = DAY, bins: int = BINS) -> np.ndarray:
+    """The half-hour bin of the day (UTC) of each time, or of the week (``WEEK``, ``WEEK_BINS``)."""
     t = np.nan_to_num(times)
-    bins: np.ndarray = ((t % DAY) // (DAY / BINS)).astype(np.int64) % BINS
-    return bins
+    at: np.ndarray = ((t % period) // (period / bins)).astype(np.int64) % bins
+    return at
+
+
+def _week_arrays(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A weekly profile and its visits for ``n`` new series (visits count to 255: past a few,
+    a bin's weight is its share of about three weeks, not its count)."""
+    return np.full((n, WEEK_BINS), np.nan, dtype=np.float32), np.zeros((n, WEEK_BINS), np.uint8)
 
 
 def _seasonal(d: AnomalyDetector, times: np.ndarray) -> np.ndarray:
-    """Each row's expected value at ``times`` from its daily profile (NaN before a day)."""
-    bins = _bins(times)
+    """Each row's expected value at ``times`` from its profile: the weekly one in a series
+    whose week it predicts (``weekly_``), else the daily one (NaN before a day)."""
     rows = np.arange(len(times))
-    expected = d.profile_[rows, bins].astype(np.float64) + d.anchor_
-    aged = (times - d.start_) >= DAY
-    return np.where(aged & (d.visits_[rows, bins] >= 2), expected, np.nan)
+    bins, week_bins = _bins(times), _bins(times, WEEK, WEEK_BINS)
+    age = times - d.start_
+    daily = d.profile_[rows, bins].astype(np.float64) + d.anchor_
+    daily = np.where((age >= DAY) & (d.visits_[rows, bins] >= 2), daily, np.nan)
+    weekly = d.week_profile_[rows, week_bins].astype(np.float64) + d.anchor_
+    weekly = np.where((age >= WEEK) & (d.week_visits_[rows, week_bins] >= 2), weekly, np.nan)
+    d._profiles = (daily, weekly)
+    return np.where((d.weekly_ > 0) & np.isfinite(weekly), weekly, daily)
 
 
 def _heaviness(d: AnomalyDetector) -> np.ndarray:
@@ -1401,13 +1451,66 @@ def _learn_pattern(d: AnomalyDetector, x: np.ndarray, dt: np.ndarray, old: np.nd
     d.day_level_ = np.where(
         old & np.isfinite(x), np.where(np.isnan(d.day_level_), x, day), d.day_level_
     )
+    # Over a day, and over _PATTERN_POINTS at least: at hourly steps a day is 24 points, and a
+    # break of the pattern took the series' pattern away in 4 (a weekend as busy as a weekday
+    # was then no pattern's break).
+    slow = np.minimum(weight, 1.0 / _PATTERN_POINTS)
     for name, error in (
         ("season_error_", np.abs(x - expected)),
         ("level_error_", np.abs(x - d.day_level_)),
     ):
         mean = getattr(d, name)
-        mean = np.where(mean == 0, error, mean + weight * (error - mean))
+        mean = np.where(mean == 0, error, mean + slow * (error - mean))
         setattr(d, name, np.where(predicted, mean, getattr(d, name)))
+    _learn_week(d, x, dt, old)
+
+
+def _learn_week(d: AnomalyDetector, x: np.ndarray, dt: np.ndarray, old: np.ndarray) -> None:
+    """Whether the weekly profile is the series' profile: once it has been compared with the
+    daily one for ``_WEEK_EVIDENCE`` (both predicting), when its mean absolute error over
+    about a week is under ``_WEEKLY[0]`` of the daily one's (and a pattern's, under
+    ``_PATTERNED`` of the level's), until it is over ``_WEEKLY[1]`` times it (two bounds, so
+    a series near one does not switch back and forth); or when it predicted an alert the
+    daily one did not. A week's errors, not a day's: on weekdays both predict a weekday
+    alike; the weekends tell them apart. A series that switches starts its seasonal tail
+    over: departures from the other profile are not this one's."""
+    daily, weekly_at = d._profiles
+    both = old & np.isfinite(daily) & np.isfinite(weekly_at)
+    if not both.any():
+        return
+    # A running mean over the time compared, then over about a week.
+    compared = d.time_ - d.start_ - WEEK + dt
+    weight = np.clip(dt / np.clip(compared, dt, WEEK), 1e-6, 1.0)
+    for name, error in (
+        ("week_error_", np.abs(x - weekly_at)),
+        ("day_week_error_", np.abs(x - daily)),
+    ):
+        mean = getattr(d, name)
+        setattr(d, name, np.where(both, mean + weight * (error - mean), mean))
+    ratio = d.week_error_ / np.maximum(d.day_week_error_, 1e-300)
+    bound = np.where(d.weekly_ > 0, _WEEKLY[1], _WEEKLY[0])
+    # A week is taken only for a pattern (its error as far under the level's as a day's must
+    # be, _PATTERNED): two weeks of a bursty series, its first days' burst in the daily
+    # profile, were once "weekly".
+    patterned = (d.weekly_ > 0) | (d.week_error_ < _PATTERNED * d.level_error_)
+    judged = both & (compared >= _WEEK_EVIDENCE)
+    weekly = np.where(judged, ((ratio < bound) & patterned).astype(np.float64), d.weekly_)
+    # An alert the weekly profile predicted (the value within its usual error of it, three
+    # times nearer than the daily one's) is the week's pattern: a series alerting each
+    # weekend and each Monday moved its daily profile at every alert, so it erred no more
+    # than the weekly one did, and the errors alone never chose the week.
+    near = np.abs(x - weekly_at)
+    explained = judged & patterned & d.alerting_ & (near <= 3 * d.week_error_)
+    weekly = np.where(explained & (np.abs(x - daily) >= 3 * near), 1.0, weekly)
+    switched = weekly != d.weekly_
+    d.weekly_ = weekly
+    if switched.any():
+        # Departures from the other profile are not this one's: the seasonal tail starts over
+        # (the daily profile's weekends had taught it that a day's departure of half the load
+        # is usual). The spikes' tail and recent extremes, as wide, narrow in their time.
+        for name, fill in _TAILS:
+            getattr(d, name)[4, switched] = fill
+        d.season_[switched] = 0.0
 
 
 def _learn_profile(
@@ -1419,14 +1522,18 @@ def _learn_profile(
     rows = np.flatnonzero(seen)
     if not rows.size:
         return
-    bins = _bins(times[rows])
-    visits = d.visits_[rows, bins] + 1
-    weight = np.maximum(1.0 / visits, np.minimum(dt[rows] / (3 * DAY / BINS), 1.0))
     anchor = d.anchor_[rows]
-    current = d.profile_[rows, bins] + anchor
-    current = np.where(np.isnan(current), x[rows], current)
-    d.profile_[rows, bins] = current + weight * (x[rows] - current) - anchor
-    d.visits_[rows, bins] = visits
+    for profile, visited, period, n_bins in (
+        (d.profile_, d.visits_, DAY, BINS),
+        (d.week_profile_, d.week_visits_, WEEK, WEEK_BINS),
+    ):
+        bins = _bins(times[rows], period, n_bins)
+        visits = visited[rows, bins].astype(np.float64) + 1
+        weight = np.maximum(1.0 / visits, np.minimum(dt[rows] / (3 * period / n_bins), 1.0))
+        current = profile[rows, bins] + anchor
+        current = np.where(np.isnan(current), x[rows], current)
+        profile[rows, bins] = current + weight * (x[rows] - current) - anchor
+        visited[rows, bins] = np.minimum(visits, 255)
 
 
 def _explained(d: AnomalyDetector, row: int) -> Explanation:

@@ -278,6 +278,31 @@ def test_a_checkpoint_from_before_a_piece_of_naming_state_loads(
     assert getattr(loaded, state).shape[-1] == 2
 
 
+def test_a_checkpoint_from_before_the_weekly_profile_loads_and_starts_one() -> None:
+    """A detector pickled before the weekly profile loads with an empty one (its series
+    expect what their daily profile says, as before) and updates, keeps its series and
+    starts learning the week."""
+    import pickle
+
+    from deucalion.detectors.anomaly import WEEK_BINS
+
+    rng = np.random.default_rng(63)
+    detector = AnomalyDetector()
+    for i in range(400):
+        detector.update(rng.normal(0.0, 1.0, 3), times=np.full(3, 300.0 * i))
+    old = copy.copy(detector)
+    for name in ("week_profile_", "week_visits_", "week_error_", "day_week_error_", "weekly_"):
+        del old.__dict__[name]
+    loaded = pickle.loads(pickle.dumps(old))
+    assert loaded.week_profile_.shape == (3, WEEK_BINS) and np.isnan(loaded.week_profile_).all()
+    assert not loaded.week_visits_.any() and not loaded.weekly_.any()
+    loaded.update(np.array([0.0, 50.0, 0.0]), times=np.full(3, 300.0 * 400))
+    assert loaded.alerting_.tolist() == [False, True, False]
+    assert np.isfinite(loaded.week_profile_).sum() == 3  # one half hour of the week, learned
+    loaded.keep([2, 1])
+    assert loaded.week_profile_.shape == (2, WEEK_BINS) and loaded.weekly_.shape == (2,)
+
+
 def test_a_checkpoint_from_before_the_anchored_profile_expects_what_it_did() -> None:
     """A detector pickled before the daily profile was kept relative to the series' first
     value (its profile holds the values themselves) loads expecting the same values of the
