@@ -247,6 +247,8 @@ class AnomalyDetector(Detector):
     week_error_: np.ndarray
     day_week_error_: np.ndarray
     weekly_: np.ndarray
+    week_start_: np.ndarray
+    week_compared_: np.ndarray
     __setstate__ = _restored  # (a checkpoint from before some state: it starts fresh)
 
     def __init__(
@@ -601,6 +603,7 @@ _PATTERN_POINTS = 100  # points the errors that say so are averaged over, at lea
 # after three, 66.0; on the corpus' weekly noise, alike).
 _WEEKLY = (0.75, 1.1)
 _WEEK_EVIDENCE = 3 * DAY
+_WEEK_VISITS = 255  # what a weekly bin's visits count to (one byte)
 _CLIP = 3.0  # usual steps: how far from the recent level a value moves the averages
 
 # Per-series state (one float each) and what a new series starts with.
@@ -663,6 +666,10 @@ _STATE = (
     ("week_error_", 0.0),
     ("day_week_error_", 0.0),
     ("weekly_", 0.0),
+    # When the weekly profile started learning (the series' first value; for a checkpoint
+    # from before it, its first value since), and the time both profiles have predicted.
+    ("week_start_", math.nan),
+    ("week_compared_", 0.0),
 )
 # Per component and series: the tail's level, its excesses' first two moments, how many
 # excesses were seen, the rates of exceedances and of runs of them, and the last point's side.
@@ -913,8 +920,8 @@ def _bins(times: np.ndarray, period: float = DAY, bins: int = BINS) -> np.ndarra
 
 
 def _week_arrays(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """A weekly profile and its visits for ``n`` new series (visits count to 255: past a few,
-    a bin's weight is its share of about three weeks, not its count)."""
+    """A weekly profile and its visits for ``n`` new series (visits count to ``_WEEK_VISITS``:
+    past it, a bin's weight is its share of about three weeks, not its count)."""
     return np.full((n, WEEK_BINS), np.nan, dtype=np.float32), np.zeros((n, WEEK_BINS), np.uint8)
 
 
@@ -927,7 +934,8 @@ def _seasonal(d: AnomalyDetector, times: np.ndarray) -> np.ndarray:
     daily = d.profile_[rows, bins].astype(np.float64) + d.anchor_
     daily = np.where((age >= DAY) & (d.visits_[rows, bins] >= 2), daily, np.nan)
     weekly = d.week_profile_[rows, week_bins].astype(np.float64) + d.anchor_
-    weekly = np.where((age >= WEEK) & (d.week_visits_[rows, week_bins] >= 2), weekly, np.nan)
+    learned = (times - d.week_start_ >= WEEK) & (d.week_visits_[rows, week_bins] >= 2)
+    weekly = np.where(learned, weekly, np.nan)
     d._profiles = (daily, weekly)
     return np.where((d.weekly_ > 0) & np.isfinite(weekly), weekly, daily)
 
@@ -1478,8 +1486,11 @@ def _learn_week(d: AnomalyDetector, x: np.ndarray, dt: np.ndarray, old: np.ndarr
     both = old & np.isfinite(daily) & np.isfinite(weekly_at)
     if not both.any():
         return
-    # A running mean over the time compared, then over about a week.
-    compared = d.time_ - d.start_ - WEEK + dt
+    # A running mean over the time compared, then over about a week: from the first point
+    # both predict (at hourly steps a week's bins are first visited twice on day 14; counted
+    # from the series' first week, one point had been "three days" of comparison).
+    compared = np.where(both, d.week_compared_ + dt, d.week_compared_)
+    d.week_compared_ = compared
     weight = np.clip(dt / np.clip(compared, dt, WEEK), 1e-6, 1.0)
     for name, error in (
         ("week_error_", np.abs(x - weekly_at)),
@@ -1516,24 +1527,29 @@ def _learn_week(d: AnomalyDetector, x: np.ndarray, dt: np.ndarray, old: np.ndarr
 def _learn_profile(
     d: AnomalyDetector, x: np.ndarray, times: np.ndarray, dt: np.ndarray, seen: np.ndarray
 ) -> None:
-    """Each half-hour bin's value: an average over about its last three days, kept as its
-    departure from the series' first value (``anchor_``): in float32, a gauge of a billion
-    and some units would lose its units."""
+    """Each half-hour bin's value, of the day and of the week: an average over about its last
+    three days (weeks), kept as its departure from the series' first value (``anchor_``): in
+    float32, a gauge of a billion and some units would lose its units. A running mean of its
+    first visits, then a share of three periods per point; the week's visits count to 255
+    (one byte), past which the share alone weighs (at 15 s a half hour of the week has 360
+    points in three weeks: counted to 255, its mean had been over two)."""
     rows = np.flatnonzero(seen)
     if not rows.size:
         return
     anchor = d.anchor_[rows]
-    for profile, visited, period, n_bins in (
-        (d.profile_, d.visits_, DAY, BINS),
-        (d.week_profile_, d.week_visits_, WEEK, WEEK_BINS),
+    d.week_start_[rows] = np.where(np.isnan(d.week_start_[rows]), times[rows], d.week_start_[rows])
+    for profile, visited, period, n_bins, most in (
+        (d.profile_, d.visits_, DAY, BINS, math.inf),
+        (d.week_profile_, d.week_visits_, WEEK, WEEK_BINS, _WEEK_VISITS),
     ):
         bins = _bins(times[rows], period, n_bins)
         visits = visited[rows, bins].astype(np.float64) + 1
-        weight = np.maximum(1.0 / visits, np.minimum(dt[rows] / (3 * period / n_bins), 1.0))
+        counted = np.where(visits > most, 0.0, 1.0 / visits)
+        weight = np.maximum(counted, np.minimum(dt[rows] / (3 * period / n_bins), 1.0))
         current = profile[rows, bins] + anchor
         current = np.where(np.isnan(current), x[rows], current)
         profile[rows, bins] = current + weight * (x[rows] - current) - anchor
-        visited[rows, bins] = np.minimum(visits, 255)
+        visited[rows, bins] = np.minimum(visits, most)
 
 
 def _explained(d: AnomalyDetector, row: int) -> Explanation:
@@ -1757,7 +1773,7 @@ def _bands(
     )
 
 
-_SEARCHED = 256  # rows whose bands are searched together (about 9 MB of copies)
+_SEARCHED = 256  # rows whose bands are searched together (about 7 MB of copies)
 
 
 def _bands_of_block(
@@ -1772,6 +1788,8 @@ def _bands_of_block(
         return np.zeros(0)
     columns = np.repeat(np.asarray(rows, dtype=np.int64), _GRID)
     probe = copy.copy(d)
+    for name in ("profile_", "visits_", "week_profile_", "week_visits_"):  # none read: not copied
+        setattr(probe, name, np.empty((len(d.count_), 0), dtype=np.float32))
     probe.keep(columns)  # _GRID copies of each row, its state as the score read it
     for name, values in (record or {}).items():
         setattr(probe, name, values[..., columns])

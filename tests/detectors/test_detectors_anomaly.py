@@ -836,3 +836,22 @@ def _alerting_at(
         assert why.kind in ("seasonal", "spike"), why
         assert not why.expected_low <= why.observed <= why.expected_high, why
     return np.array([row in first for row in range(values.shape[0])])
+
+
+def test_a_daily_pattern_at_hourly_steps_keeps_its_daily_profile() -> None:
+    """Twenty series of a daily wave with noise and no weekly pattern, eight weeks at hourly
+    steps: none is measured from its week (a week's bins are first visited twice on day 14;
+    the three days of comparison were counted from day 7, and one point had chosen the week
+    for 11 of 20, each starting its seasonal tail over: a day gone flat on day 16 was found
+    in 18 of 40 series, 36 without the weekly profile)."""
+    step, rows = 3600.0, 20
+    points = int(8 * 7 * 86_400 / step)
+    times = 1_699_833_600.0 + step * np.arange(points)
+    wave = 4 * np.sin(2 * np.pi * times / 86_400)
+    values = wave + np.random.default_rng(78).standard_normal((rows, points))
+    detector = AnomalyDetector()
+    weekly = np.zeros(rows, dtype=bool)
+    for i in range(points):
+        detector.update(values[:, i], times=times[i])
+        weekly |= detector.weekly_ > 0
+    assert not weekly.any(), f"{weekly.sum()} of {rows} daily series took a weekly profile"

@@ -281,24 +281,30 @@ def test_a_checkpoint_from_before_a_piece_of_naming_state_loads(
 def test_a_checkpoint_from_before_the_weekly_profile_loads_and_starts_one() -> None:
     """A detector pickled before the weekly profile loads with an empty one (its series
     expect what their daily profile says, as before) and updates, keeps its series and
-    starts learning the week."""
+    starts learning the week, which it uses once it has learned one (from the series' age, a
+    bin learned minutes after loading had stood for a week's knowledge)."""
     import pickle
 
     from deucalion.detectors.anomaly import WEEK_BINS
 
     rng = np.random.default_rng(63)
     detector = AnomalyDetector()
-    for i in range(400):
+    for i in range(2100):  # a week and more at 5-minute steps
         detector.update(rng.normal(0.0, 1.0, 3), times=np.full(3, 300.0 * i))
     old = copy.copy(detector)
     for name in ("week_profile_", "week_visits_", "week_error_", "day_week_error_", "weekly_"):
         del old.__dict__[name]
+    del old.__dict__["week_start_"], old.__dict__["week_compared_"]
     loaded = pickle.loads(pickle.dumps(old))
     assert loaded.week_profile_.shape == (3, WEEK_BINS) and np.isnan(loaded.week_profile_).all()
     assert not loaded.week_visits_.any() and not loaded.weekly_.any()
-    loaded.update(np.array([0.0, 50.0, 0.0]), times=np.full(3, 300.0 * 400))
+    loaded.update(np.array([0.0, 50.0, 0.0]), times=np.full(3, 300.0 * 2100))
     assert loaded.alerting_.tolist() == [False, True, False]
     assert np.isfinite(loaded.week_profile_).sum() == 3  # one half hour of the week, learned
+    for i in range(2101, 2103):  # the same half hour again: learned twice, a week not yet
+        loaded.update(rng.normal(0.0, 1.0, 3), times=np.full(3, 300.0 * i))
+    assert np.isnan(loaded._profiles[1]).all()
+    assert (loaded.week_start_ == 300.0 * 2100).all()
     loaded.keep([2, 1])
     assert loaded.week_profile_.shape == (2, WEEK_BINS) and loaded.weekly_.shape == (2,)
 

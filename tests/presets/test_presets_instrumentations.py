@@ -99,13 +99,13 @@ _JS_SERIES = (  # status, port, route, requests at or under each bound (the rest
 )
 
 
-def _otel_js_page() -> str:
+def _otel_js_page(series: tuple[tuple[str, str, str | None, tuple[int, ...], int], ...]) -> str:
     lines = [
         "# HELP http_server_duration Measures the duration of inbound HTTP requests.",
         "# UNIT http_server_duration ms",
         "# TYPE http_server_duration histogram",
     ]
-    for status, port, route, counts, total in _JS_SERIES:
+    for status, port, route, counts, total in series:
         labels = (
             'http_scheme="http",http_method="GET",net_host_name="app",http_flavor="1.1",'
             f'http_status_code="{status}",net_host_port="{port}"'
@@ -119,8 +119,10 @@ def _otel_js_page() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _otel_js(signal: str, target: str = "http://app:9464/metrics") -> dict[str, float]:
-    samples = parse_exposition(_otel_js_page())
+def _otel_js(
+    signal: str, target: str = "http://app:9464/metrics", series: tuple = _JS_SERIES
+) -> dict[str, float]:
+    samples = parse_exposition(_otel_js_page(series))
     cycles = [
         {
             name: {key: value * i for key, value in series.items()}
@@ -156,6 +158,23 @@ def test_opentelemetry_js_requests_on_the_scraped_port_with_a_route_are_the_serv
     scrapes are the route named as the target's path), the port's requests are all counted:
     the service's requests came to it."""
     assert _otel_js("request_rate", "http://app:8080/metrics")["{}"] == pytest.approx(50.0)
+
+
+def test_opentelemetry_js_without_routes_counts_the_scraped_ports_requests() -> None:
+    """Without a framework's instrumentation no request has a route, and the scrapes cannot
+    be told from the service's requests to the same port: an app serving its metrics on its
+    own port (8080) beside a health port (8081) had its 8080 requests left out as the
+    exporter's, and read 1 request a second, the health checks'."""
+    series = (
+        ("200", "8080", None, (0, 0, 12, 40), 420),
+        ("500", "8080", None, (0, 2, 6, 10), 110),
+        ("200", "8081", None, (0, 1), 2),
+    )
+    rates = _otel_js("request_rate", "http://app:8080/metrics", series)
+    assert rates == {"{}": pytest.approx(51.0)}
+    assert _otel_js("error_ratio", "http://app:8080/metrics", series)["{}"] == pytest.approx(
+        10 / 51
+    )
 
 
 @pytest.fixture
