@@ -117,8 +117,8 @@ been growing since it began, past ``_RAMPING`` (0.55) of today's, and it is a ``
 within its band in as long). Either observes what alerted in the other's units: outside
 its band exactly when that is outside its own.
 
-Costs: about 2.9 KB of state per series (the daily profile's 48 float32 and their visits,
-and the weekly one's 336 float32 and 336 bytes of visits among it, each value the departure
+Costs: about 3.3 KB of state per series (the daily profile's 48 float32 and their visits,
+and the weekly one's 336 float32 and 336 two-byte visits among it, each value the departure
 from the series' first value, so a gauge far from zero keeps its units), whatever the
 history's length; each update is O(1) per series, vectorised across the series updated
 together.
@@ -170,6 +170,11 @@ def _restored(d: AnomalyDetector, state: dict[str, Any]) -> None:
             setattr(d, name, np.full(n, fill))
     if "week_profile_" not in state:  # (from before the weekly profile: it starts now)
         d.week_profile_, d.week_visits_ = _week_arrays(n)
+    elif "week_start_" not in state:  # (a weekly profile from the series' start, compared
+        # since a week after it: as it stood)
+        d.week_start_ = np.array(d.start_, dtype=np.float64, copy=True)
+        d.week_compared_ = np.where(d.week_error_ > 0, _WEEK_EVIDENCE, 0.0)
+        d.week_visits_ = d.week_visits_.astype(np.uint16)  # (counted in one byte then)
     for table, rows in _PER_KIND:
         for name, fill in table:
             if name not in state:
@@ -603,7 +608,7 @@ _PATTERN_POINTS = 100  # points the errors that say so are averaged over, at lea
 # after three, 66.0; on the corpus' weekly noise, alike).
 _WEEKLY = (0.75, 1.1)
 _WEEK_EVIDENCE = 3 * DAY
-_WEEK_VISITS = 255  # what a weekly bin's visits count to (one byte)
+_WEEK_VISITS = 65_535  # what a weekly bin's visits count to (two bytes; 1 s steps: 5,400)
 _CLIP = 3.0  # usual steps: how far from the recent level a value moves the averages
 
 # Per-series state (one float each) and what a new series starts with.
@@ -922,7 +927,7 @@ def _bins(times: np.ndarray, period: float = DAY, bins: int = BINS) -> np.ndarra
 def _week_arrays(n: int) -> tuple[np.ndarray, np.ndarray]:
     """A weekly profile and its visits for ``n`` new series (visits count to ``_WEEK_VISITS``:
     past it, a bin's weight is its share of about three weeks, not its count)."""
-    return np.full((n, WEEK_BINS), np.nan, dtype=np.float32), np.zeros((n, WEEK_BINS), np.uint8)
+    return np.full((n, WEEK_BINS), np.nan, dtype=np.float32), np.zeros((n, WEEK_BINS), np.uint16)
 
 
 def _seasonal(d: AnomalyDetector, times: np.ndarray) -> np.ndarray:
@@ -1530,9 +1535,9 @@ def _learn_profile(
     """Each half-hour bin's value, of the day and of the week: an average over about its last
     three days (weeks), kept as its departure from the series' first value (``anchor_``): in
     float32, a gauge of a billion and some units would lose its units. A running mean of its
-    first visits, then a share of three periods per point; the week's visits count to 255
-    (one byte), past which the share alone weighs (at 15 s a half hour of the week has 360
-    points in three weeks: counted to 255, its mean had been over two)."""
+    first visits, then a share of three periods per point (the week's visits are counted in
+    two bytes: at 1 s a half hour of the week has 5,400 points in three weeks; counted in one,
+    its mean had stopped at its first four minutes)."""
     rows = np.flatnonzero(seen)
     if not rows.size:
         return
@@ -1544,8 +1549,7 @@ def _learn_profile(
     ):
         bins = _bins(times[rows], period, n_bins)
         visits = visited[rows, bins].astype(np.float64) + 1
-        counted = np.where(visits > most, 0.0, 1.0 / visits)
-        weight = np.maximum(counted, np.minimum(dt[rows] / (3 * period / n_bins), 1.0))
+        weight = np.maximum(1.0 / visits, np.minimum(dt[rows] / (3 * period / n_bins), 1.0))
         current = profile[rows, bins] + anchor
         current = np.where(np.isnan(current), x[rows], current)
         profile[rows, bins] = current + weight * (x[rows] - current) - anchor

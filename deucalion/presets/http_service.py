@@ -321,26 +321,34 @@ def _scrape_port(q: Query, inst: Instrumentation) -> str | None:
     the instrumentation counts the requests of (OpenTelemetry JS's exporter on 9464): the
     service's requests came to other ports too, and none to this one has a route (the
     scrapes have none: a route on it is the service's, which serves its metrics there, and
-    its scrapes are the route named as the target's path). None otherwise, or without
-    ``port_label``."""
+    its scrapes are the route named as the target's path). Where no request has a route, the
+    scrapes cannot be told from the service's requests by it: the port is the exporter's
+    when another port has served more requests (an app serving its metrics on its own port,
+    beside a health port, is that busier port). None otherwise, or without ``port_label``."""
     label = inst.port_label
-    routed = _route_labels(q, inst)
-    if label is None or not routed:
-        # Without routes the scrapes cannot be told from the service's own requests to the
-        # same port (an app serving its metrics itself, beside a health port): none left out.
+    if label is None:
         return None
     url = urlsplit(q.target)
     try:
         port = str(url.port or (443 if url.scheme == "https" else 80))
     except ValueError:  # a port out of range: no request came to it
         return None
-    ports: set[str] = set()
-    for (_, key), _value in q.window.latest(inst.requests, q.target).items():
+    routed = _route_labels(q, inst)
+    served: dict[str, float] = {}
+    any_route = False
+    for (_, key), value in q.window.latest(inst.requests, q.target).items():
         labels = labels_of(key)
-        ports.add(labels.get(label, ""))
-        if labels.get(label) == port and any(labels.get(r) for r in routed):
+        has_route = any(labels.get(r) for r in routed)
+        if labels.get(label) == port and has_route:
             return None
-    return port if port in ports and len(ports) > 1 else None
+        any_route = any_route or has_route
+        at = labels.get(label, "")
+        served[at] = served.get(at, 0.0) + (value if math.isfinite(value) else 0.0)
+    if port not in served or len(served) < 2:
+        return None
+    if not any_route and served[port] >= max(v for p, v in served.items() if p != port):
+        return None
+    return port
 
 
 def _route_of(q: Query, inst: Instrumentation) -> dict[str, str]:
@@ -432,16 +440,19 @@ def _requests(
     return {"{}": sum(kept.values())} if kept else {}
 
 
-def _broken(q: Query, inst: Instrumentation, seconds: float | None) -> frozenset[str]:
+def _broken(
+    q: Query, inst: Instrumentation, seconds: float | None, metric: str | None = None
+) -> frozenset[str]:
     """The routes (series keys of the route labels; ``{}``, the service, where there are
-    none) with a series of the request counter that has an infinite sample within the last
-    ``seconds`` (None: the newest scrape): its rate over them is no count of requests. Left
-    out for as long as the sample is within the range read: its route only, the service
-    counted from the others."""
-    memo = ("broken", seconds)
+    none) with a series of the request counter (or of ``metric``, a duration histogram's
+    buckets) that has an infinite sample within the last ``seconds`` (None: the newest
+    scrape): its rate over them is no count of requests. Left out for as long as the sample
+    is within the range read: its route only, the service counted from the others."""
+    metric = metric or inst.requests
+    memo = ("broken", metric, seconds)
     cached = q.memo.get(memo)
     if cached is None:
-        block = q.window.block(inst.requests, q.target)
+        block = q.window.block(metric, q.target)
         by = _route_labels(q, inst)
         found: set[str] = set()
         if len(block) and np.isinf(block.values).any():
@@ -682,15 +693,33 @@ def _latency(q: Query, quantile: float) -> SignalValues:
                 and q.has(inst.service_duration_bucket)
             ):
                 bucket = inst.service_duration_bucket
+            broken = _broken(q, inst, seconds, bucket)
             if grouping:
-                keys = {key for key in keys if routes.get(key) == key}
+                keys = {key for key in keys if routes.get(key) == key and key not in broken}
             values = q.quantile(
-                quantile, bucket, grouping, served, range_seconds=seconds, only=keys
+                quantile,
+                bucket,
+                grouping,
+                _without(served, broken, by),
+                range_seconds=seconds,
+                only=keys,
             )
             for key, value in values.items():
                 if not math.isnan(value):
                     out[key] = value * inst.duration_unit
     return out
+
+
+def _without(served: Matchers, broken: frozenset[str], by: tuple[str, ...]) -> Matchers:
+    """``served`` with the ``broken`` routes' series left out too, where one route label
+    names a route (a bucket at +Inf had made the service's quantile NaN: no latency while
+    it was within the range read). Routes of two labels (gRPC's service and method) cannot
+    be left out label by label: the service's quantile is then missing while one is broken."""
+    if not broken or len(by) != 1:
+        return served
+    label = f"!{by[0]}"
+    routes = "|".join(re.escape(labels_of(key).get(by[0], "")) for key in sorted(broken))
+    return {**served, label: f"{served[label]}|{routes}" if label in served else routes}
 
 
 def _requests_for(quantile: float) -> float:

@@ -162,7 +162,7 @@ RECOVERY_CYCLES = 300
 #: habit. The detector takes a burst for what the series does (its recent extremes, its
 #: record of events): an error ratio that went from 2 % to 50 % for a minute, twice in four
 #: minutes, then scored 0 on the same burst for hours. Each series' two snapshots take about
-#: 13 KB (7 KB in a checkpoint), the detector's weekly profile among them.
+#: 14 KB (7 KB in a checkpoint), the detector's weekly profile among them.
 SNAPSHOT_CYCLES = 60
 #: Cycles after an incident's last news (a member joining, or scored at the threshold again)
 #: from which a series starting to move is an incident of its own, not a member: an incident

@@ -450,7 +450,7 @@ def test_state_is_bounded_per_series() -> None:
     size = detector.nbytes
     for _ in range(500):
         detector.update(np.random.default_rng(1).normal(size=100))
-    assert detector.nbytes == size and size / 100 < 3000
+    assert detector.nbytes == size and size / 100 < 3500
 
 
 @pytest.mark.parametrize(

@@ -309,6 +309,27 @@ def test_a_checkpoint_from_before_the_weekly_profile_loads_and_starts_one() -> N
     assert loaded.week_profile_.shape == (2, WEEK_BINS) and loaded.weekly_.shape == (2,)
 
 
+def test_a_checkpoint_with_a_weekly_profile_but_not_its_start_keeps_using_it() -> None:
+    """A detector pickled when the weekly profile was counted from the series' start (before
+    ``week_start_``) loads with its week as learned: it predicts at once (it had been set
+    aside for a week after loading), and its visits count past one byte."""
+    import pickle
+
+    from deucalion.detectors.anomaly import _seasonal
+
+    rng = np.random.default_rng(64)
+    detector = AnomalyDetector()
+    for i in range(2100):  # a week and more at 5-minute steps
+        detector.update(rng.normal(0.0, 1.0, 3), times=np.full(3, 300.0 * i))
+    old = copy.copy(detector)
+    del old.__dict__["week_start_"], old.__dict__["week_compared_"]
+    old.week_visits_ = detector.week_visits_.astype(np.uint8)
+    loaded = pickle.loads(pickle.dumps(old))
+    _seasonal(loaded, np.full(3, 300.0 * 2100))
+    assert np.isfinite(loaded._profiles[1]).all()
+    assert loaded.week_visits_.dtype == np.uint16
+
+
 def test_a_checkpoint_from_before_the_anchored_profile_expects_what_it_did() -> None:
     """A detector pickled before the daily profile was kept relative to the series' first
     value (its profile holds the values themselves) loads expecting the same values of the

@@ -94,3 +94,36 @@ def test_a_service_without_routes_has_no_rate_while_its_series_is_broken() -> No
         assert "request_rate" not in computed[i] and "error_ratio" not in computed[i], i
     assert computed[-1]["request_rate"] == {"{}": pytest.approx(10.0)}
     assert computed[-1]["error_ratio"] == {"{}": pytest.approx(0.5)}
+
+
+def _histogram_page(i: int) -> str:
+    """A prometheus_client service counting its requests in its duration histogram: /a at 20
+    requests a second and /c at 5, all within 0.1 s; /b at 10, all between 0.1 and 1 s, its
+    buckets at +Inf in the broken scrapes."""
+    lines = ["# TYPE http_request_duration_seconds histogram"]
+    for route, rate, within in (("/a", 20, 0.1), ("/b", 10, 1.0), ("/c", 5, 0.1)):
+        broken = route == "/b" and i in BROKEN
+        for le in ("0.1", "1.0", "+Inf"):
+            count = rate * i if float(le) >= within else 0
+            value = "+Inf" if broken else f"{count}.0"
+            lines.append(
+                f'http_request_duration_seconds_bucket{{handler="{route}",le="{le}"}} {value}'
+            )
+        count = "+Inf" if broken else f"{rate * i}.0"
+        lines.append(f'http_request_duration_seconds_count{{handler="{route}"}} {count}')
+        lines.append(f'http_request_duration_seconds_sum{{handler="{route}"}} {rate * i * 0.05}')
+    return "\n".join(lines) + "\n"
+
+
+def test_a_histogram_at_infinity_leaves_out_its_route_from_the_services_latency() -> None:
+    """/b's buckets and count at +Inf: the service had no median on the first broken scrape
+    (its buckets summed to NaN). Now it is read from /a and /c on each (25 requests within
+    0.1 s: a median of 0.05 s), /b has none of its own, and after, the service's is back to
+    the three routes' (35 requests, 25 within 0.1 s: 0.07 s)."""
+    computed = _signals(BROKEN.stop + 40, _histogram_page)
+    for i in range(BROKEN.start, BROKEN.stop + 1):
+        p50 = computed[i]["latency_p50"]
+        assert p50["{}"] == pytest.approx(0.05), i
+        assert '{handler="/b"}' not in p50, i
+    assert computed[-1]["latency_p50"]["{}"] == pytest.approx(0.07)
+    assert computed[-1]["latency_p50"]['{handler="/b"}'] == pytest.approx(0.55)

@@ -160,11 +160,24 @@ def test_opentelemetry_js_requests_on_the_scraped_port_with_a_route_are_the_serv
     assert _otel_js("request_rate", "http://app:8080/metrics")["{}"] == pytest.approx(50.0)
 
 
+def test_opentelemetry_js_without_routes_leaves_out_the_exporters_port_only() -> None:
+    """Without a framework's instrumentation no request has a route: the scraped port is the
+    exporter's own (9464) when another port served more requests. The exporter on 9464
+    beside an app on 8080: its scrapes are left out (50 requests a second, not 51)."""
+    series = (
+        ("200", "8080", None, (0, 0, 12, 40), 420),
+        ("500", "8080", None, (0, 2, 6, 10), 110),
+        ("200", "9464", None, (0, 1), 2),
+    )
+    assert _otel_js("request_rate", "http://app:9464/metrics", series) == {
+        "{}": pytest.approx(50.0)
+    }
+
+
 def test_opentelemetry_js_without_routes_counts_the_scraped_ports_requests() -> None:
-    """Without a framework's instrumentation no request has a route, and the scrapes cannot
-    be told from the service's requests to the same port: an app serving its metrics on its
-    own port (8080) beside a health port (8081) had its 8080 requests left out as the
-    exporter's, and read 1 request a second, the health checks'."""
+    """An app serving its metrics on its own port (8080), the busiest, beside a health port
+    (8081): its 8080 requests had been left out as the exporter's, and it read 1 request a
+    second, the health checks'."""
     series = (
         ("200", "8080", None, (0, 0, 12, 40), 420),
         ("500", "8080", None, (0, 2, 6, 10), 110),
