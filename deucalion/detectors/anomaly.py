@@ -169,7 +169,7 @@ def _restored(d: AnomalyDetector, state: dict[str, Any]) -> None:
         if name not in d.__dict__:
             setattr(d, name, np.full(n, fill))
     if "week_profile_" not in state:  # (from before the weekly profile: it starts now)
-        d.week_profile_, d.week_visits_ = _week_arrays(n)
+        d.week_profile_, d.week_visits_ = _profile_arrays(n)[2:]
     elif "week_start_" not in state:  # (a weekly profile from the series' start, compared
         # since a week after it: as it stood)
         d.week_start_ = np.array(d.start_, dtype=np.float64, copy=True)
@@ -315,9 +315,7 @@ class AnomalyDetector(Detector):
         for table, rows in _PER_KIND:
             for name, fill in table:
                 setattr(self, name, np.full((rows, n), fill))
-        self.profile_ = np.full((n, BINS), np.nan, dtype=np.float32)
-        self.visits_ = np.zeros((n, BINS), dtype=np.float32)
-        self.week_profile_, self.week_visits_ = _week_arrays(n)
+        self.profile_, self.visits_, self.week_profile_, self.week_visits_ = _profile_arrays(n)
         self.alerting_ = np.zeros(n, dtype=bool)
         self.surprise_ = np.zeros((len(KINDS), n))
         self.n_series_ = n
@@ -331,13 +329,8 @@ class AnomalyDetector(Detector):
             for name, fill in table:
                 new = np.full((rows, extra), fill)
                 setattr(self, name, np.concatenate([getattr(self, name), new], axis=1))
-        self.profile_ = np.concatenate(
-            [self.profile_, np.full((extra, BINS), np.nan, dtype=np.float32)]
-        )
-        self.visits_ = np.concatenate([self.visits_, np.zeros((extra, BINS), dtype=np.float32)])
-        week_profile, week_visits = _week_arrays(extra)
-        self.week_profile_ = np.concatenate([self.week_profile_, week_profile])
-        self.week_visits_ = np.concatenate([self.week_visits_, week_visits])
+        for name, new in zip(_PROFILES, _profile_arrays(extra), strict=True):
+            setattr(self, name, np.concatenate([getattr(self, name), new]))
         self.alerting_ = np.concatenate([self.alerting_, np.zeros(extra, dtype=bool)])
         self.surprise_ = np.concatenate([self.surprise_, np.zeros((len(KINDS), extra))], axis=1)
 
@@ -924,10 +917,19 @@ def _bins(times: np.ndarray, period: float = DAY, bins: int = BINS) -> np.ndarra
     return at
 
 
-def _week_arrays(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """A weekly profile and its visits for ``n`` new series (visits count to ``_WEEK_VISITS``:
-    past it, a bin's weight is its share of about three weeks, not its count)."""
-    return np.full((n, WEEK_BINS), np.nan, dtype=np.float32), np.zeros((n, WEEK_BINS), np.uint16)
+def _profile_arrays(n: int) -> tuple[np.ndarray, ...]:
+    """The daily profile and its visits, and the weekly one and its, for ``n`` new series
+    (``_PROFILES``; the week's visits count to ``_WEEK_VISITS``, past which a bin's weight
+    is its share of about three weeks, not its count)."""
+    return (
+        np.full((n, BINS), np.nan, dtype=np.float32),
+        np.zeros((n, BINS), dtype=np.float32),
+        np.full((n, WEEK_BINS), np.nan, dtype=np.float32),
+        np.zeros((n, WEEK_BINS), dtype=np.uint16),
+    )
+
+
+_PROFILES = ("profile_", "visits_", "week_profile_", "week_visits_")
 
 
 def _seasonal(d: AnomalyDetector, times: np.ndarray) -> np.ndarray:
@@ -1792,7 +1794,7 @@ def _bands_of_block(
         return np.zeros(0)
     columns = np.repeat(np.asarray(rows, dtype=np.int64), _GRID)
     probe = copy.copy(d)
-    for name in ("profile_", "visits_", "week_profile_", "week_visits_"):  # none read: not copied
+    for name in _PROFILES:  # none read: not copied
         setattr(probe, name, np.empty((len(d.count_), 0), dtype=np.float32))
     probe.keep(columns)  # _GRID copies of each row, its state as the score read it
     for name, values in (record or {}).items():
