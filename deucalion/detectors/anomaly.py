@@ -11,8 +11,9 @@ metrics, one *component* each:
   inside the range the series has had;
 - ``variance``: the recent size of steps far from the long-run size (noisier, or calmer);
 - ``trend``: the recent slope far from the long-run slope;
-- ``seasonal``: the recent departure from the same time of day (48 half-hour bins, UTC), once a
-  day has been seen, in a series that has a daily pattern: whose profile's mean absolute error
+- ``seasonal``: the recent departure from the same time of day (48 half-hour bins, UTC or the
+  detector's ``timezone``), once a day has been seen, in a series that has a daily pattern:
+  whose profile's mean absolute error
   (over about a day, and 100 points at least) is under ``_PATTERNED`` (0.7) of the long-run
   level's (else this component would be a second, noisier level shift, and a nightly burst,
   partly taken into its half-hour's average, would make that half-hour look broken every day).
@@ -128,8 +129,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
+import zoneinfo
 from collections.abc import Hashable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -189,7 +193,8 @@ class AnomalyDetector(Detector):
     the module doc's warm-up); after an alert, the series is quiet until ``quiet_for`` points
     in a row scored below the threshold, unless a score of twice the alert's comes. ``kinds``
     selects the components (all by default). ``fast`` and ``slow`` are the weights of the
-    newest value in the recent and the long-run averages.
+    newest value in the recent and the long-run averages. ``timezone`` (an IANA name, say
+    ``"Europe/Paris"``) keeps the daily and weekly profiles in its local time; UTC by default.
     """
 
     # Learned state (see _STATE and _TAILS below): one entry per series.
@@ -265,6 +270,7 @@ class AnomalyDetector(Detector):
         kinds: Sequence[str] = KINDS,
         fast: float = 0.1,
         slow: float = 0.01,
+        timezone: str | None = None,
     ) -> None:
         if not (isinstance(budget, int | float) and 0 < budget < 10_000):
             raise ValueError(
@@ -284,6 +290,7 @@ class AnomalyDetector(Detector):
         self.kinds = tuple(k for k in KINDS if k in kinds)
         self.fast = float(fast)
         self.slow = float(slow)
+        self.timezone = _zone(timezone) and timezone
         self.threshold = math.log10(10_000 / self.budget)
         self._enabled = np.array([k in self.kinds for k in KINDS])
         self._penalty = math.log10(len(self.kinds)) + _CALIBRATION
@@ -910,8 +917,39 @@ def _tail_shape(
     return shape, np.maximum(sigma, 0.2 * q3 + 1e-12)
 
 
+@functools.lru_cache(maxsize=16)
+def _zone(name: str | None) -> zoneinfo.ZoneInfo | None:
+    """The time zone named ``name`` (None: UTC), or a ValueError that says what to give."""
+    if name is None:
+        return None
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError) as exc:
+        raise ValueError(
+            f"AnomalyDetector: timezone={name!r} is no time zone known here ({exc}): give an "
+            "IANA name such as 'Europe/Paris' or 'America/New_York', or None for UTC"
+        ) from None
+
+
+def _local(d: AnomalyDetector, times: np.ndarray) -> np.ndarray:
+    """``times`` as the local time of the detector's ``timezone`` counts them (seconds since
+    the epoch plus the zone's offset then, daylight saving time included): where the profiles'
+    bins are. Offsets are looked up once per distinct time (an update's series share one)."""
+    zone = _zone(d.__dict__.get("timezone"))  # (none in a checkpoint from before it)
+    if zone is None or not len(times):
+        return times
+    unique, inverse = np.unique(
+        np.clip(np.nan_to_num(times), 0.0, 253_402_300_799.0), return_inverse=True
+    )
+    offsets = [zone.utcoffset(datetime.fromtimestamp(t, UTC)) for t in unique.tolist()]
+    seconds = np.array([o.total_seconds() if o is not None else 0.0 for o in offsets])
+    local: np.ndarray = times + seconds[inverse.reshape(times.shape)]
+    return local
+
+
 def _bins(times: np.ndarray, period: float = DAY, bins: int = BINS) -> np.ndarray:
-    """The half-hour bin of the day (UTC) of each time, or of the week (``WEEK``, ``WEEK_BINS``)."""
+    """The half-hour bin of the day of each time (UTC, or local: ``_local``), or of the week
+    (``WEEK``, ``WEEK_BINS``)."""
     t = np.nan_to_num(times)
     at: np.ndarray = ((t % period) // (period / bins)).astype(np.int64) % bins
     return at
@@ -936,7 +974,8 @@ def _seasonal(d: AnomalyDetector, times: np.ndarray) -> np.ndarray:
     """Each row's expected value at ``times`` from its profile: the weekly one in a series
     whose week it predicts (``weekly_``), else the daily one (NaN before a day)."""
     rows = np.arange(len(times))
-    bins, week_bins = _bins(times), _bins(times, WEEK, WEEK_BINS)
+    local = _local(d, times)
+    bins, week_bins = _bins(local), _bins(local, WEEK, WEEK_BINS)
     age = times - d.start_
     daily = d.profile_[rows, bins].astype(np.float64) + d.anchor_
     daily = np.where((age >= DAY) & (d.visits_[rows, bins] >= 2), daily, np.nan)
@@ -1543,13 +1582,13 @@ def _learn_profile(
     rows = np.flatnonzero(seen)
     if not rows.size:
         return
-    anchor = d.anchor_[rows]
+    anchor, local = d.anchor_[rows], _local(d, times[rows])
     d.week_start_[rows] = np.where(np.isnan(d.week_start_[rows]), times[rows], d.week_start_[rows])
     for profile, visited, period, n_bins, most in (
         (d.profile_, d.visits_, DAY, BINS, math.inf),
         (d.week_profile_, d.week_visits_, WEEK, WEEK_BINS, _WEEK_VISITS),
     ):
-        bins = _bins(times[rows], period, n_bins)
+        bins = _bins(local, period, n_bins)
         visits = visited[rows, bins].astype(np.float64) + 1
         weight = np.maximum(1.0 / visits, np.minimum(dt[rows] / (3 * period / n_bins), 1.0))
         current = profile[rows, bins] + anchor

@@ -855,3 +855,36 @@ def test_a_daily_pattern_at_hourly_steps_keeps_its_daily_profile() -> None:
         detector.update(values[:, i], times=times[i])
         weekly |= detector.weekly_ > 0
     assert not weekly.any(), f"{weekly.sum()} of {rows} daily series took a weekly profile"
+
+
+def test_a_daily_pattern_in_local_time_crosses_daylight_saving_time_with_its_timezone() -> None:
+    """Twelve series whose day follows Paris' clocks (busy from 06:00 to 18:00 local time),
+    at 5-minute steps, two weeks before the change to summer time (2026-03-29) and one
+    after: kept in UTC, the profile is an hour off after the change, and every series
+    alerted `seasonal` that week (25 to 29 alerts); with ``timezone="Europe/Paris"`` its
+    bins move with the clocks, and the week after is like any (3 to 7)."""
+    import zoneinfo
+    from datetime import UTC, datetime
+
+    paris = zoneinfo.ZoneInfo("Europe/Paris")
+    start, step = datetime(2026, 3, 15, tzinfo=UTC).timestamp(), 300.0
+    times = start + step * np.arange(21 * 288)
+    offsets = np.array(
+        [paris.utcoffset(datetime.fromtimestamp(t, UTC)).total_seconds() for t in times]  # type: ignore[union-attr]
+    )
+    hour = ((times + offsets) % 86_400) / 3_600
+    wave = 100 + 50 * np.clip(np.sin(2 * np.pi * (hour - 6) / 24), 0, None)
+    values = wave + np.random.default_rng(79).normal(0.0, 5.0, (12, len(times)))
+    change = int(np.argmax(offsets > offsets[0]))
+    week = slice(change, change + 7 * 288)
+    in_utc = _alerting_at(AnomalyDetector(), times, values)
+    local = _alerting_at(AnomalyDetector(timezone="Europe/Paris"), times, values)
+    assert in_utc[:, week].any(axis=1).sum() >= 9  # (the hour's shift: the case for it)
+    # As a week of such young series without a change of clocks (3 to 9 alerts in May).
+    assert local[:, week].sum() <= 12, local[:, week].sum()
+
+
+def test_an_unknown_timezone_is_refused_with_what_to_give() -> None:
+    with pytest.raises(ValueError, match=r"timezone='Mars/Olympus'.*IANA name"):
+        AnomalyDetector(timezone="Mars/Olympus")
+    assert AnomalyDetector(timezone="Asia/Tokyo").timezone == "Asia/Tokyo"
