@@ -80,9 +80,9 @@ class Explanation:
     ``kind`` names the anomaly (``AnomalyDetector``: ``spike``, ``level_shift``, ``variance``,
     ``trend``, ``seasonal``, ``stuck``, ``out_of_range``; ``RangeDetector``: ``record``,
     ``recent``; a window detector: ``score``). ``observed`` is what was judged (the value, or
-    for a level shift the recent level, for a change of variance the recent typical change) and
-    ``expected_low`` .. ``expected_high`` the band it was expected in. ``series`` is the key
-    given to ``update`` (the row number on the array path).
+    for a level shift or a seasonal break the recent level, for a change of variance the recent
+    typical change) and ``expected_low`` .. ``expected_high`` the band it was expected in.
+    ``series`` is the key given to ``update`` (the row number on the array path).
     """
 
     kind: str

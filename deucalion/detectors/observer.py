@@ -412,6 +412,7 @@ def _annotations(why: Explanation, name: str, where: str, about: str) -> dict[st
 #: What an explanation's ``observed`` is, per anomaly kind, in an alert's words.
 _OBSERVED = {
     "level_shift": "recent level",
+    "seasonal": "recent level",  # against the time of day's value
     "variance": "recent typical change between points",
     "trend": "recent slope per point",
     "stuck": "run of points at one value",

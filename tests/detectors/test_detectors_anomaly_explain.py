@@ -202,6 +202,20 @@ def test_a_stuck_alert_says_how_long_the_value_repeated() -> None:
     assert alert.annotations["kind"] == "stuck" and alert.annotations["expected_range"] == "0 .. 6"
 
 
+def test_a_seasonal_alert_says_its_observed_is_the_recent_level() -> None:
+    """A seasonal break is judged by the recent level against the time of day's value, not
+    by the last value: the annotations say so (they read "The value is", and a reader took
+    a level the series never had for a value it had)."""
+    from deucalion.detectors import DetectorObserver
+
+    observer = DetectorObserver(AnomalyDetector(), {"requests"})
+    why = Explanation(
+        "seasonal", 40.0, 60.0, 12.5, 4.4, ("http://a:8080/metrics", "requests", "{}")
+    )
+    description = observer.explained_alert(why).annotations["description"]
+    assert "The recent level is 12.5, expected 40 .. 60" in description, description
+
+
 def test_the_quick_explanation_names_a_spike_against_the_level_it_left() -> None:
     """``explain_quickly`` (what the presets judge every series against, every cycle, with
     no search) names a spike, its value and a band around the level it left; it takes a
