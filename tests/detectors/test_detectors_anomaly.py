@@ -614,6 +614,31 @@ def test_a_daily_pattern_with_noise_uses_its_budget(budget: float) -> None:
     assert budget / 2 <= rate <= 2 * budget, f"{rate:.2f} false alerts per 10,000 points"
 
 
+@pytest.mark.parametrize("ramp", [0.0, 1800.0])
+def test_a_business_day_at_a_point_a_minute_is_the_day_not_two_shifts(ramp: float) -> None:
+    """Busy from 09:00 to 18:00 at four times the night's load, one point a minute, with a
+    step or a 30-minute ramp at each end: after its first two days (when each end is news),
+    within twice the budget. The averages follow such a step within minutes, so every
+    business day's start and end had alerted ``level_shift`` or ``trend``: about 2 alerts a
+    series a day, 14 per 10,000 points at budget 1."""
+    rng = np.random.default_rng(61)
+    times = 1_772_409_600.0 + 60.0 * np.arange(7 * 1440)  # a Monday, 00:00 UTC
+    seconds = times % 86_400
+
+    def edge(at: float) -> np.ndarray:
+        return np.clip((seconds - at + ramp) / max(ramp, 1.0), 0.0, 1.0)
+
+    busy = edge(9 * 3600) * (1 - edge(18 * 3600 + ramp))
+    values = 20 + 60 * busy + rng.normal(0, 3, (6, len(times)))
+    detector = AnomalyDetector()
+    late = []
+    for i, at in enumerate(times):
+        detector.update(values[:, i], times=np.full(6, at))
+        late += [why.kind for why in detector.alerts() if i >= 2 * 1440]
+    allowed = 2 * detector.budget * 6 * 5 * 1440 / 10_000
+    assert len(late) <= allowed, f"{len(late)} false alerts after day 2: {late}"
+
+
 @pytest.mark.parametrize(("noise", "discounted"), [("gaussian", False), ("heavy", True)])
 def test_only_a_heavy_spike_tail_is_discounted_past_the_reach(
     noise: str, discounted: bool, monkeypatch: pytest.MonkeyPatch
