@@ -5,6 +5,10 @@ uses (aiohttp, pydantic, YAML) are translated at the boundary, so a user only ev
 deucalion's own::
 
     DeucalionError
+    ├── UsageError       a call to the Python API with a value it cannot use (a ValueError)
+    ├── UsageTypeError   a call with an argument of a type it cannot use (a TypeError)
+    ├── UnknownSeriesError   a detector asked about a series it does not hold (a KeyError)
+    ├── OutsideNewDataError  data_time() or the like called outside new_data (a RuntimeError)
     ├── ConfigError      bad or missing configuration: names the file and the key
     │   └── CredentialsError   a token, password or CA file it names cannot be read or used
     ├── ParseError       a metrics exposition that breaks its format: names the line
@@ -16,6 +20,9 @@ deucalion's own::
     ├── HistoryError     history (a recording, a Prometheus range, a CSV) could not be read
     ├── ReviewError      a body that is not a valid AdmissionReview
     └── ManifestError    a manifest given to deucalion inject is not YAML of Kubernetes objects
+
+The four at the top are also the built-in exception they replace, so ``except ValueError``
+(or ``TypeError``, ``KeyError``, ``RuntimeError``) still catches them.
 
 Every subclass lives here (a test checks it); the modules that raise one name it too.
 
@@ -34,14 +41,43 @@ __all__ = [
     "KubernetesError",
     "ManifestError",
     "ObserverError",
+    "OutsideNewDataError",
     "ParseError",
     "ReviewError",
     "ScrapeError",
+    "UnknownSeriesError",
+    "UsageError",
+    "UsageTypeError",
 ]
 
 
 class DeucalionError(Exception):
     """The root of every error deucalion raises on purpose."""
+
+
+class UsageError(DeucalionError, ValueError):
+    """A call to deucalion's Python API with a value it cannot use: an argument out of range
+    (``AnomalyDetector(budget=0)``), of the wrong shape, times out of order, or the text or
+    file a function was given to read. Also a ``ValueError``."""
+
+
+class UsageTypeError(DeucalionError, TypeError):
+    """A call to deucalion's Python API with an argument of a type it cannot use (a model
+    without the methods a detector needs, say). Also a ``TypeError``."""
+
+
+class UnknownSeriesError(DeucalionError, KeyError):
+    """A detector asked about a series it does not hold (``explain(key)``). Also a
+    ``KeyError``, whose message it shows as it is (a ``KeyError`` quotes it)."""
+
+    def __str__(self) -> str:
+        return Exception.__str__(self)
+
+
+class OutsideNewDataError(DeucalionError, RuntimeError):
+    """What is known only while data is handed to ``new_data`` (``data_time()``,
+    ``data_times()``, ``Window.add()`` without ``time=``) was asked outside it. Also a
+    ``RuntimeError``."""
 
 
 class ConfigError(DeucalionError):

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from deucalion.detectors.base import MAD_TO_SIGMA, Detector, robust_scale_floor, row_medians
+from deucalion.errors import UsageError, UsageTypeError
 from deucalion.history.vectors import Block
 
 __all__ = ["RiverDetector", "SklearnDetector"]
@@ -55,14 +56,14 @@ class SklearnDetector(Detector):
         if not hasattr(estimator, "fit") or not (
             hasattr(estimator, "decision_function") or hasattr(estimator, "score_samples")
         ):
-            raise TypeError(
+            raise UsageTypeError(
                 f"SklearnDetector needs an estimator with fit() and "
                 f"decision_function() or score_samples(); "
                 f"{type(estimator).__name__} has not (LocalOutlierFactor needs "
                 "novelty=True)"
             )
         if not isinstance(lags, int) or lags < 1:
-            raise ValueError(f"SklearnDetector: lags must be a positive integer, not {lags!r}")
+            raise UsageError(f"SklearnDetector: lags must be a positive integer, not {lags!r}")
         self.estimator = estimator
         self.lags = lags
         self.fit_after = fit_after
@@ -91,7 +92,7 @@ class SklearnDetector(Detector):
         ``max_samples``), for ``block.metric``."""
         scaled = self._scaled(block.values)
         if scaled.shape[1] < self.lags:
-            raise ValueError(
+            raise UsageError(
                 f"SklearnDetector.fit: the block holds {scaled.shape[1]} points, "
                 f"fewer than lags={self.lags}"
             )
@@ -99,7 +100,7 @@ class SklearnDetector(Detector):
         samples = windows.reshape(-1, self.lags)
         samples = samples[np.isfinite(samples).all(axis=1)]
         if len(samples) == 0:
-            raise ValueError("SklearnDetector.fit: the block holds no complete lag vector")
+            raise UsageError("SklearnDetector.fit: the block holds no complete lag vector")
         if len(samples) > self.max_samples:
             rng = np.random.default_rng(self.random_state)
             samples = samples[rng.choice(len(samples), self.max_samples, replace=False)]
@@ -158,7 +159,7 @@ class RiverDetector(Detector):
         if not (
             hasattr(model, "learn_one") and hasattr(model, "score_one") and hasattr(model, "clone")
         ):
-            raise TypeError(
+            raise UsageTypeError(
                 f"RiverDetector needs a River anomaly detector (learn_one, "
                 f"score_one, clone), not {type(model).__name__}"
             )

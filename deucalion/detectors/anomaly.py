@@ -139,6 +139,7 @@ from typing import Any
 import numpy as np
 
 from deucalion.detectors.base import Detector, Explanation
+from deucalion.errors import UsageError
 
 __all__ = ["KINDS", "AnomalyDetector"]
 
@@ -273,17 +274,17 @@ class AnomalyDetector(Detector):
         timezone: str | None = None,
     ) -> None:
         if not (isinstance(budget, int | float) and 0 < budget < 10_000):
-            raise ValueError(
+            raise UsageError(
                 f"AnomalyDetector: budget={budget!r}: give the false alerts per series per "
                 "10,000 points you accept, a number above 0 and below 10,000"
             )
         unknown = set(kinds) - set(KINDS)
         if unknown or not kinds:
-            raise ValueError(f"AnomalyDetector: kinds={list(kinds)!r}: choose among {KINDS}")
+            raise UsageError(f"AnomalyDetector: kinds={list(kinds)!r}: choose among {KINDS}")
         if not (0 < slow < fast < 1):
-            raise ValueError(f"AnomalyDetector: give 0 < slow < fast < 1, not {slow}, {fast}")
+            raise UsageError(f"AnomalyDetector: give 0 < slow < fast < 1, not {slow}, {fast}")
         if warmup < 10 or quiet_for < 0:
-            raise ValueError("AnomalyDetector: warmup must be 10 or more and quiet_for 0 or more")
+            raise UsageError("AnomalyDetector: warmup must be 10 or more and quiet_for 0 or more")
         self.budget = float(budget)
         self.warmup = int(warmup)
         self.quiet_for = int(quiet_for)
@@ -877,7 +878,7 @@ def _budget(alerts_per_day: object, interval: object) -> float:
         or not isinstance(alerts_per_day, int | float)
         or not 0 < alerts_per_day < math.inf
     ):
-        raise ValueError(
+        raise UsageError(
             f"{where}: alerts_per_day={alerts_per_day!r}: give the false alerts per series per "
             "day you accept, a number above 0"
         )
@@ -888,11 +889,11 @@ def _budget(alerts_per_day: object, interval: object) -> float:
     try:
         seconds = parse_duration(interval)
     except ValueError as exc:
-        raise ValueError(f"{where}: interval={interval!r}: {exc}") from None
+        raise UsageError(f"{where}: interval={interval!r}: {exc}") from None
     if not seconds:
-        raise ValueError(f"{where}: interval=0: give the scrape interval, such as 15s")
+        raise UsageError(f"{where}: interval=0: give the scrape interval, such as 15s")
     if alerts_per_day * seconds >= DAY:  # a budget of 10,000 or more per 10,000 points
-        raise ValueError(
+        raise UsageError(
             f"{where}: alerts_per_day={alerts_per_day!r} at interval={interval!r}: that is as "
             f"many alerts as points ({DAY / seconds:g} a day); give fewer"
         )
@@ -927,7 +928,7 @@ def _zone(name: str | None) -> zoneinfo.ZoneInfo | None:
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError) as exc:
-        raise ValueError(
+        raise UsageError(
             f"AnomalyDetector: timezone={name!r} is no time zone known here ({exc}): give an "
             "IANA name such as 'Europe/Paris' or 'America/New_York', or None for UTC"
         ) from None

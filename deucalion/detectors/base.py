@@ -54,6 +54,7 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, cast, overload
 
 from deucalion._redact import redact_text
+from deucalion.errors import UnknownSeriesError, UsageError
 
 try:
     import numpy as np
@@ -385,7 +386,7 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
             return key
         # Keys may quote a target's URL: its secret query parameters never reach an error.
         shown = redact_text(f"{key!r}{_held_hint(key, rows)}")
-        raise KeyError(f"{type(self).__name__} holds no series {shown}")
+        raise UnknownSeriesError(f"{type(self).__name__} holds no series {shown}")
 
     def explain_quickly(self, key: Hashable) -> Explanation:
         """``explain``, cheap enough to call for every series at every update (what the
@@ -445,20 +446,20 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
         if text is not None:
             # NumPy reads "1" as 1.0: text read from a file, left as text, scored as numbers
             # (and all 0 while the detector warmed up) would hide that it was never parsed.
-            raise ValueError(
+            raise UsageError(
                 f"score_series: the value {text[1]!r:.80} (at {text[0]}) is text, not a number: "
                 "give numbers (float(x) of each, or pandas.to_numeric(column)), NaN or None for "
                 "no value"
             )
         if v.ndim > 1 and max(v.shape) != v.size:
-            raise ValueError(
+            raise UsageError(
                 f"score_series scores one series, not a table of shape {v.shape}: score each "
                 "column (frame.apply(detector.score_series)) or update() a row per cycle"
             )
         v = v.reshape(-1)
         t = np.arange(len(v), dtype=np.float64) if times is None else _seconds_of(times)
         if len(t) != len(v):
-            raise ValueError(f"score_series: {len(v)} values but {len(t)} times")
+            raise UsageError(f"score_series: {len(v)} values but {len(t)} times")
         _check_increasing(t)
         steps = np.zeros(len(v))
         if counter:
@@ -513,7 +514,7 @@ def _pairs_of(cycle: Mapping[Any, tuple[Any, Any]], who: str) -> np.ndarray:
             dtype=np.float64,
         ).reshape(len(cycle), 2)
     except (TypeError, ValueError):
-        raise ValueError(
+        raise UsageError(
             f"{who}: give each series as key: (time, value), the value a number and the time "
             f"{_TIME_FORMS}, as in {{'cpu': (1700000000.0, 0.42)}}; got "
             f"{redact_text(repr(dict(cycle)))[:200]}"
@@ -642,7 +643,7 @@ def _seconds_of(times: Any, who: str = "score_series") -> np.ndarray:
         times = times.dt.tz_convert(None) if hasattr(times, "dt") else times.tz_convert(None)
     raw = np.asarray(times)
     if raw.ndim > 1 and max(raw.shape) != raw.size:
-        raise ValueError(f"{who}: give the times as one list or array, not a table of {raw.shape}")
+        raise UsageError(f"{who}: give the times as one list or array, not a table of {raw.shape}")
     raw = raw.reshape(-1)
     if raw.dtype.kind == "M":  # any unit: a difference in seconds, never a count of the unit
         return np.asarray((raw - _EPOCH) / _SECOND, dtype=np.float64)
@@ -669,7 +670,7 @@ def _second_of(when: Any, who: str = "update") -> float:
         try:
             when = datetime.fromisoformat(when.strip())
         except ValueError:
-            raise ValueError(
+            raise UsageError(
                 f"{who}: the time {when!r} is neither seconds nor ISO 8601 nor a datetime: "
                 f"give it {_TIME_FORMS}"
             ) from None
@@ -682,7 +683,7 @@ def _second_of(when: Any, who: str = "update") -> float:
     try:
         return float(when)
     except (TypeError, ValueError):
-        raise ValueError(
+        raise UsageError(
             f"{who}: the time {when!r:.80} is neither seconds nor ISO 8601 nor a datetime: "
             f"give it {_TIME_FORMS}"
         ) from None
@@ -696,7 +697,7 @@ def _check_increasing(times: np.ndarray) -> None:
     if bad.size:
         i, j = timed[bad[0]], timed[bad[0] + 1]
         what = "repeats" if times[j] == times[i] else "comes before"
-        raise ValueError(
+        raise UsageError(
             f"score_series: the times are not increasing: the one at position {j} "
             f"({times[j]:.10g}) {what} the one before it ({times[i]:.10g}); sort them first "
             "(series.sort_index(), or values[np.argsort(times)]) and drop duplicates"
@@ -736,13 +737,13 @@ def _values_of(values: Any, who: str) -> np.ndarray:
             try:
                 _value_of(item)
             except (TypeError, ValueError):
-                raise ValueError(
+                raise UsageError(
                     f"{who}: the value {item!r:.80} (at {i}) is not a number: give numbers, "
                     "NaN or None for no value"
                 ) from None
-        raise ValueError(f"{who}: give one number per series, not {values!r:.80}") from None
+        raise UsageError(f"{who}: give one number per series, not {values!r:.80}") from None
     if x.ndim > 1 and max(x.shape) != x.size:
-        raise ValueError(
+        raise UsageError(
             f"{who}: give one value per series, a one-dimensional array, not a table of shape "
             f"{x.shape} (update once per cycle, a row of the table each time)"
         )
@@ -756,7 +757,7 @@ def _fits(given: np.ndarray, m: int, n: int, who: str, what: str) -> int:
         return n
     if len(given) in (m, n):
         return len(given)
-    raise ValueError(
+    raise UsageError(
         f"{who}: {m:,} values but {len(given):,} {what}: give one per value, in the same "
         f"order, or one for all{f' ({n:,} rows held)' if n != m else ''}"
     )

@@ -56,6 +56,7 @@ from typing import Any
 
 from deucalion.detectors.base import Detector, Explanation
 from deucalion.detectors.observer import DetectorObserver
+from deucalion.errors import UsageError
 
 try:
     import numpy as np
@@ -92,13 +93,13 @@ class RangeDetector(Detector):
         record_step_factor: float = 0.0,
     ) -> None:
         if window < 2:
-            raise ValueError(f"window={window}: give at least 2 values")
+            raise UsageError(f"window={window}: give at least 2 values")
         if record_tolerance <= 0 or recent_tolerance <= 0:
-            raise ValueError("record_tolerance and recent_tolerance must be positive")
+            raise UsageError("record_tolerance and recent_tolerance must be positive")
         if record_step_factor < 0:
-            raise ValueError(f"record_step_factor={record_step_factor}: give 0 or more")
+            raise UsageError(f"record_step_factor={record_step_factor}: give 0 or more")
         if not 0 < threshold <= 1:
-            raise ValueError(f"threshold={threshold}: give a score in (0, 1]")
+            raise UsageError(f"threshold={threshold}: give a score in (0, 1]")
         self.window = window
         self.record_tolerance = record_tolerance
         self.recent_tolerance = recent_tolerance

@@ -31,6 +31,7 @@ except ImportError as exc:  # a plain install: say what to install, in one line
     raise missing_extra("numpy", "deucalion.detectors") from exc
 from deucalion.alerting.alerts import Alert, Scores, SeriesScore
 from deucalion.detectors.base import Detector, Explanation
+from deucalion.errors import UsageError, UsageTypeError
 from deucalion.history.promql import CounterRates
 from deucalion.history.vectors import Block
 from deucalion.history.window import Window
@@ -66,11 +67,11 @@ class AlertPolicy:
         detector: str = "",
     ) -> None:
         if not isinstance(for_cycles, int) or for_cycles < 1:
-            raise ValueError(
+            raise UsageError(
                 f"AlertPolicy: for_cycles must be a positive integer, not {for_cycles!r}"
             )
         if not (isinstance(threshold, int | float) and not math.isnan(threshold)):
-            raise ValueError(f"AlertPolicy: threshold must be a number, not {threshold!r}")
+            raise UsageError(f"AlertPolicy: threshold must be a number, not {threshold!r}")
         self.threshold = float(threshold)
         self.for_cycles = for_cycles
         self.labels = dict(labels or {})
@@ -171,7 +172,7 @@ class DetectorObserver(MetricsObserver):
         if budget is not None and threshold is not None:
             # Each sets the default detector's threshold (log10(10,000 / budget)): given both,
             # the budget was dropped without a word.
-            raise ValueError(
+            raise UsageError(
                 f"DetectorObserver: budget={budget!r} and threshold={threshold!r} both set the "
                 "default detector's threshold: give one"
             )
@@ -180,24 +181,24 @@ class DetectorObserver(MetricsObserver):
 
             detector = AnomalyDetector() if budget is None else AnomalyDetector(budget=budget)
         elif budget is not None:
-            raise ValueError(
+            raise UsageError(
                 f"budget={budget!r} is the default detector's: give it to your detector "
                 f"instead ({type(detector).__name__}(budget=...) where it takes one)"
             )
         if not isinstance(detector, Detector):
-            raise TypeError(
+            raise UsageTypeError(
                 f"DetectorObserver needs a deucalion.detectors.Detector, not "
                 f"{type(detector).__name__}; wrap a scikit-learn estimator in "
                 "SklearnDetector or a River model in RiverDetector"
             )
         if not isinstance(forget_after, int) or forget_after < 1:
-            raise ValueError(f"forget_after={forget_after!r}: give a number of cycles, 1 or more")
+            raise UsageError(f"forget_after={forget_after!r}: give a number of cycles, 1 or more")
         if not (
             isinstance(keep_firing_for, int | float)
             and not isinstance(keep_firing_for, bool)
             and 0 <= keep_firing_for < math.inf
         ):
-            raise ValueError(
+            raise UsageError(
                 f"keep_firing_for={keep_firing_for!r}: give the seconds an alert keeps firing "
                 "after the last cycle that raised it, 0 or more (0: it resolves at once)"
             )

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from deucalion.detectors.base import MAD_TO_SIGMA, Detector, robust_scale_floor, row_medians
+from deucalion.errors import UsageError
 from deucalion.history.vectors import Block
 
 __all__ = ["EWMAZScore", "RobustZScore", "SeasonalBaseline", "Threshold"]
@@ -19,7 +20,7 @@ __all__ = ["EWMAZScore", "RobustZScore", "SeasonalBaseline", "Threshold"]
 
 def _check_positive(owner: str, name: str, value: float) -> None:
     if not (isinstance(value, int | float) and value > 0 and math.isfinite(value)):
-        raise ValueError(f"{owner}: {name} must be a positive number, not {value!r}")
+        raise UsageError(f"{owner}: {name} must be a positive number, not {value!r}")
 
 
 class RobustZScore(Detector):
@@ -46,11 +47,11 @@ class RobustZScore(Detector):
         threshold: float = 6.0,
     ) -> None:
         if window is not None and (not isinstance(window, int) or window < 2):
-            raise ValueError(
+            raise UsageError(
                 f"RobustZScore: window must be an integer of 2 or more, not {window!r}"
             )
         if not isinstance(min_points, int) or min_points < 1:
-            raise ValueError(
+            raise UsageError(
                 f"RobustZScore: min_points must be a positive integer, not {min_points!r}"
             )
         self.window = window
@@ -171,7 +172,7 @@ class EWMAZScore(Detector):
         threshold: float = 6.0,
     ) -> None:
         if not (isinstance(alpha, int | float) and 0 < alpha < 1):
-            raise ValueError(
+            raise UsageError(
                 f"EWMAZScore: alpha must be between 0 and 1 (exclusive), not {alpha!r}"
             )
         self.alpha = alpha
@@ -328,7 +329,7 @@ class Threshold(Detector):
         self, *, above: float | None = None, below: float | None = None, threshold: float = 0.0
     ) -> None:
         if above is None and below is None:
-            raise ValueError("Threshold needs above=, below= or both")
+            raise UsageError("Threshold needs above=, below= or both")
         self.above = above
         self.below = below
         self.threshold = threshold
