@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from deucalion._redact import redact_url
-from deucalion.errors import ConfigError
+from deucalion.errors import ConfigError, OutsideNewDataError, UsageError
 from deucalion.exposition.naming import Selector
 
 __all__ = [
@@ -102,7 +102,7 @@ def _seconds(when: Any, what: str) -> float:
     elif isinstance(when, numbers.Real) and not isinstance(when, bool):
         seconds = float(when)  # NumPy's and pandas' integers and floats too
     if not math.isfinite(seconds):
-        raise ValueError(
+        raise UsageError(
             f"data_at: {what}={given!r:.80} is not a time: give Unix seconds (1767225600.0), a "
             "datetime or pandas Timestamp (naive ones are UTC) or ISO 8601 text "
             "('2026-01-01T00:00:00Z')"
@@ -119,7 +119,7 @@ def data_time(target: str | None = None) -> float:
     """
     times = _DATA_TIMES.get()
     if times is None:
-        raise RuntimeError("data_time() is only known inside new_data, while data is handed")
+        raise OutsideNewDataError("data_time() is only known inside new_data, while data is handed")
     cycle_time, target_times = times
     if target is None:
         return cycle_time
@@ -130,7 +130,9 @@ def data_times() -> Mapping[str, float]:
     """Every target's scrape time for the data being handed (see ``data_time``)."""
     times = _DATA_TIMES.get()
     if times is None:
-        raise RuntimeError("data_times() is only known inside new_data, while data is handed")
+        raise OutsideNewDataError(
+            "data_times() is only known inside new_data, while data is handed"
+        )
     return times[1]
 
 

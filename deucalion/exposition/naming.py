@@ -15,13 +15,15 @@ Anything else (``1abc``, ``cpu seconds``) is refused.
 
 The live selection of each observer's samples, ``deucalion scrape --metrics``, replay and the
 parser's filter all ask :class:`Selector`, so they agree. Imported by worker processes (through
-``deucalion.observer``), so it imports ``re`` only.
+``deucalion.observer``), so it imports ``re`` and ``deucalion.errors`` only.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Iterable
+
+from deucalion.errors import UsageError
 
 __all__ = ["EVERYTHING", "FAMILY_SUFFIXES", "METRIC_NAME", "Selector", "family_selects"]
 
@@ -54,7 +56,7 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     try:
         return re.compile(pattern)
     except re.error as exc:
-        raise ValueError(
+        raise UsageError(
             f"{pattern!r} is neither a metric name nor a valid regular expression ({exc})"
         ) from None
 
@@ -122,13 +124,13 @@ class Selector:
         patterns: set[str] = set()
         for entry in desired:
             if not isinstance(entry, str) or not entry:
-                raise ValueError(f"{entry!r} is neither a metric name nor a regular expression")
+                raise UsageError(f"{entry!r} is neither a metric name nor a regular expression")
             if METRIC_NAME.fullmatch(entry):
                 names.add(entry)
                 continue
             if not _REGEX_SIGN.search(entry) or any(c.isspace() for c in entry):
                 # "1abc" or "cpu seconds" is a mistyped name, not a pattern meant to match names.
-                raise ValueError(f"{entry!r} is neither a metric name nor a regular expression")
+                raise UsageError(f"{entry!r} is neither a metric name nor a regular expression")
             patterns.add(entry)  # (compiled, and so checked, by the constructor)
         return cls(frozenset(names), tuple(sorted(patterns)))
 

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from deucalion.errors import UsageError
 from deucalion.history.labels import series_labels, without_label
 from deucalion.history.promql import bucket_quantile, counter_increase, extrapolated_rate
 from deucalion.history.vectors import Block, InstantVector, SeriesRef
@@ -67,7 +68,7 @@ class PromQLFunctions:
         is_rate: bool,
     ) -> InstantVector:
         if not (isinstance(range_seconds, int | float) and range_seconds > 0):
-            raise ValueError(
+            raise UsageError(
                 f"the range must be a positive number of seconds, not {range_seconds!r}"
             )
         block = self.block(metric, target)

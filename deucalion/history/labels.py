@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
+from deucalion.errors import UsageError
 from deucalion.exposition.grammar import CANON_VALUE, escape, unescape
 
 __all__ = [
@@ -57,7 +58,7 @@ def series_labels(key: str) -> dict[str, str]:
     Raises ``ValueError`` naming the key when it is not in series-key notation.
     """
     if not isinstance(key, str) or len(key) < 2 or key[0] != "{" or key[-1] != "}":
-        raise ValueError(
+        raise UsageError(
             f"{key!r} is not a series key: expected labels in braces, such as "
             "'{cpu=\"0\",mode=\"idle\"}' or '{}'"
         )
@@ -66,23 +67,23 @@ def series_labels(key: str) -> dict[str, str]:
     while position < end:
         match = _PAIR.match(key, position, end)
         if match is None:
-            raise ValueError(
+            raise UsageError(
                 f"{key!r} is not a series key: cannot read a label at character "
                 f'{position} (name="value" pairs, separated by commas)'
             )
         name = match.group(1)
         if name in labels:
-            raise ValueError(f"{key!r} is not a series key: label {name} appears twice")
+            raise UsageError(f"{key!r} is not a series key: label {name} appears twice")
         labels[name] = unescape(match.group(2)[1:-1])
         position = match.end()
         if position < end:
             if key[position] != ",":
-                raise ValueError(
+                raise UsageError(
                     f"{key!r} is not a series key: expected ',' at character {position}"
                 )
             position += 1
             if position == end:  # a trailing comma is written by no one; refuse it
-                raise ValueError(f"{key!r} is not a series key: it ends with a comma")
+                raise UsageError(f"{key!r} is not a series key: it ends with a comma")
     return labels
 
 
@@ -96,12 +97,12 @@ def series_key(labels: Mapping[str, str]) -> str:
     for name in sorted(labels):
         value = labels[name]
         if not isinstance(name, str) or not LABEL_NAME.fullmatch(name):
-            raise ValueError(
+            raise UsageError(
                 f"label name {name!r} is invalid: use letters, digits and "
                 "underscores, not starting with a digit"
             )
         if not isinstance(value, str):
-            raise ValueError(f"label {name} has the value {value!r}, not a string")
+            raise UsageError(f"label {name} has the value {value!r}, not a string")
         parts.append(f'{name}="{escape(value)}"')
     return "{" + ",".join(parts) + "}"
 

@@ -39,6 +39,8 @@ except ImportError as exc:  # pragma: no cover - exercised without the ml extra
 
     raise missing_extra("numpy", "deucalion.history") from exc
 
+from deucalion.errors import UsageError
+
 __all__ = [
     "CounterRates",
     "bucket_quantile",
@@ -143,11 +145,11 @@ def _one(
     t = np.asarray(list(times), dtype=np.float64)
     v = np.asarray(list(values), dtype=np.float64)
     if t.shape != v.shape or t.ndim != 1:
-        raise ValueError(
+        raise UsageError(
             f"times and values must be two sequences of one length, not {t.shape} and {v.shape}"
         )
     if not range_seconds > 0:
-        raise ValueError(f"the range must be a positive number of seconds, not {range_seconds!r}")
+        raise UsageError(f"the range must be a positive number of seconds, not {range_seconds!r}")
     if t.size == 0:
         return math.nan
     if at is None:

@@ -23,6 +23,7 @@ except ImportError as exc:
 
     raise missing_extra("numpy", "deucalion.history.Window") from exc
 
+from deucalion.errors import OutsideNewDataError, UsageError
 from deucalion.history.functions import PromQLFunctions
 from deucalion.history.vectors import Block, InstantVector, SeriesRef
 
@@ -75,17 +76,17 @@ class Window(PromQLFunctions):
         slack: int | None = None,
     ) -> None:
         if points is None and seconds is None:
-            raise ValueError(
+            raise UsageError(
                 "Window needs points=N (the last N cycles), seconds=T (the last T seconds), or both"
             )
         if points is not None and (not isinstance(points, int) or points < 2):
-            raise ValueError(f"Window points must be an integer of 2 or more, not {points!r}")
+            raise UsageError(f"Window points must be an integer of 2 or more, not {points!r}")
         if seconds is not None and not (isinstance(seconds, int | float) and seconds > 0):
-            raise ValueError(f"Window seconds must be a positive number, not {seconds!r}")
+            raise UsageError(f"Window seconds must be a positive number, not {seconds!r}")
         if forget_after is not None and not (
             isinstance(forget_after, int | float) and forget_after > 0
         ):
-            raise ValueError(
+            raise UsageError(
                 f"Window forget_after must be a positive number of seconds, not {forget_after!r}"
             )
         self.points = points
@@ -445,7 +446,7 @@ def _stamps(
         try:
             return {target: float(data_time(target)) for target in targets_data}
         except RuntimeError:
-            raise RuntimeError(
+            raise OutsideNewDataError(
                 "Window.add() without time= must be called inside new_data, where the "
                 "data's scrape time (dc.data_time()) is known; elsewhere pass "
                 "time=<Unix seconds>"
@@ -453,7 +454,7 @@ def _stamps(
     if isinstance(time, Mapping):
         missing = [t for t in targets_data if t not in time]
         if missing:
-            raise ValueError(f"Window.add(): no time given for target(s) {missing}")
+            raise UsageError(f"Window.add(): no time given for target(s) {missing}")
         return {target: float(time[target]) for target in targets_data}
     return {target: float(time) for target in targets_data}
 

@@ -58,6 +58,7 @@ import numpy as np
 from deucalion.alerting.alerts import Alert, Scores, SeriesScore
 from deucalion.detectors.anomaly import AnomalyDetector
 from deucalion.detectors.base import Detector
+from deucalion.errors import UsageError
 from deucalion.history.window import Window
 from deucalion.observer import MetricsObserver, TargetsData
 from deucalion.presets.incidents import (
@@ -378,7 +379,7 @@ class PresetObserver(MetricsObserver):
         needs = {m for s in signals for m in s.needs}
         super().__init__(set(desired_metrics) if desired_metrics is not None else needs | {"up"})
         if not signals:
-            raise ValueError(f"preset {preset}: no signals to watch")
+            raise UsageError(f"preset {preset}: no signals to watch")
         for option, cycles in (
             ("for_cycles", for_cycles),
             ("quiet_cycles", quiet_cycles),
@@ -386,9 +387,9 @@ class PresetObserver(MetricsObserver):
             ("max_cycles", max_cycles),
         ):
             if not (isinstance(cycles, int) and not isinstance(cycles, bool) and cycles >= 1):
-                raise ValueError(f"{option} must be a positive integer, not {cycles!r}")
+                raise UsageError(f"{option} must be a positive integer, not {cycles!r}")
         if not (isinstance(budget, int | float) and budget > 0):
-            raise ValueError(f"budget must be a positive number, not {budget!r}")
+            raise UsageError(f"budget must be a positive number, not {budget!r}")
         self.observer_name = f"preset-{preset}"
         self.preset = preset
         self.signals = signals

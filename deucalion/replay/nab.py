@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from deucalion.errors import UsageError
+
 __all__ = [
     "PROFILES",
     "LabelledSeries",
@@ -131,7 +133,7 @@ class LabelledSeries:
 
     def __post_init__(self) -> None:
         if len(self.timestamps) != len(self.scores):
-            raise ValueError(
+            raise UsageError(
                 f"{self.name}: {len(self.timestamps)} timestamps but {len(self.scores)} scores;"
                 " give one score per timestamp"
             )
@@ -163,7 +165,7 @@ def _window_ranges(
     """
     for (_, end), (start, _) in itertools.pairwise(spans):
         if start <= end:
-            raise ValueError(f"{name}: labelled windows overlap; merge them")
+            raise UsageError(f"{name}: labelled windows overlap; merge them")
     ranges: list[tuple[int, int]] = []
     empty: list[float] = []
     if not times:
@@ -361,7 +363,7 @@ def load_labelled_directory(
     files: dict[str, tuple[list[float], list[float], list[tuple[float, float]]]] = {}
     for path in sorted(folder.glob("*.csv")):
         if path.name not in labels:
-            raise ValueError(f"{path} has no entry in {labels_path}; add one (an empty list)")
+            raise UsageError(f"{path} has no entry in {labels_path}; add one (an empty list)")
         times: list[float] = []
         values: list[float] = []
         # utf-8-sig: a byte order mark (spreadsheets write one) is no part of the header.
@@ -371,7 +373,7 @@ def load_labelled_directory(
                     times.append(_seconds(row["timestamp"]))
                     values.append(float(row["value"]))
         except UnicodeDecodeError as exc:
-            raise ValueError(f"{path} is not UTF-8 text ({exc}); save it as UTF-8") from None
+            raise UsageError(f"{path} is not UTF-8 text ({exc}); save it as UTF-8") from None
         windows = [(_seconds(a), _seconds(b)) for a, b in labels[path.name]]
         files[path.name] = (times, values, windows)
     return files

@@ -21,6 +21,7 @@ import yaml
 
 from deucalion.config.loading import check_labels, normalize_target_url, yaml_problem
 from deucalion.config.yaml_text import safe_load
+from deucalion.errors import UsageError
 from deucalion.targets.target import Target, target_from_settings
 
 if TYPE_CHECKING:
@@ -41,25 +42,25 @@ def parse_file_sd(text: str, *, scheme: str = "http") -> list[tuple[str, dict[st
     if data is None:
         return []
     if not isinstance(data, list):
-        raise ValueError(f"expected a list of target groups, got a {type(data).__name__}")
+        raise UsageError(f"expected a list of target groups, got a {type(data).__name__}")
     found: list[tuple[str, dict[str, str]]] = []
     for index, group in enumerate(data):
         where = f"group {index}"
         if not isinstance(group, Mapping):
-            raise ValueError(f"{where}: expected a mapping with targets and labels")
+            raise UsageError(f"{where}: expected a mapping with targets and labels")
         unknown = set(group) - {"targets", "labels"}
         if unknown:
-            raise ValueError(
+            raise UsageError(
                 f"{where}: unknown key {sorted(unknown)[0]!r} (known: labels, targets)"
             )
         targets = group.get("targets") or []
         labels = group.get("labels") or {}
         if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
-            raise ValueError(f"{where}: targets must be a list of host:port strings")
+            raise UsageError(f"{where}: targets must be a list of host:port strings")
         if not isinstance(labels, Mapping) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
         ):
-            raise ValueError(f"{where}: labels must map label names to string values")
+            raise UsageError(f"{where}: labels must map label names to string values")
         group_scheme = labels.get("__scheme__", scheme)
         path = labels.get("__metrics_path__", "")
         public = {k: v for k, v in labels.items() if not k.startswith("__")}
@@ -71,7 +72,7 @@ def parse_file_sd(text: str, *, scheme: str = "http") -> list[tuple[str, dict[st
                     url = url.rstrip("/") + "/" + path.lstrip("/")
                 found.append((normalize_target_url(url), dict(public)))
         except ValueError as exc:
-            raise ValueError(f"{where}: {exc}") from None
+            raise UsageError(f"{where}: {exc}") from None
     return found
 
 

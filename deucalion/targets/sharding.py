@@ -16,7 +16,7 @@ import socket
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from deucalion.errors import ConfigError
+from deucalion.errors import ConfigError, UsageError
 from deucalion.targets.provider import TargetProvider
 from deucalion.targets.target import Target
 
@@ -38,7 +38,7 @@ _ORDINAL = re.compile(r"-(\d+)$")
 def hashmod(value: str, modulus: int) -> int:
     """Prometheus's ``hashmod``: MD5 of ``value``, last 8 bytes big-endian, modulo ``modulus``."""
     if modulus < 1:
-        raise ValueError(f"the modulus must be at least 1, not {modulus}")
+        raise UsageError(f"the modulus must be at least 1, not {modulus}")
     digest = hashlib.md5(value.encode("utf-8"), usedforsecurity=False).digest()
     return int.from_bytes(digest[8:], "big") % modulus
 
@@ -79,7 +79,7 @@ class ShardedTargets:
 
     def __init__(self, provider: TargetProvider, *, count: int, index: int) -> None:
         if not 0 <= index < count:
-            raise ValueError(f"shard index {index} is not in 0..{count - 1}")
+            raise UsageError(f"shard index {index} is not in 0..{count - 1}")
         self.provider = provider
         self.count = count
         self.index = index
