@@ -370,17 +370,24 @@ class DetectorObserver(MetricsObserver):
         return Alert(
             labels={**self.labels, "metric": metric, "series": labels},
             annotations=_annotations(
-                why, name, where, f"score {why.score:.3g}; {type(self.detector).__name__}"
+                why,
+                name,
+                where,
+                f"score {why.score:.3g}; {type(self.detector).__name__}",
+                rate=self.is_counter(metric),
             ),
             target=target,
             score=float(why.score),
         )
 
 
-def _annotations(why: Explanation, name: str, where: str, about: str) -> dict[str, str]:
+def _annotations(
+    why: Explanation, name: str, where: str, about: str, rate: bool = False
+) -> dict[str, str]:
     """An explained alert's annotations, in words for a chat: ``summary``, ``description``
     (ending with ``about``: the score and the detector, or how long it was held),
-    ``kind``, ``observed``, ``expected_range`` (when the detector says) and ``score``."""
+    ``kind``, ``observed``, ``expected_range`` (when the detector says) and ``score``. Of a
+    counter (``rate``), the detector judged its per-second rate, and the words say so."""
     kind = why.kind.replace("_", " ")
     low, high = why.expected_low, why.expected_high
     expected = f"{low:.6g} .. {high:.6g}"
@@ -394,6 +401,8 @@ def _annotations(why: Explanation, name: str, where: str, about: str) -> dict[st
     else:
         words = expected
     what = _OBSERVED.get(why.kind, "value")
+    if rate:  # a counter's total is no value it had: "The value is 41.6" of a _total read so
+        what = _OF_A_RATE.get(why.kind, "per-second rate")
     # A window detector's explanation names no kind of its own ("score"): it is anomalous.
     summary = f"{name}{where} is anomalous" if why.kind == "score" else f"{name}{where}: {kind}"
     return {
@@ -417,6 +426,14 @@ _OBSERVED = {
     "variance": "recent typical change between points",
     "trend": "recent slope per point",
     "stuck": "run of points at one value",
+}
+#: The same, for a counter: what the detector judged was its per-second rate.
+_OF_A_RATE = {
+    **_OBSERVED,
+    "level_shift": "recent per-second rate",
+    "seasonal": "recent per-second rate",  # against the time of day's value
+    "variance": "recent typical change of its per-second rate between points",
+    "trend": "recent slope of its per-second rate per point",
 }
 
 

@@ -216,6 +216,28 @@ def test_a_seasonal_alert_says_its_observed_is_the_recent_level() -> None:
     assert "The recent level is 12.5, expected 40 .. 60" in description, description
 
 
+@pytest.mark.parametrize(
+    ("metric", "kind", "words"),
+    [
+        ("app_requests_total", "spike", "The per-second rate is 41.6"),
+        ("app_requests_total", "level_shift", "The recent per-second rate is 41.6"),
+        ("app_queue_depth", "spike", "The value is 41.6"),
+    ],
+)
+def test_a_counter_s_alert_says_its_value_is_a_per_second_rate(
+    metric: str, kind: str, words: str
+) -> None:
+    """The ready observer scores a counter by its per-second rate: its alert says so (it
+    read "The value is 41.6" beside the name ``app_requests_total``, a total it never had);
+    a gauge's keeps its value."""
+    from deucalion.detectors import DetectorObserver
+
+    observer = DetectorObserver(AnomalyDetector(), {metric})
+    why = Explanation(kind, 10.0, 20.0, 41.6, 4.4, ("http://a:8080/metrics", metric, "{}"))
+    description = observer.explained_alert(why).annotations["description"]
+    assert f"{words}, expected 10 .. 20" in description, description
+
+
 def test_the_quick_explanation_names_a_spike_against_the_level_it_left() -> None:
     """``explain_quickly`` (what the presets judge every series against, every cycle, with
     no search) names a spike, its value and a band around the level it left; it takes a
