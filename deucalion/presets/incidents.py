@@ -282,10 +282,22 @@ def words(target: str, top: Moved, started: str, others: list[str]) -> tuple[str
         f"expected {expected}, since {started}"
     )
     kind = top.kind.replace("_", " ")
-    description = f"{top.signal.help}: moved most in this incident ({kind}, score {top.score:.3g})"
+    description = (
+        f"{top.signal.help}: moved most in this incident ({kind}, score {_score(top.score)})"
+    )
     if others:
         description += "; moved with it: " + ", ".join(others)
     return summary, description
+
+
+#: Past this score ("once in 10^30 points"), rarer means nothing more: a far spike's tail,
+#: extrapolated, scores thousands, which reads as a number to compare and is none.
+MEANINGFUL_SCORE = 30.0
+
+
+def _score(score: float) -> str:
+    """A score for an alert's words: to three digits, or "over 30" past ``MEANINGFUL_SCORE``."""
+    return f"{score:.3g}" if score <= MEANINGFUL_SCORE else f"over {MEANINGFUL_SCORE:g}"
 
 
 def openers(moved: list[Moved]) -> list[Moved]:

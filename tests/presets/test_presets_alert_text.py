@@ -80,3 +80,16 @@ def _moved_once() -> list[Any]:
     _run(observer, [_steady(i) for i in range(WARM)])
     values = {("a", NODE, "{}"): 0.9, ("b", NODE, "{}"): 0.3}
     return observer.score(values, T0 + WARM)
+
+
+def test_a_score_past_meaning_reads_as_over_30() -> None:
+    """A score is "once in 10^score points": a far spike's extrapolated tail scores thousands
+    ("score 3.69e+03" in a latency regression's alert, a number an operator compares and
+    that means nothing more than 30); past 30 it reads "over 30", under it as it is."""
+    from deucalion.presets.incidents import words
+
+    [top] = [m for m in _moved_once() if m.name == "a"]
+    _, far = words(NODE, dataclasses.replace(top, score=3688.5), "now", [])
+    _, near = words(NODE, dataclasses.replace(top, score=5.25), "now", [])
+    assert "score over 30)" in far and "3.69e+03" not in far, far
+    assert "score 5.25)" in near, near
