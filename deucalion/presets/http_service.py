@@ -125,6 +125,8 @@ class Instrumentation:
     port_label: str | None = None
     """The label of the port a request came to, where the metrics endpoint may be a server of
     its own whose requests the instrumentation counts (see ``_scrape_port``)."""
+    without_histogram: str | None = None
+    """Why a service may serve no ``duration_bucket`` by default, and how to serve it."""
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -229,6 +231,11 @@ INSTRUMENTATIONS: tuple[Instrumentation, ...] = (
         (("uri",),),
         "http_server_requests_seconds_bucket",
         ("http_server_requests_active_seconds_active_count",),
+        without_histogram=(
+            "Spring Boot serves http_server_requests_seconds as a summary, without the "
+            "histogram a latency is read from, unless "
+            "management.metrics.distribution.percentiles-histogram.http.server.requests=true"
+        ),
     ),
     Instrumentation(
         "grpc",
@@ -819,6 +826,9 @@ def _lacking(field: str) -> Callable[[Mapping[str, Mapping[str, float]]], str | 
                 f"its {inst.requests} has no status label ({', '.join(inst.status_labels)}) "
                 "to tell server errors by"
             )
+        if field == "duration_bucket" and inst.without_histogram:
+            # (served by default as a summary: "not found" named the bucket, not the setting)
+            return None if inst.duration_bucket in samples else inst.without_histogram
         if getattr(inst, field) or (field == "in_flight" and inst.started):
             return None
         what = "request duration histogram" if field == "duration_bucket" else "in-flight gauge"

@@ -221,6 +221,35 @@ async def test_presets_show_says_why_a_served_gauge_gives_no_in_flight(
     assert "http_requests_total" in line and "grpc_server_handled_total" in line
 
 
+@pytest.fixture
+async def spring_summary(target_server: TargetServer) -> str:
+    """A Spring Boot service as it serves its requests by default: a summary, no buckets."""
+    page = (
+        "# TYPE http_server_requests_seconds summary\n"
+        'http_server_requests_seconds_count{method="GET",status="200",uri="/a"} 5\n'
+        'http_server_requests_seconds_sum{method="GET",status="200",uri="/a"} 0.5\n'
+    )
+    url = target_server.add("/actuator/prometheus", text(page))
+    await target_server.start()
+    return url
+
+
+async def test_presets_show_tells_a_spring_service_how_to_serve_its_latency(
+    spring_summary: str,
+) -> None:
+    """A Spring Boot service's latency needs the histogram Spring serves only when told:
+    `presets show` said `latency_p50 not found (looks for http_server_requests_seconds_bucket)`,
+    and README's setting was not in it."""
+    from deucalion.presets.cli import show
+
+    printed = await show("http-service", spring_summary, interval=0.1)
+    lines = [line for line in printed.splitlines() if line.lstrip().startswith("latency_p")]
+    assert len(lines) == 2, printed
+    for line in lines:
+        assert "not found" not in line, printed
+        assert "percentiles-histogram.http.server.requests=true" in line, printed
+
+
 def test_starlette_exporter_defaults() -> None:
     """starlette_requests_total{path,status_code}, starlette_request_duration_seconds,
     starlette_requests_in_progress: nothing was found. /fast: 24 requests, 6 of them 500s."""
