@@ -16,6 +16,7 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 RULES = DEPLOY / "prometheus" / "deucalion-rules.yaml"
 RULE_TESTS = DEPLOY / "prometheus" / "deucalion-rules.test.yaml"
 GRAFANA = DEPLOY / "grafana"
+SIGNAL_SCORES = "deucalion:preset_signal_score:max_over_window"
 
 
 def _promtool() -> str:
@@ -34,7 +35,7 @@ def test_promtool_checks_the_rules() -> None:
         check=False,
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "SUCCESS: 8 rules found" in run.stdout
+    assert "SUCCESS: 11 rules found" in run.stdout
 
 
 def test_promtool_unit_tests_pass() -> None:
@@ -96,9 +97,10 @@ def test_rules_and_dashboards_read_only_what_deucalion_exports() -> None:
 
 
 def test_the_rules_severity_follows_the_presets_signals() -> None:
-    """The rule for the presets' critical signals names exactly the signals the presets label
-    critical, and the warning rule leaves exactly those out: a signal made critical in a
-    preset and not here would page as a warning through Prometheus."""
+    """The recording rule of the presets' critical signals names exactly the signals the
+    presets label critical, and the warning one leaves exactly those out: a signal made
+    critical in a preset and not here would page as a warning through Prometheus. Each alert
+    reads the recorded scores of its own severity."""
     import yaml
 
     from deucalion.presets import PRESETS, preset_signals
@@ -109,8 +111,12 @@ def test_the_rules_severity_follows_the_presets_signals() -> None:
     rules = yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"][0]["rules"]
     matched = {}
     for rule in rules:
-        [(op, names)] = re.findall(r'metric(=~|!~)"([^"]+)"', rule["expr"])
-        matched[rule["labels"]["severity"]] = (op, set(names.split("|")))
+        if rule.get("record") == SIGNAL_SCORES:
+            [(op, names)] = re.findall(r'metric(=~|!~)"([^"]+)"', rule["expr"])
+            matched[rule["labels"]["severity"]] = (op, set(names.split("|")))
+        elif "alert" in rule:
+            severity = rule["labels"]["severity"]
+            assert f'{SIGNAL_SCORES}{{severity="{severity}"}}' in rule["expr"], severity
     assert critical and matched == {"warning": ("!~", critical), "critical": ("=~", critical)}
 
 
@@ -118,7 +124,9 @@ def test_the_preset_rules_alert_at_once_and_resolve_when_the_preset_does() -> No
     """No `for:` (`for: 1m` missed a 30 s burst the preset alerted on) and the highest score of
     a window of the preset's quiet_cycles at the default scrape_interval (the score drops to 0
     when the signal is back, while the preset's alert fires for those cycles more), as the
-    rules' comment says; the promtool case of the 30 s burst checks both in Prometheus."""
+    rules' comment says; the promtool case of the 30 s burst checks both in Prometheus. The
+    window is in the recording rules only, and no annotation names it (it stays true when a
+    user changes the windows, as the comment tells them to)."""
     import inspect
 
     import yaml
@@ -129,14 +137,41 @@ def test_the_preset_rules_alert_at_once_and_resolve_when_the_preset_does() -> No
     quiet = inspect.signature(PresetObserver).parameters["quiet_cycles"].default
     window = quiet * Settings().scrape_interval
     text = RULES.read_text(encoding="utf-8")
-    for rule in yaml.safe_load(text)["groups"][0]["rules"]:
-        assert "for" not in rule, rule["labels"]
-        [duration] = re.findall(
-            r"max_over_time\(deucalion_series_anomaly_score\{[^}]*\}\[(\w+)\]\)", rule["expr"]
-        )
-        assert parse_duration(duration) == window
-        assert f"in the last {duration}." in rule["annotations"]["description"]
-        assert f"keeps firing {duration} after the last score" in " ".join(text.split())
+    rules = yaml.safe_load(text)["groups"][0]["rules"]
+    durations = set()
+    for rule in rules:
+        assert "for" not in rule, rule.get("alert") or rule["record"]
+        found = re.findall(r"max_over_time\([a-z_]+\{[^}]*\}\[(\w+)\]\)", rule["expr"])
+        if "record" in rule:
+            assert len(found) == 1, rule["record"]
+            durations |= set(found)
+        else:
+            assert not found and "[" not in rule["expr"], rule["alert"]
+            assert not re.search(r"\d+[smh]\b", " ".join(rule["annotations"].values()))
+    [duration] = durations
+    assert parse_duration(duration) == window
+    assert f"keeps firing {duration} after the last score" in " ".join(text.split())
+    assert len([r for r in rules if "record" in r]) == 3
+    assert "set the three windows" in " ".join(text.split())
+
+
+def test_the_preset_alert_is_labelled_with_its_target_not_its_signal() -> None:
+    """One incident on one target is one alert: the preset alerts' labels are the target's
+    (read from deucalion_anomaly_score, which has no signal or route labels), so the signal on
+    top, which changes during an incident, is in the annotations only (the promtool case of
+    an incident whose top signal changes checks it in Prometheus)."""
+    import yaml
+
+    rules = yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"][0]["rules"]
+    alerts = [r for r in rules if "alert" in r]
+    assert {r["alert"] for r in alerts} == {"DeucalionPresetAnomaly"} and len(alerts) == 2
+    for rule in alerts:
+        expr = " ".join(rule["expr"].split())
+        assert "group without () (deucalion:preset_target_score:max_over_window)" in expr
+        assert "group_left (severity)" in expr and "topk" not in expr
+        assert "max by (observer, target, instance, job, severity)" in expr
+        assert "{{ .Labels.metric }}" in rule["annotations"]["signal"]
+        assert not set(rule["labels"]) - {"severity"}
 
 
 def test_every_panel_has_a_query_title_and_unique_id() -> None:
