@@ -92,7 +92,9 @@ def _wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
     pytest.fail(f"{what} within {seconds:g}s")
 
 
-def test_every_panel_query_returns_data(deucalion_with_preset: int) -> None:
+def test_every_panel_query_returns_data(
+    deucalion_with_preset: int, node_exporter: servers.Server
+) -> None:
     prometheus = _start_prometheus(deucalion_with_preset)
     try:
         # Scores need two node_exporter scrapes (rates); a rate() over deucalion's counters
@@ -118,13 +120,24 @@ def test_every_panel_query_returns_data(deucalion_with_preset: int) -> None:
         with urllib.request.urlopen(f"{prometheus.url}/api/v1/rules", timeout=30) as response:
             groups = json.load(response)["data"]["groups"]
         rules = [rule for group in groups for rule in group["rules"]]
-        assert len(rules) == 8
+        assert len(rules) == 11
         _wait_for(
             lambda: all(r.get("lastEvaluation", "").startswith("2") for r in _rules(prometheus)),
             60,
             "the rules were not all evaluated",
         )
         assert [r["name"] for r in _rules(prometheus) if r["health"] != "ok"] == []
+        # The preset alerts take their labels from the target's recorded score: a real
+        # deucalion's matches its signals' on the rules' join, one series per target.
+        joined = _query(
+            prometheus,
+            "group without () (deucalion:preset_target_score:max_over_window)"
+            " * on (observer, target, instance, job) group_left ()"
+            " max by (observer, target, instance, job)"
+            " (deucalion:preset_signal_score:max_over_window)",
+        )
+        targets = [r["metric"]["target"] for r in joined]  # type: ignore[index]
+        assert targets == [f"{node_exporter.url}/metrics"]
     finally:
         prometheus.stop()
 
