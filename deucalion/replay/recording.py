@@ -5,6 +5,7 @@ Why OpenMetrics text with timestamps: it is the format Prometheus itself reads b
 into blocks a Prometheus server serves), it is plain text any tool can read, and gzip takes a
 recording of node_exporter to a few bytes a sample. The format, line by line::
 
+    deucalion_record_target_info{instance="localhost:9100",job="node",deucalion_target="..."} 1 ...
     node_load1{deucalion_target="http://localhost:9100/metrics"} 0.52 1700000000.003
     up{deucalion_target="http://localhost:9100/metrics"} 1.0 1700000000.003
     scrape_duration_seconds{deucalion_target="http://localhost:9100/metrics"} 0.004 1700000000.003
@@ -16,6 +17,13 @@ recording of node_exporter to a few bytes a sample. The format, line by line::
   ``deucalion_target`` (the target's URL, which keys the data an observer receives), the value
   (``NaN``, ``+Inf``, ``-Inf`` as OpenMetrics writes them) and the target's scrape time in Unix
   seconds, to the microsecond (Prometheus keeps the milliseconds).
+- ``deucalion_record_target_info`` (value 1, at the target's scrape time) comes before each
+  target's samples and carries what live alerts about the target take from it: its labels (as
+  configured or discovered) and its ``instance`` and ``job`` as alerts carry them, plus
+  ``deucalion_target``. A replay labels alerts with them, as live. Nothing of the target's
+  credentials is written, and its URL as logs show it. Recordings without these lines (written
+  before they were, or by a writer handed no labels) replay alerts labelled by the URL alone.
+  The name is the recording's own: a target's sample of that name would be read as this line.
 - ``up`` and ``scrape_duration_seconds`` (and ``scrape_samples_scraped`` when counted) are
   recorded for every target, so a target that was down is in the recording.
 - ``deucalion_record_cycle_time_seconds`` closes each cycle; its value and timestamp are the
@@ -47,7 +55,7 @@ from typing import IO, TYPE_CHECKING, Any
 from deucalion._http import redact_url
 from deucalion.exposition.grammar import escape
 from deucalion.exposition.naming import Selector
-from deucalion.history.labels import pairs_key
+from deucalion.history.labels import LABEL_NAME, pairs_key, series_labels
 from deucalion.observer import SYNTHETIC_METRICS, TargetsData
 from deucalion.provisioner import CollectedCycle, MetricsProvisioner
 from deucalion.replay.files import create_private, why_not_written
@@ -59,6 +67,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CYCLE_METRIC",
     "RECORDING_SUFFIXES",
+    "TARGET_INFO",
     "TARGET_LABEL",
     "RecordingListener",
     "RecordingProvisioner",
@@ -75,6 +84,8 @@ log = logging.getLogger(__name__)
 CYCLE_METRIC = "deucalion_record_cycle_time_seconds"
 #: The label that carries each sample's target URL.
 TARGET_LABEL = "deucalion_target"
+#: The sample, one a target a cycle, whose labels are the target's (see the module docstring).
+TARGET_INFO = "deucalion_record_target_info"
 #: Bytes a reader decompresses and decodes at a time.
 READ_BLOCK = 1 << 16
 #: Seconds of recording between two flushes of the compressor.
@@ -188,17 +199,23 @@ class RecordingWriter:
     def write_cycle(self, cycle: Cycle) -> None:
         """Append one cycle: every sample of every target, then the line that closes it."""
         lines: list[str] = []
+        infos = 0
+        target_labels = cycle.target_labels or {}
         for target, samples in cycle.samples.items():
             # To the microsecond, so a replay hands the observer the very times it saw live;
             # Prometheus keeps milliseconds of it when backfilling.
             stamp = f"{cycle.target_times.get(target, cycle.time):.6f}"
             # As logs show it: a secret in the URL's query never reaches the file.
             own = f'{TARGET_LABEL}="{escape(redact_url(target))}"'
+            labels_of_target = target_labels.get(target)
+            if labels_of_target is not None:
+                lines.append(f"{TARGET_INFO}{{{_info_labels(labels_of_target)}{own}}} 1 {stamp}\n")
+                infos += 1
             for name, series_values in samples.items():
                 for series, value in series_values.items():
                     labels = f"{{{series[1:-1]},{own}}}" if series != "{}" else f"{{{own}}}"
                     lines.append(f"{name}{labels} {_number(value)} {stamp}\n")
-        self.samples += len(lines)
+        self.samples += len(lines) - infos
         lines.append(f"{CYCLE_METRIC} {cycle.time!r} {cycle.time:.6f}\n")
         self._file.write("".join(lines).encode("utf-8"))
         self.cycles += 1
@@ -222,6 +239,16 @@ class RecordingWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _info_labels(labels: Mapping[str, str]) -> str:
+    """A target's labels as the first pairs of its info line (each followed by a comma),
+    sorted; a name that is no label name, or is ``deucalion_target``, cannot be written."""
+    return "".join(
+        f'{name}="{escape(value)}",'
+        for name, value in sorted(labels.items())
+        if name != TARGET_LABEL and LABEL_NAME.fullmatch(name)
+    )
 
 
 class RecordingSource:
@@ -322,6 +349,8 @@ class RecordingSource:
         heads: dict[str, tuple[str, str, str] | None] = {}
         samples: TargetsData = {}
         target_times: dict[str, float] = {}
+        target_labels: dict[str, Mapping[str, str]] = {}
+        labels_of: dict[str, Mapping[str, str]] = {}  # an info line's labels, by its series key
         pending = 0
         ended = False
         order = _CycleOrder()
@@ -351,8 +380,9 @@ class RecordingSource:
                     # No early stop past ``end``: a recording whose clock went back has cycles in
                     # the range after it, and they are data.
                     if (start is None or stamp >= start) and (end is None or stamp <= end):
-                        yield Cycle(value, target_times, samples)
-                    samples, target_times, pending = {}, {}, 0
+                        # A cycle without info lines (an older recording): labels unknown.
+                        yield Cycle(value, target_times, samples, target_labels or None)
+                    samples, target_times, target_labels, pending = {}, {}, {}, 0
                     if repeated:
                         order.repeated_samples += repeated
                         order.first_sample = order.first_sample or f"line {lineno}"
@@ -366,9 +396,16 @@ class RecordingSource:
                     known = heads[head] = self._head(head, lineno, desired, keep)
                     if len(heads) > MAX_CACHED_SERIES:
                         heads.clear()
+                        labels_of.clear()
                 if known is None:
                     continue
                 name, target, series = known
+                if name == TARGET_INFO:
+                    try:
+                        target_labels[target] = labels_of[series]
+                    except KeyError:
+                        target_labels[target] = labels_of[series] = series_labels(series)
+                    continue
                 per_series = samples.setdefault(target, {}).setdefault(name, {})
                 if series in per_series:
                     repeated += 1
@@ -422,7 +459,10 @@ class RecordingSource:
         wanted = keep.get(name)
         if wanted is None:
             wanted = keep[name] = (
-                desired is None or name in SYNTHETIC_METRICS or desired.selects(name)
+                desired is None
+                or name in SYNTHETIC_METRICS
+                or name == TARGET_INFO
+                or desired.selects(name)
             )
         if not wanted:
             return None
@@ -604,7 +644,13 @@ class RecordingListener:
 
 def _cycle_of(cycle: CollectedCycle) -> Cycle:
     samples = {r.target.url: r.with_synthetic() for r in cycle.results}
-    return Cycle(cycle.time, cycle.target_times, samples)
+    # What live alerts about a target take from it (``alert_labels``): its labels, instance
+    # and job; never its credentials.
+    labels = {
+        r.target.url: {**r.target.labels, "instance": r.target.instance, "job": r.target.job}
+        for r in cycle.results
+    }
+    return Cycle(cycle.time, cycle.target_times, samples, labels)
 
 
 async def record(
