@@ -165,7 +165,7 @@ async def test_backtest_over_real_prometheus_finds_injected_anomaly(
 def test_promtool_backfills_a_recording(name: str, tmp_path: Path) -> None:
     """promtool tsdb create-blocks-from openmetrics reads a recording, as README says: an
     uncompressed one, or a gzipped one after `gunzip -k` (promtool reads no gzip: README once
-    gave it node.om.gz)."""
+    gave it node.om.gz); the line with the target's labels, escapes and all, included."""
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool is missing: apt-get install prometheus")
@@ -180,6 +180,7 @@ def test_promtool_backfills_a_recording(name: str, tmp_path: Path) -> None:
                     t0 + i,
                     {"http://a:1/metrics": t0 + i + 0.25},
                     {"http://a:1/metrics": {"load": {'{cpu="0"}': float(i)}, "up": {"{}": 1.0}}},
+                    {"http://a:1/metrics": {"job": "svc-prom", "team": 'a"b\\c\nd'}},
                 )
             )
     if name.endswith(".gz"):
@@ -202,6 +203,8 @@ def test_promtool_backfills_a_recording(name: str, tmp_path: Path) -> None:
     loads = [line for line in dump.splitlines() if "load" in line]
     assert len(loads) == 5 and loads[-1].endswith(" 4 1700000004250")
     assert 'deucalion_target="http://a:1/metrics"' in loads[0]
+    infos = [line for line in dump.splitlines() if "deucalion_record_target_info" in line]
+    assert len(infos) == 5 and 'job="svc-prom"' in infos[0] and "team=" in infos[0]
 
 
 def test_record_command_records_node_exporter(
@@ -211,7 +214,10 @@ def test_record_command_records_node_exporter(
     from deucalion.cli import main
 
     config = tmp_path / "config.yaml"
-    config.write_text(f"scrape_interval: 500ms\ntargets: [{node_exporter.url}/metrics]\n")
+    config.write_text(
+        "scrape_interval: 500ms\ntargets:\n"
+        f"  - {{targets: ['{node_exporter.url}/metrics'], labels: {{job: node, env: lab}}}}\n"
+    )
     path = tmp_path / "node.om.gz"
     assert (
         main(
@@ -235,6 +241,11 @@ def test_record_command_records_node_exporter(
     assert 1 <= len(cycles) <= 6 and not source.stats.warnings
     samples = cycles[0].samples[f"{node_exporter.url}/metrics"]
     assert set(samples) == {"node_load1", "node_cpu_seconds_total", "up", "scrape_duration_seconds"}
+    # The target's labels, as alerts about it carry them live.
+    instance = node_exporter.url.partition("://")[2]
+    assert cycles[0].target_labels == {
+        f"{node_exporter.url}/metrics": {"env": "lab", "instance": instance, "job": "node"}
+    }
     assert all(
         b.time - a.time == pytest.approx(0.5, abs=0.1) for a, b in itertools.pairwise(cycles)
     )

@@ -104,14 +104,20 @@ def test_targets_command_shows_the_url_without_its_secret(
 
 
 def test_a_recording_holds_the_url_without_its_secret(exporter: str, tmp_path: Path) -> None:
-    """`deucalion record` writes each sample's deucalion_target as token=***."""
+    """`deucalion record` writes each sample's deucalion_target as token=***; the target's
+    labels are recorded, its credentials (a basic_auth password) never."""
     config = tmp_path / "c.yaml"
-    config.write_text(f"scrape_interval: 200ms\ntargets: ['{exporter}']\n")
+    password = "pa55-" + SECRET
+    config.write_text(
+        f"scrape_interval: 200ms\ntargets: [{{targets: ['{exporter}'], labels: {{job: svc}}, "
+        f"basic_auth: {{username: who, password: {password}}}}}]\n"
+    )
     path = tmp_path / "r.om.gz"
     assert main(["record", "-c", str(config), "-o", str(path), "--all", "--duration", "0.5"]) == 0
     text = gzip.decompress(path.read_bytes()).decode()
     assert 'score{deucalion_target="http://127.0.0.1:' in text and "token=***" in text
-    assert SECRET not in text
+    assert 'job="svc"' in text
+    assert SECRET not in text and password not in text and "who" not in text
 
 
 async def test_logs_of_a_down_target_hide_its_secret(caplog: pytest.LogCaptureFixture) -> None:
