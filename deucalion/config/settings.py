@@ -569,7 +569,8 @@ class KubernetesSettings(ScrapeOptions):
     annotations_file: str = "/etc/deucalion/podinfo/annotations"
     """The Downward API file of the pod's annotations; when it is absent the API is asked."""
     labels_file: str = "/etc/deucalion/podinfo/labels"
-    """The Downward API file of the pod's labels (optional)."""
+    """The Downward API file of the pod's labels (optional; by default beside an
+    ``annotations_file`` given elsewhere, named ``labels``)."""
     service_account_dir: str = "/var/run/secrets/kubernetes.io/serviceaccount"
     """Where the service account's token, ca.crt and namespace are mounted."""
     api_url: str | None = None
@@ -584,6 +585,19 @@ class KubernetesSettings(ScrapeOptions):
     """The pod's named container ports (``{http: 8080}``), for a ``prometheus.io/port`` that
     names one: the injector sets them (``DEUCALION_KUBERNETES__PORTS``); read from the API,
     the pod's own are used."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _labels_beside_the_annotations(cls, data: Any) -> Any:
+        # The Downward API mounts both files in one volume: an annotations file moved (a
+        # local trial, another mount path) without its labels file had its pod's labels
+        # read from the default place, silently none.
+        if isinstance(data, dict) and data.get("annotations_file") and "labels_file" not in data:
+            data = {
+                **data,
+                "labels_file": str(Path(str(data["annotations_file"])).with_name("labels")),
+            }
+        return data
 
     @field_validator("api_url")
     @classmethod

@@ -95,6 +95,29 @@ async def test_downward_api_file(tmp_path: Path) -> None:
     await provider.close()
 
 
+async def test_the_labels_file_is_found_beside_an_annotations_file_moved_alone(
+    tmp_path: Path,
+) -> None:
+    """The Downward API mounts the pod's labels beside its annotations: an annotations file
+    given elsewhere (DEUCALION_KUBERNETES__ANNOTATIONS_FILE, a local trial) without its labels
+    file had the labels read from /etc/deucalion/podinfo/labels, and the target had none.
+    A labels file given too still wins."""
+    from deucalion.config.loading import load_settings
+
+    (tmp_path / "annotations").write_text(ANNOTATIONS)
+    (tmp_path / "labels").write_text(LABELS)
+    environ = {"DEUCALION_KUBERNETES__ANNOTATIONS_FILE": str(tmp_path / "annotations")}
+    settings = load_settings(None, environ=environ, default_file=None).kubernetes
+    assert settings is not None and settings.labels_file == str(tmp_path / "labels")
+    provider = KubernetesTargets(settings, environ={"POD_NAME": "shop-1", "POD_NAMESPACE": "prod"})
+    (target,) = await provider.discover()
+    assert dict(target.labels)["app_kubernetes_io_name"] == "shop"
+    await provider.close()
+    given = {**environ, "DEUCALION_KUBERNETES__LABELS_FILE": "/elsewhere/labels"}
+    settings = load_settings(None, environ=given, default_file=None).kubernetes
+    assert settings is not None and settings.labels_file == "/elsewhere/labels"
+
+
 async def test_not_annotated_pod_gives_no_target_and_says_why(tmp_path: Path) -> None:
     """A pod without prometheus.io/scrape="true" has no target; last_error explains."""
     (tmp_path / "annotations").write_text('prometheus.io/port="8080"\n')
