@@ -12,7 +12,9 @@ metrics, one *component* each:
 - ``variance``: the recent size of steps far from the long-run size (noisier, or calmer);
 - ``trend``: the recent slope far from the long-run slope;
 - ``seasonal``: the recent departure from the same time of day (48 half-hour bins, UTC or the
-  detector's ``timezone``), once a day has been seen, in a series that has a daily pattern:
+  detector's ``timezone``), in units of the usual step or, where wider, of the departures'
+  spread at that time of day (``_learn_spread``: a day's sharp ramps make their half-hours'
+  departures wide), once a day has been seen, in a series that has a daily pattern:
   whose profile's mean absolute error
   (over about a day, and 100 points at least) is under ``_PATTERNED`` (0.7) of the long-run
   level's (else this component would be a second, noisier level shift, and a nightly burst,
@@ -118,8 +120,8 @@ been growing since it began, past ``_RAMPING`` (0.55) of today's, and it is a ``
 within its band in as long). Either observes what alerted in the other's units: outside
 its band exactly when that is outside its own.
 
-Costs: about 3.3 KB of state per series (the daily profile's 48 float32 and their visits,
-and the weekly one's 336 float32 and 336 two-byte visits among it, each value the departure
+Costs: about 3.5 KB of state per series (the daily profile's 48 float32 and their visits,
+the spread's 48, and the weekly one's 336 float32 and 336 two-byte visits, each value the departure
 from the series' first value, so a gauge far from zero keeps its units), whatever the
 history's length; each update is O(1) per series, vectorised across the series updated
 together.
@@ -173,8 +175,10 @@ def _restored(d: AnomalyDetector, state: dict[str, Any]) -> None:
     for name, fill in _STATE:
         if name not in d.__dict__:
             setattr(d, name, np.full(n, fill))
+    if "spread_" not in state:  # (from before the spread: it starts now)
+        d.spread_ = _profile_arrays(n)[4]
     if "week_profile_" not in state:  # (from before the weekly profile: it starts now)
-        d.week_profile_, d.week_visits_ = _profile_arrays(n)[2:]
+        d.week_profile_, d.week_visits_ = _profile_arrays(n)[2:4]
     elif "week_start_" not in state:  # (a weekly profile from the series' start, compared
         # since a week after it: as it stood)
         d.week_start_ = np.array(d.start_, dtype=np.float64, copy=True)
@@ -186,19 +190,10 @@ def _restored(d: AnomalyDetector, state: dict[str, Any]) -> None:
                 setattr(d, name, np.full((rows, n), fill))
 
 
-class AnomalyDetector(Detector):
-    """The default detector (see the module doc): ``budget`` false alerts per series per
-    10,000 points of normal data, whatever the series' scale, noise or resolution.
+class _Learned:
+    """The per-series state an ``AnomalyDetector`` learns (see ``_STATE``, ``_TAILS`` and
+    ``_PROFILES`` below): one entry (a row of a table, or of a profile) per series."""
 
-    ``warmup`` values are learned before a series is scored (its usual step needs them; see
-    the module doc's warm-up); after an alert, the series is quiet until ``quiet_for`` points
-    in a row scored below the threshold, unless a score of twice the alert's comes. ``kinds``
-    selects the components (all by default). ``fast`` and ``slow`` are the weights of the
-    newest value in the recent and the long-run averages. ``timezone`` (an IANA name, say
-    ``"Europe/Paris"``) keeps the daily and weekly profiles in its local time; UTC by default.
-    """
-
-    # Learned state (see _STATE and _TAILS below): one entry per series.
     last_: np.ndarray
     time_: np.ndarray
     start_: np.ndarray
@@ -260,6 +255,25 @@ class AnomalyDetector(Detector):
     weekly_: np.ndarray
     week_start_: np.ndarray
     week_compared_: np.ndarray
+    profile_: np.ndarray
+    visits_: np.ndarray
+    week_profile_: np.ndarray
+    week_visits_: np.ndarray
+    spread_: np.ndarray
+
+
+class AnomalyDetector(Detector, _Learned):
+    """The default detector (see the module doc): ``budget`` false alerts per series per
+    10,000 points of normal data, whatever the series' scale, noise or resolution.
+
+    ``warmup`` values are learned before a series is scored (its usual step needs them; see
+    the module doc's warm-up); after an alert, the series is quiet until ``quiet_for`` points
+    in a row scored below the threshold, unless a score of twice the alert's comes. ``kinds``
+    selects the components (all by default). ``fast`` and ``slow`` are the weights of the
+    newest value in the recent and the long-run averages. ``timezone`` (an IANA name, say
+    ``"Europe/Paris"``) keeps the daily and weekly profiles in its local time; UTC by default.
+    """
+
     __setstate__ = _restored  # (a checkpoint from before some state: it starts fresh)
 
     def __init__(
@@ -302,6 +316,7 @@ class AnomalyDetector(Detector):
         self._next: tuple[np.ndarray, ...] = (np.zeros(0),) * 6
         self._daily = np.zeros(0, dtype=bool)  # spikes measured from the profile (_outrun)
         self._profiles = (np.zeros(0), np.zeros(0))  # the daily and weekly ones' (_seasonal)
+        self._spread = np.zeros(0)  # the time of day's spread of departures (_seasonal)
         self._resize(0)
 
     @classmethod
@@ -323,7 +338,7 @@ class AnomalyDetector(Detector):
         for table, rows in _PER_KIND:
             for name, fill in table:
                 setattr(self, name, np.full((rows, n), fill))
-        self.profile_, self.visits_, self.week_profile_, self.week_visits_ = _profile_arrays(n)
+        self.__dict__.update(zip(_PROFILES, _profile_arrays(n), strict=True))
         self.alerting_ = np.zeros(n, dtype=bool)
         self.surprise_ = np.zeros((len(KINDS), n))
         self.n_series_ = n
@@ -358,8 +373,8 @@ class AnomalyDetector(Detector):
     @property
     def nbytes(self) -> int:
         """Bytes of state held, all series together."""
-        arrays: list[np.ndarray] = [self.count_, self.profile_, self.visits_, self.alerting_]
-        arrays += [self.week_profile_, self.week_visits_]
+        arrays: list[np.ndarray] = [self.count_, self.alerting_]
+        arrays += [getattr(self, name) for name in _PROFILES]
         names = [name for name, _ in _STATE + _TABLES]
         arrays += [self.surprise_] + [getattr(self, name) for name in names]
         return sum(int(a.nbytes) for a in arrays)
@@ -467,13 +482,15 @@ class AnomalyDetector(Detector):
         stats[2] = np.abs(np.log((recent_step + floor) / (self.step_ + floor)))
         slope = self.slope_ + f / 3 * ((fast_level - self.fast_level_) - self.slope_)
         stats[3] = np.abs(slope - self.slow_slope_) / scale * 10
+        unit = _seasonal_unit(self._spread, scale)  # departures as wide as the hour's
         residual = x - expected
-        residual = np.clip(np.where(np.isfinite(residual), residual, 0), -reach, reach)
+        far = np.where(_settled(self), _CLIP * unit, np.inf)
+        residual = np.clip(np.where(np.isfinite(residual), residual, 0), -far, far)
         season = self.season_ + f * (residual - self.season_)
-        stats[4] = np.where(np.isfinite(expected), np.abs(season) / scale, 0.0)
+        stats[4] = np.where(np.isfinite(expected), np.abs(season) / unit, 0.0)
         self._next = (fast_level, slow_level, recent_step, slope, season, expected)
         self._clipped = (clipped, change)
-        self._scale = (scale, floor)  # the units the alerts' bands are given in
+        self._scale = (scale, floor, unit)  # the units the alerts' bands are given in
         # Squared, a Gaussian statistic has an exponential tail: the family the tails are
         # extrapolated in when they show no heavier one.
         return np.where(old, np.nan_to_num(stats * stats, posinf=1e300), 0.0)
@@ -556,6 +573,7 @@ class AnomalyDetector(Detector):
         pace = np.where(self.tail_count_ < _PROTECTED, 1.0, pace)
         _learn_tails(self, stats, learning, pace)
         _learn_pattern(self, x, dt, old)
+        _learn_spread(self, x, times, dt, seen)
         _learn_profile(self, x, times, dt, seen)
         _learn_growth(self, dx, settled, (self.alerting_ | episode) & seen)
         _learn_departure(self, old, (self.alerting_ | episode) & seen)
@@ -610,6 +628,9 @@ _WEEKLY = (0.75, 1.1)
 _WEEK_EVIDENCE = 3 * DAY
 _WEEK_VISITS = 65_535  # what a weekly bin's visits count to (two bytes; 1 s steps: 5,400)
 _CLIP = 3.0  # usual steps: how far from the recent level a value moves the averages
+# A usual step per mean absolute departure in white noise (sqrt(2): a step is the difference
+# of two departures): a time of day's spread in the usual step's units (_seasonal_unit).
+_SPREAD = math.sqrt(2)
 
 # Per-series state (one float each) and what a new series starts with.
 _STATE = (
@@ -720,6 +741,7 @@ _SERIES_AXES = {
     "visits_": 0,
     "week_profile_": 0,
     "week_visits_": 0,
+    "spread_": 0,
 }
 # What a series has learned (snapshot and restore move it), not where it is now: its last value
 # and time, its count of values, its run of repeats, its last score (put back, the next value's
@@ -959,18 +981,20 @@ def _bins(times: np.ndarray, period: float = DAY, bins: int = BINS) -> np.ndarra
 
 
 def _profile_arrays(n: int) -> tuple[np.ndarray, ...]:
-    """The daily profile and its visits, and the weekly one and its, for ``n`` new series
-    (``_PROFILES``; the week's visits count to ``_WEEK_VISITS``, past which a bin's weight
-    is its share of about three weeks, not its count)."""
+    """The daily profile and its visits, the weekly one and its, and the daily spread of
+    departures from the profile, for ``n`` new series (``_PROFILES``; the week's visits
+    count to ``_WEEK_VISITS``, past which a bin's weight is its share of about three weeks,
+    not its count)."""
     return (
         np.full((n, BINS), np.nan, dtype=np.float32),
         np.zeros((n, BINS), dtype=np.float32),
         np.full((n, WEEK_BINS), np.nan, dtype=np.float32),
         np.zeros((n, WEEK_BINS), dtype=np.uint16),
+        np.full((n, BINS), np.nan, dtype=np.float32),
     )
 
 
-_PROFILES = ("profile_", "visits_", "week_profile_", "week_visits_")
+_PROFILES = ("profile_", "visits_", "week_profile_", "week_visits_", "spread_")
 
 
 def _seasonal(d: AnomalyDetector, times: np.ndarray) -> np.ndarray:
@@ -986,6 +1010,7 @@ def _seasonal(d: AnomalyDetector, times: np.ndarray) -> np.ndarray:
     learned = (times - d.week_start_ >= WEEK) & (d.week_visits_[rows, week_bins] >= 2)
     weekly = np.where(learned, weekly, np.nan)
     d._profiles = (daily, weekly)
+    d._spread = np.where(np.isfinite(daily), d.spread_[rows, bins], np.nan)
     return np.where((d.weekly_ > 0) & np.isfinite(weekly), weekly, daily)
 
 
@@ -1586,6 +1611,34 @@ def _learn_week(d: AnomalyDetector, x: np.ndarray, dt: np.ndarray, old: np.ndarr
         d.season_[switched] = 0.0
 
 
+def _learn_spread(
+    d: AnomalyDetector, x: np.ndarray, times: np.ndarray, dt: np.ndarray, seen: np.ndarray
+) -> None:
+    """Each half-hour bin's mean absolute departure from the profile, where it predicts:
+    averaged as the profile's values are (``_learn_profile``). A day's sharp edges make the
+    departures in their half-hours wide (a half-hour mean of a 30-minute ramp to four times
+    the night's load is off by up to half its height), and narrow elsewhere: measured by the
+    usual step alone, a seasonal break had to outdo the edges' departures every day."""
+    expected = d._next[5]
+    rows = np.flatnonzero(seen & np.isfinite(expected))
+    if not rows.size:
+        return
+    bins = _bins(_local(d, times[rows]))
+    visits = d.visits_[rows, bins].astype(np.float64)
+    weight = np.maximum(1.0 / np.maximum(visits, 1), np.minimum(dt[rows] / (3 * DAY / BINS), 1.0))
+    departure = np.abs(x[rows] - expected[rows])
+    current = d.spread_[rows, bins]
+    current = np.where(np.isnan(current), departure, current)
+    d.spread_[rows, bins] = current + weight * (departure - current)
+
+
+def _seasonal_unit(spread: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """What a seasonal departure is measured in: the usual step, or where the time of
+    day's departures are wider, their spread times ``_SPREAD``."""
+    unit: np.ndarray = np.where(np.isfinite(spread), np.maximum(scale, _SPREAD * spread), scale)
+    return unit
+
+
 def _learn_profile(
     d: AnomalyDetector, x: np.ndarray, times: np.ndarray, dt: np.ndarray, seen: np.ndarray
 ) -> None:
@@ -1741,7 +1794,7 @@ def _explain_now(
         float(a[row]) if row < len(a) else math.nan for a in d._next
     )
     observed = float(d.observed_[row])
-    scale, floor = _scale(d, row, record is not None)
+    scale, floor, unit = _scale(d, row, record is not None)
     if kind == 5:  # stuck: the run of repeats against the longest that would not alert
         repeating = record is not None and observed == float(d.last_[row])
         run = float(d.run_[row]) + repeating
@@ -1787,20 +1840,24 @@ def _explain_now(
     elif kind == 3:  # trend: the recent slope against the long-run one
         observed, centre = slope, float(d.slow_slope_[row])
         width /= 10
-    else:  # seasonal: the recent level against this time of day's
-        observed, centre = expected + season, expected
+    else:  # seasonal: the recent level against this time of day's, in its unit
+        observed, centre, width = expected + season, expected, bound * unit
     return _explanation(d, row, kind, observed, centre - width, centre + width)
 
 
-def _scale(d: AnomalyDetector, row: int, scored: bool) -> tuple[float, float]:
-    """The usual move and the resolution's floor the statistics of ``row`` are measured in:
-    those this update used (``scored``), else those the next value will be measured in."""
-    scales, floors = getattr(d, "_scale", (np.zeros(0), np.zeros(0)))
+def _scale(d: AnomalyDetector, row: int, scored: bool) -> tuple[float, float, float]:
+    """The usual move and the resolution's floor the statistics of ``row`` are measured in,
+    and the seasonal departure's unit (``_seasonal_unit``): those this update used
+    (``scored``), else those the next value will be measured in (the unit at the time of
+    day of the series' last value)."""
+    scales, floors, units = getattr(d, "_scale", (np.zeros(0),) * 3)
     floor = float(floors[row]) if row < len(floors) else _TINY
     if scored and row < len(scales):
-        return float(scales[row]), floor
+        return float(scales[row]), floor, float(units[row])
     moving = min(max(float(d.moving_[row]), _MOVING), 1.0)
-    return max(float(d.step_[row]) / moving, floor), floor
+    scale = max(float(d.step_[row]) / moving, floor)
+    spread = d.spread_[row, _bins(_local(d, d.time_[row : row + 1]))[0]]
+    return scale, floor, float(_seasonal_unit(np.array([spread]), np.array([scale]))[0])
 
 
 def _band(
@@ -1966,8 +2023,9 @@ def _explain_roughly(d: AnomalyDetector, row: int) -> Explanation:
     elif kind == 3:  # trend: the recent slope against the long-run one
         observed, centre = slope, float(d.slow_slope_[row])
         width /= 10
-    elif kind == 4:  # seasonal: the recent level against this time of day's
+    elif kind == 4:  # seasonal: the recent level against this time of day's, in its unit
         observed, centre = expected + season, expected
+        width = _rough_band(d, kind, row) * _scale(d, row, False)[2]
     elif kind == 5:  # stuck: the value repeated; any other value was expected
         centre, width = observed, float(d.step_[row])
     elif kind == 6:

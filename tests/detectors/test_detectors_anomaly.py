@@ -639,6 +639,28 @@ def test_a_business_day_at_a_point_a_minute_is_the_day_not_two_shifts(ramp: floa
     assert len(late) <= allowed, f"{len(late)} false alerts after day 2: {late}"
 
 
+def test_a_business_day_gone_flat_is_found_past_its_ramps_departures() -> None:
+    """Busy from 09:00 to 18:00 at four times the night's load, 30-minute ramps, 5-minute
+    points; on day 9 no business day at all. The half-hour profile errs within each ramp by
+    up to half its height, and a seasonal break measured by the usual step alone had to
+    outdo those departures: 23 of 30 such flat days were found. Measured by the spread of
+    the departures at its time of day, every one is, by 11:00."""
+    rng = np.random.default_rng(67)
+    times = 1_772_409_600.0 + 300.0 * np.arange(9 * 288)
+    hours = times % 86_400 / 3600
+    busy = np.clip((hours - 8.5) / 0.5, 0, 1) * np.clip((18.5 - hours) / 0.5, 0, 1)
+    values = 20 + 60 * busy + rng.normal(0, 3, (12, len(times)))
+    flat = np.arange(len(times)) >= 8 * 288
+    values[:, flat] = 20 + rng.normal(0, 3, (12, int(flat.sum())))
+    detector = AnomalyDetector()
+    found = set()
+    for i, at in enumerate(times):
+        detector.update(values[:, i], times=np.full(12, at))
+        if flat[i] and 9 <= hours[i] <= 11:
+            found |= {why.series for why in detector.alerts() if why.kind == "seasonal"}
+    assert len(found) == 12, f"{len(found)} of 12 found"
+
+
 @pytest.mark.parametrize(("noise", "discounted"), [("gaussian", False), ("heavy", True)])
 def test_only_a_heavy_spike_tail_is_discounted_past_the_reach(
     noise: str, discounted: bool, monkeypatch: pytest.MonkeyPatch

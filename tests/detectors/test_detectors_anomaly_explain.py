@@ -345,6 +345,34 @@ def test_a_checkpoint_from_before_the_weekly_profile_loads_and_starts_one() -> N
     assert loaded.week_profile_.shape == (2, WEEK_BINS) and loaded.weekly_.shape == (2,)
 
 
+def test_a_checkpoint_from_before_the_spread_loads_and_learns_one() -> None:
+    """A detector pickled before the spread of departures by time of day loads with an empty
+    one (its seasonal departures measured by the usual step, as before), updates, explains a
+    seasonal alert and learns the spread, keeping its series."""
+    import pickle
+
+    from deucalion.detectors.anomaly import BINS
+
+    rng = np.random.default_rng(71)
+    times = 300.0 * np.arange(6 * 288)
+    wave = 10 * np.sin(2 * np.pi * times / 86_400)
+    detector = AnomalyDetector()
+    for i in range(5 * 288):
+        detector.update(wave[i] + rng.normal(0.0, 1.0, 3), times=np.full(3, times[i]))
+    old = copy.copy(detector)
+    del old.__dict__["spread_"]
+    loaded = pickle.loads(pickle.dumps(old))
+    assert loaded.spread_.shape == (3, BINS) and np.isnan(loaded.spread_).all()
+    kinds = []
+    for i in range(5 * 288, 6 * 288):  # a day gone flat
+        loaded.update(rng.normal(0.0, 1.0, 3), times=np.full(3, times[i]))
+        kinds += [why.kind for why in loaded.alerts()]
+    assert "seasonal" in kinds, kinds
+    assert np.isfinite(loaded.spread_).all()
+    loaded.keep([2, 0])
+    assert loaded.spread_.shape == (2, BINS)
+
+
 def test_a_checkpoint_with_a_weekly_profile_but_not_its_start_keeps_using_it() -> None:
     """A detector pickled when the weekly profile was counted from the series' start (before
     ``week_start_``) loads with its week as learned: it predicts at once (it had been set
