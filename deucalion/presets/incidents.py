@@ -38,11 +38,15 @@ __all__ = [
 
 def beyond(signal: Signal, value: float, low: float, high: float, least: float) -> bool:
     """Whether ``value`` is out of the band ``low``..``high`` by ``least`` (from its centre),
-    and past the signal's ``limit`` if it has one, in the direction that hurts ``signal``."""
+    and past the signal's ``limit`` if it has one, in the direction that hurts ``signal``.
+    Every signal is 0 or more (``clamped``): a value of 0, the lowest it can be, is below a
+    band reaching 0 or under it (a request rate of a few a second has a band reaching under
+    0, which no stop could leave; the floors still judge the fall, from the band's centre)."""
     centre = (low + high) / 2
     limit = signal.limit
     up = value > max(high, centre + least, -math.inf if limit is None else limit)
-    down = value < min(low, centre - least, math.inf if limit is None else limit)
+    under = value < low or (value <= 0.0 and low <= 0.0)
+    down = under and value < min(centre - least, math.inf if limit is None else limit)
     return (up and signal.direction != "down") or (down and signal.direction != "up")
 
 
