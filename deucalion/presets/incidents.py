@@ -261,11 +261,13 @@ def limit_text(signal: Signal, band: Band) -> str:
     low, high, least = band
     centre = (low + high) / 2
     up, down = max(high, centre + least), min(low, centre - least)
+    # A band reaching under 0 that a fall to 0 leaves (``beyond``): any value over 0 is back.
+    over_0 = low <= 0.0 < centre - least
     if signal.direction == "up":
         return f"<= {number_text(up)}"
     if signal.direction == "down":
-        return f">= {number_text(down)}"
-    return f"{number_text(down)} to {number_text(up)}"
+        return "> 0" if over_0 else f">= {number_text(down)}"
+    return f"{'over 0' if over_0 else number_text(down)} to {number_text(up)}"
 
 
 def clamped(signal: Signal, low: float, high: float) -> tuple[float, float]:
@@ -281,6 +283,10 @@ def words(target: str, top: Moved, started: str, others: list[str]) -> tuple[str
     value, band and anomaly kind) and the others that moved with it."""
     low, high = number_text(top.lower), number_text(top.upper)
     expected = low if low == high else f"{low} to {high}"  # not "expected 0 to 0"
+    if top.value <= 0.0 and top.lower == 0.0 and top.upper > 0.0:
+        # A fall to 0 out of a band reaching under 0 (exported from 0): not "is 0, expected
+        # 0 to 15.82", which reads as inside it.
+        expected = f"over 0 up to {high}"
     summary = (
         f"{top.name} on {redact_url(target)} is {number_text(top.value)} {top.signal.unit}, "
         f"expected {expected}, since {started}"

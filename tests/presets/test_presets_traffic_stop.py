@@ -55,15 +55,22 @@ def test_a_rate_of_0_is_below_a_band_reaching_under_0_by_the_floors() -> None:
 
 def test_a_service_at_6_requests_a_second_that_stops_alerts_within_seconds() -> None:
     """The walk's: 6 requests a second, then none: one alert, on the request rate, within 10
-    cycles of the stop (none before it); the band's low edge was under 0, and no alert came."""
+    cycles of the stop (none before it), saying it is 0 where over 0 was expected; the band's
+    low edge was under 0, and no alert came."""
     for seed in (1, 2, 3):
         alerts = _stopping(6.0, seed)
         assert not any(alerts[:STOP]), seed
         opened = [i for i in range(STOP, len(alerts)) if alerts[i]]
         assert opened, seed
         assert opened[0] - STOP <= 10, (seed, opened[0] - STOP)
-        assert {a.labels["signal"] for a in alerts[opened[0]]} == {"request_rate"}
+        [alert] = alerts[opened[0]]
+        assert alert.labels["signal"] == "request_rate"
         assert all(alerts[opened[0] :]), seed  # one incident, open while the stop lasts
+        # Its words: not "is 0, expected 0 to 15.82" (the band as exported, from 0), which
+        # read as inside it; it ends on any request.
+        notes = alert.annotations
+        assert " is 0 requests/s, expected over 0 up to " in notes["summary"], notes
+        assert notes["until"].startswith("request_rate over 0 to "), notes
 
 
 def test_a_service_at_3_requests_a_second_that_stops_does_not_alert() -> None:
