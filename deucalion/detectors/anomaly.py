@@ -255,6 +255,7 @@ class _Learned:
     weekly_: np.ndarray
     week_start_: np.ndarray
     week_compared_: np.ndarray
+    accepted_slope_: np.ndarray
     profile_: np.ndarray
     visits_: np.ndarray
     week_profile_: np.ndarray
@@ -475,7 +476,9 @@ class AnomalyDetector(Detector, _Learned):
         change = np.minimum(np.abs(dx), reach)
         fast_level = self.fast_level_ + f * (clipped - self.fast_level_)
         slow_level = self.slow_level_ + self.slow * (clipped - self.slow_level_)
-        stats[1] = np.abs(fast_level - slow_level) / scale
+        # After a trend alert, the level against where the trend it accepted takes it: in a
+        # steady ramp the long-run average lags the recent one by _lag (_take_new_normal).
+        stats[1] = np.abs(fast_level - slow_level - _lag(self)) / scale
         # After a reported run of repeats, from the usual step: its 0s were the run's.
         base = np.where(_reported_run(self) & (dx != 0), self.step_, self.recent_step_)
         recent_step = base + f * (change - base)
@@ -696,6 +699,8 @@ _STATE = (
     # from before it, its first value since), and the time both profiles have predicted.
     ("week_start_", math.nan),
     ("week_compared_", 0.0),
+    # The slope a trend alert took as the new normal (_take_new_normal; 0 after any other).
+    ("accepted_slope_", 0.0),
 )
 # Per component and series: the tail's level, its excesses' first two moments, how many
 # excesses were seen, the rates of exceedances and of runs of them, and the last point's side.
@@ -846,6 +851,15 @@ def _take_new_normal(d: AnomalyDetector, moved: np.ndarray) -> None:
         d.recent_below_[rows] -= shift
         d.recent_above_[rows] -= shift
         d.slow_level_ = np.where(moved, d.fast_level_, d.slow_level_)
+        # A trend is the new normal as a shift is: its level goes on moving, and judged from
+        # a long-run level that lags it ever more, a disk filling at a steady rate alerted
+        # `trend` again every few hundred points (3 to 7 times in 1,500). So a trend alert's
+        # slope is accepted: the long-run level is put where that ramp would have left it,
+        # and the level is judged against it (_lag); any other alert drops it.
+        alerted = np.flatnonzero(d.alerting_ & moved)
+        trend = [r in d._explained and d._explained[r].kind == "trend" for r in alerted.tolist()]
+        d.accepted_slope_[alerted] = np.where(trend, d.slope_[alerted], 0.0)
+        d.slow_level_[alerted] -= _lag(d, alerted)
         d.slow_slope_ = np.where(moved, d.slope_, d.slow_slope_)
         # The recent step spans about 1 / fast points (10): a series that moves at fewer
         # than one point in 10 (a gauge in steps) may show no move there at all, so its
@@ -858,6 +872,13 @@ def _take_new_normal(d: AnomalyDetector, moved: np.ndarray) -> None:
         recent = np.where(seldom, np.maximum(d.recent_step_, d.step_), d.recent_step_)
         d.step_ = np.where(moved, recent, d.step_)
         d.season_ = np.where(moved, 0.0, d.season_)
+
+
+def _lag(d: AnomalyDetector, rows: Any = slice(None)) -> np.ndarray:
+    """How far each series' long-run level lags its recent one in a steady ramp at the slope
+    a trend alert accepted (``accepted_slope_``): ``1 / slow - 1 / fast`` points of it."""
+    lag: np.ndarray = (1 / d.slow - 1 / d.fast) * d.accepted_slope_[rows]
+    return lag
 
 
 def _reported_run(d: AnomalyDetector) -> np.ndarray:
@@ -1836,7 +1857,7 @@ def _explain_now(
             recent_step, high = _grown_change(d, row, scale)
         return _explanation(d, row, kind, recent_step, low, high)
     if kind == 1:  # level shift: the recent level against the long-run one
-        observed, centre = fast, slow
+        observed, centre = fast, slow + float(_lag(d, row))  # (past an accepted trend)
     elif kind == 3:  # trend: the recent slope against the long-run one
         observed, centre = slope, float(d.slow_slope_[row])
         width /= 10
@@ -2013,7 +2034,7 @@ def _explain_roughly(d: AnomalyDetector, row: int) -> Explanation:
     width = _rough_band(d, kind, row) * scale
     centre = fast
     if kind == 1:  # level shift: the recent level against the long-run one
-        observed, centre = fast, slow
+        observed, centre = fast, slow + float(_lag(d, row))  # (past an accepted trend)
     elif kind == 2:  # variance: the recent step against the usual one
         factor = math.exp(min(_rough_band(d, 2, row), 50.0))
         return _explanation(d, row, kind, recent_step, scale / factor, scale * factor)

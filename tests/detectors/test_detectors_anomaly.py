@@ -661,6 +661,26 @@ def test_a_business_day_gone_flat_is_found_past_its_ramps_departures() -> None:
     assert len(found) == 12, f"{len(found)} of 12 found"
 
 
+def test_a_steady_ramp_is_one_alert_not_one_every_few_hours() -> None:
+    """A series that starts rising at 0.03 noise units a point and goes on (a disk filling at
+    a steady rate): its trend alerts, and is then the new normal. Judged from a long-run
+    level lagging it ever more, it had alerted again every few hundred points, 3 to 7 times
+    in 1,500; now about once, twice at most but rarely."""
+    rng = np.random.default_rng(97)
+    values = 50 + rng.normal(0, 1, (20, 4500))
+    values[:, 3000:] += 0.03 * np.arange(1500)
+    detector = AnomalyDetector()
+    alerts: dict[int, list[str]] = {}
+    for i in range(values.shape[1]):
+        detector.update(values[:, i], times=np.full(20, 60.0 * i))
+        for why in detector.alerts():
+            if i >= 3000:
+                alerts.setdefault(int(why.series), []).append(why.kind)
+    assert len(alerts) >= 18, alerts  # the ramp is found
+    assert sum(len(kinds) for kinds in alerts.values()) <= 2 * 20, alerts
+    assert [kinds[0] for kinds in alerts.values()].count("trend") >= 15, alerts
+
+
 @pytest.mark.parametrize(("noise", "discounted"), [("gaussian", False), ("heavy", True)])
 def test_only_a_heavy_spike_tail_is_discounted_past_the_reach(
     noise: str, discounted: bool, monkeypatch: pytest.MonkeyPatch
