@@ -166,6 +166,8 @@ def _restored(d: AnomalyDetector, state: dict[str, Any]) -> None:
     starts fresh for each of its series."""
     d.__dict__.update(state)
     n = len(d.count_)
+    if len(state.get("_scale", ())) != 3:  # (from before the seasonal unit: none known)
+        d.__dict__.pop("_scale", None)
     if "_last_times" not in state:  # (from before late values were dropped: as it stood)
         d.__dict__["_last_times"] = np.array(d.time_, dtype=np.float64, copy=True)
     # (from before runs at an extreme had a chain of their own: the one chain's, as it stood)
@@ -487,8 +489,9 @@ class AnomalyDetector(Detector, _Learned):
         stats[3] = np.abs(slope - self.slow_slope_) / scale * 10
         unit = _seasonal_unit(self._spread, scale)  # departures as wide as the hour's
         residual = x - expected
-        far = np.where(_settled(self), _CLIP * unit, np.inf)
-        residual = np.clip(np.where(np.isfinite(residual), residual, 0), -far, far)
+        # (clipped by the usual step, not the unit: a spike in a ramp's wide half-hour would
+        # carry into the next, narrow one, and alert there as a seasonal break)
+        residual = np.clip(np.where(np.isfinite(residual), residual, 0), -reach, reach)
         season = self.season_ + f * (residual - self.season_)
         stats[4] = np.where(np.isfinite(expected), np.abs(season) / unit, 0.0)
         self._next = (fast_level, slow_level, recent_step, slope, season, expected)
@@ -1373,7 +1376,7 @@ def _by_pattern(d: AnomalyDetector, surprise: np.ndarray) -> None:
     pattern = _has_pattern(d)
     surprise[4] = np.where(pattern, surprise[4], 0)
     profiled = pattern & np.isfinite(d._next[5])
-    for kind in (1, 3):  # level_shift, trend
+    for kind in (1, 3) if d._enabled[4] else ():  # level_shift, trend (past a seasonal)
         surprise[kind] = np.where(profiled, np.minimum(surprise[kind], surprise[4]), surprise[kind])
 
 
@@ -2046,7 +2049,8 @@ def _explain_roughly(d: AnomalyDetector, row: int) -> Explanation:
         width /= 10
     elif kind == 4:  # seasonal: the recent level against this time of day's, in its unit
         observed, centre = expected + season, expected
-        width = _rough_band(d, kind, row) * _scale(d, row, False)[2]
+        during = row < len(d.alerting_) and bool(d.alerting_[row])  # (this update's unit)
+        width = _rough_band(d, kind, row) * _scale(d, row, during)[2]
     elif kind == 5:  # stuck: the value repeated; any other value was expected
         centre, width = observed, float(d.step_[row])
     elif kind == 6:

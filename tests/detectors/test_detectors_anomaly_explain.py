@@ -361,8 +361,11 @@ def test_a_checkpoint_from_before_the_spread_loads_and_learns_one() -> None:
         detector.update(wave[i] + rng.normal(0.0, 1.0, 3), times=np.full(3, times[i]))
     old = copy.copy(detector)
     del old.__dict__["spread_"]
+    old.__dict__["_scale"] = old.__dict__["_scale"][:2]  # (its units then: step and floor)
     loaded = pickle.loads(pickle.dumps(old))
     assert loaded.spread_.shape == (3, BINS) and np.isnan(loaded.spread_).all()
+    assert math.isfinite(loaded.explain(0).expected_high)  # explained before an update
+    assert math.isfinite(loaded.explain_quickly(0).expected_high)
     kinds = []
     for i in range(5 * 288, 6 * 288):  # a day gone flat
         loaded.update(rng.normal(0.0, 1.0, 3), times=np.full(3, times[i]))
