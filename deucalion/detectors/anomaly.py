@@ -368,6 +368,12 @@ class AnomalyDetector(Detector, _Learned):
         self.alerting_, self.surprise_ = self.alerting_[rows], self.surprise_[:, rows]
         self._explained, self._rough, self._bounds = {}, {}, None
         self._daily = np.zeros(0, dtype=bool)  # (_from_profile reads profiled_ until an update)
+        # The last update's averages and units, kept with their rows: explained before the
+        # next update, a kept series had read another's.
+        for name in ("_next", "_clipped", "_scale"):
+            kept = [a[rows] if len(a) == self.n_series_ else a[:0] for a in getattr(self, name, ())]
+            if kept:
+                setattr(self, name, tuple(kept))
         self.n_series_ = len(rows)
 
     def _series_axes(self) -> dict[str, int]:
@@ -858,12 +864,14 @@ def _take_new_normal(d: AnomalyDetector, moved: np.ndarray) -> None:
         # a long-run level that lags it ever more, a disk filling at a steady rate alerted
         # `trend` again every few hundred points (3 to 7 times in 1,500). So a trend alert's
         # slope is accepted: the long-run level is put where that ramp would have left it,
-        # and the level is judged against it (_lag); any other alert drops it.
+        # and the level is judged against it (_lag); any other alert drops it. (At every
+        # point of the episode too: put at the recent level alone, a point later its lag
+        # was a level shift.)
         alerted = np.flatnonzero(d.alerting_ & moved)
         trend = [r in d._explained and d._explained[r].kind == "trend" for r in alerted.tolist()]
         d.accepted_slope_[alerted] = np.where(trend, d.slope_[alerted], 0.0)
-        d.slow_level_[alerted] -= _lag(d, alerted)
         d.slow_slope_ = np.where(moved, d.slope_, d.slow_slope_)
+        d.slow_level_[rows] -= _lag(d, rows)
         # The recent step spans about 1 / fast points (10): a series that moves at fewer
         # than one point in 10 (a gauge in steps) may show no move there at all, so its
         # recent step can say it became noisier but not that it became calmer (taken as
@@ -879,8 +887,12 @@ def _take_new_normal(d: AnomalyDetector, moved: np.ndarray) -> None:
 
 def _lag(d: AnomalyDetector, rows: Any = slice(None)) -> np.ndarray:
     """How far each series' long-run level lags its recent one in a steady ramp at the slope
-    a trend alert accepted (``accepted_slope_``): ``1 / slow - 1 / fast`` points of it."""
-    lag: np.ndarray = (1 / d.slow - 1 / d.fast) * d.accepted_slope_[rows]
+    a trend alert accepted (``accepted_slope_``): ``1 / slow - 1 / fast`` points of the
+    long-run slope while it is of the accepted one's sign, so the lag fades as the ramp
+    does (at the accepted slope itself, a ramp that stopped alerted `level_shift` again
+    once the long-run level caught up, 40 to 450 points into its plateau)."""
+    accepted, slope = d.accepted_slope_[rows], d.slow_slope_[rows]
+    lag: np.ndarray = (1 / d.slow - 1 / d.fast) * np.where(accepted * slope > 0, slope, 0.0)
     return lag
 
 

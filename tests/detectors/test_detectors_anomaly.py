@@ -681,6 +681,22 @@ def test_a_steady_ramp_is_one_alert_not_one_every_few_hours() -> None:
     assert [kinds[0] for kinds in alerts.values()].count("trend") >= 15, alerts
 
 
+def test_a_ramp_that_stops_is_no_second_level_shift() -> None:
+    """A ramp of 0.05 noise units a point for 200 points, then a plateau: its trend alerts,
+    and the accepted slope fades with the ramp. Held at the slope accepted, the plateau
+    alerted `level_shift` again once the long-run level caught up (50 alerts in 30
+    series, where 30 came before the slope was accepted)."""
+    rng = np.random.default_rng(21)
+    values = 50 + rng.normal(0, 1, (30, 4000))
+    values[:, 3000:] += np.r_[0.05 * np.arange(200), np.full(800, 10.0)]
+    detector = AnomalyDetector()
+    alerts = []
+    for i in range(values.shape[1]):
+        detector.update(values[:, i], times=np.full(30, 60.0 * i))
+        alerts += [why.kind for why in detector.alerts() if i >= 3000]
+    assert len(alerts) <= 36, alerts  # about one a series
+
+
 @pytest.mark.parametrize(("noise", "discounted"), [("gaussian", False), ("heavy", True)])
 def test_only_a_heavy_spike_tail_is_discounted_past_the_reach(
     noise: str, discounted: bool, monkeypatch: pytest.MonkeyPatch

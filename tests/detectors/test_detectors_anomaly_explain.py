@@ -454,3 +454,18 @@ def test_every_series_alerting_at_once_is_explained_in_bounded_memory() -> None:
     alerts, outside, grown_mb = map(int, done.stdout.split())
     assert alerts == outside == 5000
     assert grown_mb < 100, f"{grown_mb} MB to explain 5,000 alerts"
+
+
+def test_a_kept_series_is_explained_by_its_own_averages_before_the_next_update() -> None:
+    """After ``keep``, the last update's averages move with their rows: a kept series was
+    explained by another's recent level until the next update."""
+    rng = np.random.default_rng(3)
+    values = rng.normal(0, 1, (2, 600)) + np.array([[1000.0], [5.0]])
+    detector = AnomalyDetector()
+    for i in range(600):
+        detector.update(values[:, i], times=np.full(2, 60.0 * i))
+    before = detector.explain_row(1)
+    detector.keep([1])
+    after = detector.explain_row(0)
+    assert (after.kind, after.observed) == (before.kind, before.observed)
+    assert (after.expected_low, after.expected_high) == (before.expected_low, before.expected_high)
