@@ -55,12 +55,16 @@ def preset_signals(name: str) -> tuple[Signal, ...]:
 
 def preset_observer(name: str, **options: Any) -> PresetObserver:
     """A ``PresetObserver`` for preset ``name``; ``options`` are its keyword arguments
-    (``budget``, ``for_cycles``, ``quiet_cycles``, ...: see ``PresetObserver``)."""
+    (``budget``, ``for_cycles``, ``quiet_cycles``, ...: see ``PresetObserver``), over the
+    preset's own defaults (its module's ``OPTIONS``: node-exporter's ``for_cycles`` is 6)."""
+    import importlib
+
     from deucalion.presets.observer import PresetObserver
 
     signals = preset_signals(name)
+    defaults: Mapping[str, Any] = getattr(importlib.import_module(PRESETS[name]), "OPTIONS", {})
     try:
-        observer = PresetObserver(name, signals, **options)
+        observer = PresetObserver(name, signals, **{**defaults, **options})
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"preset {name}: {exc}") from None
     observer.signals_of_ = preset_signals  # a checkpoint of it takes a later version's

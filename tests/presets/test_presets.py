@@ -728,3 +728,30 @@ def test_demo_with_a_preset_needs_a_target() -> None:
 
     with pytest.raises(ConfigError, match="--target"):
         asyncio.run(run_demo(preset="node-exporter", duration=1))
+
+
+def _memory_dips(lasting: int, **options: Any) -> list[int]:
+    """node-exporter over a machine whose available memory wanders around 75 %, then falls to
+    25 % for ``lasting`` cycles (twice, 400 cycles apart): the cycles alerts came at."""
+    rng = random.Random(5)
+    observer = preset_observer("node-exporter", **options)
+    alerts = []
+    for i in range(1900):
+        dipped = any(start <= i < start + lasting for start in (1400, 1800))
+        avail = 2e9 if dipped else 6e9 + rng.uniform(-1e8, 1e8)
+        with handing_data(T0 + i, {NODE: T0 + i}):
+            result = observer.new_data({NODE: _node_cycle(i, avail=avail)})
+        alerts += [i for a in result.alerts if "ended" not in a.annotations]
+    return alerts
+
+
+def test_node_exporter_opens_an_incident_after_six_cycles_of_a_move() -> None:
+    """A machine's move past its floors opens an incident once it has lasted 6 cycles (the
+    preset's own for_cycles; a busy machine's bursts of other work last a few seconds): a
+    dip of 4 cycles is no alert, one of 10 is, in its 6th cycle. Asked for 3, the 4-cycle dip
+    alerts too."""
+    assert preset_observer("node-exporter").for_cycles == 6
+    assert preset_observer("http-service").for_cycles == 3
+    assert _memory_dips(4) == []
+    assert _memory_dips(10)[:1] == [1405]
+    assert _memory_dips(4, for_cycles=3)[:1] == [1402]
