@@ -7,8 +7,9 @@ exported as ``deucalion_series_anomaly_score``, and the series the detector aler
 alerts whose annotations name the series, the anomaly kind, the observed value and the expected
 band. An online detector (``AnomalyDetector``, the default; ``RangeDetector``) decides its
 alerts itself; a window detector's scores alert once held past its threshold for ``for_cycles``
-cycles (``AlertPolicy``). An alert keeps firing for ``keep_firing_for`` seconds of the data's
-time after the last cycle that raised it, as a Prometheus rule's ``keep_firing_for`` does: an
+cycles (``AlertPolicy``). An alert keeps firing while its series scores at the threshold or
+more (its anomaly goes on: a frozen gauge until it moves), and for ``keep_firing_for`` seconds
+of the data's time after the last such cycle, as a Prometheus rule's ``keep_firing_for`` does: an
 alert resolved a cycle after it fired reaches no receiver, since Alertmanager notifies a new
 group of alerts only after its ``group_wait`` (30 s by default) and only if one still fires.
 """
@@ -265,12 +266,21 @@ class DetectorObserver(MetricsObserver):
     def _keep_firing(self, result: Scores, now: float) -> Scores:
         """``result`` with the alerts raised within ``keep_firing_for`` seconds before ``now``
         that it does not raise again (without a score: they export none, and a backtest's
-        scores stay the detector's)."""
+        scores stay the detector's). A firing alert whose series still scores at the threshold
+        or more is raised again by this cycle: its anomaly goes on (a frozen gauge, whose
+        detector is quiet after its one alert while its score keeps growing, fires until it
+        moves, not ``keep_firing_for`` seconds)."""
         raised = {_key_of(alert): (alert, now) for alert in result.alerts}
+        threshold = self.policy.threshold if not self.detector.online else self.detector.threshold
+        going_on = {
+            (item.target, item.metric, item.series)
+            for item in result.scores
+            if item.score >= threshold
+        }
         self.firing_ = {
-            key: held
-            for key, held in self.firing_.items()
-            if key not in raised and now - held[1] < self.keep_firing_for
+            key: (alert, now if key in going_on else since)
+            for key, (alert, since) in self.firing_.items()
+            if key not in raised and now - since < self.keep_firing_for
         }
         kept = tuple(dataclasses.replace(alert, score=None) for alert, _ in self.firing_.values())
         self.firing_.update(raised)

@@ -370,6 +370,43 @@ def test_an_alert_keeps_firing_long_enough_for_alertmanager_to_notify() -> None:
             DetectorObserver(_Above(), {"m"}, keep_firing_for=bad)  # type: ignore[arg-type]
 
 
+class _Once(Detector):
+    """Scores each value as itself; alerts only on the first value above 3 (as a detector
+    quiet after its one alert while the anomaly goes on)."""
+
+    threshold = 3.0
+
+    def update_rows(
+        self, times: np.ndarray, values: np.ndarray, resolution: np.ndarray
+    ) -> np.ndarray:
+        seen = self.__dict__.get("seen_", False)
+        self.alerting_ = (values > self.threshold) & (not seen)
+        self.__dict__["seen_"] = seen or bool((values > self.threshold).any())
+        return values
+
+
+def test_an_alert_fires_while_its_series_still_scores_past_the_threshold() -> None:
+    """A detector alerts once on an anomaly that goes on (a frozen gauge: AnomalyDetector's
+    one stuck alert, its score growing while the gauge stays frozen). The alert fires as long
+    as the series scores at the threshold or more, then keep_firing_for seconds more: it
+    resolved 300 s after the one alert while the score was still past the threshold."""
+    fired = _firing_cycles(DetectorObserver(_Once(), {"m"}), set(range(10, 40)))
+    assert fired[0] == (10, True)
+    assert [c for c, _ in fired] == list(range(10, 59))  # 39 + 20 cycles of 15 s
+    rng = np.random.default_rng(99)
+    values = 40 + rng.normal(0, 1, 1400)
+    values[1200:] = values[1199]  # a sensor frozen from cycle 1200
+    observer = DetectorObserver(desired_metrics={"temp_celsius"})
+    firing = []
+    for cycle, value in enumerate(values):
+        with handing_data(1_704_067_200.0 + 15 * cycle, {}):
+            result = observer.new_data({"http://a/metrics": {"temp_celsius": {"{}": value}}})
+        if result.alerts:
+            firing.append(cycle)
+    assert firing and 1200 < firing[0] < 1220
+    assert firing == list(range(firing[0], 1400)), firing
+
+
 def test_called_by_hand_each_call_returns_only_its_own_alerts() -> None:
     """Without a scrape time (new_data called by hand, in a notebook or a test) there is no
     Alertmanager to hold an alert for: a call's alerts are only those it raised."""
