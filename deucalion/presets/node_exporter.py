@@ -23,7 +23,14 @@ REAL_FILESYSTEMS = {
 }
 #: Network devices of the machine, not of its containers' plumbing.
 NET_DEVICES = {"!device": r"lo|veth.*|docker.*|br-.*|cali.*|flannel.*|cni.*|virbr.*|ifb.*|tun.*"}
-#: Time to full longer than this is "not filling": the signal is capped so it stays readable.
+#: What a time to full of ``FULL_WITHIN`` or more reads, and one not known yet (a watch's
+#: first ``FILL_COVERED_SECONDS``): a week, "not filling within 12 h". A fill starting then
+#: comes as a step from it, not a ramp: its rate is read over minutes, so a time to full
+#: given as it is fell from a week to 12 h over a minute or more, while the detector, which
+#: saw it start, took each value for the series' range (a steady fill that would fill the
+#: disk in 4 h never alerted). And a disk already filling when the watch starts (a sidecar
+#: restarted) comes as such a step once its rate is known, not as the series' first value,
+#: which the detector would take for its usual.
 TIME_TO_FULL_CAP = 7 * 86400.0
 #: A time to full moves (and may alert) only under this, whatever the file system's usual
 #: one (a fixed distance below its usual time, 6.5 days below the cap, could never be passed
@@ -32,6 +39,21 @@ TIME_TO_FULL_CAP = 7 * 86400.0
 FULL_WITHIN = 12 * 3600.0
 #: The range over which a file system's fill rate is measured (a write burst is not a trend).
 FILL_TREND_SECONDS = 600.0
+#: The history a fill rate needs: none while the samples within ``FILL_TREND_SECONDS`` span
+#: less (a young watch, a sidecar's after each restart, a file system just mounted). A
+#: least-squares slope over the history seen read one 400 MB write on a disk with 75 GB free,
+#: 60 s into a watch, as full in 7 h: a critical alert.
+FILL_COVERED_SECONDS = 480.0
+#: The span each of the fill's slopes is read over: a slope over 2 minutes ending at each
+#: sample of the range. Writes flushed every minute or two are in each one.
+FILL_SPAN_SECONDS = 120.0
+#: The share of those spans the fill must be kept up in: the fill rate is the one 80 % of
+#: them reach. One write, however large, is in the spans that hold it (a quarter of a
+#: ten-minute range's, a third at 8 minutes of history: a least-squares slope over the range
+#: read one 4 GB write, 5 % of the free space, as full in 2 h), and writes and deletes that
+#: leave the disk as it was are no fill. A fill starting is read as it comes into them: one
+#: that fills 75 GB in 4 h after 7 minutes, one that fills it in 10 h after 8.
+FILL_KEPT = 0.8
 #: The range a run queue's length is averaged over: seconds, for a load average that follows
 #: within seconds (``node_load1`` takes a minute to show two thirds of a change), over enough
 #: scrapes that an instantaneous count's noise (down as the square root of the scrapes) does
@@ -188,17 +210,26 @@ def filesystem_free(q: Query) -> SignalValues:
 
 
 def filesystem_time_to_full(q: Query) -> SignalValues:
-    """Seconds until each file system is full at its fill rate over the last ten minutes
-    (``avail / -deriv(avail[10m])``), capped at a week (not filling)."""
+    """Seconds until each file system is full at the fill rate it kept up over the last ten
+    minutes (``FILL_KEPT`` of its 2-minute slopes at least that fast, ``Query.kept_slope``),
+    when under ``FULL_WITHIN``; else a week (``TIME_TO_FULL_CAP``), as before 8 minutes of
+    history (``FILL_COVERED_SECONDS``: not known to be filling)."""
     by = ("mountpoint",)
     avail = q.gauge("node_filesystem_avail_bytes", by, REAL_FILESYSTEMS)
-    slope = q.deriv("node_filesystem_avail_bytes", FILL_TREND_SECONDS, by, REAL_FILESYSTEMS)
+    fill = q.kept_slope(
+        "node_filesystem_avail_bytes",
+        FILL_TREND_SECONDS,
+        FILL_SPAN_SECONDS,
+        FILL_KEPT,
+        by,
+        REAL_FILESYSTEMS,
+        covered=FILL_COVERED_SECONDS,
+    )
     out: SignalValues = {}
     for key, free in avail.items():
-        rate = slope.get(key, math.nan)
-        if math.isnan(rate):
-            continue
-        out[key] = min(TIME_TO_FULL_CAP, free / -rate) if rate < 0 else TIME_TO_FULL_CAP
+        rate = fill.get(key, 0.0)  # none yet: not known to be filling
+        full = free / rate if rate > 0 else math.inf
+        out[key] = full if full < FULL_WITHIN else TIME_TO_FULL_CAP
     return out
 
 
@@ -420,7 +451,8 @@ SIGNALS: tuple[Signal, ...] = (
     ),
     Signal(
         "filesystem_time_to_full",
-        "Seconds until the file system is full (capped at a week)",
+        "Seconds until the file system is full at the fill it kept up over 10 minutes (a week "
+        "when not under 12 h)",
         "seconds",
         filesystem_time_to_full,
         ("node_filesystem_avail_bytes",),

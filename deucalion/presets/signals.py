@@ -208,6 +208,50 @@ class Query:
                 slopes.append(float(cov / var) if var > 0 else math.nan)
         return _sum_by(zip(block.keys, slopes, strict=True), tuple(by), where)
 
+    def kept_slope(
+        self,
+        metric: str,
+        seconds: float,
+        span: float,
+        kept: float,
+        by: Iterable[str] = (),
+        where: Matchers | None = None,
+        *,
+        covered: float,
+    ) -> SignalValues:
+        """The fall per second each gauge kept up over a share ``kept`` of the range: of the
+        slopes over ``span`` seconds ending at each sample within the last ``seconds`` (from
+        the newest sample at least ``span`` before it), the fall that a share ``kept`` of them
+        reach or pass (their ``1 - kept`` quantile; 0.8: 80 % of the spans fell at least this
+        fast; negative when most rose). One step moves only the spans holding it (``span`` of
+        the range), so it is no fall kept up however large; a steady fall is in every span. A
+        series whose samples within the range span less than ``covered`` seconds (a young
+        watch, a series new to it) has none: no slope of less history."""
+        block = self.slow.block(metric, self.target)
+        if not len(block):
+            return {}
+        newest = np.nanmax(block.times) if np.isfinite(block.times).any() else math.nan
+        falls = np.full(len(block), math.nan)
+        with np.errstate(all="ignore"):
+            inside = (block.times > newest - seconds) & np.isfinite(block.values)
+            # The series sampled when the first was (a target's, none missing) are read at
+            # once, the others one by one.
+            same = (inside == inside[0]).all(axis=1)
+            groups = [np.flatnonzero(same), *(np.array([i]) for i in np.flatnonzero(~same))]
+            for group in groups:
+                t = block.times[group[0]][inside[group[0]]]
+                v = block.values[np.ix_(group, inside[group[0]])]
+                if len(t) < 2 or t[-1] - t[0] < covered:
+                    continue
+                # For each sample, the newest one at least ``span`` before it.
+                start = np.searchsorted(t, t - span, side="right") - 1
+                ends = np.flatnonzero(start >= 0)
+                if len(ends):
+                    s = start[ends]
+                    fall = (v[:, s] - v[:, ends]) / (t[ends] - t[s])
+                    falls[group] = np.quantile(fall, 1.0 - kept, axis=1)
+        return _sum_by(zip(block.keys, falls.tolist(), strict=True), tuple(by), where)
+
     def quantile(
         self,
         q: float,

@@ -98,7 +98,11 @@ def test_query_quantile_sums_buckets_by_route_before_the_quantile() -> None:
 # --- node-exporter signals ---------------------------------------------------------------------
 
 
-def _node_cycle(i: int, *, busy: float = 0.25, avail: float = 6e9) -> dict[str, dict[str, float]]:
+def _node_cycle(
+    i: int, *, busy: float = 0.25, avail: float = 6e9, filling: float = 1e5
+) -> dict[str, dict[str, float]]:
+    """A node's samples at cycle ``i``; its disk fills at ``filling`` bytes a second (by
+    default slowly: 40 GB free last over four days)."""
     idle_per_s = 1.0 - busy
     cpu = {}
     for n in range(2):
@@ -115,7 +119,7 @@ def _node_cycle(i: int, *, busy: float = 0.25, avail: float = 6e9) -> dict[str, 
         "node_memory_AnonPages_bytes": {"{}": 2e9},
         "node_disk_io_time_seconds_total": {'{device="sda"}': 0.2 * i, '{device="loop0"}': 0.5 * i},
         "node_filesystem_avail_bytes": {
-            '{device="/dev/sda1",fstype="ext4",mountpoint="/"}': 40e9 - 1e6 * i,
+            '{device="/dev/sda1",fstype="ext4",mountpoint="/"}': 40e9 - filling * i,
             '{device="tmpfs",fstype="tmpfs",mountpoint="/run"}': 1e9,
         },
         "node_filesystem_size_bytes": {
@@ -152,8 +156,16 @@ def test_node_signals_follow_the_node_mixin() -> None:
     }
     free = _signal_values("node-exporter", "filesystem_free", cycles)
     assert list(free) == ['{mountpoint="/"}']
-    full = _signal_values("node-exporter", "filesystem_time_to_full", cycles)
-    assert full['{mountpoint="/"}'] == pytest.approx((40e9 - 9e6) / 1e6, rel=1e-3)
+    # Not known to be filling (a week) before 8 minutes of history; then avail / fill rate
+    # (1 MB/s: full in 11 h), or a week when that is 12 h or more (100 KB/s: four days).
+    filling = [_node_cycle(i, filling=1e6) for i in range(600)]
+    full = _signal_values("node-exporter", "filesystem_time_to_full", filling[:10])
+    assert full == {'{mountpoint="/"}': 7 * 86400.0}
+    full = _signal_values("node-exporter", "filesystem_time_to_full", filling)
+    assert full == {'{mountpoint="/"}': pytest.approx((40e9 - 599e6) / 1e6, rel=1e-3)}
+    slowly = [_node_cycle(i) for i in range(600)]
+    full = _signal_values("node-exporter", "filesystem_time_to_full", slowly)
+    assert full == {'{mountpoint="/"}': 7 * 86400.0}
 
 
 # --- http-service: the instrumentations --------------------------------------------------------
