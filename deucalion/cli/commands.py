@@ -110,7 +110,11 @@ def _check_config(args: argparse.Namespace) -> int:
         for k, v in os.environ.items()
         if k not in ("DEUCALION_CONFIG", "DEUCALION_CONFIG_OPTIONAL")
     }
-    settings = load_settings(args.file, environ=environ, default_file=None)
+    from deucalion.presets import PRESETS
+
+    # The preset's name is checked with every other problem, not after them (a run would
+    # refuse it next): the file's name, as `run` without --preset would take it.
+    settings = load_settings(args.file, environ=environ, default_file=None, known_presets=PRESETS)
     if settings.prometheus is not None:
         sources = [f"federated from {redact_url(settings.prometheus.url)}"]
     else:
@@ -123,7 +127,8 @@ def _check_config(args: argparse.Namespace) -> int:
             sources.append("kubernetes pod annotations")
     # deucalion's own ready observers (DetectorObserver, RangeObserver) are built, so a kwarg
     # they refuse (budget: 1d) fails here, not in the running sidecar; a user's module is not
-    # imported by a check (importing runs its code).
+    # imported by a check (importing runs its code). Every entry is built: each problem listed.
+    problems: list[str] = []
     for path in settings.observers:
         if path.startswith("deucalion."):
             try:
@@ -141,12 +146,15 @@ def _check_config(args: argparse.Namespace) -> int:
             except (ImportError, MissingExtraError):
                 pass  # the ml extra is not installed here: `run` says so where it runs
             except ConfigError as exc:
-                raise ConfigError(f"{args.file}: {exc}") from None
+                problems.append(f"{args.file}: {exc}")
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     observers = f", {len(settings.observers)} observer(s)" if settings.observers else ""
     if settings.preset and settings.preset.name is None:
         observers += f", preset budget {settings.preset.budget:g} (for --preset NAME)"
     elif settings.preset and settings.preset.name is not None:
-        check_preset(settings.preset.name, f"{args.file}: preset")
         observers += f", preset {settings.preset.name} (budget {settings.preset.budget:g})"
     variables = variables_that_set(environ)
     with_environment = f"; with this shell's {', '.join(variables)}" if variables else ""

@@ -357,15 +357,11 @@ def check_preset(name: str, where: str) -> None:
     """Refuse an unknown preset, naming where it was given. The presets are a stage of the
     data flow, which the configuration (read by every stage) does not import, so the name is
     checked here, where a command wires the stages together."""
+    from deucalion.config.settings import unknown_preset
     from deucalion.presets import PRESETS
 
     if name not in PRESETS:
-        close = difflib.get_close_matches(str(name).strip().lower(), PRESETS, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ConfigError(
-            f"{where}: unknown preset {name!r}: {hint}choose one of {', '.join(PRESETS)} "
-            "(deucalion presets list)"
-        )
+        raise ConfigError(f"{where}: {unknown_preset(name, PRESETS)}")
 
 
 def preset_source(config: str | None) -> str:

@@ -422,11 +422,13 @@ def load_settings(
     *,
     environ: Mapping[str, str] | None = None,
     default_file: Path | None = DEFAULT_CONFIG_FILE,
+    known_presets: Collection[str] | None = None,
     **overrides: Any,
 ) -> Settings:
     """Read and validate the settings from every source, later sources winning.
 
-    Raises ``ConfigError`` listing every problem, each with its key and source.
+    Raises ``ConfigError`` listing every problem, each with its key and source; with
+    ``known_presets``, a ``preset`` name that is none of them is one of those problems.
     """
     environ = os.environ if environ is None else environ
     if isinstance(config, Settings):
@@ -454,22 +456,28 @@ def load_settings(
     if overrides:
         layers.append(("keyword arguments", dict(overrides)))
     layers = [(source, _expand_shorthands(layer)) for source, layer in layers]
-    return validate_layers(Settings, layers, env_prefix=ENV_PREFIX)
+    context = {"presets": list(known_presets)} if known_presets is not None else None
+    return validate_layers(Settings, layers, env_prefix=ENV_PREFIX, context=context)
 
 
 def validate_layers(
-    model: type[M], layers: list[tuple[str, dict[str, Any]]], *, env_prefix: str
+    model: type[M],
+    layers: list[tuple[str, dict[str, Any]]],
+    *,
+    env_prefix: str,
+    context: Mapping[str, Any] | None = None,
 ) -> M:
     """``model`` from ``layers`` (``(source, settings)``, later wins), deep-merged.
 
     Raises ``ConfigError`` listing every problem, each with its key and the source that set it
-    (an ``environment`` layer is named by its variable, ``env_prefix`` + ``KEY__SUBKEY``).
+    (an ``environment`` layer is named by its variable, ``env_prefix`` + ``KEY__SUBKEY``);
+    ``context`` is pydantic's validation context, for checks the model cannot make alone.
     """
     merged: dict[str, Any] = {}
     for _, layer in layers:
         merged = _merge(merged, layer)
     try:
-        return model.model_validate(merged)
+        return model.model_validate(merged, context=context)
     except ValidationError as exc:
         problems = [_describe(error, layers, model, env_prefix) for error in exc.errors()]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -720,6 +720,17 @@ def _preset_section(value: object) -> object:
     )
 
 
+def unknown_preset(name: object, known: Collection[str]) -> str:
+    """What to say of a preset name that is none of ``known``: the closest one, and the list."""
+    import difflib  # only for a typo, not on every start
+
+    close = difflib.get_close_matches(str(name).strip().lower(), known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return (
+        f"unknown preset {name!r}: {hint}choose one of {', '.join(known)} (deucalion presets list)"
+    )
+
+
 class PresetSettings(Section):
     """A preset ``deucalion run`` runs besides the observers, and how it alerts."""
 
@@ -754,6 +765,17 @@ class PresetSettings(Section):
                 f"per 10,000 cycles; default 1), not {value!r}"
             )
         return float(number)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # The presets are a stage the configuration does not import: a command that wants
+        # the name checked with every other problem (check-config) passes their names in the
+        # validation context; others check it where they pick the preset (--preset wins).
+        known = (info.context or {}).get("presets")
+        if value is not None and known is not None and value not in known:
+            raise ValueError(unknown_preset(value, known))
+        return value
 
 
 class Settings(Section):

@@ -99,6 +99,52 @@ def test_check_config_typo_names_key(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "file_sd.refresh_interval: 'soon' is not a duration" in err
 
 
+@pytest.mark.parametrize(
+    ("beside", "other_problem"),
+    [
+        (
+            "preset: node-exporer\nalertmanager: {url: http://127.0.0.1:9093}\n",
+            "'alertmanager.url'",
+        ),
+        ("preset: node-exporer\nscrape_intervall: 2s\n", "'scrape_intervall'"),
+        ("preset: {name: node-exporer, budget: 0}\n", "preset.budget: the budget must be"),
+    ],
+)
+def test_check_config_lists_an_unknown_preset_with_the_other_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], beside: str, other_problem: str
+) -> None:
+    """A misspelt preset name surfaced only once every other problem was fixed (it was
+    checked after the file had validated): README says check-config lists every problem."""
+    config = tmp_path / "c.yaml"
+    config.write_text("targets: [127.0.0.1:19100]\n" + beside)
+    assert main(["check-config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert f"config file {config}: preset.name: unknown preset 'node-exporer'" in err, err
+    assert "did you mean 'node-exporter'?" in err
+    assert f"config file {config}: " in err.split(other_problem)[0].rsplit("\n", 1)[-1], err
+
+
+def test_check_config_lists_every_observer_it_cannot_build(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two ready observers with a bad kwarg each: both named, not the first alone."""
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "targets: [127.0.0.1:1]\n"
+        "observers:\n"
+        "  'deucalion.detectors:DetectorObserver':\n"
+        "    desired_metrics: [node_load1]\n"
+        "    kwargs: {budgett: 1}\n"
+        "  'deucalion.detectors:RangeObserver':\n"
+        "    desired_metrics: [node_load1]\n"
+        "    kwargs: {warmupp: 1}\n"
+    )
+    assert main(["check-config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert f"{config}: observers: 'deucalion.detectors:DetectorObserver': kwargs: 'budgett'" in err
+    assert f"{config}: deucalion.detectors:RangeObserver: " in err and "warmupp" in err
+
+
 def test_check_config_warns_about_a_misspelt_variable_naming_the_setting(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

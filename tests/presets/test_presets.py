@@ -640,7 +640,7 @@ def test_the_config_key_names_a_known_preset(
     bad.write_text("preset: nginx\ntargets: [http://a:1/metrics]\n")
     assert main(["check-config", str(bad)]) == 1
     err = capsys.readouterr().err
-    assert f"{bad}: preset: unknown preset 'nginx'" in err and "node-exporter" in err
+    assert f"{bad}: preset.name: unknown preset 'nginx'" in err and "node-exporter" in err
 
 
 def test_the_preset_annotation_runs_the_preset_in_the_generic_image() -> None:
