@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -24,6 +24,9 @@ from deucalion.alerting.alerts import Scores
 from deucalion.detectors import DetectorObserver, RobustZScore
 from deucalion.observer import MetricsObserver, TargetsData, data_time
 from deucalion.runner import stopping_on_signals
+
+if TYPE_CHECKING:
+    from deucalion.provisioner import CollectedCycle
 
 __all__ = ["RobustZScoreObserver", "SyntheticTarget"]
 
@@ -156,6 +159,34 @@ class SyntheticTarget:
         )
 
 
+class _TargetHealth:
+    """A listener of the demo's provisioner: whether its target ever answered, and why not."""
+
+    desired_metrics: frozenset[str] = frozenset()
+
+    def __init__(self) -> None:
+        self.ever_up = False
+        self.cycles = 0
+        self.shown = ""
+        self.last_error: str | None = None
+
+    async def open(self) -> None:
+        """Nothing to open."""
+
+    async def on_cycle(self, cycle: CollectedCycle) -> None:
+        """Note whether the target answered this cycle."""
+        self.cycles += 1
+        for result in cycle.results:
+            self.shown = result.target.shown
+            if result.up:
+                self.ever_up = True
+            else:
+                self.last_error = result.error
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+
 DEMO_METRICS = ("demo_request_latency_seconds", "demo_queue_depth", "demo_cpu_utilisation_ratio")
 # The exporter's own health: quiet while it idles. (node_load1 was here: a one-minute average
 # drifts smoothly with the machine's load, and a z-score reads any drift as an anomaly.)
@@ -223,6 +254,8 @@ async def run_demo(
         else:
             observer = RobustZScoreObserver(desired)
         provisioner.register(observer)
+        health = _TargetHealth()
+        provisioner.add_listener(health)
         # The URLs as validated, not as typed, so that a password shows as *** whatever the
         # form it was written in.
         urls = ", ".join(redact_url(url) for url in provisioner.settings.alertmanager.urls)
@@ -251,8 +284,18 @@ async def run_demo(
             async with provisioner:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=duration or None)
-        print(f"deucalion demo: done after {provisioner.stats.cycles} cycles.", file=sys.stderr)
     finally:
         if synthetic is not None:
             await synthetic.close()
+    if health.cycles and not health.ever_up:
+        # A demo that watched nothing is a failure, as `presets show` on the same URL is: the
+        # one "is down" warning at its start is easily missed above a minute of silence.
+        print(
+            f"deucalion demo: {health.shown or target} never answered in "
+            f"{health.cycles} cycle(s): nothing was watched ({health.last_error}); check the URL "
+            "and that the service is running",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"deucalion demo: done after {provisioner.stats.cycles} cycles.", file=sys.stderr)
     return 0

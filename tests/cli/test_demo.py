@@ -147,8 +147,9 @@ async def test_a_preset_demo_says_how_long_its_detector_learns(
 ) -> None:
     """`demo --preset NAME --target URL` for its default 30 s ended in silence, the detector
     still learning: it says how long that takes at the interval given."""
+    # Nothing answers on 127.0.0.1:9: exit 1 (the target was never up), the banner printed.
     assert (
-        await run_demo(preset="http-service", target="127.0.0.1:9", duration=0.2, interval=2.0) == 0
+        await run_demo(preset="http-service", target="127.0.0.1:9", duration=0.2, interval=2.0) == 1
     )
     out = capsys.readouterr().out
     assert "about 1,000 (33m20s at 2s)" in out and "--duration 0" in out
@@ -170,5 +171,51 @@ async def test_the_demo_watches_its_target_whatever_the_environment_says(
         await start(self)
 
     monkeypatch.setattr(MetricsProvisioner, "start", recording_start)
-    assert await run_demo(target="127.0.0.1:9", duration=0.2, interval=0.1) == 0
+    # Nothing answers on 127.0.0.1:9: exit 1, the target never up.
+    assert await run_demo(target="127.0.0.1:9", duration=0.2, interval=0.1) == 1
     assert watched == [["http://127.0.0.1:9/metrics"]]
+
+
+@pytest.mark.parametrize("preset", [None, "node-exporter"])
+def test_a_demo_whose_target_never_answers_exits_1_saying_so(
+    capsys: pytest.CaptureFixture[str], preset: str | None
+) -> None:
+    """`demo --preset node-exporter --target URL` on a target that was down the whole time
+    logged one warning and exited 0, "done after 8 cycles", where `presets show` exits 1."""
+    argv = ["demo", "--target", "127.0.0.1:9", "--duration", "0.3s", "--interval", "0.1s"]
+    assert main([*argv, *(["--preset", preset] if preset else [])]) == 1
+    err = capsys.readouterr().err
+    assert "deucalion demo: http://127.0.0.1:9/metrics never answered in " in err, err
+    assert "nothing was watched" in err and "check the URL" in err
+    assert "done after" not in err
+
+
+async def test_a_demo_whose_target_answered_at_some_point_exits_0(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A target up for its first scrape and failing after: the demo watched something, so it
+    ends as it always did, "done", exit 0 (the scraper logs the target going down)."""
+    from aiohttp import web
+
+    answered: list[int] = []
+
+    async def metrics(request: web.Request) -> web.Response:
+        answered.append(1)
+        if len(answered) > 1:
+            return web.Response(status=503)
+        return web.Response(text="go_goroutines 7\n")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+        assert await run_demo(target=url, duration=0.5, interval=0.1) == 0
+    finally:
+        await runner.cleanup()
+    assert len(answered) > 1
+    assert "deucalion demo: done after" in capsys.readouterr().err
