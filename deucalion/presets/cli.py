@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import time
 from typing import Any
 
@@ -121,9 +122,8 @@ async def _listed(
                 # (no error ratio of no requests, no quantile of a handful). "Not found, looks
                 # for http_requests_total" on a target serving it read as the wrong metrics.
                 lines.append(
-                    f"  {signal.name:<26} no value: it serves {', '.join(needs)}, from which "
-                    f"none came in the {interval:g}s between the two scrapes (too "
-                    "few requests in them? a longer --interval waits longer)"
+                    f"  {signal.name:<26} no value: it serves {', '.join(needs)}, "
+                    + _too_few(signal.name, computed.get("request_rate", {}), interval, observer)
                 )
                 continue
             first = said.setdefault(needs, signal.name)
@@ -141,6 +141,42 @@ async def _listed(
             why = f"it serves none of {', '.join(sorted(observer.desired_metrics - {'up'}))}"
         lines.append(f"{NONE_FOUND}: {why}")
     return "\n".join(lines)
+
+
+def _too_few(name: str, rates: dict[str, float], interval: float, observer: Any) -> str:
+    """Why a signal read from requests (``http_service.REQUESTS_NEEDED``) has no value after
+    the two scrapes ``interval`` apart, with the service's request rate measured (``rates``'s
+    ``{}``): the requests it needs and the --interval that would give them."""
+    from deucalion._progress import format_seconds
+    from deucalion.presets.http_service import REQUESTS_NEEDED
+    from deucalion.presets.observer import MIN_RATE_SECONDS
+
+    rate = rates.get("{}", 0.0)
+    if name not in REQUESTS_NEEDED or not rate > 0:
+        return (
+            f"from which none came in the {interval:g}s between the two scrapes (too few "
+            "requests in them? a longer --interval waits longer)"
+        )
+    what, needed, between = REQUESTS_NEEDED[name]
+    # The requests it counts: over the rate's range (2 scrape intervals: it starts half an
+    # interval before the first scrape), or between the range's scrapes (one interval here).
+    per_interval = 1.0 if between else observer.rate_points + 0.5
+    held = rate * max(per_interval * interval, 0 if between else MIN_RATE_SECONDS)
+    where = "between its range's scrapes" if between else "within its range (2 scrape intervals)"
+    # A tenth more than the rate measured needs: the next minutes' rate may be lower.
+    wanted = 1.1 * needed / (rate * per_interval)
+    wanted = math.ceil(wanted) if wanted <= 10 else 5 * math.ceil(wanted / 5)
+    shown = f"{wanted // 60}m" if wanted >= 60 and wanted % 60 == 0 else format_seconds(wanted)
+    hint = (
+        f": --interval {shown} or more would give it"
+        if wanted > interval
+        else " (the rate varies: a longer --interval waits longer)"
+    )
+    return (
+        f"but too few requests came in the {interval:g}s between the two scrapes: {what} "
+        f"needs {needed:g} {where}, and at {rate:.3g} requests/s there were about "
+        f"{held:.0f}{hint}"
+    )
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -54,7 +54,13 @@ import numpy as np
 from deucalion.history.labels import series_key
 from deucalion.presets.signals import Matchers, Query, Signal, SignalValues, labels_of
 
-__all__ = ["INSTRUMENTATIONS", "SIGNALS", "Instrumentation", "instrumentation_of"]
+__all__ = [
+    "INSTRUMENTATIONS",
+    "REQUESTS_NEEDED",
+    "SIGNALS",
+    "Instrumentation",
+    "instrumentation_of",
+]
 
 #: Routes watched one by one per target; the others are summed into ``route="other"``.
 MAX_ROUTES = 20
@@ -736,6 +742,17 @@ def _requests_for(quantile: float) -> float:
     one slow one was the p99 of its range, 0.48 s against a band to 0.25 s; of a range
     counting 100, 95 of them within it, too)."""
     return max(MIN_REQUESTS, round(1.5 / (1 - quantile)))
+
+
+#: The signals read from a number of requests within their range, for ``presets show`` to
+#: name it when one has no value: ``{signal: (what it is, requests, counted between scrapes)}``
+#: (an error ratio counts its requests between its range's scrapes, a quantile over the
+#: rate's whole range, extrapolated to its ends).
+REQUESTS_NEEDED: dict[str, tuple[str, float, bool]] = {
+    "error_ratio": ("an error ratio", RATIO_REQUESTS, True),
+    "latency_p50": ("a median", _requests_for(0.5), False),
+    "latency_p99": ("a p99", _requests_for(0.99), False),
+}
 
 
 def latency_p50(q: Query) -> SignalValues:

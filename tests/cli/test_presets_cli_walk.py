@@ -196,3 +196,46 @@ async def test_presets_show_says_what_a_signal_lacks_beyond_its_metrics(
         "no value: the promhttp instrumentation it serves "
         "(promhttp_metric_handler_requests_total) has no in-flight gauge"
     )
+
+
+async def test_presets_show_names_the_requests_a_latency_needs_and_the_interval_that_gives_them(
+    target_server: TargetServer,
+) -> None:
+    """On a service at 7 requests/s, `presets show --interval 1s` said of its p99 only "none
+    came in the 1s between the two scrapes (too few requests in them? a longer --interval
+    waits longer)": how many requests, and how much longer, it did not say (README: a p99
+    needs 150 requests)."""
+    import re
+
+    from aiohttp import web
+
+    from deucalion.presets.cli import show
+
+    served = [1000]
+
+    async def metrics(request: web.Request) -> web.Response:
+        n = served[0]
+        served[0] += 7  # 7 requests between two scrapes 1 s apart
+        return web.Response(
+            text="# TYPE http_request_duration_seconds histogram\n"
+            f'http_request_duration_seconds_bucket{{handler="/a",le="0.1"}} {n}\n'
+            f'http_request_duration_seconds_bucket{{handler="/a",le="+Inf"}} {n}\n'
+            f'http_request_duration_seconds_count{{handler="/a"}} {n}\n'
+            f'http_request_duration_seconds_sum{{handler="/a"}} {n * 0.05}\n'
+            "# TYPE http_requests_total counter\n"
+            f'http_requests_total{{handler="/a",status="200"}} {n}\n'
+        )
+
+    url = target_server.add("/metrics", metrics)
+    await target_server.start()
+    lines = {
+        line.split()[0]: line
+        for line in (await show("http-service", url, interval=1.0)).splitlines()[1:]
+    }
+    assert 'latency_p50{handler="/a"}' in lines  # 14 requests in its range: a median
+    p99 = lines["latency_p99"]
+    assert "too few requests came in the 1s between the two scrapes" in p99, p99
+    assert "a p99 needs 150 within its range (2 scrape intervals)" in p99, p99
+    # About 7 a second over a range of 2 s: 14, and 150 in 2 intervals of 15 s at least
+    # (a tenth more than 150 / 14 s).
+    assert re.search(r"at [67]\.\d+ requests/s there were about 14: --interval 15s or more", p99)
