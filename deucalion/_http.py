@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import re
 import ssl
 from collections.abc import Sequence
@@ -47,6 +48,7 @@ __all__ = [
     "Credentials",
     "HTTPError",
     "comma_separated",
+    "error_text",
     "http_url_problems",
     "read_secret_file",
     "redact_text",
@@ -58,6 +60,29 @@ __all__ = [
 USER_AGENT = f"deucalion/{__version__}"
 
 _HAS_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+def error_text(exc: BaseException, url: str) -> str:
+    """``Type: message`` of an error met reaching ``url``, with no secret quoted. A connection
+    refused or unreachable says so in the system's words, not in asyncio's "Connect call
+    failed ('host', port)", and on a plain ``http://`` URL without aiohttp's "ssl:default"
+    (no TLS was tried): ``Cannot connect to host 127.0.0.1:9100 [Connection refused]``."""
+    text = str(exc)
+    if (
+        isinstance(exc, aiohttp.ClientConnectorError)
+        and type(exc).__str__ is aiohttp.ClientConnectorError.__str__
+    ):
+        # A DNS error's errno is negative (a gaierror's): its strerror is the words then.
+        errno = exc.os_error.errno
+        reason = os.strerror(errno) if errno and errno > 0 else exc.os_error.strerror
+        tls = "" if urlsplit(url).scheme.lower() == "http" else f" ssl:{_tls_shown(exc.ssl)}"
+        text = f"Cannot connect to host {exc.host}:{exc.port}{tls} [{reason or exc.os_error}]"
+    return f"{type(exc).__name__}: {redact_text(text)}"
+
+
+def _tls_shown(option: object) -> str:
+    """aiohttp's ``ssl`` option as its errors show it: ``default`` for its own checks."""
+    return "default" if option is True else str(option)
 
 
 @dataclass(frozen=True)
@@ -303,7 +328,7 @@ class APIClient:
             raise HTTPError(f"timed out after {self.timeout:g}s") from None
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             # ValueError: aiohttp refusing what it was given (a header with a newline, say).
-            raise HTTPError(f"{type(exc).__name__}: {redact_text(str(exc))}") from None
+            raise HTTPError(error_text(exc, self.url(path, query))) from None
 
     async def close(self) -> None:
         """Close the session, if one was opened."""

@@ -25,6 +25,7 @@ from deucalion._http import (
     NO_CREDENTIALS,
     USER_AGENT,
     Credentials,
+    error_text,
     redact_text,
     redact_url,
     split_credentials,
@@ -302,7 +303,7 @@ class AlertmanagerClient:
             reason = f"no answer within {self._timeout.total:g}s"
         except (aiohttp.ClientError, OSError) as exc:
             self.stats.failed += len(batch)
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = error_text(exc, self.url)
         except Exception as exc:
             # A bug must not end the sending task: the alerts stay queued and are retried.
             self.stats.failed += len(batch)

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from deucalion._http import USER_AGENT, redact_text
+from deucalion._http import USER_AGENT, error_text
 from deucalion.collection.result import ScrapeResult, ScrapeTarget
 from deucalion.errors import (
     ConfigError,
@@ -247,15 +247,9 @@ class Scraper:
                     return chunks, size, response.headers.get("Content-Type", "")
         except TimeoutError:
             raise ScrapeError(target.shown, f"timed out after {timeout:g}s") from None
-        except aiohttp.ClientError as exc:
-            raise ScrapeError(
-                target.shown, f"{type(exc).__name__}: {redact_text(str(exc))}"
-            ) from None
-        except (OSError, ValueError) as exc:
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
             # ValueError: aiohttp refusing what it was given (a header with a newline, say).
-            raise ScrapeError(
-                target.shown, f"{type(exc).__name__}: {redact_text(str(exc))}"
-            ) from None
+            raise ScrapeError(target.shown, error_text(exc, target.url)) from None
 
     def _encoding(self, url: str) -> str:
         """The Accept-Encoding for ``url``, decided once per target."""

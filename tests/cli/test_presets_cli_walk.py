@@ -239,3 +239,22 @@ async def test_presets_show_names_the_requests_a_latency_needs_and_the_interval_
     # About 7 a second over a range of 2 s: 14, and 150 in 2 intervals of 15 s at least
     # (a tenth more than 150 / 14 s).
     assert re.search(r"at [67]\.\d+ requests/s there were about 14: --interval 15s or more", p99)
+
+
+def test_a_target_that_refuses_says_so_without_aiohttps_tls_words(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`presets show` on a plain http:// target that is down said "Cannot connect to host
+    127.0.0.1:19999 ssl:default [Connect call failed ('127.0.0.1', 19999)]": no TLS was
+    tried, and "Connection refused" is what the user would recognise."""
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/metrics"
+    assert main(["presets", "show", "node-exporter", "--target", url]) == 1
+    err = capsys.readouterr().err
+    assert f"{url} is down: ClientConnectorError: Cannot connect to host 127.0.0.1:{port} " in err
+    assert "[Connection refused]" in err, err
+    assert "ssl:" not in err and "Connect call failed" not in err

@@ -203,3 +203,33 @@ async def test_target_listing_is_a_json_request_not_a_scrape(
     assert request.path == "/api/v1/targets"
     assert request.headers["Accept"] == "application/json"
     assert "X-Prometheus-Scrape-Timeout-Seconds" not in request.headers
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_a_refused_connection_is_said_in_the_systems_words(scheme: str) -> None:
+    """aiohttp's text, "Cannot connect to host h:p ssl:default [Connect call failed ('h',
+    p)]", named TLS on a plain http:// URL, where none was tried; "Connection refused" is the
+    words a user knows. Every client (scrapes, Alertmanager, Prometheus) words it so."""
+    import socket
+
+    import aiohttp
+
+    from deucalion._http import error_text
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    url = f"{scheme}://127.0.0.1:{port}/metrics"
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.ClientConnectorError) as caught:
+            await session.get(url)
+    tls = " ssl:default" if scheme == "https" else ""
+    assert error_text(caught.value, url) == (
+        f"ClientConnectorError: Cannot connect to host 127.0.0.1:{port}{tls} [Connection refused]"
+    )
+    client = APIClient(f"{scheme}://127.0.0.1:{port}", timeout=5)
+    try:
+        with pytest.raises(HTTPError, match=r"\[Connection refused\]$"):
+            await client.get("/api/v1/targets")
+    finally:
+        await client.close()
