@@ -19,6 +19,10 @@ __all__ = ["add_commands", "describe", "show"]
 NONE_FOUND = "none of the preset's signals is there"
 
 
+#: The longest signal series ``show`` aligns the value column past; longer ones overflow it.
+_WIDEST_NAME = 60
+
+
 def describe(name: str) -> str:
     """What preset ``name`` watches, one signal a line."""
     from deucalion.presets import preset_signals
@@ -104,14 +108,14 @@ async def _listed(
             stamp = results[0].scraped_at or time.time()
             with handing_data(stamp, {url: stamp}):
                 computed = observer.compute(data).get(url, {})
-    lines = [f"preset {name} on {shown}:"]
+    rows: list[tuple[str, str]] = []  # (signal or series, what of it), aligned below
     found = 0
     said: dict[tuple[str, ...], str] = {}  # the metrics a missing signal looks for, said once
     for signal in observer.signals:
         values = computed.get(signal.name)
         lacking = signal.lacking(data.get(url, {})) if signal.lacking and not values else None
         if lacking:
-            lines.append(f"  {signal.name:<26} no value: {lacking}")
+            rows.append((signal.name, f"no value: {lacking}"))
             continue
         if not values:
             # Every name, not the first six: the one a user's instrumentation serves (Spring's
@@ -121,19 +125,31 @@ async def _listed(
                 # Served, and yet no value: a service without requests between the two scrapes
                 # (no error ratio of no requests, no quantile of a handful). "Not found, looks
                 # for http_requests_total" on a target serving it read as the wrong metrics.
-                lines.append(
-                    f"  {signal.name:<26} no value: it serves {', '.join(needs)}, "
-                    + _too_few(signal.name, computed.get("request_rate", {}), interval, observer)
+                rows.append(
+                    (
+                        signal.name,
+                        f"no value: it serves {', '.join(needs)}, "
+                        + _too_few(
+                            signal.name, computed.get("request_rate", {}), interval, observer
+                        ),
+                    )
                 )
                 continue
             first = said.setdefault(needs, signal.name)
             looks = "the same as " + first if first != signal.name else ", ".join(needs)
-            lines.append(f"  {signal.name:<26} not found (looks for {looks})")
+            rows.append((signal.name, f"not found (looks for {looks})"))
             continue
         found += 1
         for series, value in sorted(values.items()):
             where = "" if series == "{}" else series
-            lines.append(f"  {signal.name + where:<26} {value:.4g} {signal.unit}")
+            rows.append((signal.name + where, f"{value:.4g} {signal.unit}"))
+    # One column for the values, past the longest series (filesystem_free{mountpoint="/"}):
+    # at a fixed 26 characters a labelled series pushed its value out of line. A series
+    # longer than the cap (a long mount point) overflows it rather than widen every row.
+    width = max((len(label) for label, _ in rows if len(label) <= _WIDEST_NAME), default=0)
+    width = max(width, 26)
+    lines = [f"preset {name} on {shown}:"]
+    lines.extend(f"  {label:<{width}} {what}" for label, what in rows)
     if not found:
         if served:
             why = f"it serves {', '.join(served)}, too few for any signal (each one's above)"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from deucalion.cli import main
 from tests.helpers import TargetServer, text
@@ -258,3 +259,33 @@ def test_a_target_that_refuses_says_so_without_aiohttps_tls_words(
     assert f"{url} is down: ClientConnectorError: Cannot connect to host 127.0.0.1:{port} " in err
     assert "[Connection refused]" in err, err
     assert "ssl:" not in err and "Connect call failed" not in err
+
+
+async def test_presets_show_lines_up_the_values_of_labelled_series(
+    target_server: TargetServer,
+) -> None:
+    """The value column was 26 characters wide: `request_rate{handler="/api/items/{id}"}`
+    (and node-exporter's `filesystem_free{mountpoint="/"}`) pushed its value out of line."""
+    from deucalion.presets.cli import show
+
+    served = [100]
+
+    async def metrics(request: web.Request) -> web.Response:
+        served[0] += 3
+        n = served[0]
+        return web.Response(
+            text="# TYPE http_requests_total counter\n"
+            f'http_requests_total{{handler="/api/items/{{id}}",status="200"}} {n}\n'
+            f'http_requests_total{{handler="/",status="200"}} {n}\n'
+        )
+
+    url = target_server.add("/metrics", metrics)
+    await target_server.start()
+    rows = (await show("http-service", url, interval=0.1)).splitlines()[1:]
+    assert any('request_rate{handler="/api/items/{id}"}' in row for row in rows), rows
+    starts = set()
+    for row in rows:
+        label = row.split()[0]
+        rest = row[row.index(label) + len(label) :]
+        starts.add(row.index(label) + len(label) + len(rest) - len(rest.lstrip()))
+    assert len(starts) == 1, "\n".join(rows)
