@@ -430,6 +430,9 @@ class Signal:
 #: Cycles a target that is up serves some of a preset's metrics without any signal before the
 #: preset says so: a rate needs two scrapes, a quantile two of a histogram.
 SILENT_CYCLES = 5
+#: Metrics named when a target serves none of a preset's: its first signals' (the others
+#: counted).
+LOOKED_FOR_SHOWN = 3
 #: Samples every target has, which no signal reads.
 _SYNTHETIC = frozenset({"up", "scrape_duration_seconds", "scrape_samples_scraped"})
 
@@ -459,8 +462,18 @@ def silence(preset: str, target: str, signals: Collection[Signal], served: list[
     metrics its signals look for, and what each looks for."""
     shown = redact_url(target)
     if not served:
+        # A count and a few names (each signal's first): the whole list, 30 names of
+        # node-exporter's, was a 1,000-character line per target of a `record --all`
+        # recording; `presets show` (named below) and `presets list` give them all.
         looked = sorted({m for signal in signals for m in signal.needs})
-        why = f"{shown} serves none of the metrics it watches (looked for {', '.join(looked)})"
+        first = list(dict.fromkeys(signal.needs[0] for signal in signals if signal.needs))
+        few = ", ".join(first[:LOOKED_FOR_SHOWN])
+        more = len(looked) - min(len(first), LOOKED_FOR_SHOWN)
+        why = (
+            f"{shown} serves none of the metrics it watches (looked for {few}"
+            + (f" and {more} more" if more > 0 else "")
+            + ")"
+        )
     else:
         why = (
             f"{shown} serves {', '.join(served)} of the metrics it watches, too few for any of "

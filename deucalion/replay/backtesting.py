@@ -293,8 +293,12 @@ class _Alerts:
     ) -> None:
         for target, score in scores.items():
             self._score(now, target or "", None, None, score)
+            if target:
+                self.result.scored_targets.add(target)
         for one in series_scores:
             self._score(now, one.target or "", one.metric, one.series, one.score, one.value)
+            if one.target:
+                self.result.scored_targets.add(one.target)
             if self.keep_scores and math.isfinite(one.value):
                 # A series the observer derived (a preset's signal) is in no source: its value
                 # is known only from the score, and a plot draws it from there.
@@ -395,6 +399,7 @@ async def backtest_async(
             result.last_time = cycle.time
             result.steps += 1
             result.samples += _count_samples(data)
+            result.targets.update(data)
             _keep_values(result, data, cycle.time, kept, chosen, out)
             alerts.tick(cycle.time)
             outcome = await caller.call(data, cycle)

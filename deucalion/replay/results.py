@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from deucalion._progress import format_seconds
+from deucalion._redact import redact_url
 from deucalion.errors import ConfigError
 from deucalion.replay.files import create_private, why_not_written
 
@@ -137,6 +138,12 @@ class BacktestResult:
     preset: str | None = None
     """The preset the observer is (``backtest --preset``): its desired metrics are its own,
     not names a user gave, so what to do when none came differs."""
+    targets: set[str] = field(default_factory=set)
+    """The targets of the replayed history that had samples the observer desires (``up``
+    included)."""
+    scored_targets: set[str] = field(default_factory=set)
+    """The targets the observer scored a series of at some step (a preset: those it computed
+    a signal on)."""
 
     @property
     def span(self) -> float:
@@ -184,11 +191,31 @@ class BacktestResult:
             lines.append(f"source errors: {count} {kind.replace('_', ' ')}")
         for message in self.source_messages:
             lines.append(f"source error: {message}")
+        if self.preset is not None and self.targets:
+            lines.append(self.watched())
         if self.failure:
             lines.append(f"stopped early: {self.failure}")
         if self.received_nothing:
             lines.append(self.no_samples())
         return "\n".join(lines)
+
+    def watched(self, shown: int = 3) -> str:
+        """Which targets the preset computed signals on and which it found nothing on, in a
+        line: a quiet run and one that watched nothing both fire no alert."""
+        watched = sorted(self.targets & self.scored_targets)
+        missed = sorted(self.targets - self.scored_targets)
+
+        def listed(targets: list[str]) -> str:
+            names = [redact_url(t) for t in targets[:shown]]
+            more = f" and {len(targets) - shown} more" if len(targets) > shown else ""
+            return f"{', '.join(names)}{more}"
+
+        line = f"targets: the preset watched {len(watched)} of {len(self.targets)}"
+        if watched:
+            line += f" ({listed(watched)})"
+        if missed:
+            line += f"; found nothing to watch on {listed(missed)}"
+        return line
 
     @property
     def received_nothing(self) -> bool:

@@ -503,3 +503,41 @@ def test_presets_alone_lists_them_as_presets_list_does(capsys: pytest.CaptureFix
     listed = capsys.readouterr().out
     assert main(["presets"]) == 0
     assert capsys.readouterr().out == listed and "node-exporter" in listed
+
+
+def test_backtest_preset_says_which_targets_it_watched_and_shortens_what_it_looked_for(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A `record --all` recording of a node and of services: `backtest --preset node-exporter`
+    logged a 1,000-character list of the 30 metrics it looked for, once per service, and its
+    summary ("alerts fired: 0") never said which targets it computed signals on: a quiet run
+    and one that watched nothing read the same."""
+    from deucalion.replay.recording import RecordingWriter
+    from deucalion.replay.sources import Cycle
+
+    node, app = "http://node:9100/metrics", "http://app:8080/metrics"
+    recording = tmp_path / "r.om.gz"
+    with RecordingWriter(recording) as writer:
+        for i in range(10):
+            node_samples = {
+                "node_load1": {"{}": 1.0 + i % 3},
+                "node_memory_MemAvailable_bytes": {"{}": 6e9 - 1e6 * i},
+                "node_memory_MemTotal_bytes": {"{}": 8e9},
+                "up": {"{}": 1.0},
+            }
+            app_samples = {"http_requests_total": {'{code="200"}': 10.0 * i}, "up": {"{}": 1.0}}
+            writer.write_cycle(
+                Cycle(
+                    1.7e9 + i,
+                    {node: 1.7e9 + i, app: 1.7e9 + i},
+                    {node: node_samples, app: app_samples},
+                )
+            )
+    assert main(["backtest", "--preset", "node-exporter", "--from", str(recording)]) == 0
+    out, err = capfd.readouterr()  # the observer's worker logs to the file descriptor
+    assert f"targets: the preset watched 1 of 2 ({node}); found nothing to watch on {app}" in out, (
+        out
+    )
+    [warning] = [line for line in err.splitlines() if app in line]
+    assert "serves none of the metrics it watches (looked for node_cpu_seconds_total" in warning
+    assert re.search(r"and \d+ more\)", warning) and len(warning) < 300, warning
