@@ -178,7 +178,11 @@ def _too_few(name: str, rates: dict[str, float], interval: float, observer: Any)
     # interval before the first scrape), or between the range's scrapes (one interval here).
     per_interval = 1.0 if between else observer.rate_points + 0.5
     held = rate * max(per_interval * interval, 0 if between else MIN_RATE_SECONDS)
-    where = "between its range's scrapes" if between else "within its range (2 scrape intervals)"
+    where = (
+        "between its range's scrapes"
+        if between
+        else f"within its range ({per_interval:g} scrape intervals)"
+    )
     # A tenth more than the rate measured needs: the next minutes' rate may be lower.
     wanted = 1.1 * needed / (rate * per_interval)
     wanted = math.ceil(wanted) if wanted <= 10 else 5 * math.ceil(wanted / 5)
