@@ -19,19 +19,31 @@ threshold. Per series and in total:
   window's start.
 
 The NAB score (``deucalion.replay.nab``) is computed at every step the labelled series was
-handed to the observer (its kept values; ``backtest --labels`` keeps them), from the scores
-(a step without one is no detection), or from the alerts (1 while firing, 0 otherwise) when
-the observer exported no scores. So a window the observer wrote nothing for is a missed
-window, never a dropped one; a labelled series with no row at all gets no NAB score
-(``Evaluation.nab_error``), since leaving out its windows would flatter the score.
+handed to the observer (its kept values; ``backtest --labels`` keeps them), so a window the
+observer wrote nothing for is a missed window, never a dropped one; a labelled series with no
+row at all gets no NAB score (``Evaluation.nab_error``), since leaving out its windows would
+flatter the score. It is computed twice when the backtest has alerts:
 
-NAB's threshold is swept for the whole set (the best one, as NAB reports it), unless
-``threshold`` is given: then every score at or above it is a detection, so a threshold chosen
-on one labelled set (the one a sweep printed) can be applied to another, unseen one.
+- *alerts as detections* (``Evaluation.nab_alerts``): one detection per alert about the
+  series, at the row of its start (the first row at or after it), none elsewhere, as
+  ``benchmarks/bench_detection.py`` scores a detector that decides its own alerts. An alert
+  kept firing past its window is one false positive (if it started outside every window), not
+  one per row it fires; an alert already firing when a window starts detects nothing in it,
+  as in the table. No threshold: the observer chose its alerts.
+- *scores swept* (``Evaluation.nab``): the scores at each row (a step without one is no
+  detection), or, when the observer exported no scores, its alerts as 1 at each row while they
+  fire; NAB's threshold is swept for the whole set (the best one, as NAB reports it), unless
+  ``threshold`` is given: then every score at or above it is a detection, so a threshold
+  chosen on one labelled set (the one a sweep printed) can be applied to another, unseen one.
+  This is NAB's method for a detector that only scores; a detector whose score stays high
+  while an anomaly goes on (``AnomalyDetector``'s, for a frozen series, for hundreds of rows
+  past the window) pays a false positive for each such row at any threshold that finds the
+  window, so its alerts are the fairer measure of it.
 """
 
 from __future__ import annotations
 
+import bisect
 import importlib
 import itertools
 import json
@@ -180,9 +192,15 @@ class Evaluation:
     series: list[SeriesEvaluation]
     total: SeriesEvaluation
     nab: dict[str, Any] = field(default_factory=dict)
-    """Per NAB profile: its ``SweepResult`` (normalised score, threshold, ...)."""
+    """Per NAB profile: its ``SweepResult`` (normalised score, threshold, ...) of the scores,
+    swept (or at ``nab_threshold``); of the alerts as 1 while firing without scores."""
+    nab_alerts: dict[str, Any] = field(default_factory=dict)
+    """Per NAB profile: its ``SweepResult`` with the alerts as the detections, one at the row
+    of each alert's start (empty when the backtest has no alert)."""
     nab_threshold: float | None = None
     """The threshold NAB was scored at when one was given (else each profile's best, swept)."""
+    nab_from_firing: bool = False
+    """``nab`` is of the alerts as 1 while firing (the observer exported no scores)."""
     nab_note: str = ""
     nab_error: str = ""
     """Why no NAB score is given although one was asked for (a labelled series without rows):
@@ -206,8 +224,8 @@ class Evaluation:
                 f"{one.events:>6} {one.precision:>5.2f} {one.recall:>6.2f} "
                 f"{one.f1:>5.2f} {delay:>10}"
             )
-        if self.nab:
-            scored = next(iter(self.nab.values())).windows
+        if self.nab or self.nab_alerts:
+            scored = next(iter((self.nab or self.nab_alerts).values())).windows
             line = f"NAB: scored {scored} of {self.total.windows} labelled windows"
             if scored < self.total.windows:
                 line += (
@@ -215,18 +233,35 @@ class Evaluation:
                     "first 15% of a series' rows, or outside the replayed time)"
                 )
             lines.append(line)
-        how = "best threshold" if self.nab_threshold is None else "at the given threshold"
+        for profile, sweep in self.nab_alerts.items():
+            lines.append(
+                f"NAB {profile}, alerts as detections: {sweep.score:.1f} ({sweep.detected}/"
+                f"{sweep.windows} windows detected, {_false_positives(sweep.false_positives)}: "
+                "alerts started outside the windows)"
+            )
+        if self.nab_from_firing:
+            what, fired = "alerts firing, row by row, swept", "rows firing"
+        elif self.nab_threshold is None:
+            what, fired = "scores swept", "rows scored past it"
+        else:
+            what, fired = "scores at the given threshold", "rows scored past it"
+        how = "best threshold" if self.nab_threshold is None else "threshold"
         for profile, sweep in self.nab.items():
             lines.append(
-                f"NAB {profile}: {sweep.score:.1f} ({how} {shown_threshold(sweep.threshold)}, "
-                f"{sweep.detected}/{sweep.windows} windows detected, {sweep.false_positives} "
-                "false positives: rows scored past it outside the windows, not alerts)"
+                f"NAB {profile}, {what}: {sweep.score:.1f} ({how} "
+                f"{shown_threshold(sweep.threshold)}, {sweep.detected}/{sweep.windows} windows "
+                f"detected, {_false_positives(sweep.false_positives)}: {fired} outside the "
+                "windows)"
             )
         if self.nab_error:
             lines.append(f"NAB score refused: {self.nab_error}")
         if self.nab_note:
             lines.append(self.nab_note)
         return "\n".join(lines)
+
+
+def _false_positives(count: int) -> str:
+    return f"{count} false positive{'' if count == 1 else 's'}"
 
 
 def shown_threshold(threshold: float) -> str:
@@ -297,21 +332,22 @@ def evaluate(
     unmatched = []
     rowless = []
     by_scores = []  # labelled series whose steps are known only from their scores
+    by_alerts: list[tuple[str, list[float], list[float], Sequence[Window]]] = []
     any_scored = False
     for key, spans in windows.items():
         scored = [n for n in result.scores if names_series(key, n)]
         valued = [n for n in result.values if names_series(key, n)]
         points = sorted(p for n in scored for p in result.scores[n])
-        if threshold is not None:
-            events = _score_events(points, threshold)
-        else:
-            events = _spans_for(key, result.alerts, result.last_time)
+        alerts = _spans_for(key, result.alerts, result.last_time)
+        events = alerts if threshold is None else _score_events(points, threshold)
         if not scored and not events and not valued:
             unmatched.append(key)
         per_series.append(_judge(key, spans, events))
         rows = _rows(result, valued, scored)
         if not valued and rows:
             by_scores.append(key)
+        if rows and result.alerts:
+            by_alerts.append((key, rows, _alert_starts(rows, alerts), spans))
         if not rows:
             rowless.append(key)
         elif scored:
@@ -346,7 +382,8 @@ def evaluate(
     else:
         # A threshold applies to scores: alerts (1 while firing) are swept as they come.
         fixed = threshold if any_scored else None
-        _nab(evaluation, labelled, profiles, fixed)
+        evaluation.nab_from_firing = bool(labelled) and not any_scored
+        _nab(evaluation, labelled, profiles, fixed, by_alerts)
         if by_scores and evaluation.nab:
             evaluation.nab_note = (
                 f"NAB rows of {', '.join(by_scores)}: the steps they were scored at (the "
@@ -394,11 +431,28 @@ def _firing(when: float, events: Sequence[Window]) -> float:
     return 1.0 if any(start <= when <= end for start, end in events) else 0.0
 
 
+def _alert_starts(rows: Sequence[float], alerts: Sequence[Window]) -> list[float]:
+    """1 at the row of each alert's start (the first row, in step order, at or after it), 0
+    elsewhere: an alert is one detection however long it fires. One starting after the last
+    row is outside the rows, as a window there would be."""
+    out = [0.0] * len(rows)
+    ordered = all(a <= b for a, b in itertools.pairwise(rows))
+    for start, _ in alerts:
+        if ordered:
+            i = bisect.bisect_left(rows, start)
+        else:
+            i = next((i for i, when in enumerate(rows) if when >= start), len(rows))
+        if i < len(rows):
+            out[i] = 1.0
+    return out
+
+
 def _nab(
     evaluation: Evaluation,
     labelled: list[tuple[str, list[float], list[float], Sequence[Window]]],
     profiles: Iterable[str] | None,
     threshold: float | None = None,
+    by_alerts: Sequence[tuple[str, list[float], list[float], Sequence[Window]]] = (),
 ) -> None:
     try:
         nab: Any = importlib.import_module("deucalion.replay.nab")
@@ -413,6 +467,13 @@ def _nab(
         for name, times, scores, spans in labelled
     ]
     chosen = tuple(profiles) if profiles is not None else tuple(nab.PROFILES)
+    if by_alerts:
+        # The observer's own decisions: each alert's start is a detection, nothing to sweep.
+        starts = [
+            nab.LabelledSeries(name, times, detections, list(spans))
+            for name, times, detections, spans in by_alerts
+        ]
+        evaluation.nab_alerts = {p: nab.score_at_threshold(starts, 1.0, p) for p in chosen}
     if threshold is None:
         evaluation.nab = dict(nab.evaluate(series, chosen))
     else:

@@ -669,7 +669,8 @@ def test_replay_exports_resolve_sorted_and_documented() -> None:
 
 def test_evaluate_worked_example_of_the_readme() -> None:
     """README's worked example: precision, recall and F1 0.5, 30 s to detection, and NAB's
-    44.2 / 38.8 / 46.1 from the alerts (1 while firing) when replay.nab is there."""
+    46.9 / 44.2 / 48.0 with the alerts as detections (one at each start), 44.2 / 38.8 / 46.1
+    from the alerts as 1 while firing, when replay.nab is there."""
     result = BacktestResult("X", steps=201, first_time=0.0, last_time=2000.0)
     result.alerts = [
         AlertSpan({}, {}, "checkout.csv", 630.0, 650.0),
@@ -687,6 +688,8 @@ def test_evaluate_worked_example_of_the_readme() -> None:
         return
     scores = {name: round(sweep.score, 1) for name, sweep in report.nab.items()}
     assert scores == {"standard": 44.2, "reward_low_FP_rate": 38.8, "reward_low_FN_rate": 46.1}
+    by_alerts = {name: round(sweep.score, 1) for name, sweep in report.nab_alerts.items()}
+    assert by_alerts == {"standard": 46.9, "reward_low_FP_rate": 44.2, "reward_low_FN_rate": 48.0}
 
 
 def test_start_and_end_options() -> None:

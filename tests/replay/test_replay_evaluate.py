@@ -66,7 +66,7 @@ def test_cli_backtest_and_evaluate_agree_on_an_alert_only_observer(
     )
     printed = capsys.readouterr().out
     table = printed[printed.index("series") :]
-    standard = f"NAB standard: {_every_row_score()['standard'].score:.1f}"
+    standard = f"NAB standard, scores swept: {_every_row_score()['standard'].score:.1f}"
     assert standard in table and "2/5 windows detected" in table
     assert main(["evaluate", str(out), "--labels", labels]) == 0
     assert capsys.readouterr().out.strip() == table.strip()
@@ -253,7 +253,8 @@ LABELLED = Path(__file__).parents[1] / "data" / "labelled"
 
 
 def _nab_line(printed: str) -> str:
-    return next(line for line in printed.splitlines() if line.startswith("NAB standard:"))
+    """The score line of NAB's standard profile (swept, or at the given threshold)."""
+    return next(line for line in printed.splitlines() if line.startswith("NAB standard, scores"))
 
 
 def test_evaluate_threshold_scores_nab_at_it_as_chosen_on_another_set(
@@ -288,12 +289,15 @@ def test_evaluate_threshold_scores_nab_at_it_as_chosen_on_another_set(
     chosen = swept.split("best threshold ")[1].split(",")[0]
     assert main(["evaluate", str(out), "--labels", labels, "--threshold", chosen]) == 0
     again = _nab_line(capsys.readouterr().out)
-    assert again.split(" (")[0] == swept.split(" (")[0]
-    assert f"at the given threshold {chosen}" in again
+    assert swept.startswith("NAB standard, scores swept: ")
+    assert again.split(": ")[1].split(" (")[0] == swept.split(": ")[1].split(" (")[0]
+    assert again.startswith("NAB standard, scores at the given threshold: ")
+    assert f"(threshold {chosen}," in again
     # A threshold no score reaches: never fires, which NAB normalises to 0.
     assert main(["evaluate", str(out), "--labels", labels, "--threshold", "1e9"]) == 0
     never = _nab_line(capsys.readouterr().out)
-    assert never.startswith("NAB standard: 0.0 ") and "0/2 windows detected" in never
+    assert never.startswith("NAB standard, scores at the given threshold: 0.0 ")
+    assert "0/2 windows detected" in never
 
 
 def test_nab_layout_category_folders_and_category_keyed_labels(
