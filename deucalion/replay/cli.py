@@ -374,8 +374,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     back.add_argument(
         "--threshold",
         type=float,
-        help="with --labels: detections are scores >= this, not alerts; NAB scores at it "
-        "instead of sweeping",
+        help="with --labels: detections are scores >= this, not alerts; NAB of the scores "
+        "is scored at it instead of swept (NAB of the alerts is printed as before)",
     )
     back.add_argument(
         "--plot",
@@ -414,7 +414,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     ev.add_argument(
         "--threshold",
         type=float,
-        help="detections are scores >= this (default: the alerts); NAB scores at it "
-        "instead of sweeping (apply a threshold chosen on another labelled set)",
+        help="detections are scores >= this (default: the alerts); NAB of the scores is "
+        "scored at it instead of swept (apply a threshold chosen on another labelled set; "
+        "NAB of the alerts is printed as before)",
     )
     ev.set_defaults(func=_evaluate)
