@@ -448,22 +448,22 @@ _OF_A_RATE = {
 
 
 def _check_metrics_given(detector: object, desired_metrics: str | list[str]) -> None:
-    """Refuse metric names given where the detector goes (``DetectorObserver({"x"})``), or
-    none at all, saying how to give them: the base class's message speaks to a subclass's
-    author (``super().__init__(desired_metrics)``), not to a user of the ready observer."""
-    from deucalion.errors import ConfigError
-
+    """Refuse metric names given where the detector goes (``DetectorObserver({"x"})``: a
+    ``UsageTypeError``), or none at all (a ``UsageError``), saying how to give them: the base
+    class's message (a ``ConfigError``) speaks to a subclass's author
+    (``super().__init__(desired_metrics)``), not to a user of the ready observer, whose bad
+    argument is a ``ValueError`` or ``TypeError`` as any other."""
     names = isinstance(detector, str)
     if isinstance(detector, list | tuple | set | frozenset):
         names = bool(detector) and all(isinstance(item, str) for item in detector)
     if names:
-        raise ConfigError(
+        raise UsageTypeError(
             f"DetectorObserver: {detector!r} was given as the detector, its first argument: "
             f"name the metrics, DetectorObserver(desired_metrics={detector!r})"
         )
     if desired_metrics:
         return
-    raise ConfigError(
+    raise UsageError(
         "DetectorObserver desires no metrics: name them, "
         "DetectorObserver(desired_metrics={'node_load1'}) (under observers: in the config, "
         "desired_metrics: [node_load1]; on the command line, --metrics node_load1)"

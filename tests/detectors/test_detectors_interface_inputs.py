@@ -12,7 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deucalion.detectors import AnomalyDetector, RangeDetector, RobustZScore, Threshold
+from deucalion.detectors import (
+    AnomalyDetector,
+    DetectorObserver,
+    RangeDetector,
+    RobustZScore,
+    Threshold,
+)
 
 START = 1767225600.0  # 2026-01-01T00:00:00Z
 _NS = "datetime64[ns]"
@@ -271,3 +277,16 @@ def test_a_checkpoint_from_before_late_values_were_dropped_still_drops_them() ->
     restored.__setstate__(state)
     assert math.isnan(restored.update({"cpu": (10.0, 50.0)})["cpu"])
     assert not math.isnan(restored.update({"cpu": (50.0, 10.0)})["cpu"])
+
+
+# --- README's Errors: a bad argument is a ValueError or TypeError saying what to give ----------
+
+
+def test_detector_observers_bad_arguments_are_a_type_or_value_error() -> None:
+    """README: a bad argument to the Python API is a `UsageError` or `UsageTypeError`, also
+    the ValueError or TypeError it replaces. Metric names where the detector goes, or no
+    metrics, were a `ConfigError`, neither."""
+    with pytest.raises(TypeError, match=r"detector.*DetectorObserver\(desired_metrics=\{'x'\}\)"):
+        DetectorObserver({"x"})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"desires no metrics.*DetectorObserver\(desired_metr"):
+        DetectorObserver(desired_metrics=set())

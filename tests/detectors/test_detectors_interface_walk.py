@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from deucalion.detectors import AnomalyDetector, DetectorObserver
-from deucalion.errors import ConfigError
+from deucalion.errors import UsageError, UsageTypeError
 
 
 def _learned(detector: AnomalyDetector, keys: list[object]) -> None:
@@ -100,12 +100,12 @@ def test_metric_names_given_as_the_detector_are_refused_saying_how_to_name_them(
     """`DetectorObserver({"node_load1"})` (the first argument is the detector) said "desires
     no metrics: pass the metric names its model needs to super().__init__(desired_metrics)",
     words for a subclass's author about a call the user never wrote."""
-    with pytest.raises(ConfigError, match=r"given as the detector.*DetectorObserver\(desired_m"):
+    with pytest.raises(UsageTypeError, match=r"given as the detector.*DetectorObserver\(desired_m"):
         DetectorObserver(metrics)  # type: ignore[arg-type]
 
 
 def test_no_metrics_at_all_says_how_to_name_them() -> None:
-    with pytest.raises(ConfigError) as refused:
+    with pytest.raises(UsageError) as refused:
         DetectorObserver()
     assert "DetectorObserver(desired_metrics={'node_load1'})" in str(refused.value)
     assert "super().__init__" not in str(refused.value)
