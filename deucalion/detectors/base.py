@@ -212,10 +212,20 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
         back, a duplicate) is dropped, as Prometheus drops an out-of-order sample: it is not
         learned and scores NaN (a warning names the series, at the first such value and the
         10th, 100th, ...); so is a value without a time (NaN, None, infinite).
+
+        A detector holds series given one way: by key or by row. Given by key, its series are
+        rows too (the first key's is row 0): an array would update them as if they were its
+        own, and a key would take over an array's row; either is refused, saying which to give.
         """
+        who = f"{type(self).__name__}.update"
+        if values is None:
+            raise UsageError(
+                f"{who}: values=None: give this cycle's values, a mapping {{key: (time, "
+                "value)}, or an array of one value per series (NaN for none this cycle)"
+            )
+        _check_one_way(self, by_key=isinstance(values, Mapping), who=who)
         if isinstance(values, Mapping):
             return self._update_keyed(values, resolution)
-        who = f"{type(self).__name__}.update"
         given = _values_of(values, who)
         m = given.shape[0]
         n = max(self.n_series_, m)
@@ -495,6 +505,30 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
             f"{k}={v!r}" for k, v in vars(self).items() if not k.endswith("_") and k[0] != "_"
         )
         return f"{type(self).__name__}({params})"
+
+
+def _check_one_way(detector: Detector, *, by_key: bool, who: str) -> None:
+    """Refuse an update by key of a detector holding series updated by row (an array, or
+    ``score_series`` on the detector itself), or by row of one holding series by key: the
+    two would silently be the same series (the first key is row 0)."""
+    rows: Mapping[Any, int] = detector.__dict__.get("rows_", {})
+    if by_key:
+        if rows or not detector.__dict__.get("updates_") or not detector.n_series_:
+            return
+        raise UsageError(
+            f"{who}: this detector holds {detector.n_series_:,} series given as arrays, a row "
+            "per series (update(values, times=...), or score_series on it): give this cycle's "
+            "values as an array again, one per row; a key would take over row 0's series. "
+            "Update series by key, {key: (time, value)}, with another detector"
+        )
+    if not rows:
+        return
+    first = redact_text(repr(next(iter(rows))))
+    raise UsageError(
+        f"{who}: this detector holds {len(rows):,} series given by key, such as {first}: give "
+        "this cycle's values by key again, {key: (time, value)}; an array's row 0 would "
+        f"update {first} as its own. Update series as arrays with another detector"
+    )
 
 
 def _pairs_of(cycle: Mapping[Any, tuple[Any, Any]], who: str) -> np.ndarray:

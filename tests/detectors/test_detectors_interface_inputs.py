@@ -220,8 +220,12 @@ def test_a_value_without_a_time_is_no_value(when: Any) -> None:
     detector.update({"a": (1.0, 1.0)})
     assert math.isnan(detector.update({"a": (when, 1.0)})["a"])
     assert detector.explain("a").time == 1.0
-    assert math.isnan(detector.update(np.array([2.0]), times=[when])[0])
     assert not math.isnan(detector.update({"a": (2.0, 1.0)})["a"])
+    as_arrays = AnomalyDetector()  # (one detector takes its series by key or as arrays)
+    as_arrays.update(np.array([1.0]), times=[1.0])
+    assert math.isnan(as_arrays.update(np.array([2.0]), times=[when])[0])
+    assert as_arrays.explain(0).time == 1.0
+    assert not math.isnan(as_arrays.update(np.array([1.0]), times=[2.0])[0])
 
 
 def test_last_times_follow_their_series_when_others_are_forgotten() -> None:
@@ -290,3 +294,19 @@ def test_detector_observers_bad_arguments_are_a_type_or_value_error() -> None:
         DetectorObserver({"x"})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"desires no metrics.*DetectorObserver\(desired_metr"):
         DetectorObserver(desired_metrics=set())
+
+
+def test_updating_one_detector_by_key_and_as_arrays_is_refused_not_aliased() -> None:
+    """`update({"cpu": ...})` then `update(np.array([5.0, 6.0]))` updated "cpu" with 5.0 (the
+    first key is row 0), silently; the other way round, a key took over row 0's series."""
+    by_key = AnomalyDetector()
+    by_key.update({"cpu": (0.0, 1.0)})
+    with pytest.raises(ValueError, match=r"given by key, such as 'cpu': give .* by key again"):
+        by_key.update(np.array([5.0, 6.0]), times=60.0)
+    assert by_key.explain("cpu").observed == 1.0 and by_key.n_series_ == 1  # as it was
+    as_arrays = AnomalyDetector()
+    as_arrays.update(np.array([5.0, 6.0]), times=0.0)
+    with pytest.raises(ValueError, match=r"2 series given as arrays.* as an array again"):
+        as_arrays.update({"cpu": (60.0, 1.0)})
+    assert as_arrays.n_series_ == 2 and not as_arrays.__dict__.get("rows_")
+    assert not np.isnan(as_arrays.update(np.array([5.0, 6.0]), times=60.0)).any()
