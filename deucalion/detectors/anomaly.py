@@ -293,6 +293,13 @@ class AnomalyDetector(Detector, _Learned):
         slow: float = 0.01,
         timezone: str | None = None,
     ) -> None:
+        if isinstance(budget, bool):
+            # (True is the int 1 to Python: taken as a budget of 1, a flag was read as one.)
+            raise UsageError(
+                f"AnomalyDetector: budget={budget!r}: a bool is not a budget; give the false "
+                "alerts per series per 10,000 points you accept, a number above 0 and below "
+                "10,000"
+            )
         if not (isinstance(budget, int | float) and 0 < budget < 10_000):
             raise UsageError(
                 f"AnomalyDetector: budget={budget!r}: give the false alerts per series per "
@@ -960,12 +967,21 @@ def _budget(alerts_per_day: object, interval: object) -> float:
     # series must not load for a helper only notebooks and set-up call.
     from deucalion.config.settings import parse_duration
 
+    give = "give the scrape interval, a positive duration such as 15s (or 15, in seconds)"
+    if (
+        isinstance(interval, int | float)
+        and not isinstance(interval, bool)
+        and not 0 < interval < math.inf  # 0, negative, infinite or NaN: no interval
+    ):
+        raise UsageError(f"{where}: interval={interval!r}: {give}")
     try:
         seconds = parse_duration(interval)
     except ValueError as exc:
-        raise UsageError(f"{where}: interval={interval!r}: {exc}") from None
+        # Text the parser read but refused as negative ("-15s") is told what to give too.
+        what = f"; {give}" if str(interval).lstrip().startswith("-") else ""
+        raise UsageError(f"{where}: interval={interval!r}: {exc}{what}") from None
     if not seconds:
-        raise UsageError(f"{where}: interval=0: give the scrape interval, such as 15s")
+        raise UsageError(f"{where}: interval={interval!r}: {give}")
     if alerts_per_day * seconds >= DAY:  # a budget of 10,000 or more per 10,000 points
         raise UsageError(
             f"{where}: alerts_per_day={alerts_per_day!r} at interval={interval!r}: that is as "

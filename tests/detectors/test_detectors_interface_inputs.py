@@ -310,3 +310,25 @@ def test_updating_one_detector_by_key_and_as_arrays_is_refused_not_aliased() -> 
         as_arrays.update({"cpu": (60.0, 1.0)})
     assert as_arrays.n_series_ == 2 and not as_arrays.__dict__.get("rows_")
     assert not np.isnan(as_arrays.update(np.array([5.0, 6.0]), times=60.0)).any()
+
+
+def test_update_of_none_and_a_bool_budget_are_refused() -> None:
+    """`update(None)` returned NaN for every series, and `AnomalyDetector(budget=True)` was a
+    budget of 1 (True is the int 1): both silently."""
+    with pytest.raises(ValueError, match=r"update: values=None: give this cycle's values"):
+        AnomalyDetector().update(None)
+    for flag in (True, False):
+        with pytest.raises(ValueError, match=r"budget=(True|False): a bool is not a budget"):
+            AnomalyDetector(budget=flag)
+    with pytest.raises(ValueError, match=r"a bool is not a budget"):
+        DetectorObserver(desired_metrics={"x"}, budget=True)
+
+
+@pytest.mark.parametrize("interval", [-15, -15.0, "-15", math.inf, 0])
+def test_budget_per_day_says_what_interval_to_give(interval: object) -> None:
+    """`budget_per_day(2, interval=-15)` said only "a duration cannot be negative: -15"."""
+    with pytest.raises(
+        ValueError,
+        match=r"interval=.*[:;] give the scrape interval, a positive duration such as 15s",
+    ):
+        AnomalyDetector.budget_per_day(2, interval=interval)  # type: ignore[arg-type]
