@@ -149,6 +149,9 @@ __all__ = ["KINDS", "AnomalyDetector"]
 
 KINDS = ("spike", "level_shift", "variance", "trend", "seasonal", "stuck", "out_of_range")
 """The anomaly kinds ``AnomalyDetector`` names in its explanations, in component order."""
+_NOT_SCORED_YET = "not_scored_yet"
+"""The kind of the explanation of a series whose last value came in its warm-up (scored 0):
+no anomaly, and no band yet. Never an alert's."""
 
 _CALIBRATED = 5  # the first five kinds have learned tails; stuck and out_of_range closed forms
 TAILS = (0.1, 0.1 / math.sqrt(10), 0.01)
@@ -611,7 +614,18 @@ class AnomalyDetector(Detector, _Learned):
 
     def explain_row(self, row: int, series: Hashable = None) -> Explanation:
         """The row's anomaly kind, the value it judged and the band it would have had to
-        leave to alert (``_explained``)."""
+        leave to alert (``_explained``); of a series not scored yet (in its warm-up, scored
+        0), the kind ``not_scored_yet``, its last value and no band (NaN)."""
+        if _not_scored_yet(self, row):
+            return Explanation(
+                _NOT_SCORED_YET,
+                math.nan,
+                math.nan,
+                float(self.observed_[row]),
+                float(self.score_[row]),
+                series,
+                float(self.seen_time_[row]),
+            )
         return dataclasses.replace(_explained(self, row), series=series)
 
     def explain_quickly(self, key: Hashable) -> Explanation:
@@ -1732,6 +1746,15 @@ def _learn_profile(
         current = np.where(np.isnan(current), x[rows], current)
         profile[rows, bins] = current + weight * (x[rows] - current) - anchor
         visited[rows, bins] = np.minimum(visits, most)
+
+
+def _not_scored_yet(d: AnomalyDetector, row: int) -> bool:
+    """Whether ``row``'s last value (if any) came before the series was scored: in its
+    warm-up (fewer than ``warmup`` values before it since its start or its first move), so
+    it scored 0, and did not alert. A value scored at its first move (``out_of_range``)
+    restarts the count at 1 but scores past the threshold; an infinite one scores infinite:
+    both are scored."""
+    return bool(d.count_[row] <= d.warmup and not d.score_[row] > 0)
 
 
 def _explained(d: AnomalyDetector, row: int) -> Explanation:

@@ -79,7 +79,8 @@ class Explanation:
     """Why a series scored what it did at its last update.
 
     ``kind`` names the anomaly (``AnomalyDetector``: ``spike``, ``level_shift``, ``variance``,
-    ``trend``, ``seasonal``, ``stuck``, ``out_of_range``; ``RangeDetector``: ``record``,
+    ``trend``, ``seasonal``, ``stuck``, ``out_of_range``, and ``not_scored_yet`` for a series
+    whose last value came in its warm-up, with no band; ``RangeDetector``: ``record``,
     ``recent``; a window detector: ``score``). ``observed`` is what was judged (the value, or
     for a level shift or a seasonal break the recent level, for a change of variance the recent
     typical change) and ``expected_low`` .. ``expected_high`` the band it was expected in.

@@ -19,6 +19,7 @@ from deucalion.detectors import (
     RobustZScore,
     Threshold,
 )
+from deucalion.detectors.anomaly import KINDS
 
 START = 1767225600.0  # 2026-01-01T00:00:00Z
 _NS = "datetime64[ns]"
@@ -332,3 +333,19 @@ def test_budget_per_day_says_what_interval_to_give(interval: object) -> None:
         match=r"interval=.*[:;] give the scrape interval, a positive duration such as 15s",
     ):
         AnomalyDetector.budget_per_day(2, interval=interval)  # type: ignore[arg-type]
+
+
+def test_explain_of_a_series_not_scored_yet_says_so() -> None:
+    """`explain` of a series in its warm-up named it a `spike`, band -inf .. inf, score 0:
+    README's 0 in warm-up means "not scored yet", and so does its explanation now."""
+    detector = AnomalyDetector()
+    values = _noise(40)
+    for i, x in enumerate(values[:10]):
+        detector.update({"cpu": (float(i), float(x))})
+    why = detector.explain("cpu")
+    assert (why.kind, why.score, why.observed, why.time) == ("not_scored_yet", 0.0, values[9], 9)
+    assert math.isnan(why.expected_low) and math.isnan(why.expected_high)
+    for i, x in enumerate(values[10:], start=10):
+        detector.update({"cpu": (float(i), float(x))})
+    scored = detector.explain("cpu")  # its 40th value, scored from its 32nd
+    assert scored.kind in KINDS and scored.expected_low < scored.observed < scored.expected_high
