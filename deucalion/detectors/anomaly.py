@@ -135,6 +135,7 @@ import copy
 import dataclasses
 import functools
 import math
+import numbers
 import zoneinfo
 from collections.abc import Hashable, Sequence
 from datetime import UTC, datetime
@@ -303,7 +304,8 @@ class AnomalyDetector(Detector, _Learned):
                 "alerts per series per 10,000 points you accept, a number above 0 and below "
                 "10,000"
             )
-        if not (isinstance(budget, int | float) and 0 < budget < 10_000):
+        # Any real number (a NumPy scalar from a config computed in a notebook too), not text.
+        if not (isinstance(budget, numbers.Real) and 0 < budget < 10_000):
             raise UsageError(
                 f"AnomalyDetector: budget={budget!r}: give the false alerts per series per "
                 "10,000 points you accept, a number above 0 and below 10,000"

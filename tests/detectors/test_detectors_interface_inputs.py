@@ -349,3 +349,10 @@ def test_explain_of_a_series_not_scored_yet_says_so() -> None:
         detector.update({"cpu": (float(i), float(x))})
     scored = detector.explain("cpu")  # its 40th value, scored from its 32nd
     assert scored.kind in KINDS and scored.expected_low < scored.observed < scored.expected_high
+
+
+def test_a_numpy_number_is_a_budget() -> None:
+    """A budget computed with NumPy (np.int64, np.float32) is a number like any other: it was
+    refused as "not a number above 0"."""
+    for budget in (np.int64(2), np.float32(2.0), np.float64(2.0)):
+        assert AnomalyDetector(budget=budget).threshold == pytest.approx(math.log10(5_000))
