@@ -135,7 +135,6 @@ import copy
 import dataclasses
 import functools
 import math
-import numbers
 import zoneinfo
 from collections.abc import Hashable, Sequence
 from datetime import UTC, datetime
@@ -305,7 +304,7 @@ class AnomalyDetector(Detector, _Learned):
                 "10,000"
             )
         # Any real number (a NumPy scalar from a config computed in a notebook too), not text.
-        if not (isinstance(budget, numbers.Real) and 0 < budget < 10_000):
+        if not (isinstance(budget, int | float | np.integer | np.floating) and 0 < budget < 10_000):
             raise UsageError(
                 f"AnomalyDetector: budget={budget!r}: give the false alerts per series per "
                 "10,000 points you accept, a number above 0 and below 10,000"
