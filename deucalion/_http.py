@@ -62,8 +62,9 @@ USER_AGENT = f"deucalion/{__version__}"
 _HAS_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
-def error_text(exc: BaseException, url: str) -> str:
-    """``Type: message`` of an error met reaching ``url``, with no secret quoted. A connection
+def error_text(exc: BaseException, url: str, *, redact: bool = True) -> str:
+    """``Type: message`` of an error met reaching ``url``, with no secret quoted (``redact``
+    False: for a caller that takes the secrets out itself, knowing its URL). A connection
     refused or unreachable says so in the system's words, not in asyncio's "Connect call
     failed ('host', port)", and on a plain ``http://`` URL without aiohttp's "ssl:default"
     (no TLS was tried): ``Cannot connect to host 127.0.0.1:9100 [Connection refused]``."""
@@ -77,7 +78,7 @@ def error_text(exc: BaseException, url: str) -> str:
         reason = os.strerror(errno) if errno and errno > 0 else exc.os_error.strerror
         tls = "" if urlsplit(url).scheme.lower() == "http" else f" ssl:{_tls_shown(exc.ssl)}"
         text = f"Cannot connect to host {exc.host}:{exc.port}{tls} [{reason or exc.os_error}]"
-    return f"{type(exc).__name__}: {redact_text(text)}"
+    return f"{type(exc).__name__}: {redact_text(text) if redact else text}"
 
 
 def _tls_shown(option: object) -> str:

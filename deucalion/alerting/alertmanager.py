@@ -303,7 +303,9 @@ class AlertmanagerClient:
             reason = f"no answer within {self._timeout.total:g}s"
         except (aiohttp.ClientError, OSError) as exc:
             self.stats.failed += len(batch)
-            reason = error_text(exc, self.url)
+            # Unredacted here: _redact below replaces the whole URL, credentials and all,
+            # by the Alertmanager's name (redacted first, it could no longer find it).
+            reason = error_text(exc, self.url, redact=False)
         except Exception as exc:
             # A bug must not end the sending task: the alerts stay queued and are retried.
             self.stats.failed += len(batch)
