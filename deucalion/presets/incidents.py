@@ -278,17 +278,40 @@ def clamped(signal: Signal, low: float, high: float) -> tuple[float, float]:
     )
 
 
+def duration_text(seconds: float) -> str:
+    """Seconds as a reader counts them: ``45 s``, ``12 min``, ``3.9 h``, ``7 days``."""
+    if not math.isfinite(seconds):
+        return str(seconds)
+    for unit, size, past in (("days", 86400.0, 2 * 86400.0), ("h", 3600.0, 7200.0)):
+        if abs(seconds) >= past:
+            return (
+                f"{seconds / size:.2g} {unit}"
+                if seconds < 10 * size
+                else f"{seconds / size:.0f} {unit}"
+            )
+    if abs(seconds) >= 120:
+        return f"{seconds / 60:.0f} min"
+    return f"{number_text(seconds)} s"
+
+
 def words(target: str, top: Moved, started: str, others: list[str]) -> tuple[str, str]:
     """An incident's summary and description: the target, the signal that moved most (its
-    value, band and anomaly kind) and the others that moved with it."""
-    low, high = number_text(top.lower), number_text(top.upper)
+    value, band and anomaly kind) and the others that moved with it. A signal in seconds
+    reaching minutes (a time to full) reads as a duration: "is 3.9 h, expected 7 days", not
+    "1.39e+04 seconds, expected 6.048e+05"."""
+    # (A latency, under a few seconds, reads as before: "0.466 seconds".)
+    ends = [abs(v) for v in (top.value, top.lower, top.upper) if math.isfinite(v)]
+    long = top.signal.unit == "seconds" and max(ends, default=0.0) >= 120
+    shown = duration_text if long else number_text
+    unit = "" if long else f" {top.signal.unit}"
+    low, high = shown(top.lower), shown(top.upper)
     expected = low if low == high else f"{low} to {high}"  # not "expected 0 to 0"
     if top.value <= 0.0 and top.lower == 0.0 and top.upper > 0.0:
         # A fall to 0 out of a band reaching under 0 (exported from 0): not "is 0, expected
         # 0 to 15.82", which reads as inside it.
         expected = f"over 0 up to {high}"
     summary = (
-        f"{top.name} on {redact_url(target)} is {number_text(top.value)} {top.signal.unit}, "
+        f"{top.name} on {redact_url(target)} is {shown(top.value)}{unit}, "
         f"expected {expected}, since {started}"
     )
     kind = top.kind.replace("_", " ")

@@ -93,3 +93,20 @@ def test_a_score_past_meaning_reads_as_over_30() -> None:
     _, near = words(NODE, dataclasses.replace(top, score=5.25), "now", [])
     assert "score over 30)" in far and "3.69e+03" not in far, far
     assert "score 5.25)" in near, near
+
+
+def test_a_time_to_full_reads_as_a_duration() -> None:
+    """A signal in seconds reads as a duration: "is 3.9 h, expected 7 days", not the walk's
+    "is 1.39e+04 seconds, expected 6.048e+05"; its annotations keep the numbers."""
+    from deucalion.presets.incidents import words
+
+    [top] = [m for m in _moved_once() if m.name == "a"]
+    seconds = dataclasses.replace(top.signal, unit="seconds")
+    full = dataclasses.replace(
+        top, signal=seconds, value=13_900.0, lower=604_800.0, upper=604_800.0
+    )
+    summary, _ = words(NODE, full, "now", [])
+    assert " is 3.9 h, expected 7 days, since now" in summary, summary
+    soon = dataclasses.replace(full, value=1_500.0, lower=86_400.0, upper=604_800.0)
+    summary, _ = words(NODE, soon, "now", [])
+    assert " is 25 min, expected 24 h to 7 days," in summary, summary
