@@ -72,6 +72,10 @@ def error_text(exc: BaseException, url: str, *, redact: bool = True) -> str:
     if (
         isinstance(exc, aiohttp.ClientConnectorError)
         and type(exc).__str__ is aiohttp.ClientConnectorError.__str__
+        # A TLS failure's own words say what went wrong ("wrong version number": https to a
+        # plain http port); its errno (an SSLError's 1) would read "Operation not permitted".
+        and not isinstance(exc, aiohttp.ClientSSLError)
+        and not isinstance(exc.os_error, ssl.SSLError)
     ):
         # A DNS error's errno is negative (a gaierror's): its strerror is the words then.
         errno = exc.os_error.errno

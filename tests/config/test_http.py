@@ -233,3 +233,34 @@ async def test_a_refused_connection_is_said_in_the_systems_words(scheme: str) ->
             await client.get("/api/v1/targets")
     finally:
         await client.close()
+
+
+async def test_https_to_a_plain_http_port_keeps_tls_s_own_words() -> None:
+    """https:// to a server speaking plain http fails in TLS: its words ("wrong version
+    number") say so; rewritten as a refused connection's, its errno read "[Operation not
+    permitted]", which sends a user chasing permissions."""
+    import asyncio
+
+    import aiohttp
+
+    from deucalion._http import error_text
+
+    async def plain(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(plain, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    url = f"https://127.0.0.1:{port}/metrics"
+    try:
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(aiohttp.ClientConnectorError) as caught:
+                await session.get(url)
+    finally:
+        server.close()
+        await server.wait_closed()
+    text = error_text(caught.value, url)
+    assert "Operation not permitted" not in text, text
+    assert "SSL" in text or "ssl" in text, text
