@@ -280,7 +280,7 @@ class DetectorObserver(MetricsObserver):
         self.firing_ = {
             key: (alert, now if key in going_on else since)
             for key, (alert, since) in self.firing_.items()
-            if key not in raised and now - since < self.keep_firing_for
+            if key not in raised and (key in going_on or now - since < self.keep_firing_for)
         }
         kept = tuple(dataclasses.replace(alert, score=None) for alert, _ in self.firing_.values())
         self.firing_.update(raised)

@@ -393,6 +393,10 @@ def test_an_alert_fires_while_its_series_still_scores_past_the_threshold() -> No
     fired = _firing_cycles(DetectorObserver(_Once(), {"m"}), set(range(10, 40)))
     assert fired[0] == (10, True)
     assert [c for c, _ in fired] == list(range(10, 59))  # 39 + 20 cycles of 15 s
+    # However short keep_firing_for (0: resolve at once), it fires while the score holds.
+    for keep in (0, 10):
+        observer = DetectorObserver(_Once(), {"m"}, keep_firing_for=keep)
+        assert [c for c, _ in _firing_cycles(observer, set(range(10, 40)))] == list(range(10, 40))
     rng = np.random.default_rng(99)
     values = 40 + rng.normal(0, 1, 1400)
     values[1200:] = values[1199]  # a sensor frozen from cycle 1200
