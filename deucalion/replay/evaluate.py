@@ -22,7 +22,8 @@ The NAB score (``deucalion.replay.nab``) is computed at every step the labelled 
 handed to the observer (its kept values; ``backtest --labels`` keeps them), so a window the
 observer wrote nothing for is a missed window, never a dropped one; a labelled series with no
 row at all gets no NAB score (``Evaluation.nab_error``), since leaving out its windows would
-flatter the score. It is computed twice when the backtest has alerts:
+flatter the score. It is computed twice (an observer that never alerted has 0 windows found
+by its alerts):
 
 - *alerts as detections* (``Evaluation.nab_alerts``): one detection per alert about the
   series, at the row of its start (the first row at or after it), none elsewhere, as
@@ -346,7 +347,7 @@ def evaluate(
         rows = _rows(result, valued, scored)
         if not valued and rows:
             by_scores.append(key)
-        if rows and result.alerts:
+        if rows:  # (no alert at all is 0 windows found, not no line)
             by_alerts.append((key, rows, _alert_starts(rows, alerts), spans))
         if not rows:
             rowless.append(key)

@@ -100,3 +100,18 @@ def test_an_alert_firing_outside_a_window_is_one_false_positive() -> None:
     assert "NAB standard, alerts as detections: " in printed
     assert "1 false positive: alerts started outside the windows" in printed
     assert "NAB standard, scores at the given threshold: " in printed
+
+
+def test_an_observer_that_never_alerted_reads_0_windows_found_by_its_alerts() -> None:
+    """A detector that scored the labelled series but never alerted: its alerts' NAB is
+    there, 0 of the windows (it printed only the score sweep's line, which may read well
+    above 0 for what paged no one)."""
+    result = BacktestResult("X", steps=201, first_time=0.0, last_time=2000.0)
+    rows = [float(t) for t in range(0, 2001, 10)]
+    result.values = {"checkout.csv value{}": [(t, 1.0) for t in rows]}
+    result.scores = {"checkout.csv value{}": [(t, 9.0 * (630 <= t <= 650)) for t in rows]}
+    report = evaluate(result, {"checkout.csv": [(600.0, 800.0)]})
+    by_alerts = report.nab_alerts["standard"]
+    assert (by_alerts.windows, by_alerts.detected, by_alerts.false_positives) == (1, 0, 0)
+    assert report.nab["standard"].detected == 1  # the sweep found it in the scores
+    assert "NAB standard, alerts as detections: " in report.report()
