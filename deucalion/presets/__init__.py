@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from deucalion.presets.observer import PresetObserver
     from deucalion.presets.signals import Signal
 
-__all__ = ["PRESETS", "preset_observer", "preset_signals"]
+__all__ = ["PRESETS", "preset_observer", "preset_options", "preset_signals"]
 
 #: Preset name -> the module holding its ``SIGNALS``.
 PRESETS: Mapping[str, str] = {
@@ -53,19 +53,27 @@ def preset_signals(name: str) -> tuple[Signal, ...]:
     return signals
 
 
+def preset_options(name: str) -> Mapping[str, Any]:
+    """Preset ``name``'s own defaults for ``PresetObserver`` (its module's ``OPTIONS``)."""
+    import importlib
+
+    options: Mapping[str, Any] = getattr(
+        importlib.import_module(PRESETS[_check(name)]), "OPTIONS", {}
+    )
+    return options
+
+
 def preset_observer(name: str, **options: Any) -> PresetObserver:
     """A ``PresetObserver`` for preset ``name``; ``options`` are its keyword arguments
     (``budget``, ``for_cycles``, ``quiet_cycles``, ...: see ``PresetObserver``), over the
     preset's own defaults (its module's ``OPTIONS``: node-exporter's ``for_cycles`` is 6)."""
-    import importlib
-
     from deucalion.presets.observer import PresetObserver
 
     signals = preset_signals(name)
-    defaults: Mapping[str, Any] = getattr(importlib.import_module(PRESETS[name]), "OPTIONS", {})
     try:
-        observer = PresetObserver(name, signals, **{**defaults, **options})
+        observer = PresetObserver(name, signals, **{**preset_options(name), **options})
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"preset {name}: {exc}") from None
     observer.signals_of_ = preset_signals  # a checkpoint of it takes a later version's
+    observer.given_ = frozenset(options)  # ... and its defaults for the options not given
     return observer

@@ -290,6 +290,26 @@ def _current_signals(observer: PresetObserver) -> None:
         observer.by_name = {s.name: s for s in current}
 
 
+def _current_options(observer: PresetObserver) -> None:
+    """A built-in preset restored from a checkpoint takes this version's own defaults
+    (``preset_options``) for the options its user did not give (``given_``, set by
+    ``preset_observer``): node-exporter's 6 cycles reached no sidecar whose checkpoint was
+    made at 3. A checkpoint from before ``given_`` takes them where it has the generic
+    default (``PresetObserver``'s), which a user who gave nothing has."""
+    if observer.__dict__.get("signals_of_") is None:
+        return
+    import inspect
+
+    from deucalion.presets import preset_options
+
+    given = observer.__dict__.get("given_")
+    generic = inspect.signature(PresetObserver.__init__).parameters
+    for name, value in preset_options(observer.preset).items():
+        old = getattr(observer, name, None)
+        if (name not in given) if given is not None else old == generic[name].default:
+            setattr(observer, name, value)
+
+
 def _inputs(signals: Iterable[Signal]) -> tuple[object, ...]:
     """What an observer's windows and metrics are sized for: each signal's name, metrics,
     trend metrics and whether it widens."""
@@ -395,6 +415,8 @@ class PresetObserver(MetricsObserver):
         self.signals = signals
         #: Where its built-in signals come from (``preset_observer`` sets it; see ``__setstate__``).
         self.signals_of_: Callable[[str], tuple[Signal, ...]] | None = None
+        #: The options its maker gave (``preset_observer`` sets it; see ``__setstate__``).
+        self.given_: frozenset[str] | None = None
         self.budget = float(budget)
         self.for_cycles = for_cycles
         self.quiet_cycles = quiet_cycles
@@ -434,6 +456,7 @@ class PresetObserver(MetricsObserver):
         """Restore a checkpoint, with this version's built-in signals (``_current_signals``)."""
         self.__dict__.update(state)
         _current_signals(self)
+        _current_options(self)
 
     def _learn_interval(self) -> float:
         """The scrape interval: the median of the last steps between cycles' data times."""

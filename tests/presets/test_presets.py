@@ -346,6 +346,29 @@ def test_a_checkpoint_takes_this_version_s_signals_of_a_built_in_preset() -> Non
     assert restored.by_name["filesystem_time_to_full"] is full
 
 
+def test_a_checkpoint_takes_this_version_s_defaults_of_a_built_in_preset() -> None:
+    """A node-exporter checkpoint made when its for_cycles defaulted to 3 is restored with the
+    preset's 6 (a default is code, not what was learned); one whose user gave for_cycles
+    keeps it, and so does a checkpoint from before the preset knew which options were
+    given, where its value is not the old default."""
+    import pickle
+
+    old = preset_observer("node-exporter")
+    old.for_cycles = 3  # as made by the version before
+    assert pickle.loads(pickle.dumps(old)).for_cycles == 6
+    given = preset_observer("node-exporter", for_cycles=4)
+    assert pickle.loads(pickle.dumps(given)).for_cycles == 4
+    given = preset_observer("node-exporter", for_cycles=3)
+    assert pickle.loads(pickle.dumps(given)).for_cycles == 3
+    for for_cycles, restored in ((3, 6), (4, 4)):
+        before = preset_observer("node-exporter", for_cycles=for_cycles)
+        del before.__dict__["given_"]  # a checkpoint from before given_
+        assert pickle.loads(pickle.dumps(before)).for_cycles == restored
+    import cloudpickle  # (http-service's signals hold local functions)
+
+    assert cloudpickle.loads(cloudpickle.dumps(preset_observer("http-service"))).for_cycles == 3
+
+
 def test_a_checkpoint_keeps_signals_of_the_user_s() -> None:
     """Signals a user changed (time to full under an hour, not 12) are theirs: a checkpoint
     restores them as they were."""
