@@ -226,7 +226,9 @@ class Query:
         fast; negative when most rose). One step moves only the spans holding it (``span`` of
         the range), so it is no fall kept up however large; a steady fall is in every span. A
         series whose samples within the range span less than ``covered`` seconds (a young
-        watch, a series new to it) has none: no slope of less history."""
+        watch, a series new to it; at scrapes far apart, less by two intervals), or that gives
+        fewer than 3 spans (scrapes over about ``seconds / 4`` apart), has none: no slope of
+        less history."""
         block = self.slow.block(metric, self.target)
         if not len(block):
             return {}
@@ -241,12 +243,18 @@ class Query:
             for group in groups:
                 t = block.times[group[0]][inside[group[0]]]
                 v = block.values[np.ix_(group, inside[group[0]])]
-                if len(t) < 2 or t[-1] - t[0] < covered:
+                # At scrapes a minute or more apart the range's samples span up to one
+                # interval less than it: ``covered`` asks that much less of them (at 150 s,
+                # 450 s of a 600 s range; asked 480 s, such a series never had a rate).
+                step = float(np.median(np.diff(t))) if len(t) > 1 else math.inf
+                if len(t) < 2 or t[-1] - t[0] < min(covered, seconds - 2 * step):
                     continue
                 # For each sample, the newest one at least ``span`` before it.
                 start = np.searchsorted(t, t - span, side="right") - 1
                 ends = np.flatnonzero(start >= 0)
-                if len(ends):
+                # Fewer than 3 spans (scrapes over 150 s apart) cannot tell a fill kept up
+                # from one write: no rate, as a young watch has none.
+                if len(ends) >= 3:
                     s = start[ends]
                     fall = (v[:, s] - v[:, ends]) / (t[ends] - t[s])
                     falls[group] = np.quantile(fall, 1.0 - kept, axis=1)

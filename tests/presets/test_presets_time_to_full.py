@@ -162,3 +162,23 @@ def test_a_file_system_mounted_late_has_its_own_history() -> None:
         '{mountpoint="/"}': pytest.approx((FREE - 5 * MB * 599) / (5 * MB), rel=0.01),
         '{mountpoint="/data"}': TIME_TO_FULL_CAP,
     }
+
+
+def _time_to_full_every(step: int, seconds: int, written: Callable[[int], float]) -> float:
+    """``_time_to_full`` at scrapes ``step`` seconds apart."""
+    window = Window(seconds=660.0)
+    for i in range(0, seconds, step):
+        window.add({NODE: {"node_filesystem_avail_bytes": {ROOT: FREE - written(i)}}}, T0 + i)
+    return filesystem_time_to_full(Query(window, NODE, 2.5 * step))['{mountpoint="/"}']
+
+
+def test_at_scrapes_minutes_apart_a_fill_is_read_and_one_write_is_not() -> None:
+    """At 150 s scrapes a 10-minute range holds 450 s of samples: asked for 480 s, a disk
+    filling in 4 h read a week for ever. It is read now, and one 4 GB write is still no
+    fill; at 200 s (2 spans of 2 minutes) nothing can tell them apart: a week."""
+    fill = FREE / (4 * 3600)
+    assert _time_to_full_every(150, 3600, lambda i: fill * i) == pytest.approx(
+        (FREE - fill * 3450) / fill, rel=0.01
+    )
+    assert _time_to_full_every(150, 3600, _written(3000, 4 * GB)) == TIME_TO_FULL_CAP
+    assert _time_to_full_every(200, 3600, lambda i: fill * i) == TIME_TO_FULL_CAP
