@@ -219,12 +219,7 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
         own, and a key would take over an array's row; either is refused, saying which to give.
         """
         who = f"{type(self).__name__}.update"
-        if values is None:
-            raise UsageError(
-                f"{who}: values=None: give this cycle's values, a mapping {{key: (time, "
-                "value)}, or an array of one value per series (NaN for none this cycle)"
-            )
-        _check_one_way(self, by_key=isinstance(values, Mapping), who=who)
+        _check_one_way(self, values, who=who)
         if isinstance(values, Mapping):
             return self._update_keyed(values, resolution)
         given = _values_of(values, who)
@@ -508,10 +503,16 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
         return f"{type(self).__name__}({params})"
 
 
-def _check_one_way(detector: Detector, *, by_key: bool, who: str) -> None:
-    """Refuse an update by key of a detector holding series updated by row (an array, or
-    ``score_series`` on the detector itself), or by row of one holding series by key: the
-    two would silently be the same series (the first key is row 0)."""
+def _check_one_way(detector: Detector, values: object, *, who: str) -> None:
+    """Refuse no values, an update by key of a detector holding series updated by row (an
+    array, or ``score_series`` on the detector itself), or by row of one holding series by
+    key: the two would silently be the same series (the first key is row 0)."""
+    if values is None:
+        raise UsageError(
+            f"{who}: values=None: give this cycle's values, a mapping {{key: (time, "
+            "value)}, or an array of one value per series (NaN for none this cycle)"
+        )
+    by_key = isinstance(values, Mapping)
     rows: Mapping[Any, int] = detector.__dict__.get("rows_", {})
     if by_key:
         if rows or not detector.__dict__.get("updates_") or not detector.n_series_:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from deucalion.presets.observer import PresetObserver
     from deucalion.presets.signals import Signal
 
-__all__ = ["PRESETS", "preset_observer", "preset_options", "preset_signals"]
+__all__ = ["PRESETS", "preset_observer", "preset_signals"]
 
 #: Preset name -> the module holding its ``SIGNALS``.
 PRESETS: Mapping[str, str] = {
@@ -75,5 +75,6 @@ def preset_observer(name: str, **options: Any) -> PresetObserver:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"preset {name}: {exc}") from None
     observer.signals_of_ = preset_signals  # a checkpoint of it takes a later version's
-    observer.given_ = frozenset(options)  # ... and its defaults for the options not given
+    observer.options_of_ = preset_options  # ... and its defaults for the options not given
+    observer.given_ = frozenset(options)
     return observer

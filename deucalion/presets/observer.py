@@ -294,20 +294,32 @@ def _current_options(observer: PresetObserver) -> None:
     """A built-in preset restored from a checkpoint takes this version's own defaults
     (``preset_options``) for the options its user did not give (``given_``, set by
     ``preset_observer``): node-exporter's 6 cycles reached no sidecar whose checkpoint was
-    made at 3. A checkpoint from before ``given_`` takes them where it has the generic
-    default (``PresetObserver``'s), which a user who gave nothing has."""
-    if observer.__dict__.get("signals_of_") is None:
+    made at 3. Without ``given_``, it takes them where it has the generic default
+    (``PresetObserver``'s), which a user who gave nothing has. (A checkpoint from before
+    ``options_of_`` keeps its options.)"""
+    options_of = observer.__dict__.get("options_of_")
+    if options_of is None:
         return
     import inspect
 
-    from deucalion.presets import preset_options
-
     given = observer.__dict__.get("given_")
     generic = inspect.signature(PresetObserver.__init__).parameters
-    for name, value in preset_options(observer.preset).items():
+    for name, value in options_of(observer.preset).items():
         old = getattr(observer, name, None)
         if (name not in given) if given is not None else old == generic[name].default:
             setattr(observer, name, value)
+
+
+def _learn_interval(observer: PresetObserver) -> float:
+    """The scrape interval: the median of the last steps between cycles' data times."""
+    from deucalion.observer import data_time
+
+    now = data_time()
+    if observer.last_time_ is not None and now > observer.last_time_:
+        observer.steps_ = [*observer.steps_[-15:], now - observer.last_time_]
+        observer.interval_ = statistics.median(observer.steps_)
+    observer.last_time_ = now
+    return observer.interval_ or 1.0
 
 
 def _inputs(signals: Iterable[Signal]) -> tuple[object, ...]:
@@ -415,7 +427,8 @@ class PresetObserver(MetricsObserver):
         self.signals = signals
         #: Where its built-in signals come from (``preset_observer`` sets it; see ``__setstate__``).
         self.signals_of_: Callable[[str], tuple[Signal, ...]] | None = None
-        #: The options its maker gave (``preset_observer`` sets it; see ``__setstate__``).
+        #: Its preset's own defaults and the options its maker gave (``preset_observer``).
+        self.options_of_: Callable[[str], Mapping[str, object]] | None = None
         self.given_: frozenset[str] | None = None
         self.budget = float(budget)
         self.for_cycles = for_cycles
@@ -458,21 +471,10 @@ class PresetObserver(MetricsObserver):
         _current_signals(self)
         _current_options(self)
 
-    def _learn_interval(self) -> float:
-        """The scrape interval: the median of the last steps between cycles' data times."""
-        from deucalion.observer import data_time
-
-        now = data_time()
-        if self.last_time_ is not None and now > self.last_time_:
-            self.steps_ = [*self.steps_[-15:], now - self.last_time_]
-            self.interval_ = statistics.median(self.steps_)
-        self.last_time_ = now
-        return self.interval_ or 1.0
-
     def compute(self, data: TargetsData) -> dict[str, dict[str, SignalValues]]:
         """Add this cycle's samples to the raw window and compute every signal per target:
         ``{target: {signal: {series: value}}}``."""
-        interval = self._learn_interval()
+        interval = _learn_interval(self)
         self.raw.add(data)
         if self.trend_metrics:
             self.slow.add(
