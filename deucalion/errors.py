@@ -31,6 +31,9 @@ Each message says what was wrong and what to do about it.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Sequence
+
 __all__ = [
     "ConfigError",
     "CredentialsError",
@@ -158,3 +161,12 @@ class ReviewError(DeucalionError):
 
 class ManifestError(DeucalionError):
     """A manifest given to ``deucalion inject`` is not YAML of Kubernetes objects."""
+
+
+def keyword_hint(key: str, taken: Sequence[str]) -> str:
+    """``; did you mean 'x'? (it takes a, b, c)``: what follows the news that a keyword ``key``
+    is not one of ``taken``, the keywords a constructor takes (the closest first, when one is
+    close), in a ``UsageTypeError`` or the ``ConfigError`` of a config's ``kwargs``."""
+    close = difflib.get_close_matches(key, taken, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{hint} (it takes {', '.join(taken)})"

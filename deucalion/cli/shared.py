@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deucalion.errors import ConfigError
+from deucalion.errors import ConfigError, keyword_hint
 from deucalion.observer import MetricsObserver
 
 if TYPE_CHECKING:
@@ -348,9 +348,7 @@ def _did_you_mean(key: str, cls: type) -> str:
         for name, p in inspect.signature(cls).parameters.items()
         if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     ]
-    close = difflib.get_close_matches(key, taken, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"{hint} (it takes {', '.join(taken)})"
+    return keyword_hint(key, taken)
 
 
 def check_preset(name: str, where: str) -> None:

@@ -48,13 +48,14 @@ import copy
 import dataclasses
 import difflib
 import functools
+import inspect
 import logging
 import math
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, cast, overload
 
 from deucalion._redact import redact_text
-from deucalion.errors import UnknownSeriesError, UsageError
+from deucalion.errors import UnknownSeriesError, UsageError, UsageTypeError, keyword_hint
 
 try:
     import numpy as np
@@ -118,6 +119,8 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if (init := cls.__dict__.get("__init__")) is not None:  # a misspelt keyword is named
+            setattr(cls, "__init__", refusing_unknown_keywords()(init))  # noqa: B010
         own = cls.__dict__.get("keep")
         if own is not None:
             # A subclass's keep trims its own state, never the last times the base class
@@ -634,6 +637,52 @@ def _keeping_times(keep: Any) -> Any:
 
 
 setattr(Detector, "keep", _keeping_times(Detector.keep))  # noqa: B010 - mypy: not a method
+
+_Init = TypeVar("_Init", bound=Callable[..., None])
+
+
+def refusing_unknown_keywords(
+    *, also: Callable[..., object] | None = None
+) -> Callable[[_Init], _Init]:
+    """A constructor's decorator: a keyword it does not take (nor ``also`` does, where the
+    constructor hands its other keywords on) is a ``UsageTypeError`` naming the keyword and
+    the closest it takes, not Python's "unexpected keyword argument" (which names neither the
+    one meant nor, for keywords handed on, the class called). Each subclass of ``Detector``
+    has its own ``__init__`` checked (``Detector.__init_subclass__``)."""
+
+    def decorate(init: _Init) -> _Init:
+        taken = _keywords(init) + (_keywords(also) if also is not None else [])
+        if also is None and any(
+            p.kind is inspect.Parameter.VAR_KEYWORD
+            for p in inspect.signature(init).parameters.values()
+        ):
+            return init  # it takes any keyword: what it does with one is its own
+        owner = init.__qualname__.split(".")[-2] if "." in init.__qualname__ else init.__name__
+
+        @functools.wraps(init)
+        def checked(self: object, *args: Any, **kwargs: Any) -> None:
+            for key in kwargs:
+                if key not in taken:
+                    # The class called, when it is the one whose keywords these are.
+                    name = type(self).__name__ if type(self).__init__ is checked else owner
+                    raise UsageTypeError(
+                        f"{name}() takes no keyword {key!r}{keyword_hint(key, taken)}"
+                    )
+            init(self, *args, **kwargs)
+
+        return cast("_Init", checked)
+
+    return decorate
+
+
+def _keywords(function: Callable[..., object]) -> list[str]:
+    """The arguments ``function`` (a class: its constructor) takes by keyword, in order."""
+    return [
+        name
+        for name, p in inspect.signature(function).parameters.items()
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        and name != "self"
+    ]
 
 
 def _held_hint(key: Hashable, rows: Mapping[Any, int]) -> str:

@@ -54,7 +54,7 @@ import math
 from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
-from deucalion.detectors.base import Detector, Explanation
+from deucalion.detectors.base import Detector, Explanation, refusing_unknown_keywords
 from deucalion.detectors.observer import DetectorObserver
 from deucalion.errors import UsageError
 
@@ -279,6 +279,7 @@ class RangeObserver(DetectorObserver):
     ``RangeDetector``'s. ``new_data`` returns ``Scores``.
     """
 
+    @refusing_unknown_keywords(also=RangeDetector)
     def __init__(
         self, desired_metrics: Iterable[str], *, forget_after: int = 1000, **options: Any
     ) -> None:

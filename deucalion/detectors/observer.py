@@ -31,7 +31,7 @@ except ImportError as exc:  # a plain install: say what to install, in one line
 
     raise missing_extra("numpy", "deucalion.detectors") from exc
 from deucalion.alerting.alerts import Alert, Scores, SeriesScore
-from deucalion.detectors.base import Detector, Explanation
+from deucalion.detectors.base import Detector, Explanation, refusing_unknown_keywords
 from deucalion.errors import UsageError, UsageTypeError
 from deucalion.history.promql import CounterRates
 from deucalion.history.vectors import Block
@@ -59,6 +59,7 @@ class AlertPolicy:
     two series never share a label set; the target's labels are added by deucalion.
     """
 
+    @refusing_unknown_keywords()
     def __init__(
         self,
         threshold: float,
@@ -150,6 +151,7 @@ class DetectorObserver(MetricsObserver):
     time; without it, consecutive calls are taken as one second apart (``_hand_time``).
     """
 
+    @refusing_unknown_keywords()
     def __init__(
         self,
         detector: Detector | None = None,

@@ -12,14 +12,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from deucalion import detectors
 from deucalion.detectors import (
+    AlertPolicy,
     AnomalyDetector,
     DetectorObserver,
     RangeDetector,
+    RangeObserver,
     RobustZScore,
     Threshold,
 )
 from deucalion.detectors.anomaly import KINDS
+from deucalion.errors import UsageTypeError
 
 START = 1767225600.0  # 2026-01-01T00:00:00Z
 _NS = "datetime64[ns]"
@@ -356,3 +360,64 @@ def test_a_numpy_number_is_a_budget() -> None:
     refused as "not a number above 0"."""
     for budget in (np.int64(2), np.float32(2.0), np.float64(2.0)):
         assert AnomalyDetector(budget=budget).threshold == pytest.approx(math.log10(5_000))
+
+
+@pytest.mark.parametrize(
+    ("call", "said"),
+    [
+        (lambda: RangeObserver({"up"}, windw=100), "RangeObserver() takes no keyword 'windw'; "),
+        (lambda: DetectorObserver(None, {"up"}, budgt=1), "DetectorObserver() takes no keyword"),
+        (lambda: AnomalyDetector(budgt=1), "AnomalyDetector() takes no keyword 'budgt'; "),
+        (lambda: RangeDetector(windw=3), "RangeDetector() takes no keyword 'windw'; "),
+        (lambda: AlertPolicy(6.0, for_cycle=2), "AlertPolicy() takes no keyword 'for_cycle'; "),
+    ],
+    ids=["RangeObserver", "DetectorObserver", "AnomalyDetector", "RangeDetector", "AlertPolicy"],
+)
+def test_a_misspelt_keyword_is_named_with_the_one_meant(call: Any, said: str) -> None:
+    """`RangeObserver({...}, windw=100)` raised Python's "RangeDetector.__init__() got an
+    unexpected keyword argument 'windw'": a class the user never called, and no word of
+    `window`. A UsageTypeError (still a TypeError) names the class and the keyword meant."""
+    with pytest.raises(UsageTypeError) as info:
+        call()
+    meant = {"windw": "window", "budgt": "budget", "for_cycle": "for_cycles"}
+    wrong = next(key for key in meant if repr(key) in str(info.value))
+    assert said in str(info.value)
+    assert f"did you mean {meant[wrong]!r}?" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in detectors.__all__ if n not in ("Detector", "Explanation")]
+)
+def test_every_constructor_of_the_detectors_refuses_an_unknown_keyword_by_name(name: str) -> None:
+    """Each public class of deucalion.detectors (a new one too) says which keyword it does not
+    take, before it reads its other arguments."""
+    with pytest.raises(UsageTypeError, match=rf"^{name}\(\) takes no keyword 'nonsense'"):
+        getattr(detectors, name)(nonsense=1)
+
+
+def test_a_detector_of_ones_own_names_its_class_and_keywords() -> None:
+    """A subclass's constructor is checked too, in its own name and with its own keywords;
+    one that takes any keyword (``**options``) is left to do what it does with them."""
+
+    class Wide(RobustZScore):
+        def __init__(self, *, width: int = 3) -> None:
+            super().__init__(window=width)
+
+    class Same(Threshold):
+        pass
+
+    class Open(RobustZScore):
+        def __init__(self, **options: Any) -> None:
+            self.options = options
+            super().__init__()
+
+    with pytest.raises(
+        UsageTypeError, match=r"Wide\(\) takes no keyword 'widht'; did you mean 'width'"
+    ):
+        Wide(widht=5)
+    with pytest.raises(
+        UsageTypeError, match=r"Same\(\) takes no keyword 'abov'; did you mean 'above'"
+    ):
+        Same(abov=1.0)
+    assert Open(anything=1).options == {"anything": 1}
+    assert Wide(width=5).window == 5
