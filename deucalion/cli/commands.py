@@ -26,6 +26,7 @@ from deucalion.cli.shared import (
     needs_metrics_option,
     preset_source,
     settings_from,
+    settings_running,
 )
 from deucalion.errors import ConfigError, DeucalionError
 from deucalion.runner import LOG_LEVELS, run_main
@@ -267,13 +268,14 @@ async def _scrape(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from deucalion.provisioner import MetricsProvisioner
 
+    settings = settings_running(args.config, args.preset)
     provisioner: MetricsProvisioner
     if args.record:
         from deucalion.replay.recording import RecordingProvisioner
 
-        provisioner = RecordingProvisioner(args.config, record_path=args.record)
+        provisioner = RecordingProvisioner(settings, record_path=args.record)
     else:
-        provisioner = MetricsProvisioner(args.config)
+        provisioner = MetricsProvisioner(settings)
     metrics = metric_list(args.metrics)
     configured = provisioner.settings.preset
     preset = args.preset or (configured.name if configured else None)
@@ -307,7 +309,6 @@ def _run(args: argparse.Namespace) -> int:
     if preset:
         from deucalion.presets import preset_observer
 
-        check_preset(preset, "--preset" if args.preset else preset_source(args.config))
         if args.preset and configured is not None and configured.name not in (None, preset):
             # One preset a run; the command line wins over the file, as --budget does.
             logging.getLogger("deucalion.cli").warning(

@@ -38,6 +38,7 @@ __all__ = [
     "preset_budget",
     "preset_source",
     "settings_from",
+    "settings_running",
 ]
 
 
@@ -111,6 +112,29 @@ def settings_from(path: str | None) -> Settings:
     from deucalion.config.loading import load_settings
 
     return load_settings(path)
+
+
+def settings_running(path: str | None, preset: str | None) -> Settings:
+    """``settings_from(path)`` for a command that runs a preset: ``preset`` (``--preset``) when
+    given, else the configuration's own, is checked with every problem of the configuration,
+    in one message (as ``check-config`` does), not after them: the next error a fixed
+    configuration met was the misspelt preset."""
+    from deucalion.config.loading import load_settings
+    from deucalion.config.settings import unknown_preset
+    from deucalion.presets import PRESETS
+
+    wrong = None if not preset or preset in PRESETS else unknown_preset(preset, PRESETS)
+    try:
+        # --preset replaces the configuration's preset: its name is checked only when it runs.
+        settings = load_settings(path, known_presets=None if preset else PRESETS)
+    except ConfigError as exc:
+        if wrong is None:
+            raise
+        listed = str(exc).removeprefix("invalid configuration:\n  ")
+        raise ConfigError(f"invalid configuration:\n  --preset: {wrong}\n  {listed}") from None
+    if wrong is not None:
+        raise ConfigError(f"--preset: {wrong}")
+    return settings
 
 
 def _import_failed(path: str, what: str, exc: BaseException) -> ConfigError:

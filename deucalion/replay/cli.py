@@ -13,15 +13,14 @@ from typing import TYPE_CHECKING, Any
 from deucalion.cli.shared import (
     add_budget_option,
     build_observers,
-    check_preset,
     configured_budget,
     configured_in,
     duration_seconds,
     load_object,
     metric_list,
     metrics_of_a_preset,
-    preset_source,
     settings_from,
+    settings_running,
 )
 from deucalion.errors import ConfigError
 from deucalion.observer import MetricsObserver
@@ -169,7 +168,7 @@ def _backtest(args: argparse.Namespace) -> int:
         # DEUCALION_PRESET) when --preset names none, and its budget (the file's, or
         # DEUCALION_PRESET__BUDGET) when --budget gives none, so a budget tried here is the
         # one the same configuration runs with.
-        configured = settings_from(args.config).preset
+        configured = settings_running(args.config, preset).preset
         preset = preset or (configured.name if configured else None)
         if preset and budget is None:
             budget = configured_budget(configured, preset)
@@ -178,7 +177,6 @@ def _backtest(args: argparse.Namespace) -> int:
     if preset:
         from deucalion.presets import preset_observer
 
-        check_preset(preset, "--preset" if args.preset else preset_source(args.config))
         observer = preset_observer(preset, budget=budget if budget is not None else 1.0)
     elif args.budget is not None:
         raise ConfigError("deucalion backtest --budget: it is a preset's budget; give --preset")

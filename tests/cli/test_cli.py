@@ -124,6 +124,30 @@ def test_check_config_lists_an_unknown_preset_with_the_other_problems(
     assert f"config file {config}: " in err.split(other_problem)[0].rsplit("\n", 1)[-1], err
 
 
+@pytest.mark.parametrize("command", [["run"], ["backtest", "--from", "unread.om"]])
+def test_run_lists_an_unknown_preset_with_the_other_problems(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: list[str],
+) -> None:
+    """`run --preset NOSUCH -c FILE` with a misspelt key in FILE named the key alone; fixed,
+    the next run named the preset: the two are one message, as check-config lists them. So is
+    the file's own preset (`preset: node-exporer`), which `run` checked only after the rest."""
+    monkeypatch.delenv("DEUCALION_PRESET", raising=False)
+    config = tmp_path / "c.yaml"
+    config.write_text("targets: [127.0.0.1:19100]\nscrape_intervall: 2s\n")
+    assert main([*command, "--preset", "node-exporer", "-c", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "--preset: unknown preset 'node-exporer': did you mean 'node-exporter'?" in err, err
+    assert f"config file {config}: unknown key 'scrape_intervall'" in err, err
+    config.write_text("targets: [127.0.0.1:19100]\nscrape_intervall: 2s\npreset: node-exporer\n")
+    assert main([*command, "-c", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert f"config file {config}: preset.name: unknown preset 'node-exporer'" in err, err
+    assert f"config file {config}: unknown key 'scrape_intervall'" in err, err
+
+
 def test_check_config_lists_every_observer_it_cannot_build(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
