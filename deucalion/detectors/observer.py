@@ -12,6 +12,8 @@ more (its anomaly goes on: a frozen gauge until it moves), and for ``keep_firing
 of the data's time after the last such cycle, as a Prometheus rule's ``keep_firing_for`` does: an
 alert resolved a cycle after it fired reaches no receiver, since Alertmanager notifies a new
 group of alerts only after its ``group_wait`` (30 s by default) and only if one still fires.
+An anomaly raised once the earlier one had ended (its alert only kept firing) is a new alert,
+labelled ``episode``: Alertmanager would tell no one of it under the earlier one's labels.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ _Key = tuple[str | None, str, str]
 #: past Alertmanager's default ``group_wait`` (30 s) and ``group_interval`` (5 m), so a receiver
 #: hears of it whether it starts a group or joins one.
 KEEP_FIRING_FOR = 300.0
+#: The label of an alert raised while an earlier one of its series was only kept firing: the
+#: number of the anomaly in that run of alerts (2, 3, ...), so Alertmanager tells of it.
+EPISODE = "episode"
 
 
 class AlertPolicy:
@@ -271,8 +276,22 @@ class DetectorObserver(MetricsObserver):
         scores stay the detector's). A firing alert whose series still scores at the threshold
         or more is raised again by this cycle: its anomaly goes on (a frozen gauge, whose
         detector is quiet after its one alert while its score keeps growing, fires until it
-        moves, not ``keep_firing_for`` seconds)."""
-        raised = {_key_of(alert): (alert, now) for alert in result.alerts}
+        moves, not ``keep_firing_for`` seconds).
+
+        An alert raised after the series' earlier one was only kept firing (its anomaly ended:
+        a cycle neither raised it nor scored it at the threshold) is a new anomaly, and a
+        new alert: the earlier one resolves, and this one is labelled with its ``episode``
+        (2, 3, ...). With the earlier one's labels, a jump 250 s after a spike joined the
+        spike's alert and no receiver heard of it: Alertmanager notifies again of a group it
+        told of only when a label set it did not tell of fires (a new ``startsAt`` of the same
+        labels is merged into the alert, even after a resolve within its group_interval)."""
+        ended: set[_Key] = self.__dict__.setdefault("_ended", set())
+        alerts = tuple(
+            _episode(alert, self.firing_.get(key), key in ended)
+            for alert in result.alerts
+            for key in [_key_of(alert)]
+        )
+        raised = {_key_of(alert): (alert, now) for alert in alerts}
         threshold = self.policy.threshold if not self.detector.online else self.detector.threshold
         going_on = {
             (item.target, item.metric, item.series)
@@ -284,11 +303,13 @@ class DetectorObserver(MetricsObserver):
             for key, (alert, since) in self.firing_.items()
             if key not in raised and (key in going_on or now - since < self.keep_firing_for)
         }
+        # Kept firing with its series under the threshold: its anomaly ended, and the next the
+        # detector raises on the series is another (though the series went back over first).
+        ended.intersection_update(self.firing_)
+        ended.update(key for key in self.firing_ if key not in going_on)
         kept = tuple(dataclasses.replace(alert, score=None) for alert, _ in self.firing_.values())
         self.firing_.update(raised)
-        if not kept:
-            return result
-        return Scores(scores=result.scores, alerts=(*result.alerts, *kept))
+        return Scores(scores=result.scores, alerts=(*alerts, *kept))
 
     def _score(self, targets_data_dict: TargetsData) -> Scores:
         if self.detector.online:
@@ -470,6 +491,21 @@ def _check_metrics_given(detector: object, desired_metrics: str | list[str]) -> 
         "DetectorObserver(desired_metrics={'node_load1'}) (under observers: in the config, "
         "desired_metrics: [node_load1]; on the command line, --metrics node_load1)"
     )
+
+
+def _episode(alert: Alert, earlier: tuple[Alert, float] | None, ended: bool) -> Alert:
+    """``alert``, labelled with the ``episode`` it belongs to: that of its series' alert still
+    firing (``earlier``), or the next one when that alert's anomaly has ``ended`` (it was kept
+    firing with its series under the threshold since it was raised). The first has no label:
+    an alert's identity is as before unless an anomaly follows another within
+    ``keep_firing_for``."""
+    if earlier is None:
+        return alert
+    shown = earlier[0].labels.get(EPISODE, "1")
+    episode = (int(shown) if shown.isdigit() else 1) + ended
+    if episode == 1:
+        return alert
+    return dataclasses.replace(alert, labels={**alert.labels, EPISODE: str(episode)})
 
 
 def _key_of(alert: Alert) -> _Key:

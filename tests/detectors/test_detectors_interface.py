@@ -4,6 +4,7 @@ online and window detectors alike; and the one ready observer over it."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from deucalion.detectors import (
     DetectorObserver,
     RangeDetector,
     RobustZScore,
+    Threshold,
 )
 from deucalion.history.promql import CounterRates
 from deucalion.observer import handing_data
@@ -347,8 +349,28 @@ def _firing_cycles(observer: DetectorObserver, spikes: set[int]) -> list[tuple[i
         with handing_data(1000.0 + 15 * cycle, {}):
             result = observer.new_data({"http://a/metrics": {"m": {"{}": 9.0 * (cycle in spikes)}}})
         for alert in result.alerts:
-            assert alert.labels == {"metric": "m", "series": "{}"}
+            assert {k: v for k, v in alert.labels.items() if k != "episode"} == {
+                "metric": "m",
+                "series": "{}",
+            }
             out.append((cycle, alert.score is not None))
+    return out
+
+
+def _episodes(
+    observer: DetectorObserver, values: Mapping[int, float]
+) -> list[tuple[int, str | None]]:
+    """(cycle, its alert's episode label) of each cycle whose result alerts, 15 s apart, over
+    ``values`` (0 at the cycles not in it): one alert a cycle (a result holding two for one
+    series would be two alerts in Alertmanager)."""
+    out = []
+    for cycle in range(80):
+        with handing_data(1000.0 + 15 * cycle, {}):
+            value = values.get(cycle, 0.0)
+            result = observer.new_data({"http://a/metrics": {"m": {"{}": value}}})
+        alerts = list(result.alerts)
+        assert len(alerts) <= 1, alerts
+        out += [(cycle, alert.labels.get("episode")) for alert in alerts]
     return out
 
 
@@ -368,6 +390,66 @@ def test_an_alert_keeps_firing_long_enough_for_alertmanager_to_notify() -> None:
     for bad in (-1, "5m", math.inf, True):
         with pytest.raises(ValueError, match="keep_firing_for"):
             DetectorObserver(_Above(), {"m"}, keep_firing_for=bad)  # type: ignore[arg-type]
+
+
+class _Loud(Detector):
+    """Scores each value as itself (threshold 3), alerts only on values above 8: a detector
+    quiet about a score past its threshold, as one after an alert until it breaks through."""
+
+    threshold = 3.0
+
+    def update_rows(
+        self, times: np.ndarray, values: np.ndarray, resolution: np.ndarray
+    ) -> np.ndarray:
+        self.alerting_ = values > 8
+        return values
+
+
+def test_an_anomaly_after_another_ended_is_a_new_alert_not_the_kept_one() -> None:
+    """A spike, then (within keep_firing_for, the spike's alert only kept firing) a jump: the
+    jump's alert had the spike's labels, so Alertmanager merged it into the alert it had told
+    of, and no receiver heard of the jump (with a real Alertmanager and a webhook). It is a new
+    alert, labelled ``episode`` 2 (3 for a third), and the spike's resolves as it starts; a
+    raise while the anomaly goes on (the cycles before alerted too) stays the same alert, and
+    once a run of alerts has ended, the next starts again without the label."""
+    spikes = {cycle: 9.0 for cycle in (10, 20, 30, 70)}
+    assert _episodes(DetectorObserver(_Above(), {"m"}), spikes) == (
+        [(c, None) for c in range(10, 20)]
+        + [(c, "2") for c in range(20, 30)]
+        + [(c, "3") for c in range(30, 50)]  # 300 s at 15 s
+        + [(c, None) for c in range(70, 80)]
+    )
+    # Raised again on the very next cycles: one anomaly going on, one alert.
+    going_on = {cycle: 9.0 for cycle in (10, 11, 12)}
+    assert {e for _, e in _episodes(DetectorObserver(_Above(), {"m"}), going_on)} == {None}
+    # Under the threshold after the spike, then past it without an alert (the detector quiet),
+    # then alerting: the spike's anomaly had ended, and this is another.
+    loud = {10: 9.0, **dict.fromkeys(range(15, 18), 5.0), 18: 9.0}
+    assert _episodes(DetectorObserver(_Loud(), {"m"}), loud) == [
+        (c, None) for c in range(10, 18)
+    ] + [(c, "2") for c in range(18, 38)]
+    # A window detector's alert, held past its threshold again after a pause, the same way.
+    policy = DetectorObserver(Threshold(above=3.0, threshold=1.0), {"m"}, for_cycles=1)
+    assert _episodes(policy, {40: 9.0, 50: 9.0}) == [(c, None) for c in range(40, 50)] + [
+        (c, "2") for c in range(50, 70)
+    ]
+
+
+def test_a_jump_after_a_spike_kept_firing_is_a_new_alert_at_10_s() -> None:
+    """The review's case: at 10 s scrapes, a spike, and 25 points later a lasting jump of 100
+    standard deviations, which AnomalyDetector raises while the spike's alert is kept firing."""
+    values = np.random.default_rng(909).standard_normal(1600)
+    values[1500] += 20
+    values[1525:] += 100
+    observer = DetectorObserver(desired_metrics={"g"})
+    raised = []
+    for i, value in enumerate(values):
+        with handing_data(1.7e9 + 10 * i, {}):
+            result = observer.new_data({"http://n:9100/metrics": {"g": {"{}": float(value)}}})
+        alerts = list(result.alerts)
+        assert len(alerts) <= 1, alerts
+        raised += [(i, a.labels.get("episode")) for a in alerts if a.score is not None]
+    assert raised == [(1500, None), (1525, "2")]
 
 
 class _Once(Detector):
