@@ -8,10 +8,11 @@ alerts whose annotations name the series, the anomaly kind, the observed value a
 band. An online detector (``AnomalyDetector``, the default; ``RangeDetector``) decides its
 alerts itself; a window detector's scores alert once held past its threshold for ``for_cycles``
 cycles (``AlertPolicy``). An alert keeps firing while its series scores at the threshold or
-more (its anomaly goes on: a frozen gauge until it moves), and for ``keep_firing_for`` seconds
-of the data's time after the last such cycle, as a Prometheus rule's ``keep_firing_for`` does: an
-alert resolved a cycle after it fired reaches no receiver, since Alertmanager notifies a new
-group of alerts only after its ``group_wait`` (30 s by default) and only if one still fires.
+more (a window detector's: above it, as ``AlertPolicy`` alerts), its anomaly going on (a frozen
+gauge until it moves), and for ``keep_firing_for`` seconds of the data's time after the last
+such cycle, as a Prometheus rule's ``keep_firing_for`` does: an alert resolved a cycle after
+it fired reaches no receiver, since Alertmanager notifies a new group of alerts only after its
+``group_wait`` (30 s by default) and only if one still fires.
 An anomaly raised once the earlier one had ended (its alert only kept firing) is a new alert,
 labelled ``episode``: Alertmanager would tell no one of it under the earlier one's labels.
 """
@@ -292,11 +293,15 @@ class DetectorObserver(MetricsObserver):
             for key in [_key_of(alert)]
         )
         raised = {_key_of(alert): (alert, now) for alert in alerts}
-        threshold = self.policy.threshold if not self.detector.online else self.detector.threshold
+        # Past the threshold as what raised the alert judges it: an online detector alerts at
+        # its threshold or more, AlertPolicy above it (at a threshold of 0, Threshold's, each
+        # series scoring 0 inside its bounds kept its alert firing for ever).
+        online = self.detector.online
+        threshold = self.detector.threshold if online else self.policy.threshold
         going_on = {
             (item.target, item.metric, item.series)
             for item in result.scores
-            if item.score >= threshold
+            if item.score > threshold or (online and item.score == threshold)
         }
         self.firing_ = {
             key: (alert, now if key in going_on else since)

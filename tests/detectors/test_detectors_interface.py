@@ -392,6 +392,17 @@ def test_an_alert_keeps_firing_long_enough_for_alertmanager_to_notify() -> None:
             DetectorObserver(_Above(), {"m"}, keep_firing_for=bad)  # type: ignore[arg-type]
 
 
+def test_a_threshold_alert_resolves_once_its_value_is_back_within_bounds() -> None:
+    """`DetectorObserver(Threshold(above=3))`: a value of 9 once, then 0 for ever, fired for
+    ever. Threshold's default threshold is 0, the score of every value within bounds, and an
+    alert kept firing while its series scored "at the threshold or more"; AlertPolicy alerts
+    above it, and so the alert goes on only above it: 300 s (20 cycles of 15 s), then none."""
+    observer = DetectorObserver(Threshold(above=3.0), {"m"}, for_cycles=1)
+    assert _episodes(observer, {10: 9.0}) == [(c, None) for c in range(10, 30)]
+    held = DetectorObserver(Threshold(above=3.0), {"m"}, for_cycles=1, keep_firing_for=0)
+    assert _episodes(held, dict.fromkeys(range(10, 15), 9.0)) == [(c, None) for c in range(10, 15)]
+
+
 class _Loud(Detector):
     """Scores each value as itself (threshold 3), alerts only on values above 8: a detector
     quiet about a score past its threshold, as one after an alert until it breaks through."""
