@@ -13,8 +13,9 @@ gauge until it moves), and for ``keep_firing_for`` seconds of the data's time af
 such cycle, as a Prometheus rule's ``keep_firing_for`` does: an alert resolved a cycle after
 it fired reaches no receiver, since Alertmanager notifies a new group of alerts only after its
 ``group_wait`` (30 s by default) and only if one still fires.
-An anomaly raised once the earlier one had ended (its alert only kept firing) is a new alert,
-labelled ``episode``: Alertmanager would tell no one of it under the earlier one's labels.
+An anomaly raised once the earlier one had ended (its alert only kept firing, or resolved
+within ``keep_firing_for``) is a new alert, labelled ``episode``: Alertmanager would tell no one
+of it under the earlier one's labels.
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ _Key = tuple[str | None, str, str]
 #: past Alertmanager's default ``group_wait`` (30 s) and ``group_interval`` (5 m), so a receiver
 #: hears of it whether it starts a group or joins one.
 KEEP_FIRING_FOR = 300.0
-#: The label of an alert raised while an earlier one of its series was only kept firing: the
-#: number of the anomaly in that run of alerts (2, 3, ...), so Alertmanager tells of it.
+#: The label of an alert raised while an earlier one of its series was only kept firing (or
+#: within ``keep_firing_for`` of its resolve): the number of the anomaly in that run of alerts
+#: (2, 3, ...), so that Alertmanager tells of it.
 EPISODE = "episode"
 
 
@@ -280,17 +282,26 @@ class DetectorObserver(MetricsObserver):
         moves, not ``keep_firing_for`` seconds).
 
         An alert raised after the series' earlier one was only kept firing (its anomaly ended:
-        a cycle neither raised it nor scored it at the threshold) is a new anomaly, and a
-        new alert: the earlier one resolves, and this one is labelled with its ``episode``
-        (2, 3, ...). With the earlier one's labels, a jump 250 s after a spike joined the
-        spike's alert and no receiver heard of it: Alertmanager notifies again of a group it
-        told of only when a label set it did not tell of fires (a new ``startsAt`` of the same
-        labels is merged into the alert, even after a resolve within its group_interval)."""
+        a cycle neither raised it nor scored it at the threshold), or resolved less than
+        ``keep_firing_for`` ago, is a new anomaly, and a new alert: the earlier one resolves,
+        and this one is labelled with its ``episode`` (2, 3, ...). With the earlier one's
+        labels, a jump 250 s after a spike joined the spike's alert and no receiver heard of
+        it: Alertmanager notifies again of a group it told of only when a label set it did not
+        tell of fires (a new ``startsAt`` of the same labels is merged into the alert, and one
+        firing again before Alertmanager flushed its resolve is not notified either)."""
         ended: set[_Key] = self.__dict__.setdefault("_ended", set())
+        # The alert of each series resolved within keep_firing_for, and when: Alertmanager
+        # tells no one of its label set firing again until it has flushed the resolve (within
+        # its group_interval, 5 m by default): an alert raised meanwhile follows it.
+        resolved: dict[_Key, tuple[Alert, float]] = self.__dict__.setdefault("_resolved", {})
+
+        def earlier(key: _Key) -> tuple[Alert | None, bool]:
+            if key in self.firing_:
+                return self.firing_[key][0], key in ended
+            return (resolved[key][0], True) if key in resolved else (None, False)
+
         alerts = tuple(
-            _episode(alert, self.firing_.get(key), key in ended)
-            for alert in result.alerts
-            for key in [_key_of(alert)]
+            _episode(alert, *earlier(key)) for alert in result.alerts for key in [_key_of(alert)]
         )
         raised = {_key_of(alert): (alert, now) for alert in alerts}
         # Past the threshold as what raised the alert judges it: an online detector alerts at
@@ -303,11 +314,21 @@ class DetectorObserver(MetricsObserver):
             for item in result.scores
             if item.score > threshold or (online and item.score == threshold)
         }
+        previous = self.firing_
         self.firing_ = {
             key: (alert, now if key in going_on else since)
-            for key, (alert, since) in self.firing_.items()
+            for key, (alert, since) in previous.items()
             if key not in raised and (key in going_on or now - since < self.keep_firing_for)
         }
+        resolved.update(
+            (key, (alert, now))
+            for key, (alert, _) in previous.items()
+            if key not in self.firing_ and key not in raised
+        )
+        for key in [
+            k for k, (_, at) in resolved.items() if k in raised or now - at >= self.keep_firing_for
+        ]:
+            del resolved[key]
         # Kept firing with its series under the threshold: its anomaly ended, and the next the
         # detector raises on the series is another (though the series went back over first).
         ended.intersection_update(self.firing_)
@@ -397,6 +418,7 @@ class DetectorObserver(MetricsObserver):
             del self.last_seen[key]
             self.rates.forget(key)
             self.firing_.pop(key, None)  # a series gone has nothing left to fire about
+            self.__dict__.get("_resolved", {}).pop(key, None)
         self.detector.forget(absent)
 
     def explained_alert(self, why: Explanation) -> Alert:
@@ -498,15 +520,15 @@ def _check_metrics_given(detector: object, desired_metrics: str | list[str]) -> 
     )
 
 
-def _episode(alert: Alert, earlier: tuple[Alert, float] | None, ended: bool) -> Alert:
-    """``alert``, labelled with the ``episode`` it belongs to: that of its series' alert still
-    firing (``earlier``), or the next one when that alert's anomaly has ``ended`` (it was kept
-    firing with its series under the threshold since it was raised). The first has no label:
-    an alert's identity is as before unless an anomaly follows another within
-    ``keep_firing_for``."""
+def _episode(alert: Alert, earlier: Alert | None, ended: bool) -> Alert:
+    """``alert``, labelled with the ``episode`` it belongs to: that of its series' ``earlier``
+    alert (the one still firing, or resolved within ``keep_firing_for``), or the next one when
+    that alert's anomaly has ``ended`` (it was kept firing with its series under the
+    threshold, or it resolved). The first has no label: an alert's identity is as before
+    unless an anomaly follows another within ``keep_firing_for``."""
     if earlier is None:
         return alert
-    shown = earlier[0].labels.get(EPISODE, "1")
+    shown = earlier.labels.get(EPISODE, "1")
     episode = (int(shown) if shown.isdigit() else 1) + ended
     if episode == 1:
         return alert

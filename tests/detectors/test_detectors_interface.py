@@ -420,16 +420,23 @@ def test_an_anomaly_after_another_ended_is_a_new_alert_not_the_kept_one() -> Non
     """A spike, then (within keep_firing_for, the spike's alert only kept firing) a jump: the
     jump's alert had the spike's labels, so Alertmanager merged it into the alert it had told
     of, and no receiver heard of the jump (with a real Alertmanager and a webhook). It is a new
-    alert, labelled ``episode`` 2 (3 for a third), and the spike's resolves as it starts; a
-    raise while the anomaly goes on (the cycles before alerted too) stays the same alert, and
-    once a run of alerts has ended, the next starts again without the label."""
-    spikes = {cycle: 9.0 for cycle in (10, 20, 30, 70)}
+    alert, labelled ``episode`` 2 (3 for a third), and the spike's resolves as it starts; so
+    is one raised within keep_firing_for of the spike's resolve. A raise while the anomaly
+    goes on (the cycles before alerted too) stays the same alert, and once a run of alerts has
+    ended keep_firing_for ago, the next starts again without the label."""
+    spikes = {cycle: 9.0 for cycle in (10, 20, 30, 75)}
     assert _episodes(DetectorObserver(_Above(), {"m"}), spikes) == (
         [(c, None) for c in range(10, 20)]
         + [(c, "2") for c in range(20, 30)]
         + [(c, "3") for c in range(30, 50)]  # 300 s at 15 s
-        + [(c, None) for c in range(70, 80)]
+        + [(c, None) for c in range(75, 80)]  # 375 s after it resolved
     )
+    # Resolved 75 s before: Alertmanager may not have told of the resolve yet, and would tell
+    # no one of the same label set firing again.
+    again = {10: 9.0, 35: 9.0}
+    assert _episodes(DetectorObserver(_Above(), {"m"}), again) == [
+        (c, None) for c in range(10, 30)
+    ] + [(c, "2") for c in range(35, 55)]
     # Raised again on the very next cycles: one anomaly going on, one alert.
     going_on = {cycle: 9.0 for cycle in (10, 11, 12)}
     assert {e for _, e in _episodes(DetectorObserver(_Above(), {"m"}), going_on)} == {None}
@@ -446,10 +453,12 @@ def test_an_anomaly_after_another_ended_is_a_new_alert_not_the_kept_one() -> Non
     ]
 
 
-def test_a_jump_after_a_spike_kept_firing_is_a_new_alert_at_10_s() -> None:
+@pytest.mark.parametrize(("draw", "jump_raised"), [(0, 1525), (3, 1532)])
+def test_a_jump_after_a_spike_is_a_new_alert_at_10_s(draw: int, jump_raised: int) -> None:
     """The review's case: at 10 s scrapes, a spike, and 25 points later a lasting jump of 100
-    standard deviations, which AnomalyDetector raises while the spike's alert is kept firing."""
-    values = np.random.default_rng(909).standard_normal(1600)
+    standard deviations, which AnomalyDetector raises while the spike's alert is kept firing
+    (1525), or 20 s after it resolved (1532: before Alertmanager's next group_interval)."""
+    values = np.random.default_rng(909).standard_normal((draw + 1, 1700))[draw, :1600]
     values[1500] += 20
     values[1525:] += 100
     observer = DetectorObserver(desired_metrics={"g"})
@@ -460,7 +469,7 @@ def test_a_jump_after_a_spike_kept_firing_is_a_new_alert_at_10_s() -> None:
         alerts = list(result.alerts)
         assert len(alerts) <= 1, alerts
         raised += [(i, a.labels.get("episode")) for a in alerts if a.score is not None]
-    assert raised == [(1500, None), (1525, "2")]
+    assert raised == [(1500, None), (jump_raised, "2")]
 
 
 class _Once(Detector):
