@@ -80,7 +80,9 @@ its next burst, and a later shift of its level half a decade higher.
 
 **Warm-up.** A series is scored once it has had ``warmup`` values (30) since its first move,
 where it starts over (``_first_move``; a series moving from the start: from its 32nd value): a
-record or a run of repeats from then (their closed forms hold for any ``n``); a spike once its
+record or a run of repeats from then (their closed forms hold for any ``n``; the chain of
+repeats counts its prior, runs starting and going on half the time, as one point: after ``n``
+points with no repeat one is taken as ``0.5 / (n + 1)`` likely, not impossible); a spike once its
 tail has learned 50 points (started at the squared normal's quantiles times the statistic's
 mean), the averages once theirs have learned 200 (their values are alike for ~20 points in a
 row). A young tail claims less than an old one: its surprises are lowered by
@@ -801,6 +803,21 @@ _WHERE = (
 _LEARNED = {name: axis for name, axis in _SERIES_AXES.items() if name not in _WHERE}
 _MOVING = 0.05  # a series moving at fewer points is measured by its moves as if at this rate
 _HABIT = 0.01  # runs starting at this share of a series' points or more are its habit
+# Points the chains of repeats' prior (0.5: _STATE) counts as in their running means
+# (_learn_runs): the Krichevsky-Trofimov estimate, (k + 0.5) / (n + 1) after k runs in n
+# points. Counted as none, the series' first move (its count starting over at 1) left a
+# chain's p at 0 until its first repeat, which then scored 4 (p clipped to 1e-4): at budget 10
+# (threshold 3.0), 62 of 120 Poisson(200) series (sd 14: two equal values in a row 3 % of the
+# time) alerted stuck on their first repeat within 400 points, and a still start's first move
+# set q to 0 (clipped to 0.01: every further repeat two decades; 12 of 120 series of counts
+# of mean 20 after 100 still points alerted stuck at budget 1). Counted as one: none of
+# them; freezes after 60 to 1,000 points found as before at budget 1 (at 10, in 4 to 10
+# points where a float's first repeat had alerted at once), the corpus' training seed as
+# before (stuck recall 1.0); nab-dev's cross-validated NAB 65.8 -> 65.6: a repeat after 710
+# points without one, in a file that repeats at 3 of its 4,031 steps (1 in 1,300, scored at
+# that rate 2.2), had alerted stuck at 0.09 of a window's width by chance; its trend finds
+# the window at 0.54.
+_CHAIN_PRIOR = 1.0
 _MOST = 30.0  # the highest score: once in 10^30 points
 # The most one event counts for in the series' record of events (see _as_often_as_seen):
 # counted to 30, one spike of 200 noise units set the record's level at 30 and later spikes
@@ -1322,12 +1339,14 @@ def _learn_runs(
     series' lowest or highest value (running means per point not in a run, over about
     ``_MEMORY`` points: over the average's 100, one run in a series that seldom repeats made
     the next look a hundred times likelier than it is), and how often each goes on; then
-    the run itself."""
+    the run itself. Their prior (0.5) counts as ``_CHAIN_PRIOR`` points of their running
+    means, so a young chain's ``p`` after ``n`` points with no run is ``0.5 / (n + 1)``,
+    not 0."""
     in_run = old & (dx == 0)
     d.run_surprise_ = np.where(in_run, _unless_reported(d, _stuck(d, dx, old)), d.run_surprise_)
     d.since_run_ = np.where(in_run, 0.0, d.since_run_ + old)
-    warm = np.maximum(d.slow, 1.0 / np.maximum(count, 1))
-    rare = np.maximum(1.0 / _MEMORY, 1.0 / np.maximum(count, 1))
+    warm = np.maximum(d.slow, 1.0 / (count + _CHAIN_PRIOR))
+    rare = np.maximum(1.0 / _MEMORY, 1.0 / (count + _CHAIN_PRIOR))
     repeat = dx == 0
     going_on = old & (d.run_ > 0)
     starting = old & (d.run_ == 0)
