@@ -1906,13 +1906,16 @@ def _explain_now(
     )
     observed = float(d.observed_[row])
     scale, floor, unit = _scale(d, row, record is not None)
-    if kind == 5:  # stuck: the run of repeats against the longest that would not alert
+    if kind == 5:  # stuck: the run of points at the value against the longest that would not
+        # alert, both counted in points (a run of r repeats is r + 1 points, and a single
+        # point, no repeat, is a run of one): counted in repeats, two equal points read "the
+        # run of points at one value is 1, expected 0 .. 0"
         repeating = record is not None and observed == float(d.last_[row])
         run = float(d.run_[row]) + repeating
         longest = float(math.floor(bound)) if math.isfinite(bound) else math.inf
         if record is not None and _collapsed(d, row, int(np.argmax(d.surprise_[:, row]))):
             longest = min(longest, run - 1)  # the steps' collapse alerted at this run
-        return _explanation(d, row, kind, run, 0.0, longest)
+        return _explanation(d, row, kind, run + 1, 1.0, longest + 1)
     if kind == 6:  # out of range: the value against the range widened as far as a record's
         low, high = float(d.low_[row]), float(d.high_[row])  # margin must take it to alert
         width = high - low if high > low else 1.0
@@ -1986,7 +1989,8 @@ def _bands(
 ) -> np.ndarray:
     """How far component ``kinds[i]`` of ``rows[i]`` may go without alerting, found by
     scoring candidates as the update scores a value (``_would_alert``): for the calibrated
-    kinds the statistic (not squared), for ``stuck`` the run of repeats, for
+    kinds the statistic (not squared), for ``stuck`` the run of repeats (its explanation
+    counts points, one more), for
     ``out_of_range`` the margin past the range in range widths. Infinite where nothing
     would alert. Rows are searched ``_SEARCHED`` at a time: each takes ``_GRID`` copies of
     its state (10,000 series alerting at once, every gauge of a restarted target moving,

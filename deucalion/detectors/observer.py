@@ -494,6 +494,7 @@ _OF_A_RATE = {
     "seasonal": "recent per-second rate",  # against the time of day's value
     "variance": "recent typical change of its per-second rate between points",
     "trend": "recent slope of its per-second rate per point",
+    "stuck": "run of points at one per-second rate",  # (the rate repeats, not the total)
 }
 
 

@@ -245,7 +245,7 @@ def test_a_stuck_series_is_reported_once_with_its_kind_and_value() -> None:
         kinds += [(i, why.kind, why.observed) for why in detector.alerts()]
     stuck = [(i, observed) for i, kind, observed in kinds if kind == "stuck"]
     assert len(stuck) == 1 and kinds[0][1] == "stuck"
-    assert 1000 < stuck[0][0] < 1030 and stuck[0][1] == stuck[0][0] - 999  # repeated since 999
+    assert 1000 < stuck[0][0] < 1030 and stuck[0][1] == stuck[0][0] - 998  # points 999 .. i
 
 
 def test_a_level_shift_inside_the_range_is_explained_by_the_recent_level() -> None:
@@ -570,7 +570,7 @@ def test_a_stuck_series_alerts_once_for_the_whole_run_and_says_stuck() -> None:
     during = [(i, kind, observed) for i, kind, observed in fired if 3200 <= i < 3400]
     assert len(during) == 1, during
     ((i, kind, observed),) = during
-    assert kind == "stuck" and observed == i - 3199 and i < 3260  # at one value since 3199
+    assert kind == "stuck" and observed == i - 3198 and i < 3260  # points 3199 .. i
 
 
 def test_a_spike_is_explained_by_the_level_it_left() -> None:

@@ -194,12 +194,12 @@ def test_a_stuck_alert_says_how_long_the_value_repeated() -> None:
     from deucalion.detectors import DetectorObserver, Explanation
 
     observer = DetectorObserver(AnomalyDetector(), {"queue_depth"})
-    why = Explanation("stuck", 0.0, 6.0, 7.0, 5.2, ("http://a:9100/metrics", "queue_depth", "{}"))
+    why = Explanation("stuck", 1.0, 6.0, 7.0, 5.2, ("http://a:9100/metrics", "queue_depth", "{}"))
     alert = observer.explained_alert(why)
     assert (
-        "The run of points at one value is 7, expected 0 .. 6" in alert.annotations["description"]
+        "The run of points at one value is 7, expected 1 .. 6" in alert.annotations["description"]
     )
-    assert alert.annotations["kind"] == "stuck" and alert.annotations["expected_range"] == "0 .. 6"
+    assert alert.annotations["kind"] == "stuck" and alert.annotations["expected_range"] == "1 .. 6"
 
 
 def test_a_seasonal_alert_says_its_observed_is_the_recent_level() -> None:
@@ -221,6 +221,7 @@ def test_a_seasonal_alert_says_its_observed_is_the_recent_level() -> None:
     [
         ("app_requests_total", "spike", "The per-second rate is 41.6"),
         ("app_requests_total", "level_shift", "The recent per-second rate is 41.6"),
+        ("app_requests_total", "stuck", "The run of points at one per-second rate is 41.6"),
         ("app_queue_depth", "spike", "The value is 41.6"),
     ],
 )

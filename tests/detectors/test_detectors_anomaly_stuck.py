@@ -1,5 +1,5 @@
 """AnomalyDetector's runs of repeats (``stuck``): a young series' coincidental repeats are no
-run."""
+run, and a run's alert counts its points."""
 
 from __future__ import annotations
 
@@ -40,3 +40,25 @@ def test_counts_after_a_still_start_repeat_without_alerting() -> None:
     counts[:100] = 20.0
     stuck = _stuck_series(AnomalyDetector(), counts)
     assert len(stuck) <= 1, f"{len(stuck)} of 40 series alerted stuck"
+
+
+def test_a_stuck_alert_counts_the_points_at_the_value() -> None:
+    """A series frozen at its last value alerts ``stuck``, observing the points at one value
+    (the last ordinary point and the repeats after it), against a band of runs from one point
+    (no repeat) to the longest that would not alert. Counted in repeats, nine equal points read
+    "the run of points at one value is 8, expected 0 .. 7"."""
+    rng = np.random.default_rng(8)
+    series = 20
+    values = 100 + 5 * rng.normal(size=(1100, series))
+    values[1000:] = values[999]
+    detector = AnomalyDetector()
+    right = found = 0
+    for i, row in enumerate(values):
+        detector.update(row, times=np.full(series, 1.78e9 + 60.0 * i))
+        for why in detector.alerts():
+            if i >= 1000 and why.kind == "stuck":
+                found += 1
+                points = i - 998  # 999 .. i
+                band = (why.expected_low, why.expected_high)
+                right += why.observed == points and band[0] == 1 and band[1] < points
+    assert found >= 0.8 * series and right == found, (found, right)
