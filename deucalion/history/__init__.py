@@ -3,7 +3,8 @@
 - ``labels``: series keys as data (``series_labels``, ``series_key``); standard library only.
 - ``window``: ``Window``, the last N cycles or T seconds of every series, in NumPy arrays.
 - ``promql``: ``rate``, ``increase`` and ``bucket_quantile`` exactly as Prometheus computes
-  them, for one series or thousands at once.
+  them, for one series or thousands at once; ``CounterRates``, each counter's rate between
+  its consecutive samples, one sample at a time, as an online detector is fed.
 - ``vectors``: ``Block`` and ``InstantVector``, what a window hands back.
 
 Everything but ``labels`` needs NumPy (``pip install 'deucalion[ml]'``); names are imported
@@ -18,12 +19,13 @@ from deucalion._lazy import lazy_attributes
 from deucalion.history.labels import series_key, series_labels, without_label
 
 if TYPE_CHECKING:
-    from deucalion.history.promql import bucket_quantile, increase, rate
+    from deucalion.history.promql import CounterRates, bucket_quantile, increase, rate
     from deucalion.history.vectors import Block, InstantVector
     from deucalion.history.window import Window
 
 __all__ = [
     "Block",
+    "CounterRates",
     "InstantVector",
     "Window",
     "bucket_quantile",
@@ -36,6 +38,7 @@ __all__ = [
 
 _LAZY = {
     "Block": "deucalion.history.vectors",
+    "CounterRates": "deucalion.history.promql",
     "InstantVector": "deucalion.history.vectors",
     "Window": "deucalion.history.window",
     "bucket_quantile": "deucalion.history.promql",

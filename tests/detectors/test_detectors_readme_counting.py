@@ -1,5 +1,6 @@
 """README's word on what a user counts: the budget counts alert starts (``alerts()``), not
-points at the threshold, and says so."""
+points at the threshold, and says so; a counter fed to an online detector by a loop of one's
+own goes through the public ``deucalion.history.CounterRates``, as README shows."""
 
 from __future__ import annotations
 
@@ -33,3 +34,26 @@ def test_the_budget_counts_alert_starts_and_readme_says_so() -> None:
     assert "alert starts" in budget and "`alerts()`" in budget, budget[:400]
     notebook = README.split("`score_series(values, times=None)` complete it", 1)[1][:1200]
     assert "no\nalerts" in notebook or "no alerts" in notebook, notebook
+
+
+def test_a_counter_fed_by_hand_scores_as_score_series_scores_it() -> None:
+    """README: a loop of one's own hands ``update`` a counter's rate from
+    ``deucalion.history.CounterRates`` (``rate, step = rates.update(key, t, total)``), as
+    ``DetectorObserver`` and ``score_series(counter=True)`` do; it was named in README but
+    only importable from an internal module. Its scores are ``score_series``'s, and a
+    restart scores NaN, no alert."""
+    from deucalion.history import CounterRates
+
+    rng = np.random.default_rng(2602)
+    times = 1.78e9 + 15.0 * np.arange(1500)
+    totals = np.cumsum(rng.poisson(150, 1500)).astype(float)
+    totals[1000:] -= totals[999]  # a restart: counted from 0 again
+    rates, detector = CounterRates(), AnomalyDetector()
+    by_hand = []
+    for t, total in zip(times, totals, strict=True):
+        rate, step = rates.update("reqs", t, total)
+        by_hand.append(detector.update({"reqs": (t, rate)}, {"reqs": step})["reqs"])
+        assert not detector.alerts()
+    expected = AnomalyDetector().score_series(totals, times, counter=True)
+    np.testing.assert_array_equal(np.array(by_hand), expected)
+    assert np.isnan(by_hand[1000])
