@@ -96,9 +96,9 @@ slope's statistic drifting away (above its tail's highest quantile, then its mid
 is found about as often as one after its 1,000th (it had been learnt as the series' normal).
 A seasonal tail under 1,000 points (it starts a day late) is near an alert by its surprises
 before its youth's discount (``_breaking``): else, in a series' first days, it learned a broken
-pattern as its normal. Measured, the budget holds over a run; in its first 1,000 points heavy-tailed noise
-(Student's t, 3 degrees of freedom) sees several times it, before the tails have learned how
-heavy they are. A series still since its
+pattern as its normal. Measured, the budget holds over a run; in its first 1,000 points
+heavy-tailed noise (Student's t, 3 degrees of freedom) sees several times it, before the tails
+have learned how heavy they are. A series still since its
 first value has no usual step to measure its first move by: that move scores one decade past the
 threshold, whatever the budget, as ``out_of_range`` (it alerts, and says only that the series
 moved), is kept out of the record of events, and the series starts over from it (it is scored
