@@ -314,6 +314,11 @@ class DetectorObserver(MetricsObserver):
             for item in result.scores
             if item.score > threshold or (online and item.score == threshold)
         }
+        calm = {
+            (item.target, item.metric, item.series)
+            for item in result.scores
+            if math.isfinite(item.score) and (item.target, item.metric, item.series) not in going_on
+        }
         previous = self.firing_
         self.firing_ = {
             key: (alert, now if key in going_on else since)
@@ -332,7 +337,9 @@ class DetectorObserver(MetricsObserver):
         # Kept firing with its series under the threshold: its anomaly ended, and the next the
         # detector raises on the series is another (though the series went back over first).
         ended.intersection_update(self.firing_)
-        ended.update(key for key in self.firing_ if key not in going_on)
+        # (Ended by a score under the threshold: a cycle without one, a missed scrape, is not
+        # the anomaly's end.)
+        ended.update(key for key in self.firing_ if key in calm)
         kept = tuple(dataclasses.replace(alert, score=None) for alert, _ in self.firing_.values())
         self.firing_.update(raised)
         return Scores(scores=result.scores, alerts=(*alerts, *kept))

@@ -1047,3 +1047,14 @@ def test_an_unknown_timezone_is_refused_with_what_to_give() -> None:
     with pytest.raises(ValueError, match=r"timezone='Mars/Olympus'.*IANA name"):
         AnomalyDetector(timezone="Mars/Olympus")
     assert AnomalyDetector(timezone="Asia/Tokyo").timezone == "Asia/Tokyo"
+
+
+def test_a_young_tail_learns_its_heaviness_without_a_quiet_period() -> None:
+    """``quiet_for=0`` (no quiet after an alert): heavy-tailed noise's wide steps still teach
+    its young tail that it is heavy (the steps were counted only while a quiet period of
+    ``quiet_for`` was not full, so never)."""
+    rng = np.random.default_rng(59)
+    detector = AnomalyDetector(quiet_for=0)
+    for i in range(3000):
+        detector.update(rng.standard_t(3, 8), times=np.full(8, 60.0 * i))
+    assert (anomaly._wide_evidence(detector) > 0.5).all(), detector.step_wide_

@@ -522,3 +522,25 @@ def test_called_by_hand_each_call_returns_only_its_own_alerts() -> None:
         for cycle in range(30)
     ]
     assert raised == [int(cycle == 10) for cycle in range(30)]
+
+
+@pytest.mark.parametrize("gap", ["absent", "nan", "target_down"])
+def test_a_cycle_without_a_score_does_not_end_an_alert(gap: str) -> None:
+    """A series past its bounds from cycle 10 on, with no score at cycle 20 (its metric
+    absent, NaN, or its target down): one alert throughout, no ``episode`` label. (A cycle
+    without a score counted as the anomaly's end, and cycle 21's alert became episode 2.)"""
+    observer = DetectorObserver(Threshold(above=3.0, threshold=1.0), {"m"}, for_cycles=1)
+    labels = set()
+    for cycle in range(40):
+        value = 9.0 if cycle >= 10 else 0.0
+        data: dict[str, dict[str, dict[str, float]]] = {"http://a/metrics": {"m": {"{}": value}}}
+        if cycle == 20:
+            data = {
+                "absent": {"http://a/metrics": {}},
+                "nan": {"http://a/metrics": {"m": {"{}": math.nan}}},
+                "target_down": {},
+            }[gap]
+        with handing_data(1000.0 + 15 * cycle, {}):
+            result = observer.new_data(data)
+        labels |= {alert.labels.get("episode") for alert in result.alerts}
+    assert labels == {None}
