@@ -54,8 +54,8 @@ reaches ``threshold = log10(10_000 / budget)``: ``budget`` is the expected numbe
 alerts per series per 10,000 points (per day: ``budget_per_day`` with the scrape interval).
 A budget under 1 asks the tails for rarities past what the default's threshold needs (three
 decades past their highest quantile); those further decades count for less, ``1 / 1.5``
-each (in a series whose steps are neither heavy-tailed nor discrete and that has no daily
-pattern, ``1 / 1``),
+each (in a series whose steps are neither heavy-tailed nor discrete, ``1 / 1``: its
+averages' only without a daily pattern),
 and a young tail's for still less (``1 / (1.5 (1 + 2000 / n))`` after ``n`` points): a short
 history cannot vouch for a rarity of once in a million points (``_within_reach``).
 
@@ -94,7 +94,8 @@ up. A young tail (under 200 points) learns at full pace even near an alert: it i
 its prior, and slowing it where it is wrong would keep it wrong; but the level's or the
 slope's statistic drifting away (above its tail's highest quantile, then its middle one, for
 ``_RUN`` points: a ramp) stops it, young or not, so a ramp from a series' 200th or 300th point
-is found about as often as one after its 1,000th (it had been learnt as the series' normal).
+is found about as often as one after its 1,000th (it had been learnt as the series' normal);
+not in a series whose steps look heavy-tailed (``_BURSTY``), whose bursts would stop it.
 A seasonal tail under 1,000 points (it starts a day late) is near an alert by its surprises
 before its youth's discount (``_breaking``): else, in a series' first days, it learned a broken
 pattern as its normal. A young series' spike tail is heavy as soon as its steps over ``_WIDE``
@@ -1278,8 +1279,8 @@ def _within_reach(d: AnomalyDetector, surprise: np.ndarray, n: np.ndarray) -> np
     extrapolated from a few large values (heavy-tailed noise would alert on its first far
     steps, before they taught it how heavy it is). So each decade past the reach counts
     ``1 / (_FAR_DISCOUNT * (1 + _REACH_YOUNG / n))``, or from a whole decade (before its
-    youth's discount) in a series whose steps look neither heavy-tailed nor discrete and
-    that has no daily pattern (``_far_discount``). At budgets of 1 and more
+    youth's discount) in a series whose steps look neither heavy-tailed nor discrete (for
+    the averages, without a daily pattern either: ``_far_discount``). At budgets of 1 and more
     nothing changes: the threshold is within reach, and scores past it keep their values."""
     if d.threshold <= _REACH:
         return surprise
@@ -1309,8 +1310,10 @@ def _far_discount(d: AnomalyDetector, rows: Any = slice(None)) -> np.ndarray:
     (The averages' decades were discounted in every series before: at budget 0.1, Gaussian
     noise then had 0.06 false alerts per series per 10,000 points, 0.11 now, on the corpus'
     training seed, 100 series of 30,000 points; heavy-tailed noise, counter ticks and the
-    daily pattern with noise did not move. Discounting a spike's as well in a series with a
-    daily pattern, the benchmark's weekly noise made 0.01 at budget 0.1, a tenth of it.)"""
+    daily pattern with noise did not move. A spike's stay discounted in a series with a
+    daily pattern, as before: discounted there too, the benchmark's weekly noise made 0.01
+    at budget 0.1, a tenth of it; seen on the benchmark's seed, so the earlier rule is kept
+    rather than a new one chosen.)"""
     doubt = _doubted(np.atleast_1d(d.step_far_[rows]), np.atleast_1d(d.moving_[rows]))
     averages = np.maximum(doubt, _has_pattern(d, rows))
     doubts = np.where(_HEAVY[:, None], doubt[None, :], averages[None, :])
