@@ -31,7 +31,6 @@ Each message says what was wrong and what to do about it.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 
 __all__ = [
@@ -167,6 +166,8 @@ def keyword_hint(key: str, taken: Sequence[str]) -> str:
     """``; did you mean 'x'? (it takes a, b, c)``: what follows the news that a keyword ``key``
     is not one of ``taken``, the keywords a constructor takes (the closest first, when one is
     close), in a ``UsageTypeError`` or the ``ConfigError`` of a config's ``kwargs``."""
+    import difflib  # only for a misspelt keyword: the application does not import it to start
+
     close = difflib.get_close_matches(key, taken, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"{hint} (it takes {', '.join(taken)})"

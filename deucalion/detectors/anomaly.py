@@ -99,10 +99,9 @@ not in a series whose steps look heavy-tailed (``_BURSTY``), whose bursts would 
 A seasonal tail under 1,000 points (it starts a day late) is near an alert by its surprises
 before its youth's discount (``_breaking``): else, in a series' first days, it learned a broken
 pattern as its normal. A young series' spike tail is heavy as soon as its steps over ``_WIDE``
-usual steps (an alert's own aside) are more than chance, and taken heavier than its few largest
-values show (``_wide_evidence``, ``_YOUNG_SHAPE``). Measured, the budget holds over a run; in
-its first 2,000 points heavy-tailed noise (Student's t, 3 degrees of freedom) sees 2.6 times
-it, 9 times over its first 500. A series still since its
+usual steps (an alert's own aside) are more than chance (``_wide_evidence``). Measured, the
+budget holds over a run; in its first 2,000 points heavy-tailed noise (Student's t, 3 degrees
+of freedom) sees 3.2 times it. A series still since its
 first value has no usual step to measure its first move by: that move scores one decade past the
 threshold, whatever the budget, as ``out_of_range`` (it alerts, and says only that the series
 moved), is kept out of the record of events, and the series starts over from it (it is scored
@@ -909,24 +908,20 @@ _FAR_RATE = 0.003  # how often such steps make a tail fully heavy
 # 100, a lognormal one once in 30. They count once more than a normal series would take by
 # chance (_wide_evidence), learned from the series' first points with _WIDE_PRIOR points of a
 # normal series' rate (the far steps' rate, with 500 of none, was too slow: heavy-tailed
-# noise alerted on its first far values before those steps said it was heavy); and then the
-# young spike tail is taken at least as heavy as _YOUNG_SHAPE times that evidence, fading
-# over _SHAPE_POINTS points learned, as its Pickands estimate from a few values is low.
-# Chosen on Student's t (3) and lognormal noise, 200 series of 2,000 points at 5-minute steps
-# (seed 123), with the corpus' warm-up recall at its training seed (2) and nab-dev (steps over
-# 4 usual steps, or no test of chance, lost 1 in 8 and 1 in 80 of the young spikes below; a
-# shape of 0.8 over 3,000 points left more false alerts): the false alerts per series per
-# 10,000 points at budget 1 went from 3.78 to 2.64 (t) and 3.15 to 2.41 (lognormal); a spike
-# of 8 to 12 noise units after 120 to 1,000 points of Gaussian noise was found in 155 of 160
-# series (156 before); nab-dev's cross-validated NAB 65.7 then 66.2 (three false detections
-# fewer; leaving an alert's own steps out of the far steps' rate as well, 61.1: those of
-# its bursty series' alerts are their tails).
+# noise alerted on its first far values before those steps said it was heavy). Chosen on
+# Student's t (3) and lognormal noise, 200 series of 2,000 points at 5-minute steps (seed
+# 123), with the corpus' warm-up recall at its training seed (2) and nab-dev (steps over 4
+# usual steps, or no test of chance, lost 1 in 8 and 1 in 80 of the young spikes): the false
+# alerts per series per 10,000 points at budget 1 went from 3.78 to 3.17 (t) and 3.15 to
+# 2.92 (lognormal). (A young heavy tail also taken at least as heavy as that evidence, fading
+# over 5,000 points, made 2.64 and 2.41, but the presets' young series then missed a 10x
+# latency regression after 200 cycles and a second signal of an incident: not kept.
+# Leaving an alert's own steps out of the far steps' rate as well cost nab-dev 5 points:
+# those of its bursty series' alerts are their tails.)
 _WIDE = 5.0
 _WIDE_NORMAL = 0.00015
 _WIDE_PRIOR = 50
 _WIDE_RATE = (0.0003, 0.0023)  # rates from which to which a young tail becomes fully heavy
-_YOUNG_SHAPE = 1.0
-_SHAPE_POINTS = 5_000
 _SHAPE_MARGIN = 0.2  # added to a heavy tail's estimated shape
 _START = 50  # points whose mean starts a tail's quantiles
 # Points a tail learns before its component scores: a spike's from its start (its values are
@@ -1106,20 +1101,17 @@ def _tail_shape(
     q2: np.ndarray,
     q3: np.ndarray,
     heavy: np.ndarray | float,
-    least: np.ndarray | float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A generalised Pareto tail through three quantiles a factor sqrt(10) apart in rate
     (Pickands' estimator): its shape (0 for an exponential tail, more for a heavy one; a
     lighter one is taken as exponential), times ``heavy`` (0 to 1: how far the estimate is
-    believed) and no less than ``least`` (what a young tail is known to be at least), and its
-    scale at the highest quantile."""
+    believed), and its scale at the highest quantile."""
     with np.errstate(all="ignore"):
         low = np.maximum(q2 - q1, 1e-12)
         high = np.maximum(q3 - q2, 1e-12)
         # So close to the body, Pickands' estimate is low for a heavy tail: a margin keeps
         # the extrapolation on the side of fewer false alerts.
-        estimate = np.clip(np.log(high / low) / _LN_RATIO + _SHAPE_MARGIN, 0.0, 1.0)
-        shape = np.maximum(heavy * estimate, least)
+        shape = heavy * np.clip(np.log(high / low) / _LN_RATIO + _SHAPE_MARGIN, 0.0, 1.0)
         grown = np.power(_RATIO, shape) - 1
         sigma = np.where(shape < 1e-3, high / _LN_RATIO, high * shape / np.maximum(grown, 1e-12))
     # No tail lighter than a fifth of its highest quantile per e-fold (a squared normal's is
@@ -1226,12 +1218,7 @@ def _wide_evidence(d: AnomalyDetector) -> np.ndarray:
 def _surprise(d: AnomalyDetector, stats: np.ndarray) -> np.ndarray:
     """``-log10`` of the rate of clusters of points at least as extreme, per component."""
     q1, q2, q3 = d.tail_q1_, d.tail_q2_, d.tail_q3_
-    # A young spike tail whose steps say it is heavy (_wide_evidence) is taken at least as
-    # heavy as _YOUNG_SHAPE times that evidence, less as it learns.
-    youth = np.clip(1 - d.tail_count_[0] / _SHAPE_POINTS, 0.0, 1.0)
-    least = np.zeros_like(q3)
-    least[0] = _YOUNG_SHAPE * youth * _wide_evidence(d)
-    shape, sigma = _tail_shape(q1, q2, q3, _heaviness(d), least)
+    shape, sigma = _tail_shape(q1, q2, q3, _heaviness(d))
     d._spike_shape = shape[0]
     excess = np.maximum(stats - q3, 0.0)
     small = shape < 1e-3
