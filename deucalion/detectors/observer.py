@@ -54,8 +54,8 @@ _Key = tuple[str | None, str, str]
 #: hears of it whether it starts a group or joins one.
 KEEP_FIRING_FOR = 300.0
 #: The label of an alert raised while an earlier one of its series was only kept firing (or
-#: within ``keep_firing_for`` of its resolve): the number of the anomaly in that run of alerts
-#: (2, 3, ...), so that Alertmanager tells of it.
+#: within ``keep_firing_for`` of its resolve): the smallest number (2, 3, ...) whose label set
+#: is neither firing nor resolved within ``keep_firing_for``, so that Alertmanager tells of it.
 EPISODE = "episode"
 
 
@@ -284,25 +284,36 @@ class DetectorObserver(MetricsObserver):
         An alert raised after the series' earlier one was only kept firing (its anomaly ended:
         a cycle neither raised it nor scored it at the threshold), or resolved less than
         ``keep_firing_for`` ago, is a new anomaly, and a new alert: the earlier one resolves,
-        and this one is labelled with its ``episode`` (2, 3, ...). With the earlier one's
-        labels, a jump 250 s after a spike joined the spike's alert and no receiver heard of
-        it: Alertmanager notifies again of a group it told of only when a label set it did not
-        tell of fires (a new ``startsAt`` of the same labels is merged into the alert, and one
-        firing again before Alertmanager flushed its resolve is not notified either)."""
+        and this one is labelled with its ``episode``: the smallest number whose label set is
+        neither firing nor resolved within ``keep_firing_for`` (2, 3, ... while alerts follow
+        each other closely; a flapping series reuses a few, not one per alert). With the
+        earlier one's labels, a jump 250 s after a spike joined the spike's alert and no
+        receiver heard of it: Alertmanager notifies again of a group it told of only when a
+        label set it did not tell of fires (a new ``startsAt`` of the same labels is merged
+        into the alert, and one firing again before Alertmanager flushed its resolve is not
+        notified either)."""
         ended: set[_Key] = self.__dict__.setdefault("_ended", set())
-        # The alert of each series resolved within keep_firing_for, and when: Alertmanager
-        # tells no one of its label set firing again until it has flushed the resolve (within
-        # its group_interval, 5 m by default): an alert raised meanwhile follows it.
-        resolved: dict[_Key, tuple[Alert, float]] = self.__dict__.setdefault("_resolved", {})
+        # Each series' episodes resolved within keep_firing_for, and when: Alertmanager tells
+        # no one of a label set firing again until it has flushed its resolve (within its
+        # group_interval, 5 m by default), so an alert raised meanwhile takes another episode.
+        resolved: dict[_Key, dict[int, float]] = self.__dict__.setdefault("_resolved_at", {})
+        for key in list(resolved):
+            resolved[key] = {
+                e: at for e, at in resolved[key].items() if now - at < self.keep_firing_for
+            }
+            if not resolved[key]:
+                del resolved[key]
 
-        def earlier(key: _Key) -> tuple[Alert | None, bool]:
-            if key in self.firing_:
-                return self.firing_[key][0], key in ended
-            return (resolved[key][0], True) if key in resolved else (None, False)
+        def labelled(alert: Alert, key: _Key) -> Alert:
+            if key in self.firing_ and key not in ended:  # its anomaly goes on: the same alert
+                return _with_episode(alert, _episode_of(self.firing_[key][0]))
+            busy = set(resolved.get(key, ()))
+            if key in self.firing_:  # kept firing, its anomaly ended: it resolves now
+                busy.add(_episode_of(self.firing_[key][0]))
+            # The smallest free: a flapping series reuses a few label sets, not one per alert.
+            return _with_episode(alert, min(set(range(1, len(busy) + 2)) - busy))
 
-        alerts = tuple(
-            _episode(alert, *earlier(key)) for alert in result.alerts for key in [_key_of(alert)]
-        )
+        alerts = tuple(labelled(alert, _key_of(alert)) for alert in result.alerts)
         raised = {_key_of(alert): (alert, now) for alert in alerts}
         # Past the threshold as what raised the alert judges it: an online detector alerts at
         # its threshold or more, AlertPolicy above it (at a threshold of 0, Threshold's, each
@@ -325,15 +336,10 @@ class DetectorObserver(MetricsObserver):
             for key, (alert, since) in previous.items()
             if key not in raised and (key in going_on or now - since < self.keep_firing_for)
         }
-        resolved.update(
-            (key, (alert, now))
-            for key, (alert, _) in previous.items()
-            if key not in self.firing_ and key not in raised
-        )
-        for key in [
-            k for k, (_, at) in resolved.items() if k in raised or now - at >= self.keep_firing_for
-        ]:
-            del resolved[key]
+        for key, (alert, _) in previous.items():
+            after = raised.get(key) or self.firing_.get(key)
+            if after is None or _episode_of(after[0]) != _episode_of(alert):
+                resolved.setdefault(key, {})[_episode_of(alert)] = now
         # Kept firing with its series under the threshold: its anomaly ended, and the next the
         # detector raises on the series is another (though the series went back over first).
         ended.intersection_update(self.firing_)
@@ -425,7 +431,7 @@ class DetectorObserver(MetricsObserver):
             del self.last_seen[key]
             self.rates.forget(key)
             self.firing_.pop(key, None)  # a series gone has nothing left to fire about
-            self.__dict__.get("_resolved", {}).pop(key, None)
+            self.__dict__.get("_resolved_at", {}).pop(key, None)
         self.detector.forget(absent)
 
     def explained_alert(self, why: Explanation) -> Alert:
@@ -528,16 +534,15 @@ def _check_metrics_given(detector: object, desired_metrics: str | list[str]) -> 
     )
 
 
-def _episode(alert: Alert, earlier: Alert | None, ended: bool) -> Alert:
-    """``alert``, labelled with the ``episode`` it belongs to: that of its series' ``earlier``
-    alert (the one still firing, or resolved within ``keep_firing_for``), or the next one when
-    that alert's anomaly has ``ended`` (it was kept firing with its series under the
-    threshold, or it resolved). The first has no label: an alert's identity is as before
-    unless an anomaly follows another within ``keep_firing_for``."""
-    if earlier is None:
-        return alert
-    shown = earlier.labels.get(EPISODE, "1")
-    episode = (int(shown) if shown.isdigit() else 1) + ended
+def _episode_of(alert: Alert) -> int:
+    """The ``episode`` ``alert`` is labelled with: 1 without the label."""
+    shown = alert.labels.get(EPISODE, "1")
+    return int(shown) if shown.isdigit() else 1
+
+
+def _with_episode(alert: Alert, episode: int) -> Alert:
+    """``alert`` labelled with ``episode``; the first has no label, so an alert's identity is
+    as before unless an anomaly follows another within ``keep_firing_for``."""
     if episode == 1:
         return alert
     return dataclasses.replace(alert, labels={**alert.labels, EPISODE: str(episode)})

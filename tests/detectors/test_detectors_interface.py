@@ -453,6 +453,31 @@ def test_an_anomaly_after_another_ended_is_a_new_alert_not_the_kept_one() -> Non
     ]
 
 
+def test_a_flapping_series_reuses_a_few_episodes_and_never_a_label_set_too_soon() -> None:
+    """A series alerting on a third of its cycles at random, for 2,000 cycles of 15 s: each
+    alert's ``episode`` was its predecessor's plus one, and the run never ended, so the series
+    made 250 label sets (one per alert, each a new series in Alertmanager). The smallest
+    number neither firing nor resolved within keep_firing_for (300 s, 20 cycles) is taken: a
+    few label sets, and none fires again less than 300 s after it resolved (Alertmanager
+    would tell no one of it)."""
+    flaps = np.random.default_rng(5).random(2000) < 1 / 3
+    observer = DetectorObserver(_Above(), {"m"})
+    last_fired: dict[str | None, int] = {}
+    alerts = 0
+    for cycle, flap in enumerate(flaps):
+        with handing_data(1000.0 + 15 * cycle, {}):
+            result = observer.new_data({"http://a/metrics": {"m": {"{}": 9.0 * flap}}})
+        for alert in result.alerts:
+            episode = alert.labels.get("episode")
+            if episode in last_fired and last_fired[episode] < cycle - 1:
+                assert cycle - last_fired[episode] > 20, (cycle, episode)
+            last_fired[episode] = cycle
+            alerts += alert.score is not None
+    assert alerts > 600
+    # At most one raised a cycle, 20 cycles a label set is held after it resolves.
+    assert 3 <= len(last_fired) <= 22, sorted(last_fired, key=str)
+
+
 @pytest.mark.parametrize(("draw", "jump_raised"), [(0, 1525), (3, 1532)])
 def test_a_jump_after_a_spike_is_a_new_alert_at_10_s(draw: int, jump_raised: int) -> None:
     """The review's case: at 10 s scrapes, a spike, and 25 points later a lasting jump of 100
