@@ -380,8 +380,14 @@ def real_figures(path: Path, budgets: tuple[float, ...] = (0.1, 1.0, 10.0)) -> d
         times, values, resolution, keys = recording_matrix(path)
     interval = float(np.median(np.diff(times)))
     grid = np.broadcast_to(times[:, None], values.shape)
+    # A series that never moves cannot alert: counted in, the constant series of an idle node
+    # (two thirds of them) dilute the rate per series threefold. The series that moved at
+    # least once are the ones the budget is judged on; the rate over all is kept beside it.
+    steps = np.diff(values, axis=0)
+    moving = (np.isfinite(steps) & (steps != 0)).any(axis=0)
     out: dict[str, Any] = {
         "series": len(keys),
+        "moving_series": int(moving.sum()),
         "cycles": len(times),
         "interval_s": interval,
         "minutes": (times[-1] - times[0]) / 60,
@@ -394,9 +400,20 @@ def real_figures(path: Path, budgets: tuple[float, ...] = (0.1, 1.0, 10.0)) -> d
         per_10k = alerts.sum() / max(scored_points, 1.0) * 10_000
         half = len(times) // 2
         late = alerts[half:].sum() / max(float(np.isfinite(values[half:]).sum()), 1.0) * 10_000
+        moved = alerts[:, moving]
+        scored_moving = float(np.isfinite(values[detector.warmup :, moving]).sum())
         out["budgets"][f"{budget:g}"] = {
             "alerts": int(alerts.sum()),
             "per_10k": float(per_10k),
+            "per_10k_moving": float(moved.sum() / max(scored_moving, 1.0) * 10_000),
+            "per_moving_series_per_day": float(
+                moved.sum() / max(scored_moving, 1.0) * 86400 / interval
+            ),
+            "per_10k_moving_second_half": float(
+                moved[half:].sum()
+                / max(float(np.isfinite(values[half:, moving]).sum()), 1.0)
+                * 10_000
+            ),
             "per_10k_second_half": float(late),
             "per_series_per_day": float(per_10k * 86400 / interval / 10_000),
             "series_alerting": int(alerts.any(axis=0).sum()),
@@ -605,13 +622,15 @@ def main(
     if path is not None:
         real = results["real"] = real_figures(path)
         markdown.append(
-            f"\nReal node_exporter ({real['series']} series, {real['minutes']:.0f} min at "
-            f"{real['interval_s']:g} s): AnomalyDetector's false alerts per series per 10,000 "
-            "points (per series per day) by budget: "
+            f"\nReal node_exporter ({real['series']} series, {real['moving_series']} of them "
+            f"moved; {real['minutes']:.0f} min at {real['interval_s']:g} s): AnomalyDetector's "
+            "false alerts per series that moved per 10,000 points (per day; over all series) "
+            "by budget: "
             + ", ".join(
-                f"budget {b}: {v['per_10k']:.2f} ({v['per_series_per_day']:.1f}/day; "
-                f"second half {v['per_10k_second_half']:.2f}; {v['series_alerting']} series "
-                "ever alerted)"
+                f"budget {b}: {v['per_10k_moving']:.2f} "
+                f"({v['per_moving_series_per_day']:.1f}/day; all series {v['per_10k']:.2f}; "
+                f"second half {v['per_10k_moving_second_half']:.2f}; {v['series_alerting']} "
+                "series ever alerted)"
                 for b, v in real["budgets"].items()
             )
             + f"; RangeDetector {real['RangeDetector']['per_10k']:.2f} "

@@ -653,12 +653,27 @@ def false_alerts(results: Results) -> str:
         ]
         if isinstance(real, Mapping):
             whole = real["budgets"]
+            # Judged on the series that moved: one that never does cannot alert, and counted
+            # in, an idle node's constant series made the rate per series look a third of it.
+            moved = "moving_series" in real
             rows.append(
                 (
-                    f"real node_exporter, {real['series']} series, "
+                    f"real node_exporter, {real['moving_series']} of its {real['series']} "
+                    f"series that moved, {real['minutes']:.0f} min at "
+                    f"{real['interval_s']:.0f} s"
+                    if moved
+                    else f"real node_exporter, {real['series']} series, "
                     f"{real['minutes']:.0f} min at {real['interval_s']:.0f} s",
-                    {b: r["per_10k"] for b, r in whole.items()},
-                    whole,
+                    {b: r["per_10k_moving" if moved else "per_10k"] for b, r in whole.items()},
+                    {
+                        b: {
+                            "per_series_per_day": r["per_moving_series_per_day"],
+                            "per_10k_second_half": r["per_10k_moving_second_half"],
+                        }
+                        if moved
+                        else r
+                        for b, r in whole.items()
+                    },
                 )
             )
         lines = [
@@ -710,6 +725,16 @@ def false_alerts(results: Results) -> str:
                 + ", ".join(f"{float(n):.1f} times at budget {b}" for b, n in first.items())
                 + " (its first weekend is news to it, and the Monday after); the row above "
                 "counts from its second week.",
+            ]
+        if isinstance(real, Mapping) and "moving_series" in real:
+            lines += [
+                "",
+                f"Over all {real['series']} series of the recording (the "
+                f"{real['series'] - real['moving_series']} that never moved cannot alert): "
+                + ", ".join(
+                    f"{_rate(r['per_10k'])} at budget {b}" for b, r in real["budgets"].items()
+                )
+                + " per series per 10,000 points.",
             ]
         if isinstance(real, Mapping) and isinstance(real.get("RangeDetector"), Mapping):
             other = real["RangeDetector"]

@@ -212,6 +212,32 @@ def test_a_false_alert_rate_past_twice_the_budget_is_printed_as_missed() -> None
     assert "budget 1 **missed** (heavy-tailed noise 2.5x)" in table
 
 
+def test_the_real_recording_is_judged_on_the_series_that_moved() -> None:
+    """A series that never moves cannot alert: over all of an idle node's series (two thirds
+    constant) the rate per series looked a third of what a moving series makes, and budget 1
+    read as met. The row is the moving series' rate; the rate over all is said after it."""
+    results = _detection()
+    real = results["bench_detection"]["real"]
+    real["moving_series"] = 4
+    for budget, (moving, late, day) in {"1": (5.1, 4.0, 44.0), "10": (12.0, 11.0, 104.0)}.items():
+        real["budgets"][budget] |= {
+            "per_10k_moving": moving,
+            "per_10k_moving_second_half": late,
+            "per_moving_series_per_day": day,
+        }
+    table = readme.false_alerts(results)
+    assert (
+        "| real node_exporter, 4 of its 12 series that moved, 30 min at 1 s | **5.10** "
+        "(missed: 5.1x) (44 a series a day; 4.00 in the second half) | 12.0 (104 a series a "
+        "day; 11.0 in the second half) |" in table.splitlines()
+    )
+    assert "budget 1 **missed** (real node_exporter 5.1x); budget 10 met." in table
+    assert (
+        "Over all 12 series of the recording (the 8 that never moved cannot alert): 1.70 at "
+        "budget 1, 21.0 at budget 10 per series per 10,000 points." in table
+    )
+
+
 def test_a_false_alert_rate_under_half_the_budget_is_printed_as_missed_too() -> None:
     """Within twice the budget is both ways: a detector using a fifth of it gives up recall
     the user asked to have."""

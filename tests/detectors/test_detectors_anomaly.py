@@ -513,11 +513,13 @@ def test_bad_settings_are_refused(options: dict[str, object]) -> None:
         AnomalyDetector(**options)  # type: ignore[arg-type]
 
 
-def test_a_real_node_exporter_stays_within_twice_the_budget() -> None:
+def test_a_real_node_exporter_over_all_its_series_stays_within_twice_the_budget() -> None:
     """The recording this repository's figures came from (507 series of a real node_exporter
     under ordinary load, 70 minutes at 1 s, counters as rates; benchmarks/corpus): at most
-    twice the budget of alerts per series per 10,000 points, though a fifth of the series see
-    something they had not seen before."""
+    twice the budget of alerts per series per 10,000 points over all its series, though a
+    fifth of them see something they had not seen before. A guard against regressions, not
+    the budget met: 324 of the series never move and cannot alert; on the 183 that do, the
+    rate is 5.5 times the budget (README's "Detection quality")."""
     root = next(p for p in Path(__file__).resolve().parents if (p / "benchmarks").is_dir())
     path = root / "benchmarks" / "corpus" / "node_idle_1s.npz"
     with np.load(path) as arrays:
