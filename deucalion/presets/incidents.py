@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from deucalion._redact import redact_url
 from deucalion.alerting.alerts import Alert
+from deucalion.detectors.observer import EPISODE
 from deucalion.presets.signals import Signal
 
 __all__ = [
@@ -102,8 +103,9 @@ class Incident:
     news: int = 0
     #: Cycles of the target's history the observer had seen when it opened.
     history: int = 0
-    #: The observer's cycle from which its alert is sent (see ``PresetObserver._incident``).
-    shown_from: int = 0
+    #: The number of its alert's label set among those of its target and opener signal
+    #: (``EPISODE``: see ``deucalion.presets.observer.EPISODE_SECONDS``); 1 is unlabelled.
+    episode: int = 1
     members: dict[str, float] = field(default_factory=dict)  # name -> highest score
     #: Member series -> cycles in a row it has been away without the detector scoring it.
     settled: dict[tuple[str, str, str], int] = field(default_factory=dict)
@@ -365,9 +367,10 @@ def incident_alert(
     ended: str | None = None,
 ) -> Alert:
     """The alert of ``incident`` on ``target``: labelled ``severity``, ``preset`` and
-    ``signal`` (the opener's, so the alert keeps its identity), its annotations naming the
-    signal that moved most, its value, band and start, the others, what will end it and, on
-    its last cycle (``ended``), what did."""
+    ``signal`` (the opener's, so the alert keeps its identity), and ``episode`` after the
+    first (a label set Alertmanager does not merge: ``Incident.episode``); its annotations
+    name the signal that moved most, its value, band and start, the others, what will end it
+    and, on its last cycle (``ended``), what did."""
     top = incident.top
     started = datetime.fromtimestamp(incident.started, UTC).isoformat(timespec="seconds")
     others = sorted(
@@ -396,6 +399,7 @@ def incident_alert(
             "severity": incident.opener.signal.severity,
             "preset": preset,
             "signal": incident.opener.signal.name,
+            **({EPISODE: str(incident.episode)} if incident.episode > 1 else {}),
         },
         annotations={
             "summary": summary,

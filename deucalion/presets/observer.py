@@ -32,20 +32,24 @@ towards the band it had before it, and into it, is recovering, not moving.
 An incident does not swallow a later one: a series starting to move ``NEWS_CYCLES`` or more
 after the incident's last news (a member joining, or scored at the threshold again), and not
 one of those holding it open, ends it (``superseded``) and opens an incident of its own, as
-soon as it may open one. Alertmanager tells alerts apart by their labels, so a new incident
-whose alert has the labels of one sent on the last cycle is sent from the cycle after the next
-(the old one resolved in between), and is a new alert with its own start. An incident opened
-on a target with fewer than ``YOUNG_CYCLES`` cycles of history says so in its description
-(the detector's bands are rough then).
+soon as it may open one. An incident opened on a target with fewer than ``YOUNG_CYCLES``
+cycles of history says so in its description (the detector's bands are rough then).
 
 While open an incident is one alert labelled ``severity``, ``preset`` and ``signal`` (the
 signal that opened it, so the alert keeps its identity); its annotations name the signal that
 moved most, its observed value and the expected band at the incident's highest score, and
-the start time, and list the others.
+the start time, and list the others. An incident whose label set would be that of an alert
+still firing (the one it supersedes, on its last cycle) or resolved less than
+``EPISODE_SECONDS`` ago is labelled ``episode`` as well (``2``, ``3``, ...: the smallest
+number whose label set is neither; the first has no label), as ``DetectorObserver``'s alerts
+are: Alertmanager tells a receiver nothing of a label set firing again before it has flushed
+its resolve (within its ``group_interval``, 5 m by default), so a second burst a minute after
+the first reached no one.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import statistics
@@ -58,6 +62,7 @@ import numpy as np
 from deucalion.alerting.alerts import Alert, Scores, SeriesScore
 from deucalion.detectors.anomaly import AnomalyDetector
 from deucalion.detectors.base import Detector
+from deucalion.detectors.observer import KEEP_FIRING_FOR
 from deucalion.errors import UsageError
 from deucalion.history.window import Window
 from deucalion.observer import MetricsObserver, TargetsData
@@ -172,6 +177,13 @@ SNAPSHOT_CYCLES = 60
 #: incident for up to ``settle_cycles``. Five minutes at 1 s scrapes: longer than an incident's
 #: effects take to spread (a CPU burn's retransmits came 112 cycles in on recording 1).
 NEWS_CYCLES = 120
+#: Seconds after an incident's alert resolved before a new incident of the same target and
+#: opener signal takes its label set again (else it is labelled with another ``episode``):
+#: Alertmanager tells a receiver nothing of a label set firing again before it has flushed the
+#: resolve, at its next ``group_interval`` (5 m by default; ``DetectorObserver``'s
+#: ``keep_firing_for``, for the same reason). Label sets are reused, the smallest ``episode``
+#: first, so a signal flapping for hours makes no more of them than incidents end in this time.
+EPISODE_SECONDS = KEEP_FIRING_FOR
 #: Explanation kinds whose band is one of the value: the others are bands of an average (a
 #: level's, the recent average's: a few times narrower than a value's), a variance, a slope or
 #: a run of repeats, and a series keeps its last value band while they are the most surprising
@@ -351,9 +363,23 @@ def _forget_gone(
     for target in {t for _, t, _ in gone} - set(computed):
         observer.incidents_.pop(target, None)
         observer.recovering_.pop(target, None)
-        observer.ended_.pop(target, None)
+        observer.__dict__.get("episodes_", {}).pop(target, None)
         observer.history_.pop(target, None)
         observer.__dict__.get("signal_state_", {}).pop(target, None)
+
+
+def _resolve_episodes(observer: PresetObserver, now: float) -> None:
+    """The label sets of incidents that ended on the last cycle resolve now (their alert is
+    no longer sent); those resolved ``EPISODE_SECONDS`` ago or more are free again."""
+    targets = observer.__dict__.setdefault("episodes_", {})
+    for target, episodes in list(targets.items()):
+        for key, resolved in list(episodes.items()):
+            if resolved == math.inf:
+                episodes[key] = now
+            elif now - resolved >= EPISODE_SECONDS:
+                del episodes[key]
+        if not episodes:
+            del targets[target]
 
 
 def _quiet_keys(observer: PresetObserver, items: Iterable[Moved]) -> list[Key]:
@@ -455,8 +481,10 @@ class PresetObserver(MetricsObserver):
         self.bands_: dict[tuple[str, str, str], tuple[float, float]] = {}
         self.incidents_: dict[str, Incident] = {}
         self.recovering_: dict[str, Recovery] = {}  # per target, after an incident
-        #: Per target: the opener's signal of its last incident that ended, and the cycle.
-        self.ended_: dict[str, tuple[str, int]] = {}
+        #: Per target: the label sets of its incidents' alerts that a new incident may not take
+        #: (``EPISODE_SECONDS``), as (opener signal, episode), and when each resolved (data
+        #: time; ``math.inf`` on its incident's last cycle, while its alert is still sent).
+        self.episodes_: dict[str, dict[tuple[str, int], float]] = {}
         self.history_: dict[str, int] = {}  # per target: cycles it had signals
         self.seen_: dict[tuple[str, str, str], float] = {}
         self.learned_ = Snapshots()  # what the detector had learned before an incident
@@ -602,6 +630,7 @@ class PresetObserver(MetricsObserver):
         self.cycle_ += 1  # every cycle, a target down included: ARM_CYCLES counts cycles
         computed = self.compute(targets_data_dict)
         now = data_time()
+        _resolve_episodes(self, now)
         moved: dict[str, list[Moved]] = {}
         judged: dict[str, dict[tuple[str, str, str], Moved]] = {}
         values = {
@@ -690,7 +719,7 @@ class PresetObserver(MetricsObserver):
         ended = incident.judge(judged, self.detector.threshold, self._cycles())
         if ended is not None:
             out.append(self._end(target, incident, ended))
-        elif self.cycle_ >= incident.shown_from:
+        else:
             out.append(self._alert(target, incident))
         return out
 
@@ -709,11 +738,11 @@ class PresetObserver(MetricsObserver):
             started, top, top, before, self.cycle_, self.cycle_, self.history_.get(target, 0)
         )
         # Alertmanager tells alerts apart by their labels: one with the labels of an alert
-        # sent on the last cycle would continue it, not start anew. Such a one is sent from
-        # the cycle after the next, once the other has been resolved.
-        last = self.ended_.get(target)
-        if last is not None and last[0] == top.signal.name and last[1] >= self.cycle_ - 1:
-            incident.shown_from = last[1] + 2
+        # still firing, or resolved within its group_interval, is merged into it, and no
+        # receiver hears of it. The smallest episode whose label set is neither.
+        taken = self.__dict__.setdefault("episodes_", {}).get(target, {})
+        name = top.signal.name
+        incident.episode = next(n for n in itertools.count(1) if (name, n) not in taken)
         if self.announce:
             alert = self._alert(target, incident)
             print(
@@ -739,7 +768,9 @@ class PresetObserver(MetricsObserver):
         if ended.startswith(BACK):
             self.learned_.unlearn(self.detector, incident.settled)
         self.recovering_[target] = Recovery(self.cycle_ + RECOVERY_CYCLES, incident.before)
-        self.ended_[target] = (incident.opener.signal.name, self.cycle_)
+        # Its label set is sent this cycle, resolved on the next (``_resolve_episodes``).
+        episodes = self.__dict__.setdefault("episodes_", {}).setdefault(target, {})
+        episodes[incident.opener.signal.name, incident.episode] = math.inf
         return self._alert(target, incident, ended=ended)
 
     def _cycles(self) -> IncidentCycles:

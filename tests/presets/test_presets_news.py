@@ -108,10 +108,12 @@ def test_a_member_scored_again_is_news_that_keeps_the_incident_together(
 def test_a_new_incident_with_the_same_labels_is_a_new_alert_in_alertmanager(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """a{y} moving long after a{x}'s incident opens one with the same labels (signal a).
-    Alertmanager tells alerts apart by labels, so the observer sends the new one from the
-    cycle after the old one's last: the lifecycle resolves the first alert and fires a second
-    with its own start, as it would for any two incidents."""
+    """a{y} moving long after a{x}'s incident ends it (superseded) and opens one of the same
+    opener signal (a). Alertmanager tells alerts apart by labels, and merges one whose label set
+    is firing or resolved within its group_interval into the alert it told of: the new one was
+    sent a cycle after the old one's last with the same labels, and no receiver heard of it. It
+    is labelled episode 2, sent on the cycle the old one's last alert is: the lifecycle fires it
+    with its own start and resolves the first on the next cycle."""
     values = _steps((10, (0.3, 0.3, 0.3)), (NEWS + 30, (0.9, 0.3, 0.3)), (20, (0.9, 0.9, 0.3)))
     results = _run(_observer(monkeypatch), values)
     assert [signal for _, signal, _ in _opened(results)] == ["a", "a"]
@@ -126,12 +128,17 @@ def test_a_new_incident_with_the_same_labels_is_a_new_alert_in_alertmanager(
             if payload["endsAt"] == rfc3339(now[0]):
                 resolved.setdefault(payload["startsAt"], i)
     first, second = sorted(starts, key=starts.__getitem__)
-    assert resolved[first] < starts[second]  # the first resolved before the second fired
+    assert starts[second] == NEWS + 41 and resolved[first] == NEWS + 42
     assert second not in resolved
+    [ended, opened] = sorted(results[NEWS + 41].alerts, key=lambda a: "episode" in a.labels)
+    assert ended.annotations["ended"].startswith("superseded")
+    assert ended.labels == {"severity": "warning", "preset": "test", "signal": "a"}
+    assert opened.labels == {**ended.labels, "episode": "2"}
 
 
-def test_a_new_alert_waits_a_cycle_only_when_its_labels_were_just_sent() -> None:
-    """b opens an incident the cycle after a's ended: different labels, sent at once."""
+def test_an_incident_of_another_signal_after_one_ended_is_sent_at_once() -> None:
+    """b opens an incident the cycle after a's ended: other labels (signal b, no episode),
+    sent at once."""
     observer = PresetObserver(
         "test",
         [_per_device("a"), _per_device("b")],
@@ -145,6 +152,7 @@ def test_a_new_alert_waits_a_cycle_only_when_its_labels_were_just_sent() -> None
     opened = _opened(results)
     assert [signal for _, signal, _ in opened] == ["a", "b"]
     assert opened[1][0] == 17  # b moved at 16, held 2 cycles at 17
+    assert "episode" not in results[17].alerts[0].labels
 
 
 _LES = ("0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf")
