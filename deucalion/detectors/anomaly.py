@@ -282,6 +282,36 @@ class _Learned:
     spread_: np.ndarray
 
 
+def _kinds(kinds: Sequence[str] | str | None) -> tuple[str, ...]:
+    """The components ``kinds`` selects, in component order: ``None`` is every one, and a name
+    alone that one (iterated, ``"stuck"`` was the letters s, t, u, c, k, refused as such); a
+    kind that is none is named, with the closest, rather than the whole list refused."""
+    if kinds is None:
+        return KINDS
+    if isinstance(kinds, str):
+        kinds = [kinds]
+    try:
+        given: list[object] = list(kinds)
+    except TypeError:
+        given = [kinds]
+    if not given:
+        raise UsageError(
+            f"AnomalyDetector: kinds={given!r} selects no component: give one or more of "
+            f"{', '.join(KINDS)}, or leave kinds out for all of them"
+        )
+    for kind in given:
+        if kind not in KINDS:
+            import difflib  # only for a kind that is none: not imported to start
+
+            close = difflib.get_close_matches(str(kind), KINDS, n=1)
+            raise UsageError(
+                f"AnomalyDetector: kinds={given!r}: {kind!r} is no kind"
+                + (f"; did you mean {close[0]!r}?" if close else "")
+                + f" (the kinds are {', '.join(KINDS)})"
+            )
+    return tuple(k for k in KINDS if k in given)
+
+
 class AnomalyDetector(Detector, _Learned):
     """The default detector (see the module doc): ``budget`` false alerts per series per
     10,000 points of normal data, whatever the series' scale, noise or resolution.
@@ -290,9 +320,10 @@ class AnomalyDetector(Detector, _Learned):
     the module doc's warm-up); after an alert, the series is quiet until ``quiet_for`` points
     in a row scored below the threshold, unless a score of twice the alert's comes (or, once
     back under the threshold for 20 points, one ten times rarer than the threshold). ``kinds``
-    selects the components (all by default). ``fast`` and ``slow`` are the weights of the
-    newest value in the recent and the long-run averages. ``timezone`` (an IANA name, say
-    ``"Europe/Paris"``) keeps the daily and weekly profiles in its local time; UTC by default.
+    selects the components (all by default, or given ``None``; a name alone is that one).
+    ``fast`` and ``slow`` are the weights of the newest value in the recent and the long-run
+    averages. ``timezone`` (an IANA name, say ``"Europe/Paris"``) keeps the daily and weekly
+    profiles in its local time; UTC by default.
     """
 
     __setstate__ = _restored  # (a checkpoint from before some state: it starts fresh)
@@ -303,7 +334,7 @@ class AnomalyDetector(Detector, _Learned):
         *,
         warmup: int = 30,
         quiet_for: int = 100,
-        kinds: Sequence[str] = KINDS,
+        kinds: Sequence[str] | str | None = KINDS,
         fast: float = 0.1,
         slow: float = 0.01,
         timezone: str | None = None,
@@ -321,9 +352,7 @@ class AnomalyDetector(Detector, _Learned):
                 f"AnomalyDetector: budget={budget!r}: give the false alerts per series per "
                 "10,000 points you accept, a number above 0 and below 10,000"
             )
-        unknown = set(kinds) - set(KINDS)
-        if unknown or not kinds:
-            raise UsageError(f"AnomalyDetector: kinds={list(kinds)!r}: choose among {KINDS}")
+        kinds = _kinds(kinds)
         if not (0 < slow < fast < 1):
             raise UsageError(f"AnomalyDetector: give 0 < slow < fast < 1, not {slow}, {fast}")
         if warmup < 10 or quiet_for < 0:
@@ -331,7 +360,7 @@ class AnomalyDetector(Detector, _Learned):
         self.budget = float(budget)
         self.warmup = int(warmup)
         self.quiet_for = int(quiet_for)
-        self.kinds = tuple(k for k in KINDS if k in kinds)
+        self.kinds = kinds
         self.fast = float(fast)
         self.slow = float(slow)
         self.timezone = _zone(timezone) and timezone
