@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import cast
 
 from deucalion._redact import redact_url
@@ -141,8 +141,9 @@ class AlertPolicy:
 class DetectorObserver(MetricsObserver):
     """The ready observer: ``detector`` (default: ``AnomalyDetector(budget=budget)``, ``budget``
     false alerts per series per 10,000 cycles, 1 by default) scores every series of
-    ``desired_metrics`` each cycle. ``budget`` is the default detector's, so it can be set
-    where no detector can be built (``kwargs: {budget: 0.5}`` under ``observers:``).
+    ``desired_metrics`` each cycle. ``budget`` and ``kinds`` (the anomaly kinds it looks for)
+    are the default detector's, so they can be set where no detector can be built
+    (``kwargs: {budget: 0.5, kinds: [spike, stuck]}`` under ``observers:``).
 
     Each metric's series are handed over as values, a counter as its per-second rate between
     scrapes (judged by the name: ``COUNTER_SUFFIXES``, or listed in ``counters``). Returns
@@ -174,6 +175,7 @@ class DetectorObserver(MetricsObserver):
         forget_after: int = 1000,
         budget: float | None = None,
         keep_firing_for: float = KEEP_FIRING_FOR,
+        kinds: Sequence[str] | str | None = None,
     ) -> None:
         if type(self) is DetectorObserver:  # a subclass's author is told by the base class
             if not isinstance(desired_metrics, str):
@@ -190,12 +192,19 @@ class DetectorObserver(MetricsObserver):
         if detector is None:
             from deucalion.detectors.anomaly import AnomalyDetector
 
-            detector = AnomalyDetector() if budget is None else AnomalyDetector(budget=budget)
-        elif budget is not None:
-            raise UsageError(
-                f"budget={budget!r} is the default detector's: give it to your detector "
-                f"instead ({type(detector).__name__}(budget=...) where it takes one)"
+            # (kinds=None is every kind, as the detector's own default.)
+            detector = (
+                AnomalyDetector(kinds=kinds)
+                if budget is None
+                else AnomalyDetector(budget=budget, kinds=kinds)
             )
+        else:
+            for name, value in (("budget", budget), ("kinds", kinds)):
+                if value is not None:
+                    raise UsageError(
+                        f"{name}={value!r} is the default detector's: give it to your detector "
+                        f"instead ({type(detector).__name__}({name}=...) where it takes one)"
+                    )
         if not isinstance(detector, Detector):
             raise UsageTypeError(
                 f"DetectorObserver needs a deucalion.detectors.Detector, not "

@@ -130,3 +130,32 @@ def test_check_config_builds_the_ready_observers_it_configures(
         assert "OK" in out
     else:
         assert str(config) in err and "budget=" in err and "a number above 0" in err
+
+
+def test_the_ready_observer_takes_the_kinds_it_looks_for_from_the_config(tmp_path: Path) -> None:
+    """`kinds` chooses the default detector's components as `budget` sets its budget, but
+    `DetectorObserver(desired_metrics=..., kinds=[...])` and a config's `kwargs: {kinds: ...}`
+    were refused as no keyword of it: only a detector built in Python could choose them."""
+    from deucalion.cli.shared import build_observers
+    from deucalion.config import load_settings
+    from deucalion.detectors import AnomalyDetector, DetectorObserver
+
+    path = tmp_path / "deucalion.yaml"
+    path.write_text(
+        "targets: [127.0.0.1:1]\n"
+        "observers:\n"
+        "  'deucalion.detectors:DetectorObserver':\n"
+        "    desired_metrics: [node_load1]\n"
+        "    kwargs: {budget: 0.5, kinds: [stuck, spike]}\n"
+    )
+    settings = load_settings(path, environ={}, default_file=None)
+    (observer,) = build_observers([], settings, None)
+    assert isinstance(observer, DetectorObserver)
+    assert isinstance(observer.detector, AnomalyDetector)
+    assert (observer.detector.kinds, observer.detector.budget) == (("spike", "stuck"), 0.5)
+    built = DetectorObserver(desired_metrics={"node_load1"}, kinds="stuck").detector
+    assert isinstance(built, AnomalyDetector) and built.kinds == ("stuck",)
+    with pytest.raises(ValueError, match=r"kinds=\['spike'\] is the default detector's"):
+        DetectorObserver(AnomalyDetector(), {"x"}, kinds=["spike"])
+    with pytest.raises(ValueError, match="'spikes' is no kind; did you mean 'spike'"):
+        DetectorObserver(desired_metrics={"x"}, kinds=["spikes"])
