@@ -282,6 +282,40 @@ class _Learned:
     spread_: np.ndarray
 
 
+def _check_options(budget: float, warmup: int, quiet_for: int, fast: float, slow: float) -> None:
+    """Refuse, naming it, an option of ``AnomalyDetector`` that is no number or out of range."""
+    if isinstance(budget, bool):
+        # (True is the int 1 to Python: taken as a budget of 1, a flag was read as one.)
+        raise UsageError(
+            f"AnomalyDetector: budget={budget!r}: a bool is not a budget; give the false "
+            "alerts per series per 10,000 points you accept, a number above 0 and below "
+            "10,000"
+        )
+    # Any real number (a NumPy scalar from a config computed in a notebook too), not text.
+    if not (isinstance(budget, int | float | np.integer | np.floating) and 0 < budget < 10_000):
+        raise UsageError(
+            f"AnomalyDetector: budget={budget!r}: give the false alerts per series per "
+            "10,000 points you accept, a number above 0 and below 10,000"
+        )
+    for name, value, default in (
+        ("warmup", warmup, 30),
+        ("quiet_for", quiet_for, 100),
+        ("fast", fast, 0.1),
+        ("slow", slow, 0.01),
+    ):
+        # (Compared below as numbers: text or None raised Python's "'<' not supported
+        # between instances of 'str' and 'int'", naming neither the argument nor a fix.)
+        if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+            raise UsageError(
+                f"AnomalyDetector: {name}={value!r} is not a number: give one, as the "
+                f"default {name}={default}"
+            )
+    if not (0 < slow < fast < 1):
+        raise UsageError(f"AnomalyDetector: give 0 < slow < fast < 1, not {slow}, {fast}")
+    if warmup < 10 or quiet_for < 0:
+        raise UsageError("AnomalyDetector: warmup must be 10 or more and quiet_for 0 or more")
+
+
 def _kinds(kinds: Sequence[str] | str | None) -> tuple[str, ...]:
     """The components ``kinds`` selects, in component order: ``None`` is every one, and a name
     alone that one (iterated, ``"stuck"`` was the letters s, t, u, c, k, refused as such); a
@@ -339,24 +373,8 @@ class AnomalyDetector(Detector, _Learned):
         slow: float = 0.01,
         timezone: str | None = None,
     ) -> None:
-        if isinstance(budget, bool):
-            # (True is the int 1 to Python: taken as a budget of 1, a flag was read as one.)
-            raise UsageError(
-                f"AnomalyDetector: budget={budget!r}: a bool is not a budget; give the false "
-                "alerts per series per 10,000 points you accept, a number above 0 and below "
-                "10,000"
-            )
-        # Any real number (a NumPy scalar from a config computed in a notebook too), not text.
-        if not (isinstance(budget, int | float | np.integer | np.floating) and 0 < budget < 10_000):
-            raise UsageError(
-                f"AnomalyDetector: budget={budget!r}: give the false alerts per series per "
-                "10,000 points you accept, a number above 0 and below 10,000"
-            )
+        _check_options(budget, warmup, quiet_for, fast, slow)
         kinds = _kinds(kinds)
-        if not (0 < slow < fast < 1):
-            raise UsageError(f"AnomalyDetector: give 0 < slow < fast < 1, not {slow}, {fast}")
-        if warmup < 10 or quiet_for < 0:
-            raise UsageError("AnomalyDetector: warmup must be 10 or more and quiet_for 0 or more")
         self.budget = float(budget)
         self.warmup = int(warmup)
         self.quiet_for = int(quiet_for)
@@ -384,6 +402,13 @@ class AnomalyDetector(Detector, _Learned):
         """A detector allowing ``alerts_per_day`` false alerts per series per day when scraped
         every ``interval``: seconds, or a duration as the configuration writes it (``15s``,
         ``1m``)."""
+        if "budget" in options:
+            # (Passed on, it raised Python's "got multiple values for argument 'budget'".)
+            raise UsageError(
+                f"AnomalyDetector.budget_per_day: budget={options['budget']!r} too: the budget "
+                "is what alerts_per_day and interval make; give those, or "
+                "AnomalyDetector(budget=...) alone"
+            )
         return cls(_budget(alerts_per_day, interval), **options)
 
     # -- state ---------------------------------------------------------------------------------

@@ -67,3 +67,27 @@ def test_the_kinds_chosen_are_the_only_ones_that_alert() -> None:
             named |= {(why.series, why.kind) for why in detector.alerts() if i >= 1500}
         assert {series for series, _ in named} == expected, (kinds, named)
         assert {kind for _, kind in named} <= set(detector.kinds)
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"warmup": "30"}, "warmup='30' is not a number"),
+        ({"quiet_for": None}, "quiet_for=None is not a number"),
+        ({"fast": "0.2"}, "fast='0.2' is not a number"),
+        ({"slow": [0.01]}, r"slow=\[0.01\] is not a number"),
+    ],
+)
+def test_an_option_given_as_no_number_is_named(options: dict[str, object], named: str) -> None:
+    """`AnomalyDetector(warmup="30")` (read from a text config) raised Python's "'<' not
+    supported between instances of 'str' and 'int'", naming neither the option nor a fix."""
+    with pytest.raises(UsageError, match=named):
+        AnomalyDetector(**options)  # type: ignore[arg-type]
+
+
+def test_a_budget_beside_budget_per_day_is_refused_saying_which_to_give() -> None:
+    """`budget_per_day(2, interval=15, budget=3)` raised Python's "got multiple values for
+    argument 'budget'", which does not say that the budget is what the two others make."""
+    with pytest.raises(UsageError, match="budget=3 too: the budget is what alerts_per_day"):
+        AnomalyDetector.budget_per_day(2, interval=15, budget=3)
+    assert AnomalyDetector.budget_per_day(2, interval=15, kinds="spike").kinds == ("spike",)
