@@ -105,6 +105,21 @@ class Explanation:
 _Key = TypeVar("_Key", bound=Hashable)
 
 
+def _check_one_series(values: object) -> None:
+    """Refuse what ``score_series`` would read as no series: ``None`` became one NaN point,
+    scored NaN without a word, and a dict its keys, refused as "the value 'a' is not a number"
+    when it was a mapping of times to values."""
+    if values is None:
+        raise UsageError(
+            "score_series: values=None: give the series, a list, an array or a pandas Series"
+        )
+    if isinstance(values, Mapping):
+        raise UsageError(
+            "score_series: a mapping is not a series: give pandas.Series(mapping) (times as "
+            "its index) or the values with times=list(mapping)"
+        )
+
+
 class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
     """One detector of anomalies in many series, updated once per cycle (see the module doc).
 
@@ -442,6 +457,7 @@ class Detector(abc.ABC):  # noqa: B024 - subclasses implement one of two methods
         The series is scored as a new one: a detector that already holds series (an earlier
         call's included) scores it on a fresh copy of itself, and is left as it was.
         """
+        _check_one_series(values)
         index = None
         if type(values).__module__.split(".")[0] == "pandas" and hasattr(values, "index"):
             index = values.index

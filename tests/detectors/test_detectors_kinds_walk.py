@@ -1,5 +1,6 @@
 """`AnomalyDetector(kinds=...)`, chosen as a new user would, and refused as they would misspell
-it: a walk of issue 26's `kinds` with data of its own."""
+it, with the detector's other options and `score_series`' inputs as such a user gets them
+wrong: a walk of issue 26's detector from README alone, with data of its own."""
 
 from __future__ import annotations
 
@@ -91,3 +92,14 @@ def test_a_budget_beside_budget_per_day_is_refused_saying_which_to_give() -> Non
     with pytest.raises(UsageError, match="budget=3 too: the budget is what alerts_per_day"):
         AnomalyDetector.budget_per_day(2, interval=15, budget=3)
     assert AnomalyDetector.budget_per_day(2, interval=15, kinds="spike").kinds == ("spike",)
+
+
+def test_score_series_given_no_series_or_a_mapping_says_what_to_give() -> None:
+    """`score_series(None)` returned `array([nan])`, one point without a value, without a
+    word; a `{time: value}` dict was read as its keys and refused as "the value 'a' (at 0) is
+    not a number", which names neither the mapping nor how to give one."""
+    detector = AnomalyDetector()
+    with pytest.raises(UsageError, match="values=None: give the series"):
+        detector.score_series(None)
+    with pytest.raises(UsageError, match=r"a mapping is not a series: give pandas.Series"):
+        detector.score_series({"2026-01-01T00:00:00Z": 1.0, "2026-01-01T00:01:00Z": 2.0})
