@@ -36,14 +36,17 @@ def test_detector_observer_without_metrics_says_to_pass_them(
     assert "--metrics" in err and "super().__init__" not in err
 
 
-def _config(tmp_path: Path, budget: str) -> Path:
+def _config(tmp_path: Path, budget: str, kinds: str | None = None) -> Path:
+    """A config of the ready observer on node_load1 with ``kwargs`` of ``budget`` (and
+    ``kinds``, given)."""
+    more = "" if kinds is None else f", kinds: {kinds}"
     path = tmp_path / "deucalion.yaml"
     path.write_text(
         "targets: [127.0.0.1:1]\n"
         "observers:\n"
         "  'deucalion.detectors:DetectorObserver':\n"
         "    desired_metrics: [node_load1]\n"
-        f"    kwargs: {{budget: {budget}}}\n"
+        f"    kwargs: {{budget: {budget}{more}}}\n"
     )
     return path
 
@@ -140,14 +143,7 @@ def test_the_ready_observer_takes_the_kinds_it_looks_for_from_the_config(tmp_pat
     from deucalion.config import load_settings
     from deucalion.detectors import AnomalyDetector, DetectorObserver
 
-    path = tmp_path / "deucalion.yaml"
-    path.write_text(
-        "targets: [127.0.0.1:1]\n"
-        "observers:\n"
-        "  'deucalion.detectors:DetectorObserver':\n"
-        "    desired_metrics: [node_load1]\n"
-        "    kwargs: {budget: 0.5, kinds: [stuck, spike]}\n"
-    )
+    path = _config(tmp_path, "0.5", kinds="[stuck, spike]")
     settings = load_settings(path, environ={}, default_file=None)
     (observer,) = build_observers([], settings, None)
     assert isinstance(observer, DetectorObserver)
